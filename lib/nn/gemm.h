@@ -1,0 +1,31 @@
+/* lib/nn/gemm.h — dense matrix products on the CPU (OpenBLAS through cblas), plus the
+ * naive oracles the fast paths are tested against.
+ *
+ * Row-major, PyTorch shape order. Dimension letters: N rows (tokens), IC input
+ * features, OC output features. Nothing here allocates. */
+#ifndef LVD_NN_GEMM_H
+#define LVD_NN_GEMM_H
+
+/* C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or Xᵀ (trans != 0).
+ * A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB). beta = 1
+ * accumulates into C. */
+void lvd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+	       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The same computed with plain loops in double precision: the oracle for tests. */
+void lvd_sgemm_naive(int transA, int transB, int M, int N, int K, float alpha,
+		     const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* nn.Linear: out[N,OC] = inp[N,IC] @ w[OC,IC]ᵀ + bias[OC] (bias may be NULL). */
+void lvd_linear_fwd(float *out, const float *inp, const float *w, const float *bias,
+		    int N, int IC, int OC);
+
+/* Backward of lvd_linear_fwd. ACCUMULATES into dinp, dw and dbias (each may be NULL
+ * when not needed): dinp += dout @ w, dw += doutᵀ @ inp, dbias += Σ_rows dout. */
+void lvd_linear_bwd(float *dinp, float *dw, float *dbias, const float *dout,
+		    const float *inp, const float *w, int N, int IC, int OC);
+
+/* Threads OpenBLAS may use (0 = leave as is). Returns the previous setting. */
+int lvd_gemm_set_threads(int n);
+
+#endif
