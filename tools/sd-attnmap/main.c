@@ -1,7 +1,12 @@
 /* sd-attnmap — Stage 1 of Lavender: run Stable Diffusion over image-text pairs and write per-token cross-attention maps to shards. */
 #include "common/cli.h"
+#include "cmds.h"
 
 static const struct lvd_cli_cmd cmds[] = {
+	{"run", "compute SD cross-attention maps for a manifest into shards", cmd_run},
+	{"inspect", "print shard records as JSON lines", cmd_inspect},
+	{"viz", "write PNG heat-map overlays for a record", cmd_viz},
+	{"tokenize", "print CLIP token ids for text lines", cmd_tokenize},
 	{0, 0, 0},
 };
 

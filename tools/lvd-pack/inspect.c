@@ -1,0 +1,10 @@
+/* lvd-pack inspect — placeholder until the command lands; replaced by its implementation. */
+#include "cmds.h"
+#include "common/cli.h"
+
+int cmd_inspect(int argc, char **argv)
+{
+	(void)argc; (void)argv;
+	lvd_cli_usage_error("'inspect' is not implemented yet in this build");
+	return 1;
+}
