@@ -1,0 +1,139 @@
+/* lib/models/sd/sd.h — Stable Diffusion 1.x networks on the CPU, forward only:
+ * CLIP text encoder, VAE encoder (posterior mean), UNet2DConditionModel with a
+ * per-layer callback that receives every cross-attention (attn2) probability map
+ * averaged over heads, and the DDPM noise schedule.
+ *
+ * Loading: a diffusers folder (model_index.json + text_encoder/ vae/ unet/ with
+ * config.json and *.safetensors) or an original ldm single file (.safetensors with
+ * model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*). The
+ * architecture comes from the configs (diffusers) or the tensor shapes (single file;
+ * head counts and GroupNorm groups are not visible in shapes and follow the SD 1.x
+ * rules unless lvd_sd_opts overrides them). F32 weights are used in place from the
+ * memory map (when 4-byte aligned); F16/BF16 weights are converted to fp32 once at load
+ * into one allocation. Compute is fp32.
+ *
+ * Shapes (PyTorch order, batch 1): image [3, H, W] in [-1, 1] with H, W multiples of 8;
+ * latent [4, H/8, W/8]; text ids [S] (S = n_pos = 77 for SD); text states [S, Dctx].
+ * The UNet needs latent sides divisible by 2^(levels-1) (8 for SD).
+ *
+ * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, SD 2.x OpenCLIP
+ * single files, class/addition embeddings) fail with a message naming the tensor and
+ * the file. Forward functions fail only on bad sizes or allocation failure. */
+#ifndef LVD_MODELS_SD_SD_H
+#define LVD_MODELS_SD_SD_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LVD_SD_MAX_LEVELS 6
+#define LVD_SD_MAX_RES 4      /* ResNets per block (layers_per_block + 1 for up blocks) */
+#define LVD_SD_MAX_TBLOCKS 4  /* BasicTransformerBlocks per spatial transformer */
+
+enum { LVD_SD_ACT_QUICK_GELU = 0, LVD_SD_ACT_GELU = 1 };
+enum { LVD_SD_TEXT = 1, LVD_SD_VAE = 2, LVD_SD_UNET = 4, LVD_SD_ALL = 7 };
+
+struct lvd_sd_clip_cfg {
+	int vocab, n_pos, width, layers, heads, ffn, act;
+	float eps;
+};
+
+struct lvd_sd_vae_cfg {
+	int in_ch, latent_ch, levels, ch[LVD_SD_MAX_LEVELS], layers_per_block, groups;
+	float eps, scaling;
+};
+
+struct lvd_sd_unet_cfg {
+	int in_ch, out_ch, levels, ch[LVD_SD_MAX_LEVELS], layers_per_block, groups;
+	int down_attn[LVD_SD_MAX_LEVELS]; /* level has spatial transformers (down side) */
+	int up_attn[LVD_SD_MAX_LEVELS];   /* up block u has spatial transformers */
+	int heads[LVD_SD_MAX_LEVELS];     /* attention heads per level (mid uses the last) */
+	int tblocks;                      /* transformer layers per spatial transformer */
+	int ctx_dim, temb_dim, linear_proj, flip_sin_to_cos;
+	float freq_shift, eps;            /* resnet / out GroupNorm eps (1e-5) */
+};
+
+/* Load-time options; zero-initialise for defaults. */
+struct lvd_sd_opts {
+	int components;   /* LVD_SD_TEXT | LVD_SD_VAE | LVD_SD_UNET; 0 = all */
+	/* single-file overrides (0 = SD 1.x rule): */
+	int unet_heads;   /* heads per UNet level (SD 1.x: 8) */
+	int clip_heads;   /* CLIP heads (width / 64) */
+	int norm_groups;  /* GroupNorm groups of the VAE and UNet (32) */
+};
+
+struct lvd_sd; /* opaque: configs, weight pointers, mappings */
+
+/* Opens `path` (diffusers folder or single .safetensors). *out is freed with lvd_sd_free. */
+int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts *opts,
+		struct lvd_error *err);
+void lvd_sd_free(struct lvd_sd *sd);
+
+/* Configs of the loaded components (NULL when a component was not loaded). */
+const struct lvd_sd_clip_cfg *lvd_sd_clip_config(const struct lvd_sd *sd);
+const struct lvd_sd_vae_cfg *lvd_sd_vae_config(const struct lvd_sd *sd);
+const struct lvd_sd_unet_cfg *lvd_sd_unet_config(const struct lvd_sd *sd);
+/* Bytes of weights converted to fp32 at load (0 when every weight is used in place). */
+size_t lvd_sd_converted_bytes(const struct lvd_sd *sd);
+
+/* CLIP text encoder: out [S, width] = final_layer_norm(last layer) for ids [S]
+ * (S <= n_pos; causal mask, no padding mask). Ids outside [0, vocab) are an error. */
+int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, int S,
+		       struct lvd_error *err);
+
+/* VAE encoder: latent [latent_ch, H/8, W/8] = posterior mean × scaling factor for an
+ * image [3, H, W] in [-1, 1]; moments [2·latent_ch, H/8, W/8] (mean, logvar before
+ * clamping) is also written when non-NULL. H, W must be multiples of 2^(levels-1). */
+int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
+		      const float *image, int H, int W, struct lvd_error *err);
+
+/* What a cross-attention callback is told about the layer producing a map. */
+struct lvd_sd_attn_info {
+	const char *name;   /* diffusers module name, e.g. "down_blocks.0.attentions.1.transformer_blocks.0.attn2" */
+	const char *block;  /* "down", "mid" or "up" */
+	int index;          /* 0-based call order within one UNet pass */
+	int level;          /* resolution level: 0 = full latent, 1 = /2, ... */
+	int h, w;           /* spatial size of the map (queries = h·w) */
+	int n_ctx;          /* keys (text tokens), e.g. 77 */
+	int heads;          /* heads that were averaged */
+};
+/* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads; borrowed for the
+ * duration of the call. Return non-zero to abort the pass (lvd_sd_unet_forward then
+ * fails with LVD_ERR_INVALID "aborted by callback"). */
+typedef int (*lvd_sd_attn_cb)(void *user, const struct lvd_sd_attn_info *info, const float *probs);
+
+/* UNet: out [out_ch, h, w] = ε̂(x [in_ch, h, w], t, ctx [n_ctx, ctx_dim]). cb (may be
+ * NULL) receives each attn2 map as it is produced, in call order. Self-attention never
+ * holds more than a [128, h·w] score block. */
+int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int h, int w,
+			float t, const float *ctx, int n_ctx, lvd_sd_attn_cb cb, void *user,
+			struct lvd_error *err);
+
+/* Optional timing: when set, forward passes add their wall time to *st, split into
+ * GEMM-backed ops (convolutions, linears, attention) and the rest. The struct is
+ * borrowed and must outlive its use; NULL turns timing off. */
+struct lvd_sd_stats {
+	double gemm_s, other_s;
+};
+void lvd_sd_set_stats(struct lvd_sd *sd, struct lvd_sd_stats *st);
+
+/* ---- DDPM schedule (scaled_linear, SD defaults) ---------------------------------------- */
+struct lvd_sd_schedule {
+	int T;               /* 1000 */
+	float betas[1000];
+	float alphas_cumprod[1000];
+};
+/* β_t = (√β0 + (√β1 − √β0)·t/(T−1))², ᾱ_t = Π α (in fp32, as diffusers). T <= 1000. */
+void lvd_sd_schedule_init(struct lvd_sd_schedule *s, int T, double beta_start, double beta_end);
+/* x_t[n] = √ᾱ_t·x0 + √(1−ᾱ_t)·noise; t in [0, T). */
+void lvd_sd_add_noise(const struct lvd_sd_schedule *s, float *xt, const float *x0,
+		      const float *noise, size_t n, int t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

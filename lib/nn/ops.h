@@ -1,0 +1,135 @@
+/* lib/nn/ops.h — forward-only layer ops on raw fp32 buffers (CPU reference; CUDA twins
+ * will take the same arguments in the same order).
+ *
+ * Forward ops in this file (reuse them; training ops with backward passes live in
+ * lib/nn/train_*.h):
+ *   lvd_layernorm_fwd       LayerNorm over the last dim        [N, C]
+ *   lvd_groupnorm_fwd       GroupNorm (+ optional fused SiLU)  [C, HW] per sample
+ *   lvd_conv2d_fwd          2-D convolution, im2col + GEMM     [C, H, W] -> [OC, OH, OW]
+ *   lvd_conv2d_scratch      scratch floats lvd_conv2d_fwd wants for a given shape
+ *   lvd_conv2d_naive        direct 7-loop convolution (test oracle)
+ *   lvd_silu / lvd_gelu / lvd_quick_gelu   elementwise, in place allowed (out == inp)
+ *   lvd_geglu_fwd           a * GELU(g) with [N, 2F] = [a | g] -> [N, F]
+ *   lvd_softmax_rows        row softmax in place               [N, M]
+ *   lvd_attention_fwd       multi-head softmax(QKᵀ·scale)V, blocked over queries so no
+ *                           [H, Sq, Sk] tensor exists; optional causal mask; optional
+ *                           head-averaged probabilities out    [Sq, Sk]
+ *   lvd_attention_naive     the same, plain loops in double (test oracle)
+ *   lvd_upsample_nearest2x  [C, H, W] -> [C, 2H, 2W]
+ *   lvd_timestep_embedding  sinusoidal embedding of a scalar timestep [dim]
+ *   lvd_transpose           [R, C] -> [C, R]
+ *   lvd_add_inplace         y += x
+ *   lvd_add_bias_rows       y[N, C] += b[C]
+ *   lvd_add_bias_chan       y[C, HW] += b[C]
+ *
+ * Conventions (STYLE.md): row-major, PyTorch shape order, outputs first, then
+ * saved-for-backward, then inputs, then weights, then sizes. Nothing here allocates:
+ * ops that need working memory take a `scratch` buffer whose size is documented.
+ * Dimension letters: N rows/tokens, C channels, G groups, H/W height/width (or H heads
+ * in attention), D head dim, Sq/Sk query/key lengths. Batch loops live in the caller
+ * (every SD network runs batch 1 on the CPU). */
+#ifndef LVD_NN_OPS_H
+#define LVD_NN_OPS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[N,C] = (inp - mean) / sqrt(var + eps) * w + b, biased variance over C.
+ * mean/rstd [N] are saved for backward when non-NULL. out may equal inp. */
+void lvd_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+		       const float *w, const float *b, int N, int C, float eps);
+
+/* GroupNorm of one sample: inp [C, HW], G groups of C/G channels, statistics over
+ * (C/G)·HW with the biased variance (computed in double), then per-channel affine w, b
+ * [C]. silu != 0 applies SiLU to the result (fused). out may equal inp.
+ * C must be divisible by G (asserted). */
+void lvd_groupnorm_fwd(float *out, const float *inp, const float *w, const float *b,
+		       int C, int HW, int G, float eps, int silu);
+
+/* Output size of a convolution along one axis. */
+static inline int lvd_conv_out_size(int in, int k, int stride, int pad_lo, int pad_hi)
+{
+	return (in + pad_lo + pad_hi - k) / stride + 1;
+}
+
+/* Scratch floats lvd_conv2d_fwd needs for this shape: 0 for a 1×1/stride-1/no-pad conv,
+ * else C·KH·KW·OW·rows where rows is capped so the im2col slab stays near 8 M floats
+ * (never fewer than one output row). */
+size_t lvd_conv2d_scratch(int C, int H, int W, int KH, int KW, int stride,
+			  int pad_t, int pad_l, int pad_b, int pad_r);
+
+/* out[OC, OH, OW] = conv(inp[C, H, W], w[OC, C, KH, KW]) + b[OC] (b may be NULL).
+ * Zero padding pad_t/pad_l/pad_b/pad_r (asymmetric allowed, as the VAE downsampler
+ * needs), one stride for both axes. scratch holds at least
+ * lvd_conv2d_scratch(...) floats (NULL when that is 0); when scratch_len is larger the
+ * op processes more output rows per GEMM. out must not alias inp. */
+void lvd_conv2d_fwd(float *out, const float *inp, const float *w, const float *b,
+		    int C, int H, int W, int OC, int KH, int KW, int stride,
+		    int pad_t, int pad_l, int pad_b, int pad_r, float *scratch, size_t scratch_len);
+
+/* Same result with direct loops in double precision (oracle for tests). */
+void lvd_conv2d_naive(float *out, const float *inp, const float *w, const float *b,
+		      int C, int H, int W, int OC, int KH, int KW, int stride,
+		      int pad_t, int pad_l, int pad_b, int pad_r);
+
+/* Elementwise activations over n values; out may equal inp.
+ * silu(x) = x·σ(x); gelu = exact erf form; quick_gelu(x) = x·σ(1.702x). */
+void lvd_silu(float *out, const float *inp, size_t n);
+void lvd_gelu(float *out, const float *inp, size_t n);
+void lvd_quick_gelu(float *out, const float *inp, size_t n);
+
+/* GEGLU: inp [N, 2F] holds [a | g] per row; out[N, F] = a · gelu(g). out must not
+ * alias inp. */
+void lvd_geglu_fwd(float *out, const float *inp, int N, int F);
+
+/* In-place softmax over each row of x [N, M] (max-subtracted, sum in double). */
+void lvd_softmax_rows(float *x, int N, int M);
+
+/* Scratch floats lvd_attention_fwd needs: a [bq, Sk] score block, bq = min(Sq, 128)
+ * when 128·Sk fits in 4 M floats, else fewer rows (>= 1). */
+size_t lvd_attention_scratch(int Sq, int Sk);
+
+/* Multi-head attention. q [Sq, ldq], k [Sk, ldk], v [Sk, ldv]: head h uses columns
+ * [h·D, (h+1)·D) of each (contiguous head split). out [Sq, H·D] (row stride H·D) gets
+ * softmax(q_h k_hᵀ · scale) v_h per head. causal != 0 masks keys j > i (needs Sq == Sk).
+ * probs_mean [Sq, Sk], when non-NULL, receives the probabilities averaged over heads
+ * (overwritten, not accumulated). Work is blocked over query rows: the largest
+ * temporary is scratch [bq, Sk] with scratch_len >= lvd_attention_scratch(Sq, Sk);
+ * a larger scratch lets it take more rows per block. out must not alias q, k, v. */
+void lvd_attention_fwd(float *out, float *probs_mean, const float *q, int ldq,
+		       const float *k, int ldk, const float *v, int ldv,
+		       int Sq, int Sk, int H, int D, float scale, int causal,
+		       float *scratch, size_t scratch_len);
+
+/* Plain-loop double-precision oracle with the same contract (no scratch). */
+void lvd_attention_naive(float *out, float *probs_mean, const float *q, int ldq,
+			 const float *k, int ldk, const float *v, int ldv,
+			 int Sq, int Sk, int H, int D, float scale, int causal);
+
+/* out[C, 2H, 2W] = nearest-neighbour ×2 upsampling of inp[C, H, W]. */
+void lvd_upsample_nearest2x(float *out, const float *inp, int C, int H, int W);
+
+/* Sinusoidal timestep embedding (diffusers get_timestep_embedding): half = dim/2,
+ * f_i = exp(-ln(max_period)·i/(half - freq_shift)), emb = [sin(t f), cos(t f)], or
+ * [cos, sin] when flip_sin_to_cos. dim must be even (asserted). Computed in fp32 in
+ * the same order as PyTorch. */
+void lvd_timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos,
+			    float freq_shift, float max_period);
+
+/* out[C, R] = inp[R, C]ᵀ (blocked). out must not alias inp. */
+void lvd_transpose(float *out, const float *inp, int R, int C);
+
+/* y[i] += x[i] for n values. */
+void lvd_add_inplace(float *y, const float *x, size_t n);
+/* y[n, c] += b[c] for a row-major [N, C] matrix. */
+void lvd_add_bias_rows(float *y, const float *b, int N, int C);
+/* y[c, p] += b[c] for a channel-major [C, HW] tensor. */
+void lvd_add_bias_chan(float *y, const float *b, int C, int HW);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,226 @@
+/* tests/unit/test_nn_ops.c — forward ops in lib/nn/ops.h against plain-loop oracles in
+ * double precision (and closed-form values), on odd shapes that hit every edge: asymmetric
+ * padding, stride 2, chunked im2col, attention blocks smaller than the query count,
+ * causal masks, head-averaged probabilities. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "nn/ops.h"
+
+static unsigned rng_state = 12345;
+static float frand(void)
+{
+	rng_state = rng_state * 1664525u + 1013904223u;
+	return (float)((rng_state >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n)
+{
+	float *p = malloc(sizeof(float) * n);
+	for (size_t i = 0; i < n; i++)
+		p[i] = frand();
+	return p;
+}
+
+static void conv_case(int C, int H, int W, int OC, int K, int stride, int pt, int pl, int pb, int pr,
+		      size_t scratch_len)
+{
+	int OH = lvd_conv_out_size(H, K, stride, pt, pb), OW = lvd_conv_out_size(W, K, stride, pl, pr);
+	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * K * K), *b = rand_buf(OC);
+	size_t n = (size_t)OC * OH * OW;
+	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+	size_t need = lvd_conv2d_scratch(C, H, W, K, K, stride, pt, pl, pb, pr);
+	if (scratch_len < need)
+		scratch_len = need;
+	float *scratch = scratch_len ? malloc(sizeof(float) * scratch_len) : NULL;
+	lvd_conv2d_fwd(got, x, w, b, C, H, W, OC, K, K, stride, pt, pl, pb, pr, scratch, scratch_len);
+	lvd_conv2d_naive(want, x, w, b, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	/* fp32 GEMM over C·K·K <= 243 terms of size ~1 vs a double oracle: 1e-5 absolute */
+	CHECK_CLOSE("conv2d", got, want, n, 1e-5, 0);
+	free(x); free(w); free(b); free(got); free(want); free(scratch);
+}
+
+static void test_conv2d(void)
+{
+	conv_case(3, 7, 9, 5, 3, 1, 1, 1, 1, 1, 0);      /* same padding */
+	conv_case(4, 8, 6, 3, 3, 2, 1, 1, 1, 1, 0);      /* UNet downsampler */
+	conv_case(4, 8, 10, 3, 3, 2, 0, 0, 1, 1, 0);     /* VAE downsampler: pad right/bottom */
+	conv_case(6, 5, 7, 4, 1, 1, 0, 0, 0, 0, 0);      /* pointwise: straight GEMM */
+	conv_case(3, 9, 11, 2, 3, 1, 1, 1, 1, 1, 3 * 9 * 11); /* one output row per chunk */
+	conv_case(3, 9, 11, 2, 3, 1, 1, 1, 1, 1, 3 * 9 * 11 * 4); /* 4 rows, ragged last chunk */
+	conv_case(2, 3, 3, 2, 3, 1, 2, 2, 2, 2, 0);      /* padding wider than the kernel reach */
+	/* the scratch bound never exceeds a row when rows are huge */
+	CHECK(lvd_conv2d_scratch(1280, 4096, 4096, 3, 3, 1, 1, 1, 1, 1) == (size_t)1280 * 9 * 4096);
+	CHECK(lvd_conv2d_scratch(4, 8, 8, 1, 1, 1, 0, 0, 0, 0) == 0);
+}
+
+static void attn_case(int Sq, int Sk, int H, int D, int causal, size_t scratch_len, int padded)
+{
+	int ld = H * D + padded;   /* q/k/v row strides wider than H·D (views into QKV) */
+	float *q = rand_buf((size_t)Sq * ld), *k = rand_buf((size_t)Sk * ld), *v = rand_buf((size_t)Sk * ld);
+	for (size_t i = 0; i < (size_t)Sq * ld; i++)
+		q[i] *= 3.0f;   /* peaky softmax */
+	size_t no = (size_t)Sq * H * D, np = (size_t)Sq * Sk;
+	float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
+	float *p1 = malloc(sizeof(float) * np), *p2 = malloc(sizeof(float) * np);
+	if (scratch_len < (size_t)Sk)
+		scratch_len = lvd_attention_scratch(Sq, Sk);
+	float *scratch = malloc(sizeof(float) * scratch_len);
+	float scale = 1.0f / sqrtf((float)D);
+	lvd_attention_fwd(o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, scratch_len);
+	lvd_attention_naive(o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	/* fp32 softmax and GEMMs over Sk <= 300 terms vs double: 1e-5 absolute on values
+	 * ~1 and on probabilities <= 1 */
+	CHECK_CLOSE("attention out", o1, o2, no, 1e-5, 0);
+	CHECK_CLOSE("attention probs", p1, p2, np, 1e-6, 0);
+	/* without capture: same output */
+	lvd_attention_fwd(o1, NULL, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, scratch_len);
+	CHECK_CLOSE("attention out (no capture)", o1, o2, no, 1e-5, 0);
+	if (causal)
+		CHECK(p1[1] == 0.0f && p1[(size_t)Sk * 2 + 3] == 0.0f);
+	free(q); free(k); free(v); free(o1); free(o2); free(p1); free(p2); free(scratch);
+}
+
+static void test_attention(void)
+{
+	attn_case(37, 77, 3, 8, 0, 0, 0);          /* cross-attention shape, one block */
+	attn_case(37, 77, 3, 8, 0, 77 * 5, 5);     /* blocks of 5 query rows, strided views */
+	attn_case(77, 77, 2, 16, 1, 77 * 7, 0);    /* CLIP: causal, blocked */
+	attn_case(300, 300, 1, 12, 0, 0, 0);       /* > 128 rows: default blocking */
+	attn_case(1, 1, 1, 4, 0, 0, 0);
+	CHECK(lvd_attention_scratch(4096, 4096) == (size_t)128 * 4096);   /* never [4096, 4096] */
+	CHECK(lvd_attention_scratch(10, 77) == 10 * 77);
+}
+
+static void test_norms(void)
+{
+	int C = 12, HW = 17, G = 4;
+	float *x = rand_buf((size_t)C * HW), *w = rand_buf(C), *b = rand_buf(C);
+	float *y = malloc(sizeof(float) * C * HW), *ys = malloc(sizeof(float) * C * HW);
+	for (int i = 0; i < C * HW; i++)
+		x[i] = x[i] * 3.0f + 5.0f;   /* mean far from 0 exercises the variance */
+	lvd_groupnorm_fwd(y, x, w, b, C, HW, G, 1e-5f, 0);
+	lvd_groupnorm_fwd(ys, x, w, b, C, HW, G, 1e-5f, 1);
+	double worst = 0, worst_s = 0;
+	for (int g = 0; g < G; g++) {
+		double m = 0, v = 0;
+		int cg = C / G, n = cg * HW;
+		for (int i = 0; i < n; i++)
+			m += x[g * n + i];
+		m /= n;
+		for (int i = 0; i < n; i++)
+			v += (x[g * n + i] - m) * (x[g * n + i] - m);
+		v /= n;
+		for (int c = g * cg; c < (g + 1) * cg; c++)
+			for (int p = 0; p < HW; p++) {
+				double e = (x[c * HW + p] - m) / sqrt(v + 1e-5) * w[c] + b[c];
+				double es = e / (1 + exp(-e));
+				worst = fmax(worst, fabs(e - y[c * HW + p]));
+				worst_s = fmax(worst_s, fabs(es - ys[c * HW + p]));
+			}
+	}
+	/* normalised values ~1: fp32 affine rounding only */
+	CHECK(worst < 1e-5);
+	CHECK(worst_s < 1e-5);
+	/* LayerNorm with saved statistics, in place */
+	int N = 5, D = 24;
+	float *a = rand_buf((size_t)N * D), *a0 = malloc(sizeof(float) * N * D), *lw = rand_buf(D), *lb = rand_buf(D);
+	float mean[5], rstd[5];
+	memcpy(a0, a, sizeof(float) * N * D);
+	lvd_layernorm_fwd(a, mean, rstd, a, lw, lb, N, D, 1e-5f);
+	double wl = 0;
+	for (int n = 0; n < N; n++) {
+		double m = 0, v = 0;
+		for (int d = 0; d < D; d++)
+			m += a0[n * D + d];
+		m /= D;
+		for (int d = 0; d < D; d++)
+			v += (a0[n * D + d] - m) * (a0[n * D + d] - m);
+		v /= D;
+		CHECK_NEAR(mean[n], m, 1e-6);
+		CHECK_NEAR(rstd[n], 1 / sqrt(v + 1e-5), 1e-4 / sqrt(v + 1e-5));
+		for (int d = 0; d < D; d++)
+			wl = fmax(wl, fabs((a0[n * D + d] - m) / sqrt(v + 1e-5) * lw[d] + lb[d] - a[n * D + d]));
+	}
+	CHECK(wl < 1e-5);
+	free(x); free(w); free(b); free(y); free(ys); free(a); free(a0); free(lw); free(lb);
+}
+
+static void test_activations(void)
+{
+	float x[6] = {-3.0f, -1.0f, -0.1f, 0.0f, 0.5f, 2.0f}, y[6];
+	lvd_silu(y, x, 6);
+	for (int i = 0; i < 6; i++)
+		CHECK_NEAR(y[i], x[i] / (1 + exp(-x[i])), 1e-6);
+	lvd_gelu(y, x, 6);
+	for (int i = 0; i < 6; i++)
+		CHECK_NEAR(y[i], 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0))), 1e-6);
+	lvd_quick_gelu(y, x, 6);
+	for (int i = 0; i < 6; i++)
+		CHECK_NEAR(y[i], x[i] / (1 + exp(-1.702 * x[i])), 1e-6);
+	/* GEGLU: [a | g] -> a * gelu(g) */
+	float in[2 * 6], out[2 * 3];
+	for (int i = 0; i < 12; i++)
+		in[i] = x[i % 6] * (i < 6 ? 1.0f : -0.5f);
+	lvd_geglu_fwd(out, in, 2, 3);
+	for (int n = 0; n < 2; n++)
+		for (int f = 0; f < 3; f++) {
+			double a = in[n * 6 + f], g = in[n * 6 + 3 + f];
+			CHECK_NEAR(out[n * 3 + f], a * 0.5 * g * (1 + erf(g / sqrt(2.0))), 1e-6);
+		}
+	float s[2 * 4] = {1, 2, 3, 4, -1000, 0, 1000, 1000};
+	lvd_softmax_rows(s, 2, 4);
+	double e = exp(1) + exp(2) + exp(3) + exp(4);
+	CHECK_NEAR(s[3], exp(4) / e, 1e-6);
+	CHECK_NEAR(s[4], 0.0, 1e-30);
+	CHECK_NEAR(s[6], 0.5, 1e-6);
+}
+
+static void test_misc(void)
+{
+	float x[2 * 2 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, up[2 * 4 * 6];
+	lvd_upsample_nearest2x(up, x, 2, 2, 3);
+	CHECK(up[0] == 1 && up[1] == 1 && up[6] == 1 && up[7] == 1 && up[2] == 2);
+	CHECK(up[6 * 2] == 4 && up[6 * 3 + 5] == 6 && up[24 + 6 * 3 + 5] == 12);
+	float t[3 * 5], tt[5 * 3];
+	for (int i = 0; i < 15; i++)
+		t[i] = (float)i;
+	lvd_transpose(tt, t, 3, 5);
+	CHECK(tt[0] == 0 && tt[1] == 5 && tt[2] == 10 && tt[3] == 1 && tt[14] == 14);
+	/* timestep embedding: diffusers formula, flip_sin_to_cos, freq_shift 0 and 1 */
+	float emb[8];
+	lvd_timestep_embedding(emb, 400.0f, 8, 1, 0.0f, 10000.0f);
+	for (int i = 0; i < 4; i++) {
+		double f = exp(-log(10000.0) * i / 4.0);
+		/* fp32 argument t·f up to 400: rounding of the argument ~2e-5 */
+		CHECK_NEAR(emb[i], cos(400.0 * f), 1e-4);
+		CHECK_NEAR(emb[4 + i], sin(400.0 * f), 1e-4);
+	}
+	lvd_timestep_embedding(emb, 3.0f, 8, 0, 1.0f, 10000.0f);
+	for (int i = 0; i < 4; i++) {
+		double f = exp(-log(10000.0) * i / 3.0);
+		CHECK_NEAR(emb[i], sin(3.0 * f), 1e-6);
+		CHECK_NEAR(emb[4 + i], cos(3.0 * f), 1e-6);
+	}
+	float y[6] = {0}, bb[3] = {1, 2, 3};
+	lvd_add_bias_rows(y, bb, 2, 3);
+	CHECK(y[0] == 1 && y[5] == 3);
+	lvd_add_bias_chan(y, bb, 3, 2);
+	CHECK(y[0] == 2 && y[1] == 3 && y[5] == 6);
+	lvd_add_inplace(y, y, 6);
+	CHECK(y[5] == 12);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct lvd_test tests[] = {
+		TEST(test_conv2d),
+		TEST(test_attention),
+		TEST(test_norms),
+		TEST(test_activations),
+		TEST(test_misc),
+		{0},
+	};
+	return lvd_test_main(argc, argv, tests);
+}
