@@ -1,0 +1,172 @@
+/* lib/models/mllama/mllama.h — Llama-3.2-Vision ("mllama") on the CPU in fp32:
+ * configuration, weight loading from a Hugging Face folder, forward with loss and
+ * cross-attention probability capture, backward (full or LoRA), and the image
+ * processor (MllamaImageProcessor). Numerics follow transformers 5.x (HF), including
+ * its cross-attention row masking (see MLLAMA_NOTES below).
+ *
+ * Shapes (PyTorch order): B batch, T text tokens, M images per sample, TL tiles per
+ * image (max_num_tiles), P1 tokens per tile (patches + CLS), S = M·TL·P1 vision tokens
+ * per sample, V vocabulary (lm_head rows), D widths.
+ *
+ * MLLAMA_NOTES: HF multiplies only the cross-attention MLP branch by the
+ * full-text-row mask; Meta's reference also masks the attention output of rows that see
+ * no image (transformers issue 39379). `meta_row_mask` in lvd_mllama_batch selects
+ * Meta's behaviour. Rows without any visible image get an all-zero bias (plain softmax
+ * over every key), as HF does. Vision intermediate features are the *outputs* of the
+ * local layers named in intermediate_layers_indices (transformers 5.x). */
+#ifndef LVD_MODELS_MLLAMA_H
+#define LVD_MODELS_MLLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LVD_MLLAMA_MAX_LIST 64
+
+struct lvd_mllama_config {
+	/* vision */
+	int v_hidden, v_heads, v_inter, v_layers, v_global_layers;
+	int v_image_size, v_patch, v_max_tiles, v_channels;
+	int v_n_inter, v_inter_idx[LVD_MLLAMA_MAX_LIST], v_out_dim;
+	float v_eps;
+	int n_aspect, aspect[LVD_MLLAMA_MAX_LIST][2];   /* (tiles_high, tiles_wide); id = index + 1 */
+	/* text */
+	int vocab, n_embed;                           /* lm_head rows; embed_tokens rows (vocab + 8) */
+	int t_hidden, t_heads, t_kv_heads, t_head_dim, t_inter, t_layers;
+	int n_cross, cross_layers[LVD_MLLAMA_MAX_LIST];
+	float t_eps;
+	double rope_theta, rope_factor, rope_low, rope_high, rope_orig_max;
+	int rope_llama3;
+	int image_token_index;
+	int pad_token_id;                             /* embedding padding_idx (no gradient); -1 if none */
+};
+
+/* Reads config.json (an HF MllamaConfig; both rope_scaling and rope_parameters forms).
+ * Errors name the file and the field. */
+int lvd_mllama_config_load(struct lvd_mllama_config *cfg, const char *path, struct lvd_error *err);
+
+/* One named parameter: canonical name = the on-disk v4.45 name
+ * ("language_model.model.layers.3.cross_attn.q_proj.weight", "vision_model....").
+ * data/grad point into the model's parameter and gradient blocks. */
+struct lvd_mllama_param {
+	char name[128];
+	int ndim;
+	int64_t shape[4];
+	size_t numel;
+	float *data, *grad;
+};
+
+/* One LoRA adapter on a linear layer (module = dotted on-disk module name). */
+struct lvd_mllama_lora {
+	char module[128];
+	int in, out;
+	float *A, *B, *dA, *dB;     /* [r, in], [out, r] and their gradients (carved from one block) */
+};
+
+struct lvd_mllama_lora_cfg {
+	int r;
+	float alpha;
+	float dropout;
+	int rslora;
+	const char *targets;        /* comma-separated suffixes, PEFT list form ("q_proj,v_proj") */
+	uint64_t seed;              /* A init and dropout masks */
+};
+
+struct lvd_mllama;  /* opaque */
+
+/* Loads config.json and the weights (model.safetensors[.index.json]) of an HF folder.
+ * Both key schemes are accepted ("language_model.model.*"/"vision_model.*" and the newer
+ * "model.language_model.*"/"model.vision_model.*"/"lm_head.*"). Weights are converted to
+ * one fp32 parameter block (mutable, for training); the file mapping is closed after. */
+int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
+void lvd_mllama_free(struct lvd_mllama *m);
+const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
+
+/* Parameter table (stable order); lookup by canonical name (NULL when absent). */
+size_t lvd_mllama_nparams(const struct lvd_mllama *m);
+struct lvd_mllama_param *lvd_mllama_param_at(struct lvd_mllama *m, size_t i);
+struct lvd_mllama_param *lvd_mllama_param_find(struct lvd_mllama *m, const char *name);
+
+/* Gradients: allocate (zeroed) the full-parameter gradient block; zero all gradients
+ * (parameters and LoRA). */
+int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err);
+void lvd_mllama_zero_grads(struct lvd_mllama *m);
+
+/* Adds LoRA adapters on every linear whose module name matches cfg->targets (q/k/v/o,
+ * vision fc1/fc2, text gate/up/down). From then on backward only computes LoRA grads.
+ * A is kaiming-uniform, B zero (PEFT init). */
+int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *cfg, struct lvd_error *err);
+size_t lvd_mllama_nlora(const struct lvd_mllama *m);
+struct lvd_mllama_lora *lvd_mllama_lora_at(struct lvd_mllama *m, size_t i);
+int lvd_mllama_lora_rank(const struct lvd_mllama *m);
+/* Writes a PEFT-loadable adapter folder: dir/adapter_model.safetensors (F32) and
+ * dir/adapter_config.json (LORA, CAUSAL_LM, r, lora_alpha, lora_dropout, target_modules,
+ * base_model_name_or_path ...), each written atomically; dir must exist. Keys are
+ * "base_model.model.<module>.lora_{A,B}.weight" with the module named as transformers
+ * >= 4.52 builds the model ("model.language_model.layers.3.cross_attn.q_proj",
+ * "model.vision_model.transformer.layers.0.self_attn.v_proj"), which is what PEFT 0.21
+ * with transformers 5 loads (it does not map old-style vision keys); legacy_names = 1
+ * writes the on-disk v4.45 names for older transformers. */
+int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base_model_name, int legacy_names,
+			 struct lvd_error *err);
+
+/* One training/eval batch (all borrowed). pixel_values may be NULL (text only: cross
+ * layers skipped, as HF). labels may be NULL (no loss). */
+struct lvd_mllama_batch {
+	int B, T, M;
+	const int *input_ids;            /* [B, T] */
+	const int *labels;               /* [B, T], −100 ignored; shifted inside the loss */
+	const float *pixel_values;       /* [B, M, TL, C, H, W] */
+	const int *aspect_ratio_ids;     /* [B, M] */
+	const int *aspect_ratio_mask;    /* [B, M, TL] */
+	const int *cross_attention_mask; /* [B, T, M, TL] */
+	int meta_row_mask;               /* 1: also mask the attention output of image-less rows (Meta) */
+	int dropout_step;                /* mixed into LoRA dropout seeds */
+};
+
+/* Forward. Keeps every activation needed for backward inside the model (reallocated
+ * when the batch shape grows). Results stay valid until the next forward. */
+int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *batch, struct lvd_error *err);
+const float *lvd_mllama_logits(const struct lvd_mllama *m);          /* [B, T, V] */
+double lvd_mllama_loss(const struct lvd_mllama *m);                 /* mean CE (NAN without labels) */
+int lvd_mllama_loss_count(const struct lvd_mllama *m);              /* label tokens counted */
+/* Vision features before the projector [B, M, TL, P1, v_out_dim] and after [.., t_hidden]. */
+const float *lvd_mllama_vision_features(const struct lvd_mllama *m);
+const float *lvd_mllama_cross_states(const struct lvd_mllama *m);
+/* Cross-attention probabilities of the k-th cross layer [B, H, T, S] (NULL if skipped). */
+const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k);
+
+/* Backward of loss_scale · CE (+ Σ dprobs[k] ⊙ P_k for injected probability gradients;
+ * dprobs may be NULL or hold NULL entries, each [B, H, T, S]). Accumulates into the
+ * parameter gradients (full) or into LoRA gradients when LoRA is enabled. */
+int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs,
+			struct lvd_error *err);
+
+/* ---- image processor (MllamaImageProcessor, PIL backend of transformers 5.x) ---- */
+struct lvd_mllama_image_cfg {
+	int tile;                 /* size (height = width) */
+	int max_tiles;
+	float mean[3], std[3];    /* after rescale 1/255 */
+};
+/* CLIP mean/std, tile 560, 4 tiles (the released checkpoints' preprocessor_config). */
+void lvd_mllama_image_cfg_default(struct lvd_mllama_image_cfg *c);
+/* Picks the canvas (tiles_high, tiles_wide) and the resized size for an h×w image. */
+void lvd_mllama_image_canvas(const struct lvd_mllama_image_cfg *c, int h, int w, int *tiles_high,
+			     int *tiles_wide, int *new_h, int *new_w);
+/* RGB8 image [h, w, 3] → pixels [max_tiles, 3, tile, tile] (unused tiles zero),
+ * aspect_ratio_id (1-based index in the supported list), mask [max_tiles], num_tiles. */
+int lvd_mllama_image_process(float *pixels, int *aspect_ratio_id, int *mask, int *num_tiles,
+			     const struct lvd_mllama_image_cfg *c, const uint8_t *rgb, int h, int w,
+			     struct lvd_error *err);
+/* Cross-attention mask [T, M, TL] of one sample from its ids (processor rules). */
+void lvd_mllama_cross_mask(int *mask, const int *ids, int T, int image_token, int M, int TL,
+			   const int *num_tiles);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

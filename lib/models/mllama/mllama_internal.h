@@ -1,0 +1,109 @@
+/* lib/models/mllama/mllama_internal.h — the model struct shared by the mllama sources
+ * (not a public header). */
+#ifndef LVD_MODELS_MLLAMA_INTERNAL_H
+#define LVD_MODELS_MLLAMA_INTERNAL_H
+
+#include "models/mllama/mllama.h"
+
+/* linear sites per layer that may carry LoRA */
+enum { L_Q, L_K, L_V, L_O, L_M1, L_M2, L_M3, L_NSITE };  /* M1 fc1|gate, M2 fc2|up, M3 down */
+
+struct vlayer_w {
+	float *ln1_w, *ln1_b, *q, *k, *v, *o, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+	float *gate_attn, *gate_ffn;   /* NULL for local layers */
+};
+struct tlayer_w {
+	int cross;
+	float *ln1, *q, *k, *v, *o, *q_norm, *k_norm, *attn_gate, *mlp_gate, *ln2, *gate, *up, *down;
+};
+struct mllama_w {
+	float *patch, *cls, *pos, *pos_gate, *tile_pos, *pre_tile, *pre_gate, *post_tile, *post_gate;
+	float *ln_pre_w, *ln_pre_b, *ln_post_w, *ln_post_b;
+	struct vlayer_w *vl;   /* v_layers + v_global_layers */
+	float *proj_w, *proj_b, *embed;
+	struct tlayer_w *tl;
+	float *norm, *lm_head;
+};
+
+struct vlayer_a {
+	float *x_in, *ln1, *ln1_m, *ln1_r, *q, *k, *v, *probs, *att, *o_out, *x_mid;
+	float *ln2, *ln2_m, *ln2_r, *h1, *h1g, *m_out;
+	float *u[L_NSITE], *xd[L_NSITE];
+};
+struct tlayer_a {
+	float *x_in, *ln1, *ln1_r, *q, *k, *v, *qraw, *q_r, *kraw, *k_r, *probs, *att, *o_out, *x_mid;
+	float *ln2, *ln2_r, *g, *up, *act, *m_out;
+	float *u[L_NSITE], *xd[L_NSITE];
+};
+
+struct mllama_acts {
+	/* vision (NV = B·M images, L = TL·Pp padded tokens) */
+	float *cols, *patch_out, *h0, *lnpre_m, *lnpre_r, *local_out, *lnpost_m, *lnpost_r, *g_out;
+	float *feats, *cross;        /* [NV, TL, P1, out_dim], [NV·TL·P1, Dt] */
+	uint8_t *pad;                /* [NV, L] */
+	struct vlayer_a *vl;
+	/* text */
+	float *x0, *norm_in, *norm_r, *normed, *logits, *xbias, *rowmask;
+	int *pos, *ids, *targets;
+	struct tlayer_a *tl;
+	/* backward scratch */
+	float *bwd;
+	size_t bwd_len;
+};
+
+struct mllama_lora_site {
+	struct lvd_mllama_lora *l;   /* NULL when the site carries no adapter */
+};
+
+struct lvd_mllama {
+	struct lvd_mllama_config c;
+	float *pblock, *gblock;
+	size_t ptotal;
+	struct mllama_w w, g;        /* pointers into pblock / gblock (g all NULL without grads) */
+	struct lvd_mllama_param *params;
+	size_t nparams;
+	/* LoRA */
+	struct lvd_mllama_lora *lora;
+	size_t nlora;
+	float *lblock;
+	int lora_r;
+	float lora_s, lora_p, lora_alpha;
+	int lora_rslora;
+	char lora_targets[256];
+	uint64_t lora_seed;
+	struct mllama_lora_site *vsite, *tsite;   /* [layers][L_NSITE] */
+	/* forward state */
+	struct lvd_mllama_batch batch;   /* shapes + borrowed inputs of the last forward */
+	int have_image, NV, P1, Pp, L, S, np;
+	double loss;
+	int loss_count;
+	float *ablock;
+	size_t acap;
+	struct mllama_acts a;
+	int fwd_done;
+};
+
+/* vision (mllama_vision.c) */
+size_t mllama_vision_acts(struct lvd_mllama *m, float *base);
+void mllama_vision_fwd(struct lvd_mllama *m);
+/* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch from base */
+void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
+size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
+
+/* a linear with optional LoRA, used by both towers (mllama_text.c) */
+void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
+		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t site_seed);
+void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,
+		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
+		    int N, int IC, int OC, uint64_t site_seed);
+int mllama_train_base(const struct lvd_mllama *m);
+
+/* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
+static inline float *mllama_take(float *base, size_t *off, size_t n)
+{
+	size_t o = *off;
+	*off += (n + 15) & ~(size_t)15;
+	return base ? base + o : (float *)0;
+}
+
+#endif

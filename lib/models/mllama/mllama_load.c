@@ -1,0 +1,596 @@
+/* lib/models/mllama/mllama_load.c — mllama config.json, parameter layout, weight
+ * loading from HF safetensors (both key schemes), gradients and LoRA set-up. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "io/safetensors.h"
+#include "models/mllama/mllama_internal.h"
+#include "nn/lora.h"
+
+/* ---- config ---------------------------------------------------------------------- */
+
+static int get_int(const json_t *o, const char *key, int def, int lo, int hi, int *out,
+		   const char *path, const char *sec, struct lvd_error *err)
+{
+	const json_t *v = o ? json_object_get(o, key) : NULL;
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected an integer in [%d, %d]",
+				     path, sec, key, lo, hi);
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+static int get_num(const json_t *o, const char *key, double def, double *out, const char *path,
+		   const char *sec, struct lvd_error *err)
+{
+	const json_t *v = o ? json_object_get(o, key) : NULL;
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected a positive number", path, sec, key);
+	*out = json_number_value(v);
+	return 0;
+}
+
+static int get_list(const json_t *o, const char *key, const int *def, int ndef, int *out, int *n,
+		    int hi, const char *path, const char *sec, struct lvd_error *err)
+{
+	const json_t *v = o ? json_object_get(o, key) : NULL;
+	if (!v || json_is_null(v)) {
+		memcpy(out, def, sizeof(int) * ndef);
+		*n = ndef;
+		return 0;
+	}
+	if (!json_is_array(v) || json_array_size(v) > LVD_MLLAMA_MAX_LIST)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected a list of at most %d integers",
+				     path, sec, key, LVD_MLLAMA_MAX_LIST);
+	*n = (int)json_array_size(v);
+	for (int i = 0; i < *n; i++) {
+		const json_t *e = json_array_get(v, i);
+		if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= hi)
+			return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s[%d]: expected an integer in [0, %d)",
+					     path, sec, key, i, hi);
+		out[i] = (int)json_integer_value(e);
+	}
+	return 0;
+}
+
+int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct lvd_error *err)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, 0, &je);
+	if (!root)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
+	memset(c, 0, sizeof *c);
+	int rc = LVD_ERR_INVALID;
+	const json_t *v = json_object_get(root, "vision_config"), *t = json_object_get(root, "text_config");
+	if (!json_is_object(v) || !json_is_object(t)) {
+		lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config and text_config objects are required", path);
+		goto out;
+	}
+	const json_t *mt = json_object_get(root, "model_type");
+	if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "mllama") != 0)) {
+		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: model_type: expected \"mllama\"", path);
+		goto out;
+	}
+	static const int def_inter[] = { 3, 7, 15, 23, 30 };
+	static const int def_cross[] = { 3, 8, 13, 18, 23, 28, 33, 38 };
+	const int BIG = 1 << 24;
+	double eps, d;
+	if (get_int(v, "hidden_size", 1280, 1, 65536, &c->v_hidden, path, "vision_config", err) ||
+	    get_int(v, "attention_heads", 16, 1, 1024, &c->v_heads, path, "vision_config", err) ||
+	    get_int(v, "intermediate_size", 5120, 1, BIG, &c->v_inter, path, "vision_config", err) ||
+	    get_int(v, "num_hidden_layers", 32, 1, 1024, &c->v_layers, path, "vision_config", err) ||
+	    get_int(v, "num_global_layers", 8, 0, 1024, &c->v_global_layers, path, "vision_config", err) ||
+	    get_int(v, "image_size", 448, 1, 16384, &c->v_image_size, path, "vision_config", err) ||
+	    get_int(v, "patch_size", 14, 1, 1024, &c->v_patch, path, "vision_config", err) ||
+	    get_int(v, "max_num_tiles", 4, 1, 16, &c->v_max_tiles, path, "vision_config", err) ||
+	    get_int(v, "num_channels", 3, 3, 3, &c->v_channels, path, "vision_config", err) ||
+	    get_int(v, "vision_output_dim", 7680, 1, BIG, &c->v_out_dim, path, "vision_config", err) ||
+	    get_list(v, "intermediate_layers_indices", def_inter, 5, c->v_inter_idx, &c->v_n_inter, c->v_layers,
+		     path, "vision_config", err) ||
+	    get_num(v, "norm_eps", 1e-5, &eps, path, "vision_config", err))
+		goto out;
+	c->v_eps = (float)eps;
+	if (c->v_hidden % c->v_heads || c->v_image_size % c->v_patch ||
+	    c->v_out_dim != c->v_hidden * (1 + c->v_n_inter)) {
+		lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config: inconsistent sizes (hidden_size %% attention_heads, "
+			      "image_size %% patch_size, vision_output_dim = hidden_size * (1 + #intermediate layers))", path);
+		goto out;
+	}
+	/* supported aspect ratios: (w, h) loops as HF, product <= max tiles */
+	c->n_aspect = 0;
+	for (int a = 1; a <= c->v_max_tiles; a++)
+		for (int b = 1; b <= c->v_max_tiles; b++)
+			if (a * b <= c->v_max_tiles && c->n_aspect < LVD_MLLAMA_MAX_LIST) {
+				c->aspect[c->n_aspect][0] = a;
+				c->aspect[c->n_aspect][1] = b;
+				c->n_aspect++;
+			}
+	if (get_int(t, "vocab_size", 128256, 1, BIG, &c->vocab, path, "text_config", err) ||
+	    get_int(t, "hidden_size", 4096, 1, 65536, &c->t_hidden, path, "text_config", err) ||
+	    get_int(t, "num_attention_heads", 32, 1, 1024, &c->t_heads, path, "text_config", err) ||
+	    get_int(t, "num_key_value_heads", 8, 1, 1024, &c->t_kv_heads, path, "text_config", err) ||
+	    get_int(t, "intermediate_size", 14336, 1, BIG, &c->t_inter, path, "text_config", err) ||
+	    get_int(t, "num_hidden_layers", 40, 1, 1024, &c->t_layers, path, "text_config", err) ||
+	    get_list(t, "cross_attention_layers", def_cross, 8, c->cross_layers, &c->n_cross, c->t_layers, path,
+		     "text_config", err) ||
+	    get_num(t, "rms_norm_eps", 1e-5, &eps, path, "text_config", err))
+		goto out;
+	c->t_eps = (float)eps;
+	if (c->t_hidden % c->t_heads || c->t_heads % c->t_kv_heads) {
+		lvd_error_set(err, LVD_ERR_INVALID, "%s: text_config: hidden_size %% num_attention_heads and "
+			      "num_attention_heads %% num_key_value_heads must be 0", path);
+		goto out;
+	}
+	c->t_head_dim = c->t_hidden / c->t_heads;
+	c->n_embed = c->vocab + 8;
+	/* rope: rope_parameters (transformers 5) or rope_theta + rope_scaling (4.x) */
+	const json_t *rp = json_object_get(t, "rope_parameters");
+	if (!json_is_object(rp))
+		rp = json_object_get(t, "rope_scaling");
+	if (get_num(json_is_object(rp) && json_object_get(rp, "rope_theta") ? rp : t, "rope_theta", 500000.0,
+		    &c->rope_theta, path, "text_config", err))
+		goto out;
+	c->rope_llama3 = 0;
+	if (json_is_object(rp)) {
+		const json_t *ty = json_object_get(rp, "rope_type");
+		if (!ty)
+			ty = json_object_get(rp, "type");
+		const char *tys = json_is_string(ty) ? json_string_value(ty) : "default";
+		if (strcmp(tys, "llama3") == 0)
+			c->rope_llama3 = 1;
+		else if (strcmp(tys, "default") != 0) {
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: text_config rope type '%s' (llama3 or default)", path, tys);
+			goto out;
+		}
+		if (get_num(rp, "factor", 8.0, &c->rope_factor, path, "rope", err) ||
+		    get_num(rp, "low_freq_factor", 1.0, &c->rope_low, path, "rope", err) ||
+		    get_num(rp, "high_freq_factor", 4.0, &c->rope_high, path, "rope", err) ||
+		    get_num(rp, "original_max_position_embeddings", 8192, &c->rope_orig_max, path, "rope", err))
+			goto out;
+	}
+	if (get_int(root, "image_token_index", 128256, 0, c->n_embed - 1, &c->image_token_index, path, "config", err))
+		goto out;
+	if (get_int(t, "pad_token_id", -1, -1, c->n_embed - 1, &c->pad_token_id, path, "text_config", err))
+		goto out;
+	(void)d;
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* ---- parameter layout --------------------------------------------------------------- */
+
+struct carver {
+	float *base;
+	size_t off;
+	struct lvd_mllama_param *tab;
+	size_t n;
+};
+
+static float *P(struct carver *cv, size_t ndim, const int64_t *shape, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static float *P(struct carver *cv, size_t ndim, const int64_t *shape, const char *fmt, ...)
+{
+	size_t numel = 1;
+	for (size_t i = 0; i < ndim; i++)
+		numel *= (size_t)shape[i];
+	float *p = mllama_take(cv->base, &cv->off, numel);
+	if (cv->tab) {
+		struct lvd_mllama_param *e = &cv->tab[cv->n];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->name, sizeof e->name, fmt, ap);
+		va_end(ap);
+		e->ndim = (int)ndim;
+		for (size_t i = 0; i < ndim; i++)
+			e->shape[i] = shape[i];
+		e->numel = numel;
+		e->data = p;
+	}
+	cv->n++;
+	return p;
+}
+#define S1(a) 1, (const int64_t[]){ (a) }
+#define S2(a, b) 2, (const int64_t[]){ (a), (b) }
+#define S4(a, b, c, d) 4, (const int64_t[]){ (a), (b), (c), (d) }
+
+/* Walks every parameter in a fixed order: measures (cv->base NULL) or carves. */
+static void layout(const struct lvd_mllama_config *c, struct carver *cv, struct mllama_w *w)
+{
+	int D = c->v_hidden, I = c->v_inter, TL = c->v_max_tiles, na = c->n_aspect + 1;
+	int P1 = (c->v_image_size / c->v_patch) * (c->v_image_size / c->v_patch) + 1;
+	const char *vp = "vision_model.";
+	w->patch = P(cv, S4(D, c->v_channels, c->v_patch, c->v_patch), "%spatch_embedding.weight", vp);
+	w->cls = P(cv, S1(D), "%sclass_embedding", vp);
+	w->pos = P(cv, S2(P1, D), "%sgated_positional_embedding.embedding", vp);
+	w->pos_gate = P(cv, S1(1), "%sgated_positional_embedding.gate", vp);
+	w->tile_pos = P(cv, S2(na, (int64_t)TL * P1 * D), "%sgated_positional_embedding.tile_embedding.weight", vp);
+	w->pre_tile = P(cv, S2(na, (int64_t)TL * D), "%spre_tile_positional_embedding.embedding.weight", vp);
+	w->pre_gate = P(cv, S1(1), "%spre_tile_positional_embedding.gate", vp);
+	w->post_tile = P(cv, S2(na, (int64_t)TL * D), "%spost_tile_positional_embedding.embedding.weight", vp);
+	w->post_gate = P(cv, S1(1), "%spost_tile_positional_embedding.gate", vp);
+	w->ln_pre_w = P(cv, S1(D), "%slayernorm_pre.weight", vp);
+	w->ln_pre_b = P(cv, S1(D), "%slayernorm_pre.bias", vp);
+	w->ln_post_w = P(cv, S1(D), "%slayernorm_post.weight", vp);
+	w->ln_post_b = P(cv, S1(D), "%slayernorm_post.bias", vp);
+	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
+		struct vlayer_w *L = &w->vl[l];
+		int gl = l >= c->v_layers;
+		char pre[96];
+		snprintf(pre, sizeof pre, "%s%s.layers.%d.", vp, gl ? "global_transformer" : "transformer",
+			 gl ? l - c->v_layers : l);
+		L->q = P(cv, S2(D, D), "%sself_attn.q_proj.weight", pre);
+		L->k = P(cv, S2(D, D), "%sself_attn.k_proj.weight", pre);
+		L->v = P(cv, S2(D, D), "%sself_attn.v_proj.weight", pre);
+		L->o = P(cv, S2(D, D), "%sself_attn.o_proj.weight", pre);
+		L->fc1_w = P(cv, S2(I, D), "%smlp.fc1.weight", pre);
+		L->fc1_b = P(cv, S1(I), "%smlp.fc1.bias", pre);
+		L->fc2_w = P(cv, S2(D, I), "%smlp.fc2.weight", pre);
+		L->fc2_b = P(cv, S1(D), "%smlp.fc2.bias", pre);
+		L->ln1_w = P(cv, S1(D), "%sinput_layernorm.weight", pre);
+		L->ln1_b = P(cv, S1(D), "%sinput_layernorm.bias", pre);
+		L->ln2_w = P(cv, S1(D), "%spost_attention_layernorm.weight", pre);
+		L->ln2_b = P(cv, S1(D), "%spost_attention_layernorm.bias", pre);
+		L->gate_attn = gl ? P(cv, S1(1), "%sgate_attn", pre) : NULL;
+		L->gate_ffn = gl ? P(cv, S1(1), "%sgate_ffn", pre) : NULL;
+	}
+	int Dt = c->t_hidden, Hd = c->t_head_dim, KV = c->t_kv_heads * Hd, It = c->t_inter;
+	w->proj_w = P(cv, S2(Dt, c->v_out_dim), "multi_modal_projector.weight");
+	w->proj_b = P(cv, S1(Dt), "multi_modal_projector.bias");
+	w->embed = P(cv, S2(c->n_embed, Dt), "language_model.model.embed_tokens.weight");
+	for (int l = 0; l < c->t_layers; l++) {
+		struct tlayer_w *L = &w->tl[l];
+		L->cross = 0;
+		for (int k = 0; k < c->n_cross; k++)
+			L->cross |= c->cross_layers[k] == l;
+		char pre[96], at[128];
+		snprintf(pre, sizeof pre, "language_model.model.layers.%d.", l);
+		snprintf(at, sizeof at, "%s%s.", pre, L->cross ? "cross_attn" : "self_attn");
+		L->q = P(cv, S2(Dt, Dt), "%sq_proj.weight", at);
+		L->k = P(cv, S2(KV, Dt), "%sk_proj.weight", at);
+		L->v = P(cv, S2(KV, Dt), "%sv_proj.weight", at);
+		L->o = P(cv, S2(Dt, Dt), "%so_proj.weight", at);
+		if (L->cross) {
+			L->q_norm = P(cv, S1(Hd), "%sq_norm.weight", at);
+			L->k_norm = P(cv, S1(Hd), "%sk_norm.weight", at);
+			L->attn_gate = P(cv, S1(1), "%scross_attn_attn_gate", pre);
+			L->mlp_gate = P(cv, S1(1), "%scross_attn_mlp_gate", pre);
+		} else {
+			L->q_norm = L->k_norm = L->attn_gate = L->mlp_gate = NULL;
+		}
+		L->gate = P(cv, S2(It, Dt), "%smlp.gate_proj.weight", pre);
+		L->up = P(cv, S2(It, Dt), "%smlp.up_proj.weight", pre);
+		L->down = P(cv, S2(Dt, It), "%smlp.down_proj.weight", pre);
+		L->ln1 = P(cv, S1(Dt), "%sinput_layernorm.weight", pre);
+		L->ln2 = P(cv, S1(Dt), "%spost_attention_layernorm.weight", pre);
+	}
+	w->norm = P(cv, S1(Dt), "language_model.model.norm.weight");
+	w->lm_head = P(cv, S2(c->vocab, Dt), "language_model.lm_head.weight");
+}
+
+/* on-disk name under the newer scheme (transformers >= 4.52 save format) */
+static void new_name(char *out, size_t n, const char *canon)
+{
+	if (strncmp(canon, "language_model.model.", 21) == 0)
+		snprintf(out, n, "model.language_model.%s", canon + 21);
+	else if (strncmp(canon, "language_model.lm_head.", 23) == 0)
+		snprintf(out, n, "lm_head.%s", canon + 23);
+	else
+		snprintf(out, n, "model.%s", canon);
+}
+
+static void free_model(struct lvd_mllama *m)
+{
+	free(m->pblock);
+	free(m->gblock);
+	free(m->params);
+	free(m->w.vl);
+	free(m->w.tl);
+	free(m->g.vl);
+	free(m->g.tl);
+	free(m->lora);
+	free(m->lblock);
+	free(m->vsite);
+	free(m->tsite);
+	free(m->ablock);
+	free(m->a.vl);
+	free(m->a.tl);
+	free(m->a.bwd);
+	free(m);
+}
+
+void lvd_mllama_free(struct lvd_mllama *m)
+{
+	if (m)
+		free_model(m);
+}
+
+const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m) { return &m->c; }
+size_t lvd_mllama_nparams(const struct lvd_mllama *m) { return m->nparams; }
+struct lvd_mllama_param *lvd_mllama_param_at(struct lvd_mllama *m, size_t i)
+{
+	return i < m->nparams ? &m->params[i] : NULL;
+}
+struct lvd_mllama_param *lvd_mllama_param_find(struct lvd_mllama *m, const char *name)
+{
+	for (size_t i = 0; i < m->nparams; i++)
+		if (strcmp(m->params[i].name, name) == 0)
+			return &m->params[i];
+	return NULL;
+}
+
+int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+{
+	*out = NULL;
+	char path[4096];
+	struct lvd_mllama *m = calloc(1, sizeof *m);
+	if (!m)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", dir);
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	int rc = lvd_mllama_config_load(&m->c, path, err);
+	if (rc) {
+		free_model(m);
+		return rc;
+	}
+	const struct lvd_mllama_config *c = &m->c;
+	int nvl = c->v_layers + c->v_global_layers;
+	m->w.vl = calloc(nvl, sizeof *m->w.vl);
+	m->w.tl = calloc(c->t_layers, sizeof *m->w.tl);
+	m->g.vl = calloc(nvl, sizeof *m->g.vl);
+	m->g.tl = calloc(c->t_layers, sizeof *m->g.tl);
+	if (!m->w.vl || !m->w.tl || !m->g.vl || !m->g.tl) {
+		free_model(m);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", dir);
+	}
+	struct carver cv = { 0 };
+	layout(c, &cv, &m->w);
+	m->ptotal = cv.off;
+	m->nparams = cv.n;
+	m->pblock = lvd_alloc_aligned(m->ptotal, sizeof(float));
+	m->params = calloc(m->nparams, sizeof *m->params);
+	if (!m->pblock || !m->params) {
+		free_model(m);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot allocate %zu parameters", dir, m->ptotal);
+	}
+	cv = (struct carver){ .base = m->pblock, .tab = m->params };
+	layout(c, &cv, &m->w);
+
+	struct lvd_st *st;
+	if ((rc = lvd_st_open(&st, dir, err))) {
+		free_model(m);
+		return rc;
+	}
+	int newscheme = !lvd_st_find(st, "language_model.model.embed_tokens.weight") &&
+			lvd_st_find(st, "model.language_model.embed_tokens.weight");
+	for (size_t i = 0; i < m->nparams && !rc; i++) {
+		struct lvd_mllama_param *p = &m->params[i];
+		char nm[160];
+		if (newscheme)
+			new_name(nm, sizeof nm, p->name);
+		else
+			snprintf(nm, sizeof nm, "%s", p->name);
+		rc = lvd_st_load_f32(st, nm, p->ndim, p->shape, p->data, p->numel, err);
+		if (rc)
+			lvd_error_prefix(err, "%s: ", dir);
+	}
+	lvd_st_close(st);
+	if (rc) {
+		free_model(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err)
+{
+	if (!m->gblock) {
+		m->gblock = lvd_alloc_aligned(m->ptotal, sizeof(float));
+		if (!m->gblock)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu gradients", m->ptotal);
+		struct carver cv = { .base = m->gblock };
+		layout(&m->c, &cv, &m->g);
+		for (size_t i = 0; i < m->nparams; i++)
+			m->params[i].grad = m->gblock + (m->params[i].data - m->pblock);
+	}
+	lvd_mllama_zero_grads(m);
+	return 0;
+}
+
+void lvd_mllama_zero_grads(struct lvd_mllama *m)
+{
+	if (m->gblock)
+		memset(m->gblock, 0, m->ptotal * sizeof(float));
+	for (size_t i = 0; i < m->nlora; i++) {
+		struct lvd_mllama_lora *l = &m->lora[i];
+		memset(l->dA, 0, sizeof(float) * (size_t)m->lora_r * l->in);
+		memset(l->dB, 0, sizeof(float) * (size_t)m->lora_r * l->out);
+	}
+}
+
+int mllama_train_base(const struct lvd_mllama *m) { return m->gblock != NULL && m->nlora == 0; }
+size_t lvd_mllama_nlora(const struct lvd_mllama *m) { return m->nlora; }
+struct lvd_mllama_lora *lvd_mllama_lora_at(struct lvd_mllama *m, size_t i) { return i < m->nlora ? &m->lora[i] : NULL; }
+int lvd_mllama_lora_rank(const struct lvd_mllama *m) { return m->lora_r; }
+
+/* module names and shapes of each LoRA site: returns 0 when the site does not exist */
+static int site_info(const struct lvd_mllama_config *c, int tower, int l, int s, char *name, size_t n,
+		     int *in, int *out)
+{
+	if (tower == 0) {
+		int gl = l >= c->v_layers, D = c->v_hidden, I = c->v_inter;
+		static const char *nm[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+					    "self_attn.o_proj", "mlp.fc1", "mlp.fc2", NULL };
+		if (!nm[s])
+			return 0;
+		snprintf(name, n, "vision_model.%s.layers.%d.%s", gl ? "global_transformer" : "transformer",
+			 gl ? l - c->v_layers : l, nm[s]);
+		*in = s == L_M2 ? I : D;
+		*out = s == L_M1 ? I : D;
+		return 1;
+	}
+	int cross = 0, Dt = c->t_hidden, KV = c->t_kv_heads * c->t_head_dim, It = c->t_inter;
+	for (int k = 0; k < c->n_cross; k++)
+		cross |= c->cross_layers[k] == l;
+	static const char *nm[] = { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" };
+	snprintf(name, n, "language_model.model.layers.%d.%s.%s", l,
+		 s >= L_M1 ? "mlp" : cross ? "cross_attn" : "self_attn", nm[s]);
+	*in = s == L_M3 ? It : Dt;
+	*out = (s == L_K || s == L_V) ? KV : (s == L_M1 || s == L_M2) ? It : Dt;
+	return 1;
+}
+
+int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *lc, struct lvd_error *err)
+{
+	if (m->nlora)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA already added");
+	if (lc->r < 1 || !(lc->alpha > 0) || !(lc->dropout >= 0 && lc->dropout < 1) || !lc->targets)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA: r >= 1, alpha > 0, 0 <= dropout < 1 required");
+	if (strlen(lc->targets) >= sizeof m->lora_targets)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA target list longer than %zu bytes",
+				     sizeof m->lora_targets - 1);
+	const struct lvd_mllama_config *c = &m->c;
+	int nvl = c->v_layers + c->v_global_layers;
+	m->vsite = calloc((size_t)nvl * L_NSITE, sizeof *m->vsite);
+	m->tsite = calloc((size_t)c->t_layers * L_NSITE, sizeof *m->tsite);
+	if (!m->vsite || !m->tsite)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+	size_t n = 0, fl = 0;
+	char name[128];
+	int in, outd;
+	for (int pass = 0; pass < 2; pass++) {
+		n = 0;
+		size_t off = 0;
+		for (int tower = 0; tower < 2; tower++)
+			for (int l = 0; l < (tower ? c->t_layers : nvl); l++)
+				for (int s = 0; s < L_NSITE; s++) {
+					if (!site_info(c, tower, l, s, name, sizeof name, &in, &outd) ||
+					    !lvd_lora_matches(name, lc->targets))
+						continue;
+					if (pass == 1) {
+						struct lvd_mllama_lora *L = &m->lora[n];
+						snprintf(L->module, sizeof L->module, "%s", name);
+						L->in = in;
+						L->out = outd;
+						L->A = mllama_take(m->lblock, &off, (size_t)lc->r * in);
+						L->B = mllama_take(m->lblock, &off, (size_t)lc->r * outd);
+						L->dA = mllama_take(m->lblock, &off, (size_t)lc->r * in);
+						L->dB = mllama_take(m->lblock, &off, (size_t)lc->r * outd);
+						lvd_lora_init_a(L->A, lc->r, in, lc->seed + n);
+						(tower ? m->tsite : m->vsite)[(size_t)l * L_NSITE + s].l = L;
+					} else {
+						mllama_take(NULL, &off, 2 * (size_t)lc->r * (in + outd));
+					}
+					n++;
+				}
+		if (pass == 0) {
+			if (n == 0)
+				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA targets '%s' match no module",
+						     lc->targets);
+			fl = off;
+			m->lora = calloc(n, sizeof *m->lora);
+			m->lblock = lvd_alloc_aligned(fl, sizeof(float));
+			if (!m->lora || !m->lblock)
+				return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory for LoRA");
+			memset(m->lblock, 0, fl * sizeof(float));
+		}
+	}
+	m->nlora = n;
+	m->lora_r = lc->r;
+	m->lora_s = lc->rslora ? lc->alpha / sqrtf((float)lc->r) : lc->alpha / (float)lc->r;
+	m->lora_p = lc->dropout;
+	m->lora_seed = lc->seed;
+	m->lora_alpha = lc->alpha;
+	m->lora_rslora = lc->rslora;
+	snprintf(m->lora_targets, sizeof m->lora_targets, "%s", lc->targets);
+	return 0;
+}
+
+int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base_model_name, int legacy_names,
+			 struct lvd_error *err)
+{
+	if (!m->nlora)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: no LoRA adapters to save");
+	char path[4096], tmp[4200];
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	char (*names)[192] = calloc(2 * m->nlora, sizeof *names);
+	int rc = 0;
+	if (!w || !names) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < m->nlora && !rc; i++) {
+		struct lvd_mllama_lora *l = &m->lora[i];
+		int64_t sa[2] = { m->lora_r, l->in }, sb[2] = { l->out, m->lora_r };
+		char mod[160];
+		if (legacy_names)
+			snprintf(mod, sizeof mod, "%s", l->module);
+		else
+			new_name(mod, sizeof mod, l->module);
+		snprintf(names[2 * i], sizeof names[0], "base_model.model.%s.lora_A.weight", mod);
+		snprintf(names[2 * i + 1], sizeof names[0], "base_model.model.%s.lora_B.weight", mod);
+		rc = lvd_st_writer_add(w, names[2 * i], LVD_DT_F32, 2, sa, l->A, err);
+		if (!rc)
+			rc = lvd_st_writer_add(w, names[2 * i + 1], LVD_DT_F32, 2, sb, l->B, err);
+	}
+	if (!rc)
+		rc = lvd_st_writer_meta(w, "format", "pt", err);
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	if (!rc)
+		rc = lvd_st_writer_write(w, path, err);
+	if (rc)
+		goto out;
+	json_t *cfg = json_object(), *tg = json_array();
+	const char *p = m->lora_targets;
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n)
+			json_array_append_new(tg, json_stringn(p, n));
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	json_object_set_new(cfg, "peft_type", json_string("LORA"));
+	json_object_set_new(cfg, "task_type", json_string("CAUSAL_LM"));
+	json_object_set_new(cfg, "r", json_integer(m->lora_r));
+	json_object_set_new(cfg, "lora_alpha", json_real(m->lora_alpha));
+	json_object_set_new(cfg, "lora_dropout", json_real(m->lora_p));
+	json_object_set_new(cfg, "target_modules", tg);
+	json_object_set_new(cfg, "bias", json_string("none"));
+	json_object_set_new(cfg, "base_model_name_or_path", base_model_name ? json_string(base_model_name) : json_null());
+	json_object_set_new(cfg, "inference_mode", json_true());
+	json_object_set_new(cfg, "fan_in_fan_out", json_false());
+	json_object_set_new(cfg, "use_rslora", json_boolean(m->lora_rslora));
+	json_object_set_new(cfg, "use_dora", json_false());
+	json_object_set_new(cfg, "modules_to_save", json_null());
+	json_object_set_new(cfg, "layers_to_transform", json_null());
+	json_object_set_new(cfg, "init_lora_weights", json_true());
+	json_object_set_new(cfg, "rank_pattern", json_object());
+	json_object_set_new(cfg, "alpha_pattern", json_object());
+	json_object_set_new(cfg, "revision", json_null());
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (json_dump_file(cfg, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+		rc = lvd_error_errno(err, LVD_ERR_IO, "%s: cannot write", tmp);
+	else if (rename(tmp, path) != 0)
+		rc = lvd_error_errno(err, LVD_ERR_IO, "%s: cannot rename to %s", tmp, path);
+	json_decref(cfg);
+out:
+	lvd_st_writer_free(w);
+	free(names);
+	return rc;
+}

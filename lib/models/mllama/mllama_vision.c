@@ -1,0 +1,361 @@
+/* lib/models/mllama/mllama_vision.c — mllama vision encoder + projector, forward and
+ * backward (HF MllamaVisionModel numerics, transformers 5.x).
+ *
+ * Letters: NV = B·M images, TL tiles, P1 = patches + CLS, Pp = P1 padded to a multiple
+ * of 8, L = TL·Pp tokens per image, D vision width, I MLP width, K = #intermediates. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/mllama/mllama_internal.h"
+#include "nn/gemm.h"
+#include "nn/lora.h"
+#include "nn/train_ops.h"
+
+size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct mllama_acts *a = &m->a;
+	size_t off = 0, NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, I = c->v_inter;
+	size_t N = NV * m->L, np = m->np, K = (size_t)c->v_channels * c->v_patch * c->v_patch;
+	size_t H = c->v_heads, r = m->lora_r;
+	a->cols = mllama_take(base, &off, NV * TL * np * K);
+	a->patch_out = mllama_take(base, &off, NV * TL * np * D);
+	a->h0 = mllama_take(base, &off, NV * TL * m->P1 * D);
+	a->lnpre_m = mllama_take(base, &off, NV * TL * m->P1);
+	a->lnpre_r = mllama_take(base, &off, NV * TL * m->P1);
+	a->local_out = mllama_take(base, &off, N * D);
+	a->lnpost_m = mllama_take(base, &off, N);
+	a->lnpost_r = mllama_take(base, &off, N);
+	a->g_out = mllama_take(base, &off, N * D);
+	a->feats = mllama_take(base, &off, NV * TL * m->P1 * c->v_out_dim);
+	a->cross = mllama_take(base, &off, NV * TL * m->P1 * c->t_hidden);
+	a->pad = (uint8_t *)mllama_take(base, &off, (N + 3) / 4);
+	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
+		struct vlayer_a *v = &a->vl[l];
+		v->x_in = mllama_take(base, &off, N * D);
+		v->ln1 = mllama_take(base, &off, N * D);
+		v->ln1_m = mllama_take(base, &off, N);
+		v->ln1_r = mllama_take(base, &off, N);
+		v->q = mllama_take(base, &off, N * D);
+		v->k = mllama_take(base, &off, N * D);
+		v->v = mllama_take(base, &off, N * D);
+		v->probs = mllama_take(base, &off, NV * H * m->L * m->L);
+		v->att = mllama_take(base, &off, N * D);
+		v->o_out = mllama_take(base, &off, N * D);
+		v->x_mid = mllama_take(base, &off, N * D);
+		v->ln2 = mllama_take(base, &off, N * D);
+		v->ln2_m = mllama_take(base, &off, N);
+		v->ln2_r = mllama_take(base, &off, N);
+		v->h1 = mllama_take(base, &off, N * I);
+		v->h1g = mllama_take(base, &off, N * I);
+		v->m_out = mllama_take(base, &off, N * D);
+		for (int s = 0; s < L_NSITE; s++) {
+			const struct mllama_lora_site *st = m->vsite ? &m->vsite[(size_t)l * L_NSITE + s] : NULL;
+			v->u[s] = v->xd[s] = NULL;
+			if (st && st->l) {
+				v->u[s] = mllama_take(base, &off, N * r);
+				if (m->lora_p > 0)
+					v->xd[s] = mllama_take(base, &off, N * st->l->in);
+			}
+		}
+	}
+	return off;
+}
+
+static const struct lvd_mllama_lora *vsite(const struct lvd_mllama *m, int l, int s)
+{
+	return m->vsite ? m->vsite[(size_t)l * L_NSITE + s].l : NULL;
+}
+
+static uint64_t vseed(const struct lvd_mllama *m, int l, int s)
+{
+	return m->lora_seed * 1000003u + (uint64_t)m->batch.dropout_step * 7919u + (uint64_t)l * 16 + s;
+}
+
+static void vlayer_fwd(struct lvd_mllama *m, int l, float *x_out)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct vlayer_a *A = &m->a.vl[l];
+	const struct vlayer_w *W = &m->w.vl[l];
+	int D = c->v_hidden, I = c->v_inter, H = c->v_heads, N = m->NV * m->L;
+	lvd_tr_layernorm_fwd(A->ln1, A->ln1_m, A->ln1_r, A->x_in, W->ln1_w, W->ln1_b, N, D, c->v_eps);
+	mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, vsite(m, l, L_Q), N, D, D, vseed(m, l, L_Q));
+	mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, vsite(m, l, L_K), N, D, D, vseed(m, l, L_K));
+	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, vsite(m, l, L_V), N, D, D, vseed(m, l, L_V));
+	struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_PADPAIR, .pad = m->a.pad };
+	lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, 1.0f / sqrtf((float)(D / H)), m->NV, m->L,
+			     m->L, H, H, D / H);
+	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, vsite(m, l, L_O), N, D, D,
+		       vseed(m, l, L_O));
+	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
+	for (size_t i = 0; i < (size_t)N * D; i++)
+		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
+	lvd_tr_layernorm_fwd(A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
+	mllama_lin_fwd(m, A->h1, A->u[L_M1], A->xd[L_M1], A->ln2, W->fc1_w, W->fc1_b, vsite(m, l, L_M1), N, D, I,
+		       vseed(m, l, L_M1));
+	lvd_tr_gelu_fwd(A->h1g, A->h1, (size_t)N * I);
+	mllama_lin_fwd(m, A->m_out, A->u[L_M2], A->xd[L_M2], A->h1g, W->fc2_w, W->fc2_b, vsite(m, l, L_M2), N, I, D,
+		       vseed(m, l, L_M2));
+	for (size_t i = 0; i < (size_t)N * D; i++)
+		x_out[i] = A->x_mid[i] + gf * A->m_out[i];
+}
+
+/* output buffer of vision layer l (input of the next, or the stack outputs) */
+static float *vlayer_out(struct lvd_mllama *m, int l)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (l == c->v_layers - 1)
+		return m->a.local_out;
+	if (l == c->v_layers + c->v_global_layers - 1)
+		return m->a.g_out;
+	return m->a.vl[l + 1].x_in;
+}
+
+void mllama_vision_fwd(struct lvd_mllama *m)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct mllama_acts *a = &m->a;
+	const struct mllama_w *w = &m->w;
+	const struct lvd_mllama_batch *b = &m->batch;
+	int NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, P1 = m->P1, Pp = m->Pp, L = m->L, np = m->np;
+	int C = c->v_channels, ps = c->v_patch, HW = c->v_image_size;
+	size_t K = (size_t)C * ps * ps, tile_px = (size_t)C * HW * HW;
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++)
+			lvd_tr_patch_unfold(a->cols + ((size_t)n * TL + t) * np * K,
+					    b->pixel_values + ((size_t)n * TL + t) * tile_px, C, HW, HW, ps);
+	lvd_linear_fwd(a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
+	float tpre = tanhf(w->pre_gate[0]), tpos = tanhf(w->pos_gate[0]);
+	for (int n = 0; n < NV; n++) {
+		int ar = b->aspect_ratio_ids[n];
+		for (int t = 0; t < TL; t++) {
+			float *h = a->h0 + ((size_t)n * TL + t) * P1 * D;
+			const float *pre = w->pre_tile + ((size_t)ar * TL + t) * D;
+			memcpy(h, w->cls, sizeof(float) * D);
+			for (int p = 0; p < np; p++) {
+				const float *src = a->patch_out + (((size_t)n * TL + t) * np + p) * D;
+				for (int d = 0; d < D; d++)
+					h[(size_t)(p + 1) * D + d] = src[d] + pre[d] * tpre;
+			}
+			const float *tp = w->tile_pos + (((size_t)ar * TL + t) * P1) * D;
+			for (size_t i = 0; i < (size_t)P1 * D; i++)
+				h[i] = h[i] + (1.0f - tpos) * w->pos[i] + tpos * tp[i];
+		}
+	}
+	float *x = a->vl[0].x_in;
+	memset(x, 0, sizeof(float) * (size_t)NV * L * D);
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++) {
+			size_t r = (size_t)n * TL + t;
+			lvd_tr_layernorm_fwd(x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
+					     w->ln_pre_w, w->ln_pre_b, P1, D, c->v_eps);
+			int tile_on = b->aspect_ratio_mask[n * TL + t] != 0;
+			for (int p = 0; p < Pp; p++)
+				a->pad[(size_t)n * L + t * Pp + p] = (p >= P1) || !tile_on;
+		}
+	for (int l = 0; l < c->v_layers; l++)
+		vlayer_fwd(m, l, vlayer_out(m, l));
+	float *post = c->v_global_layers ? a->vl[c->v_layers].x_in : a->g_out;
+	lvd_tr_layernorm_fwd(post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
+			     c->v_eps);
+	float tpost = tanhf(w->post_gate[0]);
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++) {
+			const float *e = w->post_tile + ((size_t)b->aspect_ratio_ids[n] * TL + t) * D;
+			for (int p = 0; p < Pp; p++)
+				lvd_tr_axpy(post + ((size_t)n * L + t * Pp + p) * D, tpost, e, D);
+		}
+	for (int l = c->v_layers; l < c->v_layers + c->v_global_layers; l++)
+		vlayer_fwd(m, l, vlayer_out(m, l));
+	int K5 = c->v_n_inter, OD = c->v_out_dim;
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++)
+			for (int p = 0; p < P1; p++) {
+				size_t row = (size_t)n * L + t * Pp + p;
+				float *f = a->feats + ((((size_t)n * TL + t) * P1) + p) * OD;
+				memcpy(f, a->g_out + row * D, sizeof(float) * D);
+				for (int k = 0; k < K5; k++) {
+					const float *src = vlayer_out(m, c->v_inter_idx[k]) + row * D;
+					for (int d = 0; d < D; d++)
+						f[D + (size_t)d * K5 + k] = src[d];
+				}
+			}
+	lvd_linear_fwd(a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, OD, c->t_hidden);
+}
+
+size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	size_t N = (size_t)m->NV * m->L, D = c->v_hidden, I = c->v_inter, off = 0;
+	size_t rows = (size_t)m->NV * c->v_max_tiles * m->P1;
+	mllama_take(NULL, &off, rows * c->v_out_dim);            /* dfeats */
+	mllama_take(NULL, &off, N * D);                          /* dx */
+	mllama_take(NULL, &off, N * D);                          /* dx2 */
+	for (int i = 0; i < 6; i++)
+		mllama_take(NULL, &off, N * D);                  /* dm dln datt dq dk dv */
+	mllama_take(NULL, &off, N * I);                          /* dh1g */
+	mllama_take(NULL, &off, N * I);                          /* dh1 */
+	mllama_take(NULL, &off, (size_t)m->L * m->L);            /* attention scratch */
+	mllama_take(NULL, &off, N * (size_t)(m->lora_r ? m->lora_r : 1)); /* lora scratch */
+	mllama_take(NULL, &off, rows * D);                       /* dh0 */
+	mllama_take(NULL, &off, (size_t)m->NV * c->v_max_tiles * m->np * D); /* dpatch */
+	return off;
+}
+
+static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *ascr, float *lscr)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct vlayer_a *A = &m->a.vl[l];
+	const struct vlayer_w *W = &m->w.vl[l];
+	struct vlayer_w *G = &m->g.vl[l];
+	int base = mllama_train_base(m);
+	int D = c->v_hidden, I = c->v_inter, H = c->v_heads, N = m->NV * m->L;
+	size_t ND = (size_t)N * D, NI = (size_t)N * I;
+	float *dm = s[0], *dln = s[1], *datt = s[2], *dq = s[3], *dk = s[4], *dv = s[5], *dh1g = s[6], *dh1 = s[7];
+	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
+	/* MLP branch */
+	if (W->gate_ffn && base)
+		G->gate_ffn[0] += (1.0f - gf * gf) * (float)lvd_tr_dot(dx, A->m_out, ND);
+	for (size_t i = 0; i < ND; i++)
+		dm[i] = gf * dx[i];
+	memset(dh1g, 0, NI * sizeof(float));
+	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, lscr, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
+		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M2].l : NULL, N, I, D, vseed(m, l, L_M2));
+	memset(dh1, 0, NI * sizeof(float));
+	lvd_tr_gelu_bwd(dh1, dh1g, A->h1, NI);
+	memset(dln, 0, ND * sizeof(float));
+	mllama_lin_bwd(m, dln, G->fc1_w, G->fc1_b, lscr, dh1, A->ln2, W->fc1_w, A->u[L_M1], A->xd[L_M1],
+		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M1].l : NULL, N, D, I, vseed(m, l, L_M1));
+	lvd_tr_layernorm_bwd(dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
+			     A->ln2_r, N, D);
+	/* attention branch */
+	if (W->gate_attn && base)
+		G->gate_attn[0] += (1.0f - ga * ga) * (float)lvd_tr_dot(dx, A->o_out, ND);
+	for (size_t i = 0; i < ND; i++)
+		dm[i] = ga * dx[i];
+	memset(datt, 0, ND * sizeof(float));
+	mllama_lin_bwd(m, datt, G->o, NULL, lscr, dm, A->att, W->o, A->u[L_O], A->xd[L_O],
+		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_O].l : NULL, N, D, D, vseed(m, l, L_O));
+	memset(dq, 0, ND * sizeof(float));
+	memset(dk, 0, ND * sizeof(float));
+	memset(dv, 0, ND * sizeof(float));
+	lvd_tr_attention_bwd(dq, dk, dv, ascr, datt, NULL, A->probs, A->q, A->k, A->v, 1.0f / sqrtf((float)(D / H)),
+			     m->NV, m->L, m->L, H, H, D / H);
+	memset(dln, 0, ND * sizeof(float));
+	static const int sites[3] = { L_Q, L_K, L_V };
+	float *dsrc[3] = { dq, dk, dv };
+	const float *Ws[3] = { W->q, W->k, W->v };
+	float *Gs[3] = { G->q, G->k, G->v };
+	for (int j = 0; j < 3; j++)
+		mllama_lin_bwd(m, dln, Gs[j], NULL, lscr, dsrc[j], A->ln1, Ws[j], A->u[sites[j]], A->xd[sites[j]],
+			       m->vsite ? m->vsite[(size_t)l * L_NSITE + sites[j]].l : NULL, N, D, D,
+			       vseed(m, l, sites[j]));
+	lvd_tr_layernorm_bwd(dx, base ? G->ln1_w : NULL, base ? G->ln1_b : NULL, dln, A->x_in, W->ln1_w, A->ln1_m,
+			     A->ln1_r, N, D);
+}
+
+void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct mllama_acts *a = &m->a;
+	const struct mllama_w *w = &m->w;
+	struct mllama_w *g = &m->g;
+	const struct lvd_mllama_batch *b = &m->batch;
+	int base = mllama_train_base(m);
+	int NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, P1 = m->P1, Pp = m->Pp, L = m->L, np = m->np;
+	int OD = c->v_out_dim, K5 = c->v_n_inter, rows = NV * TL * P1;
+	size_t N = (size_t)NV * L, off = 0;
+	float *dfeats = mllama_take(scratch, &off, (size_t)rows * OD);
+	float *dx = mllama_take(scratch, &off, N * D);
+	float *dx2 = mllama_take(scratch, &off, N * D);
+	float *s[8];
+	for (int i = 0; i < 6; i++)
+		s[i] = mllama_take(scratch, &off, N * D);
+	s[6] = mllama_take(scratch, &off, N * c->v_inter);
+	s[7] = mllama_take(scratch, &off, N * c->v_inter);
+	float *ascr = mllama_take(scratch, &off, (size_t)L * L);
+	float *lscr = mllama_take(scratch, &off, N * (size_t)(m->lora_r ? m->lora_r : 1));
+	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
+	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
+
+	memset(dfeats, 0, sizeof(float) * rows * OD);
+	lvd_linear_bwd(dfeats, base ? g->proj_w : NULL, base ? g->proj_b : NULL, dcross, a->feats, w->proj_w, rows,
+		       OD, c->t_hidden);
+	/* scatter the final-output part of the features */
+	memset(dx, 0, sizeof(float) * N * D);
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++)
+			for (int p = 0; p < P1; p++)
+				memcpy(dx + ((size_t)n * L + t * Pp + p) * D,
+				       dfeats + (((size_t)n * TL + t) * P1 + p) * OD, sizeof(float) * D);
+	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
+		vlayer_bwd(m, l, dx, s, ascr, lscr);
+	/* post-tile embedding, then layernorm_post */
+	float tpost = tanhf(w->post_gate[0]);
+	if (base)
+		for (int n = 0; n < NV; n++)
+			for (int t = 0; t < TL; t++) {
+				size_t eo = ((size_t)b->aspect_ratio_ids[n] * TL + t) * D;
+				double gs = 0;
+				for (int p = 0; p < Pp; p++) {
+					const float *d = dx + ((size_t)n * L + t * Pp + p) * D;
+					gs += lvd_tr_dot(d, w->post_tile + eo, D);
+					lvd_tr_axpy(g->post_tile + eo, tpost, d, D);
+				}
+				g->post_gate[0] += (1.0f - tpost * tpost) * (float)gs;
+			}
+	memset(dx2, 0, sizeof(float) * N * D);
+	lvd_tr_layernorm_bwd(dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
+			     w->ln_post_w, a->lnpost_m, a->lnpost_r, (int)N, D);
+	dx = dx2;
+	for (int l = c->v_layers - 1; l >= 0; l--) {
+		for (int k = 0; k < K5; k++) {
+			if (c->v_inter_idx[k] != l)
+				continue;
+			for (int n = 0; n < NV; n++)
+				for (int t = 0; t < TL; t++)
+					for (int p = 0; p < P1; p++) {
+						float *d = dx + ((size_t)n * L + t * Pp + p) * D;
+						const float *f = dfeats + (((size_t)n * TL + t) * P1 + p) * OD + D;
+						for (int e = 0; e < D; e++)
+							d[e] += f[(size_t)e * K5 + k];
+					}
+		}
+		vlayer_bwd(m, l, dx, s, ascr, lscr);
+	}
+	if (!base)
+		return;
+	/* layernorm_pre on real tokens */
+	memset(dh0, 0, sizeof(float) * (size_t)rows * D);
+	for (int r = 0; r < NV * TL; r++)
+		lvd_tr_layernorm_bwd(dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
+				     a->h0 + (size_t)r * P1 * D, w->ln_pre_w, a->lnpre_m + (size_t)r * P1,
+				     a->lnpre_r + (size_t)r * P1, P1, D);
+	float tpre = tanhf(w->pre_gate[0]), tpos = tanhf(w->pos_gate[0]);
+	double gpos = 0, gpre = 0;
+	for (int n = 0; n < NV; n++) {
+		int ar = b->aspect_ratio_ids[n];
+		for (int t = 0; t < TL; t++) {
+			const float *dh = dh0 + ((size_t)n * TL + t) * P1 * D;
+			size_t to = (((size_t)ar * TL + t) * P1) * D;
+			for (size_t i = 0; i < (size_t)P1 * D; i++) {
+				gpos += (double)dh[i] * (w->tile_pos[to + i] - w->pos[i]);
+				g->pos[i] += (1.0f - tpos) * dh[i];
+				g->tile_pos[to + i] += tpos * dh[i];
+			}
+			lvd_tr_axpy(g->cls, 1.0f, dh, D);
+			size_t po = ((size_t)ar * TL + t) * D;
+			for (int p = 0; p < np; p++) {
+				const float *d = dh + (size_t)(p + 1) * D;
+				gpre += lvd_tr_dot(d, w->pre_tile + po, D);
+				lvd_tr_axpy(g->pre_tile + po, tpre, d, D);
+				memcpy(dpatch + (((size_t)n * TL + t) * np + p) * D, d, sizeof(float) * D);
+			}
+		}
+	}
+	g->pos_gate[0] += (1.0f - tpos * tpos) * (float)gpos;
+	g->pre_gate[0] += (1.0f - tpre * tpre) * (float)gpre;
+	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
+	lvd_linear_bwd(NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
+}

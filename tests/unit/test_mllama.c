@@ -1,0 +1,571 @@
+/* tests/unit/test_mllama.c — mllama against transformers 5.x on the tiny random config
+ * written by tests/ref/gen_mllama.py (tests/golden/mllama/). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+#include "models/mllama/mllama.h"
+
+#define GOLD "tests/golden/mllama"
+
+struct gold {
+	struct lvd_st *io;
+	int B, T, M, TL;
+	int *ids, *labels, *arid, *armask, *xmask, *ntiles;
+	float *pix;
+};
+
+static float *getf(struct lvd_st *st, const char *name, size_t *n)
+{
+	const struct lvd_tensor_view *t = lvd_st_find(st, name);
+	if (!t)
+		return NULL;
+	float *p = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+	struct lvd_error err = { 0 };
+	if (!p || lvd_tensor_to_f32(t, p, (size_t)t->numel, &err)) {
+		free(p);
+		return NULL;
+	}
+	if (n)
+		*n = (size_t)t->numel;
+	return p;
+}
+
+static int *geti(struct lvd_st *st, const char *name)
+{
+	size_t n;
+	float *f = getf(st, name, &n);
+	if (!f)
+		return NULL;
+	int *p = malloc(sizeof(int) * n);
+	for (size_t i = 0; p && i < n; i++)
+		p[i] = (int)f[i];
+	free(f);
+	return p;
+}
+
+static int gold_open(struct gold *g)
+{
+	struct lvd_error err = { 0 };
+	memset(g, 0, sizeof *g);
+	if (lvd_st_open(&g->io, lvd_test_path(GOLD "/io.safetensors"), &err)) {
+		fprintf(stderr, "  %s\n", err.msg);
+		return -1;
+	}
+	const struct lvd_tensor_view *pv = lvd_st_find(g->io, "pixel_values");
+	const struct lvd_tensor_view *ii = lvd_st_find(g->io, "input_ids");
+	if (!pv || !ii)
+		return -1;
+	g->B = (int)ii->shape[0];
+	g->T = (int)ii->shape[1];
+	g->M = (int)pv->shape[1];
+	g->TL = (int)pv->shape[2];
+	g->ids = geti(g->io, "input_ids");
+	g->labels = geti(g->io, "labels");
+	g->arid = geti(g->io, "aspect_ratio_ids");
+	g->armask = geti(g->io, "aspect_ratio_mask");
+	g->xmask = geti(g->io, "cross_attention_mask");
+	g->ntiles = geti(g->io, "num_tiles");
+	g->pix = getf(g->io, "pixel_values", NULL);
+	return g->ids && g->labels && g->arid && g->armask && g->xmask && g->pix && g->ntiles ? 0 : -1;
+}
+
+static void gold_close(struct gold *g)
+{
+	free(g->ids), free(g->labels), free(g->arid), free(g->armask), free(g->xmask), free(g->pix), free(g->ntiles);
+	lvd_st_close(g->io);
+}
+
+static struct lvd_mllama_batch gold_batch(const struct gold *g)
+{
+	struct lvd_mllama_batch b = { .B = g->B, .T = g->T, .M = g->M, .input_ids = g->ids, .labels = g->labels,
+				      .pixel_values = g->pix, .aspect_ratio_ids = g->arid,
+				      .aspect_ratio_mask = g->armask, .cross_attention_mask = g->xmask };
+	return b;
+}
+
+static struct lvd_mllama *load_model(void)
+{
+	struct lvd_mllama *m = NULL;
+	struct lvd_error err = { 0 };
+	if (lvd_mllama_load(&m, lvd_test_path(GOLD "/model"), &err)) {
+		fprintf(stderr, "  load: %s\n", err.msg);
+		return NULL;
+	}
+	return m;
+}
+
+/* compares against a golden tensor; returns 1 when close */
+static int cmp(struct lvd_st *st, const char *name, const float *got, size_t n, double atol, double rtol)
+{
+	size_t gn = 0;
+	float *want = getf(st, name, &gn);
+	if (!want) {
+		CHECKF(0, "golden tensor %s missing", name);
+		return 0;
+	}
+	CHECKF(gn == n, "%s: %zu values, golden %zu", name, n, gn);
+	int ok = gn == n && CHECK_CLOSE(name, got, want, n, atol, rtol);
+	free(want);
+	return ok;
+}
+
+static void test_config(void)
+{
+	struct lvd_mllama_config c;
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_config_load(&c, lvd_test_path(GOLD "/model/config.json"), &err) == 0);
+	CHECK(c.v_hidden == 32 && c.v_layers == 2 && c.v_global_layers == 1 && c.v_image_size == 56);
+	CHECK(c.v_n_inter == 2 && c.v_out_dim == 96 && c.n_aspect == 8);
+	CHECK(c.aspect[1][0] == 1 && c.aspect[1][1] == 2 && c.aspect[4][0] == 2 && c.aspect[4][1] == 1);
+	CHECK(c.t_layers == 4 && c.n_cross == 1 && c.cross_layers[0] == 1 && c.t_head_dim == 16);
+	CHECK(c.rope_llama3 == 1 && c.rope_theta == 500000.0 && c.rope_orig_max == 8192);
+	CHECK(c.vocab == 256 && c.n_embed == 264 && c.image_token_index == 256);
+	CHECK(lvd_mllama_config_load(&c, lvd_test_path(GOLD "/no-such.json"), &err) != 0);
+	CHECK_CONTAINS(err.msg, "no-such.json");
+}
+
+static void test_forward(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	CHECK(lvd_mllama_param_find(m, "vision_model.global_transformer.layers.0.gate_attn") != NULL);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	size_t P1 = 17, rows = (size_t)g.B * g.M * g.TL * P1;
+	/* fp32 both sides, different summation orders (BLAS vs torch): ~1e-6 relative per op,
+	 * a few ops deep -> 1e-5 of the tensor's scale */
+	cmp(g.io, "vision_features", lvd_mllama_vision_features(m), rows * c->v_out_dim, 1e-6, 1e-5);
+	cmp(g.io, "projector_out", lvd_mllama_cross_states(m), rows * c->t_hidden, 1e-6, 1e-5);
+	size_t S = (size_t)g.M * g.TL * P1;
+	/* probabilities in [0, 1]: absolute 1e-6 after two towers of fp32 */
+	cmp(g.io, "xattn_probs", lvd_mllama_xattn_probs(m, 0), (size_t)g.B * c->t_heads * g.T * S, 2e-6, 0);
+	/* issue target: <= 1e-4 relative on logits (fp32 throughout) */
+	cmp(g.io, "logits", lvd_mllama_logits(m), (size_t)g.B * g.T * c->vocab, 0, 1e-4);
+	size_t n;
+	float *loss = getf(g.io, "loss", &n);
+	REQUIRE(loss);
+	CHECK_NEAR(lvd_mllama_loss(m), loss[0], 1e-5 * fabs(loss[0])); /* mean CE, fp32 logits */
+	free(loss);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
+/* grad names in the golden file are the transformers-5 module names */
+static void golden_grad_name(char *out, size_t n, const char *canon)
+{
+	if (strncmp(canon, "language_model.model.", 21) == 0)
+		snprintf(out, n, "grad.model.language_model.%s", canon + 21);
+	else if (strncmp(canon, "language_model.lm_head.", 23) == 0)
+		snprintf(out, n, "grad.lm_head.%s", canon + 23);
+	else
+		snprintf(out, n, "grad.model.%s", canon);
+}
+
+static void test_backward(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	float *R = getf(g.io, "xattn_R", NULL);
+	REQUIRE(R);
+	const float *dp[1] = { R };
+	REQUIRE(lvd_mllama_backward(m, 1.0f, dp, &err) == 0);
+	int bad = 0;
+	for (size_t i = 0; i < lvd_mllama_nparams(m); i++) {
+		struct lvd_mllama_param *p = lvd_mllama_param_at(m, i);
+		char nm[200];
+		golden_grad_name(nm, sizeof nm, p->name);
+		/* issue target: <= 1e-3 relative to each gradient's scale (fp32; long chains
+		 * through softmax, norms and both towers) */
+		if (!cmp(g.io, nm, p->grad, p->numel, 1e-7, 1e-3))
+			bad++;
+	}
+	CHECKF(bad == 0, "%d of %zu parameter gradients differ", bad, lvd_mllama_nparams(m));
+	free(R);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
+/* PEFT adapter key -> our module name */
+static int peft_module(char *out, size_t n, const char *key)
+{
+	const char *k = key + strlen("w.base_model.model.");
+	const char *e = strstr(k, ".lora_");
+	if (!e)
+		return -1;
+	char tmp[200];
+	snprintf(tmp, sizeof tmp, "%.*s", (int)(e - k), k);
+	if (strncmp(tmp, "model.language_model.", 21) == 0)
+		snprintf(out, n, "language_model.model.%s", tmp + 21);
+	else if (strncmp(tmp, "model.", 6) == 0)
+		snprintf(out, n, "%s", tmp + 6);
+	else
+		snprintf(out, n, "%s", tmp);
+	return 0;
+}
+
+static void test_lora(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_st *lt = NULL;
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_st_open(&lt, lvd_test_path(GOLD "/lora.safetensors"), &err) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_mllama_lora_cfg lc = { .r = 4, .alpha = 8, .dropout = 0, .targets = "q_proj,v_proj", .seed = 1 };
+	REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
+	/* q,v in 3 vision layers + 4 text layers = 14 adapters, as PEFT's suffix match */
+	CHECK(lvd_mllama_nlora(m) == 14);
+	int matched = 0;
+	for (size_t i = 0; i < lvd_st_count(lt); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(lt, i);
+		if (strncmp(t->name, "w.", 2) != 0)
+			continue;
+		char mod[200];
+		REQUIRE(peft_module(mod, sizeof mod, t->name) == 0);
+		int isA = strstr(t->name, "lora_A") != NULL;
+		for (size_t j = 0; j < lvd_mllama_nlora(m); j++) {
+			struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
+			if (strcmp(l->module, mod) != 0)
+				continue;
+			REQUIRE(lvd_tensor_to_f32(t, isA ? l->A : l->B, (size_t)t->numel, &err) == 0);
+			matched++;
+		}
+	}
+	CHECK(matched == 28);
+	/* PEFT adapter folder round trip */
+	char dir[] = "/tmp/lvd-mllama-lora-XXXXXX", path[256];
+	REQUIRE(mkdtemp(dir));
+	CHECKF(lvd_mllama_lora_save(m, dir, "tiny-mllama", 0, &err) == 0, "%s", err.msg);
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	struct lvd_st *ad = NULL;
+	if (lvd_st_open(&ad, path, &err) == 0) {
+		CHECK(lvd_st_count(ad) == 28);
+		const struct lvd_tensor_view *t =
+			lvd_st_find(ad, "base_model.model.model.vision_model.global_transformer.layers.0.self_attn.v_proj.lora_B.weight");
+		CHECK(t && t->dtype == LVD_DT_F32 && t->shape[0] == 32 && t->shape[1] == 4);
+		struct lvd_mllama_lora *l0 = lvd_mllama_lora_at(m, 0);
+		char key[256];
+		snprintf(key, sizeof key, "base_model.model.model.%s.lora_A.weight", l0->module); /* a vision module */
+		t = lvd_st_find(ad, key);
+		CHECK(t && memcmp(t->data, l0->A, sizeof(float) * 4 * l0->in) == 0);
+		lvd_st_close(ad);
+	} else {
+		CHECKF(0, "%s", err.msg);
+	}
+	unlink(path);
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	FILE *f = fopen(path, "rb");
+	char js[4096] = { 0 };
+	if (f) {
+		CHECK(fread(js, 1, sizeof js - 1, f) > 0);
+		fclose(f);
+	}
+	CHECK_CONTAINS(js, "\"peft_type\": \"LORA\"");
+	CHECK_CONTAINS(js, "\"q_proj\"");
+	CHECK_CONTAINS(js, "\"r\": 4");
+	unlink(path);
+	rmdir(dir);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	cmp(lt, "logits", lvd_mllama_logits(m), (size_t)g.B * g.T * c->vocab, 0, 1e-4); /* as the base logits */
+	float *loss = getf(lt, "loss", NULL);
+	REQUIRE(loss);
+	CHECK_NEAR(lvd_mllama_loss(m), loss[0], 1e-5 * fabs(loss[0]));
+	free(loss);
+	lvd_mllama_zero_grads(m);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	for (size_t i = 0; i < lvd_st_count(lt); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(lt, i);
+		if (strncmp(t->name, "w.", 2) != 0)
+			continue;
+		char mod[200], gname[256];
+		REQUIRE(peft_module(mod, sizeof mod, t->name) == 0);
+		int isA = strstr(t->name, "lora_A") != NULL;
+		snprintf(gname, sizeof gname, "grad.%s", t->name + 2);
+		for (size_t j = 0; j < lvd_mllama_nlora(m); j++) {
+			struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
+			if (strcmp(l->module, mod) == 0)
+				/* 1e-3 of scale: same reasoning as full gradients */
+				cmp(lt, gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
+		}
+	}
+	lvd_mllama_free(m);
+	lvd_st_close(lt);
+	gold_close(&g);
+}
+
+/* Meta's row masking makes image-less rows skip the cross layer entirely, so those rows
+ * must equal a text-only forward (causal: rows before the image see only themselves). */
+static void test_meta_row_mask(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	size_t V = c->vocab;
+	struct lvd_mllama_batch b = gold_batch(&g);
+	b.B = 1;
+	b.meta_row_mask = 1;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	float *meta = malloc(sizeof(float) * g.T * V);
+	memcpy(meta, lvd_mllama_logits(m), sizeof(float) * g.T * V);
+	b.meta_row_mask = 0;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	int first = 0;
+	while (first < g.T && g.ids[first] != c->image_token_index)
+		first++;
+	REQUIRE(first > 0 && first < g.T);
+	double hf_diff = 0;
+	for (size_t i = 0; i < (size_t)first * V; i++)
+		hf_diff = fmax(hf_diff, fabs(meta[i] - lvd_mllama_logits(m)[i]));
+	CHECK(hf_diff > 1e-4); /* HF lets the attention branch through on those rows */
+	b.pixel_values = NULL;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	/* same ops in the same order: equal up to rounding */
+	CHECK_CLOSE("meta rows = text-only rows", meta, lvd_mllama_logits(m), (size_t)first * V, 1e-6, 0);
+	free(meta);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
+static void test_bad_inputs(void)
+{
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	int ids[2] = { 5, 9999 };
+	struct lvd_mllama_batch b = { .B = 1, .T = 2, .input_ids = ids };
+	CHECK(lvd_mllama_forward(m, &b, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "input_ids[1]");
+	CHECK(lvd_mllama_backward(m, 1.0f, NULL, &err) != 0);
+	struct lvd_mllama *m2 = NULL;
+	CHECK(lvd_mllama_load(&m2, lvd_test_path(GOLD "/missing-dir"), &err) != 0);
+	CHECK(m2 == NULL);
+	struct lvd_mllama_lora_cfg lc = { .r = 2, .alpha = 4, .targets = "nothing_here" };
+	CHECK(lvd_mllama_add_lora(m, &lc, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "match no module");
+	lvd_mllama_free(m);
+}
+
+static void test_processor(void)
+{
+	const char *sd = lvd_test_shared_data();
+	if (!sd)
+		SKIP("../shared/data not present");
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	static const char *imgs[2] = { "COCO_val2014_000000038678.png", "skimage_page.png" };
+	struct lvd_mllama_image_cfg ic;
+	lvd_mllama_image_cfg_default(&ic);
+	ic.tile = 56;
+	size_t tile = (size_t)3 * 56 * 56;
+	float *pix = malloc(sizeof(float) * tile * 4);
+	for (int i = 0; i < 2; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/images/%s", sd, imgs[i]);
+		struct lvd_image im = { 0 };
+		struct lvd_error err = { 0 };
+		REQUIRE(lvd_image_load(&im, path, LVD_ALPHA_WHITE, &err) == 0);
+		int arid, mask[4], nt;
+		REQUIRE(lvd_mllama_image_process(pix, &arid, mask, &nt, &ic, im.px, im.h, im.w, &err) == 0);
+		CHECK(arid == g.arid[i]);
+		CHECK(nt == g.ntiles[i]);
+		for (int t = 0; t < 4; t++)
+			CHECK(mask[t] == g.armask[i * 4 + t]);
+		/* PIL-compatible resize "within one gray level" (lib/io/image.h): one level is
+		 * 1/255/std ~ 0.015 after normalisation */
+		CHECK_CLOSE(imgs[i], pix, g.pix + (size_t)i * 4 * tile, 4 * tile, 0.016, 0);
+		lvd_image_free(&im);
+		int xm[20 * 4];
+		lvd_mllama_cross_mask(xm, g.ids + i * g.T, g.T, 256, 1, 4, &nt);
+		for (int k = 0; k < g.T * 4; k++)
+			CHECK(xm[k] == g.xmask[i * g.T * 4 + k]);
+	}
+	free(pix);
+	gold_close(&g);
+}
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+/* hostile or inconsistent config.json -> error naming the file and the field */
+static void test_bad_configs(void)
+{
+	char dir[] = "/tmp/lvd-mllama-cfg-XXXXXX", path[256];
+	REQUIRE(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	static const struct { const char *json, *want; int code; } cases[] = {
+		{ "{\"vision_config\": {", "config.json:", LVD_ERR_FORMAT },
+		{ "{\"text_config\": {}}", "vision_config and text_config", LVD_ERR_INVALID },
+		{ "{\"model_type\": \"llava\", \"vision_config\": {}, \"text_config\": {}}", "model_type", LVD_ERR_UNSUPPORTED },
+		{ "{\"vision_config\": {\"hidden_size\": 33, \"attention_heads\": 2}, \"text_config\": {}}",
+		  "vision_config: inconsistent", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": \"four\"}}",
+		  "text_config.num_hidden_layers", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": 4, \"cross_attention_layers\": [1, 9]}}",
+		  "cross_attention_layers[1]", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {}, \"text_config\": {\"rope_parameters\": {\"rope_type\": \"yarn\"}}}",
+		  "rope type 'yarn'", LVD_ERR_UNSUPPORTED },
+		{ "{\"vision_config\": {}, \"text_config\": {\"rms_norm_eps\": -1}}", "rms_norm_eps", LVD_ERR_INVALID },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		REQUIRE(write_file(path, cases[i].json) == 0);
+		struct lvd_mllama_config c;
+		struct lvd_error err = { 0 };
+		int rc = lvd_mllama_config_load(&c, path, &err);
+		CHECKF(rc == cases[i].code, "case %zu: rc %d, want %d (%s)", i, rc, cases[i].code, err.msg);
+		CHECK_CONTAINS(err.msg, cases[i].want);
+		CHECK_CONTAINS(err.msg, "config.json");
+	}
+	/* defaults are the 11B checkpoint's values */
+	REQUIRE(write_file(path, "{\"vision_config\": {\"image_size\": 560}, \"text_config\": {}}") == 0);
+	struct lvd_mllama_config c;
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_config_load(&c, path, &err) == 0);
+	CHECK(c.v_hidden == 1280 && c.v_out_dim == 7680 && c.t_hidden == 4096 && c.t_kv_heads == 8);
+	CHECK(c.n_cross == 8 && c.cross_layers[7] == 38 && c.n_embed == 128264 && c.image_token_index == 128256);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* the newer on-disk names (model.language_model.*, model.vision_model.*, lm_head.*) load
+ * into the same parameters */
+static void test_new_key_scheme(void)
+{
+	char dir[] = "/tmp/lvd-mllama-keys-XXXXXX", path[256];
+	REQUIRE(mkdtemp(dir));
+	struct lvd_error err = { 0 };
+	struct lvd_st *st = NULL;
+	REQUIRE(lvd_st_open(&st, lvd_test_path(GOLD "/model/model.safetensors"), &err) == 0);
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	REQUIRE(w);
+	static char names[512][200];
+	REQUIRE(lvd_st_count(st) <= 512);
+	for (size_t i = 0; i < lvd_st_count(st); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(st, i);
+		const char *n = t->name;
+		if (strncmp(n, "language_model.model.", 21) == 0)
+			snprintf(names[i], sizeof names[i], "model.language_model.%s", n + 21);
+		else if (strncmp(n, "language_model.lm_head.", 23) == 0)
+			snprintf(names[i], sizeof names[i], "lm_head.%s", n + 23);
+		else
+			snprintf(names[i], sizeof names[i], "model.%s", n);
+		REQUIRE(lvd_st_writer_add(w, names[i], t->dtype, t->ndim, t->shape, t->data, &err) == 0);
+	}
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	REQUIRE(lvd_st_writer_write(w, path, &err) == 0);
+	lvd_st_writer_free(w);
+	lvd_st_close(st);
+	FILE *in = fopen(lvd_test_path(GOLD "/model/config.json"), "rb");
+	REQUIRE(in);
+	static char cfg[1 << 16];
+	size_t n = fread(cfg, 1, sizeof cfg - 1, in);
+	fclose(in);
+	cfg[n] = 0;
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	REQUIRE(write_file(path, cfg) == 0);
+	struct lvd_mllama *a = load_model(), *b = NULL;
+	REQUIRE(a);
+	int rc = lvd_mllama_load(&b, dir, &err);
+	CHECKF(rc == 0, "%s", err.msg);
+	if (b) {
+		CHECK(lvd_mllama_nparams(a) == lvd_mllama_nparams(b));
+		int same = 1;
+		for (size_t i = 0; i < lvd_mllama_nparams(a); i++) {
+			struct lvd_mllama_param *p = lvd_mllama_param_at(a, i), *q = lvd_mllama_param_at(b, i);
+			same &= p->numel == q->numel && memcmp(p->data, q->data, p->numel * sizeof(float)) == 0;
+		}
+		CHECK(same);
+	}
+	lvd_mllama_free(a);
+	lvd_mllama_free(b);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* LoRA with dropout on more module kinds: backward vs central differences of the loss
+ * (same dropout masks on every forward, because they derive from (seed, step)) */
+static void test_lora_dropout_fd(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	struct lvd_mllama_lora_cfg lc = { .r = 2, .alpha = 4, .dropout = 0.2f, .targets = "v_proj,fc1,down_proj,k_proj",
+					  .seed = 5 };
+	REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
+	size_t nl = lvd_mllama_nlora(m);
+	CHECK(nl == 3 * 3 + 4 * 3); /* vision v,k,fc1 x3 layers; text v,k,down x4 layers */
+	unsigned s = 12345;
+	for (size_t i = 0; i < nl; i++) {
+		struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, i);
+		for (int j = 0; j < 2 * l->out; j++) {
+			s = s * 1103515245u + 12345u;
+			l->B[j] = ((int)((s >> 8) % 2001) - 1000) * 2e-4f;
+		}
+	}
+	struct lvd_mllama_batch b = gold_batch(&g);
+	b.dropout_step = 3;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	lvd_mllama_zero_grads(m);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	/* probe a vision adapter (first) and a text one (last), A and B entries */
+	struct lvd_mllama_lora *probe[2] = { lvd_mllama_lora_at(m, 0), lvd_mllama_lora_at(m, nl - 1) };
+	for (int k = 0; k < 2; k++)
+		for (int which = 0; which < 2; which++) {
+			float *w = which ? probe[k]->B : probe[k]->A, *gw = which ? probe[k]->dB : probe[k]->dA;
+			int idx = 1;
+			float w0 = w[idx], eps = 1e-2f;
+			w[idx] = w0 + eps;
+			REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+			double lp = lvd_mllama_loss(m);
+			w[idx] = w0 - eps;
+			REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+			double lm = lvd_mllama_loss(m);
+			w[idx] = w0;
+			/* central difference in fp32: loss rounding ~5e-7 / 2eps = 2.5e-5, O(eps²) truncation */
+			CHECKF(fabs(gw[idx] - (lp - lm) / (2 * eps)) <= 2e-4 + 5e-3 * fabs(gw[idx]),
+			       "%s %c: analytic %.6g numeric %.6g", probe[k]->module, which ? 'B' : 'A', gw[idx],
+			       (lp - lm) / (2 * eps));
+		}
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct lvd_test tests[] = {
+		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
+		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
+		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), { 0 },
+	};
+	return lvd_test_main(argc, argv, tests);
+}

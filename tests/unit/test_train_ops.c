@@ -1,0 +1,280 @@
+/* tests/unit/test_train_ops.c — every backward in lib/nn/train_ops.h and lib/nn/lora.h
+ * against central finite differences of its forward (loss = Σ out ⊙ R, R fixed random). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "nn/lora.h"
+#include "nn/train_ops.h"
+
+static unsigned long long rng = 88172645463325252ull;
+static float frand(void)
+{
+	rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+	return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+static float *rnd(size_t n, float s)
+{
+	float *p = malloc(n * sizeof *p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = s * frand();
+	return p;
+}
+
+/* the function under test: writes its output; loss = Σ out·R */
+typedef void (*fwd_fn)(float *out, void *ctx);
+
+static double loss_of(fwd_fn f, void *ctx, float *out, const float *R, size_t nout)
+{
+	f(out, ctx);
+	double s = 0;
+	for (size_t i = 0; i < nout; i++)
+		s += (double)out[i] * R[i];
+	return s;
+}
+
+/* compares analytic grad g[n] of variable x[n] with central differences; fp32 forward,
+ * eps 1e-2 on O(1) values: truncation + rounding ~1e-3 of the gradient scale */
+static void fd_check(const char *what, fwd_fn f, void *ctx, float *x, const float *g, size_t n, const float *R,
+		     size_t nout)
+{
+	float *out = malloc(nout * sizeof *out), *num = malloc(n * sizeof *num);
+	const float eps = 1e-2f;
+	for (size_t i = 0; i < n; i++) {
+		float x0 = x[i];
+		x[i] = x0 + eps;
+		double lp = loss_of(f, ctx, out, R, nout);
+		x[i] = x0 - eps;
+		double lm = loss_of(f, ctx, out, R, nout);
+		x[i] = x0;
+		num[i] = (float)((lp - lm) / (2 * eps));
+	}
+	CHECK_CLOSE(what, g, num, n, 1e-3, 5e-3);
+	free(out), free(num);
+}
+
+enum { N = 5, C = 12 };
+
+struct norm_ctx { float *x, *w, *b, *s1, *s2; };
+static void rms_f(float *out, void *p)
+{
+	struct norm_ctx *c = p;
+	lvd_tr_rmsnorm_fwd(out, c->s1, c->x, c->w, N, C, 1e-5f);
+}
+static void ln_f(float *out, void *p)
+{
+	struct norm_ctx *c = p;
+	lvd_tr_layernorm_fwd(out, c->s1, c->s2, c->x, c->w, c->b, N, C, 1e-5f);
+}
+
+static void test_norms(void)
+{
+	struct norm_ctx c = { rnd(N * C, 1.5f), rnd(C, 1), rnd(C, 1), calloc(N, 4), calloc(N, 4) };
+	float *R = rnd(N * C, 1), *out = malloc(N * C * 4), *dx = calloc(N * C, 4), *dw = calloc(C, 4), *db = calloc(C, 4);
+	rms_f(out, &c);
+	lvd_tr_rmsnorm_bwd(dx, dw, R, c.x, c.w, c.s1, N, C);
+	fd_check("rmsnorm dx", rms_f, &c, c.x, dx, N * C, R, N * C);
+	fd_check("rmsnorm dw", rms_f, &c, c.w, dw, C, R, N * C);
+	memset(dx, 0, N * C * 4), memset(dw, 0, C * 4);
+	ln_f(out, &c);
+	lvd_tr_layernorm_bwd(dx, dw, db, R, c.x, c.w, c.s1, c.s2, N, C);
+	fd_check("layernorm dx", ln_f, &c, c.x, dx, N * C, R, N * C);
+	fd_check("layernorm dw", ln_f, &c, c.w, dw, C, R, N * C);
+	fd_check("layernorm db", ln_f, &c, c.b, db, C, R, N * C);
+	/* accumulation: a second backward doubles the gradient */
+	float before = dw[3];
+	lvd_tr_layernorm_bwd(NULL, dw, NULL, R, c.x, c.w, c.s1, c.s2, N, C);
+	CHECK_NEAR(dw[3], 2 * before, 1e-5);
+	free(c.x), free(c.w), free(c.b), free(c.s1), free(c.s2), free(R), free(out), free(dx), free(dw), free(db);
+}
+
+struct act_ctx { float *x, *y; };
+static void gelu_f(float *out, void *p) { lvd_tr_gelu_fwd(out, ((struct act_ctx *)p)->x, N * C); }
+static void swiglu_f(float *out, void *p)
+{
+	struct act_ctx *c = p;
+	lvd_tr_swiglu_fwd(out, c->x, c->y, N * C);
+}
+
+static void test_activations(void)
+{
+	struct act_ctx c = { rnd(N * C, 3), rnd(N * C, 2) };
+	float *R = rnd(N * C, 1), *dx = calloc(N * C, 4), *dy = calloc(N * C, 4);
+	lvd_tr_gelu_bwd(dx, R, c.x, N * C);
+	fd_check("gelu", gelu_f, &c, c.x, dx, N * C, R, N * C);
+	float o;
+	lvd_tr_gelu_fwd(&o, (float[]){ 1.0f }, 1);
+	CHECK_NEAR(o, 0.8413447460685429, 1e-6); /* Φ(1), exact erf GELU */
+	memset(dx, 0, N * C * 4);
+	lvd_tr_swiglu_bwd(dx, dy, R, c.x, c.y, N * C);
+	fd_check("swiglu dgate", swiglu_f, &c, c.x, dx, N * C, R, N * C);
+	fd_check("swiglu dup", swiglu_f, &c, c.y, dy, N * C, R, N * C);
+	free(c.x), free(c.y), free(R), free(dx), free(dy);
+}
+
+static void test_rope(void)
+{
+	float f[8];
+	lvd_tr_rope_freqs(f, 16, 500000.0, 1, 8.0, 1.0, 4.0, 8192);
+	/* i = 0: wavelength 2π < 2048, unchanged; i = 5: > 8192 -> /8; i = 4: smoothed */
+	CHECK_NEAR(f[0], 1.0, 1e-7);
+	CHECK_NEAR(f[5], pow(500000.0, -10.0 / 16) / 8, 1e-9);
+	double f4 = pow(500000.0, -8.0 / 16), wl = 2 * M_PI / f4, s = (8192 / wl - 1) / 3;
+	CHECK_NEAR(f[4], (1 - s) * f4 / 8 + s * f4, 1e-9);
+	int pos[3] = { 0, 7, 19 };
+	float *x = rnd(2 * 3 * 2 * 16, 1), *y = malloc(sizeof(float) * 192);
+	memcpy(y, x, sizeof(float) * 192);
+	lvd_tr_rope_apply(y, pos, f, 2, 3, 2, 16, 0);
+	CHECK(fabsf(y[40] - x[40]) > 1e-6f && y[0] == x[0]); /* t = 1 rotates, t = 0 (pos 0) does not */
+	CHECK_NEAR(lvd_tr_dot(y, y, 192), lvd_tr_dot(x, x, 192), 1e-4); /* rotation keeps norms */
+	lvd_tr_rope_apply(y, pos, f, 2, 3, 2, 16, 1);
+	CHECK_CLOSE("rope inverse", y, x, 192, 1e-6, 0);
+	free(x), free(y);
+}
+
+enum { AB = 2, TQ = 4, TK = 6, AH = 4, AKH = 2, AD = 3 };
+struct att_ctx {
+	float *q, *k, *v, *probs, *R2;
+	struct lvd_tr_attn_mask mask;
+	int tk;
+};
+/* out = [attention out | probs ⊙ 1] so R covers both (tests gradient injection) */
+static void att_f(float *out, void *p)
+{
+	struct att_ctx *c = p;
+	lvd_tr_attention_fwd(out, c->probs, c->q, c->k, c->v, &c->mask, 0.7f, AB, TQ, c->tk, AH, AKH, AD);
+	memcpy(out + AB * TQ * AH * AD, c->probs, sizeof(float) * AB * AH * TQ * c->tk);
+}
+
+static void att_case(const char *name, enum lvd_tr_mask kind, int tk)
+{
+	struct att_ctx c = { rnd(AB * TQ * AH * AD, 1), rnd(AB * tk * AKH * AD, 1), rnd(AB * tk * AKH * AD, 1),
+			     malloc(sizeof(float) * AB * AH * TQ * tk), NULL, { kind, NULL, NULL }, tk };
+	uint8_t pad[AB * TQ] = { 0, 0, 1, 1, 0, 1, 0, 1 };
+	float *bias = rnd(AB * TQ * tk, 2);
+	bias[3] = -3.4e38f;
+	c.mask.pad = pad;
+	c.mask.bias = bias;
+	size_t no = AB * TQ * AH * AD, np = (size_t)AB * AH * TQ * tk;
+	float *R = rnd(no + np, 1), *out = malloc(sizeof(float) * (no + np));
+	float *dq = calloc(no, 4), *dk = calloc(AB * tk * AKH * AD, 4), *dv = calloc(AB * tk * AKH * AD, 4);
+	float *scr = malloc(sizeof(float) * TQ * tk);
+	att_f(out, &c);
+	if (kind == LVD_TR_MASK_CAUSAL)
+		CHECK(c.probs[1] == 0.0f && c.probs[tk] != 0.0f);
+	lvd_tr_attention_bwd(dq, dk, dv, scr, R, R + no, c.probs, c.q, c.k, c.v, 0.7f, AB, TQ, tk, AH, AKH, AD);
+	char w[64];
+	snprintf(w, sizeof w, "%s dq", name);
+	fd_check(w, att_f, &c, c.q, dq, no, R, no + np);
+	snprintf(w, sizeof w, "%s dk", name);
+	fd_check(w, att_f, &c, c.k, dk, AB * tk * AKH * AD, R, no + np);
+	snprintf(w, sizeof w, "%s dv", name);
+	fd_check(w, att_f, &c, c.v, dv, AB * tk * AKH * AD, R, no + np);
+	free(c.q), free(c.k), free(c.v), free(c.probs), free(bias), free(R), free(out), free(dq), free(dk), free(dv),
+		free(scr);
+}
+
+static void test_attention(void)
+{
+	att_case("plain", LVD_TR_MASK_NONE, TK);
+	att_case("causal", LVD_TR_MASK_CAUSAL, TQ);
+	att_case("padpair", LVD_TR_MASK_PADPAIR, TQ);
+	att_case("bias", LVD_TR_MASK_BIAS, TK);
+}
+
+static void test_xent(void)
+{
+	enum { XN = 4, XV = 7 };
+	float *l = rnd(XN * XV, 3), *d = calloc(XN * XV, 4);
+	int tg[XN] = { 2, -100, 6, 0 }, cnt;
+	double s = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV);
+	CHECK(cnt == 3);
+	lvd_tr_xent_bwd(d, l, tg, 1.0f / cnt, XN, XV);
+	const float eps = 1e-2f;
+	for (int i = 0; i < XN * XV; i++) {
+		float x0 = l[i];
+		l[i] = x0 + eps;
+		double p = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV) / cnt;
+		l[i] = x0 - eps;
+		double m = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV) / cnt;
+		l[i] = x0;
+		CHECK_NEAR(d[i], (p - m) / (2 * eps), 1e-3); /* central difference, eps² ~ 1e-4 */
+	}
+	CHECK(d[XV] == 0.0f); /* ignored row */
+	CHECK(s > 0);
+	free(l), free(d);
+}
+
+enum { LN = 3, LIC = 5, LOC = 4, LR = 2 };
+struct lora_ctx { float *x, *A, *B, *u; };
+static void lora_f(float *out, void *p)
+{
+	struct lora_ctx *c = p;
+	memset(out, 0, sizeof(float) * LN * LOC);
+	lvd_lora_fwd(out, c->u, c->x, c->A, c->B, 2.0f, LN, LIC, LOC, LR);
+}
+
+static void test_lora_ops(void)
+{
+	CHECK(lvd_lora_matches("vision_model.transformer.layers.0.self_attn.q_proj", "q_proj,v_proj"));
+	CHECK(lvd_lora_matches("language_model.model.layers.1.cross_attn.v_proj", "q_proj,v_proj"));
+	CHECK(!lvd_lora_matches("language_model.model.layers.1.cross_attn.o_proj", "q_proj,v_proj"));
+	CHECK(!lvd_lora_matches("x.xq_proj", "q_proj"));
+	CHECK(lvd_lora_matches("q_proj", "k_proj,q_proj"));
+	struct lora_ctx c = { rnd(LN * LIC, 1), rnd(LR * LIC, 1), rnd(LOC * LR, 1), malloc(sizeof(float) * LN * LR) };
+	float *R = rnd(LN * LOC, 1), *out = malloc(sizeof(float) * LN * LOC), *scr = malloc(sizeof(float) * LN * LR);
+	float *dx = calloc(LN * LIC, 4), *dA = calloc(LR * LIC, 4), *dB = calloc(LOC * LR, 4);
+	lora_f(out, &c);
+	lvd_lora_bwd(dx, dA, dB, scr, R, c.x, c.u, c.A, c.B, 2.0f, LN, LIC, LOC, LR);
+	fd_check("lora dx", lora_f, &c, c.x, dx, LN * LIC, R, LN * LOC);
+	fd_check("lora dA", lora_f, &c, c.A, dA, LR * LIC, R, LN * LOC);
+	fd_check("lora dB", lora_f, &c, c.B, dB, LOC * LR, R, LN * LOC);
+	/* init bound 1/sqrt(IC) and dropout: inverted scaling, same mask in backward */
+	float A[64];
+	lvd_lora_init_a(A, 4, 16, 9);
+	int inside = 1;
+	for (int i = 0; i < 64; i++)
+		inside &= fabsf(A[i]) <= 0.25f;
+	CHECK(inside && A[0] != A[1]);
+	float x[1000], xd[1000], g[1000] = { 0 }, one[1000];
+	for (int i = 0; i < 1000; i++)
+		x[i] = 1.0f, one[i] = 1.0f;
+	lvd_lora_dropout_fwd(xd, x, 1000, 0.25f, 5);
+	lvd_lora_dropout_bwd(g, one, 1000, 0.25f, 5);
+	int kept = 0, same = 1;
+	for (int i = 0; i < 1000; i++) {
+		kept += xd[i] != 0.0f;
+		same &= xd[i] == g[i];
+	}
+	CHECK(kept > 700 && kept < 800); /* Binomial(1000, 0.75): ±50 is > 6 sigma */
+	CHECK(same);
+	CHECK_NEAR(xd[kept ? 0 : 1] == 0.0f ? 4.0f / 3 : xd[0], 4.0f / 3, 1e-6);
+	free(c.x), free(c.A), free(c.B), free(c.u), free(R), free(out), free(scr), free(dx), free(dA), free(dB);
+}
+
+static void test_embedding_patch(void)
+{
+	float table[4 * 3] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 }, out[6], dt[12] = { 0 };
+	int ids[2] = { 3, 1 };
+	lvd_tr_embedding_fwd(out, ids, table, 2, 3);
+	CHECK(out[0] == 9 && out[5] == 5);
+	lvd_tr_embedding_bwd(dt, out, ids, 2, 3);
+	CHECK(dt[9] == 9 && dt[3] == 3 && dt[0] == 0);
+	/* 2 channels, 4x4 image, patch 2: patch (0,1), channel 1, (ky,kx) = (1,0) */
+	float img[32], cols[4 * 8];
+	for (int i = 0; i < 32; i++)
+		img[i] = (float)i;
+	lvd_tr_patch_unfold(cols, img, 2, 4, 4, 2);
+	CHECK(cols[1 * 8 + (1 * 2 + 1) * 2 + 0] == img[16 + 1 * 4 + 2]);
+	CHECK(cols[3 * 8 + 7] == img[16 + 3 * 4 + 3]);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct lvd_test tests[] = {
+		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention),
+		TEST(test_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
+	};
+	return lvd_test_main(argc, argv, tests);
+}
