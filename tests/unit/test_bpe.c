@@ -1,0 +1,196 @@
+/* BPE engine, hash map, UTF-8 helpers and gunzip on small hand-made inputs. */
+#include "harness.h"
+
+#include "text/bpe.h"
+#include "text/pretok.h"
+#include "text/strmap.h"
+#include "text/textio.h"
+#include "text/utf8.h"
+
+/* bytes 0..255 as ids 0..255, plus tokens given as strings with ids from 256 */
+static struct lvd_bpe *tiny(const char **toks, int ntok, int ignore)
+{
+	struct lvd_bpe *b = lvd_bpe_new();
+	struct lvd_error err = {0};
+	for (int i = 0; i < 256; i++) {
+		uint8_t c = (uint8_t)i;
+		REQUIRE(lvd_bpe_add_token(b, i, &c, 1, 0, &err) == 0);
+	}
+	for (int i = 0; i < ntok; i++)
+		REQUIRE(lvd_bpe_add_token(b, 256 + i, (const uint8_t *)toks[i], strlen(toks[i]), 0, &err) == 0);
+	REQUIRE(lvd_bpe_merges_from_ranks(b, &err) == 0);
+	REQUIRE(lvd_bpe_finish(b, 0, ignore, &err) == 0);
+	return b;
+}
+
+static void enc(struct lvd_bpe *b, const char *w, struct lvd_bpe_buf *out)
+{
+	out->n = 0;
+	REQUIRE(lvd_bpe_encode(b, (const uint8_t *)w, strlen(w), out) == 0);
+}
+
+static void test_merge_order(void)
+{
+	/* ranks: "ab" 256, "bc" 257, "abc" 258 */
+	const char *t[] = {"ab", "bc", "abc", "aa", "aaaa"};
+	struct lvd_bpe *b = tiny(t, 5, 0);
+	struct lvd_bpe_buf o = {0};
+	enc(b, "abc", &o);
+	CHECK(o.n == 1 && o.ids[0] == 258);
+	enc(b, "xbc", &o);
+	CHECK(o.n == 2 && o.ids[0] == 'x' && o.ids[1] == 257 && o.len[1] == 2);
+	/* "aaa": the leftmost "aa" merges first (equal ranks go left) */
+	enc(b, "aaa", &o);
+	CHECK(o.n == 2 && o.ids[0] == 259 && o.ids[1] == 'a');
+	enc(b, "aaaaa", &o); /* aa aa a -> aaaa a */
+	CHECK(o.n == 2 && o.ids[0] == 260 && o.ids[1] == 'a' && o.len[0] == 4);
+	/* cache hit gives the same answer */
+	enc(b, "aaaaa", &o);
+	CHECK(o.n == 2 && o.ids[0] == 260);
+	/* long input: n log n, completes */
+	size_t n = 100000;
+	char *big = malloc(n + 1);
+	memset(big, 'a', n);
+	big[n] = 0;
+	enc(b, big, &o);
+	CHECK(o.n == n / 4 && o.ids[0] == 260);
+	free(big);
+	lvd_bpe_buf_free(&o);
+	lvd_bpe_free(b);
+}
+
+static void test_ignore_merges_and_eow(void)
+{
+	/* "xyz" is a token but no merge path reaches it (neither "xy" nor "yz" exist) */
+	const char *t[] = {"xyz"};
+	struct lvd_bpe *b = tiny(t, 1, 0), *c = tiny(t, 1, 1);
+	struct lvd_bpe_buf o = {0};
+	enc(b, "xyz", &o);
+	CHECK(o.n == 3);
+	enc(c, "xyz", &o);
+	CHECK(o.n == 1 && o.ids[0] == 256);
+	lvd_bpe_free(b);
+	lvd_bpe_free(c);
+	/* end-of-word variants: "a</w>" differs from "a" */
+	struct lvd_bpe *e = lvd_bpe_new();
+	struct lvd_error err = {0};
+	for (int i = 0; i < 256; i++) {
+		uint8_t ch = (uint8_t)i;
+		lvd_bpe_add_token(e, i, &ch, 1, 0, &err);
+		lvd_bpe_add_token(e, 256 + i, &ch, 1, 1, &err);
+	}
+	CHECK(lvd_bpe_add_token_str(e, 600, "ab</w>", 6, "</w>", &err) == 0);
+	CHECK(lvd_bpe_find_str(e, "ab</w>", 6, "</w>") == 600);
+	CHECK(lvd_bpe_add_merge(e, 'a', 256 + 'b', 0, &err) == 0);
+	CHECK(lvd_bpe_add_merge(e, 256 + 'a', 'b', 1, &err) == LVD_ERR_FORMAT); /* left ends a word */
+	CHECK(lvd_bpe_add_merge(e, 'a', 'b', 1, &err) == LVD_ERR_FORMAT);       /* "ab" without </w> absent */
+	CHECK_CONTAINS(err.msg, "not in the vocabulary");
+	CHECK(lvd_bpe_add_token(e, 600, (const uint8_t *)"zz", 2, 0, &err) == LVD_ERR_FORMAT);
+	CHECK(lvd_bpe_add_token_str(e, 601, "\xe4\xb8\x80", 3, NULL, &err) == LVD_ERR_FORMAT); /* not byte-level */
+	REQUIRE(lvd_bpe_finish(e, 1, 0, &err) == 0);
+	enc(e, "ab", &o);
+	CHECK(o.n == 1 && o.ids[0] == 600);
+	enc(e, "abab", &o); /* a b a b</w> -> a b ab</w> */
+	CHECK(o.n == 3 && o.ids[0] == 'a' && o.ids[1] == 'b' && o.ids[2] == 600);
+	lvd_bpe_free(e);
+	/* finish refuses a vocabulary without every byte */
+	struct lvd_bpe *f = lvd_bpe_new();
+	CHECK(lvd_bpe_finish(f, 0, 0, &err) == LVD_ERR_FORMAT);
+	CHECK_CONTAINS(err.msg, "byte 0x00");
+	lvd_bpe_free(f);
+	lvd_bpe_buf_free(&o);
+}
+
+static void test_strmap(void)
+{
+	struct lvd_strmap m;
+	lvd_strmap_init(&m);
+	char k[32];
+	for (int i = 0; i < 5000; i++) {
+		int l = snprintf(k, sizeof k, "key%d", i);
+		REQUIRE(lvd_strmap_put(&m, k, (size_t)l, i) == 0);
+	}
+	int64_t v = -1;
+	CHECK(lvd_strmap_get(&m, "key4321", 7, &v) && v == 4321);
+	CHECK(!lvd_strmap_get(&m, "key5000", 7, &v));
+	CHECK(lvd_strmap_put(&m, "key7", 4, 77) == 0 && lvd_strmap_get(&m, "key7", 4, &v) && v == 77);
+	CHECK(m.n == 5000);
+	CHECK(lvd_strmap_put(&m, "", 0, 9) == 0 && lvd_strmap_get(&m, "", 0, &v) && v == 9);
+	lvd_strmap_free(&m);
+}
+
+static void test_utf8(void)
+{
+	int32_t cp;
+	CHECK(lvd_utf8_decode((const uint8_t *)"\xe2\x82\xac", 3, &cp) == 3 && cp == 0x20AC);
+	CHECK(lvd_utf8_decode((const uint8_t *)"\xc0\x80", 2, &cp) == 0);     /* overlong */
+	CHECK(lvd_utf8_decode((const uint8_t *)"\xed\xa0\x80", 3, &cp) == 0); /* surrogate */
+	size_t bad;
+	CHECK(!lvd_utf8_valid("ab\xe2\x82", 4, &bad) && bad == 2);
+	char out[64];
+	/* maximal subparts: E2 82 is one U+FFFD, the lone 80 another */
+	size_t n = lvd_utf8_lossy((const uint8_t *)"a\xe2\x82" "b\x80", 5, out);
+	CHECK(n == 8 && !memcmp(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd", 8));
+	for (int b = 0; b < 256; b++)
+		CHECK(lvd_bytelevel_byte(lvd_bytelevel_cp((uint8_t)b)) == b);
+	CHECK(lvd_bytelevel_cp(' ') == 0x120 && lvd_bytelevel_cp('\n') == 0x10A && lvd_bytelevel_cp('A') == 'A');
+	CHECK(lvd_unicode_is_space(0x85) && lvd_unicode_is_space(0x3000) && !lvd_unicode_is_space(0x200B));
+}
+
+static int collect_piece(size_t a, size_t b, void *ctx)
+{
+	size_t *v = ctx;
+	v[1 + 2 * v[0]] = a;
+	v[2 + 2 * v[0]] = b;
+	v[0]++;
+	return 0;
+}
+
+static void test_pretok(void)
+{
+	struct lvd_pretok *p;
+	struct lvd_error err = {0};
+	REQUIRE(lvd_pretok_new(&p, "\\s+|[^\\s]+", &err) == 0);
+	size_t v[64] = {0};
+	const char *s = "a\xc2\x85" "b"; /* NEL is White_Space here, as in Rust/Oniguruma */
+	CHECK(lvd_pretok_split(p, s, strlen(s), 1, collect_piece, v, &err) == 0);
+	CHECK(v[0] == 3 && v[3] == 1 && v[4] == 3);
+	lvd_pretok_free(p);
+	REQUIRE(lvd_pretok_new(&p, "b", &err) == 0);
+	memset(v, 0, sizeof v);
+	CHECK(lvd_pretok_split(p, "abcb", 4, 1, collect_piece, v, &err) == 0);
+	CHECK(v[0] == 4); /* gaps kept: a, b, c, b */
+	memset(v, 0, sizeof v);
+	CHECK(lvd_pretok_split(p, "abcb", 4, 0, collect_piece, v, &err) == 0);
+	CHECK(v[0] == 2);
+	lvd_pretok_free(p);
+	CHECK(lvd_pretok_new(&p, "(unclosed", &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "offset");
+}
+
+static void test_gunzip(void)
+{
+	/* gzip -n of "hello hello hello\n" (fixed Huffman with a back-reference) */
+	static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48,
+					   0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x40, 0x90, 0x5c, 0x00, 0x3b, 0x7c, 0x8a,
+					   0xdf, 0x12, 0x00, 0x00, 0x00};
+	char *out;
+	size_t n;
+	struct lvd_error err = {0};
+	CHECK(lvd_gunzip(gz, sizeof gz, &out, &n, &err) == 0);
+	CHECK(n == 18 && !memcmp(out, "hello hello hello\n", 18));
+	free(out);
+	unsigned char bad[sizeof gz];
+	memcpy(bad, gz, sizeof gz);
+	bad[sizeof gz - 6] ^= 1; /* CRC */
+	CHECK(lvd_gunzip(bad, sizeof bad, &out, &n, &err) == LVD_ERR_FORMAT);
+	CHECK(lvd_gunzip(gz, sizeof gz - 5, &out, &n, &err) == LVD_ERR_FORMAT); /* truncated */
+}
+
+int main(int argc, char **argv)
+{
+	static const struct lvd_test tests[] = {TEST(test_merge_order), TEST(test_ignore_merges_and_eow),
+						TEST(test_strmap), TEST(test_utf8), TEST(test_pretok),
+						TEST(test_gunzip), {0}};
+	return lvd_test_main(argc, argv, tests);
+}
