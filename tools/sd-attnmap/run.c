@@ -1,10 +1,783 @@
-/* sd-attnmap run — placeholder until the command lands; replaced by its implementation. */
+/* sd-attnmap run — per-token SD cross-attention maps for a manifest, written as
+ * resumable .lvdm shards (docs/attnmap.md). */
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
 #include "cmds.h"
 #include "common/cli.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/pool.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "io/container.h"
+#include "io/fileutil.h"
+#include "lavender/attnmap.h"
+#include "lavender/mapsrec.h"
+#include "nn/gemm.h"
+#include "runctx.h"
+#include "sample.h"
+
+#define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
+
+static const char USAGE[] =
+	"sd-attnmap run --sd SD_PATH --manifest data.jsonl --out maps/ [options]";
+static const char DESC[] =
+	"For every image-text pair of the manifest: resize the image (longer side --resolution,\n"
+	"sides multiples of 64), VAE-encode it (posterior mean), noise it at each --timesteps\n"
+	"value (--noise-draws times, seeded Philox noise), run one conditional UNet pass and\n"
+	"capture the head-averaged cross-attention maps; average the --layers maps on the\n"
+	"output --grid over layers, timesteps and draws, and store one fp16 map per caption\n"
+	"token in maps/attn-NNNNN.lvdm. Re-running the same command resumes after the last\n"
+	"complete shard. Bad samples are listed in maps/errors.jsonl. See docs/attnmap.md.";
+
+enum {
+	O_SD, O_MANIFEST, O_IMAGES, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_RESOLUTION, O_GRID, O_LAYERS,
+	O_TIMESTEPS, O_DRAWS, O_SEED, O_MIN_SIDE, O_SHARD, O_SHARD_BYTES, O_THREADS, O_BATCH, O_DEVICE,
+	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS,
+};
+static const struct lvd_cli_opt OPTS[] = {
+	[O_SD] = {"sd", 0, "PATH", "SD 1.x checkpoint: diffusers folder or single .safetensors (required)"},
+	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
+	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
+	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
+	[O_TOKENIZER] = {"tokenizer", 0, "PATH", "CLIP tokenizer folder or vocab (default: SD_PATH/tokenizer)"},
+	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all (default: caption, else assistant)"},
+	[O_RESOLUTION] = {"resolution", 'r', "N", "longer side of the SD input, multiple of 64 (default 512)"},
+	[O_GRID] = {"grid", 'g', "N", "longer side of the output grid (default: latent grid / 2)"},
+	[O_LAYERS] = {"layers", 0, "LIST", "attn2 layer sides at a square input (default R/32,R/16: 16,32 at 512)"},
+	[O_TIMESTEPS] = {"timesteps", 0, "LIST", "DDPM timesteps in [0, 999] (default 100,300,500,700)"},
+	[O_DRAWS] = {"noise-draws", 0, "N", "noise draws per timestep (default 1)"},
+	[O_SEED] = {"seed", 0, "N", "noise seed (default 0)"},
+	[O_MIN_SIDE] = {"min-side", 0, "N", "skip images with a side below N pixels (default 64)"},
+	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
+	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
+	[O_THREADS] = {"threads", 't', "N", "worker threads, one sample each (default: cores)"},
+	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads)"},
+	[O_DEVICE] = {"device", 0, "DEV", "compute device: cpu (default; CUDA comes later)"},
+	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
+	[O_FOLD_VOCAB] = {"fold-vocab", 0, NULL, "feed id mod vocab to a smaller text encoder (tiny test models)"},
+	[O_TIMINGS] = {"timings", 0, NULL, "print the per-stage time split at the end"},
+	{0},
+};
+
+struct opts {
+	const char *sd, *manifest, *images, *out, *tokenizer, *device;
+	int text_field;
+	const char *layers_str;
+	struct am_params p;
+	uint32_t shard_i, shard_n;
+	uint64_t shard_bytes;
+	int threads, batch, keep_going, timings;
+};
+
+static int parse_list(const char *s, int *out, int max, int lo, int hi, int *n, const char *what)
+{
+	char buf[1024];
+	struct lvd_error err = {0};
+	if (strlen(s) >= sizeof buf || !*s)
+		return lvd_cli_usage_error("%s: bad list '%s'", what, s);
+	strcpy(buf, s);
+	*n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		if (lvd_parse_u64(t, (uint64_t)lo, (uint64_t)hi, &v, what, &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		if (*n >= max)
+			return lvd_cli_usage_error("%s: more than %d values", what, max);
+		out[(*n)++] = (int)v;
+	}
+	if (!*n)
+		return lvd_cli_usage_error("%s: empty list", what);
+	return 0;
+}
+
+static int on_opt(int key, const char *arg, void *ctx)
+{
+	struct opts *o = ctx;
+	struct lvd_error err = {0};
+	uint64_t v;
+	int n;
+	switch (key - 256) {
+	case O_SD: o->sd = arg; return 0;
+	case O_MANIFEST: o->manifest = arg; return 0;
+	case O_IMAGES: o->images = arg; return 0;
+	case O_TOKENIZER: o->tokenizer = arg; return 0;
+	case O_DEVICE: o->device = arg; return 0;
+	case O_LAYERS: o->layers_str = arg; return 0;
+	case O_TEXT_FIELD:
+		if ((o->text_field = am_text_field_parse(arg)) < 0)
+			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant or all", arg);
+		return 0;
+	case O_TIMESTEPS:
+		return parse_list(arg, o->p.timesteps, AM_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
+	case O_DRAWS:
+		if (lvd_parse_u64(arg, 1, 1024, &v, "--noise-draws", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.draws = (int)v;
+		return 0;
+	case O_SEED:
+		if (lvd_parse_u64(arg, 0, INT64_MAX, &v, "--seed", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.seed = v;
+		return 0;
+	case O_MIN_SIDE:
+		if (lvd_parse_u64(arg, 1, 65536, &v, "--min-side", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.min_side = (int)v;
+		return 0;
+	case O_GRID:
+		if (lvd_parse_u64(arg, 1, 1024, &v, "--grid", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.grid = (int)v;
+		return 0;
+	case O_SHARD:
+		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		return 0;
+	case O_SHARD_BYTES:
+		if (lvd_parse_u64(arg, 1, (uint64_t)1 << 50, &o->shard_bytes, "--shard-bytes", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		return 0;
+	case O_THREADS:
+		if (lvd_parse_u64(arg, 0, 1024, &v, "--threads", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->threads = (int)v;
+		return 0;
+	case O_BATCH:
+		if (lvd_parse_u64(arg, 1, 65536, &v, "--batch", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->batch = (int)v;
+		return 0;
+	case O_KEEP_GOING: o->keep_going = 1; return 0;
+	case O_FOLD_VOCAB: o->p.fold_vocab = 1; return 0;
+	case O_TIMINGS: o->timings = 1; return 0;
+	}
+	if (key == 'o') { o->out = arg; return 0; }
+	if (key == 'r') {
+		if (lvd_parse_u64(arg, 64, 4096, &v, "--resolution", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		if (v % 64)
+			return lvd_cli_usage_error("--resolution: %s is not a multiple of 64", arg);
+		o->p.resolution = (int)v;
+		return 0;
+	}
+	if (key == 'g') return on_opt(256 + O_GRID, arg, ctx);
+	if (key == 't') return on_opt(256 + O_THREADS, arg, ctx);
+	if (key == 'b') return on_opt(256 + O_BATCH, arg, ctx);
+	if (key == 'k') return on_opt(256 + O_KEEP_GOING, arg, ctx);
+	(void)n;
+	return lvd_cli_usage_error("unhandled option");
+}
+
+/* ---- provenance ---------------------------------------------------------------------- */
+
+/* The options that change results, as one JSON object (run.json "params" and every
+ * shard header). */
+static json_t *params_json(const struct opts *o)
+{
+	char layers[64];
+	lvd_attnmap_format_layers(layers, sizeof layers, o->p.layers, o->p.resolution);
+	json_t *ts = json_array();
+	for (int i = 0; i < o->p.n_timesteps; i++)
+		json_array_append_new(ts, json_integer(o->p.timesteps[i]));
+	char shard[32];
+	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
+	return json_pack("{s:i, s:i, s:s, s:o, s:i, s:I, s:i, s:b, s:s, s:s, s:I, s:i}",
+			 "resolution", o->p.resolution, "grid", o->p.grid, "layers", layers, "timesteps", ts,
+			 "noise_draws", o->p.draws, "seed", (json_int_t)o->p.seed, "min_side", o->p.min_side,
+			 "fold_vocab", o->p.fold_vocab, "text_field", am_text_field_name(o->text_field),
+			 "shard", shard, "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL);
+}
+
+/* Fingerprint of the inputs: manifest sha256, SD weight headers, tokenizer files. */
+static int inputs_json(const struct opts *o, const char *tok_path, json_t **out, struct lvd_error *err)
+{
+	unsigned char d[LVD_SHA256_LEN];
+	char hex[LVD_SHA256_HEX_LEN];
+	int rc;
+	if ((rc = lvd_sha256_file(o->manifest, d, err)))
+		return rc;
+	lvd_sha256_hex(d, hex);
+	json_t *sd = NULL, *tok = NULL;
+	if ((rc = am_hash_sd_headers(o->sd, &sd, err)) || (rc = am_hash_tokenizer(tok_path, &tok, err))) {
+		json_decref(sd);
+		return rc;
+	}
+	*out = json_pack("{s:s, s:o, s:o}", "manifest_sha256", hex, "sd_weights", sd, "tokenizer", tok);
+	return *out ? 0 : lvd_error_set(err, LVD_ERR_NOMEM, "run.json");
+}
+
+static char *dump(const json_t *j)
+{
+	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+/* Compares run.json with this run; returns 0 or prints the refusal and returns 2. */
+static int check_run_json(const char *path, const json_t *params, const json_t *inputs)
+{
+	json_error_t je;
+	json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!old) {
+		lvd_error_log("%s: cannot read: %s", path, je.text);
+		return 1;
+	}
+	int rc = 0;
+	const char *what[2] = {"params", "inputs"};
+	const json_t *now[2] = {params, inputs};
+	for (int k = 0; k < 2 && !rc; k++) {
+		json_t *o = json_object_get(old, what[k]);
+		if (!json_is_object(o)) {
+			lvd_error_log("%s: no '%s' object; not an sd-attnmap run.json", path, what[k]);
+			rc = 1;
+			break;
+		}
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)now[k], key, v) {
+			json_t *ov = json_object_get(o, key);
+			if (ov && json_equal(ov, v))
+				continue;
+			char *a = ov ? dump(ov) : NULL, *b = dump(v);
+			lvd_error_log("%s differs from this run: %s was %s, now %s", path, key, a ? a : "(absent)",
+				      b ? b : "?");
+			fprintf(stderr, "hint: repeat the original options to resume, or use a new --out folder\n");
+			free(a);
+			free(b);
+			rc = 2;
+			break;
+		}
+	}
+	json_decref(old);
+	return rc;
+}
+
+/* ---- resume --------------------------------------------------------------------------- */
+
+static void shard_path(char *buf, size_t cap, const char *out, int k)
+{
+	snprintf(buf, cap, "%s/attn-%05d.lvdm", out, k);
+}
+
+/* Finds the complete shards attn-00000.. and the manifest index to resume at (the
+ * index after the last record of the last shard). Returns 0, or 1 after printing. */
+static int find_resume(const char *out, const char *header_params, int *n_shards, uint64_t *resume_at)
+{
+	char path[4096];
+	*n_shards = 0;
+	*resume_at = 0;
+	for (int k = 0;; k++) {
+		shard_path(path, sizeof path, out, k);
+		if (access(path, F_OK))
+			break;
+		*n_shards = k + 1;
+	}
+	/* stale temporary files of interrupted shards */
+	DIR *dir = opendir(out);
+	if (dir) {
+		struct dirent *e;
+		while ((e = readdir(dir))) {
+			size_t n = strlen(e->d_name);
+			if (n > 9 && !strncmp(e->d_name, "attn-", 5) && !strcmp(e->d_name + n - 9, ".lvdm.tmp")) {
+				snprintf(path, sizeof path, "%s/%s", out, e->d_name);
+				unlink(path);
+			}
+		}
+		closedir(dir);
+	}
+	if (!*n_shards)
+		return 0;
+	struct lvd_error err = {0};
+	struct lvd_rec_reader *r = NULL;
+	shard_path(path, sizeof path, out, *n_shards - 1);
+	if (lvd_rec_open(&r, path, LVD_REC_KIND_MAPS, &err)) {
+		lvd_error_log("%s", err.msg);
+		fprintf(stderr, "hint: delete %s to recompute it\n", path);
+		return 1;
+	}
+	int rc = 0;
+	json_error_t je;
+	json_t *h = json_loads(lvd_rec_header(r, NULL), 0, &je), *want = json_loads(header_params, 0, &je);
+	if (!h || !want || !json_equal(json_object_get(h, "params"), want)) {
+		lvd_error_log("%s: written with other options than this run", path);
+		rc = 1;
+	}
+	json_decref(h);
+	json_decref(want);
+	size_t n = lvd_rec_count(r);
+	if (!rc && n) {
+		void *buf = NULL;
+		size_t len = 0;
+		struct lvd_mapsrec rec;
+		char where[4200];
+		snprintf(where, sizeof where, "%s: record %zu", path, n - 1);
+		if (lvd_rec_read(r, n - 1, &buf, &len, &err) || lvd_mapsrec_decode(&rec, buf, len, where, &err)) {
+			lvd_error_log("%s", err.msg);
+			rc = 1;
+		} else {
+			*resume_at = rec.index + 1;
+		}
+		lvd_mapsrec_free(&rec);
+		free(buf);
+	}
+	lvd_rec_close(r);
+	return rc;
+}
+
+/* Keeps the lines of errors.jsonl whose "index" is below resume_at. */
+static int trim_errors(const char *path, uint64_t resume_at, uint64_t *kept)
+{
+	struct lvd_error err = {0};
+	char *buf = NULL;
+	size_t len = 0;
+	*kept = 0;
+	if (access(path, F_OK))
+		return 0;
+	if (lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, &err)) {
+		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	char *outb = malloc(len + 1);
+	size_t on = 0;
+	for (char *line = buf; outb && line < buf + len;) {
+		char *nl = memchr(line, '\n', (size_t)(buf + len - line));
+		size_t ll = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
+		json_t *j = json_loadb(line, ll, 0, NULL);
+		json_t *ix = j ? json_object_get(j, "index") : NULL;
+		if (json_is_integer(ix) && (uint64_t)json_integer_value(ix) < resume_at) {
+			memcpy(outb + on, line, ll);
+			on += ll;
+			outb[on++] = '\n';
+			(*kept)++;
+		}
+		json_decref(j);
+		line += ll + 1;
+	}
+	int rc = outb ? lvd_file_write_atomic(path, outb, on, &err) : lvd_error_set(&err, LVD_ERR_NOMEM, "errors");
+	if (rc)
+		lvd_error_log("%s", err.msg);
+	free(outb);
+	free(buf);
+	return rc ? 1 : 0;
+}
+
+/* ---- the work loop ---------------------------------------------------------------------- */
+
+struct item {
+	struct am_sample s;
+	struct am_input in;       /* owned strings + tokens */
+	int failed;               /* set before the pool (bad manifest line / text) or by it */
+	char reason[LVD_ERROR_MSG_MAX];
+	uint8_t *payload;
+	size_t len;
+};
+
+struct work {
+	const struct lvd_sd *sd;
+	const struct lvd_sd_schedule *sched;
+	const struct am_params *p;
+	struct item *items;
+	struct am_timing *tm; /* [threads] */
+	struct lvd_progress *prog;
+};
+
+static int work_fn(void *ctx, size_t begin, size_t end, int tid)
+{
+	struct work *w = ctx;
+	for (size_t i = begin; i < end; i++) {
+		struct item *it = &w->items[i];
+		if (!it->failed) {
+			struct lvd_error err = {0};
+			if (am_sample_run(w->sd, w->sched, w->p, &it->s, &it->payload, &it->len, &w->tm[tid], &err)) {
+				it->failed = 1;
+				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+			}
+		}
+		lvd_progress_add(w->prog, 1);
+	}
+	return 0;
+}
+
+struct writer_state {
+	const struct opts *o;
+	const char *params_dump;
+	const char *inputs_dump;
+	struct lvd_rec_writer *w;
+	int shard;
+	uint64_t bytes;
+	ZSTD_CCtx *zc;
+	void *zbuf;
+	size_t zcap;
+	uint64_t records, maps;
+};
+
+static int writer_open(struct writer_state *ws, uint64_t first_index, struct lvd_error *err)
+{
+	char path[4096], *hdr;
+	shard_path(path, sizeof path, ws->o->out, ws->shard);
+	json_t *h = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "tool", "sd-attnmap", "version", LVD_VERSION,
+			      "params", json_loads(ws->params_dump, 0, NULL), "inputs",
+			      json_loads(ws->inputs_dump, 0, NULL), "shard", ws->shard, "first_index",
+			      (json_int_t)first_index);
+	if (!h || !(hdr = dump(h))) {
+		json_decref(h);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
+	}
+	json_decref(h);
+	struct lvd_rec_writer_opts wo = {ZLEVEL};
+	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_MAPS, hdr, &wo, err);
+	free(hdr);
+	ws->bytes = 0;
+	return rc;
+}
+
+static int writer_close(struct writer_state *ws, struct lvd_error *err)
+{
+	if (!ws->w)
+		return 0;
+	int rc = lvd_rec_writer_close(ws->w, err);
+	ws->w = NULL;
+	if (!rc) {
+		char path[4096];
+		shard_path(path, sizeof path, ws->o->out, ws->shard);
+		lvd_info("wrote %s", path);
+		ws->shard++;
+	}
+	return rc;
+}
+
+static int writer_add(struct writer_state *ws, const struct item *it, struct lvd_error *err)
+{
+	int rc;
+	if (!ws->w && (rc = writer_open(ws, it->s.index, err)))
+		return rc;
+	if ((rc = lvd_rec_writer_append(ws->w, it->s.id, it->payload, it->len, err)))
+		return rc;
+	size_t bound = ZSTD_compressBound(it->len);
+	if (bound > ws->zcap) {
+		free(ws->zbuf);
+		if (!(ws->zbuf = malloc(bound)))
+			return lvd_error_set(err, LVD_ERR_NOMEM, "compression buffer");
+		ws->zcap = bound;
+	}
+	size_t z = ZSTD_compressCCtx(ws->zc, ws->zbuf, ws->zcap, it->payload, it->len, ZLEVEL);
+	if (ZSTD_isError(z))
+		return lvd_error_set(err, LVD_ERR_INVALID, "zstd: %s", ZSTD_getErrorName(z));
+	ws->bytes += z;
+	ws->records++;
+	ws->maps += it->in.tok.T;
+	if (ws->bytes >= ws->o->shard_bytes)
+		return writer_close(ws, err);
+	return 0;
+}
+
+static void log_error(FILE *ef, const struct item *it)
+{
+	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s}", "index", (json_int_t)it->s.index, "id", it->s.id,
+			      "image", it->in.image, "reason", it->reason);
+	char *s = j ? dump(j) : NULL;
+	if (s) {
+		fprintf(ef, "%s\n", s);
+		fflush(ef);
+	}
+	lvd_warn("skipped sample %llu ('%s'): %s", (unsigned long long)it->s.index, it->s.id ? it->s.id : "?",
+		 it->reason);
+	free(s);
+	json_decref(j);
+}
 
 int cmd_run(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	lvd_cli_usage_error("'run' is not implemented yet in this build");
-	return 1;
+	struct opts o = {0};
+	o.p.resolution = 512;
+	o.p.draws = 1;
+	o.p.min_side = 64;
+	o.p.n_timesteps = 4;
+	o.p.timesteps[0] = 100;
+	o.p.timesteps[1] = 300;
+	o.p.timesteps[2] = 500;
+	o.p.timesteps[3] = 700;
+	o.shard_n = 1;
+	o.shard_bytes = (uint64_t)1 << 30;
+	o.text_field = AM_TEXT_AUTO;
+	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (first < argc)
+		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
+	if (!o.sd || !o.manifest || !o.out)
+		return lvd_cli_usage_error("--sd, --manifest and --out are required");
+	if (o.device && strcmp(o.device, "cpu"))
+		return lvd_cli_usage_error("--device %s: this build computes on the cpu only", o.device);
+	struct lvd_error err = {0};
+	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
+	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))
+		return lvd_cli_usage_error("%s", err.msg);
+	if (o.p.grid == 0 && o.p.resolution / 16 < 1)
+		return lvd_cli_usage_error("--resolution too small");
+	if (o.threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = n > 0 ? (int)n : 1;
+	}
+	if (o.batch == 0)
+		o.batch = o.threads;
+
+	/* inputs */
+	char tok_path[4096];
+	if (o.tokenizer)
+		snprintf(tok_path, sizeof tok_path, "%s", o.tokenizer);
+	else
+		snprintf(tok_path, sizeof tok_path, "%s/tokenizer", o.sd);
+	struct am_manifest *man = NULL;
+	if (am_manifest_open(&man, o.manifest, o.images, o.text_field, &err)) {
+		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	struct am_tok *tok = NULL;
+	struct lvd_sd *sd = NULL;
+	struct lvd_pool *pool = NULL;
+	FILE *ef = NULL;
+	struct lvd_progress *prog = NULL;
+	struct item *items = NULL;
+	struct am_timing *tms = NULL;
+	struct writer_state ws = {0};
+	json_t *params = NULL, *inputs = NULL;
+	char *params_dump = NULL, *inputs_dump = NULL;
+	int status = 1;
+	if (am_tok_open(&tok, tok_path, &err)) {
+		lvd_error_log("%s", err.msg);
+		if (!o.tokenizer)
+			fprintf(stderr, "hint: a single-file checkpoint needs --tokenizer PATH (a CLIP tokenizer folder)\n");
+		goto out;
+	}
+	params = params_json(&o);
+	if (!params || inputs_json(&o, tok_path, &inputs, &err)) {
+		lvd_error_log("%s", err.msg[0] ? err.msg : "out of memory");
+		goto out;
+	}
+	params_dump = dump(params);
+	inputs_dump = dump(inputs);
+
+	/* output folder, run.json (written once; checked on resume) */
+	char path[4096];
+	if (lvd_mkdir_p(o.out, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/run.json", o.out);
+	if (!access(path, F_OK)) {
+		if ((rc = check_run_json(path, params, inputs))) {
+			status = rc;
+			goto out;
+		}
+	} else {
+		json_t *opts_all = json_object();
+		json_t *args = json_array();
+		for (int i = 0; i < argc; i++)
+			json_array_append_new(args, json_string(argv[i]));
+		json_t *run = json_pack("{s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s}", "tool", "sd-attnmap",
+					"version", LVD_VERSION, "argv", args, "params", params, "inputs", inputs,
+					"options", opts_all, "sd", o.sd, "manifest", o.manifest, "images", o.images,
+					"tokenizer", tok_path);
+		json_object_set_new(opts_all, "threads", json_integer(o.threads));
+		json_object_set_new(opts_all, "batch", json_integer(o.batch));
+		json_object_set_new(opts_all, "device", json_string(o.device ? o.device : "cpu"));
+		json_object_set_new(opts_all, "keep_going", json_boolean(o.keep_going));
+		char *s = run ? json_dumps(run, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+		json_decref(run);
+		if (!s || lvd_file_write_atomic(path, s, strlen(s), &err)) {
+			free(s);
+			lvd_error_log("%s", err.msg[0] ? err.msg : "run.json: out of memory");
+			goto out;
+		}
+		free(s);
+	}
+
+	/* resume point */
+	int n_shards;
+	uint64_t resume_at, kept_errors;
+	char *hp = dump(params);
+	rc = find_resume(o.out, hp, &n_shards, &resume_at);
+	free(hp);
+	if (rc)
+		goto out;
+	snprintf(path, sizeof path, "%s/errors.jsonl", o.out);
+	if (trim_errors(path, resume_at, &kept_errors))
+		goto out;
+	if (!(ef = fopen(path, "a"))) {
+		lvd_error_log("%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (n_shards)
+		lvd_info("resuming after %d complete shard(s), at manifest sample %llu", n_shards,
+			 (unsigned long long)resume_at);
+
+	/* model */
+	double t_load = am_now();
+	struct lvd_sd_opts so = {0};
+	if (lvd_sd_load(&sd, o.sd, &so, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	lvd_info("loaded %s in %.1fs", o.sd, am_now() - t_load);
+	struct lvd_sd_schedule sched;
+	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
+	lvd_gemm_set_threads(1); /* parallelism is across samples: results do not depend on --threads */
+	if (lvd_pool_create(&pool, o.threads, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	items = lvd_calloc_array((size_t)o.batch, sizeof *items);
+	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
+	ws.zc = ZSTD_createCCtx();
+	if (!items || !tms || !ws.zc) {
+		lvd_error_log("out of memory");
+		goto out;
+	}
+	ws.o = &o;
+	ws.params_dump = params_dump;
+	ws.inputs_dump = inputs_dump;
+	ws.shard = n_shards;
+
+	uint64_t total = am_manifest_count(man);
+	uint64_t mine = 0, todo = 0;
+	for (uint64_t k = 0; k < total; k++)
+		if (k % o.shard_n == o.shard_i) {
+			mine++;
+			if (k >= resume_at)
+				todo++;
+		}
+	struct lvd_progress_opts po = {0};
+	po.unit = "images";
+	po.tty = -1;
+	prog = lvd_progress_create(lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, "sd-attnmap", todo, &po);
+	struct work w = {sd, &sched, &o.p, items, tms, prog};
+	double t_start = am_now();
+	uint64_t done = 0, skipped = 0;
+	int io_failed = 0;
+	for (;;) {
+		size_t nb = 0;
+		double tr0 = am_now();
+		while (nb < (size_t)o.batch) {
+			struct item *it = &items[nb];
+			memset(it, 0, sizeof *it);
+			int r = am_manifest_next(man, &it->in, &err);
+			if (r == AM_EOF)
+				break;
+			it->s.index = it->in.index;
+			if (it->in.index < resume_at || it->in.index % o.shard_n != o.shard_i) {
+				am_input_free(&it->in);
+				continue;
+			}
+			it->s.id = it->in.id;
+			it->s.text = it->in.text;
+			it->s.image = it->in.image;
+			it->s.image_path = it->in.image_path;
+			it->s.tok = &it->in.tok;
+			if (r) {
+				it->failed = 1;
+				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+			} else if (am_tok_text(tok, it->in.text, &it->in.tok, &err)) {
+				it->failed = 1;
+				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+			}
+			nb++;
+		}
+		tms[0].text += am_now() - tr0;
+		if (!nb)
+			break;
+		lvd_pool_parallel_for(pool, nb, work_fn, &w);
+		double tw0 = am_now();
+		for (size_t i = 0; i < nb && !io_failed; i++) {
+			struct item *it = &items[i];
+			if (!it->failed && writer_add(&ws, it, &err)) {
+				if (err.code == LVD_ERR_INVALID) { /* e.g. a duplicate id within the shard */
+					it->failed = 1;
+					snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+				} else {
+					lvd_error_log("%s", err.msg);
+					io_failed = 1;
+				}
+			}
+			if (it->failed) {
+				log_error(ef, it);
+				skipped++;
+			}
+			done++;
+		}
+		tms[0].io += am_now() - tw0;
+		for (size_t i = 0; i < nb; i++) {
+			free(items[i].payload);
+			am_input_free(&items[i].in);
+		}
+		if (io_failed)
+			goto out;
+	}
+	if (ws.w && lvd_rec_writer_count(ws.w) && writer_close(&ws, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	if (ws.w) {
+		lvd_rec_writer_abort(ws.w);
+		ws.w = NULL;
+	}
+	lvd_progress_finish(prog);
+	double secs = am_now() - t_start;
+	skipped += kept_errors;
+	lvd_info("summary: %llu samples in this shard (%llu processed now), %llu records, %llu skipped, %.1fs, "
+		"%.2f images/s, %.1f maps/s, %d shard(s)",
+		(unsigned long long)mine, (unsigned long long)done, (unsigned long long)ws.records,
+		(unsigned long long)skipped, secs, secs > 0 ? (double)done / secs : 0.0,
+		secs > 0 ? (double)ws.maps / secs : 0.0, ws.shard);
+	if (o.timings || lvd_log_level() >= LVD_LOG_DEBUG) {
+		struct am_timing s = {0};
+		for (int t = 0; t < o.threads; t++) {
+			s.decode += tms[t].decode;
+			s.text += tms[t].text;
+			s.vae += tms[t].vae;
+			s.unet += tms[t].unet;
+			s.aggregate += tms[t].aggregate;
+			s.encode += tms[t].encode;
+			s.io += tms[t].io;
+		}
+		fprintf(stderr,
+			"sd-attnmap: timings (thread-seconds): decode %.3f, text %.3f, vae %.3f, unet %.3f, "
+			"aggregate %.3f, encode %.3f, compress+io %.3f; wall %.3f\n",
+			s.decode, s.text, s.vae, s.unet, s.aggregate, s.encode, s.io, secs);
+	}
+	if (skipped && !o.keep_going) {
+		lvd_error_log("%llu sample(s) skipped, listed in %s/errors.jsonl (use --keep-going to accept)",
+			      (unsigned long long)skipped, o.out);
+		status = 1;
+	} else {
+		status = 0;
+	}
+out:
+	if (ws.w)
+		lvd_rec_writer_abort(ws.w);
+	ZSTD_freeCCtx(ws.zc);
+	free(ws.zbuf);
+	lvd_progress_destroy(prog);
+	if (ef)
+		fclose(ef);
+	free(items);
+	free(tms);
+	lvd_pool_destroy(pool);
+	lvd_sd_free(sd);
+	am_tok_close(tok);
+	am_manifest_close(man);
+	json_decref(params);
+	json_decref(inputs);
+	free(params_dump);
+	free(inputs_dump);
+	return status;
 }

@@ -1,0 +1,458 @@
+/* sd-attnmap record payload: encode/decode; the layout is in mapsrec.h. */
+#include "lavender/mapsrec.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+static const uint8_t MAGIC[4] = {'L', 'V', 'A', 'M'};
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- encode ----------------------------------------------------------------------- */
+
+static json_t *int_array(const int32_t *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_integer(v[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *pair(json_int_t a, json_int_t b)
+{
+	json_t *p = json_array();
+	if (p && (json_array_append_new(p, json_integer(a)) || json_array_append_new(p, json_integer(b)))) {
+		json_decref(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* json_string refuses invalid UTF-8; returns NULL then. */
+static json_t *str_array(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < n; i++) {
+		json_t *s = v[i] ? json_string(v[i]) : NULL;
+		if (!s || json_array_append_new(a, s)) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static int set(json_t *o, const char *k, json_t *v, int *bad)
+{
+	if (!v || json_object_set_new(o, k, v))
+		*bad = 1;
+	return *bad;
+}
+
+int lvd_mapsrec_encode(const struct lvd_mapsrec *r, uint8_t **out, size_t *out_len, struct lvd_error *err)
+{
+	*out = NULL;
+	*out_len = 0;
+	const char *id = r->id ? r->id : "(null)";
+	if (r->T < 1 || r->T > LVD_MAPSREC_MAX_TOKENS)
+		return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': %u tokens not in [1, %d]", id, r->T,
+				     LVD_MAPSREC_MAX_TOKENS);
+	if (r->grid_w < 1 || r->grid_h < 1 || r->grid_w > LVD_MAPSREC_MAX_GRID || r->grid_h > LVD_MAPSREC_MAX_GRID)
+		return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': grid %dx%d out of range", id,
+				     r->grid_w, r->grid_h);
+	if (!r->id || !r->text || !r->tokens || !r->token_strs || !r->spans || !r->word_idx || !r->stats ||
+	    !r->maps || (r->n_words && !r->words) || (r->n_layers && !r->layers) ||
+	    (r->n_timesteps && !r->timesteps))
+		return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': missing field", id);
+	if (r->n_words > LVD_MAPSREC_MAX_LIST || r->n_layers > LVD_MAPSREC_MAX_LIST ||
+	    r->n_timesteps > LVD_MAPSREC_MAX_LIST)
+		return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': list too long", id);
+	size_t tl = strlen(r->text);
+	for (uint32_t t = 0; t < r->T; t++) {
+		if (r->spans[2 * t] > r->spans[2 * t + 1] || r->spans[2 * t + 1] > tl)
+			return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': token %u: span [%u, %u) outside text",
+					     id, t, r->spans[2 * t], r->spans[2 * t + 1]);
+		if (r->word_idx[t] < -1 || r->word_idx[t] >= (int64_t)r->n_words)
+			return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': token %u: word index %d out of range",
+					     id, t, r->word_idx[t]);
+	}
+
+	int bad = 0;
+	json_t *o = json_object(), *v;
+	if (!o)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "record '%s': JSON", id);
+	set(o, "id", json_string(r->id), &bad);
+	set(o, "index", json_integer((json_int_t)r->index), &bad);
+	set(o, "text", json_string(r->text), &bad);
+	set(o, "truncated", json_boolean(r->truncated), &bad);
+	set(o, "tokens", int_array(r->tokens, r->T), &bad);
+	set(o, "token_strs", str_array(r->token_strs, r->T), &bad);
+	v = json_array();
+	for (uint32_t t = 0; v && t < r->T; t++)
+		if (json_array_append_new(v, pair(r->spans[2 * t], r->spans[2 * t + 1])))
+			bad = 1;
+	set(o, "spans", v, &bad);
+	set(o, "word_idx", int_array(r->word_idx, r->T), &bad);
+	set(o, "words", str_array(r->words, r->n_words), &bad);
+	set(o, "image", pair(r->img_w, r->img_h), &bad);
+	set(o, "image_file", json_string(r->image_file ? r->image_file : ""), &bad);
+	set(o, "sd_size", pair(r->sd_w, r->sd_h), &bad);
+	set(o, "grid", pair(r->grid_w, r->grid_h), &bad);
+	set(o, "resolution", json_integer(r->resolution), &bad);
+	set(o, "layers", int_array(r->layers, r->n_layers), &bad);
+	set(o, "timesteps", int_array(r->timesteps, r->n_timesteps), &bad);
+	set(o, "draws", json_integer(r->draws), &bad);
+	set(o, "seed", json_integer((json_int_t)r->seed), &bad);
+	v = json_array();
+	for (uint32_t t = 0; v && t < r->T; t++) {
+		const struct lvd_attnmap_stats *s = &r->stats[t];
+		json_t *q = json_pack("[ffff]", (double)s->min, (double)s->max, (double)s->mean, (double)s->sum);
+		if (!q || json_array_append_new(v, q))
+			bad = 1;
+	}
+	set(o, "stats", v, &bad);
+	if (bad) {
+		json_decref(o);
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "record '%s': cannot build metadata (invalid UTF-8 or non-finite statistic)", id);
+	}
+	char *js = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+	json_decref(o);
+	if (!js)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "record '%s': JSON", id);
+	size_t J = strlen(js), nmap, total;
+	if (J > LVD_MAPSREC_MAX_JSON) {
+		free(js);
+		return lvd_error_set(err, LVD_ERR_INVALID, "record '%s': metadata of %zu bytes too large", id, J);
+	}
+	if (lvd_size_mul4(&nmap, r->T, (size_t)r->grid_h, (size_t)r->grid_w, 2) ||
+	    lvd_size_add(&total, LVD_MAPSREC_HEADER + J, nmap)) {
+		free(js);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "record '%s': size overflow", id);
+	}
+	uint8_t *b = malloc(total);
+	if (!b) {
+		free(js);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "record '%s': %zu bytes", id, total);
+	}
+	memcpy(b, MAGIC, 4);
+	put_u16(b + 4, LVD_MAPSREC_VERSION);
+	put_u16(b + 6, 0);
+	put_u32(b + 8, r->T);
+	put_u32(b + 12, (uint32_t)r->grid_h);
+	put_u32(b + 16, (uint32_t)r->grid_w);
+	put_u32(b + 20, (uint32_t)J);
+	memcpy(b + LVD_MAPSREC_HEADER, js, J);
+	free(js);
+	uint8_t *m = b + LVD_MAPSREC_HEADER + J;
+	for (size_t i = 0; i < nmap / 2; i++)
+		put_u16(m + 2 * i, r->maps[i]);
+	*out = b;
+	*out_len = total;
+	return LVD_OK;
+}
+
+/* ---- decode ----------------------------------------------------------------------- */
+
+struct dctx {
+	const char *where;
+	struct lvd_error *err;
+};
+
+static int fmt_err(struct dctx *c, const char *field, const char *what)
+{
+	return lvd_error_set(c->err, LVD_ERR_FORMAT, "%s: field '%s': %s", c->where, field, what);
+}
+
+static json_t *need(struct dctx *c, json_t *o, const char *k, json_type type, int *rc)
+{
+	json_t *v = json_object_get(o, k);
+	if (*rc)
+		return NULL;
+	if (!v)
+		*rc = fmt_err(c, k, "missing");
+	else if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)) &&
+		 !(type == JSON_REAL && json_is_number(v)))
+		*rc = fmt_err(c, k, "wrong type");
+	return *rc ? NULL : v;
+}
+
+static int get_int(struct dctx *c, json_t *v, const char *field, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+	if (!json_is_integer(v))
+		return fmt_err(c, field, "not an integer");
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		return fmt_err(c, field, "value out of range");
+	*out = x;
+	return 0;
+}
+
+static int get_pair(struct dctx *c, json_t *o, const char *k, json_int_t lo, json_int_t hi, int *a, int *b)
+{
+	int rc = 0;
+	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
+	if (rc)
+		return rc;
+	if (json_array_size(v) != 2)
+		return fmt_err(c, k, "not a pair");
+	json_int_t x, y;
+	if ((rc = get_int(c, json_array_get(v, 0), k, lo, hi, &x)) ||
+	    (rc = get_int(c, json_array_get(v, 1), k, lo, hi, &y)))
+		return rc;
+	*a = (int)x;
+	*b = (int)y;
+	return 0;
+}
+
+/* Integer list of expected length n (or any length up to max when n is 0 and max given). */
+static int get_ints(struct dctx *c, json_t *o, const char *k, size_t n, size_t max, json_int_t lo,
+		    json_int_t hi, int32_t **out, uint32_t *count)
+{
+	int rc = 0;
+	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
+	if (rc)
+		return rc;
+	size_t len = json_array_size(v);
+	if (n ? len != n : len > max)
+		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
+	*out = lvd_alloc_array(len ? len : 1, sizeof(int32_t));
+	if (!*out)
+		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+	for (size_t i = 0; i < len; i++) {
+		json_int_t x;
+		if ((rc = get_int(c, json_array_get(v, i), k, lo, hi, &x)))
+			return rc;
+		(*out)[i] = (int32_t)x;
+	}
+	if (count)
+		*count = (uint32_t)len;
+	return 0;
+}
+
+static int get_str(struct dctx *c, json_t *o, const char *k, char **out)
+{
+	int rc = 0;
+	json_t *v = need(c, o, k, JSON_STRING, &rc);
+	if (rc)
+		return rc;
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fmt_err(c, k, "contains a NUL byte");
+	if (!(*out = lvd_strdup(json_string_value(v))))
+		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+	return 0;
+}
+
+static int get_strs(struct dctx *c, json_t *o, const char *k, size_t n, size_t max, char ***out, uint32_t *count)
+{
+	int rc = 0;
+	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
+	if (rc)
+		return rc;
+	size_t len = json_array_size(v);
+	if (n ? len != n : len > max)
+		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
+	*out = lvd_calloc_array(len ? len : 1, sizeof(char *));
+	if (!*out)
+		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+	if (count)
+		*count = (uint32_t)len;
+	for (size_t i = 0; i < len; i++) {
+		json_t *s = json_array_get(v, i);
+		if (!json_is_string(s))
+			return fmt_err(c, k, "element is not a string");
+		if (strlen(json_string_value(s)) != json_string_length(s))
+			return fmt_err(c, k, "element contains a NUL byte");
+		if (!((*out)[i] = lvd_strdup(json_string_value(s))))
+			return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+	}
+	return 0;
+}
+
+static int decode_json(struct dctx *c, struct lvd_mapsrec *r, json_t *o)
+{
+	int rc = 0;
+	json_t *v;
+	json_int_t x;
+	if ((rc = get_str(c, o, "id", &r->id)) || (rc = get_str(c, o, "text", &r->text)) ||
+	    (rc = get_str(c, o, "image_file", &r->image_file)))
+		return rc;
+	if (!(v = need(c, o, "truncated", JSON_TRUE, &rc)))
+		return rc;
+	r->truncated = json_is_true(v);
+	uint32_t n_layers = 0;
+	if ((rc = get_strs(c, o, "words", 0, LVD_MAPSREC_MAX_LIST, &r->words, &r->n_words)) ||
+	    (rc = get_ints(c, o, "tokens", r->T, 0, 0, INT32_MAX, &r->tokens, NULL)) ||
+	    (rc = get_strs(c, o, "token_strs", r->T, 0, &r->token_strs, NULL)) ||
+	    (rc = get_ints(c, o, "word_idx", r->T, 0, -1, (json_int_t)r->n_words - 1, &r->word_idx, NULL)) ||
+	    (rc = get_pair(c, o, "image", 1, INT32_MAX, &r->img_w, &r->img_h)) ||
+	    (rc = get_pair(c, o, "sd_size", 1, INT32_MAX, &r->sd_w, &r->sd_h)) ||
+	    (rc = get_pair(c, o, "grid", 1, LVD_MAPSREC_MAX_GRID, &r->grid_w, &r->grid_h)) ||
+	    (rc = get_ints(c, o, "layers", 0, LVD_MAPSREC_MAX_LIST, 1, INT32_MAX, &r->layers, &n_layers)) ||
+	    (rc = get_ints(c, o, "timesteps", 0, LVD_MAPSREC_MAX_LIST, 0, INT32_MAX, &r->timesteps,
+			   &r->n_timesteps)))
+		return rc;
+	r->n_layers = n_layers;
+	if (!(v = need(c, o, "resolution", JSON_INTEGER, &rc)) ||
+	    (rc = get_int(c, v, "resolution", 1, INT32_MAX, &x)))
+		return rc;
+	r->resolution = (int)x;
+	if (!(v = need(c, o, "draws", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "draws", 1, UINT32_MAX, &x)))
+		return rc;
+	r->draws = (uint32_t)x;
+	if (!(v = need(c, o, "seed", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "seed", 0, INT64_MAX, &x)))
+		return rc;
+	r->seed = (uint64_t)x;
+	if (!(v = need(c, o, "index", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "index", 0, INT64_MAX, &x)))
+		return rc;
+	r->index = (uint64_t)x;
+
+	/* spans: [T][2] inside the text */
+	if (!(v = need(c, o, "spans", JSON_ARRAY, &rc)))
+		return rc;
+	if (json_array_size(v) != r->T)
+		return fmt_err(c, "spans", "length differs from the token count");
+	if (!(r->spans = lvd_alloc_array(r->T, 2 * sizeof(uint32_t))))
+		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: spans", c->where);
+	size_t tl = strlen(r->text);
+	for (uint32_t t = 0; t < r->T; t++) {
+		json_t *p = json_array_get(v, t);
+		json_int_t a, b;
+		if (!json_is_array(p) || json_array_size(p) != 2)
+			return fmt_err(c, "spans", "element is not a pair");
+		if ((rc = get_int(c, json_array_get(p, 0), "spans", 0, (json_int_t)tl, &a)) ||
+		    (rc = get_int(c, json_array_get(p, 1), "spans", a, (json_int_t)tl, &b)))
+			return rc;
+		r->spans[2 * t] = (uint32_t)a;
+		r->spans[2 * t + 1] = (uint32_t)b;
+	}
+
+	/* stats: [T][4] numbers */
+	if (!(v = need(c, o, "stats", JSON_ARRAY, &rc)))
+		return rc;
+	if (json_array_size(v) != r->T)
+		return fmt_err(c, "stats", "length differs from the token count");
+	if (!(r->stats = lvd_alloc_array(r->T, sizeof *r->stats)))
+		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: stats", c->where);
+	for (uint32_t t = 0; t < r->T; t++) {
+		json_t *p = json_array_get(v, t);
+		float q[4];
+		if (!json_is_array(p) || json_array_size(p) != 4)
+			return fmt_err(c, "stats", "element is not a 4-list");
+		for (int i = 0; i < 4; i++) {
+			json_t *e = json_array_get(p, (size_t)i);
+			if (!json_is_number(e))
+				return fmt_err(c, "stats", "element is not a number");
+			q[i] = (float)json_number_value(e);
+		}
+		r->stats[t] = (struct lvd_attnmap_stats){q[0], q[1], q[2], q[3]};
+	}
+	return 0;
+}
+
+int lvd_mapsrec_decode(struct lvd_mapsrec *r, const void *buf, size_t len, const char *where,
+		       struct lvd_error *err)
+{
+	memset(r, 0, sizeof *r);
+	struct dctx c = {where ? where : "record", err};
+	const uint8_t *b = buf;
+	if (len < LVD_MAPSREC_HEADER)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: payload of %zu bytes is shorter than the %d-byte header",
+				     c.where, len, LVD_MAPSREC_HEADER);
+	if (memcmp(b, MAGIC, 4))
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: bad magic (not an sd-attnmap record)", c.where);
+	uint16_t ver = get_u16(b + 4), flags = get_u16(b + 6);
+	if (ver != LVD_MAPSREC_VERSION)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: record version %u, this build reads %d", c.where,
+				     ver, LVD_MAPSREC_VERSION);
+	if (flags)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: reserved flags 0x%x set", c.where, flags);
+	uint32_t T = get_u32(b + 8), gh = get_u32(b + 12), gw = get_u32(b + 16), J = get_u32(b + 20);
+	if (T < 1 || T > LVD_MAPSREC_MAX_TOKENS)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: token count %u not in [1, %d]", c.where, T,
+				     LVD_MAPSREC_MAX_TOKENS);
+	if (gh < 1 || gw < 1 || gh > LVD_MAPSREC_MAX_GRID || gw > LVD_MAPSREC_MAX_GRID)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: grid %ux%u out of range", c.where, gw, gh);
+	if (J < 1 || J > LVD_MAPSREC_MAX_JSON)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata length %u out of range", c.where, J);
+	size_t nmap, want;
+	if (lvd_size_mul4(&nmap, T, gh, gw, 2) || lvd_size_add(&want, (size_t)LVD_MAPSREC_HEADER + J, nmap))
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: size overflow", c.where);
+	if (want != len)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: payload is %zu bytes, header says %zu", c.where,
+				     len, want);
+	json_error_t je;
+	json_t *o = json_loadb((const char *)b + LVD_MAPSREC_HEADER, J, JSON_REJECT_DUPLICATES, &je);
+	if (!o)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata is not valid JSON: %s (at byte %d)",
+				     c.where, je.text, je.position);
+	int rc;
+	r->T = T;
+	if (!json_is_object(o))
+		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata is not a JSON object", c.where);
+	else
+		rc = decode_json(&c, r, o);
+	json_decref(o);
+	if (rc)
+		return rc;
+	if ((uint32_t)r->grid_w != gw || (uint32_t)r->grid_h != gh)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: field 'grid': %dx%d differs from the header's %ux%u",
+				     c.where, r->grid_w, r->grid_h, gw, gh);
+	if (!(r->maps = malloc(nmap)))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: maps of %zu bytes", c.where, nmap);
+	const uint8_t *m = b + LVD_MAPSREC_HEADER + J;
+	for (size_t i = 0; i < nmap / 2; i++)
+		r->maps[i] = get_u16(m + 2 * i);
+	return LVD_OK;
+}
+
+static void free_strs(char **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void lvd_mapsrec_free(struct lvd_mapsrec *r)
+{
+	if (!r)
+		return;
+	free(r->id);
+	free(r->text);
+	free(r->image_file);
+	free(r->tokens);
+	free_strs(r->token_strs, r->token_strs ? r->T : 0);
+	free(r->spans);
+	free(r->word_idx);
+	free_strs(r->words, r->n_words);
+	free(r->layers);
+	free(r->timesteps);
+	free(r->stats);
+	free(r->maps);
+	memset(r, 0, sizeof *r);
+}
