@@ -1,10 +1,977 @@
-/* lvd-pack run — placeholder until the command lands; replaced by its implementation. */
+/* lvd-pack run — manifest + SD maps + VLM tokenizer/config -> self-contained training
+ * shards pack/train-NNNNN.lvdp (docs/pack.md). */
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "cmds.h"
 #include "common/cli.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/pool.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "io/container.h"
+#include "io/fileutil.h"
+#include "io/manifest.h"
+#include "lavender/mapsrec.h"
+#include "lavender/packrec.h"
+#include "sample.h"
+
+#define ZLEVEL 3
+#define HIST_BINS 17 /* words matched per sample: 0..15, 16+ */
+
+static const char USAGE[] =
+	"lvd-pack run --manifest data.jsonl --maps maps/ --model VLM_DIR --out pack/ [options]";
+static const char DESC[] =
+	"For every manifest sample: render the conversation with the VLM's chat template and\n"
+	"tokenize it (labels: assistant turns only, as llama-recipes), match the words of the\n"
+	"SD record of the same id to the answer's words, compute the image's tiling on the VLM\n"
+	"patch canvas, resample each matched word's SD map onto it (area-weighted, image area\n"
+	"only, with a validity mask), min-max normalise, and write one record per sample to\n"
+	"pack/train-NNNNN.lvdp with the image bytes. Re-running the same command resumes\n"
+	"after the last complete shard. Bad samples are listed in pack/errors.jsonl.\n"
+	"See docs/pack.md.";
+
+enum {
+	O_MANIFEST, O_IMAGES, O_MAPS, O_MODEL, O_OUT, O_MAX_TOKENS, O_OVERLONG, O_MATCH_IN, O_QUERY_AT,
+	O_STOPWORDS, O_GRID, O_KEEP_RAW, O_NO_EMBED, O_VERIFY, O_PROMPT, O_ALLOW_MISSING, O_SHARD,
+	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS,
+};
+static const struct lvd_cli_opt OPTS[] = {
+	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest (required)"},
+	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
+	[O_MAPS] = {"maps", 0, "DIR", "sd-attnmap output folder with attn-*.lvdm (required)"},
+	[O_MODEL] = {"model", 0, "DIR", "VLM folder: config.json, tokenizer.json|tokenizer.model (required)"},
+	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, pack.json, errors.jsonl (required)"},
+	[O_MAX_TOKENS] = {"max-tokens", 0, "N", "longest sequence kept (default 4096)"},
+	[O_OVERLONG] = {"overlong", 0, "MODE", "longer sequences: truncate (at a turn boundary; default) | drop"},
+	[O_MATCH_IN] = {"match-in", 0, "WHERE", "VLM words matched: answer (default) | all"},
+	[O_QUERY_AT] = {"query-at", 0, "WHERE", "attention row of a token at p: predict (p-1; default) | token (p)"},
+	[O_STOPWORDS] = {"stopwords", 0, "FILE", "words never matched, one per line"},
+	[O_GRID] = {"grid", 'g', "N", "targets as an NxN resize of the whole image (official: 32)"},
+	[O_KEEP_RAW] = {"keep-raw", 0, NULL, "also store each word's SD map as it came"},
+	[O_NO_EMBED] = {"no-embed-images", 0, NULL, "store the image path instead of its bytes"},
+	[O_VERIFY] = {"verify-images", 0, NULL, "decode every image fully (default: header only)"},
+	[O_PROMPT] = {"prompt", 0, "TEXT", "user text for caption-only samples (default: the Flickr prompt)"},
+	[O_ALLOW_MISSING] = {"allow-missing-maps", 0, NULL, "pack samples without map records (no targets)"},
+	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
+	[O_SHARD_SIZE] = {"shard-size", 0, "N", "manifest samples per output shard (default 1000)"},
+	[O_THREADS] = {"threads", 't', "N", "worker threads (default: cores)"},
+	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default 64 per thread)"},
+	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
+	[O_TIMINGS] = {"timings", 0, NULL, "print the time split (work vs write) at the end"},
+	{0},
+};
+
+struct opts {
+	const char *manifest, *images, *maps, *model, *out, *stopwords;
+	struct pk_params p;
+	uint32_t shard_i, shard_n;
+	uint64_t shard_size;
+	int threads, batch, keep_going, timings;
+};
+
+static int on_opt(int key, const char *arg, void *ctx)
+{
+	struct opts *o = ctx;
+	struct lvd_error err = {0};
+	uint64_t v;
+	if (key == 'o') key = 256 + O_OUT;
+	if (key == 'g') key = 256 + O_GRID;
+	if (key == 't') key = 256 + O_THREADS;
+	if (key == 'b') key = 256 + O_BATCH;
+	if (key == 'k') key = 256 + O_KEEP_GOING;
+	switch (key - 256) {
+	case O_MANIFEST: o->manifest = arg; return 0;
+	case O_IMAGES: o->images = arg; return 0;
+	case O_MAPS: o->maps = arg; return 0;
+	case O_MODEL: o->model = arg; return 0;
+	case O_OUT: o->out = arg; return 0;
+	case O_STOPWORDS: o->stopwords = arg; return 0;
+	case O_PROMPT: o->p.prompt = arg; return 0;
+	case O_KEEP_RAW: o->p.keep_raw = 1; return 0;
+	case O_NO_EMBED: o->p.embed_images = 0; return 0;
+	case O_VERIFY: o->p.verify_images = 1; return 0;
+	case O_ALLOW_MISSING: o->p.allow_missing_maps = 1; return 0;
+	case O_KEEP_GOING: o->keep_going = 1; return 0;
+	case O_TIMINGS: o->timings = 1; return 0;
+	case O_MAX_TOKENS:
+		if (lvd_parse_u64(arg, 16, LVD_PACKREC_MAX_TOKENS, &v, "--max-tokens", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.max_tokens = (uint32_t)v;
+		return 0;
+	case O_OVERLONG:
+		if (!strcmp(arg, "truncate") || !strcmp(arg, "drop")) {
+			o->p.overlong_truncate = !strcmp(arg, "truncate");
+			return 0;
+		}
+		return lvd_cli_usage_error("--overlong: '%s' is not truncate or drop", arg);
+	case O_MATCH_IN:
+		if (!strcmp(arg, "answer") || !strcmp(arg, "all")) {
+			o->p.match_all = !strcmp(arg, "all");
+			return 0;
+		}
+		return lvd_cli_usage_error("--match-in: '%s' is not answer or all", arg);
+	case O_QUERY_AT:
+		if (!strcmp(arg, "predict") || !strcmp(arg, "token")) {
+			o->p.query_at = !strcmp(arg, "token") ? LVD_QUERY_TOKEN : LVD_QUERY_PREDICT;
+			return 0;
+		}
+		return lvd_cli_usage_error("--query-at: '%s' is not predict or token", arg);
+	case O_GRID:
+		if (lvd_parse_u64(arg, 1, 1024, &v, "--grid", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.grid = (int)v;
+		return 0;
+	case O_SHARD:
+		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		return 0;
+	case O_SHARD_SIZE:
+		if (lvd_parse_u64(arg, 1, (uint64_t)1 << 40, &o->shard_size, "--shard-size", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		return 0;
+	case O_THREADS:
+		if (lvd_parse_u64(arg, 0, 1024, &v, "--threads", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->threads = (int)v;
+		return 0;
+	case O_BATCH:
+		if (lvd_parse_u64(arg, 1, 1 << 20, &v, "--batch", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->batch = (int)v;
+		return 0;
+	}
+	return lvd_cli_usage_error("unhandled option");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *dump(const json_t *j)
+{
+	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+/* ---- inputs: model, maps ------------------------------------------------------------ */
+
+struct maps_set {
+	struct lvd_rec_reader **r;
+	size_t n;
+};
+
+static void maps_close(struct maps_set *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		lvd_rec_close(m->r[i]);
+	free(m->r);
+	memset(m, 0, sizeof *m);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Opens every *.lvdm in dir (sorted by name); *fp = JSON list of {file, header_sha256,
+ * records} for provenance. */
+static int maps_open(struct maps_set *m, const char *dir, json_t *fp, struct lvd_error *err)
+{
+	memset(m, 0, sizeof *m);
+	DIR *d = opendir(dir);
+	if (!d)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open --maps folder '%s'", dir);
+	char **names = NULL;
+	size_t nn = 0, cap = 0;
+	struct dirent *e;
+	int rc = LVD_OK;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		if (l < 6 || strcmp(e->d_name + l - 5, ".lvdm"))
+			continue;
+		if (nn == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **nv = lvd_realloc_array(names, cap, sizeof *nv);
+			if (!nv) { rc = LVD_ERR_NOMEM; break; }
+			names = nv;
+		}
+		if (!(names[nn] = lvd_strdup(e->d_name))) { rc = LVD_ERR_NOMEM; break; }
+		nn++;
+	}
+	closedir(d);
+	if (rc) {
+		lvd_error_set(err, rc, "out of memory listing '%s'", dir);
+		goto out;
+	}
+	if (!nn) {
+		rc = lvd_error_set(err, LVD_ERR_NOTFOUND, "no .lvdm shards in --maps folder '%s'", dir);
+		goto out;
+	}
+	qsort(names, nn, sizeof *names, cmp_name);
+	if (!(m->r = lvd_calloc_array(nn, sizeof *m->r))) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nn; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if ((rc = lvd_rec_open(&m->r[m->n], path, LVD_REC_KIND_MAPS, err)))
+			goto out;
+		m->n++;
+		size_t hl;
+		const char *h = lvd_rec_header(m->r[i], &hl);
+		unsigned char dg[LVD_SHA256_LEN];
+		char hex[LVD_SHA256_HEX_LEN];
+		lvd_sha256(h, hl, dg);
+		lvd_sha256_hex(dg, hex);
+		json_array_append_new(fp, json_pack("{s:s, s:s, s:I}", "file", names[i], "header_sha256", hex, "records",
+						    (json_int_t)lvd_rec_count(m->r[i])));
+	}
+out:
+	for (size_t i = 0; i < nn; i++)
+		free(names[i]);
+	free(names);
+	if (rc)
+		maps_close(m);
+	return rc;
+}
+
+/* First shard holding id: reader index and record index, or -1. */
+static long maps_find(const struct maps_set *m, const char *id, size_t *rec)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (lvd_rec_find(m->r[i], id, rec, NULL) == LVD_OK)
+			return (long)i;
+	return -1;
+}
+
+static int hash_file(const char *path, json_t *obj, const char *key, struct lvd_error *err)
+{
+	unsigned char d[LVD_SHA256_LEN];
+	char hex[LVD_SHA256_HEX_LEN];
+	int rc = lvd_sha256_file(path, d, err);
+	if (rc)
+		return rc;
+	lvd_sha256_hex(d, hex);
+	json_object_set_new(obj, key, json_string(hex));
+	return 0;
+}
+
+/* Reads the geometry from MODEL/config.json (+ preprocessor_config.json when present)
+ * and fingerprints the model files. *tok_path gets the tokenizer file. */
+static int model_load(const char *dir, struct lvd_geom_cfg *g, char *tok_path, size_t cap, json_t *fp,
+		      struct lvd_error *err)
+{
+	char path[4096];
+	const char *files[2] = {"config.json", "preprocessor_config.json"};
+	lvd_geom_cfg_default(g);
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[k]);
+		if (k == 1 && access(path, F_OK))
+			continue;
+		char *buf = NULL;
+		size_t len = 0;
+		int rc = lvd_file_read_all(path, (size_t)64 << 20, &buf, &len, err);
+		if (!rc)
+			rc = lvd_geom_cfg_from_json(g, buf, len, path, err);
+		free(buf);
+		if (rc || (rc = hash_file(path, fp, k ? "preprocessor_config_sha256" : "config_sha256", err)))
+			return rc;
+	}
+	snprintf(tok_path, cap, "%s/tokenizer.json", dir);
+	if (access(tok_path, F_OK))
+		snprintf(tok_path, cap, "%s/tokenizer.model", dir);
+	if (access(tok_path, F_OK))
+		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: no tokenizer.json or tokenizer.model", dir);
+	return hash_file(tok_path, fp, "tokenizer_sha256", err);
+}
+
+/* ---- statistics ---------------------------------------------------------------------- */
+
+struct stats {
+	uint64_t samples, skipped, dropped, truncated, missing_maps, tokens, label_tokens, words;
+	uint64_t no_match, region_words, content_words, content_matched;
+	uint64_t hist[HIST_BINS];
+};
+
+static json_t *stats_json(const struct stats *s)
+{
+	json_t *h = json_array();
+	for (int i = 0; i < HIST_BINS; i++)
+		json_array_append_new(h, json_integer((json_int_t)s->hist[i]));
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "samples",
+			 (json_int_t)s->samples, "skipped", (json_int_t)s->skipped, "dropped_overlong",
+			 (json_int_t)s->dropped, "truncated_overlong", (json_int_t)s->truncated, "missing_maps",
+			 (json_int_t)s->missing_maps, "tokens", (json_int_t)s->tokens, "label_tokens",
+			 (json_int_t)s->label_tokens, "words_matched", (json_int_t)s->words, "samples_without_match",
+			 (json_int_t)s->no_match, "answer_words", (json_int_t)s->region_words, "content_words",
+			 (json_int_t)s->content_words, "content_words_matched", (json_int_t)s->content_matched,
+			 "words_per_sample_hist", h);
+}
+
+static void stats_add_json(struct stats *s, const json_t *j)
+{
+#define G(f, k) s->f += (uint64_t)json_integer_value(json_object_get(j, k))
+	G(samples, "samples"); G(skipped, "skipped"); G(dropped, "dropped_overlong");
+	G(truncated, "truncated_overlong"); G(missing_maps, "missing_maps"); G(tokens, "tokens");
+	G(label_tokens, "label_tokens"); G(words, "words_matched"); G(no_match, "samples_without_match");
+	G(region_words, "answer_words"); G(content_words, "content_words");
+	G(content_matched, "content_words_matched");
+#undef G
+	json_t *h = json_object_get(j, "words_per_sample_hist");
+	for (int i = 0; i < HIST_BINS && i < (int)json_array_size(h); i++)
+		s->hist[i] += (uint64_t)json_integer_value(json_array_get(h, i));
+}
+
+/* Keeps the lines of a JSONL file whose integer `key` is below limit; with acc, adds
+ * the kept stats lines to it. */
+static int trim_jsonl(const char *path, const char *key, uint64_t limit, struct stats *acc, uint64_t *kept)
+{
+	struct lvd_error err = {0};
+	char *buf = NULL;
+	size_t len = 0;
+	*kept = 0;
+	if (access(path, F_OK))
+		return 0;
+	if (lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, &err)) {
+		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	char *outb = malloc(len + 1);
+	size_t on = 0;
+	for (char *line = buf; outb && line < buf + len;) {
+		char *nl = memchr(line, '\n', (size_t)(buf + len - line));
+		size_t ll = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
+		json_t *j = json_loadb(line, ll, 0, NULL);
+		json_t *ix = j ? json_object_get(j, key) : NULL;
+		if (json_is_integer(ix) && (uint64_t)json_integer_value(ix) < limit) {
+			memcpy(outb + on, line, ll);
+			on += ll;
+			outb[on++] = '\n';
+			(*kept)++;
+			if (acc)
+				stats_add_json(acc, j);
+		}
+		json_decref(j);
+		line += ll + 1;
+	}
+	int rc = outb ? lvd_file_write_atomic(path, outb, on, &err) : lvd_error_set(&err, LVD_ERR_NOMEM, "%s", path);
+	if (rc)
+		lvd_error_log("%s", err.msg);
+	free(outb);
+	free(buf);
+	return rc ? 1 : 0;
+}
+
+/* ---- the work loop ---------------------------------------------------------------------- */
+
+struct item {
+	uint64_t index;            /* manifest sample number (bad lines included) */
+	struct lvd_sample s;
+	char *image_path;
+	int failed;
+	const char *kind;
+	char reason[LVD_ERROR_MSG_MAX];
+	uint8_t *payload;
+	size_t len;
+	struct pk_stats st;
+};
+
+struct worker {
+	struct lvd_llama_tok *tok;
+	struct pk_chat chat;
+	double busy;
+};
+
+struct work {
+	const struct opts *o;
+	const struct maps_set *maps;
+	const struct pk_special *sp;
+	struct worker *wk;
+	struct item *items;
+	struct lvd_progress *prog;
+};
+
+static void fail(struct item *it, const char *kind, const struct lvd_error *err)
+{
+	it->failed = 1;
+	it->kind = kind;
+	snprintf(it->reason, sizeof it->reason, "%s", err->msg);
+}
+
+static void work_one(struct work *w, struct worker *wk, struct item *it)
+{
+	struct lvd_error err = {0};
+	uint8_t *img = NULL;
+	size_t img_len = 0;
+	void *mbuf = NULL;
+	size_t mlen = 0;
+	struct lvd_mapsrec mr = {0};
+	int have_maps = 0;
+	char *ib = NULL;
+	size_t rec;
+	long sh = maps_find(w->maps, it->s.id, &rec);
+	if (sh < 0 && !w->o->p.allow_missing_maps) {
+		lvd_error_set(&err, LVD_ERR_NOTFOUND, "no map record for id '%s' in %s", it->s.id, w->o->maps);
+		fail(it, "missing_maps", &err);
+		return;
+	}
+	if (sh >= 0) {
+		char where[4200];
+		snprintf(where, sizeof where, "%s: record %zu", lvd_rec_path(w->maps->r[sh]), rec);
+		if (lvd_rec_read(w->maps->r[sh], rec, &mbuf, &mlen, &err) ||
+		    lvd_mapsrec_decode(&mr, mbuf, mlen, where, &err)) {
+			fail(it, "maps", &err);
+			goto out;
+		}
+		have_maps = 1;
+	}
+	if (lvd_file_read_all(it->image_path, LVD_PACKREC_MAX_IMAGE, &ib, &img_len, &err)) {
+		fail(it, "image", &err);
+		goto out;
+	}
+	img = (uint8_t *)ib;
+	struct pk_input in = {&it->s, it->image_path, it->s.image, img, img_len, have_maps ? &mr : NULL};
+	const char *kind = "text";
+	if (pk_sample_build(&w->o->p, wk->tok, w->sp, &wk->chat, &in, &it->payload, &it->len, &it->st, &kind, &err))
+		fail(it, kind, &err);
+out:
+	lvd_mapsrec_free(&mr);
+	free(mbuf);
+	free(ib);
+}
+
+static int work_fn(void *ctx, size_t begin, size_t end, int tid)
+{
+	struct work *w = ctx;
+	double t0 = now_s();
+	for (size_t i = begin; i < end; i++) {
+		if (!w->items[i].failed)
+			work_one(w, &w->wk[tid], &w->items[i]);
+		lvd_progress_add(w->prog, 1);
+	}
+	w->wk[tid].busy += now_s() - t0;
+	return 0;
+}
+
+static void shard_path(char *buf, size_t cap, const char *out, uint64_t k)
+{
+	snprintf(buf, cap, "%s/train-%05llu.lvdp", out, (unsigned long long)k);
+}
+
+struct writer {
+	const struct opts *o;
+	const char *params_dump, *inputs_dump;
+	struct lvd_rec_writer *w;
+	uint64_t shard;
+	struct stats cur, total;
+	FILE *stats_f;
+};
+
+static int writer_open(struct writer *ws, struct lvd_error *err)
+{
+	char path[4096], *hdr;
+	shard_path(path, sizeof path, ws->o->out, ws->shard);
+	json_t *h = json_pack("{s:s, s:s, s:o, s:o, s:I, s:I}", "tool", "lvd-pack", "version", LVD_VERSION,
+			      "params", json_loads(ws->params_dump, 0, NULL), "inputs",
+			      json_loads(ws->inputs_dump, 0, NULL), "shard", (json_int_t)ws->shard,
+			      "first_sample", (json_int_t)(ws->shard * ws->o->shard_size));
+	if (!h || !(hdr = dump(h))) {
+		json_decref(h);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
+	}
+	json_decref(h);
+	struct lvd_rec_writer_opts wo = {ZLEVEL};
+	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_PACK, hdr, &wo, err);
+	free(hdr);
+	memset(&ws->cur, 0, sizeof ws->cur);
+	return rc;
+}
+
+static int writer_close(struct writer *ws, struct lvd_error *err)
+{
+	if (!ws->w)
+		return 0;
+	int rc = lvd_rec_writer_close(ws->w, err);
+	ws->w = NULL;
+	if (rc)
+		return rc;
+	char path[4096];
+	shard_path(path, sizeof path, ws->o->out, ws->shard);
+	lvd_info("wrote %s", path);
+	json_t *j = stats_json(&ws->cur);
+	json_object_set_new(j, "shard", json_integer((json_int_t)ws->shard));
+	char *s = dump(j);
+	json_decref(j);
+	if (!s)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "stats");
+	fprintf(ws->stats_f, "%s\n", s);
+	fflush(ws->stats_f);
+	free(s);
+	ws->shard++;
+	return 0;
+}
+
+static void stats_item(struct stats *s, const struct item *it)
+{
+	if (it->failed) {
+		s->skipped++;
+		return;
+	}
+	if (it->st.dropped) {
+		s->dropped++;
+		return;
+	}
+	s->samples++;
+	s->truncated += (uint64_t)it->st.truncated;
+	s->missing_maps += (uint64_t)it->st.missing_maps;
+	s->tokens += it->st.tokens;
+	s->label_tokens += it->st.label_tokens;
+	s->words += it->st.words;
+	s->no_match += it->st.words == 0;
+	s->region_words += it->st.region_words;
+	s->content_words += it->st.content_words;
+	s->content_matched += it->st.content_matched;
+	s->hist[it->st.words < HIST_BINS - 1 ? it->st.words : HIST_BINS - 1]++;
+}
+
+static void stats_sum(struct stats *a, const struct stats *b)
+{
+	uint64_t *x = (uint64_t *)a;
+	const uint64_t *y = (const uint64_t *)b;
+	for (size_t i = 0; i < sizeof *a / sizeof(uint64_t); i++)
+		x[i] += y[i];
+}
+
+static void log_error(FILE *ef, const struct item *it)
+{
+	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s, s:s}", "index", (json_int_t)it->index, "id", it->s.id,
+			      "image", it->s.image, "kind", it->kind ? it->kind : "manifest", "reason", it->reason);
+	char *s = j ? dump(j) : NULL;
+	if (s) {
+		fprintf(ef, "%s\n", s);
+		fflush(ef);
+	}
+	lvd_warn("skipped sample %llu%s%s%s: %s", (unsigned long long)it->index, it->s.id ? " '" : "",
+		 it->s.id ? it->s.id : "", it->s.id ? "'" : "", it->reason);
+	free(s);
+	json_decref(j);
+}
+
+static json_t *params_json(const struct opts *o)
+{
+	char shard[32];
+	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
+	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i}",
+			 "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size, "max_tiles",
+			 o->p.geom.max_tiles, "grid", o->p.grid, "match_in", o->p.match_all ? "all" : "answer",
+			 "query_at", o->p.query_at == LVD_QUERY_TOKEN ? "token" : "predict", "keep_raw", o->p.keep_raw,
+			 "embed_images", o->p.embed_images, "verify_images", o->p.verify_images, "max_tokens",
+			 (int)o->p.max_tokens, "overlong", o->p.overlong_truncate ? "truncate" : "drop",
+			 "allow_missing_maps", o->p.allow_missing_maps, "prompt", o->p.prompt, "shard", shard,
+			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL);
+}
+
+/* Compares pack.json's params/inputs with this run; 0 ok, 2 refused (printed). */
+static int check_pack_json(const char *path, const json_t *params, const json_t *inputs)
+{
+	json_error_t je;
+	json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!old) {
+		lvd_error_log("%s: cannot read: %s", path, je.text);
+		return 1;
+	}
+	int rc = 0;
+	const char *what[2] = {"params", "inputs"};
+	const json_t *now[2] = {params, inputs};
+	for (int k = 0; k < 2 && !rc; k++) {
+		json_t *ov = json_object_get(old, what[k]);
+		if (!json_equal(ov, now[k])) {
+			char *a = ov ? dump(ov) : NULL, *b = dump(now[k]);
+			lvd_error_log("%s: %s differ from this run: was %s, now %s", path, what[k], a ? a : "(absent)",
+				      b ? b : "?");
+			fprintf(stderr, "hint: repeat the original options and inputs to resume, or use a new --out folder\n");
+			free(a);
+			free(b);
+			rc = 2;
+		}
+	}
+	json_decref(old);
+	return rc;
+}
+
+static int write_pack_json(const char *path, int argc, char **argv, const json_t *params, const json_t *inputs,
+			   const struct opts *o, const struct stats *st)
+{
+	struct lvd_error err = {0};
+	json_t *args = json_array();
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(args, json_string(argv[i]));
+	json_t *j = json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:s, s:s, s:s?}", "tool", "lvd-pack", "version",
+			      LVD_VERSION, "argv", args, "params", params, "inputs", inputs, "manifest", o->manifest,
+			      "maps", o->maps, "model", o->model, "images", o->images);
+	if (j && st) {
+		json_t *sj = stats_json(st);
+		double n = st->samples ? (double)st->samples : 1.0;
+		json_object_set_new(sj, "words_per_sample_mean", json_real((double)st->words / n));
+		json_object_set_new(sj, "content_match_rate",
+				    json_real(st->content_words ? (double)st->content_matched / (double)st->content_words : 0));
+		json_object_set_new(j, "stats", sj);
+	}
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	json_decref(j);
+	int rc = s ? lvd_file_write_atomic(path, s, strlen(s), &err) : lvd_error_set(&err, LVD_ERR_NOMEM, "%s", path);
+	free(s);
+	if (rc)
+		lvd_error_log("%s", err.msg);
+	return rc ? 1 : 0;
+}
+
+static char *resolve_image(const char *root, const char *img)
+{
+	size_t n = strlen(root) + strlen(img) + 2;
+	char *p = malloc(n);
+	if (p) {
+		if (img[0] == '/' || !root[0])
+			snprintf(p, n, "%s", img);
+		else
+			snprintf(p, n, "%s/%s", root, img);
+	}
+	return p;
+}
 
 int cmd_run(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	lvd_cli_usage_error("'run' is not implemented yet in this build");
-	return 1;
+	struct opts o = {0};
+	o.p.embed_images = 1;
+	o.p.max_tokens = 4096;
+	o.p.overlong_truncate = 1;
+	o.p.prompt = PK_DEFAULT_PROMPT;
+	o.shard_n = 1;
+	o.shard_size = 1000;
+	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (first < argc)
+		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
+	if (!o.manifest || !o.maps || !o.model || !o.out)
+		return lvd_cli_usage_error("--manifest, --maps, --model and --out are required");
+	if (o.threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = n > 0 ? (int)n : 1;
+	}
+	if (o.batch == 0)
+		o.batch = 64 * o.threads;
+	char root[4096];
+	if (o.images) {
+		snprintf(root, sizeof root, "%s", o.images);
+	} else {
+		snprintf(root, sizeof root, "%s", o.manifest);
+		char *sl = strrchr(root, '/');
+		if (sl)
+			*sl = 0;
+		else
+			snprintf(root, sizeof root, ".");
+	}
+
+	struct lvd_error err = {0};
+	struct lvd_stopwords stop = {0};
+	struct maps_set maps = {0};
+	struct lvd_manifest *man = NULL;
+	struct worker *wk = NULL;
+	struct lvd_pool *pool = NULL;
+	struct item *items = NULL;
+	struct lvd_progress *prog = NULL;
+	FILE *ef = NULL;
+	struct writer ws = {0};
+	json_t *params = NULL, *inputs = json_object(), *model_fp = json_object(), *maps_fp = json_array();
+	char *params_dump = NULL, *inputs_dump = NULL;
+	int status = 1, threads_made = 0;
+	char tok_path[4096], path[4096];
+
+	if (o.stopwords) {
+		char *buf = NULL;
+		size_t len = 0;
+		if (lvd_file_read_all(o.stopwords, (size_t)64 << 20, &buf, &len, &err) ||
+		    lvd_stopwords_parse(&stop, buf, len, o.stopwords, &err)) {
+			free(buf);
+			lvd_error_log("%s", err.msg);
+			goto out;
+		}
+		free(buf);
+		o.p.stop = &stop;
+		if (hash_file(o.stopwords, inputs, "stopwords_sha256", &err)) {
+			lvd_error_log("%s", err.msg);
+			goto out;
+		}
+	}
+	if (model_load(o.model, &o.p.geom, tok_path, sizeof tok_path, model_fp, &err) ||
+	    maps_open(&maps, o.maps, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	json_object_set(inputs, "model", model_fp);
+	json_object_set(inputs, "maps", maps_fp);
+	params = params_json(&o);
+	params_dump = dump(params);
+	inputs_dump = dump(inputs);
+	if (!params_dump || !inputs_dump) {
+		lvd_error_log("out of memory");
+		goto out;
+	}
+
+	/* one tokenizer per thread (they hold caches) */
+	wk = lvd_calloc_array((size_t)o.threads, sizeof *wk);
+	if (!wk) {
+		lvd_error_log("out of memory");
+		goto out;
+	}
+	threads_made = o.threads;
+	for (int t = 0; t < o.threads; t++)
+		if (lvd_llama_tok_load(&wk[t].tok, tok_path, LVD_LLAMA_SCHEME_MLLAMA, &err)) {
+			lvd_error_log("%s", err.msg);
+			goto out;
+		}
+	struct pk_special sp;
+	if (pk_special_ids(wk[0].tok, &sp, &err)) {
+		lvd_error_log("%s: %s", tok_path, err.msg);
+		goto out;
+	}
+
+	/* output folder, pack.json (checked on resume) */
+	if (lvd_mkdir_p(o.out, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/pack.json", o.out);
+	if (!access(path, F_OK)) {
+		if ((rc = check_pack_json(path, params, inputs))) {
+			status = rc;
+			goto out;
+		}
+	} else if (write_pack_json(path, argc, argv, params, inputs, &o, NULL)) {
+		goto out;
+	}
+
+	/* resume: complete shards are kept; stale temporaries removed */
+	uint64_t n_shards = 0;
+	for (;; n_shards++) {
+		shard_path(path, sizeof path, o.out, n_shards);
+		if (access(path, F_OK))
+			break;
+	}
+	DIR *dir = opendir(o.out);
+	if (dir) {
+		struct dirent *e;
+		while ((e = readdir(dir))) {
+			size_t n = strlen(e->d_name);
+			if (n > 9 && !strncmp(e->d_name, "train-", 6) && !strcmp(e->d_name + n - 9, ".lvdp.tmp")) {
+				snprintf(path, sizeof path, "%s/%s", o.out, e->d_name);
+				unlink(path);
+			}
+		}
+		closedir(dir);
+	}
+	if (n_shards) {
+		struct lvd_rec_reader *r = NULL;
+		shard_path(path, sizeof path, o.out, n_shards - 1);
+		if (lvd_rec_open(&r, path, LVD_REC_KIND_PACK, &err)) {
+			lvd_error_log("%s", err.msg);
+			fprintf(stderr, "hint: delete %s to recompute it\n", path);
+			goto out;
+		}
+		lvd_rec_close(r);
+	}
+	uint64_t resume_at = n_shards * o.shard_size, kept;
+	struct stats prev = {0};
+	snprintf(path, sizeof path, "%s/stats.jsonl", o.out);
+	if (trim_jsonl(path, "shard", n_shards, &prev, &kept))
+		goto out;
+	if (!(ws.stats_f = fopen(path, "a"))) {
+		lvd_error_log("%s: %s", path, strerror(errno));
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/errors.jsonl", o.out);
+	/* errors.jsonl "index" is the manifest sample number; mine = index / N */
+	if (trim_jsonl(path, "index", resume_at * o.shard_n, NULL, &kept))
+		goto out;
+	if (!(ef = fopen(path, "a"))) {
+		lvd_error_log("%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (n_shards)
+		lvd_info("resuming after %llu complete shard(s)", (unsigned long long)n_shards);
+
+	if (lvd_manifest_open(&man, o.manifest, NULL, &err) || lvd_pool_create(&pool, o.threads, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	items = lvd_calloc_array((size_t)o.batch, sizeof *items);
+	if (!items) {
+		lvd_error_log("out of memory");
+		goto out;
+	}
+	ws.o = &o;
+	ws.params_dump = params_dump;
+	ws.inputs_dump = inputs_dump;
+	ws.shard = n_shards;
+	struct lvd_progress_opts po = {0};
+	po.unit = "samples";
+	po.tty = -1;
+	prog = lvd_progress_create(lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, "lvd-pack", 0, &po);
+	struct work w = {&o, &maps, &sp, wk, items, prog};
+	double t_start = now_s(), t_write = 0, t_read = 0;
+	uint64_t index = 0, done = 0;
+	int eof = 0, io_failed = 0;
+	while (!eof && !io_failed) {
+		size_t nb = 0;
+		double tr0 = now_s();
+		while (nb < (size_t)o.batch) {
+			struct item *it = &items[nb];
+			int r = lvd_manifest_next(man, &it->s, &err);
+			if (r == LVD_MANIFEST_EOF) {
+				eof = 1;
+				break;
+			}
+			if (r == LVD_ERR_IO || r == LVD_ERR_NOMEM) {
+				lvd_error_log("%s", err.msg);
+				io_failed = 1;
+				break;
+			}
+			uint64_t k = index++;
+			if (k % o.shard_n != o.shard_i || k / o.shard_n < resume_at)
+				continue;
+			it->index = k;
+			it->failed = 0;
+			it->kind = NULL;
+			it->payload = NULL;
+			it->image_path = NULL;
+			memset(&it->st, 0, sizeof it->st);
+			if (r) {
+				fail(it, "manifest", &err);
+			} else if (!it->s.image) {
+				lvd_error_set(&err, LVD_ERR_INVALID, "sample '%s' has no image", it->s.id);
+				fail(it, "image", &err);
+			} else if (!(it->image_path = resolve_image(root, it->s.image))) {
+				lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+				fail(it, "image", &err);
+			}
+			nb++;
+		}
+		t_read += now_s() - tr0;
+		if (!nb)
+			break;
+		lvd_pool_parallel_for(pool, nb, work_fn, &w);
+		double tw0 = now_s();
+		for (size_t i = 0; i < nb && !io_failed; i++) {
+			struct item *it = &items[i];
+			uint64_t mine = it->index / o.shard_n;
+			while (!io_failed && (!ws.w || mine >= (ws.shard + 1) * o.shard_size)) {
+				if ((ws.w && writer_close(&ws, &err)) || writer_open(&ws, &err)) {
+					lvd_error_log("%s", err.msg);
+					io_failed = 1;
+				}
+			}
+			if (io_failed)
+				break;
+			if (!it->failed && it->payload &&
+			    lvd_rec_writer_append(ws.w, it->s.id, it->payload, it->len, &err)) {
+				if (err.code == LVD_ERR_INVALID) { /* duplicate id in the shard */
+					fail(it, "manifest", &err);
+				} else {
+					lvd_error_log("%s", err.msg);
+					io_failed = 1;
+					break;
+				}
+			}
+			if (it->failed)
+				log_error(ef, it);
+			stats_item(&ws.cur, it);
+			stats_item(&ws.total, it);
+			done++;
+		}
+		t_write += now_s() - tw0;
+		for (size_t i = 0; i < nb; i++) {
+			free(items[i].payload);
+			items[i].payload = NULL;
+			free(items[i].image_path);
+			items[i].image_path = NULL;
+		}
+	}
+	if (io_failed)
+		goto out;
+	if (ws.w && writer_close(&ws, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	lvd_progress_finish(prog);
+	double secs = now_s() - t_start;
+	struct stats all = prev;
+	stats_sum(&all, &ws.total);
+	snprintf(path, sizeof path, "%s/pack.json", o.out);
+	if (write_pack_json(path, argc, argv, params, inputs, &o, &all))
+		goto out;
+	lvd_info("summary: %llu samples processed now (%.1f/s), %llu packed in all, %llu skipped, %llu dropped as "
+		 "overlong, %llu truncated, %llu without maps, %llu without a matched word; words per sample %.2f; "
+		 "content words matched %.1f%%",
+		 (unsigned long long)done, secs > 0 ? (double)done / secs : 0.0, (unsigned long long)all.samples,
+		 (unsigned long long)all.skipped, (unsigned long long)all.dropped, (unsigned long long)all.truncated,
+		 (unsigned long long)all.missing_maps, (unsigned long long)all.no_match,
+		 all.samples ? (double)all.words / (double)all.samples : 0.0,
+		 all.content_words ? 100.0 * (double)all.content_matched / (double)all.content_words : 0.0);
+	if (o.timings) {
+		double busy = 0;
+		for (int t = 0; t < o.threads; t++)
+			busy += wk[t].busy;
+		fprintf(stderr, "lvd-pack: timings: manifest %.3fs, workers %.3f thread-s (read+build), write %.3fs "
+				"(compress+io), wall %.3fs, %.0f samples/s\n",
+			t_read, busy, t_write, secs, secs > 0 ? (double)done / secs : 0.0);
+	}
+	if (all.skipped && !o.keep_going) {
+		lvd_error_log("%llu sample(s) skipped, listed in %s/errors.jsonl (use --keep-going to accept)",
+			      (unsigned long long)all.skipped, o.out);
+		status = 1;
+	} else {
+		status = 0;
+	}
+out:
+	if (ws.w)
+		lvd_rec_writer_abort(ws.w);
+	if (ws.stats_f)
+		fclose(ws.stats_f);
+	if (ef)
+		fclose(ef);
+	lvd_progress_destroy(prog);
+	if (items)
+		for (int i = 0; i < o.batch; i++)
+			lvd_sample_clear(&items[i].s);
+	free(items);
+	lvd_pool_destroy(pool);
+	lvd_manifest_close(man);
+	for (int t = 0; t < threads_made; t++) {
+		lvd_llama_tok_free(wk[t].tok);
+		pk_chat_free(&wk[t].chat);
+	}
+	free(wk);
+	maps_close(&maps);
+	lvd_stopwords_free(&stop);
+	json_decref(params);
+	json_decref(inputs);
+	json_decref(model_fp);
+	json_decref(maps_fp);
+	free(params_dump);
+	free(inputs_dump);
+	return status;
 }

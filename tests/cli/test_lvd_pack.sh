@@ -1,0 +1,148 @@
+# lvd-pack run/inspect/viz as a user runs them, on the synthetic fixture written by
+# build/tests/test_pack_tool --fixture (small PNGs, one map record per sample, the small
+# Llama-3 tokenizer.json): usage errors, a missing map listed by id, determinism across
+# --threads, resume, --shard, inspect output, viz, corrupt shards.
+. tests/cli/lib.inc
+P=$BUILD/lvd-pack
+FX=$BUILD/tests/test_pack_tool
+D=$T_TMP/fx
+
+expect_exit 0 "run --help" "$P" run --help
+expect_stdout "usage: lvd-pack run" "run --help text" "$P" run --help
+expect_stdout "usage: lvd-pack inspect" "inspect --help" "$P" inspect --help
+expect_stdout "usage: lvd-pack viz" "viz --help" "$P" viz --help
+expect_exit 2 "run without inputs" "$P" run
+expect_stderr "are required" "run without inputs message" "$P" run
+expect_exit 2 "bad --overlong" "$P" run --manifest a --maps b --model c --out d --overlong cut
+expect_exit 2 "bad --match-in" "$P" run --manifest a --maps b --model c --out d --match-in question
+expect_exit 2 "bad --query-at" "$P" run --manifest a --maps b --model c --out d --query-at next
+expect_exit 2 "bad --grid" "$P" run --manifest a --maps b --model c --out d --grid 0
+expect_exit 2 "bad --shard" "$P" run --manifest a --maps b --model c --out d --shard 2/2
+expect_exit 2 "bad flag" "$P" run --no-such-flag
+expect_exit 2 "inspect without file" "$P" inspect
+expect_exit 2 "viz without --out" "$P" viz x.lvdp
+
+if [ ! -x "$FX" ] || ! "$FX" --fixture "$D" 20 nomap 2>"$T_TMP/err"; then
+	skip "fixture: $FX --fixture failed or missing"
+	finish
+	exit $?
+fi
+expect_exit 1 "missing --maps folder" "$P" run --manifest "$D/data.jsonl" --maps "$D/nope" --model "$D/model" --out "$T_TMP/x"
+expect_stderr "cannot open --maps folder" "missing --maps message" "$P" run --manifest "$D/data.jsonl" --maps "$D/nope" --model "$D/model" --out "$T_TMP/x"
+
+run() { out=$1; shift; "$P" run --manifest "$D/data.jsonl" --maps "$D/maps" --model "$D/model" --out "$out" --shard-size 8 "$@"; }
+
+# a sample without a map record: listed by id, exit 1; --keep-going: exit 0
+expect_exit 1 "missing map -> exit 1" run "$T_TMP/a" --threads 1
+if grep -q '"id":"nomap"' "$T_TMP/a/errors.jsonl" && grep -q '"kind":"missing_maps"' "$T_TMP/a/errors.jsonl"; then pass; else fail "errors.jsonl lists nomap"; fi
+expect_stderr "skipped sample 20 'nomap'" "missing map named on stderr" run "$T_TMP/a2" --threads 1
+expect_exit 0 "--keep-going" run "$T_TMP/k" --keep-going
+expect_exit 0 "--allow-missing-maps" run "$T_TMP/m" --allow-missing-maps
+if grep -q '"missing_maps": 1' "$T_TMP/m/pack.json"; then pass; else fail "pack.json counts missing maps"; fi
+if grep -q '"samples": 21' "$T_TMP/m/pack.json"; then pass; else fail "pack.json samples 21"; fi
+
+# undecodable image, missing image file, empty answer: listed with their kind
+printf 'not an image' >"$D/images/bad.png"
+cat >"$D/bad.jsonl" <<'EOF'
+{"id": "s00000", "image": "images/bad.png", "caption": "a black dog running on the beach"}
+{"id": "s00001", "image": "images/img1.png", "conversations": [{"role": "user", "content": "<image>\nWhat?"}, {"role": "assistant", "content": "  "}]}
+{"id": "s00002", "image": "images/gone.png", "caption": "A man riding a horse, near a river."}
+{"id": "s00003", "image": "images/img3.png", "caption": "the astronaut holds the American flag"}
+EOF
+expect_exit 1 "bad samples -> exit 1" "$P" run --manifest "$D/bad.jsonl" --maps "$D/maps" --model "$D/model" --out "$T_TMP/bad"
+for want in '"id":"s00000","image":"images/bad.png","index":0,"kind":"image"' \
+	'"id":"s00001","image":"images/img1.png","index":1,"kind":"empty_answer"' \
+	'"id":"s00002","image":"images/gone.png","index":2,"kind":"image"'; do
+	if grep -qF -- "$want" "$T_TMP/bad/errors.jsonl"; then pass; else fail "errors.jsonl lacks $want"; fi
+done
+if grep -q '"samples": 1,' "$T_TMP/bad/pack.json" && grep -q '"skipped": 3,' "$T_TMP/bad/pack.json"; then pass; else fail "bad run: 1 packed, 3 skipped"; fi
+
+# determinism: --threads 1 vs 2 vs 3 (batch smaller than the input)
+ok "threads 2" run "$T_TMP/b" --threads 2 --keep-going
+ok "threads 3 batch 5" run "$T_TMP/c" --threads 3 --batch 5 --keep-going
+same=1
+for f in train-00000.lvdp train-00001.lvdp train-00002.lvdp; do
+	cmp -s "$T_TMP/a/$f" "$T_TMP/b/$f" && cmp -s "$T_TMP/a/$f" "$T_TMP/c/$f" || same=0
+done
+[ -f "$T_TMP/a/train-00003.lvdp" ] && same=0
+if [ $same -eq 1 ]; then pass; else fail "shards identical for threads 1, 2, 3"; fi
+
+# resume: keep shard 0, drop the rest, leave a stale temporary; shard 0 is not rewritten
+cp -r "$T_TMP/b" "$T_TMP/r"
+rm "$T_TMP/r/train-00001.lvdp" "$T_TMP/r/train-00002.lvdp"
+echo junk > "$T_TMP/r/train-00001.lvdp.tmp"
+ino=$(stat -c %i "$T_TMP/r/train-00000.lvdp")
+expect_stderr "resuming after 1 complete shard" "resume message" run "$T_TMP/r" --threads 2 --keep-going
+same=1
+for f in train-00000.lvdp train-00001.lvdp train-00002.lvdp; do cmp -s "$T_TMP/a/$f" "$T_TMP/r/$f" || same=0; done
+if [ $same -eq 1 ] && [ "$(stat -c %i "$T_TMP/r/train-00000.lvdp")" = "$ino" ] && [ ! -e "$T_TMP/r/train-00001.lvdp.tmp" ]; then pass; else fail "resume gives identical shards, shard 0 untouched"; fi
+if [ "$(grep -c nomap "$T_TMP/r/errors.jsonl")" -eq 1 ]; then pass; else fail "errors.jsonl not duplicated on resume"; fi
+if grep -q '"samples": 20' "$T_TMP/r/pack.json"; then pass; else fail "resumed pack.json stats cover all shards"; fi
+expect_exit 2 "resume with other options refused" run "$T_TMP/r" --grid 32 --keep-going
+expect_stderr "params differ" "resume refusal message" run "$T_TMP/r" --grid 32 --keep-going
+
+# --shard i/N: the two halves hold every sample once
+ok "shard 0/2" run "$T_TMP/s0" --shard 0/2 --keep-going
+ok "shard 1/2" run "$T_TMP/s1" --shard 1/2 --keep-going
+n0=$(for f in "$T_TMP"/s0/train-*.lvdp; do "$P" inspect "$f"; done | wc -l)
+n1=$(for f in "$T_TMP"/s1/train-*.lvdp; do "$P" inspect "$f"; done | wc -l)
+if [ "$n0" -eq 10 ] && [ "$n1" -eq 10 ]; then pass; else fail "shard split 10+10, got $n0+$n1"; fi
+
+# inspect: JSON per sample, matched words marked with --model
+expect_stdout '"id":"s00000"' "inspect ids" "$P" inspect "$T_TMP/a/train-00000.lvdp"
+expect_stdout '[[black]] [[dog]] [[running]]' "inspect marks words" "$P" inspect "$T_TMP/a/train-00000.lvdp" --model "$D/model" --id s00000
+expect_stdout '"tiles_h":1,"tiles_w":3,"aspect_id":3' "inspect tiling 1200x300" "$P" inspect "$T_TMP/a/train-00000.lvdp" --id s00002
+expect_stdout '"labels":[' "inspect --full" "$P" inspect "$T_TMP/a/train-00000.lvdp" --full --id s00003
+expect_exit 1 "inspect unknown id" "$P" inspect "$T_TMP/a/train-00000.lvdp" --id nope
+head -c 300 "$T_TMP/a/train-00000.lvdp" > "$T_TMP/trunc.lvdp"
+expect_exit 1 "inspect truncated shard" "$P" inspect "$T_TMP/trunc.lvdp"
+expect_exit 1 "inspect a maps shard" "$P" inspect "$D/maps/attn-00000.lvdm"
+# --grid 32 and --no-embed-images
+ok "grid 32" run "$T_TMP/g" --grid 32 --no-embed-images --keep-raw --keep-going
+expect_stdout '"targets":"grid","grid":[32,32]' "grid record" "$P" inspect "$T_TMP/g/train-00000.lvdp" --id s00000
+expect_stdout '"image_path":"' "path stored" "$P" inspect "$T_TMP/g/train-00000.lvdp" --id s00000
+# viz
+ok "viz" "$P" viz "$T_TMP/a/train-00000.lvdp" --out "$T_TMP/viz" --id s00001
+if [ -f "$T_TMP/viz/s00001_1_red.png" ]; then pass; else fail "viz wrote s00001_1_red.png"; fi
+ok "viz from a path" "$P" viz "$T_TMP/g/train-00000.lvdp" --out "$T_TMP/vizg" -n 1
+
+# end to end: tiny SD (tests/golden/sd) -> sd-attnmap -> lvd-pack on 4 real photos with
+# the real Llama-3 tokenizer; inspect output checked
+SHARED=${LVD_SHARED_DATA:-../shared/data}
+SDB=$BUILD/sd-attnmap
+if [ ! -f "$SHARED/images/captions.jsonl" ] || [ ! -f "$SHARED/llama3/tokenizer.model" ]; then
+	skip "end to end: $SHARED not found (set LVD_SHARED_DATA)"
+elif [ ! -x "$SDB" ] || [ ! -d tests/golden/sd/diffusers ]; then
+	skip "end to end: $SDB or tests/golden/sd/diffusers missing"
+else
+	E=$T_TMP/e2e
+	mkdir -p "$E/img" "$E/model"
+	for f in skimage_chelsea.png COCO_val2014_000000038678.png skimage_camera.png COCO_val2014_000000096638.png; do
+		cp "$SHARED/images/$f" "$E/img/"
+	done
+	cp "$SHARED/llama3/tokenizer.model" "$E/model/"
+	printf '{"model_type": "mllama", "image_token_index": 128256, "vision_config": {"image_size": 560, "patch_size": 14, "max_num_tiles": 4}}\n' >"$E/model/config.json"
+	cat >"$E/m.jsonl" <<'EOF'
+{"id": "chelsea", "image": "skimage_chelsea.png", "caption": "a facial photo of a tabby cat"}
+{"id": "woman", "image": "COCO_val2014_000000038678.png", "caption": "A woman in striped shirt holding a plate with a bagel on it."}
+{"id": "camera", "image": "skimage_camera.png", "conversations": [{"role": "user", "content": "<image>\nWhat is this?"}, {"role": "assistant", "content": "A person looking at a camera on a tripod."}]}
+{"id": "snow", "image": "COCO_val2014_000000096638.png", "caption": "A man sitting in the snow riding a snowboard."}
+EOF
+	ok "e2e sd-attnmap" "$SDB" run --sd tests/golden/sd/diffusers --tokenizer "$SHARED/clip" --images "$E/img" \
+		--fold-vocab --resolution 128 --seed 3 -q --manifest "$E/m.jsonl" --out "$E/maps"
+	ok "e2e lvd-pack" "$P" run --manifest "$E/m.jsonl" --images "$E/img" --maps "$E/maps" --model "$E/model" \
+		--out "$E/pack" --stopwords tests/golden/pack/stopwords.txt -q
+	"$P" inspect "$E/pack/train-00000.lvdp" --model "$E/model" >"$E/i.jsonl" 2>"$T_TMP/err"
+	if [ "$(wc -l <"$E/i.jsonl")" -eq 4 ]; then pass; else fail "e2e: 4 records"; fi
+	for want in 'a [[facial]] [[photo]] of a [[tabby]] [[cat]]<|eot_id|>' \
+		'A [[person]] [[looking]] at a [[camera]] on a [[tripod]].<|eot_id|>' \
+		'A [[woman]] in [[striped]] [[shirt]] [[holding]] a [[plate]] with a [[bagel]] on it.' \
+		'"id":"woman","tokens":38,"label_tokens":17,"image_token":5,"tiling":{"tiles_h":2,"tiles_w":1,"aspect_id":5' \
+		'"image_w":640,"image_h":480,"new_w":640,"new_h":480},"targets":"canvas","grid":[40,80],"valid_patches":1610'; do
+		if grep -qF -- "$want" "$E/i.jsonl"; then pass; else fail "e2e inspect lacks: $want"; fi
+	done
+	if grep -q '"content_match_rate": 1' "$E/pack/pack.json"; then pass; else fail "e2e: all content words matched"; fi
+	ok "e2e viz" "$P" viz "$E/pack/train-00000.lvdp" --out "$E/viz" --id woman
+	if [ -f "$E/viz/woman_0_woman.png" ]; then pass; else fail "e2e viz wrote woman_0_woman.png"; fi
+fi
+finish
