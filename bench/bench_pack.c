@@ -7,7 +7,7 @@
  *                              prints samples/s and the time split. */
 #include <time.h>
 
-#include "lvd-pack/sample.c"
+#include "lavender/pack_sample.h"
 #include "unit/test_pack_fixture.h"
 
 #include "lavender/packrec.h"
@@ -29,8 +29,7 @@ static int cpu(const char *dir, int n)
 		fprintf(stderr, "bench_pack: %s\n", e.msg);
 		return 1;
 	}
-	struct pk_special sp;
-	pk_special_ids(tok, &sp, &e);
+	lvd_pack_check_tokenizer(tok, &e);
 	/* inputs: the manifest's first 12 samples and their map records, cycled */
 	enum { K = 12 };
 	struct lvd_sample s[K];
@@ -60,23 +59,23 @@ static int cpu(const char *dir, int n)
 		if (lvd_file_read_all(p, 1 << 30, &img[k], &img_len[k], &e))
 			goto fail;
 	}
-	struct pk_params prm = {0};
+	struct lvd_pack_params prm = {0};
 	lvd_geom_cfg_default(&prm.geom);
 	prm.embed_images = 1;
 	prm.max_tokens = 4096;
 	prm.overlong_truncate = 1;
-	prm.prompt = PK_DEFAULT_PROMPT;
-	struct pk_chat chat = {0};
+	prm.prompt = LVD_PACK_DEFAULT_PROMPT;
+	struct lvd_pack_chat chat = {0};
 	uint64_t bytes = 0, words = 0;
 	double t0 = now_s();
 	for (int i = 0; i < n; i++) {
 		int k = i % K;
-		struct pk_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
+		struct lvd_pack_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
 		uint8_t *out;
 		size_t len;
-		struct pk_stats st;
+		struct lvd_pack_stats st;
 		const char *kind;
-		if (pk_sample_build(&prm, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e))
+		if (lvd_pack_sample_build(&prm, tok, &chat, &in, &out, &len, &st, &kind, &e))
 			goto fail;
 		bytes += len;
 		words += st.words;
@@ -88,12 +87,12 @@ static int cpu(const char *dir, int n)
 	double t1 = now_s();
 	for (int i = 0; i < n; i++) {
 		int k = i % K;
-		struct pk_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
+		struct lvd_pack_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
 		uint8_t *out;
 		size_t len;
-		struct pk_stats st;
+		struct lvd_pack_stats st;
 		const char *kind;
-		if (pk_sample_build(&prm, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e))
+		if (lvd_pack_sample_build(&prm, tok, &chat, &in, &out, &len, &st, &kind, &e))
 			goto fail;
 		free(out);
 	}
@@ -101,7 +100,7 @@ static int cpu(const char *dir, int n)
 	printf("bench_pack cpu: %d samples, 1 thread: %.0f samples/s (%.1f us/sample, %.2f words/sample, %.1f KiB/record "
 	       "with image); without image bytes %.0f samples/s\n",
 	       n, n / dt, 1e6 * dt / n, (double)words / n, (double)bytes / n / 1024, n / dt2);
-	pk_chat_free(&chat);
+	lvd_pack_chat_free(&chat);
 	for (int k = 0; k < K; k++) {
 		lvd_sample_clear(&s[k]);
 		lvd_mapsrec_free(&mr[k]);

@@ -146,7 +146,7 @@ int lvd_chat_render(struct lvd_llama_tok *tok, const struct lvd_chat_msg *msgs, 
 		if (r_put(&r, msgs[m].role, strlen(msgs[m].role), LVD_SEG_HEADER, mi))
 			{ rc = -1; goto out; }
 		ADD_SPECIAL(2, LVD_SEG_HEADER, mi);
-		if (r_put(&r, "\n\n", 2, LVD_SEG_HEADER, mi))
+		if (r_put(&r, "\n\n", 2, LVD_SEG_SEP, mi))
 			{ rc = -1; goto out; }
 		for (size_t k = 0; k < msgs[m].n_items; k++) {
 			const struct lvd_chat_item *it = &msgs[m].items[k];
@@ -214,7 +214,7 @@ void lvd_chat_labels(const struct lvd_chat_out *o, const struct lvd_chat_msg *ms
 	for (size_t i = 0; i < o->toks.n; i++) {
 		int32_t m = o->msg[i];
 		int train = m >= 0 && !strcmp(msgs[m].role, "assistant") &&
-			    (o->seg[i] == LVD_SEG_CONTENT || o->seg[i] == LVD_SEG_EOT);
+			    (o->seg[i] == LVD_SEG_SEP || o->seg[i] == LVD_SEG_CONTENT || o->seg[i] == LVD_SEG_EOT);
 		labels[i] = train ? o->toks.ids[i] : -100;
 	}
 }

@@ -45,11 +45,12 @@ struct lvd_chat_msg {
 /* What each token of a rendered chat is. */
 enum lvd_chat_seg {
 	LVD_SEG_BOS = 0,    /* <|begin_of_text|> */
-	LVD_SEG_HEADER,     /* <|start_header_id|> role <|end_header_id|> and the "\n\n" */
+	LVD_SEG_HEADER,     /* <|start_header_id|> role <|end_header_id|> */
 	LVD_SEG_CONTENT,    /* message text (a token touching any content byte counts here) */
 	LVD_SEG_IMAGE,      /* <|image|> */
 	LVD_SEG_EOT,        /* <|eot_id|> */
-	LVD_SEG_GEN_PROMPT, /* the generation-prompt header */
+	LVD_SEG_GEN_PROMPT, /* the generation-prompt header (its "\n\n" included) */
+	LVD_SEG_SEP,        /* the "\n\n" after a message's <|end_header_id|> */
 };
 
 struct lvd_chat_out {
@@ -72,8 +73,10 @@ void lvd_chat_out_free(struct lvd_chat_out *o);
 int lvd_chat_render(struct lvd_llama_tok *tok, const struct lvd_chat_msg *msgs, size_t n, unsigned flags,
 		    struct lvd_chat_out *out, struct lvd_error *err);
 
-/* Labels for supervised fine-tuning: labels[i] = id for assistant CONTENT and EOT
- * tokens, -100 for everything else (BOS, headers, "\n\n", images, other roles). */
+/* Labels for supervised fine-tuning, as llama-recipes masks them (tokenize_dialogs for
+ * Llama-3.2-Vision): labels[i] = id for every token of an assistant message after its
+ * <|end_header_id|> (the "\n\n" separator, content and <|eot_id|>), -100 for everything
+ * else (BOS, headers, image tokens, other roles, the generation prompt). */
 void lvd_chat_labels(const struct lvd_chat_out *o, const struct lvd_chat_msg *msgs, int32_t *labels);
 
 /* Splits LLaVA-style content: a leading "<image>" marker (and one "\n" after it)

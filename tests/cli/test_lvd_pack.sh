@@ -106,43 +106,6 @@ ok "viz" "$P" viz "$T_TMP/a/train-00000.lvdp" --out "$T_TMP/viz" --id s00001
 if [ -f "$T_TMP/viz/s00001_1_red.png" ]; then pass; else fail "viz wrote s00001_1_red.png"; fi
 ok "viz from a path" "$P" viz "$T_TMP/g/train-00000.lvdp" --out "$T_TMP/vizg" -n 1
 
-# end to end: tiny SD (tests/golden/sd) -> sd-attnmap -> lvd-pack on 4 real photos with
-# the real Llama-3 tokenizer; inspect output checked
-SHARED=${LVD_SHARED_DATA:-../shared/data}
-SDB=$BUILD/sd-attnmap
-if [ ! -f "$SHARED/images/captions.jsonl" ] || [ ! -f "$SHARED/llama3/tokenizer.model" ]; then
-	skip "end to end: $SHARED not found (set LVD_SHARED_DATA)"
-elif [ ! -x "$SDB" ] || [ ! -d tests/golden/sd/diffusers ]; then
-	skip "end to end: $SDB or tests/golden/sd/diffusers missing"
-else
-	E=$T_TMP/e2e
-	mkdir -p "$E/img" "$E/model"
-	for f in skimage_chelsea.png COCO_val2014_000000038678.png skimage_camera.png COCO_val2014_000000096638.png; do
-		cp "$SHARED/images/$f" "$E/img/"
-	done
-	cp "$SHARED/llama3/tokenizer.model" "$E/model/"
-	printf '{"model_type": "mllama", "image_token_index": 128256, "vision_config": {"image_size": 560, "patch_size": 14, "max_num_tiles": 4}}\n' >"$E/model/config.json"
-	cat >"$E/m.jsonl" <<'EOF'
-{"id": "chelsea", "image": "skimage_chelsea.png", "caption": "a facial photo of a tabby cat"}
-{"id": "woman", "image": "COCO_val2014_000000038678.png", "caption": "A woman in striped shirt holding a plate with a bagel on it."}
-{"id": "camera", "image": "skimage_camera.png", "conversations": [{"role": "user", "content": "<image>\nWhat is this?"}, {"role": "assistant", "content": "A person looking at a camera on a tripod."}]}
-{"id": "snow", "image": "COCO_val2014_000000096638.png", "caption": "A man sitting in the snow riding a snowboard."}
-EOF
-	ok "e2e sd-attnmap" "$SDB" run --sd tests/golden/sd/diffusers --tokenizer "$SHARED/clip" --images "$E/img" \
-		--fold-vocab --resolution 128 --seed 3 -q --manifest "$E/m.jsonl" --out "$E/maps"
-	ok "e2e lvd-pack" "$P" run --manifest "$E/m.jsonl" --images "$E/img" --maps "$E/maps" --model "$E/model" \
-		--out "$E/pack" --stopwords tests/golden/pack/stopwords.txt -q
-	"$P" inspect "$E/pack/train-00000.lvdp" --model "$E/model" >"$E/i.jsonl" 2>"$T_TMP/err"
-	if [ "$(wc -l <"$E/i.jsonl")" -eq 4 ]; then pass; else fail "e2e: 4 records"; fi
-	for want in 'a [[facial]] [[photo]] of a [[tabby]] [[cat]]<|eot_id|>' \
-		'A [[person]] [[looking]] at a [[camera]] on a [[tripod]].<|eot_id|>' \
-		'A [[woman]] in [[striped]] [[shirt]] [[holding]] a [[plate]] with a [[bagel]] on it.' \
-		'"id":"woman","tokens":38,"label_tokens":17,"image_token":5,"tiling":{"tiles_h":2,"tiles_w":1,"aspect_id":5' \
-		'"image_w":640,"image_h":480,"new_w":640,"new_h":480},"targets":"canvas","grid":[40,80],"valid_patches":1610'; do
-		if grep -qF -- "$want" "$E/i.jsonl"; then pass; else fail "e2e inspect lacks: $want"; fi
-	done
-	if grep -q '"content_match_rate": 1' "$E/pack/pack.json"; then pass; else fail "e2e: all content words matched"; fi
-	ok "e2e viz" "$P" viz "$E/pack/train-00000.lvdp" --out "$E/viz" --id woman
-	if [ -f "$E/viz/woman_0_woman.png" ]; then pass; else fail "e2e viz wrote woman_0_woman.png"; fi
-fi
+# the end-to-end pipeline (tiny SD -> sd-attnmap -> lvd-pack on real photos) is
+# tests/e2e/pipeline.sh
 finish

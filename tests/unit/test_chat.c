@@ -73,7 +73,8 @@ static void test_golden(void)
 		for (size_t k = 0; same && k < o.toks.n; k++)
 			same = o.toks.ids[k] == json_integer_value(json_array_get(ids, k));
 		CHECKF(same, "case %zu ids", ci);
-		/* labels: only assistant content and its eot; every image token is masked */
+		/* labels (llama-recipes): an assistant message after its header ("\n\n", content,
+		 * eot); headers, BOS and every image token are masked */
 		int32_t *lab = malloc(o.toks.n * sizeof *lab);
 		lvd_chat_labels(&o, msgs, lab);
 		for (size_t k = 0; k < o.toks.n; k++) {
@@ -81,7 +82,7 @@ static void test_golden(void)
 				CHECK(lab[k] == -100);
 			if (lab[k] != -100) {
 				CHECK(!strcmp(msgs[o.msg[k]].role, "assistant"));
-				CHECK(o.seg[k] == LVD_SEG_CONTENT || o.seg[k] == LVD_SEG_EOT);
+				CHECK(o.seg[k] == LVD_SEG_SEP || o.seg[k] == LVD_SEG_CONTENT || o.seg[k] == LVD_SEG_EOT);
 			}
 		}
 		free(lab);
@@ -100,10 +101,14 @@ static void test_golden(void)
 	size_t trained = 0;
 	for (size_t k = 0; k < o.toks.n; k++)
 		trained += lab[k] != -100;
-	CHECK(trained == 6); /* "The", " Art", " of", " War", ".", <|eot_id|> */
+	CHECK(trained == 7); /* "\n\n", "The", " Art", " of", " War", ".", <|eot_id|> */
 	CHECK(o.toks.ids[o.toks.n - 1] == 128009 && lab[o.toks.n - 1] == 128009);
-	CHECK(o.seg[0] == LVD_SEG_BOS && o.seg[1] == LVD_SEG_HEADER && o.seg[4] == LVD_SEG_HEADER &&
-	      o.seg[5] == LVD_SEG_IMAGE);
+	CHECK(o.seg[0] == LVD_SEG_BOS && o.seg[1] == LVD_SEG_HEADER && o.seg[3] == LVD_SEG_HEADER &&
+	      o.seg[4] == LVD_SEG_SEP && o.seg[5] == LVD_SEG_IMAGE);
+	/* the assistant's "\n\n" is labelled, the user's is not */
+	for (size_t k = 0; k < o.toks.n; k++)
+		if (o.seg[k] == LVD_SEG_SEP)
+			CHECK((lab[k] != -100) == !strcmp(msgs[o.msg[k]].role, "assistant"));
 	lvd_chat_out_free(&o);
 	json_decref(g);
 	lvd_llama_tok_free(tok);

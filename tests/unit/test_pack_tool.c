@@ -1,4 +1,4 @@
-/* Tests for lvd-pack's per-sample procedure (tools/lvd-pack/sample.c, compiled in here):
+/* Tests for lvd-pack's per-sample procedure (lib/lavender/pack_sample.h):
  * chat template + labels against transformers/llama-recipes (golden), caption-only
  * samples, a whole sample built from synthetic maps (targets, mask, words, image bytes),
  * overlong handling, missing maps.
@@ -6,9 +6,10 @@
  * tests/cli/test_lvd_pack.sh (see test_pack_fixture.h) and exits. */
 #include <jansson.h>
 #include <stdint.h>
+#include <turbojpeg.h>
 
 #include "harness.h"
-#include "lvd-pack/sample.c"
+#include "lavender/pack_sample.h"
 #include "test_pack_fixture.h"
 
 #include "lavender/packrec.h"
@@ -38,15 +39,14 @@ static void test_labels_golden(void)
 	struct lvd_error e = {0};
 	struct lvd_llama_tok *tok = NULL;
 	REQUIRE(lvd_llama_tok_load(&tok, path, LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
-	struct pk_special sp;
-	REQUIRE(pk_special_ids(tok, &sp, &e) == 0);
+	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	json_error_t je;
 	json_t *root = json_load_file(lvd_test_path("tests/golden/pack/labels.json"), 0, &je);
 	REQUIRE(root);
 	json_t *cases = json_object_get(root, "cases"), *c;
 	REQUIRE(json_array_size(cases) >= 7);
 	size_t i;
-	struct pk_chat chat = {0};
+	struct lvd_pack_chat chat = {0};
 	json_array_foreach(cases, i, c) {
 		json_t *line = json_pack("{s:s, s:O}", "id", "x", "conversations", json_object_get(c, "conversations"));
 		char *ls = json_dumps(line, JSON_COMPACT);
@@ -54,25 +54,25 @@ static void test_labels_golden(void)
 		int ok = parse_sample(&s, ls) == 0;
 		CHECK(ok);
 		if (ok) {
-			int rc = pk_chat_encode(&chat, tok, &sp, &s, PK_DEFAULT_PROMPT, &e);
+			int rc = lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, &e);
 			CHECKF(rc == 0, "case %zu: %s", i, e.msg);
 			json_t *ids = json_object_get(c, "ids"), *lab = json_object_get(c, "labels");
-			CHECKF(chat.tok.n == json_array_size(ids), "case %zu: %zu tokens, want %zu", i, chat.tok.n,
+			CHECKF(chat.out.toks.n == json_array_size(ids), "case %zu: %zu tokens, want %zu", i, chat.out.toks.n,
 			       json_array_size(ids));
 			int bad_id = 0, bad_lab = 0;
-			for (size_t t = 0; t < chat.tok.n && t < json_array_size(ids); t++) {
-				bad_id += chat.tok.ids[t] != json_integer_value(json_array_get(ids, t));
+			for (size_t t = 0; t < chat.out.toks.n && t < json_array_size(ids); t++) {
+				bad_id += chat.out.toks.ids[t] != json_integer_value(json_array_get(ids, t));
 				bad_lab += chat.labels[t] != json_integer_value(json_array_get(lab, t));
 			}
 			CHECKF(bad_id == 0, "case %zu: %d ids differ", i, bad_id);
 			CHECKF(bad_lab == 0, "case %zu: %d labels differ", i, bad_lab);
-			CHECK(chat.image_pos == 5 && chat.tok.ids[5] == 128256);
+			CHECK(chat.image_pos == 5 && chat.out.toks.ids[5] == 128256);
 		}
 		lvd_sample_clear(&s);
 		free(ls);
 		json_decref(line);
 	}
-	pk_chat_free(&chat);
+	lvd_pack_chat_free(&chat);
 	json_decref(root);
 	lvd_llama_tok_free(tok);
 }
@@ -82,18 +82,17 @@ static void test_chat_caption_only(void)
 	struct lvd_error e = {0};
 	struct lvd_llama_tok *tok = NULL;
 	REQUIRE(lvd_llama_tok_load(&tok, small_tok(), LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
-	struct pk_special sp;
-	REQUIRE(pk_special_ids(tok, &sp, &e) == 0);
-	CHECK(sp.image == 4256 && sp.bos == 4000 && sp.eot == 4009);
+	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
+	CHECK(lvd_llama_special_id(tok, "<|image|>") == 4256 && lvd_llama_special_id(tok, "<|eot_id|>") == 4009);
 	struct lvd_sample s = {0};
 	REQUIRE(parse_sample(&s, "{\"id\": \"a\", \"image\": \"x.png\", \"caption\": \"a dog\"}") == 0);
-	struct pk_chat c = {0};
-	REQUIRE(pk_chat_encode(&c, tok, &sp, &s, "Say it.", &e) == 0);
+	struct lvd_pack_chat c = {0};
+	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "Say it.", &e) == 0);
 	/* text: BOS, user header, "\n\n", image, prompt, eot, assistant header, "\n\n" + answer, eot */
 	CHECK(c.n_msg == 2 && c.image_pos == 5);
-	CHECK(c.tok.ids[c.tok.n - 1] == sp.eot);
+	CHECK(c.out.toks.ids[c.out.toks.n - 1] == 4009);
 	int nl = 0, nr = 0;
-	for (size_t t = 0; t < c.tok.n; t++) {
+	for (size_t t = 0; t < c.out.toks.n; t++) {
 		nl += c.labels[t] != -100;
 		nr += c.region[t];
 	}
@@ -104,13 +103,13 @@ static void test_chat_caption_only(void)
 	/* an empty answer and a sample with nothing to say are errors */
 	REQUIRE(parse_sample(&s, "{\"id\": \"b\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
 				 "{\"from\": \"gpt\", \"value\": \"  \"}]}") == 0);
-	CHECK(pk_chat_encode(&c, tok, &sp, &s, "x", &e) == LVD_ERR_INVALID);
+	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "empty answer");
 	REQUIRE(parse_sample(&s, "{\"id\": \"c\", \"image\": \"x.png\"}") == 0);
-	CHECK(pk_chat_encode(&c, tok, &sp, &s, "x", &e) == LVD_ERR_INVALID);
+	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "no conversations and no caption");
 	lvd_sample_clear(&s);
-	pk_chat_free(&c);
+	lvd_pack_chat_free(&c);
 	lvd_llama_tok_free(tok);
 }
 
@@ -121,8 +120,7 @@ static void test_sample_build(void)
 	struct lvd_error e = {0};
 	struct lvd_llama_tok *tok = NULL;
 	REQUIRE(lvd_llama_tok_load(&tok, small_tok(), LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
-	struct pk_special sp;
-	REQUIRE(pk_special_ids(tok, &sp, &e) == 0);
+	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	struct lvd_image im = {300, 200, 3, calloc(300 * 200, 3)};
 	uint8_t *png = NULL;
 	size_t png_len = 0;
@@ -160,21 +158,21 @@ static void test_sample_build(void)
 				 "\"A black Dog chases a red ball.\"}]}") == 0);
 	struct lvd_stopwords stop;
 	REQUIRE(lvd_stopwords_parse(&stop, "a\nthe\n", 6, "stop", &e) == 0);
-	struct pk_params p = {0};
+	struct lvd_pack_params p = {0};
 	lvd_geom_cfg_default(&p.geom);
 	p.embed_images = 1;
 	p.keep_raw = 1;
 	p.max_tokens = 4096;
 	p.overlong_truncate = 1;
-	p.prompt = PK_DEFAULT_PROMPT;
+	p.prompt = LVD_PACK_DEFAULT_PROMPT;
 	p.stop = &stop;
-	struct pk_input in = {&s, "d.png", "d.png", png, png_len, &mr};
-	struct pk_chat chat = {0};
+	struct lvd_pack_input in = {&s, "d.png", "d.png", png, png_len, &mr};
+	struct lvd_pack_chat chat = {0};
 	uint8_t *out = NULL;
 	size_t len = 0;
-	struct pk_stats st;
+	struct lvd_pack_stats st;
 	const char *kind = NULL;
-	int rc = pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e);
+	int rc = lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e);
 	CHECKF(rc == 0, "%s", e.msg);
 	REQUIRE(rc == 0 && out);
 	/* answer words: black dog chases red ball (content: 5 after stop words), matched: black dog red ball;
@@ -221,7 +219,7 @@ static void test_sample_build(void)
 	p.grid = 32;
 	p.embed_images = 0;
 	p.keep_raw = 0;
-	REQUIRE(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == 0);
+	REQUIRE(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == 0);
 	REQUIRE(lvd_packrec_decode(&r, out, len, "t", &e) == 0);
 	CHECK(r.gh == 32 && r.gw == 32 && r.flags == LVD_PACKREC_GRID && r.image_len == 5);
 	lvd_packrec_free(&r);
@@ -230,16 +228,16 @@ static void test_sample_build(void)
 
 	/* overlong: drop, or truncate at a turn boundary (nothing fits -> dropped) */
 	p.max_tokens = 20;
-	REQUIRE(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == 0);
+	REQUIRE(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == 0);
 	CHECK(out == NULL && st.dropped == 1);
 	p.max_tokens = 4096;
 
 	/* missing maps: error, or no targets with allow_missing_maps */
 	in.maps = NULL;
-	CHECK(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_NOTFOUND);
+	CHECK(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_NOTFOUND);
 	CHECK_STR(kind, "missing_maps");
 	p.allow_missing_maps = 1;
-	REQUIRE(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == 0);
+	REQUIRE(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == 0);
 	REQUIRE(lvd_packrec_decode(&r, out, len, "t", &e) == 0);
 	CHECK(r.W == 0 && st.missing_maps == 1);
 	lvd_packrec_free(&r);
@@ -248,16 +246,16 @@ static void test_sample_build(void)
 
 	/* image mismatch and a broken image */
 	mr.img_w = 301;
-	CHECK(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_INVALID);
+	CHECK(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_INVALID);
 	CHECK_STR(kind, "maps");
 	mr.img_w = 300;
 	in.image_len = 10;
-	CHECK(pk_sample_build(&p, tok, &sp, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_FORMAT);
+	CHECK(lvd_pack_sample_build(&p, tok, &chat, &in, &out, &len, &st, &kind, &e) == LVD_ERR_FORMAT);
 	CHECK_STR(kind, "image");
 
 	lvd_stopwords_free(&stop);
 	lvd_sample_clear(&s);
-	pk_chat_free(&chat);
+	lvd_pack_chat_free(&chat);
 	free(png);
 	lvd_llama_tok_free(tok);
 }
@@ -267,45 +265,44 @@ static void test_multiturn_truncate(void)
 	struct lvd_error e = {0};
 	struct lvd_llama_tok *tok = NULL;
 	REQUIRE(lvd_llama_tok_load(&tok, small_tok(), LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
-	struct pk_special sp;
-	REQUIRE(pk_special_ids(tok, &sp, &e) == 0);
+	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	struct lvd_sample s = {0};
 	REQUIRE(parse_sample(&s, "{\"id\": \"m\", \"conversations\": [{\"role\": \"user\", \"content\": \"<image>\\nQ1\"}, "
 				 "{\"role\": \"assistant\", \"content\": \"first answer\"}, {\"role\": \"user\", \"content\": "
 				 "\"Q2 is a much longer question with many many words in it\"}, {\"role\": \"assistant\", "
 				 "\"content\": \"second\"}]}") == 0);
-	struct pk_chat c = {0};
-	REQUIRE(pk_chat_encode(&c, tok, &sp, &s, "x", &e) == 0);
+	struct lvd_pack_chat c = {0};
+	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == 0);
 	REQUIRE(c.n_msg == 4);
 	uint32_t cut = c.msg_end[1];
-	CHECK(c.tok.ids[cut - 1] == sp.eot);
+	CHECK(c.out.toks.ids[cut - 1] == 4009);
 	/* build with max_tokens between the two assistant turns: kept up to the first */
 	struct lvd_image im = {16, 16, 3, calloc(16 * 16, 3)};
 	uint8_t *png = NULL;
 	size_t pl = 0;
 	REQUIRE(lvd_image_encode_png(&im, &png, &pl, &e) == 0);
 	free(im.px);
-	struct pk_params p = {0};
+	struct lvd_pack_params p = {0};
 	lvd_geom_cfg_default(&p.geom);
 	p.embed_images = 1;
 	p.max_tokens = cut + 2;
 	p.overlong_truncate = 1;
 	p.allow_missing_maps = 1;
 	p.prompt = "x";
-	struct pk_input in = {&s, "m.png", "m.png", png, pl, NULL};
+	struct lvd_pack_input in = {&s, "m.png", "m.png", png, pl, NULL};
 	uint8_t *out = NULL;
 	size_t len = 0;
-	struct pk_stats st;
+	struct lvd_pack_stats st;
 	const char *kind;
-	REQUIRE(pk_sample_build(&p, tok, &sp, &c, &in, &out, &len, &st, &kind, &e) == 0);
+	REQUIRE(lvd_pack_sample_build(&p, tok, &c, &in, &out, &len, &st, &kind, &e) == 0);
 	CHECK(st.truncated == 1 && st.tokens == cut);
 	free(out);
 	p.overlong_truncate = 0;
-	REQUIRE(pk_sample_build(&p, tok, &sp, &c, &in, &out, &len, &st, &kind, &e) == 0);
+	REQUIRE(lvd_pack_sample_build(&p, tok, &c, &in, &out, &len, &st, &kind, &e) == 0);
 	CHECK(out == NULL && st.dropped == 1);
 	free(png);
 	lvd_sample_clear(&s);
-	pk_chat_free(&c);
+	lvd_pack_chat_free(&c);
 	lvd_llama_tok_free(tok);
 }
 
@@ -318,23 +315,23 @@ static void test_image_probe(void)
 	size_t pl = 0;
 	REQUIRE(lvd_image_encode_png(&im, &png, &pl, &e) == 0);
 	int w = 0, h = 0;
-	CHECK(pk_image_size(png, pl, &w, &h, "a.png", &e) == 0 && w == 37 && h == 21);
-	CHECK(pk_image_size(png, 20, &w, &h, "a.png", &e) == LVD_ERR_FORMAT);
+	CHECK(lvd_pack_image_size(png, pl, &w, &h, "a.png", &e) == 0 && w == 37 && h == 21);
+	CHECK(lvd_pack_image_size(png, 20, &w, &h, "a.png", &e) == LVD_ERR_FORMAT);
 	CHECK_CONTAINS(e.msg, "a.png: not a PNG or JPEG file");
 	tjhandle tj = tjInitCompress();
 	REQUIRE(tj);
 	unsigned char *jpg = NULL;
 	unsigned long jl = 0;
 	REQUIRE(tjCompress2(tj, im.px, 37, 0, 21, TJPF_RGB, &jpg, &jl, TJSAMP_420, 90, 0) == 0);
-	CHECK(pk_image_size(jpg, jl, &w, &h, "b.jpg", &e) == 0 && w == 37 && h == 21);
-	CHECK(pk_image_size(jpg, 40, &w, &h, "b.jpg", &e) == LVD_ERR_FORMAT);
+	CHECK(lvd_pack_image_size(jpg, jl, &w, &h, "b.jpg", &e) == 0 && w == 37 && h == 21);
+	CHECK(lvd_pack_image_size(jpg, 40, &w, &h, "b.jpg", &e) == LVD_ERR_FORMAT);
 	CHECK_CONTAINS(e.msg, "b.jpg: corrupt JPEG header");
-	CHECK(pk_image_size((const uint8_t *)"GIF89a", 6, &w, &h, "c.gif", &e) == LVD_ERR_FORMAT);
+	CHECK(lvd_pack_image_size((const uint8_t *)"GIF89a", 6, &w, &h, "c.gif", &e) == LVD_ERR_FORMAT);
 	/* a PNG header claiming a 0-pixel width */
 	uint8_t bad[24];
 	memcpy(bad, png, 24);
 	memset(bad + 16, 0, 4);
-	CHECK(pk_image_size(bad, 24, &w, &h, "d.png", &e) == LVD_ERR_FORMAT);
+	CHECK(lvd_pack_image_size(bad, 24, &w, &h, "d.png", &e) == LVD_ERR_FORMAT);
 	CHECK_CONTAINS(e.msg, "out of range");
 	tjFree(jpg);
 	tjDestroy(tj);
@@ -358,8 +355,7 @@ static void test_captions_match_rate(void)
 	REQUIRE(lvd_clip_tok_load(&clip, path, &e) == 0);
 	snprintf(path, sizeof path, "%s/llama3/tokenizer.model", shared);
 	REQUIRE(lvd_llama_tok_load(&tok, path, LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
-	struct pk_special sp;
-	REQUIRE(pk_special_ids(tok, &sp, &e) == 0);
+	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	char *sw_text = NULL;
 	size_t sw_len = 0;
 	struct lvd_stopwords stop;
@@ -371,7 +367,7 @@ static void test_captions_match_rate(void)
 	REQUIRE(f);
 	char line[65536];
 	size_t n_caps = 0, content = 0, matched = 0, words = 0;
-	struct pk_chat chat = {0};
+	struct lvd_pack_chat chat = {0};
 	struct lvd_tokens ct;
 	lvd_tokens_init(&ct);
 	while (fgets(line, sizeof line, f)) {
@@ -400,8 +396,8 @@ static void test_captions_match_rate(void)
 			struct lvd_sample s = {0};
 			s.id = "c";
 			s.caption = (char *)text;
-			REQUIRE(pk_chat_encode(&chat, tok, &sp, &s, PK_DEFAULT_PROMPT, &e) == 0);
-			struct lvd_match_vlm v = {chat.text, chat.text_len, (uint32_t)chat.tok.n, chat.tok.start, chat.tok.end,
+			REQUIRE(lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, &e) == 0);
+			struct lvd_match_vlm v = {chat.text, chat.text_len, (uint32_t)chat.out.toks.n, chat.beg, chat.end,
 						  chat.region};
 			struct lvd_match_sd sd = {text, strlen(text), T, spans};
 			struct lvd_match_opts mo = {0, LVD_QUERY_PREDICT, &stop, (uint32_t)chat.image_pos};
@@ -426,7 +422,7 @@ static void test_captions_match_rate(void)
 	/* same text on both sides: only CLIP's text cleaning or truncation may lose a word */
 	CHECK(content > 500 && matched * 1000 >= content * 995);
 	lvd_tokens_free(&ct);
-	pk_chat_free(&chat);
+	lvd_pack_chat_free(&chat);
 	lvd_stopwords_free(&stop);
 	lvd_llama_tok_free(tok);
 	lvd_clip_tok_free(clip);

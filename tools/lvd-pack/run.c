@@ -12,6 +12,7 @@
 
 #include "cmds.h"
 #include "common/cli.h"
+#include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -22,8 +23,8 @@
 #include "io/fileutil.h"
 #include "io/manifest.h"
 #include "lavender/mapsrec.h"
+#include "lavender/pack_sample.h"
 #include "lavender/packrec.h"
-#include "sample.h"
 
 #define ZLEVEL 3
 #define HIST_BINS 17 /* words matched per sample: 0..15, 16+ */
@@ -73,7 +74,7 @@ static const struct lvd_cli_opt OPTS[] = {
 
 struct opts {
 	const char *manifest, *images, *maps, *model, *out, *stopwords;
-	struct pk_params p;
+	struct lvd_pack_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_size;
 	int threads, batch, keep_going, timings;
@@ -158,11 +159,6 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static char *dump(const json_t *j)
-{
-	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
 /* ---- inputs: model, maps ------------------------------------------------------------ */
@@ -335,44 +331,9 @@ static void stats_add_json(struct stats *s, const json_t *j)
 		s->hist[i] += (uint64_t)json_integer_value(json_array_get(h, i));
 }
 
-/* Keeps the lines of a JSONL file whose integer `key` is below limit; with acc, adds
- * the kept stats lines to it. */
-static int trim_jsonl(const char *path, const char *key, uint64_t limit, struct stats *acc, uint64_t *kept)
+static void stats_keep(void *ctx, const json_t *line)
 {
-	struct lvd_error err = {0};
-	char *buf = NULL;
-	size_t len = 0;
-	*kept = 0;
-	if (access(path, F_OK))
-		return 0;
-	if (lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, &err)) {
-		lvd_error_log("%s", err.msg);
-		return 1;
-	}
-	char *outb = malloc(len + 1);
-	size_t on = 0;
-	for (char *line = buf; outb && line < buf + len;) {
-		char *nl = memchr(line, '\n', (size_t)(buf + len - line));
-		size_t ll = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
-		json_t *j = json_loadb(line, ll, 0, NULL);
-		json_t *ix = j ? json_object_get(j, key) : NULL;
-		if (json_is_integer(ix) && (uint64_t)json_integer_value(ix) < limit) {
-			memcpy(outb + on, line, ll);
-			on += ll;
-			outb[on++] = '\n';
-			(*kept)++;
-			if (acc)
-				stats_add_json(acc, j);
-		}
-		json_decref(j);
-		line += ll + 1;
-	}
-	int rc = outb ? lvd_file_write_atomic(path, outb, on, &err) : lvd_error_set(&err, LVD_ERR_NOMEM, "%s", path);
-	if (rc)
-		lvd_error_log("%s", err.msg);
-	free(outb);
-	free(buf);
-	return rc ? 1 : 0;
+	stats_add_json(ctx, line);
 }
 
 /* ---- the work loop ---------------------------------------------------------------------- */
@@ -386,19 +347,18 @@ struct item {
 	char reason[LVD_ERROR_MSG_MAX];
 	uint8_t *payload;
 	size_t len;
-	struct pk_stats st;
+	struct lvd_pack_stats st;
 };
 
 struct worker {
 	struct lvd_llama_tok *tok;
-	struct pk_chat chat;
+	struct lvd_pack_chat chat;
 	double busy;
 };
 
 struct work {
 	const struct opts *o;
 	const struct maps_set *maps;
-	const struct pk_special *sp;
 	struct worker *wk;
 	struct item *items;
 	struct lvd_progress *prog;
@@ -443,9 +403,9 @@ static void work_one(struct work *w, struct worker *wk, struct item *it)
 		goto out;
 	}
 	img = (uint8_t *)ib;
-	struct pk_input in = {&it->s, it->image_path, it->s.image, img, img_len, have_maps ? &mr : NULL};
+	struct lvd_pack_input in = {&it->s, it->image_path, it->s.image, img, img_len, have_maps ? &mr : NULL};
 	const char *kind = "text";
-	if (pk_sample_build(&w->o->p, wk->tok, w->sp, &wk->chat, &in, &it->payload, &it->len, &it->st, &kind, &err))
+	if (lvd_pack_sample_build(&w->o->p, wk->tok, &wk->chat, &in, &it->payload, &it->len, &it->st, &kind, &err))
 		fail(it, kind, &err);
 out:
 	lvd_mapsrec_free(&mr);
@@ -468,7 +428,7 @@ static int work_fn(void *ctx, size_t begin, size_t end, int tid)
 
 static void shard_path(char *buf, size_t cap, const char *out, uint64_t k)
 {
-	snprintf(buf, cap, "%s/train-%05llu.lvdp", out, (unsigned long long)k);
+	lvd_run_shard_path(buf, cap, out, "train-", ".lvdp", k);
 }
 
 struct writer {
@@ -482,17 +442,12 @@ struct writer {
 
 static int writer_open(struct writer *ws, struct lvd_error *err)
 {
-	char path[4096], *hdr;
+	char path[4096];
 	shard_path(path, sizeof path, ws->o->out, ws->shard);
-	json_t *h = json_pack("{s:s, s:s, s:o, s:o, s:I, s:I}", "tool", "lvd-pack", "version", LVD_VERSION,
-			      "params", json_loads(ws->params_dump, 0, NULL), "inputs",
-			      json_loads(ws->inputs_dump, 0, NULL), "shard", (json_int_t)ws->shard,
-			      "first_sample", (json_int_t)(ws->shard * ws->o->shard_size));
-	if (!h || !(hdr = dump(h))) {
-		json_decref(h);
+	char *hdr = lvd_run_shard_header("lvd-pack", ws->params_dump, ws->inputs_dump, ws->shard, "first_sample",
+					 ws->shard * ws->o->shard_size);
+	if (!hdr)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
-	}
-	json_decref(h);
 	struct lvd_rec_writer_opts wo = {ZLEVEL};
 	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_PACK, hdr, &wo, err);
 	free(hdr);
@@ -513,13 +468,8 @@ static int writer_close(struct writer *ws, struct lvd_error *err)
 	lvd_info("wrote %s", path);
 	json_t *j = stats_json(&ws->cur);
 	json_object_set_new(j, "shard", json_integer((json_int_t)ws->shard));
-	char *s = dump(j);
+	lvd_run_jsonl_append(ws->stats_f, j);
 	json_decref(j);
-	if (!s)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "stats");
-	fprintf(ws->stats_f, "%s\n", s);
-	fflush(ws->stats_f);
-	free(s);
 	ws->shard++;
 	return 0;
 }
@@ -559,14 +509,9 @@ static void log_error(FILE *ef, const struct item *it)
 {
 	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s, s:s}", "index", (json_int_t)it->index, "id", it->s.id,
 			      "image", it->s.image, "kind", it->kind ? it->kind : "manifest", "reason", it->reason);
-	char *s = j ? dump(j) : NULL;
-	if (s) {
-		fprintf(ef, "%s\n", s);
-		fflush(ef);
-	}
+	lvd_run_jsonl_append(ef, j);
 	lvd_warn("skipped sample %llu%s%s%s: %s", (unsigned long long)it->index, it->s.id ? " '" : "",
 		 it->s.id ? it->s.id : "", it->s.id ? "'" : "", it->reason);
-	free(s);
 	json_decref(j);
 }
 
@@ -599,7 +544,7 @@ static int check_pack_json(const char *path, const json_t *params, const json_t 
 	for (int k = 0; k < 2 && !rc; k++) {
 		json_t *ov = json_object_get(old, what[k]);
 		if (!json_equal(ov, now[k])) {
-			char *a = ov ? dump(ov) : NULL, *b = dump(now[k]);
+			char *a = ov ? lvd_run_dump(ov) : NULL, *b = lvd_run_dump(now[k]);
 			lvd_error_log("%s: %s differ from this run: was %s, now %s", path, what[k], a ? a : "(absent)",
 				      b ? b : "?");
 			fprintf(stderr, "hint: repeat the original options and inputs to resume, or use a new --out folder\n");
@@ -616,9 +561,7 @@ static int write_pack_json(const char *path, int argc, char **argv, const json_t
 			   const struct opts *o, const struct stats *st)
 {
 	struct lvd_error err = {0};
-	json_t *args = json_array();
-	for (int i = 0; i < argc; i++)
-		json_array_append_new(args, json_string(argv[i]));
+	json_t *args = lvd_run_argv_json(argc, argv);
 	json_t *j = json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:s, s:s, s:s?}", "tool", "lvd-pack", "version",
 			      LVD_VERSION, "argv", args, "params", params, "inputs", inputs, "manifest", o->manifest,
 			      "maps", o->maps, "model", o->model, "images", o->images);
@@ -658,7 +601,7 @@ int cmd_run(int argc, char **argv)
 	o.p.embed_images = 1;
 	o.p.max_tokens = 4096;
 	o.p.overlong_truncate = 1;
-	o.p.prompt = PK_DEFAULT_PROMPT;
+	o.p.prompt = LVD_PACK_DEFAULT_PROMPT;
 	o.shard_n = 1;
 	o.shard_size = 1000;
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
@@ -668,10 +611,7 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
 	if (!o.manifest || !o.maps || !o.model || !o.out)
 		return lvd_cli_usage_error("--manifest, --maps, --model and --out are required");
-	if (o.threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = n > 0 ? (int)n : 1;
-	}
+	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
 		o.batch = 64 * o.threads;
 	char root[4096];
@@ -725,8 +665,8 @@ int cmd_run(int argc, char **argv)
 	json_object_set(inputs, "model", model_fp);
 	json_object_set(inputs, "maps", maps_fp);
 	params = params_json(&o);
-	params_dump = dump(params);
-	inputs_dump = dump(inputs);
+	params_dump = lvd_run_dump(params);
+	inputs_dump = lvd_run_dump(inputs);
 	if (!params_dump || !inputs_dump) {
 		lvd_error_log("out of memory");
 		goto out;
@@ -744,8 +684,7 @@ int cmd_run(int argc, char **argv)
 			lvd_error_log("%s", err.msg);
 			goto out;
 		}
-	struct pk_special sp;
-	if (pk_special_ids(wk[0].tok, &sp, &err)) {
+	if (lvd_pack_check_tokenizer(wk[0].tok, &err)) {
 		lvd_error_log("%s: %s", tok_path, err.msg);
 		goto out;
 	}
@@ -766,51 +705,26 @@ int cmd_run(int argc, char **argv)
 	}
 
 	/* resume: complete shards are kept; stale temporaries removed */
-	uint64_t n_shards = 0;
-	for (;; n_shards++) {
-		shard_path(path, sizeof path, o.out, n_shards);
-		if (access(path, F_OK))
-			break;
-	}
-	DIR *dir = opendir(o.out);
-	if (dir) {
-		struct dirent *e;
-		while ((e = readdir(dir))) {
-			size_t n = strlen(e->d_name);
-			if (n > 9 && !strncmp(e->d_name, "train-", 6) && !strcmp(e->d_name + n - 9, ".lvdp.tmp")) {
-				snprintf(path, sizeof path, "%s/%s", o.out, e->d_name);
-				unlink(path);
-			}
-		}
-		closedir(dir);
-	}
+	uint64_t n_shards = lvd_run_scan_shards(o.out, "train-", ".lvdp");
 	if (n_shards) {
 		struct lvd_rec_reader *r = NULL;
 		shard_path(path, sizeof path, o.out, n_shards - 1);
-		if (lvd_rec_open(&r, path, LVD_REC_KIND_PACK, &err)) {
-			lvd_error_log("%s", err.msg);
-			fprintf(stderr, "hint: delete %s to recompute it\n", path);
+		if (lvd_run_open_shard(path, LVD_REC_KIND_PACK, &r))
 			goto out;
-		}
 		lvd_rec_close(r);
 	}
 	uint64_t resume_at = n_shards * o.shard_size, kept;
 	struct stats prev = {0};
 	snprintf(path, sizeof path, "%s/stats.jsonl", o.out);
-	if (trim_jsonl(path, "shard", n_shards, &prev, &kept))
+	if (lvd_run_trim_jsonl(path, "shard", n_shards, stats_keep, &prev, &kept))
 		goto out;
 	if (!(ws.stats_f = fopen(path, "a"))) {
 		lvd_error_log("%s: %s", path, strerror(errno));
 		goto out;
 	}
-	snprintf(path, sizeof path, "%s/errors.jsonl", o.out);
 	/* errors.jsonl "index" is the manifest sample number; mine = index / N */
-	if (trim_jsonl(path, "index", resume_at * o.shard_n, NULL, &kept))
+	if (lvd_run_errors_open(o.out, resume_at * o.shard_n, &kept, &ef))
 		goto out;
-	if (!(ef = fopen(path, "a"))) {
-		lvd_error_log("%s: %s", path, strerror(errno));
-		goto out;
-	}
 	if (n_shards)
 		lvd_info("resuming after %llu complete shard(s)", (unsigned long long)n_shards);
 
@@ -827,11 +741,8 @@ int cmd_run(int argc, char **argv)
 	ws.params_dump = params_dump;
 	ws.inputs_dump = inputs_dump;
 	ws.shard = n_shards;
-	struct lvd_progress_opts po = {0};
-	po.unit = "samples";
-	po.tty = -1;
-	prog = lvd_progress_create(lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, "lvd-pack", 0, &po);
-	struct work w = {&o, &maps, &sp, wk, items, prog};
+	prog = lvd_run_progress("lvd-pack", "samples", 0);
+	struct work w = {&o, &maps, wk, items, prog};
 	double t_start = now_s(), t_write = 0, t_read = 0;
 	uint64_t index = 0, done = 0;
 	int eof = 0, io_failed = 0;
@@ -939,13 +850,7 @@ int cmd_run(int argc, char **argv)
 				"(compress+io), wall %.3fs, %.0f samples/s\n",
 			t_read, busy, t_write, secs, secs > 0 ? (double)done / secs : 0.0);
 	}
-	if (all.skipped && !o.keep_going) {
-		lvd_error_log("%llu sample(s) skipped, listed in %s/errors.jsonl (use --keep-going to accept)",
-			      (unsigned long long)all.skipped, o.out);
-		status = 1;
-	} else {
-		status = 0;
-	}
+	status = lvd_run_exit_status(all.skipped, o.keep_going, o.out);
 out:
 	if (ws.w)
 		lvd_rec_writer_abort(ws.w);
@@ -962,7 +867,7 @@ out:
 	lvd_manifest_close(man);
 	for (int t = 0; t < threads_made; t++) {
 		lvd_llama_tok_free(wk[t].tok);
-		pk_chat_free(&wk[t].chat);
+		lvd_pack_chat_free(&wk[t].chat);
 	}
 	free(wk);
 	maps_close(&maps);

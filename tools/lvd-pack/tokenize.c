@@ -12,6 +12,7 @@
 
 #include "cmds.h"
 #include "common/cli.h"
+#include "common/toklines.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "text/llama_tok.h"
@@ -79,50 +80,31 @@ static json_t *token_string(const struct lvd_llama_tok *tok, int32_t id)
 	return j;
 }
 
-static int emit(struct lvd_llama_tok *tok, const struct args *a, const char *line, size_t n, size_t lineno,
-		struct lvd_tokens *t, struct lvd_words *w)
+struct llama_ctx {
+	struct lvd_llama_tok *tok;
+	unsigned flags;
+	struct lvd_words w;
+};
+
+static int llama_encode(void *ctx, const char *line, size_t n, int json, struct lvd_tokens *t, struct lvd_error *err)
 {
-	struct lvd_error err = {0};
-	size_t bad;
-	if (!lvd_utf8_valid(line, n, &bad)) {
-		lvd_error_log("line %zu: invalid UTF-8 at byte %zu", lineno, bad);
-		return 1;
-	}
-	lvd_tokens_clear(t);
-	if (lvd_llama_encode(tok, line, n, a->flags, t, &err)) {
-		lvd_error_log("line %zu: %s", lineno, err.msg);
-		return 1;
-	}
-	if (!a->json) {
-		for (size_t i = 0; i < t->n; i++)
-			printf(i ? " %d" : "%d", (int)t->ids[i]);
-		putchar('\n');
-		return 0;
-	}
-	if (lvd_words_split(line, n, w, &err)) {
-		lvd_error_log("line %zu: %s", lineno, err.msg);
-		return 1;
-	}
-	json_t *o = json_object(), *ids = json_array(), *toks = json_array(), *offs = json_array(), *words = json_array();
-	for (size_t i = 0; i < t->n; i++) {
-		json_array_append_new(ids, json_integer(t->ids[i]));
-		json_array_append_new(toks, token_string(tok, t->ids[i]));
-		json_array_append_new(offs, json_pack("[II]", (json_int_t)t->start[i], (json_int_t)t->end[i]));
-		json_array_append_new(words, json_integer(lvd_words_find(w, t->start[i], t->end[i])));
-	}
-	json_object_set_new(o, "ids", ids);
-	json_object_set_new(o, "tokens", toks);
-	json_object_set_new(o, "offsets", offs);
-	json_object_set_new(o, "words", words);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (!s) {
-		lvd_error_log("line %zu: out of memory", lineno);
-		return 1;
-	}
-	puts(s);
-	free(s);
-	return 0;
+	struct llama_ctx *c = ctx;
+	int rc = lvd_llama_encode(c->tok, line, n, c->flags, t, err);
+	if (!rc && json)
+		rc = lvd_words_split(line, n, &c->w, err);
+	return rc;
+}
+
+static json_t *llama_token(void *ctx, const struct lvd_tokens *t, size_t i)
+{
+	struct llama_ctx *c = ctx;
+	return token_string(c->tok, t->ids[i]);
+}
+
+static json_int_t llama_word(void *ctx, const struct lvd_tokens *t, size_t i)
+{
+	struct llama_ctx *c = ctx;
+	return lvd_words_find(&c->w, t->start[i], t->end[i]);
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -145,32 +127,11 @@ int cmd_tokenize(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	struct lvd_tokens t;
-	struct lvd_words w;
-	lvd_tokens_init(&t);
-	lvd_words_init(&w);
-	int status = 0;
-	if (a.text) {
-		status = emit(tok, &a, a.text, strlen(a.text), 1, &t, &w);
-	} else {
-		char *line = NULL;
-		size_t cap = 0, lineno = 0;
-		ssize_t n;
-		while ((n = getline(&line, &cap, stdin)) >= 0) {
-			lineno++;
-			if (n > 0 && line[n - 1] == '\n')
-				n--;
-			if ((status = emit(tok, &a, line, (size_t)n, lineno, &t, &w)))
-				break;
-		}
-		free(line);
-	}
-	if (fflush(stdout) != 0) {
-		lvd_error_log("cannot write to stdout");
-		status = 1;
-	}
-	lvd_words_free(&w);
-	lvd_tokens_free(&t);
+	struct llama_ctx c = {tok, a.flags, {0}};
+	lvd_words_init(&c.w);
+	struct lvd_toklines tl = {a.json, llama_encode, llama_token, llama_word, &c};
+	int status = lvd_toklines_run(&tl, a.text);
+	lvd_words_free(&c.w);
 	lvd_llama_tok_free(tok);
 	return status;
 }

@@ -12,6 +12,7 @@
 
 #include "cmds.h"
 #include "common/cli.h"
+#include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -217,11 +218,6 @@ static int inputs_json(const struct opts *o, const char *tok_path, json_t **out,
 	return *out ? 0 : lvd_error_set(err, LVD_ERR_NOMEM, "run.json");
 }
 
-static char *dump(const json_t *j)
-{
-	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-}
-
 /* Compares run.json with this run; returns 0 or prints the refusal and returns 2. */
 static int check_run_json(const char *path, const json_t *params, const json_t *inputs)
 {
@@ -247,7 +243,7 @@ static int check_run_json(const char *path, const json_t *params, const json_t *
 			json_t *ov = json_object_get(o, key);
 			if (ov && json_equal(ov, v))
 				continue;
-			char *a = ov ? dump(ov) : NULL, *b = dump(v);
+			char *a = ov ? lvd_run_dump(ov) : NULL, *b = lvd_run_dump(v);
 			lvd_error_log("%s differs from this run: %s was %s, now %s", path, key, a ? a : "(absent)",
 				      b ? b : "?");
 			fprintf(stderr, "hint: repeat the original options to resume, or use a new --out folder\n");
@@ -265,7 +261,7 @@ static int check_run_json(const char *path, const json_t *params, const json_t *
 
 static void shard_path(char *buf, size_t cap, const char *out, int k)
 {
-	snprintf(buf, cap, "%s/attn-%05d.lvdm", out, k);
+	lvd_run_shard_path(buf, cap, out, "attn-", ".lvdm", (uint64_t)k);
 }
 
 /* Finds the complete shards attn-00000.. and the manifest index to resume at (the
@@ -273,37 +269,15 @@ static void shard_path(char *buf, size_t cap, const char *out, int k)
 static int find_resume(const char *out, const char *header_params, int *n_shards, uint64_t *resume_at)
 {
 	char path[4096];
-	*n_shards = 0;
 	*resume_at = 0;
-	for (int k = 0;; k++) {
-		shard_path(path, sizeof path, out, k);
-		if (access(path, F_OK))
-			break;
-		*n_shards = k + 1;
-	}
-	/* stale temporary files of interrupted shards */
-	DIR *dir = opendir(out);
-	if (dir) {
-		struct dirent *e;
-		while ((e = readdir(dir))) {
-			size_t n = strlen(e->d_name);
-			if (n > 9 && !strncmp(e->d_name, "attn-", 5) && !strcmp(e->d_name + n - 9, ".lvdm.tmp")) {
-				snprintf(path, sizeof path, "%s/%s", out, e->d_name);
-				unlink(path);
-			}
-		}
-		closedir(dir);
-	}
+	*n_shards = (int)lvd_run_scan_shards(out, "attn-", ".lvdm");
 	if (!*n_shards)
 		return 0;
 	struct lvd_error err = {0};
 	struct lvd_rec_reader *r = NULL;
 	shard_path(path, sizeof path, out, *n_shards - 1);
-	if (lvd_rec_open(&r, path, LVD_REC_KIND_MAPS, &err)) {
-		lvd_error_log("%s", err.msg);
-		fprintf(stderr, "hint: delete %s to recompute it\n", path);
+	if (lvd_run_open_shard(path, LVD_REC_KIND_MAPS, &r))
 		return 1;
-	}
 	int rc = 0;
 	json_error_t je;
 	json_t *h = json_loads(lvd_rec_header(r, NULL), 0, &je), *want = json_loads(header_params, 0, &je);
@@ -331,43 +305,6 @@ static int find_resume(const char *out, const char *header_params, int *n_shards
 	}
 	lvd_rec_close(r);
 	return rc;
-}
-
-/* Keeps the lines of errors.jsonl whose "index" is below resume_at. */
-static int trim_errors(const char *path, uint64_t resume_at, uint64_t *kept)
-{
-	struct lvd_error err = {0};
-	char *buf = NULL;
-	size_t len = 0;
-	*kept = 0;
-	if (access(path, F_OK))
-		return 0;
-	if (lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, &err)) {
-		lvd_error_log("%s", err.msg);
-		return 1;
-	}
-	char *outb = malloc(len + 1);
-	size_t on = 0;
-	for (char *line = buf; outb && line < buf + len;) {
-		char *nl = memchr(line, '\n', (size_t)(buf + len - line));
-		size_t ll = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
-		json_t *j = json_loadb(line, ll, 0, NULL);
-		json_t *ix = j ? json_object_get(j, "index") : NULL;
-		if (json_is_integer(ix) && (uint64_t)json_integer_value(ix) < resume_at) {
-			memcpy(outb + on, line, ll);
-			on += ll;
-			outb[on++] = '\n';
-			(*kept)++;
-		}
-		json_decref(j);
-		line += ll + 1;
-	}
-	int rc = outb ? lvd_file_write_atomic(path, outb, on, &err) : lvd_error_set(&err, LVD_ERR_NOMEM, "errors");
-	if (rc)
-		lvd_error_log("%s", err.msg);
-	free(outb);
-	free(buf);
-	return rc ? 1 : 0;
 }
 
 /* ---- the work loop ---------------------------------------------------------------------- */
@@ -422,17 +359,12 @@ struct writer_state {
 
 static int writer_open(struct writer_state *ws, uint64_t first_index, struct lvd_error *err)
 {
-	char path[4096], *hdr;
+	char path[4096];
 	shard_path(path, sizeof path, ws->o->out, ws->shard);
-	json_t *h = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "tool", "sd-attnmap", "version", LVD_VERSION,
-			      "params", json_loads(ws->params_dump, 0, NULL), "inputs",
-			      json_loads(ws->inputs_dump, 0, NULL), "shard", ws->shard, "first_index",
-			      (json_int_t)first_index);
-	if (!h || !(hdr = dump(h))) {
-		json_decref(h);
+	char *hdr = lvd_run_shard_header("sd-attnmap", ws->params_dump, ws->inputs_dump, (uint64_t)ws->shard,
+					 "first_index", first_index);
+	if (!hdr)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
-	}
-	json_decref(h);
 	struct lvd_rec_writer_opts wo = {ZLEVEL};
 	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_MAPS, hdr, &wo, err);
 	free(hdr);
@@ -484,14 +416,9 @@ static void log_error(FILE *ef, const struct item *it)
 {
 	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s}", "index", (json_int_t)it->s.index, "id", it->s.id,
 			      "image", it->in.image, "reason", it->reason);
-	char *s = j ? dump(j) : NULL;
-	if (s) {
-		fprintf(ef, "%s\n", s);
-		fflush(ef);
-	}
+	lvd_run_jsonl_append(ef, j);
 	lvd_warn("skipped sample %llu ('%s'): %s", (unsigned long long)it->s.index, it->s.id ? it->s.id : "?",
 		 it->reason);
-	free(s);
 	json_decref(j);
 }
 
@@ -524,10 +451,7 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("%s", err.msg);
 	if (o.p.grid == 0 && o.p.resolution / 16 < 1)
 		return lvd_cli_usage_error("--resolution too small");
-	if (o.threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = n > 0 ? (int)n : 1;
-	}
+	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
 		o.batch = o.threads;
 
@@ -564,8 +488,8 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s", err.msg[0] ? err.msg : "out of memory");
 		goto out;
 	}
-	params_dump = dump(params);
-	inputs_dump = dump(inputs);
+	params_dump = lvd_run_dump(params);
+	inputs_dump = lvd_run_dump(inputs);
 
 	/* output folder, run.json (written once; checked on resume) */
 	char path[4096];
@@ -581,9 +505,7 @@ int cmd_run(int argc, char **argv)
 		}
 	} else {
 		json_t *opts_all = json_object();
-		json_t *args = json_array();
-		for (int i = 0; i < argc; i++)
-			json_array_append_new(args, json_string(argv[i]));
+		json_t *args = lvd_run_argv_json(argc, argv);
 		json_t *run = json_pack("{s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s}", "tool", "sd-attnmap",
 					"version", LVD_VERSION, "argv", args, "params", params, "inputs", inputs,
 					"options", opts_all, "sd", o.sd, "manifest", o.manifest, "images", o.images,
@@ -605,18 +527,13 @@ int cmd_run(int argc, char **argv)
 	/* resume point */
 	int n_shards;
 	uint64_t resume_at, kept_errors;
-	char *hp = dump(params);
+	char *hp = lvd_run_dump(params);
 	rc = find_resume(o.out, hp, &n_shards, &resume_at);
 	free(hp);
 	if (rc)
 		goto out;
-	snprintf(path, sizeof path, "%s/errors.jsonl", o.out);
-	if (trim_errors(path, resume_at, &kept_errors))
+	if (lvd_run_errors_open(o.out, resume_at, &kept_errors, &ef))
 		goto out;
-	if (!(ef = fopen(path, "a"))) {
-		lvd_error_log("%s: %s", path, strerror(errno));
-		goto out;
-	}
 	if (n_shards)
 		lvd_info("resuming after %d complete shard(s), at manifest sample %llu", n_shards,
 			 (unsigned long long)resume_at);
@@ -656,10 +573,7 @@ int cmd_run(int argc, char **argv)
 			if (k >= resume_at)
 				todo++;
 		}
-	struct lvd_progress_opts po = {0};
-	po.unit = "images";
-	po.tty = -1;
-	prog = lvd_progress_create(lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, "sd-attnmap", todo, &po);
+	prog = lvd_run_progress("sd-attnmap", "images", todo);
 	struct work w = {sd, &sched, &o.p, items, tms, prog};
 	double t_start = am_now();
 	uint64_t done = 0, skipped = 0;
@@ -754,13 +668,7 @@ int cmd_run(int argc, char **argv)
 			"aggregate %.3f, encode %.3f, compress+io %.3f; wall %.3f\n",
 			s.decode, s.text, s.vae, s.unet, s.aggregate, s.encode, s.io, secs);
 	}
-	if (skipped && !o.keep_going) {
-		lvd_error_log("%llu sample(s) skipped, listed in %s/errors.jsonl (use --keep-going to accept)",
-			      (unsigned long long)skipped, o.out);
-		status = 1;
-	} else {
-		status = 0;
-	}
+	status = lvd_run_exit_status(skipped, o.keep_going, o.out);
 out:
 	if (ws.w)
 		lvd_rec_writer_abort(ws.w);

@@ -10,6 +10,7 @@
 
 #include "cmds.h"
 #include "common/cli.h"
+#include "common/toklines.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -59,48 +60,30 @@ static int on_opt(int key, const char *arg, void *ctx)
 	return 0;
 }
 
-static int emit(struct lvd_clip_tok *tok, const struct args *a, const char *line, size_t n, size_t lineno,
-		struct lvd_tokens *t)
+struct clip_ctx {
+	struct lvd_clip_tok *tok;
+	const struct lvd_clip_opts *o;
+};
+
+static int clip_encode(void *ctx, const char *line, size_t n, int json, struct lvd_tokens *t, struct lvd_error *err)
 {
-	struct lvd_error err = {0};
-	size_t bad;
-	if (!lvd_utf8_valid(line, n, &bad)) {
-		lvd_error_log("line %zu: invalid UTF-8 at byte %zu", lineno, bad);
-		return 1;
-	}
-	lvd_tokens_clear(t);
-	if (lvd_clip_encode(tok, line, n, &a->o, t, &err)) {
-		lvd_error_log("line %zu: %s", lineno, err.msg);
-		return 1;
-	}
-	if (!a->json) {
-		for (size_t i = 0; i < t->n; i++)
-			printf(i ? " %d" : "%d", (int)t->ids[i]);
-		putchar('\n');
-		return 0;
-	}
-	json_t *o = json_object(), *ids = json_array(), *toks = json_array(), *offs = json_array(), *words = json_array();
-	for (size_t i = 0; i < t->n; i++) {
-		char s[1024];
-		lvd_clip_token_str(tok, t->ids[i], s, sizeof s);
-		json_array_append_new(ids, json_integer(t->ids[i]));
-		json_array_append_new(toks, json_string(s));
-		json_array_append_new(offs, json_pack("[II]", (json_int_t)t->start[i], (json_int_t)t->end[i]));
-		json_array_append_new(words, json_integer(t->word[i]));
-	}
-	json_object_set_new(o, "ids", ids);
-	json_object_set_new(o, "tokens", toks);
-	json_object_set_new(o, "offsets", offs);
-	json_object_set_new(o, "words", words);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (!s) {
-		lvd_error_log("line %zu: out of memory", lineno);
-		return 1;
-	}
-	puts(s);
-	free(s);
-	return 0;
+	struct clip_ctx *c = ctx;
+	(void)json;
+	return lvd_clip_encode(c->tok, line, n, c->o, t, err);
+}
+
+static json_t *clip_token(void *ctx, const struct lvd_tokens *t, size_t i)
+{
+	struct clip_ctx *c = ctx;
+	char s[1024];
+	lvd_clip_token_str(c->tok, t->ids[i], s, sizeof s);
+	return json_string(s);
+}
+
+static json_int_t clip_word(void *ctx, const struct lvd_tokens *t, size_t i)
+{
+	(void)ctx;
+	return t->word[i];
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -124,29 +107,9 @@ int cmd_tokenize(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	struct lvd_tokens t;
-	lvd_tokens_init(&t);
-	int status = 0;
-	if (a.text) {
-		status = emit(tok, &a, a.text, strlen(a.text), 1, &t);
-	} else {
-		char *line = NULL;
-		size_t cap = 0, lineno = 0;
-		ssize_t n;
-		while ((n = getline(&line, &cap, stdin)) >= 0) {
-			lineno++;
-			if (n > 0 && line[n - 1] == '\n')
-				n--;
-			if ((status = emit(tok, &a, line, (size_t)n, lineno, &t)))
-				break;
-		}
-		free(line);
-	}
-	if (fflush(stdout) != 0) {
-		lvd_error_log("cannot write to stdout");
-		status = 1;
-	}
-	lvd_tokens_free(&t);
+	struct clip_ctx c = {tok, &a.o};
+	struct lvd_toklines tl = {a.json, clip_encode, clip_token, clip_word, &c};
+	int status = lvd_toklines_run(&tl, a.text);
 	lvd_clip_tok_free(tok);
 	return status;
 }

@@ -1,5 +1,5 @@
-/* lvd-pack: chat template, labels and one sample's record payload (see sample.h). */
-#include "sample.h"
+/* lib/lavender/pack_sample.c — one sample's lvd-pack record payload (see pack_sample.h). */
+#include "lavender/pack_sample.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,69 +11,30 @@
 #include "io/safetensors.h"
 #include "lavender/packrec.h"
 
-int pk_special_ids(const struct lvd_llama_tok *tok, struct pk_special *sp, struct lvd_error *err)
+int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *err)
 {
 	static const char *names[5] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
 				       "<|eot_id|>", "<|image|>"};
-	int32_t *dst[5] = {&sp->bos, &sp->sh, &sp->eh, &sp->eot, &sp->image};
 	for (int i = 0; i < 5; i++)
-		if ((*dst[i] = lvd_llama_special_id(tok, names[i])) < 0)
+		if (lvd_llama_special_id(tok, names[i]) < 0)
 			return lvd_error_set(err, LVD_ERR_NOTFOUND, "tokenizer has no %s token (not a Llama-3.2-Vision tokenizer?)",
 					     names[i]);
 	return LVD_OK;
 }
 
-void pk_chat_free(struct pk_chat *c)
+void lvd_pack_chat_free(struct lvd_pack_chat *c)
 {
-	lvd_tokens_free(&c->tok);
-	free(c->text);
+	lvd_chat_out_free(&c->out);
 	free(c->labels);
 	free(c->region);
+	free(c->text);
+	free(c->beg);
+	free(c->end);
 	free(c->msg_end);
 	free(c->msg_role);
+	free(c->msgs);
+	free(c->items);
 	memset(c, 0, sizeof *c);
-}
-
-static int text_append(struct pk_chat *c, const char *s, size_t n)
-{
-	if (c->text_len + n + 1 > c->text_cap) {
-		size_t cap = (c->text_len + n + 1) * 2;
-		char *t = realloc(c->text, cap);
-		if (!t)
-			return -1;
-		c->text = t;
-		c->text_cap = cap;
-	}
-	memcpy(c->text + c->text_len, s, n);
-	c->text_len += n;
-	c->text[c->text_len] = 0;
-	return 0;
-}
-
-static int push_special(struct pk_chat *c, int32_t id, struct lvd_error *err)
-{
-	if (lvd_tokens_push(&c->tok, id, c->text_len, c->text_len, -1) || text_append(c, "\n", 1))
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	return LVD_OK;
-}
-
-/* Appends the segment to the text and encodes it (spans shifted into the text). */
-static int push_text(struct pk_chat *c, struct lvd_llama_tok *tok, const char *a, size_t na, const char *b,
-		     size_t nb, struct lvd_error *err)
-{
-	size_t off = c->text_len, first = c->tok.n;
-	if (text_append(c, a, na) || text_append(c, b, nb))
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	if (na + nb == 0)
-		return LVD_OK;
-	int rc = lvd_llama_encode(tok, c->text + off, na + nb, 0, &c->tok, err);
-	if (rc)
-		return rc;
-	for (size_t i = first; i < c->tok.n; i++) {
-		c->tok.start[i] += (uint32_t)off;
-		c->tok.end[i] += (uint32_t)off;
-	}
-	return LVD_OK;
 }
 
 static int blank(const char *s)
@@ -84,8 +45,66 @@ static int blank(const char *s)
 	return 1;
 }
 
-int pk_chat_encode(struct pk_chat *c, struct lvd_llama_tok *tok, const struct pk_special *sp,
-		   const struct lvd_sample *s, const char *prompt, struct lvd_error *err)
+/* grows *p to n elements of size sz when cap < n (cap updated by the caller) */
+static int grow(void *pp, size_t n, size_t sz)
+{
+	void **p = pp;
+	void *q = lvd_realloc_array(*p, n ? n : 1, sz);
+	if (!q)
+		return -1;
+	*p = q;
+	return 0;
+}
+
+static int chat_views(struct lvd_pack_chat *c, const struct lvd_llama_tok *tok, const struct lvd_turn *turns,
+		      size_t n)
+{
+	const struct lvd_chat_out *o = &c->out;
+	size_t T = o->toks.n;
+	if (T > c->cap_tok) {
+		if (grow(&c->labels, T, sizeof *c->labels) || grow(&c->region, T, 1) || grow(&c->beg, T, sizeof *c->beg) ||
+		    grow(&c->end, T, sizeof *c->end))
+			return -1;
+		c->cap_tok = T;
+	}
+	if (o->text_len + 1 > c->cap_text) {
+		if (grow(&c->text, o->text_len + 1, 1))
+			return -1;
+		c->cap_text = o->text_len + 1;
+	}
+	lvd_chat_labels(o, c->msgs, c->labels);
+	/* the match text: decoded pieces, where each special token becomes an empty span
+	 * followed by "\n" so that it separates words and adds none */
+	size_t rp = 0, L = 0;
+	c->image_pos = -1;
+	for (size_t t = 0; t < T; t++) {
+		c->region[t] = c->labels[t] != -100 && o->seg[t] != LVD_SEG_EOT;
+		if (o->seg[t] == LVD_SEG_IMAGE && c->image_pos < 0)
+			c->image_pos = (long)t;
+		if (o->msg[t] >= 0)
+			c->msg_end[o->msg[t]] = (uint32_t)t + 1;
+		if (lvd_llama_is_special(tok, o->toks.ids[t])) {
+			c->beg[t] = c->end[t] = (uint32_t)L;
+			c->text[L++] = '\n';
+		} else {
+			size_t s0 = o->toks.start[t] > rp ? o->toks.start[t] : rp;
+			c->beg[t] = (uint32_t)(L + (s0 - rp));
+			memcpy(c->text + L, o->text + rp, o->toks.end[t] - rp);
+			L += o->toks.end[t] - rp;
+			c->end[t] = (uint32_t)L;
+		}
+		rp = o->toks.end[t];
+	}
+	c->text[L] = 0;
+	c->text_len = L;
+	for (size_t m = 0; m < n; m++)
+		c->msg_role[m] = turns[m].role;
+	c->n_msg = n;
+	return 0;
+}
+
+int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
+			 const char *prompt, struct lvd_error *err)
 {
 	struct lvd_turn cap_turns[2];
 	const struct lvd_turn *turns = s->turns;
@@ -110,88 +129,37 @@ int pk_chat_encode(struct pk_chat *c, struct lvd_llama_tok *tok, const struct pk
 		return lvd_error_set(err, LVD_ERR_INVALID, "empty answer: no assistant turn with text");
 	if (first_user < 0)
 		return lvd_error_set(err, LVD_ERR_INVALID, "no user turn to carry the image");
-	c->tok.n = 0;
-	c->text_len = 0;
-	c->n_msg = 0;
-	c->image_pos = -1;
-	if (n > c->cap) {
-		uint32_t *me = lvd_realloc_array(c->msg_end, n, sizeof *me);
-		if (me)
-			c->msg_end = me;
-		int *mr = lvd_realloc_array(c->msg_role, n, sizeof *mr);
-		if (mr)
-			c->msg_role = mr;
-		if (!me || !mr)
+	if (n > c->cap_msg) {
+		if (grow(&c->msgs, n, sizeof *c->msgs) || grow(&c->items, 2 * n, sizeof *c->items) ||
+		    grow(&c->msg_end, n, sizeof *c->msg_end) || grow(&c->msg_role, n, sizeof *c->msg_role))
 			return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-		c->cap = n;
+		c->cap_msg = n;
 	}
-	/* content starts (token index after "<|end_header_id|>") per message */
-	size_t *cstart = lvd_alloc_array(n, sizeof *cstart);
-	if (!cstart)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	int rc;
-	if ((rc = push_special(c, sp->bos, err)))
-		goto out;
+	/* the image goes first in the first user turn (a leading "<image>\n" is dropped) */
 	for (size_t m = 0; m < n; m++) {
-		const char *role = lvd_role_name(turns[m].role);
 		const char *txt = turns[m].content ? turns[m].content : "";
-		if ((rc = push_special(c, sp->sh, err)) || (rc = push_text(c, tok, role, strlen(role), "", 0, err)) ||
-		    (rc = push_special(c, sp->eh, err)))
-			goto out;
-		cstart[m] = c->tok.n;
+		struct lvd_chat_item *it = &c->items[2 * m];
+		c->msgs[m] = (struct lvd_chat_msg){lvd_role_name(turns[m].role), it, 1};
 		if ((long)m == first_user) {
 			if (!strncmp(txt, "<image>", 7)) {
 				txt += 7;
 				if (*txt == '\n')
 					txt++;
 			}
-			if ((rc = push_text(c, tok, "\n\n", 2, "", 0, err)))
-				goto out;
-			c->image_pos = (long)c->tok.n;
-			if ((rc = push_special(c, sp->image, err)) || (rc = push_text(c, tok, txt, strlen(txt), "", 0, err)))
-				goto out;
-		} else if ((rc = push_text(c, tok, "\n\n", 2, txt, strlen(txt), err))) {
-			goto out;
+			*it++ = (struct lvd_chat_item){LVD_CHAT_IMAGE, NULL, 0};
+			c->msgs[m].n_items = 2;
 		}
-		if ((rc = push_special(c, sp->eot, err)))
-			goto out;
-		c->msg_end[m] = (uint32_t)c->tok.n;
-		c->msg_role[m] = turns[m].role;
-		c->n_msg++;
+		*it = (struct lvd_chat_item){LVD_CHAT_TEXT, txt, strlen(txt)};
 	}
-	size_t T = c->tok.n;
-	int32_t *lab = lvd_realloc_array(c->labels, T, sizeof *lab);
-	if (lab)
-		c->labels = lab;
-	uint8_t *reg = lvd_realloc_array(c->region, T, 1);
-	if (reg)
-		c->region = reg;
-	if (!lab || !reg) {
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t t = 0; t < T; t++) {
-		c->labels[t] = -100;
-		c->region[t] = 0;
-	}
-	/* llama-recipes: an assistant turn counts from the token after its header (the
-	 * "\n\n") through its <|eot_id|>; system/user turns, headers and images do not */
-	for (size_t m = 0; m < n; m++) {
-		if (turns[m].role != LVD_ROLE_ASSISTANT)
-			continue;
-		for (size_t t = cstart[m]; t < c->msg_end[m]; t++) {
-			if (c->tok.ids[t] != sp->image)
-				c->labels[t] = c->tok.ids[t];
-			c->region[t] = t + 1 < c->msg_end[m];
-		}
-	}
-	rc = LVD_OK;
-out:
-	free(cstart);
-	return rc;
+	int rc = lvd_chat_render(tok, c->msgs, n, 0, &c->out, err);
+	if (rc)
+		return rc;
+	if (chat_views(c, tok, turns, n))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	return LVD_OK;
 }
 
-int pk_image_size(const uint8_t *d, size_t len, int *w, int *h, const char *name, struct lvd_error *err)
+int lvd_pack_image_size(const uint8_t *d, size_t len, int *w, int *h, const char *name, struct lvd_error *err)
 {
 	static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 	if (len >= 24 && !memcmp(d, png, 8) && !memcmp(d + 12, "IHDR", 4)) {
@@ -219,21 +187,21 @@ int pk_image_size(const uint8_t *d, size_t len, int *w, int *h, const char *name
 	return lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a PNG or JPEG file", name);
 }
 
-int pk_sample_build(const struct pk_params *p, struct lvd_llama_tok *tok, const struct pk_special *sp,
-		    struct pk_chat *chat, const struct pk_input *in, uint8_t **out, size_t *out_len,
-		    struct pk_stats *st, const char **kind, struct lvd_error *err)
+int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok *tok, struct lvd_pack_chat *chat,
+			  const struct lvd_pack_input *in, uint8_t **out, size_t *out_len, struct lvd_pack_stats *st,
+			  const char **kind, struct lvd_error *err)
 {
 	memset(st, 0, sizeof *st);
 	*out = NULL;
 	*out_len = 0;
 	const struct lvd_sample *s = in->s;
-	int rc = pk_chat_encode(chat, tok, sp, s, p->prompt, err);
+	int rc = lvd_pack_chat_encode(chat, tok, s, p->prompt, err);
 	if (rc) {
 		*kind = rc == LVD_ERR_INVALID && strstr(err->msg, "empty answer") ? "empty_answer" : "text";
 		return rc;
 	}
 	/* --max-tokens: keep whole messages up to the last assistant turn that fits */
-	uint32_t T = (uint32_t)chat->tok.n;
+	uint32_t T = (uint32_t)chat->out.toks.n;
 	if (p->max_tokens && T > p->max_tokens) {
 		uint32_t keep = 0;
 		for (size_t m = 0; m < chat->n_msg; m++)
@@ -250,7 +218,7 @@ int pk_sample_build(const struct pk_params *p, struct lvd_llama_tok *tok, const 
 		st->truncated = 1;
 	}
 	int img_w, img_h;
-	if ((rc = pk_image_size(in->image, in->image_len, &img_w, &img_h, in->image_path, err))) {
+	if ((rc = lvd_pack_image_size(in->image, in->image_len, &img_w, &img_h, in->image_path, err))) {
 		*kind = "image";
 		return rc;
 	}
@@ -287,8 +255,7 @@ int pk_sample_build(const struct pk_params *p, struct lvd_llama_tok *tok, const 
 	uint16_t *targets = NULL, *raw = NULL;
 	struct lvd_packrec_word *words = NULL;
 	if (mr) {
-		struct lvd_match_vlm v = {chat->text, chat->tok.n ? chat->tok.end[T - 1] : 0, T, chat->tok.start,
-					  chat->tok.end, chat->region};
+		struct lvd_match_vlm v = {chat->text, T ? chat->end[T - 1] : 0, T, chat->beg, chat->end, chat->region};
 		struct lvd_match_sd sdv = {mr->text, strlen(mr->text), mr->T, mr->spans};
 		struct lvd_match_opts mo = {p->match_all, p->query_at, p->stop,
 					    chat->image_pos >= 0 ? (uint32_t)chat->image_pos : 0};
@@ -345,7 +312,7 @@ int pk_sample_build(const struct pk_params *p, struct lvd_llama_tok *tok, const 
 	rec.flags = (p->embed_images ? LVD_PACKREC_IMAGE : 0) | (p->keep_raw && mr ? LVD_PACKREC_RAW : 0) |
 		    (p->grid ? LVD_PACKREC_GRID : 0);
 	rec.T = T;
-	rec.tokens = chat->tok.ids;
+	rec.tokens = chat->out.toks.ids;
 	rec.labels = chat->labels;
 	rec.W = (uint32_t)W;
 	rec.words = words;
