@@ -1,17 +1,21 @@
 /* bench/bench_mllama.c — one full fine-tuning step (forward + backward, fp32, CPU) of
  * an mllama folder, timed; the peer is bench/mllama_peer.py (same inputs).
  *
- *   bench_mllama MODEL_DIR [THREADS [ITERS]]
- * prints one JSON line {"side":"lvd","median_s":..,"times_s":[..],"peak_rss_mb":..,"loss":..}. */
+ *   bench_mllama MODEL_DIR [THREADS [ITERS [full|lora]]]
+ * lora: frozen base (weights mapped, not copied) with r = 16, alpha = 32 adapters on
+ * q_proj,v_proj (PEFT's default targets; the peer wraps the model with PEFT the same way).
+ * prints one JSON line {"side":"lvd","mode":..,"median_s":..,"cpu_s":..,"times_s":[..],
+ * "peak_rss_mb":..,"loss":..}; cpu_s is the median process CPU time of a step (robust to
+ * other processes sharing the cores at 1 thread). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include "core/parse.h"
 #include "models/mllama/mllama.h"
-#include "nn/gemm.h"
 
 enum { T = 128, IMG = 224 };
 
@@ -19,6 +23,13 @@ static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -30,8 +41,8 @@ static int cmpd(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || argc > 4) {
-		fprintf(stderr, "usage: bench_mllama MODEL_DIR [THREADS [ITERS]]\n");
+	if (argc < 2 || argc > 5 || (argc == 5 && strcmp(argv[4], "full") && strcmp(argv[4], "lora"))) {
+		fprintf(stderr, "usage: bench_mllama MODEL_DIR [THREADS [ITERS [full|lora]]]\n");
 		return 2;
 	}
 	uint64_t threads = 1, iters = 3;
@@ -41,11 +52,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_mllama: error: %s\n", err.msg);
 		return 2;
 	}
-	lvd_gemm_set_threads((int)threads);
+	int lora = argc == 5 && strcmp(argv[4], "lora") == 0;
 	struct lvd_mllama *m;
-	if (lvd_mllama_load(&m, argv[1], &err) || lvd_mllama_enable_grads(m, &err)) {
+	struct lvd_mllama_lora_cfg lc = { .r = 16, .alpha = 32, .targets = "q_proj,v_proj", .seed = 1 };
+	if ((lora ? lvd_mllama_load_frozen(&m, argv[1], &err) : lvd_mllama_load(&m, argv[1], &err)) ||
+	    lvd_mllama_set_threads(m, (int)threads, &err) ||
+	    (lora ? lvd_mllama_add_lora(m, &lc, &err) : lvd_mllama_enable_grads(m, &err))) {
 		fprintf(stderr, "bench_mllama: error: %s\n", err.msg);
 		return 1;
+	}
+	for (size_t i = 0; lora && i < lvd_mllama_nlora(m); i++) { /* non-zero B, as a trained adapter */
+		struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, i);
+		for (size_t j = 0; j < (size_t)l->out * 16; j++)
+			l->B[j] = 0.01f * (float)((int)(j % 7) - 3);
 	}
 	static int ids[T], labels[T], xmask[T * 4];
 	for (int i = 0; i < T; i++) {
@@ -63,25 +82,32 @@ int main(int argc, char **argv)
 	struct lvd_mllama_batch b = { .B = 1, .T = T, .M = 1, .input_ids = ids, .labels = labels, .pixel_values = pix,
 				      .aspect_ratio_ids = &arid, .aspect_ratio_mask = armask,
 				      .cross_attention_mask = xmask };
-	double times[1001];
+	double times[1001], cpu[1001];
 	for (uint64_t it = 0; it <= iters; it++) {
 		lvd_mllama_zero_grads(m);
-		double t0 = now();
+		double t0 = now(), c0 = cpu_now();
 		if (lvd_mllama_forward(m, &b, &err) || lvd_mllama_backward(m, 1.0f, NULL, &err)) {
 			fprintf(stderr, "bench_mllama: error: %s\n", err.msg);
 			return 1;
 		}
-		if (it)
+		if (it) {
 			times[it - 1] = now() - t0;
+			cpu[it - 1] = cpu_now() - c0;
+		}
 	}
 	double sorted[1001];
 	for (uint64_t i = 0; i < iters; i++)
 		sorted[i] = times[i];
 	qsort(sorted, iters, sizeof(double), cmpd);
+	double med = sorted[iters / 2];
+	for (uint64_t i = 0; i < iters; i++)
+		sorted[i] = cpu[i];
+	qsort(sorted, iters, sizeof(double), cmpd);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"side\": \"lvd\", \"threads\": %d, \"loss\": %.7f, \"median_s\": %.4f, \"times_s\": [", (int)threads,
-	       lvd_mllama_loss(m), sorted[iters / 2]);
+	printf("{\"side\": \"lvd\", \"mode\": \"%s\", \"threads\": %d, \"loss\": %.7f, \"median_s\": %.4f, "
+	       "\"cpu_s\": %.4f, \"times_s\": [", lora ? "lora" : "full", (int)threads, lvd_mllama_loss(m), med,
+	       sorted[iters / 2]);
 	for (uint64_t i = 0; i < iters; i++)
 		printf("%s%.4f", i ? ", " : "", times[i]);
 	printf("], \"peak_rss_mb\": %.1f}\n", ru.ru_maxrss / 1024.0);

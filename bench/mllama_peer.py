@@ -3,8 +3,10 @@
 transformers + PyTorch on the CPU, fp32, full fine-tuning step (forward + backward).
 
   mllama_peer.py make DIR            write the seeded random model (HF folder) to DIR
-  mllama_peer.py run DIR THREADS N   time N steps after one warm-up; prints one JSON line
-                                     {"side":"pytorch","median_s":..,"times_s":[..],"peak_rss_mb":..}
+  mllama_peer.py run DIR THREADS N [full|lora]
+                                     time N steps after one warm-up; prints one JSON line
+                                     {"side":"pytorch","median_s":..,"cpu_s":..,"times_s":[..],"peak_rss_mb":..}
+lora: PEFT LoRA r = 16, alpha = 32 on q_proj,v_proj (base frozen), as bench_mllama lora.
 The input (ids, labels, pixels, masks) is the one bench_mllama.c builds: see make_inputs.
 """
 import json
@@ -54,28 +56,37 @@ def make_inputs():
                 aspect_ratio_mask=torch.tensor([[[1, 0, 0, 0]]]), cross_attention_mask=xmask)
 
 
-def run(path, threads, iters):
+def run(path, threads, iters, mode="full"):
     from transformers import MllamaForConditionalGeneration
     torch.set_num_threads(threads)
     m = MllamaForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+        m = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(0.01 * (torch.arange(p.numel()) % 7 - 3).float().reshape(p.shape))
     m.train()
     inp = make_inputs()
-    times = []
+    times, cpu = [], []
     for it in range(iters + 1):
         m.zero_grad(set_to_none=False)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = m(**inp)
         out.loss.backward()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if it:
             times.append(dt)
+            cpu.append(dc)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"side": "pytorch", "threads": threads, "loss": out.loss.item(),
-                      "median_s": statistics.median(times), "times_s": times, "peak_rss_mb": rss}))
+    print(json.dumps({"side": "pytorch", "mode": mode, "threads": threads, "loss": out.loss.item(),
+                      "median_s": statistics.median(times), "cpu_s": statistics.median(cpu), "times_s": times,
+                      "peak_rss_mb": rss}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2])
     else:
-        run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else "full")

@@ -19,6 +19,8 @@
 extern "C" {
 #endif
 
+struct lvd_pool; /* core/pool.h */
+
 /* RMSNorm as Llama/HF: out = w * x * rsqrt(mean(x²) + eps). rstd[N] is saved. */
 void lvd_tr_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
 void lvd_tr_rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
@@ -78,6 +80,27 @@ void lvd_tr_attention_fwd(float *out, float *probs, const float *q, const float 
 void lvd_tr_attention_bwd(float *dq, float *dk, float *dv, float *scratch, const float *dout,
 			  const float *dprobs_extra, const float *probs, const float *q, const float *k,
 			  const float *v, float scale, int B, int Tq, int Tk, int H, int KH, int D);
+
+/* Pad-pair attention (LVD_TR_MASK_PADPAIR, H = KH) computed in block form: per batch row
+ * the T tokens split into R real ones (pad 0) and T − R pads; real queries see every key,
+ * pad queries see the real keys only, so only those blocks are multiplied (R·T + (T−R)·R
+ * scores instead of T²). Same results as lvd_tr_attention_fwd/bwd with that mask up to
+ * summation order. A batch row without real tokens attends uniformly over all T keys (what
+ * HF's min-float mask gives; its q/k gradients are 0).
+ *   q, k, v, out [B, T, H·D]; pad [B, T]; probs: B·H·T·T floats of capacity, holding per
+ *   (b, h) the R×T real-query block then the (T−R)×R pad-query block, keys in "real first"
+ *   order (opaque: only the backward reads it).
+ * scratch: lvd_tr_attention_pp_scratch(T, H, D, threads of pool) floats (fwd and bwd).
+ * Backward accumulates into dq, dk, dv (none may be NULL). pool (NULL: one thread) runs
+ * the heads in parallel with single-threaded GEMMs (OpenBLAS is set to 1 thread for
+ * that and restored); results do not depend on the thread count. */
+size_t lvd_tr_attention_pp_scratch(int T, int H, int D, int threads);
+void lvd_tr_attention_pp_fwd(float *out, float *probs, float *scratch, const float *q, const float *k,
+			     const float *v, const uint8_t *pad, float scale, int B, int T, int H, int D,
+			     struct lvd_pool *pool);
+void lvd_tr_attention_pp_bwd(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+			     const float *probs, const float *q, const float *k, const float *v,
+			     const uint8_t *pad, float scale, int B, int T, int H, int D, struct lvd_pool *pool);
 
 /* Mean token cross-entropy as torch (ignore_index -100, mean over kept rows):
  * logits [N, V], targets [N]. Returns the summed loss; *count = kept rows. */

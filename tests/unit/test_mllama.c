@@ -178,6 +178,8 @@ static void test_backward(void)
 	REQUIRE(m);
 	struct lvd_error err = { 0 };
 	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
+	REQUIRE(lvd_mllama_set_threads(m, 2, &err) == 0); /* the pooled paths (forward runs 1 thread elsewhere) */
+	CHECK(lvd_mllama_set_threads(m, 0, &err) == LVD_ERR_INVALID);
 	struct lvd_mllama_batch b = gold_batch(&g);
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	float *R = getf(g.io, "xattn_R", NULL);
@@ -218,15 +220,23 @@ static int peft_module(char *out, size_t n, const char *key)
 	return 0;
 }
 
-static void test_lora(void)
+/* frozen: base weights mapped from the file (lvd_mllama_load_frozen); threads: pool size */
+static void lora_case(int frozen, int threads)
 {
 	struct gold g;
 	REQUIRE(gold_open(&g) == 0);
 	struct lvd_st *lt = NULL;
 	struct lvd_error err = { 0 };
 	REQUIRE(lvd_st_open(&lt, lvd_test_path(GOLD "/lora.safetensors"), &err) == 0);
-	struct lvd_mllama *m = load_model();
+	struct lvd_mllama *m = NULL;
+	if (frozen) {
+		REQUIRE(lvd_mllama_load_frozen(&m, lvd_test_path(GOLD "/model"), &err) == 0);
+		CHECK(lvd_mllama_enable_grads(m, &err) == LVD_ERR_INVALID); /* base is read-only */
+	} else {
+		m = load_model();
+	}
 	REQUIRE(m);
+	REQUIRE(lvd_mllama_set_threads(m, threads, &err) == 0);
 	struct lvd_mllama_lora_cfg lc = { .r = 4, .alpha = 8, .dropout = 0, .targets = "q_proj,v_proj", .seed = 1 };
 	REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
 	/* q,v in 3 vision layers + 4 text layers = 14 adapters, as PEFT's suffix match */
@@ -309,6 +319,12 @@ static void test_lora(void)
 	lvd_mllama_free(m);
 	lvd_st_close(lt);
 	gold_close(&g);
+}
+
+static void test_lora(void)
+{
+	lora_case(0, 1);
+	lora_case(1, 2);
 }
 
 /* Meta's row masking makes image-less rows skip the cross layer entirely, so those rows

@@ -6,6 +6,7 @@
 
 #include "harness.h"
 #include "nn/lora.h"
+#include "core/pool.h"
 #include "nn/train_ops.h"
 
 static unsigned long long rng = 88172645463325252ull;
@@ -183,6 +184,49 @@ static void test_attention(void)
 	att_case("bias", LVD_TR_MASK_BIAS, TK);
 }
 
+/* block-form pad-pair attention == the generic masked one (which the fd checks cover) */
+static void test_attention_pp(void)
+{
+	enum { B = 3, T = 9, H = 2, D = 4 };
+	size_t n = (size_t)B * T * H * D, np = (size_t)B * H * T * T;
+	uint8_t pad[B * T] = { 0, 0, 1, 0, 1, 1, 0, 0, 1, /* mixed */ 0, 0, 0, 0, 0, 0, 0, 0, 0, /* none */
+			       1, 1, 1, 1, 1, 1, 1, 1, 1 /* all: uniform rows */ };
+	float *q = rnd(n, 1), *k = rnd(n, 1), *v = rnd(n, 1), *dout = rnd(n, 1);
+	float *o1 = malloc(4 * n), *o2 = malloc(4 * n), *p1 = malloc(4 * np), *p2 = malloc(4 * np);
+	float *g1 = calloc(3 * n, 4), *g2 = calloc(3 * n, 4), *scr = malloc(4 * (np + lvd_tr_attention_pp_scratch(T, H, D, 1)));
+	struct lvd_tr_attn_mask mk = { LVD_TR_MASK_PADPAIR, pad, NULL };
+	lvd_tr_attention_fwd(o1, p1, q, k, v, &mk, 0.7f, B, T, T, H, H, D);
+	lvd_tr_attention_pp_fwd(o2, p2, scr, q, k, v, pad, 0.7f, B, T, H, D, NULL);
+	/* fp32 sums in a different key order: ~1e-7 */
+	CHECK_CLOSE("pp fwd (real rows)", o2, o1, 2 * T * H * D, 1e-5, 1e-5);
+	for (int i = 0; i < T; i++) /* all-pad row b = 2: uniform over all keys -> mean of v */
+		for (int c = 0; c < H * D; c++) {
+			double mean = 0;
+			for (int j = 0; j < T; j++)
+				mean += v[(2 * T + j) * H * D + c] / T;
+			CHECK_NEAR(o2[(2 * T + i) * H * D + c], mean, 1e-5);
+		}
+	lvd_tr_attention_bwd(g1, g1 + n, g1 + 2 * n, scr, dout, NULL, p1, q, k, v, 0.7f, 2, T, T, H, H, D);
+	lvd_tr_attention_pp_bwd(g2, g2 + n, g2 + 2 * n, scr, dout, p2, q, k, v, pad, 0.7f, B, T, H, D, NULL);
+	size_t n2 = (size_t)2 * T * H * D;
+	CHECK_CLOSE("pp dq", g2, g1, n2, 1e-5, 1e-5);
+	CHECK_CLOSE("pp dk", g2 + n, g1 + n, n2, 1e-5, 1e-5);
+	CHECK_CLOSE("pp dv", g2 + 2 * n, g1 + 2 * n, n2, 1e-5, 1e-5);
+	CHECK(g2[n2] == 0.0f && g2[n + n2] == 0.0f); /* uniform rows: no q/k gradient */
+	/* two threads: heads in parallel, bitwise the same */
+	struct lvd_pool *pool;
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_pool_create(&pool, 2, &err) == 0);
+	float *o3 = malloc(4 * n), *p3 = malloc(4 * np), *g3 = calloc(3 * n, 4);
+	float *scr2 = malloc(4 * lvd_tr_attention_pp_scratch(T, H, D, 2));
+	lvd_tr_attention_pp_fwd(o3, p3, scr2, q, k, v, pad, 0.7f, B, T, H, D, pool);
+	lvd_tr_attention_pp_bwd(g3, g3 + n, g3 + 2 * n, scr2, dout, p3, q, k, v, pad, 0.7f, B, T, H, D, pool);
+	CHECK(memcmp(o3, o2, 4 * n) == 0 && memcmp(g3, g2, 12 * n) == 0);
+	lvd_pool_destroy(pool);
+	free(o3), free(p3), free(g3), free(scr2);
+	free(q), free(k), free(v), free(dout), free(o1), free(o2), free(p1), free(p2), free(g1), free(g2), free(scr);
+}
+
 static void test_xent(void)
 {
 	enum { XN = 4, XV = 7 };
@@ -273,7 +317,7 @@ static void test_embedding_patch(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention),
+		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention), TEST(test_attention_pp),
 		TEST(test_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);

@@ -83,7 +83,19 @@ struct lvd_mllama;  /* opaque */
  * "model.language_model.*"/"model.vision_model.*"/"lm_head.*"). Weights are converted to
  * one fp32 parameter block (mutable, for training); the file mapping is closed after. */
 int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
+/* The same for a frozen base (LoRA training, inference): F32 weights whose bytes in the
+ * file are 4-byte aligned stay pointers into the read-only safetensors mapping (kept
+ * open until lvd_mllama_free), the others (F16/BF16, unaligned) are converted once into
+ * a block holding only them. Parameter data may then be read-only memory: do not write
+ * it; lvd_mllama_enable_grads fails (LVD_ERR_INVALID); LoRA works as with
+ * lvd_mllama_load. Errors as lvd_mllama_load. */
+int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
+/* Uses n threads (n >= 1; 1 is the default) for the model's own loops and for OpenBLAS
+ * (lvd_gemm_set_threads(n): process-wide). Results are bitwise independent of n except
+ * where OpenBLAS itself varies with its thread count. Errors: LVD_ERR_INVALID (n < 1 or
+ * > 1024), those of lvd_pool_create. */
+int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
 const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
 
 /* Parameter table (stable order); lookup by canonical name (NULL when absent). */

@@ -41,6 +41,7 @@ struct mllama_acts {
 	float *cols, *patch_out, *h0, *lnpre_m, *lnpre_r, *local_out, *lnpost_m, *lnpost_r, *g_out;
 	float *feats, *cross;        /* [NV, TL, P1, out_dim], [NV·TL·P1, Dt] */
 	uint8_t *pad;                /* [NV, L] */
+	float *vscr;                 /* pad-pair attention scratch (forward) */
 	struct vlayer_a *vl;
 	/* text */
 	float *x0, *norm_in, *norm_r, *normed, *logits, *xbias, *rowmask;
@@ -55,8 +56,15 @@ struct mllama_lora_site {
 	struct lvd_mllama_lora *l;   /* NULL when the site carries no adapter */
 };
 
+struct lvd_pool;
+struct lvd_st;
+
 struct lvd_mllama {
 	struct lvd_mllama_config c;
+	struct lvd_st *st;           /* kept open by lvd_mllama_load_frozen (weights point into it) */
+	int frozen;
+	struct lvd_pool *pool;       /* NULL: one thread */
+	int threads;
 	float *pblock, *gblock;
 	size_t ptotal;
 	struct mllama_w w, g;        /* pointers into pblock / gblock (g all NULL without grads) */
@@ -97,6 +105,21 @@ void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float
 		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
 		    int N, int IC, int OC, uint64_t site_seed);
 int mllama_train_base(const struct lvd_mllama *m);
+
+/* train_ops ops split over the model's pool (mllama_par.c); same arguments */
+void mllama_gelu_fwd(const struct lvd_mllama *m, float *out, const float *inp, size_t n);
+void mllama_gelu_bwd(const struct lvd_mllama *m, float *dinp, const float *dout, const float *inp, size_t n);
+void mllama_swiglu_fwd(const struct lvd_mllama *m, float *out, const float *gate, const float *up, size_t n);
+void mllama_swiglu_bwd(const struct lvd_mllama *m, float *dgate, float *dup, const float *dout, const float *gate,
+		       const float *up, size_t n);
+void mllama_layernorm_fwd(const struct lvd_mllama *m, float *out, float *mean, float *rstd, const float *inp,
+			  const float *w, const float *b, int N, int C, float eps);
+void mllama_layernorm_bwd(const struct lvd_mllama *m, float *dinp, float *dw, float *db, const float *dout,
+			  const float *inp, const float *w, const float *mean, const float *rstd, int N, int C);
+void mllama_rmsnorm_fwd(const struct lvd_mllama *m, float *out, float *rstd, const float *inp, const float *w, int N,
+			int C, float eps);
+void mllama_rmsnorm_bwd(const struct lvd_mllama *m, float *dinp, float *dw, const float *dout, const float *inp,
+			const float *w, const float *rstd, int N, int C);
 
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mllama_take(float *base, size_t *off, size_t n)

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "io/safetensors.h"
 #include "models/mllama/mllama_internal.h"
+#include "nn/gemm.h"
 #include "nn/lora.h"
 
 /* ---- config ---------------------------------------------------------------------- */
@@ -178,6 +180,7 @@ struct carver {
 	size_t off;
 	struct lvd_mllama_param *tab;
 	size_t n;
+	int remap;   /* take pointers from tab[].data instead of carving */
 };
 
 static float *P(struct carver *cv, size_t ndim, const int64_t *shape, const char *fmt, ...)
@@ -187,6 +190,8 @@ static float *P(struct carver *cv, size_t ndim, const int64_t *shape, const char
 	size_t numel = 1;
 	for (size_t i = 0; i < ndim; i++)
 		numel *= (size_t)shape[i];
+	if (cv->remap)
+		return cv->tab[cv->n++].data;
 	float *p = mllama_take(cv->base, &cv->off, numel);
 	if (cv->tab) {
 		struct lvd_mllama_param *e = &cv->tab[cv->n];
@@ -294,6 +299,8 @@ static void new_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
+	lvd_pool_destroy(m->pool);
+	lvd_st_close(m->st);
 	free(m->pblock);
 	free(m->gblock);
 	free(m->params);
@@ -332,7 +339,7 @@ struct lvd_mllama_param *lvd_mllama_param_find(struct lvd_mllama *m, const char 
 	return NULL;
 }
 
-int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd_error *err)
 {
 	*out = NULL;
 	char path[4096];
@@ -359,15 +366,14 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
 	layout(c, &cv, &m->w);
 	m->ptotal = cv.off;
 	m->nparams = cv.n;
-	m->pblock = lvd_alloc_aligned(m->ptotal, sizeof(float));
 	m->params = calloc(m->nparams, sizeof *m->params);
-	if (!m->pblock || !m->params) {
+	if (!m->params) {
 		free_model(m);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot allocate %zu parameters", dir, m->ptotal);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", dir);
 	}
-	cv = (struct carver){ .base = m->pblock, .tab = m->params };
+	/* names and shapes only */
+	cv = (struct carver){ .tab = m->params };
 	layout(c, &cv, &m->w);
-
 	struct lvd_st *st;
 	if ((rc = lvd_st_open(&st, dir, err))) {
 		free_model(m);
@@ -375,36 +381,101 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
 	}
 	int newscheme = !lvd_st_find(st, "language_model.model.embed_tokens.weight") &&
 			lvd_st_find(st, "model.language_model.embed_tokens.weight");
+	char (*names)[160] = calloc(m->nparams, sizeof *names);
+	if (!names) {
+		lvd_st_close(st);
+		free_model(m);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", dir);
+	}
+	/* frozen: map what can be mapped (shape-checked F32, 4-byte aligned); the rest is
+	 * converted into pblock */
+	size_t need = 0;
+	for (size_t i = 0; i < m->nparams; i++) {
+		struct lvd_mllama_param *p = &m->params[i];
+		if (newscheme)
+			new_name(names[i], sizeof names[i], p->name);
+		else
+			snprintf(names[i], sizeof names[i], "%s", p->name);
+		const struct lvd_tensor_view *t = frozen ? lvd_st_find(st, names[i]) : NULL;
+		int ok = t && t->dtype == LVD_DT_F32 && t->ndim == p->ndim && ((uintptr_t)t->data & 3) == 0;
+		for (int d = 0; ok && d < p->ndim; d++)
+			ok = t->shape[d] == p->shape[d];
+		p->data = ok ? (float *)(uintptr_t)t->data : NULL;
+		if (!ok)
+			mllama_take(NULL, &need, p->numel);
+	}
+	m->ptotal = need;
+	m->pblock = lvd_alloc_aligned(need ? need : 1, sizeof(float));
+	if (!m->pblock)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot allocate %zu parameters", dir, need);
+	size_t off = 0;
 	for (size_t i = 0; i < m->nparams && !rc; i++) {
 		struct lvd_mllama_param *p = &m->params[i];
-		char nm[160];
-		if (newscheme)
-			new_name(nm, sizeof nm, p->name);
-		else
-			snprintf(nm, sizeof nm, "%s", p->name);
-		rc = lvd_st_load_f32(st, nm, p->ndim, p->shape, p->data, p->numel, err);
+		if (p->data)
+			continue;
+		p->data = mllama_take(m->pblock, &off, p->numel);
+		rc = lvd_st_load_f32(st, names[i], p->ndim, p->shape, p->data, p->numel, err);
 		if (rc)
 			lvd_error_prefix(err, "%s: ", dir);
 	}
-	lvd_st_close(st);
+	free(names);
+	if (frozen && !rc)
+		m->st = st;
+	else
+		lvd_st_close(st);
 	if (rc) {
 		free_model(m);
 		return rc;
 	}
+	m->frozen = frozen;
+	m->threads = 1;
+	cv = (struct carver){ .tab = m->params, .remap = 1 };
+	layout(c, &cv, &m->w);
 	*out = m;
+	return 0;
+}
+
+int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+{
+	return load(out, dir, 0, err);
+}
+
+int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+{
+	return load(out, dir, 1, err);
+}
+
+int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
+{
+	if (n < 1 || n > 1024)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: threads: %d not in [1, 1024]", n);
+	lvd_pool_destroy(m->pool);
+	m->pool = NULL;
+	m->threads = 1;
+	if (n > 1) {
+		int rc = lvd_pool_create(&m->pool, n, err);
+		if (rc)
+			return rc;
+	}
+	m->threads = n;
+	lvd_gemm_set_threads(n);
 	return 0;
 }
 
 int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err)
 {
+	if (m->frozen)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: full gradients need lvd_mllama_load (weights are frozen)");
 	if (!m->gblock) {
 		m->gblock = lvd_alloc_aligned(m->ptotal, sizeof(float));
 		if (!m->gblock)
 			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu gradients", m->ptotal);
 		struct carver cv = { .base = m->gblock };
 		layout(&m->c, &cv, &m->g);
-		for (size_t i = 0; i < m->nparams; i++)
-			m->params[i].grad = m->gblock + (m->params[i].data - m->pblock);
+		cv = (struct carver){ .tab = m->params };
+		for (size_t i = 0; i < m->nparams; i++) {
+			m->params[i].grad = mllama_take(m->gblock, &cv.off, m->params[i].numel);
+		}
 	}
 	lvd_mllama_zero_grads(m);
 	return 0;

@@ -168,15 +168,15 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		memcpy(out, A->x_in, BTD * sizeof(float));
 		return;
 	}
-	lvd_tr_rmsnorm_fwd(A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
+	mllama_rmsnorm_fwd(m, A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
 	float scale = 1.0f / sqrtf((float)hd);
 	if (W->cross) {
 		mllama_lin_fwd(m, A->qraw, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
 			       tseed(m, l, L_Q));
-		lvd_tr_rmsnorm_fwd(A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
+		mllama_rmsnorm_fwd(m, A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
 		mllama_lin_fwd(m, A->kraw, A->u[L_K], A->xd[L_K], m->a.cross, W->k, NULL, tsite(m, l, L_K), B * S, Dt,
 			       KV, tseed(m, l, L_K));
-		lvd_tr_rmsnorm_fwd(A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
+		mllama_rmsnorm_fwd(m, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
 		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
 			       tseed(m, l, L_V));
 		struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_BIAS, .bias = m->a.xbias };
@@ -206,12 +206,12 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	float ga = W->cross ? tanhf(W->attn_gate[0]) : 1.0f, gm = W->cross ? tanhf(W->mlp_gate[0]) : 1.0f;
 	for (size_t i = 0; i < BTD; i++)
 		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
-	lvd_tr_rmsnorm_fwd(A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
+	mllama_rmsnorm_fwd(m, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
 	mllama_lin_fwd(m, A->g, A->u[L_M1], A->xd[L_M1], A->ln2, W->gate, NULL, tsite(m, l, L_M1), BT, Dt, It,
 		       tseed(m, l, L_M1));
 	mllama_lin_fwd(m, A->up, A->u[L_M2], A->xd[L_M2], A->ln2, W->up, NULL, tsite(m, l, L_M2), BT, Dt, It,
 		       tseed(m, l, L_M2));
-	lvd_tr_swiglu_fwd(A->act, A->g, A->up, (size_t)BT * It);
+	mllama_swiglu_fwd(m, A->act, A->g, A->up, (size_t)BT * It);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M3], A->xd[L_M3], A->act, W->down, NULL, tsite(m, l, L_M3), BT, It, Dt,
 		       tseed(m, l, L_M3));
 	for (int r = 0; r < BT; r++) {
@@ -290,7 +290,7 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	lvd_tr_embedding_fwd(a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
 	for (int l = 0; l < c->t_layers; l++)
 		tlayer_fwd(m, l);
-	lvd_tr_rmsnorm_fwd(a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
+	mllama_rmsnorm_fwd(m, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
 	lvd_linear_fwd(a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
 	m->loss = NAN;
 	m->loss_count = 0;
@@ -377,13 +377,13 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
 	memset(s->dg, 0, BTI * sizeof(float));
 	memset(s->du, 0, BTI * sizeof(float));
-	lvd_tr_swiglu_bwd(s->dg, s->du, s->dact, A->g, A->up, BTI);
+	mllama_swiglu_bwd(m, s->dg, s->du, s->dact, A->g, A->up, BTI);
 	memset(s->dln, 0, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->dln, G->gate, NULL, s->lscr, s->dg, A->ln2, W->gate, A->u[L_M1], A->xd[L_M1],
 		       tsite_mut(m, l, L_M1), BT, Dt, It, tseed(m, l, L_M1));
 	mllama_lin_bwd(m, s->dln, G->up, NULL, s->lscr, s->du, A->ln2, W->up, A->u[L_M2], A->xd[L_M2],
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
-	lvd_tr_rmsnorm_bwd(dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
+	mllama_rmsnorm_bwd(m, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
 	/* attention branch: x_mid = x_in + ga·o_out */
 	if (W->cross && base)
 		G->attn_gate[0] += (1.0f - ga * ga) * (float)lvd_tr_dot(dx, A->o_out, BTD);
@@ -407,9 +407,9 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		lvd_tr_attention_bwd(s->dq, s->dk, s->dv, s->ascr, s->datt, dprobs, A->probs, A->q, A->k, A->v, scale, B,
 				     T, S, H, KH, hd);
 		memset(s->dqraw, 0, BTD * sizeof(float));
-		lvd_tr_rmsnorm_bwd(s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
+		mllama_rmsnorm_bwd(m, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
 		memset(s->dkraw, 0, BKV * sizeof(float));
-		lvd_tr_rmsnorm_bwd(s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
+		mllama_rmsnorm_bwd(m, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
 		mllama_lin_bwd(m, s->dln, G->q, NULL, s->lscr, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
 			       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
 		mllama_lin_bwd(m, s->dcross, G->k, NULL, s->lscr, s->dkraw, m->a.cross, W->k, A->u[L_K], A->xd[L_K],
@@ -431,7 +431,7 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		mllama_lin_bwd(m, s->dln, G->v, NULL, s->lscr, s->dv, A->ln1, W->v, A->u[L_V], A->xd[L_V],
 			       tsite_mut(m, l, L_V), BT, Dt, KV, tseed(m, l, L_V));
 	}
-	lvd_tr_rmsnorm_bwd(dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
+	mllama_rmsnorm_bwd(m, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs, struct lvd_error *err)
@@ -463,7 +463,7 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
 	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, s.dlogits, a->normed, m->w.lm_head, BT, Dt, V);
 	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
-	lvd_tr_rmsnorm_bwd(s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
+	mllama_rmsnorm_bwd(m, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
 		memset(s.dcross, 0, sizeof(float) * (size_t)B * m->S * Dt);
 	for (int l = c->t_layers - 1; l >= 0; l--) {

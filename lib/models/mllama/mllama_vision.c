@@ -31,6 +31,7 @@ size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
 	a->feats = mllama_take(base, &off, NV * TL * m->P1 * c->v_out_dim);
 	a->cross = mllama_take(base, &off, NV * TL * m->P1 * c->t_hidden);
 	a->pad = (uint8_t *)mllama_take(base, &off, (N + 3) / 4);
+	a->vscr = mllama_take(base, &off, lvd_tr_attention_pp_scratch(m->L, (int)H, (int)(D / H), m->threads));
 	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
 		struct vlayer_a *v = &a->vl[l];
 		v->x_in = mllama_take(base, &off, N * D);
@@ -79,22 +80,21 @@ static void vlayer_fwd(struct lvd_mllama *m, int l, float *x_out)
 	struct vlayer_a *A = &m->a.vl[l];
 	const struct vlayer_w *W = &m->w.vl[l];
 	int D = c->v_hidden, I = c->v_inter, H = c->v_heads, N = m->NV * m->L;
-	lvd_tr_layernorm_fwd(A->ln1, A->ln1_m, A->ln1_r, A->x_in, W->ln1_w, W->ln1_b, N, D, c->v_eps);
+	mllama_layernorm_fwd(m, A->ln1, A->ln1_m, A->ln1_r, A->x_in, W->ln1_w, W->ln1_b, N, D, c->v_eps);
 	mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, vsite(m, l, L_Q), N, D, D, vseed(m, l, L_Q));
 	mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, vsite(m, l, L_K), N, D, D, vseed(m, l, L_K));
 	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, vsite(m, l, L_V), N, D, D, vseed(m, l, L_V));
-	struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_PADPAIR, .pad = m->a.pad };
-	lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, 1.0f / sqrtf((float)(D / H)), m->NV, m->L,
-			     m->L, H, H, D / H);
+	lvd_tr_attention_pp_fwd(A->att, A->probs, m->a.vscr, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
+				m->NV, m->L, H, D / H, m->pool);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, vsite(m, l, L_O), N, D, D,
 		       vseed(m, l, L_O));
 	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
 	for (size_t i = 0; i < (size_t)N * D; i++)
 		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
-	lvd_tr_layernorm_fwd(A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
+	mllama_layernorm_fwd(m, A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
 	mllama_lin_fwd(m, A->h1, A->u[L_M1], A->xd[L_M1], A->ln2, W->fc1_w, W->fc1_b, vsite(m, l, L_M1), N, D, I,
 		       vseed(m, l, L_M1));
-	lvd_tr_gelu_fwd(A->h1g, A->h1, (size_t)N * I);
+	mllama_gelu_fwd(m, A->h1g, A->h1, (size_t)N * I);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M2], A->xd[L_M2], A->h1g, W->fc2_w, W->fc2_b, vsite(m, l, L_M2), N, I, D,
 		       vseed(m, l, L_M2));
 	for (size_t i = 0; i < (size_t)N * D; i++)
@@ -148,7 +148,7 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 	for (int n = 0; n < NV; n++)
 		for (int t = 0; t < TL; t++) {
 			size_t r = (size_t)n * TL + t;
-			lvd_tr_layernorm_fwd(x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
+			mllama_layernorm_fwd(m, x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
 					     w->ln_pre_w, w->ln_pre_b, P1, D, c->v_eps);
 			int tile_on = b->aspect_ratio_mask[n * TL + t] != 0;
 			for (int p = 0; p < Pp; p++)
@@ -157,7 +157,7 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 	for (int l = 0; l < c->v_layers; l++)
 		vlayer_fwd(m, l, vlayer_out(m, l));
 	float *post = c->v_global_layers ? a->vl[c->v_layers].x_in : a->g_out;
-	lvd_tr_layernorm_fwd(post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
+	mllama_layernorm_fwd(m, post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
 			     c->v_eps);
 	float tpost = tanhf(w->post_gate[0]);
 	for (int n = 0; n < NV; n++)
@@ -196,7 +196,7 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 		mllama_take(NULL, &off, N * D);                  /* dm dln datt dq dk dv */
 	mllama_take(NULL, &off, N * I);                          /* dh1g */
 	mllama_take(NULL, &off, N * I);                          /* dh1 */
-	mllama_take(NULL, &off, (size_t)m->L * m->L);            /* attention scratch */
+	mllama_take(NULL, &off, lvd_tr_attention_pp_scratch(m->L, c->v_heads, c->v_hidden / c->v_heads, m->threads));
 	mllama_take(NULL, &off, N * (size_t)(m->lora_r ? m->lora_r : 1)); /* lora scratch */
 	mllama_take(NULL, &off, rows * D);                       /* dh0 */
 	mllama_take(NULL, &off, (size_t)m->NV * c->v_max_tiles * m->np * D); /* dpatch */
@@ -223,11 +223,11 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, lscr, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M2].l : NULL, N, I, D, vseed(m, l, L_M2));
 	memset(dh1, 0, NI * sizeof(float));
-	lvd_tr_gelu_bwd(dh1, dh1g, A->h1, NI);
+	mllama_gelu_bwd(m, dh1, dh1g, A->h1, NI);
 	memset(dln, 0, ND * sizeof(float));
 	mllama_lin_bwd(m, dln, G->fc1_w, G->fc1_b, lscr, dh1, A->ln2, W->fc1_w, A->u[L_M1], A->xd[L_M1],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M1].l : NULL, N, D, I, vseed(m, l, L_M1));
-	lvd_tr_layernorm_bwd(dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
+	mllama_layernorm_bwd(m, dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
 			     A->ln2_r, N, D);
 	/* attention branch */
 	if (W->gate_attn && base)
@@ -240,8 +240,8 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	memset(dq, 0, ND * sizeof(float));
 	memset(dk, 0, ND * sizeof(float));
 	memset(dv, 0, ND * sizeof(float));
-	lvd_tr_attention_bwd(dq, dk, dv, ascr, datt, NULL, A->probs, A->q, A->k, A->v, 1.0f / sqrtf((float)(D / H)),
-			     m->NV, m->L, m->L, H, H, D / H);
+	lvd_tr_attention_pp_bwd(dq, dk, dv, ascr, datt, A->probs, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
+				m->NV, m->L, H, D / H, m->pool);
 	memset(dln, 0, ND * sizeof(float));
 	static const int sites[3] = { L_Q, L_K, L_V };
 	float *dsrc[3] = { dq, dk, dv };
@@ -251,7 +251,7 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 		mllama_lin_bwd(m, dln, Gs[j], NULL, lscr, dsrc[j], A->ln1, Ws[j], A->u[sites[j]], A->xd[sites[j]],
 			       m->vsite ? m->vsite[(size_t)l * L_NSITE + sites[j]].l : NULL, N, D, D,
 			       vseed(m, l, sites[j]));
-	lvd_tr_layernorm_bwd(dx, base ? G->ln1_w : NULL, base ? G->ln1_b : NULL, dln, A->x_in, W->ln1_w, A->ln1_m,
+	mllama_layernorm_bwd(m, dx, base ? G->ln1_w : NULL, base ? G->ln1_b : NULL, dln, A->x_in, W->ln1_w, A->ln1_m,
 			     A->ln1_r, N, D);
 }
 
@@ -274,7 +274,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		s[i] = mllama_take(scratch, &off, N * D);
 	s[6] = mllama_take(scratch, &off, N * c->v_inter);
 	s[7] = mllama_take(scratch, &off, N * c->v_inter);
-	float *ascr = mllama_take(scratch, &off, (size_t)L * L);
+	float *ascr = mllama_take(scratch, &off, lvd_tr_attention_pp_scratch(L, c->v_heads, D / c->v_heads, m->threads));
 	float *lscr = mllama_take(scratch, &off, N * (size_t)(m->lora_r ? m->lora_r : 1));
 	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
@@ -306,7 +306,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 				g->post_gate[0] += (1.0f - tpost * tpost) * (float)gs;
 			}
 	memset(dx2, 0, sizeof(float) * N * D);
-	lvd_tr_layernorm_bwd(dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
+	mllama_layernorm_bwd(m, dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
 			     w->ln_post_w, a->lnpost_m, a->lnpost_r, (int)N, D);
 	dx = dx2;
 	for (int l = c->v_layers - 1; l >= 0; l--) {
@@ -329,7 +329,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	/* layernorm_pre on real tokens */
 	memset(dh0, 0, sizeof(float) * (size_t)rows * D);
 	for (int r = 0; r < NV * TL; r++)
-		lvd_tr_layernorm_bwd(dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
+		mllama_layernorm_bwd(m, dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
 				     a->h0 + (size_t)r * P1 * D, w->ln_pre_w, a->lnpre_m + (size_t)r * P1,
 				     a->lnpre_r + (size_t)r * P1, P1, D);
 	float tpre = tanhf(w->pre_gate[0]), tpos = tanhf(w->pos_gate[0]);
