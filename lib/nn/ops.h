@@ -7,13 +7,18 @@
  *   lvd_groupnorm_fwd       GroupNorm (+ optional fused SiLU)  [C, HW] per sample
  *   lvd_conv2d_fwd          2-D convolution, im2col + GEMM     [C, H, W] -> [OC, OH, OW]
  *   lvd_conv2d_scratch      scratch floats lvd_conv2d_fwd wants for a given shape
+ *   lvd_conv2d_fwd_mt       the same, output channels split over a thread pool when
+ *                           the weights outweigh the pixels
  *   lvd_conv2d_naive        direct 7-loop convolution (test oracle)
+ *   lvd_linear_fwd_mt       nn.Linear (lvd_linear_fwd) with output features split over
+ *                           a pool when there are fewer rows than features
  *   lvd_silu / lvd_gelu / lvd_quick_gelu   elementwise, in place allowed (out == inp)
  *   lvd_geglu_fwd           a * GELU(g) with [N, 2F] = [a | g] -> [N, F]
  *   lvd_softmax_rows        row softmax in place               [N, M]
  *   lvd_attention_fwd       multi-head softmax(QKᵀ·scale)V, blocked over queries so no
  *                           [H, Sq, Sk] tensor exists; optional causal mask; optional
  *                           head-averaged probabilities out    [Sq, Sk]
+ *   lvd_attention_fwd_mt    the same, query blocks spread over a thread pool
  *   lvd_attention_naive     the same, plain loops in double (test oracle)
  *   lvd_upsample_nearest2x  [C, H, W] -> [C, 2H, 2W]
  *   lvd_timestep_embedding  sinusoidal embedding of a scalar timestep [dim]
@@ -36,6 +41,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct lvd_pool;   /* core/pool.h */
 
 /* out[N,C] = (inp - mean) / sqrt(var + eps) * w + b, biased variance over C.
  * mean/rstd [N] are saved for backward when non-NULL. out may equal inp. */
@@ -70,6 +77,26 @@ void lvd_conv2d_fwd(float *out, const float *inp, const float *w, const float *b
 		    int C, int H, int W, int OC, int KH, int KW, int stride,
 		    int pad_t, int pad_l, int pad_b, int pad_r, float *scratch, size_t scratch_len);
 
+/* lvd_conv2d_fwd with the work spread over `pool` (NULL = lvd_conv2d_fwd). When OC >= OH·OW,
+ * OC >= 32·T and one im2col chunk covers the whole output (scratch_len >=
+ * C·KH·KW·OH·OW, or a pointwise conv), thread t computes its contiguous block of output
+ * channels with a single-threaded GEMM (OpenBLAS set to one thread meanwhile, then
+ * restored; do not run GEMMs from other threads concurrently); otherwise it is
+ * lvd_conv2d_fwd, threaded inside OpenBLAS. Same contract and scratch as lvd_conv2d_fwd.
+ * Each output value is the same dot product as in lvd_conv2d_fwd, computed by a GEMM of
+ * another shape, so results agree to fp32 rounding (not bit for bit). */
+void lvd_conv2d_fwd_mt(float *out, const float *inp, const float *w, const float *b,
+		       int C, int H, int W, int OC, int KH, int KW, int stride,
+		       int pad_t, int pad_l, int pad_b, int pad_r, float *scratch, size_t scratch_len,
+		       struct lvd_pool *pool);
+
+/* nn.Linear out[N, OC] = inp[N, IC] @ w[OC, IC]ᵀ + bias[OC] (bias may be NULL), as
+ * lvd_linear_fwd (nn/gemm.h), with output features split over `pool` when OC >= N and
+ * OC >= 32·T (same OpenBLAS single-thread rule as lvd_conv2d_fwd_mt); NULL pool or other
+ * shapes = lvd_linear_fwd. */
+void lvd_linear_fwd_mt(float *out, const float *inp, const float *w, const float *bias,
+		       int N, int IC, int OC, struct lvd_pool *pool);
+
 /* Same result with direct loops in double precision (oracle for tests). */
 void lvd_conv2d_naive(float *out, const float *inp, const float *w, const float *b,
 		      int C, int H, int W, int OC, int KH, int KW, int stride,
@@ -85,7 +112,8 @@ void lvd_quick_gelu(float *out, const float *inp, size_t n);
  * alias inp. */
 void lvd_geglu_fwd(float *out, const float *inp, int N, int F);
 
-/* In-place softmax over each row of x [N, M] (max-subtracted, sum in double). */
+/* In-place softmax over each row of x [N, M] (max-subtracted, fp32 sum; AVX2 path with
+ * a ~1 ulp polynomial exp where the CPU has it; -inf entries give exactly 0). */
 void lvd_softmax_rows(float *x, int N, int M);
 
 /* Scratch floats lvd_attention_fwd needs: a [bq, Sk] score block, bq = min(Sq, 128)
@@ -103,6 +131,22 @@ void lvd_attention_fwd(float *out, float *probs_mean, const float *q, int ldq,
 		       const float *k, int ldk, const float *v, int ldv,
 		       int Sq, int Sk, int H, int D, float scale, int causal,
 		       float *scratch, size_t scratch_len);
+
+/* Scratch floats lvd_attention_fwd_mt needs with a pool of T threads:
+ * T · lvd_attention_scratch(Sq, Sk). */
+size_t lvd_attention_scratch_mt(int Sq, int Sk, int T);
+
+/* lvd_attention_fwd with query blocks spread over `pool` (NULL = run on the caller).
+ * Thread t uses the t-th of T equal slices of scratch (each >= Sk floats); blocks hold at
+ * most ceil(Sq / T) rows so every thread gets work. Every block runs its heads in order,
+ * so probs_mean is summed in the same order for any T. While the pool runs, OpenBLAS is
+ * set to one thread (lvd_gemm_set_threads) and restored afterwards, so do not run other
+ * GEMMs concurrently from other threads. The pool must not be running a parallel_for
+ * of its own caller (no nesting). */
+void lvd_attention_fwd_mt(float *out, float *probs_mean, const float *q, int ldq,
+			  const float *k, int ldk, const float *v, int ldv,
+			  int Sq, int Sk, int H, int D, float scale, int causal,
+			  float *scratch, size_t scratch_len, struct lvd_pool *pool);
 
 /* Plain-loop double-precision oracle with the same contract (no scratch). */
 void lvd_attention_naive(float *out, float *probs_mean, const float *q, int ldq,

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "core/pool.h"
+#include "nn/gemm.h"
 #include "nn/ops.h"
 
 static unsigned rng_state = 12345;
@@ -212,6 +214,167 @@ static void test_misc(void)
 	CHECK(y[5] == 12);
 }
 
+/* ---- pooled variants vs the oracles (3 threads: ragged chunks on any machine) ---- */
+static struct lvd_pool *make_pool(int n)
+{
+	struct lvd_pool *p = NULL;
+	struct lvd_error err = {0};
+	REQUIRE(lvd_pool_create(&p, n, &err) == 0);
+	return p;
+}
+
+static void attn_mt_case(struct lvd_pool *pool, int Sq, int Sk, int H, int D, int causal, int per_rows)
+{
+	int T = lvd_pool_threads(pool), ld = H * D + 3;
+	float *q = rand_buf((size_t)Sq * ld), *k = rand_buf((size_t)Sk * ld), *v = rand_buf((size_t)Sk * ld);
+	for (size_t i = 0; i < (size_t)Sq * ld; i++)
+		q[i] *= 3.0f;
+	size_t no = (size_t)Sq * H * D, np = (size_t)Sq * Sk;
+	size_t sl = per_rows ? (size_t)T * per_rows * Sk : lvd_attention_scratch_mt(Sq, Sk, T);
+	float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
+	float *o3 = malloc(sizeof(float) * no), *p1 = malloc(sizeof(float) * np);
+	float *p2 = malloc(sizeof(float) * np), *p3 = malloc(sizeof(float) * np);
+	float *scratch = malloc(sizeof(float) * sl);
+	float scale = 1.0f / sqrtf((float)D);
+	lvd_attention_fwd_mt(o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, sl, pool);
+	lvd_attention_naive(o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	/* same bounds as the serial op: fp32 softmax/GEMMs over <= 300 terms vs double */
+	CHECK_CLOSE("attention_mt out", o1, o2, no, 1e-5, 0);
+	CHECK_CLOSE("attention_mt probs", p1, p2, np, 1e-6, 0);
+	/* heads are averaged in one order whatever the split: equal to the serial op bit for bit */
+	size_t s1 = lvd_attention_scratch(Sq, Sk);
+	float *sc1 = malloc(sizeof(float) * s1);
+	lvd_attention_fwd(o3, p3, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, sc1, s1);
+	CHECK(memcmp(p1, p3, sizeof(float) * np) == 0);
+	free(q); free(k); free(v); free(o1); free(o2); free(o3); free(p1); free(p2); free(p3);
+	free(scratch); free(sc1);
+}
+
+static void test_attention_mt(void)
+{
+	struct lvd_pool *pool = make_pool(3);
+	attn_mt_case(pool, 37, 77, 3, 8, 0, 0);     /* cross-attention: 3 blocks of 13/13/11 rows */
+	attn_mt_case(pool, 77, 77, 2, 16, 1, 0);    /* causal */
+	attn_mt_case(pool, 301, 129, 2, 12, 0, 5);  /* blocks of 5 rows, ragged last block */
+	attn_mt_case(pool, 2, 33, 1, 4, 0, 0);      /* fewer blocks than threads */
+	attn_mt_case(NULL, 19, 23, 2, 4, 0, 0);     /* no pool: runs on the caller */
+	CHECK(lvd_attention_scratch_mt(4096, 4096, 3) == 3 * (size_t)128 * 4096);
+	lvd_pool_destroy(pool);
+}
+
+static void conv_mt_case(struct lvd_pool *pool, int C, int H, int W, int OC, int K, int stride,
+			 int pt, int pl, int pb, int pr, int with_bias)
+{
+	int OH = lvd_conv_out_size(H, K, stride, pt, pb), OW = lvd_conv_out_size(W, K, stride, pl, pr);
+	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * K * K), *b = rand_buf(OC);
+	size_t n = (size_t)OC * OH * OW;
+	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+	size_t need = lvd_conv2d_scratch(C, H, W, K, K, stride, pt, pl, pb, pr);
+	float *scratch = need ? malloc(sizeof(float) * need) : NULL;
+	lvd_conv2d_fwd_mt(got, x, w, with_bias ? b : NULL, C, H, W, OC, K, K, stride, pt, pl, pb, pr,
+			  scratch, need, pool);
+	lvd_conv2d_naive(want, x, w, with_bias ? b : NULL, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	/* fp32 GEMM over C·K·K <= 405 terms of size ~1 vs a double oracle */
+	CHECK_CLOSE("conv2d_mt", got, want, n, 2e-5, 0);
+	free(x); free(w); free(b); free(got); free(want); free(scratch);
+}
+
+static void test_conv_linear_mt(void)
+{
+	struct lvd_pool *pool = make_pool(3);
+	conv_mt_case(pool, 5, 4, 3, 101, 3, 1, 1, 1, 1, 1, 1);   /* OC >= pixels: channel split, 34/33/34 */
+	conv_mt_case(pool, 5, 6, 4, 97, 3, 2, 1, 1, 1, 1, 0);    /* stride 2, no bias */
+	conv_mt_case(pool, 7, 5, 5, 100, 1, 1, 0, 0, 0, 0, 1);   /* pointwise */
+	conv_mt_case(pool, 3, 9, 11, 5, 3, 1, 1, 1, 1, 1, 1);    /* few channels: plain path */
+	conv_mt_case(NULL, 5, 4, 3, 101, 3, 1, 1, 1, 1, 1, 1);
+	/* nn.Linear: out features split when they outnumber the rows */
+	int shapes[][3] = {{7, 45, 131}, {1, 16, 96}, {200, 33, 40}};
+	for (int i = 0; i < 3; i++) {
+		int N = shapes[i][0], IC = shapes[i][1], OC = shapes[i][2];
+		float *x = rand_buf((size_t)N * IC), *w = rand_buf((size_t)OC * IC), *b = rand_buf(OC);
+		float *got = malloc(sizeof(float) * N * OC), *want = malloc(sizeof(float) * N * OC);
+		for (int wb = 0; wb < 2; wb++) {
+			lvd_linear_fwd_mt(got, x, w, wb ? b : NULL, N, IC, OC, pool);
+			for (int n = 0; n < N; n++)
+				for (int o = 0; o < OC; o++)
+					want[n * OC + o] = wb ? b[o] : 0.0f;
+			lvd_sgemm_naive(0, 1, N, OC, IC, 1.0f, x, IC, w, IC, wb ? 1.0f : 0.0f, want, OC);
+			/* fp32 dot products of <= 45 terms ~1 vs double */
+			CHECK_CLOSE("linear_mt", got, want, (size_t)N * OC, 1e-5, 0);
+		}
+		free(x); free(w); free(b); free(got); free(want);
+	}
+	lvd_pool_destroy(pool);
+}
+
+/* The vector paths (softmax exp, GEGLU erf, GroupNorm+SiLU) on long rows with tails. */
+static void test_vector_paths(void)
+{
+	int N = 3, M = 1029;
+	float *s = rand_buf((size_t)N * M);
+	double *ref = malloc(sizeof(double) * N * M);
+	for (int i = 0; i < N * M; i++)
+		s[i] *= 40.0f;   /* exp arguments down to -80: the whole useful range */
+	s[5] = -INFINITY;    /* masked entry */
+	for (int n = 0; n < N; n++) {
+		double mx = -INFINITY, sum = 0;
+		for (int j = 0; j < M; j++)
+			mx = fmax(mx, s[n * M + j]);
+		for (int j = 0; j < M; j++)
+			sum += (ref[n * M + j] = exp(s[n * M + j] - mx));
+		for (int j = 0; j < M; j++)
+			ref[n * M + j] /= sum;
+	}
+	lvd_softmax_rows(s, N, M);
+	double worst = 0;
+	for (int i = 0; i < N * M; i++)
+		worst = fmax(worst, fabs(s[i] - ref[i]) / fmax(ref[i], 1e-30) * (ref[i] > 1e-30));
+	/* ~1 ulp polynomial exp + fp32 sum of 1029 terms: 1e-5 relative per probability */
+	CHECK(worst < 1e-5);
+	CHECK(s[5] == 0.0f);
+	/* GEGLU on g in [-8, 8], F = 37 (4 vectors + a 5-lane tail) */
+	int F = 37, R = 4;
+	float *in = malloc(sizeof(float) * R * 2 * F), *out = malloc(sizeof(float) * R * F);
+	for (int r = 0; r < R; r++)
+		for (int f = 0; f < F; f++) {
+			in[r * 2 * F + f] = frand();
+			in[r * 2 * F + F + f] = -8.0f + 16.0f * (float)(r * F + f) / (float)(R * F - 1);
+		}
+	lvd_geglu_fwd(out, in, R, F);
+	double wg = 0;
+	for (int r = 0; r < R; r++)
+		for (int f = 0; f < F; f++) {
+			double a = in[r * 2 * F + f], g = in[r * 2 * F + F + f];
+			wg = fmax(wg, fabs(out[r * F + f] - a * 0.5 * g * (1 + erf(g / sqrt(2.0)))));
+		}
+	/* A&S 7.1.26 erfc: 1.5e-7 absolute on Φ, times |a·g| <= 8 */
+	CHECK(wg < 2e-6);
+	/* GroupNorm + SiLU over 2 groups of 3 channels x 1000 values (vector sums + tails) */
+	int C = 6, HW = 1000;
+	float *x = rand_buf((size_t)C * HW), *y = malloc(sizeof(float) * C * HW);
+	for (int i = 0; i < C * HW; i++)
+		x[i] = x[i] * 4.0f + 100.0f;   /* mean far from 0 */
+	lvd_groupnorm_fwd(y, x, NULL, NULL, C, HW, 2, 1e-6f, 1);
+	double wn = 0;
+	for (int g = 0; g < 2; g++) {
+		double m = 0, v = 0;
+		int n = 3 * HW;
+		for (int i = 0; i < n; i++)
+			m += x[g * n + i];
+		m /= n;
+		for (int i = 0; i < n; i++)
+			v += (x[g * n + i] - m) * (x[g * n + i] - m);
+		v /= n;
+		for (int i = 0; i < n; i++) {
+			double e = (x[g * n + i] - m) / sqrt(v + 1e-6);
+			wn = fmax(wn, fabs(e / (1 + exp(-e)) - y[g * n + i]));
+		}
+	}
+	/* inputs ~100 with spread ~2: fp32 rounding of x - mean (~1e-5 of 100 / 2) dominates */
+	CHECK(wn < 3e-5);
+	free(s); free(ref); free(in); free(out); free(x); free(y);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -220,6 +383,9 @@ int main(int argc, char **argv)
 		TEST(test_norms),
 		TEST(test_activations),
 		TEST(test_misc),
+		TEST(test_attention_mt),
+		TEST(test_conv_linear_mt),
+		TEST(test_vector_paths),
 		{0},
 	};
 	return lvd_test_main(argc, argv, tests);

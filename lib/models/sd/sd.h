@@ -64,6 +64,9 @@ struct lvd_sd_opts {
 	int unet_heads;   /* heads per UNet level (SD 1.x: 8) */
 	int clip_heads;   /* CLIP heads (width / 64) */
 	int norm_groups;  /* GroupNorm groups of the VAE and UNet (32) */
+	/* threads of the pool the forward passes spread attention and elementwise work
+	 * over (1 = none); 0 = as many as OpenBLAS uses (lvd_gemm_set_threads(0)) */
+	int threads;
 };
 
 struct lvd_sd; /* opaque: configs, weight pointers, mappings */

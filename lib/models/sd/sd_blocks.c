@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/pool.h"
 #include "models/sd/sd_internal.h"
 #include "nn/gemm.h"
 #include "nn/ops.h"
@@ -37,15 +38,91 @@ void sd_conv_run(const struct lvd_sd *sd, float *out, const float *inp, const st
 	size_t mark = ws->used;
 	size_t need = lvd_conv2d_scratch(c->cin, H, W, c->k, c->k, stride, pad_t, pad_l, pad_b, pad_r);
 	float *scratch = need ? sd_ws_take(ws, need) : NULL;
-	SD_TIME(sd, gemm_s, lvd_conv2d_fwd(out, inp, c->w, c->b, c->cin, H, W, c->cout, c->k, c->k,
-					   stride, pad_t, pad_l, pad_b, pad_r, scratch, need));
+	SD_TIME(sd, gemm_s, lvd_conv2d_fwd_mt(out, inp, c->w, c->b, c->cin, H, W, c->cout, c->k, c->k,
+					      stride, pad_t, pad_l, pad_b, pad_r, scratch, need, sd->pool));
 	ws->used = mark;
 }
 
 void sd_linear_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_lin *l,
 		   int N, int IC, int OC)
 {
-	SD_TIME(sd, gemm_s, lvd_linear_fwd(out, inp, l->w, l->b, N, IC, OC));
+	SD_TIME(sd, gemm_s, lvd_linear_fwd_mt(out, inp, l->w, l->b, N, IC, OC, sd->pool));
+}
+
+/* ---- elementwise work spread over the model's pool ------------------------------------
+ * Each op is split along an axis whose pieces are independent (groups, rows, ranges) and
+ * runs the serial op from ops.h on each piece, so results equal the serial ones bit for
+ * bit whatever the thread count. Small tensors stay on the caller (a wake-up costs more). */
+enum { SD_PAR_MIN = 1 << 15 };
+enum { PAR_GN, PAR_LN, PAR_GEGLU, PAR_ADD };
+
+struct par_job {
+	int kind, C, HW, G, silu;
+	float eps;
+	float *out;
+	const float *inp, *w, *b;
+};
+
+static int par_piece(void *ctx, size_t lo, size_t hi, int tid)
+{
+	const struct par_job *j = ctx;
+	(void)tid;
+	switch (j->kind) {
+	case PAR_GN: {   /* items: groups */
+		size_t cg = (size_t)(j->C / j->G), off = lo * cg * (size_t)j->HW;
+		lvd_groupnorm_fwd(j->out + off, j->inp + off, j->w ? j->w + lo * cg : NULL,
+				  j->b ? j->b + lo * cg : NULL, (int)((hi - lo) * cg), j->HW, (int)(hi - lo),
+				  j->eps, j->silu);
+		break;
+	}
+	case PAR_LN:     /* items: rows of C */
+		lvd_layernorm_fwd(j->out + lo * j->C, NULL, NULL, j->inp + lo * j->C, j->w, j->b,
+				  (int)(hi - lo), j->C, j->eps);
+		break;
+	case PAR_GEGLU:  /* items: rows, C = F */
+		lvd_geglu_fwd(j->out + lo * j->C, j->inp + lo * 2 * j->C, (int)(hi - lo), j->C);
+		break;
+	case PAR_ADD:    /* items: values */
+		lvd_add_inplace(j->out + lo, j->inp + lo, hi - lo);
+		break;
+	}
+	return 0;
+}
+
+static void par_run(const struct lvd_sd *sd, struct par_job *j, size_t items, size_t total)
+{
+	if (total < SD_PAR_MIN || !sd->pool || items < 2)
+		par_piece(j, 0, items, 0);
+	else
+		lvd_pool_parallel_for(sd->pool, items, par_piece, j);
+}
+
+void sd_groupnorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
+		  int C, int HW, int G, float eps, int silu)
+{
+	LVD_ASSERT(G > 0 && C % G == 0);
+	struct par_job j = {.kind = PAR_GN, .C = C, .HW = HW, .G = G, .silu = silu, .eps = eps,
+			    .out = out, .inp = inp, .w = n->w, .b = n->b};
+	SD_TIME(sd, other_s, par_run(sd, &j, (size_t)G, (size_t)C * HW));
+}
+
+void sd_layernorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
+		  int N, int C, float eps)
+{
+	struct par_job j = {.kind = PAR_LN, .C = C, .eps = eps, .out = out, .inp = inp, .w = n->w, .b = n->b};
+	SD_TIME(sd, other_s, par_run(sd, &j, (size_t)N, (size_t)N * C));
+}
+
+void sd_geglu(const struct lvd_sd *sd, float *out, const float *inp, int N, int F)
+{
+	struct par_job j = {.kind = PAR_GEGLU, .C = F, .out = out, .inp = inp};
+	SD_TIME(sd, other_s, par_run(sd, &j, (size_t)N, (size_t)N * F * 8));
+}
+
+void sd_add(const struct lvd_sd *sd, float *y, const float *x, size_t n)
+{
+	struct par_job j = {.kind = PAR_ADD, .out = y, .inp = x};
+	SD_TIME(sd, other_s, par_run(sd, &j, n, n / 4));
 }
 
 /* out [cout, H, W] = shortcut(inp) + conv2(SiLU(GN2(conv1(SiLU(GN1(inp))) + temb)));
@@ -59,7 +136,7 @@ void sd_resnet_run(const struct lvd_sd *sd, float *out, const float *inp, const 
 	int HW = H * W;
 	float *a = sd_ws_take(ws, (size_t)r->cin * HW);
 	float *h = sd_ws_take(ws, (size_t)r->cout * HW);
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(a, inp, r->n1.w, r->n1.b, r->cin, HW, groups, eps, 1));
+	sd_groupnorm(sd, a, inp, &r->n1, r->cin, HW, groups, eps, 1);
 	sd_conv_run(sd, h, a, &r->c1, H, W, 1, 1, 1, 1, 1, ws);
 	if (temb_act && r->temb.w) {
 		float *tp = sd_ws_take(ws, (size_t)r->cout);
@@ -67,13 +144,13 @@ void sd_resnet_run(const struct lvd_sd *sd, float *out, const float *inp, const 
 		SD_TIME(sd, other_s, lvd_add_bias_chan(h, tp, r->cout, HW));
 	}
 	float *a2 = sd_ws_take(ws, (size_t)r->cout * HW);
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(a2, h, r->n2.w, r->n2.b, r->cout, HW, groups, eps, 1));
+	sd_groupnorm(sd, a2, h, &r->n2, r->cout, HW, groups, eps, 1);
 	sd_conv_run(sd, out, a2, &r->c2, H, W, 1, 1, 1, 1, 1, ws);
 	if (r->sc.w) {
 		sd_conv_run(sd, h, inp, &r->sc, H, W, 1, 0, 0, 0, 0, ws);
-		SD_TIME(sd, other_s, lvd_add_inplace(out, h, (size_t)r->cout * HW));
+		sd_add(sd, out, h, (size_t)r->cout * HW);
 	} else {
-		SD_TIME(sd, other_s, lvd_add_inplace(out, inp, (size_t)r->cout * HW));
+		sd_add(sd, out, inp, (size_t)r->cout * HW);
 	}
 	ws->used = mark;
 }

@@ -10,6 +10,7 @@
 #include "models/sd/sd.h"
 
 struct lvd_st;
+struct lvd_pool;
 
 struct sd_lin {           /* Linear / 1x1 conv: w [out, in], b [out] or NULL */
 	const float *w, *b;
@@ -95,6 +96,7 @@ struct lvd_sd {
 	float *converted;            /* one block for every F16/BF16/unaligned weight */
 	size_t converted_bytes;
 	struct lvd_sd_stats *stats;  /* borrowed, may be NULL */
+	struct lvd_pool *pool;       /* owned; NULL = single-threaded outside OpenBLAS */
 };
 
 /* Declares every weight a diffusers folder's configs call for (name, shape) without
@@ -121,6 +123,13 @@ void sd_conv_run(const struct lvd_sd *sd, float *out, const float *inp, const st
 void sd_resnet_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_resnet *r,
 		   const float *temb_act, int temb_dim, int H, int W, int groups, float eps,
 		   struct sd_ws *ws);
+/* Elementwise ops from ops.h split over sd->pool (bit-identical to the serial op). */
+void sd_groupnorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
+		  int C, int HW, int G, float eps, int silu);
+void sd_layernorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
+		  int N, int C, float eps);
+void sd_geglu(const struct lvd_sd *sd, float *out, const float *inp, int N, int F);
+void sd_add(const struct lvd_sd *sd, float *y, const float *x, size_t n);
 void sd_linear_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_lin *l,
 		   int N, int IC, int OC);
 

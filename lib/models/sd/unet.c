@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "models/sd/sd_internal.h"
 #include "nn/gemm.h"
 #include "nn/ops.h"
@@ -29,10 +30,10 @@ struct unet_run {
 };
 
 /* Workspace floats one spatial transformer at (C, HW) needs. */
-static size_t tf_ws_size(int C, int HW, int n_ctx)
+static size_t tf_ws_size(int C, int HW, int n_ctx, int T)
 {
 	size_t n = (size_t)C * HW;
-	return 16 * n + lvd_attention_scratch(HW, HW > n_ctx ? HW : n_ctx) + 2 * (size_t)n_ctx * C +
+	return 16 * n + lvd_attention_scratch_mt(HW, HW > n_ctx ? HW : n_ctx, T) + 2 * (size_t)n_ctx * C +
 	       (size_t)HW * n_ctx + 256;
 }
 
@@ -46,12 +47,12 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 	float scale = 1.0f / sqrtf((float)D);
 	float *g = sd_ws_take(ws, n), *xs = sd_ws_take(ws, n), *nb = sd_ws_take(ws, n);
 	float *big = sd_ws_take(ws, 12 * n);   /* q, k, v, a  or  ff1 [HW, 8C] + geglu [HW, 4C] */
-	size_t sc = lvd_attention_scratch(HW, HW > M ? HW : M);
+	size_t sc = lvd_attention_scratch_mt(HW, HW > M ? HW : M, lvd_pool_threads(sd->pool));
 	float *scratch = sd_ws_take(ws, sc);
 	float *kc = sd_ws_take(ws, (size_t)M * C), *vc = sd_ws_take(ws, (size_t)M * C);
 	float *probs = sd_ws_take(ws, (size_t)HW * M);
 
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(g, x, t->gn.w, t->gn.b, C, HW, k->groups, 1e-6f, 0));
+	sd_groupnorm(sd, g, x, &t->gn, C, HW, k->groups, 1e-6f, 0);
 	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gᵀ Wᵀ + b */
 	SD_TIME(sd, gemm_s, lvd_sgemm(1, 1, HW, C, C, 1.0f, g, HW, t->pin.w, C, 0.0f, xs, C));
 	SD_TIME(sd, other_s, lvd_add_bias_rows(xs, t->pin.b, HW, C));
@@ -59,20 +60,20 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 		const struct sd_tblock *tb = &t->tb[b];
 		float *q = big, *kk = big + n, *v = big + 2 * n, *a = big + 3 * n;
 		/* self-attention */
-		SD_TIME(sd, other_s, lvd_layernorm_fwd(nb, NULL, NULL, xs, tb->ln1.w, tb->ln1.b, HW, C, 1e-5f));
+		sd_layernorm(sd, nb, xs, &tb->ln1, HW, C, 1e-5f);
 		sd_linear_run(sd, q, nb, &tb->a1.q, HW, C, C);
 		sd_linear_run(sd, kk, nb, &tb->a1.k, HW, C, C);
 		sd_linear_run(sd, v, nb, &tb->a1.v, HW, C, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd(a, NULL, q, C, kk, C, v, C, HW, HW, H, D, scale, 0, scratch, sc));
+		SD_TIME(sd, gemm_s, lvd_attention_fwd_mt(a, NULL, q, C, kk, C, v, C, HW, HW, H, D, scale, 0, scratch, sc, sd->pool));
 		sd_linear_run(sd, nb, a, &tb->a1.o, HW, C, C);
-		SD_TIME(sd, other_s, lvd_add_inplace(xs, nb, n));
+		sd_add(sd, xs, nb, n);
 		/* cross-attention with capture */
-		SD_TIME(sd, other_s, lvd_layernorm_fwd(nb, NULL, NULL, xs, tb->ln2.w, tb->ln2.b, HW, C, 1e-5f));
+		sd_layernorm(sd, nb, xs, &tb->ln2, HW, C, 1e-5f);
 		sd_linear_run(sd, q, nb, &tb->a2.q, HW, C, C);
 		sd_linear_run(sd, kc, R->ctx, &tb->a2.k, M, k->ctx_dim, C);
 		sd_linear_run(sd, vc, R->ctx, &tb->a2.v, M, k->ctx_dim, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd(a, R->cb ? probs : NULL, q, C, kc, C, vc, C, HW, M, H, D,
-						      scale, 0, scratch, sc));
+		SD_TIME(sd, gemm_s, lvd_attention_fwd_mt(a, R->cb ? probs : NULL, q, C, kc, C, vc, C, HW, M, H, D,
+							 scale, 0, scratch, sc, sd->pool));
 		if (R->cb && !R->aborted) {
 			struct lvd_sd_attn_info info = {
 				.name = t->name[b], .block = block, .index = R->index, .level = level,
@@ -83,19 +84,19 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 		}
 		R->index++;
 		sd_linear_run(sd, nb, a, &tb->a2.o, HW, C, C);
-		SD_TIME(sd, other_s, lvd_add_inplace(xs, nb, n));
+		sd_add(sd, xs, nb, n);
 		/* GEGLU feed-forward */
 		float *f1 = big, *gg = big + 8 * n;
-		SD_TIME(sd, other_s, lvd_layernorm_fwd(nb, NULL, NULL, xs, tb->ln3.w, tb->ln3.b, HW, C, 1e-5f));
+		sd_layernorm(sd, nb, xs, &tb->ln3, HW, C, 1e-5f);
 		sd_linear_run(sd, f1, nb, &tb->ff1, HW, C, 8 * C);
-		SD_TIME(sd, other_s, lvd_geglu_fwd(gg, f1, HW, 4 * C));
+		sd_geglu(sd, gg, f1, HW, 4 * C);
 		sd_linear_run(sd, nb, gg, &tb->ff2, HW, 4 * C, C);
-		SD_TIME(sd, other_s, lvd_add_inplace(xs, nb, n));
+		sd_add(sd, xs, nb, n);
 	}
 	/* proj_out: g[C, HW] = W xsᵀ + b; x += g */
 	SD_TIME(sd, gemm_s, lvd_sgemm(0, 1, C, HW, C, 1.0f, t->pout.w, C, xs, C, 0.0f, g, HW));
 	SD_TIME(sd, other_s, lvd_add_bias_chan(g, t->pout.b, C, HW));
-	SD_TIME(sd, other_s, lvd_add_inplace(x, g, n));
+	sd_add(sd, x, g, n);
 	ws->used = mark;
 }
 
@@ -128,7 +129,7 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 		size_t cs = lvd_conv2d_scratch(2 * cmax, hh, ww, 3, 3, 1, 1, 1, 1, 1);
 		temp = max_sz(temp, 2 * (size_t)cmax * hw + 2 * (size_t)cmax * hw + cs + (size_t)cmax + 256);
 		if (k->down_attn[i] || k->up_attn[n - 1 - i] || i == n - 1)
-			temp = max_sz(temp, tf_ws_size(k->ch[i], (int)hw, n_ctx));
+			temp = max_sz(temp, tf_ws_size(k->ch[i], (int)hw, n_ctx, lvd_pool_threads(sd->pool)));
 		if (i == 0) {
 			skip_ch[ns++] = k->ch[0];
 			skip_total += (size_t)k->ch[0] * hw + 16;
@@ -216,8 +217,7 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 			sd_conv_run(sd, cur, nxt, &u->upsample[uu], hh, ww, 1, 1, 1, 1, 1, &ws);
 		}
 	}
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(nxt, cur, u->norm_out.w, u->norm_out.b, k->ch[0], hh * ww,
-					       k->groups, k->eps, 1));
+	sd_groupnorm(sd, nxt, cur, &u->norm_out, k->ch[0], hh * ww, k->groups, k->eps, 1);
 	sd_conv_run(sd, out, nxt, &u->conv_out, hh, ww, 1, 1, 1, 1, 1, &ws);
 	free(ws.base);
 	if (R.aborted)

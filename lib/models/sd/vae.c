@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "models/sd/sd_internal.h"
 #include "nn/ops.h"
 
@@ -19,18 +20,18 @@ static void vae_mid_attn(const struct lvd_sd *sd, float *x, int C, int HW, struc
 	size_t mark = ws->used, n = (size_t)C * HW;
 	float *g = sd_ws_take(ws, n), *t = sd_ws_take(ws, n);
 	float *q = sd_ws_take(ws, n), *k = sd_ws_take(ws, n), *vv = sd_ws_take(ws, n);
-	size_t sc = lvd_attention_scratch(HW, HW);
+	size_t sc = lvd_attention_scratch_mt(HW, HW, lvd_pool_threads(sd->pool));
 	float *scratch = sd_ws_take(ws, sc);
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(g, x, v->mid_gn.w, v->mid_gn.b, C, HW, v->cfg.groups, v->cfg.eps, 0));
+	sd_groupnorm(sd, g, x, &v->mid_gn, C, HW, v->cfg.groups, v->cfg.eps, 0);
 	SD_TIME(sd, other_s, lvd_transpose(t, g, C, HW));   /* [HW, C] */
 	sd_linear_run(sd, q, t, &v->mid_attn.q, HW, C, C);
 	sd_linear_run(sd, k, t, &v->mid_attn.k, HW, C, C);
 	sd_linear_run(sd, vv, t, &v->mid_attn.v, HW, C, C);
-	SD_TIME(sd, gemm_s, lvd_attention_fwd(g, NULL, q, C, k, C, vv, C, HW, HW, 1, C,
-					      1.0f / sqrtf((float)C), 0, scratch, sc));
+	SD_TIME(sd, gemm_s, lvd_attention_fwd_mt(g, NULL, q, C, k, C, vv, C, HW, HW, 1, C,
+						 1.0f / sqrtf((float)C), 0, scratch, sc, sd->pool));
 	sd_linear_run(sd, t, g, &v->mid_attn.o, HW, C, C);
 	SD_TIME(sd, other_s, lvd_transpose(g, t, HW, C));   /* [C, HW] */
-	SD_TIME(sd, other_s, lvd_add_inplace(x, g, n));
+	sd_add(sd, x, g, n);
 	ws->used = mark;
 }
 
@@ -62,7 +63,7 @@ int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 		}
 	}
 	int C = k->ch[k->levels - 1], HW = h * w;
-	size_t attn = 5 * (size_t)C * HW + lvd_attention_scratch(HW, HW);
+	size_t attn = 5 * (size_t)C * HW + lvd_attention_scratch_mt(HW, HW, lvd_pool_threads(sd->pool));
 	size_t cap = 2 * act + max_sz(3 * act + (size_t)C + scr, attn) + 2 * (size_t)(2 * k->latent_ch) * HW + 256;
 	struct sd_ws ws = {.cap = cap};
 	ws.base = lvd_alloc_aligned(cap, sizeof(float));
@@ -89,7 +90,7 @@ int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 	sd_resnet_run(sd, nxt, cur, &v->mid[0], NULL, 0, h, w, k->groups, k->eps, &ws);
 	vae_mid_attn(sd, nxt, C, HW, &ws);
 	sd_resnet_run(sd, cur, nxt, &v->mid[1], NULL, 0, h, w, k->groups, k->eps, &ws);
-	SD_TIME(sd, other_s, lvd_groupnorm_fwd(nxt, cur, v->norm_out.w, v->norm_out.b, C, HW, k->groups, k->eps, 1));
+	sd_groupnorm(sd, nxt, cur, &v->norm_out, C, HW, k->groups, k->eps, 1);
 	int M = 2 * k->latent_ch;
 	float *mo = sd_ws_take(&ws, (size_t)M * HW), *mo2 = sd_ws_take(&ws, (size_t)M * HW);
 	sd_conv_run(sd, mo, nxt, &v->conv_out, h, w, 1, 1, 1, 1, 1, &ws);
