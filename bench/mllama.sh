@@ -9,7 +9,7 @@
 set -eu
 BUILD=${BUILD:-build}
 PY=${PY:-}
-THREADS=${BENCH_THREADS:-1}
+THREADS=${BENCH_THREADS:-${THREADS:-1}}
 ITERS=${BENCH_ITERS:-3}
 MODE=${BENCH_MODE:-full}
 if [ -z "$PY" ]; then
