@@ -151,8 +151,8 @@ $(REF_PY): tests/ref/requirements.txt
 golden: $(REF_PY)
 	sh tests/ref/gen_all.sh $(REF_PY)
 
-demo:
-	@echo "make demo: not yet available (the demo pipeline lands with sd-attnmap, lvd-pack and lvd-sft)"
+demo: all
+	@BUILD=$(BUILD) sh data/demo.sh
 
 clean:
 	rm -rf build build-san
