@@ -118,4 +118,6 @@ expect_exit 1 "inspect corrupt shard" "$bin" inspect "$D/bad.lvdm"
 ok "viz" "$bin" viz "$D/full" --id chelsea --out "$D/viz" --images "$D/img"
 if [ -f "$D/viz/chelsea-strip.png" ] && [ -f "$D/viz/chelsea-w06-cat.png" ]; then pass; else fail "viz PNGs"; fi
 expect_exit 1 "viz unknown id" "$bin" viz "$D/full" --id nobody --out "$D/viz"
+# a missing checkpoint is named as such (not as a missing tokenizer)
+expect_stderr "cannot open --sd '$T_TMP/no-such-sd'" "missing --sd named" "$BUILD/sd-attnmap" run --sd "$T_TMP/no-such-sd" --manifest "$T_TMP/none.jsonl" --out "$T_TMP/o-nosd"
 finish

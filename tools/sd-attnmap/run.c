@@ -456,6 +456,11 @@ int cmd_run(int argc, char **argv)
 		o.batch = o.threads;
 
 	/* inputs */
+	struct stat sd_st;
+	if (stat(o.sd, &sd_st) != 0) {
+		lvd_error_log("cannot open --sd '%s': %s", o.sd, strerror(errno));
+		return 1;
+	}
 	char tok_path[4096];
 	if (o.tokenizer)
 		snprintf(tok_path, sizeof tok_path, "%s", o.tokenizer);
