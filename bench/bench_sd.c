@@ -6,6 +6,7 @@
  *   bench_sd unet DIR RUNS THREADS   one UNet pass at a 32x32 latent (256x256 image), 77 tokens
  *   bench_sd vae DIR RUNS THREADS    one VAE encode of a 256x256 image
  *
+ * Env SD_BENCH_WINOGRAD sets lvd_sd_opts.winograd (-1 = im2col only, for comparisons).
  * Prints one JSON line: {"what", "runs", "threads", "median_s", "min_s", "cpu_min_s"
  * (least CPU seconds of one pass, all threads), "gemm_share",
  * "load_s", "peak_rss_mb"}. */
@@ -153,6 +154,9 @@ int main(int argc, char **argv)
 	}
 	lvd_gemm_set_threads(threads);
 	struct lvd_sd_opts o = {.components = is_unet ? LVD_SD_UNET : LVD_SD_VAE, .threads = threads};
+	const char *wg = getenv("SD_BENCH_WINOGRAD");   /* lvd_sd_opts.winograd: 1, 0 or -1 */
+	if (wg && *wg)
+		o.winograd = atoi(wg);
 	struct lvd_sd *sd;
 	struct lvd_error err = {0};
 	double t0 = sd_now();

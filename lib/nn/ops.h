@@ -10,6 +10,9 @@
  *   lvd_conv2d_fwd_mt       the same, output channels split over a thread pool when
  *                           the weights outweigh the pixels
  *   lvd_conv2d_naive        direct 7-loop convolution (test oracle)
+ *   lvd_conv2d_winograd_fwd 3×3 stride-1 pad-1 convolution by Winograd F(2×2, 3×3),
+ *                           transforms and GEMMs over a thread pool (conv_winograd.c)
+ *   lvd_conv2d_winograd_scratch  its scratch floats
  *   lvd_linear_fwd_mt       nn.Linear (lvd_linear_fwd) with output features split over
  *                           a pool when there are fewer rows than features
  *   lvd_silu / lvd_gelu / lvd_quick_gelu   elementwise, in place allowed (out == inp)
@@ -101,6 +104,27 @@ void lvd_linear_fwd_mt(float *out, const float *inp, const float *w, const float
 void lvd_conv2d_naive(float *out, const float *inp, const float *w, const float *b,
 		      int C, int H, int W, int OC, int KH, int KW, int stride,
 		      int pad_t, int pad_l, int pad_b, int pad_r);
+
+/* Scratch floats lvd_conv2d_winograd_fwd needs for this shape with a pool of T threads
+ * (T < 1 counts as 1). A bound that never decreases when any argument grows, so one
+ * workspace sized for the widest conv of a resolution serves every conv there. */
+size_t lvd_conv2d_winograd_scratch(int C, int H, int W, int OC, int T);
+
+/* out[OC, H, W] = conv(inp[C, H, W], w[OC, C, 3, 3], stride 1, zero padding 1) + b[OC]
+ * (b may be NULL): the same result as lvd_conv2d_fwd with KH = KW = 3, stride 1, pads 1,
+ * computed with Winograd F(2×2, 3×3) (2.25× fewer multiplies; the transforms add and
+ * subtract up to 16 values per term, yet on SD shapes the result stays within ~1e-6 of
+ * the output scale of lvd_conv2d_fwd's).
+ * scratch holds >= lvd_conv2d_winograd_scratch(C, H, W, OC, T) floats, T =
+ * lvd_pool_threads(pool). The weights are transformed on every call (no copy kept).
+ * Work is split over `pool` (NULL = the caller) with OpenBLAS set to one thread
+ * meanwhile (lvd_gemm_set_threads, then restored: do not run GEMMs from other threads
+ * concurrently; no nesting inside the pool's own parallel_for). The split of the work
+ * into GEMMs depends only on the shape, so the result is bit-identical for every thread
+ * count. out must not alias inp. */
+void lvd_conv2d_winograd_fwd(float *out, const float *inp, const float *w, const float *b,
+			     int C, int H, int W, int OC, float *scratch, size_t scratch_len,
+			     struct lvd_pool *pool);
 
 /* Elementwise activations over n values; out may equal inp.
  * silu(x) = x·σ(x); gelu = exact erf form; quick_gelu(x) = x·σ(1.702x). */

@@ -375,6 +375,54 @@ static void test_vector_paths(void)
 	free(s); free(ref); free(in); free(out); free(x); free(y);
 }
 
+/* Winograd F(2x2, 3x3) against the double oracle; with pools of 1, 2 and 3 threads the
+ * outputs must be bit-identical (the work split into GEMMs depends on the shape only). */
+static void wino_case(int C, int H, int W, int OC, int with_bias)
+{
+	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * 9), *b = rand_buf(OC);
+	size_t n = (size_t)OC * H * W;
+	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+	float *again = malloc(sizeof(float) * n);
+	lvd_conv2d_naive(want, x, w, with_bias ? b : NULL, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	double maxabs = 0;
+	for (size_t i = 0; i < n; i++)
+		maxabs = fmax(maxabs, fabs(want[i]));
+	for (int T = 1; T <= 3; T++) {
+		struct lvd_pool *pool = T > 1 ? make_pool(T) : NULL;
+		size_t need = lvd_conv2d_winograd_scratch(C, H, W, OC, T);
+		float *scratch = malloc(sizeof(float) * need);
+		lvd_conv2d_winograd_fwd(T == 1 ? got : again, x, w, with_bias ? b : NULL, C, H, W, OC,
+					scratch, need, pool);
+		if (T == 1) {
+			/* fp32: each output sums 16·C transformed products whose terms are up to
+			 * 4× the direct ones (input transform adds 4 values, ±½ weight sums, output
+			 * transform adds 9): relative to the output scale, 2e-6·sqrt(C) covers it
+			 * with a margin over the measured ~4e-7·sqrt(C). */
+			CHECK_CLOSE("winograd", got, want, n, 2e-6 * sqrt((double)C) * fmax(maxabs, 1.0), 0);
+		} else {
+			CHECKF(memcmp(got, again, sizeof(float) * n) == 0,
+			       "winograd C=%d %dx%d OC=%d: %d threads differ from 1", C, H, W, OC, T);
+		}
+		free(scratch);
+		lvd_pool_destroy(pool);
+	}
+	free(x); free(w); free(b); free(got); free(want); free(again);
+}
+
+static void test_winograd(void)
+{
+	wino_case(1, 1, 1, 1, 1);       /* one pixel: a single tile, 3 of 4 outputs cut off */
+	wino_case(1, 5, 7, 1, 0);       /* odd sides: ragged last tile row and column */
+	wino_case(3, 7, 9, 5, 1);       /* OC < 64: two blocks of 2 and 3 rows */
+	wino_case(4, 2, 19, 3, 1);      /* 10 tiles per row: a vector of 8 plus a tail of 2 */
+	wino_case(150, 6, 5, 130, 1);   /* many channels: C not a multiple of 8, 4 blocks */
+	wino_case(2, 67, 127, 128, 1);  /* M cap -> tile blocks of 16, 16 and 2 rows */
+	/* the scratch bound grows with each argument */
+	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(65, 32, 32, 64, 2));
+	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(64, 33, 32, 65, 2));
+	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) < lvd_conv2d_winograd_scratch(64, 32, 32, 64, 3));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -386,6 +434,7 @@ int main(int argc, char **argv)
 		TEST(test_attention_mt),
 		TEST(test_conv_linear_mt),
 		TEST(test_vector_paths),
+		TEST(test_winograd),
 		{0},
 	};
 	return lvd_test_main(argc, argv, tests);

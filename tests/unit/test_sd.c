@@ -226,6 +226,23 @@ static void test_ldm_single_file(void)
 	lvd_sd_free(sd);
 }
 
+/* Every 3x3 stride-1 conv as Winograd F(2x2, 3x3) (the automatic choice takes it only
+ * from 256 pixels and 16 channels, which the tiny golden UNet never has), with and
+ * without a pool: the same goldens at the same tolerances. */
+static void test_winograd_golden(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent (run tests/ref/gen_sd.py)");
+	for (int T = 1; T <= 2; T++) {
+		struct lvd_sd_opts o = {.winograd = 1, .threads = T};
+		struct lvd_sd *sd = load(DIFF, &o);
+		REQUIRE(sd);
+		check_vae(sd, T == 1 ? "winograd vae" : "winograd vae, 2 threads");
+		check_unet(sd, T == 1 ? "winograd unet" : "winograd unet, 2 threads");
+		lvd_sd_free(sd);
+	}
+}
+
 static void test_components_subset(void)
 {
 	if (!open_gold())
@@ -383,6 +400,7 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_diffusers_folder),
 		TEST(test_ldm_single_file),
+		TEST(test_winograd_golden),
 		TEST(test_components_subset),
 		TEST(test_load_errors),
 		TEST(test_wrong_heads_detected),

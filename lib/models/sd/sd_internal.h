@@ -97,6 +97,7 @@ struct lvd_sd {
 	size_t converted_bytes;
 	struct lvd_sd_stats *stats;  /* borrowed, may be NULL */
 	struct lvd_pool *pool;       /* owned; NULL = single-threaded outside OpenBLAS */
+	int winograd;                /* lvd_sd_opts.winograd */
 };
 
 /* Declares every weight a diffusers folder's configs call for (name, shape) without
@@ -118,6 +119,9 @@ struct sd_ws {           /* a bump allocator over one malloc'd block */
 };
 float *sd_ws_take(struct sd_ws *ws, size_t n);
 
+/* Scratch floats sd_conv_run needs for any 3x3 stride-1 pad-1 conv with at most cin
+ * input and cout output channels on H x W (whichever path it picks). */
+size_t sd_conv3_scratch_bound(const struct lvd_sd *sd, int cin, int cout, int H, int W);
 void sd_conv_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_conv *c,
 		 int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r, struct sd_ws *ws);
 void sd_resnet_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_resnet *r,

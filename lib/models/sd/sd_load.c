@@ -1063,6 +1063,7 @@ int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts 
 		rc = load_diffusers(sd, path, comps, err);
 	else
 		rc = load_single(sd, path, comps, o, err);
+	sd->winograd = o->winograd;
 	int T = o->threads > 0 ? o->threads : lvd_gemm_set_threads(0);
 	if (!rc && T > 1)
 		rc = lvd_pool_create(&sd->pool, T, err);

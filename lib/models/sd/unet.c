@@ -126,7 +126,7 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 		size_t hw = (size_t)hh * ww;
 		/* up resnet input at this level is at most (cmax + cmax) channels */
 		act = max_sz(act, 2 * (size_t)cmax * hw);
-		size_t cs = lvd_conv2d_scratch(2 * cmax, hh, ww, 3, 3, 1, 1, 1, 1, 1);
+		size_t cs = sd_conv3_scratch_bound(sd, 2 * cmax, cmax, hh, ww);
 		temp = max_sz(temp, 2 * (size_t)cmax * hw + 2 * (size_t)cmax * hw + cs + (size_t)cmax + 256);
 		if (k->down_attn[i] || k->up_attn[n - 1 - i] || i == n - 1)
 			temp = max_sz(temp, tf_ws_size(k->ch[i], (int)hw, n_ctx, lvd_pool_threads(sd->pool)));

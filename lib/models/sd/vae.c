@@ -54,8 +54,8 @@ int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 		int cm = cprev > k->ch[i] ? cprev : k->ch[i];
 		act = max_sz(act, (size_t)cm * hw);
 		act = max_sz(act, (size_t)k->in_ch * hw);
-		scr = max_sz(scr, lvd_conv2d_scratch(cm, h, w, 3, 3, 1, 1, 1, 1, 1));
-		scr = max_sz(scr, lvd_conv2d_scratch(k->in_ch, h, w, 3, 3, 1, 1, 1, 1, 1));
+		scr = max_sz(scr, sd_conv3_scratch_bound(sd, cm, cm, h, w));
+		scr = max_sz(scr, sd_conv3_scratch_bound(sd, k->in_ch, k->ch[0], h, w));
 		cprev = k->ch[i];
 		if (i < k->levels - 1) {
 			h /= 2;

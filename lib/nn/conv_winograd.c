@@ -1,0 +1,308 @@
+/* lib/nn/conv_winograd.c — 3×3 stride-1 pad-1 convolution by Winograd's minimal filtering
+ * F(m×m, 3×3) (Lavin & Gray 2015): per n×n input tile (n = m + 2) V = Bᵀ d B, per
+ * (oc, ic) U = G g Gᵀ, n² GEMMs M[k] = U[k] V[k] over channels, then Y = Aᵀ M A per
+ * output tile. Contract in nn/ops.h (lvd_conv2d_winograd_fwd).
+ *
+ * Work plan (fixed by the shape alone, never by the thread count, so every GEMM has the
+ * same operands and shape for any T and the result is bit-identical across T):
+ *   tiles are processed in blocks of whole tile rows; per block
+ *   1. input transform into V[k][C][nt], channels split over the pool;
+ *   2. output channels cut into nb (even) blocks of <= 64 rows, blocks split over the
+ *      pool; each block transforms its weights into U[k][ob][C] (per call: the frozen
+ *      3×3 weights stay the only copy), runs n² single-threaded GEMMs into M[k][ob][nt],
+ *      then the output transform + bias into out.
+ * The transforms run on 8 tiles (or 8 input channels for U) at once with GCC vector
+ * types, compiled twice: AVX2+FMA (picked at run time) and the baseline ISA. */
+#include "nn/ops.h"
+
+#include <string.h>
+
+#include "core/error.h"
+#include "core/pool.h"
+#include "nn/gemm.h"
+
+enum {
+	WM = 2,           /* output tile side m */
+	WN = WM + 2,      /* input tile side n */
+	WNN = WN * WN,    /* GEMMs per tile block */
+	VL = 8,           /* lanes per vector */
+	OB_MAX = 128,      /* output-channel rows per block */
+};
+/* Tile-block caps in floats: V (shared by every block's GEMMs) and one block's M. */
+#define WINO_V_CAP ((size_t)4 << 20)
+#define WINO_M_CAP ((size_t)1 << 20)
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+#define WINLINE static inline __attribute__((always_inline))
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+static size_t up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+struct wplan {
+	int C, H, W, OC, TH, TW, TWp, rows, nb, T;
+	size_t nt;          /* tiles per block: rows · TW */
+	size_t v_len;       /* WNN · C · nt */
+	size_t ph_len;      /* input phase rows: WN · WM · (TWp + 1) */
+	size_t thr_len;     /* per-thread slice */
+};
+
+static void wplan_make(struct wplan *p, int C, int H, int W, int OC, int T)
+{
+	p->C = C, p->H = H, p->W = W, p->OC = OC, p->T = T;
+	p->TH = (H + WM - 1) / WM;
+	p->TW = (W + WM - 1) / WM;
+	p->TWp = (p->TW + VL - 1) / VL * VL;
+	int nb = (OC + OB_MAX - 1) / OB_MAX;
+	p->nb = nb + (nb & 1);                        /* even: balanced over 2 threads */
+	if (p->nb > OC)
+		p->nb = OC;
+	size_t ob = ((size_t)OC + p->nb - 1) / p->nb;
+	size_t per_row_v = (size_t)WNN * C * p->TW, per_row_m = (size_t)WNN * ob * p->TW;
+	size_t r = WINO_V_CAP / per_row_v, rm = WINO_M_CAP / per_row_m;
+	r = r < rm ? r : rm;
+	r = r < 1 ? 1 : r > (size_t)p->TH ? (size_t)p->TH : r;
+	p->rows = (int)r;
+	p->nt = r * p->TW;
+	p->v_len = up16((size_t)WNN * C * p->nt);
+	p->ph_len = (size_t)WN * WM * (p->TWp + 1);
+	size_t Cp = ((size_t)C + VL - 1) / VL * VL;
+	/* U [WNN][ob][C], M [WNN][ob][nt] (+ one vector of slack for the ragged last row
+	 * read by the output transform), transposed weights [9][Cp] */
+	size_t blk = up16((size_t)WNN * ob * C) + up16((size_t)WNN * ob * p->nt + VL) + up16(9 * Cp);
+	p->thr_len = up16(zmax(p->ph_len, blk));
+}
+
+/* The size reported to callers is a bound that only grows with C, H, W, OC and T, so a
+ * caller may size a workspace once for the largest conv of a network level. */
+size_t lvd_conv2d_winograd_scratch(int C, int H, int W, int OC, int T)
+{
+	if (T < 1)
+		T = 1;
+	size_t TH = ((size_t)H + WM - 1) / WM, TW = ((size_t)W + WM - 1) / WM;
+	size_t TWp = (TW + VL - 1) / VL * VL, Cp = ((size_t)C + VL - 1) / VL * VL;
+	size_t ob = (size_t)OC < OB_MAX ? (size_t)OC : OB_MAX;
+	size_t rowv = (size_t)WNN * C * TW, rowm = (size_t)WNN * ob * TW;
+	size_t vmax = zmax(WINO_V_CAP, rowv), mmax = zmax(WINO_M_CAP, rowm);
+	vmax = vmax < rowv * TH ? vmax : rowv * TH;
+	mmax = mmax < rowm * TH ? mmax : rowm * TH;
+	size_t blk = up16((size_t)WNN * ob * C) + up16(mmax + VL) + up16(9 * Cp) + 64;
+	size_t thr = up16(zmax((size_t)WN * WM * (TWp + 1), blk));
+	return up16(vmax) + 16 + (size_t)T * thr;
+}
+
+/* ---- 1-D transforms over vectors (element stride s) ---- */
+/* Bᵀ for F(2, 3): rows (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1). */
+WINLINE void bt1(vf *o, int so, const vf *d, int sd)
+{
+	vf d0 = d[0], d1 = d[sd], d2 = d[2 * sd], d3 = d[3 * sd];
+	o[0] = d0 - d2;
+	o[so] = d1 + d2;
+	o[2 * so] = d2 - d1;
+	o[3 * so] = d1 - d3;
+}
+
+/* G for F(2, 3): rows (1 0 0) (½ ½ ½) (½ -½ ½) (0 0 1). */
+WINLINE void g1(vf *o, int so, const vf *g, int sg)
+{
+	vf g0 = g[0], g1v = g[sg], g2 = g[2 * sg], h = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+	vf e = (g0 + g2) * h, f = g1v * h;
+	o[0] = g0;
+	o[so] = e + f;
+	o[2 * so] = e - f;
+	o[3 * so] = g2;
+}
+
+/* Aᵀ for F(2, 3): rows (1 1 1 0) (0 1 -1 -1). */
+WINLINE void at1(vf *o, int so, const vf *x, int sx)
+{
+	o[0] = x[0] + x[sx] + x[2 * sx];
+	o[so] = x[sx] - x[2 * sx] - x[3 * sx];
+}
+
+/* ---- pieces run on the pool, each compiled for AVX2 and for the baseline ---- */
+struct wjob {
+	const struct wplan *p;
+	float *out, *V, *scratch;
+	const float *inp, *w, *b;
+	int ty0, ty1;       /* tile rows of this block */
+};
+
+/* Input transform of channels [lo, hi) for tile rows [ty0, ty1) into V[k][c][nt]. */
+WINLINE void in_body(const struct wjob *j, size_t lo, size_t hi, int tid)
+{
+	const struct wplan *p = j->p;
+	int W = p->W, H = p->H, TW = p->TW;
+	size_t PL = (size_t)p->TWp + 1;
+	float *ph = j->scratch + (size_t)tid * p->thr_len;   /* [WN][WM][PL] */
+	for (size_t c = lo; c < hi; c++) {
+		const float *x = j->inp + c * (size_t)H * W;
+		for (int ty = j->ty0; ty < j->ty1; ty++) {
+			/* phase split of the padded rows: ph[i][q][t] = x[ty·m - 1 + i][m·t + q - 1] */
+			for (int i = 0; i < WN; i++) {
+				int ih = ty * WM - 1 + i;
+				const float *row = ih >= 0 && ih < H ? x + (size_t)ih * W : NULL;
+				for (int q = 0; q < WM; q++) {
+					float *d = ph + ((size_t)i * WM + q) * PL;
+					/* t in [tlo, thi) reads 0 <= m·t + q - 1 < W */
+					size_t tlo = q == 0 ? 1 : 0, thi = ((size_t)W + WM - q) / WM;
+					thi = thi < PL ? thi : PL;
+					if (!row)
+						tlo = thi = 0;
+					for (size_t t = 0; t < tlo; t++)
+						d[t] = 0.0f;
+					for (size_t t = tlo; t < thi; t++)
+						d[t] = row[WM * t + q - 1];
+					for (size_t t = thi > tlo ? thi : tlo; t < PL; t++)
+						d[t] = 0.0f;
+				}
+			}
+			size_t base = (size_t)(ty - j->ty0) * TW;
+			for (int tx = 0; tx < TW; tx += VL) {
+				vf d[WNN], t[WNN], v[WNN];
+				for (int i = 0; i < WN; i++)
+					for (int jj = 0; jj < WN; jj++)
+						memcpy(&d[i * WN + jj],
+						       ph + ((size_t)i * WM + jj % WM) * PL + tx + jj / WM, sizeof(vf));
+				for (int jj = 0; jj < WN; jj++)
+					bt1(t + jj, WN, d + jj, WN);        /* columns: t = Bᵀ d */
+				for (int a = 0; a < WN; a++)
+					bt1(v + a * WN, 1, t + a * WN, 1);  /* rows: v = t B */
+				int cnt = TW - tx < VL ? TW - tx : VL;
+				for (int k = 0; k < WNN; k++)
+					memcpy(j->V + ((size_t)k * p->C + c) * p->nt + base + tx, &v[k],
+					       sizeof(float) * cnt);
+			}
+		}
+	}
+}
+
+/* Output-channel blocks [lo, hi): weight transform, n² GEMMs, output transform. */
+WINLINE void blk_body(const struct wjob *j, size_t lo, size_t hi, int tid)
+{
+	const struct wplan *p = j->p;
+	int C = p->C, OC = p->OC, TW = p->TW, OW = p->W, OH = p->H;
+	size_t nt = p->nt, Cp = ((size_t)C + VL - 1) / VL * VL;
+	size_t ob_max = ((size_t)OC + p->nb - 1) / p->nb;
+	float *U = j->scratch + (size_t)tid * p->thr_len;
+	float *M = U + up16((size_t)WNN * ob_max * C);
+	float *gt = M + up16((size_t)WNN * ob_max * nt + VL);
+	for (size_t b = lo; b < hi; b++) {
+		int o0 = (int)(b * OC / p->nb), o1 = (int)((b + 1) * OC / p->nb), ob = o1 - o0;
+		/* U[k][ol][c] = (G g Gᵀ)[k] for g = w[o0 + ol][c] */
+		for (int ol = 0; ol < ob; ol++) {
+			const float *g = j->w + (size_t)(o0 + ol) * C * 9;
+			for (int c = 0; c < C; c++)
+				for (int s = 0; s < 9; s++)
+					gt[s * Cp + c] = g[(size_t)c * 9 + s];
+			for (size_t c = C; c < Cp; c++)
+				for (int s = 0; s < 9; s++)
+					gt[s * Cp + c] = 0.0f;
+			for (int c = 0; c < C; c += VL) {
+				vf gv[9], t[WN * 3], u[WNN];
+				for (int s = 0; s < 9; s++)
+					memcpy(&gv[s], gt + s * Cp + c, sizeof(vf));
+				for (int s = 0; s < 3; s++)
+					g1(t + s, 3, gv + s, 3);            /* t[n][3] = G g */
+				for (int a = 0; a < WN; a++)
+					g1(u + a * WN, 1, t + a * 3, 1);    /* u = t Gᵀ */
+				int cnt = C - c < VL ? C - c : VL;
+				for (int k = 0; k < WNN; k++)
+					memcpy(U + ((size_t)k * ob + ol) * C + c, &u[k], sizeof(float) * cnt);
+			}
+		}
+		int ntb = (j->ty1 - j->ty0) * TW;   /* tiles of this block (ld stays nt) */
+		for (int k = 0; k < WNN; k++)
+			lvd_sgemm(0, 0, ob, ntb, C, 1.0f, U + (size_t)k * ob * C, C,
+				  j->V + (size_t)k * C * nt, (int)nt, 0.0f, M + (size_t)k * ob * nt, (int)nt);
+		for (int ol = 0; ol < ob; ol++) {
+			float bias = j->b ? j->b[o0 + ol] : 0.0f;
+			float *y = j->out + (size_t)(o0 + ol) * OH * OW;
+			for (int ty = j->ty0; ty < j->ty1; ty++) {
+				size_t base = (size_t)(ty - j->ty0) * TW;
+				for (int tx = 0; tx < TW; tx += VL) {
+					vf mm[WNN], t[WM * WN], r[WM * WM];
+					for (int k = 0; k < WNN; k++)
+						memcpy(&mm[k], M + ((size_t)k * ob + ol) * nt + base + tx, sizeof(vf));
+					for (int jj = 0; jj < WN; jj++)
+						at1(t + jj, WN, mm + jj, WN);       /* t[m][n] = Aᵀ M */
+					for (int a = 0; a < WM; a++)
+						at1(r + a * WM, 1, t + a * WN, 1);  /* r = t A */
+					int cnt = TW - tx < VL ? TW - tx : VL;
+					for (int a = 0; a < WM; a++) {
+						int oh = ty * WM + a;
+						if (oh >= OH)
+							break;
+						float *yr = y + (size_t)oh * OW;
+						for (int l = 0; l < cnt; l++)
+							for (int s = 0; s < WM; s++) {
+								int ow = (tx + l) * WM + s;
+								if (ow < OW)
+									yr[ow] = r[a * WM + s][l] + bias;
+							}
+					}
+				}
+			}
+		}
+	}
+}
+
+static int in_piece(void *ctx, size_t lo, size_t hi, int tid)
+{
+	in_body(ctx, lo, hi, tid);
+	return 0;
+}
+
+static int blk_piece(void *ctx, size_t lo, size_t hi, int tid)
+{
+	blk_body(ctx, lo, hi, tid);
+	return 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static int in_piece_avx2(void *ctx, size_t lo, size_t hi, int tid)
+{
+	in_body(ctx, lo, hi, tid);
+	return 0;
+}
+
+__attribute__((target("avx2,fma"))) static int blk_piece_avx2(void *ctx, size_t lo, size_t hi, int tid)
+{
+	blk_body(ctx, lo, hi, tid);
+	return 0;
+}
+
+static int wino_avx2(void)
+{
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define in_piece_avx2 in_piece
+#define blk_piece_avx2 blk_piece
+static int wino_avx2(void) { return 0; }
+#endif
+
+void lvd_conv2d_winograd_fwd(float *out, const float *inp, const float *w, const float *b,
+			     int C, int H, int W, int OC, float *scratch, size_t scratch_len,
+			     struct lvd_pool *pool)
+{
+	LVD_ASSERT(C > 0 && H > 0 && W > 0 && OC > 0 && out != inp);
+	int T = lvd_pool_threads(pool);
+	struct wplan p;
+	wplan_make(&p, C, H, W, OC, T);
+	size_t need = p.v_len + (size_t)T * p.thr_len;
+	LVD_ASSERT(need <= lvd_conv2d_winograd_scratch(C, H, W, OC, T));
+	LVD_ASSERT(scratch && scratch_len >= need);
+	int avx = wino_avx2();
+	lvd_pool_fn fin = avx ? in_piece_avx2 : in_piece, fblk = avx ? blk_piece_avx2 : blk_piece;
+	struct wjob j = {.p = &p, .out = out, .V = scratch, .scratch = scratch + p.v_len,
+			 .inp = inp, .w = w, .b = b};
+	/* the GEMMs are single-threaded so that only the fixed block plan decides the work */
+	int prev = lvd_gemm_set_threads(1);
+	for (int ty0 = 0; ty0 < p.TH; ty0 += p.rows) {
+		j.ty0 = ty0;
+		j.ty1 = ty0 + p.rows < p.TH ? ty0 + p.rows : p.TH;
+		lvd_pool_parallel_for(pool, (size_t)C, fin, &j);
+		lvd_pool_parallel_for(pool, (size_t)p.nb, fblk, &j);
+	}
+	lvd_gemm_set_threads(prev);
+}
