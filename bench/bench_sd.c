@@ -154,7 +154,7 @@ int main(int argc, char **argv)
 	}
 	lvd_gemm_set_threads(threads);
 	struct lvd_sd_opts o = {.components = is_unet ? LVD_SD_UNET : LVD_SD_VAE, .threads = threads};
-	const char *wg = getenv("SD_BENCH_WINOGRAD");   /* lvd_sd_opts.winograd: 1, 0 or -1 */
+	const char *wg = getenv("SD_BENCH_WINOGRAD");   /* lvd_sd_opts.winograd: 2, 1, 0 or -1 */
 	if (wg && *wg)
 		o.winograd = atoi(wg);
 	struct lvd_sd *sd;

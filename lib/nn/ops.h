@@ -10,9 +10,11 @@
  *   lvd_conv2d_fwd_mt       the same, output channels split over a thread pool when
  *                           the weights outweigh the pixels
  *   lvd_conv2d_naive        direct 7-loop convolution (test oracle)
- *   lvd_conv2d_winograd_fwd 3×3 stride-1 pad-1 convolution by Winograd F(2×2, 3×3),
+ *   lvd_conv2d_winograd_fwd 3×3 stride-1 pad-1 convolution by Winograd F(2×2 or 4×4, 3×3),
  *                           transforms and GEMMs over a thread pool (conv_winograd.c)
  *   lvd_conv2d_winograd_scratch  its scratch floats
+ *   lvd_conv2d_winograd_fwd_m    the same with the tile (F(2×2) or F(4×4)) chosen by the caller
+ *   lvd_conv2d_winograd_tile     the tile lvd_conv2d_winograd_fwd picks for a shape
  *   lvd_linear_fwd_mt       nn.Linear (lvd_linear_fwd) with output features split over
  *                           a pool when there are fewer rows than features
  *   lvd_silu / lvd_gelu / lvd_quick_gelu   elementwise, in place allowed (out == inp)
@@ -112,9 +114,11 @@ size_t lvd_conv2d_winograd_scratch(int C, int H, int W, int OC, int T);
 
 /* out[OC, H, W] = conv(inp[C, H, W], w[OC, C, 3, 3], stride 1, zero padding 1) + b[OC]
  * (b may be NULL): the same result as lvd_conv2d_fwd with KH = KW = 3, stride 1, pads 1,
- * computed with Winograd F(2×2, 3×3) (2.25× fewer multiplies; the transforms add and
- * subtract up to 16 values per term, yet on SD shapes the result stays within ~1e-6 of
- * the output scale of lvd_conv2d_fwd's).
+ * computed with Winograd F(2×2, 3×3) below 32×32 pixels (2.25× fewer multiplies; the
+ * transforms add and subtract up to 16 values per term, yet on SD shapes the result
+ * stays within ~1e-6 of the output scale of lvd_conv2d_fwd's) and F(4×4, 3×3) from
+ * there (4× fewer multiplies, points 0, ±1, ±2; measured error up to 2.6e-6·sqrt(C) of
+ * the output scale on random data, ~10× F(2×2)'s): see lvd_conv2d_winograd_tile.
  * scratch holds >= lvd_conv2d_winograd_scratch(C, H, W, OC, T) floats, T =
  * lvd_pool_threads(pool). The weights are transformed on every call (no copy kept).
  * Work is split over `pool` (NULL = the caller) with OpenBLAS set to one thread
@@ -125,6 +129,15 @@ size_t lvd_conv2d_winograd_scratch(int C, int H, int W, int OC, int T);
 void lvd_conv2d_winograd_fwd(float *out, const float *inp, const float *w, const float *b,
 			     int C, int H, int W, int OC, float *scratch, size_t scratch_len,
 			     struct lvd_pool *pool);
+
+/* lvd_conv2d_winograd_fwd with the tile chosen by the caller: m = 2 for F(2×2, 3×3),
+ * m = 4 for F(4×4, 3×3). Same contract and scratch. */
+void lvd_conv2d_winograd_fwd_m(float *out, const float *inp, const float *w, const float *b,
+			       int C, int H, int W, int OC, int m, float *scratch, size_t scratch_len,
+			       struct lvd_pool *pool);
+
+/* The output tile side m (2 or 4) lvd_conv2d_winograd_fwd uses for this shape. */
+int lvd_conv2d_winograd_tile(int C, int H, int W, int OC);
 
 /* Elementwise activations over n values; out may equal inp.
  * silu(x) = x·σ(x); gelu = exact erf form; quick_gelu(x) = x·σ(1.702x). */

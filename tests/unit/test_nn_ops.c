@@ -375,9 +375,9 @@ static void test_vector_paths(void)
 	free(s); free(ref); free(in); free(out); free(x); free(y);
 }
 
-/* Winograd F(2x2, 3x3) against the double oracle; with pools of 1, 2 and 3 threads the
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) against the double oracle; with pools of 1, 2 and 3 threads the
  * outputs must be bit-identical (the work split into GEMMs depends on the shape only). */
-static void wino_case(int C, int H, int W, int OC, int with_bias)
+static void wino_case_m(int m, int C, int H, int W, int OC, int with_bias)
 {
 	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * 9), *b = rand_buf(OC);
 	size_t n = (size_t)OC * H * W;
@@ -391,14 +391,18 @@ static void wino_case(int C, int H, int W, int OC, int with_bias)
 		struct lvd_pool *pool = T > 1 ? make_pool(T) : NULL;
 		size_t need = lvd_conv2d_winograd_scratch(C, H, W, OC, T);
 		float *scratch = malloc(sizeof(float) * need);
-		lvd_conv2d_winograd_fwd(T == 1 ? got : again, x, w, with_bias ? b : NULL, C, H, W, OC,
-					scratch, need, pool);
+		lvd_conv2d_winograd_fwd_m(T == 1 ? got : again, x, w, with_bias ? b : NULL, C, H, W, OC,
+					  m, scratch, need, pool);
 		if (T == 1) {
 			/* fp32: each output sums 16·C transformed products whose terms are up to
 			 * 4× the direct ones (input transform adds 4 values, ±½ weight sums, output
 			 * transform adds 9): relative to the output scale, 2e-6·sqrt(C) covers it
 			 * with a margin over the measured ~4e-7·sqrt(C). */
-			CHECK_CLOSE("winograd", got, want, n, 2e-6 * sqrt((double)C) * fmax(maxabs, 1.0), 0);
+			/* F(4, 3)'s transforms scale terms by up to 25 (Bᵀ) and 1/24 (G) and
+			 * its output transform adds 8x terms: measured up to 2.6e-6·sqrt(C) of
+			 * the output scale, so 1e-5·sqrt(C). */
+			double tol = (m == 2 ? 2e-6 : 1e-5) * sqrt((double)C) * fmax(maxabs, 1.0);
+			CHECK_CLOSE(m == 2 ? "winograd F(2,3)" : "winograd F(4,3)", got, want, n, tol, 0);
 		} else {
 			CHECKF(memcmp(got, again, sizeof(float) * n) == 0,
 			       "winograd C=%d %dx%d OC=%d: %d threads differ from 1", C, H, W, OC, T);
@@ -409,6 +413,12 @@ static void wino_case(int C, int H, int W, int OC, int with_bias)
 	free(x); free(w); free(b); free(got); free(want); free(again);
 }
 
+static void wino_case(int C, int H, int W, int OC, int with_bias)
+{
+	wino_case_m(2, C, H, W, OC, with_bias);
+	wino_case_m(4, C, H, W, OC, with_bias);
+}
+
 static void test_winograd(void)
 {
 	wino_case(1, 1, 1, 1, 1);       /* one pixel: a single tile, 3 of 4 outputs cut off */
@@ -416,7 +426,11 @@ static void test_winograd(void)
 	wino_case(3, 7, 9, 5, 1);       /* OC < 64: two blocks of 2 and 3 rows */
 	wino_case(4, 2, 19, 3, 1);      /* 10 tiles per row: a vector of 8 plus a tail of 2 */
 	wino_case(150, 6, 5, 130, 1);   /* many channels: C not a multiple of 8, 4 blocks */
-	wino_case(2, 67, 127, 128, 1);  /* M cap -> tile blocks of 16, 16 and 2 rows */
+	wino_case(2, 67, 127, 128, 1);  /* M cap -> tile blocks of several rows, ragged last */
+	wino_case(3, 13, 6, 2, 1);      /* F(4, 3): 4 tile rows, the last one 1 pixel high */
+	/* the tile follows the shape: F(2, 3) below 32x32, F(4, 3) from there */
+	CHECK(lvd_conv2d_winograd_tile(320, 16, 16, 640) == 2);
+	CHECK(lvd_conv2d_winograd_tile(320, 32, 32, 320) == 4);
 	/* the scratch bound grows with each argument */
 	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(65, 32, 32, 64, 2));
 	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(64, 33, 32, 65, 2));

@@ -67,9 +67,11 @@ struct lvd_sd_opts {
 	/* threads of the pool the forward passes spread attention and elementwise work
 	 * over (1 = none); 0 = as many as OpenBLAS uses (lvd_gemm_set_threads(0)) */
 	int threads;
-	/* 3x3 stride-1 pad-1 convolutions: 0 = Winograd F(2x2, 3x3) where it measured
-	 * faster (>= 256 pixels and >= 16 input channels; im2col + GEMM elsewhere),
-	 * 1 = Winograd for every such conv (tests), -1 = never */
+	/* 3x3 stride-1 pad-1 convolutions: 0 = Winograd where it measured faster
+	 * (>= 256 pixels and >= 16 input channels; F(2x2, 3x3) below 32x32, F(4x4, 3x3)
+	 * from there; im2col + GEMM elsewhere), 1 = Winograd with that tile for every
+	 * such conv (tests), 2 = Winograd F(4x4, 3x3) for every such conv (tests),
+	 * -1 = never */
 	int winograd;
 };
 

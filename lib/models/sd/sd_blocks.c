@@ -33,7 +33,8 @@ float *sd_ws_take(struct sd_ws *ws, size_t n)
 }
 
 /* 3x3 stride-1 pad-1 convs with at least SD_WINO_MIN_C input channels on at least
- * SD_WINO_MIN_HW pixels run as Winograd F(2x2, 3x3) (conv_winograd.c). Measured on
+ * SD_WINO_MIN_HW pixels run as Winograd (conv_winograd.c: F(2x2, 3x3) below 32x32, where
+ * these numbers are from, F(4x4, 3x3) from 32x32 up, another 1.2-1.6x). Measured on
  * SD 1.5 shapes (2-core EPYC, OpenBLAS, per conv): 1.4-1.7x faster than im2col + GEMM
  * from 32x32 up, 1.1-1.3x at 16x16 (64 tiles per GEMM; whole UNet pass 1-2 % faster
  * with it), 2-3x slower at 8x8 and 4x4, where the GEMMs are too thin and the 16/9
@@ -64,8 +65,9 @@ void sd_conv_run(const struct lvd_sd *sd, float *out, const float *inp, const st
 	if (sd_wino_ok(sd, c->cin, H, W, c->k, stride, pad_t, pad_l, pad_b, pad_r)) {
 		size_t need = lvd_conv2d_winograd_scratch(c->cin, H, W, c->cout, lvd_pool_threads(sd->pool));
 		float *scratch = sd_ws_take(ws, need);
-		SD_TIME(sd, gemm_s, lvd_conv2d_winograd_fwd(out, inp, c->w, c->b, c->cin, H, W, c->cout,
-							    scratch, need, sd->pool));
+		int m = sd->winograd == 2 ? 4 : lvd_conv2d_winograd_tile(c->cin, H, W, c->cout);
+		SD_TIME(sd, gemm_s, lvd_conv2d_winograd_fwd_m(out, inp, c->w, c->b, c->cin, H, W, c->cout,
+							      m, scratch, need, sd->pool));
 		ws->used = mark;
 		return;
 	}
