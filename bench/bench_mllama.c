@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "nn/gemm.h"
 #include "core/parse.h"
 #include "models/mllama/mllama.h"
 
@@ -41,6 +42,7 @@ static int cmpd(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	lvd_gemm_quiet_workers();
 	if (argc < 2 || argc > 5 || (argc == 5 && strcmp(argv[4], "full") && strcmp(argv[4], "lora"))) {
 		fprintf(stderr, "usage: bench_mllama MODEL_DIR [THREADS [ITERS [full|lora]]]\n");
 		return 2;

@@ -139,6 +139,7 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	lvd_gemm_quiet_workers();
 	if (argc >= 4 && !strcmp(argv[1], "gen"))
 		return gen_component(argv[2], argv[3], "unet", LVD_SD_UNET) ||
 		       gen_component(argv[2], argv[3], "vae", LVD_SD_VAE);

@@ -1,6 +1,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 
 /* OpenBLAS extensions (declared by its cblas.h, but not by the netlib header that the
  * alternatives system may select). */
@@ -60,6 +61,20 @@ void lvd_linear_bwd(float *dinp, float *dw, float *dbias, const float *dout,
 		for (int n = 0; n < N; n++)
 			for (int o = 0; o < OC; o++)
 				dbias[o] += dout[(long)n * OC + o];
+}
+
+/* OpenBLAS entry points outside cblas (exported by libopenblas); weak so that another
+ * BLAS still links, and the quieting is then skipped. */
+extern void openblas_read_env(void) __attribute__((weak));
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+void lvd_gemm_quiet_workers(void)
+{
+	if (getenv("OPENBLAS_THREAD_TIMEOUT") || !openblas_read_env || !blas_thread_shutdown_)
+		return;
+	setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+	openblas_read_env();
+	blas_thread_shutdown_(); /* the next parallel GEMM restarts the workers with it */
 }
 
 int lvd_gemm_set_threads(int n)
