@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/parse.h"
 #include "nn/gemm.h"
 
 #define MAX_OPTS 128
@@ -92,6 +93,24 @@ int lvd_cli_parse(int argc, char **argv, const char *usage, const char *desc,
 	}
 	*first_pos = optind;
 	return 0;
+}
+
+int lvd_cli_u64(const char *arg, uint64_t min, uint64_t max, const char *name, uint64_t *out)
+{
+	struct lvd_error err = {0};
+	if (lvd_parse_u64(arg, min, max, out, name, &err))
+		return lvd_cli_usage_error("%s", err.msg);
+	return 0;
+}
+
+int lvd_cli_int(const char *arg, int min, int max, const char *name, int *out)
+{
+	uint64_t v;
+	LVD_ASSERT(min >= 0 && min <= max);
+	int rc = lvd_cli_u64(arg, (uint64_t)min, (uint64_t)max, name, &v);
+	if (!rc)
+		*out = (int)v;
+	return rc;
 }
 
 void lvd_cli_version(const char *prog)

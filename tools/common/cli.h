@@ -11,6 +11,7 @@
 #ifndef LVD_TOOLS_CLI_H
 #define LVD_TOOLS_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 struct lvd_cli_opt {
@@ -41,6 +42,12 @@ void lvd_cli_help(FILE *out, const char *usage, const char *desc, const struct l
 
 /* "PROG: error: MSG" + "hint: try 'PROG --help'" on stderr; returns 2. */
 int lvd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Option values: parse arg strictly (lib/core/parse.h) as an integer in [min, max] into
+ * *out; on failure print the usage error naming the option and return 2, else 0, so a
+ * parse callback can `return lvd_cli_int(arg, 1, 1024, "--grid", &o->grid);`. */
+int lvd_cli_int(const char *arg, int min, int max, const char *name, int *out);
+int lvd_cli_u64(const char *arg, uint64_t min, uint64_t max, const char *name, uint64_t *out);
 
 /* Prints "PROG VERSION" and the build features to stdout. */
 void lvd_cli_version(const char *prog);

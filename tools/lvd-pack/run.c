@@ -128,28 +128,17 @@ static int on_opt(int key, const char *arg, void *ctx)
 		}
 		return lvd_cli_usage_error("--query-at: '%s' is not predict or token", arg);
 	case O_GRID:
-		if (lvd_parse_u64(arg, 1, 1024, &v, "--grid", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->p.grid = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
 		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
 			return lvd_cli_usage_error("%s", err.msg);
 		return 0;
 	case O_SHARD_SIZE:
-		if (lvd_parse_u64(arg, 1, (uint64_t)1 << 40, &o->shard_size, "--shard-size", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_u64(arg, 1, (uint64_t)1 << 40, "--shard-size", &o->shard_size);
 	case O_THREADS:
-		if (lvd_parse_u64(arg, 0, 1024, &v, "--threads", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->threads = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 0, 1024, "--threads", &o->threads);
 	case O_BATCH:
-		if (lvd_parse_u64(arg, 1, 1 << 20, &v, "--batch", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->batch = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 1 << 20, "--batch", &o->batch);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }

@@ -39,20 +39,15 @@ struct opts {
 static int on_opt(int key, const char *arg, void *ctx)
 {
 	struct opts *o = ctx;
-	struct lvd_error err = {0};
 	if (key == 'o') key = 256 + O_OUT;
 	if (key == 'n') key = 256 + O_LIMIT;
 	switch (key - 256) {
 	case O_OUT: o->out = arg; return 0;
 	case O_ID: o->id = arg; return 0;
 	case O_LIMIT:
-		if (lvd_parse_u64(arg, 1, 1u << 30, &o->limit, "--limit", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_u64(arg, 1, 1u << 30, "--limit", &o->limit);
 	case O_CELL:
-		if (lvd_parse_u64(arg, 1, 64, &o->cell, "--cell", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_u64(arg, 1, 64, "--cell", &o->cell);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }

@@ -122,43 +122,26 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_TIMESTEPS:
 		return parse_list(arg, o->p.timesteps, AM_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
 	case O_DRAWS:
-		if (lvd_parse_u64(arg, 1, 1024, &v, "--noise-draws", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->p.draws = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 1024, "--noise-draws", &o->p.draws);
 	case O_SEED:
 		if (lvd_parse_u64(arg, 0, INT64_MAX, &v, "--seed", &err))
 			return lvd_cli_usage_error("%s", err.msg);
 		o->p.seed = v;
 		return 0;
 	case O_MIN_SIDE:
-		if (lvd_parse_u64(arg, 1, 65536, &v, "--min-side", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->p.min_side = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 65536, "--min-side", &o->p.min_side);
 	case O_GRID:
-		if (lvd_parse_u64(arg, 1, 1024, &v, "--grid", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->p.grid = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
 		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
 			return lvd_cli_usage_error("%s", err.msg);
 		return 0;
 	case O_SHARD_BYTES:
-		if (lvd_parse_u64(arg, 1, (uint64_t)1 << 50, &o->shard_bytes, "--shard-bytes", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_u64(arg, 1, (uint64_t)1 << 50, "--shard-bytes", &o->shard_bytes);
 	case O_THREADS:
-		if (lvd_parse_u64(arg, 0, 1024, &v, "--threads", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->threads = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 0, 1024, "--threads", &o->threads);
 	case O_BATCH:
-		if (lvd_parse_u64(arg, 1, 65536, &v, "--batch", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->batch = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 1, 65536, "--batch", &o->batch);
 	case O_KEEP_GOING: o->keep_going = 1; return 0;
 	case O_FOLD_VOCAB: o->p.fold_vocab = 1; return 0;
 	case O_TIMINGS: o->timings = 1; return 0;

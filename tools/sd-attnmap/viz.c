@@ -46,8 +46,6 @@ struct opts {
 static int on_opt(int key, const char *arg, void *ctx)
 {
 	struct opts *o = ctx;
-	struct lvd_error err = {0};
-	uint64_t v;
 	if (key == 'o')
 		key = 256 + O_OUT;
 	switch (key - 256) {
@@ -55,10 +53,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_OUT: o->out = arg; return 0;
 	case O_IMAGES: o->images = arg; return 0;
 	case O_SIZE:
-		if (lvd_parse_u64(arg, 16, 4096, &v, "--size", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		o->size = (int)v;
-		return 0;
+		return lvd_cli_int(arg, 16, 4096, "--size", &o->size);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
