@@ -164,3 +164,55 @@ int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out)
 	}
 	return 0;
 }
+
+/* The first key of now whose value differs in old (or is absent there); NULL when every
+ * key of now matches. */
+static const char *first_diff(const json_t *old, const json_t *now)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)now, key, v) {
+		json_t *ov = json_object_get(old, key);
+		if (!ov || !json_equal(ov, v))
+			return key;
+	}
+	return NULL;
+}
+
+int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs)
+{
+	json_error_t je;
+	json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!old) {
+		lvd_error_log("%s: cannot read: %s", path, je.text);
+		return 1;
+	}
+	int rc = 0;
+	const char *what[2] = {"params", "inputs"};
+	const json_t *now[2] = {params, inputs};
+	for (int k = 0; k < 2 && !rc; k++) {
+		json_t *o = json_object_get(old, what[k]);
+		if (!json_is_object(o)) {
+			lvd_error_log("%s: no '%s' object; not a provenance file of this tool", path, what[k]);
+			rc = 1;
+			break;
+		}
+		if (json_equal(o, now[k]))
+			continue;
+		const char *key = first_diff(o, now[k]);
+		const json_t *a = key ? json_object_get(o, key) : o, *b = key ? json_object_get(now[k], key) : now[k];
+		char *sa = a ? lvd_run_dump(a) : NULL, *sb = lvd_run_dump(b);
+		if (key)
+			lvd_error_log("%s: %s differ from this run: %s was %s, now %s", path, what[k], key,
+				      sa ? sa : "(absent)", sb ? sb : "?");
+		else
+			lvd_error_log("%s: %s differ from this run: was %s, now %s", path, what[k], sa ? sa : "?",
+				      sb ? sb : "?");
+		fprintf(stderr, "hint: repeat the original options and inputs to resume, or use a new --out folder\n");
+		free(sa);
+		free(sb);
+		rc = 2;
+	}
+	json_decref(old);
+	return rc;
+}

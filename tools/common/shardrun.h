@@ -55,6 +55,13 @@ json_t *lvd_run_argv_json(int argc, char **argv);
 char *lvd_run_shard_header(const char *tool, const char *params_dump, const char *inputs_dump, uint64_t shard,
 			   const char *first_key, uint64_t first);
 
+/* Resume check: compares the "params" and "inputs" objects recorded in the provenance file
+ * at path (run.json, pack.json) with this run's, key by key. Returns 0 when they match;
+ * otherwise prints "PATH: params differ from this run: KEY was OLD, now NEW" (or the
+ * whole objects when a key was dropped) with a hint and returns 2; 1 when the file cannot
+ * be read or lacks the objects. */
+int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs);
+
 /* threads, or the number of online cores when threads == 0. */
 int lvd_run_threads(int threads);
 

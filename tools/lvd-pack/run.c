@@ -518,34 +518,6 @@ static json_t *params_json(const struct opts *o)
 			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL);
 }
 
-/* Compares pack.json's params/inputs with this run; 0 ok, 2 refused (printed). */
-static int check_pack_json(const char *path, const json_t *params, const json_t *inputs)
-{
-	json_error_t je;
-	json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (!old) {
-		lvd_error_log("%s: cannot read: %s", path, je.text);
-		return 1;
-	}
-	int rc = 0;
-	const char *what[2] = {"params", "inputs"};
-	const json_t *now[2] = {params, inputs};
-	for (int k = 0; k < 2 && !rc; k++) {
-		json_t *ov = json_object_get(old, what[k]);
-		if (!json_equal(ov, now[k])) {
-			char *a = ov ? lvd_run_dump(ov) : NULL, *b = lvd_run_dump(now[k]);
-			lvd_error_log("%s: %s differ from this run: was %s, now %s", path, what[k], a ? a : "(absent)",
-				      b ? b : "?");
-			fprintf(stderr, "hint: repeat the original options and inputs to resume, or use a new --out folder\n");
-			free(a);
-			free(b);
-			rc = 2;
-		}
-	}
-	json_decref(old);
-	return rc;
-}
-
 static int write_pack_json(const char *path, int argc, char **argv, const json_t *params, const json_t *inputs,
 			   const struct opts *o, const struct stats *st)
 {
@@ -685,7 +657,7 @@ int cmd_run(int argc, char **argv)
 	}
 	snprintf(path, sizeof path, "%s/pack.json", o.out);
 	if (!access(path, F_OK)) {
-		if ((rc = check_pack_json(path, params, inputs))) {
+		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
 			status = rc;
 			goto out;
 		}

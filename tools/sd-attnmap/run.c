@@ -201,45 +201,6 @@ static int inputs_json(const struct opts *o, const char *tok_path, json_t **out,
 	return *out ? 0 : lvd_error_set(err, LVD_ERR_NOMEM, "run.json");
 }
 
-/* Compares run.json with this run; returns 0 or prints the refusal and returns 2. */
-static int check_run_json(const char *path, const json_t *params, const json_t *inputs)
-{
-	json_error_t je;
-	json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (!old) {
-		lvd_error_log("%s: cannot read: %s", path, je.text);
-		return 1;
-	}
-	int rc = 0;
-	const char *what[2] = {"params", "inputs"};
-	const json_t *now[2] = {params, inputs};
-	for (int k = 0; k < 2 && !rc; k++) {
-		json_t *o = json_object_get(old, what[k]);
-		if (!json_is_object(o)) {
-			lvd_error_log("%s: no '%s' object; not an sd-attnmap run.json", path, what[k]);
-			rc = 1;
-			break;
-		}
-		const char *key;
-		json_t *v;
-		json_object_foreach((json_t *)now[k], key, v) {
-			json_t *ov = json_object_get(o, key);
-			if (ov && json_equal(ov, v))
-				continue;
-			char *a = ov ? lvd_run_dump(ov) : NULL, *b = lvd_run_dump(v);
-			lvd_error_log("%s differs from this run: %s was %s, now %s", path, key, a ? a : "(absent)",
-				      b ? b : "?");
-			fprintf(stderr, "hint: repeat the original options to resume, or use a new --out folder\n");
-			free(a);
-			free(b);
-			rc = 2;
-			break;
-		}
-	}
-	json_decref(old);
-	return rc;
-}
-
 /* ---- resume --------------------------------------------------------------------------- */
 
 static void shard_path(char *buf, size_t cap, const char *out, int k)
@@ -487,7 +448,7 @@ int cmd_run(int argc, char **argv)
 	}
 	snprintf(path, sizeof path, "%s/run.json", o.out);
 	if (!access(path, F_OK)) {
-		if ((rc = check_run_json(path, params, inputs))) {
+		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
 			status = rc;
 			goto out;
 		}
