@@ -47,6 +47,11 @@ void lvd_pool_chunk(size_t n_items, int n_threads, int t, size_t *begin, size_t 
 /* The pool whose job this thread is running (for the nested-call assertion only). */
 static _Thread_local const struct lvd_pool *tls_running;
 
+int lvd_pool_in_chunk(void)
+{
+	return tls_running != NULL;
+}
+
 static void run_chunk(struct lvd_pool *p, int t)
 {
 	size_t b, e;

@@ -42,6 +42,10 @@ int lvd_pool_threads(const struct lvd_pool *pool);
  * run to completion). n_items = 0 calls nothing. */
 int lvd_pool_parallel_for(struct lvd_pool *pool, size_t n_items, lvd_pool_fn fn, void *ctx);
 
+/* 1 while the calling thread runs a chunk of some pool's parallel_for (pools of more
+ * than one thread; a NULL or 1-thread pool runs inline and does not count). */
+int lvd_pool_in_chunk(void);
+
 /* The chunk of thread t: [*begin, *end) = [t*n/T, (t+1)*n/T) (overflow-safe). Exposed
  * so callers can size per-thread scratch by chunk. */
 void lvd_pool_chunk(size_t n_items, int n_threads, int t, size_t *begin, size_t *end);

@@ -1,0 +1,177 @@
+/* lib/nn/ctx.c — execution context: pool, BLAS policy, workspace arenas. The CUDA
+ * half (stream, cuBLASLt handle, device arena) is lib/nn/ctx_cuda.cu. */
+#include "nn/ctx.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "nn/gemm.h"
+
+#if LVD_HAVE_CUDA
+/* lib/nn/ctx_cuda.cu */
+int lvd_ctx_cuda_init(struct lvd_ctx *ctx, const struct lvd_ctx_opts *o, struct lvd_error *err);
+void lvd_ctx_cuda_free(struct lvd_ctx *ctx);
+#endif
+
+size_t lvd_dtype_size(enum lvd_dtype t)
+{
+	return t == LVD_F32 ? 4 : 2;
+}
+
+const char *lvd_dtype_name(enum lvd_dtype t)
+{
+	switch (t) {
+	case LVD_F32: return "F32";
+	case LVD_BF16: return "BF16";
+	case LVD_F16: return "F16";
+	}
+	return "?";
+}
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_policy_once(void)
+{
+	lvd_gemm_quiet_workers();
+	lvd_gemm_set_threads(1);
+}
+
+void lvd_blas_policy_init(void)
+{
+	pthread_once(&blas_once, blas_policy_once);
+}
+
+static size_t default_ws_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	if (pages <= 0 || psz <= 0)
+		return (size_t)8 << 30;
+	return (size_t)pages * (size_t)psz;
+}
+
+int lvd_ctx_create(struct lvd_ctx **out, const struct lvd_ctx_opts *opts, struct lvd_error *err)
+{
+	struct lvd_ctx_opts o = {0};
+	if (opts)
+		o = *opts;
+	*out = NULL;
+	int T = o.threads > 0 ? o.threads : 1;
+	if (T > 1024)
+		return lvd_error_set(err, LVD_ERR_INVALID, "thread count %d out of range [1, 1024]", T);
+#if !LVD_HAVE_CUDA
+	if (o.backend == LVD_BACKEND_CUDA)
+		return lvd_error_set(err, LVD_ERR_INVALID, "CUDA backend requested, but this build has no CUDA "
+				     "(rebuild with nvcc on PATH or CUDA=1)");
+#endif
+	lvd_blas_policy_init();
+	struct lvd_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "execution context: out of memory");
+	c->backend = o.backend;
+	c->threads = T;
+	c->cpu_fast = !o.cpu_plain;
+	c->device = o.device;
+	if (T > 1) {
+		int rc = lvd_pool_create(&c->pool, T, err);
+		if (rc) {
+			free(c);
+			return rc;
+		}
+	}
+	size_t cap = o.ws_bytes ? o.ws_bytes : default_ws_bytes();
+	void *base = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) {
+		lvd_pool_destroy(c->pool);
+		free(c);
+		return lvd_error_errno(err, LVD_ERR_NOMEM, "cannot reserve a %zu-byte workspace", cap);
+	}
+	c->ws.base = base;
+	c->ws.cap = cap;
+#if LVD_HAVE_CUDA
+	if (o.backend == LVD_BACKEND_CUDA) {
+		int rc = lvd_ctx_cuda_init(c, &o, err);
+		if (rc) {
+			lvd_ctx_destroy(c);
+			return rc;
+		}
+	}
+#endif
+	*out = c;
+	return LVD_OK;
+}
+
+void lvd_ctx_destroy(struct lvd_ctx *ctx)
+{
+	if (!ctx)
+		return;
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA)
+		lvd_ctx_cuda_free(ctx);
+#endif
+	if (ctx->ws.base)
+		munmap(ctx->ws.base, ctx->ws.cap);
+	lvd_pool_destroy(ctx->pool);
+	free(ctx);
+}
+
+static struct lvd_arena *arena(struct lvd_ctx *ctx)
+{
+	return ctx->backend == LVD_BACKEND_CUDA ? &ctx->dws : &ctx->ws;
+}
+
+size_t lvd_ctx_mark(const struct lvd_ctx *ctx)
+{
+	return ctx->backend == LVD_BACKEND_CUDA ? ctx->dws.used : ctx->ws.used;
+}
+
+void *lvd_ctx_take(struct lvd_ctx *ctx, size_t bytes)
+{
+	struct lvd_arena *a = arena(ctx);
+	size_t n = (bytes + 63) & ~(size_t)63;
+	LVD_ASSERTF(n >= bytes && n <= a->cap - a->used,
+		    "workspace exhausted: %zu bytes asked, %zu of %zu left", bytes, a->cap - a->used, a->cap);
+	void *p = a->base + a->used;
+	a->used += n;
+	if (a->used > a->peak)
+		a->peak = a->used;
+	return p;
+}
+
+float *lvd_ctx_takef(struct lvd_ctx *ctx, size_t n)
+{
+	size_t bytes;
+	LVD_ASSERTF(lvd_size_mul(&bytes, n, sizeof(float)) == 0, "workspace request of %zu floats overflows", n);
+	return lvd_ctx_take(ctx, bytes);
+}
+
+void lvd_ctx_release(struct lvd_ctx *ctx, size_t mark)
+{
+	struct lvd_arena *a = arena(ctx);
+	LVD_ASSERT(mark <= a->used);
+	a->used = mark;
+}
+
+size_t lvd_ctx_ws_peak(const struct lvd_ctx *ctx)
+{
+	return ctx->backend == LVD_BACKEND_CUDA ? ctx->dws.peak : ctx->ws.peak;
+}
+
+void lvd_ctx_ws_reset_peak(struct lvd_ctx *ctx)
+{
+	struct lvd_arena *a = arena(ctx);
+	a->peak = a->used;
+}
+
+int lvd_ctx_parallel_for(struct lvd_ctx *ctx, size_t n, lvd_pool_fn fn, void *user)
+{
+	return lvd_pool_parallel_for(ctx->pool, n, fn, user);
+}
+
+int lvd_ctx_in_parallel(void)
+{
+	return lvd_pool_in_chunk();
+}

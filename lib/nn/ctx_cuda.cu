@@ -1,0 +1,58 @@
+// lib/nn/ctx_cuda.cu — CUDA half of the execution context (lib/nn/ctx.h): device,
+// stream, cuBLASLt handle and workspace, device workspace arena. Built when nvcc exists.
+#include <cublasLt.h>
+
+#include "core/cuda_check.h"
+
+extern "C" {
+#include "nn/ctx.h"
+}
+
+#define CUBLASLT_CHECK(call) do { cublasStatus_t s_ = (call); \
+	if (s_ != CUBLAS_STATUS_SUCCESS) lvd_panic(__FILE__, __LINE__, "cuBLASLt: %s: %d", #call, (int)s_); } while (0)
+
+extern "C" int lvd_ctx_cuda_init(struct lvd_ctx *ctx, const struct lvd_ctx_opts *o, struct lvd_error *err)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+		cudaGetLastError();
+		return lvd_error_set(err, LVD_ERR_INVALID, "CUDA backend requested, but no CUDA device is visible");
+	}
+	if (o->device < 0 || o->device >= n)
+		return lvd_error_set(err, LVD_ERR_INVALID, "CUDA device %d out of range [0, %d)", o->device, n);
+	CUDA_CHECK(cudaSetDevice(o->device));
+	cudaStream_t s;
+	CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	ctx->stream = (void *)s;
+	cublasLtHandle_t h;
+	CUBLASLT_CHECK(cublasLtCreate(&h));
+	ctx->blas = (void *)h;
+	ctx->blas_ws_bytes = (size_t)32 << 20;
+	CUDA_CHECK(cudaMalloc(&ctx->blas_ws, ctx->blas_ws_bytes));
+	size_t dws = o->dws_bytes ? o->dws_bytes : ((size_t)1 << 30);
+	void *base = NULL;
+	if (cudaMalloc(&base, dws) != cudaSuccess) {
+		cudaGetLastError();
+		return lvd_error_set(err, LVD_ERR_NOMEM, "cannot allocate a %zu-byte device workspace", dws);
+	}
+	ctx->dws.base = (unsigned char *)base;
+	ctx->dws.cap = dws;
+	ctx->dws.device = 1;
+	return LVD_OK;
+}
+
+extern "C" void lvd_ctx_cuda_free(struct lvd_ctx *ctx)
+{
+	if (ctx->stream)
+		cudaStreamSynchronize((cudaStream_t)ctx->stream);
+	if (ctx->dws.base)
+		cudaFree(ctx->dws.base);
+	if (ctx->blas_ws)
+		cudaFree(ctx->blas_ws);
+	if (ctx->blas)
+		cublasLtDestroy((cublasLtHandle_t)ctx->blas);
+	if (ctx->stream)
+		cudaStreamDestroy((cudaStream_t)ctx->stream);
+	ctx->stream = ctx->blas = ctx->blas_ws = NULL;
+	ctx->dws.base = NULL;
+}
