@@ -15,6 +15,14 @@
 /* lib/nn/ctx_cuda.cu */
 int lvd_ctx_cuda_init(struct lvd_ctx *ctx, const struct lvd_ctx_opts *o, struct lvd_error *err);
 void lvd_ctx_cuda_free(struct lvd_ctx *ctx);
+void *lvd_buf_alloc_cuda(struct lvd_ctx *ctx, size_t bytes);
+void lvd_buf_free_cuda(struct lvd_ctx *ctx, void *p);
+void lvd_buf_copy_cuda(struct lvd_ctx *ctx, void *dst, const void *src, size_t bytes, int to_device);
+void lvd_buf_zero_cuda(struct lvd_ctx *ctx, void *p, size_t bytes);
+void lvd_ctx_sync_cuda(struct lvd_ctx *ctx);
+#define ON_CUDA(ctx) ((ctx)->backend == LVD_BACKEND_CUDA)
+#else
+#define ON_CUDA(ctx) 0
 #endif
 
 size_t lvd_dtype_size(enum lvd_dtype t)
@@ -174,4 +182,69 @@ int lvd_ctx_parallel_for(struct lvd_ctx *ctx, size_t n, lvd_pool_fn fn, void *us
 int lvd_ctx_in_parallel(void)
 {
 	return lvd_pool_in_chunk();
+}
+
+void *lvd_buf_alloc(struct lvd_ctx *ctx, size_t bytes)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx))
+		return lvd_buf_alloc_cuda(ctx, bytes);
+#endif
+	return lvd_alloc_aligned(bytes ? bytes : 1, 1);
+}
+
+void lvd_buf_free(struct lvd_ctx *ctx, void *p)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx)) {
+		lvd_buf_free_cuda(ctx, p);
+		return;
+	}
+#endif
+	free(p);
+}
+
+void lvd_buf_upload(struct lvd_ctx *ctx, void *dst, const void *src_host, size_t bytes)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx)) {
+		lvd_buf_copy_cuda(ctx, dst, src_host, bytes, 1);
+		return;
+	}
+#endif
+	if (bytes)
+		memcpy(dst, src_host, bytes);
+}
+
+void lvd_buf_download(struct lvd_ctx *ctx, void *dst_host, const void *src, size_t bytes)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx)) {
+		lvd_buf_copy_cuda(ctx, dst_host, src, bytes, 0);
+		return;
+	}
+#endif
+	if (bytes)
+		memcpy(dst_host, src, bytes);
+}
+
+void lvd_buf_zero(struct lvd_ctx *ctx, void *p, size_t bytes)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx)) {
+		lvd_buf_zero_cuda(ctx, p, bytes);
+		return;
+	}
+#endif
+	if (bytes)
+		memset(p, 0, bytes);
+}
+
+void lvd_ctx_sync(struct lvd_ctx *ctx)
+{
+#if LVD_HAVE_CUDA
+	if (ON_CUDA(ctx))
+		lvd_ctx_sync_cuda(ctx);
+#endif
+	(void)ctx;
 }

@@ -101,6 +101,19 @@ int lvd_ctx_parallel_for(struct lvd_ctx *ctx, size_t n, lvd_pool_fn fn, void *us
 /* 1 while the calling thread runs a parallel_for chunk (ops then stay single-threaded). */
 int lvd_ctx_in_parallel(void);
 
+/* Buffers that live where the context computes: host memory (64-byte aligned) on the
+ * CPU backend, device memory on CUDA. Model and test code allocate through these so
+ * the same code runs on either backend; lvd_buf_alloc returns NULL on failure (the
+ * caller reports LVD_ERR_NOMEM). upload/download copy between host memory and such a
+ * buffer (a memcpy on the CPU backend) and complete before returning; zero sets bytes
+ * to 0; lvd_ctx_sync waits for all queued work (no-op on the CPU). */
+void *lvd_buf_alloc(struct lvd_ctx *ctx, size_t bytes);
+void lvd_buf_free(struct lvd_ctx *ctx, void *p);
+void lvd_buf_upload(struct lvd_ctx *ctx, void *dst, const void *src_host, size_t bytes);
+void lvd_buf_download(struct lvd_ctx *ctx, void *dst_host, const void *src, size_t bytes);
+void lvd_buf_zero(struct lvd_ctx *ctx, void *p, size_t bytes);
+void lvd_ctx_sync(struct lvd_ctx *ctx);
+
 #define LVD_CTX_NEED_CPU(ctx, op) \
 	LVD_ASSERTF((ctx)->backend == LVD_BACKEND_CPU, "%s: no CUDA twin yet (CPU context required)", op)
 

@@ -56,3 +56,39 @@ extern "C" void lvd_ctx_cuda_free(struct lvd_ctx *ctx)
 	ctx->stream = ctx->blas = ctx->blas_ws = NULL;
 	ctx->dws.base = NULL;
 }
+
+extern "C" void *lvd_buf_alloc_cuda(struct lvd_ctx *ctx, size_t bytes)
+{
+	void *p = NULL;
+	if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+		cudaGetLastError();
+		return NULL;
+	}
+	return p;
+}
+
+extern "C" void lvd_buf_free_cuda(struct lvd_ctx *ctx, void *p)
+{
+	if (p)
+		CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" void lvd_buf_copy_cuda(struct lvd_ctx *ctx, void *dst, const void *src, size_t bytes, int to_device)
+{
+	if (!bytes)
+		return;
+	cudaStream_t s = (cudaStream_t)ctx->stream;
+	CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, s));
+	CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+extern "C" void lvd_buf_zero_cuda(struct lvd_ctx *ctx, void *p, size_t bytes)
+{
+	if (bytes)
+		CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, (cudaStream_t)ctx->stream));
+}
+
+extern "C" void lvd_ctx_sync_cuda(struct lvd_ctx *ctx)
+{
+	CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)ctx->stream));
+}
