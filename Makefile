@@ -1,5 +1,5 @@
 # lvd — one plain Makefile.
-#   make            build lib/liblvd.a (as $(BUILD)/liblvd.a) and the four tools in $(BUILD)/
+#   make            build lib/liblvd.a (as $(BUILD)/liblvd.a) and the tools in $(BUILD)/
 #   make test       build and run every test; last line "total: N passed, N failed, N skipped"
 #   make test SAN=1 the same with AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/)
 #   make bench      peer benchmarks (needs `make ref-env` for the PyTorch side)
@@ -69,7 +69,7 @@ endif
 LIB_C    := $(sort $(shell find lib -name '*.c'))
 LIB_CU   := $(if $(filter 1,$(CUDA)),$(sort $(shell find lib -name '*.cu')))
 LIB_OBJ  := $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
-TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval
+TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval lvd-shapes
 COMMON_C := $(sort $(wildcard tools/common/*.c))
 COMMON_OBJ := $(COMMON_C:%.c=$(BUILD)/obj/%.o)
 TEST_C   := $(sort $(wildcard tests/unit/*.c))
