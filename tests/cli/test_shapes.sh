@@ -19,7 +19,7 @@ expect_exit 2 "min > max" "$bin" --out "$T_TMP/x" --min-shapes 3 --max-shapes 2
 expect_exit 2 "--n 0" "$bin" --out "$T_TMP/x" --n 0
 expect_exit 2 "--n not a number" "$bin" --out "$T_TMP/x" --n 3x
 expect_exit 2 "--max-shapes 4" "$bin" --out "$T_TMP/x" --max-shapes 4
-expect_exit 2 "--tile-size 8" "$bin" --out "$T_TMP/x" --tile-size 8
+expect_exit 2 "--tile-size 31" "$bin" --out "$T_TMP/x" --tile-size 31
 expect_exit 2 "positional argument" "$bin" --out "$T_TMP/x" extra
 [ ! -e "$T_TMP/x" ] && pass || fail "usage errors must not create the output folder"
 : >"$T_TMP/file"

@@ -386,6 +386,12 @@ static void test_min_max_shapes(void)
 	lvd_shapes_opts_default(&o);
 	o.questions = 6;
 	CHECK(lvd_shapes_opts_check(&o, &e) == LVD_ERR_INVALID);
+	lvd_shapes_opts_default(&o);
+	o.tile_size = 31;
+	CHECK(lvd_shapes_opts_check(&o, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "--tile-size");
+	o.tile_size = 32;
+	CHECK(lvd_shapes_opts_check(&o, &e) == LVD_OK);
 }
 
 /* Tile counts from lib/lavender/geometry for the default (560, 4) cover 1..4 in the

@@ -24,8 +24,10 @@ static const char DESC[] =
 	"                           per-word G x G map in the official Lavender layout\n"
 	"  DIR/attn-png/...         the same maps as lossless PNG\n"
 	"  DIR/masks/<id>/<word>.png  exact full-resolution masks (0/255)\n"
+	"Words that name nothing in the image (as in a presence question answered \"no\") get no map.\n"
 	"The same seed gives byte-identical files. Held-out scenes come from layout classes\n"
-	"that training scenes never use (any seed), so train and heldout can share DIR.";
+	"that training scenes never use (any seed), so train and heldout can share DIR.\n"
+	"Question types, geometry and the map values are described in docs/shapes.md.";
 
 enum { O_OUT, O_N, O_SEED, O_SPLIT, O_MIN, O_MAX, O_TILE, O_TILES, O_MAP, O_QUESTIONS, O_VERSION };
 static const struct lvd_cli_opt OPTS[] = {
@@ -35,7 +37,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_SPLIT] = {"split", 0, "NAME", "train or heldout (default train)"},
 	[O_MIN] = {"min-shapes", 0, "K", "fewest shapes per image, 1..3 (default 1)"},
 	[O_MAX] = {"max-shapes", 0, "K", "most shapes per image, 1..3 (default 3)"},
-	[O_TILE] = {"tile-size", 0, "PX", "mllama tile side the sizes are chosen for (default 560)"},
+	[O_TILE] = {"tile-size", 0, "PX", "mllama tile side the sizes are chosen for, 32..2048 (default 560)"},
 	[O_TILES] = {"max-tiles", 0, "T", "mllama max_image_tiles, 1..8 (default 4)"},
 	[O_MAP] = {"map-size", 0, "G", "per-word map side in cells (default 32, the official size)"},
 	[O_QUESTIONS] = {"questions", 0, "Q", "question-answer pairs per image, 1..5 (default 4)"},
@@ -71,7 +73,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_MIN: return lvd_cli_int(arg, 1, LVD_SHAPES_MAX, "--min-shapes", &a->o.min_shapes);
 	case O_MAX: return lvd_cli_int(arg, 1, LVD_SHAPES_MAX, "--max-shapes", &a->o.max_shapes);
-	case O_TILE: return lvd_cli_int(arg, 16, 2048, "--tile-size", &a->o.tile_size);
+	case O_TILE: return lvd_cli_int(arg, 32, 2048, "--tile-size", &a->o.tile_size);
 	case O_TILES: return lvd_cli_int(arg, 1, 8, "--max-tiles", &a->o.max_tiles);
 	case O_MAP: return lvd_cli_int(arg, 1, 1024, "--map-size", &a->o.map_size);
 	case O_QUESTIONS: return lvd_cli_int(arg, 1, LVD_SHAPES_N_QTYPES, "--questions", &a->o.questions);

@@ -51,8 +51,8 @@ int lvd_shapes_opts_check(const struct lvd_shapes_opts *o, struct lvd_error *err
 	if (o->min_shapes < 1 || o->max_shapes > LVD_SHAPES_MAX || o->min_shapes > o->max_shapes)
 		return lvd_error_set(err, LVD_ERR_INVALID, "--min-shapes %d / --max-shapes %d: need 1 <= min <= max <= %d",
 				     o->min_shapes, o->max_shapes, LVD_SHAPES_MAX);
-	if (o->tile_size < 16 || o->tile_size > 2048)
-		return lvd_error_set(err, LVD_ERR_INVALID, "--tile-size %d: expected 16..2048", o->tile_size);
+	if (o->tile_size < 32 || o->tile_size > 2048)
+		return lvd_error_set(err, LVD_ERR_INVALID, "--tile-size %d: expected 32..2048", o->tile_size);
 	if (o->max_tiles < 1 || o->max_tiles > LVD_GEOM_MAX_TILES)
 		return lvd_error_set(err, LVD_ERR_INVALID, "--max-tiles %d: expected 1..%d", o->max_tiles,
 				     LVD_GEOM_MAX_TILES);

@@ -44,7 +44,7 @@ struct lvd_shapes_opts {
 	uint64_t seed;
 	int split;               /* enum lvd_shapes_split */
 	int min_shapes, max_shapes; /* 1 <= min <= max <= LVD_SHAPES_MAX */
-	int tile_size;           /* mllama tile side S the image sizes are chosen for (>= 16) */
+	int tile_size;           /* mllama tile side S the image sizes are chosen for (32..2048) */
 	int max_tiles;           /* T: arrangements a·b <= T are cycled through (1..8) */
 	int map_size;            /* G: per-word maps are G×G (official: 32) */
 	int questions;           /* question-answer pairs per image (1..LVD_SHAPES_N_QTYPES) */
