@@ -59,6 +59,13 @@ void lvd_json_release(struct lvd_json *j)
 	memset(j, 0, sizeof *j);
 }
 
+void lvd_json_view(struct lvd_json *out, json_t *obj, const char *file)
+{
+	memset(out, 0, sizeof *out);
+	out->obj = obj;
+	set_name(out->file, file);
+}
+
 json_t *lvd_json_find(const struct lvd_json *j, const char *key)
 {
 	json_t *cur = j->obj;
@@ -166,6 +173,38 @@ int lvd_json_get_int_range(const struct lvd_json *j, const char *key, int64_t mi
 	return 0;
 }
 
+static int get_i32(const struct lvd_json *j, const char *key, int dflt_ok, int def, int min, int max, int *out,
+		   struct lvd_error *err)
+{
+	json_t *v = NULL;
+	int r = lookup(j, key, dflt_ok, "an integer", &v, err);
+	if (r < 0)
+		return -r;
+	if (r == 1) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return wrong_type(j, key, "an integer", v, err);
+	json_int_t x = json_integer_value(v);
+	if (x < min || x > max)
+		return lvd_error_set(err, LVD_ERR_INVALID, KEYFMT "%" PRId64 " is out of range [%d, %d]", KEYARGS(j, key),
+				     (int64_t)x, min, max);
+	*out = (int)x;
+	return 0;
+}
+
+int lvd_json_get_i32(const struct lvd_json *j, const char *key, int min, int max, int *out, struct lvd_error *err)
+{
+	return get_i32(j, key, 0, 0, min, max, out, err);
+}
+
+int lvd_json_get_i32_or(const struct lvd_json *j, const char *key, int def, int min, int max, int *out,
+			struct lvd_error *err)
+{
+	return get_i32(j, key, 1, def, min, max, out, err);
+}
+
 static int get_double(const struct lvd_json *j, const char *key, int dflt_ok, double def, double *out,
 		      struct lvd_error *err)
 {
@@ -264,12 +303,26 @@ int lvd_json_object(const struct lvd_json *j, const char *key, struct lvd_json *
 	return 0;
 }
 
-enum elem { EL_INT, EL_NUM, EL_STR };
-
-static int get_array(const struct lvd_json *j, const char *key, enum elem kind, void *out, size_t cap, size_t *n,
-		     struct lvd_error *err)
+int lvd_json_get_array(const struct lvd_json *j, const char *key, json_t **out, struct lvd_error *err)
 {
-	static const char *const expect[] = {"an array of integers", "an array of numbers", "an array of strings"};
+	json_t *v = NULL;
+	int r = lookup(j, key, 0, "an array", &v, err);
+	if (r < 0)
+		return -r;
+	if (!json_is_array(v))
+		return wrong_type(j, key, "an array", v, err);
+	*out = v;
+	return 0;
+}
+
+enum elem { EL_INT, EL_NUM, EL_STR, EL_I32 };
+
+/* EL_I32 elements are integers in [lo, hi] stored as int. */
+static int get_array(const struct lvd_json *j, const char *key, enum elem kind, void *out, size_t cap, size_t *n,
+		     int lo, int hi, struct lvd_error *err)
+{
+	static const char *const expect[] = {"an array of integers", "an array of numbers", "an array of strings",
+					     "an array of integers"};
 	json_t *v = NULL;
 	int r = lookup(j, key, 0, expect[kind], &v, err);
 	if (r < 0)
@@ -282,15 +335,20 @@ static int get_array(const struct lvd_json *j, const char *key, enum elem kind, 
 				     KEYARGS(j, key), len, cap);
 	for (size_t i = 0; i < len; i++) {
 		json_t *e = json_array_get(v, i);
-		int ok = kind == EL_INT ? json_is_integer(e) : kind == EL_NUM ? json_is_number(e) : json_is_string(e);
+		int ok = kind == EL_NUM ? json_is_number(e) : kind == EL_STR ? json_is_string(e) : json_is_integer(e);
 		if (!ok)
 			return lvd_error_set(err, LVD_ERR_INVALID, KEYFMT "expected %s (element %zu is %s)",
 					     KEYARGS(j, key), expect[kind], i, type_name(e));
+		if (kind == EL_I32 && (json_integer_value(e) < lo || json_integer_value(e) > hi))
+			return lvd_error_set(err, LVD_ERR_INVALID, KEYFMT "element %zu is %" PRId64 ", out of range [%d, %d]",
+					     KEYARGS(j, key), i, (int64_t)json_integer_value(e), lo, hi);
 	}
 	for (size_t i = 0; i < len; i++) {
 		json_t *e = json_array_get(v, i);
 		if (kind == EL_INT)
 			((int64_t *)out)[i] = (int64_t)json_integer_value(e);
+		else if (kind == EL_I32)
+			((int *)out)[i] = (int)json_integer_value(e);
 		else if (kind == EL_NUM)
 			((double *)out)[i] = json_number_value(e);
 		else
@@ -303,17 +361,23 @@ static int get_array(const struct lvd_json *j, const char *key, enum elem kind, 
 int lvd_json_get_int_array(const struct lvd_json *j, const char *key, int64_t *out, size_t cap, size_t *n,
 			   struct lvd_error *err)
 {
-	return get_array(j, key, EL_INT, out, cap, n, err);
+	return get_array(j, key, EL_INT, out, cap, n, 0, 0, err);
 }
 
 int lvd_json_get_double_array(const struct lvd_json *j, const char *key, double *out, size_t cap, size_t *n,
 			      struct lvd_error *err)
 {
-	return get_array(j, key, EL_NUM, out, cap, n, err);
+	return get_array(j, key, EL_NUM, out, cap, n, 0, 0, err);
 }
 
 int lvd_json_get_string_array(const struct lvd_json *j, const char *key, const char **out, size_t cap, size_t *n,
 			      struct lvd_error *err)
 {
-	return get_array(j, key, EL_STR, out, cap, n, err);
+	return get_array(j, key, EL_STR, out, cap, n, 0, 0, err);
+}
+
+int lvd_json_get_i32_array(const struct lvd_json *j, const char *key, int min, int max, int *out, size_t cap,
+			   size_t *n, struct lvd_error *err)
+{
+	return get_array(j, key, EL_I32, out, cap, n, min, max, err);
 }

@@ -1,7 +1,6 @@
 /* lib/models/sd/sd_load.c — SD 1.x loading: diffusers folder or ldm single file into one
  * internal structure (sd_internal.h). Configs come from config.json files (diffusers) or
  * tensor shapes (single file). Weight names are resolved once here. */
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/pool.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "models/sd/sd_internal.h"
 #include "nn/gemm.h"
@@ -237,117 +237,88 @@ static void bind_resnet(struct binder *b, struct sd_resnet *r, int cin, int cout
 
 /* ---- JSON config helpers --------------------------------------------------------------- */
 
+/* Sticky-failure adapters over io/json.h: after the first error every getter returns its
+ * default and jdone reports the error. */
 struct jcfg {
-	json_t *root;
-	const char *path;
+	struct lvd_json doc;
 	struct lvd_error *err;
 	int failed;
 };
 
 static int jopen(struct jcfg *j, const char *path, struct lvd_error *err)
 {
-	json_error_t je;
-	j->path = path;
 	j->err = err;
 	j->failed = 0;
-	j->root = json_load_file(path, 0, &je);
-	if (!j->root)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
-	if (!json_is_object(j->root)) {
-		json_decref(j->root);
-		j->root = NULL;
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a JSON object", path);
-	}
-	return 0;
+	return lvd_json_load(&j->doc, path, err);
 }
 
 static int jint(struct jcfg *j, const char *key, int def, int required, int lo, int hi)
 {
-	if (j->failed)
-		return def;
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v)) {
-		if (required) {
-			j->failed = 1;
-			lvd_error_set(j->err, LVD_ERR_INVALID, "%s: missing field '%s'", j->path, key);
-		}
-		return def;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+	int v = def;
+	if (!j->failed && (required ? lvd_json_get_i32(&j->doc, key, lo, hi, &v, j->err)
+				    : lvd_json_get_i32_or(&j->doc, key, def, lo, hi, &v, j->err)))
 		j->failed = 1;
-		lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be an integer in [%d, %d]",
-			      j->path, key, lo, hi);
-		return def;
-	}
-	return (int)json_integer_value(v);
+	return j->failed ? def : v;
 }
 
 static double jnum(struct jcfg *j, const char *key, double def)
 {
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v) || j->failed)
-		return def;
-	if (!json_is_number(v)) {
+	double v = def;
+	if (!j->failed && lvd_json_get_double_or(&j->doc, key, def, &v, j->err))
 		j->failed = 1;
-		lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be a number", j->path, key);
-		return def;
-	}
-	return json_number_value(v);
+	return j->failed ? def : v;
 }
 
 static int jbool(struct jcfg *j, const char *key, int def)
 {
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v))
-		return def;
-	return json_is_true(v);
+	int v = def;
+	if (!j->failed && lvd_json_get_bool_or(&j->doc, key, def, &v, j->err))
+		j->failed = 1;
+	return j->failed ? def : v;
 }
 
 static const char *jstr(struct jcfg *j, const char *key)
 {
-	json_t *v = json_object_get(j->root, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
+	const char *v = NULL;
+	if (!j->failed && lvd_json_get_string_or(&j->doc, key, NULL, &v, j->err))
+		j->failed = 1;
+	return j->failed ? NULL : v;
 }
 
-/* An int or a list of ints into out[n]; returns the number read or -1. */
+/* An int or a list of ints (each in [1, 65536]) into out[n]; an int is repeated n_expect
+ * times. Returns the number read or -1 (absent and not required, or failed). */
 static int jints(struct jcfg *j, const char *key, int *out, int n_expect, int required)
 {
-	if (j->failed)
+	if (j->failed || (!required && !lvd_json_has(&j->doc, key)))
 		return -1;
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v)) {
-		if (required) {
-			j->failed = 1;
-			lvd_error_set(j->err, LVD_ERR_INVALID, "%s: missing field '%s'", j->path, key);
-		}
-		return -1;
-	}
+	json_t *v = lvd_json_find(&j->doc, key);
 	if (json_is_integer(v) && n_expect > 0) {
+		int x;
+		if (lvd_json_get_i32(&j->doc, key, 1, 65536, &x, j->err)) {
+			j->failed = 1;
+			return -1;
+		}
 		for (int i = 0; i < n_expect; i++)
-			out[i] = (int)json_integer_value(v);
+			out[i] = x;
 		return n_expect;
 	}
-	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > LVD_SD_MAX_LEVELS ||
-	    (n_expect > 0 && (int)json_array_size(v) != n_expect))
-		goto bad;
-	for (size_t i = 0; i < json_array_size(v); i++) {
-		json_t *e = json_array_get(v, i);
-		if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 65536)
-			goto bad;
-		out[i] = (int)json_integer_value(e);
+	size_t n = 0;
+	if (lvd_json_get_i32_array(&j->doc, key, 1, 65536, out, LVD_SD_MAX_LEVELS, &n, j->err)) {
+		j->failed = 1;
+		return -1;
 	}
-	return (int)json_array_size(v);
-bad:
-	j->failed = 1;
-	lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be a positive integer or a list of %d (at most %d)",
-		      j->path, key, n_expect > 0 ? n_expect : LVD_SD_MAX_LEVELS, LVD_SD_MAX_LEVELS);
-	return -1;
+	if (n == 0 || (n_expect > 0 && (int)n != n_expect)) {
+		j->failed = 1;
+		lvd_error_set(j->err, LVD_ERR_INVALID, "%s: key '%s' must be a positive integer or a list of %d",
+			      j->doc.file, key, n_expect > 0 ? n_expect : LVD_SD_MAX_LEVELS);
+		return -1;
+	}
+	return (int)n;
 }
 
 static int jdone(struct jcfg *j)
 {
-	json_decref(j->root);
-	j->root = NULL;
+	lvd_json_release(&j->doc);
 	return j->failed ? (j->err->code ? j->err->code : LVD_ERR_INVALID) : 0;
 }
 
@@ -530,7 +501,7 @@ static int vae_cfg_json(struct lvd_sd_vae_cfg *k, const char *path, struct lvd_e
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: mid_block_add_attention=false is not supported", path);
 	}
-	if (!j.failed && json_object_get(j.root, "shift_factor") && !json_is_null(json_object_get(j.root, "shift_factor"))) {
+	if (!j.failed && lvd_json_has(&j.doc, "shift_factor")) {
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: shift_factor (SD3/Flux VAE) is not supported", path);
 	}
@@ -703,8 +674,7 @@ static int unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd
 		"addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "num_class_embeds",
 		"projection_class_embeddings_input_dim", "time_cond_proj_dim", NULL};
 	for (int i = 0; unsupported[i] && !j.failed; i++) {
-		json_t *v = json_object_get(j.root, unsupported[i]);
-		if (v && !json_is_null(v)) {
+		if (lvd_json_has(&j.doc, unsupported[i])) {
 			j.failed = 1;
 			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: '%s' is set: this UNet variant (e.g. SDXL) is not supported",
 				      path, unsupported[i]);
@@ -734,15 +704,17 @@ static int unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd
 				lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: per-level transformer_layers_per_block is not supported", path);
 			}
 	}
-	json_t *db = json_object_get(j.root, "down_block_types"), *ub = json_object_get(j.root, "up_block_types");
-	if (!j.failed && (!json_is_array(db) || !json_is_array(ub) || (int)json_array_size(db) != n ||
-			  (int)json_array_size(ub) != n)) {
+	const char *db[LVD_SD_MAX_LEVELS], *ub[LVD_SD_MAX_LEVELS];
+	size_t ndb = 0, nub = 0;
+	if (!j.failed && (lvd_json_get_string_array(&j.doc, "down_block_types", db, LVD_SD_MAX_LEVELS, &ndb, err) ||
+			  lvd_json_get_string_array(&j.doc, "up_block_types", ub, LVD_SD_MAX_LEVELS, &nub, err)))
+		j.failed = 1;
+	if (!j.failed && ((int)ndb != n || (int)nub != n)) {
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_INVALID, "%s: down_block_types/up_block_types must list %d blocks", path, n);
 	}
 	for (int i = 0; i < n && !j.failed; i++) {
-		const char *ds = json_string_value(json_array_get(db, i));
-		const char *us = json_string_value(json_array_get(ub, i));
+		const char *ds = db[i], *us = ub[i];
 		if (ds && !strcmp(ds, "CrossAttnDownBlock2D"))
 			k->down_attn[i] = 1;
 		else if (!ds || strcmp(ds, "DownBlock2D")) {
