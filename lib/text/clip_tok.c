@@ -7,6 +7,7 @@
 #include <utf8proc.h>
 
 #include "core/alloc.h"
+#include "io/fileutil.h"
 #include "text/bpe.h"
 #include "text/pretok.h"
 #include "text/textio.h"
@@ -319,7 +320,7 @@ static int load_vocab_json(struct lvd_clip_tok *t, const char *path, struct lvd_
 	json_error_t je;
 	json_t *root = json_load_file(path, 0, &je);
 	if (!root)
-		return lvd_text_is_file(path) ? lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text)
+		return lvd_path_is_file(path) ? lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text)
 					      : lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	int rc = 0;
 	if (!json_is_object(root))
@@ -431,19 +432,19 @@ int lvd_clip_tok_load(struct lvd_clip_tok **out, const char *path, struct lvd_er
 	char vocab[4096], merges[4096];
 	vocab[0] = merges[0] = 0;
 	int rc = 0;
-	if (lvd_text_is_dir(path)) {
+	if (lvd_path_is_dir(path)) {
 		char sub[4096];
 		snprintf(sub, sizeof sub, "%s/tokenizer", path);
-		const char *dir = lvd_text_is_dir(sub) ? sub : path;
+		const char *dir = lvd_path_is_dir(sub) ? sub : path;
 		snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
 		snprintf(merges, sizeof merges, "%s/merges.txt", dir);
-		if (!lvd_text_is_file(merges)) {
+		if (!lvd_path_is_file(merges)) {
 			snprintf(merges, sizeof merges, "%s/bpe_simple_vocab_16e6.txt.gz", dir);
 			vocab[0] = 0;
-			if (!lvd_text_is_file(merges))
+			if (!lvd_path_is_file(merges))
 				rc = lvd_error_set(err, LVD_ERR_NOTFOUND,
 						   "'%s' holds neither merges.txt nor bpe_simple_vocab_16e6.txt.gz", dir);
-		} else if (!lvd_text_is_file(vocab)) {
+		} else if (!lvd_path_is_file(vocab)) {
 			vocab[0] = 0;
 		}
 	} else if (ends_with(path, "vocab.json")) {
@@ -453,7 +454,7 @@ int lvd_clip_tok_load(struct lvd_clip_tok **out, const char *path, struct lvd_er
 		snprintf(merges, sizeof merges, "%s", path);
 		if (ends_with(path, "merges.txt")) {
 			snprintf(vocab, sizeof vocab, "%.*svocab.json", (int)(strlen(path) - strlen("merges.txt")), path);
-			if (!lvd_text_is_file(vocab))
+			if (!lvd_path_is_file(vocab))
 				vocab[0] = 0;
 		}
 	}

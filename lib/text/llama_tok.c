@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/fileutil.h"
 #include "text/bpe.h"
 #include "text/pretok.h"
 #include "text/strmap.h"
@@ -249,7 +250,7 @@ static int load_json(struct lvd_llama_tok *t, const char *path, struct lvd_error
 	json_error_t je;
 	json_t *root = json_load_file(path, 0, &je);
 	if (!root) {
-		if (!lvd_text_is_file(path))
+		if (!lvd_path_is_file(path))
 			return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
 	}
@@ -363,13 +364,13 @@ int lvd_llama_tok_load(struct lvd_llama_tok **out, const char *path, enum lvd_ll
 	lvd_strmap_init(&t->sp_map);
 	int rc;
 	char buf[4096];
-	if (lvd_text_is_dir(path)) {
+	if (lvd_path_is_dir(path)) {
 		snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
-		if (lvd_text_is_file(buf)) {
+		if (lvd_path_is_file(buf)) {
 			rc = load_json(t, buf, err);
 		} else {
 			snprintf(buf, sizeof buf, "%s/tokenizer.model", path);
-			if (lvd_text_is_file(buf))
+			if (lvd_path_is_file(buf))
 				rc = load_tiktoken(t, buf, scheme, err);
 			else
 				rc = lvd_error_set(err, LVD_ERR_NOTFOUND, "'%s' holds neither tokenizer.json nor tokenizer.model",
@@ -377,7 +378,7 @@ int lvd_llama_tok_load(struct lvd_llama_tok **out, const char *path, enum lvd_ll
 		}
 	} else if (ends_with(path, ".json")) {
 		rc = load_json(t, path, err);
-	} else if (lvd_text_is_file(path)) {
+	} else if (lvd_path_is_file(path)) {
 		rc = load_tiktoken(t, path, scheme, err);
 	} else {
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);

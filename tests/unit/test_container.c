@@ -605,6 +605,9 @@ static void test_fileutil_helpers(void)
 	char tmp[330];
 	snprintf(tmp, sizeof tmp, "%s.tmp", file);
 	CHECK(exists(file) && !exists(tmp));
+	CHECK(lvd_path_is_file(file) && !lvd_path_is_dir(file));
+	CHECK(lvd_path_is_dir(dir) && !lvd_path_is_file(dir));
+	CHECK(!lvd_path_is_file(tmp) && !lvd_path_is_dir(tmp));
 	char *buf;
 	size_t len;
 	CHECK(lvd_file_read_all(file, 100, &buf, &len, &err) == LVD_OK && len == 9 && !strcmp(buf, "{\"a\": 1}"));
