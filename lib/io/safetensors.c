@@ -48,28 +48,28 @@ static const char *const unsupported_dtypes[] = {
 	"C64", NULL,
 };
 
-const char *lvd_dtype_name(enum lvd_dtype dt)
+const char *lvd_st_dtype_name(enum lvd_st_dtype dt)
 {
 	LVD_ASSERT((unsigned)dt < LVD_DT__COUNT);
 	return dtypes[dt].name;
 }
 
-int lvd_st_dtype_py_rank(enum lvd_dtype dt)
+int lvd_st_dtype_py_rank(enum lvd_st_dtype dt)
 {
 	return (unsigned)dt < LVD_DT__COUNT ? dtypes[dt].py_rank : -1;
 }
 
-size_t lvd_dtype_size(enum lvd_dtype dt)
+size_t lvd_st_dtype_size(enum lvd_st_dtype dt)
 {
 	LVD_ASSERT((unsigned)dt < LVD_DT__COUNT);
 	return dtypes[dt].size;
 }
 
-int lvd_dtype_from_name(const char *name, enum lvd_dtype *out)
+int lvd_st_dtype_from_name(const char *name, enum lvd_st_dtype *out)
 {
 	for (int i = 0; i < LVD_DT__COUNT; i++)
 		if (strcmp(name, dtypes[i].name) == 0) {
-			*out = (enum lvd_dtype)i;
+			*out = (enum lvd_st_dtype)i;
 			return 0;
 		}
 	return -1;
@@ -232,8 +232,8 @@ static int parse_entry(struct st_file *f, const char *name, json_t *e, struct lv
 	if (!json_is_string(jd))
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is not a string", P, name);
 	const char *dn = json_string_value(jd);
-	enum lvd_dtype dt;
-	if (lvd_dtype_from_name(dn, &dt) != 0) {
+	enum lvd_st_dtype dt;
+	if (lvd_st_dtype_from_name(dn, &dt) != 0) {
 		for (int i = 0; unsupported_dtypes[i]; i++)
 			if (strcmp(dn, unsupported_dtypes[i]) == 0)
 				return lvd_error_set(err, LVD_ERR_UNSUPPORTED,

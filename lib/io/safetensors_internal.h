@@ -7,6 +7,6 @@
 
 /* Position of dt in the Python package's Dtype enum (the writer orders tensors by it,
  * highest first, as safetensors.torch.save does); -1 for an invalid dtype. */
-int lvd_st_dtype_py_rank(enum lvd_dtype dt);
+int lvd_st_dtype_py_rank(enum lvd_st_dtype dt);
 
 #endif

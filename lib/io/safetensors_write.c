@@ -16,7 +16,7 @@
 
 struct w_entry {
 	char *name;
-	enum lvd_dtype dtype;
+	enum lvd_st_dtype dtype;
 	int ndim;
 	int64_t shape[LVD_ST_MAX_DIMS];
 	const void *data;
@@ -60,7 +60,7 @@ void lvd_st_writer_free(struct lvd_st_writer *w)
 	free(w);
 }
 
-int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_dtype dtype, int ndim,
+int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_st_dtype dtype, int ndim,
 		      const int64_t *shape, const void *data, struct lvd_error *err)
 {
 	if ((unsigned)dtype >= LVD_DT__COUNT)
@@ -81,7 +81,7 @@ int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_dtype 
 			return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': bad shape (dimension %d = %" PRId64 ")",
 					     name, i, shape[i]);
 	}
-	if (lvd_size_mul(&nbytes, numel, lvd_dtype_size(dtype)) || nbytes > (size_t)INT64_MAX)
+	if (lvd_size_mul(&nbytes, numel, lvd_st_dtype_size(dtype)) || nbytes > (size_t)INT64_MAX)
 		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': size overflows", name);
 	if (nbytes && !data)
 		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': no data", name);
@@ -258,7 +258,7 @@ int lvd_st_writer_write(struct lvd_st_writer *w, const char *path, struct lvd_er
 			sb_str(&h, ",");
 		sb_json_string(&h, e->name);
 		sb_str(&h, ":{\"dtype\":\"");
-		sb_str(&h, lvd_dtype_name(e->dtype));
+		sb_str(&h, lvd_st_dtype_name(e->dtype));
 		sb_str(&h, "\",\"shape\":[");
 		for (int d = 0; d < e->ndim; d++) {
 			snprintf(num, sizeof num, "%s%" PRId64, d ? "," : "", e->shape[d]);

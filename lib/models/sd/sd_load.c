@@ -92,7 +92,7 @@ static int bind_full(struct binder *b, const float **slot, const char *name, con
 	if (tv->dtype != LVD_DT_F32 && tv->dtype != LVD_DT_F16 && tv->dtype != LVD_DT_BF16) {
 		b->failed = 1;
 		lvd_error_set(b->err, LVD_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (want F32, F16 or BF16)",
-			      tv->file ? tv->file : lvd_st_path(b->st), tv->name, lvd_dtype_name(tv->dtype));
+			      tv->file ? tv->file : lvd_st_path(b->st), tv->name, lvd_st_dtype_name(tv->dtype));
 		return -1;
 	}
 	if (b->n == b->cap) {
