@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -139,13 +138,6 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return lvd_cli_int(arg, 1, 1 << 20, "--batch", &o->batch);
 	}
 	return lvd_cli_usage_error("unhandled option");
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- inputs: model, maps ------------------------------------------------------------ */
@@ -429,9 +421,9 @@ out:
 static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 {
 	struct run *rn = ctx;
-	double t0 = now_s();
+	double t0 = lvd_run_now();
 	work_one(rn, &rn->wk[tid], (struct item *)base);
-	rn->wk[tid].busy += now_s() - t0;
+	rn->wk[tid].busy += lvd_run_now() - t0;
 }
 
 static void release_fn(void *ctx, struct lvd_shardrun_item *base)

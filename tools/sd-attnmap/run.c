@@ -20,7 +20,7 @@
 #include "lavender/attnmap.h"
 #include "nn/gemm.h"
 #include "runctx.h"
-#include "sample.h"
+#include "lavender/attnmap_sample.h"
 
 #define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
 
@@ -69,7 +69,7 @@ struct opts {
 	const char *sd, *manifest, *images, *out, *tokenizer, *device;
 	int text_field;
 	const char *layers_str;
-	struct am_params p;
+	struct lvd_attnmap_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_bytes;
 	int threads, batch, keep_going, timings;
@@ -115,7 +115,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant or all", arg);
 		return 0;
 	case O_TIMESTEPS:
-		return parse_list(arg, o->p.timesteps, AM_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
+		return parse_list(arg, o->p.timesteps, LVD_ATTNMAP_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
 	case O_DRAWS:
 		return lvd_cli_int(arg, 1, 1024, "--noise-draws", &o->p.draws);
 	case O_SEED:
@@ -200,7 +200,7 @@ static int inputs_json(const struct opts *o, const char *tok_path, json_t **out,
 
 struct item {
 	struct lvd_shardrun_item base;
-	struct am_sample s;
+	struct lvd_attnmap_sample s;
 	struct am_input in;       /* owned strings + tokens */
 };
 
@@ -209,8 +209,8 @@ struct run {
 	struct am_tok *tok;
 	const struct lvd_sd *sd;
 	const struct lvd_sd_schedule *sched;
-	const struct am_params *p;
-	struct am_timing *tm;     /* [threads] */
+	const struct lvd_attnmap_params *p;
+	struct lvd_attnmap_timing *tm;     /* [threads] */
 	uint64_t maps;            /* maps written by this run */
 };
 
@@ -247,7 +247,7 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	struct run *rn = ctx;
 	struct item *it = (struct item *)base;
 	struct lvd_error err = {0};
-	if (am_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
+	if (lvd_attnmap_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
 		lvd_shardrun_fail(base, NULL, &err);
 }
 
@@ -319,7 +319,7 @@ int cmd_run(int argc, char **argv)
 	}
 	struct am_tok *tok = NULL;
 	struct lvd_sd *sd = NULL;
-	struct am_timing *tms = NULL;
+	struct lvd_attnmap_timing *tms = NULL;
 	json_t *params = NULL, *inputs = NULL;
 	char *params_dump = NULL, *inputs_dump = NULL;
 	int status = 1;
@@ -371,13 +371,13 @@ int cmd_run(int argc, char **argv)
 	}
 
 	/* model */
-	double t_load = am_now();
+	double t_load = lvd_run_now();
 	struct lvd_sd_opts so = {0};
 	if (lvd_sd_load(&sd, o.sd, &so, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	lvd_info("loaded %s in %.1fs", o.sd, am_now() - t_load);
+	lvd_info("loaded %s in %.1fs", o.sd, lvd_run_now() - t_load);
 	struct lvd_sd_schedule sched;
 	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
 	lvd_gemm_set_threads(1); /* parallelism is across samples: results do not depend on --threads */
@@ -410,7 +410,7 @@ int cmd_run(int argc, char **argv)
 		(unsigned long long)res.skipped, secs, secs > 0 ? (double)res.done / secs : 0.0,
 		secs > 0 ? (double)rn.maps / secs : 0.0, (unsigned long long)res.shards);
 	if (o.timings || lvd_log_level() >= LVD_LOG_DEBUG) {
-		struct am_timing s = {0};
+		struct lvd_attnmap_timing s = {0};
 		for (int t = 0; t < o.threads; t++) {
 			s.decode += tms[t].decode;
 			s.text += tms[t].text;
