@@ -367,23 +367,18 @@ static int load_merges(struct lvd_clip_tok *t, const char *path, int derive, str
 			k++;
 		}
 	}
-	size_t p = 0, line = 0, k = 0;
-	while (!rc && p < len && k < CLIP_MERGES) {
-		size_t e = p;
-		while (e < len && data[e] != '\n')
-			e++;
-		size_t le = e;
-		if (le > p && data[le - 1] == '\r')
-			le--;
+	size_t p = 0, line = 0, k = 0, ll;
+	const char *ln;
+	while (!rc && k < CLIP_MERGES && lvd_text_next_line(data, len, &p, &ln, &ll)) {
 		line++;
-		if (line > 1 && le > p) {
-			const char *a = data + p, *sp = memchr(a, ' ', le - p);
+		if (line > 1 && ll > 0) {
+			const char *a = ln, *sp = memchr(a, ' ', ll);
 			if (!sp) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: expected 'a b'", path, line);
 				break;
 			}
 			const char *b = sp + 1;
-			size_t al = (size_t)(sp - a), bl = (size_t)(data + le - b);
+			size_t al = (size_t)(sp - a), bl = (size_t)(ln + ll - b);
 			int32_t l = lvd_bpe_find_str(t->bpe, a, al, "</w>"), r = lvd_bpe_find_str(t->bpe, b, bl, "</w>");
 			if (l < 0 || r < 0) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: '%.*s' is not a known token", path, line,
@@ -413,7 +408,6 @@ static int load_merges(struct lvd_clip_tok *t, const char *path, int derive, str
 			}
 			k++;
 		}
-		p = e + 1;
 	}
 	if (!rc && k < CLIP_MERGES)
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: %zu merges, expected %d", path, k, CLIP_MERGES);

@@ -163,26 +163,21 @@ static int load_tiktoken(struct lvd_llama_tok *t, const char *path, enum lvd_lla
 	int rc = lvd_text_read_file(path, &data, &len, err);
 	if (rc)
 		return rc;
-	size_t line = 0, p = 0;
+	size_t line = 0, p = 0, ll;
+	const char *ln;
 	int32_t maxid = -1;
-	while (p < len) {
+	while (lvd_text_next_line(data, len, &p, &ln, &ll)) {
 		line++;
-		size_t e = p;
-		while (e < len && data[e] != '\n')
-			e++;
-		size_t le = e;
-		if (le > p && data[le - 1] == '\r')
-			le--;
-		if (le > p) {
-			const char *sp = memchr(data + p, ' ', le - p);
+		if (ll > 0) {
+			const char *sp = memchr(ln, ' ', ll);
 			uint8_t tok[512];
-			if (!sp || (size_t)(sp - (data + p)) > 680) {
+			if (!sp || (size_t)(sp - ln) > 680) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: expected 'base64 rank'", path, line);
 				goto out;
 			}
-			long n = b64dec(data + p, (size_t)(sp - (data + p)), tok);
+			long n = b64dec(ln, (size_t)(sp - ln), tok);
 			char num[32];
-			size_t nl = (size_t)(data + le - (sp + 1));
+			size_t nl = (size_t)(ln + ll - (sp + 1));
 			uint64_t rank = 0;
 			int ok = n > 0 && nl > 0 && nl < sizeof num;
 			for (size_t k = 0; ok && k < nl; k++) {
@@ -201,7 +196,6 @@ static int load_tiktoken(struct lvd_llama_tok *t, const char *path, enum lvd_lla
 			if ((int32_t)rank > maxid)
 				maxid = (int32_t)rank;
 		}
-		p = e + 1;
 	}
 	if ((rc = lvd_bpe_merges_from_ranks(t->bpe, err)) || (rc = lvd_bpe_finish(t->bpe, 0, 1, err))) {
 		lvd_error_prefix(err, "%s: ", path);

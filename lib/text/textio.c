@@ -27,6 +27,22 @@ int lvd_text_read_file(const char *path, char **data, size_t *len, struct lvd_er
 	return 0;
 }
 
+int lvd_text_next_line(const char *data, size_t len, size_t *pos, const char **line, size_t *n)
+{
+	size_t p = *pos, e = p;
+	if (p >= len)
+		return 0;
+	while (e < len && data[e] != '\n')
+		e++;
+	size_t le = e;
+	if (le > p && data[le - 1] == '\r')
+		le--;
+	*line = data + p;
+	*n = le - p;
+	*pos = e + 1;
+	return 1;
+}
+
 /* ---- inflate (RFC 1951), written from the format description ---------------- */
 struct inf {
 	const unsigned char *in;

@@ -17,6 +17,11 @@ extern "C" {
  * LVD_ERR_IO / LVD_ERR_FORMAT (corrupt gzip) / LVD_ERR_NOMEM, message naming path. */
 int lvd_text_read_file(const char *path, char **data, size_t *len, struct lvd_error *err);
 
+/* Line splitting of an in-memory text: from *pos, sets *line / *n to the next line without
+ * its "\n" and a trailing "\r" (borrowed from data) and moves *pos past the "\n". Returns
+ * 1, or 0 when *pos is at the end of data (a final line without "\n" is still a line). */
+int lvd_text_next_line(const char *data, size_t len, size_t *pos, const char **line, size_t *n);
+
 /* Inflates a gzip stream; *out malloc'd (NUL-terminated). LVD_ERR_FORMAT when corrupt. */
 int lvd_gunzip(const unsigned char *in, size_t n, char **out, size_t *out_len, struct lvd_error *err);
 

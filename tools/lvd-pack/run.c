@@ -127,9 +127,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_GRID:
 		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
-		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_shard(arg, "--shard", &o->shard_i, &o->shard_n);
 	case O_SHARD_SIZE:
 		return lvd_cli_u64(arg, 1, (uint64_t)1 << 40, "--shard-size", &o->shard_size);
 	case O_THREADS:
