@@ -245,20 +245,36 @@ static int get_pair(struct dctx *c, const char *k, json_int_t lo, json_int_t hi,
 	return 0;
 }
 
-/* Integer list of expected length n (or any length up to max when n is 0 and max given). */
+/* The list at k: length n (or at most max when n is 0); *out gets a zeroed array of its
+ * length (at least 1) of el-byte elements. NULL with *rc set on failure. */
+static json_t *need_list(struct dctx *c, const char *k, size_t n, size_t max, size_t el, void **out, int *rc)
+{
+	json_t *v = need_array(c, k, rc);
+	if (!v)
+		return NULL;
+	size_t len = json_array_size(v);
+	if (n ? len != n : len > max) {
+		*rc = fmt_err(c, k, n ? "length differs from the token count" : "list too long");
+		return NULL;
+	}
+	if (!(*out = lvd_calloc_array(len ? len : 1, el))) {
+		*rc = lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+		return NULL;
+	}
+	return v;
+}
+
+/* Integer list (see need_list), elements in [lo, hi]. */
 static int get_ints(struct dctx *c, const char *k, size_t n, size_t max, json_int_t lo, json_int_t hi,
 		    int32_t **out, uint32_t *count)
 {
 	int rc = 0;
-	json_t *v = need_array(c, k, &rc);
-	if (rc)
+	void *p = NULL;
+	json_t *v = need_list(c, k, n, max, sizeof(int32_t), &p, &rc);
+	if (!v)
 		return rc;
+	*out = p;
 	size_t len = json_array_size(v);
-	if (n ? len != n : len > max)
-		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
-	*out = lvd_alloc_array(len ? len : 1, sizeof(int32_t));
-	if (!*out)
-		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
 	for (size_t i = 0; i < len; i++) {
 		json_int_t x;
 		if ((rc = get_int(c, json_array_get(v, i), k, lo, hi, &x)))
@@ -286,15 +302,12 @@ static int get_str(struct dctx *c, const char *k, char **out)
 static int get_strs(struct dctx *c, const char *k, size_t n, size_t max, char ***out, uint32_t *count)
 {
 	int rc = 0;
-	json_t *v = need_array(c, k, &rc);
-	if (rc)
+	void *p = NULL;
+	json_t *v = need_list(c, k, n, max, sizeof(char *), &p, &rc);
+	if (!v)
 		return rc;
+	*out = p;
 	size_t len = json_array_size(v);
-	if (n ? len != n : len > max)
-		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
-	*out = lvd_calloc_array(len ? len : 1, sizeof(char *));
-	if (!*out)
-		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
 	if (count)
 		*count = (uint32_t)len;
 	for (size_t i = 0; i < len; i++) {
