@@ -86,6 +86,7 @@ struct lvd_rec_writer {
 	size_t *slots;      /* open-addressing set of entry index + 1 (0 = empty) */
 	size_t n_slots;     /* power of two, kept > 2n */
 	uint64_t pos;       /* bytes written so far */
+	uint64_t data_start;/* where the records begin (prefix + header) */
 	void *cbuf;         /* compression scratch */
 	size_t cbuf_cap;
 	int failed;
@@ -196,7 +197,7 @@ int lvd_rec_writer_open(struct lvd_rec_writer **out, const char *path, const cha
 		writer_free(w);
 		return rc;
 	}
-	w->pos = LVD_REC_PREFIX_LEN + hlen;
+	w->pos = w->data_start = LVD_REC_PREFIX_LEN + hlen;
 	*out = w;
 	return LVD_OK;
 }
@@ -204,6 +205,11 @@ int lvd_rec_writer_open(struct lvd_rec_writer **out, const char *path, const cha
 size_t lvd_rec_writer_count(const struct lvd_rec_writer *w)
 {
 	return w->n;
+}
+
+uint64_t lvd_rec_writer_bytes(const struct lvd_rec_writer *w)
+{
+	return w->pos - w->data_start;
 }
 
 int lvd_rec_writer_append(struct lvd_rec_writer *w, const char *id, const void *data,

@@ -76,6 +76,9 @@ int lvd_rec_writer_append(struct lvd_rec_writer *w, const char *id, const void *
 
 /* Records appended so far. */
 size_t lvd_rec_writer_count(const struct lvd_rec_writer *w);
+/* Compressed bytes of the records appended so far (prefix, header, index and footer not
+ * counted). */
+uint64_t lvd_rec_writer_bytes(const struct lvd_rec_writer *w);
 
 /* Writes index and footer, fsyncs, renames path.tmp to path. Frees w in every case;
  * on error path.tmp is removed and path is untouched. */

@@ -69,6 +69,18 @@ void lvd_format_size(uint64_t b, char *buf, size_t size)
 		snprintf(buf, size, "%.1f %s", v, units[u]);
 }
 
+int lvd_path_is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int lvd_path_is_file(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int lvd_file_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
 		      struct lvd_error *err)
 {

@@ -3,7 +3,7 @@
  * - Full reads/writes that retry on EINTR and short counts.
  * - Atomic output: write `name.tmp`, fsync, rename to `name`, fsync the directory, so a
  *   crash never leaves a half-written file under the final name (STYLE "File formats").
- * - mkdir -p, whole-file reads with a size cap.
+ * - mkdir -p, whole-file reads with a size cap, path tests.
  * - A bounded line reader (JSONL): lines of any length up to a cap, with line numbers.
  * Every function returns LVD_OK or an error code with err naming the path. */
 #ifndef LVD_IO_FILEUTIL_H
@@ -31,6 +31,11 @@ int lvd_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path
  * frees *buf. */
 int lvd_file_read_all(const char *path, size_t max_len, char **buf, size_t *len,
 		      struct lvd_error *err);
+
+/* 1 when path exists and is a directory / a regular file (following symlinks); 0 otherwise
+ * (including errors). */
+int lvd_path_is_dir(const char *path);
+int lvd_path_is_file(const char *path);
 
 /* Creates a directory and its parents (mode 0777 before umask); existing is fine. */
 int lvd_mkdir_p(const char *path, struct lvd_error *err);

@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "io/fileutil.h"
 
 static const char *nm(const char *name) { return name && *name ? name : "(image)"; }
 
@@ -437,48 +438,7 @@ int lvd_image_save_png(const struct lvd_image *img, const char *path, struct lvd
 	int rc = lvd_image_encode_png(img, &buf, &len, err);
 	if (rc)
 		return lvd_error_prefix(err, "%s: ", path);
-	size_t plen = strlen(path);
-	char *tmp = malloc(plen + 5);
-	if (!tmp) {
-		free(buf);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	}
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp", 5);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
-		goto out;
-	}
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = lvd_error_errno(err, LVD_ERR_IO, "cannot write '%s'", tmp);
-			close(fd);
-			unlink(tmp);
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot fsync '%s'", tmp);
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot close '%s'", tmp);
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, path) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
-		unlink(tmp);
-	}
-out:
-	free(tmp);
+	rc = lvd_file_write_atomic(path, buf, len, err);
 	free(buf);
 	return rc;
 }

@@ -361,15 +361,12 @@ int lvd_image_resize(struct lvd_image *out, const struct lvd_image *in, int new_
 			vpass_u8(out->px, cur, &tv, (size_t)OW * C, acc); /* [H][OW*C] -> [OH][OW*C] */
 		}
 	}
-	free(tmp);
-	free(acc);
-	free(fin);
-	free(fmid);
-	free(fout);
-	taps_free(&th);
-	taps_free(&tv);
-	return LVD_OK;
+	rc = LVD_OK;
+	goto out;
 nomem:
+	lvd_image_free(out);
+	rc = lvd_error_set(err, LVD_ERR_NOMEM, "image resize %dx%d -> %dx%d: out of memory", W, H, new_w, new_h);
+out:
 	free(tmp);
 	free(acc);
 	free(fin);
@@ -377,8 +374,7 @@ nomem:
 	free(fout);
 	taps_free(&th);
 	taps_free(&tv);
-	lvd_image_free(out);
-	return lvd_error_set(err, LVD_ERR_NOMEM, "image resize %dx%d -> %dx%d: out of memory", W, H, new_w, new_h);
+	return rc;
 }
 
 void lvd_resize_f32(float *dst, const float *src, int C, int H, int W, int new_h, int new_w,

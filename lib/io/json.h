@@ -50,6 +50,10 @@ int lvd_json_parse(struct lvd_json *doc, const char *name, const char *text, siz
 		   struct lvd_error *err);
 void lvd_json_release(struct lvd_json *j);
 
+/* Fills *out with a borrowed view of an object parsed elsewhere (a record's metadata);
+ * `file` names it in messages. Nothing to release. */
+void lvd_json_view(struct lvd_json *out, json_t *obj, const char *file);
+
 /* The raw value at `key` (dotted path) or NULL when absent; never sets an error. */
 json_t *lvd_json_find(const struct lvd_json *j, const char *key);
 /* 1 if the key is present and not null. */
@@ -75,12 +79,28 @@ int lvd_json_get_string(const struct lvd_json *j, const char *key, const char **
 int lvd_json_get_string_or(const struct lvd_json *j, const char *key, const char *def, const char **out,
 			   struct lvd_error *err);
 
+/* `int` conveniences for struct fields. lvd_json_get_i32 requires an integer in [min, max];
+ * lvd_json_get_i32_or stores def (unchecked) when the key is absent or null and otherwise
+ * checks the same way. Out of range is LVD_ERR_INVALID naming the value and range. */
+int lvd_json_get_i32(const struct lvd_json *j, const char *key, int min, int max, int *out,
+		     struct lvd_error *err);
+int lvd_json_get_i32_or(const struct lvd_json *j, const char *key, int def, int min, int max, int *out,
+			struct lvd_error *err);
+
+/* The array at `key` itself (borrowed), for arrays of arrays or objects that the caller
+ * walks; LVD_ERR_NOTFOUND / LVD_ERR_INVALID like the other required getters. */
+int lvd_json_get_array(const struct lvd_json *j, const char *key, json_t **out, struct lvd_error *err);
+
 /* Arrays into caller storage out[cap]; *n receives the length. More than cap elements
  * is LVD_ERR_INVALID ("has 5 elements, at most 4 expected"). Strings are borrowed. */
 int lvd_json_get_int_array(const struct lvd_json *j, const char *key, int64_t *out, size_t cap, size_t *n,
 			   struct lvd_error *err);
 int lvd_json_get_double_array(const struct lvd_json *j, const char *key, double *out, size_t cap, size_t *n,
 			      struct lvd_error *err);
+/* An array of integers, each in [min, max], into int out[cap]; an element out of range is
+ * LVD_ERR_INVALID ("element 2 is 70000, out of range [1, 65536]"). */
+int lvd_json_get_i32_array(const struct lvd_json *j, const char *key, int min, int max, int *out, size_t cap,
+			   size_t *n, struct lvd_error *err);
 int lvd_json_get_string_array(const struct lvd_json *j, const char *key, const char **out, size_t cap,
 			      size_t *n, struct lvd_error *err);
 

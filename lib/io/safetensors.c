@@ -1,13 +1,11 @@
-/* lib/io/safetensors.c — memory-mapped safetensors reader and atomic writer.
+/* lib/io/safetensors.c — memory-mapped safetensors reader, dtypes and half-precision
+ * conversion (the writer is in safetensors_write.c).
  *
  * Reader: each file is mapped read-only; the header JSON (jansson) is validated as
  * hostile input and kept alive, so tensor names and metadata strings are borrowed from
  * it. The acceptance rule is the Python package's (safetensors 0.8): tensors must tile
  * the byte buffer exactly (sorted by offsets, each begins where the previous ended, the
- * last ends at the end of the file), shape x dtype size must equal the byte length.
- * Writer: byte-identical to safetensors.torch.save (compact JSON, tensors ordered by
- * dtype alignment descending then by name, header padded with spaces to a multiple of
- * 8), except that metadata keys are sorted (Python writes them in hash order). */
+ * last ends at the end of the file), shape x dtype size must equal the byte length. */
 #include "io/safetensors.h"
 
 #include <errno.h>
@@ -24,6 +22,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/safetensors_internal.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)  /* the Python package's limit */
 #define ST_MAX_DEPTH 16                       /* a valid header nests 3 deep */
@@ -49,23 +48,28 @@ static const char *const unsupported_dtypes[] = {
 	"C64", NULL,
 };
 
-const char *lvd_dtype_name(enum lvd_dtype dt)
+const char *lvd_st_dtype_name(enum lvd_st_dtype dt)
 {
 	LVD_ASSERT((unsigned)dt < LVD_DT__COUNT);
 	return dtypes[dt].name;
 }
 
-size_t lvd_dtype_size(enum lvd_dtype dt)
+int lvd_st_dtype_py_rank(enum lvd_st_dtype dt)
+{
+	return (unsigned)dt < LVD_DT__COUNT ? dtypes[dt].py_rank : -1;
+}
+
+size_t lvd_st_dtype_size(enum lvd_st_dtype dt)
 {
 	LVD_ASSERT((unsigned)dt < LVD_DT__COUNT);
 	return dtypes[dt].size;
 }
 
-int lvd_dtype_from_name(const char *name, enum lvd_dtype *out)
+int lvd_st_dtype_from_name(const char *name, enum lvd_st_dtype *out)
 {
 	for (int i = 0; i < LVD_DT__COUNT; i++)
 		if (strcmp(name, dtypes[i].name) == 0) {
-			*out = (enum lvd_dtype)i;
+			*out = (enum lvd_st_dtype)i;
 			return 0;
 		}
 	return -1;
@@ -228,8 +232,8 @@ static int parse_entry(struct st_file *f, const char *name, json_t *e, struct lv
 	if (!json_is_string(jd))
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is not a string", P, name);
 	const char *dn = json_string_value(jd);
-	enum lvd_dtype dt;
-	if (lvd_dtype_from_name(dn, &dt) != 0) {
+	enum lvd_st_dtype dt;
+	if (lvd_st_dtype_from_name(dn, &dt) != 0) {
 		for (int i = 0; unsupported_dtypes[i]; i++)
 			if (strcmp(dn, unsupported_dtypes[i]) == 0)
 				return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
@@ -810,368 +814,4 @@ int lvd_st_load_f32(const struct lvd_st *st, const char *name, int ndim, const i
 				     t->file, name, have, want);
 	}
 	return lvd_tensor_to_f32(t, dst, dst_len, err);
-}
-
-/* ---- writer --------------------------------------------------------------------- */
-
-struct w_entry {
-	char *name;
-	enum lvd_dtype dtype;
-	int ndim;
-	int64_t shape[LVD_ST_MAX_DIMS];
-	const void *data;
-	size_t nbytes;
-};
-
-struct lvd_st_writer {
-	struct w_entry *e;
-	size_t n, cap;
-	char **mk, **mv;
-	size_t nm, mcap;
-};
-
-/* Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF): JSON
- * strings must be valid, and readers (ours, jansson; Python's, serde) refuse others. */
-static int utf8_valid(const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	while (*s) {
-		unsigned c = *s;
-		int n;
-		uint32_t cp;
-		if (c < 0x80) {
-			s++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			n = 1, cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2, cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3, cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		for (int i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i] & 0x3fu);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		s += n + 1;
-	}
-	return 1;
-}
-
-struct lvd_st_writer *lvd_st_writer_new(void)
-{
-	return calloc(1, sizeof(struct lvd_st_writer));
-}
-
-void lvd_st_writer_free(struct lvd_st_writer *w)
-{
-	if (!w)
-		return;
-	for (size_t i = 0; i < w->n; i++)
-		free(w->e[i].name);
-	for (size_t i = 0; i < w->nm; i++) {
-		free(w->mk[i]);
-		free(w->mv[i]);
-	}
-	free(w->e);
-	free(w->mk);
-	free(w->mv);
-	free(w);
-}
-
-int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_dtype dtype, int ndim,
-		      const int64_t *shape, const void *data, struct lvd_error *err)
-{
-	if ((unsigned)dtype >= LVD_DT__COUNT)
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': bad dtype %d", name, (int)dtype);
-	if (ndim < 0 || ndim > LVD_ST_MAX_DIMS)
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': %d dimensions (0..%d allowed)", name, ndim,
-				     LVD_ST_MAX_DIMS);
-	if (strcmp(name, "__metadata__") == 0)
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor name '__metadata__' is reserved");
-	if (!utf8_valid(name))
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor name '%s' is not valid UTF-8", name);
-	for (size_t i = 0; i < w->n; i++)
-		if (strcmp(w->e[i].name, name) == 0)
-			return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s' added twice", name);
-	size_t numel = 1, nbytes;
-	for (int i = 0; i < ndim; i++) {
-		if (shape[i] < 0 || (uint64_t)shape[i] > SIZE_MAX || lvd_size_mul(&numel, numel, (size_t)shape[i]))
-			return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': bad shape (dimension %d = %" PRId64 ")",
-					     name, i, shape[i]);
-	}
-	if (lvd_size_mul(&nbytes, numel, dtypes[dtype].size) || nbytes > (size_t)INT64_MAX)
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': size overflows", name);
-	if (nbytes && !data)
-		return lvd_error_set(err, LVD_ERR_INVALID, "tensor '%s': no data", name);
-	if (w->n == w->cap) {
-		size_t nc = w->cap ? 2 * w->cap : 16;
-		struct w_entry *ne = lvd_realloc_array(w->e, nc, sizeof *ne);
-		if (!ne)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "tensor '%s': out of memory", name);
-		w->e = ne;
-		w->cap = nc;
-	}
-	struct w_entry *e = &w->e[w->n];
-	memset(e, 0, sizeof *e);
-	if (!(e->name = lvd_strdup(name)))
-		return lvd_error_set(err, LVD_ERR_NOMEM, "tensor '%s': out of memory", name);
-	e->dtype = dtype;
-	e->ndim = ndim;
-	for (int i = 0; i < ndim; i++)
-		e->shape[i] = shape[i];
-	e->data = data;
-	e->nbytes = nbytes;
-	w->n++;
-	return 0;
-}
-
-int lvd_st_writer_meta(struct lvd_st_writer *w, const char *key, const char *value, struct lvd_error *err)
-{
-	if (!utf8_valid(key) || !utf8_valid(value))
-		return lvd_error_set(err, LVD_ERR_INVALID, "metadata '%s': key or value is not valid UTF-8", key);
-	for (size_t i = 0; i < w->nm; i++)
-		if (strcmp(w->mk[i], key) == 0) {
-			char *v = lvd_strdup(value);
-			if (!v)
-				return lvd_error_set(err, LVD_ERR_NOMEM, "metadata '%s': out of memory", key);
-			free(w->mv[i]);
-			w->mv[i] = v;
-			return 0;
-		}
-	if (w->nm == w->mcap) {
-		size_t nc = w->mcap ? 2 * w->mcap : 8;
-		char **a = lvd_realloc_array(w->mk, nc, sizeof *a);
-		if (!a)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "metadata '%s': out of memory", key);
-		w->mk = a;
-		char **b = lvd_realloc_array(w->mv, nc, sizeof *b);
-		if (!b)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "metadata '%s': out of memory", key);
-		w->mv = b;
-		w->mcap = nc;
-	}
-	char *k = lvd_strdup(key), *v = lvd_strdup(value);
-	if (!k || !v) {
-		free(k);
-		free(v);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "metadata '%s': out of memory", key);
-	}
-	w->mk[w->nm] = k;
-	w->mv[w->nm] = v;
-	w->nm++;
-	return 0;
-}
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	size_t need;
-	if (lvd_size_add(&need, b->len, n + 1)) {
-		b->oom = 1;
-		return;
-	}
-	if (need > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-		while (nc < need)
-			if (lvd_size_mul(&nc, nc, 2)) {
-				b->oom = 1;
-				return;
-			}
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-/* A JSON string escaped as serde_json does (the Python package's serializer). */
-static void sb_json_string(struct sbuf *b, const char *s)
-{
-	sb_put(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		char esc[8];
-		switch (*p) {
-		case '"': sb_put(b, "\\\"", 2); break;
-		case '\\': sb_put(b, "\\\\", 2); break;
-		case '\b': sb_put(b, "\\b", 2); break;
-		case '\f': sb_put(b, "\\f", 2); break;
-		case '\n': sb_put(b, "\\n", 2); break;
-		case '\r': sb_put(b, "\\r", 2); break;
-		case '\t': sb_put(b, "\\t", 2); break;
-		default:
-			if (*p < 0x20) {
-				snprintf(esc, sizeof esc, "\\u%04x", *p);
-				sb_put(b, esc, 6);
-			} else {
-				sb_put(b, (const char *)p, 1);
-			}
-		}
-	}
-	sb_put(b, "\"", 1);
-}
-
-static int w_entry_cmp(const void *pa, const void *pb)
-{
-	const struct w_entry *a = pa, *b = pb;
-	int ra = dtypes[a->dtype].py_rank, rb = dtypes[b->dtype].py_rank;
-	if (ra != rb)
-		return rb - ra;
-	return strcmp(a->name, b->name);
-}
-
-static int meta_idx_cmp(const void *pa, const void *pb, void *ctx)
-{
-	char **keys = ctx;
-	return strcmp(keys[*(const size_t *)pa], keys[*(const size_t *)pb]);
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t k = write(fd, c, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-int lvd_st_writer_write(struct lvd_st_writer *w, const char *path, struct lvd_error *err)
-{
-	if (w->n)
-		qsort(w->e, w->n, sizeof *w->e, w_entry_cmp);
-	size_t *mi = lvd_alloc_array(w->nm + 1, sizeof *mi);
-	if (!mi)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	for (size_t i = 0; i < w->nm; i++)
-		mi[i] = i;
-	qsort_r(mi, w->nm, sizeof *mi, meta_idx_cmp, w->mk);
-
-	struct sbuf h = {0};
-	char num[64];
-	sb_str(&h, "{");
-	if (w->nm) {
-		sb_str(&h, "\"__metadata__\":{");
-		for (size_t i = 0; i < w->nm; i++) {
-			if (i)
-				sb_str(&h, ",");
-			sb_json_string(&h, w->mk[mi[i]]);
-			sb_str(&h, ":");
-			sb_json_string(&h, w->mv[mi[i]]);
-		}
-		sb_str(&h, "}");
-	}
-	free(mi);
-	uint64_t off = 0;
-	for (size_t i = 0; i < w->n; i++) {
-		const struct w_entry *e = &w->e[i];
-		if (i || w->nm)
-			sb_str(&h, ",");
-		sb_json_string(&h, e->name);
-		sb_str(&h, ":{\"dtype\":\"");
-		sb_str(&h, dtypes[e->dtype].name);
-		sb_str(&h, "\",\"shape\":[");
-		for (int d = 0; d < e->ndim; d++) {
-			snprintf(num, sizeof num, "%s%" PRId64, d ? "," : "", e->shape[d]);
-			sb_str(&h, num);
-		}
-		snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + e->nbytes);
-		sb_str(&h, num);
-		off += e->nbytes;
-	}
-	sb_str(&h, "}");
-	while (!h.oom && h.len % 8)
-		sb_str(&h, " ");
-	if (h.oom) {
-		free(h.p);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory for the header", path);
-	}
-	uint8_t len8[8];
-	for (int i = 0; i < 8; i++)
-		len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
-
-	char *tmp = NULL;
-	size_t pl = strlen(path), tl;
-	int rc = 0, fd = -1;
-	if (lvd_size_add(&tl, pl, 5) || !(tmp = malloc(tl))) {
-		free(h.p);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	}
-	snprintf(tmp, tl, "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
-		goto out;
-	}
-	if (write_all(fd, len8, 8) || write_all(fd, h.p, h.len)) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot write '%s'", tmp);
-		goto out;
-	}
-	for (size_t i = 0; i < w->n; i++)
-		if (w->e[i].nbytes && write_all(fd, w->e[i].data, w->e[i].nbytes)) {
-			rc = lvd_error_errno(err, LVD_ERR_IO, "cannot write '%s'", tmp);
-			goto out;
-		}
-	if (fsync(fd) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot fsync '%s'", tmp);
-		goto out;
-	}
-	int cfd = fd;
-	fd = -1;
-	if (close(cfd) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot close '%s'", tmp);
-		goto out;
-	}
-	if (rename(tmp, path) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
-		goto out;
-	}
-	/* make the rename durable; failure here is not worth failing the write for */
-	char *dir = dir_of(path);
-	if (dir) {
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
-		free(dir);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		unlink(tmp);
-	free(tmp);
-	free(h.p);
-	return rc;
 }

@@ -39,7 +39,7 @@
 extern "C" {
 #endif
 
-enum lvd_dtype {
+enum lvd_st_dtype {
 	LVD_DT_F32, LVD_DT_F16, LVD_DT_BF16, LVD_DT_F64,
 	LVD_DT_I64, LVD_DT_I32, LVD_DT_I16, LVD_DT_I8, LVD_DT_U8, LVD_DT_BOOL,
 	LVD_DT__COUNT
@@ -49,7 +49,7 @@ enum lvd_dtype {
 
 struct lvd_tensor_view {
 	const char *name;            /* borrowed from the lvd_st */
-	enum lvd_dtype dtype;
+	enum lvd_st_dtype dtype;
 	int ndim;
 	int64_t shape[LVD_ST_MAX_DIMS];
 	int64_t numel;
@@ -81,10 +81,10 @@ const char *lvd_st_metadata(const struct lvd_st *st, const char *key);
 /* The path given to open (borrowed). */
 const char *lvd_st_path(const struct lvd_st *st);
 
-const char *lvd_dtype_name(enum lvd_dtype dt);   /* "F32", ... */
-size_t lvd_dtype_size(enum lvd_dtype dt);         /* bytes per element (BOOL = 1) */
+const char *lvd_st_dtype_name(enum lvd_st_dtype dt);   /* "F32", ... */
+size_t lvd_st_dtype_size(enum lvd_st_dtype dt);         /* bytes per element (BOOL = 1) */
 /* "F32" -> LVD_DT_F32 etc.; returns 0, or -1 (out untouched) for any other name. */
-int lvd_dtype_from_name(const char *name, enum lvd_dtype *out);
+int lvd_st_dtype_from_name(const char *name, enum lvd_st_dtype *out);
 
 /* Converts a tensor to f32 into dst[numel]; float/int/bool dtypes all convert.
  * Fails (LVD_ERR_INVALID, naming the tensor and file) if dst_len < numel. */
@@ -115,7 +115,7 @@ uint16_t lvd_f32_to_bf16(float f);
 struct lvd_st_writer;
 struct lvd_st_writer *lvd_st_writer_new(void);
 /* data is borrowed: it must stay valid until lvd_st_writer_write returns. */
-int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_dtype dtype,
+int lvd_st_writer_add(struct lvd_st_writer *w, const char *name, enum lvd_st_dtype dtype,
 		      int ndim, const int64_t *shape, const void *data, struct lvd_error *err);
 int lvd_st_writer_meta(struct lvd_st_writer *w, const char *key, const char *value, struct lvd_error *err);
 int lvd_st_writer_write(struct lvd_st_writer *w, const char *path, struct lvd_error *err);

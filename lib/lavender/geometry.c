@@ -1,12 +1,12 @@
 /* Image layout on the mllama patch canvas and area-weighted map resampling (see geometry.h). */
 #include "lavender/geometry.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "models/mllama/mllama.h"
 
 void lvd_geom_cfg_default(struct lvd_geom_cfg *cfg)
@@ -29,60 +29,39 @@ int lvd_geom_cfg_check(const struct lvd_geom_cfg *cfg, struct lvd_error *err)
 	return LVD_OK;
 }
 
-static int json_int_field(json_t *obj, const char *key, int *out, const char *name, const char *path,
-			  struct lvd_error *err)
-{
-	json_t *v = obj ? json_object_get(obj, key) : NULL;
-	if (!v)
-		return LVD_OK;
-	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 20)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: field '%s%s' must be a positive integer",
-				     name, path, key);
-	*out = (int)json_integer_value(v);
-	return LVD_OK;
-}
-
 int lvd_geom_cfg_from_json(struct lvd_geom_cfg *cfg, const char *json, size_t len, const char *name,
 			   struct lvd_error *err)
 {
-	json_error_t je;
-	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-	if (!root)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: invalid JSON: %s", name, je.line, je.text);
-	int rc = LVD_OK;
-	if (!json_is_object(root)) {
-		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a JSON object", name);
-		goto out;
-	}
-	json_t *vc = json_object_get(root, "vision_config");
+	struct lvd_json j;
+	int rc = lvd_json_parse(&j, name, json, len, err);
+	if (rc)
+		return rc;
+	const int MAX = 1 << 20;
+	int h = 0, w = 0;
+	json_t *vc = lvd_json_find(&j, "vision_config");
 	if (vc && !json_is_object(vc)) {
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: 'vision_config' is not an object", name);
 		goto out;
 	}
-	if ((rc = json_int_field(vc, "image_size", &cfg->tile_size, name, "vision_config.", err)) ||
-	    (rc = json_int_field(vc, "patch_size", &cfg->patch_size, name, "vision_config.", err)) ||
-	    (rc = json_int_field(vc, "max_num_tiles", &cfg->max_tiles, name, "vision_config.", err)) ||
-	    (rc = json_int_field(root, "max_image_tiles", &cfg->max_tiles, name, "", err)) ||
-	    (rc = json_int_field(root, "patch_size", &cfg->patch_size, name, "", err)))
+	if ((rc = lvd_json_get_i32_or(&j, "vision_config.image_size", cfg->tile_size, 1, MAX, &cfg->tile_size, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "vision_config.patch_size", cfg->patch_size, 1, MAX, &cfg->patch_size, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "vision_config.max_num_tiles", cfg->max_tiles, 1, MAX, &cfg->max_tiles, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "max_image_tiles", cfg->max_tiles, 1, MAX, &cfg->max_tiles, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "patch_size", cfg->patch_size, 1, MAX, &cfg->patch_size, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "size.height", 0, 1, MAX, &h, err)) ||
+	    (rc = lvd_json_get_i32_or(&j, "size.width", 0, 1, MAX, &w, err)))
 		goto out;
-	json_t *size = json_object_get(root, "size");
-	if (size && json_is_object(size)) {
-		int h = 0, w = 0;
-		if ((rc = json_int_field(size, "height", &h, name, "size.", err)) ||
-		    (rc = json_int_field(size, "width", &w, name, "size.", err)))
-			goto out;
-		if (h && w && h != w) {
-			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: size %dx%d is not square", name, h, w);
-			goto out;
-		}
-		if (h)
-			cfg->tile_size = h;
+	if (h && w && h != w) {
+		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: size %dx%d is not square", name, h, w);
+		goto out;
 	}
+	if (h)
+		cfg->tile_size = h;
 	rc = lvd_geom_cfg_check(cfg, err);
 	if (rc)
 		lvd_error_prefix(err, "%s: ", name);
 out:
-	json_decref(root);
+	lvd_json_release(&j);
 	return rc;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 
 static const uint8_t MAGIC[4] = {'L', 'V', 'A', 'M'};
 
@@ -180,6 +181,7 @@ int lvd_mapsrec_encode(const struct lvd_mapsrec *r, uint8_t **out, size_t *out_l
 struct dctx {
 	const char *where;
 	struct lvd_error *err;
+	struct lvd_json j;   /* view of the metadata object */
 };
 
 static int fmt_err(struct dctx *c, const char *field, const char *what)
@@ -187,17 +189,32 @@ static int fmt_err(struct dctx *c, const char *field, const char *what)
 	return lvd_error_set(c->err, LVD_ERR_FORMAT, "%s: field '%s': %s", c->where, field, what);
 }
 
-static json_t *need(struct dctx *c, json_t *o, const char *k, json_type type, int *rc)
+/* A getter's failure in record words: the record decoder reports FORMAT errors. */
+static int bad_field(struct dctx *c, const char *k, int rc)
 {
-	json_t *v = json_object_get(o, k);
-	if (*rc)
-		return NULL;
-	if (!v)
-		*rc = fmt_err(c, k, "missing");
-	else if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)) &&
-		 !(type == JSON_REAL && json_is_number(v)))
-		*rc = fmt_err(c, k, "wrong type");
-	return *rc ? NULL : v;
+	return fmt_err(c, k, rc == LVD_ERR_NOTFOUND ? "missing" : "wrong type");
+}
+
+static json_t *need_array(struct dctx *c, const char *k, int *rc)
+{
+	json_t *v = NULL;
+	int r = lvd_json_get_array(&c->j, k, &v, c->err);
+	if (r)
+		*rc = bad_field(c, k, r);
+	return r ? NULL : v;
+}
+
+/* Required integer field in [lo, hi]. */
+static int get_field_int(struct dctx *c, const char *k, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+	int64_t x;
+	int rc = lvd_json_get_int(&c->j, k, &x, c->err);
+	if (rc)
+		return bad_field(c, k, rc);
+	if (x < lo || x > hi)
+		return fmt_err(c, k, "value out of range");
+	*out = (json_int_t)x;
+	return 0;
 }
 
 static int get_int(struct dctx *c, json_t *v, const char *field, json_int_t lo, json_int_t hi, json_int_t *out)
@@ -211,10 +228,10 @@ static int get_int(struct dctx *c, json_t *v, const char *field, json_int_t lo, 
 	return 0;
 }
 
-static int get_pair(struct dctx *c, json_t *o, const char *k, json_int_t lo, json_int_t hi, int *a, int *b)
+static int get_pair(struct dctx *c, const char *k, json_int_t lo, json_int_t hi, int *a, int *b)
 {
 	int rc = 0;
-	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
+	json_t *v = need_array(c, k, &rc);
 	if (rc)
 		return rc;
 	if (json_array_size(v) != 2)
@@ -228,20 +245,36 @@ static int get_pair(struct dctx *c, json_t *o, const char *k, json_int_t lo, jso
 	return 0;
 }
 
-/* Integer list of expected length n (or any length up to max when n is 0 and max given). */
-static int get_ints(struct dctx *c, json_t *o, const char *k, size_t n, size_t max, json_int_t lo,
-		    json_int_t hi, int32_t **out, uint32_t *count)
+/* The list at k: length n (or at most max when n is 0); *out gets a zeroed array of its
+ * length (at least 1) of el-byte elements. NULL with *rc set on failure. */
+static json_t *need_list(struct dctx *c, const char *k, size_t n, size_t max, size_t el, void **out, int *rc)
+{
+	json_t *v = need_array(c, k, rc);
+	if (!v)
+		return NULL;
+	size_t len = json_array_size(v);
+	if (n ? len != n : len > max) {
+		*rc = fmt_err(c, k, n ? "length differs from the token count" : "list too long");
+		return NULL;
+	}
+	if (!(*out = lvd_calloc_array(len ? len : 1, el))) {
+		*rc = lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
+		return NULL;
+	}
+	return v;
+}
+
+/* Integer list (see need_list), elements in [lo, hi]. */
+static int get_ints(struct dctx *c, const char *k, size_t n, size_t max, json_int_t lo, json_int_t hi,
+		    int32_t **out, uint32_t *count)
 {
 	int rc = 0;
-	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
-	if (rc)
+	void *p = NULL;
+	json_t *v = need_list(c, k, n, max, sizeof(int32_t), &p, &rc);
+	if (!v)
 		return rc;
+	*out = p;
 	size_t len = json_array_size(v);
-	if (n ? len != n : len > max)
-		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
-	*out = lvd_alloc_array(len ? len : 1, sizeof(int32_t));
-	if (!*out)
-		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
 	for (size_t i = 0; i < len; i++) {
 		json_int_t x;
 		if ((rc = get_int(c, json_array_get(v, i), k, lo, hi, &x)))
@@ -253,31 +286,28 @@ static int get_ints(struct dctx *c, json_t *o, const char *k, size_t n, size_t m
 	return 0;
 }
 
-static int get_str(struct dctx *c, json_t *o, const char *k, char **out)
+static int get_str(struct dctx *c, const char *k, char **out)
 {
-	int rc = 0;
-	json_t *v = need(c, o, k, JSON_STRING, &rc);
+	const char *s;
+	int rc = lvd_json_get_string(&c->j, k, &s, c->err);
 	if (rc)
-		return rc;
-	if (strlen(json_string_value(v)) != json_string_length(v))
+		return bad_field(c, k, rc);
+	if (strlen(s) != json_string_length(lvd_json_find(&c->j, k)))
 		return fmt_err(c, k, "contains a NUL byte");
-	if (!(*out = lvd_strdup(json_string_value(v))))
+	if (!(*out = lvd_strdup(s)))
 		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
 	return 0;
 }
 
-static int get_strs(struct dctx *c, json_t *o, const char *k, size_t n, size_t max, char ***out, uint32_t *count)
+static int get_strs(struct dctx *c, const char *k, size_t n, size_t max, char ***out, uint32_t *count)
 {
 	int rc = 0;
-	json_t *v = need(c, o, k, JSON_ARRAY, &rc);
-	if (rc)
+	void *p = NULL;
+	json_t *v = need_list(c, k, n, max, sizeof(char *), &p, &rc);
+	if (!v)
 		return rc;
+	*out = p;
 	size_t len = json_array_size(v);
-	if (n ? len != n : len > max)
-		return fmt_err(c, k, n ? "length differs from the token count" : "list too long");
-	*out = lvd_calloc_array(len ? len : 1, sizeof(char *));
-	if (!*out)
-		return lvd_error_set(c->err, LVD_ERR_NOMEM, "%s: field '%s'", c->where, k);
 	if (count)
 		*count = (uint32_t)len;
 	for (size_t i = 0; i < len; i++) {
@@ -292,46 +322,45 @@ static int get_strs(struct dctx *c, json_t *o, const char *k, size_t n, size_t m
 	return 0;
 }
 
-static int decode_json(struct dctx *c, struct lvd_mapsrec *r, json_t *o)
+static int decode_json(struct dctx *c, struct lvd_mapsrec *r)
 {
 	int rc = 0;
 	json_t *v;
 	json_int_t x;
-	if ((rc = get_str(c, o, "id", &r->id)) || (rc = get_str(c, o, "text", &r->text)) ||
-	    (rc = get_str(c, o, "image_file", &r->image_file)))
+	int truncated;
+	if ((rc = get_str(c, "id", &r->id)) || (rc = get_str(c, "text", &r->text)) ||
+	    (rc = get_str(c, "image_file", &r->image_file)))
 		return rc;
-	if (!(v = need(c, o, "truncated", JSON_TRUE, &rc)))
-		return rc;
-	r->truncated = json_is_true(v);
+	if ((rc = lvd_json_get_bool(&c->j, "truncated", &truncated, c->err)))
+		return bad_field(c, "truncated", rc);
+	r->truncated = truncated;
 	uint32_t n_layers = 0;
-	if ((rc = get_strs(c, o, "words", 0, LVD_MAPSREC_MAX_LIST, &r->words, &r->n_words)) ||
-	    (rc = get_ints(c, o, "tokens", r->T, 0, 0, INT32_MAX, &r->tokens, NULL)) ||
-	    (rc = get_strs(c, o, "token_strs", r->T, 0, &r->token_strs, NULL)) ||
-	    (rc = get_ints(c, o, "word_idx", r->T, 0, -1, (json_int_t)r->n_words - 1, &r->word_idx, NULL)) ||
-	    (rc = get_pair(c, o, "image", 1, INT32_MAX, &r->img_w, &r->img_h)) ||
-	    (rc = get_pair(c, o, "sd_size", 1, INT32_MAX, &r->sd_w, &r->sd_h)) ||
-	    (rc = get_pair(c, o, "grid", 1, LVD_MAPSREC_MAX_GRID, &r->grid_w, &r->grid_h)) ||
-	    (rc = get_ints(c, o, "layers", 0, LVD_MAPSREC_MAX_LIST, 1, INT32_MAX, &r->layers, &n_layers)) ||
-	    (rc = get_ints(c, o, "timesteps", 0, LVD_MAPSREC_MAX_LIST, 0, INT32_MAX, &r->timesteps,
-			   &r->n_timesteps)))
+	if ((rc = get_strs(c, "words", 0, LVD_MAPSREC_MAX_LIST, &r->words, &r->n_words)) ||
+	    (rc = get_ints(c, "tokens", r->T, 0, 0, INT32_MAX, &r->tokens, NULL)) ||
+	    (rc = get_strs(c, "token_strs", r->T, 0, &r->token_strs, NULL)) ||
+	    (rc = get_ints(c, "word_idx", r->T, 0, -1, (json_int_t)r->n_words - 1, &r->word_idx, NULL)) ||
+	    (rc = get_pair(c, "image", 1, INT32_MAX, &r->img_w, &r->img_h)) ||
+	    (rc = get_pair(c, "sd_size", 1, INT32_MAX, &r->sd_w, &r->sd_h)) ||
+	    (rc = get_pair(c, "grid", 1, LVD_MAPSREC_MAX_GRID, &r->grid_w, &r->grid_h)) ||
+	    (rc = get_ints(c, "layers", 0, LVD_MAPSREC_MAX_LIST, 1, INT32_MAX, &r->layers, &n_layers)) ||
+	    (rc = get_ints(c, "timesteps", 0, LVD_MAPSREC_MAX_LIST, 0, INT32_MAX, &r->timesteps, &r->n_timesteps)))
 		return rc;
 	r->n_layers = n_layers;
-	if (!(v = need(c, o, "resolution", JSON_INTEGER, &rc)) ||
-	    (rc = get_int(c, v, "resolution", 1, INT32_MAX, &x)))
+	if ((rc = get_field_int(c, "resolution", 1, INT32_MAX, &x)))
 		return rc;
 	r->resolution = (int)x;
-	if (!(v = need(c, o, "draws", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "draws", 1, UINT32_MAX, &x)))
+	if ((rc = get_field_int(c, "draws", 1, UINT32_MAX, &x)))
 		return rc;
 	r->draws = (uint32_t)x;
-	if (!(v = need(c, o, "seed", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "seed", 0, INT64_MAX, &x)))
+	if ((rc = get_field_int(c, "seed", 0, INT64_MAX, &x)))
 		return rc;
 	r->seed = (uint64_t)x;
-	if (!(v = need(c, o, "index", JSON_INTEGER, &rc)) || (rc = get_int(c, v, "index", 0, INT64_MAX, &x)))
+	if ((rc = get_field_int(c, "index", 0, INT64_MAX, &x)))
 		return rc;
 	r->index = (uint64_t)x;
 
 	/* spans: [T][2] inside the text */
-	if (!(v = need(c, o, "spans", JSON_ARRAY, &rc)))
+	if (!(v = need_array(c, "spans", &rc)))
 		return rc;
 	if (json_array_size(v) != r->T)
 		return fmt_err(c, "spans", "length differs from the token count");
@@ -351,7 +380,7 @@ static int decode_json(struct dctx *c, struct lvd_mapsrec *r, json_t *o)
 	}
 
 	/* stats: [T][4] numbers */
-	if (!(v = need(c, o, "stats", JSON_ARRAY, &rc)))
+	if (!(v = need_array(c, "stats", &rc)))
 		return rc;
 	if (json_array_size(v) != r->T)
 		return fmt_err(c, "stats", "length differs from the token count");
@@ -377,7 +406,7 @@ int lvd_mapsrec_decode(struct lvd_mapsrec *r, const void *buf, size_t len, const
 		       struct lvd_error *err)
 {
 	memset(r, 0, sizeof *r);
-	struct dctx c = {where ? where : "record", err};
+	struct dctx c = {.where = where ? where : "record", .err = err};
 	const uint8_t *b = buf;
 	if (len < LVD_MAPSREC_HEADER)
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: payload of %zu bytes is shorter than the %d-byte header",
@@ -413,8 +442,10 @@ int lvd_mapsrec_decode(struct lvd_mapsrec *r, const void *buf, size_t len, const
 	r->T = T;
 	if (!json_is_object(o))
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata is not a JSON object", c.where);
-	else
-		rc = decode_json(&c, r, o);
+	else {
+		lvd_json_view(&c.j, o, c.where);
+		rc = decode_json(&c, r);
+	}
 	json_decref(o);
 	if (rc)
 		return rc;

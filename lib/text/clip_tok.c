@@ -7,6 +7,7 @@
 #include <utf8proc.h>
 
 #include "core/alloc.h"
+#include "io/fileutil.h"
 #include "text/bpe.h"
 #include "text/pretok.h"
 #include "text/textio.h"
@@ -319,7 +320,7 @@ static int load_vocab_json(struct lvd_clip_tok *t, const char *path, struct lvd_
 	json_error_t je;
 	json_t *root = json_load_file(path, 0, &je);
 	if (!root)
-		return lvd_text_is_file(path) ? lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text)
+		return lvd_path_is_file(path) ? lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text)
 					      : lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	int rc = 0;
 	if (!json_is_object(root))
@@ -366,23 +367,18 @@ static int load_merges(struct lvd_clip_tok *t, const char *path, int derive, str
 			k++;
 		}
 	}
-	size_t p = 0, line = 0, k = 0;
-	while (!rc && p < len && k < CLIP_MERGES) {
-		size_t e = p;
-		while (e < len && data[e] != '\n')
-			e++;
-		size_t le = e;
-		if (le > p && data[le - 1] == '\r')
-			le--;
+	size_t p = 0, line = 0, k = 0, ll;
+	const char *ln;
+	while (!rc && k < CLIP_MERGES && lvd_text_next_line(data, len, &p, &ln, &ll)) {
 		line++;
-		if (line > 1 && le > p) {
-			const char *a = data + p, *sp = memchr(a, ' ', le - p);
+		if (line > 1 && ll > 0) {
+			const char *a = ln, *sp = memchr(a, ' ', ll);
 			if (!sp) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: expected 'a b'", path, line);
 				break;
 			}
 			const char *b = sp + 1;
-			size_t al = (size_t)(sp - a), bl = (size_t)(data + le - b);
+			size_t al = (size_t)(sp - a), bl = (size_t)(ln + ll - b);
 			int32_t l = lvd_bpe_find_str(t->bpe, a, al, "</w>"), r = lvd_bpe_find_str(t->bpe, b, bl, "</w>");
 			if (l < 0 || r < 0) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: '%.*s' is not a known token", path, line,
@@ -412,7 +408,6 @@ static int load_merges(struct lvd_clip_tok *t, const char *path, int derive, str
 			}
 			k++;
 		}
-		p = e + 1;
 	}
 	if (!rc && k < CLIP_MERGES)
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: %zu merges, expected %d", path, k, CLIP_MERGES);
@@ -431,19 +426,19 @@ int lvd_clip_tok_load(struct lvd_clip_tok **out, const char *path, struct lvd_er
 	char vocab[4096], merges[4096];
 	vocab[0] = merges[0] = 0;
 	int rc = 0;
-	if (lvd_text_is_dir(path)) {
+	if (lvd_path_is_dir(path)) {
 		char sub[4096];
 		snprintf(sub, sizeof sub, "%s/tokenizer", path);
-		const char *dir = lvd_text_is_dir(sub) ? sub : path;
+		const char *dir = lvd_path_is_dir(sub) ? sub : path;
 		snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
 		snprintf(merges, sizeof merges, "%s/merges.txt", dir);
-		if (!lvd_text_is_file(merges)) {
+		if (!lvd_path_is_file(merges)) {
 			snprintf(merges, sizeof merges, "%s/bpe_simple_vocab_16e6.txt.gz", dir);
 			vocab[0] = 0;
-			if (!lvd_text_is_file(merges))
+			if (!lvd_path_is_file(merges))
 				rc = lvd_error_set(err, LVD_ERR_NOTFOUND,
 						   "'%s' holds neither merges.txt nor bpe_simple_vocab_16e6.txt.gz", dir);
-		} else if (!lvd_text_is_file(vocab)) {
+		} else if (!lvd_path_is_file(vocab)) {
 			vocab[0] = 0;
 		}
 	} else if (ends_with(path, "vocab.json")) {
@@ -453,7 +448,7 @@ int lvd_clip_tok_load(struct lvd_clip_tok **out, const char *path, struct lvd_er
 		snprintf(merges, sizeof merges, "%s", path);
 		if (ends_with(path, "merges.txt")) {
 			snprintf(vocab, sizeof vocab, "%.*svocab.json", (int)(strlen(path) - strlen("merges.txt")), path);
-			if (!lvd_text_is_file(vocab))
+			if (!lvd_path_is_file(vocab))
 				vocab[0] = 0;
 		}
 	}

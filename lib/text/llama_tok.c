@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/fileutil.h"
 #include "text/bpe.h"
 #include "text/pretok.h"
 #include "text/strmap.h"
@@ -162,26 +163,21 @@ static int load_tiktoken(struct lvd_llama_tok *t, const char *path, enum lvd_lla
 	int rc = lvd_text_read_file(path, &data, &len, err);
 	if (rc)
 		return rc;
-	size_t line = 0, p = 0;
+	size_t line = 0, p = 0, ll;
+	const char *ln;
 	int32_t maxid = -1;
-	while (p < len) {
+	while (lvd_text_next_line(data, len, &p, &ln, &ll)) {
 		line++;
-		size_t e = p;
-		while (e < len && data[e] != '\n')
-			e++;
-		size_t le = e;
-		if (le > p && data[le - 1] == '\r')
-			le--;
-		if (le > p) {
-			const char *sp = memchr(data + p, ' ', le - p);
+		if (ll > 0) {
+			const char *sp = memchr(ln, ' ', ll);
 			uint8_t tok[512];
-			if (!sp || (size_t)(sp - (data + p)) > 680) {
+			if (!sp || (size_t)(sp - ln) > 680) {
 				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%zu: expected 'base64 rank'", path, line);
 				goto out;
 			}
-			long n = b64dec(data + p, (size_t)(sp - (data + p)), tok);
+			long n = b64dec(ln, (size_t)(sp - ln), tok);
 			char num[32];
-			size_t nl = (size_t)(data + le - (sp + 1));
+			size_t nl = (size_t)(ln + ll - (sp + 1));
 			uint64_t rank = 0;
 			int ok = n > 0 && nl > 0 && nl < sizeof num;
 			for (size_t k = 0; ok && k < nl; k++) {
@@ -200,7 +196,6 @@ static int load_tiktoken(struct lvd_llama_tok *t, const char *path, enum lvd_lla
 			if ((int32_t)rank > maxid)
 				maxid = (int32_t)rank;
 		}
-		p = e + 1;
 	}
 	if ((rc = lvd_bpe_merges_from_ranks(t->bpe, err)) || (rc = lvd_bpe_finish(t->bpe, 0, 1, err))) {
 		lvd_error_prefix(err, "%s: ", path);
@@ -249,7 +244,7 @@ static int load_json(struct lvd_llama_tok *t, const char *path, struct lvd_error
 	json_error_t je;
 	json_t *root = json_load_file(path, 0, &je);
 	if (!root) {
-		if (!lvd_text_is_file(path))
+		if (!lvd_path_is_file(path))
 			return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
 	}
@@ -363,13 +358,13 @@ int lvd_llama_tok_load(struct lvd_llama_tok **out, const char *path, enum lvd_ll
 	lvd_strmap_init(&t->sp_map);
 	int rc;
 	char buf[4096];
-	if (lvd_text_is_dir(path)) {
+	if (lvd_path_is_dir(path)) {
 		snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
-		if (lvd_text_is_file(buf)) {
+		if (lvd_path_is_file(buf)) {
 			rc = load_json(t, buf, err);
 		} else {
 			snprintf(buf, sizeof buf, "%s/tokenizer.model", path);
-			if (lvd_text_is_file(buf))
+			if (lvd_path_is_file(buf))
 				rc = load_tiktoken(t, buf, scheme, err);
 			else
 				rc = lvd_error_set(err, LVD_ERR_NOTFOUND, "'%s' holds neither tokenizer.json nor tokenizer.model",
@@ -377,7 +372,7 @@ int lvd_llama_tok_load(struct lvd_llama_tok **out, const char *path, enum lvd_ll
 		}
 	} else if (ends_with(path, ".json")) {
 		rc = load_json(t, path, err);
-	} else if (lvd_text_is_file(path)) {
+	} else if (lvd_path_is_file(path)) {
 		rc = load_tiktoken(t, path, scheme, err);
 	} else {
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);

@@ -8,69 +8,39 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
-
-int lvd_text_is_dir(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int lvd_text_is_file(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
+#include "io/fileutil.h"
 
 int lvd_text_read_file(const char *path, char **data, size_t *len, struct lvd_error *err)
 {
-	*data = NULL;
-	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
-	size_t cap = 1 << 16, n = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
-		fclose(f);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	}
-	for (;;) {
-		if (n + 1 >= cap) {
-			char *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		size_t r = fread(buf + n, 1, cap - 1 - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		free(buf);
-		return lvd_error_set(err, LVD_ERR_IO, "cannot read '%s'", path);
-	}
-	buf[n] = 0;
+	char *buf;
+	size_t n;
+	int rc = lvd_file_read_all(path, SIZE_MAX - 1, &buf, &n, err);
+	if (rc)
+		return rc;
 	if (n >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
-		char *out;
-		size_t ol;
-		int rc = lvd_gunzip((const unsigned char *)buf, n, &out, &ol, err);
+		rc = lvd_gunzip((const unsigned char *)buf, n, data, len, err);
 		free(buf);
-		if (rc)
-			return lvd_error_prefix(err, "%s: ", path);
-		*data = out;
-		*len = ol;
-		return 0;
+		return rc ? lvd_error_prefix(err, "%s: ", path) : 0;
 	}
 	*data = buf;
 	*len = n;
 	return 0;
+}
+
+int lvd_text_next_line(const char *data, size_t len, size_t *pos, const char **line, size_t *n)
+{
+	size_t p = *pos, e = p;
+	if (p >= len)
+		return 0;
+	while (e < len && data[e] != '\n')
+		e++;
+	size_t le = e;
+	if (le > p && data[le - 1] == '\r')
+		le--;
+	*line = data + p;
+	*n = le - p;
+	*pos = e + 1;
+	return 1;
 }
 
 /* ---- inflate (RFC 1951), written from the format description ---------------- */

@@ -78,6 +78,16 @@ for f in train-00000.lvdp train-00001.lvdp train-00002.lvdp; do cmp -s "$T_TMP/a
 if [ $same -eq 1 ] && [ "$(stat -c %i "$T_TMP/r/train-00000.lvdp")" = "$ino" ] && [ ! -e "$T_TMP/r/train-00001.lvdp.tmp" ]; then pass; else fail "resume gives identical shards, shard 0 untouched"; fi
 if [ "$(grep -c nomap "$T_TMP/r/errors.jsonl")" -eq 1 ]; then pass; else fail "errors.jsonl not duplicated on resume"; fi
 if grep -q '"samples": 20' "$T_TMP/r/pack.json"; then pass; else fail "resumed pack.json stats cover all shards"; fi
+# the one resume rule: a shard without its shards.jsonl line (killed between the rename and
+# the line) is recomputed, byte-identical; the complete shards before it are kept
+cp -r "$T_TMP/b" "$T_TMP/r2"
+head -n 2 "$T_TMP/b/shards.jsonl" >"$T_TMP/r2/shards.jsonl"
+echo junk >"$T_TMP/r2/train-00002.lvdp"
+ino=$(stat -c %i "$T_TMP/r2/train-00001.lvdp")
+expect_stderr "resuming after 2 complete shard" "resume after a shard without its line" run "$T_TMP/r2" --threads 2 --keep-going
+if cmp -s "$T_TMP/a/train-00002.lvdp" "$T_TMP/r2/train-00002.lvdp" && [ "$(stat -c %i "$T_TMP/r2/train-00001.lvdp")" = "$ino" ] &&
+   [ "$(wc -l <"$T_TMP/r2/shards.jsonl")" -eq 3 ] && cmp -s "$T_TMP/b/shards.jsonl" "$T_TMP/r2/shards.jsonl"; then pass
+else fail "shard without its ledger line recomputed, ledger restored"; fi
 expect_exit 2 "resume with other options refused" run "$T_TMP/r" --grid 32 --keep-going
 expect_stderr "params differ" "resume refusal message" run "$T_TMP/r" --grid 32 --keep-going
 

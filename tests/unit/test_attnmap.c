@@ -6,7 +6,18 @@
 #include <stdint.h>
 
 #include "lavender/attnmap.h"
+#include "lavender/attnmap_sample.h"
 #include "lavender/mapsrec.h"
+
+/* The documented noise stream: FNV-1a 64 over id bytes, a 0 byte, u32 LE timestep, u32
+ * LE draw (value computed independently in Python). */
+static void test_noise_stream(void)
+{
+	CHECK(lvd_attnmap_noise_stream("coco_1", 500, 3) == 0xa1680e905e029247ull);
+	CHECK(lvd_attnmap_noise_stream("coco_1", 500, 2) != lvd_attnmap_noise_stream("coco_1", 500, 3));
+	CHECK(lvd_attnmap_noise_stream("coco_1", 300, 3) != lvd_attnmap_noise_stream("coco_1", 500, 3));
+	CHECK(lvd_attnmap_noise_stream("coco_2", 500, 3) != lvd_attnmap_noise_stream("coco_1", 500, 3));
+}
 
 static void test_geometry(void)
 {
@@ -394,7 +405,7 @@ static void test_decode_corrupt(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_geometry), TEST(test_layers), TEST(test_resize), TEST(test_aggregate),
+		TEST(test_noise_stream), TEST(test_geometry), TEST(test_layers), TEST(test_resize), TEST(test_aggregate),
 		TEST(test_stats), TEST(test_roundtrip), TEST(test_encode_invalid), TEST(test_decode_corrupt),
 		{0}};
 	return lvd_test_main(argc, argv, tests);

@@ -168,6 +168,24 @@ static void test_pretok(void)
 	CHECK_CONTAINS(err.msg, "offset");
 }
 
+static void test_next_line(void)
+{
+	static const char text[] = "a b\r\n\nlast";
+	const char *want[] = {"a b", "", "last"};
+	size_t pos = 0, n, k = 0;
+	const char *line;
+	while (lvd_text_next_line(text, sizeof text - 1, &pos, &line, &n)) {
+		REQUIRE(k < 3);
+		CHECK(n == strlen(want[k]) && !memcmp(line, want[k], n));
+		k++;
+	}
+	CHECK(k == 3 && pos == sizeof text);
+	pos = 0;
+	CHECK(lvd_text_next_line("", 0, &pos, &line, &n) == 0);
+	CHECK(lvd_text_next_line("\n", 1, &pos, &line, &n) == 1 && n == 0 && pos == 1);
+	CHECK(lvd_text_next_line("\n", 1, &pos, &line, &n) == 0);
+}
+
 static void test_gunzip(void)
 {
 	/* gzip -n of "hello hello hello\n" (fixed Huffman with a back-reference) */
@@ -191,6 +209,6 @@ int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {TEST(test_merge_order), TEST(test_ignore_merges_and_eow),
 						TEST(test_strmap), TEST(test_utf8), TEST(test_pretok),
-						TEST(test_gunzip), {0}};
+						TEST(test_gunzip), TEST(test_next_line), {0}};
 	return lvd_test_main(argc, argv, tests);
 }

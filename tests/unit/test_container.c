@@ -187,6 +187,7 @@ static void test_empty_shard_and_errors_on_write(void)
 	CHECK(lvd_rec_writer_append(w, longid, "x", 1, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "longer than 1024");
 	CHECK(lvd_rec_writer_count(w) == 0);
+	CHECK(lvd_rec_writer_bytes(w) == 0); /* refused appends write nothing */
 	REQUIRE(lvd_rec_writer_close(w, &err) == LVD_OK);
 	struct lvd_rec_reader *r;
 	REQUIRE(lvd_rec_open(&r, p, NULL, &err) == LVD_OK);
@@ -204,8 +205,11 @@ static void test_empty_shard_and_errors_on_write(void)
 		snprintf(id, sizeof id, "id%d", k);
 		REQUIRE(lvd_rec_writer_append(w, id, id, strlen(id), &err) == LVD_OK);
 	}
+	uint64_t bytes200 = lvd_rec_writer_bytes(w);
+	CHECK(bytes200 > 200 * 9); /* a zstd frame with checksum is more than 9 bytes */
 	CHECK(lvd_rec_writer_append(w, "id7", "y", 1, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "dup.lvdp: record 200: duplicate id 'id7' (also record 7)");
+	CHECK(lvd_rec_writer_bytes(w) == bytes200);
 	REQUIRE(lvd_rec_writer_append(w, "caf\xc3\xa9 \xe6\x97\xa5", "", 0, &err) == LVD_OK);
 	REQUIRE(lvd_rec_writer_close(w, &err) == LVD_OK);
 	REQUIRE(lvd_rec_open(&r, p, LVD_REC_KIND_PACK, &err) == LVD_OK);
@@ -605,6 +609,9 @@ static void test_fileutil_helpers(void)
 	char tmp[330];
 	snprintf(tmp, sizeof tmp, "%s.tmp", file);
 	CHECK(exists(file) && !exists(tmp));
+	CHECK(lvd_path_is_file(file) && !lvd_path_is_dir(file));
+	CHECK(lvd_path_is_dir(dir) && !lvd_path_is_file(dir));
+	CHECK(!lvd_path_is_file(tmp) && !lvd_path_is_dir(tmp));
 	char *buf;
 	size_t len;
 	CHECK(lvd_file_read_all(file, 100, &buf, &len, &err) == LVD_OK && len == 9 && !strcmp(buf, "{\"a\": 1}"));

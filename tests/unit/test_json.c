@@ -196,12 +196,70 @@ static void test_real_config(void)
 	lvd_json_release(&j);
 }
 
+/* The int-typed getters used for struct fields (sd_load, geometry, mllama). */
+static void test_i32(void)
+{
+	struct lvd_json j;
+	struct lvd_error e = {0};
+	REQUIRE(lvd_json_parse(&j, "cfg.json", cfg, sizeof cfg - 1, &e) == 0);
+	int v = -7;
+	CHECK(lvd_json_get_i32(&j, "hidden_size", 1, 65536, &v, &e) == 0 && v == 4096);
+	CHECK(lvd_json_get_i32(&j, "vision_config.patch.size", 14, 14, &v, &e) == 0 && v == 14);
+	v = -7;
+	CHECK(lvd_json_get_i32(&j, "hidden_size", 1, 4095, &v, &e) == LVD_ERR_INVALID && v == -7);
+	CHECK_STR(e.msg, "cfg.json: key 'hidden_size': 4096 is out of range [1, 4095]");
+	CHECK(lvd_json_get_i32(&j, "big", 0, INT32_MAX, &v, &e) == LVD_ERR_INVALID);
+	CHECK_STR(e.msg, "cfg.json: key 'big': 9223372036854775807 is out of range [0, 2147483647]");
+	CHECK(lvd_json_get_i32(&j, "absent", 0, 1, &v, &e) == LVD_ERR_NOTFOUND);
+	CHECK(lvd_json_get_i32(&j, "nothing", 0, 1, &v, &e) == LVD_ERR_INVALID);
+	CHECK(lvd_json_get_i32(&j, "scale", 0, 1, &v, &e) == LVD_ERR_INVALID); /* range after type */
+	CHECK(lvd_json_get_i32(&j, "rms_norm_eps", 0, 1, &v, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "expected an integer, got a real number");
+	/* _or: the default is stored unchecked for absent and null, a present value is checked */
+	CHECK(lvd_json_get_i32_or(&j, "absent", -5, 1, 2, &v, &e) == 0 && v == -5);
+	CHECK(lvd_json_get_i32_or(&j, "nothing", 9, 1, 2, &v, &e) == 0 && v == 9);
+	CHECK(lvd_json_get_i32_or(&j, "scale", 9, 1, 2, &v, &e) == 0 && v == 2);
+	CHECK(lvd_json_get_i32_or(&j, "scale", 9, 3, 4, &v, &e) == LVD_ERR_INVALID);
+	CHECK_STR(e.msg, "cfg.json: key 'scale': 2 is out of range [3, 4]");
+	CHECK(lvd_json_get_i32_or(&j, "act", 9, 1, 2, &v, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "key 'act': expected an integer, got a string");
+	/* arrays with an element range */
+	int ch[4] = {0};
+	size_t n = 99;
+	CHECK(lvd_json_get_i32_array(&j, "block_out_channels", 1, 65536, ch, 4, &n, &e) == 0 && n == 4);
+	CHECK(ch[0] == 320 && ch[1] == 640 && ch[2] == 1280 && ch[3] == 1280);
+	n = 99;
+	CHECK(lvd_json_get_i32_array(&j, "block_out_channels", 1, 1000, ch, 4, &n, &e) == LVD_ERR_INVALID && n == 99);
+	CHECK_STR(e.msg, "cfg.json: key 'block_out_channels': element 2 is 1280, out of range [1, 1000]");
+	CHECK(lvd_json_get_i32_array(&j, "block_out_channels", 1, 65536, ch, 3, &n, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "has 4 elements, at most 3 expected");
+	CHECK(lvd_json_get_i32_array(&j, "mixed", 0, 10, ch, 4, &n, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "expected an array of integers (element 1 is a real number)");
+	CHECK(lvd_json_get_i32_array(&j, "scale", 0, 10, ch, 4, &n, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "expected an array of integers, got an integer");
+	CHECK(lvd_json_get_i32_array(&j, "absent", 0, 10, ch, 4, &n, &e) == LVD_ERR_NOTFOUND);
+	/* raw arrays and views of objects parsed elsewhere */
+	json_t *a = NULL;
+	CHECK(lvd_json_get_array(&j, "mixed", &a, &e) == 0 && json_array_size(a) == 3);
+	CHECK(lvd_json_get_array(&j, "act", &a, &e) == LVD_ERR_INVALID);
+	CHECK_STR(e.msg, "cfg.json: key 'act': expected an array, got a string");
+	CHECK(lvd_json_get_array(&j, "absent", &a, &e) == LVD_ERR_NOTFOUND);
+	struct lvd_json vw;
+	lvd_json_view(&vw, lvd_json_find(&j, "vision_config"), "rec 3");
+	CHECK(lvd_json_get_i32(&vw, "hidden_size", 1, 2048, ch, &e) == 0 && ch[0] == 1280);
+	CHECK(lvd_json_get_int(&vw, "name", &(int64_t){0}, &e) == LVD_ERR_INVALID);
+	CHECK_STR(e.msg, "rec 3: key 'name': expected an integer, got a string");
+	lvd_json_release(&vw);
+	lvd_json_release(&j);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_getters),
 		TEST(test_errors),
 		TEST(test_parse_errors),
+		TEST(test_i32),
 		TEST(test_real_config),
 		{0},
 	};

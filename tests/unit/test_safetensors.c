@@ -115,7 +115,7 @@ static void test_golden_dtypes(void)
 	CHECK(lvd_st_count(st) == json_object_size(exp));
 	CHECK_STR(lvd_st_metadata(st, "format"), "pt");
 	CHECK(lvd_st_metadata(st, "nope") == NULL);
-	static const struct { const char *torch; enum lvd_dtype dt; } dmap[] = {
+	static const struct { const char *torch; enum lvd_st_dtype dt; } dmap[] = {
 		{"float32", LVD_DT_F32}, {"float16", LVD_DT_F16}, {"bfloat16", LVD_DT_BF16},
 		{"float64", LVD_DT_F64}, {"int64", LVD_DT_I64}, {"int32", LVD_DT_I32},
 		{"int16", LVD_DT_I16}, {"int8", LVD_DT_I8}, {"uint8", LVD_DT_U8}, {"bool", LVD_DT_BOOL},
@@ -134,7 +134,7 @@ static void test_golden_dtypes(void)
 		for (size_t i = 0; i < sizeof dmap / sizeof dmap[0]; i++)
 			if (!strcmp(dmap[i].torch, tdt))
 				dt = (int)dmap[i].dt;
-		CHECKF(dt == (int)t->dtype, "%s: dtype %s vs %s", key, tdt, lvd_dtype_name(t->dtype));
+		CHECKF(dt == (int)t->dtype, "%s: dtype %s vs %s", key, tdt, lvd_st_dtype_name(t->dtype));
 		json_t *shape = json_object_get(v, "shape");
 		CHECK(t->ndim == (int)json_array_size(shape));
 		int64_t numel = 1;
@@ -143,7 +143,7 @@ static void test_golden_dtypes(void)
 			numel *= t->shape[d];
 		}
 		CHECK(t->numel == numel);
-		CHECK(t->nbytes == (size_t)numel * lvd_dtype_size(t->dtype));
+		CHECK(t->nbytes == (size_t)numel * lvd_st_dtype_size(t->dtype));
 		json_t *bits = json_object_get(v, "f32_bits");
 		REQUIRE(json_array_size(bits) == (size_t)numel);
 		float *buf = malloc(sizeof(float) * ((size_t)numel + 1));
@@ -658,12 +658,12 @@ static void test_mutation_fuzz(void)
 static void test_dtype_names(void)
 {
 	for (int i = 0; i < LVD_DT__COUNT; i++) {
-		enum lvd_dtype d;
-		CHECK(lvd_dtype_from_name(lvd_dtype_name((enum lvd_dtype)i), &d) == 0 && (int)d == i);
+		enum lvd_st_dtype d;
+		CHECK(lvd_st_dtype_from_name(lvd_st_dtype_name((enum lvd_st_dtype)i), &d) == 0 && (int)d == i);
 	}
-	enum lvd_dtype d = LVD_DT_F32;
-	CHECK(lvd_dtype_from_name("f32", &d) == -1 && d == LVD_DT_F32);
-	CHECK(lvd_dtype_size(LVD_DT_BF16) == 2 && lvd_dtype_size(LVD_DT_I64) == 8 && lvd_dtype_size(LVD_DT_BOOL) == 1);
+	enum lvd_st_dtype d = LVD_DT_F32;
+	CHECK(lvd_st_dtype_from_name("f32", &d) == -1 && d == LVD_DT_F32);
+	CHECK(lvd_st_dtype_size(LVD_DT_BF16) == 2 && lvd_st_dtype_size(LVD_DT_I64) == 8 && lvd_st_dtype_size(LVD_DT_BOOL) == 1);
 	/* specific rounding cases, independent of the golden file */
 	CHECK(lvd_f32_to_f16(65504.0f) == 0x7bff);
 	CHECK(lvd_f32_to_f16(65519.99f) == 0x7bff);

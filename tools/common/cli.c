@@ -103,6 +103,14 @@ int lvd_cli_u64(const char *arg, uint64_t min, uint64_t max, const char *name, u
 	return 0;
 }
 
+int lvd_cli_shard(const char *arg, const char *name, uint32_t *i, uint32_t *n)
+{
+	struct lvd_error err = {0};
+	if (lvd_parse_shard(arg, i, n, name, &err))
+		return lvd_cli_usage_error("%s", err.msg);
+	return 0;
+}
+
 int lvd_cli_int(const char *arg, int min, int max, const char *name, int *out)
 {
 	uint64_t v;

@@ -48,6 +48,8 @@ int lvd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
  * parse callback can `return lvd_cli_int(arg, 1, 1024, "--grid", &o->grid);`. */
 int lvd_cli_int(const char *arg, int min, int max, const char *name, int *out);
 int lvd_cli_u64(const char *arg, uint64_t min, uint64_t max, const char *name, uint64_t *out);
+/* The same for "i/N" (lvd_parse_shard: N >= 1, i < N). */
+int lvd_cli_shard(const char *arg, const char *name, uint32_t *i, uint32_t *n);
 
 /* Prints "PROG VERSION" and the build features to stdout. */
 void lvd_cli_version(const char *prog);

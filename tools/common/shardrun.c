@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "io/fileutil.h"
 
 void lvd_run_shard_path(char *buf, size_t cap, const char *out, const char *prefix, const char *ext, uint64_t k)
@@ -215,4 +218,280 @@ int lvd_run_check_provenance(const char *path, const json_t *params, const json_
 	}
 	json_decref(old);
 	return rc;
+}
+
+/* ---- the driver ----------------------------------------------------------------------- */
+
+void lvd_shardrun_fail(struct lvd_shardrun_item *it, const char *kind, const struct lvd_error *err)
+{
+	it->failed = 1;
+	it->kind = kind;
+	snprintf(it->reason, sizeof it->reason, "%s", err->msg);
+}
+
+double lvd_run_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+struct run {
+	const struct lvd_shardrun_cfg *c;
+	struct lvd_shardrun_result *res;
+	char *items;
+	struct lvd_progress *prog;
+	FILE *ledger, *ef;
+	struct lvd_rec_writer *w;  /* the open shard, or NULL */
+	uint64_t shard, first, end, samples;
+};
+
+static struct lvd_shardrun_item *item_at(const struct run *r, size_t i)
+{
+	return (struct lvd_shardrun_item *)(r->items + i * r->c->item_size);
+}
+
+/* The complete shards (see the header) and the resume point. Returns 0, or 1 after printing. */
+static int find_resume(struct run *r, const char *ledger_path)
+{
+	const struct lvd_shardrun_cfg *c = r->c;
+	uint64_t n_files = lvd_run_scan_shards(c->out, c->prefix, c->ext), n = 0, kept;
+	uint64_t *ends = n_files ? lvd_alloc_array(n_files, sizeof *ends) : NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	struct lvd_error err = {0};
+	if (n_files && !ends) {
+		lvd_error_log("out of memory");
+		return 1;
+	}
+	for (uint64_t k = 0; k < n_files; k++)
+		ends[k] = UINT64_MAX;
+	if (n_files && !access(ledger_path, F_OK)) {
+		if (lvd_file_read_all(ledger_path, (size_t)1 << 30, &buf, &len, &err)) {
+			lvd_error_log("%s", err.msg);
+			free(ends);
+			return 1;
+		}
+		for (char *line = buf; line < buf + len;) {
+			char *nl = memchr(line, '\n', (size_t)(buf + len - line));
+			size_t ll = nl ? (size_t)(nl - line) : (size_t)(buf + len - line);
+			json_t *j = json_loadb(line, ll, 0, NULL);
+			json_t *k = json_object_get(j, "shard"), *e = json_object_get(j, "end");
+			if (json_is_integer(k) && json_is_integer(e) && json_integer_value(k) >= 0 &&
+			    (uint64_t)json_integer_value(k) < n_files && json_integer_value(e) >= 0)
+				ends[json_integer_value(k)] = (uint64_t)json_integer_value(e);
+			json_decref(j);
+			line += ll + 1;
+		}
+		free(buf);
+	}
+	while (n < n_files && ends[n] != UINT64_MAX)
+		n++;
+	r->res->resumed_shards = r->shard = n;
+	r->res->resume_at = n ? ends[n - 1] : 0;
+	free(ends);
+	if (lvd_run_trim_jsonl(ledger_path, "shard", n, c->keep_shard, c->ctx, &kept))
+		return 1;
+	if (n) {
+		char path[4096];
+		struct lvd_rec_reader *rd = NULL;
+		lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, n - 1);
+		if (lvd_run_open_shard(path, c->kind, &rd))
+			return 1;
+		lvd_rec_close(rd);
+	}
+	if (!(r->ledger = fopen(ledger_path, "a"))) {
+		lvd_error_log("%s: %s", ledger_path, strerror(errno));
+		return 1;
+	}
+	if (lvd_run_errors_open(c->out, r->res->resume_at, &kept, &r->ef))
+		return 1;
+	r->res->skipped = kept;
+	return 0;
+}
+
+static int shard_open(struct run *r, uint64_t first, struct lvd_error *err)
+{
+	const struct lvd_shardrun_cfg *c = r->c;
+	char path[4096];
+	lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, r->shard);
+	char *hdr = lvd_run_shard_header(c->tool, c->params_dump, c->inputs_dump, r->shard, c->first_key, first);
+	if (!hdr)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
+	struct lvd_rec_writer_opts wo = {c->zlevel};
+	int rc = lvd_rec_writer_open(&r->w, path, c->kind, hdr, &wo, err);
+	free(hdr);
+	r->first = r->end = first;
+	r->samples = 0;
+	return rc;
+}
+
+static int shard_close(struct run *r, struct lvd_error *err)
+{
+	const struct lvd_shardrun_cfg *c = r->c;
+	size_t records = lvd_rec_writer_count(r->w);
+	int rc = lvd_rec_writer_close(r->w, err);
+	r->w = NULL;
+	if (rc)
+		return rc;
+	char path[4096];
+	lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, r->shard);
+	lvd_info("wrote %s", path);
+	json_t *line = json_pack("{s:I, s:I, s:I, s:I}", "shard", (json_int_t)r->shard, "first", (json_int_t)r->first,
+				 "end", (json_int_t)r->end, "records", (json_int_t)records);
+	json_t *st = c->shard_stats ? c->shard_stats(c->ctx) : NULL;
+	if (line && st)
+		json_object_update_missing(line, st);
+	json_decref(st);
+	if (!line)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "shards.jsonl");
+	lvd_run_jsonl_append(r->ledger, line);
+	json_decref(line);
+	r->shard++;
+	return 0;
+}
+
+/* Writes one worked item in manifest order. Returns 0, or an error code (I/O: stop). */
+static int emit(struct run *r, struct lvd_shardrun_item *it, struct lvd_error *err)
+{
+	const struct lvd_shardrun_cfg *c = r->c;
+	int rc;
+	if (!r->w && (rc = shard_open(r, it->index, err)))
+		return rc;
+	if (!it->failed && it->payload) {
+		if ((rc = lvd_rec_writer_append(r->w, it->id, it->payload, it->len, err))) {
+			if (rc != LVD_ERR_INVALID) /* LVD_ERR_INVALID: a duplicate id in the shard */
+				return rc;
+			lvd_shardrun_fail(it, c->duplicate_kind, err);
+		} else {
+			r->res->records++;
+		}
+	}
+	if (it->failed) {
+		json_t *j = json_pack("{s:I, s:s?, s:s?, s:s?, s:s}", "index", (json_int_t)it->index, "id", it->id,
+				      "image", it->image, "kind", it->kind, "reason", it->reason);
+		lvd_run_jsonl_append(r->ef, j);
+		json_decref(j);
+		lvd_warn("skipped sample %llu%s%s%s: %s", (unsigned long long)it->index, it->id ? " '" : "",
+			 it->id ? it->id : "", it->id ? "'" : "", it->reason);
+		r->res->skipped++;
+	}
+	if (c->account)
+		c->account(c->ctx, it);
+	r->res->done++;
+	r->samples++;
+	r->end = it->index + 1;
+	if (lvd_rec_writer_count(r->w) &&
+	    ((c->max_samples && r->samples >= c->max_samples) || (c->max_bytes && lvd_rec_writer_bytes(r->w) >= c->max_bytes)))
+		return shard_close(r, err);
+	return 0;
+}
+
+static int work_fn(void *ctx, size_t begin, size_t end, int tid)
+{
+	struct run *r = ctx;
+	for (size_t i = begin; i < end; i++) {
+		struct lvd_shardrun_item *it = item_at(r, i);
+		if (!it->failed)
+			r->c->work(r->c->ctx, it, tid);
+		lvd_progress_add(r->prog, 1);
+	}
+	return 0;
+}
+
+static void release(struct run *r, struct lvd_shardrun_item *it)
+{
+	free(it->payload);
+	it->payload = NULL;
+	if (r->c->release)
+		r->c->release(r->c->ctx, it);
+}
+
+int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *res)
+{
+	LVD_ASSERT(c->item_size >= sizeof(struct lvd_shardrun_item) && c->batch >= 1 && c->shard_n >= 1);
+	memset(res, 0, sizeof *res);
+	struct run r = {.c = c, .res = res};
+	struct lvd_pool *pool = NULL;
+	struct lvd_error err = {0};
+	char path[4096];
+	int status = 1;
+	snprintf(path, sizeof path, "%s/shards.jsonl", c->out);
+	if (find_resume(&r, path))
+		goto out;
+	if (res->resumed_shards)
+		lvd_info("resuming after %llu complete shard(s), at manifest sample %llu",
+			 (unsigned long long)res->resumed_shards, (unsigned long long)res->resume_at);
+	if (lvd_pool_create(&pool, c->threads, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	if (!(r.items = lvd_calloc_array((size_t)c->batch, c->item_size))) {
+		lvd_error_log("out of memory");
+		goto out;
+	}
+	uint64_t total = c->count ? c->count(c->ctx) : 0, todo = 0;
+	if (total > res->resume_at) { /* k in [resume_at, total) with k mod N == i */
+		uint64_t a = res->resume_at, first = a + (c->shard_i + c->shard_n - a % c->shard_n) % c->shard_n;
+		todo = first < total ? (total - first - 1) / c->shard_n + 1 : 0;
+	}
+	r.prog = lvd_run_progress(c->tool, c->unit, todo);
+	double t_start = lvd_run_now();
+	int eof = 0, failed = 0;
+	while (!eof && !failed) {
+		size_t nb = 0;
+		double t0 = lvd_run_now();
+		while (nb < (size_t)c->batch) {
+			struct lvd_shardrun_item *it = item_at(&r, nb);
+			memset(it, 0, c->item_size);
+			int rc = c->next(c->ctx, it);
+			if (rc == LVD_SHARDRUN_EOF) {
+				eof = 1;
+				break;
+			}
+			if (rc == LVD_SHARDRUN_FATAL) {
+				failed = 1;
+				break;
+			}
+			if (it->index % c->shard_n != c->shard_i || it->index < res->resume_at) {
+				release(&r, it);
+				continue;
+			}
+			if (c->prepare && !it->failed)
+				c->prepare(c->ctx, it);
+			nb++;
+		}
+		res->t_read += lvd_run_now() - t0;
+		if (!failed && nb)
+			lvd_pool_parallel_for(pool, nb, work_fn, &r);
+		t0 = lvd_run_now();
+		for (size_t i = 0; i < nb && !failed; i++)
+			if (emit(&r, item_at(&r, i), &err)) {
+				lvd_error_log("%s", err.msg);
+				failed = 1;
+			}
+		for (size_t i = 0; i < nb; i++)
+			release(&r, item_at(&r, i));
+		res->t_write += lvd_run_now() - t0;
+	}
+	if (failed)
+		goto out;
+	if (r.w && lvd_rec_writer_count(r.w) && shard_close(&r, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	lvd_progress_finish(r.prog);
+	res->wall = lvd_run_now() - t_start;
+	status = 0;
+out:
+	res->shards = r.shard;
+	lvd_rec_writer_abort(r.w); /* a shard without records, or a failed run's */
+	if (r.ledger)
+		fclose(r.ledger);
+	if (r.ef)
+		fclose(r.ef);
+	lvd_progress_destroy(r.prog);
+	free(r.items);
+	lvd_pool_destroy(pool);
+	return status;
 }

@@ -1,7 +1,30 @@
-/* tools/common/shardrun.h — the machinery shared by the batch tools that turn a manifest
- * into numbered record shards (sd-attnmap run, lvd-pack run): shard naming and the resume
- * scan, JSONL side files trimmed to the resume point (errors.jsonl, stats.jsonl),
- * provenance helpers (argv, shard headers), the progress line and the final status.
+/* tools/common/shardrun.h — the batch driver shared by the tools that turn a manifest
+ * into numbered record shards (sd-attnmap run, lvd-pack run), and its pieces: shard
+ * naming and the resume scan, JSONL side files trimmed to the resume point, provenance
+ * helpers (argv, shard headers), the progress line and the final status.
+ *
+ * The driver (lvd_shardrun) reads the tool's samples in manifest order, keeps those of
+ * this --shard i/N (manifest index k with k mod N == i), works on them in batches over a
+ * thread pool and writes, in manifest order, one record per successful sample into
+ * out/<prefix>NNNNN<ext>; failures go to out/errors.jsonl. Results therefore do not
+ * depend on --threads or --batch.
+ *
+ * Shards. A shard covers a contiguous run of this --shard's samples, [first, end) in
+ * manifest indices, and is opened at its first sample. It is closed after a sample once
+ * it holds at least one record and has reached its size (max_samples samples covered,
+ * or max_bytes compressed record bytes); at the end of the input it is closed when it
+ * holds a record and discarded otherwise. After each close the driver appends the line
+ * {"shard", "first", "end", "records", ...tool statistics} to out/shards.jsonl.
+ *
+ * The one resume rule. Shard k is complete when out/<prefix>k<ext> exists and
+ * out/shards.jsonl has its line; shards 0..n-1 are the longest complete prefix. A rerun
+ * of the same command resumes at the end of shard n-1 (manifest index `end`, 0 when
+ * n = 0): complete shards are never rewritten or recomputed; a shard file without its
+ * line (killed between the rename and the line), an interrupted <name>.tmp and any
+ * later shard are recomputed; shards.jsonl and errors.jsonl keep only the lines before
+ * the resume point. Since shard boundaries depend only on the samples and the options
+ * recorded in the provenance file, a run killed at any moment (SIGKILL included) and
+ * resumed writes byte-identical shards.
  *
  * Tool-level code: functions print their errors through lvd_error_log (and a "hint:"
  * line where there is something to do) and return 0 or 1, like the tools' main paths. */
@@ -12,6 +35,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/error.h"
 #include "core/progress.h"
 #include "io/container.h"
 
@@ -62,6 +86,9 @@ char *lvd_run_shard_header(const char *tool, const char *params_dump, const char
  * be read or lacks the objects. */
 int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs);
 
+/* Monotonic seconds (for timings). */
+double lvd_run_now(void);
+
 /* threads, or the number of online cores when threads == 0. */
 int lvd_run_threads(int threads);
 
@@ -71,6 +98,76 @@ struct lvd_progress *lvd_run_progress(const char *tool, const char *unit, uint64
 /* The exit status at the end of a run: 0, or 1 (printed, naming out/errors.jsonl) when
  * samples were skipped and keep_going is off. */
 int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out);
+
+/* ---- the driver ----------------------------------------------------------------------- */
+
+#define LVD_SHARDRUN_EOF 1    /* next(): no more samples */
+#define LVD_SHARDRUN_FATAL 2  /* next(): stop the run (the tool has printed why) */
+
+/* The driver's part of a tool's work item; the tool's item type starts with it. */
+struct lvd_shardrun_item {
+	uint64_t index;            /* manifest index */
+	const char *id, *image;    /* for the record id and errors.jsonl; borrowed from the tool's item */
+	uint8_t *payload;          /* the record (malloc'd; freed by the driver), or NULL for none */
+	size_t len;
+	int failed;                /* skipped: listed in errors.jsonl with reason (and kind) */
+	const char *kind;          /* errors.jsonl "kind" (NULL: the line has none) */
+	char reason[LVD_ERROR_MSG_MAX];
+};
+
+/* Marks it failed with err's message and kind. */
+void lvd_shardrun_fail(struct lvd_shardrun_item *it, const char *kind, const struct lvd_error *err);
+
+struct lvd_shardrun_cfg {
+	const char *tool;              /* "lvd-pack": shard headers, progress */
+	const char *out, *prefix, *ext, *kind;   /* shards out/<prefix>NNNNN<ext> of container kind */
+	const char *first_key;         /* shard header key holding the first manifest index */
+	const char *params_dump, *inputs_dump;   /* for the shard headers (lvd_run_shard_header) */
+	int zlevel;
+	uint32_t shard_i, shard_n;     /* --shard i/N */
+	uint64_t max_samples;          /* shard size in samples covered (0: no limit) */
+	uint64_t max_bytes;            /* shard size in compressed record bytes (0: no limit) */
+	int threads, batch;
+	size_t item_size;              /* sizeof the tool's item (starts with struct lvd_shardrun_item) */
+	const char *unit;              /* progress unit ("images") */
+	const char *duplicate_kind;    /* errors.jsonl kind of a duplicate id within a shard (may be NULL) */
+	void *ctx;                     /* passed to every callback */
+	/* Fills *it (zeroed by the driver) with the next manifest sample: 0 (it->index set;
+	 * it->failed may be set already, e.g. an unparsable line), LVD_SHARDRUN_EOF or
+	 * LVD_SHARDRUN_FATAL. */
+	int (*next)(void *ctx, struct lvd_shardrun_item *it);
+	/* Serial preparation of a sample kept for this run (e.g. tokenizing with a shared
+	 * tokenizer); may mark it failed. May be NULL. */
+	void (*prepare)(void *ctx, struct lvd_shardrun_item *it);
+	/* Computes it->payload or marks it failed; runs on pool thread tid. */
+	void (*work)(void *ctx, struct lvd_shardrun_item *it, int tid);
+	/* Called once per sample of this run in manifest order, after its record was written
+	 * (or it failed): the tool's accounting. May be NULL. */
+	void (*account)(void *ctx, const struct lvd_shardrun_item *it);
+	/* Frees what the tool's item owns (not payload). Called for every filled item. May be NULL. */
+	void (*release)(void *ctx, struct lvd_shardrun_item *it);
+	/* The tool's statistics of the shard being closed, as fields added to its
+	 * shards.jsonl line (new reference or NULL); then the tool starts a new shard's. */
+	json_t *(*shard_stats)(void *ctx);
+	/* On resume, each kept shards.jsonl line (the tool sums its statistics). May be NULL. */
+	void (*keep_shard)(void *ctx, const json_t *line);
+	/* Samples in the manifest (for the progress total), or NULL when unknown. */
+	uint64_t (*count)(void *ctx);
+};
+
+struct lvd_shardrun_result {
+	uint64_t resumed_shards;   /* complete shards found */
+	uint64_t resume_at;        /* manifest index this run started at */
+	uint64_t done;             /* samples processed by this run */
+	uint64_t records;          /* records written by this run */
+	uint64_t skipped;          /* failed samples: errors.jsonl lines kept from before + this run's */
+	uint64_t shards;           /* complete shards at the end */
+	double t_read, t_write, wall;   /* seconds: reading samples, writing records, the whole loop */
+};
+
+/* Runs the loop described above. Returns 0, or 1 after printing (I/O errors, a corrupt
+ * last shard, a FATAL from next). */
+int lvd_shardrun(const struct lvd_shardrun_cfg *cfg, struct lvd_shardrun_result *res);
 
 #ifdef __cplusplus
 }

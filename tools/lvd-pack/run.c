@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -16,8 +15,6 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/parse.h"
-#include "core/pool.h"
-#include "core/progress.h"
 #include "core/sha256.h"
 #include "io/container.h"
 #include "io/fileutil.h"
@@ -130,9 +127,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_GRID:
 		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
-		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_shard(arg, "--shard", &o->shard_i, &o->shard_n);
 	case O_SHARD_SIZE:
 		return lvd_cli_u64(arg, 1, (uint64_t)1 << 40, "--shard-size", &o->shard_size);
 	case O_THREADS:
@@ -141,13 +136,6 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return lvd_cli_int(arg, 1, 1 << 20, "--batch", &o->batch);
 	}
 	return lvd_cli_usage_error("unhandled option");
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- inputs: model, maps ------------------------------------------------------------ */
@@ -320,22 +308,12 @@ static void stats_add_json(struct stats *s, const json_t *j)
 		s->hist[i] += (uint64_t)json_integer_value(json_array_get(h, i));
 }
 
-static void stats_keep(void *ctx, const json_t *line)
-{
-	stats_add_json(ctx, line);
-}
-
-/* ---- the work loop ---------------------------------------------------------------------- */
+/* ---- the work (tools/common/shardrun drives the loop) ------------------------------------ */
 
 struct item {
-	uint64_t index;            /* manifest sample number (bad lines included) */
+	struct lvd_shardrun_item base;
 	struct lvd_sample s;
 	char *image_path;
-	int failed;
-	const char *kind;
-	char reason[LVD_ERROR_MSG_MAX];
-	uint8_t *payload;
-	size_t len;
 	struct lvd_pack_stats st;
 };
 
@@ -345,22 +323,57 @@ struct worker {
 	double busy;
 };
 
-struct work {
+struct run {
 	const struct opts *o;
+	const char *root;          /* image root */
+	struct lvd_manifest *man;
+	uint64_t index;            /* manifest samples read (bad lines included) */
 	const struct maps_set *maps;
 	struct worker *wk;
-	struct item *items;
-	struct lvd_progress *prog;
+	struct stats cur, total, prev;   /* the open shard's, this run's, the kept shards' */
 };
 
-static void fail(struct item *it, const char *kind, const struct lvd_error *err)
+static char *resolve_image(const char *root, const char *img)
 {
-	it->failed = 1;
-	it->kind = kind;
-	snprintf(it->reason, sizeof it->reason, "%s", err->msg);
+	size_t n = strlen(root) + strlen(img) + 2;
+	char *p = malloc(n);
+	if (p) {
+		if (img[0] == '/' || !root[0])
+			snprintf(p, n, "%s", img);
+		else
+			snprintf(p, n, "%s/%s", root, img);
+	}
+	return p;
 }
 
-static void work_one(struct work *w, struct worker *wk, struct item *it)
+static int next_fn(void *ctx, struct lvd_shardrun_item *base)
+{
+	struct run *rn = ctx;
+	struct item *it = (struct item *)base;
+	struct lvd_error err = {0};
+	int r = lvd_manifest_next(rn->man, &it->s, &err);
+	if (r == LVD_MANIFEST_EOF)
+		return LVD_SHARDRUN_EOF;
+	if (r == LVD_ERR_IO || r == LVD_ERR_NOMEM) {
+		lvd_error_log("%s", err.msg);
+		return LVD_SHARDRUN_FATAL;
+	}
+	base->index = rn->index++;
+	base->id = it->s.id;
+	base->image = it->s.image;
+	if (r) {
+		lvd_shardrun_fail(base, "manifest", &err);
+	} else if (!it->s.image) {
+		lvd_error_set(&err, LVD_ERR_INVALID, "sample '%s' has no image", it->s.id);
+		lvd_shardrun_fail(base, "image", &err);
+	} else if (!(it->image_path = resolve_image(rn->root, it->s.image))) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		lvd_shardrun_fail(base, "image", &err);
+	}
+	return 0;
+}
+
+static void work_one(struct run *rn, struct worker *wk, struct item *it)
 {
 	struct lvd_error err = {0};
 	uint8_t *img = NULL;
@@ -371,101 +384,57 @@ static void work_one(struct work *w, struct worker *wk, struct item *it)
 	int have_maps = 0;
 	char *ib = NULL;
 	size_t rec;
-	long sh = maps_find(w->maps, it->s.id, &rec);
-	if (sh < 0 && !w->o->p.allow_missing_maps) {
-		lvd_error_set(&err, LVD_ERR_NOTFOUND, "no map record for id '%s' in %s", it->s.id, w->o->maps);
-		fail(it, "missing_maps", &err);
+	long sh = maps_find(rn->maps, it->s.id, &rec);
+	if (sh < 0 && !rn->o->p.allow_missing_maps) {
+		lvd_error_set(&err, LVD_ERR_NOTFOUND, "no map record for id '%s' in %s", it->s.id, rn->o->maps);
+		lvd_shardrun_fail(&it->base, "missing_maps", &err);
 		return;
 	}
 	if (sh >= 0) {
 		char where[4200];
-		snprintf(where, sizeof where, "%s: record %zu", lvd_rec_path(w->maps->r[sh]), rec);
-		if (lvd_rec_read(w->maps->r[sh], rec, &mbuf, &mlen, &err) ||
+		snprintf(where, sizeof where, "%s: record %zu", lvd_rec_path(rn->maps->r[sh]), rec);
+		if (lvd_rec_read(rn->maps->r[sh], rec, &mbuf, &mlen, &err) ||
 		    lvd_mapsrec_decode(&mr, mbuf, mlen, where, &err)) {
-			fail(it, "maps", &err);
+			lvd_shardrun_fail(&it->base, "maps", &err);
 			goto out;
 		}
 		have_maps = 1;
 	}
 	if (lvd_file_read_all(it->image_path, LVD_PACKREC_MAX_IMAGE, &ib, &img_len, &err)) {
-		fail(it, "image", &err);
+		lvd_shardrun_fail(&it->base, "image", &err);
 		goto out;
 	}
 	img = (uint8_t *)ib;
 	struct lvd_pack_input in = {&it->s, it->image_path, it->s.image, img, img_len, have_maps ? &mr : NULL};
 	const char *kind = "text";
-	if (lvd_pack_sample_build(&w->o->p, wk->tok, &wk->chat, &in, &it->payload, &it->len, &it->st, &kind, &err))
-		fail(it, kind, &err);
+	if (lvd_pack_sample_build(&rn->o->p, wk->tok, &wk->chat, &in, &it->base.payload, &it->base.len, &it->st,
+				  &kind, &err))
+		lvd_shardrun_fail(&it->base, kind, &err);
 out:
 	lvd_mapsrec_free(&mr);
 	free(mbuf);
 	free(ib);
 }
 
-static int work_fn(void *ctx, size_t begin, size_t end, int tid)
+static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 {
-	struct work *w = ctx;
-	double t0 = now_s();
-	for (size_t i = begin; i < end; i++) {
-		if (!w->items[i].failed)
-			work_one(w, &w->wk[tid], &w->items[i]);
-		lvd_progress_add(w->prog, 1);
-	}
-	w->wk[tid].busy += now_s() - t0;
-	return 0;
+	struct run *rn = ctx;
+	double t0 = lvd_run_now();
+	work_one(rn, &rn->wk[tid], (struct item *)base);
+	rn->wk[tid].busy += lvd_run_now() - t0;
 }
 
-static void shard_path(char *buf, size_t cap, const char *out, uint64_t k)
+static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 {
-	lvd_run_shard_path(buf, cap, out, "train-", ".lvdp", k);
-}
-
-struct writer {
-	const struct opts *o;
-	const char *params_dump, *inputs_dump;
-	struct lvd_rec_writer *w;
-	uint64_t shard;
-	struct stats cur, total;
-	FILE *stats_f;
-};
-
-static int writer_open(struct writer *ws, struct lvd_error *err)
-{
-	char path[4096];
-	shard_path(path, sizeof path, ws->o->out, ws->shard);
-	char *hdr = lvd_run_shard_header("lvd-pack", ws->params_dump, ws->inputs_dump, ws->shard, "first_sample",
-					 ws->shard * ws->o->shard_size);
-	if (!hdr)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
-	struct lvd_rec_writer_opts wo = {ZLEVEL};
-	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_PACK, hdr, &wo, err);
-	free(hdr);
-	memset(&ws->cur, 0, sizeof ws->cur);
-	return rc;
-}
-
-static int writer_close(struct writer *ws, struct lvd_error *err)
-{
-	if (!ws->w)
-		return 0;
-	int rc = lvd_rec_writer_close(ws->w, err);
-	ws->w = NULL;
-	if (rc)
-		return rc;
-	char path[4096];
-	shard_path(path, sizeof path, ws->o->out, ws->shard);
-	lvd_info("wrote %s", path);
-	json_t *j = stats_json(&ws->cur);
-	json_object_set_new(j, "shard", json_integer((json_int_t)ws->shard));
-	lvd_run_jsonl_append(ws->stats_f, j);
-	json_decref(j);
-	ws->shard++;
-	return 0;
+	struct item *it = (struct item *)base;
+	lvd_sample_clear(&it->s);
+	free(it->image_path);
+	it->image_path = NULL;
 }
 
 static void stats_item(struct stats *s, const struct item *it)
 {
-	if (it->failed) {
+	if (it->base.failed) {
 		s->skipped++;
 		return;
 	}
@@ -486,22 +455,33 @@ static void stats_item(struct stats *s, const struct item *it)
 	s->hist[it->st.words < HIST_BINS - 1 ? it->st.words : HIST_BINS - 1]++;
 }
 
+static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
+{
+	struct run *rn = ctx;
+	stats_item(&rn->cur, (const struct item *)base);
+	stats_item(&rn->total, (const struct item *)base);
+}
+
+static json_t *shard_stats_fn(void *ctx)
+{
+	struct run *rn = ctx;
+	json_t *j = stats_json(&rn->cur);
+	memset(&rn->cur, 0, sizeof rn->cur);
+	return j;
+}
+
+static void keep_shard_fn(void *ctx, const json_t *line)
+{
+	struct run *rn = ctx;
+	stats_add_json(&rn->prev, line);
+}
+
 static void stats_sum(struct stats *a, const struct stats *b)
 {
 	uint64_t *x = (uint64_t *)a;
 	const uint64_t *y = (const uint64_t *)b;
 	for (size_t i = 0; i < sizeof *a / sizeof(uint64_t); i++)
 		x[i] += y[i];
-}
-
-static void log_error(FILE *ef, const struct item *it)
-{
-	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s, s:s}", "index", (json_int_t)it->index, "id", it->s.id,
-			      "image", it->s.image, "kind", it->kind ? it->kind : "manifest", "reason", it->reason);
-	lvd_run_jsonl_append(ef, j);
-	lvd_warn("skipped sample %llu%s%s%s: %s", (unsigned long long)it->index, it->s.id ? " '" : "",
-		 it->s.id ? it->s.id : "", it->s.id ? "'" : "", it->reason);
-	json_decref(j);
 }
 
 static json_t *params_json(const struct opts *o)
@@ -543,19 +523,6 @@ static int write_pack_json(const char *path, int argc, char **argv, const json_t
 	return rc ? 1 : 0;
 }
 
-static char *resolve_image(const char *root, const char *img)
-{
-	size_t n = strlen(root) + strlen(img) + 2;
-	char *p = malloc(n);
-	if (p) {
-		if (img[0] == '/' || !root[0])
-			snprintf(p, n, "%s", img);
-		else
-			snprintf(p, n, "%s/%s", root, img);
-	}
-	return p;
-}
-
 int cmd_run(int argc, char **argv)
 {
 	struct opts o = {0};
@@ -590,13 +557,8 @@ int cmd_run(int argc, char **argv)
 	struct lvd_error err = {0};
 	struct lvd_stopwords stop = {0};
 	struct maps_set maps = {0};
-	struct lvd_manifest *man = NULL;
 	struct worker *wk = NULL;
-	struct lvd_pool *pool = NULL;
-	struct item *items = NULL;
-	struct lvd_progress *prog = NULL;
-	FILE *ef = NULL;
-	struct writer ws = {0};
+	struct run rn = {.o = &o, .root = root, .maps = &maps};
 	json_t *params = NULL, *inputs = json_object(), *model_fp = json_object(), *maps_fp = json_array();
 	char *params_dump = NULL, *inputs_dump = NULL;
 	int status = 1, threads_made = 0;
@@ -649,6 +611,7 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s: %s", tok_path, err.msg);
 		goto out;
 	}
+	rn.wk = wk;
 
 	/* output folder, pack.json (checked on resume) */
 	if (lvd_mkdir_p(o.out, &err)) {
@@ -664,141 +627,31 @@ int cmd_run(int argc, char **argv)
 	} else if (write_pack_json(path, argc, argv, params, inputs, &o, NULL)) {
 		goto out;
 	}
-
-	/* resume: complete shards are kept; stale temporaries removed */
-	uint64_t n_shards = lvd_run_scan_shards(o.out, "train-", ".lvdp");
-	if (n_shards) {
-		struct lvd_rec_reader *r = NULL;
-		shard_path(path, sizeof path, o.out, n_shards - 1);
-		if (lvd_run_open_shard(path, LVD_REC_KIND_PACK, &r))
-			goto out;
-		lvd_rec_close(r);
-	}
-	uint64_t resume_at = n_shards * o.shard_size, kept;
-	struct stats prev = {0};
-	snprintf(path, sizeof path, "%s/stats.jsonl", o.out);
-	if (lvd_run_trim_jsonl(path, "shard", n_shards, stats_keep, &prev, &kept))
-		goto out;
-	if (!(ws.stats_f = fopen(path, "a"))) {
-		lvd_error_log("%s: %s", path, strerror(errno));
-		goto out;
-	}
-	/* errors.jsonl "index" is the manifest sample number; mine = index / N */
-	if (lvd_run_errors_open(o.out, resume_at * o.shard_n, &kept, &ef))
-		goto out;
-	if (n_shards)
-		lvd_info("resuming after %llu complete shard(s)", (unsigned long long)n_shards);
-
-	if (lvd_manifest_open(&man, o.manifest, NULL, &err) || lvd_pool_create(&pool, o.threads, &err)) {
+	if (lvd_manifest_open(&rn.man, o.manifest, NULL, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	items = lvd_calloc_array((size_t)o.batch, sizeof *items);
-	if (!items) {
-		lvd_error_log("out of memory");
+
+	struct lvd_shardrun_cfg cfg = {
+		.tool = "lvd-pack", .out = o.out, .prefix = "train-", .ext = ".lvdp", .kind = LVD_REC_KIND_PACK,
+		.first_key = "first_sample", .params_dump = params_dump, .inputs_dump = inputs_dump, .zlevel = ZLEVEL,
+		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_samples = o.shard_size, .threads = o.threads,
+		.batch = o.batch, .item_size = sizeof(struct item), .unit = "samples", .duplicate_kind = "manifest",
+		.ctx = &rn, .next = next_fn, .work = work_fn, .account = account_fn, .release = release_fn,
+		.shard_stats = shard_stats_fn, .keep_shard = keep_shard_fn,
+	};
+	struct lvd_shardrun_result res;
+	if (lvd_shardrun(&cfg, &res))
 		goto out;
-	}
-	ws.o = &o;
-	ws.params_dump = params_dump;
-	ws.inputs_dump = inputs_dump;
-	ws.shard = n_shards;
-	prog = lvd_run_progress("lvd-pack", "samples", 0);
-	struct work w = {&o, &maps, wk, items, prog};
-	double t_start = now_s(), t_write = 0, t_read = 0;
-	uint64_t index = 0, done = 0;
-	int eof = 0, io_failed = 0;
-	while (!eof && !io_failed) {
-		size_t nb = 0;
-		double tr0 = now_s();
-		while (nb < (size_t)o.batch) {
-			struct item *it = &items[nb];
-			int r = lvd_manifest_next(man, &it->s, &err);
-			if (r == LVD_MANIFEST_EOF) {
-				eof = 1;
-				break;
-			}
-			if (r == LVD_ERR_IO || r == LVD_ERR_NOMEM) {
-				lvd_error_log("%s", err.msg);
-				io_failed = 1;
-				break;
-			}
-			uint64_t k = index++;
-			if (k % o.shard_n != o.shard_i || k / o.shard_n < resume_at)
-				continue;
-			it->index = k;
-			it->failed = 0;
-			it->kind = NULL;
-			it->payload = NULL;
-			it->image_path = NULL;
-			memset(&it->st, 0, sizeof it->st);
-			if (r) {
-				fail(it, "manifest", &err);
-			} else if (!it->s.image) {
-				lvd_error_set(&err, LVD_ERR_INVALID, "sample '%s' has no image", it->s.id);
-				fail(it, "image", &err);
-			} else if (!(it->image_path = resolve_image(root, it->s.image))) {
-				lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
-				fail(it, "image", &err);
-			}
-			nb++;
-		}
-		t_read += now_s() - tr0;
-		if (!nb)
-			break;
-		lvd_pool_parallel_for(pool, nb, work_fn, &w);
-		double tw0 = now_s();
-		for (size_t i = 0; i < nb && !io_failed; i++) {
-			struct item *it = &items[i];
-			uint64_t mine = it->index / o.shard_n;
-			while (!io_failed && (!ws.w || mine >= (ws.shard + 1) * o.shard_size)) {
-				if ((ws.w && writer_close(&ws, &err)) || writer_open(&ws, &err)) {
-					lvd_error_log("%s", err.msg);
-					io_failed = 1;
-				}
-			}
-			if (io_failed)
-				break;
-			if (!it->failed && it->payload &&
-			    lvd_rec_writer_append(ws.w, it->s.id, it->payload, it->len, &err)) {
-				if (err.code == LVD_ERR_INVALID) { /* duplicate id in the shard */
-					fail(it, "manifest", &err);
-				} else {
-					lvd_error_log("%s", err.msg);
-					io_failed = 1;
-					break;
-				}
-			}
-			if (it->failed)
-				log_error(ef, it);
-			stats_item(&ws.cur, it);
-			stats_item(&ws.total, it);
-			done++;
-		}
-		t_write += now_s() - tw0;
-		for (size_t i = 0; i < nb; i++) {
-			free(items[i].payload);
-			items[i].payload = NULL;
-			free(items[i].image_path);
-			items[i].image_path = NULL;
-		}
-	}
-	if (io_failed)
-		goto out;
-	if (ws.w && writer_close(&ws, &err)) {
-		lvd_error_log("%s", err.msg);
-		goto out;
-	}
-	lvd_progress_finish(prog);
-	double secs = now_s() - t_start;
-	struct stats all = prev;
-	stats_sum(&all, &ws.total);
-	snprintf(path, sizeof path, "%s/pack.json", o.out);
+	double secs = res.wall;
+	struct stats all = rn.prev;
+	stats_sum(&all, &rn.total);
 	if (write_pack_json(path, argc, argv, params, inputs, &o, &all))
 		goto out;
 	lvd_info("summary: %llu samples processed now (%.1f/s), %llu packed in all, %llu skipped, %llu dropped as "
 		 "overlong, %llu truncated, %llu without maps, %llu without a matched word; words per sample %.2f; "
 		 "content words matched %.1f%%",
-		 (unsigned long long)done, secs > 0 ? (double)done / secs : 0.0, (unsigned long long)all.samples,
+		 (unsigned long long)res.done, secs > 0 ? (double)res.done / secs : 0.0, (unsigned long long)all.samples,
 		 (unsigned long long)all.skipped, (unsigned long long)all.dropped, (unsigned long long)all.truncated,
 		 (unsigned long long)all.missing_maps, (unsigned long long)all.no_match,
 		 all.samples ? (double)all.words / (double)all.samples : 0.0,
@@ -809,23 +662,11 @@ int cmd_run(int argc, char **argv)
 			busy += wk[t].busy;
 		fprintf(stderr, "lvd-pack: timings: manifest %.3fs, workers %.3f thread-s (read+build), write %.3fs "
 				"(compress+io), wall %.3fs, %.0f samples/s\n",
-			t_read, busy, t_write, secs, secs > 0 ? (double)done / secs : 0.0);
+			res.t_read, busy, res.t_write, secs, secs > 0 ? (double)res.done / secs : 0.0);
 	}
-	status = lvd_run_exit_status(all.skipped, o.keep_going, o.out);
+	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out);
 out:
-	if (ws.w)
-		lvd_rec_writer_abort(ws.w);
-	if (ws.stats_f)
-		fclose(ws.stats_f);
-	if (ef)
-		fclose(ef);
-	lvd_progress_destroy(prog);
-	if (items)
-		for (int i = 0; i < o.batch; i++)
-			lvd_sample_clear(&items[i].s);
-	free(items);
-	lvd_pool_destroy(pool);
-	lvd_manifest_close(man);
+	lvd_manifest_close(rn.man);
 	for (int t = 0; t < threads_made; t++) {
 		lvd_llama_tok_free(wk[t].tok);
 		lvd_pack_chat_free(&wk[t].chat);

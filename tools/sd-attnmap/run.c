@@ -1,6 +1,5 @@
 /* sd-attnmap run — per-token SD cross-attention maps for a manifest, written as
  * resumable .lvdm shards (docs/attnmap.md). */
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "cmds.h"
 #include "common/cli.h"
@@ -16,16 +14,13 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/parse.h"
-#include "core/pool.h"
-#include "core/progress.h"
 #include "core/sha256.h"
 #include "io/container.h"
 #include "io/fileutil.h"
 #include "lavender/attnmap.h"
-#include "lavender/mapsrec.h"
 #include "nn/gemm.h"
 #include "runctx.h"
-#include "sample.h"
+#include "lavender/attnmap_sample.h"
 
 #define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
 
@@ -74,7 +69,7 @@ struct opts {
 	const char *sd, *manifest, *images, *out, *tokenizer, *device;
 	int text_field;
 	const char *layers_str;
-	struct am_params p;
+	struct lvd_attnmap_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_bytes;
 	int threads, batch, keep_going, timings;
@@ -120,7 +115,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant or all", arg);
 		return 0;
 	case O_TIMESTEPS:
-		return parse_list(arg, o->p.timesteps, AM_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
+		return parse_list(arg, o->p.timesteps, LVD_ATTNMAP_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
 	case O_DRAWS:
 		return lvd_cli_int(arg, 1, 1024, "--noise-draws", &o->p.draws);
 	case O_SEED:
@@ -133,9 +128,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_GRID:
 		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
-		if (lvd_parse_shard(arg, &o->shard_i, &o->shard_n, "--shard", &err))
-			return lvd_cli_usage_error("%s", err.msg);
-		return 0;
+		return lvd_cli_shard(arg, "--shard", &o->shard_i, &o->shard_n);
 	case O_SHARD_BYTES:
 		return lvd_cli_u64(arg, 1, (uint64_t)1 << 50, "--shard-bytes", &o->shard_bytes);
 	case O_THREADS:
@@ -201,169 +194,76 @@ static int inputs_json(const struct opts *o, const char *tok_path, json_t **out,
 	return *out ? 0 : lvd_error_set(err, LVD_ERR_NOMEM, "run.json");
 }
 
-/* ---- resume --------------------------------------------------------------------------- */
-
-static void shard_path(char *buf, size_t cap, const char *out, int k)
-{
-	lvd_run_shard_path(buf, cap, out, "attn-", ".lvdm", (uint64_t)k);
-}
-
-/* Finds the complete shards attn-00000.. and the manifest index to resume at (the
- * index after the last record of the last shard). Returns 0, or 1 after printing. */
-static int find_resume(const char *out, const char *header_params, int *n_shards, uint64_t *resume_at)
-{
-	char path[4096];
-	*resume_at = 0;
-	*n_shards = (int)lvd_run_scan_shards(out, "attn-", ".lvdm");
-	if (!*n_shards)
-		return 0;
-	struct lvd_error err = {0};
-	struct lvd_rec_reader *r = NULL;
-	shard_path(path, sizeof path, out, *n_shards - 1);
-	if (lvd_run_open_shard(path, LVD_REC_KIND_MAPS, &r))
-		return 1;
-	int rc = 0;
-	json_error_t je;
-	json_t *h = json_loads(lvd_rec_header(r, NULL), 0, &je), *want = json_loads(header_params, 0, &je);
-	if (!h || !want || !json_equal(json_object_get(h, "params"), want)) {
-		lvd_error_log("%s: written with other options than this run", path);
-		rc = 1;
-	}
-	json_decref(h);
-	json_decref(want);
-	size_t n = lvd_rec_count(r);
-	if (!rc && n) {
-		void *buf = NULL;
-		size_t len = 0;
-		struct lvd_mapsrec rec;
-		char where[4200];
-		snprintf(where, sizeof where, "%s: record %zu", path, n - 1);
-		if (lvd_rec_read(r, n - 1, &buf, &len, &err) || lvd_mapsrec_decode(&rec, buf, len, where, &err)) {
-			lvd_error_log("%s", err.msg);
-			rc = 1;
-		} else {
-			*resume_at = rec.index + 1;
-		}
-		lvd_mapsrec_free(&rec);
-		free(buf);
-	}
-	lvd_rec_close(r);
-	return rc;
-}
-
-/* ---- the work loop ---------------------------------------------------------------------- */
+/* ---- the work (tools/common/shardrun drives the loop) ------------------------------------ */
 
 struct item {
-	struct am_sample s;
+	struct lvd_shardrun_item base;
+	struct lvd_attnmap_sample s;
 	struct am_input in;       /* owned strings + tokens */
-	int failed;               /* set before the pool (bad manifest line / text) or by it */
-	char reason[LVD_ERROR_MSG_MAX];
-	uint8_t *payload;
-	size_t len;
 };
 
-struct work {
+struct run {
+	struct am_manifest *man;
+	struct am_tok *tok;
 	const struct lvd_sd *sd;
 	const struct lvd_sd_schedule *sched;
-	const struct am_params *p;
-	struct item *items;
-	struct am_timing *tm; /* [threads] */
-	struct lvd_progress *prog;
+	const struct lvd_attnmap_params *p;
+	struct lvd_attnmap_timing *tm;     /* [threads] */
+	uint64_t maps;            /* maps written by this run */
 };
 
-static int work_fn(void *ctx, size_t begin, size_t end, int tid)
+static int next_fn(void *ctx, struct lvd_shardrun_item *base)
 {
-	struct work *w = ctx;
-	for (size_t i = begin; i < end; i++) {
-		struct item *it = &w->items[i];
-		if (!it->failed) {
-			struct lvd_error err = {0};
-			if (am_sample_run(w->sd, w->sched, w->p, &it->s, &it->payload, &it->len, &w->tm[tid], &err)) {
-				it->failed = 1;
-				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
-			}
-		}
-		lvd_progress_add(w->prog, 1);
-	}
+	struct run *rn = ctx;
+	struct item *it = (struct item *)base;
+	struct lvd_error err = {0};
+	int r = am_manifest_next(rn->man, &it->in, &err);
+	if (r == AM_EOF)
+		return LVD_SHARDRUN_EOF;
+	base->index = it->s.index = it->in.index;
+	base->id = it->s.id = it->in.id;
+	base->image = it->s.image = it->in.image;
+	it->s.text = it->in.text;
+	it->s.image_path = it->in.image_path;
+	it->s.tok = &it->in.tok;
+	if (r)
+		lvd_shardrun_fail(base, NULL, &err);
 	return 0;
 }
 
-struct writer_state {
-	const struct opts *o;
-	const char *params_dump;
-	const char *inputs_dump;
-	struct lvd_rec_writer *w;
-	int shard;
-	uint64_t bytes;
-	ZSTD_CCtx *zc;
-	void *zbuf;
-	size_t zcap;
-	uint64_t records, maps;
-};
-
-static int writer_open(struct writer_state *ws, uint64_t first_index, struct lvd_error *err)
+static void prepare_fn(void *ctx, struct lvd_shardrun_item *base)
 {
-	char path[4096];
-	shard_path(path, sizeof path, ws->o->out, ws->shard);
-	char *hdr = lvd_run_shard_header("sd-attnmap", ws->params_dump, ws->inputs_dump, (uint64_t)ws->shard,
-					 "first_index", first_index);
-	if (!hdr)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
-	struct lvd_rec_writer_opts wo = {ZLEVEL};
-	int rc = lvd_rec_writer_open(&ws->w, path, LVD_REC_KIND_MAPS, hdr, &wo, err);
-	free(hdr);
-	ws->bytes = 0;
-	return rc;
+	struct run *rn = ctx;
+	struct item *it = (struct item *)base;
+	struct lvd_error err = {0};
+	if (am_tok_text(rn->tok, it->in.text, &it->in.tok, &err))
+		lvd_shardrun_fail(base, NULL, &err);
 }
 
-static int writer_close(struct writer_state *ws, struct lvd_error *err)
+static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 {
-	if (!ws->w)
-		return 0;
-	int rc = lvd_rec_writer_close(ws->w, err);
-	ws->w = NULL;
-	if (!rc) {
-		char path[4096];
-		shard_path(path, sizeof path, ws->o->out, ws->shard);
-		lvd_info("wrote %s", path);
-		ws->shard++;
-	}
-	return rc;
+	struct run *rn = ctx;
+	struct item *it = (struct item *)base;
+	struct lvd_error err = {0};
+	if (lvd_attnmap_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
+		lvd_shardrun_fail(base, NULL, &err);
 }
 
-static int writer_add(struct writer_state *ws, const struct item *it, struct lvd_error *err)
+static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
 {
-	int rc;
-	if (!ws->w && (rc = writer_open(ws, it->s.index, err)))
-		return rc;
-	if ((rc = lvd_rec_writer_append(ws->w, it->s.id, it->payload, it->len, err)))
-		return rc;
-	size_t bound = ZSTD_compressBound(it->len);
-	if (bound > ws->zcap) {
-		free(ws->zbuf);
-		if (!(ws->zbuf = malloc(bound)))
-			return lvd_error_set(err, LVD_ERR_NOMEM, "compression buffer");
-		ws->zcap = bound;
-	}
-	size_t z = ZSTD_compressCCtx(ws->zc, ws->zbuf, ws->zcap, it->payload, it->len, ZLEVEL);
-	if (ZSTD_isError(z))
-		return lvd_error_set(err, LVD_ERR_INVALID, "zstd: %s", ZSTD_getErrorName(z));
-	ws->bytes += z;
-	ws->records++;
-	ws->maps += it->in.tok.T;
-	if (ws->bytes >= ws->o->shard_bytes)
-		return writer_close(ws, err);
-	return 0;
+	struct run *rn = ctx;
+	if (!base->failed && base->payload)
+		rn->maps += ((const struct item *)base)->in.tok.T;
 }
 
-static void log_error(FILE *ef, const struct item *it)
+static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 {
-	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s}", "index", (json_int_t)it->s.index, "id", it->s.id,
-			      "image", it->in.image, "reason", it->reason);
-	lvd_run_jsonl_append(ef, j);
-	lvd_warn("skipped sample %llu ('%s'): %s", (unsigned long long)it->s.index, it->s.id ? it->s.id : "?",
-		 it->reason);
-	json_decref(j);
+	am_input_free(&((struct item *)base)->in);
+}
+
+static uint64_t count_fn(void *ctx)
+{
+	return am_manifest_count(((struct run *)ctx)->man);
 }
 
 int cmd_run(int argc, char **argv)
@@ -417,12 +317,7 @@ int cmd_run(int argc, char **argv)
 	}
 	struct am_tok *tok = NULL;
 	struct lvd_sd *sd = NULL;
-	struct lvd_pool *pool = NULL;
-	FILE *ef = NULL;
-	struct lvd_progress *prog = NULL;
-	struct item *items = NULL;
-	struct am_timing *tms = NULL;
-	struct writer_state ws = {0};
+	struct lvd_attnmap_timing *tms = NULL;
 	json_t *params = NULL, *inputs = NULL;
 	char *params_dump = NULL, *inputs_dump = NULL;
 	int status = 1;
@@ -473,136 +368,47 @@ int cmd_run(int argc, char **argv)
 		free(s);
 	}
 
-	/* resume point */
-	int n_shards;
-	uint64_t resume_at, kept_errors;
-	char *hp = lvd_run_dump(params);
-	rc = find_resume(o.out, hp, &n_shards, &resume_at);
-	free(hp);
-	if (rc)
-		goto out;
-	if (lvd_run_errors_open(o.out, resume_at, &kept_errors, &ef))
-		goto out;
-	if (n_shards)
-		lvd_info("resuming after %d complete shard(s), at manifest sample %llu", n_shards,
-			 (unsigned long long)resume_at);
-
 	/* model */
-	double t_load = am_now();
+	double t_load = lvd_run_now();
 	struct lvd_sd_opts so = {0};
 	if (lvd_sd_load(&sd, o.sd, &so, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	lvd_info("loaded %s in %.1fs", o.sd, am_now() - t_load);
+	lvd_info("loaded %s in %.1fs", o.sd, lvd_run_now() - t_load);
 	struct lvd_sd_schedule sched;
 	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
 	lvd_gemm_set_threads(1); /* parallelism is across samples: results do not depend on --threads */
-	if (lvd_pool_create(&pool, o.threads, &err)) {
-		lvd_error_log("%s", err.msg);
-		goto out;
-	}
-	items = lvd_calloc_array((size_t)o.batch, sizeof *items);
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
-	ws.zc = ZSTD_createCCtx();
-	if (!items || !tms || !ws.zc) {
+	if (!tms) {
 		lvd_error_log("out of memory");
 		goto out;
 	}
-	ws.o = &o;
-	ws.params_dump = params_dump;
-	ws.inputs_dump = inputs_dump;
-	ws.shard = n_shards;
 
-	uint64_t total = am_manifest_count(man);
-	uint64_t mine = 0, todo = 0;
-	for (uint64_t k = 0; k < total; k++)
-		if (k % o.shard_n == o.shard_i) {
-			mine++;
-			if (k >= resume_at)
-				todo++;
-		}
-	prog = lvd_run_progress("sd-attnmap", "images", todo);
-	struct work w = {sd, &sched, &o.p, items, tms, prog};
-	double t_start = am_now();
-	uint64_t done = 0, skipped = 0;
-	int io_failed = 0;
-	for (;;) {
-		size_t nb = 0;
-		double tr0 = am_now();
-		while (nb < (size_t)o.batch) {
-			struct item *it = &items[nb];
-			memset(it, 0, sizeof *it);
-			int r = am_manifest_next(man, &it->in, &err);
-			if (r == AM_EOF)
-				break;
-			it->s.index = it->in.index;
-			if (it->in.index < resume_at || it->in.index % o.shard_n != o.shard_i) {
-				am_input_free(&it->in);
-				continue;
-			}
-			it->s.id = it->in.id;
-			it->s.text = it->in.text;
-			it->s.image = it->in.image;
-			it->s.image_path = it->in.image_path;
-			it->s.tok = &it->in.tok;
-			if (r) {
-				it->failed = 1;
-				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
-			} else if (am_tok_text(tok, it->in.text, &it->in.tok, &err)) {
-				it->failed = 1;
-				snprintf(it->reason, sizeof it->reason, "%s", err.msg);
-			}
-			nb++;
-		}
-		tms[0].text += am_now() - tr0;
-		if (!nb)
-			break;
-		lvd_pool_parallel_for(pool, nb, work_fn, &w);
-		double tw0 = am_now();
-		for (size_t i = 0; i < nb && !io_failed; i++) {
-			struct item *it = &items[i];
-			if (!it->failed && writer_add(&ws, it, &err)) {
-				if (err.code == LVD_ERR_INVALID) { /* e.g. a duplicate id within the shard */
-					it->failed = 1;
-					snprintf(it->reason, sizeof it->reason, "%s", err.msg);
-				} else {
-					lvd_error_log("%s", err.msg);
-					io_failed = 1;
-				}
-			}
-			if (it->failed) {
-				log_error(ef, it);
-				skipped++;
-			}
-			done++;
-		}
-		tms[0].io += am_now() - tw0;
-		for (size_t i = 0; i < nb; i++) {
-			free(items[i].payload);
-			am_input_free(&items[i].in);
-		}
-		if (io_failed)
-			goto out;
-	}
-	if (ws.w && lvd_rec_writer_count(ws.w) && writer_close(&ws, &err)) {
-		lvd_error_log("%s", err.msg);
+	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0};
+	struct lvd_shardrun_cfg cfg = {
+		.tool = "sd-attnmap", .out = o.out, .prefix = "attn-", .ext = ".lvdm", .kind = LVD_REC_KIND_MAPS,
+		.first_key = "first_index", .params_dump = params_dump, .inputs_dump = inputs_dump, .zlevel = ZLEVEL,
+		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_bytes = o.shard_bytes, .threads = o.threads,
+		.batch = o.batch, .item_size = sizeof(struct item), .unit = "images", .ctx = &rn, .next = next_fn,
+		.prepare = prepare_fn, .work = work_fn, .account = account_fn, .release = release_fn, .count = count_fn,
+	};
+	struct lvd_shardrun_result res;
+	if (lvd_shardrun(&cfg, &res))
 		goto out;
-	}
-	if (ws.w) {
-		lvd_rec_writer_abort(ws.w);
-		ws.w = NULL;
-	}
-	lvd_progress_finish(prog);
-	double secs = am_now() - t_start;
-	skipped += kept_errors;
+	tms[0].text += res.t_read;
+	tms[0].io += res.t_write;
+	uint64_t total = am_manifest_count(man), mine = 0;
+	for (uint64_t k = 0; k < total; k++)
+		mine += k % o.shard_n == o.shard_i;
+	double secs = res.wall;
 	lvd_info("summary: %llu samples in this shard (%llu processed now), %llu records, %llu skipped, %.1fs, "
-		"%.2f images/s, %.1f maps/s, %d shard(s)",
-		(unsigned long long)mine, (unsigned long long)done, (unsigned long long)ws.records,
-		(unsigned long long)skipped, secs, secs > 0 ? (double)done / secs : 0.0,
-		secs > 0 ? (double)ws.maps / secs : 0.0, ws.shard);
+		"%.2f images/s, %.1f maps/s, %llu shard(s)",
+		(unsigned long long)mine, (unsigned long long)res.done, (unsigned long long)res.records,
+		(unsigned long long)res.skipped, secs, secs > 0 ? (double)res.done / secs : 0.0,
+		secs > 0 ? (double)rn.maps / secs : 0.0, (unsigned long long)res.shards);
 	if (o.timings || lvd_log_level() >= LVD_LOG_DEBUG) {
-		struct am_timing s = {0};
+		struct lvd_attnmap_timing s = {0};
 		for (int t = 0; t < o.threads; t++) {
 			s.decode += tms[t].decode;
 			s.text += tms[t].text;
@@ -617,18 +423,9 @@ int cmd_run(int argc, char **argv)
 			"aggregate %.3f, encode %.3f, compress+io %.3f; wall %.3f\n",
 			s.decode, s.text, s.vae, s.unet, s.aggregate, s.encode, s.io, secs);
 	}
-	status = lvd_run_exit_status(skipped, o.keep_going, o.out);
+	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out);
 out:
-	if (ws.w)
-		lvd_rec_writer_abort(ws.w);
-	ZSTD_freeCCtx(ws.zc);
-	free(ws.zbuf);
-	lvd_progress_destroy(prog);
-	if (ef)
-		fclose(ef);
-	free(items);
 	free(tms);
-	lvd_pool_destroy(pool);
 	lvd_sd_free(sd);
 	am_tok_close(tok);
 	am_manifest_close(man);

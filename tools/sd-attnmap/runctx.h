@@ -1,5 +1,5 @@
 /* sd-attnmap run: inputs of the work loop — manifest samples with their SD text and
- * image path (inputs.c), CLIP tokenization into struct am_text (tok.c), and the
+ * image path (inputs.c), CLIP tokenization into struct lvd_attnmap_text (tok.c), and the
  * provenance hashes of the checkpoint and tokenizer files (inputs.c). */
 #ifndef LVD_SD_ATTNMAP_RUNCTX_H
 #define LVD_SD_ATTNMAP_RUNCTX_H
@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "sample.h"
+#include "lavender/attnmap_sample.h"
 
 #define AM_TEXT_AUTO 0
 #define AM_EOF (-1)
@@ -24,7 +24,7 @@ struct am_input {
 	char *image;           /* as written in the manifest */
 	char *image_path;      /* resolved against --images */
 	char *text;            /* the SD text */
-	struct am_text tok;    /* filled by am_tok_text */
+	struct lvd_attnmap_text tok;    /* filled by am_tok_text */
 };
 void am_input_free(struct am_input *in);
 
@@ -46,8 +46,8 @@ struct am_tok;
 int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err);
 /* Tokenizes text into *out (owned arrays; freed by am_text_free). Text with no token
  * is an error ("empty text"). More than 75 tokens are truncated (out->truncated). */
-int am_tok_text(struct am_tok *t, const char *text, struct am_text *out, struct lvd_error *err);
-void am_text_free(struct am_text *t);
+int am_tok_text(struct am_tok *t, const char *text, struct lvd_attnmap_text *out, struct lvd_error *err);
+void am_text_free(struct lvd_attnmap_text *t);
 void am_tok_close(struct am_tok *t);
 
 /* {"file": sha256 of (8-byte length + JSON header)} for every .safetensors file of the

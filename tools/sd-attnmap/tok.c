@@ -1,4 +1,4 @@
-/* sd-attnmap: CLIP tokenization of the SD text into struct am_text (runctx.h).
+/* sd-attnmap: CLIP tokenization of the SD text into struct lvd_attnmap_text (runctx.h).
  *
  * The context fed to the text encoder is BOS, the first 75 tokens, EOS, then EOS
  * padding to 77 (SD 1.x). Kept tokens are positions 1..T. Word w's string is the
@@ -41,7 +41,7 @@ void am_tok_close(struct am_tok *t)
 	free(t);
 }
 
-void am_text_free(struct am_text *t)
+void am_text_free(struct lvd_attnmap_text *t)
 {
 	if (t->token_strs)
 		for (int i = 0; i < t->T; i++)
@@ -56,7 +56,7 @@ void am_text_free(struct am_text *t)
 	memset(t, 0, sizeof *t);
 }
 
-int am_tok_text(struct am_tok *t, const char *text, struct am_text *out, struct lvd_error *err)
+int am_tok_text(struct am_tok *t, const char *text, struct lvd_attnmap_text *out, struct lvd_error *err)
 {
 	memset(out, 0, sizeof *out);
 	lvd_tokens_clear(&t->toks);
@@ -67,13 +67,13 @@ int am_tok_text(struct am_tok *t, const char *text, struct am_text *out, struct 
 	size_t n = t->toks.n >= 2 ? t->toks.n - 2 : 0;
 	if (!n)
 		return lvd_error_set(err, LVD_ERR_INVALID, "empty text (no CLIP tokens)");
-	int T = n > AM_CTX - 2 ? AM_CTX - 2 : (int)n;
+	int T = n > LVD_ATTNMAP_CTX - 2 ? LVD_ATTNMAP_CTX - 2 : (int)n;
 	out->T = T;
 	out->truncated = n > (size_t)T;
 	out->ids[0] = LVD_CLIP_BOS;
 	for (int i = 0; i < T; i++)
 		out->ids[1 + i] = t->toks.ids[1 + i];
-	for (int i = T + 1; i < AM_CTX; i++)
+	for (int i = T + 1; i < LVD_ATTNMAP_CTX; i++)
 		out->ids[i] = LVD_CLIP_EOS;
 	int32_t first_word = t->toks.word[1], last_word = t->toks.word[T];
 	if (first_word < 0 || last_word < first_word)

@@ -1,7 +1,7 @@
 /* lib/models/sd/sd_load.c — SD 1.x loading: diffusers folder or ldm single file into one
  * internal structure (sd_internal.h). Configs come from config.json files (diffusers) or
- * tensor shapes (single file). Weight names are resolved once here. */
-#include <jansson.h>
+ * tensor shapes (single file), both read in sd_config.c. Weight names are resolved once
+ * here. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/pool.h"
 #include "io/safetensors.h"
+#include "models/sd/sd_config.h"
 #include "models/sd/sd_internal.h"
 #include "nn/gemm.h"
 
@@ -36,18 +37,6 @@ struct binder {
 static const struct lvd_tensor_view *find(const struct lvd_st *st, const char *name)
 {
 	return st ? lvd_st_find(st, name) : NULL;
-}
-
-static const struct lvd_tensor_view *findf(const struct lvd_st *st, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static const struct lvd_tensor_view *findf(const struct lvd_st *st, const char *fmt, ...)
-{
-	char name[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof name, fmt, ap);
-	va_end(ap);
-	return find(st, name);
 }
 
 static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
@@ -103,7 +92,7 @@ static int bind_full(struct binder *b, const float **slot, const char *name, con
 	if (tv->dtype != LVD_DT_F32 && tv->dtype != LVD_DT_F16 && tv->dtype != LVD_DT_BF16) {
 		b->failed = 1;
 		lvd_error_set(b->err, LVD_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (want F32, F16 or BF16)",
-			      tv->file ? tv->file : lvd_st_path(b->st), tv->name, lvd_dtype_name(tv->dtype));
+			      tv->file ? tv->file : lvd_st_path(b->st), tv->name, lvd_st_dtype_name(tv->dtype));
 		return -1;
 	}
 	if (b->n == b->cap) {
@@ -235,128 +224,7 @@ static void bind_resnet(struct binder *b, struct sd_resnet *r, int cin, int cout
 	}
 }
 
-/* ---- JSON config helpers --------------------------------------------------------------- */
-
-struct jcfg {
-	json_t *root;
-	const char *path;
-	struct lvd_error *err;
-	int failed;
-};
-
-static int jopen(struct jcfg *j, const char *path, struct lvd_error *err)
-{
-	json_error_t je;
-	j->path = path;
-	j->err = err;
-	j->failed = 0;
-	j->root = json_load_file(path, 0, &je);
-	if (!j->root)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
-	if (!json_is_object(j->root)) {
-		json_decref(j->root);
-		j->root = NULL;
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a JSON object", path);
-	}
-	return 0;
-}
-
-static int jint(struct jcfg *j, const char *key, int def, int required, int lo, int hi)
-{
-	if (j->failed)
-		return def;
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v)) {
-		if (required) {
-			j->failed = 1;
-			lvd_error_set(j->err, LVD_ERR_INVALID, "%s: missing field '%s'", j->path, key);
-		}
-		return def;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		j->failed = 1;
-		lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be an integer in [%d, %d]",
-			      j->path, key, lo, hi);
-		return def;
-	}
-	return (int)json_integer_value(v);
-}
-
-static double jnum(struct jcfg *j, const char *key, double def)
-{
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v) || j->failed)
-		return def;
-	if (!json_is_number(v)) {
-		j->failed = 1;
-		lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be a number", j->path, key);
-		return def;
-	}
-	return json_number_value(v);
-}
-
-static int jbool(struct jcfg *j, const char *key, int def)
-{
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v))
-		return def;
-	return json_is_true(v);
-}
-
-static const char *jstr(struct jcfg *j, const char *key)
-{
-	json_t *v = json_object_get(j->root, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* An int or a list of ints into out[n]; returns the number read or -1. */
-static int jints(struct jcfg *j, const char *key, int *out, int n_expect, int required)
-{
-	if (j->failed)
-		return -1;
-	json_t *v = json_object_get(j->root, key);
-	if (!v || json_is_null(v)) {
-		if (required) {
-			j->failed = 1;
-			lvd_error_set(j->err, LVD_ERR_INVALID, "%s: missing field '%s'", j->path, key);
-		}
-		return -1;
-	}
-	if (json_is_integer(v) && n_expect > 0) {
-		for (int i = 0; i < n_expect; i++)
-			out[i] = (int)json_integer_value(v);
-		return n_expect;
-	}
-	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > LVD_SD_MAX_LEVELS ||
-	    (n_expect > 0 && (int)json_array_size(v) != n_expect))
-		goto bad;
-	for (size_t i = 0; i < json_array_size(v); i++) {
-		json_t *e = json_array_get(v, i);
-		if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 65536)
-			goto bad;
-		out[i] = (int)json_integer_value(e);
-	}
-	return (int)json_array_size(v);
-bad:
-	j->failed = 1;
-	lvd_error_set(j->err, LVD_ERR_INVALID, "%s: field '%s' must be a positive integer or a list of %d (at most %d)",
-		      j->path, key, n_expect > 0 ? n_expect : LVD_SD_MAX_LEVELS, LVD_SD_MAX_LEVELS);
-	return -1;
-}
-
-static int jdone(struct jcfg *j)
-{
-	json_decref(j->root);
-	j->root = NULL;
-	return j->failed ? (j->err->code ? j->err->code : LVD_ERR_INVALID) : 0;
-}
-
 /* ---- CLIP text encoder ----------------------------------------------------------------- */
-
-static int clip_has_text_model(const struct lvd_st *st, const char *pfx)
-{
-	return findf(st, "%stext_model.embeddings.token_embedding.weight", pfx) != NULL;
-}
 
 static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 {
@@ -368,7 +236,7 @@ static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 		return lvd_error_set(b->err, LVD_ERR_NOMEM, "out of memory");
 	/* HF files name everything text_model.*; transformers 5 saves without that prefix */
 	char full[128];
-	snprintf(full, sizeof full, "%s%s", pfx, clip_has_text_model(b->st, pfx) ? "text_model." : "");
+	snprintf(full, sizeof full, "%s%s", pfx, sd_clip_has_text_model(b->st, pfx) ? "text_model." : "");
 	pfx = full;
 	bindn(b, &c->tok_emb, 2, SHAPE(k->vocab, D), 0, "%sembeddings.token_embedding.weight", pfx);
 	bindn(b, &c->pos_emb, 2, SHAPE(k->n_pos, D), 0, "%sembeddings.position_embedding.weight", pfx);
@@ -395,44 +263,6 @@ static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 	snprintf(p, sizeof p, "%sfinal_layer_norm.", pfx);
 	bind_norm(b, &c->final_ln, D, p);
 	return 0;
-}
-
-static int clip_check_cfg(const struct lvd_sd_clip_cfg *k, const char *where, struct lvd_error *err)
-{
-	if (k->width <= 0 || k->heads <= 0 || k->width % k->heads || k->layers <= 0 || k->ffn <= 0 ||
-	    k->n_pos <= 0 || k->vocab <= 0)
-		return lvd_error_set(err, LVD_ERR_INVALID,
-				     "%s: inconsistent text encoder config (width %d, heads %d, layers %d, ffn %d)",
-				     where, k->width, k->heads, k->layers, k->ffn);
-	return 0;
-}
-
-static int clip_cfg_json(struct lvd_sd_clip_cfg *k, const char *path, struct lvd_error *err)
-{
-	struct jcfg j;
-	int rc = jopen(&j, path, err);
-	if (rc)
-		return rc;
-	k->vocab = jint(&j, "vocab_size", 49408, 0, 1, 1 << 24);
-	k->width = jint(&j, "hidden_size", 0, 1, 1, 65536);
-	k->ffn = jint(&j, "intermediate_size", 0, 1, 1, 1 << 20);
-	k->layers = jint(&j, "num_hidden_layers", 0, 1, 1, 1024);
-	k->heads = jint(&j, "num_attention_heads", 0, 1, 1, 1024);
-	k->n_pos = jint(&j, "max_position_embeddings", 77, 0, 1, 1 << 20);
-	k->eps = (float)jnum(&j, "layer_norm_eps", 1e-5);
-	const char *act = jstr(&j, "hidden_act");
-	if (!j.failed) {
-		if (!act || !strcmp(act, "quick_gelu"))
-			k->act = LVD_SD_ACT_QUICK_GELU;
-		else if (!strcmp(act, "gelu"))
-			k->act = LVD_SD_ACT_GELU;
-		else {
-			j.failed = 1;
-			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (quick_gelu, gelu)", path, act);
-		}
-	}
-	rc = jdone(&j);
-	return rc ? rc : clip_check_cfg(k, path, err);
 }
 
 /* ---- VAE encoder ----------------------------------------------------------------------- */
@@ -498,44 +328,6 @@ static void vae_bind(struct binder *b, struct sd_vae *v, int ldm, const char *pf
 	bind_conv(b, &v->conv_out, 2 * k->latent_ch, C, 3, p);
 	snprintf(p, sizeof p, "%squant_conv.", pfx);
 	bind_conv(b, &v->quant, 2 * k->latent_ch, 2 * k->latent_ch, 1, p);
-}
-
-static int vae_check_cfg(const struct lvd_sd_vae_cfg *k, const char *where, struct lvd_error *err)
-{
-	if (k->levels < 1 || k->levels > LVD_SD_MAX_LEVELS || k->layers_per_block < 1 ||
-	    k->layers_per_block > LVD_SD_MAX_RES || k->groups < 1 || k->latent_ch < 1 || k->in_ch < 1)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: unsupported VAE config (levels %d, layers_per_block %d)",
-				     where, k->levels, k->layers_per_block);
-	for (int i = 0; i < k->levels; i++)
-		if (k->ch[i] < 1 || k->ch[i] % k->groups)
-			return lvd_error_set(err, LVD_ERR_INVALID, "%s: VAE channels %d not divisible by %d groups",
-					     where, k->ch[i], k->groups);
-	return 0;
-}
-
-static int vae_cfg_json(struct lvd_sd_vae_cfg *k, const char *path, struct lvd_error *err)
-{
-	struct jcfg j;
-	int rc = jopen(&j, path, err);
-	if (rc)
-		return rc;
-	k->in_ch = jint(&j, "in_channels", 3, 0, 1, 64);
-	k->latent_ch = jint(&j, "latent_channels", 4, 0, 1, 1024);
-	k->levels = jints(&j, "block_out_channels", k->ch, 0, 1);
-	k->layers_per_block = jint(&j, "layers_per_block", 2, 0, 1, LVD_SD_MAX_RES);
-	k->groups = jint(&j, "norm_num_groups", 32, 0, 1, 4096);
-	k->scaling = (float)jnum(&j, "scaling_factor", 0.18215);
-	k->eps = 1e-6f;
-	if (!j.failed && !jbool(&j, "mid_block_add_attention", 1)) {
-		j.failed = 1;
-		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: mid_block_add_attention=false is not supported", path);
-	}
-	if (!j.failed && json_object_get(j.root, "shift_factor") && !json_is_null(json_object_get(j.root, "shift_factor"))) {
-		j.failed = 1;
-		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: shift_factor (SD3/Flux VAE) is not supported", path);
-	}
-	rc = jdone(&j);
-	return rc ? rc : vae_check_cfg(k, path, err);
 }
 
 /* ---- UNet ------------------------------------------------------------------------------ */
@@ -672,237 +464,6 @@ static void unet_bind(struct binder *b, struct sd_unet *u, int ldm, const char *
 	bind_conv(b, &u->conv_out, k->out_ch, k->ch[0], 3, p);
 }
 
-static int unet_check_cfg(const struct lvd_sd_unet_cfg *k, const char *where, struct lvd_error *err)
-{
-	if (k->levels < 1 || k->levels > LVD_SD_MAX_LEVELS || k->layers_per_block < 1 ||
-	    k->layers_per_block + 1 > LVD_SD_MAX_RES || k->tblocks < 1 || k->tblocks > LVD_SD_MAX_TBLOCKS ||
-	    k->groups < 1 || k->in_ch < 1 || k->out_ch < 1 || k->temb_dim < 1 || k->ctx_dim < 1)
-		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
-				     "%s: unsupported UNet config (levels %d, layers_per_block %d, transformer layers %d)",
-				     where, k->levels, k->layers_per_block, k->tblocks);
-	for (int i = 0; i < k->levels; i++) {
-		if (k->ch[i] < 1 || k->ch[i] % k->groups)
-			return lvd_error_set(err, LVD_ERR_INVALID, "%s: UNet channels %d not divisible by %d groups",
-					     where, k->ch[i], k->groups);
-		if (k->heads[i] < 1 || k->ch[i] % k->heads[i])
-			return lvd_error_set(err, LVD_ERR_INVALID, "%s: UNet level %d: %d channels not divisible by %d heads",
-					     where, i, k->ch[i], k->heads[i]);
-	}
-	if (k->ch[0] % 2)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: odd timestep embedding size %d", where, k->ch[0]);
-	return 0;
-}
-
-static int unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_error *err)
-{
-	struct jcfg j;
-	int rc = jopen(&j, path, err);
-	if (rc)
-		return rc;
-	static const char *const unsupported[] = {
-		"addition_embed_type", "class_embed_type", "encoder_hid_dim_type", "num_class_embeds",
-		"projection_class_embeddings_input_dim", "time_cond_proj_dim", NULL};
-	for (int i = 0; unsupported[i] && !j.failed; i++) {
-		json_t *v = json_object_get(j.root, unsupported[i]);
-		if (v && !json_is_null(v)) {
-			j.failed = 1;
-			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: '%s' is set: this UNet variant (e.g. SDXL) is not supported",
-				      path, unsupported[i]);
-		}
-	}
-	k->in_ch = jint(&j, "in_channels", 4, 0, 1, 1024);
-	k->out_ch = jint(&j, "out_channels", 4, 0, 1, 1024);
-	k->levels = jints(&j, "block_out_channels", k->ch, 0, 1);
-	k->layers_per_block = jint(&j, "layers_per_block", 2, 0, 1, LVD_SD_MAX_RES - 1);
-	k->groups = jint(&j, "norm_num_groups", 32, 0, 1, 4096);
-	k->eps = (float)jnum(&j, "norm_eps", 1e-5);
-	k->ctx_dim = jint(&j, "cross_attention_dim", 1280, 0, 1, 65536);
-	k->flip_sin_to_cos = jbool(&j, "flip_sin_to_cos", 1);
-	k->freq_shift = (float)jnum(&j, "freq_shift", 0);
-	k->linear_proj = jbool(&j, "use_linear_projection", 0);
-	int n = k->levels > 0 ? k->levels : 1;
-	k->temb_dim = jint(&j, "time_embedding_dim", 4 * k->ch[0], 0, 1, 1 << 20);
-	if (jints(&j, "num_attention_heads", k->heads, n, 0) < 0 && !j.failed)
-		jints(&j, "attention_head_dim", k->heads, n, 1);
-	int tl[LVD_SD_MAX_LEVELS] = {0};
-	k->tblocks = 1;
-	if (jints(&j, "transformer_layers_per_block", tl, n, 0) > 0) {
-		k->tblocks = tl[0];
-		for (int i = 1; i < n; i++)
-			if (tl[i] != tl[0] && !j.failed) {
-				j.failed = 1;
-				lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: per-level transformer_layers_per_block is not supported", path);
-			}
-	}
-	json_t *db = json_object_get(j.root, "down_block_types"), *ub = json_object_get(j.root, "up_block_types");
-	if (!j.failed && (!json_is_array(db) || !json_is_array(ub) || (int)json_array_size(db) != n ||
-			  (int)json_array_size(ub) != n)) {
-		j.failed = 1;
-		lvd_error_set(err, LVD_ERR_INVALID, "%s: down_block_types/up_block_types must list %d blocks", path, n);
-	}
-	for (int i = 0; i < n && !j.failed; i++) {
-		const char *ds = json_string_value(json_array_get(db, i));
-		const char *us = json_string_value(json_array_get(ub, i));
-		if (ds && !strcmp(ds, "CrossAttnDownBlock2D"))
-			k->down_attn[i] = 1;
-		else if (!ds || strcmp(ds, "DownBlock2D")) {
-			j.failed = 1;
-			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: down block type '%s' is not supported", path, ds ? ds : "?");
-		}
-		if (us && !strcmp(us, "CrossAttnUpBlock2D"))
-			k->up_attn[i] = 1;
-		else if (!us || strcmp(us, "UpBlock2D")) {
-			j.failed = 1;
-			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: up block type '%s' is not supported", path, us ? us : "?");
-		}
-	}
-	const char *mid = jstr(&j, "mid_block_type");
-	if (!j.failed && mid && strcmp(mid, "UNetMidBlock2DCrossAttn")) {
-		j.failed = 1;
-		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: mid block type '%s' is not supported", path, mid);
-	}
-	if (!j.failed && (jbool(&j, "dual_cross_attention", 0) || jbool(&j, "only_cross_attention", 0))) {
-		j.failed = 1;
-		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: dual/only cross-attention UNets are not supported", path);
-	}
-	rc = jdone(&j);
-	return rc ? rc : unet_check_cfg(k, path, err);
-}
-
-/* ---- single file: configs from shapes --------------------------------------------------- */
-
-static int shape_of(const struct lvd_st *st, const char *name, int dim)
-{
-	const struct lvd_tensor_view *tv = find(st, name);
-	if (!tv || dim >= tv->ndim)
-		return -1;
-	return (int)tv->shape[dim];
-}
-
-static int ldm_clip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const char *pfx,
-			const struct lvd_sd_opts *o, struct lvd_error *err)
-{
-	char n[256], full[128];
-	snprintf(full, sizeof full, "%s%s", pfx, clip_has_text_model(st, pfx) ? "text_model." : "");
-	pfx = full;
-	snprintf(n, sizeof n, "%sembeddings.token_embedding.weight", pfx);
-	k->vocab = shape_of(st, n, 0);
-	k->width = shape_of(st, n, 1);
-	snprintf(n, sizeof n, "%sembeddings.position_embedding.weight", pfx);
-	k->n_pos = shape_of(st, n, 0);
-	k->layers = 0;
-	while (findf(st, "%sencoder.layers.%d.layer_norm1.weight", pfx, k->layers))
-		k->layers++;
-	snprintf(n, sizeof n, "%sencoder.layers.0.mlp.fc1.weight", pfx);
-	k->ffn = shape_of(st, n, 0);
-	k->heads = o->clip_heads > 0 ? o->clip_heads : (k->width > 0 ? k->width / 64 : 0);
-	k->act = LVD_SD_ACT_QUICK_GELU;
-	k->eps = 1e-5f;
-	if (k->vocab <= 0 || k->width <= 0 || k->n_pos <= 0 || k->layers == 0 || k->ffn <= 0)
-		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing or malformed text encoder tensors under '%s'",
-				     lvd_st_path(st), pfx);
-	return clip_check_cfg(k, lvd_st_path(st), err);
-}
-
-static int ldm_vae_cfg(struct lvd_sd_vae_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
-		       struct lvd_error *err)
-{
-	const char *P = "first_stage_model.";
-	char n[256];
-	snprintf(n, sizeof n, "%sencoder.conv_in.weight", P);
-	k->in_ch = shape_of(st, n, 1);
-	k->levels = 0;
-	while (k->levels < LVD_SD_MAX_LEVELS && findf(st, "%sencoder.down.%d.block.0.conv1.weight", P, k->levels)) {
-		snprintf(n, sizeof n, "%sencoder.down.%d.block.0.conv1.weight", P, k->levels);
-		k->ch[k->levels] = shape_of(st, n, 0);
-		k->levels++;
-	}
-	k->layers_per_block = 0;
-	while (k->layers_per_block < LVD_SD_MAX_RES &&
-	       findf(st, "%sencoder.down.0.block.%d.conv1.weight", P, k->layers_per_block))
-		k->layers_per_block++;
-	snprintf(n, sizeof n, "%squant_conv.weight", P);
-	int q = shape_of(st, n, 0);
-	k->latent_ch = q > 0 ? q / 2 : -1;
-	k->groups = o->norm_groups > 0 ? o->norm_groups : 32;
-	k->eps = 1e-6f;
-	k->scaling = 0.18215f;
-	if (k->in_ch <= 0 || k->levels == 0 || k->latent_ch <= 0)
-		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing or malformed VAE encoder tensors under '%s'",
-				     lvd_st_path(st), P);
-	return vae_check_cfg(k, lvd_st_path(st), err);
-}
-
-static int ldm_unet_cfg(struct lvd_sd_unet_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
-			struct lvd_error *err)
-{
-	const char *P = "model.diffusion_model.";
-	const char *path = lvd_st_path(st);
-	char n[256];
-	memset(k, 0, sizeof *k);
-	if (findf(st, "%slabel_emb.0.0.weight", P))
-		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: '%slabel_emb.0.0.weight' present: SDXL-style UNets are not supported",
-				     path, P);
-	snprintf(n, sizeof n, "%sinput_blocks.0.0.weight", P);
-	k->ch[0] = shape_of(st, n, 0);
-	k->in_ch = shape_of(st, n, 1);
-	snprintf(n, sizeof n, "%sout.2.weight", P);
-	k->out_ch = shape_of(st, n, 0);
-	snprintf(n, sizeof n, "%stime_embed.0.weight", P);
-	k->temb_dim = shape_of(st, n, 0);
-	if (k->ch[0] <= 0 || k->in_ch <= 0 || k->out_ch <= 0 || k->temb_dim <= 0)
-		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing tensor '%sinput_blocks.0.0.weight', "
-				     "'%sout.2.weight' or '%stime_embed.0.weight'", path, P, P, P);
-	int nb = 1;
-	while (nb < 64 && (findf(st, "%sinput_blocks.%d.0.in_layers.0.weight", P, nb) ||
-			   findf(st, "%sinput_blocks.%d.0.op.weight", P, nb)))
-		nb++;
-	int L = 0;
-	while (L + 1 < nb && !findf(st, "%sinput_blocks.%d.0.op.weight", P, L + 1))
-		L++;
-	k->layers_per_block = L;
-	if (L < 1 || nb % (L + 1) != 0 || nb / (L + 1) > LVD_SD_MAX_LEVELS || L + 1 > LVD_SD_MAX_RES)
-		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: cannot infer the UNet layout from %d input blocks",
-				     path, nb);
-	k->levels = nb / (L + 1);
-	k->tblocks = 0;
-	k->ctx_dim = 0;
-	for (int i = 0; i < k->levels; i++) {
-		int ib = i * (L + 1) + 1;
-		snprintf(n, sizeof n, "%sinput_blocks.%d.0.out_layers.3.weight", P, ib);
-		k->ch[i] = shape_of(st, n, 0);
-		k->down_attn[i] = findf(st, "%sinput_blocks.%d.1.proj_in.weight", P, ib) != NULL;
-		k->up_attn[i] = findf(st, "%soutput_blocks.%d.1.proj_in.weight", P, i * (L + 1)) != NULL;
-		if (k->down_attn[i] && !k->ctx_dim) {
-			snprintf(n, sizeof n, "%sinput_blocks.%d.1.transformer_blocks.0.attn2.to_k.weight", P, ib);
-			k->ctx_dim = shape_of(st, n, 1);
-			const struct lvd_tensor_view *pin = findf(st, "%sinput_blocks.%d.1.proj_in.weight", P, ib);
-			k->linear_proj = pin && pin->ndim == 2;
-			while (k->tblocks < LVD_SD_MAX_TBLOCKS &&
-			       findf(st, "%sinput_blocks.%d.1.transformer_blocks.%d.norm1.weight", P, ib, k->tblocks))
-				k->tblocks++;
-		}
-	}
-	if (!k->ctx_dim) {
-		snprintf(n, sizeof n, "%smiddle_block.1.transformer_blocks.0.attn2.to_k.weight", P);
-		k->ctx_dim = shape_of(st, n, 1);
-		k->tblocks = 1;
-	}
-	for (int i = 0; i < k->levels; i++) {
-		if (o->unet_heads > 0)
-			k->heads[i] = o->unet_heads;
-		else if (k->ctx_dim == 1024)
-			k->heads[i] = k->ch[i] / 64;   /* SD 2.x: head dim 64 */
-		else
-			k->heads[i] = 8;              /* SD 1.x: 8 heads */
-	}
-	k->groups = o->norm_groups > 0 ? o->norm_groups : 32;
-	k->eps = 1e-5f;
-	k->flip_sin_to_cos = 1;
-	k->freq_shift = 0;
-	return unet_check_cfg(k, path, err);
-}
-
 /* ---- top level ------------------------------------------------------------------------- */
 
 static int is_dir(const char *p)
@@ -943,7 +504,7 @@ static int load_diffusers(struct lvd_sd *sd, const char *dir, int comps, struct 
 	int rc = 0;
 	if (comps & LVD_SD_TEXT) {
 		snprintf(p, sizeof p, "%s/text_encoder/config.json", dir);
-		if ((rc = clip_cfg_json(&sd->clip.cfg, p, err)))
+		if ((rc = sd_clip_cfg_json(&sd->clip.cfg, p, err)))
 			goto out;
 		if ((rc = open_component(&sd->st[0], dir, "text_encoder", "model", err)))
 			goto out;
@@ -954,7 +515,7 @@ static int load_diffusers(struct lvd_sd *sd, const char *dir, int comps, struct 
 	}
 	if (comps & LVD_SD_VAE) {
 		snprintf(p, sizeof p, "%s/vae/config.json", dir);
-		if ((rc = vae_cfg_json(&sd->vae.cfg, p, err)))
+		if ((rc = sd_vae_cfg_json(&sd->vae.cfg, p, err)))
 			goto out;
 		if ((rc = open_component(&sd->st[1], dir, "vae", "diffusion_pytorch_model", err)))
 			goto out;
@@ -964,7 +525,7 @@ static int load_diffusers(struct lvd_sd *sd, const char *dir, int comps, struct 
 	}
 	if (comps & LVD_SD_UNET) {
 		snprintf(p, sizeof p, "%s/unet/config.json", dir);
-		if ((rc = unet_cfg_json(&sd->unet.cfg, p, err)))
+		if ((rc = sd_unet_cfg_json(&sd->unet.cfg, p, err)))
 			goto out;
 		if ((rc = open_component(&sd->st[2], dir, "unet", "diffusion_pytorch_model", err)))
 			goto out;
@@ -997,20 +558,20 @@ static int load_single(struct lvd_sd *sd, const char *path, int comps, const str
 					     "%s: OpenCLIP text encoder ('cond_stage_model.model.token_embedding.weight', SD 2.x) is not supported yet",
 					     path);
 		const char *pfx = "cond_stage_model.transformer.";
-		if ((rc = ldm_clip_cfg(&sd->clip.cfg, st, pfx, o, err)))
+		if ((rc = sd_ldm_clip_cfg(&sd->clip.cfg, st, pfx, o, err)))
 			goto out;
 		if ((rc = clip_bind(&b, &sd->clip, pfx)))
 			goto out;
 		sd->has_text = 1;
 	}
 	if (comps & LVD_SD_VAE) {
-		if ((rc = ldm_vae_cfg(&sd->vae.cfg, st, o, err)))
+		if ((rc = sd_ldm_vae_cfg(&sd->vae.cfg, st, o, err)))
 			goto out;
 		vae_bind(&b, &sd->vae, 1, "first_stage_model.");
 		sd->has_vae = 1;
 	}
 	if (comps & LVD_SD_UNET) {
-		if ((rc = ldm_unet_cfg(&sd->unet.cfg, st, o, err)))
+		if ((rc = sd_ldm_unet_cfg(&sd->unet.cfg, st, o, err)))
 			goto out;
 		unet_bind(&b, &sd->unet, 1, "model.diffusion_model.");
 		sd->has_unet = 1;
@@ -1031,17 +592,17 @@ int sd_declare_diffusers(const char *dir, int comps, sd_declare_fn fn, void *use
 	int rc = 0;
 	if (comps & LVD_SD_TEXT) {
 		snprintf(p, sizeof p, "%s/text_encoder/config.json", dir);
-		if (!(rc = clip_cfg_json(&sd->clip.cfg, p, err)))
+		if (!(rc = sd_clip_cfg_json(&sd->clip.cfg, p, err)))
 			rc = clip_bind(&b, &sd->clip, "text_model.");
 	}
 	if (!rc && (comps & LVD_SD_VAE)) {
 		snprintf(p, sizeof p, "%s/vae/config.json", dir);
-		if (!(rc = vae_cfg_json(&sd->vae.cfg, p, err)))
+		if (!(rc = sd_vae_cfg_json(&sd->vae.cfg, p, err)))
 			vae_bind(&b, &sd->vae, 0, "");
 	}
 	if (!rc && (comps & LVD_SD_UNET)) {
 		snprintf(p, sizeof p, "%s/unet/config.json", dir);
-		if (!(rc = unet_cfg_json(&sd->unet.cfg, p, err)))
+		if (!(rc = sd_unet_cfg_json(&sd->unet.cfg, p, err)))
 			unet_bind(&b, &sd->unet, 0, "");
 	}
 	lvd_sd_free(sd);

@@ -1,6 +1,6 @@
 /* sd-attnmap: the per-sample procedure (decode, resize, VAE, text encoder, noised UNet
  * passes with attn2 capture, aggregation, record payload). The options that change
- * results live in struct am_params; run.c handles manifests, shards and resume. */
+ * results live in struct lvd_attnmap_params; run.c handles manifests, shards and resume. */
 #ifndef LVD_SD_ATTNMAP_SAMPLE_H
 #define LVD_SD_ATTNMAP_SAMPLE_H
 
@@ -10,16 +10,16 @@
 #include "core/error.h"
 #include "models/sd/sd.h"
 
-#define AM_MAX_TIMESTEPS 64
-#define AM_CTX 77
+#define LVD_ATTNMAP_MAX_TIMESTEPS 64
+#define LVD_ATTNMAP_CTX 77
 
-/* Options that change the maps (recorded in run.json and every shard header). */
-struct am_params {
+/* Options that change the maps (sd-attnmap records them in run.json and every shard header). */
+struct lvd_attnmap_params {
 	int resolution;                 /* longer side of the SD input, multiple of 64 */
 	int grid;                       /* 0 = latent / 2 */
 	unsigned layers;                /* level mask (lib/lavender/attnmap.h) */
 	int n_timesteps;
-	int timesteps[AM_MAX_TIMESTEPS];
+	int timesteps[LVD_ATTNMAP_MAX_TIMESTEPS];
 	int draws;
 	uint64_t seed;
 	int min_side;                   /* images with a side below this are skipped */
@@ -27,8 +27,8 @@ struct am_params {
 };
 
 /* A tokenized SD text (borrowed strings live as long as the struct's owner says). */
-struct am_text {
-	int32_t ids[AM_CTX];            /* context fed to the text encoder: BOS, tokens, EOS, padding */
+struct lvd_attnmap_text {
+	int32_t ids[LVD_ATTNMAP_CTX];            /* context fed to the text encoder: BOS, tokens, EOS, padding */
 	int T;                          /* real caption tokens, at positions 1..T */
 	int truncated;
 	char **token_strs;              /* [T] */
@@ -38,35 +38,35 @@ struct am_text {
 	char **words;                   /* [n_words] */
 };
 
-/* Seconds spent per stage (summed over samples; per worker, then added up). */
-struct am_timing {
+/* Seconds spent per stage, added to by lvd_attnmap_sample_run (one per worker; the
+ * caller sums them; text, compress and io are the caller's to fill). */
+struct lvd_attnmap_timing {
 	double decode, text, vae, unet, aggregate, encode, compress, io;
 };
 
 /* One sample's input. */
-struct am_sample {
+struct lvd_attnmap_sample {
 	uint64_t index;                 /* position in the manifest (0-based, over samples) */
 	const char *id;
 	const char *text;               /* the SD text as tokenized */
 	const char *image;              /* as written in the manifest (recorded) */
 	const char *image_path;         /* resolved */
-	const struct am_text *tok;
+	const struct lvd_attnmap_text *tok;
 };
 
 /* The noise stream of (sample id, timestep, draw): FNV-1a 64 over the id's bytes, a 0
  * byte, u32 LE timestep, u32 LE draw (offset basis 0xcbf29ce484222325, prime
  * 0x100000001b3). Noise element j of the latent [4][h][w] (C order) is
  * lvd_rng_normal(seed, stream, j). */
-uint64_t am_noise_stream(const char *id, int timestep, int draw);
+uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw);
 
-/* Computes one sample's record payload into a malloc'd buffer (*out, *out_len).
- * Failures that belong to the sample (unreadable image, too small, ...) return an
- * error code with err holding the reason; the caller lists the sample as skipped. */
-int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
-		  const struct am_params *p, const struct am_sample *s, uint8_t **out,
-		  size_t *out_len, struct am_timing *tm, struct lvd_error *err);
-
-/* Monotonic seconds. */
-double am_now(void);
+/* Computes one sample's record payload into a malloc'd buffer (*out, *out_len; the
+ * caller frees it). sd is only read, so several threads may run samples at once, each
+ * with its own tm. Failures that belong to the sample (unreadable image, too small, a
+ * text encoder with another context length, ...) return an error code with err holding
+ * the reason; the caller lists the sample as skipped. */
+int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+		  const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s, uint8_t **out,
+		  size_t *out_len, struct lvd_attnmap_timing *tm, struct lvd_error *err);
 
 #endif

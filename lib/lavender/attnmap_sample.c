@@ -1,6 +1,6 @@
-/* sd-attnmap: one sample from image + tokens to a record payload (see sample.h and
- * docs/attnmap.md for the procedure). */
-#include "sample.h"
+/* lib/lavender/attnmap_sample.c — one sample from image + tokens to an sd-attnmap record
+ * payload (see attnmap_sample.h and docs/attnmap.md for the procedure). */
+#include "lavender/attnmap_sample.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +13,14 @@
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
 
-double am_now(void)
+static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-uint64_t am_noise_stream(const char *id, int timestep, int draw)
+uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	const uint64_t prime = 0x100000001b3ull;
@@ -47,15 +47,15 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 		c->bad_ctx = 1;
 		return 1;
 	}
-	double t0 = am_now();
+	double t0 = now_s();
 	lvd_attnmap_acc_add(c->acc, probs, info->h, info->w);
-	c->agg_s += am_now() - t0;
+	c->agg_s += now_s() - t0;
 	return 0;
 }
 
-int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
-		  const struct am_params *p, const struct am_sample *s, uint8_t **out,
-		  size_t *out_len, struct am_timing *tm, struct lvd_error *err)
+int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+		  const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s, uint8_t **out,
+		  size_t *out_len, struct lvd_attnmap_timing *tm, struct lvd_error *err)
 {
 	struct lvd_image img = {0}, rs = {0};
 	float *pix = NULL, *lat = NULL, *ctx = NULL, *noise = NULL, *xt = NULL, *eps = NULL, *maps = NULL;
@@ -63,7 +63,7 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	struct lvd_attnmap_stats *stats = NULL;
 	uint16_t *h16 = NULL;
 	int rc;
-	const struct am_text *tok = s->tok;
+	const struct lvd_attnmap_text *tok = s->tok;
 	const struct lvd_sd_clip_cfg *ccfg = lvd_sd_clip_config(sd);
 	const struct lvd_sd_vae_cfg *vcfg = lvd_sd_vae_config(sd);
 	const struct lvd_sd_unet_cfg *ucfg = lvd_sd_unet_config(sd);
@@ -71,7 +71,7 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	*out_len = 0;
 
 	/* 1. decode and resize (aspect kept, sides multiples of 64, PIL bicubic) */
-	double t0 = am_now();
+	double t0 = now_s();
 	if ((rc = lvd_image_load(&img, s->image_path, LVD_ALPHA_BLACK, err)))
 		goto done;
 	if (img.w < p->min_side || img.h < p->min_side) {
@@ -96,20 +96,20 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	for (size_t i = 0; i < hw; i++)
 		for (int c = 0; c < 3; c++)
 			pix[(size_t)c * hw + i] = (float)rs.px[i * 3 + (size_t)c] / 127.5f - 1.0f;
-	double t1 = am_now();
+	double t1 = now_s();
 	tm->decode += t1 - t0;
 
 	/* 2. text encoder on the full context */
-	if (!(ctx = lvd_alloc_array((size_t)AM_CTX, (size_t)ccfg->width * sizeof(float)))) {
+	if (!(ctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
 		goto done;
 	}
-	int32_t ids[AM_CTX];
-	for (int i = 0; i < AM_CTX; i++)
+	int32_t ids[LVD_ATTNMAP_CTX];
+	for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
 		ids[i] = p->fold_vocab ? tok->ids[i] % ccfg->vocab : tok->ids[i];
-	if ((rc = lvd_sd_text_encode(sd, ctx, ids, AM_CTX, err)))
+	if ((rc = lvd_sd_text_encode(sd, ctx, ids, LVD_ATTNMAP_CTX, err)))
 		goto done;
-	double t2 = am_now();
+	double t2 = now_s();
 	tm->text += t2 - t1;
 
 	/* 3. VAE posterior mean x scaling */
@@ -122,29 +122,29 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	}
 	if ((rc = lvd_sd_vae_encode(sd, lat, NULL, pix, g.sd_h, g.sd_w, err)))
 		goto done;
-	double t3 = am_now();
+	double t3 = now_s();
 	tm->vae += t3 - t2;
 
 	/* 4. noised UNet passes with capture, aggregated as they come */
-	if ((rc = lvd_attnmap_acc_init(&acc, AM_CTX, 1, tok->T, g.lat_h, g.lat_w, g.grid_h, g.grid_w, p->layers,
+	if ((rc = lvd_attnmap_acc_init(&acc, LVD_ATTNMAP_CTX, 1, tok->T, g.lat_h, g.lat_w, g.grid_h, g.grid_w, p->layers,
 				       err)))
 		goto done;
 	struct capture cap = {&acc, 0, 0};
 	for (int ti = 0; ti < p->n_timesteps; ti++) {
 		int t = p->timesteps[ti];
 		for (int d = 0; d < p->draws; d++) {
-			lvd_rng_fill_normal(noise, nlat, p->seed, am_noise_stream(s->id, t, d), 0);
+			lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(s->id, t, d), 0);
 			lvd_sd_add_noise(sched, xt, lat, noise, nlat, t);
-			if ((rc = lvd_sd_unet_forward(sd, eps, xt, g.lat_h, g.lat_w, (float)t, ctx, AM_CTX, on_attn, &cap,
+			if ((rc = lvd_sd_unet_forward(sd, eps, xt, g.lat_h, g.lat_w, (float)t, ctx, LVD_ATTNMAP_CTX, on_attn, &cap,
 						      err))) {
 				if (cap.bad_ctx)
 					rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
-							   AM_CTX);
+							   LVD_ATTNMAP_CTX);
 				goto done;
 			}
 		}
 	}
-	double t4 = am_now();
+	double t4 = now_s();
 	size_t nmap = (size_t)tok->T * g.grid_h * g.grid_w, plane = (size_t)g.grid_h * g.grid_w;
 	if (!(maps = lvd_alloc_array(nmap, sizeof(float))) || !(h16 = lvd_alloc_array(nmap, sizeof(uint16_t))) ||
 	    !(stats = lvd_alloc_array((size_t)tok->T, sizeof *stats))) {
@@ -157,7 +157,7 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 		lvd_attnmap_stats(&stats[t], maps + (size_t)t * plane, plane);
 	for (size_t i = 0; i < nmap; i++)
 		h16[i] = lvd_f32_to_f16(maps[i]);
-	double t5 = am_now();
+	double t5 = now_s();
 	tm->unet += t4 - t3 - cap.agg_s;
 	tm->aggregate += t5 - t4 + cap.agg_s;
 
@@ -167,7 +167,7 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	for (int k = LVD_ATTNMAP_MAX_LEVEL; k >= 0; k--)
 		if (p->layers & (1u << k))
 			layer_sides[n_layers++] = p->resolution / 8 >> k;
-	int32_t tsteps[AM_MAX_TIMESTEPS];
+	int32_t tsteps[LVD_ATTNMAP_MAX_TIMESTEPS];
 	for (int i = 0; i < p->n_timesteps; i++)
 		tsteps[i] = p->timesteps[i];
 	struct lvd_mapsrec r = {0};
@@ -199,7 +199,7 @@ int am_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 	r.stats = stats;
 	r.maps = h16;
 	rc = lvd_mapsrec_encode(&r, out, out_len, err);
-	tm->encode += am_now() - t5;
+	tm->encode += now_s() - t5;
 
 done:
 	lvd_image_free(&img);
