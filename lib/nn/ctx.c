@@ -25,12 +25,12 @@ void lvd_ctx_sync_cuda(struct lvd_ctx *ctx);
 #define ON_CUDA(ctx) 0
 #endif
 
-size_t lvd_dtype_size(enum lvd_dtype t)
+size_t lvd_param_dtype_size(enum lvd_param_dtype t)
 {
 	return t == LVD_F32 ? 4 : 2;
 }
 
-const char *lvd_dtype_name(enum lvd_dtype t)
+const char *lvd_param_dtype_name(enum lvd_param_dtype t)
 {
 	switch (t) {
 	case LVD_F32: return "F32";

@@ -40,9 +40,9 @@ enum lvd_backend { LVD_BACKEND_CPU = 0, LVD_BACKEND_CUDA = 1 };
 
 /* Element types of parameters and activations. fp32 on the CPU; bf16 storage with
  * fp32 accumulation on CUDA. */
-enum lvd_dtype { LVD_F32 = 0, LVD_BF16 = 1, LVD_F16 = 2 };
-size_t lvd_dtype_size(enum lvd_dtype t);
-const char *lvd_dtype_name(enum lvd_dtype t);
+enum lvd_param_dtype { LVD_F32 = 0, LVD_BF16 = 1, LVD_F16 = 2 };
+size_t lvd_param_dtype_size(enum lvd_param_dtype t);
+const char *lvd_param_dtype_name(enum lvd_param_dtype t);
 
 /* A bump allocator over one reserved block (64-byte granules). */
 struct lvd_arena {
