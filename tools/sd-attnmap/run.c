@@ -23,7 +23,6 @@
 #include "io/fileutil.h"
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
-#include "nn/gemm.h"
 #include "runctx.h"
 #include "sample.h"
 
@@ -489,7 +488,10 @@ int cmd_run(int argc, char **argv)
 
 	/* model */
 	double t_load = am_now();
-	struct lvd_sd_opts so = {0};
+	/* parallelism is across samples (one per worker thread, each on its own one-thread
+	 * context, lvd_sd_opts.ctx): results do not depend on --threads. The model's own
+	 * context (1 thread) sets the process-wide BLAS policy (OpenBLAS single-threaded). */
+	struct lvd_sd_opts so = {.threads = 1};
 	if (lvd_sd_load(&sd, o.sd, &so, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
@@ -497,7 +499,6 @@ int cmd_run(int argc, char **argv)
 	lvd_info("loaded %s in %.1fs", o.sd, am_now() - t_load);
 	struct lvd_sd_schedule sched;
 	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
-	lvd_gemm_set_threads(1); /* parallelism is across samples: results do not depend on --threads */
 	if (lvd_pool_create(&pool, o.threads, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;

@@ -9,10 +9,11 @@
  * alias q, k, v.
  *
  * CPU: blocked over query rows so no [H, Sq, Sk] tensor exists: each block of at most 128
- * rows (fewer when 128·Sk exceeds 4 M floats, and at most ceil(Sq / T) so every thread
- * gets work) takes a [rows, Sk] score slab from the ctx workspace. Blocks run over
- * ctx->pool (single-threaded GEMMs); every block runs its heads in order, so probs_mean
- * is summed in the same order for any thread count. Softmax as lvd_softmax_fwd (its
+ * rows (fewer when 128·Sk exceeds 4 M floats, and at most max(16, ceil(Sq / 8)) so a
+ * pool gets work) takes a [rows, Sk] score slab per thread from the ctx workspace. The
+ * blocks depend on the shape only and run over ctx->pool (single-threaded GEMMs); every
+ * block runs its heads in order, so out and probs_mean are bit-identical for any thread
+ * count. Softmax as lvd_softmax_fwd (its
  * fast path with ctx->cpu_fast). */
 #ifndef LVD_NN_OPS_ATTENTION_H
 #define LVD_NN_OPS_ATTENTION_H

@@ -11,6 +11,7 @@
 
 #define ATTN_BLOCK_ROWS 128
 #define ATTN_BLOCK_FLOATS ((size_t)4 << 20)
+#define ATTN_MIN_BLOCKS 8
 
 /* Rows per score block for one thread. */
 static size_t attn_rows(int Sq, int Sk)
@@ -79,8 +80,12 @@ void lvd_attention_fwd(struct lvd_ctx *ctx, float *out, float *probs_mean, const
 	LVD_ASSERT(!causal || Sq == Sk);
 	LVD_ASSERT(Sq > 0 && Sk > 0 && H > 0 && D > 0);
 	int T = lvd_ops_threads(ctx);
+	/* The block plan depends on the shape only (so every thread count runs the same
+	 * GEMMs and gives the same bits): up to ATTN_MIN_BLOCKS blocks of >= 16 rows, so a
+	 * pool has work even when Sq is short. */
 	int bq = (int)attn_rows(Sq, Sk);
-	int fair = (Sq + T - 1) / T;   /* at least T blocks when the rows allow it */
+	int fair = (Sq + ATTN_MIN_BLOCKS - 1) / ATTN_MIN_BLOCKS;
+	fair = fair < 16 ? 16 : fair;
 	if (bq > fair)
 		bq = fair;
 	size_t per = (size_t)bq * Sk;
