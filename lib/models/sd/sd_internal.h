@@ -116,8 +116,7 @@ double sd_now(void);
 		else { stmt; } } while (0)
 
 /* sd->ctx: the borrowed ctx, or an owned CPU context of `threads` threads (0 = online
- * CPUs). sd_ctx_free destroys an owned one. (In sd_blocks.c: nn/ctx.h and
- * io/safetensors.h both define enum lvd_dtype, so sd_load.c cannot include nn/ctx.h.) */
+ * CPUs). sd_ctx_free destroys an owned one. */
 int sd_ctx_init(struct lvd_sd *sd, struct lvd_ctx *borrowed, int threads, struct lvd_error *err);
 void sd_ctx_free(struct lvd_sd *sd);
 
