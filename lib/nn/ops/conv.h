@@ -35,9 +35,10 @@ static inline int lvd_conv_out_size(int in, int k, int stride, int pad_lo, int p
 	return (in + pad_lo + pad_hi - k) / stride + 1;
 }
 
-void lvd_conv2d_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
-			int B, int C, int H, int W, int OC, int KH, int KW, int stride,
-			int pad_t, int pad_l, int pad_b, int pad_r);
+/* CPU only for now (asserts a CPU context); a CUDA twin would take these arguments. */
+void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+		    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+		    int pad_t, int pad_l, int pad_b, int pad_r);
 void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 			   int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 			   int pad_t, int pad_l, int pad_b, int pad_r);
@@ -48,25 +49,6 @@ int lvd_conv2d_winograd_tile(int C, int H, int W, int OC);
 void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 		      int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 		      int pad_t, int pad_l, int pad_b, int pad_r);
-
-#if LVD_HAVE_CUDA
-void lvd_conv2d_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
-			 int B, int C, int H, int W, int OC, int KH, int KW, int stride,
-			 int pad_t, int pad_l, int pad_b, int pad_r);
-#endif
-
-static inline void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w,
-				  const float *b, int B, int C, int H, int W, int OC, int KH, int KW, int stride,
-				  int pad_t, int pad_l, int pad_b, int pad_r)
-{
-#if LVD_HAVE_CUDA
-	if (ctx->backend == LVD_BACKEND_CUDA) {
-		lvd_conv2d_fwd_cuda(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
-		return;
-	}
-#endif
-	lvd_conv2d_fwd_cpu(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
-}
 
 #ifdef __cplusplus
 }

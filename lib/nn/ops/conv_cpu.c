@@ -95,10 +95,11 @@ void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, co
 	lvd_ctx_release(ctx, mk);
 }
 
-void lvd_conv2d_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
-			int B, int C, int H, int W, int OC, int KH, int KW, int stride,
-			int pad_t, int pad_l, int pad_b, int pad_r)
+void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+		    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+		    int pad_t, int pad_l, int pad_b, int pad_r)
 {
+	LVD_CTX_NEED_CPU(ctx, "lvd_conv2d_fwd");
 	if (ctx->cpu_fast && KH == 3 && KW == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 &&
 	    pad_r == 1 && C >= WINO_MIN_C && (size_t)H * W >= WINO_MIN_HW) {
 		lvd_conv2d_winograd_fwd(ctx, out, inp, w, b, B, C, H, W, OC, 0);
