@@ -440,6 +440,10 @@ static void wino_case_m(int m, int C, int H, int W, int OC, int with_bias)
 		if (T == 2)
 			lvd_ctx_destroy(ctx);
 	}
+	/* cpu_fast = 0: the baseline-ISA transforms, same bound */
+	lvd_conv2d_winograd_fwd(ctxp, again, x, w, with_bias ? b : NULL, 1, C, H, W, OC, m);
+	CHECK_CLOSE(m == 2 ? "winograd F(2,3) plain" : "winograd F(4,3) plain", again, want, n,
+		    (m == 2 ? 2e-6 : 1e-5) * sqrt((double)C) * fmax(maxabs, 1.0), 0);
 	free(x); free(w); free(b); free(got); free(want); free(again);
 }
 

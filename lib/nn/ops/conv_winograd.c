@@ -330,7 +330,7 @@ void lvd_conv2d_winograd_fwd(struct lvd_ctx *ctx, float *out, const float *inp, 
 	LVD_ASSERT(need <= wino_scratch(m, C, H, W, OC, T));
 	size_t mk = lvd_ctx_mark(ctx);
 	float *scratch = lvd_ctx_takef(ctx, need);
-	int avx = wino_avx2();
+	int avx = ctx->cpu_fast && wino_avx2();   /* AVX2 transforms only with the fast paths on */
 	lvd_pool_fn fin, fblk;
 	if (m == 2)
 		fin = avx ? in_piece2_avx2 : in_piece2, fblk = avx ? blk_piece2_avx2 : blk_piece2;
