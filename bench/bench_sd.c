@@ -23,7 +23,6 @@
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
 #include "models/sd/sd_internal.h"
-#include "nn/gemm.h"
 
 struct gen {
 	struct lvd_st_writer *w;
@@ -139,7 +138,6 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	lvd_gemm_quiet_workers();
 	if (argc >= 4 && !strcmp(argv[1], "gen"))
 		return gen_component(argv[2], argv[3], "unet", LVD_SD_UNET) ||
 		       gen_component(argv[2], argv[3], "vae", LVD_SD_VAE);
@@ -153,7 +151,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_sd: bad RUNS or THREADS\n");
 		return 2;
 	}
-	lvd_gemm_set_threads(threads);
 	struct lvd_sd_opts o = {.components = is_unet ? LVD_SD_UNET : LVD_SD_VAE, .threads = threads};
 	const char *wg = getenv("SD_BENCH_WINOGRAD");   /* lvd_sd_opts.winograd: 2, 1, 0 or -1 */
 	if (wg && *wg)

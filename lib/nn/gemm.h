@@ -6,6 +6,13 @@
 #ifndef LVD_NN_GEMM_H
 #define LVD_NN_GEMM_H
 
+/* Phase-1 leftover (issue #10): lib/nn/ops/gemm.h owns lvd_gemm and lvd_linear_*; the
+ * ctx-less nn.Linear here links as lvd_legacy_linear_* so lib/models/mllama keeps
+ * building until it moves over. Do not include together with nn/ops/gemm.h. Deleted in
+ * phase 2 (lvd_gemm_quiet_workers / lvd_gemm_set_threads stay for the BLAS policy). */
+#define lvd_linear_fwd lvd_legacy_linear_fwd
+#define lvd_linear_bwd lvd_legacy_linear_bwd
+
 /* C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or Xᵀ (trans != 0).
  * A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB). beta = 1
  * accumulates into C. */

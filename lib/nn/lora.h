@@ -12,6 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Phase-1 leftover (issue #10): these ctx-less functions keep lib/models/mllama working
+ * until it moves to lib/nn/ops/lora.h, which owns the public names; here they link under
+ * lvd_legacy_* so both sets coexist. Do not include this header together with
+ * nn/ops/lora.h. Deleted in phase 2. */
+#define lvd_lora_matches lvd_legacy_lora_matches
+#define lvd_lora_init_a lvd_legacy_lora_init_a
+#define lvd_lora_dropout_fwd lvd_legacy_lora_dropout_fwd
+#define lvd_lora_dropout_bwd lvd_legacy_lora_dropout_bwd
+#define lvd_lora_fwd lvd_legacy_lora_fwd
+#define lvd_lora_bwd lvd_legacy_lora_bwd
+
 #ifdef __cplusplus
 extern "C" {
 #endif

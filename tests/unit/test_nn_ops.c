@@ -1,15 +1,35 @@
-/* tests/unit/test_nn_ops.c — forward ops in lib/nn/ops.h against plain-loop oracles in
- * double precision (and closed-form values), on odd shapes that hit every edge: asymmetric
- * padding, stride 2, chunked im2col, attention blocks smaller than the query count,
- * causal masks, head-averaged probabilities. */
+/* tests/unit/test_nn_ops.c — forward ops of lib/nn/ops/<family>.h against plain-loop
+ * oracles in double precision (and closed-form values), on odd shapes that hit every
+ * edge: asymmetric padding, stride 2, attention blocks smaller than the query count,
+ * causal masks, head-averaged probabilities. Every op runs on a one-thread context with
+ * the fast CPU paths, one with the plain paths only (cpu_fast = 0), and a 3-thread
+ * context (ragged pool chunks); each must give the workspace back. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
-#include "core/pool.h"
-#include "nn/gemm.h"
-#include "nn/ops.h"
+#include "nn/ctx.h"
+#include "nn/ops/act.h"
+#include "nn/ops/attention.h"
+#include "nn/ops/conv.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/embed.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/norm.h"
+#include "nn/ops/softmax.h"
+
+/* ctx1: 1 thread, fast paths; ctxp: 1 thread, plain paths; ctx3: 3 threads, fast */
+static struct lvd_ctx *ctx1, *ctxp, *ctx3;
+static struct lvd_ctx *make_ctx(int threads, int plain)
+{
+	struct lvd_ctx *c = NULL;
+	struct lvd_error err = {0};
+	struct lvd_ctx_opts o = {.threads = threads, .cpu_plain = plain, .ws_bytes = (size_t)1 << 30};
+	REQUIRE(lvd_ctx_create(&c, &o, &err) == 0);
+	return c;
+}
+#define WS_CLEAN(c) CHECK(lvd_ctx_mark(c) == 0)
 
 static unsigned rng_state = 12345;
 static float frand(void)
@@ -25,39 +45,43 @@ static float *rand_buf(size_t n)
 	return p;
 }
 
-static void conv_case(int C, int H, int W, int OC, int K, int stride, int pt, int pl, int pb, int pr,
-		      size_t scratch_len)
+static void conv_case(struct lvd_ctx *ctx, int C, int H, int W, int OC, int K, int stride, int pt, int pl,
+		      int pb, int pr)
 {
 	int OH = lvd_conv_out_size(H, K, stride, pt, pb), OW = lvd_conv_out_size(W, K, stride, pl, pr);
 	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * K * K), *b = rand_buf(OC);
 	size_t n = (size_t)OC * OH * OW;
 	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
-	size_t need = lvd_conv2d_scratch(C, H, W, K, K, stride, pt, pl, pb, pr);
-	if (scratch_len < need)
-		scratch_len = need;
-	float *scratch = scratch_len ? malloc(sizeof(float) * scratch_len) : NULL;
-	lvd_conv2d_fwd(got, x, w, b, C, H, W, OC, K, K, stride, pt, pl, pb, pr, scratch, scratch_len);
-	lvd_conv2d_naive(want, x, w, b, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	lvd_conv2d_fwd(ctx, got, x, w, b, 1, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	lvd_conv2d_naive(ctx, want, x, w, b, 1, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
 	/* fp32 GEMM over C·K·K <= 243 terms of size ~1 vs a double oracle: 1e-5 absolute */
 	CHECK_CLOSE("conv2d", got, want, n, 1e-5, 0);
-	free(x); free(w); free(b); free(got); free(want); free(scratch);
+	WS_CLEAN(ctx);
+	free(x); free(w); free(b); free(got); free(want);
 }
 
 static void test_conv2d(void)
 {
-	conv_case(3, 7, 9, 5, 3, 1, 1, 1, 1, 1, 0);      /* same padding */
-	conv_case(4, 8, 6, 3, 3, 2, 1, 1, 1, 1, 0);      /* UNet downsampler */
-	conv_case(4, 8, 10, 3, 3, 2, 0, 0, 1, 1, 0);     /* VAE downsampler: pad right/bottom */
-	conv_case(6, 5, 7, 4, 1, 1, 0, 0, 0, 0, 0);      /* pointwise: straight GEMM */
-	conv_case(3, 9, 11, 2, 3, 1, 1, 1, 1, 1, 3 * 9 * 11); /* one output row per chunk */
-	conv_case(3, 9, 11, 2, 3, 1, 1, 1, 1, 1, 3 * 9 * 11 * 4); /* 4 rows, ragged last chunk */
-	conv_case(2, 3, 3, 2, 3, 1, 2, 2, 2, 2, 0);      /* padding wider than the kernel reach */
-	/* the scratch bound never exceeds a row when rows are huge */
-	CHECK(lvd_conv2d_scratch(1280, 4096, 4096, 3, 3, 1, 1, 1, 1, 1) == (size_t)1280 * 9 * 4096);
-	CHECK(lvd_conv2d_scratch(4, 8, 8, 1, 1, 1, 0, 0, 0, 0) == 0);
+	struct lvd_ctx *cs[] = {ctx1, ctxp, ctx3};
+	for (int i = 0; i < 3; i++) {
+		conv_case(cs[i], 3, 7, 9, 5, 3, 1, 1, 1, 1, 1);      /* same padding */
+		conv_case(cs[i], 4, 8, 6, 3, 3, 2, 1, 1, 1, 1);      /* UNet downsampler */
+		conv_case(cs[i], 4, 8, 10, 3, 3, 2, 0, 0, 1, 1);     /* VAE downsampler: pad right/bottom */
+		conv_case(cs[i], 6, 5, 7, 4, 1, 1, 0, 0, 0, 0);      /* pointwise: straight GEMM */
+		conv_case(cs[i], 3, 9, 11, 2, 3, 1, 1, 1, 1, 1);
+		conv_case(cs[i], 2, 3, 3, 2, 3, 1, 2, 2, 2, 2);      /* padding wider than the kernel reach */
+	}
+	/* batch 2: each sample as batch 1 */
+	int C = 3, H = 6, W = 5, OC = 4;
+	float *x = rand_buf((size_t)2 * C * H * W), *w = rand_buf((size_t)OC * C * 9), *b = rand_buf(OC);
+	float *y2 = malloc(sizeof(float) * 2 * OC * H * W), *y1 = malloc(sizeof(float) * OC * H * W);
+	lvd_conv2d_fwd(ctx1, y2, x, w, b, 2, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	lvd_conv2d_fwd(ctx1, y1, x + C * H * W, w, b, 1, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	CHECK(memcmp(y1, y2 + OC * H * W, sizeof(float) * OC * H * W) == 0);
+	free(x); free(w); free(b); free(y2); free(y1);
 }
 
-static void attn_case(int Sq, int Sk, int H, int D, int causal, size_t scratch_len, int padded)
+static void attn_case(struct lvd_ctx *ctx, int Sq, int Sk, int H, int D, int causal, int padded)
 {
 	int ld = H * D + padded;   /* q/k/v row strides wider than H·D (views into QKV) */
 	float *q = rand_buf((size_t)Sq * ld), *k = rand_buf((size_t)Sk * ld), *v = rand_buf((size_t)Sk * ld);
@@ -66,33 +90,32 @@ static void attn_case(int Sq, int Sk, int H, int D, int causal, size_t scratch_l
 	size_t no = (size_t)Sq * H * D, np = (size_t)Sq * Sk;
 	float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
 	float *p1 = malloc(sizeof(float) * np), *p2 = malloc(sizeof(float) * np);
-	if (scratch_len < (size_t)Sk)
-		scratch_len = lvd_attention_scratch(Sq, Sk);
-	float *scratch = malloc(sizeof(float) * scratch_len);
 	float scale = 1.0f / sqrtf((float)D);
-	lvd_attention_fwd(o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, scratch_len);
-	lvd_attention_naive(o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	lvd_attention_fwd(ctx, o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	lvd_attention_naive(ctx, o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
 	/* fp32 softmax and GEMMs over Sk <= 300 terms vs double: 1e-5 absolute on values
 	 * ~1 and on probabilities <= 1 */
 	CHECK_CLOSE("attention out", o1, o2, no, 1e-5, 0);
 	CHECK_CLOSE("attention probs", p1, p2, np, 1e-6, 0);
 	/* without capture: same output */
-	lvd_attention_fwd(o1, NULL, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, scratch_len);
+	lvd_attention_fwd(ctx, o1, NULL, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
 	CHECK_CLOSE("attention out (no capture)", o1, o2, no, 1e-5, 0);
 	if (causal)
 		CHECK(p1[1] == 0.0f && p1[(size_t)Sk * 2 + 3] == 0.0f);
-	free(q); free(k); free(v); free(o1); free(o2); free(p1); free(p2); free(scratch);
+	WS_CLEAN(ctx);
+	free(q); free(k); free(v); free(o1); free(o2); free(p1); free(p2);
 }
 
 static void test_attention(void)
 {
-	attn_case(37, 77, 3, 8, 0, 0, 0);          /* cross-attention shape, one block */
-	attn_case(37, 77, 3, 8, 0, 77 * 5, 5);     /* blocks of 5 query rows, strided views */
-	attn_case(77, 77, 2, 16, 1, 77 * 7, 0);    /* CLIP: causal, blocked */
-	attn_case(300, 300, 1, 12, 0, 0, 0);       /* > 128 rows: default blocking */
-	attn_case(1, 1, 1, 4, 0, 0, 0);
-	CHECK(lvd_attention_scratch(4096, 4096) == (size_t)128 * 4096);   /* never [4096, 4096] */
-	CHECK(lvd_attention_scratch(10, 77) == 10 * 77);
+	struct lvd_ctx *cs[] = {ctx1, ctxp};
+	for (int i = 0; i < 2; i++) {
+		attn_case(cs[i], 37, 77, 3, 8, 0, 0);          /* cross-attention shape, one block */
+		attn_case(cs[i], 37, 77, 3, 8, 0, 5);          /* strided views */
+		attn_case(cs[i], 77, 77, 2, 16, 1, 0);         /* CLIP: causal */
+		attn_case(cs[i], 300, 300, 1, 12, 0, 0);       /* > 128 rows: blocks of 128 */
+		attn_case(cs[i], 1, 1, 1, 4, 0, 0);
+	}
 }
 
 static void test_norms(void)
@@ -102,8 +125,9 @@ static void test_norms(void)
 	float *y = malloc(sizeof(float) * C * HW), *ys = malloc(sizeof(float) * C * HW);
 	for (int i = 0; i < C * HW; i++)
 		x[i] = x[i] * 3.0f + 5.0f;   /* mean far from 0 exercises the variance */
-	lvd_groupnorm_fwd(y, x, w, b, C, HW, G, 1e-5f, 0);
-	lvd_groupnorm_fwd(ys, x, w, b, C, HW, G, 1e-5f, 1);
+	float gm[4], gr[4];
+	lvd_groupnorm_fwd(ctxp, y, gm, gr, x, w, b, 1, C, HW, G, 1e-5f, 0);
+	lvd_groupnorm_fwd(ctxp, ys, NULL, NULL, x, w, b, 1, C, HW, G, 1e-5f, 1);
 	double worst = 0, worst_s = 0;
 	for (int g = 0; g < G; g++) {
 		double m = 0, v = 0;
@@ -114,6 +138,8 @@ static void test_norms(void)
 		for (int i = 0; i < n; i++)
 			v += (x[g * n + i] - m) * (x[g * n + i] - m);
 		v /= n;
+		CHECK_NEAR(gm[g], m, 1e-5);
+		CHECK_NEAR(gr[g], 1 / sqrt(v + 1e-5), 1e-4 / sqrt(v + 1e-5));
 		for (int c = g * cg; c < (g + 1) * cg; c++)
 			for (int p = 0; p < HW; p++) {
 				double e = (x[c * HW + p] - m) / sqrt(v + 1e-5) * w[c] + b[c];
@@ -130,7 +156,7 @@ static void test_norms(void)
 	float *a = rand_buf((size_t)N * D), *a0 = malloc(sizeof(float) * N * D), *lw = rand_buf(D), *lb = rand_buf(D);
 	float mean[5], rstd[5];
 	memcpy(a0, a, sizeof(float) * N * D);
-	lvd_layernorm_fwd(a, mean, rstd, a, lw, lb, N, D, 1e-5f);
+	lvd_layernorm_fwd(ctx1, a, mean, rstd, a, lw, lb, N, D, 1e-5f);
 	double wl = 0;
 	for (int n = 0; n < N; n++) {
 		double m = 0, v = 0;
@@ -152,27 +178,27 @@ static void test_norms(void)
 static void test_activations(void)
 {
 	float x[6] = {-3.0f, -1.0f, -0.1f, 0.0f, 0.5f, 2.0f}, y[6];
-	lvd_silu(y, x, 6);
+	lvd_silu_fwd(ctx1, y, x, 6);
 	for (int i = 0; i < 6; i++)
 		CHECK_NEAR(y[i], x[i] / (1 + exp(-x[i])), 1e-6);
-	lvd_gelu(y, x, 6);
+	lvd_gelu_fwd(ctx1, y, x, 6, LVD_GELU_EXACT);
 	for (int i = 0; i < 6; i++)
 		CHECK_NEAR(y[i], 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0))), 1e-6);
-	lvd_quick_gelu(y, x, 6);
+	lvd_gelu_fwd(ctx1, y, x, 6, LVD_GELU_QUICK);
 	for (int i = 0; i < 6; i++)
 		CHECK_NEAR(y[i], x[i] / (1 + exp(-1.702 * x[i])), 1e-6);
 	/* GEGLU: [a | g] -> a * gelu(g) */
 	float in[2 * 6], out[2 * 3];
 	for (int i = 0; i < 12; i++)
 		in[i] = x[i % 6] * (i < 6 ? 1.0f : -0.5f);
-	lvd_geglu_fwd(out, in, 2, 3);
+	lvd_geglu_fwd(ctxp, out, in, 2, 3);
 	for (int n = 0; n < 2; n++)
 		for (int f = 0; f < 3; f++) {
 			double a = in[n * 6 + f], g = in[n * 6 + 3 + f];
 			CHECK_NEAR(out[n * 3 + f], a * 0.5 * g * (1 + erf(g / sqrt(2.0))), 1e-6);
 		}
 	float s[2 * 4] = {1, 2, 3, 4, -1000, 0, 1000, 1000};
-	lvd_softmax_rows(s, 2, 4);
+	lvd_softmax_fwd(ctxp, s, s, 2, 4);
 	double e = exp(1) + exp(2) + exp(3) + exp(4);
 	CHECK_NEAR(s[3], exp(4) / e, 1e-6);
 	CHECK_NEAR(s[4], 0.0, 1e-30);
@@ -182,129 +208,135 @@ static void test_activations(void)
 static void test_misc(void)
 {
 	float x[2 * 2 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, up[2 * 4 * 6];
-	lvd_upsample_nearest2x(up, x, 2, 2, 3);
+	lvd_upsample_nearest2x(ctx1, up, x, 2, 2, 3);
 	CHECK(up[0] == 1 && up[1] == 1 && up[6] == 1 && up[7] == 1 && up[2] == 2);
 	CHECK(up[6 * 2] == 4 && up[6 * 3 + 5] == 6 && up[24 + 6 * 3 + 5] == 12);
 	float t[3 * 5], tt[5 * 3];
 	for (int i = 0; i < 15; i++)
 		t[i] = (float)i;
-	lvd_transpose(tt, t, 3, 5);
+	lvd_transpose(ctx1, tt, t, 3, 5);
 	CHECK(tt[0] == 0 && tt[1] == 5 && tt[2] == 10 && tt[3] == 1 && tt[14] == 14);
 	/* timestep embedding: diffusers formula, flip_sin_to_cos, freq_shift 0 and 1 */
 	float emb[8];
-	lvd_timestep_embedding(emb, 400.0f, 8, 1, 0.0f, 10000.0f);
+	lvd_timestep_embedding(ctx1, emb, 400.0f, 8, 1, 0.0f, 10000.0f);
 	for (int i = 0; i < 4; i++) {
 		double f = exp(-log(10000.0) * i / 4.0);
 		/* fp32 argument t·f up to 400: rounding of the argument ~2e-5 */
 		CHECK_NEAR(emb[i], cos(400.0 * f), 1e-4);
 		CHECK_NEAR(emb[4 + i], sin(400.0 * f), 1e-4);
 	}
-	lvd_timestep_embedding(emb, 3.0f, 8, 0, 1.0f, 10000.0f);
+	lvd_timestep_embedding(ctx1, emb, 3.0f, 8, 0, 1.0f, 10000.0f);
 	for (int i = 0; i < 4; i++) {
 		double f = exp(-log(10000.0) * i / 3.0);
 		CHECK_NEAR(emb[i], sin(3.0 * f), 1e-6);
 		CHECK_NEAR(emb[4 + i], cos(3.0 * f), 1e-6);
 	}
 	float y[6] = {0}, bb[3] = {1, 2, 3};
-	lvd_add_bias_rows(y, bb, 2, 3);
+	lvd_add_bias_rows(ctx1, y, bb, 2, 3);
 	CHECK(y[0] == 1 && y[5] == 3);
-	lvd_add_bias_chan(y, bb, 3, 2);
+	lvd_add_bias_chan(ctx1, y, bb, 3, 2);
 	CHECK(y[0] == 2 && y[1] == 3 && y[5] == 6);
-	lvd_add_inplace(y, y, 6);
+	lvd_add(ctx1, y, y, 6);
 	CHECK(y[5] == 12);
 }
 
-/* ---- pooled variants vs the oracles (3 threads: ragged chunks on any machine) ---- */
-static struct lvd_pool *make_pool(int n)
+/* ---- pooled ops vs the oracles (3 threads: ragged chunks on any machine) ---- */
+static void attn_mt_case(int Sq, int Sk, int H, int D, int causal)
 {
-	struct lvd_pool *p = NULL;
-	struct lvd_error err = {0};
-	REQUIRE(lvd_pool_create(&p, n, &err) == 0);
-	return p;
-}
-
-static void attn_mt_case(struct lvd_pool *pool, int Sq, int Sk, int H, int D, int causal, int per_rows)
-{
-	int T = lvd_pool_threads(pool), ld = H * D + 3;
+	int ld = H * D + 3;
 	float *q = rand_buf((size_t)Sq * ld), *k = rand_buf((size_t)Sk * ld), *v = rand_buf((size_t)Sk * ld);
 	for (size_t i = 0; i < (size_t)Sq * ld; i++)
 		q[i] *= 3.0f;
 	size_t no = (size_t)Sq * H * D, np = (size_t)Sq * Sk;
-	size_t sl = per_rows ? (size_t)T * per_rows * Sk : lvd_attention_scratch_mt(Sq, Sk, T);
 	float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
 	float *o3 = malloc(sizeof(float) * no), *p1 = malloc(sizeof(float) * np);
 	float *p2 = malloc(sizeof(float) * np), *p3 = malloc(sizeof(float) * np);
-	float *scratch = malloc(sizeof(float) * sl);
 	float scale = 1.0f / sqrtf((float)D);
-	lvd_attention_fwd_mt(o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, scratch, sl, pool);
-	lvd_attention_naive(o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	lvd_attention_fwd(ctx3, o1, p1, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
+	lvd_attention_naive(ctx3, o2, p2, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
 	/* same bounds as the serial op: fp32 softmax/GEMMs over <= 300 terms vs double */
-	CHECK_CLOSE("attention_mt out", o1, o2, no, 1e-5, 0);
-	CHECK_CLOSE("attention_mt probs", p1, p2, np, 1e-6, 0);
-	/* heads are averaged in one order whatever the split: equal to the serial op bit for bit */
-	size_t s1 = lvd_attention_scratch(Sq, Sk);
-	float *sc1 = malloc(sizeof(float) * s1);
-	lvd_attention_fwd(o3, p3, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal, sc1, s1);
+	CHECK_CLOSE("attention 3 threads out", o1, o2, no, 1e-5, 0);
+	CHECK_CLOSE("attention 3 threads probs", p1, p2, np, 1e-6, 0);
+	/* heads are averaged in one order whatever the split: equal to 1 thread bit for bit */
+	lvd_attention_fwd(ctx1, o3, p3, q, ld, k, ld, v, ld, Sq, Sk, H, D, scale, causal);
 	CHECK(memcmp(p1, p3, sizeof(float) * np) == 0);
+	CHECK(memcmp(o1, o3, sizeof(float) * no) == 0);
+	WS_CLEAN(ctx3);
 	free(q); free(k); free(v); free(o1); free(o2); free(o3); free(p1); free(p2); free(p3);
-	free(scratch); free(sc1);
 }
 
 static void test_attention_mt(void)
 {
-	struct lvd_pool *pool = make_pool(3);
-	attn_mt_case(pool, 37, 77, 3, 8, 0, 0);     /* cross-attention: 3 blocks of 13/13/11 rows */
-	attn_mt_case(pool, 77, 77, 2, 16, 1, 0);    /* causal */
-	attn_mt_case(pool, 301, 129, 2, 12, 0, 5);  /* blocks of 5 rows, ragged last block */
-	attn_mt_case(pool, 2, 33, 1, 4, 0, 0);      /* fewer blocks than threads */
-	attn_mt_case(NULL, 19, 23, 2, 4, 0, 0);     /* no pool: runs on the caller */
-	CHECK(lvd_attention_scratch_mt(4096, 4096, 3) == 3 * (size_t)128 * 4096);
-	lvd_pool_destroy(pool);
+	attn_mt_case(37, 77, 3, 8, 0);     /* cross-attention: 3 blocks of 13/13/11 rows */
+	attn_mt_case(77, 77, 2, 16, 1);    /* causal */
+	attn_mt_case(301, 129, 2, 12, 0);  /* ragged last block */
+	attn_mt_case(2, 33, 1, 4, 0);      /* fewer blocks than threads */
 }
 
-static void conv_mt_case(struct lvd_pool *pool, int C, int H, int W, int OC, int K, int stride,
-			 int pt, int pl, int pb, int pr, int with_bias)
+static void conv_mt_case(int C, int H, int W, int OC, int K, int stride, int pt, int pl, int pb, int pr,
+			 int with_bias)
 {
 	int OH = lvd_conv_out_size(H, K, stride, pt, pb), OW = lvd_conv_out_size(W, K, stride, pl, pr);
 	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * K * K), *b = rand_buf(OC);
 	size_t n = (size_t)OC * OH * OW;
 	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
-	size_t need = lvd_conv2d_scratch(C, H, W, K, K, stride, pt, pl, pb, pr);
-	float *scratch = need ? malloc(sizeof(float) * need) : NULL;
-	lvd_conv2d_fwd_mt(got, x, w, with_bias ? b : NULL, C, H, W, OC, K, K, stride, pt, pl, pb, pr,
-			  scratch, need, pool);
-	lvd_conv2d_naive(want, x, w, with_bias ? b : NULL, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	lvd_conv2d_fwd(ctx3, got, x, w, with_bias ? b : NULL, 1, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
+	lvd_conv2d_naive(ctx3, want, x, w, with_bias ? b : NULL, 1, C, H, W, OC, K, K, stride, pt, pl, pb, pr);
 	/* fp32 GEMM over C·K·K <= 405 terms of size ~1 vs a double oracle */
-	CHECK_CLOSE("conv2d_mt", got, want, n, 2e-5, 0);
-	free(x); free(w); free(b); free(got); free(want); free(scratch);
+	CHECK_CLOSE("conv2d 3 threads", got, want, n, 2e-5, 0);
+	WS_CLEAN(ctx3);
+	free(x); free(w); free(b); free(got); free(want);
 }
 
 static void test_conv_linear_mt(void)
 {
-	struct lvd_pool *pool = make_pool(3);
-	conv_mt_case(pool, 5, 4, 3, 101, 3, 1, 1, 1, 1, 1, 1);   /* OC >= pixels: channel split, 34/33/34 */
-	conv_mt_case(pool, 5, 6, 4, 97, 3, 2, 1, 1, 1, 1, 0);    /* stride 2, no bias */
-	conv_mt_case(pool, 7, 5, 5, 100, 1, 1, 0, 0, 0, 0, 1);   /* pointwise */
-	conv_mt_case(pool, 3, 9, 11, 5, 3, 1, 1, 1, 1, 1, 1);    /* few channels: plain path */
-	conv_mt_case(NULL, 5, 4, 3, 101, 3, 1, 1, 1, 1, 1, 1);
-	/* nn.Linear: out features split when they outnumber the rows */
-	int shapes[][3] = {{7, 45, 131}, {1, 16, 96}, {200, 33, 40}};
-	for (int i = 0; i < 3; i++) {
+	conv_mt_case(5, 4, 3, 101, 3, 1, 1, 1, 1, 1, 1);    /* OC >= pixels */
+	conv_mt_case(5, 6, 4, 97, 3, 2, 1, 1, 1, 1, 0);     /* stride 2, no bias */
+	conv_mt_case(7, 5, 5, 100, 1, 1, 0, 0, 0, 0, 1);    /* pointwise */
+	conv_mt_case(3, 9, 11, 5, 3, 1, 1, 1, 1, 1, 1);     /* few channels */
+	conv_mt_case(64, 40, 40, 96, 3, 2, 1, 1, 1, 1, 1);  /* big enough for the pool split of the GEMM */
+	/* nn.Linear and GEMM: split by columns (OC > N) or rows, both transposes */
+	int shapes[][3] = {{7, 45, 131}, {1, 16, 96}, {200, 33, 40}, {70, 300, 500}, {500, 200, 70}};
+	for (int i = 0; i < 5; i++) {
 		int N = shapes[i][0], IC = shapes[i][1], OC = shapes[i][2];
 		float *x = rand_buf((size_t)N * IC), *w = rand_buf((size_t)OC * IC), *b = rand_buf(OC);
 		float *got = malloc(sizeof(float) * N * OC), *want = malloc(sizeof(float) * N * OC);
 		for (int wb = 0; wb < 2; wb++) {
-			lvd_linear_fwd_mt(got, x, w, wb ? b : NULL, N, IC, OC, pool);
+			lvd_linear_fwd(ctx3, got, x, w, wb ? b : NULL, N, IC, OC);
 			for (int n = 0; n < N; n++)
 				for (int o = 0; o < OC; o++)
 					want[n * OC + o] = wb ? b[o] : 0.0f;
-			lvd_sgemm_naive(0, 1, N, OC, IC, 1.0f, x, IC, w, IC, wb ? 1.0f : 0.0f, want, OC);
-			/* fp32 dot products of <= 45 terms ~1 vs double */
-			CHECK_CLOSE("linear_mt", got, want, (size_t)N * OC, 1e-5, 0);
+			lvd_gemm_naive(ctx3, 0, 1, N, OC, IC, 1.0f, x, IC, w, IC, wb ? 1.0f : 0.0f, want, OC);
+			/* fp32 dot products of <= 300 terms ~1 vs double */
+			CHECK_CLOSE("linear 3 threads", got, want, (size_t)N * OC, 5e-5, 0);
 		}
-		free(x); free(w); free(b); free(got); free(want);
+		/* transposed operands: C[OC, N] = w xᵀ through lvd_gemm(1, 1) on wᵀ's storage */
+		float *wt = malloc(sizeof(float) * OC * IC);
+		lvd_transpose(ctx1, wt, w, OC, IC);   /* [IC, OC] */
+		lvd_gemm(ctx3, 1, 1, OC, N, IC, 0.5f, wt, OC, x, IC, 0.0f, got, N);
+		lvd_gemm_naive(ctx3, 1, 1, OC, N, IC, 0.5f, wt, OC, x, IC, 0.0f, want, N);
+		CHECK_CLOSE("gemm TT 3 threads", got, want, (size_t)N * OC, 5e-5, 0);
+		free(x); free(w); free(b); free(got); free(want); free(wt);
 	}
-	lvd_pool_destroy(pool);
+	/* bf16 GEMM: inputs rounded to bf16 exactly as the oracle sees them */
+	int M = 33, N = 70, K = 50;
+	float *a = rand_buf((size_t)M * K), *bb = rand_buf((size_t)N * K), *c1 = malloc(sizeof(float) * M * N);
+	float *c2 = malloc(sizeof(float) * M * N);
+	uint16_t *ah = malloc(2 * (size_t)M * K), *bh = malloc(2 * (size_t)N * K);
+	lvd_f32_to_bf16(ctx1, ah, a, (size_t)M * K);
+	lvd_f32_to_bf16(ctx1, bh, bb, (size_t)N * K);
+	lvd_bf16_to_f32(ctx1, a, ah, (size_t)M * K);
+	lvd_bf16_to_f32(ctx1, bb, bh, (size_t)N * K);
+	lvd_gemm_bf16(ctx3, 0, 1, M, N, K, 1.0f, ah, K, bh, K, 0.0f, c1, N);
+	lvd_gemm_naive(ctx3, 0, 1, M, N, K, 1.0f, a, K, bb, K, 0.0f, c2, N);
+	CHECK_CLOSE("gemm bf16", c1, c2, (size_t)M * N, 1e-5, 0);
+	WS_CLEAN(ctx3);
+	float one = 1.0f, r = 1.00390625f + 0.001f;   /* bf16 rounding to nearest even */
+	uint16_t h1, h2;
+	lvd_f32_to_bf16(ctx1, &h1, &one, 1);
+	lvd_f32_to_bf16(ctx1, &h2, &r, 1);
+	CHECK(h1 == 0x3f80 && h2 == 0x3f81);
+	free(a); free(bb); free(c1); free(c2); free(ah); free(bh);
 }
 
 /* The vector paths (softmax exp, GEGLU erf, GroupNorm+SiLU) on long rows with tails. */
@@ -325,7 +357,7 @@ static void test_vector_paths(void)
 		for (int j = 0; j < M; j++)
 			ref[n * M + j] /= sum;
 	}
-	lvd_softmax_rows(s, N, M);
+	lvd_softmax_fwd(ctx1, s, s, N, M);
 	double worst = 0;
 	for (int i = 0; i < N * M; i++)
 		worst = fmax(worst, fabs(s[i] - ref[i]) / fmax(ref[i], 1e-30) * (ref[i] > 1e-30));
@@ -340,7 +372,7 @@ static void test_vector_paths(void)
 			in[r * 2 * F + f] = frand();
 			in[r * 2 * F + F + f] = -8.0f + 16.0f * (float)(r * F + f) / (float)(R * F - 1);
 		}
-	lvd_geglu_fwd(out, in, R, F);
+	lvd_geglu_fwd(ctx1, out, in, R, F);
 	double wg = 0;
 	for (int r = 0; r < R; r++)
 		for (int f = 0; f < F; f++) {
@@ -354,7 +386,7 @@ static void test_vector_paths(void)
 	float *x = rand_buf((size_t)C * HW), *y = malloc(sizeof(float) * C * HW);
 	for (int i = 0; i < C * HW; i++)
 		x[i] = x[i] * 4.0f + 100.0f;   /* mean far from 0 */
-	lvd_groupnorm_fwd(y, x, NULL, NULL, C, HW, 2, 1e-6f, 1);
+	lvd_groupnorm_fwd(ctx1, y, NULL, NULL, x, NULL, NULL, 1, C, HW, 2, 1e-6f, 1);
 	double wn = 0;
 	for (int g = 0; g < 2; g++) {
 		double m = 0, v = 0;
@@ -383,16 +415,14 @@ static void wino_case_m(int m, int C, int H, int W, int OC, int with_bias)
 	size_t n = (size_t)OC * H * W;
 	float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
 	float *again = malloc(sizeof(float) * n);
-	lvd_conv2d_naive(want, x, w, with_bias ? b : NULL, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	lvd_conv2d_naive(ctx1, want, x, w, with_bias ? b : NULL, 1, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
 	double maxabs = 0;
 	for (size_t i = 0; i < n; i++)
 		maxabs = fmax(maxabs, fabs(want[i]));
 	for (int T = 1; T <= 3; T++) {
-		struct lvd_pool *pool = T > 1 ? make_pool(T) : NULL;
-		size_t need = lvd_conv2d_winograd_scratch(C, H, W, OC, T);
-		float *scratch = malloc(sizeof(float) * need);
-		lvd_conv2d_winograd_fwd_m(T == 1 ? got : again, x, w, with_bias ? b : NULL, C, H, W, OC,
-					  m, scratch, need, pool);
+		struct lvd_ctx *ctx = T == 1 ? ctx1 : T == 3 ? ctx3 : make_ctx(T, 0);
+		lvd_conv2d_winograd_fwd(ctx, T == 1 ? got : again, x, w, with_bias ? b : NULL, 1, C, H, W, OC, m);
+		WS_CLEAN(ctx);
 		if (T == 1) {
 			/* fp32: each output sums 16·C transformed products whose terms are up to
 			 * 4× the direct ones (input transform adds 4 values, ±½ weight sums, output
@@ -407,9 +437,13 @@ static void wino_case_m(int m, int C, int H, int W, int OC, int with_bias)
 			CHECKF(memcmp(got, again, sizeof(float) * n) == 0,
 			       "winograd C=%d %dx%d OC=%d: %d threads differ from 1", C, H, W, OC, T);
 		}
-		free(scratch);
-		lvd_pool_destroy(pool);
+		if (T == 2)
+			lvd_ctx_destroy(ctx);
 	}
+	/* cpu_fast = 0: the baseline-ISA transforms, same bound */
+	lvd_conv2d_winograd_fwd(ctxp, again, x, w, with_bias ? b : NULL, 1, C, H, W, OC, m);
+	CHECK_CLOSE(m == 2 ? "winograd F(2,3) plain" : "winograd F(4,3) plain", again, want, n,
+		    (m == 2 ? 2e-6 : 1e-5) * sqrt((double)C) * fmax(maxabs, 1.0), 0);
 	free(x); free(w); free(b); free(got); free(want); free(again);
 }
 
@@ -431,10 +465,36 @@ static void test_winograd(void)
 	/* the tile follows the shape: F(2, 3) below 32x32, F(4, 3) from there */
 	CHECK(lvd_conv2d_winograd_tile(320, 16, 16, 640) == 2);
 	CHECK(lvd_conv2d_winograd_tile(320, 32, 32, 320) == 4);
-	/* the scratch bound grows with each argument */
-	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(65, 32, 32, 64, 2));
-	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) <= lvd_conv2d_winograd_scratch(64, 33, 32, 65, 2));
-	CHECK(lvd_conv2d_winograd_scratch(64, 32, 32, 64, 2) < lvd_conv2d_winograd_scratch(64, 32, 32, 64, 3));
+	/* lvd_conv2d_fwd takes Winograd only with cpu_fast, and only where it measured faster */
+	int C = 16, H = 16, W = 16, OC = 8;
+	float *x = rand_buf((size_t)C * H * W), *w = rand_buf((size_t)OC * C * 9);
+	float *y0 = malloc(sizeof(float) * OC * H * W), *y1 = malloc(sizeof(float) * OC * H * W);
+	lvd_conv2d_fwd(ctx1, y0, x, w, NULL, 1, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	lvd_conv2d_winograd_fwd(ctx1, y1, x, w, NULL, 1, C, H, W, OC, 0);
+	CHECK(memcmp(y0, y1, sizeof(float) * OC * H * W) == 0);
+	lvd_conv2d_fwd(ctxp, y0, x, w, NULL, 1, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	lvd_conv2d_im2col_fwd(ctx1, y1, x, w, NULL, 1, C, H, W, OC, 3, 3, 1, 1, 1, 1, 1);
+	CHECK(memcmp(y0, y1, sizeof(float) * OC * H * W) == 0);
+	free(x); free(w); free(y0); free(y1);
+}
+
+/* Plain vs fast paths of softmax, GEGLU and GroupNorm+SiLU agree within the fast paths'
+ * documented error (the fast path's oracle is checked in test_vector_paths). */
+static void test_plain_vs_fast(void)
+{
+	int N = 4, M = 517;
+	float *a = rand_buf((size_t)N * M), *b = malloc(sizeof(float) * N * M), *c = malloc(sizeof(float) * N * M);
+	for (int i = 0; i < N * M; i++)
+		a[i] *= 20.0f;
+	lvd_softmax_fwd(ctx1, b, a, N, M);
+	lvd_softmax_fwd(ctxp, c, a, N, M);
+	/* ~1 ulp exp vs expf, fp32 sums of 517 terms: 1e-5 relative of the row max (<= 1) */
+	CHECK_CLOSE("softmax fast vs plain", b, c, (size_t)N * M, 1e-6, 1e-5);
+	lvd_groupnorm_fwd(ctx1, b, NULL, NULL, a, NULL, NULL, 2, 4, 258, 2, 1e-6f, 1);
+	lvd_groupnorm_fwd(ctxp, c, NULL, NULL, a, NULL, NULL, 2, 4, 258, 2, 1e-6f, 1);
+	/* normalised values ~1; vector sums reorder the double sums only */
+	CHECK_CLOSE("groupnorm fast vs plain", b, c, (size_t)2 * 4 * 258, 1e-5, 0);
+	free(a); free(b); free(c);
 }
 
 int main(int argc, char **argv)
@@ -449,7 +509,15 @@ int main(int argc, char **argv)
 		TEST(test_conv_linear_mt),
 		TEST(test_vector_paths),
 		TEST(test_winograd),
+		TEST(test_plain_vs_fast),
 		{0},
 	};
-	return lvd_test_main(argc, argv, tests);
+	ctx1 = make_ctx(1, 0);
+	ctxp = make_ctx(1, 1);
+	ctx3 = make_ctx(3, 0);
+	int rc = lvd_test_main(argc, argv, tests);
+	lvd_ctx_destroy(ctx1);
+	lvd_ctx_destroy(ctxp);
+	lvd_ctx_destroy(ctx3);
+	return rc;
 }

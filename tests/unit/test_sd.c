@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
+#include "nn/ctx.h"
 
 #define GOLD "tests/golden/sd/golden.safetensors"
 #define DIFF "tests/golden/sd/diffusers"
@@ -249,6 +250,27 @@ static void test_winograd_golden(void)
 		}
 }
 
+/* A borrowed context (lvd_sd_opts.ctx): plain CPU paths (cpu_fast = 0, im2col convs,
+ * scalar softmax/GELU/GroupNorm) on 2 threads give the same goldens at the same
+ * tolerances, and every pass gives the workspace back. */
+static void test_borrowed_ctx_plain(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent (run tests/ref/gen_sd.py)");
+	struct lvd_ctx *ctx = NULL;
+	struct lvd_error err = {0};
+	struct lvd_ctx_opts co = {.threads = 2, .cpu_plain = 1};
+	REQUIRE(lvd_ctx_create(&ctx, &co, &err) == 0);
+	struct lvd_sd_opts o = {.ctx = ctx};
+	struct lvd_sd *sd = load(DIFF, &o);
+	REQUIRE(sd);
+	check_vae(sd, "plain paths vae, borrowed 2-thread ctx");
+	check_unet(sd, "plain paths unet, borrowed 2-thread ctx");
+	CHECK(lvd_ctx_mark(ctx) == 0 && lvd_ctx_ws_peak(ctx) > 0);
+	lvd_sd_free(sd);
+	lvd_ctx_destroy(ctx);
+}
+
 static void test_components_subset(void)
 {
 	if (!open_gold())
@@ -407,6 +429,7 @@ int main(int argc, char **argv)
 		TEST(test_diffusers_folder),
 		TEST(test_ldm_single_file),
 		TEST(test_winograd_golden),
+		TEST(test_borrowed_ctx_plain),
 		TEST(test_components_subset),
 		TEST(test_load_errors),
 		TEST(test_wrong_heads_detected),

@@ -1,13 +1,26 @@
-/* tests/unit/test_train_ops.c — every backward in lib/nn/train_ops.h and lib/nn/lora.h
- * against central finite differences of its forward (loss = Σ out ⊙ R, R fixed random). */
+/* tests/unit/test_train_ops.c — every backward of the op families (lib/nn/ops/norm.h,
+ * act.h, softmax.h, gemm.h, embed.h, xent.h, lora.h) and of the training attention still
+ * in lib/nn/train_ops.h, against central finite differences of its forward
+ * (loss = Σ out ⊙ R, R fixed random). Ops run on a one-thread CPU context X. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
-#include "nn/lora.h"
 #include "core/pool.h"
+#include "nn/ctx.h"
+#include "nn/ops/act.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/embed.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/lora.h"
+#include "nn/ops/norm.h"
+#include "nn/ops/softmax.h"
+#include "nn/ops/xent.h"
 #include "nn/train_ops.h"
+
+static struct lvd_ctx *X;
 
 static unsigned long long rng = 88172645463325252ull;
 static float frand(void)
@@ -61,12 +74,12 @@ struct norm_ctx { float *x, *w, *b, *s1, *s2; };
 static void rms_f(float *out, void *p)
 {
 	struct norm_ctx *c = p;
-	lvd_tr_rmsnorm_fwd(out, c->s1, c->x, c->w, N, C, 1e-5f);
+	lvd_rmsnorm_fwd(X, out, c->s1, c->x, c->w, N, C, 1e-5f);
 }
 static void ln_f(float *out, void *p)
 {
 	struct norm_ctx *c = p;
-	lvd_tr_layernorm_fwd(out, c->s1, c->s2, c->x, c->w, c->b, N, C, 1e-5f);
+	lvd_layernorm_fwd(X, out, c->s1, c->s2, c->x, c->w, c->b, N, C, 1e-5f);
 }
 
 static void test_norms(void)
@@ -74,41 +87,66 @@ static void test_norms(void)
 	struct norm_ctx c = { rnd(N * C, 1.5f), rnd(C, 1), rnd(C, 1), calloc(N, 4), calloc(N, 4) };
 	float *R = rnd(N * C, 1), *out = malloc(N * C * 4), *dx = calloc(N * C, 4), *dw = calloc(C, 4), *db = calloc(C, 4);
 	rms_f(out, &c);
-	lvd_tr_rmsnorm_bwd(dx, dw, R, c.x, c.w, c.s1, N, C);
+	lvd_rmsnorm_bwd(X, dx, dw, R, c.x, c.w, c.s1, N, C);
 	fd_check("rmsnorm dx", rms_f, &c, c.x, dx, N * C, R, N * C);
 	fd_check("rmsnorm dw", rms_f, &c, c.w, dw, C, R, N * C);
 	memset(dx, 0, N * C * 4), memset(dw, 0, C * 4);
 	ln_f(out, &c);
-	lvd_tr_layernorm_bwd(dx, dw, db, R, c.x, c.w, c.s1, c.s2, N, C);
+	lvd_layernorm_bwd(X, dx, dw, db, R, c.x, c.w, c.s1, c.s2, N, C);
 	fd_check("layernorm dx", ln_f, &c, c.x, dx, N * C, R, N * C);
 	fd_check("layernorm dw", ln_f, &c, c.w, dw, C, R, N * C);
 	fd_check("layernorm db", ln_f, &c, c.b, db, C, R, N * C);
 	/* accumulation: a second backward doubles the gradient */
 	float before = dw[3];
-	lvd_tr_layernorm_bwd(NULL, dw, NULL, R, c.x, c.w, c.s1, c.s2, N, C);
+	lvd_layernorm_bwd(X, NULL, dw, NULL, R, c.x, c.w, c.s1, c.s2, N, C);
 	CHECK_NEAR(dw[3], 2 * before, 1e-5);
 	free(c.x), free(c.w), free(c.b), free(c.s1), free(c.s2), free(R), free(out), free(dx), free(dw), free(db);
 }
 
 struct act_ctx { float *x, *y; };
-static void gelu_f(float *out, void *p) { lvd_tr_gelu_fwd(out, ((struct act_ctx *)p)->x, N * C); }
+static enum lvd_gelu_kind gelu_kind;
+static void gelu_f(float *out, void *p) { lvd_gelu_fwd(X, out, ((struct act_ctx *)p)->x, N * C, gelu_kind); }
+static void silu_f(float *out, void *p) { lvd_silu_fwd(X, out, ((struct act_ctx *)p)->x, N * C); }
+static void geglu_f(float *out, void *p) { lvd_geglu_fwd(X, out, ((struct act_ctx *)p)->x, N, C / 2); }
+static void softmax_f(float *out, void *p) { lvd_softmax_fwd(X, out, ((struct act_ctx *)p)->x, N, C); }
 static void swiglu_f(float *out, void *p)
 {
 	struct act_ctx *c = p;
-	lvd_tr_swiglu_fwd(out, c->x, c->y, N * C);
+	lvd_swiglu_fwd(X, out, c->x, c->y, N * C);
 }
 
 static void test_activations(void)
 {
 	struct act_ctx c = { rnd(N * C, 3), rnd(N * C, 2) };
 	float *R = rnd(N * C, 1), *dx = calloc(N * C, 4), *dy = calloc(N * C, 4);
-	lvd_tr_gelu_bwd(dx, R, c.x, N * C);
-	fd_check("gelu", gelu_f, &c, c.x, dx, N * C, R, N * C);
+	static const char *gname[3] = {"gelu exact", "gelu tanh", "gelu quick"};
+	for (int kd = 0; kd < 3; kd++) {
+		gelu_kind = (enum lvd_gelu_kind)kd;
+		memset(dx, 0, N * C * 4);
+		lvd_gelu_bwd(X, dx, R, c.x, N * C, gelu_kind);
+		fd_check(gname[kd], gelu_f, &c, c.x, dx, N * C, R, N * C);
+	}
 	float o;
-	lvd_tr_gelu_fwd(&o, (float[]){ 1.0f }, 1);
+	lvd_gelu_fwd(X, &o, (float[]){ 1.0f }, 1, LVD_GELU_EXACT);
 	CHECK_NEAR(o, 0.8413447460685429, 1e-6); /* Φ(1), exact erf GELU */
+	lvd_gelu_fwd(X, &o, (float[]){ 1.0f }, 1, LVD_GELU_TANH);
+	CHECK_NEAR(o, 0.8411919906082768, 1e-6); /* ½(1 + tanh(√(2/π)·1.044715)) */
+	lvd_gelu_fwd(X, &o, (float[]){ 1.0f }, 1, LVD_GELU_QUICK);
+	CHECK_NEAR(o, 1.0 / (1.0 + exp(-1.702)), 1e-6);
 	memset(dx, 0, N * C * 4);
-	lvd_tr_swiglu_bwd(dx, dy, R, c.x, c.y, N * C);
+	lvd_silu_bwd(X, dx, R, c.x, N * C);
+	fd_check("silu", silu_f, &c, c.x, dx, N * C, R, N * C);
+	memset(dx, 0, N * C * 4);
+	lvd_geglu_bwd(X, dx, R, c.x, N, C / 2);
+	fd_check("geglu", geglu_f, &c, c.x, dx, N * C, R, N * C / 2);
+	memset(dx, 0, N * C * 4);
+	float *sm = malloc(N * C * 4);
+	softmax_f(sm, &c);
+	lvd_softmax_bwd(X, dx, R, sm, N, C);
+	fd_check("softmax", softmax_f, &c, c.x, dx, N * C, R, N * C);
+	free(sm);
+	memset(dx, 0, N * C * 4);
+	lvd_swiglu_bwd(X, dx, dy, R, c.x, c.y, N * C);
 	fd_check("swiglu dgate", swiglu_f, &c, c.x, dx, N * C, R, N * C);
 	fd_check("swiglu dup", swiglu_f, &c, c.y, dy, N * C, R, N * C);
 	free(c.x), free(c.y), free(R), free(dx), free(dy);
@@ -117,7 +155,7 @@ static void test_activations(void)
 static void test_rope(void)
 {
 	float f[8];
-	lvd_tr_rope_freqs(f, 16, 500000.0, 1, 8.0, 1.0, 4.0, 8192);
+	lvd_rope_freqs(X, f, 16, 500000.0, 1, 8.0, 1.0, 4.0, 8192);
 	/* i = 0: wavelength 2π < 2048, unchanged; i = 5: > 8192 -> /8; i = 4: smoothed */
 	CHECK_NEAR(f[0], 1.0, 1e-7);
 	CHECK_NEAR(f[5], pow(500000.0, -10.0 / 16) / 8, 1e-9);
@@ -126,10 +164,10 @@ static void test_rope(void)
 	int pos[3] = { 0, 7, 19 };
 	float *x = rnd(2 * 3 * 2 * 16, 1), *y = malloc(sizeof(float) * 192);
 	memcpy(y, x, sizeof(float) * 192);
-	lvd_tr_rope_apply(y, pos, f, 2, 3, 2, 16, 0);
+	lvd_rope_apply(X, y, pos, f, 2, 3, 2, 16, 0);
 	CHECK(fabsf(y[40] - x[40]) > 1e-6f && y[0] == x[0]); /* t = 1 rotates, t = 0 (pos 0) does not */
-	CHECK_NEAR(lvd_tr_dot(y, y, 192), lvd_tr_dot(x, x, 192), 1e-4); /* rotation keeps norms */
-	lvd_tr_rope_apply(y, pos, f, 2, 3, 2, 16, 1);
+	CHECK_NEAR(lvd_dot(X, y, y, 192), lvd_dot(X, x, x, 192), 1e-4); /* rotation keeps norms */
+	lvd_rope_apply(X, y, pos, f, 2, 3, 2, 16, 1);
 	CHECK_CLOSE("rope inverse", y, x, 192, 1e-6, 0);
 	free(x), free(y);
 }
@@ -232,16 +270,16 @@ static void test_xent(void)
 	enum { XN = 4, XV = 7 };
 	float *l = rnd(XN * XV, 3), *d = calloc(XN * XV, 4);
 	int tg[XN] = { 2, -100, 6, 0 }, cnt;
-	double s = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV);
+	double s = lvd_xent_fwd(X, &cnt, l, tg, XN, XV);
 	CHECK(cnt == 3);
-	lvd_tr_xent_bwd(d, l, tg, 1.0f / cnt, XN, XV);
+	lvd_xent_bwd(X, d, l, tg, 1.0f / cnt, XN, XV);
 	const float eps = 1e-2f;
 	for (int i = 0; i < XN * XV; i++) {
 		float x0 = l[i];
 		l[i] = x0 + eps;
-		double p = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV) / cnt;
+		double p = lvd_xent_fwd(X, &cnt, l, tg, XN, XV) / cnt;
 		l[i] = x0 - eps;
-		double m = lvd_tr_xent_fwd(&cnt, l, tg, XN, XV) / cnt;
+		double m = lvd_xent_fwd(X, &cnt, l, tg, XN, XV) / cnt;
 		l[i] = x0;
 		CHECK_NEAR(d[i], (p - m) / (2 * eps), 1e-3); /* central difference, eps² ~ 1e-4 */
 	}
@@ -256,7 +294,7 @@ static void lora_f(float *out, void *p)
 {
 	struct lora_ctx *c = p;
 	memset(out, 0, sizeof(float) * LN * LOC);
-	lvd_lora_fwd(out, c->u, c->x, c->A, c->B, 2.0f, LN, LIC, LOC, LR);
+	lvd_lora_fwd(X, out, c->u, c->x, c->A, c->B, 2.0f, LN, LIC, LOC, LR);
 }
 
 static void test_lora_ops(void)
@@ -267,16 +305,16 @@ static void test_lora_ops(void)
 	CHECK(!lvd_lora_matches("x.xq_proj", "q_proj"));
 	CHECK(lvd_lora_matches("q_proj", "k_proj,q_proj"));
 	struct lora_ctx c = { rnd(LN * LIC, 1), rnd(LR * LIC, 1), rnd(LOC * LR, 1), malloc(sizeof(float) * LN * LR) };
-	float *R = rnd(LN * LOC, 1), *out = malloc(sizeof(float) * LN * LOC), *scr = malloc(sizeof(float) * LN * LR);
+	float *R = rnd(LN * LOC, 1), *out = malloc(sizeof(float) * LN * LOC);
 	float *dx = calloc(LN * LIC, 4), *dA = calloc(LR * LIC, 4), *dB = calloc(LOC * LR, 4);
 	lora_f(out, &c);
-	lvd_lora_bwd(dx, dA, dB, scr, R, c.x, c.u, c.A, c.B, 2.0f, LN, LIC, LOC, LR);
+	lvd_lora_bwd(X, dx, dA, dB, R, c.x, c.u, c.A, c.B, 2.0f, LN, LIC, LOC, LR);
 	fd_check("lora dx", lora_f, &c, c.x, dx, LN * LIC, R, LN * LOC);
 	fd_check("lora dA", lora_f, &c, c.A, dA, LR * LIC, R, LN * LOC);
 	fd_check("lora dB", lora_f, &c, c.B, dB, LOC * LR, R, LN * LOC);
 	/* init bound 1/sqrt(IC) and dropout: inverted scaling, same mask in backward */
 	float A[64];
-	lvd_lora_init_a(A, 4, 16, 9);
+	lvd_lora_init_a(X, A, 4, 16, 9);
 	int inside = 1;
 	for (int i = 0; i < 64; i++)
 		inside &= fabsf(A[i]) <= 0.25f;
@@ -284,8 +322,8 @@ static void test_lora_ops(void)
 	float x[1000], xd[1000], g[1000] = { 0 }, one[1000];
 	for (int i = 0; i < 1000; i++)
 		x[i] = 1.0f, one[i] = 1.0f;
-	lvd_lora_dropout_fwd(xd, x, 1000, 0.25f, 5);
-	lvd_lora_dropout_bwd(g, one, 1000, 0.25f, 5);
+	lvd_lora_dropout_fwd(X, xd, x, 1000, 0.25f, 5);
+	lvd_lora_dropout_bwd(X, g, one, 1000, 0.25f, 5);
 	int kept = 0, same = 1;
 	for (int i = 0; i < 1000; i++) {
 		kept += xd[i] != 0.0f;
@@ -294,22 +332,23 @@ static void test_lora_ops(void)
 	CHECK(kept > 700 && kept < 800); /* Binomial(1000, 0.75): ±50 is > 6 sigma */
 	CHECK(same);
 	CHECK_NEAR(xd[kept ? 0 : 1] == 0.0f ? 4.0f / 3 : xd[0], 4.0f / 3, 1e-6);
-	free(c.x), free(c.A), free(c.B), free(c.u), free(R), free(out), free(scr), free(dx), free(dA), free(dB);
+	free(c.x), free(c.A), free(c.B), free(c.u), free(R), free(out), free(dx), free(dA), free(dB);
+	CHECK(lvd_ctx_mark(X) == 0);
 }
 
 static void test_embedding_patch(void)
 {
 	float table[4 * 3] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 }, out[6], dt[12] = { 0 };
 	int ids[2] = { 3, 1 };
-	lvd_tr_embedding_fwd(out, ids, table, 2, 3);
+	lvd_embedding_fwd(X, out, ids, table, 2, 3);
 	CHECK(out[0] == 9 && out[5] == 5);
-	lvd_tr_embedding_bwd(dt, out, ids, 2, 3);
+	lvd_embedding_bwd(X, dt, out, ids, 2, 3);
 	CHECK(dt[9] == 9 && dt[3] == 3 && dt[0] == 0);
 	/* 2 channels, 4x4 image, patch 2: patch (0,1), channel 1, (ky,kx) = (1,0) */
 	float img[32], cols[4 * 8];
 	for (int i = 0; i < 32; i++)
 		img[i] = (float)i;
-	lvd_tr_patch_unfold(cols, img, 2, 4, 4, 2);
+	lvd_patch_unfold(X, cols, img, 2, 4, 4, 2);
 	CHECK(cols[1 * 8 + (1 * 2 + 1) * 2 + 0] == img[16 + 1 * 4 + 2]);
 	CHECK(cols[3 * 8 + 7] == img[16 + 3 * 4 + 3]);
 }
@@ -320,5 +359,13 @@ int main(int argc, char **argv)
 		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention), TEST(test_attention_pp),
 		TEST(test_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
 	};
-	return lvd_test_main(argc, argv, tests);
+	struct lvd_error err = {0};
+	struct lvd_ctx_opts o = {.threads = 1, .ws_bytes = (size_t)1 << 28};
+	if (lvd_ctx_create(&X, &o, &err)) {
+		fprintf(stderr, "test_train_ops: %s\n", err.msg);
+		return 1;
+	}
+	int rc = lvd_test_main(argc, argv, tests);
+	lvd_ctx_destroy(X);
+	return rc;
 }

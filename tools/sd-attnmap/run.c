@@ -18,7 +18,6 @@
 #include "io/container.h"
 #include "io/fileutil.h"
 #include "lavender/attnmap.h"
-#include "nn/gemm.h"
 #include "runctx.h"
 #include "lavender/attnmap_sample.h"
 
@@ -370,7 +369,10 @@ int cmd_run(int argc, char **argv)
 
 	/* model */
 	double t_load = lvd_run_now();
-	struct lvd_sd_opts so = {0};
+	/* parallelism is across samples (each sample runs on a one-thread context inside
+	 * the driver's pool): results do not depend on --threads. The model's own context
+	 * (1 thread) sets the process-wide BLAS policy (OpenBLAS single-threaded). */
+	struct lvd_sd_opts so = {.threads = 1};
 	if (lvd_sd_load(&sd, o.sd, &so, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
@@ -378,7 +380,6 @@ int cmd_run(int argc, char **argv)
 	lvd_info("loaded %s in %.1fs", o.sd, lvd_run_now() - t_load);
 	struct lvd_sd_schedule sched;
 	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
-	lvd_gemm_set_threads(1); /* parallelism is across samples: results do not depend on --threads */
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
 	if (!tms) {
 		lvd_error_log("out of memory");

@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/alloc.h"
 #include "models/sd/sd_internal.h"
-#include "nn/ops.h"
+#include "nn/ctx.h"
+#include "nn/ops/act.h"
+#include "nn/ops/attention.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/norm.h"
 
 int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, int S,
 		       struct lvd_error *err)
@@ -23,36 +26,37 @@ int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, 
 		if (ids[i] < 0 || ids[i] >= k->vocab)
 			return lvd_error_set(err, LVD_ERR_INVALID, "token %d: id %d outside the vocabulary [0, %d)",
 					     i, (int)ids[i], k->vocab);
-	size_t sd_ = (size_t)S * D, sf = (size_t)S * F, sc = lvd_attention_scratch(S, S);
-	size_t total = 6 * sd_ + sf + sc;
-	float *buf = lvd_alloc_aligned(total, sizeof(float));
-	if (!buf)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "text encoder: cannot allocate %zu floats", total);
-	float *x = buf, *n = x + sd_, *q = n + sd_, *kk = q + sd_, *v = kk + sd_, *a = v + sd_;
-	float *f = a + sd_, *scratch = f + sf;
+	size_t sd_ = (size_t)S * D, sf = (size_t)S * F;
+	struct lvd_ctx *X = sd_ctx_enter(sd, err);
+	if (!X)
+		return err ? err->code : LVD_ERR_NOMEM;
+	size_t mark = lvd_ctx_mark(X);
+	float *x = lvd_ctx_takef(X, sd_);    /* residual stream [S, D] */
+	float *n = lvd_ctx_takef(X, sd_);    /* LayerNorm / branch output [S, D] */
+	float *q = lvd_ctx_takef(X, sd_), *kk = lvd_ctx_takef(X, sd_), *v = lvd_ctx_takef(X, sd_);
+	float *a = lvd_ctx_takef(X, sd_);    /* attention output [S, D] */
+	float *f = lvd_ctx_takef(X, sf);     /* MLP hidden [S, F] */
 	for (int i = 0; i < S; i++)
 		for (int d = 0; d < D; d++)
 			x[(size_t)i * D + d] = c->tok_emb[(size_t)ids[i] * D + d] + c->pos_emb[(size_t)i * D + d];
 	float scale = 1.0f / sqrtf((float)(D / H));
 	for (int l = 0; l < k->layers; l++) {
 		const struct sd_clip_layer *L = &c->layers[l];
-		lvd_layernorm_fwd(n, NULL, NULL, x, L->ln1.w, L->ln1.b, S, D, k->eps);
-		sd_linear_run(sd, q, n, &L->at.q, S, D, D);
-		sd_linear_run(sd, kk, n, &L->at.k, S, D, D);
-		sd_linear_run(sd, v, n, &L->at.v, S, D, D);
-		lvd_attention_fwd(a, NULL, q, D, kk, D, v, D, S, S, H, D / H, scale, 1, scratch, sc);
-		sd_linear_run(sd, n, a, &L->at.o, S, D, D);
-		lvd_add_inplace(x, n, sd_);
-		lvd_layernorm_fwd(n, NULL, NULL, x, L->ln2.w, L->ln2.b, S, D, k->eps);
-		sd_linear_run(sd, f, n, &L->fc1, S, D, F);
-		if (k->act == LVD_SD_ACT_GELU)
-			lvd_gelu(f, f, sf);
-		else
-			lvd_quick_gelu(f, f, sf);
-		sd_linear_run(sd, n, f, &L->fc2, S, F, D);
-		lvd_add_inplace(x, n, sd_);
+		lvd_layernorm_fwd(X, n, NULL, NULL, x, L->ln1.w, L->ln1.b, S, D, k->eps);
+		sd_linear_run(sd, X, q, n, &L->at.q, S, D, D);
+		sd_linear_run(sd, X, kk, n, &L->at.k, S, D, D);
+		sd_linear_run(sd, X, v, n, &L->at.v, S, D, D);
+		lvd_attention_fwd(X, a, NULL, q, D, kk, D, v, D, S, S, H, D / H, scale, 1);
+		sd_linear_run(sd, X, n, a, &L->at.o, S, D, D);
+		lvd_add(X, x, n, sd_);
+		lvd_layernorm_fwd(X, n, NULL, NULL, x, L->ln2.w, L->ln2.b, S, D, k->eps);
+		sd_linear_run(sd, X, f, n, &L->fc1, S, D, F);
+		lvd_gelu_fwd(X, f, f, sf, k->act == LVD_SD_ACT_GELU ? LVD_GELU_EXACT : LVD_GELU_QUICK);
+		sd_linear_run(sd, X, n, f, &L->fc2, S, F, D);
+		lvd_add(X, x, n, sd_);
 	}
-	lvd_layernorm_fwd(out, NULL, NULL, x, c->final_ln.w, c->final_ln.b, S, D, k->eps);
-	free(buf);
+	lvd_layernorm_fwd(X, out, NULL, NULL, x, c->final_ln.w, c->final_ln.b, S, D, k->eps);
+	lvd_ctx_release(X, mark);
+	sd_ctx_leave(sd, X);
 	return 0;
 }

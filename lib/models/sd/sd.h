@@ -26,6 +26,8 @@
 
 #include "core/error.h"
 
+struct lvd_ctx; /* nn/ctx.h */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -64,8 +66,13 @@ struct lvd_sd_opts {
 	int unet_heads;   /* heads per UNet level (SD 1.x: 8) */
 	int clip_heads;   /* CLIP heads (width / 64) */
 	int norm_groups;  /* GroupNorm groups of the VAE and UNet (32) */
-	/* threads of the pool the forward passes spread attention and elementwise work
-	 * over (1 = none); 0 = as many as OpenBLAS uses (lvd_gemm_set_threads(0)) */
+	/* execution context the forward passes run on (borrowed: it must outlive the model;
+	 * its threads, cpu_fast and workspace are used). NULL = the model creates its own
+	 * CPU context with `threads` threads (0 = the online CPUs, 1 = none). A forward
+	 * called while the context is busy (another thread is inside a forward of this
+	 * model, or the caller runs inside a pool chunk) runs on a private one-thread
+	 * context instead, with the same cpu_fast. */
+	struct lvd_ctx *ctx;
 	int threads;
 	/* 3x3 stride-1 pad-1 convolutions: 0 = Winograd where it measured faster
 	 * (>= 256 pixels and >= 16 input channels; F(2x2, 3x3) below 32x32, F(4x4, 3x3)

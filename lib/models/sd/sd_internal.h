@@ -4,13 +4,14 @@
 #ifndef LVD_MODELS_SD_INTERNAL_H
 #define LVD_MODELS_SD_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "models/sd/sd.h"
 
 struct lvd_st;
-struct lvd_pool;
+struct lvd_ctx;
 
 struct sd_lin {           /* Linear / 1x1 conv: w [out, in], b [out] or NULL */
 	const float *w, *b;
@@ -96,7 +97,9 @@ struct lvd_sd {
 	float *converted;            /* one block for every F16/BF16/unaligned weight */
 	size_t converted_bytes;
 	struct lvd_sd_stats *stats;  /* borrowed, may be NULL */
-	struct lvd_pool *pool;       /* owned; NULL = single-threaded outside OpenBLAS */
+	struct lvd_ctx *ctx;         /* lvd_sd_opts.ctx (borrowed) or owned (own_ctx) */
+	int own_ctx;
+	atomic_int busy;             /* 1 while a forward runs on ctx (sd_ctx_enter) */
 	int winograd;                /* lvd_sd_opts.winograd */
 };
 
@@ -112,29 +115,34 @@ double sd_now(void);
 		if ((sd)->stats) { double t0_ = sd_now(); stmt; (sd)->stats->field += sd_now() - t0_; } \
 		else { stmt; } } while (0)
 
-/* Shared building blocks (sd_blocks.c). Scratch sizes are documented there. */
-struct sd_ws {           /* a bump allocator over one malloc'd block */
-	float *base;
-	size_t cap, used;
-};
-float *sd_ws_take(struct sd_ws *ws, size_t n);
+/* sd->ctx: the borrowed ctx, or an owned CPU context of `threads` threads (0 = online
+ * CPUs). sd_ctx_free destroys an owned one. */
+int sd_ctx_init(struct lvd_sd *sd, struct lvd_ctx *borrowed, int threads, struct lvd_error *err);
+void sd_ctx_free(struct lvd_sd *sd);
 
-/* Scratch floats sd_conv_run needs for any 3x3 stride-1 pad-1 conv with at most cin
- * input and cout output channels on H x W (whichever path it picks). */
-size_t sd_conv3_scratch_bound(const struct lvd_sd *sd, int cin, int cout, int H, int W);
-void sd_conv_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_conv *c,
-		 int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r, struct sd_ws *ws);
-void sd_resnet_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_resnet *r,
-		   const float *temb_act, int temb_dim, int H, int W, int groups, float eps,
-		   struct sd_ws *ws);
-/* Elementwise ops from ops.h split over sd->pool (bit-identical to the serial op). */
-void sd_groupnorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
-		  int C, int HW, int G, float eps, int silu);
-void sd_layernorm(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_norm *n,
-		  int N, int C, float eps);
-void sd_geglu(const struct lvd_sd *sd, float *out, const float *inp, int N, int F);
-void sd_add(const struct lvd_sd *sd, float *y, const float *x, size_t n);
-void sd_linear_run(const struct lvd_sd *sd, float *out, const float *inp, const struct sd_lin *l,
-		   int N, int IC, int OC);
+/* The context a forward pass runs on: sd->ctx when it is free and the caller is not
+ * inside a pool chunk, else a private one-thread context with sd->ctx's cpu_fast (made
+ * here, freed by sd_ctx_leave). Returns NULL with err filled when that fails. */
+struct lvd_ctx *sd_ctx_enter(const struct lvd_sd *sd, struct lvd_error *err);
+void sd_ctx_leave(const struct lvd_sd *sd, struct lvd_ctx *ctx);
+
+/* Shared building blocks (sd_blocks.c). Working memory comes from the ctx workspace. */
+/* Convolution by lvd_sd_opts.winograd: 0 = lvd_conv2d_fwd (Winograd where the op picks
+ * it), > 0 = Winograd for every 3x3 stride-1 pad-1 conv (2: F(4x4)), < 0 = im2col. */
+void sd_conv_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		 const struct sd_conv *c, int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r);
+/* out [cout, H, W] = shortcut(inp) + conv2(SiLU(GN2(conv1(SiLU(GN1(inp))) + temb)));
+ * temb_act = SiLU(temb) [temb_dim] or NULL (VAE). out must not alias inp. */
+void sd_resnet_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		   const struct sd_resnet *r, const float *temb_act, int temb_dim, int H, int W, int groups,
+		   float eps);
+/* Timed op calls (sd->stats). */
+void sd_groupnorm(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		  const struct sd_norm *n, int C, int HW, int G, float eps, int silu);
+void sd_layernorm(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		  const struct sd_norm *n, int N, int C, float eps);
+void sd_add(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *y, const float *x, size_t n);
+void sd_linear_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		   const struct sd_lin *l, int N, int IC, int OC);
 
 #endif

@@ -11,11 +11,9 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "core/pool.h"
 #include "io/safetensors.h"
 #include "models/sd/sd_config.h"
 #include "models/sd/sd_internal.h"
-#include "nn/gemm.h"
 
 /* ---- binder: name -> slot, checked shapes, conversion at the end ----------------------- */
 
@@ -625,9 +623,8 @@ int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts 
 	else
 		rc = load_single(sd, path, comps, o, err);
 	sd->winograd = o->winograd;
-	int T = o->threads > 0 ? o->threads : lvd_gemm_set_threads(0);
-	if (!rc && T > 1)
-		rc = lvd_pool_create(&sd->pool, T, err);
+	if (!rc)
+		rc = sd_ctx_init(sd, o->ctx, o->threads, err);
 	if (rc) {
 		lvd_sd_free(sd);
 		return rc;
@@ -644,7 +641,7 @@ void lvd_sd_free(struct lvd_sd *sd)
 		lvd_st_close(sd->st[i]);
 	free(sd->clip.layers);
 	free(sd->converted);
-	lvd_pool_destroy(sd->pool);
+	sd_ctx_free(sd);
 	free(sd);
 }
 

@@ -11,16 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/alloc.h"
-#include "core/pool.h"
 #include "models/sd/sd_internal.h"
-#include "nn/gemm.h"
-#include "nn/ops.h"
-
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+#include "nn/ctx.h"
+#include "nn/ops/act.h"
+#include "nn/ops/attention.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/embed.h"
+#include "nn/ops/gemm.h"
 
 struct unet_run {
 	const struct lvd_sd *sd;
+	struct lvd_ctx *x;   /* execution context (ctx is the text context below) */
 	const float *ctx;
 	int n_ctx;
 	lvd_sd_attn_cb cb;
@@ -29,51 +30,46 @@ struct unet_run {
 	int aborted;
 };
 
-/* Workspace floats one spatial transformer at (C, HW) needs. */
-static size_t tf_ws_size(int C, int HW, int n_ctx, int T)
-{
-	size_t n = (size_t)C * HW;
-	return 16 * n + lvd_attention_scratch_mt(HW, HW > n_ctx ? HW : n_ctx, T) + 2 * (size_t)n_ctx * C +
-	       (size_t)HW * n_ctx + 256;
-}
-
 static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t, int h, int w,
-		   const char *block, int level, struct sd_ws *ws)
+		   const char *block, int level)
 {
 	const struct lvd_sd *sd = R->sd;
+	struct lvd_ctx *X = R->x;
 	const struct lvd_sd_unet_cfg *k = &sd->unet.cfg;
 	int C = t->C, HW = h * w, H = t->heads, D = C / H, M = R->n_ctx;
-	size_t n = (size_t)C * HW, mark = ws->used;
+	size_t n = (size_t)C * HW, mark = lvd_ctx_mark(X);
 	float scale = 1.0f / sqrtf((float)D);
-	float *g = sd_ws_take(ws, n), *xs = sd_ws_take(ws, n), *nb = sd_ws_take(ws, n);
-	float *big = sd_ws_take(ws, 12 * n);   /* q, k, v, a  or  ff1 [HW, 8C] + geglu [HW, 4C] */
-	size_t sc = lvd_attention_scratch_mt(HW, HW > M ? HW : M, lvd_pool_threads(sd->pool));
-	float *scratch = sd_ws_take(ws, sc);
-	float *kc = sd_ws_take(ws, (size_t)M * C), *vc = sd_ws_take(ws, (size_t)M * C);
-	float *probs = sd_ws_take(ws, (size_t)HW * M);
+	float *gn = lvd_ctx_takef(X, n);      /* GroupNorm [C, HW], later proj_out [C, HW] */
+	float *xs = lvd_ctx_takef(X, n);      /* token states [HW, C] */
+	float *nb = lvd_ctx_takef(X, n);      /* LayerNorm output / branch output [HW, C] */
+	float *q = lvd_ctx_takef(X, n), *kk = lvd_ctx_takef(X, n), *v = lvd_ctx_takef(X, n);
+	float *att = lvd_ctx_takef(X, n);     /* attention output [HW, C] */
+	float *ff1 = lvd_ctx_takef(X, 8 * n); /* feed-forward [HW, 8C] */
+	float *geglu = lvd_ctx_takef(X, 4 * n);
+	float *kc = lvd_ctx_takef(X, (size_t)M * C), *vc = lvd_ctx_takef(X, (size_t)M * C);
+	float *probs = lvd_ctx_takef(X, (size_t)HW * M);
 
-	sd_groupnorm(sd, g, x, &t->gn, C, HW, k->groups, 1e-6f, 0);
-	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gᵀ Wᵀ + b */
-	SD_TIME(sd, gemm_s, lvd_sgemm(1, 1, HW, C, C, 1.0f, g, HW, t->pin.w, C, 0.0f, xs, C));
-	SD_TIME(sd, other_s, lvd_add_bias_rows(xs, t->pin.b, HW, C));
+	sd_groupnorm(sd, X, gn, x, &t->gn, C, HW, k->groups, 1e-6f, 0);
+	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gnᵀ Wᵀ + b */
+	SD_TIME(sd, gemm_s, lvd_gemm(X, 1, 1, HW, C, C, 1.0f, gn, HW, t->pin.w, C, 0.0f, xs, C));
+	SD_TIME(sd, other_s, lvd_add_bias_rows(X, xs, t->pin.b, HW, C));
 	for (int b = 0; b < k->tblocks; b++) {
 		const struct sd_tblock *tb = &t->tb[b];
-		float *q = big, *kk = big + n, *v = big + 2 * n, *a = big + 3 * n;
 		/* self-attention */
-		sd_layernorm(sd, nb, xs, &tb->ln1, HW, C, 1e-5f);
-		sd_linear_run(sd, q, nb, &tb->a1.q, HW, C, C);
-		sd_linear_run(sd, kk, nb, &tb->a1.k, HW, C, C);
-		sd_linear_run(sd, v, nb, &tb->a1.v, HW, C, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd_mt(a, NULL, q, C, kk, C, v, C, HW, HW, H, D, scale, 0, scratch, sc, sd->pool));
-		sd_linear_run(sd, nb, a, &tb->a1.o, HW, C, C);
-		sd_add(sd, xs, nb, n);
+		sd_layernorm(sd, X, nb, xs, &tb->ln1, HW, C, 1e-5f);
+		sd_linear_run(sd, X, q, nb, &tb->a1.q, HW, C, C);
+		sd_linear_run(sd, X, kk, nb, &tb->a1.k, HW, C, C);
+		sd_linear_run(sd, X, v, nb, &tb->a1.v, HW, C, C);
+		SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att, NULL, q, C, kk, C, v, C, HW, HW, H, D, scale, 0));
+		sd_linear_run(sd, X, nb, att, &tb->a1.o, HW, C, C);
+		sd_add(sd, X, xs, nb, n);
 		/* cross-attention with capture */
-		sd_layernorm(sd, nb, xs, &tb->ln2, HW, C, 1e-5f);
-		sd_linear_run(sd, q, nb, &tb->a2.q, HW, C, C);
-		sd_linear_run(sd, kc, R->ctx, &tb->a2.k, M, k->ctx_dim, C);
-		sd_linear_run(sd, vc, R->ctx, &tb->a2.v, M, k->ctx_dim, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd_mt(a, R->cb ? probs : NULL, q, C, kc, C, vc, C, HW, M, H, D,
-							 scale, 0, scratch, sc, sd->pool));
+		sd_layernorm(sd, X, nb, xs, &tb->ln2, HW, C, 1e-5f);
+		sd_linear_run(sd, X, q, nb, &tb->a2.q, HW, C, C);
+		sd_linear_run(sd, X, kc, R->ctx, &tb->a2.k, M, k->ctx_dim, C);
+		sd_linear_run(sd, X, vc, R->ctx, &tb->a2.v, M, k->ctx_dim, C);
+		SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att, R->cb ? probs : NULL, q, C, kc, C, vc, C, HW, M, H, D,
+						      scale, 0));
 		if (R->cb && !R->aborted) {
 			struct lvd_sd_attn_info info = {
 				.name = t->name[b], .block = block, .index = R->index, .level = level,
@@ -83,21 +79,20 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 				R->aborted = 1;
 		}
 		R->index++;
-		sd_linear_run(sd, nb, a, &tb->a2.o, HW, C, C);
-		sd_add(sd, xs, nb, n);
+		sd_linear_run(sd, X, nb, att, &tb->a2.o, HW, C, C);
+		sd_add(sd, X, xs, nb, n);
 		/* GEGLU feed-forward */
-		float *f1 = big, *gg = big + 8 * n;
-		sd_layernorm(sd, nb, xs, &tb->ln3, HW, C, 1e-5f);
-		sd_linear_run(sd, f1, nb, &tb->ff1, HW, C, 8 * C);
-		sd_geglu(sd, gg, f1, HW, 4 * C);
-		sd_linear_run(sd, nb, gg, &tb->ff2, HW, 4 * C, C);
-		sd_add(sd, xs, nb, n);
+		sd_layernorm(sd, X, nb, xs, &tb->ln3, HW, C, 1e-5f);
+		sd_linear_run(sd, X, ff1, nb, &tb->ff1, HW, C, 8 * C);
+		SD_TIME(sd, other_s, lvd_geglu_fwd(X, geglu, ff1, HW, 4 * C));
+		sd_linear_run(sd, X, nb, geglu, &tb->ff2, HW, 4 * C, C);
+		sd_add(sd, X, xs, nb, n);
 	}
-	/* proj_out: g[C, HW] = W xsᵀ + b; x += g */
-	SD_TIME(sd, gemm_s, lvd_sgemm(0, 1, C, HW, C, 1.0f, t->pout.w, C, xs, C, 0.0f, g, HW));
-	SD_TIME(sd, other_s, lvd_add_bias_chan(g, t->pout.b, C, HW));
-	sd_add(sd, x, g, n);
-	ws->used = mark;
+	/* proj_out: gn[C, HW] = W xsᵀ + b; x += gn */
+	SD_TIME(sd, gemm_s, lvd_gemm(X, 0, 1, C, HW, C, 1.0f, t->pout.w, C, xs, C, 0.0f, gn, HW));
+	SD_TIME(sd, other_s, lvd_add_bias_chan(X, gn, t->pout.b, C, HW));
+	sd_add(sd, X, x, gn, n);
+	lvd_ctx_release(X, mark);
 }
 
 int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int h, int w,
@@ -116,82 +111,66 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 	if (n_ctx < 1 || n_ctx > 4096)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet context length %d outside [1, 4096]", n_ctx);
 
-	/* ---- workspace plan: simulate the channel flow ---- */
-	int cmax = 0;
-	for (int i = 0; i < n; i++)
+	/* channels of the skip stack in push order: conv_in, every down ResNet, every
+	 * downsampler */
+	int cmax = 0, ns = 0, skip_ch[LVD_SD_MAX_LEVELS * LVD_SD_MAX_RES + 1];
+	skip_ch[ns++] = k->ch[0];
+	for (int i = 0; i < n; i++) {
 		cmax = k->ch[i] > cmax ? k->ch[i] : cmax;
-	size_t act = 0, skip_total = 0, temp = 0;
-	int skip_ch[LVD_SD_MAX_LEVELS * LVD_SD_MAX_RES + 1], ns = 0;
-	for (int i = 0, hh = h, ww = w; i < n; i++, hh /= 2, ww /= 2) {
-		size_t hw = (size_t)hh * ww;
-		/* up resnet input at this level is at most (cmax + cmax) channels */
-		act = max_sz(act, 2 * (size_t)cmax * hw);
-		size_t cs = sd_conv3_scratch_bound(sd, 2 * cmax, cmax, hh, ww);
-		temp = max_sz(temp, 2 * (size_t)cmax * hw + 2 * (size_t)cmax * hw + cs + (size_t)cmax + 256);
-		if (k->down_attn[i] || k->up_attn[n - 1 - i] || i == n - 1)
-			temp = max_sz(temp, tf_ws_size(k->ch[i], (int)hw, n_ctx, lvd_pool_threads(sd->pool)));
-		if (i == 0) {
-			skip_ch[ns++] = k->ch[0];
-			skip_total += (size_t)k->ch[0] * hw + 16;
-		}
-		for (int j = 0; j < L; j++) {
+		for (int j = 0; j < L; j++)
 			skip_ch[ns++] = k->ch[i];
-			skip_total += (size_t)k->ch[i] * hw + 16;
-		}
-		if (i < n - 1) {
+		if (i < n - 1)
 			skip_ch[ns++] = k->ch[i];
-			skip_total += (size_t)k->ch[i] * (hw / 4) + 16;
-		}
 	}
-	size_t cap = 2 * act + skip_total + temp + 3 * (size_t)TE + 256;
-	struct sd_ws ws = {.cap = cap};
-	ws.base = lvd_alloc_aligned(cap, sizeof(float));
-	if (!ws.base)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "UNet %dx%d: cannot allocate %zu floats", w, h, cap);
-	struct unet_run R = {.sd = sd, .ctx = ctx, .n_ctx = n_ctx, .cb = cb, .user = user};
+	struct lvd_ctx *X = sd_ctx_enter(sd, err);
+	if (!X)
+		return err ? err->code : LVD_ERR_NOMEM;
+	size_t mark = lvd_ctx_mark(X);
+	size_t act = 2 * (size_t)cmax * h * w;   /* widest activation: an up ResNet's concat input */
+	struct unet_run R = {.sd = sd, .x = X, .ctx = ctx, .n_ctx = n_ctx, .cb = cb, .user = user};
 
 	/* ---- time embedding ---- */
-	float *temb = sd_ws_take(&ws, (size_t)TE), *tact = sd_ws_take(&ws, (size_t)TE);
-	float *sinus = sd_ws_take(&ws, (size_t)TE > (size_t)k->ch[0] ? (size_t)TE : (size_t)k->ch[0]);
-	lvd_timestep_embedding(sinus, t, k->ch[0], k->flip_sin_to_cos, k->freq_shift, 10000.0f);
-	sd_linear_run(sd, tact, sinus, &u->t1, 1, k->ch[0], TE);
-	lvd_silu(tact, tact, (size_t)TE);
-	sd_linear_run(sd, temb, tact, &u->t2, 1, TE, TE);
-	lvd_silu(tact, temb, (size_t)TE);   /* every ResNet uses SiLU(temb) */
+	float *temb = lvd_ctx_takef(X, (size_t)TE), *tact = lvd_ctx_takef(X, (size_t)TE);
+	float *sinus = lvd_ctx_takef(X, (size_t)k->ch[0]);
+	lvd_timestep_embedding(X, sinus, t, k->ch[0], k->flip_sin_to_cos, k->freq_shift, 10000.0f);
+	sd_linear_run(sd, X, tact, sinus, &u->t1, 1, k->ch[0], TE);
+	lvd_silu_fwd(X, tact, tact, (size_t)TE);
+	sd_linear_run(sd, X, temb, tact, &u->t2, 1, TE, TE);
+	lvd_silu_fwd(X, tact, temb, (size_t)TE);   /* every ResNet uses SiLU(temb) */
 
-	float *cur = sd_ws_take(&ws, act), *nxt = sd_ws_take(&ws, act);
+	float *cur = lvd_ctx_takef(X, act), *nxt = lvd_ctx_takef(X, act);   /* ping-pong activations */
 	float *skips[LVD_SD_MAX_LEVELS * LVD_SD_MAX_RES + 1];
 	int nsk = 0;
 	int hh = h, ww = w;
-	sd_conv_run(sd, cur, x, &u->conv_in, hh, ww, 1, 1, 1, 1, 1, &ws);
-	skips[nsk] = sd_ws_take(&ws, (size_t)k->ch[0] * hh * ww);
+	sd_conv_run(sd, X, cur, x, &u->conv_in, hh, ww, 1, 1, 1, 1, 1);
+	skips[nsk] = lvd_ctx_takef(X, (size_t)k->ch[0] * hh * ww);
 	memcpy(skips[nsk++], cur, sizeof(float) * (size_t)k->ch[0] * hh * ww);
 	/* skip buffers are taken in push order below the temporaries of later blocks */
 	for (int i = 0; i < n; i++) {
 		for (int j = 0; j < L; j++) {
-			sd_resnet_run(sd, nxt, cur, &u->down[i][j], tact, TE, hh, ww, k->groups, k->eps, &ws);
+			sd_resnet_run(sd, X, nxt, cur, &u->down[i][j], tact, TE, hh, ww, k->groups, k->eps);
 			float *tmp = cur; cur = nxt; nxt = tmp;
 			if (k->down_attn[i])
-				tf_run(&R, cur, &u->down_tf[i][j], hh, ww, "down", i, &ws);
+				tf_run(&R, cur, &u->down_tf[i][j], hh, ww, "down", i);
 			size_t sz = (size_t)k->ch[i] * hh * ww;
-			skips[nsk] = sd_ws_take(&ws, sz);
+			skips[nsk] = lvd_ctx_takef(X, sz);
 			memcpy(skips[nsk++], cur, sizeof(float) * sz);
 		}
 		if (i < n - 1) {
-			sd_conv_run(sd, nxt, cur, &u->downsample[i], hh, ww, 2, 1, 1, 1, 1, &ws);
+			sd_conv_run(sd, X, nxt, cur, &u->downsample[i], hh, ww, 2, 1, 1, 1, 1);
 			hh /= 2;
 			ww /= 2;
 			float *tmp = cur; cur = nxt; nxt = tmp;
 			size_t sz = (size_t)k->ch[i] * hh * ww;
-			skips[nsk] = sd_ws_take(&ws, sz);
+			skips[nsk] = lvd_ctx_takef(X, sz);
 			memcpy(skips[nsk++], cur, sizeof(float) * sz);
 		}
 	}
 	LVD_ASSERT(nsk == ns);
 	/* mid */
-	sd_resnet_run(sd, nxt, cur, &u->mid[0], tact, TE, hh, ww, k->groups, k->eps, &ws);
-	tf_run(&R, nxt, &u->mid_tf, hh, ww, "mid", n - 1, &ws);
-	sd_resnet_run(sd, cur, nxt, &u->mid[1], tact, TE, hh, ww, k->groups, k->eps, &ws);
+	sd_resnet_run(sd, X, nxt, cur, &u->mid[0], tact, TE, hh, ww, k->groups, k->eps);
+	tf_run(&R, nxt, &u->mid_tf, hh, ww, "mid", n - 1);
+	sd_resnet_run(sd, X, cur, nxt, &u->mid[1], tact, TE, hh, ww, k->groups, k->eps);
 	/* up */
 	int hc = k->ch[n - 1];
 	for (int uu = 0; uu < n; uu++) {
@@ -205,21 +184,22 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 			/* concat(h, skip) along channels into nxt, then the ResNet back into cur */
 			memcpy(nxt, cur, sizeof(float) * (size_t)hc * hw);
 			memcpy(nxt + (size_t)hc * hw, sk, sizeof(float) * (size_t)sc * hw);
-			sd_resnet_run(sd, cur, nxt, r, tact, TE, hh, ww, k->groups, k->eps, &ws);
+			sd_resnet_run(sd, X, cur, nxt, r, tact, TE, hh, ww, k->groups, k->eps);
 			hc = r->cout;
 			if (k->up_attn[uu])
-				tf_run(&R, cur, &u->up_tf[uu][j], hh, ww, "up", lvl, &ws);
+				tf_run(&R, cur, &u->up_tf[uu][j], hh, ww, "up", lvl);
 		}
 		if (uu < n - 1) {
-			lvd_upsample_nearest2x(nxt, cur, hc, hh, ww);
+			lvd_upsample_nearest2x(X, nxt, cur, hc, hh, ww);
 			hh *= 2;
 			ww *= 2;
-			sd_conv_run(sd, cur, nxt, &u->upsample[uu], hh, ww, 1, 1, 1, 1, 1, &ws);
+			sd_conv_run(sd, X, cur, nxt, &u->upsample[uu], hh, ww, 1, 1, 1, 1, 1);
 		}
 	}
-	sd_groupnorm(sd, nxt, cur, &u->norm_out, k->ch[0], hh * ww, k->groups, k->eps, 1);
-	sd_conv_run(sd, out, nxt, &u->conv_out, hh, ww, 1, 1, 1, 1, 1, &ws);
-	free(ws.base);
+	sd_groupnorm(sd, X, nxt, cur, &u->norm_out, k->ch[0], hh * ww, k->groups, k->eps, 1);
+	sd_conv_run(sd, X, out, nxt, &u->conv_out, hh, ww, 1, 1, 1, 1, 1);
+	lvd_ctx_release(X, mark);
+	sd_ctx_leave(sd, X);
 	if (R.aborted)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet pass aborted by the attention callback");
 	return 0;

@@ -1,7 +1,9 @@
 /* lib/nn/conv_winograd.c — 3×3 stride-1 pad-1 convolution by Winograd's minimal filtering
  * F(m×m, 3×3), m = 2 or 4 (Lavin & Gray 2015): per n×n input tile (n = m + 2)
  * V = Bᵀ d B, per (oc, ic) U = G g Gᵀ, n² GEMMs M[k] = U[k] V[k] over channels, then
- * Y = Aᵀ M A per output tile. Contract in nn/ops.h (lvd_conv2d_winograd_fwd).
+ * Y = Aᵀ M A per output tile. Contract in nn/ops/conv.h (lvd_conv2d_winograd_fwd): the
+ * fast path of lvd_conv2d_fwd. Working memory from the ctx workspace, work over ctx->pool
+ * (on the caller alone inside a parallel_for chunk), GEMMs single-threaded.
  *
  * Work plan (fixed by the shape alone, never by the thread count, so every GEMM has the
  * same operands and shape for any T and the result is bit-identical across T):
@@ -13,13 +15,13 @@
  *      then the output transform + bias into out.
  * The transforms run on 8 tiles (or 8 input channels for U) at once with GCC vector
  * types, compiled for each m twice: AVX2+FMA (picked at run time) and the baseline ISA. */
-#include "nn/ops.h"
+#include "nn/ops/conv.h"
 
+#include <cblas.h>
 #include <string.h>
 
 #include "core/error.h"
-#include "core/pool.h"
-#include "nn/gemm.h"
+#include "nn/ops/cpu_internal.h"
 
 enum {
 	NN_MAX = 36,      /* GEMMs per tile block for the largest tile, F(4, 3) */
@@ -88,11 +90,6 @@ static size_t wino_scratch(int m, int C, int H, int W, int OC, int T)
 	size_t blk = up16((size_t)WNN * ob * C) + up16(mmax + VL) + up16(9 * Cp) + 64;
 	size_t thr = up16(zmax((size_t)WN * WM * (TWp + 1), blk));
 	return up16(vmax) + 16 + (size_t)T * thr;
-}
-
-size_t lvd_conv2d_winograd_scratch(int C, int H, int W, int OC, int T)
-{
-	return zmax(wino_scratch(2, C, H, W, OC, T), wino_scratch(4, C, H, W, OC, T));
 }
 
 /* ---- 1-D transforms over vectors (element stride s), m = 2 or 4 ----
@@ -255,8 +252,8 @@ WINLINE void blk_body(const int m, const struct wjob *j, size_t lo, size_t hi, i
 		}
 		int ntb = (j->ty1 - j->ty0) * TW;   /* tiles of this block (ld stays nt) */
 		for (int k = 0; k < WNN; k++)
-			lvd_sgemm(0, 0, ob, ntb, C, 1.0f, U + (size_t)k * ob * C, C,
-				  j->V + (size_t)k * C * nt, (int)nt, 0.0f, M + (size_t)k * ob * nt, (int)nt);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ob, ntb, C, 1.0f, U + (size_t)k * ob * C, C,
+				    j->V + (size_t)k * C * nt, (int)nt, 0.0f, M + (size_t)k * ob * nt, (int)nt);
 		for (int ol = 0; ol < ob; ol++) {
 			float bias = j->b ? j->b[o0 + ol] : 0.0f;
 			float *y = j->out + (size_t)(o0 + ol) * OH * OW;
@@ -319,34 +316,38 @@ static int wino_avx2(void)
 static int wino_avx2(void) { return 0; }
 #endif
 
-void lvd_conv2d_winograd_fwd_m(float *out, const float *inp, const float *w, const float *b,
-			       int C, int H, int W, int OC, int m, float *scratch, size_t scratch_len,
-			       struct lvd_pool *pool)
+void lvd_conv2d_winograd_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+			     int B, int C, int H, int W, int OC, int m)
 {
+	LVD_CTX_NEED_CPU(ctx, "lvd_conv2d_winograd_fwd");
+	if (m == 0)
+		m = lvd_conv2d_winograd_tile(C, H, W, OC);
 	LVD_ASSERT(C > 0 && H > 0 && W > 0 && OC > 0 && out != inp && (m == 2 || m == 4));
-	int T = lvd_pool_threads(pool);
+	int T = lvd_ops_threads(ctx);
 	struct wplan p;
 	wplan_make(&p, m, C, H, W, OC, T);
 	size_t need = p.v_len + (size_t)T * p.thr_len;
 	LVD_ASSERT(need <= wino_scratch(m, C, H, W, OC, T));
-	LVD_ASSERT(scratch && scratch_len >= need);
-	int avx = wino_avx2();
+	size_t mk = lvd_ctx_mark(ctx);
+	float *scratch = lvd_ctx_takef(ctx, need);
+	int avx = ctx->cpu_fast && wino_avx2();   /* AVX2 transforms only with the fast paths on */
 	lvd_pool_fn fin, fblk;
 	if (m == 2)
 		fin = avx ? in_piece2_avx2 : in_piece2, fblk = avx ? blk_piece2_avx2 : blk_piece2;
 	else
 		fin = avx ? in_piece4_avx2 : in_piece4, fblk = avx ? blk_piece4_avx2 : blk_piece4;
-	struct wjob j = {.p = &p, .out = out, .V = scratch, .scratch = scratch + p.v_len,
-			 .inp = inp, .w = w, .b = b};
 	/* the GEMMs are single-threaded so that only the fixed block plan decides the work */
-	int prev = lvd_gemm_set_threads(1);
-	for (int ty0 = 0; ty0 < p.TH; ty0 += p.rows) {
-		j.ty0 = ty0;
-		j.ty1 = ty0 + p.rows < p.TH ? ty0 + p.rows : p.TH;
-		lvd_pool_parallel_for(pool, (size_t)C, fin, &j);
-		lvd_pool_parallel_for(pool, (size_t)p.nb, fblk, &j);
+	for (int n = 0; n < B; n++) {
+		struct wjob j = {.p = &p, .out = out + (size_t)n * OC * H * W, .V = scratch, .scratch = scratch + p.v_len,
+				 .inp = inp + (size_t)n * C * H * W, .w = w, .b = b};
+		for (int ty0 = 0; ty0 < p.TH; ty0 += p.rows) {
+			j.ty0 = ty0;
+			j.ty1 = ty0 + p.rows < p.TH ? ty0 + p.rows : p.TH;
+			lvd_ops_run(ctx, (size_t)C, fin, &j);
+			lvd_ops_run(ctx, (size_t)p.nb, fblk, &j);
+		}
 	}
-	lvd_gemm_set_threads(prev);
+	lvd_ctx_release(ctx, mk);
 }
 
 /* Measured on SD 1.5 shapes (Zen 4 core, OpenBLAS, 1 thread): F(4, 3) is 1.2-1.6x faster
@@ -356,12 +357,4 @@ int lvd_conv2d_winograd_tile(int C, int H, int W, int OC)
 {
 	(void)C, (void)OC;
 	return (size_t)H * W >= 1024 ? 4 : 2;
-}
-
-void lvd_conv2d_winograd_fwd(float *out, const float *inp, const float *w, const float *b,
-			     int C, int H, int W, int OC, float *scratch, size_t scratch_len,
-			     struct lvd_pool *pool)
-{
-	lvd_conv2d_winograd_fwd_m(out, inp, w, b, C, H, W, OC, lvd_conv2d_winograd_tile(C, H, W, OC),
-				  scratch, scratch_len, pool);
 }

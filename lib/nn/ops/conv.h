@@ -1,0 +1,56 @@
+/* lib/nn/ops/conv.h — 2-D convolution forward (family conv). Backward: ops/conv_bwd.h.
+ *
+ * inp [B, C, H, W], w [OC, C, KH, KW], b [OC] (may be NULL), out [B, OC, OH, OW] with
+ * OH = lvd_conv_out_size(H, KH, stride, pad_t, pad_b) (likewise OW). Zero padding, the
+ * pads may differ per side (the SD VAE downsampler pads right/bottom only); one stride
+ * for both axes. out must not alias inp. Working memory comes from the ctx workspace.
+ *
+ * Paths (CPU):
+ *   lvd_conv2d_fwd          the op. Plain: im2col (chunks of output rows, <= 8 M floats)
+ *                           + GEMM, a 1×1 stride-1 unpadded conv is one GEMM. With
+ *                           ctx->cpu_fast a 3×3 stride-1 pad-1 conv with >= 16 input
+ *                           channels on >= 256 pixels runs as Winograd (measured faster
+ *                           there on SD shapes; see conv_winograd.c).
+ *   lvd_conv2d_im2col_fwd   always im2col + GEMM (the plain path, also with cpu_fast).
+ *   lvd_conv2d_winograd_fwd always Winograd F(m×m, 3×3) for a 3×3 stride-1 pad-1 conv:
+ *                           m = 2, 4, or 0 for the tile lvd_conv2d_winograd_tile picks
+ *                           (F(2×2) below 32×32 pixels, F(4×4) from there). Transforms
+ *                           add and subtract up to 16 values per term: measured error up
+ *                           to ~1e-6 (F(2×2)) and 2.6e-6·sqrt(C) (F(4×4)) of the output
+ *                           scale. Its work plan depends only on the shape, so the result
+ *                           is bit-identical for every thread count.
+ *   lvd_conv2d_naive        direct 7-loop convolution in double (oracle). */
+#ifndef LVD_NN_OPS_CONV_H
+#define LVD_NN_OPS_CONV_H
+
+#include "nn/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Output size of a convolution along one axis. */
+static inline int lvd_conv_out_size(int in, int k, int stride, int pad_lo, int pad_hi)
+{
+	return (in + pad_lo + pad_hi - k) / stride + 1;
+}
+
+/* CPU only for now (asserts a CPU context); a CUDA twin would take these arguments. */
+void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+		    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+		    int pad_t, int pad_l, int pad_b, int pad_r);
+void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+			   int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			   int pad_t, int pad_l, int pad_b, int pad_r);
+void lvd_conv2d_winograd_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+			     int B, int C, int H, int W, int OC, int m);
+/* The output tile side m (2 or 4) Winograd uses for this shape when asked for m = 0. */
+int lvd_conv2d_winograd_tile(int C, int H, int W, int OC);
+void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+		      int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+		      int pad_t, int pad_l, int pad_b, int pad_r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

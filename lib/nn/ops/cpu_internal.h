@@ -1,0 +1,60 @@
+/* lib/nn/ops/cpu_internal.h — private helpers of the CPU op files (not a public header):
+ * how an op spreads work over ctx->pool, and the AVX2 check of the fast paths.
+ *
+ * lvd_ops_run runs fn over [0, n) on the pool, or inline on the caller when the context
+ * has no pool or the caller already runs inside a parallel_for chunk (ops never nest a
+ * parallel_for). lvd_ops_run_big does the same but stays inline below `work` values of
+ * LVD_OPS_PAR_MIN (a wake-up costs more than the work). Both split by lvd_pool_chunk,
+ * so a split op whose items are independent gives the serial result bit for bit. */
+#ifndef LVD_NN_OPS_CPU_INTERNAL_H
+#define LVD_NN_OPS_CPU_INTERNAL_H
+
+#include <stddef.h>
+
+#include "core/pool.h"
+#include "nn/ctx.h"
+
+enum { LVD_OPS_PAR_MIN = 1 << 15 };
+
+/* Threads an op may use from here: 1 inside a parallel_for chunk or without a pool. */
+static inline int lvd_ops_threads(const struct lvd_ctx *ctx)
+{
+	return ctx->pool && ctx->threads > 1 && !lvd_ctx_in_parallel() ? ctx->threads : 1;
+}
+
+static inline void lvd_ops_run(struct lvd_ctx *ctx, size_t n, lvd_pool_fn fn, void *job)
+{
+	if (n == 0)
+		return;
+	if (lvd_ops_threads(ctx) == 1 || n < 2) {
+		fn(job, 0, n, 0);
+		return;
+	}
+	int rc = lvd_ctx_parallel_for(ctx, n, fn, job);
+	LVD_ASSERT(rc == 0);
+}
+
+static inline void lvd_ops_run_big(struct lvd_ctx *ctx, size_t n, size_t work, lvd_pool_fn fn, void *job)
+{
+	if (work < LVD_OPS_PAR_MIN) {
+		if (n)
+			fn(job, 0, n, 0);
+		return;
+	}
+	lvd_ops_run(ctx, n, fn, job);
+}
+
+/* 1 when the fast AVX2+FMA paths may run: ctx->cpu_fast and the CPU has both. */
+int lvd_ops_cpu_avx2(void);
+static inline int lvd_ops_fast_avx2(const struct lvd_ctx *ctx)
+{
+	return ctx->cpu_fast && lvd_ops_cpu_avx2();
+}
+
+/* Fast paths (the *_fast.c files), called only when lvd_ops_fast_avx2(ctx). */
+void lvd_softmax_row_avx2(float *r, int M);                      /* softmax_fast.c */
+void lvd_groupnorm_group_avx2(float *out, float *mean, float *rstd, const float *inp,
+			      const float *w, const float *b, int cg, int HW, float eps, int silu); /* norm_fast.c */
+void lvd_geglu_row_avx2(float *y, const float *a, const float *g, int F);   /* act_fast.c */
+
+#endif

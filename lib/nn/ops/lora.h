@@ -1,0 +1,44 @@
+/* lib/nn/ops/lora.h — PEFT-style LoRA linear (family lora): target matching, A's seeded
+ * init, inverted dropout, out += s·(xd Aᵀ) Bᵀ and its backward.
+ *
+ * Shapes: xd [N, IC] (the dropped-out input), A [R, IC], B [OC, R], u [N, R], out [N, OC].
+ * Backwards ACCUMULATE; NULL gradients are skipped. Dropout masks come from a counter RNG
+ * keyed by (seed, index), so forward and backward agree without storing the mask.
+ * Working memory (du in the backward) comes from the ctx workspace. CPU only for now. */
+#ifndef LVD_NN_OPS_LORA_H
+#define LVD_NN_OPS_LORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the dotted module name is targeted by a comma-separated target list in PEFT's
+ * list form: the name equals an entry or ends with "." + entry. (Not an op: no ctx.) */
+int lvd_lora_matches(const char *module_name, const char *targets_csv);
+
+/* A[R, IC] ← U(−1/√IC, 1/√IC) from a seeded counter RNG (deterministic, not torch's). */
+void lvd_lora_init_a(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed);
+
+/* xd[i] = x[i] · keep / (1 − p), keep ~ Bernoulli(1 − p) from (seed, i). p = 0 copies. */
+void lvd_lora_dropout_fwd(struct lvd_ctx *ctx, float *xd, const float *x, size_t n, float p, uint64_t seed);
+/* dx[i] += dxd[i] · keep / (1 − p) with the same mask (ACCUMULATES). */
+void lvd_lora_dropout_bwd(struct lvd_ctx *ctx, float *dx, const float *dxd, size_t n, float p, uint64_t seed);
+
+/* out[N, OC] += s · (xd Aᵀ) Bᵀ; u[N, R] = xd Aᵀ is saved for backward. */
+void lvd_lora_fwd(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
+		  float s, int N, int IC, int OC, int R);
+/* Backward, accumulating: dB += s · doutᵀ u; du = s · dout B (workspace [N, R]);
+ * dA += duᵀ xd; dxd += du A. Any of dxd, dA, dB may be NULL. */
+void lvd_lora_bwd(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
+		  const float *xd, const float *u, const float *A, const float *B,
+		  float s, int N, int IC, int OC, int R);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,51 @@
+/* lib/nn/ops/xent_cpu.c — CPU cross-entropy (contract in xent.h). */
+#include "nn/ops/xent.h"
+
+#include <math.h>
+
+double lvd_xent_fwd(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_xent_fwd");
+	double total = 0;
+	int cnt = 0;
+	for (int n = 0; n < N; n++) {
+		if (targets[n] == -100)
+			continue;
+		LVD_ASSERT(targets[n] >= 0 && targets[n] < V);
+		const float *l = logits + (size_t)n * V;
+		float mx = l[0];
+		for (int j = 1; j < V; j++)
+			if (l[j] > mx)
+				mx = l[j];
+		double s = 0;
+		for (int j = 0; j < V; j++)
+			s += exp((double)l[j] - mx);
+		total += log(s) + mx - l[targets[n]];
+		cnt++;
+	}
+	*count = cnt;
+	return total;
+}
+
+void lvd_xent_bwd(struct lvd_ctx *ctx, float *dlogits, const float *logits, const int *targets, float scale,
+		  int N, int V)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_xent_bwd");
+	for (int n = 0; n < N; n++) {
+		if (targets[n] == -100)
+			continue;
+		const float *l = logits + (size_t)n * V;
+		float *d = dlogits + (size_t)n * V;
+		float mx = l[0];
+		for (int j = 1; j < V; j++)
+			if (l[j] > mx)
+				mx = l[j];
+		double s = 0;
+		for (int j = 0; j < V; j++)
+			s += exp((double)l[j] - mx);
+		double inv = 1.0 / s;
+		for (int j = 0; j < V; j++)
+			d[j] += scale * (float)(exp((double)l[j] - mx) * inv);
+		d[targets[n]] -= scale;
+	}
+}
