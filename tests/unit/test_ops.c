@@ -721,7 +721,7 @@ static const struct op_case C_near[] = {
 	name, fns, cases, shape, fwd, bwd, ref, linear, fast, cuda
 
 /* shared reasons */
-#define WHY_SAME "same code path (no fast path or CUDA twin): must agree to the bit"
+#define WHY_SAME "no fast path: the same code, its planes/groups split over 2 threads; must agree to the bit"
 #define WHY_NOCUDA "no CUDA twin yet"
 #define WHY_FD_LIN "linear in each input: central differences are exact up to fp32 rounding of the " \
 	"forward (~6e-8·Σ|dout·out| / h, h = 0.5)"

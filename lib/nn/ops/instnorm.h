@@ -9,8 +9,9 @@
  * (as torch), computed in double; rstd = 1/sqrt(var + eps). affine off: w = b = NULL
  * (w = 1, b = 0). The forward saves mean/rstd when those pointers are non-NULL; out may
  * equal inp. The backward ACCUMULATES into dinp, dw, db (each may be NULL, skipped) and
- * needs the saved mean/rstd; it is GroupNorm's backward with G = C. No CUDA twin yet
- * (asserts a CPU context). Nothing allocates. */
+ * needs the saved mean/rstd; it is GroupNorm's backward with G = C. Work is split over
+ * ctx's pool (bit-identical for any thread count). No CUDA twin yet (asserts a CPU
+ * context). Nothing allocates. */
 #ifndef LVD_NN_OPS_INSTNORM_H
 #define LVD_NN_OPS_INSTNORM_H
 

@@ -9,7 +9,8 @@
  * ACCUMULATES into dinp, dw and db; each may be NULL (skipped). w may be NULL (affine
  * off: w = 1). Per group, with n = (C/G)·HW, x̂ = (x - mean)·rstd, g = dout·w[c]:
  *   dx = rstd·(g - mean(g) - x̂·mean(g·x̂)),  dw[c] += Σ dout·x̂,  db[c] += Σ dout,
- * reductions in double. No CUDA twin yet (asserts a CPU context). Nothing allocates. */
+ * reductions in double. Groups are split over ctx's pool (bit-identical for any thread
+ * count). No CUDA twin yet (asserts a CPU context). Nothing allocates. */
 #ifndef LVD_NN_OPS_NORM_BWD_H
 #define LVD_NN_OPS_NORM_BWD_H
 

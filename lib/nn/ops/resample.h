@@ -28,7 +28,9 @@
  *   out == 1); i0 = min(floor(src), in-1), i1 = i0 + (i0 < in-1), λ = src - i0 (clamped to
  *   [0, 1]); in == out copies.
  *
- * Workspace (areaw only): the two axes' overlap weights and a [src_w, OH] row-pass plane.
+ * Planes are split over ctx's pool (bit-identical results for any thread count).
+ * Workspace (areaw only): the two axes' overlap weights, and per thread an [OH, W]
+ * row-pass plane (fwd) or a W-double row (bwd).
  * No CUDA twins yet (the _cpu functions assert a CPU context). */
 #ifndef LVD_NN_OPS_RESAMPLE_H
 #define LVD_NN_OPS_RESAMPLE_H
