@@ -6,7 +6,7 @@
 #   make deps       install the Debian packages (scripts/deps.sh)
 #   make ref-env    Python venv (.venv-ref/) for golden files and peer benchmarks
 #   make golden     regenerate tests/golden/ from tests/ref/*.py (needs ref-env)
-# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 SAN=0|1 NVCC=path CC=compiler
+# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 SAN=0|1 NVCC=path CC=compiler NVARCH=sm_XY
 
 CC      ?= cc
 SAN     ?= 0
@@ -56,7 +56,9 @@ LDFLAGS := $(LDSAN) -pthread
 ifeq ($(CUDA),1)
 # NVWERROR= (empty) keeps a build on another toolkit going past new warnings.
 NVWERROR ?= -Werror all-warnings -Xcompiler -Werror
-NVFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Xcompiler -Wall -Xcompiler -Wextra -Xcompiler -Wno-unused-parameter \
+# Target GPU architecture (sm_90: H100/H200; the PTX inside also JITs on newer GPUs).
+NVARCH  ?= sm_90
+NVFLAGS ?= -O2 -std=c++17 -arch=$(NVARCH) -Xcompiler -Wall -Xcompiler -Wextra -Xcompiler -Wno-unused-parameter \
            $(NVWERROR) -I. -Ilib $(FEATURES)
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 CFLAGS  += -I$(CUDA_HOME)/include
@@ -86,10 +88,11 @@ DEPS_OK  := $(BUILD)/.deps-ok
 GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops)
 GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm)
 
-# Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN), so
+# Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN, NVARCH), so
 # switching CUDA=0/1 in one build directory rebuilds instead of mixing stale objects.
 FEATURES_STAMP := $(BUILD)/.features
-$(shell mkdir -p $(BUILD) && { echo '$(FEATURES)' | cmp -s - $(FEATURES_STAMP) || echo '$(FEATURES)' > $(FEATURES_STAMP); })
+STAMP_TEXT := $(FEATURES) $(if $(filter 1,$(CUDA)),$(NVARCH))
+$(shell mkdir -p $(BUILD) && { echo '$(STAMP_TEXT)' | cmp -s - $(FEATURES_STAMP) || echo '$(STAMP_TEXT)' > $(FEATURES_STAMP); })
 
 all: features $(LIBA) $(TOOLS:%=$(BUILD)/%) $(GPU_TEST_BIN) $(GPU_BENCH_BIN)
 

@@ -178,10 +178,12 @@ static void ref_gemm(int tA, int tB, int M, int N, int K, float alpha, const flo
 		}
 }
 
-/* One GEMM case, fp32 or bf16 (A, B rounded to bf16 first). Operands sit one element
- * past the start of their buffers (4- or 2-byte alignment: cuBLASLt must be told), with
- * leading dimensions padded by 3; C's padding holds a sentinel that must survive. */
-static void gemm_case(struct lvd_ctx *c, int bf16, int tA, int tB, int M, int N, int K, float alpha, float beta)
+/* One GEMM case, fp32 or bf16 (A, B rounded to bf16 first). Leading dimensions are
+ * padded by 3 (odd); C's padding holds a sentinel that must survive. off = 1 puts every
+ * operand one element past the start of its buffer (4- or 2-byte alignment, which
+ * cuBLASLt must be told about). */
+static void gemm_case(struct lvd_ctx *c, int bf16, int off, int tA, int tB, int M, int N, int K, float alpha,
+		      float beta)
 {
 	int lda = (tA ? M : K) + 3, ldb = (tB ? K : N) + 3, ldc = N + 3;
 	size_t na = (size_t)(tA ? K : M) * lda, nb = (size_t)(tB ? N : K) * ldb, nc = (size_t)M * ldc;
@@ -189,11 +191,11 @@ static void gemm_case(struct lvd_ctx *c, int bf16, int tA, int tB, int M, int N,
 	const float SENT = 12345.0f;
 	for (int i = 0; i < M; i++)
 		for (int j = N; j < ldc; j++)
-			C0[1 + (size_t)i * ldc + j] = SENT;
+			C0[off + (size_t)i * ldc + j] = SENT;
 	if (beta == 0.0f) /* beta 0 must ignore C, NaN included */
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < N; j++)
-				C0[1 + (size_t)i * ldc + j] = NAN;
+				C0[off + (size_t)i * ldc + j] = NAN;
 	uint16_t *Ab = malloc(2 * (na + 1)), *Bb = malloc(2 * (nb + 1));
 	REQUIRE(Ab && Bb);
 	float *Ar = hcopy(A, na + 1), *Br = hcopy(B, nb + 1); /* what the product sees */
@@ -207,13 +209,13 @@ static void gemm_case(struct lvd_ctx *c, int bf16, int tA, int tB, int M, int N,
 	size_t mk = lvd_ctx_mark(c);
 	if (bf16) {
 		uint16_t *dA = dup_dev(c, Ab, 2 * (na + 1)), *dB = dup_dev(c, Bb, 2 * (nb + 1));
-		lvd_gemm_bf16_cuda(c, tA, tB, M, N, K, alpha, dA + 1, lda, dB + 1, ldb, beta, dC + 1, ldc);
+		lvd_gemm_bf16_cuda(c, tA, tB, M, N, K, alpha, dA + off, lda, dB + off, ldb, beta, dC + off, ldc);
 		lvd_ctx_sync(c);
 		lvd_buf_free(c, dA);
 		lvd_buf_free(c, dB);
 	} else {
 		float *dA = dupf(c, A, na + 1), *dB = dupf(c, B, nb + 1);
-		lvd_gemm_cuda(c, tA, tB, M, N, K, alpha, dA + 1, lda, dB + 1, ldb, beta, dC + 1, ldc);
+		lvd_gemm_cuda(c, tA, tB, M, N, K, alpha, dA + off, lda, dB + off, ldb, beta, dC + off, ldc);
 		lvd_ctx_sync(c);
 		lvd_buf_free(c, dA);
 		lvd_buf_free(c, dB);
@@ -224,10 +226,11 @@ static void gemm_case(struct lvd_ctx *c, int bf16, int tA, int tB, int M, int N,
 	float *got = malloc(sizeof(float) * ((size_t)M * N + 1));
 	REQUIRE(got);
 	for (int i = 0; i < M; i++)
-		memcpy(got + (size_t)i * N, C + 1 + (size_t)i * ldc, sizeof(float) * N);
+		memcpy(got + (size_t)i * N, C + off + (size_t)i * ldc, sizeof(float) * N);
 	char what[96];
-	snprintf(what, sizeof what, "%s gemm t%d%d %dx%dx%d beta %g", bf16 ? "bf16" : "fp32", tA, tB, M, N, K, beta);
-	ref_gemm(tA, tB, M, N, K, alpha, Ar + 1, lda, Br + 1, ldb, beta, C0 + 1, ldc, want, bound);
+	snprintf(what, sizeof what, "%s gemm t%d%d %dx%dx%d beta %g%s", bf16 ? "bf16" : "fp32", tA, tB, M, N, K, beta,
+		 off ? " unaligned" : "");
+	ref_gemm(tA, tB, M, N, K, alpha, Ar + off, lda, Br + off, ldb, beta, C0 + off, ldc, want, bound);
 	/* fp32: any summation order of K products plus alpha, beta terms is within
 	 * (K+4)·u·Σ|terms| (the γ_n bound). bf16 inputs: products of bf16 values are exact in
 	 * fp32; tensor-core accumulators may truncate rather than round, so 2u per add. */
@@ -236,14 +239,14 @@ static void gemm_case(struct lvd_ctx *c, int bf16, int tA, int tB, int M, int N,
 		/* against the unrounded fp32 inputs: bf16 keeps 8 significant bits, so each input
 		 * moved by <= 2^-8 relative and a product by <= 2^-7 + 2^-16: bound
 		 * (2^-7 + 2^-16)·Σ|a b| plus the accumulation above */
-		ref_gemm(tA, tB, M, N, K, alpha, A + 1, lda, B + 1, ldb, beta, C0 + 1, ldc, want, bound);
+		ref_gemm(tA, tB, M, N, K, alpha, A + off, lda, B + off, ldb, beta, C0 + off, ldc, want, bound);
 		double k = (1.0 / 128 + 1.0 / 65536) / U32 * 1.01 + 2.0 * (K + 4);
 		CHECK_BOUND(what, got, want, bound, (size_t)M * N, k);
 	}
 	int pad_ok = 1;
 	for (int i = 0; i < M; i++)
 		for (int j = N; j < ldc; j++)
-			pad_ok &= C[1 + (size_t)i * ldc + j] == SENT;
+			pad_ok &= C[off + (size_t)i * ldc + j] == SENT;
 	CHECKF(pad_ok, "%s: wrote into the padding between N and ldc", what);
 	lvd_buf_free(c, dC);
 	free(A), free(B), free(C0), free(Ab), free(Bb), free(Ar), free(Br), free(C), free(want), free(bound), free(got);
@@ -255,8 +258,8 @@ static void test_gemm_fp32(void)
 	static const int shapes[][3] = {{1, 1, 1}, {17, 33, 65}, {128, 96, 64}, {257, 130, 300}, {5, 700, 3}};
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		for (int t = 0; t < 4; t++) {
-			gemm_case(c, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 1.3f);
-			gemm_case(c, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], -1.0f, 0.0f);
+			gemm_case(c, 0, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 1.3f);
+			gemm_case(c, 0, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], -1.0f, 0.0f);
 		}
 }
 
@@ -266,8 +269,20 @@ static void test_gemm_bf16(void)
 	static const int shapes[][3] = {{1, 1, 1}, {17, 33, 65}, {128, 96, 64}, {257, 130, 300}};
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		for (int t = 0; t < 4; t++) {
-			gemm_case(c, 1, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 1.3f);
-			gemm_case(c, 1, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+			gemm_case(c, 1, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 1.3f);
+			gemm_case(c, 1, 0, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+		}
+}
+
+/* Operands at 4-byte (fp32) and 2-byte (bf16) alignment. Last in the table: if
+ * cuBLASLt had no algorithm for them the op aborts, and every other case has run. */
+static void test_gemm_unaligned(void)
+{
+	struct lvd_ctx *c = gpu();
+	for (int bf16 = 0; bf16 < 2; bf16++)
+		for (int t = 0; t < 4; t++) {
+			gemm_case(c, bf16, 1, t & 1, t >> 1, 17, 33, 65, 0.7f, 1.3f);
+			gemm_case(c, bf16, 1, t & 1, t >> 1, 128, 96, 64, 1.0f, 0.0f);
 		}
 }
 
@@ -848,7 +863,7 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_gemm_fp32), TEST(test_gemm_bf16), TEST(test_gemm_k0), TEST(test_linear),
 		TEST(test_softmax), TEST(test_layernorm), TEST(test_rmsnorm), TEST(test_groupnorm),
-		TEST(test_act), TEST(test_elem), TEST(test_bf16), {0},
+		TEST(test_act), TEST(test_elem), TEST(test_bf16), TEST(test_gemm_unaligned), {0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);
 	lvd_ctx_destroy(g_ctx);
