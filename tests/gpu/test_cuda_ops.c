@@ -626,6 +626,52 @@ static void test_groupnorm(void)
 			/* a = rstd·w and b − mean·a rounded, then x·a + b': ~5 roundings on terms of size
 			 * (|x| + |mean|)·rstd·|w| (SiLU's slope is <= 1.1; expf adds 2 ulp of v·σ) */
 			CHECK_BOUND(mode == 1 ? "groupnorm+silu fwd" : "groupnorm fwd", y, want, bnd, n, 12);
+			if (mode != 1) { /* backward (no SiLU), accumulating, with the saved statistics */
+				float *dy = hrand(n, 1, 0), *gx0 = hrand(n, 1, 0), *gw0 = hrand(C, 1, 0), *gb0 = hrand(C, 1, 0);
+				float *ddy = dupf(c, dy, n), *dgx = dupf(c, gx0, n), *dgw = dupf(c, gw0, C), *dgb = dupf(c, gb0, C);
+				int affine = mode == 0;
+				lvd_groupnorm_bwd_cuda(c, dgx, affine ? dgw : NULL, affine ? dgb : NULL, ddy, dX, affine ? dW : NULL,
+						       dM, dR, B, C, HW, G);
+				lvd_groupnorm_bwd_cuda(c, NULL, NULL, NULL, ddy, dX, dW, dM, dR, B, C, HW, G);
+				lvd_ctx_sync(c);
+				CHECK(lvd_ctx_mark(c) == mk);
+				float *gx = down(c, dgx, n), *gw = down(c, dgw, C), *gb = down(c, dgb, C);
+				double *wgw = dalloc(C), *wgb = dalloc(C), *bgw = dalloc(C), *bgb = dalloc(C);
+				for (int ch = 0; ch < C; ch++)
+					wgw[ch] = gw0[ch], wgb[ch] = gb0[ch], bgw[ch] = fabs(gw0[ch]), bgb[ch] = fabs(gb0[ch]);
+				for (int bb = 0; bb < B; bb++)
+					for (int g = 0; g < G; g++) {
+						double mu = m[bb * G + g], rs = r[bb * G + g], sg = 0, sgx = 0, ag = 0, agx = 0;
+						size_t L = (size_t)cg * HW, o = ((size_t)bb * C + (size_t)g * cg) * HW;
+						for (size_t i = 0; i < L; i++) {
+							int ch = g * cg + (int)(i / HW);
+							double xh = (x[o + i] - mu) * rs, gi = dy[o + i] * (affine ? w[ch] : 1.0);
+							sg += gi, sgx += gi * xh, ag += fabs(gi), agx += fabs(gi * xh);
+							wgw[ch] += dy[o + i] * xh;
+							bgw[ch] += fabs(dy[o + i] * xh) + fabs(dy[o + i]) * rs * (fabs(x[o + i]) + fabs(mu));
+							wgb[ch] += dy[o + i], bgb[ch] += fabs(dy[o + i]);
+						}
+						for (size_t i = 0; i < L; i++) {
+							int ch = g * cg + (int)(i / HW);
+							double xh = (x[o + i] - mu) * rs, gi = dy[o + i] * (affine ? w[ch] : 1.0);
+							want[o + i] = gx0[o + i] + rs * (gi - sg / L - xh * sgx / L);
+							bnd[o + i] = fabs(gx0[o + i]) + rs * (fabs(gi) + ag / L + fabs(xh) * agx / L +
+											      rs * (fabs(x[o + i]) + fabs(mu)) * (ag / L) * (1 + fabs(xh)));
+						}
+					}
+				/* as LayerNorm's backward: x̂ recomputed in fp32 from x ~ 4 ± 1.5 and the saved
+				 * mean (error ~u·rstd·(|x| + |mean|), last bound term), a dozen roundings */
+				CHECK_BOUND("groupnorm dinp", gx, want, bnd, n, 16);
+				if (affine) {
+					CHECK_BOUND("groupnorm dw", gw, wgw, bgw, C, 8);
+					CHECK_BOUND("groupnorm db", gb, wgb, bgb, C, 3);
+				} else {
+					CHECK(memcmp(gw, gw0, 4 * C) == 0 && memcmp(gb, gb0, 4 * C) == 0);
+				}
+				lvd_buf_free(c, ddy), lvd_buf_free(c, dgx), lvd_buf_free(c, dgw), lvd_buf_free(c, dgb);
+				free(dy), free(gx0), free(gw0), free(gb0), free(gx), free(gw), free(gb);
+				free(wgw), free(wgb), free(bgw), free(bgb);
+			}
 			if (mode != 1)
 				lvd_buf_free(c, dY);
 			lvd_buf_free(c, dX), lvd_buf_free(c, dW), lvd_buf_free(c, dB), lvd_buf_free(c, dM), lvd_buf_free(c, dR);

@@ -84,6 +84,12 @@ void lvd_rmsnorm_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, const flo
  * non-NULL, silu != 0 fuses SiLU. out may equal inp. */
 void lvd_groupnorm_fwd_cuda(struct lvd_ctx *ctx, float *out, float *mean, float *rstd, const float *inp,
 			    const float *w, const float *b, int B, int C, int HW, int G, float eps, int silu);
+/* Backward of lvd_groupnorm_fwd without SiLU (mean/rstd as saved); accumulates into dinp,
+ * dw, db (each may be NULL); w may be NULL (1). The spec has it CPU-only at first: this
+ * twin is ahead of the family header. */
+void lvd_groupnorm_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+			    const float *inp, const float *w, const float *mean, const float *rstd, int B, int C,
+			    int HW, int G);
 
 /* ---- family act (ops/act.h) ---- out may equal inp in the forward ops ---- */
 void lvd_gelu_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, size_t n, enum lvd_gelu_kind kind);

@@ -1,8 +1,8 @@
 // lib/nn/ops/norm.cu — CUDA twins of family norm (ops/norm.h): LayerNorm and RMSNorm
-// forward/backward over the last dim (one block per row), GroupNorm forward over
-// [B, C, HW] (split statistics, then one elementwise pass). Statistics and row dot
-// products in double, as the CPU references; parameter gradients by the deterministic
-// column reduction of cuda_common.cuh.
+// forward/backward over the last dim (one block per row), GroupNorm forward and backward
+// over [B, C, HW] (split statistics, then one elementwise pass). Statistics and row dot
+// products in double, as the CPU references; parameter gradients by deterministic
+// reductions (the column reduction of cuda_common.cuh, one block per GroupNorm channel).
 #include "nn/ops/cuda_common.cuh"
 
 namespace {
@@ -195,6 +195,83 @@ __global__ void gn_apply_kernel(float *out, const float *inp, const float *stat,
 	}
 }
 
+// GroupNorm backward. Per group: dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·w[c],
+// x̂ = (x − mean)·rstd. Pass 1 (block (k, bg), chunk k of group bg) stores the chunk's
+// Σg and Σg·x̂ in double; pass 2 applies dx per row of HW, each block summing its
+// group's chunk partials in order. dw[c] += Σ_{b,p} dout·x̂, db[c] += Σ_{b,p} dout: one
+// block per channel.
+
+__global__ void gn_bwd_stats_kernel(double *part, const float *dout, const float *inp, const float *w,
+				    const float *mean, const float *rstd, int C, int HW, int G, long long L, int nchunk)
+{
+	__shared__ double sh[32];
+	int bg = blockIdx.y, k = blockIdx.x, cg = C / G, g0 = (bg % G) * cg;
+	size_t base = (size_t)bg * (size_t)L;
+	float m = mean[bg], r = rstd[bg];
+	long long i0 = (long long)k * GN_CHUNK, i1 = min(L, i0 + GN_CHUNK);
+	double sg = 0, sgx = 0;
+	for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+		int c = g0 + (int)(i / HW);
+		float gi = dout[base + i] * (w ? w[c] : 1.0f);
+		float xh = (inp[base + i] - m) * r;
+		sg += gi;
+		sgx += (double)gi * xh;
+	}
+	sg = block_reduce<double, sum_op<double>>(sg, sh);
+	sgx = block_reduce<double, sum_op<double>>(sgx, sh);
+	if (threadIdx.x == 0) {
+		part[2 * ((size_t)bg * nchunk + k)] = sg;
+		part[2 * ((size_t)bg * nchunk + k) + 1] = sgx;
+	}
+}
+
+__global__ void gn_bwd_dx_kernel(float *dinp, const double *part, const float *dout, const float *inp,
+				 const float *w, const float *mean, const float *rstd, int C, int HW, int G, long long L,
+				 int nchunk, int rows)
+{
+	int cg = C / G;
+	for (int row = blockIdx.y; row < rows; row += gridDim.y) {
+		int c = row % C, bg = (row / C) * G + c / cg;
+		const double *p = part + 2 * (size_t)bg * nchunk;
+		double sg = 0, sgx = 0;
+		for (int k = 0; k < nchunk; k++)
+			sg += p[2 * k], sgx += p[2 * k + 1];
+		float a = (float)(sg / (double)L), bb = (float)(sgx / (double)L);
+		float m = mean[bg], r = rstd[bg], wc = w ? w[c] : 1.0f;
+		size_t o = (size_t)row * HW;
+		for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < HW; q += gridDim.x * blockDim.x) {
+			float xh = (inp[o + q] - m) * r;
+			dinp[o + q] += r * (dout[o + q] * wc - a - xh * bb);
+		}
+	}
+}
+
+__global__ void gn_bwd_param_kernel(float *dw, float *db, const float *dout, const float *inp, const float *mean,
+				    const float *rstd, int B, int C, int HW, int G)
+{
+	__shared__ double sh[32];
+	int c = blockIdx.x, cg = C / G;
+	double sw = 0, sb = 0;
+	for (int b = 0; b < B; b++) {
+		int bg = b * G + c / cg;
+		float m = mean[bg], r = rstd[bg];
+		size_t o = ((size_t)b * C + c) * HW;
+		for (int q = threadIdx.x; q < HW; q += blockDim.x) {
+			float d = dout[o + q];
+			sw += (double)(d * ((inp[o + q] - m) * r));
+			sb += d;
+		}
+	}
+	sw = block_reduce<double, sum_op<double>>(sw, sh);
+	sb = block_reduce<double, sum_op<double>>(sb, sh);
+	if (threadIdx.x == 0) {
+		if (dw)
+			dw[c] += (float)sw;
+		if (db)
+			db[c] += (float)sb;
+	}
+}
+
 } // namespace
 
 extern "C" void lvd_layernorm_fwd_cuda(struct lvd_ctx *ctx, float *out, float *mean, float *rstd, const float *inp,
@@ -268,4 +345,34 @@ extern "C" void lvd_groupnorm_fwd_cuda(struct lvd_ctx *ctx, float *out, float *m
 	gn_apply_kernel<<<dim3(bx, by), 256, 0, st>>>(out, inp, stat, w, b, C, HW, G, rows, silu);
 	LVD_CU_LAUNCHED();
 	lvd_ctx_release(ctx, mk);
+}
+
+extern "C" void lvd_groupnorm_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+				       const float *inp, const float *w, const float *mean, const float *rstd, int B, int C,
+				       int HW, int G)
+{
+	LVD_ASSERTF(G > 0 && C % G == 0, "lvd_groupnorm_bwd_cuda: C %d not divisible by G %d", C, G);
+	if (B <= 0 || C <= 0 || HW <= 0)
+		return;
+	cudaStream_t st = lvd_cu::stream(ctx);
+	if (dinp) {
+		long long L = (long long)(C / G) * HW;
+		int nchunk = (int)((L + GN_CHUNK - 1) / GN_CHUNK), BG = B * G;
+		LVD_ASSERTF(BG <= 65535, "lvd_groupnorm_bwd_cuda: B·G = %d groups (at most 65535)", BG);
+		size_t mk = lvd_ctx_mark(ctx);
+		double *part = (double *)lvd_ctx_take(ctx, sizeof(double) * 2 * (size_t)BG * nchunk);
+		gn_bwd_stats_kernel<<<dim3(nchunk, BG), 256, 0, st>>>(part, dout, inp, w, mean, rstd, C, HW, G, L, nchunk);
+		LVD_CU_LAUNCHED();
+		int rows = B * C, bx = (HW + 255) / 256;
+		if (bx > 64)
+			bx = 64;
+		gn_bwd_dx_kernel<<<dim3(bx, rows < 65535 ? rows : 65535), 256, 0, st>>>(dinp, part, dout, inp, w, mean, rstd,
+											 C, HW, G, L, nchunk, rows);
+		LVD_CU_LAUNCHED();
+		lvd_ctx_release(ctx, mk);
+	}
+	if (dw || db) {
+		gn_bwd_param_kernel<<<C, 256, 0, st>>>(dw, db, dout, inp, mean, rstd, B, C, HW, G);
+		LVD_CU_LAUNCHED();
+	}
 }
