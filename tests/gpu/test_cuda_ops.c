@@ -904,12 +904,129 @@ static void test_bf16(void)
 	free(x), free(h), free(hb);
 }
 
+/* Launch-shape paths the small cases never reach: grid-stride loops past one grid
+ * (> 132·16·256 elements), row loops past gridDim.y's 65535, softmax over 70000 rows,
+ * and the column reduction with many row splits (N = 5000 rows: 79 splits of 64). */
+static void test_large_shapes(void)
+{
+	struct lvd_ctx *c = gpu();
+	size_t n = (size_t)3 << 20;
+	float *x = hrand(n, 3, 0), *y0 = hrand(n, 1, 0);
+	float *dX = dupf(c, x, n), *dY = dupf(c, y0, n);
+	double *want = dalloc(n), *bnd = dalloc(n);
+	lvd_add_cuda(c, dY, dX, n);
+	float *y = down(c, dY, n);
+	for (size_t i = 0; i < n; i++)
+		want[i] = (float)(y0[i] + x[i]);
+	CHECK_REL("add 3M", y, want, n, 0, 0); /* one fp32 add, as the reference */
+	free(y);
+	lvd_gelu_fwd_cuda(c, dY, dX, n, LVD_GELU_EXACT);
+	y = down(c, dY, n);
+	for (size_t i = 0; i < n; i++) {
+		double d;
+		want[i] = ref_gelu(x[i], LVD_GELU_EXACT, &d), bnd[i] = fabs(x[i]);
+	}
+	CHECK_BOUND("gelu 3M", y, want, bnd, n, 16); /* as test_act */
+	free(y);
+	/* rows past 65535: bias rows [70000, 3], bias channels [70000, 5], softmax [70000, 5] */
+	int R = 70000;
+	float *b = hrand(R, 1, 0), *dB = dupf(c, b, R);
+	lvd_buf_upload(c, dY, y0, 4 * (size_t)R * 5);
+	lvd_add_bias_rows_cuda(c, dY, dB, R, 5); /* [70000, 5] += b[0..4] */
+	lvd_add_bias_chan_cuda(c, dY, dB, R, 5);              /* then [70000, 5] += b[c] */
+	y = down(c, dY, (size_t)R * 5);
+	for (int r = 0; r < R; r++)
+		for (int j = 0; j < 5; j++) {
+			size_t i = (size_t)r * 5 + j;
+			float t = y0[i] + b[j];
+			want[i] = (float)(t + b[r]);
+		}
+	CHECK_REL("bias rows/chan 70000 rows", y, want, (size_t)R * 5, 0, 0); /* same fp32 adds */
+	free(y);
+	lvd_buf_upload(c, dY, x, 4 * (size_t)R * 5);
+	lvd_softmax_fwd_cuda(c, dY, dY, R, 5);
+	y = down(c, dY, (size_t)R * 5);
+	for (int r = 0; r < R; r++) {
+		const float *xr = x + (size_t)r * 5;
+		double mx = -INFINITY, s = 0;
+		for (int j = 0; j < 5; j++)
+			mx = xr[j] > mx ? xr[j] : mx;
+		for (int j = 0; j < 5; j++)
+			s += exp(xr[j] - mx);
+		for (int j = 0; j < 5; j++) {
+			size_t i = (size_t)r * 5 + j;
+			want[i] = exp(xr[j] - mx) / s;
+			bnd[i] = want[i] * (fabs(xr[j] - mx) + 16); /* as test_softmax */
+		}
+	}
+	CHECK_BOUND("softmax 70000 rows", y, want, bnd, (size_t)R * 5, 1);
+	free(y);
+	/* GroupNorm with B·C = 70000 rows of HW = 2, G = 7 */
+	int C = 70000, G = 7, HW = 2, cg = C / G;
+	size_t ng = (size_t)C * HW;
+	float *dM = lvd_buf_alloc(c, 4 * G), *dR = lvd_buf_alloc(c, 4 * G);
+	lvd_groupnorm_fwd_cuda(c, dY, dM, dR, dX, dB, NULL, 1, C, HW, G, 1e-5f, 0);
+	y = down(c, dY, ng);
+	for (int g = 0; g < G; g++) {
+		const float *xg = x + (size_t)g * cg * HW;
+		size_t L = (size_t)cg * HW;
+		double s = 0, ss = 0;
+		for (size_t i = 0; i < L; i++)
+			s += xg[i];
+		double mu = s / L;
+		for (size_t i = 0; i < L; i++)
+			ss += (xg[i] - mu) * (xg[i] - mu);
+		double rs = 1.0 / sqrt(ss / L + 1e-5f);
+		for (size_t i = 0; i < L; i++) {
+			size_t k = (size_t)g * L + i;
+			int ch = (int)(k / HW);
+			want[k] = (xg[i] - mu) * rs * b[ch];
+			bnd[k] = (fabs(xg[i]) + fabs(mu)) * rs * fabs(b[ch]);
+		}
+	}
+	CHECK_BOUND("groupnorm 70000 rows", y, want, bnd, ng, 12); /* as test_groupnorm */
+	free(y);
+	/* column reductions over N = 5000 rows: linear dbias, layernorm db, rmsnorm dw */
+	int N = 5000, K = 40;
+	size_t nk = (size_t)N * K;
+	float *g0 = hrand(K, 1, 0), *dG = dupf(c, g0, K);
+	lvd_linear_bwd_cuda(c, NULL, NULL, dG, dX, dX, dX, N, K, K); /* dbias += Σ_rows x[N, K] */
+	float *gb = down(c, dG, K);
+	double *wk = dalloc(K), *bk = dalloc(K);
+	for (int j = 0; j < K; j++) {
+		wk[j] = g0[j], bk[j] = fabs(g0[j]);
+		for (int r = 0; r < N; r++)
+			wk[j] += x[(size_t)r * K + j], bk[j] += fabs(x[(size_t)r * K + j]);
+	}
+	CHECK_BOUND("dbias over 5000 rows", gb, wk, bk, K, 3); /* double sums, two roundings */
+	free(gb);
+	float *rs = hrand(N, 0.5f, 1.0f), *dRs = dupf(c, rs, N);
+	lvd_buf_upload(c, dG, g0, 4 * K);
+	lvd_rmsnorm_bwd_cuda(c, NULL, dG, dY, dX, NULL, dRs, N, K); /* dw += Σ dout·x·rstd */
+	float *dout = down(c, dY, nk);
+	gb = down(c, dG, K);
+	for (int j = 0; j < K; j++) {
+		wk[j] = g0[j], bk[j] = fabs(g0[j]);
+		for (int r = 0; r < N; r++) {
+			double t = (double)dout[(size_t)r * K + j] * x[(size_t)r * K + j] * rs[r];
+			wk[j] += t, bk[j] += fabs(t);
+		}
+	}
+	CHECK_BOUND("rmsnorm dw over 5000 rows", gb, wk, bk, K, 4); /* as test_rmsnorm */
+	free(gb), free(dout);
+	CHECK(lvd_ctx_mark(c) == 0);
+	lvd_buf_free(c, dX), lvd_buf_free(c, dY), lvd_buf_free(c, dB), lvd_buf_free(c, dM), lvd_buf_free(c, dR);
+	lvd_buf_free(c, dG), lvd_buf_free(c, dRs);
+	free(x), free(y0), free(want), free(bnd), free(b), free(g0), free(wk), free(bk), free(rs);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_gemm_fp32), TEST(test_gemm_bf16), TEST(test_gemm_k0), TEST(test_linear),
 		TEST(test_softmax), TEST(test_layernorm), TEST(test_rmsnorm), TEST(test_groupnorm),
-		TEST(test_act), TEST(test_elem), TEST(test_bf16), TEST(test_gemm_unaligned), {0},
+		TEST(test_act), TEST(test_elem), TEST(test_bf16), TEST(test_large_shapes),
+		TEST(test_gemm_unaligned), {0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);
 	lvd_ctx_destroy(g_ctx);
