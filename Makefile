@@ -6,7 +6,7 @@
 #   make deps       install the Debian packages (scripts/deps.sh)
 #   make ref-env    Python venv (.venv-ref/) for golden files and peer benchmarks
 #   make golden     regenerate tests/golden/ from tests/ref/*.py (needs ref-env)
-# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 SAN=0|1 NVCC=path CC=compiler
+# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 SAN=0|1 NVCC=path CC=compiler NVARCH=sm_XY
 
 CC      ?= cc
 SAN     ?= 0
@@ -54,7 +54,12 @@ LDLIBS  := -lzstd -lpng -lturbojpeg -ljansson -lpcre2-8 -lutf8proc -lopenblas -l
 LDFLAGS := $(LDSAN) -pthread
 
 ifeq ($(CUDA),1)
-NVFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Xcompiler -Wall -I. -Ilib $(FEATURES)
+# NVWERROR= (empty) keeps a build on another toolkit going past new warnings.
+NVWERROR ?= -Werror all-warnings -Xcompiler -Werror
+# Target GPU architecture (sm_90: H100/H200; the PTX inside also JITs on newer GPUs).
+NVARCH  ?= sm_90
+NVFLAGS ?= -O2 -std=c++17 -arch=$(NVARCH) -Xcompiler -Wall -Xcompiler -Wextra -Xcompiler -Wno-unused-parameter \
+           $(NVWERROR) -I. -Ilib $(FEATURES)
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 CFLAGS  += -I$(CUDA_HOME)/include
 ifeq ($(NCCL),1)
@@ -78,8 +83,18 @@ BENCH_C  := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_C:bench/%.c=$(BUILD)/bench/%)
 LIBA     := $(BUILD)/liblvd.a
 DEPS_OK  := $(BUILD)/.deps-ok
+# GPU tests and benches (tests/gpu/): built when CUDA=1. The op test lands among the unit
+# test binaries so `make test` runs it (it SKIPs without a device).
+GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops)
+GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm)
 
-all: features $(LIBA) $(TOOLS:%=$(BUILD)/%)
+# Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN, NVARCH), so
+# switching CUDA=0/1 in one build directory rebuilds instead of mixing stale objects.
+FEATURES_STAMP := $(BUILD)/.features
+STAMP_TEXT := $(FEATURES) $(if $(filter 1,$(CUDA)),$(NVARCH))
+$(shell mkdir -p $(BUILD) && { echo '$(STAMP_TEXT)' | cmp -s - $(FEATURES_STAMP) || echo '$(STAMP_TEXT)' > $(FEATURES_STAMP); })
+
+all: features $(LIBA) $(TOOLS:%=$(BUILD)/%) $(GPU_TEST_BIN) $(GPU_BENCH_BIN)
 
 features:
 	@echo "lvd $(VERSION) build ($(BUILD)):"
@@ -97,12 +112,12 @@ $(DEPS_OK):
 
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
-$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+$(BUILD)/obj/%.o: %.c $(FEATURES_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.cu.o: %.cu | $(DEPS_OK)
+$(BUILD)/obj/%.cu.o: %.cu $(FEATURES_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
@@ -131,7 +146,18 @@ $(BUILD)/bench/%: bench/%.c $(LIBA) | $(DEPS_OK)
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
 
-test: all $(TEST_BIN)
+$(BUILD)/tests/test_cuda_ops: tests/gpu/test_cuda_ops.c $(LIBA) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/gpu/%: tests/gpu/%.c $(LIBA) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
+
+test: all $(TEST_BIN) $(GPU_TEST_BIN)
+	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops)
 	@BUILD=$(BUILD) sh tests/run.sh
 
 bench: all $(BENCH_BIN)
@@ -160,4 +186,4 @@ clean:
 .PHONY: all features test bench deps ref-env golden demo clean
 .DELETE_ON_ERROR:
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(BUILD)/gpu -name '*.d' 2>/dev/null)

@@ -11,6 +11,10 @@ extern "C" {
 #define CUBLASLT_CHECK(call) do { cublasStatus_t s_ = (call); \
 	if (s_ != CUBLAS_STATUS_SUCCESS) lvd_panic(__FILE__, __LINE__, "cuBLASLt: %s: %d", #call, (int)s_); } while (0)
 
+// Never launched: cudaFuncGetAttributes on it says whether this binary holds code the
+// device can run (SASS for its architecture or PTX it can JIT).
+static __global__ void lvd_ctx_probe_kernel(void) {}
+
 extern "C" int lvd_ctx_cuda_init(struct lvd_ctx *ctx, const struct lvd_ctx_opts *o, struct lvd_error *err)
 {
 	int n = 0;
@@ -21,6 +25,16 @@ extern "C" int lvd_ctx_cuda_init(struct lvd_ctx *ctx, const struct lvd_ctx_opts 
 	if (o->device < 0 || o->device >= n)
 		return lvd_error_set(err, LVD_ERR_INVALID, "CUDA device %d out of range [0, %d)", o->device, n);
 	CUDA_CHECK(cudaSetDevice(o->device));
+	cudaFuncAttributes fa;
+	if (cudaFuncGetAttributes(&fa, lvd_ctx_probe_kernel) != cudaSuccess) {
+		cudaGetLastError();
+		cudaDeviceProp p;
+		CUDA_CHECK(cudaGetDeviceProperties(&p, o->device));
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
+				     "CUDA device %d (%s, sm_%d%d) cannot run this build's kernels "
+				     "(rebuild with make NVARCH=sm_%d%d)", o->device, p.name, p.major, p.minor,
+				     p.major, p.minor);
+	}
 	cudaStream_t s;
 	CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 	ctx->stream = (void *)s;

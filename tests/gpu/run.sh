@@ -1,10 +1,51 @@
 #!/bin/sh
 # Everything that needs a GPU, in one script for a lent device machine:
 #   sh tests/gpu/run.sh      (from the repository root)
-# Builds with CUDA, reports the devices, runs the whole test suite (CPU-vs-CUDA op tests
-# run instead of skipping where a GPU exists) and the benchmarks' GPU parts.
-set -eu
-nvidia-smi -L || true
-sh scripts/deps.sh --check || sh scripts/deps.sh
-make -j"$(nproc)" CUDA=1 all
-make -j"$(nproc)" CUDA=1 test
+# Logs go to $OUT when set (what a lent machine brings back), else build/gpu-logs/.
+# Steps, each logged to its own file, the most valuable first so a short lease still
+# yields them; every step runs even when an earlier one failed, and the exit status is 1
+# when any failed:
+#   devices      nvidia-smi
+#   build        make CUDA=1 all + test binaries (NVWERROR= so a newer toolkit's new
+#                warnings cannot stop the run; -Werror is checked where CI builds)
+#   ops          the CPU-vs-CUDA op test (build/tests/test_cuda_ops), every case named
+#   bench        GEMM: lvd_gemm_cuda / lvd_gemm_bf16_cuda vs plain cuBLAS, TFLOP/s
+#   memcheck     the op test under compute-sanitizer (out-of-bounds, races) if present
+#   suite        the whole `make test` (CPU tests plus the op test again)
+# Budget: about 1 min to build on 16 cores, seconds for ops and bench, ~1 min memcheck,
+# a few minutes for the suite; each step has a timeout.
+set -u
+LOG=${OUT:-build/gpu-logs}
+mkdir -p "$LOG"
+J=$(nproc 2>/dev/null || echo 4)
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+FAILED=""
+
+step() {
+	name=$1; limit=$2; shift 2
+	echo "== $name: $*"
+	start=$(date +%s)
+	timeout "$limit" "$@" >"$LOG/$name.log" 2>&1
+	rc=$?
+	echo "== $name: exit $rc after $(( $(date +%s) - start ))s (log $LOG/$name.log)"
+	tail -n 60 "$LOG/$name.log"
+	[ "$rc" -eq 0 ] || FAILED="$FAILED $name"
+	return 0
+}
+
+step devices 30 nvidia-smi
+step build 400 sh -c "{ sh scripts/deps.sh --check || sh scripts/deps.sh; } && make -j$J CUDA=1 NVWERROR= all build/tests/test_cuda_ops"
+if [ -x build/tests/test_cuda_ops ]; then
+	step ops 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_ops
+	step bench 120 build/gpu/bench_gemm 10
+	if [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
+		step memcheck 240 "$CUDA_HOME/bin/compute-sanitizer" --tool memcheck --error-exitcode 3 \
+			build/tests/test_cuda_ops
+	fi
+	step suite 420 make -j"$J" CUDA=1 NVWERROR= test
+fi
+if [ -n "$FAILED" ]; then
+	echo "gpu run: failed:$FAILED"
+	exit 1
+fi
+echo "gpu run: all steps passed"

@@ -1,0 +1,123 @@
+// lib/nn/ops/elem.cu — CUDA twins of family elem (ops/elem.h): add, axpy, scale, bias
+// over rows and over channels, fp32 <-> bf16 conversion (round to nearest even), as
+// grid-stride elementwise kernels.
+#include "nn/ops/cuda_common.cuh"
+
+namespace {
+
+#define GRID_STRIDE(i, n) \
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+__global__ void add_kernel(float *y, const float *x, size_t n)
+{
+	GRID_STRIDE(i, n) y[i] += x[i];
+}
+
+__global__ void axpy_kernel(float *y, float a, const float *x, size_t n)
+{
+	GRID_STRIDE(i, n) y[i] += a * x[i];
+}
+
+__global__ void scale_kernel(float *y, float a, size_t n)
+{
+	GRID_STRIDE(i, n) y[i] *= a;
+}
+
+// y[N, C] += b[C]: blockIdx.y walks rows, x threads walk columns
+__global__ void bias_rows_kernel(float *y, const float *b, int N, int C)
+{
+	for (int r = blockIdx.y; r < N; r += gridDim.y)
+		for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
+			y[(size_t)r * C + c] += b[c];
+}
+
+// Bits of the bf16 nearest to x, ties to even; NaN -> quiet NaN of the same sign.
+__device__ inline uint16_t f32_to_bf16_bits(float x)
+{
+	uint32_t u = __float_as_uint(x);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x0040u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+__global__ void f32_to_bf16_kernel(uint16_t *out, const float *inp, size_t n)
+{
+	GRID_STRIDE(i, n) out[i] = f32_to_bf16_bits(inp[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float *out, const uint16_t *inp, size_t n)
+{
+	GRID_STRIDE(i, n) out[i] = __uint_as_float((uint32_t)inp[i] << 16);
+}
+
+// Launch grid for y[R, L] row-wise kernels: x covers L (<= 64 blocks of 256), y covers R.
+dim3 rows_grid(int R, int L)
+{
+	int bx = (L + 255) / 256;
+	if (bx > 64)
+		bx = 64;
+	if (bx < 1)
+		bx = 1;
+	return dim3(bx, R < 65535 ? R : 65535);
+}
+
+} // namespace
+
+#define LAUNCH_ELEM(ctx, n, kernel, ...) do { \
+	if ((n) == 0) return; \
+	kernel<<<lvd_cu::elem_blocks(n), 256, 0, lvd_cu::stream(ctx)>>>(__VA_ARGS__); \
+	LVD_CU_LAUNCHED(); } while (0)
+
+extern "C" void lvd_add_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n)
+{
+	LAUNCH_ELEM(ctx, n, add_kernel, y, x, n);
+}
+
+extern "C" void lvd_axpy_cuda(struct lvd_ctx *ctx, float *y, float a, const float *x, size_t n)
+{
+	LAUNCH_ELEM(ctx, n, axpy_kernel, y, a, x, n);
+}
+
+extern "C" void lvd_scale_cuda(struct lvd_ctx *ctx, float *y, float a, size_t n)
+{
+	LAUNCH_ELEM(ctx, n, scale_kernel, y, a, n);
+}
+
+extern "C" void lvd_add_bias_rows_cuda(struct lvd_ctx *ctx, float *y, const float *b, int N, int C)
+{
+	if (N <= 0 || C <= 0)
+		return;
+	bias_rows_kernel<<<rows_grid(N, C), 256, 0, lvd_cu::stream(ctx)>>>(y, b, N, C);
+	LVD_CU_LAUNCHED();
+}
+
+namespace {
+// y[C, HW] += b[C]: blockIdx.y walks channels, x threads walk pixels
+__global__ void bias_chan_kernel(float *y, const float *b, int C, int HW)
+{
+	for (int c = blockIdx.y; c < C; c += gridDim.y) {
+		float bc = b[c];
+		for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < HW; p += gridDim.x * blockDim.x)
+			y[(size_t)c * HW + p] += bc;
+	}
+}
+} // namespace
+
+extern "C" void lvd_add_bias_chan_cuda(struct lvd_ctx *ctx, float *y, const float *b, int C, int HW)
+{
+	if (C <= 0 || HW <= 0)
+		return;
+	bias_chan_kernel<<<rows_grid(C, HW), 256, 0, lvd_cu::stream(ctx)>>>(y, b, C, HW);
+	LVD_CU_LAUNCHED();
+}
+
+extern "C" void lvd_f32_to_bf16_cuda(struct lvd_ctx *ctx, uint16_t *out, const float *inp, size_t n)
+{
+	LAUNCH_ELEM(ctx, n, f32_to_bf16_kernel, out, inp, n);
+}
+
+extern "C" void lvd_bf16_to_f32_cuda(struct lvd_ctx *ctx, float *out, const uint16_t *inp, size_t n)
+{
+	LAUNCH_ELEM(ctx, n, bf16_to_f32_kernel, out, inp, n);
+}
