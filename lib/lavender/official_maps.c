@@ -384,11 +384,16 @@ int lvd_official_assign(int32_t *tok_map, struct lvd_official_assign_stats *st,
 			st->piecewise++;
 		} else if (have) {
 			st->partial++;
+			for (int t = 0; t < T; t++) {
+				long p = tok->word_idx[t] == (int32_t)w ? find_key(set, piece[t]) : -1;
+				if (p >= 0 && !used[p])
+					used[p] = 2;   /* a piece of a word without all its pieces */
+			}
 		}
 	}
 	int any = 0;
 	for (size_t i = 0; i < set->n; i++) {
-		any |= used[i];
+		any |= used[i] == 1;
 		if (used[i])
 			continue;
 		if (known[i]) {
