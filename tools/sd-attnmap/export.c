@@ -31,7 +31,8 @@ static const char DESC[] =
 	"none). --size N resamples to NxN (bilinear, as run's grid resize; the official\n"
 	"trainer expects 32); --size native keeps the record's grid. PNG is lossless; --jpeg\n"
 	"writes the official JPEG (quality 100, grey), which is lossy (a few grey levels).\n"
-	"OFFICIAL_DIR must not exist or be empty. 'sd-attnmap import' reads the result back.";
+	"OFFICIAL_DIR must not exist or be empty; OFFICIAL_DIR/export.json records the options.\n"
+	"'sd-attnmap import' reads the result back.";
 
 enum { O_MAPS, O_OUT, O_SIZE, O_FORMAT, O_JPEG, O_NORM, O_ID, O_KEEP_GOING };
 static const struct lvd_cli_opt OPTS[] = {
@@ -211,6 +212,26 @@ int cmd_export(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		am_free_list(paths, np);
 		return 1;
+	}
+	/* provenance: OUT/export.json (a file, so the loader, which looks for image folders, ignores it) */
+	{
+		char pj[4096];
+		snprintf(pj, sizeof pj, "%s/export.json", o.out);
+		json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:s, s:{s:s?, s:s, s:s, s:s?}}", "tool", "sd-attnmap", "command",
+				      "export", "version", LVD_VERSION, "argv", lvd_run_argv_json(argc, argv), "maps", o.maps,
+				      "params", "size", o.size ? NULL : "native", "format", o.jpeg ? "jpg" : "png", "norm",
+				      o.norm == LVD_OFFICIAL_NORM_NONE ? "none" : "max", "id", o.id);
+		if (j && o.size)
+			json_object_set_new(json_object_get(j, "params"), "size", json_integer(o.size));
+		char *txt = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+		json_decref(j);
+		if (!txt || lvd_file_write_atomic(pj, txt, strlen(txt), &err)) {
+			lvd_error_log("%s", err.msg[0] ? err.msg : "export.json: out of memory");
+			free(txt);
+			am_free_list(paths, np);
+			return 1;
+		}
+		free(txt);
 	}
 	struct seen seen = {0};
 	uint64_t records = 0, bad = 0, files = 0, skipped_words = 0;
