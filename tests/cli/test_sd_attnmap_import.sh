@@ -105,6 +105,18 @@ ok "bad inputs with --keep-going" $IMP --from "$D/bad" --out "$D/b2" --skip-unkn
 if [ "$(wc -l <"$D/b2/errors.jsonl")" -eq 3 ] && [ "$("$bin" inspect "$D/b2" | wc -l)" -eq 3 ]; then pass
 else fail "3 skipped, 3 records"; fi
 
+# a caption longer than CLIP's 75 tokens: a map of a word past the cut is counted, not an error
+any=$(find "$D/s/attn-png/train-000000.png" -name 'attention_*.png' | head -n 1)
+mkdir -p "$D/cut/train-000000.png/lpm_attention/train-000000"
+for w in red zebra; do cp "$any" "$D/cut/train-000000.png/lpm_attention/train-000000/attention_$w.png"; done
+long="a red square"; k=0
+while [ "$k" -lt 40 ]; do long="$long and more"; k=$((k + 1)); done
+printf '{"id": "long", "image": "images/train-000000.png", "caption": "%s zebra"}\n' "$long" >"$D/long.jsonl"
+ok "import a truncated caption" "$bin" import --manifest "$D/long.jsonl" --images "$D/s" --tokenizer "$TOK" \
+	--from "$D/cut" --out "$D/lc" -q
+if grep -q '"cut_maps":1' "$D/lc/shards.jsonl" && "$bin" inspect "$D/lc" | grep -q '"truncated":true,"words":\["red"\]'
+then pass; else fail "zebra counted as cut, red imported"; fi
+
 # lvd-pack consumes the imported maps unchanged
 if [ -f "$SHARED/llama3/tokenizer.model" ] && [ -x "$BUILD/lvd-pack" ]; then
 	mkdir -p "$D/model"
