@@ -34,10 +34,13 @@ static const char DESC[] =
 	"and each word with a map becomes record entries on its CLIP tokens, valued grey/255\n"
 	"on the maps' own grid; words without a map are absent. A word map can also come\n"
 	"piece by piece (attention_skate + attention_board for 'skateboard'). Maps of one\n"
-	"image must share one size. Missing folders, unreadable maps and words that are not\n"
-	"in the SD text fail the sample (listed in maps/errors.jsonl; exit 1 unless\n"
-	"--keep-going); --skip-unknown ignores unknown words instead. Resumes like run.\n"
-	"lvd-pack reads the result unchanged. See docs/attnmap.md.";
+	"image must share one size. <image file name> is the base name of the manifest's\n"
+	"image, which is decoded for its size. Missing folders, unreadable maps or images and\n"
+	"words that are not in the SD text fail the sample (listed in maps/errors.jsonl; exit\n"
+	"1 unless --keep-going); --skip-unknown ignores unknown words instead. Maps of words\n"
+	"past CLIP's 75-token cut, of the keys '', <|startoftext|>, <|endoftext|> and pieces a\n"
+	"word map beat are counted in shards.jsonl, not errors. Resumes like run. lvd-pack\n"
+	"reads the result unchanged. See docs/attnmap.md.";
 
 enum {
 	O_MANIFEST, O_IMAGES, O_FROM, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_SKIP_UNKNOWN, O_SHARD, O_SHARD_BYTES,
