@@ -256,6 +256,9 @@ int lvd_official_read(struct lvd_official_set *set, const char *root, const char
 		      struct lvd_error *err)
 {
 	memset(set, 0, sizeof *set);
+	if (!image_name[0] || strchr(image_name, '/') || !strcmp(image_name, ".") || !strcmp(image_name, ".."))
+		return lvd_error_set(err, LVD_ERR_INVALID, "bad image file name '%s' (a folder name of the layout)",
+				     image_name);
 	char *img_dir = join(root, image_name), *top = img_dir ? join(img_dir, LVD_OFFICIAL_DIR) : NULL;
 	char **subs = NULL;
 	size_t nsub = 0, cap = 0;

@@ -82,7 +82,8 @@ struct lvd_official_set {
  * (naming the file); LVD_ERR_INVALID for a key that is not UTF-8 or too long, and for
  * maps of different sizes ("PATH: map is 16x16, the maps before it are 32x32": one
  * record has one grid, and resampling would invent values, so such a folder is
- * refused); LVD_ERR_NOMEM. A folder without map files is LVD_ERR_NOTFOUND too. */
+ * refused); LVD_ERR_NOMEM. A folder without map files is LVD_ERR_NOTFOUND too. An
+ * image_name that is empty, ".", ".." or holds '/' is LVD_ERR_INVALID. */
 int lvd_official_read(struct lvd_official_set *set, const char *root, const char *image_name,
 		      struct lvd_error *err);
 void lvd_official_set_free(struct lvd_official_set *set);

@@ -173,6 +173,8 @@ static void test_write_read(void)
 	lvd_official_set_free(&set);
 
 	/* errors name the path or file */
+	CHECK(lvd_official_read(&set, root, "..", &err) == LVD_ERR_INVALID);
+	CHECK(lvd_official_read(&set, root, "", &err) == LVD_ERR_INVALID);
 	CHECK(lvd_official_read(&set, root, "nope.png", &err) == LVD_ERR_NOTFOUND);
 	CHECK_CONTAINS(err.msg, "nope.png");
 	char p[1024];
