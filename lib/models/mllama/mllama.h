@@ -92,7 +92,8 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
 int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
 /* Uses n threads (n >= 1; 1 is the default) for the model's own loops and for OpenBLAS
- * (lvd_gemm_set_threads(n): process-wide). Results are bitwise independent of n except
+ * (lvd_gemm_set_threads(n): process-wide; the model's execution context borrows the
+ * pool, and OpenBLAS runs on one thread inside the attention ops). Results are bitwise independent of n except
  * where OpenBLAS itself varies with its thread count. Errors: LVD_ERR_INVALID (n < 1 or
  * > 1024), those of lvd_pool_create. */
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
@@ -138,6 +139,14 @@ struct lvd_mllama_batch {
 	const int *cross_attention_mask; /* [B, T, M, TL] */
 	int meta_row_mask;               /* 1: also mask the attention output of image-less rows (Meta) */
 	int dropout_step;                /* mixed into LoRA dropout seeds */
+	/* Capture rows: the text rows whose cross-attention probabilities the caller needs
+	 * (e.g. the matched-word rows). cap_off[B + 1] (cap_off[0] = 0) indexes cap_rows:
+	 * sample b captures rows cap_rows[cap_off[b] .. cap_off[b+1]), each in [0, T) and
+	 * distinct within the sample. cap_off NULL: capture nothing. Only these rows'
+	 * probabilities are kept (every other attention keeps two floats per query row);
+	 * the lists are copied by lvd_mllama_forward. */
+	const int *cap_rows;
+	const int *cap_off;
 };
 
 /* Forward. Keeps every activation needed for backward inside the model (reallocated
@@ -149,12 +158,19 @@ int lvd_mllama_loss_count(const struct lvd_mllama *m);              /* label tok
 /* Vision features before the projector [B, M, TL, P1, v_out_dim] and after [.., t_hidden]. */
 const float *lvd_mllama_vision_features(const struct lvd_mllama *m);
 const float *lvd_mllama_cross_states(const struct lvd_mllama *m);
-/* Cross-attention probabilities of the k-th cross layer [B, H, T, S] (NULL if skipped). */
+/* Number of capture rows of the last forward (RC = cap_off[B], 0 without capture). */
+size_t lvd_mllama_capture_rows(const struct lvd_mllama *m);
+/* Cross-attention probabilities of the capture rows in the k-th cross layer, ragged
+ * [B, H, R_b, S] (lib/nn/ops/attn.h layout): sample b's block [H, R_b, S] starts at
+ * float H·cap_off[b]·S, row i (the batch's cap_rows[cap_off[b] + i]) of head h at
+ * (H·cap_off[b] + h·R_b + i)·S; RC·H·S floats in all. With every row captured in order
+ * this is [B, H, T, S]. NULL when the layer was skipped or nothing is captured. */
 const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k);
 
-/* Backward of loss_scale · CE (+ Σ dprobs[k] ⊙ P_k for injected probability gradients;
- * dprobs may be NULL or hold NULL entries, each [B, H, T, S]). Accumulates into the
- * parameter gradients (full) or into LoRA gradients when LoRA is enabled. */
+/* Backward of loss_scale · CE (+ Σ dprobs[k] ⊙ P_k for injected probability gradients
+ * on the capture rows; dprobs may be NULL or hold NULL entries, each laid out as
+ * lvd_mllama_xattn_probs). Accumulates into the parameter gradients (full) or into
+ * LoRA gradients when LoRA is enabled. */
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs,
 			struct lvd_error *err);
 

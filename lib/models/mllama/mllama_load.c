@@ -299,6 +299,7 @@ static void new_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
+	mllama_ctx_free(m);
 	lvd_pool_destroy(m->pool);
 	lvd_st_close(m->st);
 	free(m->pblock);
@@ -429,6 +430,11 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 	}
 	m->frozen = frozen;
 	m->threads = 1;
+	/* one-thread context whose pool follows lvd_mllama_set_threads */
+	if ((rc = mllama_ctx_init(m, err))) {
+		free_model(m);
+		return rc;
+	}
 	cv = (struct carver){ .tab = m->params, .remap = 1 };
 	layout(c, &cv, &m->w);
 	*out = m;
@@ -452,12 +458,14 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
 	lvd_pool_destroy(m->pool);
 	m->pool = NULL;
 	m->threads = 1;
+	mllama_ctx_pool(m);
 	if (n > 1) {
 		int rc = lvd_pool_create(&m->pool, n, err);
 		if (rc)
 			return rc;
 	}
 	m->threads = n;
+	mllama_ctx_pool(m);
 	lvd_gemm_set_threads(n);
 	return 0;
 }

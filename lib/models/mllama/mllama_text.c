@@ -12,6 +12,7 @@
 #include "models/mllama/mllama_internal.h"
 #include "nn/gemm.h"
 #include "nn/lora.h"
+#include "nn/ops/attn.h"
 #include "nn/train_ops.h"
 
 /* ---- linear with optional LoRA ------------------------------------------------------ */
@@ -81,6 +82,9 @@ static size_t text_acts(struct lvd_mllama *m, float *base)
 	a->pos = (int *)mllama_take(base, &off, T);
 	a->ids = (int *)mllama_take(base, &off, BT);
 	a->targets = (int *)mllama_take(base, &off, BT);
+	a->cap_off = m->batch.cap_off ? (int *)mllama_take(base, &off, B + 1) : NULL;
+	a->ncap = m->batch.cap_off ? (size_t)m->batch.cap_off[B] : 0;
+	a->cap_rows = (int *)mllama_take(base, &off, a->ncap);
 	for (int l = 0; l < c->t_layers; l++) {
 		struct tlayer_a *A = &a->tl[l];
 		int cross = m->w.tl[l].cross;
@@ -102,7 +106,8 @@ static size_t text_acts(struct lvd_mllama *m, float *base)
 			A->kraw = mllama_take(base, &off, B * S * KV);
 			A->k_r = mllama_take(base, &off, B * S * c->t_kv_heads);
 		}
-		A->probs = mllama_take(base, &off, B * H * T * Tk);
+		A->stats = mllama_take(base, &off, B * H * T * 2);
+		A->capp = cross ? mllama_take(base, &off, H * a->ncap * S) : NULL;
 		A->att = mllama_take(base, &off, BT * Dt);
 		A->o_out = mllama_take(base, &off, BT * Dt);
 		A->x_mid = mllama_take(base, &off, BT * Dt);
@@ -143,6 +148,24 @@ static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: labels[%d] = %d out of [0, %d)", i,
 					     b->labels[i], c->vocab);
 	}
+	if (b->cap_off) {
+		if (b->cap_off[0] != 0 || !b->cap_rows)
+			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[0] must be 0 and cap_rows set");
+		for (int s = 0; s < b->B; s++) {
+			if (b->cap_off[s + 1] < b->cap_off[s])
+				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[%d] < cap_off[%d]", s + 1,
+						     s);
+			for (int i = b->cap_off[s]; i < b->cap_off[s + 1]; i++) {
+				if (b->cap_rows[i] < 0 || b->cap_rows[i] >= b->T)
+					return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_rows[%d] = %d out of "
+						"[0, %d)", i, b->cap_rows[i], b->T);
+				for (int j = b->cap_off[s]; j < i; j++)
+					if (b->cap_rows[j] == b->cap_rows[i])
+						return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: sample %d captures "
+							"row %d twice", s, b->cap_rows[i]);
+			}
+		}
+	}
 	if (b->pixel_values) {
 		if (b->M < 1 || !b->aspect_ratio_ids || !b->aspect_ratio_mask || !b->cross_attention_mask)
 			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: images need M >= 1, aspect_ratio_ids, "
@@ -179,8 +202,9 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		mllama_rmsnorm_fwd(m, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
 		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
 			       tseed(m, l, L_V));
-		struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_BIAS, .bias = m->a.xbias };
-		lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, scale, B, T, S, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+		mllama_attn_fwd(m, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
 		if (m->batch.meta_row_mask)
 			for (int r = 0; r < BT; r++)
 				if (m->a.rowmask[r] == 0.0f)
@@ -198,8 +222,8 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 				  c->rope_high, c->rope_orig_max);
 		lvd_tr_rope_apply(A->q, m->a.pos, inv_freq, B, T, H, hd, 0);
 		lvd_tr_rope_apply(A->k, m->a.pos, inv_freq, B, T, KH, hd, 0);
-		struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_CAUSAL };
-		lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, scale, B, T, T, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
+		mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T, T, H, KH, hd);
 	}
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
 		       tseed(m, l, L_O));
@@ -261,6 +285,10 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	for (int t = 0; t < T; t++)
 		a->pos[t] = t;
 	memcpy(a->ids, b->input_ids, sizeof(int) * BT);
+	if (a->cap_off) {
+		memcpy(a->cap_off, b->cap_off, sizeof(int) * (B + 1));
+		memcpy(a->cap_rows, b->cap_rows, sizeof(int) * a->ncap);
+	}
 	for (int bb = 0; bb < B; bb++)
 		for (int t = 0; t < T; t++)
 			a->targets[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
@@ -307,17 +335,18 @@ double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
 int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
 const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
 const float *lvd_mllama_cross_states(const struct lvd_mllama *m) { return m->have_image ? m->a.cross : NULL; }
+size_t lvd_mllama_capture_rows(const struct lvd_mllama *m) { return m->a.ncap; }
 const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k)
 {
-	if (k < 0 || k >= m->c.n_cross || !m->have_image)
+	if (k < 0 || k >= m->c.n_cross || !m->have_image || !m->a.ncap)
 		return NULL;
-	return m->a.tl[m->c.cross_layers[k]].probs;
+	return m->a.tl[m->c.cross_layers[k]].capp;
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 struct tscratch {
-	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *ascr, *lscr, *dcross, *dlogits;
+	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *lscr, *dcross, *dlogits;
 };
 
 static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscratch *s)
@@ -325,7 +354,7 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	const struct lvd_mllama_config *c = &m->c;
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, BS = B * (size_t)m->S, Dt = c->t_hidden;
 	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r ? m->lora_r : 1;
-	size_t BK = BT > BS ? BT : BS, TK = T > (size_t)m->S ? T : (size_t)m->S;
+	size_t BK = BT > BS ? BT : BS;
 	s->dlogits = mllama_take(base, &off, BT * c->vocab);
 	s->dx = mllama_take(base, &off, BT * Dt);
 	s->dln = mllama_take(base, &off, BT * Dt);
@@ -339,7 +368,6 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	s->dg = mllama_take(base, &off, BT * It);
 	s->du = mllama_take(base, &off, BT * It);
 	s->dact = mllama_take(base, &off, BT * It);
-	s->ascr = mllama_take(base, &off, T * TK);
 	s->lscr = mllama_take(base, &off, BK * r);
 	s->dcross = mllama_take(base, &off, BS * Dt + 1);
 	return off;
@@ -404,8 +432,10 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 			for (int r = 0; r < BT; r++)
 				if (m->a.rowmask[r] == 0.0f)
 					memset(s->datt + (size_t)r * Dt, 0, sizeof(float) * Dt);
-		lvd_tr_attention_bwd(s->dq, s->dk, s->dv, s->ascr, s->datt, dprobs, A->probs, A->q, A->k, A->v, scale, B,
-				     T, S, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,
+				S, H, KH, hd);
 		memset(s->dqraw, 0, BTD * sizeof(float));
 		mllama_rmsnorm_bwd(m, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
 		memset(s->dkraw, 0, BKV * sizeof(float));
@@ -417,8 +447,9 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		mllama_lin_bwd(m, s->dcross, G->v, NULL, s->lscr, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
 			       tsite_mut(m, l, L_V), B * S, Dt, KV, tseed(m, l, L_V));
 	} else {
-		lvd_tr_attention_bwd(s->dq, s->dk, s->dv, s->ascr, s->datt, NULL, A->probs, A->q, A->k, A->v, scale, B, T,
-				     T, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
+		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T,
+				T, H, KH, hd);
 		float inv_freq[512];
 		lvd_tr_rope_freqs(inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
 				  c->rope_high, c->rope_orig_max);

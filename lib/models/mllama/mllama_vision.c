@@ -10,6 +10,7 @@
 #include "models/mllama/mllama_internal.h"
 #include "nn/gemm.h"
 #include "nn/lora.h"
+#include "nn/ops/attn.h"
 #include "nn/train_ops.h"
 
 size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
@@ -31,7 +32,6 @@ size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
 	a->feats = mllama_take(base, &off, NV * TL * m->P1 * c->v_out_dim);
 	a->cross = mllama_take(base, &off, NV * TL * m->P1 * c->t_hidden);
 	a->pad = (uint8_t *)mllama_take(base, &off, (N + 3) / 4);
-	a->vscr = mllama_take(base, &off, lvd_tr_attention_pp_scratch(m->L, (int)H, (int)(D / H), m->threads));
 	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
 		struct vlayer_a *v = &a->vl[l];
 		v->x_in = mllama_take(base, &off, N * D);
@@ -41,7 +41,7 @@ size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
 		v->q = mllama_take(base, &off, N * D);
 		v->k = mllama_take(base, &off, N * D);
 		v->v = mllama_take(base, &off, N * D);
-		v->probs = mllama_take(base, &off, NV * H * m->L * m->L);
+		v->stats = mllama_take(base, &off, NV * H * m->L * 2);
 		v->att = mllama_take(base, &off, N * D);
 		v->o_out = mllama_take(base, &off, N * D);
 		v->x_mid = mllama_take(base, &off, N * D);
@@ -84,8 +84,9 @@ static void vlayer_fwd(struct lvd_mllama *m, int l, float *x_out)
 	mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, vsite(m, l, L_Q), N, D, D, vseed(m, l, L_Q));
 	mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, vsite(m, l, L_K), N, D, D, vseed(m, l, L_K));
 	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, vsite(m, l, L_V), N, D, D, vseed(m, l, L_V));
-	lvd_tr_attention_pp_fwd(A->att, A->probs, m->a.vscr, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
-				m->NV, m->L, H, D / H, m->pool);
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
+	mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)), m->NV,
+			m->L, m->L, H, H, D / H);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, vsite(m, l, L_O), N, D, D,
 		       vseed(m, l, L_O));
 	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
@@ -196,14 +197,13 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 		mllama_take(NULL, &off, N * D);                  /* dm dln datt dq dk dv */
 	mllama_take(NULL, &off, N * I);                          /* dh1g */
 	mllama_take(NULL, &off, N * I);                          /* dh1 */
-	mllama_take(NULL, &off, lvd_tr_attention_pp_scratch(m->L, c->v_heads, c->v_hidden / c->v_heads, m->threads));
 	mllama_take(NULL, &off, N * (size_t)(m->lora_r ? m->lora_r : 1)); /* lora scratch */
 	mllama_take(NULL, &off, rows * D);                       /* dh0 */
 	mllama_take(NULL, &off, (size_t)m->NV * c->v_max_tiles * m->np * D); /* dpatch */
 	return off;
 }
 
-static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *ascr, float *lscr)
+static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *lscr)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct vlayer_a *A = &m->a.vl[l];
@@ -240,8 +240,9 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	memset(dq, 0, ND * sizeof(float));
 	memset(dk, 0, ND * sizeof(float));
 	memset(dv, 0, ND * sizeof(float));
-	lvd_tr_attention_pp_bwd(dq, dk, dv, ascr, datt, A->probs, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
-				m->NV, m->L, H, D / H, m->pool);
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
+	mllama_attn_bwd(m, dq, dk, dv, A->stats, datt, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)),
+			m->NV, m->L, m->L, H, H, D / H);
 	memset(dln, 0, ND * sizeof(float));
 	static const int sites[3] = { L_Q, L_K, L_V };
 	float *dsrc[3] = { dq, dk, dv };
@@ -274,7 +275,6 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		s[i] = mllama_take(scratch, &off, N * D);
 	s[6] = mllama_take(scratch, &off, N * c->v_inter);
 	s[7] = mllama_take(scratch, &off, N * c->v_inter);
-	float *ascr = mllama_take(scratch, &off, lvd_tr_attention_pp_scratch(L, c->v_heads, D / c->v_heads, m->threads));
 	float *lscr = mllama_take(scratch, &off, N * (size_t)(m->lora_r ? m->lora_r : 1));
 	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
@@ -290,7 +290,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 				memcpy(dx + ((size_t)n * L + t * Pp + p) * D,
 				       dfeats + (((size_t)n * TL + t) * P1 + p) * OD, sizeof(float) * D);
 	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
-		vlayer_bwd(m, l, dx, s, ascr, lscr);
+		vlayer_bwd(m, l, dx, s, lscr);
 	/* post-tile embedding, then layernorm_post */
 	float tpost = tanhf(w->post_gate[0]);
 	if (base)
@@ -322,7 +322,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 							d[e] += f[(size_t)e * K5 + k];
 					}
 		}
-		vlayer_bwd(m, l, dx, s, ascr, lscr);
+		vlayer_bwd(m, l, dx, s, lscr);
 	}
 	if (!base)
 		return;
