@@ -101,7 +101,15 @@ void mllama_vision_fwd(struct lvd_mllama *m);
 void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
 
-/* a linear with optional LoRA, used by both towers (mllama_text.c) */
+/* text tower (mllama_text.c): activations (measure with base NULL), forward from the
+ * batch copies and cross states to logits, backward from dlogits; returns dcross
+ * [NV·TL·P1, Dt] inside scratch (NULL without images) */
+size_t mllama_text_acts(struct lvd_mllama *m, float *base);
+void mllama_text_fwd(struct lvd_mllama *m);
+size_t mllama_text_bwd_scratch(const struct lvd_mllama *m);
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch);
+
+/* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
 		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t site_seed);
 void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,

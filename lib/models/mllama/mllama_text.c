@@ -1,5 +1,6 @@
-/* lib/models/mllama/mllama_text.c — mllama text decoder (self- and gated cross-attention
- * layers), loss, the top-level forward/backward and activation storage.
+/* lib/models/mllama/mllama_text.c — mllama text decoder tower (embedding, self- and gated
+ * cross-attention layers, final norm, lm_head), forward and backward; a leaf called by
+ * mllama_model.c.
  *
  * Letters: B batch, T text tokens, S = M·TL·P1 vision tokens per sample, Dt width,
  * H query heads, KH kv heads, hd head dim, It MLP width, V vocabulary. */
@@ -14,42 +15,6 @@
 #include "nn/lora.h"
 #include "nn/ops/attn.h"
 #include "nn/train_ops.h"
-
-/* ---- linear with optional LoRA ------------------------------------------------------ */
-
-void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
-		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t seed)
-{
-	lvd_linear_fwd(out, x, W, b, N, IC, OC);
-	if (!l)
-		return;
-	const float *xin = x;
-	if (m->lora_p > 0) {
-		lvd_lora_dropout_fwd(xd, x, (size_t)N * IC, m->lora_p, seed);
-		xin = xd;
-	}
-	lvd_lora_fwd(out, u, xin, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-}
-
-void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,
-		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
-		    int N, int IC, int OC, uint64_t seed)
-{
-	int base = mllama_train_base(m);
-	lvd_linear_bwd(dx, base ? dW : NULL, base ? db : NULL, dout, x, W, N, IC, OC);
-	if (!l)
-		return;
-	if (m->lora_p > 0) {
-		float *dxd = dx ? lvd_calloc_array((size_t)N * IC, sizeof(float)) : NULL;
-		LVD_ASSERT(!dx || dxd);
-		lvd_lora_bwd(dxd, l->dA, l->dB, scratch, dout, xd, u, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-		if (dx)
-			lvd_lora_dropout_bwd(dx, dxd, (size_t)N * IC, m->lora_p, seed);
-		free(dxd);
-	} else {
-		lvd_lora_bwd(dx, l->dA, l->dB, scratch, dout, x, u, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-	}
-}
 
 /* ---- activations -------------------------------------------------------------------- */
 
@@ -66,7 +31,7 @@ static uint64_t tseed(const struct lvd_mllama *m, int l, int s)
 	return m->lora_seed * 1000003u + (uint64_t)m->batch.dropout_step * 7919u + 0x100000u + (uint64_t)l * 16 + s;
 }
 
-static size_t text_acts(struct lvd_mllama *m, float *base)
+size_t mllama_text_acts(struct lvd_mllama *m, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct mllama_acts *a = &m->a;
@@ -133,49 +98,6 @@ static size_t text_acts(struct lvd_mllama *m, float *base)
 static float *tlayer_out(struct lvd_mllama *m, int l)
 {
 	return l + 1 < m->c.t_layers ? m->a.tl[l + 1].x_in : m->a.norm_in;
-}
-
-static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
-{
-	const struct lvd_mllama_config *c = &m->c;
-	if (b->B < 1 || b->T < 1 || !b->input_ids)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: B, T >= 1 and input_ids required");
-	for (int i = 0; i < b->B * b->T; i++) {
-		if (b->input_ids[i] < 0 || b->input_ids[i] >= c->n_embed)
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: input_ids[%d] = %d out of [0, %d)", i,
-					     b->input_ids[i], c->n_embed);
-		if (b->labels && b->labels[i] != -100 && (b->labels[i] < 0 || b->labels[i] >= c->vocab))
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: labels[%d] = %d out of [0, %d)", i,
-					     b->labels[i], c->vocab);
-	}
-	if (b->cap_off) {
-		if (b->cap_off[0] != 0 || !b->cap_rows)
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[0] must be 0 and cap_rows set");
-		for (int s = 0; s < b->B; s++) {
-			if (b->cap_off[s + 1] < b->cap_off[s])
-				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[%d] < cap_off[%d]", s + 1,
-						     s);
-			for (int i = b->cap_off[s]; i < b->cap_off[s + 1]; i++) {
-				if (b->cap_rows[i] < 0 || b->cap_rows[i] >= b->T)
-					return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_rows[%d] = %d out of "
-						"[0, %d)", i, b->cap_rows[i], b->T);
-				for (int j = b->cap_off[s]; j < i; j++)
-					if (b->cap_rows[j] == b->cap_rows[i])
-						return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: sample %d captures "
-							"row %d twice", s, b->cap_rows[i]);
-			}
-		}
-	}
-	if (b->pixel_values) {
-		if (b->M < 1 || !b->aspect_ratio_ids || !b->aspect_ratio_mask || !b->cross_attention_mask)
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: images need M >= 1, aspect_ratio_ids, "
-				"aspect_ratio_mask and cross_attention_mask");
-		for (int i = 0; i < b->B * b->M; i++)
-			if (b->aspect_ratio_ids[i] < 0 || b->aspect_ratio_ids[i] > c->n_aspect)
-				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: aspect_ratio_ids[%d] = %d out of "
-					"[0, %d]", i, b->aspect_ratio_ids[i], c->n_aspect);
-	}
-	return 0;
 }
 
 static void tlayer_fwd(struct lvd_mllama *m, int l)
@@ -247,106 +169,22 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	}
 }
 
-int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+void mllama_text_fwd(struct lvd_mllama *m)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	int rc = check_batch(m, b, err);
-	if (rc)
-		return rc;
-	m->fwd_done = 0;
-	m->batch = *b;
-	m->have_image = b->pixel_values != NULL;
-	int gs = c->v_image_size / c->v_patch, TL = c->v_max_tiles;
-	m->np = gs * gs;
-	m->P1 = m->np + 1;
-	m->Pp = (m->P1 + 7) / 8 * 8;
-	m->L = TL * m->Pp;
-	m->NV = m->have_image ? b->B * b->M : 0;
-	m->S = m->have_image ? b->M * TL * m->P1 : 0;
-	if (!m->a.vl) {
-		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
-		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
-		if (!m->a.vl || !m->a.tl)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
-	}
-	size_t need = text_acts(m, NULL) + (m->have_image ? mllama_vision_acts(m, NULL) : 0);
-	if (need > m->acap) {
-		free(m->ablock);
-		m->ablock = lvd_alloc_aligned(need, sizeof(float));
-		m->acap = m->ablock ? need : 0;
-		if (!m->ablock)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
-	}
-	size_t toff = text_acts(m, m->ablock);
-	if (m->have_image)
-		mllama_vision_acts(m, m->ablock + toff);
 	struct mllama_acts *a = &m->a;
-	int B = b->B, T = b->T, BT = B * T, Dt = c->t_hidden, S = m->S;
-	for (int t = 0; t < T; t++)
-		a->pos[t] = t;
-	memcpy(a->ids, b->input_ids, sizeof(int) * BT);
-	if (a->cap_off) {
-		memcpy(a->cap_off, b->cap_off, sizeof(int) * (B + 1));
-		memcpy(a->cap_rows, b->cap_rows, sizeof(int) * a->ncap);
-	}
-	for (int bb = 0; bb < B; bb++)
-		for (int t = 0; t < T; t++)
-			a->targets[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
-	if (m->have_image) {
-		mllama_vision_fwd(m);
-		/* HF _prepare_cross_attention_mask: min_float where masked, rows without any
-		 * visible tile get an all-zero bias and row mask 0 */
-		int M = b->M;
-		for (int r = 0; r < BT; r++) {
-			const int *cm = b->cross_attention_mask + (size_t)r * M * TL;
-			float *br = a->xbias + (size_t)r * S;
-			int any = 0;
-			for (int j = 0; j < M * TL; j++) {
-				float v = cm[j] ? 0.0f : -FLT_MAX;
-				any |= cm[j] != 0;
-				for (int p = 0; p < m->P1; p++)
-					br[(size_t)j * m->P1 + p] = v;
-			}
-			a->rowmask[r] = any ? 1.0f : 0.0f;
-			if (!any)
-				memset(br, 0, sizeof(float) * S);
-		}
-	} else {
-		for (int r = 0; r < BT; r++)
-			a->rowmask[r] = 0.0f;
-	}
+	int BT = m->batch.B * m->batch.T, Dt = c->t_hidden;
 	lvd_tr_embedding_fwd(a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
 	for (int l = 0; l < c->t_layers; l++)
 		tlayer_fwd(m, l);
 	mllama_rmsnorm_fwd(m, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
 	lvd_linear_fwd(a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
-	m->loss = NAN;
-	m->loss_count = 0;
-	if (b->labels) {
-		double sum = lvd_tr_xent_fwd(&m->loss_count, a->logits, a->targets, BT, c->vocab);
-		m->loss = m->loss_count ? sum / m->loss_count : NAN;
-	}
-	m->fwd_done = 1;
-	return 0;
-}
-
-const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
-double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
-int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
-const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
-const float *lvd_mllama_cross_states(const struct lvd_mllama *m) { return m->have_image ? m->a.cross : NULL; }
-size_t lvd_mllama_capture_rows(const struct lvd_mllama *m) { return m->a.ncap; }
-const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k)
-{
-	if (k < 0 || k >= m->c.n_cross || !m->have_image || !m->a.ncap)
-		return NULL;
-	return m->a.tl[m->c.cross_layers[k]].capp;
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 struct tscratch {
-	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *lscr, *dcross, *dlogits;
+	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *lscr, *dcross;
 };
 
 static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscratch *s)
@@ -355,7 +193,6 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, BS = B * (size_t)m->S, Dt = c->t_hidden;
 	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r ? m->lora_r : 1;
 	size_t BK = BT > BS ? BT : BS;
-	s->dlogits = mllama_take(base, &off, BT * c->vocab);
 	s->dx = mllama_take(base, &off, BT * Dt);
 	s->dln = mllama_take(base, &off, BT * Dt);
 	s->dm = mllama_take(base, &off, BT * Dt);
@@ -465,34 +302,22 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	mllama_rmsnorm_bwd(m, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
-int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs, struct lvd_error *err)
+size_t mllama_text_bwd_scratch(const struct lvd_mllama *m)
+{
+	struct tscratch s;
+	return text_scratch(m, NULL, &s);
+}
+
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	if (!m->fwd_done)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward without a forward");
-	if (!m->gblock && !m->nlora)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
 	struct tscratch s;
-	size_t need = text_scratch(m, NULL, &s);
-	size_t vneed = m->have_image ? mllama_vision_bwd_scratch(m) : 0;
-	size_t total = need + vneed;
-	if (total > m->a.bwd_len) {
-		free(m->a.bwd);
-		m->a.bwd = lvd_alloc_aligned(total, sizeof(float));
-		m->a.bwd_len = m->a.bwd ? total : 0;
-		if (!m->a.bwd)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of backward scratch",
-					     total);
-	}
-	text_scratch(m, m->a.bwd, &s);
+	text_scratch(m, scratch, &s);
 	struct mllama_acts *a = &m->a;
 	int base = mllama_train_base(m);
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
-	memset(s.dlogits, 0, sizeof(float) * (size_t)BT * V);
-	if (m->loss_count > 0 && loss_scale != 0.0f)
-		lvd_tr_xent_bwd(s.dlogits, a->logits, a->targets, loss_scale / (float)m->loss_count, BT, V);
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
-	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, s.dlogits, a->normed, m->w.lm_head, BT, Dt, V);
+	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
 	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
 	mllama_rmsnorm_bwd(m, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
@@ -511,7 +336,5 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 			if (a->ids[r] != c->pad_token_id)
 				lvd_tr_embedding_bwd(m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, 1, Dt);
 	}
-	if (m->have_image && (base || m->vsite))
-		mllama_vision_bwd(m, s.dcross, m->a.bwd + need);
-	return 0;
+	return m->have_image ? s.dcross : NULL;
 }

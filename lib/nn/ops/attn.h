@@ -88,6 +88,19 @@ static inline void lvd_attn_bwd(struct lvd_ctx *ctx, float *dq, float *dk, float
 	lvd_attn_bwd_cpu(ctx, dq, dk, dv, stats, dout, dprobs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D);
 }
 
+/* Additive bias for attention over keys in groups (mllama cross-attention, HF
+ * _prepare_cross_attention_mask): gmask [N, G] (int, N query rows, G groups of P keys,
+ * e.g. G = images·tiles, P = tokens per tile). bias[N, G·P] = 0 where gmask != 0, else
+ * -FLT_MAX; a row with no visible group gets an all-zero bias (plain softmax over every
+ * key) and rowmask[r] = 0, other rows rowmask[r] = 1. Forward only (no gradient). */
+void lvd_attn_group_bias_cpu(struct lvd_ctx *ctx, float *bias, float *rowmask, const int *gmask, int N, int G,
+			     int P);
+static inline void lvd_attn_group_bias(struct lvd_ctx *ctx, float *bias, float *rowmask, const int *gmask, int N,
+				       int G, int P)
+{
+	lvd_attn_group_bias_cpu(ctx, bias, rowmask, gmask, N, G, P);
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
  * pad×pad block is never multiplied. Every mask then has visible keys [0, jend(i)). */
 #include "nn/ops/attn.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -371,4 +372,25 @@ void lvd_attn_bwd_cpu(struct lvd_ctx *ctx, float *dq, float *dk, float *dv, cons
 		}
 	}
 	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_attn_group_bias_cpu(struct lvd_ctx *ctx, float *bias, float *rowmask, const int *gmask, int N, int G,
+			     int P)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_attn_group_bias");
+	size_t S = (size_t)G * P;
+	for (int r = 0; r < N; r++) {
+		const int *gm = gmask + (size_t)r * G;
+		float *br = bias + (size_t)r * S;
+		int any = 0;
+		for (int g = 0; g < G; g++) {
+			float v = gm[g] ? 0.0f : -FLT_MAX;
+			any |= gm[g] != 0;
+			for (int p = 0; p < P; p++)
+				br[(size_t)g * P + p] = v;
+		}
+		rowmask[r] = any ? 1.0f : 0.0f;
+		if (!any)
+			memset(br, 0, sizeof(float) * S);
+	}
 }
