@@ -14,6 +14,7 @@
 #include "nn/gemm.h"
 #include "nn/lora.h"
 #include "nn/ops/attn.h"
+#include "nn/ops/gate.h"
 #include "nn/train_ops.h"
 
 /* ---- activations -------------------------------------------------------------------- */
@@ -149,9 +150,7 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	}
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
 		       tseed(m, l, L_O));
-	float ga = W->cross ? tanhf(W->attn_gate[0]) : 1.0f, gm = W->cross ? tanhf(W->mlp_gate[0]) : 1.0f;
-	for (size_t i = 0; i < BTD; i++)
-		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
+	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
 	mllama_rmsnorm_fwd(m, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
 	mllama_lin_fwd(m, A->g, A->u[L_M1], A->xd[L_M1], A->ln2, W->gate, NULL, tsite(m, l, L_M1), BT, Dt, It,
 		       tseed(m, l, L_M1));
@@ -160,13 +159,9 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	mllama_swiglu_fwd(m, A->act, A->g, A->up, (size_t)BT * It);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M3], A->xd[L_M3], A->act, W->down, NULL, tsite(m, l, L_M3), BT, It, Dt,
 		       tseed(m, l, L_M3));
-	for (int r = 0; r < BT; r++) {
-		float k = W->cross ? gm * m->a.rowmask[r] : 1.0f;
-		for (int d = 0; d < Dt; d++) {
-			size_t i = (size_t)r * Dt + d;
-			out[i] = A->x_mid[i] + k * A->m_out[i];
-		}
-	}
+	/* HF: the cross layer's MLP branch only on rows that see an image */
+	lvd_gated_residual_fwd(m->ctx, out, A->x_mid, A->m_out, W->cross ? W->mlp_gate : NULL,
+			       W->cross ? m->a.rowmask : NULL, BT, Dt);
 }
 
 void mllama_text_fwd(struct lvd_mllama *m)
@@ -223,20 +218,10 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	float *dx = s->dx;
 	if (W->cross && !m->have_image)
 		return;
-	float ga = W->cross ? tanhf(W->attn_gate[0]) : 1.0f, gm = W->cross ? tanhf(W->mlp_gate[0]) : 1.0f;
-	/* MLP branch: out = x_mid + gm·rowmask·m_out */
-	double gsum = 0;
-	for (int r = 0; r < BT; r++) {
-		float k = W->cross ? gm * m->a.rowmask[r] : 1.0f;
-		for (int d = 0; d < Dt; d++) {
-			size_t i = (size_t)r * Dt + d;
-			s->dm[i] = k * dx[i];
-			if (W->cross && m->a.rowmask[r] != 0.0f)
-				gsum += (double)dx[i] * A->m_out[i];
-		}
-	}
-	if (W->cross && base)
-		G->mlp_gate[0] += (1.0f - gm * gm) * (float)gsum;
+	/* MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out (cross), x_mid + m_out */
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->mlp_gate : NULL, dx, A->m_out,
+			       W->cross ? W->mlp_gate : NULL, W->cross ? m->a.rowmask : NULL, BT, Dt);
 	memset(s->dact, 0, BTI * sizeof(float));
 	mllama_lin_bwd(m, s->dact, G->down, NULL, s->lscr, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
@@ -250,10 +235,9 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
 	mllama_rmsnorm_bwd(m, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
 	/* attention branch: x_mid = x_in + ga·o_out */
-	if (W->cross && base)
-		G->attn_gate[0] += (1.0f - ga * ga) * (float)lvd_tr_dot(dx, A->o_out, BTD);
-	for (size_t i = 0; i < BTD; i++)
-		s->dm[i] = ga * dx[i];
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->attn_gate : NULL, dx, A->o_out,
+			       W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
 	memset(s->datt, 0, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->datt, G->o, NULL, s->lscr, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       tsite_mut(m, l, L_O), BT, Dt, Dt, tseed(m, l, L_O));
