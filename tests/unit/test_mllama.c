@@ -404,6 +404,33 @@ static void lora_case(int frozen, int threads)
 				cmp(lt, gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
 		}
 	}
+	/* one parameter block and one gradient block with the same layout, adapters in
+	 * order, A before B; the optimizer state is two moments per float */
+	size_t np = 0, ng = 0, no = 0;
+	float *P = lvd_mllama_lora_params(m, &np), *G = lvd_mllama_lora_grads(m, &ng);
+	CHECK(P && G && np == ng && lvd_mllama_lora_opt_state(m, &no) && no == 2 * np);
+	int layout_ok = 1;
+	const float *prev = P;
+	double gsum_adapters = 0, gsum_block = 0;
+	for (size_t j = 0; j < lvd_mllama_nlora(m); j++) {
+		struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
+		layout_ok &= l->dtype == LVD_F32 && l->A >= prev && l->B >= l->A + (size_t)4 * l->in &&
+			     l->B + (size_t)4 * l->out <= P + np && l->dA - G == l->A - P && l->dB - G == l->B - P;
+		prev = l->B + (size_t)4 * l->out;
+		for (size_t i = 0; i < (size_t)4 * l->in; i++)
+			gsum_adapters += l->dA[i];
+		for (size_t i = 0; i < (size_t)4 * l->out; i++)
+			gsum_adapters += l->dB[i];
+	}
+	for (size_t i = 0; i < ng; i++)
+		gsum_block += G[i]; /* padding floats are 0 */
+	CHECK(layout_ok);
+	CHECK(gsum_block == gsum_adapters);
+	lvd_mllama_zero_grads(m);
+	int zero = 1;
+	for (size_t i = 0; i < ng; i++)
+		zero &= G[i] == 0.0f;
+	CHECK(zero);
 	lvd_mllama_free(m);
 	lvd_st_close(lt);
 	gold_close(&g);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/error.h"
+#include "nn/ctx.h"   /* enum lvd_dtype */
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +58,7 @@ struct lvd_mllama_param {
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
+	enum lvd_dtype dtype;       /* of data and grad: LVD_F32 (CPU); bf16 storage on CUDA later */
 	float *data, *grad;
 };
 
@@ -64,7 +66,9 @@ struct lvd_mllama_param {
 struct lvd_mllama_lora {
 	char module[128];
 	int in, out;
-	float *A, *B, *dA, *dB;     /* [r, in], [out, r] and their gradients (carved from one block) */
+	enum lvd_dtype dtype;       /* of A, B, dA, dB: LVD_F32 */
+	float *A, *B, *dA, *dB;     /* [r, in], [out, r] in the parameter block, dA/dB at the same
+				     * offsets in the gradient block (lvd_mllama_lora_params/grads) */
 };
 
 struct lvd_mllama_lora_cfg {
@@ -116,6 +120,15 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 size_t lvd_mllama_nlora(const struct lvd_mllama *m);
 struct lvd_mllama_lora *lvd_mllama_lora_at(struct lvd_mllama *m, size_t i);
 int lvd_mllama_lora_rank(const struct lvd_mllama *m);
+/* The LoRA parameters as ONE contiguous block (every adapter's A then B, in adapter
+ * order, each matrix starting on a 64-byte boundary; the few padding floats stay 0), the
+ * gradients as another with the same layout (an optimizer or an all-reduce works on the
+ * whole block), and the optimizer state: two fp32 moments per parameter float
+ * ([2, n]: first moments, then second; zeroed, not used by the model). *n = floats
+ * (2·floats for the state); NULL before lvd_mllama_add_lora. Owned by the model. */
+float *lvd_mllama_lora_params(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_lora_grads(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_lora_opt_state(struct lvd_mllama *m, size_t *n);
 /* Writes a PEFT-loadable adapter folder: dir/adapter_model.safetensors (F32) and
  * dir/adapter_config.json (LORA, CAUSAL_LM, r, lora_alpha, lora_dropout, target_modules,
  * base_model_name_or_path ...), each written atomically; dir must exist. Keys are

@@ -76,7 +76,10 @@ struct lvd_mllama {
 	/* LoRA */
 	struct lvd_mllama_lora *lora;
 	size_t nlora;
-	float *lblock;
+	float *lparams, *lgrads;     /* every A and B, contiguous (adapter order, A then B); their
+				      * gradients at the same offsets */
+	float *lopt;                 /* optimizer state: two fp32 moments per LoRA float (carved, unused) */
+	size_t lsize;                /* floats in lparams (and lgrads; lopt holds 2·lsize) */
 	int lora_r;
 	float lora_s, lora_p, lora_alpha;
 	int lora_rslora;
