@@ -284,6 +284,24 @@ static void test_backward(void)
 		same &= memcmp(g_all + o, lvd_mllama_param_at(m, i)->grad,
 			       sizeof(float) * lvd_mllama_param_at(m, i)->numel) == 0;
 	CHECKF(same, "gradients with 3 captured rows differ from all rows with R zero elsewhere");
+	/* sizing: measure mode of the same carving == what forward/backward allocated, and
+	 * measuring leaves the last forward's results alone */
+	struct lvd_mllama_mem want, got, got0;
+	const float *xp = lvd_mllama_xattn_probs(m, 0);
+	float x0 = xp[5];
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, g.B * g.T, &want, &err) == 0); /* the largest forward */
+	lvd_mllama_mem_used(m, &got);
+	CHECK(want.acts == got.acts && want.scratch == got.scratch && want.params == got.params);
+	CHECK(want.grads == got.grads && got.grads == want.params && want.opt == 2 * want.grads);
+	CHECK(lvd_mllama_xattn_probs(m, 0) == xp && xp[5] == x0 && lvd_mllama_capture_rows(m) == 3);
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, 3, &want, &err) == 0);
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, 0, &got0, &err) == 0);
+	/* 3 captured rows of the one cross layer: H·3·S floats, plus the copied lists (each
+	 * carve in 64-byte granules) */
+	CHECK(want.acts - got0.acts == (((H * 3 * S + 15) & ~(size_t)15) + 32) * sizeof(float));
+	REQUIRE(lvd_mllama_measure(m, 1, 4, 0, 0, &got0, &err) == 0);
+	CHECK(got0.acts < want.acts / 4);
+	CHECK(lvd_mllama_measure(m, 0, 4, 0, 0, &got0, &err) == LVD_ERR_INVALID);
 	free(Rz), free(Rs), free(g_all), free(crows);
 	free(R);
 	lvd_mllama_free(m);

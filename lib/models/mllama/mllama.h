@@ -162,6 +162,25 @@ struct lvd_mllama_batch {
 	const int *cap_off;
 };
 
+/* Memory of a training step in bytes. params: base parameters (fp32, mapped ones
+ * included); lora: the LoRA parameter block; grads: the trainable gradients (the LoRA
+ * gradient block with LoRA, else full parameter gradients); opt: optimizer state, two
+ * fp32 moments per trainable float; acts: activations kept for backward; scratch:
+ * backward scratch. (The ctx workspace of the ops comes on top: O(threads·64·S + T·D).) */
+struct lvd_mllama_mem {
+	size_t params, lora, grads, opt, acts, scratch;
+};
+/* Measures, from the configuration, the current LoRA setup and a batch shape (B samples
+ * of T tokens, M images each (0: text only), ncap capture rows in all), what a
+ * forward + backward of that shape carves — with the same carving code the forward
+ * runs (measure mode), without allocating or touching the last forward's results.
+ * Errors: LVD_ERR_INVALID (bad shape), LVD_ERR_NOMEM. */
+int lvd_mllama_measure(struct lvd_mllama *m, int B, int T, int M, int ncap, struct lvd_mllama_mem *out,
+		       struct lvd_error *err);
+/* What the model holds now (activation and scratch capacity of the largest batch so far;
+ * opt only with LoRA, where it is carved). */
+void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out);
+
 /* Forward. Keeps every activation needed for backward inside the model (reallocated
  * when the batch shape grows). Results stay valid until the next forward. */
 int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *batch, struct lvd_error *err);

@@ -98,7 +98,7 @@ struct lvd_mllama {
 };
 
 /* vision (mllama_vision.c) */
-size_t mllama_vision_acts(struct lvd_mllama *m, float *base);
+size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_vision_fwd(struct lvd_mllama *m);
 /* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch from base */
 void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
@@ -107,7 +107,7 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
 /* text tower (mllama_text.c): activations (measure with base NULL), forward from the
  * batch copies and cross states to logits, backward from dlogits; returns dcross
  * [NV·TL·P1, Dt] inside scratch (NULL without images) */
-size_t mllama_text_acts(struct lvd_mllama *m, float *base);
+size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_text_fwd(struct lvd_mllama *m);
 size_t mllama_text_bwd_scratch(const struct lvd_mllama *m);
 const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch);

@@ -54,13 +54,10 @@ static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 }
 
 
-int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+/* batch shape and the derived token counts */
+static void set_shape(struct lvd_mllama *m, const struct lvd_mllama_batch *b)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	int rc = check_batch(m, b, err);
-	if (rc)
-		return rc;
-	m->fwd_done = 0;
 	m->batch = *b;
 	m->have_image = b->pixel_values != NULL;
 	int gs = c->v_image_size / c->v_patch, TL = c->v_max_tiles;
@@ -70,13 +67,101 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	m->L = TL * m->Pp;
 	m->NV = m->have_image ? b->B * b->M : 0;
 	m->S = m->have_image ? b->M * TL * m->P1 : 0;
+}
+
+/* THE activation carving of both towers for the current shape (text, then vision);
+ * measures with base NULL. */
+static size_t carve_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
+{
+	size_t t = mllama_text_acts(m, a, base);
+	return t + (m->have_image ? mllama_vision_acts(m, a, base ? base + t : NULL) : 0);
+}
+
+/* backward scratch: dlogits, the text tower's, the vision tower's (offsets out) */
+static size_t bwd_floats(const struct lvd_mllama *m, size_t *toff, size_t *voff)
+{
+	size_t off = 0;
+	mllama_take(NULL, &off, (size_t)m->batch.B * m->batch.T * m->c.vocab);
+	*toff = off;
+	off += mllama_text_bwd_scratch(m);
+	*voff = off;
+	return off + (m->have_image ? mllama_vision_bwd_scratch(m) : 0);
+}
+
+static size_t trainable_floats(const struct lvd_mllama *m, size_t *base_floats)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->nparams; i++)
+		n += m->params[i].numel;
+	*base_floats = n;
+	return m->nlora ? m->lsize : n;
+}
+
+int lvd_mllama_measure(struct lvd_mllama *m, int B, int T, int M, int ncap, struct lvd_mllama_mem *out,
+		       struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (B < 1 || T < 1 || M < 0 || ncap < 0 || ncap > B * T)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: measure: B, T >= 1, M >= 0, 0 <= ncap <= B·T required");
+	struct lvd_mllama_batch saved = m->batch;
+	int sv[7] = { m->have_image, m->np, m->P1, m->Pp, m->L, m->NV, m->S };
+	static const float no_pixels;
+	int *off = calloc((size_t)B + 1, sizeof(int));
+	struct mllama_acts tmp = { 0 };
+	tmp.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *tmp.vl);
+	tmp.tl = calloc(c->t_layers, sizeof *tmp.tl);
+	int rc = 0;
+	if (!off || !tmp.vl || !tmp.tl) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+		goto out;
+	}
+	off[B] = ncap;
+	struct lvd_mllama_batch b = { .B = B, .T = T, .M = M, .pixel_values = M ? &no_pixels : NULL,
+				      .cap_off = ncap ? off : NULL };
+	set_shape(m, &b);
+	size_t base_floats, train = trainable_floats(m, &base_floats), toff, voff;
+	out->params = base_floats * sizeof(float);
+	out->lora = m->lsize * sizeof(float);
+	out->grads = train * sizeof(float);
+	out->opt = 2 * train * sizeof(float);
+	out->acts = carve_acts(m, &tmp, NULL) * sizeof(float);
+	out->scratch = bwd_floats(m, &toff, &voff) * sizeof(float);
+	m->batch = saved;
+	m->have_image = sv[0], m->np = sv[1], m->P1 = sv[2], m->Pp = sv[3], m->L = sv[4], m->NV = sv[5], m->S = sv[6];
+out:
+	free(off);
+	free(tmp.vl);
+	free(tmp.tl);
+	return rc;
+}
+
+void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out)
+{
+	size_t base_floats, train = trainable_floats(m, &base_floats);
+	out->params = base_floats * sizeof(float);
+	out->lora = m->lsize * sizeof(float);
+	out->grads = (m->nlora ? m->lsize : m->gblock ? base_floats : 0) * sizeof(float);
+	out->opt = m->nlora ? 2 * train * sizeof(float) : 0;
+	out->acts = m->acap * sizeof(float);
+	out->scratch = m->a.bwd_len * sizeof(float);
+}
+
+int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	int rc = check_batch(m, b, err);
+	if (rc)
+		return rc;
+	m->fwd_done = 0;
+	set_shape(m, b);
+	int TL = c->v_max_tiles;
 	if (!m->a.vl) {
 		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
 		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
 		if (!m->a.vl || !m->a.tl)
 			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
 	}
-	size_t need = mllama_text_acts(m, NULL) + (m->have_image ? mllama_vision_acts(m, NULL) : 0);
+	size_t need = carve_acts(m, &m->a, NULL);
 	if (need > m->acap) {
 		free(m->ablock);
 		m->ablock = lvd_alloc_aligned(need, sizeof(float));
@@ -84,9 +169,7 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 		if (!m->ablock)
 			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
 	}
-	size_t toff = mllama_text_acts(m, m->ablock);
-	if (m->have_image)
-		mllama_vision_acts(m, m->ablock + toff);
+	carve_acts(m, &m->a, m->ablock);
 	struct mllama_acts *a = &m->a;
 	int B = b->B, T = b->T, BT = B * T;
 	for (int t = 0; t < T; t++)
@@ -139,12 +222,8 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward without a forward");
 	if (!m->gblock && !m->nlora)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
-	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, off = 0;
-	mllama_take(NULL, &off, BT * V);
-	size_t toff = off;
-	off += mllama_text_bwd_scratch(m);
-	size_t voff = off;
-	off += m->have_image ? mllama_vision_bwd_scratch(m) : 0;
+	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, toff, voff;
+	size_t off = bwd_floats(m, &toff, &voff);
 	if (off > m->a.bwd_len) {
 		free(m->a.bwd);
 		m->a.bwd = lvd_alloc_aligned(off, sizeof(float));

@@ -32,10 +32,9 @@ static uint64_t tseed(const struct lvd_mllama *m, int l, int s)
 	return m->lora_seed * 1000003u + (uint64_t)m->batch.dropout_step * 7919u + 0x100000u + (uint64_t)l * 16 + s;
 }
 
-size_t mllama_text_acts(struct lvd_mllama *m, float *base)
+size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	struct mllama_acts *a = &m->a;
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden;
 	size_t H = c->t_heads, KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r;
 	a->x0 = mllama_take(base, &off, BT * Dt);

@@ -15,10 +15,9 @@
 #include "nn/ops/vembed.h"
 #include "nn/train_ops.h"
 
-size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
+size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	struct mllama_acts *a = &m->a;
 	size_t off = 0, NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, I = c->v_inter;
 	size_t N = NV * m->L, np = m->np, K = (size_t)c->v_channels * c->v_patch * c->v_patch;
 	size_t H = c->v_heads, r = m->lora_r;
