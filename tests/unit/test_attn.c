@@ -169,24 +169,24 @@ static void test_small(void)
 	}
 }
 
-/* several query blocks (QB = 64), a pad boundary inside a block, causal block skipping */
+/* several query blocks (QB = 256), a pad boundary inside a block, causal block skipping */
 static void test_blocks(void)
 {
-	static const int rows[] = { 0, 63, 64, 130, 1, 129 };
+	static const int rows[] = { 0, 255, 256, 299, 1, 298 };
 	static const int off[] = { 0, 4, 6 };
-	struct acase c = { .kind = LVD_ATTN_MASK_CAUSAL, .B = 2, .Tq = 131, .Tk = 131, .H = 4, .KH = 1, .D = 8,
+	struct acase c = { .kind = LVD_ATTN_MASK_CAUSAL, .B = 2, .Tq = 300, .Tk = 300, .H = 4, .KH = 1, .D = 8,
 			   .rows = rows, .off = off };
 	setup(&c);
-	vs_reference("causal 131", &c);
+	vs_reference("causal 300", &c);
 	c.kind = LVD_ATTN_MASK_PADPAIR, c.KH = 4;
 	release(&c);
 	setup(&c);
-	vs_reference("padpair 131", &c);
+	vs_reference("padpair 300", &c);
 	release(&c);
-	c = (struct acase){ .kind = LVD_ATTN_MASK_BIAS, .B = 2, .Tq = 70, .Tk = 200, .H = 4, .KH = 2, .D = 8,
+	c = (struct acase){ .kind = LVD_ATTN_MASK_BIAS, .B = 2, .Tq = 270, .Tk = 100, .H = 4, .KH = 2, .D = 8,
 			    .rows = rows, .off = (const int[]){ 0, 2, 3 } };
 	setup(&c);
-	vs_reference("bias 70x200", &c);
+	vs_reference("bias 270x100", &c);
 	release(&c);
 }
 

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "nn/gemm.h"
 
-enum { QB = 64 };   /* query rows per block */
+enum { QB = 256 };  /* query rows per block (larger blocks: better GEMMs, more workspace) */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VEC_CLONES \
