@@ -93,6 +93,14 @@ static void test_gate(void)
 	}
 	/* fp32 outputs ~1e-7 relative of O(100) sums over 2e-3: ~1e-2 of a gradient ~100 */
 	CHECK_NEAR(dgate - 0.25f, (l[0] - l[1]) / 2e-3, 1e-3 * fabs(dgate) + 0.05);
+	/* row mask: the mllama Meta row-masking loop */
+	memcpy(o1, x, 4 * N * C);
+	memcpy(want, x, 4 * N * C);
+	for (int r = 0; r < N; r++)
+		if (rows[r] == 0.0f)
+			memset(want + (size_t)r * C, 0, sizeof(float) * C);
+	lvd_row_mask(c1, o1, rows, N, C);
+	CHECK(memcmp(o1, want, 4 * N * C) == 0 && o1[C] == x[C] && o1[0] == 0.0f);
 	lvd_ctx_destroy(c1), lvd_ctx_destroy(c2);
 	free(x), free(br), free(dout), free(rows), free(o1), free(o2), free(want);
 }

@@ -128,9 +128,7 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
 		mllama_attn_fwd(m, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
 		if (m->batch.meta_row_mask)
-			for (int r = 0; r < BT; r++)
-				if (m->a.rowmask[r] == 0.0f)
-					memset(A->att + (size_t)r * Dt, 0, sizeof(float) * Dt);
+			lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
 	} else {
 		mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
 			       tseed(m, l, L_Q));
@@ -249,9 +247,7 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	memset(s->dln, 0, BTD * sizeof(float));
 	if (W->cross) {
 		if (m->batch.meta_row_mask)
-			for (int r = 0; r < BT; r++)
-				if (m->a.rowmask[r] == 0.0f)
-					memset(s->datt + (size_t)r * Dt, 0, sizeof(float) * Dt);
+			lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
 		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
 		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
 		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,

@@ -37,6 +37,15 @@ static inline void lvd_gated_residual_bwd(struct lvd_ctx *ctx, float *dbranch, f
 	lvd_gated_residual_bwd_cpu(ctx, dbranch, dgate, dout, branch, gate, rowscale, N, C);
 }
 
+/* Zeroes the rows r of x[N, C] with rowmask[r] == 0 (in place; other rows untouched).
+ * Linear and self-adjoint: apply it to the gradient for the backward. (mllama's Meta
+ * row masking of the cross-attention output.) */
+void lvd_row_mask_cpu(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C);
+static inline void lvd_row_mask(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C)
+{
+	lvd_row_mask_cpu(ctx, x, rowmask, N, C);
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
 #include "nn/ops/gate.h"
 
 #include <math.h>
+#include <string.h>
 
 enum { MIN_PAR = 1 << 15 };   /* below this many values one thread is faster */
 
@@ -79,4 +80,12 @@ void lvd_gated_residual_bwd_cpu(struct lvd_ctx *ctx, float *dbranch, float *dgat
 		return;
 	struct gjob j = { dbranch, dout, NULL, rowscale, g, C };
 	run(ctx, bwd_rows, &j, N);
+}
+
+void lvd_row_mask_cpu(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_row_mask");
+	for (int r = 0; r < N; r++)
+		if (rowmask[r] == 0.0f)
+			memset(x + (size_t)r * C, 0, sizeof(float) * C);
 }
