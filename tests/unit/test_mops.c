@@ -214,6 +214,16 @@ static void test_vembed(void)
 						     : dl[row * D + d] == 0 && di1[row * D + d] == 0;
 			}
 	CHECK(ok);
+	/* pad flags: padding tokens and unused tiles */
+	int tmask[NV * TL] = { 1, 0, 1, 1, 1, 0 };
+	uint8_t pad[NV * L];
+	lvd_vembed_pad_flags(ctx, pad, tmask, NV, TL, P1, Pp);
+	ok = 1;
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++)
+			for (int p = 0; p < Pp; p++)
+				ok &= pad[(size_t)n * L + t * Pp + p] == ((p >= P1) || !tmask[n * TL + t]);
+	CHECK(ok && pad[0] == 0 && pad[P1] == 1 && pad[Pp] == 1);
 	lvd_ctx_destroy(ctx);
 	free(pf), free(cls), free(pre), free(pos), free(tpos), free(h), free(want), free(R), free(dpf), free(dcls);
 	free(dpre), free(dpos), free(dtpos), free(x), free(x2), free(dtab), free(dx), free(tw), free(last), free(i0);

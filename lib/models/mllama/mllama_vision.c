@@ -134,10 +134,8 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 			size_t r = (size_t)n * TL + t;
 			mllama_layernorm_fwd(m, x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
 					     w->ln_pre_w, w->ln_pre_b, P1, D, c->v_eps);
-			int tile_on = b->aspect_ratio_mask[n * TL + t] != 0;
-			for (int p = 0; p < Pp; p++)
-				a->pad[(size_t)n * L + t * Pp + p] = (p >= P1) || !tile_on;
 		}
+	lvd_vembed_pad_flags(m->ctx, a->pad, b->aspect_ratio_mask, NV, TL, P1, Pp);
 	for (int l = 0; l < c->v_layers; l++)
 		vlayer_fwd(m, l, vlayer_out(m, l));
 	float *post = c->v_global_layers ? a->vl[c->v_layers].x_in : a->g_out;

@@ -11,6 +11,8 @@
 #ifndef LVD_NN_OPS_VEMBED_H
 #define LVD_NN_OPS_VEMBED_H
 
+#include <stdint.h>
+
 #include "nn/ctx.h"
 
 #ifdef __cplusplus
@@ -45,6 +47,17 @@ void lvd_vembed_gather_fwd_cpu(struct lvd_ctx *ctx, float *feats, const float *l
 void lvd_vembed_gather_bwd_cpu(struct lvd_ctx *ctx, float *dx, const float *dfeats, int part, int NV, int TL, int P1,
 			       int Pp, int D, int K);
 
+/* Attention pad flags of the padded sequences: pad[NV, TL, Pp] (uint8) = 1 for the
+ * padding tokens p >= P1 and for every token of a tile with tile_mask[n, t] == 0 (an
+ * unused tile slot), else 0. Forward only. */
+void lvd_vembed_pad_flags_cpu(struct lvd_ctx *ctx, uint8_t *pad, const int *tile_mask, int NV, int TL, int P1,
+			      int Pp);
+
+static inline void lvd_vembed_pad_flags(struct lvd_ctx *ctx, uint8_t *pad, const int *tile_mask, int NV, int TL,
+					int P1, int Pp)
+{
+	lvd_vembed_pad_flags_cpu(ctx, pad, tile_mask, NV, TL, P1, Pp);
+}
 static inline void lvd_vembed_fwd(struct lvd_ctx *ctx, float *h, const float *pf, const int *ar_ids, const float *cls,
 				  const float *pre_tile, const float *pre_gate, const float *pos, const float *tile_pos,
 				  const float *pos_gate, int NV, int TL, int np, int D)

@@ -154,3 +154,15 @@ void lvd_vembed_gather_bwd_cpu(struct lvd_ctx *ctx, float *dx, const float *dfea
 				}
 			}
 }
+
+void lvd_vembed_pad_flags_cpu(struct lvd_ctx *ctx, uint8_t *pad, const int *tile_mask, int NV, int TL, int P1,
+			      int Pp)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_vembed_pad_flags");
+	for (int n = 0; n < NV; n++)
+		for (int t = 0; t < TL; t++) {
+			int on = tile_mask[n * TL + t] != 0;
+			for (int p = 0; p < Pp; p++)
+				pad[((size_t)n * TL + t) * Pp + p] = (p >= P1) || !on;
+		}
+}
