@@ -1,5 +1,8 @@
 /* lib/models/mllama/mllama_internal.h — the model struct shared by the mllama sources
- * (not a public header). */
+ * (not a public header). Call graph: mllama_model.c (batch, mask, loss, order) calls the
+ * two towers mllama_vision.c and mllama_text.c, which are leaves; both use the LoRA
+ * linear of mllama_lora.c and the threading glue of mllama_par.c; mllama_load.c holds
+ * configuration, parameters, LoRA setup and saving. */
 #ifndef LVD_MODELS_MLLAMA_INTERNAL_H
 #define LVD_MODELS_MLLAMA_INTERNAL_H
 

@@ -1,7 +1,9 @@
-/* lib/models/mllama/mllama_par.c — the model's elementwise and per-row ops split over
- * its thread pool (lvd_mllama_set_threads). Each chunk runs the lib/nn/train_ops op on
- * a contiguous range, so results are bitwise those of one thread; ops that accumulate
- * parameter gradients over rows run on one thread. */
+/* lib/models/mllama/mllama_par.c — the model's threading glue until lib/nn's ops all
+ * take a context (phase 2 replaces this file): the elementwise and per-row train_ops
+ * split over the model's pool (lvd_mllama_set_threads; each chunk runs the op on a
+ * contiguous range, so results are bitwise those of one thread; ops that accumulate
+ * parameter gradients over rows run on one thread), the model's execution context
+ * (which borrows that pool), and the attention ops run with OpenBLAS on one thread. */
 #include "core/pool.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/gemm.h"

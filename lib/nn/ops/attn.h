@@ -31,7 +31,7 @@
  * Threads: work splits over (kv head) on ctx's pool with single-threaded GEMMs; results
  *   do not depend on the thread count. The caller keeps OpenBLAS at one thread while
  *   calling (ctx policy). Working memory comes from ctx's workspace
- *   (about threads·2·64·Tk + 7·T·H·D floats for PADPAIR). No CUDA twin yet. */
+ *   (threads·2·256·Tk floats, plus 7·T·H·D for PADPAIR). No CUDA twin yet. */
 #ifndef LVD_NN_OPS_ATTN_H
 #define LVD_NN_OPS_ATTN_H
 
