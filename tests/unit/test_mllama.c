@@ -88,6 +88,20 @@ static struct lvd_mllama_batch gold_batch(const struct gold *g)
 	return b;
 }
 
+/* capture lists naming every text row of every sample, in order: the captured
+ * probabilities are then laid out [B, H, T, S] like the golden full tensor */
+static void capture_all(struct lvd_mllama_batch *b, int *rows, int *off)
+{
+	off[0] = 0;
+	for (int s = 0; s < b->B; s++) {
+		for (int t = 0; t < b->T; t++)
+			rows[s * b->T + t] = t;
+		off[s + 1] = (s + 1) * b->T;
+	}
+	b->cap_rows = rows;
+	b->cap_off = off;
+}
+
 static struct lvd_mllama *load_model(void)
 {
 	struct lvd_mllama *m = NULL;
@@ -138,9 +152,13 @@ static void test_forward(void)
 	CHECK(lvd_mllama_param_find(m, "vision_model.global_transformer.layers.0.gate_attn") != NULL);
 	struct lvd_mllama_batch b = gold_batch(&g);
 	struct lvd_error err = { 0 };
+	int *crows = malloc(sizeof(int) * g.B * g.T), coff[8];
+	REQUIRE(crows && g.B < 8);
+	capture_all(&b, crows, coff);
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
 	size_t P1 = 17, rows = (size_t)g.B * g.M * g.TL * P1;
+	CHECK(lvd_mllama_capture_rows(m) == (size_t)g.B * g.T);
 	/* fp32 both sides, different summation orders (BLAS vs torch): ~1e-6 relative per op,
 	 * a few ops deep -> 1e-5 of the tensor's scale */
 	cmp(g.io, "vision_features", lvd_mllama_vision_features(m), rows * c->v_out_dim, 1e-6, 1e-5);
@@ -148,6 +166,35 @@ static void test_forward(void)
 	size_t S = (size_t)g.M * g.TL * P1;
 	/* probabilities in [0, 1]: absolute 1e-6 after two towers of fp32 */
 	cmp(g.io, "xattn_probs", lvd_mllama_xattn_probs(m, 0), (size_t)g.B * c->t_heads * g.T * S, 2e-6, 0);
+	/* a ragged subset, out of order (sample 0: 3 rows, sample 1: 1), against the same
+	 * golden rows; and no capture at all */
+	int H = c->t_heads, sub_rows[4] = { g.T - 1, 0, 5, 7 }, sub_off[3] = { 0, 3, 4 };
+	REQUIRE(g.B == 2 && g.T > 7);
+	b.cap_rows = sub_rows;
+	b.cap_off = sub_off;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	CHECK(lvd_mllama_capture_rows(m) == 4);
+	float *full = getf(g.io, "xattn_probs", NULL), *want = malloc(sizeof(float) * 4 * H * S);
+	REQUIRE(full && want);
+	for (int s = 0; s < 2; s++) {
+		int Rb = sub_off[s + 1] - sub_off[s];
+		for (int h = 0; h < H; h++)
+			for (int i = 0; i < Rb; i++)
+				memcpy(want + ((size_t)H * sub_off[s] + (size_t)h * Rb + i) * S,
+				       full + (((size_t)s * H + h) * g.T + sub_rows[sub_off[s] + i]) * S, sizeof(float) * S);
+	}
+	CHECK_CLOSE("xattn_probs (4 captured rows)", lvd_mllama_xattn_probs(m, 0), want, 4 * H * S, 2e-6, 0);
+	free(full), free(want);
+	b.cap_off = NULL;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	CHECK(lvd_mllama_xattn_probs(m, 0) == NULL && lvd_mllama_capture_rows(m) == 0);
+	sub_rows[1] = g.T - 1; /* repeated row: rejected */
+	b.cap_off = sub_off;
+	CHECK(lvd_mllama_forward(m, &b, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "twice");
+	b.cap_rows = crows;
+	capture_all(&b, crows, coff);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	/* issue target: <= 1e-4 relative on logits (fp32 throughout) */
 	cmp(g.io, "logits", lvd_mllama_logits(m), (size_t)g.B * g.T * c->vocab, 0, 1e-4);
 	size_t n;
@@ -155,6 +202,7 @@ static void test_forward(void)
 	REQUIRE(loss);
 	CHECK_NEAR(lvd_mllama_loss(m), loss[0], 1e-5 * fabs(loss[0])); /* mean CE, fp32 logits */
 	free(loss);
+	free(crows);
 	lvd_mllama_free(m);
 	gold_close(&g);
 }
@@ -181,6 +229,9 @@ static void test_backward(void)
 	REQUIRE(lvd_mllama_set_threads(m, 2, &err) == 0); /* the pooled paths (forward runs 1 thread elsewhere) */
 	CHECK(lvd_mllama_set_threads(m, 0, &err) == LVD_ERR_INVALID);
 	struct lvd_mllama_batch b = gold_batch(&g);
+	int *crows = malloc(sizeof(int) * g.B * g.T), coff[8];
+	REQUIRE(crows && g.B < 8);
+	capture_all(&b, crows, coff); /* the golden R covers every row */
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	float *R = getf(g.io, "xattn_R", NULL);
 	REQUIRE(R);
@@ -197,6 +248,61 @@ static void test_backward(void)
 			bad++;
 	}
 	CHECKF(bad == 0, "%d of %zu parameter gradients differ", bad, lvd_mllama_nparams(m));
+	/* capturing only some rows with their part of R == capturing all rows with R zero
+	 * elsewhere (same ops, same order: bitwise) */
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	size_t S = (size_t)g.M * g.TL * 17, H = c->t_heads, ng = 0;
+	for (size_t i = 0; i < lvd_mllama_nparams(m); i++)
+		ng += lvd_mllama_param_at(m, i)->numel;
+	int sub_rows[3] = { 9, 2, 4 }, sub_off[3] = { 0, 2, 3 };
+	float *Rz = calloc((size_t)g.B * H * g.T * S, sizeof(float)), *Rs = malloc(sizeof(float) * 3 * H * S);
+	float *g_all = malloc(sizeof(float) * ng);
+	REQUIRE(Rz && Rs && g_all && g.B == 2 && g.T > 9);
+	for (int s = 0; s < 2; s++) {
+		int Rb = sub_off[s + 1] - sub_off[s];
+		for (size_t h = 0; h < H; h++)
+			for (int i = 0; i < Rb; i++) {
+				size_t o = (((size_t)s * H + h) * g.T + sub_rows[sub_off[s] + i]) * S;
+				memcpy(Rz + o, R + o, sizeof(float) * S);
+				memcpy(Rs + ((size_t)H * sub_off[s] + h * Rb + i) * S, R + o, sizeof(float) * S);
+			}
+	}
+	lvd_mllama_zero_grads(m);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	dp[0] = Rz;
+	REQUIRE(lvd_mllama_backward(m, 1.0f, dp, &err) == 0);
+	for (size_t i = 0, o = 0; i < lvd_mllama_nparams(m); o += lvd_mllama_param_at(m, i)->numel, i++)
+		memcpy(g_all + o, lvd_mllama_param_at(m, i)->grad, sizeof(float) * lvd_mllama_param_at(m, i)->numel);
+	lvd_mllama_zero_grads(m);
+	b.cap_rows = sub_rows;
+	b.cap_off = sub_off;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	dp[0] = Rs;
+	REQUIRE(lvd_mllama_backward(m, 1.0f, dp, &err) == 0);
+	int same = 1;
+	for (size_t i = 0, o = 0; i < lvd_mllama_nparams(m); o += lvd_mllama_param_at(m, i)->numel, i++)
+		same &= memcmp(g_all + o, lvd_mllama_param_at(m, i)->grad,
+			       sizeof(float) * lvd_mllama_param_at(m, i)->numel) == 0;
+	CHECKF(same, "gradients with 3 captured rows differ from all rows with R zero elsewhere");
+	/* sizing: measure mode of the same carving == what forward/backward allocated, and
+	 * measuring leaves the last forward's results alone */
+	struct lvd_mllama_mem want, got, got0;
+	const float *xp = lvd_mllama_xattn_probs(m, 0);
+	float x0 = xp[5];
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, g.B * g.T, &want, &err) == 0); /* the largest forward */
+	lvd_mllama_mem_used(m, &got);
+	CHECK(want.acts == got.acts && want.scratch == got.scratch && want.params == got.params);
+	CHECK(want.grads == got.grads && got.grads == want.params && want.opt == 2 * want.grads);
+	CHECK(lvd_mllama_xattn_probs(m, 0) == xp && xp[5] == x0 && lvd_mllama_capture_rows(m) == 3);
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, 3, &want, &err) == 0);
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, 0, &got0, &err) == 0);
+	/* 3 captured rows of the one cross layer: H·3·S floats, plus the copied lists (each
+	 * carve in 64-byte granules) */
+	CHECK(want.acts - got0.acts == (((H * 3 * S + 15) & ~(size_t)15) + 32) * sizeof(float));
+	REQUIRE(lvd_mllama_measure(m, 1, 4, 0, 0, &got0, &err) == 0);
+	CHECK(got0.acts < want.acts / 4);
+	CHECK(lvd_mllama_measure(m, 0, 4, 0, 0, &got0, &err) == LVD_ERR_INVALID);
+	free(Rz), free(Rs), free(g_all), free(crows);
 	free(R);
 	lvd_mllama_free(m);
 	gold_close(&g);
@@ -316,6 +422,33 @@ static void lora_case(int frozen, int threads)
 				cmp(lt, gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
 		}
 	}
+	/* one parameter block and one gradient block with the same layout, adapters in
+	 * order, A before B; the optimizer state is two moments per float */
+	size_t np = 0, ng = 0, no = 0;
+	float *P = lvd_mllama_lora_params(m, &np), *G = lvd_mllama_lora_grads(m, &ng);
+	CHECK(P && G && np == ng && lvd_mllama_lora_opt_state(m, &no) && no == 2 * np);
+	int layout_ok = 1;
+	const float *prev = P;
+	double gsum_adapters = 0, gsum_block = 0;
+	for (size_t j = 0; j < lvd_mllama_nlora(m); j++) {
+		struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
+		layout_ok &= l->dtype == LVD_F32 && l->A >= prev && l->B >= l->A + (size_t)4 * l->in &&
+			     l->B + (size_t)4 * l->out <= P + np && l->dA - G == l->A - P && l->dB - G == l->B - P;
+		prev = l->B + (size_t)4 * l->out;
+		for (size_t i = 0; i < (size_t)4 * l->in; i++)
+			gsum_adapters += l->dA[i];
+		for (size_t i = 0; i < (size_t)4 * l->out; i++)
+			gsum_adapters += l->dB[i];
+	}
+	for (size_t i = 0; i < ng; i++)
+		gsum_block += G[i]; /* padding floats are 0 */
+	CHECK(layout_ok);
+	CHECK(gsum_block == gsum_adapters);
+	lvd_mllama_zero_grads(m);
+	int zero = 1;
+	for (size_t i = 0; i < ng; i++)
+		zero &= G[i] == 0.0f;
+	CHECK(zero);
 	lvd_mllama_free(m);
 	lvd_st_close(lt);
 	gold_close(&g);

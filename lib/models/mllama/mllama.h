@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/error.h"
+#include "nn/ctx.h"   /* enum lvd_dtype */
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +58,7 @@ struct lvd_mllama_param {
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
+	enum lvd_dtype dtype;       /* of data and grad: LVD_F32 (CPU); bf16 storage on CUDA later */
 	float *data, *grad;
 };
 
@@ -64,7 +66,9 @@ struct lvd_mllama_param {
 struct lvd_mllama_lora {
 	char module[128];
 	int in, out;
-	float *A, *B, *dA, *dB;     /* [r, in], [out, r] and their gradients (carved from one block) */
+	enum lvd_dtype dtype;       /* of A, B, dA, dB: LVD_F32 */
+	float *A, *B, *dA, *dB;     /* [r, in], [out, r] in the parameter block, dA/dB at the same
+				     * offsets in the gradient block (lvd_mllama_lora_params/grads) */
 };
 
 struct lvd_mllama_lora_cfg {
@@ -92,7 +96,8 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
 int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
 /* Uses n threads (n >= 1; 1 is the default) for the model's own loops and for OpenBLAS
- * (lvd_gemm_set_threads(n): process-wide). Results are bitwise independent of n except
+ * (lvd_gemm_set_threads(n): process-wide; the model's execution context borrows the
+ * pool, and OpenBLAS runs on one thread inside the attention ops). Results are bitwise independent of n except
  * where OpenBLAS itself varies with its thread count. Errors: LVD_ERR_INVALID (n < 1 or
  * > 1024), those of lvd_pool_create. */
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
@@ -115,6 +120,15 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 size_t lvd_mllama_nlora(const struct lvd_mllama *m);
 struct lvd_mllama_lora *lvd_mllama_lora_at(struct lvd_mllama *m, size_t i);
 int lvd_mllama_lora_rank(const struct lvd_mllama *m);
+/* The LoRA parameters as ONE contiguous block (every adapter's A then B, in adapter
+ * order, each matrix starting on a 64-byte boundary; the few padding floats stay 0), the
+ * gradients as another with the same layout (an optimizer or an all-reduce works on the
+ * whole block), and the optimizer state: two fp32 moments per parameter float
+ * ([2, n]: first moments, then second; zeroed, not used by the model). *n = floats
+ * (2·floats for the state); NULL before lvd_mllama_add_lora. Owned by the model. */
+float *lvd_mllama_lora_params(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_lora_grads(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_lora_opt_state(struct lvd_mllama *m, size_t *n);
 /* Writes a PEFT-loadable adapter folder: dir/adapter_model.safetensors (F32) and
  * dir/adapter_config.json (LORA, CAUSAL_LM, r, lora_alpha, lora_dropout, target_modules,
  * base_model_name_or_path ...), each written atomically; dir must exist. Keys are
@@ -138,7 +152,34 @@ struct lvd_mllama_batch {
 	const int *cross_attention_mask; /* [B, T, M, TL] */
 	int meta_row_mask;               /* 1: also mask the attention output of image-less rows (Meta) */
 	int dropout_step;                /* mixed into LoRA dropout seeds */
+	/* Capture rows: the text rows whose cross-attention probabilities the caller needs
+	 * (e.g. the matched-word rows). cap_off[B + 1] (cap_off[0] = 0) indexes cap_rows:
+	 * sample b captures rows cap_rows[cap_off[b] .. cap_off[b+1]), each in [0, T) and
+	 * distinct within the sample. cap_off NULL: capture nothing. Only these rows'
+	 * probabilities are kept (every other attention keeps two floats per query row);
+	 * the lists are copied by lvd_mllama_forward. */
+	const int *cap_rows;
+	const int *cap_off;
 };
+
+/* Memory of a training step in bytes. params: base parameters (fp32, mapped ones
+ * included); lora: the LoRA parameter block; grads: the trainable gradients (the LoRA
+ * gradient block with LoRA, else full parameter gradients); opt: optimizer state, two
+ * fp32 moments per trainable float; acts: activations kept for backward; scratch:
+ * backward scratch. (The ctx workspace of the ops comes on top: O(threads·64·S + T·D).) */
+struct lvd_mllama_mem {
+	size_t params, lora, grads, opt, acts, scratch;
+};
+/* Measures, from the configuration, the current LoRA setup and a batch shape (B samples
+ * of T tokens, M images each (0: text only), ncap capture rows in all), what a
+ * forward + backward of that shape carves — with the same carving code the forward
+ * runs (measure mode), without allocating or touching the last forward's results.
+ * Errors: LVD_ERR_INVALID (bad shape), LVD_ERR_NOMEM. */
+int lvd_mllama_measure(struct lvd_mllama *m, int B, int T, int M, int ncap, struct lvd_mllama_mem *out,
+		       struct lvd_error *err);
+/* What the model holds now (activation and scratch capacity of the largest batch so far;
+ * opt only with LoRA, where it is carved). */
+void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out);
 
 /* Forward. Keeps every activation needed for backward inside the model (reallocated
  * when the batch shape grows). Results stay valid until the next forward. */
@@ -149,12 +190,19 @@ int lvd_mllama_loss_count(const struct lvd_mllama *m);              /* label tok
 /* Vision features before the projector [B, M, TL, P1, v_out_dim] and after [.., t_hidden]. */
 const float *lvd_mllama_vision_features(const struct lvd_mllama *m);
 const float *lvd_mllama_cross_states(const struct lvd_mllama *m);
-/* Cross-attention probabilities of the k-th cross layer [B, H, T, S] (NULL if skipped). */
+/* Number of capture rows of the last forward (RC = cap_off[B], 0 without capture). */
+size_t lvd_mllama_capture_rows(const struct lvd_mllama *m);
+/* Cross-attention probabilities of the capture rows in the k-th cross layer, ragged
+ * [B, H, R_b, S] (lib/nn/ops/attn.h layout): sample b's block [H, R_b, S] starts at
+ * float H·cap_off[b]·S, row i (the batch's cap_rows[cap_off[b] + i]) of head h at
+ * (H·cap_off[b] + h·R_b + i)·S; RC·H·S floats in all. With every row captured in order
+ * this is [B, H, T, S]. NULL when the layer was skipped or nothing is captured. */
 const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k);
 
-/* Backward of loss_scale · CE (+ Σ dprobs[k] ⊙ P_k for injected probability gradients;
- * dprobs may be NULL or hold NULL entries, each [B, H, T, S]). Accumulates into the
- * parameter gradients (full) or into LoRA gradients when LoRA is enabled. */
+/* Backward of loss_scale · CE (+ Σ dprobs[k] ⊙ P_k for injected probability gradients
+ * on the capture rows; dprobs may be NULL or hold NULL entries, each laid out as
+ * lvd_mllama_xattn_probs). Accumulates into the parameter gradients (full) or into
+ * LoRA gradients when LoRA is enabled. */
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs,
 			struct lvd_error *err);
 

@@ -1,5 +1,8 @@
 /* lib/models/mllama/mllama_internal.h — the model struct shared by the mllama sources
- * (not a public header). */
+ * (not a public header). Call graph: mllama_model.c (batch, mask, loss, order) calls the
+ * two towers mllama_vision.c and mllama_text.c, which are leaves; both use the LoRA
+ * linear of mllama_lora.c and the threading glue of mllama_par.c; mllama_load.c holds
+ * configuration, parameters, LoRA setup and saving. */
 #ifndef LVD_MODELS_MLLAMA_INTERNAL_H
 #define LVD_MODELS_MLLAMA_INTERNAL_H
 
@@ -26,12 +29,12 @@ struct mllama_w {
 };
 
 struct vlayer_a {
-	float *x_in, *ln1, *ln1_m, *ln1_r, *q, *k, *v, *probs, *att, *o_out, *x_mid;
+	float *x_in, *ln1, *ln1_m, *ln1_r, *q, *k, *v, *stats, *att, *o_out, *x_mid;
 	float *ln2, *ln2_m, *ln2_r, *h1, *h1g, *m_out;
 	float *u[L_NSITE], *xd[L_NSITE];
 };
 struct tlayer_a {
-	float *x_in, *ln1, *ln1_r, *q, *k, *v, *qraw, *q_r, *kraw, *k_r, *probs, *att, *o_out, *x_mid;
+	float *x_in, *ln1, *ln1_r, *q, *k, *v, *qraw, *q_r, *kraw, *k_r, *stats, *capp, *att, *o_out, *x_mid;
 	float *ln2, *ln2_r, *g, *up, *act, *m_out;
 	float *u[L_NSITE], *xd[L_NSITE];
 };
@@ -41,11 +44,12 @@ struct mllama_acts {
 	float *cols, *patch_out, *h0, *lnpre_m, *lnpre_r, *local_out, *lnpost_m, *lnpost_r, *g_out;
 	float *feats, *cross;        /* [NV, TL, P1, out_dim], [NV·TL·P1, Dt] */
 	uint8_t *pad;                /* [NV, L] */
-	float *vscr;                 /* pad-pair attention scratch (forward) */
 	struct vlayer_a *vl;
 	/* text */
 	float *x0, *norm_in, *norm_r, *normed, *logits, *xbias, *rowmask;
 	int *pos, *ids, *targets;
+	int *cap_rows, *cap_off;     /* copies of the batch's capture lists (cap_off NULL: none) */
+	size_t ncap;                 /* capture rows in all */
 	struct tlayer_a *tl;
 	/* backward scratch */
 	float *bwd;
@@ -58,6 +62,7 @@ struct mllama_lora_site {
 
 struct lvd_pool;
 struct lvd_st;
+struct lvd_ctx;
 
 struct lvd_mllama {
 	struct lvd_mllama_config c;
@@ -65,6 +70,7 @@ struct lvd_mllama {
 	int frozen;
 	struct lvd_pool *pool;       /* NULL: one thread */
 	int threads;
+	struct lvd_ctx *ctx;         /* for lib/nn/ops (borrows pool; phase 2: borrowed from the caller) */
 	float *pblock, *gblock;
 	size_t ptotal;
 	struct mllama_w w, g;        /* pointers into pblock / gblock (g all NULL without grads) */
@@ -73,7 +79,10 @@ struct lvd_mllama {
 	/* LoRA */
 	struct lvd_mllama_lora *lora;
 	size_t nlora;
-	float *lblock;
+	float *lparams, *lgrads;     /* every A and B, contiguous (adapter order, A then B); their
+				      * gradients at the same offsets */
+	float *lopt;                 /* optimizer state: two fp32 moments per LoRA float (carved, unused) */
+	size_t lsize;                /* floats in lparams (and lgrads; lopt holds 2·lsize) */
 	int lora_r;
 	float lora_s, lora_p, lora_alpha;
 	int lora_rslora;
@@ -92,19 +101,45 @@ struct lvd_mllama {
 };
 
 /* vision (mllama_vision.c) */
-size_t mllama_vision_acts(struct lvd_mllama *m, float *base);
+size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_vision_fwd(struct lvd_mllama *m);
 /* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch from base */
 void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
 
-/* a linear with optional LoRA, used by both towers (mllama_text.c) */
+/* text tower (mllama_text.c): activations (measure with base NULL), forward from the
+ * batch copies and cross states to logits, backward from dlogits; returns dcross
+ * [NV·TL·P1, Dt] inside scratch (NULL without images) */
+size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
+void mllama_text_fwd(struct lvd_mllama *m);
+size_t mllama_text_bwd_scratch(const struct lvd_mllama *m);
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch);
+
+/* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
 		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t site_seed);
 void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,
 		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
 		    int N, int IC, int OC, uint64_t site_seed);
 int mllama_train_base(const struct lvd_mllama *m);
+
+/* the model's execution context (mllama_par.c; lib/nn/ctx.h and lib/io/safetensors.h
+ * both define enum lvd_dtype, so mllama_load.c cannot include ctx.h): create (one
+ * thread), destroy, and make it borrow m->pool / m->threads */
+int mllama_ctx_init(struct lvd_mllama *m, struct lvd_error *err);
+void mllama_ctx_free(struct lvd_mllama *m);
+void mllama_ctx_pool(struct lvd_mllama *m);
+
+/* lib/nn/ops/attn.h on the model's context, OpenBLAS on one thread meanwhile (mllama_par.c) */
+struct lvd_attn_mask;
+struct lvd_attn_capture;
+void mllama_attn_fwd(struct lvd_mllama *m, float *out, float *stats, float *probs_cap, const float *q,
+		     const float *k, const float *v, const struct lvd_attn_mask *mask,
+		     const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH, int D);
+void mllama_attn_bwd(struct lvd_mllama *m, float *dq, float *dk, float *dv, const float *stats, const float *dout,
+		     const float *dprobs_cap, const float *q, const float *k, const float *v,
+		     const struct lvd_attn_mask *mask, const struct lvd_attn_capture *cap, float scale, int B,
+		     int Tq, int Tk, int H, int KH, int D);
 
 /* train_ops ops split over the model's pool (mllama_par.c); same arguments */
 void mllama_gelu_fwd(const struct lvd_mllama *m, float *out, const float *inp, size_t n);

@@ -204,6 +204,7 @@ static float *P(struct carver *cv, size_t ndim, const int64_t *shape, const char
 			e->shape[i] = shape[i];
 		e->numel = numel;
 		e->data = p;
+		e->dtype = LVD_F32;
 	}
 	cv->n++;
 	return p;
@@ -299,6 +300,7 @@ static void new_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
+	mllama_ctx_free(m);
 	lvd_pool_destroy(m->pool);
 	lvd_st_close(m->st);
 	free(m->pblock);
@@ -309,7 +311,9 @@ static void free_model(struct lvd_mllama *m)
 	free(m->g.vl);
 	free(m->g.tl);
 	free(m->lora);
-	free(m->lblock);
+	free(m->lparams);
+	free(m->lgrads);
+	free(m->lopt);
 	free(m->vsite);
 	free(m->tsite);
 	free(m->ablock);
@@ -429,6 +433,11 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 	}
 	m->frozen = frozen;
 	m->threads = 1;
+	/* one-thread context whose pool follows lvd_mllama_set_threads */
+	if ((rc = mllama_ctx_init(m, err))) {
+		free_model(m);
+		return rc;
+	}
 	cv = (struct carver){ .tab = m->params, .remap = 1 };
 	layout(c, &cv, &m->w);
 	*out = m;
@@ -452,12 +461,14 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
 	lvd_pool_destroy(m->pool);
 	m->pool = NULL;
 	m->threads = 1;
+	mllama_ctx_pool(m);
 	if (n > 1) {
 		int rc = lvd_pool_create(&m->pool, n, err);
 		if (rc)
 			return rc;
 	}
 	m->threads = n;
+	mllama_ctx_pool(m);
 	lvd_gemm_set_threads(n);
 	return 0;
 }
@@ -485,17 +496,29 @@ void lvd_mllama_zero_grads(struct lvd_mllama *m)
 {
 	if (m->gblock)
 		memset(m->gblock, 0, m->ptotal * sizeof(float));
-	for (size_t i = 0; i < m->nlora; i++) {
-		struct lvd_mllama_lora *l = &m->lora[i];
-		memset(l->dA, 0, sizeof(float) * (size_t)m->lora_r * l->in);
-		memset(l->dB, 0, sizeof(float) * (size_t)m->lora_r * l->out);
-	}
+	if (m->lgrads)
+		memset(m->lgrads, 0, m->lsize * sizeof(float));
 }
 
 int mllama_train_base(const struct lvd_mllama *m) { return m->gblock != NULL && m->nlora == 0; }
 size_t lvd_mllama_nlora(const struct lvd_mllama *m) { return m->nlora; }
 struct lvd_mllama_lora *lvd_mllama_lora_at(struct lvd_mllama *m, size_t i) { return i < m->nlora ? &m->lora[i] : NULL; }
 int lvd_mllama_lora_rank(const struct lvd_mllama *m) { return m->lora_r; }
+float *lvd_mllama_lora_params(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->lsize;
+	return m->lparams;
+}
+float *lvd_mllama_lora_grads(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->lsize;
+	return m->lgrads;
+}
+float *lvd_mllama_lora_opt_state(struct lvd_mllama *m, size_t *n)
+{
+	*n = 2 * m->lsize;
+	return m->lopt;
+}
 
 /* module names and shapes of each LoRA site: returns 0 when the site does not exist */
 static int site_info(const struct lvd_mllama_config *c, int tower, int l, int s, char *name, size_t n,
@@ -556,14 +579,18 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 						snprintf(L->module, sizeof L->module, "%s", name);
 						L->in = in;
 						L->out = outd;
-						L->A = mllama_take(m->lblock, &off, (size_t)lc->r * in);
-						L->B = mllama_take(m->lblock, &off, (size_t)lc->r * outd);
-						L->dA = mllama_take(m->lblock, &off, (size_t)lc->r * in);
-						L->dB = mllama_take(m->lblock, &off, (size_t)lc->r * outd);
+						size_t o = off;
+						L->A = mllama_take(m->lparams, &off, (size_t)lc->r * in);
+						L->B = mllama_take(m->lparams, &off, (size_t)lc->r * outd);
+						L->dA = m->lgrads + (L->A - m->lparams);
+						L->dB = m->lgrads + (L->B - m->lparams);
+						L->dtype = LVD_F32;
+						LVD_ASSERT((size_t)(L->A - m->lparams) == o);
 						lvd_lora_init_a(L->A, lc->r, in, lc->seed + n);
 						(tower ? m->tsite : m->vsite)[(size_t)l * L_NSITE + s].l = L;
 					} else {
-						mllama_take(NULL, &off, 2 * (size_t)lc->r * (in + outd));
+						mllama_take(NULL, &off, (size_t)lc->r * in);
+						mllama_take(NULL, &off, (size_t)lc->r * outd);
 					}
 					n++;
 				}
@@ -573,10 +600,15 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 						     lc->targets);
 			fl = off;
 			m->lora = calloc(n, sizeof *m->lora);
-			m->lblock = lvd_alloc_aligned(fl, sizeof(float));
-			if (!m->lora || !m->lblock)
+			m->lparams = lvd_alloc_aligned(fl, sizeof(float));
+			m->lgrads = lvd_alloc_aligned(fl, sizeof(float));
+			m->lopt = lvd_alloc_aligned(2 * fl, sizeof(float));
+			if (!m->lora || !m->lparams || !m->lgrads || !m->lopt)
 				return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory for LoRA");
-			memset(m->lblock, 0, fl * sizeof(float));
+			memset(m->lparams, 0, fl * sizeof(float));
+			memset(m->lgrads, 0, fl * sizeof(float));
+			memset(m->lopt, 0, 2 * fl * sizeof(float));
+			m->lsize = fl;
 		}
 	}
 	m->nlora = n;

@@ -1,9 +1,13 @@
-/* lib/models/mllama/mllama_par.c — the model's elementwise and per-row ops split over
- * its thread pool (lvd_mllama_set_threads). Each chunk runs the lib/nn/train_ops op on
- * a contiguous range, so results are bitwise those of one thread; ops that accumulate
- * parameter gradients over rows run on one thread. */
+/* lib/models/mllama/mllama_par.c — the model's threading glue until lib/nn's ops all
+ * take a context (phase 2 replaces this file): the elementwise and per-row train_ops
+ * split over the model's pool (lvd_mllama_set_threads; each chunk runs the op on a
+ * contiguous range, so results are bitwise those of one thread; ops that accumulate
+ * parameter gradients over rows run on one thread), the model's execution context
+ * (which borrows that pool), and the attention ops run with OpenBLAS on one thread. */
 #include "core/pool.h"
 #include "models/mllama/mllama_internal.h"
+#include "nn/gemm.h"
+#include "nn/ops/attn.h"
 #include "nn/train_ops.h"
 
 enum { MIN_PAR = 1 << 14 };   /* below this many values one thread is faster */
@@ -108,4 +112,45 @@ void mllama_rmsnorm_bwd(const struct lvd_mllama *m, float *dinp, float *dw, cons
 	}
 	struct par_job j = { .op = OP_RMS_B, .o1 = dinp, .i1 = dout, .i2 = inp, .w = w, .i3 = rstd, .C = C };
 	run(m, &j, (size_t)N, (size_t)N * C);
+}
+
+void mllama_attn_fwd(struct lvd_mllama *m, float *out, float *stats, float *probs_cap, const float *q,
+		     const float *k, const float *v, const struct lvd_attn_mask *mask,
+		     const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH, int D)
+{
+	int prev = m->threads > 1 ? lvd_gemm_set_threads(1) : 0;
+	lvd_attn_fwd(m->ctx, out, stats, probs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D);
+	if (m->threads > 1)
+		lvd_gemm_set_threads(prev);
+}
+
+void mllama_attn_bwd(struct lvd_mllama *m, float *dq, float *dk, float *dv, const float *stats, const float *dout,
+		     const float *dprobs_cap, const float *q, const float *k, const float *v,
+		     const struct lvd_attn_mask *mask, const struct lvd_attn_capture *cap, float scale, int B,
+		     int Tq, int Tk, int H, int KH, int D)
+{
+	int prev = m->threads > 1 ? lvd_gemm_set_threads(1) : 0;
+	lvd_attn_bwd(m->ctx, dq, dk, dv, stats, dout, dprobs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D);
+	if (m->threads > 1)
+		lvd_gemm_set_threads(prev);
+}
+
+int mllama_ctx_init(struct lvd_mllama *m, struct lvd_error *err)
+{
+	return lvd_ctx_create(&m->ctx, NULL, err);
+}
+
+void mllama_ctx_free(struct lvd_mllama *m)
+{
+	if (!m->ctx)
+		return;
+	m->ctx->pool = NULL; /* borrowed */
+	lvd_ctx_destroy(m->ctx);
+	m->ctx = NULL;
+}
+
+void mllama_ctx_pool(struct lvd_mllama *m)
+{
+	m->ctx->pool = m->pool;
+	m->ctx->threads = m->pool ? m->threads : 1;
 }

@@ -1,5 +1,6 @@
-/* lib/models/mllama/mllama_text.c — mllama text decoder (self- and gated cross-attention
- * layers), loss, the top-level forward/backward and activation storage.
+/* lib/models/mllama/mllama_text.c — mllama text decoder tower (embedding, self- and gated
+ * cross-attention layers, final norm, lm_head), forward and backward; a leaf called by
+ * mllama_model.c.
  *
  * Letters: B batch, T text tokens, S = M·TL·P1 vision tokens per sample, Dt width,
  * H query heads, KH kv heads, hd head dim, It MLP width, V vocabulary. */
@@ -12,43 +13,9 @@
 #include "models/mllama/mllama_internal.h"
 #include "nn/gemm.h"
 #include "nn/lora.h"
+#include "nn/ops/attn.h"
+#include "nn/ops/gate.h"
 #include "nn/train_ops.h"
-
-/* ---- linear with optional LoRA ------------------------------------------------------ */
-
-void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
-		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t seed)
-{
-	lvd_linear_fwd(out, x, W, b, N, IC, OC);
-	if (!l)
-		return;
-	const float *xin = x;
-	if (m->lora_p > 0) {
-		lvd_lora_dropout_fwd(xd, x, (size_t)N * IC, m->lora_p, seed);
-		xin = xd;
-	}
-	lvd_lora_fwd(out, u, xin, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-}
-
-void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,
-		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
-		    int N, int IC, int OC, uint64_t seed)
-{
-	int base = mllama_train_base(m);
-	lvd_linear_bwd(dx, base ? dW : NULL, base ? db : NULL, dout, x, W, N, IC, OC);
-	if (!l)
-		return;
-	if (m->lora_p > 0) {
-		float *dxd = dx ? lvd_calloc_array((size_t)N * IC, sizeof(float)) : NULL;
-		LVD_ASSERT(!dx || dxd);
-		lvd_lora_bwd(dxd, l->dA, l->dB, scratch, dout, xd, u, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-		if (dx)
-			lvd_lora_dropout_bwd(dx, dxd, (size_t)N * IC, m->lora_p, seed);
-		free(dxd);
-	} else {
-		lvd_lora_bwd(dx, l->dA, l->dB, scratch, dout, x, u, l->A, l->B, m->lora_s, N, IC, OC, m->lora_r);
-	}
-}
 
 /* ---- activations -------------------------------------------------------------------- */
 
@@ -65,10 +32,9 @@ static uint64_t tseed(const struct lvd_mllama *m, int l, int s)
 	return m->lora_seed * 1000003u + (uint64_t)m->batch.dropout_step * 7919u + 0x100000u + (uint64_t)l * 16 + s;
 }
 
-static size_t text_acts(struct lvd_mllama *m, float *base)
+size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	struct mllama_acts *a = &m->a;
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden;
 	size_t H = c->t_heads, KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r;
 	a->x0 = mllama_take(base, &off, BT * Dt);
@@ -81,6 +47,9 @@ static size_t text_acts(struct lvd_mllama *m, float *base)
 	a->pos = (int *)mllama_take(base, &off, T);
 	a->ids = (int *)mllama_take(base, &off, BT);
 	a->targets = (int *)mllama_take(base, &off, BT);
+	a->cap_off = m->batch.cap_off ? (int *)mllama_take(base, &off, B + 1) : NULL;
+	a->ncap = m->batch.cap_off ? (size_t)m->batch.cap_off[B] : 0;
+	a->cap_rows = (int *)mllama_take(base, &off, a->ncap);
 	for (int l = 0; l < c->t_layers; l++) {
 		struct tlayer_a *A = &a->tl[l];
 		int cross = m->w.tl[l].cross;
@@ -102,7 +71,8 @@ static size_t text_acts(struct lvd_mllama *m, float *base)
 			A->kraw = mllama_take(base, &off, B * S * KV);
 			A->k_r = mllama_take(base, &off, B * S * c->t_kv_heads);
 		}
-		A->probs = mllama_take(base, &off, B * H * T * Tk);
+		A->stats = mllama_take(base, &off, B * H * T * 2);
+		A->capp = cross ? mllama_take(base, &off, H * a->ncap * S) : NULL;
 		A->att = mllama_take(base, &off, BT * Dt);
 		A->o_out = mllama_take(base, &off, BT * Dt);
 		A->x_mid = mllama_take(base, &off, BT * Dt);
@@ -130,31 +100,6 @@ static float *tlayer_out(struct lvd_mllama *m, int l)
 	return l + 1 < m->c.t_layers ? m->a.tl[l + 1].x_in : m->a.norm_in;
 }
 
-static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
-{
-	const struct lvd_mllama_config *c = &m->c;
-	if (b->B < 1 || b->T < 1 || !b->input_ids)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: B, T >= 1 and input_ids required");
-	for (int i = 0; i < b->B * b->T; i++) {
-		if (b->input_ids[i] < 0 || b->input_ids[i] >= c->n_embed)
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: input_ids[%d] = %d out of [0, %d)", i,
-					     b->input_ids[i], c->n_embed);
-		if (b->labels && b->labels[i] != -100 && (b->labels[i] < 0 || b->labels[i] >= c->vocab))
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: labels[%d] = %d out of [0, %d)", i,
-					     b->labels[i], c->vocab);
-	}
-	if (b->pixel_values) {
-		if (b->M < 1 || !b->aspect_ratio_ids || !b->aspect_ratio_mask || !b->cross_attention_mask)
-			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: images need M >= 1, aspect_ratio_ids, "
-				"aspect_ratio_mask and cross_attention_mask");
-		for (int i = 0; i < b->B * b->M; i++)
-			if (b->aspect_ratio_ids[i] < 0 || b->aspect_ratio_ids[i] > c->n_aspect)
-				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: aspect_ratio_ids[%d] = %d out of "
-					"[0, %d]", i, b->aspect_ratio_ids[i], c->n_aspect);
-	}
-	return 0;
-}
-
 static void tlayer_fwd(struct lvd_mllama *m, int l)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -179,12 +124,11 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		mllama_rmsnorm_fwd(m, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
 		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
 			       tseed(m, l, L_V));
-		struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_BIAS, .bias = m->a.xbias };
-		lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, scale, B, T, S, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+		mllama_attn_fwd(m, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
 		if (m->batch.meta_row_mask)
-			for (int r = 0; r < BT; r++)
-				if (m->a.rowmask[r] == 0.0f)
-					memset(A->att + (size_t)r * Dt, 0, sizeof(float) * Dt);
+			lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
 	} else {
 		mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
 			       tseed(m, l, L_Q));
@@ -198,14 +142,12 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 				  c->rope_high, c->rope_orig_max);
 		lvd_tr_rope_apply(A->q, m->a.pos, inv_freq, B, T, H, hd, 0);
 		lvd_tr_rope_apply(A->k, m->a.pos, inv_freq, B, T, KH, hd, 0);
-		struct lvd_tr_attn_mask mk = { .kind = LVD_TR_MASK_CAUSAL };
-		lvd_tr_attention_fwd(A->att, A->probs, A->q, A->k, A->v, &mk, scale, B, T, T, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
+		mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T, T, H, KH, hd);
 	}
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
 		       tseed(m, l, L_O));
-	float ga = W->cross ? tanhf(W->attn_gate[0]) : 1.0f, gm = W->cross ? tanhf(W->mlp_gate[0]) : 1.0f;
-	for (size_t i = 0; i < BTD; i++)
-		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
+	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
 	mllama_rmsnorm_fwd(m, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
 	mllama_lin_fwd(m, A->g, A->u[L_M1], A->xd[L_M1], A->ln2, W->gate, NULL, tsite(m, l, L_M1), BT, Dt, It,
 		       tseed(m, l, L_M1));
@@ -214,110 +156,27 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	mllama_swiglu_fwd(m, A->act, A->g, A->up, (size_t)BT * It);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M3], A->xd[L_M3], A->act, W->down, NULL, tsite(m, l, L_M3), BT, It, Dt,
 		       tseed(m, l, L_M3));
-	for (int r = 0; r < BT; r++) {
-		float k = W->cross ? gm * m->a.rowmask[r] : 1.0f;
-		for (int d = 0; d < Dt; d++) {
-			size_t i = (size_t)r * Dt + d;
-			out[i] = A->x_mid[i] + k * A->m_out[i];
-		}
-	}
+	/* HF: the cross layer's MLP branch only on rows that see an image */
+	lvd_gated_residual_fwd(m->ctx, out, A->x_mid, A->m_out, W->cross ? W->mlp_gate : NULL,
+			       W->cross ? m->a.rowmask : NULL, BT, Dt);
 }
 
-int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+void mllama_text_fwd(struct lvd_mllama *m)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	int rc = check_batch(m, b, err);
-	if (rc)
-		return rc;
-	m->fwd_done = 0;
-	m->batch = *b;
-	m->have_image = b->pixel_values != NULL;
-	int gs = c->v_image_size / c->v_patch, TL = c->v_max_tiles;
-	m->np = gs * gs;
-	m->P1 = m->np + 1;
-	m->Pp = (m->P1 + 7) / 8 * 8;
-	m->L = TL * m->Pp;
-	m->NV = m->have_image ? b->B * b->M : 0;
-	m->S = m->have_image ? b->M * TL * m->P1 : 0;
-	if (!m->a.vl) {
-		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
-		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
-		if (!m->a.vl || !m->a.tl)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
-	}
-	size_t need = text_acts(m, NULL) + (m->have_image ? mllama_vision_acts(m, NULL) : 0);
-	if (need > m->acap) {
-		free(m->ablock);
-		m->ablock = lvd_alloc_aligned(need, sizeof(float));
-		m->acap = m->ablock ? need : 0;
-		if (!m->ablock)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
-	}
-	size_t toff = text_acts(m, m->ablock);
-	if (m->have_image)
-		mllama_vision_acts(m, m->ablock + toff);
 	struct mllama_acts *a = &m->a;
-	int B = b->B, T = b->T, BT = B * T, Dt = c->t_hidden, S = m->S;
-	for (int t = 0; t < T; t++)
-		a->pos[t] = t;
-	memcpy(a->ids, b->input_ids, sizeof(int) * BT);
-	for (int bb = 0; bb < B; bb++)
-		for (int t = 0; t < T; t++)
-			a->targets[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
-	if (m->have_image) {
-		mllama_vision_fwd(m);
-		/* HF _prepare_cross_attention_mask: min_float where masked, rows without any
-		 * visible tile get an all-zero bias and row mask 0 */
-		int M = b->M;
-		for (int r = 0; r < BT; r++) {
-			const int *cm = b->cross_attention_mask + (size_t)r * M * TL;
-			float *br = a->xbias + (size_t)r * S;
-			int any = 0;
-			for (int j = 0; j < M * TL; j++) {
-				float v = cm[j] ? 0.0f : -FLT_MAX;
-				any |= cm[j] != 0;
-				for (int p = 0; p < m->P1; p++)
-					br[(size_t)j * m->P1 + p] = v;
-			}
-			a->rowmask[r] = any ? 1.0f : 0.0f;
-			if (!any)
-				memset(br, 0, sizeof(float) * S);
-		}
-	} else {
-		for (int r = 0; r < BT; r++)
-			a->rowmask[r] = 0.0f;
-	}
+	int BT = m->batch.B * m->batch.T, Dt = c->t_hidden;
 	lvd_tr_embedding_fwd(a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
 	for (int l = 0; l < c->t_layers; l++)
 		tlayer_fwd(m, l);
 	mllama_rmsnorm_fwd(m, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
 	lvd_linear_fwd(a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
-	m->loss = NAN;
-	m->loss_count = 0;
-	if (b->labels) {
-		double sum = lvd_tr_xent_fwd(&m->loss_count, a->logits, a->targets, BT, c->vocab);
-		m->loss = m->loss_count ? sum / m->loss_count : NAN;
-	}
-	m->fwd_done = 1;
-	return 0;
-}
-
-const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
-double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
-int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
-const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
-const float *lvd_mllama_cross_states(const struct lvd_mllama *m) { return m->have_image ? m->a.cross : NULL; }
-const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k)
-{
-	if (k < 0 || k >= m->c.n_cross || !m->have_image)
-		return NULL;
-	return m->a.tl[m->c.cross_layers[k]].probs;
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 struct tscratch {
-	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *ascr, *lscr, *dcross, *dlogits;
+	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *lscr, *dcross;
 };
 
 static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscratch *s)
@@ -325,8 +184,7 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	const struct lvd_mllama_config *c = &m->c;
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, BS = B * (size_t)m->S, Dt = c->t_hidden;
 	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r ? m->lora_r : 1;
-	size_t BK = BT > BS ? BT : BS, TK = T > (size_t)m->S ? T : (size_t)m->S;
-	s->dlogits = mllama_take(base, &off, BT * c->vocab);
+	size_t BK = BT > BS ? BT : BS;
 	s->dx = mllama_take(base, &off, BT * Dt);
 	s->dln = mllama_take(base, &off, BT * Dt);
 	s->dm = mllama_take(base, &off, BT * Dt);
@@ -339,7 +197,6 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	s->dg = mllama_take(base, &off, BT * It);
 	s->du = mllama_take(base, &off, BT * It);
 	s->dact = mllama_take(base, &off, BT * It);
-	s->ascr = mllama_take(base, &off, T * TK);
 	s->lscr = mllama_take(base, &off, BK * r);
 	s->dcross = mllama_take(base, &off, BS * Dt + 1);
 	return off;
@@ -358,20 +215,10 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	float *dx = s->dx;
 	if (W->cross && !m->have_image)
 		return;
-	float ga = W->cross ? tanhf(W->attn_gate[0]) : 1.0f, gm = W->cross ? tanhf(W->mlp_gate[0]) : 1.0f;
-	/* MLP branch: out = x_mid + gm·rowmask·m_out */
-	double gsum = 0;
-	for (int r = 0; r < BT; r++) {
-		float k = W->cross ? gm * m->a.rowmask[r] : 1.0f;
-		for (int d = 0; d < Dt; d++) {
-			size_t i = (size_t)r * Dt + d;
-			s->dm[i] = k * dx[i];
-			if (W->cross && m->a.rowmask[r] != 0.0f)
-				gsum += (double)dx[i] * A->m_out[i];
-		}
-	}
-	if (W->cross && base)
-		G->mlp_gate[0] += (1.0f - gm * gm) * (float)gsum;
+	/* MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out (cross), x_mid + m_out */
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->mlp_gate : NULL, dx, A->m_out,
+			       W->cross ? W->mlp_gate : NULL, W->cross ? m->a.rowmask : NULL, BT, Dt);
 	memset(s->dact, 0, BTI * sizeof(float));
 	mllama_lin_bwd(m, s->dact, G->down, NULL, s->lscr, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
@@ -385,10 +232,9 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
 	mllama_rmsnorm_bwd(m, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
 	/* attention branch: x_mid = x_in + ga·o_out */
-	if (W->cross && base)
-		G->attn_gate[0] += (1.0f - ga * ga) * (float)lvd_tr_dot(dx, A->o_out, BTD);
-	for (size_t i = 0; i < BTD; i++)
-		s->dm[i] = ga * dx[i];
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->attn_gate : NULL, dx, A->o_out,
+			       W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
 	memset(s->datt, 0, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->datt, G->o, NULL, s->lscr, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       tsite_mut(m, l, L_O), BT, Dt, Dt, tseed(m, l, L_O));
@@ -401,11 +247,11 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	memset(s->dln, 0, BTD * sizeof(float));
 	if (W->cross) {
 		if (m->batch.meta_row_mask)
-			for (int r = 0; r < BT; r++)
-				if (m->a.rowmask[r] == 0.0f)
-					memset(s->datt + (size_t)r * Dt, 0, sizeof(float) * Dt);
-		lvd_tr_attention_bwd(s->dq, s->dk, s->dv, s->ascr, s->datt, dprobs, A->probs, A->q, A->k, A->v, scale, B,
-				     T, S, H, KH, hd);
+			lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,
+				S, H, KH, hd);
 		memset(s->dqraw, 0, BTD * sizeof(float));
 		mllama_rmsnorm_bwd(m, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
 		memset(s->dkraw, 0, BKV * sizeof(float));
@@ -417,8 +263,9 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		mllama_lin_bwd(m, s->dcross, G->v, NULL, s->lscr, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
 			       tsite_mut(m, l, L_V), B * S, Dt, KV, tseed(m, l, L_V));
 	} else {
-		lvd_tr_attention_bwd(s->dq, s->dk, s->dv, s->ascr, s->datt, NULL, A->probs, A->q, A->k, A->v, scale, B, T,
-				     T, H, KH, hd);
+		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
+		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T,
+				T, H, KH, hd);
 		float inv_freq[512];
 		lvd_tr_rope_freqs(inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
 				  c->rope_high, c->rope_orig_max);
@@ -434,34 +281,22 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	mllama_rmsnorm_bwd(m, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
-int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs, struct lvd_error *err)
+size_t mllama_text_bwd_scratch(const struct lvd_mllama *m)
+{
+	struct tscratch s;
+	return text_scratch(m, NULL, &s);
+}
+
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	if (!m->fwd_done)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward without a forward");
-	if (!m->gblock && !m->nlora)
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
 	struct tscratch s;
-	size_t need = text_scratch(m, NULL, &s);
-	size_t vneed = m->have_image ? mllama_vision_bwd_scratch(m) : 0;
-	size_t total = need + vneed;
-	if (total > m->a.bwd_len) {
-		free(m->a.bwd);
-		m->a.bwd = lvd_alloc_aligned(total, sizeof(float));
-		m->a.bwd_len = m->a.bwd ? total : 0;
-		if (!m->a.bwd)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of backward scratch",
-					     total);
-	}
-	text_scratch(m, m->a.bwd, &s);
+	text_scratch(m, scratch, &s);
 	struct mllama_acts *a = &m->a;
 	int base = mllama_train_base(m);
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
-	memset(s.dlogits, 0, sizeof(float) * (size_t)BT * V);
-	if (m->loss_count > 0 && loss_scale != 0.0f)
-		lvd_tr_xent_bwd(s.dlogits, a->logits, a->targets, loss_scale / (float)m->loss_count, BT, V);
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
-	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, s.dlogits, a->normed, m->w.lm_head, BT, Dt, V);
+	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
 	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
 	mllama_rmsnorm_bwd(m, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
@@ -480,7 +315,5 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 			if (a->ids[r] != c->pad_token_id)
 				lvd_tr_embedding_bwd(m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, 1, Dt);
 	}
-	if (m->have_image && (base || m->vsite))
-		mllama_vision_bwd(m, s.dcross, m->a.bwd + need);
-	return 0;
+	return m->have_image ? s.dcross : NULL;
 }

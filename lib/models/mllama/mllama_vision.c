@@ -10,12 +10,14 @@
 #include "models/mllama/mllama_internal.h"
 #include "nn/gemm.h"
 #include "nn/lora.h"
+#include "nn/ops/attn.h"
+#include "nn/ops/gate.h"
+#include "nn/ops/vembed.h"
 #include "nn/train_ops.h"
 
-size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
+size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	struct mllama_acts *a = &m->a;
 	size_t off = 0, NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, I = c->v_inter;
 	size_t N = NV * m->L, np = m->np, K = (size_t)c->v_channels * c->v_patch * c->v_patch;
 	size_t H = c->v_heads, r = m->lora_r;
@@ -31,7 +33,6 @@ size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
 	a->feats = mllama_take(base, &off, NV * TL * m->P1 * c->v_out_dim);
 	a->cross = mllama_take(base, &off, NV * TL * m->P1 * c->t_hidden);
 	a->pad = (uint8_t *)mllama_take(base, &off, (N + 3) / 4);
-	a->vscr = mllama_take(base, &off, lvd_tr_attention_pp_scratch(m->L, (int)H, (int)(D / H), m->threads));
 	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
 		struct vlayer_a *v = &a->vl[l];
 		v->x_in = mllama_take(base, &off, N * D);
@@ -41,7 +42,7 @@ size_t mllama_vision_acts(struct lvd_mllama *m, float *base)
 		v->q = mllama_take(base, &off, N * D);
 		v->k = mllama_take(base, &off, N * D);
 		v->v = mllama_take(base, &off, N * D);
-		v->probs = mllama_take(base, &off, NV * H * m->L * m->L);
+		v->stats = mllama_take(base, &off, NV * H * m->L * 2);
 		v->att = mllama_take(base, &off, N * D);
 		v->o_out = mllama_take(base, &off, N * D);
 		v->x_mid = mllama_take(base, &off, N * D);
@@ -84,21 +85,19 @@ static void vlayer_fwd(struct lvd_mllama *m, int l, float *x_out)
 	mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, vsite(m, l, L_Q), N, D, D, vseed(m, l, L_Q));
 	mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, vsite(m, l, L_K), N, D, D, vseed(m, l, L_K));
 	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, vsite(m, l, L_V), N, D, D, vseed(m, l, L_V));
-	lvd_tr_attention_pp_fwd(A->att, A->probs, m->a.vscr, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
-				m->NV, m->L, H, D / H, m->pool);
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
+	mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)), m->NV,
+			m->L, m->L, H, H, D / H);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, vsite(m, l, L_O), N, D, D,
 		       vseed(m, l, L_O));
-	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
-	for (size_t i = 0; i < (size_t)N * D; i++)
-		A->x_mid[i] = A->x_in[i] + ga * A->o_out[i];
+	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->gate_attn, NULL, N, D);
 	mllama_layernorm_fwd(m, A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
 	mllama_lin_fwd(m, A->h1, A->u[L_M1], A->xd[L_M1], A->ln2, W->fc1_w, W->fc1_b, vsite(m, l, L_M1), N, D, I,
 		       vseed(m, l, L_M1));
 	mllama_gelu_fwd(m, A->h1g, A->h1, (size_t)N * I);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M2], A->xd[L_M2], A->h1g, W->fc2_w, W->fc2_b, vsite(m, l, L_M2), N, I, D,
 		       vseed(m, l, L_M2));
-	for (size_t i = 0; i < (size_t)N * D; i++)
-		x_out[i] = A->x_mid[i] + gf * A->m_out[i];
+	lvd_gated_residual_fwd(m->ctx, x_out, A->x_mid, A->m_out, W->gate_ffn, NULL, N, D);
 }
 
 /* output buffer of vision layer l (input of the next, or the stack outputs) */
@@ -126,23 +125,8 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 			lvd_tr_patch_unfold(a->cols + ((size_t)n * TL + t) * np * K,
 					    b->pixel_values + ((size_t)n * TL + t) * tile_px, C, HW, HW, ps);
 	lvd_linear_fwd(a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
-	float tpre = tanhf(w->pre_gate[0]), tpos = tanhf(w->pos_gate[0]);
-	for (int n = 0; n < NV; n++) {
-		int ar = b->aspect_ratio_ids[n];
-		for (int t = 0; t < TL; t++) {
-			float *h = a->h0 + ((size_t)n * TL + t) * P1 * D;
-			const float *pre = w->pre_tile + ((size_t)ar * TL + t) * D;
-			memcpy(h, w->cls, sizeof(float) * D);
-			for (int p = 0; p < np; p++) {
-				const float *src = a->patch_out + (((size_t)n * TL + t) * np + p) * D;
-				for (int d = 0; d < D; d++)
-					h[(size_t)(p + 1) * D + d] = src[d] + pre[d] * tpre;
-			}
-			const float *tp = w->tile_pos + (((size_t)ar * TL + t) * P1) * D;
-			for (size_t i = 0; i < (size_t)P1 * D; i++)
-				h[i] = h[i] + (1.0f - tpos) * w->pos[i] + tpos * tp[i];
-		}
-	}
+	lvd_vembed_fwd(m->ctx, a->h0, a->patch_out, b->aspect_ratio_ids, w->cls, w->pre_tile, w->pre_gate, w->pos,
+		       w->tile_pos, w->pos_gate, NV, TL, np, D);
 	float *x = a->vl[0].x_in;
 	memset(x, 0, sizeof(float) * (size_t)NV * L * D);
 	for (int n = 0; n < NV; n++)
@@ -150,38 +134,22 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 			size_t r = (size_t)n * TL + t;
 			mllama_layernorm_fwd(m, x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
 					     w->ln_pre_w, w->ln_pre_b, P1, D, c->v_eps);
-			int tile_on = b->aspect_ratio_mask[n * TL + t] != 0;
-			for (int p = 0; p < Pp; p++)
-				a->pad[(size_t)n * L + t * Pp + p] = (p >= P1) || !tile_on;
 		}
+	lvd_vembed_pad_flags(m->ctx, a->pad, b->aspect_ratio_mask, NV, TL, P1, Pp);
 	for (int l = 0; l < c->v_layers; l++)
 		vlayer_fwd(m, l, vlayer_out(m, l));
 	float *post = c->v_global_layers ? a->vl[c->v_layers].x_in : a->g_out;
 	mllama_layernorm_fwd(m, post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
 			     c->v_eps);
-	float tpost = tanhf(w->post_gate[0]);
-	for (int n = 0; n < NV; n++)
-		for (int t = 0; t < TL; t++) {
-			const float *e = w->post_tile + ((size_t)b->aspect_ratio_ids[n] * TL + t) * D;
-			for (int p = 0; p < Pp; p++)
-				lvd_tr_axpy(post + ((size_t)n * L + t * Pp + p) * D, tpost, e, D);
-		}
+	lvd_vembed_tile_add_fwd(m->ctx, post, b->aspect_ratio_ids, w->post_tile, w->post_gate, NV, TL, Pp, D);
 	for (int l = c->v_layers; l < c->v_layers + c->v_global_layers; l++)
 		vlayer_fwd(m, l, vlayer_out(m, l));
-	int K5 = c->v_n_inter, OD = c->v_out_dim;
-	for (int n = 0; n < NV; n++)
-		for (int t = 0; t < TL; t++)
-			for (int p = 0; p < P1; p++) {
-				size_t row = (size_t)n * L + t * Pp + p;
-				float *f = a->feats + ((((size_t)n * TL + t) * P1) + p) * OD;
-				memcpy(f, a->g_out + row * D, sizeof(float) * D);
-				for (int k = 0; k < K5; k++) {
-					const float *src = vlayer_out(m, c->v_inter_idx[k]) + row * D;
-					for (int d = 0; d < D; d++)
-						f[D + (size_t)d * K5 + k] = src[d];
-				}
-			}
-	lvd_linear_fwd(a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, OD, c->t_hidden);
+	const float *inter[LVD_MLLAMA_MAX_LIST];
+	for (int k = 0; k < c->v_n_inter; k++)
+		inter[k] = vlayer_out(m, c->v_inter_idx[k]);
+	LVD_ASSERT(c->v_out_dim == D * (1 + c->v_n_inter));
+	lvd_vembed_gather_fwd(m->ctx, a->feats, a->g_out, inter, NV, TL, P1, Pp, D, c->v_n_inter);
+	lvd_linear_fwd(a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, c->v_out_dim, c->t_hidden);
 }
 
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
@@ -196,14 +164,13 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 		mllama_take(NULL, &off, N * D);                  /* dm dln datt dq dk dv */
 	mllama_take(NULL, &off, N * I);                          /* dh1g */
 	mllama_take(NULL, &off, N * I);                          /* dh1 */
-	mllama_take(NULL, &off, lvd_tr_attention_pp_scratch(m->L, c->v_heads, c->v_hidden / c->v_heads, m->threads));
 	mllama_take(NULL, &off, N * (size_t)(m->lora_r ? m->lora_r : 1)); /* lora scratch */
 	mllama_take(NULL, &off, rows * D);                       /* dh0 */
 	mllama_take(NULL, &off, (size_t)m->NV * c->v_max_tiles * m->np * D); /* dpatch */
 	return off;
 }
 
-static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *ascr, float *lscr)
+static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *lscr)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct vlayer_a *A = &m->a.vl[l];
@@ -213,12 +180,9 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	int D = c->v_hidden, I = c->v_inter, H = c->v_heads, N = m->NV * m->L;
 	size_t ND = (size_t)N * D, NI = (size_t)N * I;
 	float *dm = s[0], *dln = s[1], *datt = s[2], *dq = s[3], *dk = s[4], *dv = s[5], *dh1g = s[6], *dh1 = s[7];
-	float ga = W->gate_attn ? tanhf(W->gate_attn[0]) : 1.0f, gf = W->gate_ffn ? tanhf(W->gate_ffn[0]) : 1.0f;
 	/* MLP branch */
-	if (W->gate_ffn && base)
-		G->gate_ffn[0] += (1.0f - gf * gf) * (float)lvd_tr_dot(dx, A->m_out, ND);
-	for (size_t i = 0; i < ND; i++)
-		dm[i] = gf * dx[i];
+	memset(dm, 0, ND * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_ffn : NULL, dx, A->m_out, W->gate_ffn, NULL, N, D);
 	memset(dh1g, 0, NI * sizeof(float));
 	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, lscr, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M2].l : NULL, N, I, D, vseed(m, l, L_M2));
@@ -230,18 +194,17 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	mllama_layernorm_bwd(m, dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
 			     A->ln2_r, N, D);
 	/* attention branch */
-	if (W->gate_attn && base)
-		G->gate_attn[0] += (1.0f - ga * ga) * (float)lvd_tr_dot(dx, A->o_out, ND);
-	for (size_t i = 0; i < ND; i++)
-		dm[i] = ga * dx[i];
+	memset(dm, 0, ND * sizeof(float));
+	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_attn : NULL, dx, A->o_out, W->gate_attn, NULL, N, D);
 	memset(datt, 0, ND * sizeof(float));
 	mllama_lin_bwd(m, datt, G->o, NULL, lscr, dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_O].l : NULL, N, D, D, vseed(m, l, L_O));
 	memset(dq, 0, ND * sizeof(float));
 	memset(dk, 0, ND * sizeof(float));
 	memset(dv, 0, ND * sizeof(float));
-	lvd_tr_attention_pp_bwd(dq, dk, dv, ascr, datt, A->probs, A->q, A->k, A->v, m->a.pad, 1.0f / sqrtf((float)(D / H)),
-				m->NV, m->L, H, D / H, m->pool);
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
+	mllama_attn_bwd(m, dq, dk, dv, A->stats, datt, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)),
+			m->NV, m->L, m->L, H, H, D / H);
 	memset(dln, 0, ND * sizeof(float));
 	static const int sites[3] = { L_Q, L_K, L_V };
 	float *dsrc[3] = { dq, dk, dv };
@@ -274,7 +237,6 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		s[i] = mllama_take(scratch, &off, N * D);
 	s[6] = mllama_take(scratch, &off, N * c->v_inter);
 	s[7] = mllama_take(scratch, &off, N * c->v_inter);
-	float *ascr = mllama_take(scratch, &off, lvd_tr_attention_pp_scratch(L, c->v_heads, D / c->v_heads, m->threads));
 	float *lscr = mllama_take(scratch, &off, N * (size_t)(m->lora_r ? m->lora_r : 1));
 	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
@@ -284,45 +246,22 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		       OD, c->t_hidden);
 	/* scatter the final-output part of the features */
 	memset(dx, 0, sizeof(float) * N * D);
-	for (int n = 0; n < NV; n++)
-		for (int t = 0; t < TL; t++)
-			for (int p = 0; p < P1; p++)
-				memcpy(dx + ((size_t)n * L + t * Pp + p) * D,
-				       dfeats + (((size_t)n * TL + t) * P1 + p) * OD, sizeof(float) * D);
+	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);
 	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
-		vlayer_bwd(m, l, dx, s, ascr, lscr);
+		vlayer_bwd(m, l, dx, s, lscr);
 	/* post-tile embedding, then layernorm_post */
-	float tpost = tanhf(w->post_gate[0]);
 	if (base)
-		for (int n = 0; n < NV; n++)
-			for (int t = 0; t < TL; t++) {
-				size_t eo = ((size_t)b->aspect_ratio_ids[n] * TL + t) * D;
-				double gs = 0;
-				for (int p = 0; p < Pp; p++) {
-					const float *d = dx + ((size_t)n * L + t * Pp + p) * D;
-					gs += lvd_tr_dot(d, w->post_tile + eo, D);
-					lvd_tr_axpy(g->post_tile + eo, tpost, d, D);
-				}
-				g->post_gate[0] += (1.0f - tpost * tpost) * (float)gs;
-			}
+		lvd_vembed_tile_add_bwd(m->ctx, g->post_tile, g->post_gate, dx, b->aspect_ratio_ids, w->post_tile,
+					w->post_gate, NV, TL, Pp, D);
 	memset(dx2, 0, sizeof(float) * N * D);
 	mllama_layernorm_bwd(m, dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
 			     w->ln_post_w, a->lnpost_m, a->lnpost_r, (int)N, D);
 	dx = dx2;
 	for (int l = c->v_layers - 1; l >= 0; l--) {
-		for (int k = 0; k < K5; k++) {
-			if (c->v_inter_idx[k] != l)
-				continue;
-			for (int n = 0; n < NV; n++)
-				for (int t = 0; t < TL; t++)
-					for (int p = 0; p < P1; p++) {
-						float *d = dx + ((size_t)n * L + t * Pp + p) * D;
-						const float *f = dfeats + (((size_t)n * TL + t) * P1 + p) * OD + D;
-						for (int e = 0; e < D; e++)
-							d[e] += f[(size_t)e * K5 + k];
-					}
-		}
-		vlayer_bwd(m, l, dx, s, ascr, lscr);
+		for (int k = 0; k < K5; k++)
+			if (c->v_inter_idx[k] == l)
+				lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 1 + k, NV, TL, P1, Pp, D, K5);
+		vlayer_bwd(m, l, dx, s, lscr);
 	}
 	if (!base)
 		return;
@@ -332,30 +271,9 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		mllama_layernorm_bwd(m, dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
 				     a->h0 + (size_t)r * P1 * D, w->ln_pre_w, a->lnpre_m + (size_t)r * P1,
 				     a->lnpre_r + (size_t)r * P1, P1, D);
-	float tpre = tanhf(w->pre_gate[0]), tpos = tanhf(w->pos_gate[0]);
-	double gpos = 0, gpre = 0;
-	for (int n = 0; n < NV; n++) {
-		int ar = b->aspect_ratio_ids[n];
-		for (int t = 0; t < TL; t++) {
-			const float *dh = dh0 + ((size_t)n * TL + t) * P1 * D;
-			size_t to = (((size_t)ar * TL + t) * P1) * D;
-			for (size_t i = 0; i < (size_t)P1 * D; i++) {
-				gpos += (double)dh[i] * (w->tile_pos[to + i] - w->pos[i]);
-				g->pos[i] += (1.0f - tpos) * dh[i];
-				g->tile_pos[to + i] += tpos * dh[i];
-			}
-			lvd_tr_axpy(g->cls, 1.0f, dh, D);
-			size_t po = ((size_t)ar * TL + t) * D;
-			for (int p = 0; p < np; p++) {
-				const float *d = dh + (size_t)(p + 1) * D;
-				gpre += lvd_tr_dot(d, w->pre_tile + po, D);
-				lvd_tr_axpy(g->pre_tile + po, tpre, d, D);
-				memcpy(dpatch + (((size_t)n * TL + t) * np + p) * D, d, sizeof(float) * D);
-			}
-		}
-	}
-	g->pos_gate[0] += (1.0f - tpos * tpos) * (float)gpos;
-	g->pre_gate[0] += (1.0f - tpre * tpre) * (float)gpre;
+	memset(dpatch, 0, sizeof(float) * (size_t)NV * TL * np * D);
+	lvd_vembed_bwd(m->ctx, dpatch, g->cls, g->pre_tile, g->pre_gate, g->pos, g->tile_pos, g->pos_gate, dh0,
+		       b->aspect_ratio_ids, w->pre_tile, w->pre_gate, w->pos, w->tile_pos, w->pos_gate, NV, TL, np, D);
 	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
 	lvd_linear_bwd(NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
 }

@@ -1,0 +1,243 @@
+/* lib/models/mllama/mllama_model.c — the model level: batch checks and copies, the
+ * cross-attention mask, the two towers in order (vision, then text; they are leaves that
+ * never call each other), the loss, and the buffers of the last forward. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "models/mllama/mllama_internal.h"
+#include "nn/ops/attn.h"
+#include "nn/train_ops.h"
+
+static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (b->B < 1 || b->T < 1 || !b->input_ids)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: B, T >= 1 and input_ids required");
+	for (int i = 0; i < b->B * b->T; i++) {
+		if (b->input_ids[i] < 0 || b->input_ids[i] >= c->n_embed)
+			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: input_ids[%d] = %d out of [0, %d)", i,
+					     b->input_ids[i], c->n_embed);
+		if (b->labels && b->labels[i] != -100 && (b->labels[i] < 0 || b->labels[i] >= c->vocab))
+			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: labels[%d] = %d out of [0, %d)", i,
+					     b->labels[i], c->vocab);
+	}
+	if (b->cap_off) {
+		if (b->cap_off[0] != 0 || !b->cap_rows)
+			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[0] must be 0 and cap_rows set");
+		for (int s = 0; s < b->B; s++) {
+			if (b->cap_off[s + 1] < b->cap_off[s])
+				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_off[%d] < cap_off[%d]", s + 1,
+						     s);
+			for (int i = b->cap_off[s]; i < b->cap_off[s + 1]; i++) {
+				if (b->cap_rows[i] < 0 || b->cap_rows[i] >= b->T)
+					return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: cap_rows[%d] = %d out of "
+						"[0, %d)", i, b->cap_rows[i], b->T);
+				for (int j = b->cap_off[s]; j < i; j++)
+					if (b->cap_rows[j] == b->cap_rows[i])
+						return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: sample %d captures "
+							"row %d twice", s, b->cap_rows[i]);
+			}
+		}
+	}
+	if (b->pixel_values) {
+		if (b->M < 1 || !b->aspect_ratio_ids || !b->aspect_ratio_mask || !b->cross_attention_mask)
+			return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: images need M >= 1, aspect_ratio_ids, "
+				"aspect_ratio_mask and cross_attention_mask");
+		for (int i = 0; i < b->B * b->M; i++)
+			if (b->aspect_ratio_ids[i] < 0 || b->aspect_ratio_ids[i] > c->n_aspect)
+				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: batch: aspect_ratio_ids[%d] = %d out of "
+					"[0, %d]", i, b->aspect_ratio_ids[i], c->n_aspect);
+	}
+	return 0;
+}
+
+
+/* batch shape and the derived token counts */
+static void set_shape(struct lvd_mllama *m, const struct lvd_mllama_batch *b)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	m->batch = *b;
+	m->have_image = b->pixel_values != NULL;
+	int gs = c->v_image_size / c->v_patch, TL = c->v_max_tiles;
+	m->np = gs * gs;
+	m->P1 = m->np + 1;
+	m->Pp = (m->P1 + 7) / 8 * 8;
+	m->L = TL * m->Pp;
+	m->NV = m->have_image ? b->B * b->M : 0;
+	m->S = m->have_image ? b->M * TL * m->P1 : 0;
+}
+
+/* THE activation carving of both towers for the current shape (text, then vision);
+ * measures with base NULL. */
+static size_t carve_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
+{
+	size_t t = mllama_text_acts(m, a, base);
+	return t + (m->have_image ? mllama_vision_acts(m, a, base ? base + t : NULL) : 0);
+}
+
+/* backward scratch: dlogits, the text tower's, the vision tower's (offsets out) */
+static size_t bwd_floats(const struct lvd_mllama *m, size_t *toff, size_t *voff)
+{
+	size_t off = 0;
+	mllama_take(NULL, &off, (size_t)m->batch.B * m->batch.T * m->c.vocab);
+	*toff = off;
+	off += mllama_text_bwd_scratch(m);
+	*voff = off;
+	return off + (m->have_image ? mllama_vision_bwd_scratch(m) : 0);
+}
+
+static size_t trainable_floats(const struct lvd_mllama *m, size_t *base_floats)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->nparams; i++)
+		n += m->params[i].numel;
+	*base_floats = n;
+	return m->nlora ? m->lsize : n;
+}
+
+int lvd_mllama_measure(struct lvd_mllama *m, int B, int T, int M, int ncap, struct lvd_mllama_mem *out,
+		       struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (B < 1 || T < 1 || M < 0 || ncap < 0 || ncap > B * T)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: measure: B, T >= 1, M >= 0, 0 <= ncap <= B·T required");
+	struct lvd_mllama_batch saved = m->batch;
+	int sv[7] = { m->have_image, m->np, m->P1, m->Pp, m->L, m->NV, m->S };
+	static const float no_pixels;
+	int *off = calloc((size_t)B + 1, sizeof(int));
+	struct mllama_acts tmp = { 0 };
+	tmp.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *tmp.vl);
+	tmp.tl = calloc(c->t_layers, sizeof *tmp.tl);
+	int rc = 0;
+	if (!off || !tmp.vl || !tmp.tl) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+		goto out;
+	}
+	off[B] = ncap;
+	struct lvd_mllama_batch b = { .B = B, .T = T, .M = M, .pixel_values = M ? &no_pixels : NULL,
+				      .cap_off = ncap ? off : NULL };
+	set_shape(m, &b);
+	size_t base_floats, train = trainable_floats(m, &base_floats), toff, voff;
+	out->params = base_floats * sizeof(float);
+	out->lora = m->lsize * sizeof(float);
+	out->grads = train * sizeof(float);
+	out->opt = 2 * train * sizeof(float);
+	out->acts = carve_acts(m, &tmp, NULL) * sizeof(float);
+	out->scratch = bwd_floats(m, &toff, &voff) * sizeof(float);
+	m->batch = saved;
+	m->have_image = sv[0], m->np = sv[1], m->P1 = sv[2], m->Pp = sv[3], m->L = sv[4], m->NV = sv[5], m->S = sv[6];
+out:
+	free(off);
+	free(tmp.vl);
+	free(tmp.tl);
+	return rc;
+}
+
+void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out)
+{
+	size_t base_floats, train = trainable_floats(m, &base_floats);
+	out->params = base_floats * sizeof(float);
+	out->lora = m->lsize * sizeof(float);
+	out->grads = (m->nlora ? m->lsize : m->gblock ? base_floats : 0) * sizeof(float);
+	out->opt = m->nlora ? 2 * train * sizeof(float) : 0;
+	out->acts = m->acap * sizeof(float);
+	out->scratch = m->a.bwd_len * sizeof(float);
+}
+
+int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	int rc = check_batch(m, b, err);
+	if (rc)
+		return rc;
+	m->fwd_done = 0;
+	set_shape(m, b);
+	int TL = c->v_max_tiles;
+	if (!m->a.vl) {
+		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
+		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
+		if (!m->a.vl || !m->a.tl)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+	}
+	size_t need = carve_acts(m, &m->a, NULL);
+	if (need > m->acap) {
+		free(m->ablock);
+		m->ablock = lvd_alloc_aligned(need, sizeof(float));
+		m->acap = m->ablock ? need : 0;
+		if (!m->ablock)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
+	}
+	carve_acts(m, &m->a, m->ablock);
+	struct mllama_acts *a = &m->a;
+	int B = b->B, T = b->T, BT = B * T;
+	for (int t = 0; t < T; t++)
+		a->pos[t] = t;
+	memcpy(a->ids, b->input_ids, sizeof(int) * BT);
+	if (a->cap_off) {
+		memcpy(a->cap_off, b->cap_off, sizeof(int) * (B + 1));
+		memcpy(a->cap_rows, b->cap_rows, sizeof(int) * a->ncap);
+	}
+	for (int bb = 0; bb < B; bb++)
+		for (int t = 0; t < T; t++)
+			a->targets[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
+	if (m->have_image) {
+		mllama_vision_fwd(m);
+		/* HF _prepare_cross_attention_mask: min_float where masked, rows without any
+		 * visible tile get an all-zero bias and row mask 0 */
+		lvd_attn_group_bias(m->ctx, a->xbias, a->rowmask, b->cross_attention_mask, BT, b->M * TL, m->P1);
+	} else {
+		memset(a->rowmask, 0, sizeof(float) * BT);
+	}
+	mllama_text_fwd(m);
+	m->loss = NAN;
+	m->loss_count = 0;
+	if (b->labels) {
+		double sum = lvd_tr_xent_fwd(&m->loss_count, a->logits, a->targets, BT, c->vocab);
+		m->loss = m->loss_count ? sum / m->loss_count : NAN;
+	}
+	m->fwd_done = 1;
+	return 0;
+}
+
+
+const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
+double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
+int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
+const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
+const float *lvd_mllama_cross_states(const struct lvd_mllama *m) { return m->have_image ? m->a.cross : NULL; }
+size_t lvd_mllama_capture_rows(const struct lvd_mllama *m) { return m->a.ncap; }
+const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k)
+{
+	if (k < 0 || k >= m->c.n_cross || !m->have_image || !m->a.ncap)
+		return NULL;
+	return m->a.tl[m->c.cross_layers[k]].capp;
+}
+
+int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (!m->fwd_done)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward without a forward");
+	if (!m->gblock && !m->nlora)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
+	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, toff, voff;
+	size_t off = bwd_floats(m, &toff, &voff);
+	if (off > m->a.bwd_len) {
+		free(m->a.bwd);
+		m->a.bwd = lvd_alloc_aligned(off, sizeof(float));
+		m->a.bwd_len = m->a.bwd ? off : 0;
+		if (!m->a.bwd)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of backward scratch",
+					     off);
+	}
+	float *dlogits = m->a.bwd;
+	memset(dlogits, 0, sizeof(float) * BT * V);
+	if (m->loss_count > 0 && loss_scale != 0.0f)
+		lvd_tr_xent_bwd(dlogits, m->a.logits, m->a.targets, loss_scale / (float)m->loss_count, (int)BT, (int)V);
+	const float *dcross = mllama_text_bwd(m, dlogits, dprobs, m->a.bwd + toff);
+	if (m->have_image && (mllama_train_base(m) || m->vsite))
+		mllama_vision_bwd(m, dcross, m->a.bwd + voff);
+	return 0;
+}
