@@ -25,6 +25,21 @@ void lvd_ctx_sync_cuda(struct lvd_ctx *ctx);
 #define ON_CUDA(ctx) 0
 #endif
 
+size_t lvd_dtype_size(enum lvd_dtype t)
+{
+	return t == LVD_F32 ? 4 : 2;
+}
+
+const char *lvd_dtype_name(enum lvd_dtype t)
+{
+	switch (t) {
+	case LVD_F32: return "F32";
+	case LVD_BF16: return "BF16";
+	case LVD_F16: return "F16";
+	}
+	return "?";
+}
+
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 static void blas_policy_once(void)

@@ -31,7 +31,6 @@
 
 #include "core/error.h"
 #include "core/pool.h"
-#include "io/safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,12 +38,12 @@ extern "C" {
 
 enum lvd_backend { LVD_BACKEND_CPU = 0, LVD_BACKEND_CUDA = 1 };
 
-/* Element types of parameters and activations. fp32 on the CPU; bf16 storage with
- * fp32 accumulation on CUDA. One enum for the project: lib/io/safetensors.h's
- * enum lvd_dtype (with lvd_dtype_size / lvd_dtype_name); these are its float members. */
-#define LVD_F32 LVD_DT_F32
-#define LVD_BF16 LVD_DT_BF16
-#define LVD_F16 LVD_DT_F16
+/* Element types of parameters and activations (compute dtypes): fp32 on the CPU; bf16
+ * storage with fp32 accumulation on CUDA. Distinct from the storage dtypes of files
+ * (enum lvd_st_dtype in io/safetensors.h, which also has integers and F64). */
+enum lvd_dtype { LVD_F32 = 0, LVD_BF16 = 1, LVD_F16 = 2 };
+size_t lvd_dtype_size(enum lvd_dtype t);
+const char *lvd_dtype_name(enum lvd_dtype t);
 
 /* A bump allocator over one reserved block (64-byte granules). */
 struct lvd_arena {
