@@ -1,0 +1,359 @@
+/* The Lavender Aligner, CPU reference (see aligner.h). */
+#include "lavender/aligner.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "nn/ctx.h"
+#include "nn/ops.h"
+#include "nn/ops/act_extra.h"
+#include "nn/ops/conv_bwd.h"
+#include "nn/ops/instnorm.h"
+
+void lvd_aligner_cfg_default(struct lvd_aligner_cfg *cfg, int d_in)
+{
+	cfg->depth = LVD_ALIGNER_SIM;
+	cfg->norm = LVD_ALIGNER_INSTANCE;
+	cfg->act = LVD_ALIGNER_RELU6;
+	cfg->d_in = d_in;
+	cfg->d_h = 32;
+	cfg->norm_eps = 1e-5f;
+	cfg->slope = 0.1f;
+}
+
+int lvd_aligner_cfg_check(const struct lvd_aligner_cfg *cfg, struct lvd_error *err)
+{
+	if ((unsigned)cfg->depth > LVD_ALIGNER_DEEP)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: depth %d out of range", (int)cfg->depth);
+	if ((unsigned)cfg->norm > LVD_ALIGNER_NONORM)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: norm %d out of range", (int)cfg->norm);
+	if ((unsigned)cfg->act > LVD_ALIGNER_LEAKY)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: act %d out of range", (int)cfg->act);
+	if (cfg->d_in < 1 || cfg->d_in > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: d_in %d out of range [1, 4096]", cfg->d_in);
+	if (cfg->d_h < 1 || cfg->d_h > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: hidden width %d out of range [1, 4096]", cfg->d_h);
+	if (!(cfg->norm_eps > 0) || !isfinite(cfg->norm_eps))
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: norm eps %g must be > 0", (double)cfg->norm_eps);
+	if (!isfinite(cfg->slope))
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner: leaky slope is not finite");
+	return LVD_OK;
+}
+
+int lvd_aligner_parse_depth(const char *s, enum lvd_aligner_depth *out, struct lvd_error *err)
+{
+	if (!strcmp(s, "sim"))
+		*out = LVD_ALIGNER_SIM;
+	else if (!strcmp(s, "light"))
+		*out = LVD_ALIGNER_LIGHT;
+	else if (!strcmp(s, "deep"))
+		*out = LVD_ALIGNER_DEEP;
+	else
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner depth '%s': expected sim, light or deep", s);
+	return LVD_OK;
+}
+
+int lvd_aligner_parse_norm(const char *s, enum lvd_aligner_norm *out, struct lvd_error *err)
+{
+	if (!strcmp(s, "instance"))
+		*out = LVD_ALIGNER_INSTANCE;
+	else if (!strcmp(s, "group"))
+		*out = LVD_ALIGNER_GROUP;
+	else if (!strcmp(s, "none") || !strcmp(s, "identical"))
+		*out = LVD_ALIGNER_NONORM;
+	else
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner norm '%s': expected instance, group or none", s);
+	return LVD_OK;
+}
+
+int lvd_aligner_parse_act(const char *s, enum lvd_aligner_act *out, struct lvd_error *err)
+{
+	if (!strcmp(s, "relu6") || !strcmp(s, "relu"))
+		*out = LVD_ALIGNER_RELU6;
+	else if (!strcmp(s, "leaky") || !strcmp(s, "leakyrelu"))
+		*out = LVD_ALIGNER_LEAKY;
+	else
+		return lvd_error_set(err, LVD_ERR_INVALID, "aligner activation '%s': expected relu6 or leaky", s);
+	return LVD_OK;
+}
+
+static const char *const tensor_names[LVD_ALIGNER_MAX_TENSORS] = {
+	"diffag_expand_1.weight", "diffag_expand_2.weight", "diffag_squeeze_1.weight",
+	"diffag_expand_3.weight", "diffag_expand_4.weight",
+	"diffag_norm1.weight", "diffag_norm1.bias", "diffag_norm2.weight", "diffag_norm2.bias",
+	"diffag_norm3.weight", "diffag_norm3.bias",
+	"diffag_conv_last.weight", "diffag_conv_last.bias",
+};
+
+void lvd_aligner_layout(struct lvd_aligner_layout *lay, const struct lvd_aligner_cfg *cfg)
+{
+	const int64_t di = cfg->d_in, dh = cfg->d_h;
+	/* conv [out, in, 3, 3] */
+	const int64_t conv[5][2] = { { dh, di }, { dh, dh }, { di, dh }, { dh, dh }, { dh, dh } };
+	const int64_t normc[3] = { dh, dh, di };
+	memset(lay, 0, sizeof *lay);
+	size_t off = 0;
+	for (int k = 0; k < LVD_ALIGNER_MAX_TENSORS; k++) {
+		struct lvd_aligner_tensor *t = &lay->t[k];
+		t->name = tensor_names[k];
+		if (k <= LVD_AL_EXPAND_4) {
+			t->ndim = 4;
+			t->shape[0] = conv[k][0];
+			t->shape[1] = conv[k][1];
+			t->shape[2] = t->shape[3] = 3;
+			t->n = (size_t)(conv[k][0] * conv[k][1] * 9);
+		} else if (k <= LVD_AL_NORM3_B) {
+			t->ndim = 1;
+			t->shape[0] = normc[(k - LVD_AL_NORM1_W) / 2];
+			t->n = cfg->norm == LVD_ALIGNER_GROUP ? (size_t)t->shape[0] : 0;
+		} else if (k == LVD_AL_LAST_W) {
+			t->ndim = 4;
+			t->shape[0] = 1;
+			t->shape[1] = di;
+			t->shape[2] = t->shape[3] = 1;
+			t->n = (size_t)di;
+		} else {
+			t->ndim = 1;
+			t->shape[0] = 1;
+			t->n = 1;
+		}
+		t->off = off;
+		off += t->n;
+	}
+	lay->n_params = off;
+}
+
+void lvd_aligner_init(const struct lvd_aligner_cfg *cfg, float *params, uint64_t seed,
+		      enum lvd_aligner_init how, float std)
+{
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, cfg);
+	for (int k = 0; k < LVD_ALIGNER_MAX_TENSORS; k++) {
+		const struct lvd_aligner_tensor *t = &lay.t[k];
+		float *p = params + t->off;
+		if (!t->n)
+			continue;
+		uint64_t stream = LVD_ALIGNER_RNG_STREAM + (uint64_t)k;
+		if (k >= LVD_AL_NORM1_W && k <= LVD_AL_NORM3_B) {
+			float v = (k - LVD_AL_NORM1_W) % 2 == 0 ? 1.0f : 0.0f;
+			for (size_t j = 0; j < t->n; j++)
+				p[j] = v;
+			continue;
+		}
+		int is_bias = k == LVD_AL_LAST_B;
+		if (how == LVD_ALIGNER_INIT_KAIMING) {
+			/* kaiming_uniform(a = sqrt 5) gives bound = 1/sqrt(fan_in); the bias uses
+			 * the same bound (PyTorch's _ConvNd.reset_parameters) */
+			int64_t fan_in = k == LVD_AL_LAST_B ? cfg->d_in : t->shape[1] * t->shape[2] * t->shape[3];
+			double bound = 1.0 / sqrt((double)fan_in);
+			lvd_rng_fill_uniform(p, t->n, seed, stream, 0);
+			for (size_t j = 0; j < t->n; j++)
+				p[j] = (float)((2.0 * p[j] - 1.0) * bound);
+		} else if (is_bias) {
+			for (size_t j = 0; j < t->n; j++)
+				p[j] = 0.0f;
+		} else {
+			lvd_rng_fill_normal(p, t->n, seed, stream, 0);
+			for (size_t j = 0; j < t->n; j++)
+				p[j] *= std;
+		}
+	}
+}
+
+/* ---- stages ---------------------------------------------------------------------- */
+
+struct stage {
+	int w;        /* tensor index of the conv weight */
+	int ci, co;
+	int norm;     /* 0..2 (norm1..norm3) or -1 */
+};
+
+static int stages_of(const struct lvd_aligner_cfg *cfg, struct stage st[5])
+{
+	const int di = cfg->d_in, dh = cfg->d_h;
+	int n = 0;
+	st[n++] = (struct stage){ LVD_AL_EXPAND_1, di, dh, 0 };
+	if (cfg->depth != LVD_ALIGNER_LIGHT)
+		st[n++] = (struct stage){ LVD_AL_EXPAND_2, dh, dh, 1 };
+	if (cfg->depth == LVD_ALIGNER_DEEP) {
+		st[n++] = (struct stage){ LVD_AL_EXPAND_3, dh, dh, -1 };
+		st[n++] = (struct stage){ LVD_AL_EXPAND_4, dh, dh, -1 };
+	}
+	st[n++] = (struct stage){ LVD_AL_SQUEEZE_1, dh, di, 2 };
+	if (cfg->norm == LVD_ALIGNER_NONORM)
+		for (int k = 0; k < n; k++)
+			st[k].norm = -1;
+	return n;
+}
+
+/* Per stage in `saved`: z (conv out) [N, co, HW]; if normed: nrm [N, co, HW], mean and
+ * rstd [N, co]; a (activation out) [N, co, HW]. */
+struct stage_buf {
+	float *z, *nrm, *mean, *rstd, *a;
+};
+
+static size_t stage_floats(const struct stage *s, size_t N, size_t HW)
+{
+	size_t plane = N * (size_t)s->co * HW;
+	return s->norm >= 0 ? 3 * plane + 2 * N * (size_t)s->co : 2 * plane;
+}
+
+static void stage_carve(struct stage_buf *b, float *p, const struct stage *s, size_t N, size_t HW)
+{
+	size_t plane = N * (size_t)s->co * HW;
+	b->z = p;
+	p += plane;
+	if (s->norm >= 0) {
+		b->nrm = p;
+		p += plane;
+		b->mean = p;
+		p += N * (size_t)s->co;
+		b->rstd = p;
+		p += N * (size_t)s->co;
+	} else {
+		b->nrm = b->z;
+		b->mean = b->rstd = NULL;
+	}
+	b->a = p;
+}
+
+size_t lvd_aligner_saved_floats(const struct lvd_aligner_cfg *cfg, int N, int HW)
+{
+	struct stage st[5];
+	int ns = stages_of(cfg, st);
+	size_t tot = 0;
+	for (int k = 0; k < ns; k++)
+		tot += stage_floats(&st[k], (size_t)N, (size_t)HW);
+	return tot;
+}
+
+static void check_args(const struct lvd_aligner_cfg *cfg, int N, int H, int W)
+{
+	struct lvd_error e;
+	LVD_ASSERTF(lvd_aligner_cfg_check(cfg, &e) == LVD_OK, "lvd_aligner: %s", e.msg);
+	LVD_ASSERTF(N >= 1 && H >= 1 && W >= 1, "lvd_aligner: bad shape N=%d H=%d W=%d", N, H, W);
+}
+
+void lvd_aligner_fwd(struct lvd_ctx *ctx, float *out, float *saved, const float *inp,
+		     const float *params, const struct lvd_aligner_cfg *cfg, int N, int H, int W)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_aligner_fwd");
+	check_args(cfg, N, H, W);
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, cfg);
+	struct stage st[5];
+	const int ns = stages_of(cfg, st);
+	const size_t HW = (size_t)H * W;
+	size_t mk = lvd_ctx_mark(ctx);
+	if (!saved)
+		saved = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(cfg, N, (int)HW));
+	const int cmax = cfg->d_in > cfg->d_h ? cfg->d_in : cfg->d_h;
+	size_t slen = lvd_conv2d_scratch(cmax, H, W, 3, 3, 1, 1, 1, 1, 1);
+	float *scratch = lvd_ctx_takef(ctx, slen ? slen : 1);
+	const float *x = inp;
+	float *p = saved;
+	for (int k = 0; k < ns; k++) {
+		const struct stage *s = &st[k];
+		struct stage_buf b;
+		stage_carve(&b, p, s, (size_t)N, HW);
+		p += stage_floats(s, (size_t)N, HW);
+		const float *w = params + lay.t[s->w].off;
+		for (int n = 0; n < N; n++)
+			lvd_conv2d_fwd(b.z + (size_t)n * s->co * HW, x + (size_t)n * s->ci * HW, w, NULL, s->ci, H, W,
+				       s->co, 3, 3, 1, 1, 1, 1, 1, scratch, slen);
+		if (s->norm >= 0) {
+			const float *nw = NULL, *nb = NULL;
+			if (cfg->norm == LVD_ALIGNER_GROUP) {
+				nw = params + lay.t[LVD_AL_NORM1_W + 2 * s->norm].off;
+				nb = params + lay.t[LVD_AL_NORM1_B + 2 * s->norm].off;
+			}
+			lvd_instnorm_fwd(ctx, b.nrm, b.mean, b.rstd, b.z, nw, nb, N, s->co, (int)HW, cfg->norm_eps);
+		}
+		size_t n_el = (size_t)N * s->co * HW;
+		if (cfg->act == LVD_ALIGNER_RELU6)
+			lvd_relu6_fwd(ctx, b.a, b.nrm, n_el);
+		else
+			lvd_leaky_relu_fwd(ctx, b.a, b.nrm, n_el, cfg->slope);
+		x = b.a;
+	}
+	/* conv_last: 1×1, d_in -> 1, with bias */
+	const float *wl = params + lay.t[LVD_AL_LAST_W].off, *bl = params + lay.t[LVD_AL_LAST_B].off;
+	for (int n = 0; n < N; n++)
+		lvd_conv2d_fwd(out + (size_t)n * HW, x + (size_t)n * cfg->d_in * HW, wl, bl, cfg->d_in, H, W, 1, 1, 1,
+			       1, 0, 0, 0, 0, NULL, 0);
+	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_aligner_bwd(struct lvd_ctx *ctx, float *dinp, float *dparams, const float *dout,
+		     const float *saved, const float *inp, const float *params,
+		     const struct lvd_aligner_cfg *cfg, int N, int H, int W)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_aligner_bwd");
+	check_args(cfg, N, H, W);
+	if (!dinp && !dparams)
+		return;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, cfg);
+	struct stage st[5];
+	struct stage_buf sb[5];
+	const int ns = stages_of(cfg, st);
+	const size_t HW = (size_t)H * W;
+	float *p = (float *)saved;
+	for (int k = 0; k < ns; k++) {
+		stage_carve(&sb[k], p, &st[k], (size_t)N, HW);
+		p += stage_floats(&st[k], (size_t)N, HW);
+	}
+	const int cmax = cfg->d_in > cfg->d_h ? cfg->d_in : cfg->d_h;
+	const size_t big = (size_t)N * cmax * HW;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *da = lvd_ctx_takef(ctx, big), *dn = lvd_ctx_takef(ctx, big);
+	float *dz = lvd_ctx_takef(ctx, big), *dprev = lvd_ctx_takef(ctx, big);
+	/* conv_last */
+	memset(da, 0, (size_t)N * cfg->d_in * HW * sizeof *da);
+	lvd_conv2d_bwd(ctx, da, dparams ? dparams + lay.t[LVD_AL_LAST_W].off : NULL,
+		       dparams ? dparams + lay.t[LVD_AL_LAST_B].off : NULL, dout, sb[ns - 1].a,
+		       params + lay.t[LVD_AL_LAST_W].off, N, cfg->d_in, H, W, 1, 1, 1, 1, 0, 0, 0, 0);
+	for (int k = ns - 1; k >= 0; k--) {
+		const struct stage *s = &st[k];
+		const struct stage_buf *b = &sb[k];
+		const size_t n_el = (size_t)N * s->co * HW;
+		memset(dn, 0, n_el * sizeof *dn);
+		if (cfg->act == LVD_ALIGNER_RELU6)
+			lvd_relu6_bwd(ctx, dn, da, b->nrm, n_el);
+		else
+			lvd_leaky_relu_bwd(ctx, dn, da, b->nrm, n_el, cfg->slope);
+		const float *dzp = dn;
+		if (s->norm >= 0) {
+			const float *nw = NULL;
+			float *dnw = NULL, *dnb = NULL;
+			if (cfg->norm == LVD_ALIGNER_GROUP) {
+				nw = params + lay.t[LVD_AL_NORM1_W + 2 * s->norm].off;
+				if (dparams) {
+					dnw = dparams + lay.t[LVD_AL_NORM1_W + 2 * s->norm].off;
+					dnb = dparams + lay.t[LVD_AL_NORM1_B + 2 * s->norm].off;
+				}
+			}
+			memset(dz, 0, n_el * sizeof *dz);
+			lvd_instnorm_bwd(ctx, dz, dnw, dnb, dn, b->z, nw, b->mean, b->rstd, N, s->co, (int)HW);
+			dzp = dz;
+		}
+		const float *x = k > 0 ? sb[k - 1].a : inp;
+		float *dx = NULL;
+		if (k > 0) {
+			dx = dprev;
+			memset(dx, 0, (size_t)N * s->ci * HW * sizeof *dx);
+		} else {
+			dx = dinp;
+		}
+		float *dw = dparams ? dparams + lay.t[s->w].off : NULL;
+		lvd_conv2d_bwd(ctx, dx, dw, NULL, dzp, x, params + lay.t[s->w].off, N, s->ci, H, W, s->co, 3, 3, 1,
+			       1, 1, 1, 1);
+		if (k > 0) {
+			float *t = da;
+			da = dprev;
+			dprev = t;
+		}
+	}
+	lvd_ctx_release(ctx, mk);
+}

@@ -1,0 +1,581 @@
+/* The Lavender attention loss over plain buffers, CPU reference (see latt.h). */
+#include "lavender/latt.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "lavender/geometry.h"
+#include "nn/ctx.h"
+#include "nn/ops/resample.h"
+
+/* ---- geometry ---------------------------------------------------------------------- */
+
+int lvd_latt_geom_check(struct lvd_latt_geom *g, struct lvd_error *err)
+{
+	if (g->heads < 1 || g->heads > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: heads %d out of range", g->heads);
+	if (g->patches < 1 || g->patches > 1024)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: patches %d out of range", g->patches);
+	if (g->tok_skip < 0 || (long long)g->tok_skip + (long long)g->patches * g->patches > g->tile_tok)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "latt geometry: %d skipped + %d² patch tokens exceed %d tokens per tile",
+				     g->tok_skip, g->patches, g->tile_tok);
+	if (g->tiles_h < 1 || g->tiles_w < 1 || g->tiles_h * g->tiles_w > 64)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: tiles %dx%d out of range", g->tiles_h,
+				     g->tiles_w);
+	if (g->tok0 < 0 || (long long)g->tok0 + (long long)g->tiles_h * g->tiles_w * g->tile_tok > g->S)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "latt geometry: %dx%d tiles of %d tokens from key %d exceed the key length %d",
+				     g->tiles_h, g->tiles_w, g->tile_tok, g->tok0, g->S);
+	if (g->patch_px < 1)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: patch px %d out of range", g->patch_px);
+	long long ch = (long long)g->tiles_h * g->patches * g->patch_px;
+	long long cw = (long long)g->tiles_w * g->patches * g->patch_px;
+	if (g->new_h < 1 || g->new_w < 1 || g->new_h > ch || g->new_w > cw)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: image extent %dx%d outside the %lldx%lld canvas",
+				     g->new_w, g->new_h, cw, ch);
+	if (g->grid < 0 || g->grid > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: grid %d out of range [0, 4096]", g->grid);
+	g->vh = (g->new_h + g->patch_px - 1) / g->patch_px;
+	g->vw = (g->new_w + g->patch_px - 1) / g->patch_px;
+	if (g->grid) {
+		g->gh = g->gw = g->grid;
+	} else {
+		g->gh = g->tiles_h * g->patches;
+		g->gw = g->tiles_w * g->patches;
+	}
+	return LVD_OK;
+}
+
+int lvd_latt_geom_set_aspect(struct lvd_latt_geom *g, int aspect_id, int max_tiles, struct lvd_error *err)
+{
+	if (max_tiles < 1 || max_tiles > LVD_GEOM_MAX_TILES)
+		return lvd_error_set(err, LVD_ERR_INVALID, "max tiles %d out of range [1, %d]", max_tiles,
+				     LVD_GEOM_MAX_TILES);
+	int asp[LVD_GEOM_MAX_ASPECTS][2];
+	int na = lvd_geom_aspects(max_tiles, asp);
+	if (aspect_id < 1 || aspect_id > na)
+		return lvd_error_set(err, LVD_ERR_INVALID, "aspect_ratio_id %d out of range [1, %d]", aspect_id, na);
+	g->tiles_h = asp[aspect_id - 1][0];
+	g->tiles_w = asp[aspect_id - 1][1];
+	return LVD_OK;
+}
+
+void lvd_latt_mask(const struct lvd_latt_geom *g, uint8_t *mask)
+{
+	for (int y = 0; y < g->gh; y++)
+		for (int x = 0; x < g->gw; x++)
+			mask[(size_t)y * g->gw + x] = g->grid ? 1 : (y < g->vh && x < g->vw);
+}
+
+static inline size_t tok_of(const struct lvd_latt_geom *g, int y, int x)
+{
+	const int P = g->patches;
+	return (size_t)g->tok0 + (size_t)((y / P) * g->tiles_w + x / P) * g->tile_tok + (size_t)g->tok_skip +
+	       (size_t)(y % P) * P + (size_t)(x % P);
+}
+
+/* out[R, H, h, w] for the valid patch block [vh, vw] (crop) or the canvas (zeros beyond) */
+static void gather(float *out, const float *probs, const struct lvd_latt_geom *g, int R, int oh, int ow)
+{
+	const int H = g->heads;
+	for (int r = 0; r < R; r++)
+		for (int h = 0; h < H; h++) {
+			const float *src = probs + ((size_t)h * R + r) * g->S;
+			float *d = out + ((size_t)r * H + h) * oh * ow;
+			for (int y = 0; y < oh; y++)
+				for (int x = 0; x < ow; x++)
+					d[(size_t)y * ow + x] = y < g->vh && x < g->vw ? src[tok_of(g, y, x)] : 0.0f;
+		}
+}
+
+static void scatter(float *dprobs, const float *dmap, const struct lvd_latt_geom *g, int R, int oh, int ow)
+{
+	const int H = g->heads;
+	for (int r = 0; r < R; r++)
+		for (int h = 0; h < H; h++) {
+			float *dst = dprobs + ((size_t)h * R + r) * g->S;
+			const float *d = dmap + ((size_t)r * H + h) * oh * ow;
+			for (int y = 0; y < g->vh && y < oh; y++)
+				for (int x = 0; x < g->vw && x < ow; x++)
+					dst[tok_of(g, y, x)] += d[(size_t)y * ow + x];
+		}
+}
+
+void lvd_latt_maps_fwd(struct lvd_ctx *ctx, float *out, const float *probs, const struct lvd_latt_geom *g, int R)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_latt_maps_fwd");
+	LVD_ASSERT(R >= 1 && g->gh >= 1);
+	if (!g->grid) {
+		gather(out, probs, g, R, g->gh, g->gw);
+		return;
+	}
+	size_t mk = lvd_ctx_mark(ctx);
+	float *crop = lvd_ctx_takef(ctx, (size_t)R * g->heads * g->vh * g->vw);
+	gather(crop, probs, g, R, g->vh, g->vw);
+	lvd_resample_areaw_fwd(ctx, out, crop, R, g->heads, g->vh, g->vw, g->grid, g->grid,
+			       (double)g->vh * g->patch_px, (double)g->new_h / g->grid,
+			       (double)g->vw * g->patch_px, (double)g->new_w / g->grid);
+	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_latt_maps_bwd(struct lvd_ctx *ctx, float *dprobs, const float *dout, const struct lvd_latt_geom *g, int R)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_latt_maps_bwd");
+	LVD_ASSERT(R >= 1 && g->gh >= 1);
+	if (!g->grid) {
+		scatter(dprobs, dout, g, R, g->gh, g->gw);
+		return;
+	}
+	size_t mk = lvd_ctx_mark(ctx);
+	size_t n = (size_t)R * g->heads * g->vh * g->vw;
+	float *dcrop = lvd_ctx_takef(ctx, n);
+	memset(dcrop, 0, n * sizeof *dcrop);
+	lvd_resample_areaw_bwd(ctx, dcrop, dout, R, g->heads, g->vh, g->vw, g->grid, g->grid,
+			       (double)g->vh * g->patch_px, (double)g->new_h / g->grid,
+			       (double)g->vw * g->patch_px, (double)g->new_w / g->grid);
+	scatter(dprobs, dcrop, g, R, g->vh, g->vw);
+	lvd_ctx_release(ctx, mk);
+}
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+void lvd_latt_cfg_default(struct lvd_latt_cfg *cfg, int heads, int n_captured)
+{
+	memset(cfg, 0, sizeof *cfg);
+	lvd_aligner_cfg_default(&cfg->aligner, heads);
+	cfg->agg = LVD_LATT_MEAN_AFTER;
+	cfg->n_captured = n_captured;
+	cfg->n_layers = 0;
+	cfg->minmax_eps = 1e-6f;
+}
+
+int lvd_latt_cfg_check(const struct lvd_latt_cfg *cfg, struct lvd_error *err)
+{
+	int rc = lvd_aligner_cfg_check(&cfg->aligner, err);
+	if (rc)
+		return rc;
+	if ((unsigned)cfg->agg > LVD_LATT_MAX_BEFORE)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt: aggregation %d out of range", (int)cfg->agg);
+	if (cfg->n_captured < 1 || cfg->n_captured > LVD_LATT_MAX_LAYERS)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt: %d captured layers out of range [1, %d]",
+				     cfg->n_captured, LVD_LATT_MAX_LAYERS);
+	if (cfg->n_layers < 0 || cfg->n_layers > cfg->n_captured)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt: %d chosen layers out of range [0, %d]", cfg->n_layers,
+				     cfg->n_captured);
+	for (int i = 0; i < cfg->n_layers; i++) {
+		if (cfg->layers[i] < 0 || cfg->layers[i] >= cfg->n_captured)
+			return lvd_error_set(err, LVD_ERR_INVALID, "latt: layer index %d out of range [0, %d)",
+					     cfg->layers[i], cfg->n_captured);
+		for (int j = 0; j < i; j++)
+			if (cfg->layers[j] == cfg->layers[i])
+				return lvd_error_set(err, LVD_ERR_INVALID, "latt: layer index %d chosen twice",
+						     cfg->layers[i]);
+	}
+	if (!(cfg->minmax_eps > 0) || !isfinite(cfg->minmax_eps))
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt: min-max eps %g must be > 0", (double)cfg->minmax_eps);
+	return LVD_OK;
+}
+
+static int chosen_layers(const struct lvd_latt_cfg *cfg, int *out)
+{
+	if (cfg->n_layers == 0) {
+		for (int i = 0; i < cfg->n_captured; i++)
+			out[i] = i;
+		return cfg->n_captured;
+	}
+	memcpy(out, cfg->layers, (size_t)cfg->n_layers * sizeof *out);
+	return cfg->n_layers;
+}
+
+int lvd_latt_sample_check(const struct lvd_latt_sample *s, const struct lvd_latt_cfg *cfg, struct lvd_error *err)
+{
+	int rc = lvd_latt_cfg_check(cfg, err);
+	if (rc)
+		return rc;
+	struct lvd_latt_geom g = s->geom;
+	if ((rc = lvd_latt_geom_check(&g, err)))
+		return rc;
+	if (g.gh != s->geom.gh || g.gw != s->geom.gw || g.vh != s->geom.vh || g.vw != s->geom.vw)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: geometry not checked (derived fields stale)");
+	if (g.heads != cfg->aligner.d_in)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: %d heads but the Aligner takes d_in = %d",
+				     g.heads, cfg->aligner.d_in);
+	if (s->R < 1)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: %d rows", s->R);
+	if (!s->probs || !s->mask)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: probabilities or mask missing");
+	int lay[LVD_LATT_MAX_LAYERS];
+	int L = chosen_layers(cfg, lay);
+	for (int i = 0; i < L; i++)
+		if (!s->probs[lay[i]])
+			return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: no probabilities for layer %d", lay[i]);
+	size_t hw = (size_t)g.gh * g.gw, nvalid = 0;
+	for (size_t i = 0; i < hw; i++) {
+		int want = g.grid ? 1 : ((int)(i / g.gw) < g.vh && (int)(i % g.gw) < g.vw);
+		if (s->mask[i] != want)
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "latt sample: mask cell (%zu, %zu) is %d, the geometry says %d",
+					     i / g.gw, i % g.gw, s->mask[i], want);
+		nvalid += want;
+	}
+	if (!nvalid)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: no valid cell");
+	if (s->W < 0 || (s->W && !s->words))
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: %d words", s->W);
+	for (int w = 0; w < s->W; w++) {
+		const struct lvd_latt_word *wd = &s->words[w];
+		if (wd->n_rows < 1 || !wd->rows)
+			return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: word %d has no rows", w);
+		for (int k = 0; k < wd->n_rows; k++)
+			if (wd->rows[k] < 0 || wd->rows[k] >= s->R)
+				return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: word %d row %d out of range [0, %d)",
+						     w, wd->rows[k], s->R);
+	}
+	return LVD_OK;
+}
+
+/* ---- min-max over valid cells ------------------------------------------------------- */
+
+struct mm {
+	size_t lo, hi;   /* cells holding min and max (first occurrence) */
+	float den;       /* max - min + eps */
+};
+
+static struct mm minmax_fwd(float *y, const float *x, const uint8_t *mask, size_t n, float eps)
+{
+	struct mm m = { 0, 0, 0 };
+	int any = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!mask[i])
+			continue;
+		if (!any) {
+			m.lo = m.hi = i;
+			any = 1;
+			continue;
+		}
+		if (x[i] < x[m.lo])
+			m.lo = i;
+		if (x[i] > x[m.hi])
+			m.hi = i;
+	}
+	LVD_ASSERT(any);
+	const float lo = x[m.lo];
+	m.den = x[m.hi] - lo + eps;
+	for (size_t i = 0; i < n; i++)
+		y[i] = mask[i] ? (x[i] - lo) / m.den : 0.0f;
+	return m;
+}
+
+/* dx += ∂/∂x of <gy, y> for y = minmax(x) (y as the forward wrote it) */
+static void minmax_bwd(float *dx, const float *gy, const float *y, const uint8_t *mask, size_t n, struct mm m)
+{
+	double dlo = 0, dhi = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!mask[i])
+			continue;
+		dx[i] += gy[i] / m.den;
+		dlo += (double)gy[i] * (y[i] - 1.0);
+		dhi -= (double)gy[i] * y[i];
+	}
+	dx[m.lo] += (float)(dlo / m.den);
+	dx[m.hi] += (float)(dhi / m.den);
+}
+
+/* rows -> words: Vr[R, HW] given; U[w] = minmax(mean of its rows) for words with
+ * want[w]; returns the per-word min-max records in wm and the row means in M. */
+static void group_words(float *U, float *M, struct mm *wm, const float *V, const struct lvd_latt_sample *s,
+			const uint8_t *want, size_t HW, float eps)
+{
+	for (int w = 0; w < s->W; w++) {
+		if (!want[w])
+			continue;
+		const struct lvd_latt_word *wd = &s->words[w];
+		float *mw = M + (size_t)w * HW;
+		for (size_t i = 0; i < HW; i++) {
+			float acc = 0;
+			for (int k = 0; k < wd->n_rows; k++)
+				acc += V[(size_t)wd->rows[k] * HW + i];
+			mw[i] = s->mask[i] ? acc / (float)wd->n_rows : 0.0f;
+		}
+		wm[w] = minmax_fwd(U + (size_t)w * HW, mw, s->mask, HW, eps);
+	}
+}
+
+/* ---- the loss ----------------------------------------------------------------------- */
+
+int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
+			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
+			 double pair_count, float dscale, struct lvd_latt_trace *tr)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_latt_sample_loss");
+	struct lvd_error e;
+	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_sample_loss: %s", e.msg);
+	LVD_ASSERT(pair_count > 0);
+	const struct lvd_latt_geom *g = &s->geom;
+	const int R = s->R, H = g->heads, GH = g->gh, GW = g->gw, W = s->W;
+	const size_t HW = (size_t)GH * GW, map = (size_t)H * HW;
+	int lay[LVD_LATT_MAX_LAYERS];
+	const int L = chosen_layers(cfg, lay);
+	const int before = cfg->agg == LVD_LATT_MEAN_BEFORE || cfg->agg == LVD_LATT_MAX_BEFORE;
+	const int use_max = cfg->agg == LVD_LATT_MAX_AFTER || cfg->agg == LVD_LATT_MAX_BEFORE;
+	const float eps = cfg->minmax_eps;
+	const struct lvd_aligner_cfg *ac = &cfg->aligner;
+
+	int n_match = 0;
+	for (int w = 0; w < W; w++)
+		n_match += s->words[w].target != NULL;
+	int want_grad = (dparams || dprobs) && n_match > 0;
+
+	size_t mk = lvd_ctx_mark(ctx);
+	/* 1. maps X [L, R, H, HW] */
+	float *X = tr && tr->maps ? tr->maps : lvd_ctx_takef(ctx, (size_t)L * R * map);
+	for (int l = 0; l < L; l++)
+		lvd_latt_maps_fwd(ctx, X + (size_t)l * R * map, s->probs[lay[l]], g, R);
+	/* 2. Aligner and layer aggregation -> Z [R, HW] */
+	const int NA = before ? R : L * R;        /* Aligner images */
+	const float *Ain = X;
+	float *Xb = NULL;
+	int *arg = NULL;                          /* argmax layer per element (max modes) */
+	if (before) {
+		Xb = lvd_ctx_takef(ctx, (size_t)R * map);
+		if (use_max)
+			arg = lvd_ctx_take(ctx, (size_t)R * map * sizeof *arg);
+		for (size_t i = 0; i < (size_t)R * map; i++) {
+			if (use_max) {
+				float best = X[i];
+				int bl = 0;
+				for (int l = 1; l < L; l++)
+					if (X[(size_t)l * R * map + i] > best) {
+						best = X[(size_t)l * R * map + i];
+						bl = l;
+					}
+				Xb[i] = best;
+				arg[i] = bl;
+			} else {
+				float acc = 0;
+				for (int l = 0; l < L; l++)
+					acc += X[(size_t)l * R * map + i];
+				Xb[i] = acc / (float)L;
+			}
+		}
+		Ain = Xb;
+	}
+	float *Y = tr && tr->aligned ? tr->aligned : lvd_ctx_takef(ctx, (size_t)NA * HW);
+	float *saved = want_grad ? lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, NA, (int)HW)) : NULL;
+	lvd_aligner_fwd(ctx, Y, saved, Ain, params, ac, NA, GH, GW);
+	float *Z = tr && tr->agg ? tr->agg : lvd_ctx_takef(ctx, (size_t)R * HW);
+	if (before) {
+		memcpy(Z, Y, (size_t)R * HW * sizeof *Z);
+	} else {
+		if (use_max)
+			arg = lvd_ctx_take(ctx, (size_t)R * HW * sizeof *arg);
+		for (size_t i = 0; i < (size_t)R * HW; i++) {
+			if (use_max) {
+				float best = Y[i];
+				int bl = 0;
+				for (int l = 1; l < L; l++)
+					if (Y[(size_t)l * R * HW + i] > best) {
+						best = Y[(size_t)l * R * HW + i];
+						bl = l;
+					}
+				Z[i] = best;
+				arg[i] = bl;
+			} else {
+				float acc = 0;
+				for (int l = 0; l < L; l++)
+					acc += Y[(size_t)l * R * HW + i];
+				Z[i] = acc / (float)L;
+			}
+		}
+	}
+	/* 3. rows */
+	float *V = tr && tr->rows ? tr->rows : lvd_ctx_takef(ctx, (size_t)R * HW);
+	struct mm *rm = lvd_ctx_take(ctx, (size_t)R * sizeof *rm);
+	for (int r = 0; r < R; r++)
+		rm[r] = minmax_fwd(V + (size_t)r * HW, Z + (size_t)r * HW, s->mask, HW, eps);
+	/* 4. words (all when traced, else the matched ones) */
+	uint8_t *want = lvd_ctx_take(ctx, (size_t)W + 1);
+	for (int w = 0; w < W; w++)
+		want[w] = (tr && (tr->words || tr->word_loss)) || s->words[w].target;
+	float *U = tr && tr->words ? tr->words : lvd_ctx_takef(ctx, (size_t)W * HW + 1);
+	float *M = lvd_ctx_takef(ctx, (size_t)W * HW + 1);
+	struct mm *wm = lvd_ctx_take(ctx, ((size_t)W + 1) * sizeof *wm);
+	group_words(U, M, wm, V, s, want, HW, eps);
+	/* 5. MSE */
+	size_t nvalid = 0;
+	for (size_t i = 0; i < HW; i++)
+		nvalid += s->mask[i] != 0;
+	double sum = 0;
+	for (int w = 0; w < W; w++) {
+		const float *T = s->words[w].target;
+		double mse = 0;
+		if (T) {
+			const float *u = U + (size_t)w * HW;
+			for (size_t i = 0; i < HW; i++)
+				if (s->mask[i]) {
+					double d = (double)u[i] - T[i];
+					mse += d * d;
+				}
+			mse /= (double)nvalid;
+			sum += mse;
+		}
+		if (tr && tr->word_loss)
+			tr->word_loss[w] = (float)mse;
+	}
+	*loss += sum / pair_count;
+	/* raw maps for evaluation: mean over layers and heads, same grouping */
+	if (tr && tr->raw_words && W) {
+		float *Zr = lvd_ctx_takef(ctx, (size_t)R * HW), *Vr = lvd_ctx_takef(ctx, (size_t)R * HW);
+		float *Mr = lvd_ctx_takef(ctx, (size_t)W * HW);
+		struct mm *wr = lvd_ctx_take(ctx, (size_t)W * sizeof *wr);
+		uint8_t *all = lvd_ctx_take(ctx, (size_t)W);
+		memset(all, 1, (size_t)W);
+		for (int r = 0; r < R; r++)
+			for (size_t i = 0; i < HW; i++) {
+				double acc = 0;
+				for (int l = 0; l < L; l++)
+					for (int h = 0; h < H; h++)
+						acc += X[((size_t)l * R + r) * map + (size_t)h * HW + i];
+				Zr[(size_t)r * HW + i] = (float)(acc / ((double)L * H));
+			}
+		for (int r = 0; r < R; r++)
+			(void)minmax_fwd(Vr + (size_t)r * HW, Zr + (size_t)r * HW, s->mask, HW, eps);
+		group_words(tr->raw_words, Mr, wr, Vr, s, all, HW, eps);
+	}
+
+	if (want_grad) {
+		/* 5'. dU -> dM -> dV */
+		float *gU = lvd_ctx_takef(ctx, HW), *gM = lvd_ctx_takef(ctx, HW);
+		float *gV = lvd_ctx_takef(ctx, (size_t)R * HW);
+		memset(gV, 0, (size_t)R * HW * sizeof *gV);
+		const double c = 2.0 * dscale / ((double)nvalid * pair_count);
+		for (int w = 0; w < W; w++) {
+			const struct lvd_latt_word *wd = &s->words[w];
+			if (!wd->target)
+				continue;
+			const float *u = U + (size_t)w * HW;
+			for (size_t i = 0; i < HW; i++)
+				gU[i] = s->mask[i] ? (float)(c * ((double)u[i] - wd->target[i])) : 0.0f;
+			memset(gM, 0, HW * sizeof *gM);
+			minmax_bwd(gM, gU, u, s->mask, HW, wm[w]);
+			const float inv = 1.0f / (float)wd->n_rows;
+			for (int k = 0; k < wd->n_rows; k++) {
+				float *gv = gV + (size_t)wd->rows[k] * HW;
+				for (size_t i = 0; i < HW; i++)
+					if (s->mask[i])
+						gv[i] += gM[i] * inv;
+			}
+		}
+		/* 3'. dV -> dZ */
+		float *gZ = lvd_ctx_takef(ctx, (size_t)R * HW);
+		memset(gZ, 0, (size_t)R * HW * sizeof *gZ);
+		for (int r = 0; r < R; r++)
+			minmax_bwd(gZ + (size_t)r * HW, gV + (size_t)r * HW, V + (size_t)r * HW, s->mask, HW, rm[r]);
+		/* 2'. dZ -> dY -> Aligner -> dX */
+		float *gY = gZ;
+		if (!before) {
+			gY = lvd_ctx_takef(ctx, (size_t)L * R * HW);
+			for (int l = 0; l < L; l++)
+				for (size_t i = 0; i < (size_t)R * HW; i++)
+					gY[(size_t)l * R * HW + i] = use_max ? (arg[i] == l ? gZ[i] : 0.0f) : gZ[i] / (float)L;
+		}
+		float *gA = NULL;
+		if (dprobs) {
+			gA = lvd_ctx_takef(ctx, (size_t)NA * map);
+			memset(gA, 0, (size_t)NA * map * sizeof *gA);
+		}
+		lvd_aligner_bwd(ctx, gA, dparams, gY, saved, Ain, params, ac, NA, GH, GW);
+		if (dprobs) {
+			float *gX = gA;
+			if (before) {
+				gX = lvd_ctx_takef(ctx, (size_t)L * R * map);
+				for (int l = 0; l < L; l++)
+					for (size_t i = 0; i < (size_t)R * map; i++)
+						gX[(size_t)l * R * map + i] =
+							use_max ? (arg[i] == l ? gA[i] : 0.0f) : gA[i] / (float)L;
+			}
+			/* 1'. maps adjoint */
+			for (int l = 0; l < L; l++)
+				if (dprobs[lay[l]])
+					lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gX + (size_t)l * R * map, g, R);
+		}
+	}
+	lvd_ctx_release(ctx, mk);
+	return n_match;
+}
+
+double lvd_latt_loss(struct lvd_ctx *ctx, float *dparams, float *const *const *dprobs,
+		     const struct lvd_latt_sample *samples, int n, const float *params,
+		     const struct lvd_latt_cfg *cfg, double pair_count, float dscale, int *n_pairs)
+{
+	int pairs = 0;
+	for (int b = 0; b < n; b++)
+		for (int w = 0; w < samples[b].W; w++)
+			pairs += samples[b].words[w].target != NULL;
+	if (n_pairs)
+		*n_pairs = pairs;
+	if (pair_count <= 0)
+		pair_count = pairs;
+	if (pairs == 0)
+		return 0.0;
+	double loss = 0;
+	for (int b = 0; b < n; b++) {
+		int m = 0;
+		for (int w = 0; w < samples[b].W; w++)
+			m += samples[b].words[w].target != NULL;
+		if (!m)
+			continue; /* nothing to learn from this sample */
+		lvd_latt_sample_loss(ctx, &loss, dparams, dprobs ? dprobs[b] : NULL, &samples[b], params, cfg,
+				     pair_count, dscale, NULL);
+	}
+	return loss;
+}
+
+/* ---- schedules ---------------------------------------------------------------------- */
+
+void lvd_latt_sched_default(struct lvd_latt_sched *s)
+{
+	memset(s, 0, sizeof *s);
+	s->lambda = 10.0f;
+	s->decay = LVD_LATT_CONST;
+	s->decay_factor = 1.0f;
+}
+
+int lvd_latt_sched_check(const struct lvd_latt_sched *s, struct lvd_error *err)
+{
+	if (!isfinite(s->lambda) || s->lambda < 0)
+		return lvd_error_set(err, LVD_ERR_INVALID, "λ %g must be finite and >= 0", (double)s->lambda);
+	if ((unsigned)s->decay > LVD_LATT_INV_EXP)
+		return lvd_error_set(err, LVD_ERR_INVALID, "λ decay %d out of range", (int)s->decay);
+	if (s->decay != LVD_LATT_CONST && (s->decay_steps < 1 || !isfinite(s->decay_factor)))
+		return lvd_error_set(err, LVD_ERR_INVALID, "λ decay needs steps >= 1 (got %ld) and a finite factor",
+				     s->decay_steps);
+	if (s->warmup < 0)
+		return lvd_error_set(err, LVD_ERR_INVALID, "warm-up steps %ld < 0", s->warmup);
+	if (s->ce_ramp && s->total_steps <= s->warmup)
+		return lvd_error_set(err, LVD_ERR_INVALID, "CE ramp: total steps %ld must exceed the warm-up %ld",
+				     s->total_steps, s->warmup);
+	return LVD_OK;
+}
+
+void lvd_latt_sched_at(const struct lvd_latt_sched *s, long t, float *lambda_t, float *ce_scale)
+{
+	double lam = s->lambda;
+	if (s->decay != LVD_LATT_CONST) {
+		double e = s->lambda * exp(-(double)s->decay_factor * (double)t / (double)s->decay_steps);
+		lam = s->decay == LVD_LATT_EXP ? e : 1.0 - e;
+	}
+	double ce = 1.0;
+	if (t < s->warmup)
+		ce = 1e-7;
+	else if (s->ce_ramp) {
+		ce = (double)(t - s->warmup) / (double)(s->total_steps - s->warmup);
+		if (ce > 1)
+			ce = 1;
+	}
+	if (lambda_t)
+		*lambda_t = (float)lam;
+	if (ce_scale)
+		*ce_scale = (float)ce;
+}
