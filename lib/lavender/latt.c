@@ -36,6 +36,21 @@ int lvd_latt_geom_check(struct lvd_latt_geom *g, struct lvd_error *err)
 				     g->new_w, g->new_h, cw, ch);
 	if (g->grid < 0 || g->grid > 4096)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: grid %d out of range [0, 4096]", g->grid);
+	if (g->official) {
+		int nt = g->tiles_h * g->tiles_w;
+		if (!g->grid || nt > 4)
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "latt geometry: the official geometry needs a --grid pack and at most 4 tiles (grid %d, %d tiles)",
+					     g->grid, nt);
+		int r = 1;
+		while (r * r < g->tile_tok)
+			r++;
+		g->ores = r;
+		g->och = nt <= 2 ? r : 2 * r;
+		g->ocw = nt == 1 ? r : 2 * r;
+	} else {
+		g->ores = g->och = g->ocw = 0;
+	}
 	g->vh = (g->new_h + g->patch_px - 1) / g->patch_px;
 	g->vw = (g->new_w + g->patch_px - 1) / g->patch_px;
 	if (g->grid) {
@@ -102,10 +117,188 @@ static void scatter(float *dprobs, const float *dmap, const struct lvd_latt_geom
 		}
 }
 
+/* ---- the official geometry ------------------------------------------------------------ */
+
+/* PyTorch's antialiased bilinear weights along one axis (align_corners=False):
+ * scale = in/out, support = scale >= 1 ? scale : 1, center = scale·(i + 0.5),
+ * xmin = max((long)(center - support + 0.5), 0), xsize = min((long)(center + support + 0.5),
+ * in) - xmin, w_j = tri((j + xmin - center + 0.5)·(scale >= 1 ? 1/scale : 1)), normalised. */
+struct aa_axis {
+	int n_in, n_out, kmax;
+	int *xmin, *xsize;
+	double *w;   /* [n_out·kmax] */
+};
+
+static void aa_axis_make(struct lvd_ctx *ctx, struct aa_axis *a, int n_in, int n_out)
+{
+	const double scale = (double)n_in / n_out;
+	const double support = scale >= 1.0 ? scale : 1.0, inv = scale >= 1.0 ? 1.0 / scale : 1.0;
+	a->n_in = n_in;
+	a->n_out = n_out;
+	a->kmax = (int)ceil(support) * 2 + 1;
+	a->xmin = lvd_ctx_take(ctx, (size_t)n_out * sizeof(int));
+	a->xsize = lvd_ctx_take(ctx, (size_t)n_out * sizeof(int));
+	a->w = lvd_ctx_take(ctx, (size_t)n_out * a->kmax * sizeof(double));
+	for (int i = 0; i < n_out; i++) {
+		double center = scale * (i + 0.5);
+		long lo = (long)(center - support + 0.5), hi = (long)(center + support + 0.5);
+		if (lo < 0)
+			lo = 0;
+		if (hi > n_in)
+			hi = n_in;
+		int n = (int)(hi - lo);
+		LVD_ASSERT(n >= 1 && n <= a->kmax);
+		double *w = a->w + (size_t)i * a->kmax, tot = 0;
+		for (int j = 0; j < n; j++) {
+			double x = fabs((j + lo - center + 0.5) * inv);
+			w[j] = x < 1.0 ? 1.0 - x : 0.0;
+			tot += w[j];
+		}
+		for (int j = 0; j < n; j++)
+			w[j] = tot != 0 ? w[j] / tot : 0;
+		a->xmin[i] = (int)lo;
+		a->xsize[i] = n;
+	}
+}
+
+/* The 1-D linear interpolation (align_corners=False) of n_in values to n_out, as
+ * F.interpolate(mode='linear') computes it in fp32: i0, i1 and the two weights. */
+static void lin_index(int j, int n_in, int n_out, int *i0, int *i1, float *l0, float *l1)
+{
+	const float scale = (float)n_in / (float)n_out;
+	float src = scale * ((float)j + 0.5f) - 0.5f;
+	if (src < 0)
+		src = 0;
+	int a = (int)src;
+	if (a > n_in - 1)
+		a = n_in - 1;
+	*i0 = a;
+	*i1 = a + (a < n_in - 1);
+	*l1 = src - (float)a;
+	*l0 = 1.0f - *l1;
+}
+
+/* where tile t's r×r block sits on the official canvas */
+static void off_tile(const struct lvd_latt_geom *g, int t, int *oy, int *ox)
+{
+	int nt = g->tiles_h * g->tiles_w;
+	*oy = nt <= 2 ? 0 : (t / 2) * g->ores;
+	*ox = nt == 1 ? 0 : nt == 2 ? t * g->ores : (t % 2) * g->ores;
+}
+
+static void official_fwd(struct lvd_ctx *ctx, float *out, const float *probs, const struct lvd_latt_geom *g, int R)
+{
+	const int H = g->heads, r = g->ores, ch = g->och, cw = g->ocw, N = g->grid, nt = g->tiles_h * g->tiles_w;
+	const size_t NP = (size_t)R * H;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *canvas = lvd_ctx_takef(ctx, NP * ch * cw), *tmp = lvd_ctx_takef(ctx, NP * ch * N);
+	memset(canvas, 0, NP * ch * cw * sizeof *canvas);
+	for (int rr = 0; rr < R; rr++)
+		for (int h = 0; h < H; h++) {
+			const float *src = probs + ((size_t)h * R + rr) * g->S;
+			float *cv = canvas + ((size_t)rr * H + h) * ch * cw;
+			for (int t = 0; t < nt; t++) {
+				const float *x = src + g->tok0 + (size_t)t * g->tile_tok;
+				int oy, ox;
+				off_tile(g, t, &oy, &ox);
+				for (int j = 0; j < r * r; j++) {
+					int i0, i1;
+					float l0, l1;
+					lin_index(j, g->tile_tok, r * r, &i0, &i1, &l0, &l1);
+					cv[(size_t)(oy + j / r) * cw + ox + j % r] = l0 * x[i0] + l1 * x[i1];
+				}
+			}
+		}
+	struct aa_axis ax, ay;
+	aa_axis_make(ctx, &ax, cw, N);
+	aa_axis_make(ctx, &ay, ch, N);
+	/* horizontal, then vertical (PyTorch's order) */
+	for (size_t pl = 0; pl < NP; pl++)
+		for (int y = 0; y < ch; y++) {
+			const float *s = canvas + (pl * ch + y) * cw;
+			float *d = tmp + (pl * ch + y) * N;
+			for (int x = 0; x < N; x++) {
+				const double *w = ax.w + (size_t)x * ax.kmax;
+				double acc = 0;
+				for (int k = 0; k < ax.xsize[x]; k++)
+					acc += w[k] * s[ax.xmin[x] + k];
+				d[x] = (float)acc;
+			}
+		}
+	for (size_t pl = 0; pl < NP; pl++)
+		for (int y = 0; y < N; y++) {
+			const double *w = ay.w + (size_t)y * ay.kmax;
+			float *d = out + (pl * N + y) * N;
+			for (int x = 0; x < N; x++) {
+				double acc = 0;
+				for (int k = 0; k < ay.xsize[y]; k++)
+					acc += w[k] * tmp[(pl * ch + ay.xmin[y] + k) * N + x];
+				d[x] = (float)acc;
+			}
+		}
+	lvd_ctx_release(ctx, mk);
+}
+
+static void official_bwd(struct lvd_ctx *ctx, float *dprobs, const float *dout, const struct lvd_latt_geom *g, int R)
+{
+	const int H = g->heads, r = g->ores, ch = g->och, cw = g->ocw, N = g->grid, nt = g->tiles_h * g->tiles_w;
+	const size_t NP = (size_t)R * H;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *dcanvas = lvd_ctx_takef(ctx, NP * ch * cw), *dtmp = lvd_ctx_takef(ctx, NP * ch * N);
+	memset(dcanvas, 0, NP * ch * cw * sizeof *dcanvas);
+	memset(dtmp, 0, NP * ch * N * sizeof *dtmp);
+	struct aa_axis ax, ay;
+	aa_axis_make(ctx, &ax, cw, N);
+	aa_axis_make(ctx, &ay, ch, N);
+	for (size_t pl = 0; pl < NP; pl++)
+		for (int y = 0; y < N; y++) {
+			const double *w = ay.w + (size_t)y * ay.kmax;
+			const float *d = dout + (pl * N + y) * N;
+			for (int k = 0; k < ay.xsize[y]; k++) {
+				float *t = dtmp + (pl * ch + ay.xmin[y] + k) * N;
+				for (int x = 0; x < N; x++)
+					t[x] += (float)(w[k] * d[x]);
+			}
+		}
+	for (size_t pl = 0; pl < NP; pl++)
+		for (int y = 0; y < ch; y++) {
+			const float *d = dtmp + (pl * ch + y) * N;
+			float *s = dcanvas + (pl * ch + y) * cw;
+			for (int x = 0; x < N; x++) {
+				const double *w = ax.w + (size_t)x * ax.kmax;
+				for (int k = 0; k < ax.xsize[x]; k++)
+					s[ax.xmin[x] + k] += (float)(w[k] * d[x]);
+			}
+		}
+	for (int rr = 0; rr < R; rr++)
+		for (int h = 0; h < H; h++) {
+			float *dst = dprobs + ((size_t)h * R + rr) * g->S;
+			const float *cv = dcanvas + ((size_t)rr * H + h) * ch * cw;
+			for (int t = 0; t < nt; t++) {
+				float *dx = dst + g->tok0 + (size_t)t * g->tile_tok;
+				int oy, ox;
+				off_tile(g, t, &oy, &ox);
+				for (int j = 0; j < r * r; j++) {
+					int i0, i1;
+					float l0, l1;
+					lin_index(j, g->tile_tok, r * r, &i0, &i1, &l0, &l1);
+					float v = cv[(size_t)(oy + j / r) * cw + ox + j % r];
+					dx[i0] += l0 * v;
+					dx[i1] += l1 * v;
+				}
+			}
+		}
+	lvd_ctx_release(ctx, mk);
+}
+
 void lvd_latt_maps_fwd(struct lvd_ctx *ctx, float *out, const float *probs, const struct lvd_latt_geom *g, int R)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_latt_maps_fwd");
 	LVD_ASSERT(R >= 1 && g->gh >= 1);
+	if (g->official) {
+		official_fwd(ctx, out, probs, g, R);
+		return;
+	}
 	if (!g->grid) {
 		gather(out, probs, g, R, g->gh, g->gw);
 		return;
@@ -123,6 +316,10 @@ void lvd_latt_maps_bwd(struct lvd_ctx *ctx, float *dprobs, const float *dout, co
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_latt_maps_bwd");
 	LVD_ASSERT(R >= 1 && g->gh >= 1);
+	if (g->official) {
+		official_bwd(ctx, dprobs, dout, g, R);
+		return;
+	}
 	if (!g->grid) {
 		scatter(dprobs, dout, g, R, g->gh, g->gw);
 		return;
@@ -196,7 +393,8 @@ int lvd_latt_sample_check(const struct lvd_latt_sample *s, const struct lvd_latt
 	struct lvd_latt_geom g = s->geom;
 	if ((rc = lvd_latt_geom_check(&g, err)))
 		return rc;
-	if (g.gh != s->geom.gh || g.gw != s->geom.gw || g.vh != s->geom.vh || g.vw != s->geom.vw)
+	if (g.gh != s->geom.gh || g.gw != s->geom.gw || g.vh != s->geom.vh || g.vw != s->geom.vw ||
+	    g.ores != s->geom.ores)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: geometry not checked (derived fields stale)");
 	if (g.heads != cfg->aligner.d_in)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: %d heads but the Aligner takes d_in = %d",

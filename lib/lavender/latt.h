@@ -22,6 +22,17 @@
  *     lvd_resample_areaw_fwd(ext_h = vh·p, step_h = new_h/N, ext_w = vw·p,
  *     step_w = new_w/N); every cell is valid.
  * The backward is the exact adjoint (scatter-add into the dropped/unused tokens: none).
+ *   official = 1 (the official code's geometry, bugs included, for comparisons; only
+ *     with a --grid pack, N = 32 there): each of the n_t = tiles_h·tiles_w tiles' tile_tok
+ *     tokens, CLS and padding included, is linearly interpolated (align_corners=False:
+ *     src = max((j + 0.5)·tile_tok/r² - 0.5, 0)) to r² = ceil(sqrt(tile_tok))² values
+ *     viewed as r×r; the canvas is r×r (n_t = 1, tile 0), r×2r (n_t = 2: always side by
+ *     side, also for a 2×1 image) or 2r×2r (n_t = 3, 4: tile t at row t/2, column t%2,
+ *     whatever the aspect ratio), empty cells 0; then resized to N×N with torchvision's
+ *     Resize((N, N)) on tensors = F.interpolate(bilinear, align_corners=False,
+ *     antialias=True) (PyTorch's separable triangle filter widened by the scale when
+ *     shrinking; weights in double here). The map covers the whole canvas, padding
+ *     included, not the image extent; every cell is valid.
  *
  * Loss of one sample (lvd_latt_sample_loss), with mask = the pack's validity mask:
  *   X_l = maps(probs_l) [R, H, GH, GW] for each chosen layer l
@@ -75,9 +86,12 @@ struct lvd_latt_geom {
 	int patch_px;    /* p (14) */
 	int new_h, new_w;/* the resized image extent at the canvas' top-left, px */
 	int grid;        /* 0: patch canvas; N: N×N */
+	int official;    /* 1: the official geometry (below; needs grid > 0, <= 4 tiles) */
 	/* derived by lvd_latt_geom_check */
 	int gh, gw;      /* map grid */
 	int vh, vw;      /* valid patch rows / columns: ceil(new_h/p), ceil(new_w/p) */
+	int ores;        /* official: tile side ceil(sqrt(tile_tok)) */
+	int och, ocw;    /* official: canvas rows and columns */
 };
 
 /* Validates g (tiles inside the key axis, extent inside the canvas, ...) and fills the

@@ -14,6 +14,8 @@ their aspect ratio, lvd-pack's validity mask and area-weighted --grid resampling
   -> mean or max over layers after the Aligner, or before it (diffag_mean_layer)
   -> per-row min-max over valid cells (eps 1e-6) -> per-word mean of its rows, min-max
   -> MSE over valid cells vs the target; L_att = sum over matched words / matched count.
+One case uses the official geometry instead (geometry_official below) on a --grid 5 pack
+(the official grid is 32; 5 keeps the file small and still shrinks every canvas).
 
 Random inputs of realistic geometry: P = 5 patches per tile side (1 + 25 tokens per tile,
 one case with a padding token per tile), 4 tile slots, 1, 2 (both orientations) and
@@ -25,7 +27,7 @@ Writes tests/golden/lavender/golden.safetensors (< 1 MB):
   s{b}.probs [Lc, H, R, S]; s{b}.geom i32 [tok0, tile_tok, tok_skip, P, tiles_h, tiles_w,
   patch_px, new_h, new_w, aspect_id]; s{b}.rows i32 (flattened) and s{b}.rows_off
   i32 [W+1]; s{b}.matched i32 [W]; s{b}.g{G}.mask u8 / .targets [W, GH, GW] for G in GRIDS
-  c{c}.cfg i32 [grid, depth, norm, act, d_h, agg, n_layers, layers...]; c{c}.p.<name>
+  c{c}.cfg i32 [grid, official, depth, norm, act, d_h, agg, n_layers, layers...]; c{c}.p.<name>
   (Aligner parameters, official names); c{c}.loss [1]; c{c}.dp.<name>;
   c{c}.s{b}.{maps, aligned, agg, rows, words, word_loss, dprobs}.
   .venv-ref/bin/python tests/ref/gen_lavender.py   (CPU, a second)
@@ -53,7 +55,7 @@ PX = 14          # patch px
 TILE_PX = P * PX
 MAX_TILES = 4
 R = 4            # rows per sample
-GRIDS = (0, 8)
+GRIDS = (0, 8, 5)
 ASPECTS = [(a, b) for a in range(1, MAX_TILES + 1) for b in range(1, MAX_TILES + 1) if a * b <= MAX_TILES]
 
 # samples: (tiles_h, tiles_w, new_h, new_w, tokens per tile, word rows, matched)
@@ -67,13 +69,14 @@ DEPTH = {"sim": 0, "light": 1, "deep": 2}
 NORM = {"instance": 0, "group": 1, "none": 2}
 ACT = {"relu6": 0, "leaky": 1}
 AGG = {"mean_after": 0, "max_after": 1, "mean_before": 2, "max_before": 3}
-# cases: (grid, depth, norm, act, d_h, agg, layers (None = all))
+# cases: (grid, depth, norm, act, d_h, agg, layers (None = all), official geometry)
 CASES = [
-    (0, "sim", "instance", "relu6", 6, "mean_after", None),
-    (8, "sim", "instance", "relu6", 6, "mean_after", None),
-    (0, "deep", "group", "leaky", 5, "max_after", [0, 2]),
-    (0, "light", "none", "relu6", 6, "mean_before", None),
-    (8, "sim", "group", "leaky", 4, "max_before", [2, 1]),
+    (0, "sim", "instance", "relu6", 6, "mean_after", None, 0),
+    (8, "sim", "instance", "relu6", 6, "mean_after", None, 0),
+    (0, "deep", "group", "leaky", 5, "max_after", [0, 2], 0),
+    (0, "light", "none", "relu6", 6, "mean_before", None, 0),
+    (8, "sim", "group", "leaky", 4, "max_before", [2, 1], 0),
+    (5, "sim", "instance", "relu6", 6, "mean_after", None, 1),
 ]
 
 
@@ -158,6 +161,31 @@ def geometry(probs, smp, grid):
     return maps.permute(1, 0, 2, 3), mask
 
 
+def geometry_official(probs, smp, grid):
+    """The official path (extend_mllama_xattn, bugs included): every tile's tokens (CLS and
+    padding too) linearly interpolated to r*r, r = ceil(sqrt(tokens per tile)); canvas
+    r x r (1 tile), r x 2r (2 tiles, always side by side) or 2r x 2r (3-4 tiles, tile t at
+    (t // 2, t % 2)); torchvision Resize((N, N)) on a tensor, which is
+    F.interpolate(bilinear, align_corners=False, antialias=True). -> [R, H, N, N], mask."""
+    th, tw, nh, nw, ttok = smp[:5]
+    nt = th * tw
+    res = math.ceil(math.sqrt(ttok))
+    tiles = probs[:, :, :MAX_TILES * ttok].reshape(H, R, MAX_TILES, ttok)
+    x = tiles.permute(1, 2, 0, 3).reshape(R * MAX_TILES, H, ttok)          # (n1 n_t) h n_p
+    x = F.interpolate(x, size=res * res, mode="linear", align_corners=False)
+    x = x.reshape(R, MAX_TILES, H, res, res).permute(0, 2, 1, 3, 4)       # n1 h n_t r r
+    if nt == 1:
+        canvas = x[:, :, 0]
+    else:
+        shape = (res, 2 * res) if nt == 2 else (2 * res, 2 * res)
+        canvas = torch.zeros(R, H, *shape, dtype=DT)
+        for t in range(nt):
+            row, col = t // 2, t % 2
+            canvas[:, :, row * res:(row + 1) * res, col * res:(col + 1) * res] = x[:, :, t]
+    out = F.interpolate(canvas, size=(grid, grid), mode="bilinear", align_corners=False, antialias=True)
+    return out, torch.ones(grid, grid, dtype=torch.bool)
+
+
 def minmax(x, valid):
     """min-max over the valid cells of the last two dims; 0 elsewhere"""
     flat = x.flatten(-2)
@@ -186,7 +214,8 @@ def make_sample(b, smp):
 
 
 def run_case(c, case, data, tensors):
-    grid, depth, norm, act, d_h, agg, layers = case
+    grid, depth, norm, act, d_h, agg, layers, official = case
+    geo = (lambda p, smp, g: geometry_official(p, smp, g)) if official else geometry
     layers = list(range(LC)) if layers is None else layers
     torch.manual_seed(100 + c)
     net = Aligner(H, d_h, depth, norm, act).to(DT)
@@ -198,7 +227,7 @@ def run_case(c, case, data, tensors):
     for b, smp in enumerate(SAMPLES):
         probs = data[b]["probs"].clone().requires_grad_(True)
         mask, T = data[b][grid]
-        X = torch.stack([geometry(probs[l], smp, grid)[0] for l in layers])   # [L, R, H, GH, GW]
+        X = torch.stack([geo(probs[l], smp, grid)[0] for l in layers])   # [L, R, H, GH, GW]
         X.retain_grad()
         GH, GW = mask.shape
         if before:
@@ -222,7 +251,7 @@ def run_case(c, case, data, tensors):
         per.append((probs, X, Y, Z, V, torch.stack(words), torch.stack(wl)))
     loss = total / npairs
     loss.backward()
-    cfg = [grid, DEPTH[depth], NORM[norm], ACT[act], d_h, AGG[agg], len(layers)] + layers
+    cfg = [grid, official, DEPTH[depth], NORM[norm], ACT[act], d_h, AGG[agg], len(layers)] + layers
     tensors[f"c{c}.cfg"] = torch.tensor(cfg, dtype=torch.int32)
     tensors[f"c{c}.loss"] = loss.detach().reshape(1).float()
     for name, p in net.named_parameters():

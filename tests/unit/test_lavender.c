@@ -115,7 +115,7 @@ static struct lvd_ctx *mkctx(int threads)
 #define G_LC 3
 #define G_R 4
 #define G_NS 4
-#define G_NCASE 5
+#define G_NCASE 6
 
 struct gsample {
 	struct lvd_latt_sample s;
@@ -158,17 +158,17 @@ static void load_case(struct gcase *c, int ci)
 	snprintf(k, sizeof k, "c%d.cfg", ci);
 	size_t n;
 	int32_t *cfg = gi(k, &n);
-	REQUIRE(cfg && n >= 7);
-	int grid = cfg[0];
+	REQUIRE(cfg && n >= 8);
+	int grid = cfg[0], official = cfg[1];
 	lvd_latt_cfg_default(&c->cfg, GH_HEADS, G_LC);
-	c->cfg.aligner.depth = (enum lvd_aligner_depth)cfg[1];
-	c->cfg.aligner.norm = (enum lvd_aligner_norm)cfg[2];
-	c->cfg.aligner.act = (enum lvd_aligner_act)cfg[3];
-	c->cfg.aligner.d_h = cfg[4];
-	c->cfg.agg = (enum lvd_latt_agg)cfg[5];
-	c->cfg.n_layers = cfg[6];
-	for (int i = 0; i < cfg[6]; i++)
-		c->cfg.layers[i] = cfg[7 + i];
+	c->cfg.aligner.depth = (enum lvd_aligner_depth)cfg[2];
+	c->cfg.aligner.norm = (enum lvd_aligner_norm)cfg[3];
+	c->cfg.aligner.act = (enum lvd_aligner_act)cfg[4];
+	c->cfg.aligner.d_h = cfg[5];
+	c->cfg.agg = (enum lvd_latt_agg)cfg[6];
+	c->cfg.n_layers = cfg[7];
+	for (int i = 0; i < cfg[7]; i++)
+		c->cfg.layers[i] = cfg[8 + i];
 	free(cfg);
 	struct lvd_error e;
 	REQUIRE(lvd_latt_cfg_check(&c->cfg, &e) == LVD_OK);
@@ -206,6 +206,7 @@ static void load_case(struct gcase *c, int ci)
 		G->new_h = geo[7];
 		G->new_w = geo[8];
 		G->grid = grid;
+		G->official = official;
 		/* tiles from the aspect ratio id, as the trainer will do */
 		REQUIRE(lvd_latt_geom_set_aspect(G, geo[9], 4, &e) == LVD_OK);
 		CHECK(G->tiles_h == geo[4] && G->tiles_w == geo[5]);
@@ -377,6 +378,7 @@ static void test_golden_sim_grid(void) { run_golden_case(1, 1); }
 static void test_golden_deep_group_leaky_max(void) { run_golden_case(2, 1); }
 static void test_golden_light_nonorm_mean_before(void) { run_golden_case(3, 1); }
 static void test_golden_group_leaky_max_before_grid(void) { run_golden_case(4, 1); }
+static void test_golden_official_geometry(void) { run_golden_case(5, 1); }
 static void test_golden_threads(void)
 {
 	run_golden_case(0, 3);
@@ -395,11 +397,31 @@ static double batch_loss(struct lvd_ctx *ctx, struct gcase *c, float *dparams, f
 
 /* Central differences, step h, on the entries with the largest |gradient|: a few
  * captured probabilities of one sample and a few Aligner weights. The forward runs in
- * fp32, so the difference quotient carries ~1e-7·L/(2h) of rounding (h = 3e-5 for the
- * probabilities, ~1e-2 of their size, and 1e-4 for the weights: <= 1e-3 relative here);
- * ReLU6/LeakyReLU kinks and min/max switches make the loss only piecewise smooth (one
- * entry of case 1 is 5% off at h = 1e-4 and converges to the gradient as h shrinks), so
- * the steps stay small and the tolerance is 2% + 2e-3·max|g|. */
+ * fp32 and min-max divides by (max - min + 1e-6), so the loss carries rounding noise
+ * of up to ~3e-7 (case 3: light, no norm), which a small step amplifies; ReLU6/LeakyReLU
+ * kinks and min/max switches make the loss only piecewise smooth, which a large step
+ * trips over (one entry of case 1 is 5% off at h = 1e-4 and converges as h shrinks). So
+ * each entry is tried with a small step h (3e-5 for probabilities, 1e-4 for weights)
+ * and with 10·h, and passes when either quotient is within 2% + 2e-3·max|g| (a wrong
+ * gradient fails both). */
+static double fd_at(struct lvd_ctx *ctx, struct gcase *c, float *x, float h)
+{
+	const float x0 = *x;
+	*x = x0 + h;
+	double lp = batch_loss(ctx, c, NULL, NULL);
+	*x = x0 - h;
+	double lm = batch_loss(ctx, c, NULL, NULL);
+	*x = x0;
+	return (lp - lm) / (2.0 * (double)h);
+}
+
+static double fd_pick(struct lvd_ctx *ctx, struct gcase *c, float *x, float h, double g, double tol)
+{
+	double a = fd_at(ctx, c, x, h);
+	if (fabs(a - g) <= tol)
+		return a;
+	return fd_at(ctx, c, x, 10 * h);
+}
 static void fd_case(int ci)
 {
 	NEED_GOLD();
@@ -436,14 +458,7 @@ static void fd_case(int ci)
 			}
 		float g = dblk[b][best];
 		dblk[b][best] = 0; /* next pick */
-		float *x = &c.sm[b].probs_blk[best], x0 = *x;
-		const float h = 3e-5f;
-		*x = x0 + h;
-		double lp = batch_loss(ctx, &c, NULL, NULL);
-		*x = x0 - h;
-		double lm = batch_loss(ctx, &c, NULL, NULL);
-		*x = x0;
-		double fd = (lp - lm) / (2.0 * (double)h);
+		double fd = fd_pick(ctx, &c, &c.sm[b].probs_blk[best], 3e-5f, g, 0.02 * fabs(g) + 2e-3 * gmax);
 		CHECKF(fabs(fd - g) <= 0.02 * fabs(g) + 2e-3 * gmax, "case %d prob %zu: fd %.6g vs grad %.6g", ci, best,
 		       fd, (double)g);
 		checked++;
@@ -462,14 +477,7 @@ static void fd_case(int ci)
 			}
 		float g = dparams[best];
 		dparams[best] = 0;
-		float *x = &c.params[best], x0 = *x;
-		const float h = 1e-4f;
-		*x = x0 + h;
-		double lp = batch_loss(ctx, &c, NULL, NULL);
-		*x = x0 - h;
-		double lm = batch_loss(ctx, &c, NULL, NULL);
-		*x = x0;
-		double fd = (lp - lm) / (2.0 * (double)h);
+		double fd = fd_pick(ctx, &c, &c.params[best], 1e-4f, g, 0.02 * fabs(g) + 2e-3 * pmax);
 		CHECKF(fabs(fd - g) <= 0.02 * fabs(g) + 2e-3 * pmax, "case %d param %zu: fd %.6g vs grad %.6g", ci, best,
 		       fd, (double)g);
 		checked++;
@@ -486,6 +494,7 @@ static void test_fd_sim_canvas(void) { fd_case(0); }
 static void test_fd_sim_grid(void) { fd_case(1); }
 static void test_fd_deep_max(void) { fd_case(2); }
 static void test_fd_mean_before(void) { fd_case(3); }
+static void test_fd_official(void) { fd_case(5); }
 
 /* ---- batch rules: accumulation, dscale, pair count, no match ---------------------------- */
 
@@ -572,8 +581,10 @@ static void test_geometry_aspects(void)
 	struct lvd_error e;
 	const int P = 3, p = 14, TT = 11; /* 1 CLS + 9 patches + 1 padding */
 	for (int id = 1; id <= 8; id++) {
-		for (int grid = 0; grid <= 5; grid += 5) {
+		for (int mode = 0; mode < 3; mode++) {
+			const int grid = mode ? 5 : 0; /* canvas, --grid 5, official on --grid 5 */
 			struct lvd_latt_geom g = { 0 };
+			g.official = mode == 2;
 			g.heads = 2;
 			g.tok0 = TT; /* the image starts one tile in: a second image's slot */
 			g.tile_tok = TT;
@@ -603,15 +614,17 @@ static void test_geometry_aspects(void)
 				l += (double)ax[i] * y[i];
 			for (size_t i = 0; i < np; i++)
 				r += (double)x[i] * aty[i];
-			CHECKF(fabs(l - r) <= 1e-5 * (fabs(l) + 1), "aspect %d grid %d: <Ax,y> %.9g vs <x,A'y> %.9g", id, grid,
+			CHECKF(fabs(l - r) <= 1e-5 * (fabs(l) + 1), "aspect %d mode %d: <Ax,y> %.9g vs <x,A'y> %.9g", id, mode,
 			       l, r);
-			/* CLS, padding and other images' tokens get no gradient */
+			/* CLS, padding and other images' tokens get no gradient (the official
+			 * geometry interpolates CLS and padding in: only other images' tokens) */
 			for (int h = 0; h < g.heads; h++)
 				for (int rr = 0; rr < R; rr++)
 					for (int t = 0; t < g.S; t++) {
 						const float *a = aty + ((size_t)h * R + rr) * g.S;
 						int rel = t - g.tok0, in_tile = rel >= 0 ? rel % TT : -1;
-						if (rel < 0 || rel >= g.tiles_h * g.tiles_w * TT || in_tile == 0 || in_tile > P * P)
+						if (rel < 0 || rel >= g.tiles_h * g.tiles_w * TT ||
+						    (!g.official && (in_tile == 0 || in_tile > P * P)))
 							CHECKF(a[t] == 0.0f, "aspect %d: token %d got gradient", id, t);
 					}
 			if (!grid) {
@@ -624,8 +637,9 @@ static void test_geometry_aspects(void)
 						float got = ax[((size_t)1 * g.heads + 1) * g.gh * g.gw + (size_t)yy * g.gw + xx];
 						CHECKF(got == want, "aspect %d: (%d, %d)", id, yy, xx);
 					}
-			} else {
-				/* a constant map stays constant (the area weights are normalised) */
+			} else if (!g.official || g.tiles_h * g.tiles_w != 3) {
+				/* a constant map stays constant (normalised weights; the official
+				 * 3-tile canvas has an empty quarter) */
 				for (size_t i = 0; i < np; i++)
 					x[i] = 0.25f;
 				lvd_latt_maps_fwd(ctx, ax, x, &g, R);
@@ -665,6 +679,13 @@ static void test_geometry_errors(void)
 	b.tok0 = 1; /* 4 tiles from key 1 overrun S */
 	CHECK(lvd_latt_geom_check(&b, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "key length");
+	b = g;
+	b.official = 1; /* the official geometry needs a --grid pack */
+	CHECK(lvd_latt_geom_check(&b, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "official");
+	b.grid = 32;
+	CHECK(lvd_latt_geom_check(&b, &e) == LVD_OK);
+	CHECK(b.ores == 6 && b.och == 12 && b.ocw == 12 && b.gh == 32); /* ceil(sqrt 26) = 6, 2×2 tiles */
 	b = g;
 	b.new_w = 141;
 	CHECK(lvd_latt_geom_check(&b, &e) == LVD_ERR_INVALID);
@@ -868,11 +889,13 @@ int main(int argc, char **argv)
 		TEST(test_golden_deep_group_leaky_max),
 		TEST(test_golden_light_nonorm_mean_before),
 		TEST(test_golden_group_leaky_max_before_grid),
+		TEST(test_golden_official_geometry),
 		TEST(test_golden_threads),
 		TEST(test_fd_sim_canvas),
 		TEST(test_fd_sim_grid),
 		TEST(test_fd_deep_max),
 		TEST(test_fd_mean_before),
+		TEST(test_fd_official),
 		TEST(test_batch_rules),
 		TEST(test_geometry_aspects),
 		TEST(test_geometry_errors),
