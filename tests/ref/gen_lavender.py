@@ -291,6 +291,7 @@ def main():
         print(f"case {c} {case}: L_att = {l:.6f}")
     path = os.path.join(OUT, "golden.safetensors")
     save_file(tensors, path, metadata={"generator": "tests/ref/gen_lavender.py"})
+    os.chmod(path, 0o644)
     print(f"wrote {path} ({os.path.getsize(path)} bytes, {len(tensors)} tensors)")
 
 
