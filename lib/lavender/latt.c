@@ -2,9 +2,12 @@
 #include "lavender/latt.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "lavender/geometry.h"
+#include "lavender/packrec.h"
 #include "nn/ctx.h"
 #include "nn/ops/resample.h"
 
@@ -728,6 +731,151 @@ double lvd_latt_loss(struct lvd_ctx *ctx, float *dparams, float *const *const *d
 				     pair_count, dscale, NULL);
 	}
 	return loss;
+}
+
+/* ---- from a pack record ---------------------------------------------------------------- */
+
+/* IEEE half -> float (exact). A local copy: io/safetensors' lvd_f16_to_f32 cannot be
+ * linked next to nn/ctx until the dtype names are split (see test_lavender.c). */
+static float half_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, bits;
+	if (exp == 0x1F) {
+		bits = sign | 0x7F800000u | (man << 13);
+	} else if (exp) {
+		bits = sign | ((exp + 112) << 23) | (man << 13);
+	} else if (!man) {
+		bits = sign;
+	} else { /* subnormal: normalise */
+		int e = -1;
+		do {
+			man <<= 1;
+			e++;
+		} while (!(man & 0x400u));
+		bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3FFu) << 13);
+	}
+	float f;
+	memcpy(&f, &bits, sizeof f);
+	return f;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void lvd_latt_plan_free(struct lvd_latt_plan *p)
+{
+	free(p->rows_pos);
+	free(p->words);
+	free(p->row_idx);
+	free(p->targets);
+	free(p->mask);
+	memset(p, 0, sizeof *p);
+}
+
+int lvd_latt_plan_from_packrec(struct lvd_latt_plan *p, const struct lvd_packrec *rec, int heads, int S,
+			       int tok0, int tile_tok, int max_tiles, int official, struct lvd_error *err)
+{
+	memset(p, 0, sizeof *p);
+	struct lvd_latt_geom *g = &p->geom;
+	int rc = lvd_latt_geom_set_aspect(g, (int)rec->aspect_id, max_tiles, err);
+	if (rc)
+		return lvd_error_prefix(err, "pack record '%s': ", rec->id);
+	if ((uint32_t)g->tiles_h != rec->tiles_h || (uint32_t)g->tiles_w != rec->tiles_w)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "pack record '%s': aspect_id %u is %dx%d tiles (of %d), the record says %ux%u", rec->id,
+				     rec->aspect_id, g->tiles_h, g->tiles_w, max_tiles, rec->tiles_h, rec->tiles_w);
+	if (!rec->patch_px || rec->tile_px % rec->patch_px)
+		return lvd_error_set(err, LVD_ERR_INVALID, "pack record '%s': patch_px %u does not divide tile_px %u",
+				     rec->id, rec->patch_px, rec->tile_px);
+	const int grid = rec->flags & LVD_PACKREC_GRID ? (int)rec->gh : 0;
+	if (grid && rec->gh != rec->gw)
+		return lvd_error_set(err, LVD_ERR_INVALID, "pack record '%s': --grid targets %ux%u are not square", rec->id,
+				     rec->gw, rec->gh);
+	g->heads = heads;
+	g->S = S;
+	g->tok0 = tok0;
+	g->tile_tok = tile_tok;
+	g->tok_skip = 1;
+	g->patches = (int)(rec->tile_px / rec->patch_px);
+	g->patch_px = (int)rec->patch_px;
+	g->new_h = (int)rec->new_h;
+	g->new_w = (int)rec->new_w;
+	g->grid = grid;
+	g->official = official;
+	if ((rc = lvd_latt_geom_check(g, err)))
+		return lvd_error_prefix(err, "pack record '%s': ", rec->id);
+	if ((uint32_t)g->gh != rec->gh || (uint32_t)g->gw != rec->gw)
+		return lvd_error_set(err, LVD_ERR_INVALID, "pack record '%s': targets are %ux%u, the geometry gives %dx%d",
+				     rec->id, rec->gw, rec->gh, g->gw, g->gh);
+	const size_t hw = (size_t)g->gh * g->gw;
+	p->mask = malloc(hw);
+	if (!p->mask)
+		goto nomem;
+	lvd_latt_mask(g, p->mask);
+	for (size_t i = 0; i < hw; i++)
+		if (p->mask[i] != (rec->mask[i] != 0)) {
+			unsigned want = p->mask[i];
+			lvd_latt_plan_free(p);
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "pack record '%s': mask cell (%zu, %zu) is %u, the geometry says %u", rec->id,
+					     i / rec->gw, i % rec->gw, rec->mask[i], want);
+		}
+	/* rows: the distinct query positions, sorted */
+	size_t nq = 0;
+	for (uint32_t w = 0; w < rec->W; w++)
+		nq += rec->words[w].n_query;
+	p->W = (int)rec->W;
+	p->rows_pos = lvd_alloc_array(nq ? nq : 1, sizeof *p->rows_pos);
+	p->row_idx = lvd_alloc_array(nq ? nq : 1, sizeof *p->row_idx);
+	p->words = lvd_calloc_array(rec->W ? rec->W : 1, sizeof *p->words);
+	p->targets = lvd_alloc_array(rec->W * hw + 1, sizeof *p->targets);
+	if (!p->rows_pos || !p->row_idx || !p->words || !p->targets)
+		goto nomem;
+	size_t k = 0;
+	for (uint32_t w = 0; w < rec->W; w++)
+		for (uint32_t q = 0; q < rec->words[w].n_query; q++)
+			p->rows_pos[k++] = rec->words[w].query[q];
+	qsort(p->rows_pos, nq, sizeof *p->rows_pos, cmp_u32);
+	size_t R = 0;
+	for (size_t i = 0; i < nq; i++)
+		if (!R || p->rows_pos[R - 1] != p->rows_pos[i])
+			p->rows_pos[R++] = p->rows_pos[i];
+	p->R = (int)R;
+	k = 0;
+	for (uint32_t w = 0; w < rec->W; w++) {
+		const struct lvd_packrec_word *pw = &rec->words[w];
+		p->words[w].n_rows = (int)pw->n_query;
+		p->words[w].rows = p->row_idx + k;
+		for (uint32_t q = 0; q < pw->n_query; q++) {
+			const uint32_t *hit = bsearch(&pw->query[q], p->rows_pos, R, sizeof *p->rows_pos, cmp_u32);
+			LVD_ASSERT(hit);
+			p->row_idx[k++] = (int)(hit - p->rows_pos);
+		}
+		float *t = p->targets + (size_t)w * hw;
+		for (size_t i = 0; i < hw; i++)
+			t[i] = half_to_float(rec->targets[(size_t)w * hw + i]);
+		p->words[w].target = t;
+	}
+	return LVD_OK;
+nomem:
+	lvd_latt_plan_free(p);
+	return lvd_error_set(err, LVD_ERR_NOMEM, "pack record '%s': out of memory for the loss plan", rec->id);
+}
+
+struct lvd_latt_sample lvd_latt_plan_sample(const struct lvd_latt_plan *p, const float *const *probs)
+{
+	struct lvd_latt_sample s;
+	memset(&s, 0, sizeof s);
+	s.geom = p->geom;
+	s.R = p->R;
+	s.probs = probs;
+	s.mask = p->mask;
+	s.W = p->W;
+	s.words = p->words;
+	return s;
 }
 
 /* ---- schedules ---------------------------------------------------------------------- */

@@ -178,6 +178,38 @@ double lvd_latt_loss(struct lvd_ctx *ctx, float *dparams, float *const *const *d
 		     const struct lvd_latt_sample *samples, int n, const float *params,
 		     const struct lvd_latt_cfg *cfg, double pair_count, float dscale, int *n_pairs);
 
+/* ---- from a pack record ---------------------------------------------------------------- */
+
+struct lvd_packrec; /* lavender/packrec.h */
+
+/* One training sample's loss inputs built from its lvd-pack record: the rows to capture
+ * (the sorted distinct query positions of all its words: hand them to the capture seam
+ * in this order, so captured row i is token position rows_pos[i]), the words with their
+ * row indices and fp32 targets, the mask and the checked geometry. All matched. Owned
+ * arrays (lvd_latt_plan_free, also after a failure). */
+struct lvd_latt_plan {
+	struct lvd_latt_geom geom;
+	int R;
+	uint32_t *rows_pos;        /* [R] token positions of the captured rows */
+	int W;
+	struct lvd_latt_word *words;
+	int *row_idx;              /* the words' row lists, concatenated */
+	float *targets;            /* [W, GH, GW] */
+	uint8_t *mask;             /* [GH, GW] */
+};
+
+/* Fills p from rec (borrowed): tiles from rec->aspect_id among the arrangements of
+ * max_tiles (and checked against rec's tiles_h × tiles_w), P = tile_px/patch_px, the
+ * image extent, grid = GH for a GRID record (0 otherwise); heads, S, tok0, tile_tok and
+ * official as given (official needs a GRID record). The record's mask must equal the
+ * geometry's. LVD_ERR_INVALID naming the record's field, LVD_ERR_NOMEM. The caller then
+ * sets sample.probs to the captured [H, R, S] buffers (lvd_latt_plan_sample). */
+int lvd_latt_plan_from_packrec(struct lvd_latt_plan *p, const struct lvd_packrec *rec, int heads, int S,
+			       int tok0, int tile_tok, int max_tiles, int official, struct lvd_error *err);
+void lvd_latt_plan_free(struct lvd_latt_plan *p);
+/* The sample view of a plan with the captured probabilities (borrowed). */
+struct lvd_latt_sample lvd_latt_plan_sample(const struct lvd_latt_plan *p, const float *const *probs);
+
 /* ---- λ and CE schedules: pure functions of the step -------------------------------- */
 
 enum lvd_latt_decay {

@@ -21,6 +21,7 @@
 #include "harness.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
+#include "lavender/packrec.h"
 #include "nn/ctx.h"
 
 /* ---- golden reader -------------------------------------------------------------------- */
@@ -835,6 +836,79 @@ static void test_aligner_accumulate(void)
 	lvd_ctx_destroy(c3);
 }
 
+/* ---- plans from pack records ------------------------------------------------------------------ */
+
+static void test_plan_from_packrec(void)
+{
+	struct lvd_ctx *ctx = mkctx(1);
+	REQUIRE(ctx);
+	struct lvd_error e;
+	/* a 2×2-tile record (aspect_id 6 of 4), tiles 70 px of 14 px patches, image 125×140 */
+	uint32_t q0[2] = { 12, 7 }, q1[2] = { 7, 30 }, pos[1] = { 3 };
+	struct lvd_packrec_word words[2] = {
+		{ .key = "dog", .n_pos = 1, .n_query = 2, .pos = pos, .query = q0 },
+		{ .key = "ball", .n_pos = 1, .n_query = 2, .pos = pos, .query = q1 },
+	};
+	uint16_t targets[2 * 100];
+	uint8_t mask[100];
+	for (int i = 0; i < 100; i++) {
+		mask[i] = i % 10 < 9;
+		targets[i] = mask[i] ? 0x3C00 : 0;          /* 1.0 */
+		targets[100 + i] = mask[i] ? 0x0001 : 0;    /* 2^-24, an fp16 subnormal */
+	}
+	targets[3] = 0x3800;                                /* 0.5 */
+	struct lvd_packrec rec = { .id = "sample-7", .W = 2, .words = words, .gh = 10, .gw = 10, .targets = targets,
+				   .mask = mask, .img_w = 250, .img_h = 280, .new_w = 125, .new_h = 140, .tiles_h = 2,
+				   .tiles_w = 2, .aspect_id = 6, .tile_px = 70, .patch_px = 14 };
+	struct lvd_latt_plan p;
+	REQUIRE(lvd_latt_plan_from_packrec(&p, &rec, 4, 4 * 26, 0, 26, 4, 0, &e) == LVD_OK);
+	CHECK(p.R == 3 && p.rows_pos[0] == 7 && p.rows_pos[1] == 12 && p.rows_pos[2] == 30);
+	CHECK(p.W == 2 && p.words[0].n_rows == 2 && p.words[0].rows[0] == 1 && p.words[0].rows[1] == 0);
+	CHECK(p.words[1].rows[0] == 0 && p.words[1].rows[1] == 2);
+	CHECK(p.words[0].target[0] == 1.0f && p.words[0].target[3] == 0.5f && p.words[0].target[9] == 0.0f);
+	CHECK(p.words[1].target[0] == ldexpf(1.0f, -24));
+	CHECK(p.geom.gh == 10 && p.geom.gw == 10 && p.geom.vw == 9 && p.geom.patches == 5);
+	/* the plan runs through the loss */
+	struct lvd_latt_cfg cfg;
+	lvd_latt_cfg_default(&cfg, 4, 1);
+	cfg.aligner.d_h = 4;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, &cfg.aligner);
+	float *par = malloc(lay.n_params * sizeof *par), *probs = malloc((size_t)4 * 3 * 104 * sizeof *probs);
+	lvd_aligner_init(&cfg.aligner, par, 1, LVD_ALIGNER_INIT_KAIMING, 0);
+	uint64_t seed = 9;
+	for (int i = 0; i < 4 * 3 * 104; i++)
+		probs[i] = urand(&seed) / 104;
+	const float *pl[1] = { probs };
+	struct lvd_latt_sample s = lvd_latt_plan_sample(&p, pl);
+	CHECK(lvd_latt_sample_check(&s, &cfg, &e) == LVD_OK);
+	double loss = 0;
+	CHECK(lvd_latt_sample_loss(ctx, &loss, NULL, NULL, &s, par, &cfg, 2, 1.0f, NULL) == 2);
+	CHECK(loss > 0 && loss < 1);
+	lvd_latt_plan_free(&p);
+	/* the same record as a --grid 10 pack: every cell valid */
+	rec.flags = LVD_PACKREC_GRID;
+	CHECK(lvd_latt_plan_from_packrec(&p, &rec, 4, 104, 0, 26, 4, 1, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "mask cell (0, 9) is 0");
+	memset(mask, 1, sizeof mask);
+	CHECK(lvd_latt_plan_from_packrec(&p, &rec, 4, 104, 0, 26, 4, 1, &e) == LVD_OK);
+	CHECK(p.geom.grid == 10 && p.geom.official == 1 && p.geom.ores == 6);
+	lvd_latt_plan_free(&p);
+	/* the canvas record with a mask that disagrees with its extent */
+	rec.flags = 0;
+	CHECK(lvd_latt_plan_from_packrec(&p, &rec, 4, 104, 0, 26, 4, 0, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "sample-7");
+	lvd_latt_plan_free(&p);
+	/* aspect_id and tiles must agree */
+	rec.aspect_id = 5; /* 2×1 */
+	CHECK(lvd_latt_plan_from_packrec(&p, &rec, 4, 104, 0, 26, 4, 0, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "aspect_id 5 is 2x1");
+	lvd_latt_plan_free(&p);
+	free(par);
+	free(probs);
+	lvd_ctx_destroy(ctx);
+}
+
 /* ---- schedules ------------------------------------------------------------------------------ */
 
 static void test_schedules(void)
@@ -901,6 +975,7 @@ int main(int argc, char **argv)
 		TEST(test_geometry_errors),
 		TEST(test_aligner_layout_init),
 		TEST(test_aligner_accumulate),
+		TEST(test_plan_from_packrec),
 		TEST(test_schedules),
 		{ 0 },
 	};
