@@ -278,20 +278,21 @@ static void cmp(const char *what, int ci, int b, const float *got, size_t n, dou
 }
 
 /* Every intermediate, the loss and the gradients of one case.
- * Tolerances (|diff| <= atol + rtol·max|want|), reasons:
+ * Tolerances (|diff| <= atol + rtol·max|want|), reasons (worst seen over the six cases):
  *   maps (canvas)   exact: a permutation of the fp32 inputs (the reference is exact too);
  *   maps (--grid)   rtol 2e-6: the area-weighted resampling rounds its row pass to fp32
- *                   (lvd_resample_areaw), the reference is float64;
- *   aligned, agg    rtol 2e-5: ~10^2-term fp32 conv sums and fp32 InstanceNorm outputs
- *                   (statistics in double) through 2-5 layers vs float64;
+ *                   (lvd_resample_areaw), the official path its canvas and horizontal
+ *                   pass; the reference is float64 (seen 1e-6, official 3-tile canvas);
+ *   aligned, agg    rtol 1e-5: ~10^2-term fp32 conv sums (BLAS order) and fp32 norm
+ *                   outputs through 2-5 layers vs float64 (seen 1.6e-6);
  *   rows, words     atol 2e-5: min-max divides the above by (max - min + 1e-6), which
- *                   on these maps is >= 0.2·max|agg|, so the error grows <= 5×, on [0, 1];
- *   word_loss, loss rtol 1e-5: means of squared differences of the above;
- *   dparams, dprobs rtol 1e-4 of the tensor's largest entry: fp32 backward through the
- *                   two min-max divisions and the norms, accumulation order differs;
- *                   plus atol 1e-5·max|dparams|: diffag_conv_last.bias has an exact zero
- *                   gradient (min-max is shift invariant; the reference gets ~1e-18),
- *                   ours is fp32 cancellation of ~1e-2-sized terms (seen <= 1e-6·|g|max). */
+ *                   amplifies it (seen 4.5e-6 on values in [0, 1]);
+ *   word_loss, loss rtol 1e-5: means of squared differences of the above (seen 3e-6);
+ *   dparams, dprobs rtol 5e-5 of the tensor's largest entry: fp32 backward through the
+ *                   two min-max divisions and the norms, accumulation order differs
+ *                   (seen 9e-6); plus atol 1e-5·max|dparams|: diffag_conv_last.bias has
+ *                   an exact zero gradient (min-max is shift invariant; the reference
+ *                   gets ~1e-15), ours is fp32 cancellation (seen 2e-6·max|dparams|). */
 static void run_golden_case(int ci, int threads)
 {
 	NEED_GOLD();
@@ -326,12 +327,12 @@ static void run_golden_case(int ci, int threads)
 			want_m += g->matched[w] != 0;
 		CHECK(m == want_m);
 		cmp("maps", ci, b, tr.maps, (size_t)L * G_R * GH_HEADS * hw, 0, G->grid ? 2e-6 : 0);
-		cmp("aligned", ci, b, tr.aligned, (size_t)(before ? 1 : L) * G_R * hw, 0, 2e-5);
-		cmp("agg", ci, b, tr.agg, (size_t)G_R * hw, 0, 2e-5);
+		cmp("aligned", ci, b, tr.aligned, (size_t)(before ? 1 : L) * G_R * hw, 0, 1e-5);
+		cmp("agg", ci, b, tr.agg, (size_t)G_R * hw, 0, 1e-5);
 		cmp("rows", ci, b, tr.rows, (size_t)G_R * hw, 2e-5, 0);
 		cmp("words", ci, b, tr.words, W * hw, 2e-5, 0);
 		cmp("word_loss", ci, b, tr.word_loss, W, 0, 1e-5);
-		cmp("dprobs", ci, b, dblk, (size_t)G_LC * GH_HEADS * G_R * g->S, 0, 1e-4);
+		cmp("dprobs", ci, b, dblk, (size_t)G_LC * GH_HEADS * G_R * g->S, 0, 5e-5);
 		/* the raw head mean is in [0, 1] with min 0 and max ~1 on valid cells */
 		for (size_t w = 0; w < W; w++) {
 			float lo = 1, hi = 0;
@@ -366,7 +367,7 @@ static void run_golden_case(int ci, int threads)
 		float *want = gf(k, &n);
 		CHECKF(want && n == lay.t[t].n, "%s", k);
 		if (want && n == lay.t[t].n)
-			CHECK_CLOSE(k, dparams + lay.t[t].off, want, n, 1e-5 * dmax, 1e-4);
+			CHECK_CLOSE(k, dparams + lay.t[t].off, want, n, 1e-5 * dmax, 5e-5);
 		free(want);
 	}
 	free(dparams);
