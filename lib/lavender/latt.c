@@ -505,6 +505,48 @@ static void group_words(float *U, float *M, struct mm *wm, const float *V, const
 
 /* ---- the loss ----------------------------------------------------------------------- */
 
+/* Z from per-layer values: mean (summed in layer order, then / L) or max (the first
+ * layer holding it wins; arg records it). Called for l = 0..L-1 in order. */
+static void agg_layer(float *Z, int *arg, const float *Yl, int l, int L, size_t n, int use_max)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (l == 0) {
+			Z[i] = Yl[i];
+			if (use_max)
+				arg[i] = 0;
+		} else if (use_max) {
+			if (Yl[i] > Z[i]) {
+				Z[i] = Yl[i];
+				arg[i] = l;
+			}
+		} else {
+			Z[i] += Yl[i];
+		}
+	}
+	if (!use_max && l == L - 1)
+		for (size_t i = 0; i < n; i++)
+			Z[i] /= (float)L;
+}
+
+/* the layer-l share of a gradient through agg_layer */
+static void agg_layer_bwd(float *gl, const float *g, const int *arg, int l, int L, size_t n, int use_max)
+{
+	for (size_t i = 0; i < n; i++)
+		gl[i] = use_max ? (arg[i] == l ? g[i] : 0.0f) : g[i] / (float)L;
+}
+
+/* acc[r, i] += Σ_h X[r, h, i] (the raw head-and-layer mean for evaluation) */
+static void raw_acc(double *acc, const float *X, int R, int H, size_t HW)
+{
+	for (int r = 0; r < R; r++)
+		for (int h = 0; h < H; h++) {
+			const float *x = X + ((size_t)r * H + h) * HW;
+			double *a = acc + (size_t)r * HW;
+			for (size_t i = 0; i < HW; i++)
+				a[i] += x[i];
+		}
+}
+
 int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
 			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
 			 double pair_count, float dscale, struct lvd_latt_trace *tr)
@@ -515,83 +557,82 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	LVD_ASSERT(pair_count > 0);
 	const struct lvd_latt_geom *g = &s->geom;
 	const int R = s->R, H = g->heads, GH = g->gh, GW = g->gw, W = s->W;
-	const size_t HW = (size_t)GH * GW, map = (size_t)H * HW;
+	const size_t HW = (size_t)GH * GW, map = (size_t)H * HW, RM = (size_t)R * map, RH = (size_t)R * HW;
 	int lay[LVD_LATT_MAX_LAYERS];
 	const int L = chosen_layers(cfg, lay);
 	const int before = cfg->agg == LVD_LATT_MEAN_BEFORE || cfg->agg == LVD_LATT_MAX_BEFORE;
 	const int use_max = cfg->agg == LVD_LATT_MAX_AFTER || cfg->agg == LVD_LATT_MAX_BEFORE;
+	const int lean = cfg->lean && !before;
 	const float eps = cfg->minmax_eps;
 	const struct lvd_aligner_cfg *ac = &cfg->aligner;
 
 	int n_match = 0;
 	for (int w = 0; w < W; w++)
 		n_match += s->words[w].target != NULL;
-	int want_grad = (dparams || dprobs) && n_match > 0;
+	const int want_grad = (dparams || dprobs) && n_match > 0;
 
 	size_t mk = lvd_ctx_mark(ctx);
-	/* 1. maps X [L, R, H, HW] */
-	float *X = tr && tr->maps ? tr->maps : lvd_ctx_takef(ctx, (size_t)L * R * map);
-	for (int l = 0; l < L; l++)
-		lvd_latt_maps_fwd(ctx, X + (size_t)l * R * map, s->probs[lay[l]], g, R);
-	/* 2. Aligner and layer aggregation -> Z [R, HW] */
-	const int NA = before ? R : L * R;        /* Aligner images */
-	const float *Ain = X;
-	float *Xb = NULL;
-	int *arg = NULL;                          /* argmax layer per element (max modes) */
-	if (before) {
-		Xb = lvd_ctx_takef(ctx, (size_t)R * map);
-		if (use_max)
-			arg = lvd_ctx_take(ctx, (size_t)R * map * sizeof *arg);
-		for (size_t i = 0; i < (size_t)R * map; i++) {
-			if (use_max) {
-				float best = X[i];
-				int bl = 0;
-				for (int l = 1; l < L; l++)
-					if (X[(size_t)l * R * map + i] > best) {
-						best = X[(size_t)l * R * map + i];
-						bl = l;
-					}
-				Xb[i] = best;
-				arg[i] = bl;
-			} else {
-				float acc = 0;
-				for (int l = 0; l < L; l++)
-					acc += X[(size_t)l * R * map + i];
-				Xb[i] = acc / (float)L;
-			}
-		}
-		Ain = Xb;
+	/* maps: all layers [L, R, H, HW], or one layer at a time when lean */
+	float *Xall = tr && tr->maps ? tr->maps : lean || before ? NULL : lvd_ctx_takef(ctx, (size_t)L * RM);
+	float *Xtmp = Xall ? NULL : lvd_ctx_takef(ctx, RM);
+	double *racc = NULL;
+	if (tr && tr->raw_words && W) {
+		racc = lvd_ctx_take(ctx, RH * sizeof *racc);
+		memset(racc, 0, RH * sizeof *racc);
 	}
-	float *Y = tr && tr->aligned ? tr->aligned : lvd_ctx_takef(ctx, (size_t)NA * HW);
-	float *saved = want_grad ? lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, NA, (int)HW)) : NULL;
-	lvd_aligner_fwd(ctx, Y, saved, Ain, params, ac, NA, GH, GW);
-	float *Z = tr && tr->agg ? tr->agg : lvd_ctx_takef(ctx, (size_t)R * HW);
+	float *Z = tr && tr->agg ? tr->agg : lvd_ctx_takef(ctx, RH);
+	int *arg = NULL;                /* argmax layer (max modes) */
+	float *Xb = NULL, *saved = NULL;
 	if (before) {
-		memcpy(Z, Y, (size_t)R * HW * sizeof *Z);
+		/* 1-2. maps, their aggregate, one Aligner pass */
+		Xb = lvd_ctx_takef(ctx, RM);
+		if (use_max)
+			arg = lvd_ctx_take(ctx, RM * sizeof *arg);
+		for (int l = 0; l < L; l++) {
+			float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
+			lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+			if (racc)
+				raw_acc(racc, Xl, R, H, HW);
+			agg_layer(Xb, arg, Xl, l, L, RM, use_max);
+		}
+		float *Y = tr && tr->aligned ? tr->aligned : Z;
+		if (want_grad)
+			saved = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, R, (int)HW));
+		lvd_aligner_fwd(ctx, Y, saved, Xb, params, ac, R, GH, GW);
+		if (Y != Z)
+			memcpy(Z, Y, RH * sizeof *Z);
 	} else {
 		if (use_max)
-			arg = lvd_ctx_take(ctx, (size_t)R * HW * sizeof *arg);
-		for (size_t i = 0; i < (size_t)R * HW; i++) {
-			if (use_max) {
-				float best = Y[i];
-				int bl = 0;
-				for (int l = 1; l < L; l++)
-					if (Y[(size_t)l * R * HW + i] > best) {
-						best = Y[(size_t)l * R * HW + i];
-						bl = l;
-					}
-				Z[i] = best;
-				arg[i] = bl;
-			} else {
-				float acc = 0;
-				for (int l = 0; l < L; l++)
-					acc += Y[(size_t)l * R * HW + i];
-				Z[i] = acc / (float)L;
+			arg = lvd_ctx_take(ctx, RH * sizeof *arg);
+		if (!lean) {
+			/* 1-2. all maps, one batched Aligner pass over L·R images */
+			for (int l = 0; l < L; l++) {
+				lvd_latt_maps_fwd(ctx, Xall + (size_t)l * RM, s->probs[lay[l]], g, R);
+				if (racc)
+					raw_acc(racc, Xall + (size_t)l * RM, R, H, HW);
+			}
+			float *Y = tr && tr->aligned ? tr->aligned : lvd_ctx_takef(ctx, (size_t)L * RH);
+			if (want_grad)
+				saved = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, L * R, (int)HW));
+			lvd_aligner_fwd(ctx, Y, saved, Xall, params, ac, L * R, GH, GW);
+			for (int l = 0; l < L; l++)
+				agg_layer(Z, arg, Y + (size_t)l * RH, l, L, RH, use_max);
+		} else {
+			/* 1-2. layer by layer; the backward recomputes each layer's Aligner pass */
+			float *Ytmp = tr && tr->aligned ? NULL : lvd_ctx_takef(ctx, RH);
+			for (int l = 0; l < L; l++) {
+				float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
+				float *Yl = Ytmp ? Ytmp : tr->aligned + (size_t)l * RH;
+				lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+				if (racc)
+					raw_acc(racc, Xl, R, H, HW);
+				lvd_aligner_fwd(ctx, Yl, NULL, Xl, params, ac, R, GH, GW);
+				agg_layer(Z, arg, Yl, l, L, RH, use_max);
 			}
 		}
 	}
 	/* 3. rows */
-	float *V = tr && tr->rows ? tr->rows : lvd_ctx_takef(ctx, (size_t)R * HW);
+	float *V = tr && tr->rows ? tr->rows : lvd_ctx_takef(ctx, RH);
 	struct mm *rm = lvd_ctx_take(ctx, (size_t)R * sizeof *rm);
 	for (int r = 0; r < R; r++)
 		rm[r] = minmax_fwd(V + (size_t)r * HW, Z + (size_t)r * HW, s->mask, HW, eps);
@@ -626,20 +667,14 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	}
 	*loss += sum / pair_count;
 	/* raw maps for evaluation: mean over layers and heads, same grouping */
-	if (tr && tr->raw_words && W) {
-		float *Zr = lvd_ctx_takef(ctx, (size_t)R * HW), *Vr = lvd_ctx_takef(ctx, (size_t)R * HW);
+	if (racc) {
+		float *Zr = lvd_ctx_takef(ctx, RH), *Vr = lvd_ctx_takef(ctx, RH);
 		float *Mr = lvd_ctx_takef(ctx, (size_t)W * HW);
 		struct mm *wr = lvd_ctx_take(ctx, (size_t)W * sizeof *wr);
 		uint8_t *all = lvd_ctx_take(ctx, (size_t)W);
 		memset(all, 1, (size_t)W);
-		for (int r = 0; r < R; r++)
-			for (size_t i = 0; i < HW; i++) {
-				double acc = 0;
-				for (int l = 0; l < L; l++)
-					for (int h = 0; h < H; h++)
-						acc += X[((size_t)l * R + r) * map + (size_t)h * HW + i];
-				Zr[(size_t)r * HW + i] = (float)(acc / ((double)L * H));
-			}
+		for (size_t i = 0; i < RH; i++)
+			Zr[i] = (float)(racc[i] / ((double)L * H));
 		for (int r = 0; r < R; r++)
 			(void)minmax_fwd(Vr + (size_t)r * HW, Zr + (size_t)r * HW, s->mask, HW, eps);
 		group_words(tr->raw_words, Mr, wr, Vr, s, all, HW, eps);
@@ -648,8 +683,8 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	if (want_grad) {
 		/* 5'. dU -> dM -> dV */
 		float *gU = lvd_ctx_takef(ctx, HW), *gM = lvd_ctx_takef(ctx, HW);
-		float *gV = lvd_ctx_takef(ctx, (size_t)R * HW);
-		memset(gV, 0, (size_t)R * HW * sizeof *gV);
+		float *gV = lvd_ctx_takef(ctx, RH);
+		memset(gV, 0, RH * sizeof *gV);
 		const double c = 2.0 * dscale / ((double)nvalid * pair_count);
 		for (int w = 0; w < W; w++) {
 			const struct lvd_latt_word *wd = &s->words[w];
@@ -669,37 +704,59 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 			}
 		}
 		/* 3'. dV -> dZ */
-		float *gZ = lvd_ctx_takef(ctx, (size_t)R * HW);
-		memset(gZ, 0, (size_t)R * HW * sizeof *gZ);
+		float *gZ = lvd_ctx_takef(ctx, RH);
+		memset(gZ, 0, RH * sizeof *gZ);
 		for (int r = 0; r < R; r++)
 			minmax_bwd(gZ + (size_t)r * HW, gV + (size_t)r * HW, V + (size_t)r * HW, s->mask, HW, rm[r]);
-		/* 2'. dZ -> dY -> Aligner -> dX */
-		float *gY = gZ;
-		if (!before) {
-			gY = lvd_ctx_takef(ctx, (size_t)L * R * HW);
-			for (int l = 0; l < L; l++)
-				for (size_t i = 0; i < (size_t)R * HW; i++)
-					gY[(size_t)l * R * HW + i] = use_max ? (arg[i] == l ? gZ[i] : 0.0f) : gZ[i] / (float)L;
-		}
-		float *gA = NULL;
-		if (dprobs) {
-			gA = lvd_ctx_takef(ctx, (size_t)NA * map);
-			memset(gA, 0, (size_t)NA * map * sizeof *gA);
-		}
-		lvd_aligner_bwd(ctx, gA, dparams, gY, saved, Ain, params, ac, NA, GH, GW);
-		if (dprobs) {
-			float *gX = gA;
-			if (before) {
-				gX = lvd_ctx_takef(ctx, (size_t)L * R * map);
-				for (int l = 0; l < L; l++)
-					for (size_t i = 0; i < (size_t)R * map; i++)
-						gX[(size_t)l * R * map + i] =
-							use_max ? (arg[i] == l ? gA[i] : 0.0f) : gA[i] / (float)L;
+		/* 2'-1'. through the Aligner and the aggregation to the maps and the probabilities */
+		if (before) {
+			float *gA = NULL;
+			if (dprobs) {
+				gA = lvd_ctx_takef(ctx, RM);
+				memset(gA, 0, RM * sizeof *gA);
 			}
-			/* 1'. maps adjoint */
+			lvd_aligner_bwd(ctx, gA, dparams, gZ, saved, Xb, params, ac, R, GH, GW);
+			if (dprobs) {
+				float *gX = lvd_ctx_takef(ctx, RM);
+				for (int l = 0; l < L; l++)
+					if (dprobs[lay[l]]) {
+						agg_layer_bwd(gX, gA, arg, l, L, RM, use_max);
+						lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gX, g, R);
+					}
+			}
+		} else if (!lean) {
+			float *gY = lvd_ctx_takef(ctx, (size_t)L * RH);
 			for (int l = 0; l < L; l++)
-				if (dprobs[lay[l]])
-					lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gX + (size_t)l * R * map, g, R);
+				agg_layer_bwd(gY + (size_t)l * RH, gZ, arg, l, L, RH, use_max);
+			float *gA = NULL;
+			if (dprobs) {
+				gA = lvd_ctx_takef(ctx, (size_t)L * RM);
+				memset(gA, 0, (size_t)L * RM * sizeof *gA);
+			}
+			lvd_aligner_bwd(ctx, gA, dparams, gY, saved, Xall, params, ac, L * R, GH, GW);
+			if (dprobs)
+				for (int l = 0; l < L; l++)
+					if (dprobs[lay[l]])
+						lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gA + (size_t)l * RM, g, R);
+		} else {
+			float *sv = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, R, (int)HW));
+			float *gY = lvd_ctx_takef(ctx, RH), *Ys = lvd_ctx_takef(ctx, RH);
+			float *gA = dprobs ? lvd_ctx_takef(ctx, RM) : NULL;
+			for (int l = 0; l < L; l++) {
+				float *gAl = dprobs && dprobs[lay[l]] ? gA : NULL;
+				if (!dparams && !gAl)
+					continue;
+				float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
+				if (!Xall)
+					lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+				lvd_aligner_fwd(ctx, Ys, sv, Xl, params, ac, R, GH, GW);
+				agg_layer_bwd(gY, gZ, arg, l, L, RH, use_max);
+				if (gAl)
+					memset(gAl, 0, RM * sizeof *gAl);
+				lvd_aligner_bwd(ctx, gAl, dparams, gY, sv, Xl, params, ac, R, GH, GW);
+				if (gAl)
+					lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gAl, g, R);
+			}
 		}
 	}
 	lvd_ctx_release(ctx, mk);

@@ -55,8 +55,8 @@
  * Only the rows given are computed: capture only rows of matched words for training.
  *
  * All work memory comes from ctx's workspace (about L·R·H·HW floats of maps plus the
- * Aligner's saved activations, lvd_aligner_saved_floats, for L·R images); nothing
- * allocates. CPU only for now (asserts a CPU context). Bad arguments are
+ * Aligner's saved activations, lvd_aligner_saved_floats, for L·R images; with cfg.lean
+ * one layer's worth); nothing allocates. CPU only for now (asserts a CPU context). Bad arguments are
  * LVD_ERR_INVALID naming the field (lvd_latt_geom_check, lvd_latt_cfg_check,
  * lvd_latt_sample_check); the compute functions assert checked inputs. */
 #ifndef LVD_LAVENDER_LATT_H
@@ -126,6 +126,11 @@ struct lvd_latt_cfg {
 	int n_layers;                     /* chosen layers; 0 = all captured */
 	int layers[LVD_LATT_MAX_LAYERS];  /* indices into the captured layers, distinct */
 	float minmax_eps;                 /* 1e-6 */
+	int lean;                         /* 1: after modes keep one layer's maps and Aligner
+	                                   * activations at a time and recompute that layer's
+	                                   * Aligner forward in the backward (L× less memory,
+	                                   * one more Aligner forward); same results up to the
+	                                   * order of the weight-gradient sums */
 };
 
 /* Aligner defaults for d_in = heads, mean after, all n_captured layers, eps 1e-6. */

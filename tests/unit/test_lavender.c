@@ -151,6 +151,8 @@ static void free_case(struct gcase *c)
 	}
 }
 
+static int g_lean; /* cfg.lean for the cases loaded next */
+
 /* builds case c from the golden file (REQUIREs inside) */
 static void load_case(struct gcase *c, int ci)
 {
@@ -170,6 +172,7 @@ static void load_case(struct gcase *c, int ci)
 	c->cfg.n_layers = cfg[7];
 	for (int i = 0; i < cfg[7]; i++)
 		c->cfg.layers[i] = cfg[8 + i];
+	c->cfg.lean = g_lean;
 	free(cfg);
 	struct lvd_error e;
 	REQUIRE(lvd_latt_cfg_check(&c->cfg, &e) == LVD_OK);
@@ -386,6 +389,14 @@ static void test_golden_threads(void)
 	run_golden_case(0, 3);
 	run_golden_case(4, 2);
 }
+/* cfg.lean: layer by layer with the Aligner recomputed in the backward, same tolerances */
+static void test_golden_lean(void)
+{
+	g_lean = 1;
+	for (int ci = 0; ci < G_NCASE; ci++)
+		run_golden_case(ci, ci % 2 ? 2 : 1);
+	g_lean = 0;
+}
 
 /* ---- finite differences of the whole L_att ---------------------------------------------- */
 
@@ -497,6 +508,12 @@ static void test_fd_sim_grid(void) { fd_case(1); }
 static void test_fd_deep_max(void) { fd_case(2); }
 static void test_fd_mean_before(void) { fd_case(3); }
 static void test_fd_official(void) { fd_case(5); }
+static void test_fd_lean(void)
+{
+	g_lean = 1;
+	fd_case(2);
+	g_lean = 0;
+}
 
 /* ---- batch rules: accumulation, dscale, pair count, no match ---------------------------- */
 
@@ -966,11 +983,13 @@ int main(int argc, char **argv)
 		TEST(test_golden_group_leaky_max_before_grid),
 		TEST(test_golden_official_geometry),
 		TEST(test_golden_threads),
+		TEST(test_golden_lean),
 		TEST(test_fd_sim_canvas),
 		TEST(test_fd_sim_grid),
 		TEST(test_fd_deep_max),
 		TEST(test_fd_mean_before),
 		TEST(test_fd_official),
+		TEST(test_fd_lean),
 		TEST(test_batch_rules),
 		TEST(test_geometry_aspects),
 		TEST(test_geometry_errors),
