@@ -763,6 +763,19 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	return n_match;
 }
 
+void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const struct lvd_latt_sample *s,
+			const float *params, const struct lvd_latt_cfg *cfg)
+{
+	struct lvd_latt_trace tr;
+	memset(&tr, 0, sizeof tr);
+	size_t mk = lvd_ctx_mark(ctx);
+	tr.words = aligned ? aligned : lvd_ctx_takef(ctx, (size_t)s->W * s->geom.gh * s->geom.gw + 1);
+	tr.raw_words = raw;
+	double unused = 0;
+	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, s, params, cfg, 1.0, 0.0f, &tr);
+	lvd_ctx_release(ctx, mk);
+}
+
 double lvd_latt_loss(struct lvd_ctx *ctx, float *dparams, float *const *const *dprobs,
 		     const struct lvd_latt_sample *samples, int n, const float *params,
 		     const struct lvd_latt_cfg *cfg, double pair_count, float dscale, int *n_pairs)

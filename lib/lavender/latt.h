@@ -176,6 +176,13 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
 			 double pair_count, float dscale, struct lvd_latt_trace *tr);
 
+/* Per-word maps for evaluation and visualisation, by the loss's own code: aligned
+ * [W, GH, GW] (after the Aligner and the grouping, = trace.words) and raw [W, GH, GW]
+ * (head-and-layer mean, same grouping, = trace.raw_words); either may be NULL. Words
+ * need no target; nothing is accumulated. */
+void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const struct lvd_latt_sample *s,
+			const float *params, const struct lvd_latt_cfg *cfg);
+
 /* The batch: L_att = Σ_b sample b's contribution with pair_count (<= 0: the matched words
  * of these samples); 0 when nothing matched. dprobs[b] is sample b's dprobs array (NULL
  * skips). Returns L_att; *n_pairs (may be NULL) gets the matched words seen here. */

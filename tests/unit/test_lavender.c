@@ -336,6 +336,15 @@ static void run_golden_case(int ci, int threads)
 		cmp("words", ci, b, tr.words, W * hw, 2e-5, 0);
 		cmp("word_loss", ci, b, tr.word_loss, W, 0, 1e-5);
 		cmp("dprobs", ci, b, dblk, (size_t)G_LC * GH_HEADS * G_R * g->S, 0, 5e-5);
+		/* the evaluation API gives the traced word maps */
+		if (b == 1) {
+			float *wa = malloc(W * hw * sizeof(float)), *wr = malloc(W * hw * sizeof(float));
+			lvd_latt_word_maps(ctx, wa, wr, &g->s, c.params, &c.cfg);
+			CHECK(!memcmp(wa, tr.words, W * hw * sizeof(float)));
+			CHECK(!memcmp(wr, tr.raw_words, W * hw * sizeof(float)));
+			free(wa);
+			free(wr);
+		}
 		/* the raw head mean is in [0, 1] with min 0 and max ~1 on valid cells */
 		for (size_t w = 0; w < W; w++) {
 			float lo = 1, hi = 0;
