@@ -33,8 +33,9 @@
  * be NULL: skipped). Working memory comes from ctx's workspace; nothing allocates.
  * CPU only for now (the ops it uses have no CUDA twins yet): asserts a CPU context.
  * Errors: lvd_aligner_cfg_check returns LVD_ERR_INVALID naming the field; the compute
- * functions assert a checked cfg. Load/save (lib/lavender/aligner_io.c) go through
- * lib/io/safetensors. */
+ * functions assert a checked cfg. Files: aligner_cfg.c (configuration, layout,
+ * initialisation; no execution context), aligner.c (forward/backward), aligner_io.c
+ * (load/save through lib/io/safetensors). */
 #ifndef LVD_LAVENDER_ALIGNER_H
 #define LVD_LAVENDER_ALIGNER_H
 
