@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "nn/ctx.h"
-#include "nn/ops.h"
+#include "nn/ops/conv.h"
 #include "nn/ops/act_extra.h"
 #include "nn/ops/conv_bwd.h"
 #include "nn/ops/instnorm.h"
@@ -76,29 +76,17 @@ size_t lvd_aligner_saved_floats(const struct lvd_aligner_cfg *cfg, int N, int HW
 	return tot;
 }
 
-/* conv over N images split over ctx's pool; each thread has its own im2col scratch */
+/* a conv over N images (the op splits its GEMMs over ctx's pool) */
 struct conv_job {
 	float *out;
 	const float *inp, *w, *b;
 	int ci, co, H, W, k, pad;
-	size_t slen;
-	float *scratch;   /* [threads·slen] */
 };
-
-static int conv_chunk(void *user, size_t begin, size_t end, int tid)
-{
-	struct conv_job *j = user;
-	const size_t HW = (size_t)j->H * j->W;
-	float *scr = j->slen ? j->scratch + (size_t)tid * j->slen : NULL;
-	for (size_t n = begin; n < end; n++)
-		lvd_conv2d_fwd(j->out + n * j->co * HW, j->inp + n * j->ci * HW, j->w, j->b, j->ci, j->H, j->W, j->co,
-			       j->k, j->k, 1, j->pad, j->pad, j->pad, j->pad, scr, j->slen);
-	return 0;
-}
 
 static void conv_images(struct lvd_ctx *ctx, struct conv_job *j, int N)
 {
-	LVD_ASSERT(lvd_ctx_parallel_for(ctx, (size_t)N, conv_chunk, j) == 0);
+	lvd_conv2d_fwd(ctx, j->out, j->inp, j->w, j->b, N, j->ci, j->H, j->W, j->co, j->k, j->k, 1,
+		       j->pad, j->pad, j->pad, j->pad);
 }
 
 static void check_args(const struct lvd_aligner_cfg *cfg, int N, int H, int W)
@@ -121,10 +109,6 @@ void lvd_aligner_fwd(struct lvd_ctx *ctx, float *out, float *saved, const float 
 	size_t mk = lvd_ctx_mark(ctx);
 	if (!saved)
 		saved = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(cfg, N, (int)HW));
-	const int cmax = cfg->d_in > cfg->d_h ? cfg->d_in : cfg->d_h;
-	const int nthr = ctx->threads > 1 ? ctx->threads : 1;
-	size_t slen = lvd_conv2d_scratch(cmax, H, W, 3, 3, 1, 1, 1, 1, 1);
-	float *scratch = lvd_ctx_takef(ctx, slen ? slen * (size_t)nthr : 1);
 	const float *x = inp;
 	float *p = saved;
 	for (int k = 0; k < ns; k++) {
@@ -133,7 +117,7 @@ void lvd_aligner_fwd(struct lvd_ctx *ctx, float *out, float *saved, const float 
 		stage_carve(&b, p, s, (size_t)N, HW);
 		p += stage_floats(s, (size_t)N, HW);
 		const float *w = params + lay.t[s->w].off;
-		struct conv_job cj = { b.z, x, w, NULL, s->ci, s->co, H, W, 3, 1, slen, scratch };
+		struct conv_job cj = { b.z, x, w, NULL, s->ci, s->co, H, W, 3, 1 };
 		conv_images(ctx, &cj, N);
 		if (s->norm >= 0) {
 			const float *nw = NULL, *nb = NULL;
@@ -152,7 +136,7 @@ void lvd_aligner_fwd(struct lvd_ctx *ctx, float *out, float *saved, const float 
 	}
 	/* conv_last: 1×1, d_in -> 1, with bias */
 	const float *wl = params + lay.t[LVD_AL_LAST_W].off, *bl = params + lay.t[LVD_AL_LAST_B].off;
-	struct conv_job lj = { out, x, wl, bl, cfg->d_in, 1, H, W, 1, 0, 0, NULL };
+	struct conv_job lj = { out, x, wl, bl, cfg->d_in, 1, H, W, 1, 0 };
 	conv_images(ctx, &lj, N);
 	lvd_ctx_release(ctx, mk);
 }
