@@ -96,9 +96,11 @@ int lvd_py_isdigit(uint32_t c)
 int lvd_py_has_cjk(const char *s, size_t n)
 {
 	uint32_t cp;
-	for (size_t i = 0; i < n; i += lvd_py_next(s, n, i, &cp))
+	for (size_t i = 0; i < n;) {
+		i += lvd_py_next(s, n, i, &cp);
 		if (cp >= 0x4E00 && cp <= 0x9FFF)
 			return 1;
+	}
 	return 0;
 }
 
@@ -201,7 +203,8 @@ size_t lvd_py_upper_len(const char *s, size_t n)
 {
 	size_t len = 0;
 	uint32_t c;
-	for (size_t i = 0; i < n; i += lvd_py_next(s, n, i, &c)) {
+	for (size_t i = 0; i < n;) {
+		i += lvd_py_next(s, n, i, &c);
 		if (c < 0xDF)
 			len += 1;
 		else if (in_table(UPPER2, sizeof UPPER2 / sizeof *UPPER2, c))
