@@ -286,11 +286,14 @@ static json_t *score_yesno(struct row *rows, size_t n)
 			s = e + 1;
 		}
 	}
+	size_t unmatched = 0;
+	for (size_t i = 0; i < n; i++)
+		unmatched += !strcmp(rows[i].r->parsed, "unmatched");
 	struct yn_rows y = {er, ec, k};
 	json_t *all = yn_metrics(&y, NULL);
 	b = json_pack("{s:s, s:O}", "kind", "yesno", "overall", json_object_get(all, "overall"));
-	json_object_set_new(b, "counts", json_pack("{s:I, s:I, s:O}", "rows", (json_int_t)n, "exploded_rows",
-						   (json_int_t)k, "unmatched", json_object_get(all, "unmatched")));
+	json_object_set_new(b, "counts", json_pack("{s:I, s:I, s:I}", "rows", (json_int_t)n, "exploded_rows",
+						   (json_int_t)k, "unmatched", (json_int_t)unmatched));
 	json_object_set_new(b, "metrics", all);
 	size_t nc;
 	const char **cats = distinct(ec, k, &nc);
