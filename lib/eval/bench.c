@@ -627,9 +627,11 @@ static int convert_tsv(const char *in, const struct lvd_eval_convert_opts *o, js
 		}
 		json_t *r = json_object();
 		json_array_append_new(recs, r);
-		char id[64];
+		/* ids stay unique when several TSVs go into one file: "<dataset>-<index>" */
+		char id[64], rid[1024];
 		snprintf(id, sizeof id, "%lld", (long long)index);
-		set_str(r, "id", id);
+		snprintf(rid, sizeof rid, "%s-%lld", dataset, (long long)index);
+		set_str(r, "id", rid);
 		set_str(r, "dataset", dataset);
 		json_object_set_new(r, "index", json_integer(index));
 		set_str(r, "question", q);
@@ -746,7 +748,9 @@ static int convert_tsv(const char *in, const struct lvd_eval_convert_opts *o, js
 		}
 		for (size_t i = 0; i < json_array_size(recs); i++) {
 			json_t *r = json_array_get(recs, i);
-			if (!strcmp(json_string_value(json_object_get(r, "id")), key))
+			char ix[64];
+			snprintf(ix, sizeof ix, "%lld", (long long)json_integer_value(json_object_get(r, "index")));
+			if (!strcmp(ix, key))
 				set_str(r, "image", file);
 		}
 	}
