@@ -573,6 +573,19 @@ static int convert_tsv(const char *in, const struct lvd_eval_convert_opts *o, js
 	int rc = lvd_file_read_all(in, (size_t)16 << 30, &t.buf, &t.len, err);
 	if (rc)
 		return rc;
+	/* every cell becomes a JSON string: the file must be UTF-8 (a BOM is skipped, as
+	 * pandas skips it) */
+	size_t bad = lvd_utf8_check(t.buf, t.len);
+	if (bad < t.len) {
+		uint64_t ln = 1;
+		for (size_t i = 0; i < bad; i++)
+			ln += t.buf[i] == '\n';
+		free(t.buf);
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%llu: invalid UTF-8 (byte offset %zu)", in,
+				     (unsigned long long)ln, bad);
+	}
+	if (t.len >= 3 && !memcmp(t.buf, "\xEF\xBB\xBF", 3))
+		t.pos = 3;
 	char *stem = NULL;
 	char **hdr = NULL, **c = NULL;
 	size_t hcap = 0, ccap = 0;

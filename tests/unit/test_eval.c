@@ -9,8 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "eval/bench.h"
 #include "eval/match.h"
 #include "eval/pystr.h"
+#include "eval/score.h"
+#include "io/fileutil.h"
 
 static struct lvd_eval_choices animals(void)
 {
@@ -274,12 +279,218 @@ static void test_anls(void)
 	CHECK_NEAR(lvd_eval_anls("", g6, 1, 0.5), 1.0, 1e-12);
 }
 
+static void test_pylist(void)
+{
+	/* VLMEvalKit stores list answers as their Python repr */
+	json_t *a = lvd_eval_pylist("['a', \"b's\", 'c\\'d', '']");
+	REQUIRE(a != NULL);
+	CHECK(json_array_size(a) == 4);
+	CHECK_STR(json_string_value(json_array_get(a, 1)), "b's");
+	CHECK_STR(json_string_value(json_array_get(a, 2)), "c'd");
+	CHECK_STR(json_string_value(json_array_get(a, 3)), "");
+	json_decref(a);
+	a = lvd_eval_pylist("[]");
+	CHECK(a && json_array_size(a) == 0);
+	json_decref(a);
+	CHECK(lvd_eval_pylist("['a'") == NULL);
+	CHECK(lvd_eval_pylist("['a'] x") == NULL);
+	CHECK(lvd_eval_pylist("[a]") == NULL);
+	CHECK(lvd_eval_pylist("a") == NULL);
+}
+
+static int parse_item(const char *text, struct lvd_eval_item *it, json_t **keep, struct lvd_error *err)
+{
+	json_error_t je;
+	*keep = json_loads(text, 0, &je);
+	if (!*keep)
+		return -1;
+	return lvd_eval_item_parse(*keep, it, err);
+}
+
+static void test_item_parse(void)
+{
+	struct lvd_eval_item it;
+	struct lvd_error err = {0};
+	json_t *j;
+	CHECK(parse_item("{\"id\":\"1\",\"kind\":\"mcq\",\"question\":\"q\",\"choices\":{\"A\":\"x\",\"C\":\"z\"},"
+			 "\"answer\":\"C\",\"index\":1000003}", &it, &j, &err) == 0);
+	CHECK(it.choices.n == 2 && it.choices.letter[1] == 'C' && it.has_index && it.index == 1000003);
+	CHECK_STR(it.dataset, "default");
+	json_decref(j);
+	static const struct { const char *json, *msg; } bad[] = {
+		{"{\"kind\":\"mcq\",\"question\":\"q\"}", "field 'id' is missing"},
+		{"{\"id\":\"1\",\"kind\":\"essay\",\"question\":\"q\"}", "field 'kind'"},
+		{"{\"id\":\"1\",\"kind\":\"mcq\",\"question\":\"q\",\"choices\":{\"A\":\"x\",\"b\":\"y\"}}", "letters A-Z"},
+		{"{\"id\":\"1\",\"kind\":\"mcq\",\"question\":\"q\",\"choices\":{\"A\":\"x\"}}", "at least 2"},
+		{"{\"id\":\"1\",\"kind\":\"mcq\",\"question\":\"q\",\"choices\":{\"A\":\"x\",\"B\":\"y\"},\"answer\":\"C\"}",
+		 "field 'answer'"},
+		{"{\"id\":\"1\",\"kind\":\"yesno\",\"question\":\"q\",\"answer\":\"Yes\"}", "expected \"yes\" or \"no\""},
+		{"{\"id\":\"1\",\"kind\":\"vqa\",\"question\":\"q\",\"answers\":\"a\"}", "field 'answers'"},
+		{"{\"id\":\"1\",\"kind\":\"vqa\",\"question\":\"q\",\"answers\":[\"a\", 3]}", "field 'answers[1]'"},
+		{"{\"id\":\"1\",\"kind\":\"vqa\",\"question\":\"q\",\"index\":-1}", "field 'index'"},
+		{"{\"id\":7,\"kind\":\"vqa\",\"question\":\"q\"}", "field 'id': expected a string"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		lvd_error_clear(&err);
+		CHECKF(parse_item(bad[i].json, &it, &j, &err) == LVD_ERR_INVALID, "case %zu", i);
+		CHECK_CONTAINS(err.msg, bad[i].msg);
+		json_decref(j);
+	}
+}
+
+static char tmpdir[64];
+
+static const char *write_tmp(const char *name, const char *text)
+{
+	static char path[8][256];
+	static int k;
+	char *p = path[k++ & 7];
+	snprintf(p, 256, "%s/%s", tmpdir, name);
+	FILE *f = fopen(p, "wb");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+	return p;
+}
+
+/* a 1x1 PNG, base64 */
+#define PNG1 "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+static void test_tsv_convert(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/lvd_test_eval.XXXXXX");
+	REQUIRE(mkdtemp(tmpdir) != NULL);
+	/* pandas read_csv rules: quoted cells hold tabs, newlines and "" quotes; CRLF lines;
+	 * "None" is NaN so that option is dropped; blank lines skipped; a short image cell
+	 * names the row holding the image; the header's L2-Category is lower-cased */
+	const char *tsv = write_tmp("MMBench_t.tsv",
+		"index\tquestion\thint\tA\tB\tC\tanswer\tL2-Category\timage\r\n"
+		"1\t\"two\tlines\nhere \"\"q\"\"\"\tnan\tx\ty\tNone\tB\tLR\t" PNG1 "\r\n"
+		"\r\n"
+		"1000001\tq2\tsee\ty\tx\tz\tA\tLR\t1\r\n");
+	char img_dir[256];
+	snprintf(img_dir, sizeof img_dir, "%s/images", tmpdir);
+	struct lvd_error err = {0};
+	REQUIRE(lvd_mkdir_p(img_dir, &err) == 0);
+	struct lvd_eval_convert_opts o = {LVD_EVAL_FROM_MMBENCH_TSV, NULL, NULL, NULL, NULL, -1, img_dir, "images"};
+	json_t *out = json_array();
+	size_t nimg = 0;
+	int rc = lvd_eval_convert(tsv, &o, out, &nimg, &err);
+	CHECKF(rc == 0, "%s", err.msg);
+	REQUIRE(json_array_size(out) == 2);
+	json_t *r0 = json_array_get(out, 0), *r1 = json_array_get(out, 1);
+	CHECK_STR(json_string_value(json_object_get(r0, "question")), "two\tlines\nhere \"q\"");
+	CHECK(json_object_get(r0, "hint") == NULL);
+	CHECK(json_object_size(json_object_get(r0, "choices")) == 2);
+	CHECK_STR(json_string_value(json_object_get(r0, "id")), "MMBench_t-1");
+	CHECK_STR(json_string_value(json_object_get(r0, "l2_category")), "LR");
+	CHECK_STR(json_string_value(json_object_get(r0, "image")), "images/1.png");
+	CHECK_STR(json_string_value(json_object_get(r1, "image")), "images/1.png");
+	CHECK_STR(json_string_value(json_object_get(r1, "hint")), "see");
+	CHECK(nimg == 1);
+	json_decref(out);
+	/* bad inputs name file and line */
+	static const struct { const char *text, *msg; } bad[] = {
+		{"index\tquestion\tA\tB\tanswer\timage\n1\tq\tx\ty\tA\t" PNG1 "\n2\tq\tx\t\"y\n", ":3: quoted cell 4 never closes"},
+		{"index\tquestion\tA\tB\tanswer\timage\n1\tq\tx\n", ":2: row has 3 cells"},
+		{"index\tquestion\tA\tB\tanswer\timage\nx\tq\tx\ty\tA\t" PNG1 "\n", ":2: field 'index'"},
+		{"index\tquestion\tA\tB\tanswer\timage\n1\tq\tx\ty\tA\t!!!!" PNG1 "\n", ":2: field 'image': not base64"},
+		{"index\tquestion\tA\tB\tanswer\timage\n1\tq\t\xff\ty\tA\t5\n", ":2: invalid UTF-8"},
+		{"question\tA\tB\tanswer\timage\n", ":1: header has no 'index' column"},
+		{"index\tquestion\tA\tanswer\timage\n1\tq\tx\tA\t" PNG1 "\n", ":2: a multiple-choice row needs options"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		const char *p = write_tmp("bad.tsv", bad[i].text);
+		out = json_array();
+		lvd_error_clear(&err);
+		CHECKF(lvd_eval_convert(p, &o, out, &nimg, &err) != 0, "case %zu", i);
+		CHECK_CONTAINS(err.msg, bad[i].msg);
+		CHECK_CONTAINS(err.msg, "bad.tsv");
+		json_decref(out);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	CHECK(system(cmd) == 0);
+}
+
+/* Builds items from JSON texts, scores them with outputs, returns the scores object. */
+static json_t *score_texts(const char *const *recs, const char *const *outs, size_t n,
+			   const struct lvd_eval_score_opts *o)
+{
+	json_t *keep = json_array();
+	struct lvd_eval_item *it = calloc(n, sizeof *it);
+	struct lvd_eval_result *r = calloc(n, sizeof *r);
+	struct lvd_error err = {0};
+	json_t *s = NULL;
+	int ok = it && r;
+	for (size_t i = 0; i < n && ok; i++) {
+		json_t *j = json_loads(recs[i], 0, NULL);
+		json_array_append_new(keep, j);
+		ok = j && !lvd_eval_item_parse(j, &it[i], &err) && !lvd_eval_score_item(&it[i], outs[i], o, &r[i], &err);
+	}
+	if (ok && lvd_eval_score(it, r, n, o, &s, &err))
+		s = NULL;
+	for (size_t i = 0; i < n; i++)
+		free(r[i].parsed);
+	free(it);
+	free(r);
+	json_decref(keep);
+	return s;
+}
+
+static double num(json_t *s, const char *b, const char *k1, const char *k2)
+{
+	json_t *v = json_object_get(json_object_get(s, "benchmarks") ? json_object_get(s, "benchmarks") : s, b);
+	v = json_object_get(v, k1);
+	if (k2)
+		v = json_object_get(v, k2);
+	return json_is_number(v) ? json_number_value(v) : -999;
+}
+
+static void test_score_circular(void)
+{
+	/* mcq_circular_eval: g_index = index % 1e6; question 1 right in both rotations, question
+	 * 2 wrong in rotation 1 -> 50; vanilla_all 3/4; the name has no mmbench -> vanilla
+	 * unless circular is forced */
+#define R(ix, ans) "{\"id\":\"" #ix "\",\"dataset\":\"MyMMBench\",\"kind\":\"mcq\",\"question\":\"q\"," \
+		   "\"choices\":{\"A\":\"cat\",\"B\":\"dog\"},\"answer\":\"" ans "\",\"index\":" #ix "}"
+	const char *recs[] = {R(1, "A"), R(1000001, "B"), R(2, "B"), R(1000002, "A")};
+	const char *outs[] = {"A", "B", "B", "B"};
+	struct lvd_eval_score_opts o;
+	lvd_eval_score_opts_default(&o);
+	json_t *s = score_texts(recs, outs, 4, &o);
+	REQUIRE(s != NULL);
+	CHECK_NEAR(num(s, "MyMMBench", "overall", NULL), 50.0, 1e-9);
+	CHECK_NEAR(num(s, "MyMMBench", "metrics", "vanilla_all"), 75.0, 1e-9);
+	CHECK_NEAR(num(s, "MyMMBench", "counts", "questions"), 2, 0);
+	json_decref(s);
+	o.circular = 0; /* every row its own question */
+	s = score_texts(recs, outs, 4, &o);
+	REQUIRE(s != NULL);
+	CHECK_NEAR(num(s, "MyMMBench", "overall", NULL), 75.0, 1e-9);
+	json_decref(s);
+#undef R
+	/* mixed kinds in one dataset are reported per kind */
+	const char *mixed[] = {
+		"{\"id\":\"a\",\"dataset\":\"D\",\"kind\":\"yesno\",\"question\":\"q\",\"answer\":\"yes\"}",
+		"{\"id\":\"b\",\"dataset\":\"D\",\"kind\":\"vqa\",\"question\":\"q\",\"answers\":[\"x\",\"x\",\"x\",\"x\"]}"};
+	const char *mo[] = {"Yes", "x"};
+	lvd_eval_score_opts_default(&o);
+	s = score_texts(mixed, mo, 2, &o);
+	REQUIRE(s != NULL);
+	CHECK_NEAR(num(s, "D:yesno", "overall", NULL), 100.0, 1e-9);
+	CHECK_NEAR(num(s, "D:vqa", "overall", NULL), 100.0, 1e-9);
+	json_decref(s);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_pystr),       TEST(test_mcq_prompt),        TEST(test_can_infer_option),
 		TEST(test_can_infer_text), TEST(test_can_infer_chinese), TEST(test_yorn),
 		TEST(test_vqa_punct),   TEST(test_vqa_accuracy),      TEST(test_anls),
-		{0}};
+		TEST(test_pylist),      TEST(test_item_parse),        TEST(test_tsv_convert),
+		TEST(test_score_circular), {0}};
 	return lvd_test_main(argc, argv, tests);
 }
