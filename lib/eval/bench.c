@@ -137,6 +137,18 @@ int lvd_eval_item_parse(json_t *obj, struct lvd_eval_item *it, struct lvd_error 
 	return 0;
 }
 
+char *lvd_eval_item_prompt(const struct lvd_eval_item *it, enum lvd_eval_mcq_style style)
+{
+	switch (it->kind) {
+	case LVD_EVAL_KIND_MCQ:
+		return lvd_eval_mcq_prompt(style, it->question, it->hint, &it->choices);
+	case LVD_EVAL_KIND_YESNO:
+		return strdup(it->question);
+	default:
+		return lvd_eval_vqa_prompt(it->question);
+	}
+}
+
 /* ---- helpers ----------------------------------------------------------------------- */
 
 json_t *lvd_eval_pylist(const char *s)

@@ -61,6 +61,12 @@ struct lvd_eval_item {
  * ("field 'answer': 'E' is not one of the choices"); the caller prefixes file:line. */
 int lvd_eval_item_parse(json_t *obj, struct lvd_eval_item *it, struct lvd_error *err);
 
+/* The text prompt VLMEvalKit gives a model without its own prompt builder (Llama-3.2-
+ * Vision for these kinds): mcq -> lvd_eval_mcq_prompt(style, question, hint, choices);
+ * yesno -> the question as is (ImageBaseDataset.build_prompt; POPE adds nothing);
+ * vqa/anls -> lvd_eval_vqa_prompt (ImageVQADataset.build_prompt). malloc'd; NULL on OOM. */
+char *lvd_eval_item_prompt(const struct lvd_eval_item *it, enum lvd_eval_mcq_style style);
+
 /* ---- converters ------------------------------------------------------------------ */
 
 enum lvd_eval_from {

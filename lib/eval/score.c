@@ -110,8 +110,21 @@ static double pct(double num, double den)
 	return den > 0 ? 100.0 * num / den : 0.0;
 }
 
+/* report_acc (multiple_choice.py) prints MMBench's L2 abilities by abbreviation */
+static const char *mmb_abbr(const char *name)
+{
+	static const char *const map[][2] = {
+		{"coarse_perception", "CP"}, {"finegrained_perception (instance-level)", "FP-S"},
+		{"finegrained_perception (cross-instance)", "FP-C"}, {"logic_reasoning", "LR"},
+		{"relation_reasoning", "RR"}, {"attribute_reasoning", "AR"}};
+	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+		if (!strcmp(name, map[i][0]))
+			return map[i][1];
+	return name;
+}
+
 /* mean of vals[i] over rows whose name equals cat (all rows when cat is NULL), x100 */
-static json_t *by_category(const char **names, const double *vals, size_t n)
+static json_t *by_category(const char **names, const double *vals, size_t n, int abbr)
 {
 	json_t *o = json_object();
 	size_t m;
@@ -124,7 +137,8 @@ static json_t *by_category(const char **names, const double *vals, size_t n)
 				s += vals[i];
 				k++;
 			}
-		json_object_set_new(o, cats[c], json_pack("{s:f, s:I}", "overall", pct(s, (double)k), "n", (json_int_t)k));
+		json_object_set_new(o, abbr ? mmb_abbr(cats[c]) : cats[c],
+				    json_pack("{s:f, s:I}", "overall", pct(s, (double)k), "n", (json_int_t)k));
 	}
 	free(cats);
 	return o;
@@ -208,8 +222,8 @@ static json_t *score_mcq(const char *name, struct row *rows, size_t n, const str
 			    json_pack("{s:I, s:I, s:I, s:I, s:I}", "rows", (json_int_t)n, "questions", (json_int_t)main_n,
 				      "unmatched", (json_int_t)unmatched, "refused_z", (json_int_t)refused,
 				      "orphan_rotations", (json_int_t)orphans));
-	json_object_set_new(b, "categories", by_category(cat, hit, main_n));
-	json_object_set_new(b, "l2_categories", by_category(l2, hit, main_n));
+	json_object_set_new(b, "categories", by_category(cat, hit, main_n, 1));
+	json_object_set_new(b, "l2_categories", by_category(l2, hit, main_n, 1));
 	free(cat), free(l2), free(hit), free(sorted);
 	return b;
 }
@@ -328,7 +342,7 @@ static json_t *score_mean(enum lvd_eval_kind kind, struct row *rows, size_t n)
 	const char *metric = kind == LVD_EVAL_KIND_ANLS ? "anls" : "accuracy";
 	json_t *b = json_pack("{s:s, s:f, s:{s:f}, s:{s:I}}", "kind", lvd_eval_kind_name(kind), "overall",
 			      pct(s, (double)n), "metrics", metric, pct(s, (double)n), "counts", "rows", (json_int_t)n);
-	json_object_set_new(b, "categories", by_category(cat, v, n));
+	json_object_set_new(b, "categories", by_category(cat, v, n, 0));
 	free(cat), free(v);
 	return b;
 }

@@ -51,6 +51,7 @@ if command -v jq >/dev/null 2>&1; then
 	want '.benchmarks.MMBench_DEV_EN_toy.counts.no_answer' 1.0000
 	want '.benchmarks.MMBench_DEV_EN_toy.categories["Attribute Recognition"].overall' 50.0000
 	want '.benchmarks.MMBench_DEV_EN_toy.categories["Scenery Building"].overall' 0.0000
+	want '.benchmarks.MMBench_DEV_EN_toy.l2_categories["FP-S"].overall' 50.0000
 	want '.benchmarks.SEEDBench_toy.overall' 50.0000
 	want '.benchmarks.POPE.overall' 50.0000
 	want '.benchmarks.POPE.metrics.accuracy' 44.4444
