@@ -313,9 +313,9 @@ static int convert_pope(const char *in, const struct lvd_eval_convert_opts *o, j
 		if (!strcasecmp(label, "yes") || !strcasecmp(label, "no")) {
 			snprintf(ans, sizeof ans, "%s", label[0] == 'y' || label[0] == 'Y' ? "yes" : "no");
 		} else {
-			json_decref(q);
 			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s:%llu: field 'label': expected yes or no, got '%s'", in,
 					   (unsigned long long)ln, label);
+			json_decref(q);
 			break;
 		}
 		char id[256];
