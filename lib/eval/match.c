@@ -251,30 +251,35 @@ int lvd_eval_can_infer(const char *answer, const struct lvd_eval_choices *c, uns
 
 /* ---- VQA normalisation ----------------------------------------------------------- */
 
-/* vlmeval/smp/misc.py process_punctuation, identical to vqaEval.processPunctuation:
- * for each p in the list, when "p " or " p" occurs in the *input* or the input matches
- * (\d)(,)(\d) anywhere, every p is deleted, else every p becomes a space. Then
- * periodStrip (?<!\d)\.(?!\d) removes periods not touching a digit — at most 32 of them,
- * because re.UNICODE (32) is passed as sub()'s count argument. */
-char *lvd_eval_vqa_punct(const char *in)
+/* The punctuation pass of the VQA normalisation. For each mark p: when "p " or " p"
+ * occurs in the *input*, or the input matches (\d)(,)(\d) anywhere, every p is deleted,
+ * else every p becomes a space. Then periods are removed by periodStrip — at most 32 of
+ * them, because re.UNICODE (32) is passed as sub()'s count argument. The two versions:
+ *   VLMEvalKit (vlmeval/smp/misc.py process_punctuation): marks ;/[]"{}()=+\_-><@`,?!,
+ *     \d is Unicode (Nd), periodStrip (?<!\d)\.(?!\d): periods touching no digit;
+ *   GT-Vision-Lab/VQA vqaEval.py (07aecec, Python 2): marks ;:/'[]"()=+\_><@`,?,
+ *     \d is ASCII (a str pattern without re.UNICODE), periodStrip (?!<=\d)(\.)(?!\d) —
+ *     "(?!<=" is a typo for a lookbehind, so every period not followed by a digit goes. */
+static char *punct_pass(const char *in, int official)
 {
-	static const char punct[] = ";/[]\"{}()=+\\_-><@`,?!";
+	const char *marks = official ? ";:/'[]\"()=+\\_><@`,?" : ";/[]\"{}()=+\\_-><@`,?!";
 	size_t n = strlen(in);
 	int comma_digit = 0;
 	uint32_t prev = 0, cp;
+#define DIGIT(c) (official ? ((c) >= '0' && (c) <= '9') : lvd_py_isdigit(c))
 	for (size_t i = 0; i < n; i += lvd_py_next(in, n, i, &cp)) {
 		lvd_py_next(in, n, i, &cp);
-		if (cp == ',' && lvd_py_isdigit(prev) && i + 1 < n) {
+		if (cp == ',' && DIGIT(prev) && i + 1 < n) {
 			uint32_t nx;
 			lvd_py_next(in, n, i + 1, &nx);
-			if (lvd_py_isdigit(nx))
+			if (DIGIT(nx))
 				comma_digit = 1;
 		}
 		prev = cp;
 	}
 	/* per punctuation byte: 1 = delete, 2 = replace by a space */
 	char action[128] = {0};
-	for (const char *p = punct; *p; p++) {
+	for (const char *p = marks; *p; p++) {
 		int del = comma_digit;
 		for (size_t i = 0; i < n && !del; i++)
 			if (in[i] == *p && ((i + 1 < n && in[i + 1] == ' ') || (i > 0 && in[i - 1] == ' ')))
@@ -302,13 +307,13 @@ char *lvd_eval_vqa_punct(const char *in)
 	prev = 0;
 	for (size_t i = 0; i < m;) {
 		size_t l = lvd_py_next(mid, m, i, &cp);
-		if (cp == '.' && removed < 32 && !lvd_py_isdigit(prev)) {
+		if (cp == '.' && removed < 32 && (official || !DIGIT(prev))) {
 			uint32_t nx = 0;
 			if (i + 1 < m)
 				lvd_py_next(mid, m, i + 1, &nx);
-			if (!(i + 1 < m && lvd_py_isdigit(nx))) {
+			if (!(i + 1 < m && DIGIT(nx))) {
 				removed++;
-				prev = cp; /* lookbehind reads the original string */
+				prev = cp; /* the lookbehind reads the string before substitution */
 				i += l;
 				continue;
 			}
@@ -318,9 +323,15 @@ char *lvd_eval_vqa_punct(const char *in)
 		prev = cp;
 		i += l;
 	}
+#undef DIGIT
 	out[o] = 0;
 	free(mid);
 	return out;
+}
+
+char *lvd_eval_vqa_punct(const char *in)
+{
+	return punct_pass(in, 0);
 }
 
 /* vqaEval.py contractions (VLMEvalKit copies it verbatim). Keys with capitals ('Im',
@@ -429,8 +440,9 @@ char *lvd_eval_vqa_normalize(const char *s)
 	return d;
 }
 
-/* Only '\n'/'\t' -> ' ' and strip: what vqaEval.py does to answers before its gate. */
-static char *vqa_clean(const char *s)
+/* '\n'/'\t' -> ' ' and strip, then (official) punctuation and digits/articles:
+ * vqaEval.py's treatment of the prediction. */
+static char *official_pred(const char *s)
 {
 	size_t n = strlen(s);
 	char *t = malloc(n + 1);
@@ -440,40 +452,36 @@ static char *vqa_clean(const char *s)
 		t[i] = (s[i] == '\n' || s[i] == '\t') ? ' ' : s[i];
 	size_t a, e;
 	lvd_py_strip(t, n, &a, &e);
-	memmove(t, t + a, e - a);
-	t[e - a] = 0;
-	return t;
+	t[e] = 0;
+	char *p = punct_pass(t + a, 1);
+	free(t);
+	if (!p)
+		return NULL;
+	char *d = lvd_eval_vqa_digit_article(p);
+	free(p);
+	return d;
 }
 
-/* vqa_eval.py process_line(method='vqa_score') + hit_calculate (TextVQA: mean of the
- * leave-one-out list); official_gate follows vqaEval.py's `if len(set(gtAnswers)) > 1`. */
-int lvd_eval_vqa_accuracy(const char *pred, const char *const *gts, size_t n, int official_gate,
+/* VLMEvalKit: vqa_eval.py process_line(method='vqa_score') + hit_calculate (TextVQA: the
+ * mean of the leave-one-out list), every answer through process_answer.
+ * Official (GT-Vision-Lab/VQA vqaEval.py evaluate): the prediction is cleaned,
+ * punctuated and digit/article-mapped; the ground truths get only the punctuation pass
+ * and only when they are not all identical (`if len(set(gtAnswers)) > 1`). */
+int lvd_eval_vqa_accuracy(const char *pred, const char *const *gts, size_t n, int official,
 			  double *acc)
 {
 	if (n == 0) {
 		*acc = NAN;
 		return 0;
 	}
-	int norm = 1;
-	if (official_gate) {
-		norm = 0;
-		for (size_t i = 1; i < n && !norm; i++) {
-			char *a = vqa_clean(gts[0]), *b = vqa_clean(gts[i]);
-			if (!a || !b) {
-				free(a);
-				free(b);
-				return -1;
-			}
-			norm = strcmp(a, b) != 0;
-			free(a);
-			free(b);
-		}
-	}
+	int differ = 0;
+	for (size_t i = 1; i < n && !differ; i++)
+		differ = strcmp(gts[0], gts[i]) != 0;
 	char **g = calloc(n, sizeof *g);
-	char *p = norm ? lvd_eval_vqa_normalize(pred) : vqa_clean(pred);
+	char *p = official ? official_pred(pred) : lvd_eval_vqa_normalize(pred);
 	int rc = (g && p) ? 0 : -1;
 	for (size_t i = 0; i < n && !rc; i++)
-		if (!(g[i] = norm ? lvd_eval_vqa_normalize(gts[i]) : vqa_clean(gts[i])))
+		if (!(g[i] = !official ? lvd_eval_vqa_normalize(gts[i]) : differ ? punct_pass(gts[i], 1) : strdup(gts[i])))
 			rc = -1;
 	if (!rc) {
 		double sum = 0;

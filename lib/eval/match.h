@@ -81,11 +81,13 @@ char *lvd_eval_vqa_digit_article(const char *s);
 char *lvd_eval_vqa_normalize(const char *s);
 
 /* VQA accuracy of one prediction against n ground-truth answers (TextVQA: 10):
- * mean over i of min(1, #{j != i : gt_j == pred} / 3), all normalised.
- * official_gate: the official vqaEval.py normalises only when the ground truths are not
- * all identical (VLMEvalKit always normalises; 0 = VLMEvalKit). n == 0 gives NaN.
- * Returns -1 (with *acc untouched) on out of memory. */
-int lvd_eval_vqa_accuracy(const char *pred, const char *const *gts, size_t n, int official_gate,
+ * mean over i of min(1, #{j != i : gt_j == pred} / 3).
+ * official = 0: VLMEvalKit (every answer normalised with lvd_eval_vqa_normalize).
+ * official = 1: GT-Vision-Lab/VQA vqaEval.py (07aecec): its own punctuation list and
+ *   period rule; the prediction is fully normalised, the ground truths get only the
+ *   punctuation pass and only when they are not all identical.
+ * n == 0 gives NaN. Returns -1 (with *acc untouched) on out of memory. */
+int lvd_eval_vqa_accuracy(const char *pred, const char *const *gts, size_t n, int official,
 			  double *acc);
 
 /* ---- ANLS (VLMEvalKit anls_compute / hit_calculate) ------------------------------ */

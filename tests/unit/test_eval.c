@@ -238,6 +238,21 @@ static void test_vqa_accuracy(void)
 	CHECK_NEAR(acc, 1.0, 1e-12);
 	REQUIRE(lvd_eval_vqa_accuracy("yes", g3, 10, 1, &acc) == 0);
 	CHECK_NEAR(acc, 0.0, 1e-12);
+	/* periods: VLMEvalKit keeps a period after a digit ((?<!\d)\.(?!\d)), so "3." != "3"
+	 * -> 0; the official periodStrip (?!<=\d)(\.)(?!\d) drops every period not followed
+	 * by a digit -> "3" matches 9 others -> 1 */
+	const char *g7[] = {"3", "3", "3", "3", "3", "3", "3", "3", "3", "3"};
+	REQUIRE(lvd_eval_vqa_accuracy("3.", g7, 10, 0, &acc) == 0);
+	CHECK_NEAR(acc, 0.0, 1e-12);
+	REQUIRE(lvd_eval_vqa_accuracy("3.", g7, 10, 1, &acc) == 0);
+	CHECK_NEAR(acc, 1.0, 1e-12);
+	/* official: differing GTs get the punctuation pass only, no number words: "two" stays
+	 * while the prediction "two" becomes "2" -> no match; VLMEvalKit maps both -> 1 */
+	const char *g8[] = {"two", "two", "two", "two", "2 ", "x", "y", "z", "w", "v"};
+	REQUIRE(lvd_eval_vqa_accuracy("two", g8, 10, 1, &acc) == 0);
+	CHECK_NEAR(acc, 0.0, 1e-12);
+	REQUIRE(lvd_eval_vqa_accuracy("two", g8, 10, 0, &acc) == 0);
+	CHECK_NEAR(acc, 1.0, 1e-12);
 	/* one GT: the leave-one-out list has no other answers -> always 0 */
 	const char *g4[] = {"cat"};
 	REQUIRE(lvd_eval_vqa_accuracy("cat", g4, 1, 0, &acc) == 0);

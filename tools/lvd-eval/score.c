@@ -40,7 +40,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_RESCORED] = {"rescored", 0, "FILE", "also write the predictions with \"parsed\" and \"correct\" recomputed"},
 	[O_CIRC] = {"circular", 0, "MODE", "auto (VLMEvalKit's dataset-name rule, default), on or off"},
 	[O_NOANS] = {"no-answer-is", 0, NULL, "drop can_infer's \"answer is X\" fallback (VLMEvalKit before PR #1552, 2026-06)"},
-	[O_OFFICIAL] = {"vqa-official", 0, NULL, "normalise VQA answers only when the GTs differ (official vqaEval.py)"},
+	[O_OFFICIAL] = {"vqa-official", 0, NULL, "VQA accuracy as GT-Vision-Lab/VQA vqaEval.py normalises (see docs/eval.md)"},
 	[O_ANLS] = {"anls-threshold", 0, "X", "ANLS threshold in [0, 1] (default 0.5)"},
 	{0},
 };
@@ -252,7 +252,7 @@ int cmd_score(int argc, char **argv)
 	scores = json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:b, s:b, s:f}, s:s, s:I, s:o}", "tool", "lvd-eval score",
 			   "version", LVD_VERSION, "rules", "VLMEvalKit e8e78f0 (2026-08-18), exact matching", "input", input,
 			   "options", "circular", a.o.circular < 0 ? "auto" : a.o.circular ? "on" : "off",
-			   "answer_is_fallback", (int)(a.o.infer_flags & LVD_EVAL_ANSWER_IS), "vqa_official_gate",
+			   "answer_is_fallback", (int)(a.o.infer_flags & LVD_EVAL_ANSWER_IS), "vqa_official",
 			   a.o.vqa_official_gate, "anls_threshold", a.o.anls_threshold, "judge",
 			   "none (exact matching; unmatched answers are wrong)", "items", (json_int_t)n, "benchmarks", benches);
 	if (!scores) {
