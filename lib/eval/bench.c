@@ -632,6 +632,7 @@ static int convert_tsv(const char *in, const struct lvd_eval_convert_opts *o, js
 	int docname = has_ci(dataset, "DocVQA") || has_ci(dataset, "InfoVQA");
 	long n;
 	while ((n = tsv_row(&t, &c, &ccap, &rl, err)) > 0) {
+		lvd_progress_add(o->progress, 1);
 		if (n != nh) {
 			rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%llu: row has %ld cells, the header %ld", in,
 					   (unsigned long long)rl, n, nh);

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "eval/match.h"
 
 #ifdef __cplusplus
@@ -92,6 +93,7 @@ struct lvd_eval_convert_opts {
 	int kind;              /* vlmevalkit-tsv rows without options: forced kind, or -1 */
 	const char *img_dir;   /* TSV: folder the decoded images are written into */
 	const char *img_rel;   /* TSV: how records name that folder (relative to the JSONL) */
+	struct lvd_progress *progress; /* borrowed, may be NULL: one count per TSV row */
 };
 
 /* Converts one input file, appending records (new references) to `out`. TSV images are

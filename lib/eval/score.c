@@ -11,7 +11,7 @@ void lvd_eval_score_opts_default(struct lvd_eval_score_opts *o)
 {
 	o->infer_flags = LVD_EVAL_ANSWER_IS;
 	o->circular = -1;
-	o->vqa_official_gate = 0;
+	o->vqa_official = 0;
 	o->anls_threshold = 0.5;
 }
 
@@ -47,7 +47,7 @@ int lvd_eval_score_item(const struct lvd_eval_item *it, const char *output, cons
 	case LVD_EVAL_KIND_VQA:
 		r->parsed = lvd_eval_vqa_normalize(output);
 		if (r->parsed && it->n_answers &&
-		    lvd_eval_vqa_accuracy(output, it->answers, it->n_answers, o->vqa_official_gate, &r->value))
+		    lvd_eval_vqa_accuracy(output, it->answers, it->n_answers, o->vqa_official, &r->value))
 			return nomem(err);
 		break;
 	case LVD_EVAL_KIND_ANLS: {

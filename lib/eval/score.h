@@ -29,7 +29,7 @@ struct lvd_eval_score_opts {
 	unsigned infer_flags;  /* LVD_EVAL_ANSWER_IS (VLMEvalKit HEAD) or 0 (before PR #1552) */
 	int circular;          /* -1 auto: dataset name contains mmbench, ccbench, circular or
 				* mmcr (VLMEvalKit image_mcq.py); 0 off; 1 on */
-	int vqa_official_gate; /* 1: VQA accuracy as GT-Vision-Lab/VQA vqaEval.py computes it
+	int vqa_official; /* 1: VQA accuracy as GT-Vision-Lab/VQA vqaEval.py computes it
 				* (lvd_eval_vqa_accuracy official = 1); 0: VLMEvalKit */
 	double anls_threshold; /* 0.5 */
 };

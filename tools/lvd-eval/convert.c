@@ -7,6 +7,7 @@
 #include "cmds.h"
 #include "common/cli.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "eval/bench.h"
 #include "io/fileutil.h"
 #include "text/strmap.h"
@@ -127,6 +128,10 @@ int cmd_convert(int argc, char **argv)
 	char *outdir = dir_of(a.out);
 	size_t n_images = 0;
 	int status = 0;
+	struct lvd_progress *prog = NULL;
+	if (tsv && lvd_log_level() >= LVD_LOG_INFO)
+		prog = lvd_progress_create(stderr, "lvd-eval", 0, &(struct lvd_progress_opts){.unit = "rows", .tty = -1});
+	a.c.progress = prog;
 	for (int i = first; i < argc && !status; i++) {
 		struct lvd_eval_convert_opts o = a.c;
 		char *name = NULL, img_dir[4096], img_rel[4096];
@@ -148,6 +153,8 @@ int cmd_convert(int argc, char **argv)
 		}
 		free(name);
 	}
+	lvd_progress_finish(prog);
+	lvd_progress_destroy(prog);
 	/* ids must be unique in one benchmark file */
 	struct lvd_strmap ids;
 	lvd_strmap_init(&ids);

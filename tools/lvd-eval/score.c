@@ -72,7 +72,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 			return lvd_cli_usage_error("--circular: expected auto, on or off, got '%s'", arg);
 		return 0;
 	case O_NOANS: a->o.infer_flags &= ~LVD_EVAL_ANSWER_IS; return 0;
-	case O_OFFICIAL: a->o.vqa_official_gate = 1; return 0;
+	case O_OFFICIAL: a->o.vqa_official = 1; return 0;
 	case O_ANLS: {
 		struct lvd_error e = {0};
 		if (lvd_parse_double(arg, 0.0, 1.0, &a->o.anls_threshold, "--anls-threshold", &e))
@@ -253,7 +253,7 @@ int cmd_score(int argc, char **argv)
 			   "version", LVD_VERSION, "rules", "VLMEvalKit e8e78f0 (2026-08-18), exact matching", "input", input,
 			   "options", "circular", a.o.circular < 0 ? "auto" : a.o.circular ? "on" : "off",
 			   "answer_is_fallback", (int)(a.o.infer_flags & LVD_EVAL_ANSWER_IS), "vqa_official",
-			   a.o.vqa_official_gate, "anls_threshold", a.o.anls_threshold, "judge",
+			   a.o.vqa_official, "anls_threshold", a.o.anls_threshold, "judge",
 			   "none (exact matching; unmatched answers are wrong)", "items", (json_int_t)n, "benchmarks", benches);
 	if (!scores) {
 		lvd_error_set(&err, LVD_ERR_NOMEM, "cannot build scores.json");
