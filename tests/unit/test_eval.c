@@ -3,7 +3,7 @@
  * VLMEvalKit e8e78f0 vlmeval/utils/matching_util.py (can_infer), dataset/image_mcq.py and
  * vlm/llava/llava.py (prompts), dataset/utils/yorn.py (YOrN_Extraction), smp/misc.py
  * (process_punctuation), dataset/utils/vqa_eval.py (VQA accuracy, ANLS); LLaVA
- * llava/eval/eval_pope.py; the official VQA vqaEval.py (normalisation gate). */
+ * llava/eval/eval_pope.py; GT-Vision-Lab/VQA vqaEval.py 07aecec (the --vqa-official mode). */
 #include "harness.h"
 
 #include <stdlib.h>
