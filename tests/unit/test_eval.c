@@ -388,7 +388,7 @@ static void test_tsv_convert(void)
 	snprintf(img_dir, sizeof img_dir, "%s/images", tmpdir);
 	struct lvd_error err = {0};
 	REQUIRE(lvd_mkdir_p(img_dir, &err) == 0);
-	struct lvd_eval_convert_opts o = {LVD_EVAL_FROM_MMBENCH_TSV, NULL, NULL, NULL, NULL, -1, img_dir, "images"};
+	struct lvd_eval_convert_opts o = {.from = LVD_EVAL_FROM_MMBENCH_TSV, .kind = -1, .img_dir = img_dir, .img_rel = "images"};
 	json_t *out = json_array();
 	size_t nimg = 0;
 	int rc = lvd_eval_convert(tsv, &o, out, &nimg, &err);
