@@ -182,6 +182,31 @@ static const char *first_diff(const json_t *old, const json_t *now)
 	return NULL;
 }
 
+int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs)
+{
+	struct lvd_error err = {0};
+	char path[4096];
+	if (lvd_mkdir_p(out, &err)) {
+		json_decref(run);
+		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	snprintf(path, sizeof path, "%s/run.json", out);
+	if (!access(path, F_OK)) {
+		json_decref(run);
+		return lvd_run_check_provenance(path, params, inputs);
+	}
+	char *s = run ? json_dumps(run, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	json_decref(run);
+	if (!s || lvd_file_write_atomic(path, s, strlen(s), &err)) {
+		free(s);
+		lvd_error_log("%s", err.msg[0] ? err.msg : "run.json: out of memory");
+		return 1;
+	}
+	free(s);
+	return 0;
+}
+
 int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs)
 {
 	json_error_t je;

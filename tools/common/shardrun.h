@@ -86,6 +86,13 @@ char *lvd_run_shard_header(const char *tool, const char *params_dump, const char
  * be read or lacks the objects. */
 int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs);
 
+/* Creates the output folder out/ and its provenance file out/run.json: when run.json
+ * exists, checks it with lvd_run_check_provenance (returns its status: 2 on changed
+ * options, 1 when unreadable); otherwise writes `run` (the whole provenance object,
+ * stolen; NULL counts as out of memory) atomically. Returns 0 when the run may go on;
+ * failures are logged. */
+int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs);
+
 /* Monotonic seconds (for timings). */
 double lvd_run_now(void);
 

@@ -375,18 +375,7 @@ int cmd_import(int argc, char **argv)
 	params_dump = lvd_run_dump(params);
 	inputs_dump = lvd_run_dump(inputs);
 
-	char path[4096];
-	if (lvd_mkdir_p(o.out, &err)) {
-		lvd_error_log("%s", err.msg);
-		goto out;
-	}
-	snprintf(path, sizeof path, "%s/run.json", o.out);
-	if (!access(path, F_OK)) {
-		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
-			status = rc;
-			goto out;
-		}
-	} else {
+	{
 		json_t *opts_all = json_pack("{s:i, s:i, s:b}", "threads", o.threads, "batch", o.batch, "keep_going",
 					     o.keep_going);
 		json_t *run = json_pack("{s:s, s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s}", "tool",
@@ -394,14 +383,10 @@ int cmd_import(int argc, char **argv)
 					lvd_run_argv_json(argc, argv), "params", params, "inputs", inputs, "options",
 					opts_all, "from", o.from, "manifest", o.manifest, "images", o.images, "tokenizer",
 					o.tokenizer);
-		char *s = run ? json_dumps(run, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-		json_decref(run);
-		if (!s || lvd_file_write_atomic(path, s, strlen(s), &err)) {
-			free(s);
-			lvd_error_log("%s", err.msg[0] ? err.msg : "run.json: out of memory");
+		if ((rc = lvd_run_open_out(o.out, run, params, inputs))) {
+			status = rc;
 			goto out;
 		}
-		free(s);
 	}
 
 	struct lvd_shardrun_cfg cfg = {

@@ -335,18 +335,7 @@ int cmd_run(int argc, char **argv)
 	inputs_dump = lvd_run_dump(inputs);
 
 	/* output folder, run.json (written once; checked on resume) */
-	char path[4096];
-	if (lvd_mkdir_p(o.out, &err)) {
-		lvd_error_log("%s", err.msg);
-		goto out;
-	}
-	snprintf(path, sizeof path, "%s/run.json", o.out);
-	if (!access(path, F_OK)) {
-		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
-			status = rc;
-			goto out;
-		}
-	} else {
+	{
 		json_t *opts_all = json_object();
 		json_t *args = lvd_run_argv_json(argc, argv);
 		json_t *run = json_pack("{s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s}", "tool", "sd-attnmap",
@@ -357,14 +346,10 @@ int cmd_run(int argc, char **argv)
 		json_object_set_new(opts_all, "batch", json_integer(o.batch));
 		json_object_set_new(opts_all, "device", json_string(o.device ? o.device : "cpu"));
 		json_object_set_new(opts_all, "keep_going", json_boolean(o.keep_going));
-		char *s = run ? json_dumps(run, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-		json_decref(run);
-		if (!s || lvd_file_write_atomic(path, s, strlen(s), &err)) {
-			free(s);
-			lvd_error_log("%s", err.msg[0] ? err.msg : "run.json: out of memory");
+		if ((rc = lvd_run_open_out(o.out, run, params, inputs))) {
+			status = rc;
 			goto out;
 		}
-		free(s);
 	}
 
 	/* model */
