@@ -135,19 +135,7 @@ static int next_fn(void *ctx, struct lvd_shardrun_item *base)
 {
 	struct run *rn = ctx;
 	struct item *it = (struct item *)base;
-	struct lvd_error err = {0};
-	int r = am_manifest_next(rn->man, &it->in, &err);
-	if (r == AM_EOF)
-		return LVD_SHARDRUN_EOF;
-	base->index = it->s.index = it->in.index;
-	base->id = it->s.id = it->in.id;
-	base->image = it->s.image = it->in.image;
-	it->s.text = it->in.text;
-	it->s.image_path = it->in.image_path;
-	it->s.tok = &it->in.tok;
-	if (r)
-		lvd_shardrun_fail(base, "manifest", &err);
-	return 0;
+	return am_item_next(rn->man, &it->in, &it->s, base, "manifest");
 }
 
 static int push_key(struct item *it, size_t *cap, const char *k)

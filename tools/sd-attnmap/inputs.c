@@ -12,6 +12,7 @@
 #include "core/sha256.h"
 #include "io/fileutil.h"
 #include "io/manifest.h"
+#include "common/shardrun.h"
 #include "runctx.h"
 
 int am_text_field_parse(const char *name)
@@ -278,5 +279,23 @@ int am_hash_tokenizer(const char *path, json_t **out, struct lvd_error *err)
 		return rc;
 	}
 	*out = o;
+	return 0;
+}
+
+int am_item_next(struct am_manifest *m, struct am_input *in, struct lvd_attnmap_sample *s,
+		 struct lvd_shardrun_item *base, const char *what)
+{
+	struct lvd_error err = {0};
+	int r = am_manifest_next(m, in, &err);
+	if (r == AM_EOF)
+		return LVD_SHARDRUN_EOF;
+	base->index = s->index = in->index;
+	base->id = s->id = in->id;
+	base->image = s->image = in->image;
+	s->text = in->text;
+	s->image_path = in->image_path;
+	s->tok = &in->tok;
+	if (r)
+		lvd_shardrun_fail(base, what, &err);
 	return 0;
 }

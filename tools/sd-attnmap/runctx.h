@@ -40,6 +40,12 @@ uint64_t am_manifest_count(const struct am_manifest *m);
  * while reading are reported as AM_EOF after logging them. */
 int am_manifest_next(struct am_manifest *m, struct am_input *in, struct lvd_error *err);
 void am_manifest_close(struct am_manifest *m);
+/* The shard driver's `next` step shared by run and import: reads the next sample into
+ * in, points s and base at it, and marks base failed (stage `what`, may be NULL) when the
+ * sample is bad. Returns LVD_SHARDRUN_EOF at the end, else 0. */
+struct lvd_shardrun_item;
+int am_item_next(struct am_manifest *m, struct am_input *in, struct lvd_attnmap_sample *s,
+		 struct lvd_shardrun_item *base, const char *what);
 
 /* CLIP tokenizer (SD 1.x: BOS 49406, EOS 49407, padding with EOS to 77). */
 struct am_tok;
