@@ -8,109 +8,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strbuf.h"
 #include "eval/pystr.h"
-
-/* ---- a growing string ------------------------------------------------------------ */
-
-struct sb {
-	char *p;
-	size_t n, cap;
-	int oom;
-};
-
-static void sb_add(struct sb *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 64;
-		while (nc < b->n + n + 1)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = 0;
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static char *sb_done(struct sb *b)
-{
-	if (b->oom) {
-		free(b->p);
-		return NULL;
-	}
-	if (!b->p)
-		sb_add(b, "", 0);
-	return b->oom ? NULL : b->p;
-}
 
 /* ---- prompts --------------------------------------------------------------------- */
 
 char *lvd_eval_mcq_prompt(enum lvd_eval_mcq_style style, const char *question, const char *hint,
 			  const struct lvd_eval_choices *c)
 {
-	struct sb b = {0};
+	struct lvd_strbuf b = {0};
 	char key[4] = {0, '.', ' ', 0};
 	if (style == LVD_EVAL_MCQ_VLMEVALKIT) {
 		/* vlmeval/dataset/image_mcq.py ImageMCQDataset.build_prompt */
 		if (hint) {
-			sb_str(&b, "Hint: ");
-			sb_str(&b, hint);
-			sb_str(&b, "\n");
+			lvd_strbuf_str(&b, "Hint: ");
+			lvd_strbuf_str(&b, hint);
+			lvd_strbuf_str(&b, "\n");
 		}
-		sb_str(&b, "Question: ");
-		sb_str(&b, question);
-		sb_str(&b, "\n");
+		lvd_strbuf_str(&b, "Question: ");
+		lvd_strbuf_str(&b, question);
+		lvd_strbuf_str(&b, "\n");
 		if (c->n) {
-			sb_str(&b, "Options:\n");
+			lvd_strbuf_str(&b, "Options:\n");
 			for (int i = 0; i < c->n; i++) {
 				key[0] = c->letter[i];
-				sb_str(&b, key);
-				sb_str(&b, c->text[i]);
-				sb_str(&b, "\n");
+				lvd_strbuf_str(&b, key);
+				lvd_strbuf_str(&b, c->text[i]);
+				lvd_strbuf_str(&b, "\n");
 			}
-			sb_str(&b, "Please select the correct answer from the options above. \n");
+			lvd_strbuf_str(&b, "Please select the correct answer from the options above. \n");
 		}
-		return sb_done(&b);
+		return lvd_strbuf_done(&b);
 	}
 	/* vlmeval/vlm/llava/llava.py LLaVA.build_prompt */
 	if (hint) {
-		sb_str(&b, hint);
-		sb_str(&b, "\n");
+		lvd_strbuf_str(&b, hint);
+		lvd_strbuf_str(&b, "\n");
 	}
-	sb_str(&b, question);
+	lvd_strbuf_str(&b, question);
 	for (int i = 0; i < c->n; i++) {
 		key[0] = c->letter[i];
-		sb_str(&b, "\n");
-		sb_str(&b, key);
-		sb_str(&b, c->text[i]);
+		lvd_strbuf_str(&b, "\n");
+		lvd_strbuf_str(&b, key);
+		lvd_strbuf_str(&b, c->text[i]);
 	}
-	int cn = !b.oom && lvd_py_has_cjk(b.p, b.n);
+	int cn = !b.oom && lvd_py_has_cjk(b.p, b.len);
 	if (c->n)
-		sb_str(&b, cn ? "\n请直接回答选项字母。"
+		lvd_strbuf_str(&b, cn ? "\n请直接回答选项字母。"
 			      : "\nAnswer with the option's letter from the given choices directly.");
 	else
-		sb_str(&b, cn ? "\n请直接回答问题。" : "\nAnswer the question directly.");
-	return sb_done(&b);
+		lvd_strbuf_str(&b, cn ? "\n请直接回答问题。" : "\nAnswer the question directly.");
+	return lvd_strbuf_done(&b);
 }
 
 char *lvd_eval_vqa_prompt(const char *question)
 {
-	struct sb b = {0};
-	sb_str(&b, question);
-	sb_str(&b, "\nAnswer the question using a single word or phrase.");
-	return sb_done(&b);
+	struct lvd_strbuf b = {0};
+	lvd_strbuf_str(&b, question);
+	lvd_strbuf_str(&b, "\nAnswer the question using a single word or phrase.");
+	return lvd_strbuf_done(&b);
 }
 
 /* ---- can_infer --------------------------------------------------------------------- */
@@ -394,7 +350,7 @@ char *lvd_eval_vqa_digit_article(const char *s)
 	free(low);
 	if (rc)
 		return NULL;
-	struct sb b = {0};
+	struct lvd_strbuf b = {0};
 	int first = 1;
 	for (size_t i = 0; i < w.n; i++) {
 		const char *word = w.w[i];
@@ -411,12 +367,12 @@ char *lvd_eval_vqa_digit_article(const char *s)
 				break;
 			}
 		if (!first)
-			sb_str(&b, " ");
-		sb_str(&b, word);
+			lvd_strbuf_str(&b, " ");
+		lvd_strbuf_str(&b, word);
 		first = 0;
 	}
 	lvd_py_words_free(&w);
-	return sb_done(&b);
+	return lvd_strbuf_done(&b);
 }
 
 /* vqa_eval.py process_answer. */
@@ -563,14 +519,14 @@ static char *anls_norm(const char *s)
 	free(low);
 	if (rc)
 		return NULL;
-	struct sb b = {0};
+	struct lvd_strbuf b = {0};
 	for (size_t i = 0; i < w.n; i++) {
 		if (i)
-			sb_str(&b, " ");
-		sb_str(&b, w.w[i]);
+			lvd_strbuf_str(&b, " ");
+		lvd_strbuf_str(&b, w.w[i]);
 	}
 	lvd_py_words_free(&w);
-	return sb_done(&b);
+	return lvd_strbuf_done(&b);
 }
 
 /* vqa_eval.py anls_compute. */

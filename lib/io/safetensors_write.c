@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/strbuf.h"
 #include "io/fileutil.h"
 #include "io/safetensors.h"
 #include "io/safetensors_internal.h"
@@ -144,70 +145,30 @@ int lvd_st_writer_meta(struct lvd_st_writer *w, const char *key, const char *val
 	return 0;
 }
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	size_t need;
-	if (lvd_size_add(&need, b->len, n + 1)) {
-		b->oom = 1;
-		return;
-	}
-	if (need > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-		while (nc < need)
-			if (lvd_size_mul(&nc, nc, 2)) {
-				b->oom = 1;
-				return;
-			}
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
 /* A JSON string escaped as serde_json does (the Python package's serializer). */
-static void sb_json_string(struct sbuf *b, const char *s)
+static void sb_json_string(struct lvd_strbuf *b, const char *s)
 {
-	sb_put(b, "\"", 1);
+	lvd_strbuf_add(b, "\"", 1);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		char esc[8];
 		switch (*p) {
-		case '"': sb_put(b, "\\\"", 2); break;
-		case '\\': sb_put(b, "\\\\", 2); break;
-		case '\b': sb_put(b, "\\b", 2); break;
-		case '\f': sb_put(b, "\\f", 2); break;
-		case '\n': sb_put(b, "\\n", 2); break;
-		case '\r': sb_put(b, "\\r", 2); break;
-		case '\t': sb_put(b, "\\t", 2); break;
+		case '"': lvd_strbuf_add(b, "\\\"", 2); break;
+		case '\\': lvd_strbuf_add(b, "\\\\", 2); break;
+		case '\b': lvd_strbuf_add(b, "\\b", 2); break;
+		case '\f': lvd_strbuf_add(b, "\\f", 2); break;
+		case '\n': lvd_strbuf_add(b, "\\n", 2); break;
+		case '\r': lvd_strbuf_add(b, "\\r", 2); break;
+		case '\t': lvd_strbuf_add(b, "\\t", 2); break;
 		default:
 			if (*p < 0x20) {
 				snprintf(esc, sizeof esc, "\\u%04x", *p);
-				sb_put(b, esc, 6);
+				lvd_strbuf_add(b, esc, 6);
 			} else {
-				sb_put(b, (const char *)p, 1);
+				lvd_strbuf_add(b, (const char *)p, 1);
 			}
 		}
 	}
-	sb_put(b, "\"", 1);
+	lvd_strbuf_add(b, "\"", 1);
 }
 
 static int w_entry_cmp(const void *pa, const void *pb)
@@ -236,41 +197,41 @@ int lvd_st_writer_write(struct lvd_st_writer *w, const char *path, struct lvd_er
 		mi[i] = i;
 	qsort_r(mi, w->nm, sizeof *mi, meta_idx_cmp, w->mk);
 
-	struct sbuf h = {0};
+	struct lvd_strbuf h = {0};
 	char num[64];
-	sb_str(&h, "{");
+	lvd_strbuf_str(&h, "{");
 	if (w->nm) {
-		sb_str(&h, "\"__metadata__\":{");
+		lvd_strbuf_str(&h, "\"__metadata__\":{");
 		for (size_t i = 0; i < w->nm; i++) {
 			if (i)
-				sb_str(&h, ",");
+				lvd_strbuf_str(&h, ",");
 			sb_json_string(&h, w->mk[mi[i]]);
-			sb_str(&h, ":");
+			lvd_strbuf_str(&h, ":");
 			sb_json_string(&h, w->mv[mi[i]]);
 		}
-		sb_str(&h, "}");
+		lvd_strbuf_str(&h, "}");
 	}
 	free(mi);
 	uint64_t off = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		const struct w_entry *e = &w->e[i];
 		if (i || w->nm)
-			sb_str(&h, ",");
+			lvd_strbuf_str(&h, ",");
 		sb_json_string(&h, e->name);
-		sb_str(&h, ":{\"dtype\":\"");
-		sb_str(&h, lvd_st_dtype_name(e->dtype));
-		sb_str(&h, "\",\"shape\":[");
+		lvd_strbuf_str(&h, ":{\"dtype\":\"");
+		lvd_strbuf_str(&h, lvd_st_dtype_name(e->dtype));
+		lvd_strbuf_str(&h, "\",\"shape\":[");
 		for (int d = 0; d < e->ndim; d++) {
 			snprintf(num, sizeof num, "%s%" PRId64, d ? "," : "", e->shape[d]);
-			sb_str(&h, num);
+			lvd_strbuf_str(&h, num);
 		}
 		snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + e->nbytes);
-		sb_str(&h, num);
+		lvd_strbuf_str(&h, num);
 		off += e->nbytes;
 	}
-	sb_str(&h, "}");
+	lvd_strbuf_str(&h, "}");
 	while (!h.oom && h.len % 8)
-		sb_str(&h, " ");
+		lvd_strbuf_str(&h, " ");
 	if (h.oom) {
 		free(h.p);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory for the header", path);

@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/parse.h"
+#include "core/strbuf.h"
 
 static void test_error_messages(void)
 {
@@ -69,12 +70,36 @@ static void test_parse_numbers(void)
 	CHECK(lvd_parse_shard("14", &si, &sn, "--shard", &e) == LVD_ERR_INVALID);
 }
 
+static void test_strbuf(void)
+{
+	struct lvd_strbuf b = {0};
+	char *e = lvd_strbuf_done(&b);
+	CHECK(e && e[0] == 0);
+	free(e);
+	struct lvd_strbuf c = {0};
+	for (int i = 0; i < 1000; i++)
+		lvd_strbuf_str(&c, "ab");
+	lvd_strbuf_add(&c, "x\0y", 3);
+	CHECK(c.len == 2003 && c.p[2003] == 0 && c.p[2001] == 0 && c.p[2002] == 'y' && !memcmp(c.p, "abab", 4));
+	char *s = lvd_strbuf_done(&c);
+	CHECK(s != NULL);
+	free(s);
+	struct lvd_strbuf d = {0};
+	lvd_strbuf_str(&d, "q");
+	lvd_strbuf_add(&d, "z", SIZE_MAX); /* overflowing size: oom, never a write */
+	CHECK(d.oom == 1 && d.len == 1);
+	lvd_strbuf_str(&d, "more");
+	CHECK(d.len == 1);
+	CHECK(lvd_strbuf_done(&d) == NULL && d.p == NULL);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_error_messages),
 		TEST(test_size_arith),
 		TEST(test_parse_numbers),
+		TEST(test_strbuf),
 		{0},
 	};
 	return lvd_test_main(argc, argv, tests);
