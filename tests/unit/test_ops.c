@@ -36,10 +36,10 @@
 #include "core/device.h"
 #include "lavender/geometry.h"
 #include "nn/ctx.h"
-#include "nn/ops/act_extra.h"
-#include "nn/ops/conv_bwd.h"
+#include "nn/ops/act.h"
+#include "nn/ops/conv.h"
 #include "nn/ops/instnorm.h"
-#include "nn/ops/norm_bwd.h"
+#include "nn/ops/norm.h"
 #include "nn/ops/resample.h"
 
 #define OPS_MAX_T 4

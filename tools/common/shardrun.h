@@ -86,9 +86,6 @@ char *lvd_run_shard_header(const char *tool, const char *params_dump, const char
  * be read or lacks the objects. */
 int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs);
 
-/* Monotonic seconds (for timings). */
-double lvd_run_now(void);
-
 /* threads, or the number of online cores when threads == 0. */
 int lvd_run_threads(int threads);
 

@@ -1,8 +1,8 @@
-/* Backward of the 2-D convolution, plain CPU reference (see conv_bwd.h). */
+/* Backward of the 2-D convolution, plain CPU reference (lvd_conv2d_bwd, see conv.h). */
 #include <string.h>
 
-#include "nn/gemm.h"
-#include "nn/ops/conv_bwd.h"
+#include "nn/ops/conv.h"
+#include "nn/ops/gemm.h"
 
 /* col[(c·KH + ky)·KW + kx][r·OW + ox] = inp[c][(oy0 + r)·s + ky - pt][ox·s + kx - pl] (0 outside) */
 static void im2col_rows(float *col, const float *x, int C, int H, int W, int KH, int KW, int s,
@@ -97,11 +97,11 @@ void lvd_conv2d_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, 
 			if (dw) {
 				im2col_rows(col, x, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oy0, nr);
 				/* dw[OC, CK] += dyb[OC, ncol] · colᵀ */
-				lvd_sgemm(0, 1, OC, CK, ncol, 1.0f, dyb, (int)OHW, col, ncol, 1.0f, dw, CK);
+				lvd_gemm(ctx, 0, 1, OC, CK, ncol, 1.0f, dyb, (int)OHW, col, ncol, 1.0f, dw, CK);
 			}
 			if (dx) {
 				/* col[CK, ncol] = wᵀ[CK, OC] · dyb[OC, ncol] */
-				lvd_sgemm(1, 0, CK, ncol, OC, 1.0f, w, CK, dyb, (int)OHW, 0.0f, col, ncol);
+				lvd_gemm(ctx, 1, 0, CK, ncol, OC, 1.0f, w, CK, dyb, (int)OHW, 0.0f, col, ncol);
 				col2im_rows(dx, col, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oy0, nr);
 			}
 		}
