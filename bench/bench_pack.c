@@ -7,17 +7,11 @@
  *                              prints samples/s and the time split. */
 #include <time.h>
 
+#include "core/clock.h"
 #include "lavender/pack_sample.h"
 #include "unit/test_pack_fixture.h"
 
 #include "lavender/packrec.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cpu(const char *dir, int n)
 {
@@ -67,7 +61,7 @@ static int cpu(const char *dir, int n)
 	prm.prompt = LVD_PACK_DEFAULT_PROMPT;
 	struct lvd_pack_chat chat = {0};
 	uint64_t bytes = 0, words = 0;
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	for (int i = 0; i < n; i++) {
 		int k = i % K;
 		struct lvd_pack_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
@@ -81,10 +75,10 @@ static int cpu(const char *dir, int n)
 		words += st.words;
 		free(out);
 	}
-	double dt = now_s() - t0;
+	double dt = lvd_time_now() - t0;
 	/* the same without the image bytes in the record (memcpy of the PNG excluded) */
 	prm.embed_images = 0;
-	double t1 = now_s();
+	double t1 = lvd_time_now();
 	for (int i = 0; i < n; i++) {
 		int k = i % K;
 		struct lvd_pack_input in = {&s[k], "img.png", "img.png", (const uint8_t *)img[k % 4], img_len[k % 4], &mr[k]};
@@ -96,7 +90,7 @@ static int cpu(const char *dir, int n)
 			goto fail;
 		free(out);
 	}
-	double dt2 = now_s() - t1;
+	double dt2 = lvd_time_now() - t1;
 	printf("bench_pack cpu: %d samples, 1 thread: %.0f samples/s (%.1f us/sample, %.2f words/sample, %.1f KiB/record "
 	       "with image); without image bytes %.0f samples/s\n",
 	       n, n / dt, 1e6 * dt / n, (double)words / n, (double)bytes / n / 1024, n / dt2);

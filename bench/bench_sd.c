@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
@@ -157,12 +158,12 @@ int main(int argc, char **argv)
 		o.winograd = atoi(wg);
 	struct lvd_sd *sd;
 	struct lvd_error err = {0};
-	double t0 = sd_now();
+	double t0 = lvd_time_now();
 	if (lvd_sd_load(&sd, argv[2], &o, &err)) {
 		fprintf(stderr, "bench_sd: %s\n", err.msg);
 		return 1;
 	}
-	double load_s = sd_now() - t0;
+	double load_s = lvd_time_now() - t0;
 	struct lvd_sd_stats stats = {0};
 	lvd_sd_set_stats(sd, &stats);
 	int S = 32, IMG = 256, NCTX = 77;
@@ -178,12 +179,12 @@ int main(int argc, char **argv)
 	int rc = 0;
 	for (int r = 0; r < runs && !rc; r++) {
 		stats.gemm_s = stats.other_s = 0;
-		double a = sd_now(), c0 = cpu_now();
+		double a = lvd_time_now(), c0 = cpu_now();
 		if (is_unet)
 			rc = lvd_sd_unet_forward(sd, out, in, S, S, 500.0f, ctx, NCTX, NULL, NULL, &err);
 		else
 			rc = lvd_sd_vae_encode(sd, out, NULL, in, IMG, IMG, &err);
-		times[r] = sd_now() - a;
+		times[r] = lvd_time_now() - a;
 		cpus[r] = cpu_now() - c0;
 		gemm += stats.gemm_s;
 		other += stats.other_s;

@@ -14,18 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "text/clip_tok.h"
 #include "text/llama_tok.h"
 #include "text/textio.h"
 
 #define CHUNK 1 /* one line per encode call, as a data pipeline does */
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -68,12 +62,12 @@ static int run(const char *tokpath, const char *file, int runs)
 {
 	struct lvd_error err = {0};
 	struct lvd_llama_tok *tok;
-	double t0 = now();
+	double t0 = lvd_time_now();
 	if (lvd_llama_tok_load(&tok, tokpath, LVD_LLAMA_SCHEME_MLLAMA, &err)) {
 		fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
 		return 1;
 	}
-	double load = now() - t0;
+	double load = lvd_time_now() - t0;
 	char *data;
 	size_t len;
 	if (lvd_text_read_file(file, &data, &len, &err)) {
@@ -88,7 +82,7 @@ static int run(const char *tokpath, const char *file, int runs)
 		runs = 64;
 	for (int r = 0; r < runs; r++) {
 		ntok = 0;
-		double a = now();
+		double a = lvd_time_now();
 		size_t p = 0;
 		while (p < len) {
 			size_t e = p + CHUNK < len ? p + CHUNK : len;
@@ -102,7 +96,7 @@ static int run(const char *tokpath, const char *file, int runs)
 			ntok += t.n;
 			p = e;
 		}
-		times[r] = now() - a;
+		times[r] = lvd_time_now() - a;
 	}
 	qsort(times, (size_t)runs, sizeof *times, cmp_d);
 	double med = times[runs / 2];
@@ -130,9 +124,9 @@ static int longline(const char *tokpath, long mb, const char *clippath)
 	memset(s, 'a', n);
 	struct lvd_tokens t;
 	lvd_tokens_init(&t);
-	double a = now();
+	double a = lvd_time_now();
 	int rc = lvd_llama_encode(tok, s, n, 0, &t, &err);
-	double dl = now() - a;
+	double dl = lvd_time_now() - a;
 	size_t nl = t.n;
 	double dc = -1;
 	size_t nc = 0;
@@ -140,9 +134,9 @@ static int longline(const char *tokpath, long mb, const char *clippath)
 		struct lvd_clip_tok *clip;
 		if ((rc = lvd_clip_tok_load(&clip, clippath, &err)) == 0) {
 			lvd_tokens_clear(&t);
-			a = now();
+			a = lvd_time_now();
 			rc = lvd_clip_encode(clip, s, n, NULL, &t, &err);
-			dc = now() - a;
+			dc = lvd_time_now() - a;
 			nc = t.n;
 			lvd_clip_tok_free(clip);
 		}

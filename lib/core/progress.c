@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 
 struct lvd_progress {
 	FILE *out;
@@ -28,9 +29,7 @@ struct lvd_progress {
 static double monotonic_clock(void *ctx)
 {
 	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+	return lvd_time_now();
 }
 
 void lvd_progress_format_duration(double s, char *buf, size_t size)

@@ -5,8 +5,7 @@
 
 #include "nn/ctx.h"
 #include "nn/ops/conv.h"
-#include "nn/ops/act_extra.h"
-#include "nn/ops/conv_bwd.h"
+#include "nn/ops/act.h"
 #include "nn/ops/instnorm.h"
 
 /* ---- stages ---------------------------------------------------------------------- */

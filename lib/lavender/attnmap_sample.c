@@ -7,18 +7,12 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/rng.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw)
 {
@@ -47,9 +41,9 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 		c->bad_ctx = 1;
 		return 1;
 	}
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	lvd_attnmap_acc_add(c->acc, probs, info->h, info->w);
-	c->agg_s += now_s() - t0;
+	c->agg_s += lvd_time_now() - t0;
 	return 0;
 }
 
@@ -71,7 +65,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	*out_len = 0;
 
 	/* 1. decode and resize (aspect kept, sides multiples of 64, PIL bicubic) */
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	if ((rc = lvd_image_load(&img, s->image_path, LVD_ALPHA_BLACK, err)))
 		goto done;
 	if (img.w < p->min_side || img.h < p->min_side) {
@@ -96,7 +90,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	for (size_t i = 0; i < hw; i++)
 		for (int c = 0; c < 3; c++)
 			pix[(size_t)c * hw + i] = (float)rs.px[i * 3 + (size_t)c] / 127.5f - 1.0f;
-	double t1 = now_s();
+	double t1 = lvd_time_now();
 	tm->decode += t1 - t0;
 
 	/* 2. text encoder on the full context */
@@ -109,7 +103,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 		ids[i] = p->fold_vocab ? tok->ids[i] % ccfg->vocab : tok->ids[i];
 	if ((rc = lvd_sd_text_encode(sd, ctx, ids, LVD_ATTNMAP_CTX, err)))
 		goto done;
-	double t2 = now_s();
+	double t2 = lvd_time_now();
 	tm->text += t2 - t1;
 
 	/* 3. VAE posterior mean x scaling */
@@ -122,7 +116,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	}
 	if ((rc = lvd_sd_vae_encode(sd, lat, NULL, pix, g.sd_h, g.sd_w, err)))
 		goto done;
-	double t3 = now_s();
+	double t3 = lvd_time_now();
 	tm->vae += t3 - t2;
 
 	/* 4. noised UNet passes with capture, aggregated as they come */
@@ -144,7 +138,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 			}
 		}
 	}
-	double t4 = now_s();
+	double t4 = lvd_time_now();
 	size_t nmap = (size_t)tok->T * g.grid_h * g.grid_w, plane = (size_t)g.grid_h * g.grid_w;
 	if (!(maps = lvd_alloc_array(nmap, sizeof(float))) || !(h16 = lvd_alloc_array(nmap, sizeof(uint16_t))) ||
 	    !(stats = lvd_alloc_array((size_t)tok->T, sizeof *stats))) {
@@ -157,7 +151,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 		lvd_attnmap_stats(&stats[t], maps + (size_t)t * plane, plane);
 	for (size_t i = 0; i < nmap; i++)
 		h16[i] = lvd_f32_to_f16(maps[i]);
-	double t5 = now_s();
+	double t5 = lvd_time_now();
 	tm->unet += t4 - t3 - cap.agg_s;
 	tm->aggregate += t5 - t4 + cap.agg_s;
 
@@ -199,7 +193,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	r.stats = stats;
 	r.maps = h16;
 	rc = lvd_mapsrec_encode(&r, out, out_len, err);
-	tm->encode += now_s() - t5;
+	tm->encode += lvd_time_now() - t5;
 
 done:
 	lvd_image_free(&img);

@@ -23,7 +23,16 @@
  * `lvd_<op>_cpu` (in <family>_cpu.c, the oracle; fast paths in <family>_fast.c), the
  * CUDA twin `lvd_<op>_cuda` (in <family>.cu, built when nvcc exists) with the same
  * arguments, and a static inline `lvd_<op>` that picks one by ctx->backend. An op
- * without a CUDA twin asserts a CPU context (LVD_CTX_NEED_CPU). */
+ * without a CUDA twin asserts a CPU context (LVD_CTX_NEED_CPU). Family headers compile
+ * as C and as C++ (the .cu files include them).
+ *
+ * CUDA twins: every tensor pointer is device memory; a twin queues its work on
+ * ctx->stream and returns without waiting (lvd_ctx_sync waits); it takes working memory
+ * only from the device arena and releases it before returning (the stream orders later
+ * reuse); it reduces in fp32, or in double where the CPU reference does (norm
+ * statistics, softmax-backward dots), so results agree to fp32 rounding; backward twins
+ * accumulate as their CPU ops. CUDA and cuBLASLt failures abort with the API's message
+ * (core/cuda_check.h). */
 #ifndef LVD_NN_CTX_H
 #define LVD_NN_CTX_H
 

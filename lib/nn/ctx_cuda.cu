@@ -8,8 +8,6 @@ extern "C" {
 #include "nn/ctx.h"
 }
 
-#define CUBLASLT_CHECK(call) do { cublasStatus_t s_ = (call); \
-	if (s_ != CUBLAS_STATUS_SUCCESS) lvd_panic(__FILE__, __LINE__, "cuBLASLt: %s: %d", #call, (int)s_); } while (0)
 
 // Never launched: cudaFuncGetAttributes on it says whether this binary holds code the
 // device can run (SASS for its architecture or PTX it can JIT).

@@ -16,7 +16,8 @@
 
 #include "core/device.h"
 #include "nn/ctx.h"
-#include "nn/ops/cuda_twins.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/gemm.h"
 
 #define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
 	fprintf(stderr, "bench_gemm: %s: %s\n", #call, cudaGetErrorString(e_)); exit(1); } } while (0)

@@ -1,5 +1,5 @@
 /* tests/gpu/test_cuda_ops.c — every CUDA twin (lib/nn/ops/<family>.cu, declared in
- * lib/nn/ops/cuda_twins.h) against a plain C reference written here with double loops,
+ * its family header lib/nn/ops/<family>.h) against a plain C reference written here with double loops,
  * on random inputs, with the tolerance's reason beside each check. Built only when
  * CUDA=1 (as $(BUILD)/tests/test_cuda_ops, so tests/run.sh runs it); without a visible
  * device every case ends as SKIP with the reason.
@@ -19,7 +19,11 @@
 #include "harness.h"
 #include "core/device.h"
 #include "nn/ctx.h"
-#include "nn/ops/cuda_twins.h"
+#include "nn/ops/act.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/norm.h"
+#include "nn/ops/softmax.h"
 
 #define U32 (1.0 / 16777216.0)
 

@@ -17,6 +17,7 @@
 #include "nn/ops/embed.h"
 #include "nn/ops/gemm.h"
 #include "nn/ops/norm.h"
+#include "nn/ops/resample.h"
 #include "nn/ops/softmax.h"
 
 /* ctx1: 1 thread, fast paths; ctxp: 1 thread, plain paths; ctx3: 3 threads, fast */
@@ -208,7 +209,7 @@ static void test_activations(void)
 static void test_misc(void)
 {
 	float x[2 * 2 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, up[2 * 4 * 6];
-	lvd_upsample_nearest2x(ctx1, up, x, 2, 2, 3);
+	lvd_resample_nearest2x_fwd(ctx1, up, x, 1, 2, 2, 3);
 	CHECK(up[0] == 1 && up[1] == 1 && up[6] == 1 && up[7] == 1 && up[2] == 2);
 	CHECK(up[6 * 2] == 4 && up[6 * 3 + 5] == 6 && up[24 + 6 * 3 + 5] == 12);
 	float t[3 * 5], tt[5 * 3];

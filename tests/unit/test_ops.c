@@ -1,7 +1,7 @@
 /* tests/unit/test_ops.c — the op table (ggml test-backend-ops style): every op of
  * lib/nn/ops/ run from one table on
  *   (a) a CPU context with cpu_fast = 0 (the plain reference, compared with an oracle),
- *   (b) a CPU context with cpu_fast = 1 and 2 threads (compared with (a)),
+ *   (b) CPU contexts with cpu_fast = 1 and 2, 3 threads (compared with (a)),
  *   (c) a CUDA context when lvd_cuda_device_count() > 0 and the entry has a CUDA twin
  *       (compared with (a); "SKIP: cuda: no GPU (...)" once otherwise),
  * plus, for every entry with a backward: central finite differences of the forward,
@@ -9,7 +9,11 @@
  * identity <A x, y> = <x, Aᵀ y>. `test_ops --list` prints the table as markdown (the op
  * index of docs/DESIGN.md).
  *
- * How to add an op (phase 2: the nn families gemm, softmax, norm, act, elem, conv, ...):
+ * The rows: the nn families (gemm, softmax, norm, act, elem, conv, attention, embed, xent,
+ * lora) in ops_table_nn.h, then instnorm, act's ReLU6/LeakyReLU and resample below; op_at(t)
+ * walks both. The fast column runs at 2 and 3 threads.
+ *
+ * How to add an op:
  *   1. Write the shape function `sh_<op>(const struct op_case *c, struct op_io *io)`:
  *      sizes of the inputs in[] and outputs out[] in floats, which inputs get gradients
  *      (io->grad[k] = 1), and n_loss (the first n_loss outputs enter the finite-difference
@@ -19,11 +23,12 @@
  *      never touch the data on the host there. bw_ receives dout[k] for k < n_loss and
  *      din[k] for inputs with grad[k] (either may be NULL: skip it), and must ACCUMULATE.
  *   3. Write the oracle `rf_<op>`: plain double loops on host copies filling every
- *      output (NULL only when the forward itself is a test-local reference, e.g. a
- *      family not merged yet).
+ *      output (NULL only when no independent oracle exists, e.g. lora_dropout's RNG
+ *      mask: then an op-specific test checks the values, and ref_why says which).
  *   4. Add cases (C_<op>[], shape sets ending with {0}) and one OP(...) row to
- *      op_table[] with its tolerances and the reason beside each; set fast = 1 when the
- *      op has a _fast.c path, cuda = 1 when it has a .cu twin.
+ *      op_table[] (nn families: op_table_nn[] in ops_table_nn.h) with its tolerances and
+ *      the reason beside each; set fast = 1 when the op has a fast CPU path, cuda = 1
+ *      when it has a .cu twin; a new family also gets a line in op_homes[] (--list).
  * Tolerances: a result passes when max |got - want| <= tol · max(1, max |want|).
  *
  * Dimension letters: B batch, C channels, H/W spatial, OC output channels, G groups. */
@@ -36,11 +41,18 @@
 #include "core/device.h"
 #include "lavender/geometry.h"
 #include "nn/ctx.h"
-#include "nn/ops/act_extra.h"
-#include "nn/ops/conv_bwd.h"
+#include "nn/ops/act.h"
+#include "nn/ops/attention.h"
+#include "nn/ops/conv.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/embed.h"
+#include "nn/ops/gemm.h"
 #include "nn/ops/instnorm.h"
-#include "nn/ops/norm_bwd.h"
+#include "nn/ops/norm.h"
+#include "nn/ops/lora.h"
 #include "nn/ops/resample.h"
+#include "nn/ops/softmax.h"
+#include "nn/ops/xent.h"
 
 #define OPS_MAX_T 4
 
@@ -294,7 +306,8 @@ static double fd_loss(struct lvd_ctx *ctx, const struct op_entry *e, const struc
  * The ops. Case layouts are given above each group.
  * ==================================================================================== */
 
-/* ---- conv2d backward: i = {B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r}
+/* ---- conv2d shapes (the entries are in ops_table_nn.h): i = {B, C, H, W, OC, KH, KW,
+ * stride, pad_t, pad_l, pad_b, pad_r}
  * in: x [B,C,H,W], w [OC,C,KH,KW], b [OC]; out: y [B,OC,OH,OW] */
 #define CV_DIMS(c) int B = (c)->i[0], C = (c)->i[1], H = (c)->i[2], W = (c)->i[3], OC = (c)->i[4], \
 	KH = (c)->i[5], KW = (c)->i[6], S = (c)->i[7], PT = (c)->i[8], PL = (c)->i[9], PB = (c)->i[10], \
@@ -335,32 +348,7 @@ static void sh_conv(const struct op_case *c, struct op_io *io)
 	io->n_out = io->n_loss = 1;
 	io->out_n[0] = (size_t)B * OC * OH * OW;
 }
-/* The forward is lvd_conv2d_fwd (nn family conv, not merged into ops/ yet): a test-local
- * direct loop stands in, so this entry is CPU only until phase 2. */
-static void fw_conv(struct lvd_ctx *ctx, const struct op_case *c, float *const *in, float *const *out)
-{
-	CV_DIMS(c);
-	LVD_CTX_NEED_CPU(ctx, "test conv2d forward (test-local)");
-	size_t n = (size_t)B * OC * OH * OW;
-	double *y = malloc(n * sizeof *y);
-	conv_ref_plain(c->i, in[0], in[1], in[2], y);
-	for (size_t j = 0; j < n; j++)
-		out[0][j] = (float)y[j];
-	free(y);
-}
-static void bw_conv(struct lvd_ctx *ctx, const struct op_case *c, float *const *in, float *const *out,
-		    float *const *dout, float *const *din)
-{
-	CV_DIMS(c);
-	lvd_conv2d_bwd(ctx, din[0], din[1], din[2], dout[0], in[0], in[1], B, C, H, W, OC, KH, KW, S, PT, PL, PB, PR);
-}
-static const struct op_case C_conv[] = {
-	{"B2 C3 5x6 OC4 3x3 s1 p1", {2, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1, 1}, {0}},
-	{"B3 C4 4x5 OC2 1x1", {3, 4, 4, 5, 2, 1, 1, 1, 0, 0, 0, 0}, {0}},
-	{"B1 C2 7x6 OC3 3x3 s2 p0011", {1, 2, 7, 6, 3, 3, 3, 2, 0, 0, 1, 1}, {0}},
-	{"B2 C2 6x7 OC2 4x3 s2 p1201", {2, 2, 6, 7, 2, 4, 3, 2, 1, 2, 0, 1}, {0}},
-	{0},
-};
+
 
 /* ---- InstanceNorm2d: i = {B, C, HW}, f = {eps}; in: x [B,C,HW], (w [C], b [C]);
  * out: y [B,C,HW], mean [B,C], rstd [B,C] */
@@ -439,9 +427,8 @@ static const struct op_case C_inorm[] = {
 	{0},
 };
 
-/* ---- GroupNorm backward: i = {B, C, HW, G}, f = {eps}; in: x, w, b; out: y, mean, rstd
- * [B, G]. The forward (lvd_groupnorm_fwd, nn family norm) is a test-local reference
- * until phase 2, so this entry is CPU only. */
+/* ---- GroupNorm shapes (the entries are in ops_table_nn.h): i = {B, C, HW, G}, f = {eps};
+ * in: x, w, b; out: y, mean, rstd [B, G] */
 static void sh_gnorm(const struct op_case *c, struct op_io *io)
 {
 	int B = c->i[0], C = c->i[1], HW = c->i[2], G = c->i[3];
@@ -455,35 +442,6 @@ static void sh_gnorm(const struct op_case *c, struct op_io *io)
 	io->out_n[0] = (size_t)B * C * HW;
 	io->out_n[1] = io->out_n[2] = (size_t)B * G;
 }
-static void fw_gnorm(struct lvd_ctx *ctx, const struct op_case *c, float *const *in, float *const *out)
-{
-	int B = c->i[0], C = c->i[1], HW = c->i[2], G = c->i[3];
-	LVD_CTX_NEED_CPU(ctx, "test groupnorm forward (test-local)");
-	double *y = malloc((size_t)B * C * HW * sizeof *y), *m = malloc((size_t)B * G * sizeof *m),
-	       *r = malloc((size_t)B * G * sizeof *r);
-	gnorm_ref(in[0], in[1], in[2], B, C, HW, G, (float)c->f[0], y, m, r);
-	for (size_t j = 0; j < (size_t)B * C * HW; j++)
-		out[0][j] = (float)y[j];
-	for (size_t j = 0; j < (size_t)B * G; j++) {
-		out[1][j] = (float)m[j];
-		out[2][j] = (float)r[j];
-	}
-	free(y);
-	free(m);
-	free(r);
-}
-static void bw_gnorm(struct lvd_ctx *ctx, const struct op_case *c, float *const *in, float *const *out,
-		     float *const *dout, float *const *din)
-{
-	lvd_groupnorm_bwd(ctx, din[0], din[1], din[2], dout[0], in[0], in[1], out[1], out[2], c->i[0], c->i[1],
-			  c->i[2], c->i[3]);
-}
-static const struct op_case C_gnorm[] = {
-	{"B2 C6 HW5 G3", {2, 6, 5, 3}, {1e-5}},
-	{"B1 C4 HW9 G1", {1, 4, 9, 1}, {1e-6}},
-	{"B2 C4 HW3 G4", {2, 4, 3, 4}, {1e-5}},
-	{0},
-};
 
 /* ---- ReLU6 / LeakyReLU: i = {n}, f = {slope}; in: x [n]; out: y [n] */
 static void sh_relu6(const struct op_case *c, struct op_io *io)
@@ -723,7 +681,7 @@ static const struct op_case C_near[] = {
 	name, fns, cases, shape, fwd, bwd, ref, linear, fast, cuda
 
 /* shared reasons */
-#define WHY_SAME "no fast path: the same code, its planes/groups split over 2 threads; must agree to the bit"
+#define WHY_SAME "no fast path: the same code, its planes/groups split over 2-3 threads; must agree to the bit"
 #define WHY_NOCUDA "no CUDA twin yet"
 #define WHY_FD_LIN "linear in each input: central differences are exact up to fp32 rounding of the " \
 	"forward (~6e-8·Σ|dout·out| / h, h = 0.5)"
@@ -732,22 +690,15 @@ static const struct op_case C_near[] = {
 #define WHY_FD_NORM "smooth: h = 1e-2 gives truncation O(h²·rstd³) ~ 1e-4 plus fp32 rounding of " \
 	"the forward / h ~ 1e-5 relative to the gradient scale"
 
+#include "ops_table_nn.h"
+
 static const struct op_entry op_table[] = {
-	{OP("conv2d_bwd", "lvd_conv2d_bwd (fwd: test-local until phase 2)", C_conv, sh_conv, fw_conv, bw_conv,
-	    NULL, 0, 0, 0),
-	 0, "forward is the test-local double-loop reference; backward checked by FD and "
-	    "test_conv_bwd_blocks (direct-loop oracle)",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
 	{OP("instnorm", "lvd_instnorm_fwd/_bwd (affine)", C_inorm, sh_inorm, fw_inorm, bw_inorm, rf_inorm, 0, 0, 0),
 	 2e-6, "double statistics in both; y rounds (x - mean)·(w·rstd) + b in fp32 (~4 ulp of |y| <= ~5)",
 	 0, WHY_SAME, 0, WHY_NOCUDA, 1e-2, 2e-3, WHY_FD_NORM},
 	{OP("instnorm_noaffine", "lvd_instnorm_fwd/_bwd (w = b = NULL)", C_inorm, sh_inorm0, fw_inorm0, bw_inorm0,
 	    rf_inorm0, 0, 0, 0),
 	 2e-6, "double statistics in both; y rounds (x - mean)·rstd in fp32",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 1e-2, 2e-3, WHY_FD_NORM},
-	{OP("groupnorm_bwd", "lvd_groupnorm_bwd (fwd: test-local until phase 2)", C_gnorm, sh_gnorm, fw_gnorm,
-	    bw_gnorm, NULL, 0, 0, 0),
-	 0, "forward is the test-local double reference (lvd_groupnorm_fwd belongs to the norm family)",
 	 0, WHY_SAME, 0, WHY_NOCUDA, 1e-2, 2e-3, WHY_FD_NORM},
 	{OP("relu6", "lvd_relu6_fwd/_bwd", C_relu6, sh_relu6, fw_relu6, bw_relu6, rf_relu6, 0, 0, 0),
 	 0, "min/max are exact", 0, WHY_SAME, 0, WHY_NOCUDA, 1e-2, 1e-4, WHY_FD_PWL},
@@ -772,7 +723,13 @@ static const struct op_entry op_table[] = {
 	    0, 0),
 	 0, "copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
 };
-#define N_OPS ((int)(sizeof op_table / sizeof op_table[0]))
+#define N_OPS (N_OPS_NN + (int)(sizeof op_table / sizeof op_table[0]))
+
+/* Entry t of the whole table: the nn rows (ops_table_nn.h), then the rows above. */
+static const struct op_entry *op_at(int t)
+{
+	return t < N_OPS_NN ? &op_table_nn[t] : &op_table[t - N_OPS_NN];
+}
 
 /* ======================================================================================
  * Cases
@@ -785,7 +742,7 @@ static void test_table_oracle(void)
 	REQUIRE(ctx);
 	int n = 0;
 	for (int t = 0; t < N_OPS; t++) {
-		const struct op_entry *e = &op_table[t];
+		const struct op_entry *e = op_at(t);
 		if (!e->ref)
 			continue;
 		for (const struct op_case *c = e->cases; c->name; c++) {
@@ -836,13 +793,19 @@ static void compare_backends(struct lvd_ctx *plain, struct lvd_ctx *other, const
 
 static void test_table_fast(void)
 {
-	struct lvd_ctx *plain = make_ctx(LVD_BACKEND_CPU, 1, 1), *fast = make_ctx(LVD_BACKEND_CPU, 2, 0);
-	REQUIRE(plain && fast);
-	CHECK(plain->cpu_fast == 0 && fast->cpu_fast == 1);
-	for (int t = 0; t < N_OPS; t++)
-		compare_backends(plain, fast, &op_table[t], 0);
+	struct lvd_ctx *plain = make_ctx(LVD_BACKEND_CPU, 1, 1);
+	REQUIRE(plain);
+	CHECK(plain->cpu_fast == 0);
+	static const int threads[] = {2, 3};   /* even and ragged splits */
+	for (size_t k = 0; k < sizeof threads / sizeof threads[0]; k++) {
+		struct lvd_ctx *fast = make_ctx(LVD_BACKEND_CPU, threads[k], 0);
+		REQUIRE(fast);
+		CHECK(fast->cpu_fast == 1);
+		for (int t = 0; t < N_OPS; t++)
+			compare_backends(plain, fast, op_at(t), 0);
+		lvd_ctx_destroy(fast);
+	}
 	lvd_ctx_destroy(plain);
-	lvd_ctx_destroy(fast);
 }
 
 static void test_table_cuda(void)
@@ -853,14 +816,14 @@ static void test_table_cuda(void)
 		     LVD_HAVE_CUDA ? "CUDA" : "CPU-only");
 	int twins = 0;
 	for (int t = 0; t < N_OPS; t++)
-		twins += op_table[t].cuda;
+		twins += op_at(t)->cuda;
 	if (!twins)
 		SKIP("cuda: %d GPU(s), but no table entry has a CUDA twin yet", ndev);
 	struct lvd_ctx *plain = make_ctx(LVD_BACKEND_CPU, 1, 1), *gpu = make_ctx(LVD_BACKEND_CUDA, 1, 0);
 	REQUIRE(plain && gpu);
 	for (int t = 0; t < N_OPS; t++)
-		if (op_table[t].cuda)
-			compare_backends(plain, gpu, &op_table[t], 1);
+		if (op_at(t)->cuda)
+			compare_backends(plain, gpu, op_at(t), 1);
 	lvd_ctx_destroy(plain);
 	lvd_ctx_destroy(gpu);
 }
@@ -874,7 +837,7 @@ static void test_table_fd(void)
 	REQUIRE(ctx);
 	int n = 0;
 	for (int t = 0; t < N_OPS; t++) {
-		const struct op_entry *e = &op_table[t];
+		const struct op_entry *e = op_at(t);
 		if (!e->bwd)
 			continue;
 		for (const struct op_case *c = e->cases; c->name; c++) {
@@ -924,7 +887,7 @@ static void test_table_null_grads(void)
 	struct lvd_ctx *ctx = make_ctx(LVD_BACKEND_CPU, 1, 1);
 	REQUIRE(ctx);
 	for (int t = 0; t < N_OPS; t++) {
-		const struct op_entry *e = &op_table[t];
+		const struct op_entry *e = op_at(t);
 		if (!e->bwd)
 			continue;
 		for (const struct op_case *c = e->cases; c->name; c++) {
@@ -962,7 +925,7 @@ static void test_table_adjoint(void)
 	REQUIRE(ctx);
 	int n = 0;
 	for (int t = 0; t < N_OPS; t++) {
-		const struct op_entry *e = &op_table[t];
+		const struct op_entry *e = op_at(t);
 		if (!e->linear)
 			continue;
 		for (const struct op_case *c = e->cases; c->name; c++) {
@@ -1147,25 +1110,91 @@ static void test_torch_values(void)
 	lvd_ctx_destroy(ctx);
 }
 
-/* --list: the table as markdown (the op index of docs/DESIGN.md) */
+/* Where each entry's code lives, by the prefix of its first function: the family, its
+ * plain reference (the table's oracle is the rf_ function beside the entry), the fast
+ * path and the CUDA twin (shown when the entry has them), and the other tests that
+ * check the op beyond this table. */
+static const struct op_home {
+	const char *prefix, *family, *plain, *fast, *more;
+} op_homes[] = {
+	{"lvd_gemm", "gemm", "gemm_cpu.c", "gemm_cpu.c (pool split)", "test_nn_ops, test_cuda_ops"},
+	{"lvd_linear", "gemm", "gemm_cpu.c", "gemm_cpu.c (pool split)", "test_nn_ops, test_cuda_ops"},
+	{"lvd_softmax", "softmax", "softmax_cpu.c", "softmax_fast.c", "test_nn_ops, test_train_ops, test_cuda_ops"},
+	{"lvd_layernorm", "norm", "norm_cpu.c", "-", "test_nn_ops, test_train_ops, test_cuda_ops"},
+	{"lvd_rmsnorm", "norm", "norm_cpu.c", "-", "test_train_ops, test_cuda_ops"},
+	{"lvd_groupnorm", "norm", "norm_cpu.c", "norm_fast.c", "test_nn_ops, test_cuda_ops"},
+	{"lvd_gelu", "act", "act_cpu.c", "-", "test_nn_ops, test_train_ops, test_cuda_ops"},
+	{"lvd_silu", "act", "act_cpu.c", "-", "test_nn_ops, test_train_ops, test_cuda_ops"},
+	{"lvd_swiglu", "act", "act_cpu.c", "-", "test_train_ops, test_cuda_ops"},
+	{"lvd_geglu", "act", "act_cpu.c", "act_fast.c", "test_nn_ops, test_train_ops, test_cuda_ops"},
+	{"lvd_relu6", "act", "act_cpu.c", "-", "-"},
+	{"lvd_leaky", "act", "act_cpu.c", "-", "-"},
+	{"lvd_add", "elem", "elem_cpu.c", "-", "test_nn_ops, test_cuda_ops"},
+	{"lvd_axpy", "elem", "elem_cpu.c", "-", "test_cuda_ops"},
+	{"lvd_scale", "elem", "elem_cpu.c", "-", "test_cuda_ops"},
+	{"lvd_f32_to_bf16", "elem", "elem_cpu.c", "-", "test_nn_ops, test_cuda_ops"},
+	{"lvd_transpose", "elem", "elem_cpu.c", "-", "test_nn_ops"},
+	{"lvd_conv2d", "conv", "conv_cpu.c, conv_bwd_cpu.c", "conv_winograd.c", "test_nn_ops (Winograd, pools)"},
+	{"lvd_attention", "attention", "attention_cpu.c", "softmax_fast.c", "test_nn_ops (pools, strided views)"},
+	{"lvd_embedding", "embed", "embed_cpu.c", "-", "test_train_ops"},
+	{"lvd_patch_unfold", "embed", "embed_cpu.c", "-", "test_train_ops"},
+	{"lvd_rope", "embed", "embed_cpu.c", "-", "test_train_ops"},
+	{"lvd_timestep", "embed", "embed_cpu.c", "-", "test_nn_ops"},
+	{"lvd_xent", "xent", "xent_cpu.c", "-", "test_train_ops"},
+	{"lvd_lora", "lora", "lora_cpu.c", "-", "test_train_ops"},
+	{"lvd_instnorm", "instnorm", "instnorm_cpu.c", "-", "-"},
+	{"lvd_resample", "resample", "resample_cpu.c", "-", "-"},
+};
+
+static const struct op_home *op_home_of(const struct op_entry *e)
+{
+	for (size_t k = 0; k < sizeof op_homes / sizeof op_homes[0]; k++)
+		if (strncmp(e->fns, op_homes[k].prefix, strlen(op_homes[k].prefix)) == 0)
+			return &op_homes[k];
+	return NULL;
+}
+
+/* s with '|' escaped, so a reason like "|y| <= 5" stays inside its markdown cell */
+static void md_put(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+}
+
+/* --list: the table as markdown (the op index of docs/DESIGN.md). Files are under
+ * lib/nn/ops/; tests under tests/unit/ (test_cuda_ops: tests/gpu/). */
 static void print_table(FILE *f)
 {
-	fprintf(f, "| op | functions | backward | fast path | CUDA twin | oracle tol | fast tol | cuda tol | FD (h, tol) | reasons |\n");
-	fprintf(f, "|---|---|---|---|---|---|---|---|---|---|\n");
+	fprintf(f, "| op | functions | family | plain (oracle: rf_ in test_ops) | fast path | CUDA twin | backward "
+		   "| oracle tol | fast tol | cuda tol | FD (h, tol) | also checked by | reasons |\n");
+	fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int t = 0; t < N_OPS; t++) {
-		const struct op_entry *e = &op_table[t];
+		const struct op_entry *e = op_at(t);
+		const struct op_home *h = op_home_of(e);
 		int nc = 0;
 		for (const struct op_case *c = e->cases; c->name; c++)
 			nc++;
-		fprintf(f, "| %s | %s | %s | %s | %s | %g | %g | %g | ", e->name, e->fns, e->bwd ? "yes" : "no",
-			e->fast ? "yes" : "no", e->cuda ? "yes" : "no", e->ref_tol, e->fast_tol, e->cuda_tol);
+		fprintf(f, "| %s | %s | %s | %s | %s | %s%s | %s | %g | %g | %g | ", e->name, e->fns,
+			h ? h->family : "?", h ? h->plain : "?", e->fast && h ? h->fast : "-",
+			e->cuda && h ? h->family : "-", e->cuda ? ".cu" : "", e->bwd ? "yes" : "no", e->ref_tol,
+			e->fast_tol, e->cuda_tol);
 		if (e->bwd)
 			fprintf(f, "%g, %g", e->fd_h, e->fd_tol);
 		else
 			fprintf(f, "-");
-		fprintf(f, " | oracle: %s; fast: %s; cuda: %s", e->ref_why, e->fast_why, e->cuda_why);
-		if (e->bwd)
-			fprintf(f, "; FD: %s", e->fd_why);
+		fprintf(f, " | %s | oracle: ", h ? h->more : "?");
+		md_put(f, e->ref_why);
+		fprintf(f, "; fast: ");
+		md_put(f, e->fast_why);
+		fprintf(f, "; cuda: ");
+		md_put(f, e->cuda_why);
+		if (e->bwd) {
+			fprintf(f, "; FD: ");
+			md_put(f, e->fd_why);
+		}
 		fprintf(f, "; %d shape set%s%s |\n", nc, nc == 1 ? "" : "s", e->linear ? "; adjoint identity" : "");
 	}
 }
@@ -1182,7 +1211,11 @@ static void test_list(void)
 	for (char *p = buf; *p; p++)
 		rows += *p == '\n';
 	CHECK(rows == N_OPS + 2);
-	CHECK_CONTAINS(buf, "| resample_areaw | lvd_resample_areaw_fwd/_bwd | yes | no | no |");
+	CHECK_CONTAINS(buf, "| resample_areaw | lvd_resample_areaw_fwd/_bwd | resample | resample_cpu.c | - | - | yes |");
+	CHECK_CONTAINS(buf, "| softmax | lvd_softmax_fwd/_bwd | softmax | softmax_cpu.c | softmax_fast.c | softmax.cu | yes |");
+	/* every entry knows its family */
+	for (int t = 0; t < N_OPS; t++)
+		CHECKF(op_home_of(op_at(t)) != NULL, "%s: no family for '%s'", op_at(t)->name, op_at(t)->fns);
 	free(buf);
 }
 
@@ -1202,6 +1235,7 @@ int main(int argc, char **argv)
 		TEST(test_conv_bwd_blocks),
 		TEST(test_areaw_matches_geom),
 		TEST(test_torch_values),
+		TEST(test_lora_dropout_values),
 		TEST(test_list),
 		{0},
 	};

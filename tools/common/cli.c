@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/parse.h"
-#include "nn/gemm.h"
+#include "nn/ctx.h"
 
 #define MAX_OPTS 128
 
@@ -142,7 +142,7 @@ int lvd_cli_main(int argc, char **argv, const char *prog, const char *about,
 		 const struct lvd_cli_cmd *cmds)
 {
 	lvd_log_set_prog(prog);
-	lvd_gemm_quiet_workers(); /* before any thread exists: it calls setenv */
+	lvd_blas_policy_init(); /* before any thread exists: it calls setenv */
 	if (argc < 2) {
 		main_help(stderr, prog, about, cmds);
 		return 2;

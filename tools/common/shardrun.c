@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -254,13 +255,6 @@ void lvd_shardrun_fail(struct lvd_shardrun_item *it, const char *kind, const str
 	snprintf(it->reason, sizeof it->reason, "%s", err->msg);
 }
 
-double lvd_run_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 struct run {
 	const struct lvd_shardrun_cfg *c;
 	struct lvd_shardrun_result *res;
@@ -461,11 +455,11 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 		todo = first < total ? (total - first - 1) / c->shard_n + 1 : 0;
 	}
 	r.prog = lvd_run_progress(c->tool, c->unit, todo);
-	double t_start = lvd_run_now();
+	double t_start = lvd_time_now();
 	int eof = 0, failed = 0;
 	while (!eof && !failed) {
 		size_t nb = 0;
-		double t0 = lvd_run_now();
+		double t0 = lvd_time_now();
 		while (nb < (size_t)c->batch) {
 			struct lvd_shardrun_item *it = item_at(&r, nb);
 			memset(it, 0, c->item_size);
@@ -486,10 +480,10 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 				c->prepare(c->ctx, it);
 			nb++;
 		}
-		res->t_read += lvd_run_now() - t0;
+		res->t_read += lvd_time_now() - t0;
 		if (!failed && nb)
 			lvd_pool_parallel_for(pool, nb, work_fn, &r);
-		t0 = lvd_run_now();
+		t0 = lvd_time_now();
 		for (size_t i = 0; i < nb && !failed; i++)
 			if (emit(&r, item_at(&r, i), &err)) {
 				lvd_error_log("%s", err.msg);
@@ -497,7 +491,7 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 			}
 		for (size_t i = 0; i < nb; i++)
 			release(&r, item_at(&r, i));
-		res->t_write += lvd_run_now() - t0;
+		res->t_write += lvd_time_now() - t0;
 	}
 	if (failed)
 		goto out;
@@ -506,7 +500,7 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 		goto out;
 	}
 	lvd_progress_finish(r.prog);
-	res->wall = lvd_run_now() - t_start;
+	res->wall = lvd_time_now() - t_start;
 	status = 0;
 out:
 	res->shards = r.shard;

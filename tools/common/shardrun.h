@@ -93,9 +93,6 @@ int lvd_run_check_provenance(const char *path, const json_t *params, const json_
  * failures are logged. */
 int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs);
 
-/* Monotonic seconds (for timings). */
-double lvd_run_now(void);
-
 /* threads, or the number of online cores when threads == 0. */
 int lvd_run_threads(int threads);
 

@@ -13,6 +13,7 @@
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/sha256.h"
@@ -419,9 +420,9 @@ out:
 static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 {
 	struct run *rn = ctx;
-	double t0 = lvd_run_now();
+	double t0 = lvd_time_now();
 	work_one(rn, &rn->wk[tid], (struct item *)base);
-	rn->wk[tid].busy += lvd_run_now() - t0;
+	rn->wk[tid].busy += lvd_time_now() - t0;
 }
 
 static void release_fn(void *ctx, struct lvd_shardrun_item *base)

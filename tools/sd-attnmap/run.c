@@ -12,6 +12,7 @@
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/sha256.h"
@@ -341,7 +342,7 @@ int cmd_run(int argc, char **argv)
 	}
 
 	/* model */
-	double t_load = lvd_run_now();
+	double t_load = lvd_time_now();
 	/* parallelism is across samples (each sample runs on a one-thread context inside
 	 * the driver's pool): results do not depend on --threads. The model's own context
 	 * (1 thread) sets the process-wide BLAS policy (OpenBLAS single-threaded). */
@@ -350,7 +351,7 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	lvd_info("loaded %s in %.1fs", o.sd, lvd_run_now() - t_load);
+	lvd_info("loaded %s in %.1fs", o.sd, lvd_time_now() - t_load);
 	struct lvd_sd_schedule sched;
 	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);

@@ -12,13 +12,6 @@
 #include "nn/ops/gemm.h"
 #include "nn/ops/norm.h"
 
-double sd_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void lvd_sd_set_stats(struct lvd_sd *sd, struct lvd_sd_stats *st)
 {
 	sd->stats = st;

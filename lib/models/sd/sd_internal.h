@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
 #include "models/sd/sd.h"
 
 struct lvd_st;
@@ -109,10 +110,9 @@ struct lvd_sd {
 typedef void (*sd_declare_fn)(void *user, const char *name, int ndim, const int64_t *shape);
 int sd_declare_diffusers(const char *dir, int comps, sd_declare_fn fn, void *user, struct lvd_error *err);
 
-/* Timing helpers for the optional stats. */
-double sd_now(void);
+/* Timing helper for the optional stats (lvd_time_now, core/clock.h). */
 #define SD_TIME(sd, field, stmt) do { \
-		if ((sd)->stats) { double t0_ = sd_now(); stmt; (sd)->stats->field += sd_now() - t0_; } \
+		if ((sd)->stats) { double t0_ = lvd_time_now(); stmt; (sd)->stats->field += lvd_time_now() - t0_; } \
 		else { stmt; } } while (0)
 
 /* sd->ctx: the borrowed ctx, or an owned CPU context of `threads` threads (0 = online

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/fileutil.h"
 #include "io/safetensors.h"
 #include "models/sd/sd_config.h"
 #include "models/sd/sd_internal.h"
@@ -464,18 +464,6 @@ static void unet_bind(struct binder *b, struct sd_unet *u, int ldm, const char *
 
 /* ---- top level ------------------------------------------------------------------------- */
 
-static int is_dir(const char *p)
-{
-	struct stat s;
-	return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
-static int file_exists(const char *p)
-{
-	struct stat s;
-	return stat(p, &s) == 0 && S_ISREG(s.st_mode);
-}
-
 /* Opens <dir>/<sub>: the folder itself, else a .fp16 variant file. */
 static int open_component(struct lvd_st **st, const char *dir, const char *sub, const char *base,
 			  struct lvd_error *err)
@@ -487,9 +475,9 @@ static int open_component(struct lvd_st **st, const char *dir, const char *sub, 
 	snprintf(f, sizeof f, "%s/%s/%s.safetensors", dir, sub, base);
 	char fi[4096];
 	snprintf(fi, sizeof fi, "%s/%s/%s.safetensors.index.json", dir, sub, base);
-	if (!file_exists(f) && !file_exists(fi) && file_exists(v))
+	if (!lvd_path_is_file(f) && !lvd_path_is_file(fi) && lvd_path_is_file(v))
 		return lvd_st_open(st, v, err);
-	if (!file_exists(f) && !file_exists(fi))
+	if (!lvd_path_is_file(f) && !lvd_path_is_file(fi))
 		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: no %s.safetensors (only .safetensors weights are read)",
 				     p, base);
 	return lvd_st_open(st, p, err);
@@ -618,7 +606,7 @@ int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts 
 	if (!sd)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
 	int rc;
-	if (is_dir(path))
+	if (lvd_path_is_dir(path))
 		rc = load_diffusers(sd, path, comps, err);
 	else
 		rc = load_single(sd, path, comps, o, err);

@@ -18,6 +18,7 @@
 #include "nn/ops/elem.h"
 #include "nn/ops/embed.h"
 #include "nn/ops/gemm.h"
+#include "nn/ops/resample.h"
 
 struct unet_run {
 	const struct lvd_sd *sd;
@@ -190,7 +191,7 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 				tf_run(&R, cur, &u->up_tf[uu][j], hh, ww, "up", lvl);
 		}
 		if (uu < n - 1) {
-			lvd_upsample_nearest2x(X, nxt, cur, hc, hh, ww);
+			lvd_resample_nearest2x_fwd(X, nxt, cur, 1, hc, hh, ww);
 			hh *= 2;
 			ww *= 2;
 			sd_conv_run(sd, X, cur, nxt, &u->upsample[uu], hh, ww, 1, 1, 1, 1, 1);

@@ -2,6 +2,7 @@
 // quick = x·σ(1.702x)), SiLU, SwiGLU, GEGLU, forward and backward, as grid-stride
 // elementwise kernels. Accurate libdevice expf/erff/tanhf (no fast-math intrinsics).
 #include "nn/ops/cuda_common.cuh"
+#include "nn/ops/act.h"
 
 namespace {
 

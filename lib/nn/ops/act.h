@@ -1,5 +1,5 @@
 /* lib/nn/ops/act.h — activations (family act): one GELU in three forms, SiLU, SwiGLU,
- * GEGLU, forward and backward.
+ * GEGLU, ReLU6 and LeakyReLU, forward and backward.
  *
  * Elementwise over n values; forwards allow out == inp. Backwards ACCUMULATE (+=) into
  * every gradient they write; NULL gradients are skipped. GELU forms:
@@ -7,7 +7,12 @@
  *   LVD_GELU_TANH   ½x(1 + tanh(√(2/π)(x + 0.044715x³)))          (gelu approximate='tanh')
  *   LVD_GELU_QUICK  x·σ(1.702x)                                   (CLIP quick_gelu)
  * GEGLU's fast path (ctx->cpu_fast, AVX2) evaluates Φ by Abramowitz & Stegun 7.1.26
- * (|error| <= 1.5e-7) through the vectorised exp; the plain path uses erff. */
+ * (|error| <= 1.5e-7) through the vectorised exp; the plain path uses erff.
+ * ReLU6 and LeakyReLU follow PyTorch at the kinks: ReLU6's gradient passes only where
+ * 0 < x < 6 (hardtanh_backward: 0 at x == 0 and x == 6), LeakyReLU's is 1 where x > 0
+ * and slope elsewhere (x == 0 gets slope); they have no CUDA twin yet (their _cpu
+ * functions assert a CPU context). CUDA twins (act.cu, LVD_HAVE_CUDA) take the same
+ * arguments in device memory and queue on ctx->stream. Nothing here allocates. */
 #ifndef LVD_NN_OPS_ACT_H
 #define LVD_NN_OPS_ACT_H
 
@@ -36,6 +41,13 @@ void lvd_swiglu_bwd_cpu(struct lvd_ctx *ctx, float *dgate, float *dup, const flo
  * inp. bwd: dinp [N, 2F] += [dout·gelu(g) | dout·a·gelu'(g)]. */
 void lvd_geglu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int N, int F);
 void lvd_geglu_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp, int N, int F);
+/* out = min(max(x, 0), 6); bwd: dinp += dout · (0 < inp < 6). */
+void lvd_relu6_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, size_t n);
+void lvd_relu6_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp, size_t n);
+/* out = x > 0 ? x : slope·x; bwd: dinp += dout · (inp > 0 ? 1 : slope). */
+void lvd_leaky_relu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, size_t n, float slope);
+void lvd_leaky_relu_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp,
+			    size_t n, float slope);
 
 #if LVD_HAVE_CUDA
 void lvd_gelu_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, size_t n, enum lvd_gelu_kind kind);
@@ -97,6 +109,24 @@ static inline void lvd_geglu_bwd(struct lvd_ctx *ctx, float *dinp, const float *
 	lvd_geglu_bwd_cpu(ctx, dinp, dout, inp, N, F);
 }
 #undef LVD_ACT_CUDA
+
+static inline void lvd_relu6_fwd(struct lvd_ctx *ctx, float *out, const float *inp, size_t n)
+{
+	lvd_relu6_fwd_cpu(ctx, out, inp, n);
+}
+static inline void lvd_relu6_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp, size_t n)
+{
+	lvd_relu6_bwd_cpu(ctx, dinp, dout, inp, n);
+}
+static inline void lvd_leaky_relu_fwd(struct lvd_ctx *ctx, float *out, const float *inp, size_t n, float slope)
+{
+	lvd_leaky_relu_fwd_cpu(ctx, out, inp, n, slope);
+}
+static inline void lvd_leaky_relu_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp,
+				      size_t n, float slope)
+{
+	lvd_leaky_relu_bwd_cpu(ctx, dinp, dout, inp, n, slope);
+}
 
 #ifdef __cplusplus
 }

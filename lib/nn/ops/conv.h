@@ -1,4 +1,4 @@
-/* lib/nn/ops/conv.h — 2-D convolution forward (family conv). Backward: ops/conv_bwd.h.
+/* lib/nn/ops/conv.h — 2-D convolution forward and backward (family conv).
  *
  * inp [B, C, H, W], w [OC, C, KH, KW], b [OC] (may be NULL), out [B, OC, OH, OW] with
  * OH = lvd_conv_out_size(H, KH, stride, pad_t, pad_b) (likewise OW). Zero padding, the
@@ -19,7 +19,9 @@
  *                           to ~1e-6 (F(2×2)) and 2.6e-6·sqrt(C) (F(4×4)) of the output
  *                           scale. Its work plan depends only on the shape, so the result
  *                           is bit-identical for every thread count.
- *   lvd_conv2d_naive        direct 7-loop convolution in double (oracle). */
+ *   lvd_conv2d_naive        direct 7-loop convolution in double (oracle).
+ *   lvd_conv2d_bwd          dX, dW, db (conv_bwd_cpu.c), see below.
+ * No CUDA twins yet: every function asserts a CPU context. */
 #ifndef LVD_NN_OPS_CONV_H
 #define LVD_NN_OPS_CONV_H
 
@@ -49,6 +51,26 @@ int lvd_conv2d_winograd_tile(int C, int H, int W, int OC);
 void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 		      int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 		      int pad_t, int pad_l, int pad_b, int pad_r);
+
+/* Backward of lvd_conv2d_fwd: dinp, dw, db from dout [B, OC, OH, OW] with inp, dinp
+ * [B, C, H, W]; w, dw [OC, C, KH, KW]; db [OC]; same sizes, stride and pads as the
+ * forward. Per sample and per block of output rows it builds the im2col slab
+ * col [C·KH·KW, rows·OW] in the ctx workspace, then
+ *   dW += dout_blk · colᵀ,   col = Wᵀ · dout_blk,   dX += col2im(col),   db += Σ dout
+ * (GEMMs by lvd_gemm on ctx). ACCUMULATES into dinp, dw and db; each may be NULL
+ * (skipped). Workspace: at most max(C·KH·KW·OW, ~4 M) floats (the row block shrinks
+ * to fit). */
+void lvd_conv2d_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+			const float *inp, const float *w, int B, int C, int H, int W, int OC, int KH, int KW,
+			int stride, int pad_t, int pad_l, int pad_b, int pad_r);
+
+static inline void lvd_conv2d_bwd(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+				  const float *inp, const float *w, int B, int C, int H, int W, int OC,
+				  int KH, int KW, int stride, int pad_t, int pad_l, int pad_b, int pad_r)
+{
+	lvd_conv2d_bwd_cpu(ctx, dinp, dw, db, dout, inp, w, B, C, H, W, OC, KH, KW, stride,
+			   pad_t, pad_l, pad_b, pad_r);
+}
 
 #ifdef __cplusplus
 }

@@ -1,35 +1,11 @@
-/* Backward of the 2-D convolution, plain CPU reference (see conv_bwd.h). */
+/* Backward of the 2-D convolution, plain CPU reference (lvd_conv2d_bwd, see conv.h). */
 #include <string.h>
 
-#include "nn/gemm.h"
-#include "nn/ops/conv_bwd.h"
+#include "nn/ops/conv.h"
+#include "nn/ops/cpu_internal.h"
+#include "nn/ops/gemm.h"
 
-/* col[(c·KH + ky)·KW + kx][r·OW + ox] = inp[c][(oy0 + r)·s + ky - pt][ox·s + kx - pl] (0 outside) */
-static void im2col_rows(float *col, const float *x, int C, int H, int W, int KH, int KW, int s,
-			int pt, int pl, int OW, int oy0, int rows)
-{
-	const size_t ncol = (size_t)rows * OW;
-	for (int c = 0; c < C; c++)
-		for (int ky = 0; ky < KH; ky++)
-			for (int kx = 0; kx < KW; kx++) {
-				float *d = col + ((size_t)(c * KH + ky) * KW + kx) * ncol;
-				for (int r = 0; r < rows; r++) {
-					int iy = (oy0 + r) * s + ky - pt;
-					float *dr = d + (size_t)r * OW;
-					if (iy < 0 || iy >= H) {
-						memset(dr, 0, (size_t)OW * sizeof *dr);
-						continue;
-					}
-					const float *xr = x + ((size_t)c * H + iy) * W;
-					for (int ox = 0; ox < OW; ox++) {
-						int ix = ox * s + kx - pl;
-						dr[ox] = ix >= 0 && ix < W ? xr[ix] : 0.0f;
-					}
-				}
-			}
-}
-
-/* the adjoint of im2col_rows: dx[c][iy][ix] += col[...] */
+/* the adjoint of lvd_conv_im2col_rows (conv_cpu.c): dx[c][iy][ix] += col[...] */
 static void col2im_rows(float *dx, const float *col, int C, int H, int W, int KH, int KW, int s,
 			int pt, int pl, int OW, int oy0, int rows)
 {
@@ -95,13 +71,13 @@ void lvd_conv2d_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, 
 			int ncol = nr * OW;
 			const float *dyb = dy + (size_t)oy0 * OW;   /* [OC, ncol], leading dim OHW */
 			if (dw) {
-				im2col_rows(col, x, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oy0, nr);
+				lvd_conv_im2col_rows(col, x, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oy0, nr);
 				/* dw[OC, CK] += dyb[OC, ncol] · colᵀ */
-				lvd_sgemm(0, 1, OC, CK, ncol, 1.0f, dyb, (int)OHW, col, ncol, 1.0f, dw, CK);
+				lvd_gemm(ctx, 0, 1, OC, CK, ncol, 1.0f, dyb, (int)OHW, col, ncol, 1.0f, dw, CK);
 			}
 			if (dx) {
 				/* col[CK, ncol] = wᵀ[CK, OC] · dyb[OC, ncol] */
-				lvd_sgemm(1, 0, CK, ncol, OC, 1.0f, w, CK, dyb, (int)OHW, 0.0f, col, ncol);
+				lvd_gemm(ctx, 1, 0, CK, ncol, OC, 1.0f, w, CK, dyb, (int)OHW, 0.0f, col, ncol);
 				col2im_rows(dx, col, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oy0, nr);
 			}
 		}

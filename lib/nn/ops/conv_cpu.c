@@ -21,8 +21,8 @@ static int conv_is_pointwise(int KH, int KW, int stride, int pt, int pl, int pb,
 	return KH == 1 && KW == 1 && stride == 1 && !pt && !pl && !pb && !pr;
 }
 
-/* col[(c·KH + kh)·KW + kw][r·OW + ow] for output rows [oh0, oh0 + rows). */
-static void im2col_rows(float *col, const float *inp, int C, int H, int W, int KH, int KW,
+/* col[(c·KH + kh)·KW + kw][r·OW + ow] for output rows [oh0, oh0 + rows) (cpu_internal.h). */
+void lvd_conv_im2col_rows(float *col, const float *inp, int C, int H, int W, int KH, int KW,
 			int stride, int pad_t, int pad_l, int OW, int oh0, int rows)
 {
 	size_t ncol = (size_t)rows * OW;
@@ -88,7 +88,7 @@ void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, co
 		}
 		for (int oh0 = 0; oh0 < OH; oh0 += (int)rows) {
 			int r = OH - oh0 < (int)rows ? OH - oh0 : (int)rows;
-			im2col_rows(col, x, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oh0, r);
+			lvd_conv_im2col_rows(col, x, C, H, W, KH, KW, stride, pad_t, pad_l, OW, oh0, r);
 			lvd_gemm_cpu(ctx, 0, 0, OC, r * OW, K, 1.0f, w, K, col, r * OW, beta, y + (size_t)oh0 * OW, P);
 		}
 	}

@@ -1,5 +1,6 @@
 /* lib/nn/ops/cpu_internal.h — private helpers of the CPU op files (not a public header):
- * how an op spreads work over ctx->pool, and the AVX2 check of the fast paths.
+ * how an op spreads work over ctx->pool, the AVX2 check of the fast paths, and helpers
+ * two files of one family share (the fast-path rows, conv's im2col).
  *
  * lvd_ops_run runs fn over [0, n) on the pool, or inline on the caller when the context
  * has no pool or the caller already runs inside a parallel_for chunk (ops never nest a
@@ -56,5 +57,11 @@ void lvd_softmax_row_avx2(float *r, int M);                      /* softmax_fast
 void lvd_groupnorm_group_avx2(float *out, float *mean, float *rstd, const float *inp,
 			      const float *w, const float *b, int cg, int HW, float eps, int silu); /* norm_fast.c */
 void lvd_geglu_row_avx2(float *y, const float *a, const float *g, int F);   /* act_fast.c */
+
+/* im2col of output rows [oy0, oy0 + rows) of a conv (conv_cpu.c; also used by the
+ * backward in conv_bwd_cpu.c): col[(c·KH + ky)·KW + kx][r·OW + ox] =
+ * inp[c][(oy0 + r)·stride + ky - pad_t][ox·stride + kx - pad_l], 0 outside the image. */
+void lvd_conv_im2col_rows(float *col, const float *inp, int C, int H, int W, int KH, int KW,
+			  int stride, int pad_t, int pad_l, int OW, int oy0, int rows);
 
 #endif

@@ -1,7 +1,8 @@
 // lib/nn/ops/cuda_common.cuh — helpers shared by the CUDA twins in lib/nn/ops/*.cu:
 // the stream of a context, launch sizes, warp/block reductions (float and double) and a
 // deterministic column reduction (Σ over rows of a per-element term, used for dbias,
-// dw of the norms). Include only from .cu files.
+// dw of the norms). Include only from .cu files; each .cu includes its family header
+// (lib/nn/ops/<family>.h), which declares its lvd_<op>_cuda twins under LVD_HAVE_CUDA.
 #ifndef LVD_NN_OPS_CUDA_COMMON_CUH
 #define LVD_NN_OPS_CUDA_COMMON_CUH
 
@@ -10,10 +11,7 @@
 
 #include "core/cuda_check.h"
 
-extern "C" {
 #include "nn/ctx.h"
-#include "nn/ops/cuda_twins.h"
-}
 
 namespace lvd_cu {
 

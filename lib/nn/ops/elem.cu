@@ -2,6 +2,7 @@
 // over rows and over channels, fp32 <-> bf16 conversion (round to nearest even), as
 // grid-stride elementwise kernels.
 #include "nn/ops/cuda_common.cuh"
+#include "nn/ops/elem.h"
 
 namespace {
 

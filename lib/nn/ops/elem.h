@@ -1,8 +1,11 @@
 /* lib/nn/ops/elem.h — elementwise and layout ops (family elem): sums, scaling, biases,
- * transpose, dot product, nearest ×2 upsampling, bf16 <-> fp32.
+ * transpose, dot product, bf16 <-> fp32. (Nearest ×2 upsampling is
+ * lvd_resample_nearest2x_fwd in ops/resample.h.)
  *
  * Shapes in PyTorch order, row-major. In-place forms say so. Large adds are spread over
- * ctx->pool in contiguous ranges (bit-identical to the serial loop). Nothing allocates. */
+ * ctx->pool in contiguous ranges (bit-identical to the serial loop). Nothing allocates.
+ * CUDA twins (elem.cu, LVD_HAVE_CUDA) take the same arguments in device memory and queue
+ * on ctx->stream. */
 #ifndef LVD_NN_OPS_ELEM_H
 #define LVD_NN_OPS_ELEM_H
 
@@ -34,8 +37,6 @@ void lvd_bf16_to_f32_cpu(struct lvd_ctx *ctx, float *out, const uint16_t *inp, s
 void lvd_transpose(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C);
 /* Σ a[i]·b[i] in double. */
 double lvd_dot(struct lvd_ctx *ctx, const float *a, const float *b, size_t n);
-/* out[C, 2H, 2W] = nearest-neighbour ×2 upsampling of inp[C, H, W]. */
-void lvd_upsample_nearest2x(struct lvd_ctx *ctx, float *out, const float *inp, int C, int H, int W);
 
 #if LVD_HAVE_CUDA
 void lvd_add_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n);

@@ -101,17 +101,3 @@ double lvd_dot(struct lvd_ctx *ctx, const float *a, const float *b, size_t n)
 		s += (double)a[i] * b[i];
 	return s;
 }
-
-void lvd_upsample_nearest2x(struct lvd_ctx *ctx, float *out, const float *inp, int C, int H, int W)
-{
-	LVD_CTX_NEED_CPU(ctx, "lvd_upsample_nearest2x");
-	int W2 = 2 * W;
-	for (int c = 0; c < C; c++)
-		for (int y = 0; y < H; y++) {
-			const float *s = inp + ((size_t)c * H + y) * W;
-			float *d = out + ((size_t)c * 2 * H + 2 * y) * W2;
-			for (int x = 0; x < W; x++)
-				d[2 * x] = d[2 * x + 1] = s[x];
-			memcpy(d + W2, d, sizeof(float) * W2);
-		}
-}

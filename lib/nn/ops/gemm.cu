@@ -10,9 +10,7 @@
 #include <cublasLt.h>
 
 #include "nn/ops/cuda_common.cuh"
-
-#define CUBLASLT_CHECK(call) do { cublasStatus_t s_ = (call); \
-	if (s_ != CUBLAS_STATUS_SUCCESS) lvd_panic(__FILE__, __LINE__, "cuBLASLt: %s: %s", #call, cublasGetStatusString(s_)); } while (0)
+#include "nn/ops/gemm.h"
 
 namespace {
 

@@ -10,7 +10,8 @@
  * and a pool, lvd_gemm cuts a product of >= 2^21 multiply-adds into blocks of 16 rows of
  * C (when M >= N) or 16 columns (otherwise), spread over ctx->pool: the cut depends only
  * on the shape and the thread count, every element is the same K-long dot product as
- * unsplit. Inside a parallel_for chunk (lvd_ctx_in_parallel) it runs single-threaded on
+ * unsplit, but OpenBLAS may pick another kernel for a block, so the last bits can differ
+ * from the unsplit product (measured 3e-7 of the output scale; test_ops, entry gemm). Inside a parallel_for chunk (lvd_ctx_in_parallel) it runs single-threaded on
  * the calling thread, so it may be called from pool workers. Nothing here allocates
  * except lvd_gemm_bf16_cpu, which converts its inputs in the ctx workspace. */
 #ifndef LVD_NN_OPS_GEMM_H

@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "nn/ops/instnorm.h"
-#include "nn/ops/norm_bwd.h"
+#include "nn/ops/norm.h"
 
 struct in_args {
 	float *out, *mean, *rstd;

@@ -4,6 +4,7 @@
 // products in double, as the CPU references; parameter gradients by deterministic
 // reductions (the column reduction of cuda_common.cuh, one block per GroupNorm channel).
 #include "nn/ops/cuda_common.cuh"
+#include "nn/ops/norm.h"
 
 namespace {
 

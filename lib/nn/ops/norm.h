@@ -1,12 +1,14 @@
 /* lib/nn/ops/norm.h — normalisations (family norm): LayerNorm and RMSNorm over the last
- * dim with backward, GroupNorm forward (+ fused SiLU). GroupNorm backward is
- * lib/nn/ops/norm_bwd.h.
+ * dim with backward, GroupNorm forward (+ fused SiLU) and backward. InstanceNorm2d is its
+ * own family (ops/instnorm.h).
  *
  * Statistics are computed in double (biased variance) and saved as float when the
  * pointers are non-NULL. out may equal inp in the forwards. Backwards ACCUMULATE into
  * dinp, dw, db (each may be NULL). Rows (LayerNorm) and groups (GroupNorm) are spread
  * over ctx->pool when large; each is computed whole by one thread, so results do not
  * depend on the thread count. Nothing allocates.
+ * CUDA twins (norm.cu, LVD_HAVE_CUDA) take the same arguments in device memory, queue on
+ * ctx->stream and reduce in double as the CPU code does.
  * Dimension letters: N rows, C channels, B batch, G groups, HW pixels. */
 #ifndef LVD_NN_OPS_NORM_H
 #define LVD_NN_OPS_NORM_H
@@ -36,6 +38,16 @@ void lvd_rmsnorm_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, const floa
  * the vectorised exp). */
 void lvd_groupnorm_fwd_cpu(struct lvd_ctx *ctx, float *out, float *mean, float *rstd, const float *inp,
 			   const float *w, const float *b, int B, int C, int HW, int G, float eps, int silu);
+/* GroupNorm backward (no SiLU: the forward's silu flag is inference only). Shapes: inp,
+ * dout, dinp [B, C, HW]; w, dw, db [C]; mean, rstd [B, G] as the forward saved them.
+ * ACCUMULATES into dinp, dw, db (each may be NULL); w may be NULL (1). Per group, with
+ * n = (C/G)·HW, x̂ = (x - mean)·rstd, g = dout·w[c]:
+ *   dx = rstd·(g - mean(g) - x̂·mean(g·x̂)),  dw[c] += Σ dout·x̂,  db[c] += Σ dout,
+ * reductions in double. Groups are split over ctx->pool (bit-identical for any thread
+ * count). */
+void lvd_groupnorm_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+			   const float *inp, const float *w, const float *mean, const float *rstd,
+			   int B, int C, int HW, int G);
 
 #if LVD_HAVE_CUDA
 void lvd_layernorm_fwd_cuda(struct lvd_ctx *ctx, float *out, float *mean, float *rstd, const float *inp,
@@ -48,6 +60,9 @@ void lvd_rmsnorm_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, const flo
 			  const float *w, const float *rstd, int N, int C);
 void lvd_groupnorm_fwd_cuda(struct lvd_ctx *ctx, float *out, float *mean, float *rstd, const float *inp,
 			    const float *w, const float *b, int B, int C, int HW, int G, float eps, int silu);
+void lvd_groupnorm_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+			    const float *inp, const float *w, const float *mean, const float *rstd, int B, int C,
+			    int HW, int G);
 #define LVD_NORM_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
 #else
 #define LVD_NORM_CUDA(call) do { } while (0)
@@ -84,6 +99,13 @@ static inline void lvd_groupnorm_fwd(struct lvd_ctx *ctx, float *out, float *mea
 {
 	LVD_NORM_CUDA(lvd_groupnorm_fwd_cuda(ctx, out, mean, rstd, inp, w, b, B, C, HW, G, eps, silu));
 	lvd_groupnorm_fwd_cpu(ctx, out, mean, rstd, inp, w, b, B, C, HW, G, eps, silu);
+}
+static inline void lvd_groupnorm_bwd(struct lvd_ctx *ctx, float *dinp, float *dw, float *db,
+				     const float *dout, const float *inp, const float *w,
+				     const float *mean, const float *rstd, int B, int C, int HW, int G)
+{
+	LVD_NORM_CUDA(lvd_groupnorm_bwd_cuda(ctx, dinp, dw, db, dout, inp, w, mean, rstd, B, C, HW, G));
+	lvd_groupnorm_bwd_cpu(ctx, dinp, dw, db, dout, inp, w, mean, rstd, B, C, HW, G);
 }
 #undef LVD_NORM_CUDA
 

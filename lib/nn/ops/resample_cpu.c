@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "nn/ops/cpu_internal.h"
 #include "nn/ops/resample.h"
 
 #define CHECK_SHAPE(op, B, C, H, W, OH, OW) \
@@ -9,7 +10,7 @@
 		    "%s: bad shape B=%d C=%d %dx%d -> %dx%d", op, B, C, H, W, OH, OW)
 
 /* Every op works plane by plane ((b, c) pairs); planes are independent, so they are split
- * over ctx's pool (inline when ctx has one thread or runs inside a parallel_for already).
+ * over ctx's pool by lvd_ops_run (inline with one thread or inside a parallel_for).
  * Each plane is computed the same way whatever the split: results are bit-identical for
  * every thread count. */
 struct axis;
@@ -31,18 +32,15 @@ static int rs_chunk(void *u, size_t begin, size_t end, int tid)
 	return 0;
 }
 
-static void rs_run(struct lvd_ctx *ctx, const struct rs_args *a, size_t planes)
+/* The whole body of the ops that need no workspace: checks, then plane by plane. */
+static void rs_go(struct lvd_ctx *ctx, const char *op, void (*plane)(const struct rs_args *, size_t, int),
+		  float *out, const float *inp, int B, int C, int H, int W, int OH, int OW, int align_corners)
 {
-	if (ctx->threads > 1 && planes > 1 && !lvd_ctx_in_parallel())
-		lvd_ctx_parallel_for(ctx, planes, rs_chunk, (void *)a);
-	else
-		rs_chunk((void *)a, 0, planes, 0);
-}
-
-/* threads whose workspace slabs the op must provide */
-static int rs_threads(const struct lvd_ctx *ctx)
-{
-	return ctx->threads > 1 && !lvd_ctx_in_parallel() ? ctx->threads : 1;
+	LVD_CTX_NEED_CPU(ctx, op);
+	CHECK_SHAPE(op, B, C, H, W, OH, OW);
+	struct rs_args a = {.plane = plane, .out = out, .inp = inp, .H = H, .W = W, .OH = OH, .OW = OW,
+			    .align_corners = align_corners};
+	lvd_ops_run(ctx, (size_t)B * C, rs_chunk, &a);
 }
 
 /* ---- area (adaptive average pooling) ------------------------------------------- */
@@ -71,10 +69,7 @@ static void area_fwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_area_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
 			       int OH, int OW)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_area_fwd");
-	CHECK_SHAPE("lvd_resample_area_fwd", B, C, H, W, OH, OW);
-	struct rs_args a = {.plane = area_fwd_plane, .out = out, .inp = inp, .H = H, .W = W, .OH = OH, .OW = OW};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_area_fwd", area_fwd_plane, out, inp, B, C, H, W, OH, OW, 0);
 }
 
 static void area_bwd_plane(const struct rs_args *a, size_t pl, int tid)
@@ -97,10 +92,7 @@ static void area_bwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_area_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H, int W,
 			       int OH, int OW)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_area_bwd");
-	CHECK_SHAPE("lvd_resample_area_bwd", B, C, H, W, OH, OW);
-	struct rs_args a = {.plane = area_bwd_plane, .out = dinp, .inp = dout, .H = H, .W = W, .OH = OH, .OW = OW};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_area_bwd", area_bwd_plane, dinp, dout, B, C, H, W, OH, OW, 0);
 }
 
 /* ---- area-weighted footprints (lvd-pack) ----------------------------------------- */
@@ -206,23 +198,6 @@ static void areaw_fwd_plane(const struct rs_args *a, size_t pl, int tid)
 	}
 }
 
-void lvd_resample_areaw_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
-				int OH, int OW, double ext_h, double step_h, double ext_w, double step_w)
-{
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_areaw_fwd");
-	CHECK_SHAPE("lvd_resample_areaw_fwd", B, C, H, W, OH, OW);
-	CHECK_AREAW("lvd_resample_areaw_fwd");
-	size_t mk = lvd_ctx_mark(ctx);
-	struct axis ay, ax;
-	axis_build(ctx, &ay, H, OH, ext_h, step_h);
-	axis_build(ctx, &ax, W, OW, ext_w, step_w);
-	struct rs_args a = {.plane = areaw_fwd_plane, .out = out, .inp = inp, .H = H, .W = W, .OH = OH, .OW = OW,
-			    .ay = &ay, .ax = &ax};
-	a.tmp = lvd_ctx_takef(ctx, (size_t)rs_threads(ctx) * OH * W);
-	rs_run(ctx, &a, (size_t)B * C);
-	lvd_ctx_release(ctx, mk);
-}
-
 static void areaw_bwd_plane(const struct rs_args *a, size_t pl, int tid)
 {
 	const int H = a->H, W = a->W, OH = a->OH, OW = a->OW;
@@ -258,21 +233,39 @@ static void areaw_bwd_plane(const struct rs_args *a, size_t pl, int tid)
 	}
 }
 
-void lvd_resample_areaw_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H, int W,
-				int OH, int OW, double ext_h, double step_h, double ext_w, double step_w)
+/* Both directions: the two axes' weights in the workspace, then plane by plane; the
+ * forward needs an [OH, W] float row-pass buffer per thread, the backward a W-long
+ * double row. */
+static void areaw_run(struct lvd_ctx *ctx, const char *op, int bwd, float *out, const float *inp, int B, int C,
+		      int H, int W, int OH, int OW, double ext_h, double step_h, double ext_w, double step_w)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_areaw_bwd");
-	CHECK_SHAPE("lvd_resample_areaw_bwd", B, C, H, W, OH, OW);
-	CHECK_AREAW("lvd_resample_areaw_bwd");
+	LVD_CTX_NEED_CPU(ctx, op);
+	CHECK_SHAPE(op, B, C, H, W, OH, OW);
+	CHECK_AREAW(op);
 	size_t mk = lvd_ctx_mark(ctx);
 	struct axis ay, ax;
 	axis_build(ctx, &ay, H, OH, ext_h, step_h);
 	axis_build(ctx, &ax, W, OW, ext_w, step_w);
-	struct rs_args a = {.plane = areaw_bwd_plane, .out = dinp, .inp = dout, .H = H, .W = W, .OH = OH, .OW = OW,
-			    .ay = &ay, .ax = &ax};
-	a.dt = lvd_ctx_take(ctx, (size_t)rs_threads(ctx) * W * sizeof(double));
-	rs_run(ctx, &a, (size_t)B * C);
+	struct rs_args a = {.plane = bwd ? areaw_bwd_plane : areaw_fwd_plane, .out = out, .inp = inp, .H = H,
+			    .W = W, .OH = OH, .OW = OW, .ay = &ay, .ax = &ax};
+	if (bwd)
+		a.dt = lvd_ctx_take(ctx, (size_t)lvd_ops_threads(ctx) * W * sizeof(double));
+	else
+		a.tmp = lvd_ctx_takef(ctx, (size_t)lvd_ops_threads(ctx) * OH * W);
+	lvd_ops_run(ctx, (size_t)B * C, rs_chunk, &a);
 	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_resample_areaw_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
+				int OH, int OW, double ext_h, double step_h, double ext_w, double step_w)
+{
+	areaw_run(ctx, "lvd_resample_areaw_fwd", 0, out, inp, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
+}
+
+void lvd_resample_areaw_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H, int W,
+				int OH, int OW, double ext_h, double step_h, double ext_w, double step_w)
+{
+	areaw_run(ctx, "lvd_resample_areaw_bwd", 1, dinp, dout, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
 }
 
 /* ---- bilinear (torch upsample_bilinear2d) ----------------------------------------- */
@@ -330,11 +323,7 @@ static void bil_fwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_bilinear_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
 				   int W, int OH, int OW, int align_corners)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_bilinear_fwd");
-	CHECK_SHAPE("lvd_resample_bilinear_fwd", B, C, H, W, OH, OW);
-	struct rs_args a = {.plane = bil_fwd_plane, .out = out, .inp = inp, .H = H, .W = W, .OH = OH, .OW = OW,
-			    .align_corners = align_corners};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_bilinear_fwd", bil_fwd_plane, out, inp, B, C, H, W, OH, OW, align_corners);
 }
 
 static void bil_bwd_plane(const struct rs_args *a, size_t pl, int tid)
@@ -363,11 +352,7 @@ static void bil_bwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_bilinear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				   int W, int OH, int OW, int align_corners)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_bilinear_bwd");
-	CHECK_SHAPE("lvd_resample_bilinear_bwd", B, C, H, W, OH, OW);
-	struct rs_args a = {.plane = bil_bwd_plane, .out = dinp, .inp = dout, .H = H, .W = W, .OH = OH, .OW = OW,
-			    .align_corners = align_corners};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_bilinear_bwd", bil_bwd_plane, dinp, dout, B, C, H, W, OH, OW, align_corners);
 }
 
 /* ---- nearest ×2 ------------------------------------------------------------------ */
@@ -388,10 +373,7 @@ static void near_fwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_nearest2x_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
 				    int W)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_nearest2x_fwd");
-	CHECK_SHAPE("lvd_resample_nearest2x_fwd", B, C, H, W, 2 * H, 2 * W);
-	struct rs_args a = {.plane = near_fwd_plane, .out = out, .inp = inp, .H = H, .W = W};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_nearest2x_fwd", near_fwd_plane, out, inp, B, C, H, W, 2 * H, 2 * W, 0);
 }
 
 static void near_bwd_plane(const struct rs_args *a, size_t pl, int tid)
@@ -409,8 +391,5 @@ static void near_bwd_plane(const struct rs_args *a, size_t pl, int tid)
 void lvd_resample_nearest2x_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				    int W)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_resample_nearest2x_bwd");
-	CHECK_SHAPE("lvd_resample_nearest2x_bwd", B, C, H, W, 2 * H, 2 * W);
-	struct rs_args a = {.plane = near_bwd_plane, .out = dinp, .inp = dout, .H = H, .W = W};
-	rs_run(ctx, &a, (size_t)B * C);
+	rs_go(ctx, "lvd_resample_nearest2x_bwd", near_bwd_plane, dinp, dout, B, C, H, W, 2 * H, 2 * W, 0);
 }

@@ -1,6 +1,7 @@
 // lib/nn/ops/softmax.cu — CUDA twins of family softmax (ops/softmax.h): row softmax
 // forward and backward, one block per row of M values.
 #include "nn/ops/cuda_common.cuh"
+#include "nn/ops/softmax.h"
 
 namespace {
 

@@ -3,6 +3,20 @@
 
 #include <math.h>
 
+/* max and Σ exp(l - max) of one row (the log-sum-exp both directions share) */
+static double row_sumexp(const float *l, int V, float *mx_out)
+{
+	float mx = l[0];
+	for (int j = 1; j < V; j++)
+		if (l[j] > mx)
+			mx = l[j];
+	double s = 0;
+	for (int j = 0; j < V; j++)
+		s += exp((double)l[j] - mx);
+	*mx_out = mx;
+	return s;
+}
+
 double lvd_xent_fwd(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_fwd");
@@ -13,13 +27,8 @@ double lvd_xent_fwd(struct lvd_ctx *ctx, int *count, const float *logits, const 
 			continue;
 		LVD_ASSERT(targets[n] >= 0 && targets[n] < V);
 		const float *l = logits + (size_t)n * V;
-		float mx = l[0];
-		for (int j = 1; j < V; j++)
-			if (l[j] > mx)
-				mx = l[j];
-		double s = 0;
-		for (int j = 0; j < V; j++)
-			s += exp((double)l[j] - mx);
+		float mx;
+		double s = row_sumexp(l, V, &mx);
 		total += log(s) + mx - l[targets[n]];
 		cnt++;
 	}
@@ -36,14 +45,8 @@ void lvd_xent_bwd(struct lvd_ctx *ctx, float *dlogits, const float *logits, cons
 			continue;
 		const float *l = logits + (size_t)n * V;
 		float *d = dlogits + (size_t)n * V;
-		float mx = l[0];
-		for (int j = 1; j < V; j++)
-			if (l[j] > mx)
-				mx = l[j];
-		double s = 0;
-		for (int j = 0; j < V; j++)
-			s += exp((double)l[j] - mx);
-		double inv = 1.0 / s;
+		float mx;
+		double inv = 1.0 / row_sumexp(l, V, &mx);
 		for (int j = 0; j < V; j++)
 			d[j] += scale * (float)(exp((double)l[j] - mx) * inv);
 		d[targets[n]] -= scale;

@@ -1,0 +1,11 @@
+/* lib/core/clock.c — monotonic clock (see clock.h). */
+#include "core/clock.h"
+
+#include <time.h>
+
+double lvd_time_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

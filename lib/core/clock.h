@@ -1,0 +1,19 @@
+/* lib/core/clock.h — the one monotonic wall clock of the tree.
+ *
+ * lvd_time_now() returns seconds since an unspecified fixed point (CLOCK_MONOTONIC):
+ * only differences mean anything. It never goes backwards and ignores changes to the
+ * system time, so it is what timings, rates, ETAs and stage statistics use. No errors
+ * (clock_gettime on CLOCK_MONOTONIC cannot fail on Linux). */
+#ifndef LVD_CORE_CLOCK_H
+#define LVD_CORE_CLOCK_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+double lvd_time_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
