@@ -7,11 +7,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/pool.h"
 #include "io/safetensors.h"
 #include "models/mllama/mllama_internal.h"
-#include "nn/gemm.h"
-#include "nn/lora.h"
+#include "nn/ctx.h"
+#include "nn/ops/lora.h"
 
 /* ---- config ---------------------------------------------------------------------- */
 
@@ -300,8 +299,7 @@ static void new_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
-	mllama_ctx_free(m);
-	lvd_pool_destroy(m->pool);
+	lvd_ctx_destroy(m->own_ctx);
 	lvd_st_close(m->st);
 	free(m->pblock);
 	free(m->gblock);
@@ -319,7 +317,6 @@ static void free_model(struct lvd_mllama *m)
 	free(m->ablock);
 	free(m->a.vl);
 	free(m->a.tl);
-	free(m->a.bwd);
 	free(m);
 }
 
@@ -432,12 +429,12 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 		return rc;
 	}
 	m->frozen = frozen;
-	m->threads = 1;
-	/* one-thread context whose pool follows lvd_mllama_set_threads */
-	if ((rc = mllama_ctx_init(m, err))) {
+	/* a model-owned one-thread CPU context until set_threads / set_ctx */
+	if ((rc = lvd_ctx_create(&m->own_ctx, NULL, err))) {
 		free_model(m);
 		return rc;
 	}
+	m->ctx = m->own_ctx;
 	cv = (struct carver){ .tab = m->params, .remap = 1 };
 	layout(c, &cv, &m->w);
 	*out = m;
@@ -454,22 +451,24 @@ int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_
 	return load(out, dir, 1, err);
 }
 
+void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx)
+{
+	m->ctx = ctx ? ctx : m->own_ctx;
+}
+
+struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m) { return m->ctx; }
+
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
 {
 	if (n < 1 || n > 1024)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: threads: %d not in [1, 1024]", n);
-	lvd_pool_destroy(m->pool);
-	m->pool = NULL;
-	m->threads = 1;
-	mllama_ctx_pool(m);
-	if (n > 1) {
-		int rc = lvd_pool_create(&m->pool, n, err);
-		if (rc)
-			return rc;
-	}
-	m->threads = n;
-	mllama_ctx_pool(m);
-	lvd_gemm_set_threads(n);
+	struct lvd_ctx *ctx;
+	struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CPU, .threads = n };
+	int rc = lvd_ctx_create(&ctx, &o, err);
+	if (rc)
+		return rc;
+	lvd_ctx_destroy(m->own_ctx);
+	m->own_ctx = m->ctx = ctx;
 	return 0;
 }
 
@@ -586,7 +585,7 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 						L->dB = m->lgrads + (L->B - m->lparams);
 						L->dtype = LVD_F32;
 						LVD_ASSERT((size_t)(L->A - m->lparams) == o);
-						lvd_lora_init_a(L->A, lc->r, in, lc->seed + n);
+						lvd_lora_init_a(m->ctx, L->A, lc->r, in, lc->seed + n);
 						(tower ? m->tsite : m->vsite)[(size_t)l * L_NSITE + s].l = L;
 					} else {
 						mllama_take(NULL, &off, (size_t)lc->r * in);
