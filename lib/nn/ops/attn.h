@@ -1,5 +1,5 @@
 /* lib/nn/ops/attn.h — training attention that keeps no probability matrix (family
- * "attn"): softmax attention with grouped K/V heads and the masks of lvd_tr_attention_*,
+ * "attn"): softmax attention with grouped K/V heads and four masks (below),
  * whose forward saves only two floats per query row and whose backward recomputes the
  * probabilities block by block (flash-style recompute, CPU). Query rows the caller names
  * ("capture rows", per sample) are the exception: their probabilities are returned, and
