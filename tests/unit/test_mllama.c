@@ -577,10 +577,16 @@ static void test_bad_configs(void)
 		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": \"four\"}}",
 		  "text_config.num_hidden_layers", LVD_ERR_INVALID },
 		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": 4, \"cross_attention_layers\": [1, 9]}}",
-		  "cross_attention_layers[1]", LVD_ERR_INVALID },
+		  "cross_attention_layers': element 1 is 9", LVD_ERR_INVALID },
 		{ "{\"vision_config\": {}, \"text_config\": {\"rope_parameters\": {\"rope_type\": \"yarn\"}}}",
 		  "rope type 'yarn'", LVD_ERR_UNSUPPORTED },
 		{ "{\"vision_config\": {}, \"text_config\": {\"rms_norm_eps\": -1}}", "rms_norm_eps", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2, 3]]}, \"text_config\": {}}",
+		  "supported_aspect_ratios': element 1", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2]]}, \"text_config\": {}}",
+		  "supported_aspect_ratios': element 1", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": []}, \"text_config\": {}}",
+		  "supported_aspect_ratios': 0 pairs", LVD_ERR_INVALID },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		REQUIRE(write_file(path, cases[i].json) == 0);
@@ -598,6 +604,14 @@ static void test_bad_configs(void)
 	REQUIRE(lvd_mllama_config_load(&c, path, &err) == 0);
 	CHECK(c.v_hidden == 1280 && c.v_out_dim == 7680 && c.t_hidden == 4096 && c.t_kv_heads == 8);
 	CHECK(c.n_cross == 8 && c.cross_layers[7] == 38 && c.n_embed == 128264 && c.image_token_index == 128256);
+	int want[LVD_MLLAMA_MAX_LIST][2];
+	CHECK(c.n_aspect == lvd_mllama_aspect_ratios(4, want) && c.n_aspect == 8 &&
+	      memcmp(c.aspect, want, sizeof(int) * 2 * 8) == 0);
+	/* supported_aspect_ratios from the file wins over the computed list (issue #12) */
+	REQUIRE(write_file(path, "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2, 1], [1, 2]]}, "
+			   "\"text_config\": {}}") == 0);
+	REQUIRE(lvd_mllama_config_load(&c, path, &err) == 0);
+	CHECK(c.n_aspect == 3 && c.aspect[1][0] == 2 && c.aspect[1][1] == 1 && c.aspect[2][0] == 1 && c.aspect[2][1] == 2);
 	unlink(path);
 	rmdir(dir);
 }

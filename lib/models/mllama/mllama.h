@@ -46,8 +46,10 @@ struct lvd_mllama_config {
 	int pad_token_id;                             /* embedding padding_idx (no gradient); -1 if none */
 };
 
-/* Reads config.json (an HF MllamaConfig; both rope_scaling and rope_parameters forms).
- * Errors name the file and the field. */
+/* Reads config.json (an HF MllamaConfig; both rope_scaling and rope_parameters forms;
+ * vision_config.supported_aspect_ratios when present, else the list of
+ * lvd_mllama_aspect_ratios(max_num_tiles)) through lib/io/json.h. Errors name the file and
+ * the field. */
 int lvd_mllama_config_load(struct lvd_mllama_config *cfg, const char *path, struct lvd_error *err);
 
 /* One named parameter: canonical name = the on-disk v4.45 name
@@ -220,6 +222,12 @@ struct lvd_mllama_image_cfg {
 	int max_tiles;
 	float mean[3], std[3];    /* after rescale 1/255 */
 };
+/* The supported canvases (tiles_high, tiles_wide) for max_tiles in [1, 16] (asserted), in
+ * HF order (for a in 1..max, for b in 1..max, a·b <= max); the aspect_ratio_id of
+ * out[i] is i + 1. out must hold LVD_MLLAMA_MAX_LIST pairs (16 tiles give 50). Returns
+ * the count. The one copy of this list (config loading, the image processor, the
+ * Lavender geometry). */
+int lvd_mllama_aspect_ratios(int max_tiles, int (*out)[2]);
 /* CLIP mean/std, tile 560, 4 tiles (the released checkpoints' preprocessor_config). */
 void lvd_mllama_image_cfg_default(struct lvd_mllama_image_cfg *c);
 /* Picks the canvas (tiles_high, tiles_wide) and the resized size for an h×w image. */
