@@ -723,12 +723,53 @@ static void test_lora_dropout_fd(void)
 	gold_close(&g);
 }
 
+/* a borrowed context (lvd_mllama_set_ctx): every op runs on it (plain CPU paths, three
+ * threads here), the backward scratch comes from its workspace, NULL returns to the
+ * model's own one; logits agree with the own context's (fast paths, one thread) */
+static void test_borrowed_ctx(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	struct lvd_ctx *own = lvd_mllama_ctx(m), *ctx = NULL;
+	struct lvd_ctx_opts o = { .threads = 3, .cpu_plain = 1, .ws_bytes = (size_t)1 << 30 };
+	REQUIRE(own && lvd_ctx_create(&ctx, &o, &err) == 0);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	size_t nl = (size_t)g.B * g.T * lvd_mllama_cfg(m)->vocab;
+	float *ref = malloc(sizeof(float) * nl);
+	REQUIRE(ref);
+	memcpy(ref, lvd_mllama_logits(m), sizeof(float) * nl);
+	double loss = lvd_mllama_loss(m);
+	lvd_mllama_set_ctx(m, ctx);
+	CHECK(lvd_mllama_ctx(m) == ctx);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	/* plain vs fast CPU paths (expf vs the AVX2 exp, summation orders) on O(1) logits */
+	CHECK_CLOSE("logits on a borrowed plain ctx", lvd_mllama_logits(m), ref, nl, 1e-4, 1e-4);
+	CHECK_NEAR(lvd_mllama_loss(m), loss, 1e-5);
+	lvd_ctx_ws_reset_peak(ctx);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	struct lvd_mllama_mem mem;
+	lvd_mllama_mem_used(m, &mem);
+	CHECKF(mem.scratch > 0 && lvd_ctx_ws_peak(ctx) >= mem.scratch, "ws peak %zu < backward scratch %zu",
+	       lvd_ctx_ws_peak(ctx), mem.scratch);
+	lvd_mllama_set_ctx(m, NULL);
+	CHECK(lvd_mllama_ctx(m) == own);
+	lvd_mllama_free(m);
+	lvd_ctx_destroy(ctx); /* borrowed: the model did not free it */
+	free(ref);
+	gold_close(&g);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
 		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
-		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), { 0 },
+		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }
