@@ -68,16 +68,7 @@ out:
 int lvd_geom_aspects(int max_tiles, int aspects[][2])
 {
 	LVD_ASSERT(max_tiles >= 1 && max_tiles <= LVD_GEOM_MAX_TILES);
-	int n = 0;
-	for (int a = 1; a <= max_tiles; a++)
-		for (int b = 1; b <= max_tiles; b++)
-			if (a * b <= max_tiles) {
-				LVD_ASSERT(n < LVD_GEOM_MAX_ASPECTS);
-				aspects[n][0] = a;
-				aspects[n][1] = b;
-				n++;
-			}
-	return n;
+	return lvd_mllama_aspect_ratios(max_tiles, aspects);
 }
 
 int lvd_geom_layout(struct lvd_geom *g, const struct lvd_geom_cfg *cfg, int img_h, int img_w,

@@ -1,6 +1,6 @@
 /* tests/unit/test_attn.c — lib/nn/ops/attn.h (recomputing attention with capture rows)
- * against lvd_tr_attention_fwd/bwd (which keep the full probabilities) for every mask
- * kind, GQA, several query blocks, ragged capture lists and masked rows; its injected-
+ * against a plain oracle here (ref_fwd/ref_bwd: full probabilities, double-precision
+ * GEMMs of lvd_gemm_naive, expf) for every mask kind, GQA, several query blocks, ragged capture lists and masked rows; its injected-
  * gradient path against central finite differences; thread-count invariance. */
 #include <float.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "nn/ctx.h"
 #include "nn/ops/attn.h"
-#include "nn/train_ops.h"
+#include "nn/ops/gemm.h"
 
 static unsigned long long rng = 88172645463325252ull;
 static float frand(void)
@@ -34,15 +34,16 @@ struct acase {
 	float *bias, *q, *k, *v, scale;
 };
 
-static struct lvd_ctx *mkctx(int threads)
+static struct lvd_ctx *mkctx_opt(int threads, int plain)
 {
 	struct lvd_ctx *ctx = NULL;
 	struct lvd_error err = { 0 };
-	struct lvd_ctx_opts o = { .threads = threads, .ws_bytes = (size_t)1 << 30 };
+	struct lvd_ctx_opts o = { .threads = threads, .ws_bytes = (size_t)1 << 30, .cpu_plain = plain };
 	if (lvd_ctx_create(&ctx, &o, &err))
 		return NULL;
 	return ctx;
 }
+static struct lvd_ctx *mkctx(int threads) { return mkctx_opt(threads, 0); }
 
 static void setup(struct acase *c)
 {
@@ -79,6 +80,73 @@ static void run_ours(struct lvd_ctx *ctx, const struct acase *c, float *out, flo
 	free(stats);
 }
 
+/* The oracle: softmax(scale·q kᵀ + mask) with the full probabilities P [B, H, Tq, Tk]
+ * kept (masked entries exactly 0; a pad query skips pad keys), out = P v. */
+static void ref_fwd(struct lvd_ctx *ctx, float *out, float *P, const struct acase *c)
+{
+	int B = c->B, Tq = c->Tq, Tk = c->Tk, H = c->H, KH = c->KH, D = c->D, rep = H / KH;
+	size_t qs = (size_t)H * D, ks = (size_t)KH * D;
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			size_t qo = (size_t)b * Tq * qs + (size_t)h * D, ko = (size_t)b * Tk * ks + (size_t)(h / rep) * D;
+			float *Pb = P + ((size_t)b * H + h) * Tq * Tk;
+			lvd_gemm_naive(ctx, 0, 1, Tq, Tk, D, c->scale, c->q + qo, (int)qs, c->k + ko, (int)ks, 0.0f, Pb, Tk);
+			for (int i = 0; i < Tq; i++) {
+				float *row = Pb + (size_t)i * Tk;
+				if (c->kind == LVD_ATTN_MASK_BIAS)
+					for (int j = 0; j < Tk; j++)
+						row[j] += c->bias[((size_t)b * Tq + i) * Tk + j];
+				int jend = c->kind == LVD_ATTN_MASK_CAUSAL ? i + 1 : Tk;
+				const uint8_t *kpad = c->kind == LVD_ATTN_MASK_PADPAIR && c->pad[(size_t)b * Tq + i]
+							      ? c->pad + (size_t)b * Tk : NULL;
+				float mx = -INFINITY;
+				for (int j = 0; j < jend; j++)
+					if (!(kpad && kpad[j]) && row[j] > mx)
+						mx = row[j];
+				double sum = 0;
+				for (int j = 0; j < jend; j++) {
+					row[j] = kpad && kpad[j] ? 0.0f : expf(row[j] - mx);
+					sum += row[j];
+				}
+				for (int j = jend; j < Tk; j++)
+					row[j] = 0.0f;
+				float inv = (float)(1.0 / sum);
+				for (int j = 0; j < jend; j++)
+					row[j] *= inv;
+			}
+			lvd_gemm_naive(ctx, 0, 0, Tq, D, Tk, 1.0f, Pb, Tk, c->v + ko, (int)ks, 0.0f, out + qo, (int)qs);
+		}
+}
+
+/* Backward of ref_fwd with dP_extra [B, H, Tq, Tk] added to the probabilities' gradient;
+ * accumulates into dq, dk, dv; scratch [Tq·Tk]. */
+static void ref_bwd(struct lvd_ctx *ctx, float *dq, float *dk, float *dv, float *dP, const float *dout,
+		    const float *dP_extra, const float *P, const struct acase *c)
+{
+	int B = c->B, Tq = c->Tq, Tk = c->Tk, H = c->H, KH = c->KH, D = c->D, rep = H / KH;
+	size_t qs = (size_t)H * D, ks = (size_t)KH * D;
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++) {
+			size_t qo = (size_t)b * Tq * qs + (size_t)h * D, ko = (size_t)b * Tk * ks + (size_t)(h / rep) * D;
+			const float *Pb = P + ((size_t)b * H + h) * Tq * Tk, *e = dP_extra + ((size_t)b * H + h) * Tq * Tk;
+			lvd_gemm_naive(ctx, 0, 1, Tq, Tk, D, 1.0f, dout + qo, (int)qs, c->v + ko, (int)ks, 0.0f, dP, Tk);
+			for (size_t i = 0; i < (size_t)Tq * Tk; i++)
+				dP[i] += e[i];
+			lvd_gemm_naive(ctx, 1, 0, Tk, D, Tq, 1.0f, Pb, Tk, dout + qo, (int)qs, 1.0f, dv + ko, (int)ks);
+			for (int i = 0; i < Tq; i++) {
+				const float *pr = Pb + (size_t)i * Tk;
+				float *dr = dP + (size_t)i * Tk;
+				double ds = 0;
+				for (int j = 0; j < Tk; j++)
+					ds += (double)pr[j] * dr[j];
+				for (int j = 0; j < Tk; j++)
+					dr[j] = pr[j] * (dr[j] - (float)ds);
+			}
+			lvd_gemm_naive(ctx, 0, 0, Tq, D, Tk, c->scale, dP, Tk, c->k + ko, (int)ks, 1.0f, dq + qo, (int)qs);
+			lvd_gemm_naive(ctx, 1, 0, Tk, D, Tq, c->scale, dP, Tk, c->q + qo, (int)qs, 1.0f, dk + ko, (int)ks);
+		}
+}
+
 static size_t ncap(const struct acase *c) { return c->off ? (size_t)c->off[c->B] : 0; }
 
 /* compares with the full-probability ops; returns nothing, CHECKs inside */
@@ -88,8 +156,9 @@ static void vs_reference(const char *name, struct acase *c)
 	size_t np = (size_t)c->B * c->H * c->Tq * c->Tk, nc = ncap(c) * c->H * c->Tk;
 	float *out_r = malloc(4 * nq), *P = malloc(4 * np), *dP = calloc(np, 4), *gr = calloc(nq + 2 * nk, 4);
 	float *scr = malloc(sizeof(float) * c->Tq * c->Tk), *dout = rnd(nq, 1), *dcap = rnd(nc + 1, 1);
-	struct lvd_tr_attn_mask tm = { (enum lvd_tr_mask)c->kind, c->pad, c->bias };
-	lvd_tr_attention_fwd(out_r, P, c->q, c->k, c->v, &tm, c->scale, c->B, c->Tq, c->Tk, c->H, c->KH, c->D);
+	struct lvd_ctx *c1 = mkctx(1), *c2 = mkctx(2), *cp = mkctx_opt(1, 1);
+	REQUIRE(c1 && c2 && cp);
+	ref_fwd(c1, out_r, P, c);
 	/* the injected gradient as a full [B, H, Tq, Tk] matrix: dcap on captured rows */
 	float *want_cap = malloc(4 * (nc + 1));
 	for (int b = 0; c->off && b < c->B; b++) {
@@ -102,16 +171,24 @@ static void vs_reference(const char *name, struct acase *c)
 				memcpy(want_cap + src, P + dst, 4 * c->Tk);
 			}
 	}
-	lvd_tr_attention_bwd(gr, gr + nq, gr + nq + nk, scr, dout, dP, P, c->q, c->k, c->v, c->scale, c->B, c->Tq,
-			     c->Tk, c->H, c->KH, c->D);
+	ref_bwd(c1, gr, gr + nq, gr + nq + nk, scr, dout, dP, P, c);
 	float *out = malloc(4 * nq), *cap = malloc(4 * (nc + 1)), *g = malloc(4 * (nq + 2 * nk));
 	float *out2 = malloc(4 * nq), *cap2 = malloc(4 * (nc + 1)), *g2 = malloc(4 * (nq + 2 * nk));
-	struct lvd_ctx *c1 = mkctx(1), *c2 = mkctx(2);
-	REQUIRE(c1 && c2);
 	run_ours(c1, c, out, cap, g, dout, dcap);
 	run_ours(c2, c, out2, cap2, g2, dout, dcap);
 	char w[96];
-	/* fp32 both; exp polynomial (< 2e-7 rel.) vs expf and GEMM blocking orders: ~1e-6 */
+	{ /* the plain path (expf, no AVX2) against the oracle, same tolerances as below */
+		float *o3 = malloc(4 * nq), *c3 = malloc(4 * (nc + 1)), *g3 = malloc(4 * (nq + 2 * nk));
+		run_ours(cp, c, o3, c3, g3, dout, dcap);
+		snprintf(w, sizeof w, "%s plain out", name);
+		CHECK_CLOSE(w, o3, out_r, nq, 2e-6, 2e-6);
+		snprintf(w, sizeof w, "%s plain captured probs", name);
+		CHECK_CLOSE(w, c3, want_cap, nc, 1e-6, 0);
+		snprintf(w, sizeof w, "%s plain dq dk dv", name);
+		CHECK_CLOSE(w, g3, gr, nq + 2 * nk, 1e-5, 1e-5);
+		free(o3), free(c3), free(g3);
+	}
+	/* fp32 vs double GEMMs; the AVX2 exp (~1 ulp) vs expf and GEMM blocking orders: ~1e-6 */
 	snprintf(w, sizeof w, "%s out", name);
 	CHECK_CLOSE(w, out, out_r, nq, 2e-6, 2e-6);
 	snprintf(w, sizeof w, "%s captured probs", name);
@@ -129,7 +206,7 @@ static void vs_reference(const char *name, struct acase *c)
 	CHECKF(zeros_ok, "%s: masked entries of captured rows", name);
 	CHECKF(memcmp(out, out2, 4 * nq) == 0 && memcmp(cap, cap2, 4 * nc) == 0 &&
 		       memcmp(g, g2, 4 * (nq + 2 * nk)) == 0, "%s: 2 threads differ from 1", name);
-	lvd_ctx_destroy(c1), lvd_ctx_destroy(c2);
+	lvd_ctx_destroy(c1), lvd_ctx_destroy(c2), lvd_ctx_destroy(cp);
 	free(out_r), free(P), free(dP), free(gr), free(scr), free(dout), free(dcap), free(want_cap);
 	free(out), free(cap), free(g), free(out2), free(cap2), free(g2);
 }

@@ -577,10 +577,16 @@ static void test_bad_configs(void)
 		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": \"four\"}}",
 		  "text_config.num_hidden_layers", LVD_ERR_INVALID },
 		{ "{\"vision_config\": {}, \"text_config\": {\"num_hidden_layers\": 4, \"cross_attention_layers\": [1, 9]}}",
-		  "cross_attention_layers[1]", LVD_ERR_INVALID },
+		  "cross_attention_layers': element 1 is 9", LVD_ERR_INVALID },
 		{ "{\"vision_config\": {}, \"text_config\": {\"rope_parameters\": {\"rope_type\": \"yarn\"}}}",
 		  "rope type 'yarn'", LVD_ERR_UNSUPPORTED },
 		{ "{\"vision_config\": {}, \"text_config\": {\"rms_norm_eps\": -1}}", "rms_norm_eps", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2, 3]]}, \"text_config\": {}}",
+		  "supported_aspect_ratios': element 1", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2]]}, \"text_config\": {}}",
+		  "supported_aspect_ratios': element 1", LVD_ERR_INVALID },
+		{ "{\"vision_config\": {\"supported_aspect_ratios\": []}, \"text_config\": {}}",
+		  "supported_aspect_ratios': 0 pairs", LVD_ERR_INVALID },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		REQUIRE(write_file(path, cases[i].json) == 0);
@@ -598,6 +604,14 @@ static void test_bad_configs(void)
 	REQUIRE(lvd_mllama_config_load(&c, path, &err) == 0);
 	CHECK(c.v_hidden == 1280 && c.v_out_dim == 7680 && c.t_hidden == 4096 && c.t_kv_heads == 8);
 	CHECK(c.n_cross == 8 && c.cross_layers[7] == 38 && c.n_embed == 128264 && c.image_token_index == 128256);
+	int want[LVD_MLLAMA_MAX_LIST][2];
+	CHECK(c.n_aspect == lvd_mllama_aspect_ratios(4, want) && c.n_aspect == 8 &&
+	      memcmp(c.aspect, want, sizeof(int) * 2 * 8) == 0);
+	/* supported_aspect_ratios from the file wins over the computed list (issue #12) */
+	REQUIRE(write_file(path, "{\"vision_config\": {\"supported_aspect_ratios\": [[1, 1], [2, 1], [1, 2]]}, "
+			   "\"text_config\": {}}") == 0);
+	REQUIRE(lvd_mllama_config_load(&c, path, &err) == 0);
+	CHECK(c.n_aspect == 3 && c.aspect[1][0] == 2 && c.aspect[1][1] == 1 && c.aspect[2][0] == 1 && c.aspect[2][1] == 2);
 	unlink(path);
 	rmdir(dir);
 }
@@ -709,12 +723,53 @@ static void test_lora_dropout_fd(void)
 	gold_close(&g);
 }
 
+/* a borrowed context (lvd_mllama_set_ctx): every op runs on it (plain CPU paths, three
+ * threads here), the backward scratch comes from its workspace, NULL returns to the
+ * model's own one; logits agree with the own context's (fast paths, one thread) */
+static void test_borrowed_ctx(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	struct lvd_ctx *own = lvd_mllama_ctx(m), *ctx = NULL;
+	struct lvd_ctx_opts o = { .threads = 3, .cpu_plain = 1, .ws_bytes = (size_t)1 << 30 };
+	REQUIRE(own && lvd_ctx_create(&ctx, &o, &err) == 0);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	size_t nl = (size_t)g.B * g.T * lvd_mllama_cfg(m)->vocab;
+	float *ref = malloc(sizeof(float) * nl);
+	REQUIRE(ref);
+	memcpy(ref, lvd_mllama_logits(m), sizeof(float) * nl);
+	double loss = lvd_mllama_loss(m);
+	lvd_mllama_set_ctx(m, ctx);
+	CHECK(lvd_mllama_ctx(m) == ctx);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	/* plain vs fast CPU paths (expf vs the AVX2 exp, summation orders) on O(1) logits */
+	CHECK_CLOSE("logits on a borrowed plain ctx", lvd_mllama_logits(m), ref, nl, 1e-4, 1e-4);
+	CHECK_NEAR(lvd_mllama_loss(m), loss, 1e-5);
+	lvd_ctx_ws_reset_peak(ctx);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	struct lvd_mllama_mem mem;
+	lvd_mllama_mem_used(m, &mem);
+	CHECKF(mem.scratch > 0 && lvd_ctx_ws_peak(ctx) >= mem.scratch, "ws peak %zu < backward scratch %zu",
+	       lvd_ctx_ws_peak(ctx), mem.scratch);
+	lvd_mllama_set_ctx(m, NULL);
+	CHECK(lvd_mllama_ctx(m) == own);
+	lvd_mllama_free(m);
+	lvd_ctx_destroy(ctx); /* borrowed: the model did not free it */
+	free(ref);
+	gold_close(&g);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
 		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
-		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), { 0 },
+		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }

@@ -1,16 +1,17 @@
 /* tests/unit/test_train_ops.c — every backward of the op families (lib/nn/ops/norm.h,
- * act.h, softmax.h, gemm.h, embed.h, xent.h, lora.h) and of the training attention still
- * in lib/nn/train_ops.h, against central finite differences of its forward
- * (loss = Σ out ⊙ R, R fixed random). Ops run on a one-thread CPU context X. */
+ * act.h, softmax.h, gemm.h, embed.h, xent.h, lora.h) and of the training attention
+ * (lib/nn/ops/attn.h, every row captured so the injected probability gradient is
+ * covered too), against central finite differences of its forward (loss = Σ out ⊙ R,
+ * R fixed random). Ops run on a one-thread CPU context X. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
-#include "core/pool.h"
 #include "nn/ctx.h"
 #include "nn/ops/act.h"
+#include "nn/ops/attn.h"
 #include "nn/ops/elem.h"
 #include "nn/ops/embed.h"
 #include "nn/ops/gemm.h"
@@ -18,7 +19,6 @@
 #include "nn/ops/norm.h"
 #include "nn/ops/softmax.h"
 #include "nn/ops/xent.h"
-#include "nn/train_ops.h"
 
 static struct lvd_ctx *X;
 
@@ -172,97 +172,57 @@ static void test_rope(void)
 	free(x), free(y);
 }
 
-enum { AB = 2, TQ = 4, TK = 6, AH = 4, AKH = 2, AD = 3 };
+enum { AB = 2, TQ = 4, TK = 6, AD = 3 };
+static const int att_rows[AB * TQ] = { 0, 1, 2, 3, 0, 1, 2, 3 };
+static const int att_off[AB + 1] = { 0, TQ, 2 * TQ };
 struct att_ctx {
-	float *q, *k, *v, *probs, *R2;
-	struct lvd_tr_attn_mask mask;
-	int tk;
+	float *q, *k, *v, *stats;
+	struct lvd_attn_mask mask;
+	int tk, h, kh;
 };
-/* out = [attention out | probs ⊙ 1] so R covers both (tests gradient injection) */
+/* out = [attention out | probabilities of every row, [B, H, TQ, tk]] so R covers both
+ * (tests the injected probability gradient) */
 static void att_f(float *out, void *p)
 {
 	struct att_ctx *c = p;
-	lvd_tr_attention_fwd(out, c->probs, c->q, c->k, c->v, &c->mask, 0.7f, AB, TQ, c->tk, AH, AKH, AD);
-	memcpy(out + AB * TQ * AH * AD, c->probs, sizeof(float) * AB * AH * TQ * c->tk);
+	struct lvd_attn_capture cp = { att_rows, att_off };
+	lvd_attn_fwd(X, out, c->stats, out + AB * TQ * c->h * AD, c->q, c->k, c->v, &c->mask, &cp, 0.7f, AB, TQ,
+		     c->tk, c->h, c->kh, AD);
 }
 
-static void att_case(const char *name, enum lvd_tr_mask kind, int tk)
+static void att_case(const char *name, enum lvd_attn_mask_kind kind, int tk, int h, int kh)
 {
-	struct att_ctx c = { rnd(AB * TQ * AH * AD, 1), rnd(AB * tk * AKH * AD, 1), rnd(AB * tk * AKH * AD, 1),
-			     malloc(sizeof(float) * AB * AH * TQ * tk), NULL, { kind, NULL, NULL }, tk };
+	struct att_ctx c = { rnd(AB * TQ * h * AD, 1), rnd(AB * tk * kh * AD, 1), rnd(AB * tk * kh * AD, 1),
+			     malloc(sizeof(float) * 2 * AB * h * TQ), { kind, NULL, NULL }, tk, h, kh };
 	uint8_t pad[AB * TQ] = { 0, 0, 1, 1, 0, 1, 0, 1 };
 	float *bias = rnd(AB * TQ * tk, 2);
 	bias[3] = -3.4e38f;
 	c.mask.pad = pad;
 	c.mask.bias = bias;
-	size_t no = AB * TQ * AH * AD, np = (size_t)AB * AH * TQ * tk;
+	size_t no = (size_t)AB * TQ * h * AD, np = (size_t)AB * h * TQ * tk, nk = (size_t)AB * tk * kh * AD;
 	float *R = rnd(no + np, 1), *out = malloc(sizeof(float) * (no + np));
-	float *dq = calloc(no, 4), *dk = calloc(AB * tk * AKH * AD, 4), *dv = calloc(AB * tk * AKH * AD, 4);
-	float *scr = malloc(sizeof(float) * TQ * tk);
+	float *dq = calloc(no, 4), *dk = calloc(nk, 4), *dv = calloc(nk, 4);
 	att_f(out, &c);
-	if (kind == LVD_TR_MASK_CAUSAL)
-		CHECK(c.probs[1] == 0.0f && c.probs[tk] != 0.0f);
-	lvd_tr_attention_bwd(dq, dk, dv, scr, R, R + no, c.probs, c.q, c.k, c.v, 0.7f, AB, TQ, tk, AH, AKH, AD);
+	if (kind == LVD_ATTN_MASK_CAUSAL)
+		CHECK(out[no + 1] == 0.0f && out[no + tk] != 0.0f);
+	struct lvd_attn_capture cp = { att_rows, att_off };
+	lvd_attn_bwd(X, dq, dk, dv, c.stats, R, R + no, c.q, c.k, c.v, &c.mask, &cp, 0.7f, AB, TQ, tk, h, kh, AD);
 	char w[64];
 	snprintf(w, sizeof w, "%s dq", name);
 	fd_check(w, att_f, &c, c.q, dq, no, R, no + np);
 	snprintf(w, sizeof w, "%s dk", name);
-	fd_check(w, att_f, &c, c.k, dk, AB * tk * AKH * AD, R, no + np);
+	fd_check(w, att_f, &c, c.k, dk, nk, R, no + np);
 	snprintf(w, sizeof w, "%s dv", name);
-	fd_check(w, att_f, &c, c.v, dv, AB * tk * AKH * AD, R, no + np);
-	free(c.q), free(c.k), free(c.v), free(c.probs), free(bias), free(R), free(out), free(dq), free(dk), free(dv),
-		free(scr);
+	fd_check(w, att_f, &c, c.v, dv, nk, R, no + np);
+	free(c.q), free(c.k), free(c.v), free(c.stats), free(bias), free(R), free(out), free(dq), free(dk), free(dv);
 }
 
 static void test_attention(void)
 {
-	att_case("plain", LVD_TR_MASK_NONE, TK);
-	att_case("causal", LVD_TR_MASK_CAUSAL, TQ);
-	att_case("padpair", LVD_TR_MASK_PADPAIR, TQ);
-	att_case("bias", LVD_TR_MASK_BIAS, TK);
-}
-
-/* block-form pad-pair attention == the generic masked one (which the fd checks cover) */
-static void test_attention_pp(void)
-{
-	enum { B = 3, T = 9, H = 2, D = 4 };
-	size_t n = (size_t)B * T * H * D, np = (size_t)B * H * T * T;
-	uint8_t pad[B * T] = { 0, 0, 1, 0, 1, 1, 0, 0, 1, /* mixed */ 0, 0, 0, 0, 0, 0, 0, 0, 0, /* none */
-			       1, 1, 1, 1, 1, 1, 1, 1, 1 /* all: uniform rows */ };
-	float *q = rnd(n, 1), *k = rnd(n, 1), *v = rnd(n, 1), *dout = rnd(n, 1);
-	float *o1 = malloc(4 * n), *o2 = malloc(4 * n), *p1 = malloc(4 * np), *p2 = malloc(4 * np);
-	float *g1 = calloc(3 * n, 4), *g2 = calloc(3 * n, 4), *scr = malloc(4 * (np + lvd_tr_attention_pp_scratch(T, H, D, 1)));
-	struct lvd_tr_attn_mask mk = { LVD_TR_MASK_PADPAIR, pad, NULL };
-	lvd_tr_attention_fwd(o1, p1, q, k, v, &mk, 0.7f, B, T, T, H, H, D);
-	lvd_tr_attention_pp_fwd(o2, p2, scr, q, k, v, pad, 0.7f, B, T, H, D, NULL);
-	/* fp32 sums in a different key order: ~1e-7 */
-	CHECK_CLOSE("pp fwd (real rows)", o2, o1, 2 * T * H * D, 1e-5, 1e-5);
-	for (int i = 0; i < T; i++) /* all-pad row b = 2: uniform over all keys -> mean of v */
-		for (int c = 0; c < H * D; c++) {
-			double mean = 0;
-			for (int j = 0; j < T; j++)
-				mean += v[(2 * T + j) * H * D + c] / T;
-			CHECK_NEAR(o2[(2 * T + i) * H * D + c], mean, 1e-5);
-		}
-	lvd_tr_attention_bwd(g1, g1 + n, g1 + 2 * n, scr, dout, NULL, p1, q, k, v, 0.7f, 2, T, T, H, H, D);
-	lvd_tr_attention_pp_bwd(g2, g2 + n, g2 + 2 * n, scr, dout, p2, q, k, v, pad, 0.7f, B, T, H, D, NULL);
-	size_t n2 = (size_t)2 * T * H * D;
-	CHECK_CLOSE("pp dq", g2, g1, n2, 1e-5, 1e-5);
-	CHECK_CLOSE("pp dk", g2 + n, g1 + n, n2, 1e-5, 1e-5);
-	CHECK_CLOSE("pp dv", g2 + 2 * n, g1 + 2 * n, n2, 1e-5, 1e-5);
-	CHECK(g2[n2] == 0.0f && g2[n + n2] == 0.0f); /* uniform rows: no q/k gradient */
-	/* two threads: heads in parallel, bitwise the same */
-	struct lvd_pool *pool;
-	struct lvd_error err = { 0 };
-	REQUIRE(lvd_pool_create(&pool, 2, &err) == 0);
-	float *o3 = malloc(4 * n), *p3 = malloc(4 * np), *g3 = calloc(3 * n, 4);
-	float *scr2 = malloc(4 * lvd_tr_attention_pp_scratch(T, H, D, 2));
-	lvd_tr_attention_pp_fwd(o3, p3, scr2, q, k, v, pad, 0.7f, B, T, H, D, pool);
-	lvd_tr_attention_pp_bwd(g3, g3 + n, g3 + 2 * n, scr2, dout, p3, q, k, v, pad, 0.7f, B, T, H, D, pool);
-	CHECK(memcmp(o3, o2, 4 * n) == 0 && memcmp(g3, g2, 12 * n) == 0);
-	lvd_pool_destroy(pool);
-	free(o3), free(p3), free(g3), free(scr2);
-	free(q), free(k), free(v), free(dout), free(o1), free(o2), free(p1), free(p2), free(g1), free(g2), free(scr);
+	att_case("plain", LVD_ATTN_MASK_NONE, TK, 4, 2);
+	att_case("causal", LVD_ATTN_MASK_CAUSAL, TQ, 4, 2);
+	att_case("padpair", LVD_ATTN_MASK_PADPAIR, TQ, 2, 2);
+	att_case("bias", LVD_ATTN_MASK_BIAS, TK, 4, 2);
 }
 
 static void test_xent(void)
@@ -356,7 +316,7 @@ static void test_embedding_patch(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention), TEST(test_attention_pp),
+		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention),
 		TEST(test_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
 	};
 	struct lvd_error err = {0};

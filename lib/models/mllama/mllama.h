@@ -46,8 +46,10 @@ struct lvd_mllama_config {
 	int pad_token_id;                             /* embedding padding_idx (no gradient); -1 if none */
 };
 
-/* Reads config.json (an HF MllamaConfig; both rope_scaling and rope_parameters forms).
- * Errors name the file and the field. */
+/* Reads config.json (an HF MllamaConfig; both rope_scaling and rope_parameters forms;
+ * vision_config.supported_aspect_ratios when present, else the list of
+ * lvd_mllama_aspect_ratios(max_num_tiles)) through lib/io/json.h. Errors name the file and
+ * the field. */
 int lvd_mllama_config_load(struct lvd_mllama_config *cfg, const char *path, struct lvd_error *err);
 
 /* One named parameter: canonical name = the on-disk v4.45 name
@@ -95,12 +97,19 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
  * lvd_mllama_load. Errors as lvd_mllama_load. */
 int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
-/* Uses n threads (n >= 1; 1 is the default) for the model's own loops and for OpenBLAS
- * (lvd_gemm_set_threads(n): process-wide; the model's execution context borrows the
- * pool, and OpenBLAS runs on one thread inside the attention ops). Results are bitwise independent of n except
- * where OpenBLAS itself varies with its thread count. Errors: LVD_ERR_INVALID (n < 1 or
- * > 1024), those of lvd_pool_create. */
+/* Execution context. Every op of the model runs on one struct lvd_ctx (lib/nn/ctx.h):
+ * its thread pool, BLAS policy and workspace (the backward scratch is taken from the
+ * workspace). At load the model owns a one-thread CPU context.
+ * lvd_mllama_set_ctx: borrow the caller's context (not freed by the model; it must
+ * outlive the model or be replaced first); NULL goes back to the model-owned one.
+ * lvd_mllama_set_threads: convenience for callers without a context: replaces the
+ * model-owned context by one with n CPU threads and uses it. Results are bitwise
+ * independent of the thread count except where a GEMM's split varies with it.
+ * Errors: LVD_ERR_INVALID (n < 1 or > 1024), those of lvd_ctx_create. */
+void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx);
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
+/* The context the model runs on now (borrowed or model-owned). */
+struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m);
 const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
 
 /* Parameter table (stable order); lookup by canonical name (NULL when absent). */
@@ -166,7 +175,8 @@ struct lvd_mllama_batch {
  * included); lora: the LoRA parameter block; grads: the trainable gradients (the LoRA
  * gradient block with LoRA, else full parameter gradients); opt: optimizer state, two
  * fp32 moments per trainable float; acts: activations kept for backward; scratch:
- * backward scratch. (The ctx workspace of the ops comes on top: O(threads·64·S + T·D).) */
+ * backward scratch (taken from the ctx workspace during lvd_mllama_backward). (The ops'
+ * own workspace use comes on top: O(threads·64·S + T·D).) */
 struct lvd_mllama_mem {
 	size_t params, lora, grads, opt, acts, scratch;
 };
@@ -212,6 +222,12 @@ struct lvd_mllama_image_cfg {
 	int max_tiles;
 	float mean[3], std[3];    /* after rescale 1/255 */
 };
+/* The supported canvases (tiles_high, tiles_wide) for max_tiles in [1, 16] (asserted), in
+ * HF order (for a in 1..max, for b in 1..max, a·b <= max); the aspect_ratio_id of
+ * out[i] is i + 1. out must hold LVD_MLLAMA_MAX_LIST pairs (16 tiles give 50). Returns
+ * the count. The one copy of this list (config loading, the image processor, the
+ * Lavender geometry). */
+int lvd_mllama_aspect_ratios(int max_tiles, int (*out)[2]);
 /* CLIP mean/std, tile 560, 4 tiles (the released checkpoints' preprocessor_config). */
 void lvd_mllama_image_cfg_default(struct lvd_mllama_image_cfg *c);
 /* Picks the canvas (tiles_high, tiles_wide) and the resized size for an h×w image. */

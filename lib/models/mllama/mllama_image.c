@@ -21,9 +21,9 @@ void lvd_mllama_image_cfg_default(struct lvd_mllama_image_cfg *c)
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* (tiles_high, tiles_wide) pairs in HF order: for a in 1..n, for b in 1..n, a·b <= n */
-static int aspect_list(int max_tiles, int (*out)[2])
+int lvd_mllama_aspect_ratios(int max_tiles, int (*out)[2])
 {
+	LVD_ASSERT(max_tiles >= 1 && max_tiles <= 16);
 	int n = 0;
 	for (int a = 1; a <= max_tiles; a++)
 		for (int b = 1; b <= max_tiles; b++)
@@ -39,7 +39,7 @@ void lvd_mllama_image_canvas(const struct lvd_mllama_image_cfg *c, int h, int w,
 			     int *new_w)
 {
 	int list[64][2];
-	int n = aspect_list(c->max_tiles < 8 ? c->max_tiles : 8, list);
+	int n = lvd_mllama_aspect_ratios(c->max_tiles < 8 ? c->max_tiles : 8, list);
 	/* HF get_optimal_tiled_canvas: scale = min(canvas_h/h, canvas_w/w); smallest scale >= 1
 	 * if any upscaling exists, else the largest; ties -> smallest area */
 	double best_up = INFINITY, best_down = -INFINITY;
@@ -111,7 +111,7 @@ int lvd_mllama_image_process(float *pixels, int *aspect_ratio_id, int *mask, int
 	}
 	lvd_image_free(&rs);
 	int list[64][2];
-	int n = aspect_list(c->max_tiles, list);
+	int n = lvd_mllama_aspect_ratios(c->max_tiles, list);
 	*aspect_ratio_id = 0;
 	for (int i = 0; i < n; i++)
 		if (list[i][0] == th && list[i][1] == tw)

@@ -1,8 +1,9 @@
 /* lib/models/mllama/mllama_internal.h — the model struct shared by the mllama sources
  * (not a public header). Call graph: mllama_model.c (batch, mask, loss, order) calls the
  * two towers mllama_vision.c and mllama_text.c, which are leaves; both use the LoRA
- * linear of mllama_lora.c and the threading glue of mllama_par.c; mllama_load.c holds
- * configuration, parameters, LoRA setup and saving. */
+ * linear of mllama_lora.c; every computation is an op of lib/nn/ops on the model's
+ * execution context m->ctx; mllama_load.c holds configuration, parameters, the context,
+ * LoRA setup and saving. */
 #ifndef LVD_MODELS_MLLAMA_INTERNAL_H
 #define LVD_MODELS_MLLAMA_INTERNAL_H
 
@@ -51,8 +52,7 @@ struct mllama_acts {
 	int *cap_rows, *cap_off;     /* copies of the batch's capture lists (cap_off NULL: none) */
 	size_t ncap;                 /* capture rows in all */
 	struct tlayer_a *tl;
-	/* backward scratch */
-	float *bwd;
+	/* floats of backward scratch the largest backward so far took from the ctx workspace */
 	size_t bwd_len;
 };
 
@@ -60,17 +60,14 @@ struct mllama_lora_site {
 	struct lvd_mllama_lora *l;   /* NULL when the site carries no adapter */
 };
 
-struct lvd_pool;
 struct lvd_st;
-struct lvd_ctx;
 
 struct lvd_mllama {
 	struct lvd_mllama_config c;
 	struct lvd_st *st;           /* kept open by lvd_mllama_load_frozen (weights point into it) */
 	int frozen;
-	struct lvd_pool *pool;       /* NULL: one thread */
-	int threads;
-	struct lvd_ctx *ctx;         /* for lib/nn/ops (borrows pool; phase 2: borrowed from the caller) */
+	struct lvd_ctx *ctx;         /* the context every op runs on: own_ctx or borrowed (lvd_mllama_set_ctx) */
+	struct lvd_ctx *own_ctx;     /* model-owned (lvd_mllama_set_threads; one thread at load) */
 	float *pblock, *gblock;
 	size_t ptotal;
 	struct mllama_w w, g;        /* pointers into pblock / gblock (g all NULL without grads) */
@@ -103,7 +100,8 @@ struct lvd_mllama {
 /* vision (mllama_vision.c) */
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_vision_fwd(struct lvd_mllama *m);
-/* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch from base */
+/* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch (mllama_vision_bwd_scratch
+ * floats) from the ctx workspace */
 void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
 
@@ -118,43 +116,10 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 /* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
 		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t site_seed);
-void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, float *scratch, const float *dout,
-		    const float *x, const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l,
-		    int N, int IC, int OC, uint64_t site_seed);
+void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, const float *dout, const float *x,
+		    const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l, int N, int IC, int OC,
+		    uint64_t site_seed);
 int mllama_train_base(const struct lvd_mllama *m);
-
-/* the model's execution context (mllama_par.c; lib/nn/ctx.h and lib/io/safetensors.h
- * both define enum lvd_dtype, so mllama_load.c cannot include ctx.h): create (one
- * thread), destroy, and make it borrow m->pool / m->threads */
-int mllama_ctx_init(struct lvd_mllama *m, struct lvd_error *err);
-void mllama_ctx_free(struct lvd_mllama *m);
-void mllama_ctx_pool(struct lvd_mllama *m);
-
-/* lib/nn/ops/attn.h on the model's context, OpenBLAS on one thread meanwhile (mllama_par.c) */
-struct lvd_attn_mask;
-struct lvd_attn_capture;
-void mllama_attn_fwd(struct lvd_mllama *m, float *out, float *stats, float *probs_cap, const float *q,
-		     const float *k, const float *v, const struct lvd_attn_mask *mask,
-		     const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH, int D);
-void mllama_attn_bwd(struct lvd_mllama *m, float *dq, float *dk, float *dv, const float *stats, const float *dout,
-		     const float *dprobs_cap, const float *q, const float *k, const float *v,
-		     const struct lvd_attn_mask *mask, const struct lvd_attn_capture *cap, float scale, int B,
-		     int Tq, int Tk, int H, int KH, int D);
-
-/* train_ops ops split over the model's pool (mllama_par.c); same arguments */
-void mllama_gelu_fwd(const struct lvd_mllama *m, float *out, const float *inp, size_t n);
-void mllama_gelu_bwd(const struct lvd_mllama *m, float *dinp, const float *dout, const float *inp, size_t n);
-void mllama_swiglu_fwd(const struct lvd_mllama *m, float *out, const float *gate, const float *up, size_t n);
-void mllama_swiglu_bwd(const struct lvd_mllama *m, float *dgate, float *dup, const float *dout, const float *gate,
-		       const float *up, size_t n);
-void mllama_layernorm_fwd(const struct lvd_mllama *m, float *out, float *mean, float *rstd, const float *inp,
-			  const float *w, const float *b, int N, int C, float eps);
-void mllama_layernorm_bwd(const struct lvd_mllama *m, float *dinp, float *dw, float *db, const float *dout,
-			  const float *inp, const float *w, const float *mean, const float *rstd, int N, int C);
-void mllama_rmsnorm_fwd(const struct lvd_mllama *m, float *out, float *rstd, const float *inp, const float *w, int N,
-			int C, float eps);
-void mllama_rmsnorm_bwd(const struct lvd_mllama *m, float *dinp, float *dw, const float *dout, const float *inp,
-			const float *w, const float *rstd, int N, int C);
 
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mllama_take(float *base, size_t *off, size_t n)

@@ -1,175 +1,179 @@
 /* lib/models/mllama/mllama_load.c — mllama config.json, parameter layout, weight
  * loading from HF safetensors (both key schemes), gradients and LoRA set-up. */
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/pool.h"
+#include "io/fileutil.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "models/mllama/mllama_internal.h"
-#include "nn/gemm.h"
-#include "nn/lora.h"
+#include "nn/ctx.h"
+#include "nn/ops/lora.h"
 
 /* ---- config ---------------------------------------------------------------------- */
 
-static int get_int(const json_t *o, const char *key, int def, int lo, int hi, int *out,
-		   const char *path, const char *sec, struct lvd_error *err)
+/* a positive finite number or the default (the caller's check after lvd_json_get_double_or) */
+static int get_pos(const struct lvd_json *o, const char *key, double def, double *out, struct lvd_error *err)
 {
-	const json_t *v = o ? json_object_get(o, key) : NULL;
-	if (!v || json_is_null(v)) {
-		*out = def;
-		return 0;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected an integer in [%d, %d]",
-				     path, sec, key, lo, hi);
-	*out = (int)json_integer_value(v);
+	int rc = lvd_json_get_double_or(o, key, def, out, err);
+	if (rc)
+		return rc;
+	if (!(*out > 0) || !isfinite(*out))
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s%s%s': expected a positive number", o->file,
+				     o->where, o->where[0] ? "." : "", key);
 	return 0;
 }
 
-static int get_num(const json_t *o, const char *key, double def, double *out, const char *path,
-		   const char *sec, struct lvd_error *err)
+/* a list of integers in [0, hi) or the default list */
+static int get_list(const struct lvd_json *o, const char *key, const int *def, int ndef, int *out, int *n, int hi,
+		    struct lvd_error *err)
 {
-	const json_t *v = o ? json_object_get(o, key) : NULL;
-	if (!v || json_is_null(v)) {
-		*out = def;
-		return 0;
-	}
-	if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected a positive number", path, sec, key);
-	*out = json_number_value(v);
-	return 0;
-}
-
-static int get_list(const json_t *o, const char *key, const int *def, int ndef, int *out, int *n,
-		    int hi, const char *path, const char *sec, struct lvd_error *err)
-{
-	const json_t *v = o ? json_object_get(o, key) : NULL;
-	if (!v || json_is_null(v)) {
+	if (!lvd_json_has(o, key)) {
 		memcpy(out, def, sizeof(int) * ndef);
 		*n = ndef;
 		return 0;
 	}
-	if (!json_is_array(v) || json_array_size(v) > LVD_MLLAMA_MAX_LIST)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s: expected a list of at most %d integers",
-				     path, sec, key, LVD_MLLAMA_MAX_LIST);
-	*n = (int)json_array_size(v);
-	for (int i = 0; i < *n; i++) {
-		const json_t *e = json_array_get(v, i);
-		if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= hi)
-			return lvd_error_set(err, LVD_ERR_INVALID, "%s: %s.%s[%d]: expected an integer in [0, %d)",
-					     path, sec, key, i, hi);
-		out[i] = (int)json_integer_value(e);
+	size_t k = 0;
+	int rc = lvd_json_get_i32_array(o, key, 0, hi - 1, out, LVD_MLLAMA_MAX_LIST, &k, err);
+	*n = (int)k;
+	return rc;
+}
+
+/* vision_config.supported_aspect_ratios when present ([[tiles_high, tiles_wide], ...], each
+ * product <= max_num_tiles), else the list computed from max_num_tiles */
+static int get_aspects(const struct lvd_json *v, struct lvd_mllama_config *c, struct lvd_error *err)
+{
+	if (!lvd_json_has(v, "supported_aspect_ratios")) {
+		c->n_aspect = lvd_mllama_aspect_ratios(c->v_max_tiles, c->aspect);
+		return 0;
 	}
+	json_t *arr;
+	int rc = lvd_json_get_array(v, "supported_aspect_ratios", &arr, err);
+	if (rc)
+		return rc;
+	size_t n = json_array_size(arr);
+	if (n < 1 || n > LVD_MLLAMA_MAX_LIST)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s.supported_aspect_ratios': %zu pairs, 1 to %d "
+				     "expected", v->file, v->where, n, LVD_MLLAMA_MAX_LIST);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(arr, i), *a = json_array_get(e, 0), *b = json_array_get(e, 1);
+		if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_integer(a) || !json_is_integer(b) ||
+		    json_integer_value(a) < 1 || json_integer_value(b) < 1 ||
+		    json_integer_value(a) * json_integer_value(b) > c->v_max_tiles)
+			return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s.supported_aspect_ratios': element %zu: "
+					     "expected [tiles_high, tiles_wide], positive integers with a product <= "
+					     "max_num_tiles (%d)", v->file, v->where, i, c->v_max_tiles);
+		c->aspect[i][0] = (int)json_integer_value(a);
+		c->aspect[i][1] = (int)json_integer_value(b);
+	}
+	c->n_aspect = (int)n;
 	return 0;
 }
 
 int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct lvd_error *err)
 {
-	json_error_t je;
-	json_t *root = json_load_file(path, 0, &je);
-	if (!root)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
+	struct lvd_json doc = { 0 }, v = { 0 }, t = { 0 }, rp = { 0 };
 	memset(c, 0, sizeof *c);
-	int rc = LVD_ERR_INVALID;
-	const json_t *v = json_object_get(root, "vision_config"), *t = json_object_get(root, "text_config");
-	if (!json_is_object(v) || !json_is_object(t)) {
-		lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config and text_config objects are required", path);
+	int rc = lvd_json_load(&doc, path, err);
+	if (rc)
+		return rc;
+	if (!lvd_json_has(&doc, "vision_config") || !lvd_json_has(&doc, "text_config")) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config and text_config objects are required", path);
 		goto out;
 	}
-	const json_t *mt = json_object_get(root, "model_type");
-	if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "mllama") != 0)) {
+	const char *mt;
+	if ((rc = lvd_json_object(&doc, "vision_config", &v, err)) || (rc = lvd_json_object(&doc, "text_config", &t, err)) ||
+	    (rc = lvd_json_get_string_or(&doc, "model_type", "mllama", &mt, err)))
+		goto out;
+	if (strcmp(mt, "mllama") != 0) {
 		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: model_type: expected \"mllama\"", path);
 		goto out;
 	}
 	static const int def_inter[] = { 3, 7, 15, 23, 30 };
 	static const int def_cross[] = { 3, 8, 13, 18, 23, 28, 33, 38 };
 	const int BIG = 1 << 24;
-	double eps, d;
-	if (get_int(v, "hidden_size", 1280, 1, 65536, &c->v_hidden, path, "vision_config", err) ||
-	    get_int(v, "attention_heads", 16, 1, 1024, &c->v_heads, path, "vision_config", err) ||
-	    get_int(v, "intermediate_size", 5120, 1, BIG, &c->v_inter, path, "vision_config", err) ||
-	    get_int(v, "num_hidden_layers", 32, 1, 1024, &c->v_layers, path, "vision_config", err) ||
-	    get_int(v, "num_global_layers", 8, 0, 1024, &c->v_global_layers, path, "vision_config", err) ||
-	    get_int(v, "image_size", 448, 1, 16384, &c->v_image_size, path, "vision_config", err) ||
-	    get_int(v, "patch_size", 14, 1, 1024, &c->v_patch, path, "vision_config", err) ||
-	    get_int(v, "max_num_tiles", 4, 1, 16, &c->v_max_tiles, path, "vision_config", err) ||
-	    get_int(v, "num_channels", 3, 3, 3, &c->v_channels, path, "vision_config", err) ||
-	    get_int(v, "vision_output_dim", 7680, 1, BIG, &c->v_out_dim, path, "vision_config", err) ||
-	    get_list(v, "intermediate_layers_indices", def_inter, 5, c->v_inter_idx, &c->v_n_inter, c->v_layers,
-		     path, "vision_config", err) ||
-	    get_num(v, "norm_eps", 1e-5, &eps, path, "vision_config", err))
+	double eps;
+	if ((rc = lvd_json_get_i32_or(&v, "hidden_size", 1280, 1, 65536, &c->v_hidden, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "attention_heads", 16, 1, 1024, &c->v_heads, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "intermediate_size", 5120, 1, BIG, &c->v_inter, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "num_hidden_layers", 32, 1, 1024, &c->v_layers, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "num_global_layers", 8, 0, 1024, &c->v_global_layers, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "image_size", 448, 1, 16384, &c->v_image_size, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "patch_size", 14, 1, 1024, &c->v_patch, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "max_num_tiles", 4, 1, 16, &c->v_max_tiles, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "num_channels", 3, 3, 3, &c->v_channels, err)) ||
+	    (rc = lvd_json_get_i32_or(&v, "vision_output_dim", 7680, 1, BIG, &c->v_out_dim, err)) ||
+	    (rc = get_list(&v, "intermediate_layers_indices", def_inter, 5, c->v_inter_idx, &c->v_n_inter, c->v_layers,
+			   err)) ||
+	    (rc = get_pos(&v, "norm_eps", 1e-5, &eps, err)))
 		goto out;
 	c->v_eps = (float)eps;
 	if (c->v_hidden % c->v_heads || c->v_image_size % c->v_patch ||
 	    c->v_out_dim != c->v_hidden * (1 + c->v_n_inter)) {
-		lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config: inconsistent sizes (hidden_size %% attention_heads, "
-			      "image_size %% patch_size, vision_output_dim = hidden_size * (1 + #intermediate layers))", path);
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: vision_config: inconsistent sizes (hidden_size %% "
+				   "attention_heads, image_size %% patch_size, vision_output_dim = hidden_size * (1 + "
+				   "#intermediate layers))", path);
 		goto out;
 	}
-	/* supported aspect ratios: (w, h) loops as HF, product <= max tiles */
-	c->n_aspect = 0;
-	for (int a = 1; a <= c->v_max_tiles; a++)
-		for (int b = 1; b <= c->v_max_tiles; b++)
-			if (a * b <= c->v_max_tiles && c->n_aspect < LVD_MLLAMA_MAX_LIST) {
-				c->aspect[c->n_aspect][0] = a;
-				c->aspect[c->n_aspect][1] = b;
-				c->n_aspect++;
-			}
-	if (get_int(t, "vocab_size", 128256, 1, BIG, &c->vocab, path, "text_config", err) ||
-	    get_int(t, "hidden_size", 4096, 1, 65536, &c->t_hidden, path, "text_config", err) ||
-	    get_int(t, "num_attention_heads", 32, 1, 1024, &c->t_heads, path, "text_config", err) ||
-	    get_int(t, "num_key_value_heads", 8, 1, 1024, &c->t_kv_heads, path, "text_config", err) ||
-	    get_int(t, "intermediate_size", 14336, 1, BIG, &c->t_inter, path, "text_config", err) ||
-	    get_int(t, "num_hidden_layers", 40, 1, 1024, &c->t_layers, path, "text_config", err) ||
-	    get_list(t, "cross_attention_layers", def_cross, 8, c->cross_layers, &c->n_cross, c->t_layers, path,
-		     "text_config", err) ||
-	    get_num(t, "rms_norm_eps", 1e-5, &eps, path, "text_config", err))
+	if ((rc = get_aspects(&v, c, err)))
+		goto out;
+	if ((rc = lvd_json_get_i32_or(&t, "vocab_size", 128256, 1, BIG, &c->vocab, err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "hidden_size", 4096, 1, 65536, &c->t_hidden, err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "num_attention_heads", 32, 1, 1024, &c->t_heads, err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "num_key_value_heads", 8, 1, 1024, &c->t_kv_heads, err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "intermediate_size", 14336, 1, BIG, &c->t_inter, err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "num_hidden_layers", 40, 1, 1024, &c->t_layers, err)) ||
+	    (rc = get_list(&t, "cross_attention_layers", def_cross, 8, c->cross_layers, &c->n_cross, c->t_layers, err)) ||
+	    (rc = get_pos(&t, "rms_norm_eps", 1e-5, &eps, err)))
 		goto out;
 	c->t_eps = (float)eps;
 	if (c->t_hidden % c->t_heads || c->t_heads % c->t_kv_heads) {
-		lvd_error_set(err, LVD_ERR_INVALID, "%s: text_config: hidden_size %% num_attention_heads and "
-			      "num_attention_heads %% num_key_value_heads must be 0", path);
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: text_config: hidden_size %% num_attention_heads and "
+				   "num_attention_heads %% num_key_value_heads must be 0", path);
 		goto out;
 	}
 	c->t_head_dim = c->t_hidden / c->t_heads;
 	c->n_embed = c->vocab + 8;
 	/* rope: rope_parameters (transformers 5) or rope_theta + rope_scaling (4.x) */
-	const json_t *rp = json_object_get(t, "rope_parameters");
-	if (!json_is_object(rp))
-		rp = json_object_get(t, "rope_scaling");
-	if (get_num(json_is_object(rp) && json_object_get(rp, "rope_theta") ? rp : t, "rope_theta", 500000.0,
-		    &c->rope_theta, path, "text_config", err))
+	const json_t *rpo = lvd_json_find(&t, "rope_parameters");
+	const char *rpk = json_is_object(rpo) ? "rope_parameters" : "rope_scaling";
+	int have_rp = json_is_object(lvd_json_find(&t, rpk));
+	if (have_rp && (rc = lvd_json_object(&t, rpk, &rp, err)))
+		goto out;
+	if ((rc = get_pos(have_rp && lvd_json_has(&rp, "rope_theta") ? &rp : &t, "rope_theta", 500000.0,
+			  &c->rope_theta, err)))
 		goto out;
 	c->rope_llama3 = 0;
-	if (json_is_object(rp)) {
-		const json_t *ty = json_object_get(rp, "rope_type");
-		if (!ty)
-			ty = json_object_get(rp, "type");
-		const char *tys = json_is_string(ty) ? json_string_value(ty) : "default";
+	if (have_rp) {
+		const char *tys;
+		if ((rc = lvd_json_get_string_or(&rp, lvd_json_has(&rp, "rope_type") ? "rope_type" : "type", "default",
+						 &tys, err)))
+			goto out;
 		if (strcmp(tys, "llama3") == 0)
 			c->rope_llama3 = 1;
 		else if (strcmp(tys, "default") != 0) {
-			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: text_config rope type '%s' (llama3 or default)", path, tys);
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: text_config rope type '%s' (llama3 or default)", path,
+					   tys);
 			goto out;
 		}
-		if (get_num(rp, "factor", 8.0, &c->rope_factor, path, "rope", err) ||
-		    get_num(rp, "low_freq_factor", 1.0, &c->rope_low, path, "rope", err) ||
-		    get_num(rp, "high_freq_factor", 4.0, &c->rope_high, path, "rope", err) ||
-		    get_num(rp, "original_max_position_embeddings", 8192, &c->rope_orig_max, path, "rope", err))
+		if ((rc = get_pos(&rp, "factor", 8.0, &c->rope_factor, err)) ||
+		    (rc = get_pos(&rp, "low_freq_factor", 1.0, &c->rope_low, err)) ||
+		    (rc = get_pos(&rp, "high_freq_factor", 4.0, &c->rope_high, err)) ||
+		    (rc = get_pos(&rp, "original_max_position_embeddings", 8192, &c->rope_orig_max, err)))
 			goto out;
 	}
-	if (get_int(root, "image_token_index", 128256, 0, c->n_embed - 1, &c->image_token_index, path, "config", err))
+	if ((rc = lvd_json_get_i32_or(&doc, "image_token_index", 128256, 0, c->n_embed - 1, &c->image_token_index,
+				      err)) ||
+	    (rc = lvd_json_get_i32_or(&t, "pad_token_id", -1, -1, c->n_embed - 1, &c->pad_token_id, err)))
 		goto out;
-	if (get_int(t, "pad_token_id", -1, -1, c->n_embed - 1, &c->pad_token_id, path, "text_config", err))
-		goto out;
-	(void)d;
-	rc = 0;
 out:
-	json_decref(root);
+	lvd_json_release(&rp);
+	lvd_json_release(&t);
+	lvd_json_release(&v);
+	lvd_json_release(&doc);
 	return rc;
 }
 
@@ -300,8 +304,7 @@ static void new_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
-	mllama_ctx_free(m);
-	lvd_pool_destroy(m->pool);
+	lvd_ctx_destroy(m->own_ctx);
 	lvd_st_close(m->st);
 	free(m->pblock);
 	free(m->gblock);
@@ -319,7 +322,6 @@ static void free_model(struct lvd_mllama *m)
 	free(m->ablock);
 	free(m->a.vl);
 	free(m->a.tl);
-	free(m->a.bwd);
 	free(m);
 }
 
@@ -432,12 +434,12 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 		return rc;
 	}
 	m->frozen = frozen;
-	m->threads = 1;
-	/* one-thread context whose pool follows lvd_mllama_set_threads */
-	if ((rc = mllama_ctx_init(m, err))) {
+	/* a model-owned one-thread CPU context until set_threads / set_ctx */
+	if ((rc = lvd_ctx_create(&m->own_ctx, NULL, err))) {
 		free_model(m);
 		return rc;
 	}
+	m->ctx = m->own_ctx;
 	cv = (struct carver){ .tab = m->params, .remap = 1 };
 	layout(c, &cv, &m->w);
 	*out = m;
@@ -454,22 +456,24 @@ int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_
 	return load(out, dir, 1, err);
 }
 
+void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx)
+{
+	m->ctx = ctx ? ctx : m->own_ctx;
+}
+
+struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m) { return m->ctx; }
+
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
 {
 	if (n < 1 || n > 1024)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: threads: %d not in [1, 1024]", n);
-	lvd_pool_destroy(m->pool);
-	m->pool = NULL;
-	m->threads = 1;
-	mllama_ctx_pool(m);
-	if (n > 1) {
-		int rc = lvd_pool_create(&m->pool, n, err);
-		if (rc)
-			return rc;
-	}
-	m->threads = n;
-	mllama_ctx_pool(m);
-	lvd_gemm_set_threads(n);
+	struct lvd_ctx *ctx;
+	struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CPU, .threads = n };
+	int rc = lvd_ctx_create(&ctx, &o, err);
+	if (rc)
+		return rc;
+	lvd_ctx_destroy(m->own_ctx);
+	m->own_ctx = m->ctx = ctx;
 	return 0;
 }
 
@@ -586,7 +590,7 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 						L->dB = m->lgrads + (L->B - m->lparams);
 						L->dtype = LVD_F32;
 						LVD_ASSERT((size_t)(L->A - m->lparams) == o);
-						lvd_lora_init_a(L->A, lc->r, in, lc->seed + n);
+						lvd_lora_init_a(m->ctx, L->A, lc->r, in, lc->seed + n);
 						(tower ? m->tsite : m->vsite)[(size_t)l * L_NSITE + s].l = L;
 					} else {
 						mllama_take(NULL, &off, (size_t)lc->r * in);
@@ -627,7 +631,7 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 {
 	if (!m->nlora)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: no LoRA adapters to save");
-	char path[4096], tmp[4200];
+	char path[4096];
 	struct lvd_st_writer *w = lvd_st_writer_new();
 	char (*names)[192] = calloc(2 * m->nlora, sizeof *names);
 	int rc = 0;
@@ -686,11 +690,12 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 	json_object_set_new(cfg, "alpha_pattern", json_object());
 	json_object_set_new(cfg, "revision", json_null());
 	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	if (json_dump_file(cfg, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-		rc = lvd_error_errno(err, LVD_ERR_IO, "%s: cannot write", tmp);
-	else if (rename(tmp, path) != 0)
-		rc = lvd_error_errno(err, LVD_ERR_IO, "%s: cannot rename to %s", tmp, path);
+	char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!text)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot serialise", path);
+	else
+		rc = lvd_file_write_atomic(path, text, strlen(text), err);
+	free(text);
 	json_decref(cfg);
 out:
 	lvd_st_writer_free(w);

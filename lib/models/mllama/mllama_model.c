@@ -1,6 +1,7 @@
 /* lib/models/mllama/mllama_model.c — the model level: batch checks and copies, the
  * cross-attention mask, the two towers in order (vision, then text; they are leaves that
- * never call each other), the loss, and the buffers of the last forward. */
+ * never call each other), the loss, and the buffers of the last forward (activations in
+ * the model; backward scratch from the context workspace). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 #include "core/alloc.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/ops/attn.h"
-#include "nn/train_ops.h"
+#include "nn/ops/xent.h"
 
 static int check_batch(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
 {
@@ -194,7 +195,7 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	m->loss = NAN;
 	m->loss_count = 0;
 	if (b->labels) {
-		double sum = lvd_tr_xent_fwd(&m->loss_count, a->logits, a->targets, BT, c->vocab);
+		double sum = lvd_xent_fwd(m->ctx, &m->loss_count, a->logits, a->targets, BT, c->vocab);
 		m->loss = m->loss_count ? sum / m->loss_count : NAN;
 	}
 	m->fwd_done = 1;
@@ -224,20 +225,18 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
 	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, toff, voff;
 	size_t off = bwd_floats(m, &toff, &voff);
-	if (off > m->a.bwd_len) {
-		free(m->a.bwd);
-		m->a.bwd = lvd_alloc_aligned(off, sizeof(float));
-		m->a.bwd_len = m->a.bwd ? off : 0;
-		if (!m->a.bwd)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of backward scratch",
-					     off);
-	}
-	float *dlogits = m->a.bwd;
+	if (off > m->a.bwd_len)
+		m->a.bwd_len = off;
+	size_t mk = lvd_ctx_mark(m->ctx);
+	float *scratch = lvd_ctx_takef(m->ctx, off);
+	float *dlogits = scratch;
 	memset(dlogits, 0, sizeof(float) * BT * V);
 	if (m->loss_count > 0 && loss_scale != 0.0f)
-		lvd_tr_xent_bwd(dlogits, m->a.logits, m->a.targets, loss_scale / (float)m->loss_count, (int)BT, (int)V);
-	const float *dcross = mllama_text_bwd(m, dlogits, dprobs, m->a.bwd + toff);
+		lvd_xent_bwd(m->ctx, dlogits, m->a.logits, m->a.targets, loss_scale / (float)m->loss_count, (int)BT,
+			     (int)V);
+	const float *dcross = mllama_text_bwd(m, dlogits, dprobs, scratch + toff);
 	if (m->have_image && (mllama_train_base(m) || m->vsite))
-		mllama_vision_bwd(m, dcross, m->a.bwd + voff);
+		mllama_vision_bwd(m, dcross, scratch + voff);
+	lvd_ctx_release(m->ctx, mk);
 	return 0;
 }

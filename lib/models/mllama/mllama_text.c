@@ -11,11 +11,12 @@
 
 #include "core/alloc.h"
 #include "models/mllama/mllama_internal.h"
-#include "nn/gemm.h"
-#include "nn/lora.h"
+#include "nn/ops/act.h"
 #include "nn/ops/attn.h"
+#include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
-#include "nn/train_ops.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/norm.h"
 
 /* ---- activations -------------------------------------------------------------------- */
 
@@ -113,20 +114,20 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		memcpy(out, A->x_in, BTD * sizeof(float));
 		return;
 	}
-	mllama_rmsnorm_fwd(m, A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
+	lvd_rmsnorm_fwd(m->ctx, A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
 	float scale = 1.0f / sqrtf((float)hd);
 	if (W->cross) {
 		mllama_lin_fwd(m, A->qraw, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
 			       tseed(m, l, L_Q));
-		mllama_rmsnorm_fwd(m, A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
+		lvd_rmsnorm_fwd(m->ctx, A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
 		mllama_lin_fwd(m, A->kraw, A->u[L_K], A->xd[L_K], m->a.cross, W->k, NULL, tsite(m, l, L_K), B * S, Dt,
 			       KV, tseed(m, l, L_K));
-		mllama_rmsnorm_fwd(m, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
+		lvd_rmsnorm_fwd(m->ctx, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
 		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
 			       tseed(m, l, L_V));
 		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
 		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
-		mllama_attn_fwd(m, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
+		lvd_attn_fwd(m->ctx, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
 		if (m->batch.meta_row_mask)
 			lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
 	} else {
@@ -138,22 +139,22 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 			       tseed(m, l, L_V));
 		float inv_freq[512];
 		LVD_ASSERT(hd / 2 <= 512);
-		lvd_tr_rope_freqs(inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
+		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
 				  c->rope_high, c->rope_orig_max);
-		lvd_tr_rope_apply(A->q, m->a.pos, inv_freq, B, T, H, hd, 0);
-		lvd_tr_rope_apply(A->k, m->a.pos, inv_freq, B, T, KH, hd, 0);
+		lvd_rope_apply(m->ctx, A->q, m->a.pos, inv_freq, B, T, H, hd, 0);
+		lvd_rope_apply(m->ctx, A->k, m->a.pos, inv_freq, B, T, KH, hd, 0);
 		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-		mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T, T, H, KH, hd);
+		lvd_attn_fwd(m->ctx, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T, T, H, KH, hd);
 	}
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
 		       tseed(m, l, L_O));
 	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
-	mllama_rmsnorm_fwd(m, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
+	lvd_rmsnorm_fwd(m->ctx, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
 	mllama_lin_fwd(m, A->g, A->u[L_M1], A->xd[L_M1], A->ln2, W->gate, NULL, tsite(m, l, L_M1), BT, Dt, It,
 		       tseed(m, l, L_M1));
 	mllama_lin_fwd(m, A->up, A->u[L_M2], A->xd[L_M2], A->ln2, W->up, NULL, tsite(m, l, L_M2), BT, Dt, It,
 		       tseed(m, l, L_M2));
-	mllama_swiglu_fwd(m, A->act, A->g, A->up, (size_t)BT * It);
+	lvd_swiglu_fwd(m->ctx, A->act, A->g, A->up, (size_t)BT * It);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M3], A->xd[L_M3], A->act, W->down, NULL, tsite(m, l, L_M3), BT, It, Dt,
 		       tseed(m, l, L_M3));
 	/* HF: the cross layer's MLP branch only on rows that see an image */
@@ -166,24 +167,24 @@ void mllama_text_fwd(struct lvd_mllama *m)
 	const struct lvd_mllama_config *c = &m->c;
 	struct mllama_acts *a = &m->a;
 	int BT = m->batch.B * m->batch.T, Dt = c->t_hidden;
-	lvd_tr_embedding_fwd(a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
+	lvd_embedding_fwd(m->ctx, a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
 	for (int l = 0; l < c->t_layers; l++)
 		tlayer_fwd(m, l);
-	mllama_rmsnorm_fwd(m, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
-	lvd_linear_fwd(a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
+	lvd_rmsnorm_fwd(m->ctx, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
+	lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 struct tscratch {
-	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *lscr, *dcross;
+	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *dcross;
 };
 
 static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscratch *s)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, BS = B * (size_t)m->S, Dt = c->t_hidden;
-	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r ? m->lora_r : 1;
+	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter;
 	size_t BK = BT > BS ? BT : BS;
 	s->dx = mllama_take(base, &off, BT * Dt);
 	s->dln = mllama_take(base, &off, BT * Dt);
@@ -197,7 +198,6 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	s->dg = mllama_take(base, &off, BT * It);
 	s->du = mllama_take(base, &off, BT * It);
 	s->dact = mllama_take(base, &off, BT * It);
-	s->lscr = mllama_take(base, &off, BK * r);
 	s->dcross = mllama_take(base, &off, BS * Dt + 1);
 	return off;
 }
@@ -220,23 +220,23 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->mlp_gate : NULL, dx, A->m_out,
 			       W->cross ? W->mlp_gate : NULL, W->cross ? m->a.rowmask : NULL, BT, Dt);
 	memset(s->dact, 0, BTI * sizeof(float));
-	mllama_lin_bwd(m, s->dact, G->down, NULL, s->lscr, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
+	mllama_lin_bwd(m, s->dact, G->down, NULL, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
 	memset(s->dg, 0, BTI * sizeof(float));
 	memset(s->du, 0, BTI * sizeof(float));
-	mllama_swiglu_bwd(m, s->dg, s->du, s->dact, A->g, A->up, BTI);
+	lvd_swiglu_bwd(m->ctx, s->dg, s->du, s->dact, A->g, A->up, BTI);
 	memset(s->dln, 0, BTD * sizeof(float));
-	mllama_lin_bwd(m, s->dln, G->gate, NULL, s->lscr, s->dg, A->ln2, W->gate, A->u[L_M1], A->xd[L_M1],
+	mllama_lin_bwd(m, s->dln, G->gate, NULL, s->dg, A->ln2, W->gate, A->u[L_M1], A->xd[L_M1],
 		       tsite_mut(m, l, L_M1), BT, Dt, It, tseed(m, l, L_M1));
-	mllama_lin_bwd(m, s->dln, G->up, NULL, s->lscr, s->du, A->ln2, W->up, A->u[L_M2], A->xd[L_M2],
+	mllama_lin_bwd(m, s->dln, G->up, NULL, s->du, A->ln2, W->up, A->u[L_M2], A->xd[L_M2],
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
-	mllama_rmsnorm_bwd(m, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
+	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
 	/* attention branch: x_mid = x_in + ga·o_out */
 	memset(s->dm, 0, BTD * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->attn_gate : NULL, dx, A->o_out,
 			       W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
 	memset(s->datt, 0, BTD * sizeof(float));
-	mllama_lin_bwd(m, s->datt, G->o, NULL, s->lscr, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
+	mllama_lin_bwd(m, s->datt, G->o, NULL, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       tsite_mut(m, l, L_O), BT, Dt, Dt, tseed(m, l, L_O));
 	int Tk = W->cross ? S : T;
 	size_t BKV = (size_t)B * Tk * KV;
@@ -250,35 +250,35 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 			lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
 		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
 		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
-		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,
+		lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,
 				S, H, KH, hd);
 		memset(s->dqraw, 0, BTD * sizeof(float));
-		mllama_rmsnorm_bwd(m, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
+		lvd_rmsnorm_bwd(m->ctx, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
 		memset(s->dkraw, 0, BKV * sizeof(float));
-		mllama_rmsnorm_bwd(m, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
-		mllama_lin_bwd(m, s->dln, G->q, NULL, s->lscr, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
+		lvd_rmsnorm_bwd(m->ctx, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
+		mllama_lin_bwd(m, s->dln, G->q, NULL, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
 			       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
-		mllama_lin_bwd(m, s->dcross, G->k, NULL, s->lscr, s->dkraw, m->a.cross, W->k, A->u[L_K], A->xd[L_K],
+		mllama_lin_bwd(m, s->dcross, G->k, NULL, s->dkraw, m->a.cross, W->k, A->u[L_K], A->xd[L_K],
 			       tsite_mut(m, l, L_K), B * S, Dt, KV, tseed(m, l, L_K));
-		mllama_lin_bwd(m, s->dcross, G->v, NULL, s->lscr, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
+		mllama_lin_bwd(m, s->dcross, G->v, NULL, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
 			       tsite_mut(m, l, L_V), B * S, Dt, KV, tseed(m, l, L_V));
 	} else {
 		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-		mllama_attn_bwd(m, s->dq, s->dk, s->dv, A->stats, s->datt, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T,
+		lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T,
 				T, H, KH, hd);
 		float inv_freq[512];
-		lvd_tr_rope_freqs(inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
+		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
 				  c->rope_high, c->rope_orig_max);
-		lvd_tr_rope_apply(s->dq, m->a.pos, inv_freq, B, T, H, hd, 1);
-		lvd_tr_rope_apply(s->dk, m->a.pos, inv_freq, B, T, KH, hd, 1);
-		mllama_lin_bwd(m, s->dln, G->q, NULL, s->lscr, s->dq, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
+		lvd_rope_apply(m->ctx, s->dq, m->a.pos, inv_freq, B, T, H, hd, 1);
+		lvd_rope_apply(m->ctx, s->dk, m->a.pos, inv_freq, B, T, KH, hd, 1);
+		mllama_lin_bwd(m, s->dln, G->q, NULL, s->dq, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
 			       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
-		mllama_lin_bwd(m, s->dln, G->k, NULL, s->lscr, s->dk, A->ln1, W->k, A->u[L_K], A->xd[L_K],
+		mllama_lin_bwd(m, s->dln, G->k, NULL, s->dk, A->ln1, W->k, A->u[L_K], A->xd[L_K],
 			       tsite_mut(m, l, L_K), BT, Dt, KV, tseed(m, l, L_K));
-		mllama_lin_bwd(m, s->dln, G->v, NULL, s->lscr, s->dv, A->ln1, W->v, A->u[L_V], A->xd[L_V],
+		mllama_lin_bwd(m, s->dln, G->v, NULL, s->dv, A->ln1, W->v, A->u[L_V], A->xd[L_V],
 			       tsite_mut(m, l, L_V), BT, Dt, KV, tseed(m, l, L_V));
 	}
-	mllama_rmsnorm_bwd(m, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
+	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
 size_t mllama_text_bwd_scratch(const struct lvd_mllama *m)
@@ -296,9 +296,9 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 	int base = mllama_train_base(m);
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
-	lvd_linear_bwd(s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
+	lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
 	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
-	mllama_rmsnorm_bwd(m, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
+	lvd_rmsnorm_bwd(m->ctx, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
 		memset(s.dcross, 0, sizeof(float) * (size_t)B * m->S * Dt);
 	for (int l = c->t_layers - 1; l >= 0; l--) {
@@ -313,7 +313,7 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 		/* nn.Embedding(padding_idx = pad_token_id): that row gets no gradient */
 		for (int r = 0; r < BT; r++)
 			if (a->ids[r] != c->pad_token_id)
-				lvd_tr_embedding_bwd(m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, 1, Dt);
+				lvd_embedding_bwd(m->ctx, m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, 1, Dt);
 	}
 	return m->have_image ? s.dcross : NULL;
 }

@@ -8,12 +8,13 @@
 #include <string.h>
 
 #include "models/mllama/mllama_internal.h"
-#include "nn/gemm.h"
-#include "nn/lora.h"
+#include "nn/ops/act.h"
 #include "nn/ops/attn.h"
+#include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/norm.h"
 #include "nn/ops/vembed.h"
-#include "nn/train_ops.h"
 
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
@@ -81,20 +82,20 @@ static void vlayer_fwd(struct lvd_mllama *m, int l, float *x_out)
 	struct vlayer_a *A = &m->a.vl[l];
 	const struct vlayer_w *W = &m->w.vl[l];
 	int D = c->v_hidden, I = c->v_inter, H = c->v_heads, N = m->NV * m->L;
-	mllama_layernorm_fwd(m, A->ln1, A->ln1_m, A->ln1_r, A->x_in, W->ln1_w, W->ln1_b, N, D, c->v_eps);
+	lvd_layernorm_fwd(m->ctx, A->ln1, A->ln1_m, A->ln1_r, A->x_in, W->ln1_w, W->ln1_b, N, D, c->v_eps);
 	mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, vsite(m, l, L_Q), N, D, D, vseed(m, l, L_Q));
 	mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, vsite(m, l, L_K), N, D, D, vseed(m, l, L_K));
 	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, vsite(m, l, L_V), N, D, D, vseed(m, l, L_V));
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
-	mllama_attn_fwd(m, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)), m->NV,
+	lvd_attn_fwd(m->ctx, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)), m->NV,
 			m->L, m->L, H, H, D / H);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, vsite(m, l, L_O), N, D, D,
 		       vseed(m, l, L_O));
 	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->gate_attn, NULL, N, D);
-	mllama_layernorm_fwd(m, A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
+	lvd_layernorm_fwd(m->ctx, A->ln2, A->ln2_m, A->ln2_r, A->x_mid, W->ln2_w, W->ln2_b, N, D, c->v_eps);
 	mllama_lin_fwd(m, A->h1, A->u[L_M1], A->xd[L_M1], A->ln2, W->fc1_w, W->fc1_b, vsite(m, l, L_M1), N, D, I,
 		       vseed(m, l, L_M1));
-	mllama_gelu_fwd(m, A->h1g, A->h1, (size_t)N * I);
+	lvd_gelu_fwd(m->ctx, A->h1g, A->h1, (size_t)N * I, LVD_GELU_EXACT);
 	mllama_lin_fwd(m, A->m_out, A->u[L_M2], A->xd[L_M2], A->h1g, W->fc2_w, W->fc2_b, vsite(m, l, L_M2), N, I, D,
 		       vseed(m, l, L_M2));
 	lvd_gated_residual_fwd(m->ctx, x_out, A->x_mid, A->m_out, W->gate_ffn, NULL, N, D);
@@ -122,9 +123,9 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 	size_t K = (size_t)C * ps * ps, tile_px = (size_t)C * HW * HW;
 	for (int n = 0; n < NV; n++)
 		for (int t = 0; t < TL; t++)
-			lvd_tr_patch_unfold(a->cols + ((size_t)n * TL + t) * np * K,
+			lvd_patch_unfold(m->ctx, a->cols + ((size_t)n * TL + t) * np * K,
 					    b->pixel_values + ((size_t)n * TL + t) * tile_px, C, HW, HW, ps);
-	lvd_linear_fwd(a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
+	lvd_linear_fwd(m->ctx, a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
 	lvd_vembed_fwd(m->ctx, a->h0, a->patch_out, b->aspect_ratio_ids, w->cls, w->pre_tile, w->pre_gate, w->pos,
 		       w->tile_pos, w->pos_gate, NV, TL, np, D);
 	float *x = a->vl[0].x_in;
@@ -132,14 +133,14 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 	for (int n = 0; n < NV; n++)
 		for (int t = 0; t < TL; t++) {
 			size_t r = (size_t)n * TL + t;
-			mllama_layernorm_fwd(m, x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
+			lvd_layernorm_fwd(m->ctx, x + r * Pp * D, a->lnpre_m + r * P1, a->lnpre_r + r * P1, a->h0 + r * P1 * D,
 					     w->ln_pre_w, w->ln_pre_b, P1, D, c->v_eps);
 		}
 	lvd_vembed_pad_flags(m->ctx, a->pad, b->aspect_ratio_mask, NV, TL, P1, Pp);
 	for (int l = 0; l < c->v_layers; l++)
 		vlayer_fwd(m, l, vlayer_out(m, l));
 	float *post = c->v_global_layers ? a->vl[c->v_layers].x_in : a->g_out;
-	mllama_layernorm_fwd(m, post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
+	lvd_layernorm_fwd(m->ctx, post, a->lnpost_m, a->lnpost_r, a->local_out, w->ln_post_w, w->ln_post_b, NV * L, D,
 			     c->v_eps);
 	lvd_vembed_tile_add_fwd(m->ctx, post, b->aspect_ratio_ids, w->post_tile, w->post_gate, NV, TL, Pp, D);
 	for (int l = c->v_layers; l < c->v_layers + c->v_global_layers; l++)
@@ -149,7 +150,7 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 		inter[k] = vlayer_out(m, c->v_inter_idx[k]);
 	LVD_ASSERT(c->v_out_dim == D * (1 + c->v_n_inter));
 	lvd_vembed_gather_fwd(m->ctx, a->feats, a->g_out, inter, NV, TL, P1, Pp, D, c->v_n_inter);
-	lvd_linear_fwd(a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, c->v_out_dim, c->t_hidden);
+	lvd_linear_fwd(m->ctx, a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, c->v_out_dim, c->t_hidden);
 }
 
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
@@ -164,13 +165,12 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 		mllama_take(NULL, &off, N * D);                  /* dm dln datt dq dk dv */
 	mllama_take(NULL, &off, N * I);                          /* dh1g */
 	mllama_take(NULL, &off, N * I);                          /* dh1 */
-	mllama_take(NULL, &off, N * (size_t)(m->lora_r ? m->lora_r : 1)); /* lora scratch */
 	mllama_take(NULL, &off, rows * D);                       /* dh0 */
 	mllama_take(NULL, &off, (size_t)m->NV * c->v_max_tiles * m->np * D); /* dpatch */
 	return off;
 }
 
-static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float *lscr)
+static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct vlayer_a *A = &m->a.vl[l];
@@ -184,26 +184,26 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	memset(dm, 0, ND * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_ffn : NULL, dx, A->m_out, W->gate_ffn, NULL, N, D);
 	memset(dh1g, 0, NI * sizeof(float));
-	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, lscr, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
+	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M2].l : NULL, N, I, D, vseed(m, l, L_M2));
 	memset(dh1, 0, NI * sizeof(float));
-	mllama_gelu_bwd(m, dh1, dh1g, A->h1, NI);
+	lvd_gelu_bwd(m->ctx, dh1, dh1g, A->h1, NI, LVD_GELU_EXACT);
 	memset(dln, 0, ND * sizeof(float));
-	mllama_lin_bwd(m, dln, G->fc1_w, G->fc1_b, lscr, dh1, A->ln2, W->fc1_w, A->u[L_M1], A->xd[L_M1],
+	mllama_lin_bwd(m, dln, G->fc1_w, G->fc1_b, dh1, A->ln2, W->fc1_w, A->u[L_M1], A->xd[L_M1],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M1].l : NULL, N, D, I, vseed(m, l, L_M1));
-	mllama_layernorm_bwd(m, dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
+	lvd_layernorm_bwd(m->ctx, dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
 			     A->ln2_r, N, D);
 	/* attention branch */
 	memset(dm, 0, ND * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_attn : NULL, dx, A->o_out, W->gate_attn, NULL, N, D);
 	memset(datt, 0, ND * sizeof(float));
-	mllama_lin_bwd(m, datt, G->o, NULL, lscr, dm, A->att, W->o, A->u[L_O], A->xd[L_O],
+	mllama_lin_bwd(m, datt, G->o, NULL, dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_O].l : NULL, N, D, D, vseed(m, l, L_O));
 	memset(dq, 0, ND * sizeof(float));
 	memset(dk, 0, ND * sizeof(float));
 	memset(dv, 0, ND * sizeof(float));
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
-	mllama_attn_bwd(m, dq, dk, dv, A->stats, datt, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)),
+	lvd_attn_bwd(m->ctx, dq, dk, dv, A->stats, datt, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)),
 			m->NV, m->L, m->L, H, H, D / H);
 	memset(dln, 0, ND * sizeof(float));
 	static const int sites[3] = { L_Q, L_K, L_V };
@@ -211,10 +211,10 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s, float 
 	const float *Ws[3] = { W->q, W->k, W->v };
 	float *Gs[3] = { G->q, G->k, G->v };
 	for (int j = 0; j < 3; j++)
-		mllama_lin_bwd(m, dln, Gs[j], NULL, lscr, dsrc[j], A->ln1, Ws[j], A->u[sites[j]], A->xd[sites[j]],
+		mllama_lin_bwd(m, dln, Gs[j], NULL, dsrc[j], A->ln1, Ws[j], A->u[sites[j]], A->xd[sites[j]],
 			       m->vsite ? m->vsite[(size_t)l * L_NSITE + sites[j]].l : NULL, N, D, D,
 			       vseed(m, l, sites[j]));
-	mllama_layernorm_bwd(m, dx, base ? G->ln1_w : NULL, base ? G->ln1_b : NULL, dln, A->x_in, W->ln1_w, A->ln1_m,
+	lvd_layernorm_bwd(m->ctx, dx, base ? G->ln1_w : NULL, base ? G->ln1_b : NULL, dln, A->x_in, W->ln1_w, A->ln1_m,
 			     A->ln1_r, N, D);
 }
 
@@ -237,43 +237,42 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		s[i] = mllama_take(scratch, &off, N * D);
 	s[6] = mllama_take(scratch, &off, N * c->v_inter);
 	s[7] = mllama_take(scratch, &off, N * c->v_inter);
-	float *lscr = mllama_take(scratch, &off, N * (size_t)(m->lora_r ? m->lora_r : 1));
 	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
 
 	memset(dfeats, 0, sizeof(float) * rows * OD);
-	lvd_linear_bwd(dfeats, base ? g->proj_w : NULL, base ? g->proj_b : NULL, dcross, a->feats, w->proj_w, rows,
+	lvd_linear_bwd(m->ctx, dfeats, base ? g->proj_w : NULL, base ? g->proj_b : NULL, dcross, a->feats, w->proj_w, rows,
 		       OD, c->t_hidden);
 	/* scatter the final-output part of the features */
 	memset(dx, 0, sizeof(float) * N * D);
 	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);
 	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
-		vlayer_bwd(m, l, dx, s, lscr);
+		vlayer_bwd(m, l, dx, s);
 	/* post-tile embedding, then layernorm_post */
 	if (base)
 		lvd_vembed_tile_add_bwd(m->ctx, g->post_tile, g->post_gate, dx, b->aspect_ratio_ids, w->post_tile,
 					w->post_gate, NV, TL, Pp, D);
 	memset(dx2, 0, sizeof(float) * N * D);
-	mllama_layernorm_bwd(m, dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
+	lvd_layernorm_bwd(m->ctx, dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
 			     w->ln_post_w, a->lnpost_m, a->lnpost_r, (int)N, D);
 	dx = dx2;
 	for (int l = c->v_layers - 1; l >= 0; l--) {
 		for (int k = 0; k < K5; k++)
 			if (c->v_inter_idx[k] == l)
 				lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 1 + k, NV, TL, P1, Pp, D, K5);
-		vlayer_bwd(m, l, dx, s, lscr);
+		vlayer_bwd(m, l, dx, s);
 	}
 	if (!base)
 		return;
 	/* layernorm_pre on real tokens */
 	memset(dh0, 0, sizeof(float) * (size_t)rows * D);
 	for (int r = 0; r < NV * TL; r++)
-		mllama_layernorm_bwd(m, dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
+		lvd_layernorm_bwd(m->ctx, dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
 				     a->h0 + (size_t)r * P1 * D, w->ln_pre_w, a->lnpre_m + (size_t)r * P1,
 				     a->lnpre_r + (size_t)r * P1, P1, D);
 	memset(dpatch, 0, sizeof(float) * (size_t)NV * TL * np * D);
 	lvd_vembed_bwd(m->ctx, dpatch, g->cls, g->pre_tile, g->pre_gate, g->pos, g->tile_pos, g->pos_gate, dh0,
 		       b->aspect_ratio_ids, w->pre_tile, w->pre_gate, w->pos, w->tile_pos, w->pos_gate, NV, TL, np, D);
 	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
-	lvd_linear_bwd(NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
+	lvd_linear_bwd(m->ctx, NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
 }

@@ -1,5 +1,5 @@
 /* lib/nn/ops/attn.h — training attention that keeps no probability matrix (family
- * "attn"): softmax attention with grouped K/V heads and the masks of lvd_tr_attention_*,
+ * "attn"): softmax attention with grouped K/V heads and four masks (below),
  * whose forward saves only two floats per query row and whose backward recomputes the
  * probabilities block by block (flash-style recompute, CPU). Query rows the caller names
  * ("capture rows", per sample) are the exception: their probabilities are returned, and
@@ -25,12 +25,12 @@
  * Capture (struct lvd_attn_capture; NULL or off == NULL = capture nothing): off[B + 1]
  *   offsets into rows[], rows of sample b are rows[off[b] .. off[b+1]), each in [0, Tq),
  *   distinct within a sample.
- * Numerics: the probabilities equal those of lvd_tr_attention_fwd (PADPAIR: of
- *   lvd_tr_attention_pp_fwd) up to the exp approximation (relative error < 2e-7) and the
- *   summation order of the GEMMs; row sums are taken in double as there.
- * Threads: work splits over (kv head) on ctx's pool with single-threaded GEMMs; results
- *   do not depend on the thread count. The caller keeps OpenBLAS at one thread while
- *   calling (ctx policy). Working memory comes from ctx's workspace
+ * Numerics: the probabilities equal those of a plain softmax(scale·q kᵀ + mask) with
+ *   full probabilities (the oracle in tests/unit/test_attn.c) up to the exp (expf on the
+ *   plain path, the shared AVX2 exp of exp_avx2.h when ctx->cpu_fast, about 1 ulp) and
+ *   the summation order of the GEMMs; row sums are taken in double.
+ * Threads: work splits over (kv head) on ctx's pool with single-threaded GEMMs (lvd_gemm
+ *   inside a parallel_for chunk); results do not depend on the thread count. Working memory comes from ctx's workspace
  *   (threads·2·256·Tk floats, plus 7·T·H·D for PADPAIR). No CUDA twin yet. */
 #ifndef LVD_NN_OPS_ATTN_H
 #define LVD_NN_OPS_ATTN_H

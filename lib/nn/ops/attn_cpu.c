@@ -2,8 +2,7 @@
  * query rows in blocks of QB against the visible key prefix, probabilities recomputed
  * in backward from the saved (max, 1/sum) per row.
  *
- * PADPAIR runs on a per-sample permutation "real tokens first, then pads" (as
- * lvd_tr_attention_pp_*): real queries see all T keys, pad queries the first R, so the
+ * PADPAIR runs on a per-sample permutation "real tokens first, then pads": real queries see all T keys, pad queries the first R, so the
  * pad×pad block is never multiplied. Every mask then has visible keys [0, jend(i)). */
 #include "nn/ops/attn.h"
 
@@ -12,41 +11,43 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "nn/gemm.h"
+#include "nn/ops/cpu_internal.h"
+#include "nn/ops/exp_avx2.h"
+#include "nn/ops/gemm.h"
 
 enum { QB = 256 };  /* query rows per block (larger blocks: better GEMMs, more workspace) */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VEC_CLONES \
-	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
-#else
-#define VEC_CLONES
+#if LVD_OPS_X86
+/* row[j] = e^(row[j] − mx) · inv with the shared vectorised exp (exp_avx2.h) */
+__attribute__((target("avx2,fma"))) static void exp_row_avx2(float *row, int n, float mx, float inv)
+{
+	__m256 vm = _mm256_set1_ps(mx), vi = _mm256_set1_ps(inv);
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		_mm256_storeu_ps(row + j, _mm256_mul_ps(lvd_exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm)), vi));
+	if (j < n) {
+		float t[8];
+		for (int c = 0; c < 8; c++)
+			t[c] = j + c < n ? row[j + c] : mx;
+		_mm256_storeu_ps(t, _mm256_mul_ps(lvd_exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(t), vm)), vi));
+		memcpy(row + j, t, sizeof(float) * (size_t)(n - j));
+	}
+}
 #endif
 
-/* e^x as lib/nn/train_ops.c's vexpf (relative error < 2e-7, exactly 0 below -87.33) */
-static inline float ax_exp(float x)
+/* row[j] = e^(row[j] − mx) · inv (row[j] <= mx); fast: the AVX2 exp, else expf */
+static void exp_row(int fast, float *row, int n, float mx, float inv)
 {
-	float xc = x < -87.33f ? -87.33f : x > 88.72f ? 88.72f : x;
-	float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-	float r = xc - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
-	float p = 1.0f / 720;
-	p = p * r + 1.0f / 120;
-	p = p * r + 1.0f / 24;
-	p = p * r + 1.0f / 6;
-	p = p * r + 0.5f;
-	p = p * r + 1.0f;
-	p = p * r + 1.0f;
-	union { int32_t i; float f; } sc = { .i = ((int32_t)n + 127) << 23 };
-	float y = p * sc.f;
-	y = x < -87.33f ? 0.0f : y;
-	return x > 88.72f ? INFINITY : y;
-}
-
-/* row[j] = e^(row[j] − mx) · inv */
-VEC_CLONES static void exp_row(float *row, int n, float mx, float inv)
-{
+#if LVD_OPS_X86
+	if (fast) {
+		exp_row_avx2(row, n, mx, inv);
+		return;
+	}
+#else
+	(void)fast;
+#endif
 	for (int j = 0; j < n; j++)
-		row[j] = ax_exp(row[j] - mx) * inv;
+		row[j] = expf(row[j] - mx) * inv;
 }
 
 size_t lvd_attn_capture_rows(const struct lvd_attn_capture *cap, int B)
@@ -67,6 +68,8 @@ struct job {
 	int Rb, R, kind, Tq, Tk, H, KH, D;
 	float scale;
 	float *scr;                /* per thread: 2·QB·Tk */
+	struct lvd_ctx *ctx;       /* GEMMs (single-threaded inside the chunks) */
+	int fast;                  /* AVX2 exp (lvd_ops_fast_avx2) */
 };
 
 static int jend_of(const struct job *j, int i)
@@ -98,7 +101,7 @@ static int tok(const struct job *j, int i) { return j->perm ? j->perm[i] : i; }
 static void scores(const struct job *j, float *S, int h, int i0, int i1, int kend)
 {
 	int D = j->D, kvh = h / (j->H / j->KH);
-	lvd_sgemm(0, 1, i1 - i0, kend, D, j->scale, j->q + (size_t)i0 * j->qs + (size_t)h * D, (int)j->qs,
+	lvd_gemm(j->ctx, 0, 1, i1 - i0, kend, D, j->scale, j->q + (size_t)i0 * j->qs + (size_t)h * D, (int)j->qs,
 		  j->k + (size_t)kvh * D, (int)j->ks, 0.0f, S, kend);
 	if (j->kind == LVD_ATTN_MASK_BIAS)
 		for (int i = i0; i < i1; i++) {
@@ -125,8 +128,8 @@ static int fwd_fn(void *user, size_t lo, size_t hi, int tid)
 					float mx = -INFINITY;
 					for (int c = 0; c < je; c++)
 						mx = row[c] > mx ? row[c] : mx;
-					exp_row(row, je, mx, 1.0f);
-					double sum = 0; /* double as lvd_tr_attention_fwd */
+					exp_row(j->fast, row, je, mx, 1.0f);
+					double sum = 0; 
 					for (int c = 0; c < je; c++)
 						sum += row[c];
 					float inv = (float)(1.0 / sum);
@@ -149,7 +152,7 @@ static int fwd_fn(void *user, size_t lo, size_t hi, int tid)
 						}
 					}
 				}
-				lvd_sgemm(0, 0, i1 - i0, D, kend, 1.0f, S, kend, j->v + (size_t)(h / rep) * D, (int)j->ks, 0.0f,
+				lvd_gemm(j->ctx, 0, 0, i1 - i0, D, kend, 1.0f, S, kend, j->v + (size_t)(h / rep) * D, (int)j->ks, 0.0f,
 					  j->out + (size_t)i0 * j->qs + (size_t)h * D, (int)j->qs);
 			}
 	return 0;
@@ -170,11 +173,11 @@ static int bwd_fn(void *user, size_t lo, size_t hi, int tid)
 					float *row = P + (size_t)(i - i0) * kend;
 					int je = jend_of(j, i);
 					const float *st = j->stats + ((size_t)h * j->Tq + tok(j, i)) * 2;
-					exp_row(row, je, st[0], st[1]);
+					exp_row(j->fast, row, je, st[0], st[1]);
 					for (int c = je; c < kend; c++)
 						row[c] = 0.0f;
 				}
-				lvd_sgemm(0, 1, n, kend, D, 1.0f, j->dout + qo, (int)j->qs, j->v + ko, (int)j->ks, 0.0f, dP, kend);
+				lvd_gemm(j->ctx, 0, 1, n, kend, D, 1.0f, j->dout + qo, (int)j->qs, j->v + ko, (int)j->ks, 0.0f, dP, kend);
 				if (j->dcap)
 					for (int i = i0; i < i1; i++) {
 						int slot = j->capidx[i];
@@ -186,14 +189,14 @@ static int bwd_fn(void *user, size_t lo, size_t hi, int tid)
 							dr[c] += e[tok(j, c)];
 					}
 				if (j->dv)
-					lvd_sgemm(1, 0, kend, D, n, 1.0f, P, kend, j->dout + qo, (int)j->qs, 1.0f, j->dv + ko,
+					lvd_gemm(j->ctx, 1, 0, kend, D, n, 1.0f, P, kend, j->dout + qo, (int)j->qs, 1.0f, j->dv + ko,
 						  (int)j->ks);
 				if (!j->dq && !j->dk)
 					continue;
 				for (int i = 0; i < n; i++) {
 					const float *pr = P + (size_t)i * kend;
 					float *dr = dP + (size_t)i * kend;
-					double ds = 0; /* double: this row sum cancels (as lvd_tr_attention_bwd) */
+					double ds = 0; /* double: this row sum cancels */
 					for (int c = 0; c < kend; c++)
 						ds += (double)pr[c] * dr[c];
 					float fs = (float)ds;
@@ -201,10 +204,10 @@ static int bwd_fn(void *user, size_t lo, size_t hi, int tid)
 						dr[c] = pr[c] * (dr[c] - fs);
 				}
 				if (j->dq)
-					lvd_sgemm(0, 0, n, D, kend, j->scale, dP, kend, j->k + ko, (int)j->ks, 1.0f, j->dq + qo,
+					lvd_gemm(j->ctx, 0, 0, n, D, kend, j->scale, dP, kend, j->k + ko, (int)j->ks, 1.0f, j->dq + qo,
 						  (int)j->qs);
 				if (j->dk)
-					lvd_sgemm(1, 0, kend, D, n, j->scale, dP, kend, j->q + qo, (int)j->qs, 1.0f, j->dk + ko,
+					lvd_gemm(j->ctx, 1, 0, kend, D, n, j->scale, dP, kend, j->q + qo, (int)j->qs, 1.0f, j->dk + ko,
 						  (int)j->ks);
 			}
 	return 0;
@@ -300,7 +303,8 @@ void lvd_attn_fwd_cpu(struct lvd_ctx *ctx, float *out, float *stats, float *prob
 	LVD_ASSERT((kind != LVD_ATTN_MASK_CAUSAL && kind != LVD_ATTN_MASK_PADPAIR) || Tq == Tk);
 	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || H == KH);
 	size_t mk = lvd_ctx_mark(ctx), qs = (size_t)H * D, ks = (size_t)KH * D;
-	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D };
+	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D, .ctx = ctx,
+			 .fast = lvd_ops_fast_avx2(ctx) };
 	j.scr = lvd_ctx_takef(ctx, (size_t)nthreads(ctx) * 2 * QB * Tk);
 	int *capidx = lvd_ctx_take(ctx, sizeof(int) * 2 * (size_t)Tq);
 	int *perm = kind == LVD_ATTN_MASK_PADPAIR ? lvd_ctx_take(ctx, sizeof(int) * (size_t)Tq) : NULL;
@@ -332,7 +336,8 @@ void lvd_attn_bwd_cpu(struct lvd_ctx *ctx, float *dq, float *dk, float *dv, cons
 	LVD_ASSERT((kind != LVD_ATTN_MASK_CAUSAL && kind != LVD_ATTN_MASK_PADPAIR) || Tq == Tk);
 	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || H == KH);
 	size_t mk = lvd_ctx_mark(ctx), qs = (size_t)H * D, ks = (size_t)KH * D;
-	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D };
+	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D, .ctx = ctx,
+			 .fast = lvd_ops_fast_avx2(ctx) };
 	j.scr = lvd_ctx_takef(ctx, (size_t)nthreads(ctx) * 2 * QB * Tk);
 	int *capidx = lvd_ctx_take(ctx, sizeof(int) * 2 * (size_t)Tq);
 	int *perm = kind == LVD_ATTN_MASK_PADPAIR ? lvd_ctx_take(ctx, sizeof(int) * (size_t)Tq) : NULL;
