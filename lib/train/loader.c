@@ -440,7 +440,7 @@ static int load_image(struct lvd_loader *l, struct lvd_image *im, const struct l
 {
 	int rc;
 	if (rec->flags & LVD_PACKREC_IMAGE) {
-		rc = lvd_image_decode(im, rec->image, rec->image_len, LVD_ALPHA_WHITE, where, err);
+		rc = lvd_image_decode(im, rec->image, rec->image_len, LVD_ALPHA_WHITE, "embedded image", err);
 	} else {
 		char path[PATH_CAP];
 		const char *p = (const char *)rec->image;
@@ -477,7 +477,7 @@ static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 	free(buf);
 	if (rc)
 		goto out;
-	if (rec.tile_px != (uint32_t)l->img.tile || rec.T > (uint32_t)INT32_MAX / 2) {
+	if (rec.tile_px != (uint32_t)l->img.tile) {
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: tile_px %u, the image processor uses %d (another model?)", where,
 				   rec.tile_px, l->img.tile);
 		goto out;

@@ -64,8 +64,10 @@ static void make_model(const char *dir, const char *tok_text)
 	write_str(p, tok_text);
 }
 
-/* Encoded payload of synthetic record i (bad_image: truncated PNG bytes). */
-static uint8_t *make_record(int i, int bad_image, size_t *len)
+/* Encoded payload of synthetic record i (bad_image: truncated PNG bytes). path_root:
+ * store the image as the file path_root/img/rNNN.png, the record holding the relative
+ * path "img/rNNN.png" (lvd-pack --no-embed-images). */
+static uint8_t *make_record(int i, int bad_image, const char *path_root, size_t *len)
 {
 	struct lvd_error e = {0};
 	int k = i % 4, w = img_sizes[k][0], h = img_sizes[k][1];
@@ -129,6 +131,18 @@ static uint8_t *make_record(int i, int bad_image, size_t *len)
 	r.image_pos = 1;
 	r.image = png;
 	r.image_len = (uint32_t)(bad_image ? png_len / 2 : png_len);
+	char rel[32];
+	if (path_root) {
+		char full[600];
+		snprintf(full, sizeof full, "%s/img", path_root);
+		LVD_ASSERT(lvd_mkdir_p(full, &e) == 0);
+		snprintf(rel, sizeof rel, "img/r%03d.png", i);
+		snprintf(full, sizeof full, "%s/%s", path_root, rel);
+		LVD_ASSERT(lvd_file_write_atomic(full, png, png_len, &e) == 0);
+		r.flags = 0;
+		r.image = (uint8_t *)rel;
+		r.image_len = (uint32_t)strlen(rel);
+	}
 	uint8_t *out = NULL;
 	int rc = lvd_packrec_encode(&r, &out, len, &e);
 	if (rc)
@@ -143,7 +157,8 @@ static uint8_t *make_record(int i, int bad_image, size_t *len)
 /* A pack at dir for the model folder: shards of the given sizes (records numbered in
  * order). bad_rec >= 0: that record's payload is garbage; bad_img >= 0: that record's
  * image is truncated. */
-static void make_pack(const char *dir, const char *model, const int *sizes, int nsh, int bad_rec, int bad_img)
+static void make_pack(const char *dir, const char *model, const int *sizes, int nsh, int bad_rec, int bad_img,
+		      const char *path_root)
 {
 	struct lvd_error e = {0};
 	LVD_ASSERT(lvd_mkdir_p(dir, &e) == 0);
@@ -167,7 +182,7 @@ static void make_pack(const char *dir, const char *model, const int *sizes, int 
 			char id[16];
 			snprintf(id, sizeof id, "r%03d", rec);
 			size_t len = 0;
-			uint8_t *pl = make_record(rec, rec == bad_img, &len);
+			uint8_t *pl = make_record(rec, rec == bad_img, path_root, &len);
 			if (rec == bad_rec)
 				memcpy(pl, "XXXX", 4);
 			LVD_ASSERT(lvd_rec_writer_append(w, id, pl, len, &e) == 0);
@@ -478,7 +493,7 @@ static void test_padding(void)
 	CHECK(b->n_pairs == npairs);
 	/* pixels: the image processor on the decoded record image */
 	size_t len = 0;
-	uint8_t *pl = make_record(2, 0, &len);
+	uint8_t *pl = make_record(2, 0, NULL, &len);
 	struct lvd_packrec rec = {0};
 	struct lvd_image im = {0};
 	REQUIRE(lvd_packrec_decode(&rec, pl, len, "r2", &e) == 0);
@@ -560,7 +575,7 @@ static void test_errors(void)
 
 	/* truncated shard: named at open */
 	snprintf(dir, sizeof dir, "%s/trunc", g_root);
-	make_pack(dir, g_model, SIZES, 3, -1, -1);
+	make_pack(dir, g_model, SIZES, 3, -1, -1, NULL);
 	snprintf(p, sizeof p, "%s/train-00001.lvdp", dir);
 	REQUIRE(truncate(p, 200) == 0);
 	opts_base(&o, 2, 0);
@@ -581,7 +596,7 @@ static void test_errors(void)
 	/* a record that does not decode, and an image that no longer decodes: named at next */
 	for (int k = 0; k < 2; k++) {
 		snprintf(dir, sizeof dir, "%s/bad%d", g_root, k);
-		make_pack(dir, g_model, SIZES, 3, k == 0 ? 9 : -1, k == 1 ? 10 : -1);
+		make_pack(dir, g_model, SIZES, 3, k == 0 ? 9 : -1, k == 1 ? 10 : -1, NULL);
 		opts_base(&o, 4, 1);
 		o.pack = dir;
 		o.shuffle = 0;
@@ -603,6 +618,47 @@ static void test_errors(void)
 	}
 }
 
+/* Records that store an image path (--no-embed-images): the same batches as embedded
+ * images; a deleted image file is an error naming the record. */
+static void test_image_paths(void)
+{
+	char dir[400], p[500];
+	snprintf(dir, sizeof dir, "%s/paths", g_root);
+	make_pack(dir, g_model, SIZES, 3, -1, -1, dir);
+	struct lvd_loader_opts o;
+	opts_base(&o, 4, 1);
+	o.shuffle = 0;
+	struct lvd_loader *a = open_or_die(&o, NULL);
+	o.pack = dir;
+	o.image_root = dir;
+	struct lvd_loader *b = open_or_die(&o, NULL);
+	REQUIRE(a && b);
+	struct lvd_loader_batch *x = NULL, *y = NULL;
+	struct lvd_error e = {0};
+	REQUIRE(lvd_loader_next(a, &x, &e) == 0);
+	REQUIRE(lvd_loader_next(b, &y, &e) == 0);
+	size_t px = (size_t)4 * TL * 3 * TILE * TILE;
+	CHECK(x->B == 4 && y->B == 4 && x->T == y->T);
+	CHECK(memcmp(x->pixel_values, y->pixel_values, px * sizeof(float)) == 0);
+	CHECK(memcmp(x->input_ids, y->input_ids, (size_t)x->B * x->T * sizeof(int)) == 0);
+	lvd_loader_release(a, x);
+	lvd_loader_release(b, y);
+	lvd_loader_close(a);
+	lvd_loader_close(b);
+	snprintf(p, sizeof p, "%s/img/r005.png", dir);
+	REQUIRE(unlink(p) == 0);
+	b = open_or_die(&o, NULL);
+	REQUIRE(b);
+	REQUIRE(lvd_loader_next(b, &y, &e) == 0);
+	lvd_loader_release(b, y);
+	CHECK(lvd_loader_next(b, &y, &e) != 0);
+	snprintf(p, sizeof p, "%s/train-00000.lvdp: record 5 ('r005'): the image no longer decodes", dir);
+	CHECK_CONTAINS(e.msg, p);
+	CHECK_CONTAINS(e.msg, "img/r005.png");
+	lvd_loader_close(b);
+	rm_rf(dir);
+}
+
 int main(int argc, char **argv)
 {
 	snprintf(g_root, sizeof g_root, "/tmp/lvd_test_loader_XXXXXX");
@@ -613,11 +669,11 @@ int main(int argc, char **argv)
 	snprintf(g_model, sizeof g_model, "%s/model", g_root);
 	snprintf(g_pack, sizeof g_pack, "%s/pack", g_root);
 	make_model(g_model, "{\"model\": {\"type\": \"BPE\"}}\n");
-	make_pack(g_pack, g_model, SIZES, 3, -1, -1);
+	make_pack(g_pack, g_model, SIZES, 3, -1, -1, NULL);
 	static const struct lvd_test tests[] = {
 		TEST(test_order),   TEST(test_coverage),    TEST(test_resume), TEST(test_ranks),
 		TEST(test_threads), TEST(test_padding),     TEST(test_model_check),
-		TEST(test_errors),  {0},
+		TEST(test_errors),  TEST(test_image_paths), {0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);
 	rm_rf(g_root);
