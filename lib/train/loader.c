@@ -947,6 +947,48 @@ int lvd_loader_seek(struct lvd_loader *l, const struct lvd_loader_cursor *cursor
 	return 0;
 }
 
+int lvd_loader_step_counts(struct lvd_loader *l, uint64_t seq, int k, int64_t *label_tokens, int64_t *pairs,
+			   struct lvd_error *err)
+{
+	*label_tokens = *pairs = 0;
+	if (k < 0 || (uint64_t)k > ((uint64_t)1 << 40) / l->G)
+		return lvd_error_set(err, LVD_ERR_INVALID, "loader: step counts over %d steps", k);
+	size_t cap = (size_t)k * (size_t)l->G, n = 0;
+	uint64_t *recs = lvd_alloc_array(cap ? cap : 1, sizeof *recs);
+	if (!recs)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "loader: step counts");
+	pthread_mutex_lock(&l->mu);
+	for (int j = 0; j < k; j++) {
+		uint64_t e, p;
+		step_of(l, seq + (uint64_t)j, &e, &p);
+		for (uint64_t q = p; q < p + l->G && q < l->N; q++)
+			recs[n++] = order_at(l, e, q);
+	}
+	pthread_mutex_unlock(&l->mu);
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct shard *sh = &l->sh[shard_of(l, recs[i])];
+		const size_t ri = (size_t)(recs[i] - sh->first);
+		char where[PATH_CAP + 1200];
+		snprintf(where, sizeof where, "%s: record %zu ('%s')", lvd_rec_path(sh->r), ri, lvd_rec_id(sh->r, ri));
+		void *buf = NULL;
+		size_t len = 0;
+		struct lvd_packrec rec = {0};
+		rc = lvd_rec_read(sh->r, ri, &buf, &len, err);
+		if (!rc)
+			rc = lvd_packrec_decode(&rec, buf, len, where, err);
+		free(buf);
+		if (!rc) {
+			for (uint32_t t = 1; t < rec.T; t++)
+				*label_tokens += rec.labels[t] != -100;
+			*pairs += rec.W;
+		}
+		lvd_packrec_free(&rec);
+	}
+	free(recs);
+	return rc;
+}
+
 void lvd_loader_batch_view(const struct lvd_loader_batch *b, struct lvd_mllama_batch *mb)
 {
 	memset(mb, 0, sizeof *mb);

@@ -45,8 +45,11 @@
  * sorted distinct query positions of the sample's words (= plan.rows_pos), indexed by
  * cap_off[B + 1]. n_label_tokens counts the positions the model's CE counts
  * (t >= 1 with labels[t] != −100, as lvd_mllama_loss_count); n_pairs the matched
- * (sample, word) pairs. A batch's content depends only on the pack, the options other
- * than threads/prefetch, and its step: it is byte-identical for any thread count.
+ * (sample, word) pairs: the counts of this rank's batch, ready before the forward;
+ * lvd_loader_step_counts gives those of whole global steps (all ranks, several
+ * accumulation micro-steps) from the records alone. A batch's content depends only on
+ * the pack, the options other than threads/prefetch, and its step: it is byte-identical
+ * for any thread count.
  *
  * Errors: LVD_ERR_IO / LVD_ERR_FORMAT / LVD_ERR_INVALID with a message naming the file
  * and, for records, "PACK/train-00003.lvdp: record 17 ('id')". A batch whose sample fails
@@ -154,6 +157,15 @@ struct lvd_loader_cursor lvd_loader_cursor(const struct lvd_loader *l);
 /* Restarts production at cursor (queued batches dropped). Every batch must have been
  * released (LVD_ERR_INVALID otherwise). */
 int lvd_loader_seek(struct lvd_loader *l, const struct lvd_loader_cursor *cursor, struct lvd_error *err);
+
+/* Loss counts of the k global steps seq, seq + 1, ... (seq = a batch's seq field; all
+ * ranks' samples of those steps: what n_label_tokens and n_pairs sum to over every rank's
+ * batches), read from the records without image work. For split-invariant normalisation
+ * (--loss-norm tokens) of a gradient accumulation of k micro-steps over W ranks, before
+ * the first forward and without communication. Thread: the consumer's. Errors: those of a
+ * record read (named), LVD_ERR_INVALID (k < 0 or too large), LVD_ERR_NOMEM. */
+int lvd_loader_step_counts(struct lvd_loader *l, uint64_t seq, int k, int64_t *label_tokens, int64_t *pairs,
+			   struct lvd_error *err);
 
 /* Fills mb (borrowing b's arrays; M = 1) for lvd_mllama_forward. */
 void lvd_loader_batch_view(const struct lvd_loader_batch *b, struct lvd_mllama_batch *mb);

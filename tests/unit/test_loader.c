@@ -229,6 +229,8 @@ static struct lvd_loader *open_or_die(const struct lvd_loader_opts *o, const str
 
 /* Records of the next n batches (flattened into rec[], -1 separators not used); returns
  * how many were written. Also checks every batch's epoch/pos against want_* if given. */
+static int64_t g_cnt[2]; /* label tokens and pairs of the batches take() saw */
+
 static size_t take(struct lvd_loader *l, int n, uint64_t *rec, uint64_t *epochs)
 {
 	size_t k = 0;
@@ -244,6 +246,8 @@ static size_t take(struct lvd_loader *l, int n, uint64_t *rec, uint64_t *epochs)
 				epochs[k] = b->epoch;
 			rec[k++] = b->records[i];
 		}
+		g_cnt[0] += b->n_label_tokens;
+		g_cnt[1] += b->n_pairs;
 		lvd_loader_release(l, b);
 	}
 	return k;
@@ -382,14 +386,30 @@ static void test_ranks(void)
 			REQUIRE(r[k]);
 		}
 		CHECK(lvd_loader_steps_per_epoch(one) == lvd_loader_steps_per_epoch(r[0]));
+		struct lvd_error e = {0};
+		int64_t all[2], tot[2] = {0, 0};
+		CHECK(lvd_loader_step_counts(r[1], 0, 9, &all[0], &all[1], &e) == 0);
 		for (int s = 0; s < 9; s++) { /* over an epoch boundary */
 			uint64_t a[8], b[8];
+			int64_t c1[2], c3[2], sc[2];
+			CHECK(lvd_loader_step_counts(r[2], (uint64_t)s, 1, &sc[0], &sc[1], &e) == 0);
+			g_cnt[0] = g_cnt[1] = 0;
 			size_t na = take(one, 1, a, NULL), nb = 0;
+			memcpy(c1, g_cnt, sizeof c1);
+			g_cnt[0] = g_cnt[1] = 0;
 			for (int k = 0; k < 3; k++)
 				nb += take(r[k], 1, b + nb, NULL);
+			memcpy(c3, g_cnt, sizeof c3);
 			CHECKF(na == nb && memcmp(a, b, sizeof(uint64_t) * na) == 0, "drop %d step %d: %zu vs %zu samples",
 			       drop, s, na, nb);
+			CHECKF(c1[0] == c3[0] && c1[1] == c3[1] && c1[0] == sc[0] && c1[1] == sc[1],
+			       "step %d counts: 1 rank %lld/%lld, 3 ranks %lld/%lld, step_counts %lld/%lld", s, (long long)c1[0],
+			       (long long)c1[1], (long long)c3[0], (long long)c3[1], (long long)sc[0], (long long)sc[1]);
+			CHECK(c1[0] > 0 && (na == 0 || c1[1] > 0));
+			tot[0] += c1[0];
+			tot[1] += c1[1];
 		}
+		CHECK(all[0] == tot[0] && all[1] == tot[1]);
 		struct lvd_loader_cursor c1 = lvd_loader_cursor(one), c2 = lvd_loader_cursor(r[2]);
 		CHECK(c1.epoch == c2.epoch && c1.pos == c2.pos);
 		lvd_loader_close(one);
