@@ -1,9 +1,11 @@
 /* Tests for the lvd-sft pack loader (lib/train/loader.h) on small synthetic packs written
  * here record by record (tile 56, patch 14, 4 tiles, so image processing stays cheap):
  * the epoch order (determinism, a permutation), coverage per epoch, resume from a cursor
- * and seek, the rank split, thread-count invariance (byte-equal batches), padding and
- * labels, counts and capture rows against the plan, the model fingerprint check, and
- * errors for a truncated shard, a bad record and an image that no longer decodes. */
+ * and seek, the rank split (with the step counts of whole global steps), thread-count
+ * invariance (byte-equal batches), padding and labels, counts and capture rows against
+ * the plan, pixels against the image processor, records that store image paths, the
+ * model fingerprint check, and errors for a truncated, missing or miscounted shard, a
+ * bad record and an image that no longer decodes. */
 #include <stdint.h>
 #include <unistd.h>
 
