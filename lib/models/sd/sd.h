@@ -1,24 +1,37 @@
-/* lib/models/sd/sd.h — Stable Diffusion 1.x networks on the CPU, forward only:
+/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks on the CPU, forward only:
  * CLIP text encoder, VAE encoder (posterior mean), UNet2DConditionModel with a
  * per-layer callback that receives every cross-attention (attn2) probability map
  * averaged over heads, and the DDPM noise schedule.
  *
  * Loading: a diffusers folder (model_index.json + text_encoder/ vae/ unet/ with
  * config.json and *.safetensors) or an original ldm single file (.safetensors with
- * model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*). The
+ * model.diffusion_model.*, first_stage_model.*, and cond_stage_model.transformer.*
+ * (SD 1.x, HF CLIP) or cond_stage_model.model.* (SD 2.x, OpenCLIP ViT-H/14)). The
  * architecture comes from the configs (diffusers) or the tensor shapes (single file;
- * head counts and GroupNorm groups are not visible in shapes and follow the SD 1.x
- * rules unless lvd_sd_opts overrides them). F32 weights are used in place from the
- * memory map (when 4-byte aligned); F16/BF16 weights are converted to fp32 once at load
- * into one allocation. Compute is fp32.
+ * head counts and GroupNorm groups are not visible in shapes and follow the SD rules
+ * unless lvd_sd_opts overrides them: SD 1.x 8 heads per level, SD 2.x (linear
+ * proj_in or a 1024-wide context) heads = channels / 64 per level). F32 weights are
+ * used in place from the memory map (when 4-byte aligned); F16/BF16 weights are
+ * converted to fp32 once at load into one allocation. Compute is fp32.
+ *
+ * SD 2.x: the text encoder is OpenCLIP's tower read as its penultimate layer followed
+ * by the final LayerNorm (diffusers folders store 23 of the 24 layers with hidden_act
+ * "gelu"; an ldm file holds all 24 resblocks and the last is skipped here; its
+ * text_projection and logit_scale are unused). The UNet's diffusers key
+ * attention_head_dim (e.g. [5, 10, 20, 20]) is, despite its name, the HEAD COUNT per
+ * level (head dim 64), as diffusers itself reads it; use_linear_projection selects
+ * linear proj_in/proj_out (the same bytes as a 1x1 conv). upcast_attention is recorded
+ * (lvd_sd_unet_cfg) and changes nothing: attention is computed in fp32 anyway.
+ * v-prediction (SD 2.x 768 models) changes nothing here either: the UNet's output is
+ * returned as is, whatever it predicts.
  *
  * Shapes (PyTorch order, batch 1): image [3, H, W] in [-1, 1] with H, W multiples of 8;
  * latent [4, H/8, W/8]; text ids [S] (S = n_pos = 77 for SD); text states [S, Dctx].
  * The UNet needs latent sides divisible by 2^(levels-1) (8 for SD).
  *
- * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, SD 2.x OpenCLIP
- * single files, class/addition embeddings) fail with a message naming the tensor and
- * the file. Forward functions fail only on bad sizes or allocation failure. */
+ * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, class/addition
+ * embeddings) fail with a message naming the tensor and the file. Forward functions
+ * fail only on bad sizes or allocation failure. */
 #ifndef LVD_MODELS_SD_SD_H
 #define LVD_MODELS_SD_SD_H
 
@@ -56,6 +69,7 @@ struct lvd_sd_unet_cfg {
 	int heads[LVD_SD_MAX_LEVELS];     /* attention heads per level (mid uses the last) */
 	int tblocks;                      /* transformer layers per spatial transformer */
 	int ctx_dim, temb_dim, linear_proj, flip_sin_to_cos;
+	int upcast_attention;             /* recorded only (diffusers config; 0 for ldm files) */
 	float freq_shift, eps;            /* resnet / out GroupNorm eps (1e-5) */
 };
 
@@ -64,6 +78,7 @@ struct lvd_sd_opts {
 	int components;   /* LVD_SD_TEXT | LVD_SD_VAE | LVD_SD_UNET; 0 = all */
 	/* single-file overrides (0 = SD 1.x rule): */
 	int unet_heads;   /* heads per UNet level (SD 1.x: 8) */
+	int unet_head_dim; /* else heads = channels / this per level (SD 2.x: 64) */
 	int clip_heads;   /* CLIP heads (width / 64) */
 	int norm_groups;  /* GroupNorm groups of the VAE and UNet (32) */
 	/* execution context the forward passes run on (borrowed: it must outlive the model;

@@ -237,6 +237,7 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 	k->flip_sin_to_cos = jbool(&j, "flip_sin_to_cos", 1);
 	k->freq_shift = (float)jnum(&j, "freq_shift", 0);
 	k->linear_proj = jbool(&j, "use_linear_projection", 0);
+	k->upcast_attention = jbool(&j, "upcast_attention", 0);
 	int n = k->levels > 0 ? k->levels : 1;
 	k->temb_dim = jint(&j, "time_embedding_dim", 4 * k->ch[0], 0, 1, 1 << 20);
 	if (jints(&j, "num_attention_heads", k->heads, n, 0) < 0 && !j.failed)
@@ -323,6 +324,37 @@ int sd_ldm_clip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const ch
 	return clip_check_cfg(k, lvd_st_path(st), err);
 }
 
+int sd_ldm_openclip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
+			struct lvd_error *err)
+{
+	const char *P = "cond_stage_model.model.";
+	char n[256];
+	snprintf(n, sizeof n, "%stoken_embedding.weight", P);
+	k->vocab = shape_of(st, n, 0);
+	k->width = shape_of(st, n, 1);
+	snprintf(n, sizeof n, "%spositional_embedding", P);
+	k->n_pos = shape_of(st, n, 0);
+	int blocks = 0;
+	while (blocks < 1024 && findf(st, "%stransformer.resblocks.%d.ln_1.weight", P, blocks))
+		blocks++;
+	snprintf(n, sizeof n, "%stransformer.resblocks.0.mlp.c_fc.weight", P);
+	k->ffn = shape_of(st, n, 0);
+	/* SD 2.x (FrozenOpenCLIPEmbedder, layer "penultimate"): the last resblock is skipped,
+	 * ln_final is applied to the one before */
+	k->layers = blocks - 1;
+	k->heads = o->clip_heads > 0 ? o->clip_heads : (k->width > 0 ? k->width / 64 : 0);
+	k->act = LVD_SD_ACT_GELU;
+	k->eps = 1e-5f;
+	if (k->vocab <= 0 || k->width <= 0 || k->n_pos <= 0 || k->ffn <= 0)
+		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing or malformed OpenCLIP text tensors under '%s'",
+				     lvd_st_path(st), P);
+	if (blocks < 2)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "%s: OpenCLIP text tower has %d resblock(s); SD 2.x uses the penultimate, so it needs 2 or more",
+				     lvd_st_path(st), blocks);
+	return clip_check_cfg(k, lvd_st_path(st), err);
+}
+
 int sd_ldm_vae_cfg(struct lvd_sd_vae_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
 		       struct lvd_error *err)
 {
@@ -406,14 +438,26 @@ int sd_ldm_unet_cfg(struct lvd_sd_unet_cfg *k, const struct lvd_st *st, const st
 		snprintf(n, sizeof n, "%smiddle_block.1.transformer_blocks.0.attn2.to_k.weight", P);
 		k->ctx_dim = shape_of(st, n, 1);
 		k->tblocks = 1;
+		const struct lvd_tensor_view *pin = findf(st, "%smiddle_block.1.proj_in.weight", P);
+		k->linear_proj = pin && pin->ndim == 2;
 	}
+	/* Heads are not in the shapes. SD 1.x (conv proj_in, context 768): 8 heads per
+	 * level (ldm num_heads = 8). SD 2.x (linear proj_in, context 1024): ldm
+	 * num_head_channels = 64, so heads = channels / 64 per level (5, 10, 20, 20). */
+	int hd = o->unet_head_dim > 0 ? o->unet_head_dim : (k->linear_proj || k->ctx_dim == 1024) ? 64 : 0;
 	for (int i = 0; i < k->levels; i++) {
-		if (o->unet_heads > 0)
+		if (o->unet_heads > 0) {
 			k->heads[i] = o->unet_heads;
-		else if (k->ctx_dim == 1024)
-			k->heads[i] = k->ch[i] / 64;   /* SD 2.x: head dim 64 */
-		else
-			k->heads[i] = 8;              /* SD 1.x: 8 heads */
+		} else if (hd) {
+			if (k->ch[i] <= 0 || k->ch[i] % hd)
+				return lvd_error_set(err, LVD_ERR_INVALID,
+						     "%s: UNet level %d has %d channels, not a multiple of the head dim %d "
+						     "(SD 2.x rule num_head_channels = 64; set the head dim or count explicitly)",
+						     path, i, k->ch[i], hd);
+			k->heads[i] = k->ch[i] / hd;
+		} else {
+			k->heads[i] = 8;
+		}
 	}
 	k->groups = o->norm_groups > 0 ? o->norm_groups : 32;
 	k->eps = 1e-5f;
