@@ -40,7 +40,7 @@ enum {
 	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS,
 };
 static const struct lvd_cli_opt OPTS[] = {
-	[O_SD] = {"sd", 0, "PATH", "SD 1.x checkpoint: diffusers folder or single .safetensors (required)"},
+	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
