@@ -5,12 +5,14 @@
  * text/UNet) and from an ldm single file with the OpenCLIP text tower (fused in_proj,
  * 3 resblocks of which 2 are used; BF16 UNet/CLIP, F16 VAE); text states, VAE moments
  * and latent (std ~1), UNet output and every cross-attention map are compared with the
- * SD 1.x goldens' tolerances (test_sd.c). Plus the single-file head rule and errors. */
+ * SD 1.x goldens' tolerances (test_sd.c). Plus the single-file head rule, errors, and
+ * the refusal of a VAE that does not downsample by 8. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -365,6 +367,44 @@ static void test_ldm_rules_and_errors(void)
 	remove(path);
 }
 
+/* A VAE with 3 down blocks (latent H/4) used to be accepted and then wrote past the
+ * H/8 latent its callers allocate: it is refused at load, naming the factor, from a
+ * diffusers config and from an ldm file's shapes. */
+static void test_vae_factor_refused(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent");
+	char dir[512], sub[600], path[700];
+	snprintf(dir, sizeof dir, "/tmp/lvd-test-sd2-vae-%d", (int)getpid());
+	snprintf(sub, sizeof sub, "%s/vae", dir);
+	snprintf(path, sizeof path, "%s/config.json", sub);
+	REQUIRE(mkdir(dir, 0700) == 0 && mkdir(sub, 0700) == 0);
+	FILE *f = fopen(path, "w");
+	REQUIRE(f);
+	fputs("{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [8, 16, 16], \"latent_channels\": 4,"
+	      " \"layers_per_block\": 2, \"norm_num_groups\": 4, \"in_channels\": 3}\n", f);
+	fclose(f);
+	struct lvd_sd *sd = NULL;
+	struct lvd_error err = {0};
+	struct lvd_sd_opts o = {.components = LVD_SD_VAE};
+	CHECK(lvd_sd_load(&sd, dir, &o, &err) == LVD_ERR_UNSUPPORTED);
+	CHECK_CONTAINS(err.msg, "downsamples by 4 (3 down blocks)");
+	CHECK_CONTAINS(err.msg, path);
+	CHECK(sd == NULL);
+	remove(path);
+	rmdir(sub);
+	rmdir(dir);
+	/* the same from shapes: the ldm file without its 4th encoder level */
+	snprintf(path, sizeof path, "/tmp/lvd-test-sd2-vae-%d.safetensors", (int)getpid());
+	REQUIRE(write_without(path, "encoder.down.3.", NULL) == 0);
+	o = LDM_OPTS;
+	o.components = LVD_SD_VAE;
+	CHECK(lvd_sd_load(&sd, path, &o, &err) == LVD_ERR_UNSUPPORTED);
+	CHECK_CONTAINS(err.msg, "downsamples by 4");
+	CHECK(sd == NULL);
+	remove(path);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -372,6 +412,7 @@ int main(int argc, char **argv)
 		TEST(test_ldm_single_file),
 		TEST(test_ldm_plain_threads),
 		TEST(test_ldm_rules_and_errors),
+		TEST(test_vae_factor_refused),
 		{0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);

@@ -30,7 +30,7 @@
  * The UNet needs latent sides divisible by 2^(levels-1) (8 for SD).
  *
  * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, class/addition
- * embeddings) fail with a message naming the tensor and the file. Forward functions
+ * embeddings, a VAE that does not downsample by 8) fail with a message naming the tensor and the file. Forward functions
  * fail only on bad sizes or allocation failure. */
 #ifndef LVD_MODELS_SD_SD_H
 #define LVD_MODELS_SD_SD_H
@@ -118,7 +118,8 @@ int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, 
 
 /* VAE encoder: latent [latent_ch, H/8, W/8] = posterior mean × scaling factor for an
  * image [3, H, W] in [-1, 1]; moments [2·latent_ch, H/8, W/8] (mean, logvar before
- * clamping) is also written when non-NULL. H, W must be multiples of 2^(levels-1). */
+ * clamping) is also written when non-NULL. H, W must be multiples of 8 (the loader
+ * refuses VAEs with another factor than 8, i.e. other than 4 down blocks). */
 int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 		      const float *image, int H, int W, struct lvd_error *err);
 

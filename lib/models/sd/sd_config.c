@@ -162,6 +162,12 @@ static int vae_check_cfg(const struct lvd_sd_vae_cfg *k, const char *where, stru
 		if (k->ch[i] < 1 || k->ch[i] % k->groups)
 			return lvd_error_set(err, LVD_ERR_INVALID, "%s: VAE channels %d not divisible by %d groups",
 					     where, k->ch[i], k->groups);
+	/* the latent is [latent_ch, H/8, W/8] by contract (sd.h; callers size it so) */
+	if (k->levels != 4)
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
+				     "%s: the VAE downsamples by %d (%d down blocks); only Stable Diffusion's factor 8 "
+				     "(4 down blocks, latent H/8 x W/8) is supported",
+				     where, 1 << (k->levels - 1), k->levels);
 	return 0;
 }
 
