@@ -6,7 +6,8 @@
  * 3 resblocks of which 2 are used; BF16 UNet/CLIP, F16 VAE); text states, VAE moments
  * and latent (std ~1), UNet output and every cross-attention map are compared with the
  * SD 1.x goldens' tolerances (test_sd.c). Plus the single-file head rule, errors, and
- * the refusal of a VAE that does not downsample by 8. */
+ * the refusal of a VAE that does not downsample by 8, the scheduler config (v_prediction
+ * recorded) and config values the code does not implement refused by name. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -405,6 +406,92 @@ static void test_vae_factor_refused(void)
 	remove(path);
 }
 
+static int write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	int rc = fputs(text, f) < 0;
+	return fclose(f) || rc ? -1 : 0;
+}
+
+/* The scheduler config is read (SD 2's v_prediction recorded, the SD 1 golden's epsilon,
+ * a single file's unknown) and gives the same ᾱ as the SD defaults; config values the
+ * code does not implement are refused by name instead of silently ignored. */
+static void test_schedule_and_refused_values(void)
+{
+	struct lvd_sd_schedule s, ref;
+	struct lvd_error err = {0};
+	lvd_sd_schedule_init(&ref, 1000, 0.00085, 0.012);
+	CHECK(lvd_sd_schedule_load(&s, lvd_test_path(DIFF), &err) == 0);
+	CHECK(s.prediction == LVD_SD_PRED_V && s.T == 1000);
+	CHECK(!memcmp(s.alphas_cumprod, ref.alphas_cumprod, sizeof ref.alphas_cumprod));
+	CHECK(lvd_sd_schedule_load(&s, lvd_test_path("tests/golden/sd/diffusers"), &err) == 0);
+	CHECK(s.prediction == LVD_SD_PRED_EPSILON);
+	CHECK(lvd_sd_schedule_load(&s, lvd_test_path(LDM), &err) == 0);
+	CHECK(s.prediction == LVD_SD_PRED_UNKNOWN);
+	CHECK(!memcmp(s.betas, ref.betas, sizeof ref.betas));
+
+	char dir[512], sub[600], path[700];
+	snprintf(dir, sizeof dir, "/tmp/lvd-test-sd2-cfg-%d", (int)getpid());
+	REQUIRE(mkdir(dir, 0700) == 0);
+	static const char *const subs[3] = {"scheduler", "unet", "vae"};
+	for (int i = 0; i < 3; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", dir, subs[i]);
+		REQUIRE(mkdir(sub, 0700) == 0);
+	}
+	static const struct {
+		const char *file, *json, *msg;
+		int comps;
+	} cases[] = {
+		{"scheduler/scheduler_config.json", "{\"beta_schedule\": \"squaredcos_cap_v2\"}", "'beta_schedule'", 0},
+		{"scheduler/scheduler_config.json", "{\"trained_betas\": [0.1, 0.2]}", "'trained_betas'", 0},
+		{"scheduler/scheduler_config.json", "{\"prediction_type\": \"flow\"}", "prediction_type 'flow'", 0},
+		{"scheduler/scheduler_config.json", "{\"rescale_betas_zero_snr\": true}", "'rescale_betas_zero_snr'", 0},
+		{"vae/config.json", "{\"block_out_channels\": [8, 16, 16, 16], \"norm_num_groups\": 4, \"act_fn\": \"gelu\"}",
+		 "VAE 'act_fn' = \"gelu\"", LVD_SD_VAE},
+		{"unet/config.json",
+		 "{\"block_out_channels\": [8, 16], \"norm_num_groups\": 4, \"attention_head_dim\": [2, 4],"
+		 " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
+		 " \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"],"
+		 " \"resnet_time_scale_shift\": \"scale_shift\"}",
+		 "UNet 'resnet_time_scale_shift' = \"scale_shift\"", LVD_SD_UNET},
+		{"unet/config.json",
+		 "{\"block_out_channels\": [8, 16], \"norm_num_groups\": 4, \"attention_head_dim\": [2, 4],"
+		 " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
+		 " \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"],"
+		 " \"conv_in_kernel\": 7}",
+		 "UNet 'conv_in_kernel' = 7", LVD_SD_UNET},
+		{"unet/config.json",
+		 "{\"block_out_channels\": [8, 16], \"norm_num_groups\": 4, \"attention_head_dim\": [2, 4],"
+		 " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
+		 " \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"],"
+		 " \"time_embedding_act_fn\": \"silu\"}",
+		 "UNet 'time_embedding_act_fn' is set", LVD_SD_UNET},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, cases[i].file);
+		REQUIRE(write_text(path, cases[i].json) == 0);
+		memset(&err, 0, sizeof err);
+		if (!cases[i].comps) {
+			CHECK(lvd_sd_schedule_load(&s, dir, &err) == LVD_ERR_UNSUPPORTED);
+		} else {
+			struct lvd_sd *sd = NULL;
+			struct lvd_sd_opts o = {.components = cases[i].comps};
+			CHECK(lvd_sd_load(&sd, dir, &o, &err) == LVD_ERR_UNSUPPORTED);
+			CHECK(sd == NULL);
+		}
+		CHECK_CONTAINS(err.msg, cases[i].msg);
+		CHECK_CONTAINS(err.msg, path);
+		remove(path);
+	}
+	for (int i = 0; i < 3; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", dir, subs[i]);
+		rmdir(sub);
+	}
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -413,6 +500,7 @@ int main(int argc, char **argv)
 		TEST(test_ldm_plain_threads),
 		TEST(test_ldm_rules_and_errors),
 		TEST(test_vae_factor_refused),
+		TEST(test_schedule_and_refused_values),
 		{0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);

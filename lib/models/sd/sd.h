@@ -154,13 +154,25 @@ struct lvd_sd_stats {
 void lvd_sd_set_stats(struct lvd_sd *sd, struct lvd_sd_stats *st);
 
 /* ---- DDPM schedule (scaled_linear, SD defaults) ---------------------------------------- */
+/* What the UNet predicts (scheduler prediction_type): recorded, changes nothing here. */
+enum lvd_sd_pred { LVD_SD_PRED_UNKNOWN = 0, LVD_SD_PRED_EPSILON, LVD_SD_PRED_V, LVD_SD_PRED_SAMPLE };
 struct lvd_sd_schedule {
 	int T;               /* 1000 */
+	int prediction;      /* enum lvd_sd_pred (UNKNOWN after lvd_sd_schedule_init) */
 	float betas[1000];
 	float alphas_cumprod[1000];
 };
 /* β_t = (√β0 + (√β1 − √β0)·t/(T−1))², ᾱ_t = Π α (in fp32, as diffusers). T <= 1000. */
 void lvd_sd_schedule_init(struct lvd_sd_schedule *s, int T, double beta_start, double beta_end);
+/* The schedule of the checkpoint at sd_path: a diffusers folder's
+ * scheduler/scheduler_config.json (num_train_timesteps 1000, beta_start, beta_end,
+ * beta_schedule "scaled_linear", prediction_type "epsilon" | "v_prediction" | "sample"),
+ * else (a single file, or no scheduler/ folder) the SD defaults 1000, 0.00085, 0.012
+ * with prediction UNKNOWN. What would change ᾱ and is not implemented (another
+ * beta_schedule, trained_betas, rescale_betas_zero_snr) is refused by name
+ * (LVD_ERR_UNSUPPORTED); keys that only matter to sampling loops (timestep_spacing,
+ * steps_offset, clip_sample, thresholding, variance_type) are irrelevant to q(x_t|x_0). */
+int lvd_sd_schedule_load(struct lvd_sd_schedule *s, const char *sd_path, struct lvd_error *err);
 /* x_t[n] = √ᾱ_t·x0 + √(1−ᾱ_t)·noise; t in [0, T). */
 void lvd_sd_add_noise(const struct lvd_sd_schedule *s, float *xt, const float *x0,
 		      const float *noise, size_t n, int t);

@@ -72,6 +72,56 @@ static const char *jstr(struct jcfg *j, const char *key)
 	return j->failed ? NULL : v;
 }
 
+/* Config values this implementation does not implement are refused by name, never
+ * silently ignored: each key, when present (and not null), must equal its SD value. */
+struct jwant {
+	const char *key;
+	const char *str;     /* string value wanted, or NULL: a number */
+	double num;          /* number wanted (booleans: 0/1) */
+	int is_bool;
+};
+
+static void jrequire(struct jcfg *j, const struct jwant *w, const char *what)
+{
+	for (; w->key && !j->failed; w++) {
+		if (!lvd_json_has(&j->doc, w->key))
+			continue;
+		if (w->str) {
+			const char *v = jstr(j, w->key);
+			if (!j->failed && strcmp(v, w->str)) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = \"%s\" is not supported (only \"%s\")",
+					      j->doc.file, what, w->key, v, w->str);
+			}
+		} else if (w->is_bool) {
+			int v = jbool(j, w->key, (int)w->num);
+			if (!j->failed && v != (int)w->num) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = %s is not supported (only %s)",
+					      j->doc.file, what, w->key, v ? "true" : "false", w->num ? "true" : "false");
+			}
+		} else {
+			double v = jnum(j, w->key, w->num);
+			if (!j->failed && v != w->num) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = %g is not supported (only %g)",
+					      j->doc.file, what, w->key, v, w->num);
+			}
+		}
+	}
+}
+
+/* Keys that must be absent or null. */
+static void jabsent(struct jcfg *j, const char *const *keys, const char *what)
+{
+	for (; *keys && !j->failed; keys++)
+		if (lvd_json_has(&j->doc, *keys)) {
+			j->failed = 1;
+			lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' is set: not supported", j->doc.file, what,
+				      *keys);
+		}
+}
+
 /* An int or a list of ints (each in [1, 65536]) into out[n]; an int is repeated n_expect
  * times. Returns the number read or -1 (absent and not required, or failed). */
 static int jints(struct jcfg *j, const char *key, int *out, int n_expect, int required)
@@ -192,6 +242,31 @@ int sd_vae_cfg_json(struct lvd_sd_vae_cfg *k, const char *path, struct lvd_error
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: shift_factor (SD3/Flux VAE) is not supported", path);
 	}
+	static const struct jwant want[] = {
+		{"act_fn", "silu", 0, 0},
+		{"use_quant_conv", NULL, 1, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "VAE");
+	static const char *const absent[] = {"latents_mean", "latents_std", NULL};
+	jabsent(&j, absent, "VAE");
+	const char *db[LVD_SD_MAX_LEVELS];
+	size_t ndb = 0;
+	if (!j.failed && lvd_json_has(&j.doc, "down_block_types")) {
+		if (lvd_json_get_string_array(&j.doc, "down_block_types", db, LVD_SD_MAX_LEVELS, &ndb, err))
+			j.failed = 1;
+		for (size_t i = 0; i < ndb && !j.failed; i++)
+			if (!db[i] || strcmp(db[i], "DownEncoderBlock2D")) {
+				j.failed = 1;
+				lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: VAE down block type '%s' is not supported", path,
+					      db[i] ? db[i] : "?");
+			}
+		if (!j.failed && (int)ndb != k->levels) {
+			j.failed = 1;
+			lvd_error_set(err, LVD_ERR_INVALID, "%s: down_block_types lists %zu blocks, block_out_channels %d",
+				      path, ndb, k->levels);
+		}
+	}
 	rc = jdone(&j);
 	return rc ? rc : vae_check_cfg(k, path, err);
 }
@@ -291,8 +366,67 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: dual/only cross-attention UNets are not supported", path);
 	}
+	/* what the forward hard-codes (unet.c, sd_blocks.c) */
+	static const struct jwant want[] = {
+		{"act_fn", "silu", 0, 0},
+		{"time_embedding_type", "positional", 0, 0},
+		{"resnet_time_scale_shift", "default", 0, 0},
+		{"attention_type", "default", 0, 0},
+		{"conv_in_kernel", NULL, 3, 0},
+		{"conv_out_kernel", NULL, 3, 0},
+		{"downsample_padding", NULL, 1, 0},
+		{"mid_block_scale_factor", NULL, 1, 0},
+		{"resnet_out_scale_factor", NULL, 1, 0},
+		{"center_input_sample", NULL, 0, 1},
+		{"resnet_skip_time_act", NULL, 0, 1},
+		{"class_embeddings_concat", NULL, 0, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "UNet");
+	static const char *const absent[] = {"time_embedding_act_fn", "timestep_post_act", "cross_attention_norm",
+					     "encoder_hid_dim", "reverse_transformer_layers_per_block", NULL};
+	jabsent(&j, absent, "UNet");
 	rc = jdone(&j);
 	return rc ? rc : unet_check_cfg(k, path, err);
+}
+
+int sd_sched_cfg_json(const char *path, int *T, double *beta_start, double *beta_end, int *pred,
+		      struct lvd_error *err)
+{
+	struct jcfg j;
+	int rc = jopen(&j, path, err);
+	if (rc)
+		return rc;
+	*T = jint(&j, "num_train_timesteps", 1000, 0, 1000, 1000);   /* what callers index */
+	*beta_start = jnum(&j, "beta_start", 0.00085);
+	*beta_end = jnum(&j, "beta_end", 0.012);
+	if (!j.failed && (*beta_start <= 0 || *beta_end <= 0 || *beta_end >= 1 || *beta_start >= 1)) {
+		j.failed = 1;
+		lvd_error_set(err, LVD_ERR_INVALID, "%s: beta_start %g / beta_end %g outside (0, 1)", path, *beta_start,
+			      *beta_end);
+	}
+	static const struct jwant want[] = {
+		{"beta_schedule", "scaled_linear", 0, 0},
+		{"rescale_betas_zero_snr", NULL, 0, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "scheduler");
+	static const char *const absent[] = {"trained_betas", NULL};
+	jabsent(&j, absent, "scheduler");
+	const char *pt = jstr(&j, "prediction_type");
+	*pred = LVD_SD_PRED_EPSILON;
+	if (!j.failed && pt) {
+		if (!strcmp(pt, "v_prediction"))
+			*pred = LVD_SD_PRED_V;
+		else if (!strcmp(pt, "sample"))
+			*pred = LVD_SD_PRED_SAMPLE;
+		else if (strcmp(pt, "epsilon")) {
+			j.failed = 1;
+			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: scheduler prediction_type '%s' is not supported "
+				      "(epsilon, v_prediction, sample)", path, pt);
+		}
+	}
+	return jdone(&j);
 }
 
 /* ---- single file: configs from shapes --------------------------------------------------- */

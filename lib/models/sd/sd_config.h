@@ -31,6 +31,10 @@ int sd_ldm_vae_cfg(struct lvd_sd_vae_cfg *k, const struct lvd_st *st, const stru
 int sd_ldm_unet_cfg(struct lvd_sd_unet_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
 		    struct lvd_error *err);
 
+/* scheduler_config.json (see lvd_sd_schedule_load): T, betas, prediction (enum lvd_sd_pred). */
+int sd_sched_cfg_json(const char *path, int *T, double *beta_start, double *beta_end, int *pred,
+		      struct lvd_error *err);
+
 /* 1 when the CLIP tensors under pfx carry the HF "text_model." prefix (transformers 5
  * saves without it). */
 int sd_clip_has_text_model(const struct lvd_st *st, const char *pfx);
