@@ -7,7 +7,8 @@
  * and latent (std ~1), UNet output and every cross-attention map are compared with the
  * SD 1.x goldens' tolerances (test_sd.c). Plus the single-file head rule, errors, and
  * the refusal of a VAE that does not downsample by 8, the scheduler config (v_prediction
- * recorded) and config values the code does not implement refused by name. */
+ * recorded), config values the code does not implement refused by name, and the
+ * published SD 2.1 and SD 1.5 configs accepted with the real architecture. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "harness.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
+#include "models/sd/sd_internal.h"   /* sd_declare_diffusers */
 
 #define GOLD "tests/golden/sd2/golden.safetensors"
 #define DIFF "tests/golden/sd2/diffusers"
@@ -492,6 +494,127 @@ static void test_schedule_and_refused_values(void)
 	rmdir(dir);
 }
 
+/* The published SD 2.1 configs (stabilityai/stable-diffusion-2-1, diffusers 0.10 era) and
+ * the SD 1.5 configs of ../shared/data/sd15_configs are accepted (no key refused) and
+ * give the SD 2.1 architecture: declared weights with the real shapes, 23 text layers. */
+struct decl {
+	int n, text_layer22, text_layer23, pin_2d, attn2_k;
+};
+
+static void decl_cb(void *user, const char *name, int ndim, const int64_t *shape)
+{
+	struct decl *d = user;
+	d->n++;
+	if (!strcmp(name, "text_model.encoder.layers.22.mlp.fc1.weight"))
+		d->text_layer22 = ndim == 2 && shape[0] == 4096 && shape[1] == 1024;
+	if (strstr(name, "encoder.layers.23."))
+		d->text_layer23 = 1;
+	if (!strcmp(name, "down_blocks.0.attentions.0.proj_in.weight"))
+		d->pin_2d = ndim == 4 && shape[0] == 320 && shape[1] == 320;   /* either layout binds */
+	if (!strcmp(name, "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"))
+		d->attn2_k = ndim == 2 && shape[0] == 1280 && shape[1] == 1024;
+}
+
+static void test_real_configs_accepted(void)
+{
+	static const char *const files[4][2] = {
+		{"unet/config.json",
+		 "{\"_class_name\": \"UNet2DConditionModel\", \"_diffusers_version\": \"0.10.0.dev0\", \"act_fn\": \"silu\","
+		 " \"attention_head_dim\": [5, 10, 20, 20], \"block_out_channels\": [320, 640, 1280, 1280],"
+		 " \"center_input_sample\": false, \"cross_attention_dim\": 1024, \"down_block_types\":"
+		 " [\"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
+		 " \"downsample_padding\": 1, \"dual_cross_attention\": false, \"flip_sin_to_cos\": true,"
+		 " \"freq_shift\": 0, \"in_channels\": 4, \"layers_per_block\": 2, \"mid_block_scale_factor\": 1,"
+		 " \"norm_eps\": 1e-05, \"norm_num_groups\": 32, \"num_class_embeds\": null,"
+		 " \"only_cross_attention\": false, \"out_channels\": 4, \"sample_size\": 96, \"up_block_types\":"
+		 " [\"UpBlock2D\", \"CrossAttnUpBlock2D\", \"CrossAttnUpBlock2D\", \"CrossAttnUpBlock2D\"],"
+		 " \"upcast_attention\": true, \"use_linear_projection\": true}"},
+		{"vae/config.json",
+		 "{\"_class_name\": \"AutoencoderKL\", \"act_fn\": \"silu\", \"block_out_channels\": [128, 256, 512, 512],"
+		 " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\","
+		 " \"DownEncoderBlock2D\"], \"in_channels\": 3, \"latent_channels\": 4, \"layers_per_block\": 2,"
+		 " \"norm_num_groups\": 32, \"out_channels\": 3, \"sample_size\": 768, \"up_block_types\":"
+		 " [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}"},
+		{"text_encoder/config.json",
+		 "{\"architectures\": [\"CLIPTextModel\"], \"attention_dropout\": 0.0, \"bos_token_id\": 0,"
+		 " \"dropout\": 0.0, \"eos_token_id\": 2, \"hidden_act\": \"gelu\", \"hidden_size\": 1024,"
+		 " \"initializer_factor\": 1.0, \"initializer_range\": 0.02, \"intermediate_size\": 4096,"
+		 " \"layer_norm_eps\": 1e-05, \"max_position_embeddings\": 77, \"model_type\": \"clip_text_model\","
+		 " \"num_attention_heads\": 16, \"num_hidden_layers\": 23, \"pad_token_id\": 1,"
+		 " \"projection_dim\": 512, \"torch_dtype\": \"float32\", \"vocab_size\": 49408}"},
+		{"scheduler/scheduler_config.json",
+		 "{\"_class_name\": \"DDIMScheduler\", \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\","
+		 " \"beta_start\": 0.00085, \"clip_sample\": false, \"num_train_timesteps\": 1000,"
+		 " \"prediction_type\": \"v_prediction\", \"set_alpha_to_one\": false, \"skip_prk_steps\": true,"
+		 " \"steps_offset\": 1, \"trained_betas\": null}"},
+	};
+	char dir[512], path[700];
+	snprintf(dir, sizeof dir, "/tmp/lvd-test-sd2-real-%d", (int)getpid());
+	REQUIRE(mkdir(dir, 0700) == 0);
+	static const char *const subs[4] = {"unet", "vae", "text_encoder", "scheduler"};
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		REQUIRE(mkdir(path, 0700) == 0);
+		snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+		REQUIRE(write_text(path, files[i][1]) == 0);
+	}
+	struct decl d = {0};
+	struct lvd_error err = {0};
+	CHECK(sd_declare_diffusers(dir, LVD_SD_ALL, decl_cb, &d, &err) == 0);
+	/* UNet 686 (as SD 1.5) + OpenCLIP 23 layers 372 + VAE encoder 108 */
+	CHECKF(d.n == 1166 && d.text_layer22 && !d.text_layer23 && d.pin_2d && d.attn2_k, "%d tensors", d.n);
+	struct lvd_sd_schedule s;
+	CHECK(lvd_sd_schedule_load(&s, dir, &err) == 0);
+	CHECK(s.prediction == LVD_SD_PRED_V);
+	/* without weights the load gets past every config and stops at the missing file */
+	struct lvd_sd *sd = NULL;
+	CHECK(lvd_sd_load(&sd, dir, NULL, &err) == LVD_ERR_NOTFOUND);
+	CHECK_CONTAINS(err.msg, "no model.safetensors");
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+		remove(path);
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		rmdir(path);
+	}
+	rmdir(dir);
+
+	/* SD 1.5's published configs */
+	const char *shared = lvd_test_shared_data();
+	if (!shared)
+		SKIP("../shared/data not found");
+	char p15[600];
+	snprintf(dir, sizeof dir, "/tmp/lvd-test-sd15-real-%d", (int)getpid());
+	REQUIRE(mkdir(dir, 0700) == 0);
+	static const char *const src[4] = {"unet_config.json", "vae_config.json", "text_encoder_config.json",
+					   "scheduler_config.json"};
+	static const char *const dst[4] = {"unet/config.json", "vae/config.json", "text_encoder/config.json",
+					   "scheduler/scheduler_config.json"};
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		REQUIRE(mkdir(path, 0700) == 0);
+		snprintf(p15, sizeof p15, "%s/sd15_configs/%s", shared, src[i]);
+		snprintf(path, sizeof path, "%s/%s", dir, dst[i]);
+		char *abs = realpath(p15, NULL);
+		REQUIRE(abs);
+		int ok = symlink(abs, path) == 0;
+		free(abs);
+		REQUIRE(ok);
+	}
+	memset(&d, 0, sizeof d);
+	CHECKF(sd_declare_diffusers(dir, LVD_SD_ALL, decl_cb, &d, &err) == 0, "%s", err.msg);
+	/* UNet 686 + CLIP 12 layers 196 + VAE encoder 108 */
+	CHECKF(d.n == 990 && !d.text_layer22, "%d tensors", d.n);
+	CHECKF(lvd_sd_schedule_load(&s, dir, &err) == 0, "%s", err.msg);
+	CHECK(s.prediction == LVD_SD_PRED_EPSILON);
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, dst[i]);
+		remove(path);
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		rmdir(path);
+	}
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -501,6 +624,7 @@ int main(int argc, char **argv)
 		TEST(test_ldm_rules_and_errors),
 		TEST(test_vae_factor_refused),
 		TEST(test_schedule_and_refused_values),
+		TEST(test_real_configs_accepted),
 		{0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);

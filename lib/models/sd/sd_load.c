@@ -234,7 +234,7 @@ static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 		return lvd_error_set(b->err, LVD_ERR_NOMEM, "out of memory");
 	/* HF files name everything text_model.*; transformers 5 saves without that prefix */
 	char full[128];
-	snprintf(full, sizeof full, "%s%s", pfx, sd_clip_has_text_model(b->st, pfx) ? "text_model." : "");
+	snprintf(full, sizeof full, "%s%s", pfx, b->st && sd_clip_has_text_model(b->st, pfx) ? "text_model." : "");
 	pfx = full;
 	bindn(b, &c->tok_emb, 2, SHAPE(k->vocab, D), 0, "%sembeddings.token_embedding.weight", pfx);
 	bindn(b, &c->pos_emb, 2, SHAPE(k->n_pos, D), 0, "%sembeddings.position_embedding.weight", pfx);
