@@ -321,6 +321,9 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 	k->upcast_attention = jbool(&j, "upcast_attention", 0);
 	int n = k->levels > 0 ? k->levels : 1;
 	k->temb_dim = jint(&j, "time_embedding_dim", 4 * k->ch[0], 0, 1, 1 << 20);
+	/* diffusers' misnomer: attention_head_dim holds the HEAD COUNT (an int, or one per
+	 * level: SD 2.x [5, 10, 20, 20] at 320/640/1280/1280 channels = head dim 64);
+	 * UNet2DConditionModel uses it as num_attention_heads when that key is null. */
 	if (jints(&j, "num_attention_heads", k->heads, n, 0) < 0 && !j.failed)
 		jints(&j, "attention_head_dim", k->heads, n, 1);
 	int tl[LVD_SD_MAX_LEVELS] = {0};
