@@ -2,7 +2,8 @@
 """Golden data for lib/models/sd (tests/unit/test_sd.c).
 
 Builds tiny random-weight models of the real SD 1.x architectures with diffusers and
-transformers (CLIPTextModel 2 layers; AutoencoderKL with 4 levels; UNet2DConditionModel
+transformers (CLIPTextModel 2 layers; AutoencoderKL with 4 levels, its quant_conv mean rows scaled by
+a power of two so the photo's latent has std ~1; UNet2DConditionModel
 with all four levels, cross-attention at levels 0-2 as in SD 1.x), saves them
 
   tests/golden/sd/diffusers/   a diffusers folder (model_index.json, text_encoder/, vae/,
@@ -22,6 +23,7 @@ caption's CLIP ids (from the SD tokenizer in ../shared/data/clip) are stored as
 Run: .venv-ref/bin/python tests/ref/gen_sd.py   (CPU, a few seconds)
 """
 import json
+import math
 import os
 import sys
 
@@ -85,6 +87,20 @@ def build():
     for m in (clip, vae, unet):
         round_weights(m)
     return clip, vae, unet
+
+
+def scale_latent(vae, x):
+    """Scales quant_conv's posterior-mean rows by a power of two (exact in F16/BF16) so the
+    scaled latent of the photo has std in [0.7, 1.4]: with the default init it is ~0.03 and
+    the noise swamps the image (the issue's rough edge). Returns (std, factor)."""
+    with torch.no_grad():
+        z = vae.encode(x[None]).latent_dist.mean[0] * vae.config.scaling_factor
+        s = 2.0 ** round(math.log2(1.0 / float(z.std())))
+        C = vae.config.latent_channels
+        vae.quant_conv.weight[:C] *= s
+        vae.quant_conv.bias[:C] *= s
+        z = vae.encode(x[None]).latent_dist.mean[0] * vae.config.scaling_factor
+    return float(z.std()), s
 
 
 # ---- ldm naming (reference sd-attention.md section 2) ----------------------------------
@@ -185,6 +201,8 @@ def main():
     img = Image.open(os.path.join(SHARED, "images", PHOTO)).convert("RGB")
     img = img.resize((IMG_W, IMG_H), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(img).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+    lat_std, qscale = scale_latent(vae, x)
+    assert 0.5 < lat_std < 2.0, lat_std
 
     G = {"ids": ids.to(torch.int64), "ids_real": ids_real.to(torch.int64), "image": x}
     with torch.no_grad():
@@ -240,7 +258,8 @@ def main():
 
     G = {k: v.detach().contiguous() for k, v in G.items()}
     meta = {"caption": caption, "photo": PHOTO, "attn_order": ",".join(order),
-            "generator": "tests/ref/gen_sd.py", "t": str(T_STEP)}
+            "generator": "tests/ref/gen_sd.py", "t": str(T_STEP), "latent_std": f"{lat_std:.4f}",
+            "quant_mean_scale": str(qscale)}
     save_file(G, os.path.join(OUT, "golden.safetensors"), metadata=meta)
 
     # ---- diffusers folder ----------------------------------------------------------------
@@ -286,7 +305,8 @@ def main():
     for dp, _, fs in os.walk(OUT):
         for f in fs:
             total += os.path.getsize(os.path.join(dp, f))
-    print(f"gen_sd: wrote {OUT} ({total / 1e6:.2f} MB), {len(order)} attn2 maps", file=sys.stderr)
+    print(f"gen_sd: wrote {OUT} ({total / 1e6:.2f} MB), {len(order)} attn2 maps, latent std {lat_std:.3f} "
+          f"(quant_conv mean x{qscale:g})", file=sys.stderr)
 
 
 if __name__ == "__main__":

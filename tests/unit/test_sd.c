@@ -349,9 +349,10 @@ static void test_load_errors(void)
 	REQUIRE(write_variant(path, NULL, NULL, "conditioner.embedders.1.model.token_embedding.weight") == 0);
 	CHECK(lvd_sd_load(&sd, path, &LDM_OPTS, &err) == LVD_ERR_UNSUPPORTED);
 	CHECK_CONTAINS(err.msg, "SDXL");
-	/* SD 2.x OpenCLIP text tower */
+	/* an SD 2.x OpenCLIP text tower marker alone (a [1] tensor, no resblocks): the
+	 * OpenCLIP path is taken and names what is malformed (SD 2.x is test_sd2.c) */
 	REQUIRE(write_variant(path, NULL, NULL, "cond_stage_model.model.token_embedding.weight") == 0);
-	CHECK(lvd_sd_load(&sd, path, &LDM_OPTS, &err) == LVD_ERR_UNSUPPORTED);
+	CHECK(lvd_sd_load(&sd, path, &LDM_OPTS, &err) == LVD_ERR_NOTFOUND);
 	CHECK_CONTAINS(err.msg, "OpenCLIP");
 	/* not a checkpoint at all */
 	CHECK(lvd_sd_load(&sd, lvd_test_path(GOLD), NULL, &err) != 0);
@@ -389,6 +390,49 @@ static void test_wrong_heads_detected(void)
 	CHECK(lvd_sd_load(&sd, lvd_test_path(LDM), NULL, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "not divisible by 32 groups");
 	CHECK(sd == NULL);
+}
+
+/* The golden latent is O(1) (std ~1, not the ~0.03 of the default init, which the noise
+ * swamped), so the image matters: the UNet on a noised zero latent (same noise, same t)
+ * gives clearly different output and maps, and an image-path bug cannot hide. */
+static void test_image_matters(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent");
+	size_t nl, no;
+	float *lat = gload("vae_latent", &nl), *eps = gload("noise", NULL), *ctx = gload("text_states", NULL);
+	float *ref = gload("unet_out", &no), *t = gload("t", NULL);
+	REQUIRE(lat && eps && ctx && ref && t);
+	double s = 0, s2 = 0;
+	for (size_t i = 0; i < nl; i++) {
+		s += lat[i];
+		s2 += (double)lat[i] * lat[i];
+	}
+	double sdev = sqrt(s2 / nl - (s / nl) * (s / nl));
+	CHECK(sdev > 0.5 && sdev < 2.0);
+	struct lvd_sd_schedule sc;
+	lvd_sd_schedule_init(&sc, 1000, 0.00085, 0.012);
+	float *zero = calloc(nl, sizeof(float)), *xt = malloc(sizeof(float) * nl), *out = calloc(no, sizeof(float));
+	REQUIRE(zero && xt && out);
+	lvd_sd_add_noise(&sc, xt, zero, eps, nl, (int)t[0]);
+	struct lvd_sd *sd = load(DIFF, &(struct lvd_sd_opts){.components = LVD_SD_UNET});
+	REQUIRE(sd);
+	struct lvd_error err = {0};
+	CHECK(lvd_sd_unet_forward(sd, out, xt, 8, 16, t[0], ctx, 77, NULL, NULL, &err) == 0);
+	double worst = 0;
+	for (size_t i = 0; i < no; i++)
+		worst = fmax(worst, fabs(out[i] - ref[i]));
+	CHECKF(worst > 0.1 * max_abs(ref, no), "UNet output moved by %g of %g without the image", worst,
+	       max_abs(ref, no));
+	lvd_sd_free(sd);
+	free(zero);
+	free(xt);
+	free(out);
+	free(lat);
+	free(eps);
+	free(ctx);
+	free(ref);
+	free(t);
 }
 
 static void test_schedule(void)
@@ -433,6 +477,7 @@ int main(int argc, char **argv)
 		TEST(test_components_subset),
 		TEST(test_load_errors),
 		TEST(test_wrong_heads_detected),
+		TEST(test_image_matters),
 		TEST(test_schedule),
 		{0},
 	};

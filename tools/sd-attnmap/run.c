@@ -41,7 +41,7 @@ enum {
 	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS,
 };
 static const struct lvd_cli_opt OPTS[] = {
-	[O_SD] = {"sd", 0, "PATH", "SD 1.x checkpoint: diffusers folder or single .safetensors (required)"},
+	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
@@ -352,8 +352,15 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	lvd_info("loaded %s in %.1fs", o.sd, lvd_time_now() - t_load);
+	/* the checkpoint's scheduler config (SD defaults for a single file); the prediction
+	 * type (v_prediction for SD 2.x 768) does not change the maps of a single pass */
 	struct lvd_sd_schedule sched;
-	lvd_sd_schedule_init(&sched, 1000, 0.00085, 0.012);
+	if (lvd_sd_schedule_load(&sched, o.sd, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	static const char *const pred_names[] = {"unknown", "epsilon", "v_prediction", "sample"};
+	lvd_info("scheduler: %d steps, prediction_type %s", sched.T, pred_names[sched.prediction]);
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
 	if (!tms) {
 		lvd_error_log("out of memory");

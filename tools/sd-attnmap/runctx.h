@@ -47,7 +47,8 @@ struct lvd_shardrun_item;
 int am_item_next(struct am_manifest *m, struct am_input *in, struct lvd_attnmap_sample *s,
 		 struct lvd_shardrun_item *base, const char *what);
 
-/* CLIP tokenizer (SD 1.x: BOS 49406, EOS 49407, padding with EOS to 77). */
+/* CLIP tokenizer (BOS 49406, EOS 49407, padding to 77 with the tokenizer folder's pad
+ * token: EOS for SD 1.x, "!" = 0 for SD 2.x; see tok.c). */
 struct am_tok;
 int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err);
 /* Tokenizes text into *out (owned arrays; freed by am_text_free). Text with no token

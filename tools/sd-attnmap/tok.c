@@ -1,10 +1,16 @@
 /* sd-attnmap: CLIP tokenization of the SD text into struct lvd_attnmap_text (runctx.h).
  *
- * The context fed to the text encoder is BOS, the first 75 tokens, EOS, then EOS
- * padding to 77 (SD 1.x). Kept tokens are positions 1..T. Word w's string is the
- * original text from the first byte to the last byte covered by its kept tokens. */
+ * The context fed to the text encoder is BOS, the first 75 tokens, EOS, then padding to
+ * 77 with the tokenizer folder's pad token: "<|endoftext|>" = 49407 for SD 1.x, "!" = 0
+ * for SD 2.x (special_tokens_map.json, else tokenizer_config.json; a pad token other
+ * than <|endoftext|> is looked up in the folder's vocab.json; no folder config: EOS).
+ * Kept tokens are positions 1..T. Word w's string is the original text from the first
+ * byte to the last byte covered by its kept tokens. */
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "runctx.h"
@@ -14,7 +20,66 @@
 struct am_tok {
 	struct lvd_clip_tok *clip;
 	struct lvd_tokens toks;
+	int32_t pad_id;
 };
+
+static int tok_is_dir(const char *p)
+{
+	struct stat s;
+	return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+/* "pad_token" of a tokenizer config (a string or {"content": ...}), borrowed, or NULL. */
+static const char *pad_token_of(json_t *root)
+{
+	json_t *v = json_object_get(root, "pad_token");
+	if (json_is_object(v))
+		v = json_object_get(v, "content");
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The pad id for the tokenizer at path (folder, checkpoint root holding tokenizer/, or a
+ * file in such a folder). */
+static int tok_pad_id(const char *path, int32_t *pad, struct lvd_error *err)
+{
+	char dir[4096], f[4200];
+	*pad = LVD_CLIP_EOS;
+	snprintf(dir, sizeof dir, "%s/tokenizer", path);
+	if (!tok_is_dir(dir)) {
+		snprintf(dir, sizeof dir, "%s", path);
+		if (!tok_is_dir(dir)) {
+			char *slash = strrchr(dir, '/');
+			if (slash)
+				*slash = 0;
+			else
+				snprintf(dir, sizeof dir, ".");
+		}
+	}
+	static const char *const cfgs[2] = {"special_tokens_map.json", "tokenizer_config.json"};
+	json_t *root = NULL;
+	const char *tokstr = NULL;
+	for (int i = 0; i < 2 && !tokstr; i++) {
+		snprintf(f, sizeof f, "%s/%s", dir, cfgs[i]);
+		json_decref(root);
+		root = json_load_file(f, 0, NULL);
+		tokstr = root ? pad_token_of(root) : NULL;
+	}
+	int rc = 0;
+	if (tokstr && strcmp(tokstr, "<|endoftext|>")) {
+		char cfg[4200];
+		snprintf(cfg, sizeof cfg, "%s", f);
+		snprintf(f, sizeof f, "%s/vocab.json", dir);
+		json_t *vocab = json_load_file(f, 0, NULL);
+		json_t *id = vocab ? json_object_get(vocab, tokstr) : NULL;
+		if (json_is_integer(id) && json_integer_value(id) >= 0 && json_integer_value(id) < LVD_CLIP_EOS + 1)
+			*pad = (int32_t)json_integer_value(id);
+		else
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: pad_token '%s' is not in %s", cfg, tokstr, f);
+		json_decref(vocab);
+	}
+	json_decref(root);
+	return rc;
+}
 
 int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err)
 {
@@ -22,6 +87,8 @@ int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err)
 	if (!t)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "tokenizer");
 	int rc = lvd_clip_tok_load(&t->clip, path, err);
+	if (!rc && (rc = tok_pad_id(path, &t->pad_id, err)))
+		lvd_clip_tok_free(t->clip);
 	if (rc) {
 		free(t);
 		*out = NULL;
@@ -73,8 +140,9 @@ int am_tok_text(struct am_tok *t, const char *text, struct lvd_attnmap_text *out
 	out->ids[0] = LVD_CLIP_BOS;
 	for (int i = 0; i < T; i++)
 		out->ids[1 + i] = t->toks.ids[1 + i];
-	for (int i = T + 1; i < LVD_ATTNMAP_CTX; i++)
-		out->ids[i] = LVD_CLIP_EOS;
+	out->ids[T + 1] = LVD_CLIP_EOS;
+	for (int i = T + 2; i < LVD_ATTNMAP_CTX; i++)
+		out->ids[i] = t->pad_id;
 	int32_t first_word = t->toks.word[1], last_word = t->toks.word[T];
 	if (first_word < 0 || last_word < first_word)
 		return lvd_error_set(err, LVD_ERR_INVALID, "tokenizer gave no word indices");

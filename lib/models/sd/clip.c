@@ -1,4 +1,5 @@
-/* lib/models/sd/clip.c — CLIP text encoder forward (HF CLIPTextModel, SD 1.x): token +
+/* lib/models/sd/clip.c — CLIP text encoder forward (HF CLIPTextModel, SD 1.x; SD 2.x
+ * OpenCLIP read as its penultimate layer, loaded as the same layers): token +
  * position embeddings, pre-LN blocks with causal self-attention and quick_gelu (or gelu)
  * MLP, final LayerNorm. */
 #include <math.h>

@@ -1,24 +1,37 @@
-/* lib/models/sd/sd.h — Stable Diffusion 1.x networks on the CPU, forward only:
+/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks on the CPU, forward only:
  * CLIP text encoder, VAE encoder (posterior mean), UNet2DConditionModel with a
  * per-layer callback that receives every cross-attention (attn2) probability map
  * averaged over heads, and the DDPM noise schedule.
  *
  * Loading: a diffusers folder (model_index.json + text_encoder/ vae/ unet/ with
  * config.json and *.safetensors) or an original ldm single file (.safetensors with
- * model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*). The
+ * model.diffusion_model.*, first_stage_model.*, and cond_stage_model.transformer.*
+ * (SD 1.x, HF CLIP) or cond_stage_model.model.* (SD 2.x, OpenCLIP ViT-H/14)). The
  * architecture comes from the configs (diffusers) or the tensor shapes (single file;
- * head counts and GroupNorm groups are not visible in shapes and follow the SD 1.x
- * rules unless lvd_sd_opts overrides them). F32 weights are used in place from the
- * memory map (when 4-byte aligned); F16/BF16 weights are converted to fp32 once at load
- * into one allocation. Compute is fp32.
+ * head counts and GroupNorm groups are not visible in shapes and follow the SD rules
+ * unless lvd_sd_opts overrides them: SD 1.x 8 heads per level, SD 2.x (linear
+ * proj_in or a 1024-wide context) heads = channels / 64 per level). F32 weights are
+ * used in place from the memory map (when 4-byte aligned); F16/BF16 weights are
+ * converted to fp32 once at load into one allocation. Compute is fp32.
+ *
+ * SD 2.x: the text encoder is OpenCLIP's tower read as its penultimate layer followed
+ * by the final LayerNorm (diffusers folders store 23 of the 24 layers with hidden_act
+ * "gelu"; an ldm file holds all 24 resblocks and the last is skipped here; its
+ * text_projection and logit_scale are unused). The UNet's diffusers key
+ * attention_head_dim (e.g. [5, 10, 20, 20]) is, despite its name, the HEAD COUNT per
+ * level (head dim 64), as diffusers itself reads it; use_linear_projection selects
+ * linear proj_in/proj_out (the same bytes as a 1x1 conv). upcast_attention is recorded
+ * (lvd_sd_unet_cfg) and changes nothing: attention is computed in fp32 anyway.
+ * v-prediction (SD 2.x 768 models) changes nothing here either: the UNet's output is
+ * returned as is, whatever it predicts.
  *
  * Shapes (PyTorch order, batch 1): image [3, H, W] in [-1, 1] with H, W multiples of 8;
  * latent [4, H/8, W/8]; text ids [S] (S = n_pos = 77 for SD); text states [S, Dctx].
  * The UNet needs latent sides divisible by 2^(levels-1) (8 for SD).
  *
- * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, SD 2.x OpenCLIP
- * single files, class/addition embeddings) fail with a message naming the tensor and
- * the file. Forward functions fail only on bad sizes or allocation failure. */
+ * Errors: missing tensors, wrong shapes and unsupported variants (SDXL, class/addition
+ * embeddings, a VAE that does not downsample by 8) fail with a message naming the tensor and the file. Forward functions
+ * fail only on bad sizes or allocation failure. */
 #ifndef LVD_MODELS_SD_SD_H
 #define LVD_MODELS_SD_SD_H
 
@@ -56,6 +69,7 @@ struct lvd_sd_unet_cfg {
 	int heads[LVD_SD_MAX_LEVELS];     /* attention heads per level (mid uses the last) */
 	int tblocks;                      /* transformer layers per spatial transformer */
 	int ctx_dim, temb_dim, linear_proj, flip_sin_to_cos;
+	int upcast_attention;             /* recorded only (diffusers config; 0 for ldm files) */
 	float freq_shift, eps;            /* resnet / out GroupNorm eps (1e-5) */
 };
 
@@ -64,6 +78,7 @@ struct lvd_sd_opts {
 	int components;   /* LVD_SD_TEXT | LVD_SD_VAE | LVD_SD_UNET; 0 = all */
 	/* single-file overrides (0 = SD 1.x rule): */
 	int unet_heads;   /* heads per UNet level (SD 1.x: 8) */
+	int unet_head_dim; /* else heads = channels / this per level (SD 2.x: 64) */
 	int clip_heads;   /* CLIP heads (width / 64) */
 	int norm_groups;  /* GroupNorm groups of the VAE and UNet (32) */
 	/* execution context the forward passes run on (borrowed: it must outlive the model;
@@ -103,7 +118,8 @@ int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, 
 
 /* VAE encoder: latent [latent_ch, H/8, W/8] = posterior mean × scaling factor for an
  * image [3, H, W] in [-1, 1]; moments [2·latent_ch, H/8, W/8] (mean, logvar before
- * clamping) is also written when non-NULL. H, W must be multiples of 2^(levels-1). */
+ * clamping) is also written when non-NULL. H, W must be multiples of 8 (the loader
+ * refuses VAEs with another factor than 8, i.e. other than 4 down blocks). */
 int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 		      const float *image, int H, int W, struct lvd_error *err);
 
@@ -138,13 +154,25 @@ struct lvd_sd_stats {
 void lvd_sd_set_stats(struct lvd_sd *sd, struct lvd_sd_stats *st);
 
 /* ---- DDPM schedule (scaled_linear, SD defaults) ---------------------------------------- */
+/* What the UNet predicts (scheduler prediction_type): recorded, changes nothing here. */
+enum lvd_sd_pred { LVD_SD_PRED_UNKNOWN = 0, LVD_SD_PRED_EPSILON, LVD_SD_PRED_V, LVD_SD_PRED_SAMPLE };
 struct lvd_sd_schedule {
 	int T;               /* 1000 */
+	int prediction;      /* enum lvd_sd_pred (UNKNOWN after lvd_sd_schedule_init) */
 	float betas[1000];
 	float alphas_cumprod[1000];
 };
 /* β_t = (√β0 + (√β1 − √β0)·t/(T−1))², ᾱ_t = Π α (in fp32, as diffusers). T <= 1000. */
 void lvd_sd_schedule_init(struct lvd_sd_schedule *s, int T, double beta_start, double beta_end);
+/* The schedule of the checkpoint at sd_path: a diffusers folder's
+ * scheduler/scheduler_config.json (num_train_timesteps 1000, beta_start, beta_end,
+ * beta_schedule "scaled_linear", prediction_type "epsilon" | "v_prediction" | "sample"),
+ * else (a single file, or no scheduler/ folder) the SD defaults 1000, 0.00085, 0.012
+ * with prediction UNKNOWN. What would change ᾱ and is not implemented (another
+ * beta_schedule, trained_betas, rescale_betas_zero_snr) is refused by name
+ * (LVD_ERR_UNSUPPORTED); keys that only matter to sampling loops (timestep_spacing,
+ * steps_offset, clip_sample, thresholding, variance_type) are irrelevant to q(x_t|x_0). */
+int lvd_sd_schedule_load(struct lvd_sd_schedule *s, const char *sd_path, struct lvd_error *err);
 /* x_t[n] = √ᾱ_t·x0 + √(1−ᾱ_t)·noise; t in [0, T). */
 void lvd_sd_add_noise(const struct lvd_sd_schedule *s, float *xt, const float *x0,
 		      const float *noise, size_t n, int t);

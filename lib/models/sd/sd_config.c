@@ -72,6 +72,56 @@ static const char *jstr(struct jcfg *j, const char *key)
 	return j->failed ? NULL : v;
 }
 
+/* Config values this implementation does not implement are refused by name, never
+ * silently ignored: each key, when present (and not null), must equal its SD value. */
+struct jwant {
+	const char *key;
+	const char *str;     /* string value wanted, or NULL: a number */
+	double num;          /* number wanted (booleans: 0/1) */
+	int is_bool;
+};
+
+static void jrequire(struct jcfg *j, const struct jwant *w, const char *what)
+{
+	for (; w->key && !j->failed; w++) {
+		if (!lvd_json_has(&j->doc, w->key))
+			continue;
+		if (w->str) {
+			const char *v = jstr(j, w->key);
+			if (!j->failed && strcmp(v, w->str)) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = \"%s\" is not supported (only \"%s\")",
+					      j->doc.file, what, w->key, v, w->str);
+			}
+		} else if (w->is_bool) {
+			int v = jbool(j, w->key, (int)w->num);
+			if (!j->failed && v != (int)w->num) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = %s is not supported (only %s)",
+					      j->doc.file, what, w->key, v ? "true" : "false", w->num ? "true" : "false");
+			}
+		} else {
+			double v = jnum(j, w->key, w->num);
+			if (!j->failed && v != w->num) {
+				j->failed = 1;
+				lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' = %g is not supported (only %g)",
+					      j->doc.file, what, w->key, v, w->num);
+			}
+		}
+	}
+}
+
+/* Keys that must be absent or null. */
+static void jabsent(struct jcfg *j, const char *const *keys, const char *what)
+{
+	for (; *keys && !j->failed; keys++)
+		if (lvd_json_has(&j->doc, *keys)) {
+			j->failed = 1;
+			lvd_error_set(j->err, LVD_ERR_UNSUPPORTED, "%s: %s '%s' is set: not supported", j->doc.file, what,
+				      *keys);
+		}
+}
+
 /* An int or a list of ints (each in [1, 65536]) into out[n]; an int is repeated n_expect
  * times. Returns the number read or -1 (absent and not required, or failed). */
 static int jints(struct jcfg *j, const char *key, int *out, int n_expect, int required)
@@ -162,6 +212,12 @@ static int vae_check_cfg(const struct lvd_sd_vae_cfg *k, const char *where, stru
 		if (k->ch[i] < 1 || k->ch[i] % k->groups)
 			return lvd_error_set(err, LVD_ERR_INVALID, "%s: VAE channels %d not divisible by %d groups",
 					     where, k->ch[i], k->groups);
+	/* the latent is [latent_ch, H/8, W/8] by contract (sd.h; callers size it so) */
+	if (k->levels != 4)
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
+				     "%s: the VAE downsamples by %d (%d down blocks); only Stable Diffusion's factor 8 "
+				     "(4 down blocks, latent H/8 x W/8) is supported",
+				     where, 1 << (k->levels - 1), k->levels);
 	return 0;
 }
 
@@ -185,6 +241,31 @@ int sd_vae_cfg_json(struct lvd_sd_vae_cfg *k, const char *path, struct lvd_error
 	if (!j.failed && lvd_json_has(&j.doc, "shift_factor")) {
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: shift_factor (SD3/Flux VAE) is not supported", path);
+	}
+	static const struct jwant want[] = {
+		{"act_fn", "silu", 0, 0},
+		{"use_quant_conv", NULL, 1, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "VAE");
+	static const char *const absent[] = {"latents_mean", "latents_std", NULL};
+	jabsent(&j, absent, "VAE");
+	const char *db[LVD_SD_MAX_LEVELS];
+	size_t ndb = 0;
+	if (!j.failed && lvd_json_has(&j.doc, "down_block_types")) {
+		if (lvd_json_get_string_array(&j.doc, "down_block_types", db, LVD_SD_MAX_LEVELS, &ndb, err))
+			j.failed = 1;
+		for (size_t i = 0; i < ndb && !j.failed; i++)
+			if (!db[i] || strcmp(db[i], "DownEncoderBlock2D")) {
+				j.failed = 1;
+				lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: VAE down block type '%s' is not supported", path,
+					      db[i] ? db[i] : "?");
+			}
+		if (!j.failed && (int)ndb != k->levels) {
+			j.failed = 1;
+			lvd_error_set(err, LVD_ERR_INVALID, "%s: down_block_types lists %zu blocks, block_out_channels %d",
+				      path, ndb, k->levels);
+		}
 	}
 	rc = jdone(&j);
 	return rc ? rc : vae_check_cfg(k, path, err);
@@ -237,8 +318,12 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 	k->flip_sin_to_cos = jbool(&j, "flip_sin_to_cos", 1);
 	k->freq_shift = (float)jnum(&j, "freq_shift", 0);
 	k->linear_proj = jbool(&j, "use_linear_projection", 0);
+	k->upcast_attention = jbool(&j, "upcast_attention", 0);
 	int n = k->levels > 0 ? k->levels : 1;
 	k->temb_dim = jint(&j, "time_embedding_dim", 4 * k->ch[0], 0, 1, 1 << 20);
+	/* diffusers' misnomer: attention_head_dim holds the HEAD COUNT (an int, or one per
+	 * level: SD 2.x [5, 10, 20, 20] at 320/640/1280/1280 channels = head dim 64);
+	 * UNet2DConditionModel uses it as num_attention_heads when that key is null. */
 	if (jints(&j, "num_attention_heads", k->heads, n, 0) < 0 && !j.failed)
 		jints(&j, "attention_head_dim", k->heads, n, 1);
 	int tl[LVD_SD_MAX_LEVELS] = {0};
@@ -284,8 +369,67 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 		j.failed = 1;
 		lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: dual/only cross-attention UNets are not supported", path);
 	}
+	/* what the forward hard-codes (unet.c, sd_blocks.c) */
+	static const struct jwant want[] = {
+		{"act_fn", "silu", 0, 0},
+		{"time_embedding_type", "positional", 0, 0},
+		{"resnet_time_scale_shift", "default", 0, 0},
+		{"attention_type", "default", 0, 0},
+		{"conv_in_kernel", NULL, 3, 0},
+		{"conv_out_kernel", NULL, 3, 0},
+		{"downsample_padding", NULL, 1, 0},
+		{"mid_block_scale_factor", NULL, 1, 0},
+		{"resnet_out_scale_factor", NULL, 1, 0},
+		{"center_input_sample", NULL, 0, 1},
+		{"resnet_skip_time_act", NULL, 0, 1},
+		{"class_embeddings_concat", NULL, 0, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "UNet");
+	static const char *const absent[] = {"time_embedding_act_fn", "timestep_post_act", "cross_attention_norm",
+					     "encoder_hid_dim", "reverse_transformer_layers_per_block", NULL};
+	jabsent(&j, absent, "UNet");
 	rc = jdone(&j);
 	return rc ? rc : unet_check_cfg(k, path, err);
+}
+
+int sd_sched_cfg_json(const char *path, int *T, double *beta_start, double *beta_end, int *pred,
+		      struct lvd_error *err)
+{
+	struct jcfg j;
+	int rc = jopen(&j, path, err);
+	if (rc)
+		return rc;
+	*T = jint(&j, "num_train_timesteps", 1000, 0, 1000, 1000);   /* what callers index */
+	*beta_start = jnum(&j, "beta_start", 0.00085);
+	*beta_end = jnum(&j, "beta_end", 0.012);
+	if (!j.failed && (*beta_start <= 0 || *beta_end <= 0 || *beta_end >= 1 || *beta_start >= 1)) {
+		j.failed = 1;
+		lvd_error_set(err, LVD_ERR_INVALID, "%s: beta_start %g / beta_end %g outside (0, 1)", path, *beta_start,
+			      *beta_end);
+	}
+	static const struct jwant want[] = {
+		{"beta_schedule", "scaled_linear", 0, 0},
+		{"rescale_betas_zero_snr", NULL, 0, 1},
+		{NULL, NULL, 0, 0},
+	};
+	jrequire(&j, want, "scheduler");
+	static const char *const absent[] = {"trained_betas", NULL};
+	jabsent(&j, absent, "scheduler");
+	const char *pt = jstr(&j, "prediction_type");
+	*pred = LVD_SD_PRED_EPSILON;
+	if (!j.failed && pt) {
+		if (!strcmp(pt, "v_prediction"))
+			*pred = LVD_SD_PRED_V;
+		else if (!strcmp(pt, "sample"))
+			*pred = LVD_SD_PRED_SAMPLE;
+		else if (strcmp(pt, "epsilon")) {
+			j.failed = 1;
+			lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: scheduler prediction_type '%s' is not supported "
+				      "(epsilon, v_prediction, sample)", path, pt);
+		}
+	}
+	return jdone(&j);
 }
 
 /* ---- single file: configs from shapes --------------------------------------------------- */
@@ -320,6 +464,37 @@ int sd_ldm_clip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const ch
 	if (k->vocab <= 0 || k->width <= 0 || k->n_pos <= 0 || k->layers == 0 || k->ffn <= 0)
 		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing or malformed text encoder tensors under '%s'",
 				     lvd_st_path(st), pfx);
+	return clip_check_cfg(k, lvd_st_path(st), err);
+}
+
+int sd_ldm_openclip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
+			struct lvd_error *err)
+{
+	const char *P = "cond_stage_model.model.";
+	char n[256];
+	snprintf(n, sizeof n, "%stoken_embedding.weight", P);
+	k->vocab = shape_of(st, n, 0);
+	k->width = shape_of(st, n, 1);
+	snprintf(n, sizeof n, "%spositional_embedding", P);
+	k->n_pos = shape_of(st, n, 0);
+	int blocks = 0;
+	while (blocks < 1024 && findf(st, "%stransformer.resblocks.%d.ln_1.weight", P, blocks))
+		blocks++;
+	snprintf(n, sizeof n, "%stransformer.resblocks.0.mlp.c_fc.weight", P);
+	k->ffn = shape_of(st, n, 0);
+	/* SD 2.x (FrozenOpenCLIPEmbedder, layer "penultimate"): the last resblock is skipped,
+	 * ln_final is applied to the one before */
+	k->layers = blocks - 1;
+	k->heads = o->clip_heads > 0 ? o->clip_heads : (k->width > 0 ? k->width / 64 : 0);
+	k->act = LVD_SD_ACT_GELU;
+	k->eps = 1e-5f;
+	if (k->vocab <= 0 || k->width <= 0 || k->n_pos <= 0 || k->ffn <= 0)
+		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: missing or malformed OpenCLIP text tensors under '%s'",
+				     lvd_st_path(st), P);
+	if (blocks < 2)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "%s: OpenCLIP text tower has %d resblock(s); SD 2.x uses the penultimate, so it needs 2 or more",
+				     lvd_st_path(st), blocks);
 	return clip_check_cfg(k, lvd_st_path(st), err);
 }
 
@@ -406,14 +581,26 @@ int sd_ldm_unet_cfg(struct lvd_sd_unet_cfg *k, const struct lvd_st *st, const st
 		snprintf(n, sizeof n, "%smiddle_block.1.transformer_blocks.0.attn2.to_k.weight", P);
 		k->ctx_dim = shape_of(st, n, 1);
 		k->tblocks = 1;
+		const struct lvd_tensor_view *pin = findf(st, "%smiddle_block.1.proj_in.weight", P);
+		k->linear_proj = pin && pin->ndim == 2;
 	}
+	/* Heads are not in the shapes. SD 1.x (conv proj_in, context 768): 8 heads per
+	 * level (ldm num_heads = 8). SD 2.x (linear proj_in, context 1024): ldm
+	 * num_head_channels = 64, so heads = channels / 64 per level (5, 10, 20, 20). */
+	int hd = o->unet_head_dim > 0 ? o->unet_head_dim : (k->linear_proj || k->ctx_dim == 1024) ? 64 : 0;
 	for (int i = 0; i < k->levels; i++) {
-		if (o->unet_heads > 0)
+		if (o->unet_heads > 0) {
 			k->heads[i] = o->unet_heads;
-		else if (k->ctx_dim == 1024)
-			k->heads[i] = k->ch[i] / 64;   /* SD 2.x: head dim 64 */
-		else
-			k->heads[i] = 8;              /* SD 1.x: 8 heads */
+		} else if (hd) {
+			if (k->ch[i] <= 0 || k->ch[i] % hd)
+				return lvd_error_set(err, LVD_ERR_INVALID,
+						     "%s: UNet level %d has %d channels, not a multiple of the head dim %d "
+						     "(SD 2.x rule num_head_channels = 64; set the head dim or count explicitly)",
+						     path, i, k->ch[i], hd);
+			k->heads[i] = k->ch[i] / hd;
+		} else {
+			k->heads[i] = 8;
+		}
 	}
 	k->groups = o->norm_groups > 0 ? o->norm_groups : 32;
 	k->eps = 1e-5f;

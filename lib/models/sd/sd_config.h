@@ -21,10 +21,19 @@ int sd_unet_cfg_json(struct lvd_sd_unet_cfg *k, const char *path, struct lvd_err
 
 int sd_ldm_clip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const char *pfx,
 		    const struct lvd_sd_opts *o, struct lvd_error *err);
+/* SD 2.x OpenCLIP text tower (cond_stage_model.model.*): width, vocab, positions and
+ * ffn from shapes, layers = resblocks - 1 (the penultimate-layer rule), exact GELU,
+ * heads width/64 unless o->clip_heads. */
+int sd_ldm_openclip_cfg(struct lvd_sd_clip_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
+			struct lvd_error *err);
 int sd_ldm_vae_cfg(struct lvd_sd_vae_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
 		   struct lvd_error *err);
 int sd_ldm_unet_cfg(struct lvd_sd_unet_cfg *k, const struct lvd_st *st, const struct lvd_sd_opts *o,
 		    struct lvd_error *err);
+
+/* scheduler_config.json (see lvd_sd_schedule_load): T, betas, prediction (enum lvd_sd_pred). */
+int sd_sched_cfg_json(const char *path, int *T, double *beta_start, double *beta_end, int *pred,
+		      struct lvd_error *err);
 
 /* 1 when the CLIP tensors under pfx carry the HF "text_model." prefix (transformers 5
  * saves without it). */

@@ -55,6 +55,7 @@ struct sd_clip_layer {
 	struct sd_norm ln1, ln2;
 	struct sd_attn at;
 	struct sd_lin fc1, fc2;
+	struct sd_lin qkv;        /* OpenCLIP fused in_proj [3D, D], [3D] (at.q/k/v point into it) */
 };
 
 struct sd_clip {
@@ -62,6 +63,7 @@ struct sd_clip {
 	const float *tok_emb, *pos_emb;
 	struct sd_clip_layer *layers;  /* cfg.layers */
 	struct sd_norm final_ln;
+	int openclip;                  /* ldm SD 2.x names (cond_stage_model.model.*) */
 };
 
 struct sd_vae {

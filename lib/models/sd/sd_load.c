@@ -1,4 +1,4 @@
-/* lib/models/sd/sd_load.c — SD 1.x loading: diffusers folder or ldm single file into one
+/* lib/models/sd/sd_load.c — SD 1.x/2.x loading: diffusers folder or ldm single file into one
  * internal structure (sd_internal.h). Configs come from config.json files (diffusers) or
  * tensor shapes (single file), both read in sd_config.c. Weight names are resolved once
  * here. */
@@ -234,7 +234,7 @@ static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 		return lvd_error_set(b->err, LVD_ERR_NOMEM, "out of memory");
 	/* HF files name everything text_model.*; transformers 5 saves without that prefix */
 	char full[128];
-	snprintf(full, sizeof full, "%s%s", pfx, sd_clip_has_text_model(b->st, pfx) ? "text_model." : "");
+	snprintf(full, sizeof full, "%s%s", pfx, b->st && sd_clip_has_text_model(b->st, pfx) ? "text_model." : "");
 	pfx = full;
 	bindn(b, &c->tok_emb, 2, SHAPE(k->vocab, D), 0, "%sembeddings.token_embedding.weight", pfx);
 	bindn(b, &c->pos_emb, 2, SHAPE(k->n_pos, D), 0, "%sembeddings.position_embedding.weight", pfx);
@@ -261,6 +261,54 @@ static int clip_bind(struct binder *b, struct sd_clip *c, const char *pfx)
 	snprintf(p, sizeof p, "%sfinal_layer_norm.", pfx);
 	bind_norm(b, &c->final_ln, D, p);
 	return 0;
+}
+
+/* SD 2.x ldm OpenCLIP tower: cond_stage_model.model.{token_embedding.weight,
+ * positional_embedding, transformer.resblocks.N.{ln_1, attn.in_proj_weight/bias (q, k, v
+ * stacked), attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj}, ln_final}. Only the first
+ * cfg.layers resblocks are bound (the penultimate rule); text_projection is ignored.
+ * clip_split_qkv points at.q/k/v into the fused weights once they are bound. */
+static int openclip_bind(struct binder *b, struct sd_clip *c)
+{
+	const struct lvd_sd_clip_cfg *k = &c->cfg;
+	const char *P = "cond_stage_model.model.";
+	int D = k->width, F = k->ffn;
+	char p[256];
+	c->openclip = 1;
+	c->layers = calloc((size_t)k->layers, sizeof *c->layers);
+	if (!c->layers)
+		return lvd_error_set(b->err, LVD_ERR_NOMEM, "out of memory");
+	bindn(b, &c->tok_emb, 2, SHAPE(k->vocab, D), 0, "%stoken_embedding.weight", P);
+	bindn(b, &c->pos_emb, 2, SHAPE(k->n_pos, D), 0, "%spositional_embedding", P);
+	for (int i = 0; i < k->layers; i++) {
+		struct sd_clip_layer *L = &c->layers[i];
+		snprintf(p, sizeof p, "%stransformer.resblocks.%d.ln_1.", P, i);
+		bind_norm(b, &L->ln1, D, p);
+		snprintf(p, sizeof p, "%stransformer.resblocks.%d.ln_2.", P, i);
+		bind_norm(b, &L->ln2, D, p);
+		bindn(b, &L->qkv.w, 2, SHAPE(3 * D, D), 0, "%stransformer.resblocks.%d.attn.in_proj_weight", P, i);
+		bindn(b, &L->qkv.b, 1, SHAPE(3 * D), 0, "%stransformer.resblocks.%d.attn.in_proj_bias", P, i);
+		snprintf(p, sizeof p, "%stransformer.resblocks.%d.attn.out_proj.", P, i);
+		bind_lin(b, &L->at.o, D, D, 1, 0, p);
+		snprintf(p, sizeof p, "%stransformer.resblocks.%d.mlp.c_fc.", P, i);
+		bind_lin(b, &L->fc1, F, D, 1, 0, p);
+		snprintf(p, sizeof p, "%stransformer.resblocks.%d.mlp.c_proj.", P, i);
+		bind_lin(b, &L->fc2, D, F, 1, 0, p);
+	}
+	snprintf(p, sizeof p, "%sln_final.", P);
+	bind_norm(b, &c->final_ln, D, p);
+	return 0;
+}
+
+static void clip_split_qkv(struct sd_clip *c)
+{
+	size_t D = (size_t)c->cfg.width;
+	for (int i = 0; c->openclip && i < c->cfg.layers; i++) {
+		struct sd_clip_layer *L = &c->layers[i];
+		L->at.q = (struct sd_lin){L->qkv.w, L->qkv.b};
+		L->at.k = (struct sd_lin){L->qkv.w + D * D, L->qkv.b + D};
+		L->at.v = (struct sd_lin){L->qkv.w + 2 * D * D, L->qkv.b + 2 * D};
+	}
 }
 
 /* ---- VAE encoder ----------------------------------------------------------------------- */
@@ -536,18 +584,22 @@ static int load_single(struct lvd_sd *sd, const char *path, int comps, const str
 	    find(st, "conditioner.embedders.1.model.token_embedding.weight") ||
 	    find(st, "model.diffusion_model.label_emb.0.0.weight"))
 		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
-				     "%s: this is an SDXL checkpoint (conditioner.embedders / label_emb); only SD 1.x is supported", path);
+				     "%s: this is an SDXL checkpoint (conditioner.embedders / label_emb); only SD 1.x and 2.x are supported", path);
 	struct binder b = {.err = err, .st = st};
 	if (comps & LVD_SD_TEXT) {
-		if (find(st, "cond_stage_model.model.token_embedding.weight"))
-			return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
-					     "%s: OpenCLIP text encoder ('cond_stage_model.model.token_embedding.weight', SD 2.x) is not supported yet",
-					     path);
-		const char *pfx = "cond_stage_model.transformer.";
-		if ((rc = sd_ldm_clip_cfg(&sd->clip.cfg, st, pfx, o, err)))
-			goto out;
-		if ((rc = clip_bind(&b, &sd->clip, pfx)))
-			goto out;
+		if (find(st, "cond_stage_model.model.token_embedding.weight")) {
+			/* SD 2.x: OpenCLIP ViT-H/14 text tower */
+			if ((rc = sd_ldm_openclip_cfg(&sd->clip.cfg, st, o, err)))
+				goto out;
+			if ((rc = openclip_bind(&b, &sd->clip)))
+				goto out;
+		} else {
+			const char *pfx = "cond_stage_model.transformer.";
+			if ((rc = sd_ldm_clip_cfg(&sd->clip.cfg, st, pfx, o, err)))
+				goto out;
+			if ((rc = clip_bind(&b, &sd->clip, pfx)))
+				goto out;
+		}
 		sd->has_text = 1;
 	}
 	if (comps & LVD_SD_VAE) {
@@ -563,6 +615,8 @@ static int load_single(struct lvd_sd *sd, const char *path, int comps, const str
 		sd->has_unet = 1;
 	}
 	rc = binder_finish(&b, sd);
+	if (!rc && sd->has_text)
+		clip_split_qkv(&sd->clip);
 out:
 	free(b.e);
 	return rc;
