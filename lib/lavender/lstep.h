@@ -79,7 +79,7 @@ size_t lvd_lstep_dprobs_floats(const struct lvd_mllama *m, const struct lvd_latt
 /* One step (above). out gets the losses; dparams (may be NULL) ACCUMULATES λ·∂L_att/∂θ;
  * with in->backward the model's gradients ACCUMULATE ∂total/∂θ_model. traces (may be
  * NULL; else [B], entries' NULL fields skipped) get each sample's intermediates
- * (lvd_latt_trace). The model keeps the forward's activations and captured
+ * (lvd_latt_trace; a sample without words or rows is not written). The model keeps the forward's activations and captured
  * probabilities (lvd_mllama_xattn_probs) until its next forward. Errors:
  * LVD_ERR_INVALID (a plan that does not fit the batch or the model: heads, S, rows
  * beyond T, cfg), those of lvd_mllama_forward / _backward, LVD_ERR_NOMEM. */

@@ -11,7 +11,8 @@
  * layer mean, per-row and per-word maps, per-word MSE), the Aligner gradient, the
  * injected λ·∂L_att/∂P on the captured rows, and the LoRA gradients of the total;
  * also that a forward-only call (eval) leaves the gradients alone and gives the same
- * losses, and that pair_count divides L_att.
+ * losses, that pair_count divides L_att, cfg.lean gives the same loss, a sample without
+ * words captures and adds nothing, and misfit plans are refused.
  *
  * Dimension letters: B batch, T tokens, H heads, R_b capture rows, S keys, Lc cross
  * layers, GH×GW the grid. */
@@ -386,6 +387,34 @@ static void run_step(int threads)
 	CHECK_NEAR(o2.latt, out.latt / 2, 1e-6 * out.latt);
 	CHECK(!memcmp(g0, G, ng * sizeof *g0) && !memcmp(dp0, f.dparams, f.lay.n_params * sizeof *dp0));
 	free(g0), free(dp0);
+
+	/* cfg.lean (one layer at a time, recomputed Aligner forward): the same loss */
+	ev.pair_count = 0;
+	f.cfg.lean = 1;
+	CHECKF(lvd_lstep_run(ctx, f.m, &o2, NULL, NULL, &ev, &err) == 0, "%s", err.msg);
+	CHECK_NEAR(o2.latt, out.latt, 1e-6 * out.latt);
+	f.cfg.lean = 0;
+
+	/* a sample without words captures nothing and adds nothing: L_att is the other
+	 * samples' word losses over their 4 pairs */
+	const int W1 = f.plan[1].W;
+	f.plan[1].W = 0;
+	CHECKF(lvd_lstep_run(ctx, f.m, &o2, NULL, NULL, &ev, &err) == 0, "%s", err.msg);
+	CHECK(o2.n_pairs == 4 && lvd_mllama_capture_rows(f.m) == (size_t)(f.plan[0].R + f.plan[2].R));
+	double want = 0;
+	for (int b = 0; b < NB; b += 2) {
+		char key[64];
+		snprintf(key, sizeof key, "s%d.word_loss", b);
+		size_t nw = 0;
+		float *wl = getf(key, &nw);
+		REQUIRE(wl);
+		for (size_t i = 0; i < nw; i++)
+			want += wl[i] / 4.0;
+		free(wl);
+	}
+	CHECK_NEAR(o2.latt, want, 1e-4 * want);
+	CHECK(o2.ce == out.ce);
+	f.plan[1].W = W1;
 
 	/* a plan that does not fit the model: errors name it */
 	f.plan[1].geom.heads = 8;
