@@ -12,7 +12,8 @@
  * injected λ·∂L_att/∂P on the captured rows, and the LoRA gradients of the total;
  * also that a forward-only call (eval) leaves the gradients alone and gives the same
  * losses, that pair_count divides L_att, cfg.lean gives the same loss, a sample without
- * words captures and adds nothing, and misfit plans are refused.
+ * words captures and adds nothing, and misfit plans are refused; and the official
+ * geometry for the --grid record (test_step_official).
  *
  * Dimension letters: B batch, T tokens, H heads, R_b capture rows, S keys, Lc cross
  * layers, GH×GW the grid. */
@@ -431,6 +432,71 @@ static void run_step(int threads)
 	fixture_free(&f);
 }
 
+/* Sample 1 (the --grid 6 record, 2×1 tiles) in the official geometry (lvd_lstep_plan with
+ * official = 1: 17 tokens per tile, CLS included, interpolated to 5×5, the two tiles side
+ * by side, antialiased to 6×6), the other samples as before, with the reference's own
+ * Aligner (o.p.*): L_att, sample 1's maps, its injected gradient and the Aligner
+ * gradient, tolerances as run_step's (seen: maps 4.5e-5, dprobs 4.5e-5, dparams 8.2e-5). */
+static void test_step_official(void)
+{
+	struct fixture f;
+	fixture_load(&f, 1);
+	struct lvd_ctx *ctx = mkctx(1);
+	REQUIRE(ctx);
+	struct lvd_error err = { 0 };
+	lvd_latt_plan_free(&f.plan[1]);
+	REQUIRE(lvd_lstep_plan(&f.plan[1], f.m, &f.rec[1], 1, 0, 1, &err) == 0);
+	CHECK(f.plan[1].geom.official == 1 && f.plan[1].geom.gh == 6 && f.plan[1].geom.och == 5 &&
+	      f.plan[1].geom.ocw == 10);
+	size_t n = 0;
+	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
+		const struct lvd_aligner_tensor *t = &f.lay.t[i];
+		if (!t->n)
+			continue;
+		char key[128];
+		snprintf(key, sizeof key, "o.p.%s", t->name);
+		float *v = getf(key, &n);
+		REQUIRE(v && n == t->n);
+		memcpy(f.params + t->off, v, n * sizeof *v);
+		free(v);
+	}
+	struct traces tr;
+	traces_alloc(&tr, &f);
+	float *dprobs = calloc(lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1), sizeof *dprobs);
+	struct lvd_lstep_in in = { .batch = &f.batch, .plans = f.plan, .params = f.params, .cfg = &f.cfg,
+				   .lambda = (float)f.scal[1], .ce_scale = (float)f.scal[0], .backward = 1,
+				   .dprobs = dprobs };
+	struct lvd_lstep_out out;
+	lvd_mllama_zero_grads(f.m);
+	CHECKF(lvd_lstep_run(ctx, f.m, &out, f.dparams, tr.tr, &in, &err) == 0, "%s", err.msg);
+	const struct lvd_tensor_view *lt = lvd_st_find(g_st, "o.latt");
+	REQUIRE(lt && lt->dtype == LVD_DT_F64);
+	double want;
+	memcpy(&want, lt->data, sizeof want);
+	CHECK_NEAR(out.latt, want, 1e-4 * want + 1e-6);
+	CHECK(fabs(out.latt - f.scal[3]) > 1e-3); /* not the default geometry's loss */
+	const int Lc = f.cfg.n_captured, H = f.plan[1].geom.heads, S = f.plan[1].geom.S, R = f.plan[1].R;
+	const size_t RC = (size_t)(f.plan[0].R + f.plan[1].R + f.plan[2].R), off = (size_t)f.plan[0].R;
+	cmp("o.s1.maps", tr.buf[1][0], (size_t)Lc * R * H * 36, 0, 2e-4);
+	float *d = malloc((size_t)Lc * H * R * S * sizeof *d);
+	for (int k = 0; k < Lc; k++)
+		memcpy(d + (size_t)k * H * R * S, dprobs + ((size_t)k * RC + off) * H * S, (size_t)H * R * S * sizeof *d);
+	cmp("o.s1.dprobs", d, (size_t)Lc * H * R * S, 0, 5e-4);
+	free(d);
+	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
+		const struct lvd_aligner_tensor *t = &f.lay.t[i];
+		if (!t->n)
+			continue;
+		char key[128];
+		snprintf(key, sizeof key, "o.dp.%s", t->name);
+		cmp(key, f.dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
+	}
+	free(dprobs);
+	traces_free(&tr);
+	lvd_ctx_destroy(ctx);
+	fixture_free(&f);
+}
+
 static void test_step_golden(void) { run_step(1); }
 static void test_step_golden_threads(void) { run_step(3); }
 
@@ -439,6 +505,7 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_step_golden),
 		TEST(test_step_golden_threads),
+		TEST(test_step_official),
 		{ 0 },
 	};
 	int rc = lvd_test_main(argc, argv, tests);
