@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/safetensors.h"
 #include "lavender/geometry.h"
 #include "lavender/packrec.h"
 #include "nn/ctx.h"
@@ -805,29 +806,6 @@ double lvd_latt_loss(struct lvd_ctx *ctx, float *dparams, float *const *const *d
 
 /* ---- from a pack record ---------------------------------------------------------------- */
 
-/* IEEE half -> float (exact). A local copy: io/safetensors' lvd_f16_to_f32 cannot be
- * linked next to nn/ctx until the dtype names are split (see test_lavender.c). */
-static float half_to_float(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, bits;
-	if (exp == 0x1F) {
-		bits = sign | 0x7F800000u | (man << 13);
-	} else if (exp) {
-		bits = sign | ((exp + 112) << 23) | (man << 13);
-	} else if (!man) {
-		bits = sign;
-	} else { /* subnormal: normalise */
-		int e = -1;
-		do {
-			man <<= 1;
-			e++;
-		} while (!(man & 0x400u));
-		bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3FFu) << 13);
-	}
-	float f;
-	memcpy(&f, &bits, sizeof f);
-	return f;
-}
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -926,7 +904,7 @@ int lvd_latt_plan_from_packrec(struct lvd_latt_plan *p, const struct lvd_packrec
 		}
 		float *t = p->targets + (size_t)w * hw;
 		for (size_t i = 0; i < hw; i++)
-			t[i] = half_to_float(rec->targets[(size_t)w * hw + i]);
+			t[i] = lvd_f16_to_f32(rec->targets[(size_t)w * hw + i]);
 		p->words[w].target = t;
 	}
 	return LVD_OK;

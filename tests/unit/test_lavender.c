@@ -5,20 +5,20 @@
  * and tile placement for every aspect ratio, accumulation/NULL rules, thread
  * determinism, and the λ schedules.
  *
- * The golden file is read with a few lines of jansson here rather than lib/io/safetensors:
- * until io/safetensors renames its dtype enum and functions (lvd_st_dtype*), its object
- * and nn/ctx's cannot be linked into one binary (both define lvd_dtype_name/_size).
- * Aligner load/save are tested in test_lavender_io.c, which needs no context.
+ * Also the Aligner's load/save (lvd_aligner_save / lvd_aligner_load): round trip, the
+ * official names with a module prefix or issue #11's short spelling, missing and
+ * misshapen tensors, ambiguous prefixes, and the golden file's PyTorch-written names.
  *
  * Dimension letters: H heads, R rows, S keys, L layers, W words, GH×GW the grid. */
-#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
 #include "lavender/packrec.h"
@@ -26,59 +26,38 @@
 
 /* ---- golden reader -------------------------------------------------------------------- */
 
-static unsigned char *g_buf;
-static size_t g_len, g_data;
-static json_t *g_hdr;
+static struct lvd_st *g_st;
 
 static int gold_load(void)
 {
-	if (g_buf)
+	if (g_st)
 		return 1;
-	const char *path = lvd_test_path("tests/golden/lavender/golden.safetensors");
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	fseek(f, 0, SEEK_END);
-	g_len = (size_t)ftell(f);
-	fseek(f, 0, SEEK_SET);
-	g_buf = malloc(g_len);
-	if (!g_buf || fread(g_buf, 1, g_len, f) != g_len) {
-		fclose(f);
-		return 0;
-	}
-	fclose(f);
-	uint64_t n = 0;
-	for (int i = 0; i < 8; i++)
-		n |= (uint64_t)g_buf[i] << (8 * i);
-	json_error_t je;
-	g_hdr = json_loadb((const char *)g_buf + 8, (size_t)n, 0, &je);
-	g_data = 8 + (size_t)n;
-	return g_hdr != NULL;
+	struct lvd_error e;
+	return lvd_st_open(&g_st, lvd_test_path("tests/golden/lavender/golden.safetensors"), &e) == LVD_OK;
 }
 
-/* a malloc'd copy of tensor `name` (dtype F32, I32 or U8 as asked), element count in *n */
-static void *gold_get(const char *name, const char *dtype, size_t *n)
+/* a malloc'd copy of tensor `name` of dtype dt (NULL when absent or of another dtype),
+ * element count in *n */
+static void *st_get(struct lvd_st *st, const char *name, enum lvd_st_dtype dt, size_t *n)
 {
-	json_t *t = json_object_get(g_hdr, name);
-	if (!t)
+	const struct lvd_tensor_view *t = lvd_st_find(st, name);
+	if (!t || t->dtype != dt)
 		return NULL;
-	const char *dt = json_string_value(json_object_get(t, "dtype"));
-	if (!dt || strcmp(dt, dtype))
-		return NULL;
-	json_t *off = json_object_get(t, "data_offsets");
-	size_t b = (size_t)json_integer_value(json_array_get(off, 0));
-	size_t e = (size_t)json_integer_value(json_array_get(off, 1));
-	size_t es = !strcmp(dtype, "U8") ? 1 : 4;
-	*n = (e - b) / es;
-	void *p = malloc(e - b + 4);
-	memcpy(p, g_buf + g_data + b, e - b);
+	*n = (size_t)t->numel;
+	void *p = malloc(t->nbytes + 4);
+	memcpy(p, t->data, t->nbytes);
 	return p;
+}
+
+static void *gold_get(const char *name, enum lvd_st_dtype dt, size_t *n)
+{
+	return st_get(g_st, name, dt, n);
 }
 
 static float *gf(const char *name, size_t *n)
 {
 	size_t k = 0;
-	float *p = gold_get(name, "F32", &k);
+	float *p = gold_get(name, LVD_DT_F32, &k);
 	if (n)
 		*n = k;
 	return p;
@@ -87,7 +66,7 @@ static float *gf(const char *name, size_t *n)
 static int32_t *gi(const char *name, size_t *n)
 {
 	size_t k = 0;
-	int32_t *p = gold_get(name, "I32", &k);
+	int32_t *p = gold_get(name, LVD_DT_I32, &k);
 	if (n)
 		*n = k;
 	return p;
@@ -223,7 +202,7 @@ static void load_case(struct gcase *c, int ci)
 		for (int l = 0; l < G_LC; l++)
 			g->probs[l] = g->probs_blk + (size_t)l * GH_HEADS * G_R * g->S;
 		snprintf(k, sizeof k, "s%d.g%d.mask", b, grid);
-		g->mask = gold_get(k, "U8", &n);
+		g->mask = gold_get(k, LVD_DT_U8, &n);
 		REQUIRE(g->mask && n == (size_t)G->gh * G->gw);
 		uint8_t mine[4096];
 		lvd_latt_mask(G, mine);
@@ -982,6 +961,134 @@ static void test_schedules(void)
 	CHECK(lvd_latt_sched_check(&s, &e) == LVD_ERR_INVALID);
 }
 
+/* ---- Aligner load / save ------------------------------------------------------------- */
+
+static const char *tmp_path(const char *name)
+{
+	static char buf[4][512];
+	static int k;
+	char *p = buf[k++ & 3];
+	const char *d = getenv("TMPDIR");
+	snprintf(p, sizeof buf[0], "%s/lvd_test_lavender_io_%d_%s", d && *d ? d : "/tmp", (int)getpid(), name);
+	return p;
+}
+
+static void test_aligner_roundtrip(void)
+{
+	struct lvd_error e;
+	struct lvd_aligner_cfg cfg;
+	lvd_aligner_cfg_default(&cfg, 8);
+	cfg.norm = LVD_ALIGNER_GROUP;
+	cfg.d_h = 6;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, &cfg);
+	float *p = malloc(lay.n_params * sizeof *p), *q = calloc(lay.n_params, sizeof *q);
+	lvd_aligner_init(&cfg, p, 9, LVD_ALIGNER_INIT_KAIMING, 0);
+	const char *path = tmp_path("rt.safetensors");
+	REQUIRE(lvd_aligner_save(&cfg, p, path, &e) == LVD_OK);
+	REQUIRE(lvd_aligner_load(&cfg, q, path, &e) == LVD_OK);
+	CHECK(!memcmp(p, q, lay.n_params * sizeof *p));
+	/* the file holds the official names and shapes */
+	struct lvd_st *st = NULL;
+	REQUIRE(lvd_st_open(&st, path, &e) == LVD_OK);
+	const struct lvd_tensor_view *v = lvd_st_find(st, "diffag_squeeze_1.weight");
+	CHECK(v && v->ndim == 4 && v->shape[0] == 8 && v->shape[1] == 6 && v->shape[2] == 3 && v->shape[3] == 3);
+	v = lvd_st_find(st, "diffag_conv_last.weight");
+	CHECK(v && v->ndim == 4 && v->shape[0] == 1 && v->shape[1] == 8 && v->shape[2] == 1);
+	CHECK(lvd_st_find(st, "diffag_norm3.bias") != NULL);
+	CHECK(lvd_st_count(st) == 13);
+	CHECK_STR(lvd_st_metadata(st, "lvd.aligner"), "depth=sim norm=group act=relu6 d_in=8 d_h=6");
+	lvd_st_close(st);
+	/* a different shape is refused, naming the tensor */
+	cfg.d_h = 7;
+	lvd_aligner_layout(&lay, &cfg);
+	float *r = calloc(lay.n_params, sizeof *r);
+	CHECK(lvd_aligner_load(&cfg, r, path, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "diffag_expand_1.weight");
+	/* instance norm: the norm tensors are not needed */
+	cfg.d_h = 6;
+	cfg.norm = LVD_ALIGNER_INSTANCE;
+	CHECK(lvd_aligner_load(&cfg, r, path, &e) == LVD_OK);
+	unlink(path);
+	free(p);
+	free(q);
+	free(r);
+}
+
+/* a checkpoint written with a module prefix, or with issue #11's short names */
+static void test_aligner_prefix_and_short_names(void)
+{
+	struct lvd_error e;
+	struct lvd_aligner_cfg cfg;
+	lvd_aligner_cfg_default(&cfg, 4);
+	cfg.d_h = 5;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, &cfg);
+	float *p = malloc(lay.n_params * sizeof *p), *q = calloc(lay.n_params, sizeof *q);
+	lvd_aligner_init(&cfg, p, 1, LVD_ALIGNER_INIT_NORMAL, 0.02f);
+	p[lay.t[LVD_AL_LAST_B].off] = 0.5f;
+	for (int mode = 0; mode < 3; mode++) {
+		struct lvd_st_writer *w = lvd_st_writer_new();
+		REQUIRE(w);
+		char names[LVD_ALIGNER_MAX_TENSORS][96];
+		for (int k = 0; k < LVD_ALIGNER_MAX_TENSORS; k++) {
+			const struct lvd_aligner_tensor *t = &lay.t[k];
+			if (!t->n)
+				continue;
+			/* mode 2: a "light" checkpoint without the deep-only convs */
+			if (mode == 2 && (k == LVD_AL_EXPAND_3 || k == LVD_AL_EXPAND_4))
+				continue;
+			if (mode == 0)
+				snprintf(names[k], sizeof names[k], "model.diffag_projection.%s", t->name);
+			else
+				snprintf(names[k], sizeof names[k], "%s", t->name + 7); /* "expand_1.weight" */
+			REQUIRE(lvd_st_writer_add(w, names[k], LVD_DT_F32, t->ndim, t->shape, p + t->off, &e) == LVD_OK);
+		}
+		const char *path = tmp_path("prefix.safetensors");
+		REQUIRE(lvd_st_writer_write(w, path, &e) == LVD_OK);
+		lvd_st_writer_free(w);
+		memset(q, 0, lay.n_params * sizeof *q);
+		cfg.depth = mode == 2 ? LVD_ALIGNER_LIGHT : LVD_ALIGNER_SIM;
+		CHECKF(lvd_aligner_load(&cfg, q, path, &e) == LVD_OK, "mode %d: %s", mode, e.msg);
+		size_t skip0 = lay.t[LVD_AL_EXPAND_3].off, skip1 = lay.t[LVD_AL_NORM1_W].off;
+		int same = 1;
+		for (size_t i = 0; i < lay.n_params; i++)
+			if (!(mode == 2 && i >= skip0 && i < skip1))
+				same &= p[i] == q[i];
+		CHECK(same);
+		if (mode == 2) {
+			/* deep needs expand_3 */
+			cfg.depth = LVD_ALIGNER_DEEP;
+			CHECK(lvd_aligner_load(&cfg, q, path, &e) == LVD_ERR_NOTFOUND);
+			CHECK_CONTAINS(e.msg, "diffag_expand_3.weight");
+		}
+		unlink(path);
+	}
+	free(p);
+	free(q);
+}
+
+/* the golden file holds five configurations' parameters as c<k>.p.<official name>:
+ * a suffix match is ambiguous there and must not pick one */
+static void test_aligner_ambiguous_prefix(void)
+{
+	struct lvd_error e;
+	const char *path = lvd_test_path("tests/golden/lavender/golden.safetensors");
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		SKIP("tests/golden/lavender/golden.safetensors missing (make golden)");
+	fclose(f);
+	struct lvd_aligner_cfg cfg;
+	lvd_aligner_cfg_default(&cfg, 4);
+	cfg.d_h = 6;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, &cfg);
+	float *q = calloc(lay.n_params, sizeof *q);
+	CHECK(lvd_aligner_load(&cfg, q, path, &e) == LVD_ERR_NOTFOUND);
+	CHECK_CONTAINS(e.msg, "diffag_expand_1.weight");
+	free(q);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -1006,11 +1113,12 @@ int main(int argc, char **argv)
 		TEST(test_aligner_accumulate),
 		TEST(test_plan_from_packrec),
 		TEST(test_schedules),
+		TEST(test_aligner_roundtrip),
+		TEST(test_aligner_prefix_and_short_names),
+		TEST(test_aligner_ambiguous_prefix),
 		{ 0 },
 	};
 	int rc = lvd_test_main(argc, argv, tests);
-	if (g_hdr)
-		json_decref(g_hdr);
-	free(g_buf);
+	lvd_st_close(g_st);
 	return rc;
 }
