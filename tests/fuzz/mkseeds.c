@@ -76,9 +76,8 @@ static void pack_payload(uint32_t flags, uint8_t **out, size_t *n)
 		die("packrec", &e);
 }
 
-static void grey_png(int w, int h, int jpg_name_ok, uint8_t **out, size_t *n)
+static void grey_png(int w, int h, uint8_t **out, size_t *n)
 {
-	(void)jpg_name_ok;
 	struct lvd_image im = {0};
 	struct lvd_error e = {0};
 	if (lvd_image_alloc(&im, w, h, 1, &e))
@@ -144,8 +143,8 @@ int main(int argc, char **argv)
 	/* official maps: name line, then map files split by "\n@@\n" */
 	uint8_t *a, *b;
 	size_t na, nb;
-	grey_png(8, 6, 0, &a, &na);
-	grey_png(4, 3, 0, &b, &nb);
+	grey_png(8, 6, &a, &na);
+	grey_png(4, 3, &b, &nb);
 	for (int k = 0; k < 3; k++) {
 		static const char *const names[] = {"attention_dog.png\n", "attention_Dog_2.jpg\n", "attention_..jpg\n"};
 		size_t hl = strlen(names[k]);
