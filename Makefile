@@ -187,3 +187,58 @@ clean:
 .DELETE_ON_ERROR:
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(BUILD)/gpu -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (tests/fuzz/, docs/fuzz.md) ------------------------------------------
+#   make fuzz FUZZ_SECONDS=N [FUZZ_TARGETS="json image"]   each harness N s under libFuzzer
+#   make fuzz-build                                         only build build-fuzz/fuzz/fuzz_*
+# clang with libFuzzer (Debian: clang) builds the library again in $(FUZZ_BUILD) with
+# ASan+UBSan and coverage, CUDA=0; each target runs niced, one at a time, on a working
+# corpus $(FUZZ_BUILD)/corpus/<target> seeded from tests/fuzz/corpus/<target> and
+# tests/fuzz/regress/<target>; crashes land in $(FUZZ_BUILD)/artifacts/. `make test`
+# replays the checked-in inputs without clang (tests/unit/test_fuzz_regress.c).
+FUZZ_CC      ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null)
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SANFLAGS)
+FUZZ_ALL     := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
+                -I. -Ilib -Itests $(filter-out -DLVD_HAVE_CUDA=% -DLVD_HAVE_NCCL=% -DLVD_HAVE_CUDNN=%,$(FEATURES)) \
+                -DLVD_HAVE_CUDA=0 -DLVD_HAVE_NCCL=0 -DLVD_HAVE_CUDNN=0
+FUZZ_LDLIBS  := -lzstd -lpng -lturbojpeg -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread
+
+# (not inside the sub-make that builds $(FUZZ_BUILD)/liblvd.a with the rules above)
+ifneq ($(BUILD),$(FUZZ_BUILD))
+
+$(FUZZ_BUILD)/liblvd.a: FORCE
+	@test -n "$(FUZZ_CC)" || { echo "make fuzz needs clang with libFuzzer (apt-get install clang)" >&2; exit 1; }
+	@CFLAGS=-Wno-unknown-warning-option $(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CUDA=0 NCCL=0 CUDNN=0 \
+		OPT="$(FUZZ_OPT)" $(FUZZ_BUILD)/liblvd.a
+
+$(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/liblvd.a
+	@mkdir -p $(@D)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SANFLAGS) -o $@ $< \
+		$(FUZZ_BUILD)/liblvd.a $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+# Rebuilds tests/fuzz/corpus/ (checked in) from tests/golden and tests/fuzz/mkseeds.c.
+$(BUILD)/fuzz-seeds/mkseeds: tests/fuzz/mkseeds.c $(LIBA) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
+
+fuzz-seeds: $(BUILD)/fuzz-seeds/mkseeds
+	BUILD=$(BUILD) sh tests/fuzz/mkseeds.sh
+
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+clean: fuzz-clean
+
+FORCE:
+.PHONY: fuzz fuzz-build fuzz-seeds fuzz-clean FORCE
+endif

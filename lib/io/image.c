@@ -234,11 +234,16 @@ static int jpeg_decode(struct lvd_image *out, const void *data, size_t len, cons
 	if (!tj)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot start the JPEG decoder: %s", nm(name),
 				     tjGetErrorStr2(NULL));
-	int rc = LVD_OK, w, h, subsamp, cs;
+	int rc = LVD_OK, w = 0, h = 0, subsamp = 0, cs = -1;
 	uint8_t *cmyk = NULL;
 	unsigned char *buf = (unsigned char *)data;  /* turbojpeg 2.x takes non-const */
 	if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs)) {
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: corrupt JPEG header: %s", nm(name), tjGetErrorStr2(tj));
+		goto done;
+	}
+	/* "FF D8 FF D9" (no SOF marker) passes the header call without setting the sizes */
+	if (w <= 0 || h <= 0) {
+		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: corrupt JPEG header: no frame (SOF) marker", nm(name));
 		goto done;
 	}
 	if ((rc = check_dims(w, h, name, err)))

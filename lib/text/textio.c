@@ -332,7 +332,8 @@ int lvd_gunzip(const unsigned char *in, size_t n, char **out, size_t *out_len, s
 			goto bad;
 		uint32_t crc = in[s.pos] | (uint32_t)in[s.pos + 1] << 8 | (uint32_t)in[s.pos + 2] << 16 |
 			       (uint32_t)in[s.pos + 3] << 24;
-		if (crc != crc32_of(s.out + start, s.olen - start)) {
+		/* an empty member leaves s.out NULL: no pointer arithmetic on it */
+		if (crc != crc32_of(s.olen > start ? s.out + start : (const unsigned char *)"", s.olen - start)) {
 			free(s.out);
 			return lvd_error_set(err, LVD_ERR_FORMAT, "gzip CRC mismatch");
 		}
