@@ -19,18 +19,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/parse.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 
 enum { T = 128, IMG = 224 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double cpu_now(void)
 {
@@ -111,13 +105,13 @@ int main(int argc, char **argv)
 	double times[1001], cpu[1001];
 	for (uint64_t it = 0; it <= iters; it++) {
 		lvd_mllama_zero_grads(m);
-		double t0 = now(), c0 = cpu_now();
+		double t0 = lvd_time_now(), c0 = cpu_now();
 		if (lvd_mllama_forward(m, &b, &err) || lvd_mllama_backward(m, 1.0f, dprobs, &err)) {
 			fprintf(stderr, "bench_mllama: error: %s\n", err.msg);
 			return 1;
 		}
 		if (it) {
-			times[it - 1] = now() - t0;
+			times[it - 1] = lvd_time_now() - t0;
 			cpu[it - 1] = cpu_now() - c0;
 		}
 	}

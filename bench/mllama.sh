@@ -12,6 +12,9 @@ PY=${PY:-}
 THREADS=${BENCH_THREADS:-${THREADS:-1}}
 ITERS=${BENCH_ITERS:-3}
 MODE=${BENCH_MODE:-full}
+# rows per sample whose cross-attention probabilities are captured with an injected
+# gradient (a Lavender step: 8); 0 (default) = the plain CE step the peer runs
+CAPTURE=${BENCH_CAPTURE:-0}
 if [ -z "$PY" ]; then
 	echo "mllama: SKIP (no .venv-ref: the model folder and the peer need transformers)"
 	exit 0
@@ -19,7 +22,7 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$PY" bench/mllama_peer.py make "$dir/model" 2>/dev/null
-ours=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_mllama" "$dir/model" "$THREADS" "$ITERS" "$MODE")
+ours=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_mllama" "$dir/model" "$THREADS" "$ITERS" "$MODE" "$CAPTURE")
 peer=$(OMP_NUM_THREADS=$THREADS "$PY" bench/mllama_peer.py run "$dir/model" "$THREADS" "$ITERS" "$MODE" 2>/dev/null | tail -n 1)
 echo "$ours"
 echo "$peer"
