@@ -26,16 +26,10 @@
 #include "lavender/packrec.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
-#include "nn/gemm.h"
+#include "core/clock.h"
+#include "nn/ctx.h"
 
 enum { T = 128, IMG = 224, W = 8, G = IMG / 14 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmpd(const void *a, const void *b)
 {
@@ -57,7 +51,7 @@ static int die(const char *what, const struct lvd_error *err)
 
 int main(int argc, char **argv)
 {
-	lvd_gemm_quiet_workers();
+	lvd_blas_policy_init();
 	if (argc != 5) {
 		fprintf(stderr, "usage: bench_lavender MODEL_DIR THREADS ITERS DUMP\n");
 		return 2;
@@ -159,14 +153,14 @@ int main(int argc, char **argv)
 	const uint64_t liters = 10 * iters;
 	for (uint64_t it = 0; it <= iters; it++) {
 		lvd_mllama_zero_grads(m);
-		double t0 = now();
+		double t0 = lvd_time_now();
 		if (lvd_mllama_forward(m, &b, &err) || lvd_mllama_backward(m, 1.0f, NULL, &err))
 			return die("plain step", &err);
-		double t1 = now();
+		double t1 = lvd_time_now();
 		lvd_mllama_zero_grads(m);
 		if (lvd_lstep_run(ctx, m, &out, dparams, NULL, &in, &err))
 			return die("lavender step", &err);
-		double t2 = now();
+		double t2 = lvd_time_now();
 		if (it) {
 			t_plain[it - 1] = t1 - t0;
 			t_step[it - 1] = t2 - t1;
@@ -187,10 +181,10 @@ int main(int argc, char **argv)
 	for (uint64_t it = 0; it <= liters; it++) {
 		memset(dparams, 0, lay.n_params * sizeof *dparams);
 		latt = 0;
-		double t0 = now();
+		double t0 = lvd_time_now();
 		lvd_latt_sample_loss(ctx, &latt, dparams, dpl, &smp, params, &cfg, plan.W, 10.0f, NULL);
 		if (it)
-			t_loss[it - 1] = now() - t0;
+			t_loss[it - 1] = lvd_time_now() - t0;
 	}
 	/* the peer's inputs */
 	struct lvd_st_writer *wr = lvd_st_writer_new();
