@@ -1,7 +1,7 @@
 /* lib/lavender/pack_sample.h — one manifest sample -> one lvd-pack training record
  * payload (lib/lavender/packrec.h).
  *
- * Steps: the conversation as Llama-3.2-Vision chat tokens and llama-recipes labels
+ * Steps: the conversation as Llama-3.2-Vision chat tokens and labels (enum lvd_pack_labels)
  * (lib/text/chat.h, through lvd_pack_chat_encode), image size probe, word matching of the
  * SD record against the answer (lib/lavender/match.h), map resampling onto the VLM patch
  * canvas (lib/lavender/geometry.h), min-max normalisation, encoding. The lvd-pack tool
