@@ -84,10 +84,10 @@ struct lvd_pack_chat {
 int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *err);
 
 /* Encodes the sample's conversation (or, without conversations, user = prompt and
- * assistant = caption), with BOS and labels as `labels` says. Errors: LVD_ERR_INVALID for an empty answer ("empty answer: ..."),
- * no user turn, no conversations and no caption, invalid UTF-8; LVD_ERR_NOTFOUND (chat
- * specials), LVD_ERR_NOMEM. c must be zeroed before first use; it is reused across calls;
- * lvd_pack_chat_free at the end. */
+ * assistant = caption), with BOS and labels as `labels` says. Errors: LVD_ERR_INVALID for
+ * an empty answer ("empty answer: ..."), no user turn, no conversations and no caption,
+ * invalid UTF-8; LVD_ERR_NOTFOUND (chat specials), LVD_ERR_NOMEM. c must be zeroed
+ * before first use; it is reused across calls; lvd_pack_chat_free at the end. */
 int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
 			 const char *prompt, enum lvd_pack_labels labels, struct lvd_error *err);
 void lvd_pack_chat_free(struct lvd_pack_chat *c);
