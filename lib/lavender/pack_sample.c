@@ -22,6 +22,11 @@ int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *
 	return LVD_OK;
 }
 
+const char *lvd_pack_labels_name(enum lvd_pack_labels l)
+{
+	return l == LVD_PACK_LABELS_OFFICIAL ? "official" : "recipes";
+}
+
 void lvd_pack_chat_free(struct lvd_pack_chat *c)
 {
 	lvd_chat_out_free(&c->out);
@@ -57,7 +62,7 @@ static int grow(void *pp, size_t n, size_t sz)
 }
 
 static int chat_views(struct lvd_pack_chat *c, const struct lvd_llama_tok *tok, const struct lvd_turn *turns,
-		      size_t n)
+		      size_t n, enum lvd_pack_labels labels)
 {
 	const struct lvd_chat_out *o = &c->out;
 	size_t T = o->toks.n;
@@ -72,13 +77,17 @@ static int chat_views(struct lvd_pack_chat *c, const struct lvd_llama_tok *tok, 
 			return -1;
 		c->cap_text = o->text_len + 1;
 	}
-	lvd_chat_labels(o, c->msgs, c->labels);
+	if (labels == LVD_PACK_LABELS_OFFICIAL)
+		lvd_chat_labels_official(o, c->msgs, c->labels);
+	else
+		lvd_chat_labels(o, c->msgs, c->labels);
 	/* the match text: decoded pieces, where each special token becomes an empty span
 	 * followed by "\n" so that it separates words and adds none */
 	size_t rp = 0, L = 0;
 	c->image_pos = -1;
 	for (size_t t = 0; t < T; t++) {
-		c->region[t] = c->labels[t] != -100 && o->seg[t] != LVD_SEG_EOT;
+		c->region[t] = o->msg[t] >= 0 && !strcmp(c->msgs[o->msg[t]].role, "assistant") &&
+			       (o->seg[t] == LVD_SEG_SEP || o->seg[t] == LVD_SEG_CONTENT);
 		if (o->seg[t] == LVD_SEG_IMAGE && c->image_pos < 0)
 			c->image_pos = (long)t;
 		if (o->msg[t] >= 0)
@@ -104,7 +113,7 @@ static int chat_views(struct lvd_pack_chat *c, const struct lvd_llama_tok *tok, 
 }
 
 int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
-			 const char *prompt, struct lvd_error *err)
+			 const char *prompt, enum lvd_pack_labels labels, struct lvd_error *err)
 {
 	struct lvd_turn cap_turns[2];
 	const struct lvd_turn *turns = s->turns;
@@ -151,10 +160,11 @@ int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, con
 		}
 		*it = (struct lvd_chat_item){LVD_CHAT_TEXT, txt, strlen(txt)};
 	}
-	int rc = lvd_chat_render(tok, c->msgs, n, 0, &c->out, err);
+	int rc = lvd_chat_render(tok, c->msgs, n, labels == LVD_PACK_LABELS_OFFICIAL ? LVD_CHAT_TWO_BOS : 0, &c->out,
+				 err);
 	if (rc)
 		return rc;
-	if (chat_views(c, tok, turns, n))
+	if (chat_views(c, tok, turns, n, labels))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
 	return LVD_OK;
 }
@@ -195,7 +205,7 @@ int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok 
 	*out = NULL;
 	*out_len = 0;
 	const struct lvd_sample *s = in->s;
-	int rc = lvd_pack_chat_encode(chat, tok, s, p->prompt, err);
+	int rc = lvd_pack_chat_encode(chat, tok, s, p->prompt, p->labels, err);
 	if (rc) {
 		*kind = rc == LVD_ERR_INVALID && strstr(err->msg, "empty answer") ? "empty_answer" : "text";
 		return rc;

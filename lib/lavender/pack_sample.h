@@ -1,7 +1,7 @@
 /* lib/lavender/pack_sample.h — one manifest sample -> one lvd-pack training record
  * payload (lib/lavender/packrec.h).
  *
- * Steps: the conversation as Llama-3.2-Vision chat tokens and llama-recipes labels
+ * Steps: the conversation as Llama-3.2-Vision chat tokens and labels (enum lvd_pack_labels)
  * (lib/text/chat.h, through lvd_pack_chat_encode), image size probe, word matching of the
  * SD record against the answer (lib/lavender/match.h), map resampling onto the VLM patch
  * canvas (lib/lavender/geometry.h), min-max normalisation, encoding. The lvd-pack tool
@@ -26,8 +26,23 @@ extern "C" {
 
 #define LVD_PACK_DEFAULT_PROMPT "Describe the image in a single sentence as a caption."
 
+/* Which tokens are trained (--labels) and which BOS the sequence starts with. */
+enum lvd_pack_labels {
+	LVD_PACK_LABELS_RECIPES = 0,  /* one BOS; labels = the assistant turns (lvd_chat_labels,
+					 llama-recipes' tokenize_dialogs) */
+	LVD_PACK_LABELS_OFFICIAL = 1, /* two BOS (LVD_CHAT_TWO_BOS); labels = every token but the
+					 assistant header triples and <|image|>
+					 (lvd_chat_labels_official): what the official Lavender
+					 Flickr30k/RLAIF-V collators really feed
+					 (../shared/reference/lavender.md §3.1) */
+};
+
+/* "recipes" / "official" */
+const char *lvd_pack_labels_name(enum lvd_pack_labels l);
+
 /* Options that change the records (recorded in pack.json and every shard header). */
 struct lvd_pack_params {
+	enum lvd_pack_labels labels;
 	struct lvd_geom_cfg geom;
 	int grid;                        /* 0 = patch canvas, N = N×N */
 	int match_all;                   /* --match-in all */
@@ -42,14 +57,16 @@ struct lvd_pack_params {
 	const char *prompt;              /* user text for caption-only samples */
 };
 
-/* A sample's conversation as chat tokens (lvd_chat_render: BOS, then per message
+/* A sample's conversation as chat tokens (lvd_chat_render: BOS (two with
+ * LVD_PACK_LABELS_OFFICIAL), then per message
  * <|start_header_id|>role<|end_header_id|>"\n\n" content <|eot_id|>; <|image|> goes first
  * in the first user turn, replacing a leading "<image>" and one newline after it), with
  * the views lvd-pack needs. Content is plain text (special-token names stay text). */
 struct lvd_pack_chat {
 	struct lvd_chat_out out;         /* ids, segments, message index, rendered text */
-	int32_t *labels;                 /* [T] -100 or the id (lvd_chat_labels: llama-recipes) */
-	uint8_t *region;                 /* [T] 1 = labelled and not <|eot_id|> (the answer) */
+	int32_t *labels;                 /* [T] -100 or the id (enum lvd_pack_labels) */
+	uint8_t *region;                 /* [T] 1 = the answer: a token of an assistant message after
+					    its header, not <|eot_id|> (for every label mode) */
 	char *text;                      /* [text_len] decoded pieces, "\n" for every special token */
 	size_t text_len;
 	uint32_t *beg, *end;             /* [T] byte span of each token in text (specials: empty) */
@@ -67,12 +84,12 @@ struct lvd_pack_chat {
 int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *err);
 
 /* Encodes the sample's conversation (or, without conversations, user = prompt and
- * assistant = caption). Errors: LVD_ERR_INVALID for an empty answer ("empty answer: ..."),
- * no user turn, no conversations and no caption, invalid UTF-8; LVD_ERR_NOTFOUND (chat
- * specials), LVD_ERR_NOMEM. c must be zeroed before first use; it is reused across calls;
- * lvd_pack_chat_free at the end. */
+ * assistant = caption), with BOS and labels as `labels` says. Errors: LVD_ERR_INVALID for
+ * an empty answer ("empty answer: ..."), no user turn, no conversations and no caption,
+ * invalid UTF-8; LVD_ERR_NOTFOUND (chat specials), LVD_ERR_NOMEM. c must be zeroed
+ * before first use; it is reused across calls; lvd_pack_chat_free at the end. */
 int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
-			 const char *prompt, struct lvd_error *err);
+			 const char *prompt, enum lvd_pack_labels labels, struct lvd_error *err);
 void lvd_pack_chat_free(struct lvd_pack_chat *c);
 
 /* Width and height from a PNG or JPEG header (name is used in messages). LVD_ERR_FORMAT

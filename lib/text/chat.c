@@ -140,6 +140,8 @@ int lvd_chat_render(struct lvd_llama_tok *tok, const struct lvd_chat_msg *msgs, 
 	} while (0)
 	if (!(flags & LVD_CHAT_NO_BOS))
 		ADD_SPECIAL(0, LVD_SEG_BOS, -1);
+	if (!(flags & LVD_CHAT_NO_BOS) && (flags & LVD_CHAT_TWO_BOS))
+		ADD_SPECIAL(0, LVD_SEG_BOS, -1);
 	for (size_t m = 0; m < n; m++) {
 		int32_t mi = (int32_t)m;
 		ADD_SPECIAL(1, LVD_SEG_HEADER, mi);
@@ -216,5 +218,17 @@ void lvd_chat_labels(const struct lvd_chat_out *o, const struct lvd_chat_msg *ms
 		int train = m >= 0 && !strcmp(msgs[m].role, "assistant") &&
 			    (o->seg[i] == LVD_SEG_SEP || o->seg[i] == LVD_SEG_CONTENT || o->seg[i] == LVD_SEG_EOT);
 		labels[i] = train ? o->toks.ids[i] : -100;
+	}
+}
+
+void lvd_chat_labels_official(const struct lvd_chat_out *o, const struct lvd_chat_msg *msgs, int32_t *labels)
+{
+	for (size_t i = 0; i < o->toks.n; i++) {
+		int32_t m = o->msg[i];
+		/* the generation prompt's header tokens, not its "\n\n" */
+		int gen_header = o->seg[i] == LVD_SEG_GEN_PROMPT && o->text[o->toks.start[i]] != '\n';
+		int masked = o->seg[i] == LVD_SEG_IMAGE || gen_header ||
+			     (o->seg[i] == LVD_SEG_HEADER && m >= 0 && !strcmp(msgs[m].role, "assistant"));
+		labels[i] = masked ? -100 : o->toks.ids[i];
 	}
 }

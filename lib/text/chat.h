@@ -63,6 +63,11 @@ struct lvd_chat_out {
 
 #define LVD_CHAT_GEN_PROMPT 1u /* add the assistant header at the end */
 #define LVD_CHAT_NO_BOS 2u     /* leave out <|begin_of_text|> */
+/* two <|begin_of_text|> (both LVD_SEG_BOS): what the official Lavender collators feed,
+ * MllamaProcessor(text=processor.apply_chat_template(...)): the template writes one, the
+ * tokenizer's post-processor adds another (../shared/reference/lavender.md §3.1 "Prompt
+ * and label construction"). Ignored with LVD_CHAT_NO_BOS. */
+#define LVD_CHAT_TWO_BOS 4u
 
 void lvd_chat_out_init(struct lvd_chat_out *o);
 void lvd_chat_out_free(struct lvd_chat_out *o);
@@ -78,6 +83,18 @@ int lvd_chat_render(struct lvd_llama_tok *tok, const struct lvd_chat_msg *msgs, 
  * <|end_header_id|> (the "\n\n" separator, content and <|eot_id|>), -100 for everything
  * else (BOS, headers, image tokens, other roles, the generation prompt). */
 void lvd_chat_labels(const struct lvd_chat_out *o, const struct lvd_chat_msg *msgs, int32_t *labels);
+
+/* Labels as the official Lavender Flickr30k and RLAIF-V collators really build them
+ * (AstraZeneca/vlm llama_finetune/src/llama_recipes/datasets/flickr30k_dataset.py;
+ * ../shared/reference/lavender.md §3.1): their user-turn mask never fires, so labels[i] =
+ * id for every token except -100 at each assistant header triple (<|start_header_id|>,
+ * the role's token(s), <|end_header_id|>: the tokens of an assistant message's header)
+ * and at <|image|>. BOS, system/user turns, the "\n\n" separators and every <|eot_id|>
+ * are trained. The collators also mask padding, which a rendered chat never holds (it is
+ * added per batch). With the Llama-3 vocabulary the masked triple is exactly
+ * [128006, 78191, 128007], the ids the official code searches for; the header of a
+ * generation prompt is masked the same way (its "\n\n" is not). */
+void lvd_chat_labels_official(const struct lvd_chat_out *o, const struct lvd_chat_msg *msgs, int32_t *labels);
 
 /* Splits LLaVA-style content: a leading "<image>" marker (and one "\n" after it)
  * becomes an image item followed by the rest as a text item. items holds 2. Returns

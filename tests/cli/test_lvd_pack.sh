@@ -1,7 +1,8 @@
 # lvd-pack run/inspect/viz as a user runs them, on the synthetic fixture written by
 # build/tests/test_pack_tool --fixture (small PNGs, one map record per sample, the small
 # Llama-3 tokenizer.json): usage errors, a missing map listed by id, determinism across
-# --threads, resume, --shard, inspect output, viz, corrupt shards.
+# --threads, resume, --shard, inspect output, viz, corrupt shards, --labels official
+# (two BOS, labels of the official Flickr collator, recorded and checked on resume).
 . tests/cli/lib.inc
 P=$BUILD/lvd-pack
 FX=$BUILD/tests/test_pack_tool
@@ -16,6 +17,8 @@ expect_stderr "are required" "run without inputs message" "$P" run
 expect_exit 2 "bad --overlong" "$P" run --manifest a --maps b --model c --out d --overlong cut
 expect_exit 2 "bad --match-in" "$P" run --manifest a --maps b --model c --out d --match-in question
 expect_exit 2 "bad --query-at" "$P" run --manifest a --maps b --model c --out d --query-at next
+expect_exit 2 "bad --labels" "$P" run --manifest a --maps b --model c --out d --labels hf
+expect_stdout "--labels official" "run --help explains --labels" "$P" run --help
 expect_exit 2 "bad --grid" "$P" run --manifest a --maps b --model c --out d --grid 0
 expect_exit 2 "bad --shard" "$P" run --manifest a --maps b --model c --out d --shard 2/2
 expect_exit 2 "bad flag" "$P" run --no-such-flag
@@ -115,6 +118,35 @@ expect_stdout '"image_path":"' "path stored" "$P" inspect "$T_TMP/g/train-00000.
 ok "viz" "$P" viz "$T_TMP/a/train-00000.lvdp" --out "$T_TMP/viz" --id s00001
 if [ -f "$T_TMP/viz/s00001_1_red.png" ]; then pass; else fail "viz wrote s00001_1_red.png"; fi
 ok "viz from a path" "$P" viz "$T_TMP/g/train-00000.lvdp" --out "$T_TMP/vizg" -n 1
+
+# --labels official: every record starts with two BOS (4000 in the small vocabulary) and
+# holds the recipes record's ids after them; every label equals its id except -100 at
+# <|image|> (4256) and at the assistant header <|start_header_id|> (4006) .. <|end_header_id|>
+# (4007) (a header whose role is not "user", 882); recipes labels start with -100
+ok "labels official" run "$T_TMP/lo" --labels official --keep-going
+if grep -q '"labels": "official"' "$T_TMP/lo/pack.json" && grep -q '"labels": "recipes"' "$T_TMP/b/pack.json"; then pass
+else fail "pack.json params record the label mode"; fi
+expect_stdout '"labels":[4000,4000,4006,882,4007,271,-100,' "official labels of s00000" "$P" inspect "$T_TMP/lo/train-00000.lvdp" --full --id s00000
+expect_stdout '"labels":[-100,-100,-100,' "recipes labels of s00000" "$P" inspect "$T_TMP/b/train-00000.lvdp" --full --id s00000
+arrays() { for f in "$1"/train-*.lvdp; do "$P" inspect "$f" --full; done | grep -o "\"$2\":\[[^]]*\]" | sed 's/.*\[//; s/\]//'; }
+arrays "$T_TMP/lo" ids >"$T_TMP/lo.ids"; arrays "$T_TMP/lo" labels >"$T_TMP/lo.lab"; arrays "$T_TMP/b" ids >"$T_TMP/b.ids"
+if [ "$(wc -l <"$T_TMP/lo.ids")" -eq 20 ] && [ "$(sed 's/^/4000,/' "$T_TMP/b.ids")" = "$(cat "$T_TMP/lo.ids")" ]; then pass
+else fail "official ids = BOS + recipes ids, 20 records"; fi
+bad=$(paste -d';' "$T_TMP/lo.ids" "$T_TMP/lo.lab" | awk -F';' '{
+	n = split($1, id, ","); m = split($2, lab, ","); if (n != m || id[1] != 4000 || id[2] != 4000) { bad++; next }
+	hdr = 0; masked = 0
+	for (i = 1; i <= n; i++) {
+		if (id[i] == 4006 && id[i + 1] != 882) hdr = 1
+		want = (hdr || id[i] == 4256) ? -100 : id[i]
+		if (lab[i] != want) bad++
+		masked += lab[i] == -100
+		if (id[i] == 4007) hdr = 0
+	}
+	if (masked < 4) bad++
+} END { print bad + 0 }')
+if [ "$bad" = 0 ]; then pass; else fail "official labels: $bad records/positions differ from the rule"; fi
+expect_exit 2 "resume with other --labels refused" run "$T_TMP/lo" --keep-going
+expect_stderr 'labels was "official", now "recipes"' "resume --labels refusal message" run "$T_TMP/lo" --keep-going
 
 # the end-to-end pipeline (tiny SD -> sd-attnmap -> lvd-pack on real photos) is
 # tests/e2e/pipeline.sh

@@ -12,7 +12,14 @@ built from ../shared/data/llama3/tokenizer.model the way gen_tokenizer.py does),
 labels as llama-recipes builds them (tokenize_dialogs in ocrvqa_dataset.py: mask every
 <|eot_id|>-terminated segment holding a system/user header, the assistant header
 triples, pad and image tokens). The C side builds labels per message instead; the two
-rules must agree.
+rules must agree. Each case also holds ids_official / labels_official: what the official
+Lavender Flickr30k collator (AstraZeneca/vlm, llama_finetune/src/llama_recipes/datasets/
+flickr30k_dataset.py, Flickr30kDataCollator; ../shared/reference/lavender.md §3.1 "Prompt
+and label construction") feeds: the text of processor.apply_chat_template through
+transformers' MllamaProcessor (a right-padded batch of all cases with a 560x560 image
+each, the tokenizer with the published Llama-3.2-Vision post-processor that prepends
+<|begin_of_text|>, hence two BOS), and its label rules re-implemented here
+(official_flickr_labels; lvd-pack run --labels official).
 
 Run with the reference venv: .venv-ref/bin/python tests/ref/gen_pack.py
 """
@@ -117,6 +124,65 @@ def llama_recipes_labels(ids, pad_id, image_id):
     return [-100 if x in (pad_id, image_id) else x for x in labels]
 
 
+def official_flickr_labels(ids, tok, image_id):
+    """The Flickr30k collator's label rules, as its code behaves (re-implemented, not
+    copied): (1) per <|eot_id|>-terminated segment, mask it when a system/user header
+    "is in" it -- the test is `list_of_3_ids in list_of_ints`, which is never true, so
+    nothing is masked here; (2) mask every [<|start_header_id|>, "assistant",
+    <|end_header_id|>] id triple; (3) mask the pad and image token ids."""
+    labels = list(ids)
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    prompt_headers = [tok.convert_tokens_to_ids(["<|start_header_id|>", r, "<|end_header_id|>"])
+                      for r in ("system", "user")]
+    assistant = tok.convert_tokens_to_ids(["<|start_header_id|>", "assistant", "<|end_header_id|>"])
+    assert assistant == [128006, 78191, 128007], assistant
+    start = 0
+    for e in [i for i, t in enumerate(labels) if t == eot]:
+        seg = labels[start:e + 1]
+        hit = any(h in seg for h in prompt_headers)  # the official membership test
+        assert not hit
+        if hit:
+            labels[start:e + 1] = [-100] * (e + 1 - start)
+        else:
+            start = e + 1
+    for i in range(len(labels) - len(assistant) + 1):
+        if labels[i:i + len(assistant)] == assistant:
+            labels[i:i + len(assistant)] = [-100] * len(assistant)
+    return [-100 if t in (tok.pad_token_id, image_id) else t for t in labels]
+
+
+def official_batch(ltok, template, msgs_list):
+    """ids and labels as the official Flickr30k collator builds them for msgs_list (one
+    right-padded batch), each cut to its unpadded length (pad labels checked to be -100)."""
+    import copy
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.mllama.processing_mllama import MllamaProcessor
+    t = copy.deepcopy(ltok)
+    # the post-processor of the published Llama-3.2-11B-Vision(-Instruct) tokenizer.json
+    t.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                      pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+                                      special_tokens=[("<|begin_of_text|>", 128000)])])
+    ft = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                 pad_token="<|finetune_right_pad_id|>")
+    ft.padding_side = "right"
+    proc = MllamaProcessor(mp.MllamaImageProcessorPil(size={"height": 560, "width": 560}, max_image_tiles=4),
+                           ft, chat_template=template)
+    texts = proc.apply_chat_template(msgs_list)
+    img = Image.fromarray(np.full((560, 560, 3), 128, np.uint8))
+    batch = proc(images=[[img] for _ in msgs_list], text=texts, padding=True)
+    out = []
+    for ids, am in zip(batch["input_ids"], batch["attention_mask"]):
+        ids = list(ids)
+        labels = official_flickr_labels(ids, ft, proc.image_token_id)
+        n = int(sum(am))
+        assert all(x == ft.pad_token_id for x in ids[n:]) and all(x == -100 for x in labels[n:])
+        out.append((ids[:n], labels[:n]))
+    return out
+
+
 def labels_golden():
     import importlib.util
     from transformers import PreTrainedTokenizerFast
@@ -154,7 +220,18 @@ def labels_golden():
         ids = list(ids)
         labels = llama_recipes_labels(ids, ft.pad_token_id, 128256)
         cases.append({"conversations": conv, "ids": ids, "labels": labels})
-    return {"about": "Mllama chat template ids (transformers) + llama-recipes labels; see gen_pack.py",
+    # the official collator: every user turn as content items (text and image)
+    off_msgs = []
+    for conv in convs:
+        msgs = manifest_to_messages(conv)
+        off_msgs.append([m if not isinstance(m["content"], str) else
+                         {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in msgs])
+    for c, (ids, labels) in zip(cases, official_batch(ltok, ft.chat_template, off_msgs)):
+        assert ids == [128000] + c["ids"], "official ids = one more BOS"
+        c["ids_official"] = ids
+        c["labels_official"] = labels
+    return {"about": "Mllama chat template ids (transformers) + llama-recipes labels; ids_official/labels_official: "
+                     "MllamaProcessor + the official Flickr30k collator's label rules; see gen_pack.py",
             "cases": cases}
 
 

@@ -1,5 +1,7 @@
 /* Mllama chat template: ids and rendered text equal transformers' apply_chat_template
- * (golden), segments/labels, the shared chat cases, LLaVA "<image>" content. */
+ * (golden), segments/labels, the shared chat cases, LLaVA "<image>" content; the official
+ * Lavender collator's form (LVD_CHAT_TWO_BOS, lvd_chat_labels_official) against its rule
+ * applied to the ids as its code does it (search for the id triple). */
 #include "harness.h"
 
 #include <jansson.h>
@@ -114,6 +116,67 @@ static void test_golden(void)
 	lvd_llama_tok_free(tok);
 }
 
+/* Official form on every golden chat case: one more BOS in front of the golden ids; labels
+ * equal to the official collator's rule applied to the ids (every [128006, 78191, 128007]
+ * triple and 128256 masked, all else trained: system and user turns, both BOS, separators,
+ * generation-prompt "\n\n"). */
+static void test_official(void)
+{
+	struct lvd_llama_tok *tok = load();
+	if (!tok)
+		SKIP("../shared/data absent");
+	json_t *g = json_load_file(lvd_test_path("tests/golden/tokenizer/chat.json"), 0, NULL);
+	REQUIRE(g);
+	size_t ci;
+	json_t *c;
+	struct lvd_chat_out o;
+	lvd_chat_out_init(&o);
+	size_t n_triples = 0, n_images = 0;
+	json_array_foreach(json_object_get(g, "cases"), ci, c) {
+		struct lvd_chat_msg msgs[8];
+		struct lvd_chat_item items[8][8];
+		size_t n = build(json_object_get(c, "messages"), msgs, items);
+		unsigned fl = json_is_true(json_object_get(c, "add_generation_prompt")) ? LVD_CHAT_GEN_PROMPT : 0;
+		struct lvd_error err = {0};
+		REQUIRE(lvd_chat_render(tok, msgs, n, fl | LVD_CHAT_TWO_BOS, &o, &err) == 0);
+		json_t *ids = json_object_get(c, "ids");
+		int same = o.toks.n == json_array_size(ids) + 1 && o.toks.ids[0] == 128000;
+		for (size_t k = 0; same && k + 1 < o.toks.n; k++)
+			same = o.toks.ids[k + 1] == json_integer_value(json_array_get(ids, k));
+		CHECKF(same, "case %zu: ids = BOS + golden ids", ci);
+		CHECK(o.seg[0] == LVD_SEG_BOS && o.seg[1] == LVD_SEG_BOS && o.msg[1] == -1);
+		CHECK(!strncmp(o.text, "<|begin_of_text|><|begin_of_text|><|start_header_id|>", 53));
+		int32_t *lab = malloc(o.toks.n * sizeof *lab), *want = malloc(o.toks.n * sizeof *want);
+		REQUIRE(lab && want);
+		lvd_chat_labels_official(&o, msgs, lab);
+		for (size_t k = 0; k < o.toks.n; k++)
+			want[k] = o.toks.ids[k] == 128256 ? -100 : o.toks.ids[k];
+		for (size_t k = 0; k + 3 <= o.toks.n; k++)
+			if (o.toks.ids[k] == 128006 && o.toks.ids[k + 1] == 78191 && o.toks.ids[k + 2] == 128007) {
+				want[k] = want[k + 1] = want[k + 2] = -100;
+				n_triples++;
+			}
+		int diff = 0;
+		for (size_t k = 0; k < o.toks.n; k++) {
+			diff += lab[k] != want[k];
+			n_images += o.toks.ids[k] == 128256;
+		}
+		CHECKF(diff == 0, "case %zu: %d official labels differ", ci, diff);
+		free(lab);
+		free(want);
+	}
+	CHECK(ci == 12 && n_triples >= 14 && n_images >= 4);
+	/* LVD_CHAT_NO_BOS wins */
+	struct lvd_chat_item it = {LVD_CHAT_TEXT, "hi", 2};
+	struct lvd_chat_msg m = {"user", &it, 1};
+	struct lvd_error err = {0};
+	REQUIRE(lvd_chat_render(tok, &m, 1, LVD_CHAT_NO_BOS | LVD_CHAT_TWO_BOS, &o, &err) == 0);
+	CHECK(o.toks.ids[0] == 128006);
+	lvd_chat_out_free(&o);
+	json_decref(g);
+	lvd_llama_tok_free(tok);
+}
+
 static void test_shared_chat_cases(void)
 {
 	struct lvd_llama_tok *tok = load();
@@ -193,7 +256,7 @@ static void test_from_text_and_errors(void)
 
 int main(int argc, char **argv)
 {
-	static const struct lvd_test tests[] = {TEST(test_golden), TEST(test_shared_chat_cases),
+	static const struct lvd_test tests[] = {TEST(test_golden), TEST(test_official), TEST(test_shared_chat_cases),
 						TEST(test_from_text_and_errors), {0}};
 	return lvd_test_main(argc, argv, tests);
 }

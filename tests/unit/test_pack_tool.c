@@ -1,5 +1,7 @@
 /* Tests for lvd-pack's per-sample procedure (lib/lavender/pack_sample.h):
- * chat template + labels against transformers/llama-recipes (golden), caption-only
+ * chat template + labels against transformers/llama-recipes (golden), --labels official
+ * (two BOS, the official Flickr collator's labels) against MllamaProcessor + that collator's
+ * rules (golden, tests/ref/gen_pack.py), caption-only
  * samples, a whole sample built from synthetic maps (targets, mask, words, image bytes),
  * overlong handling, missing maps.
  * `test_pack_tool --fixture DIR N [nomap]` writes the synthetic input set used by
@@ -54,19 +56,32 @@ static void test_labels_golden(void)
 		int ok = parse_sample(&s, ls) == 0;
 		CHECK(ok);
 		if (ok) {
-			int rc = lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, &e);
-			CHECKF(rc == 0, "case %zu: %s", i, e.msg);
-			json_t *ids = json_object_get(c, "ids"), *lab = json_object_get(c, "labels");
-			CHECKF(chat.out.toks.n == json_array_size(ids), "case %zu: %zu tokens, want %zu", i, chat.out.toks.n,
-			       json_array_size(ids));
-			int bad_id = 0, bad_lab = 0;
-			for (size_t t = 0; t < chat.out.toks.n && t < json_array_size(ids); t++) {
-				bad_id += chat.out.toks.ids[t] != json_integer_value(json_array_get(ids, t));
-				bad_lab += chat.labels[t] != json_integer_value(json_array_get(lab, t));
+			/* recipes, then official (one more BOS; labels of the official Flickr collator) */
+			static const char *const key_ids[2] = {"ids", "ids_official"};
+			static const char *const key_lab[2] = {"labels", "labels_official"};
+			size_t region[2] = {0, 0};
+			for (int m = 0; m < 2; m++) {
+				enum lvd_pack_labels mode = m ? LVD_PACK_LABELS_OFFICIAL : LVD_PACK_LABELS_RECIPES;
+				int rc = lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, mode, &e);
+				CHECKF(rc == 0, "case %zu %s: %s", i, key_lab[m], e.msg);
+				json_t *ids = json_object_get(c, key_ids[m]), *lab = json_object_get(c, key_lab[m]);
+				REQUIRE(json_array_size(ids) > 8 && json_array_size(lab) == json_array_size(ids));
+				CHECKF(chat.out.toks.n == json_array_size(ids), "case %zu %s: %zu tokens, want %zu", i,
+				       key_ids[m], chat.out.toks.n, json_array_size(ids));
+				int bad_id = 0, bad_lab = 0;
+				for (size_t t = 0; t < chat.out.toks.n && t < json_array_size(ids); t++) {
+					bad_id += chat.out.toks.ids[t] != json_integer_value(json_array_get(ids, t));
+					bad_lab += chat.labels[t] != json_integer_value(json_array_get(lab, t));
+					region[m] += chat.region[t];
+				}
+				CHECKF(bad_id == 0, "case %zu %s: %d ids differ", i, key_ids[m], bad_id);
+				CHECKF(bad_lab == 0, "case %zu %s: %d labels differ", i, key_lab[m], bad_lab);
+				CHECK(chat.image_pos == 5 + m && chat.out.toks.ids[5 + m] == 128256);
+				CHECK(chat.out.toks.ids[0] == 128000 && (chat.out.toks.ids[1] == 128000) == (m == 1));
 			}
-			CHECKF(bad_id == 0, "case %zu: %d ids differ", i, bad_id);
-			CHECKF(bad_lab == 0, "case %zu: %d labels differ", i, bad_lab);
-			CHECK(chat.image_pos == 5 && chat.out.toks.ids[5] == 128256);
+			/* the matched answer region does not depend on the label mode */
+			CHECKF(region[0] == region[1] && region[0] > 0, "case %zu: region %zu vs %zu", i, region[0],
+			       region[1]);
 		}
 		lvd_sample_clear(&s);
 		free(ls);
@@ -87,7 +102,7 @@ static void test_chat_caption_only(void)
 	struct lvd_sample s = {0};
 	REQUIRE(parse_sample(&s, "{\"id\": \"a\", \"image\": \"x.png\", \"caption\": \"a dog\"}") == 0);
 	struct lvd_pack_chat c = {0};
-	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "Say it.", &e) == 0);
+	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "Say it.", LVD_PACK_LABELS_RECIPES, &e) == 0);
 	/* text: BOS, user header, "\n\n", image, prompt, eot, assistant header, "\n\n" + answer, eot */
 	CHECK(c.n_msg == 2 && c.image_pos == 5);
 	CHECK(c.out.toks.ids[c.out.toks.n - 1] == 4009);
@@ -103,10 +118,10 @@ static void test_chat_caption_only(void)
 	/* an empty answer and a sample with nothing to say are errors */
 	REQUIRE(parse_sample(&s, "{\"id\": \"b\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
 				 "{\"from\": \"gpt\", \"value\": \"  \"}]}") == 0);
-	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == LVD_ERR_INVALID);
+	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", LVD_PACK_LABELS_RECIPES, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "empty answer");
 	REQUIRE(parse_sample(&s, "{\"id\": \"c\", \"image\": \"x.png\"}") == 0);
-	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == LVD_ERR_INVALID);
+	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", LVD_PACK_LABELS_RECIPES, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "no conversations and no caption");
 	lvd_sample_clear(&s);
 	lvd_pack_chat_free(&c);
@@ -212,6 +227,48 @@ static void test_sample_build(void)
 		else /* ball: cell (6, 1): rows 150..175 -> canvas 280..326 -> y 20..23; cols 25..50 -> x 3..6 */
 			CHECK(by >= 20 && by <= 23 && bx >= 3 && bx <= 6);
 	}
+
+	/* --labels official: one more BOS in front, so every position moves by one; the same
+	 * words and targets; every label is the token except <|image|> and the assistant
+	 * header (<|start_header_id|>, the pieces of "assistant", <|end_header_id|>) */
+	{
+		struct lvd_pack_stats st2;
+		uint8_t *out2 = NULL;
+		size_t len2 = 0;
+		struct lvd_packrec r2;
+		p.labels = LVD_PACK_LABELS_OFFICIAL;
+		REQUIRE(lvd_pack_sample_build(&p, tok, &chat, &in, &out2, &len2, &st2, &kind, &e) == 0 && out2);
+		p.labels = LVD_PACK_LABELS_RECIPES;
+		REQUIRE(lvd_packrec_decode(&r2, out2, len2, "t", &e) == 0);
+		CHECK(r2.T == r.T + 1 && r2.tokens[0] == 4000 && r2.tokens[1] == 4000);
+		CHECK(memcmp(r2.tokens + 1, r.tokens, r.T * sizeof *r.tokens) == 0);
+		CHECK(r2.image_pos == r.image_pos + 1 && r2.tokens[r2.image_pos] == 4256);
+		CHECK(st2.words == st.words && st2.region_words == st.region_words && r2.W == r.W);
+		for (uint32_t w = 0; w < r.W && w < r2.W; w++) {
+			CHECK_STR(r2.words[w].key, r.words[w].key);
+			CHECK(r2.words[w].n_pos == r.words[w].n_pos && r2.words[w].pos[0] == r.words[w].pos[0] + 1 &&
+			      r2.words[w].query[0] == r.words[w].query[0] + 1);
+		}
+		CHECK(memcmp(r2.targets, r.targets, (size_t)r.W * cells * sizeof *r.targets) == 0);
+		/* the assistant header: the second <|start_header_id|> (4006) up to its <|end_header_id|> (4007) */
+		uint32_t hs = 0, he = 0, nstart = 0;
+		for (uint32_t t = 0; t < r2.T; t++)
+			if (r2.tokens[t] == 4006 && ++nstart == 2)
+				hs = t;
+		for (he = hs; he < r2.T && r2.tokens[he] != 4007; he++)
+			;
+		REQUIRE(hs > 0 && he < r2.T && he - hs >= 2);
+		uint32_t masked = 0;
+		for (uint32_t t = 0; t < r2.T; t++) {
+			int want_mask = t == r2.image_pos || (t >= hs && t <= he);
+			CHECKF(r2.labels[t] == (want_mask ? -100 : r2.tokens[t]), "official label at %u", t);
+			masked += r2.labels[t] == -100;
+		}
+		CHECK(masked == 1 + (he - hs + 1) && st2.label_tokens == r2.T - masked);
+		CHECK(st.label_tokens < st2.label_tokens);
+		lvd_packrec_free(&r2);
+		free(out2);
+	}
 	lvd_packrec_free(&r);
 	free(out);
 
@@ -272,7 +329,7 @@ static void test_multiturn_truncate(void)
 				 "\"Q2 is a much longer question with many many words in it\"}, {\"role\": \"assistant\", "
 				 "\"content\": \"second\"}]}") == 0);
 	struct lvd_pack_chat c = {0};
-	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "x", &e) == 0);
+	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "x", LVD_PACK_LABELS_RECIPES, &e) == 0);
 	REQUIRE(c.n_msg == 4);
 	uint32_t cut = c.msg_end[1];
 	CHECK(c.out.toks.ids[cut - 1] == 4009);
@@ -396,7 +453,7 @@ static void test_captions_match_rate(void)
 			struct lvd_sample s = {0};
 			s.id = "c";
 			s.caption = (char *)text;
-			REQUIRE(lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, &e) == 0);
+			REQUIRE(lvd_pack_chat_encode(&chat, tok, &s, LVD_PACK_DEFAULT_PROMPT, LVD_PACK_LABELS_RECIPES, &e) == 0);
 			struct lvd_match_vlm v = {chat.text, chat.text_len, (uint32_t)chat.out.toks.n, chat.beg, chat.end,
 						  chat.region};
 			struct lvd_match_sd sd = {text, strlen(text), T, spans};

@@ -31,16 +31,24 @@ static const char USAGE[] =
 	"lvd-pack run --manifest data.jsonl --maps maps/ --model VLM_DIR --out pack/ [options]";
 static const char DESC[] =
 	"For every manifest sample: render the conversation with the VLM's chat template and\n"
-	"tokenize it (labels: assistant turns only, as llama-recipes), match the words of the\n"
-	"SD record of the same id to the answer's words, compute the image's tiling on the VLM\n"
-	"patch canvas, resample each matched word's SD map onto it (area-weighted, image area\n"
-	"only, with a validity mask), min-max normalise, and write one record per sample to\n"
-	"pack/train-NNNNN.lvdp with the image bytes. Re-running the same command resumes\n"
+	"tokenize it, match the words of the SD record of the same id to the answer's words,\n"
+	"compute the image's tiling on the VLM patch canvas, resample each matched word's SD\n"
+	"map onto it (area-weighted, image area only, with a validity mask), min-max normalise,\n"
+	"and write one record per sample to pack/train-NNNNN.lvdp with the image bytes. Re-running the same command resumes\n"
 	"after the last complete shard. Bad samples are listed in pack/errors.jsonl.\n"
+	"\n"
+	"--labels recipes (default): one <|begin_of_text|>; labels are the assistant turns (from\n"
+	"the \"\\n\\n\" after the header through <|eot_id|>), everything else -100, as llama-recipes.\n"
+	"--labels official: what the official Lavender Flickr30k/RLAIF-V collators really feed:\n"
+	"two <|begin_of_text|>, and every token is labelled except the assistant header triple\n"
+	"<|start_header_id|>assistant<|end_header_id|> and <|image|> (their user-turn mask never\n"
+	"fires, so the CE also covers BOS and the prompt).\n"
+	"--query-at predict (default) keys the row before a token by that true next token; the\n"
+	"official code keys every row by the model's argmax-predicted token instead.\n"
 	"See docs/pack.md.";
 
 enum {
-	O_MANIFEST, O_IMAGES, O_MAPS, O_MODEL, O_OUT, O_MAX_TOKENS, O_OVERLONG, O_MATCH_IN, O_QUERY_AT,
+	O_MANIFEST, O_IMAGES, O_MAPS, O_MODEL, O_OUT, O_MAX_TOKENS, O_OVERLONG, O_LABELS, O_MATCH_IN, O_QUERY_AT,
 	O_STOPWORDS, O_GRID, O_KEEP_RAW, O_NO_EMBED, O_VERIFY, O_PROMPT, O_ALLOW_MISSING, O_SHARD,
 	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS,
 };
@@ -52,6 +60,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, pack.json, errors.jsonl (required)"},
 	[O_MAX_TOKENS] = {"max-tokens", 0, "N", "longest sequence kept (default 4096)"},
 	[O_OVERLONG] = {"overlong", 0, "MODE", "longer sequences: truncate (at a turn boundary; default) | drop"},
+	[O_LABELS] = {"labels", 0, "MODE", "trained tokens and BOS: recipes (default) | official (see above)"},
 	[O_MATCH_IN] = {"match-in", 0, "WHERE", "VLM words matched: answer (default) | all"},
 	[O_QUERY_AT] = {"query-at", 0, "WHERE", "attention row of a token at p: predict (p-1; default) | token (p)"},
 	[O_STOPWORDS] = {"stopwords", 0, "FILE", "words never matched, one per line"},
@@ -125,6 +134,12 @@ static int on_opt(int key, const char *arg, void *ctx)
 			return 0;
 		}
 		return lvd_cli_usage_error("--query-at: '%s' is not predict or token", arg);
+	case O_LABELS:
+		if (!strcmp(arg, "recipes") || !strcmp(arg, "official")) {
+			o->p.labels = !strcmp(arg, "official") ? LVD_PACK_LABELS_OFFICIAL : LVD_PACK_LABELS_RECIPES;
+			return 0;
+		}
+		return lvd_cli_usage_error("--labels: '%s' is not recipes or official", arg);
 	case O_GRID:
 		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
@@ -489,9 +504,10 @@ static json_t *params_json(const struct opts *o)
 {
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i}",
+	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i}",
 			 "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size, "max_tiles",
-			 o->p.geom.max_tiles, "grid", o->p.grid, "match_in", o->p.match_all ? "all" : "answer",
+			 o->p.geom.max_tiles, "grid", o->p.grid, "labels", lvd_pack_labels_name(o->p.labels),
+			 "match_in", o->p.match_all ? "all" : "answer",
 			 "query_at", o->p.query_at == LVD_QUERY_TOKEN ? "token" : "predict", "keep_raw", o->p.keep_raw,
 			 "embed_images", o->p.embed_images, "verify_images", o->p.verify_images, "max_tokens",
 			 (int)o->p.max_tokens, "overlong", o->p.overlong_truncate ? "truncate" : "drop",
