@@ -10,6 +10,7 @@ two photos; run that first). transformers' generate(do_sample=False) with the KV
            (attention_mask), max_new_tokens 8
   eos      the batch with eos_token_id = [201, the 3rd token batch generated for sample 0]:
            sample 0 stops there and is padded with 202 (still fed), sample 1 runs on
+  text     B = 1, no image (cross layers skipped), a 9-token prompt without <|image|>
   lora     single with the PEFT adapter of lora.safetensors (r 4, alpha 8, q_proj/v_proj)
 
 Per case <c>: <c>.input_ids [B, T], <c>.attention_mask [B, T], <c>.cross_attention_mask
@@ -63,8 +64,11 @@ def pack(rows, io, images):
 
 
 def run(model, name, inp, idx, eos, out):
+    gen = dict(inp)
+    if "pixel_values" not in gen:
+        gen.pop("cross_attention_mask")        # text only: the saved mask is all zero
     with torch.no_grad():
-        g = model.generate(**inp, do_sample=False, max_new_tokens=8, eos_token_id=eos, pad_token_id=PAD,
+        g = model.generate(**gen, do_sample=False, max_new_tokens=8, eos_token_id=eos, pad_token_id=PAD,
                            return_dict_in_generate=True, output_logits=True)
     logits = torch.stack(g.logits, 0).float()
     top = torch.topk(logits, 2, dim=-1).values
@@ -91,6 +95,11 @@ def main():
     seq = run(model, "batch", batch, i2, [201], out)
     T = batch["input_ids"].shape[1]
     run(model, "eos", batch, i2, [201, int(seq[0, T + 2])], out)
+    text, i3 = pack([[200] + [int(v) for v in np.random.RandomState(9).randint(0, 200, size=8)]], io, [0])
+    for k in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"):
+        del text[k]
+    text["cross_attention_mask"] = torch.zeros(1, text["input_ids"].shape[1], 1, 4, dtype=torch.int64)
+    run(model, "text", dict(text), i3, [201], out)
     from peft import LoraConfig, get_peft_model
     lt = load_file(os.path.join(GOLD, "lora.safetensors"))
     pm = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))

@@ -6,6 +6,7 @@
  *   test_batch      B = 2, sample 1 left padded (attention mask), tokens and logits;
  *                   sample 0 equals its single run; 2 threads give the same tokens;
  *   test_eos        an eos list that stops sample 0 early (then pads) and sample 1 on 201;
+ *   test_text       no image (cross layers skipped);
  *   test_lora       the PEFT adapter of lora.safetensors;
  *   test_nocache    the cached step logits equal lvd_mllama_forward of the whole sequence
  *                   (cross mask extended by the prompt's last row);
@@ -200,6 +201,20 @@ static void simple_case(const char *name, int threads)
 static void test_single(void) { simple_case("single", 1); }
 static void test_eos(void) { simple_case("eos", 1); }
 
+/* no image: the cross layers are skipped, as transformers does without pixel_values */
+static void test_text(void)
+{
+	struct gcase c;
+	REQUIRE(case_load(&c, "text") == 0);
+	c.b.pixel_values = NULL;
+	c.b.M = 0;
+	struct lvd_mllama *m = load_model(1);
+	REQUIRE(m);
+	free(run_case(m, &c, "text"));
+	lvd_mllama_free(m);
+	case_free(&c);
+}
+
 static void test_batch(void)
 {
 	struct gcase c, s;
@@ -340,7 +355,7 @@ static void test_bad(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_single), TEST(test_batch), TEST(test_eos), TEST(test_lora), TEST(test_nocache), TEST(test_bad),
+		TEST(test_single), TEST(test_batch), TEST(test_eos), TEST(test_text), TEST(test_lora), TEST(test_nocache), TEST(test_bad),
 		{ 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
