@@ -216,6 +216,50 @@ const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k);
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs,
 			struct lvd_error *err);
 
+/* ---- greedy generation with a KV cache (mllama_gen.c) ----
+ * A session over one batch of prompts: lvd_mllama_gen_begin runs the vision tower, the
+ * cross-attention keys/values of every cross layer (once) and the prefill of the prompts
+ * into a self-attention K/V cache; each lvd_mllama_gen_step feeds the previous step's
+ * tokens (one row per sample) and picks the next token of every sample by argmax (the
+ * first maximum, as torch.argmax). Numerics and rules follow transformers'
+ * generate(do_sample=False) with its cache:
+ *  - left padding: attn_mask [B, T] (1 real, 0 pad; NULL all real) masks pad keys;
+ *    positions are the running count of real tokens (cumsum − 1), so a padded prompt
+ *    generates what it generates alone;
+ *  - the cross-attention mask row of a generated token repeats the prompt's last row
+ *    (HF _update_model_kwargs_for_generation); image-less rows as in lvd_mllama_forward
+ *    (meta_row_mask honoured);
+ *  - a sample stops when it emits any id of eos[]; a stopped sample then yields pad_id
+ *    (and is still fed, as HF does); the session ends when every sample stopped or
+ *    max_new_tokens tokens were produced.
+ * Inference only: nothing is kept for backward; memory is the caches (self layers
+ * 2·B·(T + max_new)·KV floats, cross layers 2·B·S·KV) plus one prefill's workspace,
+ * owned by the session (the vision tower runs in the model's activation block, so a
+ * later lvd_mllama_backward needs a new lvd_mllama_forward). LoRA adapters apply
+ * without dropout. The model (and its context) must outlive the session and run
+ * nothing else in between. batch: as lvd_mllama_forward, labels/capture ignored. */
+struct lvd_mllama_gen_opts {
+	int max_new_tokens;              /* >= 1 */
+	const int *eos;                  /* n_eos ids (generation_config eos_token_id list) */
+	int n_eos;
+	int pad_id;                      /* emitted by stopped samples (HF: pad_token_id) */
+};
+struct lvd_mllama_gen;
+/* Errors: LVD_ERR_INVALID (bad batch, a mask row without a real token, max_new_tokens
+ * < 1), LVD_ERR_NOMEM. */
+int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, const struct lvd_mllama_batch *batch,
+			 const int *attn_mask, const struct lvd_mllama_gen_opts *opts, struct lvd_error *err);
+/* Next token of every sample into next[B], *done = 0; or *done = 1 (next untouched)
+ * when the session is over. Returns 0 (no error path after begin). */
+int lvd_mllama_gen_step(struct lvd_mllama_gen *g, int *next, int *done, struct lvd_error *err);
+/* Logits [B, V] the last step chose from (before its argmax); valid until the next step. */
+const float *lvd_mllama_gen_logits(const struct lvd_mllama_gen *g);
+/* Tokens produced so far per sample (equal for all samples; stopped ones count pads). */
+int lvd_mllama_gen_count(const struct lvd_mllama_gen *g);
+/* Bytes the session holds (caches + workspace). */
+size_t lvd_mllama_gen_bytes(const struct lvd_mllama_gen *g);
+void lvd_mllama_gen_free(struct lvd_mllama_gen *g);
+
 /* ---- image processor (MllamaImageProcessor, PIL backend of transformers 5.x) ---- */
 struct lvd_mllama_image_cfg {
 	int tile;                 /* size (height = width) */

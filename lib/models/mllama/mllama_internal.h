@@ -113,6 +113,10 @@ void mllama_text_fwd(struct lvd_mllama *m);
 size_t mllama_text_bwd_scratch(const struct lvd_mllama *m);
 const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch);
 
+/* generation (mllama_model.c, used by mllama_gen.c): batch check + shape + vision tower
+ * only; m->a.cross valid after (when the batch has images) */
+int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err);
+
 /* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,
 		    const float *b, const struct lvd_mllama_lora *l, int N, int IC, int OC, uint64_t site_seed);

@@ -203,6 +203,42 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 }
 
 
+/* Generation hook (mllama_gen.c): checks the batch, takes its shape and runs only the
+ * vision tower (into the activation block, as lvd_mllama_forward would), leaving
+ * m->a.cross [B·S, Dt] valid; no text activations, no backward possible afterwards.
+ * LoRA dropout is off for this inference pass (PEFT eval mode). */
+int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	int rc = check_batch(m, b, err);
+	if (rc)
+		return rc;
+	m->fwd_done = 0;
+	set_shape(m, b);
+	if (!m->have_image)
+		return 0;
+	if (!m->a.vl) {
+		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
+		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
+		if (!m->a.vl || !m->a.tl)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+	}
+	size_t need = mllama_vision_acts(m, &m->a, NULL);
+	if (need > m->acap) {
+		free(m->ablock);
+		m->ablock = lvd_alloc_aligned(need, sizeof(float));
+		m->acap = m->ablock ? need : 0;
+		if (!m->ablock)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
+	}
+	mllama_vision_acts(m, &m->a, m->ablock);
+	float p = m->lora_p;
+	m->lora_p = 0.0f;
+	mllama_vision_fwd(m);
+	m->lora_p = p;
+	return 0;
+}
+
 const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
 double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
 int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
