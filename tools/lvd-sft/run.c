@@ -264,6 +264,9 @@ static int64_t ckpt_scan(const char *out, int64_t **all, size_t *n_all)
 {
 	DIR *d = opendir(out);
 	int64_t best = -1;
+	size_t dummy = 0;
+	if (!n_all)
+		n_all = &dummy;
 	*n_all = 0;
 	if (all)
 		*all = NULL;
