@@ -105,4 +105,16 @@ ok "resume with other threads and more steps" "$bin" run --model "$model" -q $kr
 expect_exit 2 "changed --lr refused" run $kr --out "$T_TMP/u" --lr 2e-4
 expect_stderr "lr was 0.0001" "refusal names the key" run $kr --out "$T_TMP/u" --lr 2e-4
 expect_exit 2 "changed --lora refused" run $kr --out "$T_TMP/u" --lora r=4
+ok "another pack" "$fx" --pack "$T_TMP/pack7" "$model" 7
+expect_exit 2 "changed pack refused" run --pack "$T_TMP/pack7" --epochs 2 --save-every 3 --keep 2 --out "$T_TMP/u"
+[ -d "$T_TMP/u/ckpt-000014" ] && pass || fail "refusals keep the checkpoints"
+
+# A loss that becomes NaN (test hook LVD_SFT_NAN_AT=N): exit 1 naming the step and the
+# samples, no update, the last checkpoint kept, nothing written for the step.
+LVD_SFT_NAN_AT=3 run --pack "$T_TMP/pack" --out "$T_TMP/n" --save-every 2 2>"$T_TMP/err"
+[ $? -eq 1 ] && pass || fail "NaN loss exits 1"
+grep -q "step 3: the loss (nan)" "$T_TMP/err" && pass || fail "NaN message names the step"
+grep -q "samples 's0" "$T_TMP/err" && pass || fail "NaN message names the samples"
+[ -d "$T_TMP/n/ckpt-000002" ] && [ ! -e "$T_TMP/n/ckpt-000003" ] && pass || fail "NaN: checkpoint 2 kept"
+[ "$(wc -l <"$T_TMP/n/metrics.jsonl")" -eq 2 ] && pass || fail "NaN: no metrics line for step 3"
 finish

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/progress.h"
+#include "core/sha256.h"
 #include "io/fileutil.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
@@ -448,11 +449,12 @@ static int export_final(struct trainer *t, struct lvd_error *err)
 	return lvd_file_write_atomic(p, js, strlen(js), err);
 }
 
-/* Test hook: LVD_SFT_KILL_AT=N sends SIGKILL to this process after the update of step N
- * (before its checkpoint), to test resume without timing races. */
-static int64_t kill_at(void)
+/* Test hooks (tests/cli/test_lvd_sft.sh): LVD_SFT_KILL_AT=N sends SIGKILL to this
+ * process after the update of step N (before its checkpoint), to test resume without
+ * timing races; LVD_SFT_NAN_AT=N makes step N's loss NaN, to test the NaN stop. */
+static int64_t env_step(const char *name)
 {
-	const char *s = getenv("LVD_SFT_KILL_AT");
+	const char *s = getenv(name);
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
@@ -476,7 +478,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	struct lvd_progress *pg = lvd_run_progress("lvd-sft", "steps", (uint64_t)total);
 	lvd_progress_set(pg, (uint64_t)t->step);
 	double t0 = lvd_time_now();
-	int64_t kill = kill_at();
+	int64_t kill = env_step("LVD_SFT_KILL_AT"), nan_at = env_step("LVD_SFT_NAN_AT");
 	char ids[1024];
 	while (t->step < total) {
 		lvd_mllama_zero_grads(t->m);
@@ -540,10 +542,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 		}
 		double loss = ce_sched * ce_sum + lam * att_sum;
+		if (nan_at == t->step + 1)
+			loss = NAN;
 		float norm = lvd_optim_clip(t->ctx, t->opt, o->clip);
 		if (!isfinite(loss) || !isfinite(norm)) {
-			lvd_error_log("step %lld: loss %g, gradient norm %g is not finite (samples %s); nothing "
-				      "written for this step, the last checkpoint is kept",
+			lvd_error_log("step %lld: the loss (%g) or the gradient norm (%g) is not finite (samples %s); "
+				      "stopped before the update, the last checkpoint is kept",
 				      (long long)t->step + 1, loss, (double)norm, ids);
 			return 1;
 		}
@@ -582,6 +586,38 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	lvd_progress_finish(pg);
 	lvd_progress_destroy(pg);
 	return 0;
+}
+
+/* Hex SHA-256 of dir/name as a JSON string (null when unreadable: the loader has
+ * already opened both files, so this does not happen in practice). */
+static json_t *file_sha(const char *dir, const char *name)
+{
+	char p[4200], hex[LVD_SHA256_HEX_LEN];
+	unsigned char d[LVD_SHA256_LEN];
+	struct lvd_error err = {0};
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	if (lvd_sha256_file(p, d, &err))
+		return json_null();
+	lvd_sha256_hex(d, hex);
+	return json_string(hex);
+}
+
+/* Removes RUN/.ckpt-*.tmp folders left by a killed run (never complete checkpoints). */
+static void remove_stale_tmp(const char *out)
+{
+	DIR *d = opendir(out);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		if (strncmp(e->d_name, ".ckpt-", 6) || l < 10 || strcmp(e->d_name + l - 4, ".tmp"))
+			continue;
+		char p[4200];
+		snprintf(p, sizeof p, "%s/%s", out, e->d_name);
+		rm_tree(p);
+	}
+	closedir(d);
 }
 
 int cmd_run(int argc, char **argv)
@@ -682,11 +718,13 @@ int cmd_run(int argc, char **argv)
 
 	json_t *run = json_object();
 	json_object_set_new(run, "tool", json_string("lvd-sft"));
+	json_object_set_new(run, "version", json_string(LVD_VERSION));
 	json_object_set_new(run, "argv", lvd_run_argv_json(argc, argv));
 	json_t *params = params_json(&o);
 	json_t *inputs = json_object();
-	json_object_set_new(inputs, "model", json_string(o.model));
-	json_object_set_new(inputs, "pack", json_string(o.pack));
+	json_object_set_new(inputs, "model_config_sha256", file_sha(o.model, "config.json"));
+	json_object_set_new(inputs, "pack_json_sha256", file_sha(o.pack, "pack.json"));
+	json_object_set_new(inputs, "pack_shards_sha256", file_sha(o.pack, "shards.jsonl"));
 	json_object_set(run, "params", params);
 	json_object_set(run, "inputs", inputs);
 	rc = lvd_run_open_out(o.out, run, params, inputs);
@@ -696,6 +734,7 @@ int cmd_run(int argc, char **argv)
 		ret = rc;
 		goto out;
 	}
+	remove_stale_tmp(o.out);
 	int64_t last = ckpt_scan(o.out, NULL, NULL);
 	char mpath[4200];
 	snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
