@@ -11,7 +11,8 @@ if [ ! -x "$fx" ]; then skip "needs $fx (make $fx)"; finish; exit; fi
 
 expect_exit 0 "--help" "$bin" run --help
 expect_stdout "usage: lvd-sft run" "--help usage line" "$bin" run --help
-for o in --model --pack --out --lora --lambda --lr --weight-decay --betas --eps --schedule --warmup --clip \
+for o in --lambda-schedule --aligner-depth --aligner-norm --aligner-act --aligner-hidden --aggregate --layers \
+	--geometry --init-aligner --model --pack --out --lora --lambda --lr --weight-decay --betas --eps --schedule --warmup --clip \
 	--batch --grad-accum --epochs --max-steps --seed --loss-norm --threads --save-every --keep; do
 	expect_stdout "$o" "--help lists $o" "$bin" run --help
 done
@@ -22,6 +23,8 @@ expect_exit 2 "bad --lora key" "$bin" run --model "$model" --pack x --out "$T_TM
 expect_exit 2 "bad --schedule" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --schedule exp
 expect_exit 2 "bad --loss-norm" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --loss-norm mean
 expect_exit 2 "bad --betas" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --betas 0.9
+expect_exit 2 "bad --lambda-schedule" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --lambda-schedule lin
+expect_exit 2 "bad --geometry" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --geometry grid
 expect_exit 2 "--batch 0" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --batch 0
 
 ok "fixture pack" "$fx" --pack "$T_TMP/pack" "$model" 6
@@ -108,6 +111,22 @@ expect_exit 2 "changed --lora refused" run $kr --out "$T_TMP/u" --lora r=4
 ok "another pack" "$fx" --pack "$T_TMP/pack7" "$model" 7
 expect_exit 2 "changed pack refused" run --pack "$T_TMP/pack7" --epochs 2 --save-every 3 --keep 2 --out "$T_TMP/u"
 [ -d "$T_TMP/u/ckpt-000014" ] && pass || fail "refusals keep the checkpoints"
+
+# Loss options: the lambda decay (T = steps per epoch = 6: lambda_1 = 10 exp(-2/6)), other
+# Aligners, a layer out of range, --init-aligner from a trained Aligner.
+ok "exp lambda schedule" run --pack "$T_TMP/pack" --out "$T_TMP/l1" --max-steps 2 --lambda-schedule exp:2
+grep -q '"lambda":7.16531' "$T_TMP/l1/metrics.jsonl" && pass || fail "lambda at step 2 is 10 exp(-1/3)"
+ok "deep group leaky max-before" run --pack "$T_TMP/pack" --out "$T_TMP/l2" --max-steps 2 --aligner-depth deep \
+	--aligner-norm group --aligner-act leaky --aligner-hidden 8 --aggregate max-before --layers 0
+grep -q '"aggregate": *"max-before"' "$T_TMP/l2/run.json" && pass || fail "run.json records --aggregate"
+expect_exit 1 "--layers out of range" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --layers 1
+expect_stderr "out of range" "--layers message" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --layers 1
+expect_exit 1 "missing --init-aligner" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --init-aligner "$T_TMP/none"
+[ ! -e "$T_TMP/l3" ] && pass || fail "bad loss options must not create the run folder"
+ok "--init-aligner" run --pack "$T_TMP/pack" --out "$T_TMP/l4" --max-steps 2 --init-aligner "$T_TMP/a/final/aligner.safetensors"
+ok "same without --init-aligner" run --pack "$T_TMP/pack" --out "$T_TMP/l5" --max-steps 2
+expect_exit 1 "--init-aligner changes the Aligner" "$fx" --compare "$T_TMP/l4/final/aligner.safetensors" \
+	"$T_TMP/l5/final/aligner.safetensors" 1e-6
 
 # A loss that becomes NaN (test hook LVD_SFT_NAN_AT=N): exit 1 naming the step and the
 # samples, no update, the last checkpoint kept, nothing written for the step.

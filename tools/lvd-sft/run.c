@@ -47,6 +47,7 @@ static const char DESC[] =
 enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
+	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -70,6 +71,15 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_THREADS] = {"threads", 't', "N", "compute threads (default: cores)"},
 	[O_SAVE_EVERY] = {"save-every", 0, "N", "checkpoint every N steps (default 500; the end is always saved)"},
 	[O_KEEP] = {"keep", 0, "N", "keep the N newest checkpoints (default 0 = all)"},
+	[O_LSCHED] = {"lambda-schedule", 0, "S", "const (default) | exp[:F] | inv-exp[:F]: lambda*exp(-F*t/T), T = steps per epoch"},
+	[O_AL_DEPTH] = {"aligner-depth", 0, "D", "Aligner depth: sim (default) | light | deep"},
+	[O_AL_NORM] = {"aligner-norm", 0, "N", "Aligner norm: instance (default) | group | none"},
+	[O_AL_ACT] = {"aligner-act", 0, "A", "Aligner activation: relu6 (default) | leaky"},
+	[O_AL_HIDDEN] = {"aligner-hidden", 0, "N", "Aligner hidden width (default 32)"},
+	[O_AGG] = {"aggregate", 0, "M", "layers: mean-after (default) | max-after | mean-before | max-before"},
+	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
+	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
+	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
 	{0},
 };
 
@@ -83,7 +93,74 @@ struct opts {
 	int warmup, batch, accum, epochs, threads, loss_tokens;
 	int64_t max_steps, save_every, keep;
 	uint64_t seed;
+	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
+	int al_hidden;
 };
+
+static const char *const AGG_NAMES[4] = {"mean-after", "max-after", "mean-before", "max-before"};
+
+/* λ schedule: "const", "exp[:F]", "inv-exp[:F]" into s (decay_steps set by the caller). */
+static int parse_lsched(const char *arg, struct lvd_latt_sched *s, struct lvd_error *err)
+{
+	const char *f = strchr(arg, ':');
+	size_t n = f ? (size_t)(f - arg) : strlen(arg);
+	if (n == 5 && !strncmp(arg, "const", 5) && !f)
+		s->decay = LVD_LATT_CONST;
+	else if (n == 3 && !strncmp(arg, "exp", 3))
+		s->decay = LVD_LATT_EXP;
+	else if (n == 7 && !strncmp(arg, "inv-exp", 7))
+		s->decay = LVD_LATT_INV_EXP;
+	else
+		return lvd_error_set(err, LVD_ERR_INVALID, "--lambda-schedule: '%s' is not const, exp[:F] or inv-exp[:F]",
+				     arg);
+	if (f) {
+		double d;
+		if (lvd_parse_double(f + 1, 0, 1e6, &d, "--lambda-schedule factor", err))
+			return LVD_ERR_INVALID;
+		s->decay_factor = (float)d;
+	}
+	return 0;
+}
+
+/* Aligner/aggregation/layer options into cfg (checked by the caller). */
+static int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err)
+{
+	if (o->al_depth && lvd_aligner_parse_depth(o->al_depth, &c->aligner.depth, err))
+		return LVD_ERR_INVALID;
+	if (o->al_norm && lvd_aligner_parse_norm(o->al_norm, &c->aligner.norm, err))
+		return LVD_ERR_INVALID;
+	if (o->al_act && lvd_aligner_parse_act(o->al_act, &c->aligner.act, err))
+		return LVD_ERR_INVALID;
+	if (o->al_hidden)
+		c->aligner.d_h = o->al_hidden;
+	if (o->agg) {
+		int k = 0;
+		while (k < 4 && strcmp(o->agg, AGG_NAMES[k]))
+			k++;
+		if (k == 4)
+			return lvd_error_set(err, LVD_ERR_INVALID, "--aggregate: '%s' is not one of mean-after, max-after, "
+					     "mean-before, max-before", o->agg);
+		c->agg = (enum lvd_latt_agg)k;
+	}
+	if (o->layers) {
+		const char *p = o->layers;
+		c->n_layers = 0;
+		while (*p) {
+			char buf[32];
+			size_t n = strcspn(p, ",");
+			if (n == 0 || n >= sizeof buf || c->n_layers >= LVD_LATT_MAX_LAYERS)
+				return lvd_error_set(err, LVD_ERR_INVALID, "--layers: bad list '%s'", o->layers);
+			memcpy(buf, p, n);
+			buf[n] = 0;
+			int64_t v;
+			if (lvd_parse_i64(buf, 0, c->n_captured - 1, &v, "--layers entry", err))
+				return LVD_ERR_INVALID;
+			c->layers[c->n_layers++] = (int)v;
+			p += n + (p[n] == ',');
+		}
+	}
+	return lvd_latt_cfg_check(c, err);
+}
 
 static int parse_lora(struct opts *o, const char *arg)
 {
@@ -206,6 +283,27 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_THREADS: return lvd_cli_int(arg, 0, 1024, "--threads", &o->threads);
 	case O_SAVE_EVERY: return opt_i64(arg, 1, (int64_t)1 << 40, "--save-every", &o->save_every);
 	case O_KEEP: return opt_i64(arg, 0, 1 << 30, "--keep", &o->keep);
+	case O_LSCHED: {
+		struct lvd_latt_sched ls;
+		struct lvd_error err = {0};
+		lvd_latt_sched_default(&ls);
+		if (parse_lsched(arg, &ls, &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->lsched = arg;
+		return 0;
+	}
+	case O_AL_DEPTH: o->al_depth = arg; return 0;
+	case O_AL_NORM: o->al_norm = arg; return 0;
+	case O_AL_ACT: o->al_act = arg; return 0;
+	case O_AL_HIDDEN: return lvd_cli_int(arg, 1, 4096, "--aligner-hidden", &o->al_hidden);
+	case O_AGG: o->agg = arg; return 0;
+	case O_LAYERS: o->layers = arg; return 0;
+	case O_GEOMETRY:
+		if (strcmp(arg, "canvas") && strcmp(arg, "official"))
+			return lvd_cli_usage_error("--geometry: '%s' is not canvas or official", arg);
+		o->geometry = arg;
+		return 0;
+	case O_INIT_AL: o->init_aligner = arg; return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -233,6 +331,15 @@ static json_t *params_json(const struct opts *o)
 	json_object_set_new(p, "epochs", json_integer(o->epochs));
 	json_object_set_new(p, "seed", json_integer((json_int_t)o->seed));
 	json_object_set_new(p, "loss_norm", json_string(o->loss_tokens ? "tokens" : "batch"));
+	json_object_set_new(p, "lambda_schedule", json_string(o->lsched));
+	json_object_set_new(p, "aligner_depth", json_string(o->al_depth ? o->al_depth : "sim"));
+	json_object_set_new(p, "aligner_norm", json_string(o->al_norm ? o->al_norm : "instance"));
+	json_object_set_new(p, "aligner_act", json_string(o->al_act ? o->al_act : "relu6"));
+	json_object_set_new(p, "aligner_hidden", json_integer(o->al_hidden ? o->al_hidden : 32));
+	json_object_set_new(p, "aggregate", json_string(o->agg ? o->agg : "mean-after"));
+	json_object_set_new(p, "layers", json_string(o->layers ? o->layers : "all"));
+	json_object_set_new(p, "geometry", json_string(o->geometry));
+	json_object_set_new(p, "init_aligner", o->init_aligner ? json_string(o->init_aligner) : json_null());
 	return p;
 }
 
@@ -252,6 +359,7 @@ struct trainer {
 	int64_t step;             /* optimiser steps done */
 	struct lvd_loader_cursor cur;
 	uint64_t epoch;           /* epoch of the last step's first micro-batch */
+	uint64_t spe;             /* optimiser steps per epoch */
 };
 
 static void ckpt_name(char *buf, size_t cap, const char *out, int64_t step)
@@ -465,6 +573,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	struct lvd_latt_sched ls;
 	lvd_latt_sched_default(&ls);
 	ls.lambda = (float)o->lambda;
+	parse_lsched(o->lsched, &ls, &err);
+	ls.decay_steps = (long)t->spe;
+	if (lvd_latt_sched_check(&ls, &err)) {
+		lvd_error_log("--lambda-schedule: %s", err.msg);
+		return 1;
+	}
 	struct lvd_sched sc = {0};
 	lvd_sched_parse(&sc, o->schedule, &err);
 	sc.lr = o->lr;
@@ -640,6 +754,8 @@ int cmd_run(int argc, char **argv)
 	o.seed = 42;
 	o.loss_tokens = 1;
 	o.save_every = 500;
+	o.lsched = "const";
+	o.geometry = "canvas";
 	int first = 0;
 	int rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
 	if (rc == -1)
@@ -677,7 +793,7 @@ int cmd_run(int argc, char **argv)
 	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
 	t.dlora = lvd_mllama_lora_grads(t.m, &t.n_lora);
 	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (lvd_latt_cfg_check(&t.lcfg, &err))
+	if (apply_latt_opts(&o, &t.lcfg, &err))
 		goto fail;
 	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
 	t.n_al = t.alay.n_params;
@@ -688,6 +804,8 @@ int cmd_run(int argc, char **argv)
 		goto fail;
 	}
 	lvd_aligner_init(&t.lcfg.aligner, t.al, o.seed, LVD_ALIGNER_INIT_NORMAL, 0.02f);
+	if (o.init_aligner && lvd_aligner_load(&t.lcfg.aligner, t.al, o.init_aligner, &err))
+		goto fail;
 	struct lvd_param_block blocks[2] = {
 		{"lora", t.lora, t.dlora, t.n_lora, o.wd, NULL, 0},
 		{"aligner", t.al, t.dal, t.n_al, o.wd, NULL, 0},
@@ -704,7 +822,7 @@ int cmd_run(int argc, char **argv)
 	lo.seed = o.seed;
 	lo.heads = mc->t_heads;
 	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
-	lo.official = 0;
+	lo.official = !strcmp(o.geometry, "official");
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
@@ -714,6 +832,7 @@ int cmd_run(int argc, char **argv)
 			      (unsigned long long)lvd_loader_records(t.ld), o.batch, o.accum);
 		goto fail;
 	}
+	t.spe = spe;
 	int64_t total = o.max_steps > 0 ? o.max_steps : (int64_t)spe * o.epochs;
 
 	json_t *run = json_object();
