@@ -17,6 +17,8 @@ for o in --lambda-schedule --aligner-depth --aligner-norm --aligner-act --aligne
 	expect_stdout "$o" "--help lists $o" "$bin" run --help
 done
 expect_stdout "run" "top-level --help lists run" "$bin" --help
+expect_stdout "export" "top-level --help lists export" "$bin" --help
+expect_stdout "usage: lvd-sft export" "export --help" "$bin" export --help
 expect_exit 2 "no --out" "$bin" run --model "$model" --pack x
 expect_stderr "--out DIR is required" "no --out message" "$bin" run --model "$model" --pack x
 expect_exit 2 "bad --lora key" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --lora rank=4
@@ -112,6 +114,15 @@ ok "another pack" "$fx" --pack "$T_TMP/pack7" "$model" 7
 expect_exit 2 "changed pack refused" run --pack "$T_TMP/pack7" --epochs 2 --save-every 3 --keep 2 --out "$T_TMP/u"
 [ -d "$T_TMP/u/ckpt-000014" ] && pass || fail "refusals keep the checkpoints"
 
+# export: a checkpoint's adapter and Aligner equal the run's final export byte for byte
+# (also with a non-default Aligner, whose configuration comes from state.json).
+ok "export" "$bin" export "$T_TMP/a/ckpt-000006" --model "$model" --out "$T_TMP/ex"
+for f in adapter_model.safetensors adapter_config.json aligner.safetensors; do
+	ok "export: $f equal" cmp "$T_TMP/ex/$f" "$T_TMP/a/final/$f"
+done
+expect_exit 2 "export without --out" "$bin" export "$T_TMP/a/ckpt-000006" --model "$model"
+expect_exit 1 "export of a missing checkpoint" "$bin" export "$T_TMP/a/ckpt-000001" --model "$model" --out "$T_TMP/ex0"
+
 # Loss options: the lambda decay (T = steps per epoch = 6: lambda_1 = 10 exp(-2/6)), other
 # Aligners, a layer out of range, --init-aligner from a trained Aligner.
 ok "exp lambda schedule" run --pack "$T_TMP/pack" --out "$T_TMP/l1" --max-steps 2 --lambda-schedule exp:2
@@ -119,6 +130,8 @@ grep -q '"lambda":7.16531' "$T_TMP/l1/metrics.jsonl" && pass || fail "lambda at 
 ok "deep group leaky max-before" run --pack "$T_TMP/pack" --out "$T_TMP/l2" --max-steps 2 --aligner-depth deep \
 	--aligner-norm group --aligner-act leaky --aligner-hidden 8 --aggregate max-before --layers 0
 grep -q '"aggregate": *"max-before"' "$T_TMP/l2/run.json" && pass || fail "run.json records --aggregate"
+ok "export of a deep Aligner" "$bin" export "$T_TMP/l2/ckpt-000002" --model "$model" --out "$T_TMP/ex2"
+ok "export: deep Aligner equal" cmp "$T_TMP/ex2/aligner.safetensors" "$T_TMP/l2/final/aligner.safetensors"
 expect_exit 1 "--layers out of range" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --layers 1
 expect_stderr "out of range" "--layers message" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --layers 1
 expect_exit 1 "missing --init-aligner" run --pack "$T_TMP/pack" --out "$T_TMP/l3" --init-aligner "$T_TMP/none"

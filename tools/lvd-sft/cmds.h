@@ -3,5 +3,6 @@
 #define LVD_SFT_CMDS_H
 
 int cmd_run(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

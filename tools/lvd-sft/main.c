@@ -4,6 +4,7 @@
 
 static const struct lvd_cli_cmd cmds[] = {
 	{"run", "train LoRA + Aligner on an lvd-pack folder (resumes from RUN_DIR's checkpoints)", cmd_run},
+	{"export", "write a checkpoint's LoRA (PEFT folder) and Aligner", cmd_export},
 	{0, 0, 0},
 };
 

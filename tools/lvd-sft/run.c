@@ -538,10 +538,10 @@ static int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err)
 	return 0;
 }
 
-static int export_final(struct trainer *t, struct lvd_error *err)
+/* PEFT adapter + Aligner of t's current weights into dir (created). */
+static int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
 {
-	char dir[4200], p[4300];
-	snprintf(dir, sizeof dir, "%s/final", t->o->out);
+	char p[4300];
 	int rc = lvd_mkdir_p(dir, err);
 	if (rc)
 		return rc;
@@ -555,6 +555,13 @@ static int export_final(struct trainer *t, struct lvd_error *err)
 		 t->lcfg.aligner.d_in, t->lcfg.aligner.d_h, t->lcfg.n_captured, (long long)t->step);
 	snprintf(p, sizeof p, "%s/aligner.json", dir);
 	return lvd_file_write_atomic(p, js, strlen(js), err);
+}
+
+static int export_final(struct trainer *t, struct lvd_error *err)
+{
+	char dir[4200];
+	snprintf(dir, sizeof dir, "%s/final", t->o->out);
+	return export_to(t, dir, err);
 }
 
 /* Test hooks (tests/cli/test_lvd_sft.sh): LVD_SFT_KILL_AT=N sends SIGKILL to this
@@ -890,5 +897,127 @@ out:
 	free(t.dal);
 	lvd_mllama_free(t.m);
 	lvd_ctx_destroy(t.ctx);
+	return ret;
+}
+
+/* ---- export ----------------------------------------------------------------------- */
+
+static const char EXPORT_USAGE[] = "lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR";
+static const char EXPORT_DESC[] =
+	"Writes the checkpoint's LoRA block as a PEFT adapter (adapter_model.safetensors +\n"
+	"adapter_config.json) and its Aligner (aligner.safetensors + aligner.json) into DIR,\n"
+	"as `run` does for RUN_DIR/final/. The LoRA and Aligner configuration comes from the\n"
+	"checkpoint's state.json; --model must be the folder the run trained on.";
+enum { E_MODEL, E_OUT };
+static const struct lvd_cli_opt EXPORT_OPTS[] = {
+	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
+	[E_OUT] = {"out", 'o', "DIR", "output folder (required)"},
+	{0},
+};
+
+struct export_opts {
+	const char *model, *out;
+};
+
+static int on_export_opt(int key, const char *arg, void *ctx)
+{
+	struct export_opts *e = ctx;
+	if (key == 'o')
+		key = 256 + E_OUT;
+	switch (key - 256) {
+	case E_MODEL: e->model = arg; return 0;
+	case E_OUT: e->out = arg; return 0;
+	}
+	return lvd_cli_usage_error("unhandled option");
+}
+
+static const char *jstr(const json_t *o, const char *k, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : dflt;
+}
+
+int cmd_export(int argc, char **argv)
+{
+	struct export_opts eo = {0};
+	int first = 0;
+	int rc = lvd_cli_parse(argc, argv, EXPORT_USAGE, EXPORT_DESC, EXPORT_OPTS, on_export_opt, &eo, &first);
+	if (rc == -1)
+		return 0;
+	if (rc)
+		return rc;
+	if (first != argc - 1)
+		return lvd_cli_usage_error("export takes one checkpoint folder");
+	if (!eo.model)
+		return lvd_cli_usage_error("--model DIR is required");
+	if (!eo.out)
+		return lvd_cli_usage_error("--out DIR is required");
+	const char *ckpt = argv[first];
+	struct lvd_error err = {0};
+	char p[4300];
+	snprintf(p, sizeof p, "%s/state.json", ckpt);
+	json_error_t je;
+	json_t *st = json_load_file(p, 0, &je);
+	if (!st) {
+		lvd_error_log("cannot read '%s': %s", p, je.text);
+		return 1;
+	}
+	const json_t *po = json_object_get(st, "options");
+	struct opts o = {0};
+	o.lora_r = (int)json_integer_value(json_object_get(po, "lora_r"));
+	o.lora_alpha = json_number_value(json_object_get(po, "lora_alpha"));
+	o.lora_dropout = json_number_value(json_object_get(po, "lora_dropout"));
+	snprintf(o.lora_targets, sizeof o.lora_targets, "%s", jstr(po, "lora_targets", "q_proj,v_proj"));
+	o.seed = (uint64_t)json_integer_value(json_object_get(po, "seed"));
+	o.al_depth = jstr(po, "aligner_depth", NULL);
+	o.al_norm = jstr(po, "aligner_norm", NULL);
+	o.al_act = jstr(po, "aligner_act", NULL);
+	o.al_hidden = (int)json_integer_value(json_object_get(po, "aligner_hidden"));
+	o.agg = jstr(po, "aggregate", NULL);
+	o.layers = jstr(po, "layers", NULL);
+	if (o.layers && !strcmp(o.layers, "all"))
+		o.layers = NULL;
+	o.model = eo.model;
+	int64_t step = json_integer_value(json_object_get(st, "step"));
+	struct trainer t = {0};
+	t.o = &o;
+	t.step = step;
+	struct lvd_st *sf = NULL;
+	int ret = 1;
+	if (o.lora_r < 1) {
+		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
+		goto fail;
+	}
+	if (lvd_mllama_load_frozen(&t.m, eo.model, &err))
+		goto fail;
+	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
+	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
+	if (lvd_mllama_add_lora(t.m, &lc, &err))
+		goto fail;
+	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
+	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
+	if (apply_latt_opts(&o, &t.lcfg, &err))
+		goto fail;
+	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
+	t.n_al = t.alay.n_params;
+	if (!(t.al = calloc(t.n_al ? t.n_al : 1, sizeof *t.al))) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
+	if (lvd_st_open(&sf, p, &err) || load_block(sf, "lora", t.lora, t.n_lora, &err) ||
+	    load_block(sf, "aligner", t.al, t.n_al, &err))
+		goto fail;
+	if (export_to(&t, eo.out, &err))
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	lvd_error_log("%s", err.msg);
+out:
+	lvd_st_close(sf);
+	json_decref(st);
+	free(t.al);
+	lvd_mllama_free(t.m);
 	return ret;
 }
