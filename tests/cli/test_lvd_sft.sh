@@ -19,6 +19,7 @@ done
 expect_stdout "run" "top-level --help lists run" "$bin" --help
 expect_stdout "export" "top-level --help lists export" "$bin" --help
 expect_stdout "usage: lvd-sft export" "export --help" "$bin" export --help
+expect_stdout "usage: lvd-sft inspect" "inspect --help" "$bin" inspect --help
 expect_exit 2 "no --out" "$bin" run --model "$model" --pack x
 expect_stderr "--out DIR is required" "no --out message" "$bin" run --model "$model" --pack x
 expect_exit 2 "bad --lora key" "$bin" run --model "$model" --pack x --out "$T_TMP/r" --lora rank=4
@@ -122,6 +123,13 @@ for f in adapter_model.safetensors adapter_config.json aligner.safetensors; do
 done
 expect_exit 2 "export without --out" "$bin" export "$T_TMP/a/ckpt-000006" --model "$model"
 expect_exit 1 "export of a missing checkpoint" "$bin" export "$T_TMP/a/ckpt-000001" --model "$model" --out "$T_TMP/ex0"
+
+# inspect: the checkpoint as JSON on stdout.
+expect_stdout '"step": 6' "inspect step" "$bin" inspect "$T_TMP/a/ckpt-000006"
+expect_stdout '"cursor_epoch": 2' "inspect cursor" "$bin" inspect "$T_TMP/a/ckpt-000006"
+expect_stdout '"lora.adam_v"' "inspect tensors" "$bin" inspect "$T_TMP/a/ckpt-000006"
+expect_exit 1 "inspect of a missing checkpoint" "$bin" inspect "$T_TMP/a/ckpt-000001"
+expect_exit 2 "inspect without a checkpoint" "$bin" inspect
 
 # Loss options: the lambda decay (T = steps per epoch = 6: lambda_1 = 10 exp(-2/6)), other
 # Aligners, a layer out of range, --init-aligner from a trained Aligner.

@@ -1,7 +1,8 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
  * lvd_lstep_run (CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over two
  * blocks (LoRA, Aligner) -> metrics.jsonl; checkpoints RUN/ckpt-NNNNNN/ with exact
- * resume; final PEFT adapter + Aligner in RUN/final/. */
+ * resume; final PEFT adapter + Aligner in RUN/final/. Also lvd-sft export (a
+ * checkpoint's adapter + Aligner) and lvd-sft inspect (a checkpoint as JSON). */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -1020,4 +1021,76 @@ out:
 	free(t.al);
 	lvd_mllama_free(t.m);
 	return ret;
+}
+
+/* ---- inspect ---------------------------------------------------------------------- */
+
+static const char INSPECT_USAGE[] = "lvd-sft inspect RUN_DIR/ckpt-NNNNNN";
+static const char INSPECT_DESC[] =
+	"Prints the checkpoint as one JSON object on stdout: its state.json (step, epoch,\n"
+	"loader cursor, options) plus \"tensors\": name, elements and L2 norm of each block.";
+static const struct lvd_cli_opt INSPECT_OPTS[] = {{0}};
+
+static int on_no_opt(int key, const char *arg, void *ctx)
+{
+	(void)key, (void)arg, (void)ctx;
+	return lvd_cli_usage_error("unhandled option");
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	int first = 0;
+	int rc = lvd_cli_parse(argc, argv, INSPECT_USAGE, INSPECT_DESC, INSPECT_OPTS, on_no_opt, NULL, &first);
+	if (rc == -1)
+		return 0;
+	if (rc)
+		return rc;
+	if (first != argc - 1)
+		return lvd_cli_usage_error("inspect takes one checkpoint folder");
+	char p[4300];
+	snprintf(p, sizeof p, "%s/state.json", argv[first]);
+	json_error_t je;
+	json_t *st = json_load_file(p, 0, &je);
+	if (!st) {
+		lvd_error_log("cannot read '%s': %s", p, je.text);
+		return 1;
+	}
+	struct lvd_error err = {0};
+	struct lvd_st *sf = NULL;
+	snprintf(p, sizeof p, "%s/state.safetensors", argv[first]);
+	if (lvd_st_open(&sf, p, &err)) {
+		lvd_error_log("%s", err.msg);
+		json_decref(st);
+		return 1;
+	}
+	json_t *ts = json_array();
+	for (size_t i = 0; i < lvd_st_count(sf); i++) {
+		const struct lvd_tensor_view *v = lvd_st_at(sf, i);
+		float *x = malloc((size_t)v->numel * sizeof *x + 4);
+		if (!x || lvd_tensor_to_f32(v, x, (size_t)v->numel, &err)) {
+			free(x);
+			lvd_error_log("%s", x ? err.msg : "out of memory");
+			lvd_st_close(sf);
+			json_decref(ts);
+			json_decref(st);
+			return 1;
+		}
+		double ss = 0;
+		for (int64_t j = 0; j < v->numel; j++)
+			ss += (double)x[j] * x[j];
+		free(x);
+		json_array_append_new(ts, json_pack("{s:s, s:I, s:f}", "name", v->name, "numel", (json_int_t)v->numel,
+						    "l2", sqrt(ss)));
+	}
+	lvd_st_close(sf);
+	json_object_set_new(st, "tensors", ts);
+	char *d = json_dumps(st, JSON_SORT_KEYS | JSON_INDENT(2));
+	json_decref(st);
+	if (!d) {
+		lvd_error_log("out of memory");
+		return 1;
+	}
+	printf("%s\n", d);
+	free(d);
+	return 0;
 }
