@@ -31,22 +31,27 @@ struct attn_job {
 	float *out, *probs_mean, *scratch;
 	const float *q, *k, *v;
 	int ldq, ldk, ldv, Sq, Sk, H, D, causal, bq;
+	int by_head;              /* 1: items are (block, head) pairs (no probs_mean) */
 	size_t per_thread;
 	float scale;
 };
 
-/* Query blocks [begin, end) of bq rows, every head of a block in head order (so the
- * head average is accumulated in one fixed order whatever the thread count). */
+/* Work items [begin, end): query blocks of bq rows with every head of a block in head
+ * order (so the head average is accumulated in one fixed order whatever the thread
+ * count), or, without a head average, (block, head) pairs, which every thread count
+ * computes with the same GEMMs too. */
 static int attn_blocks(void *u, size_t begin, size_t end, int tid)
 {
 	const struct attn_job *j = u;
 	int Sk = j->Sk, D = j->D, HD = j->H * j->D;
 	float invH = 1.0f / (float)j->H;
 	float *S = j->scratch + (size_t)tid * j->per_thread;
-	for (size_t blk = begin; blk < end; blk++) {
+	for (size_t it = begin; it < end; it++) {
+		size_t blk = j->by_head ? it / (size_t)j->H : it;
+		int h0 = j->by_head ? (int)(it % (size_t)j->H) : 0, h1 = j->by_head ? h0 + 1 : j->H;
 		int i0 = (int)blk * j->bq;
 		int r = j->Sq - i0 < j->bq ? j->Sq - i0 : j->bq;
-		for (int h = 0; h < j->H; h++) {
+		for (int h = h0; h < h1; h++) {
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, Sk, D, j->scale,
 				    j->q + (size_t)i0 * j->ldq + (size_t)h * D, j->ldq, j->k + (size_t)h * D, j->ldk,
 				    0.0f, S, Sk);
@@ -81,22 +86,27 @@ void lvd_attention_fwd(struct lvd_ctx *ctx, float *out, float *probs_mean, const
 	LVD_ASSERT(Sq > 0 && Sk > 0 && H > 0 && D > 0);
 	int T = lvd_ops_threads(ctx);
 	/* The block plan depends on the shape only (so every thread count runs the same
-	 * GEMMs and gives the same bits): up to ATTN_MIN_BLOCKS blocks of >= 16 rows, so a
-	 * pool has work even when Sq is short. */
+	 * GEMMs and gives the same bits). Without a head average the items are (block, head)
+	 * pairs of full-size blocks (H items per block keep a pool busy); with one, a block
+	 * runs all its heads in order, so blocks are cut to >= 16 rows, up to
+	 * ATTN_MIN_BLOCKS of them, to give a pool work when Sq is short. */
 	int bq = (int)attn_rows(Sq, Sk);
-	int fair = (Sq + ATTN_MIN_BLOCKS - 1) / ATTN_MIN_BLOCKS;
-	fair = fair < 16 ? 16 : fair;
-	if (bq > fair)
-		bq = fair;
+	int by_head = probs_mean == NULL && H > 1;
+	if (!by_head) {
+		int fair = (Sq + ATTN_MIN_BLOCKS - 1) / ATTN_MIN_BLOCKS;
+		fair = fair < 16 ? 16 : fair;
+		if (bq > fair)
+			bq = fair;
+	}
 	size_t per = (size_t)bq * Sk;
 	size_t mk = lvd_ctx_mark(ctx);
 	struct attn_job j = {
 		.ctx = ctx, .out = out, .probs_mean = probs_mean, .scratch = lvd_ctx_takef(ctx, per * T),
 		.q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk, .ldv = ldv, .Sq = Sq, .Sk = Sk, .H = H, .D = D,
-		.causal = causal, .bq = bq, .per_thread = per, .scale = scale,
+		.causal = causal, .bq = bq, .by_head = by_head, .per_thread = per, .scale = scale,
 	};
 	size_t nblk = (size_t)((Sq + bq - 1) / bq);
-	lvd_ops_run(ctx, nblk, attn_blocks, &j);
+	lvd_ops_run(ctx, by_head ? nblk * (size_t)H : nblk, attn_blocks, &j);
 	lvd_ctx_release(ctx, mk);
 }
 
