@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "golden_util.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/lstep.h"
@@ -86,23 +87,6 @@ static void cmp(const char *name, const float *got, size_t n, double atol, doubl
 	free(want);
 }
 
-/* PEFT adapter key ("w.base_model.model.<module>.lora_A.weight") -> our module name */
-static int peft_module(char *out, size_t n, const char *key)
-{
-	const char *k = key + strlen("w.base_model.model.");
-	const char *e = strstr(k, ".lora_");
-	if (!e)
-		return -1;
-	char tmp[200];
-	snprintf(tmp, sizeof tmp, "%.*s", (int)(e - k), k);
-	if (strncmp(tmp, "model.language_model.", 21) == 0)
-		snprintf(out, n, "language_model.model.%s", tmp + 21);
-	else if (strncmp(tmp, "model.", 6) == 0)
-		snprintf(out, n, "%s", tmp + 6);
-	else
-		snprintf(out, n, "%s", tmp);
-	return 0;
-}
 
 struct fixture {
 	struct lvd_mllama *m;
@@ -147,7 +131,7 @@ static void fixture_load(struct fixture *f, int threads)
 		if (strncmp(t->name, "w.", 2) != 0)
 			continue;
 		char mod[200];
-		REQUIRE(peft_module(mod, sizeof mod, t->name) == 0);
+		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
 		int isA = strstr(t->name, "lora_A") != NULL;
 		for (size_t j = 0; j < lvd_mllama_nlora(f->m); j++) {
 			struct lvd_mllama_lora *l = lvd_mllama_lora_at(f->m, j);
@@ -359,7 +343,7 @@ static void run_step(int threads)
 		if (strncmp(t->name, "w.", 2) != 0)
 			continue;
 		char mod[200], gname[256];
-		REQUIRE(peft_module(mod, sizeof mod, t->name) == 0);
+		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
 		int isA = strstr(t->name, "lora_A") != NULL;
 		snprintf(gname, sizeof gname, "grad.%s", t->name + 2);
 		for (size_t j = 0; j < lvd_mllama_nlora(f.m); j++) {

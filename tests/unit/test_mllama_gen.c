@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "golden_util.h"
 #include "io/safetensors.h"
 #include "models/mllama/mllama.h"
 
@@ -242,23 +243,6 @@ static void test_batch(void)
 	case_free(&c), case_free(&s);
 }
 
-/* PEFT adapter key -> our module name (as test_mllama.c) */
-static int peft_module(char *out, size_t n, const char *key)
-{
-	const char *k = key + strlen("w.base_model.model.");
-	const char *e = strstr(k, ".lora_");
-	if (!e)
-		return -1;
-	char tmp[200];
-	snprintf(tmp, sizeof tmp, "%.*s", (int)(e - k), k);
-	if (strncmp(tmp, "model.language_model.", 21) == 0)
-		snprintf(out, n, "language_model.model.%s", tmp + 21);
-	else if (strncmp(tmp, "model.", 6) == 0)
-		snprintf(out, n, "%s", tmp + 6);
-	else
-		snprintf(out, n, "%s", tmp);
-	return 0;
-}
 
 static void test_lora(void)
 {
@@ -278,7 +262,7 @@ static void test_lora(void)
 		if (strncmp(t->name, "w.", 2) != 0)
 			continue;
 		char mod[200];
-		REQUIRE(peft_module(mod, sizeof mod, t->name) == 0);
+		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
 		int isA = strstr(t->name, "lora_A") != NULL;
 		for (size_t j = 0; j < lvd_mllama_nlora(m); j++) {
 			struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "golden_util.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
 #include "nn/ctx.h"
@@ -33,35 +34,11 @@ static struct lvd_st *open_gold(void)
 	return gold;
 }
 
-/* Loads golden tensor `name` as f32 (malloc'd; caller frees); *n = numel. */
 static float *gload(const char *name, size_t *n)
 {
-	struct lvd_st *g = open_gold();
-	if (!g)
-		return NULL;
-	const struct lvd_tensor_view *tv = lvd_st_find(g, name);
-	if (!tv) {
-		fprintf(stderr, "  golden tensor %s missing\n", name);
-		return NULL;
-	}
-	float *p = malloc(sizeof(float) * (size_t)tv->numel);
-	struct lvd_error err = {0};
-	if (!p || lvd_tensor_to_f32(tv, p, (size_t)tv->numel, &err)) {
-		free(p);
-		return NULL;
-	}
-	if (n)
-		*n = (size_t)tv->numel;
-	return p;
+	return lvd_gold_f32(open_gold(), name, n);
 }
 
-static double max_abs(const float *x, size_t n)
-{
-	double m = 0;
-	for (size_t i = 0; i < n; i++)
-		m = fabs(x[i]) > m ? fabs(x[i]) : m;
-	return m;
-}
 
 /* The tiny single file cannot say its head counts or group counts: pass them. */
 static const struct lvd_sd_opts LDM_OPTS = {.unet_heads = 2, .clip_heads = 2, .norm_groups = 4};
@@ -92,7 +69,7 @@ static void check_text(struct lvd_sd *sd, const char *what)
 	CHECK(lvd_sd_text_encode(sd, out, ids, 77, &err) == 0);
 	/* fp32 both sides, 2 LayerNormed layers: differences are summation order only;
 	 * 1e-4 of the tensor scale is the issue's fp32 bound. */
-	double tol = 1e-4 * max_abs(ref, n_ref);
+	double tol = 1e-4 * lvd_gold_max_abs(ref, n_ref);
 	CHECKF(CHECK_CLOSE(what, out, ref, n_ref, tol, 0), "text states (%s)", what);
 	free(out);
 	free(ref);
@@ -108,8 +85,8 @@ static void check_vae(struct lvd_sd *sd, const char *what)
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_vae_encode(sd, out, mo, img, 64, 128, &err) == 0);
 	/* fp32, ~20 conv layers: summation-order noise only; 1e-4 of scale per the issue. */
-	CHECK_CLOSE(what, out, lat, nl, 1e-4 * max_abs(lat, nl), 0);
-	CHECK_CLOSE(what, mo, mom, nm, 1e-4 * max_abs(mom, nm), 0);
+	CHECK_CLOSE(what, out, lat, nl, 1e-4 * lvd_gold_max_abs(lat, nl), 0);
+	CHECK_CLOSE(what, mo, mom, nm, 1e-4 * lvd_gold_max_abs(mom, nm), 0);
 	/* odd sizes are refused with a message */
 	CHECK(lvd_sd_vae_encode(sd, out, NULL, img, 60, 128, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "multiples of 8");
@@ -155,7 +132,7 @@ static void check_unet(struct lvd_sd *sd, const char *what)
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_unet_forward(sd, out, xt, 8, 16, tt[0], ctx, 77, cap_cb, &cap, &err) == 0);
 	/* fp32 through ~60 layers incl. softmaxes: summation order only; 1e-4 of scale. */
-	CHECK_CLOSE(what, out, ref, no, 1e-4 * max_abs(ref, no), 0);
+	CHECK_CLOSE(what, out, ref, no, 1e-4 * lvd_gold_max_abs(ref, no), 0);
 	CHECK(!cap.bad_index);
 	CHECK(cap.n == 16);
 	const char *order = lvd_st_metadata(open_gold(), "attn_order");
@@ -176,7 +153,7 @@ static void check_unet(struct lvd_sd *sd, const char *what)
 		 * a max probability near 0.1) */
 		char lbl[240];
 		snprintf(lbl, sizeof lbl, "%s %s", what, want);
-		CHECK_CLOSE(lbl, cap.maps[i], m, nm, 1e-4 * max_abs(m, nm), 0);
+		CHECK_CLOSE(lbl, cap.maps[i], m, nm, 1e-4 * lvd_gold_max_abs(m, nm), 0);
 		/* rows sum to one */
 		double s = 0;
 		for (int j = 0; j < 77; j++)
@@ -383,7 +360,7 @@ static void test_wrong_heads_detected(void)
 	double worst = 0;
 	for (size_t i = 0; i < no; i++)
 		worst = fmax(worst, fabs(out[i] - ref[i]));
-	CHECK(worst > 1e-2 * max_abs(ref, no));
+	CHECK(worst > 1e-2 * lvd_gold_max_abs(ref, no));
 	free(out); free(xt); free(ctx); free(ref);
 	lvd_sd_free(sd);
 	sd = NULL;
@@ -422,8 +399,8 @@ static void test_image_matters(void)
 	double worst = 0;
 	for (size_t i = 0; i < no; i++)
 		worst = fmax(worst, fabs(out[i] - ref[i]));
-	CHECKF(worst > 0.1 * max_abs(ref, no), "UNet output moved by %g of %g without the image", worst,
-	       max_abs(ref, no));
+	CHECKF(worst > 0.1 * lvd_gold_max_abs(ref, no), "UNet output moved by %g of %g without the image", worst,
+	       lvd_gold_max_abs(ref, no));
 	lvd_sd_free(sd);
 	free(zero);
 	free(xt);

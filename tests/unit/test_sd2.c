@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "golden_util.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
 #include "models/sd/sd_internal.h"   /* sd_declare_diffusers */
@@ -48,35 +49,11 @@ static struct lvd_st *open_gold(void)
 	return gold;
 }
 
-/* Golden tensor `name` as f32 (malloc'd; caller frees); *n = numel. */
 static float *gload(const char *name, size_t *n)
 {
-	struct lvd_st *g = open_gold();
-	if (!g)
-		return NULL;
-	const struct lvd_tensor_view *tv = lvd_st_find(g, name);
-	if (!tv) {
-		fprintf(stderr, "  golden tensor %s missing\n", name);
-		return NULL;
-	}
-	float *p = malloc(sizeof(float) * (size_t)tv->numel);
-	struct lvd_error err = {0};
-	if (!p || lvd_tensor_to_f32(tv, p, (size_t)tv->numel, &err)) {
-		free(p);
-		return NULL;
-	}
-	if (n)
-		*n = (size_t)tv->numel;
-	return p;
+	return lvd_gold_f32(open_gold(), name, n);
 }
 
-static double max_abs(const float *x, size_t n)
-{
-	double m = 0;
-	for (size_t i = 0; i < n; i++)
-		m = fabs(x[i]) > m ? fabs(x[i]) : m;
-	return m;
-}
 
 static double max_diff(const float *a, const float *b, size_t n)
 {
@@ -135,9 +112,9 @@ static void check_text(struct lvd_sd *sd, const char *what)
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_text_encode(sd, out, ids, NCTX, &err) == 0);
 	/* fp32 both sides, LayerNormed: summation order only; 1e-4 of scale as SD 1.x */
-	CHECKF(CHECK_CLOSE(what, out, ref, n_ref, 1e-4 * max_abs(ref, n_ref), 0), "text states (%s)", what);
+	CHECKF(CHECK_CLOSE(what, out, ref, n_ref, 1e-4 * lvd_gold_max_abs(ref, n_ref), 0), "text states (%s)", what);
 	/* the last layer (the wrong choice for SD 2.x) is far from what we computed */
-	CHECK(max_diff(out, last, n_ref) > 0.05 * max_abs(ref, n_ref));
+	CHECK(max_diff(out, last, n_ref) > 0.05 * lvd_gold_max_abs(ref, n_ref));
 	free(out);
 	free(ref);
 	free(last);
@@ -161,8 +138,8 @@ static void check_vae(struct lvd_sd *sd, const char *what)
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_vae_encode(sd, out, mo, img, IMG_H, IMG_W, &err) == 0);
 	/* fp32, ~20 conv layers: summation-order noise only; 1e-4 of scale */
-	CHECK_CLOSE(what, out, lat, nl, 1e-4 * max_abs(lat, nl), 0);
-	CHECK_CLOSE(what, mo, mom, nm, 1e-4 * max_abs(mom, nm), 0);
+	CHECK_CLOSE(what, out, lat, nl, 1e-4 * lvd_gold_max_abs(lat, nl), 0);
+	CHECK_CLOSE(what, mo, mom, nm, 1e-4 * lvd_gold_max_abs(mom, nm), 0);
 	free(out);
 	free(mo);
 	free(img);
@@ -214,7 +191,7 @@ static void check_unet(struct lvd_sd *sd, const char *what)
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_unet_forward(sd, out, xt, LH, LW, tt[0], ctx, NCTX, cap_cb, &cap, &err) == 0);
 	/* fp32 through ~40 layers incl. softmaxes: summation order only; 1e-4 of scale */
-	CHECK_CLOSE(what, out, ref, no, 1e-4 * max_abs(ref, no), 0);
+	CHECK_CLOSE(what, out, ref, no, 1e-4 * lvd_gold_max_abs(ref, no), 0);
 	CHECK(!cap.bad_index);
 	CHECK(cap.n == NMAPS);
 	const char *order = lvd_st_metadata(open_gold(), "attn_order");
@@ -233,7 +210,7 @@ static void check_unet(struct lvd_sd *sd, const char *what)
 		CHECK(nm == (size_t)cap.h[i] * cap.w[i] * NCTX);
 		/* probabilities, fp32 softmax: 1e-4 of the largest probability, as SD 1.x */
 		snprintf(lbl, sizeof lbl, "%s %s", what, want);
-		CHECK_CLOSE(lbl, cap.maps[i], m, nm, 1e-4 * max_abs(m, nm), 0);
+		CHECK_CLOSE(lbl, cap.maps[i], m, nm, 1e-4 * lvd_gold_max_abs(m, nm), 0);
 		double s = 0;
 		for (int j = 0; j < NCTX; j++)
 			s += cap.maps[i][j];
@@ -337,7 +314,7 @@ static void test_ldm_rules_and_errors(void)
 	REQUIRE(xt && ctx && ref);
 	float *out = calloc(no, sizeof(float));
 	CHECK(lvd_sd_unet_forward(sd, out, xt, LH, LW, 600.0f, ctx, NCTX, NULL, NULL, &err) == 0);
-	CHECK(max_diff(out, ref, no) > 1e-2 * max_abs(ref, no));
+	CHECK(max_diff(out, ref, no) > 1e-2 * lvd_gold_max_abs(ref, no));
 	free(out);
 	free(xt);
 	free(ctx);
