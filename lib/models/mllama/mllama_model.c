@@ -147,6 +147,32 @@ void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out)
 	out->scratch = m->a.bwd_len * sizeof(float);
 }
 
+/* The per-layer activation tables, allocated once (carving writes into them). */
+static int acts_tables(struct lvd_mllama *m, struct lvd_error *err)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	if (!m->a.vl) {
+		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
+		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
+		if (!m->a.vl || !m->a.tl)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+	}
+	return 0;
+}
+
+/* An activation block of at least `need` floats (grown, never shrunk; contents not kept). */
+static int acts_reserve(struct lvd_mllama *m, size_t need, struct lvd_error *err)
+{
+	if (need > m->acap) {
+		free(m->ablock);
+		m->ablock = lvd_alloc_aligned(need, sizeof(float));
+		m->acap = m->ablock ? need : 0;
+		if (!m->ablock)
+			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
+	}
+	return 0;
+}
+
 int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -156,20 +182,8 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	m->fwd_done = 0;
 	set_shape(m, b);
 	int TL = c->v_max_tiles;
-	if (!m->a.vl) {
-		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
-		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
-		if (!m->a.vl || !m->a.tl)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
-	}
-	size_t need = carve_acts(m, &m->a, NULL);
-	if (need > m->acap) {
-		free(m->ablock);
-		m->ablock = lvd_alloc_aligned(need, sizeof(float));
-		m->acap = m->ablock ? need : 0;
-		if (!m->ablock)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
-	}
+	if ((rc = acts_tables(m, err)) || (rc = acts_reserve(m, carve_acts(m, &m->a, NULL), err)))
+		return rc;
 	carve_acts(m, &m->a, m->ablock);
 	struct mllama_acts *a = &m->a;
 	int B = b->B, T = b->T, BT = B * T;
@@ -209,7 +223,6 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
  * LoRA dropout is off for this inference pass (PEFT eval mode). */
 int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err)
 {
-	const struct lvd_mllama_config *c = &m->c;
 	int rc = check_batch(m, b, err);
 	if (rc)
 		return rc;
@@ -217,20 +230,8 @@ int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b
 	set_shape(m, b);
 	if (!m->have_image)
 		return 0;
-	if (!m->a.vl) {
-		m->a.vl = calloc((size_t)c->v_layers + c->v_global_layers, sizeof *m->a.vl);
-		m->a.tl = calloc(c->t_layers, sizeof *m->a.tl);
-		if (!m->a.vl || !m->a.tl)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
-	}
-	size_t need = mllama_vision_acts(m, &m->a, NULL);
-	if (need > m->acap) {
-		free(m->ablock);
-		m->ablock = lvd_alloc_aligned(need, sizeof(float));
-		m->acap = m->ablock ? need : 0;
-		if (!m->ablock)
-			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
-	}
+	if ((rc = acts_tables(m, err)) || (rc = acts_reserve(m, mllama_vision_acts(m, &m->a, NULL), err)))
+		return rc;
 	mllama_vision_acts(m, &m->a, m->ablock);
 	float p = m->lora_p;
 	m->lora_p = 0.0f;
