@@ -37,21 +37,6 @@
 
 static struct lvd_st *g_st;
 
-static float *getf(const char *name, size_t *n)
-{
-	const struct lvd_tensor_view *t = lvd_st_find(g_st, name);
-	if (!t)
-		return NULL;
-	float *p = malloc((size_t)t->numel * sizeof *p + 4);
-	struct lvd_error e;
-	if (lvd_tensor_to_f32(t, p, (size_t)t->numel, &e)) {
-		free(p);
-		return NULL;
-	}
-	if (n)
-		*n = (size_t)t->numel;
-	return p;
-}
 
 static int *geti(const char *name, size_t *n)
 {
@@ -70,7 +55,7 @@ static int *geti(const char *name, size_t *n)
 static void cmp(const char *name, const float *got, size_t n, double atol, double rtol)
 {
 	size_t m = 0;
-	float *want = getf(name, &m);
+	float *want = lvd_gold_f32(g_st, name, &m);
 	CHECKF(want && m == n, "%s: missing or %zu elements, expected %zu", name, m, n);
 	if (want && m == n) {
 		if (getenv("LVD_TEST_VERBOSE")) {
@@ -152,7 +137,7 @@ static void fixture_load(struct fixture *f, int threads)
 	f->armask = geti("aspect_ratio_mask", NULL);
 	f->xmask = geti("cross_attention_mask", NULL);
 	int *nt = geti("num_tiles", NULL);
-	float *valid = getf("pixel_values", &n);
+	float *valid = lvd_gold_f32(g_st, "pixel_values", &n);
 	REQUIRE(f->labels && f->arid && f->armask && f->xmask && nt && valid);
 	const size_t tile = (size_t)3 * TILE * TILE;
 	f->pix = calloc((size_t)NB * TL * tile, sizeof *f->pix);
@@ -197,7 +182,7 @@ static void fixture_load(struct fixture *f, int threads)
 			continue;
 		char key[128];
 		snprintf(key, sizeof key, "p.%s", t->name);
-		float *v = getf(key, &n);
+		float *v = lvd_gold_f32(g_st, key, &n);
 		REQUIRE(v && n == t->n);
 		memcpy(f->params + t->off, v, n * sizeof *v);
 		free(v);
@@ -391,7 +376,7 @@ static void run_step(int threads)
 		char key[64];
 		snprintf(key, sizeof key, "s%d.word_loss", b);
 		size_t nw = 0;
-		float *wl = getf(key, &nw);
+		float *wl = lvd_gold_f32(g_st, key, &nw);
 		REQUIRE(wl);
 		for (size_t i = 0; i < nw; i++)
 			want += wl[i] / 4.0;
@@ -439,7 +424,7 @@ static void test_step_official(void)
 			continue;
 		char key[128];
 		snprintf(key, sizeof key, "o.p.%s", t->name);
-		float *v = getf(key, &n);
+		float *v = lvd_gold_f32(g_st, key, &n);
 		REQUIRE(v && n == t->n);
 		memcpy(f.params + t->off, v, n * sizeof *v);
 		free(v);

@@ -20,26 +20,11 @@ struct gold {
 	float *pix;
 };
 
-static float *getf(struct lvd_st *st, const char *name, size_t *n)
-{
-	const struct lvd_tensor_view *t = lvd_st_find(st, name);
-	if (!t)
-		return NULL;
-	float *p = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-	struct lvd_error err = { 0 };
-	if (!p || lvd_tensor_to_f32(t, p, (size_t)t->numel, &err)) {
-		free(p);
-		return NULL;
-	}
-	if (n)
-		*n = (size_t)t->numel;
-	return p;
-}
 
 static int *geti(struct lvd_st *st, const char *name)
 {
 	size_t n;
-	float *f = getf(st, name, &n);
+	float *f = lvd_gold_f32(st, name, &n);
 	if (!f)
 		return NULL;
 	int *p = malloc(sizeof(int) * n);
@@ -71,7 +56,7 @@ static int gold_open(struct gold *g)
 	g->armask = geti(g->io, "aspect_ratio_mask");
 	g->xmask = geti(g->io, "cross_attention_mask");
 	g->ntiles = geti(g->io, "num_tiles");
-	g->pix = getf(g->io, "pixel_values", NULL);
+	g->pix = lvd_gold_f32(g->io, "pixel_values", NULL);
 	return g->ids && g->labels && g->arid && g->armask && g->xmask && g->pix && g->ntiles ? 0 : -1;
 }
 
@@ -118,7 +103,7 @@ static struct lvd_mllama *load_model(void)
 static int cmp(struct lvd_st *st, const char *name, const float *got, size_t n, double atol, double rtol)
 {
 	size_t gn = 0;
-	float *want = getf(st, name, &gn);
+	float *want = lvd_gold_f32(st, name, &gn);
 	if (!want) {
 		CHECKF(0, "golden tensor %s missing", name);
 		return 0;
@@ -175,7 +160,7 @@ static void test_forward(void)
 	b.cap_off = sub_off;
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	CHECK(lvd_mllama_capture_rows(m) == 4);
-	float *full = getf(g.io, "xattn_probs", NULL), *want = malloc(sizeof(float) * 4 * H * S);
+	float *full = lvd_gold_f32(g.io, "xattn_probs", NULL), *want = malloc(sizeof(float) * 4 * H * S);
 	REQUIRE(full && want);
 	for (int s = 0; s < 2; s++) {
 		int Rb = sub_off[s + 1] - sub_off[s];
@@ -199,7 +184,7 @@ static void test_forward(void)
 	/* issue target: <= 1e-4 relative on logits (fp32 throughout) */
 	cmp(g.io, "logits", lvd_mllama_logits(m), (size_t)g.B * g.T * c->vocab, 0, 1e-4);
 	size_t n;
-	float *loss = getf(g.io, "loss", &n);
+	float *loss = lvd_gold_f32(g.io, "loss", &n);
 	REQUIRE(loss);
 	CHECK_NEAR(lvd_mllama_loss(m), loss[0], 1e-5 * fabs(loss[0])); /* mean CE, fp32 logits */
 	free(loss);
@@ -234,7 +219,7 @@ static void test_backward(void)
 	REQUIRE(crows && g.B < 8);
 	capture_all(&b, crows, coff); /* the golden R covers every row */
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
-	float *R = getf(g.io, "xattn_R", NULL);
+	float *R = lvd_gold_f32(g.io, "xattn_R", NULL);
 	REQUIRE(R);
 	const float *dp[1] = { R };
 	REQUIRE(lvd_mllama_backward(m, 1.0f, dp, &err) == 0);
@@ -385,7 +370,7 @@ static void lora_case(int frozen, int threads)
 	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
 	cmp(lt, "logits", lvd_mllama_logits(m), (size_t)g.B * g.T * c->vocab, 0, 1e-4); /* as the base logits */
-	float *loss = getf(lt, "loss", NULL);
+	float *loss = lvd_gold_f32(lt, "loss", NULL);
 	REQUIRE(loss);
 	CHECK_NEAR(lvd_mllama_loss(m), loss[0], 1e-5 * fabs(loss[0]));
 	free(loss);

@@ -22,26 +22,11 @@
 
 #define GOLD "tests/golden/mllama"
 
-static float *getf(struct lvd_st *st, const char *name, size_t *n)
-{
-	const struct lvd_tensor_view *t = lvd_st_find(st, name);
-	if (!t)
-		return NULL;
-	float *p = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-	struct lvd_error err = { 0 };
-	if (!p || lvd_tensor_to_f32(t, p, (size_t)t->numel, &err)) {
-		free(p);
-		return NULL;
-	}
-	if (n)
-		*n = (size_t)t->numel;
-	return p;
-}
 
 static int *geti(struct lvd_st *st, const char *name, size_t *n)
 {
 	size_t k;
-	float *f = getf(st, name, &k);
+	float *f = lvd_gold_f32(st, name, &k);
 	if (!f)
 		return NULL;
 	int *p = malloc(sizeof(int) * k);
@@ -104,9 +89,9 @@ static int case_load(struct gcase *c, const char *name)
 #undef GETI
 	c->neos = (int)n;
 	snprintf(key, sizeof key, "%s.logits", name);
-	c->logits = getf(gs, key, NULL);
+	c->logits = lvd_gold_f32(gs, key, NULL);
 	int *arid = geti(io, "aspect_ratio_ids", NULL), *arm = geti(io, "aspect_ratio_mask", NULL);
-	float *pix = getf(io, "pixel_values", NULL);
+	float *pix = lvd_gold_f32(io, "pixel_values", NULL);
 	size_t per = (size_t)pv->numel / (size_t)pv->shape[0]; /* one sample's [1, TL, C, H, W] */
 	c->pix = malloc(sizeof(float) * per * c->B);
 	c->arid = malloc(sizeof(int) * c->B);
