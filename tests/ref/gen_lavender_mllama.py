@@ -38,7 +38,12 @@ Writes tests/golden/lavender/mllama/ (~0.4 MB):
                           s{b}.dprobs [Lc, H, R_b, S] (lam*dL_att/dP on the captured rows,
                           the direct derivative: the probabilities as leaves);
                           o.*: sample 1 in the official geometry (its own Aligner o.p.*):
-                          o.latt, o.s1.maps, o.s1.dprobs, o.dp.* (L_att only)
+                          o.latt, o.s1.maps, o.s1.dprobs, o.dp.* (L_att only);
+                          k.*: the official word keys (lstep key_str): k.keys (the key
+                          table KEYS joined by newlines), k.rec{b} (the records with keys
+                          chosen from the model's predictions), k.p.* (its own Aligner),
+                          k.scal [l_att, total, pairs], k.dp.*, k.grad.<lora>,
+                          k.s{b}.dprobs [Lc, H, T, S] (every row), k.s{b}.words
   .venv-ref/bin/python tests/ref/gen_lavender_mllama.py   (CPU, a few seconds)
 """
 import json

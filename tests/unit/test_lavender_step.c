@@ -13,7 +13,9 @@
  * also that a forward-only call (eval) leaves the gradients alone and gives the same
  * losses, that pair_count divides L_att, cfg.lean gives the same loss, a sample without
  * words captures and adds nothing, and misfit plans are refused; and the official
- * geometry for the --grid record (test_step_official).
+ * geometry for the --grid record (test_step_official), and the official word keys
+ * (test_step_keys: rows by argmax prediction; test_key_table: the key table of the real
+ * Llama-3 vocabulary).
  *
  * Dimension letters: B batch, T tokens, H heads, R_b capture rows, S keys, Lc cross
  * layers, GH×GW the grid. */
