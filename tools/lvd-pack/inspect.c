@@ -188,6 +188,7 @@ static json_t *record_json(const struct lvd_packrec *r, const struct lvd_llama_t
 
 int cmd_inspect(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack inspect"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
 	if (rc)

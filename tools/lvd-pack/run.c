@@ -50,7 +50,7 @@ static const char DESC[] =
 enum {
 	O_MANIFEST, O_IMAGES, O_MAPS, O_MODEL, O_OUT, O_MAX_TOKENS, O_OVERLONG, O_LABELS, O_MATCH_IN, O_QUERY_AT,
 	O_STOPWORDS, O_GRID, O_KEEP_RAW, O_NO_EMBED, O_VERIFY, O_PROMPT, O_ALLOW_MISSING, O_SHARD,
-	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS,
+	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS, O_ID_FROM_IMAGE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest (required)"},
@@ -72,10 +72,11 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_ALLOW_MISSING] = {"allow-missing-maps", 0, NULL, "pack samples without map records (no targets)"},
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
 	[O_SHARD_SIZE] = {"shard-size", 0, "N", "manifest samples per output shard (default 1000)"},
-	[O_THREADS] = {"threads", 't', "N", "worker threads (default: cores)"},
+	[O_THREADS] = {"threads", 0, "N", "worker threads (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default 64 per thread)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the time split (work vs write) at the end"},
+	[O_ID_FROM_IMAGE] = {"id-from-image", 0, NULL, "a sample without \"id\" takes its image path as id (as in sd-attnmap)"},
 	{0},
 };
 
@@ -84,7 +85,7 @@ struct opts {
 	struct lvd_pack_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_size;
-	int threads, batch, keep_going, timings;
+	int threads, batch, keep_going, timings, id_from_image;
 };
 
 static int on_opt(int key, const char *arg, void *ctx)
@@ -94,7 +95,6 @@ static int on_opt(int key, const char *arg, void *ctx)
 	uint64_t v;
 	if (key == 'o') key = 256 + O_OUT;
 	if (key == 'g') key = 256 + O_GRID;
-	if (key == 't') key = 256 + O_THREADS;
 	if (key == 'b') key = 256 + O_BATCH;
 	if (key == 'k') key = 256 + O_KEEP_GOING;
 	switch (key - 256) {
@@ -111,6 +111,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_ALLOW_MISSING: o->p.allow_missing_maps = 1; return 0;
 	case O_KEEP_GOING: o->keep_going = 1; return 0;
 	case O_TIMINGS: o->timings = 1; return 0;
+	case O_ID_FROM_IMAGE: o->id_from_image = 1; return 0;
 	case O_MAX_TOKENS:
 		if (lvd_parse_u64(arg, 16, LVD_PACKREC_MAX_TOKENS, &v, "--max-tokens", &err))
 			return lvd_cli_usage_error("%s", err.msg);
@@ -265,6 +266,15 @@ static int model_load(const char *dir, struct lvd_geom_cfg *g, char *tok_path, s
 {
 	char path[4096];
 	const char *files[2] = {"config.json", "preprocessor_config.json"};
+	struct stat st;
+	if (stat(dir, &st))
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open --model '%s'", dir);
+	if (!S_ISDIR(st.st_mode))
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "--model '%s' is a file: --model takes the VLM folder (config.json and "
+				     "tokenizer.json or tokenizer.model), e.g. --model %.*s",
+				     dir, strrchr(dir, '/') ? (int)(strrchr(dir, '/') - dir) : 1,
+				     strrchr(dir, '/') ? dir : ".");
 	lvd_geom_cfg_default(g);
 	for (int k = 0; k < 2; k++) {
 		snprintf(path, sizeof path, "%s/%s", dir, files[k]);
@@ -504,7 +514,7 @@ static json_t *params_json(const struct opts *o)
 {
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i}",
+	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i, s:b}",
 			 "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size, "max_tiles",
 			 o->p.geom.max_tiles, "grid", o->p.grid, "labels", lvd_pack_labels_name(o->p.labels),
 			 "match_in", o->p.match_all ? "all" : "answer",
@@ -512,7 +522,8 @@ static json_t *params_json(const struct opts *o)
 			 "embed_images", o->p.embed_images, "verify_images", o->p.verify_images, "max_tokens",
 			 (int)o->p.max_tokens, "overlong", o->p.overlong_truncate ? "truncate" : "drop",
 			 "allow_missing_maps", o->p.allow_missing_maps, "prompt", o->p.prompt, "shard", shard,
-			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL);
+			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL, "id_from_image",
+			 o->id_from_image);
 }
 
 static int write_pack_json(const char *path, int argc, char **argv, const json_t *params, const json_t *inputs,
@@ -542,6 +553,7 @@ static int write_pack_json(const char *path, int argc, char **argv, const json_t
 
 int cmd_run(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack run"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.p.embed_images = 1;
 	o.p.max_tokens = 4096;
@@ -644,7 +656,9 @@ int cmd_run(int argc, char **argv)
 	} else if (write_pack_json(path, argc, argv, params, inputs, &o, NULL)) {
 		goto out;
 	}
-	if (lvd_manifest_open(&rn.man, o.manifest, NULL, &err)) {
+	struct lvd_manifest_opts mo = {0};
+	mo.id_from_image = o.id_from_image;
+	if (lvd_manifest_open(&rn.man, o.manifest, &mo, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}

@@ -130,6 +130,7 @@ out:
 
 int cmd_viz(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack viz"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.limit = 16;
 	o.cell = 8;

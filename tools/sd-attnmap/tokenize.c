@@ -88,6 +88,7 @@ static json_int_t clip_word(void *ctx, const struct lvd_tokens *t, size_t i)
 
 int cmd_tokenize(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap tokenize"); /* messages and usage hints name the subcommand */
 	struct args a = {0};
 	int first;
 	int rc = lvd_cli_parse(argc, argv, "sd-attnmap tokenize --tokenizer PATH [--json] [--text STR] < lines",

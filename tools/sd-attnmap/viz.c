@@ -139,6 +139,7 @@ static int find_record(const char *where, const char *id, struct lvd_mapsrec *re
 
 int cmd_viz(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap viz"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.size = 256;
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);

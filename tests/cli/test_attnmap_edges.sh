@@ -1,0 +1,94 @@
+# The rough edges of sd-attnmap and lvd-pack a new user hits (issue #16): messages that
+# name the actual cause, a failed first run not pinning run.json, the SD configs and the
+# tokenizer configs in the provenance, option checks, map joining in lvd-pack, ls.
+# Tiny SD of tests/golden/sd at -r 128 on real photos; a few seconds in all.
+. tests/cli/lib.inc
+SA=$BUILD/sd-attnmap
+LP=$BUILD/lvd-pack
+SHARED=${LVD_SHARED_DATA:-../shared/data}
+SD=tests/golden/sd/diffusers
+D=$T_TMP
+
+# ---- option checks and usage hints (no inputs needed) ----
+expect_stderr "100 given twice" "--timesteps 100,100 refused" "$SA" run --sd x --manifest m --out o --timesteps 100,300,100
+expect_exit 2 "--timesteps 100,100 exit 2" "$SA" run --sd x --manifest m --out o --timesteps 100,100
+expect_stderr "try 'sd-attnmap run --help'" "run usage error points at run --help" "$SA" run --no-such-flag
+expect_stderr "try 'sd-attnmap inspect --help'" "inspect usage error points at inspect --help" "$SA" inspect
+expect_stderr "try 'lvd-pack run --help'" "lvd-pack run usage error points at run --help" "$LP" run
+expect_stdout "--text-field F" "run --help documents auto" "$SA" run --help
+grep -qF "auto" "$T_TMP/out" && pass || fail "run --help mentions --text-field auto"
+expect_stdout "SD 1.x/2.x" "run --help says SD 1.x/2.x" "$SA" run --help
+expect_stdout "-t, --tokenizer" "-t is --tokenizer in run" "$SA" run --help
+expect_stdout "-t, --tokenizer" "-t is --tokenizer in import" "$SA" import --help
+if "$SA" run --help | grep -q -- "-t, --threads" || "$LP" run --help | grep -q -- "-t, --threads"; then
+	fail "-t still means --threads somewhere"; else pass; fi
+expect_stdout "--id-from-image" "run --help lists --id-from-image" "$SA" run --help
+expect_stderr "cpu only, in every build" "--device cuda explains --version's CUDA" "$SA" run --sd x --manifest m --out o --device cuda
+expect_stdout "--id-from-image" "lvd-pack run --help lists --id-from-image" "$LP" run --help
+
+# ---- --sd without a tokenizer: the actual cause ----
+mkdir -p "$D/empty" "$D/notok"
+cp -r "$SD"/* "$D/notok/"
+expect_stderr "without tokenizer/" "diffusers folder without tokenizer/" "$SA" run --sd "$D/notok" --manifest m --out "$D/o"
+if grep -qF "single-file" "$T_TMP/err"; then fail "no single-file hint for a diffusers folder"; else pass; fi
+expect_stderr "empty folder" "empty --sd folder" "$SA" run --sd "$D/empty" --manifest m --out "$D/o"
+grep -qF "single-file checkpoint" "$T_TMP/err" && pass || fail "empty folder gets the single-file hint"
+expect_stderr "single file" "single-file checkpoint without --tokenizer" "$SA" run --sd tests/golden/sd/ldm.safetensors --manifest m --out "$D/o"
+[ ! -e "$D/o" ] && pass || fail "nothing written for a bad --sd"
+
+if [ ! -f "$SHARED/images/skimage_chelsea.png" ]; then
+	skip "runs: $SHARED not found (set LVD_SHARED_DATA)"
+	finish
+	exit $?
+fi
+CL=$SHARED/clip
+mkdir -p "$D/img"
+cp "$SHARED/images/skimage_chelsea.png" "$SHARED/images/skimage_camera.png" "$D/img/"
+cat >"$D/m.jsonl" <<'EOF'
+{"id": "chelsea", "image": "skimage_chelsea.png", "caption": "a facial photo of a tabby cat"}
+{"id": "camera", "image": "skimage_camera.png", "caption": "a person looking at a camera on a tripod"}
+EOF
+RUN="--sd $SD -t $CL --images $D/img --resolution 128 --timesteps 100,500 -q"
+mkdir -p "$D/nocfg" && cp -r "$SD"/* "$D/nocfg/" && rm "$D/nocfg/unet/config.json"
+expect_stderr "cannot open $D/nocfg/unet/config.json: No such file" "missing config named" \
+	"$SA" run $RUN --sd "$D/nocfg" --manifest "$D/m.jsonl" --out "$D/o"
+grep -qF ":-1:" "$T_TMP/err" && fail "config error with :-1:" || pass
+
+# ---- a failed first run (forgotten --fold-vocab): one fatal error, then the rerun works ----
+expect_exit 1 "vocabulary mismatch exit 1" "$SA" run $RUN --manifest "$D/m.jsonl" --out "$D/f"
+grep -qF "vocabulary of 1000" "$T_TMP/err" && pass || fail "vocabulary mismatch named up front"
+grep -qF "skipped" "$T_TMP/err" && fail "vocabulary mismatch as per-sample skips" || pass
+ok "corrected rerun replaces run.json" "$SA" run $RUN --fold-vocab --manifest "$D/m.jsonl" --out "$D/f"
+grep -q '"fold_vocab": true' "$D/f/run.json" && pass || fail "run.json of the corrected run"
+# once a shard exists, run.json pins the options
+expect_exit 2 "changed options after a shard refused" "$SA" run $RUN --fold-vocab --seed 9 --manifest "$D/m.jsonl" --out "$D/f"
+
+# ---- provenance: configs and tokenizer configs hashed, prediction type recorded ----
+for k in '"vae/config.json"' '"unet/config.json"' '"scheduler/scheduler_config.json"' \
+	'"special_tokens_map.json"' '"tokenizer_config.json"' '"prediction_type": "epsilon"'; do
+	grep -qF "$k" "$D/f/run.json" && pass || fail "run.json lacks $k"
+done
+mkdir -p "$D/sd2" && cp -r "$SD"/* "$D/sd2/"
+ok "run on a copy" "$SA" run $RUN --sd "$D/sd2" --fold-vocab --manifest "$D/m.jsonl" --out "$D/c"
+sed 's/"scaling_factor": *[0-9.]*/"scaling_factor": 0.5/' "$SD/vae/config.json" >"$D/sd2/vae/config.json"
+cmp -s "$SD/vae/config.json" "$D/sd2/vae/config.json" && fail "vae config edit took no effect" || pass
+expect_exit 2 "edited vae/config.json refused on resume" "$SA" run $RUN --sd "$D/sd2" --fold-vocab --manifest "$D/m.jsonl" --out "$D/c"
+grep -qF "sd_weights" "$T_TMP/err" && pass || fail "edited config named"
+
+# ---- --id-from-image ----
+printf '{"image": "skimage_chelsea.png", "caption": "a cat"}\n' >"$D/noid.jsonl"
+expect_exit 1 "manifest without ids fails" "$SA" run $RUN --fold-vocab --manifest "$D/noid.jsonl" --out "$D/n1"
+ok "--id-from-image" "$SA" run $RUN --fold-vocab --id-from-image --manifest "$D/noid.jsonl" --out "$D/n2"
+expect_stdout '"id":"skimage_chelsea.png"' "id taken from the image" "$SA" inspect "$D/n2"
+
+# ---- lvd-pack messages ----
+sed 's/<|begin_of_text|>/<|no_begin|>/' tests/golden/tokenizer/small/tokenizer.json >"$D/nobos.json"
+expect_exit 1 "tokenizer without <|begin_of_text|>" "$LP" tokenize -t "$D/nobos.json" --text "hello"
+grep -qF "nobos.json: the tokenizer has no <|begin_of_text|>" "$T_TMP/err" && pass || fail "the tokenizer blamed"
+grep -qF "line 1" "$T_TMP/err" && fail "stdin line 1 blamed" || pass
+mkdir -p "$D/vlm" && cp tests/golden/tokenizer/small/tokenizer.json "$D/vlm/"
+expect_stderr "is a file: --model takes the VLM folder" "run --model TOKENIZER_FILE" \
+	"$LP" run --manifest "$D/m.jsonl" --maps "$D/f" --model "$D/vlm/tokenizer.json" --out "$D/p"
+grep -qF "Not a directory" "$T_TMP/err" && fail "ENOTDIR shown" || pass
+
+finish
