@@ -125,4 +125,23 @@ rc=$?
 [ "$rc" -eq 1 ] && grep -q '"id":"chelsea".*"kind":"stale_maps"' "$D/p7/errors.jsonl" && pass || fail "edited caption: stale maps (exit $rc)"
 grep -qF "rerun sd-attnmap" "$D/p7/errors.jsonl" && pass || fail "stale maps reason"
 
+# ---- ls, viz of a shard, lvd-pack progress and viz of a broken image ----
+expect_stdout "2 records" "sd-attnmap ls" "$SA" ls "$D/f"
+grep -qF "timesteps [100,500]" "$T_TMP/out" && grep -qF "shard 0/1" "$T_TMP/out" && pass || fail "ls shows params and split"
+expect_stdout "PARAMS DIFFER: seed" "sd-attnmap ls marks a shard of other params" "$SA" ls "$D/mix"
+expect_stdout '"records":1' "sd-attnmap ls --json" "$SA" ls --json "$D/s0"
+expect_exit 1 "sd-attnmap ls of a folder without shards" "$SA" ls "$D/empty"
+ok "sd-attnmap viz SHARD.lvdm" "$SA" viz "$D/f/attn-00000.lvdm" --id chelsea --out "$D/viz" -v
+grep -qF "drawing on grey" "$T_TMP/err" && fail "viz SHARD ignored the run.json beside it" || pass
+mkdir -p "$D/img2" && cp "$D/img"/*.png "$D/img2/"
+"$LP" run --manifest "$D/m.jsonl" --images "$D/img2" --model "$VLM" --threads 1 --maps "$D/f" --out "$D/pv" \
+	--no-embed-images >"$T_TMP/out" 2>"$T_TMP/err"
+grep -qF "2/2 samples" "$T_TMP/err" && pass || fail "lvd-pack progress with a total"
+expect_stdout "2 records" "lvd-pack ls" "$LP" ls "$D/pv"
+grep -qF "pack.json: 2 samples, 0 skipped" "$T_TMP/out" && pass || fail "lvd-pack ls statistics"
+printf 'broken' >"$D/img2/skimage_chelsea.png"
+expect_exit 1 "lvd-pack viz with a broken image exits 1" "$LP" viz "$D/pv/train-00000.lvdp" --out "$D/pviz"
+grep -qF "train-00000.lvdp: record 0 'chelsea'" "$T_TMP/err" && pass || fail "broken image named by shard and id"
+ls "$D/pviz" | grep -q '^camera_' && pass || fail "viz went on after the broken image"
+
 finish

@@ -213,7 +213,7 @@ static int inspect_shard(const char *path, const struct opts *o, const struct lv
 	for (size_t i = lo; i < hi; i++) {
 		void *buf = NULL;
 		size_t len = 0;
-		struct lvd_packrec rec;
+		struct lvd_packrec rec = {0};
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu", path, i);
 		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err)) {

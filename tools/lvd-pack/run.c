@@ -390,6 +390,29 @@ static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 	it->image_path = NULL;
 }
 
+/* Samples in the manifest, for the progress line's total and ETA (one parsing pass; bad
+ * lines count: they are samples that will be skipped). 0 = unknown. */
+static uint64_t count_fn(void *ctx)
+{
+	struct run *rn = ctx;
+	struct lvd_manifest_opts mo = {0};
+	mo.id_from_image = rn->o->id_from_image;
+	struct lvd_manifest *m = NULL;
+	struct lvd_sample s = {0};
+	struct lvd_error err = {0};
+	uint64_t n = 0;
+	if (lvd_manifest_open(&m, rn->o->manifest, &mo, &err))
+		return 0;
+	for (int r; (r = lvd_manifest_next(m, &s, &err)) != LVD_MANIFEST_EOF; n++)
+		if (r == LVD_ERR_IO || r == LVD_ERR_NOMEM) {
+			n = 0;
+			break;
+		}
+	lvd_sample_clear(&s);
+	lvd_manifest_close(m);
+	return n;
+}
+
 static void stats_item(struct stats *s, const struct item *it)
 {
 	if (it->base.failed) {
@@ -604,7 +627,7 @@ int cmd_run(int argc, char **argv)
 		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_samples = o.shard_size, .threads = o.threads,
 		.batch = o.batch, .item_size = sizeof(struct item), .unit = "samples", .duplicate_kind = "manifest",
 		.ctx = &rn, .next = next_fn, .work = work_fn, .account = account_fn, .release = release_fn,
-		.shard_stats = shard_stats_fn, .keep_shard = keep_shard_fn,
+		.shard_stats = shard_stats_fn, .keep_shard = keep_shard_fn, .count = count_fn,
 	};
 	struct lvd_shardrun_result res;
 	if (lvd_shardrun(&cfg, &res))
