@@ -144,4 +144,25 @@ expect_exit 1 "lvd-pack viz with a broken image exits 1" "$LP" viz "$D/pv/train-
 grep -qF "train-00000.lvdp: record 0 'chelsea'" "$T_TMP/err" && pass || fail "broken image named by shard and id"
 ls "$D/pviz" | grep -q '^camera_' && pass || fail "viz went on after the broken image"
 
+# ---- repeated warnings capped: 12 samples whose maps hold a word twice ----
+ok "export for the warning cap" "$SA" export --maps "$D/f" --out "$D/off" --id chelsea
+cp "$D/off/skimage_chelsea.png/lpm_attention/skimage_chelsea/attention_cat.png" \
+	"$D/off/skimage_chelsea.png/lpm_attention/skimage_chelsea/attention_cat_1.png"
+for k in 0 1 2 3 4 5 6 7 8 9 10 11; do
+	echo "{\"id\": \"c$k\", \"image\": \"skimage_chelsea.png\", \"caption\": \"a facial photo of a tabby cat\"}"
+done >"$D/twelve.jsonl"
+ok "import with 12 duplicate words" "$SA" import --manifest "$D/twelve.jsonl" --images "$D/img" --from "$D/off" -t "$CL" --out "$D/imp"
+[ "$(grep -c "replaces" "$T_TMP/err")" -eq 10 ] && pass || fail "10 'replaces' warnings shown, not $(grep -c replaces "$T_TMP/err")"
+grep -qF "more maps replace others of the same word" "$T_TMP/err" && grep -qF "12 replaced duplicates" "$T_TMP/err" && pass || fail "the rest counted"
+
+# ---- SD 2 tokenizer padding: the folder's pad token "!" = 0, in tokenize and run ----
+mkdir -p "$D/sd2tok" && cp "$CL"/vocab.json "$CL"/merges.txt "$D/sd2tok/"
+printf '{"pad_token": "!", "eos_token": "<|endoftext|>"}' >"$D/sd2tok/special_tokens_map.json"
+expect_stdout "49406 320 2368 49407 0 0 0 0" "tokenize --pad auto, SD 2 folder" "$SA" tokenize -t "$D/sd2tok" --max-length 8 --pad auto --text "a cat"
+expect_stdout "49406 320 2368 49407 49407 49407 49407 49407" "tokenize --pad auto, SD 1 folder" "$SA" tokenize -t "$CL" --max-length 8 --pad auto --text "a cat"
+ok "run with the SD 2 tokenizer folder" "$SA" run $RUN --fold-vocab -t "$D/sd2tok" --manifest "$D/m.jsonl" --out "$D/t2"
+"$SA" inspect "$D/f" --id camera --maps >"$D/t1.json" && "$SA" inspect "$D/t2" --id camera --maps >"$D/t2.json"
+if [ "$(grep -o '"tokens":[^]]*' "$D/t1.json")" = "$(grep -o '"tokens":[^]]*' "$D/t2.json")" ] && ! cmp -s "$D/t1.json" "$D/t2.json"
+then pass; else fail "same tokens, other maps with zero padding"; fi
+
 finish

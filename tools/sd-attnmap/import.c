@@ -2,6 +2,7 @@
  * in it by any other tool) into .lvdm shards, joined to a manifest by image file name
  * (docs/attnmap.md "import"; the rules are lib/lavender/official_maps.h). */
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "text/clip_tok.h"
 
 #define ZLEVEL 3
+#define WARN_MAX 10 /* repeated warnings shown before they are only counted */
 
 static const char USAGE[] =
 	"sd-attnmap import --manifest data.jsonl --from OFFICIAL_DIR --tokenizer PATH --out maps/ [options]";
@@ -125,7 +127,7 @@ struct run {
 	struct lvd_clip_tok *clip;   /* full (untruncated) encodings for the cut keys */
 	struct lvd_tokens full;
 	struct stats cur, total;     /* the open shard's, this run's */
-	uint64_t warned;
+	atomic_uint_fast64_t warned;  /* "replaces" warnings so far (worker threads) */
 };
 
 static const char *base_name(const char *p)
@@ -220,8 +222,15 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	it->files = set.files;
 	it->ignored = set.ignored;
 	it->replaced = set.replaced;
-	if (set.replaced_path)
-		lvd_warn("'%s' replaces '%s' (same word)", set.replaced_by, set.replaced_path);
+	if (set.replaced_path) {
+		/* one line each for the first WARN_MAX; the summary counts them all */
+		uint64_t k = atomic_fetch_add(&rn->warned, 1);
+		if (k < WARN_MAX)
+			lvd_warn("'%s' replaces '%s' (same word)", set.replaced_by, set.replaced_path);
+		else if (k == WARN_MAX)
+			lvd_warn("more maps replace others of the same word; not shown, counted in the summary "
+				 "(replaced duplicates) and shards.jsonl (replaced_files)");
+	}
 	if (!(tok_map = lvd_alloc_array((size_t)it->in.tok.T, sizeof *tok_map))) {
 		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
 		lvd_shardrun_fail(base, NULL, &err);

@@ -51,6 +51,10 @@ int am_item_next(struct am_manifest *m, struct am_input *in, struct lvd_attnmap_
 /* CLIP tokenizer (BOS 49406, EOS 49407, padding to 77 with the tokenizer folder's pad
  * token: EOS for SD 1.x, "!" = 0 for SD 2.x; see tok.c). */
 struct am_tok;
+/* The pad id of the tokenizer at path (a folder, a checkpoint root holding tokenizer/,
+ * or a file in such a folder), as above; LVD_ERR_INVALID when its pad token is not in
+ * the folder's vocab.json. */
+int am_tok_pad_id(const char *path, int32_t *pad, struct lvd_error *err);
 int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err);
 /* Tokenizes text into *out (owned arrays; freed by am_text_free). Text with no token
  * is an error ("empty text"). More than 75 tokens are truncated (out->truncated). */
