@@ -165,4 +165,11 @@ ok "run with the SD 2 tokenizer folder" "$SA" run $RUN --fold-vocab -t "$D/sd2to
 if [ "$(grep -o '"tokens":[^]]*' "$D/t1.json")" = "$(grep -o '"tokens":[^]]*' "$D/t2.json")" ] && ! cmp -s "$D/t1.json" "$D/t2.json"
 then pass; else fail "same tokens, other maps with zero padding"; fi
 
+# ---- lvd-pack: a first run that wrote no shard does not pin pack.json ----
+"$LP" run --manifest "$D/twelve.jsonl" --images "$D/img" --model "$VLM" --maps "$D/f" --out "$D/pz" -q >/dev/null 2>&1
+[ -f "$D/pz/pack.json" ] && ! ls "$D/pz" | grep -q lvdp && pass || fail "all samples missing maps: no shard"
+ok "rerun with other options replaces pack.json" "$LP" run --manifest "$D/twelve.jsonl" --images "$D/img" --model "$VLM" \
+	--maps "$D/f" --out "$D/pz" -q --allow-missing-maps
+grep -qF '"allow_missing_maps": true' "$D/pz/pack.json" && pass || fail "pack.json of the rerun"
+
 finish

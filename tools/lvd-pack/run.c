@@ -606,13 +606,25 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/pack.json", o.out);
-	if (!access(path, F_OK)) {
+	char **done_names = NULL;
+	size_t n_done = 0;
+	struct lvd_error e2 = {0};
+	int no_shard = lp_list_ext(o.out, ".lvdp", &done_names, &n_done, &e2) == LVD_ERR_NOTFOUND;
+	for (size_t i = 0; i < n_done; i++)
+		free(done_names[i]);
+	free(done_names);
+	int exists = !access(path, F_OK);
+	if (exists && !no_shard) {
 		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
 			status = rc;
 			goto out;
 		}
-	} else if (write_pack_json(path, argc, argv, params, inputs, &o, NULL)) {
-		goto out;
+	} else {
+		/* a pack.json whose run left no shard is replaced, not checked against */
+		if (exists)
+			lvd_info("%s: replaced (the run that wrote it left no shard)", path);
+		if (write_pack_json(path, argc, argv, params, inputs, &o, NULL))
+			goto out;
 	}
 	struct lvd_manifest_opts mo = {0};
 	mo.id_from_image = o.id_from_image;
