@@ -27,8 +27,8 @@ manifest() {
 }
 
 report() { # name, stderr log
-	summary=$(grep 'summary:' "$2" | sed 's/^sd-attnmap: //')
-	timings=$(grep 'timings' "$2" | sed 's/^sd-attnmap: //')
+	summary=$(grep 'summary:' "$2" | sed -E 's/^sd-attnmap( run)?: //')
+	timings=$(grep 'timings' "$2" | sed -E 's/^sd-attnmap( run)?: //')
 	echo "attnmap $1 ($THREADS threads): $summary" | tee -a bench/out/attnmap.txt
 	echo "attnmap $1: $timings" | tee -a bench/out/attnmap.txt
 }

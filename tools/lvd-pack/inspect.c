@@ -5,16 +5,19 @@
 #include <string.h>
 
 #include "cmds.h"
+#include "maps.h"
 #include "common/cli.h"
 #include "core/log.h"
 #include "io/container.h"
+#include "io/fileutil.h"
 #include "io/safetensors.h"
 #include "lavender/packrec.h"
 #include "text/llama_tok.h"
 
-static const char USAGE[] = "lvd-pack inspect SHARD.lvdp [--id ID] [--model VLM_DIR] [--full]";
+static const char USAGE[] = "lvd-pack inspect SHARD.lvdp|pack/ [--id ID] [--model VLM_DIR] [--full]";
 static const char DESC[] =
-	"Prints one JSON object per sample on stdout: id, token and label counts, tiling, the\n"
+	"Prints one JSON object per sample on stdout (a folder stands for its *.lvdp shards in\n"
+	"name order; --header prints each shard's header before its records): id, token and label counts, tiling, the\n"
 	"matched words with their token positions, query rows and target statistics. With\n"
 	"--model (the VLM folder or a tokenizer file) the text is decoded and the matched\n"
 	"words are marked [[like this]]. --full adds the token ids, labels and target maps.";
@@ -186,49 +189,40 @@ static json_t *record_json(const struct lvd_packrec *r, const struct lvd_llama_t
 	return j;
 }
 
-int cmd_inspect(int argc, char **argv)
+/* Prints the records of the shard at path (only o->id's when set). Returns 0, 1 after
+ * printing an error, or 3 when --id is not in this shard. */
+static int inspect_shard(const char *path, const struct opts *o, const struct lvd_llama_tok *tok)
 {
-	struct opts o = {0};
-	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
-	if (rc)
-		return rc < 0 ? 0 : rc;
-	if (first + 1 != argc)
-		return lvd_cli_usage_error("expected one shard file");
 	struct lvd_error err = {0};
 	struct lvd_rec_reader *r = NULL;
-	struct lvd_llama_tok *tok = NULL;
 	int status = 1;
-	if (lvd_rec_open(&r, argv[first], LVD_REC_KIND_PACK, &err)) {
+	if (lvd_rec_open(&r, path, LVD_REC_KIND_PACK, &err)) {
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	if (o.model && lvd_llama_tok_load(&tok, o.model, LVD_LLAMA_SCHEME_MLLAMA, &err)) {
-		lvd_error_log("%s", err.msg);
-		goto out;
-	}
-	if (o.header)
-		printf("%s\n", lvd_rec_header(r, NULL));
 	size_t lo = 0, hi = lvd_rec_count(r);
-	if (o.id) {
-		if (lvd_rec_find(r, o.id, &lo, &err)) {
-			lvd_error_log("%s", err.msg);
-			goto out;
+	if (o->id) {
+		if (lvd_rec_find(r, o->id, &lo, &err)) {
+			lvd_rec_close(r);
+			return 3;
 		}
 		hi = lo + 1;
 	}
+	if (o->header)
+		printf("%s\n", lvd_rec_header(r, NULL));
 	for (size_t i = lo; i < hi; i++) {
 		void *buf = NULL;
 		size_t len = 0;
-		struct lvd_packrec rec;
+		struct lvd_packrec rec = {0};
 		char where[4200];
-		snprintf(where, sizeof where, "%s: record %zu", argv[first], i);
+		snprintf(where, sizeof where, "%s: record %zu", path, i);
 		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err)) {
 			lvd_error_log("%s", err.msg);
 			free(buf);
 			lvd_packrec_free(&rec);
 			goto out;
 		}
-		json_t *j = record_json(&rec, tok, o.full);
+		json_t *j = record_json(&rec, tok, o->full);
 		char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 		if (s)
 			printf("%s\n", s);
@@ -237,9 +231,55 @@ int cmd_inspect(int argc, char **argv)
 		free(buf);
 		lvd_packrec_free(&rec);
 	}
+	status = 0;
+out:
+	lvd_rec_close(r);
+	return status;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	lvd_log_set_prog("lvd-pack inspect"); /* messages and usage hints name the subcommand */
+	struct opts o = {0};
+	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	if (first + 1 != argc)
+		return lvd_cli_usage_error("expected one shard file or pack folder");
+	struct lvd_error err = {0};
+	struct lvd_llama_tok *tok = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	int status = 1, found = 0;
+	const char *arg = argv[first];
+	int dir = lvd_path_is_dir(arg);
+	if (dir && lp_list_ext(arg, ".lvdp", &names, &n, &err)) {
+		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	if (o.model && lvd_llama_tok_load(&tok, o.model, LVD_LLAMA_SCHEME_MLLAMA, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	for (size_t i = 0; i < (dir ? n : 1); i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", arg, dir ? names[i] : "");
+		rc = inspect_shard(dir ? path : arg, &o, tok);
+		if (rc == 1)
+			goto out;
+		found |= rc == 0;
+		if (o.id && rc == 0)
+			break;
+	}
+	if (o.id && !found) {
+		lvd_error_log("%s: no record with id '%s'", arg, o.id);
+		goto out;
+	}
 	status = fflush(stdout) ? 1 : 0;
 out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 	lvd_llama_tok_free(tok);
-	lvd_rec_close(r);
 	return status;
 }

@@ -4,6 +4,7 @@
 
 static const struct lvd_cli_cmd cmds[] = {
 	{"run", "pack manifest + maps + VLM tokenizer into training shards", cmd_run},
+	{"ls", "list the shards of pack folders: records, sizes, statistics", cmd_ls},
 	{"inspect", "print packed samples as JSON", cmd_inspect},
 	{"viz", "write PNGs of targets on the VLM canvas", cmd_viz},
 	{"tokenize", "print Llama-3 token ids for text lines", cmd_tokenize},

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "maps.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
@@ -26,6 +27,7 @@
 
 #define ZLEVEL 3
 #define HIST_BINS 17 /* words matched per sample: 0..15, 16+ */
+#define LP_MAX_MAPS 64 /* --maps folders */
 
 static const char USAGE[] =
 	"lvd-pack run --manifest data.jsonl --maps maps/ --model VLM_DIR --out pack/ [options]";
@@ -50,12 +52,12 @@ static const char DESC[] =
 enum {
 	O_MANIFEST, O_IMAGES, O_MAPS, O_MODEL, O_OUT, O_MAX_TOKENS, O_OVERLONG, O_LABELS, O_MATCH_IN, O_QUERY_AT,
 	O_STOPWORDS, O_GRID, O_KEEP_RAW, O_NO_EMBED, O_VERIFY, O_PROMPT, O_ALLOW_MISSING, O_SHARD,
-	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS,
+	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS, O_ID_FROM_IMAGE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
-	[O_MAPS] = {"maps", 0, "DIR", "sd-attnmap output folder with attn-*.lvdm (required)"},
+	[O_MAPS] = {"maps", 0, "DIR", "sd-attnmap output folder with attn-*.lvdm (required; repeat to join several)"},
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder: config.json, tokenizer.json|tokenizer.model (required)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, pack.json, errors.jsonl (required)"},
 	[O_MAX_TOKENS] = {"max-tokens", 0, "N", "longest sequence kept (default 4096)"},
@@ -72,19 +74,22 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_ALLOW_MISSING] = {"allow-missing-maps", 0, NULL, "pack samples without map records (no targets)"},
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
 	[O_SHARD_SIZE] = {"shard-size", 0, "N", "manifest samples per output shard (default 1000)"},
-	[O_THREADS] = {"threads", 't', "N", "worker threads (default: cores)"},
+	[O_THREADS] = {"threads", 0, "N", "worker threads (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default 64 per thread)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the time split (work vs write) at the end"},
+	[O_ID_FROM_IMAGE] = {"id-from-image", 0, NULL, "a sample without \"id\" takes its image path as id (as in sd-attnmap)"},
 	{0},
 };
 
 struct opts {
-	const char *manifest, *images, *maps, *model, *out, *stopwords;
+	const char *manifest, *images, *model, *out, *stopwords;
+	const char *maps[LP_MAX_MAPS];
+	int n_maps;
 	struct lvd_pack_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_size;
-	int threads, batch, keep_going, timings;
+	int threads, batch, keep_going, timings, id_from_image;
 };
 
 static int on_opt(int key, const char *arg, void *ctx)
@@ -94,13 +99,16 @@ static int on_opt(int key, const char *arg, void *ctx)
 	uint64_t v;
 	if (key == 'o') key = 256 + O_OUT;
 	if (key == 'g') key = 256 + O_GRID;
-	if (key == 't') key = 256 + O_THREADS;
 	if (key == 'b') key = 256 + O_BATCH;
 	if (key == 'k') key = 256 + O_KEEP_GOING;
 	switch (key - 256) {
 	case O_MANIFEST: o->manifest = arg; return 0;
 	case O_IMAGES: o->images = arg; return 0;
-	case O_MAPS: o->maps = arg; return 0;
+	case O_MAPS:
+		if (o->n_maps == LP_MAX_MAPS)
+			return lvd_cli_usage_error("--maps: more than %d folders", LP_MAX_MAPS);
+		o->maps[o->n_maps++] = arg;
+		return 0;
 	case O_MODEL: o->model = arg; return 0;
 	case O_OUT: o->out = arg; return 0;
 	case O_STOPWORDS: o->stopwords = arg; return 0;
@@ -111,6 +119,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_ALLOW_MISSING: o->p.allow_missing_maps = 1; return 0;
 	case O_KEEP_GOING: o->keep_going = 1; return 0;
 	case O_TIMINGS: o->timings = 1; return 0;
+	case O_ID_FROM_IMAGE: o->id_from_image = 1; return 0;
 	case O_MAX_TOKENS:
 		if (lvd_parse_u64(arg, 16, LVD_PACKREC_MAX_TOKENS, &v, "--max-tokens", &err))
 			return lvd_cli_usage_error("%s", err.msg);
@@ -156,96 +165,6 @@ static int on_opt(int key, const char *arg, void *ctx)
 
 /* ---- inputs: model, maps ------------------------------------------------------------ */
 
-struct maps_set {
-	struct lvd_rec_reader **r;
-	size_t n;
-};
-
-static void maps_close(struct maps_set *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		lvd_rec_close(m->r[i]);
-	free(m->r);
-	memset(m, 0, sizeof *m);
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Opens every *.lvdm in dir (sorted by name); *fp = JSON list of {file, header_sha256,
- * records} for provenance. */
-static int maps_open(struct maps_set *m, const char *dir, json_t *fp, struct lvd_error *err)
-{
-	memset(m, 0, sizeof *m);
-	DIR *d = opendir(dir);
-	if (!d)
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot open --maps folder '%s'", dir);
-	char **names = NULL;
-	size_t nn = 0, cap = 0;
-	struct dirent *e;
-	int rc = LVD_OK;
-	while ((e = readdir(d))) {
-		size_t l = strlen(e->d_name);
-		if (l < 6 || strcmp(e->d_name + l - 5, ".lvdm"))
-			continue;
-		if (nn == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **nv = lvd_realloc_array(names, cap, sizeof *nv);
-			if (!nv) { rc = LVD_ERR_NOMEM; break; }
-			names = nv;
-		}
-		if (!(names[nn] = lvd_strdup(e->d_name))) { rc = LVD_ERR_NOMEM; break; }
-		nn++;
-	}
-	closedir(d);
-	if (rc) {
-		lvd_error_set(err, rc, "out of memory listing '%s'", dir);
-		goto out;
-	}
-	if (!nn) {
-		rc = lvd_error_set(err, LVD_ERR_NOTFOUND, "no .lvdm shards in --maps folder '%s'", dir);
-		goto out;
-	}
-	qsort(names, nn, sizeof *names, cmp_name);
-	if (!(m->r = lvd_calloc_array(nn, sizeof *m->r))) {
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < nn; i++) {
-		char path[4096];
-		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-		if ((rc = lvd_rec_open(&m->r[m->n], path, LVD_REC_KIND_MAPS, err)))
-			goto out;
-		m->n++;
-		size_t hl;
-		const char *h = lvd_rec_header(m->r[i], &hl);
-		unsigned char dg[LVD_SHA256_LEN];
-		char hex[LVD_SHA256_HEX_LEN];
-		lvd_sha256(h, hl, dg);
-		lvd_sha256_hex(dg, hex);
-		json_array_append_new(fp, json_pack("{s:s, s:s, s:I}", "file", names[i], "header_sha256", hex, "records",
-						    (json_int_t)lvd_rec_count(m->r[i])));
-	}
-out:
-	for (size_t i = 0; i < nn; i++)
-		free(names[i]);
-	free(names);
-	if (rc)
-		maps_close(m);
-	return rc;
-}
-
-/* First shard holding id: reader index and record index, or -1. */
-static long maps_find(const struct maps_set *m, const char *id, size_t *rec)
-{
-	for (size_t i = 0; i < m->n; i++)
-		if (lvd_rec_find(m->r[i], id, rec, NULL) == LVD_OK)
-			return (long)i;
-	return -1;
-}
-
 static int hash_file(const char *path, json_t *obj, const char *key, struct lvd_error *err)
 {
 	unsigned char d[LVD_SHA256_LEN];
@@ -265,6 +184,15 @@ static int model_load(const char *dir, struct lvd_geom_cfg *g, char *tok_path, s
 {
 	char path[4096];
 	const char *files[2] = {"config.json", "preprocessor_config.json"};
+	struct stat st;
+	if (stat(dir, &st))
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open --model '%s'", dir);
+	if (!S_ISDIR(st.st_mode))
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "--model '%s' is a file: --model takes the VLM folder (config.json and "
+				     "tokenizer.json or tokenizer.model), e.g. --model %.*s",
+				     dir, strrchr(dir, '/') ? (int)(strrchr(dir, '/') - dir) : 1,
+				     strrchr(dir, '/') ? dir : ".");
 	lvd_geom_cfg_default(g);
 	for (int k = 0; k < 2; k++) {
 		snprintf(path, sizeof path, "%s/%s", dir, files[k]);
@@ -344,7 +272,7 @@ struct run {
 	const char *root;          /* image root */
 	struct lvd_manifest *man;
 	uint64_t index;            /* manifest samples read (bad lines included) */
-	const struct maps_set *maps;
+	const struct lp_maps *maps;
 	struct worker *wk;
 	struct stats cur, total, prev;   /* the open shard's, this run's, the kept shards' */
 };
@@ -400,9 +328,10 @@ static void work_one(struct run *rn, struct worker *wk, struct item *it)
 	int have_maps = 0;
 	char *ib = NULL;
 	size_t rec;
-	long sh = maps_find(rn->maps, it->s.id, &rec);
+	long sh = lp_maps_find(rn->maps, it->s.id, &rec);
 	if (sh < 0 && !rn->o->p.allow_missing_maps) {
-		lvd_error_set(&err, LVD_ERR_NOTFOUND, "no map record for id '%s' in %s", it->s.id, rn->o->maps);
+		lvd_error_set(&err, LVD_ERR_NOTFOUND, "no map record for id '%s' in %s%s", it->s.id, rn->o->maps[0],
+			      rn->o->n_maps > 1 ? " or the other --maps folders" : "");
 		lvd_shardrun_fail(&it->base, "missing_maps", &err);
 		return;
 	}
@@ -415,6 +344,19 @@ static void work_one(struct run *rn, struct worker *wk, struct item *it)
 			goto out;
 		}
 		have_maps = 1;
+		/* the maps were made for the SD text of stage 1: an edited caption makes them stale */
+		char *now = NULL;
+		struct lvd_error e2 = {0};
+		if (!lvd_sample_sd_text(&it->s, rn->maps->text_field[sh], &now, &e2) && strcmp(now, mr.text)) {
+			lvd_error_set(&err, LVD_ERR_INVALID,
+				      "%s: the map record of '%s' was made for the text \"%.200s\", the manifest now gives "
+				      "\"%.200s\": rerun sd-attnmap for edited captions",
+				      where, it->s.id, mr.text, now);
+			free(now);
+			lvd_shardrun_fail(&it->base, "stale_maps", &err);
+			goto out;
+		}
+		free(now);
 	}
 	if (lvd_file_read_all(it->image_path, LVD_PACKREC_MAX_IMAGE, &ib, &img_len, &err)) {
 		lvd_shardrun_fail(&it->base, "image", &err);
@@ -446,6 +388,29 @@ static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 	lvd_sample_clear(&it->s);
 	free(it->image_path);
 	it->image_path = NULL;
+}
+
+/* Samples in the manifest, for the progress line's total and ETA (one parsing pass; bad
+ * lines count: they are samples that will be skipped). 0 = unknown. */
+static uint64_t count_fn(void *ctx)
+{
+	struct run *rn = ctx;
+	struct lvd_manifest_opts mo = {0};
+	mo.id_from_image = rn->o->id_from_image;
+	struct lvd_manifest *m = NULL;
+	struct lvd_sample s = {0};
+	struct lvd_error err = {0};
+	uint64_t n = 0;
+	if (lvd_manifest_open(&m, rn->o->manifest, &mo, &err))
+		return 0;
+	for (int r; (r = lvd_manifest_next(m, &s, &err)) != LVD_MANIFEST_EOF; n++)
+		if (r == LVD_ERR_IO || r == LVD_ERR_NOMEM) {
+			n = 0;
+			break;
+		}
+	lvd_sample_clear(&s);
+	lvd_manifest_close(m);
+	return n;
 }
 
 static void stats_item(struct stats *s, const struct item *it)
@@ -504,7 +469,7 @@ static json_t *params_json(const struct opts *o)
 {
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i}",
+	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i, s:b}",
 			 "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size, "max_tiles",
 			 o->p.geom.max_tiles, "grid", o->p.grid, "labels", lvd_pack_labels_name(o->p.labels),
 			 "match_in", o->p.match_all ? "all" : "answer",
@@ -512,7 +477,8 @@ static json_t *params_json(const struct opts *o)
 			 "embed_images", o->p.embed_images, "verify_images", o->p.verify_images, "max_tokens",
 			 (int)o->p.max_tokens, "overlong", o->p.overlong_truncate ? "truncate" : "drop",
 			 "allow_missing_maps", o->p.allow_missing_maps, "prompt", o->p.prompt, "shard", shard,
-			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL);
+			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL, "id_from_image",
+			 o->id_from_image);
 }
 
 static int write_pack_json(const char *path, int argc, char **argv, const json_t *params, const json_t *inputs,
@@ -520,9 +486,12 @@ static int write_pack_json(const char *path, int argc, char **argv, const json_t
 {
 	struct lvd_error err = {0};
 	json_t *args = lvd_run_argv_json(argc, argv);
-	json_t *j = json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:s, s:s, s:s?}", "tool", "lvd-pack", "version",
+	json_t *maps = o->n_maps == 1 ? json_string(o->maps[0]) : json_array();
+	for (int i = 0; o->n_maps > 1 && i < o->n_maps; i++)
+		json_array_append_new(maps, json_string(o->maps[i]));
+	json_t *j = json_pack("{s:s, s:s, s:o, s:O, s:O, s:s, s:o, s:s, s:s?}", "tool", "lvd-pack", "version",
 			      LVD_VERSION, "argv", args, "params", params, "inputs", inputs, "manifest", o->manifest,
-			      "maps", o->maps, "model", o->model, "images", o->images);
+			      "maps", maps, "model", o->model, "images", o->images);
 	if (j && st) {
 		json_t *sj = stats_json(st);
 		double n = st->samples ? (double)st->samples : 1.0;
@@ -542,6 +511,7 @@ static int write_pack_json(const char *path, int argc, char **argv, const json_t
 
 int cmd_run(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack run"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.p.embed_images = 1;
 	o.p.max_tokens = 4096;
@@ -554,7 +524,7 @@ int cmd_run(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if (first < argc)
 		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
-	if (!o.manifest || !o.maps || !o.model || !o.out)
+	if (!o.manifest || !o.n_maps || !o.model || !o.out)
 		return lvd_cli_usage_error("--manifest, --maps, --model and --out are required");
 	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
@@ -573,7 +543,7 @@ int cmd_run(int argc, char **argv)
 
 	struct lvd_error err = {0};
 	struct lvd_stopwords stop = {0};
-	struct maps_set maps = {0};
+	struct lp_maps maps = {0};
 	struct worker *wk = NULL;
 	struct run rn = {.o = &o, .root = root, .maps = &maps};
 	json_t *params = NULL, *inputs = json_object(), *model_fp = json_object(), *maps_fp = json_array();
@@ -598,7 +568,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	if (model_load(o.model, &o.p.geom, tok_path, sizeof tok_path, model_fp, &err) ||
-	    maps_open(&maps, o.maps, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
+	    lp_maps_open(&maps, o.maps, o.n_maps, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
@@ -636,15 +606,29 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/pack.json", o.out);
-	if (!access(path, F_OK)) {
+	char **done_names = NULL;
+	size_t n_done = 0;
+	struct lvd_error e2 = {0};
+	int no_shard = lp_list_ext(o.out, ".lvdp", &done_names, &n_done, &e2) == LVD_ERR_NOTFOUND;
+	for (size_t i = 0; i < n_done; i++)
+		free(done_names[i]);
+	free(done_names);
+	int exists = !access(path, F_OK);
+	if (exists && !no_shard) {
 		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
 			status = rc;
 			goto out;
 		}
-	} else if (write_pack_json(path, argc, argv, params, inputs, &o, NULL)) {
-		goto out;
+	} else {
+		/* a pack.json whose run left no shard is replaced, not checked against */
+		if (exists)
+			lvd_info("%s: replaced (the run that wrote it left no shard)", path);
+		if (write_pack_json(path, argc, argv, params, inputs, &o, NULL))
+			goto out;
 	}
-	if (lvd_manifest_open(&rn.man, o.manifest, NULL, &err)) {
+	struct lvd_manifest_opts mo = {0};
+	mo.id_from_image = o.id_from_image;
+	if (lvd_manifest_open(&rn.man, o.manifest, &mo, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
@@ -655,7 +639,7 @@ int cmd_run(int argc, char **argv)
 		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_samples = o.shard_size, .threads = o.threads,
 		.batch = o.batch, .item_size = sizeof(struct item), .unit = "samples", .duplicate_kind = "manifest",
 		.ctx = &rn, .next = next_fn, .work = work_fn, .account = account_fn, .release = release_fn,
-		.shard_stats = shard_stats_fn, .keep_shard = keep_shard_fn,
+		.shard_stats = shard_stats_fn, .keep_shard = keep_shard_fn, .count = count_fn,
 	};
 	struct lvd_shardrun_result res;
 	if (lvd_shardrun(&cfg, &res))
@@ -689,7 +673,7 @@ out:
 		lvd_pack_chat_free(&wk[t].chat);
 	}
 	free(wk);
-	maps_close(&maps);
+	lp_maps_close(&maps);
 	lvd_stopwords_free(&stop);
 	json_decref(params);
 	json_decref(inputs);

@@ -109,6 +109,7 @@ static json_int_t llama_word(void *ctx, const struct lvd_tokens *t, size_t i)
 
 int cmd_tokenize(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack tokenize"); /* messages and usage hints name the subcommand */
 	struct args a = {0};
 	a.flags = LVD_LLAMA_BOS;
 	int first;
@@ -125,6 +126,13 @@ int cmd_tokenize(int argc, char **argv)
 	struct lvd_llama_tok *tok;
 	if (lvd_llama_tok_load(&tok, a.tokenizer, a.scheme, &err)) {
 		lvd_error_log("%s", err.msg);
+		return 1;
+	}
+	if ((a.flags & LVD_LLAMA_BOS) && lvd_llama_special_id(tok, "<|begin_of_text|>") < 0) {
+		/* the tokenizer's fault, not the first input line's */
+		lvd_error_log("%s: the tokenizer has no <|begin_of_text|> (not a Llama 3 tokenizer?)", a.tokenizer);
+		fprintf(stderr, "hint: --no-bos tokenizes without it\n");
+		lvd_llama_tok_free(tok);
 		return 1;
 	}
 	struct llama_ctx c = {tok, a.flags, {0}};

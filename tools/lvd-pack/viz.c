@@ -130,6 +130,7 @@ out:
 
 int cmd_viz(int argc, char **argv)
 {
+	lvd_log_set_prog("lvd-pack viz"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.limit = 16;
 	o.cell = 8;
@@ -157,25 +158,30 @@ int cmd_viz(int argc, char **argv)
 	}
 	if (hi - lo > o.limit)
 		hi = lo + o.limit;
+	size_t failed = 0;
 	for (size_t i = lo; i < hi; i++) {
 		void *buf = NULL;
 		size_t len = 0;
-		struct lvd_packrec rec;
+		struct lvd_packrec rec = {0};
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu", argv[first], i);
-		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err) ||
-		    viz_record(&rec, &o, &err)) {
+		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err)) {
 			lvd_error_log("%s", err.msg);
-			free(buf);
-			lvd_packrec_free(&rec);
-			goto out;
+			failed++;
+		} else if (viz_record(&rec, &o, &err)) {
+			/* a corrupt or missing image: name the shard and sample, go on with the rest */
+			lvd_error_log("%s '%s': %s", where, rec.id, err.msg);
+			failed++;
+		} else {
+			files += rec.W;
 		}
-		files += rec.W;
 		free(buf);
 		lvd_packrec_free(&rec);
 	}
 	lvd_info("wrote %zu PNG(s) to %s", files, o.out);
-	status = 0;
+	if (failed)
+		lvd_error_log("%zu sample(s) not drawn (named above)", failed);
+	status = failed ? 1 : 0;
 out:
 	lvd_rec_close(r);
 	return status;

@@ -1,9 +1,10 @@
-/* Subcommands of this tool; each lives in its own file (run.c, import.c, export.c, inspect.c, viz.c, tokenize.c). */
+/* Subcommands of this tool; each lives in its own file (run.c, import.c, export.c, ls.c, inspect.c, viz.c, tokenize.c). */
 #ifndef LVD_TOOL_CMDS_H
 #define LVD_TOOL_CMDS_H
 int cmd_run(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_viz(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

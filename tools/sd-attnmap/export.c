@@ -186,6 +186,7 @@ static int export_one(const struct opts *o, const struct lvd_mapsrec *r, struct 
 
 int cmd_export(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap export"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.size = 32;
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);

@@ -2,6 +2,7 @@
  * in it by any other tool) into .lvdm shards, joined to a manifest by image file name
  * (docs/attnmap.md "import"; the rules are lib/lavender/official_maps.h). */
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,11 @@
 #include "io/image.h"
 #include "lavender/official_maps.h"
 #include "runctx.h"
+#include "shards.h"
 #include "text/clip_tok.h"
 
 #define ZLEVEL 3
+#define WARN_MAX 10 /* repeated warnings shown before they are only counted */
 
 static const char USAGE[] =
 	"sd-attnmap import --manifest data.jsonl --from OFFICIAL_DIR --tokenizer PATH --out maps/ [options]";
@@ -44,27 +47,28 @@ static const char DESC[] =
 
 enum {
 	O_MANIFEST, O_IMAGES, O_FROM, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_SKIP_UNKNOWN, O_SHARD, O_SHARD_BYTES,
-	O_THREADS, O_BATCH, O_KEEP_GOING,
+	O_THREADS, O_BATCH, O_KEEP_GOING, O_ID_FROM_IMAGE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_FROM] = {"from", 0, "DIR", "root of the official layout: DIR/<image file name>/lpm_attention/ (required)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
-	[O_TOKENIZER] = {"tokenizer", 0, "PATH", "CLIP tokenizer folder or vocab, as for run (required)"},
-	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all (default: caption, else assistant)"},
+	[O_TOKENIZER] = {"tokenizer", 't', "PATH", "CLIP tokenizer folder or vocab, as for run (required)"},
+	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all|auto (default auto: caption, else assistant)"},
 	[O_SKIP_UNKNOWN] = {"skip-unknown", 0, NULL, "ignore maps of words not in the SD text (default: the sample fails)"},
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
-	[O_THREADS] = {"threads", 't', "N", "worker threads reading maps and images (default: cores)"},
+	[O_THREADS] = {"threads", 0, "N", "worker threads reading maps and images (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default: threads)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
+	[O_ID_FROM_IMAGE] = {"id-from-image", 0, NULL, "a sample without \"id\" takes its image path as id"},
 	{0},
 };
 
 struct opts {
 	const char *manifest, *images, *from, *out, *tokenizer;
-	int text_field, skip_unknown;
+	int text_field, skip_unknown, id_from_image;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_bytes;
 	int threads, batch, keep_going;
@@ -75,7 +79,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	struct opts *o = ctx;
 	switch (key) {
 	case 'o': o->out = arg; return 0;
-	case 't': key = 256 + O_THREADS; break;
+	case 't': key = 256 + O_TOKENIZER; break;
 	case 'b': key = 256 + O_BATCH; break;
 	case 'k': key = 256 + O_KEEP_GOING; break;
 	}
@@ -87,7 +91,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_TOKENIZER: o->tokenizer = arg; return 0;
 	case O_TEXT_FIELD:
 		if ((o->text_field = am_text_field_parse(arg)) < 0)
-			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant or all", arg);
+			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant, all or auto", arg);
 		return 0;
 	case O_SKIP_UNKNOWN: o->skip_unknown = 1; return 0;
 	case O_SHARD: return lvd_cli_shard(arg, "--shard", &o->shard_i, &o->shard_n);
@@ -95,6 +99,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_THREADS: return lvd_cli_int(arg, 0, 1024, "--threads", &o->threads);
 	case O_BATCH: return lvd_cli_int(arg, 1, 65536, "--batch", &o->batch);
 	case O_KEEP_GOING: o->keep_going = 1; return 0;
+	case O_ID_FROM_IMAGE: o->id_from_image = 1; return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -122,7 +127,7 @@ struct run {
 	struct lvd_clip_tok *clip;   /* full (untruncated) encodings for the cut keys */
 	struct lvd_tokens full;
 	struct stats cur, total;     /* the open shard's, this run's */
-	uint64_t warned;
+	atomic_uint_fast64_t warned;  /* "replaces" warnings so far (worker threads) */
 };
 
 static const char *base_name(const char *p)
@@ -217,8 +222,15 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	it->files = set.files;
 	it->ignored = set.ignored;
 	it->replaced = set.replaced;
-	if (set.replaced_path)
-		lvd_warn("'%s' replaces '%s' (same word)", set.replaced_by, set.replaced_path);
+	if (set.replaced_path) {
+		/* one line each for the first WARN_MAX; the summary counts them all */
+		uint64_t k = atomic_fetch_add(&rn->warned, 1);
+		if (k < WARN_MAX)
+			lvd_warn("'%s' replaces '%s' (same word)", set.replaced_by, set.replaced_path);
+		else if (k == WARN_MAX)
+			lvd_warn("more maps replace others of the same word; not shown, counted in the summary "
+				 "(replaced duplicates) and shards.jsonl (replaced_files)");
+	}
 	if (!(tok_map = lvd_alloc_array((size_t)it->in.tok.T, sizeof *tok_map))) {
 		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
 		lvd_shardrun_fail(base, NULL, &err);
@@ -303,9 +315,10 @@ static json_t *params_json(const struct opts *o)
 {
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:i}", "source", "official-layout", "text_field",
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:i, s:b}", "source", "official-layout", "text_field",
 			 am_text_field_name(o->text_field), "skip_unknown", o->skip_unknown, "shard", shard,
-			 "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL);
+			 "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL, "id_from_image",
+			 o->id_from_image);
 }
 
 static int inputs_json(const struct opts *o, json_t **out, struct lvd_error *err)
@@ -325,6 +338,7 @@ static int inputs_json(const struct opts *o, json_t **out, struct lvd_error *err
 
 int cmd_import(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap import"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.shard_n = 1;
 	o.shard_bytes = (uint64_t)1 << 30;
@@ -350,7 +364,7 @@ int cmd_import(int argc, char **argv)
 		lvd_error_log("cannot open --from folder '%s'", o.from);
 		goto out;
 	}
-	if (am_manifest_open(&rn.man, o.manifest, o.images, o.text_field, &err) ||
+	if (am_manifest_open(&rn.man, o.manifest, o.images, o.text_field, o.id_from_image, &err) ||
 	    am_tok_open(&rn.tok, o.tokenizer, &err) || lvd_clip_tok_load(&rn.clip, o.tokenizer, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
@@ -371,7 +385,7 @@ int cmd_import(int argc, char **argv)
 					lvd_run_argv_json(argc, argv), "params", params, "inputs", inputs, "options",
 					opts_all, "from", o.from, "manifest", o.manifest, "images", o.images, "tokenizer",
 					o.tokenizer);
-		if ((rc = lvd_run_open_out(o.out, run, params, inputs))) {
+		if ((rc = am_open_out(o.out, run, params, inputs))) {
 			status = rc;
 			goto out;
 		}

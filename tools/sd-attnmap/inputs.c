@@ -65,8 +65,10 @@ static char *dir_of(const char *path)
 }
 
 int am_manifest_open(struct am_manifest **out, const char *path, const char *images, int field,
-		     struct lvd_error *err)
+		     int id_from_image, struct lvd_error *err)
 {
+	struct lvd_manifest_opts mo = {0};
+	mo.id_from_image = id_from_image;
 	struct am_manifest *m = calloc(1, sizeof *m);
 	if (!m)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "manifest");
@@ -74,7 +76,7 @@ int am_manifest_open(struct am_manifest **out, const char *path, const char *ima
 	m->root = images ? lvd_strdup(images) : dir_of(path);
 	int rc;
 	/* count the samples once (bad lines count: they are samples that will be skipped) */
-	if ((rc = lvd_manifest_open(&m->m, path, NULL, err)))
+	if ((rc = lvd_manifest_open(&m->m, path, &mo, err)))
 		goto fail;
 	for (;;) {
 		rc = lvd_manifest_next(m->m, &m->s, err);
@@ -86,7 +88,7 @@ int am_manifest_open(struct am_manifest **out, const char *path, const char *ima
 	}
 	lvd_manifest_close(m->m);
 	lvd_sample_clear(&m->s);
-	if ((rc = lvd_manifest_open(&m->m, path, NULL, err)))
+	if ((rc = lvd_manifest_open(&m->m, path, &mo, err)))
 		goto fail;
 	*out = m;
 	return 0;
@@ -221,6 +223,23 @@ static const char *base_name(const char *p)
 	return s && s[1] ? s + 1 : p;
 }
 
+/* o[key] = sha256 of dir/rel when that file exists. */
+static int hash_if_present(const char *dir, const char *rel, const char *key, json_t *o, struct lvd_error *err)
+{
+	char p[4200];
+	unsigned char d[LVD_SHA256_LEN];
+	char hex[LVD_SHA256_HEX_LEN];
+	snprintf(p, sizeof p, "%s/%s", dir, rel);
+	if (access(p, F_OK))
+		return 0;
+	int rc = lvd_sha256_file(p, d, err);
+	if (!rc) {
+		lvd_sha256_hex(d, hex);
+		json_object_set_new(o, key, json_string(hex));
+	}
+	return rc;
+}
+
 int am_hash_sd_headers(const char *sd_path, json_t **out, struct lvd_error *err)
 {
 	json_t *o = json_object();
@@ -234,6 +253,11 @@ int am_hash_sd_headers(const char *sd_path, json_t **out, struct lvd_error *err)
 		const char *subs[3] = {"text_encoder", "unet", "vae"};
 		for (int i = 0; i < 3 && !rc; i++)
 			rc = hash_folder(sd_path, subs[i], o, err);
+		/* the configs the loader and the schedule read: editing one changes results */
+		const char *cfgs[5] = {"model_index.json", "text_encoder/config.json", "unet/config.json",
+				       "vae/config.json", "scheduler/scheduler_config.json"};
+		for (int i = 0; i < 5 && !rc; i++)
+			rc = hash_if_present(sd_path, cfgs[i], cfgs[i], o, err);
 	} else {
 		char hex[LVD_SHA256_HEX_LEN];
 		if (!(rc = hash_st_header(sd_path, hex, err)))
@@ -259,20 +283,24 @@ int am_hash_tokenizer(const char *path, json_t **out, struct lvd_error *err)
 	if (stat(path, &st))
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	else if (S_ISDIR(st.st_mode)) {
-		const char *files[4] = {"vocab.json", "merges.txt", "tokenizer.json", "bpe_simple_vocab_16e6.txt.gz"};
-		for (int i = 0; i < 4 && !rc; i++) {
-			char p[4200];
-			snprintf(p, sizeof p, "%s/%s", path, files[i]);
-			if (access(p, F_OK))
-				continue;
-			if (!(rc = lvd_sha256_file(p, d, err))) {
-				lvd_sha256_hex(d, hex);
-				json_object_set_new(o, files[i], json_string(hex));
-			}
-		}
+		/* the vocabulary, and the configs that give the pad token (tok.c) */
+		const char *files[6] = {"vocab.json", "merges.txt", "tokenizer.json", "bpe_simple_vocab_16e6.txt.gz",
+					"special_tokens_map.json", "tokenizer_config.json"};
+		for (int i = 0; i < 6 && !rc; i++)
+			rc = hash_if_present(path, files[i], files[i], o, err);
 	} else if (!(rc = lvd_sha256_file(path, d, err))) {
 		lvd_sha256_hex(d, hex);
 		json_object_set_new(o, base_name(path), json_string(hex));
+		/* a file in a tokenizer folder: that folder's pad-token configs count too */
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", path);
+		char *sl = strrchr(dir, '/');
+		if (sl)
+			*sl = 0;
+		else
+			snprintf(dir, sizeof dir, ".");
+		if (!(rc = hash_if_present(dir, "special_tokens_map.json", "special_tokens_map.json", o, err)))
+			rc = hash_if_present(dir, "tokenizer_config.json", "tokenizer_config.json", o, err);
 	}
 	if (rc) {
 		json_decref(o);

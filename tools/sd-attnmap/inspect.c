@@ -141,6 +141,7 @@ static int inspect_shard(const char *path, const struct opts *o, int *found)
 
 int cmd_inspect(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap inspect"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
 	if (rc)

@@ -1,5 +1,6 @@
 /* sd-attnmap run — per-token SD cross-attention maps for a manifest, written as
  * resumable .lvdm shards (docs/attnmap.md). */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include "io/fileutil.h"
 #include "lavender/attnmap.h"
 #include "runctx.h"
+#include "shards.h"
+#include "text/clip_tok.h"
 #include "lavender/attnmap_sample.h"
 
 #define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
@@ -38,15 +41,15 @@ static const char DESC[] =
 enum {
 	O_SD, O_MANIFEST, O_IMAGES, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_RESOLUTION, O_GRID, O_LAYERS,
 	O_TIMESTEPS, O_DRAWS, O_SEED, O_MIN_SIDE, O_SHARD, O_SHARD_BYTES, O_THREADS, O_BATCH, O_DEVICE,
-	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_METHOD, O_STEPS, O_GUIDANCE,
+	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_ID_FROM_IMAGE, O_METHOD, O_STEPS, O_GUIDANCE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
-	[O_TOKENIZER] = {"tokenizer", 0, "PATH", "CLIP tokenizer folder or vocab (default: SD_PATH/tokenizer)"},
-	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all (default: caption, else assistant)"},
+	[O_TOKENIZER] = {"tokenizer", 't', "PATH", "CLIP tokenizer folder or vocab (default: SD_PATH/tokenizer)"},
+	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all|auto (default auto: caption, else assistant)"},
 	[O_RESOLUTION] = {"resolution", 'r', "N", "longer side of the SD input, multiple of 64 (default 512)"},
 	[O_GRID] = {"grid", 'g', "N", "longer side of the output grid (default: latent grid / 2)"},
 	[O_LAYERS] = {"layers", 0, "LIST", "attn2 layer sides at a square input (default R/32,R/16: 16,32 at 512)"},
@@ -56,12 +59,13 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_MIN_SIDE] = {"min-side", 0, "N", "skip images with a side below N pixels (default 64)"},
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
-	[O_THREADS] = {"threads", 't', "N", "worker threads, one sample each (default: cores)"},
+	[O_THREADS] = {"threads", 0, "N", "worker threads, one sample each (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads)"},
-	[O_DEVICE] = {"device", 0, "DEV", "compute device: cpu (default; CUDA comes later)"},
+	[O_DEVICE] = {"device", 0, "DEV", "compute device: cpu, the only one of run in any build (default)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
 	[O_FOLD_VOCAB] = {"fold-vocab", 0, NULL, "feed id mod vocab to a smaller text encoder (tiny test models)"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the per-stage time split at the end"},
+	[O_ID_FROM_IMAGE] = {"id-from-image", 0, NULL, "a sample without \"id\" takes its image path as id"},
 	[O_METHOD] = {"method", 0, "M", "noise (default: --timesteps x --noise-draws noised passes) | inversion "
 					"(DDIM inversion, then guided regeneration with the maps averaged over its steps)"},
 	[O_STEPS] = {"steps", 0, "N", "--method inversion: DDIM steps, 1..64 (default 50)"},
@@ -77,7 +81,7 @@ struct opts {
 	struct lvd_attnmap_params p;
 	uint32_t shard_i, shard_n;
 	uint64_t shard_bytes;
-	int threads, batch, keep_going, timings;
+	int threads, batch, keep_going, timings, id_from_image;
 };
 
 static int parse_list(const char *s, int *out, int max, int lo, int hi, int *n, const char *what)
@@ -117,10 +121,17 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_LAYERS: o->layers_str = arg; return 0;
 	case O_TEXT_FIELD:
 		if ((o->text_field = am_text_field_parse(arg)) < 0)
-			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant or all", arg);
+			return lvd_cli_usage_error("--text-field: '%s' is not caption, assistant, all or auto", arg);
 		return 0;
 	case O_TIMESTEPS:
-		return parse_list(arg, o->p.timesteps, LVD_ATTNMAP_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps");
+		if (parse_list(arg, o->p.timesteps, LVD_ATTNMAP_MAX_TIMESTEPS, 0, 999, &o->p.n_timesteps, "--timesteps"))
+			return 2;
+		for (int i = 0; i < o->p.n_timesteps; i++)
+			for (int j = 0; j < i; j++)
+				if (o->p.timesteps[i] == o->p.timesteps[j])
+					return lvd_cli_usage_error("--timesteps: %d given twice (use --noise-draws for "
+								   "more samples of one timestep)", o->p.timesteps[i]);
+		return 0;
 	case O_DRAWS:
 		return lvd_cli_int(arg, 1, 1024, "--noise-draws", &o->p.draws);
 	case O_METHOD:
@@ -157,6 +168,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_KEEP_GOING: o->keep_going = 1; return 0;
 	case O_FOLD_VOCAB: o->p.fold_vocab = 1; return 0;
 	case O_TIMINGS: o->timings = 1; return 0;
+	case O_ID_FROM_IMAGE: o->id_from_image = 1; return 0;
 	}
 	if (key == 'o') { o->out = arg; return 0; }
 	if (key == 'r') {
@@ -168,7 +180,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	}
 	if (key == 'g') return on_opt(256 + O_GRID, arg, ctx);
-	if (key == 't') return on_opt(256 + O_THREADS, arg, ctx);
+	if (key == 't') return on_opt(256 + O_TOKENIZER, arg, ctx);
 	if (key == 'b') return on_opt(256 + O_BATCH, arg, ctx);
 	if (key == 'k') return on_opt(256 + O_KEEP_GOING, arg, ctx);
 	(void)n;
@@ -188,11 +200,12 @@ static json_t *params_json(const struct opts *o)
 		json_array_append_new(ts, json_integer(o->p.timesteps[i]));
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	json_t *p = json_pack("{s:i, s:i, s:s, s:o, s:i, s:I, s:i, s:b, s:s, s:s, s:I, s:i}",
+	json_t *p = json_pack("{s:i, s:i, s:s, s:o, s:i, s:I, s:i, s:b, s:s, s:s, s:I, s:i, s:b}",
 			      "resolution", o->p.resolution, "grid", o->p.grid, "layers", layers, "timesteps", ts,
 			      "noise_draws", o->p.draws, "seed", (json_int_t)o->p.seed, "min_side", o->p.min_side,
 			      "fold_vocab", o->p.fold_vocab, "text_field", am_text_field_name(o->text_field),
-			      "shard", shard, "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL);
+			      "shard", shard, "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL,
+			      "id_from_image", o->id_from_image);
 	if (p && o->p.method == LVD_ATTNMAP_INVERSION) {
 		/* only for inversion: run.json of noise runs stays as before */
 		json_object_set_new(p, "method", json_string("inversion"));
@@ -280,8 +293,70 @@ static uint64_t count_fn(void *ctx)
 	return am_manifest_count(((struct run *)ctx)->man);
 }
 
+/* The CLIP tokenizer for o->sd: --tokenizer, else SD_PATH/tokenizer of a diffusers
+ * folder; names what is wrong with SD_PATH when there is none. Returns 0 or 1 (printed). */
+static int resolve_tokenizer(const struct opts *o, char *tok_path, size_t cap)
+{
+	struct stat st;
+	if (stat(o->sd, &st) != 0) {
+		lvd_error_log("cannot open --sd '%s': %s", o->sd, strerror(errno));
+		return 1;
+	}
+	const char *single = "hint: a single-file checkpoint (.safetensors) has no tokenizer: give --tokenizer PATH "
+			     "(a CLIP tokenizer folder)\n";
+	int entries = 0;
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d = opendir(o->sd);
+		struct dirent *e;
+		while (d && (e = readdir(d)))
+			entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+		if (d)
+			closedir(d);
+		if (!entries) {
+			lvd_error_log("--sd '%s' is an empty folder: neither a diffusers folder (model_index.json, unet/, "
+				      "vae/, text_encoder/, tokenizer/) nor a checkpoint file", o->sd);
+			if (!o->tokenizer)
+				fputs(single, stderr);
+			return 1;
+		}
+	}
+	if (o->tokenizer) {
+		snprintf(tok_path, cap, "%s", o->tokenizer);
+		return 0;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		lvd_error_log("--sd '%s' is a single file: it holds no tokenizer", o->sd);
+		fputs(single, stderr);
+		return 1;
+	}
+	snprintf(tok_path, cap, "%s/tokenizer", o->sd);
+	if (!stat(tok_path, &st))
+		return 0;
+	lvd_error_log("--sd '%s' is a folder without tokenizer/ (a diffusers checkpoint keeps its CLIP tokenizer "
+		      "there)", o->sd);
+	fprintf(stderr, "hint: give --tokenizer PATH (a CLIP tokenizer folder: vocab.json + merges.txt)\n");
+	return 1;
+}
+
+/* One fatal error up front (rather than one skipped sample each) when the CLIP ids
+ * cannot index the text encoder's vocabulary, and a note when --fold-vocab is moot. */
+static int check_vocab(const struct lvd_sd *sd, const struct lvd_attnmap_params *p)
+{
+	int vocab = lvd_sd_clip_config(sd)->vocab;
+	if (vocab <= LVD_CLIP_EOS && !p->fold_vocab) {
+		lvd_error_log("the text encoder has a vocabulary of %d tokens, the CLIP tokenizer's ids go up to %d: "
+			      "a tokenizer of another model, or a tiny test checkpoint", vocab, LVD_CLIP_EOS);
+		fprintf(stderr, "hint: --fold-vocab feeds id mod %d (tiny test checkpoints only)\n", vocab);
+		return 1;
+	}
+	if (vocab > LVD_CLIP_EOS && p->fold_vocab)
+		lvd_warn("--fold-vocab changes nothing: the text encoder has the full vocabulary (%d)", vocab);
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap run"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.p.resolution = 512;
 	o.p.draws = 1;
@@ -304,7 +379,9 @@ int cmd_run(int argc, char **argv)
 	if (!o.sd || !o.manifest || !o.out)
 		return lvd_cli_usage_error("--sd, --manifest and --out are required");
 	if (o.device && strcmp(o.device, "cpu"))
-		return lvd_cli_usage_error("--device %s: this build computes on the cpu only", o.device);
+		return lvd_cli_usage_error("--device %s: sd-attnmap run computes on the cpu only, in every build "
+					   "(the CUDA=%s of --version is the training tools')",
+					   o.device, LVD_HAVE_CUDA ? "yes" : "no");
 	struct lvd_error err = {0};
 	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
 	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))
@@ -316,18 +393,11 @@ int cmd_run(int argc, char **argv)
 		o.batch = o.threads;
 
 	/* inputs */
-	struct stat sd_st;
-	if (stat(o.sd, &sd_st) != 0) {
-		lvd_error_log("cannot open --sd '%s': %s", o.sd, strerror(errno));
-		return 1;
-	}
 	char tok_path[4096];
-	if (o.tokenizer)
-		snprintf(tok_path, sizeof tok_path, "%s", o.tokenizer);
-	else
-		snprintf(tok_path, sizeof tok_path, "%s/tokenizer", o.sd);
+	if (resolve_tokenizer(&o, tok_path, sizeof tok_path))
+		return 1;
 	struct am_manifest *man = NULL;
-	if (am_manifest_open(&man, o.manifest, o.images, o.text_field, &err)) {
+	if (am_manifest_open(&man, o.manifest, o.images, o.text_field, o.id_from_image, &err)) {
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
@@ -339,10 +409,17 @@ int cmd_run(int argc, char **argv)
 	int status = 1;
 	if (am_tok_open(&tok, tok_path, &err)) {
 		lvd_error_log("%s", err.msg);
-		if (!o.tokenizer)
-			fprintf(stderr, "hint: a single-file checkpoint needs --tokenizer PATH (a CLIP tokenizer folder)\n");
 		goto out;
 	}
+	/* the checkpoint's scheduler config (SD defaults for a single file); the prediction
+	 * type (v_prediction for SD 2.x 768) does not change the maps of a single pass but is
+	 * recorded in run.json */
+	struct lvd_sd_schedule sched;
+	if (lvd_sd_schedule_load(&sched, o.sd, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	static const char *const pred_names[] = {"unknown", "epsilon", "v_prediction", "sample"};
 	params = params_json(&o);
 	if (!params || inputs_json(&o, tok_path, &inputs, &err)) {
 		lvd_error_log("%s", err.msg[0] ? err.msg : "out of memory");
@@ -355,15 +432,16 @@ int cmd_run(int argc, char **argv)
 	{
 		json_t *opts_all = json_object();
 		json_t *args = lvd_run_argv_json(argc, argv);
-		json_t *run = json_pack("{s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s}", "tool", "sd-attnmap",
-					"version", LVD_VERSION, "argv", args, "params", params, "inputs", inputs,
-					"options", opts_all, "sd", o.sd, "manifest", o.manifest, "images", o.images,
-					"tokenizer", tok_path);
+		json_t *run = json_pack("{s:s, s:s, s:o, s:O, s:O, s:o, s:s, s:s, s:s?, s:s, s:{s:s, s:i}}", "tool",
+					"sd-attnmap", "version", LVD_VERSION, "argv", args, "params", params, "inputs",
+					inputs, "options", opts_all, "sd", o.sd, "manifest", o.manifest, "images", o.images,
+					"tokenizer", tok_path, "scheduler", "prediction_type", pred_names[sched.prediction],
+					"num_train_timesteps", sched.T);
 		json_object_set_new(opts_all, "threads", json_integer(o.threads));
 		json_object_set_new(opts_all, "batch", json_integer(o.batch));
 		json_object_set_new(opts_all, "device", json_string(o.device ? o.device : "cpu"));
 		json_object_set_new(opts_all, "keep_going", json_boolean(o.keep_going));
-		if ((rc = lvd_run_open_out(o.out, run, params, inputs))) {
+		if ((rc = am_open_out(o.out, run, params, inputs))) {
 			status = rc;
 			goto out;
 		}
@@ -380,14 +458,8 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	lvd_info("loaded %s in %.1fs", o.sd, lvd_time_now() - t_load);
-	/* the checkpoint's scheduler config (SD defaults for a single file); the prediction
-	 * type (v_prediction for SD 2.x 768) does not change the maps of a single pass */
-	struct lvd_sd_schedule sched;
-	if (lvd_sd_schedule_load(&sched, o.sd, &err)) {
-		lvd_error_log("%s", err.msg);
+	if (check_vocab(sd, &o.p))
 		goto out;
-	}
-	static const char *const pred_names[] = {"unknown", "epsilon", "v_prediction", "sample"};
 	lvd_info("scheduler: %d steps, prediction_type %s", sched.T, pred_names[sched.prediction]);
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
 	if (!tms) {

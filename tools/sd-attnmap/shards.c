@@ -2,12 +2,17 @@
 #include "shards.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/shardrun.h"
 #include "core/alloc.h"
+#include "core/log.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -79,4 +84,23 @@ void am_free_list(char **paths, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);
+}
+
+int am_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs)
+{
+	char path[4096];
+	char **shards = NULL;
+	size_t n = 0;
+	struct lvd_error err = {0};
+	snprintf(path, sizeof path, "%s/run.json", out);
+	if (!access(path, F_OK) && am_list_shards(out, &shards, &n, &err) == LVD_ERR_NOTFOUND) {
+		if (unlink(path) && errno != ENOENT) {
+			lvd_error_log("cannot replace %s: %s", path, strerror(errno));
+			json_decref(run);
+			return 1;
+		}
+		lvd_info("%s: replaced (the run that wrote it left no shard)", path);
+	}
+	am_free_list(shards, n);
+	return lvd_run_open_out(out, run, params, inputs);
 }

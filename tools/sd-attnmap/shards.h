@@ -1,7 +1,9 @@
-/* sd-attnmap: listing the shards of a maps folder (inspect, viz). */
+/* sd-attnmap: listing the shards of a maps folder (inspect, viz, ls) and opening one for
+ * a run (run, import). */
 #ifndef LVD_SD_ATTNMAP_SHARDS_H
 #define LVD_SD_ATTNMAP_SHARDS_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include "core/error.h"
 
@@ -10,5 +12,11 @@
  * with am_free_list. */
 int am_list_shards(const char *path, char ***paths, size_t *n, struct lvd_error *err);
 void am_free_list(char **paths, size_t n);
+
+/* lvd_run_open_out for a maps folder, except that a run.json left by a run that wrote no
+ * shard (no attn-*.lvdm: it failed before its first shard) is replaced instead of
+ * checked, so a corrected command is not pinned to the failed one's options. run is
+ * stolen. Returns 0, or lvd_run_open_out's status after printing. */
+int am_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs);
 
 #endif

@@ -38,9 +38,7 @@ static const char *pad_token_of(json_t *root)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-/* The pad id for the tokenizer at path (folder, checkpoint root holding tokenizer/, or a
- * file in such a folder). */
-static int tok_pad_id(const char *path, int32_t *pad, struct lvd_error *err)
+int am_tok_pad_id(const char *path, int32_t *pad, struct lvd_error *err)
 {
 	char dir[4096], f[4200];
 	*pad = LVD_CLIP_EOS;
@@ -87,7 +85,7 @@ int am_tok_open(struct am_tok **out, const char *path, struct lvd_error *err)
 	if (!t)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "tokenizer");
 	int rc = lvd_clip_tok_load(&t->clip, path, err);
-	if (!rc && (rc = tok_pad_id(path, &t->pad_id, err)))
+	if (!rc && (rc = am_tok_pad_id(path, &t->pad_id, err)))
 		lvd_clip_tok_free(t->clip);
 	if (rc) {
 		free(t);

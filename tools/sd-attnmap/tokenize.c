@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "runctx.h"
 #include "text/clip_tok.h"
 #include "text/utf8.h"
 
@@ -22,7 +23,7 @@ static const struct lvd_cli_opt opts[] = {
 	{"text", 0, "STR", "tokenize STR instead of reading lines from stdin"},
 	{"json", 'j', NULL, "print a JSON object per line (ids, tokens, byte offsets, word indices)"},
 	{"max-length", 0, "N", "truncate to N tokens keeping EOS (SD: 77); default: no limit"},
-	{"pad", 0, "MODE", "with --max-length, pad to N: 'eos' (SD 1.x) or 'zero' (SD 2.x, OpenAI)"},
+	{"pad", 0, "MODE", "with --max-length, pad to N: 'eos' (SD 1.x), 'zero' (SD 2.x, OpenAI) or 'auto' (the tokenizer folder's pad token, as run pads)"},
 	{0},
 };
 
@@ -52,8 +53,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 			a->o.pad = LVD_CLIP_PAD_EOS;
 		else if (!strcmp(arg, "zero"))
 			a->o.pad = LVD_CLIP_PAD_ZERO;
-		else
-			return lvd_cli_usage_error("--pad: expected 'eos' or 'zero', got '%s'", arg);
+		else if (strcmp(arg, "auto"))
+			return lvd_cli_usage_error("--pad: expected 'eos', 'zero' or 'auto', got '%s'", arg);
 		a->pad = arg;
 		break;
 	}
@@ -88,6 +89,7 @@ static json_int_t clip_word(void *ctx, const struct lvd_tokens *t, size_t i)
 
 int cmd_tokenize(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap tokenize"); /* messages and usage hints name the subcommand */
 	struct args a = {0};
 	int first;
 	int rc = lvd_cli_parse(argc, argv, "sd-attnmap tokenize --tokenizer PATH [--json] [--text STR] < lines",
@@ -106,6 +108,18 @@ int cmd_tokenize(int argc, char **argv)
 	if (lvd_clip_tok_load(&tok, a.tokenizer, &err)) {
 		lvd_error_log("%s", err.msg);
 		return 1;
+	}
+	if (a.pad && !strcmp(a.pad, "auto")) {
+		int32_t pad;
+		if (am_tok_pad_id(a.tokenizer, &pad, &err) ||
+		    (pad != 0 && pad != LVD_CLIP_EOS &&
+		     lvd_error_set(&err, LVD_ERR_UNSUPPORTED, "%s: pad id %d: --pad auto knows 0 and %d", a.tokenizer,
+				   (int)pad, LVD_CLIP_EOS))) {
+			lvd_error_log("%s", err.msg);
+			lvd_clip_tok_free(tok);
+			return 1;
+		}
+		a.o.pad = pad ? LVD_CLIP_PAD_EOS : LVD_CLIP_PAD_ZERO;
 	}
 	struct clip_ctx c = {tok, &a.o};
 	struct lvd_toklines tl = {a.json, clip_encode, clip_token, clip_word, &c};

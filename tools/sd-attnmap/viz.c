@@ -75,11 +75,18 @@ static void heat(float v, uint8_t rgb[3])
 		rgb[c] = (uint8_t)(stops[i][c] + f * (stops[i + 1][c] - stops[i][c]) + 0.5f);
 }
 
-/* Root for image paths from MAPS_DIR/run.json ("images", else the manifest's folder). */
+/* Root for image paths from MAPS_DIR/run.json ("images", else the manifest's folder);
+ * for a shard file, the run.json beside it. */
 static char *root_from_run_json(const char *maps)
 {
 	char p[4200];
-	snprintf(p, sizeof p, "%s/run.json", maps);
+	const char *sl = strrchr(maps, '/');
+	if (lvd_path_is_dir(maps))
+		snprintf(p, sizeof p, "%s/run.json", maps);
+	else if (sl)
+		snprintf(p, sizeof p, "%.*s/run.json", (int)(sl - maps), maps);
+	else
+		snprintf(p, sizeof p, "run.json");
 	json_t *j = json_load_file(p, 0, NULL);
 	if (!j)
 		return NULL;
@@ -89,8 +96,8 @@ static char *root_from_run_json(const char *maps)
 	if (im) {
 		out = lvd_strdup(im);
 	} else if (man) {
-		const char *sl = strrchr(man, '/');
-		out = sl ? strndup(man, (size_t)(sl - man)) : lvd_strdup(".");
+		const char *ms = strrchr(man, '/');
+		out = ms ? strndup(man, (size_t)(ms - man)) : lvd_strdup(".");
 	}
 	json_decref(j);
 	return out;
@@ -139,6 +146,7 @@ static int find_record(const char *where, const char *id, struct lvd_mapsrec *re
 
 int cmd_viz(int argc, char **argv)
 {
+	lvd_log_set_prog("sd-attnmap viz"); /* messages and usage hints name the subcommand */
 	struct opts o = {0};
 	o.size = 256;
 	int first, rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);

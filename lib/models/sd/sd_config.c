@@ -36,6 +36,11 @@ static int jopen(struct jcfg *j, const char *path, struct lvd_error *err)
 {
 	j->err = err;
 	j->failed = 0;
+	/* an unopenable file as "cannot open PATH: reason" (jansson gives it line -1) */
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open %s", path);
+	fclose(f);
 	return lvd_json_load(&j->doc, path, err);
 }
 
