@@ -144,7 +144,7 @@ int main(int argc, char **argv)
 	lvd_aligner_layout(&lay, &cfg.aligner);
 	float *params = calloc(lay.n_params, sizeof *params), *dparams = calloc(lay.n_params, sizeof *dparams);
 	lvd_aligner_init(&cfg.aligner, params, 1, LVD_ALIGNER_INIT_NORMAL, 0.02f);
-	float *dprobs = calloc(lvd_lstep_dprobs_floats(m, &plan, 1, 1), sizeof *dprobs);
+	float *dprobs = calloc(lvd_lstep_dprobs_floats(m, &plan, 1, 1, 0), sizeof *dprobs);
 	struct lvd_lstep_in in = { .batch = &b, .plans = &plan, .params = params, .cfg = &cfg, .lambda = 10.0f,
 				   .ce_scale = 1.0f, .backward = 1, .dprobs = dprobs };
 	struct lvd_lstep_out out;

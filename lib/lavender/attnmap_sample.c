@@ -2,6 +2,7 @@
  * payload (see attnmap_sample.h and docs/attnmap.md for the procedure). */
 #include "lavender/attnmap_sample.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,12 +48,108 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 	return 0;
 }
 
+void lvd_attnmap_ddim_timesteps(int *ts, int N, int T)
+{
+	const int ratio = T / N;
+	for (int i = 0; i < N; i++)
+		ts[i] = (N - 1 - i) * ratio + 1;
+}
+
+/* ε̂ from the UNet output `o` at x_t (ε-prediction: o itself; v-prediction:
+ * ε̂ = √ᾱ_t·v̂ + √(1−ᾱ_t)·x_t, as diffusers' DDIMScheduler computes it in fp32) */
+static void unet_eps(const struct lvd_sd_schedule *s, float *eps, const float *o, const float *x, size_t n, int t)
+{
+	if (s->prediction != LVD_SD_PRED_V) {
+		if (eps != o)
+			memcpy(eps, o, n * sizeof *eps);
+		return;
+	}
+	const float a = s->alphas_cumprod[t], sa = sqrtf(a), sb = sqrtf(1.0f - a);
+	for (size_t i = 0; i < n; i++)
+		eps[i] = sa * o[i] + sb * x[i];
+}
+
+/* One deterministic DDIM move of x from ᾱ = a_from to ᾱ = a_to with ε̂ (η = 0): the
+ * scheduler's step (a_to < a_from's noise level) and prompt-to-prompt's inversion
+ * `next_step` (the other way) are the same formula, in fp32 in diffusers' order:
+ * x̂0 = (x − √(1−a_from)·ε̂)/√a_from, x = √a_to·x̂0 + √(1−a_to)·ε̂. */
+static void ddim_move(float *x, const float *eps, size_t n, float a_from, float a_to)
+{
+	const float sa = sqrtf(a_from), sb = sqrtf(1.0f - a_from), ta = sqrtf(a_to), tb = sqrtf(1.0f - a_to);
+	for (size_t i = 0; i < n; i++) {
+		float x0 = (x[i] - sb * eps[i]) / sa;
+		x[i] = ta * x0 + tb * eps[i];
+	}
+}
+
+/* --method inversion: DDIM inversion with the caption (conditional pass, no capture),
+ * then N regeneration steps with classifier-free guidance; the conditional pass of each
+ * regeneration step is captured. ᾱ before the first step is ᾱ_0 (set_alpha_to_one =
+ * False, SD's scheduler configs). x holds z0 on entry. */
+static int run_inversion(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+			 const struct lvd_attnmap_params *p, float *x, const float *cond, const float *uncond,
+			 int lh, int lw, size_t nlat, lvd_sd_attn_cb cb, void *user, struct lvd_error *err)
+{
+	const struct lvd_sd_unet_cfg *ucfg = lvd_sd_unet_config(sd);
+	if (sched->prediction == LVD_SD_PRED_SAMPLE)
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED,
+				     "--method inversion: a UNet predicting the sample (prediction_type \"sample\") "
+				     "is not supported");
+	if ((size_t)ucfg->out_ch * lh * lw != nlat)
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "--method inversion: the UNet writes %d channels, the "
+				     "latent has %zu values per pixel", ucfg->out_ch, nlat / ((size_t)lh * lw));
+	int ts[LVD_ATTNMAP_MAX_TIMESTEPS];
+	const int N = p->steps, ratio = sched->T / N;
+	lvd_attnmap_ddim_timesteps(ts, N, sched->T);
+	float *o = lvd_alloc_array(nlat, sizeof *o), *e = lvd_alloc_array(nlat, sizeof *e);
+	float *ou = uncond ? lvd_alloc_array(nlat, sizeof *ou) : NULL;
+	int rc = LVD_OK;
+	if (!o || !e || (uncond && !ou)) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "inversion buffers");
+		goto done;
+	}
+	const float a0 = sched->alphas_cumprod[0];
+	/* inversion: t = 1, 1 + r, ..., each step from ᾱ_{t−r} (ᾱ_0 before the first) to ᾱ_t */
+	for (int i = N - 1; i >= 0; i--) {
+		const int t = ts[i];
+		if ((rc = lvd_sd_unet_forward(sd, o, x, lh, lw, (float)t, cond, LVD_ATTNMAP_CTX, NULL, NULL, err)))
+			goto done;
+		unet_eps(sched, e, o, x, nlat, t);
+		const int from = t - ratio;
+		ddim_move(x, e, nlat, from >= 0 ? sched->alphas_cumprod[from] : a0, sched->alphas_cumprod[t]);
+	}
+	/* regeneration: t = ts[0] .. 1, guided, the conditional pass captured */
+	for (int i = 0; i < N; i++) {
+		const int t = ts[i];
+		if ((rc = lvd_sd_unet_forward(sd, o, x, lh, lw, (float)t, cond, LVD_ATTNMAP_CTX, cb, user, err)))
+			goto done;
+		unet_eps(sched, e, o, x, nlat, t);
+		if (uncond) {
+			if ((rc = lvd_sd_unet_forward(sd, ou, x, lh, lw, (float)t, uncond, LVD_ATTNMAP_CTX, NULL, NULL,
+						      err)))
+				goto done;
+			unet_eps(sched, ou, ou, x, nlat, t);
+			const float g = p->guidance;
+			for (size_t k = 0; k < nlat; k++)
+				e[k] = ou[k] + g * (e[k] - ou[k]);
+		}
+		const int to = t - ratio;
+		ddim_move(x, e, nlat, sched->alphas_cumprod[t], to >= 0 ? sched->alphas_cumprod[to] : a0);
+	}
+done:
+	free(o);
+	free(e);
+	free(ou);
+	return rc;
+}
+
 int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
 		  const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s, uint8_t **out,
 		  size_t *out_len, struct lvd_attnmap_timing *tm, struct lvd_error *err)
 {
 	struct lvd_image img = {0}, rs = {0};
-	float *pix = NULL, *lat = NULL, *ctx = NULL, *noise = NULL, *xt = NULL, *eps = NULL, *maps = NULL;
+	float *pix = NULL, *lat = NULL, *ctx = NULL, *uctx = NULL, *noise = NULL, *xt = NULL, *eps = NULL;
+	float *maps = NULL;
 	struct lvd_attnmap_acc acc = {0};
 	struct lvd_attnmap_stats *stats = NULL;
 	uint16_t *h16 = NULL;
@@ -103,6 +200,20 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 		ids[i] = p->fold_vocab ? tok->ids[i] % ccfg->vocab : tok->ids[i];
 	if ((rc = lvd_sd_text_encode(sd, ctx, ids, LVD_ATTNMAP_CTX, err)))
 		goto done;
+	if (p->method == LVD_ATTNMAP_INVERSION && p->guidance != 1.0f) {
+		/* the empty prompt: BOS, EOS, padding */
+		if (!(uctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
+			goto done;
+		}
+		for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
+			ids[i] = i == 0 ? tok->ids[0] : i == 1 ? tok->ids[tok->T + 1] : tok->pad_id;
+		if (p->fold_vocab)
+			for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
+				ids[i] %= ccfg->vocab;
+		if ((rc = lvd_sd_text_encode(sd, uctx, ids, LVD_ATTNMAP_CTX, err)))
+			goto done;
+	}
 	double t2 = lvd_time_now();
 	tm->text += t2 - t1;
 
@@ -124,7 +235,16 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 				       err)))
 		goto done;
 	struct capture cap = {&acc, 0, 0};
-	for (int ti = 0; ti < p->n_timesteps; ti++) {
+	if (p->method == LVD_ATTNMAP_INVERSION) {
+		memcpy(xt, lat, nlat * sizeof *xt);
+		if ((rc = run_inversion(sd, sched, p, xt, ctx, uctx, g.lat_h, g.lat_w, nlat, on_attn, &cap, err))) {
+			if (cap.bad_ctx)
+				rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
+						   LVD_ATTNMAP_CTX);
+			goto done;
+		}
+	}
+	for (int ti = 0; p->method == LVD_ATTNMAP_NOISE && ti < p->n_timesteps; ti++) {
 		int t = p->timesteps[ti];
 		for (int d = 0; d < p->draws; d++) {
 			lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(s->id, t, d), 0);
@@ -162,8 +282,19 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 		if (p->layers & (1u << k))
 			layer_sides[n_layers++] = p->resolution / 8 >> k;
 	int32_t tsteps[LVD_ATTNMAP_MAX_TIMESTEPS];
-	for (int i = 0; i < p->n_timesteps; i++)
-		tsteps[i] = p->timesteps[i];
+	int n_ts = p->n_timesteps, draws = p->draws;
+	if (p->method == LVD_ATTNMAP_INVERSION) {
+		/* the regeneration steps whose maps were averaged */
+		int ts[LVD_ATTNMAP_MAX_TIMESTEPS];
+		lvd_attnmap_ddim_timesteps(ts, p->steps, sched->T);
+		n_ts = p->steps;
+		draws = 1;
+		for (int i = 0; i < n_ts; i++)
+			tsteps[i] = ts[i];
+	} else {
+		for (int i = 0; i < p->n_timesteps; i++)
+			tsteps[i] = p->timesteps[i];
+	}
 	struct lvd_mapsrec r = {0};
 	r.id = (char *)s->id;
 	r.index = s->index;
@@ -186,9 +317,9 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	r.resolution = p->resolution;
 	r.n_layers = n_layers;
 	r.layers = layer_sides;
-	r.n_timesteps = (uint32_t)p->n_timesteps;
+	r.n_timesteps = (uint32_t)n_ts;
 	r.timesteps = tsteps;
-	r.draws = (uint32_t)p->draws;
+	r.draws = (uint32_t)draws;
 	r.seed = p->seed;
 	r.stats = stats;
 	r.maps = h16;
@@ -201,6 +332,7 @@ done:
 	free(pix);
 	free(lat);
 	free(ctx);
+	free(uctx);
 	free(noise);
 	free(xt);
 	free(eps);

@@ -24,11 +24,30 @@ struct lvd_attnmap_params {
 	uint64_t seed;
 	int min_side;                   /* images with a side below this are skipped */
 	int fold_vocab;                 /* feed id % vocab to a smaller text encoder (tiny test models) */
+	/* --method inversion (enum lvd_attnmap_method): DDIM inversion of the image latent
+	 * with the caption over `steps` steps, then regeneration from the inverted latent
+	 * with classifier-free guidance `guidance` (1: the conditional pass alone), the maps
+	 * of the conditional pass averaged over the steps; timesteps, draws and seed unused */
+	int method;
+	int steps;                      /* 1..LVD_ATTNMAP_MAX_TIMESTEPS (default 50) */
+	float guidance;                 /* default 7.5 (prompt-to-prompt / local prompt mixing) */
 };
+
+enum lvd_attnmap_method {
+	LVD_ATTNMAP_NOISE = 0,          /* one noised pass per (timestep, draw) (default) */
+	LVD_ATTNMAP_INVERSION = 1,      /* DDIM inversion + regeneration (above) */
+};
+
+/* The DDIM timesteps of an N-step schedule over T training steps, as diffusers'
+ * DDIMScheduler with SD's timestep_spacing "leading" and steps_offset 1:
+ * ts[i] = (N-1-i)·(T/N) + 1, i = 0..N-1 (descending: 981, 961, ..., 1 for 50 of 1000). */
+void lvd_attnmap_ddim_timesteps(int *ts, int N, int T);
 
 /* A tokenized SD text (borrowed strings live as long as the struct's owner says). */
 struct lvd_attnmap_text {
 	int32_t ids[LVD_ATTNMAP_CTX];            /* context fed to the text encoder: BOS, tokens, EOS, padding */
+	int32_t pad_id;                 /* the padding id (the empty prompt of --method inversion:
+					   BOS, EOS, then pad_id) */
 	int T;                          /* real caption tokens, at positions 1..T */
 	int truncated;
 	char **token_strs;              /* [T] */

@@ -820,6 +820,10 @@ void lvd_latt_plan_free(struct lvd_latt_plan *p)
 	free(p->row_idx);
 	free(p->targets);
 	free(p->mask);
+	if (p->keys)
+		for (int w = 0; w < p->W; w++)
+			free(p->keys[w]);
+	free(p->keys);
 	memset(p, 0, sizeof *p);
 }
 
@@ -880,8 +884,13 @@ int lvd_latt_plan_from_packrec(struct lvd_latt_plan *p, const struct lvd_packrec
 	p->row_idx = lvd_alloc_array(nq ? nq : 1, sizeof *p->row_idx);
 	p->words = lvd_calloc_array(rec->W ? rec->W : 1, sizeof *p->words);
 	p->targets = lvd_alloc_array(rec->W * hw + 1, sizeof *p->targets);
-	if (!p->rows_pos || !p->row_idx || !p->words || !p->targets)
+	p->keys = lvd_calloc_array(rec->W ? rec->W : 1, sizeof *p->keys);
+	p->T = (int)rec->T;
+	if (!p->rows_pos || !p->row_idx || !p->words || !p->targets || !p->keys)
 		goto nomem;
+	for (uint32_t w = 0; w < rec->W; w++)
+		if (!(p->keys[w] = lvd_strdup(rec->words[w].key)))
+			goto nomem;
 	size_t k = 0;
 	for (uint32_t w = 0; w < rec->W; w++)
 		for (uint32_t q = 0; q < rec->words[w].n_query; q++)

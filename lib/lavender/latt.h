@@ -208,6 +208,8 @@ struct lvd_latt_plan {
 	int *row_idx;              /* the words' row lists, concatenated */
 	float *targets;            /* [W, GH, GW] */
 	uint8_t *mask;             /* [GH, GW] */
+	char **keys;               /* [W] the record's word keys (copies) */
+	int T;                     /* the record's tokens (rows < T are the sample's own) */
 };
 
 /* Fills p from rec (borrowed): tiles from rec->aspect_id among the arrangements of

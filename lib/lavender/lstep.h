@@ -47,6 +47,16 @@ struct lvd_lstep_in {
 	float lambda;                          /* λ_t (lvd_latt_sched_at) */
 	float ce_scale;                        /* CE scale (lvd_latt_sched_at) */
 	int backward;                          /* 0: forward and loss only (eval) */
+	/* Word keys. NULL: the rows are the plans' query rows (the pack's positions, the
+	 * default). Else the official keys (AstraZeneca/vlm; ../shared/reference/lavender.md
+	 * §1.4): key_str is a table [key_n] of strings, one per vocabulary id (the id decoded
+	 * alone, special tokens skipped, whitespace stripped; lvd_lstep_key_table), every row
+	 * t < plan.T of a sample with words is captured, and row t belongs to the plan word
+	 * whose key equals key_str[argmax_v logits[b, t, v]] (case-sensitive; "" never
+	 * matches; the first maximum on ties, as torch.argmax). Words that no row predicts
+	 * are dropped for this step; pair_count <= 0 then means the pairs matched here. */
+	const char *const *key_str;
+	int key_n;                             /* entries of key_str (>= the model's V) */
 	float *dprobs;                         /* optional, with backward: a caller buffer of
 					        * lvd_lstep_dprobs_floats() floats (else malloc'd
 					        * per call); on return [Lc] blocks of ragged
@@ -73,8 +83,19 @@ int lvd_lstep_plan(struct lvd_latt_plan *p, const struct lvd_mllama *m, const st
 		   int img, int official, struct lvd_error *err);
 
 /* Floats of the dprobs buffer for a batch of B samples with M images each and these
- * plans: Lc·RC·H·S (RC = Σ R_b over plans with words). */
-size_t lvd_lstep_dprobs_floats(const struct lvd_mllama *m, const struct lvd_latt_plan *plans, int B, int M);
+ * plans: Lc·RC·H·S (RC = Σ R_b over plans with words; with official keys R_b = plan.T:
+ * pass keys = 1). */
+size_t lvd_lstep_dprobs_floats(const struct lvd_mllama *m, const struct lvd_latt_plan *plans, int B, int M,
+			       int keys);
+
+struct lvd_llama_tok; /* text/llama_tok.h */
+
+/* The official key table: *out[id] = tokenizer.decode([id], skip_special_tokens=True)
+ * with Python's str.strip() (Unicode whitespace) applied, for every id < *n (the
+ * tokenizer's vocabulary including its special tokens, which give ""). Free with
+ * lvd_lstep_key_table_free. LVD_ERR_NOMEM. */
+int lvd_lstep_key_table(const struct lvd_llama_tok *tok, char ***out, int *n, struct lvd_error *err);
+void lvd_lstep_key_table_free(char **t, int n);
 
 /* One step (above). out gets the losses; dparams (may be NULL) ACCUMULATES λ·∂L_att/∂θ;
  * with in->backward the model's gradients ACCUMULATE ∂total/∂θ_model. traces (may be

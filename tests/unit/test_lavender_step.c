@@ -13,7 +13,9 @@
  * also that a forward-only call (eval) leaves the gradients alone and gives the same
  * losses, that pair_count divides L_att, cfg.lean gives the same loss, a sample without
  * words captures and adds nothing, and misfit plans are refused; and the official
- * geometry for the --grid record (test_step_official).
+ * geometry for the --grid record (test_step_official), and the official word keys
+ * (test_step_keys: rows by argmax prediction; test_key_table: the key table of the real
+ * Llama-3 vocabulary).
  *
  * Dimension letters: B batch, T tokens, H heads, R_b capture rows, S keys, Lc cross
  * layers, GH×GW the grid. */
@@ -29,6 +31,8 @@
 #include "lavender/lstep.h"
 #include "lavender/packrec.h"
 #include "nn/ctx.h"
+#include "text/llama_tok.h"
+#include "text/tokens.h"
 
 #define GOLD "tests/golden/lavender/mllama"
 #define NB 3
@@ -269,7 +273,7 @@ static void run_step(int threads)
 	struct lvd_error err = { 0 };
 	struct traces tr;
 	traces_alloc(&tr, &f);
-	const size_t ndp = lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1);
+	const size_t ndp = lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1, 0);
 	float *dprobs = calloc(ndp, sizeof *dprobs);
 	struct lvd_lstep_in in = { .batch = &f.batch, .plans = f.plan, .params = f.params, .cfg = &f.cfg,
 				   .pair_count = 0, .lambda = (float)f.scal[1], .ce_scale = (float)f.scal[0],
@@ -431,7 +435,7 @@ static void test_step_official(void)
 	}
 	struct traces tr;
 	traces_alloc(&tr, &f);
-	float *dprobs = calloc(lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1), sizeof *dprobs);
+	float *dprobs = calloc(lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1, 0), sizeof *dprobs);
 	struct lvd_lstep_in in = { .batch = &f.batch, .plans = f.plan, .params = f.params, .cfg = &f.cfg,
 				   .lambda = (float)f.scal[1], .ce_scale = (float)f.scal[0], .backward = 1,
 				   .dprobs = dprobs };
@@ -466,6 +470,168 @@ static void test_step_official(void)
 	fixture_free(&f);
 }
 
+
+/* Official word keys (lstep key_str): the k.rec* records (the same words with keys chosen
+ * from what the model predicts: word 0 the string predicted at its first query row,
+ * word 1 "zz", predicted nowhere, so dropped), the golden's key table (five strings
+ * shared by many ids, "" for the specials), every row captured, the reference's own
+ * Aligner (k.p.*): L_att, the pair count, the injected gradient on every row, the Aligner
+ * and LoRA gradients; tolerances as run_step's. */
+static void test_step_keys(void)
+{
+	struct fixture f;
+	fixture_load(&f, 1);
+	struct lvd_ctx *ctx = mkctx(1);
+	REQUIRE(ctx);
+	struct lvd_error err = { 0 };
+	size_t n = 0;
+	for (int b = 0; b < NB; b++) {
+		char key[32], where[64];
+		snprintf(key, sizeof key, "k.rec%d", b);
+		snprintf(where, sizeof where, "golden keyed record %d", b);
+		const struct lvd_tensor_view *t = lvd_st_find(g_st, key);
+		REQUIRE(t && t->dtype == LVD_DT_U8);
+		lvd_latt_plan_free(&f.plan[b]);
+		lvd_packrec_free(&f.rec[b]);
+		REQUIRE(lvd_packrec_decode(&f.rec[b], t->data, t->nbytes, where, &err) == 0);
+		REQUIRE(lvd_lstep_plan(&f.plan[b], f.m, &f.rec[b], 1, 0, 0, &err) == 0);
+		CHECK(f.plan[b].T == f.T && f.plan[b].keys && !strcmp(f.plan[b].keys[1], "zz"));
+	}
+	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
+		const struct lvd_aligner_tensor *t = &f.lay.t[i];
+		if (!t->n)
+			continue;
+		char key[128];
+		snprintf(key, sizeof key, "k.p.%s", t->name);
+		float *v = lvd_gold_f32(g_st, key, &n);
+		REQUIRE(v && n == t->n);
+		memcpy(f.params + t->off, v, n * sizeof *v);
+		free(v);
+	}
+	/* the key table: "k.keys" is the strings joined by newlines */
+	const struct lvd_tensor_view *kt = lvd_st_find(g_st, "k.keys");
+	REQUIRE(kt && kt->dtype == LVD_DT_U8);
+	char *kbuf = malloc(kt->nbytes + 1);
+	memcpy(kbuf, kt->data, kt->nbytes);
+	kbuf[kt->nbytes] = 0;
+	const char *keys[256];
+	int nk = 0;
+	for (char *p = kbuf;; p++) {
+		keys[nk++] = p;
+		char *nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		*nl = 0;
+		p = nl;
+		REQUIRE(nk < 256);
+	}
+	REQUIRE(nk == lvd_mllama_cfg(f.m)->vocab);
+	const struct lvd_tensor_view *sc = lvd_st_find(g_st, "k.scal");
+	REQUIRE(sc && sc->dtype == LVD_DT_F64 && sc->numel == 3);
+	double ks[3];
+	memcpy(ks, sc->data, sizeof ks);
+	float *dprobs = calloc(lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1, 1), sizeof *dprobs);
+	struct lvd_lstep_in in = { .batch = &f.batch, .plans = f.plan, .params = f.params, .cfg = &f.cfg,
+				   .lambda = (float)f.scal[1], .ce_scale = (float)f.scal[0], .backward = 1,
+				   .key_str = keys, .key_n = nk, .dprobs = dprobs };
+	struct lvd_lstep_out out;
+	lvd_mllama_zero_grads(f.m);
+	CHECKF(lvd_lstep_run(ctx, f.m, &out, f.dparams, NULL, &in, &err) == 0, "%s", err.msg);
+	CHECKF(out.n_pairs == (int)ks[2] && out.pair_count == ks[2], "pairs %d, the reference's %g", out.n_pairs,
+	       ks[2]);
+	CHECK(lvd_mllama_capture_rows(f.m) == (size_t)NB * f.T);
+	CHECK_NEAR(out.latt, ks[0], 1e-4 * ks[0] + 1e-6);
+	CHECK_NEAR(out.total, ks[1], 1e-5 * ks[1] + 1e-4 * f.scal[1] * ks[0]);
+	CHECK(fabs(out.latt - f.scal[3]) > 1e-3); /* not the pack rows' loss */
+	const int Lc = f.cfg.n_captured, H = f.plan[0].geom.heads, S = f.plan[0].geom.S, T = f.T;
+	const size_t RC = (size_t)NB * T;
+	float *d = malloc((size_t)Lc * H * T * S * sizeof *d);
+	for (int b = 0; b < NB; b++) {
+		for (int k = 0; k < Lc; k++)
+			memcpy(d + (size_t)k * H * T * S, dprobs + ((size_t)k * RC + (size_t)b * T) * H * S,
+			       (size_t)H * T * S * sizeof *d);
+		char key[64];
+		snprintf(key, sizeof key, "k.s%d.dprobs", b);
+		cmp(key, d, (size_t)Lc * H * T * S, 0, 5e-4);
+	}
+	free(d);
+	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
+		const struct lvd_aligner_tensor *t = &f.lay.t[i];
+		if (!t->n)
+			continue;
+		char key[128];
+		snprintf(key, sizeof key, "k.dp.%s", t->name);
+		cmp(key, f.dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
+	}
+	int nlora = 0;
+	for (size_t i = 0; i < lvd_st_count(g_st); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(g_st, i);
+		if (strncmp(t->name, "w.", 2) != 0)
+			continue;
+		char mod[200], gname[256];
+		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
+		int isA = strstr(t->name, "lora_A") != NULL;
+		snprintf(gname, sizeof gname, "k.grad.%s", t->name + 2);
+		for (size_t j = 0; j < lvd_mllama_nlora(f.m); j++) {
+			struct lvd_mllama_lora *l = lvd_mllama_lora_at(f.m, j);
+			if (strcmp(l->module, mod) == 0) {
+				cmp(gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
+				nlora++;
+			}
+		}
+	}
+	CHECK(nlora == 28);
+	/* a key table shorter than the vocabulary is refused */
+	in.key_n = 10;
+	in.backward = 0;
+	in.dprobs = NULL;
+	CHECK(lvd_lstep_run(ctx, f.m, &out, NULL, NULL, &in, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "key table");
+	free(dprobs);
+	free(kbuf);
+	lvd_ctx_destroy(ctx);
+	fixture_free(&f);
+}
+
+
+/* lvd_lstep_key_table on the real Llama-3 vocabulary: each id decoded alone, specials
+ * skipped, whitespace stripped (tokenizer.decode([id], skip_special_tokens=True).strip()):
+ * " dog" -> "dog", " Dog" -> "Dog" (case kept), "\n\n" -> "", the chat specials -> "". */
+static void test_key_table(void)
+{
+	const char *sd = lvd_test_shared_data();
+	if (!sd)
+		SKIP("../shared/data absent (the Llama-3 vocabulary)");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/llama3/tokenizer.model", sd);
+	struct lvd_llama_tok *tok = NULL;
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_llama_tok_load(&tok, path, LVD_LLAMA_SCHEME_MLLAMA, &err) == 0);
+	char **tab = NULL;
+	int n = 0;
+	REQUIRE(lvd_lstep_key_table(tok, &tab, &n, &err) == 0);
+	CHECK(n == lvd_llama_vocab_size(tok) && n == 128257);
+	static const struct {
+		const char *text, *key;
+	} cases[] = { { " dog", "dog" }, { " Dog", "Dog" }, { "\n\n", "" }, { " the", "the" }, { "cat", "cat" } };
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct lvd_tokens t = { 0 };
+		REQUIRE(lvd_llama_encode(tok, cases[i].text, strlen(cases[i].text), 0, &t, &err) == 0);
+		CHECKF(t.n == 1, "'%s' is %zu tokens", cases[i].text, t.n);
+		if (t.n == 1)
+			CHECKF(!strcmp(tab[t.ids[0]], cases[i].key), "id %d ('%s'): key '%s', expected '%s'",
+			       (int)t.ids[0], cases[i].text, tab[t.ids[0]], cases[i].key);
+		lvd_tokens_free(&t);
+	}
+	static const char *specials[] = { "<|begin_of_text|>", "<|eot_id|>", "<|image|>", "<|start_header_id|>" };
+	for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+		int32_t id = lvd_llama_special_id(tok, specials[i]);
+		CHECK(id >= 0 && id < n && tab[id][0] == 0);
+	}
+	lvd_lstep_key_table_free(tab, n);
+	lvd_llama_tok_free(tok);
+}
+
 static void test_step_golden(void) { run_step(1); }
 static void test_step_golden_threads(void) { run_step(3); }
 
@@ -475,6 +641,8 @@ int main(int argc, char **argv)
 		TEST(test_step_golden),
 		TEST(test_step_golden_threads),
 		TEST(test_step_official),
+		TEST(test_step_keys),
+		TEST(test_key_table),
 		{ 0 },
 	};
 	int rc = lvd_test_main(argc, argv, tests);

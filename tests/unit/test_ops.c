@@ -994,17 +994,33 @@ static void conv_bwd_oracle_case(const int *i, double tol)
 								rw[wi] += g * x[xi];
 							}
 				}
-	struct lvd_ctx *ctx = make_ctx(LVD_BACKEND_CPU, 1, 1);
-	REQUIRE(ctx);
-	lvd_conv2d_bwd(ctx, dx, dw, db, dy, x, w, B, C, H, W, OC, KH, KW, S, PT, PL, PB, PR);
-	char cs[64];
-	snprintf(cs, sizeof cs, "B%d C%d %dx%d OC%d %dx%d s%d", B, C, H, W, OC, KH, KW, S);
-	const char *why = "fp32 GEMM sums of up to ~600 products of [-1,1] values vs double";
-	close_fd("dx", "conv2d_bwd", cs, dx, rx, nx, tol, why);
-	close_fd("dw", "conv2d_bwd", cs, dw, rw, nw, tol, why);
-	close_fd("db", "conv2d_bwd", cs, db, rb, OC, tol, why);
-	CHECK(lvd_ctx_ws_peak(ctx) > 0);
-	lvd_ctx_destroy(ctx);
+	/* the plain path at 1 thread, then the fast path (fixed image groups) at 1, 2 and 3
+	 * threads: each against the oracle, and the fast ones bit-identical to each other */
+	static const int run_threads[4] = {1, 1, 2, 3}, run_plain[4] = {1, 0, 0, 0};
+	float *fx = host_alloc(nx), *fw = host_alloc(nw);
+	for (int r = 0; r < 4; r++) {
+		memset(dx, 0, nx * sizeof *dx), memset(dw, 0, nw * sizeof *dw), memset(db, 0, OC * sizeof *db);
+		struct lvd_ctx *ctx = make_ctx(LVD_BACKEND_CPU, run_threads[r], run_plain[r]);
+		REQUIRE(ctx);
+		lvd_conv2d_bwd(ctx, dx, dw, db, dy, x, w, B, C, H, W, OC, KH, KW, S, PT, PL, PB, PR);
+		char cs[96];
+		snprintf(cs, sizeof cs, "B%d C%d %dx%d OC%d %dx%d s%d, %s %d thread(s)", B, C, H, W, OC, KH, KW, S,
+			 run_plain[r] ? "plain" : "fast", run_threads[r]);
+		const char *why = "fp32 GEMM sums of up to ~600 products of [-1,1] values vs double";
+		close_fd("dx", "conv2d_bwd", cs, dx, rx, nx, tol, why);
+		close_fd("dw", "conv2d_bwd", cs, dw, rw, nw, tol, why);
+		close_fd("db", "conv2d_bwd", cs, db, rb, OC, tol, why);
+		CHECK(lvd_ctx_ws_peak(ctx) > 0);
+		lvd_ctx_destroy(ctx);
+		if (r == 1) {
+			memcpy(fx, dx, nx * sizeof *dx);
+			memcpy(fw, dw, nw * sizeof *dw);
+		} else if (r > 1) {
+			CHECKF(memcmp(fx, dx, nx * sizeof *dx) == 0 && memcmp(fw, dw, nw * sizeof *dw) == 0,
+			       "%s: fast path at %d threads not bit-identical to 1 thread", cs, run_threads[r]);
+		}
+	}
+	free(fx), free(fw);
 	free(x), free(w), free(dy), free(dx), free(dw), free(db), free(rx), free(rw), free(rb);
 }
 
@@ -1018,6 +1034,9 @@ static void test_conv_bwd_blocks(void)
 	static const int al1[12] = {4, 16, 16, 12, 1, 1, 1, 1, 0, 0, 0, 0};
 	conv_bwd_oracle_case(al3, 2e-6);
 	conv_bwd_oracle_case(al1, 2e-6);
+	/* more images than the fast path's 16 groups (uneven groups of 1 and 2 images) */
+	static const int al20[12] = {21, 6, 9, 7, 5, 3, 3, 1, 1, 1, 1, 1};
+	conv_bwd_oracle_case(al20, 2e-6);
 }
 
 /* lvd_resample_areaw reproduces lvd_geom_resample (lvd-pack) bit for bit, canvas mode and

@@ -123,9 +123,23 @@ static int make_pack(const char *dir, const char *model, int n, struct lvd_error
 	if ((rc = lvd_sha256_file(p, d, e)))
 		return rc;
 	lvd_sha256_hex(d, c);
+	/* the model folder's tokenizer, when it has one (as lvd-pack records it) */
+	char tk[200] = "";
+	static const char *const toks[2] = {"tokenizer.json", "tokenizer.model"};
+	for (int k = 0; k < 2 && !tk[0]; k++) {
+		char th[LVD_SHA256_HEX_LEN];
+		snprintf(p, sizeof p, "%s/%s", model, toks[k]);
+		if (access(p, F_OK) != 0)
+			continue;
+		if ((rc = lvd_sha256_file(p, d, e)))
+			return rc;
+		lvd_sha256_hex(d, th);
+		snprintf(tk, sizeof tk, ", \"tokenizer_sha256\": \"%s\"", th);
+	}
 	char js[1200];
 	snprintf(js, sizeof js,
-		 "{\"tool\": \"test_sft\", \"params\": {}, \"inputs\": {\"model\": {\"config_sha256\": \"%s\"}}}\n", c);
+		 "{\"tool\": \"test_sft\", \"params\": {}, \"inputs\": {\"model\": {\"config_sha256\": \"%s\"%s}}}\n",
+		 c, tk);
 	snprintf(p, sizeof p, "%s/pack.json", dir);
 	if ((rc = write_str(p, js, e)))
 		return rc;

@@ -30,6 +30,7 @@
 #include "lavender/lstep.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
+#include "text/llama_tok.h"
 #include "train/loader.h"
 #include "train/optim.h"
 #include "train/sched.h"
@@ -49,6 +50,7 @@ enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
+	O_WORD_KEYS,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -81,6 +83,8 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
 	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
+	[O_WORD_KEYS] = {"word-keys", 0, "K", "rows of a word: pack (its query positions; default) | argmax (official: "
+					    "the rows whose predicted token is the word)"},
 	{0},
 };
 
@@ -96,6 +100,7 @@ struct opts {
 	uint64_t seed;
 	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
 	int al_hidden;
+	int argmax_keys;          /* --word-keys argmax */
 };
 
 static const char *const AGG_NAMES[4] = {"mean-after", "max-after", "mean-before", "max-before"};
@@ -305,6 +310,11 @@ static int on_opt(int key, const char *arg, void *ctx)
 		o->geometry = arg;
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
+	case O_WORD_KEYS:
+		if (strcmp(arg, "pack") && strcmp(arg, "argmax"))
+			return lvd_cli_usage_error("--word-keys: '%s' is not pack or argmax", arg);
+		o->argmax_keys = !strcmp(arg, "argmax");
+		return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -341,6 +351,8 @@ static json_t *params_json(const struct opts *o)
 	json_object_set_new(p, "layers", json_string(o->layers ? o->layers : "all"));
 	json_object_set_new(p, "geometry", json_string(o->geometry));
 	json_object_set_new(p, "init_aligner", o->init_aligner ? json_string(o->init_aligner) : json_null());
+	if (o->argmax_keys) /* only when set: run.json of earlier runs stays comparable */
+		json_object_set_new(p, "word_keys", json_string("argmax"));
 	return p;
 }
 
@@ -357,6 +369,8 @@ struct trainer {
 	float *al, *dal;          /* Aligner params / grads [n_al] */
 	size_t n_al, n_lora;
 	float *lora, *dlora;
+	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
+	int n_keys;
 	int64_t step;             /* optimiser steps done */
 	struct lvd_loader_cursor cur;
 	uint64_t epoch;           /* epoch of the last step's first micro-batch */
@@ -608,7 +622,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		float lam, ce_sched;
 		lvd_latt_sched_at(&ls, (long)t->step, &lam, &ce_sched);
 		double ce_sum = 0, att_sum = 0;
-		int64_t gtok = 0, gpairs = 0;
+		int64_t gtok = 0, gpairs = 0, kpairs = 0;
 		double ts = lvd_time_now();
 		int nsamp = 0;
 		ids[0] = 0;
@@ -641,7 +655,17 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			in.cfg = &t->lcfg;
 			in.lambda = lam;
 			in.backward = 1;
-			if (o->loss_tokens) {
+			if (t->keys) {
+				/* official keys: the pairs are known after the forward only, so L_att is
+				 * the mean over the micro-batch's pairs, divided by --grad-accum as
+				 * llama-recipes divides the loss (docs/sft.md) */
+				in.key_str = (const char *const *)t->keys;
+				in.key_n = t->n_keys;
+				in.lambda = lam / (float)A;
+				in.ce_scale = o->loss_tokens && gtok > 0 ?
+					(float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : ce_sched / (float)A;
+				in.pair_count = 0;
+			} else if (o->loss_tokens) {
 				in.ce_scale = gtok > 0 ? (float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : 0.0f;
 				in.pair_count = gpairs > 0 ? (double)gpairs : 1.0;
 			} else {
@@ -655,7 +679,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 					ce_sum += gtok > 0 ? out.ce * (double)b->n_label_tokens / (double)gtok : 0.0;
 				else
 					ce_sum += out.ce / A;
-				att_sum += out.latt;
+				att_sum += t->keys ? out.latt / A : out.latt;
+				kpairs += out.n_pairs;
 			}
 			lvd_loader_release(t->ld, b);
 			if (rc) {
@@ -688,7 +713,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "lambda", json_real(lam));
 		json_object_set_new(j, "grad_norm", json_real(norm));
 		json_object_set_new(j, "label_tokens", json_integer(gtok));
-		json_object_set_new(j, "pairs", json_integer(gpairs));
+		json_object_set_new(j, "pairs", json_integer(t->keys ? kpairs : gpairs));
 		json_object_set_new(j, "samples_per_s", json_real(now > ts ? nsamp / (now - ts) : 0.0));
 		json_object_set_new(j, "tokens_per_s", json_real(now > ts ? gtok / (now - ts) : 0.0));
 		json_object_set_new(j, "elapsed", json_real(now - t0));
@@ -842,6 +867,23 @@ int cmd_run(int argc, char **argv)
 	}
 	t.spe = spe;
 	int64_t total = o.max_steps > 0 ? o.max_steps : (int64_t)spe * o.epochs;
+	if (o.argmax_keys) {
+		/* the official word keys: every vocabulary id decoded alone (lvd_lstep_key_table) */
+		struct lvd_llama_tok *tok = NULL;
+		if (lvd_llama_tok_load(&tok, o.model, LVD_LLAMA_SCHEME_MLLAMA, &err)) {
+			lvd_error_prefix(&err, "--word-keys argmax needs the model's tokenizer: ");
+			goto fail;
+		}
+		rc = lvd_lstep_key_table(tok, &t.keys, &t.n_keys, &err);
+		lvd_llama_tok_free(tok);
+		if (rc)
+			goto fail;
+		if (t.n_keys < mc->vocab) {
+			lvd_error_set(&err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model predicts %d", o.model,
+				      t.n_keys, mc->vocab);
+			goto fail;
+		}
+	}
 
 	json_t *run = json_object();
 	json_object_set_new(run, "tool", json_string("lvd-sft"));
@@ -896,6 +938,7 @@ out:
 		lvd_optim_destroy(t.ctx, t.opt);
 	free(t.al);
 	free(t.dal);
+	lvd_lstep_key_table_free(t.keys, t.n_keys);
 	lvd_mllama_free(t.m);
 	lvd_ctx_destroy(t.ctx);
 	return ret;

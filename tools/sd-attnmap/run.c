@@ -41,7 +41,7 @@ static const char DESC[] =
 enum {
 	O_SD, O_MANIFEST, O_IMAGES, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_RESOLUTION, O_GRID, O_LAYERS,
 	O_TIMESTEPS, O_DRAWS, O_SEED, O_MIN_SIDE, O_SHARD, O_SHARD_BYTES, O_THREADS, O_BATCH, O_DEVICE,
-	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_ID_FROM_IMAGE,
+	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_ID_FROM_IMAGE, O_METHOD, O_STEPS, O_GUIDANCE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
@@ -66,6 +66,11 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_FOLD_VOCAB] = {"fold-vocab", 0, NULL, "feed id mod vocab to a smaller text encoder (tiny test models)"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the per-stage time split at the end"},
 	[O_ID_FROM_IMAGE] = {"id-from-image", 0, NULL, "a sample without \"id\" takes its image path as id"},
+	[O_METHOD] = {"method", 0, "M", "noise (default: --timesteps x --noise-draws noised passes) | inversion "
+					"(DDIM inversion, then guided regeneration with the maps averaged over its steps)"},
+	[O_STEPS] = {"steps", 0, "N", "--method inversion: DDIM steps, 1..64 (default 50)"},
+	[O_GUIDANCE] = {"guidance", 0, "G", "--method inversion: classifier-free guidance scale (default 7.5; 1 = "
+					    "conditional pass only)"},
 	{0},
 };
 
@@ -129,6 +134,20 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_DRAWS:
 		return lvd_cli_int(arg, 1, 1024, "--noise-draws", &o->p.draws);
+	case O_METHOD:
+		if (strcmp(arg, "noise") && strcmp(arg, "inversion"))
+			return lvd_cli_usage_error("--method: '%s' is not noise or inversion", arg);
+		o->p.method = !strcmp(arg, "inversion") ? LVD_ATTNMAP_INVERSION : LVD_ATTNMAP_NOISE;
+		return 0;
+	case O_STEPS:
+		return lvd_cli_int(arg, 1, LVD_ATTNMAP_MAX_TIMESTEPS, "--steps", &o->p.steps);
+	case O_GUIDANCE: {
+		double g;
+		if (lvd_parse_double(arg, 0, 100, &g, "--guidance", &err))
+			return lvd_cli_usage_error("%s", err.msg);
+		o->p.guidance = (float)g;
+		return 0;
+	}
 	case O_SEED:
 		if (lvd_parse_u64(arg, 0, INT64_MAX, &v, "--seed", &err))
 			return lvd_cli_usage_error("%s", err.msg);
@@ -181,12 +200,19 @@ static json_t *params_json(const struct opts *o)
 		json_array_append_new(ts, json_integer(o->p.timesteps[i]));
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:i, s:i, s:s, s:o, s:i, s:I, s:i, s:b, s:s, s:s, s:I, s:i, s:b}",
-			 "resolution", o->p.resolution, "grid", o->p.grid, "layers", layers, "timesteps", ts,
-			 "noise_draws", o->p.draws, "seed", (json_int_t)o->p.seed, "min_side", o->p.min_side,
-			 "fold_vocab", o->p.fold_vocab, "text_field", am_text_field_name(o->text_field),
-			 "shard", shard, "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL,
-			 "id_from_image", o->id_from_image);
+	json_t *p = json_pack("{s:i, s:i, s:s, s:o, s:i, s:I, s:i, s:b, s:s, s:s, s:I, s:i, s:b}",
+			      "resolution", o->p.resolution, "grid", o->p.grid, "layers", layers, "timesteps", ts,
+			      "noise_draws", o->p.draws, "seed", (json_int_t)o->p.seed, "min_side", o->p.min_side,
+			      "fold_vocab", o->p.fold_vocab, "text_field", am_text_field_name(o->text_field),
+			      "shard", shard, "shard_bytes", (json_int_t)o->shard_bytes, "zstd_level", ZLEVEL,
+			      "id_from_image", o->id_from_image);
+	if (p && o->p.method == LVD_ATTNMAP_INVERSION) {
+		/* only for inversion: run.json of noise runs stays as before */
+		json_object_set_new(p, "method", json_string("inversion"));
+		json_object_set_new(p, "steps", json_integer(o->p.steps));
+		json_object_set_new(p, "guidance", json_real(o->p.guidance));
+	}
+	return p;
 }
 
 /* Fingerprint of the inputs: manifest sha256, SD weight headers, tokenizer files. */
@@ -340,6 +366,8 @@ int cmd_run(int argc, char **argv)
 	o.p.timesteps[1] = 300;
 	o.p.timesteps[2] = 500;
 	o.p.timesteps[3] = 700;
+	o.p.steps = 50;
+	o.p.guidance = 7.5f;
 	o.shard_n = 1;
 	o.shard_bytes = (uint64_t)1 << 30;
 	o.text_field = AM_TEXT_AUTO;

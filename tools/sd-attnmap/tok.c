@@ -139,6 +139,7 @@ int am_tok_text(struct am_tok *t, const char *text, struct lvd_attnmap_text *out
 	for (int i = 0; i < T; i++)
 		out->ids[1 + i] = t->toks.ids[1 + i];
 	out->ids[T + 1] = LVD_CLIP_EOS;
+	out->pad_id = t->pad_id;
 	for (int i = T + 2; i < LVD_ATTNMAP_CTX; i++)
 		out->ids[i] = t->pad_id;
 	int32_t first_word = t->toks.word[1], last_word = t->toks.word[T];

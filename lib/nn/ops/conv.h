@@ -58,8 +58,13 @@ void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const f
  * col [C·KH·KW, rows·OW] in the ctx workspace, then
  *   dW += dout_blk · colᵀ,   col = Wᵀ · dout_blk,   dX += col2im(col),   db += Σ dout
  * (GEMMs by lvd_gemm on ctx). ACCUMULATES into dinp, dw and db; each may be NULL
- * (skipped). Workspace: at most max(C·KH·KW·OW, ~4 M) floats (the row block shrinks
- * to fit). */
+ * (skipped). Plain path (cpu_fast = 0, or B = 1): the images in order, dW accumulated in
+ * place. Fast path (cpu_fast, B >= 2): min(B, 16) fixed groups of consecutive images
+ * run over the pool, each group with its own dW partial, the partials added to dw in
+ * group order: the result is the same for every thread count (1 included) and differs
+ * from the plain path only in the order of dW's sums. Workspace: a slab of at most
+ * max(C·KH·KW·OW, ~4 M) floats (the row block shrinks to fit) per thread, plus
+ * min(B, 16)·OC·C·KH·KW floats of partials on the fast path. */
 void lvd_conv2d_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
 			const float *inp, const float *w, int B, int C, int H, int W, int OC, int KH, int KW,
 			int stride, int pad_t, int pad_l, int pad_b, int pad_r);
