@@ -83,6 +83,13 @@ if command -v jq >/dev/null 2>&1; then
 	# the trained adapter changes them
 	[ "$(jq -c .model.raw_mean "$T_TMP/e/scores.json")" != "$(jq -c .baseline.raw_mean "$T_TMP/e/scores.json")" ] &&
 		pass || fail "trained LoRA changes the raw scores"
+	# the same adapter (and its Aligner) on both sides: identical numbers
+	ok "align baseline with adapter" "$bin" align --model "$model" --adapter "$T_TMP/r/final" --baseline "$model" \
+		--baseline-adapter "$T_TMP/r/final" --pack "$T_TMP/pack" --out "$T_TMP/e3" --batch 2 --threads 1 -q
+	for k in raw_mean aligner_maps; do
+		[ "$(jq -c .model.$k "$T_TMP/e3/scores.json")" = "$(jq -c .baseline.$k "$T_TMP/e3/scores.json")" ] &&
+			pass || fail "--baseline-adapter: $k equal to the model's"
+	done
 	ok "align --limit 2" "$bin" align --model "$model" --pack "$T_TMP/pack" --out "$T_TMP/e2" --limit 2 -q
 	[ "$(jq .counts.samples "$T_TMP/e2/scores.json")" -eq 2 ] && pass || fail "--limit 2 scores 2 samples"
 	[ "$(jq .model.aligner_maps "$T_TMP/e2/scores.json")" = null ] && pass || fail "no Aligner without one"
