@@ -240,10 +240,11 @@ static int aligner_cfg_of(struct lvd_aligner_cfg *c, const char *path, int heads
 				rc = lvd_aligner_parse_norm(v, &c->norm, err);
 			else if (!strcmp(t, "act"))
 				rc = lvd_aligner_parse_act(v, &c->act, err);
-			else if (!strcmp(t, "d_in"))
-				c->d_in = atoi(v);
-			else if (!strcmp(t, "d_h"))
-				c->d_h = atoi(v);
+			else if (!strcmp(t, "d_in") || !strcmp(t, "d_h")) {
+				int64_t x;
+				if (!(rc = lvd_parse_i64(v, 1, 4096, &x, t, err)))
+					*(t[2] == 'i' ? &c->d_in : &c->d_h) = (int)x;
+			}
 		}
 	} else {
 		for (size_t i = 0; i < lvd_st_count(st); i++) {
@@ -258,8 +259,11 @@ static int aligner_cfg_of(struct lvd_aligner_cfg *c, const char *path, int heads
 		}
 	}
 	lvd_st_close(st);
-	if (rc)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata lvd.aligner: %s", path, err->msg);
+	if (rc) {
+		char why[sizeof err->msg];
+		snprintf(why, sizeof why, "%s", err->msg);
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: metadata lvd.aligner: %s", path, why);
+	}
 	if (c->d_in != heads)
 		return lvd_error_set(err, LVD_ERR_INVALID, "%s: the Aligner takes %d heads, the model has %d", path, c->d_in,
 				     heads);
