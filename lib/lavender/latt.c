@@ -548,6 +548,24 @@ static void raw_acc(double *acc, const float *X, int R, int H, size_t HW)
 		}
 }
 
+/* per-row min-max of acc/div over valid cells, then the word grouping into U */
+static void raw_group(float *U, const double *acc, double div, const struct lvd_latt_sample *s, size_t HW,
+		      float eps, struct lvd_ctx *ctx)
+{
+	const int R = s->R, W = s->W;
+	const size_t RH = (size_t)R * HW;
+	float *Zr = lvd_ctx_takef(ctx, RH), *Vr = lvd_ctx_takef(ctx, RH);
+	float *Mr = lvd_ctx_takef(ctx, (size_t)W * HW);
+	struct mm *wr = lvd_ctx_take(ctx, (size_t)W * sizeof *wr);
+	uint8_t *all = lvd_ctx_take(ctx, (size_t)W);
+	memset(all, 1, (size_t)W);
+	for (size_t i = 0; i < RH; i++)
+		Zr[i] = (float)(acc[i] / div);
+	for (int r = 0; r < R; r++)
+		(void)minmax_fwd(Vr + (size_t)r * HW, Zr + (size_t)r * HW, s->mask, HW, eps);
+	group_words(U, Mr, wr, Vr, s, all, HW, eps);
+}
+
 int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
 			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
 			 double pair_count, float dscale, struct lvd_latt_trace *tr)
@@ -668,18 +686,8 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	}
 	*loss += sum / pair_count;
 	/* raw maps for evaluation: mean over layers and heads, same grouping */
-	if (racc) {
-		float *Zr = lvd_ctx_takef(ctx, RH), *Vr = lvd_ctx_takef(ctx, RH);
-		float *Mr = lvd_ctx_takef(ctx, (size_t)W * HW);
-		struct mm *wr = lvd_ctx_take(ctx, (size_t)W * sizeof *wr);
-		uint8_t *all = lvd_ctx_take(ctx, (size_t)W);
-		memset(all, 1, (size_t)W);
-		for (size_t i = 0; i < RH; i++)
-			Zr[i] = (float)(racc[i] / ((double)L * H));
-		for (int r = 0; r < R; r++)
-			(void)minmax_fwd(Vr + (size_t)r * HW, Zr + (size_t)r * HW, s->mask, HW, eps);
-		group_words(tr->raw_words, Mr, wr, Vr, s, all, HW, eps);
-	}
+	if (racc)
+		raw_group(tr->raw_words, racc, (double)L * H, s, HW, eps, ctx);
 
 	if (want_grad) {
 		/* 5'. dU -> dM -> dV */
@@ -774,6 +782,41 @@ void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const s
 	tr.raw_words = raw;
 	double unused = 0;
 	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, s, params, cfg, 1.0, 0.0f, &tr);
+	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_latt_raw_word_maps(struct lvd_ctx *ctx, float *per_layer, float *mean, const struct lvd_latt_sample *s,
+			    const struct lvd_latt_cfg *cfg)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_latt_raw_word_maps");
+	struct lvd_error e;
+	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_raw_word_maps: %s", e.msg);
+	const struct lvd_latt_geom *g = &s->geom;
+	const int R = s->R, H = g->heads, W = s->W;
+	if (!W || (!per_layer && !mean))
+		return;
+	const size_t HW = (size_t)g->gh * g->gw, RH = (size_t)R * HW;
+	int lay[LVD_LATT_MAX_LAYERS];
+	const int L = chosen_layers(cfg, lay);
+	size_t mk = lvd_ctx_mark(ctx);
+	float *X = lvd_ctx_takef(ctx, (size_t)R * H * HW);
+	double *tot = lvd_ctx_take(ctx, RH * sizeof *tot), *one = NULL;
+	memset(tot, 0, RH * sizeof *tot);
+	if (per_layer)
+		one = lvd_ctx_take(ctx, RH * sizeof *one);
+	for (int l = 0; l < L; l++) {
+		lvd_latt_maps_fwd(ctx, X, s->probs[lay[l]], g, R);
+		raw_acc(tot, X, R, H, HW);
+		if (one) {
+			size_t m2 = lvd_ctx_mark(ctx);
+			memset(one, 0, RH * sizeof *one);
+			raw_acc(one, X, R, H, HW);
+			raw_group(per_layer + (size_t)l * W * HW, one, (double)H, s, HW, cfg->minmax_eps, ctx);
+			lvd_ctx_release(ctx, m2);
+		}
+	}
+	if (mean)
+		raw_group(mean, tot, (double)L * H, s, HW, cfg->minmax_eps, ctx);
 	lvd_ctx_release(ctx, mk);
 }
 

@@ -183,6 +183,15 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const struct lvd_latt_sample *s,
 			const float *params, const struct lvd_latt_cfg *cfg);
 
+/* Raw per-word maps without the Aligner, for evaluation (no params needed):
+ * per_layer [Lc, W, GH, GW] (Lc = cfg's chosen layers, in cfg's order): the same grouping
+ * (per-row min-max over valid cells, mean over the word's rows, min-max) of the head mean
+ * of each chosen layer alone; mean [W, GH, GW]: of the head-and-layer mean over the chosen
+ * layers, bit-identical to lvd_latt_word_maps' raw. Either may be NULL. Work memory from
+ * ctx's workspace (about R·H·HW floats + 2·R·HW doubles); nothing is accumulated. */
+void lvd_latt_raw_word_maps(struct lvd_ctx *ctx, float *per_layer, float *mean, const struct lvd_latt_sample *s,
+			    const struct lvd_latt_cfg *cfg);
+
 /* The batch: L_att = Σ_b sample b's contribution with pair_count (<= 0: the matched words
  * of these samples); 0 when nothing matched. dprobs[b] is sample b's dprobs array (NULL
  * skips). Returns L_att; *n_pairs (may be NULL) gets the matched words seen here. */
