@@ -13,6 +13,10 @@ expect_exit 2 "run bad flag" "$bin" run --no-such-flag
 expect_exit 2 "run without required options" "$bin" run --sd x
 expect_stderr "multiple of 64" "run --resolution 100" "$bin" run --sd x --manifest m --out o --resolution 100
 expect_exit 2 "run --resolution 100 exit" "$bin" run --sd x --manifest m --out o --resolution 100
+expect_exit 2 "run --method unknown" "$bin" run --sd x --manifest m --out o --method ddpm
+expect_exit 2 "run --steps 65" "$bin" run --sd x --manifest m --out o --method inversion --steps 65
+expect_exit 2 "run --guidance -1" "$bin" run --sd x --manifest m --out o --method inversion --guidance -1
+expect_stdout "--method M" "run --help lists --method" "$bin" run --help
 expect_stderr "not a layer side" "run --layers 24" "$bin" run --sd x --manifest m --out o --layers 24
 expect_exit 2 "run --timesteps 1000" "$bin" run --sd x --manifest m --out o --timesteps 100,1000
 expect_exit 2 "run --shard 2/2" "$bin" run --sd x --manifest m --out o --shard 2/2

@@ -13,6 +13,10 @@ portrait) from ../shared/data/images:
   recorded and averaged over heads -> maps of the selected levels resized with
   F.interpolate(bilinear, align_corners=False) to the grid -> mean over layers x
   timesteps x draws -> tokens 1..T.
+And --method inversion (inv.* tensors): DDIM inversion of the latent with the caption
+(prompt-to-prompt's next_step), regeneration with diffusers' DDIMScheduler and
+classifier-free guidance 7.5 against the empty prompt, the conditional pass's maps
+averaged over the 4 steps.
 
 The tiny text encoder has a 1000-entry vocabulary, so ids are folded (id % 1000) as the
 tool does with --fold-vocab; the records keep the real CLIP ids.
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTokenizer
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,6 +51,7 @@ TIMESTEPS = [100, 300, 500, 700]  # the tool's default
 DRAWS = 2                        # --noise-draws
 SEED = 7                         # --seed
 LEVELS = (1, 2)                  # default --layers: latent/2 and latent/4 maps
+INV_STEPS, GUIDANCE = 4, 7.5      # --method inversion --steps 4 (default guidance)
 PHOTOS = [("astronaut", "skimage_astronaut.png"),
           ("coco38678", "COCO_val2014_000000038678.png")]   # 512x512 and 480x640
 
@@ -183,8 +188,59 @@ def main():
         manifest.append({"id": sid, "image": photo, "caption": caption})
         print(f"gen_attnmap: {sid}: {img.size} -> grid {gw}x{gh}, {T} tokens, {n} maps averaged",
               file=sys.stderr)
+    # ---- --method inversion (docs/attnmap.md): prompt-to-prompt's DDIM inversion loop with
+    # the caption (its `next_step`), then regeneration with diffusers' DDIMScheduler and
+    # classifier-free guidance (uncond = the empty prompt), the attn2 maps of the
+    # conditional pass averaged over the INV_STEPS steps; every sample ----
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                         steps_offset=1)
+    ddim.set_timesteps(INV_STEPS)
+    ac = ddim.alphas_cumprod
+    ratio = 1000 // INV_STEPS
+    for sid, photo in PHOTOS:
+        caption = caps[photo]["caption"]
+        img = Image.open(os.path.join(SHARED, "images", photo)).convert("RGB")
+        sw, sh, lw, lh, gw, gh = geometry(*img.size)
+        if (sw, sh) != img.size:
+            img = img.resize((sw, sh), Image.BICUBIC)
+        x = torch.from_numpy(np.asarray(img).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        ids = tok(caption, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids[0]
+        uids = tok("", padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+        T = int((ids[1:] != 49407).sum())
+        with torch.no_grad():
+            ctx = clip((ids % vocab)[None]).last_hidden_state
+            uctx = clip((uids % vocab)[None]).last_hidden_state
+            lat = vae.encode(x[None]).latent_dist.mean * vae.config.scaling_factor
+            for t in reversed(ddim.timesteps):                    # 1, 1 + r, ...
+                eps = unet(lat, t, encoder_hidden_states=ctx).sample
+                t_from, t_to = int(t) - ratio, int(t)
+                a_from = ac[t_from] if t_from >= 0 else ddim.final_alpha_cumprod
+                a_to = ac[t_to]
+                x0 = (lat - (1 - a_from) ** 0.5 * eps) / a_from ** 0.5
+                lat = a_to ** 0.5 * x0 + (1 - a_to) ** 0.5 * eps
+            acc = torch.zeros(T, gh, gw)
+            n = 0
+            for t in ddim.timesteps:                              # ..., 1
+                rec["maps"] = []
+                e_c = unet(lat, t, encoder_hidden_states=ctx).sample
+                for m in rec["maps"]:
+                    q = m.shape[0]
+                    level = next((k for k in range(4) if (lh >> k) * (lw >> k) == q), None)
+                    if level not in LEVELS:
+                        continue
+                    hm = m.reshape(lh >> level, lw >> level, m.shape[1]).permute(2, 0, 1)[1:T + 1]
+                    acc += F.interpolate(hm[None], size=(gh, gw), mode="bilinear", align_corners=False)[0]
+                    n += 1
+                e_u = unet(lat, t, encoder_hidden_states=uctx).sample
+                lat = ddim.step(e_u + GUIDANCE * (e_c - e_u), t, lat).prev_sample
+        G[f"inv.{sid}.maps"] = (acc / n).contiguous()
+        G[f"inv.{sid}.latent"] = lat[0].contiguous()
+        print(f"gen_attnmap: inversion {sid}: {INV_STEPS} steps, guidance {GUIDANCE}, {n} maps averaged",
+              file=sys.stderr)
     save_file(G, os.path.join(OUT, "golden.safetensors"),
               metadata={"resolution": str(RES), "timesteps": ",".join(map(str, TIMESTEPS)),
+                        "inversion_steps": str(INV_STEPS), "guidance": str(GUIDANCE),
                         "draws": str(DRAWS), "seed": str(SEED), "sd_fingerprint": sd_fingerprint()})
     with open(os.path.join(OUT, "manifest.jsonl"), "w") as f:
         for m in manifest:

@@ -36,7 +36,9 @@ static const char DESC[] =
 	"capture the head-averaged cross-attention maps; average the --layers maps on the\n"
 	"output --grid over layers, timesteps and draws, and store one fp16 map per caption\n"
 	"token in maps/attn-NNNNN.lvdm. Re-running the same command resumes after the last\n"
-	"complete shard. Bad samples are listed in maps/errors.jsonl. See docs/attnmap.md.";
+	"complete shard. Bad samples are listed in maps/errors.jsonl. --method inversion instead\n"
+	"inverts the latent with DDIM and averages the maps of a guided regeneration over its\n"
+	"--steps. See docs/attnmap.md.";
 
 enum {
 	O_SD, O_MANIFEST, O_IMAGES, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_RESOLUTION, O_GRID, O_LAYERS,
