@@ -3,4 +3,5 @@
 #define LVD_EVAL_TOOL_CMDS_H
 int cmd_convert(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 #endif

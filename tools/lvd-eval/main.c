@@ -7,6 +7,7 @@
 static const struct lvd_cli_cmd cmds[] = {
 	{"convert", "turn MMBench/VLMEvalKit TSV, POPE, TextVQA or DocVQA files into a benchmark JSONL", cmd_convert},
 	{"score", "score a predictions JSONL as VLMEvalKit does (no model, no LLM judge)", cmd_score},
+	{"run", "answer a benchmark JSONL with the VLM (+ adapter) and score it: predictions.jsonl, scores.json", cmd_run},
 	{0, 0, 0},
 };
 
