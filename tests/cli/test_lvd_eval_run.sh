@@ -139,6 +139,19 @@ jq -e '.run.options.temperature == 0.6 and .run.options.top_p == 0.9 and .run.op
 	>/dev/null && pass || fail "preset recorded"
 [ "$(jq -c '.tokens | length' "$T_TMP/v1/predictions.jsonl" | sort -u)" != "" ] && pass || fail "sampled tokens"
 
+# a stop id the tiny model emits (the second token of the first POPE item): generation
+# stops there, the stop token is kept in the tokens and its text in the output (only
+# <|eot_id|> is removed, as VLMEvalKit's wrapper does)
+stop=$(head -1 "$T_TMP/b1/predictions.jsonl" | jq -r '.tokens[1]')
+mkdir -p "$T_TMP/m2"
+for f in config.json model.safetensors tokenizer.json; do ln -s "$M/$f" "$T_TMP/m2/$f"; done
+jq -c ".eos_token_id += [$stop]" "$M/generation_config.json" >"$T_TMP/m2/generation_config.json"
+ok "run with an extra stop id" "$bin" run --model "$T_TMP/m2" --bench "$T_TMP/bench.jsonl" --threads 1 --max-new-tokens 10 \
+	--out "$T_TMP/st" --limit 1
+[ "$(jq -c '[.tokens, .stop]' "$T_TMP/st/predictions.jsonl")" = "$(head -1 "$T_TMP/b1/predictions.jsonl" | jq -c '[.tokens[0:2], "eos"]')" ] &&
+	pass || fail "stops on the eos list"
+jq -e ".run.options.eos[3] == $stop" "$T_TMP/st/scores.json" >/dev/null && pass || fail "eos list recorded"
+
 # --prompt letter and --kind caption
 ok "--prompt letter" run --out "$T_TMP/pl" --prompt letter --limit 5
 grep -q "Answer with the option's letter from the given choices directly." "$T_TMP/pl/predictions.jsonl" && pass ||

@@ -234,6 +234,13 @@ static json_t *options_json(const struct ropts *o, const struct lvd_evalm *e, st
 			      "preset", o->preset ? "vlmevalkit" : "greedy", "prompt",
 			      o->prompt == LVD_EVAL_MCQ_LETTER ? "letter" : "dataset", "bos", o->preset ? "two" : "one",
 			      "max_new_tokens", o->max_new ? json_integer(o->max_new) : json_string("128 mcq/yesno, 512 else"));
+	if (j) {
+		json_t *eos = json_array();
+		for (int k = 0; k < e->n_eos; k++)
+			json_array_append_new(eos, json_integer(e->eos[k]));
+		json_object_set_new(j, "eos", eos);
+		json_object_set_new(j, "pad", json_integer(e->pad_id));
+	}
 	if (j && o->preset) {
 		json_object_set_new(j, "temperature", json_real(0.6));
 		json_object_set_new(j, "top_p", json_real(0.9));
@@ -367,6 +374,23 @@ struct runner {
 	double gen_s, ttft_s;
 };
 
+/* VLMEvalKit llama_vision.py: processor.decode(new tokens) (special tokens kept, the
+ * stop token included) .replace('<|eot_id|>', ''): in place, returns the new length */
+static size_t strip_eot(char *t, size_t n)
+{
+	static const char eot[] = "<|eot_id|>";
+	size_t k = sizeof eot - 1, w = 0;
+	for (size_t r = 0; r < n;) {
+		if (r + k <= n && !memcmp(t + r, eot, k)) {
+			r += k;
+			continue;
+		}
+		t[w++] = t[r++];
+	}
+	t[w] = 0;
+	return w;
+}
+
 static int image_of(struct runner *R, const struct rec *r, struct lvd_image *im, struct lvd_error *err)
 {
 	char path[4200];
@@ -477,11 +501,11 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 	R->gen_s += lvd_time_now() - t0;
 	for (int s = 0; s < B && !rc; s++) {
 		struct rec *r = rs[s];
-		int n = ntok[s] - stopped[s];
 		char *text = NULL;
 		size_t tl;
-		if ((rc = lvd_llama_decode(R->e->tok, toks[s], (size_t)n, 0, &text, &tl, err)))
+		if ((rc = lvd_llama_decode(R->e->tok, toks[s], (size_t)ntok[s], 0, &text, &tl, err)))
 			break;
+		tl = strip_eot(text, tl);
 		R->tokens += (uint64_t)ntok[s];
 		json_t *line = json_deep_copy(r->obj), *ta = json_array();
 		for (int k = 0; k < ntok[s]; k++)
