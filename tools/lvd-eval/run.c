@@ -370,7 +370,7 @@ struct runner {
 	int fd;                     /* predictions.jsonl, O_APPEND */
 	char pred_path[4200];
 	struct pick_ctx pick;
-	uint64_t tokens, items;
+	uint64_t tokens, items, batches;
 	double gen_s, ttft_s;
 };
 
@@ -483,6 +483,7 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 		lvd_mllama_gen_step(g, next, &done, err);
 		if (first) {
 			R->ttft_s += lvd_time_now() - t0;
+			R->batches++;
 			first = 0;
 		}
 		if (done)
@@ -666,7 +667,7 @@ int cmd_run(int argc, char **argv)
 				"items_generated", (json_int_t)R.items, "items_resumed", (json_int_t)n_done,
 				"tokens_generated", (json_int_t)R.tokens, "seconds", wall, "tokens_per_s",
 				R.gen_s > 0 ? (double)R.tokens / R.gen_s : 0.0, "time_to_first_token_s",
-				R.items ? R.ttft_s * o.batch / (double)R.items : 0.0);
+				R.batches ? R.ttft_s / (double)R.batches : 0.0);
 	json_object_set_new(scores, "run", run);
 	char sp[4200];
 	snprintf(sp, sizeof sp, "%s/scores.json", o.out);
