@@ -6,7 +6,10 @@
  *                     the tokens of the built-in greedy choice (golden tiny mllama);
  *   test_lora_load    lvd_mllama_lora_save then lvd_mllama_lora_load gives the same
  *                     adapters bit for bit (new and legacy key names), and bad adapter
- *                     folders are refused naming file and key.
+ *                     folders are refused naming file and key;
+ *   test_peft_folder  the adapter folder PEFT itself saved (tests/golden/mllama/
+ *                     peft_adapter, tests/ref/gen_peft_adapter.py) loads with every A and
+ *                     B equal to the golden PEFT weights of lora.safetensors.
  * Modes:
  *   --model DIR       writes a tiny random mllama whose vocabulary is the small Llama-3
  *                     tokenizer of tests/golden/tokenizer/small (4257 ids, <|image|> =
@@ -29,6 +32,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "golden_util.h"
 #include "core/rng.h"
 #include "eval/sample.h"
 #include "io/fileutil.h"
@@ -187,6 +191,44 @@ static void test_lora_load(void)
 	lvd_mllama_free(b);
 	json_decref(cfg);
 	lvd_mllama_free(a);
+}
+
+static void test_peft_folder(void)
+{
+	struct lvd_mllama *m = NULL;
+	struct lvd_st *gs = NULL;
+	struct lvd_error err = {0};
+	REQUIRE(!lvd_mllama_load_frozen(&m, lvd_test_path(GOLD), &err));
+	int rc = lvd_mllama_lora_load(m, lvd_test_path("tests/golden/mllama/peft_adapter"), &err);
+	CHECKF(rc == 0, "%s", err.msg);
+	REQUIRE(rc == 0);
+	REQUIRE(!lvd_st_open(&gs, lvd_test_path("tests/golden/mllama/lora.safetensors"), &err));
+	CHECK(lvd_mllama_lora_rank(m) == 4);
+	size_t matched = 0;
+	for (size_t i = 0; i < lvd_st_count(gs); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(gs, i);
+		char mod[200];
+		if (strncmp(t->name, "w.", 2) || lvd_gold_peft_module(mod, sizeof mod, t->name))
+			continue;
+		int isb = strstr(t->name, ".lora_B.") != NULL;
+		struct lvd_mllama_lora *L = NULL;
+		for (size_t k = 0; k < lvd_mllama_nlora(m); k++)
+			if (!strcmp(lvd_mllama_lora_at(m, k)->module, mod))
+				L = lvd_mllama_lora_at(m, k);
+		CHECKF(L != NULL, "no adapter for %s", mod);
+		if (!L)
+			continue;
+		size_t k;
+		float *want = lvd_gold_f32(gs, t->name, &k);
+		REQUIRE(want);
+		CHECK(k == (size_t)4 * (size_t)(isb ? L->out : L->in));
+		CHECK(!memcmp(isb ? L->B : L->A, want, sizeof(float) * k));
+		free(want);
+		matched++;
+	}
+	CHECK(matched == 2 * lvd_mllama_nlora(m) && matched > 0);
+	lvd_st_close(gs);
+	lvd_mllama_free(m);
 }
 
 /* ---- fixture: tiny model with the small tokenizer ------------------------------------------ */
@@ -382,7 +424,7 @@ int main(int argc, char **argv)
 	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_eval_run.XXXXXX");
 	LVD_ASSERT(mkdtemp(g_tmp));
 	static const struct lvd_test tests[] = {TEST(test_sample_topk), TEST(test_sample_topp), TEST(test_pick_greedy),
-						TEST(test_lora_load), {0}};
+						TEST(test_lora_load), TEST(test_peft_folder), {0}};
 	int rc = lvd_test_main(argc, argv, tests);
 	char cmd[400];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
