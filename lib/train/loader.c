@@ -193,57 +193,66 @@ int lvd_loader_check_model(const char *pack, const char *model, struct lvd_error
 	return rc;
 }
 
-/* Image processor config and pad id from the model folder. */
-static int model_defaults(struct lvd_loader *l, struct lvd_error *err)
+int lvd_loader_image_cfg(struct lvd_mllama_image_cfg *img, const char *model, struct lvd_error *err)
 {
-	const char *model = l->o.model;
 	char path[PATH_CAP], pre[PATH_CAP];
 	snprintf(path, sizeof path, "%s/config.json", model);
 	snprintf(pre, sizeof pre, "%s/preprocessor_config.json", model);
 	int have_pre = !access(pre, F_OK);
 	int rc = 0;
-	if (l->o.image.tile == 0) {
-		struct lvd_geom_cfg g;
-		lvd_geom_cfg_default(&g);
-		const char *files[2] = {path, pre};
-		for (int k = 0; k < 1 + have_pre && !rc; k++) {
-			char *buf = NULL;
-			size_t len = 0;
-			rc = lvd_file_read_all(files[k], (size_t)64 << 20, &buf, &len, err);
-			if (!rc)
-				rc = lvd_geom_cfg_from_json(&g, buf, len, files[k], err);
-			free(buf);
-		}
+	lvd_mllama_image_cfg_default(img);
+	struct lvd_geom_cfg g;
+	lvd_geom_cfg_default(&g);
+	const char *files[2] = {path, pre};
+	for (int k = 0; k < 1 + have_pre && !rc; k++) {
+		char *buf = NULL;
+		size_t len = 0;
+		rc = lvd_file_read_all(files[k], (size_t)64 << 20, &buf, &len, err);
+		if (!rc)
+			rc = lvd_geom_cfg_from_json(&g, buf, len, files[k], err);
+		free(buf);
+	}
+	if (rc)
+		return rc;
+	img->tile = g.tile_size;
+	img->max_tiles = g.max_tiles;
+	if (have_pre) {
+		struct lvd_json j;
+		double mean[3], sd[3];
+		size_t nm = 0, ns = 0;
+		if ((rc = lvd_json_load(&j, pre, err)))
+			return rc;
+		if (lvd_json_has(&j, "image_mean") &&
+		    (rc = lvd_json_get_double_array(&j, "image_mean", mean, 3, &nm, err)) == 0 && nm != 3)
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_mean has %zu values, want 3", pre, nm);
+		if (!rc && lvd_json_has(&j, "image_std") &&
+		    (rc = lvd_json_get_double_array(&j, "image_std", sd, 3, &ns, err)) == 0 && ns != 3)
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_std has %zu values, want 3", pre, ns);
+		lvd_json_release(&j);
 		if (rc)
 			return rc;
-		l->img.tile = g.tile_size;
-		l->img.max_tiles = g.max_tiles;
-		if (have_pre) {
-			struct lvd_json j;
-			double mean[3], sd[3];
-			size_t nm = 0, ns = 0;
-			if ((rc = lvd_json_load(&j, pre, err)))
-				return rc;
-			if (lvd_json_has(&j, "image_mean") &&
-			    (rc = lvd_json_get_double_array(&j, "image_mean", mean, 3, &nm, err)) == 0 && nm != 3)
-				rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_mean has %zu values, want 3", pre, nm);
-			if (!rc && lvd_json_has(&j, "image_std") &&
-			    (rc = lvd_json_get_double_array(&j, "image_std", sd, 3, &ns, err)) == 0 && ns != 3)
-				rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_std has %zu values, want 3", pre, ns);
-			lvd_json_release(&j);
-			if (rc)
-				return rc;
-			for (int c = 0; c < 3; c++) {
-				if (nm)
-					l->img.mean[c] = (float)mean[c];
-				if (ns) {
-					if (!(sd[c] > 0))
-						return lvd_error_set(err, LVD_ERR_INVALID, "%s: image_std[%d] = %g", pre, c, sd[c]);
-					l->img.std[c] = (float)sd[c];
-				}
+		for (int c = 0; c < 3; c++) {
+			if (nm)
+				img->mean[c] = (float)mean[c];
+			if (ns) {
+				if (!(sd[c] > 0))
+					return lvd_error_set(err, LVD_ERR_INVALID, "%s: image_std[%d] = %g", pre, c, sd[c]);
+				img->std[c] = (float)sd[c];
 			}
 		}
 	}
+	return 0;
+}
+
+/* Image processor config and pad id from the model folder. */
+static int model_defaults(struct lvd_loader *l, struct lvd_error *err)
+{
+	const char *model = l->o.model;
+	char path[PATH_CAP];
+	snprintf(path, sizeof path, "%s/config.json", model);
+	int rc = 0;
+	if (l->o.image.tile == 0 && (rc = lvd_loader_image_cfg(&l->img, model, err)))
+		return rc;
 	if (l->o.pad_id < 0) {
 		struct lvd_json j;
 		int pad = -1;

@@ -126,6 +126,11 @@ struct lvd_loader_batch {
 
 struct lvd_loader;
 
+/* The image processor of a model folder: CLIP defaults (lvd_mllama_image_cfg_default),
+ * tile size and max tiles from MODEL/config.json then MODEL/preprocessor_config.json
+ * (when present: size, max_image_tiles, image_mean, image_std). Errors name the file. */
+int lvd_loader_image_cfg(struct lvd_mllama_image_cfg *img, const char *model, struct lvd_error *err);
+
 /* Checks the pack's recorded model fingerprints against the model folder (above). */
 int lvd_loader_check_model(const char *pack, const char *model, struct lvd_error *err);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmds.h"
+#include "scorefile.h"
 #include "common/cli.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -83,8 +84,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	return lvd_cli_usage_error("unhandled option");
 }
 
-/* Reads a JSONL file into an array of objects; blank lines skipped. */
-static int read_jsonl(const char *path, json_t **out, json_t **lines, struct lvd_error *err)
+int lvd_evalt_read_jsonl(const char *path, json_t **out, json_t **lines, struct lvd_error *err)
 {
 	struct lvd_lines *lr;
 	int rc = lvd_lines_open(&lr, path, (size_t)64 << 20, err);
@@ -126,7 +126,7 @@ static int read_jsonl(const char *path, json_t **out, json_t **lines, struct lvd
 	return 0;
 }
 
-static json_t *file_hash(const char *path, struct lvd_error *err)
+json_t *lvd_evalt_file_hash(const char *path, struct lvd_error *err)
 {
 	unsigned char d[LVD_SHA256_LEN];
 	char hex[LVD_SHA256_HEX_LEN];
@@ -136,7 +136,7 @@ static json_t *file_hash(const char *path, struct lvd_error *err)
 	return json_pack("{s:s, s:s}", "path", path, "sha256", hex);
 }
 
-static int write_json(const char *path, json_t *j, struct lvd_error *err)
+int lvd_evalt_write_json(const char *path, json_t *j, struct lvd_error *err)
 {
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 	if (!s)
@@ -164,8 +164,32 @@ int cmd_score(int argc, char **argv)
 		return lvd_cli_usage_error("no predictions file");
 	if (first + 1 < argc)
 		return lvd_cli_usage_error("one predictions file at a time, got '%s' too", argv[first + 1]);
-	const char *pred = argv[first];
+	struct lvd_error err = {0};
+	json_t *scores = NULL;
+	if (lvd_evalt_score_file(argv[first], a.bench, &a.o, a.rescored, &scores, &err) ||
+	    lvd_evalt_write_json(a.out, scores, &err)) {
+		lvd_error_log("%s", err.msg[0] ? err.msg : "failed");
+		json_decref(scores);
+		return 1;
+	}
+	const char *k;
+	json_t *b;
+	json_object_foreach(json_object_get(scores, "benchmarks"), k, b)
+		lvd_info("%s (%s): %.2f", k, json_string_value(json_object_get(b, "kind")),
+			 json_real_value(json_object_get(b, "overall")));
+	json_decref(scores);
+	return 0;
+}
 
+int lvd_evalt_score_file(const char *pred, const char *bench_path, const struct lvd_eval_score_opts *opts,
+			 const char *rescored, json_t **out, struct lvd_error *errp)
+{
+	struct args a = {0};
+	a.o = *opts;
+	a.bench = bench_path;
+	a.rescored = rescored;
+	*out = NULL;
+	int status = 1;
 	struct lvd_error err = {0};
 	json_t *preds = NULL, *plines = NULL, *bench = NULL, *blines = NULL, *scores = NULL, *prov = NULL;
 	struct lvd_strmap bmap, seen;
@@ -174,11 +198,10 @@ int cmd_score(int argc, char **argv)
 	struct lvd_eval_item *items = NULL;
 	struct lvd_eval_result *res = NULL;
 	size_t n = 0;
-	int status = 1;
-	if (read_jsonl(pred, &preds, &plines, &err))
+	if (lvd_evalt_read_jsonl(pred, &preds, &plines, &err))
 		goto fail;
 	if (a.bench) {
-		if (read_jsonl(a.bench, &bench, &blines, &err))
+		if (lvd_evalt_read_jsonl(a.bench, &bench, &blines, &err))
 			goto fail;
 		for (size_t i = 0; i < json_array_size(bench); i++) {
 			const char *id = json_string_value(json_object_get(json_array_get(bench, i), "id"));
@@ -188,6 +211,18 @@ int cmd_score(int argc, char **argv)
 				goto fail;
 			}
 			lvd_strmap_put(&bmap, id, strlen(id), (int64_t)i);
+		}
+	}
+	/* `run --kind caption` lines: no rule scores a caption; they are counted and left out */
+	size_t n_caption = 0;
+	for (size_t i = 0; i < json_array_size(preds);) {
+		const char *k = json_string_value(json_object_get(json_array_get(preds, i), "kind"));
+		if (!a.bench && k && !strcmp(k, "caption")) {
+			json_array_remove(preds, i);
+			json_array_remove(plines, i);
+			n_caption++;
+		} else {
+			i++;
 		}
 	}
 	n = json_array_size(preds);
@@ -244,11 +279,11 @@ int cmd_score(int argc, char **argv)
 	json_t *benches;
 	if (lvd_eval_score(items, res, n, &a.o, &benches, &err))
 		goto fail;
-	json_t *input = json_pack("{s:o}", "predictions", file_hash(pred, &err));
+	json_t *input = json_pack("{s:o}", "predictions", lvd_evalt_file_hash(pred, &err));
 	if (!input)
 		goto fail;
 	if (a.bench)
-		json_object_set_new(input, "bench", file_hash(a.bench, &err));
+		json_object_set_new(input, "bench", lvd_evalt_file_hash(a.bench, &err));
 	scores = json_pack("{s:s, s:s, s:s, s:o, s:{s:s, s:b, s:b, s:f}, s:s, s:I, s:o}", "tool", "lvd-eval score",
 			   "version", LVD_VERSION, "rules", "VLMEvalKit e8e78f0 (2026-08-18), exact matching", "input", input,
 			   "options", "circular", a.o.circular < 0 ? "auto" : a.o.circular ? "on" : "off",
@@ -259,6 +294,8 @@ int cmd_score(int argc, char **argv)
 		lvd_error_set(&err, LVD_ERR_NOMEM, "cannot build scores.json");
 		goto fail;
 	}
+	if (n_caption)
+		json_object_set_new(scores, "captions_unscored", json_integer((json_int_t)n_caption));
 	if (a.rescored) {
 		struct lvd_afile af;
 		if (lvd_afile_open(&af, a.rescored, &err))
@@ -281,17 +318,14 @@ int cmd_score(int argc, char **argv)
 		if (lvd_afile_commit(&af, &err))
 			goto fail;
 	}
-	if (write_json(a.out, scores, &err))
-		goto fail;
-	const char *k;
-	json_t *b;
-	json_object_foreach(benches, k, b)
-		lvd_info("%s (%s): %.2f", k, json_string_value(json_object_get(b, "kind")),
-			 json_real_value(json_object_get(b, "overall")));
+	*out = scores;
+	scores = NULL;
 	status = 0;
 	goto done;
 fail:
-	lvd_error_log("%s", err.msg[0] ? err.msg : "failed");
+	*errp = err;
+	if (!errp->code)
+		errp->code = LVD_ERR_INVALID;
 done:
 	(void)prov;
 	for (size_t i = 0; res && i < n; i++)
@@ -305,5 +339,5 @@ done:
 	json_decref(blines);
 	lvd_strmap_free(&bmap);
 	lvd_strmap_free(&seen);
-	return status;
+	return status ? (errp->code ? errp->code : 1) : 0;
 }

@@ -149,6 +149,15 @@ float *lvd_mllama_lora_opt_state(struct lvd_mllama *m, size_t *n);
 int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base_model_name, int legacy_names,
 			 struct lvd_error *err);
 
+/* Loads a PEFT LoRA adapter folder (ours or one PEFT wrote) for inference: r,
+ * lora_alpha, use_rslora and target_modules (a list; a regex string is refused) from
+ * dir/adapter_config.json, lvd_mllama_add_lora with them (dropout 0), then A and B of
+ * every adapter from dir/adapter_model.safetensors ("base_model.model.<module>.lora_{A,B}
+ * .weight", module named either way; F32/F16/BF16). Every key must be a LoRA weight of a
+ * targeted module and every adapter must get both matrices. Errors name the file and the
+ * key (LVD_ERR_INVALID, LVD_ERR_NOTFOUND, LVD_ERR_IO); LoRA already added: INVALID. */
+int lvd_mllama_lora_load(struct lvd_mllama *m, const char *dir, struct lvd_error *err);
+
 /* One training/eval batch (all borrowed). pixel_values may be NULL (text only: cross
  * layers skipped, as HF). labels may be NULL (no loss). */
 struct lvd_mllama_batch {
@@ -221,7 +230,7 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
  * cross-attention keys/values of every cross layer (once) and the prefill of the prompts
  * into a self-attention K/V cache; each lvd_mllama_gen_step feeds the previous step's
  * tokens (one row per sample) and picks the next token of every sample by argmax (the
- * first maximum, as torch.argmax). Numerics and rules follow transformers'
+ * first maximum, as torch.argmax) or by the caller's pick function (sampling). Numerics and rules follow transformers'
  * generate(do_sample=False) with its cache:
  *  - left padding: attn_mask [B, T] (1 real, 0 pad; NULL all real) masks pad keys;
  *    positions are the running count of real tokens (cumsum − 1), so a padded prompt
@@ -243,6 +252,11 @@ struct lvd_mllama_gen_opts {
 	const int *eos;                  /* n_eos ids (generation_config eos_token_id list) */
 	int n_eos;
 	int pad_id;                      /* emitted by stopped samples (HF: pad_token_id) */
+	/* Next-token choice of a running sample: NULL picks the argmax (greedy); otherwise
+	 * pick(pick_user, sample, step, logits[V], V) returns an id in [0, V) (a sampler;
+	 * step counts from 0). Stopped samples are not asked. */
+	int (*pick)(void *user, int sample, int step, const float *logits, int V);
+	void *pick_user;
 };
 struct lvd_mllama_gen;
 /* Errors: LVD_ERR_INVALID (bad batch, a mask row without a real token, max_new_tokens

@@ -26,6 +26,8 @@ struct lvd_mllama_gen {
 	struct lvd_mllama *m;
 	int B, T0, Tc, t, S, G, have_image, meta_row_mask;
 	int max_new, n_new, n_eos, pad, *eos;
+	int (*pick)(void *user, int sample, int step, const float *logits, int V);
+	void *pick_user;
 	float **kc, **vc;            /* [t_layers]: self layers [B, Tc, KV] (post-rope), cross [B, S, KV] */
 	float inv_freq[512];
 	/* workspace for Tq <= T0 rows (N = B·Tq) */
@@ -190,6 +192,8 @@ int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, cons
 	g->max_new = o->max_new_tokens;
 	g->n_eos = o->n_eos;
 	g->pad = o->pad_id;
+	g->pick = o->pick;
+	g->pick_user = o->pick_user;
 	g->kc = calloc((size_t)c->t_layers, sizeof *g->kc);
 	g->vc = calloc((size_t)c->t_layers, sizeof *g->vc);
 	int B = g->B, T0 = g->T0, G = g->G;
@@ -276,12 +280,17 @@ int lvd_mllama_gen_step(struct lvd_mllama_gen *g, int *next, int *done, struct l
 	for (int s = 0; s < B; s++) {
 		const float *lg = g->logits + (size_t)s * V;
 		int best = 0;
-		for (int j = 1; j < V; j++)
-			if (lg[j] > lg[best])
-				best = j;
 		if (g->done[s]) {
 			best = g->pad;
 		} else {
+			if (g->pick) {
+				best = g->pick(g->pick_user, s, g->n_new, lg, V);
+				LVD_ASSERT(best >= 0 && best < V);
+			} else {
+				for (int j = 1; j < V; j++)
+					if (lg[j] > lg[best])
+						best = j;
+			}
 			for (int e = 0; e < g->n_eos; e++)
 				if (best == g->eos[e])
 					g->done[s] = 1;

@@ -11,7 +11,12 @@
  * C (when M >= N) or 16 columns (otherwise), spread over ctx->pool: the cut depends only
  * on the shape and the thread count, every element is the same K-long dot product as
  * unsplit, but OpenBLAS may pick another kernel for a block, so the last bits can differ
- * from the unsplit product (measured 3e-7 of the output scale; test_ops, entry gemm). Inside a parallel_for chunk (lvd_ctx_in_parallel) it runs single-threaded on
+ * from the unsplit product (measured 3e-7 of the output scale; test_ops, entry gemm).
+ * A [M, K] times Bᵀ with M <= 8 (nn.Linear on a decode step's rows) runs as M OpenBLAS
+ * matrix-vector products instead of one sgemm, which would pack B on every call (most of
+ * a decode step's time); a row's result then does not depend on M up to 8 (a batched
+ * decode step equals the single one bit for bit), in another summation order than
+ * sgemm's. Inside a parallel_for chunk (lvd_ctx_in_parallel) it runs single-threaded on
  * the calling thread, so it may be called from pool workers. Nothing here allocates
  * except lvd_gemm_bf16_cpu, which converts its inputs in the ctx workspace. */
 #ifndef LVD_NN_OPS_GEMM_H

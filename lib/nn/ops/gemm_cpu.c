@@ -10,6 +10,10 @@
 
 enum { GEMM_UNIT = 16 };                       /* rows or columns of C per work item */
 #define GEMM_SPLIT_MACS ((double)(1 << 21))    /* smaller products stay on one thread */
+/* A [M, K] times B^T with M up to this many rows runs as M matrix-vector products: the
+ * result of a row does not depend on M within that range (batched decode steps equal
+ * single ones) */
+enum { GEMV_ROWS = 8 };
 
 static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
 		   const float *B, int ldb, float beta, float *C, int ldc)
@@ -20,6 +24,14 @@ static void sgemm1(int transA, int transB, int M, int N, int K, float alpha, con
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < N; j++)
 				C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+		return;
+	}
+	if (!transA && transB && M <= GEMV_ROWS) {
+		/* x W^T for a few rows (one decode step per sample): a matrix-vector product
+		 * per row reads W once without packing it, which sgemm does on every call */
+		for (int i = 0; i < M; i++)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A + (long)i * lda, 1, beta,
+				    C + (long)i * ldc, 1);
 		return;
 	}
 	cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -1,0 +1,311 @@
+/* tools/lvd-eval/model.c — a VLM (+ adapter or lvd-sft checkpoint) opened for inference
+ * (model.h). */
+#include "model.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/sha256.h"
+#include "io/fileutil.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "train/loader.h"
+
+#define HASH_WHOLE_MAX ((uint64_t)1 << 30)
+#define FP_BLOCKS 16
+#define FP_BLOCK ((size_t)64 << 10)
+
+static int hex_of_file(const char *path, char hex[LVD_SHA256_HEX_LEN], struct lvd_error *err)
+{
+	unsigned char d[LVD_SHA256_LEN];
+	int rc = lvd_sha256_file(path, d, err);
+	if (!rc)
+		lvd_sha256_hex(d, hex);
+	return rc;
+}
+
+/* size, safetensors header and FP_BLOCKS blocks spread through the file, into s */
+static int fingerprint_file(struct lvd_sha256 *s, const char *path, struct lvd_error *err)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	struct stat sb;
+	int rc = fstat(fd, &sb) ? lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path) : 0;
+	uint64_t size = rc ? 0 : (uint64_t)sb.st_size, hlen = 0;
+	unsigned char *buf = malloc(FP_BLOCK);
+	if (!rc && !buf)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	lvd_sha256_update(s, &size, sizeof size);
+	if (!rc && size >= 8 && !(rc = lvd_pread_full(fd, &hlen, 8, 0, path, err)) && hlen <= size - 8) {
+		for (uint64_t off = 8; !rc && off < 8 + hlen; off += FP_BLOCK) {
+			size_t n = 8 + hlen - off < FP_BLOCK ? (size_t)(8 + hlen - off) : FP_BLOCK;
+			if (!(rc = lvd_pread_full(fd, buf, n, off, path, err)))
+				lvd_sha256_update(s, buf, n);
+		}
+	}
+	for (int k = 0; !rc && k < FP_BLOCKS && size > 0; k++) {
+		uint64_t off = size > FP_BLOCK ? (size - FP_BLOCK) / (FP_BLOCKS - 1) * (uint64_t)k : 0;
+		size_t n = size - off < FP_BLOCK ? (size_t)(size - off) : FP_BLOCK;
+		if (!(rc = lvd_pread_full(fd, buf, n, off, path, err)))
+			lvd_sha256_update(s, buf, n);
+	}
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* {"files": [...], "bytes": N, "sha256"|"fingerprint": hex} of the folder's weight files */
+static json_t *weights_prov(const char *dir, struct lvd_error *err)
+{
+	char path[4200];
+	json_t *files = json_array();
+	snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+	if (lvd_path_is_file(path)) {
+		struct lvd_json j = {0};
+		if (lvd_json_load(&j, path, err)) {
+			json_decref(files);
+			return NULL;
+		}
+		const char *k;
+		json_t *v;
+		json_object_foreach(json_object_get(j.obj, "weight_map"), k, v) {
+			size_t i;
+			json_t *f;
+			int seen = 0;
+			json_array_foreach(files, i, f) seen |= json_equal(f, v);
+			if (!seen && json_is_string(v))
+				json_array_append(files, v);
+		}
+		lvd_json_release(&j);
+	} else {
+		json_array_append_new(files, json_string("model.safetensors"));
+	}
+	uint64_t total = 0;
+	size_t i;
+	json_t *f;
+	json_array_foreach(files, i, f) {
+		struct stat sb;
+		snprintf(path, sizeof path, "%s/%s", dir, json_string_value(f));
+		if (stat(path, &sb)) {
+			json_decref(files);
+			lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path);
+			return NULL;
+		}
+		total += (uint64_t)sb.st_size;
+	}
+	struct lvd_sha256 s;
+	lvd_sha256_init(&s);
+	int whole = total <= HASH_WHOLE_MAX, rc = 0;
+	char hex[LVD_SHA256_HEX_LEN];
+	json_array_foreach(files, i, f) {
+		snprintf(path, sizeof path, "%s/%s", dir, json_string_value(f));
+		if (whole) {
+			rc = hex_of_file(path, hex, err);
+			lvd_sha256_update(&s, hex, 64);
+		} else {
+			rc = fingerprint_file(&s, path, err);
+		}
+		if (rc) {
+			json_decref(files);
+			return NULL;
+		}
+	}
+	unsigned char d[LVD_SHA256_LEN];
+	lvd_sha256_final(&s, d);
+	lvd_sha256_hex(d, hex);
+	if (whole && json_array_size(files) == 1) /* one file: its own sha256 */
+		hex_of_file(path, hex, err);
+	return json_pack("{s:o, s:I, s:s}", "files", files, "bytes", (json_int_t)total, whole ? "sha256" : "fingerprint",
+			 hex);
+}
+
+/* eos list and pad id: generation_config.json, then config.json (text_config first) */
+static int stop_ids(struct lvd_evalm *e, const char *dir, struct lvd_error *err)
+{
+	char path[4200];
+	const char *files[2] = {"generation_config.json", "config.json"};
+	const char *eos_keys[3] = {"eos_token_id", "text_config.eos_token_id", NULL};
+	const char *pad_keys[3] = {"pad_token_id", "text_config.pad_token_id", NULL};
+	e->n_eos = 0;
+	e->pad_id = -1;
+	for (int k = 0; k < 2; k++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[k]);
+		if (!lvd_path_is_file(path))
+			continue;
+		struct lvd_json j = {0};
+		int rc = lvd_json_load(&j, path, err);
+		if (rc)
+			return rc;
+		for (int q = 0; q < 2 && !rc; q++) {
+			if (e->n_eos == 0 && lvd_json_has(&j, eos_keys[q])) {
+				json_t *v = lvd_json_find(&j, eos_keys[q]);
+				if (json_is_integer(v)) {
+					e->eos[e->n_eos++] = (int)json_integer_value(v);
+				} else {
+					size_t n = 0;
+					rc = lvd_json_get_i32_array(&j, eos_keys[q], 0, 1 << 30, e->eos, LVD_EVALM_MAX_EOS, &n, err);
+					e->n_eos = (int)n;
+				}
+			}
+			if (!rc && e->pad_id < 0)
+				rc = lvd_json_get_i32_or(&j, pad_keys[q], -1, -1, 1 << 30, &e->pad_id, err);
+		}
+		lvd_json_release(&j);
+		if (rc)
+			return rc;
+	}
+	if (e->n_eos == 0)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: no eos_token_id in generation_config.json or config.json", dir);
+	if (e->pad_id < 0)
+		e->pad_id = e->eos[0];
+	return 0;
+}
+
+/* lvd-sft checkpoint: LoRA options from state.json, the "lora" block of state.safetensors */
+static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct lvd_error *err)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/state.json", dir);
+	struct lvd_json j = {0};
+	int rc = lvd_json_load(&j, path, err);
+	if (rc)
+		return rc;
+	int r = 0;
+	double alpha = 0;
+	const char *targets = NULL;
+	int64_t step = 0;
+	if (!(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
+	    !(rc = lvd_json_get_double(&j, "options.lora_alpha", &alpha, err)) &&
+	    !(rc = lvd_json_get_string_or(&j, "options.lora_targets", "q_proj,v_proj", &targets, err)) &&
+	    !(rc = lvd_json_get_int_or(&j, "step", 0, &step, err))) {
+		struct lvd_mllama_lora_cfg lc = {r, (float)alpha, 0.0f, 0, targets, 0};
+		if ((rc = lvd_mllama_add_lora(e->m, &lc, err)))
+			lvd_error_prefix(err, "%s: ", path);
+	}
+	lvd_json_release(&j);
+	if (rc)
+		return rc;
+	json_object_set_new(prov, "step", json_integer((json_int_t)step));
+	snprintf(path, sizeof path, "%s/state.safetensors", dir);
+	struct lvd_st *st = NULL;
+	if ((rc = lvd_st_open(&st, path, err)))
+		return rc;
+	size_t n;
+	float *p = lvd_mllama_lora_params(e->m, &n);
+	int64_t shape[1] = {(int64_t)n};
+	rc = lvd_st_load_f32(st, "lora", 1, shape, p, n, err);
+	lvd_st_close(st);
+	if (rc)
+		lvd_error_prefix(err, "%s (was the checkpoint trained on this --model?): ", dir);
+	return rc;
+}
+
+static json_t *hashed(json_t *o, const char *dir, const char *name, struct lvd_error *err)
+{
+	char path[4200], hex[LVD_SHA256_HEX_LEN], key[96];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (!o || hex_of_file(path, hex, err)) {
+		json_decref(o);
+		return NULL;
+	}
+	snprintf(key, sizeof key, "%s_sha256", name);
+	*strchr(key, '.') = '_';
+	json_object_set_new(o, key, json_string(hex));
+	return o;
+}
+
+int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, int threads, struct lvd_error *err)
+{
+	char path[4200];
+	memset(e, 0, sizeof *e);
+	e->adapter_kind = "none";
+	snprintf(path, sizeof path, "%s/config.json", model);
+	if (!lvd_path_is_file(path)) {
+		snprintf(path, sizeof path, "%s/adapter_config.json", model);
+		if (lvd_path_is_file(path))
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "%s is an adapter folder: give the base model with --model and this with --adapter",
+					     model);
+		snprintf(path, sizeof path, "%s/state.json", model);
+		if (lvd_path_is_file(path))
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "%s is an lvd-sft checkpoint: give the base model with --model and this with --adapter",
+					     model);
+		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s/config.json: no such file (not a model folder)", model);
+	}
+	int rc;
+	json_t *mp = NULL, *ap = NULL;
+	if ((rc = lvd_mllama_load_frozen(&e->m, model, err)) || (rc = lvd_mllama_set_threads(e->m, threads, err)) ||
+	    (rc = lvd_loader_image_cfg(&e->img, model, err)) || (rc = stop_ids(e, model, err)) ||
+	    (rc = lvd_llama_tok_load(&e->tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)))
+		goto fail;
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(e->m);
+	int32_t img_id = lvd_llama_special_id(e->tok, "<|image|>");
+	if (img_id != c->image_token_index) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer's <|image|> is %d, config.json says %d", model,
+				   (int)img_id, c->image_token_index);
+		goto fail;
+	}
+	if (lvd_llama_vocab_size(e->tok) > c->n_embed) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model embeds %d", model,
+				   (int)lvd_llama_vocab_size(e->tok), c->n_embed);
+		goto fail;
+	}
+	if (e->img.max_tiles != c->v_max_tiles) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: preprocessor max_image_tiles %d, vision max_num_tiles %d", model,
+				   e->img.max_tiles, c->v_max_tiles);
+		goto fail;
+	}
+	json_t *w = weights_prov(model, err);
+	mp = hashed(json_pack("{s:s, s:o*}", "path", model, "weights", w), model, "config.json", err);
+	if (!w || !mp) {
+		rc = err->code ? err->code : LVD_ERR_NOMEM;
+		goto fail;
+	}
+	if (adapter) {
+		snprintf(path, sizeof path, "%s/adapter_config.json", adapter);
+		int peft = lvd_path_is_file(path);
+		snprintf(path, sizeof path, "%s/state.json", adapter);
+		if (!peft && !lvd_path_is_file(path)) {
+			rc = lvd_error_set(err, LVD_ERR_NOTFOUND,
+					   "%s: neither a PEFT adapter (adapter_config.json) nor an lvd-sft checkpoint (state.json)",
+					   adapter);
+			goto fail;
+		}
+		e->adapter_kind = peft ? "peft" : "lvd-sft checkpoint";
+		ap = json_pack("{s:s, s:s}", "path", adapter, "kind", e->adapter_kind);
+		if (peft) {
+			if ((rc = lvd_mllama_lora_load(e->m, adapter, err)))
+				goto fail;
+			ap = hashed(hashed(ap, adapter, "adapter_config.json", err), adapter, "adapter_model.safetensors", err);
+		} else {
+			if ((rc = load_ckpt(e, adapter, ap, err)))
+				goto fail;
+			ap = hashed(hashed(ap, adapter, "state.json", err), adapter, "state.safetensors", err);
+		}
+		if (!ap) {
+			rc = err->code ? err->code : LVD_ERR_NOMEM;
+			goto fail;
+		}
+	}
+	e->prov = json_pack("{s:o, s:o}", "model", mp, "adapter", ap ? ap : json_null());
+	return 0;
+fail:
+	json_decref(mp);
+	json_decref(ap);
+	lvd_evalm_close(e);
+	return rc;
+}
+
+void lvd_evalm_close(struct lvd_evalm *e)
+{
+	lvd_mllama_free(e->m);
+	lvd_llama_tok_free(e->tok);
+	json_decref(e->prov);
+	memset(e, 0, sizeof *e);
+}

@@ -1,0 +1,41 @@
+/* tools/lvd-eval/model.h — one VLM opened for inference as lvd-eval's model commands
+ * (run, align) take it: a base or merged Hugging Face mllama folder, plus optionally a
+ * LoRA given with --adapter, which is either a PEFT adapter folder
+ * (adapter_config.json + adapter_model.safetensors, ours or PEFT's) or an lvd-sft
+ * checkpoint folder (RUN/ckpt-NNNNNN: state.json options lora_r/lora_alpha/lora_targets
+ * and the flat "lora" block of state.safetensors). Also loaded: the tokenizer of the
+ * model folder, its image processor (config.json + preprocessor_config.json, as the
+ * training loader reads them) and the generation stop/pad ids (generation_config.json,
+ * else config.json). */
+#ifndef LVD_EVAL_TOOL_MODEL_H
+#define LVD_EVAL_TOOL_MODEL_H
+
+#include <jansson.h>
+
+#include "core/error.h"
+#include "models/mllama/mllama.h"
+#include "text/llama_tok.h"
+
+#define LVD_EVALM_MAX_EOS 16
+
+struct lvd_evalm {
+	struct lvd_mllama *m;               /* frozen base, LoRA added when an adapter is given */
+	struct lvd_llama_tok *tok;
+	struct lvd_mllama_image_cfg img;
+	int eos[LVD_EVALM_MAX_EOS], n_eos;  /* generation_config eos_token_id (int or list) */
+	int pad_id;                         /* generation_config / config pad_token_id, else eos[0] */
+	const char *adapter_kind;           /* "none", "peft" or "lvd-sft checkpoint" */
+	/* provenance: {"model": {"path", "weights": {...}, "config_json_sha256"}, "adapter":
+	 * {"path", "kind", ["step",] "<file>_<ext>_sha256"...}
+	 * or null}. Weights up to 1 GiB in all are hashed whole ("sha256"); bigger sets get
+	 * "fingerprint": sha256 over each file's size, safetensors header and 16 blocks of
+	 * 64 KiB spread through it (seconds instead of minutes on an 11B folder). */
+	json_t *prov;
+};
+
+/* Opens model (+ adapter, may be NULL) with `threads` CPU threads. Errors name the
+ * folder and file; on error *e is left closed. */
+int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, int threads, struct lvd_error *err);
+void lvd_evalm_close(struct lvd_evalm *e);
+
+#endif
