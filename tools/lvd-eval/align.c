@@ -128,93 +128,6 @@ static json_t *sha_of(const char *path)
 	return json_string(hex);
 }
 
-/* The module's key in a PEFT file: transformers >= 4.52 names ("model.language_model.",
- * "model.vision_model.") or the on-disk v4.45 ones (lvd_mllama_lora_save's two forms). */
-static void peft_key(char *out, size_t n, const char *module, int legacy, const char *ab)
-{
-	if (legacy)
-		snprintf(out, n, "base_model.model.%s.lora_%s.weight", module, ab);
-	else if (!strncmp(module, "language_model.model.", 21))
-		snprintf(out, n, "base_model.model.model.language_model.%s.lora_%s.weight", module + 21, ab);
-	else
-		snprintf(out, n, "base_model.model.model.%s.lora_%s.weight", module, ab);
-}
-
-/* Adds the PEFT LoRA adapter of dir to m (dropout off: evaluation). Every tensor of the
- * file must land on one of the model's adapters. */
-static int load_adapter(struct lvd_mllama *m, const char *dir, struct lvd_error *err)
-{
-	char p[4200];
-	snprintf(p, sizeof p, "%s/adapter_config.json", dir);
-	json_error_t je;
-	json_t *c = json_load_file(p, 0, &je);
-	if (!c)
-		return lvd_error_set(err, LVD_ERR_IO, "%s: %s", p, je.text);
-	int rc = 0;
-	const char *pt = json_string_value(json_object_get(c, "peft_type"));
-	const json_t *jr = json_object_get(c, "r"), *ja = json_object_get(c, "lora_alpha");
-	const json_t *tm = json_object_get(c, "target_modules");
-	char targets[512] = "";
-	if (pt && strcmp(pt, "LORA"))
-		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: peft_type '%s' (only LORA)", p, pt);
-	else if (!json_is_integer(jr) || json_integer_value(jr) < 1 || json_integer_value(jr) > 4096)
-		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: field 'r' must be an integer in [1, 4096]", p);
-	else if (!json_is_number(ja))
-		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: field 'lora_alpha' must be a number", p);
-	else if (json_is_true(json_object_get(c, "use_dora")))
-		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: use_dora is not supported", p);
-	else if (!json_is_array(tm) || !json_array_size(tm))
-		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: field 'target_modules' must be a non-empty list of names", p);
-	for (size_t i = 0; !rc && i < json_array_size(tm); i++) {
-		const char *s = json_string_value(json_array_get(tm, i));
-		size_t n = strlen(targets);
-		if (!s || !*s || strchr(s, ','))
-			rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: target_modules[%zu] is not a module name", p, i);
-		else if (n + strlen(s) + 2 > sizeof targets)
-			rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: target_modules too long", p);
-		else
-			snprintf(targets + n, sizeof targets - n, "%s%s", n ? "," : "", s);
-	}
-	struct lvd_mllama_lora_cfg lc = {0};
-	if (!rc) {
-		lc.r = (int)json_integer_value(jr);
-		lc.alpha = (float)json_number_value(ja);
-		lc.rslora = json_is_true(json_object_get(c, "use_rslora"));
-		lc.targets = targets;
-		rc = lvd_mllama_add_lora(m, &lc, err);
-	}
-	json_decref(c);
-	if (rc)
-		return rc;
-	snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-	struct lvd_st *st = NULL;
-	if ((rc = lvd_st_open(&st, p, err)))
-		return rc;
-	size_t used = 0;
-	for (size_t i = 0; i < lvd_mllama_nlora(m) && !rc; i++) {
-		struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, i);
-		for (int ab = 0; ab < 2 && !rc; ab++) {
-			char k[400];
-			peft_key(k, sizeof k, l->module, 0, ab ? "B" : "A");
-			if (!lvd_st_find(st, k))
-				peft_key(k, sizeof k, l->module, 1, ab ? "B" : "A");
-			if (!lvd_st_find(st, k)) {
-				rc = lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: no tensor '%s'", p, k);
-				break;
-			}
-			int64_t shape[2] = {ab ? l->out : lc.r, ab ? lc.r : l->in};
-			rc = lvd_st_load_f32(st, k, 2, shape, ab ? l->B : l->A, (size_t)(shape[0] * shape[1]), err);
-			used++;
-		}
-	}
-	if (!rc && used != lvd_st_count(st))
-		rc = lvd_error_set(err, LVD_ERR_INVALID,
-				   "%s: %zu tensors, but the model's LoRA targets (%s) take %zu: a different model or targets",
-				   p, lvd_st_count(st), targets, used);
-	lvd_st_close(st);
-	return rc;
-}
-
 /* Aligner configuration from the file: our metadata "lvd.aligner" (lvd_aligner_save),
  * else an official state dict: d_h and d_in from the shape of *expand_1.weight, group
  * norm when *norm1.weight exists, sim and relu6 otherwise. */
@@ -457,7 +370,7 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(m);
 	struct lvd_latt_cfg cfg;
 	lvd_latt_cfg_default(&cfg, mc->t_heads, mc->n_cross);
-	if (sd->adapter && (rc = load_adapter(m, sd->adapter, err)))
+	if (sd->adapter && (rc = lvd_mllama_lora_load(m, sd->adapter, err)))
 		goto out;
 	if ((rc = parse_latt(&cfg, o, err)))
 		goto out;
