@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
 from gen_lavender import Aligner, minmax  # noqa: E402
-from mllama_peer import make_inputs  # noqa: E402
+from mllama_peer import add_lora, make_inputs  # noqa: E402
 
 LAM = 10.0
 
@@ -32,15 +32,10 @@ LAM = 10.0
 def main():
     path, dump, threads, iters = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     torch.set_num_threads(threads)
-    from peft import LoraConfig, get_peft_model
     from transformers import MllamaForConditionalGeneration
     m = MllamaForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
     cross = m.config.text_config.cross_attention_layers
-    pm = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n:
-                p.copy_(0.01 * (torch.arange(p.numel()) % 7 - 3).float().reshape(p.shape))
+    pm = add_lora(m)
     pm.train()
     t = load_file(dump)
     tg = t["targets"]                                   # [W, G, G]

@@ -16,23 +16,19 @@
  * writes the first N micro-batches lvd-sft's loader hands out (batch BATCH, seed SEED) as
  * m{k}.input_ids / labels / pixel_values / aspect_ratio_ids / aspect_ratio_mask /
  * cross_attention_mask / epoch, with the sample ids in metadata m{k}.ids. */
-#include <fcntl.h>
 #include <jansson.h>
-#include <spawn.h>
 #include <stdint.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
 
 #include "golden_util.h"
+#include "tool_util.h"
 #include "io/safetensors.h"
 #include "lavender/latt.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/loader.h"
-
-extern char **environ;
 
 #define STEPS 5
 /* Attention steering: 16 shapes scenes, 50 steps of batch 2 (6 epochs), LoRA r 8 alpha 16
@@ -55,37 +51,7 @@ static const struct cfg {
 
 static char g_tmp[256];
 
-static const char *tool_named(const char *name)
-{
-	static char bufs[4][4096];
-	static int k;
-	char *buf = bufs[k++ & 3];
-	const char *b = getenv("BUILD");
-	if (b && b[0] == '/')
-		snprintf(buf, 4096, "%s", b);
-	else
-		snprintf(buf, 4096, "%s", lvd_test_path(b && *b ? b : "build"));
-	size_t n = strlen(buf);
-	snprintf(buf + n, 4096 - n, "/%s", name);
-	return buf;
-}
-
-static const char *tool_path(void) { return tool_named("lvd-sft"); }
-
-/* Runs argv with stderr to log and stdout to /dev/null; the exit status (-1: killed). */
-static int run_tool(char *const argv[], const char *log)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	pid_t pid;
-	int st = -1;
-	if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0)
-		waitpid(pid, &st, 0);
-	posix_spawn_file_actions_destroy(&fa);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static const char *tool_path(void) { return lvd_test_tool("lvd-sft"); }
 
 static void print_file(const char *path)
 {
@@ -110,7 +76,7 @@ static int run_sft(const struct cfg *c, const char *out, const char *lr, const c
 			"--weight-decay", (char *)c->wd, "--schedule", (char *)c->schedule, "--warmup",
 			(char *)c->warmup, "--clip", (char *)c->clip, "--lr", (char *)(lr ? lr : c->lr), "--max-steps",
 			(char *)steps, NULL};
-	int rc = run_tool(argv, log);
+	int rc = lvd_test_run_tool(argv, log);
 	if (rc)
 		print_file(log);
 	return rc;
@@ -394,7 +360,7 @@ static int run_steer(const char *pack, const char *lambda, const char *out)
 			"--threads", "2", "-q", "--lora", "r=8,alpha=16,dropout=0", "--lambda", (char *)lambda,
 			"--aligner-hidden", "8", "--aligner-depth", "light", "--batch", "2", "--lr", "2e-2", "--schedule", "constant",
 			"--max-steps", STEER_STEPS, "--save-every", "1000", NULL};
-	int rc = run_tool(argv, log);
+	int rc = lvd_test_run_tool(argv, log);
 	if (rc)
 		print_file(log);
 	return rc;
@@ -417,19 +383,19 @@ static int make_shapes_pack(const char *dir)
 	snprintf(man, sizeof man, "%s/train.jsonl", s);
 	char from[700];
 	snprintf(from, sizeof from, "%s/attn-png", s);
-	char *a1[] = {(char *)tool_named("lvd-shapes"), "--out", s, "--n", STEER_N, "--seed", "2", "--tile-size", "56",
+	char *a1[] = {(char *)lvd_test_tool("lvd-shapes"), "--out", s, "--n", STEER_N, "--seed", "2", "--tile-size", "56",
 		      "-q", NULL};
-	char *a2[] = {(char *)tool_named("sd-attnmap"), "import", "--manifest", man, "--images", s, "--tokenizer", tok,
+	char *a2[] = {(char *)lvd_test_tool("sd-attnmap"), "import", "--manifest", man, "--images", s, "--tokenizer", tok,
 		      "-q", "--from", from, "--out", m, "--skip-unknown", NULL};
 	char model[4096];
 	snprintf(model, sizeof model, "%s", lvd_test_path("tests/golden/sft/model"));
-	char *a3[] = {(char *)tool_named("lvd-pack"), "run", "--manifest", man, "--images", s, "--maps", m, "--model",
+	char *a3[] = {(char *)lvd_test_tool("lvd-pack"), "run", "--manifest", man, "--images", s, "--maps", m, "--model",
 		      model, "--out", pack, "-q", "--threads", "2", NULL};
-	int rc = run_tool(a1, log);
+	int rc = lvd_test_run_tool(a1, log);
 	if (!rc)
-		rc = run_tool(a2, log);
+		rc = lvd_test_run_tool(a2, log);
 	if (!rc)
-		rc = run_tool(a3, log);
+		rc = lvd_test_run_tool(a3, log);
 	if (rc)
 		print_file(log);
 	return rc;
@@ -437,7 +403,7 @@ static int make_shapes_pack(const char *dir)
 
 static void test_sft_attention_steering(void)
 {
-	if (access(tool_path(), X_OK) || access(tool_named("lvd-shapes"), X_OK))
+	if (access(tool_path(), X_OK) || access(lvd_test_tool("lvd-shapes"), X_OK))
 		SKIP("needs %s and lvd-shapes (make)", tool_path());
 	if (!lvd_test_shared_data())
 		SKIP("../shared/data (the CLIP tokenizer) not found: set LVD_SHARED_DATA");
