@@ -23,7 +23,8 @@ Inputs, all made by our tools from real data (the built tools are needed: make f
     4256), so lvd-pack can tokenize for it; model/tokenizer.json is a link to that file;
   - 8 real photos of ../shared/data/images shrunk to 40..120 px (1, 2, 3 and 4 tiles of 56
     px) with their captions -> manifest.jsonl;
-  - sd-attnmap run with the tiny golden SD (tests/golden/sd/diffusers) -> maps (temporary);
+  - sd-attnmap run with the tiny golden SD (tests/golden/sd/diffusers) -> maps (temporary,
+    in tests/golden/sft/.gen/ with the photos, removed at the end);
   - lvd-pack run -> pack/ (images embedded, canvas targets, the default recipes labels);
   - lvd-pack inspect --full -> tokens, labels, matched words, targets, masks, tiling;
   - test_sft_golden --dump: the micro-batches exactly as lvd-sft's loader hands them out
@@ -53,7 +54,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ from transformers import MllamaForConditionalGeneration  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "golden", "sft")
 SHARED = os.environ.get("LVD_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
-BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+BUILD = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
 TOKENIZER = os.path.join(ROOT, "tests", "golden", "tokenizer", "small", "tokenizer.json")
 DT = torch.float64
 VOCAB, IMAGE_TOKEN, BOS, EOS, PAD = 4256, 4256, 4000, 4009, 4004
@@ -143,15 +143,17 @@ def make_inputs(tmp):
     man = os.path.join(OUT, "manifest.jsonl")
     with open(man, "w") as f:
         f.write("\n".join(lines) + "\n")
-    maps = os.path.join(tmp, "maps")
+    # relative paths from OUT (tmp is OUT/.gen), so pack.json's argv is the same on every run
+    rel = os.path.relpath(tmp, OUT)
     run(tool("sd-attnmap"), "run", "--sd", os.path.join(ROOT, "tests/golden/sd/diffusers"), "--tokenizer",
-        os.path.join(SHARED, "clip"), "--images", tmp, "--fold-vocab", "--resolution", "128", "--seed", "3", "-q",
-        "--threads", "1", "--manifest", man, "--out", maps, "--min-side", "16")
+        os.path.join(SHARED, "clip"), "--images", rel, "--fold-vocab", "--resolution", "128", "--seed", "3", "-q",
+        "--threads", "1", "--manifest", "manifest.jsonl", "--out", os.path.join(rel, "maps"), "--min-side", "16",
+        cwd=OUT)
     pack = os.path.join(OUT, "pack")
     if os.path.isdir(pack):
         shutil.rmtree(pack)
-    run(tool("lvd-pack"), "run", "--manifest", man, "--images", tmp, "--maps", maps, "--model", mdir, "--out", pack,
-        "--stopwords", os.path.join(ROOT, "tests/golden/pack/stopwords.txt"), "-q", "--threads", "1")
+    run(tool("lvd-pack"), "run", "--manifest", "manifest.jsonl", "--images", rel, "--maps", os.path.join(rel, "maps"),
+        "--model", "model", "--out", "pack", "--stopwords", "../pack/stopwords.txt", "-q", "--threads", "1", cwd=OUT)
     return mdir, pack
 
 
@@ -296,7 +298,10 @@ def train(c, mdir, recs, mbs, init_lora, init_al):
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="gen_sft.")
+    tmp = os.path.join(OUT, ".gen")
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
     try:
         mdir, pack = make_inputs(tmp)
         recs = records(pack)
