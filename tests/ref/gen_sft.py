@@ -30,6 +30,7 @@ Inputs, all made by our tools from real data (the built tools are needed: make f
   - test_sft_golden --dump: the micro-batches exactly as lvd-sft's loader hands them out
     (order, pixel values of our image processor, aspect ratios, cross-attention mask), so
     the comparison tests the trainer, not the image processor (tested elsewhere);
+  - PeftModel.from_pretrained loads lvd-sft's exported adapter (checked on the start);
   - the initial LoRA (A from our seed, B = 0 as PEFT) and Aligner (N(0, 0.02) from our
     seed): lvd-sft run --lr 0 --max-steps 1 exports them unchanged (AdamW with lr 0 leaves
     every weight as it was).
@@ -221,6 +222,17 @@ def sample_latt(probs, rec, net):
     return s, margin
 
 
+def check_peft_loads(mdir, adapter_dir, want):
+    """PeftModel.from_pretrained loads lvd-sft's export (adapter_config.json + safetensors)
+    onto the transformers model with every tensor in place"""
+    from peft import PeftModel
+    base = MllamaForConditionalGeneration.from_pretrained(mdir, dtype=torch.float32)
+    pm = PeftModel.from_pretrained(base, adapter_dir)
+    got = {n.replace(".default", ""): p for n, p in pm.named_parameters() if "lora_" in n}
+    assert set(got) == set(want), "PEFT loads every exported LoRA tensor"
+    assert all(torch.equal(got[k].float(), want[k].float()) for k in want), "PEFT loads the exported values"
+
+
 def train(c, mdir, recs, mbs, init_lora, init_al):
     from peft import LoraConfig, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
@@ -317,6 +329,7 @@ def main():
             il = load_file(os.path.join(o0, "final", "adapter_model.safetensors"))
             ia = load_file(os.path.join(o0, "final", "aligner.safetensors"))
             if init is None:
+                check_peft_loads(mdir, os.path.join(o0, "final"), il)
                 init = (il, ia)
                 for k, v in il.items():
                     t["init.lora." + k] = v.float().contiguous()
