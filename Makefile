@@ -174,8 +174,9 @@ $(REF_PY): tests/ref/requirements.txt
 	.venv-ref/bin/pip install -r tests/ref/requirements.txt
 	@touch $@
 
-golden: $(REF_PY)
-	sh tests/ref/gen_all.sh $(REF_PY)
+# gen_sft.py runs the built tools (sd-attnmap, lvd-pack, lvd-sft) and the loader dumper.
+golden: $(REF_PY) all $(BUILD)/tests/test_sft_golden
+	BUILD=$(BUILD) sh tests/ref/gen_all.sh $(REF_PY)
 
 demo: all
 	@BUILD=$(BUILD) sh data/demo.sh

@@ -3,7 +3,8 @@
  * share of a full LoRA training step (lvd_lstep_run: model forward with capture rows,
  * loss, injected gradient, model backward), next to the plain LoRA step (CE only) on
  * the same batch. The peer (bench/lavender_peer.py) times the PyTorch reference of the
- * same loss on the same inputs, which this program writes to DUMP.
+ * same loss on the same inputs, which this program writes to DUMP (bench/sft_peer.py
+ * the same training step, reading the plan from DUMP).
  *
  *   bench_lavender MODEL_DIR THREADS ITERS DUMP
  * Model and batch as bench_mllama lora (T = 128, one 224² tile of 4 slots, r = 16 on
@@ -11,13 +12,14 @@
  * (R = 10 capture rows), canvas targets 16×16 (the tile's patches); Aligner sim /
  * instance / relu6, d_in = 16 heads, d_h = 32, N(0, 0.02) init, λ = 10.
  * Prints one JSON line {"side":"lvd","threads":..,"loss_s":..,"step_s":..,
- * "step_plain_s":..,"share":loss_s/step_s,"latt":..}: medians of ITERS steps and of
+ * "step_plain_s":..,"share":loss_s/step_s,"latt":..,"peak_rss_mb":..}: medians of ITERS steps and of
  * 10·ITERS loss evaluations (it is cheap and the box is noisy), after a warm-up. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 #include "core/parse.h"
 #include "io/safetensors.h"
@@ -201,10 +203,16 @@ int main(int argc, char **argv)
 	}
 	off[W] = nr;
 	sh_r[0] = nr;
+	/* the token positions of the R captured rows (bench/sft_peer.py captures them) */
+	int *rpos = malloc(sizeof *rpos * (size_t)(plan.R + 1));
+	int64_t sh_q[1] = {plan.R};
+	for (int i = 0; i < plan.R; i++)
+		rpos[i] = (int)plan.rows_pos[i];
 	int rc = lvd_st_writer_add(wr, "probs", LVD_DT_F32, 4, sh_p, pall, &err) ||
 		 lvd_st_writer_add(wr, "targets", LVD_DT_F32, 3, sh_t, plan.targets, &err) ||
 		 lvd_st_writer_add(wr, "rows", LVD_DT_I32, 1, sh_r, rows, &err) ||
-		 lvd_st_writer_add(wr, "rows_off", LVD_DT_I32, 1, sh_o, off, &err);
+		 lvd_st_writer_add(wr, "rows_off", LVD_DT_I32, 1, sh_o, off, &err) ||
+		 lvd_st_writer_add(wr, "rows_pos", LVD_DT_I32, 1, sh_q, rpos, &err);
 	for (int i = 0; !rc && i < LVD_ALIGNER_MAX_TENSORS; i++)
 		if (lay.t[i].n)
 			rc = lvd_st_writer_add(wr, lay.t[i].name, LVD_DT_F32, lay.t[i].ndim, lay.t[i].shape,
@@ -212,10 +220,13 @@ int main(int argc, char **argv)
 	if (rc || lvd_st_writer_write(wr, argv[4], &err))
 		return die(argv[4], &err);
 	lvd_st_writer_free(wr);
+	free(rpos);
 	double ls = median(t_loss, (int)liters), ss = median(t_step, (int)iters), ps = median(t_plain, (int)iters);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"side\": \"lvd\", \"threads\": %d, \"R\": %d, \"W\": %d, \"latt\": %.7f, \"loss_s\": %.4f, "
-	       "\"step_s\": %.4f, \"step_plain_s\": %.4f, \"share\": %.4f}\n",
-	       (int)threads, plan.R, W, latt, ls, ss, ps, ls / ss);
+	       "\"step_s\": %.4f, \"step_plain_s\": %.4f, \"share\": %.4f, \"peak_rss_mb\": %.1f}\n",
+	       (int)threads, plan.R, W, latt, ls, ss, ps, ls / ss, (double)ru.ru_maxrss / 1024.0);
 	free(pall), free(dprobs), free(params), free(dparams), free(pix);
 	lvd_latt_plan_free(&plan);
 	lvd_ctx_destroy(ctx);

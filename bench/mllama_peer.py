@@ -56,17 +56,23 @@ def make_inputs():
                 aspect_ratio_mask=torch.tensor([[[1, 0, 0, 0]]]), cross_attention_mask=xmask)
 
 
+def add_lora(m):
+    """PEFT LoRA r 16 / alpha 32 on q_proj,v_proj with bench_mllama.c's non-zero B"""
+    from peft import LoraConfig, get_peft_model
+    m = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.01 * (torch.arange(p.numel()) % 7 - 3).float().reshape(p.shape))
+    return m
+
+
 def run(path, threads, iters, mode="full"):
     from transformers import MllamaForConditionalGeneration
     torch.set_num_threads(threads)
     m = MllamaForConditionalGeneration.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
     if mode == "lora":
-        from peft import LoraConfig, get_peft_model
-        m = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                if "lora_B" in n:
-                    p.copy_(0.01 * (torch.arange(p.numel()) % 7 - 3).float().reshape(p.shape))
+        m = add_lora(m)
     m.train()
     inp = make_inputs()
     times, cpu = [], []

@@ -88,19 +88,20 @@ SAMPLES = [
 ]
 
 
-def config():
+def config(vocab=128, image_token=IMAGE_TOKEN, bos=100, eos=101, pad=102, text_hidden=32):
+    """the tiny mllama; gen_sft.py passes the ids of tests/golden/tokenizer/small"""
     vision = dict(hidden_size=32, attention_heads=2, intermediate_size=64, num_hidden_layers=2,
                   num_global_layers=1, image_size=TILE, patch_size=PX, max_num_tiles=MAX_TILES,
                   intermediate_layers_indices=[0, 1], vision_output_dim=32 * 3, norm_eps=1e-5,
                   hidden_act="gelu", num_channels=3)
-    text = dict(vocab_size=128, hidden_size=32, num_attention_heads=H, num_key_value_heads=2,
+    text = dict(vocab_size=vocab, hidden_size=text_hidden, num_attention_heads=H, num_key_value_heads=2,
                 intermediate_size=64, num_hidden_layers=4, cross_attention_layers=CROSS,
                 rms_norm_eps=1e-5, max_position_embeddings=131072, tie_word_embeddings=False,
                 rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0,
                                      low_freq_factor=1.0, high_freq_factor=4.0,
                                      original_max_position_embeddings=8192),
-                bos_token_id=100, eos_token_id=101, pad_token_id=102)
-    return MllamaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN)
+                bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+    return MllamaConfig(vision_config=vision, text_config=text, image_token_index=image_token)
 
 
 def tokens():

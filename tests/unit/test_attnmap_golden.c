@@ -4,6 +4,7 @@
  * builds it first) on tests/golden/attnmap/manifest.jsonl and compares every map of
  * the resulting shard with the reference. */
 #include "harness.h"
+#include "tool_util.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -18,7 +19,6 @@
 #include "io/safetensors.h"
 #include "lavender/mapsrec.h"
 
-extern char **environ;
 
 /* The documented noise stream (docs/attnmap.md), written out again here. */
 static uint64_t fnv_stream(const char *id, uint32_t t, uint32_t d)
@@ -59,32 +59,7 @@ static int sd_fingerprint(char hex[LVD_SHA256_HEX_LEN])
 	return 0;
 }
 
-static const char *tool_path(void)
-{
-	static char buf[4096];
-	const char *b = getenv("BUILD");
-	if (b && b[0] == '/')
-		snprintf(buf, sizeof buf, "%s", b);
-	else
-		snprintf(buf, sizeof buf, "%s", lvd_test_path(b && *b ? b : "build"));
-	size_t n = strlen(buf);
-	snprintf(buf + n, sizeof buf - n, "/sd-attnmap");
-	return buf;
-}
-
-static int run_tool(char *const argv[], const char *log)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	pid_t pid;
-	int st = -1;
-	if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0)
-		waitpid(pid, &st, 0);
-	posix_spawn_file_actions_destroy(&fa);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static const char *tool_path(void) { return lvd_test_tool("sd-attnmap"); }
 
 static void test_noise_matches_numpy(void)
 {
@@ -139,7 +114,7 @@ static void check_run(const char *prefix, const char *const *method_args, double
 	for (int i = 0; method_args[i]; i++)
 		argv[na++] = (char *)method_args[i];
 	argv[na] = NULL;
-	int rc = run_tool(argv, log);
+	int rc = lvd_test_run_tool(argv, log);
 	CHECKF(rc == 0, "sd-attnmap run exited %d (log in %s)", rc, log);
 
 	char shard[300];
