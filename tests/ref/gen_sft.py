@@ -9,9 +9,15 @@ photos, for two configurations:
       --clip 1.0 --lr 1e-3
   c1: --batch 1 --weight-decay 0 --schedule cosine --warmup 2 --max-steps 5 --clip 0.5
       --lr 2e-3
-  both: --lora r=4,alpha=8,dropout=0,targets=q_proj,v_proj --lambda 10 --seed 42, the default
+  c2: the same photos packed with --grid 32 (targets 32x32 over the image extent),
+      --batch 2 --schedule constant --clip 1.0 --lr 1e-3, canvas geometry (the image extent
+      area-resampled to the grid, as lvd-pack resamples the targets)
+  c3: that --grid 32 pack with --geometry official (every tile's 17 tokens, CLS included,
+      interpolated to 5x5; the official tile canvas; antialiased bilinear to 32x32),
+      --batch 1 --grad-accum 2 --schedule constant --lr 1e-3
+  all: --lora r=4,alpha=8,dropout=0,targets=q_proj,v_proj --lambda 10 --seed 42, the default
   Aligner (sim / instance / relu6, hidden 32, mean after the Aligner over both cross layers),
-  --loss-norm tokens, canvas geometry.
+  --loss-norm tokens.
 
 LoRA dropout is 0: our masks come from our Philox streams (a function of seed, step and
 micro-batch), PEFT's from torch's global RNG, so the two can never draw the same mask;
@@ -90,8 +96,16 @@ PHOTOS = [
     ("COCO_val2014_000000210230.png", (90, 64)),
 ]
 CONFIGS = [
-    dict(batch=2, accum=2, wd=0.01, schedule="step:0.85", warmup=0, clip=1.0, lr=1e-3),
-    dict(batch=1, accum=1, wd=0.0, schedule="cosine", warmup=2, clip=0.5, lr=2e-3),
+    dict(batch=2, accum=2, wd=0.01, schedule="step:0.85", warmup=0, clip=1.0, lr=1e-3, pack="pack", grid=0,
+         geometry="canvas"),
+    dict(batch=1, accum=1, wd=0.0, schedule="cosine", warmup=2, clip=0.5, lr=2e-3, pack="pack", grid=0,
+         geometry="canvas"),
+    # the same photos packed with --grid 32: the image extent area-resampled to 32x32, and
+    # the official geometry (CLS included, tiles interpolated to 5x5 each, antialiased resize)
+    dict(batch=2, accum=1, wd=0.0, schedule="constant", warmup=0, clip=1.0, lr=1e-3, pack="pack-grid32", grid=32,
+         geometry="canvas"),
+    dict(batch=1, accum=2, wd=0.0, schedule="constant", warmup=0, clip=1.0, lr=1e-3, pack="pack-grid32", grid=32,
+         geometry="official"),
 ]
 
 
@@ -114,7 +128,7 @@ def sft_args(c, model, pack, out, lr=None, steps=STEPS):
          "--lora", f"r={LORA['r']},alpha={LORA['alpha']},dropout=0,targets={','.join(LORA['targets'])}",
          "--lambda", LAM, "--seed", SEED, "--aligner-hidden", D_H, "--batch", c["batch"], "--grad-accum", c["accum"],
          "--weight-decay", c["wd"], "--schedule", c["schedule"], "--warmup", c["warmup"], "--clip", c["clip"],
-         "--lr", c["lr"] if lr is None else lr, "--max-steps", steps]
+         "--lr", c["lr"] if lr is None else lr, "--max-steps", steps, "--geometry", c["geometry"]]
     return [str(x) for x in a]
 
 
@@ -155,6 +169,11 @@ def make_inputs(tmp):
         shutil.rmtree(pack)
     run(tool("lvd-pack"), "run", "--manifest", "manifest.jsonl", "--images", rel, "--maps", os.path.join(rel, "maps"),
         "--model", "model", "--out", "pack", "--stopwords", "../pack/stopwords.txt", "-q", "--threads", "1", cwd=OUT)
+    if os.path.isdir(os.path.join(OUT, "pack-grid32")):
+        shutil.rmtree(os.path.join(OUT, "pack-grid32"))
+    run(tool("lvd-pack"), "run", "--manifest", "manifest.jsonl", "--images", rel, "--maps", os.path.join(rel, "maps"),
+        "--model", "model", "--out", "pack-grid32", "--grid", "32", "--stopwords", "../pack/stopwords.txt", "-q",
+        "--threads", "1", cwd=OUT)
     return mdir, pack
 
 
@@ -168,7 +187,7 @@ def records(pack):
 
 
 def micro_batches(c, mdir, pack, tmp):
-    path = os.path.join(tmp, f"dump{c['batch']}x{c['accum']}.safetensors")
+    path = os.path.join(tmp, f"dump-{c['pack']}-{c['batch']}x{c['accum']}.safetensors")
     run(tool("tests/test_sft_golden"), "--dump", pack, mdir, c["batch"], STEPS * c["accum"], SEED, path)
     out = []
     with safe_open(path, "pt") as f:
@@ -193,9 +212,10 @@ def pad_tiles(mb):
     return pv, am.long(), xm.long()
 
 
-def sample_latt(probs, rec, net):
+def sample_latt(probs, rec, net, grid=0, official=False):
     """sum of the word MSEs of one sample; probs [L] of [H, T, S] (the model's tensors);
-    also the smallest distance of a ReLU6 input to a kink"""
+    also the smallest distance of a ReLU6 input to a kink. grid: the pack's --grid (0:
+    canvas); official: the official geometry (a --grid pack only)"""
     words = rec["words"]
     if not words:
         return 0.0, float("inf")
@@ -205,8 +225,8 @@ def sample_latt(probs, rec, net):
     rows = sorted({q for w in words for q in w["queries"]})
     X = []
     for p in probs:
-        m, mask = glm.geometry(p[:, rows, :].to(DT), th, tw, nh, nw, 0)
-        X.append(m)
+        m, mask = glm.geometry(p[:, rows, :].to(DT), th, tw, nh, nw, grid)
+        X.append(glm.geometry_official(p[:, rows, :].to(DT), th, tw, grid) if official else m)
     want = torch.tensor(rec["mask"], dtype=torch.bool).view(gh, gw)
     assert torch.equal(mask, want), f"{rec['id']}: validity mask differs from the pack's"
     X = torch.stack(X)                                                   # [L, R, H, GH, GW]
@@ -255,6 +275,8 @@ def train(c, mdir, recs, mbs, init_lora, init_al):
     opt = torch.optim.AdamW(params, lr=c["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=c["wd"])
     if c["schedule"] == "cosine":
         sched = get_cosine_schedule_with_warmup(opt, c["warmup"], STEPS)
+    elif c["schedule"] == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     else:
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.85)
     cross = glm.CROSS
@@ -270,7 +292,7 @@ def train(c, mdir, recs, mbs, init_lora, init_al):
         group = mbs[step * A:(step + 1) * A]
         ntok = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in group)
         npairs = sum(len(recs[i]["words"]) for mb in group for i in mb["ids"])
-        if c["schedule"] != "cosine":
+        if c["schedule"].startswith("step"):
             while epoch < int(group[0]["epoch"][0]):   # StepLR steps once per epoch
                 sched.step()
                 epoch += 1
@@ -285,7 +307,8 @@ def train(c, mdir, recs, mbs, init_lora, init_al):
                                  ignore_index=-100, reduction="sum") / ntok
             att = 0.0
             for b, sid in enumerate(mb["ids"]):
-                s, m = sample_latt([cap[k][b] for k in range(len(cross))], recs[sid], net)
+                s, m = sample_latt([cap[k][b] for k in range(len(cross))], recs[sid], net, c["grid"],
+                                   c["geometry"] == "official")
                 att = att + s
                 margin = min(margin, m)
             att = att / npairs
@@ -316,7 +339,8 @@ def main():
     os.makedirs(tmp)
     try:
         mdir, pack = make_inputs(tmp)
-        recs = records(pack)
+        packs = {n: os.path.join(OUT, n) for n in ("pack", "pack-grid32")}
+        recs_of = {n: records(p) for n, p in packs.items()}
         t = {}
         meta = {"configs": [], "photos": [p for p, _ in PHOTOS], "lora": LORA, "lambda": LAM, "seed": SEED,
                 "aligner": f"sim/instance/relu6 d_h {D_H}", "transformers": __import__("transformers").__version__,
@@ -325,6 +349,7 @@ def main():
         for ci, c in enumerate(CONFIGS):
             # the start: lvd-sft with lr 0 exports its initial LoRA and Aligner unchanged
             o0 = os.path.join(tmp, f"init{ci}")
+            pack, recs = packs[c["pack"]], recs_of[c["pack"]]
             run(*sft_args(c, mdir, pack, o0, lr=0, steps=1))
             il = load_file(os.path.join(o0, "final", "adapter_model.safetensors"))
             ia = load_file(os.path.join(o0, "final", "aligner.safetensors"))

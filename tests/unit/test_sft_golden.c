@@ -38,15 +38,18 @@
  * deeper Aligner absorbs more of the mismatch, so the raw attention moves less.) */
 #define STEER_MARGIN 0.08
 #define STEER_N "16"
-#define NCFG 2
+#define NCFG 4
 
 /* The generator's configurations (gen_sft.py CONFIGS; the rest of the options are in
  * sft_argv). */
 static const struct cfg {
-	const char *batch, *accum, *wd, *schedule, *warmup, *clip, *lr;
+	const char *batch, *accum, *wd, *schedule, *warmup, *clip, *lr, *pack, *geometry;
 } CFGS[NCFG] = {
-	{"2", "2", "0.01", "step:0.85", "0", "1.0", "0.001"},
-	{"1", "1", "0", "cosine", "2", "0.5", "0.002"},
+	{"2", "2", "0.01", "step:0.85", "0", "1.0", "0.001", "pack", "canvas"},
+	{"1", "1", "0", "cosine", "2", "0.5", "0.002", "pack", "canvas"},
+	/* the same photos packed with --grid 32, in the canvas and the official geometry */
+	{"2", "1", "0", "constant", "0", "1.0", "0.001", "pack-grid32", "canvas"},
+	{"1", "2", "0", "constant", "0", "1.0", "0.001", "pack-grid32", "official"},
 };
 
 static char g_tmp[256];
@@ -68,14 +71,16 @@ static int run_sft(const struct cfg *c, const char *out, const char *lr, const c
 {
 	char model[4096], pack[4096], log[600];
 	snprintf(model, sizeof model, "%s", lvd_test_path("tests/golden/sft/model"));
-	snprintf(pack, sizeof pack, "%s", lvd_test_path("tests/golden/sft/pack"));
+	char rel[64];
+	snprintf(rel, sizeof rel, "tests/golden/sft/%s", c->pack);
+	snprintf(pack, sizeof pack, "%s", lvd_test_path(rel));
 	snprintf(log, sizeof log, "%s.log", out);
 	char *argv[] = {(char *)tool_path(), "run", "--model", model, "--pack", pack, "--out", (char *)out,
 			"--threads", "1", "-q", "--lora", "r=4,alpha=8,dropout=0,targets=q_proj,v_proj", "--lambda", "10",
 			"--seed", "42", "--aligner-hidden", "8", "--batch", (char *)c->batch, "--grad-accum", (char *)c->accum,
 			"--weight-decay", (char *)c->wd, "--schedule", (char *)c->schedule, "--warmup",
 			(char *)c->warmup, "--clip", (char *)c->clip, "--lr", (char *)(lr ? lr : c->lr), "--max-steps",
-			(char *)steps, NULL};
+			(char *)steps, "--geometry", (char *)c->geometry, NULL};
 	int rc = lvd_test_run_tool(argv, log);
 	if (rc)
 		print_file(log);
@@ -239,6 +244,8 @@ static void run_config(int k)
 
 static void test_sft_golden_accum_steplr(void) { run_config(0); }
 static void test_sft_golden_cosine_warmup(void) { run_config(1); }
+static void test_sft_golden_grid32(void) { run_config(2); }
+static void test_sft_golden_grid32_official(void) { run_config(3); }
 
 
 /* ---- attention steering ------------------------------------------------------------
@@ -514,6 +521,8 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_sft_golden_accum_steplr),
 		TEST(test_sft_golden_cosine_warmup),
+		TEST(test_sft_golden_grid32),
+		TEST(test_sft_golden_grid32_official),
 		TEST(test_sft_attention_steering),
 		{0},
 	};
