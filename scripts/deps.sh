@@ -2,7 +2,7 @@
 # Installs (or, without root, prints the command for) the Debian packages lvd builds
 # against. `deps.sh --check` only reports whether every header is present (exit 1 if not).
 set -eu
-PKGS="build-essential pkg-config libzstd-dev libpng-dev libturbojpeg0-dev libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev"
+PKGS="build-essential pkg-config libzstd-dev libpng-dev libturbojpeg0-dev libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libopenmpi-dev openmpi-bin"
 HEADERS="zstd.h png.h turbojpeg.h jansson.h pcre2.h utf8proc.h"
 
 missing=""
@@ -13,6 +13,12 @@ for h in $HEADERS; do
 done
 if [ ! -e /usr/include/x86_64-linux-gnu/cblas.h ] && [ ! -e /usr/include/cblas.h ] && [ ! -e /usr/include/openblas/cblas.h ]; then
 	missing="$missing cblas.h"
+fi
+
+# mpi.h: Debian's libopenmpi-dev puts it under the Open MPI include folder.
+if [ ! -e /usr/include/x86_64-linux-gnu/openmpi/include/mpi.h ] && [ ! -e /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] &&
+	[ ! -e /usr/include/mpi.h ] && [ ! -e /usr/local/include/mpi.h ]; then
+	missing="$missing mpi.h"
 fi
 
 if [ "${1:-}" = "--check" ]; then
