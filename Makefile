@@ -151,7 +151,7 @@ define TOOL_RULE
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(sort $$(wildcard tools/$(1)/*.c)))
 $(BUILD)/$(1): $$($(1)_OBJ) $(COMMON_OBJ) $(LIBA)
 	@$(if $(Q),echo "  LD      $$@")
-	$(Q)$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call TOOL_RULE,$(t))))
 
