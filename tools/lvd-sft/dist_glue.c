@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/shardrun.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/sha256.h"
 
@@ -279,15 +280,18 @@ int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity)
 /* ---- per step ------------------------------------------------------------------- */
 
 int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
-			 int n_stats, struct lvd_error *err)
+			 int n_stats, double *comm_s, struct lvd_error *err)
 {
+	*comm_s = 0;
 	if (lvd_comm_world(c) == 1)
 		return 0;
+	double t0 = lvd_time_now();
 	int rc = lvd_comm_all_reduce(c, dlora, n_lora, LVD_COMM_F32, LVD_COMM_SUM, err);
 	if (!rc)
 		rc = lvd_comm_all_reduce(c, dal, n_al, LVD_COMM_F32, LVD_COMM_SUM, err);
 	if (!rc)
 		rc = lvd_comm_all_reduce(c, stats, (size_t)n_stats, LVD_COMM_F64, LVD_COMM_SUM, err);
+	*comm_s = lvd_time_now() - t0;
 	return rc;
 }
 

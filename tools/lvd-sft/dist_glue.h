@@ -33,9 +33,9 @@ int sft_dist_init(struct lvd_comm **out, double timeout_s);
 int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity);
 
 /* Sums the step's gradient blocks and the n_stats doubles (the step's loss terms,
- * sample count) over the ranks. */
+ * sample count) over the ranks; *comm_s = the seconds it took (0 with one rank). */
 int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
-			 int n_stats, struct lvd_error *err);
+			 int n_stats, double *comm_s, struct lvd_error *err);
 
 /* Rank root's value of an int64 status to every rank (rank 0's resume point, or its
  * failure), and rank 0's n_blocks float blocks (the resumed weights and moments). */

@@ -675,8 +675,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				return 1;
 			}
 		}
-		double stats[3] = {ce_sum, att_sum, nsamp};
-		if (sft_dist_reduce_step(t->comm, t->dlora, t->n_lora, t->dal, t->n_al, stats, 3, &err)) {
+		double stats[3] = {ce_sum, att_sum, nsamp}, comm_s = 0;
+		if (sft_dist_reduce_step(t->comm, t->dlora, t->n_lora, t->dal, t->n_al, stats, 3, &comm_s, &err)) {
 			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
 			return 1;
 		}
@@ -710,6 +710,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "samples_per_s", json_real(now > ts ? nsamp / (now - ts) : 0.0));
 		json_object_set_new(j, "tokens_per_s", json_real(now > ts ? gtok / (now - ts) : 0.0));
 		json_object_set_new(j, "elapsed", json_real(now - t0));
+		if (W > 1)
+			json_object_set_new(j, "comm_s", json_real(comm_s));
 		if (mf)
 			lvd_run_jsonl_append(mf, j);
 		json_decref(j);
