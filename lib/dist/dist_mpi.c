@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "dist/dist_impl.h"
 
 #if LVD_HAVE_MPI
@@ -27,13 +28,6 @@ struct mpi_state {
 	uint64_t *ring;        /* [LVD_MPI_RING] send slots */
 	int we_init;           /* we called MPI_Init (and so MPI_Finalize) */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void drain(struct lvd_comm *c, struct mpi_state *s)
 {
@@ -71,7 +65,7 @@ static void arrive(struct lvd_comm *c)
 static int wait_req(struct lvd_comm *c, MPI_Request *rq, const char *what, struct lvd_error *err)
 {
 	struct mpi_state *s = c->impl;
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	long sleep_ns = 1000;
 	for (;;) {
 		int done = 0;
@@ -85,7 +79,7 @@ static int wait_req(struct lvd_comm *c, MPI_Request *rq, const char *what, struc
 		}
 		if (done)
 			return 0;
-		if (now_s() - t0 > c->timeout_s)
+		if (lvd_time_now() - t0 > c->timeout_s)
 			break;
 		struct timespec ts = {0, sleep_ns};
 		nanosleep(&ts, NULL);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "dist/dist_impl.h"
 
 #if LVD_HAVE_NCCL
@@ -23,13 +24,6 @@ struct nccl_state {
 	cudaStream_t stream;
 	int device;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int nccl_fail(struct lvd_comm *c, const char *what, ncclResult_t r, struct lvd_error *err)
 {
@@ -49,7 +43,7 @@ static int nccl_wait(struct lvd_comm *c, const char *what, ncclResult_t launched
 	struct nccl_state *s = c->impl;
 	if (launched != ncclSuccess && launched != ncclInProgress)
 		return nccl_fail(c, what, launched, err);
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	for (;;) {
 		cudaError_t q = cudaStreamQuery(s->stream);
 		if (q == cudaSuccess)
@@ -63,7 +57,7 @@ static int nccl_wait(struct lvd_comm *c, const char *what, ncclResult_t launched
 			s->comm = NULL;
 			return nccl_fail(c, what, ae, err);
 		}
-		if (now_s() - t0 > c->timeout_s) {
+		if (lvd_time_now() - t0 > c->timeout_s) {
 			ncclCommAbort(s->comm);
 			s->comm = NULL;
 			return lvd_error_set(err, LVD_ERR_IO,
@@ -226,7 +220,7 @@ int lvd_comm_nccl_start(struct lvd_comm *c, struct lvd_comm *host, struct lvd_er
 	ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
 	cfg.blocking = 0;
 	r = ncclCommInitRankConfig(&s->comm, c->world, id, c->rank, &cfg);
-	double t0 = now_s();
+	double t0 = lvd_time_now();
 	while (r == ncclInProgress || r == ncclSuccess) {
 		ncclResult_t st = ncclInProgress;
 		ncclCommGetAsyncError(s->comm, &st);
@@ -238,7 +232,7 @@ int lvd_comm_nccl_start(struct lvd_comm *c, struct lvd_comm *host, struct lvd_er
 			r = st;
 			break;
 		}
-		if (now_s() - t0 > c->timeout_s) {
+		if (lvd_time_now() - t0 > c->timeout_s) {
 			ncclCommAbort(s->comm);
 			cudaStreamDestroy(s->stream);
 			free(s);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "dist/dist_impl.h"
 
 #define TCP_MAGIC 0x5444564Cu /* "LVDT" */
@@ -42,19 +43,12 @@ struct hdr {
 	uint64_t seq, bytes;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* 0 ok, -1 closed or failed (errno kept, 0 for EOF), -2 deadline passed. */
 static int io_all(int fd, void *buf, size_t n, double deadline, int out)
 {
 	char *p = buf;
 	while (n) {
-		double left = deadline - now_s();
+		double left = deadline - lvd_time_now();
 		if (left <= 0)
 			return -2;
 		struct pollfd pf = {fd, (short)(out ? POLLOUT : POLLIN), 0};
@@ -169,7 +163,7 @@ static int star(struct lvd_comm *c, uint32_t kind, const void *up, size_t up_byt
 	struct tcp_state *s = c->impl;
 	const char *what = KIND_NAME[kind];
 	c->seq++;
-	double deadline = now_s() + c->timeout_s;
+	double deadline = lvd_time_now() + c->timeout_s;
 	if (c->rank != 0) {
 		size_t ub = up_from < 0 || up_from == c->rank ? up_bytes : 0;
 		int rc = send_msg(c, s->fd[0], 0, kind, up, ub, deadline, what, err);
@@ -315,10 +309,10 @@ static int root_listen(struct lvd_comm *c, const struct lvd_comm_env *e, struct 
 		close(lf);
 		return LVD_ERR_IO;
 	}
-	double deadline = now_s() + c->timeout_s;
+	double deadline = lvd_time_now() + c->timeout_s;
 	int joined = 1;
 	while (joined < c->world) {
-		double left = deadline - now_s();
+		double left = deadline - lvd_time_now();
 		struct pollfd pf = {lf, POLLIN, 0};
 		if (left <= 0 || poll(&pf, 1, (int)(left * 1000) + 1) == 0) {
 			char miss[256] = "";
@@ -358,14 +352,14 @@ static int root_listen(struct lvd_comm *c, const struct lvd_comm_env *e, struct 
 
 static int peer_connect(struct lvd_comm *c, const struct lvd_comm_env *e, struct tcp_state *s, struct lvd_error *err)
 {
-	double deadline = now_s() + c->timeout_s;
+	double deadline = lvd_time_now() + c->timeout_s;
 	char port[16];
 	snprintf(port, sizeof port, "%d", e->master_port);
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	int last_errno = 0;
-	while (now_s() < deadline) {
+	while (lvd_time_now() < deadline) {
 		int g = getaddrinfo(e->master_addr, port, &hints, &ai);
 		if (g == 0) {
 			for (struct addrinfo *p = ai; p; p = p->ai_next) {

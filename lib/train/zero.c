@@ -123,11 +123,7 @@ int lvd_zero_reduce(struct lvd_zero *z, struct lvd_ctx *ctx, struct lvd_comm *co
 		total += (double)nrm * (double)nrm;
 	}
 	*norm = (float)sqrt(total);
-	if (!(max_norm > 0.0))
-		return LVD_OK;
-	float d = *norm + (float)1e-6;
-	float coef = (1.0f / d) * (float)max_norm;
-	coef = coef > 1.0f ? 1.0f : coef;
+	float coef = lvd_optim_clip_coef(*norm, max_norm);
 	if (coef == 1.0f)
 		return LVD_OK;
 	for (int b = 0; b < z->n_blocks; b++)
