@@ -186,7 +186,8 @@ test: all $(TEST_BIN) $(GPU_TEST_BIN)
 	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist)
 	@BUILD=$(BUILD) sh tests/run.sh
 
-bench: all $(BENCH_BIN)
+# (bench/dist.sh writes its pack with tests/unit/test_sft.c's fixture writer)
+bench: all $(BENCH_BIN) $(BUILD)/tests/test_sft
 	@BUILD=$(BUILD) sh bench/run.sh
 
 deps:
