@@ -86,7 +86,8 @@ int lvd_comm_world(const struct lvd_comm *c);
 int lvd_comm_local_rank(const struct lvd_comm *c);
 enum lvd_comm_backend lvd_comm_backend(const struct lvd_comm *c);
 const char *lvd_comm_backend_name(const struct lvd_comm *c);
-/* Bytes this rank has sent through collectives so far (for benches; 0 with one rank). */
+/* Bytes this rank has sent through collectives so far, for benches: counted on the TCP
+ * socket; for MPI and NCCL the ring algorithm's count (an estimate); 0 with one rank. */
 uint64_t lvd_comm_bytes_sent(const struct lvd_comm *c);
 
 /* In place: buf[n] = op over ranks of buf[n]. */
