@@ -6,7 +6,7 @@
 #   make deps       install the Debian packages (scripts/deps.sh)
 #   make ref-env    Python venv (.venv-ref/) for golden files and peer benchmarks
 #   make golden     regenerate tests/golden/ from tests/ref/*.py (needs ref-env)
-# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 SAN=0|1 NVCC=path CC=compiler NVARCH=sm_XY
+# Overrides: CUDA=0|1 NCCL=0|1 CUDNN=0|1 MPI=0|1 SAN=0|1 NVCC=path CC=compiler NVARCH=sm_XY
 
 CC      ?= cc
 SAN     ?= 0
@@ -42,10 +42,28 @@ endif
 ifeq ($(origin CUDNN),undefined)
 CUDNN := $(if $(and $(filter 1,$(CUDA)),$(CUDNN_H)),1,0)
 endif
+# MPI (Open MPI, Debian libopenmpi-dev): flags from pkg-config ompi-c, else mpicc -showme.
+# Only lib/dist/dist_mpi.c is compiled with MPI_CFLAGS, and only lvd-sft and the dist tests
+# link MPI_LIBS (other binaries never pull lib/dist in from liblvd.a).
+MPI_PC   := $(shell pkg-config --exists ompi-c 2>/dev/null && echo ompi-c)
+MPI_CFLAGS ?= $(if $(MPI_PC),$(shell pkg-config --cflags $(MPI_PC)),$(shell mpicc -showme:compile 2>/dev/null))
+MPI_LIBS   ?= $(if $(MPI_PC),$(shell pkg-config --libs $(MPI_PC)),$(shell mpicc -showme:link 2>/dev/null))
+MPI_H    := $(firstword $(foreach d,$(patsubst -I%,%,$(filter -I%,$(MPI_CFLAGS))) /usr/include,$(wildcard $(d)/mpi.h)))
+ifeq ($(origin MPI),undefined)
+MPI := $(if $(MPI_H),1,0)
+endif
+ifeq ($(MPI),1)
+ifeq ($(MPI_H),)
+$(error MPI=1 but no mpi.h found (apt-get install libopenmpi-dev, or MPI=0))
+endif
+else
+MPI_CFLAGS :=
+MPI_LIBS   :=
+endif
 OPENBLAS := $(if $(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h /usr/include/openblas/cblas.h),1,0)
 
 FEATURES := -DLVD_VERSION=\"$(VERSION)\" -DLVD_HAVE_CUDA=$(CUDA) -DLVD_HAVE_NCCL=$(NCCL) \
-            -DLVD_HAVE_CUDNN=$(CUDNN) -DLVD_HAVE_OPENBLAS=1
+            -DLVD_HAVE_CUDNN=$(CUDNN) -DLVD_HAVE_MPI=$(MPI) -DLVD_HAVE_OPENBLAS=1
 
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -pthread \
@@ -85,7 +103,7 @@ LIBA     := $(BUILD)/liblvd.a
 DEPS_OK  := $(BUILD)/.deps-ok
 # GPU tests and benches (tests/gpu/): built when CUDA=1. The op test lands among the unit
 # test binaries so `make test` runs it (it SKIPs without a device).
-GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops)
+GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist)
 GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm)
 
 # Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN, NVARCH), so
@@ -101,6 +119,7 @@ features:
 	@echo "  CUDA     $(if $(filter 1,$(CUDA)),yes ($(NVCC)),no)"
 	@echo "  NCCL     $(if $(filter 1,$(NCCL)),yes,no)"
 	@echo "  cuDNN    $(if $(filter 1,$(CUDNN)),yes,no)"
+	@echo "  MPI      $(if $(filter 1,$(MPI)),yes,no (make deps; the multi-rank tests SKIP))"
 	@echo "  OpenBLAS $(if $(filter 1,$(OPENBLAS)),yes,no (make deps))"
 	@echo "  SAN      $(if $(filter 1,$(SAN)),ASan+UBSan,no)"
 
@@ -132,9 +151,16 @@ define TOOL_RULE
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(sort $$(wildcard tools/$(1)/*.c)))
 $(BUILD)/$(1): $$($(1)_OBJ) $(COMMON_OBJ) $(LIBA)
 	@$(if $(Q),echo "  LD      $$@")
-	$(Q)$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach t,$(TOOLS),$(eval $(call TOOL_RULE,$(t))))
+
+# MPI: the MPI backend of lib/dist compiles against mpi.h; lvd-sft and the tests that
+# use lib/dist link libmpi.
+$(BUILD)/obj/lib/dist/dist_mpi.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/lvd-sft: LDLIBS += $(MPI_LIBS)
+DIST_TESTS := $(BUILD)/tests/test_dist $(BUILD)/tests/test_cuda_dist
+$(DIST_TESTS): LDLIBS += $(MPI_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBA) | $(DEPS_OK)
 	@mkdir -p $(@D)
@@ -146,7 +172,7 @@ $(BUILD)/bench/%: bench/%.c $(LIBA) | $(DEPS_OK)
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/tests/test_cuda_ops: tests/gpu/test_cuda_ops.c $(LIBA) | $(DEPS_OK)
+$(BUILD)/tests/test_cuda_%: tests/gpu/test_cuda_%.c $(LIBA) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
@@ -157,10 +183,11 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(LIBA) | $(DEPS_OK)
 	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
 
 test: all $(TEST_BIN) $(GPU_TEST_BIN)
-	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops)
+	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist)
 	@BUILD=$(BUILD) sh tests/run.sh
 
-bench: all $(BENCH_BIN)
+# (bench/dist.sh writes its pack with tests/unit/test_sft.c's fixture writer)
+bench: all $(BENCH_BIN) $(BUILD)/tests/test_sft
 	@BUILD=$(BUILD) sh bench/run.sh
 
 deps:
@@ -205,8 +232,8 @@ FUZZ_OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_
 FUZZ_ALL     := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -pthread \
-                -I. -Ilib -Itests $(filter-out -DLVD_HAVE_CUDA=% -DLVD_HAVE_NCCL=% -DLVD_HAVE_CUDNN=%,$(FEATURES)) \
-                -DLVD_HAVE_CUDA=0 -DLVD_HAVE_NCCL=0 -DLVD_HAVE_CUDNN=0
+                -I. -Ilib -Itests $(filter-out -DLVD_HAVE_CUDA=% -DLVD_HAVE_NCCL=% -DLVD_HAVE_CUDNN=% -DLVD_HAVE_MPI=%,$(FEATURES)) \
+                -DLVD_HAVE_CUDA=0 -DLVD_HAVE_NCCL=0 -DLVD_HAVE_CUDNN=0 -DLVD_HAVE_MPI=0
 FUZZ_LDLIBS  := -lzstd -lpng -lturbojpeg -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread
 
 # (not inside the sub-make that builds $(FUZZ_BUILD)/liblvd.a with the rules above)
@@ -214,7 +241,7 @@ ifneq ($(BUILD),$(FUZZ_BUILD))
 
 $(FUZZ_BUILD)/liblvd.a: FORCE
 	@test -n "$(FUZZ_CC)" || { echo "make fuzz needs clang with libFuzzer (apt-get install clang)" >&2; exit 1; }
-	@CFLAGS=-Wno-unknown-warning-option $(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CUDA=0 NCCL=0 CUDNN=0 \
+	@CFLAGS=-Wno-unknown-warning-option $(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CUDA=0 NCCL=0 CUDNN=0 MPI=0 \
 		OPT="$(FUZZ_OPT)" $(FUZZ_BUILD)/liblvd.a
 
 $(FUZZ_BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/liblvd.a

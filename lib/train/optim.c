@@ -110,17 +110,22 @@ float lvd_optim_grad_norm(struct lvd_ctx *ctx, const struct lvd_optim *opt)
 	return (float)sqrt(total);
 }
 
-float lvd_optim_clip(struct lvd_ctx *ctx, struct lvd_optim *opt, double max_norm)
+float lvd_optim_clip_coef(float norm, double max_norm)
 {
-	float norm = lvd_optim_grad_norm(ctx, opt);
 	if (!(max_norm > 0.0))
-		return norm;
+		return 1.0f;
 	/* torch: clip_coef = max_norm / (total_norm + 1e-6) on an fp32 tensor, which
 	 * Tensor.__rtruediv__ evaluates as reciprocal(total_norm + 1e-6) * max_norm;
 	 * clamp(max = 1.0) keeps a NaN. */
 	float d = norm + (float)1e-6;
 	float coef = (1.0f / d) * (float)max_norm;
-	coef = coef > 1.0f ? 1.0f : coef;
+	return coef > 1.0f ? 1.0f : coef;
+}
+
+float lvd_optim_clip(struct lvd_ctx *ctx, struct lvd_optim *opt, double max_norm)
+{
+	float norm = lvd_optim_grad_norm(ctx, opt);
+	float coef = lvd_optim_clip_coef(norm, max_norm);
 	if (coef == 1.0f)       /* torch multiplies by 1.0 here: the same values */
 		return norm;
 	for (int i = 0; i < opt->n_blocks; i++)

@@ -88,6 +88,10 @@ float lvd_optim_grad_norm(struct lvd_ctx *ctx, const struct lvd_optim *opt);
  * the gradients alone. Returns the total norm before clipping (check it for NaN/Inf). */
 float lvd_optim_clip(struct lvd_ctx *ctx, struct lvd_optim *opt, double max_norm);
 
+/* The factor clip_grad_norm_ multiplies the gradients by for a total norm and max_norm
+ * (1 when max_norm <= 0 or the norm is small enough; NaN for a NaN norm). */
+float lvd_optim_clip_coef(float norm, double max_norm);
+
 /* One AdamW update of every block with learning rate lr (the schedule's value for this
  * step): step += 1, then lvd_adamw_step on each block with its wd. */
 void lvd_optim_step(struct lvd_ctx *ctx, struct lvd_optim *opt, double lr);

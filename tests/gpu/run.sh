@@ -9,6 +9,7 @@
 #   build        make CUDA=1 all + test binaries (NVWERROR= so a newer toolkit's new
 #                warnings cannot stop the run; -Werror is checked where CI builds)
 #   ops          the CPU-vs-CUDA op test (build/tests/test_cuda_ops), every case named
+#   dist         the NCCL communicator with one rank (build/tests/test_cuda_dist)
 #   bench        GEMM: lvd_gemm_cuda / lvd_gemm_bf16_cuda vs plain cuBLAS, TFLOP/s
 #   memcheck     the op test under compute-sanitizer (out-of-bounds, races) if present
 #   suite        the whole `make test` (CPU tests plus the op test again)
@@ -34,9 +35,10 @@ step() {
 }
 
 step devices 30 nvidia-smi
-step build 400 sh -c "{ sh scripts/deps.sh --check || sh scripts/deps.sh; } && make -j$J CUDA=1 NVWERROR= all build/tests/test_cuda_ops"
+step build 400 sh -c "{ sh scripts/deps.sh --check || sh scripts/deps.sh; } && make -j$J CUDA=1 NVWERROR= all build/tests/test_cuda_ops build/tests/test_cuda_dist"
 if [ -x build/tests/test_cuda_ops ]; then
 	step ops 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_ops
+	step dist 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_dist
 	step bench 120 build/gpu/bench_gemm 10
 	if [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
 		step memcheck 240 "$CUDA_HOME/bin/compute-sanitizer" --tool memcheck --error-exitcode 3 \

@@ -1,7 +1,8 @@
 /* Helpers and unit checks for lvd-sft (tools/lvd-sft): a tiny pack for the golden tiny
  * mllama (tests/golden/mllama/model: tile 56, patch 14, 4 tiles, image token 256), and a
  * safetensors comparer, both used by tests/cli/test_lvd_sft.sh:
- *   test_sft --pack DIR MODEL N     write an lvd-pack folder of N records for MODEL
+ *   test_sft --pack DIR MODEL N [TILE PATCH TILES IMAGE_TOKEN]
+ *                                   write an lvd-pack folder of N records for MODEL
  *   test_sft --compare A B TOL [SKIP]  every tensor of A (but SKIP) equals B's within TOL
  *                                   (0: bitwise);
  *                                   exit 0 equal, 1 different (max difference printed)
@@ -21,10 +22,9 @@
 #include "lavender/packrec.h"
 #include "train/loader.h"
 
-#define TILE 56
-#define PATCH 14
-#define TL 4
-#define IMG_TOK 256
+/* The tiny model's geometry; `--pack DIR MODEL N TILE PATCH TILES IMAGE_TOKEN` sets them
+ * for another model (bench/dist.sh: the medium config). */
+static int g_tile = 56, g_patch = 14, g_tiles = 4, g_img_tok = 256;
 
 static const int img_sizes[4][2] = {{64, 48}, {48, 96}, {120, 30}, {40, 40}}; /* w, h */
 
@@ -47,7 +47,7 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 		return NULL;
 	}
 	free(im.px);
-	struct lvd_geom_cfg gc = {TILE, PATCH, TL};
+	struct lvd_geom_cfg gc = {g_tile, g_patch, g_tiles};
 	struct lvd_geom g;
 	if (lvd_geom_layout(&g, &gc, h, w, e)) {
 		free(png);
@@ -62,7 +62,7 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 	int32_t tokens[16], labels[16];
 	tokens[0] = 200; /* bos */
 	for (uint32_t t = 1; t < r.T; t++)
-		tokens[t] = t == 1 ? IMG_TOK : 10 + (int)((i * 7 + (int)t * 13) % 180);
+		tokens[t] = t == 1 ? g_img_tok : 10 + (int)((i * 7 + (int)t * 13) % 180);
 	for (uint32_t t = 0; t < r.T; t++)
 		labels[t] = t < 3 ? -100 : tokens[t];
 	r.tokens = tokens;
@@ -87,7 +87,7 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 	r.targets = calloc(r.W * hw + 1, sizeof *r.targets);
 	for (size_t c = 0; c < hw; c++) {
 		int y = (int)(c / r.gw), x = (int)(c % r.gw);
-		r.mask[c] = y * PATCH < g.new_h && x * PATCH < g.new_w;
+		r.mask[c] = y * g_patch < g.new_h && x * g_patch < g.new_w;
 		for (uint32_t wi = 0; wi < r.W; wi++)
 			r.targets[wi * hw + c] = lvd_f32_to_f16(r.mask[c] ? (float)((c * 3 + wi + (size_t)i) % 7) / 6.0f : 0.0f);
 	}
@@ -98,8 +98,8 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 	r.tiles_h = (uint32_t)g.tiles_h;
 	r.tiles_w = (uint32_t)g.tiles_w;
 	r.aspect_id = (uint32_t)g.aspect_id;
-	r.tile_px = TILE;
-	r.patch_px = PATCH;
+	r.tile_px = g_tile;
+	r.patch_px = g_patch;
 	r.image_pos = 1;
 	r.image = png;
 	r.image_len = (uint32_t)png_len;
@@ -251,6 +251,12 @@ int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "--pack")) {
 		struct lvd_error e = {0};
+		if (argc >= 9) {
+			g_tile = atoi(argv[5]);
+			g_patch = atoi(argv[6]);
+			g_tiles = atoi(argv[7]);
+			g_img_tok = atoi(argv[8]);
+		}
 		if (make_pack(argv[2], argv[3], atoi(argv[4]), &e)) {
 			fprintf(stderr, "test_sft --pack: %s\n", e.msg);
 			return 1;

@@ -124,9 +124,9 @@ int lvd_cli_int(const char *arg, int min, int max, const char *name, int *out)
 void lvd_cli_version(const char *prog)
 {
 	printf("%s %s\n", prog, LVD_VERSION);
-	printf("features: CUDA=%s NCCL=%s cuDNN=%s OpenBLAS=%s\n",
+	printf("features: CUDA=%s NCCL=%s cuDNN=%s MPI=%s OpenBLAS=%s\n",
 	       LVD_HAVE_CUDA ? "yes" : "no", LVD_HAVE_NCCL ? "yes" : "no",
-	       LVD_HAVE_CUDNN ? "yes" : "no", LVD_HAVE_OPENBLAS ? "yes" : "no");
+	       LVD_HAVE_CUDNN ? "yes" : "no", LVD_HAVE_MPI ? "yes" : "no", LVD_HAVE_OPENBLAS ? "yes" : "no");
 }
 
 static void main_help(FILE *out, const char *prog, const char *about, const struct lvd_cli_cmd *cmds)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "dist_glue.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
@@ -50,7 +51,7 @@ enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
-	O_WORD_KEYS,
+	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -85,6 +86,8 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
 	[O_WORD_KEYS] = {"word-keys", 0, "K", "rows of a word: pack (its query positions; default) | argmax (official: "
 					    "the rows whose predicted token is the word)"},
+	[O_NPROC] = {"nproc-per-node", 0, "N", "start N local ranks of this run (data parallel over TCP; docs/dist.md)"},
+	[O_COMM_TIMEOUT] = {"comm-timeout", 0, "S", "multi-rank: a collective waiting S seconds ends the job (default 600)"},
 	{0},
 };
 
@@ -101,6 +104,8 @@ struct opts {
 	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
 	int al_hidden;
 	int argmax_keys;          /* --word-keys argmax */
+	int nproc;                /* --nproc-per-node (0: none) */
+	double comm_timeout;
 };
 
 static const char *const AGG_NAMES[4] = {"mean-after", "max-after", "mean-before", "max-before"};
@@ -315,6 +320,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 			return lvd_cli_usage_error("--word-keys: '%s' is not pack or argmax", arg);
 		o->argmax_keys = !strcmp(arg, "argmax");
 		return 0;
+	case O_NPROC: return lvd_cli_int(arg, 1, 4096, "--nproc-per-node", &o->nproc);
+	case O_COMM_TIMEOUT: return opt_double(arg, 0.001, 1e7, "--comm-timeout", &o->comm_timeout);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -360,6 +367,7 @@ static json_t *params_json(const struct opts *o)
 
 struct trainer {
 	struct opts *o;
+	struct lvd_comm *comm;    /* the ranks (one without a launcher; dist_glue.h) */
 	struct lvd_ctx *ctx;
 	struct lvd_mllama *m;
 	struct lvd_loader *ld;
@@ -581,7 +589,9 @@ static int export_final(struct trainer *t, struct lvd_error *err)
 
 /* Test hooks (tests/cli/test_lvd_sft.sh): LVD_SFT_KILL_AT=N sends SIGKILL to this
  * process after the update of step N (before its checkpoint), to test resume without
- * timing races; LVD_SFT_NAN_AT=N makes step N's loss NaN, to test the NaN stop. */
+ * timing races; LVD_SFT_NAN_AT=N makes step N's loss NaN, to test the NaN stop;
+ * LVD_SFT_HANG_AT=N makes the process stop answering after update N (multi-rank fault
+ * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R. */
 static int64_t env_step(const char *name)
 {
 	const char *s = getenv(name);
@@ -610,11 +620,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	const int A = o->accum;
+	const int A = o->accum, W = lvd_comm_world(t->comm), rank0 = lvd_comm_rank(t->comm) == 0;
 	struct lvd_progress *pg = lvd_run_progress("lvd-sft", "steps", (uint64_t)total);
 	lvd_progress_set(pg, (uint64_t)t->step);
 	double t0 = lvd_time_now();
 	int64_t kill = env_step("LVD_SFT_KILL_AT"), nan_at = env_step("LVD_SFT_NAN_AT");
+	int64_t hang = env_step("LVD_SFT_HANG_AT");
 	char ids[1024];
 	while (t->step < total) {
 		lvd_mllama_zero_grads(t->m);
@@ -657,20 +668,20 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			in.backward = 1;
 			if (t->keys) {
 				/* official keys: the pairs are known after the forward only, so L_att is
-				 * the mean over the micro-batch's pairs, divided by --grad-accum as
-				 * llama-recipes divides the loss (docs/sft.md) */
+				 * the mean over the micro-batch's pairs, divided by --grad-accum × ranks
+				 * as llama-recipes divides the loss (docs/sft.md) */
 				in.key_str = (const char *const *)t->keys;
 				in.key_n = t->n_keys;
-				in.lambda = lam / (float)A;
+				in.lambda = lam / (float)(A * W);
 				in.ce_scale = o->loss_tokens && gtok > 0 ?
-					(float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : ce_sched / (float)A;
+					(float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : ce_sched / (float)(A * W);
 				in.pair_count = 0;
 			} else if (o->loss_tokens) {
 				in.ce_scale = gtok > 0 ? (float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : 0.0f;
 				in.pair_count = gpairs > 0 ? (double)gpairs : 1.0;
 			} else {
-				in.ce_scale = ce_sched / (float)A;
-				in.pair_count = b->n_pairs > 0 ? (double)b->n_pairs * A : 1.0;
+				in.ce_scale = ce_sched / (float)(A * W);
+				in.pair_count = b->n_pairs > 0 ? (double)b->n_pairs * A * W : 1.0;
 			}
 			struct lvd_lstep_out out = {0};
 			int rc = lvd_lstep_run(t->ctx, t->m, &out, t->dal, NULL, &in, &err);
@@ -678,8 +689,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				if (o->loss_tokens)
 					ce_sum += gtok > 0 ? out.ce * (double)b->n_label_tokens / (double)gtok : 0.0;
 				else
-					ce_sum += out.ce / A;
-				att_sum += t->keys ? out.latt / A : out.latt;
+					ce_sum += out.ce / (A * W);
+				att_sum += t->keys ? out.latt / (A * W) : out.latt;
 				kpairs += out.n_pairs;
 			}
 			lvd_loader_release(t->ld, b);
@@ -688,6 +699,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				return 1;
 			}
 		}
+		double stats[4] = {ce_sum, att_sum, nsamp, (double)kpairs}, comm_s = 0;
+		if (sft_dist_reduce_step(t->comm, t->dlora, t->n_lora, t->dal, t->n_al, stats, 4, &comm_s, &err)) {
+			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
+			return 1;
+		}
+		ce_sum = stats[0], att_sum = stats[1], nsamp = (int)stats[2], kpairs = (int64_t)stats[3];
 		double loss = ce_sched * ce_sum + lam * att_sum;
 		if (nan_at == t->step + 1)
 			loss = NAN;
@@ -717,13 +734,19 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "samples_per_s", json_real(now > ts ? nsamp / (now - ts) : 0.0));
 		json_object_set_new(j, "tokens_per_s", json_real(now > ts ? gtok / (now - ts) : 0.0));
 		json_object_set_new(j, "elapsed", json_real(now - t0));
-		lvd_run_jsonl_append(mf, j);
+		if (W > 1)
+			json_object_set_new(j, "comm_s", json_real(comm_s));
+		if (mf)
+			lvd_run_jsonl_append(mf, j);
 		json_decref(j);
 		lvd_progress_set(pg, (uint64_t)t->step);
-		if (kill == t->step)
+		if (kill == t->step && sft_dist_kill_here(t->comm))
 			raise(SIGKILL);
+		while (hang == t->step && sft_dist_kill_here(t->comm))
+			pause();
 		if (t->step % o->save_every == 0 || t->step == total) {
-			if (ckpt_save(t, &err)) {
+			/* Rank 0 writes; every rank waits for the rename. */
+			if ((rank0 && ckpt_save(t, &err)) || lvd_comm_barrier(t->comm, &err)) {
 				lvd_error_log("%s", err.msg);
 				lvd_progress_destroy(pg);
 				return 1;
@@ -803,19 +826,25 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--pack DIR is required");
 	if (!o.out)
 		return lvd_cli_usage_error("--out DIR is required");
+	if (o.nproc > 0)
+		return sft_dist_launch(argc, argv, o.nproc);
 
 	struct lvd_error err = {0};
 	struct trainer t = {0};
 	t.o = &o;
 	int ret = 1;
 	FILE *mf = NULL;
+	/* Multi-rank: the start-up agreement (sft_dist_agree) is reached by every rank, also
+	 * one that failed before it (all_know: every rank then knows the outcome). */
+	int agreed = 0, all_know = 0;
+	if (sft_dist_init(&t.comm, o.comm_timeout))
+		return 1;
+	const int rank0 = lvd_comm_rank(t.comm) == 0;
 	/* Inputs first, so bad input never creates or touches RUN_DIR. */
 	struct lvd_ctx_opts co = {0};
 	co.threads = lvd_run_threads(o.threads);
-	if (lvd_ctx_create(&t.ctx, &co, &err)) {
-		lvd_error_log("%s", err.msg);
-		return 1;
-	}
+	if (lvd_ctx_create(&t.ctx, &co, &err))
+		goto fail;
 	if (lvd_mllama_load_frozen(&t.m, o.model, &err))
 		goto fail;
 	lvd_mllama_set_ctx(t.m, t.ctx);
@@ -852,6 +881,8 @@ int cmd_run(int argc, char **argv)
 	lo.pack = o.pack;
 	lo.model = o.model;
 	lo.batch = o.batch;
+	lo.rank = lvd_comm_rank(t.comm);
+	lo.world = lvd_comm_world(t.comm);
 	lo.seed = o.seed;
 	lo.heads = mc->t_heads;
 	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
@@ -896,41 +927,86 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(inputs, "pack_shards_sha256", file_sha(o.pack, "shards.jsonl"));
 	json_object_set(run, "params", params);
 	json_object_set(run, "inputs", inputs);
-	rc = lvd_run_open_out(o.out, run, params, inputs);
+	/* Every rank must hold the same options, model and pack (and step bounds). */
+	json_t *ident = json_deep_copy(params);
+	json_object_update(ident, inputs);
+	json_object_set_new(ident, "max_steps", json_integer(total));
+	json_object_set_new(ident, "save_every", json_integer(o.save_every));
+	json_object_set_new(ident, "keep", json_integer(o.keep));
+	agreed = all_know = 1;
+	rc = sft_dist_agree(t.comm, 0, ident);
+	json_decref(ident);
+	const int agree_rc = rc;
+	/* Rank 0 owns RUN_DIR: run.json, the resume point; the others get its verdict. */
+	int64_t last = -1;
+	if (!rc && rank0) {
+		rc = lvd_run_open_out(o.out, run, params, inputs);
+		run = NULL; /* stolen */
+		if (!rc) {
+			remove_stale_tmp(o.out);
+			last = ckpt_scan(o.out, NULL, NULL);
+		}
+	}
 	json_decref(params);
 	json_decref(inputs);
-	if (rc) {
+	json_decref(run);
+	int64_t verdict[2] = {rc, last};
+	if (!agree_rc && sft_dist_share_i64(t.comm, verdict, 2, &err))
+		goto fail_comm;
+	if ((rc = (int)verdict[0])) {
 		ret = rc;
 		goto out;
 	}
-	remove_stale_tmp(o.out);
-	int64_t last = ckpt_scan(o.out, NULL, NULL);
+	last = verdict[1];
 	char mpath[4200];
 	snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
 	if (last >= 0) {
-		if (ckpt_load(&t, last, &err))
+		int64_t st[5] = {0};
+		all_know = 0;
+		if (rank0 && ckpt_load(&t, last, &err))
 			goto fail;
+		st[0] = t.step, st[1] = (int64_t)t.epoch, st[2] = (int64_t)t.cur.epoch, st[3] = (int64_t)t.cur.pos;
+		float *const blk[6] = {t.lora, t.al, t.opt->m[0], t.opt->m[1], t.opt->v[0], t.opt->v[1]};
+		const size_t nb[6] = {t.n_lora, t.n_al, t.n_lora, t.n_al, t.n_lora, t.n_al};
+		if (sft_dist_share_i64(t.comm, st, 4, &err) || sft_dist_share_blocks(t.comm, blk, nb, 6, &err))
+			goto fail_comm;
+		t.step = t.opt->step = st[0];
+		t.epoch = (uint64_t)st[1], t.cur.epoch = (uint64_t)st[2], t.cur.pos = (uint64_t)st[3];
 		if (lvd_loader_seek(t.ld, &t.cur, &err))
 			goto fail;
 		lvd_info("resuming from %s/ckpt-%06lld", o.out, (long long)last);
 	}
-	uint64_t kept = 0;
-	if (lvd_run_trim_jsonl(mpath, "step", (uint64_t)t.step + 1, NULL, NULL, &kept))
-		goto out;
-	if (!(mf = fopen(mpath, "a"))) {
-		lvd_error_errno(&err, LVD_ERR_IO, "cannot open '%s'", mpath);
-		goto fail;
+	all_know = 0;
+	if (rank0) {
+		uint64_t kept = 0;
+		if (lvd_run_trim_jsonl(mpath, "step", (uint64_t)t.step + 1, NULL, NULL, &kept))
+			goto out;
+		if (!(mf = fopen(mpath, "a"))) {
+			lvd_error_errno(&err, LVD_ERR_IO, "cannot open '%s'", mpath);
+			goto fail;
+		}
 	}
 	if (train(&t, total, mf))
 		goto out;
-	if (export_final(&t, &err))
+	if (rank0 && export_final(&t, &err))
 		goto fail;
 	ret = 0;
 	goto out;
+fail_comm:
+	lvd_error_log("%s", err.msg);
+	lvd_comm_abort(t.comm, 1);
 fail:
 	lvd_error_log("%s", err.msg);
 	ret = 1;
 out:
+	if (!agreed) {
+		/* A start-up failure before the agreement: tell the other ranks. */
+		agreed = all_know = 1;
+		sft_dist_agree(t.comm, ret ? ret : 1, NULL);
+	}
+	if (ret && !all_know && lvd_comm_world(t.comm) > 1)
+		lvd_comm_abort(t.comm, ret); /* the other ranks may be inside a collective */
+	lvd_comm_destroy(t.comm);
 	if (mf)
 		fclose(mf);
 	lvd_loader_close(t.ld);

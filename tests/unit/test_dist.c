@@ -1,0 +1,264 @@
+/* tests/unit/test_dist.c — lib/dist's communicator and lib/train/zero.h. Run alone it
+ * tests the single-rank backend and the launcher environment rules; under
+ * `mpirun -np N` (MPI backend) or with a torchrun-style environment (TCP backend) every
+ * rank runs the collective cases (tests/cli/test_dist.sh does both, with 2 and 3 ranks).
+ * `test_dist --hang S`: the last rank stops answering; the others must fail their next
+ * collective after S seconds naming it, and end the job (exit 3 from lvd_comm_abort). */
+#include "harness.h"
+
+#include <unistd.h>
+
+#include "dist/dist.h"
+#include "train/optim.h"
+#include "train/zero.h"
+
+static struct lvd_comm *g_comm;
+static int g_rank, g_world;
+
+/* ---- environment ------------------------------------------------------------------ */
+
+static const char *const ENV_VARS[] = {"LVD_DIST_BACKEND", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+				       "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+				       "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS", NULL};
+
+static void env_clear(void)
+{
+	for (int i = 0; ENV_VARS[i]; i++)
+		unsetenv(ENV_VARS[i]);
+}
+
+static void test_env(void)
+{
+	if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") || getenv("PMIX_RANK") || getenv("RANK") ||
+	    getenv("SLURM_PROCID"))
+		SKIP("runs without a launcher only");
+	struct lvd_comm_env e;
+	struct lvd_error err = {0};
+	env_clear();
+	CHECK(lvd_comm_env_read(&e, &err) == 0 && e.world == 1 && e.rank == 0 && e.backend == LVD_COMM_SINGLE);
+	CHECK_STR(e.launcher, "none");
+	/* torchrun-style */
+	setenv("RANK", "1", 1);
+	setenv("WORLD_SIZE", "4", 1);
+	setenv("LOCAL_RANK", "1", 1);
+	setenv("MASTER_ADDR", "node7", 1);
+	setenv("MASTER_PORT", "29500", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == 0);
+	CHECK(e.rank == 1 && e.world == 4 && e.local_rank == 1 && e.backend == LVD_COMM_TCP && e.master_port == 29500);
+	CHECK_STR(e.master_addr, "node7");
+	CHECK_STR(e.launcher, "torchrun");
+	setenv("RANK", "4", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "rank 4 is not below the world size 4");
+	setenv("RANK", "x", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "RANK='x'");
+	setenv("RANK", "0", 1);
+	unsetenv("MASTER_PORT");
+	CHECK(lvd_comm_env_read(&e, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "MASTER_PORT");
+	setenv("WORLD_SIZE", "1", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == 0 && e.backend == LVD_COMM_SINGLE);
+	env_clear();
+	/* srun without PMI */
+	setenv("SLURM_PROCID", "2", 1);
+	setenv("SLURM_NTASKS", "8", 1);
+	setenv("SLURM_LOCALID", "2", 1);
+	setenv("SLURM_STEP_ID", "0", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "srun without PMI");
+	setenv("MASTER_ADDR", "n1", 1);
+	setenv("MASTER_PORT", "1234", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == 0 && e.rank == 2 && e.world == 8 && e.local_rank == 2);
+	CHECK_STR(e.launcher, "srun");
+	/* the batch step of an sbatch script (no SLURM_STEP_ID) is no launch */
+	unsetenv("SLURM_STEP_ID");
+	CHECK(lvd_comm_env_read(&e, &err) == 0 && e.world == 1);
+	env_clear();
+	setenv("LVD_DIST_BACKEND", "carrier-pigeon", 1);
+	CHECK(lvd_comm_env_read(&e, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "LVD_DIST_BACKEND");
+	env_clear();
+}
+
+/* ---- collectives ------------------------------------------------------------------ */
+
+static uint16_t bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (uint16_t)(u >> 16);
+}
+
+static void test_collectives(void)
+{
+	struct lvd_error err = {0};
+	struct lvd_comm *c = g_comm;
+	const int W = g_world, R = g_rank;
+	CHECK(lvd_comm_world(c) == W && lvd_comm_rank(c) == R && R < W);
+	/* Sums of small dyadic values are exact in any order. */
+	enum { N = 1000 };
+	float x[N], want[N];
+	for (int i = 0; i < N; i++) {
+		x[i] = (float)(R + 1) * 0.5f + (float)i;
+		want[i] = 0;
+		for (int r = 0; r < W; r++)
+			want[i] += (float)(r + 1) * 0.5f + (float)i;
+	}
+	CHECK(lvd_comm_all_reduce(c, x, N, LVD_COMM_F32, LVD_COMM_SUM, &err) == 0);
+	CHECK(memcmp(x, want, sizeof x) == 0);
+	for (int i = 0; i < N; i++)
+		x[i] = (float)(R + 1) * (float)W;
+	CHECK(lvd_comm_all_reduce(c, x, N, LVD_COMM_F32, LVD_COMM_MEAN, &err) == 0);
+	CHECK(x[0] == (float)((W + 1) * W / 2) && x[N - 1] == x[0]);
+	double d[3] = {R, 1e-300, (double)R * 0.25};
+	CHECK(lvd_comm_all_reduce(c, d, 3, LVD_COMM_F64, LVD_COMM_SUM, &err) == 0);
+	CHECK(d[0] == (double)W * (W - 1) / 2 && d[1] == 1e-300 * W && d[2] == 0.25 * W * (W - 1) / 2);
+	uint16_t h[4] = {bf16(1.0f), bf16((float)R), bf16(-2.0f), bf16(0.5f)};
+	CHECK(lvd_comm_all_reduce(c, h, 4, LVD_COMM_BF16, LVD_COMM_SUM, &err) == 0);
+	CHECK(h[0] == bf16((float)W) && h[1] == bf16((float)(W * (W - 1) / 2)) && h[2] == bf16(-2.0f * W));
+	uint16_t hm[1] = {bf16(3.0f)};
+	CHECK(lvd_comm_all_reduce(c, hm, 1, LVD_COMM_BF16, LVD_COMM_MEAN, &err) == 0 && hm[0] == bf16(3.0f));
+	/* reduce-scatter: send[j] = R + j; recv[k] = Σ_r (r + R·n + k) */
+	enum { NS = 5 };
+	float *send = malloc((size_t)W * NS * sizeof *send), recv[NS];
+	REQUIRE(send);
+	for (int j = 0; j < W * NS; j++)
+		send[j] = (float)(R + j);
+	CHECK(lvd_comm_reduce_scatter(c, recv, send, NS, LVD_COMM_F32, LVD_COMM_SUM, &err) == 0);
+	for (int k = 0; k < NS; k++)
+		CHECKF(recv[k] == (float)(W * (W - 1) / 2 + W * (R * NS + k)), "recv[%d] = %g", k, recv[k]);
+	free(send);
+	/* all-gather, with send aliasing the rank's slot */
+	char *g = calloc((size_t)W, 3);
+	REQUIRE(g);
+	char mine[3] = {(char)('a' + R), (char)R, 'z'};
+	CHECK(lvd_comm_all_gather(c, g, mine, 3, &err) == 0);
+	for (int r = 0; r < W; r++)
+		CHECK(g[3 * r] == 'a' + r && g[3 * r + 1] == r && g[3 * r + 2] == 'z');
+	g[3 * R] = 'A';
+	CHECK(lvd_comm_all_gather(c, g, g + 3 * R, 3, &err) == 0);
+	for (int r = 0; r < W; r++)
+		CHECK(g[3 * r] == 'A');
+	free(g);
+	/* broadcast from the last rank and from rank 0 */
+	uint64_t v[2] = {R == W - 1 ? 0xfeedULL : 0, (uint64_t)R};
+	CHECK(lvd_comm_broadcast(c, v, sizeof v, W - 1, &err) == 0 && v[0] == 0xfeedULL && v[1] == (uint64_t)(W - 1));
+	v[0] = (uint64_t)R + 100;
+	CHECK(lvd_comm_broadcast(c, v, 8, 0, &err) == 0 && v[0] == 100);
+	CHECK(lvd_comm_barrier(c, &err) == 0);
+	CHECK(W == 1 || lvd_comm_bytes_sent(c) > 0);
+	if (err.code)
+		fprintf(stderr, "%s\n", err.msg);
+	CHECK(lvd_comm_broadcast(c, v, 8, W, &err) == LVD_ERR_INVALID);
+}
+
+/* ---- ZeRO-1 ------------------------------------------------------------------------ */
+
+/* Gradients of rank r at step t, dyadic so that sums over ranks are exact. */
+static float grad_at(int r, int t, size_t i)
+{
+	return (float)((int)((i * 7 + (size_t)t * 3 + (size_t)r * 5) % 17) - 8) * 0.125f;
+}
+
+static void test_zero(void)
+{
+	struct lvd_error err = {0};
+	struct lvd_ctx *ctx = NULL;
+	struct lvd_ctx_opts co = {0};
+	co.threads = 1;
+	REQUIRE(lvd_ctx_create(&ctx, &co, &err) == 0);
+	const int W = g_world, R = g_rank;
+	/* Two blocks, one of three tensors; sizes not divisible by the world size. */
+	enum { NA = 37, NB = 10 };
+	static const size_t toff[4] = {0, 11, 11, NA};
+	float pa[NA], pb[NB], ga[NA], gb[NB];     /* sharded run */
+	float ua[NA], ub[NB], uga[NA], ugb[NB];   /* unsharded reference on the summed gradient */
+	for (size_t i = 0; i < NA; i++)
+		pa[i] = ua[i] = 0.01f * (float)i - 0.1f;
+	for (size_t i = 0; i < NB; i++)
+		pb[i] = ub[i] = 0.5f - 0.03f * (float)i;
+	struct lvd_param_block zb[2] = {{"a", pa, ga, NA, 0.01, toff, 3}, {"b", pb, gb, NB, 0.0, NULL, 0}};
+	struct lvd_param_block rb[2] = {{"a", ua, uga, NA, 0.01, toff, 3}, {"b", ub, ugb, NB, 0.0, NULL, 0}};
+	struct lvd_optim_cfg cfg = {0.9, 0.999, 1e-8};
+	struct lvd_zero *z = NULL;
+	struct lvd_optim *ref = NULL;
+	REQUIRE(lvd_zero_create(&z, ctx, g_comm, zb, 2, &cfg, &err) == 0);
+	REQUIRE(lvd_optim_create(&ref, ctx, rb, 2, &cfg, &err) == 0);
+	CHECK(z->opt->state_floats == 2 * ((z->hi[0] - z->lo[0]) + (z->hi[1] - z->lo[1])));
+	for (int t = 0; t < 4; t++) {
+		for (size_t i = 0; i < NA; i++) {
+			ga[i] = grad_at(R, t, i);
+			uga[i] = 0;
+			for (int r = 0; r < W; r++)
+				uga[i] += grad_at(r, t, i);
+		}
+		for (size_t i = 0; i < NB; i++) {
+			gb[i] = grad_at(R, t, i + 100);
+			ugb[i] = 0;
+			for (int r = 0; r < W; r++)
+				ugb[i] += grad_at(r, t, i + 100);
+		}
+		float nz = 0, nr = lvd_optim_clip(ctx, ref, 1.0);
+		CHECK(lvd_zero_reduce(z, ctx, g_comm, 1.0, &nz, &err) == 0);
+		CHECKF(nz == nr, "step %d: norm %.9g, unsharded %.9g", t, nz, nr);
+		lvd_optim_step(ctx, ref, 1e-2);
+		CHECK(lvd_zero_update(z, ctx, g_comm, 1e-2, &err) == 0);
+		CHECKF(memcmp(pa, ua, sizeof pa) == 0 && memcmp(pb, ub, sizeof pb) == 0, "step %d: parameters differ", t);
+	}
+	/* The gathered state equals the unsharded one; setting it back restores the shard. */
+	float ma[NA], va[NA], mb[NB], vb[NB];
+	float *m[2] = {ma, mb}, *v[2] = {va, vb};
+	CHECK(lvd_zero_gather_state(z, g_comm, m, v, &err) == 0);
+	CHECK(memcmp(ma, ref->m[0], sizeof ma) == 0 && memcmp(va, ref->v[0], sizeof va) == 0);
+	CHECK(memcmp(mb, ref->m[1], sizeof mb) == 0 && memcmp(vb, ref->v[1], sizeof vb) == 0);
+	memset(z->opt->state, 0, z->opt->state_floats * sizeof(float));
+	lvd_zero_set_state(z, m, v, 4);
+	CHECK(z->opt->step == 4);
+	CHECK(z->hi[0] == z->lo[0] || memcmp(z->opt->m[0], ref->m[0] + z->lo[0], (z->hi[0] - z->lo[0]) * 4) == 0);
+	if (err.code)
+		fprintf(stderr, "%s\n", err.msg);
+	lvd_zero_destroy(ctx, z);
+	lvd_optim_destroy(ctx, ref);
+	lvd_ctx_destroy(ctx);
+}
+
+static int hang(double timeout)
+{
+	struct lvd_error err = {0};
+	float x[4] = {1, 2, 3, 4};
+	if (g_rank == g_world - 1 && g_world > 1) {
+		sleep((unsigned)(timeout + 3)); /* killed by MPI_Abort, or fails on the closed sockets */
+		lvd_comm_all_reduce(g_comm, x, 4, LVD_COMM_F32, LVD_COMM_SUM, &err);
+		fprintf(stderr, "%s\n", err.msg);
+		lvd_comm_abort(g_comm, 3);
+	}
+	if (lvd_comm_all_reduce(g_comm, x, 4, LVD_COMM_F32, LVD_COMM_SUM, &err) == 0) {
+		fprintf(stderr, "rank %d: the all-reduce completed without rank %d\n", g_rank, g_world - 1);
+		return 1;
+	}
+	fprintf(stderr, "%s\n", err.msg);
+	lvd_comm_abort(g_comm, 3);
+}
+
+int main(int argc, char **argv)
+{
+	struct lvd_error err = {0};
+	double timeout = 0;
+	if (argc > 2 && !strcmp(argv[1], "--hang"))
+		timeout = atof(argv[2]);
+	struct lvd_comm_opts co = {timeout > 0 ? timeout : 60, 0};
+	if (lvd_comm_init(&g_comm, &co, &err)) {
+		fprintf(stderr, "test_dist: %s\n", err.msg);
+		printf("0 passed, 1 failed, 0 skipped\n");
+		return 1;
+	}
+	g_rank = lvd_comm_rank(g_comm);
+	g_world = lvd_comm_world(g_comm);
+	if (timeout > 0)
+		return hang(timeout);
+	static const struct lvd_test tests[] = {TEST(test_env), TEST(test_collectives), TEST(test_zero), {0}};
+	int rc = lvd_test_main(argc, argv, tests);
+	lvd_comm_destroy(g_comm);
+	return rc;
+}

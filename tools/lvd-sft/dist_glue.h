@@ -1,0 +1,49 @@
+/* tools/lvd-sft/dist_glue.h — the data-parallel parts of lvd-sft run (docs/dist.md):
+ * starting local ranks (--nproc-per-node), the start-up agreement of the ranks, the
+ * per-step gradient all-reduce, and sharing rank 0's resumed state. run.c calls these at
+ * a few hooks; with one rank each is a no-op (the one-process run is unchanged). */
+#ifndef LVD_SFT_DIST_GLUE_H
+#define LVD_SFT_DIST_GLUE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "dist/dist.h"
+
+/* --nproc-per-node N: runs this command (argv of `run`, without --nproc-per-node) as N
+ * local ranks with a torchrun-style environment (RANK, WORLD_SIZE, LOCAL_RANK,
+ * MASTER_ADDR=127.0.0.1, MASTER_PORT: the environment's, else a free port) on the TCP
+ * backend, waits, and stops the others when one fails. Returns the job's exit status:
+ * 0, the first failing rank's status, or 128 + signal when it was killed. */
+int sft_dist_launch(int argc, char **argv, int nproc);
+
+/* The communicator of this process (lib/dist reads the launcher's environment);
+ * ranks other than 0 log errors only. Returns 0 or 1 (printed). */
+int sft_dist_init(struct lvd_comm **out, double timeout_s);
+
+/* Start-up agreement, called by every rank once its inputs are checked: rc is this
+ * rank's start-up status (0, or the exit status of an error it has printed), identity
+ * a flat JSON object of everything that must be equal on every rank (options, model and
+ * pack hashes; borrowed). All-gathers {rc, SHA-256 of identity}. Returns 0 when every
+ * rank is fine and agrees; 1 when a rank failed (rank 0 names it); 2 when identities
+ * differ (each differing rank names the first key that differs from rank 0's). The
+ * ranks all return the same value. */
+int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity);
+
+/* Sums the step's gradient blocks and the n_stats doubles (the step's loss terms,
+ * sample count) over the ranks; *comm_s = the seconds it took (0 with one rank). */
+int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
+			 int n_stats, double *comm_s, struct lvd_error *err);
+
+/* Rank root's value of an int64 status to every rank (rank 0's resume point, or its
+ * failure), and rank 0's n_blocks float blocks (the resumed weights and moments). */
+int sft_dist_share_i64(struct lvd_comm *c, int64_t *v, int n, struct lvd_error *err);
+int sft_dist_share_blocks(struct lvd_comm *c, float *const *blocks, const size_t *n, int n_blocks,
+			  struct lvd_error *err);
+
+/* LVD_SFT_KILL_RANK (test hook): the rank LVD_SFT_KILL_AT kills (default: every rank). */
+int sft_dist_kill_here(const struct lvd_comm *c);
+
+#endif
