@@ -1,8 +1,7 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
  * lvd_lstep_run (CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over two
  * blocks (LoRA, Aligner) -> metrics.jsonl; checkpoints RUN/ckpt-NNNNNN/ with exact
- * resume; final PEFT adapter + Aligner in RUN/final/. Also lvd-sft export (a
- * checkpoint's adapter + Aligner) and lvd-sft inspect (a checkpoint as JSON). */
+ * resume (ckpt.c); final PEFT adapter + Aligner in RUN/final/ (export.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "sft.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
@@ -84,19 +84,6 @@ static const struct lvd_cli_opt OPTS[] = {
 	{0},
 };
 
-struct opts {
-	const char *model, *pack, *out;
-	int lora_r;
-	double lora_alpha, lora_dropout;
-	char lora_targets[256];
-	double lambda, lr, wd, beta1, beta2, eps, clip;
-	const char *schedule;
-	int warmup, batch, accum, epochs, threads, loss_tokens;
-	int64_t max_steps, save_every, keep;
-	uint64_t seed;
-	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
-	int al_hidden;
-};
 
 static const char *const AGG_NAMES[4] = {"mean-after", "max-after", "mean-before", "max-before"};
 
@@ -124,7 +111,7 @@ static int parse_lsched(const char *arg, struct lvd_latt_sched *s, struct lvd_er
 }
 
 /* Aligner/aggregation/layer options into cfg (checked by the caller). */
-static int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err)
+int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err)
 {
 	if (o->al_depth && lvd_aligner_parse_depth(o->al_depth, &c->aligner.depth, err))
 		return LVD_ERR_INVALID;
@@ -311,7 +298,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 
 /* The options that must not change on resume (run.json "params"). --max-steps,
  * --save-every, --threads and --keep are left out: they may change. */
-static json_t *params_json(const struct opts *o)
+json_t *params_json(const struct opts *o)
 {
 	json_t *p = json_object();
 	json_object_set_new(p, "lora_r", json_integer(o->lora_r));
@@ -344,226 +331,6 @@ static json_t *params_json(const struct opts *o)
 	return p;
 }
 
-/* ---- training state --------------------------------------------------------------- */
-
-struct trainer {
-	struct opts *o;
-	struct lvd_ctx *ctx;
-	struct lvd_mllama *m;
-	struct lvd_loader *ld;
-	struct lvd_optim *opt;
-	struct lvd_latt_cfg lcfg;
-	struct lvd_aligner_layout alay;
-	float *al, *dal;          /* Aligner params / grads [n_al] */
-	size_t n_al, n_lora;
-	float *lora, *dlora;
-	int64_t step;             /* optimiser steps done */
-	struct lvd_loader_cursor cur;
-	uint64_t epoch;           /* epoch of the last step's first micro-batch */
-	uint64_t spe;             /* optimiser steps per epoch */
-};
-
-static void ckpt_name(char *buf, size_t cap, const char *out, int64_t step)
-{
-	snprintf(buf, cap, "%s/ckpt-%06lld", out, (long long)step);
-}
-
-/* Newest complete checkpoint (dir with state.json) step, or -1. Also removes stale
- * temporary folders. */
-static int64_t ckpt_scan(const char *out, int64_t **all, size_t *n_all)
-{
-	DIR *d = opendir(out);
-	int64_t best = -1;
-	size_t dummy = 0;
-	if (!n_all)
-		n_all = &dummy;
-	*n_all = 0;
-	if (all)
-		*all = NULL;
-	if (!d)
-		return -1;
-	struct dirent *e;
-	size_t cap = 0;
-	while ((e = readdir(d))) {
-		long long s;
-		char tail;
-		if (sscanf(e->d_name, "ckpt-%lld%c", &s, &tail) != 1 || strlen(e->d_name) != 11)
-			continue;
-		char p[4200];
-		snprintf(p, sizeof p, "%s/%s/state.json", out, e->d_name);
-		if (access(p, R_OK))
-			continue;
-		if (s > best)
-			best = s;
-		if (all) {
-			if (*n_all == cap) {
-				cap = cap ? 2 * cap : 16;
-				int64_t *nv = realloc(*all, cap * sizeof *nv);
-				if (!nv)
-					break;
-				*all = nv;
-			}
-			(*all)[(*n_all)++] = s;
-		}
-	}
-	closedir(d);
-	return best;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
-}
-
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[4200];
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
-}
-
-static int ckpt_save(struct trainer *t, struct lvd_error *err)
-{
-	char tmp[4200], fin[4200], p[4300];
-	snprintf(tmp, sizeof tmp, "%s/.ckpt-%06lld.tmp", t->o->out, (long long)t->step);
-	ckpt_name(fin, sizeof fin, t->o->out, t->step);
-	rm_tree(tmp);
-	if (mkdir(tmp, 0777))
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
-	struct lvd_st_writer *w = lvd_st_writer_new();
-	if (!w)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	const char *names[6] = {"lora", "aligner", "lora.adam_m", "aligner.adam_m", "lora.adam_v", "aligner.adam_v"};
-	const float *data[6] = {t->lora, t->al, t->opt->m[0], t->opt->m[1], t->opt->v[0], t->opt->v[1]};
-	size_t ns[6] = {t->n_lora, t->n_al, t->n_lora, t->n_al, t->n_lora, t->n_al};
-	int rc = 0;
-	for (int i = 0; i < 6 && !rc; i++) {
-		int64_t shape[1] = {(int64_t)ns[i]};
-		rc = lvd_st_writer_add(w, names[i], LVD_DT_F32, 1, shape, data[i], err);
-	}
-	snprintf(p, sizeof p, "%s/state.safetensors", tmp);
-	if (!rc)
-		rc = lvd_st_writer_write(w, p, err);
-	lvd_st_writer_free(w);
-	if (rc)
-		return rc;
-	json_t *s = json_object();
-	json_object_set_new(s, "step", json_integer(t->step));
-	json_object_set_new(s, "epoch", json_integer((json_int_t)t->epoch));
-	json_object_set_new(s, "cursor_epoch", json_integer((json_int_t)t->cur.epoch));
-	json_object_set_new(s, "cursor_pos", json_integer((json_int_t)t->cur.pos));
-	json_object_set_new(s, "options", params_json(t->o));
-	char *dump = lvd_run_dump(s);
-	json_decref(s);
-	if (!dump)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	snprintf(p, sizeof p, "%s/state.json", tmp);
-	size_t dl = strlen(dump);
-	dump[dl] = 0;
-	rc = lvd_file_write_atomic(p, dump, dl, err);
-	free(dump);
-	if (rc)
-		return rc;
-	rm_tree(fin);
-	if (rename(tmp, fin))
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, fin);
-	if ((rc = lvd_fsync_parent(fin, err)))
-		return rc;
-	/* --keep: prune the oldest complete checkpoints. */
-	if (t->o->keep > 0) {
-		int64_t *all = NULL;
-		size_t n = 0;
-		ckpt_scan(t->o->out, &all, &n);
-		if (all && n > (size_t)t->o->keep) {
-			qsort(all, n, sizeof *all, cmp_i64);
-			for (size_t i = 0; i + (size_t)t->o->keep < n; i++) {
-				ckpt_name(p, sizeof p, t->o->out, all[i]);
-				rm_tree(p);
-			}
-		}
-		free(all);
-	}
-	return 0;
-}
-
-static int load_block(struct lvd_st *st, const char *name, float *dst, size_t n, struct lvd_error *err)
-{
-	int64_t shape[1] = {(int64_t)n};
-	return lvd_st_load_f32(st, name, 1, shape, dst, n, err);
-}
-
-static int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err)
-{
-	char dir[4200], p[4300];
-	ckpt_name(dir, sizeof dir, t->o->out, step);
-	snprintf(p, sizeof p, "%s/state.json", dir);
-	json_error_t je;
-	json_t *s = json_load_file(p, 0, &je);
-	if (!s)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: %s", p, je.text);
-	json_int_t st_step = json_integer_value(json_object_get(s, "step"));
-	t->epoch = (uint64_t)json_integer_value(json_object_get(s, "epoch"));
-	t->cur.epoch = (uint64_t)json_integer_value(json_object_get(s, "cursor_epoch"));
-	t->cur.pos = (uint64_t)json_integer_value(json_object_get(s, "cursor_pos"));
-	json_decref(s);
-	if (st_step != step)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: step %lld, folder says %lld", p, (long long)st_step,
-				     (long long)step);
-	snprintf(p, sizeof p, "%s/state.safetensors", dir);
-	struct lvd_st *st = NULL;
-	int rc = lvd_st_open(&st, p, err);
-	if (rc)
-		return rc;
-	if (!(rc = load_block(st, "lora", t->lora, t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner", t->al, t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_m", t->opt->m[0], t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner.adam_m", t->opt->m[1], t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_v", t->opt->v[0], t->n_lora, err)))
-		rc = load_block(st, "aligner.adam_v", t->opt->v[1], t->n_al, err);
-	lvd_st_close(st);
-	if (rc)
-		return rc;
-	t->step = step;
-	t->opt->step = step;
-	return 0;
-}
-
-/* PEFT adapter + Aligner of t's current weights into dir (created). */
-static int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
-{
-	char p[4300];
-	int rc = lvd_mkdir_p(dir, err);
-	if (rc)
-		return rc;
-	if ((rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err)))
-		return rc;
-	snprintf(p, sizeof p, "%s/aligner.safetensors", dir);
-	if ((rc = lvd_aligner_save(&t->lcfg.aligner, t->al, p, err)))
-		return rc;
-	char js[512];
-	snprintf(js, sizeof js, "{\"d_in\": %d, \"d_h\": %d, \"n_layers\": %d, \"step\": %lld}\n",
-		 t->lcfg.aligner.d_in, t->lcfg.aligner.d_h, t->lcfg.n_captured, (long long)t->step);
-	snprintf(p, sizeof p, "%s/aligner.json", dir);
-	return lvd_file_write_atomic(p, js, strlen(js), err);
-}
-
-static int export_final(struct trainer *t, struct lvd_error *err)
-{
-	char dir[4200];
-	snprintf(dir, sizeof dir, "%s/final", t->o->out);
-	return export_to(t, dir, err);
-}
 
 /* Test hooks (tests/cli/test_lvd_sft.sh): LVD_SFT_KILL_AT=N sends SIGKILL to this
  * process after the update of step N (before its checkpoint), to test resume without
@@ -724,24 +491,6 @@ static json_t *file_sha(const char *dir, const char *name)
 	return json_string(hex);
 }
 
-/* Removes RUN/.ckpt-*.tmp folders left by a killed run (never complete checkpoints). */
-static void remove_stale_tmp(const char *out)
-{
-	DIR *d = opendir(out);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		size_t l = strlen(e->d_name);
-		if (strncmp(e->d_name, ".ckpt-", 6) || l < 10 || strcmp(e->d_name + l - 4, ".tmp"))
-			continue;
-		char p[4200];
-		snprintf(p, sizeof p, "%s/%s", out, e->d_name);
-		rm_tree(p);
-	}
-	closedir(d);
-}
-
 int cmd_run(int argc, char **argv)
 {
 	struct opts o = {0};
@@ -899,198 +648,4 @@ out:
 	lvd_mllama_free(t.m);
 	lvd_ctx_destroy(t.ctx);
 	return ret;
-}
-
-/* ---- export ----------------------------------------------------------------------- */
-
-static const char EXPORT_USAGE[] = "lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR";
-static const char EXPORT_DESC[] =
-	"Writes the checkpoint's LoRA block as a PEFT adapter (adapter_model.safetensors +\n"
-	"adapter_config.json) and its Aligner (aligner.safetensors + aligner.json) into DIR,\n"
-	"as `run` does for RUN_DIR/final/. The LoRA and Aligner configuration comes from the\n"
-	"checkpoint's state.json; --model must be the folder the run trained on.";
-enum { E_MODEL, E_OUT };
-static const struct lvd_cli_opt EXPORT_OPTS[] = {
-	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
-	[E_OUT] = {"out", 'o', "DIR", "output folder (required)"},
-	{0},
-};
-
-struct export_opts {
-	const char *model, *out;
-};
-
-static int on_export_opt(int key, const char *arg, void *ctx)
-{
-	struct export_opts *e = ctx;
-	if (key == 'o')
-		key = 256 + E_OUT;
-	switch (key - 256) {
-	case E_MODEL: e->model = arg; return 0;
-	case E_OUT: e->out = arg; return 0;
-	}
-	return lvd_cli_usage_error("unhandled option");
-}
-
-static const char *jstr(const json_t *o, const char *k, const char *dflt)
-{
-	const char *v = json_string_value(json_object_get(o, k));
-	return v ? v : dflt;
-}
-
-int cmd_export(int argc, char **argv)
-{
-	struct export_opts eo = {0};
-	int first = 0;
-	int rc = lvd_cli_parse(argc, argv, EXPORT_USAGE, EXPORT_DESC, EXPORT_OPTS, on_export_opt, &eo, &first);
-	if (rc == -1)
-		return 0;
-	if (rc)
-		return rc;
-	if (first != argc - 1)
-		return lvd_cli_usage_error("export takes one checkpoint folder");
-	if (!eo.model)
-		return lvd_cli_usage_error("--model DIR is required");
-	if (!eo.out)
-		return lvd_cli_usage_error("--out DIR is required");
-	const char *ckpt = argv[first];
-	struct lvd_error err = {0};
-	char p[4300];
-	snprintf(p, sizeof p, "%s/state.json", ckpt);
-	json_error_t je;
-	json_t *st = json_load_file(p, 0, &je);
-	if (!st) {
-		lvd_error_log("cannot read '%s': %s", p, je.text);
-		return 1;
-	}
-	const json_t *po = json_object_get(st, "options");
-	struct opts o = {0};
-	o.lora_r = (int)json_integer_value(json_object_get(po, "lora_r"));
-	o.lora_alpha = json_number_value(json_object_get(po, "lora_alpha"));
-	o.lora_dropout = json_number_value(json_object_get(po, "lora_dropout"));
-	snprintf(o.lora_targets, sizeof o.lora_targets, "%s", jstr(po, "lora_targets", "q_proj,v_proj"));
-	o.seed = (uint64_t)json_integer_value(json_object_get(po, "seed"));
-	o.al_depth = jstr(po, "aligner_depth", NULL);
-	o.al_norm = jstr(po, "aligner_norm", NULL);
-	o.al_act = jstr(po, "aligner_act", NULL);
-	o.al_hidden = (int)json_integer_value(json_object_get(po, "aligner_hidden"));
-	o.agg = jstr(po, "aggregate", NULL);
-	o.layers = jstr(po, "layers", NULL);
-	if (o.layers && !strcmp(o.layers, "all"))
-		o.layers = NULL;
-	o.model = eo.model;
-	int64_t step = json_integer_value(json_object_get(st, "step"));
-	struct trainer t = {0};
-	t.o = &o;
-	t.step = step;
-	struct lvd_st *sf = NULL;
-	int ret = 1;
-	if (o.lora_r < 1) {
-		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
-		goto fail;
-	}
-	if (lvd_mllama_load_frozen(&t.m, eo.model, &err))
-		goto fail;
-	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
-	if (lvd_mllama_add_lora(t.m, &lc, &err))
-		goto fail;
-	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
-	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (apply_latt_opts(&o, &t.lcfg, &err))
-		goto fail;
-	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
-	t.n_al = t.alay.n_params;
-	if (!(t.al = calloc(t.n_al ? t.n_al : 1, sizeof *t.al))) {
-		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
-		goto fail;
-	}
-	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
-	if (lvd_st_open(&sf, p, &err) || load_block(sf, "lora", t.lora, t.n_lora, &err) ||
-	    load_block(sf, "aligner", t.al, t.n_al, &err))
-		goto fail;
-	if (export_to(&t, eo.out, &err))
-		goto fail;
-	ret = 0;
-	goto out;
-fail:
-	lvd_error_log("%s", err.msg);
-out:
-	lvd_st_close(sf);
-	json_decref(st);
-	free(t.al);
-	lvd_mllama_free(t.m);
-	return ret;
-}
-
-/* ---- inspect ---------------------------------------------------------------------- */
-
-static const char INSPECT_USAGE[] = "lvd-sft inspect RUN_DIR/ckpt-NNNNNN";
-static const char INSPECT_DESC[] =
-	"Prints the checkpoint as one JSON object on stdout: its state.json (step, epoch,\n"
-	"loader cursor, options) plus \"tensors\": name, elements and L2 norm of each block.";
-static const struct lvd_cli_opt INSPECT_OPTS[] = {{0}};
-
-static int on_no_opt(int key, const char *arg, void *ctx)
-{
-	(void)key, (void)arg, (void)ctx;
-	return lvd_cli_usage_error("unhandled option");
-}
-
-int cmd_inspect(int argc, char **argv)
-{
-	int first = 0;
-	int rc = lvd_cli_parse(argc, argv, INSPECT_USAGE, INSPECT_DESC, INSPECT_OPTS, on_no_opt, NULL, &first);
-	if (rc == -1)
-		return 0;
-	if (rc)
-		return rc;
-	if (first != argc - 1)
-		return lvd_cli_usage_error("inspect takes one checkpoint folder");
-	char p[4300];
-	snprintf(p, sizeof p, "%s/state.json", argv[first]);
-	json_error_t je;
-	json_t *st = json_load_file(p, 0, &je);
-	if (!st) {
-		lvd_error_log("cannot read '%s': %s", p, je.text);
-		return 1;
-	}
-	struct lvd_error err = {0};
-	struct lvd_st *sf = NULL;
-	snprintf(p, sizeof p, "%s/state.safetensors", argv[first]);
-	if (lvd_st_open(&sf, p, &err)) {
-		lvd_error_log("%s", err.msg);
-		json_decref(st);
-		return 1;
-	}
-	json_t *ts = json_array();
-	for (size_t i = 0; i < lvd_st_count(sf); i++) {
-		const struct lvd_tensor_view *v = lvd_st_at(sf, i);
-		float *x = malloc((size_t)v->numel * sizeof *x + 4);
-		if (!x || lvd_tensor_to_f32(v, x, (size_t)v->numel, &err)) {
-			free(x);
-			lvd_error_log("%s", x ? err.msg : "out of memory");
-			lvd_st_close(sf);
-			json_decref(ts);
-			json_decref(st);
-			return 1;
-		}
-		double ss = 0;
-		for (int64_t j = 0; j < v->numel; j++)
-			ss += (double)x[j] * x[j];
-		free(x);
-		json_array_append_new(ts, json_pack("{s:s, s:I, s:f}", "name", v->name, "numel", (json_int_t)v->numel,
-						    "l2", sqrt(ss)));
-	}
-	lvd_st_close(sf);
-	json_object_set_new(st, "tensors", ts);
-	char *d = json_dumps(st, JSON_SORT_KEYS | JSON_INDENT(2));
-	json_decref(st);
-	if (!d) {
-		lvd_error_log("out of memory");
-		return 1;
-	}
-	printf("%s\n", d);
-	free(d);
-	return 0;
 }

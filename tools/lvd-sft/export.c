@@ -1,0 +1,235 @@
+/* lvd-sft export and inspect: a checkpoint's PEFT adapter + Aligner (also RUN/final/),
+ * and a checkpoint as JSON. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "common/cli.h"
+#include "common/shardrun.h"
+#include "core/log.h"
+#include "io/fileutil.h"
+#include "io/safetensors.h"
+#include "sft.h"
+
+/* PEFT adapter + Aligner of t's current weights into dir (created). */
+int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
+{
+	char p[4300];
+	int rc = lvd_mkdir_p(dir, err);
+	if (rc)
+		return rc;
+	if ((rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err)))
+		return rc;
+	snprintf(p, sizeof p, "%s/aligner.safetensors", dir);
+	if ((rc = lvd_aligner_save(&t->lcfg.aligner, t->al, p, err)))
+		return rc;
+	char js[512];
+	snprintf(js, sizeof js, "{\"d_in\": %d, \"d_h\": %d, \"n_layers\": %d, \"step\": %lld}\n",
+		 t->lcfg.aligner.d_in, t->lcfg.aligner.d_h, t->lcfg.n_captured, (long long)t->step);
+	snprintf(p, sizeof p, "%s/aligner.json", dir);
+	return lvd_file_write_atomic(p, js, strlen(js), err);
+}
+
+int export_final(struct trainer *t, struct lvd_error *err)
+{
+	char dir[4200];
+	snprintf(dir, sizeof dir, "%s/final", t->o->out);
+	return export_to(t, dir, err);
+}
+
+/* ---- export ----------------------------------------------------------------------- */
+
+static const char EXPORT_USAGE[] = "lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR";
+static const char EXPORT_DESC[] =
+	"Writes the checkpoint's LoRA block as a PEFT adapter (adapter_model.safetensors +\n"
+	"adapter_config.json) and its Aligner (aligner.safetensors + aligner.json) into DIR,\n"
+	"as `run` does for RUN_DIR/final/. The LoRA and Aligner configuration comes from the\n"
+	"checkpoint's state.json; --model must be the folder the run trained on.";
+enum { E_MODEL, E_OUT };
+static const struct lvd_cli_opt EXPORT_OPTS[] = {
+	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
+	[E_OUT] = {"out", 'o', "DIR", "output folder (required)"},
+	{0},
+};
+
+struct export_opts {
+	const char *model, *out;
+};
+
+static int on_export_opt(int key, const char *arg, void *ctx)
+{
+	struct export_opts *e = ctx;
+	if (key == 'o')
+		key = 256 + E_OUT;
+	switch (key - 256) {
+	case E_MODEL: e->model = arg; return 0;
+	case E_OUT: e->out = arg; return 0;
+	}
+	return lvd_cli_usage_error("unhandled option");
+}
+
+static const char *jstr(const json_t *o, const char *k, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : dflt;
+}
+
+int cmd_export(int argc, char **argv)
+{
+	struct export_opts eo = {0};
+	int first = 0;
+	int rc = lvd_cli_parse(argc, argv, EXPORT_USAGE, EXPORT_DESC, EXPORT_OPTS, on_export_opt, &eo, &first);
+	if (rc == -1)
+		return 0;
+	if (rc)
+		return rc;
+	if (first != argc - 1)
+		return lvd_cli_usage_error("export takes one checkpoint folder");
+	if (!eo.model)
+		return lvd_cli_usage_error("--model DIR is required");
+	if (!eo.out)
+		return lvd_cli_usage_error("--out DIR is required");
+	const char *ckpt = argv[first];
+	struct lvd_error err = {0};
+	char p[4300];
+	snprintf(p, sizeof p, "%s/state.json", ckpt);
+	json_error_t je;
+	json_t *st = json_load_file(p, 0, &je);
+	if (!st) {
+		lvd_error_log("cannot read '%s': %s", p, je.text);
+		return 1;
+	}
+	const json_t *po = json_object_get(st, "options");
+	struct opts o = {0};
+	o.lora_r = (int)json_integer_value(json_object_get(po, "lora_r"));
+	o.lora_alpha = json_number_value(json_object_get(po, "lora_alpha"));
+	o.lora_dropout = json_number_value(json_object_get(po, "lora_dropout"));
+	snprintf(o.lora_targets, sizeof o.lora_targets, "%s", jstr(po, "lora_targets", "q_proj,v_proj"));
+	o.seed = (uint64_t)json_integer_value(json_object_get(po, "seed"));
+	o.al_depth = jstr(po, "aligner_depth", NULL);
+	o.al_norm = jstr(po, "aligner_norm", NULL);
+	o.al_act = jstr(po, "aligner_act", NULL);
+	o.al_hidden = (int)json_integer_value(json_object_get(po, "aligner_hidden"));
+	o.agg = jstr(po, "aggregate", NULL);
+	o.layers = jstr(po, "layers", NULL);
+	if (o.layers && !strcmp(o.layers, "all"))
+		o.layers = NULL;
+	o.model = eo.model;
+	int64_t step = json_integer_value(json_object_get(st, "step"));
+	struct trainer t = {0};
+	t.o = &o;
+	t.step = step;
+	struct lvd_st *sf = NULL;
+	int ret = 1;
+	if (o.lora_r < 1) {
+		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
+		goto fail;
+	}
+	if (lvd_mllama_load_frozen(&t.m, eo.model, &err))
+		goto fail;
+	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
+	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
+	if (lvd_mllama_add_lora(t.m, &lc, &err))
+		goto fail;
+	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
+	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
+	if (apply_latt_opts(&o, &t.lcfg, &err))
+		goto fail;
+	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
+	t.n_al = t.alay.n_params;
+	if (!(t.al = calloc(t.n_al ? t.n_al : 1, sizeof *t.al))) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
+	if (lvd_st_open(&sf, p, &err) || load_block(sf, "lora", t.lora, t.n_lora, &err) ||
+	    load_block(sf, "aligner", t.al, t.n_al, &err))
+		goto fail;
+	if (export_to(&t, eo.out, &err))
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	lvd_error_log("%s", err.msg);
+out:
+	lvd_st_close(sf);
+	json_decref(st);
+	free(t.al);
+	lvd_mllama_free(t.m);
+	return ret;
+}
+
+/* ---- inspect ---------------------------------------------------------------------- */
+
+static const char INSPECT_USAGE[] = "lvd-sft inspect RUN_DIR/ckpt-NNNNNN";
+static const char INSPECT_DESC[] =
+	"Prints the checkpoint as one JSON object on stdout: its state.json (step, epoch,\n"
+	"loader cursor, options) plus \"tensors\": name, elements and L2 norm of each block.";
+static const struct lvd_cli_opt INSPECT_OPTS[] = {{0}};
+
+static int on_no_opt(int key, const char *arg, void *ctx)
+{
+	(void)key, (void)arg, (void)ctx;
+	return lvd_cli_usage_error("unhandled option");
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	int first = 0;
+	int rc = lvd_cli_parse(argc, argv, INSPECT_USAGE, INSPECT_DESC, INSPECT_OPTS, on_no_opt, NULL, &first);
+	if (rc == -1)
+		return 0;
+	if (rc)
+		return rc;
+	if (first != argc - 1)
+		return lvd_cli_usage_error("inspect takes one checkpoint folder");
+	char p[4300];
+	snprintf(p, sizeof p, "%s/state.json", argv[first]);
+	json_error_t je;
+	json_t *st = json_load_file(p, 0, &je);
+	if (!st) {
+		lvd_error_log("cannot read '%s': %s", p, je.text);
+		return 1;
+	}
+	struct lvd_error err = {0};
+	struct lvd_st *sf = NULL;
+	snprintf(p, sizeof p, "%s/state.safetensors", argv[first]);
+	if (lvd_st_open(&sf, p, &err)) {
+		lvd_error_log("%s", err.msg);
+		json_decref(st);
+		return 1;
+	}
+	json_t *ts = json_array();
+	for (size_t i = 0; i < lvd_st_count(sf); i++) {
+		const struct lvd_tensor_view *v = lvd_st_at(sf, i);
+		float *x = malloc((size_t)v->numel * sizeof *x + 4);
+		if (!x || lvd_tensor_to_f32(v, x, (size_t)v->numel, &err)) {
+			free(x);
+			lvd_error_log("%s", x ? err.msg : "out of memory");
+			lvd_st_close(sf);
+			json_decref(ts);
+			json_decref(st);
+			return 1;
+		}
+		double ss = 0;
+		for (int64_t j = 0; j < v->numel; j++)
+			ss += (double)x[j] * x[j];
+		free(x);
+		json_array_append_new(ts, json_pack("{s:s, s:I, s:f}", "name", v->name, "numel", (json_int_t)v->numel,
+						    "l2", sqrt(ss)));
+	}
+	lvd_st_close(sf);
+	json_object_set_new(st, "tensors", ts);
+	char *d = json_dumps(st, JSON_SORT_KEYS | JSON_INDENT(2));
+	json_decref(st);
+	if (!d) {
+		lvd_error_log("out of memory");
+		return 1;
+	}
+	printf("%s\n", d);
+	free(d);
+	return 0;
+}
