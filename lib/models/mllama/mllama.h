@@ -149,6 +149,33 @@ float *lvd_mllama_lora_opt_state(struct lvd_mllama *m, size_t *n);
 int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base_model_name, int legacy_names,
 			 struct lvd_error *err);
 
+/* Writes the model as a complete transformers folder into dir: config.json (the source
+ * folder's, its dtype keys set to the written dtype), the weights with transformers'
+ * key names (model.language_model.*, model.vision_model.*, model.multi_modal_projector.*,
+ * lm_head.*; what lvd_mllama_load and MllamaForConditionalGeneration read) in shards
+ * dir/model-0000k-of-0000n.safetensors of at most max_shard_bytes each (a tensor larger
+ * than that gets a shard of its own) + model.safetensors.index.json, and, copied verbatim
+ * when present in src_dir: tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json, preprocessor_config.json, chat_template.json,
+ * chat_template.jinja, generation_config.json. Every LoRA adapter is merged:
+ * W + s·B·A (s = alpha/r, or alpha/sqrt(r) with rslora; products in double, rounded to
+ * fp32, then to bf16 when asked). Written into dir.tmp and renamed to dir; an existing
+ * dir is refused unless it is empty or replace is set (it is then swapped out and
+ * removed). Memory: one shard's converted tensors. Errors: LVD_ERR_INVALID (dir),
+ * LVD_ERR_FORMAT (config.json), LVD_ERR_IO naming the file, LVD_ERR_NOMEM. */
+struct lvd_mllama_save_opts {
+	const char *src_dir;            /* the folder the model was loaded from (config, tokenizer) */
+	int bf16;                       /* 1: BF16 tensors, 0: F32 */
+	uint64_t max_shard_bytes;       /* 0: 5 GB (5·10^9 bytes, transformers' "5GB") */
+	int replace;                    /* 1: replace an existing dir (the trainer's RUN/final) */
+};
+int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_mllama_save_opts *o,
+		       struct lvd_error *err);
+
+/* Evaluation mode: eval = 1 runs LoRA adapters without dropout (torch's model.eval())
+ * until lvd_mllama_set_eval(m, 0). */
+void lvd_mllama_set_eval(struct lvd_mllama *m, int eval);
+
 /* One training/eval batch (all borrowed). pixel_values may be NULL (text only: cross
  * layers skipped, as HF). labels may be NULL (no loss). */
 struct lvd_mllama_batch {
