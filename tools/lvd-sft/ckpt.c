@@ -96,13 +96,10 @@ int ckpt_save(struct trainer *t, struct lvd_error *err)
 	struct lvd_st_writer *w = lvd_st_writer_new();
 	if (!w)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	const char *names[6] = {"lora", "aligner", "lora.adam_m", "aligner.adam_m", "lora.adam_v", "aligner.adam_v"};
-	const float *data[6] = {t->lora, t->al, t->opt->m[0], t->opt->m[1], t->opt->v[0], t->opt->v[1]};
-	size_t ns[6] = {t->n_lora, t->n_al, t->n_lora, t->n_al, t->n_lora, t->n_al};
 	int rc = 0;
-	for (int i = 0; i < 6 && !rc; i++) {
-		int64_t shape[1] = {(int64_t)ns[i]};
-		rc = lvd_st_writer_add(w, names[i], LVD_DT_F32, 1, shape, data[i], err);
+	for (size_t i = 0; i < t->n_tens && !rc; i++) {
+		int64_t shape[1] = {(int64_t)t->tens[i].n};
+		rc = lvd_st_writer_add(w, t->tens[i].name, LVD_DT_F32, 1, shape, t->tens[i].p, err);
 	}
 	snprintf(p, sizeof p, "%s/state.safetensors", tmp);
 	if (!rc)
@@ -177,12 +174,8 @@ int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err)
 	int rc = lvd_st_open(&st, p, err);
 	if (rc)
 		return rc;
-	if (!(rc = load_block(st, "lora", t->lora, t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner", t->al, t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_m", t->opt->m[0], t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner.adam_m", t->opt->m[1], t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_v", t->opt->v[0], t->n_lora, err)))
-		rc = load_block(st, "aligner.adam_v", t->opt->v[1], t->n_al, err);
+	for (size_t i = 0; i < t->n_tens && !rc; i++)
+		rc = load_block(st, t->tens[i].name, t->tens[i].p, t->tens[i].n, err);
 	lvd_st_close(st);
 	if (rc)
 		return rc;
@@ -207,4 +200,46 @@ void remove_stale_tmp(const char *out)
 		rm_tree(p);
 	}
 	closedir(d);
+}
+
+static int add_tensor(struct trainer *t, size_t *cap, const char *name, const char *suffix, float *p, size_t n)
+{
+	if (t->n_tens == *cap) {
+		size_t nc = *cap ? 2 * *cap : 64;
+		struct ckpt_tensor *nt = realloc(t->tens, nc * sizeof *nt);
+		if (!nt)
+			return -1;
+		t->tens = nt;
+		*cap = nc;
+	}
+	struct ckpt_tensor *e = &t->tens[t->n_tens++];
+	snprintf(e->name, sizeof e->name, "%s%s", name, suffix);
+	e->p = p;
+	e->n = n;
+	return 0;
+}
+
+int ckpt_tensors(struct trainer *t, struct lvd_error *err)
+{
+	static const char *const sfx[3] = {"", ".adam_m", ".adam_v"};
+	size_t cap = 0;
+	t->n_tens = 0;
+	int bad = 0;
+	for (int k = 0; k < 3 && !bad; k++) {
+		for (int b = 0; b < t->n_blocks && !bad; b++) {
+			float *base = k == 0 ? t->blocks[b].param : k == 1 ? t->opt->m[b] : t->opt->v[b];
+			if (!t->toff || !t->toff[b]) {
+				bad = add_tensor(t, &cap, t->blocks[b].name, sfx[k], base, t->blocks[b].n);
+				continue;
+			}
+			/* a --full range: one tensor per parameter (padding left out) */
+			for (size_t i = 0, np = lvd_mllama_nparams(t->m); i < np && !bad; i++) {
+				struct lvd_mllama_param *pa = lvd_mllama_param_at(t->m, i);
+				if (pa->data < t->blocks[b].param || pa->data >= t->blocks[b].param + t->blocks[b].n)
+					continue;
+				bad = add_tensor(t, &cap, pa->name, sfx[k], base + (pa->data - t->blocks[b].param), pa->numel);
+			}
+		}
+	}
+	return bad ? lvd_error_set(err, LVD_ERR_NOMEM, "out of memory") : 0;
 }

@@ -1,5 +1,6 @@
 /* lvd-sft export and inspect: a checkpoint's PEFT adapter + Aligner (also RUN/final/),
  * and a checkpoint as JSON. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,14 +15,24 @@
 #include "io/safetensors.h"
 #include "sft.h"
 
-/* PEFT adapter + Aligner of t's current weights into dir (created). */
-int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
+int export_to(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err)
 {
-	char p[4300];
-	int rc = lvd_mkdir_p(dir, err);
+	static const struct export_cfg final_cfg = {0, 0, 1, 0};
+	char p[4300], fin[4200];
+	if (!dir) {
+		snprintf(fin, sizeof fin, "%s/final", t->o->out);
+		dir = fin;
+	}
+	if (!ec)
+		ec = &final_cfg;
+	int rc;
+	if (t->o->full || ec->merge) {
+		struct lvd_mllama_save_opts so = {t->o->model, ec->bf16, ec->max_shard, ec->replace};
+		rc = lvd_mllama_save_hf(t->m, dir, &so, err);
+	} else if (!(rc = lvd_mkdir_p(dir, err))) {
+		rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err);
+	}
 	if (rc)
-		return rc;
-	if ((rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err)))
 		return rc;
 	snprintf(p, sizeof p, "%s/aligner.safetensors", dir);
 	if ((rc = lvd_aligner_save(&t->lcfg.aligner, t->al, p, err)))
@@ -33,31 +44,58 @@ int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
 	return lvd_file_write_atomic(p, js, strlen(js), err);
 }
 
-int export_final(struct trainer *t, struct lvd_error *err)
-{
-	char dir[4200];
-	snprintf(dir, sizeof dir, "%s/final", t->o->out);
-	return export_to(t, dir, err);
-}
-
 /* ---- export ----------------------------------------------------------------------- */
 
-static const char EXPORT_USAGE[] = "lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR";
+static const char EXPORT_USAGE[] =
+	"lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR [--merge] [--dtype bf16|f32]";
 static const char EXPORT_DESC[] =
 	"Writes the checkpoint's LoRA block as a PEFT adapter (adapter_model.safetensors +\n"
 	"adapter_config.json) and its Aligner (aligner.safetensors + aligner.json) into DIR,\n"
-	"as `run` does for RUN_DIR/final/. The LoRA and Aligner configuration comes from the\n"
+	"as `run` does for RUN_DIR/final/. With --merge, and always for a --full checkpoint,\n"
+	"DIR becomes a complete transformers folder instead: config.json, sharded\n"
+	"model-0000i-of-0000n.safetensors + model.safetensors.index.json (LoRA merged:\n"
+	"W + (alpha/r) B A), the model folder's tokenizer, processor, chat template and\n"
+	"generation files, and the Aligner; it is written into DIR.tmp and renamed, and an\n"
+	"existing non-empty DIR is refused. The run's configuration comes from the\n"
 	"checkpoint's state.json; --model must be the folder the run trained on.";
-enum { E_MODEL, E_OUT };
+enum { E_MODEL, E_OUT, E_MERGE, E_DTYPE, E_SHARD };
 static const struct lvd_cli_opt EXPORT_OPTS[] = {
 	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
 	[E_OUT] = {"out", 'o', "DIR", "output folder (required)"},
+	[E_MERGE] = {"merge", 0, NULL, "write a complete transformers folder with the LoRA merged"},
+	[E_DTYPE] = {"dtype", 0, "T", "weights of a complete folder: f32 (default) | bf16"},
+	[E_SHARD] = {"max-shard-size", 0, "SIZE", "largest shard, bytes or with KB/MB/GB (default 5GB = 5e9 bytes)"},
 	{0},
 };
 
 struct export_opts {
 	const char *model, *out;
+	struct export_cfg cfg;
+	int dtype_set;
 };
+
+/* "5GB", "500MB", "64KB" (powers of 1000, as transformers) or a byte count. */
+static int parse_size(const char *arg, uint64_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(arg, &end);
+	if (end == arg || errno || !(v > 0))
+		return -1;
+	double mul = 1;
+	if (!strcmp(end, "KB") || !strcmp(end, "kB"))
+		mul = 1e3;
+	else if (!strcmp(end, "MB"))
+		mul = 1e6;
+	else if (!strcmp(end, "GB"))
+		mul = 1e9;
+	else if (*end && strcmp(end, "B"))
+		return -1;
+	if (v * mul < 1 || v * mul > 1e15)
+		return -1;
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
 
 static int on_export_opt(int key, const char *arg, void *ctx)
 {
@@ -67,6 +105,17 @@ static int on_export_opt(int key, const char *arg, void *ctx)
 	switch (key - 256) {
 	case E_MODEL: e->model = arg; return 0;
 	case E_OUT: e->out = arg; return 0;
+	case E_MERGE: e->cfg.merge = 1; return 0;
+	case E_DTYPE:
+		if (strcmp(arg, "f32") && strcmp(arg, "bf16"))
+			return lvd_cli_usage_error("--dtype: '%s' is not f32 or bf16", arg);
+		e->cfg.bf16 = !strcmp(arg, "bf16");
+		e->dtype_set = 1;
+		return 0;
+	case E_SHARD:
+		if (parse_size(arg, &e->cfg.max_shard))
+			return lvd_cli_usage_error("--max-shard-size: '%s' is not a size (e.g. 5GB, 500MB, 1000000)", arg);
+		return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -118,23 +167,36 @@ int cmd_export(int argc, char **argv)
 	if (o.layers && !strcmp(o.layers, "all"))
 		o.layers = NULL;
 	o.model = eo.model;
+	o.full = json_is_true(json_object_get(po, "full"));
+	if (o.full && parse_groups(jstr(po, "train", "vision,projector,text,cross"), &o.train_mask, &err)) {
+		lvd_error_log("%s: options.train: %s", p, err.msg);
+		json_decref(st);
+		return 1;
+	}
+	if ((eo.dtype_set || eo.cfg.max_shard) && !o.full && !eo.cfg.merge) {
+		json_decref(st);
+		return lvd_cli_usage_error("--dtype and --max-shard-size need --merge (or a --full checkpoint)");
+	}
 	int64_t step = json_integer_value(json_object_get(st, "step"));
 	struct trainer t = {0};
 	t.o = &o;
 	t.step = step;
 	struct lvd_st *sf = NULL;
 	int ret = 1;
-	if (o.lora_r < 1) {
+	if (o.lora_r < 1 && !o.full) {
 		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
 		goto fail;
 	}
-	if (lvd_mllama_load_frozen(&t.m, eo.model, &err))
+	if (o.full ? lvd_mllama_load(&t.m, eo.model, &err) : lvd_mllama_load_frozen(&t.m, eo.model, &err))
 		goto fail;
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
-	if (lvd_mllama_add_lora(t.m, &lc, &err))
-		goto fail;
-	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
+	if (!o.full) {
+		struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets,
+						 o.seed};
+		if (lvd_mllama_add_lora(t.m, &lc, &err))
+			goto fail;
+		t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
+	}
 	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
 	if (apply_latt_opts(&o, &t.lcfg, &err))
 		goto fail;
@@ -145,10 +207,17 @@ int cmd_export(int argc, char **argv)
 		goto fail;
 	}
 	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
-	if (lvd_st_open(&sf, p, &err) || load_block(sf, "lora", t.lora, t.n_lora, &err) ||
+	if (lvd_st_open(&sf, p, &err) || (!o.full && load_block(sf, "lora", t.lora, t.n_lora, &err)) ||
 	    load_block(sf, "aligner", t.al, t.n_al, &err))
 		goto fail;
-	if (export_to(&t, eo.out, &err))
+	/* --full: the trained groups' parameters replace the base's */
+	for (size_t i = 0; o.full && i < lvd_mllama_nparams(t.m); i++) {
+		struct lvd_mllama_param *pa = lvd_mllama_param_at(t.m, i);
+		if ((param_group(mc, pa->name) & o.train_mask) &&
+		    load_block(sf, pa->name, pa->data, pa->numel, &err))
+			goto fail;
+	}
+	if (export_to(&t, eo.out, &eo.cfg, &err))
 		goto fail;
 	ret = 0;
 	goto out;

@@ -49,6 +49,7 @@ enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
+	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -81,6 +82,14 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
 	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
+	[O_FULL] = {"full", 0, NULL, "full fine-tuning instead of LoRA (of the --train groups; not with --lora)"},
+	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four)"},
+	[O_CE_WARMUP] = {"ce-warmup", 0, "P", "attention-only warm-up: CE x 1e-7 for the first P steps (default 0)"},
+	[O_CE_RAMP] = {"ce-ramp", 0, "R", "after the warm-up, CE x min(1, (t - P)/R) at 0-based step t (default 0 = none)"},
+	[O_EVAL_PACK] = {"eval-pack", 0, "DIR", "lvd-pack folder evaluated (forward only) every --eval-every steps and at the end"},
+	[O_EVAL_EVERY] = {"eval-every", 0, "N", "evaluation period in steps (default 0: only after the last step)"},
+	[O_RESUME] = {"resume", 0, NULL, "require a checkpoint in RUN_DIR to resume from (default: resume when there is one)"},
+	[O_NO_RESUME] = {"no-resume", 0, NULL, "refuse (exit 2) when RUN_DIR already holds a checkpoint"},
 	{0},
 };
 
@@ -230,7 +239,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_MODEL: o->model = arg; return 0;
 	case O_PACK: o->pack = arg; return 0;
 	case O_OUT: o->out = arg; return 0;
-	case O_LORA: return parse_lora(o, arg);
+	case O_LORA: o->lora_set = 1; return parse_lora(o, arg);
 	case O_LAMBDA: return opt_double(arg, 0, 1e9, "--lambda", &o->lambda);
 	case O_LR: return opt_double(arg, 0, 10, "--lr", &o->lr);
 	case O_WD: return opt_double(arg, 0, 1e3, "--weight-decay", &o->wd);
@@ -292,8 +301,66 @@ static int on_opt(int key, const char *arg, void *ctx)
 		o->geometry = arg;
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
+	case O_FULL: o->full = 1; return 0;
+	case O_TRAIN: {
+		struct lvd_error err = {0};
+		if (parse_groups(arg, &o->train_mask, &err))
+			return lvd_cli_usage_error("--train: %s", err.msg);
+		return 0;
+	}
+	case O_CE_WARMUP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-warmup", &o->ce_warmup);
+	case O_CE_RAMP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-ramp", &o->ce_ramp);
+	case O_EVAL_PACK: o->eval_pack = arg; return 0;
+	case O_EVAL_EVERY: return opt_i64(arg, 0, (int64_t)1 << 40, "--eval-every", &o->eval_every);
+	case O_RESUME: o->resume = 1; return 0;
+	case O_NO_RESUME: o->resume = -1; return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
+}
+
+static const char *const GROUP_NAMES[4] = {"vision", "projector", "text", "cross"};
+
+unsigned param_group(const struct lvd_mllama_config *c, const char *name)
+{
+	if (!strncmp(name, "vision_model.", 13))
+		return GROUP_VISION;
+	if (!strncmp(name, "multi_modal_projector.", 22))
+		return GROUP_PROJECTOR;
+	int l;
+	if (sscanf(name, "language_model.model.layers.%d.", &l) == 1)
+		for (int k = 0; k < c->n_cross; k++)
+			if (c->cross_layers[k] == l)
+				return GROUP_CROSS;
+	return GROUP_TEXT;
+}
+
+void group_names(unsigned mask, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = 0;
+	for (int k = 0; k < 4; k++)
+		if (mask & (1u << k))
+			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", GROUP_NAMES[k]);
+}
+
+int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err)
+{
+	*mask = 0;
+	const char *p = arg;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		int k = 0;
+		while (k < 4 && (strlen(GROUP_NAMES[k]) != n || strncmp(p, GROUP_NAMES[k], n)))
+			k++;
+		if (k == 4)
+			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of vision, projector, text, cross",
+					     (int)n, p);
+		*mask |= 1u << k;
+		p += n + (p[n] == ',');
+	}
+	if (!*mask)
+		return lvd_error_set(err, LVD_ERR_INVALID, "empty list");
+	return 0;
 }
 
 /* The options that must not change on resume (run.json "params"). --max-steps,
@@ -328,6 +395,12 @@ json_t *params_json(const struct opts *o)
 	json_object_set_new(p, "layers", json_string(o->layers ? o->layers : "all"));
 	json_object_set_new(p, "geometry", json_string(o->geometry));
 	json_object_set_new(p, "init_aligner", o->init_aligner ? json_string(o->init_aligner) : json_null());
+	json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
+	json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
+	json_object_set_new(p, "full", json_boolean(o->full));
+	char g[64];
+	group_names(o->full ? o->train_mask : 0, g, sizeof g);
+	json_object_set_new(p, "train", o->full ? json_string(g) : json_null());
 	return p;
 }
 
@@ -341,6 +414,67 @@ static int64_t env_step(const char *name)
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
+/* --eval-pack: forward only (no dropout) over every record of the eval pack, in pack
+ * order; appends {"eval": true, step, ce, att, loss, samples, pairs, label_tokens} to
+ * metrics.jsonl. ce is the mean over all label tokens, att the mean over all matched
+ * pairs, loss = ce_sched·ce + lam·att with the schedule values of the step just done. */
+static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, struct lvd_error *err)
+{
+	struct lvd_loader_cursor c0 = {0, 0};
+	int rc = lvd_loader_seek(t->eld, &c0, err);
+	if (rc)
+		return rc;
+	uint64_t nb = (lvd_loader_records(t->eld) + (uint64_t)t->o->batch - 1) / (uint64_t)t->o->batch;
+	double ce_tok = 0, att = 0;
+	int64_t tok = 0, pairs = 0, samples = 0;
+	lvd_mllama_set_eval(t->m, 1);
+	for (uint64_t k = 0; k < nb && !rc; k++) {
+		struct lvd_loader_batch *b = NULL;
+		if ((rc = lvd_loader_next(t->eld, &b, err)))
+			break;
+		if (b->B > 0) {
+			struct lvd_mllama_batch mb;
+			lvd_loader_batch_view(b, &mb);
+			struct lvd_lstep_in in = {0};
+			in.batch = &mb;
+			in.plans = b->plans;
+			in.params = t->al;
+			in.cfg = &t->lcfg;
+			in.lambda = lam;
+			in.ce_scale = 1.0f;
+			in.pair_count = 1.0;   /* out.latt = the sum over this batch's pairs */
+			struct lvd_lstep_out out = {0};
+			rc = lvd_lstep_run(t->ctx, t->m, &out, NULL, NULL, &in, err);
+			if (!rc) {
+				ce_tok += b->n_label_tokens > 0 ? out.ce * (double)b->n_label_tokens : 0.0;
+				att += out.latt;
+				tok += b->n_label_tokens;
+				pairs += b->n_pairs;
+				samples += b->B;
+			}
+		}
+		lvd_loader_release(t->eld, b);
+	}
+	lvd_mllama_set_eval(t->m, 0);
+	if (rc) {
+		lvd_error_prefix(err, "eval at step %lld: ", (long long)t->step);
+		return rc;
+	}
+	double ce = tok > 0 ? ce_tok / (double)tok : 0.0, at = pairs > 0 ? att / (double)pairs : 0.0;
+	json_t *j = json_object();
+	json_object_set_new(j, "eval", json_true());
+	json_object_set_new(j, "step", json_integer(t->step));
+	json_object_set_new(j, "ce", json_real(ce));
+	json_object_set_new(j, "att", json_real(at));
+	json_object_set_new(j, "loss", json_real(ce_sched * ce + lam * at));
+	json_object_set_new(j, "samples", json_integer(samples));
+	json_object_set_new(j, "pairs", json_integer(pairs));
+	json_object_set_new(j, "label_tokens", json_integer(tok));
+	lvd_run_jsonl_append(mf, j);
+	json_decref(j);
+	return 0;
+}
+
 static int train(struct trainer *t, int64_t total, FILE *mf)
 {
 	struct opts *o = t->o;
@@ -350,6 +484,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	ls.lambda = (float)o->lambda;
 	parse_lsched(o->lsched, &ls, &err);
 	ls.decay_steps = (long)t->spe;
+	ls.warmup = (long)o->ce_warmup;
+	if (o->ce_ramp > 0) {
+		ls.ce_ramp = 1;
+		ls.total_steps = (long)(o->ce_warmup + o->ce_ramp);
+	}
 	if (lvd_latt_sched_check(&ls, &err)) {
 		lvd_error_log("--lambda-schedule: %s", err.msg);
 		return 1;
@@ -453,6 +592,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "ce", json_real(ce_sum));
 		json_object_set_new(j, "att", json_real(att_sum));
 		json_object_set_new(j, "lambda", json_real(lam));
+		json_object_set_new(j, "ce_scale", json_real(ce_sched));
 		json_object_set_new(j, "grad_norm", json_real(norm));
 		json_object_set_new(j, "label_tokens", json_integer(gtok));
 		json_object_set_new(j, "pairs", json_integer(gpairs));
@@ -462,6 +602,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		lvd_run_jsonl_append(mf, j);
 		json_decref(j);
 		lvd_progress_set(pg, (uint64_t)t->step);
+		if (t->eld && ((o->eval_every > 0 && t->step % o->eval_every == 0) || t->step == total) &&
+		    evaluate(t, mf, lam, ce_sched, &err)) {
+			lvd_error_log("%s", err.msg);
+			lvd_progress_destroy(pg);
+			return 1;
+		}
 		if (kill == t->step)
 			raise(SIGKILL);
 		if (t->step % o->save_every == 0 || t->step == total) {
@@ -474,6 +620,71 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	}
 	lvd_progress_finish(pg);
 	lvd_progress_destroy(pg);
+	return 0;
+}
+
+/* The model: a frozen base with LoRA adapters, or with --full a mutable copy with full
+ * gradients. */
+static int setup_model(struct trainer *t, struct lvd_error *err)
+{
+	const struct opts *o = t->o;
+	int rc = o->full ? lvd_mllama_load(&t->m, o->model, err) : lvd_mllama_load_frozen(&t->m, o->model, err);
+	if (rc)
+		return rc;
+	lvd_mllama_set_ctx(t->m, t->ctx);
+	if (o->full)
+		return lvd_mllama_enable_grads(t->m, err);
+	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
+					 o->seed};
+	if ((rc = lvd_mllama_add_lora(t->m, &lc, err)))
+		return rc;
+	t->lora = lvd_mllama_lora_params(t->m, &t->n_lora);
+	t->dlora = lvd_mllama_lora_grads(t->m, &t->n_lora);
+	return 0;
+}
+
+/* Optimiser blocks. LoRA: {lora, aligner}. --full: the trainable parameters lie in the
+ * model's one parameter block (and their gradients at the same offsets in its one
+ * gradient block); each maximal run of consecutive trainable parameters is one block
+ * "model" (all four groups: the whole parameter block) with per-tensor offsets for the
+ * clipping norm; frozen groups get no block and no moments. Then the aligner. */
+static int setup_blocks(struct trainer *t, struct lvd_error *err)
+{
+	const struct opts *o = t->o;
+	size_t np = o->full ? lvd_mllama_nparams(t->m) : 0;
+	t->blocks = calloc(np + 2, sizeof *t->blocks);
+	t->toff = calloc(np + 2, sizeof *t->toff);
+	if (!t->blocks || !t->toff)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	int nb = 0;
+	if (!o->full) {
+		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
+	} else {
+		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
+		for (size_t i = 0; i < np;) {
+			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
+			if (!(param_group(c, p0->name) & o->train_mask)) {
+				i++;
+				continue;
+			}
+			size_t j = i;
+			while (j < np && (param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
+				j++;
+			size_t *off = malloc((j - i + 1) * sizeof *off);
+			if (!off)
+				return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+			for (size_t k = i; k < j; k++)
+				off[k - i] = (size_t)(lvd_mllama_param_at(t->m, k)->data - p0->data);
+			struct lvd_mllama_param *pl = lvd_mllama_param_at(t->m, j - 1);
+			size_t n = (size_t)(pl->data - p0->data) + pl->numel;
+			off[j - i] = n;
+			t->toff[nb] = off;
+			t->blocks[nb++] = (struct lvd_param_block){"model", p0->data, p0->grad, n, o->wd, off, (int)(j - i)};
+			i = j;
+		}
+	}
+	t->blocks[nb++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, o->wd, NULL, 0};
+	t->n_blocks = nb;
 	return 0;
 }
 
@@ -527,6 +738,14 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--pack DIR is required");
 	if (!o.out)
 		return lvd_cli_usage_error("--out DIR is required");
+	if (o.full && o.lora_set)
+		return lvd_cli_usage_error("--full and --lora exclude each other");
+	if (o.train_mask && !o.full)
+		return lvd_cli_usage_error("--train needs --full");
+	if (o.full && !o.train_mask)
+		o.train_mask = GROUP_ALL;
+	if (o.eval_every && !o.eval_pack)
+		return lvd_cli_usage_error("--eval-every needs --eval-pack");
 
 	struct lvd_error err = {0};
 	struct trainer t = {0};
@@ -540,15 +759,9 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	if (lvd_mllama_load_frozen(&t.m, o.model, &err))
+	if (setup_model(&t, &err))
 		goto fail;
-	lvd_mllama_set_ctx(t.m, t.ctx);
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
-	if (lvd_mllama_add_lora(t.m, &lc, &err))
-		goto fail;
-	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
-	t.dlora = lvd_mllama_lora_grads(t.m, &t.n_lora);
 	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
 	if (apply_latt_opts(&o, &t.lcfg, &err))
 		goto fail;
@@ -563,12 +776,9 @@ int cmd_run(int argc, char **argv)
 	lvd_aligner_init(&t.lcfg.aligner, t.al, o.seed, LVD_ALIGNER_INIT_NORMAL, 0.02f);
 	if (o.init_aligner && lvd_aligner_load(&t.lcfg.aligner, t.al, o.init_aligner, &err))
 		goto fail;
-	struct lvd_param_block blocks[2] = {
-		{"lora", t.lora, t.dlora, t.n_lora, o.wd, NULL, 0},
-		{"aligner", t.al, t.dal, t.n_al, o.wd, NULL, 0},
-	};
 	struct lvd_optim_cfg ocfg = {o.beta1, o.beta2, o.eps};
-	if (lvd_optim_create(&t.opt, t.ctx, blocks, 2, &ocfg, &err))
+	if (setup_blocks(&t, &err) || lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) ||
+	    ckpt_tensors(&t, &err))
 		goto fail;
 
 	struct lvd_loader_opts lo;
@@ -583,6 +793,14 @@ int cmd_run(int argc, char **argv)
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
+	if (o.eval_pack) {
+		struct lvd_loader_opts eo = lo;
+		eo.pack = o.eval_pack;
+		eo.shuffle = 0;
+		eo.drop_last = 0;
+		if (lvd_loader_open(&t.eld, &eo, NULL, &err))
+			goto fail;
+	}
 	uint64_t spe = lvd_loader_steps_per_epoch(t.ld) / (uint64_t)o.accum;
 	if (spe == 0) {
 		lvd_error_set(&err, LVD_ERR_INVALID, "%s: %llu records give no full step of %d x %d samples", o.pack,
@@ -603,6 +821,19 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(inputs, "pack_shards_sha256", file_sha(o.pack, "shards.jsonl"));
 	json_object_set(run, "params", params);
 	json_object_set(run, "inputs", inputs);
+	/* --resume / --no-resume: decided before RUN_DIR is created or touched. */
+	int64_t have = ckpt_scan(o.out, NULL, NULL);
+	if (o.resume == 1 && have < 0) {
+		json_decref(run), json_decref(params), json_decref(inputs);
+		ret = lvd_cli_usage_error("--resume: %s holds no complete checkpoint", o.out);
+		goto out;
+	}
+	if (o.resume == -1 && have >= 0) {
+		json_decref(run), json_decref(params), json_decref(inputs);
+		ret = lvd_cli_usage_error("--no-resume: %s already holds ckpt-%06lld (remove the run folder or choose "
+					  "another --out)", o.out, (long long)have);
+		goto out;
+	}
 	rc = lvd_run_open_out(o.out, run, params, inputs);
 	json_decref(params);
 	json_decref(inputs);
@@ -630,7 +861,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (train(&t, total, mf))
 		goto out;
-	if (export_final(&t, &err))
+	if (export_to(&t, NULL, NULL, &err))
 		goto fail;
 	ret = 0;
 	goto out;
@@ -641,10 +872,16 @@ out:
 	if (mf)
 		fclose(mf);
 	lvd_loader_close(t.ld);
+	lvd_loader_close(t.eld);
 	if (t.opt)
 		lvd_optim_destroy(t.ctx, t.opt);
 	free(t.al);
 	free(t.dal);
+	free(t.blocks);
+	for (int b = 0; t.toff && b < t.n_blocks; b++)
+		free(t.toff[b]);
+	free(t.toff);
+	free(t.tens);
 	lvd_mllama_free(t.m);
 	lvd_ctx_destroy(t.ctx);
 	return ret;

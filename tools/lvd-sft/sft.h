@@ -28,6 +28,29 @@ struct opts {
 	uint64_t seed;
 	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
 	int al_hidden;
+	int lora_set;             /* --lora given (refused with --full) */
+	int full;                 /* --full: full fine-tuning of the groups in train_mask */
+	unsigned train_mask;      /* GROUP_* bits (--train) */
+	int64_t ce_warmup, ce_ramp;   /* --ce-warmup P, --ce-ramp R */
+	const char *eval_pack;    /* --eval-pack DIR */
+	int64_t eval_every;       /* --eval-every N (0: only at the end) */
+	int resume;               /* 0 auto (default), 1 --resume, -1 --no-resume */
+};
+
+/* Parameter groups of --full --train (canonical mllama names): vision_model.*,
+ * multi_modal_projector.*, the language model's cross-attention decoder layers, and the
+ * rest of the language model (embeddings, self-attention layers, final norm, lm_head). */
+enum { GROUP_VISION = 1, GROUP_PROJECTOR = 2, GROUP_TEXT = 4, GROUP_CROSS = 8, GROUP_ALL = 15 };
+unsigned param_group(const struct lvd_mllama_config *c, const char *name);
+/* "vision,projector,text,cross" (canonical order) of a mask into buf. */
+void group_names(unsigned mask, char *buf, size_t cap);
+int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err);
+
+/* One tensor of a checkpoint: its name in state.safetensors and where it lives. */
+struct ckpt_tensor {
+	char name[160];
+	float *p;
+	size_t n;
 };
 
 struct trainer {
@@ -45,6 +68,20 @@ struct trainer {
 	struct lvd_loader_cursor cur;
 	uint64_t epoch;           /* epoch of the last step's first micro-batch */
 	uint64_t spe;             /* optimiser steps per epoch */
+	/* optimiser blocks: LoRA runs {lora, aligner}; --full runs one block per contiguous
+	 * range of trainable parameters in the model's parameter block, then aligner */
+	struct lvd_param_block *blocks;
+	size_t **toff;            /* [n_blocks] per-tensor offsets of the model blocks (NULL for others) */
+	int n_blocks;
+	struct ckpt_tensor *tens; /* what a checkpoint saves and loads (built by ckpt_tensors) */
+	size_t n_tens;
+	struct lvd_loader *eld;   /* --eval-pack loader (pack order, partial last batch) */
+};
+
+/* Options of an export folder: merge = complete transformers folder (always for --full). */
+struct export_cfg {
+	int merge, bf16, replace;
+	uint64_t max_shard;
 };
 
 /* run.c: the options that must not change on resume (run.json "params", state.json
@@ -61,10 +98,14 @@ int64_t ckpt_scan(const char *out, int64_t **all, size_t *n_all);
 int ckpt_save(struct trainer *t, struct lvd_error *err);
 int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err);
 int load_block(struct lvd_st *st, const char *name, float *dst, size_t n, struct lvd_error *err);
+/* Builds t->tens from t->blocks and t->opt: LoRA runs "lora", "aligner" and their
+ * ".adam_m"/".adam_v"; --full runs each trainable parameter by its canonical name (and
+ * ".adam_m"/".adam_v"), then the aligner's. */
+int ckpt_tensors(struct trainer *t, struct lvd_error *err);
 void remove_stale_tmp(const char *out);
 
-/* export.c: t's adapter + Aligner into dir (created); into RUN/final/. */
-int export_to(struct trainer *t, const char *dir, struct lvd_error *err);
-int export_final(struct trainer *t, struct lvd_error *err);
+/* export.c: t's adapter (or, with ec->merge or a --full run, the complete transformers
+ * folder) + Aligner into dir; ec NULL: the defaults of RUN/final/ (F32, replace). */
+int export_to(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err);
 
 #endif
