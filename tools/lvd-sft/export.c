@@ -1,5 +1,6 @@
-/* lvd-sft export and inspect: a checkpoint's PEFT adapter + Aligner (also RUN/final/),
- * and a checkpoint as JSON. */
+/* lvd-sft export and inspect: a checkpoint's PEFT adapter + Aligner, or with --merge (and
+ * for --full runs) a complete transformers folder + Aligner (also RUN/final/); a
+ * checkpoint as JSON. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>

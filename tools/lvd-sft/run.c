@@ -1,7 +1,9 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
- * lvd_lstep_run (CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over two
- * blocks (LoRA, Aligner) -> metrics.jsonl; checkpoints RUN/ckpt-NNNNNN/ with exact
- * resume (ckpt.c); final PEFT adapter + Aligner in RUN/final/ (export.c). */
+ * lvd_lstep_run (ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
+ * the blocks (LoRA + Aligner, or with --full the trainable ranges of the model's
+ * parameter block + Aligner) -> metrics.jsonl (+ --eval-pack evaluations); checkpoints
+ * RUN/ckpt-NNNNNN/ with exact resume (ckpt.c); final PEFT adapter or transformers folder
+ * + Aligner in RUN/final/ (export.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -36,14 +38,17 @@
 
 static const char USAGE[] = "lvd-sft run --model VLM_DIR --pack PACK_DIR --out RUN_DIR [options]";
 static const char DESC[] =
-	"Trains LoRA adapters on the VLM and the Lavender Aligner with\n"
-	"  loss = CE + lambda * L_att\n"
+	"Trains LoRA adapters on the VLM (or, with --full, the weights of the --train groups)\n"
+	"and the Lavender Aligner with\n"
+	"  loss = ce_scale * CE + lambda * L_att\n"
 	"over the records of an lvd-pack folder. One optimiser step = --grad-accum micro-batches\n"
 	"of --batch samples. Writes RUN_DIR/run.json (provenance), RUN_DIR/metrics.jsonl (one\n"
-	"line per step), RUN_DIR/ckpt-NNNNNN/ every --save-every steps and at the end, and the\n"
-	"final PEFT adapter + Aligner in RUN_DIR/final/. Re-running the same command resumes\n"
-	"from the newest complete checkpoint with bit-identical results; changed options are\n"
-	"refused except --max-steps, --save-every, --threads and --keep. See docs/sft.md.";
+	"line per step, one per --eval-pack evaluation), RUN_DIR/ckpt-NNNNNN/ every --save-every\n"
+	"steps and at the end, and in RUN_DIR/final/ the PEFT adapter (with --full: a complete\n"
+	"transformers folder) + the Aligner. Re-running the same command resumes from the newest\n"
+	"complete checkpoint with bit-identical results; changed options are refused except\n"
+	"--max-steps, --save-every, --threads, --keep and the evaluation and resume options.\n"
+	"See docs/sft.md.";
 
 enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
@@ -632,8 +637,10 @@ static int setup_model(struct trainer *t, struct lvd_error *err)
 	if (rc)
 		return rc;
 	lvd_mllama_set_ctx(t->m, t->ctx);
-	if (o->full)
+	if (o->full) {
+		lvd_mllama_freeze_vision(t->m, !(o->train_mask & GROUP_VISION));
 		return lvd_mllama_enable_grads(t->m, err);
+	}
 	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
 					 o->seed};
 	if ((rc = lvd_mllama_add_lora(t->m, &lc, err)))

@@ -172,6 +172,11 @@ struct lvd_mllama_save_opts {
 int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_mllama_save_opts *o,
 		       struct lvd_error *err);
 
+/* frozen = 1: backward stops at the multi-modal projector (its gradients are still
+ * computed); the vision tower gets no gradients (they stay zero; LoRA adapters in it
+ * too). For full fine-tuning without the vision group: it saves the tower's backward. */
+void lvd_mllama_freeze_vision(struct lvd_mllama *m, int frozen);
+
 /* Evaluation mode: eval = 1 runs LoRA adapters without dropout (torch's model.eval())
  * until lvd_mllama_set_eval(m, 0). */
 void lvd_mllama_set_eval(struct lvd_mllama *m, int eval);

@@ -504,6 +504,8 @@ void lvd_mllama_zero_grads(struct lvd_mllama *m)
 		memset(m->lgrads, 0, m->lsize * sizeof(float));
 }
 
+void lvd_mllama_freeze_vision(struct lvd_mllama *m, int frozen) { m->vision_frozen = frozen != 0; }
+
 void lvd_mllama_set_eval(struct lvd_mllama *m, int eval)
 {
 	if (eval && !m->eval)
