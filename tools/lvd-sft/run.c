@@ -400,12 +400,17 @@ json_t *params_json(const struct opts *o)
 	json_object_set_new(p, "layers", json_string(o->layers ? o->layers : "all"));
 	json_object_set_new(p, "geometry", json_string(o->geometry));
 	json_object_set_new(p, "init_aligner", o->init_aligner ? json_string(o->init_aligner) : json_null());
-	json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
-	json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
-	json_object_set_new(p, "full", json_boolean(o->full));
-	char g[64];
-	group_names(o->full ? o->train_mask : 0, g, sizeof g);
-	json_object_set_new(p, "train", o->full ? json_string(g) : json_null());
+	/* recorded only when used, so run folders of earlier versions still resume */
+	if (o->ce_warmup)
+		json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
+	if (o->ce_ramp)
+		json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
+	if (o->full) {
+		char g[64];
+		group_names(o->train_mask, g, sizeof g);
+		json_object_set_new(p, "full", json_true());
+		json_object_set_new(p, "train", json_string(g));
+	}
 	return p;
 }
 
