@@ -68,29 +68,12 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[4200];
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
-}
-
 int ckpt_save(struct trainer *t, struct lvd_error *err)
 {
 	char tmp[4200], fin[4200], p[4300];
 	snprintf(tmp, sizeof tmp, "%s/.ckpt-%06lld.tmp", t->o->out, (long long)t->step);
 	ckpt_name(fin, sizeof fin, t->o->out, t->step);
-	rm_tree(tmp);
+	lvd_dir_remove_flat(tmp);
 	if (mkdir(tmp, 0777))
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
 	struct lvd_st_writer *w = lvd_st_writer_new();
@@ -124,7 +107,7 @@ int ckpt_save(struct trainer *t, struct lvd_error *err)
 	free(dump);
 	if (rc)
 		return rc;
-	rm_tree(fin);
+	lvd_dir_remove_flat(fin);
 	if (rename(tmp, fin))
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, fin);
 	if ((rc = lvd_fsync_parent(fin, err)))
@@ -138,7 +121,7 @@ int ckpt_save(struct trainer *t, struct lvd_error *err)
 			qsort(all, n, sizeof *all, cmp_i64);
 			for (size_t i = 0; i + (size_t)t->o->keep < n; i++) {
 				ckpt_name(p, sizeof p, t->o->out, all[i]);
-				rm_tree(p);
+				lvd_dir_remove_flat(p);
 			}
 		}
 		free(all);
@@ -197,7 +180,7 @@ void remove_stale_tmp(const char *out)
 			continue;
 		char p[4200];
 		snprintf(p, sizeof p, "%s/%s", out, e->d_name);
-		rm_tree(p);
+		lvd_dir_remove_flat(p);
 	}
 	closedir(d);
 }

@@ -424,6 +424,21 @@ static int64_t env_step(const char *name)
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
+/* The step input of loader batch b (mb: its model view); ce_scale and pair_count are the
+ * caller's. */
+static void lstep_in(struct lvd_lstep_in *in, struct lvd_mllama_batch *mb, const struct lvd_loader_batch *b,
+		     const struct trainer *t, float lam, int backward)
+{
+	lvd_loader_batch_view(b, mb);
+	memset(in, 0, sizeof *in);
+	in->batch = mb;
+	in->plans = b->plans;
+	in->params = t->al;
+	in->cfg = &t->lcfg;
+	in->lambda = lam;
+	in->backward = backward;
+}
+
 /* --eval-pack: forward only (no dropout) over every record of the eval pack, in pack
  * order; appends {"eval": true, step, ce, att, loss, samples, pairs, label_tokens} to
  * metrics.jsonl. ce is the mean over all label tokens, att the mean over all matched
@@ -444,13 +459,8 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 			break;
 		if (b->B > 0) {
 			struct lvd_mllama_batch mb;
-			lvd_loader_batch_view(b, &mb);
-			struct lvd_lstep_in in = {0};
-			in.batch = &mb;
-			in.plans = b->plans;
-			in.params = t->al;
-			in.cfg = &t->lcfg;
-			in.lambda = lam;
+			struct lvd_lstep_in in;
+			lstep_in(&in, &mb, b, t, lam, 0);
 			in.ce_scale = 1.0f;
 			in.pair_count = 1.0;   /* out.latt = the sum over this batch's pairs */
 			struct lvd_lstep_out out = {0};
@@ -548,15 +558,9 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 			nsamp += b->B;
 			struct lvd_mllama_batch mb;
-			lvd_loader_batch_view(b, &mb);
+			struct lvd_lstep_in in;
+			lstep_in(&in, &mb, b, t, lam, 1);
 			mb.dropout_step = (int)(t->step * A + a);
-			struct lvd_lstep_in in = {0};
-			in.batch = &mb;
-			in.plans = b->plans;
-			in.params = t->al;
-			in.cfg = &t->lcfg;
-			in.lambda = lam;
-			in.backward = 1;
 			if (o->loss_tokens) {
 				in.ce_scale = gtok > 0 ? (float)(ce_sched * ((double)b->n_label_tokens / (double)gtok)) : 0.0f;
 				in.pair_count = gpairs > 0 ? (double)gpairs : 1.0;

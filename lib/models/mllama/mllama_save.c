@@ -22,24 +22,6 @@ static const char *const COPY_FILES[] = {
 	"chat_template.json", "chat_template.jinja", "generation_config.json", NULL,
 };
 
-/* Removes the plain files of dir, then dir (our own temporary or replaced folders). */
-static void rm_flat(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[4200];
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
-}
-
 static int dir_is_empty(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -257,28 +239,28 @@ int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_m
 	char tmp[4200], old[4200];
 	snprintf(tmp, sizeof tmp, "%s.tmp", dir);
 	snprintf(old, sizeof old, "%s.old.tmp", dir);
-	rm_flat(tmp);
+	lvd_dir_remove_flat(tmp);
 	if (mkdir(tmp, 0777))
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
 	int rc = write_all(m, tmp, o, err);
 	if (rc) {
-		rm_flat(tmp);
+		lvd_dir_remove_flat(tmp);
 		return rc;
 	}
 	if (exists) {
-		rm_flat(old);
+		lvd_dir_remove_flat(old);
 		if (rename(dir, old)) {
 			rc = lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", dir, old);
-			rm_flat(tmp);
+			lvd_dir_remove_flat(tmp);
 			return rc;
 		}
 	}
 	if (rename(tmp, dir)) {
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, dir);
-		rm_flat(tmp);
+		lvd_dir_remove_flat(tmp);
 		return rc;
 	}
 	if (exists)
-		rm_flat(old);
+		lvd_dir_remove_flat(old);
 	return lvd_fsync_parent(dir, err);
 }
