@@ -127,6 +127,20 @@ ok "eval leaves training alone" cmp "$T_TMP/e/ckpt-000003/state.safetensors" "$T
 e2=$(grep '"eval":true' "$T_TMP/e/metrics.jsonl" | grep '"step":2' | sed 's/.*"ce":\([0-9.e+-]*\).*/\1/')
 e3=$(grep '"eval":true' "$T_TMP/e/metrics.jsonl" | grep '"step":3' | sed 's/.*"ce":\([0-9.e+-]*\).*/\1/')
 [ -n "$e2" ] && [ "$e2" != "$e3" ] && pass || fail "eval CE follows the weights ($e2, $e3)"
+EV="$P --max-steps 4 --eval-pack $T_TMP/pack2 --eval-every 2 --save-every 2"
+ok "eval uninterrupted" run $EV --out "$T_TMP/eu"
+LVD_SFT_KILL_AT=3 run $EV --out "$T_TMP/ek" >/dev/null 2>&1
+[ $? -eq 137 ] && pass || fail "eval run killed at step 3"
+ok "eval run resumed" run $EV --out "$T_TMP/ek"
+sed 's/"elapsed".*//' "$T_TMP/eu/metrics.jsonl" >"$T_TMP/m1"
+sed 's/"elapsed".*//' "$T_TMP/ek/metrics.jsonl" >"$T_TMP/m2"
+ok "eval resume: same metrics and eval lines" cmp "$T_TMP/m1" "$T_TMP/m2"
+mkdir -p "$T_TMP/model2" && cp "$model"/* "$T_TMP/model2/" && echo >>"$T_TMP/model2/config.json"
+ok "pack for another model" "$fx" --pack "$T_TMP/packo" "$T_TMP/model2" 2
+expect_exit 1 "eval pack of another model" run $P --max-steps 1 --eval-pack "$T_TMP/packo" --out "$T_TMP/eo"
+expect_stderr "config.json" "eval pack mismatch names the model file" run $P --max-steps 1 --eval-pack "$T_TMP/packo" \
+	--out "$T_TMP/eo"
+[ ! -e "$T_TMP/eo" ] && pass || fail "eval pack mismatch must not create the run folder"
 ok "eval of the train pack" run $P --max-steps 1 --eval-pack "$T_TMP/pack" --out "$T_TMP/e6"
 grep '"eval":true' "$T_TMP/e6/metrics.jsonl" | grep -q '"samples":6' && pass || fail "eval covers all 6 records"
 finish
