@@ -2,7 +2,7 @@
 # build/tests/test_sft --pack: --full/--train (only the chosen groups change; SIGKILL then
 # resume bit-identical), export --merge/--dtype/--max-shard-size (complete transformers
 # folder; the LoRA merge itself is checked against base+LoRA logits in
-# tests/unit/test_mllama_save.c), the CE warm-up and ramp, --eval-pack/--eval-every, and
+# tests/unit/test_mllama_full.c), the CE warm-up and ramp, --eval-pack/--eval-every, and
 # --resume/--no-resume.
 . tests/cli/lib.inc
 bin=$BUILD/lvd-sft

@@ -214,7 +214,7 @@ int cmd_export(int argc, char **argv)
 	/* --full: the trained groups' parameters replace the base's */
 	for (size_t i = 0; o.full && i < lvd_mllama_nparams(t.m); i++) {
 		struct lvd_mllama_param *pa = lvd_mllama_param_at(t.m, i);
-		if ((param_group(mc, pa->name) & o.train_mask) &&
+		if ((lvd_mllama_param_group(mc, pa->name) & o.train_mask) &&
 		    load_block(sf, pa->name, pa->data, pa->numel, &err))
 			goto fail;
 	}

@@ -323,21 +323,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 	return lvd_cli_usage_error("unhandled option");
 }
 
+/* in LVD_MLLAMA_* bit order */
 static const char *const GROUP_NAMES[4] = {"vision", "projector", "text", "cross"};
-
-unsigned param_group(const struct lvd_mllama_config *c, const char *name)
-{
-	if (!strncmp(name, "vision_model.", 13))
-		return GROUP_VISION;
-	if (!strncmp(name, "multi_modal_projector.", 22))
-		return GROUP_PROJECTOR;
-	int l;
-	if (sscanf(name, "language_model.model.layers.%d.", &l) == 1)
-		for (int k = 0; k < c->n_cross; k++)
-			if (c->cross_layers[k] == l)
-				return GROUP_CROSS;
-	return GROUP_TEXT;
-}
 
 void group_names(unsigned mask, char *buf, size_t cap)
 {
@@ -647,7 +634,7 @@ static int setup_model(struct trainer *t, struct lvd_error *err)
 		return rc;
 	lvd_mllama_set_ctx(t->m, t->ctx);
 	if (o->full) {
-		lvd_mllama_freeze_vision(t->m, !(o->train_mask & GROUP_VISION));
+		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
 		return lvd_mllama_enable_grads(t->m, err);
 	}
 	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
@@ -679,12 +666,12 @@ static int setup_blocks(struct trainer *t, struct lvd_error *err)
 		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
 		for (size_t i = 0; i < np;) {
 			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
-			if (!(param_group(c, p0->name) & o->train_mask)) {
+			if (!(lvd_mllama_param_group(c, p0->name) & o->train_mask)) {
 				i++;
 				continue;
 			}
 			size_t j = i;
-			while (j < np && (param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
+			while (j < np && (lvd_mllama_param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
 				j++;
 			size_t *off = malloc((j - i + 1) * sizeof *off);
 			if (!off)
@@ -759,7 +746,7 @@ int cmd_run(int argc, char **argv)
 	if (o.train_mask && !o.full)
 		return lvd_cli_usage_error("--train needs --full");
 	if (o.full && !o.train_mask)
-		o.train_mask = GROUP_ALL;
+		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
 	if (o.eval_every && !o.eval_pack)
 		return lvd_cli_usage_error("--eval-every needs --eval-pack");
 

@@ -30,19 +30,16 @@ struct opts {
 	int al_hidden;
 	int lora_set;             /* --lora given (refused with --full) */
 	int full;                 /* --full: full fine-tuning of the groups in train_mask */
-	unsigned train_mask;      /* GROUP_* bits (--train) */
+	unsigned train_mask;      /* LVD_MLLAMA_* groups (--train) */
 	int64_t ce_warmup, ce_ramp;   /* --ce-warmup P, --ce-ramp R */
 	const char *eval_pack;    /* --eval-pack DIR */
 	int64_t eval_every;       /* --eval-every N (0: only at the end) */
 	int resume;               /* 0 auto (default), 1 --resume, -1 --no-resume */
 };
 
-/* Parameter groups of --full --train (canonical mllama names): vision_model.*,
- * multi_modal_projector.*, the language model's cross-attention decoder layers, and the
- * rest of the language model (embeddings, self-attention layers, final norm, lm_head). */
-enum { GROUP_VISION = 1, GROUP_PROJECTOR = 2, GROUP_TEXT = 4, GROUP_CROSS = 8, GROUP_ALL = 15 };
-unsigned param_group(const struct lvd_mllama_config *c, const char *name);
-/* "vision,projector,text,cross" (canonical order) of a mask into buf. */
+/* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
+ * group_names: "vision,projector,text,cross" (canonical order) of a mask into buf;
+ * parse_groups: the reverse. */
 void group_names(unsigned mask, char *buf, size_t cap);
 int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err);
 

@@ -172,10 +172,23 @@ struct lvd_mllama_save_opts {
 int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_mllama_save_opts *o,
 		       struct lvd_error *err);
 
-/* frozen = 1: backward stops at the multi-modal projector (its gradients are still
- * computed); the vision tower gets no gradients (they stay zero; LoRA adapters in it
- * too). For full fine-tuning without the vision group: it saves the tower's backward. */
-void lvd_mllama_freeze_vision(struct lvd_mllama *m, int frozen);
+/* Parameter groups (full fine-tuning of a subset): the vision tower (vision_model.*),
+ * the projector (multi_modal_projector.*), the cross-attention decoder layers (every
+ * parameter of language_model.model.layers.L for L in cross_attention_layers) and the rest
+ * of the language model (embeddings, self-attention layers, final norm, lm_head). */
+enum {
+	LVD_MLLAMA_VISION = 1, LVD_MLLAMA_PROJECTOR = 2, LVD_MLLAMA_TEXT = 4, LVD_MLLAMA_CROSS = 8,
+	LVD_MLLAMA_ALL_GROUPS = 15,
+};
+/* The group of a parameter by its canonical name. */
+unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *name);
+/* Full gradients: backward computes no weight gradients for the groups in `frozen`
+ * (they stay as they are, zero after lvd_mllama_zero_grads) and skips the vision tower's
+ * backward when vision is frozen (the whole vision backward when the projector is
+ * too). Input gradients still flow through frozen layers to the trained ones, so the
+ * other gradients are unchanged. 0 (default) computes every gradient. No effect on
+ * LoRA gradients. */
+void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen);
 
 /* Evaluation mode: eval = 1 runs LoRA adapters without dropout (torch's model.eval())
  * until lvd_mllama_set_eval(m, 0). */

@@ -82,7 +82,7 @@ struct lvd_mllama {
 	size_t lsize;                /* floats in lparams (and lgrads; lopt holds 2·lsize) */
 	int lora_r;
 	float lora_s, lora_p, lora_alpha;
-	int vision_frozen;           /* lvd_mllama_freeze_vision */
+	unsigned frozen_groups;      /* LVD_MLLAMA_* groups without weight gradients (lvd_mllama_freeze) */
 	float lora_p_train;          /* lora_p while lvd_mllama_set_eval(m, 1) holds it at 0 */
 	int eval;
 	int lora_rslora;

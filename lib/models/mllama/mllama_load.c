@@ -504,7 +504,21 @@ void lvd_mllama_zero_grads(struct lvd_mllama *m)
 		memset(m->lgrads, 0, m->lsize * sizeof(float));
 }
 
-void lvd_mllama_freeze_vision(struct lvd_mllama *m, int frozen) { m->vision_frozen = frozen != 0; }
+void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen) { m->frozen_groups = frozen & LVD_MLLAMA_ALL_GROUPS; }
+
+unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *name)
+{
+	if (!strncmp(name, "vision_model.", 13))
+		return LVD_MLLAMA_VISION;
+	if (!strncmp(name, "multi_modal_projector.", 22))
+		return LVD_MLLAMA_PROJECTOR;
+	int l;
+	if (sscanf(name, "language_model.model.layers.%d.", &l) == 1)
+		for (int k = 0; k < c->n_cross; k++)
+			if (c->cross_layers[k] == l)
+				return LVD_MLLAMA_CROSS;
+	return LVD_MLLAMA_TEXT;
+}
 
 void lvd_mllama_set_eval(struct lvd_mllama *m, int eval)
 {

@@ -1,7 +1,11 @@
-/* tests/unit/test_mllama_save.c — lvd_mllama_save_hf on the tiny golden mllama
- * (tests/golden/mllama): a LoRA-merged F32 folder loaded back by our loader gives the
- * logits of base + LoRA within fp32 rounding, a BF16 folder within bf16 rounding; shards,
- * index, copied files, the dtype in config.json, and the refusal of a non-empty folder. */
+/* tests/unit/test_mllama_full.c — what lvd-sft's --full and export --merge use, on the
+ * tiny golden mllama (tests/golden/mllama):
+ *  - lvd_mllama_freeze: frozen groups get no gradient, the others exactly the gradients
+ *    of an unfrozen backward;
+ *  - lvd_mllama_save_hf: a LoRA-merged F32 folder loaded back by our loader gives the
+ *    logits of base + LoRA within fp32 rounding, a BF16 folder within bf16 rounding;
+ *    shards, index, copied files, the dtype in config.json, the refusal of a non-empty
+ *    folder. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +25,7 @@ static char g_tmp[256];
 struct io {
 	struct lvd_st *st;
 	int B, T, M;
-	int *ids, *arid, *armask, *xmask;
+	int *ids, *labels, *arid, *armask, *xmask;
 	float *pix;
 };
 
@@ -36,12 +40,41 @@ static int *geti(struct lvd_st *st, const char *name)
 	return p;
 }
 
+static int io_open(struct io *g)
+{
+	struct lvd_error err = {0};
+	memset(g, 0, sizeof *g);
+	if (lvd_st_open(&g->st, lvd_test_path(GOLD "/io.safetensors"), &err))
+		return -1;
+	const struct lvd_tensor_view *pv = lvd_st_find(g->st, "pixel_values"), *ii = lvd_st_find(g->st, "input_ids");
+	if (!pv || !ii)
+		return -1;
+	g->B = (int)ii->shape[0], g->T = (int)ii->shape[1], g->M = (int)pv->shape[1];
+	g->ids = geti(g->st, "input_ids"), g->labels = geti(g->st, "labels"), g->arid = geti(g->st, "aspect_ratio_ids");
+	g->armask = geti(g->st, "aspect_ratio_mask"), g->xmask = geti(g->st, "cross_attention_mask");
+	g->pix = lvd_gold_f32(g->st, "pixel_values", NULL);
+	return g->ids && g->labels && g->arid && g->armask && g->xmask && g->pix ? 0 : -1;
+}
+
+static void io_close(struct io *g)
+{
+	free(g->ids), free(g->labels), free(g->arid), free(g->armask), free(g->xmask), free(g->pix);
+	lvd_st_close(g->st);
+}
+
+static struct lvd_mllama_batch io_batch(const struct io *g, int labels)
+{
+	struct lvd_mllama_batch b = {.B = g->B, .T = g->T, .M = g->M, .input_ids = g->ids,
+				     .labels = labels ? g->labels : NULL, .pixel_values = g->pix,
+				     .aspect_ratio_ids = g->arid, .aspect_ratio_mask = g->armask,
+				     .cross_attention_mask = g->xmask};
+	return b;
+}
+
 static float *logits_of(struct lvd_mllama *m, const struct io *g, size_t *n)
 {
 	struct lvd_error err = {0};
-	struct lvd_mllama_batch b = {.B = g->B, .T = g->T, .M = g->M, .input_ids = g->ids, .pixel_values = g->pix,
-				     .aspect_ratio_ids = g->arid, .aspect_ratio_mask = g->armask,
-				     .cross_attention_mask = g->xmask};
+	struct lvd_mllama_batch b = io_batch(g, 0);
 	if (lvd_mllama_forward(m, &b, &err)) {
 		fprintf(stderr, "  forward: %s\n", err.msg);
 		return NULL;
@@ -78,20 +111,70 @@ static float *logits_of_folder(const char *dir, const struct io *g, size_t *n)
 	return l;
 }
 
+/* Every frozen set: frozen groups' gradients stay zero, the others are bitwise those of
+ * an unfrozen backward (CE of the golden batch). */
+static void test_freeze(void)
+{
+	struct lvd_error err = {0};
+	struct io g;
+	REQUIRE(io_open(&g) == 0);
+	struct lvd_mllama *m = NULL;
+	REQUIRE(lvd_mllama_load(&m, lvd_test_path(GOLD "/model"), &err) == 0);
+	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	size_t np = lvd_mllama_nparams(m), total = 0;
+	for (size_t i = 0; i < np; i++)
+		total += lvd_mllama_param_at(m, i)->numel;
+	float *ref = malloc(total * sizeof *ref);
+	REQUIRE(ref != NULL);
+	struct lvd_mllama_batch b = io_batch(&g, 1);
+	static const unsigned sets[] = {0, LVD_MLLAMA_VISION, LVD_MLLAMA_VISION | LVD_MLLAMA_PROJECTOR,
+					LVD_MLLAMA_TEXT, LVD_MLLAMA_CROSS | LVD_MLLAMA_VISION,
+					LVD_MLLAMA_ALL_GROUPS & ~LVD_MLLAMA_CROSS};
+	for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+		lvd_mllama_zero_grads(m);
+		lvd_mllama_freeze(m, sets[s]);
+		REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+		REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+		size_t off = 0, bad_frozen = 0, bad_trained = 0, nonzero = 0;
+		unsigned seen = 0;
+		for (size_t i = 0; i < np; i++) {
+			const struct lvd_mllama_param *p = lvd_mllama_param_at(m, i);
+			unsigned grp = lvd_mllama_param_group(c, p->name);
+			seen |= grp;
+			for (size_t j = 0; j < p->numel; j++) {
+				if (s == 0)
+					ref[off + j] = p->grad[j];
+				else if (sets[s] & grp)
+					bad_frozen += p->grad[j] != 0.0f;
+				else
+					bad_trained += memcmp(&p->grad[j], &ref[off + j], sizeof(float)) != 0;
+				nonzero += p->grad[j] != 0.0f;
+			}
+			off += p->numel;
+		}
+		CHECK(seen == LVD_MLLAMA_ALL_GROUPS);
+		if (bad_frozen || bad_trained)
+			fprintf(stderr, "  frozen 0x%x: %zu frozen gradients not zero, %zu trained ones differ\n", sets[s],
+				bad_frozen, bad_trained);
+		CHECK(bad_frozen == 0 && bad_trained == 0);
+		CHECK(nonzero > 0);
+	}
+	CHECK(lvd_mllama_param_group(c, "language_model.model.layers.1.mlp.up_proj.weight") == LVD_MLLAMA_CROSS);
+	CHECK(lvd_mllama_param_group(c, "language_model.model.layers.0.mlp.up_proj.weight") == LVD_MLLAMA_TEXT);
+	CHECK(lvd_mllama_param_group(c, "language_model.lm_head.weight") == LVD_MLLAMA_TEXT);
+	free(ref);
+	lvd_mllama_free(m);
+	io_close(&g);
+}
+
 static void test_save_merged(void)
 {
 	struct lvd_error err = {0};
-	struct io g = {0};
+	struct io g;
 	char model[400];
 	snprintf(model, sizeof model, "%s", lvd_test_path(GOLD "/model"));
-	REQUIRE(lvd_st_open(&g.st, lvd_test_path(GOLD "/io.safetensors"), &err) == 0);
-	const struct lvd_tensor_view *pv = lvd_st_find(g.st, "pixel_values"), *ii = lvd_st_find(g.st, "input_ids");
-	REQUIRE(pv && ii);
-	g.B = (int)ii->shape[0], g.T = (int)ii->shape[1], g.M = (int)pv->shape[1];
-	g.ids = geti(g.st, "input_ids"), g.arid = geti(g.st, "aspect_ratio_ids");
-	g.armask = geti(g.st, "aspect_ratio_mask"), g.xmask = geti(g.st, "cross_attention_mask");
-	g.pix = lvd_gold_f32(g.st, "pixel_values", NULL);
-	REQUIRE(g.ids && g.arid && g.armask && g.xmask && g.pix);
+	REQUIRE(io_open(&g) == 0);
 
 	struct lvd_mllama *m = NULL;
 	REQUIRE(lvd_mllama_load_frozen(&m, model, &err) == 0);
@@ -172,15 +255,14 @@ static void test_save_merged(void)
 
 	free(base), free(ref);
 	lvd_mllama_free(m);
-	free(g.ids), free(g.arid), free(g.armask), free(g.xmask), free(g.pix);
-	lvd_st_close(g.st);
+	io_close(&g);
 }
 
 int main(int argc, char **argv)
 {
-	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_mllama_save.XXXXXX");
+	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_mllama_full.XXXXXX");
 	LVD_ASSERT(mkdtemp(g_tmp));
-	static const struct lvd_test tests[] = {TEST(test_save_merged), {0}};
+	static const struct lvd_test tests[] = {TEST(test_freeze), TEST(test_save_merged), {0}};
 	int rc = lvd_test_main(argc, argv, tests);
 	char cmd[400];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
