@@ -59,6 +59,11 @@ for g in model.vision_model.patch_embedding.weight model.multi_modal_projector.w
 	model.language_model.layers.0.self_attn.q_proj.weight model.language_model.layers.1.cross_attn.k_proj.weight; do
 	grep -q "^$g\$" "$T_TMP/changed" && pass || fail "full (all): $g changed"
 done
+ok "full: repeated batch" run --pack "$T_TMP/pack2" --out "$T_TMP/fd" --batch 2 --epochs 20 --lr 1e-3 \
+	--schedule constant --full
+first=$(head -1 "$T_TMP/fd/metrics.jsonl" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+last=$(tail -1 "$T_TMP/fd/metrics.jsonl" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.25 * a) }' && pass || fail "full: loss $first -> $last not down 4x"
 expect_exit 2 "changed --train refused on resume" run $F --train projector --out "$T_TMP/f1"
 
 # --full: SIGKILL after step 3 (checkpoint at 2), resume: bit-identical.
