@@ -92,6 +92,11 @@ s32=$(wc -c <"$T_TMP/fe/$shard"); s16=$(wc -c <"$T_TMP/fe16/$shard")
 expect_exit 1 "export into a non-empty folder" "$bin" export "$T_TMP/fu/ckpt-000006" --model "$model" --out "$T_TMP/fe"
 expect_stderr "not empty" "non-empty folder message" "$bin" export "$T_TMP/fu/ckpt-000006" --model "$model" --out "$T_TMP/fe"
 
+ok "export into new/deep/ with a trailing slash" "$bin" export "$T_TMP/fu/ckpt-000006" --model "$model" \
+	--out "$T_TMP/new/deep/"
+ok "export into new/deep/: same shard" cmp "$T_TMP/new/deep/$shard" "$T_TMP/fu/final/$shard"
+[ ! -e "$T_TMP/new/deep.tmp" ] && [ ! -e "$T_TMP/new/deep/.tmp" ] && pass || fail "no temporary folder left"
+
 # export --merge of a LoRA checkpoint: complete folder, several shards at 300KB.
 ok "lora run" run $P --max-steps 2 --lr 1e-2 --out "$T_TMP/l"
 expect_exit 2 "--dtype without --merge" "$bin" export "$T_TMP/l/ckpt-000002" --model "$model" --out "$T_TMP/lm" --dtype bf16

@@ -225,18 +225,35 @@ static int write_all(struct lvd_mllama *m, const char *tmp, const struct lvd_mll
 	return rc;
 }
 
-int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_mllama_save_opts *o,
+int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir_arg, const struct lvd_mllama_save_opts *o,
 		       struct lvd_error *err)
 {
 	if (!o || !o->src_dir)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: save_hf needs the source folder");
+	/* "out/" names the folder out: the temporary sibling is out.tmp, not out/.tmp */
+	char dir[4096];
+	size_t dl = strlen(dir_arg);
+	while (dl > 1 && dir_arg[dl - 1] == '/')
+		dl--;
+	if (dl == 0 || dl >= sizeof dir)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: bad output folder '%s'", dir_arg);
+	memcpy(dir, dir_arg, dl);
+	dir[dl] = 0;
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {   /* create the parent folders */
+		*slash = 0;
+		int rc = lvd_mkdir_p(dir, err);
+		*slash = '/';
+		if (rc)
+			return rc;
+	}
 	int exists = lvd_path_is_dir(dir);
 	if (exists && !o->replace && !dir_is_empty(dir))
 		return lvd_error_set(err, LVD_ERR_INVALID, "%s: exists and is not empty (remove it or choose another folder)",
 				     dir);
 	if (!exists && access(dir, F_OK) == 0)
 		return lvd_error_set(err, LVD_ERR_INVALID, "%s: exists and is not a folder", dir);
-	char tmp[4200], old[4200];
+	char tmp[4200], old[4200];   /* dir + ".tmp" / ".old.tmp" */
 	snprintf(tmp, sizeof tmp, "%s.tmp", dir);
 	snprintf(old, sizeof old, "%s.old.tmp", dir);
 	lvd_dir_remove_flat(tmp);
