@@ -159,9 +159,9 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
  * special_tokens_map.json, preprocessor_config.json, chat_template.json,
  * chat_template.jinja, generation_config.json. Every LoRA adapter is merged:
  * W + s·B·A (s = alpha/r, or alpha/sqrt(r) with rslora; products in double, rounded to
- * fp32, then to bf16 when asked). Written into dir.tmp and renamed to dir; an existing
- * dir is refused unless it is empty or replace is set (it is then swapped out and
- * removed). Memory: one shard's converted tensors. Errors: LVD_ERR_INVALID (dir),
+ * fp32, then to bf16 when asked). Written into dir.tmp and renamed to dir (trailing
+ * slashes ignored, parent folders created); an existing dir is refused unless it is empty
+ * or replace is set (it is then swapped out and removed). Memory: one shard's converted tensors. Errors: LVD_ERR_INVALID (dir),
  * LVD_ERR_FORMAT (config.json), LVD_ERR_IO naming the file, LVD_ERR_NOMEM. */
 struct lvd_mllama_save_opts {
 	const char *src_dir;            /* the folder the model was loaded from (config, tokenizer) */
