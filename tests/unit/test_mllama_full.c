@@ -122,9 +122,15 @@ static void test_freeze(void)
 	REQUIRE(lvd_mllama_load(&m, lvd_test_path(GOLD "/model"), &err) == 0);
 	REQUIRE(lvd_mllama_enable_grads(m, &err) == 0);
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
-	size_t np = lvd_mllama_nparams(m), total = 0;
-	for (size_t i = 0; i < np; i++)
-		total += lvd_mllama_param_at(m, i)->numel;
+	size_t np = lvd_mllama_nparams(m), total = 0, npb = 0, ngb = 0, outside = 0;
+	float *pb = lvd_mllama_param_block(m, &npb), *gb = lvd_mllama_grad_block(m, &ngb);
+	CHECK(pb && gb && npb == ngb);
+	for (size_t i = 0; i < np; i++) {
+		const struct lvd_mllama_param *p = lvd_mllama_param_at(m, i);
+		total += p->numel;
+		outside += p->data < pb || p->data + p->numel > pb + npb || p->grad - gb != p->data - pb;
+	}
+	CHECK(outside == 0 && npb >= total && npb < total + 16 * np);
 	float *ref = malloc(total * sizeof *ref);
 	REQUIRE(ref != NULL);
 	struct lvd_mllama_batch b = io_batch(&g, 1);

@@ -635,7 +635,10 @@ static int setup_model(struct trainer *t, struct lvd_error *err)
 	lvd_mllama_set_ctx(t->m, t->ctx);
 	if (o->full) {
 		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
-		return lvd_mllama_enable_grads(t->m, err);
+		if ((rc = lvd_mllama_enable_grads(t->m, err)))
+			return rc;
+		t->grad_flat = lvd_mllama_grad_block(t->m, &t->n_grad_flat);
+		return 0;
 	}
 	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
 					 o->seed};
@@ -643,6 +646,8 @@ static int setup_model(struct trainer *t, struct lvd_error *err)
 		return rc;
 	t->lora = lvd_mllama_lora_params(t->m, &t->n_lora);
 	t->dlora = lvd_mllama_lora_grads(t->m, &t->n_lora);
+	t->grad_flat = t->dlora;
+	t->n_grad_flat = t->n_lora;
 	return 0;
 }
 

@@ -73,6 +73,11 @@ struct trainer {
 	struct ckpt_tensor *tens; /* what a checkpoint saves and loads (built by ckpt_tensors) */
 	size_t n_tens;
 	struct lvd_loader *eld;   /* --eval-pack loader (pack order, partial last batch) */
+	/* the model's trainable gradients as ONE flat block (a data-parallel all-reduce is one
+	 * call over it, plus one over dal): the LoRA gradient block, or with --full the
+	 * model's whole gradient block (lvd_mllama_grad_block; frozen groups' entries stay 0) */
+	float *grad_flat;
+	size_t n_grad_flat;
 };
 
 /* Options of an export folder: merge = complete transformers folder (always for --full). */

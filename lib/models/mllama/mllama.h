@@ -121,6 +121,14 @@ struct lvd_mllama_param *lvd_mllama_param_find(struct lvd_mllama *m, const char 
  * (parameters and LoRA). */
 int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err);
 void lvd_mllama_zero_grads(struct lvd_mllama *m);
+/* The parameter block and the full-parameter gradient block of a model loaded with
+ * lvd_mllama_load: every parameter's data (grad) lies inside, at the same offset in both
+ * (parameters in table order, each starting on a 64-byte boundary; padding floats stay
+ * 0), so one all-reduce over the gradient block covers every gradient. *n = floats; the
+ * gradient block is NULL before lvd_mllama_enable_grads, both are NULL for
+ * lvd_mllama_load_frozen (its mapped weights are not one block). */
+float *lvd_mllama_param_block(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_grad_block(struct lvd_mllama *m, size_t *n);
 
 /* Adds LoRA adapters on every linear whose module name matches cfg->targets (q/k/v/o,
  * vision fc1/fc2, text gate/up/down). From then on backward only computes LoRA grads.

@@ -504,6 +504,18 @@ void lvd_mllama_zero_grads(struct lvd_mllama *m)
 		memset(m->lgrads, 0, m->lsize * sizeof(float));
 }
 
+float *lvd_mllama_param_block(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->frozen ? 0 : m->ptotal;
+	return m->frozen ? NULL : m->pblock;
+}
+
+float *lvd_mllama_grad_block(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->frozen || !m->gblock ? 0 : m->ptotal;
+	return m->frozen ? NULL : m->gblock;
+}
+
 void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen) { m->frozen_groups = frozen & LVD_MLLAMA_ALL_GROUPS; }
 
 unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *name)
