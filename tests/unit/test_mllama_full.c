@@ -29,17 +29,6 @@ struct io {
 	float *pix;
 };
 
-static int *geti(struct lvd_st *st, const char *name)
-{
-	size_t n;
-	float *f = lvd_gold_f32(st, name, &n);
-	int *p = f ? malloc(sizeof(int) * n) : NULL;
-	for (size_t i = 0; p && i < n; i++)
-		p[i] = (int)f[i];
-	free(f);
-	return p;
-}
-
 static int io_open(struct io *g)
 {
 	struct lvd_error err = {0};
@@ -50,8 +39,8 @@ static int io_open(struct io *g)
 	if (!pv || !ii)
 		return -1;
 	g->B = (int)ii->shape[0], g->T = (int)ii->shape[1], g->M = (int)pv->shape[1];
-	g->ids = geti(g->st, "input_ids"), g->labels = geti(g->st, "labels"), g->arid = geti(g->st, "aspect_ratio_ids");
-	g->armask = geti(g->st, "aspect_ratio_mask"), g->xmask = geti(g->st, "cross_attention_mask");
+	g->ids = lvd_gold_i32(g->st, "input_ids"), g->labels = lvd_gold_i32(g->st, "labels"), g->arid = lvd_gold_i32(g->st, "aspect_ratio_ids");
+	g->armask = lvd_gold_i32(g->st, "aspect_ratio_mask"), g->xmask = lvd_gold_i32(g->st, "cross_attention_mask");
 	g->pix = lvd_gold_f32(g->st, "pixel_values", NULL);
 	return g->ids && g->labels && g->arid && g->armask && g->xmask && g->pix ? 0 : -1;
 }
