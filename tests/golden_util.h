@@ -1,5 +1,5 @@
 /* tests/golden_util.h — helpers shared by the golden tests (header-only; include after
- * harness.h): reading a golden tensor as fp32, the largest magnitude of a buffer, and
+ * harness.h): reading a golden tensor as fp32 (or int), the largest magnitude of a buffer, and
  * the PEFT adapter key -> lvd module name mapping the golden generators write. */
 #ifndef LVD_TEST_GOLDEN_UTIL_H
 #define LVD_TEST_GOLDEN_UTIL_H
@@ -33,6 +33,18 @@ static inline float *lvd_gold_f32(struct lvd_st *g, const char *name, size_t *n)
 	}
 	if (n)
 		*n = (size_t)tv->numel;
+	return p;
+}
+
+/* The same as ints (golden ids, masks), converted through f32 (exact below 2^24). */
+static inline int *lvd_gold_i32(struct lvd_st *g, const char *name)
+{
+	size_t n;
+	float *f = lvd_gold_f32(g, name, &n);
+	int *p = f ? malloc(sizeof(int) * n + 4) : NULL;
+	for (size_t i = 0; p && i < n; i++)
+		p[i] = (int)f[i];
+	free(f);
 	return p;
 }
 

@@ -1,6 +1,7 @@
 /* File helpers: full I/O, atomic writes, mkdir -p, bounded line reading. */
 #include "io/fileutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -79,6 +80,27 @@ int lvd_path_is_file(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void lvd_dir_remove_flat(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			size_t n = strlen(dir) + strlen(e->d_name) + 2;
+			char *p = malloc(n);
+			if (!p)
+				continue;
+			snprintf(p, n, "%s/%s", dir, e->d_name);
+			unlink(p);
+			free(p);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
 }
 
 int lvd_file_read_all(const char *path, size_t max_len, char **out, size_t *out_len,

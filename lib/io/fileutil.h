@@ -37,6 +37,11 @@ int lvd_file_read_all(const char *path, size_t max_len, char **buf, size_t *len,
 int lvd_path_is_dir(const char *path);
 int lvd_path_is_file(const char *path);
 
+/* Removes the entries of dir that unlink removes (files, links; not sub-folders), then
+ * dir itself; failures are ignored (cleanup of a tool's own temporary or replaced
+ * folders). */
+void lvd_dir_remove_flat(const char *dir);
+
 /* Creates a directory and its parents (mode 0777 before umask); existing is fine. */
 int lvd_mkdir_p(const char *path, struct lvd_error *err);
 

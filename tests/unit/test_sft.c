@@ -6,6 +6,8 @@
  *   test_sft --compare A B TOL [SKIP]  every tensor of A (but SKIP) equals B's within TOL
  *                                   (0: bitwise);
  *                                   exit 0 equal, 1 different (max difference printed)
+ *   test_sft --diff A B              print the name of every tensor of A that is not
+ *                                   bitwise equal to B's (or absent there), one a line
  * Without those arguments: unit checks that the fixture pack opens with the loader for
  * the golden model and that its step counts are split-invariant. */
 #include <stdint.h>
@@ -211,6 +213,25 @@ static int compare(const char *a, const char *b, double tol, const char *skip)
 	return bad;
 }
 
+static int diff_names(const char *a, const char *b)
+{
+	struct lvd_error e = {0};
+	struct lvd_st *sa = NULL, *sb = NULL;
+	if (lvd_st_open(&sa, a, &e) || lvd_st_open(&sb, b, &e)) {
+		fprintf(stderr, "diff: %s\n", e.msg);
+		lvd_st_close(sa);
+		return 2;
+	}
+	for (size_t i = 0; i < lvd_st_count(sa); i++) {
+		const struct lvd_tensor_view *ta = lvd_st_at(sa, i), *tb = lvd_st_find(sb, ta->name);
+		if (!tb || tb->dtype != ta->dtype || tb->nbytes != ta->nbytes || memcmp(ta->data, tb->data, ta->nbytes))
+			printf("%s\n", ta->name);
+	}
+	lvd_st_close(sa);
+	lvd_st_close(sb);
+	return 0;
+}
+
 static char g_tmp[256];
 
 static void test_fixture_loader(void)
@@ -263,6 +284,8 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (argc == 4 && !strcmp(argv[1], "--diff"))
+		return diff_names(argv[2], argv[3]);
 	if (argc >= 5 && !strcmp(argv[1], "--compare"))
 		return compare(argv[2], argv[3], atof(argv[4]), argc > 5 ? argv[5] : NULL);
 	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_sft.XXXXXX");

@@ -1,10 +1,10 @@
-/* lvd-sft — Stage 3 of Lavender: fine-tune the VLM (LoRA) with CE + lambda * attention-alignment loss from packed shards. */
+/* lvd-sft — Stage 3 of Lavender: fine-tune the VLM (LoRA or full) with CE + lambda * attention-alignment loss from packed shards. */
 #include "common/cli.h"
 #include "cmds.h"
 
 static const struct lvd_cli_cmd cmds[] = {
-	{"run", "train LoRA + Aligner on an lvd-pack folder (resumes from RUN_DIR's checkpoints)", cmd_run},
-	{"export", "write a checkpoint's LoRA (PEFT folder) and Aligner", cmd_export},
+	{"run", "train LoRA (or --full) + Aligner on an lvd-pack folder (resumes from RUN_DIR's checkpoints)", cmd_run},
+	{"export", "write a checkpoint's LoRA (PEFT folder; --merge: transformers folder) and Aligner", cmd_export},
 	{"inspect", "print a checkpoint (step, cursor, options, tensor norms) as JSON", cmd_inspect},
 	{0, 0, 0},
 };
@@ -12,6 +12,6 @@ static const struct lvd_cli_cmd cmds[] = {
 int main(int argc, char **argv)
 {
 	return lvd_cli_main(argc, argv, "lvd-sft",
-			    "Stage 3 of Lavender: fine-tune the VLM (LoRA) with CE + lambda * attention-alignment loss from packed shards.",
+			    "Stage 3 of Lavender: fine-tune the VLM (LoRA or full) with CE + lambda * attention-alignment loss from packed shards.",
 			    cmds);
 }

@@ -1,8 +1,9 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
- * lvd_lstep_run (CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over two
- * blocks (LoRA, Aligner) -> metrics.jsonl; checkpoints RUN/ckpt-NNNNNN/ with exact
- * resume; final PEFT adapter + Aligner in RUN/final/. Also lvd-sft export (a
- * checkpoint's adapter + Aligner) and lvd-sft inspect (a checkpoint as JSON). */
+ * lvd_lstep_run (ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
+ * the blocks (LoRA + Aligner, or with --full the trainable ranges of the model's
+ * parameter block + Aligner) -> metrics.jsonl (+ --eval-pack evaluations); checkpoints
+ * RUN/ckpt-NNNNNN/ with exact resume (ckpt.c); final PEFT adapter or transformers folder
+ * + Aligner in RUN/final/ (export.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -16,6 +17,7 @@
 
 #include "cmds.h"
 #include "dist_glue.h"
+#include "sft.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/alloc.h"
@@ -38,19 +40,23 @@
 
 static const char USAGE[] = "lvd-sft run --model VLM_DIR --pack PACK_DIR --out RUN_DIR [options]";
 static const char DESC[] =
-	"Trains LoRA adapters on the VLM and the Lavender Aligner with\n"
-	"  loss = CE + lambda * L_att\n"
+	"Trains LoRA adapters on the VLM (or, with --full, the weights of the --train groups)\n"
+	"and the Lavender Aligner with\n"
+	"  loss = ce_scale * CE + lambda * L_att\n"
 	"over the records of an lvd-pack folder. One optimiser step = --grad-accum micro-batches\n"
 	"of --batch samples. Writes RUN_DIR/run.json (provenance), RUN_DIR/metrics.jsonl (one\n"
-	"line per step), RUN_DIR/ckpt-NNNNNN/ every --save-every steps and at the end, and the\n"
-	"final PEFT adapter + Aligner in RUN_DIR/final/. Re-running the same command resumes\n"
-	"from the newest complete checkpoint with bit-identical results; changed options are\n"
-	"refused except --max-steps, --save-every, --threads and --keep. See docs/sft.md.";
+	"line per step, one per --eval-pack evaluation), RUN_DIR/ckpt-NNNNNN/ every --save-every\n"
+	"steps and at the end, and in RUN_DIR/final/ the PEFT adapter (with --full: a complete\n"
+	"transformers folder) + the Aligner. Re-running the same command resumes from the newest\n"
+	"complete checkpoint with bit-identical results; changed options are refused except\n"
+	"--max-steps, --save-every, --threads, --keep and the evaluation and resume options.\n"
+	"See docs/sft.md.";
 
 enum {
 	O_MODEL, O_PACK, O_OUT, O_LORA, O_LAMBDA, O_LR, O_WD, O_BETAS, O_EPS, O_SCHEDULE, O_WARMUP, O_CLIP,
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
+	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT,
 };
 static const struct lvd_cli_opt OPTS[] = {
@@ -84,6 +90,14 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
 	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
+	[O_FULL] = {"full", 0, NULL, "full fine-tuning instead of LoRA (of the --train groups; not with --lora)"},
+	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four)"},
+	[O_CE_WARMUP] = {"ce-warmup", 0, "P", "attention-only warm-up: CE x 1e-7 for the first P steps (default 0)"},
+	[O_CE_RAMP] = {"ce-ramp", 0, "R", "after the warm-up, CE x min(1, (t - P)/R) at 0-based step t (default 0 = none)"},
+	[O_EVAL_PACK] = {"eval-pack", 0, "DIR", "lvd-pack folder evaluated (forward only) every --eval-every steps and at the end"},
+	[O_EVAL_EVERY] = {"eval-every", 0, "N", "evaluation period in steps (default 0: only after the last step)"},
+	[O_RESUME] = {"resume", 0, NULL, "require a checkpoint in RUN_DIR to resume from (default: resume when there is one)"},
+	[O_NO_RESUME] = {"no-resume", 0, NULL, "refuse (exit 2) when RUN_DIR already holds a checkpoint"},
 	[O_WORD_KEYS] = {"word-keys", 0, "K", "rows of a word: pack (its query positions; default) | argmax (official: "
 					    "the rows whose predicted token is the word)"},
 	[O_NPROC] = {"nproc-per-node", 0, "N", "start N local ranks of this run (data parallel over TCP; docs/dist.md)"},
@@ -91,22 +105,6 @@ static const struct lvd_cli_opt OPTS[] = {
 	{0},
 };
 
-struct opts {
-	const char *model, *pack, *out;
-	int lora_r;
-	double lora_alpha, lora_dropout;
-	char lora_targets[256];
-	double lambda, lr, wd, beta1, beta2, eps, clip;
-	const char *schedule;
-	int warmup, batch, accum, epochs, threads, loss_tokens;
-	int64_t max_steps, save_every, keep;
-	uint64_t seed;
-	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
-	int al_hidden;
-	int argmax_keys;          /* --word-keys argmax */
-	int nproc;                /* --nproc-per-node (0: none) */
-	double comm_timeout;
-};
 
 static const char *const AGG_NAMES[4] = {"mean-after", "max-after", "mean-before", "max-before"};
 
@@ -134,7 +132,7 @@ static int parse_lsched(const char *arg, struct lvd_latt_sched *s, struct lvd_er
 }
 
 /* Aligner/aggregation/layer options into cfg (checked by the caller). */
-static int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err)
+int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err)
 {
 	if (o->al_depth && lvd_aligner_parse_depth(o->al_depth, &c->aligner.depth, err))
 		return LVD_ERR_INVALID;
@@ -253,7 +251,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_MODEL: o->model = arg; return 0;
 	case O_PACK: o->pack = arg; return 0;
 	case O_OUT: o->out = arg; return 0;
-	case O_LORA: return parse_lora(o, arg);
+	case O_LORA: o->lora_set = 1; return parse_lora(o, arg);
 	case O_LAMBDA: return opt_double(arg, 0, 1e9, "--lambda", &o->lambda);
 	case O_LR: return opt_double(arg, 0, 10, "--lr", &o->lr);
 	case O_WD: return opt_double(arg, 0, 1e3, "--weight-decay", &o->wd);
@@ -315,6 +313,19 @@ static int on_opt(int key, const char *arg, void *ctx)
 		o->geometry = arg;
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
+	case O_FULL: o->full = 1; return 0;
+	case O_TRAIN: {
+		struct lvd_error err = {0};
+		if (parse_groups(arg, &o->train_mask, &err))
+			return lvd_cli_usage_error("--train: %s", err.msg);
+		return 0;
+	}
+	case O_CE_WARMUP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-warmup", &o->ce_warmup);
+	case O_CE_RAMP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-ramp", &o->ce_ramp);
+	case O_EVAL_PACK: o->eval_pack = arg; return 0;
+	case O_EVAL_EVERY: return opt_i64(arg, 0, (int64_t)1 << 40, "--eval-every", &o->eval_every);
+	case O_RESUME: o->resume = 1; return 0;
+	case O_NO_RESUME: o->resume = -1; return 0;
 	case O_WORD_KEYS:
 		if (strcmp(arg, "pack") && strcmp(arg, "argmax"))
 			return lvd_cli_usage_error("--word-keys: '%s' is not pack or argmax", arg);
@@ -326,9 +337,41 @@ static int on_opt(int key, const char *arg, void *ctx)
 	return lvd_cli_usage_error("unhandled option");
 }
 
+/* in LVD_MLLAMA_* bit order */
+static const char *const GROUP_NAMES[4] = {"vision", "projector", "text", "cross"};
+
+void group_names(unsigned mask, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = 0;
+	for (int k = 0; k < 4; k++)
+		if (mask & (1u << k))
+			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", GROUP_NAMES[k]);
+}
+
+int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err)
+{
+	*mask = 0;
+	const char *p = arg;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		int k = 0;
+		while (k < 4 && (strlen(GROUP_NAMES[k]) != n || strncmp(p, GROUP_NAMES[k], n)))
+			k++;
+		if (k == 4)
+			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of vision, projector, text, cross",
+					     (int)n, p);
+		*mask |= 1u << k;
+		p += n + (p[n] == ',');
+	}
+	if (!*mask)
+		return lvd_error_set(err, LVD_ERR_INVALID, "empty list");
+	return 0;
+}
+
 /* The options that must not change on resume (run.json "params"). --max-steps,
  * --save-every, --threads and --keep are left out: they may change. */
-static json_t *params_json(const struct opts *o)
+json_t *params_json(const struct opts *o)
 {
 	json_t *p = json_object();
 	json_object_set_new(p, "lora_r", json_integer(o->lora_r));
@@ -358,234 +401,22 @@ static json_t *params_json(const struct opts *o)
 	json_object_set_new(p, "layers", json_string(o->layers ? o->layers : "all"));
 	json_object_set_new(p, "geometry", json_string(o->geometry));
 	json_object_set_new(p, "init_aligner", o->init_aligner ? json_string(o->init_aligner) : json_null());
+	/* recorded only when used, so run folders of earlier versions still resume */
+	if (o->ce_warmup)
+		json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
+	if (o->ce_ramp)
+		json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
+	if (o->full) {
+		char g[64];
+		group_names(o->train_mask, g, sizeof g);
+		json_object_set_new(p, "full", json_true());
+		json_object_set_new(p, "train", json_string(g));
+	}
 	if (o->argmax_keys) /* only when set: run.json of earlier runs stays comparable */
 		json_object_set_new(p, "word_keys", json_string("argmax"));
 	return p;
 }
 
-/* ---- training state --------------------------------------------------------------- */
-
-struct trainer {
-	struct opts *o;
-	struct lvd_comm *comm;    /* the ranks (one without a launcher; dist_glue.h) */
-	struct lvd_ctx *ctx;
-	struct lvd_mllama *m;
-	struct lvd_loader *ld;
-	struct lvd_optim *opt;
-	struct lvd_latt_cfg lcfg;
-	struct lvd_aligner_layout alay;
-	float *al, *dal;          /* Aligner params / grads [n_al] */
-	size_t n_al, n_lora;
-	float *lora, *dlora;
-	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
-	int n_keys;
-	int64_t step;             /* optimiser steps done */
-	struct lvd_loader_cursor cur;
-	uint64_t epoch;           /* epoch of the last step's first micro-batch */
-	uint64_t spe;             /* optimiser steps per epoch */
-};
-
-static void ckpt_name(char *buf, size_t cap, const char *out, int64_t step)
-{
-	snprintf(buf, cap, "%s/ckpt-%06lld", out, (long long)step);
-}
-
-/* Newest complete checkpoint (dir with state.json) step, or -1. Also removes stale
- * temporary folders. */
-static int64_t ckpt_scan(const char *out, int64_t **all, size_t *n_all)
-{
-	DIR *d = opendir(out);
-	int64_t best = -1;
-	size_t dummy = 0;
-	if (!n_all)
-		n_all = &dummy;
-	*n_all = 0;
-	if (all)
-		*all = NULL;
-	if (!d)
-		return -1;
-	struct dirent *e;
-	size_t cap = 0;
-	while ((e = readdir(d))) {
-		long long s;
-		char tail;
-		if (sscanf(e->d_name, "ckpt-%lld%c", &s, &tail) != 1 || strlen(e->d_name) != 11)
-			continue;
-		char p[4200];
-		snprintf(p, sizeof p, "%s/%s/state.json", out, e->d_name);
-		if (access(p, R_OK))
-			continue;
-		if (s > best)
-			best = s;
-		if (all) {
-			if (*n_all == cap) {
-				cap = cap ? 2 * cap : 16;
-				int64_t *nv = realloc(*all, cap * sizeof *nv);
-				if (!nv)
-					break;
-				*all = nv;
-			}
-			(*all)[(*n_all)++] = s;
-		}
-	}
-	closedir(d);
-	return best;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
-}
-
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[4200];
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
-}
-
-static int ckpt_save(struct trainer *t, struct lvd_error *err)
-{
-	char tmp[4200], fin[4200], p[4300];
-	snprintf(tmp, sizeof tmp, "%s/.ckpt-%06lld.tmp", t->o->out, (long long)t->step);
-	ckpt_name(fin, sizeof fin, t->o->out, t->step);
-	rm_tree(tmp);
-	if (mkdir(tmp, 0777))
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", tmp);
-	struct lvd_st_writer *w = lvd_st_writer_new();
-	if (!w)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	const char *names[6] = {"lora", "aligner", "lora.adam_m", "aligner.adam_m", "lora.adam_v", "aligner.adam_v"};
-	const float *data[6] = {t->lora, t->al, t->opt->m[0], t->opt->m[1], t->opt->v[0], t->opt->v[1]};
-	size_t ns[6] = {t->n_lora, t->n_al, t->n_lora, t->n_al, t->n_lora, t->n_al};
-	int rc = 0;
-	for (int i = 0; i < 6 && !rc; i++) {
-		int64_t shape[1] = {(int64_t)ns[i]};
-		rc = lvd_st_writer_add(w, names[i], LVD_DT_F32, 1, shape, data[i], err);
-	}
-	snprintf(p, sizeof p, "%s/state.safetensors", tmp);
-	if (!rc)
-		rc = lvd_st_writer_write(w, p, err);
-	lvd_st_writer_free(w);
-	if (rc)
-		return rc;
-	json_t *s = json_object();
-	json_object_set_new(s, "step", json_integer(t->step));
-	json_object_set_new(s, "epoch", json_integer((json_int_t)t->epoch));
-	json_object_set_new(s, "cursor_epoch", json_integer((json_int_t)t->cur.epoch));
-	json_object_set_new(s, "cursor_pos", json_integer((json_int_t)t->cur.pos));
-	json_object_set_new(s, "options", params_json(t->o));
-	char *dump = lvd_run_dump(s);
-	json_decref(s);
-	if (!dump)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	snprintf(p, sizeof p, "%s/state.json", tmp);
-	size_t dl = strlen(dump);
-	dump[dl] = 0;
-	rc = lvd_file_write_atomic(p, dump, dl, err);
-	free(dump);
-	if (rc)
-		return rc;
-	rm_tree(fin);
-	if (rename(tmp, fin))
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, fin);
-	if ((rc = lvd_fsync_parent(fin, err)))
-		return rc;
-	/* --keep: prune the oldest complete checkpoints. */
-	if (t->o->keep > 0) {
-		int64_t *all = NULL;
-		size_t n = 0;
-		ckpt_scan(t->o->out, &all, &n);
-		if (all && n > (size_t)t->o->keep) {
-			qsort(all, n, sizeof *all, cmp_i64);
-			for (size_t i = 0; i + (size_t)t->o->keep < n; i++) {
-				ckpt_name(p, sizeof p, t->o->out, all[i]);
-				rm_tree(p);
-			}
-		}
-		free(all);
-	}
-	return 0;
-}
-
-static int load_block(struct lvd_st *st, const char *name, float *dst, size_t n, struct lvd_error *err)
-{
-	int64_t shape[1] = {(int64_t)n};
-	return lvd_st_load_f32(st, name, 1, shape, dst, n, err);
-}
-
-static int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err)
-{
-	char dir[4200], p[4300];
-	ckpt_name(dir, sizeof dir, t->o->out, step);
-	snprintf(p, sizeof p, "%s/state.json", dir);
-	json_error_t je;
-	json_t *s = json_load_file(p, 0, &je);
-	if (!s)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: %s", p, je.text);
-	json_int_t st_step = json_integer_value(json_object_get(s, "step"));
-	t->epoch = (uint64_t)json_integer_value(json_object_get(s, "epoch"));
-	t->cur.epoch = (uint64_t)json_integer_value(json_object_get(s, "cursor_epoch"));
-	t->cur.pos = (uint64_t)json_integer_value(json_object_get(s, "cursor_pos"));
-	json_decref(s);
-	if (st_step != step)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: step %lld, folder says %lld", p, (long long)st_step,
-				     (long long)step);
-	snprintf(p, sizeof p, "%s/state.safetensors", dir);
-	struct lvd_st *st = NULL;
-	int rc = lvd_st_open(&st, p, err);
-	if (rc)
-		return rc;
-	if (!(rc = load_block(st, "lora", t->lora, t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner", t->al, t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_m", t->opt->m[0], t->n_lora, err)) &&
-	    !(rc = load_block(st, "aligner.adam_m", t->opt->m[1], t->n_al, err)) &&
-	    !(rc = load_block(st, "lora.adam_v", t->opt->v[0], t->n_lora, err)))
-		rc = load_block(st, "aligner.adam_v", t->opt->v[1], t->n_al, err);
-	lvd_st_close(st);
-	if (rc)
-		return rc;
-	t->step = step;
-	t->opt->step = step;
-	return 0;
-}
-
-/* PEFT adapter + Aligner of t's current weights into dir (created). */
-static int export_to(struct trainer *t, const char *dir, struct lvd_error *err)
-{
-	char p[4300];
-	int rc = lvd_mkdir_p(dir, err);
-	if (rc)
-		return rc;
-	if ((rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err)))
-		return rc;
-	snprintf(p, sizeof p, "%s/aligner.safetensors", dir);
-	if ((rc = lvd_aligner_save(&t->lcfg.aligner, t->al, p, err)))
-		return rc;
-	char js[512];
-	snprintf(js, sizeof js, "{\"d_in\": %d, \"d_h\": %d, \"n_layers\": %d, \"step\": %lld}\n",
-		 t->lcfg.aligner.d_in, t->lcfg.aligner.d_h, t->lcfg.n_captured, (long long)t->step);
-	snprintf(p, sizeof p, "%s/aligner.json", dir);
-	return lvd_file_write_atomic(p, js, strlen(js), err);
-}
-
-static int export_final(struct trainer *t, struct lvd_error *err)
-{
-	char dir[4200];
-	snprintf(dir, sizeof dir, "%s/final", t->o->out);
-	return export_to(t, dir, err);
-}
 
 /* Test hooks (tests/cli/test_lvd_sft.sh): LVD_SFT_KILL_AT=N sends SIGKILL to this
  * process after the update of step N (before its checkpoint), to test resume without
@@ -598,6 +429,89 @@ static int64_t env_step(const char *name)
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
+/* The step input of loader batch b (mb: its model view); ce_scale and pair_count are the
+ * caller's. */
+static void lstep_in(struct lvd_lstep_in *in, struct lvd_mllama_batch *mb, const struct lvd_loader_batch *b,
+		     const struct trainer *t, float lam, int backward)
+{
+	lvd_loader_batch_view(b, mb);
+	memset(in, 0, sizeof *in);
+	in->batch = mb;
+	in->plans = b->plans;
+	in->params = t->al;
+	in->cfg = &t->lcfg;
+	in->lambda = lam;
+	in->backward = backward;
+}
+
+/* --eval-pack: forward only (no dropout) over every record of the eval pack, in pack
+ * order; appends {"eval": true, step, ce, att, loss, samples, pairs, label_tokens} to
+ * metrics.jsonl. ce is the mean over all label tokens, att the mean over all matched
+ * pairs, loss = ce_sched·ce + lam·att with the schedule values of the step just done. */
+static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, struct lvd_error *err)
+{
+	struct lvd_loader_cursor c0 = {0, 0};
+	int rc = lvd_loader_seek(t->eld, &c0, err);
+	if (rc)
+		return rc;
+	/* global steps of world·batch samples; each rank takes its block of each (some may be
+	 * empty at the end) */
+	const uint64_t gb = (uint64_t)t->o->batch * (uint64_t)lvd_comm_world(t->comm);
+	uint64_t nb = (lvd_loader_records(t->eld) + gb - 1) / gb;
+	double ce_tok = 0, att = 0;
+	int64_t tok = 0, pairs = 0, samples = 0;
+	lvd_mllama_set_eval(t->m, 1);
+	for (uint64_t k = 0; k < nb && !rc; k++) {
+		struct lvd_loader_batch *b = NULL;
+		if ((rc = lvd_loader_next(t->eld, &b, err)))
+			break;
+		if (b->B > 0) {
+			struct lvd_mllama_batch mb;
+			struct lvd_lstep_in in;
+			lstep_in(&in, &mb, b, t, lam, 0);
+			in.ce_scale = 1.0f;
+			in.pair_count = 1.0;   /* out.latt = the sum over this batch's pairs */
+			struct lvd_lstep_out out = {0};
+			rc = lvd_lstep_run(t->ctx, t->m, &out, NULL, NULL, &in, err);
+			if (!rc) {
+				ce_tok += b->n_label_tokens > 0 ? out.ce * (double)b->n_label_tokens : 0.0;
+				att += out.latt;
+				tok += b->n_label_tokens;
+				pairs += b->n_pairs;
+				samples += b->B;
+			}
+		}
+		lvd_loader_release(t->eld, b);
+	}
+	lvd_mllama_set_eval(t->m, 0);
+	if (rc) {
+		lvd_error_prefix(err, "eval at step %lld: ", (long long)t->step);
+		return rc;
+	}
+	if (lvd_comm_world(t->comm) > 1) {
+		/* each rank evaluated its part of the eval pack: the sums of all */
+		double v[5] = {ce_tok, att, (double)tok, (double)pairs, (double)samples};
+		if ((rc = lvd_comm_all_reduce(t->comm, v, 5, LVD_COMM_F64, LVD_COMM_SUM, err)))
+			return rc;
+		ce_tok = v[0], att = v[1], tok = (int64_t)v[2], pairs = (int64_t)v[3], samples = (int64_t)v[4];
+	}
+	if (!mf)
+		return 0; /* not rank 0 */
+	double ce = tok > 0 ? ce_tok / (double)tok : 0.0, at = pairs > 0 ? att / (double)pairs : 0.0;
+	json_t *j = json_object();
+	json_object_set_new(j, "eval", json_true());
+	json_object_set_new(j, "step", json_integer(t->step));
+	json_object_set_new(j, "ce", json_real(ce));
+	json_object_set_new(j, "att", json_real(at));
+	json_object_set_new(j, "loss", json_real(ce_sched * ce + lam * at));
+	json_object_set_new(j, "samples", json_integer(samples));
+	json_object_set_new(j, "pairs", json_integer(pairs));
+	json_object_set_new(j, "label_tokens", json_integer(tok));
+	lvd_run_jsonl_append(mf, j);
+	json_decref(j);
+	return 0;
+}
+
 static int train(struct trainer *t, int64_t total, FILE *mf)
 {
 	struct opts *o = t->o;
@@ -607,6 +521,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	ls.lambda = (float)o->lambda;
 	parse_lsched(o->lsched, &ls, &err);
 	ls.decay_steps = (long)t->spe;
+	ls.warmup = (long)o->ce_warmup;
+	if (o->ce_ramp > 0) {
+		ls.ce_ramp = 1;
+		ls.total_steps = (long)(o->ce_warmup + o->ce_ramp);
+	}
 	if (lvd_latt_sched_check(&ls, &err)) {
 		lvd_error_log("--lambda-schedule: %s", err.msg);
 		return 1;
@@ -657,15 +576,9 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 			nsamp += b->B;
 			struct lvd_mllama_batch mb;
-			lvd_loader_batch_view(b, &mb);
+			struct lvd_lstep_in in;
+			lstep_in(&in, &mb, b, t, lam, 1);
 			mb.dropout_step = (int)(t->step * A + a);
-			struct lvd_lstep_in in = {0};
-			in.batch = &mb;
-			in.plans = b->plans;
-			in.params = t->al;
-			in.cfg = &t->lcfg;
-			in.lambda = lam;
-			in.backward = 1;
 			if (t->keys) {
 				/* official keys: the pairs are known after the forward only, so L_att is
 				 * the mean over the micro-batch's pairs, divided by --grad-accum × ranks
@@ -700,7 +613,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 		}
 		double stats[4] = {ce_sum, att_sum, nsamp, (double)kpairs}, comm_s = 0;
-		if (sft_dist_reduce_step(t->comm, t->dlora, t->n_lora, t->dal, t->n_al, stats, 4, &comm_s, &err)) {
+		if (sft_dist_reduce_step(t->comm, t->grad_flat, t->n_grad_flat, t->dal, t->n_al, stats, 4, &comm_s,
+					 &err)) {
 			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
 			return 1;
 		}
@@ -728,6 +642,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "ce", json_real(ce_sum));
 		json_object_set_new(j, "att", json_real(att_sum));
 		json_object_set_new(j, "lambda", json_real(lam));
+		json_object_set_new(j, "ce_scale", json_real(ce_sched));
 		json_object_set_new(j, "grad_norm", json_real(norm));
 		json_object_set_new(j, "label_tokens", json_integer(gtok));
 		json_object_set_new(j, "pairs", json_integer(t->keys ? kpairs : gpairs));
@@ -740,6 +655,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			lvd_run_jsonl_append(mf, j);
 		json_decref(j);
 		lvd_progress_set(pg, (uint64_t)t->step);
+		if (t->eld && ((o->eval_every > 0 && t->step % o->eval_every == 0) || t->step == total) &&
+		    evaluate(t, mf, lam, ce_sched, &err)) {
+			lvd_error_log("%s", err.msg);
+			lvd_progress_destroy(pg);
+			return 1;
+		}
 		if (kill == t->step && sft_dist_kill_here(t->comm))
 			raise(SIGKILL);
 		while (hang == t->step && sft_dist_kill_here(t->comm))
@@ -758,6 +679,78 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	return 0;
 }
 
+/* The model: a frozen base with LoRA adapters, or with --full a mutable copy with full
+ * gradients. */
+static int setup_model(struct trainer *t, struct lvd_error *err)
+{
+	const struct opts *o = t->o;
+	int rc = o->full ? lvd_mllama_load(&t->m, o->model, err) : lvd_mllama_load_frozen(&t->m, o->model, err);
+	if (rc)
+		return rc;
+	lvd_mllama_set_ctx(t->m, t->ctx);
+	if (o->full) {
+		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
+		if ((rc = lvd_mllama_enable_grads(t->m, err)))
+			return rc;
+		t->grad_flat = lvd_mllama_grad_block(t->m, &t->n_grad_flat);
+		return 0;
+	}
+	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
+					 o->seed};
+	if ((rc = lvd_mllama_add_lora(t->m, &lc, err)))
+		return rc;
+	t->lora = lvd_mllama_lora_params(t->m, &t->n_lora);
+	t->dlora = lvd_mllama_lora_grads(t->m, &t->n_lora);
+	t->grad_flat = t->dlora;
+	t->n_grad_flat = t->n_lora;
+	return 0;
+}
+
+/* Optimiser blocks. LoRA: {lora, aligner}. --full: the trainable parameters lie in the
+ * model's one parameter block (and their gradients at the same offsets in its one
+ * gradient block); each maximal run of consecutive trainable parameters is one block
+ * "model" (all four groups: the whole parameter block) with per-tensor offsets for the
+ * clipping norm; frozen groups get no block and no moments. Then the aligner. */
+static int setup_blocks(struct trainer *t, struct lvd_error *err)
+{
+	const struct opts *o = t->o;
+	size_t np = o->full ? lvd_mllama_nparams(t->m) : 0;
+	t->blocks = calloc(np + 2, sizeof *t->blocks);
+	t->toff = calloc(np + 2, sizeof *t->toff);
+	if (!t->blocks || !t->toff)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	int nb = 0;
+	if (!o->full) {
+		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
+	} else {
+		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
+		for (size_t i = 0; i < np;) {
+			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
+			if (!(lvd_mllama_param_group(c, p0->name) & o->train_mask)) {
+				i++;
+				continue;
+			}
+			size_t j = i;
+			while (j < np && (lvd_mllama_param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
+				j++;
+			size_t *off = malloc((j - i + 1) * sizeof *off);
+			if (!off)
+				return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+			for (size_t k = i; k < j; k++)
+				off[k - i] = (size_t)(lvd_mllama_param_at(t->m, k)->data - p0->data);
+			struct lvd_mllama_param *pl = lvd_mllama_param_at(t->m, j - 1);
+			size_t n = (size_t)(pl->data - p0->data) + pl->numel;
+			off[j - i] = n;
+			t->toff[nb] = off;
+			t->blocks[nb++] = (struct lvd_param_block){"model", p0->data, p0->grad, n, o->wd, off, (int)(j - i)};
+			i = j;
+		}
+	}
+	t->blocks[nb++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, o->wd, NULL, 0};
+	t->n_blocks = nb;
+	return 0;
+}
+
 /* Hex SHA-256 of dir/name as a JSON string (null when unreadable: the loader has
  * already opened both files, so this does not happen in practice). */
 static json_t *file_sha(const char *dir, const char *name)
@@ -772,22 +765,26 @@ static json_t *file_sha(const char *dir, const char *name)
 	return json_string(hex);
 }
 
-/* Removes RUN/.ckpt-*.tmp folders left by a killed run (never complete checkpoints). */
-static void remove_stale_tmp(const char *out)
+/* Resume with several ranks: rank 0's restored weights and AdamW moments of every
+ * optimiser block to the others (the run folder need not be shared). */
+static int share_state(struct trainer *t, struct lvd_error *err)
 {
-	DIR *d = opendir(out);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		size_t l = strlen(e->d_name);
-		if (strncmp(e->d_name, ".ckpt-", 6) || l < 10 || strcmp(e->d_name + l - 4, ".tmp"))
-			continue;
-		char p[4200];
-		snprintf(p, sizeof p, "%s/%s", out, e->d_name);
-		rm_tree(p);
+	const int nb = t->opt->n_blocks;
+	float **blk = calloc((size_t)nb * 3 + 1, sizeof *blk);
+	size_t *n = calloc((size_t)nb * 3 + 1, sizeof *n);
+	int rc = 0;
+	if (!blk || !n)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	for (int b = 0; !rc && b < nb; b++) {
+		const struct lvd_param_block *pb = &t->opt->blocks[b];
+		blk[3 * b] = pb->param, blk[3 * b + 1] = t->opt->m[b], blk[3 * b + 2] = t->opt->v[b];
+		n[3 * b] = n[3 * b + 1] = n[3 * b + 2] = pb->n;
 	}
-	closedir(d);
+	if (!rc)
+		rc = sft_dist_share_blocks(t->comm, blk, n, nb * 3, err);
+	free(blk);
+	free(n);
+	return rc;
 }
 
 int cmd_run(int argc, char **argv)
@@ -826,6 +823,14 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--pack DIR is required");
 	if (!o.out)
 		return lvd_cli_usage_error("--out DIR is required");
+	if (o.full && o.lora_set)
+		return lvd_cli_usage_error("--full and --lora exclude each other");
+	if (o.train_mask && !o.full)
+		return lvd_cli_usage_error("--train needs --full");
+	if (o.full && !o.train_mask)
+		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	if (o.eval_every && !o.eval_pack)
+		return lvd_cli_usage_error("--eval-every needs --eval-pack");
 	if (o.nproc > 0)
 		return sft_dist_launch(argc, argv, o.nproc);
 
@@ -845,15 +850,9 @@ int cmd_run(int argc, char **argv)
 	co.threads = lvd_run_threads(o.threads);
 	if (lvd_ctx_create(&t.ctx, &co, &err))
 		goto fail;
-	if (lvd_mllama_load_frozen(&t.m, o.model, &err))
+	if (setup_model(&t, &err))
 		goto fail;
-	lvd_mllama_set_ctx(t.m, t.ctx);
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
-	if (lvd_mllama_add_lora(t.m, &lc, &err))
-		goto fail;
-	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
-	t.dlora = lvd_mllama_lora_grads(t.m, &t.n_lora);
 	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
 	if (apply_latt_opts(&o, &t.lcfg, &err))
 		goto fail;
@@ -868,12 +867,9 @@ int cmd_run(int argc, char **argv)
 	lvd_aligner_init(&t.lcfg.aligner, t.al, o.seed, LVD_ALIGNER_INIT_NORMAL, 0.02f);
 	if (o.init_aligner && lvd_aligner_load(&t.lcfg.aligner, t.al, o.init_aligner, &err))
 		goto fail;
-	struct lvd_param_block blocks[2] = {
-		{"lora", t.lora, t.dlora, t.n_lora, o.wd, NULL, 0},
-		{"aligner", t.al, t.dal, t.n_al, o.wd, NULL, 0},
-	};
 	struct lvd_optim_cfg ocfg = {o.beta1, o.beta2, o.eps};
-	if (lvd_optim_create(&t.opt, t.ctx, blocks, 2, &ocfg, &err))
+	if (setup_blocks(&t, &err) || lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) ||
+	    ckpt_tensors(&t, &err))
 		goto fail;
 
 	struct lvd_loader_opts lo;
@@ -890,6 +886,14 @@ int cmd_run(int argc, char **argv)
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
+	if (o.eval_pack) {
+		struct lvd_loader_opts eo = lo;
+		eo.pack = o.eval_pack;
+		eo.shuffle = 0;
+		eo.drop_last = 0;
+		if (lvd_loader_open(&t.eld, &eo, NULL, &err))
+			goto fail;
+	}
 	uint64_t spe = lvd_loader_steps_per_epoch(t.ld) / (uint64_t)o.accum;
 	if (spe == 0) {
 		lvd_error_set(&err, LVD_ERR_INVALID, "%s: %llu records give no full step of %d x %d samples", o.pack,
@@ -937,11 +941,20 @@ int cmd_run(int argc, char **argv)
 	rc = sft_dist_agree(t.comm, 0, ident);
 	json_decref(ident);
 	const int agree_rc = rc;
-	/* Rank 0 owns RUN_DIR: run.json, the resume point; the others get its verdict. */
+	/* Rank 0 owns RUN_DIR: --resume / --no-resume (decided before RUN_DIR is created or
+	 * touched), run.json, the resume point; the others get its verdict. */
 	int64_t last = -1;
 	if (!rc && rank0) {
-		rc = lvd_run_open_out(o.out, run, params, inputs);
-		run = NULL; /* stolen */
+		int64_t have = ckpt_scan(o.out, NULL, NULL);
+		if (o.resume == 1 && have < 0)
+			rc = lvd_cli_usage_error("--resume: %s holds no complete checkpoint", o.out);
+		else if (o.resume == -1 && have >= 0)
+			rc = lvd_cli_usage_error("--no-resume: %s already holds ckpt-%06lld (remove the run folder or "
+						 "choose another --out)", o.out, (long long)have);
+		else {
+			rc = lvd_run_open_out(o.out, run, params, inputs);
+			run = NULL; /* stolen */
+		}
 		if (!rc) {
 			remove_stale_tmp(o.out);
 			last = ckpt_scan(o.out, NULL, NULL);
@@ -966,9 +979,7 @@ int cmd_run(int argc, char **argv)
 		if (rank0 && ckpt_load(&t, last, &err))
 			goto fail;
 		st[0] = t.step, st[1] = (int64_t)t.epoch, st[2] = (int64_t)t.cur.epoch, st[3] = (int64_t)t.cur.pos;
-		float *const blk[6] = {t.lora, t.al, t.opt->m[0], t.opt->m[1], t.opt->v[0], t.opt->v[1]};
-		const size_t nb[6] = {t.n_lora, t.n_al, t.n_lora, t.n_al, t.n_lora, t.n_al};
-		if (sft_dist_share_i64(t.comm, st, 4, &err) || sft_dist_share_blocks(t.comm, blk, nb, 6, &err))
+		if (sft_dist_share_i64(t.comm, st, 4, &err) || share_state(&t, &err))
 			goto fail_comm;
 		t.step = t.opt->step = st[0];
 		t.epoch = (uint64_t)st[1], t.cur.epoch = (uint64_t)st[2], t.cur.pos = (uint64_t)st[3];
@@ -988,7 +999,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (train(&t, total, mf))
 		goto out;
-	if (rank0 && export_final(&t, &err))
+	if (rank0 && export_to(&t, NULL, NULL, &err))
 		goto fail;
 	ret = 0;
 	goto out;
@@ -1007,209 +1018,21 @@ out:
 	if (ret && !all_know && lvd_comm_world(t.comm) > 1)
 		lvd_comm_abort(t.comm, ret); /* the other ranks may be inside a collective */
 	lvd_comm_destroy(t.comm);
+	lvd_lstep_key_table_free(t.keys, t.n_keys);
 	if (mf)
 		fclose(mf);
 	lvd_loader_close(t.ld);
+	lvd_loader_close(t.eld);
 	if (t.opt)
 		lvd_optim_destroy(t.ctx, t.opt);
 	free(t.al);
 	free(t.dal);
-	lvd_lstep_key_table_free(t.keys, t.n_keys);
+	free(t.blocks);
+	for (int b = 0; t.toff && b < t.n_blocks; b++)
+		free(t.toff[b]);
+	free(t.toff);
+	free(t.tens);
 	lvd_mllama_free(t.m);
 	lvd_ctx_destroy(t.ctx);
 	return ret;
-}
-
-/* ---- export ----------------------------------------------------------------------- */
-
-static const char EXPORT_USAGE[] = "lvd-sft export RUN_DIR/ckpt-NNNNNN --model VLM_DIR --out DIR";
-static const char EXPORT_DESC[] =
-	"Writes the checkpoint's LoRA block as a PEFT adapter (adapter_model.safetensors +\n"
-	"adapter_config.json) and its Aligner (aligner.safetensors + aligner.json) into DIR,\n"
-	"as `run` does for RUN_DIR/final/. The LoRA and Aligner configuration comes from the\n"
-	"checkpoint's state.json; --model must be the folder the run trained on.";
-enum { E_MODEL, E_OUT };
-static const struct lvd_cli_opt EXPORT_OPTS[] = {
-	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
-	[E_OUT] = {"out", 'o', "DIR", "output folder (required)"},
-	{0},
-};
-
-struct export_opts {
-	const char *model, *out;
-};
-
-static int on_export_opt(int key, const char *arg, void *ctx)
-{
-	struct export_opts *e = ctx;
-	if (key == 'o')
-		key = 256 + E_OUT;
-	switch (key - 256) {
-	case E_MODEL: e->model = arg; return 0;
-	case E_OUT: e->out = arg; return 0;
-	}
-	return lvd_cli_usage_error("unhandled option");
-}
-
-static const char *jstr(const json_t *o, const char *k, const char *dflt)
-{
-	const char *v = json_string_value(json_object_get(o, k));
-	return v ? v : dflt;
-}
-
-int cmd_export(int argc, char **argv)
-{
-	struct export_opts eo = {0};
-	int first = 0;
-	int rc = lvd_cli_parse(argc, argv, EXPORT_USAGE, EXPORT_DESC, EXPORT_OPTS, on_export_opt, &eo, &first);
-	if (rc == -1)
-		return 0;
-	if (rc)
-		return rc;
-	if (first != argc - 1)
-		return lvd_cli_usage_error("export takes one checkpoint folder");
-	if (!eo.model)
-		return lvd_cli_usage_error("--model DIR is required");
-	if (!eo.out)
-		return lvd_cli_usage_error("--out DIR is required");
-	const char *ckpt = argv[first];
-	struct lvd_error err = {0};
-	char p[4300];
-	snprintf(p, sizeof p, "%s/state.json", ckpt);
-	json_error_t je;
-	json_t *st = json_load_file(p, 0, &je);
-	if (!st) {
-		lvd_error_log("cannot read '%s': %s", p, je.text);
-		return 1;
-	}
-	const json_t *po = json_object_get(st, "options");
-	struct opts o = {0};
-	o.lora_r = (int)json_integer_value(json_object_get(po, "lora_r"));
-	o.lora_alpha = json_number_value(json_object_get(po, "lora_alpha"));
-	o.lora_dropout = json_number_value(json_object_get(po, "lora_dropout"));
-	snprintf(o.lora_targets, sizeof o.lora_targets, "%s", jstr(po, "lora_targets", "q_proj,v_proj"));
-	o.seed = (uint64_t)json_integer_value(json_object_get(po, "seed"));
-	o.al_depth = jstr(po, "aligner_depth", NULL);
-	o.al_norm = jstr(po, "aligner_norm", NULL);
-	o.al_act = jstr(po, "aligner_act", NULL);
-	o.al_hidden = (int)json_integer_value(json_object_get(po, "aligner_hidden"));
-	o.agg = jstr(po, "aggregate", NULL);
-	o.layers = jstr(po, "layers", NULL);
-	if (o.layers && !strcmp(o.layers, "all"))
-		o.layers = NULL;
-	o.model = eo.model;
-	int64_t step = json_integer_value(json_object_get(st, "step"));
-	struct trainer t = {0};
-	t.o = &o;
-	t.step = step;
-	struct lvd_st *sf = NULL;
-	int ret = 1;
-	if (o.lora_r < 1) {
-		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
-		goto fail;
-	}
-	if (lvd_mllama_load_frozen(&t.m, eo.model, &err))
-		goto fail;
-	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets, o.seed};
-	if (lvd_mllama_add_lora(t.m, &lc, &err))
-		goto fail;
-	t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
-	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (apply_latt_opts(&o, &t.lcfg, &err))
-		goto fail;
-	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
-	t.n_al = t.alay.n_params;
-	if (!(t.al = calloc(t.n_al ? t.n_al : 1, sizeof *t.al))) {
-		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
-		goto fail;
-	}
-	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
-	if (lvd_st_open(&sf, p, &err) || load_block(sf, "lora", t.lora, t.n_lora, &err) ||
-	    load_block(sf, "aligner", t.al, t.n_al, &err))
-		goto fail;
-	if (export_to(&t, eo.out, &err))
-		goto fail;
-	ret = 0;
-	goto out;
-fail:
-	lvd_error_log("%s", err.msg);
-out:
-	lvd_st_close(sf);
-	json_decref(st);
-	free(t.al);
-	lvd_mllama_free(t.m);
-	return ret;
-}
-
-/* ---- inspect ---------------------------------------------------------------------- */
-
-static const char INSPECT_USAGE[] = "lvd-sft inspect RUN_DIR/ckpt-NNNNNN";
-static const char INSPECT_DESC[] =
-	"Prints the checkpoint as one JSON object on stdout: its state.json (step, epoch,\n"
-	"loader cursor, options) plus \"tensors\": name, elements and L2 norm of each block.";
-static const struct lvd_cli_opt INSPECT_OPTS[] = {{0}};
-
-static int on_no_opt(int key, const char *arg, void *ctx)
-{
-	(void)key, (void)arg, (void)ctx;
-	return lvd_cli_usage_error("unhandled option");
-}
-
-int cmd_inspect(int argc, char **argv)
-{
-	int first = 0;
-	int rc = lvd_cli_parse(argc, argv, INSPECT_USAGE, INSPECT_DESC, INSPECT_OPTS, on_no_opt, NULL, &first);
-	if (rc == -1)
-		return 0;
-	if (rc)
-		return rc;
-	if (first != argc - 1)
-		return lvd_cli_usage_error("inspect takes one checkpoint folder");
-	char p[4300];
-	snprintf(p, sizeof p, "%s/state.json", argv[first]);
-	json_error_t je;
-	json_t *st = json_load_file(p, 0, &je);
-	if (!st) {
-		lvd_error_log("cannot read '%s': %s", p, je.text);
-		return 1;
-	}
-	struct lvd_error err = {0};
-	struct lvd_st *sf = NULL;
-	snprintf(p, sizeof p, "%s/state.safetensors", argv[first]);
-	if (lvd_st_open(&sf, p, &err)) {
-		lvd_error_log("%s", err.msg);
-		json_decref(st);
-		return 1;
-	}
-	json_t *ts = json_array();
-	for (size_t i = 0; i < lvd_st_count(sf); i++) {
-		const struct lvd_tensor_view *v = lvd_st_at(sf, i);
-		float *x = malloc((size_t)v->numel * sizeof *x + 4);
-		if (!x || lvd_tensor_to_f32(v, x, (size_t)v->numel, &err)) {
-			free(x);
-			lvd_error_log("%s", x ? err.msg : "out of memory");
-			lvd_st_close(sf);
-			json_decref(ts);
-			json_decref(st);
-			return 1;
-		}
-		double ss = 0;
-		for (int64_t j = 0; j < v->numel; j++)
-			ss += (double)x[j] * x[j];
-		free(x);
-		json_array_append_new(ts, json_pack("{s:s, s:I, s:f}", "name", v->name, "numel", (json_int_t)v->numel,
-						    "l2", sqrt(ss)));
-	}
-	lvd_st_close(sf);
-	json_object_set_new(st, "tensors", ts);
-	char *d = json_dumps(st, JSON_SORT_KEYS | JSON_INDENT(2));
-	json_decref(st);
-	if (!d) {
-		lvd_error_log("out of memory");
-		return 1;
-	}
-	printf("%s\n", d);
-	free(d);
-	return 0;
 }

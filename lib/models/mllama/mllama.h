@@ -121,6 +121,14 @@ struct lvd_mllama_param *lvd_mllama_param_find(struct lvd_mllama *m, const char 
  * (parameters and LoRA). */
 int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err);
 void lvd_mllama_zero_grads(struct lvd_mllama *m);
+/* The parameter block and the full-parameter gradient block of a model loaded with
+ * lvd_mllama_load: every parameter's data (grad) lies inside, at the same offset in both
+ * (parameters in table order, each starting on a 64-byte boundary; padding floats stay
+ * 0), so one all-reduce over the gradient block covers every gradient. *n = floats; the
+ * gradient block is NULL before lvd_mllama_enable_grads, both are NULL for
+ * lvd_mllama_load_frozen (its mapped weights are not one block). */
+float *lvd_mllama_param_block(struct lvd_mllama *m, size_t *n);
+float *lvd_mllama_grad_block(struct lvd_mllama *m, size_t *n);
 
 /* Adds LoRA adapters on every linear whose module name matches cfg->targets (q/k/v/o,
  * vision fc1/fc2, text gate/up/down). From then on backward only computes LoRA grads.
@@ -157,6 +165,51 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
  * targeted module and every adapter must get both matrices. Errors name the file and the
  * key (LVD_ERR_INVALID, LVD_ERR_NOTFOUND, LVD_ERR_IO); LoRA already added: INVALID. */
 int lvd_mllama_lora_load(struct lvd_mllama *m, const char *dir, struct lvd_error *err);
+
+/* Writes the model as a complete transformers folder into dir: config.json (the source
+ * folder's, its dtype keys set to the written dtype), the weights with transformers'
+ * key names (model.language_model.*, model.vision_model.*, model.multi_modal_projector.*,
+ * lm_head.*; what lvd_mllama_load and MllamaForConditionalGeneration read) in shards
+ * dir/model-0000k-of-0000n.safetensors of at most max_shard_bytes each (a tensor larger
+ * than that gets a shard of its own) + model.safetensors.index.json, and, copied verbatim
+ * when present in src_dir: tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json, preprocessor_config.json, chat_template.json,
+ * chat_template.jinja, generation_config.json. Every LoRA adapter is merged:
+ * W + s·B·A (s = alpha/r, or alpha/sqrt(r) with rslora; products in double, rounded to
+ * fp32, then to bf16 when asked). Written into dir.tmp and renamed to dir (trailing
+ * slashes ignored, parent folders created); an existing dir is refused unless it is empty
+ * or replace is set (it is then swapped out and removed). Memory: one shard's converted tensors. Errors: LVD_ERR_INVALID (dir),
+ * LVD_ERR_FORMAT (config.json), LVD_ERR_IO naming the file, LVD_ERR_NOMEM. */
+struct lvd_mllama_save_opts {
+	const char *src_dir;            /* the folder the model was loaded from (config, tokenizer) */
+	int bf16;                       /* 1: BF16 tensors, 0: F32 */
+	uint64_t max_shard_bytes;       /* 0: 5 GB (5·10^9 bytes, transformers' "5GB") */
+	int replace;                    /* 1: replace an existing dir (the trainer's RUN/final) */
+};
+int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_mllama_save_opts *o,
+		       struct lvd_error *err);
+
+/* Parameter groups (full fine-tuning of a subset): the vision tower (vision_model.*),
+ * the projector (multi_modal_projector.*), the cross-attention decoder layers (every
+ * parameter of language_model.model.layers.L for L in cross_attention_layers) and the rest
+ * of the language model (embeddings, self-attention layers, final norm, lm_head). */
+enum {
+	LVD_MLLAMA_VISION = 1, LVD_MLLAMA_PROJECTOR = 2, LVD_MLLAMA_TEXT = 4, LVD_MLLAMA_CROSS = 8,
+	LVD_MLLAMA_ALL_GROUPS = 15,
+};
+/* The group of a parameter by its canonical name. */
+unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *name);
+/* Full gradients: backward computes no weight gradients for the groups in `frozen`
+ * (they stay as they are, zero after lvd_mllama_zero_grads) and skips the vision tower's
+ * backward when vision is frozen (the whole vision backward when the projector is
+ * too). Input gradients still flow through frozen layers to the trained ones, so the
+ * other gradients are unchanged. 0 (default) computes every gradient. No effect on
+ * LoRA gradients. */
+void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen);
+
+/* Evaluation mode: eval = 1 runs LoRA adapters without dropout (torch's model.eval())
+ * until lvd_mllama_set_eval(m, 0). */
+void lvd_mllama_set_eval(struct lvd_mllama *m, int eval);
 
 /* One training/eval batch (all borrowed). pixel_values may be NULL (text only: cross
  * layers skipped, as HF). labels may be NULL (no loss). */

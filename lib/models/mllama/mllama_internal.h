@@ -82,6 +82,9 @@ struct lvd_mllama {
 	size_t lsize;                /* floats in lparams (and lgrads; lopt holds 2·lsize) */
 	int lora_r;
 	float lora_s, lora_p, lora_alpha;
+	unsigned frozen_groups;      /* LVD_MLLAMA_* groups without weight gradients (lvd_mllama_freeze) */
+	float lora_p_train;          /* lora_p while lvd_mllama_set_eval(m, 1) holds it at 0 */
+	int eval;
 	int lora_rslora;
 	char lora_targets[256];
 	uint64_t lora_seed;
@@ -124,6 +127,10 @@ void mllama_lin_bwd(struct lvd_mllama *m, float *dx, float *dW, float *db, const
 		    const float *W, const float *u, const float *xd, struct lvd_mllama_lora *l, int N, int IC, int OC,
 		    uint64_t site_seed);
 int mllama_train_base(const struct lvd_mllama *m);
+/* canonical (v4.45) parameter name -> the transformers >= 4.52 on-disk name
+ * ("model.language_model.*", "model.vision_model.*", "model.multi_modal_projector.*",
+ * "lm_head.*") (mllama_load.c) */
+void mllama_hf_name(char *out, size_t n, const char *canon);
 
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mllama_take(float *base, size_t *off, size_t n)

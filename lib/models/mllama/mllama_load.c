@@ -292,7 +292,7 @@ static void layout(const struct lvd_mllama_config *c, struct carver *cv, struct 
 }
 
 /* on-disk name under the newer scheme (transformers >= 4.52 save format) */
-static void new_name(char *out, size_t n, const char *canon)
+void mllama_hf_name(char *out, size_t n, const char *canon)
 {
 	if (strncmp(canon, "language_model.model.", 21) == 0)
 		snprintf(out, n, "model.language_model.%s", canon + 21);
@@ -399,7 +399,7 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 	for (size_t i = 0; i < m->nparams; i++) {
 		struct lvd_mllama_param *p = &m->params[i];
 		if (newscheme)
-			new_name(names[i], sizeof names[i], p->name);
+			mllama_hf_name(names[i], sizeof names[i], p->name);
 		else
 			snprintf(names[i], sizeof names[i], "%s", p->name);
 		const struct lvd_tensor_view *t = frozen ? lvd_st_find(st, names[i]) : NULL;
@@ -502,6 +502,43 @@ void lvd_mllama_zero_grads(struct lvd_mllama *m)
 		memset(m->gblock, 0, m->ptotal * sizeof(float));
 	if (m->lgrads)
 		memset(m->lgrads, 0, m->lsize * sizeof(float));
+}
+
+float *lvd_mllama_param_block(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->frozen ? 0 : m->ptotal;
+	return m->frozen ? NULL : m->pblock;
+}
+
+float *lvd_mllama_grad_block(struct lvd_mllama *m, size_t *n)
+{
+	*n = m->frozen || !m->gblock ? 0 : m->ptotal;
+	return m->frozen ? NULL : m->gblock;
+}
+
+void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen) { m->frozen_groups = frozen & LVD_MLLAMA_ALL_GROUPS; }
+
+unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *name)
+{
+	if (!strncmp(name, "vision_model.", 13))
+		return LVD_MLLAMA_VISION;
+	if (!strncmp(name, "multi_modal_projector.", 22))
+		return LVD_MLLAMA_PROJECTOR;
+	int l;
+	if (sscanf(name, "language_model.model.layers.%d.", &l) == 1)
+		for (int k = 0; k < c->n_cross; k++)
+			if (c->cross_layers[k] == l)
+				return LVD_MLLAMA_CROSS;
+	return LVD_MLLAMA_TEXT;
+}
+
+void lvd_mllama_set_eval(struct lvd_mllama *m, int eval)
+{
+	if (eval && !m->eval)
+		m->lora_p_train = m->lora_p, m->lora_p = 0.0f;
+	else if (!eval && m->eval)
+		m->lora_p = m->lora_p_train;
+	m->eval = eval != 0;
 }
 
 int mllama_train_base(const struct lvd_mllama *m) { return m->gblock != NULL && m->nlora == 0; }
@@ -646,7 +683,7 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 		if (legacy_names)
 			snprintf(mod, sizeof mod, "%s", l->module);
 		else
-			new_name(mod, sizeof mod, l->module);
+			mllama_hf_name(mod, sizeof mod, l->module);
 		snprintf(names[2 * i], sizeof names[0], "base_model.model.%s.lora_A.weight", mod);
 		snprintf(names[2 * i + 1], sizeof names[0], "base_model.model.%s.lora_B.weight", mod);
 		rc = lvd_st_writer_add(w, names[2 * i], LVD_DT_F32, 2, sa, l->A, err);

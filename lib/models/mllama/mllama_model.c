@@ -272,7 +272,8 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		lvd_xent_bwd(m->ctx, dlogits, m->a.logits, m->a.targets, loss_scale / (float)m->loss_count, (int)BT,
 			     (int)V);
 	const float *dcross = mllama_text_bwd(m, dlogits, dprobs, scratch + toff);
-	if (m->have_image && (mllama_train_base(m) || m->vsite))
+	unsigned vp = LVD_MLLAMA_VISION | LVD_MLLAMA_PROJECTOR;
+	if (m->have_image && ((mllama_train_base(m) && (m->frozen_groups & vp) != vp) || m->vsite))
 		mllama_vision_bwd(m, dcross, scratch + voff);
 	lvd_ctx_release(m->ctx, mk);
 	return 0;

@@ -207,8 +207,12 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	const struct lvd_mllama_config *c = &m->c;
 	struct tlayer_a *A = &m->a.tl[l];
 	const struct tlayer_w *W = &m->w.tl[l];
-	struct tlayer_w *G = &m->g.tl[l];
-	int base = mllama_train_base(m);
+	/* a frozen layer (lvd_mllama_freeze) passes no weight-gradient pointers: the ops
+	 * then compute the input gradients only */
+	static const struct tlayer_w none;
+	int lfrozen = (m->frozen_groups & (W->cross ? LVD_MLLAMA_CROSS : LVD_MLLAMA_TEXT)) != 0;
+	const struct tlayer_w *G = lfrozen ? &none : &m->g.tl[l];
+	int base = mllama_train_base(m) && !lfrozen;
 	int B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden, H = c->t_heads;
 	int KH = c->t_kv_heads, hd = c->t_head_dim, KV = KH * hd, It = c->t_inter;
 	size_t BTD = (size_t)BT * Dt, BTI = (size_t)BT * It;
@@ -293,7 +297,7 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 	struct tscratch s;
 	text_scratch(m, scratch, &s);
 	struct mllama_acts *a = &m->a;
-	int base = mllama_train_base(m);
+	int base = mllama_train_base(m) && !(m->frozen_groups & LVD_MLLAMA_TEXT);   /* lm_head, norm, embeddings */
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
 	lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);

@@ -241,8 +241,12 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
 
 	memset(dfeats, 0, sizeof(float) * rows * OD);
-	lvd_linear_bwd(m->ctx, dfeats, base ? g->proj_w : NULL, base ? g->proj_b : NULL, dcross, a->feats, w->proj_w, rows,
-		       OD, c->t_hidden);
+	int vfrozen = (m->frozen_groups & LVD_MLLAMA_VISION) != 0;
+	int pbase = base && !(m->frozen_groups & LVD_MLLAMA_PROJECTOR);
+	lvd_linear_bwd(m->ctx, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
+		       a->feats, w->proj_w, rows, OD, c->t_hidden);
+	if (vfrozen)
+		return;   /* lvd_mllama_freeze: the tower's gradients are not wanted */
 	/* scatter the final-output part of the features */
 	memset(dx, 0, sizeof(float) * N * D);
 	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);

@@ -1,0 +1,119 @@
+/* tools/lvd-sft/sft.h — state shared by the lvd-sft sources (not a public header):
+ * the run options (run.c parses them), the trainer state, and the functions the files
+ * call across: run.c (options, training loop, cmd_run), ckpt.c (checkpoints: save,
+ * load, scan, prune), export.c (export folders, cmd_export, cmd_inspect). */
+#ifndef LVD_SFT_H
+#define LVD_SFT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+#include "lavender/aligner.h"
+#include "lavender/latt.h"
+#include "models/mllama/mllama.h"
+#include "nn/ctx.h"
+#include "train/loader.h"
+#include "train/optim.h"
+
+struct opts {
+	const char *model, *pack, *out;
+	int lora_r;
+	double lora_alpha, lora_dropout;
+	char lora_targets[256];
+	double lambda, lr, wd, beta1, beta2, eps, clip;
+	const char *schedule;
+	int warmup, batch, accum, epochs, threads, loss_tokens;
+	int64_t max_steps, save_every, keep;
+	uint64_t seed;
+	const char *lsched, *al_depth, *al_norm, *al_act, *agg, *layers, *geometry, *init_aligner;
+	int al_hidden;
+	int lora_set;             /* --lora given (refused with --full) */
+	int full;                 /* --full: full fine-tuning of the groups in train_mask */
+	unsigned train_mask;      /* LVD_MLLAMA_* groups (--train) */
+	int64_t ce_warmup, ce_ramp;   /* --ce-warmup P, --ce-ramp R */
+	const char *eval_pack;    /* --eval-pack DIR */
+	int64_t eval_every;       /* --eval-every N (0: only at the end) */
+	int resume;               /* 0 auto (default), 1 --resume, -1 --no-resume */
+	int argmax_keys;          /* --word-keys argmax */
+	int nproc;                /* --nproc-per-node (0: none) */
+	double comm_timeout;
+};
+
+/* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
+ * group_names: "vision,projector,text,cross" (canonical order) of a mask into buf;
+ * parse_groups: the reverse. */
+void group_names(unsigned mask, char *buf, size_t cap);
+int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err);
+
+/* One tensor of a checkpoint: its name in state.safetensors and where it lives. */
+struct ckpt_tensor {
+	char name[160];
+	float *p;
+	size_t n;
+};
+
+struct trainer {
+	struct opts *o;
+	struct lvd_comm *comm;    /* the ranks (one without a launcher; dist_glue.h) */
+	struct lvd_ctx *ctx;
+	struct lvd_mllama *m;
+	struct lvd_loader *ld;
+	struct lvd_optim *opt;
+	struct lvd_latt_cfg lcfg;
+	struct lvd_aligner_layout alay;
+	float *al, *dal;          /* Aligner params / grads [n_al] */
+	size_t n_al, n_lora;
+	float *lora, *dlora;
+	int64_t step;             /* optimiser steps done */
+	struct lvd_loader_cursor cur;
+	uint64_t epoch;           /* epoch of the last step's first micro-batch */
+	uint64_t spe;             /* optimiser steps per epoch */
+	/* optimiser blocks: LoRA runs {lora, aligner}; --full runs one block per contiguous
+	 * range of trainable parameters in the model's parameter block, then aligner */
+	struct lvd_param_block *blocks;
+	size_t **toff;            /* [n_blocks] per-tensor offsets of the model blocks (NULL for others) */
+	int n_blocks;
+	struct ckpt_tensor *tens; /* what a checkpoint saves and loads (built by ckpt_tensors) */
+	size_t n_tens;
+	struct lvd_loader *eld;   /* --eval-pack loader (pack order, partial last batch) */
+	/* the model's trainable gradients as ONE flat block (a data-parallel all-reduce is one
+	 * call over it, plus one over dal): the LoRA gradient block, or with --full the
+	 * model's whole gradient block (lvd_mllama_grad_block; frozen groups' entries stay 0) */
+	float *grad_flat;
+	size_t n_grad_flat;
+	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
+	int n_keys;
+};
+
+/* Options of an export folder: merge = complete transformers folder (always for --full). */
+struct export_cfg {
+	int merge, bf16, replace;
+	uint64_t max_shard;
+};
+
+/* run.c: the options that must not change on resume (run.json "params", state.json
+ * "options"); the Aligner/aggregation/layer options into c (checked). */
+json_t *params_json(const struct opts *o);
+int apply_latt_opts(const struct opts *o, struct lvd_latt_cfg *c, struct lvd_error *err);
+
+/* ckpt.c: RUN/ckpt-NNNNNN/ (docs/sft.md FILES). ckpt_scan: newest complete checkpoint
+ * step or -1 (all steps into *all when all != NULL); ckpt_save: t's state after t->step
+ * (then --keep pruning); ckpt_load: restores weights, moments, step, epoch and cursor;
+ * load_block: one F32 1-D tensor of n floats; remove_stale_tmp: RUN/.ckpt-*.tmp left by a
+ * killed run. */
+int64_t ckpt_scan(const char *out, int64_t **all, size_t *n_all);
+int ckpt_save(struct trainer *t, struct lvd_error *err);
+int ckpt_load(struct trainer *t, int64_t step, struct lvd_error *err);
+int load_block(struct lvd_st *st, const char *name, float *dst, size_t n, struct lvd_error *err);
+/* Builds t->tens from t->blocks and t->opt: LoRA runs "lora", "aligner" and their
+ * ".adam_m"/".adam_v"; --full runs each trainable parameter by its canonical name (and
+ * ".adam_m"/".adam_v"), then the aligner's. */
+int ckpt_tensors(struct trainer *t, struct lvd_error *err);
+void remove_stale_tmp(const char *out);
+
+/* export.c: t's adapter (or, with ec->merge or a --full run, the complete transformers
+ * folder) + Aligner into dir; ec NULL: the defaults of RUN/final/ (F32, replace). */
+int export_to(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err);
+
+#endif
