@@ -738,8 +738,9 @@ static void test_outputs_parse_and_decode(void)
 				if (sc.qa[q].type == LVD_SHAPES_Q_PRESENCE)
 					CHECK(it.kind == LVD_EVAL_KIND_YESNO && !strcmp(it.answer, sc.qa[q].answer));
 				else
-					CHECK(it.kind == LVD_EVAL_KIND_VQA && it.n_answers == 1 &&
-					      !strcmp(it.answers[0], sc.qa[q].answer));
+					CHECK(it.kind == LVD_EVAL_KIND_VQA && it.n_answers == 10 &&
+					      !strcmp(it.answers[0], sc.qa[q].answer) &&
+					      !strcmp(it.answers[9], sc.qa[q].answer));
 				json_decref(j);
 			}
 		}

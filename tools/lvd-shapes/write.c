@@ -101,7 +101,9 @@ static json_t *sample_json(const struct lvd_shapes_scene *sc, const char *id, ch
 static int write_line(struct lvd_afile *af, json_t *obj, struct lvd_error *err);
 
 /* The scene's questions as lvd-eval bench lines (lib/eval/bench.h): presence questions
- * are yesno, the others vqa with the one gold answer; category = the question type. */
+ * are yesno, the others vqa with the gold answer ten times (VQA accuracy compares each of
+ * ten annotators with the other nine: ten equal answers make exact match score 1);
+ * category = the question type. */
 static int write_bench(const struct lvd_shapes_scene *sc, const char *id, struct lvd_afile *af,
 		       struct lvd_error *err)
 {
@@ -115,7 +117,11 @@ static int write_bench(const struct lvd_shapes_scene *sc, const char *id, struct
 		json_t *o = json_pack("{ss ss ss ss ss ss ss}", "id", qid, "dataset", "shapes", "kind",
 				      yesno ? "yesno" : "vqa", "image", img, "question", q->question, "answer", q->answer,
 				      "category", lvd_shapes_qtype_name(q->type));
-		int bad = !o || (!yesno && json_object_set_new(o, "answers", json_pack("[s]", q->answer)));
+		json_t *ans = json_array();
+		for (int k = 0; k < 10 && ans; k++)
+			json_array_append_new(ans, json_string(q->answer));
+		int bad = !o || !ans || (!yesno && json_object_set(o, "answers", ans));
+		json_decref(ans);
 		rc = bad ? lvd_error_set(err, LVD_ERR_NOMEM, "out of memory") : write_line(af, o, err);
 		json_decref(o);
 	}
