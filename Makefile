@@ -74,7 +74,7 @@ endif
 LIB_C    := $(sort $(shell find lib -name '*.c'))
 LIB_CU   := $(if $(filter 1,$(CUDA)),$(sort $(shell find lib -name '*.cu')))
 LIB_OBJ  := $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
-TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval lvd-shapes
+TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval lvd-shapes lvd-report
 COMMON_C := $(sort $(wildcard tools/common/*.c))
 COMMON_OBJ := $(COMMON_C:%.c=$(BUILD)/obj/%.o)
 TEST_C   := $(sort $(wildcard tests/unit/*.c))
