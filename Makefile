@@ -180,6 +180,9 @@ golden: $(REF_PY)
 demo: all
 	@BUILD=$(BUILD) sh data/demo.sh
 
+# make attnmaps / pack / sft / eval / sweep on your data (README.md, "Pipeline with make")
+include mk/pipeline.mk
+
 clean:
 	rm -rf build build-san
 
