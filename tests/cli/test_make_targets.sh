@@ -26,7 +26,8 @@ P=$T_TMP/p
 # the first call goes through the Makefile (which includes mk/pipeline.mk), the others
 # read mk/pipeline.mk alone (parsing the whole Makefile each time is slow on a busy machine)
 MKF=Makefile
-mk() { make -C "$src" -f "$MKF" --no-print-directory PIPE_BIN="$bin" OUT="$P" SD="$T_TMP/sd" MANIFEST="$T_TMP/data.jsonl" \
+# (BUILD: the Makefile rewrites BUILD/.features at parse time; keep the real build dir out)
+mk() { make -C "$src" -f "$MKF" --no-print-directory BUILD="$T_TMP/build" PIPE_BIN="$bin" OUT="$P" SD="$T_TMP/sd" MANIFEST="$T_TMP/data.jsonl" \
 	VLM="$T_TMP/vlm" BENCH="$T_TMP/bench.jsonl" "$@"; }
 # ran TOOL...: exactly these tools (first word of each log line, in order) since the last call
 ran() {
@@ -77,6 +78,7 @@ step="sweep again"; ok "$step" mk sweep VLM="$T_TMP/vlm2" SD="$T_TMP/sd2" LRS="1
 grep -q -- "--run lr1e-4-λ1=$P/runs/lr1e-4-lambda1-ep3 --eval lr1e-4-λ1=" "$T_TMP/log" && pass ||
 	fail "sweep report lists the runs and their evals"
 ran lvd-report
-expect_stderr "SD= is required" "missing SD" make -C "$src" --no-print-directory PIPE_BIN="$bin" OUT="$T_TMP/q" \
+expect_stderr "SD= is required" "missing SD" make -C "$src" --no-print-directory BUILD="$T_TMP/build" PIPE_BIN="$bin" \
+	OUT="$T_TMP/q" \
 	MANIFEST="$T_TMP/data.jsonl" attnmaps
 finish

@@ -280,6 +280,18 @@ static void af(struct lvd_strbuf *b, const char *fmt, ...)
 	}
 }
 
+/* "| first | run1 | run2 |" and its separator line */
+static void table_head(struct lvd_strbuf *b, const char *first, const struct args *a)
+{
+	af(b, "| %s |", first);
+	for (int i = 0; i < a->nruns; i++)
+		af(b, " %s |", a->runs[i].name);
+	af(b, "\n|---|");
+	for (int i = 0; i < a->nruns; i++)
+		af(b, "---|");
+	af(b, "\n");
+}
+
 static json_t *path_get(json_t *o, const char *a, const char *b)
 {
 	json_t *x = json_object_get(o, a);
@@ -328,13 +340,7 @@ static int write_report(struct args *a, struct lvd_error *err)
 			break;
 		}
 	if (!rc && any) {
-		af(&sb, "| type |");
-		for (int i = 0; i < a->nruns; i++)
-			af(&sb, " %s |", a->runs[i].name);
-		af(&sb, "\n|---|");
-		for (int i = 0; i < a->nruns; i++)
-			af(&sb, "---|");
-		af(&sb, "\n");
+		table_head(&sb, "type", a);
 		for (int c = 0; c < ncat; c++) {
 			af(&sb, "| %s |", cats[c].name);
 			for (int i = 0; i < a->nruns; i++)
@@ -376,13 +382,8 @@ static int write_report(struct args *a, struct lvd_error *err)
 			present |= json_is_object(path_get(sc[i], blocks[bl][0], blocks[bl][1]));
 		if (!present)
 			continue;
-		af(&sb, "%s:\n\n| metric |", block_names[bl]);
-		for (int i = 0; i < a->nruns; i++)
-			af(&sb, " %s |", a->runs[i].name);
-		af(&sb, "\n|---|");
-		for (int i = 0; i < a->nruns; i++)
-			af(&sb, "---|");
-		af(&sb, "\n");
+		af(&sb, "%s:\n\n", block_names[bl]);
+		table_head(&sb, "metric", a);
 		for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
 			af(&sb, "| %s |", keys[k]);
 			for (int i = 0; i < a->nruns; i++) {
