@@ -86,7 +86,7 @@ if "$BUILD/lvd-eval" run --help >/dev/null 2>&1; then
 	for L in 0 10; do
 		ts=$(date +%s)
 		"$BUILD/lvd-eval" run $q --model "$M" --adapter "$OUT/run-l$L/final" --bench "$W/heldout-bench.jsonl" \
-			--images "$W" --threads "$THREADS" --out "$OUT/eval-l$L"
+			--images "$W" --threads "$THREADS" --max-new-tokens 8 --batch 8 --out "$OUT/eval-l$L"
 		note "- lvd-eval run λ = $L: $(($(date +%s) - ts)) s wall"
 		REPORT_ARGS="$REPORT_ARGS --eval λ$L=$OUT/eval-l$L"
 	done
@@ -96,11 +96,12 @@ fi
 
 stage "7/8 lvd-eval align: held-out pack (base model, then both runs; --viz $NVIZ)"
 if "$BUILD/lvd-eval" align --help >/dev/null 2>&1; then
-	"$BUILD/lvd-eval" align $q --model "$M" --pack "$OUT/pack-heldout" --out "$OUT/align-base" --viz "$NVIZ"
+	"$BUILD/lvd-eval" align $q --model "$M" --pack "$OUT/pack-heldout" --out "$OUT/align-base" --viz "$NVIZ" \
+		--threads "$THREADS"
 	for L in 0 10; do
 		"$BUILD/lvd-eval" align $q --model "$M" --adapter "$OUT/run-l$L/final" \
 			--aligner "$OUT/run-l$L/final/aligner.safetensors" --pack "$OUT/pack-heldout" \
-			--out "$OUT/align-l$L" --viz "$NVIZ"
+			--out "$OUT/align-l$L" --viz "$NVIZ" --threads "$THREADS"
 		REPORT_ARGS="$REPORT_ARGS --align λ$L=$OUT/align-l$L"
 	done
 	note "- viz strips (image | oracle map | VLM map): before training $OUT/align-base/viz/, after $OUT/align-l0/viz/ and $OUT/align-l10/viz/"
