@@ -20,7 +20,7 @@ echo '{"model": {"raw_mean": {"mse": 0.1, "pearson": 0.25, "kl": 1.5, "iou10": 0
 	>"$T_TMP/a1/scores.json"
 
 expect_exit 0 "--help" "$bin" --help
-for o in --out --run --eval --align --title --note --window; do
+for o in --out --run --eval --align --align-base --title --note --window; do
 	expect_stdout "$o" "--help lists $o" "$bin" --help
 done
 expect_exit 2 "no --run" "$bin" --out "$T_TMP/o"
@@ -51,6 +51,10 @@ grep -qF "y: 1 (bottom) … 20 (top)" "$R" && pass || fail "ce.png axis range"
 for p in ce att; do
 	[ "$(od -An -tx1 -N8 "$T_TMP/o/$p.png" | tr -d ' ')" = 89504e470d0a1a0a ] && pass || fail "$p.png is a PNG"
 done
+ok "report with --align-base" "$bin" -q --out "$T_TMP/o3" --run "first=$T_TMP/r1" --run "second=$T_TMP/r2" \
+	--align "second=$T_TMP/a1" --align-base "$T_TMP/a1"
+grep -qF "| metric | before training | first | second |" "$T_TMP/o3/report.md" &&
+	grep -qF "| pearson | 0.2500 | – | 0.2500 |" "$T_TMP/o3/report.md" && pass || fail "--align-base: a first column"
 ok "report without eval or align" "$bin" -q --out "$T_TMP/o2" --run "a=$T_TMP/r2"
 [ ! -s "$T_TMP/out" ] && pass || fail "-q prints nothing"
 grep -q "Not measured (lvd-eval run" "$T_TMP/o2/report.md" && grep -q "Not measured (lvd-eval align" "$T_TMP/o2/report.md" &&

@@ -26,19 +26,21 @@ static const char DESC[] =
 	"              predictions.jsonl (\"correct\": true/false or a score in [0, 1])\n"
 	"  alignment   per --align (an lvd-eval align folder): the metrics of scores.json's\n"
 	"              model.raw_mean (the VLM's own maps, mean over cross layers) and\n"
-	"              model.aligner_maps (after the run's Aligner) when present\n"
+	"              model.aligner_maps (after the run's Aligner) when present; with\n"
+	"              --align-base a first column \"before training\" (the base model)\n"
 	"  curves      ce.png / att.png: CE / L_att per step, one colour per run in --run\n"
 	"              order (blue, orange, green, red, ...), light = per step, dark = trailing\n"
 	"              mean over --window steps; the axis ranges are written under each picture\n"
 	"NAME ties --eval and --align to a --run. A missing eval or align folder is reported\n"
 	"as such. Exit status: 0 written, 1 an unreadable run or output, 2 usage.";
 
-enum { O_OUT, O_RUN, O_EVAL, O_ALIGN, O_TITLE, O_NOTE, O_WINDOW };
+enum { O_OUT, O_RUN, O_EVAL, O_ALIGN, O_ALIGN_BASE, O_TITLE, O_NOTE, O_WINDOW };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_OUT] = {"out", 'o', "DIR", "output folder (created): report.md, ce.png, att.png (required)"},
 	[O_RUN] = {"run", 0, "NAME=DIR", "an lvd-sft run folder (metrics.jsonl); repeat, up to 8 (required)"},
 	[O_EVAL] = {"eval", 0, "NAME=DIR", "lvd-eval run output of run NAME (predictions.jsonl)"},
 	[O_ALIGN] = {"align", 0, "NAME=DIR", "lvd-eval align output of run NAME (scores.json)"},
+	[O_ALIGN_BASE] = {"align-base", 0, "DIR", "lvd-eval align output of the untrained model: a first column"},
 	[O_TITLE] = {"title", 0, "TEXT", "first heading (default: lvd report)"},
 	[O_NOTE] = {"note", 0, "TEXT", "a line under the title (repeat; markdown)"},
 	[O_WINDOW] = {"window", 0, "N", "moving-average window of the curves in steps (default 10)"},
@@ -55,7 +57,7 @@ struct run {
 };
 
 struct args {
-	const char *out, *title;
+	const char *out, *title, *align_base;
 	struct run runs[LVD_REPORT_MAX_SERIES];
 	int nruns;
 	const char *notes[MAX_NOTES];
@@ -80,6 +82,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 	switch (key - 256) {
 	case O_OUT: a->out = arg; return 0;
 	case O_TITLE: a->title = arg; return 0;
+	case O_ALIGN_BASE: a->align_base = arg; return 0;
 	case O_NOTE:
 		if (a->nnotes == MAX_NOTES)
 			return lvd_cli_usage_error("--note: at most %d", MAX_NOTES);
@@ -280,14 +283,16 @@ static void af(struct lvd_strbuf *b, const char *fmt, ...)
 	}
 }
 
-/* "| first | run1 | run2 |" and its separator line */
-static void table_head(struct lvd_strbuf *b, const char *first, const struct args *a)
+/* "| first | run1 | run2 | [extra |]" and its separator line */
+static void table_head(struct lvd_strbuf *b, const char *first, const struct args *a, const char *extra)
 {
 	af(b, "| %s |", first);
+	if (extra)
+		af(b, " %s |", extra);
 	for (int i = 0; i < a->nruns; i++)
 		af(b, " %s |", a->runs[i].name);
 	af(b, "\n|---|");
-	for (int i = 0; i < a->nruns; i++)
+	for (int i = 0; i < a->nruns + (extra != NULL); i++)
 		af(b, "---|");
 	af(b, "\n");
 }
@@ -340,7 +345,7 @@ static int write_report(struct args *a, struct lvd_error *err)
 			break;
 		}
 	if (!rc && any) {
-		table_head(&sb, "type", a);
+		table_head(&sb, "type", a, NULL);
 		for (int c = 0; c < ncat; c++) {
 			af(&sb, "| %s |", cats[c].name);
 			for (int i = 0; i < a->nruns; i++)
@@ -363,13 +368,16 @@ static int write_report(struct args *a, struct lvd_error *err)
 	static const char *const keys[] = {"pearson", "iou20", "iou10", "pointing", "kl", "mse"};
 	static const char *const blocks[2][2] = {{"model", "raw_mean"}, {"model", "aligner_maps"}};
 	static const char *const block_names[2] = {"VLM maps (head mean, mean over cross layers)", "after the Aligner"};
-	json_t *sc[LVD_REPORT_MAX_SERIES] = {0};
+	/* column 0: --align-base (when given), then the runs */
+	json_t *sc[LVD_REPORT_MAX_SERIES + 1] = {0};
+	int nb = a->align_base != NULL, ncol = a->nruns + nb;
 	any = 0;
-	for (int i = 0; i < a->nruns && !rc; i++) {
-		if (!a->runs[i].align)
+	for (int i = 0; i < ncol && !rc; i++) {
+		const char *dir = nb && i == 0 ? a->align_base : a->runs[i - nb].align;
+		if (!dir)
 			continue;
 		char path[4200];
-		snprintf(path, sizeof path, "%s/scores.json", a->runs[i].align);
+		snprintf(path, sizeof path, "%s/scores.json", dir);
 		json_error_t je;
 		sc[i] = json_load_file(path, 0, &je);
 		if (!sc[i])
@@ -378,28 +386,30 @@ static int write_report(struct args *a, struct lvd_error *err)
 	}
 	for (int bl = 0; bl < 2 && !rc && any; bl++) {
 		int present = 0;
-		for (int i = 0; i < a->nruns; i++)
+		for (int i = 0; i < ncol; i++)
 			present |= json_is_object(path_get(sc[i], blocks[bl][0], blocks[bl][1]));
 		if (!present)
 			continue;
 		af(&sb, "%s:\n\n", block_names[bl]);
-		table_head(&sb, "metric", a);
+		table_head(&sb, "metric", a, nb ? "before training" : NULL);
 		for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
 			af(&sb, "| %s |", keys[k]);
-			for (int i = 0; i < a->nruns; i++) {
+			for (int i = 0; i < ncol; i++) {
 				fmt_num(b1, sizeof b1, num(path_get(sc[i], blocks[bl][0], blocks[bl][1]), keys[k]), 4);
 				af(&sb, " %s |", b1);
 			}
 			af(&sb, "\n");
 		}
-		json_t *words = path_get(sc[0], "model", "words");
+		json_t *words = NULL;
+		for (int i = 0; i < ncol && !json_is_integer(words); i++)
+			words = path_get(sc[i], "model", "words");
 		if (json_is_integer(words))
 			af(&sb, "\n%lld matched words.", (long long)json_integer_value(words));
 		af(&sb, "\n\n");
 	}
 	if (!rc && !any)
 		af(&sb, "Not measured (lvd-eval align was not available or was skipped).\n\n");
-	for (int i = 0; i < a->nruns; i++)
+	for (int i = 0; i < ncol; i++)
 		json_decref(sc[i]);
 
 	/* curves */
