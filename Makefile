@@ -92,7 +92,7 @@ endif
 LIB_C    := $(sort $(shell find lib -name '*.c'))
 LIB_CU   := $(if $(filter 1,$(CUDA)),$(sort $(shell find lib -name '*.cu')))
 LIB_OBJ  := $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
-TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval lvd-shapes
+TOOLS    := sd-attnmap lvd-pack lvd-sft lvd-eval lvd-shapes lvd-report
 COMMON_C := $(sort $(wildcard tools/common/*.c))
 COMMON_OBJ := $(COMMON_C:%.c=$(BUILD)/obj/%.o)
 TEST_C   := $(sort $(wildcard tests/unit/*.c))
@@ -207,6 +207,9 @@ golden: $(REF_PY) all $(BUILD)/tests/test_sft_golden
 
 demo: all
 	@BUILD=$(BUILD) sh data/demo.sh
+
+# make attnmaps / pack / sft / eval / sweep on your data (README.md, "Pipeline with make")
+include mk/pipeline.mk
 
 clean:
 	rm -rf build build-san

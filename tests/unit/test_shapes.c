@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "eval/bench.h"
 #include "io/json.h"
 #include "io/manifest.h"
 #include "lvd-shapes/scene.c"
@@ -581,7 +582,7 @@ static void test_determinism(void)
 	REQUIRE(mkdtemp(c));
 	gen(c, 42, LVD_SHAPES_TRAIN, 2);
 	size_t t4 = 0, s4 = same_files(c, a, &t4);
-	CHECK(t4 > 4 && s4 == t4 - 2); /* all but the manifest and the run file */
+	CHECK(t4 > 4 && s4 == t4 - 3); /* all but the manifest, the bench and the run file */
 	rm_rf(a);
 	rm_rf(b);
 	rm_rf(c);
@@ -708,6 +709,43 @@ static void test_outputs_parse_and_decode(void)
 		struct lvd_json rj = { 0 };
 		CHECK(lvd_json_load(&rj, path, &e) == LVD_OK);
 		lvd_json_release(&rj);
+		/* the bench: one lvd-eval line per question, in scene order, as the generator asked */
+		snprintf(path, sizeof path, "%s/%s-bench.jsonl", d, splits[sp]);
+		REQUIRE(lvd_lines_open(&lr, path, 1 << 20, &e) == LVD_OK);
+		const char *line;
+		size_t len;
+		uint64_t no;
+		for (int i = 0; i < n; i++) {
+			struct lvd_shapes_opts o = small_opts(7, sp);
+			o.tile_size = 48;
+			struct lvd_shapes_scene sc;
+			lvd_shapes_scene_make(&sc, &o, (uint64_t)i);
+			for (int q = 0; q < sc.n_qa; q++) {
+				REQUIRE(lvd_lines_next(lr, &line, &len, &no, &e) == LVD_OK);
+				json_error_t je;
+				json_t *j = json_loadb(line, len, 0, &je);
+				REQUIRE(j);
+				struct lvd_eval_item it;
+				CHECKF(lvd_eval_item_parse(j, &it, &e) == 0, "bench line %llu: %s", (unsigned long long)no,
+				       e.msg);
+				char id[64], img[96];
+				snprintf(id, sizeof id, "%s-%06d-q%d", splits[sp], i, q);
+				snprintf(img, sizeof img, "images/%s-%06d.png", splits[sp], i);
+				CHECK_STR(it.id, id);
+				CHECK_STR(it.image, img);
+				CHECK_STR(it.question, sc.qa[q].question);
+				CHECK_STR(it.category, lvd_shapes_qtype_name(sc.qa[q].type));
+				if (sc.qa[q].type == LVD_SHAPES_Q_PRESENCE)
+					CHECK(it.kind == LVD_EVAL_KIND_YESNO && !strcmp(it.answer, sc.qa[q].answer));
+				else
+					CHECK(it.kind == LVD_EVAL_KIND_VQA && it.n_answers == 10 &&
+					      !strcmp(it.answers[0], sc.qa[q].answer) &&
+					      !strcmp(it.answers[9], sc.qa[q].answer));
+				json_decref(j);
+			}
+		}
+		CHECK(lvd_lines_next(lr, &line, &len, &no, &e) == LVD_LINES_EOF);
+		lvd_lines_close(lr);
 	}
 	CHECK(nmaps > 12);
 	for (int t = 1; t <= 4; t++)

@@ -5,5 +5,6 @@
 int cmd_run(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 
 #endif

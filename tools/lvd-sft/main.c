@@ -6,6 +6,7 @@ static const struct lvd_cli_cmd cmds[] = {
 	{"run", "train LoRA (or --full) + Aligner on an lvd-pack folder (resumes from RUN_DIR's checkpoints)", cmd_run},
 	{"export", "write a checkpoint's LoRA (PEFT folder; --merge: transformers folder) and Aligner", cmd_export},
 	{"inspect", "print a checkpoint (step, cursor, options, tensor norms) as JSON", cmd_inspect},
+	{"init", "write a tiny mllama folder with seeded random weights (tests, make demo)", cmd_init},
 	{0, 0, 0},
 };
 

@@ -1,6 +1,7 @@
 /* lvd-shapes: the files of a generated split (layout in docs/shapes.md):
  *   DIR/<split>.jsonl                      manifest (DESIGN §4 + extra fields)
  *   DIR/<split>-run.json                   provenance: tool, version, options, count
+ *   DIR/<split>-bench.jsonl                one lvd-eval bench line per question (lib/eval/bench.h)
  *   DIR/images/<id>.png                    the image
  *   DIR/attn/<id>.png/lpm_attention/<id>/attention_<word>.jpg
  *                                          official Lavender per-word map (G×G gray JPEG)
@@ -97,6 +98,36 @@ static json_t *sample_json(const struct lvd_shapes_scene *sc, const char *id, ch
 	return o;
 }
 
+static int write_line(struct lvd_afile *af, json_t *obj, struct lvd_error *err);
+
+/* The scene's questions as lvd-eval bench lines (lib/eval/bench.h): presence questions
+ * are yesno, the others vqa with the gold answer ten times (VQA accuracy compares each of
+ * ten annotators with the other nine: ten equal answers make exact match score 1);
+ * category = the question type. */
+static int write_bench(const struct lvd_shapes_scene *sc, const char *id, struct lvd_afile *af,
+		       struct lvd_error *err)
+{
+	char qid[96], img[96];
+	snprintf(img, sizeof img, "images/%s.png", id);
+	int rc = 0;
+	for (int i = 0; i < sc->n_qa && !rc; i++) {
+		const struct lvd_shapes_qa *q = &sc->qa[i];
+		int yesno = q->type == LVD_SHAPES_Q_PRESENCE;
+		snprintf(qid, sizeof qid, "%s-q%d", id, i);
+		json_t *o = json_pack("{ss ss ss ss ss ss ss}", "id", qid, "dataset", "shapes", "kind",
+				      yesno ? "yesno" : "vqa", "image", img, "question", q->question, "answer", q->answer,
+				      "category", lvd_shapes_qtype_name(q->type));
+		json_t *ans = json_array();
+		for (int k = 0; k < 10 && ans; k++)
+			json_array_append_new(ans, json_string(q->answer));
+		int bad = !o || !ans || (!yesno && json_object_set(o, "answers", ans));
+		json_decref(ans);
+		rc = bad ? lvd_error_set(err, LVD_ERR_NOMEM, "out of memory") : write_line(af, o, err);
+		json_decref(o);
+	}
+	return rc;
+}
+
 static int write_line(struct lvd_afile *af, json_t *obj, struct lvd_error *err)
 {
 	char *s = json_dumps(obj, JSON_COMPACT);
@@ -111,7 +142,7 @@ static int write_line(struct lvd_afile *af, json_t *obj, struct lvd_error *err)
 
 /* One scene: image, per-word maps and masks; appends its manifest line. */
 static int write_scene(const struct lvd_shapes_opts *o, uint64_t index, const char *dir, struct lvd_afile *man,
-		       struct lvd_error *err)
+		       struct lvd_afile *bench, struct lvd_error *err)
 {
 	struct lvd_shapes_scene sc;
 	lvd_shapes_scene_make(&sc, o, index);
@@ -155,7 +186,8 @@ static int write_scene(const struct lvd_shapes_opts *o, uint64_t index, const ch
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = write_line(man, obj, err);
+	if (!(rc = write_line(man, obj, err)))
+		rc = write_bench(&sc, id, bench, err);
 out:
 	json_decref(obj);
 	free(mask);
@@ -180,12 +212,24 @@ int lvd_shapes_generate(const struct lvd_shapes_opts *o, uint64_t n, const char 
 	snprintf(path, sizeof path, "%s/%s.jsonl", dir, split);
 	if ((rc = lvd_afile_open(&man, path, err)))
 		return rc;
+	struct lvd_afile bench;
+	snprintf(path, sizeof path, "%s/%s-bench.jsonl", dir, split);
+	if ((rc = lvd_afile_open(&bench, path, err))) {
+		lvd_afile_abort(&man);
+		return rc;
+	}
 	for (uint64_t i = 0; i < n; i++) {
-		if ((rc = write_scene(o, i, dir, &man, err))) {
+		if ((rc = write_scene(o, i, dir, &man, &bench, err))) {
+			lvd_afile_abort(&bench);
 			lvd_afile_abort(&man);
 			return rc;
 		}
 		lvd_progress_add(progress, 1);
+	}
+	/* the bench first, the manifest last: a complete manifest means a complete split */
+	if ((rc = lvd_afile_commit(&bench, err))) {
+		lvd_afile_abort(&man);
+		return rc;
 	}
 	if ((rc = lvd_afile_commit(&man, err)))
 		return rc;

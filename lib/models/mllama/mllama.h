@@ -96,6 +96,10 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
  * it; lvd_mllama_enable_grads fails (LVD_ERR_INVALID); LoRA works as with
  * lvd_mllama_load. Errors as lvd_mllama_load. */
 int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
+/* A model from DIR/config.json alone, every parameter zero (mutable, as lvd_mllama_load):
+ * the table an initialiser fills (lvd-sft init) before writing the weights. Errors as
+ * lvd_mllama_load without the weight ones. */
+int lvd_mllama_create(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
 /* Execution context. Every op of the model runs on one struct lvd_ctx (lib/nn/ctx.h):
  * its thread pool, BLAS policy and workspace (the backward scratch is taken from the

@@ -380,6 +380,20 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 	/* names and shapes only */
 	cv = (struct carver){ .tab = m->params };
 	layout(c, &cv, &m->w);
+	if (frozen < 0) {
+		/* lvd_mllama_create: zeroed parameters, no weights file */
+		m->pblock = lvd_alloc_aligned(m->ptotal ? m->ptotal : 1, sizeof(float));
+		if (!m->pblock) {
+			free_model(m);
+			return lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot allocate %zu parameters", dir, m->ptotal);
+		}
+		memset(m->pblock, 0, m->ptotal * sizeof(float));
+		size_t off = 0;
+		for (size_t i = 0; i < m->nparams; i++)
+			m->params[i].data = mllama_take(m->pblock, &off, m->params[i].numel);
+		frozen = 0;
+		goto ctx;
+	}
 	struct lvd_st *st;
 	if ((rc = lvd_st_open(&st, dir, err))) {
 		free_model(m);
@@ -433,6 +447,7 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 		free_model(m);
 		return rc;
 	}
+ctx:
 	m->frozen = frozen;
 	/* a model-owned one-thread CPU context until set_threads / set_ctx */
 	if ((rc = lvd_ctx_create(&m->own_ctx, NULL, err))) {
@@ -454,6 +469,11 @@ int lvd_mllama_load(struct lvd_mllama **out, const char *dir, struct lvd_error *
 int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
 {
 	return load(out, dir, 1, err);
+}
+
+int lvd_mllama_create(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+{
+	return load(out, dir, -1, err);
 }
 
 void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx)
