@@ -126,6 +126,31 @@ def sd_fingerprint():
     return hashlib.sha256(",".join(hexes).encode()).hexdigest()
 
 
+def load_photo(photo):
+    """the photo resized as the tool does, in [-1, 1]; its SD/latent/grid sizes"""
+    img = Image.open(os.path.join(SHARED, "images", photo)).convert("RGB")
+    sw, sh, lw, lh, gw, gh = geometry(*img.size)
+    if (sw, sh) != img.size:
+        img = img.resize((sw, sh), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(img).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+    return img, x, (lw, lh, gw, gh)
+
+
+def add_maps(acc, maps, T, lw, lh, gw, gh):
+    """adds every recorded map of the LEVELS layers, tokens 1..T, bilinear to the grid;
+    returns how many"""
+    n = 0
+    for m in maps:
+        q = m.shape[0]
+        level = next((k for k in range(4) if (lh >> k) * (lw >> k) == q), None)
+        if level not in LEVELS:
+            continue
+        hm = m.reshape(lh >> level, lw >> level, m.shape[1]).permute(2, 0, 1)[1:T + 1]
+        acc += F.interpolate(hm[None], size=(gh, gw), mode="bilinear", align_corners=False)[0]
+        n += 1
+    return n
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     clip = CLIPTextModel.from_pretrained(os.path.join(SD, "text_encoder")).eval()
@@ -152,11 +177,7 @@ def main():
     G, manifest = {}, []
     for sid, photo in PHOTOS:
         caption = caps[photo]["caption"]
-        img = Image.open(os.path.join(SHARED, "images", photo)).convert("RGB")
-        sw, sh, lw, lh, gw, gh = geometry(*img.size)
-        if (sw, sh) != img.size:
-            img = img.resize((sw, sh), Image.BICUBIC)
-        x = torch.from_numpy(np.asarray(img).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        img, x, (lw, lh, gw, gh) = load_photo(photo)
         ids = tok(caption, padding="max_length", max_length=77, truncation=True,
                   return_tensors="pt").input_ids[0]
         T = int((ids[1:] != 49407).sum())
@@ -173,14 +194,7 @@ def main():
                     xt = sched.add_noise(z0[None], eps[None], torch.tensor([t]))
                     rec["maps"] = []
                     unet(xt, torch.tensor([t]), encoder_hidden_states=ctx)
-                    for m in rec["maps"]:
-                        q = m.shape[0]
-                        level = next((k for k in range(4) if (lh >> k) * (lw >> k) == q), None)
-                        if level not in LEVELS:
-                            continue
-                        hm = m.reshape(lh >> level, lw >> level, m.shape[1]).permute(2, 0, 1)[1:T + 1]
-                        acc += F.interpolate(hm[None], size=(gh, gw), mode="bilinear", align_corners=False)[0]
-                        n += 1
+                    n += add_maps(acc, rec["maps"], T, lw, lh, gw, gh)
             maps = acc / n
         G[f"{sid}.maps"] = maps.contiguous()
         G[f"{sid}.ids"] = ids[1:T + 1].to(torch.int64)
@@ -200,11 +214,7 @@ def main():
     ratio = 1000 // INV_STEPS
     for sid, photo in PHOTOS:
         caption = caps[photo]["caption"]
-        img = Image.open(os.path.join(SHARED, "images", photo)).convert("RGB")
-        sw, sh, lw, lh, gw, gh = geometry(*img.size)
-        if (sw, sh) != img.size:
-            img = img.resize((sw, sh), Image.BICUBIC)
-        x = torch.from_numpy(np.asarray(img).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        _, x, (lw, lh, gw, gh) = load_photo(photo)
         ids = tok(caption, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids[0]
         uids = tok("", padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
         T = int((ids[1:] != 49407).sum())
@@ -224,14 +234,7 @@ def main():
             for t in ddim.timesteps:                              # ..., 1
                 rec["maps"] = []
                 e_c = unet(lat, t, encoder_hidden_states=ctx).sample
-                for m in rec["maps"]:
-                    q = m.shape[0]
-                    level = next((k for k in range(4) if (lh >> k) * (lw >> k) == q), None)
-                    if level not in LEVELS:
-                        continue
-                    hm = m.reshape(lh >> level, lw >> level, m.shape[1]).permute(2, 0, 1)[1:T + 1]
-                    acc += F.interpolate(hm[None], size=(gh, gw), mode="bilinear", align_corners=False)[0]
-                    n += 1
+                n += add_maps(acc, rec["maps"], T, lw, lh, gw, gh)
                 e_u = unet(lat, t, encoder_hidden_states=uctx).sample
                 lat = ddim.step(e_u + GUIDANCE * (e_c - e_u), t, lat).prev_sample
         G[f"inv.{sid}.maps"] = (acc / n).contiguous()

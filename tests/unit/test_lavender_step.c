@@ -239,6 +239,44 @@ static void traces_free(struct traces *t)
 			free(t->buf[b][i]);
 }
 
+/* The Aligner gradient against the golden tensors <prefix><name>. conv_last.bias: exactly
+ * 0 in both (min-max removes a shift); the reference's is float64 noise (~1e-18). */
+static void cmp_aligner_grads(const struct fixture *f, const char *prefix)
+{
+	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
+		const struct lvd_aligner_tensor *t = &f->lay.t[i];
+		if (!t->n)
+			continue;
+		char key[128];
+		snprintf(key, sizeof key, "%s%s", prefix, t->name);
+		cmp(key, f->dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
+	}
+}
+
+/* Every LoRA gradient against the golden tensors <prefix><peft key> (the PEFT keys of the
+ * golden's w.* tensors): 28 tensors, q and v of 3 vision and 4 text layers. */
+static void cmp_lora_grads(const struct fixture *f, const char *prefix)
+{
+	int nlora = 0;
+	for (size_t i = 0; i < lvd_st_count(g_st); i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(g_st, i);
+		if (strncmp(t->name, "w.", 2) != 0)
+			continue;
+		char mod[200], gname[256];
+		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
+		int isA = strstr(t->name, "lora_A") != NULL;
+		snprintf(gname, sizeof gname, "%s%s", prefix, t->name + 2);
+		for (size_t j = 0; j < lvd_mllama_nlora(f->m); j++) {
+			struct lvd_mllama_lora *l = lvd_mllama_lora_at(f->m, j);
+			if (strcmp(l->module, mod) == 0) {
+				cmp(gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
+				nlora++;
+			}
+		}
+	}
+	CHECK(nlora == 28);
+}
+
 /* One step against the golden file.
  * Tolerances (|diff| <= atol + rtol·max|want|), reasons; [worst seen, relative to
  * max|want|, over both thread counts; LVD_TEST_VERBOSE=1 prints them]:
@@ -316,34 +354,8 @@ static void run_step(int threads)
 		free(d);
 		off += R;
 	}
-	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
-		const struct lvd_aligner_tensor *t = &f.lay.t[i];
-		if (!t->n)
-			continue;
-		char key[128];
-		snprintf(key, sizeof key, "dp.%s", t->name);
-		/* conv_last.bias: exactly 0 in both (min-max removes a shift); the reference's
-		 * is float64 noise (~1e-18) */
-		cmp(key, f.dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
-	}
-	int nlora = 0;
-	for (size_t i = 0; i < lvd_st_count(g_st); i++) {
-		const struct lvd_tensor_view *t = lvd_st_at(g_st, i);
-		if (strncmp(t->name, "w.", 2) != 0)
-			continue;
-		char mod[200], gname[256];
-		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
-		int isA = strstr(t->name, "lora_A") != NULL;
-		snprintf(gname, sizeof gname, "grad.%s", t->name + 2);
-		for (size_t j = 0; j < lvd_mllama_nlora(f.m); j++) {
-			struct lvd_mllama_lora *l = lvd_mllama_lora_at(f.m, j);
-			if (strcmp(l->module, mod) == 0) {
-				cmp(gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
-				nlora++;
-			}
-		}
-	}
-	CHECK(nlora == 28);
+	cmp_aligner_grads(&f, "dp.");
+	cmp_lora_grads(&f, "grad.");
 
 	/* eval: forward only; same losses, gradients untouched; pair_count divides L_att */
 	size_t ng = 0;
@@ -456,14 +468,7 @@ static void test_step_official(void)
 		memcpy(d + (size_t)k * H * R * S, dprobs + ((size_t)k * RC + off) * H * S, (size_t)H * R * S * sizeof *d);
 	cmp("o.s1.dprobs", d, (size_t)Lc * H * R * S, 0, 5e-4);
 	free(d);
-	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
-		const struct lvd_aligner_tensor *t = &f.lay.t[i];
-		if (!t->n)
-			continue;
-		char key[128];
-		snprintf(key, sizeof key, "o.dp.%s", t->name);
-		cmp(key, f.dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
-	}
+	cmp_aligner_grads(&f, "o.dp.");
 	free(dprobs);
 	traces_free(&tr);
 	lvd_ctx_destroy(ctx);
@@ -555,32 +560,8 @@ static void test_step_keys(void)
 		cmp(key, d, (size_t)Lc * H * T * S, 0, 5e-4);
 	}
 	free(d);
-	for (int i = 0; i < LVD_ALIGNER_MAX_TENSORS; i++) {
-		const struct lvd_aligner_tensor *t = &f.lay.t[i];
-		if (!t->n)
-			continue;
-		char key[128];
-		snprintf(key, sizeof key, "k.dp.%s", t->name);
-		cmp(key, f.dparams + t->off, t->n, i == LVD_AL_LAST_B ? 1e-6 : 0, 5e-4);
-	}
-	int nlora = 0;
-	for (size_t i = 0; i < lvd_st_count(g_st); i++) {
-		const struct lvd_tensor_view *t = lvd_st_at(g_st, i);
-		if (strncmp(t->name, "w.", 2) != 0)
-			continue;
-		char mod[200], gname[256];
-		REQUIRE(lvd_gold_peft_module(mod, sizeof mod, t->name) == 0);
-		int isA = strstr(t->name, "lora_A") != NULL;
-		snprintf(gname, sizeof gname, "k.grad.%s", t->name + 2);
-		for (size_t j = 0; j < lvd_mllama_nlora(f.m); j++) {
-			struct lvd_mllama_lora *l = lvd_mllama_lora_at(f.m, j);
-			if (strcmp(l->module, mod) == 0) {
-				cmp(gname, isA ? l->dA : l->dB, (size_t)t->numel, 1e-7, 1e-3);
-				nlora++;
-			}
-		}
-	}
-	CHECK(nlora == 28);
+	cmp_aligner_grads(&f, "k.dp.");
+	cmp_lora_grads(&f, "k.grad.");
 	/* a key table shorter than the vocabulary is refused */
 	in.key_n = 10;
 	in.backward = 0;
