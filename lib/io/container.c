@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/crc32c.h"
+#include "core/fault.h"
 #include "io/fileutil.h"
 
 static const unsigned char REC_MAGIC[8] = { 0x89, 'L', 'V', 'D', '\r', '\n', 0x1a, '\n' };
@@ -451,7 +452,7 @@ int lvd_rec_open(struct lvd_rec_reader **out, const char *path, const char *kind
 	}
 	int rc = LVD_OK;
 	unsigned char *idx = NULL;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	r->fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (r->fd < 0) {
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 		goto fail;
@@ -595,6 +596,16 @@ uint64_t lvd_rec_stored_size(const struct lvd_rec_reader *r, size_t i)
 {
 	LVD_ASSERT(i < r->n);
 	return r->e[i].comp_len;
+}
+
+int lvd_rec_check_id(const struct lvd_rec_reader *r, size_t i, const char *payload_id, const char *where,
+		     struct lvd_error *err)
+{
+	const char *id = lvd_rec_id(r, i);
+	if (!id || !payload_id || strcmp(id, payload_id))
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: the index names the record '%s' but its payload says '%s'",
+				     where, id ? id : "?", payload_id ? payload_id : "(none)");
+	return LVD_OK;
 }
 
 int lvd_rec_find(const struct lvd_rec_reader *r, const char *id, size_t *index,

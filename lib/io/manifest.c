@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "io/fileutil.h"
 
 #define ID_MAX 1024
@@ -205,13 +206,13 @@ int lvd_manifest_parse_line(const char *where, const char *text, size_t len,
 /* First non-blank byte of a regular file (after a BOM), or 0. */
 static int peek_first_byte(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	unsigned char buf[4096];
 	int c = 0;
 	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
+		ssize_t n = lvd_io_read(fd, buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

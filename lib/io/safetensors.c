@@ -22,6 +22,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "io/safetensors_internal.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)  /* the Python package's limit */
@@ -317,7 +318,7 @@ static int file_open(struct st_file *f, const char *path, struct lvd_tensor_view
 	memset(f, 0, sizeof *f);
 	if (!(f->path = lvd_strdup(path)))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	struct stat stt;
@@ -340,7 +341,7 @@ static int file_open(struct st_file *f, const char *path, struct lvd_tensor_view
 		close(fd);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: file too large to map", path);
 	}
-	void *m = mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, fd, 0);
+	void *m = lvd_io_mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, fd, 0);
 	int saved = errno;
 	close(fd);
 	if (m == MAP_FAILED) {

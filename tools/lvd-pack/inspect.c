@@ -222,7 +222,8 @@ int cmd_inspect(int argc, char **argv)
 		struct lvd_packrec rec;
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu", argv[first], i);
-		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err)) {
+		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err) ||
+		    lvd_rec_check_id(r, i, rec.id, where, &err)) {
 			lvd_error_log("%s", err.msg);
 			free(buf);
 			lvd_packrec_free(&rec);

@@ -19,6 +19,7 @@
 #include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/progress.h"
@@ -476,7 +477,7 @@ static int ckpt_save(struct trainer *t, struct lvd_error *err)
 	if (rc)
 		return rc;
 	rm_tree(fin);
-	if (rename(tmp, fin))
+	if (lvd_io_rename(tmp, fin))
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, fin);
 	if ((rc = lvd_fsync_parent(fin, err)))
 		return rc;
@@ -692,8 +693,13 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "samples_per_s", json_real(now > ts ? nsamp / (now - ts) : 0.0));
 		json_object_set_new(j, "tokens_per_s", json_real(now > ts ? gtok / (now - ts) : 0.0));
 		json_object_set_new(j, "elapsed", json_real(now - t0));
-		lvd_run_jsonl_append(mf, j);
+		int wrc = lvd_run_jsonl_append(mf, "metrics.jsonl", j, &err);
 		json_decref(j);
+		if (wrc) {
+			lvd_error_log("%s", err.msg);
+			lvd_progress_destroy(pg);
+			return 1;
+		}
 		lvd_progress_set(pg, (uint64_t)t->step);
 		if (kill == t->step)
 			raise(SIGKILL);
