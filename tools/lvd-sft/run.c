@@ -716,16 +716,18 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	return 0;
 }
 
-/* Hex SHA-256 of dir/name as a JSON string (null when unreadable: the loader has
- * already opened both files, so this does not happen in practice). */
+/* Hex SHA-256 of dir/name as a JSON string; NULL after printing the error when it
+ * cannot be read (a read error: the loader has already opened the files). */
 static json_t *file_sha(const char *dir, const char *name)
 {
 	char p[4200], hex[LVD_SHA256_HEX_LEN];
 	unsigned char d[LVD_SHA256_LEN];
 	struct lvd_error err = {0};
 	snprintf(p, sizeof p, "%s/%s", dir, name);
-	if (lvd_sha256_file(p, d, &err))
-		return json_null();
+	if (lvd_sha256_file(p, d, &err)) {
+		lvd_error_log("%s", err.msg);
+		return NULL;
+	}
 	lvd_sha256_hex(d, hex);
 	return json_string(hex);
 }
@@ -860,7 +862,8 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(inputs, "pack_shards_sha256", file_sha(o.pack, "shards.jsonl"));
 	json_object_set(run, "params", params);
 	json_object_set(run, "inputs", inputs);
-	rc = lvd_run_open_out(o.out, run, params, inputs);
+	/* all three hashes present (a missing one was an I/O error, printed) */
+	rc = json_object_size(inputs) != 3 ? (json_decref(run), 1) : lvd_run_open_out(o.out, run, params, inputs);
 	json_decref(params);
 	json_decref(inputs);
 	if (rc) {
