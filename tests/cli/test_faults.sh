@@ -9,8 +9,8 @@
 # exit 1, as for any unreadable image); the rerun then keeps that skip, so for those
 # trials identity is checked against errors.jsonl naming the sample instead.
 #
-# make test samples a few N per call (about 25 s on 2 cores); LVD_FAULT_FULL=1 runs
-# every N of every call (minutes). LVD_FAULT_MATRIX=FILE appends one line per trial:
+# make test samples a few N per call (53 trials, ~10 s of CPU); LVD_FAULT_FULL=1 runs
+# every N of every call (40 spread N for alloc; minutes). LVD_FAULT_MATRIX=FILE appends one line per trial:
 # "tool op err N outcome" (docs/reliability.md has the matrix of a full run).
 . tests/cli/lib.inc
 SHARED=${LVD_SHARED_DATA:-../shared/data}
@@ -87,7 +87,8 @@ trial() { # tool op N err
 
 # N values for a call made `count` times: every N (full) or a spread of k of them.
 pick() { count=$1; k=$2
-	if [ "$FULL" = 1 ]; then seq 1 "$count"; return; fi
+	if [ "$FULL" = 1 ] && [ -n "$3" ]; then k=$3
+	elif [ "$FULL" = 1 ]; then seq 1 "$count"; return; fi
 	[ "$count" -ge 1 ] || return
 	awk -v c="$count" -v k="$k" 'BEGIN { for (i = 0; i < k; i++) { n = (k == 1) ? 1 : 1 + int(i * (c - 1) / (k - 1)); if (!seen[n]++) print n } }'
 }
@@ -111,7 +112,7 @@ run_tool() { # tool k_eio k_other
 	for n in $(pick "$(count_of "$c" write)" "$k2"); do trial "$tool" write "$n" ENOSPC; trial "$tool" write "$n" short; trial "$tool" write "$n" EINTR; done
 	for n in $(pick "$(count_of "$c" read)" "$k2"); do trial "$tool" read "$n" short; trial "$tool" read "$n" EINTR; done
 	for n in $(pick "$(count_of "$c" fsync)" "$k2"); do trial "$tool" fsync "$n" ENOSPC; done
-	for n in $(pick "$(count_of "$c" alloc)" "$k2"); do trial "$tool" alloc "$n" EIO; done
+	for n in $(pick "$(count_of "$c" alloc)" "$k2" 40); do trial "$tool" alloc "$n" EIO; done
 }
 
 # ---- fixtures -----------------------------------------------------------------------------
