@@ -3,8 +3,8 @@
 # images refused (no hang), a manifest from stdin ("-"), /dev/stdin on a pipe or a FIFO
 # read once (same shards as from a file), /dev/zero as manifest refused quickly, resume
 # refusing a damaged earlier shard (exit 1), the output-folder lock naming its holder, a
-# failed errors.jsonl write (file-size limit) ending the run non-zero. Every tool call
-# runs under `timeout` so a hang fails the test.
+# failed errors.jsonl write (injected ENOSPC) ending a --keep-going run non-zero and
+# naming the file. Every tool call runs under `timeout` so a hang fails the test.
 . tests/cli/lib.inc
 P=$BUILD/lvd-pack
 A=$BUILD/sd-attnmap
@@ -68,12 +68,20 @@ exec 9>&-
 ok "unlocked again: resume succeeds" run "$D/data.jsonl" "$T_TMP/locked" --keep-going
 grep -qF "pid " "$T_TMP/locked/.lock" && pass || fail ".lock names the pid"
 
-# ---- a failed write of errors.jsonl (file-size limit, like a full disk) ----------------
-# 1 block (512 bytes) is less than a shard but more than run.json/pack.json: the first
-# write past it fails with EFBIG; the run must not end 0.
-ok "small run for the size limit" run "$D/data.jsonl" "$T_TMP/fsz0" --keep-going
+# ---- a failed write of errors.jsonl (a full disk) ---------------------------------------
+# LVD_FAULT=write:N (lib/core/fault.h) fails the N-th write; find the N that hits the
+# errors.jsonl line of the first skipped sample: with --keep-going the run must still end
+# non-zero, naming errors.jsonl. The same under a file-size limit (EFBIG) for pack.json.
+hit=0
+for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
+	rm -rf "$T_TMP/efail"
+	LVD_FAULT=write:$n:ENOSPC run "$D/hostile.jsonl" "$T_TMP/efail" --keep-going >/dev/null 2>"$T_TMP/err"
+	rc=$?
+	if grep -qF "cannot write '$T_TMP/efail/errors.jsonl'" "$T_TMP/err"; then hit=$n; break; fi
+done
+if [ $hit -gt 0 ] && [ $rc -eq 1 ]; then pass; else fail "errors.jsonl write failure (write #$hit): exit $rc, want 1"; fi
 expect_exit 1 "write failure under ulimit -f: exit 1" sh -c "trap '' XFSZ; ulimit -f 1; $TO $P run --manifest $D/data.jsonl --maps $D/maps --model $D/model --out $T_TMP/fsz --shard-size 4 -q --keep-going"
-grep -qF "cannot " "$T_TMP/err" && pass || fail "write failure message"
+grep -qF "cannot write '$T_TMP/fsz/pack.json.tmp'" "$T_TMP/err" && pass || fail "write failure names the file"
 
 # ---- sd-attnmap: the same rules through the tiny SD checkpoint ---------------------------
 if [ ! -f "$SHARED/images/skimage_chelsea.png" ] || [ ! -d "$SHARED/clip" ]; then
