@@ -118,40 +118,36 @@ FILE *lvd_io_fopen(const char *path, const char *mode)
 	return fopen(path, mode);
 }
 
-ssize_t lvd_io_read(int fd, void *buf, size_t n)
+/* The fault check of a read or write of *n bytes: 0 to go on (*n halved for "short"),
+ * -1 with errno set to fail. */
+static int xfer_fault(enum lvd_fault_op op, size_t *n)
 {
-	int e = lvd_fault_hit(LVD_FAULT_READ);
-	if (e == LVD_FAULT_SHORT && n > 1)
-		n /= 2;
-	else if (e && e != LVD_FAULT_SHORT) {
+	int e = lvd_fault_hit(op);
+	if (e == LVD_FAULT_SHORT) {
+		if (*n > 1)
+			*n /= 2;
+		return 0;
+	}
+	if (e) {
 		errno = e;
 		return -1;
 	}
-	return read(fd, buf, n);
+	return 0;
+}
+
+ssize_t lvd_io_read(int fd, void *buf, size_t n)
+{
+	return xfer_fault(LVD_FAULT_READ, &n) ? -1 : read(fd, buf, n);
 }
 
 ssize_t lvd_io_pread(int fd, void *buf, size_t n, off_t off)
 {
-	int e = lvd_fault_hit(LVD_FAULT_READ);
-	if (e == LVD_FAULT_SHORT && n > 1)
-		n /= 2;
-	else if (e && e != LVD_FAULT_SHORT) {
-		errno = e;
-		return -1;
-	}
-	return pread(fd, buf, n, off);
+	return xfer_fault(LVD_FAULT_READ, &n) ? -1 : pread(fd, buf, n, off);
 }
 
 ssize_t lvd_io_write(int fd, const void *buf, size_t n)
 {
-	int e = lvd_fault_hit(LVD_FAULT_WRITE);
-	if (e == LVD_FAULT_SHORT && n > 1)
-		n /= 2;
-	else if (e && e != LVD_FAULT_SHORT) {
-		errno = e;
-		return -1;
-	}
-	return write(fd, buf, n);
+	return xfer_fault(LVD_FAULT_WRITE, &n) ? -1 : write(fd, buf, n);
 }
 
 int lvd_io_fsync(int fd)
