@@ -452,21 +452,10 @@ int lvd_rec_open(struct lvd_rec_reader **out, const char *path, const char *kind
 	}
 	int rc = LVD_OK;
 	unsigned char *idx = NULL;
-	r->fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	uint64_t size;
+	/* a FIFO or device is refused without blocking */
+	if ((rc = lvd_file_open_regular(path, UINT64_MAX, &r->fd, &size, err)))
 		goto fail;
-	}
-	struct stat st;
-	if (fstat(r->fd, &st) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path);
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = lvd_error_set(err, LVD_ERR_IO, "%s: not a regular file", path);
-		goto fail;
-	}
-	uint64_t size = (uint64_t)st.st_size;
 	unsigned char pre[LVD_REC_PREFIX_LEN];
 	if (size < 8 || (rc = lvd_pread_full(r->fd, pre, 8, 0, path, err)) ||
 	    memcmp(pre, REC_MAGIC, 8) != 0) {

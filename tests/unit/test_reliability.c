@@ -58,6 +58,9 @@ static void test_non_regular_refused(void)
 	CHECK(lvd_image_load(&img, fifo, LVD_ALPHA_BLACK, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "fifo.png: not a regular file");
 	CHECK(lvd_image_load(&img, "/dev/zero", LVD_ALPHA_BLACK, &e) == LVD_ERR_INVALID);
+	struct lvd_rec_reader *rr = NULL; /* shards: same rule (inspect, resume, lvd-pack --maps) */
+	CHECK(lvd_rec_open(&rr, fifo, NULL, &e) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(e.msg, "not a regular file");
 	const char *big = tmp_path("big.bin");
 	write_file(big, "0123456789", 10);
 	CHECK(lvd_file_open_regular(big, 9, &fd, &size, &e) == LVD_ERR_INVALID);
