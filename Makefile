@@ -167,8 +167,10 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(LIBA) | $(DEPS_OK)
 
 # The ThreadSanitizer subset (make test TSAN=1): tests that run the pool, the container
 # writer, the tools' worker threads and the trainer's loader. TSAN_TESTS=all: everything.
+# (test_sd_attnmap.sh is left out for CI time: ~4 min under TSan; test_kill.sh runs
+# sd-attnmap with 2 worker threads.)
 TSAN_TESTS ?= test_pool test_container test_loader test_reliability test_sft test_lvd_pack.sh \
-              test_sd_attnmap.sh test_lvd_sft.sh test_reliability.sh test_kill.sh
+              test_lvd_sft.sh test_reliability.sh test_kill.sh
 test: all $(TEST_BIN) $(GPU_TEST_BIN)
 	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops)
 	@BUILD=$(BUILD) $(if $(and $(filter 1,$(TSAN)),$(filter-out all,$(TSAN_TESTS))),LVD_TESTS="$(TSAN_TESTS)" TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1") sh tests/run.sh
