@@ -2,7 +2,8 @@
 # Runs every test program ($BUILD/tests/*) and every CLI/e2e script (tests/cli/*.sh,
 # tests/e2e/*.sh). Each prints a last line "…: N passed, N failed, N skipped"; this sums
 # them and ends with "total: N passed, N failed, N skipped". Exit 1 on any failure,
-# including a program that crashes or prints no summary.
+# including a program that crashes or prints no summary. LVD_TESTS="name ..." runs only
+# the named programs / scripts (basenames, e.g. "test_pool test_lvd_pack.sh").
 BUILD=${BUILD:-build}
 LVD_SRCDIR=${LVD_SRCDIR:-$(pwd)}
 export BUILD LVD_SRCDIR
@@ -11,6 +12,9 @@ trap 'rm -rf "$tmp"' EXIT
 P=0; F=0; S=0; bad=""
 run_one() {
 	name=$1; shift
+	if [ -n "${LVD_TESTS:-}" ]; then
+		case " $LVD_TESTS " in *" $name "*) ;; *) return ;; esac
+	fi
 	start=$(date +%s)
 	"$@" >"$tmp/out" 2>"$tmp/err"
 	rc=$?

@@ -1,5 +1,6 @@
 #include "alloc.h"
 #include "error.h"
+#include "fault.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ int lvd_size_mul4(size_t *out, size_t a, size_t b, size_t c, size_t d)
 
 void *lvd_alloc_array(size_t n, size_t size)
 {
+	if (lvd_fault_alloc())
+		return NULL;
 	size_t bytes;
 	if (lvd_size_mul(&bytes, n, size))
 		return NULL;
@@ -42,6 +45,8 @@ void *lvd_alloc_array(size_t n, size_t size)
 
 void *lvd_calloc_array(size_t n, size_t size)
 {
+	if (lvd_fault_alloc())
+		return NULL;
 	if (n == 0 || size == 0)
 		return calloc(1, 1);
 	return calloc(n, size);
@@ -49,6 +54,8 @@ void *lvd_calloc_array(size_t n, size_t size)
 
 void *lvd_alloc_aligned(size_t n, size_t size)
 {
+	if (lvd_fault_alloc())
+		return NULL;
 	size_t bytes;
 	if (lvd_size_mul(&bytes, n, size) || lvd_size_add(&bytes, bytes, 63))
 		return NULL;
@@ -58,6 +65,8 @@ void *lvd_alloc_aligned(size_t n, size_t size)
 
 void *lvd_realloc_array(void *p, size_t n, size_t size)
 {
+	if (lvd_fault_alloc())
+		return NULL;
 	size_t bytes;
 	if (lvd_size_mul(&bytes, n, size))
 		return NULL;
@@ -66,6 +75,8 @@ void *lvd_realloc_array(void *p, size_t n, size_t size)
 
 char *lvd_strdup(const char *s)
 {
+	if (lvd_fault_alloc())
+		return NULL;
 	size_t n = strlen(s) + 1;
 	char *d = malloc(n);
 	if (d)

@@ -3,7 +3,9 @@
  * Every size computed from file contents or user options goes through these.
  * lvd_size_mul/add return 0 on success and LVD_ERR_NOMEM on overflow (leaving *out
  * untouched). The allocators return NULL on failure (never abort): callers turn that
- * into an lvd_error. Memory from lvd_xalloc* is released with free(). */
+ * into an lvd_error. Memory from lvd_xalloc* is released with free().
+ * Under LVD_FAULT=alloc:N (core/fault.h, tests only) the N-th call of these allocators
+ * returns NULL. */
 #ifndef LVD_CORE_ALLOC_H
 #define LVD_CORE_ALLOC_H
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fault.h"
+
 static const uint32_t K[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
 	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -121,7 +123,7 @@ void lvd_sha256_hex(const unsigned char digest[LVD_SHA256_LEN], char hex[LVD_SHA
 int lvd_sha256_file(const char *path, unsigned char out[LVD_SHA256_LEN], struct lvd_error *err)
 {
 	enum { CHUNK = 1 << 20 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	unsigned char *buf = malloc(CHUNK);
@@ -132,7 +134,7 @@ int lvd_sha256_file(const char *path, unsigned char out[LVD_SHA256_LEN], struct 
 	struct lvd_sha256 s;
 	lvd_sha256_init(&s);
 	for (;;) {
-		ssize_t n = read(fd, buf, CHUNK);
+		ssize_t n = lvd_io_read(fd, buf, CHUNK);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

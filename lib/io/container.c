@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/crc32c.h"
+#include "core/fault.h"
 #include "io/fileutil.h"
 
 static const unsigned char REC_MAGIC[8] = { 0x89, 'L', 'V', 'D', '\r', '\n', 0x1a, '\n' };
@@ -451,21 +452,10 @@ int lvd_rec_open(struct lvd_rec_reader **out, const char *path, const char *kind
 	}
 	int rc = LVD_OK;
 	unsigned char *idx = NULL;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (r->fd < 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	uint64_t size;
+	/* a FIFO or device is refused without blocking */
+	if ((rc = lvd_file_open_regular(path, UINT64_MAX, &r->fd, &size, err)))
 		goto fail;
-	}
-	struct stat st;
-	if (fstat(r->fd, &st) != 0) {
-		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path);
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = lvd_error_set(err, LVD_ERR_IO, "%s: not a regular file", path);
-		goto fail;
-	}
-	uint64_t size = (uint64_t)st.st_size;
 	unsigned char pre[LVD_REC_PREFIX_LEN];
 	if (size < 8 || (rc = lvd_pread_full(r->fd, pre, 8, 0, path, err)) ||
 	    memcmp(pre, REC_MAGIC, 8) != 0) {
@@ -595,6 +585,16 @@ uint64_t lvd_rec_stored_size(const struct lvd_rec_reader *r, size_t i)
 {
 	LVD_ASSERT(i < r->n);
 	return r->e[i].comp_len;
+}
+
+int lvd_rec_check_id(const struct lvd_rec_reader *r, size_t i, const char *payload_id, const char *where,
+		     struct lvd_error *err)
+{
+	const char *id = lvd_rec_id(r, i);
+	if (!id || !payload_id || strcmp(id, payload_id))
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: the index names the record '%s' but its payload says '%s'",
+				     where, id ? id : "?", payload_id ? payload_id : "(none)");
+	return LVD_OK;
 }
 
 int lvd_rec_find(const struct lvd_rec_reader *r, const char *id, size_t *index,

@@ -112,6 +112,12 @@ const char *lvd_rec_id(const struct lvd_rec_reader *r, size_t i);
 uint64_t lvd_rec_raw_size(const struct lvd_rec_reader *r, size_t i);
 uint64_t lvd_rec_stored_size(const struct lvd_rec_reader *r, size_t i);
 
+/* Checks that the id a record's payload carries (payload_id, from its decoder) is the id
+ * the index gives record i: LVD_ERR_FORMAT "WHERE: the index names the record 'A' but
+ * its payload says 'B'" otherwise (an internally inconsistent shard). */
+int lvd_rec_check_id(const struct lvd_rec_reader *r, size_t i, const char *payload_id, const char *where,
+		     struct lvd_error *err);
+
 /* Index of the record named id in *index; LVD_ERR_NOTFOUND (err filled) if absent.
  * O(log n) through a sorted copy built at open. */
 int lvd_rec_find(const struct lvd_rec_reader *r, const char *id, size_t *index,

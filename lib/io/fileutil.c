@@ -8,16 +8,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 
 int lvd_write_full(int fd, const void *buf, size_t len, const char *path, struct lvd_error *err)
 {
 	const char *p = buf;
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = lvd_io_write(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -36,7 +39,7 @@ int lvd_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path
 		if (off > (uint64_t)INT64_MAX)
 			return lvd_error_set(err, LVD_ERR_FORMAT, "%s: offset %llu out of range",
 					     path, (unsigned long long)off);
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = lvd_io_pread(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -109,7 +112,7 @@ int lvd_file_read_all(const char *path, size_t max_len, char **out, size_t *out_
 	*out = NULL;
 	*out_len = 0;
 	int is_stdin = strcmp(path, "-") == 0;
-	int fd = is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	int fd = is_stdin ? 0 : lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	size_t cap = 1 << 16, len = 0;
@@ -138,7 +141,7 @@ int lvd_file_read_all(const char *path, size_t max_len, char **out, size_t *out_
 			buf = nbuf;
 			cap = ncap;
 		}
-		ssize_t n = read(fd, buf + len, cap - len);
+		ssize_t n = lvd_io_read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -164,6 +167,201 @@ out:
 	if (!is_stdin)
 		close(fd);
 	return rc;
+}
+
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO or pipe" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+	       : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+int lvd_file_open_regular(const char *path, uint64_t max_size, int *fdp, uint64_t *size,
+			  struct lvd_error *err)
+{
+	*fdp = -1;
+	*size = 0;
+	/* O_NONBLOCK: opening a FIFO without a writer must not hang */
+	int fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path);
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: not a regular file (%s)", path, file_kind(st.st_mode));
+	}
+	if ((uint64_t)st.st_size > max_size) {
+		char s[32];
+		close(fd);
+		lvd_format_size(max_size, s, sizeof s);
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: file larger than %s", path, s);
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	*fdp = fd;
+	*size = (uint64_t)st.st_size;
+	return LVD_OK;
+}
+
+int lvd_file_read_regular(const char *path, uint64_t max_size, char **out, size_t *out_len,
+			  struct lvd_error *err)
+{
+	*out = NULL;
+	*out_len = 0;
+	int fd;
+	uint64_t size;
+	int rc = lvd_file_open_regular(path, max_size, &fd, &size, err);
+	if (rc)
+		return rc;
+	char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
+	if (!buf)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory reading the file", path);
+	else
+		rc = lvd_pread_full(fd, buf, (size_t)size, 0, path, err);
+	if (!rc) {
+		char extra;
+		ssize_t n;
+		while ((n = lvd_io_pread(fd, &extra, 1, (off_t)size)) < 0 && errno == EINTR)
+			;
+		if (n != 0)
+			rc = n < 0 ? lvd_error_errno(err, LVD_ERR_IO, "cannot read '%s'", path)
+				   : lvd_error_set(err, LVD_ERR_IO, "%s: the file grew while being read", path);
+	}
+	close(fd);
+	if (rc) {
+		if (rc == LVD_ERR_FORMAT) /* shorter than its size: truncated while read */
+			rc = lvd_error_set(err, LVD_ERR_IO, "%s: the file shrank while being read", path);
+		free(buf);
+		return rc;
+	}
+	buf[size] = 0;
+	*out = buf;
+	*out_len = (size_t)size;
+	return LVD_OK;
+}
+
+int lvd_input_spool(const char *path, uint64_t max_size, size_t max_line, char **out,
+		    struct lvd_error *err)
+{
+	*out = NULL;
+	int is_stdin = strcmp(path, "-") == 0;
+	struct stat st;
+	if (!is_stdin && stat(path, &st) != 0)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	if (!is_stdin && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+		if (!(*out = lvd_strdup(path)))
+			return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
+		return LVD_OK;
+	}
+	int in = is_stdin ? 0 : lvd_io_open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
+	const char *name = is_stdin ? "(stdin)" : path;
+	int mfd = memfd_create("lvd-input", MFD_CLOEXEC);
+	char *buf = malloc(1 << 16);
+	int rc = LVD_OK;
+	if (mfd < 0)
+		rc = lvd_error_errno(err, LVD_ERR_IO, "%s: cannot create an in-memory copy", name);
+	else if (!buf)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", name);
+	uint64_t total = 0, line = 0, lineno = 1;
+	while (!rc) {
+		ssize_t n = lvd_io_read(in, buf, 1 << 16);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = lvd_error_errno(err, LVD_ERR_IO, "cannot read '%s'", name);
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				line = 0;
+				lineno++;
+			} else if (++line > max_line) {
+				char s[32];
+				lvd_format_size(max_line, s, sizeof s);
+				rc = lvd_error_set(err, LVD_ERR_INVALID, "%s:%llu: line longer than %s", name,
+						   (unsigned long long)lineno, s);
+				break;
+			}
+		}
+		total += (uint64_t)n;
+		if (!rc && total > max_size) {
+			char s[32];
+			lvd_format_size(max_size, s, sizeof s);
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: input larger than %s", name, s);
+		}
+		if (!rc)
+			rc = lvd_write_full(mfd, buf, (size_t)n, name, err);
+	}
+	free(buf);
+	if (!is_stdin)
+		close(in);
+	if (rc) {
+		if (mfd >= 0)
+			close(mfd);
+		return rc;
+	}
+	char p[64];
+	snprintf(p, sizeof p, "/proc/self/fd/%d", mfd);
+	if (!(*out = lvd_strdup(p))) {
+		close(mfd);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", name);
+	}
+	return LVD_OK; /* mfd stays open: the copy lives until exit */
+}
+
+/* Folders this process has locked (a second flock on a new descriptor of the same file
+ * would conflict with our own lock), with the pid that took it (a forked child is
+ * another process). Set from the main thread only. */
+static char *g_locked[16];
+static pid_t g_locked_pid[16];
+
+int lvd_dir_lock(const char *dir, struct lvd_error *err)
+{
+	char path[4096];
+	size_t nl = 0;
+	for (; nl < sizeof g_locked / sizeof *g_locked && g_locked[nl]; nl++)
+		if (g_locked_pid[nl] == getpid() && !strcmp(g_locked[nl], dir))
+			return LVD_OK;
+	snprintf(path, sizeof path, "%s/.lock", dir);
+	int fd = lvd_io_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot create the lock file '%s'", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		char who[256] = "";
+		ssize_t n = lvd_io_pread(fd, who, sizeof who - 1, 0);
+		close(fd);
+		if (e != EWOULDBLOCK) {
+			errno = e;
+			return lvd_error_errno(err, LVD_ERR_IO, "cannot lock '%s'", path);
+		}
+		who[n > 0 ? n : 0] = 0;
+		who[strcspn(who, "\n")] = 0;
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s is in use by %s (lock file %s)", dir,
+				     who[0] ? who : "another process", path);
+	}
+	char host[128] = "?", line[256];
+	if (gethostname(host, sizeof host - 1) != 0)
+		snprintf(host, sizeof host, "?");
+	host[sizeof host - 1] = 0;
+	int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+		int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot write the lock file '%s'", path);
+		close(fd);
+		return rc;
+	}
+	if (nl < sizeof g_locked / sizeof *g_locked && (g_locked[nl] = lvd_strdup(dir)))
+		g_locked_pid[nl] = getpid();
+	return LVD_OK; /* fd stays open: the lock lives until exit */
 }
 
 int lvd_mkdir_p(const char *path, struct lvd_error *err)
@@ -208,13 +406,13 @@ int lvd_fsync_parent(const char *path, struct lvd_error *err)
 	if (!copy)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
 	const char *dir = dirname(copy);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = lvd_io_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc = LVD_OK;
 	if (fd < 0)
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open directory '%s'", dir);
 	else {
 		/* some filesystems refuse fsync on directories (EINVAL): not an error */
-		if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+		if (lvd_io_fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
 			rc = lvd_error_errno(err, LVD_ERR_IO, "cannot sync directory '%s'", dir);
 		close(fd);
 	}
@@ -242,7 +440,7 @@ int lvd_afile_open(struct lvd_afile *af, const char *path, struct lvd_error *err
 	}
 	memcpy(af->tmp_path, path, n);
 	memcpy(af->tmp_path + n, ".tmp", 5);
-	af->fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	af->fd = lvd_io_open(af->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (af->fd < 0) {
 		int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot create '%s'", af->tmp_path);
 		afile_free(af);
@@ -261,12 +459,12 @@ int lvd_afile_commit(struct lvd_afile *af, struct lvd_error *err)
 {
 	LVD_ASSERT(af->fd >= 0);
 	int rc = LVD_OK;
-	if (fsync(af->fd) != 0)
+	if (lvd_io_fsync(af->fd) != 0)
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot sync '%s'", af->tmp_path);
 	if (close(af->fd) != 0 && rc == LVD_OK)
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot close '%s'", af->tmp_path);
 	af->fd = -1;
-	if (rc == LVD_OK && rename(af->tmp_path, af->path) != 0)
+	if (rc == LVD_OK && lvd_io_rename(af->tmp_path, af->path) != 0)
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", af->tmp_path, af->path);
 	if (rc == LVD_OK)
 		rc = lvd_fsync_parent(af->path, err);
@@ -327,7 +525,7 @@ int lvd_lines_open(struct lvd_lines **out, const char *path, size_t max_line,
 	lr->cap = LINES_CHUNK;
 	lr->max_line = max_line;
 	lr->is_stdin = strcmp(path, "-") == 0;
-	lr->fd = lr->is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	lr->fd = lr->is_stdin ? 0 : lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (lr->fd < 0) {
 		int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 		lr->fd = -1;
@@ -342,7 +540,7 @@ int lvd_lines_open(struct lvd_lines **out, const char *path, size_t max_line,
 static ssize_t lines_fill(struct lvd_lines *lr, struct lvd_error *err)
 {
 	for (;;) {
-		ssize_t n = read(lr->fd, lr->buf, lr->cap);
+		ssize_t n = lvd_io_read(lr->fd, lr->buf, lr->cap);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

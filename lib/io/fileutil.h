@@ -32,6 +32,37 @@ int lvd_pread_full(int fd, void *buf, size_t len, uint64_t off, const char *path
 int lvd_file_read_all(const char *path, size_t max_len, char **buf, size_t *len,
 		      struct lvd_error *err);
 
+/* Opens path for reading as a regular file of at most max_size bytes: *fd (O_CLOEXEC)
+ * and *size. A FIFO, device, socket or directory is refused without blocking
+ * (LVD_ERR_INVALID "PATH: not a regular file (a FIFO)"), as is a larger file
+ * ("PATH: file larger than X"); LVD_ERR_IO when it cannot be opened. For inputs whose
+ * size is needed up front (images, shards). */
+int lvd_file_open_regular(const char *path, uint64_t max_size, int *fd, uint64_t *size,
+			  struct lvd_error *err);
+
+/* Reads a regular file (lvd_file_open_regular's rules) into a malloc'd buffer with a
+ * NUL after the last byte (not counted in *len); a file that changes size while read is
+ * an error. Caller frees *buf. */
+int lvd_file_read_regular(const char *path, uint64_t max_size, char **buf, size_t *len,
+			  struct lvd_error *err);
+
+/* An input that tools read more than once (a manifest: hashed, counted, then read).
+ * When path is "-" (stdin), a FIFO (`<(...)`, /dev/stdin on a pipe) or another
+ * non-regular file, its bytes are read once into an anonymous in-memory file, at most
+ * max_size bytes and no line longer than max_line bytes (so /dev/zero fails fast), and
+ * *out becomes a malloc'd "/proc/self/fd/N" path of that copy that can be reopened and
+ * read any number of times; for a regular file (or a directory) *out is a malloc'd
+ * copy of path. Caller frees *out (the copy lives until the process exits). */
+int lvd_input_spool(const char *path, uint64_t max_size, size_t max_line, char **out,
+		    struct lvd_error *err);
+
+/* Takes an exclusive lock on the output folder dir (flock on dir/lock, non-blocking)
+ * for the life of the process, writing "pid PID host HOST" into the lock file. When
+ * another process holds it: LVD_ERR_INVALID "DIR is in use by pid PID on host HOST
+ * (lock file DIR/lock)". The lock is released when the process exits (killed
+ * included); the file stays. */
+int lvd_dir_lock(const char *dir, struct lvd_error *err);
+
 /* 1 when path exists and is a directory / a regular file (following symlinks); 0 otherwise
  * (including errors). */
 int lvd_path_is_dir(const char *path);

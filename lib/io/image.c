@@ -306,40 +306,12 @@ int lvd_image_decode(struct lvd_image *out, const void *data, size_t len, enum l
 int lvd_image_load(struct lvd_image *out, const char *path, enum lvd_alpha_bg bg, struct lvd_error *err)
 {
 	memset(out, 0, sizeof *out);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
-	uint8_t *buf = NULL;
-	size_t len = 0, cap = 0;
-	struct stat st;
-	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-		cap = (size_t)st.st_size + 1;
-	for (;;) {
-		if (len == cap || !buf) {
-			size_t ncap = !buf && cap ? cap : cap ? cap * 2 : 1 << 16;
-			uint8_t *nb = ncap >= cap ? realloc(buf, ncap) : NULL;
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory reading the file", path);
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		size_t got = fread(buf + len, 1, cap - len, f);
-		len += got;
-		if (got == 0) {
-			if (ferror(f)) {
-				int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot read '%s'", path);
-				free(buf);
-				fclose(f);
-				return rc;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	int rc = lvd_image_decode(out, buf, len, bg, path, err);
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = lvd_file_read_regular(path, LVD_IMAGE_MAX_FILE, &buf, &len, err);
+	if (rc)
+		return rc;
+	rc = lvd_image_decode(out, buf, len, bg, path, err);
 	free(buf);
 	return rc;
 }

@@ -59,7 +59,12 @@ int lvd_image_alloc(struct lvd_image *out, int w, int h, int c, struct lvd_error
  * (corrupt, truncated, not an image), LVD_ERR_UNSUPPORTED (too large), LVD_ERR_NOMEM. */
 int lvd_image_decode(struct lvd_image *out, const void *data, size_t len, enum lvd_alpha_bg bg,
 		     const char *name, struct lvd_error *err);
-/* Reads and decodes a file (LVD_ERR_IO when it cannot be read). */
+/* The largest image file read: 1 GiB. */
+#define LVD_IMAGE_MAX_FILE ((uint64_t)1 << 30)
+
+/* Reads and decodes a file (LVD_ERR_IO when it cannot be read; LVD_ERR_INVALID for a
+ * FIFO, device or directory, which are refused without blocking, or a file over
+ * LVD_IMAGE_MAX_FILE). */
 int lvd_image_load(struct lvd_image *out, const char *path, enum lvd_alpha_bg bg, struct lvd_error *err);
 /* Encodes RGB8 (c=3) or gray8 (c=1) as PNG into a malloc'd buffer (*out, *out_len;
  * caller frees). Errors: LVD_ERR_INVALID (other c, bad sizes), LVD_ERR_NOMEM. */

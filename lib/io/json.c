@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/fault.h"
+
 static void set_name(char *dst, const char *src)
 {
 	snprintf(dst, LVD_JSON_PATH_MAX, "%s", src);
@@ -29,7 +31,7 @@ static int doc_init(struct lvd_json *doc, const char *name, json_t *root, const 
 int lvd_json_load(struct lvd_json *doc, const char *path, struct lvd_error *err)
 {
 	memset(doc, 0, sizeof *doc);
-	FILE *f = fopen(path, "rb");
+	FILE *f = lvd_io_fopen(path, "rb");
 	if (!f)
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
 	json_error_t je;

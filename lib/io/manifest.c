@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "io/fileutil.h"
 
 #define ID_MAX 1024
@@ -202,19 +203,25 @@ int lvd_manifest_parse_line(const char *where, const char *text, size_t len,
 	return rc;
 }
 
-/* First non-blank byte of a regular file (after a BOM), or 0. */
-static int peek_first_byte(const char *path)
+/* First non-blank byte of a file (after a BOM), 0 for none, or -1 with err set when the
+ * file cannot be opened or read (an I/O error must not turn a JSON array into JSONL). */
+static int peek_first_byte(const char *path, struct lvd_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = lvd_io_open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path), -1;
 	unsigned char buf[4096];
 	int c = 0;
 	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
+		ssize_t n = lvd_io_read(fd, buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0) {
+			lvd_error_errno(err, LVD_ERR_IO, "cannot read '%s'", path);
+			c = -1;
+			break;
+		}
+		if (n == 0)
 			break;
 		size_t i = 0;
 		for (; i < (size_t)n; i++) {
@@ -246,8 +253,12 @@ int lvd_manifest_open(struct lvd_manifest **out, const char *path,
 		m->opts.max_line = (size_t)16 << 20;
 	if (!m->opts.max_file)
 		m->opts.max_file = (size_t)1 << 30;
-	int rc;
-	if (strcmp(path, "-") != 0 && peek_first_byte(path) == '[') {
+	int rc, first = strcmp(path, "-") != 0 ? peek_first_byte(path, err) : 0;
+	if (first < 0) {
+		rc = LVD_ERR_IO;
+		goto fail;
+	}
+	if (first == '[') {
 		char *buf;
 		size_t len;
 		if ((rc = lvd_file_read_all(path, m->opts.max_file, &buf, &len, err)))

@@ -22,6 +22,8 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/fault.h"
+#include "io/fileutil.h"
 #include "io/safetensors_internal.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)  /* the Python package's limit */
@@ -317,20 +319,11 @@ static int file_open(struct st_file *f, const char *path, struct lvd_tensor_view
 	memset(f, 0, sizeof *f);
 	if (!(f->path = lvd_strdup(path)))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return lvd_error_errno(err, LVD_ERR_IO, "cannot open '%s'", path);
-	struct stat stt;
-	if (fstat(fd, &stt) != 0) {
-		int rc = lvd_error_errno(err, LVD_ERR_IO, "cannot stat '%s'", path);
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(stt.st_mode)) {
-		close(fd);
-		return lvd_error_set(err, LVD_ERR_IO, "%s: not a regular file", path);
-	}
-	uint64_t fsize = (uint64_t)stt.st_size;
+	int fd;
+	uint64_t fsize;
+	int orc = lvd_file_open_regular(path, UINT64_MAX, &fd, &fsize, err); /* no blocking on a FIFO */
+	if (orc)
+		return orc;
 	if (fsize < 8) {
 		close(fd);
 		return lvd_error_set(err, LVD_ERR_FORMAT,
@@ -340,7 +333,7 @@ static int file_open(struct st_file *f, const char *path, struct lvd_tensor_view
 		close(fd);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: file too large to map", path);
 	}
-	void *m = mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, fd, 0);
+	void *m = lvd_io_mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, fd, 0);
 	int saved = errno;
 	close(fd);
 	if (m == MAP_FAILED) {

@@ -455,8 +455,13 @@ int lvd_mapsrec_decode(struct lvd_mapsrec *r, const void *buf, size_t len, const
 	if (!(r->maps = malloc(nmap)))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: maps of %zu bytes", c.where, nmap);
 	const uint8_t *m = b + LVD_MAPSREC_HEADER + J;
-	for (size_t i = 0; i < nmap / 2; i++)
+	size_t cells = (size_t)gh * gw;
+	for (size_t i = 0; i < nmap / 2; i++) {
 		r->maps[i] = get_u16(m + 2 * i);
+		if ((r->maps[i] & 0x7c00) == 0x7c00) /* fp16 Inf or NaN */
+			return lvd_error_set(err, LVD_ERR_FORMAT, "%s: map of token %zu, cell (%zu, %zu): value not finite "
+					     "(fp16 0x%04x)", c.where, i / cells, i % cells / gw, i % gw, r->maps[i]);
+	}
 	return LVD_OK;
 }
 

@@ -7,7 +7,9 @@
 #include <utf8proc.h>
 
 #include "core/alloc.h"
+#include "io/image.h"
 #include "io/safetensors.h"
+#include "lavender/geometry.h"
 
 static int utf8_ok(const uint8_t *s, size_t n)
 {
@@ -58,12 +60,32 @@ static int validate(const struct lvd_packrec *r, int code, const char *where, st
 	if (r->patch_px < 1 || r->tile_px < 1 || r->tile_px > 8192 || r->tile_px % r->patch_px)
 		return lvd_error_set(err, code, "%s: tile %u px / patch %u px inconsistent", where, r->tile_px,
 				     r->patch_px);
-	if (r->img_w < 1 || r->img_h < 1 || r->img_w > 1u << 20 || r->img_h > 1u << 20 || r->new_w < 1 ||
+	int asp_ok = 0;  /* aspect_id: the 1-based index of tiles_h x tiles_w among the mllama
+			  * arrangements of some max_tiles in [tiles_h*tiles_w, LVD_GEOM_MAX_TILES] */
+	for (int m = (int)(r->tiles_h * r->tiles_w); m <= LVD_GEOM_MAX_TILES && !asp_ok && r->aspect_id <= LVD_GEOM_MAX_ASPECTS; m++) {
+		int asp[LVD_GEOM_MAX_ASPECTS][2];
+		int na = lvd_geom_aspects(m, asp);
+		asp_ok = (int)r->aspect_id <= na && asp[r->aspect_id - 1][0] == (int)r->tiles_h &&
+			 asp[r->aspect_id - 1][1] == (int)r->tiles_w;
+	}
+	if (!asp_ok)
+		return lvd_error_set(err, code, "%s: aspect id %u does not name %ux%u tiles (wide x high)", where,
+				     r->aspect_id, r->tiles_w, r->tiles_h);
+	if (r->img_w < 1 || r->img_h < 1 || r->img_w > LVD_IMAGE_MAX_SIDE || r->img_h > LVD_IMAGE_MAX_SIDE ||
+	    (size_t)r->img_w * r->img_h > LVD_IMAGE_MAX_PIXELS || r->new_w < 1 ||
 	    r->new_h < 1 || r->new_w > r->tiles_w * r->tile_px || r->new_h > r->tiles_h * r->tile_px)
 		return lvd_error_set(err, code, "%s: image %ux%u / extent %ux%u out of range", where, r->img_w,
 				     r->img_h, r->new_w, r->new_h);
 	if (r->image_pos != LVD_PACKREC_NO_IMAGE && r->image_pos >= r->T)
 		return lvd_error_set(err, code, "%s: image token position %u >= %u tokens", where, r->image_pos, r->T);
+	/* the <|image|> token is never a label (its id is the model's: not checked here) */
+	if (r->image_pos != LVD_PACKREC_NO_IMAGE) {
+		int32_t img = r->tokens[r->image_pos];
+		if (r->labels[r->image_pos] != -100)
+			return lvd_error_set(err, code,
+					     "%s: token %u (id %d, label %d) at the image position is not <|image|>", where,
+					     r->image_pos, img, r->labels[r->image_pos]);
+	}
 	for (uint32_t t = 0; t < r->T; t++) {
 		if (r->tokens[t] < 0)
 			return lvd_error_set(err, code, "%s: token %u: negative id %d", where, t, r->tokens[t]);
@@ -115,10 +137,11 @@ static int validate(const struct lvd_packrec *r, int code, const char *where, st
 	for (size_t w = 0; w < r->W; w++) {
 		const uint16_t *t = r->targets + w * cells;
 		for (size_t i = 0; i < cells; i++)
-			if (!f16_finite(t[i]) || (!r->mask[i] && (t[i] & 0x7fff)))
+			if (!f16_finite(t[i]) || (!r->mask[i] && (t[i] & 0x7fff)) ||
+			    (t[i] > 0x3c00 && t[i] != 0x8000)) /* min-max normalised: in [0, 1] */
 				return lvd_error_set(err, code,
-						     "%s: word %zu: target[%zu] not finite or non-zero outside the image",
-						     where, w, i);
+						     "%s: word %zu: target[%zu] (fp16 0x%04x) not in [0, 1] or non-zero "
+						     "outside the image", where, w, i, t[i]);
 	}
 	if (r->flags & LVD_PACKREC_RAW)
 		for (size_t i = 0; i < (size_t)r->W * r->rh * r->rw; i++)

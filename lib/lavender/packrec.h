@@ -29,7 +29,11 @@
  *    62    2 u16 tile_px  (560)
  *    64    2 u16 patch_px (14)
  *    66    2 u16 reserved = 0
- *    68    4 u32 image_pos: position of the <|image|> token, 0xFFFFFFFF if none
+ *    68    4 u32 image_pos: position of the <|image|> token, 0xFFFFFFFF if none; that
+ *              token has label -100 (its id, 128256 in Llama 3.2 Vision, is the
+ *              model's and is not checked here)
+ *    (aspect_id names tiles_h x tiles_w among the mllama arrangements of some
+ *     max_tiles >= tiles_h*tiles_w; image width/height within io/image.h's limits)
  *    72      id bytes (UTF-8)
  *            tokens i32[T] (>= 0)
  *            labels i32[T] (-100, or equal to the token)

@@ -14,10 +14,17 @@ int lvd_text_read_file(const char *path, char **data, size_t *len, struct lvd_er
 {
 	char *buf;
 	size_t n;
-	int rc = lvd_file_read_all(path, SIZE_MAX - 1, &buf, &n, err);
+	int rc = lvd_file_read_all(path, LVD_TEXT_MAX_BYTES, &buf, &n, err);
 	if (rc)
 		return rc;
-	if (n >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
+	size_t pl = strlen(path);
+	int named_gz = pl > 3 && !strcmp(path + pl - 3, ".gz");
+	int is_gz = n >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b;
+	if (named_gz && !is_gz) {
+		free(buf);
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: named .gz but not gzip data (no 1f 8b magic)", path);
+	}
+	if (is_gz) {
 		rc = lvd_gunzip((const unsigned char *)buf, n, data, len, err);
 		free(buf);
 		return rc ? lvd_error_prefix(err, "%s: ", path) : 0;
@@ -51,6 +58,7 @@ struct inf {
 	int bitcnt;
 	unsigned char *out;
 	size_t olen, ocap;
+	int too_big;    /* put() refused: the output reached LVD_TEXT_MAX_BYTES */
 };
 
 struct huff {
@@ -75,6 +83,10 @@ static int bits(struct inf *s, int need, uint32_t *v)
 
 static int put(struct inf *s, unsigned char c)
 {
+	if (s->olen >= LVD_TEXT_MAX_BYTES) {
+		s->too_big = 1;
+		return -2;
+	}
 	if (s->olen == s->ocap) {
 		size_t nc = s->ocap ? s->ocap * 2 : 1 << 16;
 		unsigned char *p = nc > s->ocap ? realloc(s->out, nc + 1) : NULL;
@@ -322,6 +334,11 @@ int lvd_gunzip(const unsigned char *in, size_t n, char **out, size_t *out_len, s
 		s.bitcnt = 0;
 		size_t start = s.olen;
 		int rc = inflate_raw(&s);
+		if (rc == -2 && s.too_big) {
+			free(s.out);
+			return lvd_error_set(err, LVD_ERR_INVALID, "gzip data inflates to more than %d MiB (the limit "
+					     "for a text file)", LVD_TEXT_MAX_BYTES >> 20);
+		}
 		if (rc == -2) {
 			free(s.out);
 			return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory inflating");

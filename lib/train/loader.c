@@ -483,6 +483,8 @@ static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 	int rc = lvd_rec_read(sh->r, ri, &buf, &len, err);
 	if (!rc)
 		rc = lvd_packrec_decode(&rec, buf, len, where, err);
+	if (!rc)
+		rc = lvd_rec_check_id(sh->r, ri, rec.id, where, err);
 	free(buf);
 	if (rc)
 		goto out;

@@ -7,6 +7,8 @@
 #include "text/textio.h"
 #include "text/utf8.h"
 
+#include <unistd.h>
+
 /* bytes 0..255 as ids 0..255, plus tokens given as strings with ids from 256 */
 static struct lvd_bpe *tiny(const char **toks, int ntok, int ignore)
 {
@@ -205,10 +207,73 @@ static void test_gunzip(void)
 	CHECK(lvd_gunzip(gz, sizeof gz - 5, &out, &n, &err) == LVD_ERR_FORMAT); /* truncated */
 }
 
+struct bitw {
+	unsigned char *p;
+	size_t nbits;
+};
+
+/* Appends a Huffman code (MSB first) to the LSB-first deflate bit stream. */
+static void put_code(struct bitw *b, unsigned code, int len)
+{
+	for (int i = len - 1; i >= 0; i--, b->nbits++)
+		if ((code >> i) & 1)
+			b->p[b->nbits / 8] |= (unsigned char)(1u << (b->nbits % 8));
+}
+
+/* A gzip bomb (issue #17): one fixed-Huffman block of a literal 0 and length-258
+ * distance-1 copies, inflating to just over LVD_TEXT_MAX_BYTES from ~430 KB, is refused
+ * at the cap; a plain file named .gz is refused by name. */
+static void test_gunzip_bomb(void)
+{
+	size_t reps = (size_t)LVD_TEXT_MAX_BYTES / 258 + 2, cap = 10 + reps * 13 / 8 + 64;
+	unsigned char *gz = calloc(1, cap);
+	CHECK(gz != NULL);
+	if (!gz)
+		return;
+	static const unsigned char hdr[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+	memcpy(gz, hdr, 10);
+	struct bitw b = {gz + 10, 0};
+	put_code(&b, 1, 1);               /* BFINAL */
+	put_code(&b, 2, 2);               /* BTYPE 01 (LSB-first value 1 = bits 1,0) */
+	put_code(&b, 0x30, 8);            /* literal 0 */
+	for (size_t i = 0; i < reps; i++) {
+		put_code(&b, 0xC5, 8);    /* length code 285 (258) */
+		put_code(&b, 0, 5);       /* distance code 0 (1) */
+	}
+	put_code(&b, 0, 7);               /* end of block */
+	size_t n = 10 + (b.nbits + 7) / 8 + 8;
+	char *out = NULL;
+	size_t olen = 0;
+	struct lvd_error err = {0};
+	CHECK(lvd_gunzip(gz, n, &out, &olen, &err) == LVD_ERR_INVALID);
+	CHECK_CONTAINS(err.msg, "inflates to more than 64 MiB");
+	CHECK(out == NULL);
+	free(gz);
+
+	char path[] = "/tmp/lvd_test_bpe_XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	close(fd);
+	char gzpath[64];
+	snprintf(gzpath, sizeof gzpath, "%s.gz", path);
+	FILE *f = fopen(gzpath, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs("\"h e\"\nh e\n", f);
+		fclose(f);
+		CHECK(lvd_text_read_file(gzpath, &out, &olen, &err) == LVD_ERR_FORMAT);
+		CHECK_CONTAINS(err.msg, "named .gz but not gzip data");
+	}
+	unlink(gzpath);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {TEST(test_merge_order), TEST(test_ignore_merges_and_eow),
 						TEST(test_strmap), TEST(test_utf8), TEST(test_pretok),
-						TEST(test_gunzip), TEST(test_next_line), {0}};
+						TEST(test_gunzip), TEST(test_gunzip_bomb), TEST(test_next_line), {0}};
 	return lvd_test_main(argc, argv, tests);
 }

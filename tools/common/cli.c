@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "io/fileutil.h"
 #include "nn/ctx.h"
 
 #define MAX_OPTS 128
@@ -162,4 +163,23 @@ int lvd_cli_main(int argc, char **argv, const char *prog, const char *about,
 	if (a[0] == '-')
 		return lvd_cli_usage_error("unknown option '%s' (a command comes first)", a);
 	return lvd_cli_usage_error("unknown command '%s'", a);
+}
+
+int lvd_cli_spool_manifest(const char **manifest, const char **images)
+{
+	struct lvd_error err = {0};
+	char *p = NULL;
+	if (lvd_input_spool(*manifest, (uint64_t)4 << 30, (size_t)16 << 20, &p, &err)) {
+		lvd_error_log("--manifest: %s", err.msg);
+		return 1;
+	}
+	if (!strcmp(p, *manifest)) {
+		free(p);
+		return 0;
+	}
+	lvd_info("--manifest %s: read into memory (%s)", *manifest, p);
+	*manifest = p;
+	if (!*images)
+		*images = ".";
+	return 0;
 }

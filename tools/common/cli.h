@@ -51,6 +51,14 @@ int lvd_cli_u64(const char *arg, uint64_t min, uint64_t max, const char *name, u
 /* The same for "i/N" (lvd_parse_shard: N >= 1, i < N). */
 int lvd_cli_shard(const char *arg, const char *name, uint32_t *i, uint32_t *n);
 
+/* --manifest PATH, which the tools read more than once (hashed, counted, read): "-"
+ * (stdin), a pipe (`<(...)`, /dev/stdin) or another non-regular file is read once into
+ * memory (lvd_input_spool: at most 4 GiB, lines up to 16 MiB) and *manifest becomes the
+ * copy's path (leaked: it lives for the run); *images, when NULL, becomes "." then (a
+ * pipe has no folder for relative image paths). A regular file is left as it is.
+ * Returns 0, or 1 after printing. */
+int lvd_cli_spool_manifest(const char **manifest, const char **images);
+
 /* Prints "PROG VERSION" and the build features to stdout. */
 void lvd_cli_version(const char *prog);
 

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/pool.h"
 #include "io/fileutil.h"
@@ -102,7 +103,7 @@ int lvd_run_errors_open(const char *out, uint64_t limit, uint64_t *kept, FILE **
 	snprintf(path, sizeof path, "%s/errors.jsonl", out);
 	if (lvd_run_trim_jsonl(path, "index", limit, NULL, NULL, kept))
 		return 1;
-	if (!(*ef = fopen(path, "a"))) {
+	if (!(*ef = lvd_io_fopen(path, "a"))) {
 		lvd_error_log("%s: %s", path, strerror(errno));
 		return 1;
 	}
@@ -114,14 +115,29 @@ char *lvd_run_dump(const json_t *j)
 	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 }
 
-void lvd_run_jsonl_append(FILE *f, const json_t *j)
+int lvd_run_jsonl_append(FILE *f, const char *path, const json_t *j, struct lvd_error *err)
 {
 	char *s = j ? lvd_run_dump(j) : NULL;
-	if (s) {
-		fprintf(f, "%s\n", s);
-		fflush(f);
+	if (!s)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", path);
+	/* stdio: only whole-line failures are injected (EINTR and short: the line is written,
+	 * as stdio over a regular file does) */
+	int fe = lvd_fault_hit(LVD_FAULT_WRITE);
+	if (fe > 0 && fe != EINTR) {
+		free(s);
+		errno = fe;
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot write '%s'", path);
 	}
+	errno = 0;
+	int bad = fprintf(f, "%s\n", s) < 0;
+	bad |= fflush(f) != 0;
+	bad |= ferror(f) != 0;
 	free(s);
+	if (bad) {
+		clearerr(f);
+		return lvd_error_errno(err, LVD_ERR_IO, "cannot write '%s'", path);
+	}
+	return LVD_OK;
 }
 
 json_t *lvd_run_argv_json(int argc, char **argv)
@@ -187,7 +203,7 @@ int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const j
 {
 	struct lvd_error err = {0};
 	char path[4096];
-	if (lvd_mkdir_p(out, &err)) {
+	if (lvd_mkdir_p(out, &err) || lvd_dir_lock(out, &err)) {
 		json_decref(run);
 		lvd_error_log("%s", err.msg);
 		return 1;
@@ -261,6 +277,7 @@ struct run {
 	char *items;
 	struct lvd_progress *prog;
 	FILE *ledger, *ef;
+	char ledger_path[4096], ef_path[4096];
 	struct lvd_rec_writer *w;  /* the open shard, or NULL */
 	uint64_t shard, first, end, samples;
 };
@@ -311,15 +328,19 @@ static int find_resume(struct run *r, const char *ledger_path)
 	free(ends);
 	if (lvd_run_trim_jsonl(ledger_path, "shard", n, c->keep_shard, c->ctx, &kept))
 		return 1;
-	if (n) {
+	/* every kept shard: footer, header and index CRCs (a truncated or damaged earlier shard
+	 * is an error, not a silent resume) */
+	for (uint64_t k = 0; k < n; k++) {
 		char path[4096];
 		struct lvd_rec_reader *rd = NULL;
-		lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, n - 1);
+		lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, k);
 		if (lvd_run_open_shard(path, c->kind, &rd))
 			return 1;
 		lvd_rec_close(rd);
 	}
-	if (!(r->ledger = fopen(ledger_path, "a"))) {
+	snprintf(r->ledger_path, sizeof r->ledger_path, "%s", ledger_path);
+	snprintf(r->ef_path, sizeof r->ef_path, "%s/errors.jsonl", c->out);
+	if (!(r->ledger = lvd_io_fopen(ledger_path, "a"))) {
 		lvd_error_log("%s: %s", ledger_path, strerror(errno));
 		return 1;
 	}
@@ -364,8 +385,10 @@ static int shard_close(struct run *r, struct lvd_error *err)
 	json_decref(st);
 	if (!line)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "shards.jsonl");
-	lvd_run_jsonl_append(r->ledger, line);
+	rc = lvd_run_jsonl_append(r->ledger, r->ledger_path, line, err);
 	json_decref(line);
+	if (rc)
+		return rc;
 	r->shard++;
 	return 0;
 }
@@ -389,8 +412,10 @@ static int emit(struct run *r, struct lvd_shardrun_item *it, struct lvd_error *e
 	if (it->failed) {
 		json_t *j = json_pack("{s:I, s:s?, s:s?, s:s?, s:s}", "index", (json_int_t)it->index, "id", it->id,
 				      "image", it->image, "kind", it->kind, "reason", it->reason);
-		lvd_run_jsonl_append(r->ef, j);
+		rc = lvd_run_jsonl_append(r->ef, r->ef_path, j, err);
 		json_decref(j);
+		if (rc)
+			return rc;
 		lvd_warn("skipped sample %llu%s%s%s: %s", (unsigned long long)it->index, it->id ? " '" : "",
 			 it->id ? it->id : "", it->id ? "'" : "", it->reason);
 		r->res->skipped++;
@@ -436,6 +461,10 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 	char path[4096];
 	int status = 1;
 	snprintf(path, sizeof path, "%s/shards.jsonl", c->out);
+	if (lvd_dir_lock(c->out, &err)) {
+		lvd_error_log("%s", err.msg);
+		goto out;
+	}
 	if (find_resume(&r, path))
 		goto out;
 	if (res->resumed_shards)
@@ -505,10 +534,14 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 out:
 	res->shards = r.shard;
 	lvd_rec_writer_abort(r.w); /* a shard without records, or a failed run's */
-	if (r.ledger)
-		fclose(r.ledger);
-	if (r.ef)
-		fclose(r.ef);
+	if (r.ledger && fclose(r.ledger) && status == 0) {
+		lvd_error_log("cannot write '%s': %s", r.ledger_path, strerror(errno));
+		status = 1;
+	}
+	if (r.ef && fclose(r.ef) && status == 0) {
+		lvd_error_log("cannot write '%s': %s", r.ef_path, strerror(errno));
+		status = 1;
+	}
 	lvd_progress_destroy(r.prog);
 	free(r.items);
 	lvd_pool_destroy(pool);

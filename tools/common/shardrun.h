@@ -67,8 +67,10 @@ int lvd_run_errors_open(const char *out, uint64_t limit, uint64_t *kept, FILE **
 /* Compact JSON with sorted keys (any value); malloc'd, NULL when out of memory. */
 char *lvd_run_dump(const json_t *j);
 
-/* Writes j as one line of f and flushes (nothing when j cannot be dumped). */
-void lvd_run_jsonl_append(FILE *f, const json_t *j);
+/* Writes j as one line of f (the file at path, for messages) and flushes. LVD_ERR_IO
+ * "cannot write 'PATH': ..." when the write or flush fails (a full disk), LVD_ERR_NOMEM
+ * when j cannot be dumped. */
+int lvd_run_jsonl_append(FILE *f, const char *path, const json_t *j, struct lvd_error *err);
 
 /* argv as a JSON array of strings (new reference). */
 json_t *lvd_run_argv_json(int argc, char **argv);
@@ -86,7 +88,9 @@ char *lvd_run_shard_header(const char *tool, const char *params_dump, const char
  * be read or lacks the objects. */
 int lvd_run_check_provenance(const char *path, const json_t *params, const json_t *inputs);
 
-/* Creates the output folder out/ and its provenance file out/run.json: when run.json
+/* Creates the output folder out/, locks it for this process (lvd_dir_lock: out/.lock
+ * names the pid and host; a second run on the same folder fails saying who holds it)
+ * and its provenance file out/run.json: when run.json
  * exists, checks it with lvd_run_check_provenance (returns its status: 2 on changed
  * options, 1 when unreadable); otherwise writes `run` (the whole provenance object,
  * stolen; NULL counts as out of memory) atomically. Returns 0 when the run may go on;
@@ -169,8 +173,10 @@ struct lvd_shardrun_result {
 	double t_read, t_write, wall;   /* seconds: reading samples, writing records, the whole loop */
 };
 
-/* Runs the loop described above. Returns 0, or 1 after printing (I/O errors, a corrupt
- * last shard, a FATAL from next). */
+/* Runs the loop described above, holding the lock on out/ (lvd_dir_lock). On resume every
+ * kept shard is opened and validated (footer, header and index CRCs). Returns 0, or 1
+ * after printing (I/O errors, including failed writes of errors.jsonl and shards.jsonl,
+ * a corrupt kept shard, out/ locked by another run, a FATAL from next). */
 int lvd_shardrun(const struct lvd_shardrun_cfg *cfg, struct lvd_shardrun_result *res);
 
 #ifdef __cplusplus

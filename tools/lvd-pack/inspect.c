@@ -216,7 +216,8 @@ static int inspect_shard(const char *path, const struct opts *o, const struct lv
 		struct lvd_packrec rec = {0};
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu", path, i);
-		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err)) {
+		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_packrec_decode(&rec, buf, len, where, &err) ||
+		    lvd_rec_check_id(r, i, rec.id, where, &err)) {
 			lvd_error_log("%s", err.msg);
 			free(buf);
 			lvd_packrec_free(&rec);

@@ -55,7 +55,7 @@ enum {
 	O_SHARD_SIZE, O_THREADS, O_BATCH, O_KEEP_GOING, O_TIMINGS, O_ID_FROM_IMAGE,
 };
 static const struct lvd_cli_opt OPTS[] = {
-	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest (required)"},
+	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest, - = stdin (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_MAPS] = {"maps", 0, "DIR", "sd-attnmap output folder with attn-*.lvdm (required; repeat to join several)"},
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder: config.json, tokenizer.json|tokenizer.model (required)"},
@@ -339,7 +339,8 @@ static void work_one(struct run *rn, struct worker *wk, struct item *it)
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu", lvd_rec_path(rn->maps->r[sh]), rec);
 		if (lvd_rec_read(rn->maps->r[sh], rec, &mbuf, &mlen, &err) ||
-		    lvd_mapsrec_decode(&mr, mbuf, mlen, where, &err)) {
+		    lvd_mapsrec_decode(&mr, mbuf, mlen, where, &err) ||
+		    lvd_rec_check_id(rn->maps->r[sh], rec, mr.id, where, &err)) {
 			lvd_shardrun_fail(&it->base, "maps", &err);
 			goto out;
 		}
@@ -358,7 +359,7 @@ static void work_one(struct run *rn, struct worker *wk, struct item *it)
 		}
 		free(now);
 	}
-	if (lvd_file_read_all(it->image_path, LVD_PACKREC_MAX_IMAGE, &ib, &img_len, &err)) {
+	if (lvd_file_read_regular(it->image_path, LVD_PACKREC_MAX_IMAGE, &ib, &img_len, &err)) {
 		lvd_shardrun_fail(&it->base, "image", &err);
 		goto out;
 	}
@@ -529,6 +530,8 @@ int cmd_run(int argc, char **argv)
 	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
 		o.batch = 64 * o.threads;
+	if (lvd_cli_spool_manifest(&o.manifest, &o.images))
+		return 1;
 	char root[4096];
 	if (o.images) {
 		snprintf(root, sizeof root, "%s", o.images);
@@ -601,7 +604,7 @@ int cmd_run(int argc, char **argv)
 	rn.wk = wk;
 
 	/* output folder, pack.json (checked on resume) */
-	if (lvd_mkdir_p(o.out, &err)) {
+	if (lvd_mkdir_p(o.out, &err) || lvd_dir_lock(o.out, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}

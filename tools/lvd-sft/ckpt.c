@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/shardrun.h"
+#include "core/fault.h"
 #include "io/fileutil.h"
 #include "io/safetensors.h"
 #include "sft.h"
@@ -108,7 +109,7 @@ int ckpt_save(struct trainer *t, struct lvd_error *err)
 	if (rc)
 		return rc;
 	lvd_dir_remove_flat(fin);
-	if (rename(tmp, fin))
+	if (lvd_io_rename(tmp, fin))
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot rename '%s' to '%s'", tmp, fin);
 	if ((rc = lvd_fsync_parent(fin, err)))
 		return rc;

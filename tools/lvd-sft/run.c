@@ -507,9 +507,9 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 	json_object_set_new(j, "samples", json_integer(samples));
 	json_object_set_new(j, "pairs", json_integer(pairs));
 	json_object_set_new(j, "label_tokens", json_integer(tok));
-	lvd_run_jsonl_append(mf, j);
+	rc = lvd_run_jsonl_append(mf, "metrics.jsonl", j, err);
 	json_decref(j);
-	return 0;
+	return rc;
 }
 
 static int train(struct trainer *t, int64_t total, FILE *mf)
@@ -651,9 +651,13 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "elapsed", json_real(now - t0));
 		if (W > 1)
 			json_object_set_new(j, "comm_s", json_real(comm_s));
-		if (mf)
-			lvd_run_jsonl_append(mf, j);
+		int wrc = mf ? lvd_run_jsonl_append(mf, "metrics.jsonl", j, &err) : 0;
 		json_decref(j);
+		if (wrc) {
+			lvd_error_log("%s", err.msg);
+			lvd_progress_destroy(pg);
+			return 1;
+		}
 		lvd_progress_set(pg, (uint64_t)t->step);
 		if (t->eld && ((o->eval_every > 0 && t->step % o->eval_every == 0) || t->step == total) &&
 		    evaluate(t, mf, lam, ce_sched, &err)) {
@@ -751,16 +755,18 @@ static int setup_blocks(struct trainer *t, struct lvd_error *err)
 	return 0;
 }
 
-/* Hex SHA-256 of dir/name as a JSON string (null when unreadable: the loader has
- * already opened both files, so this does not happen in practice). */
+/* Hex SHA-256 of dir/name as a JSON string; NULL after printing the error when it
+ * cannot be read (a read error: the loader has already opened the files). */
 static json_t *file_sha(const char *dir, const char *name)
 {
 	char p[4200], hex[LVD_SHA256_HEX_LEN];
 	unsigned char d[LVD_SHA256_LEN];
 	struct lvd_error err = {0};
 	snprintf(p, sizeof p, "%s/%s", dir, name);
-	if (lvd_sha256_file(p, d, &err))
-		return json_null();
+	if (lvd_sha256_file(p, d, &err)) {
+		lvd_error_log("%s", err.msg);
+		return NULL;
+	}
 	lvd_sha256_hex(d, hex);
 	return json_string(hex);
 }
@@ -951,7 +957,9 @@ int cmd_run(int argc, char **argv)
 		else if (o.resume == -1 && have >= 0)
 			rc = lvd_cli_usage_error("--no-resume: %s already holds ckpt-%06lld (remove the run folder or "
 						 "choose another --out)", o.out, (long long)have);
-		else {
+		else if (json_object_size(inputs) != 3) {
+			rc = 1; /* a hash missing: an I/O error, printed */
+		} else {
 			rc = lvd_run_open_out(o.out, run, params, inputs);
 			run = NULL; /* stolen */
 		}

@@ -48,6 +48,7 @@ struct am_manifest {
 	char *root;
 	int field;
 	uint64_t count, next_index;
+	int failed;     /* a read error ended the manifest early: the run must fail */
 };
 
 static char *dir_of(const char *path)
@@ -114,6 +115,7 @@ int am_manifest_next(struct am_manifest *m, struct am_input *in, struct lvd_erro
 	if (rc == LVD_ERR_IO || rc == LVD_ERR_NOMEM) {
 		lvd_error_log("%s", err->msg);
 		m->next_index = m->count; /* stop */
+		m->failed = 1;
 		return AM_EOF;
 	}
 	in->index = m->next_index++;
@@ -316,7 +318,7 @@ int am_item_next(struct am_manifest *m, struct am_input *in, struct lvd_attnmap_
 	struct lvd_error err = {0};
 	int r = am_manifest_next(m, in, &err);
 	if (r == AM_EOF)
-		return LVD_SHARDRUN_EOF;
+		return m->failed ? LVD_SHARDRUN_FATAL : LVD_SHARDRUN_EOF;
 	base->index = s->index = in->index;
 	base->id = s->id = in->id;
 	base->image = s->image = in->image;

@@ -120,7 +120,8 @@ static int inspect_shard(const char *path, const struct opts *o, int *found)
 		struct lvd_mapsrec rec;
 		char where[4200];
 		snprintf(where, sizeof where, "%s: record %zu ('%s')", path, i, lvd_rec_id(r, i));
-		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_mapsrec_decode(&rec, buf, len, where, &err)) {
+		if (lvd_rec_read(r, i, &buf, &len, &err) || lvd_mapsrec_decode(&rec, buf, len, where, &err) ||
+		    lvd_rec_check_id(r, i, rec.id, where, &err)) {
 			lvd_error_log("%s", err.msg);
 			rc = 1;
 		} else {

@@ -47,7 +47,7 @@ enum {
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
-	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs (required)"},
+	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest of image-text pairs, - = stdin (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, run.json, errors.jsonl (required)"},
 	[O_TOKENIZER] = {"tokenizer", 't', "PATH", "CLIP tokenizer folder or vocab (default: SD_PATH/tokenizer)"},
@@ -399,6 +399,8 @@ int cmd_run(int argc, char **argv)
 	if (resolve_tokenizer(&o, tok_path, sizeof tok_path))
 		return 1;
 	struct am_manifest *man = NULL;
+	if (lvd_cli_spool_manifest(&o.manifest, &o.images))
+		return 1;
 	if (am_manifest_open(&man, o.manifest, o.images, o.text_field, o.id_from_image, &err)) {
 		lvd_error_log("%s", err.msg);
 		return 1;

@@ -38,7 +38,8 @@ int am_manifest_open(struct am_manifest **out, const char *path, const char *ima
 uint64_t am_manifest_count(const struct am_manifest *m);
 /* Next sample: 0 (filled), AM_EOF, or an error code for this sample with err set and
  * in->index/id filled as far as known (the caller lists it as skipped). I/O errors
- * while reading are reported as AM_EOF after logging them. */
+ * while reading are reported as AM_EOF after logging them (am_item_next then stops the
+ * run: LVD_SHARDRUN_FATAL). */
 int am_manifest_next(struct am_manifest *m, struct am_input *in, struct lvd_error *err);
 void am_manifest_close(struct am_manifest *m);
 /* The shard driver's `next` step shared by run and import: reads the next sample into

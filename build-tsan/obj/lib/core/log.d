@@ -1,0 +1,2 @@
+build-tsan/obj/lib/core/log.o: lib/core/log.c lib/core/log.h
+lib/core/log.h:

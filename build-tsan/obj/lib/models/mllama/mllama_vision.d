@@ -1,0 +1,17 @@
+build-tsan/obj/lib/models/mllama/mllama_vision.o: \
+ lib/models/mllama/mllama_vision.c lib/models/mllama/mllama_internal.h \
+ lib/models/mllama/mllama.h lib/core/error.h lib/nn/ctx.h lib/core/pool.h \
+ lib/nn/ops/act.h lib/nn/ops/attn.h lib/nn/ops/embed.h lib/nn/ops/gate.h \
+ lib/nn/ops/gemm.h lib/nn/ops/norm.h lib/nn/ops/vembed.h
+lib/models/mllama/mllama_internal.h:
+lib/models/mllama/mllama.h:
+lib/core/error.h:
+lib/nn/ctx.h:
+lib/core/pool.h:
+lib/nn/ops/act.h:
+lib/nn/ops/attn.h:
+lib/nn/ops/embed.h:
+lib/nn/ops/gate.h:
+lib/nn/ops/gemm.h:
+lib/nn/ops/norm.h:
+lib/nn/ops/vembed.h:
