@@ -15,7 +15,20 @@ int lvd_error_set(struct lvd_error *err, int code, const char *fmt, ...)
 	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 	va_end(ap);
 	err->code = code;
+	err->transient = code == LVD_ERR_NOMEM;
 	return code;
+}
+
+/* errno values that say the machine failed, not the input (struct lvd_error.transient) */
+static int errno_transient(int e)
+{
+	switch (e) {
+	case EIO: case ENOSPC: case EDQUOT: case EINTR: case EAGAIN: case ENFILE: case EMFILE: case ENOMEM:
+	case ETIMEDOUT:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 int lvd_error_errno(struct lvd_error *err, int code, const char *fmt, ...)
@@ -30,6 +43,7 @@ int lvd_error_errno(struct lvd_error *err, int code, const char *fmt, ...)
 	if (n >= 0 && (size_t)n < sizeof err->msg)
 		snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", strerror(saved));
 	err->code = code;
+	err->transient = code == LVD_ERR_NOMEM || errno_transient(saved);
 	return code;
 }
 
@@ -54,6 +68,7 @@ void lvd_error_clear(struct lvd_error *err)
 		return;
 	err->code = LVD_OK;
 	err->msg[0] = '\0';
+	err->transient = 0;
 }
 
 const char *lvd_err_name(int code)

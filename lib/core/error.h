@@ -31,6 +31,11 @@ enum lvd_err {
 struct lvd_error {
 	int code;                     /* enum lvd_err; LVD_OK when nothing failed */
 	char msg[LVD_ERROR_MSG_MAX];  /* NUL-terminated, no trailing newline */
+	int transient;                /* 1: a failure of the machine, not of the input (errno
+				       * EIO, ENOSPC, EDQUOT, EINTR, EAGAIN, ENFILE, EMFILE,
+				       * ENOMEM, ETIMEDOUT, or LVD_ERR_NOMEM): the same call may
+				       * succeed when retried, so a tool must not record the
+				       * input as bad (lvd_shardrun stops instead of skipping) */
 };
 
 /* Sets code and the printf-formatted message; returns code so callers can write

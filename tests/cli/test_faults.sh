@@ -5,9 +5,11 @@
 # "error:" line; every output under its final name validates (inspect); and a rerun
 # without faults in the same folder ends 0 with outputs byte-identical to a clean run.
 # EINTR and short transfers must be absorbed: exit 0 and identical outputs at once.
-# A read or open fault on one sample's image skips that sample (listed in errors.jsonl,
-# exit 1, as for any unreadable image); the rerun then keeps that skip, so for those
-# trials identity is checked against errors.jsonl naming the sample instead.
+# A fault while working on one sample (its image, its map record) is a failure of the
+# machine, not of the sample (struct lvd_error.transient): the run stops with exit 1 and
+# lists nothing in errors.jsonl, so the rerun computes the sample and ends identical. A
+# trial that still finds errors.jsonl lines has its identity checked against errors.jsonl
+# naming the sample instead.
 #
 # make test samples a few N per call (46 trials, ~8 s of CPU); LVD_FAULT_FULL=1 runs
 # every N of every call (40 spread N for alloc; minutes). LVD_FAULT_MATRIX=FILE appends one line per trial:

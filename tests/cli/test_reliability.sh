@@ -46,7 +46,7 @@ grep -qF "line longer than 16 MiB" "$T_TMP/err" && pass || fail "manifest /dev/z
 mkfifo "$D/images/fifo.png"
 cat >"$D/hostile.jsonl" <<'EOF'
 {"id": "s00000", "image": "images/fifo.png", "caption": "a black dog running on the beach"}
-{"id": "s00001", "image": "/dev/zero", "caption": "a black dog running on the beach"}
+{"id": "s00001", "image": "/dev/zero", "caption": "two red apples on a wooden table"}
 EOF
 expect_exit 1 "lvd-pack: FIFO and /dev/zero images skipped" run "$D/hostile.jsonl" "$T_TMP/hostile"
 if [ "$(grep -c 'not a regular file' "$T_TMP/hostile/errors.jsonl" 2>/dev/null)" = 2 ]; then pass; else fail "lvd-pack errors.jsonl: 2 non-regular images"; fi

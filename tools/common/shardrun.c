@@ -267,6 +267,7 @@ int lvd_run_check_provenance(const char *path, const json_t *params, const json_
 void lvd_shardrun_fail(struct lvd_shardrun_item *it, const char *kind, const struct lvd_error *err)
 {
 	it->failed = 1;
+	it->transient = err->transient;
 	it->kind = kind;
 	snprintf(it->reason, sizeof it->reason, "%s", err->msg);
 }
@@ -409,6 +410,12 @@ static int emit(struct run *r, struct lvd_shardrun_item *it, struct lvd_error *e
 			r->res->records++;
 		}
 	}
+	if (it->failed && it->transient)
+		return lvd_error_set(err, LVD_ERR_IO,
+				     "sample %llu%s%s%s: %s (a failure of the machine, not of the sample: stopping so "
+				     "that a rerun computes it)",
+				     (unsigned long long)it->index, it->id ? " '" : "", it->id ? it->id : "",
+				     it->id ? "'" : "", it->reason);
 	if (it->failed) {
 		json_t *j = json_pack("{s:I, s:s?, s:s?, s:s?, s:s}", "index", (json_int_t)it->index, "id", it->id,
 				      "image", it->image, "kind", it->kind, "reason", it->reason);

@@ -119,11 +119,14 @@ struct lvd_shardrun_item {
 	uint8_t *payload;          /* the record (malloc'd; freed by the driver), or NULL for none */
 	size_t len;
 	int failed;                /* skipped: listed in errors.jsonl with reason (and kind) */
+	int transient;             /* failed by a transient error (lvd_error.transient): the run
+				    * stops at this item instead (exit 1), so that a rerun
+				    * computes it rather than keeping a skip */
 	const char *kind;          /* errors.jsonl "kind" (NULL: the line has none) */
 	char reason[LVD_ERROR_MSG_MAX];
 };
 
-/* Marks it failed with err's message and kind. */
+/* Marks it failed with err's message and kind (and err's transient flag). */
 void lvd_shardrun_fail(struct lvd_shardrun_item *it, const char *kind, const struct lvd_error *err);
 
 struct lvd_shardrun_cfg {
