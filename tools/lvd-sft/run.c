@@ -515,6 +515,40 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 	return 0;
 }
 
+/* ZeRO-1 on rank 0: the full-size AdamW state (t->opt, never stepped) and t->tens, the
+ * image a checkpoint is written from or loaded into; it exists only while one is saved or
+ * loaded, so rank 0 holds the moments of its shard only, as the other ranks do. */
+static int zero_image(struct trainer *t, struct lvd_error *err)
+{
+	struct lvd_optim_cfg c = {t->o->beta1, t->o->beta2, t->o->eps};
+	int rc = lvd_optim_create(&t->opt, t->ctx, t->blocks, t->n_blocks, &c, err);
+	return rc ? rc : ckpt_tensors(t, err);
+}
+
+static void zero_image_free(struct trainer *t)
+{
+	lvd_optim_destroy(t->ctx, t->opt);
+	free(t->tens);
+	t->opt = NULL;
+	t->tens = NULL;
+	t->n_tens = 0;
+}
+
+/* The checkpoint after t->step: rank 0 writes it. ZeRO-1: every rank first takes part in
+ * gathering the moments into rank 0's image. */
+static int save(struct trainer *t, int rank0, struct lvd_error *err)
+{
+	if (!t->zero)
+		return rank0 ? ckpt_save(t, err) : 0;
+	int rc = rank0 ? zero_image(t, err) : 0;
+	if (!rc)
+		rc = lvd_zero_gather_state(t->zero, t->comm, t->opt ? t->opt->m : NULL, t->opt ? t->opt->v : NULL, err);
+	if (!rc && rank0)
+		rc = ckpt_save(t, err);
+	zero_image_free(t);
+	return rc;
+}
+
 static int train(struct trainer *t, int64_t total, FILE *mf)
 {
 	struct opts *o = t->o;
@@ -681,11 +715,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		while (hang == t->step && sft_dist_kill_here(t->comm))
 			pause();
 		if (t->step % o->save_every == 0 || t->step == total) {
-			/* Rank 0 writes (ZeRO-1: the moments gathered first); every rank waits for the
-			 * rename. */
-			if ((t->zero && lvd_zero_gather_state(t->zero, t->comm, t->opt ? t->opt->m : NULL,
-							      t->opt ? t->opt->v : NULL, &err)) ||
-			    (rank0 && ckpt_save(t, &err)) || lvd_comm_barrier(t->comm, &err)) {
+			/* Rank 0 writes; every rank waits for the rename. */
+			if (save(t, rank0, &err) || lvd_comm_barrier(t->comm, &err)) {
 				lvd_error_log("%s", err.msg);
 				lvd_progress_destroy(pg);
 				return 1;
@@ -906,13 +937,11 @@ int cmd_run(int argc, char **argv)
 	if (o.init_aligner && lvd_aligner_load(&t.lcfg.aligner, t.al, o.init_aligner, &err))
 		goto fail;
 	struct lvd_optim_cfg ocfg = {o.beta1, o.beta2, o.eps};
-	/* ZeRO-1: the sharded state on every rank; rank 0 also keeps the full-size state as the
-	 * image checkpoints are written from and loaded into (never stepped). */
+	/* ZeRO-1: the sharded state on every rank, no full-size t.opt (zero_image). */
 	const int zero = o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0;
 	if (setup_blocks(&t, &err) ||
 	    (zero && lvd_zero_create(&t.zero, t.ctx, t.comm, t.blocks, t.n_blocks, &ocfg, &err)) ||
-	    ((!zero || rank0) && (lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) ||
-				  ckpt_tensors(&t, &err))))
+	    (!zero && (lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) || ckpt_tensors(&t, &err))))
 		goto fail;
 
 	struct lvd_loader_opts lo;
@@ -1020,13 +1049,15 @@ int cmd_run(int argc, char **argv)
 	if (last >= 0) {
 		int64_t st[5] = {0};
 		all_know = 0;
-		if (rank0 && ckpt_load(&t, last, &err))
+		if (rank0 && ((t.zero && zero_image(&t, &err)) || ckpt_load(&t, last, &err)))
 			goto fail;
 		st[0] = t.step, st[1] = (int64_t)t.epoch, st[2] = (int64_t)t.cur.epoch, st[3] = (int64_t)t.cur.pos;
 		if (sft_dist_share_i64(t.comm, st, 4, &err) || share_state(&t, &err))
 			goto fail_comm;
 		t.step = st[0];
-		if (t.opt)
+		if (t.zero)
+			zero_image_free(&t);
+		else
 			t.opt->step = st[0];
 		t.epoch = (uint64_t)st[1], t.cur.epoch = (uint64_t)st[2], t.cur.pos = (uint64_t)st[3];
 		if (lvd_loader_seek(t.ld, &t.cur, &err))

@@ -61,7 +61,8 @@ struct trainer {
 	struct lvd_ctx *ctx;
 	struct lvd_mllama *m;
 	struct lvd_loader *ld;
-	struct lvd_optim *opt;     /* with zero: rank 0 only, the full state image of checkpoints */
+	struct lvd_optim *opt;     /* with zero: NULL, but on rank 0 while a checkpoint is saved or
+				    * loaded (the full-size state image; run.c zero_image) */
 	struct lvd_zero *zero;    /* ZeRO-1 (--full, several ranks, --zero 1): the sharded AdamW */
 	struct lvd_latt_cfg lcfg;
 	struct lvd_aligner_layout alay;
