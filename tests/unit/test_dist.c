@@ -216,6 +216,21 @@ static void test_zero(void)
 	lvd_zero_set_state(z, m, v, 4);
 	CHECK(z->opt->step == 4);
 	CHECK(z->hi[0] == z->lo[0] || memcmp(z->opt->m[0], ref->m[0] + z->lo[0], (z->hi[0] - z->lo[0]) * 4) == 0);
+	/* Only rank 0 holds the full state (the other ranks pass NULL): gather, then share it
+	 * back after the shards are wiped (a resume). */
+	memset(ma, 0, sizeof ma);
+	memset(vb, 0, sizeof vb);
+	CHECK(lvd_zero_gather_state(z, g_comm, R == 0 ? m : NULL, R == 0 ? v : NULL, &err) == 0);
+	CHECK(R != 0 || (memcmp(ma, ref->m[0], sizeof ma) == 0 && memcmp(vb, ref->v[1], sizeof vb) == 0));
+	memset(z->opt->state, 0, z->opt->state_floats * sizeof(float));
+	CHECK(lvd_zero_share_state(z, g_comm, 0, R == 0 ? m : NULL, R == 0 ? v : NULL, R == 0 ? 4 : 0, &err) == 0);
+	CHECK(z->opt->step == 4);
+	for (int b = 0; b < 2; b++) {
+		size_t k = z->hi[b] - z->lo[b];
+		CHECKF(memcmp(z->opt->m[b], ref->m[b] + z->lo[b], k * 4) == 0 &&
+			       memcmp(z->opt->v[b], ref->v[b] + z->lo[b], k * 4) == 0,
+		       "block %d: shared moments differ", b);
+	}
 	if (err.code)
 		fprintf(stderr, "%s\n", err.msg);
 	lvd_zero_destroy(ctx, z);

@@ -295,6 +295,26 @@ int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float 
 	return rc;
 }
 
+int sft_dist_zero_reduce(struct lvd_comm *c, struct lvd_zero *z, struct lvd_ctx *ctx, double clip, double *stats,
+			 int n_stats, float *norm, double *comm_s, struct lvd_error *err)
+{
+	double t0 = lvd_time_now();
+	int rc = lvd_zero_reduce(z, ctx, c, clip, norm, err);
+	if (!rc)
+		rc = lvd_comm_all_reduce(c, stats, (size_t)n_stats, LVD_COMM_F64, LVD_COMM_SUM, err);
+	*comm_s += lvd_time_now() - t0;
+	return rc;
+}
+
+int sft_dist_zero_update(struct lvd_comm *c, struct lvd_zero *z, struct lvd_ctx *ctx, double lr, double *comm_s,
+			 struct lvd_error *err)
+{
+	double t0 = lvd_time_now();
+	int rc = lvd_zero_update(z, ctx, c, lr, err);
+	*comm_s += lvd_time_now() - t0;
+	return rc;
+}
+
 int sft_dist_share_i64(struct lvd_comm *c, int64_t *v, int n, struct lvd_error *err)
 {
 	if (lvd_comm_world(c) == 1)

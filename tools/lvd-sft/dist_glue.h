@@ -11,6 +11,8 @@
 
 #include "core/error.h"
 #include "dist/dist.h"
+#include "nn/ctx.h"
+#include "train/zero.h"
 
 /* --nproc-per-node N: runs this command (argv of `run`, without --nproc-per-node) as N
  * local ranks with a torchrun-style environment (RANK, WORLD_SIZE, LOCAL_RANK,
@@ -36,6 +38,17 @@ int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity);
  * sample count) over the ranks; *comm_s = the seconds it took (0 with one rank). */
 int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
 			 int n_stats, double *comm_s, struct lvd_error *err);
+
+/* ZeRO-1 (--full on several ranks; lib/train/zero.h): the two halves of the step.
+ * sft_dist_zero_reduce: reduce-scatter of the gradient blocks, the n_stats doubles summed
+ * over the ranks, the global gradient norm into *norm (before clipping) and clipping by
+ * clip (0: off). sft_dist_zero_update (after the caller's finiteness check): AdamW with
+ * lr on this rank's shard, then the all-gather of the parameters. Each adds its seconds
+ * to *comm_s (the collectives, the wait for the slowest rank and the shard's work). */
+int sft_dist_zero_reduce(struct lvd_comm *c, struct lvd_zero *z, struct lvd_ctx *ctx, double clip, double *stats,
+			 int n_stats, float *norm, double *comm_s, struct lvd_error *err);
+int sft_dist_zero_update(struct lvd_comm *c, struct lvd_zero *z, struct lvd_ctx *ctx, double lr, double *comm_s,
+			 struct lvd_error *err);
 
 /* Rank root's value of an int64 status to every rank (rank 0's resume point, or its
  * failure), and rank 0's n_blocks float blocks (the resumed weights and moments). */

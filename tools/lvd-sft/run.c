@@ -57,7 +57,7 @@ enum {
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
-	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT,
+	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -102,6 +102,8 @@ static const struct lvd_cli_opt OPTS[] = {
 					    "the rows whose predicted token is the word)"},
 	[O_NPROC] = {"nproc-per-node", 0, "N", "start N local ranks of this run (data parallel over TCP; docs/dist.md)"},
 	[O_COMM_TIMEOUT] = {"comm-timeout", 0, "S", "multi-rank: a collective waiting S seconds ends the job (default 600)"},
+	[O_ZERO] = {"zero", 0, "0|1", "--full on several ranks: 1 shards the AdamW state over the ranks (ZeRO-1; "
+				     "default), 0 all-reduces the gradients and keeps the whole state on each rank"},
 	{0},
 };
 
@@ -333,6 +335,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_NPROC: return lvd_cli_int(arg, 1, 4096, "--nproc-per-node", &o->nproc);
 	case O_COMM_TIMEOUT: return opt_double(arg, 0.001, 1e7, "--comm-timeout", &o->comm_timeout);
+	case O_ZERO: return lvd_cli_int(arg, 0, 1, "--zero", &o->zero);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -512,6 +515,40 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 	return rc;
 }
 
+/* ZeRO-1 on rank 0: the full-size AdamW state (t->opt, never stepped) and t->tens, the
+ * image a checkpoint is written from or loaded into; it exists only while one is saved or
+ * loaded, so rank 0 holds the moments of its shard only, as the other ranks do. */
+static int zero_image(struct trainer *t, struct lvd_error *err)
+{
+	struct lvd_optim_cfg c = {t->o->beta1, t->o->beta2, t->o->eps};
+	int rc = lvd_optim_create(&t->opt, t->ctx, t->blocks, t->n_blocks, &c, err);
+	return rc ? rc : ckpt_tensors(t, err);
+}
+
+static void zero_image_free(struct trainer *t)
+{
+	lvd_optim_destroy(t->ctx, t->opt);
+	free(t->tens);
+	t->opt = NULL;
+	t->tens = NULL;
+	t->n_tens = 0;
+}
+
+/* The checkpoint after t->step: rank 0 writes it. ZeRO-1: every rank first takes part in
+ * gathering the moments into rank 0's image. */
+static int save(struct trainer *t, int rank0, struct lvd_error *err)
+{
+	if (!t->zero)
+		return rank0 ? ckpt_save(t, err) : 0;
+	int rc = rank0 ? zero_image(t, err) : 0;
+	if (!rc)
+		rc = lvd_zero_gather_state(t->zero, t->comm, t->opt ? t->opt->m : NULL, t->opt ? t->opt->v : NULL, err);
+	if (!rc && rank0)
+		rc = ckpt_save(t, err);
+	zero_image_free(t);
+	return rc;
+}
+
 static int train(struct trainer *t, int64_t total, FILE *mf)
 {
 	struct opts *o = t->o;
@@ -613,8 +650,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 		}
 		double stats[4] = {ce_sum, att_sum, nsamp, (double)kpairs}, comm_s = 0;
-		if (sft_dist_reduce_step(t->comm, t->grad_flat, t->n_grad_flat, t->dal, t->n_al, stats, 4, &comm_s,
-					 &err)) {
+		const uint64_t bytes0 = lvd_comm_bytes_sent(t->comm);
+		float norm = 0;
+		if (t->zero ? sft_dist_zero_reduce(t->comm, t->zero, t->ctx, o->clip, stats, 4, &norm, &comm_s, &err) :
+			      sft_dist_reduce_step(t->comm, t->grad_flat, t->n_grad_flat, t->dal, t->n_al, stats, 4,
+						   &comm_s, &err)) {
 			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
 			return 1;
 		}
@@ -622,7 +662,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		double loss = ce_sched * ce_sum + lam * att_sum;
 		if (nan_at == t->step + 1)
 			loss = NAN;
-		float norm = lvd_optim_clip(t->ctx, t->opt, o->clip);
+		if (!t->zero)
+			norm = lvd_optim_clip(t->ctx, t->opt, o->clip);
 		if (!isfinite(loss) || !isfinite(norm)) {
 			lvd_error_log("step %lld: the loss (%g) or the gradient norm (%g) is not finite (samples %s); "
 				      "stopped before the update, the last checkpoint is kept",
@@ -630,7 +671,12 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			return 1;
 		}
 		double lr = lvd_sched_lr(&sc, t->step, (int64_t)t->epoch);
-		lvd_optim_step(t->ctx, t->opt, lr);
+		if (!t->zero)
+			lvd_optim_step(t->ctx, t->opt, lr);
+		else if (sft_dist_zero_update(t->comm, t->zero, t->ctx, lr, &comm_s, &err)) {
+			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
+			return 1;
+		}
 		t->step++;
 		t->cur = lvd_loader_cursor(t->ld);
 		double now = lvd_time_now();
@@ -649,8 +695,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		json_object_set_new(j, "samples_per_s", json_real(now > ts ? nsamp / (now - ts) : 0.0));
 		json_object_set_new(j, "tokens_per_s", json_real(now > ts ? gtok / (now - ts) : 0.0));
 		json_object_set_new(j, "elapsed", json_real(now - t0));
-		if (W > 1)
+		if (W > 1) {
 			json_object_set_new(j, "comm_s", json_real(comm_s));
+			json_object_set_new(j, "comm_bytes",
+					    json_integer((json_int_t)(lvd_comm_bytes_sent(t->comm) - bytes0)));
+		}
 		int wrc = mf ? lvd_run_jsonl_append(mf, "metrics.jsonl", j, &err) : 0;
 		json_decref(j);
 		if (wrc) {
@@ -671,7 +720,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			pause();
 		if (t->step % o->save_every == 0 || t->step == total) {
 			/* Rank 0 writes; every rank waits for the rename. */
-			if ((rank0 && ckpt_save(t, &err)) || lvd_comm_barrier(t->comm, &err)) {
+			if (save(t, rank0, &err) || lvd_comm_barrier(t->comm, &err)) {
 				lvd_error_log("%s", err.msg);
 				lvd_progress_destroy(pg);
 				return 1;
@@ -772,9 +821,26 @@ static json_t *file_sha(const char *dir, const char *name)
 }
 
 /* Resume with several ranks: rank 0's restored weights and AdamW moments of every
- * optimiser block to the others (the run folder need not be shared). */
+ * optimiser block to the others (the run folder need not be shared). ZeRO-1: the
+ * weights, then each rank takes its shard of the moments (lvd_zero_share_state). */
 static int share_state(struct trainer *t, struct lvd_error *err)
 {
+	if (t->zero) {
+		const int nb = t->n_blocks;
+		float **blk = calloc((size_t)nb + 1, sizeof *blk);
+		size_t *n = calloc((size_t)nb + 1, sizeof *n);
+		int rc = !blk || !n ? lvd_error_set(err, LVD_ERR_NOMEM, "out of memory") : 0;
+		for (int b = 0; !rc && b < nb; b++)
+			blk[b] = t->blocks[b].param, n[b] = t->blocks[b].n;
+		if (!rc)
+			rc = sft_dist_share_blocks(t->comm, blk, n, nb, err);
+		if (!rc)
+			rc = lvd_zero_share_state(t->zero, t->comm, 0, t->opt ? t->opt->m : NULL, t->opt ? t->opt->v : NULL,
+						  t->step, err);
+		free(blk);
+		free(n);
+		return rc;
+	}
 	const int nb = t->opt->n_blocks;
 	float **blk = calloc((size_t)nb * 3 + 1, sizeof *blk);
 	size_t *n = calloc((size_t)nb * 3 + 1, sizeof *n);
@@ -815,6 +881,7 @@ int cmd_run(int argc, char **argv)
 	o.save_every = 500;
 	o.lsched = "const";
 	o.geometry = "canvas";
+	o.zero = -1;
 	int first = 0;
 	int rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
 	if (rc == -1)
@@ -835,6 +902,8 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--train needs --full");
 	if (o.full && !o.train_mask)
 		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	if (o.zero == 1 && !o.full)
+		return lvd_cli_usage_error("--zero 1 needs --full (LoRA runs all-reduce their small state)");
 	if (o.eval_every && !o.eval_pack)
 		return lvd_cli_usage_error("--eval-every needs --eval-pack");
 	if (o.nproc > 0)
@@ -874,8 +943,11 @@ int cmd_run(int argc, char **argv)
 	if (o.init_aligner && lvd_aligner_load(&t.lcfg.aligner, t.al, o.init_aligner, &err))
 		goto fail;
 	struct lvd_optim_cfg ocfg = {o.beta1, o.beta2, o.eps};
-	if (setup_blocks(&t, &err) || lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) ||
-	    ckpt_tensors(&t, &err))
+	/* ZeRO-1: the sharded state on every rank, no full-size t.opt (zero_image). */
+	const int zero = o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0;
+	if (setup_blocks(&t, &err) ||
+	    (zero && lvd_zero_create(&t.zero, t.ctx, t.comm, t.blocks, t.n_blocks, &ocfg, &err)) ||
+	    (!zero && (lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) || ckpt_tensors(&t, &err))))
 		goto fail;
 
 	struct lvd_loader_opts lo;
@@ -943,6 +1015,7 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(ident, "max_steps", json_integer(total));
 	json_object_set_new(ident, "save_every", json_integer(o.save_every));
 	json_object_set_new(ident, "keep", json_integer(o.keep));
+	json_object_set_new(ident, "zero", json_integer(zero));
 	agreed = all_know = 1;
 	rc = sft_dist_agree(t.comm, 0, ident);
 	json_decref(ident);
@@ -984,12 +1057,16 @@ int cmd_run(int argc, char **argv)
 	if (last >= 0) {
 		int64_t st[5] = {0};
 		all_know = 0;
-		if (rank0 && ckpt_load(&t, last, &err))
+		if (rank0 && ((t.zero && zero_image(&t, &err)) || ckpt_load(&t, last, &err)))
 			goto fail;
 		st[0] = t.step, st[1] = (int64_t)t.epoch, st[2] = (int64_t)t.cur.epoch, st[3] = (int64_t)t.cur.pos;
 		if (sft_dist_share_i64(t.comm, st, 4, &err) || share_state(&t, &err))
 			goto fail_comm;
-		t.step = t.opt->step = st[0];
+		t.step = st[0];
+		if (t.zero)
+			zero_image_free(&t);
+		else
+			t.opt->step = st[0];
 		t.epoch = (uint64_t)st[1], t.cur.epoch = (uint64_t)st[2], t.cur.pos = (uint64_t)st[3];
 		if (lvd_loader_seek(t.ld, &t.cur, &err))
 			goto fail;
@@ -1033,6 +1110,7 @@ out:
 	lvd_loader_close(t.eld);
 	if (t.opt)
 		lvd_optim_destroy(t.ctx, t.opt);
+	lvd_zero_destroy(t.ctx, t.zero);
 	free(t.al);
 	free(t.dal);
 	free(t.blocks);

@@ -15,6 +15,7 @@
 #include "nn/ctx.h"
 #include "train/loader.h"
 #include "train/optim.h"
+#include "train/zero.h"
 
 struct opts {
 	const char *model, *pack, *out;
@@ -38,6 +39,7 @@ struct opts {
 	int argmax_keys;          /* --word-keys argmax */
 	int nproc;                /* --nproc-per-node (0: none) */
 	double comm_timeout;
+	int zero;                 /* --zero: -1 auto (1 with --full and several ranks), 0, 1 */
 };
 
 /* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
@@ -59,7 +61,9 @@ struct trainer {
 	struct lvd_ctx *ctx;
 	struct lvd_mllama *m;
 	struct lvd_loader *ld;
-	struct lvd_optim *opt;
+	struct lvd_optim *opt;     /* with zero: NULL, but on rank 0 while a checkpoint is saved or
+				    * loaded (the full-size state image; run.c zero_image) */
+	struct lvd_zero *zero;    /* ZeRO-1 (--full, several ranks, --zero 1): the sharded AdamW */
 	struct lvd_latt_cfg lcfg;
 	struct lvd_aligner_layout alay;
 	float *al, *dal;          /* Aligner params / grads [n_al] */
