@@ -363,6 +363,8 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 			if (rc && cap.bad_ctx)
 				rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
 						   LVD_ATTNMAP_CTX);
+			else if (rc && bc.overflow)
+				rc = batch_capture_flush(&bc, B, err);   /* names the capture's failure */
 		}
 		batch_capture_free(&bc);
 		free(xb);

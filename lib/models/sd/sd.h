@@ -158,7 +158,7 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
  * lvd_sd_unet_forward on that item up to fp32 summation order (the wider GEMMs may pick
  * other kernels and blockings: measured ~1e-6 of the output scale, tests/unit/test_sd.c);
  * B = 1 is exactly lvd_sd_unet_forward. Working memory grows about linearly in B (a
- * batch of 4 at a 64x64 latent of SD 1.5: ~1.4 GB of workspace). */
+ * batch of 4 at a 64x64 latent of SD 1.5: ~0.85 GB of workspace, lvd_sd_unet_batch_bytes). */
 #define LVD_SD_MAX_BATCH 64
 int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *x, int B, int h, int w,
 			      const float *t, const float *ctx, size_t ctx_stride, int n_ctx, lvd_sd_attn_cb cb,
@@ -167,7 +167,7 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 /* Workspace bytes one batch item adds to lvd_sd_unet_forward_batch at latent h x w with
  * n_ctx tokens (an upper estimate: activations, skip stack, the largest transformer or
  * ResNet temporaries; convolution scratch is shared by the batch and not counted).
- * SD 1.5, 77 tokens: ~205 MB at 64x64 (512²), ~51 MB at 32x32. 0 without a UNet. */
+ * SD 1.5, 77 tokens: ~211 MB at 64x64 (512²), ~53 MB at 32x32. 0 without a UNet. */
 size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx);
 
 /* Optional timing: when set, forward passes add their wall time to *st, split into
