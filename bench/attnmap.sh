@@ -44,23 +44,13 @@ if [ ! -f "$CONFIGS/unet_config.json" ]; then
 	echo "attnmap sd15-256: SKIP (no SD 1.5 configs at $CONFIGS)"
 	exit 0
 fi
-if [ ! -f "$DIR/text_encoder/model.safetensors" ]; then
-	if [ -z "$PY" ]; then
-		echo "attnmap sd15-256: SKIP (the random CLIP-L text encoder is written with transformers: make ref-env)"
-		exit 0
-	fi
-	[ -x "$BUILD/bench/bench_sd" ] || { echo "attnmap: $BUILD/bench/bench_sd not built" >&2; exit 1; }
-	"$BUILD/bench/bench_sd" gen "$DIR" "$CONFIGS" || exit 1
-	"$PY" - "$CONFIGS/text_encoder_config.json" "$DIR/text_encoder" <<'EOF' || exit 1
-import json, sys, torch
-from transformers import CLIPTextConfig, CLIPTextModel
-torch.manual_seed(0)
-cfg = json.load(open(sys.argv[1]))
-m = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")}))
-m.save_pretrained(sys.argv[2], safe_serialization=True)
-EOF
-	cp "$CONFIGS/model_index.json" "$DIR/model_index.json"
-fi
+. bench/sd15_folder.inc
+sd15_folder
+case $? in
+1) exit 1 ;;
+2) echo "attnmap sd15-256: SKIP (the random CLIP-L text encoder is written with transformers: make ref-env)"
+   exit 0 ;;
+esac
 manifest 4 "$TMP/m4.jsonl"
 "$BIN" run --sd "$DIR" --tokenizer "$SHARED/clip" --images "$SHARED/images" --manifest "$TMP/m4.jsonl" \
 	--out "$TMP/sd15" --resolution 256 --threads "$THREADS" --timings --keep-going \

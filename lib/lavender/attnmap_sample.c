@@ -48,6 +48,101 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 	return 0;
 }
 
+/* Capture of a batched UNet pass: item 0's maps go to the accumulator as they come;
+ * items 1..B-1 keep copies of their selected maps, added after the pass item by item, so
+ * the maps are summed in the order of unbatched passes (docs/attnmap.md step 6). */
+#define LVD_ATTNMAP_MAX_LAYERS 64   /* attn2 layers per UNet pass (SD 1.x/2.x: 16) */
+struct batch_item {
+	float *data;
+	size_t len, cap;
+	int n, hw[LVD_ATTNMAP_MAX_LAYERS][2];
+};
+struct batch_capture {
+	struct capture *cap;
+	struct batch_item it[LVD_ATTNMAP_MAX_BATCH];
+	int overflow;
+};
+
+static int on_attn_batch(void *user, const struct lvd_sd_attn_info *info, const float *probs)
+{
+	struct batch_capture *bc = user;
+	struct capture *c = bc->cap;
+	if (info->item == 0)
+		return on_attn(c, info, probs);
+	if (info->n_ctx != c->acc->n_ctx) {
+		c->bad_ctx = 1;
+		return 1;
+	}
+	const struct lvd_attnmap_acc *acc = c->acc;
+	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, info->h, info->w);
+	if (k < 0 || !(acc->levels & (1u << k)))
+		return 0;
+	double t0 = lvd_time_now();
+	if (info->item >= LVD_ATTNMAP_MAX_BATCH || bc->it[info->item].n >= LVD_ATTNMAP_MAX_LAYERS) {
+		bc->overflow = 1;
+		return 1;
+	}
+	struct batch_item *it = &bc->it[info->item];
+	size_t sz = (size_t)info->h * info->w * info->n_ctx;
+	if (it->len + sz > it->cap) {
+		size_t cap = (it->len + sz) * 2;
+		float *d = realloc(it->data, cap * sizeof *d);
+		if (!d) {
+			bc->overflow = 1;
+			return 1;
+		}
+		it->data = d;
+		it->cap = cap;
+	}
+	memcpy(it->data + it->len, probs, sz * sizeof *probs);
+	it->len += sz;
+	it->hw[it->n][0] = info->h;
+	it->hw[it->n][1] = info->w;
+	it->n++;
+	c->agg_s += lvd_time_now() - t0;
+	return 0;
+}
+
+static int batch_capture_flush(struct batch_capture *bc, int B, struct lvd_error *err)
+{
+	if (bc->overflow)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "batched UNet capture: out of memory or more than %d layers",
+				     LVD_ATTNMAP_MAX_LAYERS);
+	double t0 = lvd_time_now();
+	for (int b = 1; b < B; b++) {
+		struct batch_item *it = &bc->it[b];
+		size_t off = 0;
+		for (int i = 0; i < it->n; i++) {
+			lvd_attnmap_acc_add(bc->cap->acc, it->data + off, it->hw[i][0], it->hw[i][1]);
+			off += (size_t)it->hw[i][0] * it->hw[i][1] * bc->cap->acc->n_ctx;
+		}
+		it->len = 0;
+		it->n = 0;
+	}
+	bc->cap->agg_s += lvd_time_now() - t0;
+	return 0;
+}
+
+static void batch_capture_free(struct batch_capture *bc)
+{
+	for (int b = 0; b < LVD_ATTNMAP_MAX_BATCH; b++)
+		free(bc->it[b].data);
+}
+
+int lvd_attnmap_unet_batch(const struct lvd_sd *sd, const struct lvd_attnmap_params *p, int lat_h, int lat_w)
+{
+	int npass = p->method == LVD_ATTNMAP_NOISE ? p->n_timesteps * p->draws : 1;
+	int ub = p->unet_batch;
+	if (ub <= 0) {
+		size_t per = lvd_sd_unet_batch_bytes(sd, lat_h, lat_w, LVD_ATTNMAP_CTX);
+		size_t fit = per ? LVD_ATTNMAP_UNET_BUDGET / per : 1;
+		ub = fit < 1 ? 1 : fit > (size_t)npass ? npass : (int)fit;
+	}
+	ub = ub > npass ? npass : ub;
+	ub = ub > LVD_ATTNMAP_MAX_BATCH ? LVD_ATTNMAP_MAX_BATCH : ub;
+	return ub < 1 ? 1 : ub;
+}
+
 void lvd_attnmap_ddim_timesteps(int *ts, int N, int T)
 {
 	const int ratio = T / N;
@@ -244,19 +339,38 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 			goto done;
 		}
 	}
-	for (int ti = 0; p->method == LVD_ATTNMAP_NOISE && ti < p->n_timesteps; ti++) {
-		int t = p->timesteps[ti];
-		for (int d = 0; d < p->draws; d++) {
-			lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(s->id, t, d), 0);
-			lvd_sd_add_noise(sched, xt, lat, noise, nlat, t);
-			if ((rc = lvd_sd_unet_forward(sd, eps, xt, g.lat_h, g.lat_w, (float)t, ctx, LVD_ATTNMAP_CTX, on_attn, &cap,
-						      err))) {
-				if (cap.bad_ctx)
-					rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
-							   LVD_ATTNMAP_CTX);
-				goto done;
+	if (p->method == LVD_ATTNMAP_NOISE) {
+		/* the n_timesteps × draws passes (timestep-major), `ub` per batched UNet pass */
+		const int npass = p->n_timesteps * p->draws;
+		const size_t nout = (size_t)ucfg->out_ch * g.lat_w * g.lat_h;
+		int ub = lvd_attnmap_unet_batch(sd, p, g.lat_h, g.lat_w);
+		struct batch_capture bc = {.cap = &cap};
+		float *xb = lvd_alloc_array((size_t)ub * nlat, sizeof *xb), *ob = lvd_alloc_array((size_t)ub * nout, sizeof *ob);
+		float tb[LVD_ATTNMAP_MAX_BATCH];
+		if (!xb || !ob)
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "UNet batch buffers (--unet-batch %d)", ub);
+		for (int k0 = 0; !rc && k0 < npass; k0 += ub) {
+			const int B = npass - k0 < ub ? npass - k0 : ub;
+			for (int b = 0; b < B; b++) {
+				const int t = p->timesteps[(k0 + b) / p->draws], d = (k0 + b) % p->draws;
+				lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(s->id, t, d), 0);
+				lvd_sd_add_noise(sched, xb + (size_t)b * nlat, lat, noise, nlat, t);
+				tb[b] = (float)t;
 			}
+			if (!(rc = lvd_sd_unet_forward_batch(sd, ob, xb, B, g.lat_h, g.lat_w, tb, ctx, 0, LVD_ATTNMAP_CTX,
+							     on_attn_batch, &bc, err)))
+				rc = batch_capture_flush(&bc, B, err);
+			if (rc && cap.bad_ctx)
+				rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
+						   LVD_ATTNMAP_CTX);
+			else if (rc && bc.overflow)
+				rc = batch_capture_flush(&bc, B, err);   /* names the capture's failure */
 		}
+		batch_capture_free(&bc);
+		free(xb);
+		free(ob);
+		if (rc)
+			goto done;
 	}
 	double t4 = lvd_time_now();
 	size_t nmap = (size_t)tok->T * g.grid_h * g.grid_w, plane = (size_t)g.grid_h * g.grid_w;

@@ -31,7 +31,21 @@ struct lvd_attnmap_params {
 	int method;
 	int steps;                      /* 1..LVD_ATTNMAP_MAX_TIMESTEPS (default 50) */
 	float guidance;                 /* default 7.5 (prompt-to-prompt / local prompt mixing) */
+	/* --method noise: UNet passes of a sample run per batched UNet pass
+	 * (lvd_attnmap_unet_batch; 0 = auto). Changes the maps only in the last fp32 bits
+	 * (summation order of wider GEMMs): recorded in run.json when not 0. */
+	int unet_batch;
 };
+
+/* Batched UNet passes: at most LVD_ATTNMAP_MAX_BATCH per pass; auto (unet_batch 0) runs
+ * all n_timesteps × draws passes of a sample in one when their workspace
+ * (lvd_sd_unet_batch_bytes per pass) fits LVD_ATTNMAP_UNET_BUDGET, else as many as fit
+ * (at least 1). */
+#define LVD_ATTNMAP_MAX_BATCH 64
+#define LVD_ATTNMAP_UNET_BUDGET ((size_t)2 << 30)
+/* The batch lvd_attnmap_sample_run uses for a latent of lat_h x lat_w: unet_batch
+ * (or auto as above) capped at the number of passes. */
+int lvd_attnmap_unet_batch(const struct lvd_sd *sd, const struct lvd_attnmap_params *p, int lat_h, int lat_w);
 
 enum lvd_attnmap_method {
 	LVD_ATTNMAP_NOISE = 0,          /* one noised pass per (timestep, draw) (default) */

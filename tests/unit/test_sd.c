@@ -248,6 +248,121 @@ static void test_borrowed_ctx_plain(void)
 	lvd_ctx_destroy(ctx);
 }
 
+/* Batched UNet (lvd_sd_unet_forward_batch): 4 latents at 4 timesteps in one pass equal
+ * 4 single passes, for every item's output and every captured map, with one shared
+ * context and with per-item contexts, on the default paths (im2col convs on the items
+ * stacked into one image) and on Winograd with a 2-thread pool. The callback sees each
+ * layer for items 0..3 in order. Tolerance: the batch runs GEMMs with 4x the rows or
+ * columns, which changes OpenBLAS kernels and blockings (and Winograd tiles straddle
+ * other pixels), so only fp32 summation order differs: outputs within 1e-5 of their
+ * scale (measured 4.4e-7), maps within 3e-5 of their largest probability (measured
+ * 4.3e-6: the scores' rounding is amplified by exp in the softmax). */
+#define NB 4
+struct bcap {
+	float *maps[NB][16];
+	size_t sz[NB][16];
+	int n[NB], calls, B, bad;
+};
+
+static int bcap_cb(void *user, const struct lvd_sd_attn_info *info, const float *probs)
+{
+	struct bcap *c = user;
+	int item = info->item, want_item = c->calls % c->B, want_index = c->calls / c->B;
+	c->calls++;
+	if (item != want_item || info->index != want_index || item < 0 || item >= NB || c->n[item] >= 16) {
+		c->bad = 1;
+		return 1;
+	}
+	size_t sz = (size_t)info->h * info->w * info->n_ctx;
+	float *m = malloc(sizeof(float) * sz);
+	if (!m)
+		return 1;
+	memcpy(m, probs, sizeof(float) * sz);
+	c->sz[item][c->n[item]] = sz;
+	c->maps[item][c->n[item]++] = m;
+	return 0;
+}
+
+static void bcap_free(struct bcap *c)
+{
+	for (int b = 0; b < NB; b++)
+		for (int i = 0; i < c->n[b]; i++)
+			free(c->maps[b][i]);
+	memset(c, 0, sizeof *c);
+}
+
+static void check_unet_batch(struct lvd_sd *sd, const char *what)
+{
+	size_t nx, nc;
+	float *xt = gload("x_t", &nx), *ctx = gload("text_states", &nc);
+	REQUIRE(xt && ctx && nx == 4 * 8 * 16 && nc == 77 * 64);
+	const size_t no = nx;   /* out_ch == in_ch == 4 */
+	float ts[NB] = {100, 300, 500, 700};
+	float *xb = malloc(sizeof(float) * NB * nx), *cb = malloc(sizeof(float) * NB * nc);
+	float *ob = malloc(sizeof(float) * NB * no), *o1 = malloc(sizeof(float) * no);
+	REQUIRE(xb && cb && ob && o1);
+	for (int b = 0; b < NB; b++) {
+		for (size_t i = 0; i < nx; i++)
+			xb[b * nx + i] = xt[i] * (1.0f + 0.25f * b) + 0.1f * b * sinf((float)i);
+		for (size_t i = 0; i < nc; i++)
+			cb[b * nc + i] = ctx[i] * (1.0f - 0.2f * b);
+	}
+	struct lvd_error err = {0};
+	for (int per_item = 0; per_item <= 1; per_item++) {
+		struct bcap bc = {.B = NB};
+		CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, NB, 8, 16, ts, per_item ? cb : ctx, per_item ? nc : 0, 77,
+						bcap_cb, &bc, &err) == 0);
+		CHECK(!bc.bad && bc.calls == NB * 16);
+		double worst_o = 0, worst_m = 0;
+		for (int b = 0; b < NB; b++) {
+			struct bcap c1 = {.B = 1};
+			const float *cx = per_item ? cb + b * nc : ctx;
+			CHECK(lvd_sd_unet_forward(sd, o1, xb + b * nx, 8, 16, ts[b], cx, 77, bcap_cb, &c1, &err) == 0);
+			CHECK(!c1.bad && c1.n[0] == 16 && bc.n[b] == 16);
+			char lbl[160];
+			snprintf(lbl, sizeof lbl, "%s, %s context, item %d output", what, per_item ? "per-item" : "shared", b);
+			double sc = lvd_gold_max_abs(o1, no);
+			CHECK(sc > 0);
+			CHECK_CLOSE(lbl, ob + b * no, o1, no, 1e-5 * sc, 0);
+			for (size_t i = 0; i < no; i++)
+				worst_o = fmax(worst_o, fabs(ob[b * no + i] - o1[i]) / sc);
+			for (int l = 0; l < 16 && l < c1.n[0] && l < bc.n[b]; l++) {
+				size_t nm = c1.sz[0][l];
+				CHECK(bc.sz[b][l] == nm);
+				if (bc.sz[b][l] != nm)
+					continue;
+				double ms = lvd_gold_max_abs(c1.maps[0][l], nm);
+				snprintf(lbl, sizeof lbl, "%s, %s context, item %d map %d", what,
+					 per_item ? "per-item" : "shared", b, l);
+				CHECK_CLOSE(lbl, bc.maps[b][l], c1.maps[0][l], nm, 3e-5 * ms, 0);
+				for (size_t i = 0; i < nm; i++)
+					worst_m = fmax(worst_m, fabs(bc.maps[b][l][i] - c1.maps[0][l][i]) / ms);
+			}
+			bcap_free(&c1);
+		}
+		bcap_free(&bc);
+		fprintf(stderr, "  %s, %s context: worst diff %.2g (output), %.2g (maps) of scale\n", what,
+			per_item ? "per-item" : "shared", worst_o, worst_m);
+	}
+	/* bad batch sizes */
+	CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, 0, 8, 16, ts, ctx, 0, 77, NULL, NULL, &err) == LVD_ERR_INVALID);
+	free(xb); free(cb); free(ob); free(o1); free(xt); free(ctx);
+}
+
+static void test_unet_batch(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent (run tests/ref/gen_sd.py)");
+	struct lvd_sd *sd = load(DIFF, NULL);
+	REQUIRE(sd);
+	check_unet_batch(sd, "batch, default paths");
+	lvd_sd_free(sd);
+	sd = load(DIFF, &(struct lvd_sd_opts){.winograd = 1, .threads = 2});
+	REQUIRE(sd);
+	check_unet_batch(sd, "batch, winograd, 2 threads");
+	lvd_sd_free(sd);
+}
+
 static void test_components_subset(void)
 {
 	if (!open_gold())
@@ -451,6 +566,7 @@ int main(int argc, char **argv)
 		TEST(test_ldm_single_file),
 		TEST(test_winograd_golden),
 		TEST(test_borrowed_ctx_plain),
+		TEST(test_unet_batch),
 		TEST(test_components_subset),
 		TEST(test_load_errors),
 		TEST(test_wrong_heads_detected),

@@ -43,7 +43,7 @@ static const char DESC[] =
 enum {
 	O_SD, O_MANIFEST, O_IMAGES, O_OUT, O_TOKENIZER, O_TEXT_FIELD, O_RESOLUTION, O_GRID, O_LAYERS,
 	O_TIMESTEPS, O_DRAWS, O_SEED, O_MIN_SIDE, O_SHARD, O_SHARD_BYTES, O_THREADS, O_BATCH, O_DEVICE,
-	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_ID_FROM_IMAGE, O_METHOD, O_STEPS, O_GUIDANCE,
+	O_KEEP_GOING, O_FOLD_VOCAB, O_TIMINGS, O_ID_FROM_IMAGE, O_METHOD, O_STEPS, O_GUIDANCE, O_UNET_BATCH,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_SD] = {"sd", 0, "PATH", "SD 1.x/2.x checkpoint: diffusers folder or single .safetensors (required)"},
@@ -73,6 +73,8 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_STEPS] = {"steps", 0, "N", "--method inversion: DDIM steps, 1..64 (default 50)"},
 	[O_GUIDANCE] = {"guidance", 0, "G", "--method inversion: classifier-free guidance scale (default 7.5; 1 = "
 					    "conditional pass only)"},
+	[O_UNET_BATCH] = {"unet-batch", 0, "N", "--method noise: UNet passes of a sample batched into one, 1..64 (default "
+						"auto: all timesteps x draws when they fit 2 GiB of workspace)"},
 	{0},
 };
 
@@ -150,6 +152,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 		o->p.guidance = (float)g;
 		return 0;
 	}
+	case O_UNET_BATCH:
+		return lvd_cli_int(arg, 1, LVD_ATTNMAP_MAX_BATCH, "--unet-batch", &o->p.unet_batch);
 	case O_SEED:
 		if (lvd_parse_u64(arg, 0, INT64_MAX, &v, "--seed", &err))
 			return lvd_cli_usage_error("%s", err.msg);
@@ -214,6 +218,8 @@ static json_t *params_json(const struct opts *o)
 		json_object_set_new(p, "steps", json_integer(o->p.steps));
 		json_object_set_new(p, "guidance", json_real(o->p.guidance));
 	}
+	if (p && o->p.unet_batch)   /* auto (0) is not recorded: run.json of default runs stays as before */
+		json_object_set_new(p, "unet_batch", json_integer(o->p.unet_batch));
 	return p;
 }
 

@@ -133,14 +133,25 @@ void sd_ctx_leave(const struct lvd_sd *sd, struct lvd_ctx *ctx);
  * it), > 0 = Winograd for every 3x3 stride-1 pad-1 conv (2: F(4x4)), < 0 = im2col. */
 void sd_conv_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
 		 const struct sd_conv *c, int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r);
+/* The same on B items [B, cin, H, W] -> [B, cout, H, W]. */
+void sd_conv_run_b(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		   const struct sd_conv *c, int B, int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r);
 /* out [cout, H, W] = shortcut(inp) + conv2(SiLU(GN2(conv1(SiLU(GN1(inp))) + temb)));
  * temb_act = SiLU(temb) [temb_dim] or NULL (VAE). out must not alias inp. */
 void sd_resnet_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
 		   const struct sd_resnet *r, const float *temb_act, int temb_dim, int H, int W, int groups,
 		   float eps);
+/* The same on B items [B, cin, H, W] -> [B, cout, H, W]; temb_act [B, temb_dim] (one row
+ * per item) or NULL. */
+void sd_resnet_run_b(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		     const struct sd_resnet *r, const float *temb_act, int temb_dim, int B, int H, int W, int groups,
+		     float eps);
 /* Timed op calls (sd->stats). */
 void sd_groupnorm(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
 		  const struct sd_norm *n, int C, int HW, int G, float eps, int silu);
+/* GroupNorm on B items [B, C, HW] (statistics per item and group). */
+void sd_groupnorm_b(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
+		    const struct sd_norm *n, int B, int C, int HW, int G, float eps, int silu);
 void sd_layernorm(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
 		  const struct sd_norm *n, int N, int C, float eps);
 void sd_add(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *y, const float *x, size_t n);

@@ -6,7 +6,11 @@
  * ResNet → transformer → ResNet; up levels (ResNet on concat(h, pop) [+ transformer])
  * × (L+1), nearest ×2 + 3x3 conv; GroupNorm+SiLU → conv_out.
  * Spatial transformer on [C, HW]: GN(eps 1e-6) → proj_in → [HW, C] → per block
- * x += attn1(LN1 x); x += attn2(LN2 x, ctx); x += W2·GEGLU(W1·LN3 x) → proj_out → + input. */
+ * x += attn1(LN1 x); x += attn2(LN2 x, ctx); x += W2·GEGLU(W1·LN3 x) → proj_out → + input.
+ * Batched (lvd_sd_unet_forward_batch): every activation is [B, C, h, w]; the time MLP and
+ * the transformers' row-wise work run on all items at once, convolutions through
+ * sd_conv_run_b (small maps stacked into one image), attention and the callback per item;
+ * lvd_sd_unet_forward is the batch of one. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,75 +27,94 @@
 struct unet_run {
 	const struct lvd_sd *sd;
 	struct lvd_ctx *x;   /* execution context (ctx is the text context below) */
-	const float *ctx;
+	int B;               /* batch items */
+	const float *ctx;    /* item b's context: ctx + b·ctx_stride */
+	size_t ctx_stride;   /* 0: one context shared by every item */
 	int n_ctx;
 	lvd_sd_attn_cb cb;
 	void *user;
-	int index;      /* attn2 call counter */
+	int index;      /* attn2 call counter (per layer, shared by the items) */
 	int aborted;
 };
 
+/* Spatial transformer on B items x [B, C, h·w] in place. Row-wise work (LayerNorm,
+ * every linear, GEGLU) runs on the B·h·w token rows at once; attention, proj_in/out and
+ * the capture callback per item. */
 static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t, int h, int w,
 		   const char *block, int level)
 {
 	const struct lvd_sd *sd = R->sd;
 	struct lvd_ctx *X = R->x;
 	const struct lvd_sd_unet_cfg *k = &sd->unet.cfg;
-	int C = t->C, HW = h * w, H = t->heads, D = C / H, M = R->n_ctx;
-	size_t n = (size_t)C * HW, mark = lvd_ctx_mark(X);
+	int B = R->B, C = t->C, HW = h * w, H = t->heads, D = C / H, M = R->n_ctx, NR = B * HW;
+	int nkv = R->ctx_stride ? B : 1;   /* cross-attention K/V sets */
+	size_t n1 = (size_t)C * HW, n = (size_t)B * n1, mark = lvd_ctx_mark(X);
 	float scale = 1.0f / sqrtf((float)D);
-	float *gn = lvd_ctx_takef(X, n);      /* GroupNorm [C, HW], later proj_out [C, HW] */
-	float *xs = lvd_ctx_takef(X, n);      /* token states [HW, C] */
-	float *nb = lvd_ctx_takef(X, n);      /* LayerNorm output / branch output [HW, C] */
+	float *gn = lvd_ctx_takef(X, n);      /* GroupNorm [B, C, HW], later proj_out [B, C, HW] */
+	float *xs = lvd_ctx_takef(X, n);      /* token states [B·HW, C] */
+	float *nb = lvd_ctx_takef(X, n);      /* LayerNorm output / branch output [B·HW, C] */
 	float *q = lvd_ctx_takef(X, n), *kk = lvd_ctx_takef(X, n), *v = lvd_ctx_takef(X, n);
-	float *att = lvd_ctx_takef(X, n);     /* attention output [HW, C] */
-	float *ff1 = lvd_ctx_takef(X, 8 * n); /* feed-forward [HW, 8C] */
+	float *att = lvd_ctx_takef(X, n);     /* attention output [B·HW, C] */
+	float *ff1 = lvd_ctx_takef(X, 8 * n); /* feed-forward [B·HW, 8C] */
 	float *geglu = lvd_ctx_takef(X, 4 * n);
-	float *kc = lvd_ctx_takef(X, (size_t)M * C), *vc = lvd_ctx_takef(X, (size_t)M * C);
+	float *kc = lvd_ctx_takef(X, (size_t)nkv * M * C), *vc = lvd_ctx_takef(X, (size_t)nkv * M * C);
 	float *probs = lvd_ctx_takef(X, (size_t)HW * M);
 
-	sd_groupnorm(sd, X, gn, x, &t->gn, C, HW, k->groups, 1e-6f, 0);
-	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gnᵀ Wᵀ + b */
-	SD_TIME(sd, gemm_s, lvd_gemm(X, 1, 1, HW, C, C, 1.0f, gn, HW, t->pin.w, C, 0.0f, xs, C));
-	SD_TIME(sd, other_s, lvd_add_bias_rows(X, xs, t->pin.b, HW, C));
-	for (int b = 0; b < k->tblocks; b++) {
-		const struct sd_tblock *tb = &t->tb[b];
+	sd_groupnorm_b(sd, X, gn, x, &t->gn, B, C, HW, k->groups, 1e-6f, 0);
+	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gnᵀ Wᵀ + b per item */
+	for (int b = 0; b < B; b++)
+		SD_TIME(sd, gemm_s, lvd_gemm(X, 1, 1, HW, C, C, 1.0f, gn + b * n1, HW, t->pin.w, C, 0.0f,
+					     xs + b * n1, C));
+	SD_TIME(sd, other_s, lvd_add_bias_rows(X, xs, t->pin.b, NR, C));
+	for (int tb_i = 0; tb_i < k->tblocks; tb_i++) {
+		const struct sd_tblock *tb = &t->tb[tb_i];
 		/* self-attention */
-		sd_layernorm(sd, X, nb, xs, &tb->ln1, HW, C, 1e-5f);
-		sd_linear_run(sd, X, q, nb, &tb->a1.q, HW, C, C);
-		sd_linear_run(sd, X, kk, nb, &tb->a1.k, HW, C, C);
-		sd_linear_run(sd, X, v, nb, &tb->a1.v, HW, C, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att, NULL, q, C, kk, C, v, C, HW, HW, H, D, scale, 0));
-		sd_linear_run(sd, X, nb, att, &tb->a1.o, HW, C, C);
+		sd_layernorm(sd, X, nb, xs, &tb->ln1, NR, C, 1e-5f);
+		sd_linear_run(sd, X, q, nb, &tb->a1.q, NR, C, C);
+		sd_linear_run(sd, X, kk, nb, &tb->a1.k, NR, C, C);
+		sd_linear_run(sd, X, v, nb, &tb->a1.v, NR, C, C);
+		for (int b = 0; b < B; b++)
+			SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att + b * n1, NULL, q + b * n1, C, kk + b * n1, C,
+							      v + b * n1, C, HW, HW, H, D, scale, 0));
+		sd_linear_run(sd, X, nb, att, &tb->a1.o, NR, C, C);
 		sd_add(sd, X, xs, nb, n);
 		/* cross-attention with capture */
-		sd_layernorm(sd, X, nb, xs, &tb->ln2, HW, C, 1e-5f);
-		sd_linear_run(sd, X, q, nb, &tb->a2.q, HW, C, C);
-		sd_linear_run(sd, X, kc, R->ctx, &tb->a2.k, M, k->ctx_dim, C);
-		sd_linear_run(sd, X, vc, R->ctx, &tb->a2.v, M, k->ctx_dim, C);
-		SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att, R->cb ? probs : NULL, q, C, kc, C, vc, C, HW, M, H, D,
-						      scale, 0));
-		if (R->cb && !R->aborted) {
-			struct lvd_sd_attn_info info = {
-				.name = t->name[b], .block = block, .index = R->index, .level = level,
-				.h = h, .w = w, .n_ctx = M, .heads = H,
-			};
-			if (R->cb(R->user, &info, probs))
-				R->aborted = 1;
+		sd_layernorm(sd, X, nb, xs, &tb->ln2, NR, C, 1e-5f);
+		sd_linear_run(sd, X, q, nb, &tb->a2.q, NR, C, C);
+		for (int b = 0; b < nkv; b++) {
+			const float *cb_ctx = R->ctx + b * R->ctx_stride;
+			sd_linear_run(sd, X, kc + (size_t)b * M * C, cb_ctx, &tb->a2.k, M, k->ctx_dim, C);
+			sd_linear_run(sd, X, vc + (size_t)b * M * C, cb_ctx, &tb->a2.v, M, k->ctx_dim, C);
+		}
+		for (int b = 0; b < B; b++) {
+			size_t kv = R->ctx_stride ? (size_t)b * M * C : 0;
+			SD_TIME(sd, gemm_s, lvd_attention_fwd(X, att + b * n1, R->cb ? probs : NULL, q + b * n1, C,
+							      kc + kv, C, vc + kv, C, HW, M, H, D, scale, 0));
+			if (R->cb && !R->aborted) {
+				struct lvd_sd_attn_info info = {
+					.name = t->name[tb_i], .block = block, .index = R->index, .level = level,
+					.h = h, .w = w, .n_ctx = M, .heads = H, .item = b,
+				};
+				if (R->cb(R->user, &info, probs))
+					R->aborted = 1;
+			}
 		}
 		R->index++;
-		sd_linear_run(sd, X, nb, att, &tb->a2.o, HW, C, C);
+		sd_linear_run(sd, X, nb, att, &tb->a2.o, NR, C, C);
 		sd_add(sd, X, xs, nb, n);
 		/* GEGLU feed-forward */
-		sd_layernorm(sd, X, nb, xs, &tb->ln3, HW, C, 1e-5f);
-		sd_linear_run(sd, X, ff1, nb, &tb->ff1, HW, C, 8 * C);
-		SD_TIME(sd, other_s, lvd_geglu_fwd(X, geglu, ff1, HW, 4 * C));
-		sd_linear_run(sd, X, nb, geglu, &tb->ff2, HW, 4 * C, C);
+		sd_layernorm(sd, X, nb, xs, &tb->ln3, NR, C, 1e-5f);
+		sd_linear_run(sd, X, ff1, nb, &tb->ff1, NR, C, 8 * C);
+		SD_TIME(sd, other_s, lvd_geglu_fwd(X, geglu, ff1, NR, 4 * C));
+		sd_linear_run(sd, X, nb, geglu, &tb->ff2, NR, 4 * C, C);
 		sd_add(sd, X, xs, nb, n);
 	}
-	/* proj_out: gn[C, HW] = W xsᵀ + b; x += gn */
-	SD_TIME(sd, gemm_s, lvd_gemm(X, 0, 1, C, HW, C, 1.0f, t->pout.w, C, xs, C, 0.0f, gn, HW));
-	SD_TIME(sd, other_s, lvd_add_bias_chan(X, gn, t->pout.b, C, HW));
+	/* proj_out: gn[C, HW] = W xsᵀ + b per item; x += gn */
+	for (int b = 0; b < B; b++) {
+		SD_TIME(sd, gemm_s, lvd_gemm(X, 0, 1, C, HW, C, 1.0f, t->pout.w, C, xs + b * n1, C, 0.0f, gn + b * n1,
+					     HW));
+		SD_TIME(sd, other_s, lvd_add_bias_chan(X, gn + b * n1, t->pout.b, C, HW));
+	}
 	sd_add(sd, X, x, gn, n);
 	lvd_ctx_release(X, mark);
 }
@@ -100,12 +123,21 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 			float t, const float *ctx, int n_ctx, lvd_sd_attn_cb cb, void *user,
 			struct lvd_error *err)
 {
+	return lvd_sd_unet_forward_batch(sd, out, x, 1, h, w, &t, ctx, 0, n_ctx, cb, user, err);
+}
+
+int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *x, int B, int h, int w,
+			      const float *t, const float *ctx, size_t ctx_stride, int n_ctx, lvd_sd_attn_cb cb,
+			      void *user, struct lvd_error *err)
+{
 	if (!sd->has_unet)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet not loaded");
 	const struct sd_unet *u = &sd->unet;
 	const struct lvd_sd_unet_cfg *k = &u->cfg;
 	int n = k->levels, L = k->layers_per_block, TE = k->temb_dim;
 	int f = 1 << (n - 1);
+	if (B < 1 || B > LVD_SD_MAX_BATCH)
+		return lvd_error_set(err, LVD_ERR_INVALID, "UNet batch %d outside [1, %d]", B, LVD_SD_MAX_BATCH);
 	if (h < f || w < f || h % f || w % f || h > 4096 || w > 4096)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet latent %dx%d: sides must be positive multiples of %d",
 				     w, h, f);
@@ -127,51 +159,55 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 	if (!X)
 		return err ? err->code : LVD_ERR_NOMEM;
 	size_t mark = lvd_ctx_mark(X);
-	size_t act = 2 * (size_t)cmax * h * w;   /* widest activation: an up ResNet's concat input */
-	struct unet_run R = {.sd = sd, .x = X, .ctx = ctx, .n_ctx = n_ctx, .cb = cb, .user = user};
+	/* widest activation: an up ResNet's concat input */
+	size_t act = 2 * (size_t)B * cmax * h * w;
+	struct unet_run R = {.sd = sd, .x = X, .B = B, .ctx = ctx, .ctx_stride = ctx_stride, .n_ctx = n_ctx,
+			     .cb = cb, .user = user};
 
-	/* ---- time embedding ---- */
-	float *temb = lvd_ctx_takef(X, (size_t)TE), *tact = lvd_ctx_takef(X, (size_t)TE);
-	float *sinus = lvd_ctx_takef(X, (size_t)k->ch[0]);
-	lvd_timestep_embedding(X, sinus, t, k->ch[0], k->flip_sin_to_cos, k->freq_shift, 10000.0f);
-	sd_linear_run(sd, X, tact, sinus, &u->t1, 1, k->ch[0], TE);
-	lvd_silu_fwd(X, tact, tact, (size_t)TE);
-	sd_linear_run(sd, X, temb, tact, &u->t2, 1, TE, TE);
-	lvd_silu_fwd(X, tact, temb, (size_t)TE);   /* every ResNet uses SiLU(temb) */
+	/* ---- time embedding, one row per item ---- */
+	float *temb = lvd_ctx_takef(X, (size_t)B * TE), *tact = lvd_ctx_takef(X, (size_t)B * TE);
+	float *sinus = lvd_ctx_takef(X, (size_t)B * k->ch[0]);
+	for (int b = 0; b < B; b++)
+		lvd_timestep_embedding(X, sinus + (size_t)b * k->ch[0], t[b], k->ch[0], k->flip_sin_to_cos,
+				       k->freq_shift, 10000.0f);
+	sd_linear_run(sd, X, tact, sinus, &u->t1, B, k->ch[0], TE);
+	lvd_silu_fwd(X, tact, tact, (size_t)B * TE);
+	sd_linear_run(sd, X, temb, tact, &u->t2, B, TE, TE);
+	lvd_silu_fwd(X, tact, temb, (size_t)B * TE);   /* every ResNet uses SiLU(temb) */
 
 	float *cur = lvd_ctx_takef(X, act), *nxt = lvd_ctx_takef(X, act);   /* ping-pong activations */
 	float *skips[LVD_SD_MAX_LEVELS * LVD_SD_MAX_RES + 1];
 	int nsk = 0;
 	int hh = h, ww = w;
-	sd_conv_run(sd, X, cur, x, &u->conv_in, hh, ww, 1, 1, 1, 1, 1);
-	skips[nsk] = lvd_ctx_takef(X, (size_t)k->ch[0] * hh * ww);
-	memcpy(skips[nsk++], cur, sizeof(float) * (size_t)k->ch[0] * hh * ww);
+	sd_conv_run_b(sd, X, cur, x, &u->conv_in, B, hh, ww, 1, 1, 1, 1, 1);
+	skips[nsk] = lvd_ctx_takef(X, (size_t)B * k->ch[0] * hh * ww);
+	memcpy(skips[nsk++], cur, sizeof(float) * B * k->ch[0] * hh * ww);
 	/* skip buffers are taken in push order below the temporaries of later blocks */
 	for (int i = 0; i < n; i++) {
 		for (int j = 0; j < L; j++) {
-			sd_resnet_run(sd, X, nxt, cur, &u->down[i][j], tact, TE, hh, ww, k->groups, k->eps);
+			sd_resnet_run_b(sd, X, nxt, cur, &u->down[i][j], tact, TE, B, hh, ww, k->groups, k->eps);
 			float *tmp = cur; cur = nxt; nxt = tmp;
 			if (k->down_attn[i])
 				tf_run(&R, cur, &u->down_tf[i][j], hh, ww, "down", i);
-			size_t sz = (size_t)k->ch[i] * hh * ww;
+			size_t sz = (size_t)B * k->ch[i] * hh * ww;
 			skips[nsk] = lvd_ctx_takef(X, sz);
 			memcpy(skips[nsk++], cur, sizeof(float) * sz);
 		}
 		if (i < n - 1) {
-			sd_conv_run(sd, X, nxt, cur, &u->downsample[i], hh, ww, 2, 1, 1, 1, 1);
+			sd_conv_run_b(sd, X, nxt, cur, &u->downsample[i], B, hh, ww, 2, 1, 1, 1, 1);
 			hh /= 2;
 			ww /= 2;
 			float *tmp = cur; cur = nxt; nxt = tmp;
-			size_t sz = (size_t)k->ch[i] * hh * ww;
+			size_t sz = (size_t)B * k->ch[i] * hh * ww;
 			skips[nsk] = lvd_ctx_takef(X, sz);
 			memcpy(skips[nsk++], cur, sizeof(float) * sz);
 		}
 	}
 	LVD_ASSERT(nsk == ns);
 	/* mid */
-	sd_resnet_run(sd, X, nxt, cur, &u->mid[0], tact, TE, hh, ww, k->groups, k->eps);
+	sd_resnet_run_b(sd, X, nxt, cur, &u->mid[0], tact, TE, B, hh, ww, k->groups, k->eps);
 	tf_run(&R, nxt, &u->mid_tf, hh, ww, "mid", n - 1);
-	sd_resnet_run(sd, X, cur, nxt, &u->mid[1], tact, TE, hh, ww, k->groups, k->eps);
+	sd_resnet_run_b(sd, X, cur, nxt, &u->mid[1], tact, TE, B, hh, ww, k->groups, k->eps);
 	/* up */
 	int hc = k->ch[n - 1];
 	for (int uu = 0; uu < n; uu++) {
@@ -182,26 +218,53 @@ int lvd_sd_unet_forward(const struct lvd_sd *sd, float *out, const float *x, int
 			int sc = r->cin - hc;
 			LVD_ASSERT(sc == skip_ch[nsk - 1]);
 			const float *sk = skips[--nsk];
-			/* concat(h, skip) along channels into nxt, then the ResNet back into cur */
-			memcpy(nxt, cur, sizeof(float) * (size_t)hc * hw);
-			memcpy(nxt + (size_t)hc * hw, sk, sizeof(float) * (size_t)sc * hw);
-			sd_resnet_run(sd, X, cur, nxt, r, tact, TE, hh, ww, k->groups, k->eps);
+			/* concat(h, skip) along channels into nxt per item, then the ResNet back into cur */
+			for (int b = 0; b < B; b++) {
+				float *d = nxt + (size_t)b * r->cin * hw;
+				memcpy(d, cur + (size_t)b * hc * hw, sizeof(float) * (size_t)hc * hw);
+				memcpy(d + (size_t)hc * hw, sk + (size_t)b * sc * hw, sizeof(float) * (size_t)sc * hw);
+			}
+			sd_resnet_run_b(sd, X, cur, nxt, r, tact, TE, B, hh, ww, k->groups, k->eps);
 			hc = r->cout;
 			if (k->up_attn[uu])
 				tf_run(&R, cur, &u->up_tf[uu][j], hh, ww, "up", lvl);
 		}
 		if (uu < n - 1) {
-			lvd_resample_nearest2x_fwd(X, nxt, cur, 1, hc, hh, ww);
+			lvd_resample_nearest2x_fwd(X, nxt, cur, B, hc, hh, ww);
 			hh *= 2;
 			ww *= 2;
-			sd_conv_run(sd, X, cur, nxt, &u->upsample[uu], hh, ww, 1, 1, 1, 1, 1);
+			sd_conv_run_b(sd, X, cur, nxt, &u->upsample[uu], B, hh, ww, 1, 1, 1, 1, 1);
 		}
 	}
-	sd_groupnorm(sd, X, nxt, cur, &u->norm_out, k->ch[0], hh * ww, k->groups, k->eps, 1);
-	sd_conv_run(sd, X, out, nxt, &u->conv_out, hh, ww, 1, 1, 1, 1, 1);
+	sd_groupnorm_b(sd, X, nxt, cur, &u->norm_out, B, k->ch[0], hh * ww, k->groups, k->eps, 1);
+	sd_conv_run_b(sd, X, out, nxt, &u->conv_out, B, hh, ww, 1, 1, 1, 1, 1);
 	lvd_ctx_release(X, mark);
 	sd_ctx_leave(sd, X);
 	if (R.aborted)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet pass aborted by the attention callback");
 	return 0;
+}
+
+size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx)
+{
+	if (!sd->has_unet)
+		return 0;
+	const struct lvd_sd_unet_cfg *k = &sd->unet.cfg;
+	int n = k->levels, L = k->layers_per_block;
+	size_t cmax = 0, skips = 0, peak = 0, hw = (size_t)h * w;
+	skips += (size_t)k->ch[0] * hw;
+	for (int i = 0; i < n; i++) {
+		size_t lhw = hw >> (2 * i), c = (size_t)k->ch[i];
+		cmax = c > cmax ? c : cmax;
+		skips += L * c * lhw + (i < n - 1 ? c * (lhw >> 2) : 0);
+		/* a transformer's buffers (tf_run) and an up ResNet's temporaries
+		 * (SiLU(GN1) of the concat input, conv1, SiLU(GN2)) at this level */
+		size_t tf = (k->down_attn[i] || k->up_attn[n - 1 - i]) ? (19 * c + (size_t)n_ctx) * lhw : 0;
+		size_t cin = c + (size_t)k->ch[i + 1 < n ? i + 1 : i];
+		size_t rn = (cin + 2 * c) * lhw;
+		peak = tf > peak ? tf : peak;
+		peak = rn > peak ? rn : peak;
+	}
+	/* ping-pong activations (2·cmax·h·w each), the skip stack, the largest temporary */
+	return sizeof(float) * (4 * cmax * hw + skips + peak);
 }
