@@ -291,6 +291,26 @@ static void test_bad_folder(void)
 	fclose(f);
 	CHECK(lvd_minicpmv_config_load(&c, path, &err) == LVD_ERR_UNSUPPORTED);
 	CHECK_CONTAINS(err.msg, "model_type");
+	memcpy(mt, "\"minicpmv\"", 10);
+	/* rope: an unsupported type and a non-positive epsilon (lib/models/llama_rope.c, json) */
+	static const struct { const char *from, *to, *msg; int code; } edits[] = {
+		{ "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\"}", "rope type 'yarn'",
+		  LVD_ERR_UNSUPPORTED },
+		{ "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1.0", "rms_norm_eps': expected a positive number",
+		  LVD_ERR_INVALID },
+	};
+	for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+		char *at = strstr(buf, edits[e].from);
+		REQUIRE(at);
+		f = fopen(path, "w");
+		REQUIRE(f);
+		fwrite(buf, 1, (size_t)(at - buf), f);
+		fputs(edits[e].to, f);
+		fputs(at + strlen(edits[e].from), f);
+		fclose(f);
+		CHECK(lvd_minicpmv_config_load(&c, path, &err) == edits[e].code);
+		CHECK_CONTAINS(err.msg, edits[e].msg);
+	}
 	for (int i = 0; i < 3; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, shards[i]);
 		unlink(path);

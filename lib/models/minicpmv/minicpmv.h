@@ -49,12 +49,14 @@ struct lvd_minicpmv_config {
 	int vocab, t_hidden, t_heads, t_kv_heads, t_head_dim, t_inter, t_layers;
 	float t_eps;
 	double rope_theta;
+	int rope_llama3;              /* rope_parameters/rope_scaling of type llama3 (not the release's) */
+	double rope_factor, rope_low, rope_high, rope_orig_max;
 	/* slicing (slice_config; the processor, a later step, reads them) */
 	int slice_mode, max_slice_nums, scale_resolution, slice_patch;
 };
 
-/* Reads config.json of a MiniCPM-V-2.5 folder (model_type "minicpmv"; rope_theta at top
- * level or in rope_parameters; rope scaling other than none/default is refused).
+/* Reads config.json of a MiniCPM-V-2.5 folder (model_type "minicpmv"; the rotary
+ * settings as lib/models/llama_rope.h reads them: default or llama3).
  * Errors (LVD_ERR_IO, LVD_ERR_FORMAT, LVD_ERR_INVALID, LVD_ERR_UNSUPPORTED) name the file
  * and the field. */
 int lvd_minicpmv_config_load(struct lvd_minicpmv_config *cfg, const char *path, struct lvd_error *err);

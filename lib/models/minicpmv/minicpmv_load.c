@@ -1,7 +1,6 @@
 /* lib/models/minicpmv/minicpmv_load.c — minicpmv configuration (config.json), the
  * weight table from the hub key names (llm.*, vpm.*, resampler.*), memory-mapped loading
  * and the execution context. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,47 +8,10 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/llama_rope.h"
 #include "models/minicpmv/minicpmv_internal.h"
 
 /* ---- config ---------------------------------------------------------------------- */
-
-static int get_pos(const struct lvd_json *o, const char *key, double def, double *out, struct lvd_error *err)
-{
-	int rc = lvd_json_get_double_or(o, key, def, out, err);
-	if (rc)
-		return rc;
-	if (!(*out > 0) || !isfinite(*out))
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s%s%s': expected a positive number", o->file,
-				     o->where, o->where[0] ? "." : "", key);
-	return 0;
-}
-
-/* rope: rope_theta at the top (hub file) or in rope_parameters (transformers 5); only the
- * default rotary (no scaling) is MiniCPM-V-2.5's */
-static int get_rope(const struct lvd_json *doc, struct lvd_minicpmv_config *c, const char *path,
-		    struct lvd_error *err)
-{
-	struct lvd_json rp = { 0 };
-	int rc = 0;
-	const char *key = json_is_object(lvd_json_find(doc, "rope_parameters")) ? "rope_parameters"
-		: json_is_object(lvd_json_find(doc, "rope_scaling")) ? "rope_scaling" : NULL;
-	if (key && (rc = lvd_json_object(doc, key, &rp, err)))
-		return rc;
-	const struct lvd_json *src = key && lvd_json_has(&rp, "rope_theta") ? &rp : doc;
-	if ((rc = get_pos(src, "rope_theta", 500000.0, &c->rope_theta, err)))
-		goto out;
-	if (key) {
-		const char *ty;
-		if ((rc = lvd_json_get_string_or(&rp, lvd_json_has(&rp, "rope_type") ? "rope_type" : "type", "default",
-						 &ty, err)))
-			goto out;
-		if (strcmp(ty, "default") != 0)
-			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: %s: rope type '%s' (only default)", path, key, ty);
-	}
-out:
-	lvd_json_release(&rp);
-	return rc;
-}
 
 int lvd_minicpmv_config_load(struct lvd_minicpmv_config *c, const char *path, struct lvd_error *err)
 {
@@ -81,7 +43,7 @@ int lvd_minicpmv_config_load(struct lvd_minicpmv_config *c, const char *path, st
 	    (rc = lvd_json_get_i32_or(&v, "image_size", 980, 1, 65536, &c->v_image_size, err)) ||
 	    (rc = lvd_json_get_i32_or(&v, "patch_size", 14, 1, 1024, &c->v_patch, err)) ||
 	    (rc = lvd_json_get_i32_or(&v, "num_channels", 3, 3, 3, &c->v_channels, err)) ||
-	    (rc = get_pos(&v, "layer_norm_eps", 1e-6, &eps, err)) ||
+	    (rc = lvd_json_get_positive_or(&v, "layer_norm_eps", 1e-6, &eps, err)) ||
 	    (rc = lvd_json_get_string_or(&v, "hidden_act", "gelu_pytorch_tanh", &act, err)))
 		goto out;
 	c->v_eps = (float)eps;
@@ -107,7 +69,7 @@ int lvd_minicpmv_config_load(struct lvd_minicpmv_config *c, const char *path, st
 	    (rc = lvd_json_get_i32_or(&doc, "num_key_value_heads", 8, 1, 1024, &c->t_kv_heads, err)) ||
 	    (rc = lvd_json_get_i32_or(&doc, "intermediate_size", 14336, 1, BIG, &c->t_inter, err)) ||
 	    (rc = lvd_json_get_i32_or(&doc, "num_hidden_layers", 32, 1, 1024, &c->t_layers, err)) ||
-	    (rc = get_pos(&doc, "rms_norm_eps", 1e-5, &eps, err)) ||
+	    (rc = lvd_json_get_positive_or(&doc, "rms_norm_eps", 1e-5, &eps, err)) ||
 	    (rc = lvd_json_get_bool_or(&doc, "slice_mode", 1, &c->slice_mode, err)))
 		goto out;
 	c->t_eps = (float)eps;
@@ -128,8 +90,11 @@ int lvd_minicpmv_config_load(struct lvd_minicpmv_config *c, const char *path, st
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: hidden_size must be a multiple of 4 (2-D sin-cos)", path);
 		goto out;
 	}
-	if ((rc = get_rope(&doc, c, path, err)))
+	struct lvd_llama_rope rope;
+	if ((rc = lvd_llama_rope_load(&rope, &doc, path, "config", err)))
 		goto out;
+	c->rope_theta = rope.theta, c->rope_llama3 = rope.llama3, c->rope_factor = rope.factor;
+	c->rope_low = rope.low, c->rope_high = rope.high, c->rope_orig_max = rope.orig_max;
 	c->max_slice_nums = 9, c->scale_resolution = 448, c->slice_patch = 14;
 	if (json_is_object(lvd_json_find(&doc, "slice_config"))) {
 		if ((rc = lvd_json_object(&doc, "slice_config", &s, err)) ||

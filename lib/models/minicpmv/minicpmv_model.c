@@ -287,7 +287,8 @@ static void text_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const struct lv
 		a->tpos[t] = t;
 	float inv_freq[512];
 	LVD_ASSERT(hd / 2 <= 512);
-	lvd_rope_freqs(ctx, inv_freq, hd, c->rope_theta, 0, 0, 0, 0, 0);
+	lvd_rope_freqs(ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low, c->rope_high,
+		       c->rope_orig_max);
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
 	float scale = 1.0f / sqrtf((float)hd);
 	for (int l = 0; l < c->t_layers; l++) {
