@@ -4,14 +4,12 @@
 #ifndef LVD_MODELS_MINICPMV_INTERNAL_H
 #define LVD_MODELS_MINICPMV_INTERNAL_H
 
+#include "models/llama_layer.h"
 #include "models/minicpmv/minicpmv.h"
 
 struct mcv_vlayer {
 	const float *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
 	const float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-};
-struct mcv_tlayer {
-	const float *ln1, *q, *k, *v, *o, *ln2, *gate, *up, *down;
 };
 struct mcv_weights {
 	/* vpm */
@@ -22,7 +20,7 @@ struct mcv_weights {
 	const float *lnq_w, *lnq_b, *lnkv_w, *lnkv_b, *lnpost_w, *lnpost_b, *proj;
 	/* llm */
 	const float *embed, *norm, *lm_head;
-	struct mcv_tlayer *tl;
+	struct lvd_llama_layer_w *tl;   /* the decoder layers (lib/models/llama_layer.h) */
 };
 
 struct lvd_st;

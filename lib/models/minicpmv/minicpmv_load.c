@@ -179,7 +179,7 @@ static size_t table(struct lvd_minicpmv *m, struct wspec *t)
 	A(w->proj, 2, D, D, "resampler.proj", 0);
 	A(w->embed, 2, c->vocab, D, "llm.model.embed_tokens.weight", 0);
 	for (int l = 0; l < c->t_layers; l++) {
-		struct mcv_tlayer *L = &w->tl[l];
+		struct lvd_llama_layer_w *L = &w->tl[l];
 		A(L->ln1, 1, D, 0, "llm.model.layers.%d.input_layernorm.weight", l);
 		A(L->q, 2, D, D, "llm.model.layers.%d.self_attn.q_proj.weight", l);
 		A(L->k, 2, KV, D, "llm.model.layers.%d.self_attn.k_proj.weight", l);

@@ -27,7 +27,7 @@ struct mcv_acts {
 	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
 	int *cap_rows, *cap_off, *pos_ids;
 	/* text */
-	float *tx, *tln, *tq, *tk, *tv, *tatt, *to, *tg, *tup, *tact, *tstats, *logits;
+	float *tx, *tx2, *tln, *tln2, *tq, *tk, *tv, *tatt, *to, *tmid, *tm, *tg, *tup, *tact, *tstats, *logits;
 	int *ids, *tpos;
 };
 
@@ -69,7 +69,11 @@ static size_t carve(const struct lvd_minicpmv *m, struct mcv_acts *a, float *bas
 	a->cap_off = (int *)mcv_take(base, &off, NI + 1);
 	a->pos_ids = (int *)mcv_take(base, &off, N);
 	a->tx = mcv_take(base, &off, BT * D);
+	a->tx2 = mcv_take(base, &off, BT * D);
 	a->tln = mcv_take(base, &off, BT * D);
+	a->tln2 = mcv_take(base, &off, BT * D);
+	a->tmid = mcv_take(base, &off, BT * D);
+	a->tm = mcv_take(base, &off, BT * D);
 	a->tq = mcv_take(base, &off, BT * D);
 	a->tk = mcv_take(base, &off, BT * KV);
 	a->tv = mcv_take(base, &off, BT * KV);
@@ -276,7 +280,7 @@ static void text_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const struct lv
 	const struct mcv_weights *w = &m->w;
 	struct lvd_ctx *ctx = m->ctx;
 	int B = b->B, T = b->T, BT = B * T, D = c->t_hidden, H = c->t_heads, KH = c->t_kv_heads, hd = c->t_head_dim;
-	int KV = KH * hd, It = c->t_inter, Q = c->query_num;
+	int It = c->t_inter, Q = c->query_num;
 	memcpy(a->ids, b->input_ids, sizeof(int) * (size_t)BT);
 	lvd_embedding_fwd(ctx, a->tx, a->ids, w->embed, BT, D);
 	for (int s = 0, i = 0; s < B && b->NI; s++)
@@ -289,27 +293,17 @@ static void text_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const struct lv
 	LVD_ASSERT(hd / 2 <= 512);
 	lvd_rope_freqs(ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low, c->rope_high,
 		       c->rope_orig_max);
-	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-	float scale = 1.0f / sqrtf((float)hd);
+	/* the decoder layer shared with mllama (lib/models/llama_layer.c), ping-ponging x */
+	struct lvd_llama_layer_a la = { a->tln, NULL, a->tq, a->tk, a->tv, a->tstats, a->tatt, a->to, a->tmid,
+					a->tln2, NULL, a->tg, a->tup, a->tact, a->tm };
+	struct lvd_llama_dims d = { B, T, D, H, KH, hd, It, c->t_eps };
+	float *x = a->tx, *y = a->tx2;
 	for (int l = 0; l < c->t_layers; l++) {
-		const struct mcv_tlayer *W = &w->tl[l];
-		lvd_rmsnorm_fwd(ctx, a->tln, NULL, a->tx, W->ln1, BT, D, c->t_eps);
-		lvd_linear_fwd(ctx, a->tq, a->tln, W->q, NULL, BT, D, D);
-		lvd_linear_fwd(ctx, a->tk, a->tln, W->k, NULL, BT, D, KV);
-		lvd_linear_fwd(ctx, a->tv, a->tln, W->v, NULL, BT, D, KV);
-		lvd_rope_apply(ctx, a->tq, a->tpos, inv_freq, B, T, H, hd, 0);
-		lvd_rope_apply(ctx, a->tk, a->tpos, inv_freq, B, T, KH, hd, 0);
-		lvd_attn_fwd(ctx, a->tatt, a->tstats, NULL, a->tq, a->tk, a->tv, &mk, NULL, scale, B, T, T, H, KH, hd);
-		lvd_linear_fwd(ctx, a->to, a->tatt, W->o, NULL, BT, D, D);
-		lvd_gated_residual_fwd(ctx, a->tx, a->tx, a->to, NULL, NULL, BT, D);
-		lvd_rmsnorm_fwd(ctx, a->tln, NULL, a->tx, W->ln2, BT, D, c->t_eps);
-		lvd_linear_fwd(ctx, a->tg, a->tln, W->gate, NULL, BT, D, It);
-		lvd_linear_fwd(ctx, a->tup, a->tln, W->up, NULL, BT, D, It);
-		lvd_swiglu_fwd(ctx, a->tact, a->tg, a->tup, (size_t)BT * It);
-		lvd_linear_fwd(ctx, a->to, a->tact, W->down, NULL, BT, It, D);
-		lvd_gated_residual_fwd(ctx, a->tx, a->tx, a->to, NULL, NULL, BT, D);
+		lvd_llama_layer_fwd(ctx, y, &la, x, &w->tl[l], a->tpos, inv_freq, &d, NULL, NULL);
+		float *t = x;
+		x = y, y = t;
 	}
-	lvd_rmsnorm_fwd(ctx, a->tln, NULL, a->tx, w->norm, BT, D, c->t_eps);
+	lvd_rmsnorm_fwd(ctx, a->tln, NULL, x, w->norm, BT, D, c->t_eps);
 	lvd_linear_fwd(ctx, a->logits, a->tln, w->lm_head, NULL, BT, D, c->vocab);
 }
 
