@@ -1,8 +1,8 @@
 /* tests/unit/test_minicpmv.c — minicpmv (MiniCPM-Llama3-V-2.5) inference forward against
  * the tiny random reference of tests/ref/gen_minicpmv.py (tests/golden/minicpmv/):
  * configuration, sharded bf16 hub-layout loading, vision position ids, vision tower,
- * resampler output and per-head probabilities, logits; batch padding invariance and the
- * error paths. */
+ * resampler output and per-head probabilities, logits; batch padding invariance, the
+ * mapped F32 load path and the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,21 +23,6 @@ struct gold {
 	float *pix;
 };
 
-static int *geti(struct lvd_st *st, const char *name, size_t *n)
-{
-	size_t k;
-	float *f = lvd_gold_f32(st, name, &k);
-	if (!f)
-		return NULL;
-	int *p = malloc(sizeof(int) * k);
-	for (size_t i = 0; p && i < k; i++)
-		p[i] = (int)f[i];
-	free(f);
-	if (n)
-		*n = k;
-	return p;
-}
-
 static int gold_open(struct gold *g)
 {
 	struct lvd_error err = { 0 };
@@ -54,11 +39,11 @@ static int gold_open(struct gold *g)
 	g->T = (int)ii->shape[1];
 	g->NI = (int)pv->shape[0];
 	g->Lmax = (int)(pv->shape[3] / pv->shape[2]);
-	g->ids = geti(g->io, "input_ids", NULL);
-	g->tgt = geti(g->io, "tgt_sizes", NULL);
-	g->nimg = geti(g->io, "n_images", NULL);
+	g->ids = lvd_gold_i32(g->io, "input_ids");
+	g->tgt = lvd_gold_i32(g->io, "tgt_sizes");
+	g->nimg = lvd_gold_i32(g->io, "n_images");
 	/* image_bound [B, 2, 2] with -1 rows unused -> [NI, 2] in picture order */
-	int *bd = geti(g->io, "image_bound", NULL);
+	int *bd = lvd_gold_i32(g->io, "image_bound");
 	g->bound = malloc(sizeof(int) * 2 * (size_t)g->NI);
 	g->pix = lvd_gold_f32(g->io, "pixel_values", NULL);
 	if (!bd || !g->bound || !g->ids || !g->tgt || !g->nimg || !g->pix) {
@@ -136,8 +121,9 @@ static void test_forward(void)
 	REQUIRE(lvd_minicpmv_forward(m, &b, &err) == 0);
 	/* position ids: exact (bucketize of the strip coordinates) */
 	size_t n;
-	int *pid = geti(g.io, "pos_ids", &n);
-	REQUIRE(pid && n == (size_t)g.NI * g.Lmax);
+	int *pid = lvd_gold_i32(g.io, "pos_ids");
+	n = (size_t)g.NI * g.Lmax;
+	REQUIRE(pid && lvd_st_find(g.io, "pos_ids")->numel == (int64_t)n);
 	int same = 1;
 	for (size_t i = 0; i < n; i++)
 		same &= pid[i] == lvd_minicpmv_pos_ids(m)[i];
@@ -320,11 +306,62 @@ static void test_bad_folder(void)
 	rmdir(dir);
 }
 
+/* the same weights as an F32 single-file checkpoint: the aligned F32 tensors are used in
+ * place in the mapping (the other load path) and give the same logits bit for bit */
+static void test_mapped_f32(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_error err = { 0 };
+	struct lvd_st *st = NULL;
+	REQUIRE(lvd_st_open(&st, lvd_test_path(GOLD "/model"), &err) == 0);
+	char dir[] = "/tmp/lvd_minicpmv_f32_XXXXXX";
+	REQUIRE(mkdtemp(dir));
+	size_t nt = lvd_st_count(st);
+	float **bufs = calloc(nt, sizeof *bufs);
+	REQUIRE(bufs);
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	REQUIRE(w);
+	int ok = 1;
+	for (size_t i = 0; i < nt && ok; i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(st, i);
+		bufs[i] = malloc(sizeof(float) * (size_t)t->numel + 4);
+		ok = bufs[i] && lvd_tensor_to_f32(t, bufs[i], (size_t)t->numel, &err) == 0 &&
+		     lvd_st_writer_add(w, t->name, LVD_DT_F32, t->ndim, t->shape, bufs[i], &err) == 0;
+	}
+	char path[512], abs[4096];
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	CHECKF(ok && lvd_st_writer_write(w, path, &err) == 0, "%s", err.msg);
+	lvd_st_writer_free(w);
+	for (size_t i = 0; i < nt; i++)
+		free(bufs[i]);
+	free(bufs);
+	lvd_st_close(st);
+	REQUIRE(realpath(lvd_test_path(GOLD "/model/config.json"), abs) != NULL);
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	REQUIRE(symlink(abs, path) == 0);
+	struct lvd_minicpmv *a = load_model(), *b = NULL;
+	CHECKF(lvd_minicpmv_load(&b, dir, &err) == 0, "%s", err.msg);
+	if (a && b) {
+		struct lvd_minicpmv_batch bt = gold_batch(&g);
+		REQUIRE(lvd_minicpmv_forward(a, &bt, &err) == 0 && lvd_minicpmv_forward(b, &bt, &err) == 0);
+		size_t n = (size_t)g.B * g.T * lvd_minicpmv_cfg(a)->vocab;
+		CHECK(memcmp(lvd_minicpmv_logits(a), lvd_minicpmv_logits(b), sizeof(float) * n) == 0);
+	}
+	lvd_minicpmv_free(a);
+	lvd_minicpmv_free(b);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	unlink(path);
+	rmdir(dir);
+	gold_close(&g);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_config), TEST(test_forward), TEST(test_padding_invariance), TEST(test_bad_inputs),
-		TEST(test_bad_folder), { 0 },
+		TEST(test_bad_folder), TEST(test_mapped_f32), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }
