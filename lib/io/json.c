@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -238,6 +239,18 @@ int lvd_json_get_double_or(const struct lvd_json *j, const char *key, double def
 			   struct lvd_error *err)
 {
 	return get_double(j, key, 1, def, out, err);
+}
+
+int lvd_json_get_positive_or(const struct lvd_json *j, const char *key, double def, double *out,
+			     struct lvd_error *err)
+{
+	int rc = get_double(j, key, 1, def, out, err);
+	if (rc)
+		return rc;
+	if (!(*out > 0) || !isfinite(*out))
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s%s%s': expected a positive number", j->file,
+				     j->where, j->where[0] ? "." : "", key);
+	return 0;
 }
 
 static int get_bool(const struct lvd_json *j, const char *key, int dflt_ok, int def, int *out,

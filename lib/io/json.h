@@ -72,6 +72,10 @@ int lvd_json_get_int_range(const struct lvd_json *j, const char *key, int64_t mi
 int lvd_json_get_double(const struct lvd_json *j, const char *key, double *out, struct lvd_error *err);
 int lvd_json_get_double_or(const struct lvd_json *j, const char *key, double def, double *out,
 			   struct lvd_error *err);
+/* A positive finite number, or def when the key is absent; otherwise LVD_ERR_INVALID
+ * ("file: key 'where.key': expected a positive number") or the errors of get_double. */
+int lvd_json_get_positive_or(const struct lvd_json *j, const char *key, double def, double *out,
+			     struct lvd_error *err);
 int lvd_json_get_bool(const struct lvd_json *j, const char *key, int *out, struct lvd_error *err);
 int lvd_json_get_bool_or(const struct lvd_json *j, const char *key, int def, int *out, struct lvd_error *err);
 /* *out is borrowed from the document. */

@@ -9,23 +9,12 @@
 #include "io/fileutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/llama_rope.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/ctx.h"
 #include "nn/ops/lora.h"
 
 /* ---- config ---------------------------------------------------------------------- */
-
-/* a positive finite number or the default (the caller's check after lvd_json_get_double_or) */
-static int get_pos(const struct lvd_json *o, const char *key, double def, double *out, struct lvd_error *err)
-{
-	int rc = lvd_json_get_double_or(o, key, def, out, err);
-	if (rc)
-		return rc;
-	if (!(*out > 0) || !isfinite(*out))
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s: key '%s%s%s': expected a positive number", o->file,
-				     o->where, o->where[0] ? "." : "", key);
-	return 0;
-}
 
 /* a list of integers in [0, hi) or the default list */
 static int get_list(const struct lvd_json *o, const char *key, const int *def, int ndef, int *out, int *n, int hi,
@@ -75,7 +64,7 @@ static int get_aspects(const struct lvd_json *v, struct lvd_mllama_config *c, st
 
 int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct lvd_error *err)
 {
-	struct lvd_json doc = { 0 }, v = { 0 }, t = { 0 }, rp = { 0 };
+	struct lvd_json doc = { 0 }, v = { 0 }, t = { 0 };
 	memset(c, 0, sizeof *c);
 	int rc = lvd_json_load(&doc, path, err);
 	if (rc)
@@ -108,7 +97,7 @@ int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct
 	    (rc = lvd_json_get_i32_or(&v, "vision_output_dim", 7680, 1, BIG, &c->v_out_dim, err)) ||
 	    (rc = get_list(&v, "intermediate_layers_indices", def_inter, 5, c->v_inter_idx, &c->v_n_inter, c->v_layers,
 			   err)) ||
-	    (rc = get_pos(&v, "norm_eps", 1e-5, &eps, err)))
+	    (rc = lvd_json_get_positive_or(&v, "norm_eps", 1e-5, &eps, err)))
 		goto out;
 	c->v_eps = (float)eps;
 	if (c->v_hidden % c->v_heads || c->v_image_size % c->v_patch ||
@@ -127,7 +116,7 @@ int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct
 	    (rc = lvd_json_get_i32_or(&t, "intermediate_size", 14336, 1, BIG, &c->t_inter, err)) ||
 	    (rc = lvd_json_get_i32_or(&t, "num_hidden_layers", 40, 1, 1024, &c->t_layers, err)) ||
 	    (rc = get_list(&t, "cross_attention_layers", def_cross, 8, c->cross_layers, &c->n_cross, c->t_layers, err)) ||
-	    (rc = get_pos(&t, "rms_norm_eps", 1e-5, &eps, err)))
+	    (rc = lvd_json_get_positive_or(&t, "rms_norm_eps", 1e-5, &eps, err)))
 		goto out;
 	c->t_eps = (float)eps;
 	if (c->t_hidden % c->t_heads || c->t_heads % c->t_kv_heads) {
@@ -138,39 +127,16 @@ int lvd_mllama_config_load(struct lvd_mllama_config *c, const char *path, struct
 	c->t_head_dim = c->t_hidden / c->t_heads;
 	c->n_embed = c->vocab + 8;
 	/* rope: rope_parameters (transformers 5) or rope_theta + rope_scaling (4.x) */
-	const json_t *rpo = lvd_json_find(&t, "rope_parameters");
-	const char *rpk = json_is_object(rpo) ? "rope_parameters" : "rope_scaling";
-	int have_rp = json_is_object(lvd_json_find(&t, rpk));
-	if (have_rp && (rc = lvd_json_object(&t, rpk, &rp, err)))
+	struct lvd_llama_rope rope;
+	if ((rc = lvd_llama_rope_load(&rope, &t, path, "text_config", err)))
 		goto out;
-	if ((rc = get_pos(have_rp && lvd_json_has(&rp, "rope_theta") ? &rp : &t, "rope_theta", 500000.0,
-			  &c->rope_theta, err)))
-		goto out;
-	c->rope_llama3 = 0;
-	if (have_rp) {
-		const char *tys;
-		if ((rc = lvd_json_get_string_or(&rp, lvd_json_has(&rp, "rope_type") ? "rope_type" : "type", "default",
-						 &tys, err)))
-			goto out;
-		if (strcmp(tys, "llama3") == 0)
-			c->rope_llama3 = 1;
-		else if (strcmp(tys, "default") != 0) {
-			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: text_config rope type '%s' (llama3 or default)", path,
-					   tys);
-			goto out;
-		}
-		if ((rc = get_pos(&rp, "factor", 8.0, &c->rope_factor, err)) ||
-		    (rc = get_pos(&rp, "low_freq_factor", 1.0, &c->rope_low, err)) ||
-		    (rc = get_pos(&rp, "high_freq_factor", 4.0, &c->rope_high, err)) ||
-		    (rc = get_pos(&rp, "original_max_position_embeddings", 8192, &c->rope_orig_max, err)))
-			goto out;
-	}
+	c->rope_theta = rope.theta, c->rope_llama3 = rope.llama3, c->rope_factor = rope.factor;
+	c->rope_low = rope.low, c->rope_high = rope.high, c->rope_orig_max = rope.orig_max;
 	if ((rc = lvd_json_get_i32_or(&doc, "image_token_index", 128256, 0, c->n_embed - 1, &c->image_token_index,
 				      err)) ||
 	    (rc = lvd_json_get_i32_or(&t, "pad_token_id", -1, -1, c->n_embed - 1, &c->pad_token_id, err)))
 		goto out;
 out:
-	lvd_json_release(&rp);
 	lvd_json_release(&t);
 	lvd_json_release(&v);
 	lvd_json_release(&doc);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "models/llama_layer.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/ops/act.h"
 #include "nn/ops/attn.h"
@@ -101,6 +102,22 @@ static float *tlayer_out(struct lvd_mllama *m, int l)
 	return l + 1 < m->c.t_layers ? m->a.tl[l + 1].x_in : m->a.norm_in;
 }
 
+/* the self-attention layers' linears: mllama's LoRA linear on the layer's site */
+struct tlin_user {
+	struct lvd_mllama *m;
+	int l;
+};
+_Static_assert((int)LVD_LLAMA_Q == L_Q && (int)LVD_LLAMA_K == L_K && (int)LVD_LLAMA_V == L_V &&
+	       (int)LVD_LLAMA_O == L_O && (int)LVD_LLAMA_GATE == L_M1 && (int)LVD_LLAMA_UP == L_M2 &&
+	       (int)LVD_LLAMA_DOWN == L_M3, "site order");
+static void tlin(void *user, enum lvd_llama_site s, float *out, const float *x, const float *W, int N, int IC, int OC)
+{
+	struct tlin_user *u = user;
+	struct tlayer_a *A = &u->m->a.tl[u->l];
+	mllama_lin_fwd(u->m, out, A->u[s], A->xd[s], x, W, NULL, tsite(u->m, u->l, (int)s), N, IC, OC,
+		       tseed(u->m, u->l, (int)s));
+}
+
 static void tlayer_fwd(struct lvd_mllama *m, int l)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -114,41 +131,39 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		memcpy(out, A->x_in, BTD * sizeof(float));
 		return;
 	}
-	lvd_rmsnorm_fwd(m->ctx, A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
-	float scale = 1.0f / sqrtf((float)hd);
-	if (W->cross) {
-		mllama_lin_fwd(m, A->qraw, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
-			       tseed(m, l, L_Q));
-		lvd_rmsnorm_fwd(m->ctx, A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
-		mllama_lin_fwd(m, A->kraw, A->u[L_K], A->xd[L_K], m->a.cross, W->k, NULL, tsite(m, l, L_K), B * S, Dt,
-			       KV, tseed(m, l, L_K));
-		lvd_rmsnorm_fwd(m->ctx, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
-		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
-			       tseed(m, l, L_V));
-		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
-		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
-		lvd_attn_fwd(m->ctx, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
-		if (m->batch.meta_row_mask)
-			lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
-	} else {
-		mllama_lin_fwd(m, A->q, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
-			       tseed(m, l, L_Q));
-		mllama_lin_fwd(m, A->k, A->u[L_K], A->xd[L_K], A->ln1, W->k, NULL, tsite(m, l, L_K), BT, Dt, KV,
-			       tseed(m, l, L_K));
-		mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], A->ln1, W->v, NULL, tsite(m, l, L_V), BT, Dt, KV,
-			       tseed(m, l, L_V));
+	if (!W->cross) {
+		/* the Llama self-attention layer shared with minicpmv (lib/models/llama_layer.c) */
 		float inv_freq[512];
 		LVD_ASSERT(hd / 2 <= 512);
 		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-				  c->rope_high, c->rope_orig_max);
-		lvd_rope_apply(m->ctx, A->q, m->a.pos, inv_freq, B, T, H, hd, 0);
-		lvd_rope_apply(m->ctx, A->k, m->a.pos, inv_freq, B, T, KH, hd, 0);
-		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-		lvd_attn_fwd(m->ctx, A->att, A->stats, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T, T, H, KH, hd);
+			       c->rope_high, c->rope_orig_max);
+		struct lvd_llama_layer_a la = { A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
+						A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out };
+		struct lvd_llama_layer_w lw = { W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
+		struct lvd_llama_dims d = { B, T, Dt, H, KH, hd, It, c->t_eps };
+		struct tlin_user u = { m, l };
+		lvd_llama_layer_fwd(m->ctx, out, &la, A->x_in, &lw, m->a.pos, inv_freq, &d, tlin, &u);
+		return;
 	}
+	/* gated cross-attention layer */
+	lvd_rmsnorm_fwd(m->ctx, A->ln1, A->ln1_r, A->x_in, W->ln1, BT, Dt, c->t_eps);
+	float scale = 1.0f / sqrtf((float)hd);
+	mllama_lin_fwd(m, A->qraw, A->u[L_Q], A->xd[L_Q], A->ln1, W->q, NULL, tsite(m, l, L_Q), BT, Dt, Dt,
+		       tseed(m, l, L_Q));
+	lvd_rmsnorm_fwd(m->ctx, A->q, A->q_r, A->qraw, W->q_norm, BT * H, hd, c->t_eps);
+	mllama_lin_fwd(m, A->kraw, A->u[L_K], A->xd[L_K], m->a.cross, W->k, NULL, tsite(m, l, L_K), B * S, Dt, KV,
+		       tseed(m, l, L_K));
+	lvd_rmsnorm_fwd(m->ctx, A->k, A->k_r, A->kraw, W->k_norm, B * S * KH, hd, c->t_eps);
+	mllama_lin_fwd(m, A->v, A->u[L_V], A->xd[L_V], m->a.cross, W->v, NULL, tsite(m, l, L_V), B * S, Dt, KV,
+		       tseed(m, l, L_V));
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+	struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+	lvd_attn_fwd(m->ctx, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
+	if (m->batch.meta_row_mask)
+		lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
 		       tseed(m, l, L_O));
-	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
+	lvd_gated_residual_fwd(m->ctx, A->x_mid, A->x_in, A->o_out, W->attn_gate, NULL, BT, Dt);
 	lvd_rmsnorm_fwd(m->ctx, A->ln2, A->ln2_r, A->x_mid, W->ln2, BT, Dt, c->t_eps);
 	mllama_lin_fwd(m, A->g, A->u[L_M1], A->xd[L_M1], A->ln2, W->gate, NULL, tsite(m, l, L_M1), BT, Dt, It,
 		       tseed(m, l, L_M1));
@@ -158,8 +173,7 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	mllama_lin_fwd(m, A->m_out, A->u[L_M3], A->xd[L_M3], A->act, W->down, NULL, tsite(m, l, L_M3), BT, It, Dt,
 		       tseed(m, l, L_M3));
 	/* HF: the cross layer's MLP branch only on rows that see an image */
-	lvd_gated_residual_fwd(m->ctx, out, A->x_mid, A->m_out, W->cross ? W->mlp_gate : NULL,
-			       W->cross ? m->a.rowmask : NULL, BT, Dt);
+	lvd_gated_residual_fwd(m->ctx, out, A->x_mid, A->m_out, W->mlp_gate, m->a.rowmask, BT, Dt);
 }
 
 void mllama_text_fwd(struct lvd_mllama *m)

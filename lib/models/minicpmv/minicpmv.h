@@ -1,0 +1,112 @@
+/* lib/models/minicpmv/minicpmv.h — MiniCPM-Llama3-V-2.5 ("minicpmv") on the CPU in fp32,
+ * inference forward: configuration, the hub checkpoint layout (llm.*, vpm.*, resampler.*,
+ * sharded safetensors, memory-mapped), the SigLIP/Idefics2 NaViT vision tower, the
+ * resampler (its attention probabilities kept for the caller) and the Llama-3 decoder
+ * with the picture features scattered into the input embeddings. Numerics follow the
+ * hub's modeling_minicpmv.py / resampler.py on transformers 5.x (docs/minicpmv.md).
+ * Backward, LoRA, the slicing processor and the Lavender maps are later steps.
+ *
+ * Shapes (PyTorch order): B samples, T tokens, NI pictures in all (a source image and
+ * its slices are pictures alike), Lmax patches of the longest picture, n_i = th_i·tw_i
+ * patches of picture i (tgt_sizes), Dv vision width, D text width, Q query_num,
+ * Hr = D / 128 resampler heads, V vocabulary, ps patch side, C = 3 channels.
+ *
+ * MINICPMV_NOTES (matching the reference model's real outputs):
+ *  - Pictures reach the vision tower as the hub processor makes them: a 1-patch-high
+ *    strip [C, ps, n_i·ps] of the picture's patches in row-major patch order. The
+ *    Idefics2 embedding therefore sees a 1×n_i grid: the position id of strip patch j is
+ *    bucketize(j·(1/n_i), boundaries k/side, right) on the FIRST row of the side×side
+ *    table (side = image_size / patch), not its 2-D grid cell.
+ *  - Padded patches (j >= n_i) are masked as keys in every vision layer and in the
+ *    resampler; their own vision rows are computed (zero pixels, position 0) but are not
+ *    meaningful.
+ *  - Resampler keys get the 2-D sin-cos table of the picture's real grid (th_i, tw_i):
+ *    patch j at row j / tw_i, column j % tw_i; column half then row half. */
+#ifndef LVD_MODELS_MINICPMV_H
+#define LVD_MODELS_MINICPMV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/error.h"
+#include "nn/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lvd_minicpmv_config {
+	/* vision (vision_config, an Idefics2VisionConfig) */
+	int v_hidden, v_heads, v_inter;
+	int v_layers;                 /* layers in use: num_hidden_layers minus the dropped last one */
+	int v_layers_cfg;             /* num_hidden_layers as written */
+	int v_image_size, v_patch, v_channels, v_side;   /* v_side = image_size / patch_size */
+	int v_gelu_tanh;              /* hidden_act gelu_pytorch_tanh (1) or gelu (0) */
+	float v_eps;
+	int drop_vision_last_layer;
+	/* resampler */
+	int query_num, r_heads;       /* r_heads = hidden_size / 128 (hub code) */
+	/* text (the top-level Llama config) */
+	int vocab, t_hidden, t_heads, t_kv_heads, t_head_dim, t_inter, t_layers;
+	float t_eps;
+	double rope_theta;
+	int rope_llama3;              /* rope_parameters/rope_scaling of type llama3 (not the release's) */
+	double rope_factor, rope_low, rope_high, rope_orig_max;
+	/* slicing (slice_config; the processor, a later step, reads them) */
+	int slice_mode, max_slice_nums, scale_resolution, slice_patch;
+};
+
+/* Reads config.json of a MiniCPM-V-2.5 folder (model_type "minicpmv"; the rotary
+ * settings as lib/models/llama_rope.h reads them: default or llama3).
+ * Errors (LVD_ERR_IO, LVD_ERR_FORMAT, LVD_ERR_INVALID, LVD_ERR_UNSUPPORTED) name the file
+ * and the field. */
+int lvd_minicpmv_config_load(struct lvd_minicpmv_config *cfg, const char *path, struct lvd_error *err);
+
+struct lvd_minicpmv;  /* opaque */
+
+/* Loads DIR/config.json and the weights (model.safetensors or the sharded
+ * model.safetensors.index.json) with the hub's key names. F32 tensors whose bytes are
+ * 4-byte aligned stay pointers into the read-only mapping (kept open until
+ * lvd_minicpmv_free); F16/BF16/unaligned ones are converted once into one block.
+ * Every expected tensor must be present with its shape (resampler.kv_proj.weight only
+ * when the vision width differs from the text width, as the hub code builds it); other
+ * keys are ignored. Errors name the folder and the tensor. The model runs on its own
+ * one-thread CPU context until lvd_minicpmv_set_ctx. */
+int lvd_minicpmv_load(struct lvd_minicpmv **out, const char *dir, struct lvd_error *err);
+void lvd_minicpmv_free(struct lvd_minicpmv *m);
+/* Borrow the caller's context (must outlive its use); NULL returns to the model's own. */
+void lvd_minicpmv_set_ctx(struct lvd_minicpmv *m, struct lvd_ctx *ctx);
+const struct lvd_minicpmv_config *lvd_minicpmv_cfg(const struct lvd_minicpmv *m);
+
+/* One batch (all borrowed). Pictures are numbered 0..NI-1 over the whole batch; sample b
+ * owns the next n_images[b] of them in order, and its k-th picture's Q features replace
+ * the embeddings of tokens image_bound[i][0] .. image_bound[i][1] - 1 of sample b
+ * (i its global number; each range exactly Q long, inside [0, T), ranges of a sample
+ * disjoint). NI = 0: text only (pixel_values etc. may be NULL). */
+struct lvd_minicpmv_batch {
+	int B, T;
+	const int *input_ids;         /* [B, T], in [0, V) */
+	int NI, Lmax;
+	const float *pixel_values;    /* [NI, C, ps, Lmax·ps] patch strips, zero beyond n_i·ps */
+	const int *tgt_sizes;         /* [NI, 2]: (th_i, tw_i), 1 <= th·tw <= Lmax */
+	const int *n_images;          /* [B], summing to NI */
+	const int *image_bound;       /* [NI, 2] token ranges [start, end) */
+};
+
+/* Forward (inference). Results stay valid until the next forward or free.
+ * Errors: LVD_ERR_INVALID naming the bad field (ids out of range, a range not Q long or
+ * outside the sample, counts that do not add up), LVD_ERR_NOMEM. */
+int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err);
+const float *lvd_minicpmv_logits(const struct lvd_minicpmv *m);           /* [B, T, V] */
+/* vision tower output (after post_layernorm) [NI, Lmax, Dv]; padded rows see note above */
+const float *lvd_minicpmv_vision(const struct lvd_minicpmv *m);
+/* resampler output [NI, Q, D] (what is scattered into the embeddings) */
+const float *lvd_minicpmv_resampled(const struct lvd_minicpmv *m);
+/* resampler attention probabilities per head [NI, Hr, Q, Lmax]; padded keys exactly 0 */
+const float *lvd_minicpmv_resampler_probs(const struct lvd_minicpmv *m);
+/* vision position ids of the last forward [NI, Lmax] (0 on padded patches) */
+const int *lvd_minicpmv_pos_ids(const struct lvd_minicpmv *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
