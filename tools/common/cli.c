@@ -177,8 +177,12 @@ int lvd_cli_spool_manifest(const char **manifest, const char **images)
 		free(p);
 		return 0;
 	}
-	lvd_info("--manifest %s: read into memory (%s)", *manifest, p);
-	*manifest = p;
+	/* the copy's path ("/proc/self/fd/N") lives as long as the process, as the copy does */
+	static char spooled[64];
+	snprintf(spooled, sizeof spooled, "%s", p);
+	free(p);
+	lvd_info("--manifest %s: read into memory (%s)", *manifest, spooled);
+	*manifest = spooled;
 	if (!*images)
 		*images = ".";
 	return 0;

@@ -450,31 +450,34 @@ int main(int argc, char **argv)
 	lvd_log_set_prog("lvd-report");
 	struct args a = {.window = 10};
 	int first = 0;
-	int rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &a, &first);
+	int rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &a, &first), ret;
 	if (rc < 0)
-		return 0;
-	if (rc)
-		return rc;
-	if (first < argc)
-		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
-	if (!a.out)
-		return lvd_cli_usage_error("--out DIR is required");
-	if (!a.nruns)
-		return lvd_cli_usage_error("--run NAME=DIR is required");
-	struct lvd_error err = {0};
-	for (int i = 0; i < a.nruns && !rc; i++)
-		rc = read_metrics(&a.runs[i], &err);
-	if (!rc)
-		rc = lvd_mkdir_p(a.out, &err);
-	if (!rc)
-		rc = write_report(&a, &err);
-	if (rc)
-		lvd_error_log("%s", err.msg);
+		ret = 0;
+	else if (rc)
+		ret = rc;
+	else if (first < argc)
+		ret = lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
+	else if (!a.out)
+		ret = lvd_cli_usage_error("--out DIR is required");
+	else if (!a.nruns)
+		ret = lvd_cli_usage_error("--run NAME=DIR is required");
+	else {
+		struct lvd_error err = {0};
+		for (int i = 0; i < a.nruns && !rc; i++)
+			rc = read_metrics(&a.runs[i], &err);
+		if (!rc)
+			rc = lvd_mkdir_p(a.out, &err);
+		if (!rc)
+			rc = write_report(&a, &err);
+		if (rc)
+			lvd_error_log("%s", err.msg);
+		ret = rc ? 1 : 0;
+	}
 	for (int i = 0; i < a.nruns; i++) {
 		free((char *)a.runs[i].name);
 		free(a.runs[i].step);
 		free(a.runs[i].ce);
 		free(a.runs[i].att);
 	}
-	return rc ? 1 : 0;
+	return ret;
 }
