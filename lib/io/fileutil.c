@@ -326,12 +326,17 @@ static pid_t g_locked_pid[16];
 
 int lvd_dir_lock(const char *dir, struct lvd_error *err)
 {
+	return lvd_dir_lock_as(dir, ".lock", err);
+}
+
+int lvd_dir_lock_as(const char *dir, const char *name, struct lvd_error *err)
+{
 	char path[4096];
 	size_t nl = 0;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
 	for (; nl < sizeof g_locked / sizeof *g_locked && g_locked[nl]; nl++)
-		if (g_locked_pid[nl] == getpid() && !strcmp(g_locked[nl], dir))
+		if (g_locked_pid[nl] == getpid() && !strcmp(g_locked[nl], path))
 			return LVD_OK;
-	snprintf(path, sizeof path, "%s/.lock", dir);
 	int fd = lvd_io_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0)
 		return lvd_error_errno(err, LVD_ERR_IO, "cannot create the lock file '%s'", path);
@@ -359,7 +364,7 @@ int lvd_dir_lock(const char *dir, struct lvd_error *err)
 		close(fd);
 		return rc;
 	}
-	if (nl < sizeof g_locked / sizeof *g_locked && (g_locked[nl] = lvd_strdup(dir)))
+	if (nl < sizeof g_locked / sizeof *g_locked && (g_locked[nl] = lvd_strdup(path)))
 		g_locked_pid[nl] = getpid();
 	return LVD_OK; /* fd stays open: the lock lives until exit */
 }

@@ -63,6 +63,10 @@ int lvd_input_spool(const char *path, uint64_t max_size, size_t max_line, char *
  * included); the file stays. */
 int lvd_dir_lock(const char *dir, struct lvd_error *err);
 
+/* lvd_dir_lock with the lock file dir/name (a split run's ".lock-00003-of-00008": the N
+ * splits of a --shard i/N job write into one folder at once). */
+int lvd_dir_lock_as(const char *dir, const char *name, struct lvd_error *err);
+
 /* 1 when path exists and is a directory / a regular file (following symlinks); 0 otherwise
  * (including errors). */
 int lvd_path_is_dir(const char *path);

@@ -16,6 +16,7 @@
 #include "io/fileutil.h"
 #include "io/image.h"
 #include "io/json.h"
+#include "io/splits.h"
 #include "lavender/geometry.h"
 #include "lavender/packrec.h"
 
@@ -123,13 +124,22 @@ static int load_json(json_t **out, const char *path, struct lvd_error *err)
 	return 0;
 }
 
-/* pack.json's inputs.model (new reference) */
+/* pack.json's inputs.model (new reference); for a pack of --shard i/N splits, split 0's
+ * pack-00000-of-NNNNN.json (every shard header is compared with it). */
 static int pack_model_fp(json_t **out, const char *pack, struct lvd_error *err)
 {
 	char path[PATH_CAP];
-	snprintf(path, sizeof path, "%s/pack.json", pack);
+	char **files = NULL;
+	size_t nf = 0;
+	int rc = lvd_split_list(pack, "pack", ".json", &files, &nf, err);
+	if (rc && rc != LVD_ERR_NOTFOUND)
+		return rc;
+	snprintf(path, sizeof path, "%s", rc ? "" : files[0]);
+	if (rc) /* none: load_json names the missing pack.json */
+		snprintf(path, sizeof path, "%s/pack.json", pack);
+	lvd_split_list_free(files, nf);
 	json_t *root = NULL;
-	int rc = load_json(&root, path, err);
+	rc = load_json(&root, path, err);
 	if (rc)
 		return rc;
 	json_t *m = json_object_get(json_object_get(root, "inputs"), "model");
@@ -274,6 +284,9 @@ static int model_defaults(struct lvd_loader *l, struct lvd_error *err)
 
 /* ---- shards -------------------------------------------------------------------------------- */
 
+static int open_ledger(struct lvd_loader *l, const char *pack, const char *path, const json_t *fp, size_t *capp,
+		       struct lvd_error *err);
+
 static int open_shards(struct lvd_loader *l, struct lvd_error *err)
 {
 	const char *pack = l->o.pack;
@@ -281,15 +294,33 @@ static int open_shards(struct lvd_loader *l, struct lvd_error *err)
 	int rc = pack_model_fp(&fp, pack, err);
 	if (rc)
 		return rc;
-	char path[PATH_CAP];
-	snprintf(path, sizeof path, "%s/shards.jsonl", pack);
-	char *buf = NULL;
-	size_t len = 0;
-	if ((rc = lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, err))) {
-		json_decref(fp);
-		return rc;
+	char **ledgers = NULL;
+	size_t nled = 0, cap = 0;
+	rc = lvd_split_list(pack, "shards", ".jsonl", &ledgers, &nled, err);
+	if (rc == LVD_ERR_NOTFOUND) { /* none: reading shards.jsonl names it */
+		char path[PATH_CAP];
+		snprintf(path, sizeof path, "%s/shards.jsonl", pack);
+		rc = open_ledger(l, pack, path, fp, &cap, err);
 	}
-	size_t cap = 0;
+	for (size_t li = 0; li < nled && !rc; li++)
+		rc = open_ledger(l, pack, ledgers[li], fp, &cap, err);
+	lvd_split_list_free(ledgers, nled);
+	json_decref(fp);
+	if (!rc && l->N == 0)
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the pack holds no records", pack);
+	return rc;
+}
+
+/* The shards of one ledger (shards.jsonl or a split's) appended to l->sh: "file" names
+ * the shard (train-NNNNN.lvdp from "shard" in ledgers written before "file"). */
+static int open_ledger(struct lvd_loader *l, const char *pack, const char *path, const json_t *fp, size_t *capp,
+		       struct lvd_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = *capp;
+	int rc;
+	if ((rc = lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, err)))
+		return rc;
 	long prev = -1;
 	uint64_t lineno = 0;
 	for (char *p = buf, *end = buf + len; p < end && !rc;) {
@@ -303,17 +334,24 @@ static int open_shards(struct lvd_loader *l, struct lvd_error *err)
 			continue;
 		json_error_t je;
 		json_t *j = json_loadb(line, ll, 0, &je);
-		json_t *js = json_object_get(j, "shard"), *jr = json_object_get(j, "records");
+		json_t *js = json_object_get(j, "shard"), *jr = json_object_get(j, "records"), *jf = json_object_get(j, "file");
+		const char *fn = json_string_value(jf);
 		if (!json_is_object(j) || !json_is_integer(js) || !json_is_integer(jr) || json_integer_value(js) <= prev ||
-		    json_integer_value(jr) < 0) {
+		    json_integer_value(jr) < 0 || (jf && (!fn || !*fn || strchr(fn, '/')))) {
 			json_decref(j);
 			rc = lvd_error_set(err, LVD_ERR_FORMAT,
-					   "%s:%llu: not a shard line (want increasing \"shard\" and \"records\")", path,
+					   "%s:%llu: not a shard line (want increasing \"shard\", \"records\" and a "
+					   "\"file\" name in the folder)", path,
 					   (unsigned long long)lineno);
 			break;
 		}
 		long k = (long)json_integer_value(js);
 		uint64_t want = (uint64_t)json_integer_value(jr);
+		char sp[PATH_CAP];
+		if (fn)
+			snprintf(sp, sizeof sp, "%s/%s", pack, fn);
+		else
+			snprintf(sp, sizeof sp, "%s/train-%05ld.lvdp", pack, k);
 		json_decref(j);
 		prev = k;
 		if (l->nsh == cap) {
@@ -326,8 +364,6 @@ static int open_shards(struct lvd_loader *l, struct lvd_error *err)
 			l->sh = ns;
 			cap = nc;
 		}
-		char sp[PATH_CAP];
-		snprintf(sp, sizeof sp, "%s/train-%05ld.lvdp", pack, k);
 		struct shard *s = &l->sh[l->nsh];
 		memset(s, 0, sizeof *s);
 		if ((rc = lvd_rec_open(&s->r, sp, LVD_REC_KIND_PACK, err)))
@@ -352,9 +388,7 @@ static int open_shards(struct lvd_loader *l, struct lvd_error *err)
 					   sp, pack);
 	}
 	free(buf);
-	json_decref(fp);
-	if (!rc && l->N == 0)
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the pack holds no records", pack);
+	*capp = cap;
 	return rc;
 }
 

@@ -6,8 +6,12 @@
  *
  * Pack. PACK/pack.json (provenance: inputs.model holds config_sha256,
  * preprocessor_config_sha256 (when the model had one) and tokenizer_sha256) and
- * PACK/shards.jsonl (one line per complete shard, {"shard": k, "records": n, ...}); the
- * shards are PACK/train-NNNNN.lvdp in the order of their lines. Each shard is opened and
+ * PACK/shards.jsonl (one line per complete shard, {"shard": k, "file", "records": n,
+ * ...}); the shards are PACK/<file> (PACK/train-NNNNN.lvdp in lines without "file") in
+ * the order of their lines. A pack of --shard i/N splits has pack-IIIII-of-NNNNN.json and
+ * shards-IIIII-of-NNNNN.jsonl per split (io/splits.h): their shards in split order, all
+ * N splits required (a missing one is LVD_ERR_INVALID naming it), inputs.model from
+ * split 0's file. Each shard is opened and
  * validated at open (a truncated or corrupt shard is an error naming it), its record
  * count must equal its line's, and its header's inputs.model must equal pack.json's.
  * Memory: every shard's container index stays open (tens of bytes per record) and one

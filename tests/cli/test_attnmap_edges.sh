@@ -102,7 +102,8 @@ VLM=$D/fx/model
 pack() { "$LP" run --manifest "$D/m.jsonl" --images "$D/img" --model "$VLM" --threads 1 -q "$@"; }
 ok "shard 0/2" "$SA" run $RUN --fold-vocab --manifest "$D/m.jsonl" --out "$D/s0" --shard 0/2
 ok "shard 1/2" "$SA" run $RUN --fold-vocab --manifest "$D/m.jsonl" --out "$D/s1" --shard 1/2
-expect_exit 1 "one of two folders: a missing map" pack --maps "$D/s0" --out "$D/p1"
+expect_exit 1 "one of two splits refused" pack --maps "$D/s0" --out "$D/p1"
+grep -qF "1 of the 2 splits missing" "$T_TMP/err" && grep -qF "i = 1" "$T_TMP/err" && pass || fail "missing split named"
 ok "--maps A --maps B joins both" pack --maps "$D/s0" --maps "$D/s1" --out "$D/p2"
 grep -qF '"samples": 2' "$D/p2/pack.json" && pass || fail "both samples packed"
 expect_stdout '"id":"camera"' "lvd-pack inspect FOLDER: camera packed from the second folder" "$LP" inspect "$D/p2"
@@ -110,14 +111,14 @@ expect_stdout '"id":"chelsea"' "lvd-pack inspect FOLDER --id" "$LP" inspect "$D/
 expect_exit 1 "lvd-pack inspect FOLDER --id unknown" "$LP" inspect "$D/p2" --id nope
 ok "shard 1/2 with another seed" "$SA" run $RUN --fold-vocab --seed 9 --manifest "$D/m.jsonl" --out "$D/s1b" --shard 1/2
 expect_exit 1 "folders of two seeds refused" pack --maps "$D/s0" --maps "$D/s1b" --out "$D/p3"
-grep -qF "different parameters: seed 0 vs 9" "$T_TMP/err" && grep -qF "$D/s0/attn-00000.lvdm" "$T_TMP/err" &&
-	grep -qF "$D/s1b/attn-00000.lvdm" "$T_TMP/err" && pass || fail "seed mismatch names both shards"
+grep -qF "different parameters: seed 0 vs 9" "$T_TMP/err" && grep -qF "$D/s0/attn-00000-of-00002-00000.lvdm" "$T_TMP/err" &&
+	grep -qF "$D/s1b/attn-00001-of-00002-00000.lvdm" "$T_TMP/err" && pass || fail "seed mismatch names both shards"
 [ ! -e "$D/p3/pack.json" ] && pass || fail "nothing written for refused maps"
-mkdir -p "$D/mix" && cp "$D/s0/attn-00000.lvdm" "$D/mix/attn-00000.lvdm" && cp "$D/s1b/attn-00000.lvdm" "$D/mix/attn-00001.lvdm"
+mkdir -p "$D/mix" && cp "$D/s0/attn-00000-of-00002-00000.lvdm" "$D/mix/attn-00000.lvdm" && cp "$D/s1b/attn-00001-of-00002-00000.lvdm" "$D/mix/attn-00001.lvdm"
 expect_stderr "seed 0 vs 9" "one folder with two seeds refused" pack --maps "$D/mix" --out "$D/p4"
 ok "timesteps 300" "$SA" run $RUN --fold-vocab --timesteps 300 --manifest "$D/m.jsonl" --out "$D/s1t" --shard 1/2
 expect_stderr "timesteps [100] vs [300]" "timesteps mismatch refused" pack --maps "$D/s0" --maps "$D/s1t" --out "$D/p5"
-expect_stderr "record id 'chelsea' is in two map shards" "duplicate id refused" pack --maps "$D/s0" --maps "$D/f" --out "$D/p6"
+expect_stderr "record id 'chelsea' is in two map shards" "duplicate id refused" pack --maps "$D/s0" --maps "$D/f" --out "$D/p6" --shard 0/2
 sed 's/a facial photo of a tabby cat/a facial photo of a ginger cat/' "$D/m.jsonl" >"$D/edited.jsonl"
 "$LP" run --manifest "$D/edited.jsonl" --images "$D/img" --model "$VLM" --threads 1 -q --maps "$D/f" --out "$D/p7" \
 	>"$T_TMP/out" 2>"$T_TMP/err"

@@ -640,6 +640,74 @@ static void test_errors(void)
 	}
 }
 
+/* A pack of --shard i/2 splits (lvd-pack run --shard 0/2 and 1/2 into one folder): the
+ * plain pack's shards 0, 1 as split 0 and shard 2 as split 1, named by split, with
+ * "file" in the ledgers: the same records in the same order; a missing split is refused
+ * naming it, a folder that mixes both kinds too. */
+static void test_splits(void)
+{
+	struct lvd_error e = {0};
+	struct lvd_loader_opts o;
+	char dir[400], a[600], b[600];
+	static const char *const files[3][2] = {{"train-00000.lvdp", "train-00000-of-00002-00000.lvdp"},
+						{"train-00001.lvdp", "train-00000-of-00002-00001.lvdp"},
+						{"train-00002.lvdp", "train-00001-of-00002-00000.lvdp"}};
+	snprintf(dir, sizeof dir, "%s/split", g_root);
+	REQUIRE(lvd_mkdir_p(dir, &e) == 0);
+	for (int k = 0; k < 3; k++) {
+		snprintf(a, sizeof a, "%s/%s", g_pack, files[k][0]);
+		snprintf(b, sizeof b, "%s/%s", dir, files[k][1]);
+		REQUIRE(link(a, b) == 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		snprintf(a, sizeof a, "%s/pack.json", g_pack);
+		snprintf(b, sizeof b, "%s/pack-0000%d-of-00002.json", dir, k);
+		REQUIRE(link(a, b) == 0);
+	}
+	char lines[600];
+	snprintf(b, sizeof b, "%s/shards-00000-of-00002.jsonl", dir);
+	snprintf(lines, sizeof lines, "{\"shard\": 0, \"file\": \"%s\", \"records\": %d}\n"
+		 "{\"shard\": 1, \"file\": \"%s\", \"records\": %d}\n", files[0][1], SIZES[0], files[1][1], SIZES[1]);
+	write_str(b, lines);
+	snprintf(a, sizeof a, "%s/shards-00001-of-00002.jsonl", dir);
+	snprintf(lines, sizeof lines, "{\"shard\": 0, \"file\": \"%s\", \"records\": %d}\n", files[2][1], SIZES[2]);
+	write_str(a, lines);
+
+	struct lvd_loader *pl = NULL, *sl = NULL;
+	opts_base(&o, 2, 0);
+	o.shuffle = 0;
+	pl = open_or_die(&o, NULL);
+	o.pack = dir;
+	sl = open_or_die(&o, NULL);
+	REQUIRE(pl && sl);
+	CHECK(lvd_loader_records(sl) == NREC);
+	int same = 1;
+	for (uint64_t g = 0; g < NREC && lvd_loader_records(sl) == NREC; g++)
+		same &= !strcmp(lvd_loader_record_id(pl, g), lvd_loader_record_id(sl, g));
+	CHECK(same);
+	CHECK_CONTAINS(lvd_loader_record_shard(sl, NREC - 1), files[2][1]);
+	uint64_t ra[8], rb[8];
+	CHECK(take(pl, 4, ra, NULL) == 8 && take(sl, 4, rb, NULL) == 8 && !memcmp(ra, rb, sizeof ra));
+	lvd_loader_close(pl);
+	lvd_loader_close(sl);
+	CHECK(lvd_loader_check_model(dir, g_model, &e) == 0);
+
+	/* split 1 missing: named */
+	snprintf(b, sizeof b, "%s.away", a);
+	REQUIRE(rename(a, b) == 0);
+	CHECK(lvd_loader_open(&sl, &o, NULL, &e) == LVD_ERR_INVALID && !sl);
+	CHECK_CONTAINS(e.msg, "1 of the 2 splits missing");
+	CHECK_CONTAINS(e.msg, "i = 1");
+	REQUIRE(rename(b, a) == 0);
+	/* a plain ledger beside the splits */
+	snprintf(a, sizeof a, "%s/shards.jsonl", g_pack);
+	snprintf(b, sizeof b, "%s/shards.jsonl", dir);
+	REQUIRE(link(a, b) == 0);
+	CHECK(lvd_loader_open(&sl, &o, NULL, &e) == LVD_ERR_INVALID && !sl);
+	CHECK_CONTAINS(e.msg, "one kind of run per folder");
+	rm_rf(dir);
+}
+
 /* Records that store an image path (--no-embed-images): the same batches as embedded
  * images; a deleted image file is an error naming the record. */
 static void test_image_paths(void)
@@ -695,7 +763,7 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_order),   TEST(test_coverage),    TEST(test_resume), TEST(test_ranks),
 		TEST(test_threads), TEST(test_padding),     TEST(test_model_check),
-		TEST(test_errors),  TEST(test_image_paths), {0},
+		TEST(test_errors),  TEST(test_image_paths), TEST(test_splits), {0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);
 	rm_rf(g_root);

@@ -13,8 +13,27 @@
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/sha256.h"
 #include "core/pool.h"
 #include "io/fileutil.h"
+#include "io/splits.h"
+
+void lvd_run_split_prefix(char *buf, size_t cap, const char *prefix, uint32_t i, uint32_t n)
+{
+	char tag[32];
+	lvd_split_tag(tag, sizeof tag, i, n);
+	snprintf(buf, cap, "%s%s%s", prefix, n > 1 ? tag + 1 : "", n > 1 ? "-" : "");
+}
+
+int lvd_run_lock(const char *out, uint32_t i, uint32_t n, struct lvd_error *err)
+{
+	char name[64];
+	int rc = lvd_split_check_out(out, "shards", ".jsonl", i, n, err);
+	if (rc)
+		return rc;
+	lvd_split_path(name, sizeof name, ".", ".lock", "", i, n);
+	return lvd_dir_lock_as(out, name + 2, err);
+}
 
 void lvd_run_shard_path(char *buf, size_t cap, const char *out, const char *prefix, const char *ext, uint64_t k)
 {
@@ -97,10 +116,8 @@ int lvd_run_trim_jsonl(const char *path, const char *key, uint64_t limit, void (
 	return rc ? 1 : 0;
 }
 
-int lvd_run_errors_open(const char *out, uint64_t limit, uint64_t *kept, FILE **ef)
+int lvd_run_errors_open(const char *path, uint64_t limit, uint64_t *kept, FILE **ef)
 {
-	char path[4096];
-	snprintf(path, sizeof path, "%s/errors.jsonl", out);
 	if (lvd_run_trim_jsonl(path, "index", limit, NULL, NULL, kept))
 		return 1;
 	if (!(*ef = lvd_io_fopen(path, "a"))) {
@@ -140,6 +157,41 @@ int lvd_run_jsonl_append(FILE *f, const char *path, const json_t *j, struct lvd_
 	return LVD_OK;
 }
 
+json_t *lvd_run_files_sha(const char *dir, const char *stem, const char *ext, struct lvd_error *err)
+{
+	char **files = NULL;
+	size_t nf = 0;
+	int rc = lvd_split_list(dir, stem, ext, &files, &nf, err);
+	if (rc == LVD_ERR_NOTFOUND) { /* name the plain file, as a reader of it would */
+		char p[4096];
+		unsigned char d[LVD_SHA256_LEN];
+		lvd_split_path(p, sizeof p, dir, stem, ext, 0, 1);
+		lvd_sha256_file(p, d, err);
+	}
+	if (rc)
+		return NULL;
+	json_t *arr = nf > 1 ? json_array() : NULL;
+	json_t *one = NULL;
+	for (size_t k = 0; k < nf && !rc; k++) {
+		unsigned char d[LVD_SHA256_LEN];
+		char hex[LVD_SHA256_HEX_LEN];
+		if ((rc = lvd_sha256_file(files[k], d, err)))
+			break;
+		lvd_sha256_hex(d, hex);
+		if (arr)
+			json_array_append_new(arr, json_string(hex));
+		else
+			one = json_string(hex);
+	}
+	lvd_split_list_free(files, nf);
+	if (rc) {
+		json_decref(arr);
+		json_decref(one);
+		return NULL;
+	}
+	return arr ? arr : one;
+}
+
 json_t *lvd_run_argv_json(int argc, char **argv)
 {
 	json_t *args = json_array();
@@ -175,11 +227,13 @@ struct lvd_progress *lvd_run_progress(const char *tool, const char *unit, uint64
 	return lvd_progress_create(lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, tool, total, &po);
 }
 
-int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out)
+int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out, uint32_t shard_i, uint32_t shard_n)
 {
 	if (skipped && !keep_going) {
-		lvd_error_log("%llu sample(s) skipped, listed in %s/errors.jsonl (use --keep-going to accept)",
-			      (unsigned long long)skipped, out);
+		char path[4096];
+		lvd_split_path(path, sizeof path, out, "errors", ".jsonl", shard_i, shard_n);
+		lvd_error_log("%llu sample(s) skipped, listed in %s (use --keep-going to accept)",
+			      (unsigned long long)skipped, path);
 		return 1;
 	}
 	return 0;
@@ -201,14 +255,20 @@ static const char *first_diff(const json_t *old, const json_t *now)
 
 int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs)
 {
+	return lvd_run_open_split(out, 0, 1, run, params, inputs);
+}
+
+int lvd_run_open_split(const char *out, uint32_t shard_i, uint32_t shard_n, json_t *run, const json_t *params,
+		       const json_t *inputs)
+{
 	struct lvd_error err = {0};
 	char path[4096];
-	if (lvd_mkdir_p(out, &err) || lvd_dir_lock(out, &err)) {
+	if (lvd_mkdir_p(out, &err) || lvd_run_lock(out, shard_i, shard_n, &err)) {
 		json_decref(run);
 		lvd_error_log("%s", err.msg);
 		return 1;
 	}
-	snprintf(path, sizeof path, "%s/run.json", out);
+	lvd_split_path(path, sizeof path, out, "run", ".json", shard_i, shard_n);
 	if (!access(path, F_OK)) {
 		json_decref(run);
 		return lvd_run_check_provenance(path, params, inputs);
@@ -279,6 +339,7 @@ struct run {
 	struct lvd_progress *prog;
 	FILE *ledger, *ef;
 	char ledger_path[4096], ef_path[4096];
+	char prefix[256];          /* cfg prefix with the split: "attn-" or "attn-00003-of-00008-" */
 	struct lvd_rec_writer *w;  /* the open shard, or NULL */
 	uint64_t shard, first, end, samples;
 };
@@ -292,7 +353,7 @@ static struct lvd_shardrun_item *item_at(const struct run *r, size_t i)
 static int find_resume(struct run *r, const char *ledger_path)
 {
 	const struct lvd_shardrun_cfg *c = r->c;
-	uint64_t n_files = lvd_run_scan_shards(c->out, c->prefix, c->ext), n = 0, kept;
+	uint64_t n_files = lvd_run_scan_shards(c->out, r->prefix, c->ext), n = 0, kept;
 	uint64_t *ends = n_files ? lvd_alloc_array(n_files, sizeof *ends) : NULL;
 	char *buf = NULL;
 	size_t len = 0;
@@ -334,18 +395,18 @@ static int find_resume(struct run *r, const char *ledger_path)
 	for (uint64_t k = 0; k < n; k++) {
 		char path[4096];
 		struct lvd_rec_reader *rd = NULL;
-		lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, k);
+		lvd_run_shard_path(path, sizeof path, c->out, r->prefix, c->ext, k);
 		if (lvd_run_open_shard(path, c->kind, &rd))
 			return 1;
 		lvd_rec_close(rd);
 	}
 	snprintf(r->ledger_path, sizeof r->ledger_path, "%s", ledger_path);
-	snprintf(r->ef_path, sizeof r->ef_path, "%s/errors.jsonl", c->out);
+	lvd_split_path(r->ef_path, sizeof r->ef_path, c->out, "errors", ".jsonl", c->shard_i, c->shard_n);
 	if (!(r->ledger = lvd_io_fopen(ledger_path, "a"))) {
 		lvd_error_log("%s: %s", ledger_path, strerror(errno));
 		return 1;
 	}
-	if (lvd_run_errors_open(c->out, r->res->resume_at, &kept, &r->ef))
+	if (lvd_run_errors_open(r->ef_path, r->res->resume_at, &kept, &r->ef))
 		return 1;
 	r->res->skipped = kept;
 	return 0;
@@ -355,7 +416,7 @@ static int shard_open(struct run *r, uint64_t first, struct lvd_error *err)
 {
 	const struct lvd_shardrun_cfg *c = r->c;
 	char path[4096];
-	lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, r->shard);
+	lvd_run_shard_path(path, sizeof path, c->out, r->prefix, c->ext, r->shard);
 	char *hdr = lvd_run_shard_header(c->tool, c->params_dump, c->inputs_dump, r->shard, c->first_key, first);
 	if (!hdr)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
@@ -376,10 +437,12 @@ static int shard_close(struct run *r, struct lvd_error *err)
 	if (rc)
 		return rc;
 	char path[4096];
-	lvd_run_shard_path(path, sizeof path, c->out, c->prefix, c->ext, r->shard);
+	lvd_run_shard_path(path, sizeof path, c->out, r->prefix, c->ext, r->shard);
 	lvd_info("wrote %s", path);
-	json_t *line = json_pack("{s:I, s:I, s:I, s:I}", "shard", (json_int_t)r->shard, "first", (json_int_t)r->first,
-				 "end", (json_int_t)r->end, "records", (json_int_t)records);
+	const char *slash = strrchr(path, '/');
+	json_t *line = json_pack("{s:I, s:s, s:I, s:I, s:I}", "shard", (json_int_t)r->shard, "file",
+				 slash ? slash + 1 : path, "first", (json_int_t)r->first, "end", (json_int_t)r->end,
+				 "records", (json_int_t)records);
 	json_t *st = c->shard_stats ? c->shard_stats(c->ctx) : NULL;
 	if (line && st)
 		json_object_update_missing(line, st);
@@ -467,8 +530,9 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 	struct lvd_error err = {0};
 	char path[4096];
 	int status = 1;
-	snprintf(path, sizeof path, "%s/shards.jsonl", c->out);
-	if (lvd_dir_lock(c->out, &err)) {
+	lvd_run_split_prefix(r.prefix, sizeof r.prefix, c->prefix, c->shard_i, c->shard_n);
+	lvd_split_path(path, sizeof path, c->out, "shards", ".jsonl", c->shard_i, c->shard_n);
+	if (lvd_run_lock(c->out, c->shard_i, c->shard_n, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}

@@ -9,12 +9,19 @@
  * out/<prefix>NNNNN<ext>; failures go to out/errors.jsonl. Results therefore do not
  * depend on --threads or --batch.
  *
+ * Splits. With N > 1 every name carries the split (io/splits.h), so the N runs of one
+ * job can write into one folder at once: shards out/<prefix>IIIII-of-NNNNN-KKKKK<ext>,
+ * out/shards-IIIII-of-NNNNN.jsonl, errors-..., run-....json and the lock
+ * out/.lock-IIIII-of-NNNNN; each split resumes on its own by the rule below. N = 1 keeps
+ * the plain names. A folder holds one kind of run (lvd_run_lock refuses a mix).
+ *
  * Shards. A shard covers a contiguous run of this --shard's samples, [first, end) in
  * manifest indices, and is opened at its first sample. It is closed after a sample once
  * it holds at least one record and has reached its size (max_samples samples covered,
  * or max_bytes compressed record bytes); at the end of the input it is closed when it
  * holds a record and discarded otherwise. After each close the driver appends the line
- * {"shard", "first", "end", "records", ...tool statistics} to out/shards.jsonl.
+ * {"shard", "file", "first", "end", "records", ...tool statistics} to out/shards.jsonl
+ * ("file": the shard's name in out/; readers use it).
  *
  * The one resume rule. Shard k is complete when out/<prefix>k<ext> exists and
  * out/shards.jsonl has its line; shards 0..n-1 are the longest complete prefix. A rerun
@@ -43,6 +50,15 @@
 extern "C" {
 #endif
 
+/* The shard name prefix of split i of n: prefix itself when n == 1, else
+ * prefix + "IIIII-of-NNNNN-" ("attn-" -> "attn-00003-of-00008-"). */
+void lvd_run_split_prefix(char *buf, size_t cap, const char *prefix, uint32_t i, uint32_t n);
+
+/* Locks out/ for split i of n (out/.lock, or out/.lock-IIIII-of-NNNNN; lvd_dir_lock_as)
+ * after checking that out/ holds no ledger of another kind of run
+ * (lvd_split_check_out on "shards.jsonl"). */
+int lvd_run_lock(const char *out, uint32_t i, uint32_t n, struct lvd_error *err);
+
 /* out/<prefix>NNNNN<ext>, e.g. ("maps", "attn-", ".lvdm", 3) -> "maps/attn-00003.lvdm". */
 void lvd_run_shard_path(char *buf, size_t cap, const char *out, const char *prefix, const char *ext, uint64_t k);
 
@@ -60,9 +76,9 @@ int lvd_run_open_shard(const char *path, const char *kind, struct lvd_rec_reader
 int lvd_run_trim_jsonl(const char *path, const char *key, uint64_t limit, void (*keep)(void *ctx, const json_t *line),
 		       void *ctx, uint64_t *kept);
 
-/* out/errors.jsonl trimmed to the lines with "index" below limit, then opened for
- * appending into *ef. Returns 0, or 1 after printing. */
-int lvd_run_errors_open(const char *out, uint64_t limit, uint64_t *kept, FILE **ef);
+/* The errors file at path (out/errors.jsonl or its split's) trimmed to the lines with
+ * "index" below limit, then opened for appending into *ef. Returns 0, or 1 after printing. */
+int lvd_run_errors_open(const char *path, uint64_t limit, uint64_t *kept, FILE **ef);
 
 /* Compact JSON with sorted keys (any value); malloc'd, NULL when out of memory. */
 char *lvd_run_dump(const json_t *j);
@@ -71,6 +87,12 @@ char *lvd_run_dump(const json_t *j);
  * "cannot write 'PATH': ..." when the write or flush fails (a full disk), LVD_ERR_NOMEM
  * when j cannot be dumped. */
 int lvd_run_jsonl_append(FILE *f, const char *path, const json_t *j, struct lvd_error *err);
+
+/* The SHA-256 (hex) of dir/STEM.EXT, or the array of those of its split files
+ * STEM-IIIII-of-NNNNN.EXT in split order (lvd_split_list; a pack's pack.json and
+ * shards.jsonl for lvd-sft and lvd-eval provenance); NULL with err set when they are
+ * missing, incomplete or unreadable. New reference. */
+json_t *lvd_run_files_sha(const char *dir, const char *stem, const char *ext, struct lvd_error *err);
 
 /* argv as a JSON array of strings (new reference). */
 json_t *lvd_run_argv_json(int argc, char **argv);
@@ -97,15 +119,20 @@ int lvd_run_check_provenance(const char *path, const json_t *params, const json_
  * failures are logged. */
 int lvd_run_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs);
 
+/* lvd_run_open_out for split i of n: the lock and provenance file of the split
+ * (lvd_run_lock; out/run-IIIII-of-NNNNN.json when n > 1). */
+int lvd_run_open_split(const char *out, uint32_t shard_i, uint32_t shard_n, json_t *run, const json_t *params,
+		       const json_t *inputs);
+
 /* threads, or the number of online cores when threads == 0. */
 int lvd_run_threads(int threads);
 
 /* The run's progress line on stderr (none below the info log level); total 0 = unknown. */
 struct lvd_progress *lvd_run_progress(const char *tool, const char *unit, uint64_t total);
 
-/* The exit status at the end of a run: 0, or 1 (printed, naming out/errors.jsonl) when
- * samples were skipped and keep_going is off. */
-int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out);
+/* The exit status at the end of a run: 0, or 1 (printed, naming out/errors.jsonl or the
+ * split's errors file) when samples were skipped and keep_going is off. */
+int lvd_run_exit_status(uint64_t skipped, int keep_going, const char *out, uint32_t shard_i, uint32_t shard_n);
 
 /* ---- the driver ----------------------------------------------------------------------- */
 

@@ -708,10 +708,10 @@ static int write_outputs(struct run *run, const struct side *sides, int ns, int 
 	json_object_set_new(sc, "options", opt);
 	json_t *in = json_object();
 	json_object_set_new(in, "pack", json_string(o->pack));
-	snprintf(p, sizeof p, "%s/pack.json", o->pack);
-	json_object_set_new(in, "pack_json_sha256", sha_of(p));
-	snprintf(p, sizeof p, "%s/shards.jsonl", o->pack);
-	json_object_set_new(in, "pack_shards_sha256", sha_of(p));
+	struct lvd_error e2 = {0};
+	json_t *sj = lvd_run_files_sha(o->pack, "pack", ".json", &e2), *sl = lvd_run_files_sha(o->pack, "shards", ".jsonl", &e2);
+	json_object_set_new(in, "pack_json_sha256", sj ? sj : json_null());
+	json_object_set_new(in, "pack_shards_sha256", sl ? sl : json_null());
 	json_object_set_new(sc, "inputs", in);
 	size_t valid = 0;
 	for (size_t i = 0; i < run->n_words; i++)

@@ -10,6 +10,7 @@
 #include "common/cli.h"
 #include "core/log.h"
 #include "io/container.h"
+#include "io/splits.h"
 #include "io/fileutil.h"
 #include "maps.h"
 
@@ -102,20 +103,33 @@ int cmd_ls(int argc, char **argv)
 		free(names);
 		if (json)
 			continue;
-		char p[4200];
-		snprintf(p, sizeof p, "%s/pack.json", argv[a]);
-		json_t *pk = json_load_file(p, 0, NULL);
-		json_t *st = json_object_get(pk, "stats");
+		/* pack.json, or the sum over the pack-*-of-N.json of a folder of --shard i/N runs */
+		char **files = NULL;
+		size_t nf = 0;
+		if (lvd_split_list(argv[a], "pack", ".json", &files, &nf, &err))
+			nf = 0;
+		long long smp = 0, skp = 0, mis = 0, with_stats = 0;
+		double words = 0;
+		for (size_t k = 0; k < nf; k++) {
+			json_t *pk = json_load_file(files[k], 0, NULL);
+			json_t *st = json_object_get(pk, "stats");
+			if (st) {
+				long long ns = (long long)json_integer_value(json_object_get(st, "samples"));
+				smp += ns;
+				skp += (long long)json_integer_value(json_object_get(st, "skipped"));
+				mis += (long long)json_integer_value(json_object_get(st, "missing_maps"));
+				words += (double)ns * json_number_value(json_object_get(st, "words_per_sample_mean"));
+				with_stats++;
+			}
+			json_decref(pk);
+		}
+		lvd_split_list_free(files, nf);
 		printf("  total: %zu shard(s), %llu records, %.1f MiB", n, (unsigned long long)records,
 		       (double)bytes / (1024.0 * 1024.0));
-		if (st)
-			printf("; pack.json: %lld samples, %lld skipped, %lld missing maps, %.2f words matched per sample",
-			       (long long)json_integer_value(json_object_get(st, "samples")),
-			       (long long)json_integer_value(json_object_get(st, "skipped")),
-			       (long long)json_integer_value(json_object_get(st, "missing_maps")),
-			       json_number_value(json_object_get(st, "words_per_sample_mean")));
+		if (with_stats)
+			printf("; %s: %lld samples, %lld skipped, %lld missing maps, %.2f words matched per sample",
+			       nf > 1 ? "pack-*.json" : "pack.json", smp, skp, mis, smp ? words / (double)smp : 0.0);
 		printf("\n");
-		json_decref(pk);
 	}
 	return fflush(stdout) ? 1 : status;
 }

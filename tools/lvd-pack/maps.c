@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/sha256.h"
 #include "io/manifest.h"
+#include "io/splits.h"
 
 struct lp_maps_ent {
 	const char *id;     /* borrowed from the reader */
@@ -154,12 +155,18 @@ static int build_index(struct lp_maps *m, struct lvd_error *err)
 	return 0;
 }
 
-int lp_maps_open(struct lp_maps *m, const char *const *dirs, int ndirs, json_t *fp, struct lvd_error *err)
+int lp_maps_open(struct lp_maps *m, const char *const *dirs, int ndirs, uint32_t shard_i, uint32_t shard_n, json_t *fp,
+		 struct lvd_error *err)
 {
 	memset(m, 0, sizeof *m);
 	json_t **hdr = NULL;
 	size_t cap = 0;
 	int rc = 0;
+	/* folders of split runs: all N splits (their ledgers) must be there over all folders,
+	 * or split i when this is --shard i/N of the same N */
+	struct lvd_error e2 = {0};
+	if ((rc = lvd_split_check_union(dirs, ndirs, "shards", ".jsonl", shard_i, shard_n, &e2)))
+		return lvd_error_set(err, rc, "--maps: %s", e2.msg);
 	for (int d = 0; d < ndirs && !rc; d++) {
 		char **names = NULL;
 		size_t nn = 0;
@@ -186,6 +193,12 @@ int lp_maps_open(struct lp_maps *m, const char *const *dirs, int ndirs, json_t *
 		}
 		for (size_t i = 0; i < nn && !rc; i++) {
 			char path[4096];
+			unsigned si, sn;
+			/* --shard i/N over maps split the same N: only split i's shards (others may
+			 * still be growing; they are not this run's input) */
+			if (shard_n > 1 && sscanf(names[i], "attn-%5u-of-%5u-", &si, &sn) == 2 && sn == shard_n &&
+			    si != shard_i)
+				continue;
 			snprintf(path, sizeof path, "%s/%s", dirs[d], names[i]);
 			if ((rc = lvd_rec_open(&m->r[m->n], path, LVD_REC_KIND_MAPS, err)))
 				break;

@@ -27,8 +27,13 @@ struct lp_maps {
 
 /* Opens every *.lvdm of dirs[0..ndirs) and checks them as above. fp gets one
  * {file, header_sha256, records} per shard (file: the name; "DIR/name" with several
- * folders). Errors name the folder or shards. */
-int lp_maps_open(struct lp_maps *m, const char *const *dirs, int ndirs, json_t *fp, struct lvd_error *err);
+ * folders). Folders of --shard i/N runs (shards-IIIII-of-NNNNN.jsonl) must together hold
+ * all N splits, or split shard_i when this pack run is --shard shard_i/N of the same N
+ * (lvd_split_check_union; the error names the missing ones), and then only the shards
+ * of split shard_i are opened and fingerprinted. Errors name
+ * the folder or shards. */
+int lp_maps_open(struct lp_maps *m, const char *const *dirs, int ndirs, uint32_t shard_i, uint32_t shard_n, json_t *fp,
+		 struct lvd_error *err);
 /* The shard holding id (its index; *rec the record), or -1. */
 long lp_maps_find(const struct lp_maps *m, const char *id, size_t *rec);
 void lp_maps_close(struct lp_maps *m);

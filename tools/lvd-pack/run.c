@@ -21,6 +21,7 @@
 #include "io/container.h"
 #include "io/fileutil.h"
 #include "io/manifest.h"
+#include "io/splits.h"
 #include "lavender/mapsrec.h"
 #include "lavender/pack_sample.h"
 #include "lavender/packrec.h"
@@ -72,7 +73,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_VERIFY] = {"verify-images", 0, NULL, "decode every image fully (default: header only)"},
 	[O_PROMPT] = {"prompt", 0, "TEXT", "user text for caption-only samples (default: the Flickr prompt)"},
 	[O_ALLOW_MISSING] = {"allow-missing-maps", 0, NULL, "pack samples without map records (no targets)"},
-	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
+	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1); N > 1 names the outputs by split, so the N runs can share --out"},
 	[O_SHARD_SIZE] = {"shard-size", 0, "N", "manifest samples per output shard (default 1000)"},
 	[O_THREADS] = {"threads", 0, "N", "worker threads (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default 64 per thread)"},
@@ -571,7 +572,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	if (model_load(o.model, &o.p.geom, tok_path, sizeof tok_path, model_fp, &err) ||
-	    lp_maps_open(&maps, o.maps, o.n_maps, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
+	    lp_maps_open(&maps, o.maps, o.n_maps, o.shard_i, o.shard_n, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
@@ -604,18 +605,27 @@ int cmd_run(int argc, char **argv)
 	rn.wk = wk;
 
 	/* output folder, pack.json (checked on resume) */
-	if (lvd_mkdir_p(o.out, &err) || lvd_dir_lock(o.out, &err)) {
+	if (lvd_mkdir_p(o.out, &err) || lvd_run_lock(o.out, o.shard_i, o.shard_n, &err)) {
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	snprintf(path, sizeof path, "%s/pack.json", o.out);
-	char **done_names = NULL;
-	size_t n_done = 0;
-	struct lvd_error e2 = {0};
-	int no_shard = lp_list_ext(o.out, ".lvdp", &done_names, &n_done, &e2) == LVD_ERR_NOTFOUND;
-	for (size_t i = 0; i < n_done; i++)
-		free(done_names[i]);
-	free(done_names);
+	lvd_split_path(path, sizeof path, o.out, "pack", ".json", o.shard_i, o.shard_n);
+	char split_prefix[64];
+	lvd_run_split_prefix(split_prefix, sizeof split_prefix, "train-", o.shard_i, o.shard_n);
+	int no_shard;
+	if (o.shard_n > 1) { /* this split's first shard */
+		char p0[4096];
+		lvd_run_shard_path(p0, sizeof p0, o.out, split_prefix, ".lvdp", 0);
+		no_shard = access(p0, F_OK) != 0;
+	} else {
+		char **done_names = NULL;
+		size_t n_done = 0;
+		struct lvd_error e2 = {0};
+		no_shard = lp_list_ext(o.out, ".lvdp", &done_names, &n_done, &e2) == LVD_ERR_NOTFOUND;
+		for (size_t i = 0; i < n_done; i++)
+			free(done_names[i]);
+		free(done_names);
+	}
 	int exists = !access(path, F_OK);
 	if (exists && !no_shard) {
 		if ((rc = lvd_run_check_provenance(path, params, inputs))) {
@@ -668,7 +678,7 @@ int cmd_run(int argc, char **argv)
 				"(compress+io), wall %.3fs, %.0f samples/s\n",
 			res.t_read, busy, res.t_write, secs, secs > 0 ? (double)res.done / secs : 0.0);
 	}
-	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out);
+	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out, o.shard_i, o.shard_n);
 out:
 	lvd_manifest_close(rn.man);
 	for (int t = 0; t < threads_made; t++) {

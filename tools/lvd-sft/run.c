@@ -820,6 +820,17 @@ static json_t *file_sha(const char *dir, const char *name)
 	return json_string(hex);
 }
 
+/* file_sha of the pack's pack.json / shards.jsonl, or the array over its --shard i/N split
+ * files (lvd_run_files_sha). */
+static json_t *pack_sha(const char *pack, const char *stem, const char *ext)
+{
+	struct lvd_error err = {0};
+	json_t *j = lvd_run_files_sha(pack, stem, ext, &err);
+	if (!j)
+		lvd_error_log("%s", err.msg);
+	return j;
+}
+
 /* Resume with several ranks: rank 0's restored weights and AdamW moments of every
  * optimiser block to the others (the run folder need not be shared). ZeRO-1: the
  * weights, then each rank takes its shard of the moments (lvd_zero_share_state). */
@@ -1005,8 +1016,8 @@ int cmd_run(int argc, char **argv)
 	json_t *params = params_json(&o);
 	json_t *inputs = json_object();
 	json_object_set_new(inputs, "model_config_sha256", file_sha(o.model, "config.json"));
-	json_object_set_new(inputs, "pack_json_sha256", file_sha(o.pack, "pack.json"));
-	json_object_set_new(inputs, "pack_shards_sha256", file_sha(o.pack, "shards.jsonl"));
+	json_object_set_new(inputs, "pack_json_sha256", pack_sha(o.pack, "pack", ".json"));
+	json_object_set_new(inputs, "pack_shards_sha256", pack_sha(o.pack, "shards", ".jsonl"));
 	json_object_set(run, "params", params);
 	json_object_set(run, "inputs", inputs);
 	/* Every rank must hold the same options, model and pack (and step bounds). */

@@ -57,7 +57,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_TOKENIZER] = {"tokenizer", 't', "PATH", "CLIP tokenizer folder or vocab, as for run (required)"},
 	[O_TEXT_FIELD] = {"text-field", 0, "F", "SD text: caption|assistant|all|auto (default auto: caption, else assistant)"},
 	[O_SKIP_UNKNOWN] = {"skip-unknown", 0, NULL, "ignore maps of words not in the SD text (default: the sample fails)"},
-	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
+	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1); N > 1 names the outputs by split, so the N runs can share --out"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
 	[O_THREADS] = {"threads", 0, "N", "worker threads reading maps and images (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "samples in flight per round (default: threads)"},
@@ -385,7 +385,7 @@ int cmd_import(int argc, char **argv)
 					lvd_run_argv_json(argc, argv), "params", params, "inputs", inputs, "options",
 					opts_all, "from", o.from, "manifest", o.manifest, "images", o.images, "tokenizer",
 					o.tokenizer);
-		if ((rc = am_open_out(o.out, run, params, inputs))) {
+		if ((rc = am_open_out(o.out, o.shard_i, o.shard_n, run, params, inputs))) {
 			status = rc;
 			goto out;
 		}
@@ -412,7 +412,7 @@ int cmd_import(int argc, char **argv)
 		 (unsigned long long)t->files, (unsigned long long)t->partial, (unsigned long long)t->unused,
 		 (unsigned long long)t->cut, (unsigned long long)t->unknown, (unsigned long long)t->ignored,
 		 (unsigned long long)t->replaced);
-	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out);
+	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out, o.shard_i, o.shard_n);
 out:
 	lvd_tokens_free(&rn.full);
 	lvd_clip_tok_free(rn.clip);

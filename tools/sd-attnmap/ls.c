@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "io/container.h"
 #include "io/fileutil.h"
+#include "io/splits.h"
 #include "shards.h"
 
 static const char USAGE[] = "sd-attnmap ls MAPS_DIR|SHARD.lvdm ... [--json]";
@@ -114,20 +115,30 @@ static int ls_shard(const char *path, int json, json_t **first_params, uint64_t 
 	return 0;
 }
 
-/* The folder's line: the command of run.json, params, totals, errors.jsonl lines. */
+/* The folder's line: the command of run.json, params, totals, errors.jsonl lines (of
+ * run-00000-of-NNNNN.json and all errors-*-of-*.jsonl in a folder of --shard i/N runs). */
 static void folder_summary(const char *dir, const json_t *params, size_t shards, uint64_t records, uint64_t bytes)
 {
-	char p[4200], pl[2048] = "", hs[32];
-	snprintf(p, sizeof p, "%s/run.json", dir);
-	json_t *run = json_load_file(p, 0, NULL);
+	char pl[2048] = "", hs[32];
+	char **files = NULL;
+	size_t nf = 0;
+	struct lvd_error e = {0};
+	json_t *run = NULL;
+	if (!lvd_split_list(dir, "run", ".json", &files, &nf, &e))
+		run = json_load_file(files[0], 0, NULL);
+	lvd_split_list_free(files, nf);
 	const char *cmd = json_string_value(json_object_get(run, "command"));
-	snprintf(p, sizeof p, "%s/errors.jsonl", dir);
-	FILE *f = fopen(p, "r");
 	uint64_t errs = 0;
-	for (int c; f && (c = fgetc(f)) != EOF;)
-		errs += c == '\n';
-	if (f)
-		fclose(f);
+	if (lvd_split_list(dir, "errors", ".jsonl", &files, &nf, &e))
+		nf = 0;
+	for (size_t k = 0; k < nf; k++) {
+		FILE *f = fopen(files[k], "r");
+		for (int c; f && (c = fgetc(f)) != EOF;)
+			errs += c == '\n';
+		if (f)
+			fclose(f);
+	}
+	lvd_split_list_free(files, nf);
 	params_line(pl, sizeof pl, params);
 	human(hs, sizeof hs, (double)bytes);
 	printf("  total: %zu shard(s), %llu records, %s; %llu skipped sample(s) in errors.jsonl; made by sd-attnmap "

@@ -59,7 +59,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_DRAWS] = {"noise-draws", 0, "N", "noise draws per timestep (default 1)"},
 	[O_SEED] = {"seed", 0, "N", "noise seed (default 0)"},
 	[O_MIN_SIDE] = {"min-side", 0, "N", "skip images with a side below N pixels (default 64)"},
-	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1)"},
+	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1); N > 1 names the outputs by split, so the N runs can share --out"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
 	[O_THREADS] = {"threads", 0, "N", "worker threads, one sample each (default: cores)"},
 	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads)"},
@@ -451,7 +451,7 @@ int cmd_run(int argc, char **argv)
 		json_object_set_new(opts_all, "batch", json_integer(o.batch));
 		json_object_set_new(opts_all, "device", json_string(o.device ? o.device : "cpu"));
 		json_object_set_new(opts_all, "keep_going", json_boolean(o.keep_going));
-		if ((rc = am_open_out(o.out, run, params, inputs))) {
+		if ((rc = am_open_out(o.out, o.shard_i, o.shard_n, run, params, inputs))) {
 			status = rc;
 			goto out;
 		}
@@ -515,7 +515,7 @@ int cmd_run(int argc, char **argv)
 			"aggregate %.3f, encode %.3f, compress+io %.3f; wall %.3f\n",
 			s.decode, s.text, s.vae, s.unet, s.aggregate, s.encode, s.io, secs);
 	}
-	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out);
+	status = lvd_run_exit_status(res.skipped, o.keep_going, o.out, o.shard_i, o.shard_n);
 out:
 	free(tms);
 	lvd_sd_free(sd);

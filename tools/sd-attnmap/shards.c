@@ -13,6 +13,7 @@
 #include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "io/splits.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -86,14 +87,24 @@ void am_free_list(char **paths, size_t n)
 	free(paths);
 }
 
-int am_open_out(const char *out, json_t *run, const json_t *params, const json_t *inputs)
+int am_open_out(const char *out, uint32_t shard_i, uint32_t shard_n, json_t *run, const json_t *params,
+		const json_t *inputs)
 {
-	char path[4096];
+	char path[4096], prefix[64];
 	char **shards = NULL;
 	size_t n = 0;
 	struct lvd_error err = {0};
-	snprintf(path, sizeof path, "%s/run.json", out);
-	if (!access(path, F_OK) && am_list_shards(out, &shards, &n, &err) == LVD_ERR_NOTFOUND) {
+	lvd_split_path(path, sizeof path, out, "run", ".json", shard_i, shard_n);
+	lvd_run_split_prefix(prefix, sizeof prefix, "attn-", shard_i, shard_n);
+	int no_shard;
+	if (shard_n > 1) { /* this split's first shard */
+		char p0[4096];
+		lvd_run_shard_path(p0, sizeof p0, out, prefix, ".lvdm", 0);
+		no_shard = access(p0, F_OK) != 0;
+	} else {
+		no_shard = am_list_shards(out, &shards, &n, &err) == LVD_ERR_NOTFOUND;
+	}
+	if (!access(path, F_OK) && no_shard) {
 		if (unlink(path) && errno != ENOENT) {
 			lvd_error_log("cannot replace %s: %s", path, strerror(errno));
 			json_decref(run);
@@ -102,5 +113,5 @@ int am_open_out(const char *out, json_t *run, const json_t *params, const json_t
 		lvd_info("%s: replaced (the run that wrote it left no shard)", path);
 	}
 	am_free_list(shards, n);
-	return lvd_run_open_out(out, run, params, inputs);
+	return lvd_run_open_split(out, shard_i, shard_n, run, params, inputs);
 }

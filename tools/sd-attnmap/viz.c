@@ -15,6 +15,7 @@
 #include "io/fileutil.h"
 #include "io/image.h"
 #include "io/safetensors.h"
+#include "io/splits.h"
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
 #include "shards.h"
@@ -76,18 +77,23 @@ static void heat(float v, uint8_t rgb[3])
 }
 
 /* Root for image paths from MAPS_DIR/run.json ("images", else the manifest's folder);
- * for a shard file, the run.json beside it. */
+ * for a shard file, the run.json beside it (in a folder of --shard i/N runs, split 0's
+ * run-00000-of-NNNNN.json: the splits share their inputs). */
 static char *root_from_run_json(const char *maps)
 {
 	char p[4200];
 	const char *sl = strrchr(maps, '/');
 	if (lvd_path_is_dir(maps))
-		snprintf(p, sizeof p, "%s/run.json", maps);
+		snprintf(p, sizeof p, "%s", maps);
 	else if (sl)
-		snprintf(p, sizeof p, "%.*s/run.json", (int)(sl - maps), maps);
+		snprintf(p, sizeof p, "%.*s", (int)(sl - maps), maps);
 	else
-		snprintf(p, sizeof p, "run.json");
-	json_t *j = json_load_file(p, 0, NULL);
+		snprintf(p, sizeof p, ".");
+	char **files = NULL;
+	size_t nf = 0;
+	struct lvd_error e = {0};
+	json_t *j = lvd_split_list(p, "run", ".json", &files, &nf, &e) ? NULL : json_load_file(files[0], 0, NULL);
+	lvd_split_list_free(files, nf);
 	if (!j)
 		return NULL;
 	char *out = NULL;
