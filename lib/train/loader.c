@@ -94,6 +94,7 @@ void lvd_loader_opts_default(struct lvd_loader_opts *o)
 	o->prefetch = 2;
 	o->pad_id = -1;
 	o->images = 1;
+	o->image_token = -1;
 }
 
 void lvd_loader_order(size_t *out, size_t n, uint64_t seed, uint64_t epoch, int shuffle)
@@ -580,6 +581,11 @@ static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 		s->R = (int)R;
 	}
 	s->image_token = rec.image_pos < rec.T ? rec.tokens[rec.image_pos] : -1;
+	if (l->o.image_token >= 0 && rec.image_pos < rec.T && s->image_token != l->o.image_token) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_pos %u holds token %d, not the model's <|image|> %d",
+				   where, rec.image_pos, s->image_token, l->o.image_token);
+		goto out;
+	}
 	s->W = (int)rec.W;
 	s->len = (int)rec.T;
 	s->tokens = rec.tokens;

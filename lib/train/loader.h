@@ -99,6 +99,9 @@ struct lvd_loader_opts {
 	/* The per-sample Lavender plan (lvd_latt_plan_from_packrec with S = max_tiles·tile_tok,
 	 * tok0 = 0): built when heads > 0. */
 	int heads, tile_tok, official;
+	int image_token;            /* the model's <|image|> id (config image_token_index):
+	                             * a record whose image_pos holds another token is an error
+	                             * naming it; < 0 (default): not checked */
 };
 
 void lvd_loader_opts_default(struct lvd_loader_opts *o);

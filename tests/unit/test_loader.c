@@ -638,6 +638,30 @@ static void test_errors(void)
 		lvd_loader_close(l);
 		rm_rf(dir);
 	}
+
+	/* the model's <|image|> id given: a record whose image_pos holds another token is
+	 * named at next (here every record: the model says IMG_TOK + 1) */
+	snprintf(dir, sizeof dir, "%s/imgtok", g_root);
+	make_pack(dir, g_model, SIZES, 3, -1, -1, NULL);
+	opts_base(&o, 2, 0);
+	o.pack = dir;
+	o.shuffle = 0;
+	o.image_token = IMG_TOK;
+	l = open_or_die(&o, NULL);
+	REQUIRE(l);
+	struct lvd_loader_batch *b = NULL;
+	CHECK(lvd_loader_next(l, &b, &e) == 0 && b); /* the right id: fine */
+	lvd_loader_release(l, b);
+	lvd_loader_close(l);
+	o.image_token = IMG_TOK + 1;
+	l = open_or_die(&o, NULL);
+	REQUIRE(l);
+	b = NULL;
+	CHECK(lvd_loader_next(l, &b, &e) == LVD_ERR_INVALID && !b);
+	CHECK_CONTAINS(e.msg, "not the model's <|image|>");
+	CHECK_CONTAINS(e.msg, "record 0 ('r000')");
+	lvd_loader_close(l);
+	rm_rf(dir);
 }
 
 /* A pack of --shard i/2 splits (lvd-pack run --shard 0/2 and 1/2 into one folder): the

@@ -401,6 +401,7 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 	lo.drop_last = 0;
 	lo.heads = mc->t_heads;
 	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
+	lo.image_token = mc->image_token_index;
 	if ((rc = lvd_loader_open(&ld, &lo, NULL, err)))
 		goto out;
 	uint64_t N = lvd_loader_records(ld);

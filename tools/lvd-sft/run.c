@@ -972,6 +972,7 @@ int cmd_run(int argc, char **argv)
 	lo.heads = mc->t_heads;
 	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
 	lo.official = !strcmp(o.geometry, "official");
+	lo.image_token = mc->image_token_index;
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
