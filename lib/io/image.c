@@ -38,6 +38,18 @@ static int check_dims(long w, long h, const char *name, struct lvd_error *err)
 	return LVD_OK;
 }
 
+/* A header's size against the bytes that could hold it (decompression-bomb guard): more
+ * than max_ratio pixels per file byte cannot be real data (see LVD_IMAGE_PNG_RATIO). */
+static int check_ratio(long w, long h, size_t len, uint64_t max_ratio, const char *what, const char *name,
+		       struct lvd_error *err)
+{
+	if ((uint64_t)w * (uint64_t)h > max_ratio * (uint64_t)len)
+		return lvd_error_set(err, LVD_ERR_FORMAT,
+				     "%s: a %ldx%ld %s cannot be encoded in %zu bytes (more than %llu pixels per byte: "
+				     "truncated or hostile)", nm(name), w, h, what, len, (unsigned long long)max_ratio);
+	return LVD_OK;
+}
+
 int lvd_image_alloc(struct lvd_image *out, int w, int h, int c, struct lvd_error *err)
 {
 	memset(out, 0, sizeof *out);
@@ -115,7 +127,8 @@ static int png_decode_inner(struct png_job *job, struct lvd_error *err)
 	png_uint_32 w, h;
 	int depth, ctype, interlace;
 	png_get_IHDR(job->png, job->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-	if ((job->code = check_dims((long)w, (long)h, job->name, err))) {
+	if ((job->code = check_dims((long)w, (long)h, job->name, err)) ||
+	    (job->code = check_ratio((long)w, (long)h, job->len, LVD_IMAGE_PNG_RATIO, "PNG", job->name, err))) {
 		job->err_set = 1;
 		return job->code;
 	}
@@ -246,7 +259,8 @@ static int jpeg_decode(struct lvd_image *out, const void *data, size_t len, cons
 		rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s: corrupt JPEG header: no frame (SOF) marker", nm(name));
 		goto done;
 	}
-	if ((rc = check_dims(w, h, name, err)))
+	if ((rc = check_dims(w, h, name, err)) ||
+	    (rc = check_ratio(w, h, len, LVD_IMAGE_JPEG_RATIO, "JPEG", name, err)))
 		goto done;
 	int is_cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
 	if ((rc = lvd_image_alloc(out, w, h, 3, err)))

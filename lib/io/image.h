@@ -48,6 +48,15 @@ enum lvd_alpha_bg { LVD_ALPHA_BLACK = 0, LVD_ALPHA_WHITE = 1, LVD_ALPHA_DROP = 2
 
 #define LVD_IMAGE_MAX_SIDE (1 << 15)
 #define LVD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
+/* Decompression-bomb guards, checked from the header before any pixel is decoded: a
+ * file claiming more pixels than these many per byte of the file is LVD_ERR_FORMAT.
+ * PNG: deflate expands at most 1032:1 and a 1-bit image packs 8 pixels per byte, so a
+ * real PNG stays below 8256 pixels per byte. JPEG: a Huffman-coded 8x8 block costs at
+ * least one bit (its DC code), so at most 512 pixels per byte; 2048 leaves room for
+ * arithmetic coding. Real photos are near 1-10 pixels per byte. (A 690-byte JPEG header
+ * claiming 28320x9473 pixels took 37 s and 0.9 GB to reject as truncated before.) */
+#define LVD_IMAGE_PNG_RATIO 8400u
+#define LVD_IMAGE_JPEG_RATIO 2048u
 
 /* Allocates out->px for [h][w][c] (uninitialised) and sets w, h, c. c in 1..4,
  * w, h >= 1 and within the limits above (LVD_ERR_INVALID otherwise); LVD_ERR_NOMEM. */

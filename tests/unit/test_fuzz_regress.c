@@ -11,6 +11,8 @@
 #include <dirent.h>
 
 #include "fuzz/fuzz.h"
+#include "io/fileutil.h"
+#include "io/image.h"
 #include "fuzz/fuzz_bench.c"
 #include "fuzz/fuzz_clip_tok.c"
 #include "fuzz/fuzz_config.c"
@@ -131,6 +133,30 @@ static void test_jpeg_without_sof(void)
 	CHECK(img.px == NULL && img.w == 0);
 }
 
+/* tests/fuzz/regress/image/jpeg-header-28320x9473-in-690-bytes (found by a 10-minute
+ * fuzz run): a 690-byte JPEG claiming 268 M pixels was decoded in full (37 s, 0.9 GB
+ * under ASan) before failing as truncated; the header check now refuses it at once. A
+ * real photo of the corpus passes the same check. */
+static void test_jpeg_bomb(void)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct lvd_error err = {0};
+	REQUIRE(lvd_file_read_all(lvd_test_path("tests/fuzz/regress/image/jpeg-header-28320x9473-in-690-bytes"),
+				  1 << 20, (char **)&buf, &len, &err) == 0);
+	struct lvd_image img = {0};
+	CHECK(lvd_image_decode(&img, buf, len, LVD_ALPHA_DROP, "bomb.jpg", &err) == LVD_ERR_FORMAT);
+	CHECK_CONTAINS(err.msg, "bomb.jpg: a 28320x9473 JPEG cannot be encoded in 690 bytes");
+	CHECK(img.px == NULL);
+	free(buf);
+	buf = NULL;
+	REQUIRE(lvd_file_read_all(lvd_test_path("tests/fuzz/corpus/image/src_q90.jpg"), 1 << 20, (char **)&buf, &len,
+				  &err) == 0);
+	CHECK(lvd_image_decode(&img, buf, len, LVD_ALPHA_DROP, "src_q90.jpg", &err) == LVD_OK && img.px);
+	lvd_image_free(&img);
+	free(buf);
+}
+
 /* The harness list above must match tests/fuzz/fuzz_*.c (a new harness gets replayed). */
 static void test_all_harnesses_listed(void)
 {
@@ -161,7 +187,7 @@ int main(int argc, char **argv)
 		TEST(test_bench), TEST(test_clip_tok), TEST(test_config), TEST(test_container),
 		TEST(test_image), TEST(test_json), TEST(test_llama_tok), TEST(test_manifest),
 		TEST(test_mapsrec), TEST(test_official_maps), TEST(test_packrec), TEST(test_safetensors),
-		TEST(test_jpeg_without_sof), TEST(test_all_harnesses_listed), {0},
+		TEST(test_jpeg_without_sof), TEST(test_jpeg_bomb), TEST(test_all_harnesses_listed), {0},
 	};
 	return lvd_test_main(argc, argv, tests);
 }
