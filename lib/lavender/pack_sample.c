@@ -335,15 +335,7 @@ int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok 
 		rec.rw = (uint32_t)mr->grid_w;
 		rec.raw = raw;
 	}
-	rec.img_w = (uint32_t)img_w;
-	rec.img_h = (uint32_t)img_h;
-	rec.new_w = (uint32_t)g.new_w;
-	rec.new_h = (uint32_t)g.new_h;
-	rec.tiles_h = (uint32_t)g.tiles_h;
-	rec.tiles_w = (uint32_t)g.tiles_w;
-	rec.aspect_id = (uint32_t)g.aspect_id;
-	rec.tile_px = (uint32_t)p->geom.tile_size;
-	rec.patch_px = (uint32_t)p->geom.patch_size;
+	lvd_packrec_set_geom(&rec, &g, p->geom.tile_size, p->geom.patch_size);
 	rec.image_pos = chat->image_pos >= 0 && chat->image_pos < (long)T ? (uint32_t)chat->image_pos
 									 : LVD_PACKREC_NO_IMAGE;
 	if (p->embed_images) {

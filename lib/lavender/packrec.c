@@ -177,6 +177,19 @@ static void putn(struct wbuf *b, const void *s, size_t n)
 	b->n += n;
 }
 
+void lvd_packrec_set_geom(struct lvd_packrec *rec, const struct lvd_geom *g, int tile_px, int patch_px)
+{
+	rec->img_w = (uint32_t)g->img_w;
+	rec->img_h = (uint32_t)g->img_h;
+	rec->new_w = (uint32_t)g->new_w;
+	rec->new_h = (uint32_t)g->new_h;
+	rec->tiles_h = (uint32_t)g->tiles_h;
+	rec->tiles_w = (uint32_t)g->tiles_w;
+	rec->aspect_id = (uint32_t)g->aspect_id;
+	rec->tile_px = (uint32_t)tile_px;
+	rec->patch_px = (uint32_t)patch_px;
+}
+
 int lvd_packrec_encode(const struct lvd_packrec *r, uint8_t **out, size_t *out_len, struct lvd_error *err)
 {
 	*out = NULL;

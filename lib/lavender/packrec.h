@@ -107,6 +107,12 @@ struct lvd_packrec {
 
 /* Serialises rec (borrowed) into a malloc'd *out of *out_len bytes. Validates rec with
  * the decoder's rules first (LVD_ERR_INVALID naming the field). Deterministic. */
+struct lvd_geom; /* lavender/geometry.h */
+
+/* The record's image layout fields from a geometry (lvd_geom_layout): img_w/img_h,
+ * new_w/new_h, tiles_h/tiles_w, aspect_id, and the tile and patch sides it used. */
+void lvd_packrec_set_geom(struct lvd_packrec *rec, const struct lvd_geom *g, int tile_px, int patch_px);
+
 int lvd_packrec_encode(const struct lvd_packrec *rec, uint8_t **out, size_t *out_len,
 		       struct lvd_error *err);
 

@@ -294,15 +294,7 @@ static uint8_t *photo_record(int i, const char *dir, size_t *len, int *n_words, 
 			r.targets[wi * hw + c] = lvd_f32_to_f16(r.mask[c] ? (acc[c] - lo) / (hi - lo + 1e-6f) : 0.0f);
 	}
 	free(acc);
-	r.img_w = (uint32_t)w;
-	r.img_h = (uint32_t)h;
-	r.new_w = (uint32_t)g.new_w;
-	r.new_h = (uint32_t)g.new_h;
-	r.tiles_h = (uint32_t)g.tiles_h;
-	r.tiles_w = (uint32_t)g.tiles_w;
-	r.aspect_id = (uint32_t)g.aspect_id;
-	r.tile_px = (uint32_t)g_mc.v_image_size;
-	r.patch_px = PATCH;
+	lvd_packrec_set_geom(&r, &g, g_mc.v_image_size, PATCH);
 	r.image_pos = 1;
 	r.image = png;
 	r.image_len = (uint32_t)png_len;

@@ -93,15 +93,7 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 		for (uint32_t wi = 0; wi < r.W; wi++)
 			r.targets[wi * hw + c] = lvd_f32_to_f16(r.mask[c] ? (float)((c * 3 + wi + (size_t)i) % 7) / 6.0f : 0.0f);
 	}
-	r.img_w = (uint32_t)w;
-	r.img_h = (uint32_t)h;
-	r.new_w = (uint32_t)g.new_w;
-	r.new_h = (uint32_t)g.new_h;
-	r.tiles_h = (uint32_t)g.tiles_h;
-	r.tiles_w = (uint32_t)g.tiles_w;
-	r.aspect_id = (uint32_t)g.aspect_id;
-	r.tile_px = g_tile;
-	r.patch_px = g_patch;
+	lvd_packrec_set_geom(&r, &g, g_tile, g_patch);
 	r.image_pos = 1;
 	r.image = png;
 	r.image_len = (uint32_t)png_len;
