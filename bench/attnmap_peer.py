@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/attnmap_batch.sh: the sd-attnmap noise procedure (docs/attnmap.md)
-with diffusers + transformers on the CPU, fp32, random-init SD 1.5 networks from the
-configs (as bench/sd_peer.py): per image PIL bicubic resize (longer side R, sides
-multiples of 64), VAE posterior mean x scaling_factor, CLIP text states, the 4 noised
-latents as ONE batch-4 UNet pass, an attention processor on every attn2 layer that
-computes the probabilities, averages them over heads and accumulates the selected layers
-(R/32, R/16) bilinearly resized to the latent/2 grid (F.interpolate, align_corners=False);
-the mean per kept token. attn1 keeps diffusers' default (SDPA) processor.
+with diffusers + transformers on the CPU, fp32, random-init SD networks from the configs
+(as bench/sd_peer.py; SD 1.5's, or the SD 2.1 ones bench/attnmap_batch.sh derives): per
+image PIL bicubic resize (longer side R, sides multiples of 64), VAE posterior mean x
+scaling_factor, CLIP text states, the 4 noised latents as ONE batch-4 UNet pass, an
+attention processor on every attn2 layer that computes the probabilities, averages them
+over heads and accumulates the selected layers (R/32, R/16) bilinearly resized to the
+latent/2 grid (F.interpolate, align_corners=False); the mean per kept token. attn1 keeps
+diffusers' default (SDPA) processor.
 
 usage: attnmap_peer.py CONFIGS CLIP_TOKENIZER MANIFEST IMAGES R THREADS
        -> one JSON line: images, maps, seconds, images_per_s, maps_per_s
@@ -109,7 +110,8 @@ def main():
             maps = (store.sum / store.count).to(torch.float16)
             n_maps += maps.shape[0]
     sec = time.perf_counter() - t0
-    print(json.dumps({"impl": "diffusers", "resolution": R, "threads": threads, "images": len(samples),
+    sd = "2.1" if ucfg.get("cross_attention_dim") == 1024 else "1.5"
+    print(json.dumps({"impl": "diffusers", "sd": sd, "resolution": R, "threads": threads, "images": len(samples),
                       "maps": n_maps, "seconds": round(sec, 3), "images_per_s": round(len(samples) / sec, 4),
                       "maps_per_s": round(n_maps / sec, 2), "torch": torch.__version__}))
 

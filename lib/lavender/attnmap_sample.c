@@ -33,6 +33,8 @@ struct capture {
 	struct lvd_attnmap_acc *acc;
 	int bad_ctx;
 	double agg_s; /* time spent aggregating inside the callback */
+	int last;     /* index of the last selected attn2 layer: the pass ends there (noise
+		       * method, whose UNet output is unused); -1: run the whole UNet */
 };
 
 static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float *probs)
@@ -45,7 +47,7 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 	double t0 = lvd_time_now();
 	lvd_attnmap_acc_add(c->acc, probs, info->h, info->w);
 	c->agg_s += lvd_time_now() - t0;
-	return 0;
+	return info->index == c->last ? LVD_SD_CB_DONE : 0;
 }
 
 /* Capture of a batched UNet pass: item 0's maps go to the accumulator as they come;
@@ -329,7 +331,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	if ((rc = lvd_attnmap_acc_init(&acc, LVD_ATTNMAP_CTX, 1, tok->T, g.lat_h, g.lat_w, g.grid_h, g.grid_w, p->layers,
 				       err)))
 		goto done;
-	struct capture cap = {&acc, 0, 0};
+	struct capture cap = {&acc, 0, 0, -1};
 	if (p->method == LVD_ATTNMAP_INVERSION) {
 		memcpy(xt, lat, nlat * sizeof *xt);
 		if ((rc = run_inversion(sd, sched, p, xt, ctx, uctx, g.lat_h, g.lat_w, nlat, on_attn, &cap, err))) {
@@ -345,6 +347,7 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 		const size_t nout = (size_t)ucfg->out_ch * g.lat_w * g.lat_h;
 		int ub = lvd_attnmap_unet_batch(sd, p, g.lat_h, g.lat_w);
 		struct batch_capture bc = {.cap = &cap};
+		cap.last = lvd_sd_unet_last_attn2(sd, p->layers);   /* the maps need nothing after it */
 		float *xb = lvd_alloc_array((size_t)ub * nlat, sizeof *xb), *ob = lvd_alloc_array((size_t)ub * nout, sizeof *ob);
 		float tb[LVD_ATTNMAP_MAX_BATCH];
 		if (!xb || !ob)

@@ -363,6 +363,81 @@ static void test_unet_batch(void)
 	lvd_sd_free(sd);
 }
 
+/* A callback that records each layer's index and level and returns LVD_SD_CB_DONE at
+ * index `stop` (or aborts there with `abort_rc`). */
+struct stopcap {
+	int stop, abort_rc, n, items[LVD_SD_MAX_BATCH], index[64], level[64];
+};
+
+static int stop_cb(void *user, const struct lvd_sd_attn_info *info, const float *probs)
+{
+	(void)probs;
+	struct stopcap *c = user;
+	c->items[info->item]++;
+	if (info->item == 0 && c->n < 64) {
+		c->index[c->n] = info->index;
+		c->level[c->n++] = info->level;
+	}
+	if (info->index == c->stop && info->item == 0)
+		return c->abort_rc ? c->abort_rc : LVD_SD_CB_DONE;
+	return 0;
+}
+
+/* LVD_SD_CB_DONE ends the pass after that layer (every item still sees it), the forward
+ * returns 0 and leaves out unwritten; lvd_sd_unet_last_attn2 names, for each level mask,
+ * the last index a full pass reports at those levels; any other non-zero aborts. */
+static void test_unet_stop(void)
+{
+	if (!open_gold())
+		SKIP("golden files absent (run tests/ref/gen_sd.py)");
+	struct lvd_sd *sd = load(DIFF, NULL);
+	REQUIRE(sd);
+	size_t nx, nc;
+	float *xt = gload("x_t", &nx), *ctx = gload("text_states", &nc);
+	REQUIRE(xt && ctx && nx == 4 * 8 * 16);
+	const int NS = 3; /* batch items */
+	float *xb = malloc(sizeof(float) * NS * nx), *ob = malloc(sizeof(float) * NS * nx);
+	REQUIRE(xb && ob);
+	for (int b = 0; b < NS; b++)
+		memcpy(xb + b * nx, xt, sizeof(float) * nx);
+	float ts[3] = {100, 500, 900};
+	struct lvd_error err = {0};
+	struct stopcap full = {.stop = -1};
+	CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, NS, 8, 16, ts, ctx, 0, 77, stop_cb, &full, &err) == 0);
+	REQUIRE(full.n == 16);
+	CHECK(lvd_sd_unet_last_attn2(sd, 0) == -1);
+	for (unsigned mask = 1; mask < 16; mask++) {
+		int want = -1;
+		for (int i = 0; i < full.n; i++)
+			if (mask & (1u << full.level[i]))
+				want = full.index[i];
+		CHECKF(lvd_sd_unet_last_attn2(sd, mask) == want, "mask %u: %d, want %d", mask,
+		       lvd_sd_unet_last_attn2(sd, mask), want);
+	}
+	int stops[] = {0, 7, lvd_sd_unet_last_attn2(sd, 6), 15};
+	for (int s = 0; s < 4; s++) {
+		for (size_t i = 0; i < NS * nx; i++)
+			ob[i] = -12345.0f;
+		struct stopcap c = {.stop = stops[s]};
+		CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, NS, 8, 16, ts, ctx, 0, 77, stop_cb, &c, &err) == 0);
+		CHECKF((c.n) == (stops[s] + 1), "%d, want %d", (c.n), (stops[s] + 1));
+		for (int b = 0; b < NS; b++)
+			CHECKF((c.items[b]) == (stops[s] + 1), "%d, want %d", (c.items[b]), (stops[s] + 1));
+		int untouched = 1;
+		for (size_t i = 0; i < NS * nx; i++)
+			untouched &= ob[i] == -12345.0f;
+		CHECK(untouched);   /* even a stop at the last layer skips the tail */
+	}
+	struct stopcap ab = {.stop = 4, .abort_rc = 1};
+	CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, NS, 8, 16, ts, ctx, 0, 77, stop_cb, &ab, &err) == LVD_ERR_INVALID);
+	CHECKF((ab.n) == (5), "%d, want %d", (ab.n), (5));
+	free(xb);
+	free(ob);
+	free(xt);
+	free(ctx);
+	lvd_sd_free(sd);
+}
+
 static void test_components_subset(void)
 {
 	if (!open_gold())
@@ -567,6 +642,7 @@ int main(int argc, char **argv)
 		TEST(test_winograd_golden),
 		TEST(test_borrowed_ctx_plain),
 		TEST(test_unet_batch),
+		TEST(test_unet_stop),
 		TEST(test_components_subset),
 		TEST(test_load_errors),
 		TEST(test_wrong_heads_detected),

@@ -136,9 +136,19 @@ struct lvd_sd_attn_info {
 	int item;           /* batch item the map belongs to (lvd_sd_unet_forward_batch; 0 otherwise) */
 };
 /* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads; borrowed for the
- * duration of the call. Return non-zero to abort the pass (lvd_sd_unet_forward then
- * fails with LVD_ERR_INVALID "aborted by callback"). */
+ * duration of the call. Return 0 to go on; LVD_SD_CB_DONE when no later map is needed:
+ * the pass ends after this layer's callbacks (every batch item still gets its call for
+ * this layer), `out` is left unwritten and the forward returns 0 — a caller that wants
+ * only the maps skips the rest of the UNet (lvd_sd_unet_last_attn2 says where); any
+ * other non-zero aborts the pass (the forward then fails with LVD_ERR_INVALID "aborted
+ * by the attention callback"). */
+#define LVD_SD_CB_DONE 0x444f4e45
 typedef int (*lvd_sd_attn_cb)(void *user, const struct lvd_sd_attn_info *info, const float *probs);
+
+/* Call-order index (lvd_sd_attn_info.index) of the last attn2 layer of a UNet pass whose
+ * level (0 = full latent, 1 = /2, ...) is in the bit mask `levels`; -1 when none is, or
+ * without a UNet. */
+int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels);
 
 /* UNet: out [out_ch, h, w] = ε̂(x [in_ch, h, w], t, ctx [n_ctx, ctx_dim]). cb (may be
  * NULL) receives each attn2 map as it is produced, in call order. Self-attention never

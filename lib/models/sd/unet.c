@@ -35,6 +35,7 @@ struct unet_run {
 	void *user;
 	int index;      /* attn2 call counter (per layer, shared by the items) */
 	int aborted;
+	int done;       /* a callback returned LVD_SD_CB_DONE: the pass ends after this layer */
 };
 
 /* Spatial transformer on B items x [B, C, h·w] in place. Row-wise work (LayerNorm,
@@ -95,11 +96,18 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 					.name = t->name[tb_i], .block = block, .index = R->index, .level = level,
 					.h = h, .w = w, .n_ctx = M, .heads = H, .item = b,
 				};
-				if (R->cb(R->user, &info, probs))
+				int rc = R->cb(R->user, &info, probs);
+				if (rc == LVD_SD_CB_DONE)
+					R->done = 1;
+				else if (rc)
 					R->aborted = 1;
 			}
 		}
 		R->index++;
+		if (R->done || R->aborted) {   /* nothing after this layer is needed */
+			lvd_ctx_release(X, mark);
+			return;
+		}
 		sd_linear_run(sd, X, nb, att, &tb->a2.o, NR, C, C);
 		sd_add(sd, X, xs, nb, n);
 		/* GEGLU feed-forward */
@@ -187,8 +195,11 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 		for (int j = 0; j < L; j++) {
 			sd_resnet_run_b(sd, X, nxt, cur, &u->down[i][j], tact, TE, B, hh, ww, k->groups, k->eps);
 			float *tmp = cur; cur = nxt; nxt = tmp;
-			if (k->down_attn[i])
+			if (k->down_attn[i]) {
 				tf_run(&R, cur, &u->down_tf[i][j], hh, ww, "down", i);
+				if (R.done || R.aborted)
+					goto end;
+			}
 			size_t sz = (size_t)B * k->ch[i] * hh * ww;
 			skips[nsk] = lvd_ctx_takef(X, sz);
 			memcpy(skips[nsk++], cur, sizeof(float) * sz);
@@ -207,6 +218,8 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 	/* mid */
 	sd_resnet_run_b(sd, X, nxt, cur, &u->mid[0], tact, TE, B, hh, ww, k->groups, k->eps);
 	tf_run(&R, nxt, &u->mid_tf, hh, ww, "mid", n - 1);
+	if (R.done || R.aborted)
+		goto end;
 	sd_resnet_run_b(sd, X, cur, nxt, &u->mid[1], tact, TE, B, hh, ww, k->groups, k->eps);
 	/* up */
 	int hc = k->ch[n - 1];
@@ -226,8 +239,11 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 			}
 			sd_resnet_run_b(sd, X, cur, nxt, r, tact, TE, B, hh, ww, k->groups, k->eps);
 			hc = r->cout;
-			if (k->up_attn[uu])
+			if (k->up_attn[uu]) {
 				tf_run(&R, cur, &u->up_tf[uu][j], hh, ww, "up", lvl);
+				if (R.done || R.aborted)
+					goto end;
+			}
 		}
 		if (uu < n - 1) {
 			lvd_resample_nearest2x_fwd(X, nxt, cur, B, hc, hh, ww);
@@ -238,11 +254,37 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 	}
 	sd_groupnorm_b(sd, X, nxt, cur, &u->norm_out, B, k->ch[0], hh * ww, k->groups, k->eps, 1);
 	sd_conv_run_b(sd, X, out, nxt, &u->conv_out, B, hh, ww, 1, 1, 1, 1, 1);
+end:
 	lvd_ctx_release(X, mark);
 	sd_ctx_leave(sd, X);
 	if (R.aborted)
 		return lvd_error_set(err, LVD_ERR_INVALID, "UNet pass aborted by the attention callback");
 	return 0;
+}
+
+int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels)
+{
+	if (!sd->has_unet)
+		return -1;
+	/* the call order of lvd_sd_unet_forward_batch: down levels (L transformers each),
+	 * mid (the deepest level), up levels deepest first (L + 1 each); tblocks attn2 per
+	 * transformer */
+	const struct lvd_sd_unet_cfg *k = &sd->unet.cfg;
+	int n = k->levels, L = k->layers_per_block, idx = 0, last = -1;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; k->down_attn[i] && j < L; j++)
+			for (int b = 0; b < k->tblocks; b++, idx++)
+				if (levels & (1u << i))
+					last = idx;
+	for (int b = 0; b < k->tblocks; b++, idx++)
+		if (levels & (1u << (n - 1)))
+			last = idx;
+	for (int uu = 0; uu < n; uu++)
+		for (int j = 0; k->up_attn[uu] && j <= L; j++)
+			for (int b = 0; b < k->tblocks; b++, idx++)
+				if (levels & (1u << (n - 1 - uu)))
+					last = idx;
+	return last;
 }
 
 size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx)
