@@ -1,0 +1,242 @@
+/* The MiniCPM map modes of the Lavender loss, CPU reference (see mcv_maps.h). */
+#include "lavender/mcv_maps.h"
+
+#include <string.h>
+
+#include "lavender/latt.h"
+#include "nn/ctx.h"
+#include "nn/ops/gemm.h"
+#include "nn/ops/resample.h"
+
+int lvd_mcv_parse_map(const char *s, enum lvd_mcv_map *out, struct lvd_error *err)
+{
+	if (s && !strcmp(s, "rollout"))
+		*out = LVD_MCV_MAP_ROLLOUT;
+	else if (s && !strcmp(s, "official"))
+		*out = LVD_MCV_MAP_OFFICIAL;
+	else
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM map '%s' unknown (official, rollout)", s ? s : "");
+	return LVD_OK;
+}
+
+int lvd_mcv_geom_check(struct lvd_mcv_geom *g, struct lvd_error *err)
+{
+	if ((unsigned)g->mode > LVD_MCV_MAP_OFFICIAL)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: mode %d out of range", (int)g->mode);
+	if (g->heads < 1 || g->heads > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: heads %d out of range", g->heads);
+	if (g->Q < 1 || g->Q > 65536)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: %d tokens per picture out of range", g->Q);
+	if (g->cols < 0 || g->rows < 0 || (g->cols == 0) != (g->rows == 0) || (long long)g->cols * g->rows > 63)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: slice grid %dx%d (cols x rows) out of range",
+				     g->cols, g->rows);
+	if (g->n_pics != 1 + g->cols * g->rows)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "MiniCPM maps: %d pictures, the %dx%d slice grid needs 1 + %d", g->n_pics,
+				     g->cols, g->rows, g->cols * g->rows);
+	if (g->grid < 1 || g->grid > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: grid %d out of range [1, 4096]", g->grid);
+	g->n2 = g->n_pics * g->Q;
+	g->ores = 1;
+	while (g->ores * g->ores < g->n2)
+		g->ores++;
+	if (g->mode == LVD_MCV_MAP_OFFICIAL) {
+		g->views = 1;
+		return LVD_OK;
+	}
+	if (g->Hr < 1 || g->Hr > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: %d resampler heads out of range", g->Hr);
+	if (g->Lmax < 1)
+		return lvd_error_set(err, LVD_ERR_INVALID, "MiniCPM maps: patch axis %d out of range", g->Lmax);
+	for (int k = 0; k < g->n_pics; k++) {
+		if (g->th[k] < 1 || g->tw[k] < 1 || (long long)g->th[k] * g->tw[k] > g->Lmax)
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "MiniCPM maps: picture %d's %dx%d patches (th x tw) outside [1, %d patches]",
+					     k, g->th[k], g->tw[k], g->Lmax);
+		if (k > 1 && (g->th[k] != g->th[1] || g->tw[k] != g->tw[1]))
+			return lvd_error_set(err, LVD_ERR_INVALID,
+					     "MiniCPM maps: slice %d is %dx%d patches, slice 1 %dx%d (slices are equal cells)",
+					     k, g->th[k], g->tw[k], g->th[1], g->tw[1]);
+	}
+	g->views = g->n_pics > 1 ? 2 : 1;
+	return LVD_OK;
+}
+
+/* latt's official geometry with one tile of n2 tokens: the official hook exactly */
+static void official_geom(struct lvd_latt_geom *lg, const struct lvd_mcv_geom *g)
+{
+	memset(lg, 0, sizeof *lg);
+	lg->heads = g->heads;
+	lg->S = g->n2;
+	lg->tile_tok = g->n2;
+	lg->patches = 1;
+	lg->tiles_h = lg->tiles_w = 1;
+	lg->patch_px = 1;
+	lg->new_h = lg->new_w = 1;
+	lg->grid = g->grid;
+	lg->official = 1;
+	struct lvd_error e;
+	LVD_ASSERTF(lvd_latt_geom_check(lg, &e) == LVD_OK, "MiniCPM official maps: %s", e.msg);
+}
+
+/* view v's patch grid: the source picture, or the slice canvas */
+static void view_dims(const struct lvd_mcv_geom *g, int v, int *vh, int *vw)
+{
+	*vh = v == 0 ? g->th[0] : g->rows * g->th[1];
+	*vw = v == 0 ? g->tw[0] : g->cols * g->tw[1];
+}
+
+/* the largest picture's patch count */
+static int pic_max(const struct lvd_mcv_geom *g)
+{
+	int n = g->th[0] * g->tw[0];
+	if (g->views > 1 && g->th[1] * g->tw[1] > n)
+		n = g->th[1] * g->tw[1];
+	return n;
+}
+
+/* R̄_k [Q, n_k] for every picture, packed; off[k] its offset */
+static float *rbar_make(struct lvd_ctx *ctx, size_t *off, const float *Rr, const struct lvd_mcv_geom *g)
+{
+	size_t tot = 0;
+	for (int k = 0; k < g->n_pics; k++) {
+		off[k] = tot;
+		tot += (size_t)g->Q * g->th[k] * g->tw[k];
+	}
+	float *rb = lvd_ctx_takef(ctx, tot);
+	const double inv = 1.0 / g->Hr;
+	for (int k = 0; k < g->n_pics; k++) {
+		const int n = g->th[k] * g->tw[k];
+		for (int q = 0; q < g->Q; q++)
+			for (int p = 0; p < n; p++) {
+				double acc = 0;
+				for (int hr = 0; hr < g->Hr; hr++)
+					acc += Rr[(((size_t)k * g->Hr + hr) * g->Q + q) * g->Lmax + p];
+				rb[off[k] + (size_t)q * n + p] = (float)(acc * inv);
+			}
+	}
+	return rb;
+}
+
+/* picture k's block of view v: top-left (y0, x0) on the view's grid */
+static void pic_place(const struct lvd_mcv_geom *g, int k, int *v, int *y0, int *x0)
+{
+	if (k == 0) {
+		*v = *y0 = *x0 = 0;
+		return;
+	}
+	*v = 1;
+	*y0 = ((k - 1) / g->cols) * g->th[1];
+	*x0 = ((k - 1) % g->cols) * g->tw[1];
+}
+
+void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *Rr,
+		      const struct lvd_mcv_geom *g, int R)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_mcv_maps_fwd");
+	LVD_ASSERT(R >= 1 && g->views >= 1);
+	if (g->mode == LVD_MCV_MAP_OFFICIAL) {
+		struct lvd_latt_geom lg;
+		official_geom(&lg, g);
+		lvd_latt_maps_fwd(ctx, out, A, &lg, R);
+		return;
+	}
+	LVD_ASSERT(Rr);
+	const int H = g->heads, N = g->grid;
+	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
+	size_t mk = lvd_ctx_mark(ctx);
+	size_t off[LVD_MCV_MAX_PICS];
+	const float *rb = rbar_make(ctx, off, Rr, g);
+	float *vmap[2] = { NULL, NULL };
+	int vh[2], vw[2];
+	for (int v = 0; v < g->views; v++) {
+		view_dims(g, v, &vh[v], &vw[v]);
+		vmap[v] = lvd_ctx_takef(ctx, RH * vh[v] * vw[v]);
+	}
+	float *Mk = lvd_ctx_takef(ctx, RH * pic_max(g));
+	for (int k = 0; k < g->n_pics; k++) {
+		const int th = g->th[k], tw = g->tw[k], n = th * tw;
+		/* Mk[r, h, p] = Σ_q A[h, r, kQ + q]·R̄_k[q, p], one GEMM per head */
+		for (int h = 0; h < H; h++)
+			lvd_gemm(ctx, 0, 0, R, n, g->Q, 1.0f, A + (size_t)h * R * S + (size_t)k * g->Q, (int)S,
+				 rb + off[k], n, 0.0f, Mk + (size_t)h * n, H * n);
+		int v, y0, x0;
+		pic_place(g, k, &v, &y0, &x0);
+		for (size_t rh = 0; rh < RH; rh++)
+			for (int y = 0; y < th; y++)
+				memcpy(vmap[v] + (rh * vh[v] + y0 + y) * vw[v] + x0, Mk + rh * n + (size_t)y * tw,
+				       (size_t)tw * sizeof *Mk);
+	}
+	for (int v = 0; v < g->views; v++)
+		lvd_resample_areaw_fwd(ctx, out + (size_t)v * RH * N * N, vmap[v], R, H, vh[v], vw[v], N, N,
+				       (double)vh[v], (double)vh[v] / N, (double)vw[v], (double)vw[v] / N);
+	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *dRr, const float *dout, const float *A,
+		      const float *Rr, const struct lvd_mcv_geom *g, int R)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_mcv_maps_bwd");
+	LVD_ASSERT(R >= 1 && g->views >= 1);
+	if (!dA && !dRr)
+		return;
+	if (g->mode == LVD_MCV_MAP_OFFICIAL) {
+		if (dA) {
+			struct lvd_latt_geom lg;
+			official_geom(&lg, g);
+			lvd_latt_maps_bwd(ctx, dA, dout, &lg, R);
+		}
+		return;
+	}
+	LVD_ASSERT(A && Rr);
+	const int H = g->heads, N = g->grid, Q = g->Q;
+	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
+	size_t mk = lvd_ctx_mark(ctx);
+	size_t off[LVD_MCV_MAX_PICS];
+	const float *rb = rbar_make(ctx, off, Rr, g);
+	float *dv[2] = { NULL, NULL };
+	int vh[2], vw[2];
+	for (int v = 0; v < g->views; v++) {
+		view_dims(g, v, &vh[v], &vw[v]);
+		size_t n = RH * vh[v] * vw[v];
+		dv[v] = lvd_ctx_takef(ctx, n);
+		memset(dv[v], 0, n * sizeof *dv[v]);
+		lvd_resample_areaw_bwd(ctx, dv[v], dout + (size_t)v * RH * N * N, R, H, vh[v], vw[v], N, N,
+				       (double)vh[v], (double)vh[v] / N, (double)vw[v], (double)vw[v] / N);
+	}
+	const int nmax = pic_max(g);
+	float *dMk = lvd_ctx_takef(ctx, RH * nmax);
+	float *drb = dRr ? lvd_ctx_takef(ctx, (size_t)Q * nmax) : NULL;
+	for (int k = 0; k < g->n_pics; k++) {
+		const int th = g->th[k], tw = g->tw[k], n = th * tw;
+		int v, y0, x0;
+		pic_place(g, k, &v, &y0, &x0);
+		for (size_t rh = 0; rh < RH; rh++)
+			for (int y = 0; y < th; y++)
+				memcpy(dMk + rh * n + (size_t)y * tw, dv[v] + (rh * vh[v] + y0 + y) * vw[v] + x0,
+				       (size_t)tw * sizeof *dMk);
+		if (drb)
+			memset(drb, 0, (size_t)Q * n * sizeof *drb);
+		for (int h = 0; h < H; h++) {
+			const float *Ah = A + (size_t)h * R * S + (size_t)k * Q;
+			const float *dMh = dMk + (size_t)h * n;
+			/* dA_h[R, Q] += dM_h[R, n]·R̄_kᵀ;  dR̄_k[Q, n] += A_hᵀ·dM_h */
+			if (dA)
+				lvd_gemm(ctx, 0, 1, R, Q, n, 1.0f, dMh, H * n, rb + off[k], n, 1.0f,
+					 dA + (size_t)h * R * S + (size_t)k * Q, (int)S);
+			if (drb)
+				lvd_gemm(ctx, 1, 0, Q, n, R, 1.0f, Ah, (int)S, dMh, H * n, 1.0f, drb, n);
+		}
+		if (drb) {
+			const float inv = 1.0f / (float)g->Hr;
+			for (int hr = 0; hr < g->Hr; hr++)
+				for (int q = 0; q < Q; q++) {
+					float *d = dRr + (((size_t)k * g->Hr + hr) * Q + q) * g->Lmax;
+					const float *s = drb + (size_t)q * n;
+					for (int p = 0; p < n; p++)
+						d[p] += s[p] * inv;
+				}
+		}
+	}
+	lvd_ctx_release(ctx, mk);
+}
