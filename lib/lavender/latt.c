@@ -606,7 +606,8 @@ static int is_mcv(const struct lvd_latt_sample *s)
 	return s->geom.kind == LVD_LATT_GEOM_MINICPM;
 }
 
-/* out[R, H, GH, GW] of captured layer `layer` (R = V·the sample's rows for MiniCPM) */
+/* out[R, H, GH, GW] of captured layer `layer` (R = V·the sample's rows for MiniCPM; a
+ * prepared MiniCPM sample carries R̄ in rprobs and dR̄ in drprobs, see prepare) */
 static void maps_fwd(struct lvd_ctx *ctx, float *out, const struct lvd_latt_sample *s, int layer, int R)
 {
 	if (is_mcv(s))
@@ -631,13 +632,28 @@ static void maps_bwd(struct lvd_ctx *ctx, float *const *dprobs, const float *dou
 		lvd_latt_maps_bwd(ctx, dprobs[layer], dout, &s->geom, R);
 }
 
-/* The sample as the loss sees it: with V > 1 views (MiniCPM rollout with slices) V·R
- * rows and V·W words, view-major (word v·W + w = word w's rows r -> v·R + r, same
- * target); arrays from ctx's workspace (the caller releases). */
-static struct lvd_latt_sample views_expand(struct lvd_ctx *ctx, const struct lvd_latt_sample *s)
+/* The sample as the loss sees it. MiniCPM rollout: rprobs = R̄ (lvd_mcv_rbar_fwd, once
+ * for all layers) and drprobs = a zeroed dR̄ when s wants dRr (finish spreads it); with
+ * V > 1 views, V·R rows and V·W words, view-major (word v·W + w = word w's rows
+ * r -> v·R + r, same target). Arrays from ctx's workspace (the caller releases). */
+static struct lvd_latt_sample prepare(struct lvd_ctx *ctx, const struct lvd_latt_sample *s)
 {
 	const int V = lvd_latt_views(&s->geom);
 	struct lvd_latt_sample x = *s;
+	if (is_mcv(s)) {
+		const struct lvd_mcv_geom *g = &s->geom.mcv;
+		x.drprobs = NULL;
+		if (g->mode == LVD_MCV_MAP_ROLLOUT) {
+			const size_t n = lvd_mcv_rbar_floats(g);
+			float *rbar = lvd_ctx_takef(ctx, n);
+			lvd_mcv_rbar_fwd(ctx, rbar, s->rprobs, g);
+			x.rprobs = rbar;
+			if (s->drprobs) {
+				x.drprobs = lvd_ctx_takef(ctx, n);
+				memset(x.drprobs, 0, n * sizeof *x.drprobs);
+			}
+		}
+	}
 	if (V == 1)
 		return x;
 	size_t nr = 0;
@@ -660,6 +676,13 @@ static struct lvd_latt_sample views_expand(struct lvd_ctx *ctx, const struct lvd
 	x.W = V * s->W;
 	x.words = wd;
 	return x;
+}
+
+/* s's dRr += the prepared sample's dR̄ over the resampler heads */
+static void finish(const struct lvd_latt_sample *s, const struct lvd_latt_sample *x)
+{
+	if (x->drprobs)
+		lvd_mcv_rbar_bwd(s->drprobs, x->drprobs, &s->geom.mcv);
 }
 
 /* lvd_latt_sample_loss on a checked, expanded sample */
@@ -874,12 +897,13 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	struct lvd_error e;
 	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_sample_loss: %s", e.msg);
 	LVD_ASSERT(pair_count > 0);
-	const int V = lvd_latt_views(&s->geom);
-	if (V == 1)
+	if (!is_mcv(s))
 		return sample_loss_core(ctx, loss, dparams, dprobs, s, params, cfg, pair_count, dscale, tr);
+	const int V = lvd_latt_views(&s->geom);
 	size_t mk = lvd_ctx_mark(ctx);
-	struct lvd_latt_sample x = views_expand(ctx, s);
+	struct lvd_latt_sample x = prepare(ctx, s);
 	int m = sample_loss_core(ctx, loss, dparams, dprobs, &x, params, cfg, pair_count * V, dscale, tr);
+	finish(s, &x);
 	lvd_ctx_release(ctx, mk);
 	return m / V;
 }
@@ -894,7 +918,9 @@ void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const s
 			   : lvd_ctx_takef(ctx, (size_t)lvd_latt_views(&s->geom) * s->W * s->geom.gh * s->geom.gw + 1);
 	tr.raw_words = raw;
 	double unused = 0;
-	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, s, params, cfg, 1.0, 0.0f, &tr);
+	struct lvd_latt_sample x = *s;
+	x.drprobs = NULL;
+	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, &x, params, cfg, 1.0, 0.0f, &tr);
 	lvd_ctx_release(ctx, mk);
 }
 
@@ -907,7 +933,8 @@ void lvd_latt_raw_word_maps(struct lvd_ctx *ctx, float *per_layer, float *mean, 
 	if (!s->W || (!per_layer && !mean))
 		return;
 	size_t mk = lvd_ctx_mark(ctx);
-	const struct lvd_latt_sample x = views_expand(ctx, s);
+	struct lvd_latt_sample x = prepare(ctx, s);
+	x.drprobs = NULL;
 	s = &x;
 	const struct lvd_latt_geom *g = &s->geom;
 	const int R = s->R, H = g->heads, W = s->W;

@@ -95,27 +95,63 @@ static int pic_max(const struct lvd_mcv_geom *g)
 	return n;
 }
 
-/* R̄_k [Q, n_k] for every picture, packed; off[k] its offset */
-static float *rbar_make(struct lvd_ctx *ctx, size_t *off, const float *Rr, const struct lvd_mcv_geom *g)
+size_t lvd_mcv_rbar_floats(const struct lvd_mcv_geom *g)
+{
+	size_t tot = 0;
+	for (int k = 0; k < g->n_pics; k++)
+		tot += (size_t)g->Q * g->th[k] * g->tw[k];
+	return tot;
+}
+
+/* picture k's offset in the packed R̄ */
+static void rbar_offsets(size_t *off, const struct lvd_mcv_geom *g)
 {
 	size_t tot = 0;
 	for (int k = 0; k < g->n_pics; k++) {
 		off[k] = tot;
 		tot += (size_t)g->Q * g->th[k] * g->tw[k];
 	}
-	float *rb = lvd_ctx_takef(ctx, tot);
+}
+
+void lvd_mcv_rbar_fwd(struct lvd_ctx *ctx, float *rbar, const float *Rr, const struct lvd_mcv_geom *g)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_mcv_rbar_fwd");
+	LVD_ASSERT(g->mode == LVD_MCV_MAP_ROLLOUT);
+	size_t mk = lvd_ctx_mark(ctx);
+	double *acc = lvd_ctx_take(ctx, (size_t)g->Q * pic_max(g) * sizeof *acc);
 	const double inv = 1.0 / g->Hr;
 	for (int k = 0; k < g->n_pics; k++) {
 		const int n = g->th[k] * g->tw[k];
-		for (int q = 0; q < g->Q; q++)
-			for (int p = 0; p < n; p++) {
-				double acc = 0;
-				for (int hr = 0; hr < g->Hr; hr++)
-					acc += Rr[(((size_t)k * g->Hr + hr) * g->Q + q) * g->Lmax + p];
-				rb[off[k] + (size_t)q * n + p] = (float)(acc * inv);
+		memset(acc, 0, (size_t)g->Q * n * sizeof *acc);
+		for (int hr = 0; hr < g->Hr; hr++)
+			for (int q = 0; q < g->Q; q++) {
+				const float *src = Rr + (((size_t)k * g->Hr + hr) * g->Q + q) * g->Lmax;
+				double *a = acc + (size_t)q * n;
+				for (int p = 0; p < n; p++)
+					a[p] += src[p];
 			}
+		for (size_t i = 0; i < (size_t)g->Q * n; i++)
+			rbar[i] = (float)(acc[i] * inv);
+		rbar += (size_t)g->Q * n;
 	}
-	return rb;
+	lvd_ctx_release(ctx, mk);
+}
+
+void lvd_mcv_rbar_bwd(float *dRr, const float *drbar, const struct lvd_mcv_geom *g)
+{
+	LVD_ASSERT(g->mode == LVD_MCV_MAP_ROLLOUT);
+	const float inv = 1.0f / (float)g->Hr;
+	for (int k = 0; k < g->n_pics; k++) {
+		const int n = g->th[k] * g->tw[k];
+		for (int hr = 0; hr < g->Hr; hr++)
+			for (int q = 0; q < g->Q; q++) {
+				float *d = dRr + (((size_t)k * g->Hr + hr) * g->Q + q) * g->Lmax;
+				const float *s = drbar + (size_t)q * n;
+				for (int p = 0; p < n; p++)
+					d[p] += s[p] * inv;
+			}
+		drbar += (size_t)g->Q * n;
+	}
 }
 
 /* picture k's block of view v: top-left (y0, x0) on the view's grid */
@@ -130,7 +166,7 @@ static void pic_place(const struct lvd_mcv_geom *g, int k, int *v, int *y0, int 
 	*x0 = ((k - 1) % g->cols) * g->tw[1];
 }
 
-void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *Rr,
+void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *rbar,
 		      const struct lvd_mcv_geom *g, int R)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_mcv_maps_fwd");
@@ -141,12 +177,13 @@ void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const flo
 		lvd_latt_maps_fwd(ctx, out, A, &lg, R);
 		return;
 	}
-	LVD_ASSERT(Rr);
+	LVD_ASSERT(rbar);
 	const int H = g->heads, N = g->grid;
 	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t off[LVD_MCV_MAX_PICS];
-	const float *rb = rbar_make(ctx, off, Rr, g);
+	rbar_offsets(off, g);
+	const float *rb = rbar;
 	float *vmap[2] = { NULL, NULL };
 	int vh[2], vw[2];
 	for (int v = 0; v < g->views; v++) {
@@ -156,16 +193,17 @@ void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const flo
 	float *Mk = lvd_ctx_takef(ctx, RH * pic_max(g));
 	for (int k = 0; k < g->n_pics; k++) {
 		const int th = g->th[k], tw = g->tw[k], n = th * tw;
-		/* Mk[r, h, p] = Σ_q A[h, r, kQ + q]·R̄_k[q, p], one GEMM per head */
-		for (int h = 0; h < H; h++)
-			lvd_gemm(ctx, 0, 0, R, n, g->Q, 1.0f, A + (size_t)h * R * S + (size_t)k * g->Q, (int)S,
-				 rb + off[k], n, 0.0f, Mk + (size_t)h * n, H * n);
+		/* Mk[h, r, p] = Σ_q A[h, r, kQ + q]·R̄_k[q, p]: the H·R rows of A are S apart */
+		lvd_gemm(ctx, 0, 0, (int)RH, n, g->Q, 1.0f, A + (size_t)k * g->Q, (int)S, rb + off[k], n, 0.0f, Mk, n);
 		int v, y0, x0;
 		pic_place(g, k, &v, &y0, &x0);
-		for (size_t rh = 0; rh < RH; rh++)
-			for (int y = 0; y < th; y++)
-				memcpy(vmap[v] + (rh * vh[v] + y0 + y) * vw[v] + x0, Mk + rh * n + (size_t)y * tw,
-				       (size_t)tw * sizeof *Mk);
+		for (int h = 0; h < H; h++)
+			for (int r = 0; r < R; r++) {
+				const float *m = Mk + ((size_t)h * R + r) * n;
+				float *d = vmap[v] + (((size_t)r * H + h) * vh[v] + y0) * vw[v] + x0;
+				for (int y = 0; y < th; y++)
+					memcpy(d + (size_t)y * vw[v], m + (size_t)y * tw, (size_t)tw * sizeof *m);
+			}
 	}
 	for (int v = 0; v < g->views; v++)
 		lvd_resample_areaw_fwd(ctx, out + (size_t)v * RH * N * N, vmap[v], R, H, vh[v], vw[v], N, N,
@@ -173,12 +211,12 @@ void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const flo
 	lvd_ctx_release(ctx, mk);
 }
 
-void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *dRr, const float *dout, const float *A,
-		      const float *Rr, const struct lvd_mcv_geom *g, int R)
+void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *drbar, const float *dout, const float *A,
+		      const float *rbar, const struct lvd_mcv_geom *g, int R)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_mcv_maps_bwd");
 	LVD_ASSERT(R >= 1 && g->views >= 1);
-	if (!dA && !dRr)
+	if (!dA && !drbar)
 		return;
 	if (g->mode == LVD_MCV_MAP_OFFICIAL) {
 		if (dA) {
@@ -188,12 +226,13 @@ void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *dRr, const float *d
 		}
 		return;
 	}
-	LVD_ASSERT(A && Rr);
+	LVD_ASSERT(A && rbar);
 	const int H = g->heads, N = g->grid, Q = g->Q;
 	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t off[LVD_MCV_MAX_PICS];
-	const float *rb = rbar_make(ctx, off, Rr, g);
+	rbar_offsets(off, g);
+	const float *rb = rbar;
 	float *dv[2] = { NULL, NULL };
 	int vh[2], vw[2];
 	for (int v = 0; v < g->views; v++) {
@@ -206,37 +245,22 @@ void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *dRr, const float *d
 	}
 	const int nmax = pic_max(g);
 	float *dMk = lvd_ctx_takef(ctx, RH * nmax);
-	float *drb = dRr ? lvd_ctx_takef(ctx, (size_t)Q * nmax) : NULL;
 	for (int k = 0; k < g->n_pics; k++) {
 		const int th = g->th[k], tw = g->tw[k], n = th * tw;
 		int v, y0, x0;
 		pic_place(g, k, &v, &y0, &x0);
-		for (size_t rh = 0; rh < RH; rh++)
-			for (int y = 0; y < th; y++)
-				memcpy(dMk + rh * n + (size_t)y * tw, dv[v] + (rh * vh[v] + y0 + y) * vw[v] + x0,
-				       (size_t)tw * sizeof *dMk);
-		if (drb)
-			memset(drb, 0, (size_t)Q * n * sizeof *drb);
-		for (int h = 0; h < H; h++) {
-			const float *Ah = A + (size_t)h * R * S + (size_t)k * Q;
-			const float *dMh = dMk + (size_t)h * n;
-			/* dA_h[R, Q] += dM_h[R, n]·R̄_kᵀ;  dR̄_k[Q, n] += A_hᵀ·dM_h */
-			if (dA)
-				lvd_gemm(ctx, 0, 1, R, Q, n, 1.0f, dMh, H * n, rb + off[k], n, 1.0f,
-					 dA + (size_t)h * R * S + (size_t)k * Q, (int)S);
-			if (drb)
-				lvd_gemm(ctx, 1, 0, Q, n, R, 1.0f, Ah, (int)S, dMh, H * n, 1.0f, drb, n);
-		}
-		if (drb) {
-			const float inv = 1.0f / (float)g->Hr;
-			for (int hr = 0; hr < g->Hr; hr++)
-				for (int q = 0; q < Q; q++) {
-					float *d = dRr + (((size_t)k * g->Hr + hr) * Q + q) * g->Lmax;
-					const float *s = drb + (size_t)q * n;
-					for (int p = 0; p < n; p++)
-						d[p] += s[p] * inv;
-				}
-		}
+		for (int h = 0; h < H; h++)
+			for (int r = 0; r < R; r++) {
+				float *m = dMk + ((size_t)h * R + r) * n;
+				const float *d = dv[v] + (((size_t)r * H + h) * vh[v] + y0) * vw[v] + x0;
+				for (int y = 0; y < th; y++)
+					memcpy(m + (size_t)y * tw, d + (size_t)y * vw[v], (size_t)tw * sizeof *m);
+			}
+		/* dA[H·R, Q] += dM[H·R, n]·R̄_kᵀ;  dR̄_k[Q, n] += Aᵀ·dM (the H·R rows S apart) */
+		if (dA)
+			lvd_gemm(ctx, 0, 1, (int)RH, Q, n, 1.0f, dMk, n, rb + off[k], n, 1.0f, dA + (size_t)k * Q, (int)S);
+		if (drbar)
+			lvd_gemm(ctx, 1, 0, Q, n, (int)RH, 1.0f, A + (size_t)k * Q, (int)S, dMk, n, 1.0f, drbar + off[k], n);
 	}
 	lvd_ctx_release(ctx, mk);
 }

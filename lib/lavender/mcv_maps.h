@@ -37,12 +37,13 @@
  *   patches (rows sum to 1), so M_k holds the attention mass A gives picture k, moved to
  *   the patches; per-head maps would multiply the Aligner's input channels by Hr.
  *
- * Output maps [V·R, H, N, N], view-major (row v·R + r is view v of row r). Backward:
- *   dA [H, R, n2] += adjoint, dRr [NI, Hr, Q, Lmax] += dR̄_k / Hr on every resampler head
- *   (padding columns untouched), both ACCUMULATE, either may be NULL.
+ * Output maps [V·R, H, N, N], view-major (row v·R + r is view v of row r). The maps take
+ * R̄ (lvd_mcv_rbar_fwd, once per sample: it does not depend on the LLM layer); the
+ * backward gives dA [H, R, n2] and dR̄, and lvd_mcv_rbar_bwd spreads dR̄ / Hr over the
+ * resampler heads of dRr [NI, Hr, Q, Lmax] (padding columns untouched). All ACCUMULATE.
  *
- * Work memory from ctx's workspace (rollout: Σ_k Q·th_k·tw_k floats of R̄ plus
- * R·H·(th_0·tw_0 + the canvas) floats of maps). CPU only. */
+ * Work memory from ctx's workspace (rollout: R·H·(th_0·tw_0 + the canvas + the largest
+ * picture) floats of maps, Q·th·tw doubles for R̄). CPU only. */
 #ifndef LVD_LAVENDER_MCV_MAPS_H
 #define LVD_LAVENDER_MCV_MAPS_H
 
@@ -86,14 +87,24 @@ int lvd_mcv_geom_check(struct lvd_mcv_geom *g, struct lvd_error *err);
 /* Parses "official" / "rollout" (the --minicpm-map values). LVD_ERR_INVALID otherwise. */
 int lvd_mcv_parse_map(const char *s, enum lvd_mcv_map *out, struct lvd_error *err);
 
-/* out[V·R, H, N, N] from A [H, R, n2] and Rr [NI, Hr, Q, Lmax] (rollout; NULL allowed
+/* The resampler head mean R̄, packed per picture: rbar [Σ_k Q·th_k·tw_k] (picture k's
+ * [Q, th_k·tw_k] after the earlier ones) from Rr [NI, Hr, Q, Lmax] (sums in double).
+ * Layer-independent: compute it once per sample. Rollout only. */
+size_t lvd_mcv_rbar_floats(const struct lvd_mcv_geom *g);
+void lvd_mcv_rbar_fwd(struct lvd_ctx *ctx, float *rbar, const float *Rr, const struct lvd_mcv_geom *g);
+/* dRr [NI, Hr, Q, Lmax] += drbar / Hr on every resampler head (ACCUMULATES; padding
+ * columns untouched). */
+void lvd_mcv_rbar_bwd(float *dRr, const float *drbar, const struct lvd_mcv_geom *g);
+
+/* out[V·R, H, N, N] from A [H, R, n2] and rbar (lvd_mcv_rbar_fwd; rollout; NULL allowed
  * for official). A checked g. */
-void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *Rr,
+void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *rbar,
 		      const struct lvd_mcv_geom *g, int R);
-/* dA [H, R, n2] and dRr [NI, Hr, Q, Lmax] += the adjoint applied to dout [V·R, H, N, N]
- * (ACCUMULATE; each may be NULL; the rollout needs A and Rr, the official neither). */
-void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *dRr, const float *dout, const float *A,
-		      const float *Rr, const struct lvd_mcv_geom *g, int R);
+/* dA [H, R, n2] and drbar (packed as rbar) += the adjoint applied to dout [V·R, H, N, N]
+ * (ACCUMULATE; each may be NULL; the rollout needs A and rbar, the official neither;
+ * official leaves drbar alone). */
+void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *drbar, const float *dout, const float *A,
+		      const float *rbar, const struct lvd_mcv_geom *g, int R);
 
 #ifdef __cplusplus
 }

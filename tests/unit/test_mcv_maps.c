@@ -422,8 +422,9 @@ static double dot(const float *a, const float *b, size_t n)
 	return s;
 }
 
-/* <maps(A, Rr), D> = <A, dA> = <Rr, dRr> (the maps are linear in A and in Rr, so the
- * backward is exact iff both hold), and dRr's padding columns keep their old values */
+/* <maps(A, R̄(Rr)), D> = <A, dA> = <R̄, dR̄> = <Rr, dRr> (the maps are linear in A and in
+ * R̄, R̄ linear in Rr, so the backward is exact iff these hold), and dRr's padding columns
+ * keep their old values */
 static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 {
 	struct lvd_ctx *ctx = mkctx(1);
@@ -452,6 +453,8 @@ static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 	const size_t nO = (size_t)V * R * g.heads * N * N;
 	float *A = malloc(nA * 4), *Rr = malloc(nR * 4), *D = malloc(nO * 4), *O = malloc(nO * 4);
 	float *dA = calloc(nA, 4), *dRr = malloc(nR * 4), *dA2 = calloc(nA, 4), *dRr2 = calloc(nR, 4);
+	const size_t nb = mode == LVD_MCV_MAP_ROLLOUT ? lvd_mcv_rbar_floats(&g) : 1;
+	float *rb = calloc(nb, 4), *drb = calloc(nb, 4), *drb2 = calloc(nb, 4);
 	uint64_t s = 42;
 	for (size_t i = 0; i < nA; i++)
 		A[i] = urand(&s);
@@ -468,9 +471,18 @@ static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 				Rr[((size_t)k * g.Hr * g.Q + i) * g.Lmax + p] = 1e6f;
 				dRr[((size_t)k * g.Hr * g.Q + i) * g.Lmax + p] = 7.0f;
 			}
-	lvd_mcv_maps_fwd(ctx, O, A, Rr, &g, R);
-	lvd_mcv_maps_bwd(ctx, dA, dRr, D, A, Rr, &g, R);
+	if (mode == LVD_MCV_MAP_ROLLOUT)
+		lvd_mcv_rbar_fwd(ctx, rb, Rr, &g);
+	lvd_mcv_maps_fwd(ctx, O, A, mode == LVD_MCV_MAP_ROLLOUT ? rb : NULL, &g, R);
+	lvd_mcv_maps_bwd(ctx, dA, drb, D, A, rb, &g, R);
+	if (mode == LVD_MCV_MAP_ROLLOUT)
+		lvd_mcv_rbar_bwd(dRr, drb, &g);
 	const double od = dot(O, D, nO);
+	if (mode == LVD_MCV_MAP_ROLLOUT)
+		CHECKF(fabs(dot(rb, drb, nb) - od) <= 1e-5 * fabs(od) + 1e-6, "<rbar, drbar> %.9g vs <maps, D> %.9g",
+		       dot(rb, drb, nb), od);
+	else
+		CHECK(lvd_gold_max_abs(drb, nb) == 0);
 	CHECKF(fabs(dot(A, dA, nA) - od) <= 1e-5 * fabs(od) + 1e-6, "<A, dA> %.9g vs <maps, D> %.9g", dot(A, dA, nA),
 	       od);
 	double rd = 0;
@@ -489,16 +501,18 @@ static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 		CHECKF(fabs(rd - od) <= 1e-5 * fabs(od) + 1e-6, "<Rr, dRr> %.9g vs <maps, D> %.9g", rd, od);
 	else
 		CHECK(rd == 0);
-	/* NULL rules and accumulation: dA alone and dRr alone give the same; twice doubles */
-	lvd_mcv_maps_bwd(ctx, dA2, NULL, D, A, Rr, &g, R);
+	/* NULL rules and accumulation: dA alone and dR̄ alone give the same; twice doubles */
+	lvd_mcv_maps_bwd(ctx, dA2, NULL, D, A, rb, &g, R);
 	CHECK(!memcmp(dA, dA2, nA * 4));
-	lvd_mcv_maps_bwd(ctx, dA2, NULL, D, A, Rr, &g, R);
+	lvd_mcv_maps_bwd(ctx, dA2, NULL, D, A, rb, &g, R);
 	int twice = 1;
 	for (size_t i = 0; i < nA; i++)
 		twice &= fabsf(dA2[i] - 2 * dA[i]) <= 1e-6f * fabsf(dA[i]) + 1e-9f;
 	CHECK(twice);
 	if (mode == LVD_MCV_MAP_ROLLOUT) {
-		lvd_mcv_maps_bwd(ctx, NULL, dRr2, D, A, Rr, &g, R);
+		lvd_mcv_maps_bwd(ctx, NULL, drb2, D, A, rb, &g, R);
+		CHECK(!memcmp(drb, drb2, nb * 4));
+		lvd_mcv_rbar_bwd(dRr2, drb2, &g);
 		int same = 1;
 		for (int k = 0; k < g.n_pics; k++)
 			for (int i = 0; i < g.Hr * g.Q; i++)
@@ -517,7 +531,7 @@ static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 		float *A1 = malloc((size_t)g.heads * R * g.Q * 4), *O1 = malloc(nO / 2 * 4);
 		for (size_t hr = 0; hr < (size_t)g.heads * R; hr++)
 			memcpy(A1 + hr * g.Q, A + hr * g.n2, (size_t)g.Q * 4);
-		lvd_mcv_maps_fwd(ctx, O1, A1, Rr, &g1, R);
+		lvd_mcv_maps_fwd(ctx, O1, A1, rb, &g1, R);
 		CHECK_CLOSE("source view", O1, O, nO / 2, 0, 1e-6);
 		free(A1);
 		free(O1);
@@ -530,6 +544,9 @@ static void adjoint_case(enum lvd_mcv_map mode, int cols, int rows, int N)
 	free(dRr);
 	free(dA2);
 	free(dRr2);
+	free(rb);
+	free(drb);
+	free(drb2);
 	lvd_ctx_destroy(ctx);
 }
 
