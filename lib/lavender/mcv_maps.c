@@ -95,22 +95,21 @@ static int pic_max(const struct lvd_mcv_geom *g)
 	return n;
 }
 
-size_t lvd_mcv_rbar_floats(const struct lvd_mcv_geom *g)
-{
-	size_t tot = 0;
-	for (int k = 0; k < g->n_pics; k++)
-		tot += (size_t)g->Q * g->th[k] * g->tw[k];
-	return tot;
-}
-
-/* picture k's offset in the packed R̄ */
-static void rbar_offsets(size_t *off, const struct lvd_mcv_geom *g)
+/* picture k's offset in the packed R̄ (off may be NULL); returns the total */
+static size_t rbar_offsets(size_t *off, const struct lvd_mcv_geom *g)
 {
 	size_t tot = 0;
 	for (int k = 0; k < g->n_pics; k++) {
-		off[k] = tot;
+		if (off)
+			off[k] = tot;
 		tot += (size_t)g->Q * g->th[k] * g->tw[k];
 	}
+	return tot;
+}
+
+size_t lvd_mcv_rbar_floats(const struct lvd_mcv_geom *g)
+{
+	return rbar_offsets(NULL, g);
 }
 
 void lvd_mcv_rbar_fwd(struct lvd_ctx *ctx, float *rbar, const float *Rr, const struct lvd_mcv_geom *g)

@@ -90,6 +90,8 @@ static void free_case(struct mcase *c)
 	}
 }
 
+static int g_lean; /* cfg.lean for the cases loaded next */
+
 static void load_case(struct mcase *c, int ci)
 {
 	char k[128];
@@ -112,6 +114,7 @@ static void load_case(struct mcase *c, int ci)
 	c->cfg.n_layers = cfg[7];
 	for (int i = 0; i < cfg[7]; i++)
 		c->cfg.layers[i] = cfg[8 + i];
+	c->cfg.lean = g_lean;
 	struct lvd_error e;
 	REQUIRE(lvd_latt_cfg_check(&c->cfg, &e) == LVD_OK);
 	struct lvd_aligner_layout lay;
@@ -322,6 +325,13 @@ static void test_golden_rollout_deep_max_before(void) { run_golden_case(1, 1); }
 static void test_golden_official_shrink(void) { run_golden_case(2, 1); }
 static void test_golden_official_light_max(void) { run_golden_case(3, 1); }
 static void test_golden_threads(void) { run_golden_case(0, 2); }
+static void test_golden_lean(void)
+{
+	g_lean = 1;
+	run_golden_case(0, 1);
+	run_golden_case(3, 2);
+	g_lean = 0;
+}
 
 /* ---- finite differences of the whole L_att ---------------------------------------------- */
 
@@ -657,6 +667,7 @@ int main(int argc, char **argv)
 		TEST(test_golden_official_shrink),
 		TEST(test_golden_official_light_max),
 		TEST(test_golden_threads),
+		TEST(test_golden_lean),
 		TEST(test_fd_rollout),
 		TEST(test_fd_official),
 		TEST(test_adjoint_rollout_slices),
