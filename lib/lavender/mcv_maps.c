@@ -153,16 +153,26 @@ void lvd_mcv_rbar_bwd(float *dRr, const float *drbar, const struct lvd_mcv_geom 
 	}
 }
 
-/* picture k's block of view v: top-left (y0, x0) on the view's grid */
-static void pic_place(const struct lvd_mcv_geom *g, int k, int *v, int *y0, int *x0)
+/* Picture k's map Mk [H, R, th_k·tw_k] and its block of its view [R, H, vh, vw] (the
+ * source view for k = 0, else the slice canvas at ((k-1)/cols, (k-1)%cols)): copied into
+ * the view (to_view) or back out of it. */
+static void pic_copy(float *const *view, float *Mk, const struct lvd_mcv_geom *g, int k, int R, int to_view)
 {
-	if (k == 0) {
-		*v = *y0 = *x0 = 0;
-		return;
-	}
-	*v = 1;
-	*y0 = ((k - 1) / g->cols) * g->th[1];
-	*x0 = ((k - 1) % g->cols) * g->tw[1];
+	const int H = g->heads, th = g->th[k], tw = g->tw[k], n = th * tw;
+	const int v = k > 0, y0 = k ? ((k - 1) / g->cols) * g->th[1] : 0, x0 = k ? ((k - 1) % g->cols) * g->tw[1] : 0;
+	int vh, vw;
+	view_dims(g, v, &vh, &vw);
+	for (int h = 0; h < H; h++)
+		for (int r = 0; r < R; r++) {
+			float *m = Mk + ((size_t)h * R + r) * n;
+			float *d = view[v] + (((size_t)r * H + h) * vh + y0) * vw + x0;
+			for (int y = 0; y < th; y++) {
+				if (to_view)
+					memcpy(d + (size_t)y * vw, m + (size_t)y * tw, (size_t)tw * sizeof *m);
+				else
+					memcpy(m + (size_t)y * tw, d + (size_t)y * vw, (size_t)tw * sizeof *m);
+			}
+		}
 }
 
 void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const float *rbar,
@@ -194,15 +204,7 @@ void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const flo
 		const int th = g->th[k], tw = g->tw[k], n = th * tw;
 		/* Mk[h, r, p] = Σ_q A[h, r, kQ + q]·R̄_k[q, p]: the H·R rows of A are S apart */
 		lvd_gemm(ctx, 0, 0, (int)RH, n, g->Q, 1.0f, A + (size_t)k * g->Q, (int)S, rb + off[k], n, 0.0f, Mk, n);
-		int v, y0, x0;
-		pic_place(g, k, &v, &y0, &x0);
-		for (int h = 0; h < H; h++)
-			for (int r = 0; r < R; r++) {
-				const float *m = Mk + ((size_t)h * R + r) * n;
-				float *d = vmap[v] + (((size_t)r * H + h) * vh[v] + y0) * vw[v] + x0;
-				for (int y = 0; y < th; y++)
-					memcpy(d + (size_t)y * vw[v], m + (size_t)y * tw, (size_t)tw * sizeof *m);
-			}
+		pic_copy(vmap, Mk, g, k, R, 1);
 	}
 	for (int v = 0; v < g->views; v++)
 		lvd_resample_areaw_fwd(ctx, out + (size_t)v * RH * N * N, vmap[v], R, H, vh[v], vw[v], N, N,
@@ -246,15 +248,7 @@ void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *drbar, const float 
 	float *dMk = lvd_ctx_takef(ctx, RH * nmax);
 	for (int k = 0; k < g->n_pics; k++) {
 		const int th = g->th[k], tw = g->tw[k], n = th * tw;
-		int v, y0, x0;
-		pic_place(g, k, &v, &y0, &x0);
-		for (int h = 0; h < H; h++)
-			for (int r = 0; r < R; r++) {
-				float *m = dMk + ((size_t)h * R + r) * n;
-				const float *d = dv[v] + (((size_t)r * H + h) * vh[v] + y0) * vw[v] + x0;
-				for (int y = 0; y < th; y++)
-					memcpy(m + (size_t)y * tw, d + (size_t)y * vw[v], (size_t)tw * sizeof *m);
-			}
+		pic_copy(dv, dMk, g, k, R, 0);
 		/* dA[H·R, Q] += dM[H·R, n]·R̄_kᵀ;  dR̄_k[Q, n] += Aᵀ·dM (the H·R rows S apart) */
 		if (dA)
 			lvd_gemm(ctx, 0, 1, (int)RH, Q, n, 1.0f, dMk, n, rb + off[k], n, 1.0f, dA + (size_t)k * Q, (int)S);
