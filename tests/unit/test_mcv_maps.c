@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "golden_util.h"
+#include "latt_golden.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
@@ -96,45 +97,10 @@ static void load_case(struct mcase *c, int ci)
 {
 	char k[128];
 	memset(c, 0, sizeof *c);
-	snprintf(k, sizeof k, "c%d.cfg", ci);
-	size_t n;
-	float *cf = lvd_gold_f32(g_st, k, &n);
-	REQUIRE(cf && n >= 8);
-	int cfg[16];
-	for (size_t i = 0; i < n && i < 16; i++)
-		cfg[i] = (int)cf[i];
-	free(cf);
-	const int mode = cfg[0], grid = cfg[1];
-	lvd_latt_cfg_default(&c->cfg, M_H, M_LC);
-	c->cfg.aligner.depth = (enum lvd_aligner_depth)cfg[2];
-	c->cfg.aligner.norm = (enum lvd_aligner_norm)cfg[3];
-	c->cfg.aligner.act = (enum lvd_aligner_act)cfg[4];
-	c->cfg.aligner.d_h = cfg[5];
-	c->cfg.agg = (enum lvd_latt_agg)cfg[6];
-	c->cfg.n_layers = cfg[7];
-	for (int i = 0; i < cfg[7]; i++)
-		c->cfg.layers[i] = cfg[8 + i];
-	c->cfg.lean = g_lean;
+	int mode, grid;
+	c->loss = lvd_tg_case(g_st, ci, &c->cfg, &c->params, &c->n_params, M_H, M_LC, g_lean, &mode, &grid);
 	struct lvd_error e;
-	REQUIRE(lvd_latt_cfg_check(&c->cfg, &e) == LVD_OK);
-	struct lvd_aligner_layout lay;
-	lvd_aligner_layout(&lay, &c->cfg.aligner);
-	c->n_params = lay.n_params;
-	c->params = calloc(lay.n_params, sizeof *c->params);
-	for (int t = 0; t < LVD_ALIGNER_MAX_TENSORS; t++) {
-		if (!lay.t[t].n)
-			continue;
-		snprintf(k, sizeof k, "c%d.p.%s", ci, lay.t[t].name);
-		float *p = lvd_gold_f32(g_st, k, &n);
-		REQUIRE(p && n == lay.t[t].n);
-		memcpy(c->params + lay.t[t].off, p, n * sizeof *p);
-		free(p);
-	}
-	snprintf(k, sizeof k, "c%d.loss", ci);
-	float *l = lvd_gold_f32(g_st, k, NULL);
-	REQUIRE(l);
-	c->loss = l[0];
-	free(l);
+	size_t n;
 	for (int b = 0; b < M_NS; b++) {
 		struct msample *m = &c->sm[b];
 		snprintf(k, sizeof k, "s%d.geom", b);
@@ -182,11 +148,7 @@ static void load_case(struct mcase *c, int ci)
 		snprintf(k, sizeof k, "s%d.matched", b);
 		m->matched = lvd_gold_i32(g_st, k);
 		REQUIRE(m->targets && m->rows && m->rows_off && m->matched && W >= 1 && W <= 8);
-		for (int w = 0; w < W; w++) {
-			m->words[w].n_rows = m->rows_off[w + 1] - m->rows_off[w];
-			m->words[w].rows = m->rows + m->rows_off[w];
-			m->words[w].target = m->matched[w] ? m->targets + (size_t)w * hw : NULL;
-		}
+		lvd_tg_words(m->words, W, m->rows, m->rows_off, m->matched, m->targets, hw);
 		m->s.R = M_R;
 		m->s.probs = (const float *const *)m->Apl;
 		m->s.mask = m->mask;
@@ -208,14 +170,7 @@ static int n_pairs(const struct mcase *c)
 
 static void cmp(const char *what, int ci, int b, const float *got, size_t n, double atol, double rtol)
 {
-	char k[128];
-	snprintf(k, sizeof k, "c%d.s%d.%s", ci, b, what);
-	size_t m = 0;
-	float *want = lvd_gold_f32(g_st, k, &m);
-	CHECKF(want && m == n, "%s: missing or %zu elements, expected %zu", k, m, n);
-	if (want && m == n)
-		CHECK_CLOSE(k, got, want, n, atol, rtol);
-	free(want);
+	lvd_tg_cmp(g_st, ci, b, what, got, n, atol, rtol);
 }
 
 /* Every intermediate, the loss and the gradients of one case.
@@ -251,14 +206,8 @@ static void run_golden_case(int ci, int threads)
 		for (int l = 0; l < M_LC; l++)
 			dpl[l] = dA + (size_t)l * M_H * M_R * G->S;
 		m->s.drprobs = dRr;
-		struct lvd_latt_trace tr = { 0 };
-		tr.maps = malloc((size_t)L * RV * M_H * hw * sizeof(float));
-		tr.aligned = malloc((size_t)(before ? 1 : L) * RV * hw * sizeof(float));
-		tr.agg = malloc(RV * hw * sizeof(float));
-		tr.rows = malloc(RV * hw * sizeof(float));
-		tr.words = malloc(V * W * hw * sizeof(float));
-		tr.word_loss = malloc(V * W * sizeof(float));
-		tr.raw_words = malloc(V * W * hw * sizeof(float));
+		struct lvd_latt_trace tr;
+		lvd_tg_trace_alloc(&tr, L, before ? 1 : L, RV, V * W, M_H, hw);
 		int got_m = lvd_latt_sample_loss(ctx, &loss, dparams, dpl, &m->s, c.params, &c.cfg, pairs, 1.0f, &tr);
 		m->s.drprobs = NULL;
 		int want_m = 0;
@@ -289,32 +238,12 @@ static void run_golden_case(int ci, int threads)
 		CHECK(!memcmp(wa, tr.raw_words, V * W * hw * sizeof(float)));
 		free(wa);
 		free(wr);
-		free(tr.maps);
-		free(tr.aligned);
-		free(tr.agg);
-		free(tr.rows);
-		free(tr.words);
-		free(tr.word_loss);
-		free(tr.raw_words);
+		lvd_tg_trace_free(&tr);
 		free(dA);
 		free(dRr);
 	}
 	CHECK_NEAR(loss, c.loss, 1e-5 * c.loss);
-	struct lvd_aligner_layout lay;
-	lvd_aligner_layout(&lay, &c.cfg.aligner);
-	const double dmax = lvd_gold_max_abs(dparams, c.n_params);
-	for (int t = 0; t < LVD_ALIGNER_MAX_TENSORS; t++) {
-		if (!lay.t[t].n)
-			continue;
-		char k[128];
-		snprintf(k, sizeof k, "c%d.dp.%s", ci, lay.t[t].name);
-		size_t n;
-		float *want = lvd_gold_f32(g_st, k, &n);
-		CHECKF(want && n == lay.t[t].n, "%s", k);
-		if (want && n == lay.t[t].n)
-			CHECK_CLOSE(k, dparams + lay.t[t].off, want, n, 1e-5 * dmax, 5e-5);
-		free(want);
-	}
+	lvd_tg_check_dparams(g_st, ci, &c.cfg, dparams);
 	free(dparams);
 	free_case(&c);
 	lvd_ctx_destroy(ctx);
