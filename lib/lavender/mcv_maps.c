@@ -86,6 +86,21 @@ static void view_dims(const struct lvd_mcv_geom *g, int v, int *vh, int *vw)
 	*vw = v == 0 ? g->tw[0] : g->cols * g->tw[1];
 }
 
+/* view v [R, H, vh, vw] <-> its N×N map [R, H, N, N] over the image extent (lvd-pack's
+ * --grid weights in patch units): fwd: dst (map) = resample(src (view)); else dst
+ * (view) += adjoint(src (map)) */
+static void view_resample(struct lvd_ctx *ctx, float *dst, const float *src, const struct lvd_mcv_geom *g, int v,
+			  int R, int fwd)
+{
+	const int N = g->grid;
+	int vh, vw;
+	view_dims(g, v, &vh, &vw);
+	if (fwd)
+		lvd_resample_areaw_fwd(ctx, dst, src, R, g->heads, vh, vw, N, N, vh, (double)vh / N, vw, (double)vw / N);
+	else
+		lvd_resample_areaw_bwd(ctx, dst, src, R, g->heads, vh, vw, N, N, vh, (double)vh / N, vw, (double)vw / N);
+}
+
 /* the largest picture's patch count */
 static int pic_max(const struct lvd_mcv_geom *g)
 {
@@ -187,28 +202,25 @@ void lvd_mcv_maps_fwd(struct lvd_ctx *ctx, float *out, const float *A, const flo
 		return;
 	}
 	LVD_ASSERT(rbar);
-	const int H = g->heads, N = g->grid;
-	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
+	const size_t S = (size_t)g->n2, RH = (size_t)R * g->heads, NN = (size_t)g->grid * g->grid;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t off[LVD_MCV_MAX_PICS];
 	rbar_offsets(off, g);
-	const float *rb = rbar;
 	float *vmap[2] = { NULL, NULL };
-	int vh[2], vw[2];
 	for (int v = 0; v < g->views; v++) {
-		view_dims(g, v, &vh[v], &vw[v]);
-		vmap[v] = lvd_ctx_takef(ctx, RH * vh[v] * vw[v]);
+		int vh, vw;
+		view_dims(g, v, &vh, &vw);
+		vmap[v] = lvd_ctx_takef(ctx, RH * vh * vw);
 	}
 	float *Mk = lvd_ctx_takef(ctx, RH * pic_max(g));
 	for (int k = 0; k < g->n_pics; k++) {
 		const int th = g->th[k], tw = g->tw[k], n = th * tw;
 		/* Mk[h, r, p] = Σ_q A[h, r, kQ + q]·R̄_k[q, p]: the H·R rows of A are S apart */
-		lvd_gemm(ctx, 0, 0, (int)RH, n, g->Q, 1.0f, A + (size_t)k * g->Q, (int)S, rb + off[k], n, 0.0f, Mk, n);
+		lvd_gemm(ctx, 0, 0, (int)RH, n, g->Q, 1.0f, A + (size_t)k * g->Q, (int)S, rbar + off[k], n, 0.0f, Mk, n);
 		pic_copy(vmap, Mk, g, k, R, 1);
 	}
 	for (int v = 0; v < g->views; v++)
-		lvd_resample_areaw_fwd(ctx, out + (size_t)v * RH * N * N, vmap[v], R, H, vh[v], vw[v], N, N,
-				       (double)vh[v], (double)vh[v] / N, (double)vw[v], (double)vw[v] / N);
+		view_resample(ctx, out + v * RH * NN, vmap[v], g, v, R, 1);
 	lvd_ctx_release(ctx, mk);
 }
 
@@ -228,21 +240,18 @@ void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *drbar, const float 
 		return;
 	}
 	LVD_ASSERT(A && rbar);
-	const int H = g->heads, N = g->grid, Q = g->Q;
-	const size_t S = (size_t)g->n2, RH = (size_t)R * H;
+	const int Q = g->Q;
+	const size_t S = (size_t)g->n2, RH = (size_t)R * g->heads, NN = (size_t)g->grid * g->grid;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t off[LVD_MCV_MAX_PICS];
 	rbar_offsets(off, g);
-	const float *rb = rbar;
 	float *dv[2] = { NULL, NULL };
-	int vh[2], vw[2];
 	for (int v = 0; v < g->views; v++) {
-		view_dims(g, v, &vh[v], &vw[v]);
-		size_t n = RH * vh[v] * vw[v];
-		dv[v] = lvd_ctx_takef(ctx, n);
-		memset(dv[v], 0, n * sizeof *dv[v]);
-		lvd_resample_areaw_bwd(ctx, dv[v], dout + (size_t)v * RH * N * N, R, H, vh[v], vw[v], N, N,
-				       (double)vh[v], (double)vh[v] / N, (double)vw[v], (double)vw[v] / N);
+		int vh, vw;
+		view_dims(g, v, &vh, &vw);
+		dv[v] = lvd_ctx_takef(ctx, RH * vh * vw);
+		memset(dv[v], 0, RH * vh * vw * sizeof *dv[v]);
+		view_resample(ctx, dv[v], dout + v * RH * NN, g, v, R, 0);
 	}
 	const int nmax = pic_max(g);
 	float *dMk = lvd_ctx_takef(ctx, RH * nmax);
@@ -251,7 +260,7 @@ void lvd_mcv_maps_bwd(struct lvd_ctx *ctx, float *dA, float *drbar, const float 
 		pic_copy(dv, dMk, g, k, R, 0);
 		/* dA[H·R, Q] += dM[H·R, n]·R̄_kᵀ;  dR̄_k[Q, n] += Aᵀ·dM (the H·R rows S apart) */
 		if (dA)
-			lvd_gemm(ctx, 0, 1, (int)RH, Q, n, 1.0f, dMk, n, rb + off[k], n, 1.0f, dA + (size_t)k * Q, (int)S);
+			lvd_gemm(ctx, 0, 1, (int)RH, Q, n, 1.0f, dMk, n, rbar + off[k], n, 1.0f, dA + (size_t)k * Q, (int)S);
 		if (drbar)
 			lvd_gemm(ctx, 1, 0, Q, n, (int)RH, 1.0f, A + (size_t)k * Q, (int)S, dMk, n, 1.0f, drbar + off[k], n);
 	}
