@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_lavender import ACT, AGG, DEPTH, NORM, Aligner, minmax, overlap_matrix  # noqa: E402
+from gen_lavender import ACT, AGG, DEPTH, NORM, Aligner, align_layers, minmax, overlap_matrix  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "golden", "mcv_maps")
@@ -144,14 +144,7 @@ def run_case(c, case, data, tensors):
         V = views(smp) if mode == "rollout" else 1
         geo = (lambda a: rollout(a, Rr, smp, N)) if mode == "rollout" else (lambda a: official(a, smp, N))
         X = torch.stack([geo(A[l]) for l in layers])                        # [L, V*R, H, N, N]
-        RV = V * R
-        if before:
-            Xb = X.max(0)[0] if use_max else X.mean(0)
-            Y = net(Xb).view(1, RV, N, N)
-            Z = Y[0]
-        else:
-            Y = net(X.reshape(-1, H, N, N)).view(len(layers), RV, N, N)
-            Z = Y.max(0)[0] if use_max else Y.mean(0)
+        Y, Z = align_layers(net, X, before, use_max)
         Vr = minmax(Z, mask)
         words, wl = [], []
         for v in range(V):
