@@ -64,7 +64,9 @@
  * pair_count is multiplied by V: each matched word adds the MEAN of its two views' MSE.
  * Traces then hold V·R rows and V·W words (lvd_latt_views gives V; the word-map
  * functions below likewise write V·W maps). dprobs[layer] gets dA and sample.drprobs
- * (when non-NULL) dRr, summed over the chosen layers (the resampler runs once).
+ * (when non-NULL) dRr, summed over the chosen layers (the resampler runs once: R̄ is
+ * computed once per sample and dR̄ spread once; two more Σ_k Q·th_k·tw_k floats of
+ * workspace).
  *
  * All work memory comes from ctx's workspace (about L·R·H·HW floats of maps plus the
  * Aligner's saved activations, lvd_aligner_saved_floats, for L·R images; with cfg.lean
