@@ -182,9 +182,11 @@ void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
  * q_proj.lora_A.weight" ... and full copies of modules_to_save as PEFT 0.21 saves them
  * ("base_model.model.llm.model.embed_tokens.weight", "base_model.model.resampler.query",
  * ...: the modules_to_save.default infix removed), and adapter_config.json (LORA,
- * target_modules, modules_to_save, r, lora_alpha ...). modules_to_save: comma-separated,
- * of "embed_tokens" and "resampler" (NULL or "" for none); their values are the model's
- * current weights. Errors name the file. */
+ * task_type null as OpenBMB's get_peft_model writes it, target_modules as a regex limited
+ * to the LLM "(llm\\..*\\.)?(q_proj|...)" so PEFT puts no adapters on vpm, modules_to_save,
+ * r, lora_alpha ...). modules_to_save: comma-separated, of "embed_tokens" and "resampler"
+ * (NULL or "" for none; INVALID otherwise); their values are the model's current
+ * weights. Errors name the file. */
 int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *base_model_name,
 			   const char *modules_to_save, struct lvd_error *err);
 

@@ -41,9 +41,11 @@ struct lvd_minicpmv {
 	struct mcv_train *tr;         /* the LLM's activations, gradients, LoRA (minicpmv_train.h) */
 };
 
-/* the LLM forward (minicpmv_text.c): embeddings with resampled [NI, Q, D] scattered in,
+/* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
+ * fields (labels, capture) before anything runs; mcv_text_fwd: embeddings with resampled [NI, Q, D] scattered in,
  * the decoder layers, norm, lm_head, CE and the capture; sets m->logits. Keeps every
  * layer's activations when training. Errors: LVD_ERR_INVALID (labels, capture), NOMEM. */
+int mcv_text_check(const struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err);
 int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, const float *resampled,
 		 struct lvd_error *err);
 void mcv_train_free(struct lvd_minicpmv *m);

@@ -255,6 +255,8 @@ static void resampler_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const stru
 int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
 {
 	int rc = check_batch(m, b, err);
+	if (!rc)
+		rc = mcv_text_check(m, b, err);
 	if (rc)
 		return rc;
 	int NI = b->NI, L = NI ? b->Lmax : 0;

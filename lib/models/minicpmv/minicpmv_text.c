@@ -55,7 +55,7 @@ void mcv_site_module(char *out, size_t n, int layer, int site)
 
 /* ---- checks ----------------------------------------------------------------------------- */
 
-static int check_train(const struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
+int mcv_text_check(const struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
 {
 	const struct lvd_minicpmv_config *c = &m->c;
 	if (b->labels)
@@ -171,7 +171,7 @@ static size_t carve(struct lvd_minicpmv *m, struct mcv_train *tr, float *base, c
 			if (!ls || !(keep || l == 0))
 				continue;
 			L->u[s] = mcv_take(base, &off, BT * r);
-			if (tr->lora_p > 0 && !tr->eval)
+			if (tr->p_fwd > 0)
 				L->xd[s] = mcv_take(base, &off, BT * ls->in);
 		}
 		if (!keep && l > 0)
@@ -198,7 +198,7 @@ static const struct lvd_llama_lora *site_glue(const struct mcv_train *tr, int l,
 	const struct lvd_minicpmv_lora *ls = tr->site[(size_t)l * MCV_NSITE + s];
 	if (!ls)
 		return NULL;
-	*g = (struct lvd_llama_lora){ ls->A, ls->B, ls->dA, ls->dB, tr->lora_r, tr->lora_s, tr->eval ? 0.0f : tr->lora_p };
+	*g = (struct lvd_llama_lora){ ls->A, ls->B, ls->dA, ls->dB, tr->lora_r, tr->lora_s, tr->p_fwd };
 	return g;
 }
 
@@ -250,11 +250,12 @@ int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, con
 	struct mcv_train *tr = mcv_train_get(m);
 	if (!tr)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "minicpmv: out of memory");
-	int rc = check_train(m, b, err);
+	int rc = mcv_text_check(m, b, err);
 	if (rc)
 		return rc;
 	int keep = b->labels || b->n_cap_layers || tr->gblock || tr->nlora;
 	tr->keep = 0;   /* until this forward is complete */
+	tr->p_fwd = tr->eval ? 0.0f : tr->lora_p;   /* the backward uses the forward's dropout */
 	size_t need = carve(m, tr, NULL, b, keep);
 	if (need > tr->tcap) {
 		free(tr->tblock);

@@ -55,6 +55,7 @@ struct mcv_train {
 	size_t lsize;
 	int lora_r, rslora, eval;
 	float lora_s, lora_p, lora_alpha;
+	float p_fwd;                   /* dropout of the last forward (0 in eval mode) */
 	uint64_t lora_seed;
 	int dropout_step;
 	char lora_targets[256];
