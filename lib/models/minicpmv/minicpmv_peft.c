@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/fileutil.h"
-#include "io/json.h"
 #include "io/safetensors.h"
+#include "models/peft.h"
 #include "models/minicpmv/minicpmv_train.h"
 
 #define MAX_SAVE 16
@@ -50,21 +49,6 @@ static int save_list(const struct lvd_minicpmv *m, const char *mod, const char *
 	return -1;
 }
 
-static json_t *csv_array(const char *p)
-{
-	json_t *a = json_array();
-	while (p && *p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n)
-			json_array_append_new(a, json_stringn(p, n));
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	return a;
-}
-
 /* target_modules as a regex PEFT must fully match: our list form (a module whose name
  * equals an entry or ends with "." + entry) restricted to the LLM, so that PEFT does not
  * also put adapters on vpm's q/k/v ("(llm\\..*\\.)?(q_proj|k_proj)", dots escaped) */
@@ -94,7 +78,7 @@ int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *
 	const float *sdata[2 * MAX_SAVE];
 	int64_t sshape[2 * MAX_SAVE][2];
 	int sndim[2 * MAX_SAVE], ns = 0;
-	json_t *mts = csv_array(modules_to_save);
+	json_t *mts = lvd_peft_csv_list(modules_to_save);
 	for (size_t i = 0; i < json_array_size(mts); i++) {
 		const char *mod = json_string_value(json_array_get(mts, i));
 		int dup = 0;
@@ -116,12 +100,7 @@ int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *
 	}
 	for (size_t i = 0; i < tr->nlora && !rc; i++) {
 		const struct lvd_minicpmv_lora *l = &tr->lora[i];
-		int64_t sa[2] = { tr->lora_r, l->in }, sb[2] = { l->out, tr->lora_r };
-		snprintf(names[2 * i], sizeof names[0], "base_model.model.%s.lora_A.weight", l->module);
-		snprintf(names[2 * i + 1], sizeof names[0], "base_model.model.%s.lora_B.weight", l->module);
-		rc = lvd_st_writer_add(w, names[2 * i], LVD_DT_F32, 2, sa, l->A, err);
-		if (!rc)
-			rc = lvd_st_writer_add(w, names[2 * i + 1], LVD_DT_F32, 2, sb, l->B, err);
+		rc = lvd_peft_add_lora(w, names + 2 * i, l->module, tr->lora_r, l->in, l->out, l->A, l->B, err);
 	}
 	for (int i = 0; i < ns && !rc; i++) {
 		char *nm = names[2 * tr->nlora + (size_t)i];
@@ -135,35 +114,11 @@ int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *
 		rc = lvd_st_writer_write(w, path, err);
 	if (rc)
 		goto out;
-	json_t *cfg = json_object();
-	json_object_set_new(cfg, "peft_type", json_string("LORA"));
-	/* no task type, as OpenBMB's finetune writes it: MiniCPMV is not a generation model
-	 * class, and PEFT's CAUSAL_LM wrapper needs one */
-	json_object_set_new(cfg, "task_type", json_null());
-	json_object_set_new(cfg, "r", json_integer(tr->lora_r));
-	json_object_set_new(cfg, "lora_alpha", json_real(tr->lora_alpha));
-	json_object_set_new(cfg, "lora_dropout", json_real(tr->lora_p));
-	json_object_set_new(cfg, "target_modules", json_string(target_regex(rx, sizeof rx, tr->lora_targets)));
-	json_object_set_new(cfg, "bias", json_string("none"));
-	json_object_set_new(cfg, "base_model_name_or_path", base_model_name ? json_string(base_model_name) : json_null());
-	json_object_set_new(cfg, "inference_mode", json_true());
-	json_object_set_new(cfg, "fan_in_fan_out", json_false());
-	json_object_set_new(cfg, "use_rslora", json_boolean(tr->rslora));
-	json_object_set_new(cfg, "use_dora", json_false());
-	json_object_set_new(cfg, "modules_to_save", json_array_size(mts) ? json_incref(mts) : json_null());
-	json_object_set_new(cfg, "layers_to_transform", json_null());
-	json_object_set_new(cfg, "init_lora_weights", json_true());
-	json_object_set_new(cfg, "rank_pattern", json_object());
-	json_object_set_new(cfg, "alpha_pattern", json_object());
-	json_object_set_new(cfg, "revision", json_null());
-	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
-	if (!text)
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot serialise", path);
-	else
-		rc = lvd_file_write_atomic(path, text, strlen(text), err);
-	free(text);
-	json_decref(cfg);
+	/* task_type null, as OpenBMB's get_peft_model without a task type writes it: the hub's
+	 * MiniCPMV is not a generation model class, which PEFT's CAUSAL_LM wrapper needs */
+	struct lvd_peft_config pc = { tr->lora_r, tr->lora_alpha, tr->lora_p, tr->rslora, NULL, NULL,
+				      target_regex(rx, sizeof rx, tr->lora_targets), modules_to_save, base_model_name };
+	rc = lvd_peft_config_write(dir, &pc, err);
 out:
 	json_decref(mts);
 	lvd_st_writer_free(w);

@@ -118,6 +118,30 @@ static void tlin(void *user, enum lvd_llama_site s, float *out, const float *x, 
 		       tseed(u->m, u->l, (int)s));
 }
 
+/* a self-attention layer as lib/models/llama_layer.h takes it */
+struct self_layer {
+	struct lvd_llama_layer_a a;
+	struct lvd_llama_layer_w w;
+	struct lvd_llama_dims d;
+	struct tlin_user u;
+	float inv_freq[512];
+};
+static void self_layer(struct lvd_mllama *m, int l, struct self_layer *sl)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct tlayer_a *A = &m->a.tl[l];
+	const struct tlayer_w *W = &m->w.tl[l];
+	LVD_ASSERT(c->t_head_dim / 2 <= 512);
+	lvd_rope_freqs(m->ctx, sl->inv_freq, c->t_head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
+		       c->rope_high, c->rope_orig_max);
+	sl->a = (struct lvd_llama_layer_a){ A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
+					    A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out, NULL, NULL };
+	sl->w = (struct lvd_llama_layer_w){ W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
+	sl->d = (struct lvd_llama_dims){ m->batch.B, m->batch.T, c->t_hidden, c->t_heads, c->t_kv_heads, c->t_head_dim,
+					 c->t_inter, c->t_eps };
+	sl->u = (struct tlin_user){ m, l };
+}
+
 static void tlayer_fwd(struct lvd_mllama *m, int l)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -133,16 +157,9 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	}
 	if (!W->cross) {
 		/* the Llama self-attention layer shared with minicpmv (lib/models/llama_layer.c) */
-		float inv_freq[512];
-		LVD_ASSERT(hd / 2 <= 512);
-		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-			       c->rope_high, c->rope_orig_max);
-		struct lvd_llama_layer_a la = { A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
-						A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out, NULL, NULL };
-		struct lvd_llama_layer_w lw = { W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
-		struct lvd_llama_dims d = { B, T, Dt, H, KH, hd, It, c->t_eps };
-		struct tlin_user u = { m, l };
-		lvd_llama_layer_fwd(m->ctx, out, &la, A->x_in, &lw, m->a.pos, inv_freq, &d, tlin, &u);
+		struct self_layer sl;
+		self_layer(m, l, &sl);
+		lvd_llama_layer_fwd(m->ctx, out, &sl.a, A->x_in, &sl.w, m->a.pos, sl.inv_freq, &sl.d, tlin, &sl.u);
 		return;
 	}
 	/* gated cross-attention layer */
@@ -243,21 +260,15 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	if (W->cross && !m->have_image)
 		return;
 	if (!W->cross) {
-		/* the Llama self-attention layer's backward (lib/models/llama_layer.c) */
-		float inv_freq[512];
-		LVD_ASSERT(hd / 2 <= 512);
-		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-			       c->rope_high, c->rope_orig_max);
-		struct lvd_llama_layer_a la = { A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
-						A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out, NULL, NULL };
-		struct lvd_llama_layer_w lw = { W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
-		/* linear weight gradients are gated inside mllama_lin_bwd, the norms' here */
+		/* the Llama self-attention layer's backward (lib/models/llama_layer.c); linear
+		 * weight gradients are gated inside mllama_lin_bwd, the norms' here */
+		struct self_layer sl;
+		self_layer(m, l, &sl);
 		struct lvd_llama_layer_g lg = { base ? G->ln1 : NULL, G->q, G->k, G->v, G->o, base ? G->ln2 : NULL,
 						G->gate, G->up, G->down };
 		struct lvd_llama_layer_s ls = { s->dln, s->dm, s->datt, s->dq, s->dk, s->dv, s->dg, s->du, s->dact };
-		struct lvd_llama_dims d = { B, T, Dt, H, KH, hd, It, c->t_eps };
-		struct tlin_user u = { m, l };
-		lvd_llama_layer_bwd(m->ctx, dx, &ls, &la, A->x_in, &lw, &lg, NULL, m->a.pos, inv_freq, &d, tlin_bwd, &u);
+		lvd_llama_layer_bwd(m->ctx, dx, &ls, &sl.a, A->x_in, &sl.w, &lg, NULL, m->a.pos, sl.inv_freq, &sl.d, tlin_bwd,
+				    &sl.u);
 		return;
 	}
 	/* gated cross-attention layer. MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out */
