@@ -95,7 +95,7 @@ def load_model():
     for fn in sorted(os.listdir(os.path.join(OUT, "model"))):
         if fn.endswith(".safetensors"):
             sd.update({k: v.float() for k, v in load_file(os.path.join(OUT, "model", fn)).items()})
-    missing, unexpected = m.load_state_dict(sd, strict=True), None
+    m.load_state_dict(sd, strict=True)
     return m
 
 
