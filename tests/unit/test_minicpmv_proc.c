@@ -12,6 +12,7 @@
 
 #include "core/sha256.h"
 #include "io/image.h"
+#include "lavender/minicpmv_targets.h"
 #include "models/minicpmv/minicpmv_proc.h"
 
 #define GOLD "tests/golden/minicpmv_proc/proc.json"
@@ -363,6 +364,64 @@ static void test_tok_ids(void)
 	json_decref(t);
 }
 
+/* overlap of [a0, a1) and [b0, b1) */
+static double ovl(double a0, double a1, double b0, double b1)
+{
+	double lo = a0 > b0 ? a0 : b0, hi = a1 < b1 ? a1 : b1;
+	return hi > lo ? hi - lo : 0;
+}
+
+/* word maps onto every picture's patch grid = the area-weighted mean over the picture's
+ * box, computed here directly per patch */
+static void test_targets(void)
+{
+	struct lvd_minicpmv_slice_cfg s = {9, 448, 14};
+	static const int sizes[][2] = {{1920, 2560}, {300, 200}, {741, 500}, {4000, 900}};
+	const int sh = 7, sw = 11;
+	float src[7 * 11];
+	for (int i = 0; i < sh * sw; i++)
+		src[i] = (float)((i * 7919) % 101) / 100.0f;
+	for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+		struct lvd_minicpmv_geom geo;
+		struct lvd_minicpmv_targets t;
+		struct lvd_error err = {0};
+		const int W = sizes[z][0], H = sizes[z][1];
+		REQUIRE(lvd_minicpmv_slice_geom(&geo, &s, W, H, &err) == 0);
+		REQUIRE(lvd_minicpmv_targets_init(&t, &geo, sh, sw, &err) == 0);
+		float *dst = malloc(sizeof(float) * t.total);
+		REQUIRE(dst);
+		lvd_minicpmv_targets_apply(&t, dst, src);
+		double worst = 0;
+		size_t k = 0;
+		for (int i = 0; i < geo.n; i++) {
+			const struct lvd_minicpmv_pic *p = &geo.pic[i];
+			double cw = (p->x1 - p->x0) / p->tw, ch = (p->y1 - p->y0) / p->th;
+			for (int py = 0; py < p->th; py++)
+				for (int px = 0; px < p->tw; px++, k++) {
+					double y0 = p->y0 + py * ch, x0 = p->x0 + px * cw, acc = 0, tot = 0;
+					for (int a = 0; a < sh; a++)
+						for (int b = 0; b < sw; b++) {
+							double w = ovl(y0, y0 + ch, (double)a * H / sh, (double)(a + 1) * H / sh) *
+								   ovl(x0, x0 + cw, (double)b * W / sw, (double)(b + 1) * W / sw);
+							acc += w * src[a * sw + b];
+							tot += w;
+						}
+					double d = fabs(dst[k] - acc / tot);
+					worst = d > worst ? d : worst;
+				}
+		}
+		CHECK(k == t.total);
+		CHECKF(worst < 1e-5, "%dx%d: largest difference %.3g", W, H, worst);
+		free(dst);
+		lvd_minicpmv_targets_free(&t);
+	}
+	struct lvd_minicpmv_geom geo;
+	struct lvd_minicpmv_targets t;
+	struct lvd_error err = {0};
+	REQUIRE(lvd_minicpmv_slice_geom(&geo, &s, 300, 200, &err) == 0);
+	CHECK(lvd_minicpmv_targets_init(&t, &geo, 0, 4, &err) == LVD_ERR_INVALID);
+}
+
 static void test_errors(void)
 {
 	struct lvd_minicpmv_slice_cfg s = {9, 448, 14}, bad = {0, 448, 14};
@@ -413,8 +472,8 @@ static void test_errors(void)
 
 int main(int argc, char **argv)
 {
-	static const struct lvd_test tests[] = {TEST(test_geometry), TEST(test_boxes),   TEST(test_pixels),
-						TEST(test_chat),     TEST(test_batch),   TEST(test_tok_ids),
-						TEST(test_errors),   {0}};
+	static const struct lvd_test tests[] = {TEST(test_geometry), TEST(test_boxes),  TEST(test_pixels),
+						TEST(test_chat),     TEST(test_batch),  TEST(test_tok_ids),
+						TEST(test_targets),  TEST(test_errors), {0}};
 	return lvd_test_main(argc, argv, tests);
 }
