@@ -92,13 +92,16 @@ enum lvd_resample {
 
 /* Resize of 8-bit pixels [h][w][c] (any c in 1..4, channels independent) into a new
  * image (*out allocated, caller frees). Same size -> plain copy.
- * antialias = 1: exactly PIL's Image.resize(size, filter) for mode L/RGB: separable,
- *   horizontal pass then vertical; source pixel centres at i + 0.5, output centre
- *   (j + 0.5) * in/out; the filter (bilinear: triangle, support 1; bicubic: Keys
- *   a = -0.5, support 2) is stretched by max(1, in/out) when downscaling
- *   (antialiasing); per-output weights normalised to sum 1, turned into 22-bit fixed
- *   point, accumulated in int with rounding, clipped to 0..255 after each pass (the
- *   intermediate image is 8-bit). NEAREST is PIL's: src = floor((j + 0.5) * in/out).
+ * antialias = 1: exactly PIL's Image.resize(size, filter) for mode L/RGB (Pillow 13):
+ *   separable, horizontal pass then vertical, except vertical first when the height
+ *   shrinks by more than twice as many pixels as the width (H - OH > 2 (W - OW) and
+ *   OH < H: Pillow 13's order, measured; older Pillow ran horizontal first); source
+ *   pixel centres at i + 0.5, output centre (j + 0.5) * in/out; the filter (bilinear:
+ *   triangle, support 1; bicubic: Keys a = -0.5, support 2) is stretched by
+ *   max(1, in/out) when downscaling (antialiasing); per-output weights normalised to
+ *   sum 1, turned into 22-bit fixed point, accumulated in int with rounding, clipped to
+ *   0..255 after each pass (the intermediate image is 8-bit). NEAREST is PIL's:
+ *   src = floor((j + 0.5) * in/out).
  * antialias = 0: torch.nn.functional.interpolate(mode=bilinear|bicubic,
  *   align_corners=False, antialias=False) computed in float on the 8-bit values, then
  *   rounded to nearest and clipped: src = max(0, (j + 0.5) * in/out - 0.5) for
@@ -112,7 +115,9 @@ int lvd_image_resize(struct lvd_image *out, const struct lvd_image *in, int new_
 /* The same resampling on float planes [C][H][W] (used for maps and normalised pixels);
  * dst is [C][new_h][new_w], caller-allocated, must not overlap src; no clamping or
  * rounding. antialias = 1: PIL's mode "F" resize (double weights and sums, float
- * intermediate after the horizontal pass); antialias = 0: torch interpolate as above
+ * intermediate after the horizontal pass; always horizontal first, where Pillow 13 may
+ * run vertical first as above, which differs only by the fp32 rounding of the
+ * intermediate); antialias = 0: torch interpolate as above
  * (float math). Sizes must be >= 1 (LVD_ASSERT); allocates small coefficient tables
  * and one intermediate plane (aborts if that allocation fails). */
 void lvd_resize_f32(float *dst, const float *src, int C, int H, int W, int new_h, int new_w,

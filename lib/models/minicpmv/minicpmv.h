@@ -6,8 +6,8 @@
  * hub's modeling_minicpmv.py / resampler.py on transformers 5.x (docs/minicpmv.md).
  * Training of the LLM (lvd_minicpmv_backward below): CE, full gradients or LoRA on its
  * linears, the gradient of the picture features, and the self-attention capture seam.
- * The vision/resampler backward, the slicing processor and the Lavender maps are other
- * steps.
+ * The slicing processor and chat layout are minicpmv_proc.h; the Lavender maps
+ * lib/lavender/mcv_maps.h; the vision/resampler backward is another step.
  *
  * Shapes (PyTorch order): B samples, T tokens, NI pictures in all (a source image and
  * its slices are pictures alike), Lmax patches of the longest picture, n_i = th_i·tw_i
@@ -54,7 +54,7 @@ struct lvd_minicpmv_config {
 	double rope_theta;
 	int rope_llama3;              /* rope_parameters/rope_scaling of type llama3 (not the release's) */
 	double rope_factor, rope_low, rope_high, rope_orig_max;
-	/* slicing (slice_config; the processor, a later step, reads them) */
+	/* slicing (slice_config; read by the processor, minicpmv_proc.h) */
 	int slice_mode, max_slice_nums, scale_resolution, slice_patch;
 };
 
