@@ -1,6 +1,7 @@
 /* lib/models/minicpmv/minicpmv_internal.h — the model struct shared by the minicpmv
- * sources (not a public header): minicpmv_load.c (configuration, weights, context) and
- * minicpmv_model.c (forward on the ops of lib/nn/ops). */
+ * sources (not a public header): minicpmv_load.c (configuration, weights, context),
+ * minicpmv_vision.c (vision tower and resampler on the ops of lib/nn/ops) and
+ * minicpmv_model.c (batch checks, the decoder, the forward entry point). */
 #ifndef LVD_MODELS_MINICPMV_INTERNAL_H
 #define LVD_MODELS_MINICPMV_INTERNAL_H
 
@@ -39,6 +40,16 @@ struct lvd_minicpmv {
 	int *pos_ids;
 };
 
+/* Activations of the vision tower and the resampler (minicpmv_vision.c) for NI pictures
+ * of L = Lmax patches (N = NI·L rows). */
+struct mcv_vacts {
+	/* vision */
+	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision;
+	/* resampler */
+	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
+	int *cap_rows, *cap_off, *pos_ids;
+};
+
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mcv_take(float *base, size_t *off, size_t n)
 {
@@ -46,5 +57,12 @@ static inline float *mcv_take(float *base, size_t *off, size_t n)
 	*off += (n + 15) & ~(size_t)15;
 	return base ? base + o : (float *)0;
 }
+
+/* minicpmv_vision.c: carves (base NULL: measures) the vision and resampler activations
+ * of NI pictures of L patches from base at *off; the forwards of a checked batch
+ * (vision before resampler). */
+void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *base, size_t *off, int NI, int L);
+void mcv_vision_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
+void mcv_resampler_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
 
 #endif
