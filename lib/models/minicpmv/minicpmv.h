@@ -4,7 +4,9 @@
  * resampler (its attention probabilities kept for the caller) and the Llama-3 decoder
  * with the picture features scattered into the input embeddings. Numerics follow the
  * hub's modeling_minicpmv.py / resampler.py on transformers 5.x (docs/minicpmv.md).
- * Backward, LoRA, the slicing processor and the Lavender maps are later steps.
+ * The vision tower and resampler also train (backward with the resampler-probability
+ * gradient, below); the LLM backward, LoRA, the slicing processor and the Lavender maps
+ * are other steps.
  *
  * Shapes (PyTorch order): B samples, T tokens, NI pictures in all (a source image and
  * its slices are pictures alike), Lmax patches of the longest picture, n_i = th_i·tw_i
@@ -105,6 +107,39 @@ const float *lvd_minicpmv_resampled(const struct lvd_minicpmv *m);
 const float *lvd_minicpmv_resampler_probs(const struct lvd_minicpmv *m);
 /* vision position ids of the last forward [NI, Lmax] (0 on padded patches) */
 const int *lvd_minicpmv_pos_ids(const struct lvd_minicpmv *m);
+
+/* ---- training: vision tower and resampler (minicpmv_vision.c) ----------------------
+ * Every vpm.* and resampler.* parameter, by hub name: name, its data, its gradient
+ * (NULL before lvd_minicpmv_vision_train), n floats. */
+struct lvd_minicpmv_vparam {
+	const char *name;
+	const float *data;
+	float *grad;
+	size_t n;
+};
+
+/* Makes later forwards keep what the vision/resampler backward needs (every vision
+ * layer's activations) and allocates zeroed gradients for every vpm.* and resampler.*
+ * parameter (one block, lvd_minicpmv_vision_grad_block). tune_vision = 0 freezes the
+ * vision tower (OpenBMB's tune_vision=False): its backward is skipped and only the
+ * resampler gains gradients. Calling it again changes tune_vision and keeps the
+ * gradients. Errors: LVD_ERR_NOMEM. */
+int lvd_minicpmv_vision_train(struct lvd_minicpmv *m, int tune_vision, struct lvd_error *err);
+void lvd_minicpmv_vision_zero_grads(struct lvd_minicpmv *m);
+/* The parameter list (count returned, *out valid until lvd_minicpmv_free; 0 and NULL
+ * before lvd_minicpmv_vision_train) and the gradient block (*n floats). */
+int lvd_minicpmv_vision_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_vparam **out);
+float *lvd_minicpmv_vision_grad_block(struct lvd_minicpmv *m, size_t *n);
+/* Backward of the last forward's vision tower and resampler for a loss L whose
+ * gradients are d_resampled = dL/d(resampled) [NI, Q, D] (from the LLM backward) and
+ * d_probs = dL/d(resampler probabilities) [NI, Hr, Q, Lmax] (the rollout map's; padded
+ * keys ignored); either may be NULL (zero). ACCUMULATES into the gradients. Padded
+ * patches get no gradient (they are masked as keys everywhere, as in the forward); the
+ * position table gains gradient on the rows the strips used. Needs a forward with
+ * pictures after lvd_minicpmv_vision_train; errors (LVD_ERR_INVALID) say which is
+ * missing; LVD_ERR_NOMEM. */
+int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resampled, const float *d_probs,
+				 struct lvd_error *err);
 
 #ifdef __cplusplus
 }

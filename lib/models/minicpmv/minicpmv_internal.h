@@ -24,6 +24,28 @@ struct mcv_weights {
 	struct lvd_llama_layer_w *tl;   /* the decoder layers (lib/models/llama_layer.h) */
 };
 
+/* One vision layer's activations kept for backward while training (N rows): input,
+ * LayerNorm outputs with their mean/rstd, q/k/v, attention stats and output, the
+ * residual midpoint, MLP pre- and post-activation. */
+struct mcv_vlayer_a {
+	float *x_in, *ln1, *ln1_m, *ln1_r, *q, *k, *v, *stats, *att, *x_mid, *ln2, *ln2_m, *ln2_r, *h1, *h1g;
+};
+
+/* Activations of the vision tower and the resampler (minicpmv_vision.c) for NI pictures
+ * of L = Lmax patches (N = NI·L rows). vl: per-layer activations while training
+ * (lvd_minicpmv_vision_train), else NULL and the layers share x, ln, q, ... */
+struct mcv_vacts {
+	/* vision */
+	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision, *vpost_m, *vpost_r;
+	struct mcv_vlayer_a *vl;
+	/* resampler */
+	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
+	float *kv_m, *kv_r, *q_m, *q_r, *rpost, *post_m, *post_r;
+	int *cap_rows, *cap_off, *pos_ids;
+};
+
+struct mcv_vtrain;   /* vision/resampler training state (minicpmv_vision.c) */
+
 struct lvd_st;
 
 struct lvd_minicpmv {
@@ -38,17 +60,10 @@ struct lvd_minicpmv {
 	size_t acap;                  /* floats in ablock */
 	float *vision, *resampled, *probs, *logits;
 	int *pos_ids;
+	struct mcv_vacts va;          /* vision/resampler activations of the last forward */
+	struct mcv_vtrain *vt;        /* NULL until lvd_minicpmv_vision_train */
 };
 
-/* Activations of the vision tower and the resampler (minicpmv_vision.c) for NI pictures
- * of L = Lmax patches (N = NI·L rows). */
-struct mcv_vacts {
-	/* vision */
-	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision;
-	/* resampler */
-	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
-	int *cap_rows, *cap_off, *pos_ids;
-};
 
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mcv_take(float *base, size_t *off, size_t n)
@@ -64,5 +79,7 @@ static inline float *mcv_take(float *base, size_t *off, size_t n)
 void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *base, size_t *off, int NI, int L);
 void mcv_vision_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
 void mcv_resampler_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
+/* frees the vision/resampler training state (lvd_minicpmv_free) */
+void mcv_vision_train_free(struct lvd_minicpmv *m);
 
 #endif
