@@ -2,7 +2,7 @@
  * PyTorch autograd (tests/ref/gen_minicpmv_vis.py, tests/golden/minicpmv_vis/) on the tiny
  * model and pictures of tests/golden/minicpmv: every vpm.* and resampler.* gradient of
  * L = Σ resampled·G + Σ probs·Gp (the three D×D resampler matrices rebuilt from the
- * golden's two factors), the accumulate and NULL-gradient paths (linearity), the frozen
+ * golden's two factors; own context, two threads, plain paths), the accumulate and NULL-gradient paths (linearity), the frozen
  * tower (tune_vision = 0) and the error paths. */
 #include <math.h>
 #include <stdio.h>
@@ -108,10 +108,12 @@ static int factor_grad(struct lvd_st *gd, const char *a, const char *b, int R, i
 #define GRAD_RTOL 2e-5
 #define GRAD_FLOOR 1e-3
 
-static void test_grads(void)
+/* every gradient against the golden, on ctx (NULL: the model's own) */
+static void check_grads(struct lvd_ctx *ctx)
 {
 	struct lvd_minicpmv *m = load_model();
 	REQUIRE(m);
+	lvd_minicpmv_set_ctx(m, ctx);
 	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
 	struct vis_in v;
 	REQUIRE(vis_open(&v, c) == 0);
@@ -200,6 +202,22 @@ static void test_grads(void)
 	vis_close(&v);
 }
 
+static void test_grads(void) { check_grads(NULL); }
+
+/* the same on two threads with the fast CPU paths, and on the plain reference paths */
+static void test_grads_ctx(void)
+{
+	struct lvd_error err = { 0 };
+	for (int plain = 0; plain < 2; plain++) {
+		struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CPU, .threads = plain ? 1 : 2, .cpu_plain = plain,
+					  .ws_bytes = (size_t)1 << 30 };
+		struct lvd_ctx *ctx = NULL;
+		REQUIRE(lvd_ctx_create(&ctx, &o, &err) == 0);
+		check_grads(ctx);
+		lvd_ctx_destroy(ctx);
+	}
+}
+
 /* backward(G, NULL) then backward(NULL, Gp) accumulates to backward(G, Gp); with the tower
  * frozen the resampler's gradients are those of the full backward and vpm.* stay 0 */
 static void test_accumulate_and_freeze(void)
@@ -270,7 +288,7 @@ static void test_errors(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_grads), TEST(test_accumulate_and_freeze), TEST(test_errors), { 0 },
+		TEST(test_grads), TEST(test_grads_ctx), TEST(test_accumulate_and_freeze), TEST(test_errors), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }
