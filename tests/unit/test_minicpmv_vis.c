@@ -3,11 +3,13 @@
  * model and pictures of tests/golden/minicpmv: every vpm.* and resampler.* gradient of
  * L = Σ resampled·G + Σ probs·Gp (the three D×D resampler matrices rebuilt from the
  * golden's two factors; own context, two threads, plain paths), the accumulate and NULL-gradient paths (linearity), the frozen
- * tower (tune_vision = 0) and the error paths. */
+ * tower (tune_vision = 0), the no-kv_proj path (vision width = text width) by central
+ * differences, and the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "golden_util.h"
@@ -108,6 +110,17 @@ static int factor_grad(struct lvd_st *gd, const char *a, const char *b, int R, i
 #define GRAD_RTOL 2e-5
 #define GRAD_FLOOR 1e-3
 
+/* L = Σ resampled·G + Σ probs·Gp of the last forward, in double */
+static double vis_loss(const struct lvd_minicpmv *m, const struct vis_in *v)
+{
+	double loss = 0;
+	for (size_t i = 0; i < v->nG; i++)
+		loss += (double)lvd_minicpmv_resampled(m)[i] * v->G[i];
+	for (size_t i = 0; i < v->nGp; i++)
+		loss += (double)lvd_minicpmv_resampler_probs(m)[i] * v->Gp[i];
+	return loss;
+}
+
 /* every gradient against the golden, on ctx (NULL: the model's own) */
 static void check_grads(struct lvd_ctx *ctx)
 {
@@ -123,11 +136,7 @@ static void check_grads(struct lvd_ctx *ctx)
 	REQUIRE(lvd_minicpmv_vision_train(m, 1, &err) == 0);
 	REQUIRE(lvd_minicpmv_forward(m, &v.b, &err) == 0);
 	/* the loss itself (forward) */
-	double loss = 0;
-	for (size_t i = 0; i < v.nG; i++)
-		loss += (double)lvd_minicpmv_resampled(m)[i] * v.G[i];
-	for (size_t i = 0; i < v.nGp; i++)
-		loss += (double)lvd_minicpmv_resampler_probs(m)[i] * v.Gp[i];
+	double loss = vis_loss(m, &v);
 	float *lw = lvd_gold_f32(v.gd, "loss", NULL);
 	REQUIRE(lw);
 	CHECK_NEAR(loss, lw[0], 1e-4 * fabs(lw[0]));
@@ -260,6 +269,140 @@ static void test_accumulate_and_freeze(void)
 	vis_close(&v);
 }
 
+static uint32_t rnd(uint32_t *st)
+{
+	*st ^= *st << 13, *st ^= *st >> 17, *st ^= *st << 5;
+	return *st;
+}
+static float rndf(uint32_t *st) { return (float)(rnd(st) >> 8) / 8388608.0f - 1.0f; }   /* [-1, 1) */
+
+/* writes DIR/config.json and DIR/model.safetensors (BF16, so loading converts every
+ * weight into the model's own writable block): the golden model with the vision width
+ * raised to the text width (256) — the hub then has no kv_proj (an Identity) — and fresh
+ * random vision weights */
+static int write_wide_model(const char *dir)
+{
+	struct lvd_error err = { 0 };
+	char path[512], cfg[8192];
+	snprintf(path, sizeof path, "%s", lvd_test_path(SRC "/model/config.json"));
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(cfg, 1, sizeof cfg - 1, f) : 0;
+	if (f)
+		fclose(f);
+	cfg[n] = 0;
+	char *at = strstr(cfg, "\"hidden_size\": 32,");   /* vision_config's */
+	if (!at)
+		return -1;
+	memcpy(at, "\"hidden_size\":256,", strlen("\"hidden_size\":256,"));
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	if (!(f = fopen(path, "wb")) || fwrite(cfg, 1, n, f) != n || fclose(f))
+		return -1;
+	struct lvd_st *st = NULL;
+	if (lvd_st_open(&st, lvd_test_path(SRC "/model"), &err))
+		return -1;
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	size_t nt = lvd_st_count(st);
+	uint16_t **bufs = calloc(nt, sizeof *bufs);
+	uint32_t seed = 12345;
+	int ok = w && bufs;
+	for (size_t i = 0; i < nt && ok; i++) {
+		const struct lvd_tensor_view *t = lvd_st_at(st, i);
+		if (!strncmp(t->name, "resampler.kv_proj", 17))
+			continue;
+		if (strncmp(t->name, "vpm.", 4)) {
+			ok = lvd_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, &err) == 0;
+			continue;
+		}
+		int64_t shape[LVD_ST_MAX_DIMS], cnt = 1;
+		for (int d = 0; d < t->ndim; d++)
+			shape[d] = t->shape[d] == 32 ? 256 : t->shape[d], cnt *= shape[d];
+		int norm = strstr(t->name, "norm") != NULL, bias = strstr(t->name, "bias") != NULL;
+		float sc = norm || bias || t->ndim < 2 ? 0.1f : 1.0f / sqrtf((float)(cnt / shape[0]));
+		if (!(bufs[i] = malloc(sizeof(uint16_t) * (size_t)cnt)))
+			ok = 0;
+		for (int64_t e = 0; ok && e < cnt; e++)
+			bufs[i][e] = lvd_f32_to_bf16((norm && !bias ? 1.0f : 0.0f) + sc * rndf(&seed));
+		ok = ok && lvd_st_writer_add(w, t->name, LVD_DT_BF16, t->ndim, shape, bufs[i], &err) == 0;
+	}
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	ok = ok && lvd_st_writer_write(w, path, &err) == 0;
+	lvd_st_writer_free(w);
+	for (size_t i = 0; bufs && i < nt; i++)
+		free(bufs[i]);
+	free(bufs);
+	lvd_st_close(st);
+	return ok ? 0 : -1;
+}
+
+/* The identity kv_proj path (vision width = text width), which the golden model does not
+ * have: directional derivatives by central differences against the backward, on the
+ * parameters around the identity (ln_kv before it, post_layernorm after) and a few
+ * further down the tower and in the resampler. */
+static void test_no_kv_proj_fd(void)
+{
+	char dir[] = "/tmp/lvd_minicpmv_vis_XXXXXX";
+	REQUIRE(mkdtemp(dir));
+	int wrote = write_wide_model(dir) == 0;
+	struct lvd_minicpmv *m = NULL;
+	struct lvd_error err = { 0 };
+	if (wrote)
+		CHECKF(lvd_minicpmv_load(&m, dir, &err) == 0, "%s", err.msg);
+	char path[512];
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	unlink(path);
+	rmdir(dir);
+	REQUIRE(wrote && m);
+	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
+	REQUIRE(c->v_hidden == c->t_hidden);
+	struct vis_in v;
+	REQUIRE(vis_open(&v, c) == 0);
+	REQUIRE(lvd_minicpmv_vision_train(m, 1, &err) == 0);
+	const struct lvd_minicpmv_vparam *p;
+	int np = lvd_minicpmv_vision_params(m, &p);
+	CHECK(np == 3 + 16 * c->v_layers + 2 + 12);   /* no resampler.kv_proj.weight */
+	REQUIRE(lvd_minicpmv_forward(m, &v.b, &err) == 0);
+	REQUIRE(lvd_minicpmv_vision_backward(m, v.G, v.Gp, &err) == 0);
+	static const char *const names[] = {
+		"resampler.ln_kv.weight", "vpm.post_layernorm.weight", "vpm.post_layernorm.bias",
+		"vpm.encoder.layers.1.mlp.fc2.weight", "vpm.encoder.layers.0.self_attn.q_proj.weight",
+		"vpm.embeddings.position_embedding.weight", "vpm.embeddings.patch_embedding.bias", "resampler.query",
+	};
+	uint32_t seed = 777;
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+		const struct lvd_minicpmv_vparam *q = find_param(m, names[k]);
+		REQUIRE(q);
+		float *d = malloc(sizeof(float) * q->n), *x = (float *)q->data;   /* the converted BF16 block */
+		REQUIRE(d);
+		double an = 0, eps = 0.1 / sqrt((double)q->n), lp, lm;   /* a step of L2 length 0.1 */
+		for (size_t e = 0; e < q->n; e++)
+			d[e] = rndf(&seed) < 0 ? -1.0f : 1.0f, an += (double)q->grad[e] * d[e];
+		for (size_t e = 0; e < q->n; e++)
+			x[e] += (float)eps * d[e];
+		REQUIRE(lvd_minicpmv_forward(m, &v.b, &err) == 0);
+		lp = vis_loss(m, &v);
+		for (size_t e = 0; e < q->n; e++)
+			x[e] -= 2 * (float)eps * d[e];
+		REQUIRE(lvd_minicpmv_forward(m, &v.b, &err) == 0);
+		lm = vis_loss(m, &v);
+		for (size_t e = 0; e < q->n; e++)
+			x[e] += (float)eps * d[e];
+		double fd = (lp - lm) / (2 * eps);
+		if (getenv("LVD_TEST_VERBOSE"))
+			fprintf(stderr, "  %-46s analytic %12.6f  central difference %12.6f\n", names[k], an, fd);
+		/* fp32 forwards: their rounding over 2·eps against O(eps²) curvature; with a
+		 * step of length 0.1 the measured worst disagreement is 1.1e-3 relative (patch
+		 * bias; 0.3 gives 1e-2 there from curvature, 0.01 gives 1e-2 on q_proj from
+		 * rounding). A lost or mis-scaled term shows as O(1). */
+		CHECKF(fabs(fd - an) <= 1e-2 * fmax(fabs(an), 1.0), "%s: analytic %g, central difference %g", names[k],
+		       an, fd);
+		free(d);
+	}
+	lvd_minicpmv_free(m);
+	vis_close(&v);
+}
+
 static void test_errors(void)
 {
 	struct lvd_minicpmv *m = load_model();
@@ -288,7 +431,8 @@ static void test_errors(void)
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
-		TEST(test_grads), TEST(test_grads_ctx), TEST(test_accumulate_and_freeze), TEST(test_errors), { 0 },
+		TEST(test_grads), TEST(test_grads_ctx), TEST(test_accumulate_and_freeze), TEST(test_no_kv_proj_fd),
+		TEST(test_errors), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }
