@@ -33,7 +33,8 @@ struct mcv_vlayer_a {
 
 /* Activations of the vision tower and the resampler (minicpmv_vision.c) for NI pictures
  * of L = Lmax patches (N = NI·L rows). vl: per-layer activations while training
- * (lvd_minicpmv_vision_train), else NULL and the layers share x, ln, q, ... */
+ * (lvd_minicpmv_vision_train; ln, q, k, v, att, h1, h1g are then not carved), else NULL
+ * and the layers work in place on x, ln, q, ... (x: the last layer's output, always) */
 struct mcv_vacts {
 	/* vision */
 	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision, *vpost_m, *vpost_r;

@@ -54,22 +54,24 @@ void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *
 	const struct lvd_minicpmv_config *c = &m->c;
 	size_t N = (size_t)NI * L, Dv = c->v_hidden, Iv = c->v_inter, D = c->t_hidden, Q = c->query_num;
 	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
+	a->vl = m->vt ? m->vt->vl : NULL;
+	/* the layers' shared buffers: only without per-layer ones (N·(5·Dv + 2·Iv) floats) */
+	size_t sD = a->vl ? 0 : N * Dv, sI = a->vl ? 0 : N * Iv;
 	a->cols = mcv_take(base, off, N * K);
 	a->x = mcv_take(base, off, N * Dv);
-	a->ln = mcv_take(base, off, N * Dv);
-	a->q = mcv_take(base, off, N * Dv);
-	a->k = mcv_take(base, off, N * Dv);
-	a->v = mcv_take(base, off, N * Dv);
-	a->att = mcv_take(base, off, N * Dv);
 	a->tmp = mcv_take(base, off, N * Dv);
-	a->h1 = mcv_take(base, off, N * Iv);
-	a->h1g = mcv_take(base, off, N * Iv);
+	a->ln = mcv_take(base, off, sD);
+	a->q = mcv_take(base, off, sD);
+	a->k = mcv_take(base, off, sD);
+	a->v = mcv_take(base, off, sD);
+	a->att = mcv_take(base, off, sD);
+	a->h1 = mcv_take(base, off, sI);
+	a->h1g = mcv_take(base, off, sI);
 	a->vbias = mcv_take(base, off, N * L);
 	a->vstats = mcv_take(base, off, (size_t)NI * c->v_heads * L * 2);
 	a->vision = mcv_take(base, off, N * Dv);
 	a->vpost_m = mcv_take(base, off, N);
 	a->vpost_r = mcv_take(base, off, N);
-	a->vl = m->vt ? m->vt->vl : NULL;
 	for (int l = 0; a->vl && l < c->v_layers; l++) {
 		struct mcv_vlayer_a *A = &a->vl[l];
 		A->x_in = mcv_take(base, off, N * Dv);
