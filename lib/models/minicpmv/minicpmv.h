@@ -5,9 +5,10 @@
  * with the picture features scattered into the input embeddings. Numerics follow the
  * hub's modeling_minicpmv.py / resampler.py on transformers 5.x (docs/minicpmv.md).
  * Training of the LLM (lvd_minicpmv_backward below): CE, full gradients or LoRA on its
- * linears, the gradient of the picture features, and the self-attention capture seam.
- * The slicing processor and chat layout are minicpmv_proc.h; the Lavender maps
- * lib/lavender/mcv_maps.h; the vision/resampler backward is another step.
+ * linears, the gradient of the picture features, and the self-attention capture seam;
+ * the vision tower and resampler train too (lvd_minicpmv_vision_backward, with the
+ * resampler-probability gradient). The slicing processor and chat layout are
+ * minicpmv_proc.h; the Lavender maps lib/lavender/mcv_maps.h.
  *
  * Shapes (PyTorch order): B samples, T tokens, NI pictures in all (a source image and
  * its slices are pictures alike), Lmax patches of the longest picture, n_i = th_i·tw_i
@@ -189,6 +190,39 @@ void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
  * weights. Errors name the file. */
 int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *base_model_name,
 			   const char *modules_to_save, struct lvd_error *err);
+
+/* ---- training: vision tower and resampler (minicpmv_vision.c) ----------------------
+ * Every vpm.* and resampler.* parameter, by hub name: name, its data, its gradient
+ * (NULL before lvd_minicpmv_vision_train), n floats. */
+struct lvd_minicpmv_vparam {
+	const char *name;
+	const float *data;
+	float *grad;
+	size_t n;
+};
+
+/* Makes later forwards keep what the vision/resampler backward needs (every vision
+ * layer's activations) and allocates zeroed gradients for every vpm.* and resampler.*
+ * parameter (one block, lvd_minicpmv_vision_grad_block). tune_vision = 0 freezes the
+ * vision tower (OpenBMB's tune_vision=False): its backward is skipped and only the
+ * resampler gains gradients. Calling it again changes tune_vision and keeps the
+ * gradients. Errors: LVD_ERR_NOMEM. */
+int lvd_minicpmv_vision_train(struct lvd_minicpmv *m, int tune_vision, struct lvd_error *err);
+void lvd_minicpmv_vision_zero_grads(struct lvd_minicpmv *m);
+/* The parameter list (count returned, *out valid until lvd_minicpmv_free; 0 and NULL
+ * before lvd_minicpmv_vision_train) and the gradient block (*n floats). */
+int lvd_minicpmv_vision_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_vparam **out);
+float *lvd_minicpmv_vision_grad_block(struct lvd_minicpmv *m, size_t *n);
+/* Backward of the last forward's vision tower and resampler for a loss L whose
+ * gradients are d_resampled = dL/d(resampled) [NI, Q, D] (from the LLM backward) and
+ * d_probs = dL/d(resampler probabilities) [NI, Hr, Q, Lmax] (the rollout map's; padded
+ * keys ignored); either may be NULL (zero). ACCUMULATES into the gradients. Padded
+ * patches get no gradient (they are masked as keys everywhere, as in the forward); the
+ * position table gains gradient on the rows the strips used. Needs a forward with
+ * pictures after lvd_minicpmv_vision_train; errors (LVD_ERR_INVALID) say which is
+ * missing; LVD_ERR_NOMEM. */
+int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resampled, const float *d_probs,
+				 struct lvd_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* lib/models/minicpmv/minicpmv_internal.h — the model struct shared by the minicpmv
  * sources (not a public header): minicpmv_load.c (configuration, weights, context),
- * minicpmv_model.c (forward on the ops of lib/nn/ops), minicpmv_text.c (the LLM forward
- * and backward; its state in minicpmv_train.h). */
+ * minicpmv_vision.c (vision tower and resampler on the ops of lib/nn/ops),
+ * minicpmv_model.c (batch checks, the forward entry point), minicpmv_text.c (the LLM
+ * forward and backward; its state in minicpmv_train.h). */
 #ifndef LVD_MODELS_MINICPMV_INTERNAL_H
 #define LVD_MODELS_MINICPMV_INTERNAL_H
 
@@ -24,6 +25,29 @@ struct mcv_weights {
 	struct lvd_llama_layer_w *tl;   /* the decoder layers (lib/models/llama_layer.h) */
 };
 
+/* One vision layer's activations kept for backward while training (N rows): input,
+ * LayerNorm outputs with their mean/rstd, q/k/v, attention stats and output, the
+ * residual midpoint, MLP pre- and post-activation. */
+struct mcv_vlayer_a {
+	float *x_in, *ln1, *ln1_m, *ln1_r, *q, *k, *v, *stats, *att, *x_mid, *ln2, *ln2_m, *ln2_r, *h1, *h1g;
+};
+
+/* Activations of the vision tower and the resampler (minicpmv_vision.c) for NI pictures
+ * of L = Lmax patches (N = NI·L rows). vl: per-layer activations while training
+ * (lvd_minicpmv_vision_train; ln, q, k, v, att, h1, h1g are then not carved), else NULL
+ * and the layers work in place on x, ln, q, ... (x: the last layer's output, always) */
+struct mcv_vacts {
+	/* vision */
+	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision, *vpost_m, *vpost_r;
+	struct mcv_vlayer_a *vl;
+	/* resampler */
+	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
+	float *kv_m, *kv_r, *q_m, *q_r, *rpost, *post_m, *post_r;
+	int *cap_rows, *cap_off, *pos_ids;
+};
+
+struct mcv_vtrain;   /* vision/resampler training state (minicpmv_vision.c) */
+
 struct lvd_st;
 
 struct lvd_minicpmv {
@@ -39,6 +63,8 @@ struct lvd_minicpmv {
 	float *vision, *resampled, *probs, *logits;
 	int *pos_ids;
 	struct mcv_train *tr;         /* the LLM's activations, gradients, LoRA (minicpmv_train.h) */
+	struct mcv_vacts va;          /* vision/resampler activations of the last forward */
+	struct mcv_vtrain *vt;        /* NULL until lvd_minicpmv_vision_train */
 };
 
 /* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
@@ -57,5 +83,14 @@ static inline float *mcv_take(float *base, size_t *off, size_t n)
 	*off += (n + 15) & ~(size_t)15;
 	return base ? base + o : (float *)0;
 }
+
+/* minicpmv_vision.c: carves (base NULL: measures) the vision and resampler activations
+ * of NI pictures of L patches from base at *off; the forwards of a checked batch
+ * (vision before resampler). */
+void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *base, size_t *off, int NI, int L);
+void mcv_vision_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
+void mcv_resampler_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct lvd_minicpmv_batch *b);
+/* frees the vision/resampler training state (lvd_minicpmv_free) */
+void mcv_vision_train_free(struct lvd_minicpmv *m);
 
 #endif
