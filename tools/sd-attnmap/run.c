@@ -14,6 +14,7 @@
 #include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/device.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/sha256.h"
@@ -24,6 +25,7 @@
 #include "shards.h"
 #include "text/clip_tok.h"
 #include "lavender/attnmap_sample.h"
+#include "nn/ctx.h"
 
 #define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
 
@@ -62,8 +64,10 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1); N > 1 names the outputs by split, so the N runs can share --out"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
 	[O_THREADS] = {"threads", 0, "N", "worker threads, one sample each (default: cores)"},
-	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads)"},
-	[O_DEVICE] = {"device", 0, "DEV", "compute device: cpu, the only one of run in any build (default)"},
+	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads); on cuda also the images per "
+				       "batched UNet pass, grouped by latent shape (default 8)"},
+	[O_DEVICE] = {"device", 0, "DEV", "cpu (default) | cuda | cuda:K: where SD runs (cuda: bf16 weights on GPU K, "
+					  "CUDA builds only; decode on --threads CPU threads)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
 	[O_FOLD_VOCAB] = {"fold-vocab", 0, NULL, "feed id mod vocab to a smaller text encoder (tiny test models)"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the per-stage time split at the end"},
@@ -247,6 +251,7 @@ struct item {
 	struct lvd_shardrun_item base;
 	struct lvd_attnmap_sample s;
 	struct am_input in;       /* owned strings + tokens */
+	struct lvd_attnmap_input prep;   /* --device cuda: the decoded image (work), used by round */
 };
 
 struct run {
@@ -257,6 +262,8 @@ struct run {
 	const struct lvd_attnmap_params *p;
 	struct lvd_attnmap_timing *tm;     /* [threads] */
 	uint64_t maps;            /* maps written by this run */
+	int gpu;                  /* --device cuda: work decodes, round runs the model */
+	int max_items;            /* --device cuda: UNet items per batched pass */
 };
 
 static int next_fn(void *ctx, struct lvd_shardrun_item *base)
@@ -280,8 +287,62 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	struct run *rn = ctx;
 	struct item *it = (struct item *)base;
 	struct lvd_error err = {0};
+	if (rn->gpu) {
+		if (lvd_attnmap_sample_prepare(rn->p, &it->s, &it->prep, &rn->tm[tid], &err))
+			lvd_shardrun_fail(base, NULL, &err);
+		return;
+	}
 	if (lvd_attnmap_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
 		lvd_shardrun_fail(base, NULL, &err);
+}
+
+/* --device cuda: the round's decoded samples through the model on the GPU, several images
+ * per batched UNet pass (lvd_attnmap_samples_run), on the driver's thread. */
+static void round_fn(void *ctx, void *items, size_t n)
+{
+	struct run *rn = ctx;
+	if (!rn->gpu)
+		return;
+	const struct lvd_attnmap_sample **s = lvd_calloc_array(n, sizeof *s);
+	const struct lvd_attnmap_input **in = lvd_calloc_array(n, sizeof *in);
+	struct lvd_attnmap_result *res = lvd_calloc_array(n, sizeof *res);
+	struct item **its = lvd_calloc_array(n, sizeof *its);
+	struct lvd_error err = {0};
+	int m = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = (struct item *)((char *)items + i * sizeof(struct item));
+		if (it->base.failed)
+			continue;
+		if (!s || !in || !res || !its) {
+			lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+			lvd_shardrun_fail(&it->base, NULL, &err);
+			continue;
+		}
+		s[m] = &it->s;
+		in[m] = &it->prep;
+		its[m++] = it;
+	}
+	if (m && lvd_attnmap_samples_run(rn->sd, rn->sched, rn->p, m, s, in, rn->max_items, res, &rn->tm[0])) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		for (int i = 0; i < m; i++)
+			lvd_shardrun_fail(&its[i]->base, NULL, &err);
+	} else {
+		for (int i = 0; i < m; i++) {
+			if (res[i].rc) {
+				lvd_shardrun_fail(&its[i]->base, NULL, &res[i].err);
+				free(res[i].payload);
+			} else {
+				its[i]->base.payload = res[i].payload;
+				its[i]->base.len = res[i].len;
+			}
+		}
+	}
+	for (int i = 0; i < m; i++)
+		lvd_attnmap_input_free(&its[i]->prep);
+	free(s);
+	free(in);
+	free(res);
+	free(its);
 }
 
 static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
@@ -294,6 +355,7 @@ static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
 static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 {
 	am_input_free(&((struct item *)base)->in);
+	lvd_attnmap_input_free(&((struct item *)base)->prep);
 }
 
 static uint64_t count_fn(void *ctx)
@@ -362,6 +424,46 @@ static int check_vocab(const struct lvd_sd *sd, const struct lvd_attnmap_params 
 	return 0;
 }
 
+/* --device: "cpu", "cuda" (= cuda:0) or "cuda:K" -> *gpu (-1 for cpu). A usage error
+ * (returns 2, printed) for anything else, a CPU-only build or a missing device. */
+static int parse_device(const char *s, int *gpu)
+{
+	*gpu = -1;
+	if (!strcmp(s, "cpu"))
+		return 0;
+	uint64_t k = 0;
+	struct lvd_error err = {0};
+	if (strncmp(s, "cuda", 4) || (s[4] && (s[4] != ':' || lvd_parse_u64(s + 5, 0, 1023, &k, "--device cuda:K", &err))))
+		return lvd_cli_usage_error("--device %s: not cpu, cuda or cuda:K", s);
+	if (!LVD_HAVE_CUDA)
+		return lvd_cli_usage_error("--device %s: this build has no CUDA (rebuild with nvcc: make CUDA=1)", s);
+	int n = lvd_cuda_device_count();
+	if ((int)k >= n)
+		return lvd_cli_usage_error("--device %s: %s", s, n ? "no such CUDA device" : "no CUDA device found");
+	*gpu = (int)k;
+	return 0;
+}
+
+/* --device cuda:K: a CUDA context whose device workspace holds the largest VAE pass and
+ * a batched UNet pass of max_items items at the longest side `resolution`, and the model
+ * on it (bf16 weights). Returns 0 or 1 (printed). */
+static int gpu_open(struct lvd_sd *sd, struct lvd_ctx **gctx, int gpu, int resolution, int max_items)
+{
+	struct lvd_error err = {0};
+	size_t r2 = (size_t)resolution * resolution;
+	size_t unet = lvd_sd_unet_batch_bytes(sd, resolution / 8, resolution / 8, LVD_ATTNMAP_CTX) * (size_t)max_items;
+	size_t vae = (size_t)3072 * r2;   /* ~5 fp32 maps of 128 channels at full size, plus scratch */
+	struct lvd_ctx_opts co = {.backend = LVD_BACKEND_CUDA, .threads = 1, .device = gpu,
+				  .dws_bytes = (unet > vae ? unet : vae) + ((size_t)1 << 30)};
+	if (lvd_ctx_create(gctx, &co, &err) || lvd_sd_to_device(sd, *gctx, &err)) {
+		lvd_error_log("--device cuda:%d: %s", gpu, err.msg);
+		return 1;
+	}
+	lvd_info("cuda:%d: weights %.2f GiB (bf16), workspace %.2f GiB, %d UNet items per pass", gpu,
+		 (double)lvd_sd_device_bytes(sd) / (1 << 30), (double)co.dws_bytes / (1 << 30), max_items);
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	lvd_log_set_prog("sd-attnmap run"); /* messages and usage hints name the subcommand */
@@ -386,10 +488,11 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
 	if (!o.sd || !o.manifest || !o.out)
 		return lvd_cli_usage_error("--sd, --manifest and --out are required");
-	if (o.device && strcmp(o.device, "cpu"))
-		return lvd_cli_usage_error("--device %s: sd-attnmap run computes on the cpu only, in every build "
-					   "(the CUDA=%s of --version is the training tools')",
-					   o.device, LVD_HAVE_CUDA ? "yes" : "no");
+	int gpu = -1;   /* CUDA ordinal of --device cuda[:K], -1 = cpu */
+	if (o.device && parse_device(o.device, &gpu))
+		return 2;
+	if (gpu >= 0 && o.p.method != LVD_ATTNMAP_NOISE)
+		return lvd_cli_usage_error("--device %s: --method inversion runs on the cpu only", o.device);
 	struct lvd_error err = {0};
 	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
 	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))
@@ -398,7 +501,7 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--resolution too small");
 	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
-		o.batch = o.threads;
+		o.batch = gpu >= 0 ? 8 : o.threads;
 
 	/* inputs */
 	char tok_path[4096];
@@ -413,6 +516,7 @@ int cmd_run(int argc, char **argv)
 	}
 	struct am_tok *tok = NULL;
 	struct lvd_sd *sd = NULL;
+	struct lvd_ctx *gctx = NULL;   /* --device cuda */
 	struct lvd_attnmap_timing *tms = NULL;
 	json_t *params = NULL, *inputs = NULL;
 	char *params_dump = NULL, *inputs_dump = NULL;
@@ -467,9 +571,13 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	lvd_info("loaded %s in %.1fs", o.sd, lvd_time_now() - t_load);
 	if (check_vocab(sd, &o.p))
 		goto out;
+	int npass = o.p.n_timesteps * o.p.draws;
+	int max_items = o.batch > LVD_ATTNMAP_MAX_BATCH / npass ? LVD_ATTNMAP_MAX_BATCH : o.batch * npass;
+	if (gpu >= 0 && gpu_open(sd, &gctx, gpu, o.p.resolution, max_items))
+		goto out;
+	lvd_info("loaded %s in %.1fs%s", o.sd, lvd_time_now() - t_load, gpu >= 0 ? " (weights on the GPU)" : "");
 	lvd_info("scheduler: %d steps, prediction_type %s", sched.T, pred_names[sched.prediction]);
 	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
 	if (!tms) {
@@ -477,13 +585,13 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
-	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0};
+	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0, gpu >= 0, max_items};
 	struct lvd_shardrun_cfg cfg = {
 		.tool = "sd-attnmap", .out = o.out, .prefix = "attn-", .ext = ".lvdm", .kind = LVD_REC_KIND_MAPS,
 		.first_key = "first_index", .params_dump = params_dump, .inputs_dump = inputs_dump, .zlevel = ZLEVEL,
 		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_bytes = o.shard_bytes, .threads = o.threads,
 		.batch = o.batch, .item_size = sizeof(struct item), .unit = "images", .ctx = &rn, .next = next_fn,
-		.prepare = prepare_fn, .work = work_fn, .account = account_fn, .release = release_fn, .count = count_fn,
+		.prepare = prepare_fn, .work = work_fn, .round = round_fn, .account = account_fn, .release = release_fn, .count = count_fn,
 	};
 	struct lvd_shardrun_result res;
 	if (lvd_shardrun(&cfg, &res))
@@ -519,6 +627,10 @@ int cmd_run(int argc, char **argv)
 out:
 	free(tms);
 	lvd_sd_free(sd);
+	if (gctx) {
+		lvd_info("GPU memory: workspace peak %.2f GiB", (double)lvd_ctx_ws_peak(gctx) / (1 << 30));
+		lvd_ctx_destroy(gctx);
+	}
 	am_tok_close(tok);
 	am_manifest_close(man);
 	json_decref(params);

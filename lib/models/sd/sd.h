@@ -1,4 +1,5 @@
-/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks on the CPU, forward only:
+/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks, forward only, on the CPU
+ * (fp32) or, after lvd_sd_to_device, on a CUDA context (bf16 weights):
  * CLIP text encoder, VAE encoder (posterior mean), UNet2DConditionModel with a
  * per-layer callback that receives every cross-attention (attn2) probability map
  * averaged over heads, and the DDPM noise schedule.
@@ -12,7 +13,8 @@
  * unless lvd_sd_opts overrides them: SD 1.x 8 heads per level, SD 2.x (linear
  * proj_in or a 1024-wide context) heads = channels / 64 per level). F32 weights are
  * used in place from the memory map (when 4-byte aligned); F16/BF16 weights are
- * converted to fp32 once at load into one allocation. Compute is fp32.
+ * converted to fp32 once at load into one allocation. Compute is fp32 (the device path:
+ * bf16 weights and products, fp32 accumulation and activations; lvd_sd_to_device).
  *
  * SD 2.x: the text encoder is OpenCLIP's tower read as its penultimate layer followed
  * by the final LayerNorm (diffusers folders store 23 of the 24 layers with hidden_act
@@ -105,6 +107,23 @@ int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts 
 		struct lvd_error *err);
 void lvd_sd_free(struct lvd_sd *sd);
 
+/* Moves the model onto ctx (borrowed; it must outlive the model): every linear and
+ * convolution weight is uploaded once as bf16, norm weights and biases as fp32, into one
+ * block of ctx memory (lvd_buf_alloc); from then on every forward runs on ctx with
+ * bf16 weights (activations rounded to bf16 at each product, fp32 accumulation and
+ * storage) and every tensor argument of a forward (text states, image, latents, UNet
+ * input/output/context) is memory of ctx (lvd_buf_alloc), while ids and timesteps stay
+ * host arrays. On a CUDA context this is the GPU path; on a CPU context the same code
+ * runs the bf16 weights on the CPU (tests compare it with the fp32 path). One thread at
+ * a time: a forward while another runs fails (LVD_ERR_INVALID "busy"). Errors:
+ * LVD_ERR_NOMEM (device memory), LVD_ERR_INVALID (called twice). */
+int lvd_sd_to_device(struct lvd_sd *sd, struct lvd_ctx *ctx, struct lvd_error *err);
+/* The context the model computes on (its own CPU context, lvd_sd_opts.ctx, or the one of
+ * lvd_sd_to_device): where forward tensors live. */
+struct lvd_ctx *lvd_sd_ctx(const struct lvd_sd *sd);
+/* Bytes of the device weight block (0 before lvd_sd_to_device). */
+size_t lvd_sd_device_bytes(const struct lvd_sd *sd);
+
 /* Configs of the loaded components (NULL when a component was not loaded). */
 const struct lvd_sd_clip_cfg *lvd_sd_clip_config(const struct lvd_sd *sd);
 const struct lvd_sd_vae_cfg *lvd_sd_vae_config(const struct lvd_sd *sd);
@@ -134,9 +153,13 @@ struct lvd_sd_attn_info {
 	int n_ctx;          /* keys (text tokens), e.g. 77 */
 	int heads;          /* heads that were averaged */
 	int item;           /* batch item the map belongs to (lvd_sd_unet_forward_batch; 0 otherwise) */
+	int layers;         /* attn2 layers in one pass (index runs 0..layers-1) */
+	struct lvd_ctx *ctx; /* the context the pass runs on: probs is its memory (device memory
+			      * after lvd_sd_to_device); the callback may run ops on it and use
+			      * its workspace (mark/release) */
 };
-/* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads; borrowed for the
- * duration of the call. Return non-zero to abort the pass (lvd_sd_unet_forward then
+/* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads, in memory of
+ * info->ctx; borrowed for the duration of the call. Return non-zero to abort the pass (lvd_sd_unet_forward then
  * fails with LVD_ERR_INVALID "aborted by callback"). */
 typedef int (*lvd_sd_attn_cb)(void *user, const struct lvd_sd_attn_info *info, const float *probs);
 

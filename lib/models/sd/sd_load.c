@@ -683,6 +683,7 @@ void lvd_sd_free(struct lvd_sd *sd)
 		lvd_st_close(sd->st[i]);
 	free(sd->clip.layers);
 	free(sd->converted);
+	sd_dev_free(sd);
 	sd_ctx_free(sd);
 	free(sd);
 }
