@@ -32,19 +32,9 @@ __global__ void bias_rows_kernel(float *y, const float *b, int N, int C)
 			y[(size_t)r * C + c] += b[c];
 }
 
-// Bits of the bf16 nearest to x, ties to even; NaN -> quiet NaN of the same sign.
-__device__ inline uint16_t f32_to_bf16_bits(float x)
-{
-	uint32_t u = __float_as_uint(x);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x0040u);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-
 __global__ void f32_to_bf16_kernel(uint16_t *out, const float *inp, size_t n)
 {
-	GRID_STRIDE(i, n) out[i] = f32_to_bf16_bits(inp[i]);
+	GRID_STRIDE(i, n) out[i] = lvd_cu::f32_to_bf16_bits(inp[i]);
 }
 
 __global__ void bf16_to_f32_kernel(float *out, const uint16_t *inp, size_t n)

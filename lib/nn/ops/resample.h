@@ -31,7 +31,10 @@
  * Planes are split over ctx's pool (bit-identical results for any thread count).
  * Workspace (areaw only): the two axes' overlap weights, and per thread an [OH, W]
  * row-pass plane (fwd) or a W-double row (bwd).
- * No CUDA twins yet (the _cpu functions assert a CPU context). */
+ * CUDA twins (resample.cu) of the forwards nearest2x, bilinear and area: one thread per
+ * output value; nearest2x and bilinear repeat the CPU's fp32 operations without FMA
+ * contraction (the CPU's bits), area sums in double. The other functions are CPU only
+ * (the _cpu functions assert a CPU context). */
 #ifndef LVD_NN_OPS_RESAMPLE_H
 #define LVD_NN_OPS_RESAMPLE_H
 
@@ -58,9 +61,22 @@ void lvd_resample_nearest2x_fwd_cpu(struct lvd_ctx *ctx, float *out, const float
 void lvd_resample_nearest2x_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				    int W);
 
+#if LVD_HAVE_CUDA
+void lvd_resample_area_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
+				int OH, int OW);
+void lvd_resample_bilinear_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
+				    int W, int OH, int OW, int align_corners);
+void lvd_resample_nearest2x_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
+				     int W);
+#define LVD_RS_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
+#else
+#define LVD_RS_CUDA(call) do { } while (0)
+#endif
+
 static inline void lvd_resample_area_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
 					 int H, int W, int OH, int OW)
 {
+	LVD_RS_CUDA(lvd_resample_area_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW));
 	lvd_resample_area_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW);
 }
 static inline void lvd_resample_area_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C,
@@ -83,6 +99,7 @@ static inline void lvd_resample_areaw_bwd(struct lvd_ctx *ctx, float *dinp, cons
 static inline void lvd_resample_bilinear_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
 					     int H, int W, int OH, int OW, int align_corners)
 {
+	LVD_RS_CUDA(lvd_resample_bilinear_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW, align_corners));
 	lvd_resample_bilinear_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW, align_corners);
 }
 static inline void lvd_resample_bilinear_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B,
@@ -93,6 +110,7 @@ static inline void lvd_resample_bilinear_bwd(struct lvd_ctx *ctx, float *dinp, c
 static inline void lvd_resample_nearest2x_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B,
 					      int C, int H, int W)
 {
+	LVD_RS_CUDA(lvd_resample_nearest2x_fwd_cuda(ctx, out, inp, B, C, H, W));
 	lvd_resample_nearest2x_fwd_cpu(ctx, out, inp, B, C, H, W);
 }
 static inline void lvd_resample_nearest2x_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B,
@@ -100,6 +118,8 @@ static inline void lvd_resample_nearest2x_bwd(struct lvd_ctx *ctx, float *dinp, 
 {
 	lvd_resample_nearest2x_bwd_cpu(ctx, dinp, dout, B, C, H, W);
 }
+
+#undef LVD_RS_CUDA
 
 #ifdef __cplusplus
 }
