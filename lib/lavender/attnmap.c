@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/parse.h"
 #include "nn/ctx.h"
+#include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
 #include "nn/ops/resample.h"
 
@@ -228,10 +229,15 @@ int lvd_attnmap_resize_map(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *ac
 	size_t mark = lvd_ctx_mark(ctx);
 	float *planes = lvd_ctx_takef(ctx, (size_t)T * HW);   /* [T][H·W] */
 	/* planes[t][q] = Σ_j eye[t][j]·map[q][tok_first + j] = map[q][tok_first + t] */
-	lvd_gemm(ctx, 0, 1, T, HW, T, 1.0f, eye, T, map + acc->tok_first, N, 0.0f, planes, HW);
+	lvd_gemm(ctx, 0, 1, T, HW, T, 1.0f, eye, N, map + acc->tok_first, N, 0.0f, planes, HW);
 	lvd_resample_bilinear_fwd(ctx, dst, planes, 1, T, H, W, acc->gh, acc->gw, 0);
 	lvd_ctx_release(ctx, mark);
 	return 1;
+}
+
+void lvd_attnmap_sum_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *sum, const float *map)
+{
+	lvd_add(ctx, sum, map, (size_t)acc->T * acc->gh * acc->gw);
 }
 
 int lvd_attnmap_acc_mean(const struct lvd_attnmap_acc *acc, float *out, struct lvd_error *err)

@@ -18,7 +18,6 @@
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
 #include "nn/ctx.h"
-#include "nn/ops/elem.h"
 
 uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw)
 {
@@ -83,7 +82,7 @@ static void dev_capture_flush(struct dev_capture *c, struct lvd_ctx *ctx)
 		struct dev_item *it = &c->it[b];
 		size_t sz = (size_t)it->acc->T * it->acc->gh * it->acc->gw;
 		for (int i = 0; i < it->n; i++)
-			lvd_add(ctx, it->sum, it->slots + (size_t)i * sz, sz);
+			lvd_attnmap_sum_add(ctx, it->acc, it->sum, it->slots + (size_t)i * sz);
 		*it->n_added += (uint32_t)it->n;
 		it->n = 0;
 	}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "lavender/attnmap.h"
 #include "models/sd/sd.h"
 
 #define LVD_ATTNMAP_MAX_TIMESTEPS 64

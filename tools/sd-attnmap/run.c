@@ -224,6 +224,13 @@ static json_t *params_json(const struct opts *o)
 	}
 	if (p && o->p.unet_batch)   /* auto (0) is not recorded: run.json of default runs stays as before */
 		json_object_set_new(p, "unet_batch", json_integer(o->p.unet_batch));
+	if (p && o->device && strncmp(o->device, "cpu", 3)) {
+		/* the GPU path's maps differ from the CPU's (bf16) and with the images per UNet
+		 * pass (fp32 summation order): both recorded, so a resume cannot mix them; the
+		 * ordinal is not (any GPU gives the same records) */
+		json_object_set_new(p, "device", json_string("cuda"));
+		json_object_set_new(p, "batch", json_integer(o->batch));
+	}
 	return p;
 }
 
@@ -489,10 +496,10 @@ int cmd_run(int argc, char **argv)
 	if (!o.sd || !o.manifest || !o.out)
 		return lvd_cli_usage_error("--sd, --manifest and --out are required");
 	int gpu = -1;   /* CUDA ordinal of --device cuda[:K], -1 = cpu */
+	if (o.device && !strncmp(o.device, "cuda", 4) && o.p.method != LVD_ATTNMAP_NOISE)
+		return lvd_cli_usage_error("--device %s: --method inversion runs on the cpu only", o.device);
 	if (o.device && parse_device(o.device, &gpu))
 		return 2;
-	if (gpu >= 0 && o.p.method != LVD_ATTNMAP_NOISE)
-		return lvd_cli_usage_error("--device %s: --method inversion runs on the cpu only", o.device);
 	struct lvd_error err = {0};
 	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
 	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))

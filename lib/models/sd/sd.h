@@ -193,6 +193,12 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
  * SD 1.5, 77 tokens: ~211 MB at 64x64 (512²), ~53 MB at 32x32. 0 without a UNet. */
 size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx);
 
+/* Floating-point operations (2 per multiply-add) of one UNet pass at latent h x w with
+ * n_ctx text tokens, counted analytically: convolutions, linears, both attentions'
+ * score and value products; norms and activations left out (SD 1.5, 77 tokens: 0.803
+ * TFLOP at 64x64, 0.180 at 32x32; `bench_sd flops`). 0 without a UNet. */
+double lvd_sd_unet_flops(const struct lvd_sd *sd, int h, int w, int n_ctx);
+
 /* Optional timing: when set, forward passes add their wall time to *st, split into
  * GEMM-backed ops (convolutions, linears, attention) and the rest. The struct is
  * borrowed and must outlive its use; NULL turns timing off. */

@@ -293,3 +293,57 @@ size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx)
 	/* ping-pong activations (2·cmax·h·w each), the skip stack, the largest temporary */
 	return sizeof(float) * (4 * cmax * hw + skips + peak);
 }
+
+/* Multiply-adds ×2 of one ResNet block / spatial transformer at hw pixels (analytic). */
+static double resnet_flops(const struct sd_resnet *r, int TE, double hw)
+{
+	double f = 2.0 * hw * 9 * ((double)r->cin * r->cout + (double)r->cout * r->cout) + 2.0 * TE * r->cout;
+	if (r->sc.w)
+		f += 2.0 * hw * r->cin * r->cout;
+	return f;
+}
+
+static double tf_flops(const struct lvd_sd_unet_cfg *k, int C, double hw, int M)
+{
+	double c = C, f = 2 * 2.0 * hw * c * c;   /* proj_in, proj_out */
+	for (int i = 0; i < k->tblocks; i++) {
+		f += 4 * 2.0 * hw * c * c + 2 * 2.0 * hw * hw * c;                          /* attn1 */
+		f += 2 * 2.0 * hw * c * c + 2 * 2.0 * M * k->ctx_dim * c + 2 * 2.0 * hw * M * c;   /* attn2 */
+		f += 2.0 * hw * c * 8 * c + 2.0 * hw * 4 * c * c;                          /* GEGLU feed-forward */
+	}
+	return f;
+}
+
+double lvd_sd_unet_flops(const struct lvd_sd *sd, int h, int w, int n_ctx)
+{
+	if (!sd->has_unet)
+		return 0;
+	const struct sd_unet *u = &sd->unet;
+	const struct lvd_sd_unet_cfg *k = &u->cfg;
+	int n = k->levels, L = k->layers_per_block, TE = k->temb_dim;
+	double hw = (double)h * w, f = 2.0 * ((double)k->ch[0] * TE + (double)TE * TE);
+	f += 2.0 * hw * 9 * k->in_ch * k->ch[0] + 2.0 * hw * 9 * k->ch[0] * k->out_ch;
+	for (int i = 0; i < n; i++) {
+		double lhw = hw / (double)(1 << (2 * i));
+		for (int j = 0; j < L; j++) {
+			f += resnet_flops(&u->down[i][j], TE, lhw);
+			if (k->down_attn[i])
+				f += tf_flops(k, u->down_tf[i][j].C, lhw, n_ctx);
+		}
+		if (i < n - 1)
+			f += 2.0 * (lhw / 4) * 9 * k->ch[i] * k->ch[i];
+	}
+	double mhw = hw / (double)(1 << (2 * (n - 1)));
+	f += resnet_flops(&u->mid[0], TE, mhw) + resnet_flops(&u->mid[1], TE, mhw) + tf_flops(k, u->mid_tf.C, mhw, n_ctx);
+	for (int uu = 0; uu < n; uu++) {
+		double lhw = hw / (double)(1 << (2 * (n - 1 - uu)));
+		for (int j = 0; j <= L; j++) {
+			f += resnet_flops(&u->up[uu][j], TE, lhw);
+			if (k->up_attn[uu])
+				f += tf_flops(k, u->up_tf[uu][j].C, lhw, n_ctx);
+		}
+		if (uu < n - 1)
+			f += 2.0 * (lhw * 4) * 9 * u->upsample[uu].cin * u->upsample[uu].cout;
+	}
+	return f;
+}
