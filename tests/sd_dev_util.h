@@ -91,6 +91,44 @@ static inline void sd_dev_fixture_init(struct sd_dev_fixture *f, const char *sha
 	}
 }
 
+/* The tiny checkpoint (fp32 CPU model on 2 threads), moved onto dev when given
+ * (lvd_sd_to_device); NULL on failure (printed). */
+static inline struct lvd_sd *sd_dev_load(struct lvd_ctx *dev)
+{
+	struct lvd_sd *sd = NULL;
+	struct lvd_error err = {0};
+	struct lvd_sd_opts o = {.threads = 2};
+	const char *path = lvd_test_path("tests/golden/sd/diffusers");
+	if (lvd_sd_load(&sd, path, &o, &err)) {
+		fprintf(stderr, "  load %s: %s\n", path, err.msg);
+		return NULL;
+	}
+	if (dev && lvd_sd_to_device(sd, dev, &err)) {
+		fprintf(stderr, "  lvd_sd_to_device: %s\n", err.msg);
+		lvd_sd_free(sd);
+		return NULL;
+	}
+	return sd;
+}
+
+/* Decodes every fixture sample into in[] and points sp[] / ip[] at them (for
+ * lvd_attnmap_samples_run); 0, or -1 after printing. */
+static inline int sd_dev_prepare_all(const struct sd_dev_fixture *f, struct lvd_attnmap_input *in,
+				     const struct lvd_attnmap_sample **sp, const struct lvd_attnmap_input **ip)
+{
+	struct lvd_attnmap_timing tm = {0};
+	struct lvd_error err = {0};
+	for (int k = 0; k < SD_DEV_NS; k++) {
+		if (lvd_attnmap_sample_prepare(&f->p, &f->s[k], &in[k], &tm, &err)) {
+			fprintf(stderr, "  prepare %s: %s\n", f->s[k].id, err.msg);
+			return -1;
+		}
+		sp[k] = &f->s[k];
+		ip[k] = &in[k];
+	}
+	return 0;
+}
+
 /* The fp32 maps [T][GH][GW] of a record payload (malloc'd), with *n values. */
 static inline float *sd_dev_maps(const uint8_t *payload, size_t len, size_t *n)
 {

@@ -25,8 +25,6 @@
 #include "io/container.h"
 #include "nn/ctx.h"
 
-#define DIFF "tests/golden/sd/diffusers"
-
 static struct lvd_ctx *g_ctx;
 static int g_tried;
 static char g_why[LVD_ERROR_MSG_MAX];
@@ -50,23 +48,6 @@ static struct lvd_ctx *gpu(void)
 	return g_ctx;
 }
 
-static struct lvd_sd *load(struct lvd_ctx *dev)
-{
-	struct lvd_sd *sd = NULL;
-	struct lvd_error err = {0};
-	struct lvd_sd_opts o = {.threads = 2};
-	if (lvd_sd_load(&sd, lvd_test_path(DIFF), &o, &err)) {
-		fprintf(stderr, "  load %s: %s\n", DIFF, err.msg);
-		return NULL;
-	}
-	if (dev && lvd_sd_to_device(sd, dev, &err)) {
-		fprintf(stderr, "  lvd_sd_to_device: %s\n", err.msg);
-		lvd_sd_free(sd);
-		return NULL;
-	}
-	return sd;
-}
-
 static void test_sample_maps(void)
 {
 	struct lvd_ctx *dev = gpu();
@@ -75,7 +56,7 @@ static void test_sample_maps(void)
 		SKIP("../shared/data not found (set LVD_SHARED_DATA)");
 	static struct sd_dev_fixture f;
 	sd_dev_fixture_init(&f, shared);
-	struct lvd_sd *a = load(NULL), *b = load(dev);
+	struct lvd_sd *a = sd_dev_load(NULL), *b = sd_dev_load(dev);
 	REQUIRE(a && b);
 	for (int k = 0; k < 2; k++) {
 		size_t na = 0, nb = 0;
@@ -98,18 +79,13 @@ static void test_samples_batched(void)
 		SKIP("../shared/data not found (set LVD_SHARED_DATA)");
 	static struct sd_dev_fixture f;
 	sd_dev_fixture_init(&f, shared);
-	struct lvd_sd *a = load(NULL), *b = load(dev);
+	struct lvd_sd *a = sd_dev_load(NULL), *b = sd_dev_load(dev);
 	REQUIRE(a && b);
 	struct lvd_attnmap_timing tm = {0};
-	struct lvd_error err = {0};
 	struct lvd_attnmap_input in[SD_DEV_NS];
 	const struct lvd_attnmap_sample *sp[SD_DEV_NS];
 	const struct lvd_attnmap_input *ip[SD_DEV_NS];
-	for (int k = 0; k < SD_DEV_NS; k++) {
-		REQUIRE(lvd_attnmap_sample_prepare(&f.p, &f.s[k], &in[k], &tm, &err) == 0);
-		sp[k] = &f.s[k];
-		ip[k] = &in[k];
-	}
+	REQUIRE(sd_dev_prepare_all(&f, in, sp, ip) == 0);
 	struct lvd_attnmap_result res[SD_DEV_NS];
 	REQUIRE(lvd_attnmap_samples_run(b, &f.sched, &f.p, SD_DEV_NS, sp, ip, 8, res, &tm) == 0);
 	for (int k = 0; k < SD_DEV_NS; k++) {
@@ -140,7 +116,7 @@ static int run_tool(const char *dir, const char *name, const char *device, const
 	snprintf(images, sizeof images, "%s/images", shared);
 	snprintf(clip, sizeof clip, "%s/clip", shared);
 	snprintf(manifest, sizeof manifest, "%s", lvd_test_path("tests/golden/attnmap/manifest.jsonl"));
-	snprintf(sd, sizeof sd, "%s", lvd_test_path(DIFF));
+	snprintf(sd, sizeof sd, "%s", lvd_test_path("tests/golden/sd/diffusers"));
 	char *argv[] = {(char *)lvd_test_tool("sd-attnmap"), "run", "--sd", sd, "--tokenizer", clip, "--manifest",
 			manifest, "--images", images, "--out", out, "--resolution", "256", "--fold-vocab", "--device",
 			(char *)device, "--batch", "2", "-q", NULL};

@@ -20,25 +20,6 @@
 #include "core/rng.h"
 #include "nn/ctx.h"
 
-#define DIFF "tests/golden/sd/diffusers"
-
-static struct lvd_sd *load(struct lvd_ctx *dev)
-{
-	struct lvd_sd *sd = NULL;
-	struct lvd_error err = {0};
-	struct lvd_sd_opts o = {.threads = 2};
-	if (lvd_sd_load(&sd, lvd_test_path(DIFF), &o, &err)) {
-		fprintf(stderr, "  load %s: %s\n", DIFF, err.msg);
-		return NULL;
-	}
-	if (dev && lvd_sd_to_device(sd, dev, &err)) {
-		fprintf(stderr, "  lvd_sd_to_device: %s\n", err.msg);
-		lvd_sd_free(sd);
-		return NULL;
-	}
-	return sd;
-}
-
 static struct lvd_ctx *cpu_ctx(int threads)
 {
 	struct lvd_ctx *ctx = NULL;
@@ -117,7 +98,7 @@ static void test_forwards_bf16(void)
 {
 	struct lvd_ctx *dev = cpu_ctx(2);
 	REQUIRE(dev);
-	struct lvd_sd *a = load(NULL), *b = load(dev);
+	struct lvd_sd *a = sd_dev_load(NULL), *b = sd_dev_load(dev);
 	REQUIRE(a && b);
 	struct lvd_error err = {0};
 	CHECK(lvd_sd_ctx(b) == dev && lvd_sd_device_bytes(b) > 0 && lvd_sd_device_bytes(a) == 0);
@@ -190,7 +171,7 @@ static void test_maps_bf16(void)
 	sd_dev_fixture_init(&f, shared);
 	struct lvd_ctx *dev = cpu_ctx(2);
 	REQUIRE(dev);
-	struct lvd_sd *a = load(NULL), *b = load(dev);
+	struct lvd_sd *a = sd_dev_load(NULL), *b = sd_dev_load(dev);
 	REQUIRE(a && b);
 	for (int k = 0; k < 2; k++) {
 		size_t na = 0, nb = 0;
@@ -229,18 +210,13 @@ static void test_samples_grouped(void)
 		SKIP("../shared/data not found (set LVD_SHARED_DATA)");
 	static struct sd_dev_fixture f;
 	sd_dev_fixture_init(&f, shared);
-	struct lvd_sd *a = load(NULL);
+	struct lvd_sd *a = sd_dev_load(NULL);
 	REQUIRE(a);
 	struct lvd_attnmap_timing tm = {0};
-	struct lvd_error err = {0};
-	struct lvd_attnmap_input in[SD_DEV_NS + 1];
-	const struct lvd_attnmap_sample *sp[SD_DEV_NS + 1];
-	const struct lvd_attnmap_input *ip[SD_DEV_NS + 1];
-	for (int k = 0; k < SD_DEV_NS; k++) {
-		REQUIRE(lvd_attnmap_sample_prepare(&f.p, &f.s[k], &in[k], &tm, &err) == 0);
-		sp[k] = &f.s[k];
-		ip[k] = &in[k];
-	}
+	struct lvd_attnmap_input in[SD_DEV_NS];
+	const struct lvd_attnmap_sample *sp[SD_DEV_NS];
+	const struct lvd_attnmap_input *ip[SD_DEV_NS];
+	REQUIRE(sd_dev_prepare_all(&f, in, sp, ip) == 0);
 	/* order: astronaut, coco, astronaut-2 -> groups {astronaut, astronaut-2}, {coco} */
 	struct lvd_attnmap_result res[SD_DEV_NS];
 	REQUIRE(lvd_attnmap_samples_run(a, &f.sched, &f.p, SD_DEV_NS, sp, ip, 8, res, &tm) == 0);
