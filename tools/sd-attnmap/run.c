@@ -2,6 +2,7 @@
  * resumable .lvdm shards (docs/attnmap.md). */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,8 +270,9 @@ struct run {
 	const struct lvd_attnmap_params *p;
 	struct lvd_attnmap_timing *tm;     /* [threads] */
 	uint64_t maps;            /* maps written by this run */
-	int gpu;                  /* --device cuda: work decodes, round runs the model */
+	int gpu;                  /* --device cuda: round_fn decodes and runs the model */
 	int max_items;            /* --device cuda: UNet items per batched pass */
+	int threads;              /* decode threads of round_fn (tm[threads] is the GPU's) */
 };
 
 static int next_fn(void *ctx, struct lvd_shardrun_item *base)
@@ -294,62 +296,151 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	struct run *rn = ctx;
 	struct item *it = (struct item *)base;
 	struct lvd_error err = {0};
-	if (rn->gpu) {
-		if (lvd_attnmap_sample_prepare(rn->p, &it->s, &it->prep, &rn->tm[tid], &err))
-			lvd_shardrun_fail(base, NULL, &err);
+	if (rn->gpu)   /* decoded and computed by round_fn */
 		return;
-	}
 	if (lvd_attnmap_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
 		lvd_shardrun_fail(base, NULL, &err);
 }
 
-/* --device cuda: the round's decoded samples through the model on the GPU, several images
- * per batched UNet pass (lvd_attnmap_samples_run), on the driver's thread. */
+/* ---- --device cuda: one round = decode threads feeding batched GPU passes ------------------
+ * The round's images are decoded by rn->threads threads in manifest order (an atomic
+ * cursor); the driver's thread walks the items in order as they become ready and puts
+ * each into the open group of its latent shape; a full group (per_group images) goes to
+ * the GPU at once (lvd_attnmap_samples_run) while the threads decode the next images;
+ * the partial groups run at the end of the round. Groups are the same for any thread
+ * count and timing: per shape, consecutive runs of per_group images in manifest order. */
+
+struct pipe {
+	struct run *rn;
+	struct item *items;
+	size_t n, next;
+	char *done;                     /* [n]: decoded (or failed) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+struct pipe_worker {
+	struct pipe *p;
+	int tid;
+	pthread_t th;
+};
+
+static void *decode_thread(void *arg)
+{
+	struct pipe_worker *w = arg;
+	struct pipe *P = w->p;
+	for (;;) {
+		pthread_mutex_lock(&P->mu);
+		size_t i = P->next++;
+		pthread_mutex_unlock(&P->mu);
+		if (i >= P->n)
+			return NULL;
+		struct item *it = &P->items[i];
+		struct lvd_error err = {0};
+		if (!it->base.failed &&
+		    lvd_attnmap_sample_prepare(P->rn->p, &it->s, &it->prep, &P->rn->tm[w->tid], &err))
+			lvd_shardrun_fail(&it->base, NULL, &err);
+		pthread_mutex_lock(&P->mu);
+		P->done[i] = 1;
+		pthread_cond_broadcast(&P->cv);
+		pthread_mutex_unlock(&P->mu);
+	}
+}
+
+struct shape_group {
+	int lat_h, lat_w, m;
+	struct item *it[LVD_ATTNMAP_MAX_BATCH];
+};
+
+/* One group's images through the model; payloads or failures into the items. */
+static void gpu_group(struct run *rn, struct shape_group *g)
+{
+	const struct lvd_attnmap_sample *s[LVD_ATTNMAP_MAX_BATCH];
+	const struct lvd_attnmap_input *in[LVD_ATTNMAP_MAX_BATCH];
+	struct lvd_attnmap_result res[LVD_ATTNMAP_MAX_BATCH];
+	struct lvd_error err = {0};
+	for (int i = 0; i < g->m; i++) {
+		s[i] = &g->it[i]->s;
+		in[i] = &g->it[i]->prep;
+	}
+	if (lvd_attnmap_samples_run(rn->sd, rn->sched, rn->p, g->m, s, in, rn->max_items, res, &rn->tm[rn->threads])) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		for (int i = 0; i < g->m; i++)
+			lvd_shardrun_fail(&g->it[i]->base, NULL, &err);
+	} else {
+		for (int i = 0; i < g->m; i++) {
+			if (res[i].rc) {
+				lvd_shardrun_fail(&g->it[i]->base, NULL, &res[i].err);
+				free(res[i].payload);
+			} else {
+				g->it[i]->base.payload = res[i].payload;
+				g->it[i]->base.len = res[i].len;
+			}
+		}
+	}
+	for (int i = 0; i < g->m; i++)
+		lvd_attnmap_input_free(&g->it[i]->prep);
+	g->m = 0;
+}
+
 static void round_fn(void *ctx, void *items, size_t n)
 {
 	struct run *rn = ctx;
 	if (!rn->gpu)
 		return;
-	const struct lvd_attnmap_sample **s = lvd_calloc_array(n, sizeof *s);
-	const struct lvd_attnmap_input **in = lvd_calloc_array(n, sizeof *in);
-	struct lvd_attnmap_result *res = lvd_calloc_array(n, sizeof *res);
-	struct item **its = lvd_calloc_array(n, sizeof *its);
-	struct lvd_error err = {0};
-	int m = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct item *it = (struct item *)((char *)items + i * sizeof(struct item));
+	const int npass = rn->p->n_timesteps * rn->p->draws;
+	const int per_group = rn->max_items / npass < 1 ? 1 : rn->max_items / npass;
+	struct pipe P = {.rn = rn, .items = items, .n = n};
+	struct pipe_worker *w = lvd_calloc_array((size_t)rn->threads, sizeof *w);
+	struct shape_group *groups = lvd_calloc_array(n, sizeof *groups);
+	P.done = lvd_calloc_array(n, 1);
+	pthread_mutex_init(&P.mu, NULL);
+	pthread_cond_init(&P.cv, NULL);
+	int nw = 0, ng = 0;
+	if (!w || !groups || !P.done) {
+		struct lvd_error err = {0};
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			if (!P.items[i].base.failed)
+				lvd_shardrun_fail(&P.items[i].base, NULL, &err);
+		goto out;
+	}
+	for (int t = 0; t < rn->threads && (size_t)t < n; t++) {
+		w[nw] = (struct pipe_worker){.p = &P, .tid = t};
+		if (pthread_create(&w[nw].th, NULL, decode_thread, &w[nw]) == 0)
+			nw++;
+	}
+	if (!nw) {   /* no thread: decode here */
+		w[0] = (struct pipe_worker){.p = &P, .tid = 0};
+		decode_thread(&w[0]);
+	}
+	for (size_t k = 0; k < n; k++) {
+		pthread_mutex_lock(&P.mu);
+		while (!P.done[k])
+			pthread_cond_wait(&P.cv, &P.mu);
+		pthread_mutex_unlock(&P.mu);
+		struct item *it = &P.items[k];
 		if (it->base.failed)
 			continue;
-		if (!s || !in || !res || !its) {
-			lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
-			lvd_shardrun_fail(&it->base, NULL, &err);
-			continue;
-		}
-		s[m] = &it->s;
-		in[m] = &it->prep;
-		its[m++] = it;
+		int g = 0;
+		while (g < ng && (groups[g].lat_h != it->prep.g.lat_h || groups[g].lat_w != it->prep.g.lat_w))
+			g++;
+		if (g == ng)
+			groups[ng++] = (struct shape_group){.lat_h = it->prep.g.lat_h, .lat_w = it->prep.g.lat_w};
+		groups[g].it[groups[g].m++] = it;
+		if (groups[g].m == per_group)
+			gpu_group(rn, &groups[g]);
 	}
-	if (m && lvd_attnmap_samples_run(rn->sd, rn->sched, rn->p, m, s, in, rn->max_items, res, &rn->tm[0])) {
-		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
-		for (int i = 0; i < m; i++)
-			lvd_shardrun_fail(&its[i]->base, NULL, &err);
-	} else {
-		for (int i = 0; i < m; i++) {
-			if (res[i].rc) {
-				lvd_shardrun_fail(&its[i]->base, NULL, &res[i].err);
-				free(res[i].payload);
-			} else {
-				its[i]->base.payload = res[i].payload;
-				its[i]->base.len = res[i].len;
-			}
-		}
-	}
-	for (int i = 0; i < m; i++)
-		lvd_attnmap_input_free(&its[i]->prep);
-	free(s);
-	free(in);
-	free(res);
-	free(its);
+	for (int g = 0; g < ng; g++)
+		if (groups[g].m)
+			gpu_group(rn, &groups[g]);
+out:
+	for (int t = 0; t < nw; t++)
+		pthread_join(w[t].th, NULL);
+	pthread_mutex_destroy(&P.mu);
+	pthread_cond_destroy(&P.cv);
+	free(w);
+	free(groups);
+	free(P.done);
 }
 
 static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
@@ -500,6 +591,10 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--device %s: --method inversion runs on the cpu only", o.device);
 	if (o.device && parse_device(o.device, &gpu))
 		return 2;
+	/* test hook (tests/cli/test_attnmap_pipeline.sh, docs/attnmap.md): the round pipeline
+	 * of --device cuda (decode threads, several images per UNet pass) on the CPU model */
+	const char *hook = getenv("LVD_ATTNMAP_PIPELINE");
+	int pipeline_hook = gpu < 0 && hook && !strcmp(hook, "1") && o.p.method == LVD_ATTNMAP_NOISE;
 	struct lvd_error err = {0};
 	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
 	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))
@@ -586,13 +681,13 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	lvd_info("loaded %s in %.1fs%s", o.sd, lvd_time_now() - t_load, gpu >= 0 ? " (weights on the GPU)" : "");
 	lvd_info("scheduler: %d steps, prediction_type %s", sched.T, pred_names[sched.prediction]);
-	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
+	tms = lvd_calloc_array((size_t)o.threads + 1, sizeof *tms);   /* + the GPU's */
 	if (!tms) {
 		lvd_error_log("out of memory");
 		goto out;
 	}
 
-	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0, gpu >= 0, max_items};
+	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0, gpu >= 0 || pipeline_hook, max_items, o.threads};
 	struct lvd_shardrun_cfg cfg = {
 		.tool = "sd-attnmap", .out = o.out, .prefix = "attn-", .ext = ".lvdm", .kind = LVD_REC_KIND_MAPS,
 		.first_key = "first_index", .params_dump = params_dump, .inputs_dump = inputs_dump, .zlevel = ZLEVEL,
@@ -616,7 +711,7 @@ int cmd_run(int argc, char **argv)
 		secs > 0 ? (double)rn.maps / secs : 0.0, (unsigned long long)res.shards);
 	if (o.timings || lvd_log_level() >= LVD_LOG_DEBUG) {
 		struct lvd_attnmap_timing s = {0};
-		for (int t = 0; t < o.threads; t++) {
+		for (int t = 0; t <= o.threads; t++) {
 			s.decode += tms[t].decode;
 			s.text += tms[t].text;
 			s.vae += tms[t].vae;
