@@ -158,14 +158,19 @@ void sd_gemm16(struct lvd_ctx *ctx, int w_left, int transA, int transB, int M, i
 	lvd_ctx_release(ctx, mark);
 }
 
+#if LVD_HAVE_CUDA
+void sd_copy_cuda(struct lvd_ctx *ctx, float *dst, const float *src, size_t n);   /* sd_dev.cu */
+#endif
+
 void sd_copy(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *dst, const float *src, size_t n)
 {
-	if (!sd->dev) {
-		memcpy(dst, src, n * sizeof *dst);
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		sd_copy_cuda(ctx, dst, src, n);
 		return;
 	}
-	lvd_buf_zero(ctx, dst, n * sizeof *dst);
-	lvd_axpy(ctx, dst, 1.0f, src, n);
+#endif
+	memcpy(dst, src, n * sizeof *dst);
 }
 
 void sd_linear_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,

@@ -143,8 +143,8 @@ void sd_dev_free(struct lvd_sd *sd);
 struct lvd_ctx *sd_ctx_enter(const struct lvd_sd *sd, struct lvd_error *err);
 void sd_ctx_leave(const struct lvd_sd *sd, struct lvd_ctx *ctx);
 
-/* dst = src (n floats) where ctx computes: memcpy on the CPU path; on the device path
- * zero + axpy(1) (exact), so no host loop touches device memory. */
+/* dst = src (n floats) where ctx computes: memcpy on a CPU context, a device-to-device
+ * copy queued on the stream on CUDA (sd_dev.cu). */
 void sd_copy(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *dst, const float *src, size_t n);
 /* bf16-weight products of the device path (activations rounded to bf16, fp32
  * accumulation): out[N, OC] = inp[N, IC]·w16ᵀ + b, and the general form
