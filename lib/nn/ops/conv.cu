@@ -149,10 +149,14 @@ const algo_entry *pick_algo(cudnnHandle_t h, const int *key, cudnnTensorDescript
 	memcpy(e.key, key, sizeof e.key);
 	e.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
 	e.ws = 0;
-	// heuristic order; FMA math only (no tensor-core TF32), bounded workspace
+	// heuristic order; the GEMM family only (FFT and Winograd round differently from
+	// a plain sum), FMA math only (no tensor-core TF32), bounded workspace
 	for (int i = 0; i < n; i++)
 		if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH &&
-		    perf[i].memory <= MAX_CUDNN_WS) {
+		    perf[i].memory <= MAX_CUDNN_WS &&
+		    (perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM)) {
 			e.algo = perf[i].algo;
 			break;
 		}
