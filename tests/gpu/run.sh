@@ -11,6 +11,8 @@
 #   ops          the CPU-vs-CUDA op test (build/tests/test_cuda_ops), every case named
 #   dist         the NCCL communicator with one rank (build/tests/test_cuda_dist)
 #   bench        GEMM: lvd_gemm_cuda / lvd_gemm_bf16_cuda vs plain cuBLAS, TFLOP/s
+#   bench_sd     SD ops at SD 1.5 512² shapes: fused attention vs the explicit path,
+#                conv fp32 / bf16 weights vs cuDNN bf16, TFLOP/s (bench_sd_ops)
 #   memcheck     the op test under compute-sanitizer (out-of-bounds, races) if present
 #   suite        the whole `make test` (CPU tests plus the op test again)
 # Budget: about 1 min to build on 16 cores, seconds for ops and bench, ~1 min memcheck,
@@ -40,6 +42,7 @@ if [ -x build/tests/test_cuda_ops ]; then
 	step ops 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_ops
 	step dist 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_dist
 	step bench 120 build/gpu/bench_gemm 10
+	step bench_sd 120 build/gpu/bench_sd_ops 10
 	if [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
 		step memcheck 240 "$CUDA_HOME/bin/compute-sanitizer" --tool memcheck --error-exitcode 3 \
 			build/tests/test_cuda_ops
