@@ -16,7 +16,7 @@
  *     the probabilities inherit that relative error, the output is a convex combination
  *     of values in [-1, 1). probs_mean: 1e-5 absolute (probabilities <= 1). A missed key
  *     block or a wrong rescale gives errors ~1e-2.
- *   resample: nearest2x exact (a copy); bilinear 1e-6 absolute on inputs in [-1, 1)
+ *   resample: nearest2x exact (a copy); bilinear and bilinear_tok_add 1e-6 absolute on inputs in [-1, 1)
  *     (the same fp32 operations in the same order without FMA contraction: expected
  *     bit-identical, the slack only absorbs a rounding we do not expect); area 1e-6
  *     (double sums rounded once on both sides). */
@@ -273,8 +273,42 @@ static void test_sd_resample(void)
 	sd_resample_case(c, 2, 1, 2, 64, 64, 24, 24, 0);
 }
 
+/* The accumulating token-last bilinear (attention maps onto the output grid): a [H·W, 77]
+ * map, tokens 1..12, added twice onto a random start so accumulation shows. */
+static void sd_tok_add_case(struct lvd_ctx *c, int H, int W, int OH, int OW)
+{
+	struct lvd_ctx *cpu = sd_cpu();
+	const int N = 77, T = 12;
+	size_t nm = (size_t)H * W * N, n = (size_t)T * OH * OW;
+	float *map = hrand(nm, 0.5f, 0.5f), *start = hrand(n, 1, 0), *want = hcopy(start, n);
+	double *wd = dalloc(n);
+	lvd_resample_bilinear_tok_add_cpu(cpu, want, map + 1, N, T, H, W, OH, OW);
+	lvd_resample_bilinear_tok_add_cpu(cpu, want, map + 1, N, T, H, W, OH, OW);
+	for (size_t i = 0; i < n; i++)
+		wd[i] = want[i];
+	float *dM = dupf(c, map, nm), *dO = dupf(c, start, n);
+	lvd_resample_bilinear_tok_add_cuda(c, dO, dM + 1, N, T, H, W, OH, OW);
+	lvd_resample_bilinear_tok_add_cuda(c, dO, dM + 1, N, T, H, W, OH, OW);
+	float *got = down(c, dO, n);
+	char what[96];
+	snprintf(what, sizeof what, "bilinear_tok_add %dx%d -> %dx%d", H, W, OH, OW);
+	/* the CPU's fp32 operations without contraction: expected bit-identical; 1e-6 on sums
+	 * <= ~3 only absorbs a rounding we do not expect */
+	CHECK_REL(what, got, wd, n, 0, 1e-6);
+	lvd_buf_free(c, dM), lvd_buf_free(c, dO);
+	free(map), free(start), free(want), free(wd), free(got);
+}
+
+static void test_sd_tok_add(void)
+{
+	struct lvd_ctx *c = gpu();
+	sd_tok_add_case(c, 64, 48, 32, 24);
+	sd_tok_add_case(c, 8, 6, 32, 24);
+	sd_tok_add_case(c, 17, 9, 5, 7);
+}
+
 #define LVD_SD_CASES \
 	TEST(test_sd_linear_w16), TEST(test_sd_conv), TEST(test_sd_conv_w16), TEST(test_sd_attention), \
-	TEST(test_sd_resample),
+	TEST(test_sd_resample), TEST(test_sd_tok_add),
 
 #endif
