@@ -160,7 +160,8 @@ static void sd_conv_case(struct lvd_ctx *c, int w16, int B, int C, int H, int W,
 
 /* SD's conv kinds on odd sizes: 3×3 pad 1 (conv_in with 3-4 channels, resnet convs),
  * 3×3 stride 2 with the VAE's right/bottom-only pad and the UNet's pad 1, 1×1 (the
- * shortcut and proj_in/out), batch 2, with and without bias. */
+ * shortcut and proj_in/out), batch 1-3, with and without bias; both im2col schedules
+ * (images sharing GEMMs below 4096 output pixels, per image above). */
 static void sd_conv_all(struct lvd_ctx *c, int w16)
 {
 	sd_conv_case(c, w16, 2, 4, 9, 7, 5, 3, 1, 1, 1, 1, 1, 1);
@@ -171,6 +172,10 @@ static void sd_conv_all(struct lvd_ctx *c, int w16)
 	sd_conv_case(c, w16, 2, 12, 11, 9, 7, 3, 2, 1, 1, 1, 1, 1);
 	sd_conv_case(c, w16, 2, 12, 5, 6, 7, 1, 1, 0, 0, 0, 0, 1);
 	sd_conv_case(c, w16, 1, 320, 8, 8, 64, 1, 1, 0, 0, 0, 0, 0);
+	/* >= 4096 output pixels: one GEMM per image and row slab (smaller: images share) */
+	sd_conv_case(c, w16, 2, 4, 64, 65, 8, 3, 1, 1, 1, 1, 1, 1);
+	sd_conv_case(c, w16, 2, 6, 64, 64, 5, 1, 1, 0, 0, 0, 0, 1);
+	sd_conv_case(c, w16, 3, 16, 8, 8, 24, 3, 1, 1, 1, 1, 1, 1);
 }
 
 static void test_sd_conv(void) { sd_conv_all(gpu(), 0); }
