@@ -13,6 +13,8 @@
 #                photos, and sd-attnmap --device cuda vs cpu (build/tests/test_cuda_sd)
 #   dist         the NCCL communicator with one rank (build/tests/test_cuda_dist)
 #   bench        GEMM: lvd_gemm_cuda / lvd_gemm_bf16_cuda vs plain cuBLAS, TFLOP/s
+#   bench_sd     SD ops at SD 1.5 512² shapes: fused attention vs the explicit path,
+#                conv fp32 / bf16 weights vs cuDNN bf16, TFLOP/s (bench_sd_ops)
 #   attnmap_bench  sd-attnmap --device cuda at SD 1.5 dims, 512², 4 timesteps, --batch 1
 #                and 8 vs diffusers + PyTorch (bench/attnmap_peer_gpu.py, needs PY with
 #                torch): images/s, UNet TFLOP/s, GPU memory (tests/gpu/bench_attnmap.sh)
@@ -47,6 +49,7 @@ if [ -x build/tests/test_cuda_ops ]; then
 	step sd 240 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_sd
 	step dist 120 env LVD_TEST_VERBOSE=1 build/tests/test_cuda_dist
 	step bench 120 build/gpu/bench_gemm 10
+	step bench_sd 120 build/gpu/bench_sd_ops 10
 	step attnmap_bench 420 sh tests/gpu/bench_attnmap.sh
 	if [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
 		step memcheck 240 "$CUDA_HOME/bin/compute-sanitizer" --tool memcheck --error-exitcode 3 \

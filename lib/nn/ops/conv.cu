@@ -9,7 +9,9 @@
 // out[OC, rows·OW] = w[OC, K] · col[K, rows·OW] writes straight into the NCHW output
 // (leading dimension OH·OW). The bias is written first and the GEMM accumulates (beta 1).
 // Slabs hold at most SLAB values (the row block shrinks to fit), taken from the device
-// workspace.
+// workspace. Small images (fewer than MULTI_P output pixels: the UNet's 32², 16², 8²
+// levels) of a batch share GEMMs instead: col [K, nb·P] for nb whole images, one GEMM
+// into [OC, nb·P], scattered back to NCHW with the bias (1×1 convs likewise).
 #include <string.h>
 
 #include <mutex>
@@ -28,6 +30,7 @@
 namespace {
 
 const size_t SLAB = (size_t)32 << 20;
+const size_t MULTI_P = 4096; // below this many output pixels a batch shares its GEMMs
 
 template <typename T> __device__ inline T col_value(float v);
 template <> __device__ inline float col_value<float>(float v) { return v; }
@@ -45,6 +48,34 @@ __global__ void im2col_kernel(T *col, const float *x, int C, int H, int W, int K
 		int ih = (oh0 + r) * stride - pad_t + kh, iw = ow * stride - pad_l + kw;
 		float v = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[((size_t)c * H + ih) * W + iw] : 0.0f;
 		col[i] = col_value<T>(v);
+	}
+}
+
+// Several whole images at once: col[k][n·P + p] for images n < nb (P = OH·OW), k as above.
+template <typename T>
+__global__ void im2col_images_kernel(T *col, const float *x, int nb, int C, int H, int W, int KH, int KW, int stride,
+				     int pad_t, int pad_l, int OH, int OW)
+{
+	size_t P = (size_t)OH * OW, ncol = (size_t)nb * P, total = (size_t)C * KH * KW * ncol;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+		size_t k = i / ncol, q = i % ncol, n = q / P, p = q % P;
+		int oh = (int)(p / OW), ow = (int)(p % OW);
+		int kw = (int)(k % KW), kh = (int)((k / KW) % KH), c = (int)(k / ((size_t)KW * KH));
+		int ih = oh * stride - pad_t + kh, iw = ow * stride - pad_l + kw;
+		float v = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[((n * C + c) * H + ih) * (size_t)W + iw] : 0.0f;
+		col[i] = col_value<T>(v);
+	}
+}
+
+// out[n][o][p] = tmp[o][n·P + p] (+ b[o]) for images n < nb: the images' GEMM result
+// [OC, nb·P] back to NCHW
+__global__ void scatter_images_kernel(float *out, const float *tmp, const float *b, int nb, int OC, size_t P)
+{
+	size_t total = (size_t)nb * OC * P;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+		size_t n = i / ((size_t)OC * P), r = i % ((size_t)OC * P), o = r / P, p = r % P;
+		float v = tmp[o * ((size_t)nb * P) + n * P + p];
+		out[i] = b ? v + b[o] : v;
 	}
 }
 
@@ -97,6 +128,30 @@ void conv_im2col(struct lvd_ctx *ctx, float *out, const float *inp, const T *w, 
 		    H, W, KH, KW, stride);
 	size_t P = (size_t)OH * OW;
 	int K = C * KH * KW;
+	// small images (P < MULTI_P) in a batch: nb images per GEMM, col [K, nb·P] and the
+	// result [OC, nb·P] each <= SLAB values, scattered back to NCHW with the bias
+	size_t per_img = (size_t)(K > OC ? K : OC) * P, nb = per_img ? SLAB / per_img : 1;
+	if (B > 1 && P < MULTI_P && nb >= 2) {
+		nb = nb > (size_t)B ? (size_t)B : nb;
+		cudaStream_t st = lvd_cu::stream(ctx);
+		size_t mk = lvd_ctx_mark(ctx);
+		T *col = (T *)lvd_ctx_take(ctx, sizeof(T) * ((size_t)K * nb * P + 1));
+		float *tmp = lvd_ctx_takef(ctx, (size_t)OC * nb * P + 1);
+		for (int n0 = 0; n0 < B; n0 += (int)nb) {
+			int m = B - n0 < (int)nb ? B - n0 : (int)nb;
+			size_t total = (size_t)K * m * P;
+			im2col_images_kernel<T><<<lvd_cu::elem_blocks(total), 256, 0, st>>>(
+				col, inp + (size_t)n0 * C * H * W, m, C, H, W, KH, KW, stride, pt, pl, OH, OW);
+			LVD_CU_LAUNCHED();
+			gemm_slab<T>(ctx, OC, (int)(m * P), K, w, col, 0.0f, tmp, (int)(m * P));
+			size_t no = (size_t)m * OC * P;
+			scatter_images_kernel<<<lvd_cu::elem_blocks(no), 256, 0, st>>>(out + (size_t)n0 * OC * P, tmp, b, m, OC,
+										       P);
+			LVD_CU_LAUNCHED();
+		}
+		lvd_ctx_release(ctx, mk);
+		return;
+	}
 	float beta = b ? 1.0f : 0.0f;
 	bias_nchw(ctx, out, b, B, OC, P, 0);
 	size_t per_row = (size_t)K * OW, rows = per_row ? SLAB / per_row : (size_t)OH;
@@ -149,10 +204,14 @@ const algo_entry *pick_algo(cudnnHandle_t h, const int *key, cudnnTensorDescript
 	memcpy(e.key, key, sizeof e.key);
 	e.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
 	e.ws = 0;
-	// heuristic order; FMA math only (no tensor-core TF32), bounded workspace
+	// heuristic order; the GEMM family only (FFT and Winograd round differently from
+	// a plain sum), FMA math only (no tensor-core TF32), bounded workspace
 	for (int i = 0; i < n; i++)
 		if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH &&
-		    perf[i].memory <= MAX_CUDNN_WS) {
+		    perf[i].memory <= MAX_CUDNN_WS &&
+		    (perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM)) {
 			e.algo = perf[i].algo;
 			break;
 		}
@@ -217,7 +276,7 @@ extern "C" void lvd_conv2d_fwd_cuda(struct lvd_ctx *ctx, float *out, const float
 		return;
 	}
 #endif
-	if (is_pointwise(KH, KW, stride, pad_t, pad_l, pad_b, pad_r)) {
+	if (is_pointwise(KH, KW, stride, pad_t, pad_l, pad_b, pad_r) && (B == 1 || (size_t)H * W >= MULTI_P)) {
 		size_t P = (size_t)H * W;
 		bias_nchw(ctx, out, b, B, OC, P, 0);
 		for (int n = 0; n < B; n++)
@@ -234,7 +293,7 @@ extern "C" void lvd_conv2d_fwd_w16_cuda(struct lvd_ctx *ctx, float *out, const f
 {
 	if (B <= 0 || OC <= 0)
 		return;
-	if (is_pointwise(KH, KW, stride, pad_t, pad_l, pad_b, pad_r)) {
+	if (is_pointwise(KH, KW, stride, pad_t, pad_l, pad_b, pad_r) && (B == 1 || (size_t)H * W >= MULTI_P)) {
 		size_t P = (size_t)H * W;
 		bias_nchw(ctx, out, b, B, OC, P, 0);
 		size_t mk = lvd_ctx_mark(ctx);

@@ -29,13 +29,16 @@
  * CUDA twins (conv.cu): lvd_conv2d_fwd_cuda: with cuDNN (LVD_HAVE_CUDNN) a symmetric-pad
  * conv runs cudnnConvolutionForward in fp32 with FMA math (no TF32: results agree with
  * the CPU to fp32 rounding), the algorithm picked once per shape by cuDNN's heuristic
- * and cached (process-wide, under a mutex, one cuDNN handle per device); asymmetric pads
+ * among the GEMM-family algorithms (FFT and Winograd excluded for the same reason) and
+ * cached (process-wide, under a mutex, one cuDNN handle per device); asymmetric pads
  * (the VAE downsampler) and builds without cuDNN run im2col (chunks of output rows,
  * <= 32 M values, device workspace) + lvd_gemm_cuda, a 1×1 stride-1 unpadded conv one
- * GEMM per image. lvd_conv2d_fwd_w16_cuda: im2col straight to bf16 (the rounding done
- * while gathering) + lvd_gemm_bf16_cuda (cuBLASLt, fp32 compute and output); 1×1: the
- * image converted to bf16, one GEMM. The other functions here are CPU only (assert a
- * CPU context). */
+ * GEMM per image. lvd_conv2d_fwd_w16_cuda: the same im2col, straight to bf16 (the
+ * rounding done while gathering), + lvd_gemm_bf16_cuda (cuBLASLt, fp32 compute and
+ * output); 1×1: the image converted to bf16, one GEMM. In both im2col paths the images
+ * of a batch with fewer than 4096 output pixels share GEMMs (im2col of several whole
+ * images, one [OC, images·pixels] product scattered back to NCHW with the bias; 1×1
+ * convs too). The other functions here are CPU only (assert a CPU context). */
 #ifndef LVD_NN_OPS_CONV_H
 #define LVD_NN_OPS_CONV_H
 

@@ -1,6 +1,7 @@
 // lib/nn/ops/resample.cu — CUDA twins of the resampling forwards (ops/resample.h):
-// nearest ×2 (the UNet upsampler), bilinear (torch's index rule) and area (adaptive
-// average pooling), one thread per output value over all planes. The index and weight
+// nearest ×2 (the UNet upsampler), bilinear (torch's index rule), area (adaptive
+// average pooling) and the accumulating bilinear of token-last attention maps, one
+// thread per output value over all planes. The index and weight
 // arithmetic is the CPU's, in the same fp32 operations and order with contraction into
 // FMA ruled out (__fmul_rn/__fadd_rn), so nearest and bilinear give the CPU's bits; area
 // sums in double as the CPU does.
@@ -93,6 +94,24 @@ __global__ void area_kernel(float *out, const float *inp, int H, int W, int OH, 
 	}
 }
 
+// out[t][oy][ox] += bilinear sample of token-last map t (lvd_resample_bilinear_tok_add)
+__global__ void tok_add_kernel(float *out, const float *inp, int ld, int T, int H, int W, int OH, int OW)
+{
+	size_t plane = (size_t)OH * OW, total = (size_t)T * plane;
+	GRID_STRIDE(i, total) {
+		int t = (int)(i / plane), r = (int)(i % plane), oy = r / OW, ox = r % OW;
+		int h0, h1, w0, w1;
+		float a0, a1, b0, b1;
+		bil_index(oy, H, OH, 0, &h0, &h1, &a0, &a1);
+		bil_index(ox, W, OW, 0, &w0, &w1, &b0, &b1);
+		const float *m = inp + t;
+		size_t L = (size_t)ld;
+		float top = __fadd_rn(__fmul_rn(b0, m[((size_t)h0 * W + w0) * L]), __fmul_rn(b1, m[((size_t)h0 * W + w1) * L]));
+		float bot = __fadd_rn(__fmul_rn(b0, m[((size_t)h1 * W + w0) * L]), __fmul_rn(b1, m[((size_t)h1 * W + w1) * L]));
+		out[i] = __fadd_rn(out[i], __fadd_rn(__fmul_rn(a0, top), __fmul_rn(a1, bot)));
+	}
+}
+
 } // namespace
 
 extern "C" void lvd_resample_nearest2x_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
@@ -120,5 +139,15 @@ extern "C" void lvd_resample_area_fwd_cuda(struct lvd_ctx *ctx, float *out, cons
 	RS_CHECK("lvd_resample_area_fwd_cuda", B, C, H, W, OH, OW);
 	size_t total = (size_t)B * C * OH * OW;
 	area_kernel<<<lvd_cu::elem_blocks(total), 256, 0, lvd_cu::stream(ctx)>>>(out, inp, H, W, OH, OW, total);
+	LVD_CU_LAUNCHED();
+}
+
+extern "C" void lvd_resample_bilinear_tok_add_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int ld, int T,
+						   int H, int W, int OH, int OW)
+{
+	RS_CHECK("lvd_resample_bilinear_tok_add_cuda", 1, T, H, W, OH, OW);
+	LVD_ASSERTF(ld >= T, "lvd_resample_bilinear_tok_add_cuda: ld %d < T %d", ld, T);
+	size_t total = (size_t)T * OH * OW;
+	tok_add_kernel<<<lvd_cu::elem_blocks(total), 256, 0, lvd_cu::stream(ctx)>>>(out, inp, ld, T, H, W, OH, OW);
 	LVD_CU_LAUNCHED();
 }

@@ -1,4 +1,10 @@
-/* tests/unit/test_w16_ops.c — the bf16-weight forward ops (lvd_linear_fwd_w16_cpu,
+/* tests/unit/test_sd_ops.c — CPU oracles of ops added for SD's CUDA path.
+ *
+ * lvd_resample_bilinear_tok_add_cpu must equal lvd_attnmap_acc_add (lib/lavender)
+ * bit for bit on every layer level, up- and downsampling (its CUDA twin then only has to
+ * match it).
+ *
+ * The bf16-weight forward ops (lvd_linear_fwd_w16_cpu,
  * lvd_conv2d_fwd_w16_cpu: the oracles of the CUDA path's bf16 weights) against plain
  * double loops written here on the bf16-rounded input and the widened weights, on odd
  * shapes: SD's conv kinds (3×3 pad 1, 3×3 stride 2 with the VAE's right/bottom-only pad,
@@ -16,9 +22,11 @@
 #include <string.h>
 
 #include "harness.h"
+#include "lavender/attnmap.h"
 #include "nn/ctx.h"
 #include "nn/ops/conv.h"
 #include "nn/ops/gemm.h"
+#include "nn/ops/resample.h"
 
 #define U32 (1.0 / 16777216.0)
 
@@ -191,8 +199,43 @@ static void conv_cases(struct lvd_ctx *c)
 static void test_linear_w16(void) { run_all(linear_cases); }
 static void test_conv_w16(void) { run_all(conv_cases); }
 
+/* the attnmap accumulator and the op on the same maps, levels 0-3 of a 64×48 latent
+ * into a 32×24 grid (8×6 and 16×12 maps upsample), then a 9×5 grid (all downsample) */
+static void tok_add_case(struct lvd_ctx *ctx, int gh, int gw)
+{
+	const int N = 77, first = 1, T = 12, LH = 64, LW = 48;
+	struct lvd_attnmap_acc acc;
+	struct lvd_error err = {0};
+	REQUIRE(lvd_attnmap_acc_init(&acc, N, first, T, LH, LW, gh, gw, 0xfu, &err) == 0);
+	size_t n = (size_t)T * gh * gw;
+	float *got = calloc(n, sizeof(float));
+	REQUIRE(got);
+	for (int k = 0; k < 4; k++) {
+		int H = LH >> k, W = LW >> k;
+		float *map = rand_buf((size_t)H * W * N);
+		for (size_t i = 0; i < (size_t)H * W * N; i++)
+			map[i] = map[i] * 0.5f + 0.5f; /* probabilities-like, [0, 1) */
+		CHECK(lvd_attnmap_acc_add(&acc, map, H, W) == 1);
+		lvd_resample_bilinear_tok_add_cpu(ctx, got, map + first, N, T, H, W, gh, gw);
+		free(map);
+	}
+	CHECKF(memcmp(got, acc.sum, sizeof(float) * n) == 0, "tok_add %dx%d grid: not bit-identical to lvd_attnmap_acc_add",
+	       gh, gw);
+	CHECK(lvd_ctx_mark(ctx) == 0);
+	lvd_attnmap_acc_free(&acc);
+	free(got);
+}
+
+static void tok_add_cases(struct lvd_ctx *c)
+{
+	tok_add_case(c, 32, 24);
+	tok_add_case(c, 9, 5);
+}
+
+static void test_tok_add(void) { run_all(tok_add_cases); }
+
 int main(int argc, char **argv)
 {
-	static const struct lvd_test tests[] = {TEST(test_linear_w16), TEST(test_conv_w16), {0}};
+	static const struct lvd_test tests[] = {TEST(test_linear_w16), TEST(test_conv_w16), TEST(test_tok_add), {0}};
 	return lvd_test_main(argc, argv, tests);
 }
