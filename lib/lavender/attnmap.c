@@ -12,7 +12,6 @@
 #include "core/parse.h"
 #include "nn/ctx.h"
 #include "nn/ops/elem.h"
-#include "nn/ops/gemm.h"
 #include "nn/ops/resample.h"
 
 /* round(num / den) for positive integers, halves up. */
@@ -219,19 +218,14 @@ int lvd_attnmap_acc_add(struct lvd_attnmap_acc *acc, const float *map, int H, in
 	return 1;
 }
 
-int lvd_attnmap_resize_map(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, const float *eye, float *dst,
-			   const float *map, int H, int W)
+int lvd_attnmap_resize_map(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *dst, const float *map,
+			   int H, int W)
 {
 	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, H, W);
 	if (k < 0 || !(acc->levels & (1u << k)))
 		return 0;
-	const int N = acc->n_ctx, T = acc->T, HW = H * W;
-	size_t mark = lvd_ctx_mark(ctx);
-	float *planes = lvd_ctx_takef(ctx, (size_t)T * HW);   /* [T][H·W] */
-	/* planes[t][q] = Σ_j eye[t][j]·map[q][tok_first + j] = map[q][tok_first + t] */
-	lvd_gemm(ctx, 0, 1, T, HW, T, 1.0f, eye, N, map + acc->tok_first, N, 0.0f, planes, HW);
-	lvd_resample_bilinear_fwd(ctx, dst, planes, 1, T, H, W, acc->gh, acc->gw, 0);
-	lvd_ctx_release(ctx, mark);
+	lvd_buf_zero(ctx, dst, sizeof(float) * (size_t)acc->T * acc->gh * acc->gw);
+	lvd_resample_bilinear_tok_add(ctx, dst, map + acc->tok_first, acc->n_ctx, acc->T, H, W, acc->gh, acc->gw);
 	return 1;
 }
 

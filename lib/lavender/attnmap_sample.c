@@ -70,7 +70,6 @@ struct dev_item {
 };
 struct dev_capture {
 	int B;
-	const float *eye;                    /* N×N identity (ctx memory) */
 	struct dev_item it[LVD_ATTNMAP_MAX_BATCH];
 	int bad_ctx, overflow;
 	double agg_s;
@@ -109,7 +108,7 @@ static int on_attn_dev(void *user, const struct lvd_sd_attn_info *info, const fl
 			return 1;
 		}
 		size_t sz = (size_t)acc->T * acc->gh * acc->gw;
-		lvd_attnmap_resize_map(info->ctx, acc, c->eye, it->slots + (size_t)it->n * sz, probs, info->h, info->w);
+		lvd_attnmap_resize_map(info->ctx, acc, it->slots + (size_t)it->n * sz, probs, info->h, info->w);
 		it->n++;
 	}
 	if (info->index == info->layers - 1 && info->item == c->B - 1)
@@ -529,21 +528,15 @@ static int jobs_unet(const struct lvd_sd *sd, const struct lvd_sd_schedule *sche
 	double t3 = lvd_time_now();
 	struct dev_capture cap = {0};
 	float *xh = lvd_alloc_array((size_t)ub * nlat, sizeof *xh), *noise = lvd_alloc_array(nlat, sizeof *noise);
-	float *eye_h = lvd_calloc_array((size_t)LVD_ATTNMAP_CTX * LVD_ATTNMAP_CTX, sizeof *eye_h);
 	float *xb = lvd_buf_alloc(X, (size_t)ub * nlat * sizeof(float)), *ob = lvd_buf_alloc(X, (size_t)ub * nout * sizeof(float));
 	float *slots = lvd_buf_alloc(X, (size_t)ub * slot_stride * sizeof(float));
-	float *eye = lvd_buf_alloc(X, (size_t)LVD_ATTNMAP_CTX * LVD_ATTNMAP_CTX * sizeof(float));
 	float *tctx = n > 1 ? lvd_buf_alloc(X, (size_t)ub * ntext * sizeof(float)) : NULL;
 	float tb[LVD_ATTNMAP_MAX_BATCH];
 	int rc = LVD_OK;
-	if (!xh || !noise || !eye_h || !xb || !ob || !slots || !eye || (n > 1 && !tctx)) {
+	if (!xh || !noise || !xb || !ob || !slots || (n > 1 && !tctx)) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "UNet batch buffers (%d passes per batch)", ub);
 		goto done;
 	}
-	for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
-		eye_h[(size_t)i * LVD_ATTNMAP_CTX + i] = 1.0f;
-	lvd_buf_upload(X, eye, eye_h, (size_t)LVD_ATTNMAP_CTX * LVD_ATTNMAP_CTX * sizeof(float));
-	cap.eye = eye;
 	for (int k0 = 0; k0 < total; k0 += ub) {
 		const int B = total - k0 < ub ? total - k0 : ub;
 		for (int b = 0; b < B; b++) {
@@ -578,11 +571,9 @@ done:
 	tm->aggregate += cap.agg_s;
 	free(xh);
 	free(noise);
-	free(eye_h);
 	lvd_buf_free(X, xb);
 	lvd_buf_free(X, ob);
 	lvd_buf_free(X, slots);
-	lvd_buf_free(X, eye);
 	lvd_buf_free(X, tctx);
 	return rc;
 }
