@@ -25,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/parse.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
 #include "models/sd/sd_internal.h"
@@ -153,11 +154,13 @@ int main(int argc, char **argv)
 		struct lvd_sd *sd = NULL;
 		struct lvd_error err = {0};
 		struct lvd_sd_opts o = {.components = LVD_SD_UNET, .threads = 1};
-		if (lvd_sd_load(&sd, argv[2], &o, &err)) {
+		uint64_t h, w;
+		if (lvd_parse_u64(argv[3], 1, 4096, &h, "H", &err) || lvd_parse_u64(argv[4], 1, 4096, &w, "W", &err) ||
+		    lvd_sd_load(&sd, argv[2], &o, &err)) {
 			fprintf(stderr, "bench_sd: %s\n", err.msg);
 			return 1;
 		}
-		printf("%.6g\n", lvd_sd_unet_flops(sd, atoi(argv[3]), atoi(argv[4]), 77));
+		printf("%.6g\n", lvd_sd_unet_flops(sd, (int)h, (int)w, 77));
 		lvd_sd_free(sd);
 		return 0;
 	}
