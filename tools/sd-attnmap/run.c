@@ -550,7 +550,10 @@ static int gpu_open(struct lvd_sd *sd, struct lvd_ctx **gctx, int gpu, int resol
 	struct lvd_error err = {0};
 	size_t r2 = (size_t)resolution * resolution;
 	size_t unet = lvd_sd_unet_batch_bytes(sd, resolution / 8, resolution / 8, LVD_ATTNMAP_CTX) * (size_t)max_items;
-	size_t vae = (size_t)3072 * r2;   /* ~5 fp32 maps of 128 channels at full size, plus scratch */
+	/* the VAE at full size: ~5 fp32 maps of 128 channels (ping-pong + a ResNet's three
+	 * temporaries) and a conv's bf16 im2col of 128 x 9 rows: 5·128·4 + 128·9·2 < 5120
+	 * bytes per pixel */
+	size_t vae = (size_t)5120 * r2;
 	struct lvd_ctx_opts co = {.backend = LVD_BACKEND_CUDA, .threads = 1, .device = gpu,
 				  .dws_bytes = (unet > vae ? unet : vae) + ((size_t)1 << 30)};
 	if (lvd_ctx_create(gctx, &co, &err) || lvd_sd_to_device(sd, *gctx, &err)) {
