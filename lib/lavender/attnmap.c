@@ -218,13 +218,12 @@ int lvd_attnmap_acc_add(struct lvd_attnmap_acc *acc, const float *map, int H, in
 	return 1;
 }
 
-int lvd_attnmap_resize_map(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *dst, const float *map,
-			   int H, int W)
+int lvd_attnmap_map_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *dst, const float *map, int H,
+			int W)
 {
 	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, H, W);
 	if (k < 0 || !(acc->levels & (1u << k)))
 		return 0;
-	lvd_buf_zero(ctx, dst, sizeof(float) * (size_t)acc->T * acc->gh * acc->gw);
 	lvd_resample_bilinear_tok_add(ctx, dst, map + acc->tok_first, acc->n_ctx, acc->T, H, W, acc->gh, acc->gw);
 	return 1;
 }

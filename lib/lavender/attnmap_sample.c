@@ -55,11 +55,12 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 
 /* --method noise, on any context: a batched UNet pass holds items of one or more samples
  * (in sample order, each sample's passes in order). The callback resizes every selected
- * layer map of an item onto the grid by ops (lvd_attnmap_resize_map) into that item's
- * slots, where the model computes; after the pass's last map it adds the slots item by
- * item, layer by layer, into the samples' sums (lvd_add), so each sample's maps are
- * summed in the order of unbatched passes (docs/attnmap.md step 6) and, on the CPU, to
- * the bits of lvd_attnmap_acc_add. Nothing goes to the host until a sample is done. */
+ * layer map of an item onto the grid by an op (lvd_attnmap_map_add) into that item's
+ * zeroed slots, where the model computes; after the pass's last map it adds the slots
+ * item by item, layer by layer, into the samples' sums (lvd_attnmap_sum_add), so each
+ * sample's maps are summed in the order of unbatched passes (docs/attnmap.md step 6)
+ * and, on the CPU, to the bits of lvd_attnmap_acc_add. Nothing goes to the host until a
+ * sample is done. */
 #define LVD_ATTNMAP_MAX_LAYERS 64   /* attn2 layers per UNet pass (SD 1.x/2.x: 16) */
 struct dev_item {
 	const struct lvd_attnmap_acc *acc;   /* the item's sample: sizes and levels */
@@ -108,7 +109,7 @@ static int on_attn_dev(void *user, const struct lvd_sd_attn_info *info, const fl
 			return 1;
 		}
 		size_t sz = (size_t)acc->T * acc->gh * acc->gw;
-		lvd_attnmap_resize_map(info->ctx, acc, it->slots + (size_t)it->n * sz, probs, info->h, info->w);
+		lvd_attnmap_map_add(info->ctx, acc, it->slots + (size_t)it->n * sz, probs, info->h, info->w);
 		it->n++;
 	}
 	if (info->index == info->layers - 1 && info->item == c->B - 1)
@@ -551,6 +552,7 @@ static int jobs_unet(const struct lvd_sd *sd, const struct lvd_sd_schedule *sche
 						      .slots = slots + (size_t)b * slot_stride, .cap = nsel};
 		}
 		cap.B = B;
+		lvd_buf_zero(X, slots, (size_t)B * slot_stride * sizeof(float));   /* the callback adds into them */
 		lvd_buf_upload(X, xb, xh, (size_t)B * nlat * sizeof(float));
 		rc = lvd_sd_unet_forward_batch(sd, ob, xb, B, g->lat_h, g->lat_w, tb, tctx ? tctx : jobs[0].text,
 					       tctx ? ntext : 0, LVD_ATTNMAP_CTX, on_attn_dev, &cap, err);

@@ -4,7 +4,7 @@
  * sd-attnmap's multi-sample procedure (lvd_attnmap_samples_run, the GPU tool's) on the
  * fp32 CPU path. tests/gpu/test_cuda_sd.c runs the same comparisons on a CUDA context.
  *
- *   - the map resize by ops (lvd_attnmap_resize_map + lvd_attnmap_sum_add) gives the
+ *   - the map resize by ops (lvd_attnmap_map_add into a zeroed slot + lvd_attnmap_sum_add) gives the
  *     bits of the host loop lvd_attnmap_acc_add (what keeps the CPU tool bit-identical);
  *   - text encoder, VAE, UNet and its attn2 maps with bf16 weights vs fp32;
  *   - sample maps with bf16 weights vs fp32 within SD_DEV_MAP_TOL (tests/sd_dev_util.h);
@@ -53,13 +53,14 @@ static void test_resize_map_bits(void)
 		for (int rep = 0; rep < 2; rep++) {   /* two maps: the second adds to a non-zero sum */
 			fill(map, nm, 100 + c * 2 + (size_t)rep, 0.0f, 1.0f);
 			CHECK(lvd_attnmap_acc_add(&acc, map, H, W) == 1);
-			CHECK(lvd_attnmap_resize_map(ctx, &acc, tmp, map, H, W) == 1);
+			memset(tmp, 0, ng * sizeof *tmp);
+			CHECK(lvd_attnmap_map_add(ctx, &acc, tmp, map, H, W) == 1);
 			lvd_attnmap_sum_add(ctx, &acc, sum, tmp);
 		}
 		CHECKF(!memcmp(sum, acc.sum, ng * sizeof *sum), "resize by ops differs from the host loop at %dx%d -> %dx%d",
 		       H, W, gh, gw);
 		/* another level is not selected: dst untouched */
-		CHECK(lvd_attnmap_resize_map(ctx, &acc, tmp, map, H / 2 > 0 ? H / 2 : 1, W) == 0);
+		CHECK(lvd_attnmap_map_add(ctx, &acc, tmp, map, H / 2 > 0 ? H / 2 : 1, W) == 0);
 		CHECK(lvd_ctx_mark(ctx) == 0);
 		free(map);
 		free(sum);
