@@ -78,8 +78,9 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_STEPS] = {"steps", 0, "N", "--method inversion: DDIM steps, 1..64 (default 50)"},
 	[O_GUIDANCE] = {"guidance", 0, "G", "--method inversion: classifier-free guidance scale (default 7.5; 1 = "
 					    "conditional pass only)"},
-	[O_UNET_BATCH] = {"unet-batch", 0, "N", "--method noise: UNet passes of a sample batched into one, 1..64 (default "
-						"auto: all timesteps x draws when they fit 2 GiB of workspace)"},
+	[O_UNET_BATCH] = {"unet-batch", 0, "N", "--method noise on the cpu: UNet passes of a sample batched into one, 1..64 "
+						"(default auto: all timesteps x draws when they fit 2 GiB of workspace; cuda: "
+						"see --batch)"},
 	{0},
 };
 
