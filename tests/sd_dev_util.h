@@ -160,4 +160,48 @@ static inline float *sd_dev_run(const struct lvd_sd *sd, const struct sd_dev_fix
 	return m;
 }
 
+/* The first two samples one at a time (lvd_attnmap_sample_run) on model b against
+ * model a: maps within tol of each map set's largest value. */
+static inline void sd_dev_check_samples(const struct lvd_sd *a, const struct lvd_sd *b,
+					const struct sd_dev_fixture *f, double tol)
+{
+	for (int k = 0; k < 2; k++) {
+		size_t na = 0, nb = 0;
+		float *ma = sd_dev_run(a, f, k, &na), *mb = sd_dev_run(b, f, k, &nb);
+		REQUIRE(ma && mb && na == nb);
+		CHECK_CLOSE(f->s[k].id, mb, ma, na, 0, tol);
+		free(ma);
+		free(mb);
+	}
+}
+
+/* All three samples through lvd_attnmap_samples_run on model b, max_items 8 (two
+ * samples of 4 passes per UNet pass: astronaut and astronaut-2 share a pass, coco runs
+ * alone), against each sample run alone on model a, within tol. */
+static inline void sd_dev_check_grouped(const struct lvd_sd *a, const struct lvd_sd *b,
+					const struct sd_dev_fixture *f, double tol)
+{
+	struct lvd_attnmap_timing tm = {0};
+	struct lvd_attnmap_input in[SD_DEV_NS];
+	const struct lvd_attnmap_sample *sp[SD_DEV_NS];
+	const struct lvd_attnmap_input *ip[SD_DEV_NS];
+	struct lvd_attnmap_result res[SD_DEV_NS];
+	REQUIRE(sd_dev_prepare_all(f, in, sp, ip) == 0);
+	REQUIRE(lvd_attnmap_samples_run(b, &f->sched, &f->p, SD_DEV_NS, sp, ip, 8, res, &tm) == 0);
+	for (int k = 0; k < SD_DEV_NS; k++) {
+		CHECKF(res[k].rc == 0, "sample %d: %s", k, res[k].err.msg);
+		if (res[k].rc)
+			continue;
+		size_t ng = 0, n1 = 0;
+		float *mg = sd_dev_maps(res[k].payload, res[k].len, &ng), *m1 = sd_dev_run(a, f, k, &n1);
+		REQUIRE(mg && m1 && ng == n1);
+		CHECK_CLOSE(f->s[k].id, mg, m1, ng, 0, tol);
+		free(mg);
+		free(m1);
+		free(res[k].payload);
+	}
+	for (int k = 0; k < SD_DEV_NS; k++)
+		lvd_attnmap_input_free(&in[k]);
+}
+
 #endif

@@ -169,14 +169,7 @@ static void test_maps_bf16(void)
 	REQUIRE(dev);
 	struct lvd_sd *a = sd_dev_load(NULL), *b = sd_dev_load(dev);
 	REQUIRE(a && b);
-	for (int k = 0; k < 2; k++) {
-		size_t na = 0, nb = 0;
-		float *ma = sd_dev_run(a, &f, k, &na), *mb = sd_dev_run(b, &f, k, &nb);
-		REQUIRE(ma && mb && na == nb);
-		CHECK_CLOSE(f.s[k].id, mb, ma, na, 0, SD_DEV_MAP_TOL);
-		free(ma);
-		free(mb);
-	}
+	sd_dev_check_samples(a, b, &f, SD_DEV_MAP_TOL);
 	/* --method inversion stays on the CPU path */
 	struct lvd_attnmap_params p = f.p;
 	p.method = LVD_ATTNMAP_INVERSION;
@@ -208,28 +201,7 @@ static void test_samples_grouped(void)
 	sd_dev_fixture_init(&f, shared);
 	struct lvd_sd *a = sd_dev_load(NULL);
 	REQUIRE(a);
-	struct lvd_attnmap_timing tm = {0};
-	struct lvd_attnmap_input in[SD_DEV_NS];
-	const struct lvd_attnmap_sample *sp[SD_DEV_NS];
-	const struct lvd_attnmap_input *ip[SD_DEV_NS];
-	REQUIRE(sd_dev_prepare_all(&f, in, sp, ip) == 0);
-	/* order: astronaut, coco, astronaut-2 -> groups {astronaut, astronaut-2}, {coco} */
-	struct lvd_attnmap_result res[SD_DEV_NS];
-	REQUIRE(lvd_attnmap_samples_run(a, &f.sched, &f.p, SD_DEV_NS, sp, ip, 8, res, &tm) == 0);
-	for (int k = 0; k < SD_DEV_NS; k++) {
-		CHECKF(res[k].rc == 0, "sample %d: %s", k, res[k].err.msg);
-		if (res[k].rc)
-			continue;
-		size_t ng = 0, n1 = 0;
-		float *mg = sd_dev_maps(res[k].payload, res[k].len, &ng), *m1 = sd_dev_run(a, &f, k, &n1);
-		REQUIRE(mg && m1 && ng == n1);
-		CHECK_CLOSE(f.s[k].id, mg, m1, ng, 0, 1.0 / 1024);
-		free(mg);
-		free(m1);
-		free(res[k].payload);
-	}
-	for (int k = 0; k < SD_DEV_NS; k++)
-		lvd_attnmap_input_free(&in[k]);
+	sd_dev_check_grouped(a, a, &f, 1.0 / 1024);
 	lvd_sd_free(a);
 }
 
