@@ -3,6 +3,10 @@
  *
  *   bench_sd gen DIR CONFIGS   write DIR/{unet,vae}/ with CONFIGS/{unet,vae}_config.json
  *                              and random F32 weights from a fixed seed (skipped if present)
+ *   bench_sd gen-text DIR CONFIGS   the same for DIR/text_encoder/ (model.safetensors from
+ *                              CONFIGS/text_encoder_config.json): a folder without Python
+ *   bench_sd flops DIR H W     the UNet's analytic FLOPs of one pass at latent H x W, 77
+ *                              tokens (lvd_sd_unet_flops), as one number
  *   bench_sd unet DIR RUNS THREADS   one UNet pass at a 32x32 latent (256x256 image), 77 tokens
  *   bench_sd vae DIR RUNS THREADS    one VAE encode of a 256x256 image
  *
@@ -21,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/parse.h"
 #include "io/safetensors.h"
 #include "models/sd/sd.h"
 #include "models/sd/sd_internal.h"
@@ -90,7 +95,8 @@ static int copy_file(const char *src, const char *dst)
 static int gen_component(const char *dir, const char *configs, const char *comp, int mask)
 {
 	char p[4096], q[4096];
-	snprintf(p, sizeof p, "%s/%s/diffusion_pytorch_model.safetensors", dir, comp);
+	const char *file = mask == LVD_SD_TEXT ? "model.safetensors" : "diffusion_pytorch_model.safetensors";
+	snprintf(p, sizeof p, "%s/%s/%s", dir, comp, file);
 	struct stat st;
 	if (stat(p, &st) == 0)
 		return 0;
@@ -108,7 +114,7 @@ static int gen_component(const char *dir, const char *configs, const char *comp,
 	g->state = 0x9E3779B97F4A7C15ull ^ (uint64_t)mask;
 	int rc = sd_declare_diffusers(dir, mask, declare, g, &g->err);
 	if (!rc && !g->failed) {
-		snprintf(p, sizeof p, "%s/%s/diffusion_pytorch_model.safetensors", dir, comp);
+		snprintf(p, sizeof p, "%s/%s/%s", dir, comp, file);
 		rc = lvd_st_writer_write(g->w, p, &g->err);
 	}
 	if (rc || g->failed)
@@ -142,8 +148,25 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "gen"))
 		return gen_component(argv[2], argv[3], "unet", LVD_SD_UNET) ||
 		       gen_component(argv[2], argv[3], "vae", LVD_SD_VAE);
+	if (argc >= 4 && !strcmp(argv[1], "gen-text"))
+		return gen_component(argv[2], argv[3], "text_encoder", LVD_SD_TEXT);
+	if (argc >= 5 && !strcmp(argv[1], "flops")) {
+		struct lvd_sd *sd = NULL;
+		struct lvd_error err = {0};
+		struct lvd_sd_opts o = {.components = LVD_SD_UNET, .threads = 1};
+		uint64_t h, w;
+		if (lvd_parse_u64(argv[3], 1, 4096, &h, "H", &err) || lvd_parse_u64(argv[4], 1, 4096, &w, "W", &err) ||
+		    lvd_sd_load(&sd, argv[2], &o, &err)) {
+			fprintf(stderr, "bench_sd: %s\n", err.msg);
+			return 1;
+		}
+		printf("%.6g\n", lvd_sd_unet_flops(sd, (int)h, (int)w, 77));
+		lvd_sd_free(sd);
+		return 0;
+	}
 	if (argc < 5 || (strcmp(argv[1], "unet") && strcmp(argv[1], "vae"))) {
-		fprintf(stderr, "usage: bench_sd gen DIR CONFIGS | bench_sd unet|vae DIR RUNS THREADS\n");
+		fprintf(stderr, "usage: bench_sd gen|gen-text DIR CONFIGS | bench_sd flops DIR H W | "
+			"bench_sd unet|vae DIR RUNS THREADS\n");
 		return 2;
 	}
 	int is_unet = !strcmp(argv[1], "unet");

@@ -10,6 +10,9 @@
 
 #include "core/alloc.h"
 #include "core/parse.h"
+#include "nn/ctx.h"
+#include "nn/ops/elem.h"
+#include "nn/ops/resample.h"
 
 /* round(num / den) for positive integers, halves up. */
 static int64_t div_round(int64_t num, int64_t den)
@@ -213,6 +216,21 @@ int lvd_attnmap_acc_add(struct lvd_attnmap_acc *acc, const float *map, int H, in
 	}
 	acc->n_added++;
 	return 1;
+}
+
+int lvd_attnmap_map_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *dst, const float *map, int H,
+			int W)
+{
+	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, H, W);
+	if (k < 0 || !(acc->levels & (1u << k)))
+		return 0;
+	lvd_resample_bilinear_tok_add(ctx, dst, map + acc->tok_first, acc->n_ctx, acc->T, H, W, acc->gh, acc->gw);
+	return 1;
+}
+
+void lvd_attnmap_sum_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *sum, const float *map)
+{
+	lvd_add(ctx, sum, map, (size_t)acc->T * acc->gh * acc->gw);
 }
 
 int lvd_attnmap_acc_mean(const struct lvd_attnmap_acc *acc, float *out, struct lvd_error *err)

@@ -94,6 +94,21 @@ int lvd_attnmap_acc_init(struct lvd_attnmap_acc *acc, int n_ctx, int tok_first, 
  * when the layer's level is not selected or is none. Accumulates; never allocates. */
 int lvd_attnmap_acc_add(struct lvd_attnmap_acc *acc, const float *map, int H, int W);
 
+/* The device-agnostic form of lvd_attnmap_acc_add's resize, by an op on ctx (map and
+ * dst are memory of ctx): dst[T][GH][GW] += the kept tokens of map [H·W][N] resized to
+ * the grid (lvd_resample_bilinear_tok_add: the fp32 arithmetic of lvd_attnmap_acc_add).
+ * Into a zeroed dst that is the resized map itself, which added to a sum by
+ * lvd_attnmap_sum_add gives, on the CPU, the bits of lvd_attnmap_acc_add. acc->sum and
+ * n_added are not touched. Returns 1 when the layer's level is selected, 0 when not
+ * (dst untouched). */
+struct lvd_ctx;
+int lvd_attnmap_map_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *dst, const float *map, int H,
+			int W);
+
+/* sum[T][GH][GW] += map (a lvd_attnmap_map_add result) by lvd_add on ctx (both
+ * memory of ctx): the accumulation step of lvd_attnmap_acc_add, same bits on the CPU. */
+void lvd_attnmap_sum_add(struct lvd_ctx *ctx, const struct lvd_attnmap_acc *acc, float *sum, const float *map);
+
 /* out[T][GH][GW] = sum / n_added. LVD_ERR_INVALID when no map was added (e.g. --layers
  * selects levels the model does not have at this size). */
 int lvd_attnmap_acc_mean(const struct lvd_attnmap_acc *acc, float *out, struct lvd_error *err);

@@ -1,5 +1,8 @@
-/* lib/lavender/attnmap_sample.c — one sample from image + tokens to an sd-attnmap record
- * payload (see attnmap_sample.h and docs/attnmap.md for the procedure). */
+/* lib/lavender/attnmap_sample.c — samples from image + tokens to sd-attnmap record
+ * payloads (see attnmap_sample.h and docs/attnmap.md for the procedure): decode on the
+ * host; text encoder, VAE, UNet passes and the map aggregation where the model computes
+ * (its own CPU context, or the device of lvd_sd_to_device); the sums come to the host
+ * once per sample. */
 #include "lavender/attnmap_sample.h"
 
 #include <math.h>
@@ -14,6 +17,7 @@
 #include "io/safetensors.h"
 #include "lavender/attnmap.h"
 #include "lavender/mapsrec.h"
+#include "nn/ctx.h"
 
 uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw)
 {
@@ -33,10 +37,9 @@ struct capture {
 	struct lvd_attnmap_acc *acc;
 	int bad_ctx;
 	double agg_s; /* time spent aggregating inside the callback */
-	int last;     /* index of the last selected attn2 layer: the pass ends there (noise
-		       * method, whose UNet output is unused); -1: run the whole UNet */
 };
 
+/* --method inversion (CPU only): each map straight into the host accumulator. */
 static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float *probs)
 {
 	struct capture *c = user;
@@ -47,88 +50,89 @@ static int on_attn(void *user, const struct lvd_sd_attn_info *info, const float 
 	double t0 = lvd_time_now();
 	lvd_attnmap_acc_add(c->acc, probs, info->h, info->w);
 	c->agg_s += lvd_time_now() - t0;
-	return info->index == c->last ? LVD_SD_CB_DONE : 0;
+	return 0;
 }
 
-/* Capture of a batched UNet pass: item 0's maps go to the accumulator as they come;
- * items 1..B-1 keep copies of their selected maps, added after the pass item by item, so
- * the maps are summed in the order of unbatched passes (docs/attnmap.md step 6). */
+/* --method noise, on any context: a batched UNet pass holds items of one or more samples
+ * (in sample order, each sample's passes in order). The callback resizes every selected
+ * layer map of an item onto the grid by an op (lvd_attnmap_map_add) into that item's
+ * zeroed slots, where the model computes; after the pass's last map it adds the slots
+ * item by item, layer by layer, into the samples' sums (lvd_attnmap_sum_add), so each
+ * sample's maps are summed in the order of unbatched passes (docs/attnmap.md step 6)
+ * and, on the CPU, to the bits of lvd_attnmap_acc_add. Nothing goes to the host until a
+ * sample is done. */
 #define LVD_ATTNMAP_MAX_LAYERS 64   /* attn2 layers per UNet pass (SD 1.x/2.x: 16) */
-struct batch_item {
-	float *data;
-	size_t len, cap;
-	int n, hw[LVD_ATTNMAP_MAX_LAYERS][2];
+struct dev_item {
+	const struct lvd_attnmap_acc *acc;   /* the item's sample: sizes and levels */
+	float *sum;                          /* the sample's sum [T][GH][GW] (ctx memory) */
+	uint32_t *n_added;
+	float *slots;                        /* cap maps [T][GH][GW] (ctx memory) */
+	int n, cap;
 };
-struct batch_capture {
-	struct capture *cap;
-	struct batch_item it[LVD_ATTNMAP_MAX_BATCH];
-	int overflow;
+struct dev_capture {
+	int B;
+	struct dev_item it[LVD_ATTNMAP_MAX_BATCH];
+	int bad_ctx, overflow;
+	double agg_s;
+	int last;   /* index of the last selected attn2 layer: the pass ends there (the UNet
+		     * output is unused); -1: the pass runs to its end */
 };
 
-static int on_attn_batch(void *user, const struct lvd_sd_attn_info *info, const float *probs)
+static void dev_capture_flush(struct dev_capture *c, struct lvd_ctx *ctx)
 {
-	struct batch_capture *bc = user;
-	struct capture *c = bc->cap;
-	if (info->item == 0)
-		return on_attn(c, info, probs);
-	if (info->n_ctx != c->acc->n_ctx) {
+	for (int b = 0; b < c->B; b++) {
+		struct dev_item *it = &c->it[b];
+		size_t sz = (size_t)it->acc->T * it->acc->gh * it->acc->gw;
+		for (int i = 0; i < it->n; i++)
+			lvd_attnmap_sum_add(ctx, it->acc, it->sum, it->slots + (size_t)i * sz);
+		*it->n_added += (uint32_t)it->n;
+		it->n = 0;
+	}
+}
+
+static int on_attn_dev(void *user, const struct lvd_sd_attn_info *info, const float *probs)
+{
+	struct dev_capture *c = user;
+	if (info->n_ctx != LVD_ATTNMAP_CTX) {
 		c->bad_ctx = 1;
 		return 1;
 	}
-	const struct lvd_attnmap_acc *acc = c->acc;
-	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, info->h, info->w);
-	if (k < 0 || !(acc->levels & (1u << k)))
-		return 0;
-	double t0 = lvd_time_now();
-	if (info->item >= LVD_ATTNMAP_MAX_BATCH || bc->it[info->item].n >= LVD_ATTNMAP_MAX_LAYERS) {
-		bc->overflow = 1;
+	if (info->item >= c->B) {
+		c->overflow = 1;
 		return 1;
 	}
-	struct batch_item *it = &bc->it[info->item];
-	size_t sz = (size_t)info->h * info->w * info->n_ctx;
-	if (it->len + sz > it->cap) {
-		size_t cap = (it->len + sz) * 2;
-		float *d = realloc(it->data, cap * sizeof *d);
-		if (!d) {
-			bc->overflow = 1;
+	double t0 = lvd_time_now();
+	struct dev_item *it = &c->it[info->item];
+	const struct lvd_attnmap_acc *acc = it->acc;
+	int k = lvd_attnmap_layer_level(acc->lat_h, acc->lat_w, info->h, info->w);
+	if (k >= 0 && (acc->levels & (1u << k))) {
+		if (it->n >= it->cap) {
+			c->overflow = 1;
 			return 1;
 		}
-		it->data = d;
-		it->cap = cap;
+		size_t sz = (size_t)acc->T * acc->gh * acc->gw;
+		lvd_attnmap_map_add(info->ctx, acc, it->slots + (size_t)it->n * sz, probs, info->h, info->w);
+		it->n++;
 	}
-	memcpy(it->data + it->len, probs, sz * sizeof *probs);
-	it->len += sz;
-	it->hw[it->n][0] = info->h;
-	it->hw[it->n][1] = info->w;
-	it->n++;
+	int end = c->last >= 0 ? c->last : info->layers - 1;
+	if (info->index == end && info->item == c->B - 1)
+		dev_capture_flush(c, info->ctx);
 	c->agg_s += lvd_time_now() - t0;
-	return 0;
+	return info->index == c->last ? LVD_SD_CB_DONE : 0;
 }
 
-static int batch_capture_flush(struct batch_capture *bc, int B, struct lvd_error *err)
+/* attn2 layers per UNet pass whose level is in `levels` (the slots an item needs). */
+static int selected_layers(const struct lvd_sd_unet_cfg *k, unsigned levels)
 {
-	if (bc->overflow)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "batched UNet capture: out of memory or more than %d layers",
-				     LVD_ATTNMAP_MAX_LAYERS);
-	double t0 = lvd_time_now();
-	for (int b = 1; b < B; b++) {
-		struct batch_item *it = &bc->it[b];
-		size_t off = 0;
-		for (int i = 0; i < it->n; i++) {
-			lvd_attnmap_acc_add(bc->cap->acc, it->data + off, it->hw[i][0], it->hw[i][1]);
-			off += (size_t)it->hw[i][0] * it->hw[i][1] * bc->cap->acc->n_ctx;
-		}
-		it->len = 0;
-		it->n = 0;
+	int n = 0, L = k->layers_per_block, lv = k->levels;
+	for (int i = 0; i < lv; i++) {
+		if (i > LVD_ATTNMAP_MAX_LEVEL || !(levels & (1u << i)))
+			continue;
+		n += (k->down_attn[i] ? L : 0) * k->tblocks + (k->up_attn[lv - 1 - i] ? L + 1 : 0) * k->tblocks;
+		if (i == lv - 1)
+			n += k->tblocks;   /* mid */
 	}
-	bc->cap->agg_s += lvd_time_now() - t0;
-	return 0;
-}
-
-static void batch_capture_free(struct batch_capture *bc)
-{
-	for (int b = 0; b < LVD_ATTNMAP_MAX_BATCH; b++)
-		free(bc->it[b].data);
+	return n;
 }
 
 int lvd_attnmap_unet_batch(const struct lvd_sd *sd, const struct lvd_attnmap_params *p, int lat_h, int lat_w)
@@ -240,26 +244,14 @@ done:
 	return rc;
 }
 
-int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
-		  const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s, uint8_t **out,
-		  size_t *out_len, struct lvd_attnmap_timing *tm, struct lvd_error *err)
+int lvd_attnmap_sample_prepare(const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s,
+			       struct lvd_attnmap_input *in, struct lvd_attnmap_timing *tm, struct lvd_error *err)
 {
 	struct lvd_image img = {0}, rs = {0};
-	float *pix = NULL, *lat = NULL, *ctx = NULL, *uctx = NULL, *noise = NULL, *xt = NULL, *eps = NULL;
-	float *maps = NULL;
-	struct lvd_attnmap_acc acc = {0};
-	struct lvd_attnmap_stats *stats = NULL;
-	uint16_t *h16 = NULL;
 	int rc;
-	const struct lvd_attnmap_text *tok = s->tok;
-	const struct lvd_sd_clip_cfg *ccfg = lvd_sd_clip_config(sd);
-	const struct lvd_sd_vae_cfg *vcfg = lvd_sd_vae_config(sd);
-	const struct lvd_sd_unet_cfg *ucfg = lvd_sd_unet_config(sd);
-	*out = NULL;
-	*out_len = 0;
-
-	/* 1. decode and resize (aspect kept, sides multiples of 64, PIL bicubic) */
 	double t0 = lvd_time_now();
+	memset(in, 0, sizeof *in);
+	/* decode and resize (aspect kept, sides multiples of 64, PIL bicubic) */
 	if ((rc = lvd_image_load(&img, s->image_path, LVD_ALPHA_BLACK, err)))
 		goto done;
 	if (img.w < p->min_side || img.h < p->min_side) {
@@ -267,132 +259,62 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 				   p->min_side);
 		goto done;
 	}
-	struct lvd_attnmap_geom g;
-	if ((rc = lvd_attnmap_geometry(&g, img.w, img.h, p->resolution, p->grid, err)))
+	if ((rc = lvd_attnmap_geometry(&in->g, img.w, img.h, p->resolution, p->grid, err)))
 		goto done;
-	if (g.sd_w == img.w && g.sd_h == img.h) {
+	if (in->g.sd_w == img.w && in->g.sd_h == img.h) {
 		rs = img;
 		img.px = NULL;
-	} else if ((rc = lvd_image_resize(&rs, &img, g.sd_w, g.sd_h, LVD_RESAMPLE_BICUBIC, 1, err))) {
+	} else if ((rc = lvd_image_resize(&rs, &img, in->g.sd_w, in->g.sd_h, LVD_RESAMPLE_BICUBIC, 1, err))) {
 		goto done;
 	}
-	size_t hw = (size_t)g.sd_w * g.sd_h;
-	if (!(pix = lvd_alloc_array(3 * hw, sizeof(float)))) {
+	size_t hw = (size_t)in->g.sd_w * in->g.sd_h;
+	if (!(in->pix = lvd_alloc_array(3 * hw, sizeof(float)))) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "image buffer");
 		goto done;
 	}
 	for (size_t i = 0; i < hw; i++)
 		for (int c = 0; c < 3; c++)
-			pix[(size_t)c * hw + i] = (float)rs.px[i * 3 + (size_t)c] / 127.5f - 1.0f;
-	double t1 = lvd_time_now();
-	tm->decode += t1 - t0;
+			in->pix[(size_t)c * hw + i] = (float)rs.px[i * 3 + (size_t)c] / 127.5f - 1.0f;
+done:
+	lvd_image_free(&img);
+	lvd_image_free(&rs);
+	tm->decode += lvd_time_now() - t0;
+	return rc;
+}
 
-	/* 2. text encoder on the full context */
-	if (!(ctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
-		goto done;
-	}
-	int32_t ids[LVD_ATTNMAP_CTX];
-	for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
-		ids[i] = p->fold_vocab ? tok->ids[i] % ccfg->vocab : tok->ids[i];
-	if ((rc = lvd_sd_text_encode(sd, ctx, ids, LVD_ATTNMAP_CTX, err)))
-		goto done;
-	if (p->method == LVD_ATTNMAP_INVERSION && p->guidance != 1.0f) {
-		/* the empty prompt: BOS, EOS, padding */
-		if (!(uctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
-			goto done;
-		}
-		for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
-			ids[i] = i == 0 ? tok->ids[0] : i == 1 ? tok->ids[tok->T + 1] : tok->pad_id;
-		if (p->fold_vocab)
-			for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
-				ids[i] %= ccfg->vocab;
-		if ((rc = lvd_sd_text_encode(sd, uctx, ids, LVD_ATTNMAP_CTX, err)))
-			goto done;
-	}
-	double t2 = lvd_time_now();
-	tm->text += t2 - t1;
+void lvd_attnmap_input_free(struct lvd_attnmap_input *in)
+{
+	free(in->pix);
+	in->pix = NULL;
+}
 
-	/* 3. VAE posterior mean x scaling */
-	size_t nlat = (size_t)vcfg->latent_ch * g.lat_w * g.lat_h;
-	if (!(lat = lvd_alloc_array(nlat, sizeof(float))) || !(noise = lvd_alloc_array(nlat, sizeof(float))) ||
-	    !(xt = lvd_alloc_array(nlat, sizeof(float))) ||
-	    !(eps = lvd_alloc_array((size_t)ucfg->out_ch * g.lat_w * g.lat_h, sizeof(float)))) {
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "latent buffers");
-		goto done;
-	}
-	if ((rc = lvd_sd_vae_encode(sd, lat, NULL, pix, g.sd_h, g.sd_w, err)))
-		goto done;
-	double t3 = lvd_time_now();
-	tm->vae += t3 - t2;
-
-	/* 4. noised UNet passes with capture, aggregated as they come */
-	if ((rc = lvd_attnmap_acc_init(&acc, LVD_ATTNMAP_CTX, 1, tok->T, g.lat_h, g.lat_w, g.grid_h, g.grid_w, p->layers,
-				       err)))
-		goto done;
-	struct capture cap = {&acc, 0, 0, -1};
-	if (p->method == LVD_ATTNMAP_INVERSION) {
-		memcpy(xt, lat, nlat * sizeof *xt);
-		if ((rc = run_inversion(sd, sched, p, xt, ctx, uctx, g.lat_h, g.lat_w, nlat, on_attn, &cap, err))) {
-			if (cap.bad_ctx)
-				rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
-						   LVD_ATTNMAP_CTX);
-			goto done;
-		}
-	}
-	if (p->method == LVD_ATTNMAP_NOISE) {
-		/* the n_timesteps × draws passes (timestep-major), `ub` per batched UNet pass */
-		const int npass = p->n_timesteps * p->draws;
-		const size_t nout = (size_t)ucfg->out_ch * g.lat_w * g.lat_h;
-		int ub = lvd_attnmap_unet_batch(sd, p, g.lat_h, g.lat_w);
-		struct batch_capture bc = {.cap = &cap};
-		cap.last = lvd_sd_unet_last_attn2(sd, p->layers);   /* the maps need nothing after it */
-		float *xb = lvd_alloc_array((size_t)ub * nlat, sizeof *xb), *ob = lvd_alloc_array((size_t)ub * nout, sizeof *ob);
-		float tb[LVD_ATTNMAP_MAX_BATCH];
-		if (!xb || !ob)
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "UNet batch buffers (--unet-batch %d)", ub);
-		for (int k0 = 0; !rc && k0 < npass; k0 += ub) {
-			const int B = npass - k0 < ub ? npass - k0 : ub;
-			for (int b = 0; b < B; b++) {
-				const int t = p->timesteps[(k0 + b) / p->draws], d = (k0 + b) % p->draws;
-				lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(s->id, t, d), 0);
-				lvd_sd_add_noise(sched, xb + (size_t)b * nlat, lat, noise, nlat, t);
-				tb[b] = (float)t;
-			}
-			if (!(rc = lvd_sd_unet_forward_batch(sd, ob, xb, B, g.lat_h, g.lat_w, tb, ctx, 0, LVD_ATTNMAP_CTX,
-							     on_attn_batch, &bc, err)))
-				rc = batch_capture_flush(&bc, B, err);
-			if (rc && cap.bad_ctx)
-				rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
-						   LVD_ATTNMAP_CTX);
-			else if (rc && bc.overflow)
-				rc = batch_capture_flush(&bc, B, err);   /* names the capture's failure */
-		}
-		batch_capture_free(&bc);
-		free(xb);
-		free(ob);
-		if (rc)
-			goto done;
-	}
+/* The record payload of a sample from its accumulated maps (step 5). */
+static int encode_record(const struct lvd_sd_schedule *sched, const struct lvd_attnmap_params *p,
+			 const struct lvd_attnmap_sample *s, const struct lvd_attnmap_geom *g,
+			 const struct lvd_attnmap_acc *acc, uint8_t **out, size_t *out_len, struct lvd_attnmap_timing *tm,
+			 struct lvd_error *err)
+{
+	const struct lvd_attnmap_text *tok = s->tok;
 	double t4 = lvd_time_now();
-	size_t nmap = (size_t)tok->T * g.grid_h * g.grid_w, plane = (size_t)g.grid_h * g.grid_w;
+	float *maps = NULL;
+	uint16_t *h16 = NULL;
+	struct lvd_attnmap_stats *stats = NULL;
+	int rc;
+	size_t nmap = (size_t)tok->T * g->grid_h * g->grid_w, plane = (size_t)g->grid_h * g->grid_w;
 	if (!(maps = lvd_alloc_array(nmap, sizeof(float))) || !(h16 = lvd_alloc_array(nmap, sizeof(uint16_t))) ||
 	    !(stats = lvd_alloc_array((size_t)tok->T, sizeof *stats))) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "map buffers");
 		goto done;
 	}
-	if ((rc = lvd_attnmap_acc_mean(&acc, maps, err)))
+	if ((rc = lvd_attnmap_acc_mean(acc, maps, err)))
 		goto done;
 	for (int t = 0; t < tok->T; t++)
 		lvd_attnmap_stats(&stats[t], maps + (size_t)t * plane, plane);
 	for (size_t i = 0; i < nmap; i++)
 		h16[i] = lvd_f32_to_f16(maps[i]);
 	double t5 = lvd_time_now();
-	tm->unet += t4 - t3 - cap.agg_s;
-	tm->aggregate += t5 - t4 + cap.agg_s;
+	tm->aggregate += t5 - t4;
 
-	/* 5. the record payload */
 	int32_t layer_sides[LVD_ATTNMAP_MAX_LEVEL + 1];
 	uint32_t n_layers = 0;
 	for (int k = LVD_ATTNMAP_MAX_LEVEL; k >= 0; k--)
@@ -424,13 +346,13 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	r.word_idx = tok->word_idx;
 	r.n_words = tok->n_words;
 	r.words = tok->words;
-	r.img_w = g.img_w;
-	r.img_h = g.img_h;
+	r.img_w = g->img_w;
+	r.img_h = g->img_h;
 	r.image_file = (char *)s->image;
-	r.sd_w = g.sd_w;
-	r.sd_h = g.sd_h;
-	r.grid_w = g.grid_w;
-	r.grid_h = g.grid_h;
+	r.sd_w = g->sd_w;
+	r.sd_h = g->sd_h;
+	r.grid_w = g->grid_w;
+	r.grid_h = g->grid_h;
 	r.resolution = p->resolution;
 	r.n_layers = n_layers;
 	r.layers = layer_sides;
@@ -442,20 +364,336 @@ int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule
 	r.maps = h16;
 	rc = lvd_mapsrec_encode(&r, out, out_len, err);
 	tm->encode += lvd_time_now() - t5;
-
 done:
-	lvd_image_free(&img);
-	lvd_image_free(&rs);
-	free(pix);
-	free(lat);
-	free(ctx);
-	free(uctx);
-	free(noise);
-	free(xt);
-	free(eps);
 	free(maps);
 	free(h16);
 	free(stats);
+	return rc;
+}
+
+/* Text ids of a sample as fed to the encoder (--fold-vocab). */
+static void text_ids(int32_t *ids, const struct lvd_attnmap_text *tok, const struct lvd_attnmap_params *p, int vocab)
+{
+	for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
+		ids[i] = p->fold_vocab ? tok->ids[i] % vocab : tok->ids[i];
+}
+
+/* --method inversion on the CPU path: steps 2-5 for one prepared sample. */
+static int sample_inversion(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+			    const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s,
+			    const struct lvd_attnmap_input *in, uint8_t **out, size_t *out_len, struct lvd_attnmap_timing *tm,
+			    struct lvd_error *err)
+{
+	float *ctx = NULL, *uctx = NULL, *xt = NULL;
+	struct lvd_attnmap_acc acc = {0};
+	int rc;
+	const struct lvd_attnmap_text *tok = s->tok;
+	const struct lvd_attnmap_geom *g = &in->g;
+	const struct lvd_sd_clip_cfg *ccfg = lvd_sd_clip_config(sd);
+	const struct lvd_sd_vae_cfg *vcfg = lvd_sd_vae_config(sd);
+	if (lvd_sd_device_bytes(sd))
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "--method inversion runs on the CPU only (not on a device yet)");
+	double t1 = lvd_time_now();
+	if (!(ctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
+		goto done;
+	}
+	int32_t ids[LVD_ATTNMAP_CTX];
+	text_ids(ids, tok, p, ccfg->vocab);
+	if ((rc = lvd_sd_text_encode(sd, ctx, ids, LVD_ATTNMAP_CTX, err)))
+		goto done;
+	if (p->guidance != 1.0f) {
+		/* the empty prompt: BOS, EOS, padding */
+		if (!(uctx = lvd_alloc_array((size_t)LVD_ATTNMAP_CTX, (size_t)ccfg->width * sizeof(float)))) {
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "text states");
+			goto done;
+		}
+		for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
+			ids[i] = i == 0 ? tok->ids[0] : i == 1 ? tok->ids[tok->T + 1] : tok->pad_id;
+		if (p->fold_vocab)
+			for (int i = 0; i < LVD_ATTNMAP_CTX; i++)
+				ids[i] %= ccfg->vocab;
+		if ((rc = lvd_sd_text_encode(sd, uctx, ids, LVD_ATTNMAP_CTX, err)))
+			goto done;
+	}
+	double t2 = lvd_time_now();
+	tm->text += t2 - t1;
+	size_t nlat = (size_t)vcfg->latent_ch * g->lat_w * g->lat_h;
+	if (!(xt = lvd_alloc_array(nlat, sizeof(float)))) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "latent buffers");
+		goto done;
+	}
+	if ((rc = lvd_sd_vae_encode(sd, xt, NULL, in->pix, g->sd_h, g->sd_w, err)))
+		goto done;
+	double t3 = lvd_time_now();
+	tm->vae += t3 - t2;
+	if ((rc = lvd_attnmap_acc_init(&acc, LVD_ATTNMAP_CTX, 1, tok->T, g->lat_h, g->lat_w, g->grid_h, g->grid_w,
+				       p->layers, err)))
+		goto done;
+	struct capture cap = {&acc, 0, 0};
+	if ((rc = run_inversion(sd, sched, p, xt, ctx, uctx, g->lat_h, g->lat_w, nlat, on_attn, &cap, err))) {
+		if (cap.bad_ctx)
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
+					   LVD_ATTNMAP_CTX);
+		goto done;
+	}
+	tm->unet += lvd_time_now() - t3 - cap.agg_s;
+	tm->aggregate += cap.agg_s;
+	rc = encode_record(sched, p, s, g, &acc, out, out_len, tm, err);
+done:
+	free(ctx);
+	free(uctx);
+	free(xt);
 	lvd_attnmap_acc_free(&acc);
+	return rc;
+}
+
+/* One sample of lvd_attnmap_samples_run: host and ctx buffers. */
+struct job {
+	const struct lvd_attnmap_sample *s;
+	const struct lvd_attnmap_input *in;
+	struct lvd_attnmap_result *res;
+	struct lvd_attnmap_acc acc;     /* sizes, levels; sum on the host at the end */
+	float *sum;                     /* [T][GH][GW] (ctx memory) */
+	float *text;                    /* [77][D] (ctx memory) */
+	float *text_h;                  /* host copy (several samples per pass) */
+	float *lat;                     /* [latent_ch][lh][lw] (host) */
+};
+
+static void job_free(struct lvd_ctx *X, struct job *j)
+{
+	lvd_buf_free(X, j->sum);
+	lvd_buf_free(X, j->text);
+	free(j->text_h);
+	free(j->lat);
+	lvd_attnmap_acc_free(&j->acc);
+}
+
+/* Steps 2 and 3 of one sample: text states into j->text (ctx memory) and its host copy
+ * when wanted, the latent on the host. */
+static int job_encode(const struct lvd_sd *sd, const struct lvd_attnmap_params *p, struct job *j, int host_text,
+		      struct lvd_attnmap_timing *tm, struct lvd_error *err)
+{
+	struct lvd_ctx *X = lvd_sd_ctx(sd);
+	const struct lvd_sd_clip_cfg *ccfg = lvd_sd_clip_config(sd);
+	const struct lvd_sd_vae_cfg *vcfg = lvd_sd_vae_config(sd);
+	const struct lvd_attnmap_geom *g = &j->in->g;
+	const struct lvd_attnmap_text *tok = j->s->tok;
+	size_t ntext = (size_t)LVD_ATTNMAP_CTX * ccfg->width, nlat = (size_t)vcfg->latent_ch * g->lat_w * g->lat_h;
+	size_t npix = (size_t)3 * g->sd_w * g->sd_h;
+	double t1 = lvd_time_now();
+	int rc;
+	if (!(j->text = lvd_buf_alloc(X, ntext * sizeof(float))) || (host_text && !(j->text_h = malloc(ntext * sizeof(float)))))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "text states");
+	int32_t ids[LVD_ATTNMAP_CTX];
+	text_ids(ids, tok, p, ccfg->vocab);
+	if ((rc = lvd_sd_text_encode(sd, j->text, ids, LVD_ATTNMAP_CTX, err)))
+		return rc;
+	if (host_text)
+		lvd_buf_download(X, j->text_h, j->text, ntext * sizeof(float));
+	double t2 = lvd_time_now();
+	tm->text += t2 - t1;
+	float *pix = lvd_buf_alloc(X, npix * sizeof(float)), *lat = lvd_buf_alloc(X, nlat * sizeof(float));
+	if (!pix || !lat || !(j->lat = malloc(nlat * sizeof(float)))) {
+		lvd_buf_free(X, pix);
+		lvd_buf_free(X, lat);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "latent buffers");
+	}
+	lvd_buf_upload(X, pix, j->in->pix, npix * sizeof(float));
+	rc = lvd_sd_vae_encode(sd, lat, NULL, pix, g->sd_h, g->sd_w, err);
+	if (!rc)
+		lvd_buf_download(X, j->lat, lat, nlat * sizeof(float));
+	lvd_buf_free(X, pix);
+	lvd_buf_free(X, lat);
+	tm->vae += lvd_time_now() - t2;
+	return rc;
+}
+
+/* Step 4 (--method noise) for n encoded samples of one latent shape: their
+ * n × timesteps × draws passes in order, at most max_items per batched UNet pass.
+ * Returns a failure of the whole group (every sample fails with it). */
+static int jobs_unet(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched, const struct lvd_attnmap_params *p,
+		     struct job *jobs, int n, int max_items, struct lvd_attnmap_timing *tm, struct lvd_error *err)
+{
+	struct lvd_ctx *X = lvd_sd_ctx(sd);
+	const struct lvd_sd_clip_cfg *ccfg = lvd_sd_clip_config(sd);
+	const struct lvd_sd_vae_cfg *vcfg = lvd_sd_vae_config(sd);
+	const struct lvd_sd_unet_cfg *ucfg = lvd_sd_unet_config(sd);
+	const struct lvd_attnmap_geom *g = &jobs[0].in->g;
+	const int npass = p->n_timesteps * p->draws, total = n * npass;
+	const int nsel = selected_layers(ucfg, p->layers);
+	const size_t nlat = (size_t)vcfg->latent_ch * g->lat_w * g->lat_h, nout = (size_t)ucfg->out_ch * g->lat_w * g->lat_h;
+	const size_t ntext = (size_t)LVD_ATTNMAP_CTX * ccfg->width, plane = (size_t)g->grid_h * g->grid_w;
+	int tmax = 1;
+	for (int j = 0; j < n; j++)
+		tmax = jobs[j].s->tok->T > tmax ? jobs[j].s->tok->T : tmax;
+	const size_t slot_stride = (size_t)(nsel > 0 ? nsel : 1) * tmax * plane;
+	const int ub = max_items < total ? max_items : total;
+	double t3 = lvd_time_now();
+	struct dev_capture cap = {.last = lvd_sd_unet_last_attn2(sd, p->layers)};   /* nothing after it is needed */
+	float *xh = lvd_alloc_array((size_t)ub * nlat, sizeof *xh), *noise = lvd_alloc_array(nlat, sizeof *noise);
+	float *xb = lvd_buf_alloc(X, (size_t)ub * nlat * sizeof(float)), *ob = lvd_buf_alloc(X, (size_t)ub * nout * sizeof(float));
+	float *slots = lvd_buf_alloc(X, (size_t)ub * slot_stride * sizeof(float));
+	float *tctx = n > 1 ? lvd_buf_alloc(X, (size_t)ub * ntext * sizeof(float)) : NULL;
+	float tb[LVD_ATTNMAP_MAX_BATCH];
+	int rc = LVD_OK;
+	if (!xh || !noise || !xb || !ob || !slots || (n > 1 && !tctx)) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "UNet batch buffers (%d passes per batch)", ub);
+		goto done;
+	}
+	for (int k0 = 0; k0 < total; k0 += ub) {
+		const int B = total - k0 < ub ? total - k0 : ub;
+		for (int b = 0; b < B; b++) {
+			struct job *j = &jobs[(k0 + b) / npass];
+			const int k = (k0 + b) % npass, t = p->timesteps[k / p->draws], d = k % p->draws;
+			lvd_rng_fill_normal(noise, nlat, p->seed, lvd_attnmap_noise_stream(j->s->id, t, d), 0);
+			lvd_sd_add_noise(sched, xh + (size_t)b * nlat, j->lat, noise, nlat, t);
+			tb[b] = (float)t;
+			if (tctx)
+				lvd_buf_upload(X, tctx + (size_t)b * ntext, j->text_h, ntext * sizeof(float));
+			cap.it[b] = (struct dev_item){.acc = &j->acc, .sum = j->sum, .n_added = &j->acc.n_added,
+						      .slots = slots + (size_t)b * slot_stride, .cap = nsel};
+		}
+		cap.B = B;
+		lvd_buf_zero(X, slots, (size_t)B * slot_stride * sizeof(float));   /* the callback adds into them */
+		lvd_buf_upload(X, xb, xh, (size_t)B * nlat * sizeof(float));
+		rc = lvd_sd_unet_forward_batch(sd, ob, xb, B, g->lat_h, g->lat_w, tb, tctx ? tctx : jobs[0].text,
+					       tctx ? ntext : 0, LVD_ATTNMAP_CTX, on_attn_dev, &cap, err);
+		if (rc && cap.bad_ctx)
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "cross-attention context is not %d tokens",
+					   LVD_ATTNMAP_CTX);
+		else if (rc && cap.overflow)
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "batched UNet capture: more selected layers than the "
+					   "%d counted", nsel);
+		if (rc)
+			goto done;
+	}
+	/* the sums to the host, once per sample */
+	for (int j = 0; j < n; j++)
+		lvd_buf_download(X, jobs[j].acc.sum, jobs[j].sum, (size_t)jobs[j].acc.T * plane * sizeof(float));
+done:
+	tm->unet += lvd_time_now() - t3 - cap.agg_s;
+	tm->aggregate += cap.agg_s;
+	free(xh);
+	free(noise);
+	lvd_buf_free(X, xb);
+	lvd_buf_free(X, ob);
+	lvd_buf_free(X, slots);
+	lvd_buf_free(X, tctx);
+	return rc;
+}
+
+/* Steps 2-5 for n prepared samples of one latent shape. */
+static void run_group(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched, const struct lvd_attnmap_params *p,
+		      struct job *jobs, int n, int max_items, struct lvd_attnmap_timing *tm)
+{
+	struct lvd_ctx *X = lvd_sd_ctx(sd);
+	int ok = 0;
+	for (int i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		const struct lvd_attnmap_geom *g = &j->in->g;
+		struct lvd_error *err = &j->res->err;
+		size_t nsum = (size_t)j->s->tok->T * g->grid_h * g->grid_w;
+		int rc = lvd_attnmap_acc_init(&j->acc, LVD_ATTNMAP_CTX, 1, j->s->tok->T, g->lat_h, g->lat_w, g->grid_h,
+					      g->grid_w, p->layers, err);
+		if (!rc && !(j->sum = lvd_buf_alloc(X, nsum * sizeof(float))))
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "map accumulator");
+		if (!rc) {
+			lvd_buf_zero(X, j->sum, nsum * sizeof(float));
+			rc = job_encode(sd, p, j, n > 1, tm, err);
+		}
+		j->res->rc = rc;
+		if (!rc) /* the group runs the samples that encoded, in order */
+			jobs[ok++] = *j;
+		else
+			job_free(X, j);
+	}
+	if (ok) {
+		struct lvd_error gerr = {0};
+		int rc = jobs_unet(sd, sched, p, jobs, ok, max_items, tm, &gerr);
+		for (int i = 0; i < ok; i++) {
+			struct job *j = &jobs[i];
+			if (rc) {
+				j->res->rc = rc;
+				j->res->err = gerr;
+			} else {
+				j->res->rc = encode_record(sched, p, j->s, &j->in->g, &j->acc, &j->res->payload,
+							   &j->res->len, tm, &j->res->err);
+			}
+			job_free(X, j);
+		}
+	}
+}
+
+int lvd_attnmap_samples_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+			    const struct lvd_attnmap_params *p, int n, const struct lvd_attnmap_sample *const *s,
+			    const struct lvd_attnmap_input *const *in, int max_items, struct lvd_attnmap_result *res,
+			    struct lvd_attnmap_timing *tm)
+{
+	for (int i = 0; i < n; i++)
+		memset(&res[i], 0, sizeof res[i]);
+	if (p->method != LVD_ATTNMAP_NOISE) {
+		for (int i = 0; i < n; i++)
+			res[i].rc = lvd_error_set(&res[i].err, LVD_ERR_UNSUPPORTED,
+						  "--method inversion runs one sample at a time (lvd_attnmap_sample_run)");
+		return LVD_OK;
+	}
+	int npass = p->n_timesteps * p->draws;
+	max_items = max_items < 1 ? 1 : max_items > LVD_ATTNMAP_MAX_BATCH ? LVD_ATTNMAP_MAX_BATCH : max_items;
+	int per_group = max_items / npass < 1 ? 1 : max_items / npass;   /* samples per group */
+	struct job *jobs = lvd_calloc_array((size_t)n, sizeof *jobs);
+	char *done = lvd_calloc_array((size_t)n, 1);
+	int rc = LVD_OK;
+	if (!jobs || !done) {
+		rc = LVD_ERR_NOMEM;
+		goto out;
+	}
+	/* groups of one latent shape, in order of first appearance, per_group samples each */
+	for (int i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		int m = 0;
+		for (int k = i; k < n && m < per_group; k++) {
+			if (done[k] || in[k]->g.lat_h != in[i]->g.lat_h || in[k]->g.lat_w != in[i]->g.lat_w)
+				continue;
+			done[k] = 1;
+			jobs[m++] = (struct job){.s = s[k], .in = in[k], .res = &res[k]};
+		}
+		run_group(sd, sched, p, jobs, m, max_items, tm);
+	}
+out:
+	free(jobs);
+	free(done);
+	return rc;
+}
+
+int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+		  const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s, uint8_t **out,
+		  size_t *out_len, struct lvd_attnmap_timing *tm, struct lvd_error *err)
+{
+	struct lvd_attnmap_input in;
+	*out = NULL;
+	*out_len = 0;
+	int rc = lvd_attnmap_sample_prepare(p, s, &in, tm, err);
+	if (rc)
+		goto done;
+	if (p->method == LVD_ATTNMAP_INVERSION) {
+		rc = sample_inversion(sd, sched, p, s, &in, out, out_len, tm, err);
+		goto done;
+	}
+	const struct lvd_attnmap_input *inp = &in;
+	struct lvd_attnmap_result res;
+	if ((rc = lvd_attnmap_samples_run(sd, sched, p, 1, &s, &inp, lvd_attnmap_unet_batch(sd, p, in.g.lat_h, in.g.lat_w),
+					  &res, tm))) {
+		rc = lvd_error_set(err, rc, "out of memory");
+		goto done;
+	}
+	rc = res.rc;
+	if (rc && err)
+		*err = res.err;
+	*out = res.payload;
+	*out_len = res.len;
+done:
+	lvd_attnmap_input_free(&in);
 	return rc;
 }

@@ -1,6 +1,8 @@
 /* sd-attnmap: the per-sample procedure (decode, resize, VAE, text encoder, noised UNet
- * passes with attn2 capture, aggregation, record payload). The options that change
- * results live in struct lvd_attnmap_params; run.c handles manifests, shards and resume. */
+ * passes with attn2 capture, aggregation, record payload), one sample at a time
+ * (lvd_attnmap_sample_run, CPU threads) or many per batched UNet pass
+ * (lvd_attnmap_samples_run, the GPU path). The options that change results live in
+ * struct lvd_attnmap_params; run.c handles manifests, shards and resume. */
 #ifndef LVD_SD_ATTNMAP_SAMPLE_H
 #define LVD_SD_ATTNMAP_SAMPLE_H
 
@@ -8,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "lavender/attnmap.h"
 #include "models/sd/sd.h"
 
 #define LVD_ATTNMAP_MAX_TIMESTEPS 64
@@ -93,9 +96,46 @@ struct lvd_attnmap_sample {
  * lvd_rng_normal(seed, stream, j). */
 uint64_t lvd_attnmap_noise_stream(const char *id, int timestep, int draw);
 
+/* Step 1 alone (decode, resize, scale to [-1, 1]) on the host; thread-safe. in->pix
+ * [3][sd_h][sd_w] is freed by lvd_attnmap_input_free (also after a failure). Failures
+ * belong to the sample (unreadable image, too small). */
+struct lvd_attnmap_input {
+	struct lvd_attnmap_geom g;
+	float *pix;
+};
+int lvd_attnmap_sample_prepare(const struct lvd_attnmap_params *p, const struct lvd_attnmap_sample *s,
+			       struct lvd_attnmap_input *in, struct lvd_attnmap_timing *tm, struct lvd_error *err);
+void lvd_attnmap_input_free(struct lvd_attnmap_input *in);
+
+/* What lvd_attnmap_samples_run gives per sample: rc 0 and the record payload
+ * (malloc'd; the caller frees it), or rc and err (the sample is skipped). */
+struct lvd_attnmap_result {
+	uint8_t *payload;
+	size_t len;
+	int rc;
+	struct lvd_error err;
+};
+
+/* Steps 2-5 of --method noise for n prepared samples where the model computes
+ * (lvd_sd_ctx: its CPU context, or the device of lvd_sd_to_device; one thread at a time
+ * there): samples of one latent shape are grouped in input order, max_items / (timesteps
+ * × draws) samples per group (at least 1), and a group's passes run as batched UNet
+ * passes of at most max_items (1..LVD_ATTNMAP_MAX_BATCH) items, each item with its
+ * sample's text context. The maps of every sample are summed in the order of its
+ * unbatched passes, so grouping changes a record only through the batched GEMMs' fp32
+ * summation order. Returns LVD_ERR_NOMEM when the bookkeeping cannot be allocated, else
+ * LVD_OK with res[i] filled (a failing pass fails every sample of its group). */
+int lvd_attnmap_samples_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,
+			    const struct lvd_attnmap_params *p, int n, const struct lvd_attnmap_sample *const *s,
+			    const struct lvd_attnmap_input *const *in, int max_items, struct lvd_attnmap_result *res,
+			    struct lvd_attnmap_timing *tm);
+
 /* Computes one sample's record payload into a malloc'd buffer (*out, *out_len; the
- * caller frees it). sd is only read, so several threads may run samples at once, each
- * with its own tm. Failures that belong to the sample (unreadable image, too small, a
+ * caller frees it): lvd_attnmap_sample_prepare, then --method noise by
+ * lvd_attnmap_samples_run on this sample alone (lvd_attnmap_unet_batch items per UNet
+ * pass), or --method inversion (CPU path only). sd is only read, so on the CPU path
+ * several threads may run samples at once, each with its own tm (a device model runs
+ * one at a time). Failures that belong to the sample (unreadable image, too small, a
  * text encoder with another context length, ...) return an error code with err holding
  * the reason; the caller lists the sample as skipped. */
 int lvd_attnmap_sample_run(const struct lvd_sd *sd, const struct lvd_sd_schedule *sched,

@@ -23,7 +23,19 @@ expect_stdout "-t, --tokenizer" "-t is --tokenizer in import" "$SA" import --hel
 if "$SA" run --help | grep -q -- "-t, --threads" || "$LP" run --help | grep -q -- "-t, --threads"; then
 	fail "-t still means --threads somewhere"; else pass; fi
 expect_stdout "--id-from-image" "run --help lists --id-from-image" "$SA" run --help
-expect_stderr "cpu only, in every build" "--device cuda explains --version's CUDA" "$SA" run --sd x --manifest m --out o --device cuda
+expect_stderr "not cpu, cuda or cuda:K" "--device tpu is refused by name" "$SA" run --sd x --manifest m --out o --device tpu
+expect_stderr "not cpu, cuda or cuda:K" "--device cuda:x is refused" "$SA" run --sd x --manifest m --out o --device cuda:x
+# --device cuda: refused with the reason in a CPU-only build or without a GPU (else it gets
+# past the option check and fails on the missing --sd)
+if "$SA" --version 2>&1 | grep -qF "CUDA=no"; then
+	expect_stderr "this build has no CUDA" "--device cuda in a CPU-only build" "$SA" run --sd x --manifest m --out o --device cuda
+elif ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+	"$SA" run --sd x --manifest m --out o --device cuda >"$T_TMP/out" 2>"$T_TMP/err"
+	if grep -qF "this build has no CUDA" "$T_TMP/err" || grep -qF "no CUDA device found" "$T_TMP/err"; then pass
+	else fail "--device cuda without a GPU: $(cat "$T_TMP/err")"; fi
+fi
+expect_stderr "--method inversion runs on the cpu only" "--device cuda refuses --method inversion" \
+	"$SA" run --sd x --manifest m --out o --device cuda:0 --method inversion
 expect_stdout "--id-from-image" "lvd-pack run --help lists --id-from-image" "$LP" run --help
 
 # ---- --sd without a tokenizer: the actual cause ----

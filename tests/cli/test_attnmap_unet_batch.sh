@@ -50,4 +50,26 @@ grep -qF '"unet_batch"' "$D/ba/run.json" && fail "default run records unet_batch
 grep -qF '"unet_batch": 3' "$D/b3/run.json" && pass || fail "run.json lacks unet_batch 3"
 expect_exit 2 "resume with another --unet-batch refused" "$SA" run $RUN --out "$D/ba" --unet-batch 2
 grep -qF "unet_batch" "$T_TMP/err" && pass || fail "refusal names unet_batch"
+
+# the round pipeline of --device cuda (decode threads, several images per batched UNet
+# pass, grouped by latent shape), run on the CPU model by its test hook: the same maps up
+# to fp32 summation order; the same bytes for any --threads (groups do not depend on
+# timing); a missing image fails that sample only. chelsea (451x300 -> 128x64) and camera
+# (128x128) are two shapes; camera2 shares camera's pass.
+cp "$D/img/skimage_camera.png" "$D/img/camera2.png"
+cat >"$D/mp.jsonl" <<'EOF'
+{"id": "chelsea", "image": "skimage_chelsea.png", "caption": "a facial photo of a tabby cat"}
+{"id": "camera", "image": "skimage_camera.png", "caption": "a person looking at a camera on a tripod"}
+{"id": "gone", "image": "missing.png", "caption": "nothing"}
+{"id": "camera2", "image": "camera2.png", "caption": "a camera"}
+EOF
+PIPE="--sd $SD -t $SHARED/clip --images $D/img --resolution 128 --timesteps 100,300,500,700 --noise-draws 2 --fold-vocab --manifest $D/mp.jsonl -q --keep-going --batch 4"
+ok "pipeline hook, 1 thread" env LVD_ATTNMAP_PIPELINE=1 "$SA" run $PIPE --out "$D/p1" --threads 1
+ok "pipeline hook, 3 threads" env LVD_ATTNMAP_PIPELINE=1 "$SA" run $PIPE --out "$D/p3" --threads 3
+ok "per-sample run of the same manifest" "$SA" run $PIPE --out "$D/pc" --threads 2
+nums "$D/p1" >"$D/q1"; nums "$D/p3" >"$D/q3"
+cmp -s "$D/q1" "$D/q3" && [ -s "$D/q1" ] && pass || fail "pipeline records depend on --threads"
+close "$D/pc" "$D/p1" && pass || fail "pipeline maps differ from the per-sample run"
+[ "$("$SA" inspect "$D/p1" | wc -l)" -eq 3 ] && pass || fail "pipeline run lacks a record"
+grep -qF '"gone"' "$D/p1/errors.jsonl" && pass || fail "missing image not listed in errors.jsonl"
 finish

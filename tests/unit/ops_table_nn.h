@@ -522,7 +522,7 @@ static void rf_bf16(const struct op_case *c, const float *const *in, double *con
 }
 static const struct op_case C_bf16[] = {{"n4099", {4099}, {0}}, {"n3", {3}, {0}}, {0}};
 
-/* transpose: i = {R, C}; in: x [R, C]; out: [C, R] (CPU only) */
+/* transpose: i = {R, C}; in: x [R, C]; out: [C, R] */
 static void sh_transpose(const struct op_case *c, struct op_io *io)
 {
 	io->n_in = io->n_out = io->n_loss = 1;
@@ -990,24 +990,34 @@ static const struct op_entry op_table_nn[] = {
 	{OP("bf16_round_trip", "lvd_f32_to_bf16 + lvd_bf16_to_f32", C_bf16, sh_bf16, fw_bf16, NULL, rf_bf16, 0, 0, 1),
 	 0, "round to nearest even is exact integer arithmetic on the bits", 0, WHY_ELEM0, 0,
 	 "the same bit arithmetic", 0, 0, WHY_FD_NOTHING},
-	{OP("transpose", "lvd_transpose", C_transpose, sh_transpose, fw_transpose, NULL, rf_transpose, 0, 0, 0),
-	 0, "copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0, 0, WHY_FD_NOTHING},
+	{OP("transpose", "lvd_transpose", C_transpose, sh_transpose, fw_transpose, NULL, rf_transpose, 0, 0, 1),
+	 0, "copies", 0, WHY_SAME, 0, "copies through shared-memory tiles", 0, 0, WHY_FD_NOTHING},
 	{OP("conv2d", "lvd_conv2d_fwd (im2col; fast: Winograd) / lvd_conv2d_bwd", C_conv, sh_conv, fw_conv, bw_conv,
 	    rf_conv, 0, 1, 0),
 	 1e-5, "fp32 im2col GEMM sums of C·KH·KW <= 144 products of [-1,1] values vs double",
 	 3e-5, "fast: Winograd on the C16 cases, error ~1e-6 (F2) and 2.6e-6·sqrt(C) (F4) of the output scale "
 	       "(conv.h); backward is the same code (GEMM split: ~1e-7)",
 	 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
+	{OP("conv2d_fwd", "lvd_conv2d_fwd (forward alone, for its CUDA twin)", C_conv, sh_conv, fw_conv, NULL, rf_conv,
+	    0, 1, 1),
+	 1e-5, "fp32 im2col GEMM sums of C·KH·KW <= 144 products of [-1,1] values vs double",
+	 3e-5, "fast: Winograd on the C16 cases, error ~1e-6 (F2) and 2.6e-6·sqrt(C) (F4) of the output scale "
+	       "(conv.h)",
+	 1e-5, "cuDNN GEMM-family algorithms in FMA math (symmetric pads) or im2col + cuBLASLt fp32 (asymmetric): "
+	       "the same <= 144 fp32 products summed in another order (~K·6e-8 relative)",
+	 0, 0, WHY_FD_NOTHING},
 	{OP("conv2d_winograd", "lvd_conv2d_winograd_fwd (m = 2, 4)", C_wino, sh_conv, fw_wino, NULL, rf_conv, 0, 1, 0),
 	 3e-5, "Winograd transforms add and subtract up to 16 scaled values per term: ~1e-6 (F2), "
 	       "2.6e-6·sqrt(C) (F4) of the output scale",
 	 3e-5, "fast: AVX2 transforms in another order than the baseline-ISA ones: the same bound",
 	 0, WHY_NOCUDA, 0, 0, WHY_FD_NOTHING},
 	{OP("attention", "lvd_attention_fwd (SD inference, probs_mean)", C_attn, sh_attn, fw_attn, NULL, rf_attn, 0, 1,
-	    0),
+	    1),
 	 1e-5, "fp32 softmax and GEMMs over Sk <= 77 / D <= 16 terms vs double (as test_nn_ops)",
 	 2e-6, "fast: AVX2 exp in the softmax (~1 ulp) and the row blocks over 2-3 threads (same order)",
-	 0, WHY_NOCUDA, 0, 0, WHY_FD_NOTHING},
+	 1e-5, "with probs_mean the explicit path: cuBLASLt fp32 GEMMs and CUDA expf softmax in other summation "
+	       "orders over the same D <= 16 / Sk <= 77 terms (the fused kernel: test_cuda_ops)",
+	 0, 0, WHY_FD_NOTHING},
 	{OP("embedding", "lvd_embedding_fwd/_bwd", C_emb, sh_emb, fw_emb, bw_emb, rf_emb, 1, 0, 0),
 	 0, "row copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
 	{OP("patch_unfold", "lvd_patch_unfold", C_patch, sh_patch, fw_patch, NULL, rf_patch, 0, 0, 0),

@@ -722,6 +722,22 @@ static const struct op_entry op_table[] = {
 	{OP("resample_nearest2x", "lvd_resample_nearest2x_fwd/_bwd", C_near, sh_rs, fw_near, bw_near, rf_near, 1,
 	    0, 0),
 	 0, "copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
+	/* the forwards alone, for their CUDA twins (no backward twin yet) */
+	{OP("resample_area_fwd", "lvd_resample_area_fwd", C_area, sh_rs, fw_area, NULL, rf_area, 0, 0, 1),
+	 1e-7, "double sums in both, one fp32 rounding of the mean", 0, WHY_SAME,
+	 1e-7, "the same double sums in the same order, one fp32 rounding", 0, 0, WHY_FD_NOTHING},
+	{OP("resample_bilinear_fwd", "lvd_resample_bilinear_fwd (align_corners=False)", C_bil0, sh_rs, fw_bil, NULL,
+	    rf_bil, 0, 0, 1),
+	 1e-6, "op computes source index and weights in fp32 as torch does (~1e-7 relative), the oracle in double",
+	 0, WHY_SAME, 1e-7, "the same fp32 operations in the same order, no FMA contraction: expected bit-identical",
+	 0, 0, WHY_FD_NOTHING},
+	{OP("resample_bilinear_ac_fwd", "lvd_resample_bilinear_fwd (align_corners=True)", C_bil1, sh_rs, fw_bil, NULL,
+	    rf_bil, 0, 0, 1),
+	 1e-6, "op computes source index and weights in fp32 as torch does (~1e-7 relative), the oracle in double",
+	 0, WHY_SAME, 1e-7, "the same fp32 operations in the same order, no FMA contraction: expected bit-identical",
+	 0, 0, WHY_FD_NOTHING},
+	{OP("resample_nearest2x_fwd", "lvd_resample_nearest2x_fwd", C_near, sh_rs, fw_near, NULL, rf_near, 0, 0, 1),
+	 0, "copies", 0, WHY_SAME, 0, "copies", 0, 0, WHY_FD_NOTHING},
 };
 #define N_OPS (N_OPS_NN + (int)(sizeof op_table / sizeof op_table[0]))
 
@@ -1153,8 +1169,8 @@ static const struct op_home {
 	{"lvd_scale", "elem", "elem_cpu.c", "-", "test_cuda_ops"},
 	{"lvd_f32_to_bf16", "elem", "elem_cpu.c", "-", "test_nn_ops, test_cuda_ops"},
 	{"lvd_transpose", "elem", "elem_cpu.c", "-", "test_nn_ops"},
-	{"lvd_conv2d", "conv", "conv_cpu.c, conv_bwd_cpu.c", "conv_winograd.c", "test_nn_ops (Winograd, pools)"},
-	{"lvd_attention", "attention", "attention_cpu.c", "softmax_fast.c", "test_nn_ops (pools, strided views)"},
+	{"lvd_conv2d", "conv", "conv_cpu.c, conv_bwd_cpu.c", "conv_winograd.c", "test_nn_ops (Winograd, pools), test_cuda_ops"},
+	{"lvd_attention", "attention", "attention_cpu.c", "softmax_fast.c", "test_nn_ops (pools, strided views), test_cuda_ops"},
 	{"lvd_embedding", "embed", "embed_cpu.c", "-", "test_train_ops"},
 	{"lvd_patch_unfold", "embed", "embed_cpu.c", "-", "test_train_ops"},
 	{"lvd_rope", "embed", "embed_cpu.c", "-", "test_train_ops"},
@@ -1162,7 +1178,7 @@ static const struct op_home {
 	{"lvd_xent", "xent", "xent_cpu.c", "-", "test_train_ops"},
 	{"lvd_lora", "lora", "lora_cpu.c", "-", "test_train_ops"},
 	{"lvd_instnorm", "instnorm", "instnorm_cpu.c", "-", "-"},
-	{"lvd_resample", "resample", "resample_cpu.c", "-", "-"},
+	{"lvd_resample", "resample", "resample_cpu.c", "-", "test_cuda_ops (area, bilinear, nearest2x forwards)"},
 };
 
 static const struct op_home *op_home_of(const struct op_entry *e)

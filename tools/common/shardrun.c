@@ -583,6 +583,8 @@ int lvd_shardrun(const struct lvd_shardrun_cfg *c, struct lvd_shardrun_result *r
 		res->t_read += lvd_time_now() - t0;
 		if (!failed && nb)
 			lvd_pool_parallel_for(pool, nb, work_fn, &r);
+		if (!failed && nb && c->round)
+			c->round(c->ctx, r.items, nb);
 		t0 = lvd_time_now();
 		for (size_t i = 0; i < nb && !failed; i++)
 			if (emit(&r, item_at(&r, i), &err)) {

@@ -179,6 +179,11 @@ struct lvd_shardrun_cfg {
 	void (*prepare)(void *ctx, struct lvd_shardrun_item *it);
 	/* Computes it->payload or marks it failed; runs on pool thread tid. */
 	void (*work)(void *ctx, struct lvd_shardrun_item *it, int tid);
+	/* Called once per round after work ran on all of its items, on the driver's thread:
+	 * items [n] of item_size bytes each, in manifest order (failed ones included, marked).
+	 * For work that spans samples (sd-attnmap on a GPU: many images per UNet pass); it
+	 * fills payloads or marks items failed. May be NULL. */
+	void (*round)(void *ctx, void *items, size_t n);
 	/* Called once per sample of this run in manifest order, after its record was written
 	 * (or it failed): the tool's accounting. May be NULL. */
 	void (*account)(void *ctx, const struct lvd_shardrun_item *it);

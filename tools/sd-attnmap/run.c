@@ -2,6 +2,7 @@
  * resumable .lvdm shards (docs/attnmap.md). */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "common/shardrun.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/device.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/sha256.h"
@@ -24,6 +26,7 @@
 #include "shards.h"
 #include "text/clip_tok.h"
 #include "lavender/attnmap_sample.h"
+#include "nn/ctx.h"
 
 #define ZLEVEL 3 /* zstd level of the shards (and of the size estimate that closes them) */
 
@@ -62,8 +65,10 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_SHARD] = {"shard", 0, "i/N", "process only samples k with k mod N == i (default 0/1); N > 1 names the outputs by split, so the N runs can share --out"},
 	[O_SHARD_BYTES] = {"shard-bytes", 0, "SIZE", "close a shard once it holds this many compressed bytes (default 1G)"},
 	[O_THREADS] = {"threads", 0, "N", "worker threads, one sample each (default: cores)"},
-	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads)"},
-	[O_DEVICE] = {"device", 0, "DEV", "compute device: cpu, the only one of run in any build (default)"},
+	[O_BATCH] = {"batch", 'b', "N", "images in flight per round (default: threads); on cuda also the images per "
+				       "batched UNet pass, grouped by latent shape (default 8)"},
+	[O_DEVICE] = {"device", 0, "DEV", "cpu (default) | cuda | cuda:K: where SD runs (cuda: bf16 weights on GPU K, "
+					  "CUDA builds only; decode on --threads CPU threads)"},
 	[O_KEEP_GOING] = {"keep-going", 'k', NULL, "exit 0 even when samples were skipped"},
 	[O_FOLD_VOCAB] = {"fold-vocab", 0, NULL, "feed id mod vocab to a smaller text encoder (tiny test models)"},
 	[O_TIMINGS] = {"timings", 0, NULL, "print the per-stage time split at the end"},
@@ -73,8 +78,9 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_STEPS] = {"steps", 0, "N", "--method inversion: DDIM steps, 1..64 (default 50)"},
 	[O_GUIDANCE] = {"guidance", 0, "G", "--method inversion: classifier-free guidance scale (default 7.5; 1 = "
 					    "conditional pass only)"},
-	[O_UNET_BATCH] = {"unet-batch", 0, "N", "--method noise: UNet passes of a sample batched into one, 1..64 (default "
-						"auto: all timesteps x draws when they fit 2 GiB of workspace)"},
+	[O_UNET_BATCH] = {"unet-batch", 0, "N", "--method noise on the cpu: UNet passes of a sample batched into one, 1..64 "
+						"(default auto: all timesteps x draws when they fit 2 GiB of workspace; cuda: "
+						"see --batch)"},
 	{0},
 };
 
@@ -220,6 +226,13 @@ static json_t *params_json(const struct opts *o)
 	}
 	if (p && o->p.unet_batch)   /* auto (0) is not recorded: run.json of default runs stays as before */
 		json_object_set_new(p, "unet_batch", json_integer(o->p.unet_batch));
+	if (p && o->device && strncmp(o->device, "cpu", 3)) {
+		/* the GPU path's maps differ from the CPU's (bf16) and with the images per UNet
+		 * pass (fp32 summation order): both recorded, so a resume cannot mix them; the
+		 * ordinal is not (any GPU gives the same records) */
+		json_object_set_new(p, "device", json_string("cuda"));
+		json_object_set_new(p, "batch", json_integer(o->batch));
+	}
 	return p;
 }
 
@@ -247,6 +260,7 @@ struct item {
 	struct lvd_shardrun_item base;
 	struct lvd_attnmap_sample s;
 	struct am_input in;       /* owned strings + tokens */
+	struct lvd_attnmap_input prep;   /* --device cuda: the decoded image (work), used by round */
 };
 
 struct run {
@@ -257,6 +271,9 @@ struct run {
 	const struct lvd_attnmap_params *p;
 	struct lvd_attnmap_timing *tm;     /* [threads] */
 	uint64_t maps;            /* maps written by this run */
+	int gpu;                  /* --device cuda: round_fn decodes and runs the model */
+	int max_items;            /* --device cuda: UNet items per batched pass */
+	int threads;              /* decode threads of round_fn (tm[threads] is the GPU's) */
 };
 
 static int next_fn(void *ctx, struct lvd_shardrun_item *base)
@@ -280,8 +297,151 @@ static void work_fn(void *ctx, struct lvd_shardrun_item *base, int tid)
 	struct run *rn = ctx;
 	struct item *it = (struct item *)base;
 	struct lvd_error err = {0};
+	if (rn->gpu)   /* decoded and computed by round_fn */
+		return;
 	if (lvd_attnmap_sample_run(rn->sd, rn->sched, rn->p, &it->s, &base->payload, &base->len, &rn->tm[tid], &err))
 		lvd_shardrun_fail(base, NULL, &err);
+}
+
+/* ---- --device cuda: one round = decode threads feeding batched GPU passes ------------------
+ * The round's images are decoded by rn->threads threads in manifest order (an atomic
+ * cursor); the driver's thread walks the items in order as they become ready and puts
+ * each into the open group of its latent shape; a full group (per_group images) goes to
+ * the GPU at once (lvd_attnmap_samples_run) while the threads decode the next images;
+ * the partial groups run at the end of the round. Groups are the same for any thread
+ * count and timing: per shape, consecutive runs of per_group images in manifest order. */
+
+struct pipe {
+	struct run *rn;
+	struct item *items;
+	size_t n, next;
+	char *done;                     /* [n]: decoded (or failed) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+struct pipe_worker {
+	struct pipe *p;
+	int tid;
+	pthread_t th;
+};
+
+static void *decode_thread(void *arg)
+{
+	struct pipe_worker *w = arg;
+	struct pipe *P = w->p;
+	for (;;) {
+		pthread_mutex_lock(&P->mu);
+		size_t i = P->next++;
+		pthread_mutex_unlock(&P->mu);
+		if (i >= P->n)
+			return NULL;
+		struct item *it = &P->items[i];
+		struct lvd_error err = {0};
+		if (!it->base.failed &&
+		    lvd_attnmap_sample_prepare(P->rn->p, &it->s, &it->prep, &P->rn->tm[w->tid], &err))
+			lvd_shardrun_fail(&it->base, NULL, &err);
+		pthread_mutex_lock(&P->mu);
+		P->done[i] = 1;
+		pthread_cond_broadcast(&P->cv);
+		pthread_mutex_unlock(&P->mu);
+	}
+}
+
+struct shape_group {
+	int lat_h, lat_w, m;
+	struct item *it[LVD_ATTNMAP_MAX_BATCH];
+};
+
+/* One group's images through the model; payloads or failures into the items. */
+static void gpu_group(struct run *rn, struct shape_group *g)
+{
+	const struct lvd_attnmap_sample *s[LVD_ATTNMAP_MAX_BATCH];
+	const struct lvd_attnmap_input *in[LVD_ATTNMAP_MAX_BATCH];
+	struct lvd_attnmap_result res[LVD_ATTNMAP_MAX_BATCH];
+	struct lvd_error err = {0};
+	for (int i = 0; i < g->m; i++) {
+		s[i] = &g->it[i]->s;
+		in[i] = &g->it[i]->prep;
+	}
+	if (lvd_attnmap_samples_run(rn->sd, rn->sched, rn->p, g->m, s, in, rn->max_items, res, &rn->tm[rn->threads])) {
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		for (int i = 0; i < g->m; i++)
+			lvd_shardrun_fail(&g->it[i]->base, NULL, &err);
+	} else {
+		for (int i = 0; i < g->m; i++) {
+			if (res[i].rc) {
+				lvd_shardrun_fail(&g->it[i]->base, NULL, &res[i].err);
+				free(res[i].payload);
+			} else {
+				g->it[i]->base.payload = res[i].payload;
+				g->it[i]->base.len = res[i].len;
+			}
+		}
+	}
+	for (int i = 0; i < g->m; i++)
+		lvd_attnmap_input_free(&g->it[i]->prep);
+	g->m = 0;
+}
+
+static void round_fn(void *ctx, void *items, size_t n)
+{
+	struct run *rn = ctx;
+	if (!rn->gpu)
+		return;
+	const int npass = rn->p->n_timesteps * rn->p->draws;
+	const int per_group = rn->max_items / npass < 1 ? 1 : rn->max_items / npass;
+	struct pipe P = {.rn = rn, .items = items, .n = n};
+	struct pipe_worker *w = lvd_calloc_array((size_t)rn->threads, sizeof *w);
+	struct shape_group *groups = lvd_calloc_array(n, sizeof *groups);
+	P.done = lvd_calloc_array(n, 1);
+	pthread_mutex_init(&P.mu, NULL);
+	pthread_cond_init(&P.cv, NULL);
+	int nw = 0, ng = 0;
+	if (!w || !groups || !P.done) {
+		struct lvd_error err = {0};
+		lvd_error_set(&err, LVD_ERR_NOMEM, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			if (!P.items[i].base.failed)
+				lvd_shardrun_fail(&P.items[i].base, NULL, &err);
+		goto out;
+	}
+	for (int t = 0; t < rn->threads && (size_t)t < n; t++) {
+		w[nw] = (struct pipe_worker){.p = &P, .tid = t};
+		if (pthread_create(&w[nw].th, NULL, decode_thread, &w[nw]) == 0)
+			nw++;
+	}
+	if (!nw) {   /* no thread: decode here */
+		w[0] = (struct pipe_worker){.p = &P, .tid = 0};
+		decode_thread(&w[0]);
+	}
+	for (size_t k = 0; k < n; k++) {
+		pthread_mutex_lock(&P.mu);
+		while (!P.done[k])
+			pthread_cond_wait(&P.cv, &P.mu);
+		pthread_mutex_unlock(&P.mu);
+		struct item *it = &P.items[k];
+		if (it->base.failed)
+			continue;
+		int g = 0;
+		while (g < ng && (groups[g].lat_h != it->prep.g.lat_h || groups[g].lat_w != it->prep.g.lat_w))
+			g++;
+		if (g == ng)
+			groups[ng++] = (struct shape_group){.lat_h = it->prep.g.lat_h, .lat_w = it->prep.g.lat_w};
+		groups[g].it[groups[g].m++] = it;
+		if (groups[g].m == per_group)
+			gpu_group(rn, &groups[g]);
+	}
+	for (int g = 0; g < ng; g++)
+		if (groups[g].m)
+			gpu_group(rn, &groups[g]);
+out:
+	for (int t = 0; t < nw; t++)
+		pthread_join(w[t].th, NULL);
+	pthread_mutex_destroy(&P.mu);
+	pthread_cond_destroy(&P.cv);
+	free(w);
+	free(groups);
+	free(P.done);
 }
 
 static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
@@ -294,6 +454,7 @@ static void account_fn(void *ctx, const struct lvd_shardrun_item *base)
 static void release_fn(void *ctx, struct lvd_shardrun_item *base)
 {
 	am_input_free(&((struct item *)base)->in);
+	lvd_attnmap_input_free(&((struct item *)base)->prep);
 }
 
 static uint64_t count_fn(void *ctx)
@@ -362,6 +523,49 @@ static int check_vocab(const struct lvd_sd *sd, const struct lvd_attnmap_params 
 	return 0;
 }
 
+/* --device: "cpu", "cuda" (= cuda:0) or "cuda:K" -> *gpu (-1 for cpu). A usage error
+ * (returns 2, printed) for anything else, a CPU-only build or a missing device. */
+static int parse_device(const char *s, int *gpu)
+{
+	*gpu = -1;
+	if (!strcmp(s, "cpu"))
+		return 0;
+	uint64_t k = 0;
+	struct lvd_error err = {0};
+	if (strncmp(s, "cuda", 4) || (s[4] && (s[4] != ':' || lvd_parse_u64(s + 5, 0, 1023, &k, "--device cuda:K", &err))))
+		return lvd_cli_usage_error("--device %s: not cpu, cuda or cuda:K", s);
+	if (!LVD_HAVE_CUDA)
+		return lvd_cli_usage_error("--device %s: this build has no CUDA (rebuild with nvcc: make CUDA=1)", s);
+	int n = lvd_cuda_device_count();
+	if ((int)k >= n)
+		return lvd_cli_usage_error("--device %s: %s", s, n ? "no such CUDA device" : "no CUDA device found");
+	*gpu = (int)k;
+	return 0;
+}
+
+/* --device cuda:K: a CUDA context whose device workspace holds the largest VAE pass and
+ * a batched UNet pass of max_items items at the longest side `resolution`, and the model
+ * on it (bf16 weights). Returns 0 or 1 (printed). */
+static int gpu_open(struct lvd_sd *sd, struct lvd_ctx **gctx, int gpu, int resolution, int max_items)
+{
+	struct lvd_error err = {0};
+	size_t r2 = (size_t)resolution * resolution;
+	size_t unet = lvd_sd_unet_batch_bytes(sd, resolution / 8, resolution / 8, LVD_ATTNMAP_CTX) * (size_t)max_items;
+	/* the VAE at full size: ~5 fp32 maps of 128 channels (ping-pong + a ResNet's three
+	 * temporaries) and a conv's bf16 im2col of 128 x 9 rows: 5·128·4 + 128·9·2 < 5120
+	 * bytes per pixel */
+	size_t vae = (size_t)5120 * r2;
+	struct lvd_ctx_opts co = {.backend = LVD_BACKEND_CUDA, .threads = 1, .device = gpu,
+				  .dws_bytes = (unet > vae ? unet : vae) + ((size_t)1 << 30)};
+	if (lvd_ctx_create(gctx, &co, &err) || lvd_sd_to_device(sd, *gctx, &err)) {
+		lvd_error_log("--device cuda:%d: %s", gpu, err.msg);
+		return 1;
+	}
+	lvd_info("cuda:%d: weights %.2f GiB (bf16), workspace %.2f GiB, %d UNet items per pass", gpu,
+		 (double)lvd_sd_device_bytes(sd) / (1 << 30), (double)co.dws_bytes / (1 << 30), max_items);
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	lvd_log_set_prog("sd-attnmap run"); /* messages and usage hints name the subcommand */
@@ -386,10 +590,15 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
 	if (!o.sd || !o.manifest || !o.out)
 		return lvd_cli_usage_error("--sd, --manifest and --out are required");
-	if (o.device && strcmp(o.device, "cpu"))
-		return lvd_cli_usage_error("--device %s: sd-attnmap run computes on the cpu only, in every build "
-					   "(the CUDA=%s of --version is the training tools')",
-					   o.device, LVD_HAVE_CUDA ? "yes" : "no");
+	int gpu = -1;   /* CUDA ordinal of --device cuda[:K], -1 = cpu */
+	if (o.device && !strncmp(o.device, "cuda", 4) && o.p.method != LVD_ATTNMAP_NOISE)
+		return lvd_cli_usage_error("--device %s: --method inversion runs on the cpu only", o.device);
+	if (o.device && parse_device(o.device, &gpu))
+		return 2;
+	/* test hook (tests/cli/test_attnmap_pipeline.sh, docs/attnmap.md): the round pipeline
+	 * of --device cuda (decode threads, several images per UNet pass) on the CPU model */
+	const char *hook = getenv("LVD_ATTNMAP_PIPELINE");
+	int pipeline_hook = gpu < 0 && hook && !strcmp(hook, "1") && o.p.method == LVD_ATTNMAP_NOISE;
 	struct lvd_error err = {0};
 	o.p.layers = LVD_ATTNMAP_DEFAULT_LAYERS;
 	if (o.layers_str && lvd_attnmap_parse_layers(o.layers_str, o.p.resolution, &o.p.layers, &err))
@@ -398,7 +607,7 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--resolution too small");
 	o.threads = lvd_run_threads(o.threads);
 	if (o.batch == 0)
-		o.batch = o.threads;
+		o.batch = gpu >= 0 ? 8 : o.threads;
 
 	/* inputs */
 	char tok_path[4096];
@@ -413,6 +622,7 @@ int cmd_run(int argc, char **argv)
 	}
 	struct am_tok *tok = NULL;
 	struct lvd_sd *sd = NULL;
+	struct lvd_ctx *gctx = NULL;   /* --device cuda */
 	struct lvd_attnmap_timing *tms = NULL;
 	json_t *params = NULL, *inputs = NULL;
 	char *params_dump = NULL, *inputs_dump = NULL;
@@ -467,23 +677,27 @@ int cmd_run(int argc, char **argv)
 		lvd_error_log("%s", err.msg);
 		goto out;
 	}
-	lvd_info("loaded %s in %.1fs", o.sd, lvd_time_now() - t_load);
 	if (check_vocab(sd, &o.p))
 		goto out;
+	int npass = o.p.n_timesteps * o.p.draws;
+	int max_items = o.batch > LVD_ATTNMAP_MAX_BATCH / npass ? LVD_ATTNMAP_MAX_BATCH : o.batch * npass;
+	if (gpu >= 0 && gpu_open(sd, &gctx, gpu, o.p.resolution, max_items))
+		goto out;
+	lvd_info("loaded %s in %.1fs%s", o.sd, lvd_time_now() - t_load, gpu >= 0 ? " (weights on the GPU)" : "");
 	lvd_info("scheduler: %d steps, prediction_type %s", sched.T, pred_names[sched.prediction]);
-	tms = lvd_calloc_array((size_t)o.threads, sizeof *tms);
+	tms = lvd_calloc_array((size_t)o.threads + 1, sizeof *tms);   /* + the GPU's */
 	if (!tms) {
 		lvd_error_log("out of memory");
 		goto out;
 	}
 
-	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0};
+	struct run rn = {man, tok, sd, &sched, &o.p, tms, 0, gpu >= 0 || pipeline_hook, max_items, o.threads};
 	struct lvd_shardrun_cfg cfg = {
 		.tool = "sd-attnmap", .out = o.out, .prefix = "attn-", .ext = ".lvdm", .kind = LVD_REC_KIND_MAPS,
 		.first_key = "first_index", .params_dump = params_dump, .inputs_dump = inputs_dump, .zlevel = ZLEVEL,
 		.shard_i = o.shard_i, .shard_n = o.shard_n, .max_bytes = o.shard_bytes, .threads = o.threads,
 		.batch = o.batch, .item_size = sizeof(struct item), .unit = "images", .ctx = &rn, .next = next_fn,
-		.prepare = prepare_fn, .work = work_fn, .account = account_fn, .release = release_fn, .count = count_fn,
+		.prepare = prepare_fn, .work = work_fn, .round = round_fn, .account = account_fn, .release = release_fn, .count = count_fn,
 	};
 	struct lvd_shardrun_result res;
 	if (lvd_shardrun(&cfg, &res))
@@ -501,7 +715,7 @@ int cmd_run(int argc, char **argv)
 		secs > 0 ? (double)rn.maps / secs : 0.0, (unsigned long long)res.shards);
 	if (o.timings || lvd_log_level() >= LVD_LOG_DEBUG) {
 		struct lvd_attnmap_timing s = {0};
-		for (int t = 0; t < o.threads; t++) {
+		for (int t = 0; t <= o.threads; t++) {
 			s.decode += tms[t].decode;
 			s.text += tms[t].text;
 			s.vae += tms[t].vae;
@@ -519,6 +733,10 @@ int cmd_run(int argc, char **argv)
 out:
 	free(tms);
 	lvd_sd_free(sd);
+	if (gctx) {
+		lvd_info("GPU memory: workspace peak %.2f GiB", (double)lvd_ctx_ws_peak(gctx) / (1 << 30));
+		lvd_ctx_destroy(gctx);
+	}
 	am_tok_close(tok);
 	am_manifest_close(man);
 	json_decref(params);

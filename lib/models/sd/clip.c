@@ -1,7 +1,8 @@
 /* lib/models/sd/clip.c — CLIP text encoder forward (HF CLIPTextModel, SD 1.x; SD 2.x
  * OpenCLIP read as its penultimate layer, loaded as the same layers): token +
  * position embeddings, pre-LN blocks with causal self-attention and quick_gelu (or gelu)
- * MLP, final LayerNorm. */
+ * MLP, final LayerNorm. The embeddings are gathered on the host (the tables stay there
+ * on the device path too); everything after runs as ops on the pass context. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,21 @@ int lvd_sd_text_encode(const struct lvd_sd *sd, float *out, const int32_t *ids, 
 	float *q = lvd_ctx_takef(X, sd_), *kk = lvd_ctx_takef(X, sd_), *v = lvd_ctx_takef(X, sd_);
 	float *a = lvd_ctx_takef(X, sd_);    /* attention output [S, D] */
 	float *f = lvd_ctx_takef(X, sf);     /* MLP hidden [S, F] */
+	/* token + position embeddings, gathered from the host tables (on the device path
+	 * into a host row block, then uploaded) */
+	float *x0 = sd->dev ? malloc(sizeof(float) * sd_) : x;
+	if (!x0) {
+		lvd_ctx_release(X, mark);
+		sd_ctx_leave(sd, X);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "text embeddings");
+	}
 	for (int i = 0; i < S; i++)
 		for (int d = 0; d < D; d++)
-			x[(size_t)i * D + d] = c->tok_emb[(size_t)ids[i] * D + d] + c->pos_emb[(size_t)i * D + d];
+			x0[(size_t)i * D + d] = c->tok_emb[(size_t)ids[i] * D + d] + c->pos_emb[(size_t)i * D + d];
+	if (x0 != x) {
+		lvd_buf_upload(X, x, x0, sizeof(float) * sd_);
+		free(x0);
+	}
 	float scale = 1.0f / sqrtf((float)(D / H));
 	for (int l = 0; l < k->layers; l++) {
 		const struct sd_clip_layer *L = &c->layers[l];

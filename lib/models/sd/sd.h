@@ -1,4 +1,5 @@
-/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks on the CPU, forward only:
+/* lib/models/sd/sd.h — Stable Diffusion 1.x and 2.x networks, forward only, on the CPU
+ * (fp32) or, after lvd_sd_to_device, on a CUDA context (bf16 weights):
  * CLIP text encoder, VAE encoder (posterior mean), UNet2DConditionModel with a
  * per-layer callback that receives every cross-attention (attn2) probability map
  * averaged over heads, and the DDPM noise schedule.
@@ -12,7 +13,8 @@
  * unless lvd_sd_opts overrides them: SD 1.x 8 heads per level, SD 2.x (linear
  * proj_in or a 1024-wide context) heads = channels / 64 per level). F32 weights are
  * used in place from the memory map (when 4-byte aligned); F16/BF16 weights are
- * converted to fp32 once at load into one allocation. Compute is fp32.
+ * converted to fp32 once at load into one allocation. Compute is fp32 (the device path:
+ * bf16 weights and products, fp32 accumulation and activations; lvd_sd_to_device).
  *
  * SD 2.x: the text encoder is OpenCLIP's tower read as its penultimate layer followed
  * by the final LayerNorm (diffusers folders store 23 of the 24 layers with hidden_act
@@ -105,6 +107,23 @@ int lvd_sd_load(struct lvd_sd **out, const char *path, const struct lvd_sd_opts 
 		struct lvd_error *err);
 void lvd_sd_free(struct lvd_sd *sd);
 
+/* Moves the model onto ctx (borrowed; it must outlive the model): every linear and
+ * convolution weight is uploaded once as bf16, norm weights and biases as fp32, into one
+ * block of ctx memory (lvd_buf_alloc); from then on every forward runs on ctx with
+ * bf16 weights (activations rounded to bf16 at each product, fp32 accumulation and
+ * storage) and every tensor argument of a forward (text states, image, latents, UNet
+ * input/output/context) is memory of ctx (lvd_buf_alloc), while ids and timesteps stay
+ * host arrays. On a CUDA context this is the GPU path; on a CPU context the same code
+ * runs the bf16 weights on the CPU (tests compare it with the fp32 path). One thread at
+ * a time: a forward while another runs fails (LVD_ERR_INVALID "busy"). Errors:
+ * LVD_ERR_NOMEM (device memory), LVD_ERR_INVALID (called twice). */
+int lvd_sd_to_device(struct lvd_sd *sd, struct lvd_ctx *ctx, struct lvd_error *err);
+/* The context the model computes on (its own CPU context, lvd_sd_opts.ctx, or the one of
+ * lvd_sd_to_device): where forward tensors live. */
+struct lvd_ctx *lvd_sd_ctx(const struct lvd_sd *sd);
+/* Bytes of the device weight block (0 before lvd_sd_to_device). */
+size_t lvd_sd_device_bytes(const struct lvd_sd *sd);
+
 /* Configs of the loaded components (NULL when a component was not loaded). */
 const struct lvd_sd_clip_cfg *lvd_sd_clip_config(const struct lvd_sd *sd);
 const struct lvd_sd_vae_cfg *lvd_sd_vae_config(const struct lvd_sd *sd);
@@ -134,14 +153,18 @@ struct lvd_sd_attn_info {
 	int n_ctx;          /* keys (text tokens), e.g. 77 */
 	int heads;          /* heads that were averaged */
 	int item;           /* batch item the map belongs to (lvd_sd_unet_forward_batch; 0 otherwise) */
+	int layers;         /* attn2 layers in one pass (index runs 0..layers-1) */
+	struct lvd_ctx *ctx; /* the context the pass runs on: probs is its memory (device memory
+			      * after lvd_sd_to_device); the callback may run ops on it and use
+			      * its workspace (mark/release) */
 };
-/* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads; borrowed for the
- * duration of the call. Return 0 to go on; LVD_SD_CB_DONE when no later map is needed:
- * the pass ends after this layer's callbacks (every batch item still gets its call for
- * this layer), `out` is left unwritten and the forward returns 0 — a caller that wants
- * only the maps skips the rest of the UNet (lvd_sd_unet_last_attn2 says where); any
- * other non-zero aborts the pass (the forward then fails with LVD_ERR_INVALID "aborted
- * by the attention callback"). */
+/* probs [h·w, n_ctx], row-major (query = y·w + x), averaged over heads, in memory of
+ * info->ctx; borrowed for the duration of the call. Return 0 to go on; LVD_SD_CB_DONE
+ * when no later map is needed: the pass ends after this layer's callbacks (every batch
+ * item still gets its call for this layer), `out` is left unwritten and the forward
+ * returns 0 — a caller that wants only the maps skips the rest of the UNet
+ * (lvd_sd_unet_last_attn2 says where); any other non-zero aborts the pass (the forward
+ * then fails with LVD_ERR_INVALID "aborted by the attention callback"). */
 #define LVD_SD_CB_DONE 0x444f4e45
 typedef int (*lvd_sd_attn_cb)(void *user, const struct lvd_sd_attn_info *info, const float *probs);
 
@@ -179,6 +202,12 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
  * ResNet temporaries; convolution scratch is shared by the batch and not counted).
  * SD 1.5, 77 tokens: ~211 MB at 64x64 (512²), ~53 MB at 32x32. 0 without a UNet. */
 size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx);
+
+/* Floating-point operations (2 per multiply-add) of one UNet pass at latent h x w with
+ * n_ctx text tokens, counted analytically: convolutions, linears, both attentions'
+ * score and value products; norms and activations left out (SD 1.5, 77 tokens: 0.803
+ * TFLOP at 64x64, 0.180 at 32x32; `bench_sd flops`). 0 without a UNet. */
+double lvd_sd_unet_flops(const struct lvd_sd *sd, int h, int w, int n_ctx);
 
 /* Optional timing: when set, forward passes add their wall time to *st, split into
  * GEMM-backed ops (convolutions, linears, attention) and the rest. The struct is

@@ -1,5 +1,7 @@
 /* lib/models/sd/sd_blocks.c — building blocks shared by the VAE and the UNet: the
- * context a pass runs on, convolutions, linears and ResNet blocks on the ctx workspace. */
+ * context a pass runs on, convolutions, linears and ResNet blocks on the ctx workspace.
+ * On the device path (sd->dev, lvd_sd_to_device) linears and convolutions take the bf16
+ * weights (w16) and nothing here touches an activation from the host. */
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +47,10 @@ struct lvd_ctx *sd_ctx_enter(const struct lvd_sd *sd, struct lvd_error *err)
 	int expect = 0;
 	if (!lvd_ctx_in_parallel() && atomic_compare_exchange_strong(busy, &expect, 1))
 		return sd->ctx;
+	if (sd->dev) {
+		lvd_error_set(err, LVD_ERR_INVALID, "SD model busy: its device context runs one forward at a time");
+		return NULL;
+	}
 	struct lvd_ctx_opts o = {.threads = 1, .cpu_plain = !sd->ctx->cpu_fast};
 	struct lvd_ctx *ctx;
 	if (lvd_ctx_create(&ctx, &o, err))
@@ -64,6 +70,11 @@ static void conv_one(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, c
 		     const struct sd_conv *c, int B, int H, int W, int stride, int pad_t, int pad_l, int pad_b, int pad_r)
 {
 	int k = c->k;
+	if (sd->dev) {
+		SD_TIME(sd, gemm_s, lvd_conv2d_fwd_w16(ctx, out, inp, c->w16, c->b, B, c->cin, H, W, c->cout, k, k,
+						       stride, pad_t, pad_l, pad_b, pad_r));
+		return;
+	}
 	int wino_shape = k == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 && pad_r == 1;
 	if (sd->winograd > 0 && wino_shape)
 		SD_TIME(sd, gemm_s, lvd_conv2d_winograd_fwd(ctx, out, inp, c->w, c->b, B, c->cin, H, W, c->cout,
@@ -93,7 +104,7 @@ void sd_conv_run_b(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, con
 {
 	int pad1 = c->k == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 && pad_r == 1;
 	int pw = c->k == 1 && stride == 1 && !pad_t && !pad_l && !pad_b && !pad_r;
-	if (B == 1 || (size_t)H * W > SD_STACK_HW || !(pad1 || pw)) {
+	if (sd->dev || B == 1 || (size_t)H * W > SD_STACK_HW || !(pad1 || pw)) {
 		conv_one(sd, ctx, out, inp, c, B, H, W, stride, pad_t, pad_l, pad_b, pad_r);
 		return;
 	}
@@ -128,10 +139,47 @@ void sd_conv_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const
 	sd_conv_run_b(sd, ctx, out, inp, c, 1, H, W, stride, pad_t, pad_l, pad_b, pad_r);
 }
 
+void sd_linear16(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w16, const float *b, int N,
+		 int IC, int OC)
+{
+	lvd_linear_fwd_w16(ctx, out, inp, w16, b, N, IC, OC);
+}
+
+void sd_gemm16(struct lvd_ctx *ctx, int w_left, int transA, int transB, int M, int N, int K, const float *act,
+	       size_t act_n, int lda, const uint16_t *w16, int ldw, float *C, int ldc)
+{
+	size_t mark = lvd_ctx_mark(ctx);
+	uint16_t *a16 = lvd_ctx_take(ctx, act_n * sizeof *a16);
+	lvd_f32_to_bf16(ctx, a16, act, act_n);
+	if (w_left)
+		lvd_gemm_bf16(ctx, transA, transB, M, N, K, 1.0f, w16, ldw, a16, lda, 0.0f, C, ldc);
+	else
+		lvd_gemm_bf16(ctx, transA, transB, M, N, K, 1.0f, a16, lda, w16, ldw, 0.0f, C, ldc);
+	lvd_ctx_release(ctx, mark);
+}
+
+#if LVD_HAVE_CUDA
+void sd_copy_cuda(struct lvd_ctx *ctx, float *dst, const float *src, size_t n);   /* sd_dev.cu */
+#endif
+
+void sd_copy(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *dst, const float *src, size_t n)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		sd_copy_cuda(ctx, dst, src, n);
+		return;
+	}
+#endif
+	memcpy(dst, src, n * sizeof *dst);
+}
+
 void sd_linear_run(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,
 		   const struct sd_lin *l, int N, int IC, int OC)
 {
-	SD_TIME(sd, gemm_s, lvd_linear_fwd(ctx, out, inp, l->w, l->b, N, IC, OC));
+	if (sd->dev)
+		SD_TIME(sd, gemm_s, sd_linear16(ctx, out, inp, l->w16, l->b, N, IC, OC));
+	else
+		SD_TIME(sd, gemm_s, lvd_linear_fwd(ctx, out, inp, l->w, l->b, N, IC, OC));
 }
 
 void sd_groupnorm_b(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *out, const float *inp,

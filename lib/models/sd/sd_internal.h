@@ -1,6 +1,9 @@
 /* lib/models/sd/sd_internal.h — weight structures shared by the SD loader and the
  * networks (not a public header). Every pointer is resolved once at load time and is
- * either into a safetensors mapping (F32) or into the converted block. */
+ * either into a safetensors mapping (F32) or into the converted block. After
+ * lvd_sd_to_device (sd_dev.c) every norm weight and bias pointer points into the device
+ * block instead (fp32), and every linear / conv weight also has a bf16 copy there
+ * (w16); the fp32 host w stays for the CPU path and the text embeddings stay on the host. */
 #ifndef LVD_MODELS_SD_INTERNAL_H
 #define LVD_MODELS_SD_INTERNAL_H
 
@@ -16,12 +19,14 @@ struct lvd_ctx;
 
 struct sd_lin {           /* Linear / 1x1 conv: w [out, in], b [out] or NULL */
 	const float *w, *b;
+	const uint16_t *w16;      /* bf16 w on the device (lvd_sd_to_device), else NULL */
 };
 struct sd_norm {
 	const float *w, *b;
 };
 struct sd_conv {          /* w [out, in, k, k], b [out] */
 	const float *w, *b;
+	const uint16_t *w16;      /* bf16 w on the device (lvd_sd_to_device), else NULL */
 	int cin, cout, k;
 };
 
@@ -104,6 +109,13 @@ struct lvd_sd {
 	int own_ctx;
 	atomic_int busy;             /* 1 while a forward runs on ctx (sd_ctx_enter) */
 	int winograd;                /* lvd_sd_opts.winograd */
+	/* lvd_sd_to_device: weights in dev_block (memory of ctx), forwards use w16 and take
+	 * tensors where ctx computes; hctx is a one-thread CPU context for host-side helpers
+	 * (the sinusoidal timestep embedding) */
+	int dev;
+	void *dev_block;
+	size_t dev_bytes;
+	struct lvd_ctx *hctx;
 };
 
 /* Declares every weight a diffusers folder's configs call for (name, shape) without
@@ -121,12 +133,27 @@ int sd_declare_diffusers(const char *dir, int comps, sd_declare_fn fn, void *use
  * CPUs). sd_ctx_free destroys an owned one. */
 int sd_ctx_init(struct lvd_sd *sd, struct lvd_ctx *borrowed, int threads, struct lvd_error *err);
 void sd_ctx_free(struct lvd_sd *sd);
+/* Frees the device weight block and hctx of lvd_sd_to_device (sd_dev.c); no-op before. */
+void sd_dev_free(struct lvd_sd *sd);
 
 /* The context a forward pass runs on: sd->ctx when it is free and the caller is not
  * inside a pool chunk, else a private one-thread context with sd->ctx's cpu_fast (made
- * here, freed by sd_ctx_leave). Returns NULL with err filled when that fails. */
+ * here, freed by sd_ctx_leave). On the device path (sd->dev) there is no private
+ * context: a busy model is an error. Returns NULL with err filled when that fails. */
 struct lvd_ctx *sd_ctx_enter(const struct lvd_sd *sd, struct lvd_error *err);
 void sd_ctx_leave(const struct lvd_sd *sd, struct lvd_ctx *ctx);
+
+/* dst = src (n floats) where ctx computes: memcpy on a CPU context, a device-to-device
+ * copy queued on the stream on CUDA (sd_dev.cu). */
+void sd_copy(const struct lvd_sd *sd, struct lvd_ctx *ctx, float *dst, const float *src, size_t n);
+/* bf16-weight products of the device path (activations rounded to bf16, fp32
+ * accumulation): out[N, OC] = inp[N, IC]·w16ᵀ + b, and the general form
+ * C[M, N] = op(A)·op(W) with A an fp32 activation (converted in the workspace) and W a
+ * bf16 weight, or (w_left) C = op(W)·op(A). */
+void sd_linear16(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w16, const float *b, int N,
+		 int IC, int OC);
+void sd_gemm16(struct lvd_ctx *ctx, int w_left, int transA, int transB, int M, int N, int K, const float *act,
+	       size_t act_n, int lda, const uint16_t *w16, int ldw, float *C, int ldc);
 
 /* Shared building blocks (sd_blocks.c). Working memory comes from the ctx workspace. */
 /* Convolution by lvd_sd_opts.winograd: 0 = lvd_conv2d_fwd (Winograd where the op picks

@@ -305,9 +305,9 @@ static void clip_split_qkv(struct sd_clip *c)
 	size_t D = (size_t)c->cfg.width;
 	for (int i = 0; c->openclip && i < c->cfg.layers; i++) {
 		struct sd_clip_layer *L = &c->layers[i];
-		L->at.q = (struct sd_lin){L->qkv.w, L->qkv.b};
-		L->at.k = (struct sd_lin){L->qkv.w + D * D, L->qkv.b + D};
-		L->at.v = (struct sd_lin){L->qkv.w + 2 * D * D, L->qkv.b + 2 * D};
+		L->at.q = (struct sd_lin){L->qkv.w, L->qkv.b, NULL};
+		L->at.k = (struct sd_lin){L->qkv.w + D * D, L->qkv.b + D, NULL};
+		L->at.v = (struct sd_lin){L->qkv.w + 2 * D * D, L->qkv.b + 2 * D, NULL};
 	}
 }
 
@@ -683,6 +683,7 @@ void lvd_sd_free(struct lvd_sd *sd)
 		lvd_st_close(sd->st[i]);
 	free(sd->clip.layers);
 	free(sd->converted);
+	sd_dev_free(sd);
 	sd_ctx_free(sd);
 	free(sd);
 }

@@ -10,7 +10,9 @@
  * Batched (lvd_sd_unet_forward_batch): every activation is [B, C, h, w]; the time MLP and
  * the transformers' row-wise work run on all items at once, convolutions through
  * sd_conv_run_b (small maps stacked into one image), attention and the callback per item;
- * lvd_sd_unet_forward is the batch of one. */
+ * lvd_sd_unet_forward is the batch of one. The device path (lvd_sd_to_device) runs the
+ * same flow with bf16 weights; proj_in/proj_out as bf16 GEMMs on the channel-major map,
+ * copies by sd_copy, the timestep sinusoids computed on the host and uploaded. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ struct unet_run {
 	lvd_sd_attn_cb cb;
 	void *user;
 	int index;      /* attn2 call counter (per layer, shared by the items) */
+	int layers;     /* attn2 layers per pass */
 	int aborted;
 	int done;       /* a callback returned LVD_SD_CB_DONE: the pass ends after this layer */
 };
@@ -64,8 +67,12 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 	sd_groupnorm_b(sd, X, gn, x, &t->gn, B, C, HW, k->groups, 1e-6f, 0);
 	/* proj_in (1x1 conv or linear, same bytes): xs[HW, C] = gnᵀ Wᵀ + b per item */
 	for (int b = 0; b < B; b++)
-		SD_TIME(sd, gemm_s, lvd_gemm(X, 1, 1, HW, C, C, 1.0f, gn + b * n1, HW, t->pin.w, C, 0.0f,
-					     xs + b * n1, C));
+		if (sd->dev)
+			SD_TIME(sd, gemm_s, sd_gemm16(X, 0, 1, 1, HW, C, C, gn + b * n1, n1, HW, t->pin.w16, C,
+						      xs + b * n1, C));
+		else
+			SD_TIME(sd, gemm_s, lvd_gemm(X, 1, 1, HW, C, C, 1.0f, gn + b * n1, HW, t->pin.w, C, 0.0f,
+						     xs + b * n1, C));
 	SD_TIME(sd, other_s, lvd_add_bias_rows(X, xs, t->pin.b, NR, C));
 	for (int tb_i = 0; tb_i < k->tblocks; tb_i++) {
 		const struct sd_tblock *tb = &t->tb[tb_i];
@@ -94,7 +101,8 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 			if (R->cb && !R->aborted) {
 				struct lvd_sd_attn_info info = {
 					.name = t->name[tb_i], .block = block, .index = R->index, .level = level,
-					.h = h, .w = w, .n_ctx = M, .heads = H, .item = b,
+					.h = h, .w = w, .n_ctx = M, .heads = H, .item = b, .layers = R->layers,
+					.ctx = X,
 				};
 				int rc = R->cb(R->user, &info, probs);
 				if (rc == LVD_SD_CB_DONE)
@@ -119,8 +127,12 @@ static void tf_run(struct unet_run *R, float *x, const struct sd_transformer *t,
 	}
 	/* proj_out: gn[C, HW] = W xsᵀ + b per item; x += gn */
 	for (int b = 0; b < B; b++) {
-		SD_TIME(sd, gemm_s, lvd_gemm(X, 0, 1, C, HW, C, 1.0f, t->pout.w, C, xs + b * n1, C, 0.0f, gn + b * n1,
-					     HW));
+		if (sd->dev)
+			SD_TIME(sd, gemm_s, sd_gemm16(X, 1, 0, 1, C, HW, C, xs + b * n1, n1, C, t->pout.w16, C,
+						      gn + b * n1, HW));
+		else
+			SD_TIME(sd, gemm_s, lvd_gemm(X, 0, 1, C, HW, C, 1.0f, t->pout.w, C, xs + b * n1, C, 0.0f,
+						     gn + b * n1, HW));
 		SD_TIME(sd, other_s, lvd_add_bias_chan(X, gn + b * n1, t->pout.b, C, HW));
 	}
 	sd_add(sd, X, x, gn, n);
@@ -170,14 +182,27 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 	/* widest activation: an up ResNet's concat input */
 	size_t act = 2 * (size_t)B * cmax * h * w;
 	struct unet_run R = {.sd = sd, .x = X, .B = B, .ctx = ctx, .ctx_stride = ctx_stride, .n_ctx = n_ctx,
-			     .cb = cb, .user = user};
+			     .cb = cb, .user = user, .layers = k->tblocks};   /* mid */
+	for (int i = 0; i < n; i++)
+		R.layers += (k->down_attn[i] ? L : 0) * k->tblocks + (k->up_attn[i] ? L + 1 : 0) * k->tblocks;
 
 	/* ---- time embedding, one row per item ---- */
 	float *temb = lvd_ctx_takef(X, (size_t)B * TE), *tact = lvd_ctx_takef(X, (size_t)B * TE);
 	float *sinus = lvd_ctx_takef(X, (size_t)B * k->ch[0]);
+	/* the sinusoids of the host timesteps (device path: on the host, then uploaded) */
+	float *sin_h = sd->dev ? malloc(sizeof(float) * (size_t)B * k->ch[0]) : sinus;
+	if (!sin_h) {
+		lvd_ctx_release(X, mark);
+		sd_ctx_leave(sd, X);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "timestep embeddings");
+	}
 	for (int b = 0; b < B; b++)
-		lvd_timestep_embedding(X, sinus + (size_t)b * k->ch[0], t[b], k->ch[0], k->flip_sin_to_cos,
-				       k->freq_shift, 10000.0f);
+		lvd_timestep_embedding(sd->dev ? sd->hctx : X, sin_h + (size_t)b * k->ch[0], t[b], k->ch[0],
+				       k->flip_sin_to_cos, k->freq_shift, 10000.0f);
+	if (sin_h != sinus) {
+		lvd_buf_upload(X, sinus, sin_h, sizeof(float) * (size_t)B * k->ch[0]);
+		free(sin_h);
+	}
 	sd_linear_run(sd, X, tact, sinus, &u->t1, B, k->ch[0], TE);
 	lvd_silu_fwd(X, tact, tact, (size_t)B * TE);
 	sd_linear_run(sd, X, temb, tact, &u->t2, B, TE, TE);
@@ -189,7 +214,7 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 	int hh = h, ww = w;
 	sd_conv_run_b(sd, X, cur, x, &u->conv_in, B, hh, ww, 1, 1, 1, 1, 1);
 	skips[nsk] = lvd_ctx_takef(X, (size_t)B * k->ch[0] * hh * ww);
-	memcpy(skips[nsk++], cur, sizeof(float) * B * k->ch[0] * hh * ww);
+	sd_copy(sd, X, skips[nsk++], cur, (size_t)B * k->ch[0] * hh * ww);
 	/* skip buffers are taken in push order below the temporaries of later blocks */
 	for (int i = 0; i < n; i++) {
 		for (int j = 0; j < L; j++) {
@@ -202,7 +227,7 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 			}
 			size_t sz = (size_t)B * k->ch[i] * hh * ww;
 			skips[nsk] = lvd_ctx_takef(X, sz);
-			memcpy(skips[nsk++], cur, sizeof(float) * sz);
+			sd_copy(sd, X, skips[nsk++], cur, sz);
 		}
 		if (i < n - 1) {
 			sd_conv_run_b(sd, X, nxt, cur, &u->downsample[i], B, hh, ww, 2, 1, 1, 1, 1);
@@ -211,7 +236,7 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 			float *tmp = cur; cur = nxt; nxt = tmp;
 			size_t sz = (size_t)B * k->ch[i] * hh * ww;
 			skips[nsk] = lvd_ctx_takef(X, sz);
-			memcpy(skips[nsk++], cur, sizeof(float) * sz);
+			sd_copy(sd, X, skips[nsk++], cur, sz);
 		}
 	}
 	LVD_ASSERT(nsk == ns);
@@ -234,8 +259,8 @@ int lvd_sd_unet_forward_batch(const struct lvd_sd *sd, float *out, const float *
 			/* concat(h, skip) along channels into nxt per item, then the ResNet back into cur */
 			for (int b = 0; b < B; b++) {
 				float *d = nxt + (size_t)b * r->cin * hw;
-				memcpy(d, cur + (size_t)b * hc * hw, sizeof(float) * (size_t)hc * hw);
-				memcpy(d + (size_t)hc * hw, sk + (size_t)b * sc * hw, sizeof(float) * (size_t)sc * hw);
+				sd_copy(sd, X, d, cur + (size_t)b * hc * hw, (size_t)hc * hw);
+				sd_copy(sd, X, d + (size_t)hc * hw, sk + (size_t)b * sc * hw, (size_t)sc * hw);
 			}
 			sd_resnet_run_b(sd, X, cur, nxt, r, tact, TE, B, hh, ww, k->groups, k->eps);
 			hc = r->cout;
@@ -309,4 +334,58 @@ size_t lvd_sd_unet_batch_bytes(const struct lvd_sd *sd, int h, int w, int n_ctx)
 	}
 	/* ping-pong activations (2·cmax·h·w each), the skip stack, the largest temporary */
 	return sizeof(float) * (4 * cmax * hw + skips + peak);
+}
+
+/* Multiply-adds ×2 of one ResNet block / spatial transformer at hw pixels (analytic). */
+static double resnet_flops(const struct sd_resnet *r, int TE, double hw)
+{
+	double f = 2.0 * hw * 9 * ((double)r->cin * r->cout + (double)r->cout * r->cout) + 2.0 * TE * r->cout;
+	if (r->sc.w)
+		f += 2.0 * hw * r->cin * r->cout;
+	return f;
+}
+
+static double tf_flops(const struct lvd_sd_unet_cfg *k, int C, double hw, int M)
+{
+	double c = C, f = 2 * 2.0 * hw * c * c;   /* proj_in, proj_out */
+	for (int i = 0; i < k->tblocks; i++) {
+		f += 4 * 2.0 * hw * c * c + 2 * 2.0 * hw * hw * c;                          /* attn1 */
+		f += 2 * 2.0 * hw * c * c + 2 * 2.0 * M * k->ctx_dim * c + 2 * 2.0 * hw * M * c;   /* attn2 */
+		f += 2.0 * hw * c * 8 * c + 2.0 * hw * 4 * c * c;                          /* GEGLU feed-forward */
+	}
+	return f;
+}
+
+double lvd_sd_unet_flops(const struct lvd_sd *sd, int h, int w, int n_ctx)
+{
+	if (!sd->has_unet)
+		return 0;
+	const struct sd_unet *u = &sd->unet;
+	const struct lvd_sd_unet_cfg *k = &u->cfg;
+	int n = k->levels, L = k->layers_per_block, TE = k->temb_dim;
+	double hw = (double)h * w, f = 2.0 * ((double)k->ch[0] * TE + (double)TE * TE);
+	f += 2.0 * hw * 9 * k->in_ch * k->ch[0] + 2.0 * hw * 9 * k->ch[0] * k->out_ch;
+	for (int i = 0; i < n; i++) {
+		double lhw = hw / (double)(1 << (2 * i));
+		for (int j = 0; j < L; j++) {
+			f += resnet_flops(&u->down[i][j], TE, lhw);
+			if (k->down_attn[i])
+				f += tf_flops(k, u->down_tf[i][j].C, lhw, n_ctx);
+		}
+		if (i < n - 1)
+			f += 2.0 * (lhw / 4) * 9 * k->ch[i] * k->ch[i];
+	}
+	double mhw = hw / (double)(1 << (2 * (n - 1)));
+	f += resnet_flops(&u->mid[0], TE, mhw) + resnet_flops(&u->mid[1], TE, mhw) + tf_flops(k, u->mid_tf.C, mhw, n_ctx);
+	for (int uu = 0; uu < n; uu++) {
+		double lhw = hw / (double)(1 << (2 * (n - 1 - uu)));
+		for (int j = 0; j <= L; j++) {
+			f += resnet_flops(&u->up[uu][j], TE, lhw);
+			if (k->up_attn[uu])
+				f += tf_flops(k, u->up_tf[uu][j].C, lhw, n_ctx);
+		}
+		if (uu < n - 1)
+			f += 2.0 * (lhw * 4) * 9 * u->upsample[uu].cin * u->upsample[uu].cout;
+	}
+	return f;
 }

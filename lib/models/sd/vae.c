@@ -1,7 +1,9 @@
 /* lib/models/sd/vae.c — AutoencoderKL encoder forward: posterior mean × scaling factor.
  * conv_in, per level L ResNets (+ a downsampler padded right/bottom by one, stride 2),
  * mid ResNet → single-head self-attention → ResNet, GroupNorm+SiLU, conv_out,
- * quant_conv. GroupNorm eps 1e-6 everywhere. */
+ * quant_conv. GroupNorm eps 1e-6 everywhere. The device path (lvd_sd_to_device) runs
+ * the mid attention's projections as bf16 GEMMs on the channel-major map (no transpose
+ * op) and writes the latent by ops. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,25 @@ static void vae_mid_attn(const struct lvd_sd *sd, struct lvd_ctx *X, float *x, i
 	float *tok = lvd_ctx_takef(X, n);    /* tokens [HW, C], later o-projection */
 	float *q = lvd_ctx_takef(X, n), *k = lvd_ctx_takef(X, n), *vv = lvd_ctx_takef(X, n);
 	sd_groupnorm(sd, X, gn, x, &v->mid_gn, C, HW, v->cfg.groups, v->cfg.eps, 0);
+	if (sd->dev) {
+		/* no transposes: q/k/v [HW, C] = gnᵀ·Wᵀ straight from [C, HW], out [C, HW] = Wo·attᵀ */
+		const struct sd_attn *a = &v->mid_attn;
+		float *qkv[3] = {q, k, vv};
+		const struct sd_lin *lin[3] = {&a->q, &a->k, &a->v};
+		for (int i = 0; i < 3; i++) {
+			SD_TIME(sd, gemm_s, sd_gemm16(X, 0, 1, 1, HW, C, C, gn, n, HW, lin[i]->w16, C, qkv[i], C));
+			if (lin[i]->b)
+				SD_TIME(sd, other_s, lvd_add_bias_rows(X, qkv[i], lin[i]->b, HW, C));
+		}
+		SD_TIME(sd, gemm_s, lvd_attention_fwd(X, gn, NULL, q, C, k, C, vv, C, HW, HW, 1, C,
+						      1.0f / sqrtf((float)C), 0));
+		SD_TIME(sd, gemm_s, sd_gemm16(X, 1, 0, 1, C, HW, C, gn, n, C, a->o.w16, C, tok, HW));
+		if (a->o.b)
+			SD_TIME(sd, other_s, lvd_add_bias_chan(X, tok, a->o.b, C, HW));
+		sd_add(sd, X, x, tok, n);
+		lvd_ctx_release(X, mark);
+		return;
+	}
 	SD_TIME(sd, other_s, lvd_transpose(X, tok, gn, C, HW));   /* [HW, C] */
 	sd_linear_run(sd, X, q, tok, &v->mid_attn.q, HW, C, C);
 	sd_linear_run(sd, X, k, tok, &v->mid_attn.k, HW, C, C);
@@ -89,10 +110,18 @@ int lvd_sd_vae_encode(const struct lvd_sd *sd, float *latent, float *moments,
 	float *mo = lvd_ctx_takef(X, (size_t)M * HW), *mo2 = lvd_ctx_takef(X, (size_t)M * HW);
 	sd_conv_run(sd, X, mo, nxt, &v->conv_out, h, w, 1, 1, 1, 1, 1);
 	sd_conv_run(sd, X, mo2, mo, &v->quant, h, w, 1, 0, 0, 0, 0);
-	if (moments)
-		memcpy(moments, mo2, sizeof(float) * (size_t)M * HW);
-	for (size_t i = 0; i < (size_t)k->latent_ch * HW; i++)
-		latent[i] = mo2[i] * k->scaling;
+	if (sd->dev) {
+		/* latent = scaling·mean, exact as 0 + scaling·mean */
+		if (moments)
+			sd_copy(sd, X, moments, mo2, (size_t)M * HW);
+		lvd_buf_zero(X, latent, sizeof(float) * (size_t)k->latent_ch * HW);
+		lvd_axpy(X, latent, k->scaling, mo2, (size_t)k->latent_ch * HW);
+	} else {
+		if (moments)
+			memcpy(moments, mo2, sizeof(float) * (size_t)M * HW);
+		for (size_t i = 0; i < (size_t)k->latent_ch * HW; i++)
+			latent[i] = mo2[i] * k->scaling;
+	}
 	lvd_ctx_release(X, mark);
 	sd_ctx_leave(sd, X);
 	return 0;

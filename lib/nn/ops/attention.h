@@ -14,7 +14,18 @@
  * blocks depend on the shape only and run over ctx->pool (single-threaded GEMMs); every
  * block runs its heads in order, so out and probs_mean are bit-identical for any thread
  * count. Softmax as lvd_softmax_fwd (its
- * fast path with ctx->cpu_fast). */
+ * fast path with ctx->cpu_fast).
+ *
+ * CUDA (attention.cu), fp32 throughout, same results to fp32 rounding (not bitwise):
+ *   probs_mean == NULL and D <= 128: one fused flash-style kernel (online softmax over
+ *     blocks of 32 keys, [Sq, Sk] never materialised; a warp owns 4 query rows, a lane
+ *     one key of the block for the scores and D/32 output columns for the sums; causal
+ *     blocks stop at the block's last row);
+ *   probs_mean != NULL (attn2, Sk = 77) or D > 128 (the VAE mid-block, D = 512; SD 1.5's
+ *     8×8 level, D = 160): explicit, per chunk of query rows (all heads' [rows, Sk] scores
+ *     <= 32 M floats of device workspace): scores by lvd_gemm_cuda, causal mask,
+ *     lvd_softmax_fwd_cuda, the head mean accumulated in head order as on the CPU, then
+ *     P·V by lvd_gemm_cuda per head. */
 #ifndef LVD_NN_OPS_ATTENTION_H
 #define LVD_NN_OPS_ATTENTION_H
 
@@ -24,14 +35,32 @@
 extern "C" {
 #endif
 
-/* CPU only for now (asserts a CPU context). */
-void lvd_attention_fwd(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
+void lvd_attention_fwd_cpu(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
 		       const float *k, int ldk, const float *v, int ldv,
 		       int Sq, int Sk, int H, int D, float scale, int causal);
 /* Plain-loop double-precision oracle with the same contract. */
 void lvd_attention_naive(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
 			 const float *k, int ldk, const float *v, int ldv,
 			 int Sq, int Sk, int H, int D, float scale, int causal);
+
+#if LVD_HAVE_CUDA
+void lvd_attention_fwd_cuda(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
+			    const float *k, int ldk, const float *v, int ldv,
+			    int Sq, int Sk, int H, int D, float scale, int causal);
+#endif
+
+static inline void lvd_attention_fwd(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
+				     const float *k, int ldk, const float *v, int ldv,
+				     int Sq, int Sk, int H, int D, float scale, int causal)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_attention_fwd_cuda(ctx, out, probs_mean, q, ldq, k, ldk, v, ldv, Sq, Sk, H, D, scale, causal);
+		return;
+	}
+#endif
+	lvd_attention_fwd_cpu(ctx, out, probs_mean, q, ldq, k, ldk, v, ldv, Sq, Sk, H, D, scale, causal);
+}
 
 #ifdef __cplusplus
 }

@@ -77,9 +77,9 @@ static int attn_blocks(void *u, size_t begin, size_t end, int tid)
 	return 0;
 }
 
-void lvd_attention_fwd(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
-		       const float *k, int ldk, const float *v, int ldv,
-		       int Sq, int Sk, int H, int D, float scale, int causal)
+void lvd_attention_fwd_cpu(struct lvd_ctx *ctx, float *out, float *probs_mean, const float *q, int ldq,
+			   const float *k, int ldk, const float *v, int ldv,
+			   int Sq, int Sk, int H, int D, float scale, int causal)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_attention_fwd");
 	LVD_ASSERT(!causal || Sq == Sk);

@@ -20,10 +20,29 @@
  *                           scale. Its work plan depends only on the shape, so the result
  *                           is bit-identical for every thread count.
  *   lvd_conv2d_naive        direct 7-loop convolution in double (oracle).
+ *   lvd_conv2d_fwd_w16      the op with bf16 weights (the CUDA path's storage): the input
+ *                           rounded to bf16 (nearest even), products and sums in fp32,
+ *                           fp32 output. CPU (the oracle): inp rounded and w widened to
+ *                           fp32 in the ctx workspace, then lvd_conv2d_fwd_cpu.
  *   lvd_conv2d_bwd          dX, dW, db (conv_bwd_cpu.c), see below.
- * No CUDA twins yet: every function asserts a CPU context. */
+ *
+ * CUDA twins (conv.cu): lvd_conv2d_fwd_cuda: with cuDNN (LVD_HAVE_CUDNN) a symmetric-pad
+ * conv runs cudnnConvolutionForward in fp32 with FMA math (no TF32: results agree with
+ * the CPU to fp32 rounding), the algorithm picked once per shape by cuDNN's heuristic
+ * among the GEMM-family algorithms (FFT and Winograd excluded for the same reason) and
+ * cached (process-wide, under a mutex, one cuDNN handle per device); asymmetric pads
+ * (the VAE downsampler) and builds without cuDNN run im2col (chunks of output rows,
+ * <= 32 M values, device workspace) + lvd_gemm_cuda, a 1×1 stride-1 unpadded conv one
+ * GEMM per image. lvd_conv2d_fwd_w16_cuda: the same im2col, straight to bf16 (the
+ * rounding done while gathering), + lvd_gemm_bf16_cuda (cuBLASLt, fp32 compute and
+ * output); 1×1: the image converted to bf16, one GEMM. In both im2col paths the images
+ * of a batch with fewer than 4096 output pixels share GEMMs (im2col of several whole
+ * images, one [OC, images·pixels] product scattered back to NCHW with the bias; 1×1
+ * convs too). The other functions here are CPU only (assert a CPU context). */
 #ifndef LVD_NN_OPS_CONV_H
 #define LVD_NN_OPS_CONV_H
+
+#include <stdint.h>
 
 #include "nn/ctx.h"
 
@@ -37,10 +56,13 @@ static inline int lvd_conv_out_size(int in, int k, int stride, int pad_lo, int p
 	return (in + pad_lo + pad_hi - k) / stride + 1;
 }
 
-/* CPU only for now (asserts a CPU context); a CUDA twin would take these arguments. */
-void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+void lvd_conv2d_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 		    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 		    int pad_t, int pad_l, int pad_b, int pad_r);
+/* w: [OC, C, KH, KW] bf16 bits. */
+void lvd_conv2d_fwd_w16_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w, const float *b,
+			    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			    int pad_t, int pad_l, int pad_b, int pad_r);
 void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 			   int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 			   int pad_t, int pad_l, int pad_b, int pad_r);
@@ -51,6 +73,42 @@ int lvd_conv2d_winograd_tile(int C, int H, int W, int OC);
 void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
 		      int B, int C, int H, int W, int OC, int KH, int KW, int stride,
 		      int pad_t, int pad_l, int pad_b, int pad_r);
+
+#if LVD_HAVE_CUDA
+void lvd_conv2d_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+			 int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			 int pad_t, int pad_l, int pad_b, int pad_r);
+void lvd_conv2d_fwd_w16_cuda(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w, const float *b,
+			     int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			     int pad_t, int pad_l, int pad_b, int pad_r);
+#endif
+
+static inline void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w,
+				  const float *b, int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+				  int pad_t, int pad_l, int pad_b, int pad_r)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_conv2d_fwd_cuda(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
+		return;
+	}
+#endif
+	lvd_conv2d_fwd_cpu(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
+}
+
+static inline void lvd_conv2d_fwd_w16(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+				      const float *b, int B, int C, int H, int W, int OC, int KH, int KW,
+				      int stride, int pad_t, int pad_l, int pad_b, int pad_r)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_conv2d_fwd_w16_cuda(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b,
+					pad_r);
+		return;
+	}
+#endif
+	lvd_conv2d_fwd_w16_cpu(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
+}
 
 /* Backward of lvd_conv2d_fwd: dinp, dw, db from dout [B, OC, OH, OW] with inp, dinp
  * [B, C, H, W]; w, dw [OC, C, KH, KW]; db [OC]; same sizes, stride and pads as the

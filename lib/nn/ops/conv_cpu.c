@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
 
 #define CONV_SLAB_FLOATS ((size_t)8 << 20)
@@ -95,9 +96,9 @@ void lvd_conv2d_im2col_fwd(struct lvd_ctx *ctx, float *out, const float *inp, co
 	lvd_ctx_release(ctx, mk);
 }
 
-void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
-		    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
-		    int pad_t, int pad_l, int pad_b, int pad_r)
+void lvd_conv2d_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,
+			int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			int pad_t, int pad_l, int pad_b, int pad_r)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_conv2d_fwd");
 	if (ctx->cpu_fast && KH == 3 && KW == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && pad_b == 1 &&
@@ -106,6 +107,22 @@ void lvd_conv2d_fwd(struct lvd_ctx *ctx, float *out, const float *inp, const flo
 		return;
 	}
 	lvd_conv2d_im2col_fwd(ctx, out, inp, w, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
+}
+
+void lvd_conv2d_fwd_w16_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w, const float *b,
+			    int B, int C, int H, int W, int OC, int KH, int KW, int stride,
+			    int pad_t, int pad_l, int pad_b, int pad_r)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_conv2d_fwd_w16");
+	size_t nx = (size_t)B * C * H * W, nw = (size_t)OC * C * KH * KW;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *xf = lvd_ctx_takef(ctx, nx + 1), *wf = lvd_ctx_takef(ctx, nw + 1);
+	uint16_t *xb = lvd_ctx_take(ctx, sizeof(uint16_t) * (nx + 1));
+	lvd_f32_to_bf16_cpu(ctx, xb, inp, nx);
+	lvd_bf16_to_f32_cpu(ctx, xf, xb, nx);
+	lvd_bf16_to_f32_cpu(ctx, wf, w, nw);
+	lvd_conv2d_fwd_cpu(ctx, out, xf, wf, b, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b, pad_r);
+	lvd_ctx_release(ctx, mk);
 }
 
 void lvd_conv2d_naive(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b,

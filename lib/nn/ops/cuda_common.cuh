@@ -45,6 +45,17 @@ static inline int row_threads(int M)
 	return t;
 }
 
+// Bits of the bf16 nearest to x, ties to even; NaN -> quiet NaN of the same sign (the
+// rounding of lvd_f32_to_bf16_cpu).
+__device__ inline uint16_t f32_to_bf16_bits(float x)
+{
+	uint32_t u = __float_as_uint(x);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x0040u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
 template <typename T> struct sum_op {
 	__device__ static T apply(T a, T b) { return a + b; }
 };

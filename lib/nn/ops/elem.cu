@@ -1,6 +1,6 @@
 // lib/nn/ops/elem.cu — CUDA twins of family elem (ops/elem.h): add, axpy, scale, bias
 // over rows and over channels, fp32 <-> bf16 conversion (round to nearest even), as
-// grid-stride elementwise kernels.
+// grid-stride elementwise kernels; transpose by 32×32 tiles.
 #include "nn/ops/cuda_common.cuh"
 #include "nn/ops/elem.h"
 
@@ -32,19 +32,9 @@ __global__ void bias_rows_kernel(float *y, const float *b, int N, int C)
 			y[(size_t)r * C + c] += b[c];
 }
 
-// Bits of the bf16 nearest to x, ties to even; NaN -> quiet NaN of the same sign.
-__device__ inline uint16_t f32_to_bf16_bits(float x)
-{
-	uint32_t u = __float_as_uint(x);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x0040u);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
-}
-
 __global__ void f32_to_bf16_kernel(uint16_t *out, const float *inp, size_t n)
 {
-	GRID_STRIDE(i, n) out[i] = f32_to_bf16_bits(inp[i]);
+	GRID_STRIDE(i, n) out[i] = lvd_cu::f32_to_bf16_bits(inp[i]);
 }
 
 __global__ void bf16_to_f32_kernel(float *out, const uint16_t *inp, size_t n)
@@ -61,6 +51,29 @@ dim3 rows_grid(int R, int L)
 	if (bx < 1)
 		bx = 1;
 	return dim3(bx, R < 65535 ? R : 65535);
+}
+
+// out[C, R] = inp[R, C]ᵀ: a block moves one 32×32 tile (32×8 threads, 4 rows each)
+// through shared memory (+1 column against bank conflicts); grid x over column tiles,
+// y over row tiles (grid-stride past 65535).
+__global__ void transpose_kernel(float *out, const float *inp, int R, int C)
+{
+	__shared__ float t[32][33];
+	int c0 = blockIdx.x * 32;
+	for (int r0 = blockIdx.y * 32; r0 < R; r0 += gridDim.y * 32) {
+		for (int k = threadIdx.y; k < 32; k += 8) {
+			int r = r0 + k, c = c0 + threadIdx.x;
+			if (r < R && c < C)
+				t[k][threadIdx.x] = inp[(size_t)r * C + c];
+		}
+		__syncthreads();
+		for (int k = threadIdx.y; k < 32; k += 8) {
+			int c = c0 + k, r = r0 + threadIdx.x;
+			if (r < R && c < C)
+				out[(size_t)c * R + r] = t[threadIdx.x][k];
+		}
+		__syncthreads();
+	}
 }
 
 } // namespace
@@ -121,4 +134,14 @@ extern "C" void lvd_f32_to_bf16_cuda(struct lvd_ctx *ctx, uint16_t *out, const f
 extern "C" void lvd_bf16_to_f32_cuda(struct lvd_ctx *ctx, float *out, const uint16_t *inp, size_t n)
 {
 	LAUNCH_ELEM(ctx, n, bf16_to_f32_kernel, out, inp, n);
+}
+
+extern "C" void lvd_transpose_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C)
+{
+	if (R <= 0 || C <= 0)
+		return;
+	int gy = (R + 31) / 32;
+	dim3 grid((unsigned)((C + 31) / 32), (unsigned)(gy < 65535 ? gy : 65535));
+	transpose_kernel<<<grid, dim3(32, 8), 0, lvd_cu::stream(ctx)>>>(out, inp, R, C);
+	LVD_CU_LAUNCHED();
 }

@@ -32,9 +32,11 @@ void lvd_add_bias_chan_cpu(struct lvd_ctx *ctx, float *y, const float *b, int C,
 void lvd_f32_to_bf16_cpu(struct lvd_ctx *ctx, uint16_t *out, const float *inp, size_t n);
 void lvd_bf16_to_f32_cpu(struct lvd_ctx *ctx, float *out, const uint16_t *inp, size_t n);
 
+/* out[C, R] = inp[R, C]ᵀ (blocked; CUDA: 32×32 tiles through shared memory). out must
+ * not alias inp. */
+void lvd_transpose_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C);
+
 /* CPU-only ops (no CUDA twin yet; they assert a CPU context). */
-/* out[C, R] = inp[R, C]ᵀ (blocked). out must not alias inp. */
-void lvd_transpose(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C);
 /* Σ a[i]·b[i] in double. */
 double lvd_dot(struct lvd_ctx *ctx, const float *a, const float *b, size_t n);
 
@@ -46,6 +48,7 @@ void lvd_add_bias_rows_cuda(struct lvd_ctx *ctx, float *y, const float *b, int N
 void lvd_add_bias_chan_cuda(struct lvd_ctx *ctx, float *y, const float *b, int C, int HW);
 void lvd_f32_to_bf16_cuda(struct lvd_ctx *ctx, uint16_t *out, const float *inp, size_t n);
 void lvd_bf16_to_f32_cuda(struct lvd_ctx *ctx, float *out, const uint16_t *inp, size_t n);
+void lvd_transpose_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C);
 #define LVD_ELEM_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
 #else
 #define LVD_ELEM_CUDA(call) do { } while (0)
@@ -85,6 +88,11 @@ static inline void lvd_bf16_to_f32(struct lvd_ctx *ctx, float *out, const uint16
 {
 	LVD_ELEM_CUDA(lvd_bf16_to_f32_cuda(ctx, out, inp, n));
 	lvd_bf16_to_f32_cpu(ctx, out, inp, n);
+}
+static inline void lvd_transpose(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C)
+{
+	LVD_ELEM_CUDA(lvd_transpose_cuda(ctx, out, inp, R, C));
+	lvd_transpose_cpu(ctx, out, inp, R, C);
 }
 #undef LVD_ELEM_CUDA
 

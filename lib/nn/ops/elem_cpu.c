@@ -80,7 +80,7 @@ void lvd_bf16_to_f32_cpu(struct lvd_ctx *ctx, float *out, const uint16_t *inp, s
 	}
 }
 
-void lvd_transpose(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C)
+void lvd_transpose_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int R, int C)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_transpose");
 	enum { TB = 32 };

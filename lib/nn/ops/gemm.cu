@@ -1,5 +1,5 @@
 // lib/nn/ops/gemm.cu — CUDA twins of family gemm (ops/gemm.h): lvd_gemm (fp32),
-// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd, on cuBLASLt with
+// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd, lvd_linear_fwd_w16, on cuBLASLt with
 // ctx->blas, its workspace ctx->blas_ws and ctx->stream.
 //
 // Row-major through a column-major library: a row-major [R, C] matrix with leading
@@ -10,6 +10,7 @@
 #include <cublasLt.h>
 
 #include "nn/ops/cuda_common.cuh"
+#include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
 
 namespace {
@@ -137,4 +138,21 @@ extern "C" void lvd_linear_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw,
 		lt_matmul(ctx, 1, 0, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC, CUDA_R_32F);
 	if (dbias)
 		lvd_cu::colsum_add(ctx, dbias, dout_term{dout, OC}, N, OC);
+}
+
+extern "C" void lvd_linear_fwd_w16_cuda(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+					const float *bias, int N, int IC, int OC)
+{
+	if (N <= 0 || OC <= 0)
+		return;
+	size_t mk = lvd_ctx_mark(ctx);
+	uint16_t *xb = (uint16_t *)lvd_ctx_take(ctx, sizeof(uint16_t) * ((size_t)N * IC + 1));
+	if (IC > 0)
+		lvd_f32_to_bf16_cuda(ctx, xb, inp, (size_t)N * IC);
+	lt_matmul(ctx, 0, 1, N, OC, IC, 1.0f, xb, IC, w, IC, 0.0f, out, OC, CUDA_R_16BF);
+	if (bias) {
+		bias_rows_kernel<<<lvd_cu::elem_blocks((size_t)N * OC), 256, 0, lvd_cu::stream(ctx)>>>(out, bias, N, OC);
+		LVD_CU_LAUNCHED();
+	}
+	lvd_ctx_release(ctx, mk);
 }

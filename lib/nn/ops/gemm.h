@@ -42,6 +42,13 @@ void lvd_linear_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const
  * dinp += dout @ w, dw += doutᵀ @ inp, dbias += Σ_rows dout. */
 void lvd_linear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *dbias, const float *dout,
 			const float *inp, const float *w, int N, int IC, int OC);
+/* nn.Linear with bf16 weights (the CUDA path's storage: weights uploaded once as bf16):
+ * out[N, OC] = bf16(inp)[N, IC] @ w[OC, IC]ᵀ + bias[OC] (bias fp32, may be NULL): the
+ * input is rounded to bf16 (nearest even), products and sums in fp32, fp32 output. CPU
+ * (the oracle): inp converted in the ctx workspace, then lvd_gemm_bf16_cpu; CUDA: inp
+ * converted in the device workspace, then lvd_gemm_bf16_cuda (cuBLASLt, fp32 compute). */
+void lvd_linear_fwd_w16_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+			    const float *bias, int N, int IC, int OC);
 /* lvd_gemm with plain loops in double precision: the oracle for tests (CPU only). */
 void lvd_gemm_naive(struct lvd_ctx *ctx, int transA, int transB, int M, int N, int K, float alpha,
 		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
@@ -55,6 +62,8 @@ void lvd_linear_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, cons
 			 const float *bias, int N, int IC, int OC);
 void lvd_linear_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, float *dbias, const float *dout,
 			 const float *inp, const float *w, int N, int IC, int OC);
+void lvd_linear_fwd_w16_cuda(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+			     const float *bias, int N, int IC, int OC);
 #endif
 
 static inline void lvd_gemm(struct lvd_ctx *ctx, int transA, int transB, int M, int N, int K, float alpha,
@@ -92,6 +101,18 @@ static inline void lvd_linear_fwd(struct lvd_ctx *ctx, float *out, const float *
 	}
 #endif
 	lvd_linear_fwd_cpu(ctx, out, inp, w, bias, N, IC, OC);
+}
+
+static inline void lvd_linear_fwd_w16(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+				      const float *bias, int N, int IC, int OC)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_linear_fwd_w16_cuda(ctx, out, inp, w, bias, N, IC, OC);
+		return;
+	}
+#endif
+	lvd_linear_fwd_w16_cpu(ctx, out, inp, w, bias, N, IC, OC);
 }
 
 static inline void lvd_linear_bwd(struct lvd_ctx *ctx, float *dinp, float *dw, float *dbias,

@@ -114,6 +114,22 @@ void lvd_linear_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const
 	lvd_gemm_cpu(ctx, 0, 1, N, OC, IC, 1.0f, inp, IC, w, IC, bias ? 1.0f : 0.0f, out, OC);
 }
 
+void lvd_linear_fwd_w16_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
+			    const float *bias, int N, int IC, int OC)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_linear_fwd_w16");
+	if (N <= 0 || OC <= 0)
+		return;
+	size_t mk = lvd_ctx_mark(ctx);
+	uint16_t *xb = lvd_ctx_take(ctx, sizeof(uint16_t) * ((size_t)N * IC + 1));
+	lvd_f32_to_bf16_cpu(ctx, xb, inp, (size_t)N * IC);
+	if (bias)
+		for (int n = 0; n < N; n++)
+			memcpy(out + (size_t)n * OC, bias, sizeof(float) * OC);
+	lvd_gemm_bf16_cpu(ctx, 0, 1, N, OC, IC, 1.0f, xb, IC, w, IC, bias ? 1.0f : 0.0f, out, OC);
+	lvd_ctx_release(ctx, mk);
+}
+
 void lvd_linear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *dbias, const float *dout,
 			const float *inp, const float *w, int N, int IC, int OC)
 {

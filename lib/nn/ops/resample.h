@@ -8,6 +8,9 @@
  *   lvd_resample_bilinear_fwd / _bwd  torch F.interpolate(mode='bilinear',
  *                                     align_corners=False|True) by output size
  *   lvd_resample_nearest2x_fwd / _bwd torch F.interpolate(scale_factor=2, mode='nearest')
+ *   lvd_resample_bilinear_tok_add     bilinear (align_corners=False) of token-last maps,
+ *                                     accumulated: the attention-map grid of
+ *                                     lib/lavender/attnmap.c (lvd_attnmap_acc_add)
  *
  * Shapes (PyTorch order): inp, dinp [B, C, H, W]; out, dout [B, C, OH, OW] (nearest2x:
  * OH = 2H, OW = 2W). Every plane (b, c) is resampled alone. Each forward is out = A·inp
@@ -31,7 +34,11 @@
  * Planes are split over ctx's pool (bit-identical results for any thread count).
  * Workspace (areaw only): the two axes' overlap weights, and per thread an [OH, W]
  * row-pass plane (fwd) or a W-double row (bwd).
- * No CUDA twins yet (the _cpu functions assert a CPU context). */
+ * CUDA twins (resample.cu) of the forwards nearest2x, bilinear, area and of
+ * bilinear_tok_add: one thread per
+ * output value; nearest2x and bilinear repeat the CPU's fp32 operations without FMA
+ * contraction (the CPU's bits), area sums in double. The other functions are CPU only
+ * (the _cpu functions assert a CPU context). */
 #ifndef LVD_NN_OPS_RESAMPLE_H
 #define LVD_NN_OPS_RESAMPLE_H
 
@@ -53,14 +60,36 @@ void lvd_resample_bilinear_fwd_cpu(struct lvd_ctx *ctx, float *out, const float 
 				   int W, int OH, int OW, int align_corners);
 void lvd_resample_bilinear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				   int W, int OH, int OW, int align_corners);
+/* out[t][oy][ox] += the bilinear (align_corners = 0) sample at (oy, ox) of map t, whose
+ * pixel (y, x) is inp[(y·W + x)·ld + t], for t < T <= ld: a [H·W, ld] head-mean
+ * attention (tokens last) offset to its first kept token, added into a [T, OH, OW] sum.
+ * The fp32 arithmetic and order of lvd_attnmap_acc_add (bit-identical, tested); maps
+ * split over the pool. */
+void lvd_resample_bilinear_tok_add_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int ld, int T, int H,
+				       int W, int OH, int OW);
 void lvd_resample_nearest2x_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
 				    int W);
 void lvd_resample_nearest2x_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				    int W);
 
+#if LVD_HAVE_CUDA
+void lvd_resample_area_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
+				int OH, int OW);
+void lvd_resample_bilinear_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
+				    int W, int OH, int OW, int align_corners);
+void lvd_resample_nearest2x_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H,
+				     int W);
+void lvd_resample_bilinear_tok_add_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int ld, int T, int H,
+					int W, int OH, int OW);
+#define LVD_RS_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
+#else
+#define LVD_RS_CUDA(call) do { } while (0)
+#endif
+
 static inline void lvd_resample_area_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
 					 int H, int W, int OH, int OW)
 {
+	LVD_RS_CUDA(lvd_resample_area_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW));
 	lvd_resample_area_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW);
 }
 static inline void lvd_resample_area_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C,
@@ -83,6 +112,7 @@ static inline void lvd_resample_areaw_bwd(struct lvd_ctx *ctx, float *dinp, cons
 static inline void lvd_resample_bilinear_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
 					     int H, int W, int OH, int OW, int align_corners)
 {
+	LVD_RS_CUDA(lvd_resample_bilinear_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW, align_corners));
 	lvd_resample_bilinear_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW, align_corners);
 }
 static inline void lvd_resample_bilinear_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B,
@@ -93,6 +123,7 @@ static inline void lvd_resample_bilinear_bwd(struct lvd_ctx *ctx, float *dinp, c
 static inline void lvd_resample_nearest2x_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B,
 					      int C, int H, int W)
 {
+	LVD_RS_CUDA(lvd_resample_nearest2x_fwd_cuda(ctx, out, inp, B, C, H, W));
 	lvd_resample_nearest2x_fwd_cpu(ctx, out, inp, B, C, H, W);
 }
 static inline void lvd_resample_nearest2x_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B,
@@ -100,6 +131,14 @@ static inline void lvd_resample_nearest2x_bwd(struct lvd_ctx *ctx, float *dinp, 
 {
 	lvd_resample_nearest2x_bwd_cpu(ctx, dinp, dout, B, C, H, W);
 }
+
+static inline void lvd_resample_bilinear_tok_add(struct lvd_ctx *ctx, float *out, const float *inp, int ld,
+						 int T, int H, int W, int OH, int OW)
+{
+	LVD_RS_CUDA(lvd_resample_bilinear_tok_add_cuda(ctx, out, inp, ld, T, H, W, OH, OW));
+	lvd_resample_bilinear_tok_add_cpu(ctx, out, inp, ld, T, H, W, OH, OW);
+}
+#undef LVD_RS_CUDA
 
 #ifdef __cplusplus
 }

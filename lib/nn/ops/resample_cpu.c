@@ -355,6 +355,49 @@ void lvd_resample_bilinear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float
 	rs_go(ctx, "lvd_resample_bilinear_bwd", bil_bwd_plane, dinp, dout, B, C, H, W, OH, OW, align_corners);
 }
 
+/* ---- bilinear of token-last maps, accumulated (attention-map grids) --------------- */
+
+struct tok_args {
+	float *out;
+	const float *inp;
+	int ld, H, W, OH, OW;
+};
+
+static int tok_add_chunk(void *u, size_t begin, size_t end, int tid)
+{
+	const struct tok_args *a = u;
+	const int W = a->W, OW = a->OW;
+	const size_t plane = (size_t)a->OH * OW, ld = (size_t)a->ld;
+	for (size_t t = begin; t < end; t++) {
+		const float *m = a->inp + t;
+		float *o = a->out + t * plane;
+		for (int y = 0; y < a->OH; y++) {
+			int y0, y1;
+			float a0, a1;
+			bil_index(y, a->H, a->OH, 0, &y0, &y1, &a0, &a1);
+			for (int x = 0; x < OW; x++) {
+				int x0, x1;
+				float b0, b1;
+				bil_index(x, W, OW, 0, &x0, &x1, &b0, &b1);
+				float top = b0 * m[((size_t)y0 * W + x0) * ld] + b1 * m[((size_t)y0 * W + x1) * ld];
+				float bot = b0 * m[((size_t)y1 * W + x0) * ld] + b1 * m[((size_t)y1 * W + x1) * ld];
+				o[(size_t)y * OW + x] += a0 * top + a1 * bot;
+			}
+		}
+	}
+	return 0;
+}
+
+void lvd_resample_bilinear_tok_add_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int ld, int T, int H,
+				       int W, int OH, int OW)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_resample_bilinear_tok_add");
+	CHECK_SHAPE("lvd_resample_bilinear_tok_add", 1, T, H, W, OH, OW);
+	LVD_ASSERTF(ld >= T, "lvd_resample_bilinear_tok_add: ld %d < T %d", ld, T);
+	struct tok_args a = {.out = out, .inp = inp, .ld = ld, .H = H, .W = W, .OH = OH, .OW = OW};
+	lvd_ops_run(ctx, (size_t)T, tok_add_chunk, &a);
+}
+
 /* ---- nearest ×2 ------------------------------------------------------------------ */
 
 static void near_fwd_plane(const struct rs_args *a, size_t pl, int tid)
