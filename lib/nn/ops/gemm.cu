@@ -1,12 +1,18 @@
 // lib/nn/ops/gemm.cu — CUDA twins of family gemm (ops/gemm.h): lvd_gemm (fp32),
-// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd, lvd_linear_fwd_w16, on cuBLASLt with
-// ctx->blas, its workspace ctx->blas_ws and ctx->stream.
+// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd and
+// lvd_linear_fwd_w16, on cuBLASLt with ctx->blas, its workspace ctx->blas_ws and
+// ctx->stream.
 //
 // Row-major through a column-major library: a row-major [R, C] matrix with leading
 // dimension ld is the column-major [C, R] matrix with the same ld, i.e. its transpose.
 // So row-major C = op(A)·op(B) is computed as column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLASLt's
 // first operand is our B, its second our A, each with our own transpose flag, and the
-// output is [N, M] column-major with leading dimension ldc.
+// output is [N, M] column-major with leading dimension ldc. The heuristic's algorithm is
+// cached per GEMM signature (see algo_key).
+#include <string.h>
+
+#include <mutex>
+
 #include <cublasLt.h>
 
 #include "nn/ops/cuda_common.cuh"
@@ -25,6 +31,66 @@ uint32_t ptr_align(const void *p)
 	while (al > 1 && (a & (al - 1)))
 		al >>= 1;
 	return al;
+}
+
+// The heuristic's algorithm per GEMM signature (shape, leading dimensions, type,
+// alignments, device, workspace size), so repeated shapes (every layer of a model pass)
+// skip cublasLtMatmulAlgoGetHeuristic. Process-wide under a mutex (contexts on other
+// threads share it); a full table starts over.
+struct algo_key {
+	int v[13];
+	size_t ws;
+};
+const int ALGO_SLOTS = 1024;
+struct algo_slot {
+	int used;
+	algo_key key;
+	cublasLtMatmulAlgo_t algo;
+};
+std::mutex g_algo_mu;
+algo_slot g_algo[ALGO_SLOTS];
+int g_algo_n;
+
+size_t algo_hash(const algo_key &k)
+{
+	size_t h = k.ws * 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 13; i++)
+		h = (h ^ (size_t)(unsigned)k.v[i]) * 0x100000001b3ull;
+	return h;
+}
+
+bool algo_same(const algo_key &a, const algo_key &b)
+{
+	return a.ws == b.ws && !memcmp(a.v, b.v, sizeof a.v);
+}
+
+bool algo_find(const algo_key &k, cublasLtMatmulAlgo_t *algo)
+{
+	std::lock_guard<std::mutex> lock(g_algo_mu);
+	for (size_t i = algo_hash(k) % ALGO_SLOTS, n = 0; n < (size_t)ALGO_SLOTS && g_algo[i].used;
+	     i = (i + 1) % ALGO_SLOTS, n++)
+		if (algo_same(g_algo[i].key, k)) {
+			*algo = g_algo[i].algo;
+			return true;
+		}
+	return false;
+}
+
+void algo_store(const algo_key &k, const cublasLtMatmulAlgo_t &algo)
+{
+	std::lock_guard<std::mutex> lock(g_algo_mu);
+	if (g_algo_n >= ALGO_SLOTS / 2) { // keep probes short: start over
+		memset(g_algo, 0, sizeof g_algo);
+		g_algo_n = 0;
+	}
+	size_t i = algo_hash(k) % ALGO_SLOTS;
+	while (g_algo[i].used && !algo_same(g_algo[i].key, k))
+		i = (i + 1) % ALGO_SLOTS;
+	if (!g_algo[i].used)
+		g_algo_n++;
+	g_algo[i].used = 1;
+	g_algo[i].key = k;
+	g_algo[i].algo = algo;
 }
 
 // C = beta·C over an [M, N] row-major block (K == 0 products); beta == 0 writes 0.
@@ -77,12 +143,19 @@ void lt_matmul(struct lvd_ctx *ctx, int transA, int transB, int M, int N, int K,
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a2, sizeof a2));
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac));
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
-	cublasLtMatmulHeuristicResult_t res;
-	int found = 0;
-	CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, l1, l2, lc, lc, pref, 1, &res, &found));
-	LVD_ASSERTF(found > 0, "cuBLASLt: no algorithm for %s GEMM M %d N %d K %d (trans %d%d, ld %d %d %d)",
-		    ab == CUDA_R_16BF ? "bf16" : "fp32", M, N, K, transA, transB, lda, ldb, ldc);
-	CUBLASLT_CHECK(cublasLtMatmul(h, op, &alpha, B, l1, A, l2, &beta, C, lc, C, lc, &res.algo,
+	algo_key key = {{transA, transB, M, N, K, lda, ldb, ldc, (int)ab, (int)a1, (int)a2, (int)ac, ctx->device},
+			ctx->blas_ws_bytes};
+	cublasLtMatmulAlgo_t algo;
+	if (!algo_find(key, &algo)) {
+		cublasLtMatmulHeuristicResult_t res;
+		int found = 0;
+		CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, l1, l2, lc, lc, pref, 1, &res, &found));
+		LVD_ASSERTF(found > 0, "cuBLASLt: no algorithm for %s GEMM M %d N %d K %d (trans %d%d, ld %d %d %d)",
+			    ab == CUDA_R_16BF ? "bf16" : "fp32", M, N, K, transA, transB, lda, ldb, ldc);
+		algo = res.algo;
+		algo_store(key, algo);
+	}
+	CUBLASLT_CHECK(cublasLtMatmul(h, op, &alpha, B, l1, A, l2, &beta, C, lc, C, lc, &algo,
 				      ctx->blas_ws, ctx->blas_ws_bytes, st));
 	cublasLtMatmulPreferenceDestroy(pref);
 	cublasLtMatrixLayoutDestroy(lc);
