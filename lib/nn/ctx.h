@@ -73,6 +73,8 @@ struct lvd_ctx {
 	size_t blas_ws_bytes;
 	struct lvd_arena ws;     /* host workspace */
 	struct lvd_arena dws;    /* device workspace (CUDA backend) */
+	void *cuda_cache;        /* CUDA twins' per-context state (algorithm choices, cuDNN
+				  * handle): lib/nn/ops/cuda_cache.cuh; NULL until first use */
 };
 
 struct lvd_ctx_opts {

@@ -3,6 +3,7 @@
 #include <cublasLt.h>
 
 #include "core/cuda_check.h"
+#include "nn/ops/cuda_cache.cuh"
 
 extern "C" {
 #include "nn/ctx.h"
@@ -57,6 +58,7 @@ extern "C" void lvd_ctx_cuda_free(struct lvd_ctx *ctx)
 {
 	if (ctx->stream)
 		cudaStreamSynchronize((cudaStream_t)ctx->stream);
+	lvd_cuda_cache_free(ctx);
 	if (ctx->dws.base)
 		cudaFree(ctx->dws.base);
 	if (ctx->blas_ws)

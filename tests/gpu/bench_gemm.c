@@ -4,7 +4,8 @@
  * cublasSgemm (default math: no TF32), and lvd_gemm_bf16_cuda vs cublasGemmEx (bf16 A/B,
  * fp32 C, CUBLAS_COMPUTE_32F), in TFLOP/s, with the ratio and the share of the H200's
  * dense peak (fp32 67 TFLOP/s, bf16 989 TFLOP/s). A small shape repeated many times
- * shows the per-call host cost (our wrapper queries the cuBLASLt heuristic every call).
+ * shows the per-call host cost (our wrapper creates its cuBLASLt descriptors every call;
+ * the heuristic's algorithm is cached per signature).
  * Without a device it prints SKIP and exits 0. Usage: bench_gemm [iters] */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,15 +13,11 @@
 #include <time.h>
 
 #include <cublas_v2.h>
-#include <cuda_runtime_api.h>
 
-#include "core/device.h"
-#include "nn/ctx.h"
+#include "bench_common.h"
 #include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
 
-#define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
-	fprintf(stderr, "bench_gemm: %s: %s\n", #call, cudaGetErrorString(e_)); exit(1); } } while (0)
 #define CB(call) do { cublasStatus_t s_ = (call); if (s_ != CUBLAS_STATUS_SUCCESS) { \
 	fprintf(stderr, "bench_gemm: %s: %s\n", #call, cublasGetStatusString(s_)); exit(1); } } while (0)
 
@@ -53,55 +50,31 @@ static void one(struct lvd_ctx *ctx, cublasHandle_t h, enum which w, const struc
 	}
 }
 
-/* Seconds per call: 2 warm-up calls, then iters calls between two events. */
+struct call {
+	struct lvd_ctx *ctx;
+	cublasHandle_t h;
+	enum which w;
+	const struct bufs *b;
+	int M, N, K;
+};
+static void call_one(void *u)
+{
+	const struct call *c = u;
+	one(c->ctx, c->h, c->w, c->b, c->M, c->N, c->K);
+}
+
+/* Seconds per call (bench_time: 2 warm-up calls, then iters calls between two events). */
 static double time_it(struct lvd_ctx *ctx, cublasHandle_t h, enum which w, const struct bufs *b, int M, int N, int K,
 		      int iters)
 {
-	cudaStream_t st = (cudaStream_t)ctx->stream;
-	cudaEvent_t e0, e1;
-	CK(cudaEventCreate(&e0));
-	CK(cudaEventCreate(&e1));
-	for (int i = 0; i < 2; i++)
-		one(ctx, h, w, b, M, N, K);
-	CK(cudaEventRecord(e0, st));
-	for (int i = 0; i < iters; i++)
-		one(ctx, h, w, b, M, N, K);
-	CK(cudaEventRecord(e1, st));
-	CK(cudaEventSynchronize(e1));
-	float ms = 0;
-	CK(cudaEventElapsedTime(&ms, e0, e1));
-	CK(cudaEventDestroy(e0));
-	CK(cudaEventDestroy(e1));
-	return ms / 1e3 / iters;
+	struct call c = {ctx, h, w, b, M, N, K};
+	return bench_time(ctx, call_one, &c, iters);
 }
 
 int main(int argc, char **argv)
 {
-	int iters = 10;
-	if (argc > 1) {
-		char *end;
-		long v = strtol(argv[1], &end, 10);
-		if (*end || v < 1 || v > 100000) {
-			fprintf(stderr, "usage: bench_gemm [iters 1..100000]\n");
-			return 2;
-		}
-		iters = (int)v;
-	}
-	if (lvd_cuda_device_count() == 0) {
-		printf("bench_gemm: SKIP: no CUDA device visible\n");
-		return 0;
-	}
-	struct lvd_ctx *ctx;
-	struct lvd_error err = {0};
-	struct lvd_ctx_opts o = {.backend = LVD_BACKEND_CUDA, .dws_bytes = (size_t)64 << 20};
-	if (lvd_ctx_create(&ctx, &o, &err)) {
-		fprintf(stderr, "bench_gemm: %s\n", err.msg);
-		return 1;
-	}
-	struct cudaDeviceProp prop;
-	CK(cudaGetDeviceProperties(&prop, ctx->device));
-	printf("device: %s, %d SMs, %.0f GiB\n", prop.name, prop.multiProcessorCount,
-	       (double)prop.totalGlobalMem / (1 << 30));
+	int iters;
+	struct lvd_ctx *ctx = bench_start(argc, argv, "bench_gemm", (size_t)64 << 20, &iters);
 	cublasHandle_t h;
 	CB(cublasCreate(&h));
 	CB(cublasSetStream(h, (cudaStream_t)ctx->stream));
@@ -113,19 +86,12 @@ int main(int argc, char **argv)
 	b.C = lvd_buf_alloc(ctx, 4 * cap);
 	b.Ah = lvd_buf_alloc(ctx, 2 * cap);
 	b.Bh = lvd_buf_alloc(ctx, 2 * cap);
-	float *host = malloc(4 * cap);
-	if (!b.A || !b.B || !b.C || !b.Ah || !b.Bh || !host) {
+	if (!b.A || !b.B || !b.C || !b.Ah || !b.Bh) {
 		fprintf(stderr, "bench_gemm: out of memory\n");
 		return 1;
 	}
-	uint64_t s = 88172645463325252ull;
-	for (size_t i = 0; i < cap; i++) {
-		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-		host[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
-	}
-	lvd_buf_upload(ctx, b.A, host, 4 * cap);
-	lvd_buf_upload(ctx, b.B, host, 4 * cap);
-	free(host);
+	float *fill[] = {b.A, b.B};
+	bench_fill(ctx, fill, 2, cap);
 	lvd_f32_to_bf16_cuda(ctx, b.Ah, b.A, cap);
 	lvd_f32_to_bf16_cuda(ctx, b.Bh, b.B, cap);
 	lvd_ctx_sync(ctx);

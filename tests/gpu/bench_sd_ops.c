@@ -18,19 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cuda_runtime_api.h>
 #if LVD_HAVE_CUDNN
 #include <cudnn.h>
 #endif
 
-#include "core/device.h"
-#include "nn/ctx.h"
+#include "bench_common.h"
 #include "nn/ops/attention.h"
 #include "nn/ops/conv.h"
 #include "nn/ops/elem.h"
 
-#define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
-	fprintf(stderr, "bench_sd_ops: %s: %s\n", #call, cudaGetErrorString(e_)); exit(1); } } while (0)
+#define CK BENCH_CK
 
 static struct lvd_ctx *g_ctx;
 static float *g_a, *g_b, *g_c, *g_out, *g_pm;
@@ -38,26 +35,20 @@ static uint16_t *g_wh;
 static const size_t CAP = (size_t)64 << 20; /* floats per buffer */
 
 typedef void (*bench_fn)(const int *s);
-
-/* Seconds per call of fn(s): 2 warm-up calls, then iters calls between two events. */
+struct shape_call {
+	bench_fn fn;
+	const int *s;
+};
+static void call_shape(void *u)
+{
+	const struct shape_call *c = u;
+	c->fn(c->s);
+}
+/* Seconds per call of fn(s) (bench_time: 2 warm-ups, then iters calls between events). */
 static double time_it(bench_fn fn, const int *s, int iters)
 {
-	cudaStream_t st = (cudaStream_t)g_ctx->stream;
-	cudaEvent_t e0, e1;
-	CK(cudaEventCreate(&e0));
-	CK(cudaEventCreate(&e1));
-	fn(s);
-	fn(s);
-	CK(cudaEventRecord(e0, st));
-	for (int i = 0; i < iters; i++)
-		fn(s);
-	CK(cudaEventRecord(e1, st));
-	CK(cudaEventSynchronize(e1));
-	float ms = 0;
-	CK(cudaEventElapsedTime(&ms, e0, e1));
-	CK(cudaEventDestroy(e0));
-	CK(cudaEventDestroy(e1));
-	return ms / 1e3 / iters;
+	struct shape_call c = {fn, s};
+	return bench_time(g_ctx, call_shape, &c, iters);
 }
 
 /* attention shape: {Sq, Sk, H, D} */
@@ -139,47 +130,17 @@ static void conv_peer(const int *s)
 
 int main(int argc, char **argv)
 {
-	int iters = 10;
-	if (argc > 1) {
-		char *end;
-		long v = strtol(argv[1], &end, 10);
-		if (*end || v < 1 || v > 100000) {
-			fprintf(stderr, "usage: bench_sd_ops [iters 1..100000]\n");
-			return 2;
-		}
-		iters = (int)v;
-	}
-	if (lvd_cuda_device_count() == 0) {
-		printf("bench_sd_ops: SKIP: no CUDA device visible\n");
-		return 0;
-	}
-	struct lvd_error err = {0};
-	struct lvd_ctx_opts o = {.backend = LVD_BACKEND_CUDA, .dws_bytes = (size_t)1 << 30};
-	if (lvd_ctx_create(&g_ctx, &o, &err)) {
-		fprintf(stderr, "bench_sd_ops: %s\n", err.msg);
-		return 1;
-	}
-	struct cudaDeviceProp prop;
-	CK(cudaGetDeviceProperties(&prop, g_ctx->device));
-	printf("device: %s, %d SMs, %.0f GiB\n", prop.name, prop.multiProcessorCount,
-	       (double)prop.totalGlobalMem / (1 << 30));
+	int iters;
+	g_ctx = bench_start(argc, argv, "bench_sd_ops", (size_t)1 << 30, &iters);
 	g_a = lvd_buf_alloc(g_ctx, 4 * CAP), g_b = lvd_buf_alloc(g_ctx, 4 * CAP), g_c = lvd_buf_alloc(g_ctx, 4 * CAP);
 	g_out = lvd_buf_alloc(g_ctx, 4 * CAP), g_pm = lvd_buf_alloc(g_ctx, 4 * CAP);
 	g_wh = lvd_buf_alloc(g_ctx, 2 * CAP);
-	float *host = malloc(4 * CAP);
-	if (!g_a || !g_b || !g_c || !g_out || !g_pm || !g_wh || !host) {
+	if (!g_a || !g_b || !g_c || !g_out || !g_pm || !g_wh) {
 		fprintf(stderr, "bench_sd_ops: out of memory\n");
 		return 1;
 	}
-	uint64_t r = 88172645463325252ull;
-	for (size_t i = 0; i < CAP; i++) {
-		r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-		host[i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5);
-	}
-	lvd_buf_upload(g_ctx, g_a, host, 4 * CAP);
-	lvd_buf_upload(g_ctx, g_b, host, 4 * CAP);
-	lvd_buf_upload(g_ctx, g_c, host, 4 * CAP);
-	free(host);
+	float *fill[] = {g_a, g_b, g_c};
+	bench_fill(g_ctx, fill, 3, CAP);
 	lvd_f32_to_bf16_cuda(g_ctx, g_wh, g_b, CAP);
 	lvd_ctx_sync(g_ctx);
 

@@ -231,29 +231,30 @@ static void test_sd_attention(void)
 	sd_attention_case(c, 77, 77, 3, 64, 1, 1);    /* causal with the head mean */
 }
 
+/* kind 0 nearest2x, 1 bilinear, 2 area, through the dispatcher: ctx picks CPU or CUDA */
+static void sd_resample_run(struct lvd_ctx *x, int kind, float *out, const float *in, int B, int C, int H, int W,
+			    int OH, int OW, int ac)
+{
+	if (kind == 0)
+		lvd_resample_nearest2x_fwd(x, out, in, B, C, H, W);
+	else if (kind == 1)
+		lvd_resample_bilinear_fwd(x, out, in, B, C, H, W, OH, OW, ac);
+	else
+		lvd_resample_area_fwd(x, out, in, B, C, H, W, OH, OW);
+}
+
 static void sd_resample_case(struct lvd_ctx *c, int kind, int B, int C, int H, int W, int OH, int OW, int ac)
 {
-	struct lvd_ctx *cpu = sd_cpu();
 	size_t nx = (size_t)B * C * H * W, n = (size_t)B * C * OH * OW;
 	float *x = hrand(nx, 1, 0), *want = malloc(sizeof(float) * n);
 	double *wd = dalloc(n);
 	REQUIRE(want);
-	if (kind == 0)
-		lvd_resample_nearest2x_fwd_cpu(cpu, want, x, B, C, H, W);
-	else if (kind == 1)
-		lvd_resample_bilinear_fwd_cpu(cpu, want, x, B, C, H, W, OH, OW, ac);
-	else
-		lvd_resample_area_fwd_cpu(cpu, want, x, B, C, H, W, OH, OW);
+	sd_resample_run(sd_cpu(), kind, want, x, B, C, H, W, OH, OW, ac);
 	for (size_t i = 0; i < n; i++)
 		wd[i] = want[i];
 	float *dX = dupf(c, x, nx), *dY = lvd_buf_alloc(c, sizeof(float) * n);
 	REQUIRE(dY);
-	if (kind == 0)
-		lvd_resample_nearest2x_fwd_cuda(c, dY, dX, B, C, H, W);
-	else if (kind == 1)
-		lvd_resample_bilinear_fwd_cuda(c, dY, dX, B, C, H, W, OH, OW, ac);
-	else
-		lvd_resample_area_fwd_cuda(c, dY, dX, B, C, H, W, OH, OW);
+	sd_resample_run(c, kind, dY, dX, B, C, H, W, OH, OW, ac);
 	float *got = down(c, dY, n);
 	char what[120];
 	snprintf(what, sizeof what, "resample %s %dx%d -> %dx%d ac %d", kind == 0 ? "nearest2x" : kind == 1 ? "bilinear" : "area",

@@ -538,6 +538,16 @@ static void rf_transpose(const struct op_case *c, const float *const *in, double
 		for (int j = 0; j < c->i[1]; j++)
 			out[0][(size_t)j * c->i[0] + r] = in[0][(size_t)r * c->i[1] + j];
 }
+/* copy: the transpose's shapes and cases, out = in */
+static void fw_copy(struct lvd_ctx *ctx, const struct op_case *c, float *const *in, float *const *out)
+{
+	lvd_copy(ctx, out[0], in[0], (size_t)c->i[0] * c->i[1]);
+}
+static void rf_copy(const struct op_case *c, const float *const *in, double *const *out)
+{
+	for (size_t i = 0; i < (size_t)c->i[0] * c->i[1]; i++)
+		out[0][i] = in[0][i];
+}
 static const struct op_case C_transpose[] = {{"3x5", {3, 5}, {0}}, {"67x129 (blocks + edges)", {67, 129}, {0}}, {0}};
 
 /* ---- conv2d: CV_DIMS / sh_conv / conv_ref_plain of test_ops.c ---- */
@@ -990,6 +1000,8 @@ static const struct op_entry op_table_nn[] = {
 	{OP("bf16_round_trip", "lvd_f32_to_bf16 + lvd_bf16_to_f32", C_bf16, sh_bf16, fw_bf16, NULL, rf_bf16, 0, 0, 1),
 	 0, "round to nearest even is exact integer arithmetic on the bits", 0, WHY_ELEM0, 0,
 	 "the same bit arithmetic", 0, 0, WHY_FD_NOTHING},
+	{OP("copy", "lvd_copy", C_transpose, sh_transpose, fw_copy, NULL, rf_copy, 0, 0, 1),
+	 0, "copies", 0, WHY_SAME, 0, "a device-to-device copy", 0, 0, WHY_FD_NOTHING},
 	{OP("transpose", "lvd_transpose", C_transpose, sh_transpose, fw_transpose, NULL, rf_transpose, 0, 0, 1),
 	 0, "copies", 0, WHY_SAME, 0, "copies through shared-memory tiles", 0, 0, WHY_FD_NOTHING},
 	{OP("conv2d", "lvd_conv2d_fwd (im2col; fast: Winograd) / lvd_conv2d_bwd", C_conv, sh_conv, fw_conv, bw_conv,

@@ -1169,6 +1169,7 @@ static const struct op_home {
 	{"lvd_scale", "elem", "elem_cpu.c", "-", "test_cuda_ops"},
 	{"lvd_f32_to_bf16", "elem", "elem_cpu.c", "-", "test_nn_ops, test_cuda_ops"},
 	{"lvd_transpose", "elem", "elem_cpu.c", "-", "test_nn_ops"},
+	{"lvd_copy", "elem", "elem_cpu.c", "-", "-"},
 	{"lvd_conv2d", "conv", "conv_cpu.c, conv_bwd_cpu.c", "conv_winograd.c", "test_nn_ops (Winograd, pools), test_cuda_ops"},
 	{"lvd_attention", "attention", "attention_cpu.c", "softmax_fast.c", "test_nn_ops (pools, strided views), test_cuda_ops"},
 	{"lvd_embedding", "embed", "embed_cpu.c", "-", "test_train_ops"},

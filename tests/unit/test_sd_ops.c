@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_ref.h"
 #include "harness.h"
 #include "lavender/attnmap.h"
 #include "nn/ctx.h"
@@ -52,31 +53,6 @@ static float *rand_buf(size_t n)
 	for (size_t i = 0; i < n; i++)
 		p[i] = frand();
 	return p;
-}
-
-/* bf16 nearest to x (ties to even), chosen in double between its two neighbours,
- * independent of the library's bit trick; finite inputs only. */
-static uint16_t ref_bf16(float x)
-{
-	uint32_t u;
-	memcpy(&u, &x, 4);
-	uint32_t t = u & 0xffff0000u;
-	float lo;
-	memcpy(&lo, &t, 4);
-	int e = (int)((u >> 23) & 0xff);
-	double ulp = ldexp(1.0, (e ? e : 1) - 127 - 7);
-	double dl = fabs((double)x - (double)lo), dh = ulp - dl;
-	uint16_t b = (uint16_t)(t >> 16);
-	if (dh < dl || (dh == dl && (b & 1)))
-		b++;
-	return b;
-}
-static double bf16_val(uint16_t b)
-{
-	uint32_t u = (uint32_t)b << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
 }
 
 /* |got − want| <= k·u·bound + tiny for every element; returns the index of the first

@@ -14,9 +14,8 @@
 // into [OC, nb·P], scattered back to NCHW with the bias (1×1 convs likewise).
 #include <string.h>
 
-#include <mutex>
-
 #include "nn/ops/conv.h"
+#include "nn/ops/cuda_cache.cuh"
 #include "nn/ops/cuda_common.cuh"
 #include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
@@ -175,35 +174,21 @@ void conv_im2col(struct lvd_ctx *ctx, float *out, const float *inp, const T *w, 
 }
 
 #if LVD_HAVE_CUDNN
-// Process-wide cuDNN state: one handle per device, the algorithm picked per shape.
-// A context is used by one thread, but two contexts may run on two threads: the mutex
-// covers the handle (its stream is set per call) and the cache.
-struct algo_entry {
-	int key[11];
-	cudnnConvolutionFwdAlgo_t algo;
-	size_t ws;
-};
-const int MAX_DEV = 64, MAX_ALGOS = 512;
+// The context's cuDNN handle (created on first use, its stream set per call) and the
+// algorithm picked per shape, both in the context's cache (ops/cuda_cache.cuh).
 const size_t MAX_CUDNN_WS = (size_t)256 << 20;
-std::mutex g_mu;
-cudnnHandle_t g_handle[MAX_DEV];
-algo_entry g_algos[MAX_ALGOS];
-int g_nalgos;
 
-const algo_entry *pick_algo(cudnnHandle_t h, const int *key, cudnnTensorDescriptor_t xd,
-			    cudnnFilterDescriptor_t wd, cudnnConvolutionDescriptor_t cd,
-			    cudnnTensorDescriptor_t yd)
+const lvd_cu::conv_algo *pick_algo(lvd_cu::cache *c, cudnnHandle_t h, const int *key, cudnnTensorDescriptor_t xd,
+				   cudnnFilterDescriptor_t wd, cudnnConvolutionDescriptor_t cd,
+				   cudnnTensorDescriptor_t yd)
 {
-	for (int i = 0; i < g_nalgos; i++)
-		if (!memcmp(g_algos[i].key, key, sizeof g_algos[i].key))
-			return &g_algos[i];
+	for (int i = 0; i < c->conv_n; i++)
+		if (!memcmp(c->conv[i].key, key, sizeof c->conv[i].key))
+			return &c->conv[i];
 	cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
 	int n = 0;
 	CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-	algo_entry e;
-	memcpy(e.key, key, sizeof e.key);
-	e.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-	e.ws = 0;
+	cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
 	// heuristic order; the GEMM family only (FFT and Winograd round differently from
 	// a plain sum), FMA math only (no tensor-core TF32), bounded workspace
 	for (int i = 0; i < n; i++)
@@ -212,14 +197,16 @@ const algo_entry *pick_algo(cudnnHandle_t h, const int *key, cudnnTensorDescript
 		    (perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
 		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
 		     perf[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM)) {
-			e.algo = perf[i].algo;
+			algo = perf[i].algo;
 			break;
 		}
-	CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, e.algo, &e.ws));
-	if (g_nalgos == MAX_ALGOS)
-		g_nalgos = 0; // more shapes than any model has: start over
-	g_algos[g_nalgos] = e;
-	return &g_algos[g_nalgos++];
+	if (c->conv_n == lvd_cu::cache::CONV_MAX)
+		c->conv_n = 0; // more shapes than any model has: start over
+	lvd_cu::conv_algo *e = &c->conv[c->conv_n++];
+	memcpy(e->key, key, sizeof e->key);
+	e->algo = (int)algo;
+	CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, algo, &e->ws));
+	return e;
 }
 
 void conv_cudnn(struct lvd_ctx *ctx, float *out, const float *inp, const float *w, const float *b, int B, int C,
@@ -228,11 +215,13 @@ void conv_cudnn(struct lvd_ctx *ctx, float *out, const float *inp, const float *
 	int OH = lvd_conv_out_size(H, KH, stride, pad_h, pad_h), OW = lvd_conv_out_size(W, KW, stride, pad_w, pad_w);
 	LVD_ASSERTF(OH > 0 && OW > 0 && out != inp, "lvd_conv2d_fwd_cuda: bad shape (H %d W %d k %dx%d stride %d)",
 		    H, W, KH, KW, stride);
-	LVD_ASSERTF(ctx->device >= 0 && ctx->device < MAX_DEV, "lvd_conv2d_fwd_cuda: device %d", ctx->device);
-	std::lock_guard<std::mutex> lock(g_mu);
-	cudnnHandle_t &h = g_handle[ctx->device];
-	if (!h)
-		CUDNN_CHECK(cudnnCreate(&h));
+	lvd_cu::cache *c = lvd_cu::get_cache(ctx);
+	if (!c->dnn) {
+		cudnnHandle_t nh;
+		CUDNN_CHECK(cudnnCreate(&nh));
+		c->dnn = (void *)nh;
+	}
+	cudnnHandle_t h = (cudnnHandle_t)c->dnn;
 	CUDNN_CHECK(cudnnSetStream(h, lvd_cu::stream(ctx)));
 	cudnnTensorDescriptor_t xd, yd;
 	cudnnFilterDescriptor_t wd;
@@ -247,12 +236,13 @@ void conv_cudnn(struct lvd_ctx *ctx, float *out, const float *inp, const float *
 	CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, pad_h, pad_w, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
 						    CUDNN_DATA_FLOAT));
 	CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH));
-	int key[11] = {B, C, H, W, OC, KH, KW, stride, pad_h, pad_w, ctx->device};
-	const algo_entry *e = pick_algo(h, key, xd, wd, cd, yd);
+	const int key[10] = {B, C, H, W, OC, KH, KW, stride, pad_h, pad_w};
+	const lvd_cu::conv_algo *e = pick_algo(c, h, key, xd, wd, cd, yd);
 	size_t mk = lvd_ctx_mark(ctx);
 	void *ws = e->ws ? lvd_ctx_take(ctx, e->ws) : NULL;
 	const float one = 1.0f, zero = 0.0f;
-	CUDNN_CHECK(cudnnConvolutionForward(h, &one, xd, inp, wd, w, cd, e->algo, ws, e->ws, &zero, yd, out));
+	CUDNN_CHECK(cudnnConvolutionForward(h, &one, xd, inp, wd, w, cd, (cudnnConvolutionFwdAlgo_t)e->algo, ws, e->ws,
+					    &zero, yd, out));
 	lvd_ctx_release(ctx, mk);
 	cudnnDestroyConvolutionDescriptor(cd);
 	cudnnDestroyFilterDescriptor(wd);

@@ -30,7 +30,7 @@
  * conv runs cudnnConvolutionForward in fp32 with FMA math (no TF32: results agree with
  * the CPU to fp32 rounding), the algorithm picked once per shape by cuDNN's heuristic
  * among the GEMM-family algorithms (FFT and Winograd excluded for the same reason) and
- * cached (process-wide, under a mutex, one cuDNN handle per device); asymmetric pads
+ * cached in the context with its cuDNN handle (ops/cuda_cache.cuh); asymmetric pads
  * (the VAE downsampler) and builds without cuDNN run im2col (chunks of output rows,
  * <= 32 M values, device workspace) + lvd_gemm_cuda, a 1×1 stride-1 unpadded conv one
  * GEMM per image. lvd_conv2d_fwd_w16_cuda: the same im2col, straight to bf16 (the

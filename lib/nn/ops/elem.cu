@@ -1,4 +1,4 @@
-// lib/nn/ops/elem.cu — CUDA twins of family elem (ops/elem.h): add, axpy, scale, bias
+// lib/nn/ops/elem.cu — CUDA twins of family elem (ops/elem.h): copy, add, axpy, scale, bias
 // over rows and over channels, fp32 <-> bf16 conversion (round to nearest even), as
 // grid-stride elementwise kernels; transpose by 32×32 tiles.
 #include "nn/ops/cuda_common.cuh"
@@ -82,6 +82,12 @@ __global__ void transpose_kernel(float *out, const float *inp, int R, int C)
 	if ((n) == 0) return; \
 	kernel<<<lvd_cu::elem_blocks(n), 256, 0, lvd_cu::stream(ctx)>>>(__VA_ARGS__); \
 	LVD_CU_LAUNCHED(); } while (0)
+
+extern "C" void lvd_copy_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n)
+{
+	if (n)
+		CUDA_CHECK(cudaMemcpyAsync(y, x, sizeof(float) * n, cudaMemcpyDeviceToDevice, lvd_cu::stream(ctx)));
+}
 
 extern "C" void lvd_add_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n)
 {

@@ -1,5 +1,5 @@
-/* lib/nn/ops/elem.h — elementwise and layout ops (family elem): sums, scaling, biases,
- * transpose, dot product, bf16 <-> fp32. (Nearest ×2 upsampling is
+/* lib/nn/ops/elem.h — elementwise and layout ops (family elem): copies, sums, scaling,
+ * biases, transpose, dot product, bf16 <-> fp32. (Nearest ×2 upsampling is
  * lvd_resample_nearest2x_fwd in ops/resample.h.)
  *
  * Shapes in PyTorch order, row-major. In-place forms say so. Large adds are spread over
@@ -18,6 +18,10 @@
 extern "C" {
 #endif
 
+/* y[i] = x[i] for n values (memcpy; CUDA: cudaMemcpyAsync device to device on the
+ * stream). y and x must not overlap. For the copies model code does between activations
+ * (skip connections, channel concatenation). */
+void lvd_copy_cpu(struct lvd_ctx *ctx, float *y, const float *x, size_t n);
 /* y[i] += x[i] for n values. */
 void lvd_add_cpu(struct lvd_ctx *ctx, float *y, const float *x, size_t n);
 /* y[i] += a·x[i]. */
@@ -41,6 +45,7 @@ void lvd_transpose_cpu(struct lvd_ctx *ctx, float *out, const float *inp, int R,
 double lvd_dot(struct lvd_ctx *ctx, const float *a, const float *b, size_t n);
 
 #if LVD_HAVE_CUDA
+void lvd_copy_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n);
 void lvd_add_cuda(struct lvd_ctx *ctx, float *y, const float *x, size_t n);
 void lvd_axpy_cuda(struct lvd_ctx *ctx, float *y, float a, const float *x, size_t n);
 void lvd_scale_cuda(struct lvd_ctx *ctx, float *y, float a, size_t n);
@@ -54,6 +59,11 @@ void lvd_transpose_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int R
 #define LVD_ELEM_CUDA(call) do { } while (0)
 #endif
 
+static inline void lvd_copy(struct lvd_ctx *ctx, float *y, const float *x, size_t n)
+{
+	LVD_ELEM_CUDA(lvd_copy_cuda(ctx, y, x, n));
+	lvd_copy_cpu(ctx, y, x, n);
+}
 static inline void lvd_add(struct lvd_ctx *ctx, float *y, const float *x, size_t n)
 {
 	LVD_ELEM_CUDA(lvd_add_cuda(ctx, y, x, n));

@@ -1,14 +1,19 @@
 // lib/nn/ops/gemm.cu — CUDA twins of family gemm (ops/gemm.h): lvd_gemm (fp32),
-// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd, lvd_linear_fwd_w16, on cuBLASLt with
-// ctx->blas, its workspace ctx->blas_ws and ctx->stream.
+// lvd_gemm_bf16 (bf16 A/B, fp32 accumulate and C), lvd_linear_fwd/bwd and
+// lvd_linear_fwd_w16, on cuBLASLt with ctx->blas, its workspace ctx->blas_ws and
+// ctx->stream.
 //
 // Row-major through a column-major library: a row-major [R, C] matrix with leading
 // dimension ld is the column-major [C, R] matrix with the same ld, i.e. its transpose.
 // So row-major C = op(A)·op(B) is computed as column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLASLt's
 // first operand is our B, its second our A, each with our own transpose flag, and the
-// output is [N, M] column-major with leading dimension ldc.
+// output is [N, M] column-major with leading dimension ldc. The heuristic's algorithm is
+// cached per GEMM signature in the context (see algo_slot).
+#include <string.h>
+
 #include <cublasLt.h>
 
+#include "nn/ops/cuda_cache.cuh"
 #include "nn/ops/cuda_common.cuh"
 #include "nn/ops/elem.h"
 #include "nn/ops/gemm.h"
@@ -25,6 +30,27 @@ uint32_t ptr_align(const void *p)
 	while (al > 1 && (a & (al - 1)))
 		al >>= 1;
 	return al;
+}
+
+// The heuristic's algorithm per GEMM signature (shape, leading dimensions, type,
+// alignments, device, workspace size) in the context's cache (ops/cuda_cache.cuh), so
+// repeated shapes (every layer of a model pass) skip cublasLtMatmulAlgoGetHeuristic.
+// Open addressing over GEMM_SLOTS; the table starts over when half full.
+size_t algo_hash(const int *key, size_t ws)
+{
+	size_t h = ws * 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 13; i++)
+		h = (h ^ (size_t)(unsigned)key[i]) * 0x100000001b3ull;
+	return h;
+}
+
+lvd_cu::gemm_algo *algo_slot(lvd_cu::cache *c, const int *key, size_t ws)
+{
+	const size_t n = lvd_cu::cache::GEMM_SLOTS;
+	size_t i = algo_hash(key, ws) % n;
+	while (c->gemm[i].used && !(c->gemm[i].ws == ws && !memcmp(c->gemm[i].key, key, sizeof c->gemm[i].key)))
+		i = (i + 1) % n;
+	return &c->gemm[i];
 }
 
 // C = beta·C over an [M, N] row-major block (K == 0 products); beta == 0 writes 0.
@@ -77,12 +103,27 @@ void lt_matmul(struct lvd_ctx *ctx, int transA, int transB, int M, int N, int K,
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a2, sizeof a2));
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac));
 	CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
-	cublasLtMatmulHeuristicResult_t res;
-	int found = 0;
-	CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, l1, l2, lc, lc, pref, 1, &res, &found));
-	LVD_ASSERTF(found > 0, "cuBLASLt: no algorithm for %s GEMM M %d N %d K %d (trans %d%d, ld %d %d %d)",
-		    ab == CUDA_R_16BF ? "bf16" : "fp32", M, N, K, transA, transB, lda, ldb, ldc);
-	CUBLASLT_CHECK(cublasLtMatmul(h, op, &alpha, B, l1, A, l2, &beta, C, lc, C, lc, &res.algo,
+	const int key[13] = {transA, transB, M, N, K, lda, ldb, ldc, (int)ab, (int)a1, (int)a2, (int)ac, ctx->device};
+	lvd_cu::cache *cache = lvd_cu::get_cache(ctx);
+	lvd_cu::gemm_algo *slot = algo_slot(cache, key, ctx->blas_ws_bytes);
+	if (!slot->used) {
+		cublasLtMatmulHeuristicResult_t res;
+		int found = 0;
+		CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, op, l1, l2, lc, lc, pref, 1, &res, &found));
+		LVD_ASSERTF(found > 0, "cuBLASLt: no algorithm for %s GEMM M %d N %d K %d (trans %d%d, ld %d %d %d)",
+			    ab == CUDA_R_16BF ? "bf16" : "fp32", M, N, K, transA, transB, lda, ldb, ldc);
+		if (cache->gemm_n >= lvd_cu::cache::GEMM_SLOTS / 2) { // keep probes short: start over
+			memset(cache->gemm, 0, sizeof cache->gemm);
+			cache->gemm_n = 0;
+			slot = algo_slot(cache, key, ctx->blas_ws_bytes);
+		}
+		slot->used = 1;
+		memcpy(slot->key, key, sizeof slot->key);
+		slot->ws = ctx->blas_ws_bytes;
+		slot->algo = res.algo;
+		cache->gemm_n++;
+	}
+	CUBLASLT_CHECK(cublasLtMatmul(h, op, &alpha, B, l1, A, l2, &beta, C, lc, C, lc, &slot->algo,
 				      ctx->blas_ws, ctx->blas_ws_bytes, st));
 	cublasLtMatmulPreferenceDestroy(pref);
 	cublasLtMatrixLayoutDestroy(lc);
