@@ -1024,12 +1024,15 @@ static void test_large_shapes(void)
 	free(x), free(y0), free(want), free(bnd), free(b), free(g0), free(wk), free(bk), free(rs);
 }
 
+#include "cases_mllama.h"
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_gemm_fp32), TEST(test_gemm_bf16), TEST(test_gemm_k0), TEST(test_linear),
 		TEST(test_softmax), TEST(test_layernorm), TEST(test_rmsnorm), TEST(test_groupnorm),
 		TEST(test_act), TEST(test_elem), TEST(test_bf16), TEST(test_large_shapes),
+		LVD_CASES_MLLAMA,
 		TEST(test_gemm_unaligned), {0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);

@@ -40,7 +40,7 @@ int lvd_lora_matches(const char *name, const char *targets)
 	return 0;
 }
 
-void lvd_lora_init_a(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed)
+void lvd_lora_init_a_cpu(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_init_a");
 	double bound = 1.0 / sqrt((double)IC);
@@ -48,7 +48,7 @@ void lvd_lora_init_a(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed
 		A[i] = (float)((2.0 * urand(seed, i) - 1.0) * bound);
 }
 
-void lvd_lora_dropout_fwd(struct lvd_ctx *ctx, float *xd, const float *x, size_t n, float p, uint64_t seed)
+void lvd_lora_dropout_fwd_cpu(struct lvd_ctx *ctx, float *xd, const float *x, size_t n, float p, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_dropout_fwd");
 	if (p <= 0.0f) {
@@ -60,7 +60,7 @@ void lvd_lora_dropout_fwd(struct lvd_ctx *ctx, float *xd, const float *x, size_t
 		xd[i] = urand(seed, i) >= p ? x[i] * k : 0.0f;
 }
 
-void lvd_lora_dropout_bwd(struct lvd_ctx *ctx, float *dx, const float *dxd, size_t n, float p, uint64_t seed)
+void lvd_lora_dropout_bwd_cpu(struct lvd_ctx *ctx, float *dx, const float *dxd, size_t n, float p, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_dropout_bwd");
 	float k = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
@@ -69,7 +69,7 @@ void lvd_lora_dropout_bwd(struct lvd_ctx *ctx, float *dx, const float *dxd, size
 			dx[i] += dxd[i] * k;
 }
 
-void lvd_lora_fwd(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
+void lvd_lora_fwd_cpu(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_fwd");
@@ -77,7 +77,7 @@ void lvd_lora_fwd(struct lvd_ctx *ctx, float *out, float *u, const float *xd, co
 	lvd_gemm_cpu(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
 }
 
-void lvd_lora_bwd(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
+void lvd_lora_bwd_cpu(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
 		  const float *xd, const float *u, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {

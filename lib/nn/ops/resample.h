@@ -31,7 +31,10 @@
  * Planes are split over ctx's pool (bit-identical results for any thread count).
  * Workspace (areaw only): the two axes' overlap weights, and per thread an [OH, W]
  * row-pass plane (fwd) or a W-double row (bwd).
- * No CUDA twins yet (the _cpu functions assert a CPU context). */
+ * No CUDA twins yet (the _cpu functions assert a CPU context), except areaw: its twins
+ * (resample_train.cu) build the axis weights on the host (lvd_geom_axis_init), upload
+ * them to the device workspace and repeat the CPU's double arithmetic in its order:
+ * bit-identical to the CPU op. */
 #ifndef LVD_NN_OPS_RESAMPLE_H
 #define LVD_NN_OPS_RESAMPLE_H
 
@@ -58,6 +61,13 @@ void lvd_resample_nearest2x_fwd_cpu(struct lvd_ctx *ctx, float *out, const float
 void lvd_resample_nearest2x_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H,
 				    int W);
 
+#if LVD_HAVE_CUDA
+void lvd_resample_areaw_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
+				 int OH, int OW, double ext_h, double step_h, double ext_w, double step_w);
+void lvd_resample_areaw_bwd_cuda(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H, int W,
+				 int OH, int OW, double ext_h, double step_h, double ext_w, double step_w);
+#endif
+
 static inline void lvd_resample_area_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
 					 int H, int W, int OH, int OW)
 {
@@ -72,12 +82,24 @@ static inline void lvd_resample_areaw_fwd(struct lvd_ctx *ctx, float *out, const
 					  int H, int W, int OH, int OW, double ext_h, double step_h,
 					  double ext_w, double step_w)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_resample_areaw_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
+		return;
+	}
+#endif
 	lvd_resample_areaw_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
 }
 static inline void lvd_resample_areaw_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C,
 					  int H, int W, int OH, int OW, double ext_h, double step_h,
 					  double ext_w, double step_w)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_resample_areaw_bwd_cuda(ctx, dinp, dout, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
+		return;
+	}
+#endif
 	lvd_resample_areaw_bwd_cpu(ctx, dinp, dout, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
 }
 static inline void lvd_resample_bilinear_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,
