@@ -4,8 +4,8 @@
  *
  * CPU functions lvd_<op>_cpu (embed_cpu.c, the oracle), CUDA twins lvd_<op>_cuda
  * (embed.cu: same arguments in device memory, ids and pos included), lvd_<op> picks by
- * ctx->backend. Backwards ACCUMULATE. Nothing allocates. Dimension letters: N rows, C channels, B batch, T length, H heads, D head dim,
- * P patch side. */
+ * ctx->backend. Backwards ACCUMULATE. Nothing allocates. Dimension letters: N rows,
+ * C channels, B batch, T length, H heads, D head dim, P patch side. */
 #ifndef LVD_NN_OPS_EMBED_H
 #define LVD_NN_OPS_EMBED_H
 

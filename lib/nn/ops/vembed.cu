@@ -318,8 +318,8 @@ extern "C" void lvd_vembed_gather_fwd_cuda(struct lvd_ctx *ctx, float *feats, co
 	}
 }
 
-extern "C" void lvd_vembed_gather_bwd_cuda(struct lvd_ctx *ctx, float *dx, const float *dfeats, int part, int NV, int TL,
-					   int P1, int Pp, int D, int K)
+extern "C" void lvd_vembed_gather_bwd_cuda(struct lvd_ctx *ctx, float *dx, const float *dfeats, int part, int NV,
+					   int TL, int P1, int Pp, int D, int K)
 {
 	LVD_ASSERT(part >= 0 && part <= K);
 	size_t n = (size_t)(NV > 0 ? NV : 0) * (TL > 0 ? TL : 0) * (P1 > 0 ? P1 : 0) * (D > 0 ? D : 0);
