@@ -107,7 +107,7 @@ static void ml_attn_run(const struct ml_attn_case *t)
 		int *dgm = ml_dup_bytes(c, gm, sizeof(int) * (size_t)B * Tq * G);
 		float *db = lvd_buf_alloc(c, sizeof(float) * (size_t)B * Tq * Tk), *drm = lvd_buf_alloc(c, 4 * (size_t)B * Tq);
 		REQUIRE(db && drm);
-		lvd_attn_group_bias_cuda(c, db, drm, dgm, B * Tq, G, 5);
+		lvd_attn_group_bias(c, db, drm, dgm, B * Tq, G, 5);
 		ML_CMP(c, "group bias", db, bias, (size_t)B * Tq * Tk, 0, 0); /* 0 or -FLT_MAX: exact */
 		ML_CMP(c, "group rowmask", drm, rm, (size_t)B * Tq, 0, 0);
 		mh.bias = bias;
@@ -375,9 +375,10 @@ static void test_ml_lora(void)
 	float *out = hrand(no, 1, 0), *u = malloc(4 * (size_t)N * R), *dOut = dupf(c, out, no);
 	float *dU = lvd_buf_alloc(c, 4 * (size_t)N * R), *dBw = dupf(c, Bw, (size_t)OC * R);
 	REQUIRE(u);
-	lvd_lora_fwd_cpu(h, out, u, xd, A, Bw, 2.0f, N, IC, OC, R);
+	lvd_lora_fwd(h, out, u, xd, A, Bw, 2.0f, N, IC, OC, R);
 	lvd_lora_fwd(c, dOut, dU, dXd, dA_, dBw, 2.0f, N, IC, OC, R);
-	/* two fp32 GEMMs (K = IC, then R) in another order: (IC + R)·u of the terms */
+	/* the same function on both contexts: two fp32 GEMMs (K = IC, then R), cuBLASLt's order vs
+	 * OpenBLAS's: (IC + R)·u of the terms */
 	ML_CMP(c, "lora u", dU, u, (size_t)N * R, 1e-5, 1e-5);
 	ML_CMP(c, "lora out", dOut, out, no, 1e-5, 1e-5);
 	float *dy = hrand(no, 1, 0), *gx = hrand(nx, 0.1f, 0), *gA = hrand((size_t)R * IC, 0.1f, 0);
@@ -385,7 +386,7 @@ static void test_ml_lora(void)
 	float *dDy = dupf(c, dy, no), *dGx = dupf(c, gx, nx), *dGA = dupf(c, gA, (size_t)R * IC);
 	float *dGB = dupf(c, gB, (size_t)OC * R);
 	lvd_buf_upload(c, dU, u, 4 * (size_t)N * R);
-	lvd_lora_bwd_cpu(h, gx, gA, gB, dy, xd, u, A, Bw, 2.0f, N, IC, OC, R);
+	lvd_lora_bwd(h, gx, gA, gB, dy, xd, u, A, Bw, 2.0f, N, IC, OC, R);
 	lvd_lora_bwd(c, dGx, dGA, dGB, dDy, dXd, dU, dA_, dBw, 2.0f, N, IC, OC, R);
 	ML_CMP(c, "lora dxd", dGx, gx, nx, 1e-5, 1e-5); /* GEMM chains of K <= OC + R */
 	ML_CMP(c, "lora dA", dGA, gA, (size_t)R * IC, 1e-5, 1e-5);

@@ -41,6 +41,19 @@ __device__ inline const float *dcap_row(const args &a, int b, int h, int slot)
 	return a.dcap + ((size_t)a.H * o0 + (size_t)h * Rb + slot) * a.Tk;
 }
 
+// q·k and dout·v of one (query, key) pair, D long (shared memory rows)
+__device__ inline void dot2(const float *q, const float *k, const float *g, const float *v, int D, float &qk,
+			    float &gv)
+{
+	float a = 0.0f, b = 0.0f;
+	for (int d = 0; d < D; d++) {
+		a += q[d] * k[d];
+		b += g[d] * v[d];
+	}
+	qk = a;
+	gv = b;
+}
+
 // grid (ceil(Tq / QW), H, B), block 32·QW; shared Qs, Ds [QW][D], Ks, Vs [KT][D + 1].
 __global__ void bwd_q_kernel(args a, int want_dq)
 {
@@ -84,13 +97,8 @@ __global__ void bwd_q_kernel(args a, int want_dq)
 			int j = t0 + lane;
 			float p = 0.0f, dp = 0.0f;
 			if (mk.visible(i, j)) {
-				float dot = 0.0f, dov = 0.0f;
-				const float *kr = Ks + lane * (D + 1), *vr = Vs + lane * (D + 1);
-				const float *qr = Qs + w * D, *gr = Ds + w * D;
-				for (int d = 0; d < D; d++) {
-					dot += qr[d] * kr[d];
-					dov += gr[d] * vr[d];
-				}
+				float dot, dov;
+				dot2(Qs + w * D, Ks + lane * (D + 1), Ds + w * D, Vs + lane * (D + 1), D, dot, dov);
 				p = expf(mk.score(dot, i, j) - m) * inv;
 				dp = dov + (dc ? dc[j] : 0.0f);
 			}
@@ -173,13 +181,8 @@ __global__ void bwd_kv_kernel(args a)
 			int i = i0 + lane;
 			float p = 0.0f, ds = 0.0f;
 			if (i < a.Tq && mk.visible(i, j)) {
-				float dot = 0.0f, dov = 0.0f;
-				const float *qr = Qt + lane * (D + 1), *gr = Gt + lane * (D + 1);
-				const float *kr = Kw + w * D, *vr = Vw + w * D;
-				for (int d = 0; d < D; d++) {
-					dot += qr[d] * kr[d];
-					dov += gr[d] * vr[d];
-				}
+				float dot, dov;
+				dot2(Qt + lane * (D + 1), Kw + w * D, Gt + lane * (D + 1), Vw + w * D, D, dot, dov);
 				p = expf(mk.score(dot, i, j) - rm[lane]) * rinv[lane];
 				float dp = dov + (rdc[lane] ? rdc[lane][j] : 0.0f);
 				ds = a.dk ? p * (dp - rd[lane]) : 0.0f; // D_i exists only when dq or dk is wanted

@@ -1,11 +1,11 @@
 // lib/nn/ops/lora.cu — CUDA twins of family lora (ops/lora.h): A's seeded init and the
 // inverted dropout from the same counter RNG as lora_cpu.c (SplitMix64 of (seed, index),
-// uniform in double: the same mask and values bit for bit), and the LoRA product and
-// its backward as cuBLASLt GEMMs (lvd_gemm_cuda) in the CPU's order of products.
+// uniform in double: the same mask and values bit for bit). The LoRA product and its
+// backward need no twin: lvd_lora_fwd/_bwd (lora_cpu.c) are GEMMs through the
+// dispatching lvd_gemm, so they run on either backend.
 #include <math.h>
 
 #include "nn/ops/cuda_common.cuh"
-#include "nn/ops/gemm.h"
 #include "nn/ops/lora.h"
 
 namespace {
@@ -72,29 +72,4 @@ extern "C" void lvd_lora_dropout_bwd_cuda(struct lvd_ctx *ctx, float *dx, const 
 	float k = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
 	dropout_bwd_kernel<<<lvd_cu::elem_blocks(n), 256, 0, lvd_cu::stream(ctx)>>>(dx, dxd, n, p, k, seed);
 	LVD_CU_LAUNCHED();
-}
-
-extern "C" void lvd_lora_fwd_cuda(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A,
-				  const float *B, float s, int N, int IC, int OC, int R)
-{
-	lvd_gemm_cuda(ctx, 0, 1, N, R, IC, 1.0f, xd, IC, A, IC, 0.0f, u, R);
-	lvd_gemm_cuda(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
-}
-
-extern "C" void lvd_lora_bwd_cuda(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
-				  const float *xd, const float *u, const float *A, const float *B, float s, int N, int IC,
-				  int OC, int R)
-{
-	if (dB)
-		lvd_gemm_cuda(ctx, 1, 0, OC, R, N, s, dout, OC, u, R, 1.0f, dB, R);
-	if (!dA && !dxd)
-		return;
-	size_t mk = lvd_ctx_mark(ctx);
-	float *du = lvd_ctx_takef(ctx, (size_t)N * R);
-	lvd_gemm_cuda(ctx, 0, 0, N, R, OC, s, dout, OC, B, R, 0.0f, du, R);
-	if (dA)
-		lvd_gemm_cuda(ctx, 1, 0, R, IC, N, 1.0f, du, R, xd, IC, 1.0f, dA, IC);
-	if (dxd)
-		lvd_gemm_cuda(ctx, 0, 0, N, IC, R, 1.0f, du, R, A, IC, 1.0f, dxd, IC);
-	lvd_ctx_release(ctx, mk);
 }

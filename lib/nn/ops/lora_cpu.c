@@ -69,29 +69,27 @@ void lvd_lora_dropout_bwd_cpu(struct lvd_ctx *ctx, float *dx, const float *dxd, 
 			dx[i] += dxd[i] * k;
 }
 
-void lvd_lora_fwd_cpu(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
+void lvd_lora_fwd(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_lora_fwd");
-	lvd_gemm_cpu(ctx, 0, 1, N, R, IC, 1.0f, xd, IC, A, IC, 0.0f, u, R);
-	lvd_gemm_cpu(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
+	lvd_gemm(ctx, 0, 1, N, R, IC, 1.0f, xd, IC, A, IC, 0.0f, u, R);
+	lvd_gemm(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
 }
 
-void lvd_lora_bwd_cpu(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
+void lvd_lora_bwd(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
 		  const float *xd, const float *u, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_lora_bwd");
 	if (dB)
-		lvd_gemm_cpu(ctx, 1, 0, OC, R, N, s, dout, OC, u, R, 1.0f, dB, R);
+		lvd_gemm(ctx, 1, 0, OC, R, N, s, dout, OC, u, R, 1.0f, dB, R);
 	if (!dA && !dxd)
 		return;
 	size_t mk = lvd_ctx_mark(ctx);
 	float *du = lvd_ctx_takef(ctx, (size_t)N * R);
-	lvd_gemm_cpu(ctx, 0, 0, N, R, OC, s, dout, OC, B, R, 0.0f, du, R);
+	lvd_gemm(ctx, 0, 0, N, R, OC, s, dout, OC, B, R, 0.0f, du, R);
 	if (dA)
-		lvd_gemm_cpu(ctx, 1, 0, R, IC, N, 1.0f, du, R, xd, IC, 1.0f, dA, IC);
+		lvd_gemm(ctx, 1, 0, R, IC, N, 1.0f, du, R, xd, IC, 1.0f, dA, IC);
 	if (dxd)
-		lvd_gemm_cpu(ctx, 0, 0, N, IC, R, 1.0f, du, R, A, IC, 1.0f, dxd, IC);
+		lvd_gemm(ctx, 0, 0, N, IC, R, 1.0f, du, R, A, IC, 1.0f, dxd, IC);
 	lvd_ctx_release(ctx, mk);
 }
