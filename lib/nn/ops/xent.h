@@ -19,6 +19,8 @@ extern "C" {
 double lvd_xent_fwd_cuda(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V);
 void lvd_xent_bwd_cuda(struct lvd_ctx *ctx, float *dlogits, const float *logits, const int *targets, float scale,
 		       int N, int V);
+double lvd_xent_fwd_bwd_cuda(struct lvd_ctx *ctx, float *dlogits, int *count, const float *logits, const int *targets,
+			     float scale, int N, int V);
 #endif
 
 /* Returns the summed loss over kept rows; *count = kept rows (the mean divides by it). */
@@ -48,6 +50,22 @@ static inline void lvd_xent_bwd(struct lvd_ctx *ctx, float *dlogits, const float
 	}
 #endif
 	lvd_xent_bwd_cpu(ctx, dlogits, logits, targets, scale, N, V);
+}
+
+/* Both at once (the training step's loss): returns lvd_xent_fwd's sum and *count and
+ * ACCUMULATES lvd_xent_bwd's gradient with the given scale (the caller's 1/count for a
+ * mean over more rows than this call sees, e.g. row chunks or ranks). CPU: the two
+ * functions in turn; CUDA: one pass per row from one log-sum-exp. */
+double lvd_xent_fwd_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, int *count, const float *logits, const int *targets,
+			    float scale, int N, int V);
+static inline double lvd_xent_fwd_bwd(struct lvd_ctx *ctx, float *dlogits, int *count, const float *logits,
+				      const int *targets, float scale, int N, int V)
+{
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA)
+		return lvd_xent_fwd_bwd_cuda(ctx, dlogits, count, logits, targets, scale, N, V);
+#endif
+	return lvd_xent_fwd_bwd_cpu(ctx, dlogits, count, logits, targets, scale, N, V);
 }
 
 #ifdef __cplusplus

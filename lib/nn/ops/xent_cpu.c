@@ -52,3 +52,11 @@ void lvd_xent_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, const float *logits, 
 		d[targets[n]] -= scale;
 	}
 }
+
+double lvd_xent_fwd_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, int *count, const float *logits, const int *targets,
+			    float scale, int N, int V)
+{
+	double total = lvd_xent_fwd_cpu(ctx, count, logits, targets, N, V);
+	lvd_xent_bwd_cpu(ctx, dlogits, logits, targets, scale, N, V);
+	return total;
+}
