@@ -997,6 +997,7 @@ static void test_large_shapes(void)
 }
 
 #include "cases_sd.h"
+#include "cases_mllama.h"
 
 int main(int argc, char **argv)
 {
@@ -1006,6 +1007,7 @@ int main(int argc, char **argv)
 		TEST(test_act), TEST(test_elem), TEST(test_bf16), TEST(test_large_shapes),
 		TEST(test_gemm_unaligned),
 		LVD_SD_CASES
+		LVD_CASES_MLLAMA,
 		{0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);

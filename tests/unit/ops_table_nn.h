@@ -932,6 +932,10 @@ static const struct op_case C_drop[] = {{"n1000 p0.1", {1000}, {0.1, 42}}, {"n17
  * The rows (nn families). Fields after OP(...): oracle tol + why, fast tol + why,
  * CUDA tol + why, FD h, FD tol + why.
  * ==================================================================================== */
+/* twins whose integer inputs (ids, positions, targets) this table passes as host arrays */
+#define WHY_CUDA_HOSTINTS "twin in the family's .cu, checked by test_cuda_ops (cases_mllama.h), not by this " \
+	"table (its integer inputs are host arrays here)"
+
 static const struct op_entry op_table_nn[] = {
 	{OP("gemm", "lvd_gemm (4 transposes, alpha, beta)", C_gemm, sh_gemm, fw_gemm, NULL, rf_gemm, 0, 1, 1),
 	 1e-5, "fp32 BLAS sums of K <= 256 products of [-1,1] values vs double (~K·6e-8 relative)",
@@ -1031,26 +1035,28 @@ static const struct op_entry op_table_nn[] = {
 	       "orders over the same D <= 16 / Sk <= 77 terms (the fused kernel: test_cuda_ops)",
 	 0, 0, WHY_FD_NOTHING},
 	{OP("embedding", "lvd_embedding_fwd/_bwd", C_emb, sh_emb, fw_emb, bw_emb, rf_emb, 1, 0, 0),
-	 0, "row copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
-	{OP("patch_unfold", "lvd_patch_unfold", C_patch, sh_patch, fw_patch, NULL, rf_patch, 0, 0, 0),
-	 0, "copies", 0, WHY_SAME, 0, WHY_NOCUDA, 0, 0, WHY_FD_NOTHING},
+	 0, "row copies", 0, WHY_SAME, 0, WHY_CUDA_HOSTINTS, 0.5, 2e-5, WHY_FD_LIN},
+	{OP("patch_unfold", "lvd_patch_unfold", C_patch, sh_patch, fw_patch, NULL, rf_patch, 0, 0, 1),
+	 0, "copies", 0, WHY_SAME, 0, "copies", 0, 0, WHY_FD_NOTHING},
 	{OP("rope", "lvd_rope_freqs + lvd_rope_apply (bwd: inverse = 1)", C_rope, sh_rope, fw_rope, bw_rope, rf_rope, 1,
 	    0, 0),
 	 1e-5, "fp32 inv_freq and angle pos·f (pos <= 37: ~37·6e-8·|x|) and cosf/sinf vs double",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
-	{OP("timestep_embedding", "lvd_timestep_embedding", C_temb, sh_temb, fw_temb, NULL, rf_temb, 0, 0, 0),
+	 0, WHY_SAME, 0, WHY_CUDA_HOSTINTS, 0.5, 2e-5, WHY_FD_LIN},
+	{OP("timestep_embedding", "lvd_timestep_embedding", C_temb, sh_temb, fw_temb, NULL, rf_temb, 0, 0, 1),
 	 1e-4, "fp32 argument t·f up to 999: rounding ~999·6e-8 = 6e-5 in sin/cos (diffusers computes it in fp32 too)",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 0, 0, WHY_FD_NOTHING},
+	 0, WHY_SAME, 0, "computed on the host by the CPU's code, then uploaded", 0, 0, WHY_FD_NOTHING},
 	{OP("xent", "lvd_xent_fwd/_bwd (ignore_index -100)", C_xent, sh_xent, fw_xent, bw_xent, rf_xent, 0, 0, 0),
 	 1e-6, "log-sum-exp in double in both; the summed loss is rounded to fp32 once",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 1e-2, 1e-3, WHY_FD_SMOOTH},
-	{OP("lora", "lvd_lora_fwd/_bwd (u saved)", C_lora, sh_lora, fw_lora, bw_lora, rf_lora, 0, 0, 0),
+	 0, WHY_SAME, 0, WHY_CUDA_HOSTINTS, 1e-2, 1e-3, WHY_FD_SMOOTH},
+	{OP("lora", "lvd_lora_fwd/_bwd (u saved)", C_lora, sh_lora, fw_lora, bw_lora, rf_lora, 0, 0, 1),
 	 1e-5, "two fp32 GEMMs over IC <= 16 then R <= 8 terms vs double",
-	 1e-6, WHY_SPLIT, 0, WHY_NOCUDA, 0.5, 2e-5, "multilinear: linear in each single input element, so "
+	 1e-6, WHY_SPLIT, 2e-5, "the same GEMMs on cuBLASLt fp32 (no TF32) in its own order: ~K·6e-8 relative",
+	 0.5, 2e-5, "multilinear: linear in each single input element, so "
 	 "central differences are exact up to fp32 rounding of the forward / h (h = 0.5)"},
-	{OP("lora_dropout", "lvd_lora_dropout_fwd/_bwd", C_drop, sh_drop, fw_drop, bw_drop, NULL, 1, 0, 0),
+	{OP("lora_dropout", "lvd_lora_dropout_fwd/_bwd", C_drop, sh_drop, fw_drop, bw_drop, NULL, 1, 0, 1),
 	 0, "no oracle of the RNG mask: test_lora_dropout_values checks out ∈ {0, x/(1-p)} and the keep rate",
-	 0, WHY_SAME, 0, WHY_NOCUDA, 0.5, 2e-5, WHY_FD_LIN},
+	 0, WHY_SAME, 0, "the same counter RNG (double) and the same fp32 products: bit-identical", 0.5, 2e-5,
+	 WHY_FD_LIN},
 };
 #define N_OPS_NN ((int)(sizeof op_table_nn / sizeof op_table_nn[0]))
 

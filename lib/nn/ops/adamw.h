@@ -21,12 +21,15 @@
  *     p = p + (f(−lr / (1 − β1^step)) · m) / d                (addcdiv)
  *   f() = rounding to fp32, fma exact (C fmaf). amsgrad and maximize are not offered.
  *   Elementwise, split over ctx's pool in contiguous ranges: the result is the same for
- *   any thread count. Nothing allocates. No CUDA twin yet (asserts a CPU context).
+ *   any thread count. Nothing allocates. CUDA twin (adamw.cu): the same scalars and
+ *   per-element operations (no FMA contraction), bit-identical to the CPU update.
  *
  * lvd_sumsq(ctx, x, n)
  *   Σ x[i]² accumulated in double over fixed chunks of LVD_SUMSQ_CHUNK values whose
  *   partial sums are added in chunk order, so the result does not depend on the thread
- *   count. Takes ceil(n / LVD_SUMSQ_CHUNK) doubles of workspace. No CUDA twin yet. */
+ *   count. Takes ceil(n / LVD_SUMSQ_CHUNK) doubles of workspace. CUDA twin: one block per
+ *   chunk (in-chunk order differs: agrees to double rounding), chunk sums added on the
+ *   host in order; it waits for the stream. */
 #ifndef LVD_NN_OPS_ADAMW_H
 #define LVD_NN_OPS_ADAMW_H
 
@@ -46,14 +49,31 @@ void lvd_adamw_step_cpu(struct lvd_ctx *ctx, float *param, float *m, float *v, c
 			int64_t step);
 double lvd_sumsq_cpu(struct lvd_ctx *ctx, const float *x, size_t n);
 
+#if LVD_HAVE_CUDA
+void lvd_adamw_step_cuda(struct lvd_ctx *ctx, float *param, float *m, float *v, const float *grad,
+			 size_t n, double lr, double beta1, double beta2, double eps, double wd,
+			 int64_t step);
+double lvd_sumsq_cuda(struct lvd_ctx *ctx, const float *x, size_t n);
+#endif
+
 static inline void lvd_adamw_step(struct lvd_ctx *ctx, float *param, float *m, float *v,
 				  const float *grad, size_t n, double lr, double beta1, double beta2,
 				  double eps, double wd, int64_t step)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_adamw_step_cuda(ctx, param, m, v, grad, n, lr, beta1, beta2, eps, wd, step);
+		return;
+	}
+#endif
 	lvd_adamw_step_cpu(ctx, param, m, v, grad, n, lr, beta1, beta2, eps, wd, step);
 }
 static inline double lvd_sumsq(struct lvd_ctx *ctx, const float *x, size_t n)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA)
+		return lvd_sumsq_cuda(ctx, x, n);
+#endif
 	return lvd_sumsq_cpu(ctx, x, n);
 }
 

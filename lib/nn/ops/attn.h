@@ -31,7 +31,15 @@
  *   the summation order of the GEMMs; row sums are taken in double.
  * Threads: work splits over (kv head) on ctx's pool with single-threaded GEMMs (lvd_gemm
  *   inside a parallel_for chunk); results do not depend on the thread count. Working memory comes from ctx's workspace
- *   (threads·2·256·Tk floats, plus 7·T·H·D for PADPAIR). No CUDA twin yet. */
+ *   (threads·2·256·Tk floats, plus 7·T·H·D for PADPAIR).
+ * CUDA twins (attn.cu, LVD_HAVE_CUDA): same arguments in device memory, cap->rows and
+ *   cap->off included (a capture row out of range is ignored there, not asserted); D <= 256.
+ *   Flash-style: the forward walks key tiles with an online softmax (one warp per query
+ *   row), the capture rows get a second, explicit pass; the backward recomputes the
+ *   probabilities from stats in two deterministic kernels (query side: D_i = Σ p·dP in
+ *   double, dq; key side: dk, dv summed over the query heads of each kv head). Scores in
+ *   fp32 in another order than the CPU GEMMs, so results agree to fp32 rounding of the
+ *   dots. Workspace: B·Tq ints (capture map) and B·H·Tq floats (backward). */
 #ifndef LVD_NN_OPS_ATTN_H
 #define LVD_NN_OPS_ATTN_H
 
@@ -65,11 +73,27 @@ size_t lvd_attn_capture_rows(const struct lvd_attn_capture *cap, int B);
 void lvd_attn_fwd_cpu(struct lvd_ctx *ctx, float *out, float *stats, float *probs_cap, const float *q,
 		      const float *k, const float *v, const struct lvd_attn_mask *mask,
 		      const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH, int D);
+#if LVD_HAVE_CUDA
+void lvd_attn_fwd_cuda(struct lvd_ctx *ctx, float *out, float *stats, float *probs_cap, const float *q,
+		       const float *k, const float *v, const struct lvd_attn_mask *mask,
+		       const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH, int D);
+void lvd_attn_bwd_cuda(struct lvd_ctx *ctx, float *dq, float *dk, float *dv, const float *stats, const float *dout,
+		       const float *dprobs_cap, const float *q, const float *k, const float *v,
+		       const struct lvd_attn_mask *mask, const struct lvd_attn_capture *cap, float scale, int B,
+		       int Tq, int Tk, int H, int KH, int D);
+void lvd_attn_group_bias_cuda(struct lvd_ctx *ctx, float *bias, float *rowmask, const int *gmask, int N, int G,
+			      int P);
+#define LVD_ATTN_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
+#else
+#define LVD_ATTN_CUDA(call) do { } while (0)
+#endif
+
 static inline void lvd_attn_fwd(struct lvd_ctx *ctx, float *out, float *stats, float *probs_cap, const float *q,
 				const float *k, const float *v, const struct lvd_attn_mask *mask,
 				const struct lvd_attn_capture *cap, float scale, int B, int Tq, int Tk, int H, int KH,
 				int D)
 {
+	LVD_ATTN_CUDA(lvd_attn_fwd_cuda(ctx, out, stats, probs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D));
 	lvd_attn_fwd_cpu(ctx, out, stats, probs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D);
 }
 
@@ -85,6 +109,8 @@ static inline void lvd_attn_bwd(struct lvd_ctx *ctx, float *dq, float *dk, float
 				const float *v, const struct lvd_attn_mask *mask, const struct lvd_attn_capture *cap,
 				float scale, int B, int Tq, int Tk, int H, int KH, int D)
 {
+	LVD_ATTN_CUDA(lvd_attn_bwd_cuda(ctx, dq, dk, dv, stats, dout, dprobs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H,
+					KH, D));
 	lvd_attn_bwd_cpu(ctx, dq, dk, dv, stats, dout, dprobs_cap, q, k, v, mask, cap, scale, B, Tq, Tk, H, KH, D);
 }
 
@@ -98,8 +124,11 @@ void lvd_attn_group_bias_cpu(struct lvd_ctx *ctx, float *bias, float *rowmask, c
 static inline void lvd_attn_group_bias(struct lvd_ctx *ctx, float *bias, float *rowmask, const int *gmask, int N,
 				       int G, int P)
 {
+	LVD_ATTN_CUDA(lvd_attn_group_bias_cuda(ctx, bias, rowmask, gmask, N, G, P));
 	lvd_attn_group_bias_cpu(ctx, bias, rowmask, gmask, N, G, P);
 }
+
+#undef LVD_ATTN_CUDA
 
 #ifdef __cplusplus
 }

@@ -127,10 +127,25 @@ void lvd_conv2d_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, 
 			const float *inp, const float *w, int B, int C, int H, int W, int OC, int KH, int KW,
 			int stride, int pad_t, int pad_l, int pad_b, int pad_r);
 
+#if LVD_HAVE_CUDA
+/* CUDA twin of the backward (conv_bwd.cu): the plain path's algorithm with cuBLASLt
+ * GEMMs, a gather col2im and double dbias sums; deterministic. */
+void lvd_conv2d_bwd_cuda(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
+			 const float *inp, const float *w, int B, int C, int H, int W, int OC, int KH, int KW,
+			 int stride, int pad_t, int pad_l, int pad_b, int pad_r);
+#endif
+
 static inline void lvd_conv2d_bwd(struct lvd_ctx *ctx, float *dinp, float *dw, float *db, const float *dout,
 				  const float *inp, const float *w, int B, int C, int H, int W, int OC,
 				  int KH, int KW, int stride, int pad_t, int pad_l, int pad_b, int pad_r)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_conv2d_bwd_cuda(ctx, dinp, dw, db, dout, inp, w, B, C, H, W, OC, KH, KW, stride, pad_t, pad_l, pad_b,
+				    pad_r);
+		return;
+	}
+#endif
 	lvd_conv2d_bwd_cpu(ctx, dinp, dw, db, dout, inp, w, B, C, H, W, OC, KH, KW, stride,
 			   pad_t, pad_l, pad_b, pad_r);
 }

@@ -5,14 +5,14 @@
 #include <math.h>
 #include <string.h>
 
-void lvd_embedding_fwd(struct lvd_ctx *ctx, float *out, const int *ids, const float *table, int N, int C)
+void lvd_embedding_fwd_cpu(struct lvd_ctx *ctx, float *out, const int *ids, const float *table, int N, int C)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_embedding_fwd");
 	for (int n = 0; n < N; n++)
 		memcpy(out + (size_t)n * C, table + (size_t)ids[n] * C, sizeof(float) * C);
 }
 
-void lvd_embedding_bwd(struct lvd_ctx *ctx, float *dtable, const float *dout, const int *ids, int N, int C)
+void lvd_embedding_bwd_cpu(struct lvd_ctx *ctx, float *dtable, const float *dout, const int *ids, int N, int C)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_embedding_bwd");
 	for (int n = 0; n < N; n++) {
@@ -23,7 +23,7 @@ void lvd_embedding_bwd(struct lvd_ctx *ctx, float *dtable, const float *dout, co
 	}
 }
 
-void lvd_patch_unfold(struct lvd_ctx *ctx, float *cols, const float *img, int C, int H, int W, int P)
+void lvd_patch_unfold_cpu(struct lvd_ctx *ctx, float *cols, const float *img, int C, int H, int W, int P)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_patch_unfold");
 	int gh = H / P, gw = W / P;
@@ -39,10 +39,9 @@ void lvd_patch_unfold(struct lvd_ctx *ctx, float *cols, const float *img, int C,
 		}
 }
 
-void lvd_rope_freqs(struct lvd_ctx *ctx, float *inv_freq, int D, double theta, int llama3, double factor,
-		    double low_freq_factor, double high_freq_factor, double orig_max_pos)
+void lvd_rope_freqs_host(float *inv_freq, int D, double theta, int llama3, double factor, double low_freq_factor,
+			 double high_freq_factor, double orig_max_pos)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_rope_freqs");
 	for (int i = 0; i < D / 2; i++) {
 		/* HF computes base ** (2i/D) in fp32 then the reciprocal */
 		float e = (float)(2 * i) / (float)D;
@@ -63,7 +62,14 @@ void lvd_rope_freqs(struct lvd_ctx *ctx, float *inv_freq, int D, double theta, i
 	}
 }
 
-void lvd_rope_apply(struct lvd_ctx *ctx, float *x, const int *pos, const float *inv_freq, int B, int T, int H,
+void lvd_rope_freqs_cpu(struct lvd_ctx *ctx, float *inv_freq, int D, double theta, int llama3, double factor,
+			double low_freq_factor, double high_freq_factor, double orig_max_pos)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_rope_freqs");
+	lvd_rope_freqs_host(inv_freq, D, theta, llama3, factor, low_freq_factor, high_freq_factor, orig_max_pos);
+}
+
+void lvd_rope_apply_cpu(struct lvd_ctx *ctx, float *x, const int *pos, const float *inv_freq, int B, int T, int H,
 		    int D, int inverse)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_rope_apply");
@@ -85,10 +91,9 @@ void lvd_rope_apply(struct lvd_ctx *ctx, float *x, const int *pos, const float *
 	}
 }
 
-void lvd_timestep_embedding(struct lvd_ctx *ctx, float *out, float t, int dim, int flip_sin_to_cos,
-			    float freq_shift, float max_period)
+void lvd_timestep_embedding_host(float *out, float t, int dim, int flip_sin_to_cos, float freq_shift,
+				 float max_period)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_timestep_embedding");
 	LVD_ASSERT(dim > 0 && dim % 2 == 0);
 	int half = dim / 2;
 	float lmp = logf(max_period);
@@ -106,4 +111,11 @@ void lvd_timestep_embedding(struct lvd_ctx *ctx, float *out, float t, int dim, i
 			out[half + i] = c;
 		}
 	}
+}
+
+void lvd_timestep_embedding_cpu(struct lvd_ctx *ctx, float *out, float t, int dim, int flip_sin_to_cos,
+				float freq_shift, float max_period)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_timestep_embedding");
+	lvd_timestep_embedding_host(out, t, dim, flip_sin_to_cos, freq_shift, max_period);
 }

@@ -6,7 +6,9 @@
  *   out[N, C] = x + k_r · branch,   k_r = g · rowscale[r],
  *   g = tanh(gate[0]) (gate NULL: 1), rowscale[N] (NULL: 1).
  *
- * Letters: N rows, C channels. No CUDA twin yet. */
+ * Letters: N rows, C channels. CUDA twins (gate.cu): same arguments in device memory
+ * (gate, rowscale included); g = tanhf on the device (within 2 ulp of the CPU's), the
+ * gate gradient summed over rows in order, in double. */
 #ifndef LVD_NN_OPS_GATE_H
 #define LVD_NN_OPS_GATE_H
 
@@ -16,12 +18,24 @@
 extern "C" {
 #endif
 
+#if LVD_HAVE_CUDA
+void lvd_gated_residual_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *x, const float *branch,
+				 const float *gate, const float *rowscale, int N, int C);
+void lvd_gated_residual_bwd_cuda(struct lvd_ctx *ctx, float *dbranch, float *dgate, const float *dout,
+				 const float *branch, const float *gate, const float *rowscale, int N, int C);
+void lvd_row_mask_cuda(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C);
+#define LVD_GATE_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
+#else
+#define LVD_GATE_CUDA(call) do { } while (0)
+#endif
+
 /* out may equal x. Elementwise; split over ctx's pool, results independent of it. */
 void lvd_gated_residual_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *x, const float *branch,
 				const float *gate, const float *rowscale, int N, int C);
 static inline void lvd_gated_residual_fwd(struct lvd_ctx *ctx, float *out, const float *x, const float *branch,
 					  const float *gate, const float *rowscale, int N, int C)
 {
+	LVD_GATE_CUDA(lvd_gated_residual_fwd_cuda(ctx, out, x, branch, gate, rowscale, N, C));
 	lvd_gated_residual_fwd_cpu(ctx, out, x, branch, gate, rowscale, N, C);
 }
 
@@ -34,6 +48,7 @@ void lvd_gated_residual_bwd_cpu(struct lvd_ctx *ctx, float *dbranch, float *dgat
 static inline void lvd_gated_residual_bwd(struct lvd_ctx *ctx, float *dbranch, float *dgate, const float *dout,
 					  const float *branch, const float *gate, const float *rowscale, int N, int C)
 {
+	LVD_GATE_CUDA(lvd_gated_residual_bwd_cuda(ctx, dbranch, dgate, dout, branch, gate, rowscale, N, C));
 	lvd_gated_residual_bwd_cpu(ctx, dbranch, dgate, dout, branch, gate, rowscale, N, C);
 }
 
@@ -43,8 +58,11 @@ static inline void lvd_gated_residual_bwd(struct lvd_ctx *ctx, float *dbranch, f
 void lvd_row_mask_cpu(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C);
 static inline void lvd_row_mask(struct lvd_ctx *ctx, float *x, const float *rowmask, int N, int C)
 {
+	LVD_GATE_CUDA(lvd_row_mask_cuda(ctx, x, rowmask, N, C));
 	lvd_row_mask_cpu(ctx, x, rowmask, N, C);
 }
+
+#undef LVD_GATE_CUDA
 
 #ifdef __cplusplus
 }

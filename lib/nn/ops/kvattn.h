@@ -15,7 +15,10 @@
  * Numerics: p = softmax(scale · q·k) over the visible keys, expf, max-subtracted, the
  *   row sum in double, out = Σ p·v in fp32; equal to lvd_attn_fwd (causal) up to
  *   summation order. Work splits over (sample, head) on ctx's pool; results do not
- *   depend on the thread count. Workspace: threads·Tk floats. No CUDA twin yet. */
+ *   depend on the thread count. Workspace: threads·Tk floats.
+ * CUDA twin (kvattn.cu): same arguments in device memory (keep included), D <= 256; the
+ *   attn family's flash-style forward (online softmax over key tiles, row sum in fp32
+ *   with rescaling): agrees to fp32 rounding. No workspace. */
 #ifndef LVD_NN_OPS_KVATTN_H
 #define LVD_NN_OPS_KVATTN_H
 
@@ -27,6 +30,11 @@
 extern "C" {
 #endif
 
+#if LVD_HAVE_CUDA
+void lvd_kvattn_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *q, const float *kc, const float *vc,
+			 const uint8_t *keep, float scale, int B, int Tq, int Tk, int Tc, int H, int KH, int D);
+#endif
+
 /* out overwritten. Asserts Tq >= 1, Tq <= Tk <= Tc, H % KH == 0. */
 void lvd_kvattn_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *q, const float *kc, const float *vc,
 			const uint8_t *keep, float scale, int B, int Tq, int Tk, int Tc, int H, int KH, int D);
@@ -34,6 +42,12 @@ static inline void lvd_kvattn_fwd(struct lvd_ctx *ctx, float *out, const float *
 				  const float *vc, const uint8_t *keep, float scale, int B, int Tq, int Tk, int Tc,
 				  int H, int KH, int D)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_kvattn_fwd_cuda(ctx, out, q, kc, vc, keep, scale, B, Tq, Tk, Tc, H, KH, D);
+		return;
+	}
+#endif
 	lvd_kvattn_fwd_cpu(ctx, out, q, kc, vc, keep, scale, B, Tq, Tk, Tc, H, KH, D);
 }
 

@@ -40,7 +40,7 @@ int lvd_lora_matches(const char *name, const char *targets)
 	return 0;
 }
 
-void lvd_lora_init_a(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed)
+void lvd_lora_init_a_cpu(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_init_a");
 	double bound = 1.0 / sqrt((double)IC);
@@ -48,7 +48,7 @@ void lvd_lora_init_a(struct lvd_ctx *ctx, float *A, int R, int IC, uint64_t seed
 		A[i] = (float)((2.0 * urand(seed, i) - 1.0) * bound);
 }
 
-void lvd_lora_dropout_fwd(struct lvd_ctx *ctx, float *xd, const float *x, size_t n, float p, uint64_t seed)
+void lvd_lora_dropout_fwd_cpu(struct lvd_ctx *ctx, float *xd, const float *x, size_t n, float p, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_dropout_fwd");
 	if (p <= 0.0f) {
@@ -60,7 +60,7 @@ void lvd_lora_dropout_fwd(struct lvd_ctx *ctx, float *xd, const float *x, size_t
 		xd[i] = urand(seed, i) >= p ? x[i] * k : 0.0f;
 }
 
-void lvd_lora_dropout_bwd(struct lvd_ctx *ctx, float *dx, const float *dxd, size_t n, float p, uint64_t seed)
+void lvd_lora_dropout_bwd_cpu(struct lvd_ctx *ctx, float *dx, const float *dxd, size_t n, float p, uint64_t seed)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_lora_dropout_bwd");
 	float k = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
@@ -72,26 +72,24 @@ void lvd_lora_dropout_bwd(struct lvd_ctx *ctx, float *dx, const float *dxd, size
 void lvd_lora_fwd(struct lvd_ctx *ctx, float *out, float *u, const float *xd, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_lora_fwd");
-	lvd_gemm_cpu(ctx, 0, 1, N, R, IC, 1.0f, xd, IC, A, IC, 0.0f, u, R);
-	lvd_gemm_cpu(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
+	lvd_gemm(ctx, 0, 1, N, R, IC, 1.0f, xd, IC, A, IC, 0.0f, u, R);
+	lvd_gemm(ctx, 0, 1, N, OC, R, s, u, R, B, R, 1.0f, out, OC);
 }
 
 void lvd_lora_bwd(struct lvd_ctx *ctx, float *dxd, float *dA, float *dB, const float *dout,
 		  const float *xd, const float *u, const float *A, const float *B,
 		  float s, int N, int IC, int OC, int R)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_lora_bwd");
 	if (dB)
-		lvd_gemm_cpu(ctx, 1, 0, OC, R, N, s, dout, OC, u, R, 1.0f, dB, R);
+		lvd_gemm(ctx, 1, 0, OC, R, N, s, dout, OC, u, R, 1.0f, dB, R);
 	if (!dA && !dxd)
 		return;
 	size_t mk = lvd_ctx_mark(ctx);
 	float *du = lvd_ctx_takef(ctx, (size_t)N * R);
-	lvd_gemm_cpu(ctx, 0, 0, N, R, OC, s, dout, OC, B, R, 0.0f, du, R);
+	lvd_gemm(ctx, 0, 0, N, R, OC, s, dout, OC, B, R, 0.0f, du, R);
 	if (dA)
-		lvd_gemm_cpu(ctx, 1, 0, R, IC, N, 1.0f, du, R, xd, IC, 1.0f, dA, IC);
+		lvd_gemm(ctx, 1, 0, R, IC, N, 1.0f, du, R, xd, IC, 1.0f, dA, IC);
 	if (dxd)
-		lvd_gemm_cpu(ctx, 0, 0, N, IC, R, 1.0f, du, R, A, IC, 1.0f, dxd, IC);
+		lvd_gemm(ctx, 0, 0, N, IC, R, 1.0f, du, R, A, IC, 1.0f, dxd, IC);
 	lvd_ctx_release(ctx, mk);
 }

@@ -34,11 +34,13 @@
  * Planes are split over ctx's pool (bit-identical results for any thread count).
  * Workspace (areaw only): the two axes' overlap weights, and per thread an [OH, W]
  * row-pass plane (fwd) or a W-double row (bwd).
- * CUDA twins (resample.cu) of the forwards nearest2x, bilinear, area and of
- * bilinear_tok_add: one thread per
- * output value; nearest2x and bilinear repeat the CPU's fp32 operations without FMA
- * contraction (the CPU's bits), area sums in double. The other functions are CPU only
- * (the _cpu functions assert a CPU context). */
+ * CUDA twins: resample.cu has the forwards nearest2x, bilinear, area and
+ * bilinear_tok_add, one thread per output value; nearest2x and bilinear repeat the CPU's
+ * fp32 operations without FMA contraction (the CPU's bits), area sums in double.
+ * resample_train.cu has areaw forward and backward: they build the axis weights on the
+ * host (lvd_geom_axis_init), upload them to the device workspace and repeat the CPU's
+ * double arithmetic in its order (bit-identical to the CPU op). The other functions are
+ * CPU only (the _cpu functions assert a CPU context). */
 #ifndef LVD_NN_OPS_RESAMPLE_H
 #define LVD_NN_OPS_RESAMPLE_H
 
@@ -81,6 +83,10 @@ void lvd_resample_nearest2x_fwd_cuda(struct lvd_ctx *ctx, float *out, const floa
 				     int W);
 void lvd_resample_bilinear_tok_add_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int ld, int T, int H,
 					int W, int OH, int OW);
+void lvd_resample_areaw_fwd_cuda(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C, int H, int W,
+				 int OH, int OW, double ext_h, double step_h, double ext_w, double step_w);
+void lvd_resample_areaw_bwd_cuda(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C, int H, int W,
+				 int OH, int OW, double ext_h, double step_h, double ext_w, double step_w);
 #define LVD_RS_CUDA(call) do { if (ctx->backend == LVD_BACKEND_CUDA) { call; return; } } while (0)
 #else
 #define LVD_RS_CUDA(call) do { } while (0)
@@ -101,12 +107,24 @@ static inline void lvd_resample_areaw_fwd(struct lvd_ctx *ctx, float *out, const
 					  int H, int W, int OH, int OW, double ext_h, double step_h,
 					  double ext_w, double step_w)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_resample_areaw_fwd_cuda(ctx, out, inp, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
+		return;
+	}
+#endif
 	lvd_resample_areaw_fwd_cpu(ctx, out, inp, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
 }
 static inline void lvd_resample_areaw_bwd(struct lvd_ctx *ctx, float *dinp, const float *dout, int B, int C,
 					  int H, int W, int OH, int OW, double ext_h, double step_h,
 					  double ext_w, double step_w)
 {
+#if LVD_HAVE_CUDA
+	if (ctx->backend == LVD_BACKEND_CUDA) {
+		lvd_resample_areaw_bwd_cuda(ctx, dinp, dout, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
+		return;
+	}
+#endif
 	lvd_resample_areaw_bwd_cpu(ctx, dinp, dout, B, C, H, W, OH, OW, ext_h, step_h, ext_w, step_w);
 }
 static inline void lvd_resample_bilinear_fwd(struct lvd_ctx *ctx, float *out, const float *inp, int B, int C,

@@ -17,7 +17,7 @@ static double row_sumexp(const float *l, int V, float *mx_out)
 	return s;
 }
 
-double lvd_xent_fwd(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V)
+double lvd_xent_fwd_cpu(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_fwd");
 	double total = 0;
@@ -36,7 +36,7 @@ double lvd_xent_fwd(struct lvd_ctx *ctx, int *count, const float *logits, const 
 	return total;
 }
 
-void lvd_xent_bwd(struct lvd_ctx *ctx, float *dlogits, const float *logits, const int *targets, float scale,
+void lvd_xent_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, const float *logits, const int *targets, float scale,
 		  int N, int V)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_bwd");
@@ -51,4 +51,12 @@ void lvd_xent_bwd(struct lvd_ctx *ctx, float *dlogits, const float *logits, cons
 			d[j] += scale * (float)(exp((double)l[j] - mx) * inv);
 		d[targets[n]] -= scale;
 	}
+}
+
+double lvd_xent_fwd_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, int *count, const float *logits, const int *targets,
+			    float scale, int N, int V)
+{
+	double total = lvd_xent_fwd_cpu(ctx, count, logits, targets, N, V);
+	lvd_xent_bwd_cpu(ctx, dlogits, logits, targets, scale, N, V);
+	return total;
 }
