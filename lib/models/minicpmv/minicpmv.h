@@ -151,6 +151,10 @@ float *lvd_minicpmv_llm_grad(struct lvd_minicpmv *m, const char *name, size_t *n
  * and writes lvd_minicpmv_d_resampled. Errors: LVD_ERR_INVALID when the last forward kept
  * no activations. */
 int lvd_minicpmv_backward(struct lvd_minicpmv *m, const float *const *dprobs, struct lvd_error *err);
+/* The same with the CE gradient scaled by ce_scale (the Lavender step's CE schedule,
+ * lib/lavender/lstep_mcv.h); ce_scale 1 is lvd_minicpmv_backward. */
+int lvd_minicpmv_backward_scaled(struct lvd_minicpmv *m, float ce_scale, const float *const *dprobs,
+				 struct lvd_error *err);
 /* d loss / d resampled features [NI, Q, D] of the last backward (the rows of the input
  * embeddings at the image_bound ranges): the resampler backward's input. */
 const float *lvd_minicpmv_d_resampled(const struct lvd_minicpmv *m);

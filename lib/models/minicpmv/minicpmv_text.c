@@ -446,6 +446,12 @@ float *lvd_minicpmv_llm_grad(struct lvd_minicpmv *m, const char *name, size_t *n
 
 int lvd_minicpmv_backward(struct lvd_minicpmv *m, const float *const *dprobs, struct lvd_error *err)
 {
+	return lvd_minicpmv_backward_scaled(m, 1.0f, dprobs, err);
+}
+
+int lvd_minicpmv_backward_scaled(struct lvd_minicpmv *m, float ce_scale, const float *const *dprobs,
+				 struct lvd_error *err)
+{
 	const struct lvd_minicpmv_config *c = &m->c;
 	const struct mcv_weights *w = &m->w;
 	struct mcv_train *tr = m->tr;
@@ -473,7 +479,7 @@ int lvd_minicpmv_backward(struct lvd_minicpmv *m, const float *const *dprobs, st
 	float *dpfull = tr->ncap ? lvd_ctx_takef(ctx, (size_t)H * tr->ncap_rows * T + 1) : NULL;
 	memset(dlogits, 0, sizeof(float) * (size_t)BT * V);
 	if (tr->count)
-		lvd_xent_bwd(ctx, dlogits, tr->logits, tr->labels, 1.0f / (float)tr->count, BT, V);
+		lvd_xent_bwd(ctx, dlogits, tr->logits, tr->labels, ce_scale / (float)tr->count, BT, V);
 	memset(s.dln, 0, sizeof(float) * BTD);
 	lvd_linear_bwd(ctx, s.dln, base ? tr->g_lm_head : NULL, NULL, dlogits, tr->normed, w->lm_head, BT, D, V);
 	memset(dx, 0, sizeof(float) * BTD);
