@@ -127,7 +127,14 @@ int lvd_lstep_mcv_run(struct lvd_ctx *ctx, struct lvd_minicpmv *m, struct lvd_ls
 	const float **dprobs_l = lvd_calloc_array((size_t)K + 1, sizeof *dprobs_l);
 	float *dprobs = NULL;
 	uint8_t *mask = NULL;
-	if (!cap_off || !pic0 || !cap_rows || !geom || !probs || !dprobs_b || !dprobs_l) {
+	/* the resampler and vision tower train (lvd_minicpmv_vision_train): their backward
+	 * runs after the LLM's and needs λ·∂L_att/∂Rr, in the caller's drprobs or our own */
+	const struct lvd_minicpmv_vparam *vparams = NULL;
+	const int vision = in->backward && lvd_minicpmv_vision_params(m, &vparams) > 0;
+	float *drp = in->drprobs;
+	if (vision && !drp && bt->NI)
+		drp = lvd_alloc_array(lvd_lstep_mcv_drprobs_floats(m, bt), sizeof *drp);
+	if (!cap_off || !pic0 || !cap_rows || !geom || !probs || !dprobs_b || !dprobs_l || (vision && bt->NI && !drp)) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "lstep mcv: out of memory");
 		goto done;
 	}
@@ -207,8 +214,8 @@ int lvd_lstep_mcv_run(struct lvd_ctx *ctx, struct lvd_minicpmv *m, struct lvd_ls
 		}
 		const float *rp = lvd_minicpmv_resampler_probs(m);
 		const size_t per_pic = (size_t)c->r_heads * c->query_num * bt->Lmax;
-		if (in->backward && in->drprobs)
-			memset(in->drprobs, 0, (size_t)bt->NI * per_pic * sizeof *in->drprobs);
+		if (in->backward && drp)
+			memset(drp, 0, (size_t)bt->NI * per_pic * sizeof *drp);
 		double latt = 0;
 		for (int b = 0; b < B; b++) {
 			const struct lvd_lstep_mcv_sample *s = &in->samples[b];
@@ -217,7 +224,7 @@ int lvd_lstep_mcv_run(struct lvd_ctx *ctx, struct lvd_minicpmv *m, struct lvd_ls
 			const struct lvd_latt_sample ls = {
 				.geom = geom[b], .R = s->R, .probs = probs + (size_t)b * K, .mask = mask, .W = s->W,
 				.words = s->words, .rprobs = rp ? rp + (size_t)pic0[b] * per_pic : NULL,
-				.drprobs = in->backward && in->drprobs ? in->drprobs + (size_t)pic0[b] * per_pic : NULL,
+				.drprobs = in->backward && drp ? drp + (size_t)pic0[b] * per_pic : NULL,
 			};
 			if ((rc = lvd_latt_sample_check(&ls, cfg, err))) {
 				lvd_error_prefix(err, "lstep mcv: sample %d: ", b);
@@ -228,12 +235,16 @@ int lvd_lstep_mcv_run(struct lvd_ctx *ctx, struct lvd_minicpmv *m, struct lvd_ls
 					     traces ? &traces[b] : NULL);
 		}
 		out->latt = latt;
-	} else if (in->backward && in->drprobs) {
-		memset(in->drprobs, 0, lvd_lstep_mcv_drprobs_floats(m, bt) * sizeof *in->drprobs);
+	} else if (in->backward && drp) {
+		memset(drp, 0, lvd_lstep_mcv_drprobs_floats(m, bt) * sizeof *drp);
 	}
 	out->total = (double)in->ce_scale * out->ce + (double)in->lambda * out->latt;
 	if (in->backward)
 		rc = lvd_minicpmv_backward_scaled(m, in->ce_scale, dprobs ? dprobs_l : NULL, err);
+	/* the resampler / vision backward (when training them): the embeddings' gradient at
+	 * the pictures' rows and, with the rollout map, λ·∂L_att/∂Rr */
+	if (!rc && in->backward && vision && bt->NI)
+		rc = lvd_minicpmv_vision_backward(m, lvd_minicpmv_d_resampled(m), drp, err);
 done:
 	free(cap_off);
 	free(pic0);
@@ -245,5 +256,7 @@ done:
 	free(mask);
 	if (dprobs != in->dprobs)
 		free(dprobs);
+	if (drp != in->drprobs)
+		free(drp);
 	return rc;
 }

@@ -15,10 +15,11 @@
  * lvd_minicpmv_backward_scaled(ce_scale, dprobs): CE and the injected probability
  * gradient into the LLM's (LoRA or full) gradients and lvd_minicpmv_d_resampled.
  *
- * Hand-off: the resampler path of the rollout map (λ·dRr in drprobs) and
- * lvd_minicpmv_d_resampled are inputs of the resampler / vision backward, which is not
- * part of the model yet (docs/minicpmv.md "Lavender step"): the caller keeps drprobs and
- * passes it on when that backward exists. The official map does not use Rr (drprobs stays 0).
+ * Resampler and vision tower: when they train (lvd_minicpmv_vision_train), the step runs
+ * their backward after the LLM's (lvd_minicpmv_vision_backward) from the embeddings'
+ * gradient at the pictures' rows (lvd_minicpmv_d_resampled) and, with the rollout map,
+ * λ·∂L_att/∂Rr — in the caller's drprobs when given, else in a buffer of its own. The
+ * official map does not use Rr (drprobs stays 0).
  *
  * Dimension letters: B batch, T tokens, H text heads (= the Aligner's d_in), R_b capture
  * rows of sample b, NQ_b = n_images[b]·Q its image tokens, NI pictures of the batch, Hr
@@ -75,7 +76,8 @@ struct lvd_lstep_mcv_in {
 	float *drprobs;            /* optional, with backward: [NI, Hr, Q, Lmax]
 				    * (lvd_lstep_mcv_drprobs_floats) overwritten with λ·∂L_att/∂Rr
 				    * (rollout; 0 on padding columns and official) — the resampler
-				    * backward's input; NULL: not computed */
+				    * backward's input; NULL: not kept (computed internally when the
+				    * resampler trains) */
 };
 
 /* Floats of dprobs: K·Σ_b H·R_b·n_images[b]·Q (R_b = 0 for samples without words). */

@@ -4,8 +4,9 @@
  * and the Aligner gradient equal lvd_latt_sample_loss called by hand on the captured
  * probabilities, the CE and total, and the model's gradients equal a hand-run backward with
  * the scaled CE and that dA; (b) finite differences of total = ce_scale·CE + λ·L_att
- * w.r.t. a few LLM weights (full fine-tuning) and LoRA parameters vs the analytic
- * gradients, both map modes; (c) the error paths. */
+ * w.r.t. a few LLM weights (full fine-tuning), LoRA parameters and resampler / vision
+ * weights (the step runs their backward when they train) vs the analytic gradients, both
+ * map modes; (c) the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,6 +400,47 @@ static void fd_lora(enum lvd_mcv_map map)
 	fix_close(&f);
 }
 
+/* (b) the resampler and vision tower training (lvd_minicpmv_vision_train): the step runs
+ * their backward from the embeddings' gradient and, with the rollout map, λ·∂L_att/∂Rr —
+ * a few resampler weights and one vision weight */
+static void fd_vision(enum lvd_mcv_map map)
+{
+	struct fix f;
+	OPEN_OR_SKIP(&f, map);
+	struct lvd_minicpmv *m = load_model(&f);
+	REQUIRE(m);
+	struct lvd_error err = { 0 };
+	REQUIRE(lvd_minicpmv_vision_train(m, 1, &err) == 0);
+	const struct lvd_minicpmv_vparam *vp = NULL;
+	const int np = lvd_minicpmv_vision_params(m, &vp);
+	REQUIRE(np > 0 && vp);
+	static const char *const names[] = { "resampler.query", "resampler.kv_proj.weight", "resampler.attn.in_proj_weight",
+					     "vpm.encoder.layers.0.self_attn.k_proj.weight" };
+	for (int i = 0; i < 4; i++) {
+		const struct lvd_minicpmv_vparam *p = NULL;
+		for (int j = 0; j < np; j++)
+			if (!strcmp(vp[j].name, names[i]))
+				p = &vp[j];
+		CHECKF(p != NULL, "no parameter %s", names[i]);
+		if (!p)
+			continue;
+		float *gce = malloc(p->n * sizeof(float)), *g = malloc(p->n * sizeof(float));
+		REQUIRE(gce && g);
+		lvd_minicpmv_vision_zero_grads(m);
+		step_grads(&f, m, 0.0f);
+		memcpy(gce, p->grad, p->n * sizeof(float));
+		lvd_minicpmv_vision_zero_grads(m);
+		step_grads(&f, m, 10.0f);
+		memcpy(g, p->grad, p->n * sizeof(float));
+		fd_check(&f, m, names[i], (float *)p->data, g, gce, p->n);   /* the converted (bf16) block: writable */
+		free(gce), free(g);
+	}
+	lvd_minicpmv_free(m);
+	fix_close(&f);
+}
+
+static void test_fd_vision_rollout(void) { fd_vision(LVD_MCV_MAP_ROLLOUT); }
+static void test_fd_vision_official(void) { fd_vision(LVD_MCV_MAP_OFFICIAL); }
 static void test_fd_full_rollout(void) { fd_full(LVD_MCV_MAP_ROLLOUT); }
 static void test_fd_full_official(void) { fd_full(LVD_MCV_MAP_OFFICIAL); }
 static void test_fd_lora_rollout(void) { fd_lora(LVD_MCV_MAP_ROLLOUT); }
@@ -464,6 +506,7 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = {
 		TEST(test_plumbing_rollout), TEST(test_plumbing_official), TEST(test_fd_full_rollout),
 		TEST(test_fd_full_official), TEST(test_fd_lora_rollout), TEST(test_fd_lora_official),
+		TEST(test_fd_vision_rollout), TEST(test_fd_vision_official),
 		TEST(test_errors), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
