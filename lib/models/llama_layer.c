@@ -1,6 +1,7 @@
-/* lib/models/llama_layer.c — the Llama self-attention decoder layer forward (see
- * llama_layer.h). */
+/* lib/models/llama_layer.c — the Llama self-attention decoder layer forward and backward
+ * (see llama_layer.h). */
 #include <math.h>
+#include <string.h>
 
 #include "models/llama_layer.h"
 #include "nn/ops/act.h"
@@ -8,6 +9,7 @@
 #include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
 #include "nn/ops/gemm.h"
+#include "nn/ops/lora.h"
 #include "nn/ops/norm.h"
 
 static void lin_call(struct lvd_ctx *ctx, lvd_llama_lin_fn lin, void *user, enum lvd_llama_site s, float *out,
@@ -31,7 +33,7 @@ void lvd_llama_layer_fwd(struct lvd_ctx *ctx, float *out, const struct lvd_llama
 	lvd_rope_apply(ctx, a->q, pos, inv_freq, B, T, H, hd, 0);
 	lvd_rope_apply(ctx, a->k, pos, inv_freq, B, T, KH, hd, 0);
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-	lvd_attn_fwd(ctx, a->att, a->stats, NULL, a->q, a->k, a->v, &mk, NULL, 1.0f / sqrtf((float)hd), B, T, T, H, KH,
+	lvd_attn_fwd(ctx, a->att, a->stats, a->probs, a->q, a->k, a->v, &mk, a->cap, 1.0f / sqrtf((float)hd), B, T, T, H, KH,
 		     hd);
 	lin_call(ctx, lin, user, LVD_LLAMA_O, a->o_out, a->att, w->o, BT, D, D);
 	lvd_gated_residual_fwd(ctx, a->x_mid, x, a->o_out, NULL, NULL, BT, D);
@@ -41,4 +43,90 @@ void lvd_llama_layer_fwd(struct lvd_ctx *ctx, float *out, const struct lvd_llama
 	lvd_swiglu_fwd(ctx, a->act, a->g, a->up, (size_t)BT * It);
 	lin_call(ctx, lin, user, LVD_LLAMA_DOWN, a->m_out, a->act, w->down, BT, It, D);
 	lvd_gated_residual_fwd(ctx, out, a->x_mid, a->m_out, NULL, NULL, BT, D);
+}
+
+static void lin_bwd_call(struct lvd_ctx *ctx, lvd_llama_lin_bwd_fn lb, void *user, enum lvd_llama_site st, float *dx,
+			 float *dW, const float *dout, const float *x, const float *W, int N, int IC, int OC)
+{
+	if (lb)
+		lb(user, st, dx, dW, dout, x, W, N, IC, OC);
+	else
+		lvd_linear_bwd(ctx, dx, dW, NULL, dout, x, W, N, IC, OC);
+}
+
+void lvd_llama_layer_bwd(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_layer_s *s,
+			 const struct lvd_llama_layer_a *a, const float *x, const struct lvd_llama_layer_w *w,
+			 const struct lvd_llama_layer_g *g, const float *dprobs, const int *pos, const float *inv_freq,
+			 const struct lvd_llama_dims *d, lvd_llama_lin_bwd_fn lb, void *user)
+{
+	static const struct lvd_llama_layer_g none;
+	if (!g)
+		g = &none;
+	int B = d->B, T = d->T, BT = B * T, D = d->D, H = d->H, KH = d->KH, hd = d->hd, KV = KH * hd, It = d->It;
+	size_t BTD = (size_t)BT * D, BTI = (size_t)BT * It, BKV = (size_t)BT * KV;
+	/* MLP branch: out = x_mid + m_out */
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(ctx, s->dm, NULL, dx, a->m_out, NULL, NULL, BT, D);
+	memset(s->dact, 0, BTI * sizeof(float));
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_DOWN, s->dact, g->down, s->dm, a->act, w->down, BT, It, D);
+	memset(s->dg, 0, BTI * sizeof(float));
+	memset(s->du, 0, BTI * sizeof(float));
+	lvd_swiglu_bwd(ctx, s->dg, s->du, s->dact, a->g, a->up, BTI);
+	memset(s->dln, 0, BTD * sizeof(float));
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_GATE, s->dln, g->gate, s->dg, a->ln2, w->gate, BT, D, It);
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_UP, s->dln, g->up, s->du, a->ln2, w->up, BT, D, It);
+	lvd_rmsnorm_bwd(ctx, dx, g->ln2, s->dln, a->x_mid, w->ln2, a->ln2_r, BT, D);
+	/* attention branch: x_mid = x + o_out */
+	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_gated_residual_bwd(ctx, s->dm, NULL, dx, a->o_out, NULL, NULL, BT, D);
+	memset(s->datt, 0, BTD * sizeof(float));
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_O, s->datt, g->o, s->dm, a->att, w->o, BT, D, D);
+	memset(s->dq, 0, BTD * sizeof(float));
+	memset(s->dk, 0, BKV * sizeof(float));
+	memset(s->dv, 0, BKV * sizeof(float));
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
+	lvd_attn_bwd(ctx, s->dq, s->dk, s->dv, a->stats, s->datt, a->cap ? dprobs : NULL, a->q, a->k, a->v, &mk,
+		     a->cap, 1.0f / sqrtf((float)hd), B, T, T, H, KH, hd);
+	lvd_rope_apply(ctx, s->dq, pos, inv_freq, B, T, H, hd, 1);
+	lvd_rope_apply(ctx, s->dk, pos, inv_freq, B, T, KH, hd, 1);
+	memset(s->dln, 0, BTD * sizeof(float));
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_Q, s->dln, g->q, s->dq, a->ln1, w->q, BT, D, D);
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_K, s->dln, g->k, s->dk, a->ln1, w->k, BT, D, KV);
+	lin_bwd_call(ctx, lb, user, LVD_LLAMA_V, s->dln, g->v, s->dv, a->ln1, w->v, BT, D, KV);
+	lvd_rmsnorm_bwd(ctx, dx, g->ln1, s->dln, x, w->ln1, a->ln1_r, BT, D);
+}
+
+void lvd_llama_lora_lin_fwd(struct lvd_ctx *ctx, float *out, float *u, float *xd, const float *x, const float *W,
+			    const float *b, const struct lvd_llama_lora *l, int N, int IC, int OC, uint64_t seed)
+{
+	lvd_linear_fwd(ctx, out, x, W, b, N, IC, OC);
+	if (!l)
+		return;
+	const float *xin = x;
+	if (l->p > 0) {
+		lvd_lora_dropout_fwd(ctx, xd, x, (size_t)N * IC, l->p, seed);
+		xin = xd;
+	}
+	lvd_lora_fwd(ctx, out, u, xin, l->A, l->B, l->s, N, IC, OC, l->r);
+}
+
+void lvd_llama_lora_lin_bwd(struct lvd_ctx *ctx, float *dx, float *dW, float *db, const float *dout, const float *x,
+			    const float *W, const float *u, const float *xd, const struct lvd_llama_lora *l, int N,
+			    int IC, int OC, uint64_t seed)
+{
+	lvd_linear_bwd(ctx, dx, dW, db, dout, x, W, N, IC, OC);
+	if (!l)
+		return;
+	if (l->p > 0) {
+		size_t mk = lvd_ctx_mark(ctx);
+		float *dxd = dx ? lvd_ctx_takef(ctx, (size_t)N * IC) : NULL;
+		if (dxd)
+			memset(dxd, 0, sizeof(float) * (size_t)N * IC);
+		lvd_lora_bwd(ctx, dxd, l->dA, l->dB, dout, xd, u, l->A, l->B, l->s, N, IC, OC, l->r);
+		if (dx)
+			lvd_lora_dropout_bwd(ctx, dx, dxd, (size_t)N * IC, l->p, seed);
+		lvd_ctx_release(ctx, mk);
+	} else {
+		lvd_lora_bwd(ctx, dx, l->dA, l->dB, dout, x, u, l->A, l->B, l->s, N, IC, OC, l->r);
+	}
 }

@@ -4,7 +4,10 @@
  * resampler (its attention probabilities kept for the caller) and the Llama-3 decoder
  * with the picture features scattered into the input embeddings. Numerics follow the
  * hub's modeling_minicpmv.py / resampler.py on transformers 5.x (docs/minicpmv.md).
- * Backward, LoRA, the slicing processor and the Lavender maps are later steps.
+ * Training of the LLM (lvd_minicpmv_backward below): CE, full gradients or LoRA on its
+ * linears, the gradient of the picture features, and the self-attention capture seam.
+ * The vision/resampler backward, the slicing processor and the Lavender maps are other
+ * steps.
  *
  * Shapes (PyTorch order): B samples, T tokens, NI pictures in all (a source image and
  * its slices are pictures alike), Lmax patches of the longest picture, n_i = th_i·tw_i
@@ -90,6 +93,14 @@ struct lvd_minicpmv_batch {
 	const int *tgt_sizes;         /* [NI, 2]: (th_i, tw_i), 1 <= th·tw <= Lmax */
 	const int *n_images;          /* [B], summing to NI */
 	const int *image_bound;       /* [NI, 2] token ranges [start, end) */
+	/* training (all may be NULL / 0) */
+	const int *labels;            /* [B, T] CE targets ALIGNED with the logits: row t is scored
+				       * against labels[t] with no shift (OpenBMB's dataset already
+				       * shifted them); -100 ignored; mean over the kept rows */
+	int n_cap_layers;             /* decoder layers whose text->image probabilities are kept */
+	const int *cap_layers;        /* [n_cap_layers] distinct layer indices */
+	const int *cap_rows, *cap_off;   /* query rows of sample b: cap_rows[cap_off[b] .. cap_off[b+1]) */
+	int dropout_step;             /* mixed into the LoRA dropout seeds */
 };
 
 /* Forward (inference). Results stay valid until the next forward or free.
@@ -105,6 +116,79 @@ const float *lvd_minicpmv_resampled(const struct lvd_minicpmv *m);
 const float *lvd_minicpmv_resampler_probs(const struct lvd_minicpmv *m);
 /* vision position ids of the last forward [NI, Lmax] (0 on padded patches) */
 const int *lvd_minicpmv_pos_ids(const struct lvd_minicpmv *m);
+
+/* ---- training of the LLM (minicpmv_text.c, minicpmv_lora.c, minicpmv_peft.c) ----------
+ * A forward with labels, a capture request, gradients enabled or LoRA added keeps every
+ * decoder layer's activations for lvd_minicpmv_backward. */
+
+/* CE of the last forward (mean over rows with labels != -100; 0 with none); *count the
+ * kept rows (may be NULL). */
+double lvd_minicpmv_loss(const struct lvd_minicpmv *m, int *count);
+
+/* Capture seam. For batch.cap_layers[k], the softmax probabilities of the capture rows
+ * over every image-token column of their sample: sample b's block [H, R_b, NQ_b]
+ * (H text heads, R_b its capture rows in the listed order, NQ_b = n_images[b]·Q columns:
+ * its image_bound ranges in picture order) starts at float lvd_minicpmv_cap_offset(m, b);
+ * *n (may be NULL) = all floats. NULL when layer k was not captured. */
+const float *lvd_minicpmv_cap_probs(const struct lvd_minicpmv *m, int k, size_t *n);
+size_t lvd_minicpmv_cap_offset(const struct lvd_minicpmv *m, int b);
+
+/* Full fine-tuning of the LLM: allocates (zeroed) gradients of every llm.* parameter
+ * (LVD_ERR_NOMEM). Gradients ACCUMULATE over backwards; lvd_minicpmv_zero_grads zeroes
+ * them and the LoRA gradients. Embedding rows at image_bound positions get none (their
+ * embeddings are replaced); there is no padding_idx. */
+int lvd_minicpmv_enable_grads(struct lvd_minicpmv *m, struct lvd_error *err);
+void lvd_minicpmv_zero_grads(struct lvd_minicpmv *m);
+/* The gradient of a parameter by its hub name ("llm.model.layers.0.self_attn.q_proj.weight",
+ * "llm.model.embed_tokens.weight", "llm.lm_head.weight", ...); NULL if unknown or no grads.
+ * *n (may be NULL) its floats. */
+float *lvd_minicpmv_llm_grad(struct lvd_minicpmv *m, const char *name, size_t *n);
+
+/* Backward of the last forward from its CE (when labels were given) plus, for each
+ * capture layer k, dprobs[k] (may be NULL, as may dprobs): the gradient of
+ * lvd_minicpmv_cap_probs(m, k) in the same layout. Accumulates parameter / LoRA gradients
+ * and writes lvd_minicpmv_d_resampled. Errors: LVD_ERR_INVALID when the last forward kept
+ * no activations. */
+int lvd_minicpmv_backward(struct lvd_minicpmv *m, const float *const *dprobs, struct lvd_error *err);
+/* d loss / d resampled features [NI, Q, D] of the last backward (the rows of the input
+ * embeddings at the image_bound ranges): the resampler backward's input. */
+const float *lvd_minicpmv_d_resampled(const struct lvd_minicpmv *m);
+
+/* LoRA on the LLM's linears (PEFT numerics; OpenBMB targets q_proj,k_proj,v_proj(,o_proj)). */
+struct lvd_minicpmv_lora {
+	char module[96];              /* "llm.model.layers.3.self_attn.q_proj" */
+	int layer, site;              /* site: enum lvd_llama_site (0 q .. 6 down) */
+	int in, out;
+	float *A, *B, *dA, *dB;       /* [r, in], [out, r]; gradients ACCUMULATE */
+};
+struct lvd_minicpmv_lora_cfg {
+	int r;
+	float alpha, dropout;
+	int rslora;
+	const char *targets;          /* PEFT list form, comma-separated ("q_proj,k_proj,v_proj,o_proj") */
+	uint64_t seed;                /* A init (B starts 0) and dropout masks */
+};
+/* Adds adapters on every llm.model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}
+ * the targets match. From then on backward gives LoRA gradients (and d_resampled), no
+ * base gradients. Errors: LVD_ERR_INVALID (bad settings, no match, already added). */
+int lvd_minicpmv_add_lora(struct lvd_minicpmv *m, const struct lvd_minicpmv_lora_cfg *cfg, struct lvd_error *err);
+size_t lvd_minicpmv_nlora(const struct lvd_minicpmv *m);
+struct lvd_minicpmv_lora *lvd_minicpmv_lora_at(struct lvd_minicpmv *m, size_t i);
+/* eval = 1: adapters without dropout */
+void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
+
+/* PEFT adapter folder (dir must exist; each file written atomically):
+ * adapter_model.safetensors (F32) with "base_model.model.llm.model.layers.N.self_attn.
+ * q_proj.lora_A.weight" ... and full copies of modules_to_save as PEFT 0.21 saves them
+ * ("base_model.model.llm.model.embed_tokens.weight", "base_model.model.resampler.query",
+ * ...: the modules_to_save.default infix removed), and adapter_config.json (LORA,
+ * task_type null as OpenBMB's get_peft_model writes it, target_modules as a regex limited
+ * to the LLM "(llm\\..*\\.)?(q_proj|...)" so PEFT puts no adapters on vpm, modules_to_save,
+ * r, lora_alpha ...). modules_to_save: comma-separated, of "embed_tokens" and "resampler"
+ * (NULL or "" for none; INVALID otherwise); their values are the model's current
+ * weights. Errors name the file. */
+int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *base_model_name,
+			   const char *modules_to_save, struct lvd_error *err);
 
 #ifdef __cplusplus
 }

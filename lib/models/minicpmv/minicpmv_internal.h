@@ -1,6 +1,7 @@
 /* lib/models/minicpmv/minicpmv_internal.h — the model struct shared by the minicpmv
- * sources (not a public header): minicpmv_load.c (configuration, weights, context) and
- * minicpmv_model.c (forward on the ops of lib/nn/ops). */
+ * sources (not a public header): minicpmv_load.c (configuration, weights, context),
+ * minicpmv_model.c (forward on the ops of lib/nn/ops), minicpmv_text.c (the LLM forward
+ * and backward; its state in minicpmv_train.h). */
 #ifndef LVD_MODELS_MINICPMV_INTERNAL_H
 #define LVD_MODELS_MINICPMV_INTERNAL_H
 
@@ -37,7 +38,17 @@ struct lvd_minicpmv {
 	size_t acap;                  /* floats in ablock */
 	float *vision, *resampled, *probs, *logits;
 	int *pos_ids;
+	struct mcv_train *tr;         /* the LLM's activations, gradients, LoRA (minicpmv_train.h) */
 };
+
+/* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
+ * fields (labels, capture) before anything runs; mcv_text_fwd: embeddings with resampled [NI, Q, D] scattered in,
+ * the decoder layers, norm, lm_head, CE and the capture; sets m->logits. Keeps every
+ * layer's activations when training. Errors: LVD_ERR_INVALID (labels, capture), NOMEM. */
+int mcv_text_check(const struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err);
+int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, const float *resampled,
+		 struct lvd_error *err);
+void mcv_train_free(struct lvd_minicpmv *m);
 
 /* Carves n floats (64-byte granules) from base at *off; with base NULL only measures. */
 static inline float *mcv_take(float *base, size_t *off, size_t n)

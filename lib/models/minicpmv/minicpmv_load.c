@@ -209,6 +209,7 @@ void lvd_minicpmv_free(struct lvd_minicpmv *m)
 {
 	if (!m)
 		return;
+	mcv_train_free(m);
 	free(m->w.vl);
 	free(m->w.tl);
 	free(m->pblock);

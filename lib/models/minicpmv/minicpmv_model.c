@@ -1,6 +1,6 @@
-/* lib/models/minicpmv/minicpmv_model.c — minicpmv inference forward on the ops of
- * lib/nn/ops: batch checks, the Idefics2 vision tower on patch strips, the resampler,
- * the Llama decoder with the picture features scattered into its input embeddings.
+/* lib/models/minicpmv/minicpmv_model.c — minicpmv forward on the ops of lib/nn/ops:
+ * batch checks, the Idefics2 vision tower on patch strips, the resampler, then the LLM
+ * (minicpmv_text.c) with the picture features scattered into its input embeddings.
  *
  * Letters: B samples, T tokens, NI pictures, L = Lmax patches per picture (padded),
  * N = NI·L vision rows, Dv vision width, Iv vision MLP width, Hv vision heads, D text
@@ -26,9 +26,7 @@ struct mcv_acts {
 	/* resampler */
 	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
 	int *cap_rows, *cap_off, *pos_ids;
-	/* text */
-	float *tx, *tx2, *tln, *tln2, *tq, *tk, *tv, *tatt, *to, *tmid, *tm, *tg, *tup, *tact, *tstats, *logits;
-	int *ids, *tpos;
+	/* the LLM's are minicpmv_text.c's */
 };
 
 /* carves (base NULL: measures) the activations of a B×T batch with NI pictures of L patches */
@@ -36,8 +34,7 @@ static size_t carve(const struct lvd_minicpmv *m, struct mcv_acts *a, float *bas
 {
 	const struct lvd_minicpmv_config *c = &m->c;
 	size_t off = 0, N = (size_t)NI * L, Dv = c->v_hidden, Iv = c->v_inter, D = c->t_hidden, Q = c->query_num;
-	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch, BT = (size_t)B * T;
-	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter;
+	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
 	a->cols = mcv_take(base, &off, N * K);
 	a->x = mcv_take(base, &off, N * Dv);
 	a->ln = mcv_take(base, &off, N * Dv);
@@ -68,24 +65,6 @@ static size_t carve(const struct lvd_minicpmv *m, struct mcv_acts *a, float *bas
 	a->cap_rows = (int *)mcv_take(base, &off, NI * Q);
 	a->cap_off = (int *)mcv_take(base, &off, NI + 1);
 	a->pos_ids = (int *)mcv_take(base, &off, N);
-	a->tx = mcv_take(base, &off, BT * D);
-	a->tx2 = mcv_take(base, &off, BT * D);
-	a->tln = mcv_take(base, &off, BT * D);
-	a->tln2 = mcv_take(base, &off, BT * D);
-	a->tmid = mcv_take(base, &off, BT * D);
-	a->tm = mcv_take(base, &off, BT * D);
-	a->tq = mcv_take(base, &off, BT * D);
-	a->tk = mcv_take(base, &off, BT * KV);
-	a->tv = mcv_take(base, &off, BT * KV);
-	a->tatt = mcv_take(base, &off, BT * D);
-	a->to = mcv_take(base, &off, BT * D);
-	a->tg = mcv_take(base, &off, BT * It);
-	a->tup = mcv_take(base, &off, BT * It);
-	a->tact = mcv_take(base, &off, BT * It);
-	a->tstats = mcv_take(base, &off, BT * c->t_heads * 2);
-	a->logits = mcv_take(base, &off, BT * c->vocab);
-	a->ids = (int *)mcv_take(base, &off, BT);
-	a->tpos = (int *)mcv_take(base, &off, T);
 	return off;
 }
 
@@ -273,43 +252,11 @@ static void resampler_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const stru
 	lvd_gemm(ctx, 0, 0, NI * Q, D, D, 1.0f, a->rout, D, w->proj, D, 0.0f, a->resampled, D);
 }
 
-/* Llama decoder: embeddings (picture features scattered in), layers, norm, lm_head */
-static void text_fwd(struct lvd_minicpmv *m, struct mcv_acts *a, const struct lvd_minicpmv_batch *b)
-{
-	const struct lvd_minicpmv_config *c = &m->c;
-	const struct mcv_weights *w = &m->w;
-	struct lvd_ctx *ctx = m->ctx;
-	int B = b->B, T = b->T, BT = B * T, D = c->t_hidden, H = c->t_heads, KH = c->t_kv_heads, hd = c->t_head_dim;
-	int It = c->t_inter, Q = c->query_num;
-	memcpy(a->ids, b->input_ids, sizeof(int) * (size_t)BT);
-	lvd_embedding_fwd(ctx, a->tx, a->ids, w->embed, BT, D);
-	for (int s = 0, i = 0; s < B && b->NI; s++)
-		for (int k = 0; k < b->n_images[s]; k++, i++)
-			memcpy(a->tx + ((size_t)s * T + b->image_bound[2 * i]) * D, a->resampled + (size_t)i * Q * D,
-			       sizeof(float) * (size_t)Q * D);
-	for (int t = 0; t < T; t++)
-		a->tpos[t] = t;
-	float inv_freq[512];
-	LVD_ASSERT(hd / 2 <= 512);
-	lvd_rope_freqs(ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low, c->rope_high,
-		       c->rope_orig_max);
-	/* the decoder layer shared with mllama (lib/models/llama_layer.c), ping-ponging x */
-	struct lvd_llama_layer_a la = { a->tln, NULL, a->tq, a->tk, a->tv, a->tstats, a->tatt, a->to, a->tmid,
-					a->tln2, NULL, a->tg, a->tup, a->tact, a->tm };
-	struct lvd_llama_dims d = { B, T, D, H, KH, hd, It, c->t_eps };
-	float *x = a->tx, *y = a->tx2;
-	for (int l = 0; l < c->t_layers; l++) {
-		lvd_llama_layer_fwd(ctx, y, &la, x, &w->tl[l], a->tpos, inv_freq, &d, NULL, NULL);
-		float *t = x;
-		x = y, y = t;
-	}
-	lvd_rmsnorm_fwd(ctx, a->tln, NULL, x, w->norm, BT, D, c->t_eps);
-	lvd_linear_fwd(ctx, a->logits, a->tln, w->lm_head, NULL, BT, D, c->vocab);
-}
-
 int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
 {
 	int rc = check_batch(m, b, err);
+	if (!rc)
+		rc = mcv_text_check(m, b, err);
 	if (rc)
 		return rc;
 	int NI = b->NI, L = NI ? b->Lmax : 0;
@@ -329,12 +276,13 @@ int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch
 		vision_fwd(m, &a, b);
 		resampler_fwd(m, &a, b);
 	}
-	text_fwd(m, &a, b);
+	/* the LLM (minicpmv_text.c) sets m->logits */
+	if ((rc = mcv_text_fwd(m, b, NI ? a.resampled : NULL, err)))
+		return rc;
 	m->vision = NI ? a.vision : NULL;
 	m->resampled = NI ? a.resampled : NULL;
 	m->probs = NI ? a.probs : NULL;
 	m->pos_ids = NI ? a.pos_ids : NULL;
-	m->logits = a.logits;
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/llama_rope.h"
+#include "models/peft.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/ctx.h"
 #include "nn/ops/lora.h"
@@ -664,17 +665,12 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 	}
 	for (size_t i = 0; i < m->nlora && !rc; i++) {
 		struct lvd_mllama_lora *l = &m->lora[i];
-		int64_t sa[2] = { m->lora_r, l->in }, sb[2] = { l->out, m->lora_r };
 		char mod[160];
 		if (legacy_names)
 			snprintf(mod, sizeof mod, "%s", l->module);
 		else
 			mllama_hf_name(mod, sizeof mod, l->module);
-		snprintf(names[2 * i], sizeof names[0], "base_model.model.%s.lora_A.weight", mod);
-		snprintf(names[2 * i + 1], sizeof names[0], "base_model.model.%s.lora_B.weight", mod);
-		rc = lvd_st_writer_add(w, names[2 * i], LVD_DT_F32, 2, sa, l->A, err);
-		if (!rc)
-			rc = lvd_st_writer_add(w, names[2 * i + 1], LVD_DT_F32, 2, sb, l->B, err);
+		rc = lvd_peft_add_lora(w, names + 2 * i, mod, m->lora_r, l->in, l->out, l->A, l->B, err);
 	}
 	if (!rc)
 		rc = lvd_st_writer_meta(w, "format", "pt", err);
@@ -683,43 +679,9 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 		rc = lvd_st_writer_write(w, path, err);
 	if (rc)
 		goto out;
-	json_t *cfg = json_object(), *tg = json_array();
-	const char *p = m->lora_targets;
-	while (*p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n)
-			json_array_append_new(tg, json_stringn(p, n));
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	json_object_set_new(cfg, "peft_type", json_string("LORA"));
-	json_object_set_new(cfg, "task_type", json_string("CAUSAL_LM"));
-	json_object_set_new(cfg, "r", json_integer(m->lora_r));
-	json_object_set_new(cfg, "lora_alpha", json_real(m->lora_alpha));
-	json_object_set_new(cfg, "lora_dropout", json_real(m->lora_p));
-	json_object_set_new(cfg, "target_modules", tg);
-	json_object_set_new(cfg, "bias", json_string("none"));
-	json_object_set_new(cfg, "base_model_name_or_path", base_model_name ? json_string(base_model_name) : json_null());
-	json_object_set_new(cfg, "inference_mode", json_true());
-	json_object_set_new(cfg, "fan_in_fan_out", json_false());
-	json_object_set_new(cfg, "use_rslora", json_boolean(m->lora_rslora));
-	json_object_set_new(cfg, "use_dora", json_false());
-	json_object_set_new(cfg, "modules_to_save", json_null());
-	json_object_set_new(cfg, "layers_to_transform", json_null());
-	json_object_set_new(cfg, "init_lora_weights", json_true());
-	json_object_set_new(cfg, "rank_pattern", json_object());
-	json_object_set_new(cfg, "alpha_pattern", json_object());
-	json_object_set_new(cfg, "revision", json_null());
-	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
-	if (!text)
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: cannot serialise", path);
-	else
-		rc = lvd_file_write_atomic(path, text, strlen(text), err);
-	free(text);
-	json_decref(cfg);
+	struct lvd_peft_config pc = { m->lora_r, m->lora_alpha, m->lora_p, m->lora_rslora, "CAUSAL_LM",
+				      m->lora_targets, NULL, NULL, base_model_name };
+	rc = lvd_peft_config_write(dir, &pc, err);
 out:
 	lvd_st_writer_free(w);
 	free(names);

@@ -118,6 +118,30 @@ static void tlin(void *user, enum lvd_llama_site s, float *out, const float *x, 
 		       tseed(u->m, u->l, (int)s));
 }
 
+/* a self-attention layer as lib/models/llama_layer.h takes it */
+struct self_layer {
+	struct lvd_llama_layer_a a;
+	struct lvd_llama_layer_w w;
+	struct lvd_llama_dims d;
+	struct tlin_user u;
+	float inv_freq[512];
+};
+static void self_layer(struct lvd_mllama *m, int l, struct self_layer *sl)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	struct tlayer_a *A = &m->a.tl[l];
+	const struct tlayer_w *W = &m->w.tl[l];
+	LVD_ASSERT(c->t_head_dim / 2 <= 512);
+	lvd_rope_freqs(m->ctx, sl->inv_freq, c->t_head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
+		       c->rope_high, c->rope_orig_max);
+	sl->a = (struct lvd_llama_layer_a){ A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
+					    A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out, NULL, NULL };
+	sl->w = (struct lvd_llama_layer_w){ W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
+	sl->d = (struct lvd_llama_dims){ m->batch.B, m->batch.T, c->t_hidden, c->t_heads, c->t_kv_heads, c->t_head_dim,
+					 c->t_inter, c->t_eps };
+	sl->u = (struct tlin_user){ m, l };
+}
+
 static void tlayer_fwd(struct lvd_mllama *m, int l)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -133,16 +157,9 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 	}
 	if (!W->cross) {
 		/* the Llama self-attention layer shared with minicpmv (lib/models/llama_layer.c) */
-		float inv_freq[512];
-		LVD_ASSERT(hd / 2 <= 512);
-		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-			       c->rope_high, c->rope_orig_max);
-		struct lvd_llama_layer_a la = { A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
-						A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out };
-		struct lvd_llama_layer_w lw = { W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
-		struct lvd_llama_dims d = { B, T, Dt, H, KH, hd, It, c->t_eps };
-		struct tlin_user u = { m, l };
-		lvd_llama_layer_fwd(m->ctx, out, &la, A->x_in, &lw, m->a.pos, inv_freq, &d, tlin, &u);
+		struct self_layer sl;
+		self_layer(m, l, &sl);
+		lvd_llama_layer_fwd(m->ctx, out, &sl.a, A->x_in, &sl.w, m->a.pos, sl.inv_freq, &sl.d, tlin, &sl.u);
 		return;
 	}
 	/* gated cross-attention layer */
@@ -216,6 +233,15 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	return off;
 }
 
+static void tlin_bwd(void *user, enum lvd_llama_site s, float *dx, float *dW, const float *dout, const float *x,
+		     const float *W, int N, int IC, int OC)
+{
+	struct tlin_user *u = user;
+	struct tlayer_a *A = &u->m->a.tl[u->l];
+	mllama_lin_bwd(u->m, dx, dW, NULL, dout, x, W, A->u[s], A->xd[s], tsite_mut(u->m, u->l, (int)s), N, IC, OC,
+		       tseed(u->m, u->l, (int)s));
+}
+
 static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const float *dprobs)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -233,10 +259,22 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	float *dx = s->dx;
 	if (W->cross && !m->have_image)
 		return;
-	/* MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out (cross), x_mid + m_out */
+	if (!W->cross) {
+		/* the Llama self-attention layer's backward (lib/models/llama_layer.c); linear
+		 * weight gradients are gated inside mllama_lin_bwd, the norms' here */
+		struct self_layer sl;
+		self_layer(m, l, &sl);
+		struct lvd_llama_layer_g lg = { base ? G->ln1 : NULL, G->q, G->k, G->v, G->o, base ? G->ln2 : NULL,
+						G->gate, G->up, G->down };
+		struct lvd_llama_layer_s ls = { s->dln, s->dm, s->datt, s->dq, s->dk, s->dv, s->dg, s->du, s->dact };
+		lvd_llama_layer_bwd(m->ctx, dx, &ls, &sl.a, A->x_in, &sl.w, &lg, NULL, m->a.pos, sl.inv_freq, &sl.d, tlin_bwd,
+				    &sl.u);
+		return;
+	}
+	/* gated cross-attention layer. MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out */
 	memset(s->dm, 0, BTD * sizeof(float));
-	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->mlp_gate : NULL, dx, A->m_out,
-			       W->cross ? W->mlp_gate : NULL, W->cross ? m->a.rowmask : NULL, BT, Dt);
+	lvd_gated_residual_bwd(m->ctx, s->dm, base ? G->mlp_gate : NULL, dx, A->m_out, W->mlp_gate, m->a.rowmask, BT,
+			       Dt);
 	memset(s->dact, 0, BTI * sizeof(float));
 	mllama_lin_bwd(m, s->dact, G->down, NULL, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
@@ -249,53 +287,34 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	mllama_lin_bwd(m, s->dln, G->up, NULL, s->du, A->ln2, W->up, A->u[L_M2], A->xd[L_M2],
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
 	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
-	/* attention branch: x_mid = x_in + ga·o_out */
+	/* attention branch: x_mid = x_in + tanh(attn_gate)·o_out */
 	memset(s->dm, 0, BTD * sizeof(float));
-	lvd_gated_residual_bwd(m->ctx, s->dm, W->cross && base ? G->attn_gate : NULL, dx, A->o_out,
-			       W->cross ? W->attn_gate : NULL, NULL, BT, Dt);
+	lvd_gated_residual_bwd(m->ctx, s->dm, base ? G->attn_gate : NULL, dx, A->o_out, W->attn_gate, NULL, BT, Dt);
 	memset(s->datt, 0, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->datt, G->o, NULL, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       tsite_mut(m, l, L_O), BT, Dt, Dt, tseed(m, l, L_O));
-	int Tk = W->cross ? S : T;
-	size_t BKV = (size_t)B * Tk * KV;
+	size_t BKV = (size_t)B * S * KV;
 	memset(s->dq, 0, BTD * sizeof(float));
 	memset(s->dk, 0, BKV * sizeof(float));
 	memset(s->dv, 0, BKV * sizeof(float));
 	float scale = 1.0f / sqrtf((float)hd);
 	memset(s->dln, 0, BTD * sizeof(float));
-	if (W->cross) {
-		if (m->batch.meta_row_mask)
-			lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
-		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
-		struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
-		lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T,
-				S, H, KH, hd);
-		memset(s->dqraw, 0, BTD * sizeof(float));
-		lvd_rmsnorm_bwd(m->ctx, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
-		memset(s->dkraw, 0, BKV * sizeof(float));
-		lvd_rmsnorm_bwd(m->ctx, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
-		mllama_lin_bwd(m, s->dln, G->q, NULL, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
-			       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
-		mllama_lin_bwd(m, s->dcross, G->k, NULL, s->dkraw, m->a.cross, W->k, A->u[L_K], A->xd[L_K],
-			       tsite_mut(m, l, L_K), B * S, Dt, KV, tseed(m, l, L_K));
-		mllama_lin_bwd(m, s->dcross, G->v, NULL, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
-			       tsite_mut(m, l, L_V), B * S, Dt, KV, tseed(m, l, L_V));
-	} else {
-		struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
-		lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, NULL, A->q, A->k, A->v, &mk, NULL, scale, B, T,
-				T, H, KH, hd);
-		float inv_freq[512];
-		lvd_rope_freqs(m->ctx, inv_freq, hd, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-				  c->rope_high, c->rope_orig_max);
-		lvd_rope_apply(m->ctx, s->dq, m->a.pos, inv_freq, B, T, H, hd, 1);
-		lvd_rope_apply(m->ctx, s->dk, m->a.pos, inv_freq, B, T, KH, hd, 1);
-		mllama_lin_bwd(m, s->dln, G->q, NULL, s->dq, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
-			       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
-		mllama_lin_bwd(m, s->dln, G->k, NULL, s->dk, A->ln1, W->k, A->u[L_K], A->xd[L_K],
-			       tsite_mut(m, l, L_K), BT, Dt, KV, tseed(m, l, L_K));
-		mllama_lin_bwd(m, s->dln, G->v, NULL, s->dv, A->ln1, W->v, A->u[L_V], A->xd[L_V],
-			       tsite_mut(m, l, L_V), BT, Dt, KV, tseed(m, l, L_V));
-	}
+	if (m->batch.meta_row_mask)
+		lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
+	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
+	struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
+	lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T, S,
+		     H, KH, hd);
+	memset(s->dqraw, 0, BTD * sizeof(float));
+	lvd_rmsnorm_bwd(m->ctx, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
+	memset(s->dkraw, 0, BKV * sizeof(float));
+	lvd_rmsnorm_bwd(m->ctx, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
+	mllama_lin_bwd(m, s->dln, G->q, NULL, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
+		       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
+	mllama_lin_bwd(m, s->dcross, G->k, NULL, s->dkraw, m->a.cross, W->k, A->u[L_K], A->xd[L_K],
+		       tsite_mut(m, l, L_K), B * S, Dt, KV, tseed(m, l, L_K));
+	mllama_lin_bwd(m, s->dcross, G->v, NULL, s->dv, m->a.cross, W->v, A->u[L_V], A->xd[L_V],
+		       tsite_mut(m, l, L_V), B * S, Dt, KV, tseed(m, l, L_V));
 	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
