@@ -6,7 +6,7 @@ its last layer dropped, the Resampler written there after the hub's resampler.py
 
   minicpmv_peer.py make DIR           write the seeded random model (hub key names llm.*,
                                       vpm.*, resampler.*; F32 model.safetensors + config.json)
-  minicpmv_peer.py run DIR THREADS N [fwd|full|lora]
+  minicpmv_peer.py run DIR THREADS N [fwd|llm|lora|full]
                                       time N steps after one warm-up; prints one JSON line
                                       {"side":"pytorch","mode":..,"median_s":..,"cpu_s":..,
                                        "times_s":[..],"peak_rss_mb":..,"loss":..}
@@ -17,11 +17,14 @@ Config: LLM 4 layers x 1024 (GQA 8/2 heads of 128, MLP 2048), vocabulary REDUCED
 384 -> 1024). Input: one sample, two pictures (the source and one slice) of 16x16 patches
 each, T = 320 tokens of which 2 x 64 are image tokens; labels aligned with the logits (as
 OpenBMB's dataset shifts them), the 188 text rows after the pictures scored.
-fwd: forward + CE under no_grad. full: forward + CE + backward, every parameter trainable.
-lora: PEFT LoRA r 16 / alpha 32 on the LLM's q/k/v/o_proj (OpenBMB's target regex, no
-adapters on vpm), LLM and vision frozen, the resampler trainable (modules_to_save
-["resampler"]; OpenBMB also saves embed_tokens, left out here as ours has no embedding
-gradient under LoRA). The input is the one bench_minicpmv.c builds: see make_inputs.
+fwd: forward + CE under no_grad. llm: forward + CE + backward, every llm.* parameter
+trainable, vpm and resampler frozen. full: forward + CE + backward, every parameter
+trainable. lora: PEFT LoRA r 16 / alpha 32 on the LLM's q/k/v/o_proj (OpenBMB's target
+regex: no adapters on vpm), everything else frozen; lora-res: the same with the resampler
+trainable (modules_to_save ["resampler"] as OpenBMB; it also saves embed_tokens, left out
+as ours has no embedding gradient under LoRA). bench_minicpmv.c runs fwd, llm and lora
+until the vision/resampler backward is on its branch (full and lora-res are its peers
+then). The input is the one bench_minicpmv.c builds: see make_inputs.
 """
 import json
 import os
@@ -124,25 +127,33 @@ def make_inputs():
     return ids, labels, pix, mask
 
 
-def add_lora(m):
-    """PEFT LoRA r 16 / alpha 32 on the LLM's q/k/v/o_proj, resampler in modules_to_save,
-    with bench_minicpmv.c's non-zero B"""
+def add_lora(m, resampler):
+    """PEFT LoRA r 16 / alpha 32 on the LLM's q/k/v/o_proj (the resampler in
+    modules_to_save when asked), with bench_minicpmv.c's fixed A and non-zero B"""
     from peft import LoraConfig, get_peft_model
     cfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                     target_modules=r"llm\..*\.(q_proj|k_proj|v_proj|o_proj)", modules_to_save=["resampler"])
+                     target_modules=r"llm\..*\.(q_proj|k_proj|v_proj|o_proj)",
+                     modules_to_save=["resampler"] if resampler else None)
     m = get_peft_model(m, cfg)
     with torch.no_grad():
         for n, p in m.named_parameters():
             if "lora_B" in n:
                 p.copy_(0.01 * (torch.arange(p.numel()) % 7 - 3).float().reshape(p.shape))
+            elif "lora_A" in n:
+                p.copy_(0.01 * (torch.arange(p.numel()) % 5 - 2).float().reshape(p.shape))
     return m
 
 
 def run(path, threads, iters, mode="full"):
     torch.set_num_threads(threads)
     m = load(path)
-    if mode == "lora":
-        m = add_lora(m)
+    if mode in ("lora", "lora-res"):
+        m = add_lora(m, mode == "lora-res")
+    elif mode == "llm":
+        for p in list(m.vpm.parameters()) + list(m.resampler.parameters()):
+            p.requires_grad_(False)
+    elif mode not in ("fwd", "full"):
+        raise SystemExit("minicpmv_peer: unknown mode %s" % mode)
     m.train()
     ids, labels, pix, mask = make_inputs()
     times, cpu = [], []

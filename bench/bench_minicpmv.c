@@ -1,0 +1,165 @@
+/* bench/bench_minicpmv.c — a MiniCPM-V-2.5 step (fp32, CPU) on the folder that
+ * bench/minicpmv_peer.py makes, timed; the peer is that script (same inputs).
+ *
+ *   bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora]]]
+ * fwd: the inference forward (vision tower, resampler, LLM) and the CE of its logits;
+ * llm (default): forward + CE + backward with every llm.* parameter trainable, the
+ *   vision tower and resampler frozen (their backward is not on this branch yet);
+ * lora: forward + CE + backward with r = 16, alpha = 32 adapters on the LLM's
+ *   q/k/v/o_proj (OpenBMB's targets), everything else frozen.
+ * prints one JSON line {"side":"lvd","mode":..,"median_s":..,"cpu_s":..,"times_s":[..],
+ * "peak_rss_mb":..,"loss":..,"ws_peak_mb":..}; cpu_s is the median process CPU time of
+ * a step, peak_rss_mb the process's peak resident set (getrusage), ws_peak_mb the
+ * high-water mark of the context workspace. The input formulas are make_inputs' in
+ * bench/minicpmv_peer.py. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/parse.h"
+#include "models/minicpmv/minicpmv.h"
+#include "nn/ctx.h"
+
+enum { T = 320, Q = 64, NI = 2, TH = 16, TW = 16, LAB0 = 132 };
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(const double *v, uint64_t n)
+{
+	double s[1001];
+	memcpy(s, v, n * sizeof *s);
+	qsort(s, n, sizeof *s, cmpd);
+	return s[n / 2];
+}
+
+/* mean CE of logits [T, V] rows against labels (no shift; -100 ignored), in double */
+static double ce_of(const float *logits, const int *labels, int V)
+{
+	double sum = 0.0;
+	int n = 0;
+	for (int t = 0; t < T; t++) {
+		if (labels[t] < 0)
+			continue;
+		const float *z = logits + (size_t)t * V;
+		double mx = z[0], e = 0.0;
+		for (int v = 1; v < V; v++)
+			mx = z[v] > mx ? z[v] : mx;
+		for (int v = 0; v < V; v++)
+			e += exp(z[v] - mx);
+		sum += mx + log(e) - z[labels[t]];
+		n++;
+	}
+	return n ? sum / n : 0.0;
+}
+
+int main(int argc, char **argv)
+{
+	lvd_blas_policy_init();
+	const char *mode = argc >= 5 ? argv[4] : "llm";
+	int fwd = strcmp(mode, "fwd") == 0, lora = strcmp(mode, "lora") == 0;
+	if (argc < 2 || argc > 5 || (!fwd && !lora && strcmp(mode, "llm"))) {
+		fprintf(stderr, "usage: bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora]]]\n");
+		return 2;
+	}
+	uint64_t threads = 1, iters = 3;
+	struct lvd_error err = { 0 };
+	if ((argc > 2 && lvd_parse_u64(argv[2], 1, 1024, &threads, "THREADS", &err)) ||
+	    (argc > 3 && lvd_parse_u64(argv[3], 1, 1000, &iters, "ITERS", &err))) {
+		fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
+		return 2;
+	}
+	struct lvd_minicpmv *m = NULL;
+	struct lvd_ctx *ctx = NULL;
+	struct lvd_ctx_opts co = { .threads = (int)threads };
+	struct lvd_minicpmv_lora_cfg lc = { .r = 16, .alpha = 32, .targets = "q_proj,k_proj,v_proj,o_proj", .seed = 1 };
+	if (lvd_minicpmv_load(&m, argv[1], &err) || lvd_ctx_create(&ctx, &co, &err) ||
+	    (lora && lvd_minicpmv_add_lora(m, &lc, &err)) || (!fwd && !lora && lvd_minicpmv_enable_grads(m, &err))) {
+		fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
+		return 1;
+	}
+	lvd_minicpmv_set_ctx(m, ctx);
+	const struct lvd_minicpmv_config *cfg = lvd_minicpmv_cfg(m);
+	if (cfg->query_num != Q || cfg->v_patch != 14) {
+		fprintf(stderr, "bench_minicpmv: error: %s: not bench/minicpmv_peer.py's model (query_num %d, patch %d)\n",
+			argv[1], cfg->query_num, cfg->v_patch);
+		return 1;
+	}
+	/* the peer's fixed A (so the losses compare) and non-zero B, as a trained adapter */
+	for (size_t i = 0; lora && i < lvd_minicpmv_nlora(m); i++) {
+		struct lvd_minicpmv_lora *l = lvd_minicpmv_lora_at(m, i);
+		for (size_t j = 0; j < (size_t)l->out * 16; j++)
+			l->B[j] = 0.01f * (float)((int)(j % 7) - 3);
+		for (size_t j = 0; j < (size_t)l->in * 16; j++)
+			l->A[j] = 0.01f * (float)((int)(j % 5) - 2);
+	}
+	static int ids[T], labels[T];
+	int starts[NI] = { 2, 68 };
+	for (int t = 0; t < T; t++)
+		ids[t] = (t * 37 + 11) % 8000 + 3;
+	int bound[NI * 2], tgt[NI * 2], nimg = NI;
+	for (int k = 0; k < NI; k++) {
+		for (int q = 0; q < Q; q++)
+			ids[starts[k] + q] = 0;
+		bound[2 * k] = starts[k];
+		bound[2 * k + 1] = starts[k] + Q;
+		tgt[2 * k] = TH;
+		tgt[2 * k + 1] = TW;
+	}
+	for (int t = 0; t < T; t++)
+		labels[t] = t >= LAB0 && t < T - 1 ? ids[t + 1] : -100;
+	int ps = cfg->v_patch, L = TH * TW;
+	size_t n = (size_t)NI * 3 * ps * L * ps;
+	float *pix = malloc(n * sizeof *pix);
+	if (!pix) {
+		fprintf(stderr, "bench_minicpmv: error: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		pix[i] = (float)((i * 2654435761ull) % 1000) / 500.0f - 1.0f;
+	struct lvd_minicpmv_batch b = { .B = 1, .T = T, .input_ids = ids, .NI = NI, .Lmax = L, .pixel_values = pix,
+					.tgt_sizes = tgt, .n_images = &nimg, .image_bound = bound,
+					.labels = fwd ? NULL : labels };
+	double times[1001], cpu[1001], loss = 0.0;
+	for (uint64_t it = 0; it <= iters; it++) {
+		if (!fwd)
+			lvd_minicpmv_zero_grads(m);
+		double t0 = lvd_time_now(), c0 = cpu_now();
+		if (lvd_minicpmv_forward(m, &b, &err) || (!fwd && lvd_minicpmv_backward(m, NULL, &err))) {
+			fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
+			return 1;
+		}
+		loss = fwd ? ce_of(lvd_minicpmv_logits(m), labels, cfg->vocab) : lvd_minicpmv_loss(m, NULL);
+		if (it) {
+			times[it - 1] = lvd_time_now() - t0;
+			cpu[it - 1] = cpu_now() - c0;
+		}
+	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"side\": \"lvd\", \"mode\": \"%s\", \"threads\": %d, \"loss\": %.7f, \"median_s\": %.4f, "
+	       "\"cpu_s\": %.4f, \"times_s\": [", mode, (int)threads, loss, median(times, iters), median(cpu, iters));
+	for (uint64_t i = 0; i < iters; i++)
+		printf("%s%.4f", i ? ", " : "", times[i]);
+	printf("], \"peak_rss_mb\": %.1f, \"ws_peak_mb\": %.1f}\n", ru.ru_maxrss / 1024.0,
+	       lvd_ctx_ws_peak(ctx) / 1048576.0);
+	free(pix);
+	lvd_minicpmv_free(m);
+	lvd_ctx_destroy(ctx);
+	return 0;
+}
