@@ -14,10 +14,39 @@
 
 /* ---- geometry ---------------------------------------------------------------------- */
 
+/* the MiniCPM kind: heads, S and grid, then the picture layout (mcv_maps.h) */
+static int geom_check_mcv(struct lvd_latt_geom *g, struct lvd_error *err)
+{
+	if (g->grid < 1 || g->grid > 4096)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: MiniCPM maps need a grid in [1, 4096], not %d",
+				     g->grid);
+	g->mcv.heads = g->heads;
+	g->mcv.grid = g->grid;
+	int rc = lvd_mcv_geom_check(&g->mcv, err);
+	if (rc)
+		return rc;
+	if (g->S != g->mcv.n2)
+		return lvd_error_set(err, LVD_ERR_INVALID,
+				     "latt geometry: key length %d, the MiniCPM sample has %d pictures x %d tokens = %d",
+				     g->S, g->mcv.n_pics, g->mcv.Q, g->mcv.n2);
+	g->gh = g->gw = g->vh = g->vw = g->grid;
+	g->ores = g->och = g->ocw = 0;
+	return LVD_OK;
+}
+
+int lvd_latt_views(const struct lvd_latt_geom *g)
+{
+	return g->kind == LVD_LATT_GEOM_MINICPM ? g->mcv.views : 1;
+}
+
 int lvd_latt_geom_check(struct lvd_latt_geom *g, struct lvd_error *err)
 {
 	if (g->heads < 1 || g->heads > 4096)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: heads %d out of range", g->heads);
+	if ((unsigned)g->kind > LVD_LATT_GEOM_MINICPM)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: kind %d out of range", (int)g->kind);
+	if (g->kind == LVD_LATT_GEOM_MINICPM)
+		return geom_check_mcv(g, err);
 	if (g->patches < 1 || g->patches > 1024)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt geometry: patches %d out of range", g->patches);
 	if (g->tok_skip < 0 || (long long)g->tok_skip + (long long)g->patches * g->patches > g->tile_tok)
@@ -407,6 +436,10 @@ int lvd_latt_sample_check(const struct lvd_latt_sample *s, const struct lvd_latt
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: %d rows", s->R);
 	if (!s->probs || !s->mask)
 		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: probabilities or mask missing");
+	if (g.kind == LVD_LATT_GEOM_MINICPM && g.mcv.mode == LVD_MCV_MAP_ROLLOUT && !s->rprobs)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: the MiniCPM rollout map needs the resampler probabilities");
+	if (g.kind == LVD_LATT_GEOM_MINICPM && g.mcv.views != s->geom.mcv.views)
+		return lvd_error_set(err, LVD_ERR_INVALID, "latt sample: geometry not checked (derived fields stale)");
 	int lay[LVD_LATT_MAX_LAYERS];
 	int L = chosen_layers(cfg, lay);
 	for (int i = 0; i < L; i++)
@@ -566,14 +599,97 @@ static void raw_group(float *U, const double *acc, double div, const struct lvd_
 	group_words(U, Mr, wr, Vr, s, all, HW, eps);
 }
 
-int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
-			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
-			 double pair_count, float dscale, struct lvd_latt_trace *tr)
+/* ---- map kinds ---------------------------------------------------------------------- */
+
+static int is_mcv(const struct lvd_latt_sample *s)
 {
-	LVD_CTX_NEED_CPU(ctx, "lvd_latt_sample_loss");
-	struct lvd_error e;
-	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_sample_loss: %s", e.msg);
-	LVD_ASSERT(pair_count > 0);
+	return s->geom.kind == LVD_LATT_GEOM_MINICPM;
+}
+
+/* out[R, H, GH, GW] of captured layer `layer` (R = V·the sample's rows for MiniCPM; a
+ * prepared MiniCPM sample carries R̄ in rprobs and dR̄ in drprobs, see prepare) */
+static void maps_fwd(struct lvd_ctx *ctx, float *out, const struct lvd_latt_sample *s, int layer, int R)
+{
+	if (is_mcv(s))
+		lvd_mcv_maps_fwd(ctx, out, s->probs[layer], s->rprobs, &s->geom.mcv, R / s->geom.mcv.views);
+	else
+		lvd_latt_maps_fwd(ctx, out, s->probs[layer], &s->geom, R);
+}
+
+/* whether layer's maps need a backward (its dprobs, or MiniCPM's dRr) */
+static int dmaps_want(float *const *dprobs, const struct lvd_latt_sample *s, int layer)
+{
+	return (dprobs && dprobs[layer]) || (is_mcv(s) && s->drprobs);
+}
+
+static void maps_bwd(struct lvd_ctx *ctx, float *const *dprobs, const float *dout, const struct lvd_latt_sample *s,
+		     int layer, int R)
+{
+	if (is_mcv(s))
+		lvd_mcv_maps_bwd(ctx, dprobs ? dprobs[layer] : NULL, s->drprobs, dout, s->probs[layer], s->rprobs,
+				 &s->geom.mcv, R / s->geom.mcv.views);
+	else
+		lvd_latt_maps_bwd(ctx, dprobs[layer], dout, &s->geom, R);
+}
+
+/* The sample as the loss sees it. MiniCPM rollout: rprobs = R̄ (lvd_mcv_rbar_fwd, once
+ * for all layers) and drprobs = a zeroed dR̄ when s wants dRr (finish spreads it); with
+ * V > 1 views, V·R rows and V·W words, view-major (word v·W + w = word w's rows
+ * r -> v·R + r, same target). Arrays from ctx's workspace (the caller releases). */
+static struct lvd_latt_sample prepare(struct lvd_ctx *ctx, const struct lvd_latt_sample *s)
+{
+	const int V = lvd_latt_views(&s->geom);
+	struct lvd_latt_sample x = *s;
+	if (is_mcv(s)) {
+		const struct lvd_mcv_geom *g = &s->geom.mcv;
+		x.drprobs = NULL;
+		if (g->mode == LVD_MCV_MAP_ROLLOUT) {
+			const size_t n = lvd_mcv_rbar_floats(g);
+			float *rbar = lvd_ctx_takef(ctx, n);
+			lvd_mcv_rbar_fwd(ctx, rbar, s->rprobs, g);
+			x.rprobs = rbar;
+			if (s->drprobs) {
+				x.drprobs = lvd_ctx_takef(ctx, n);
+				memset(x.drprobs, 0, n * sizeof *x.drprobs);
+			}
+		}
+	}
+	if (V == 1)
+		return x;
+	size_t nr = 0;
+	for (int w = 0; w < s->W; w++)
+		nr += (size_t)s->words[w].n_rows;
+	struct lvd_latt_word *wd = lvd_ctx_take(ctx, ((size_t)V * s->W + 1) * sizeof *wd);
+	int *rows = lvd_ctx_take(ctx, ((size_t)V * nr + 1) * sizeof *rows);
+	size_t k = 0;
+	for (int v = 0; v < V; v++)
+		for (int w = 0; w < s->W; w++) {
+			const struct lvd_latt_word *o = &s->words[w];
+			struct lvd_latt_word *n = &wd[(size_t)v * s->W + w];
+			n->n_rows = o->n_rows;
+			n->rows = rows + k;
+			n->target = o->target;
+			for (int i = 0; i < o->n_rows; i++)
+				rows[k++] = v * s->R + o->rows[i];
+		}
+	x.R = V * s->R;
+	x.W = V * s->W;
+	x.words = wd;
+	return x;
+}
+
+/* s's dRr += the prepared sample's dR̄ over the resampler heads */
+static void finish(const struct lvd_latt_sample *s, const struct lvd_latt_sample *x)
+{
+	if (x->drprobs)
+		lvd_mcv_rbar_bwd(s->drprobs, x->drprobs, &s->geom.mcv);
+}
+
+/* lvd_latt_sample_loss on a checked, expanded sample */
+static int sample_loss_core(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
+			    const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
+			    double pair_count, float dscale, struct lvd_latt_trace *tr)
+{
 	const struct lvd_latt_geom *g = &s->geom;
 	const int R = s->R, H = g->heads, GH = g->gh, GW = g->gw, W = s->W;
 	const size_t HW = (size_t)GH * GW, map = (size_t)H * HW, RM = (size_t)R * map, RH = (size_t)R * HW;
@@ -588,7 +704,8 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 	int n_match = 0;
 	for (int w = 0; w < W; w++)
 		n_match += s->words[w].target != NULL;
-	const int want_grad = (dparams || dprobs) && n_match > 0;
+	const int dmaps = dprobs || (is_mcv(s) && s->drprobs); /* gradients below the Aligner */
+	const int want_grad = (dparams || dmaps) && n_match > 0;
 
 	size_t mk = lvd_ctx_mark(ctx);
 	/* maps: all layers [L, R, H, HW], or one layer at a time when lean */
@@ -609,7 +726,7 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 			arg = lvd_ctx_take(ctx, RM * sizeof *arg);
 		for (int l = 0; l < L; l++) {
 			float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
-			lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+			maps_fwd(ctx, Xl, s, lay[l], R);
 			if (racc)
 				raw_acc(racc, Xl, R, H, HW);
 			agg_layer(Xb, arg, Xl, l, L, RM, use_max);
@@ -626,7 +743,7 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 		if (!lean) {
 			/* 1-2. all maps, one batched Aligner pass over L·R images */
 			for (int l = 0; l < L; l++) {
-				lvd_latt_maps_fwd(ctx, Xall + (size_t)l * RM, s->probs[lay[l]], g, R);
+				maps_fwd(ctx, Xall + (size_t)l * RM, s, lay[l], R);
 				if (racc)
 					raw_acc(racc, Xall + (size_t)l * RM, R, H, HW);
 			}
@@ -642,7 +759,7 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 			for (int l = 0; l < L; l++) {
 				float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
 				float *Yl = Ytmp ? Ytmp : tr->aligned + (size_t)l * RH;
-				lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+				maps_fwd(ctx, Xl, s, lay[l], R);
 				if (racc)
 					raw_acc(racc, Xl, R, H, HW);
 				lvd_aligner_fwd(ctx, Yl, NULL, Xl, params, ac, R, GH, GW);
@@ -720,17 +837,17 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 		/* 2'-1'. through the Aligner and the aggregation to the maps and the probabilities */
 		if (before) {
 			float *gA = NULL;
-			if (dprobs) {
+			if (dmaps) {
 				gA = lvd_ctx_takef(ctx, RM);
 				memset(gA, 0, RM * sizeof *gA);
 			}
 			lvd_aligner_bwd(ctx, gA, dparams, gZ, saved, Xb, params, ac, R, GH, GW);
-			if (dprobs) {
+			if (dmaps) {
 				float *gX = lvd_ctx_takef(ctx, RM);
 				for (int l = 0; l < L; l++)
-					if (dprobs[lay[l]]) {
+					if (dmaps_want(dprobs, s, lay[l])) {
 						agg_layer_bwd(gX, gA, arg, l, L, RM, use_max);
-						lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gX, g, R);
+						maps_bwd(ctx, dprobs, gX, s, lay[l], R);
 					}
 			}
 		} else if (!lean) {
@@ -738,38 +855,57 @@ int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, floa
 			for (int l = 0; l < L; l++)
 				agg_layer_bwd(gY + (size_t)l * RH, gZ, arg, l, L, RH, use_max);
 			float *gA = NULL;
-			if (dprobs) {
+			if (dmaps) {
 				gA = lvd_ctx_takef(ctx, (size_t)L * RM);
 				memset(gA, 0, (size_t)L * RM * sizeof *gA);
 			}
 			lvd_aligner_bwd(ctx, gA, dparams, gY, saved, Xall, params, ac, L * R, GH, GW);
-			if (dprobs)
+			if (dmaps)
 				for (int l = 0; l < L; l++)
-					if (dprobs[lay[l]])
-						lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gA + (size_t)l * RM, g, R);
+					if (dmaps_want(dprobs, s, lay[l]))
+						maps_bwd(ctx, dprobs, gA + (size_t)l * RM, s, lay[l], R);
 		} else {
 			float *sv = lvd_ctx_takef(ctx, lvd_aligner_saved_floats(ac, R, (int)HW));
 			float *gY = lvd_ctx_takef(ctx, RH), *Ys = lvd_ctx_takef(ctx, RH);
-			float *gA = dprobs ? lvd_ctx_takef(ctx, RM) : NULL;
+			float *gA = dmaps ? lvd_ctx_takef(ctx, RM) : NULL;
 			for (int l = 0; l < L; l++) {
-				float *gAl = dprobs && dprobs[lay[l]] ? gA : NULL;
+				float *gAl = dmaps_want(dprobs, s, lay[l]) ? gA : NULL;
 				if (!dparams && !gAl)
 					continue;
 				float *Xl = Xall ? Xall + (size_t)l * RM : Xtmp;
 				if (!Xall)
-					lvd_latt_maps_fwd(ctx, Xl, s->probs[lay[l]], g, R);
+					maps_fwd(ctx, Xl, s, lay[l], R);
 				lvd_aligner_fwd(ctx, Ys, sv, Xl, params, ac, R, GH, GW);
 				agg_layer_bwd(gY, gZ, arg, l, L, RH, use_max);
 				if (gAl)
 					memset(gAl, 0, RM * sizeof *gAl);
 				lvd_aligner_bwd(ctx, gAl, dparams, gY, sv, Xl, params, ac, R, GH, GW);
 				if (gAl)
-					lvd_latt_maps_bwd(ctx, dprobs[lay[l]], gAl, g, R);
+					maps_bwd(ctx, dprobs, gAl, s, lay[l], R);
 			}
 		}
 	}
 	lvd_ctx_release(ctx, mk);
 	return n_match;
+}
+
+int lvd_latt_sample_loss(struct lvd_ctx *ctx, double *loss, float *dparams, float *const *dprobs,
+			 const struct lvd_latt_sample *s, const float *params, const struct lvd_latt_cfg *cfg,
+			 double pair_count, float dscale, struct lvd_latt_trace *tr)
+{
+	LVD_CTX_NEED_CPU(ctx, "lvd_latt_sample_loss");
+	struct lvd_error e;
+	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_sample_loss: %s", e.msg);
+	LVD_ASSERT(pair_count > 0);
+	if (!is_mcv(s))
+		return sample_loss_core(ctx, loss, dparams, dprobs, s, params, cfg, pair_count, dscale, tr);
+	const int V = lvd_latt_views(&s->geom);
+	size_t mk = lvd_ctx_mark(ctx);
+	struct lvd_latt_sample x = prepare(ctx, s);
+	int m = sample_loss_core(ctx, loss, dparams, dprobs, &x, params, cfg, pair_count * V, dscale, tr);
+	finish(s, &x);
+	lvd_ctx_release(ctx, mk);
+	return m / V;
 }
 
 void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const struct lvd_latt_sample *s,
@@ -778,10 +914,13 @@ void lvd_latt_word_maps(struct lvd_ctx *ctx, float *aligned, float *raw, const s
 	struct lvd_latt_trace tr;
 	memset(&tr, 0, sizeof tr);
 	size_t mk = lvd_ctx_mark(ctx);
-	tr.words = aligned ? aligned : lvd_ctx_takef(ctx, (size_t)s->W * s->geom.gh * s->geom.gw + 1);
+	tr.words = aligned ? aligned
+			   : lvd_ctx_takef(ctx, (size_t)lvd_latt_views(&s->geom) * s->W * s->geom.gh * s->geom.gw + 1);
 	tr.raw_words = raw;
 	double unused = 0;
-	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, s, params, cfg, 1.0, 0.0f, &tr);
+	struct lvd_latt_sample x = *s;
+	x.drprobs = NULL;
+	lvd_latt_sample_loss(ctx, &unused, NULL, NULL, &x, params, cfg, 1.0, 0.0f, &tr);
 	lvd_ctx_release(ctx, mk);
 }
 
@@ -791,21 +930,24 @@ void lvd_latt_raw_word_maps(struct lvd_ctx *ctx, float *per_layer, float *mean, 
 	LVD_CTX_NEED_CPU(ctx, "lvd_latt_raw_word_maps");
 	struct lvd_error e;
 	LVD_ASSERTF(lvd_latt_sample_check(s, cfg, &e) == LVD_OK, "lvd_latt_raw_word_maps: %s", e.msg);
+	if (!s->W || (!per_layer && !mean))
+		return;
+	size_t mk = lvd_ctx_mark(ctx);
+	struct lvd_latt_sample x = prepare(ctx, s);
+	x.drprobs = NULL;
+	s = &x;
 	const struct lvd_latt_geom *g = &s->geom;
 	const int R = s->R, H = g->heads, W = s->W;
-	if (!W || (!per_layer && !mean))
-		return;
 	const size_t HW = (size_t)g->gh * g->gw, RH = (size_t)R * HW;
 	int lay[LVD_LATT_MAX_LAYERS];
 	const int L = chosen_layers(cfg, lay);
-	size_t mk = lvd_ctx_mark(ctx);
 	float *X = lvd_ctx_takef(ctx, (size_t)R * H * HW);
 	double *tot = lvd_ctx_take(ctx, RH * sizeof *tot), *one = NULL;
 	memset(tot, 0, RH * sizeof *tot);
 	if (per_layer)
 		one = lvd_ctx_take(ctx, RH * sizeof *one);
 	for (int l = 0; l < L; l++) {
-		lvd_latt_maps_fwd(ctx, X, s->probs[lay[l]], g, R);
+		maps_fwd(ctx, X, s, lay[l], R);
 		raw_acc(tot, X, R, H, HW);
 		if (one) {
 			size_t m2 = lvd_ctx_mark(ctx);

@@ -54,6 +54,20 @@
  * dprobs[layer] [H, R, S] for the chosen layers (NULL entries / NULL arrays skipped).
  * Only the rows given are computed: capture only rows of matched words for training.
  *
+ * MiniCPM (geom.kind = LVD_LATT_GEOM_MINICPM, lib/lavender/mcv_maps.h): probs[layer] is
+ * the self-attention block A [H, R, S] with S = n2 = NI·Q (the sample's image tokens),
+ * sample.rprobs the resampler probabilities [NI, Hr, Q, Lmax] (rollout), and the maps are
+ * lvd_mcv_maps_fwd's on the N×N grid (grid = N >= 1, every cell valid; mcv.heads and
+ * mcv.grid are set from heads and grid by the check). With V = 2 views (rollout with
+ * slices: the source picture's map and the slice canvas) the loss runs on V·R rows and
+ * V·W words (row v·R + r, word v·W + w = view v of row r / word w, same target), and
+ * pair_count is multiplied by V: each matched word adds the MEAN of its two views' MSE.
+ * Traces then hold V·R rows and V·W words (lvd_latt_views gives V; the word-map
+ * functions below likewise write V·W maps). dprobs[layer] gets dA and sample.drprobs
+ * (when non-NULL) dRr, summed over the chosen layers (the resampler runs once: R̄ is
+ * computed once per sample and dR̄ spread once; two more Σ_k Q·th_k·tw_k floats of
+ * workspace).
+ *
  * All work memory comes from ctx's workspace (about L·R·H·HW floats of maps plus the
  * Aligner's saved activations, lvd_aligner_saved_floats, for L·R images; with cfg.lean
  * one layer's worth); nothing allocates. CPU only for now (asserts a CPU context). Bad arguments are
@@ -67,12 +81,18 @@
 
 #include "core/error.h"
 #include "lavender/aligner.h"
+#include "lavender/mcv_maps.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct lvd_ctx; /* nn/ctx.h */
+
+enum lvd_latt_geom_kind {
+	LVD_LATT_GEOM_MLLAMA = 0,   /* cross-attention over tiles (the fields below) */
+	LVD_LATT_GEOM_MINICPM = 1,  /* self-attention over resampler tokens (mcv; uses heads, S, grid) */
+};
 
 /* Where one sample's image lies in the captured key axis and on the pack's grid. */
 struct lvd_latt_geom {
@@ -92,18 +112,24 @@ struct lvd_latt_geom {
 	int vh, vw;      /* valid patch rows / columns: ceil(new_h/p), ceil(new_w/p) */
 	int ores;        /* official: tile side ceil(sqrt(tile_tok)) */
 	int och, ocw;    /* official: canvas rows and columns */
+	enum lvd_latt_geom_kind kind;
+	struct lvd_mcv_geom mcv; /* kind MINICPM: the picture layout and map mode */
 };
 
-/* Validates g (tiles inside the key axis, extent inside the canvas, ...) and fills the
- * derived fields. LVD_ERR_INVALID naming the field. */
+/* Validates g (tiles inside the key axis, extent inside the canvas, ...; MiniCPM: S = n2,
+ * grid >= 1 and lvd_mcv_geom_check) and fills the derived fields. LVD_ERR_INVALID naming
+ * the field. */
 int lvd_latt_geom_check(struct lvd_latt_geom *g, struct lvd_error *err);
+/* V: the maps per captured row (2 for a MiniCPM rollout sample with slices, else 1). */
+int lvd_latt_views(const struct lvd_latt_geom *g);
 /* tiles_h, tiles_w from a 1-based aspect_ratio_id of the mllama processor's supported
  * list for max_tiles (lvd_geom_aspects). LVD_ERR_INVALID when out of range. */
 int lvd_latt_geom_set_aspect(struct lvd_latt_geom *g, int aspect_id, int max_tiles, struct lvd_error *err);
 /* mask[GH·GW]: 1 on valid cells (a checked g). */
 void lvd_latt_mask(const struct lvd_latt_geom *g, uint8_t *mask);
 
-/* out[R, H, GH, GW] = maps(probs[H, R, S]) (the geometry above; out fully written). */
+/* out[R, H, GH, GW] = maps(probs[H, R, S]) (the geometry above, kind MLLAMA; out fully
+ * written; MiniCPM maps: lvd_mcv_maps_fwd). */
 void lvd_latt_maps_fwd(struct lvd_ctx *ctx, float *out, const float *probs, const struct lvd_latt_geom *g,
 		       int R);
 /* dprobs[H, R, S] += adjoint(dout[R, H, GH, GW]) (ACCUMULATES). */
@@ -151,6 +177,8 @@ struct lvd_latt_sample {
 	const uint8_t *mask;              /* [GH·GW] the pack's mask */
 	int W;
 	const struct lvd_latt_word *words;
+	const float *rprobs;              /* MiniCPM rollout: [NI, Hr, Q, Lmax] resampler probabilities */
+	float *drprobs;                   /* MiniCPM: dRr ACCUMULATED by the loss, or NULL */
 };
 
 /* Checks rows, words, mask and heads against cfg. LVD_ERR_INVALID naming the field. */

@@ -213,6 +213,18 @@ def make_sample(b, smp):
     return out
 
 
+def align_layers(net, X, before, use_max):
+    """X [L, R, H, GH, GW] -> Aligner outputs Y [La, R, GH, GW] and the layer aggregate
+    Z [R, GH, GW]: mean or max over layers after the Aligner, or before it (La = 1)"""
+    L, R, H, GH, GW = X.shape
+    if before:
+        Xb = X.max(0)[0] if use_max else X.mean(0)
+        Y = net(Xb).view(1, R, GH, GW)
+        return Y, Y[0]
+    Y = net(X.reshape(-1, H, GH, GW)).view(L, R, GH, GW)
+    return Y, (Y.max(0)[0] if use_max else Y.mean(0))
+
+
 def run_case(c, case, data, tensors):
     grid, depth, norm, act, d_h, agg, layers, official = case
     geo = (lambda p, smp, g: geometry_official(p, smp, g)) if official else geometry
@@ -229,14 +241,7 @@ def run_case(c, case, data, tensors):
         mask, T = data[b][grid]
         X = torch.stack([geo(probs[l], smp, grid)[0] for l in layers])   # [L, R, H, GH, GW]
         X.retain_grad()
-        GH, GW = mask.shape
-        if before:
-            Xb = X.max(0)[0] if use_max else X.mean(0)
-            Y = net(Xb).view(1, R, GH, GW)
-            Z = Y[0]
-        else:
-            Y = net(X.reshape(-1, H, GH, GW)).view(len(layers), R, GH, GW)
-            Z = Y.max(0)[0] if use_max else Y.mean(0)
+        Y, Z = align_layers(net, X, before, use_max)
         V = minmax(Z, mask)
         words, wl = [], []
         for w, rws in enumerate(smp[5]):

@@ -179,7 +179,7 @@ static void test_raw_word_maps(void)
 	lvd_latt_mask(&g, mask);
 	const int r0[2] = {0, 2}, r1[1] = {1};
 	struct lvd_latt_word words[2] = {{2, r0, NULL}, {1, r1, NULL}};
-	struct lvd_latt_sample s = {g, R, probs, mask, 2, words};
+	struct lvd_latt_sample s = { .geom = g, .R = R, .probs = probs, .mask = mask, .W = 2, .words = words };
 	struct lvd_latt_cfg cfg;
 	lvd_latt_cfg_default(&cfg, 2, 2);
 	struct lvd_aligner_layout lay;

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "golden_util.h"
+#include "latt_golden.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
@@ -137,42 +139,10 @@ static void load_case(struct gcase *c, int ci)
 {
 	char k[128];
 	memset(c, 0, sizeof *c);
-	snprintf(k, sizeof k, "c%d.cfg", ci);
-	size_t n;
-	int32_t *cfg = gi(k, &n);
-	REQUIRE(cfg && n >= 8);
-	int grid = cfg[0], official = cfg[1];
-	lvd_latt_cfg_default(&c->cfg, GH_HEADS, G_LC);
-	c->cfg.aligner.depth = (enum lvd_aligner_depth)cfg[2];
-	c->cfg.aligner.norm = (enum lvd_aligner_norm)cfg[3];
-	c->cfg.aligner.act = (enum lvd_aligner_act)cfg[4];
-	c->cfg.aligner.d_h = cfg[5];
-	c->cfg.agg = (enum lvd_latt_agg)cfg[6];
-	c->cfg.n_layers = cfg[7];
-	for (int i = 0; i < cfg[7]; i++)
-		c->cfg.layers[i] = cfg[8 + i];
-	c->cfg.lean = g_lean;
-	free(cfg);
+	int grid, official;
+	c->loss = lvd_tg_case(g_st, ci, &c->cfg, &c->params, &c->n_params, GH_HEADS, G_LC, g_lean, &grid, &official);
 	struct lvd_error e;
-	REQUIRE(lvd_latt_cfg_check(&c->cfg, &e) == LVD_OK);
-	struct lvd_aligner_layout lay;
-	lvd_aligner_layout(&lay, &c->cfg.aligner);
-	c->n_params = lay.n_params;
-	c->params = calloc(lay.n_params, sizeof *c->params);
-	for (int t = 0; t < LVD_ALIGNER_MAX_TENSORS; t++) {
-		if (!lay.t[t].n)
-			continue;
-		snprintf(k, sizeof k, "c%d.p.%s", ci, lay.t[t].name);
-		float *p = gf(k, &n);
-		REQUIRE(p && n == lay.t[t].n);
-		memcpy(c->params + lay.t[t].off, p, n * sizeof *p);
-		free(p);
-	}
-	snprintf(k, sizeof k, "c%d.loss", ci);
-	float *l = gf(k, &n);
-	REQUIRE(l);
-	c->loss = l[0];
-	free(l);
+	size_t n;
 	for (int b = 0; b < G_NS; b++) {
 		struct gsample *g = &c->sm[b];
 		snprintf(k, sizeof k, "s%d.geom", b);
@@ -217,12 +187,7 @@ static void load_case(struct gcase *c, int ci)
 		snprintf(k, sizeof k, "s%d.matched", b);
 		g->matched = gi(k, NULL);
 		REQUIRE(g->targets && g->rows && g->rows_off && g->matched && W <= 8);
-		size_t hw = (size_t)G->gh * G->gw;
-		for (int w = 0; w < W; w++) {
-			g->words[w].n_rows = g->rows_off[w + 1] - g->rows_off[w];
-			g->words[w].rows = g->rows + g->rows_off[w];
-			g->words[w].target = g->matched[w] ? g->targets + (size_t)w * hw : NULL;
-		}
+		lvd_tg_words(g->words, W, g->rows, g->rows_off, g->matched, g->targets, (size_t)G->gh * G->gw);
 		g->s.R = G_R;
 		g->s.probs = (const float *const *)g->probs;
 		g->s.mask = g->mask;
@@ -248,15 +213,7 @@ static int n_chosen(const struct lvd_latt_cfg *cfg)
 
 static void cmp(const char *what, int ci, int b, const float *got, size_t n, double atol, double rtol)
 {
-	char k[128], msg[160];
-	snprintf(k, sizeof k, "c%d.s%d.%s", ci, b, what);
-	size_t m = 0;
-	float *want = gf(k, &m);
-	snprintf(msg, sizeof msg, "%s", k);
-	CHECKF(want && m == n, "%s: missing or %zu elements, expected %zu", k, m, n);
-	if (want && m == n)
-		CHECK_CLOSE(msg, got, want, n, atol, rtol);
-	free(want);
+	lvd_tg_cmp(g_st, ci, b, what, got, n, atol, rtol);
 }
 
 /* Every intermediate, the loss and the gradients of one case.
@@ -295,14 +252,8 @@ static void run_golden_case(int ci, int threads)
 		float *dprobs[G_LC];
 		for (int l = 0; l < G_LC; l++)
 			dprobs[l] = dblk + (size_t)l * GH_HEADS * G_R * g->S;
-		struct lvd_latt_trace tr = { 0 };
-		tr.maps = malloc((size_t)L * G_R * GH_HEADS * hw * sizeof(float));
-		tr.aligned = malloc((size_t)(before ? 1 : L) * G_R * hw * sizeof(float));
-		tr.agg = malloc((size_t)G_R * hw * sizeof(float));
-		tr.rows = malloc((size_t)G_R * hw * sizeof(float));
-		tr.words = malloc(W * hw * sizeof(float));
-		tr.word_loss = malloc(W * sizeof(float));
-		tr.raw_words = malloc(W * hw * sizeof(float));
+		struct lvd_latt_trace tr;
+		lvd_tg_trace_alloc(&tr, L, before ? 1 : L, G_R, W, GH_HEADS, hw);
 		int m = lvd_latt_sample_loss(ctx, &loss, dparams, dprobs, &g->s, c.params, &c.cfg, pairs, 1.0f, &tr);
 		int want_m = 0;
 		for (size_t w = 0; w < W; w++)
@@ -334,33 +285,11 @@ static void run_golden_case(int ci, int threads)
 				}
 			CHECK(lo == 0.0f && hi > 0.99f && hi <= 1.0f);
 		}
-		free(tr.maps);
-		free(tr.aligned);
-		free(tr.agg);
-		free(tr.rows);
-		free(tr.words);
-		free(tr.word_loss);
-		free(tr.raw_words);
+		lvd_tg_trace_free(&tr);
 		free(dblk);
 	}
 	CHECK_NEAR(loss, c.loss, 1e-5 * c.loss);
-	struct lvd_aligner_layout lay;
-	lvd_aligner_layout(&lay, &c.cfg.aligner);
-	double dmax = 0; /* the largest weight gradient: the scale of the bias' cancellation */
-	for (size_t i = 0; i < c.n_params; i++)
-		dmax = fmax(dmax, fabs(dparams[i]));
-	for (int t = 0; t < LVD_ALIGNER_MAX_TENSORS; t++) {
-		if (!lay.t[t].n)
-			continue;
-		char k[128];
-		snprintf(k, sizeof k, "c%d.dp.%s", ci, lay.t[t].name);
-		size_t n;
-		float *want = gf(k, &n);
-		CHECKF(want && n == lay.t[t].n, "%s", k);
-		if (want && n == lay.t[t].n)
-			CHECK_CLOSE(k, dparams + lay.t[t].off, want, n, 1e-5 * dmax, 5e-5);
-		free(want);
-	}
+	lvd_tg_check_dparams(g_st, ci, &c.cfg, dparams);
 	free(dparams);
 	free_case(&c);
 	lvd_ctx_destroy(ctx);
