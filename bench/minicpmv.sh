@@ -12,15 +12,21 @@
 # NOT YET: the full step (vision tower + resampler backward too, and LoRA with the
 # resampler trainable as OpenBMB's modules_to_save): the vision backward (branch mvis) is
 # not merged with the LLM backward here; the peer already has those modes (full,
-# lora-res). Nor the rollout map's extra cost per step (lib/lavender/mcv_maps.h).
-# Prints both JSON lines and the ratio ours/pytorch (goal <= 0.8); cpu_s is each side's
-# process CPU time per step.
+# lora-res).
+# The rollout map's extra cost (not in llm/lora's ratio, the peer has no Lavender loss):
+# with BENCH_CAPTURE rows (default 8; 0 skips it) ours runs the step again capturing the
+# text->image probabilities of those rows at every LLM layer, with the rollout maps
+# (lib/lavender/mcv_maps.h, 32x32, source + slice view) forward and backward feeding the
+# probability gradient; the third JSON line, and "extra" = its median minus the plain one.
+# Prints the JSON lines and the ratio ours/pytorch (goal <= 0.8) of the wall-clock medians
+# and of cpu_s (each side's process CPU time per step, steadier on a shared machine).
 set -eu
 BUILD=${BUILD:-build}
 PY=${PY:-}
 THREADS=${BENCH_THREADS:-${THREADS:-1}}
 ITERS=${BENCH_ITERS:-3}
 MODE=${BENCH_MODE:-llm}
+CAPTURE=${BENCH_CAPTURE:-8}
 if [ -z "$PY" ]; then
 	echo "minicpmv: SKIP (no .venv-ref: the model folder and the peer need transformers)"
 	exit 0
@@ -30,8 +36,24 @@ trap 'rm -rf "$dir"' EXIT
 "$PY" bench/minicpmv_peer.py make "$dir/model" 2>/dev/null
 ours=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_minicpmv" "$dir/model" "$THREADS" "$ITERS" "$MODE")
 peer=$(OMP_NUM_THREADS=$THREADS "$PY" bench/minicpmv_peer.py run "$dir/model" "$THREADS" "$ITERS" "$MODE" 2>/dev/null | tail -n 1)
+cap='{}'
+if [ "$MODE" != fwd ] && [ "$CAPTURE" -gt 0 ]; then
+	cap=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_minicpmv" "$dir/model" "$THREADS" "$ITERS" "$MODE" "$CAPTURE")
+fi
 echo "$ours"
 echo "$peer"
+[ "$cap" = '{}' ] || echo "$cap"
 mkdir -p bench/out
 printf '%s\n%s\n' "$ours" "$peer" > bench/out/minicpmv.jsonl
-"$PY" -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print("minicpmv " + a["mode"] + ": ours %.3fs (%.0f MB)  pytorch %.3fs (%.0f MB)  ratio %.2f  loss %.6f vs %.6f" % (a["median_s"], a["peak_rss_mb"], b["median_s"], b["peak_rss_mb"], a["median_s"]/b["median_s"], a["loss"], b["loss"]))' "$ours" "$peer"
+[ "$cap" = '{}' ] || echo "$cap" >> bench/out/minicpmv.jsonl
+"$PY" -c '
+import json, sys
+a, b, c = (json.loads(x) for x in sys.argv[1:4])
+print("minicpmv %s: ours %.3fs (cpu %.3fs, %.0f MB)  pytorch %.3fs (cpu %.3fs, %.0f MB)  ratio %.2f (cpu %.2f)  loss %.6f vs %.6f"
+      % (a["mode"], a["median_s"], a["cpu_s"], a["peak_rss_mb"], b["median_s"], b["cpu_s"], b["peak_rss_mb"],
+         a["median_s"] / b["median_s"], a["cpu_s"] / b["cpu_s"], a["loss"], b["loss"]))
+if c:
+    print("minicpmv %s + rollout maps (%d rows x every layer): %.3fs (cpu %.3fs), maps %.3fs; extra %+.3fs (cpu %+.3fs)"
+          % (c["mode"], c["capture_rows"], c["median_s"], c["cpu_s"], c["map_s"], c["median_s"] - a["median_s"],
+             c["cpu_s"] - a["cpu_s"]))
+' "$ours" "$peer" "$cap"
