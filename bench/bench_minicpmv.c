@@ -1,19 +1,23 @@
 /* bench/bench_minicpmv.c — a MiniCPM-V-2.5 step (fp32, CPU) on the folder that
  * bench/minicpmv_peer.py makes, timed; the peer is that script (same inputs).
  *
- *   bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora [CAPTURE]]]]
+ *   bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora|full|lora-res [CAPTURE]]]]
  * fwd: the inference forward (vision tower, resampler, LLM) and the CE of its logits;
  * llm (default): forward + CE + backward with every llm.* parameter trainable, the
- *   vision tower and resampler frozen (their backward is not on this branch yet);
+ *   vision tower and resampler frozen;
  * lora: forward + CE + backward with r = 16, alpha = 32 adapters on the LLM's
- *   q/k/v/o_proj (OpenBMB's targets), everything else frozen.
+ *   q/k/v/o_proj (OpenBMB's targets), everything else frozen;
+ * full: forward + CE + backward with every parameter trainable (LLM, resampler, vision
+ *   tower: lvd_minicpmv_vision_backward after the LLM's);
+ * lora-res: lora with the resampler trainable too (OpenBMB's modules_to_save), the
+ *   vision tower frozen.
  * CAPTURE (llm/lora; default 0 = the plain CE step the peer runs): rows whose
  * text->image-token probabilities are captured at every LLM layer and turned into the
  * rollout maps (lib/lavender/mcv_maps.h: the resampler head mean once, then per layer
  * the maps on a 32x32 grid, source and slice views, their adjoint from a stand-in map
  * gradient), whose dA goes into the LLM backward as the probability gradient and whose
- * dR̄ is spread onto the resampler probabilities (the vision backward's input, unused
- * here) — the Lavender loss's extra cost on this model without the Aligner. map_s: the
+ * dR̄ is spread onto the resampler probabilities (the resampler backward's input in
+ * full and lora-res) — the Lavender loss's extra cost on this model without the Aligner. map_s: the
  * median time of the maps alone (included in median_s).
  * prints one JSON line {"side":"lvd","mode":..,"median_s":..,"cpu_s":..,"times_s":[..],
  * "peak_rss_mb":..,"loss":..,"ws_peak_mb":..,"capture_rows":..,"map_s":..}; cpu_s is the median process CPU time of
@@ -81,9 +85,11 @@ int main(int argc, char **argv)
 {
 	lvd_blas_policy_init();
 	const char *mode = argc >= 5 ? argv[4] : "llm";
-	int fwd = strcmp(mode, "fwd") == 0, lora = strcmp(mode, "lora") == 0;
-	if (argc < 2 || argc > 6 || (!fwd && !lora && strcmp(mode, "llm"))) {
-		fprintf(stderr, "usage: bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora [CAPTURE]]]]\n");
+	int fwd = strcmp(mode, "fwd") == 0, lora_res = strcmp(mode, "lora-res") == 0;
+	int lora = lora_res || strcmp(mode, "lora") == 0, full = strcmp(mode, "full") == 0;
+	int vision = full || lora_res;   /* the resampler (and in full the vision tower) train */
+	if (argc < 2 || argc > 6 || (!fwd && !lora && !full && strcmp(mode, "llm"))) {
+		fprintf(stderr, "usage: bench_minicpmv MODEL_DIR [THREADS [ITERS [fwd|llm|lora|full|lora-res [CAPTURE]]]]\n");
 		return 2;
 	}
 	uint64_t threads = 1, iters = 3, capture = 0;
@@ -99,7 +105,8 @@ int main(int argc, char **argv)
 	struct lvd_ctx_opts co = { .threads = (int)threads };
 	struct lvd_minicpmv_lora_cfg lc = { .r = 16, .alpha = 32, .targets = "q_proj,k_proj,v_proj,o_proj", .seed = 1 };
 	if (lvd_minicpmv_load(&m, argv[1], &err) || lvd_ctx_create(&ctx, &co, &err) ||
-	    (lora && lvd_minicpmv_add_lora(m, &lc, &err)) || (!fwd && !lora && lvd_minicpmv_enable_grads(m, &err))) {
+	    (lora && lvd_minicpmv_add_lora(m, &lc, &err)) || (!fwd && !lora && lvd_minicpmv_enable_grads(m, &err)) ||
+	    (vision && lvd_minicpmv_vision_train(m, full, &err))) {
 		fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
 		return 1;
 	}
@@ -188,6 +195,8 @@ int main(int argc, char **argv)
 	for (uint64_t it = 0; it <= iters; it++) {
 		if (!fwd)
 			lvd_minicpmv_zero_grads(m);
+		if (vision)
+			lvd_minicpmv_vision_zero_grads(m);
 		double t0 = lvd_time_now(), c0 = cpu_now();
 		double mt = 0.0;
 		if (lvd_minicpmv_forward(m, &b, &err)) {
@@ -209,6 +218,10 @@ int main(int argc, char **argv)
 			mt = lvd_time_now() - m0;
 		}
 		if (!fwd && lvd_minicpmv_backward(m, R ? dprobs : NULL, &err)) {
+			fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
+			return 1;
+		}
+		if (vision && lvd_minicpmv_vision_backward(m, lvd_minicpmv_d_resampled(m), R ? dRr : NULL, &err)) {
 			fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
 			return 1;
 		}

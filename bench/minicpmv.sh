@@ -5,14 +5,12 @@
 # MLP 2048, vocabulary reduced to 8192; vision 4 (+1 dropped) layers x 384; resampler
 # query_num 64; two pictures of 16x16 patches, the source and one slice; T = 320 tokens,
 # 128 of them image tokens), the same thread count (BENCH_THREADS, default 1), median of
-# BENCH_ITERS (default 3) steps after a warm-up. BENCH_MODE: llm (default) forward + CE +
-# backward with every llm.* parameter trainable and the vision tower + resampler frozen;
-# lora: r = 16 / alpha 32 adapters on the LLM's q/k/v/o_proj (PEFT on the peer side),
-# everything else frozen; fwd: the forward + CE alone.
-# NOT YET: the full step (vision tower + resampler backward too, and LoRA with the
-# resampler trainable as OpenBMB's modules_to_save): the vision backward (branch mvis) is
-# not merged with the LLM backward here; the peer already has those modes (full,
-# lora-res).
+# BENCH_ITERS (default 3) steps after a warm-up. BENCH_MODE: full (default) forward + CE +
+# backward with every parameter trainable (LLM, resampler, vision tower); llm: every
+# llm.* parameter trainable, the vision tower + resampler frozen; lora: r = 16 / alpha 32
+# adapters on the LLM's q/k/v/o_proj (PEFT on the peer side), everything else frozen;
+# lora-res: lora with the resampler trainable too (OpenBMB's modules_to_save); fwd: the
+# forward + CE alone.
 # The rollout map's extra cost (not in llm/lora's ratio, the peer has no Lavender loss):
 # with BENCH_CAPTURE rows (default 8; 0 skips it) ours runs the step again capturing the
 # text->image probabilities of those rows at every LLM layer, with the rollout maps
@@ -25,7 +23,7 @@ BUILD=${BUILD:-build}
 PY=${PY:-}
 THREADS=${BENCH_THREADS:-${THREADS:-1}}
 ITERS=${BENCH_ITERS:-3}
-MODE=${BENCH_MODE:-llm}
+MODE=${BENCH_MODE:-full}
 CAPTURE=${BENCH_CAPTURE:-8}
 if [ -z "$PY" ]; then
 	echo "minicpmv: SKIP (no .venv-ref: the model folder and the peer need transformers)"
