@@ -1,26 +1,33 @@
 #!/bin/sh
-# sd-attnmap with the timesteps batched into one UNet pass (issue #16): SD 1.5 dimensions
-# (random weights, as bench/attnmap.sh), 4 timesteps, THREADS threads, at 256² (4
-# photos) and 512² (2 photos): images/s and maps/s of
+# sd-attnmap with the timesteps batched into one UNet pass (issue #16): SD 1.5 and SD 2.1
+# dimensions (random weights, as bench/attnmap.sh), 4 timesteps, THREADS threads, at 256²
+# (4 photos) and 512² (2 photos): images/s and maps/s of
 #   before  sd-attnmap run --unet-batch 1 (4 UNet passes of batch 1 per image)
 #   after   sd-attnmap run (default: the 4 passes as one batch-4 pass)
 #   peer    bench/attnmap_peer.py: diffusers + transformers, the same procedure with an
 #           attn2 processor capturing the head-averaged maps, the 4 noised latents as one
 #           batch-4 UNet pass, torch on THREADS threads
 # one run each, back to back; prints the ratio after/peer (goal >= 1.5) and after/before.
-# SD_DIMS=2.1 runs the same at SD 2.1(-base) dimensions instead: the UNet with per-level
-# head counts [5, 10, 20, 20] (head dim 64), linear proj_in/proj_out and 1024-wide
-# cross-attention, the OpenCLIP-H text tower as diffusers stores it (23 layers of width
-# 1024, 16 heads, gelu), the same VAE; configs derived from the SD 1.5 ones into
-# $SD_BENCH_DIR/configs (random weights, as for 1.5). Both sides use the CLIP tokenizer
-# folder (SD 2's pads with "!" instead of <|endoftext|>: same lengths, same cost).
+# SD 2.1(-base) dimensions: the UNet with per-level head counts [5, 10, 20, 20] (head dim
+# 64), linear proj_in/proj_out and 1024-wide cross-attention, the OpenCLIP-H text tower as
+# diffusers stores it (23 layers of width 1024, 16 heads, gelu), the same VAE; configs
+# derived from the SD 1.5 ones into $SD_BENCH_DIR/configs (random weights, as for 1.5).
+# Both sides use the CLIP tokenizer folder (SD 2's pads with "!" instead of
+# <|endoftext|>: same lengths, same cost).
 # Env: BUILD, PY (needed: the peer and the random text encoder), THREADS (default 2),
-#      SD_DIMS (1.5 or 2.1, default 1.5), SD_BENCH_DIR (default /tmp/lvd-bench-sd, or
-#      /tmp/lvd-bench-sd21), LVD_SHARED_DATA (default ../shared/data), ATTNMAP_BATCH_RES
-#      (default "256 512"). Results go to bench/out/attnmap_batch.jsonl.
+#      SD_DIMS ("1.5", "2.1" or both, default "1.5 2.1"), SD_BENCH_DIR (with one SD_DIMS;
+#      default /tmp/lvd-bench-sd, or /tmp/lvd-bench-sd21), LVD_SHARED_DATA (default
+#      ../shared/data), ATTNMAP_BATCH_RES (default "256 512"). Results go to
+#      bench/out/attnmap_batch.jsonl.
 BUILD=${BUILD:-build}
 THREADS=${THREADS:-2}
-SD_DIMS=${SD_DIMS:-1.5}
+SD_DIMS=${SD_DIMS:-1.5 2.1}
+case $SD_DIMS in
+*" "*) # several: one run of this script per dimension set
+	[ -z "${SD_BENCH_DIR:-}" ] || { echo "attnmap_batch: SD_BENCH_DIR needs a single SD_DIMS" >&2; exit 1; }
+	for d in $SD_DIMS; do SD_DIMS=$d sh "$0" || exit 1; done
+	exit 0 ;;
+esac
 case $SD_DIMS in
 1.5) DIR=${SD_BENCH_DIR:-/tmp/lvd-bench-sd} ;;
 2.1) DIR=${SD_BENCH_DIR:-/tmp/lvd-bench-sd21} ;;
