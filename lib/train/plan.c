@@ -93,7 +93,12 @@ void lvd_plan_print(FILE *f, const struct lvd_plan *p, const struct lvd_plan_opt
 		o->full ? "full" : "LoRA", o->world, o->world > 1 ? "s" : "",
 		o->full && o->zero && o->world > 1 ? " ZeRO-1" : "", o->B, o->T, o->M, o->M == 1 ? "" : "s", o->ncap,
 		p->verified ? "" : " [unverified: no GPU run yet]");
-	fprintf(f, "plan: parameters %.3f B, trained %.3f M\n", (double)p->n_params / 1e9, (double)p->n_trained / 1e6);
+	if (p->n_params >= 1000000000u)
+		fprintf(f, "plan: parameters %.3f B, trained %.3f M\n", (double)p->n_params / 1e9,
+			(double)p->n_trained / 1e6);
+	else
+		fprintf(f, "plan: parameters %.3f M, trained %.3f M\n", (double)p->n_params / 1e6,
+			(double)p->n_trained / 1e6);
 	for (int i = 0; i < LVD_PLAN_NPARTS; i++)
 		if (p->part[i])
 			fprintf(f, "plan:   %-8s %12s\n", PART[i], lvd_plan_size(b, sizeof b, p->part[i]));

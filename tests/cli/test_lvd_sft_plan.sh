@@ -40,4 +40,6 @@ expect_stderr "plan: predicted peak per rank" "run prints the plan on stderr" \
 grep -q '"plan": {' "$T_TMP/r1/run.json" && grep -q '"peak":' "$T_TMP/r1/run.json" && pass ||
 	fail "run.json holds the plan record"
 expect_exit 2 "--full run over --max-memory" run --out "$T_TMP/r2" --full --max-memory 2M --plan-tokens 16
+expect_exit 2 "2-rank run over --max-memory" run --out "$T_TMP/r3" --nproc-per-node 2 --full --max-memory 1M
+[ "$(grep -c 'exceeds --max-memory' "$T_TMP/err")" = 1 ] && pass || fail "2 ranks: the refusal printed once (rank 0)"
 finish

@@ -900,9 +900,9 @@ static int share_state(struct trainer *t, struct lvd_error *err)
 /* The memory plan (lib/train/plan.h) of m (LoRA added unless --full) for `world` ranks,
  * zero = ZeRO-1 sharding: one micro-batch of --batch samples of --plan-tokens tokens, one
  * image each, --plan-rows captured rows each. Printed to f (NULL: nothing), recorded in
- * *rec (NULL: not). Returns 0; 2 when the peak exceeds --max-memory (the advice printed);
- * 1 with err set. */
-static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int world, int zero, FILE *f,
+ * *rec (NULL: not). Returns 0; 2 when the peak exceeds --max-memory (the advice printed
+ * when say: rank 0); 1 with err set. */
+static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int world, int zero, int say, FILE *f,
 		    json_t **rec, struct lvd_error *err)
 {
 	struct lvd_plan_opts po = {o->plan_cuda ? LVD_PLAN_CUDA : LVD_PLAN_CPU, o->full, o->train_mask, world, zero,
@@ -935,13 +935,14 @@ static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int
 	}
 	char buf[512];
 	if (o->max_memory && lvd_plan_advice(&p, &po, o->max_memory, buf, sizeof buf))
-		return lvd_cli_usage_error("%s", buf);
+		return say ? lvd_cli_usage_error("%s", buf) : 2;
 	return 0;
 }
 
-/* --plan-only: the plan of a configuration from MODEL/config.json alone (no weights read)
- * on stdout. */
-static int plan_only(const struct opts *o)
+/* The plan of --model's config.json alone (no weights read: lvd_mllama_create_shape), for
+ * --plan-only (f = stdout) and before a run loads its model (so a refused configuration
+ * never loads); say as plan_run. Returns plan_run's 0 / 2, or 1 after printing the error. */
+static int plan_config(const struct opts *o, int world, int zero, int say, FILE *f, json_t **rec)
 {
 	struct lvd_error err = {0};
 	struct lvd_mllama *m = NULL;
@@ -960,14 +961,12 @@ static int plan_only(const struct opts *o)
 	}
 	if (!rc) {
 		lvd_aligner_layout(&al, &lc.aligner);
-		int world = o->nproc > 0 ? o->nproc : 1;
-		rc = plan_run(m, o, al.n_params, world, o->full && world > 1 && o->zero != 0, stdout, NULL, &err);
-		if (rc == 1)
-			lvd_error_log("%s", err.msg);
+		rc = plan_run(m, o, al.n_params, world, zero, say, f, rec, &err);
 	} else {
-		lvd_error_log("%s", err.msg);
 		rc = 1;
 	}
+	if (rc == 1)
+		lvd_error_log("%s", err.msg);
 	lvd_mllama_free(m);
 	return rc;
 }
@@ -1013,8 +1012,10 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--train needs --full");
 	if (o.full && !o.train_mask)
 		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
-	if (o.plan_only)
-		return plan_only(&o);
+	if (o.plan_only) {
+		int world = o.nproc > 0 ? o.nproc : 1;
+		return plan_config(&o, world, o.full && world > 1 && o.zero != 0, 1, stdout, NULL);
+	}
 	if (!o.pack)
 		return lvd_cli_usage_error("--pack DIR is required");
 	if (!o.out)
@@ -1043,6 +1044,13 @@ int cmd_run(int argc, char **argv)
 	co.threads = lvd_run_threads(o.threads);
 	if (lvd_ctx_create(&t.ctx, &co, &err))
 		goto fail;
+	/* The memory plan before the model is loaded: --max-memory refuses here. */
+	rc = plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
+			 rank0 && lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, &plan);
+	if (rc) {
+		ret = rc;
+		goto out;
+	}
 	if (setup_model(&t, &err))
 		goto fail;
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
@@ -1063,14 +1071,6 @@ int cmd_run(int argc, char **argv)
 	struct lvd_optim_cfg ocfg = {o.beta1, o.beta2, o.eps};
 	/* ZeRO-1: the sharded state on every rank, no full-size t.opt (zero_image). */
 	const int zero = o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0;
-	rc = plan_run(t.m, &o, t.n_al, lvd_comm_world(t.comm), zero,
-		      rank0 && lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, &plan, &err);
-	if (rc == 1)
-		goto fail;
-	if (rc) {
-		ret = rc;
-		goto out;
-	}
 	if (setup_blocks(&t, &err) ||
 	    (zero && lvd_zero_create(&t.zero, t.ctx, t.comm, t.blocks, t.n_blocks, &ocfg, &err)) ||
 	    (!zero && (lvd_optim_create(&t.opt, t.ctx, t.blocks, t.n_blocks, &ocfg, &err) || ckpt_tensors(&t, &err))))
