@@ -36,9 +36,11 @@
 #include "text/llama_tok.h"
 #include "train/loader.h"
 #include "train/optim.h"
+#include "train/plan.h"
 #include "train/sched.h"
 
-static const char USAGE[] = "lvd-sft run --model VLM_DIR --pack PACK_DIR --out RUN_DIR [options]";
+static const char USAGE[] = "lvd-sft run --model VLM_DIR --pack PACK_DIR --out RUN_DIR [options]\n"
+			    "       lvd-sft run --model VLM_DIR --plan-only [options]";
 static const char DESC[] =
 	"Trains LoRA adapters on the VLM (or, with --full, the weights of the --train groups)\n"
 	"and the Lavender Aligner with\n"
@@ -50,6 +52,8 @@ static const char DESC[] =
 	"transformers folder) + the Aligner. Re-running the same command resumes from the newest\n"
 	"complete checkpoint with bit-identical results; changed options are refused except\n"
 	"--max-steps, --save-every, --threads, --keep and the evaluation and resume options.\n"
+	"Before the first step it prints the memory plan of one rank (stderr, run.json \"plan\");\n"
+	"--max-memory refuses a plan over the limit, --plan-only prints the plan and exits.\n"
 	"See docs/sft.md.";
 
 enum {
@@ -57,7 +61,8 @@ enum {
 	O_BATCH, O_ACCUM, O_EPOCHS, O_MAX_STEPS, O_SEED, O_LOSS_NORM, O_THREADS, O_SAVE_EVERY, O_KEEP,
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
-	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO,
+	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO, O_MAX_MEMORY, O_PLAN_ONLY, O_PLAN_DEVICE, O_PLAN_TOKENS,
+	O_PLAN_ROWS,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -104,6 +109,14 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_COMM_TIMEOUT] = {"comm-timeout", 0, "S", "multi-rank: a collective waiting S seconds ends the job (default 600)"},
 	[O_ZERO] = {"zero", 0, "0|1", "--full on several ranks: 1 shards the AdamW state over the ranks (ZeRO-1; "
 				     "default), 0 all-reduces the gradients and keeps the whole state on each rank"},
+	[O_MAX_MEMORY] = {"max-memory", 0, "SIZE", "refuse (exit 2) when the memory plan's predicted peak per rank exceeds "
+					       "SIZE (64G, 512M; K/M/G/T = 2^10..2^40 bytes), naming the option that would fit"},
+	[O_PLAN_ONLY] = {"plan-only", 0, NULL, "print the memory plan of the configuration to stdout and exit (needs only "
+					     "--model; no weights are read; --nproc-per-node N plans N ranks)"},
+	[O_PLAN_DEVICE] = {"plan-device", 0, "D", "the plan's device: cpu (default; fp32, what lvd-sft runs) | cuda (bf16, "
+						"fp32 master + moments; unverified)"},
+	[O_PLAN_TOKENS] = {"plan-tokens", 0, "T", "text tokens per sample the plan assumes (default 512)"},
+	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
 	{0},
 };
 
@@ -336,6 +349,20 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_NPROC: return lvd_cli_int(arg, 1, 4096, "--nproc-per-node", &o->nproc);
 	case O_COMM_TIMEOUT: return opt_double(arg, 0.001, 1e7, "--comm-timeout", &o->comm_timeout);
 	case O_ZERO: return lvd_cli_int(arg, 0, 1, "--zero", &o->zero);
+	case O_MAX_MEMORY: {
+		struct lvd_error err = {0};
+		if (lvd_plan_parse_size(arg, &o->max_memory, &err))
+			return lvd_cli_usage_error("--max-memory: %s", err.msg);
+		return 0;
+	}
+	case O_PLAN_ONLY: o->plan_only = 1; return 0;
+	case O_PLAN_DEVICE:
+		if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))
+			return lvd_cli_usage_error("--plan-device: '%s' is not cpu or cuda", arg);
+		o->plan_cuda = !strcmp(arg, "cuda");
+		return 0;
+	case O_PLAN_TOKENS: return lvd_cli_int(arg, 1, 1 << 20, "--plan-tokens", &o->plan_tokens);
+	case O_PLAN_ROWS: return lvd_cli_int(arg, 0, 1 << 20, "--plan-rows", &o->plan_rows);
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -870,6 +897,80 @@ static int share_state(struct trainer *t, struct lvd_error *err)
 	return rc;
 }
 
+/* The memory plan (lib/train/plan.h) of m (LoRA added unless --full) for `world` ranks,
+ * zero = ZeRO-1 sharding: one micro-batch of --batch samples of --plan-tokens tokens, one
+ * image each, --plan-rows captured rows each. Printed to f (NULL: nothing), recorded in
+ * *rec (NULL: not). Returns 0; 2 when the peak exceeds --max-memory (the advice printed
+ * when say: rank 0); 1 with err set. */
+static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int world, int zero, int say, FILE *f,
+		    json_t **rec, struct lvd_error *err)
+{
+	struct lvd_plan_opts po = {o->plan_cuda ? LVD_PLAN_CUDA : LVD_PLAN_CPU, o->full, o->train_mask, world, zero,
+				   o->batch, o->plan_tokens, 1, 0, n_al};
+	po.ncap = o->batch * (o->plan_rows < o->plan_tokens ? o->plan_rows : o->plan_tokens);
+	struct lvd_plan p;
+	if (lvd_plan_mllama(m, &po, &p, err))
+		return 1;
+	if (f)
+		lvd_plan_print(f, &p, &po);
+	if (rec) {
+		json_t *j = json_object(), *parts = json_object();
+		json_object_set_new(j, "device", json_string(o->plan_cuda ? "cuda" : "cpu"));
+		json_object_set_new(j, "verified", json_boolean(p.verified));
+		json_object_set_new(j, "world", json_integer(world));
+		json_object_set_new(j, "zero", json_integer(zero));
+		json_object_set_new(j, "batch", json_integer(po.B));
+		json_object_set_new(j, "tokens", json_integer(po.T));
+		json_object_set_new(j, "images", json_integer(po.M));
+		json_object_set_new(j, "captured_rows", json_integer(po.ncap));
+		json_object_set_new(j, "n_params", json_integer((json_int_t)p.n_params));
+		json_object_set_new(j, "n_trained", json_integer((json_int_t)p.n_trained));
+		for (int i = 0; i < LVD_PLAN_NPARTS; i++)
+			json_object_set_new(parts, lvd_plan_part_name(i), json_integer((json_int_t)p.part[i]));
+		json_object_set_new(j, "bytes", parts);
+		json_object_set_new(j, "acts_per_text_layer", json_integer((json_int_t)p.acts_per_text_layer));
+		json_object_set_new(j, "acts_per_vision_layer", json_integer((json_int_t)p.acts_per_vision_layer));
+		json_object_set_new(j, "peak", json_integer((json_int_t)p.peak));
+		*rec = j;
+	}
+	char buf[512];
+	if (o->max_memory && lvd_plan_advice(&p, &po, o->max_memory, buf, sizeof buf))
+		return say ? lvd_cli_usage_error("%s", buf) : 2;
+	return 0;
+}
+
+/* The plan of --model's config.json alone (no weights read: lvd_mllama_create_shape), for
+ * --plan-only (f = stdout) and before a run loads its model (so a refused configuration
+ * never loads); say as plan_run. Returns plan_run's 0 / 2, or 1 after printing the error. */
+static int plan_config(const struct opts *o, int world, int zero, int say, FILE *f, json_t **rec)
+{
+	struct lvd_error err = {0};
+	struct lvd_mllama *m = NULL;
+	struct lvd_latt_cfg lc;
+	struct lvd_aligner_layout al;
+	int rc = lvd_mllama_create_shape(&m, o->model, &err);
+	if (!rc && !o->full) {
+		struct lvd_mllama_lora_cfg lora = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0,
+						   o->lora_targets, o->seed};
+		rc = lvd_mllama_add_lora(m, &lora, &err);
+	}
+	if (!rc) {
+		const struct lvd_mllama_config *mc = lvd_mllama_cfg(m);
+		lvd_latt_cfg_default(&lc, mc->t_heads, mc->n_cross);
+		rc = apply_latt_opts(o, &lc, &err);
+	}
+	if (!rc) {
+		lvd_aligner_layout(&al, &lc.aligner);
+		rc = plan_run(m, o, al.n_params, world, zero, say, f, rec, &err);
+	} else {
+		rc = 1;
+	}
+	if (rc == 1)
+		lvd_error_log("%s", err.msg);
+	lvd_mllama_free(m);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct opts o = {0};
@@ -893,6 +994,8 @@ int cmd_run(int argc, char **argv)
 	o.lsched = "const";
 	o.geometry = "canvas";
 	o.zero = -1;
+	o.plan_tokens = 512;
+	o.plan_rows = 64;
 	int first = 0;
 	int rc = lvd_cli_parse(argc, argv, USAGE, DESC, OPTS, on_opt, &o, &first);
 	if (rc == -1)
@@ -903,16 +1006,20 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("unexpected argument '%s'", argv[first]);
 	if (!o.model)
 		return lvd_cli_usage_error("--model DIR is required");
-	if (!o.pack)
-		return lvd_cli_usage_error("--pack DIR is required");
-	if (!o.out)
-		return lvd_cli_usage_error("--out DIR is required");
 	if (o.full && o.lora_set)
 		return lvd_cli_usage_error("--full and --lora exclude each other");
 	if (o.train_mask && !o.full)
 		return lvd_cli_usage_error("--train needs --full");
 	if (o.full && !o.train_mask)
 		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	if (o.plan_only) {
+		int world = o.nproc > 0 ? o.nproc : 1;
+		return plan_config(&o, world, o.full && world > 1 && o.zero != 0, 1, stdout, NULL);
+	}
+	if (!o.pack)
+		return lvd_cli_usage_error("--pack DIR is required");
+	if (!o.out)
+		return lvd_cli_usage_error("--out DIR is required");
 	if (o.zero == 1 && !o.full)
 		return lvd_cli_usage_error("--zero 1 needs --full (LoRA runs all-reduce their small state)");
 	if (o.eval_every && !o.eval_pack)
@@ -925,6 +1032,7 @@ int cmd_run(int argc, char **argv)
 	t.o = &o;
 	int ret = 1;
 	FILE *mf = NULL;
+	json_t *plan = NULL;      /* the memory plan, for run.json */
 	/* Multi-rank: the start-up agreement (sft_dist_agree) is reached by every rank, also
 	 * one that failed before it (all_know: every rank then knows the outcome). */
 	int agreed = 0, all_know = 0;
@@ -936,6 +1044,13 @@ int cmd_run(int argc, char **argv)
 	co.threads = lvd_run_threads(o.threads);
 	if (lvd_ctx_create(&t.ctx, &co, &err))
 		goto fail;
+	/* The memory plan before the model is loaded: --max-memory refuses here. */
+	rc = plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
+			 rank0 && lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, &plan);
+	if (rc) {
+		ret = rc;
+		goto out;
+	}
 	if (setup_model(&t, &err))
 		goto fail;
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
@@ -1014,6 +1129,8 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(run, "tool", json_string("lvd-sft"));
 	json_object_set_new(run, "version", json_string(LVD_VERSION));
 	json_object_set_new(run, "argv", lvd_run_argv_json(argc, argv));
+	json_object_set_new(run, "plan", plan);
+	plan = NULL; /* stolen */
 	json_t *params = params_json(&o);
 	json_t *inputs = json_object();
 	json_object_set_new(inputs, "model_config_sha256", file_sha(o.model, "config.json"));
@@ -1115,6 +1232,7 @@ out:
 	if (ret && !all_know && lvd_comm_world(t.comm) > 1)
 		lvd_comm_abort(t.comm, ret); /* the other ranks may be inside a collective */
 	lvd_comm_destroy(t.comm);
+	json_decref(plan);
 	lvd_lstep_key_table_free(t.keys, t.n_keys);
 	if (mf)
 		fclose(mf);

@@ -40,6 +40,9 @@ struct opts {
 	int nproc;                /* --nproc-per-node (0: none) */
 	double comm_timeout;
 	int zero;                 /* --zero: -1 auto (1 with --full and several ranks), 0, 1 */
+	size_t max_memory;        /* --max-memory bytes (0: no limit) */
+	int plan_only, plan_cuda; /* --plan-only, --plan-device cuda */
+	int plan_tokens, plan_rows; /* --plan-tokens T, --plan-rows R (per sample) */
 };
 
 /* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).

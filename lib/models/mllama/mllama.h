@@ -100,6 +100,11 @@ int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_
  * the table an initialiser fills (lvd-sft init) before writing the weights. Errors as
  * lvd_mllama_load without the weight ones. */
 int lvd_mllama_create(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
+/* A model from DIR/config.json alone with the parameter table (names, shapes) but no
+ * parameter memory (every data pointer NULL; frozen, as lvd_mllama_load_frozen): for
+ * lvd_mllama_add_lora + lvd_mllama_measure of a configuration too large to hold (the
+ * memory planner, lib/train/plan.h). Never run it. Errors as lvd_mllama_create. */
+int lvd_mllama_create_shape(struct lvd_mllama **out, const char *dir, struct lvd_error *err);
 void lvd_mllama_free(struct lvd_mllama *m);
 /* Execution context. Every op of the model runs on one struct lvd_ctx (lib/nn/ctx.h):
  * its thread pool, BLAS policy and workspace (the backward scratch is taken from the

@@ -347,6 +347,11 @@ static int load(struct lvd_mllama **out, const char *dir, int frozen, struct lvd
 	/* names and shapes only */
 	cv = (struct carver){ .tab = m->params };
 	layout(c, &cv, &m->w);
+	if (frozen == -2) {
+		/* lvd_mllama_create_shape: the table without parameter memory */
+		frozen = 1;
+		goto ctx;
+	}
 	if (frozen < 0) {
 		/* lvd_mllama_create: zeroed parameters, no weights file */
 		m->pblock = lvd_alloc_aligned(m->ptotal ? m->ptotal : 1, sizeof(float));
@@ -441,6 +446,11 @@ int lvd_mllama_load_frozen(struct lvd_mllama **out, const char *dir, struct lvd_
 int lvd_mllama_create(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
 {
 	return load(out, dir, -1, err);
+}
+
+int lvd_mllama_create_shape(struct lvd_mllama **out, const char *dir, struct lvd_error *err)
+{
+	return load(out, dir, -2, err);
 }
 
 void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx)
