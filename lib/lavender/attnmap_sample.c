@@ -121,19 +121,6 @@ static int on_attn_dev(void *user, const struct lvd_sd_attn_info *info, const fl
 	return info->index == c->last ? LVD_SD_CB_DONE : 0;
 }
 
-/* attn2 layers per UNet pass whose level is in `levels` (the slots an item needs). */
-static int selected_layers(const struct lvd_sd_unet_cfg *k, unsigned levels)
-{
-	int n = 0, L = k->layers_per_block, lv = k->levels;
-	for (int i = 0; i < lv; i++) {
-		if (i > LVD_ATTNMAP_MAX_LEVEL || !(levels & (1u << i)))
-			continue;
-		n += (k->down_attn[i] ? L : 0) * k->tblocks + (k->up_attn[lv - 1 - i] ? L + 1 : 0) * k->tblocks;
-		if (i == lv - 1)
-			n += k->tblocks;   /* mid */
-	}
-	return n;
-}
 
 int lvd_attnmap_unet_batch(const struct lvd_sd *sd, const struct lvd_attnmap_params *p, int lat_h, int lat_w)
 {
@@ -521,7 +508,8 @@ static int jobs_unet(const struct lvd_sd *sd, const struct lvd_sd_schedule *sche
 	const struct lvd_sd_unet_cfg *ucfg = lvd_sd_unet_config(sd);
 	const struct lvd_attnmap_geom *g = &jobs[0].in->g;
 	const int npass = p->n_timesteps * p->draws, total = n * npass;
-	const int nsel = selected_layers(ucfg, p->layers);
+	int nsel;   /* the selected attn2 layers (the slots an item needs); the pass ends after the last */
+	const int last = lvd_sd_unet_last_attn2(sd, p->layers, &nsel);
 	const size_t nlat = (size_t)vcfg->latent_ch * g->lat_w * g->lat_h, nout = (size_t)ucfg->out_ch * g->lat_w * g->lat_h;
 	const size_t ntext = (size_t)LVD_ATTNMAP_CTX * ccfg->width, plane = (size_t)g->grid_h * g->grid_w;
 	int tmax = 1;
@@ -530,7 +518,7 @@ static int jobs_unet(const struct lvd_sd *sd, const struct lvd_sd_schedule *sche
 	const size_t slot_stride = (size_t)(nsel > 0 ? nsel : 1) * tmax * plane;
 	const int ub = max_items < total ? max_items : total;
 	double t3 = lvd_time_now();
-	struct dev_capture cap = {.last = lvd_sd_unet_last_attn2(sd, p->layers)};   /* nothing after it is needed */
+	struct dev_capture cap = {.last = last};
 	float *xh = lvd_alloc_array((size_t)ub * nlat, sizeof *xh), *noise = lvd_alloc_array(nlat, sizeof *noise);
 	float *xb = lvd_buf_alloc(X, (size_t)ub * nlat * sizeof(float)), *ob = lvd_buf_alloc(X, (size_t)ub * nout * sizeof(float));
 	float *slots = lvd_buf_alloc(X, (size_t)ub * slot_stride * sizeof(float));

@@ -405,16 +405,16 @@ static void test_unet_stop(void)
 	struct stopcap full = {.stop = -1};
 	CHECK(lvd_sd_unet_forward_batch(sd, ob, xb, NS, 8, 16, ts, ctx, 0, 77, stop_cb, &full, &err) == 0);
 	REQUIRE(full.n == 16);
-	CHECK(lvd_sd_unet_last_attn2(sd, 0) == -1);
+	CHECK(lvd_sd_unet_last_attn2(sd, 0, NULL) == -1);
 	for (unsigned mask = 1; mask < 16; mask++) {
 		int want = -1;
 		for (int i = 0; i < full.n; i++)
 			if (mask & (1u << full.level[i]))
 				want = full.index[i];
-		CHECKF(lvd_sd_unet_last_attn2(sd, mask) == want, "mask %u: %d, want %d", mask,
-		       lvd_sd_unet_last_attn2(sd, mask), want);
+		CHECKF(lvd_sd_unet_last_attn2(sd, mask, NULL) == want, "mask %u: %d, want %d", mask,
+		       lvd_sd_unet_last_attn2(sd, mask, NULL), want);
 	}
-	int stops[] = {0, 7, lvd_sd_unet_last_attn2(sd, 6), 15};
+	int stops[] = {0, 7, lvd_sd_unet_last_attn2(sd, 6, NULL), 15};
 	for (int s = 0; s < 4; s++) {
 		for (size_t i = 0; i < NS * nx; i++)
 			ob[i] = -12345.0f;

@@ -170,8 +170,8 @@ typedef int (*lvd_sd_attn_cb)(void *user, const struct lvd_sd_attn_info *info, c
 
 /* Call-order index (lvd_sd_attn_info.index) of the last attn2 layer of a UNet pass whose
  * level (0 = full latent, 1 = /2, ...) is in the bit mask `levels`; -1 when none is, or
- * without a UNet. */
-int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels);
+ * without a UNet. *count (may be NULL) gets the number of attn2 layers at those levels. */
+int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels, int *count);
 
 /* UNet: out [out_ch, h, w] = ε̂(x [in_ch, h, w], t, ctx [n_ctx, ctx_dim]). cb (may be
  * NULL) receives each attn2 map as it is produced, in call order. Self-attention never

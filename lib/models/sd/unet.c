@@ -287,28 +287,37 @@ end:
 	return 0;
 }
 
-int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels)
+/* the next attn2 layer in call order is at `level`: counted and remembered when selected */
+static void attn2_at(unsigned levels, int level, int *idx, int *last, int *nsel)
 {
+	if (levels & (1u << level))
+		*last = *idx, (*nsel)++;
+	(*idx)++;
+}
+
+int lvd_sd_unet_last_attn2(const struct lvd_sd *sd, unsigned levels, int *count)
+{
+	if (count)
+		*count = 0;
 	if (!sd->has_unet)
 		return -1;
 	/* the call order of lvd_sd_unet_forward_batch: down levels (L transformers each),
 	 * mid (the deepest level), up levels deepest first (L + 1 each); tblocks attn2 per
 	 * transformer */
 	const struct lvd_sd_unet_cfg *k = &sd->unet.cfg;
-	int n = k->levels, L = k->layers_per_block, idx = 0, last = -1;
+	int n = k->levels, L = k->layers_per_block, idx = 0, last = -1, nsel = 0;
 	for (int i = 0; i < n; i++)
 		for (int j = 0; k->down_attn[i] && j < L; j++)
-			for (int b = 0; b < k->tblocks; b++, idx++)
-				if (levels & (1u << i))
-					last = idx;
-	for (int b = 0; b < k->tblocks; b++, idx++)
-		if (levels & (1u << (n - 1)))
-			last = idx;
+			for (int b = 0; b < k->tblocks; b++)
+				attn2_at(levels, i, &idx, &last, &nsel);
+	for (int b = 0; b < k->tblocks; b++)
+		attn2_at(levels, n - 1, &idx, &last, &nsel);
 	for (int uu = 0; uu < n; uu++)
 		for (int j = 0; k->up_attn[uu] && j <= L; j++)
-			for (int b = 0; b < k->tblocks; b++, idx++)
-				if (levels & (1u << (n - 1 - uu)))
-					last = idx;
+			for (int b = 0; b < k->tblocks; b++)
+				attn2_at(levels, n - 1 - uu, &idx, &last, &nsel);
+	if (count)
+		*count = nsel;
 	return last;
 }
 
