@@ -319,7 +319,7 @@ static void fd_check(struct fix *f, struct lvd_minicpmv *m, const char *what, fl
 	       an);
 }
 
-/* runs the step with backward (λ as given) and copies the gradient array got by `grad` */
+/* runs the step with backward (λ as given) on zeroed gradients */
 static void step_grads(struct fix *f, struct lvd_minicpmv *m, float lambda)
 {
 	struct lvd_lstep_mcv_in in = f->in;
@@ -327,7 +327,22 @@ static void step_grads(struct fix *f, struct lvd_minicpmv *m, float lambda)
 	struct lvd_lstep_out out;
 	struct lvd_error err = { 0 };
 	lvd_minicpmv_zero_grads(m);
+	lvd_minicpmv_vision_zero_grads(m);
 	LVD_ASSERTF(lvd_lstep_mcv_run(f->ctx, m, &out, NULL, NULL, &in, &err) == 0, "%s", err.msg);
+}
+
+/* parameter x[n] with gradient array grad[n] (kept by the model across steps): its
+ * gradient at λ = 0 (CE alone) and at λ = 10, then fd_check */
+static void fd_param(struct fix *f, struct lvd_minicpmv *m, const char *what, float *x, const float *grad, size_t n)
+{
+	float *gce = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+	REQUIRE(gce && g);
+	step_grads(f, m, 0.0f);
+	memcpy(gce, grad, n * sizeof(float));
+	step_grads(f, m, 10.0f);
+	memcpy(g, grad, n * sizeof(float));
+	fd_check(f, m, what, x, g, gce, n);
+	free(gce), free(g);
 }
 
 /* (b) full fine-tuning: a few LLM weights of the attention (the only path from the LLM
@@ -348,15 +363,9 @@ static void fd_full(enum lvd_mcv_map map)
 		const struct lvd_llama_layer_w *w = &m->w.tl[l];
 		float *x = (float *)(i == 0 ? w->q : i == 1 ? w->k : w->v);   /* the converted (bf16) block: writable */
 		size_t n = 0;
-		step_grads(&f, m, 0.0f);
 		const float *gp = lvd_minicpmv_llm_grad(m, names[i], &n);
-		float *gce = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
-		REQUIRE(gp && gce && g);
-		memcpy(gce, gp, n * sizeof(float));
-		step_grads(&f, m, 10.0f);
-		memcpy(g, gp, n * sizeof(float));
-		fd_check(&f, m, names[i], x, g, gce, n);
-		free(gce), free(g);
+		REQUIRE(gp);
+		fd_param(&f, m, names[i], x, gp, n);
 	}
 	lvd_minicpmv_free(m);
 	fix_close(&f);
@@ -384,16 +393,9 @@ static void fd_lora(enum lvd_mcv_map map)
 			continue;   /* layer 0 q_proj, layer 1 k_proj */
 		for (int ab = 0; ab < 2; ab++) {
 			const size_t n = ab ? (size_t)L->out * 4 : (size_t)4 * L->in;
-			float *gce = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
-			REQUIRE(gce && g);
-			step_grads(&f, m, 0.0f);
-			memcpy(gce, ab ? L->dB : L->dA, n * sizeof(float));
-			step_grads(&f, m, 10.0f);
-			memcpy(g, ab ? L->dB : L->dA, n * sizeof(float));
 			char what[128];
 			snprintf(what, sizeof what, "%s.lora_%c", L->module, ab ? 'B' : 'A');
-			fd_check(&f, m, what, ab ? L->B : L->A, g, gce, n);
-			free(gce), free(g);
+			fd_param(&f, m, what, ab ? L->B : L->A, ab ? L->dB : L->dA, n);
 		}
 	}
 	lvd_minicpmv_free(m);
@@ -424,16 +426,7 @@ static void fd_vision(enum lvd_mcv_map map)
 		CHECKF(p != NULL, "no parameter %s", names[i]);
 		if (!p)
 			continue;
-		float *gce = malloc(p->n * sizeof(float)), *g = malloc(p->n * sizeof(float));
-		REQUIRE(gce && g);
-		lvd_minicpmv_vision_zero_grads(m);
-		step_grads(&f, m, 0.0f);
-		memcpy(gce, p->grad, p->n * sizeof(float));
-		lvd_minicpmv_vision_zero_grads(m);
-		step_grads(&f, m, 10.0f);
-		memcpy(g, p->grad, p->n * sizeof(float));
-		fd_check(&f, m, names[i], (float *)p->data, g, gce, p->n);   /* the converted (bf16) block: writable */
-		free(gce), free(g);
+		fd_param(&f, m, names[i], (float *)p->data, p->grad, p->n);   /* the converted (bf16) block: writable */
 	}
 	lvd_minicpmv_free(m);
 	fix_close(&f);
