@@ -24,35 +24,18 @@ static int utf8_ok(const uint8_t *s, size_t n)
 	return 1;
 }
 
+#define FLAGS_ALL (LVD_PACKREC_IMAGE | LVD_PACKREC_RAW | LVD_PACKREC_GRID | LVD_PACKREC_MCV)
+
 static int f16_finite(uint16_t h)
 {
 	return (h & 0x7c00) != 0x7c00;
 }
 
-/* Semantic checks shared by encoder (code INVALID) and decoder (code FORMAT). */
-static int validate(const struct lvd_packrec *r, int code, const char *where, struct lvd_error *err)
+/* The mllama tiling, image token and label rule of a version-1 record. */
+static int validate_tiles(const struct lvd_packrec *r, int code, const char *where, struct lvd_error *err)
 {
-	if (r->flags & ~(uint32_t)(LVD_PACKREC_IMAGE | LVD_PACKREC_RAW | LVD_PACKREC_GRID))
-		return lvd_error_set(err, code, "%s: unknown flags 0x%x", where, r->flags);
-	if (r->T < 1 || r->T > LVD_PACKREC_MAX_TOKENS)
-		return lvd_error_set(err, code, "%s: token count %u out of range", where, r->T);
-	if (r->W > LVD_PACKREC_MAX_WORDS)
-		return lvd_error_set(err, code, "%s: word count %u out of range", where, r->W);
-	if (r->gh < 1 || r->gw < 1 || r->gh > LVD_PACKREC_MAX_GRID || r->gw > LVD_PACKREC_MAX_GRID)
-		return lvd_error_set(err, code, "%s: target grid %ux%u out of range", where, r->gw, r->gh);
-	if (r->flags & LVD_PACKREC_RAW) {
-		if (r->rh < 1 || r->rw < 1 || r->rh > LVD_PACKREC_MAX_GRID || r->rw > LVD_PACKREC_MAX_GRID)
-			return lvd_error_set(err, code, "%s: raw map grid %ux%u out of range", where, r->rw, r->rh);
-	} else if (r->rh || r->rw) {
-		return lvd_error_set(err, code, "%s: raw map grid %ux%u without the RAW flag", where, r->rw, r->rh);
-	}
-	size_t idl = r->id ? strlen(r->id) : 0;
-	if (idl < 1 || idl > LVD_PACKREC_MAX_ID || !utf8_ok((const uint8_t *)r->id, idl))
-		return lvd_error_set(err, code, "%s: id is empty, too long or not UTF-8", where);
-	if (r->image_len < 1 || r->image_len > LVD_PACKREC_MAX_IMAGE || !r->image)
-		return lvd_error_set(err, code, "%s: image length %u out of range", where, r->image_len);
-	if (!(r->flags & LVD_PACKREC_IMAGE) && !utf8_ok(r->image, r->image_len))
-		return lvd_error_set(err, code, "%s: image path is not UTF-8", where);
+	if (r->n_pics || r->pics || r->cols || r->rows || r->query_num)
+		return lvd_error_set(err, code, "%s: MiniCPM pictures without the MCV flag", where);
 	if (r->tiles_h < 1 || r->tiles_w < 1 || r->tiles_h * r->tiles_w > 16 || r->aspect_id < 1 ||
 	    r->aspect_id > 64)
 		return lvd_error_set(err, code, "%s: tiling %ux%u (aspect id %u) out of range", where, r->tiles_w,
@@ -93,6 +76,88 @@ static int validate(const struct lvd_packrec *r, int code, const char *where, st
 			return lvd_error_set(err, code, "%s: token %u: label %d is neither -100 nor the token id %d",
 					     where, t, r->labels[t], r->tokens[t]);
 	}
+	return LVD_OK;
+}
+
+/* The MiniCPM block of an MCV record (packrec.h): pictures, bounds, labels, query rows. */
+static int validate_mcv(const struct lvd_packrec *r, int code, const char *where, struct lvd_error *err)
+{
+	if (!(r->flags & LVD_PACKREC_GRID) || r->gh != r->gw)
+		return lvd_error_set(err, code, "%s: a MiniCPM record needs square grid targets (GRID, got %ux%u%s)",
+				     where, r->gw, r->gh, (r->flags & LVD_PACKREC_GRID) ? "" : ", no GRID flag");
+	if (r->tiles_h || r->tiles_w || r->aspect_id || r->tile_px || r->image_pos != LVD_PACKREC_NO_IMAGE)
+		return lvd_error_set(err, code, "%s: a MiniCPM record has tiling fields %ux%u/%u/%u or image position %u",
+				     where, r->tiles_w, r->tiles_h, r->aspect_id, r->tile_px, r->image_pos);
+	if (r->patch_px < 1 || r->patch_px > 1024)
+		return lvd_error_set(err, code, "%s: patch %u px out of range", where, r->patch_px);
+	if (r->img_w < 1 || r->img_h < 1 || r->img_w > LVD_IMAGE_MAX_SIDE || r->img_h > LVD_IMAGE_MAX_SIDE ||
+	    (size_t)r->img_w * r->img_h > LVD_IMAGE_MAX_PIXELS || r->new_w != r->img_w || r->new_h != r->img_h)
+		return lvd_error_set(err, code, "%s: image %ux%u / extent %ux%u out of range", where, r->img_w,
+				     r->img_h, r->new_w, r->new_h);
+	if ((r->cols == 0) != (r->rows == 0) || r->cols > LVD_PACKREC_MAX_PICS || r->rows > LVD_PACKREC_MAX_PICS ||
+	    r->n_pics != 1 + r->cols * r->rows || r->n_pics > LVD_PACKREC_MAX_PICS || !r->pics)
+		return lvd_error_set(err, code, "%s: %u pictures for a %ux%u slice grid", where, r->n_pics, r->cols,
+				     r->rows);
+	if (r->query_num < 1 || r->query_num > r->T)
+		return lvd_error_set(err, code, "%s: query_num %u out of range", where, r->query_num);
+	uint32_t prev = 0;
+	for (uint32_t k = 0; k < r->n_pics; k++) {
+		const struct lvd_packrec_pic *p = &r->pics[k];
+		if (p->th < 1 || p->tw < 1 || p->th > LVD_PACKREC_MAX_GRID || p->tw > LVD_PACKREC_MAX_GRID)
+			return lvd_error_set(err, code, "%s: picture %u: patch grid %ux%u out of range", where, k, p->tw,
+					     p->th);
+		if (k > 1 && (p->th != r->pics[1].th || p->tw != r->pics[1].tw))
+			return lvd_error_set(err, code, "%s: picture %u: slice grid %ux%u differs from slice 1's %ux%u",
+					     where, k, p->tw, p->th, r->pics[1].tw, r->pics[1].th);
+		if (p->start < prev || p->end > r->T || p->start > p->end || p->end - p->start != r->query_num)
+			return lvd_error_set(err, code,
+					     "%s: picture %u: image bound [%u, %u) not %u tokens after %u and inside %u",
+					     where, k, p->start, p->end, r->query_num, prev, r->T);
+		prev = p->end;
+	}
+	for (uint32_t t = 0; t < r->T; t++)
+		if (r->tokens[t] < 0 || r->labels[t] < -100 || (r->labels[t] < 0 && r->labels[t] != -100))
+			return lvd_error_set(err, code, "%s: token %u: id %d / label %d out of range", where, t,
+					     r->tokens[t], r->labels[t]);
+	for (uint32_t k = 0; k < r->n_pics; k++)
+		for (uint32_t t = r->pics[k].start; t < r->pics[k].end; t++)
+			if (r->labels[t] != -100)
+				return lvd_error_set(err, code, "%s: token %u of picture %u has label %d, want -100", where,
+						     t, k, r->labels[t]);
+	for (uint32_t w = 0; w < r->W; w++)
+		if (r->words[w].n_query && r->words[w].query && r->words[w].query[0] < prev)
+			return lvd_error_set(err, code, "%s: word %u '%s': query row %u before the end %u of the pictures",
+					     where, w, r->words[w].key ? r->words[w].key : "", r->words[w].query[0], prev);
+	return LVD_OK;
+}
+
+/* Semantic checks shared by encoder (code INVALID) and decoder (code FORMAT). */
+static int validate(const struct lvd_packrec *r, int code, const char *where, struct lvd_error *err)
+{
+	if (r->flags & ~(uint32_t)FLAGS_ALL)
+		return lvd_error_set(err, code, "%s: unknown flags 0x%x", where, r->flags);
+	if (r->T < 1 || r->T > LVD_PACKREC_MAX_TOKENS)
+		return lvd_error_set(err, code, "%s: token count %u out of range", where, r->T);
+	if (r->W > LVD_PACKREC_MAX_WORDS)
+		return lvd_error_set(err, code, "%s: word count %u out of range", where, r->W);
+	if (r->gh < 1 || r->gw < 1 || r->gh > LVD_PACKREC_MAX_GRID || r->gw > LVD_PACKREC_MAX_GRID)
+		return lvd_error_set(err, code, "%s: target grid %ux%u out of range", where, r->gw, r->gh);
+	if (r->flags & LVD_PACKREC_RAW) {
+		if (r->rh < 1 || r->rw < 1 || r->rh > LVD_PACKREC_MAX_GRID || r->rw > LVD_PACKREC_MAX_GRID)
+			return lvd_error_set(err, code, "%s: raw map grid %ux%u out of range", where, r->rw, r->rh);
+	} else if (r->rh || r->rw) {
+		return lvd_error_set(err, code, "%s: raw map grid %ux%u without the RAW flag", where, r->rw, r->rh);
+	}
+	size_t idl = r->id ? strlen(r->id) : 0;
+	if (idl < 1 || idl > LVD_PACKREC_MAX_ID || !utf8_ok((const uint8_t *)r->id, idl))
+		return lvd_error_set(err, code, "%s: id is empty, too long or not UTF-8", where);
+	if (r->image_len < 1 || r->image_len > LVD_PACKREC_MAX_IMAGE || !r->image)
+		return lvd_error_set(err, code, "%s: image length %u out of range", where, r->image_len);
+	if (!(r->flags & LVD_PACKREC_IMAGE) && !utf8_ok(r->image, r->image_len))
+		return lvd_error_set(err, code, "%s: image path is not UTF-8", where);
+	int rc = (r->flags & LVD_PACKREC_MCV) ? validate_mcv(r, code, where, err) : validate_tiles(r, code, where, err);
+	if (rc)
+		return rc;
 	for (uint32_t w = 0; w < r->W; w++) {
 		const struct lvd_packrec_word *x = &r->words[w];
 		size_t kl = x->key ? strlen(x->key) : 0;
@@ -198,7 +263,8 @@ int lvd_packrec_encode(const struct lvd_packrec *r, uint8_t **out, size_t *out_l
 	if (rc)
 		return rc;
 	size_t cells = (size_t)r->gh * r->gw, rawc = (size_t)r->rh * r->rw;
-	size_t n = LVD_PACKREC_HEADER + strlen(r->id) + 8 * (size_t)r->T;
+	int mcv = (r->flags & LVD_PACKREC_MCV) != 0;
+	size_t n = LVD_PACKREC_HEADER + strlen(r->id) + 8 * (size_t)r->T + (mcv ? 8 + 12 * (size_t)r->n_pics : 0);
 	for (uint32_t w = 0; w < r->W; w++)
 		n += 24 + strlen(r->words[w].key) + 4 * ((size_t)r->words[w].n_pos + r->words[w].n_query);
 	/* all factors are bounded by the validated limits: W·cells·2 < 2^12·2^24·2 fits size_t */
@@ -207,7 +273,7 @@ int lvd_packrec_encode(const struct lvd_packrec *r, uint8_t **out, size_t *out_l
 	if (!b.p)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory encoding %zu bytes", r->id, n);
 	putn(&b, "LVDP", 4);
-	put16(&b, LVD_PACKREC_VERSION);
+	put16(&b, mcv ? LVD_PACKREC_VERSION_MCV : LVD_PACKREC_VERSION);
 	put16(&b, r->flags);
 	put32(&b, r->T);
 	put32(&b, r->W);
@@ -230,6 +296,18 @@ int lvd_packrec_encode(const struct lvd_packrec *r, uint8_t **out, size_t *out_l
 	put32(&b, r->image_pos);
 	LVD_ASSERT(b.n == LVD_PACKREC_HEADER);
 	putn(&b, r->id, strlen(r->id));
+	if (mcv) {
+		put16(&b, r->cols);
+		put16(&b, r->rows);
+		put16(&b, r->n_pics);
+		put16(&b, r->query_num);
+		for (uint32_t k = 0; k < r->n_pics; k++) {
+			put16(&b, r->pics[k].th);
+			put16(&b, r->pics[k].tw);
+			put32(&b, r->pics[k].start);
+			put32(&b, r->pics[k].end);
+		}
+	}
 	for (uint32_t t = 0; t < r->T; t++)
 		put32(&b, (uint32_t)r->tokens[t]);
 	for (uint32_t t = 0; t < r->T; t++)
@@ -305,6 +383,7 @@ void lvd_packrec_free(struct lvd_packrec *r)
 	free(r->mask);
 	free(r->raw);
 	free(r->image);
+	free(r->pics);
 	memset(r, 0, sizeof *r);
 }
 
@@ -321,9 +400,9 @@ int lvd_packrec_decode(struct lvd_packrec *r, const void *buf, size_t len, const
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: bad magic (not an lvd-pack sample)", where);
 	b.off = 4;
 	uint32_t ver = get16(&b);
-	if (ver != LVD_PACKREC_VERSION)
-		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: unsupported version %u (this build reads %d)", where,
-				     ver, LVD_PACKREC_VERSION);
+	if (ver != LVD_PACKREC_VERSION && ver != LVD_PACKREC_VERSION_MCV)
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: unsupported version %u (this build reads %d and %d)",
+				     where, ver, LVD_PACKREC_VERSION, LVD_PACKREC_VERSION_MCV);
 	r->flags = get16(&b);
 	r->T = get32(&b);
 	r->W = get32(&b);
@@ -349,8 +428,11 @@ int lvd_packrec_decode(struct lvd_packrec *r, const void *buf, size_t len, const
 	r->W = 0; /* words[] not allocated yet */
 	if (resv)
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: reserved header field is %u, want 0", where, resv);
-	if (r->flags & ~(uint32_t)(LVD_PACKREC_IMAGE | LVD_PACKREC_RAW | LVD_PACKREC_GRID))
+	if (r->flags & ~(uint32_t)FLAGS_ALL)
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: unknown flags 0x%x", where, r->flags);
+	if ((ver == LVD_PACKREC_VERSION_MCV) != ((r->flags & LVD_PACKREC_MCV) != 0))
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: version %u with flags 0x%x (the MCV flag is version 2's)",
+				     where, ver, r->flags);
 	if (r->T < 1 || r->T > LVD_PACKREC_MAX_TOKENS || W > LVD_PACKREC_MAX_WORDS || r->gh < 1 || r->gw < 1 ||
 	    r->gh > LVD_PACKREC_MAX_GRID || r->gw > LVD_PACKREC_MAX_GRID || r->rh > LVD_PACKREC_MAX_GRID ||
 	    r->rw > LVD_PACKREC_MAX_GRID || idl < 1 || idl > LVD_PACKREC_MAX_ID || r->image_len > LVD_PACKREC_MAX_IMAGE)
@@ -366,6 +448,26 @@ int lvd_packrec_decode(struct lvd_packrec *r, const void *buf, size_t len, const
 	if (memchr(r->id, 0, idl))
 		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: id contains a NUL byte", where);
 	b.off += idl;
+	if (r->flags & LVD_PACKREC_MCV) {
+		if (!need(&b, 8))
+			return TRUNC("the pictures");
+		r->cols = get16(&b);
+		r->rows = get16(&b);
+		r->n_pics = get16(&b);
+		r->query_num = get16(&b);
+		if (r->n_pics < 1 || r->n_pics > LVD_PACKREC_MAX_PICS)
+			return lvd_error_set(err, LVD_ERR_FORMAT, "%s: %u pictures out of range", where, r->n_pics);
+		if (!need(&b, 12 * (size_t)r->n_pics))
+			return TRUNC("the pictures");
+		if (!(r->pics = lvd_calloc_array(r->n_pics, sizeof *r->pics)))
+			goto nomem;
+		for (uint32_t k = 0; k < r->n_pics; k++) {
+			r->pics[k].th = get16(&b);
+			r->pics[k].tw = get16(&b);
+			r->pics[k].start = get32(&b);
+			r->pics[k].end = get32(&b);
+		}
+	}
 	if (!need(&b, 8 * (size_t)r->T))
 		return TRUNC("the tokens");
 	r->tokens = lvd_alloc_array(r->T, sizeof *r->tokens);

@@ -3,13 +3,16 @@
  * ids, labels, matched words with their token and query positions, target maps on the
  * VLM patch canvas with the validity mask, the tiling, and the image itself.
  *
- * Layout (version 1; integers and floats little-endian, written field by field):
+ * Layout (integers and floats little-endian, written field by field). Version 1 is an
+ * mllama sample; version 2 a MiniCPM-Llama3-V-2.5 sample (flag MCV, the extra block
+ * below); a version-1 record is byte for byte what earlier builds wrote.
  *   off size field
  *     0    4 magic "LVDP"
- *     4    2 u16 version = 1
+ *     4    2 u16 version: 1, or 2 with the MCV flag (and only then)
  *     6    2 u16 flags: bit 0 IMAGE = image bytes embedded (else a UTF-8 path),
  *                       bit 1 RAW = original SD maps kept, bit 2 GRID = targets are an
- *                       N×N resize of the whole image (--grid) instead of the patch canvas;
+ *                       N×N resize of the whole image (--grid) instead of the patch canvas,
+ *                       bit 3 MCV = a MiniCPM-V sample (version 2; requires GRID);
  *                       other bits must be 0
  *     8    4 u32 T    tokens (1..LVD_PACKREC_MAX_TOKENS)
  *    12    4 u32 W    matched words (0..LVD_PACKREC_MAX_WORDS)
@@ -33,10 +36,22 @@
  *              token has label -100 (its id, 128256 in Llama 3.2 Vision, is the
  *              model's and is not checked here)
  *    (aspect_id names tiles_h x tiles_w among the mllama arrangements of some
- *     max_tiles >= tiles_h*tiles_w; image width/height within io/image.h's limits)
+ *     max_tiles >= tiles_h*tiles_w; image width/height within io/image.h's limits.
+ *     MCV: new_w = img_w, new_h = img_h, tiles_h = tiles_w = aspect_id = tile_px = 0,
+ *     patch_px the vision patch (14), image_pos = 0xFFFFFFFF; every word's query rows
+ *     lie after the last picture's end)
  *    72      id bytes (UTF-8)
+ *            MCV only — the pictures (lvd_minicpmv_preprocess's slicing) and their tokens:
+ *              u16 cols, u16 rows (slice grid; both 0: the source picture alone),
+ *              u16 n_pics (= 1 + cols·rows, <= LVD_PACKREC_MAX_PICS), u16 query_num Q,
+ *              then per picture (source first, slices row-major): u16 th, u16 tw (patch
+ *              rows/columns, 1..LVD_PACKREC_MAX_GRID; every slice has one size),
+ *              u32 start, u32 end (its image_bound: end - start = Q, pictures in order,
+ *              not overlapping, end <= T)
  *            tokens i32[T] (>= 0)
- *            labels i32[T] (-100, or equal to the token)
+ *            labels i32[T]: version 1: -100, or equal to the token (the model shifts);
+ *              MCV: -100 or >= 0, the targets already shifted (OpenBMB's rule,
+ *              lvd_minicpmv_chat_build), -100 at every image-token position
  *            W words, each: u16 key length K (1..255), u16 reserved = 0, u32 n_pos (>= 1),
  *              u32 n_query (>= 1), i32 sd_tok (first CLIP token of the SD word),
  *              f32 min, f32 max (the resampled map before normalisation), K key bytes,
@@ -63,7 +78,9 @@
 extern "C" {
 #endif
 
-#define LVD_PACKREC_VERSION 1
+#define LVD_PACKREC_VERSION 1      /* mllama records */
+#define LVD_PACKREC_VERSION_MCV 2  /* MiniCPM-V records (flag MCV) */
+#define LVD_PACKREC_MAX_PICS 65u
 #define LVD_PACKREC_HEADER 72
 #define LVD_PACKREC_MAX_TOKENS (1u << 20)
 #define LVD_PACKREC_MAX_WORDS 4096u
@@ -76,6 +93,13 @@ enum {
 	LVD_PACKREC_IMAGE = 1,
 	LVD_PACKREC_RAW = 2,
 	LVD_PACKREC_GRID = 4,
+	LVD_PACKREC_MCV = 8,
+};
+
+/* One MiniCPM picture of an MCV record: its patch grid and image_bound range. */
+struct lvd_packrec_pic {
+	uint32_t th, tw;
+	uint32_t start, end;
 };
 
 struct lvd_packrec_word {
@@ -101,6 +125,9 @@ struct lvd_packrec {
 	uint32_t img_w, img_h, new_w, new_h;
 	uint32_t tiles_h, tiles_w, aspect_id, tile_px, patch_px;
 	uint32_t image_pos;
+	/* MCV only (else 0 / NULL) */
+	uint32_t cols, rows, n_pics, query_num;
+	struct lvd_packrec_pic *pics; /* [n_pics] */
 	uint8_t *image;             /* [image_len] (+ a NUL after it when decoded) */
 	uint32_t image_len;
 };
