@@ -10,6 +10,7 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "models/mllama/mllama.h"
+#include "nn/ops/xent.h"
 
 #define GOLD "tests/golden/mllama"
 
@@ -733,12 +734,209 @@ static void test_borrowed_ctx(void)
 	gold_close(&g);
 }
 
+/* ---- training memory: activation checkpointing and the fused LM head ---- */
+
+/* The gradients the model trains, as one copy: the full gradient block, or LoRA's. */
+static float *grads_copy(struct lvd_mllama *m, size_t *n)
+{
+	float *g = lvd_mllama_nlora(m) ? lvd_mllama_lora_grads(m, n) : lvd_mllama_grad_block(m, n);
+	float *c = malloc(*n * sizeof *c);
+	if (c)
+		memcpy(c, g, *n * sizeof *c);
+	return c;
+}
+
+/* One step at recompute mode r: zeroed gradients, forward (3 captured rows), backward of
+ * 0.7·CE + Σ Rs ⊙ P; the loss, the captured probabilities and the gradients out. */
+struct rc_out {
+	double loss;
+	float *probs, *grads;
+	size_t np, ng;
+	struct lvd_mllama_mem used, want;
+};
+static void rc_step(struct lvd_mllama *m, struct lvd_mllama_batch *b, const float *Rs, int r, struct rc_out *o)
+{
+	struct lvd_error err = { 0 };
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	static int rows[3] = { 9, 2, 4 }, off[3] = { 0, 2, 3 };
+	b->cap_rows = rows;
+	b->cap_off = off;
+	b->dropout_step = 5;
+	lvd_mllama_set_recompute(m, (enum lvd_mllama_recompute)r);
+	lvd_mllama_zero_grads(m);
+	REQUIRE(lvd_mllama_forward(m, b, &err) == 0);
+	o->loss = lvd_mllama_loss(m);
+	size_t S = (size_t)b->M * c->v_max_tiles * 17;
+	o->np = (size_t)c->t_heads * 3 * S;
+	o->probs = malloc(o->np * sizeof(float));
+	REQUIRE(o->probs && lvd_mllama_xattn_probs(m, 0));
+	memcpy(o->probs, lvd_mllama_xattn_probs(m, 0), o->np * sizeof(float));
+	const float *dp[1] = { Rs };
+	REQUIRE(lvd_mllama_backward(m, 0.7f, dp, &err) == 0);
+	CHECKF(!memcmp(o->probs, lvd_mllama_xattn_probs(m, 0), o->np * sizeof(float)),
+	       "recompute %d: the backward changed the captured probabilities", r);
+	o->grads = grads_copy(m, &o->ng);
+	REQUIRE(o->grads);
+	lvd_mllama_mem_used(m, &o->used);
+	REQUIRE(lvd_mllama_measure(m, b->B, b->T, b->M, 3, &o->want, &err) == 0);
+}
+
+/* --recompute none | xattn | all: the loss, the captured probabilities and every
+ * gradient bit for bit equal — full fine-tuning (every parameter, lm_head and the vision
+ * tower included) and LoRA on every linear with dropout (the recomputed masks come from
+ * the same seeds) — with an injected gradient on 3 captured rows (the dprobs path); the
+ * activations shrink (none >= xattn > all) and measure mode predicts them exactly. */
+static void rc_case(int lora)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_error err = { 0 };
+	struct lvd_mllama *m = NULL;
+	if (lora) {
+		REQUIRE(lvd_mllama_load_frozen(&m, lvd_test_path(GOLD "/model"), &err) == 0);
+		struct lvd_mllama_lora_cfg lc = { .r = 4, .alpha = 8, .dropout = 0.1f, .seed = 3,
+						  .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj" };
+		REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
+		for (size_t j = 0; j < lvd_mllama_nlora(m); j++) { /* B != 0: A gets gradients too */
+			struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
+			for (size_t i = 0; i < (size_t)l->out * 4; i++)
+				l->B[i] = 0.01f * sinf((float)(i + 7 * j));
+		}
+	} else {
+		m = load_model();
+		REQUIRE(m && lvd_mllama_enable_grads(m, &err) == 0);
+	}
+	REQUIRE(lvd_mllama_set_threads(m, 2, &err) == 0);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	size_t n = (size_t)c->t_heads * 3 * g.M * g.TL * 17;
+	float *Rs = malloc(n * sizeof *Rs);
+	REQUIRE(Rs);
+	for (size_t i = 0; i < n; i++)
+		Rs[i] = 0.05f * cosf(0.37f * (float)i);
+	struct rc_out o[3];
+	for (int r = 2; r >= 0; r--) /* growing: the carved capacity is then this forward's */
+		rc_step(m, &b, Rs, r, &o[r]);
+	double gmax = 0;
+	for (size_t i = 0; i < o[0].ng; i++)
+		gmax = fmax(gmax, fabs(o[0].grads[i]));
+	CHECK(isfinite(o[0].loss) && gmax > 0);
+	for (int r = 1; r < 3; r++) {
+		CHECKF(o[r].loss == o[0].loss, "recompute %s: loss %.17g vs %.17g", lvd_mllama_recompute_name(r),
+		       o[r].loss, o[0].loss);
+		CHECKF(!memcmp(o[r].probs, o[0].probs, n * sizeof(float)), "recompute %s: captured probabilities differ",
+		       lvd_mllama_recompute_name(r));
+		size_t diff = 0;
+		for (size_t i = 0; i < o[0].ng; i++)
+			diff += memcmp(&o[r].grads[i], &o[0].grads[i], sizeof(float)) != 0;
+		CHECKF(diff == 0, "recompute %s: %zu of %zu gradient floats differ", lvd_mllama_recompute_name(r), diff,
+		       o[0].ng);
+	}
+	/* scratch: all's (first) holds the recomputed layer's probabilities, the others keep
+	 * its capacity */
+	for (int r = 0; r < 3; r++)
+		CHECKF(o[r].used.acts == o[r].want.acts && o[r].used.scratch == o[2].want.scratch &&
+		       o[r].want.scratch <= o[2].want.scratch,
+		       "recompute %d: measured %zu/%zu, carved %zu/%zu", r, o[r].want.acts, o[r].want.scratch,
+		       o[r].used.acts, o[r].used.scratch);
+	/* the tiny model has one cross layer: xattn's shared region is that layer, no saving
+	 * (test_plan shows the 11B configuration's) */
+	CHECK(o[0].want.acts >= o[1].want.acts && o[1].want.acts > o[2].want.acts);
+	if (getenv("LVD_TEST_VERBOSE"))
+		fprintf(stderr, "  acts none %zu, xattn %zu, all %zu bytes\n", o[0].want.acts, o[1].want.acts,
+			o[2].want.acts);
+	for (int r = 0; r < 3; r++)
+		free(o[r].probs), free(o[r].grads);
+	free(Rs);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+static void test_recompute_full(void) { rc_case(0); }
+static void test_recompute_lora(void) { rc_case(1); }
+
+/* The fused LM head + CE (lvd_mllama_set_xent_chunk) against the logits path, full
+ * gradients: loss to double rounding of the reassociated log-sum-exp with one chunk
+ * (1e-12 relative), to the logits' fp32 rounding with several (1e-6), every gradient to fp32 rounding (chunked head GEMMs and dh summed per chunk: 1e-5 of
+ * each gradient's scale), with chunks 100 (256 = 100 + 100 + 56) and one chunk; no logits;
+ * the activations lose the [B·T, V] logits and the scratch its dlogits, as measured;
+ * recompute all with the fused head equals the fused head alone bit for bit. */
+static void test_fused_xent(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_error err = { 0 };
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m && lvd_mllama_enable_grads(m, &err) == 0);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	struct lvd_mllama_mem m0, m1;
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	double l0 = lvd_mllama_loss(m);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	size_t ng = 0;
+	float *g0 = grads_copy(m, &ng);
+	REQUIRE(g0 && lvd_mllama_measure(m, g.B, g.T, g.M, 0, &m0, &err) == 0);
+	static const int chunks[2] = { 100, 8192 };
+	float *g1 = NULL;
+	for (int k = 0; k < 2; k++) {
+		lvd_mllama_set_xent_chunk(m, chunks[k]);
+		CHECK(lvd_mllama_xent_chunk(m) == chunks[k]);
+		lvd_mllama_zero_grads(m);
+		REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+		CHECK(lvd_mllama_logits(m) == NULL);
+		double l1 = lvd_mllama_loss(m);
+		/* one chunk: the same logits GEMM, the log-sum-exp reassociated in double; chunks:
+		 * the block GEMMs' logits carry their own fp32 rounding */
+		double tol = chunks[k] >= c->vocab ? 1e-12 : 1e-6;
+		CHECKF(fabs(l1 - l0) <= tol * fabs(l0), "chunk %d: loss %.17g vs %.17g", chunks[k], l1, l0);
+		REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+		free(g1);
+		g1 = grads_copy(m, &ng);
+		REQUIRE(g1);
+		int bad = 0;
+		for (size_t i = 0, o = 0; i < lvd_mllama_nparams(m); o += lvd_mllama_param_at(m, i)->numel, i++) {
+			const struct lvd_mllama_param *p = lvd_mllama_param_at(m, i);
+			double sc = 0, d = 0;
+			for (size_t j = 0; j < p->numel; j++) {
+				sc = fmax(sc, fabs(g0[o + j]));
+				d = fmax(d, fabs((double)g1[o + j] - g0[o + j]));
+			}
+			if (d > 1e-5 * sc + 1e-12) {
+				bad++;
+				fprintf(stderr, "  %s: max|diff| %.3g, scale %.3g\n", p->name, d, sc);
+			}
+		}
+		CHECKF(bad == 0, "chunk %d: %d gradients differ beyond fp32 rounding", chunks[k], bad);
+	}
+	REQUIRE(lvd_mllama_measure(m, g.B, g.T, g.M, 0, &m1, &err) == 0);
+	size_t BT = (size_t)g.B * g.T, V = (size_t)c->vocab;
+	CHECK(m0.acts - m1.acts == (((BT * V + 15) & ~(size_t)15) - ((2 * BT + 15) & ~(size_t)15)) * sizeof(float));
+	CHECK(m0.scratch - m1.scratch ==
+	      (((BT * V + 15) & ~(size_t)15) - lvd_lmhead_xent_ws_floats((int)BT, (int)V, 8192)) * sizeof(float));
+	/* recompute on top: the same bits */
+	lvd_mllama_set_recompute(m, LVD_MLLAMA_RECOMPUTE_ALL);
+	lvd_mllama_zero_grads(m);
+	REQUIRE(lvd_mllama_forward(m, &b, &err) == 0);
+	double l2 = lvd_mllama_loss(m);
+	REQUIRE(lvd_mllama_backward(m, 1.0f, NULL, &err) == 0);
+	float *g2 = grads_copy(m, &ng);
+	REQUIRE(g2);
+	CHECK(l2 == lvd_mllama_loss(m) && !memcmp(g1, g2, ng * sizeof *g2));
+	/* names */
+	CHECK(lvd_mllama_recompute_parse("xattn") == LVD_MLLAMA_RECOMPUTE_XATTN &&
+	      lvd_mllama_recompute_parse("some") == -1 && !strcmp(lvd_mllama_recompute_name(2), "all"));
+	free(g0), free(g1), free(g2);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
 		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
-		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx), { 0 },
+		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx),
+		TEST(test_recompute_full), TEST(test_recompute_lora), TEST(test_fused_xent), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }

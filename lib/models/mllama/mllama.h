@@ -216,6 +216,39 @@ unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *n
  * LoRA gradients. */
 void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen);
 
+/* Training memory (issue #20); each takes effect at the next lvd_mllama_forward and is
+ * followed by lvd_mllama_measure.
+ * Activation checkpointing of the text decoder: NONE (default) keeps every layer's
+ * activations for backward; XATTN keeps, of each gated cross-attention layer, only its
+ * input and its captured probabilities and runs the layer's forward again right before
+ * its backward (the cross layers hold the K/V of every vision token: B·S·KV floats three
+ * times, plus LoRA's on k/v); ALL does so for every decoder layer. The recomputed layers
+ * share one region the size of the largest of them. Results are bit-identical to NONE
+ * (the same ops on the same inputs; LoRA dropout masks are seeded per step and site, not
+ * drawn). The probabilities lvd_mllama_xattn_probs returns are the forward's; the
+ * recomputation writes its own to scratch and, on a CPU context, asserts they equal
+ * those bit for bit: the probabilities a Lavender loss read are exactly the ones the
+ * backward differentiates (no stale maps; ../shared/reference/lavender.md). Cost: one
+ * more forward of the recomputed layers per backward. The vision tower is not
+ * recomputed. */
+enum lvd_mllama_recompute { LVD_MLLAMA_RECOMPUTE_NONE, LVD_MLLAMA_RECOMPUTE_XATTN, LVD_MLLAMA_RECOMPUTE_ALL };
+void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r);
+enum lvd_mllama_recompute lvd_mllama_recompute_mode(const struct lvd_mllama *m);
+/* "none", "xattn", "all"; parse: the mode of a name, -1 for any other text. */
+const char *lvd_mllama_recompute_name(enum lvd_mllama_recompute r);
+int lvd_mllama_recompute_parse(const char *s);
+/* Fused LM head + cross-entropy: chunk > 0 computes the loss (forward) and its gradient
+ * (backward) through lvd_lmhead_xent_* (lib/nn/ops/xent.h) over vocabulary chunks of
+ * `chunk` rows, so no [B·T, V] logits or dlogits exist: lvd_mllama_logits returns NULL
+ * and the activations keep one double per row instead; forward + backward then cost one
+ * more LM-head GEMM. Equal to the logits path (chunk 0, the default, for generation,
+ * evaluation and callers that read the logits) up to fp32 rounding. Workspace:
+ * B·T·min(chunk, V) floats (in lvd_mllama_measure's scratch). LVD_MLLAMA_XENT_CHUNK is
+ * what lvd-sft uses. */
+#define LVD_MLLAMA_XENT_CHUNK 8192
+void lvd_mllama_set_xent_chunk(struct lvd_mllama *m, int chunk);
+int lvd_mllama_xent_chunk(const struct lvd_mllama *m);
+
 /* Evaluation mode: eval = 1 runs LoRA adapters without dropout (torch's model.eval())
  * until lvd_mllama_set_eval(m, 0). */
 void lvd_mllama_set_eval(struct lvd_mllama *m, int eval);
@@ -265,7 +298,7 @@ void lvd_mllama_mem_used(const struct lvd_mllama *m, struct lvd_mllama_mem *out)
 /* Forward. Keeps every activation needed for backward inside the model (reallocated
  * when the batch shape grows). Results stay valid until the next forward. */
 int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *batch, struct lvd_error *err);
-const float *lvd_mllama_logits(const struct lvd_mllama *m);          /* [B, T, V] */
+const float *lvd_mllama_logits(const struct lvd_mllama *m);          /* [B, T, V]; NULL with the fused head */
 double lvd_mllama_loss(const struct lvd_mllama *m);                 /* mean CE (NAN without labels) */
 int lvd_mllama_loss_count(const struct lvd_mllama *m);              /* label tokens counted */
 /* Vision features before the projector [B, M, TL, P1, v_out_dim] and after [.., t_hidden]. */

@@ -47,7 +47,8 @@ struct mllama_acts {
 	uint8_t *pad;                /* [NV, L] */
 	struct vlayer_a *vl;
 	/* text */
-	float *x0, *norm_in, *norm_r, *normed, *logits, *xbias, *rowmask;
+	float *x0, *norm_in, *norm_r, *normed, *logits, *xbias, *rowmask;   /* logits NULL with the fused head */
+	double *lse;                 /* [B·T] the fused head's per-row log-sum-exp (NULL without it) */
 	int *pos, *ids, *targets;
 	int *cap_rows, *cap_off;     /* copies of the batch's capture lists (cap_off NULL: none) */
 	size_t ncap;                 /* capture rows in all */
@@ -98,6 +99,9 @@ struct lvd_mllama {
 	size_t acap;
 	struct mllama_acts a;
 	int fwd_done;
+	/* training memory (lvd_mllama_set_recompute / _set_xent_chunk; next forward on) */
+	enum lvd_mllama_recompute recompute;
+	int xent_chunk;              /* > 0: fused LM head + CE over vocabulary chunks, no logits */
 };
 
 /* vision (mllama_vision.c) */
@@ -108,13 +112,17 @@ void mllama_vision_fwd(struct lvd_mllama *m);
 void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch);
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m);
 
-/* text tower (mllama_text.c): activations (measure with base NULL), forward from the
- * batch copies and cross states to logits, backward from dlogits; returns dcross
- * [NV·TL·P1, Dt] inside scratch (NULL without images) */
+/* text tower (mllama_text.c): activations (measure with base NULL; the recomputed
+ * layers of m->recompute share one region), forward from the batch copies and cross
+ * states to logits (to the normed hidden with the fused head), backward from dlogits or,
+ * dlogits NULL, through the fused head (lvd_lmhead_xent_bwd with hscale; 0: no loss
+ * gradient), recomputing the recomputed layers first; returns dcross [NV·TL·P1, Dt]
+ * inside scratch (NULL without images) */
 size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_text_fwd(struct lvd_mllama *m);
 size_t mllama_text_bwd_scratch(const struct lvd_mllama *m);
-const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch);
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float hscale, const float *const *dprobs,
+			     float *scratch);
 
 /* generation (mllama_model.c, used by mllama_gen.c): batch check + shape + vision tower
  * only; m->a.cross valid after (when the batch has images) */

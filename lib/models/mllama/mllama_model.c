@@ -78,15 +78,24 @@ static size_t carve_acts(struct lvd_mllama *m, struct mllama_acts *a, float *bas
 	return t + (m->have_image ? mllama_vision_acts(m, a, base ? base + t : NULL) : 0);
 }
 
-/* backward scratch: dlogits, the text tower's, the vision tower's (offsets out) */
+/* backward scratch: dlogits (not with the fused head), the text tower's, the vision
+ * tower's (offsets out) */
 static size_t bwd_floats(const struct lvd_mllama *m, size_t *toff, size_t *voff)
 {
 	size_t off = 0;
-	mllama_take(NULL, &off, (size_t)m->batch.B * m->batch.T * m->c.vocab);
+	if (!m->xent_chunk)
+		mllama_take(NULL, &off, (size_t)m->batch.B * m->batch.T * m->c.vocab);
 	*toff = off;
 	off += mllama_text_bwd_scratch(m);
 	*voff = off;
 	return off + (m->have_image ? mllama_vision_bwd_scratch(m) : 0);
+}
+
+/* the backward's peak workspace: its scratch block, then the fused head's blocks on top */
+static size_t bwd_peak(const struct lvd_mllama *m, size_t block)
+{
+	int BT = m->batch.B * m->batch.T;
+	return block + (m->xent_chunk ? lvd_lmhead_xent_ws_floats(BT, m->c.vocab, m->xent_chunk) : 0);
 }
 
 static size_t trainable_floats(const struct lvd_mllama *m, size_t *base_floats)
@@ -126,7 +135,7 @@ int lvd_mllama_measure(struct lvd_mllama *m, int B, int T, int M, int ncap, stru
 	out->grads = train * sizeof(float);
 	out->opt = 2 * train * sizeof(float);
 	out->acts = carve_acts(m, &tmp, NULL) * sizeof(float);
-	out->scratch = bwd_floats(m, &toff, &voff) * sizeof(float);
+	out->scratch = bwd_peak(m, bwd_floats(m, &toff, &voff)) * sizeof(float);
 	m->batch = saved;
 	m->have_image = sv[0], m->np = sv[1], m->P1 = sv[2], m->Pp = sv[3], m->L = sv[4], m->NV = sv[5], m->S = sv[6];
 out:
@@ -209,7 +218,9 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	m->loss = NAN;
 	m->loss_count = 0;
 	if (b->labels) {
-		double sum = lvd_xent_fwd(m->ctx, &m->loss_count, a->logits, a->targets, BT, c->vocab);
+		double sum = m->xent_chunk ? lvd_lmhead_xent_fwd(m->ctx, a->lse, &m->loss_count, a->normed, m->w.lm_head,
+								 a->targets, BT, c->t_hidden, c->vocab, m->xent_chunk)
+					   : lvd_xent_fwd(m->ctx, &m->loss_count, a->logits, a->targets, BT, c->vocab);
 		m->loss = m->loss_count ? sum / m->loss_count : NAN;
 	}
 	m->fwd_done = 1;
@@ -241,6 +252,33 @@ int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b
 }
 
 const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
+
+void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r)
+{
+	LVD_ASSERT(r >= LVD_MLLAMA_RECOMPUTE_NONE && r <= LVD_MLLAMA_RECOMPUTE_ALL);
+	m->recompute = r;
+	m->fwd_done = 0; /* the carving changes: a backward needs a new forward */
+}
+enum lvd_mllama_recompute lvd_mllama_recompute_mode(const struct lvd_mllama *m) { return m->recompute; }
+static const char *const RECOMPUTE_NAMES[3] = {"none", "xattn", "all"};
+const char *lvd_mllama_recompute_name(enum lvd_mllama_recompute r)
+{
+	return r >= 0 && r <= LVD_MLLAMA_RECOMPUTE_ALL ? RECOMPUTE_NAMES[r] : "?";
+}
+int lvd_mllama_recompute_parse(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (s && !strcmp(s, RECOMPUTE_NAMES[i]))
+			return i;
+	return -1;
+}
+void lvd_mllama_set_xent_chunk(struct lvd_mllama *m, int chunk)
+{
+	LVD_ASSERT(chunk >= 0);
+	m->xent_chunk = chunk;
+	m->fwd_done = 0;
+}
+int lvd_mllama_xent_chunk(const struct lvd_mllama *m) { return m->xent_chunk; }
 double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
 int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
 const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
@@ -262,16 +300,19 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
 	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, toff, voff;
 	size_t off = bwd_floats(m, &toff, &voff);
-	if (off > m->a.bwd_len)
-		m->a.bwd_len = off;
+	if (bwd_peak(m, off) > m->a.bwd_len)
+		m->a.bwd_len = bwd_peak(m, off);
 	size_t mk = lvd_ctx_mark(m->ctx);
 	float *scratch = lvd_ctx_takef(m->ctx, off);
-	float *dlogits = scratch;
-	memset(dlogits, 0, sizeof(float) * BT * V);
-	if (m->loss_count > 0 && loss_scale != 0.0f)
-		lvd_xent_bwd(m->ctx, dlogits, m->a.logits, m->a.targets, loss_scale / (float)m->loss_count, (int)BT,
-			     (int)V);
-	const float *dcross = mllama_text_bwd(m, dlogits, dprobs, scratch + toff);
+	float hscale = m->loss_count > 0 && loss_scale != 0.0f ? loss_scale / (float)m->loss_count : 0.0f;
+	float *dlogits = NULL;
+	if (!m->xent_chunk) {
+		dlogits = scratch;
+		memset(dlogits, 0, sizeof(float) * BT * V);
+		if (hscale != 0.0f)
+			lvd_xent_bwd(m->ctx, dlogits, m->a.logits, m->a.targets, hscale, (int)BT, (int)V);
+	}
+	const float *dcross = mllama_text_bwd(m, dlogits, hscale, dprobs, scratch + toff);
 	unsigned vp = LVD_MLLAMA_VISION | LVD_MLLAMA_PROJECTOR;
 	if (m->have_image && ((mllama_train_base(m) && (m->frozen_groups & vp) != vp) || m->vsite))
 		mllama_vision_bwd(m, dcross, scratch + voff);

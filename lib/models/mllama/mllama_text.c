@@ -18,6 +18,7 @@
 #include "nn/ops/gate.h"
 #include "nn/ops/gemm.h"
 #include "nn/ops/norm.h"
+#include "nn/ops/xent.h"
 
 /* ---- activations -------------------------------------------------------------------- */
 
@@ -34,16 +35,64 @@ static uint64_t tseed(const struct lvd_mllama *m, int l, int s)
 	return m->lora_seed * 1000003u + (uint64_t)m->batch.dropout_step * 7919u + 0x100000u + (uint64_t)l * 16 + s;
 }
 
+/* Whether layer l keeps only its input (and captured probabilities) and is recomputed
+ * before its backward (lvd_mllama_set_recompute). */
+static int trecomp(const struct lvd_mllama *m, int l)
+{
+	return m->recompute == LVD_MLLAMA_RECOMPUTE_ALL ||
+	       (m->recompute == LVD_MLLAMA_RECOMPUTE_XATTN && m->w.tl[l].cross);
+}
+
+/* One layer's activations other than x_in and capp, carved at *off. */
+static void tlayer_carve(struct lvd_mllama *m, struct tlayer_a *A, int l, float *base, size_t *off)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	size_t B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden;
+	size_t H = c->t_heads, KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r;
+	int cross = m->w.tl[l].cross;
+	size_t Tk = cross ? S : T;
+	A->ln1 = mllama_take(base, off, BT * Dt);
+	A->ln1_r = mllama_take(base, off, BT);
+	A->q = mllama_take(base, off, BT * Dt);
+	A->k = mllama_take(base, off, B * Tk * KV);
+	A->v = mllama_take(base, off, B * Tk * KV);
+	if (cross) {
+		A->qraw = mllama_take(base, off, BT * Dt);
+		A->q_r = mllama_take(base, off, BT * H);
+		A->kraw = mllama_take(base, off, B * S * KV);
+		A->k_r = mllama_take(base, off, B * S * c->t_kv_heads);
+	}
+	A->stats = mllama_take(base, off, B * H * T * 2);
+	A->att = mllama_take(base, off, BT * Dt);
+	A->o_out = mllama_take(base, off, BT * Dt);
+	A->x_mid = mllama_take(base, off, BT * Dt);
+	A->ln2 = mllama_take(base, off, BT * Dt);
+	A->ln2_r = mllama_take(base, off, BT);
+	A->g = mllama_take(base, off, BT * It);
+	A->up = mllama_take(base, off, BT * It);
+	A->act = mllama_take(base, off, BT * It);
+	A->m_out = mllama_take(base, off, BT * Dt);
+	for (int s = 0; s < L_NSITE; s++) {
+		const struct lvd_mllama_lora *ls = tsite(m, l, s);
+		if (!ls)
+			continue;
+		size_t rows = (cross && (s == L_K || s == L_V)) ? B * S : BT;
+		A->u[s] = mllama_take(base, off, rows * r);
+		if (m->lora_p > 0)
+			A->xd[s] = mllama_take(base, off, rows * ls->in);
+	}
+}
+
 size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden;
-	size_t H = c->t_heads, KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter, r = m->lora_r;
+	size_t off = 0, B = m->batch.B, T = m->batch.T, BT = B * T, S = m->S, Dt = c->t_hidden, H = c->t_heads;
 	a->x0 = mllama_take(base, &off, BT * Dt);
 	a->norm_in = mllama_take(base, &off, BT * Dt);
 	a->norm_r = mllama_take(base, &off, BT);
 	a->normed = mllama_take(base, &off, BT * Dt);
-	a->logits = mllama_take(base, &off, BT * c->vocab);
+	a->logits = m->xent_chunk ? NULL : mllama_take(base, &off, BT * c->vocab);
+	a->lse = m->xent_chunk ? (double *)mllama_take(base, &off, 2 * BT) : NULL;
 	a->xbias = m->have_image ? mllama_take(base, &off, BT * S) : NULL;
 	a->rowmask = mllama_take(base, &off, BT);
 	a->pos = (int *)mllama_take(base, &off, T);
@@ -56,45 +105,24 @@ size_t mllama_text_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base
 		struct tlayer_a *A = &a->tl[l];
 		int cross = m->w.tl[l].cross;
 		memset(A, 0, sizeof *A);
-		if (cross && !m->have_image) {
-			A->x_in = mllama_take(base, &off, BT * Dt);
-			continue;
-		}
-		size_t Tk = cross ? S : T;
 		A->x_in = mllama_take(base, &off, BT * Dt);
-		A->ln1 = mllama_take(base, &off, BT * Dt);
-		A->ln1_r = mllama_take(base, &off, BT);
-		A->q = mllama_take(base, &off, BT * Dt);
-		A->k = mllama_take(base, &off, B * Tk * KV);
-		A->v = mllama_take(base, &off, B * Tk * KV);
-		if (cross) {
-			A->qraw = mllama_take(base, &off, BT * Dt);
-			A->q_r = mllama_take(base, &off, BT * H);
-			A->kraw = mllama_take(base, &off, B * S * KV);
-			A->k_r = mllama_take(base, &off, B * S * c->t_kv_heads);
-		}
-		A->stats = mllama_take(base, &off, B * H * T * 2);
+		if (cross && !m->have_image)
+			continue;
 		A->capp = cross ? mllama_take(base, &off, H * a->ncap * S) : NULL;
-		A->att = mllama_take(base, &off, BT * Dt);
-		A->o_out = mllama_take(base, &off, BT * Dt);
-		A->x_mid = mllama_take(base, &off, BT * Dt);
-		A->ln2 = mllama_take(base, &off, BT * Dt);
-		A->ln2_r = mllama_take(base, &off, BT);
-		A->g = mllama_take(base, &off, BT * It);
-		A->up = mllama_take(base, &off, BT * It);
-		A->act = mllama_take(base, &off, BT * It);
-		A->m_out = mllama_take(base, &off, BT * Dt);
-		for (int s = 0; s < L_NSITE; s++) {
-			const struct lvd_mllama_lora *ls = tsite(m, l, s);
-			if (!ls)
-				continue;
-			size_t rows = (cross && (s == L_K || s == L_V)) ? B * S : BT;
-			A->u[s] = mllama_take(base, &off, rows * r);
-			if (m->lora_p > 0)
-				A->xd[s] = mllama_take(base, &off, rows * ls->in);
-		}
+		if (!trecomp(m, l))
+			tlayer_carve(m, A, l, base, &off);
 	}
-	return off;
+	/* the recomputed layers share one region as large as the largest of them: a layer's
+	 * buffers hold data from its (re)computation to the next layer's only */
+	size_t end = off;
+	for (int l = 0; l < c->t_layers; l++) {
+		size_t o = off;
+		if (trecomp(m, l) && !(m->w.tl[l].cross && !m->have_image))
+			tlayer_carve(m, &a->tl[l], l, base, &o);
+		if (o > end)
+			end = o;
+	}
+	return end;
 }
 
 static float *tlayer_out(struct lvd_mllama *m, int l)
@@ -142,7 +170,9 @@ static void self_layer(struct lvd_mllama *m, int l, struct self_layer *sl)
 	sl->u = (struct tlin_user){ m, l };
 }
 
-static void tlayer_fwd(struct lvd_mllama *m, int l)
+/* Layer l's forward from A->x_in into the next layer's input (or norm_in); the capture
+ * rows' probabilities into capp. */
+static void tlayer_fwd(struct lvd_mllama *m, int l, float *capp)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct tlayer_a *A = &m->a.tl[l];
@@ -175,7 +205,7 @@ static void tlayer_fwd(struct lvd_mllama *m, int l)
 		       tseed(m, l, L_V));
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
 	struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
-	lvd_attn_fwd(m->ctx, A->att, A->stats, A->capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
+	lvd_attn_fwd(m->ctx, A->att, A->stats, capp, A->q, A->k, A->v, &mk, &cp, scale, B, T, S, H, KH, hd);
 	if (m->batch.meta_row_mask)
 		lvd_row_mask(m->ctx, A->att, m->a.rowmask, BT, Dt);
 	mllama_lin_fwd(m, A->o_out, A->u[L_O], A->xd[L_O], A->att, W->o, NULL, tsite(m, l, L_O), BT, Dt, Dt,
@@ -200,15 +230,17 @@ void mllama_text_fwd(struct lvd_mllama *m)
 	int BT = m->batch.B * m->batch.T, Dt = c->t_hidden;
 	lvd_embedding_fwd(m->ctx, a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
 	for (int l = 0; l < c->t_layers; l++)
-		tlayer_fwd(m, l);
+		tlayer_fwd(m, l, a->tl[l].capp);
 	lvd_rmsnorm_fwd(m->ctx, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
-	lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
+	if (a->logits) /* else the fused head runs with the loss (mllama_model.c) */
+		lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
 
 struct tscratch {
 	float *dx, *dln, *dm, *datt, *dq, *dqraw, *dk, *dv, *dkraw, *dg, *du, *dact, *dcross;
+	float *capp;   /* a recomputed cross layer's captured probabilities (NULL: none recomputed) */
 };
 
 static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscratch *s)
@@ -230,6 +262,11 @@ static size_t text_scratch(const struct lvd_mllama *m, float *base, struct tscra
 	s->du = mllama_take(base, &off, BT * It);
 	s->dact = mllama_take(base, &off, BT * It);
 	s->dcross = mllama_take(base, &off, BS * Dt + 1);
+	int any = 0;
+	size_t ncap = m->batch.cap_off ? (size_t)m->batch.cap_off[B] : 0;
+	for (int l = 0; l < c->t_layers; l++)
+		any |= trecomp(m, l) && m->w.tl[l].cross;
+	s->capp = any && m->have_image && ncap ? mllama_take(base, &off, (size_t)c->t_heads * ncap * m->S) : NULL;
 	return off;
 }
 
@@ -318,13 +355,31 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln1 : NULL, s->dln, A->x_in, W->ln1, A->ln1_r, BT, Dt);
 }
 
+/* Layer l's forward again from its kept input (lvd_mllama_set_recompute), into the
+ * shared region, right before its backward: the same ops on the same inputs give the
+ * same bits. Its output (the next layer's input or norm_in, not read any more) is
+ * rewritten with the values it holds; the captured probabilities go to scratch and, where
+ * the host can read them, must equal the forward's bit for bit — those are what the
+ * caller's loss on the maps saw, and the backward differentiates these. */
+static void tlayer_recompute(struct lvd_mllama *m, int l, float *capp)
+{
+	const struct tlayer_a *A = &m->a.tl[l];
+	tlayer_fwd(m, l, A->capp ? capp : NULL);
+	size_t n = (size_t)m->c.t_heads * m->a.ncap * m->S;
+	if (A->capp && n && m->ctx->backend == LVD_BACKEND_CPU) {
+		LVD_ASSERTF(!memcmp(capp, A->capp, n * sizeof(float)),
+			    "mllama: layer %d: the recomputed cross-attention probabilities differ from the forward's", l);
+	}
+}
+
 size_t mllama_text_bwd_scratch(const struct lvd_mllama *m)
 {
 	struct tscratch s;
 	return text_scratch(m, NULL, &s);
 }
 
-const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const float *const *dprobs, float *scratch)
+const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float hscale, const float *const *dprobs,
+			     float *scratch)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	struct tscratch s;
@@ -333,7 +388,12 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 	int base = mllama_train_base(m) && !(m->frozen_groups & LVD_MLLAMA_TEXT);   /* lm_head, norm, embeddings */
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
 	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
-	lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
+	if (dlogits)
+		lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt,
+			       V);
+	else if (hscale != 0.0f)
+		lvd_lmhead_xent_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, a->lse, a->normed, m->w.lm_head,
+				    a->targets, hscale, BT, Dt, V, m->xent_chunk);
 	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
 	lvd_rmsnorm_bwd(m->ctx, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
@@ -344,6 +404,8 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 			for (int k = 0; k < c->n_cross; k++)
 				if (c->cross_layers[k] == l)
 					dp = dprobs[k];
+		if (trecomp(m, l) && !(m->w.tl[l].cross && !m->have_image))
+			tlayer_recompute(m, l, s.capp);
 		tlayer_bwd(m, l, &s, dp);
 	}
 	if (base) {

@@ -5,7 +5,9 @@
 // gradient written in the same pass), or both from one log-sum-exp (fwd_bwd, llm.c's
 // fused softmax + CE + backward: the logits are read twice instead of three times). The
 // per-row losses are summed on the host in row order (the CPU's order); the targets are
-// read back to count the kept rows and check their range as the CPU op does.
+// read back to count the kept rows and check their range as the CPU op does. The fused
+// LM head's row kernels (chunk_fwd/_bwd, the state finished on the host) close the file.
+#include <math.h>
 #include <stdlib.h>
 
 #include "nn/ops/cuda_common.cuh"
@@ -92,6 +94,47 @@ double xent_rows(struct lvd_ctx *ctx, float *dlogits, int *count, const float *l
 	return total;
 }
 
+// fused head (xent.h lvd_lmhead_xent_*): one block per row of a vocabulary block [N, Vc]
+// holding columns [v0, v0 + Vc). Forward: the online log-sum-exp update (as the CPU).
+__global__ void chunk_fwd_kernel(float *mx, double *se, float *tl, const float *l, const int *targets, int Vc, int v0)
+{
+	int n = blockIdx.x, t = targets[n];
+	if (t == -100)
+		return;
+	const float *r = l + (size_t)n * Vc;
+	float cm;
+	double s = row_sumexp(r, Vc, &cm);
+	if (threadIdx.x != 0)
+		return;
+	if (v0 == 0) {
+		mx[n] = cm;
+		se[n] = s;
+	} else {
+		float nm = fmaxf(cm, mx[n]);
+		se[n] = se[n] * exp((double)mx[n] - nm) + s * exp((double)cm - nm);
+		mx[n] = nm;
+	}
+	if (t >= v0 && t < v0 + Vc)
+		tl[n] = r[t - v0];
+}
+
+// Backward: the block in place becomes scale·(exp(l − lse) − onehot); ignored rows 0.
+__global__ void chunk_bwd_kernel(float *l, const double *lse, const int *targets, float scale, int Vc, int v0)
+{
+	int n = blockIdx.x, t = targets[n];
+	float *r = l + (size_t)n * Vc;
+	if (t == -100) {
+		for (int j = threadIdx.x; j < Vc; j += blockDim.x)
+			r[j] = 0.0f;
+		return;
+	}
+	double z = lse[n];
+	for (int j = threadIdx.x; j < Vc; j += blockDim.x) {
+		float x = scale * (float)exp((double)r[j] - z);
+		r[j] = j + v0 == t ? x - scale : x;
+	}
+}
+
 } // namespace
 
 extern "C" double lvd_xent_fwd_cuda(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N,
@@ -113,5 +156,59 @@ extern "C" void lvd_xent_bwd_cuda(struct lvd_ctx *ctx, float *dlogits, const flo
 		return;
 	xent_row_kernel<<<N, lvd_cu::row_threads(V), 0, lvd_cu::stream(ctx)>>>(nullptr, dlogits, logits, targets, scale,
 										   V);
+	LVD_CU_LAUNCHED();
+}
+
+extern "C" void lvd_xent_chunk_fwd_cuda(struct lvd_ctx *ctx, float *mx, double *se, float *tl, const float *l,
+					const int *targets, int N, int Vc, int v0)
+{
+	if (N <= 0 || Vc <= 0)
+		return;
+	chunk_fwd_kernel<<<N, lvd_cu::row_threads(Vc), 0, lvd_cu::stream(ctx)>>>(mx, se, tl, l, targets, Vc, v0);
+	LVD_CU_LAUNCHED();
+}
+
+// The row state read back and finished on the host with the CPU's expressions (row
+// order), lse uploaded.
+extern "C" double lvd_xent_chunk_end_cuda(struct lvd_ctx *ctx, double *lse, int *count, const float *mx,
+					  const double *se, const float *tl, const int *targets, int N, int V)
+{
+	*count = 0;
+	if (N <= 0)
+		return 0.0;
+	size_t n = (size_t)N;
+	int *ht = (int *)malloc(sizeof(int) * n);
+	float *hm = (float *)malloc(sizeof(float) * n), *htl = (float *)malloc(sizeof(float) * n);
+	double *hs = (double *)malloc(sizeof(double) * n), *hl = (double *)malloc(sizeof(double) * n);
+	LVD_ASSERTF(ht && hm && htl && hs && hl, "lvd_xent_chunk_end_cuda: out of host memory for %d rows", N);
+	lvd_buf_download(ctx, ht, targets, sizeof(int) * n);
+	lvd_buf_download(ctx, hm, mx, sizeof(float) * n);
+	lvd_buf_download(ctx, hs, se, sizeof(double) * n);
+	lvd_buf_download(ctx, htl, tl, sizeof(float) * n);
+	double total = 0;
+	int cnt = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ht[i] == -100) {
+			hl[i] = NAN;
+			continue;
+		}
+		LVD_ASSERTF(ht[i] >= 0 && ht[i] < V, "lvd_lmhead_xent_fwd: target %d of row %zu outside [0, %d)", ht[i],
+			    i, V);
+		total += log(hs[i]) + hm[i] - htl[i];
+		hl[i] = hm[i] + log(hs[i]);
+		cnt++;
+	}
+	lvd_buf_upload(ctx, lse, hl, sizeof(double) * n);
+	free(ht), free(hm), free(htl), free(hs), free(hl);
+	*count = cnt;
+	return total;
+}
+
+extern "C" void lvd_xent_chunk_bwd_cuda(struct lvd_ctx *ctx, float *l, const double *lse, const int *targets,
+					float scale, int N, int Vc, int v0)
+{
+	if (N <= 0 || Vc <= 0)
+		return;
+	chunk_bwd_kernel<<<N, lvd_cu::row_threads(Vc), 0, lvd_cu::stream(ctx)>>>(l, lse, targets, scale, Vc, v0);
 	LVD_CU_LAUNCHED();
 }
