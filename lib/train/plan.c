@@ -19,9 +19,15 @@ int lvd_plan_mllama(struct lvd_mllama *m, const struct lvd_plan_opts *o, struct 
 		return lvd_error_set(err, LVD_ERR_INVALID, "plan: world must be >= 1");
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
 	struct lvd_mllama_mem full, text;
+	const enum lvd_mllama_recompute r0 = lvd_mllama_recompute_mode(m);
+	const int x0 = lvd_mllama_xent_chunk(m);
+	lvd_mllama_set_recompute(m, o->recompute);
+	lvd_mllama_set_xent_chunk(m, o->xent_chunk);
 	int rc = lvd_mllama_measure(m, o->B, o->T, o->M, o->ncap, &full, err);
 	if (!rc)
 		rc = lvd_mllama_measure(m, o->B, o->T, 0, 0, &text, err);
+	lvd_mllama_set_recompute(m, r0);
+	lvd_mllama_set_xent_chunk(m, x0);
 	if (rc)
 		return rc;
 	const int cuda = o->device == LVD_PLAN_CUDA;
@@ -93,6 +99,8 @@ void lvd_plan_print(FILE *f, const struct lvd_plan *p, const struct lvd_plan_opt
 		o->full ? "full" : "LoRA", o->world, o->world > 1 ? "s" : "",
 		o->full && o->zero && o->world > 1 ? " ZeRO-1" : "", o->B, o->T, o->M, o->M == 1 ? "" : "s", o->ncap,
 		p->verified ? "" : " [unverified: no GPU run yet]");
+	fprintf(f, "plan: recompute %s, LM head %s\n", lvd_mllama_recompute_name(o->recompute),
+		o->xent_chunk ? "fused with the loss (vocabulary chunks, no logits)" : "logits kept");
 	if (p->n_params >= 1000000000u)
 		fprintf(f, "plan: parameters %.3f B, trained %.3f M\n", (double)p->n_params / 1e9,
 			(double)p->n_trained / 1e6);
@@ -149,8 +157,13 @@ const char *lvd_plan_advice(const struct lvd_plan *p, const struct lvd_plan_opts
 		if (o->full && d == 4 && !(o->zero && o->world > 1))
 			fix = "more ranks with ZeRO (--nproc-per-node N --zero 1), or LoRA instead of --full";
 	} else if (d == 6 || d == 7 || d == 8) {
-		fix = o->B > 1 ? "a smaller --batch (micro-batch; raise --grad-accum to keep the step)"
-			       : "shorter records (fewer tokens or tiles per sample: the plan assumes --plan-tokens)";
+		if (d == 6 && o->recompute != LVD_MLLAMA_RECOMPUTE_ALL)
+			fix = o->recompute == LVD_MLLAMA_RECOMPUTE_NONE ?
+				      "--recompute xattn or all (activation checkpointing), or a smaller --batch" :
+				      "--recompute all (activation checkpointing), or a smaller --batch";
+		else
+			fix = o->B > 1 ? "a smaller --batch (micro-batch; raise --grad-accum to keep the step)"
+				       : "shorter records (fewer tokens or tiles per sample: the plan assumes --plan-tokens)";
 	} else if (d == 0) {
 		fix = o->full ? "LoRA instead of --full (the frozen base needs no gradients or moments)"
 			      : "a machine with more memory (the base weights alone exceed it)";

@@ -16,8 +16,11 @@
  *   aligner   the Aligner: parameters, gradients, m, v (fp32)
  *   acts      activations kept for backward, measured with the model's own carving
  *             (lvd_mllama_measure; text = the same shape without images, vision = the
- *             rest: the vision tower, projector and cross-attention state)
- *   scratch   backward scratch from the ctx workspace (lvd_mllama_measure)
+ *             rest: the vision tower, projector and cross-attention state) in the
+ *             options' --recompute mode (recomputed layers keep their input, and share
+ *             one region) and LM head (the fused one keeps no [B·T, V] logits)
+ *   scratch   backward scratch from the ctx workspace (lvd_mllama_measure; the fused
+ *             head's vocabulary block instead of [B·T, V] dlogits)
  *   latt_ws   the Lavender loss workspace: latt.h's stated bound L·R·H·S floats (L cross
  *             layers, R captured rows, H heads, S vision tokens per sample) — derived
  *             from the shapes, not measured
@@ -46,6 +49,9 @@ struct lvd_plan_opts {
 	int zero;              /* 1: ZeRO-1 optimizer sharding when world > 1 and full */
 	int B, T, M, ncap;     /* micro-batch: samples, tokens, images per sample, captured rows in all */
 	size_t aligner_params; /* floats of the Aligner */
+	/* training memory modes the model is measured with (then restored): */
+	enum lvd_mllama_recompute recompute; /* activation checkpointing (lvd_mllama_set_recompute) */
+	int xent_chunk;        /* > 0: fused LM head + CE, no logits (lvd_mllama_set_xent_chunk) */
 };
 
 #define LVD_PLAN_NPARTS 9

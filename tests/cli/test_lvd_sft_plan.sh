@@ -9,7 +9,7 @@ src=${LVD_SRCDIR:-.}
 model=$src/tests/golden/mllama/model
 big=$src/tests/golden/mllama/config-11b
 
-for o in --max-memory --plan-only --plan-device --plan-tokens --plan-rows; do
+for o in --max-memory --plan-only --plan-device --plan-tokens --plan-rows --recompute; do
 	expect_stdout "$o" "run --help lists $o" "$bin" run --help
 done
 expect_stdout "parameters 10.670 B, trained 5.898 M" "11B LoRA plan: parameter counts" \
@@ -26,6 +26,12 @@ ok "11B LoRA fits 80G" "$bin" run --model "$big" --plan-only --max-memory 80G
 expect_exit 2 "bad --max-memory" "$bin" run --model "$big" --plan-only --max-memory 12X
 expect_stderr "is not a size" "bad --max-memory message" "$bin" run --model "$big" --plan-only --max-memory 12X
 expect_exit 2 "bad --plan-device" "$bin" run --model "$big" --plan-only --plan-device tpu
+expect_stdout "recompute xattn, LM head fused" "plan names --recompute and the fused head" \
+	"$bin" run --model "$big" --plan-only --recompute xattn
+expect_stdout "LM head logits kept" "--word-keys argmax keeps the logits" \
+	"$bin" run --model "$big" --plan-only --word-keys argmax
+expect_exit 2 "bad --recompute" "$bin" run --model "$big" --plan-only --recompute some
+expect_stderr "is not none, xattn or all" "bad --recompute message" "$bin" run --model "$big" --plan-only --recompute some
 expect_exit 1 "--plan-only without config.json" "$bin" run --model "$T_TMP/none" --plan-only
 expect_stderr "none/config.json" "missing config named" "$bin" run --model "$T_TMP/none" --plan-only
 
@@ -36,9 +42,11 @@ expect_exit 2 "run over --max-memory" run --out "$T_TMP/r0" --max-memory 1M
 expect_stderr "acts dominates" "run refusal names the part" run --out "$T_TMP/r0" --max-memory 1M
 [ ! -e "$T_TMP/r0" ] && pass || fail "a refused run must not create the run folder"
 expect_stderr "plan: predicted peak per rank" "run prints the plan on stderr" \
-	run --out "$T_TMP/r1" --max-memory 1G --plan-tokens 64
+	run --out "$T_TMP/r1" --max-memory 1G --plan-tokens 64 --recompute all
 grep -q '"plan": {' "$T_TMP/r1/run.json" && grep -q '"peak":' "$T_TMP/r1/run.json" && pass ||
 	fail "run.json holds the plan record"
+grep -q '"recompute": "all"' "$T_TMP/r1/run.json" && grep -q '"fused_head": true' "$T_TMP/r1/run.json" && pass ||
+	fail "run.json records --recompute and the fused head"
 expect_exit 2 "--full run over --max-memory" run --out "$T_TMP/r2" --full --max-memory 2M --plan-tokens 16
 expect_exit 2 "2-rank run over --max-memory" run --out "$T_TMP/r3" --nproc-per-node 2 --full --max-memory 1M
 [ "$(grep -c 'exceeds --max-memory' "$T_TMP/err")" = 1 ] && pass || fail "2 ranks: the refusal printed once (rank 0)"

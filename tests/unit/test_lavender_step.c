@@ -613,6 +613,71 @@ static void test_key_table(void)
 	lvd_llama_tok_free(tok);
 }
 
+/* --recompute none | xattn | all (lvd_mllama_set_recompute) under the whole Lavender
+ * step, with the fused LM head and without: CE, L_att, the total, the injected
+ * λ·∂L_att/∂P, the Aligner gradient and every LoRA gradient bit for bit equal to the
+ * step without recompute (the same ops on the same inputs; the recomputation asserts its
+ * captured probabilities equal the forward's, which L_att read: no stale maps); the
+ * fused head changes CE and the LoRA gradients only by fp32 rounding (1e-6 relative,
+ * 1e-5 of the gradients' scale). 2 threads. */
+static void test_step_recompute(void)
+{
+	struct fixture f;
+	fixture_load(&f, 2);
+	struct lvd_ctx *ctx = mkctx(2);
+	REQUIRE(ctx);
+	struct lvd_error err = { 0 };
+	const size_t ndp = lvd_lstep_dprobs_floats(f.m, f.plan, NB, 1, 0);
+	size_t ng = 0;
+	lvd_mllama_lora_grads(f.m, &ng);
+	float *dprobs[2], *dal[2], *dl[2];
+	double sc[2][3];
+	for (int fused = 0; fused < 2; fused++) {
+		lvd_mllama_set_xent_chunk(f.m, fused ? 100 : 0);
+		for (int r = 0; r < 3; r++) {
+			float *dp = calloc(ndp, sizeof *dp);
+			REQUIRE(dp);
+			memset(f.dparams, 0, f.lay.n_params * sizeof *f.dparams);
+			lvd_mllama_set_recompute(f.m, (enum lvd_mllama_recompute)r);
+			lvd_mllama_zero_grads(f.m);
+			struct lvd_lstep_in in = { .batch = &f.batch, .plans = f.plan, .params = f.params, .cfg = &f.cfg,
+						   .lambda = (float)f.scal[1], .ce_scale = (float)f.scal[0], .backward = 1,
+						   .dprobs = dp };
+			struct lvd_lstep_out out;
+			CHECKF(lvd_lstep_run(ctx, f.m, &out, f.dparams, NULL, &in, &err) == 0, "%s", err.msg);
+			float *a = malloc(f.lay.n_params * sizeof *a), *l = malloc(ng * sizeof *l);
+			REQUIRE(a && l);
+			memcpy(a, f.dparams, f.lay.n_params * sizeof *a);
+			memcpy(l, lvd_mllama_lora_grads(f.m, &ng), ng * sizeof *l);
+			if (r == 0) {
+				dprobs[fused] = dp, dal[fused] = a, dl[fused] = l;
+				sc[fused][0] = out.ce, sc[fused][1] = out.latt, sc[fused][2] = out.total;
+				CHECK(out.latt > 0 && out.n_pairs == 7);
+				continue;
+			}
+			const char *nm = lvd_mllama_recompute_name(r);
+			CHECKF(out.ce == sc[fused][0] && out.latt == sc[fused][1] && out.total == sc[fused][2],
+			       "fused %d recompute %s: losses %.17g %.17g vs %.17g %.17g", fused, nm, out.ce, out.latt,
+			       sc[fused][0], sc[fused][1]);
+			CHECKF(!memcmp(dp, dprobs[fused], ndp * sizeof *dp), "fused %d recompute %s: dprobs differ", fused, nm);
+			CHECKF(!memcmp(a, dal[fused], f.lay.n_params * sizeof *a), "fused %d recompute %s: Aligner gradient",
+			       fused, nm);
+			CHECKF(!memcmp(l, dl[fused], ng * sizeof *l), "fused %d recompute %s: LoRA gradients", fused, nm);
+			free(dp), free(a), free(l);
+		}
+	}
+	CHECK_NEAR(sc[1][0], sc[0][0], 1e-6 * sc[0][0]);
+	CHECK(sc[1][1] == sc[0][1] && !memcmp(dprobs[1], dprobs[0], ndp * sizeof(float)));
+	double gs = 0;
+	for (size_t i = 0; i < ng; i++)
+		gs = fmax(gs, fabs(dl[0][i]));
+	CHECK_CLOSE("LoRA gradients, fused head", dl[1], dl[0], ng, 1e-5 * gs, 0);
+	for (int k = 0; k < 2; k++)
+		free(dprobs[k]), free(dal[k]), free(dl[k]);
+	lvd_ctx_destroy(ctx);
+	fixture_free(&f);
+}
+
 static void test_step_golden(void) { run_step(1); }
 static void test_step_golden_threads(void) { run_step(3); }
 
@@ -622,6 +687,7 @@ int main(int argc, char **argv)
 		TEST(test_step_golden),
 		TEST(test_step_golden_threads),
 		TEST(test_step_official),
+		TEST(test_step_recompute),
 		TEST(test_step_keys),
 		TEST(test_key_table),
 		{ 0 },

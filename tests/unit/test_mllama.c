@@ -922,6 +922,10 @@ static void test_fused_xent(void)
 	float *g2 = grads_copy(m, &ng);
 	REQUIRE(g2);
 	CHECK(l2 == lvd_mllama_loss(m) && !memcmp(g1, g2, ng * sizeof *g2));
+	/* a mode changed between forward and backward: refused (the layout is the forward's) */
+	lvd_mllama_set_recompute(m, LVD_MLLAMA_RECOMPUTE_XATTN);
+	CHECK(lvd_mllama_backward(m, 1.0f, NULL, &err) == LVD_ERR_INVALID);
+	CHECK(strstr(err.msg, "changed since the forward") != NULL);
 	/* names */
 	CHECK(lvd_mllama_recompute_parse("xattn") == LVD_MLLAMA_RECOMPUTE_XATTN &&
 	      lvd_mllama_recompute_parse("some") == -1 && !strcmp(lvd_mllama_recompute_name(2), "all"));

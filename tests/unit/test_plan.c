@@ -68,7 +68,7 @@ static void test_11b(void)
 	struct lvd_error err = {0};
 	struct lvd_mllama *m = NULL;
 	REQUIRE(lvd_mllama_create_shape(&m, lvd_test_path("tests/golden/mllama/config-11b"), &err) == 0);
-	struct lvd_plan_opts o = {LVD_PLAN_CPU, 1, LVD_MLLAMA_ALL_GROUPS, 1, 0, 1, 512, 1, 64, 1000};
+	struct lvd_plan_opts o = {LVD_PLAN_CPU, 1, LVD_MLLAMA_ALL_GROUPS, 1, 0, 1, 512, 1, 64, 1000, LVD_MLLAMA_RECOMPUTE_NONE, 0};
 	struct lvd_plan p, z, c, cz;
 	REQUIRE(lvd_plan_mllama(m, &o, &p, &err) == 0);
 	CHECK(p.n_params == params_11b() && p.n_params == 10670220835ull); /* the published 10.67 B */
@@ -108,8 +108,34 @@ static void test_11b(void)
 	const uint64_t nl = 40 * 8 * (8192 + 5120) + 40 * 2 * 8 * 2560;
 	CHECK(p.n_trained == nl && p.n_trained == 5898240);
 	CHECK(p.part[1] == 4 * nl * 4 && p.part[2] == 0 && p.part[4] == 2 * nl * 4 && p.part[0] == 4 * n);
-	/* the advice names the dominating part and the option */
+	/* training memory modes (T 512, one 4-tile image, 64 captured rows): recompute xattn
+	 * keeps the 8 cross layers' inputs (+ one shared layer), all keeps every layer's;
+	 * the fused head drops the [512, 128256] logits (one double per row kept) and the
+	 * dlogits of the scratch (a [512, 8192] vocabulary block instead) */
+	struct lvd_plan q[4];
+	static const int rmode[4] = {0, 1, 2, 2}, xchunk[4] = {0, 0, 0, LVD_MLLAMA_XENT_CHUNK};
+	for (int i = 0; i < 4; i++) {
+		o.recompute = (enum lvd_mllama_recompute)rmode[i];
+		o.xent_chunk = xchunk[i];
+		REQUIRE(lvd_plan_mllama(m, &o, &q[i], &err) == 0);
+		if (getenv("LVD_TEST_VERBOSE"))
+			fprintf(stderr, "  11B LoRA, recompute %s, fused head %d: acts %.1f MiB (text %.1f), scratch %.1f MiB, "
+				"peak %.2f GiB\n", lvd_mllama_recompute_name(rmode[i]), xchunk[i],
+				q[i].part[6] / 1048576.0, q[i].acts_text / 1048576.0, q[i].part[7] / 1048576.0,
+				q[i].peak / 1073741824.0);
+	}
+	CHECK(q[0].part[6] == p.part[6] && q[1].part[6] < q[0].part[6] && q[2].part[6] < q[1].part[6]);
+	CHECK(q[3].part[6] == q[2].part[6] - (512 * 128256 - 1024) * 4);
+	CHECK(q[3].part[7] == q[2].part[7] - (512 * 128256 - (512 * 8192 + 4 * 512)) * 4);
+	CHECK(lvd_mllama_recompute_mode(m) == LVD_MLLAMA_RECOMPUTE_NONE && lvd_mllama_xent_chunk(m) == 0); /* restored */
+	/* the advice for activations names --recompute */
 	char buf[512];
+	o.recompute = LVD_MLLAMA_RECOMPUTE_NONE, o.xent_chunk = 0;
+	struct lvd_plan a = q[0];
+	a.part[6] = (size_t)1 << 40;
+	a.peak = a.part[6];
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute xattn or all"));
+	/* the advice names the dominating part and the option */
 	CHECK(lvd_plan_advice(&p, &o, p.peak, buf, sizeof buf) == NULL);
 	CHECK(lvd_plan_advice(&p, &o, (size_t)64 << 30, buf, sizeof buf) != NULL);
 	CHECK(strstr(buf, "weights dominates") != NULL);
@@ -148,7 +174,7 @@ static void test_tiny_measured(void)
 	struct lvd_mllama_lora_cfg lc = {8, 32, 0.0f, 0, "q_proj,v_proj", 1};
 	REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
 	enum { T = 1024, NCAP = 64 };
-	struct lvd_plan_opts o = {LVD_PLAN_CPU, 0, 0, 1, 0, 1, T, 1, NCAP, 0};
+	struct lvd_plan_opts o = {LVD_PLAN_CPU, 0, 0, 1, 0, 1, T, 1, NCAP, 0, LVD_MLLAMA_RECOMPUTE_NONE, 0};
 	struct lvd_plan p;
 	REQUIRE(lvd_plan_mllama(m, &o, &p, &err) == 0);
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
@@ -189,6 +215,29 @@ static void test_tiny_measured(void)
 	REQUIRE(lvd_mllama_add_lora(sm, &lc, &err) == 0);
 	REQUIRE(lvd_plan_mllama(sm, &o, &sp, &err) == 0);
 	CHECK(sp.peak == p.peak && sp.n_params == p.n_params && memcmp(sp.part, p.part, sizeof p.part) == 0);
+	lvd_mllama_free(sm);
+	/* the training memory modes: what the planner predicts is what forward + backward
+	 * carve, on a fresh model in growing order (a model keeps its largest capacity) */
+	REQUIRE(lvd_mllama_load_frozen(&sm, lvd_test_path("tests/golden/mllama/model"), &err) == 0);
+	REQUIRE(lvd_mllama_add_lora(sm, &lc, &err) == 0);
+	static const int rmode[3] = {2, 1, 0};
+	for (int i = 0; i < 3; i++) {
+		o.recompute = (enum lvd_mllama_recompute)rmode[i];
+		o.xent_chunk = i == 0 ? 64 : 0;
+		REQUIRE(lvd_plan_mllama(sm, &o, &sp, &err) == 0);
+		lvd_mllama_set_recompute(sm, o.recompute);
+		lvd_mllama_set_xent_chunk(sm, o.xent_chunk);
+		REQUIRE(lvd_mllama_forward(sm, &b, &err) == 0);
+		REQUIRE(lvd_mllama_backward(sm, 1.0f, NULL, &err) == 0);
+		lvd_mllama_mem_used(sm, &used);
+		CHECKF(used.acts == sp.part[6], "recompute %s: acts carved %zu, planned %zu",
+		       lvd_mllama_recompute_name(rmode[i]), used.acts, sp.part[6]);
+		CHECKF(i > 0 || used.scratch == sp.part[7], "scratch carved %zu, planned %zu", used.scratch, sp.part[7]);
+		if (getenv("LVD_TEST_VERBOSE"))
+			printf("  recompute %s, fused head %d: acts %zu B, scratch %zu B\n", lvd_mllama_recompute_name(rmode[i]),
+			       o.xent_chunk, sp.part[6], sp.part[7]);
+	}
+	CHECK(sp.part[6] == p.part[6]); /* none, logits: the plan above */
 	lvd_mllama_free(sm);
 	free(pix), free(ids), free(lab), free(xm);
 	lvd_mllama_free(m);

@@ -2,7 +2,8 @@
  * act.h, softmax.h, gemm.h, embed.h, xent.h, lora.h) and of the training attention
  * (lib/nn/ops/attn.h, every row captured so the injected probability gradient is
  * covered too), against central finite differences of its forward (loss = Σ out ⊙ R,
- * R fixed random). Ops run on a one-thread CPU context X. */
+ * R fixed random); the fused LM head + CE against the unfused ops. Ops run on a
+ * one-thread CPU context X. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,70 @@ static void test_xent(void)
 	free(l), free(d);
 }
 
+/* The fused LM head + CE (lvd_lmhead_xent_*) against lvd_linear_* + lvd_xent_* on the
+ * whole logits: N 13 rows (3 ignored), D 24, V 1000 in chunks 1000 (one), 256 (3 full +
+ * 232) and 7; loss to 1e-6 relative (the chunk GEMMs' fp32 logits; the log-sum-exp in
+ * double), dh and dW to 1e-5 of their scale (fp32 rounding: per-chunk GEMMs, dh summed
+ * over the chunks); dh and dW accumulate (a second backward doubles them); dW NULL
+ * leaves dh unchanged; the row statistic equals max + log Σ exp of the full row. */
+static void test_lmhead_xent(void)
+{
+	enum { N = 13, D = 24, V = 1000 };
+	float *h = rnd(N * D, 1), *W = rnd((size_t)V * D, 0.5f);
+	int tg[N];
+	for (int n = 0; n < N; n++)
+		tg[n] = n % 5 == 2 ? -100 : (n * 331 + 17) % V;
+	tg[0] = V - 1, tg[1] = 0, tg[3] = 255, tg[4] = 256; /* the first/last column, chunk borders */
+	float *lg = malloc(sizeof(float) * N * V), *dl = calloc((size_t)N * V, sizeof(float));
+	float *dh0 = calloc(N * D, sizeof(float)), *dW0 = calloc((size_t)V * D, sizeof(float));
+	lvd_linear_fwd(X, lg, h, W, NULL, N, D, V);
+	int c0;
+	double s0 = lvd_xent_fwd(X, &c0, lg, tg, N, V);
+	lvd_xent_bwd(X, dl, lg, tg, 0.5f / c0, N, V);
+	lvd_linear_bwd(X, dh0, dW0, NULL, dl, h, W, N, D, V);
+	static const int chunks[3] = { V, 256, 7 };
+	for (int k = 0; k < 3; k++) {
+		double lse[N];
+		int c1 = -1;
+		double s1 = lvd_lmhead_xent_fwd(X, lse, &c1, h, W, tg, N, D, V, chunks[k]);
+		CHECKF(c1 == c0 && c1 == 10 && fabs(s1 - s0) <= 1e-6 * fabs(s0), "chunk %d: %.17g vs %.17g", chunks[k], s1,
+		       s0);
+		for (int n = 0; n < N; n++) {
+			if (tg[n] == -100) {
+				CHECK(isnan(lse[n]));
+				continue;
+			}
+			double mx = -INFINITY, se = 0;
+			for (int j = 0; j < V; j++)
+				mx = fmax(mx, lg[(size_t)n * V + j]);
+			for (int j = 0; j < V; j++)
+				se += exp(lg[(size_t)n * V + j] - mx);
+			CHECK_NEAR(lse[n], mx + log(se), 1e-5);
+		}
+		float *dh = calloc(N * D, sizeof(float)), *dW = calloc((size_t)V * D, sizeof(float));
+		lvd_lmhead_xent_bwd(X, dh, dW, lse, h, W, tg, 0.5f / c1, N, D, V, chunks[k]);
+		CHECK_CLOSE("fused dh", dh, dh0, N * D, 0, 1e-5);
+		CHECK_CLOSE("fused dW", dW, dW0, (size_t)V * D, 0, 1e-5);
+		lvd_lmhead_xent_bwd(X, dh, dW, lse, h, W, tg, 0.5f / c1, N, D, V, chunks[k]);
+		for (int i = 0; i < N * D; i++)
+			dh0[i] *= 2;
+		for (size_t i = 0; i < (size_t)V * D; i++)
+			dW0[i] *= 2;
+		CHECK_CLOSE("fused dh accumulates", dh, dh0, N * D, 0, 1e-5);
+		CHECK_CLOSE("fused dW accumulates", dW, dW0, (size_t)V * D, 0, 1e-5);
+		for (int i = 0; i < N * D; i++)
+			dh0[i] /= 2;
+		for (size_t i = 0; i < (size_t)V * D; i++)
+			dW0[i] /= 2;
+		memset(dh, 0, sizeof(float) * N * D);
+		lvd_lmhead_xent_bwd(X, dh, NULL, lse, h, W, tg, 0.5f / c1, N, D, V, chunks[k]);
+		CHECK_CLOSE("fused dh without dW", dh, dh0, N * D, 0, 1e-5);
+		free(dh), free(dW);
+	}
+	CHECK(lvd_ctx_mark(X) == 0);
+	free(h), free(W), free(lg), free(dl), free(dh0), free(dW0);
+}
+
 enum { LN = 3, LIC = 5, LOC = 4, LR = 2 };
 struct lora_ctx { float *x, *A, *B, *u; };
 static void lora_f(float *out, void *p)
@@ -317,7 +382,7 @@ int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention),
-		TEST(test_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
+		TEST(test_xent), TEST(test_lmhead_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
 	};
 	struct lvd_error err = {0};
 	struct lvd_ctx_opts o = {.threads = 1, .ws_bytes = (size_t)1 << 28};

@@ -62,7 +62,7 @@ enum {
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO, O_MAX_MEMORY, O_PLAN_ONLY, O_PLAN_DEVICE, O_PLAN_TOKENS,
-	O_PLAN_ROWS,
+	O_PLAN_ROWS, O_RECOMPUTE,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -117,6 +117,9 @@ static const struct lvd_cli_opt OPTS[] = {
 						"fp32 master + moments; unverified)"},
 	[O_PLAN_TOKENS] = {"plan-tokens", 0, "T", "text tokens per sample the plan assumes (default 512)"},
 	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
+	[O_RECOMPUTE] = {"recompute", 0, "M", "activation checkpointing: none (default) | xattn (the cross-attention layers) | "
+					    "all (every decoder layer) keep only a layer's input and recompute it in "
+					    "backward: less memory, bit-identical results (may change on resume)"},
 	{0},
 };
 
@@ -363,6 +366,10 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_PLAN_TOKENS: return lvd_cli_int(arg, 1, 1 << 20, "--plan-tokens", &o->plan_tokens);
 	case O_PLAN_ROWS: return lvd_cli_int(arg, 0, 1 << 20, "--plan-rows", &o->plan_rows);
+	case O_RECOMPUTE:
+		if ((o->recompute = lvd_mllama_recompute_parse(arg)) < 0)
+			return lvd_cli_usage_error("--recompute: '%s' is not none, xattn or all", arg);
+		return 0;
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -759,6 +766,14 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	return 0;
 }
 
+/* The training memory modes (issue #20): --recompute, and the fused LM head + CE (no
+ * [B·T, V] logits) unless --word-keys argmax, which reads the logits. */
+static void sft_memory_modes(struct lvd_mllama *m, const struct opts *o)
+{
+	lvd_mllama_set_recompute(m, (enum lvd_mllama_recompute)o->recompute);
+	lvd_mllama_set_xent_chunk(m, o->argmax_keys ? 0 : LVD_MLLAMA_XENT_CHUNK);
+}
+
 /* The model: a frozen base with LoRA adapters, or with --full a mutable copy with full
  * gradients. */
 static int setup_model(struct trainer *t, struct lvd_error *err)
@@ -768,6 +783,7 @@ static int setup_model(struct trainer *t, struct lvd_error *err)
 	if (rc)
 		return rc;
 	lvd_mllama_set_ctx(t->m, t->ctx);
+	sft_memory_modes(t->m, o);
 	if (o->full) {
 		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
 		if ((rc = lvd_mllama_enable_grads(t->m, err)))
@@ -906,7 +922,8 @@ static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int
 		    json_t **rec, struct lvd_error *err)
 {
 	struct lvd_plan_opts po = {o->plan_cuda ? LVD_PLAN_CUDA : LVD_PLAN_CPU, o->full, o->train_mask, world, zero,
-				   o->batch, o->plan_tokens, 1, 0, n_al};
+				   o->batch, o->plan_tokens, 1, 0, n_al, (enum lvd_mllama_recompute)o->recompute,
+				   o->argmax_keys ? 0 : LVD_MLLAMA_XENT_CHUNK};
 	po.ncap = o->batch * (o->plan_rows < o->plan_tokens ? o->plan_rows : o->plan_tokens);
 	struct lvd_plan p;
 	if (lvd_plan_mllama(m, &po, &p, err))
@@ -923,6 +940,8 @@ static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int
 		json_object_set_new(j, "tokens", json_integer(po.T));
 		json_object_set_new(j, "images", json_integer(po.M));
 		json_object_set_new(j, "captured_rows", json_integer(po.ncap));
+		json_object_set_new(j, "recompute", json_string(lvd_mllama_recompute_name(po.recompute)));
+		json_object_set_new(j, "fused_head", json_boolean(po.xent_chunk > 0));
 		json_object_set_new(j, "n_params", json_integer((json_int_t)p.n_params));
 		json_object_set_new(j, "n_trained", json_integer((json_int_t)p.n_trained));
 		for (int i = 0; i < LVD_PLAN_NPARTS; i++)

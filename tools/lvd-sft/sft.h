@@ -43,6 +43,7 @@ struct opts {
 	size_t max_memory;        /* --max-memory bytes (0: no limit) */
 	int plan_only, plan_cuda; /* --plan-only, --plan-device cuda */
 	int plan_tokens, plan_rows; /* --plan-tokens T, --plan-rows R (per sample) */
+	int recompute;            /* --recompute: enum lvd_mllama_recompute (not in params: no math change) */
 };
 
 /* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).

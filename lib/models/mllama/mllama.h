@@ -216,8 +216,9 @@ unsigned lvd_mllama_param_group(const struct lvd_mllama_config *c, const char *n
  * LoRA gradients. */
 void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen);
 
-/* Training memory (issue #20); each takes effect at the next lvd_mllama_forward and is
- * followed by lvd_mllama_measure.
+/* Training memory (issue #20); each takes effect at the next lvd_mllama_forward (a
+ * backward after a change without a new forward fails: LVD_ERR_INVALID) and in
+ * lvd_mllama_measure.
  * Activation checkpointing of the text decoder: NONE (default) keeps every layer's
  * activations for backward; XATTN keeps, of each gated cross-attention layer, only its
  * input and its captured probabilities and runs the layer's forward again right before

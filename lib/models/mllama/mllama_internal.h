@@ -102,6 +102,8 @@ struct lvd_mllama {
 	/* training memory (lvd_mllama_set_recompute / _set_xent_chunk; next forward on) */
 	enum lvd_mllama_recompute recompute;
 	int xent_chunk;              /* > 0: fused LM head + CE over vocabulary chunks, no logits */
+	enum lvd_mllama_recompute fwd_recompute;   /* those of the last forward (backward checks) */
+	int fwd_xent_chunk;
 };
 
 /* vision (mllama_vision.c) */

@@ -223,6 +223,8 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 					   : lvd_xent_fwd(m->ctx, &m->loss_count, a->logits, a->targets, BT, c->vocab);
 		m->loss = m->loss_count ? sum / m->loss_count : NAN;
 	}
+	m->fwd_recompute = m->recompute;
+	m->fwd_xent_chunk = m->xent_chunk;
 	m->fwd_done = 1;
 	return 0;
 }
@@ -257,7 +259,6 @@ void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r)
 {
 	LVD_ASSERT(r >= LVD_MLLAMA_RECOMPUTE_NONE && r <= LVD_MLLAMA_RECOMPUTE_ALL);
 	m->recompute = r;
-	m->fwd_done = 0; /* the carving changes: a backward needs a new forward */
 }
 enum lvd_mllama_recompute lvd_mllama_recompute_mode(const struct lvd_mllama *m) { return m->recompute; }
 static const char *const RECOMPUTE_NAMES[3] = {"none", "xattn", "all"};
@@ -276,7 +277,6 @@ void lvd_mllama_set_xent_chunk(struct lvd_mllama *m, int chunk)
 {
 	LVD_ASSERT(chunk >= 0);
 	m->xent_chunk = chunk;
-	m->fwd_done = 0;
 }
 int lvd_mllama_xent_chunk(const struct lvd_mllama *m) { return m->xent_chunk; }
 double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
@@ -298,6 +298,9 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward without a forward");
 	if (!m->gblock && !m->nlora)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward needs gradients (enable_grads or LoRA)");
+	if (m->recompute != m->fwd_recompute || m->xent_chunk != m->fwd_xent_chunk)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: backward: the recompute mode or LM head changed "
+				     "since the forward (they set its activation layout)");
 	size_t BT = (size_t)m->batch.B * m->batch.T, V = c->vocab, toff, voff;
 	size_t off = bwd_floats(m, &toff, &voff);
 	if (bwd_peak(m, off) > m->a.bwd_len)
