@@ -615,6 +615,54 @@ static void test_ml_aligner(void)
 	lvd_ctx_destroy(h);
 }
 
+/* ---- fused LM head + CE (xent.h lvd_lmhead_xent_*) ----
+ * CUDA vs the CPU op on the same inputs: N 37 rows (every 5th ignored), D 64, V 5003 in
+ * chunks 2048 (2 full + 907) and one chunk. Loss: the logits from cuBLASLt (fp32, another
+ * summation order than OpenBLAS: ~1e-6 relative per logit) through the log-sum-exp:
+ * 1e-5 relative. lse: the same, 1e-5 absolute. dh, dW (start non-zero: the twins
+ * accumulate): those logits' rounding through exp and two GEMMs: tol(1e-4, 1e-5). */
+static void test_ml_lmhead_xent(void)
+{
+	struct lvd_ctx *c = gpu(), *h = ml_cpu();
+	enum { N = 37, D = 64, V = 5003 };
+	static const int chunks[2] = {2048, 8192};
+	float *x = hrand((size_t)N * D, 1, 0), *w = hrand((size_t)V * D, 0.3f, 0);
+	float *gh0 = hrand((size_t)N * D, 0.01f, 0), *gw0 = hrand((size_t)V * D, 0.01f, 0);
+	int tg[N];
+	for (int r = 0; r < N; r++)
+		tg[r] = r % 5 == 3 ? -100 : (r * 977 + 5) % V;
+	tg[0] = 2047, tg[1] = 2048, tg[2] = V - 1; /* chunk borders, the last column */
+	float *dX = dupf(c, x, (size_t)N * D), *dW = dupf(c, w, (size_t)V * D);
+	float *dGh = dupf(c, gh0, (size_t)N * D), *dGw = dupf(c, gw0, (size_t)V * D);
+	int *dT = ml_dup_bytes(c, tg, sizeof tg);
+	double *dL = lvd_buf_alloc(c, sizeof(double) * N);
+	for (int k = 0; k < 2; k++) {
+		double lse[N], glse[N];
+		int cnt = 0, gcnt = -1;
+		double want = lvd_lmhead_xent_fwd(h, lse, &cnt, x, w, tg, N, D, V, chunks[k]);
+		double got = lvd_lmhead_xent_fwd(c, dL, &gcnt, dX, dW, dT, N, D, V, chunks[k]);
+		CHECK(gcnt == cnt && cnt == 29);
+		CHECK_NEAR(got, want, 1e-5 * fabs(want)); /* fp32 logits in another order, see above */
+		lvd_buf_download(c, glse, dL, sizeof glse);
+		for (int r = 0; r < N; r++)
+			CHECK(tg[r] == -100 ? isnan(glse[r]) : fabs(glse[r] - lse[r]) <= 1e-5);
+		float *gh = hcopy(gh0, (size_t)N * D), *gw = hcopy(gw0, (size_t)V * D);
+		lvd_lmhead_xent_bwd(h, gh, gw, lse, x, w, tg, 1.0f / cnt, N, D, V, chunks[k]);
+		lvd_buf_upload(c, dGh, gh0, sizeof(float) * N * D);
+		lvd_buf_upload(c, dGw, gw0, sizeof(float) * V * D);
+		lvd_lmhead_xent_bwd(c, dGh, dGw, dL, dX, dW, dT, 1.0f / cnt, N, D, V, chunks[k]);
+		ML_CMP(c, "lmhead dh", dGh, gh, (size_t)N * D, 1e-4, 1e-5);
+		ML_CMP(c, "lmhead dW", dGw, gw, (size_t)V * D, 1e-4, 1e-5);
+		free(gh), free(gw);
+	}
+	CHECK(lvd_ctx_mark(c) == 0);
+	lvd_buf_free(c, dX), lvd_buf_free(c, dW), lvd_buf_free(c, dGh), lvd_buf_free(c, dGw), lvd_buf_free(c, dT);
+	lvd_buf_free(c, dL);
+	free(x), free(w), free(gh0), free(gw0);
+	lvd_ctx_destroy(h);
+}
+
 #define LVD_CASES_MLLAMA                                                                                     \
-	TEST(test_ml_attn), TEST(test_ml_kvattn), TEST(test_ml_embed), TEST(test_ml_xent), TEST(test_ml_adamw), \
-		TEST(test_ml_lora), TEST(test_ml_gate), TEST(test_ml_vembed), TEST(test_ml_aligner)
+	TEST(test_ml_attn), TEST(test_ml_kvattn), TEST(test_ml_embed), TEST(test_ml_xent),                   \
+		TEST(test_ml_lmhead_xent), TEST(test_ml_adamw), TEST(test_ml_lora), TEST(test_ml_gate),      \
+		TEST(test_ml_vembed), TEST(test_ml_aligner)

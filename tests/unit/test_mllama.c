@@ -856,9 +856,10 @@ static void test_recompute_lora(void) { rc_case(1); }
 
 /* The fused LM head + CE (lvd_mllama_set_xent_chunk) against the logits path, full
  * gradients: loss to double rounding of the reassociated log-sum-exp with one chunk
- * (1e-12 relative), to the logits' fp32 rounding with several (1e-6), every gradient to fp32 rounding (chunked head GEMMs and dh summed per chunk: 1e-5 of
- * each gradient's scale), with chunks 100 (256 = 100 + 100 + 56) and one chunk; no logits;
- * the activations lose the [B·T, V] logits and the scratch its dlogits, as measured;
+ * (1e-12 relative), to the logits' fp32 rounding with several (1e-6); every gradient to
+ * fp32 rounding (chunked head GEMMs, dh summed per chunk: 1e-5 of each gradient's
+ * scale), with chunks 100 (256 = 100 + 100 + 56) and one chunk; no logits; the
+ * activations lose the [B·T, V] logits and the scratch its dlogits, as measured;
  * recompute all with the fused head equals the fused head alone bit for bit. */
 static void test_fused_xent(void)
 {

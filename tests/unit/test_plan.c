@@ -68,7 +68,8 @@ static void test_11b(void)
 	struct lvd_error err = {0};
 	struct lvd_mllama *m = NULL;
 	REQUIRE(lvd_mllama_create_shape(&m, lvd_test_path("tests/golden/mllama/config-11b"), &err) == 0);
-	struct lvd_plan_opts o = {LVD_PLAN_CPU, 1, LVD_MLLAMA_ALL_GROUPS, 1, 0, 1, 512, 1, 64, 1000, LVD_MLLAMA_RECOMPUTE_NONE, 0};
+	struct lvd_plan_opts o = {LVD_PLAN_CPU, 1, LVD_MLLAMA_ALL_GROUPS, 1, 0, 1, 512, 1, 64, 1000,
+				  LVD_MLLAMA_RECOMPUTE_NONE, 0};
 	struct lvd_plan p, z, c, cz;
 	REQUIRE(lvd_plan_mllama(m, &o, &p, &err) == 0);
 	CHECK(p.n_params == params_11b() && p.n_params == 10670220835ull); /* the published 10.67 B */

@@ -117,9 +117,9 @@ static const struct lvd_cli_opt OPTS[] = {
 						"fp32 master + moments; unverified)"},
 	[O_PLAN_TOKENS] = {"plan-tokens", 0, "T", "text tokens per sample the plan assumes (default 512)"},
 	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
-	[O_RECOMPUTE] = {"recompute", 0, "M", "activation checkpointing: none (default) | xattn (the cross-attention layers) | "
-					    "all (every decoder layer) keep only a layer's input and recompute it in "
-					    "backward: less memory, bit-identical results (may change on resume)"},
+	[O_RECOMPUTE] = {"recompute", 0, "M", "activation checkpointing: none (default) | xattn (the cross-attention "
+					    "layers) | all (every decoder layer) keep only a layer's input and recompute "
+					    "it in backward: less memory, bit-identical results (may change on resume)"},
 	{0},
 };
 

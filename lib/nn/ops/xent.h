@@ -82,8 +82,10 @@ static inline double lvd_xent_fwd_bwd(struct lvd_ctx *ctx, float *dlogits, int *
  * computed). ACCUMULATES into dh and dW. Equal to lvd_linear_fwd + lvd_xent_* on the
  * whole logits up to fp32 rounding: the per-chunk GEMMs may pick other kernels (last
  * bits of a logit), dh sums the chunks' products in chunk order, and the log-sum-exp
- * is reassociated in double. Workspace: N·chunk floats, plus N floats, N doubles and
- * N ints of row state in the forward. chunk >= V: one block (still no dlogits block).
+ * is reassociated in double. Workspace: N·chunk floats, plus 2 floats and a double
+ * per row of state in the forward (lvd_lmhead_xent_ws_floats). chunk >= V: one block
+ * (still no dlogits block). CPU: the row kernels split the rows over ctx's pool
+ * (results independent of it).
  * CUDA (xent.cu): the two row kernels below; lse and targets in device memory; the
  * forward reads the targets back and sums the row losses on the host in row order. */
 double lvd_lmhead_xent_fwd(struct lvd_ctx *ctx, double *lse, int *count, const float *h, const float *W,

@@ -61,31 +61,81 @@ double lvd_xent_fwd_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, int *count, con
 	return total;
 }
 
-/* ---- the row kernels of the fused LM head + CE (xent.h; driver in xent_head.c) ---- */
+/* ---- the row kernels of the fused LM head + CE (xent.h; driver in xent_head.c) ----
+ * Rows are independent (each row's arithmetic is the same on any thread), so they split
+ * over ctx's pool; results do not depend on the thread count. */
+
+struct chunk_job {
+	float *mx, *l;
+	double *se;
+	float *tl;
+	const double *lse;
+	const int *targets;
+	float scale;
+	int Vc, v0;
+};
+
+static int chunk_fwd_rows(void *user, size_t lo, size_t hi, int tid)
+{
+	const struct chunk_job *j = user;
+	(void)tid;
+	for (size_t n = lo; n < hi; n++) {
+		const int t = j->targets[n];
+		if (t == -100)
+			continue;
+		const float *r = j->l + n * (size_t)j->Vc;
+		float cm;
+		double s = row_sumexp(r, j->Vc, &cm);
+		if (j->v0 == 0) {
+			j->mx[n] = cm;
+			j->se[n] = s;
+		} else {
+			/* online log-sum-exp: both sums relative to the larger max */
+			const float nm = cm > j->mx[n] ? cm : j->mx[n];
+			j->se[n] = j->se[n] * exp((double)j->mx[n] - nm) + s * exp((double)cm - nm);
+			j->mx[n] = nm;
+		}
+		if (t >= j->v0 && t < j->v0 + j->Vc)
+			j->tl[n] = r[t - j->v0];
+	}
+	return 0;
+}
+
+static int chunk_bwd_rows(void *user, size_t lo, size_t hi, int tid)
+{
+	const struct chunk_job *j = user;
+	(void)tid;
+	for (size_t n = lo; n < hi; n++) {
+		float *r = j->l + n * (size_t)j->Vc;
+		const int t = j->targets[n];
+		if (t == -100) {
+			for (int c = 0; c < j->Vc; c++)
+				r[c] = 0.0f;
+			continue;
+		}
+		const double z = j->lse[n];
+		for (int c = 0; c < j->Vc; c++)
+			r[c] = j->scale * (float)exp((double)r[c] - z);
+		if (t >= j->v0 && t < j->v0 + j->Vc)
+			r[t - j->v0] -= j->scale;
+	}
+	return 0;
+}
+
+static void chunk_run(struct lvd_ctx *ctx, lvd_pool_fn fn, struct chunk_job *j, int N)
+{
+	if (N < 2 || lvd_ctx_in_parallel())
+		fn(j, 0, (size_t)N, 0);
+	else
+		LVD_ASSERT(lvd_ctx_parallel_for(ctx, (size_t)N, fn, j) == 0);
+}
 
 void lvd_xent_chunk_fwd_cpu(struct lvd_ctx *ctx, float *mx, double *se, float *tl, const float *l, const int *targets,
 			    int N, int Vc, int v0)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_chunk_fwd");
-	for (int n = 0; n < N; n++) {
-		const int t = targets[n];
-		if (t == -100)
-			continue;
-		const float *r = l + (size_t)n * Vc;
-		float cm;
-		double s = row_sumexp(r, Vc, &cm);
-		if (v0 == 0) {
-			mx[n] = cm;
-			se[n] = s;
-		} else {
-			/* online log-sum-exp: both sums relative to the larger max */
-			const float nm = cm > mx[n] ? cm : mx[n];
-			se[n] = se[n] * exp((double)mx[n] - nm) + s * exp((double)cm - nm);
-			mx[n] = nm;
-		}
-		if (t >= v0 && t < v0 + Vc)
-			tl[n] = r[t - v0];
-	}
+	struct chunk_job j = {mx, (float *)l, se, tl, NULL, targets, 0.0f, Vc, v0};
+	chunk_run(ctx, chunk_fwd_rows, &j, N);
 }
 
 double lvd_xent_chunk_end_cpu(struct lvd_ctx *ctx, double *lse, int *count, const float *mx, const double *se,
@@ -112,18 +162,6 @@ void lvd_xent_chunk_bwd_cpu(struct lvd_ctx *ctx, float *l, const double *lse, co
 			    int Vc, int v0)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_chunk_bwd");
-	for (int n = 0; n < N; n++) {
-		float *r = l + (size_t)n * Vc;
-		const int t = targets[n];
-		if (t == -100) {
-			for (int j = 0; j < Vc; j++)
-				r[j] = 0.0f;
-			continue;
-		}
-		const double z = lse[n];
-		for (int j = 0; j < Vc; j++)
-			r[j] = scale * (float)exp((double)r[j] - z);
-		if (t >= v0 && t < v0 + Vc)
-			r[t - v0] -= scale;
-	}
+	struct chunk_job j = {NULL, l, NULL, NULL, lse, targets, scale, Vc, v0};
+	chunk_run(ctx, chunk_bwd_rows, &j, N);
 }
