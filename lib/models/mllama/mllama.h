@@ -279,9 +279,11 @@ struct lvd_mllama_batch {
 /* Memory of a training step in bytes. params: base parameters (fp32, mapped ones
  * included); lora: the LoRA parameter block; grads: the trainable gradients (the LoRA
  * gradient block with LoRA, else full parameter gradients); opt: optimizer state, two
- * fp32 moments per trainable float; acts: activations kept for backward; scratch:
- * backward scratch (taken from the ctx workspace during lvd_mllama_backward). (The ops'
- * own workspace use comes on top: O(threads·64·S + T·D).) */
+ * fp32 moments per trainable float; acts: activations kept for backward (in the
+ * recompute mode and LM head set, lvd_mllama_set_recompute / _set_xent_chunk); scratch:
+ * backward scratch (taken from the ctx workspace during lvd_mllama_backward; with the
+ * fused head its vocabulary block on top). (The ops' own workspace use comes on top:
+ * O(threads·64·S + T·D), and a recomputed layer's forward's.) */
 struct lvd_mllama_mem {
 	size_t params, lora, grads, opt, acts, scratch;
 };
