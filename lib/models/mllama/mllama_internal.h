@@ -98,7 +98,15 @@ struct lvd_mllama {
 	size_t acap;
 	struct mllama_acts a;
 	int fwd_done;
+	lvd_mllama_layer_hook layer_hook;   /* lvd_mllama_set_layer_hook */
+	void *layer_hook_user;
 };
+
+static inline void mllama_hook(struct lvd_mllama *m, enum lvd_mllama_layer_event ev, int l)
+{
+	if (m->layer_hook)
+		m->layer_hook(m->layer_hook_user, ev, l);
+}
 
 /* vision (mllama_vision.c) */
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
