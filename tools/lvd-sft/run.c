@@ -922,10 +922,14 @@ static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int
 	struct lvd_plan p;
 	if (lvd_plan_mllama(m, &po, &p, err))
 		return 1;
-	if (o->shard_frozen)
-		lvd_plan_shard_frozen(m, &po, &p);
+	size_t saved = o->shard_frozen ? lvd_plan_shard_frozen(m, &po, &p) : 0;
 	if (f)
 		lvd_plan_print(f, &p, &po);
+	if (f && o->shard_frozen) {
+		char sz[32];
+		fprintf(f, "plan: --shard-frozen: weights %s smaller per rank%s\n", lvd_plan_size(sz, sizeof sz, saved),
+			saved ? "" : " (at this size and rank count two gathered layers outweigh the shards' saving)");
+	}
 	if (rec) {
 		json_t *j = json_object(), *parts = json_object();
 		json_object_set_new(j, "device", json_string(o->plan_cuda ? "cuda" : "cpu"));
