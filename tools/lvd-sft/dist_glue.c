@@ -456,7 +456,7 @@ static int make_shards(struct sft_dist_layers *d, struct lvd_error *err)
 	free(nf);
 	if (rc)
 		return rc;
-	size_t rss0 = rss_bytes(), dropped = 0;
+	size_t dropped = 0;
 	for (int l = 0; l < L; l++) {
 		const float *src[LVD_MLLAMA_LAYER_TENSORS];
 		int n = lvd_mllama_text_layer_weights(d->m, l, d->slot[l], numel, tab);
@@ -469,14 +469,13 @@ static int make_shards(struct sft_dist_layers *d, struct lvd_error *err)
 			dropped += lvd_zero3_drop_pages(src[i], numel[i] * sizeof(float));
 		bind_layer(d, l, NULL);
 	}
-	char a[32], b[32], c[32], e[32], f[32], g[32];
+	char a[32], b[32], c[32], e[32], f[32];
 	lvd_info("shard-frozen: the %d text layers' weights (%s) kept as 1/%d shards (%s per rank) + two gathered "
-		 "layers (%s); %s of the model's pages released, RSS %s -> %s", L,
+		 "layers (%s); %s of the model's pages released (RSS now %s)", L,
 		 lvd_plan_size(a, sizeof a, d->whole), lvd_comm_world(d->c),
 		 lvd_plan_size(b, sizeof b, lvd_zero3_bytes(d->z)),
 		 lvd_plan_size(c, sizeof c, d->planned - lvd_zero3_bytes(d->z)),
-		 lvd_plan_size(e, sizeof e, dropped), lvd_plan_size(f, sizeof f, rss0),
-		 lvd_plan_size(g, sizeof g, rss_bytes()));
+		 lvd_plan_size(e, sizeof e, dropped), lvd_plan_size(f, sizeof f, rss_bytes()));
 	return 0;
 }
 
