@@ -1,5 +1,5 @@
 # lvd-sft --overlap and --shard-frozen (docs/sft.md, issue #20) on the golden tiny mllama,
-# 2 ranks on the 2-core machine: the per-layer gradient all-reduce overlapped with the
+# 2 ranks (and 3) on the 2-core machine: the per-layer gradient all-reduce overlapped with the
 # backward and the ZeRO-3 sharding of the frozen text layers give the bits of the plain
 # run (one all-reduce after the backward, every weight on every rank): with --grad-accum,
 # with an eval pack that leaves a rank without samples, over the TCP launcher and mpirun;
@@ -46,6 +46,11 @@ grep -q "kept as 1/2 shards" "$T_TMP/err" && pass || fail "shard-frozen: the sha
 # 3 steps x (forward + backward) x 4 layers gathered; only the first layer of each pass
 # is not prefetched.
 grep -q "24 layer gathers (6 not prefetched)" "$T_TMP/err" && pass || fail "shard-frozen: prefetch counts"
+
+# 3 ranks over tcp: the rank-order sum makes the buckets bitwise one flat all-reduce.
+ok "3 ranks, --overlap 0" "$bin" run $base $sp --out "$T_TMP/t0" --overlap 0 --nproc-per-node 3
+ok "3 ranks, overlap + shard" "$bin" run $base $sp --out "$T_TMP/t1" --shard-frozen --nproc-per-node 3
+same_final "$T_TMP/t0" "$T_TMP/t1" && pass || fail "3 ranks: overlap + shard-frozen bitwise"
 
 # Gradient accumulation: only the last micro-batch's backward starts the buckets.
 ok "accum 2, --overlap 0" "$bin" run $base $sp --out "$T_TMP/a0" --grad-accum 2 --overlap 0 --nproc-per-node 2
