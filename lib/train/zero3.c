@@ -123,16 +123,16 @@ int lvd_zero3_set_layer(struct lvd_zero3 *z, int l, const float *const *src, con
 	return 0;
 }
 
-/* Starts layer l's gather into a free buffer (evicting a prefetched, unheld one when
- * both are taken and evict is set). Returns the buffer, -1 when none could be had (no
- * error), -2 on error. */
-static int start(struct lvd_zero3 *z, int l, int evict, struct lvd_error *err)
+/* Starts layer l's gather into a buffer: an empty one, else one that is not held (its
+ * layer, released or prefetched, is dropped after its gather completes). Returns the
+ * buffer, -1 when both are held (no error), -2 on error. */
+static int start(struct lvd_zero3 *z, int l, struct lvd_error *err)
 {
 	int b = -1;
 	for (int i = 0; i < NBUF && b < 0; i++)
 		if (z->owner[i] < 0)
 			b = i;
-	for (int i = 0; i < NBUF && b < 0 && evict; i++)
+	for (int i = 0; i < NBUF && b < 0; i++)
 		if (!z->held[i]) {
 			if (finish(z, i, err))
 				return -2;
@@ -156,19 +156,25 @@ static int start(struct lvd_zero3 *z, int l, int evict, struct lvd_error *err)
 	return b;
 }
 
+/* The buffer holding (or gathering) layer l, -1. */
+static int holder(const struct lvd_zero3 *z, int l)
+{
+	for (int i = 0; i < NBUF; i++)
+		if (z->owner[i] == l)
+			return i;
+	return -1;
+}
+
 const float *lvd_zero3_acquire(struct lvd_zero3 *z, int l, int next, struct lvd_error *err)
 {
 	if (l < 0 || l >= z->n_layers || next >= z->n_layers) {
 		lvd_error_set(err, LVD_ERR_INVALID, "zero3: layer %d (next %d) of %d", l, next, z->n_layers);
 		return NULL;
 	}
-	int b = -1;
-	for (int i = 0; i < NBUF; i++)
-		if (z->owner[i] == l)
-			b = i;
+	int b = holder(z, l);
 	if (b < 0) {
 		z->missed++;
-		if ((b = start(z, l, 1, err)) < 0) {
+		if ((b = start(z, l, err)) < 0) {
 			if (b == -1)
 				lvd_error_set(err, LVD_ERR_INVALID, "zero3: layer %d: both buffers are held (release "
 					      "a layer first)", l);
@@ -176,13 +182,8 @@ const float *lvd_zero3_acquire(struct lvd_zero3 *z, int l, int next, struct lvd_
 		}
 	}
 	z->held[b] = 1;
-	if (next >= 0 && next != l) {
-		int have = 0;
-		for (int i = 0; i < NBUF; i++)
-			have |= z->owner[i] == next;
-		if (!have && start(z, next, 1, err) == -2)
-			return NULL;
-	}
+	if (next >= 0 && next != l && holder(z, next) < 0 && start(z, next, err) == -2)
+		return NULL;
 	if (finish(z, b, err))
 		return NULL;
 	return z->buf[b];
@@ -190,13 +191,11 @@ const float *lvd_zero3_acquire(struct lvd_zero3 *z, int l, int next, struct lvd_
 
 void lvd_zero3_release(struct lvd_zero3 *z, int l)
 {
-	for (int i = 0; i < NBUF; i++)
-		if (z->owner[i] == l && z->held[i]) {
-			z->held[i] = 0;
-			/* Complete and released: the buffer is free again. */
-			if (!z->req[i])
-				z->owner[i] = -1;
-		}
+	/* The buffer keeps the layer (frozen weights never go stale): acquiring it again
+	 * before the buffer is taken for another layer needs no gather. */
+	int b = holder(z, l);
+	if (b >= 0)
+		z->held[b] = 0;
 }
 
 int lvd_zero3_trim(struct lvd_zero3 *z, struct lvd_error *err)

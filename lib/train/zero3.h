@@ -13,14 +13,17 @@
  * (lvd_zero3_plan_bytes predicts it; lib/train/plan.h prints it).
  *
  * Use (every rank in the same order — the gathers are collectives):
- *   acquire(l, next) — layer l's full weights (waits for its gather, starting it if it
- *   was not prefetched), and starts the gather of layer next (-1: none) into the other
- *   buffer when one is free; release(l) gives l's buffer back. Forward: acquire(l, l+1),
- *   compute, release(l); backward: acquire(l, l-1), compute, release(l). A prefetched
- *   layer that is not acquired next stays gathered until its buffer is needed (then it is
- *   waited for and dropped), so any order is correct, the intended one is fast.
- * At most two buffers are held at any time; both are allocated at the first acquire and
- * freed by lvd_zero3_destroy (or lvd_zero3_trim between steps).
+ *   acquire(l, next) — layer l's full weights (waits for its gather, starting it if no
+ *   buffer holds l), and starts the gather of layer next (-1: none) into the other buffer
+ *   unless a buffer holds it already; release(l) gives l's buffer back. Forward:
+ *   acquire(l, l+1), compute, release(l); backward: acquire(l, l-1), compute,
+ *   release(l). A released buffer keeps its layer until it is taken for another one (the
+ *   weights are frozen, so it never goes stale): the backward's first two layers are the
+ *   forward's last two, and the next forward's first two the backward's last two, with
+ *   no gather. A prefetched layer that is not acquired next stays until its buffer is
+ *   needed, so any order is correct; the intended one is fast.
+ * Two buffers at most; both are allocated at the first acquires and freed by
+ * lvd_zero3_destroy (or lvd_zero3_trim between steps).
  *
  * Errors: lib/dist's (the communicator is then unusable: lvd_comm_abort), LVD_ERR_NOMEM,
  * LVD_ERR_INVALID (layer out of range, sizes that do not match the layer's). */
@@ -63,8 +66,8 @@ int lvd_zero3_trim(struct lvd_zero3 *z, struct lvd_error *err);
 /* Bytes held now: the shards plus the allocated buffers; and the most held so far. */
 size_t lvd_zero3_bytes(const struct lvd_zero3 *z);
 size_t lvd_zero3_peak_bytes(const struct lvd_zero3 *z);
-/* Gathers done so far (acquires that had to start their own gather are counted in
- * `missed`: no prefetch covered them). */
+/* Gathers done so far, and the acquires among them that had to start their own gather
+ * (`missed`: neither a prefetch nor a kept buffer held the layer). */
 void lvd_zero3_counts(const struct lvd_zero3 *z, uint64_t *gathers, uint64_t *missed);
 
 /* Bytes per rank the scheme holds for these layers at world ranks (elem_bytes per
