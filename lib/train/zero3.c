@@ -230,18 +230,6 @@ void lvd_zero3_counts(const struct lvd_zero3 *z, uint64_t *gathers, uint64_t *mi
 	*missed = z->missed;
 }
 
-uint64_t lvd_zero3_plan_bytes(const size_t *layer_floats, int n_layers, int world, int elem_bytes)
-{
-	uint64_t sum = 0, maxs = 0;
-	for (int l = 0; l < n_layers; l++) {
-		uint64_t s = ((uint64_t)layer_floats[l] + (uint64_t)world - 1) / (uint64_t)world;
-		sum += s;
-		if (s > maxs)
-			maxs = s;
-	}
-	return (sum + 2 * (uint64_t)world * maxs) * (uint64_t)elem_bytes;
-}
-
 size_t lvd_zero3_drop_pages(const void *p, size_t bytes)
 {
 	long pg = sysconf(_SC_PAGESIZE);

@@ -71,8 +71,19 @@ size_t lvd_zero3_peak_bytes(const struct lvd_zero3 *z);
 void lvd_zero3_counts(const struct lvd_zero3 *z, uint64_t *gathers, uint64_t *missed);
 
 /* Bytes per rank the scheme holds for these layers at world ranks (elem_bytes per
- * weight: 4 fp32, 2 bf16): Σ s_l + 2·world·max s_l elements; the planner's prediction. */
-uint64_t lvd_zero3_plan_bytes(const size_t *layer_floats, int n_layers, int world, int elem_bytes);
+ * weight: 4 fp32, 2 bf16): Σ s_l + 2·world·max s_l elements; the planner's prediction.
+ * Inline, so the planner (lib/train/plan.c) does not pull lib/dist into its binaries. */
+static inline uint64_t lvd_zero3_plan_bytes(const size_t *layer_floats, int n_layers, int world, int elem_bytes)
+{
+	uint64_t sum = 0, maxs = 0;
+	for (int l = 0; l < n_layers; l++) {
+		uint64_t s = ((uint64_t)layer_floats[l] + (uint64_t)world - 1) / (uint64_t)world;
+		sum += s;
+		if (s > maxs)
+			maxs = s;
+	}
+	return (sum + 2 * (uint64_t)world * maxs) * (uint64_t)elem_bytes;
+}
 
 /* Gives the page-aligned interior of [p, p + bytes) back to the system (madvise
  * MADV_DONTNEED): for weights that are sharded and must never be read again through p

@@ -119,10 +119,10 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
 	[O_OVERLAP] = {"overlap", 0, "0|1", "multi-rank: 1 all-reduces each text layer's gradients as soon as the backward "
 					  "has them, overlapped with the rest of the backward (default); 0 one all-reduce after it "
-					  "(same results; docs/sft.md)"},
+					  "(same results; docs/dist.md)"},
 	[O_SHARD_FROZEN] = {"shard-frozen", 0, NULL, "LoRA on several ranks: each rank keeps 1/N of the frozen text "
 						 "layers' weights, gathered layer by layer with prefetch (ZeRO-3; same "
-						 "results, less memory; docs/sft.md)"},
+						 "results, less memory; docs/dist.md)"},
 	{0},
 };
 
