@@ -178,7 +178,7 @@ static void single_destroy(struct lvd_comm *c)
 
 static const struct lvd_comm_vt SINGLE_VT = {
 	"single", single_all_reduce, single_reduce_scatter, single_all_gather, single_broadcast, single_barrier,
-	single_abort, single_destroy,
+	single_abort, single_destroy, NULL, NULL,
 };
 
 /* ---- public ----------------------------------------------------------------------- */
@@ -230,6 +230,7 @@ void lvd_comm_destroy(struct lvd_comm *c)
 {
 	if (!c)
 		return;
+	lvd_comm_async_stop(c);
 	c->vt->destroy(c);
 	if (c->host)
 		lvd_comm_destroy(c->host);
@@ -282,6 +283,13 @@ static int is_host(const struct lvd_comm *c)
 int lvd_comm_all_reduce(struct lvd_comm *c, void *buf, size_t n, enum lvd_comm_dtype dt, enum lvd_comm_op op,
 			struct lvd_error *err)
 {
+	int rc = lvd_comm_async_drain(c, err);
+	return rc ? rc : lvd_comm_run_all_reduce(c, buf, n, dt, op, err);
+}
+
+int lvd_comm_run_all_reduce(struct lvd_comm *c, void *buf, size_t n, enum lvd_comm_dtype dt, enum lvd_comm_op op,
+			    struct lvd_error *err)
+{
 	if (!is_host(c))
 		return c->vt->all_reduce(c, buf, n, dt, op, err);
 	if (c->world == 1 || n == 0)
@@ -313,6 +321,9 @@ int lvd_comm_all_reduce(struct lvd_comm *c, void *buf, size_t n, enum lvd_comm_d
 int lvd_comm_reduce_scatter(struct lvd_comm *c, void *recv, const void *send, size_t n, enum lvd_comm_dtype dt,
 			    enum lvd_comm_op op, struct lvd_error *err)
 {
+	int drc = lvd_comm_async_drain(c, err);
+	if (drc)
+		return drc;
 	if (!is_host(c))
 		return c->vt->reduce_scatter(c, recv, send, n, dt, op, err);
 	if (dt == LVD_COMM_BF16) {
@@ -344,6 +355,12 @@ int lvd_comm_reduce_scatter(struct lvd_comm *c, void *recv, const void *send, si
 
 int lvd_comm_all_gather(struct lvd_comm *c, void *recv, const void *send, size_t bytes, struct lvd_error *err)
 {
+	int rc = lvd_comm_async_drain(c, err);
+	return rc ? rc : lvd_comm_run_all_gather(c, recv, send, bytes, err);
+}
+
+int lvd_comm_run_all_gather(struct lvd_comm *c, void *recv, const void *send, size_t bytes, struct lvd_error *err)
+{
 	return c->vt->all_gather(c, recv, send, bytes, err);
 }
 
@@ -351,12 +368,14 @@ int lvd_comm_broadcast(struct lvd_comm *c, void *buf, size_t bytes, int root, st
 {
 	if (root < 0 || root >= c->world)
 		return lvd_error_set(err, LVD_ERR_INVALID, "broadcast: root %d is not a rank of %d", root, c->world);
-	return c->vt->broadcast(c, buf, bytes, root, err);
+	int rc = lvd_comm_async_drain(c, err);
+	return rc ? rc : c->vt->broadcast(c, buf, bytes, root, err);
 }
 
 int lvd_comm_barrier(struct lvd_comm *c, struct lvd_error *err)
 {
-	return c->vt->barrier(c, err);
+	int rc = lvd_comm_async_drain(c, err);
+	return rc ? rc : c->vt->barrier(c, err);
 }
 
 void lvd_comm_abort(struct lvd_comm *c, int code)

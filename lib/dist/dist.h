@@ -32,7 +32,29 @@
  * call lvd_comm_abort, which ends every rank of the job (MPI_Abort, ncclCommAbort, or
  * closing the sockets so the peers fail at once) and does not return.
  *
- * Threads: one thread per communicator calls it. */
+ * Asynchronous collectives (overlap with compute; lib/dist/dist_async.c):
+ * lvd_comm_all_reduce_start / lvd_comm_all_gather_start return at once with a request;
+ * lvd_comm_wait blocks until it is done. Requests run one at a time in start order (FIFO),
+ * on every rank in the same order, so every rank must start the same collectives in the
+ * same order (as for blocking ones). The buffers belong to the collective until its wait.
+ * Host backends (tcp, mpi, single): a progress thread per communicator (created at the
+ * first start) runs each request through the very code of the blocking call, so a
+ * request's result is bit-identical to the blocking call on the same buffer: the sum
+ * order is the backend's (tcp: rank 0 sums element i as ((x0 + x1) + x2) + ... whatever
+ * the buffer's size or split, so splitting a buffer into buckets changes no bit; mpi:
+ * Open MPI picks its algorithm by message size, so one request equals one blocking call
+ * of the same size, and with 2 ranks (x0 + x1 = x1 + x0) any split is bit-identical; with
+ * more ranks pin the algorithm (OMPI_MCA_coll_tuned_use_dynamic_rules=1,
+ * OMPI_MCA_coll_tuned_allreduce_algorithm=1, docs/dist.md) when splits must match). A
+ * blocking call made while requests are in flight first waits for them (so it keeps its
+ * place in the order) and then runs on the calling thread. MPI needs
+ * MPI_THREAD_SERIALIZED for the progress thread; where the library gives less, a start
+ * runs the collective at once (no overlap, same results). nccl: the collective is
+ * enqueued on the communicator's stream after the work of the stream given to
+ * lvd_comm_set_stream (none: after the whole device, cudaDeviceSynchronize), and wait
+ * polls it against the timeout.
+ *
+ * Threads: one thread per communicator calls it (the progress thread is internal). */
 #ifndef LVD_DIST_DIST_H
 #define LVD_DIST_DIST_H
 
@@ -102,6 +124,22 @@ int lvd_comm_all_gather(struct lvd_comm *c, void *recv, const void *send, size_t
 /* buf[bytes] of rank root to every rank. */
 int lvd_comm_broadcast(struct lvd_comm *c, void *buf, size_t bytes, int root, struct lvd_error *err);
 int lvd_comm_barrier(struct lvd_comm *c, struct lvd_error *err);
+
+/* Asynchronous collectives (see above). A request must be waited for exactly once;
+ * lvd_comm_wait frees it and returns the collective's status (errors as the blocking
+ * call's; after an error every later request fails with the same message). Start errors:
+ * LVD_ERR_NOMEM, LVD_ERR_IO (the communicator already failed). */
+struct lvd_comm_req;
+int lvd_comm_all_reduce_start(struct lvd_comm *c, void *buf, size_t n, enum lvd_comm_dtype dt, enum lvd_comm_op op,
+			      struct lvd_comm_req **req, struct lvd_error *err);
+int lvd_comm_all_gather_start(struct lvd_comm *c, void *recv, const void *send, size_t bytes,
+			      struct lvd_comm_req **req, struct lvd_error *err);
+int lvd_comm_wait(struct lvd_comm *c, struct lvd_comm_req *req, struct lvd_error *err);
+/* Requests started and not yet waited for. */
+int lvd_comm_pending(const struct lvd_comm *c);
+/* NCCL: the CUDA stream (cudaStream_t) whose work an asynchronous start must follow
+ * (NULL: the whole device); no effect on host backends. */
+void lvd_comm_set_stream(struct lvd_comm *c, void *stream);
 
 /* Ends the whole job with exit status code (every rank); does not return. */
 void lvd_comm_abort(struct lvd_comm *c, int code) __attribute__((noreturn));

@@ -204,14 +204,19 @@ static void mpi_destroy(struct lvd_comm *c)
 
 static const struct lvd_comm_vt MPI_VT = {
 	"mpi", mpi_all_reduce, mpi_reduce_scatter, mpi_all_gather, mpi_broadcast, mpi_barrier, mpi_abort, mpi_destroy,
+	NULL, NULL,
 };
 
 int lvd_comm_mpi_start(struct lvd_comm *c, struct lvd_error *err)
 {
 	int inited = 0, provided = 0;
 	MPI_Initialized(&inited);
-	if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+	/* SERIALIZED: the asynchronous collectives' progress thread calls MPI too (never at
+	 * the same time as the main thread; dist_async.c). */
+	if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
 		return lvd_error_set(err, LVD_ERR_IO, "MPI_Init failed");
+	if (inited)
+		MPI_Query_thread(&provided);
 	struct mpi_state *s = calloc(1, sizeof *s);
 	int rank = 0, world = 1;
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -237,6 +242,7 @@ int lvd_comm_mpi_start(struct lvd_comm *c, struct lvd_error *err)
 	c->impl = s;
 	c->vt = &MPI_VT;
 	c->backend = LVD_COMM_MPI;
+	c->no_thread = provided < MPI_THREAD_SERIALIZED;
 	/* The local rank: the launcher's, else the rank among the ranks of this host. */
 	const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
 	if (!lr) {

@@ -178,9 +178,98 @@ static void nccl_destroy(struct lvd_comm *c)
 	c->impl = NULL;
 }
 
+/* Asynchronous collectives (dist.h): after the work of lvd_comm_set_stream's stream
+ * (an event the communicator's stream waits for; without one, the whole device), the
+ * collective is enqueued on the communicator's stream and an event recorded after it;
+ * the wait polls that event against the timeout. Requests and blocking calls share the
+ * one stream, so they run in call order. */
+static int nccl_req_start(struct lvd_comm *c, struct lvd_comm_req *r, struct lvd_error *err)
+{
+	struct nccl_state *s = c->impl;
+	const char *what = r->kind == LVD_REQ_ALL_REDUCE ? "all-reduce" : "all-gather";
+	c->seq++;
+	if (!s->comm)
+		return lvd_error_set(err, LVD_ERR_IO, "rank %d: NCCL %s #%llu: the communicator was aborted", c->rank,
+				     what, (unsigned long long)c->seq);
+	cudaError_t e;
+	if (c->stream) {
+		cudaEvent_t ready;
+		if ((e = cudaEventCreateWithFlags(&ready, cudaEventDisableTiming)) != cudaSuccess)
+			return cuda_fail(c, what, e, err);
+		e = cudaEventRecord(ready, (cudaStream_t)c->stream);
+		if (e == cudaSuccess)
+			e = cudaStreamWaitEvent(s->stream, ready, 0);
+		cudaEventDestroy(ready);
+	} else {
+		e = cudaDeviceSynchronize();
+	}
+	if (e != cudaSuccess)
+		return cuda_fail(c, what, e, err);
+	ncclResult_t nr;
+	if (r->kind == LVD_REQ_ALL_REDUCE) {
+		c->bytes_sent += 2 * r->n * lvd_comm_dtype_size(r->dt) * (uint64_t)(c->world - 1) / (uint64_t)c->world;
+		nr = ncclAllReduce(r->buf, r->buf, r->n, nc_type(r->dt), nc_op(r->op), s->comm, s->stream);
+	} else {
+		c->bytes_sent += r->n * (uint64_t)(c->world - 1);
+		nr = ncclAllGather(r->send, r->buf, r->n, ncclUint8, s->comm, s->stream);
+	}
+	if (nr != ncclSuccess && nr != ncclInProgress)
+		return nccl_fail(c, what, nr, err);
+	cudaEvent_t ev;
+	if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess)
+		return cuda_fail(c, what, e, err);
+	if ((e = cudaEventRecord(ev, s->stream)) != cudaSuccess) {
+		cudaEventDestroy(ev);
+		return cuda_fail(c, what, e, err);
+	}
+	r->event = ev;
+	return 0;
+}
+
+static int nccl_req_wait(struct lvd_comm *c, struct lvd_comm_req *r, struct lvd_error *err)
+{
+	struct nccl_state *s = c->impl;
+	const char *what = r->kind == LVD_REQ_ALL_REDUCE ? "all-reduce" : "all-gather";
+	cudaEvent_t ev = (cudaEvent_t)r->event;
+	double t0 = lvd_time_now();
+	int rc = 0;
+	for (;;) {
+		cudaError_t q = cudaEventQuery(ev);
+		if (q == cudaSuccess)
+			break;
+		if (q != cudaErrorNotReady) {
+			rc = cuda_fail(c, what, q, err);
+			break;
+		}
+		ncclResult_t ae = ncclSuccess;
+		if (s->comm)
+			ncclCommGetAsyncError(s->comm, &ae);
+		if (!s->comm || (ae != ncclSuccess && ae != ncclInProgress)) {
+			if (s->comm)
+				ncclCommAbort(s->comm);
+			s->comm = NULL;
+			rc = ae != ncclSuccess ? nccl_fail(c, what, ae, err)
+					       : lvd_error_set(err, LVD_ERR_IO, "rank %d: NCCL %s: the communicator was "
+							       "aborted", c->rank, what);
+			break;
+		}
+		if (lvd_time_now() - t0 > c->timeout_s) {
+			ncclCommAbort(s->comm);
+			s->comm = NULL;
+			rc = lvd_error_set(err, LVD_ERR_IO, "rank %d: NCCL %s did not complete within %g s (a rank is dead "
+					   "or hung; the communicator was aborted)", c->rank, what, c->timeout_s);
+			break;
+		}
+		struct timespec ts = {0, 100000};
+		nanosleep(&ts, NULL);
+	}
+	cudaEventDestroy(ev);
+	return rc;
+}
+
 static const struct lvd_comm_vt NCCL_VT = {
 	"nccl", nccl_all_reduce, nccl_reduce_scatter, nccl_all_gather, nccl_broadcast, nccl_barrier, nccl_abort,
-	nccl_destroy,
+	nccl_destroy, nccl_req_start, nccl_req_wait,
 };
 
 int lvd_comm_nccl_start(struct lvd_comm *c, struct lvd_comm *host, struct lvd_error *err)

@@ -271,6 +271,7 @@ static void tcp_destroy(struct lvd_comm *c)
 
 static const struct lvd_comm_vt TCP_VT = {
 	"tcp", tcp_all_reduce, tcp_reduce_scatter, tcp_all_gather, tcp_broadcast, tcp_barrier, tcp_abort, tcp_destroy,
+	NULL, NULL,
 };
 
 static void set_opts(int fd)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "train/plan.h"
+#include "train/zero3.h"
 
 static const char *const PART[LVD_PLAN_NPARTS] = {"weights", "lora",    "grads",   "master", "optim",
 						  "aligner", "acts",    "scratch", "latt_ws"};
@@ -66,6 +67,31 @@ int lvd_plan_mllama(struct lvd_mllama *m, const struct lvd_plan_opts *o, struct 
 		p->peak += q[i];
 	p->verified = !cuda;
 	return 0;
+}
+
+size_t lvd_plan_shard_frozen(struct lvd_mllama *m, const struct lvd_plan_opts *o, struct lvd_plan *p)
+{
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	const int eb = o->device == LVD_PLAN_CUDA ? 2 : 4;
+	size_t *nf = calloc((size_t)c->t_layers + 1, sizeof *nf), whole = 0;
+	if (!nf)
+		return 0;
+	for (int l = 0; l < c->t_layers; l++) {
+		float **slot[LVD_MLLAMA_LAYER_TENSORS];
+		size_t numel[LVD_MLLAMA_LAYER_TENSORS];
+		struct lvd_mllama_param *tab[LVD_MLLAMA_LAYER_TENSORS];
+		int n = lvd_mllama_text_layer_weights(m, l, slot, numel, tab);
+		for (int i = 0; i < n; i++)
+			nf[l] += numel[i];
+		whole += nf[l] * (size_t)eb;
+	}
+	size_t sharded = (size_t)lvd_zero3_plan_bytes(nf, c->t_layers, o->world, eb);
+	free(nf);
+	if (sharded >= whole || p->part[0] < whole)
+		return 0;
+	p->part[0] -= whole - sharded;
+	p->peak -= whole - sharded;
+	return whole - sharded;
 }
 
 int lvd_plan_dominant(const struct lvd_plan *p)

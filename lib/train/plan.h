@@ -71,6 +71,11 @@ const char *lvd_plan_part_name(int i);
  * Errors: LVD_ERR_INVALID (bad shape or world), those of lvd_mllama_measure. */
 int lvd_plan_mllama(struct lvd_mllama *m, const struct lvd_plan_opts *o, struct lvd_plan *out,
 		    struct lvd_error *err);
+/* --shard-frozen (ZeRO-3 of the frozen base, lib/train/zero3.h; LoRA runs): after
+ * lvd_plan_mllama, replaces the text decoder layers' share of the weights part by what
+ * lvd_zero3_plan_bytes predicts for o->world ranks (1/world of each layer plus two
+ * gathered layer buffers) and updates the peak. Returns the bytes saved per rank. */
+size_t lvd_plan_shard_frozen(struct lvd_mllama *m, const struct lvd_plan_opts *o, struct lvd_plan *p);
 /* The part with the most bytes. */
 int lvd_plan_dominant(const struct lvd_plan *p);
 /* One compact block of text (lines prefixed "plan: ") describing p. */

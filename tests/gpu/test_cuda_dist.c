@@ -1,7 +1,8 @@
 /* tests/gpu/test_cuda_dist.c — the NCCL backend of lib/dist with one rank (a single device
  * cannot hold two NCCL ranks): lvd_comm_init with device = 1, then every collective on
- * device buffers, checked on the host. Built when CUDA=1 (as $(BUILD)/tests/test_cuda_dist,
- * so tests/run.sh runs it); SKIPs without NCCL in the build or without a visible device. */
+ * device buffers (blocking, then asynchronous after a user stream), checked on the host.
+ * Built when CUDA=1 (as $(BUILD)/tests/test_cuda_dist, so tests/run.sh runs it); SKIPs
+ * without NCCL in the build or without a visible device. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,21 @@ static void test_nccl_one_rank(void)
 	cudaMemcpy(bd, dd, sizeof bd, cudaMemcpyDeviceToHost);
 	CHECK(memcmp(bb, hb, sizeof hb) == 0 && memcmp(bd, hd, sizeof hd) == 0);
 	CHECK(lvd_comm_barrier(c, &err) == 0);
+	/* Asynchronous requests after a kernel-free copy on the caller's stream: ordered after
+	 * it (lvd_comm_set_stream), completed by the waits, in start order. */
+	cudaStream_t st;
+	REQUIRE(cudaStreamCreate(&st) == cudaSuccess);
+	lvd_comm_set_stream(c, st);
+	cudaMemcpyAsync(d, h, N * sizeof *d, cudaMemcpyHostToDevice, st);
+	struct lvd_comm_req *q1 = NULL, *q2 = NULL;
+	CHECK(lvd_comm_all_reduce_start(c, d, N, LVD_COMM_F32, LVD_COMM_MEAN, &q1, &err) == 0);
+	CHECK(lvd_comm_all_gather_start(c, d + N, d, N * sizeof *d, &q2, &err) == 0);
+	CHECK(lvd_comm_pending(c) == 2);
+	CHECK(lvd_comm_wait(c, q1, &err) == 0 && lvd_comm_wait(c, q2, &err) == 0 && lvd_comm_pending(c) == 0);
+	cudaMemcpy(back, d, 2 * N * sizeof *d, cudaMemcpyDeviceToHost);
+	CHECK(memcmp(back, h, N * sizeof *h) == 0 && memcmp(back + N, h, N * sizeof *h) == 0);
+	lvd_comm_set_stream(c, NULL);
+	cudaStreamDestroy(st);
 	if (err.code)
 		fprintf(stderr, "  %s\n", err.msg);
 	CHECK(lvd_comm_broadcast(c, d, 4, 1, &err) == LVD_ERR_INVALID);

@@ -11,6 +11,7 @@
 #include "dist/dist.h"
 #include "train/optim.h"
 #include "train/zero.h"
+#include "train/zero3.h"
 
 static struct lvd_comm *g_comm;
 static int g_rank, g_world;
@@ -153,6 +154,77 @@ static void test_collectives(void)
 	CHECK(lvd_comm_broadcast(c, v, 8, W, &err) == LVD_ERR_INVALID);
 }
 
+/* ---- asynchronous collectives ------------------------------------------------------ */
+
+/* A value of rank r that is not dyadic: sums over ranks round, so the order shows. */
+static float rnd_at(int r, size_t i)
+{
+	uint32_t h = (uint32_t)(i * 2654435761u) ^ (uint32_t)(r * 40503u + 7u);
+	h ^= h >> 13;
+	h *= 0x5bd1e995u;
+	h ^= h >> 15;
+	return ((float)(h & 0xffffff) / 16777216.0f - 0.5f) * (1.0f + (float)(i % 7)) * 3.3f;
+}
+
+static void test_async(void)
+{
+	struct lvd_error err = {0};
+	struct lvd_comm *c = g_comm;
+	const int W = g_world, R = g_rank;
+	enum { N = 100003, NB = 7 };
+	float *ref = malloc(N * sizeof *ref), *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+	REQUIRE(ref && x && y);
+	for (size_t i = 0; i < N; i++)
+		ref[i] = x[i] = y[i] = rnd_at(R, i);
+	CHECK(lvd_comm_all_reduce(c, ref, N, LVD_COMM_F32, LVD_COMM_SUM, &err) == 0);
+	/* One request equals the blocking call on the same buffer, bit for bit. */
+	struct lvd_comm_req *q = NULL;
+	CHECK(lvd_comm_all_reduce_start(c, x, N, LVD_COMM_F32, LVD_COMM_SUM, &q, &err) == 0);
+	CHECK(lvd_comm_pending(c) == 1);
+	CHECK(lvd_comm_wait(c, q, &err) == 0 && lvd_comm_pending(c) == 0);
+	CHECK(memcmp(x, ref, N * sizeof *x) == 0);
+	/* Buckets of uneven sizes in flight together, a blocking collective and an all-gather
+	 * request among them: same results, in start order. With TCP (fixed rank-order sum)
+	 * or 2 ranks (a + b = b + a) the split equals the one flat call. */
+	static const size_t cut[NB + 1] = {0, 1, 17, 4096, 4097, 50000, 99999, N};
+	struct lvd_comm_req *rq[NB + 1];
+	for (int b = 0; b < NB; b++)
+		CHECK(lvd_comm_all_reduce_start(c, y + cut[b], cut[b + 1] - cut[b], LVD_COMM_F32, LVD_COMM_SUM, &rq[b],
+						&err) == 0);
+	int64_t me = 1000 + R, all[64];
+	REQUIRE(W <= 64);
+	CHECK(lvd_comm_all_gather_start(c, all, &me, sizeof me, &rq[NB], &err) == 0);
+	CHECK(lvd_comm_pending(c) == NB + 1);
+	double d = R + 0.5;
+	CHECK(lvd_comm_all_reduce(c, &d, 1, LVD_COMM_F64, LVD_COMM_SUM, &err) == 0);
+	CHECK(d == (double)W * (W - 1) / 2 + 0.5 * W);
+	for (int b = NB; b >= 0; b--)
+		CHECK(lvd_comm_wait(c, rq[b], &err) == 0);
+	for (int r = 0; r < W; r++)
+		CHECK(all[r] == 1000 + r);
+	if (lvd_comm_backend(c) == LVD_COMM_TCP || W <= 2) {
+		CHECK(memcmp(y, ref, N * sizeof *y) == 0);
+	} else {
+		/* MPI with 3+ ranks: each bucket equals the blocking call of its own size. */
+		for (size_t i = 0; i < N; i++)
+			x[i] = rnd_at(R, i);
+		for (int b = 0; b < NB; b++)
+			CHECK(lvd_comm_all_reduce(c, x + cut[b], cut[b + 1] - cut[b], LVD_COMM_F32, LVD_COMM_SUM, &err) == 0);
+		CHECK(memcmp(y, x, N * sizeof *y) == 0);
+	}
+	/* bf16 and MEAN go through the same staging as the blocking call. */
+	uint16_t h[3] = {bf16(1.0f), bf16((float)R), bf16(0.25f)};
+	CHECK(lvd_comm_all_reduce_start(c, h, 3, LVD_COMM_BF16, LVD_COMM_MEAN, &q, &err) == 0);
+	CHECK(lvd_comm_wait(c, q, &err) == 0);
+	CHECK(h[0] == bf16(1.0f) && h[2] == bf16(0.25f));
+	CHECK(W == 1 || lvd_comm_bytes_sent(c) > 0);
+	if (err.code)
+		fprintf(stderr, "%s\n", err.msg);
+	free(ref);
+	free(x);
+	free(y);
+}
+
 /* ---- ZeRO-1 ------------------------------------------------------------------------ */
 
 /* Gradients of rank r at step t, dyadic so that sums over ranks are exact. */
@@ -238,6 +310,117 @@ static void test_zero(void)
 	lvd_ctx_destroy(ctx);
 }
 
+/* ---- ZeRO-3 of frozen weights --------------------------------------------------------- */
+
+/* A synthetic stack: layer l maps x[D] to tanh(W_l x + b_l) (W_l [D_l·D], b_l [D]; the
+ * layers' sizes differ and do not divide by the world size); the "backward" walks the
+ * layers in reverse and reads every weight again (dx = W_lᵀ (dy ⊙ (1 − y²))). The
+ * sharded run (weights gathered layer by layer, prefetching) must equal the unsharded
+ * one bit for bit, hold less, and gather only what the two buffers do not hold. */
+enum { Z3_L = 6, Z3_D = 13 };
+
+static void z3_layer(const float *W, const float *b, const float *x, float *y)
+{
+	for (int i = 0; i < Z3_D; i++) {
+		float a = b[i];
+		for (int j = 0; j < Z3_D; j++)
+			a += W[i * Z3_D + j] * x[j];
+		y[i] = tanhf(a);
+	}
+}
+
+static void z3_back(const float *W, const float *y, const float *dy, float *dx)
+{
+	for (int j = 0; j < Z3_D; j++) {
+		float a = 0;
+		for (int i = 0; i < Z3_D; i++)
+			a += W[i * Z3_D + j] * dy[i] * (1.0f - y[i] * y[i]);
+		dx[j] = a;
+	}
+}
+
+static void test_zero3(void)
+{
+	struct lvd_error err = {0};
+	const int W = g_world;
+	/* Layer l: W_l plus an unused tail of l floats (uneven sizes), then b_l. */
+	float *w[Z3_L], *b[Z3_L];
+	size_t nf[Z3_L], full = 0;
+	for (int l = 0; l < Z3_L; l++) {
+		w[l] = malloc((Z3_D * Z3_D + (size_t)l) * sizeof(float));
+		b[l] = malloc(Z3_D * sizeof(float));
+		REQUIRE(w[l] && b[l]);
+		for (size_t i = 0; i < Z3_D * Z3_D + (size_t)l; i++)
+			w[l][i] = rnd_at(l + 100, i) * 0.3f;
+		for (size_t i = 0; i < Z3_D; i++)
+			b[l][i] = rnd_at(l + 200, i);
+		nf[l] = Z3_D * Z3_D + (size_t)l + Z3_D;
+		full += nf[l] * sizeof(float);
+	}
+	/* unsharded reference */
+	float ys[Z3_L + 1][Z3_D], ref_y[Z3_D], ref_dx[Z3_D], dy[Z3_D];
+	for (int i = 0; i < Z3_D; i++)
+		ys[0][i] = rnd_at(7, (size_t)i);
+	for (int l = 0; l < Z3_L; l++)
+		z3_layer(w[l], b[l], ys[l], ys[l + 1]);
+	memcpy(ref_y, ys[Z3_L], sizeof ref_y);
+	memcpy(dy, ref_y, sizeof dy);
+	for (int l = Z3_L - 1; l >= 0; l--) {
+		z3_back(w[l], ys[l + 1], dy, ref_dx);
+		memcpy(dy, ref_dx, sizeof dy);
+	}
+	/* sharded */
+	struct lvd_zero3 *z = NULL;
+	REQUIRE(lvd_zero3_create(&z, g_comm, nf, Z3_L, &err) == 0);
+	for (int l = 0; l < Z3_L; l++) {
+		const float *src[2] = {w[l], b[l]};
+		size_t n[2] = {Z3_D * Z3_D + (size_t)l, Z3_D};
+		CHECK(lvd_zero3_set_layer(z, l, src, n, 2, &err) == 0);
+		CHECK(lvd_zero3_set_layer(z, l, src, n, 1, &err) == LVD_ERR_INVALID);
+	}
+	/* Step 0 ends with a trim (buffers freed), steps 1 and 2 keep them. */
+	for (int step = 0; step < 3; step++) {
+		for (int l = 0; l < Z3_L; l++) {
+			const float *g = lvd_zero3_acquire(z, l, l + 1 < Z3_L ? l + 1 : -1, &err);
+			REQUIRE(g);
+			z3_layer(g, g + Z3_D * Z3_D + l, ys[l], ys[l + 1]);
+			lvd_zero3_release(z, l);
+		}
+		CHECK(memcmp(ys[Z3_L], ref_y, sizeof ref_y) == 0);
+		memcpy(dy, ys[Z3_L], sizeof dy);
+		float dx[Z3_D];
+		for (int l = Z3_L - 1; l >= 0; l--) {
+			const float *g = lvd_zero3_acquire(z, l, l - 1, &err);
+			REQUIRE(g);
+			z3_back(g, ys[l + 1], dy, dx);
+			memcpy(dy, dx, sizeof dy);
+			lvd_zero3_release(z, l);
+		}
+		CHECK(memcmp(dx, ref_dx, sizeof dx) == 0);
+		CHECK(step > 0 || lvd_zero3_trim(z, &err) == 0);
+	}
+	/* From empty buffers a step gathers 2L − 2 layers (the backward's first two are the
+	 * forward's last two, kept), one of them not prefetched (the first); with the
+	 * buffers kept from the last step 2L − 4, none missed. */
+	uint64_t gathers = 0, missed = 0;
+	lvd_zero3_counts(z, &gathers, &missed);
+	CHECKF(missed == 2 && gathers == 2 * (2 * Z3_L - 2) + 2 * Z3_L - 4, "gathers %llu, missed %llu",
+	       (unsigned long long)gathers, (unsigned long long)missed);
+	/* Memory: the shards plus two buffers (the planner's formula); with 3+ ranks less than
+	 * the whole stack even for this tiny one. */
+	size_t peak = lvd_zero3_peak_bytes(z);
+	CHECKF(peak == lvd_zero3_plan_bytes(nf, Z3_L, W, 4), "peak %zu, plan %llu", peak,
+	       (unsigned long long)lvd_zero3_plan_bytes(nf, Z3_L, W, 4));
+	CHECK(W < 3 || peak < full);
+	CHECK(lvd_zero3_plan_bytes(nf, Z3_L, 8, 2) < full / 2);
+	CHECK(lvd_zero3_acquire(z, Z3_L, -1, &err) == NULL && err.code == LVD_ERR_INVALID);
+	lvd_zero3_destroy(z);
+	for (int l = 0; l < Z3_L; l++) {
+		free(w[l]);
+		free(b[l]);
+	}
+}
+
 static int hang(double timeout)
 {
 	struct lvd_error err = {0};
@@ -272,7 +455,7 @@ int main(int argc, char **argv)
 	g_world = lvd_comm_world(g_comm);
 	if (timeout > 0)
 		return hang(timeout);
-	static const struct lvd_test tests[] = {TEST(test_env), TEST(test_collectives), TEST(test_zero), {0}};
+	static const struct lvd_test tests[] = {TEST(test_env), TEST(test_collectives), TEST(test_async), TEST(test_zero), TEST(test_zero3), {0}};
 	int rc = lvd_test_main(argc, argv, tests);
 	lvd_comm_destroy(g_comm);
 	return rc;

@@ -18,6 +18,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "train/plan.h"
+#include "train/zero3.h"
 
 /* ---- --nproc-per-node ------------------------------------------------------------- */
 
@@ -277,16 +279,309 @@ int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity)
 	return ret;
 }
 
+/* ---- per layer: overlap and frozen-weight sharding -------------------------------- */
+
+struct grange {
+	size_t lo, hi;
+};
+
+struct sft_dist_layers {
+	struct lvd_comm *c;
+	struct lvd_mllama *m;
+	int L;
+	/* overlap */
+	int overlap, armed;
+	float *grad;
+	size_t n_grad;
+	struct grange *bucket;        /* [L] layer l's gradient range (lo == hi: no bucket) */
+	struct lvd_comm_req **req;    /* [L] its all-reduce in flight */
+	struct grange *rest;          /* the block outside the buckets, ascending */
+	int n_rest;
+	/* shard_frozen */
+	struct lvd_zero3 *z;
+	float **(*slot)[LVD_MLLAMA_LAYER_TENSORS];   /* [L] the model's weight pointers */
+	size_t (*off)[LVD_MLLAMA_LAYER_TENSORS];     /* [L] their offsets in the gathered layer */
+	int *nt;                      /* [L] tensors per layer */
+	size_t whole;                 /* bytes of the sharded layers' weights */
+	size_t planned;               /* lvd_zero3_plan_bytes: shards + two layer buffers */
+};
+
+static void bind_layer(struct sft_dist_layers *d, int l, const float *g)
+{
+	for (int i = 0; i < d->nt[l]; i++)
+		*d->slot[l][i] = g ? (float *)g + d->off[l][i] : NULL;
+}
+
+static void layer_hook(void *user, enum lvd_mllama_layer_event ev, int l)
+{
+	struct sft_dist_layers *d = user;
+	struct lvd_error err = {0};
+	int rc = 0;
+	if (d->z && (ev == LVD_MLLAMA_FWD_BEGIN || ev == LVD_MLLAMA_BWD_BEGIN)) {
+		int next = ev == LVD_MLLAMA_FWD_BEGIN ? (l + 1 < d->L ? l + 1 : -1) : l - 1;
+		const float *g = lvd_zero3_acquire(d->z, l, next, &err);
+		if (g)
+			bind_layer(d, l, g);
+		else
+			rc = 1;
+	} else if (d->z) {
+		bind_layer(d, l, NULL);
+		lvd_zero3_release(d->z, l);
+	}
+	if (!rc && ev == LVD_MLLAMA_BWD_END && d->overlap && d->armed && d->bucket[l].hi > d->bucket[l].lo &&
+	    !d->req[l])
+		rc = lvd_comm_all_reduce_start(d->c, d->grad + d->bucket[l].lo, d->bucket[l].hi - d->bucket[l].lo,
+					       LVD_COMM_F32, LVD_COMM_SUM, &d->req[l], &err);
+	if (rc) {
+		lvd_error_log("text layer %d: %s", l, err.msg);
+		lvd_comm_abort(d->c, 1);
+	}
+}
+
+/* The text layer of a canonical name ("language_model.model.layers.L."), or -1. */
+static int text_layer_of(const char *name)
+{
+	static const char pre[] = "language_model.model.layers.";
+	if (strncmp(name, pre, sizeof pre - 1))
+		return -1;
+	char *end;
+	long l = strtol(name + sizeof pre - 1, &end, 10);
+	return *end == '.' && l >= 0 && l < 100000 ? (int)l : -1;
+}
+
+/* Buckets: each text layer's gradient range in grad (LoRA adapters' or parameters'),
+ * kept only when no other tensor lies inside it; the rest: the complement. */
+static int make_buckets(struct sft_dist_layers *d, struct lvd_error *err)
+{
+	struct lvd_mllama *m = d->m;
+	size_t nl = lvd_mllama_nlora(m), np = lvd_mllama_nparams(m);
+	size_t nr = nl ? 2 * nl : np;
+	struct grange *r = calloc(nr + 1, sizeof *r);
+	int *lay = calloc(nr + 1, sizeof *lay);
+	d->bucket = calloc((size_t)d->L, sizeof *d->bucket);
+	d->req = calloc((size_t)d->L, sizeof *d->req);
+	d->rest = calloc((size_t)d->L + 2, sizeof *d->rest);
+	if (!r || !lay || !d->bucket || !d->req || !d->rest) {
+		free(r);
+		free(lay);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	}
+	size_t k = 0;
+	if (nl) {
+		int rk = lvd_mllama_lora_rank(m);
+		for (size_t i = 0; i < nl; i++) {
+			const struct lvd_mllama_lora *a = lvd_mllama_lora_at(m, i);
+			int l = text_layer_of(a->module);
+			r[k] = (struct grange){(size_t)(a->dA - d->grad), (size_t)(a->dA - d->grad) + (size_t)rk * a->in};
+			lay[k++] = l;
+			r[k] = (struct grange){(size_t)(a->dB - d->grad), (size_t)(a->dB - d->grad) + (size_t)a->out * rk};
+			lay[k++] = l;
+		}
+	} else {
+		for (size_t i = 0; i < np; i++) {
+			const struct lvd_mllama_param *p = lvd_mllama_param_at(m, i);
+			r[k] = (struct grange){(size_t)(p->grad - d->grad), (size_t)(p->grad - d->grad) + p->numel};
+			lay[k++] = text_layer_of(p->name);
+		}
+	}
+	for (int l = 0; l < d->L; l++) {
+		struct grange b = {SIZE_MAX, 0};
+		for (size_t i = 0; i < k; i++)
+			if (lay[i] == l) {
+				b.lo = r[i].lo < b.lo ? r[i].lo : b.lo;
+				b.hi = r[i].hi > b.hi ? r[i].hi : b.hi;
+			}
+		int ok = b.hi > b.lo && b.hi <= d->n_grad;
+		for (size_t i = 0; i < k && ok; i++)
+			if (lay[i] != l && r[i].lo < b.hi && r[i].hi > b.lo && r[i].hi > r[i].lo)
+				ok = 0;
+		d->bucket[l] = ok ? b : (struct grange){0, 0};
+	}
+	free(r);
+	free(lay);
+	/* the rest: [0, n_grad) minus the buckets, in ascending order */
+	size_t at = 0;
+	for (;;) {
+		int nx = -1;
+		for (int l = 0; l < d->L; l++)
+			if (d->bucket[l].hi > d->bucket[l].lo && d->bucket[l].lo >= at &&
+			    (nx < 0 || d->bucket[l].lo < d->bucket[nx].lo))
+				nx = l;
+		size_t end = nx < 0 ? d->n_grad : d->bucket[nx].lo;
+		if (end > at)
+			d->rest[d->n_rest++] = (struct grange){at, end};
+		if (nx < 0)
+			break;
+		at = d->bucket[nx].hi;
+	}
+	return 0;
+}
+
+static size_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kb = strtoull(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+static int make_shards(struct sft_dist_layers *d, struct lvd_error *err)
+{
+	int L = d->L;
+	d->slot = calloc((size_t)L, sizeof *d->slot);
+	d->off = calloc((size_t)L, sizeof *d->off);
+	d->nt = calloc((size_t)L, sizeof *d->nt);
+	size_t *nf = calloc((size_t)L, sizeof *nf);
+	struct lvd_mllama_param *tab[LVD_MLLAMA_LAYER_TENSORS];
+	size_t numel[LVD_MLLAMA_LAYER_TENSORS];
+	if (!d->slot || !d->off || !d->nt || !nf) {
+		free(nf);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	}
+	for (int l = 0; l < L; l++) {
+		d->nt[l] = lvd_mllama_text_layer_weights(d->m, l, d->slot[l], numel, tab);
+		for (int i = 0; i < d->nt[l]; i++) {
+			d->off[l][i] = nf[l];
+			nf[l] += numel[i];
+		}
+		d->whole += nf[l] * sizeof(float);
+	}
+	d->planned = (size_t)lvd_zero3_plan_bytes(nf, L, lvd_comm_world(d->c), (int)sizeof(float));
+	int rc = lvd_zero3_create(&d->z, d->c, nf, L, err);
+	free(nf);
+	if (rc)
+		return rc;
+	size_t dropped = 0;
+	for (int l = 0; l < L; l++) {
+		const float *src[LVD_MLLAMA_LAYER_TENSORS];
+		int n = lvd_mllama_text_layer_weights(d->m, l, d->slot[l], numel, tab);
+		for (int i = 0; i < n; i++)
+			src[i] = *d->slot[l][i];
+		if ((rc = lvd_zero3_set_layer(d->z, l, src, numel, n, err)))
+			return rc;
+		/* the model's copy is never read again: its pages go back to the system */
+		for (int i = 0; i < n; i++)
+			dropped += lvd_zero3_drop_pages(src[i], numel[i] * sizeof(float));
+		bind_layer(d, l, NULL);
+	}
+	char a[32], b[32], c[32], e[32], f[32];
+	lvd_info("shard-frozen: the %d text layers' weights (%s) kept as 1/%d shards (%s per rank) + two gathered "
+		 "layers (%s); %s of the model's pages released (RSS now %s)", L,
+		 lvd_plan_size(a, sizeof a, d->whole), lvd_comm_world(d->c),
+		 lvd_plan_size(b, sizeof b, lvd_zero3_bytes(d->z)),
+		 lvd_plan_size(c, sizeof c, d->planned - lvd_zero3_bytes(d->z)),
+		 lvd_plan_size(e, sizeof e, dropped), lvd_plan_size(f, sizeof f, rss_bytes()));
+	return 0;
+}
+
+int sft_dist_layers_create(struct sft_dist_layers **out, struct lvd_comm *c, struct lvd_mllama *m, float *grad,
+			   size_t n_grad, int overlap, int shard_frozen, struct lvd_error *err)
+{
+	*out = NULL;
+	overlap = overlap && lvd_comm_world(c) > 1 && grad;
+	if (!overlap && !shard_frozen)
+		return 0;
+	struct sft_dist_layers *d = calloc(1, sizeof *d);
+	if (!d)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	d->c = c;
+	d->m = m;
+	d->L = lvd_mllama_cfg(m)->t_layers;
+	d->overlap = overlap;
+	d->grad = grad;
+	d->n_grad = n_grad;
+	int rc = overlap ? make_buckets(d, err) : 0;
+	if (!rc && shard_frozen)
+		rc = make_shards(d, err);
+	if (rc) {
+		sft_dist_layers_destroy(d);
+		return rc;
+	}
+	lvd_mllama_set_layer_hook(m, layer_hook, d);
+	*out = d;
+	return 0;
+}
+
+void sft_dist_layers_arm(struct sft_dist_layers *d, int on)
+{
+	if (d)
+		d->armed = on;
+}
+
+void sft_dist_layers_idle_forward(struct sft_dist_layers *d)
+{
+	if (!d || !d->z)
+		return;
+	for (int l = 0; l < d->L; l++) {
+		layer_hook(d, LVD_MLLAMA_FWD_BEGIN, l);
+		layer_hook(d, LVD_MLLAMA_FWD_END, l);
+	}
+}
+
+void sft_dist_layers_destroy(struct sft_dist_layers *d)
+{
+	if (!d)
+		return;
+	if (d->m)
+		lvd_mllama_set_layer_hook(d->m, NULL, NULL);
+	if (d->z) {
+		uint64_t g = 0, miss = 0;
+		lvd_zero3_counts(d->z, &g, &miss);
+		char a[32];
+		lvd_info("shard-frozen: %llu layer gathers (%llu not prefetched), at most %s held for the text layers",
+			 (unsigned long long)g, (unsigned long long)miss, lvd_plan_size(a, sizeof a,
+											lvd_zero3_peak_bytes(d->z)));
+		lvd_zero3_destroy(d->z);
+	}
+	for (int l = 0; d->req && l < d->L; l++)
+		if (d->req[l]) {
+			struct lvd_error e = {0};
+			lvd_comm_wait(d->c, d->req[l], &e);
+		}
+	free(d->bucket);
+	free(d->req);
+	free(d->rest);
+	free(d->slot);
+	free(d->off);
+	free(d->nt);
+	free(d);
+}
+
 /* ---- per step ------------------------------------------------------------------- */
 
-int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
-			 int n_stats, double *comm_s, struct lvd_error *err)
+int sft_dist_reduce_step(struct lvd_comm *c, struct sft_dist_layers *d, float *dlora, size_t n_lora, float *dal,
+			 size_t n_al, double *stats, int n_stats, double *comm_s, struct lvd_error *err)
 {
 	*comm_s = 0;
 	if (lvd_comm_world(c) == 1)
 		return 0;
 	double t0 = lvd_time_now();
-	int rc = lvd_comm_all_reduce(c, dlora, n_lora, LVD_COMM_F32, LVD_COMM_SUM, err);
+	int rc = 0;
+	if (d && d->overlap) {
+		/* the buckets in the backward's order (started ones waited for, the others now),
+		 * then the rest */
+		for (int l = d->L - 1; l >= 0; l--) {
+			size_t lo = d->bucket[l].lo, n = d->bucket[l].hi - lo;
+			if (d->req[l]) {
+				int w = lvd_comm_wait(c, d->req[l], err);
+				d->req[l] = NULL;
+				rc = rc ? rc : w;
+			} else if (n && !rc) {
+				rc = lvd_comm_all_reduce(c, dlora + lo, n, LVD_COMM_F32, LVD_COMM_SUM, err);
+			}
+		}
+		for (int i = 0; i < d->n_rest && !rc; i++)
+			rc = lvd_comm_all_reduce(c, dlora + d->rest[i].lo, d->rest[i].hi - d->rest[i].lo, LVD_COMM_F32,
+						 LVD_COMM_SUM, err);
+		d->armed = 0;
+	} else {
+		rc = lvd_comm_all_reduce(c, dlora, n_lora, LVD_COMM_F32, LVD_COMM_SUM, err);
+	}
 	if (!rc)
 		rc = lvd_comm_all_reduce(c, dal, n_al, LVD_COMM_F32, LVD_COMM_SUM, err);
 	if (!rc)

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "dist/dist.h"
+#include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/zero.h"
 
@@ -34,10 +35,41 @@ int sft_dist_init(struct lvd_comm **out, double timeout_s);
  * ranks all return the same value. */
 int sft_dist_agree(struct lvd_comm *c, int rc, const json_t *identity);
 
+/* Per text decoder layer work of a multi-rank run, through the model's layer hook
+ * (lvd_mllama_set_layer_hook):
+ *  overlap       the gradient all-reduce overlapped with the backward: the flat gradient
+ *                block grad[n_grad] (LoRA or --full --zero 0) is cut into one bucket per
+ *                text layer (the range of that layer's gradients: its LoRA adapters' or
+ *                its parameters') and the rest; when an armed backward reports layer l
+ *                final (BWD_END), that bucket's all-reduce starts at once
+ *                (lvd_comm_all_reduce_start) while the backward goes on with layer l - 1;
+ *                sft_dist_reduce_step waits for them and reduces the rest. Same sums as
+ *                one all-reduce of the block (dist.h: tcp any rank count, mpi 2 ranks).
+ *  shard_frozen  ZeRO-3 of the frozen base (LoRA; lib/train/zero3.h): each rank keeps
+ *                1/world of every text decoder layer's weights, the model's own copies
+ *                are dropped (their pages given back) and the layer's weight pointers
+ *                lead to the gathered layer between FWD/BWD_BEGIN and END, the next
+ *                layer's gather prefetched.
+ * A hook that fails (a collective) logs and ends the job (lvd_comm_abort). With neither
+ * option (or one rank and no sharding) *out = NULL and nothing is installed. */
+struct sft_dist_layers;
+int sft_dist_layers_create(struct sft_dist_layers **out, struct lvd_comm *c, struct lvd_mllama *m, float *grad,
+			   size_t n_grad, int overlap, int shard_frozen, struct lvd_error *err);
+/* on = 1 before the backward that makes the gradients final (the last micro-batch of the
+ * step): its BWD_END events start the buckets; 0 for the others. */
+void sft_dist_layers_arm(struct sft_dist_layers *d, int on);
+/* A rank with no sample in an eval batch: the gathers of one forward, in step with the
+ * ranks that run it (shard_frozen; nothing otherwise). */
+void sft_dist_layers_idle_forward(struct sft_dist_layers *d);
+/* Logs the sharding's bytes (rank 0), removes the hook, frees. NULL is a no-op. */
+void sft_dist_layers_destroy(struct sft_dist_layers *d);
+
 /* Sums the step's gradient blocks and the n_stats doubles (the step's loss terms,
- * sample count) over the ranks; *comm_s = the seconds it took (0 with one rank). */
-int sft_dist_reduce_step(struct lvd_comm *c, float *dlora, size_t n_lora, float *dal, size_t n_al, double *stats,
-			 int n_stats, double *comm_s, struct lvd_error *err);
+ * sample count) over the ranks; *comm_s = the seconds it took (0 with one rank): with
+ * layers' overlap, the wait for the buckets started during the backward plus the
+ * blocking rest (the communication the backward did not hide). */
+int sft_dist_reduce_step(struct lvd_comm *c, struct sft_dist_layers *layers, float *dlora, size_t n_lora, float *dal,
+			 size_t n_al, double *stats, int n_stats, double *comm_s, struct lvd_error *err);
 
 /* ZeRO-1 (--full on several ranks; lib/train/zero.h): the two halves of the step.
  * sft_dist_zero_reduce: reduce-scatter of the gradient blocks, the n_stats doubles summed

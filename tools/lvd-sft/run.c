@@ -62,7 +62,7 @@ enum {
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO, O_MAX_MEMORY, O_PLAN_ONLY, O_PLAN_DEVICE, O_PLAN_TOKENS,
-	O_PLAN_ROWS, O_RECOMPUTE,
+	O_PLAN_ROWS, O_RECOMPUTE, O_OVERLAP, O_SHARD_FROZEN,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
@@ -120,6 +120,12 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_RECOMPUTE] = {"recompute", 0, "M", "activation checkpointing: none (default) | xattn (the cross-attention "
 					    "layers) | all (every decoder layer) keep only a layer's input and recompute "
 					    "it in backward: less memory, bit-identical results (may change on resume)"},
+	[O_OVERLAP] = {"overlap", 0, "0|1", "multi-rank: 1 all-reduces each text layer's gradients as soon as the backward "
+					  "has them, overlapped with the rest of the backward (default); 0 one all-reduce after it "
+					  "(same results; docs/dist.md)"},
+	[O_SHARD_FROZEN] = {"shard-frozen", 0, NULL, "LoRA on several ranks: each rank keeps 1/N of the frozen text "
+						 "layers' weights, gathered layer by layer with prefetch (ZeRO-3; same "
+						 "results, less memory; docs/dist.md)"},
 	{0},
 };
 
@@ -352,6 +358,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_NPROC: return lvd_cli_int(arg, 1, 4096, "--nproc-per-node", &o->nproc);
 	case O_COMM_TIMEOUT: return opt_double(arg, 0.001, 1e7, "--comm-timeout", &o->comm_timeout);
 	case O_ZERO: return lvd_cli_int(arg, 0, 1, "--zero", &o->zero);
+	case O_OVERLAP: return lvd_cli_int(arg, 0, 1, "--overlap", &o->overlap);
+	case O_SHARD_FROZEN: o->shard_frozen = 1; return 0;
 	case O_MAX_MEMORY: {
 		struct lvd_error err = {0};
 		if (lvd_plan_parse_size(arg, &o->max_memory, &err))
@@ -517,6 +525,8 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 				pairs += b->n_pairs;
 				samples += b->B;
 			}
+		} else {
+			sft_dist_layers_idle_forward(t->layers);   /* --shard-frozen: the gathers */
 		}
 		lvd_loader_release(t->eld, b);
 	}
@@ -668,6 +678,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				in.pair_count = b->n_pairs > 0 ? (double)b->n_pairs * A * W : 1.0;
 			}
 			struct lvd_lstep_out out = {0};
+			sft_dist_layers_arm(t->layers, a == A - 1);
 			int rc = lvd_lstep_run(t->ctx, t->m, &out, t->dal, NULL, &in, &err);
 			if (!rc) {
 				if (o->loss_tokens)
@@ -687,8 +698,8 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		const uint64_t bytes0 = lvd_comm_bytes_sent(t->comm);
 		float norm = 0;
 		if (t->zero ? sft_dist_zero_reduce(t->comm, t->zero, t->ctx, o->clip, stats, 4, &norm, &comm_s, &err) :
-			      sft_dist_reduce_step(t->comm, t->grad_flat, t->n_grad_flat, t->dal, t->n_al, stats, 4,
-						   &comm_s, &err)) {
+			      sft_dist_reduce_step(t->comm, t->layers, t->grad_flat, t->n_grad_flat, t->dal, t->n_al,
+						   stats, 4, &comm_s, &err)) {
 			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
 			return 1;
 		}
@@ -928,14 +939,22 @@ static int plan_run(struct lvd_mllama *m, const struct opts *o, size_t n_al, int
 	struct lvd_plan p;
 	if (lvd_plan_mllama(m, &po, &p, err))
 		return 1;
+	size_t saved = o->shard_frozen ? lvd_plan_shard_frozen(m, &po, &p) : 0;
 	if (f)
 		lvd_plan_print(f, &p, &po);
+	if (f && o->shard_frozen) {
+		char sz[32];
+		fprintf(f, "plan: --shard-frozen: weights %s smaller per rank%s\n", lvd_plan_size(sz, sizeof sz, saved),
+			saved ? "" : " (at this size and rank count two gathered layers outweigh the shards' saving)");
+	}
 	if (rec) {
 		json_t *j = json_object(), *parts = json_object();
 		json_object_set_new(j, "device", json_string(o->plan_cuda ? "cuda" : "cpu"));
 		json_object_set_new(j, "verified", json_boolean(p.verified));
 		json_object_set_new(j, "world", json_integer(world));
 		json_object_set_new(j, "zero", json_integer(zero));
+		if (o->shard_frozen)
+			json_object_set_new(j, "shard_frozen", json_true());
 		json_object_set_new(j, "batch", json_integer(po.B));
 		json_object_set_new(j, "tokens", json_integer(po.T));
 		json_object_set_new(j, "images", json_integer(po.M));
@@ -1013,6 +1032,7 @@ int cmd_run(int argc, char **argv)
 	o.lsched = "const";
 	o.geometry = "canvas";
 	o.zero = -1;
+	o.overlap = 1;
 	o.plan_tokens = 512;
 	o.plan_rows = 64;
 	int first = 0;
@@ -1041,6 +1061,9 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--out DIR is required");
 	if (o.zero == 1 && !o.full)
 		return lvd_cli_usage_error("--zero 1 needs --full (LoRA runs all-reduce their small state)");
+	if (o.shard_frozen && o.full)
+		return lvd_cli_usage_error("--shard-frozen shards the frozen base of a LoRA run; --full shards its state "
+					   "with --zero 1");
 	if (o.eval_every && !o.eval_pack)
 		return lvd_cli_usage_error("--eval-every needs --eval-pack");
 	if (o.nproc > 0)
@@ -1164,6 +1187,8 @@ int cmd_run(int argc, char **argv)
 	json_object_set_new(ident, "save_every", json_integer(o.save_every));
 	json_object_set_new(ident, "keep", json_integer(o.keep));
 	json_object_set_new(ident, "zero", json_integer(zero));
+	json_object_set_new(ident, "overlap", json_integer(o.overlap));
+	json_object_set_new(ident, "shard_frozen", json_integer(o.shard_frozen));
 	agreed = all_know = 1;
 	rc = sft_dist_agree(t.comm, 0, ident);
 	json_decref(ident);
@@ -1230,6 +1255,9 @@ int cmd_run(int argc, char **argv)
 			goto fail;
 		}
 	}
+	if (sft_dist_layers_create(&t.layers, t.comm, t.m, t.zero ? NULL : t.grad_flat, t.n_grad_flat, o.overlap,
+				   o.shard_frozen, &err))
+		goto fail_comm;
 	if (train(&t, total, mf))
 		goto out;
 	if (rank0 && export_to(&t, NULL, NULL, &err))
@@ -1250,6 +1278,7 @@ out:
 	}
 	if (ret && !all_know && lvd_comm_world(t.comm) > 1)
 		lvd_comm_abort(t.comm, ret); /* the other ranks may be inside a collective */
+	sft_dist_layers_destroy(t.layers);
 	lvd_comm_destroy(t.comm);
 	json_decref(plan);
 	lvd_lstep_key_table_free(t.keys, t.n_keys);

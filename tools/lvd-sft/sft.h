@@ -44,6 +44,8 @@ struct opts {
 	int plan_only, plan_cuda; /* --plan-only, --plan-device cuda */
 	int plan_tokens, plan_rows; /* --plan-tokens T, --plan-rows R (per sample) */
 	int recompute;            /* --recompute: enum lvd_mllama_recompute (not in params: no math change) */
+	int overlap;              /* --overlap: gradient all-reduce per text layer during the backward (default 1) */
+	int shard_frozen;         /* --shard-frozen: ZeRO-3 of the frozen base's text layers (LoRA) */
 };
 
 /* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
@@ -92,6 +94,7 @@ struct trainer {
 	size_t n_grad_flat;
 	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
 	int n_keys;
+	struct sft_dist_layers *layers; /* --overlap / --shard-frozen (dist_glue.h); NULL: neither */
 };
 
 /* Options of an export folder: merge = complete transformers folder (always for --full). */

@@ -323,6 +323,30 @@ const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k);
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs,
 			struct lvd_error *err);
 
+/* Text decoder layer hook (data-parallel overlap of the gradient all-reduce, ZeRO-3
+ * gathering of sharded weights; tools/lvd-sft/dist_glue.c). fn(user, ev, l) is called by
+ * lvd_mllama_forward and lvd_mllama_backward around every text decoder layer l, on every
+ * call whatever the batch (also for a cross layer skipped without images, so ranks that
+ * communicate inside the hook stay in step): FWD_BEGIN before its forward, FWD_END after,
+ * BWD_BEGIN before its backward (layers in reverse order), BWD_END after it — every
+ * gradient of layer l's parameters and of its LoRA adapters is then final for this
+ * backward (nothing later in the backward writes them). Between BEGIN and END the layer
+ * reads its weights through the pointers lvd_mllama_text_layer_weights exposes, so the
+ * hook may re-point them (to weights it has just gathered). The hook cannot fail (on an
+ * error the caller ends the job). Generation (mllama_gen.c) calls no hook. NULL fn: none. */
+enum lvd_mllama_layer_event { LVD_MLLAMA_FWD_BEGIN, LVD_MLLAMA_FWD_END, LVD_MLLAMA_BWD_BEGIN, LVD_MLLAMA_BWD_END };
+typedef void (*lvd_mllama_layer_hook)(void *user, enum lvd_mllama_layer_event ev, int layer);
+void lvd_mllama_set_layer_hook(struct lvd_mllama *m, lvd_mllama_layer_hook fn, void *user);
+/* Text decoder layer l's base weight tensors in a fixed order (input norm, q, k, v, o,
+ * [cross: q_norm, k_norm, attn gate, mlp gate], post norm, gate, up, down): slot[i] is the
+ * address of the model's pointer to the i-th tensor (the caller may re-point it to a copy
+ * of the same numel[i] floats), table[i] its entry in the parameter table (whose data
+ * pointer is left alone). Returns the count (at most LVD_MLLAMA_LAYER_TENSORS); -1 for l
+ * out of range. */
+#define LVD_MLLAMA_LAYER_TENSORS 16
+int lvd_mllama_text_layer_weights(struct lvd_mllama *m, int l, float **slot[], size_t numel[],
+				  struct lvd_mllama_param *table[]);
+
 /* ---- greedy generation with a KV cache (mllama_gen.c) ----
  * A session over one batch of prompts: lvd_mllama_gen_begin runs the vision tower, the
  * cross-attention keys/values of every cross layer (once) and the prefill of the prompts

@@ -104,7 +104,15 @@ struct lvd_mllama {
 	int xent_chunk;              /* > 0: fused LM head + CE over vocabulary chunks, no logits */
 	enum lvd_mllama_recompute fwd_recompute;   /* those of the last forward (backward checks) */
 	int fwd_xent_chunk;
+	lvd_mllama_layer_hook layer_hook;   /* lvd_mllama_set_layer_hook */
+	void *layer_hook_user;
 };
+
+static inline void mllama_hook(struct lvd_mllama *m, enum lvd_mllama_layer_event ev, int l)
+{
+	if (m->layer_hook)
+		m->layer_hook(m->layer_hook_user, ev, l);
+}
 
 /* vision (mllama_vision.c) */
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);

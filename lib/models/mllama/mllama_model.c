@@ -3,6 +3,7 @@
  * never call each other), the loss, and the buffers of the last forward (activations in
  * the model; backward scratch from the context workspace). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -321,4 +322,47 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 		mllama_vision_bwd(m, dcross, scratch + voff);
 	lvd_ctx_release(m->ctx, mk);
 	return 0;
+}
+
+/* ---- layer hook (mllama.h) ---------------------------------------------------------- */
+
+void lvd_mllama_set_layer_hook(struct lvd_mllama *m, lvd_mllama_layer_hook fn, void *user)
+{
+	m->layer_hook = fn;
+	m->layer_hook_user = user;
+}
+
+int lvd_mllama_text_layer_weights(struct lvd_mllama *m, int l, float **slot[], size_t numel[],
+				  struct lvd_mllama_param *table[])
+{
+	if (l < 0 || l >= m->c.t_layers)
+		return -1;
+	struct tlayer_w *W = &m->w.tl[l];
+	char pre[96], at[128], name[192];
+	snprintf(pre, sizeof pre, "language_model.model.layers.%d.", l);
+	snprintf(at, sizeof at, "%s%s.", pre, W->cross ? "cross_attn" : "self_attn");
+	struct {
+		float **p;
+		const char *base, *suffix;
+	} t[] = {
+		{&W->ln1, pre, "input_layernorm.weight"}, {&W->q, at, "q_proj.weight"}, {&W->k, at, "k_proj.weight"},
+		{&W->v, at, "v_proj.weight"}, {&W->o, at, "o_proj.weight"}, {&W->q_norm, at, "q_norm.weight"},
+		{&W->k_norm, at, "k_norm.weight"}, {&W->attn_gate, pre, "cross_attn_attn_gate"},
+		{&W->mlp_gate, pre, "cross_attn_mlp_gate"}, {&W->ln2, pre, "post_attention_layernorm.weight"},
+		{&W->gate, pre, "mlp.gate_proj.weight"}, {&W->up, pre, "mlp.up_proj.weight"},
+		{&W->down, pre, "mlp.down_proj.weight"},
+	};
+	int n = 0;
+	for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+		if (!W->cross && i >= 5 && i <= 8)
+			continue;
+		snprintf(name, sizeof name, "%s%s", t[i].base, t[i].suffix);
+		struct lvd_mllama_param *p = lvd_mllama_param_find(m, name);
+		LVD_ASSERT(p && n < LVD_MLLAMA_LAYER_TENSORS);
+		slot[n] = t[i].p;
+		numel[n] = p->numel;
+		table[n] = p;
+		n++;
+	}
+	return n;
 }

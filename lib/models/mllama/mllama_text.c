@@ -229,8 +229,11 @@ void mllama_text_fwd(struct lvd_mllama *m)
 	struct mllama_acts *a = &m->a;
 	int BT = m->batch.B * m->batch.T, Dt = c->t_hidden;
 	lvd_embedding_fwd(m->ctx, a->tl[0].x_in, a->ids, m->w.embed, BT, Dt);
-	for (int l = 0; l < c->t_layers; l++)
+	for (int l = 0; l < c->t_layers; l++) {
+		mllama_hook(m, LVD_MLLAMA_FWD_BEGIN, l);
 		tlayer_fwd(m, l, a->tl[l].capp);
+		mllama_hook(m, LVD_MLLAMA_FWD_END, l);
+	}
 	lvd_rmsnorm_fwd(m->ctx, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
 	if (a->logits) /* else the fused head runs with the loss (mllama_model.c) */
 		lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
@@ -404,9 +407,11 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float h
 			for (int k = 0; k < c->n_cross; k++)
 				if (c->cross_layers[k] == l)
 					dp = dprobs[k];
+		mllama_hook(m, LVD_MLLAMA_BWD_BEGIN, l); /* before a recompute: it needs the weights */
 		if (trecomp(m, l) && !(m->w.tl[l].cross && !m->have_image))
 			tlayer_recompute(m, l, s.capp);
 		tlayer_bwd(m, l, &s, dp);
+		mllama_hook(m, LVD_MLLAMA_BWD_END, l);
 	}
 	if (base) {
 		/* nn.Embedding(padding_idx = pad_token_id): that row gets no gradient */
