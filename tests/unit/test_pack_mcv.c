@@ -590,6 +590,129 @@ static void test_errors(void)
 	env_close(&E);
 }
 
+/* Against the reference processor: tests/golden/minicpmv_proc/proc.json holds, for real
+ * photos of several aspect ratios and two slice configs, the input_ids, labels and
+ * image_bound of OpenBMB's processor and chat code (tests/ref/gen_minicpmv_proc.py; the
+ * real Llama-3 vocabulary, query_num 96, the tags at the ids it lists). Each case becomes
+ * a manifest sample with the case's messages; the record must hold exactly those, and the
+ * words matched in the answers sit at trained positions (labels[p-1] = ids[p]). The image
+ * bytes only give the size (header probe): the photo itself, or a blank PNG of the case's
+ * size (its 2x2 tiling case). */
+static void test_reference(void)
+{
+	const char *sd = lvd_test_shared_data();
+	if (!sd)
+		SKIP("../shared/data absent (Llama-3 vocabulary, photos)");
+	json_t *g = json_load_file(lvd_test_path("tests/golden/minicpmv_proc/proc.json"), 0, NULL);
+	REQUIRE(g);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/llama3/tokenizer.model", sd);
+	struct lvd_llama_tok *tok = NULL;
+	struct lvd_error e = {0};
+	REQUIRE(lvd_llama_tok_load(&tok, path, LVD_LLAMA_SCHEME_HF31, &e) == 0);
+	struct lvd_pack_params p = {0};
+	json_t *sp = json_object_get(g, "special_ids");
+#define SPID(k) ((int32_t)json_integer_value(json_object_get(sp, k)))
+	p.mcv.ids = (struct lvd_minicpmv_tok_ids){lvd_llama_special_id(tok, "<|begin_of_text|>"),
+						  lvd_llama_special_id(tok, "<|start_header_id|>"),
+						  lvd_llama_special_id(tok, "<|end_header_id|>"),
+						  lvd_llama_special_id(tok, "<|eot_id|>"),
+						  -1,
+						  SPID("<unk>"),
+						  SPID("<image>"),
+						  SPID("</image>"),
+						  SPID("<slice>"),
+						  SPID("</slice>")};
+#undef SPID
+	struct lvd_tokens at;
+	lvd_tokens_init(&at);
+	REQUIRE(lvd_llama_encode(tok, "assistant", 9, 0, &at, &e) == 0 && at.n == 1);
+	p.mcv.ids.assistant = at.ids[0];
+	lvd_tokens_free(&at);
+	p.mcv.query_num = (int)json_integer_value(json_object_get(g, "query_num"));
+	p.model = LVD_PACK_MODEL_MINICPMV;
+	p.labels = LVD_PACK_LABELS_OPENBMB;
+	p.grid = 32;
+	p.embed_images = 1;
+	p.max_tokens = 1u << 16;
+	p.overlong_truncate = 1;
+	p.prompt = LVD_PACK_DEFAULT_PROMPT;
+	size_t i;
+	json_t *c;
+	int ncase = 0, nwords = 0;
+	json_array_foreach(json_object_get(g, "cases"), i, c) {
+		json_t *cfg = json_object_get(c, "cfg");
+		p.mcv.slice = (struct lvd_minicpmv_slice_cfg){
+			(int)json_integer_value(json_object_get(cfg, "max_slice_nums")),
+			(int)json_integer_value(json_object_get(cfg, "scale_resolution")),
+			(int)json_integer_value(json_object_get(cfg, "patch_size"))};
+		const char *name = json_string_value(json_object_get(c, "image"));
+		int W = (int)json_integer_value(json_object_get(c, "W")), H = (int)json_integer_value(json_object_get(c, "H"));
+		size_t len = 0;
+		uint8_t *img = read_photo(name, &len);
+		int iw = 0, ih = 0;
+		if (!img || lvd_pack_image_size(img, len, &iw, &ih, name, &e) || iw != W || ih != H) {
+			free(img);
+			img = small_png(W, H, &len);
+		}
+		REQUIRE(img);
+		json_t *msgs = json_object_get(c, "messages");
+		json_t *line = json_pack("{s:s, s:s, s:O}", "id", "ref", "image", name, "conversations", msgs);
+		char *ls = json_dumps(line, JSON_COMPACT);
+		json_decref(line);
+		REQUIRE(ls);
+		/* the SD text: the last answer (at most 16 words), so that its words match */
+		const char *ans = json_string_value(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "content"));
+		struct sdmaps sm;
+		REQUIRE(sdmaps_make(&sm, "ref", ans, W, H) == 0);
+		struct lvd_packrec r;
+		struct lvd_pack_stats st;
+		const char *kind;
+		struct env E = {.tok = tok};
+		int rc = build(&E, &p, ls, img, len, &sm.mr, &r, &st, &kind, &e);
+		free(ls);
+		free(img);
+		CHECKF(rc == 0, "%s %dx%d: %s", name, W, H, e.msg);
+		if (rc)
+			continue;
+		json_t *ids = json_object_get(c, "input_ids"), *lab = json_object_get(c, "labels");
+		json_t *bd = json_object_get(c, "image_bound");
+		CHECKF(r.T == json_array_size(ids), "%s %dx%d: %u tokens, the reference %zu", name, W, H, r.T,
+		       json_array_size(ids));
+		size_t bad = 0;
+		for (uint32_t t = 0; t < r.T && t < json_array_size(ids); t++)
+			bad += r.tokens[t] != json_integer_value(json_array_get(ids, t)) ||
+			       r.labels[t] != json_integer_value(json_array_get(lab, t));
+		CHECKF(bad == 0, "%s %dx%d: %zu ids/labels differ from the reference", name, W, H, bad);
+		CHECK(r.n_pics == json_array_size(bd) && r.query_num == 96);
+		for (uint32_t k = 0; k < r.n_pics && k < json_array_size(bd); k++)
+			CHECK(r.pics[k].start == json_integer_value(json_array_get(json_array_get(bd, k), 0)) &&
+			      r.pics[k].end == json_integer_value(json_array_get(json_array_get(bd, k), 1)));
+		CHECK(r.cols == json_integer_value(json_object_get(c, "cols")) &&
+		      r.rows == json_integer_value(json_object_get(c, "rows")));
+		json_t *pics = json_object_get(c, "pics");
+		for (uint32_t k = 0; k < r.n_pics && k < json_array_size(pics); k++) {
+			json_t *pk = json_array_get(pics, k);
+			CHECK(r.pics[k].th == json_integer_value(json_object_get(pk, "th")) &&
+			      r.pics[k].tw == json_integer_value(json_object_get(pk, "tw")));
+		}
+		CHECK(r.W >= 1);
+		for (uint32_t w = 0; w < r.W; w++)
+			for (uint32_t q = 0; q < r.words[w].n_pos; q++) {
+				uint32_t pos = r.words[w].pos[q];
+				CHECK(pos >= 1 && r.labels[pos - 1] == r.tokens[pos]);
+				CHECK(r.words[w].query[q] >= r.pics[r.n_pics - 1].end);
+			}
+		nwords += (int)r.W;
+		lvd_packrec_free(&r);
+		ncase++;
+	}
+	fprintf(stderr, "  %d reference cases, %d words matched\n", ncase, nwords);
+	CHECK(ncase >= 9);
+	lvd_llama_tok_free(tok);
+	json_decref(g);
+}
+
 int main(int argc, char **argv)
 {
 	(void)pkf_make; /* the mllama fixture of the shared header: not used here */
@@ -607,6 +730,6 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	static const struct lvd_test tests[] = {TEST(test_photos), TEST(test_errors), {0}};
+	static const struct lvd_test tests[] = {TEST(test_photos), TEST(test_errors), TEST(test_reference), {0}};
 	return lvd_test_main(argc, argv, tests);
 }
