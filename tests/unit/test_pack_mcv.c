@@ -4,8 +4,10 @@
  * what the trainer's own code gives — the ids, pre-shifted labels and image_bound of
  * lvd_minicpmv_chat_build, the pictures' patch grids of lvd_minicpmv_slice_geom — the
  * targets with an independent area average over the image, query rows after the last
- * picture; truncation, and the error paths (canvas mode, mllama labels, missing maps,
- * maps of another image, a conversation not opened by the user, overlong).
+ * picture; truncation; the records of the reference processor's cases
+ * (tests/golden/minicpmv_proc/proc.json: its input_ids, labels, image_bound); the error
+ * paths (canvas mode, mllama labels, missing maps, maps of another image, a conversation
+ * not opened by the user, overlong).
  * The model folder: tests/golden/minicpmv/model/config.json (query_num 8, slice_config
  * 9 / 448 / 14) with the small Llama-3 tokenizer.json plus the five MiniCPM tags and
  * "assistant" as one token.
