@@ -281,15 +281,6 @@ static size_t sample_msgs(struct lvd_minicpmv_msg *m, const struct lvd_sample *s
 	return s->n_turns;
 }
 
-static int parse_sample(struct lvd_sample *s, const char *line)
-{
-	struct lvd_error e = {0};
-	int rc = lvd_manifest_parse_line("test", line, strlen(line), NULL, s, &e);
-	if (rc)
-		fprintf(stderr, "  manifest: %s\n", e.msg);
-	return rc;
-}
-
 /* Builds one record and checks it against the trainer's code and the reference target. */
 static void check_photo(struct env *E, int k, int want_sliced, int grid)
 {
@@ -310,7 +301,7 @@ static void check_photo(struct env *E, int k, int want_sliced, int grid)
 	else
 		snprintf(line, sizeof line, "{\"id\": \"p\", \"image\": \"x.png\", \"caption\": \"%s\"}", texts[k]);
 	struct lvd_sample s = {0};
-	REQUIRE(parse_sample(&s, line) == 0);
+	REQUIRE(pkf_parse_sample(&s, line) == 0);
 	struct lvd_pack_params p = E->p;
 	p.grid = grid;
 	struct lvd_pack_input in = {&s, photos[k], photos[k], img, len, &sm.mr};
@@ -436,7 +427,7 @@ static int build(struct env *E, const struct lvd_pack_params *p, const char *lin
 		 struct lvd_error *e)
 {
 	struct lvd_sample s = {0};
-	if (parse_sample(&s, line))
+	if (pkf_parse_sample(&s, line))
 		return -1;
 	struct lvd_pack_input in = {&s, "img.png", "img.png", img, len, mr};
 	uint8_t *out = NULL;
@@ -497,7 +488,7 @@ static void test_errors(void)
 	struct lvd_pack_chat chat = {0};
 	{
 		struct lvd_sample s = {0};
-		REQUIRE(parse_sample(&s, cap) == 0);
+		REQUIRE(pkf_parse_sample(&s, cap) == 0);
 		struct lvd_pack_input in = {&s, "img.png", "img.png", png, len, &sm.mr};
 		uint8_t *out = NULL;
 		size_t olen = 0;
