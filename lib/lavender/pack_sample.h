@@ -23,8 +23,8 @@
 #include "lavender/geometry.h"
 #include "lavender/mapsrec.h"
 #include "lavender/match.h"
-#include "text/chat.h"
 #include "models/minicpmv/minicpmv_proc.h"
+#include "text/chat.h"
 #include "text/llama_tok.h"
 
 #ifdef __cplusplus
@@ -141,9 +141,10 @@ struct lvd_pack_input {
  * Returns 0 with *out (malloc'd, caller frees) or *out == NULL when the
  * sample is dropped as overlong (st->dropped); on error err holds the reason and *kind a
  * short category for errors.jsonl ("missing_maps", "image", "empty_answer", "maps",
- * "text"). chat is scratch (see lvd_pack_chat_encode). MiniCPM-V: LVD_ERR_INVALID for
- * grid 0 (its targets are N×N over the image) or labels other than openbmb, and for a
- * conversation whose first turn is not the user's (OpenBMB puts the image in message 0). */
+ * "text"). chat is scratch (see lvd_pack_chat_encode). LVD_ERR_INVALID for labels openbmb
+ * on mllama; MiniCPM-V: for grid 0 (its targets are N×N over the image), labels other
+ * than openbmb, and a conversation whose first turn is not the user's (OpenBMB puts the
+ * image in message 0). */
 int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok *tok, struct lvd_pack_chat *chat,
 			  const struct lvd_pack_input *in, uint8_t **out, size_t *out_len, struct lvd_pack_stats *st,
 			  const char **kind, struct lvd_error *err);

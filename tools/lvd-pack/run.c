@@ -232,7 +232,8 @@ static int model_mcv(const char *path, struct lvd_pack_mcv *mc, struct lvd_error
 		snprintf(msg, sizeof msg, "%s", err->msg);
 		rc = lvd_error_set(err, rc, "%s: %s", path, msg);
 	}
-	mc->query_num = cfg.query_num;
+	if (!rc)
+		mc->query_num = cfg.query_num;
 	return rc;
 }
 
