@@ -40,6 +40,13 @@ ok "viz" "$P" viz "$T_TMP/a/train-00000.lvdp" --out "$T_TMP/viz" --cell 4
 n=$(ls "$T_TMP/viz" | grep -c '\.png$')
 if [ "$n" -ge 15 ]; then pass; else fail "viz wrote $n PNGs, want one per word (>= 15)"; fi
 
+# resume: the same command keeps the shard; another model type into the same folder is refused
+ino=$(stat -c %i "$T_TMP/a/train-00000.lvdp")
+ok "resume (same command)" run "$T_TMP/a" --threads 1
+if [ "$(stat -c %i "$T_TMP/a/train-00000.lvdp")" = "$ino" ]; then pass; else fail "resume rewrote the complete shard"; fi
+expect_exit 2 "resume with --grid 16 refused" run "$T_TMP/a" --grid 16
+expect_stderr "grid was 32, now 16" "resume message names grid" run "$T_TMP/a" --grid 16
+
 # --grid N is kept; the mllama canvas and label rules are refused naming the model
 ok "--grid 16" run "$T_TMP/g" --grid 16
 expect_stdout '"grid":[16,16]' "grid 16 record" "$P" inspect "$T_TMP/g" --id m0
