@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "io/image.h"
 #include "io/safetensors.h"
+#include "lavender/pack_sample_int.h"
 #include "lavender/packrec.h"
 
 int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *err)
@@ -24,7 +25,7 @@ int lvd_pack_check_tokenizer(const struct lvd_llama_tok *tok, struct lvd_error *
 
 const char *lvd_pack_labels_name(enum lvd_pack_labels l)
 {
-	return l == LVD_PACK_LABELS_OFFICIAL ? "official" : "recipes";
+	return l == LVD_PACK_LABELS_OFFICIAL ? "official" : l == LVD_PACK_LABELS_OPENBMB ? "openbmb" : "recipes";
 }
 
 void lvd_pack_chat_free(struct lvd_pack_chat *c)
@@ -112,18 +113,19 @@ static int chat_views(struct lvd_pack_chat *c, const struct lvd_llama_tok *tok, 
 	return 0;
 }
 
-int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
-			 const char *prompt, enum lvd_pack_labels labels, struct lvd_error *err)
+int lvd_pack_turns(const struct lvd_sample *s, const char *prompt, struct lvd_turn cap[2],
+		   const struct lvd_turn **turns_out, size_t *n_out, long *first_user_out, const char **kind,
+		   struct lvd_error *err)
 {
-	struct lvd_turn cap_turns[2];
 	const struct lvd_turn *turns = s->turns;
 	size_t n = s->n_turns;
+	*kind = "text";
 	if (!n) {
 		if (!s->caption)
 			return lvd_error_set(err, LVD_ERR_INVALID, "no conversations and no caption");
-		cap_turns[0] = (struct lvd_turn){LVD_ROLE_USER, (char *)prompt};
-		cap_turns[1] = (struct lvd_turn){LVD_ROLE_ASSISTANT, s->caption};
-		turns = cap_turns;
+		cap[0] = (struct lvd_turn){LVD_ROLE_USER, (char *)prompt};
+		cap[1] = (struct lvd_turn){LVD_ROLE_ASSISTANT, s->caption};
+		turns = cap;
 		n = 2;
 	}
 	long first_user = -1;
@@ -134,10 +136,29 @@ int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, con
 		if (turns[i].role == LVD_ROLE_ASSISTANT && !blank(turns[i].content))
 			answer = 1;
 	}
-	if (!answer)
+	if (!answer) {
+		*kind = "empty_answer";
 		return lvd_error_set(err, LVD_ERR_INVALID, "empty answer: no assistant turn with text");
+	}
 	if (first_user < 0)
 		return lvd_error_set(err, LVD_ERR_INVALID, "no user turn to carry the image");
+	*turns_out = turns;
+	*n_out = n;
+	*first_user_out = first_user;
+	return LVD_OK;
+}
+
+int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, const struct lvd_sample *s,
+			 const char *prompt, enum lvd_pack_labels labels, struct lvd_error *err)
+{
+	struct lvd_turn cap_turns[2];
+	const struct lvd_turn *turns;
+	size_t n;
+	long first_user;
+	const char *kind;
+	int rc = lvd_pack_turns(s, prompt, cap_turns, &turns, &n, &first_user, &kind, err);
+	if (rc)
+		return rc;
 	if (n > c->cap_msg) {
 		if (grow(&c->msgs, n, sizeof *c->msgs) || grow(&c->items, 2 * n, sizeof *c->items) ||
 		    grow(&c->msg_end, n, sizeof *c->msg_end) || grow(&c->msg_role, n, sizeof *c->msg_role))
@@ -160,8 +181,7 @@ int lvd_pack_chat_encode(struct lvd_pack_chat *c, struct lvd_llama_tok *tok, con
 		}
 		*it = (struct lvd_chat_item){LVD_CHAT_TEXT, txt, strlen(txt)};
 	}
-	int rc = lvd_chat_render(tok, c->msgs, n, labels == LVD_PACK_LABELS_OFFICIAL ? LVD_CHAT_TWO_BOS : 0, &c->out,
-				 err);
+	rc = lvd_chat_render(tok, c->msgs, n, labels == LVD_PACK_LABELS_OFFICIAL ? LVD_CHAT_TWO_BOS : 0, &c->out, err);
 	if (rc)
 		return rc;
 	if (chat_views(c, tok, turns, n, labels))
@@ -197,15 +217,165 @@ int lvd_pack_image_size(const uint8_t *d, size_t len, int *w, int *h, const char
 	return lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a PNG or JPEG file", name);
 }
 
+int lvd_pack_image_check(const struct lvd_pack_params *p, const struct lvd_pack_input *in, int *img_w, int *img_h,
+			 struct lvd_pack_stats *st, const char **kind, struct lvd_error *err)
+{
+	int rc;
+	*kind = "image";
+	if ((rc = lvd_pack_image_size(in->image, in->image_len, img_w, img_h, in->image_path, err)))
+		return rc;
+	if (p->verify_images) {
+		struct lvd_image im = {0};
+		rc = lvd_image_decode(&im, in->image, in->image_len, LVD_ALPHA_WHITE, in->image_path, err);
+		lvd_image_free(&im);
+		if (rc)
+			return rc;
+	}
+	const struct lvd_mapsrec *mr = in->maps;
+	if (!mr) {
+		if (!p->allow_missing_maps) {
+			*kind = "missing_maps";
+			return lvd_error_set(err, LVD_ERR_NOTFOUND, "no map record for id '%s' in --maps", in->s->id);
+		}
+		st->missing_maps = 1;
+	} else if (mr->img_w && mr->img_h && (mr->img_w != *img_w || mr->img_h != *img_h)) {
+		*kind = "maps";
+		return lvd_error_set(err, LVD_ERR_INVALID, "the maps were computed for a %dx%d image, '%s' is %dx%d",
+				     mr->img_w, mr->img_h, in->image_path, *img_w, *img_h);
+	}
+	return LVD_OK;
+}
+
+void lvd_pack_work_free(struct lvd_pack_work *wk)
+{
+	lvd_match_result_free(&wk->mres);
+	lvd_geom_resampler_free(&wk->rs);
+	free(wk->acc);
+	free(wk->dst);
+	free(wk->targets);
+	free(wk->raw);
+	free(wk->words);
+	memset(wk, 0, sizeof *wk);
+}
+
+int lvd_pack_words(struct lvd_pack_work *wk, const struct lvd_pack_params *p, const struct lvd_match_vlm *v,
+		   uint32_t min_query, const struct lvd_geom *g, int grid, const struct lvd_mapsrec *mr,
+		   struct lvd_pack_stats *st, const char **kind, struct lvd_error *err)
+{
+	memset(wk, 0, sizeof *wk);
+	int rc;
+	if (mr) {
+		struct lvd_match_sd sdv = {mr->text, strlen(mr->text), mr->T, mr->spans};
+		struct lvd_match_opts mo = {p->match_all, p->query_at, p->stop, min_query};
+		if ((rc = lvd_match(&wk->mres, v, &sdv, &mo, err))) {
+			*kind = "text";
+			return rc;
+		}
+		st->region_words = (uint32_t)wk->mres.n_region_words;
+		st->content_words = (uint32_t)wk->mres.n_content;
+		st->content_matched = (uint32_t)wk->mres.n_content_matched;
+	}
+	if ((rc = lvd_geom_resampler_init(&wk->rs, g, mr ? mr->grid_h : 1, mr ? mr->grid_w : 1, grid, err))) {
+		*kind = "maps";
+		return rc;
+	}
+	size_t W = wk->mres.n, cells = (size_t)wk->rs.dst_h * wk->rs.dst_w;
+	size_t src_n = mr ? (size_t)mr->grid_h * mr->grid_w : 1;
+	if (W > LVD_PACKREC_MAX_WORDS)
+		W = LVD_PACKREC_MAX_WORDS;
+	wk->acc = lvd_alloc_array(src_n, sizeof *wk->acc);
+	wk->dst = lvd_alloc_array(cells, sizeof *wk->dst);
+	wk->targets = lvd_alloc_array(W ? W * cells : 1, sizeof *wk->targets);
+	wk->raw = lvd_alloc_array(W ? W * src_n : 1, sizeof *wk->raw);
+	wk->words = lvd_calloc_array(W ? W : 1, sizeof *wk->words);
+	if (!wk->acc || !wk->dst || !wk->targets || !wk->raw || !wk->words)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	float *acc = wk->acc, *dst = wk->dst;
+	for (size_t w = 0; w < W; w++) {
+		const struct lvd_match_word *mw = &wk->mres.w[w];
+		memset(acc, 0, src_n * sizeof *acc);
+		for (uint32_t k = 0; k < mw->n_sd; k++) {
+			const uint16_t *m = mr->maps + (size_t)mw->sd_tok[k] * src_n;
+			for (size_t i = 0; i < src_n; i++)
+				acc[i] += lvd_f16_to_f32(m[i]);
+		}
+		for (size_t i = 0; i < src_n; i++) {
+			acc[i] /= (float)mw->n_sd;
+			if (!isfinite(acc[i])) {
+				*kind = "maps";
+				return lvd_error_set(err, LVD_ERR_INVALID, "map of CLIP token %u is not finite", mw->sd_tok[0]);
+			}
+			wk->raw[w * src_n + i] = lvd_f32_to_f16(acc[i]);
+		}
+		lvd_geom_resample(&wk->rs, dst, acc);
+		float mn, mx;
+		lvd_minmax_norm(dst, wk->rs.valid, cells, 1e-6f, &mn, &mx);
+		for (size_t i = 0; i < cells; i++)
+			wk->targets[w * cells + i] = lvd_f32_to_f16(dst[i]);
+		wk->words[w] = (struct lvd_packrec_word){(char *)mw->key, mw->n_pos, mw->n_query, mw->pos, mw->query,
+							 (int32_t)mw->sd_tok[0], mn, mx};
+	}
+	wk->W = W;
+	st->words = (uint32_t)W;
+	return LVD_OK;
+}
+
+void lvd_pack_rec_common(struct lvd_packrec *rec, const struct lvd_pack_work *wk, const struct lvd_pack_params *p,
+			 const struct lvd_pack_input *in, int grid)
+{
+	const struct lvd_mapsrec *mr = in->maps;
+	rec->id = in->s->id;
+	rec->flags = (p->embed_images ? LVD_PACKREC_IMAGE : 0) | (p->keep_raw && mr ? LVD_PACKREC_RAW : 0) |
+		     (grid ? LVD_PACKREC_GRID : 0);
+	rec->W = (uint32_t)wk->W;
+	rec->words = wk->words;
+	rec->gh = (uint32_t)wk->rs.dst_h;
+	rec->gw = (uint32_t)wk->rs.dst_w;
+	rec->targets = wk->targets;
+	rec->mask = wk->rs.valid;
+	if (rec->flags & LVD_PACKREC_RAW) {
+		rec->rh = (uint32_t)mr->grid_h;
+		rec->rw = (uint32_t)mr->grid_w;
+		rec->raw = wk->raw;
+	}
+	if (p->embed_images) {
+		rec->image = (uint8_t *)in->image;
+		rec->image_len = (uint32_t)in->image_len;
+	} else {
+		rec->image = (uint8_t *)in->image_path;
+		rec->image_len = (uint32_t)strlen(in->image_path);
+	}
+}
+
+int lvd_pack_rec_finish(const struct lvd_packrec *rec, uint8_t **out, size_t *out_len, struct lvd_pack_stats *st,
+			const char **kind, struct lvd_error *err)
+{
+	int rc = lvd_packrec_encode(rec, out, out_len, err);
+	if (rc) {
+		*kind = "text";
+		return rc;
+	}
+	st->tokens = rec->T;
+	for (uint32_t t = 0; t < rec->T; t++)
+		st->label_tokens += rec->labels[t] != -100;
+	st->words = rec->W;
+	return LVD_OK;
+}
+
 int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok *tok, struct lvd_pack_chat *chat,
 			  const struct lvd_pack_input *in, uint8_t **out, size_t *out_len, struct lvd_pack_stats *st,
 			  const char **kind, struct lvd_error *err)
 {
+	if (p->model == LVD_PACK_MODEL_MINICPMV)
+		return lvd_pack_sample_build_mcv(p, tok, in, out, out_len, st, kind, err);
 	memset(st, 0, sizeof *st);
 	*out = NULL;
 	*out_len = 0;
-	const struct lvd_sample *s = in->s;
-	int rc = lvd_pack_chat_encode(chat, tok, s, p->prompt, p->labels, err);
+	if (p->labels == LVD_PACK_LABELS_OPENBMB) {
+		*kind = "text";
+		return lvd_error_set(err, LVD_ERR_INVALID, "--labels openbmb is MiniCPM-V's rule, not Llama-3.2-Vision's");
+	}
+	int rc = lvd_pack_chat_encode(chat, tok, in->s, p->prompt, p->labels, err);
 	if (rc) {
 		*kind = rc == LVD_ERR_INVALID && strstr(err->msg, "empty answer") ? "empty_answer" : "text";
 		return rc;
@@ -228,138 +398,28 @@ int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok 
 		st->truncated = 1;
 	}
 	int img_w, img_h;
-	if ((rc = lvd_pack_image_size(in->image, in->image_len, &img_w, &img_h, in->image_path, err))) {
-		*kind = "image";
+	if ((rc = lvd_pack_image_check(p, in, &img_w, &img_h, st, kind, err)))
 		return rc;
-	}
-	if (p->verify_images) {
-		struct lvd_image im = {0};
-		rc = lvd_image_decode(&im, in->image, in->image_len, LVD_ALPHA_WHITE, in->image_path, err);
-		lvd_image_free(&im);
-		if (rc) {
-			*kind = "image";
-			return rc;
-		}
-	}
 	struct lvd_geom g;
 	if ((rc = lvd_geom_layout(&g, &p->geom, img_h, img_w, err))) {
 		*kind = "image";
 		return rc;
 	}
-	const struct lvd_mapsrec *mr = in->maps;
-	if (!mr) {
-		if (!p->allow_missing_maps) {
-			*kind = "missing_maps";
-			return lvd_error_set(err, LVD_ERR_NOTFOUND, "no map record for id '%s' in --maps", s->id);
-		}
-		st->missing_maps = 1;
-	} else if (mr->img_w && mr->img_h && (mr->img_w != img_w || mr->img_h != img_h)) {
-		*kind = "maps";
-		return lvd_error_set(err, LVD_ERR_INVALID, "the maps were computed for a %dx%d image, '%s' is %dx%d",
-				     mr->img_w, mr->img_h, in->image_path, img_w, img_h);
+	struct lvd_pack_work wk;
+	struct lvd_match_vlm v = {chat->text, T ? chat->end[T - 1] : 0, T, chat->beg, chat->end, chat->region};
+	rc = lvd_pack_words(&wk, p, &v, chat->image_pos >= 0 ? (uint32_t)chat->image_pos : 0, &g, p->grid, in->maps,
+			    st, kind, err);
+	if (!rc) {
+		struct lvd_packrec rec = {0};
+		lvd_pack_rec_common(&rec, &wk, p, in, p->grid);
+		rec.T = T;
+		rec.tokens = chat->out.toks.ids;
+		rec.labels = chat->labels;
+		lvd_packrec_set_geom(&rec, &g, p->geom.tile_size, p->geom.patch_size);
+		rec.image_pos = chat->image_pos >= 0 && chat->image_pos < (long)T ? (uint32_t)chat->image_pos
+										 : LVD_PACKREC_NO_IMAGE;
+		rc = lvd_pack_rec_finish(&rec, out, out_len, st, kind, err);
 	}
-	struct lvd_match_result mres = {0};
-	struct lvd_geom_resampler rs = {0};
-	struct lvd_packrec rec = {0};
-	float *acc = NULL, *dst = NULL;
-	uint16_t *targets = NULL, *raw = NULL;
-	struct lvd_packrec_word *words = NULL;
-	if (mr) {
-		struct lvd_match_vlm v = {chat->text, T ? chat->end[T - 1] : 0, T, chat->beg, chat->end, chat->region};
-		struct lvd_match_sd sdv = {mr->text, strlen(mr->text), mr->T, mr->spans};
-		struct lvd_match_opts mo = {p->match_all, p->query_at, p->stop,
-					    chat->image_pos >= 0 ? (uint32_t)chat->image_pos : 0};
-		if ((rc = lvd_match(&mres, &v, &sdv, &mo, err))) {
-			*kind = "text";
-			goto out;
-		}
-		st->region_words = (uint32_t)mres.n_region_words;
-		st->content_words = (uint32_t)mres.n_content;
-		st->content_matched = (uint32_t)mres.n_content_matched;
-	}
-	if ((rc = lvd_geom_resampler_init(&rs, &g, mr ? mr->grid_h : 1, mr ? mr->grid_w : 1, p->grid, err))) {
-		*kind = "maps";
-		goto out;
-	}
-	size_t W = mres.n, cells = (size_t)rs.dst_h * rs.dst_w, src_n = mr ? (size_t)mr->grid_h * mr->grid_w : 1;
-	if (W > LVD_PACKREC_MAX_WORDS)
-		W = LVD_PACKREC_MAX_WORDS;
-	acc = lvd_alloc_array(src_n, sizeof *acc);
-	dst = lvd_alloc_array(cells, sizeof *dst);
-	targets = lvd_alloc_array(W ? W * cells : 1, sizeof *targets);
-	raw = lvd_alloc_array(W ? W * src_n : 1, sizeof *raw);
-	words = lvd_calloc_array(W ? W : 1, sizeof *words);
-	if (!acc || !dst || !targets || !raw || !words) {
-		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t w = 0; w < W; w++) {
-		const struct lvd_match_word *mw = &mres.w[w];
-		memset(acc, 0, src_n * sizeof *acc);
-		for (uint32_t k = 0; k < mw->n_sd; k++) {
-			const uint16_t *m = mr->maps + (size_t)mw->sd_tok[k] * src_n;
-			for (size_t i = 0; i < src_n; i++)
-				acc[i] += lvd_f16_to_f32(m[i]);
-		}
-		for (size_t i = 0; i < src_n; i++) {
-			acc[i] /= (float)mw->n_sd;
-			if (!isfinite(acc[i])) {
-				*kind = "maps";
-				rc = lvd_error_set(err, LVD_ERR_INVALID, "map of CLIP token %u is not finite", mw->sd_tok[0]);
-				goto out;
-			}
-			raw[w * src_n + i] = lvd_f32_to_f16(acc[i]);
-		}
-		lvd_geom_resample(&rs, dst, acc);
-		float mn, mx;
-		lvd_minmax_norm(dst, rs.valid, cells, 1e-6f, &mn, &mx);
-		for (size_t i = 0; i < cells; i++)
-			targets[w * cells + i] = lvd_f32_to_f16(dst[i]);
-		words[w] = (struct lvd_packrec_word){(char *)mw->key, mw->n_pos, mw->n_query, mw->pos, mw->query,
-						     (int32_t)mw->sd_tok[0], mn, mx};
-	}
-	rec.id = s->id;
-	rec.flags = (p->embed_images ? LVD_PACKREC_IMAGE : 0) | (p->keep_raw && mr ? LVD_PACKREC_RAW : 0) |
-		    (p->grid ? LVD_PACKREC_GRID : 0);
-	rec.T = T;
-	rec.tokens = chat->out.toks.ids;
-	rec.labels = chat->labels;
-	rec.W = (uint32_t)W;
-	rec.words = words;
-	rec.gh = (uint32_t)rs.dst_h;
-	rec.gw = (uint32_t)rs.dst_w;
-	rec.targets = targets;
-	rec.mask = rs.valid;
-	if (rec.flags & LVD_PACKREC_RAW) {
-		rec.rh = (uint32_t)mr->grid_h;
-		rec.rw = (uint32_t)mr->grid_w;
-		rec.raw = raw;
-	}
-	lvd_packrec_set_geom(&rec, &g, p->geom.tile_size, p->geom.patch_size);
-	rec.image_pos = chat->image_pos >= 0 && chat->image_pos < (long)T ? (uint32_t)chat->image_pos
-									 : LVD_PACKREC_NO_IMAGE;
-	if (p->embed_images) {
-		rec.image = (uint8_t *)in->image;
-		rec.image_len = (uint32_t)in->image_len;
-	} else {
-		rec.image = (uint8_t *)in->image_path;
-		rec.image_len = (uint32_t)strlen(in->image_path);
-	}
-	if ((rc = lvd_packrec_encode(&rec, out, out_len, err))) {
-		*kind = "text";
-		goto out;
-	}
-	st->tokens = T;
-	for (uint32_t t = 0; t < T; t++)
-		st->label_tokens += chat->labels[t] != -100;
-	st->words = (uint32_t)W;
-out:
-	lvd_match_result_free(&mres);
-	lvd_geom_resampler_free(&rs);
-	free(acc);
-	free(dst);
-	free(targets);
-	free(raw);
-	free(words);
+	lvd_pack_work_free(&wk);
 	return rc;
 }

@@ -4,8 +4,14 @@
  * Steps: the conversation as Llama-3.2-Vision chat tokens and labels (enum lvd_pack_labels)
  * (lib/text/chat.h, through lvd_pack_chat_encode), image size probe, word matching of the
  * SD record against the answer (lib/lavender/match.h), map resampling onto the VLM patch
- * canvas (lib/lavender/geometry.h), min-max normalisation, encoding. The lvd-pack tool
- * handles the manifest, the maps join, shards, resume and statistics (docs/pack.md). */
+ * canvas (lib/lavender/geometry.h), min-max normalisation, encoding.
+ *
+ * MiniCPM-Llama3-V-2.5 (params.model = LVD_PACK_MODEL_MINICPMV; pack_sample_mcv.c): the
+ * image's slicing (lvd_minicpmv_slice_geom), the chat, pre-shifted labels and image_bound
+ * of lvd_minicpmv_chat_build, the same word matching with query rows after the last
+ * picture, targets on an N×N grid over the whole image; a version-2 record (packrec.h,
+ * flag MCV). The lvd-pack tool handles the manifest, the maps join, shards, resume and
+ * statistics (docs/pack.md). */
 #ifndef LVD_LAVENDER_PACK_SAMPLE_H
 #define LVD_LAVENDER_PACK_SAMPLE_H
 
@@ -17,6 +23,7 @@
 #include "lavender/geometry.h"
 #include "lavender/mapsrec.h"
 #include "lavender/match.h"
+#include "models/minicpmv/minicpmv_proc.h"
 #include "text/chat.h"
 #include "text/llama_tok.h"
 
@@ -35,16 +42,33 @@ enum lvd_pack_labels {
 					 (lvd_chat_labels_official): what the official Lavender
 					 Flickr30k/RLAIF-V collators really feed
 					 (../shared/reference/lavender.md §3.1) */
+	LVD_PACK_LABELS_OPENBMB = 2,  /* MiniCPM-V only: OpenBMB's finetune rule, targets already
+					 shifted (lvd_minicpmv_chat_build) */
 };
 
-/* "recipes" / "official" */
+/* The VLM the records are for (MODEL/config.json's model_type). */
+enum lvd_pack_model {
+	LVD_PACK_MODEL_MLLAMA = 0,    /* Llama-3.2-Vision: version-1 records */
+	LVD_PACK_MODEL_MINICPMV = 1,  /* MiniCPM-Llama3-V-2.5: version-2 records (flag MCV) */
+};
+
+/* MiniCPM-V constants (params.model = LVD_PACK_MODEL_MINICPMV). */
+struct lvd_pack_mcv {
+	struct lvd_minicpmv_slice_cfg slice; /* config.json slice_config */
+	int query_num;                       /* config.json query_num: <unk> tokens per picture */
+	struct lvd_minicpmv_tok_ids ids;     /* lvd_minicpmv_tok_ids_get on the tokenizer */
+};
+
+/* "recipes" / "official" / "openbmb" */
 const char *lvd_pack_labels_name(enum lvd_pack_labels l);
 
 /* Options that change the records (recorded in pack.json and every shard header). */
 struct lvd_pack_params {
-	enum lvd_pack_labels labels;
-	struct lvd_geom_cfg geom;
-	int grid;                        /* 0 = patch canvas, N = N×N */
+	enum lvd_pack_model model;
+	enum lvd_pack_labels labels;     /* MiniCPM-V: LVD_PACK_LABELS_OPENBMB */
+	struct lvd_geom_cfg geom;        /* mllama */
+	struct lvd_pack_mcv mcv;         /* MiniCPM-V */
+	int grid;                        /* 0 = patch canvas (mllama only), N = N×N */
 	int match_all;                   /* --match-in all */
 	enum lvd_query_at query_at;
 	const struct lvd_stopwords *stop;/* borrowed; may be NULL */
@@ -113,10 +137,14 @@ struct lvd_pack_input {
 	const struct lvd_mapsrec *maps;  /* NULL when the maps have no record for the id */
 };
 
-/* Builds the payload. Returns 0 with *out (malloc'd, caller frees) or *out == NULL when the
+/* Builds the payload (a MiniCPM-V record when p->model says so; chat is then unused).
+ * Returns 0 with *out (malloc'd, caller frees) or *out == NULL when the
  * sample is dropped as overlong (st->dropped); on error err holds the reason and *kind a
  * short category for errors.jsonl ("missing_maps", "image", "empty_answer", "maps",
- * "text"). chat is scratch (see lvd_pack_chat_encode). */
+ * "text"). chat is scratch (see lvd_pack_chat_encode). LVD_ERR_INVALID for labels openbmb
+ * on mllama; MiniCPM-V: for grid 0 (its targets are N×N over the image), labels other
+ * than openbmb, and a conversation whose first turn is not the user's (OpenBMB puts the
+ * image in message 0). */
 int lvd_pack_sample_build(const struct lvd_pack_params *p, struct lvd_llama_tok *tok, struct lvd_pack_chat *chat,
 			  const struct lvd_pack_input *in, uint8_t **out, size_t *out_len, struct lvd_pack_stats *st,
 			  const char **kind, struct lvd_error *err);

@@ -9,6 +9,7 @@
  *   DIR/maps/attn-00000.lvdm    one map record per sample: one CLIP-like token per
  *                               word, a fixed 8x12 map per token with a bump at a
  *                               position that depends on the word index.
+ * pkf_parse_sample parses one manifest line (the unit tests' samples).
  * Include once per program, after harness.h or on its own. */
 #ifndef LVD_TEST_PACK_FIXTURE_H
 #define LVD_TEST_PACK_FIXTURE_H
@@ -21,6 +22,7 @@
 #include "io/container.h"
 #include "io/fileutil.h"
 #include "io/image.h"
+#include "io/manifest.h"
 #include "io/safetensors.h"
 #include "lavender/mapsrec.h"
 #include "lavender/match.h"
@@ -41,6 +43,16 @@ static const int pkf_sizes[4][2] = {{64, 48}, {48, 96}, {1200, 300}, {40, 40}}; 
 static int pkf_write(const char *path, const char *s, struct lvd_error *err)
 {
 	return lvd_file_write_atomic(path, s, strlen(s), err);
+}
+
+/* Parses one manifest line into s (the error on stderr). */
+static inline int pkf_parse_sample(struct lvd_sample *s, const char *line)
+{
+	struct lvd_error e = {0};
+	int rc = lvd_manifest_parse_line("test", line, strlen(line), NULL, s, &e);
+	if (rc)
+		fprintf(stderr, "  manifest: %s\n", e.msg);
+	return rc;
 }
 
 /* One map record for text (one token per word). */

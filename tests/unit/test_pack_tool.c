@@ -22,15 +22,6 @@ static const char *small_tok(void)
 	return lvd_test_path("tests/golden/tokenizer/small/tokenizer.json");
 }
 
-static int parse_sample(struct lvd_sample *s, const char *line)
-{
-	struct lvd_error e = {0};
-	int rc = lvd_manifest_parse_line("test", line, strlen(line), NULL, s, &e);
-	if (rc)
-		fprintf(stderr, "  manifest: %s\n", e.msg);
-	return rc;
-}
-
 static void test_labels_golden(void)
 {
 	const char *shared = lvd_test_shared_data();
@@ -53,7 +44,7 @@ static void test_labels_golden(void)
 		json_t *line = json_pack("{s:s, s:O}", "id", "x", "conversations", json_object_get(c, "conversations"));
 		char *ls = json_dumps(line, JSON_COMPACT);
 		struct lvd_sample s = {0};
-		int ok = parse_sample(&s, ls) == 0;
+		int ok = pkf_parse_sample(&s, ls) == 0;
 		CHECK(ok);
 		if (ok) {
 			/* recipes, then official (one more BOS; labels of the official Flickr collator) */
@@ -100,7 +91,7 @@ static void test_chat_caption_only(void)
 	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	CHECK(lvd_llama_special_id(tok, "<|image|>") == 4256 && lvd_llama_special_id(tok, "<|eot_id|>") == 4009);
 	struct lvd_sample s = {0};
-	REQUIRE(parse_sample(&s, "{\"id\": \"a\", \"image\": \"x.png\", \"caption\": \"a dog\"}") == 0);
+	REQUIRE(pkf_parse_sample(&s, "{\"id\": \"a\", \"image\": \"x.png\", \"caption\": \"a dog\"}") == 0);
 	struct lvd_pack_chat c = {0};
 	REQUIRE(lvd_pack_chat_encode(&c, tok, &s, "Say it.", LVD_PACK_LABELS_RECIPES, &e) == 0);
 	/* text: BOS, user header, "\n\n", image, prompt, eot, assistant header, "\n\n" + answer, eot */
@@ -116,11 +107,11 @@ static void test_chat_caption_only(void)
 	CHECK_CONTAINS(c.text, "Say it.");
 	CHECK_CONTAINS(c.text, "a dog");
 	/* an empty answer and a sample with nothing to say are errors */
-	REQUIRE(parse_sample(&s, "{\"id\": \"b\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
+	REQUIRE(pkf_parse_sample(&s, "{\"id\": \"b\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
 				 "{\"from\": \"gpt\", \"value\": \"  \"}]}") == 0);
 	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", LVD_PACK_LABELS_RECIPES, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "empty answer");
-	REQUIRE(parse_sample(&s, "{\"id\": \"c\", \"image\": \"x.png\"}") == 0);
+	REQUIRE(pkf_parse_sample(&s, "{\"id\": \"c\", \"image\": \"x.png\"}") == 0);
 	CHECK(lvd_pack_chat_encode(&c, tok, &s, "x", LVD_PACK_LABELS_RECIPES, &e) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(e.msg, "no conversations and no caption");
 	lvd_sample_clear(&s);
@@ -168,7 +159,7 @@ static void test_sample_build(void)
 	mr.grid_h = 8;
 	mr.maps = maps;
 	struct lvd_sample s = {0};
-	REQUIRE(parse_sample(&s, "{\"id\": \"d\", \"image\": \"d.png\", \"conversations\": [{\"role\": \"user\", "
+	REQUIRE(pkf_parse_sample(&s, "{\"id\": \"d\", \"image\": \"d.png\", \"conversations\": [{\"role\": \"user\", "
 				 "\"content\": \"<image>\\nWhat is the dog doing?\"}, {\"role\": \"assistant\", \"content\": "
 				 "\"A black Dog chases a red ball.\"}]}") == 0);
 	struct lvd_stopwords stop;
@@ -324,7 +315,7 @@ static void test_multiturn_truncate(void)
 	REQUIRE(lvd_llama_tok_load(&tok, small_tok(), LVD_LLAMA_SCHEME_MLLAMA, &e) == 0);
 	REQUIRE(lvd_pack_check_tokenizer(tok, &e) == 0);
 	struct lvd_sample s = {0};
-	REQUIRE(parse_sample(&s, "{\"id\": \"m\", \"conversations\": [{\"role\": \"user\", \"content\": \"<image>\\nQ1\"}, "
+	REQUIRE(pkf_parse_sample(&s, "{\"id\": \"m\", \"conversations\": [{\"role\": \"user\", \"content\": \"<image>\\nQ1\"}, "
 				 "{\"role\": \"assistant\", \"content\": \"first answer\"}, {\"role\": \"user\", \"content\": "
 				 "\"Q2 is a much longer question with many many words in it\"}, {\"role\": \"assistant\", "
 				 "\"content\": \"second\"}]}") == 0);

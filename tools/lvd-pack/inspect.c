@@ -17,7 +17,9 @@
 static const char USAGE[] = "lvd-pack inspect SHARD.lvdp|pack/ [--id ID] [--model VLM_DIR] [--full]";
 static const char DESC[] =
 	"Prints one JSON object per sample on stdout (a folder stands for its *.lvdp shards in\n"
-	"name order; --header prints each shard's header before its records): id, token and label counts, tiling, the\n"
+	"name order; --header prints each shard's header before its records): id, token and label counts, tiling\n"
+	"(MiniCPM-V records: model and slicing: slice grid, query_num, per picture its patch grid and\n"
+	"image_bound), the\n"
 	"matched words with their token positions, query rows and target statistics. With\n"
 	"--model (the VLM folder or a tokenizer file) the text is decoded and the matched\n"
 	"words are marked [[like this]]. --full adds the token ids, labels and target maps.";
@@ -170,6 +172,20 @@ static json_t *record_json(const struct lvd_packrec *r, const struct lvd_llama_t
 			      "image_h", (int)r->img_h, "new_w", (int)r->new_w, "new_h", (int)r->new_h, "targets",
 			      (r->flags & LVD_PACKREC_GRID) ? "grid" : "canvas", "grid", (int)r->gh, (int)r->gw,
 			      "valid_patches", (int)valid, "words", words);
+	if (r->flags & LVD_PACKREC_MCV) {
+		/* MiniCPM-V: the slicing instead of the mllama tiling (all 0 there) */
+		json_t *pics = json_array();
+		for (uint32_t k = 0; k < r->n_pics; k++)
+			json_array_append_new(pics, json_pack("{s:i, s:i, s:[i,i]}", "th", (int)r->pics[k].th, "tw",
+							      (int)r->pics[k].tw, "bound", (int)r->pics[k].start,
+							      (int)r->pics[k].end));
+		json_object_del(j, "tiling");
+		json_object_set_new(j, "model", json_string("minicpmv"));
+		json_object_set_new(j, "slicing",
+				    json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "cols", (int)r->cols, "rows",
+					      (int)r->rows, "query_num", (int)r->query_num, "patch_px", (int)r->patch_px,
+					      "image_w", (int)r->img_w, "image_h", (int)r->img_h, "pictures", pics));
+	}
 	if (r->flags & LVD_PACKREC_IMAGE)
 		json_object_set_new(j, "image_bytes", json_integer(r->image_len));
 	else

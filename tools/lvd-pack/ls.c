@@ -17,13 +17,14 @@
 static const char USAGE[] = "lvd-pack ls PACK_DIR|SHARD.lvdp ... [--json]";
 static const char DESC[] =
 	"Lists the *.lvdp shards of each pack folder (or the shards given): records, file\n"
-	"size, the first manifest sample covered and the --shard split; a folder's lines end\n"
+	"size, the first manifest sample covered, the --shard split and the model (mllama or\n"
+	"minicpmv, from the header's params.model_type); a folder's lines end\n"
 	"with its totals and pack.json's statistics (samples, skipped, words matched per\n"
 	"sample). --json prints one object per shard instead. Exit 1 when a shard cannot be\n"
 	"read (named).";
 
 static const struct lvd_cli_opt OPTS[] = {
-	{"json", 'j', NULL, "one JSON object per shard: path, records, bytes, first_sample, shard"},
+	{"json", 'j', NULL, "one JSON object per shard: path, records, bytes, first_sample, shard, model"},
 	{0},
 };
 
@@ -49,20 +50,24 @@ static int ls_shard(const char *path, int json, uint64_t *records, uint64_t *byt
 	json_t *hdr = json_loadb(h, hl, 0, NULL);
 	json_int_t first = json_integer_value(json_object_get(hdr, "first_sample"));
 	const char *split = json_string_value(json_object_get(json_object_get(hdr, "params"), "shard"));
+	/* params.model_type is written for MiniCPM-V packs only; absent = mllama */
+	const char *model = json_string_value(json_object_get(json_object_get(hdr, "params"), "model_type"));
+	if (!model)
+		model = "mllama";
 	*records += n;
 	*bytes += size;
 	if (json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s?}", "path", path, "records", (json_int_t)n, "bytes",
-				      (json_int_t)size, "first_sample", first, "shard", split);
+		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s?, s:s}", "path", path, "records", (json_int_t)n, "bytes",
+				      (json_int_t)size, "first_sample", first, "shard", split, "model", model);
 		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		if (s)
 			printf("%s\n", s);
 		free(s);
 		json_decref(o);
 	} else
-		printf("  %-22s %8zu records %12.1f KiB  first_sample %lld  shard %s\n",
+		printf("  %-22s %8zu records %12.1f KiB  first_sample %lld  shard %s  model %s\n",
 		       strrchr(path, '/') ? strrchr(path, '/') + 1 : path, n, (double)size / 1024, (long long)first,
-		       split ? split : "?");
+		       split ? split : "?", model);
 	json_decref(hdr);
 	lvd_rec_close(r);
 	return 0;

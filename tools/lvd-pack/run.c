@@ -25,6 +25,7 @@
 #include "lavender/mapsrec.h"
 #include "lavender/pack_sample.h"
 #include "lavender/packrec.h"
+#include "models/minicpmv/minicpmv.h"
 
 #define ZLEVEL 3
 #define HIST_BINS 17 /* words matched per sample: 0..15, 16+ */
@@ -48,6 +49,14 @@ static const char DESC[] =
 	"fires, so the CE also covers BOS and the prompt).\n"
 	"--query-at predict (default) keys the row before a token by that true next token; the\n"
 	"official code keys every row by the model's argmax-predicted token instead.\n"
+	"\n"
+	"The model type comes from VLM_DIR/config.json (model_type \"mllama\" or \"minicpmv\",\n"
+	"or architectures MllamaForConditionalGeneration / MiniCPMV). MiniCPM-Llama3-V-2.5 packs\n"
+	"are version-2 records: OpenBMB's chat layout with the image's slices as <image>/<slice>\n"
+	"placeholders (slice_config, query_num of config.json; tokenizer.json with the MiniCPM\n"
+	"tokens), OpenBMB's pre-shifted labels (--labels openbmb, its only rule), query rows\n"
+	"after the last picture, and --grid N targets over the whole image (default 32; the\n"
+	"patch canvas does not exist for it).\n"
 	"See docs/pack.md.";
 
 enum {
@@ -59,15 +68,15 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_MANIFEST] = {"manifest", 0, "PATH", "JSONL manifest, - = stdin (required)"},
 	[O_IMAGES] = {"images", 0, "DIR", "root for relative image paths (default: the manifest's folder)"},
 	[O_MAPS] = {"maps", 0, "DIR", "sd-attnmap output folder with attn-*.lvdm (required; repeat to join several)"},
-	[O_MODEL] = {"model", 0, "DIR", "VLM folder: config.json, tokenizer.json|tokenizer.model (required)"},
+	[O_MODEL] = {"model", 0, "DIR", "VLM folder: config.json (its model_type: mllama or minicpmv), tokenizer.json|tokenizer.model (required)"},
 	[O_OUT] = {"out", 'o', "DIR", "output folder for shards, pack.json, errors.jsonl (required)"},
 	[O_MAX_TOKENS] = {"max-tokens", 0, "N", "longest sequence kept (default 4096)"},
 	[O_OVERLONG] = {"overlong", 0, "MODE", "longer sequences: truncate (at a turn boundary; default) | drop"},
-	[O_LABELS] = {"labels", 0, "MODE", "trained tokens and BOS: recipes (default) | official (see above)"},
+	[O_LABELS] = {"labels", 0, "MODE", "trained tokens and BOS: recipes (mllama default) | official (see above) | openbmb (MiniCPM-V's only rule and default)"},
 	[O_MATCH_IN] = {"match-in", 0, "WHERE", "VLM words matched: answer (default) | all"},
 	[O_QUERY_AT] = {"query-at", 0, "WHERE", "attention row of a token at p: predict (p-1; default) | token (p)"},
 	[O_STOPWORDS] = {"stopwords", 0, "FILE", "words never matched, one per line"},
-	[O_GRID] = {"grid", 'g', "N", "targets as an NxN resize of the whole image (official: 32)"},
+	[O_GRID] = {"grid", 'g', "N|canvas", "targets as an NxN resize of the whole image (official: 32; MiniCPM-V default 32); canvas = the mllama patch canvas (mllama default)"},
 	[O_KEEP_RAW] = {"keep-raw", 0, NULL, "also store each word's SD map as it came"},
 	[O_NO_EMBED] = {"no-embed-images", 0, NULL, "store the image path instead of its bytes"},
 	[O_VERIFY] = {"verify-images", 0, NULL, "decode every image fully (default: header only)"},
@@ -91,6 +100,7 @@ struct opts {
 	uint32_t shard_i, shard_n;
 	uint64_t shard_size;
 	int threads, batch, keep_going, timings, id_from_image;
+	int labels_set, grid_canvas;
 };
 
 static int on_opt(int key, const char *arg, void *ctx)
@@ -145,12 +155,20 @@ static int on_opt(int key, const char *arg, void *ctx)
 		}
 		return lvd_cli_usage_error("--query-at: '%s' is not predict or token", arg);
 	case O_LABELS:
-		if (!strcmp(arg, "recipes") || !strcmp(arg, "official")) {
-			o->p.labels = !strcmp(arg, "official") ? LVD_PACK_LABELS_OFFICIAL : LVD_PACK_LABELS_RECIPES;
+		if (!strcmp(arg, "recipes") || !strcmp(arg, "official") || !strcmp(arg, "openbmb")) {
+			o->p.labels = !strcmp(arg, "official")  ? LVD_PACK_LABELS_OFFICIAL
+				      : !strcmp(arg, "openbmb") ? LVD_PACK_LABELS_OPENBMB
+								: LVD_PACK_LABELS_RECIPES;
+			o->labels_set = 1;
 			return 0;
 		}
-		return lvd_cli_usage_error("--labels: '%s' is not recipes or official", arg);
+		return lvd_cli_usage_error("--labels: '%s' is not recipes, official or openbmb", arg);
 	case O_GRID:
+		o->grid_canvas = !strcmp(arg, "canvas");
+		if (o->grid_canvas) {
+			o->p.grid = 0;
+			return 0;
+		}
 		return lvd_cli_int(arg, 1, 1024, "--grid", &o->p.grid);
 	case O_SHARD:
 		return lvd_cli_shard(arg, "--shard", &o->shard_i, &o->shard_n);
@@ -178,11 +196,54 @@ static int hash_file(const char *path, json_t *obj, const char *key, struct lvd_
 	return 0;
 }
 
-/* Reads the geometry from MODEL/config.json (+ preprocessor_config.json when present)
- * and fingerprints the model files. *tok_path gets the tokenizer file. */
-static int model_load(const char *dir, struct lvd_geom_cfg *g, char *tok_path, size_t cap, json_t *fp,
+/* The model type of a config.json text: model_type "mllama" / "minicpmv", else the
+ * architectures list (Mllama... / MiniCPMV...); neither: mllama (a bare vision_config). */
+static int model_type(const char *buf, size_t len, const char *path, enum lvd_pack_model *out,
 		      struct lvd_error *err)
 {
+	json_error_t je;
+	json_t *j = json_loadb(buf, len, 0, &je);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return lvd_error_set(err, LVD_ERR_FORMAT, "%s: not a JSON object (%s)", path, je.text);
+	}
+	const char *mt = json_string_value(json_object_get(j, "model_type"));
+	const char *arch = json_string_value(json_array_get(json_object_get(j, "architectures"), 0));
+	int rc = LVD_OK;
+	if ((mt && !strcmp(mt, "minicpmv")) || (!mt && arch && !strncmp(arch, "MiniCPMV", 8)))
+		*out = LVD_PACK_MODEL_MINICPMV;
+	else if (!mt || !strcmp(mt, "mllama"))
+		*out = LVD_PACK_MODEL_MLLAMA;
+	else
+		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED,
+				   "%s: model_type \"%s\" is not supported (mllama: Llama-3.2-Vision, minicpmv: "
+				   "MiniCPM-Llama3-V-2.5)", path, mt);
+	json_decref(j);
+	return rc;
+}
+
+/* MiniCPM-V's constants from config.json (slice_config, query_num). */
+static int model_mcv(const char *path, struct lvd_pack_mcv *mc, struct lvd_error *err)
+{
+	struct lvd_minicpmv_config cfg;
+	int rc = lvd_minicpmv_config_load(&cfg, path, err);
+	if (!rc && (rc = lvd_minicpmv_slice_cfg_from(&mc->slice, &cfg, err))) {
+		char msg[sizeof err->msg];
+		snprintf(msg, sizeof msg, "%s", err->msg);
+		rc = lvd_error_set(err, rc, "%s: %s", path, msg);
+	}
+	if (!rc)
+		mc->query_num = cfg.query_num;
+	return rc;
+}
+
+/* Reads the model type and its constants from MODEL/config.json (mllama: the geometry,
+ * + preprocessor_config.json when present; MiniCPM-V: slice_config and query_num) and
+ * fingerprints the model files. *tok_path gets the tokenizer file. */
+static int model_load(const char *dir, struct lvd_pack_params *p, char *tok_path, size_t cap, json_t *fp,
+		      struct lvd_error *err)
+{
+	struct lvd_geom_cfg *g = &p->geom;
 	char path[4096];
 	const char *files[2] = {"config.json", "preprocessor_config.json"};
 	struct stat st;
@@ -202,7 +263,11 @@ static int model_load(const char *dir, struct lvd_geom_cfg *g, char *tok_path, s
 		char *buf = NULL;
 		size_t len = 0;
 		int rc = lvd_file_read_all(path, (size_t)64 << 20, &buf, &len, err);
-		if (!rc)
+		if (!rc && k == 0)
+			rc = model_type(buf, len, path, &p->model, err);
+		if (!rc && k == 0 && p->model == LVD_PACK_MODEL_MINICPMV)
+			rc = model_mcv(path, &p->mcv, err);
+		else if (!rc && p->model == LVD_PACK_MODEL_MLLAMA)
 			rc = lvd_geom_cfg_from_json(g, buf, len, path, err);
 		free(buf);
 		if (rc || (rc = hash_file(path, fp, k ? "preprocessor_config_sha256" : "config_sha256", err)))
@@ -471,9 +536,16 @@ static json_t *params_json(const struct opts *o)
 {
 	char shard[32];
 	snprintf(shard, sizeof shard, "%u/%u", o->shard_i, o->shard_n);
-	return json_pack("{s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i, s:b}",
-			 "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size, "max_tiles",
-			 o->p.geom.max_tiles, "grid", o->p.grid, "labels", lvd_pack_labels_name(o->p.labels),
+	json_t *j;
+	if (o->p.model == LVD_PACK_MODEL_MINICPMV)
+		j = json_pack("{s:s, s:i, s:i, s:i, s:i}", "model_type", "minicpmv", "patch_size", o->p.mcv.slice.patch,
+			      "max_slice_nums", o->p.mcv.slice.max_slices, "scale_resolution", o->p.mcv.slice.scale,
+			      "query_num", o->p.mcv.query_num);
+	else /* no model_type key: mllama packs stay as earlier builds wrote them */
+		j = json_pack("{s:i, s:i, s:i}", "tile_size", o->p.geom.tile_size, "patch_size", o->p.geom.patch_size,
+			      "max_tiles", o->p.geom.max_tiles);
+	json_t *c = json_pack("{s:i, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:s, s:b, s:s, s:s, s:I, s:i, s:b}",
+			 "grid", o->p.grid, "labels", lvd_pack_labels_name(o->p.labels),
 			 "match_in", o->p.match_all ? "all" : "answer",
 			 "query_at", o->p.query_at == LVD_QUERY_TOKEN ? "token" : "predict", "keep_raw", o->p.keep_raw,
 			 "embed_images", o->p.embed_images, "verify_images", o->p.verify_images, "max_tokens",
@@ -481,6 +553,12 @@ static json_t *params_json(const struct opts *o)
 			 "allow_missing_maps", o->p.allow_missing_maps, "prompt", o->p.prompt, "shard", shard,
 			 "shard_size", (json_int_t)o->shard_size, "zstd_level", ZLEVEL, "id_from_image",
 			 o->id_from_image);
+	if (!j || !c || json_object_update(j, c)) {
+		json_decref(j);
+		j = NULL;
+	}
+	json_decref(c);
+	return j;
 }
 
 static int write_pack_json(const char *path, int argc, char **argv, const json_t *params, const json_t *inputs,
@@ -571,9 +649,28 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (model_load(o.model, &o.p.geom, tok_path, sizeof tok_path, model_fp, &err) ||
+	if (model_load(o.model, &o.p, tok_path, sizeof tok_path, model_fp, &err) ||
 	    lp_maps_open(&maps, o.maps, o.n_maps, o.shard_i, o.shard_n, maps_fp, &err) || hash_file(o.manifest, inputs, "manifest_sha256", &err)) {
 		lvd_error_log("%s", err.msg);
+		goto out;
+	}
+	if (o.p.model == LVD_PACK_MODEL_MINICPMV) {
+		/* its options: OpenBMB's labels, grid targets (default 32) */
+		if (o.grid_canvas || (o.labels_set && o.p.labels != LVD_PACK_LABELS_OPENBMB)) {
+			status = lvd_cli_usage_error(
+				"%s is a MiniCPM-V model: %s", o.model,
+				o.grid_canvas ? "--grid canvas (the mllama patch canvas) does not exist for it; its targets "
+						"are --grid N over the whole image (default 32)"
+					      : "--labels recipes/official are the Llama-3.2-Vision collators' rules; its "
+						"only rule is OpenBMB's (--labels openbmb, the default)");
+			goto out;
+		}
+		o.p.labels = LVD_PACK_LABELS_OPENBMB;
+		if (!o.p.grid)
+			o.p.grid = 32;
+	} else if (o.p.labels == LVD_PACK_LABELS_OPENBMB) {
+		status = lvd_cli_usage_error("%s is a Llama-3.2-Vision (mllama) model: --labels openbmb is MiniCPM-V's "
+					     "rule (use recipes or official)", o.model);
 		goto out;
 	}
 	json_object_set(inputs, "model", model_fp);
@@ -598,8 +695,12 @@ int cmd_run(int argc, char **argv)
 			lvd_error_log("%s", err.msg);
 			goto out;
 		}
-	if (lvd_pack_check_tokenizer(wk[0].tok, &err)) {
-		lvd_error_log("%s: %s", tok_path, err.msg);
+	if (o.p.model == LVD_PACK_MODEL_MINICPMV ? lvd_minicpmv_tok_ids_get(&o.p.mcv.ids, wk[0].tok, &err)
+						  : lvd_pack_check_tokenizer(wk[0].tok, &err)) {
+		lvd_error_log("%s: %s%s", tok_path, err.msg,
+			      o.p.model == LVD_PACK_MODEL_MINICPMV ? " (a MiniCPM-Llama3-V-2.5 tokenizer.json carries "
+								     "<unk> <image> </image> <slice> </slice> as added tokens)"
+								   : "");
 		goto out;
 	}
 	rn.wk = wk;

@@ -20,7 +20,9 @@ static const char DESC[] =
 	"each patch drawn as a PX-pixel cell) with the image resized to its extent on the\n"
 	"canvas, the target blended in red, and patches outside the image in dark grey.\n"
 	"Files are DIR/<id>_<k>_<word>.png (characters outside [A-Za-z0-9._-] become '_').\n"
-	"Samples stored with --no-embed-images are read from their recorded path.";
+	"Samples stored with --no-embed-images are read from their recorded path.\n"
+	"Grid records (--grid N, and every MiniCPM-V record) draw the NxN grid over the whole\n"
+	"image; a sliced MiniCPM-V record adds its slice boundaries (cols x rows cells) in cyan.";
 
 enum { O_OUT, O_ID, O_LIMIT, O_CELL };
 static const struct lvd_cli_opt OPTS[] = {
@@ -62,6 +64,19 @@ static void safe_name(char *dst, size_t cap, const char *s)
 		dst[n++] = ok ? c : '_';
 	}
 	dst[n] = 0;
+}
+
+/* 1 when pixel x of an n-pixel axis is the first pixel of slice cell k > 0 of a MiniCPM-V
+ * record's `cells` cells along that axis (cell k starts at k·n/cells: the slices cut the
+ * whole image into equal parts). */
+static int slice_edge(const struct lvd_packrec *r, int x, int n, uint32_t cells)
+{
+	if (!(r->flags & LVD_PACKREC_MCV) || cells < 2)
+		return 0;
+	for (uint32_t k = 1; k < cells; k++)
+		if ((uint64_t)x == (uint64_t)k * (uint64_t)n / cells)
+			return 1;
+	return 0;
 }
 
 /* Draws every word of one record. */
@@ -108,6 +123,11 @@ static int viz_record(const struct lvd_packrec *r, const struct opts *o, struct 
 					continue;
 				}
 				const uint8_t *q = fit.px + ((size_t)y * ew + x) * 3;
+				if (slice_edge(r, x, W, r->cols) || slice_edge(r, y, H, r->rows)) {
+					p[0] = 0;
+					p[1] = p[2] = 255;
+					continue;
+				}
 				float t = lvd_f16_to_f32(r->targets[w * cells + c]);
 				float g = (q[0] + q[1] + q[2]) / 3.0f * 0.6f;
 				p[0] = (uint8_t)(g + t * (255.0f - g) + 0.5f);
