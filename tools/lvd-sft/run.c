@@ -1,5 +1,6 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
- * lvd_lstep_run (ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
+ * the model's step (struct sft_model: mllama's lvd_lstep_run in model.c, MiniCPM-V's
+ * lvd_lstep_mcv_run in model_mcv.c; ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
  * the blocks (LoRA + Aligner, or with --full the trainable ranges of the model's
  * parameter block + Aligner) -> metrics.jsonl (+ --eval-pack evaluations); checkpoints
  * RUN/ckpt-NNNNNN/ with exact resume (ckpt.c); final PEFT adapter or transformers folder
@@ -54,6 +55,8 @@ static const char DESC[] =
 	"--max-steps, --save-every, --threads, --keep and the evaluation and resume options.\n"
 	"Before the first step it prints the memory plan of one rank (stderr, run.json \"plan\");\n"
 	"--max-memory refuses a plan over the limit, --plan-only prints the plan and exits.\n"
+	"The model is --model's config.json model_type: mllama (Llama 3.2 Vision) or minicpmv\n"
+	"(MiniCPM-Llama3-V-2.5: LoRA only, a pack of MiniCPM records, --minicpm-map).\n"
 	"See docs/sft.md.";
 
 enum {
@@ -62,13 +65,14 @@ enum {
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO, O_MAX_MEMORY, O_PLAN_ONLY, O_PLAN_DEVICE, O_PLAN_TOKENS,
-	O_PLAN_ROWS,
+	O_PLAN_ROWS, O_MINICPM_MAP,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
 	[O_PACK] = {"pack", 0, "DIR", "lvd-pack output folder (required)"},
 	[O_OUT] = {"out", 'o', "DIR", "run folder: run.json, metrics.jsonl, ckpt-*/, final/ (required)"},
-	[O_LORA] = {"lora", 0, "SPEC", "r=8,alpha=32,dropout=0.05,targets=q_proj,v_proj (default; keys optional)"},
+	[O_LORA] = {"lora", 0, "SPEC", "r=8,alpha=32,dropout=0.05,targets=q_proj,v_proj (default; keys optional; "
+				       "MiniCPM-V's default targets: q_proj,k_proj,v_proj,o_proj of the LLM)"},
 	[O_LAMBDA] = {"lambda", 0, "X", "weight of the attention loss (default 10; 0 = CE only)"},
 	[O_LR] = {"lr", 0, "X", "learning rate (default 1e-4)"},
 	[O_WD] = {"weight-decay", 0, "X", "AdamW decoupled weight decay of LoRA and Aligner (default 0)"},
@@ -92,8 +96,9 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_AL_ACT] = {"aligner-act", 0, "A", "Aligner activation: relu6 (default) | leaky"},
 	[O_AL_HIDDEN] = {"aligner-hidden", 0, "N", "Aligner hidden width (default 32)"},
 	[O_AGG] = {"aggregate", 0, "M", "layers: mean-after (default) | max-after | mean-before | max-before"},
-	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
-	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
+	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all); "
+					   "MiniCPM-V: the LLM's decoder layers captured (0-based; default all)"},
+	[O_GEOMETRY] = {"geometry", 0, "G", "mllama attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
 	[O_FULL] = {"full", 0, NULL, "full fine-tuning instead of LoRA (of the --train groups; not with --lora)"},
 	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four)"},
@@ -117,6 +122,8 @@ static const struct lvd_cli_opt OPTS[] = {
 						"fp32 master + moments; unverified)"},
 	[O_PLAN_TOKENS] = {"plan-tokens", 0, "T", "text tokens per sample the plan assumes (default 512)"},
 	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
+	[O_MINICPM_MAP] = {"minicpm-map", 0, "M", "MiniCPM-V attention maps: rollout (default: through the resampler onto "
+						  "each picture's patch grid) | official (the pseudo-grid of the image tokens)"},
 	{0},
 };
 
@@ -229,6 +236,7 @@ static int parse_lora(struct opts *o, const char *arg)
 				snprintf(o->lora_targets, sizeof o->lora_targets, "%s", v);
 				in_targets = 1;
 				targets_set = 1;
+				o->lora_targets_set = 1;
 			} else {
 				return lvd_cli_usage_error("--lora: unknown key '%s' (r, alpha, dropout, targets)", s);
 			}
@@ -326,6 +334,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 		if (strcmp(arg, "canvas") && strcmp(arg, "official"))
 			return lvd_cli_usage_error("--geometry: '%s' is not canvas or official", arg);
 		o->geometry = arg;
+		o->geometry_set = 1;
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
 	case O_FULL: o->full = 1; return 0;
@@ -363,6 +372,14 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_PLAN_TOKENS: return lvd_cli_int(arg, 1, 1 << 20, "--plan-tokens", &o->plan_tokens);
 	case O_PLAN_ROWS: return lvd_cli_int(arg, 0, 1 << 20, "--plan-rows", &o->plan_rows);
+	case O_MINICPM_MAP: {
+		enum lvd_mcv_map mm;
+		struct lvd_error err = {0};
+		if (lvd_mcv_parse_map(arg, &mm, &err))
+			return lvd_cli_usage_error("--minicpm-map: '%s' is not rollout or official", arg);
+		o->minicpm_map = arg;
+		return 0;
+	}
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -444,6 +461,10 @@ json_t *params_json(const struct opts *o)
 	}
 	if (o->argmax_keys) /* only when set: run.json of earlier runs stays comparable */
 		json_object_set_new(p, "word_keys", json_string("argmax"));
+	if (o->model_kind == LVD_LOADER_MINICPMV) { /* mllama runs keep their params */
+		json_object_set_new(p, "model_type", json_string("minicpmv"));
+		json_object_set_new(p, "minicpm_map", json_string(o->minicpm_map ? o->minicpm_map : "rollout"));
+	}
 	return p;
 }
 
@@ -452,26 +473,28 @@ json_t *params_json(const struct opts *o)
  * process after the update of step N (before its checkpoint), to test resume without
  * timing races; LVD_SFT_NAN_AT=N makes step N's loss NaN, to test the NaN stop;
  * LVD_SFT_HANG_AT=N makes the process stop answering after update N (multi-rank fault
- * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R. */
+ * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R.
+ * LVD_SFT_DUMP_GRADS=FILE: rank 0 writes the first step's reduced gradients (before
+ * clipping; "lora_grad" = the flat model block, "aligner_grad") to FILE (plumbing tests). */
 static int64_t env_step(const char *name)
 {
 	const char *s = getenv(name);
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
-/* The step input of loader batch b (mb: its model view); ce_scale and pair_count are the
- * caller's. */
-static void lstep_in(struct lvd_lstep_in *in, struct lvd_mllama_batch *mb, const struct lvd_loader_batch *b,
-		     const struct trainer *t, float lam, int backward)
+static int dump_grads(const struct trainer *t, const char *path, struct lvd_error *err)
 {
-	lvd_loader_batch_view(b, mb);
-	memset(in, 0, sizeof *in);
-	in->batch = mb;
-	in->plans = b->plans;
-	in->params = t->al;
-	in->cfg = &t->lcfg;
-	in->lambda = lam;
-	in->backward = backward;
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	if (!w)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	int64_t sg[1] = {(int64_t)t->n_grad_flat}, sa[1] = {(int64_t)t->n_al};
+	int rc = lvd_st_writer_add(w, "lora_grad", LVD_DT_F32, 1, sg, t->grad_flat, err);
+	if (!rc)
+		rc = lvd_st_writer_add(w, "aligner_grad", LVD_DT_F32, 1, sa, t->dal, err);
+	if (!rc)
+		rc = lvd_st_writer_write(w, path, err);
+	lvd_st_writer_free(w);
+	return rc;
 }
 
 /* --eval-pack: forward only (no dropout) over every record of the eval pack, in pack
@@ -490,19 +513,16 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 	uint64_t nb = (lvd_loader_records(t->eld) + gb - 1) / gb;
 	double ce_tok = 0, att = 0;
 	int64_t tok = 0, pairs = 0, samples = 0;
-	lvd_mllama_set_eval(t->m, 1);
+	t->mo->set_eval(t, 1);
 	for (uint64_t k = 0; k < nb && !rc; k++) {
 		struct lvd_loader_batch *b = NULL;
 		if ((rc = lvd_loader_next(t->eld, &b, err)))
 			break;
 		if (b->B > 0) {
-			struct lvd_mllama_batch mb;
-			struct lvd_lstep_in in;
-			lstep_in(&in, &mb, b, t, lam, 0);
-			in.ce_scale = 1.0f;
-			in.pair_count = 1.0;   /* out.latt = the sum over this batch's pairs */
+			/* pair_count 1: out.latt = the sum over this batch's pairs */
+			const struct sft_micro mi = {lam, 1.0f, 1.0, 0, 0, NULL, 0};
 			struct lvd_lstep_out out = {0};
-			rc = lvd_lstep_run(t->ctx, t->m, &out, NULL, NULL, &in, err);
+			rc = t->mo->micro(t, b, &mi, NULL, &out, err);
 			if (!rc) {
 				ce_tok += b->n_label_tokens > 0 ? out.ce * (double)b->n_label_tokens : 0.0;
 				att += out.latt;
@@ -513,7 +533,7 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 		}
 		lvd_loader_release(t->eld, b);
 	}
-	lvd_mllama_set_eval(t->m, 0);
+	t->mo->set_eval(t, 0);
 	if (rc) {
 		lvd_error_prefix(err, "eval at step %lld: ", (long long)t->step);
 		return rc;
@@ -611,7 +631,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	int64_t hang = env_step("LVD_SFT_HANG_AT");
 	char ids[1024];
 	while (t->step < total) {
-		lvd_mllama_zero_grads(t->m);
+		t->mo->zero_grads(t);
 		memset(t->dal, 0, t->n_al * sizeof *t->dal);
 		float lam, ce_sched;
 		lvd_latt_sched_at(&ls, (long)t->step, &lam, &ce_sched);
@@ -639,10 +659,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				snprintf(ids + n, sizeof ids - n, "%s'%s'", n ? ", " : "", b->ids[i]);
 			}
 			nsamp += b->B;
-			struct lvd_mllama_batch mb;
-			struct lvd_lstep_in in;
-			lstep_in(&in, &mb, b, t, lam, 1);
-			mb.dropout_step = (int)(t->step * A + a);
+			struct sft_micro in = {lam, 0.0f, 0.0, 1, (int)(t->step * A + a), NULL, 0};
 			if (t->keys) {
 				/* official keys: the pairs are known after the forward only, so L_att is
 				 * the mean over the micro-batch's pairs, divided by --grad-accum × ranks
@@ -661,7 +678,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				in.pair_count = b->n_pairs > 0 ? (double)b->n_pairs * A * W : 1.0;
 			}
 			struct lvd_lstep_out out = {0};
-			int rc = lvd_lstep_run(t->ctx, t->m, &out, t->dal, NULL, &in, &err);
+			int rc = t->mo->micro(t, b, &in, t->dal, &out, &err);
 			if (!rc) {
 				if (o->loss_tokens)
 					ce_sum += gtok > 0 ? out.ce * (double)b->n_label_tokens / (double)gtok : 0.0;
@@ -686,6 +703,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			return 1;
 		}
 		ce_sum = stats[0], att_sum = stats[1], nsamp = (int)stats[2], kpairs = (int64_t)stats[3];
+		const char *dump = getenv("LVD_SFT_DUMP_GRADS");
+		if (dump && t->step == 0 && rank0 && !t->zero && dump_grads(t, dump, &err)) {
+			lvd_error_log("%s", err.msg);
+			return 1;
+		}
 		double loss = ce_sched * ce_sum + lam * att_sum;
 		if (nan_at == t->step + 1)
 			loss = NAN;
@@ -756,33 +778,6 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	}
 	lvd_progress_finish(pg);
 	lvd_progress_destroy(pg);
-	return 0;
-}
-
-/* The model: a frozen base with LoRA adapters, or with --full a mutable copy with full
- * gradients. */
-static int setup_model(struct trainer *t, struct lvd_error *err)
-{
-	const struct opts *o = t->o;
-	int rc = o->full ? lvd_mllama_load(&t->m, o->model, err) : lvd_mllama_load_frozen(&t->m, o->model, err);
-	if (rc)
-		return rc;
-	lvd_mllama_set_ctx(t->m, t->ctx);
-	if (o->full) {
-		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
-		if ((rc = lvd_mllama_enable_grads(t->m, err)))
-			return rc;
-		t->grad_flat = lvd_mllama_grad_block(t->m, &t->n_grad_flat);
-		return 0;
-	}
-	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
-					 o->seed};
-	if ((rc = lvd_mllama_add_lora(t->m, &lc, err)))
-		return rc;
-	t->lora = lvd_mllama_lora_params(t->m, &t->n_lora);
-	t->dlora = lvd_mllama_lora_grads(t->m, &t->n_lora);
-	t->grad_flat = t->dlora;
-	t->n_grad_flat = t->n_lora;
 	return 0;
 }
 
@@ -1012,6 +1007,29 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--train needs --full");
 	if (o.full && !o.train_mask)
 		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	{
+		struct lvd_error kerr = {0};
+		if (lvd_loader_model_kind(o.model, &o.model_kind, &kerr)) {
+			lvd_error_log("%s", kerr.msg);
+			return kerr.code == LVD_ERR_UNSUPPORTED ? 2 : 1;
+		}
+	}
+	if (o.model_kind == LVD_LOADER_MINICPMV) {
+		/* what the mllama-only options mean nothing for */
+		if (o.full)
+			return lvd_cli_usage_error("--full: MiniCPM-V trains LoRA only for now (its weights load read-only "
+						   "and there is no full-model save)");
+		if (o.plan_only || o.max_memory)
+			return lvd_cli_usage_error("--plan-only / --max-memory: the memory plan models mllama only");
+		if (o.argmax_keys)
+			return lvd_cli_usage_error("--word-keys argmax: mllama only (MiniCPM-V uses the pack's query rows)");
+		if (o.geometry_set)
+			return lvd_cli_usage_error("--geometry: mllama only (MiniCPM-V: --minicpm-map)");
+		if (!o.lora_targets_set)
+			snprintf(o.lora_targets, sizeof o.lora_targets, "q_proj,k_proj,v_proj,o_proj");
+	} else if (o.minicpm_map) {
+		return lvd_cli_usage_error("--minicpm-map: MiniCPM-V only (%s is mllama)", o.model);
+	}
 	if (o.plan_only) {
 		int world = o.nproc > 0 ? o.nproc : 1;
 		return plan_config(&o, world, o.full && world > 1 && o.zero != 0, 1, stdout, NULL);
@@ -1044,18 +1062,15 @@ int cmd_run(int argc, char **argv)
 	co.threads = lvd_run_threads(o.threads);
 	if (lvd_ctx_create(&t.ctx, &co, &err))
 		goto fail;
-	/* The memory plan before the model is loaded: --max-memory refuses here. */
-	rc = plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
+	t.mo = sft_model_of(o.model_kind);
+	/* The memory plan before the model is loaded: --max-memory refuses here (mllama). */
+	rc = o.model_kind != LVD_LOADER_MLLAMA ? 0 : plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
 			 rank0 && lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, &plan);
 	if (rc) {
 		ret = rc;
 		goto out;
 	}
-	if (setup_model(&t, &err))
-		goto fail;
-	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (apply_latt_opts(&o, &t.lcfg, &err))
+	if (t.mo->setup(&t, 1, &err) || t.mo->latt(&t, &err))
 		goto fail;
 	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
 	t.n_al = t.alay.n_params;
@@ -1084,10 +1099,7 @@ int cmd_run(int argc, char **argv)
 	lo.rank = lvd_comm_rank(t.comm);
 	lo.world = lvd_comm_world(t.comm);
 	lo.seed = o.seed;
-	lo.heads = mc->t_heads;
-	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
-	lo.official = !strcmp(o.geometry, "official");
-	lo.image_token = mc->image_token_index;
+	t.mo->loader_opts(&t, &lo);
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
@@ -1118,9 +1130,9 @@ int cmd_run(int argc, char **argv)
 		lvd_llama_tok_free(tok);
 		if (rc)
 			goto fail;
-		if (t.n_keys < mc->vocab) {
+		if (t.n_keys < lvd_mllama_cfg(t.m)->vocab) {
 			lvd_error_set(&err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model predicts %d", o.model,
-				      t.n_keys, mc->vocab);
+				      t.n_keys, lvd_mllama_cfg(t.m)->vocab);
 			goto fail;
 		}
 	}
@@ -1248,7 +1260,8 @@ out:
 		free(t.toff[b]);
 	free(t.toff);
 	free(t.tens);
-	lvd_mllama_free(t.m);
+	if (t.mo)
+		t.mo->free(&t);
 	lvd_ctx_destroy(t.ctx);
 	return ret;
 }

@@ -11,6 +11,9 @@
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
+#include "lavender/lstep.h"
+#include "lavender/mcv_maps.h"
+#include "models/minicpmv/minicpmv.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/loader.h"
@@ -43,6 +46,10 @@ struct opts {
 	size_t max_memory;        /* --max-memory bytes (0: no limit) */
 	int plan_only, plan_cuda; /* --plan-only, --plan-device cuda */
 	int plan_tokens, plan_rows; /* --plan-tokens T, --plan-rows R (per sample) */
+	int lora_targets_set;     /* --lora targets= given (else the model's default) */
+	int model_kind;           /* LVD_LOADER_* from --model's config.json model_type */
+	const char *minicpm_map;  /* --minicpm-map (MiniCPM): rollout (default) | official */
+	int geometry_set;         /* --geometry given (mllama only) */
 };
 
 /* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
@@ -58,8 +65,14 @@ struct ckpt_tensor {
 	size_t n;
 };
 
+struct sft_model;
+
 struct trainer {
 	struct opts *o;
+	const struct sft_model *mo; /* the model's part (model.c, model_mcv.c) */
+	struct lvd_minicpmv *mc;  /* MiniCPM-V (o->model_kind LVD_LOADER_MINICPMV), else NULL */
+	int *mlayers, n_mlayers;  /* MiniCPM: the decoder layers captured (--layers) */
+	enum lvd_mcv_map map;     /* MiniCPM: --minicpm-map */
 	struct lvd_comm *comm;    /* the ranks (one without a launcher; dist_glue.h) */
 	struct lvd_ctx *ctx;
 	struct lvd_mllama *m;
@@ -98,6 +111,41 @@ struct export_cfg {
 	int merge, bf16, replace;
 	uint64_t max_shard;
 };
+
+/* One micro-batch's loss inputs, from run.c's schedule and normalisation. */
+struct sft_micro {
+	float lambda, ce_scale;
+	double pair_count;        /* as lvd_lstep_in.pair_count */
+	int backward, dropout_step;
+	const char *const *key_str; /* --word-keys argmax (mllama only) */
+	int key_n;
+};
+
+/* The model-specific parts of lvd-sft behind one interface; the loop (schedule,
+ * accumulation, clipping, optimiser blocks, checkpoints, resume, metrics, eval pack, data
+ * parallel) is run.c's for every model. model.c: mllama; model_mcv.c: MiniCPM-V. */
+struct sft_model {
+	const char *name;         /* config.json model_type */
+	/* Loads o->model into t: LoRA (t->lora, t->dlora, n_lora) or --full; grads = 1 also
+	 * sets up the gradients (t->grad_flat, n_grad_flat; a run), 0 only the weights (export). */
+	int (*setup)(struct trainer *t, int grads, struct lvd_error *err);
+	/* t->lcfg (and MiniCPM's captured layers) from the options, checked. */
+	int (*latt)(struct trainer *t, struct lvd_error *err);
+	/* The loader options this model needs (kind, heads, image processor, checks). */
+	void (*loader_opts)(const struct trainer *t, struct lvd_loader_opts *lo);
+	void (*zero_grads)(struct trainer *t);
+	void (*set_eval)(struct trainer *t, int eval);
+	/* One micro-batch: forward + Lavender loss (+ backward); the model's gradients and
+	 * dal (may be NULL) ACCUMULATE; out gets ce, latt, pairs. */
+	int (*micro)(struct trainer *t, const struct lvd_loader_batch *b, const struct sft_micro *mi, float *dal,
+		     struct lvd_lstep_out *out, struct lvd_error *err);
+	/* The model part of an export folder into dir (the Aligner is export_to's). */
+	int (*export)(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err);
+	void (*free)(struct trainer *t);
+};
+extern const struct sft_model sft_mllama, sft_minicpmv;
+/* The interface of a LVD_LOADER_* kind. */
+const struct sft_model *sft_model_of(int kind);
 
 /* run.c: the options that must not change on resume (run.json "params", state.json
  * "options"); the Aligner/aggregation/layer options into c (checked). */

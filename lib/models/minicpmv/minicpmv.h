@@ -179,6 +179,11 @@ struct lvd_minicpmv_lora_cfg {
 int lvd_minicpmv_add_lora(struct lvd_minicpmv *m, const struct lvd_minicpmv_lora_cfg *cfg, struct lvd_error *err);
 size_t lvd_minicpmv_nlora(const struct lvd_minicpmv *m);
 struct lvd_minicpmv_lora *lvd_minicpmv_lora_at(struct lvd_minicpmv *m, size_t i);
+/* Every adapter's A and B in one block (*n floats, 16-float padding between tensors stays
+ * 0), and their gradients at the same offsets: an optimiser's or an all-reduce's view.
+ * NULL and 0 before lvd_minicpmv_add_lora. */
+float *lvd_minicpmv_lora_params(struct lvd_minicpmv *m, size_t *n);
+float *lvd_minicpmv_lora_grads(struct lvd_minicpmv *m, size_t *n);
 /* eval = 1: adapters without dropout */
 void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
 
