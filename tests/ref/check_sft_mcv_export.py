@@ -3,8 +3,10 @@
 golden MiniCPM-V (tests/cli/test_lvd_sft_mcv.sh) into the reference model of
 gen_minicpmv_train.py with PEFT and checks: no missing or unexpected keys, adapters on
 exactly the LLM's q/k/v/o_proj of every layer (none on the vision tower), every LoRA
-weight equal to the file's, and the adapter changes the logits (its B is trained).
-Usage: check_sft_mcv_export.py ADAPTER_DIR   (exit 0: OK, 1: mismatch)"""
+weight equal to the file's, the modules_to_save copies (the resampler with
+--train resampler) equal to the file's, and the adapter changes the logits (its B is
+trained).
+Usage: check_sft_mcv_export.py ADAPTER_DIR...   (each checked; exit 0: all OK, 1: a mismatch)"""
 import os
 import re
 import sys
@@ -18,10 +20,8 @@ import gen_minicpmv as G  # noqa: E402
 import gen_minicpmv_train as GT  # noqa: E402
 
 
-def main():
+def check(adir):
     from peft import PeftModel
-    torch.set_num_threads(1)
-    adir = sys.argv[1]
     saved = load_file(os.path.join(adir, "adapter_model.safetensors"))
     gio = load_file(os.path.join(G.OUT, "io.safetensors"))
     model = GT.load_model()
@@ -51,6 +51,18 @@ def main():
             print("not in the file:", key)
             return 1
         worst = max(worst, (p.detach() - saved[key]).abs().max().item())
+    params = dict(pm.named_parameters())
+    saves = 0
+    for key, v in saved.items():
+        if ".lora_" in key:
+            continue
+        mod, rest = key[len("base_model.model."):].split(".", 1)
+        name = "base_model.model.%s.modules_to_save.default.%s" % (mod, rest)
+        if name not in params:
+            print("modules_to_save tensor not loaded:", key)
+            return 1
+        worst = max(worst, (params[name].detach() - v).abs().max().item())
+        saves += 1
     layers = len(model.llm.model.layers)
     want = {"base_model.model.llm.model.layers.%d.self_attn.%s" % (l, s)
             for l in range(layers) for s in ("q_proj", "k_proj", "v_proj", "o_proj")}
@@ -61,9 +73,14 @@ def main():
     with torch.no_grad():
         logits, _ = inner.text(ids, bound, inner.features(pix, mask))
     moved = (logits - base).abs().max().item()
-    print("check_sft_mcv_export: %d adapters, max |loaded - file| %.3g, max |logit change| %.3g" %
-          (len(names), worst, moved))
+    print("check_sft_mcv_export: %s: %d adapters, %d modules_to_save tensors, max |loaded - file| %.3g, "
+          "max |logit change| %.3g" % (adir, len(names), saves, worst, moved))
     return 0 if worst == 0.0 and moved > 1e-6 else 1
+
+
+def main():
+    torch.set_num_threads(1)
+    return max(check(d) for d in sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ static uint8_t *make_record(int i, size_t *len, struct lvd_error *e)
 static struct lvd_minicpmv_slice_cfg g_slice;
 static int g_q, g_mcv_bad;
 #define MCV_GRID 6
-static const int mcv_sizes[3][2] = {{40, 30}, {600, 400}, {30, 52}}; /* w, h: 1, 3, 1 pictures */
+static const int mcv_sizes[3][2] = {{40, 30}, {30, 52}, {600, 400}}; /* w, h: 1, 1, 3 pictures */
 
 /* Record i: <bos>, per picture <s> Q x <unk> </s>, 4 prompt tokens, 4 answer tokens with
  * pre-shifted labels; 1 or 2 words whose query rows follow the pictures. */
@@ -420,7 +420,7 @@ static void test_mcv_loader(void)
 		fprintf(stderr, "  %s\n", e.msg);
 	REQUIRE(b);
 	CHECK(b->B == 3 && b->NI == 5 && b->strips && b->mcv && !b->plans && !b->pixel_values);
-	CHECK(b->n_images[0] == 1 && b->n_images[1] == 3 && b->n_images[2] == 1);
+	CHECK(b->n_images[0] == 1 && b->n_images[1] == 1 && b->n_images[2] == 3);
 	int64_t nlab = 0, tok = 0, pairs = 0;
 	for (int i = 0, pic = 0; i < b->B; i++) {
 		size_t len = 0;
@@ -502,6 +502,37 @@ static void test_mcv_errors(void)
 	int kind = -1;
 	CHECK(lvd_loader_model_kind(model, &kind, &e) == 0 && kind == LVD_LOADER_MINICPMV);
 	CHECK(lvd_loader_model_kind(mmodel, &kind, &e) == 0 && kind == LVD_LOADER_MLLAMA);
+}
+
+/* lvd_minicpmv_make_mutable (lvd-sft --full): the same logits from the writable copy,
+ * every weight listed by hub name, and a write to one reaching the forward. */
+static void test_mcv_mutable(void)
+{
+	struct lvd_error e = {0};
+	struct lvd_minicpmv *m = NULL;
+	REQUIRE(lvd_minicpmv_load(&m, lvd_test_path(MCV_MODEL), &e) == 0);
+	const struct lvd_minicpmv_param *p = NULL;
+	CHECK(lvd_minicpmv_params(m, &p) == 0 && !p);
+	const int ids[6] = {1, 17, 33, 5, 90, 2};
+	struct lvd_minicpmv_batch b = {.B = 1, .T = 6, .input_ids = ids};
+	const size_t nv = (size_t)6 * lvd_minicpmv_cfg(m)->vocab;
+	float *l0 = malloc(nv * sizeof *l0);
+	REQUIRE(lvd_minicpmv_forward(m, &b, &e) == 0);
+	memcpy(l0, lvd_minicpmv_logits(m), nv * sizeof *l0);
+	REQUIRE(lvd_minicpmv_make_mutable(m, &e) == 0);
+	CHECK(lvd_minicpmv_make_mutable(m, &e) == 0);
+	size_t np = lvd_minicpmv_params(m, &p), head = np;
+	for (size_t i = 0; i < np; i++)
+		if (!strcmp(p[i].name, "llm.lm_head.weight"))
+			head = i;
+	CHECK(np > 40 && head < np && !strcmp(p[0].name, "vpm.embeddings.patch_embedding.weight"));
+	REQUIRE(lvd_minicpmv_forward(m, &b, &e) == 0);
+	CHECK(!memcmp(l0, lvd_minicpmv_logits(m), nv * sizeof *l0));
+	p[head].data[0] += 1.0f;
+	REQUIRE(lvd_minicpmv_forward(m, &b, &e) == 0);
+	CHECK(memcmp(l0, lvd_minicpmv_logits(m), nv * sizeof *l0) != 0);
+	free(l0);
+	lvd_minicpmv_free(m);
 }
 
 /* --mcv-grads: lvd-sft's defaults for MiniCPM-V, the first step by hand. */
@@ -606,7 +637,8 @@ int main(int argc, char **argv)
 		return compare(argv[2], argv[3], atof(argv[4]), argc > 5 ? argv[5] : NULL);
 	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_sft.XXXXXX");
 	LVD_ASSERT(mkdtemp(g_tmp));
-	static const struct lvd_test tests[] = {TEST(test_fixture_loader), TEST(test_mcv_loader), TEST(test_mcv_errors), {0}};
+	static const struct lvd_test tests[] = {TEST(test_fixture_loader), TEST(test_mcv_loader), TEST(test_mcv_errors),
+						TEST(test_mcv_mutable), {0}};
 	int rc = lvd_test_main(argc, argv, tests);
 	char cmd[400];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);

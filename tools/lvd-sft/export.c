@@ -177,7 +177,14 @@ int cmd_export(int argc, char **argv)
 		json_decref(st);
 		return 1;
 	}
-	if (o.full && parse_groups(jstr(po, "train", "vision,projector,text,cross"), &o.train_mask, &err)) {
+	if (o.full && o.model_kind == LVD_LOADER_MINICPMV) {
+		lvd_error_log("%s: a --full MiniCPM-V checkpoint: there is no MiniCPM-V full-model save yet (its trained "
+			      "weights are in state.safetensors under their hub names)", p);
+		json_decref(st);
+		return 1;
+	}
+	const char *tr = jstr(po, "train", o.full ? "vision,projector,text,cross" : NULL);
+	if (tr && parse_groups(sft_model_of(o.model_kind), tr, &o.train_mask, &err)) {
 		lvd_error_log("%s: options.train: %s", p, err.msg);
 		json_decref(st);
 		return 1;
@@ -206,16 +213,9 @@ int cmd_export(int argc, char **argv)
 		goto fail;
 	}
 	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
-	if (lvd_st_open(&sf, p, &err) || (!o.full && load_block(sf, "lora", t.lora, t.n_lora, &err)) ||
-	    load_block(sf, "aligner", t.al, t.n_al, &err))
+	/* the trained tensors (LoRA block; --full: the groups' parameters) over the base's */
+	if (lvd_st_open(&sf, p, &err) || t.mo->load_trained(&t, sf, &err) || load_block(sf, "aligner", t.al, t.n_al, &err))
 		goto fail;
-	/* --full (mllama): the trained groups' parameters replace the base's */
-	for (size_t i = 0; o.full && i < lvd_mllama_nparams(t.m); i++) {
-		struct lvd_mllama_param *pa = lvd_mllama_param_at(t.m, i);
-		if ((lvd_mllama_param_group(lvd_mllama_cfg(t.m), pa->name) & o.train_mask) &&
-		    load_block(sf, pa->name, pa->data, pa->numel, &err))
-			goto fail;
-	}
 	if (export_to(&t, eo.out, &eo.cfg, &err))
 		goto fail;
 	ret = 0;

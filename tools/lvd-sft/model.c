@@ -38,6 +38,65 @@ static int ml_setup(struct trainer *t, int grads, struct lvd_error *err)
 	return 0;
 }
 
+/* Optimiser blocks. LoRA: {lora}. --full: the trainable parameters lie in the model's one
+ * parameter block (and their gradients at the same offsets in its one gradient block);
+ * each maximal run of consecutive trainable parameters is one block "model" (all four
+ * groups: the whole parameter block) with per-tensor offsets for the clipping norm;
+ * frozen groups get no block and no moments. */
+static int ml_blocks(struct trainer *t, struct lvd_error *err)
+{
+	const struct opts *o = t->o;
+	size_t np = o->full ? lvd_mllama_nparams(t->m) : 0;
+	t->blocks = calloc(np + 2, sizeof *t->blocks);
+	t->toff = calloc(np + 2, sizeof *t->toff);
+	if (!t->blocks || !t->toff)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	int nb = 0;
+	if (!o->full) {
+		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
+	} else {
+		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
+		for (size_t i = 0; i < np;) {
+			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
+			if (!(lvd_mllama_param_group(c, p0->name) & o->train_mask)) {
+				i++;
+				continue;
+			}
+			size_t j = i;
+			while (j < np && (lvd_mllama_param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
+				j++;
+			size_t *off = malloc((j - i + 1) * sizeof *off);
+			if (!off)
+				return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+			for (size_t k = i; k < j; k++)
+				off[k - i] = (size_t)(lvd_mllama_param_at(t->m, k)->data - p0->data);
+			struct lvd_mllama_param *pl = lvd_mllama_param_at(t->m, j - 1);
+			size_t n = (size_t)(pl->data - p0->data) + pl->numel;
+			off[j - i] = n;
+			t->toff[nb] = off;
+			t->blocks[nb++] = (struct lvd_param_block){"model", p0->data, p0->grad, n, o->wd, off, (int)(j - i)};
+			i = j;
+		}
+	}
+	t->n_blocks = nb;
+	return 0;
+}
+
+/* export: the LoRA block, or (--full) the trained groups' parameters over the base's. */
+static int ml_load_trained(struct trainer *t, struct lvd_st *sf, struct lvd_error *err)
+{
+	if (!t->o->full)
+		return load_block(sf, "lora", t->lora, t->n_lora, err);
+	for (size_t i = 0; i < lvd_mllama_nparams(t->m); i++) {
+		struct lvd_mllama_param *pa = lvd_mllama_param_at(t->m, i);
+		int rc = (lvd_mllama_param_group(lvd_mllama_cfg(t->m), pa->name) & t->o->train_mask) ?
+			load_block(sf, pa->name, pa->data, pa->numel, err) : 0;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int ml_latt(struct trainer *t, struct lvd_error *err)
 {
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t->m);
@@ -96,8 +155,11 @@ static void ml_free(struct trainer *t)
 	t->m = NULL;
 }
 
-const struct sft_model sft_mllama = {"mllama", ml_setup, ml_latt, ml_loader_opts, ml_zero_grads, ml_set_eval,
-				     ml_micro, ml_export, ml_free};
+/* in LVD_MLLAMA_* bit order */
+static const char *const ML_GROUPS[4] = {"vision", "projector", "text", "cross"};
+
+const struct sft_model sft_mllama = {"mllama", ML_GROUPS, 4, ml_setup, ml_blocks, ml_load_trained, ml_latt,
+				     ml_loader_opts, ml_zero_grads, ml_set_eval, ml_micro, ml_export, ml_free};
 
 const struct sft_model *sft_model_of(int kind)
 {

@@ -338,12 +338,7 @@ static int on_opt(int key, const char *arg, void *ctx)
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
 	case O_FULL: o->full = 1; return 0;
-	case O_TRAIN: {
-		struct lvd_error err = {0};
-		if (parse_groups(arg, &o->train_mask, &err))
-			return lvd_cli_usage_error("--train: %s", err.msg);
-		return 0;
-	}
+	case O_TRAIN: o->train_arg = arg; return 0;
 	case O_CE_WARMUP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-warmup", &o->ce_warmup);
 	case O_CE_RAMP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-ramp", &o->ce_ramp);
 	case O_EVAL_PACK: o->eval_pack = arg; return 0;
@@ -384,30 +379,30 @@ static int on_opt(int key, const char *arg, void *ctx)
 	return lvd_cli_usage_error("unhandled option");
 }
 
-/* in LVD_MLLAMA_* bit order */
-static const char *const GROUP_NAMES[4] = {"vision", "projector", "text", "cross"};
-
-void group_names(unsigned mask, char *buf, size_t cap)
+void group_names(const struct sft_model *mo, unsigned mask, char *buf, size_t cap)
 {
 	size_t n = 0;
 	buf[0] = 0;
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < mo->n_groups; k++)
 		if (mask & (1u << k))
-			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", GROUP_NAMES[k]);
+			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", mo->groups[k]);
 }
 
-int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err)
+int parse_groups(const struct sft_model *mo, const char *arg, unsigned *mask, struct lvd_error *err)
 {
 	*mask = 0;
 	const char *p = arg;
 	while (*p) {
 		size_t n = strcspn(p, ",");
 		int k = 0;
-		while (k < 4 && (strlen(GROUP_NAMES[k]) != n || strncmp(p, GROUP_NAMES[k], n)))
+		while (k < mo->n_groups && (strlen(mo->groups[k]) != n || strncmp(p, mo->groups[k], n)))
 			k++;
-		if (k == 4)
-			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of vision, projector, text, cross",
-					     (int)n, p);
+		if (k == mo->n_groups) {
+			char list[160] = "";
+			for (int j = 0; j < mo->n_groups; j++)
+				snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", mo->groups[j]);
+			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of %s", (int)n, p, list);
+		}
 		*mask |= 1u << k;
 		p += n + (p[n] == ',');
 	}
@@ -453,10 +448,11 @@ json_t *params_json(const struct opts *o)
 		json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
 	if (o->ce_ramp)
 		json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
-	if (o->full) {
+	if (o->full || o->train_mask) {
 		char g[64];
-		group_names(o->train_mask, g, sizeof g);
-		json_object_set_new(p, "full", json_true());
+		group_names(sft_model_of(o->model_kind), o->train_mask, g, sizeof g);
+		if (o->full)
+			json_object_set_new(p, "full", json_true());
 		json_object_set_new(p, "train", json_string(g));
 	}
 	if (o->argmax_keys) /* only when set: run.json of earlier runs stays comparable */
@@ -475,7 +471,8 @@ json_t *params_json(const struct opts *o)
  * LVD_SFT_HANG_AT=N makes the process stop answering after update N (multi-rank fault
  * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R.
  * LVD_SFT_DUMP_GRADS=FILE: rank 0 writes the first step's reduced gradients (before
- * clipping; "lora_grad" = the flat model block, "aligner_grad") to FILE (plumbing tests). */
+ * clipping; "lora_grad" = the flat model block, "aligner_grad", "model_grad2" = the second
+ * block when there is one) to FILE (plumbing tests; not with ZeRO-1). */
 static int64_t env_step(const char *name)
 {
 	const char *s = getenv(name);
@@ -491,6 +488,9 @@ static int dump_grads(const struct trainer *t, const char *path, struct lvd_erro
 	int rc = lvd_st_writer_add(w, "lora_grad", LVD_DT_F32, 1, sg, t->grad_flat, err);
 	if (!rc)
 		rc = lvd_st_writer_add(w, "aligner_grad", LVD_DT_F32, 1, sa, t->dal, err);
+	int64_t s2[1] = {(int64_t)t->n_grad_flat2};
+	if (!rc && t->n_grad_flat2)
+		rc = lvd_st_writer_add(w, "model_grad2", LVD_DT_F32, 1, s2, t->grad_flat2, err);
 	if (!rc)
 		rc = lvd_st_writer_write(w, path, err);
 	lvd_st_writer_free(w);
@@ -696,6 +696,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		double stats[4] = {ce_sum, att_sum, nsamp, (double)kpairs}, comm_s = 0;
 		const uint64_t bytes0 = lvd_comm_bytes_sent(t->comm);
 		float norm = 0;
+		if (!t->zero && t->n_grad_flat2 && W > 1 &&
+		    lvd_comm_all_reduce(t->comm, t->grad_flat2, t->n_grad_flat2, LVD_COMM_F32, LVD_COMM_SUM, &err)) {
+			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
+			return 1;
+		}
 		if (t->zero ? sft_dist_zero_reduce(t->comm, t->zero, t->ctx, o->clip, stats, 4, &norm, &comm_s, &err) :
 			      sft_dist_reduce_step(t->comm, t->grad_flat, t->n_grad_flat, t->dal, t->n_al, stats, 4,
 						   &comm_s, &err)) {
@@ -781,48 +786,14 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	return 0;
 }
 
-/* Optimiser blocks. LoRA: {lora, aligner}. --full: the trainable parameters lie in the
- * model's one parameter block (and their gradients at the same offsets in its one
- * gradient block); each maximal run of consecutive trainable parameters is one block
- * "model" (all four groups: the whole parameter block) with per-tensor offsets for the
- * clipping norm; frozen groups get no block and no moments. Then the aligner. */
+/* Optimiser blocks: the model's (struct sft_model blocks: LoRA, or the trained ranges of
+ * --full), then the aligner. */
 static int setup_blocks(struct trainer *t, struct lvd_error *err)
 {
-	const struct opts *o = t->o;
-	size_t np = o->full ? lvd_mllama_nparams(t->m) : 0;
-	t->blocks = calloc(np + 2, sizeof *t->blocks);
-	t->toff = calloc(np + 2, sizeof *t->toff);
-	if (!t->blocks || !t->toff)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	int nb = 0;
-	if (!o->full) {
-		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
-	} else {
-		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
-		for (size_t i = 0; i < np;) {
-			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
-			if (!(lvd_mllama_param_group(c, p0->name) & o->train_mask)) {
-				i++;
-				continue;
-			}
-			size_t j = i;
-			while (j < np && (lvd_mllama_param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
-				j++;
-			size_t *off = malloc((j - i + 1) * sizeof *off);
-			if (!off)
-				return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			for (size_t k = i; k < j; k++)
-				off[k - i] = (size_t)(lvd_mllama_param_at(t->m, k)->data - p0->data);
-			struct lvd_mllama_param *pl = lvd_mllama_param_at(t->m, j - 1);
-			size_t n = (size_t)(pl->data - p0->data) + pl->numel;
-			off[j - i] = n;
-			t->toff[nb] = off;
-			t->blocks[nb++] = (struct lvd_param_block){"model", p0->data, p0->grad, n, o->wd, off, (int)(j - i)};
-			i = j;
-		}
-	}
-	t->blocks[nb++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, o->wd, NULL, 0};
-	t->n_blocks = nb;
+	int rc = t->mo->blocks(t, err);
+	if (rc)
+		return rc;
+	t->blocks[t->n_blocks++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, t->o->wd, NULL, 0};
 	return 0;
 }
 
@@ -1003,22 +974,22 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--model DIR is required");
 	if (o.full && o.lora_set)
 		return lvd_cli_usage_error("--full and --lora exclude each other");
-	if (o.train_mask && !o.full)
-		return lvd_cli_usage_error("--train needs --full");
-	if (o.full && !o.train_mask)
-		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
 	{
 		struct lvd_error kerr = {0};
 		if (lvd_loader_model_kind(o.model, &o.model_kind, &kerr)) {
 			lvd_error_log("%s", kerr.msg);
 			return kerr.code == LVD_ERR_UNSUPPORTED ? 2 : 1;
 		}
+		if (o.train_arg && parse_groups(sft_model_of(o.model_kind), o.train_arg, &o.train_mask, &kerr))
+			return lvd_cli_usage_error("--train: %s", kerr.msg);
 	}
-	if (o.model_kind == LVD_LOADER_MINICPMV) {
+	const int mcv = o.model_kind == LVD_LOADER_MINICPMV;
+	if (o.train_mask && !o.full && !(mcv && o.train_mask == SFT_MCV_RESAMPLER))
+		return lvd_cli_usage_error(mcv ? "--train needs --full (with LoRA only 'resampler')" : "--train needs --full");
+	if (o.full && !o.train_mask)
+		o.train_mask = (1u << sft_model_of(o.model_kind)->n_groups) - 1;
+	if (mcv) {
 		/* what the mllama-only options mean nothing for */
-		if (o.full)
-			return lvd_cli_usage_error("--full: MiniCPM-V trains LoRA only for now (its weights load read-only "
-						   "and there is no full-model save)");
 		if (o.plan_only || o.max_memory)
 			return lvd_cli_usage_error("--plan-only / --max-memory: the memory plan models mllama only");
 		if (o.argmax_keys)

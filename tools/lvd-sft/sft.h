@@ -34,7 +34,8 @@ struct opts {
 	int al_hidden;
 	int lora_set;             /* --lora given (refused with --full) */
 	int full;                 /* --full: full fine-tuning of the groups in train_mask */
-	unsigned train_mask;      /* LVD_MLLAMA_* groups (--train) */
+	unsigned train_mask;      /* the model's groups (--train; struct sft_model groups) */
+	const char *train_arg;    /* --train as given (parsed once the model is known) */
 	int64_t ce_warmup, ce_ramp;   /* --ce-warmup P, --ce-ramp R */
 	const char *eval_pack;    /* --eval-pack DIR */
 	int64_t eval_every;       /* --eval-every N (0: only at the end) */
@@ -52,11 +53,12 @@ struct opts {
 	int geometry_set;         /* --geometry given (mllama only) */
 };
 
-/* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
- * group_names: "vision,projector,text,cross" (canonical order) of a mask into buf;
- * parse_groups: the reverse. */
-void group_names(unsigned mask, char *buf, size_t cap);
-int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err);
+struct sft_model;
+/* Parameter groups of --train: bit k = mo->groups[k] (mllama: LVD_MLLAMA_* masks,
+ * lvd_mllama_param_group). group_names: e.g. "vision,projector,text,cross" (canonical
+ * order) of a mask into buf; parse_groups: the reverse. */
+void group_names(const struct sft_model *mo, unsigned mask, char *buf, size_t cap);
+int parse_groups(const struct sft_model *mo, const char *arg, unsigned *mask, struct lvd_error *err);
 
 /* One tensor of a checkpoint: its name in state.safetensors and where it lives. */
 struct ckpt_tensor {
@@ -64,8 +66,6 @@ struct ckpt_tensor {
 	float *p;
 	size_t n;
 };
-
-struct sft_model;
 
 struct trainer {
 	struct opts *o;
@@ -102,6 +102,10 @@ struct trainer {
 	 * model's whole gradient block (lvd_mllama_grad_block; frozen groups' entries stay 0) */
 	float *grad_flat;
 	size_t n_grad_flat;
+	/* a second flat gradient block (MiniCPM-V: the vision tower + resampler gradients when
+	 * they train), all-reduced after grad_flat; NULL/0 otherwise */
+	float *grad_flat2;
+	size_t n_grad_flat2;
 	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
 	int n_keys;
 };
@@ -126,9 +130,17 @@ struct sft_micro {
  * parallel) is run.c's for every model. model.c: mllama; model_mcv.c: MiniCPM-V. */
 struct sft_model {
 	const char *name;         /* config.json model_type */
+	const char *const *groups; /* --train group names in bit order */
+	int n_groups;
 	/* Loads o->model into t: LoRA (t->lora, t->dlora, n_lora) or --full; grads = 1 also
 	 * sets up the gradients (t->grad_flat, n_grad_flat; a run), 0 only the weights (export). */
 	int (*setup)(struct trainer *t, int grads, struct lvd_error *err);
+	/* t->blocks (calloc'd with one free slot for the Aligner's block, which run.c appends),
+	 * t->toff and t->n_blocks: the model's AdamW blocks, LoRA ("lora") and/or trained
+	 * parameters; a block without toff is one checkpoint tensor of the block's name. */
+	int (*blocks)(struct trainer *t, struct lvd_error *err);
+	/* export: the trained model tensors of checkpoint sf (LoRA block, trained groups). */
+	int (*load_trained)(struct trainer *t, struct lvd_st *sf, struct lvd_error *err);
 	/* t->lcfg (and MiniCPM's captured layers) from the options, checked. */
 	int (*latt)(struct trainer *t, struct lvd_error *err);
 	/* The loader options this model needs (kind, heads, image processor, checks). */
@@ -144,6 +156,8 @@ struct sft_model {
 	void (*free)(struct trainer *t);
 };
 extern const struct sft_model sft_mllama, sft_minicpmv;
+/* MiniCPM-V's --train groups: vpm.*, resampler.*, llm.* */
+enum { SFT_MCV_VISION = 1, SFT_MCV_RESAMPLER = 2, SFT_MCV_LLM = 4 };
 /* The interface of a LVD_LOADER_* kind. */
 const struct sft_model *sft_model_of(int kind);
 
