@@ -52,8 +52,11 @@ att2=$(tail -1 "$T_TMP/d/metrics.jsonl" | sed 's/.*"att":\([0-9.e+-]*\).*/\1/')
 awk -v a="$att1" -v b="$att2" 'BEGIN { exit !(b < a && a > 0) }' && pass || fail "L_att $att1 -> $att2: not lower"
 grep -q '"model_type": *"minicpmv"' "$T_TMP/d/run.json" && grep -q '"minicpm_map": *"rollout"' "$T_TMP/d/run.json" &&
 	pass || fail "run.json records the model type and map"
-ok "official map" run --pack "$T_TMP/pack1" --out "$T_TMP/o" --max-steps 2 --minicpm-map official --layers 1
-grep -q '"att":0[.][0-9]*[1-9]' "$T_TMP/o/metrics.jsonl" && pass || fail "official map: L_att > 0"
+ok "official map + eval pack" run --pack "$T_TMP/pack1" --out "$T_TMP/o" --max-steps 2 --minicpm-map official \
+	--layers 1 --eval-pack "$T_TMP/pack2" --batch 1
+grep -v '"eval"' "$T_TMP/o/metrics.jsonl" | grep -q '"att":0[.][0-9]*[1-9]' && pass || fail "official map: L_att > 0"
+grep '"eval":true' "$T_TMP/o/metrics.jsonl" | grep '"samples":2' | grep -q '"att":0[.][0-9]*[1-9]' && pass ||
+	fail "eval pack: one line over both records with L_att > 0"
 
 # Plumbing: lvd-sft's first step = lvd_lstep_mcv_run by hand (defaults, batch 2).
 LVD_SFT_DUMP_GRADS="$T_TMP/g.safetensors" run --pack "$T_TMP/pack" --out "$T_TMP/p" --batch 2 --max-steps 1 \

@@ -56,7 +56,7 @@ static const char DESC[] =
 	"Before the first step it prints the memory plan of one rank (stderr, run.json \"plan\");\n"
 	"--max-memory refuses a plan over the limit, --plan-only prints the plan and exits.\n"
 	"The model is --model's config.json model_type: mllama (Llama 3.2 Vision) or minicpmv\n"
-	"(MiniCPM-Llama3-V-2.5: LoRA only, a pack of MiniCPM records, --minicpm-map).\n"
+	"(MiniCPM-Llama3-V-2.5: a pack of MiniCPM records, --minicpm-map; no full-model save yet).\n"
 	"See docs/sft.md.";
 
 enum {
@@ -101,7 +101,9 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_GEOMETRY] = {"geometry", 0, "G", "mllama attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
 	[O_FULL] = {"full", 0, NULL, "full fine-tuning instead of LoRA (of the --train groups; not with --lora)"},
-	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four)"},
+	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four); "
+					 "MiniCPM-V: of vision,resampler,llm (default all three), or resampler alone with LoRA "
+					 "(PEFT modules_to_save)"},
 	[O_CE_WARMUP] = {"ce-warmup", 0, "P", "attention-only warm-up: CE x 1e-7 for the first P steps (default 0)"},
 	[O_CE_RAMP] = {"ce-ramp", 0, "R", "after the warm-up, CE x min(1, (t - P)/R) at 0-based step t (default 0 = none)"},
 	[O_EVAL_PACK] = {"eval-pack", 0, "DIR", "lvd-pack folder evaluated (forward only) every --eval-every steps and at the end"},
