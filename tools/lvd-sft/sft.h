@@ -1,7 +1,8 @@
 /* tools/lvd-sft/sft.h — state shared by the lvd-sft sources (not a public header):
  * the run options (run.c parses them), the trainer state, and the functions the files
  * call across: run.c (options, training loop, cmd_run), ckpt.c (checkpoints: save,
- * load, scan, prune), export.c (export folders, cmd_export, cmd_inspect). */
+ * load, scan, prune), export.c (export folders, cmd_export, cmd_inspect), and the model
+ * parts behind struct sft_model: model.c (mllama), model_mcv.c (MiniCPM-V). */
 #ifndef LVD_SFT_H
 #define LVD_SFT_H
 
