@@ -19,6 +19,7 @@
 #include "io/splits.h"
 #include "lavender/geometry.h"
 #include "lavender/packrec.h"
+#include "train/loader_mcv.h"
 
 #define PATH_CAP 4096
 
@@ -38,6 +39,7 @@ struct sample {
 	int mask[LVD_GEOM_MAX_TILES];
 	struct lvd_latt_plan plan;
 	int has_plan;
+	struct loader_mcv_samp *mcv; /* MiniCPM: pictures and words */
 	int rc;
 	struct lvd_error err;
 };
@@ -52,10 +54,17 @@ struct slot {
 	struct lvd_loader_batch b;
 	struct sample *s;          /* [batch] */
 	size_t cap_ids, cap_lab, cap_cm, cap_rows;  /* capacities of the growing arrays */
+	/* MiniCPM: the samples' parts for loader_mcv_assemble ([batch] each) */
+	struct loader_mcv_bufs mb;
+	struct loader_mcv_samp **mcvp;
+	uint32_t **rowp;
+	int *Rp;
 };
 
 struct lvd_loader {
 	struct lvd_loader_opts o;
+	int mcv;                   /* model_kind MiniCPM */
+	struct loader_mcv_cfg mc;
 	struct lvd_mllama_image_cfg img;
 	int TL;
 	size_t tile_floats;        /* 3·tile·tile */
@@ -262,7 +271,7 @@ static int model_defaults(struct lvd_loader *l, struct lvd_error *err)
 	char path[PATH_CAP];
 	snprintf(path, sizeof path, "%s/config.json", model);
 	int rc = 0;
-	if (l->o.image.tile == 0 && (rc = lvd_loader_image_cfg(&l->img, model, err)))
+	if (!l->mcv && l->o.image.tile == 0 && (rc = lvd_loader_image_cfg(&l->img, model, err)))
 		return rc;
 	if (l->o.pad_id < 0) {
 		struct lvd_json j;
@@ -275,6 +284,8 @@ static int model_defaults(struct lvd_loader *l, struct lvd_error *err)
 		lvd_json_release(&j);
 		if (rc)
 			return rc;
+		if (pad < 0 && l->mcv)
+			pad = 0; /* causal decoder: right padding is never attended by real tokens */
 		if (pad < 0)
 			return lvd_error_set(err, LVD_ERR_INVALID, "%s: no text_config.pad_token_id (give the loader a pad id)",
 					     path);
@@ -502,6 +513,29 @@ static int load_image(struct lvd_loader *l, struct lvd_image *im, const struct l
 	return 0;
 }
 
+/* The sample's capture rows: the sorted distinct query positions (the plan's rule). */
+static int capture_rows(struct sample *s, const struct lvd_packrec *rec, const char *where, struct lvd_error *err)
+{
+	size_t nq = 0;
+	for (uint32_t w = 0; w < rec->W; w++)
+		nq += rec->words[w].n_query;
+	if (!nq)
+		return 0;
+	if (!(s->rows = lvd_alloc_array(nq, sizeof *s->rows)))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "%s: capture rows", where);
+	size_t k = 0;
+	for (uint32_t w = 0; w < rec->W; w++)
+		for (uint32_t q = 0; q < rec->words[w].n_query; q++)
+			s->rows[k++] = rec->words[w].query[q];
+	qsort(s->rows, nq, sizeof *s->rows, cmp_u32);
+	size_t R = 0;
+	for (size_t j = 0; j < nq; j++)
+		if (!R || s->rows[R - 1] != s->rows[j])
+			s->rows[R++] = s->rows[j];
+	s->R = (int)R;
+	return 0;
+}
+
 static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 {
 	struct sample *s = &sl->s[i];
@@ -523,6 +557,22 @@ static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 	free(buf);
 	if (rc)
 		goto out;
+	if (!(rec.flags & LVD_PACKREC_MCV) != !l->mcv) {
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: %s record, the model is %s", where,
+				   lvd_loader_model_name(!!(rec.flags & LVD_PACKREC_MCV)), lvd_loader_model_name(l->mcv));
+		goto out;
+	}
+	if (capture_rows(s, &rec, where, err)) {
+		rc = LVD_ERR_NOMEM;
+		goto out;
+	}
+	if (l->mcv) {
+		if (l->o.images && (rc = load_image(l, &im, &rec, where, err)))
+			goto out;
+		if ((rc = loader_mcv_sample(&s->mcv, &l->mc, &rec, l->o.images ? &im : NULL, s->rows, s->R, where, err)))
+			goto out;
+		goto common;
+	}
 	if (rec.tile_px != (uint32_t)l->img.tile) {
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: tile_px %u, the image processor uses %d (another model?)", where,
 				   rec.tile_px, l->img.tile);
@@ -560,26 +610,7 @@ static void do_sample(struct lvd_loader *l, struct slot *sl, int i)
 		}
 		s->has_plan = 1;
 	}
-	/* capture rows: the sorted distinct query positions (the plan's rule) */
-	size_t nq = 0;
-	for (uint32_t w = 0; w < rec.W; w++)
-		nq += rec.words[w].n_query;
-	if (nq) {
-		if (!(s->rows = lvd_alloc_array(nq, sizeof *s->rows))) {
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: capture rows", where);
-			goto out;
-		}
-		size_t k = 0;
-		for (uint32_t w = 0; w < rec.W; w++)
-			for (uint32_t q = 0; q < rec.words[w].n_query; q++)
-				s->rows[k++] = rec.words[w].query[q];
-		qsort(s->rows, nq, sizeof *s->rows, cmp_u32);
-		size_t R = 0;
-		for (size_t j = 0; j < nq; j++)
-			if (!R || s->rows[R - 1] != s->rows[j])
-				s->rows[R++] = s->rows[j];
-		s->R = (int)R;
-	}
+common:
 	s->image_token = rec.image_pos < rec.T ? rec.tokens[rec.image_pos] : -1;
 	if (l->o.image_token >= 0 && rec.image_pos < rec.T && s->image_token != l->o.image_token) {
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: image_pos %u holds token %d, not the model's <|image|> %d",
@@ -604,6 +635,7 @@ static void sample_clear(struct sample *s)
 	free(s->rows);
 	if (s->has_plan)
 		lvd_latt_plan_free(&s->plan);
+	loader_mcv_samp_free(s->mcv);
 	memset(s, 0, sizeof *s);
 }
 
@@ -641,12 +673,13 @@ static void assemble(struct lvd_loader *l, struct slot *sl)
 	size_t bt = (size_t)B * T;
 	if (grow((void **)&b->input_ids, &sl->cap_ids, bt ? bt : 1, sizeof(int)) ||
 	    grow((void **)&b->labels, &sl->cap_lab, bt ? bt : 1, sizeof(int)) ||
-	    grow((void **)&b->cross_attention_mask, &sl->cap_cm, bt ? bt * TL : 1, sizeof(int)) ||
+	    (!l->mcv && grow((void **)&b->cross_attention_mask, &sl->cap_cm, bt ? bt * TL : 1, sizeof(int))) ||
 	    grow((void **)&b->cap_rows, &sl->cap_rows, nrows ? nrows : 1, sizeof(int))) {
 		sl->rc = lvd_error_set(&sl->err, LVD_ERR_NOMEM, "loader: batch of %d x %d tokens", B, T);
 		return;
 	}
 	int64_t nlab = 0, npairs = 0;
+	const int t0 = l->mcv ? 0 : 1; /* MiniCPM's labels are aligned with the logits */
 	b->cap_off[0] = 0;
 	for (int i = 0; i < B; i++) {
 		const struct sample *s = &sl->s[i];
@@ -654,14 +687,20 @@ static void assemble(struct lvd_loader *l, struct slot *sl)
 		for (int t = 0; t < T; t++) {
 			ids[t] = t < s->len ? s->tokens[t] : l->o.pad_id;
 			lab[t] = t < s->len ? s->labels[t] : -100;
-			nlab += t >= 1 && lab[t] != -100;
+			nlab += t >= t0 && lab[t] != -100;
 		}
 		b->lengths[i] = s->len;
-		b->aspect_ratio_ids[i] = s->aspect_id;
-		for (int t = 0; t < TL; t++)
-			b->aspect_ratio_mask[(size_t)i * TL + t] = s->mask[t];
-		lvd_mllama_cross_mask(b->cross_attention_mask + (size_t)i * T * TL, ids, T, s->image_token, 1, TL,
-				      &s->num_tiles);
+		if (!l->mcv) {
+			b->aspect_ratio_ids[i] = s->aspect_id;
+			for (int t = 0; t < TL; t++)
+				b->aspect_ratio_mask[(size_t)i * TL + t] = s->mask[t];
+			lvd_mllama_cross_mask(b->cross_attention_mask + (size_t)i * T * TL, ids, T, s->image_token, 1, TL,
+					      &s->num_tiles);
+		} else {
+			sl->mcvp[i] = s->mcv;
+			sl->rowp[i] = s->rows;
+			sl->Rp[i] = s->R;
+		}
 		for (int r = 0; r < s->R; r++)
 			b->cap_rows[b->cap_off[i] + r] = (int)s->rows[r];
 		b->cap_off[i + 1] = b->cap_off[i] + s->R;
@@ -671,6 +710,10 @@ static void assemble(struct lvd_loader *l, struct slot *sl)
 	}
 	b->n_label_tokens = nlab;
 	b->n_pairs = npairs;
+	if (l->mcv && B > 0)
+		sl->rc = loader_mcv_assemble(&sl->mb, b, sl->mcvp, sl->rowp, sl->Rp, &sl->err);
+	else if (l->mcv)
+		b->NI = 0;
 }
 
 /* ---- producers ---------------------------------------------------------------------------- */
@@ -786,7 +829,7 @@ static int slots_alloc(struct lvd_loader *l, struct lvd_error *err)
 {
 	const size_t bs = (size_t)l->o.batch;
 	size_t px = 0;
-	if (l->o.images && lvd_size_mul4(&px, bs, (size_t)l->TL, l->tile_floats, 1))
+	if (l->o.images && !l->mcv && lvd_size_mul4(&px, bs, (size_t)l->TL, l->tile_floats, 1))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "loader: pixel buffer size overflows");
 	if (!(l->slots = lvd_calloc_array((size_t)l->o.prefetch, sizeof *l->slots)))
 		return lvd_error_set(err, LVD_ERR_NOMEM, "loader: slots");
@@ -801,15 +844,48 @@ static int slots_alloc(struct lvd_loader *l, struct lvd_error *err)
 		b->cap_off = lvd_alloc_array(bs + 1, sizeof(int));
 		b->records = lvd_alloc_array(bs, sizeof *b->records);
 		b->ids = lvd_calloc_array(bs, sizeof *b->ids);
-		if (l->o.heads > 0)
+		if (l->o.heads > 0 && !l->mcv)
 			b->plans = lvd_calloc_array(bs, sizeof *b->plans);
-		if (l->o.images)
+		if (l->o.images && !l->mcv)
 			b->pixel_values = lvd_alloc_aligned(px, sizeof(float));
+		if (l->mcv) {
+			b->n_images = lvd_alloc_array(bs, sizeof(int));
+			b->mcv = lvd_calloc_array(bs, sizeof *b->mcv);
+			sl->mcvp = lvd_calloc_array(bs, sizeof *sl->mcvp);
+			sl->rowp = lvd_calloc_array(bs, sizeof *sl->rowp);
+			sl->Rp = lvd_calloc_array(bs, sizeof *sl->Rp);
+			if (!b->n_images || !b->mcv || !sl->mcvp || !sl->rowp || !sl->Rp)
+				return lvd_error_set(err, LVD_ERR_NOMEM, "loader: batch buffers (%d samples)", l->o.batch);
+		}
 		if (!sl->s || !b->lengths || !b->aspect_ratio_ids || !b->aspect_ratio_mask || !b->cap_off || !b->records ||
-		    !b->ids || (l->o.heads > 0 && !b->plans) || (l->o.images && !b->pixel_values))
+		    !b->ids || (l->o.heads > 0 && !l->mcv && !b->plans) || (l->o.images && !l->mcv && !b->pixel_values))
 			return lvd_error_set(err, LVD_ERR_NOMEM, "loader: batch buffers (%d samples)", l->o.batch);
 	}
 	return 0;
+}
+
+/* The first record's type against the model kind (records of a pack share it; a stray
+ * one fails when read, named). */
+static int check_kind(struct lvd_loader *l, struct lvd_error *err)
+{
+	if (l->N == 0)
+		return 0;
+	const struct shard *sh = &l->sh[shard_of(l, 0)];
+	char where[PATH_CAP + 1200];
+	snprintf(where, sizeof where, "%s: record 0 ('%s')", lvd_rec_path(sh->r), lvd_rec_id(sh->r, 0));
+	void *buf = NULL;
+	size_t len = 0;
+	struct lvd_packrec rec = {0};
+	int rc = lvd_rec_read(sh->r, 0, &buf, &len, err);
+	if (!rc)
+		rc = lvd_packrec_decode(&rec, buf, len, where, err);
+	free(buf);
+	if (!rc && !(rec.flags & LVD_PACKREC_MCV) != !l->mcv)
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: %s pack (%s), the model%s%s is %s", l->o.pack,
+				   lvd_loader_model_name(!!(rec.flags & LVD_PACKREC_MCV)), where, l->o.model ? " " : "",
+				   l->o.model ? l->o.model : "", lvd_loader_model_name(l->mcv) + (l->mcv ? 2 : 3));
+	lvd_packrec_free(&rec);
+	return rc;
 }
 
 int lvd_loader_open(struct lvd_loader **out, const struct lvd_loader_opts *opts,
@@ -829,17 +905,21 @@ int lvd_loader_open(struct lvd_loader **out, const struct lvd_loader_opts *opts,
 	pthread_cond_init(&l->cv_ready, NULL);
 	if (opts->image.tile == 0)
 		lvd_mllama_image_cfg_default(&l->img);
+	l->mcv = opts->model_kind == LVD_LOADER_MINICPMV;
+	/* the shards first: a pack of the other model type is named as such */
+	if ((rc = open_shards(l, err)) || (rc = check_kind(l, err)))
+		goto fail;
 	if (opts->model && ((rc = lvd_loader_check_model(opts->pack, opts->model, err)) || (rc = model_defaults(l, err))))
+		goto fail;
+	if (l->mcv && (rc = loader_mcv_cfg_load(&l->mc, &l->o, err)))
 		goto fail;
 	if (l->img.tile < 1 || l->img.max_tiles < 1 || l->img.max_tiles > LVD_GEOM_MAX_TILES) {
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "loader: image tile %d, max tiles %d", l->img.tile,
 				   l->img.max_tiles);
 		goto fail;
 	}
-	l->TL = l->img.max_tiles;
+	l->TL = l->mcv ? 1 : l->img.max_tiles;
 	l->tile_floats = (size_t)3 * (size_t)l->img.tile * (size_t)l->img.tile;
-	if ((rc = open_shards(l, err)))
-		goto fail;
 	l->G = (uint64_t)l->o.world * (uint64_t)l->o.batch;
 	l->steps_full = steps_from(l, 0);
 	if (l->steps_full == 0) {
@@ -905,6 +985,10 @@ void lvd_loader_close(struct lvd_loader *l)
 			free(b->plans);
 			free(b->records);
 			free(b->ids);
+			loader_mcv_bufs_free(b);
+			free(sl->mcvp);
+			free(sl->rowp);
+			free(sl->Rp);
 		}
 	free(l->slots);
 	for (size_t k = 0; k < l->nsh; k++)
@@ -1030,7 +1114,7 @@ int lvd_loader_step_counts(struct lvd_loader *l, uint64_t seq, int k, int64_t *l
 			rc = lvd_packrec_decode(&rec, buf, len, where, err);
 		free(buf);
 		if (!rc) {
-			for (uint32_t t = 1; t < rec.T; t++)
+			for (uint32_t t = rec.flags & LVD_PACKREC_MCV ? 0 : 1; t < rec.T; t++)
 				*label_tokens += rec.labels[t] != -100;
 			*pairs += rec.W;
 		}
@@ -1054,4 +1138,45 @@ void lvd_loader_batch_view(const struct lvd_loader_batch *b, struct lvd_mllama_b
 	mb->cross_attention_mask = b->cross_attention_mask;
 	mb->cap_rows = b->cap_rows;
 	mb->cap_off = b->cap_off;
+}
+
+void lvd_loader_batch_view_mcv(const struct lvd_loader_batch *b, struct lvd_minicpmv_batch *mb)
+{
+	memset(mb, 0, sizeof *mb);
+	mb->B = b->B;
+	mb->T = b->T;
+	mb->input_ids = b->input_ids;
+	mb->labels = b->labels;
+	mb->NI = b->NI;
+	mb->Lmax = b->Lmax;
+	mb->pixel_values = b->strips;
+	mb->tgt_sizes = b->tgt_sizes;
+	mb->n_images = b->n_images;
+	mb->image_bound = b->image_bound;
+}
+
+const char *lvd_loader_model_name(int kind)
+{
+	return kind == LVD_LOADER_MINICPMV ? "a MiniCPM-V (minicpmv)" : "an mllama";
+}
+
+int lvd_loader_model_kind(const char *model, int *kind, struct lvd_error *err)
+{
+	char path[PATH_CAP];
+	snprintf(path, sizeof path, "%s/config.json", model);
+	struct lvd_json j;
+	const char *mt = NULL;
+	int rc = lvd_json_load(&j, path, err);
+	if (rc)
+		return rc;
+	rc = lvd_json_get_string_or(&j, "model_type", "", &mt, err);
+	if (!rc && !strcmp(mt, "mllama"))
+		*kind = LVD_LOADER_MLLAMA;
+	else if (!rc && !strcmp(mt, "minicpmv"))
+		*kind = LVD_LOADER_MINICPMV;
+	else if (!rc)
+		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: model_type '%s' (lvd-sft trains mllama and minicpmv)",
+				   path, mt);
+	lvd_json_release(&j);
+	return rc;
 }

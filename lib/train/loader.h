@@ -55,6 +55,23 @@
  * the pack, the options other than threads/prefetch, and its step: it is byte-identical
  * for any thread count.
  *
+ * MiniCPM-Llama3-V-2.5 (model_kind LVD_LOADER_MINICPMV; loader_mcv.c): the pack's records
+ * must be version-2 MCV records (lavender/packrec.h), an mllama pack is refused at open
+ * naming both model types (and a stray record of the other kind by its name). Per sample
+ * the decoded image goes through lvd_minicpmv_preprocess with the model's slice_config;
+ * its slice grid, picture count, every picture's patch grid (th, tw) and query_num must
+ * equal the record's (else LVD_ERR_INVALID naming file, record and the first field that
+ * differs). The batch then holds the pictures of all samples in sample order (NI, Lmax,
+ * strips [NI, 3, ps, Lmax·ps] zero beyond each picture, tgt_sizes [NI, 2], n_images [B],
+ * image_bound [NI, 2] = the record's ranges), tokens and the record's pre-shifted labels
+ * (−100 in the padding; pad id: the config's pad_token_id, else 0 — the decoder is causal
+ * and right padding is never attended by real tokens), the capture rows as above and one
+ * struct lvd_lstep_mcv_sample per sample (its slice grid, N = the record's --grid, rows =
+ * the capture rows, one lvd_latt_word per record word with its fp16 target as floats).
+ * n_label_tokens counts every position with a label (the labels are aligned with the
+ * logits: lvd_minicpmv_loss's count). The mllama fields (pixel_values, aspect ratios,
+ * cross-attention mask, plans) stay NULL.
+ *
  * Errors: LVD_ERR_IO / LVD_ERR_FORMAT / LVD_ERR_INVALID with a message naming the file
  * and, for records, "PACK/train-00003.lvdp: record 17 ('id')". A batch whose sample fails
  * is returned by lvd_loader_next as that error (the lowest failing sample of the batch);
@@ -67,6 +84,8 @@
 
 #include "core/error.h"
 #include "lavender/latt.h"
+#include "lavender/lstep_mcv.h"
+#include "models/minicpmv/minicpmv_proc.h"
 #include "models/mllama/mllama.h"
 
 #ifdef __cplusplus
@@ -77,8 +96,18 @@ extern "C" {
 #define LVD_LOADER_MAX_THREADS 256
 #define LVD_LOADER_MAX_PREFETCH 64
 
+/* The model a pack feeds (model_kind). */
+enum lvd_loader_model {
+	LVD_LOADER_MLLAMA = 0,      /* version-1 records, tiles and cross-attention */
+	LVD_LOADER_MINICPMV = 1,    /* version-2 MCV records, slices and image_bound */
+};
+
 struct lvd_loader_opts {
 	const char *pack;           /* pack folder (required) */
+	int model_kind;             /* enum lvd_loader_model (default mllama) */
+	struct lvd_minicpmv_slice_cfg slice; /* MiniCPM: max_slices == 0 (default): the model
+	                             * folder's slice_config (model required then) */
+	int query_num;              /* MiniCPM: Q; 0 (default): the model's query_num */
 	const char *model;          /* model folder: fingerprint check, image processor and pad
 	                             * id defaults; NULL skips the check (tests, inspection) */
 	int batch;                  /* samples per rank per step, >= 1 */
@@ -129,6 +158,13 @@ struct lvd_loader_batch {
 	const char **ids;           /* [B] sample ids (borrowed from the shard index) */
 	int64_t n_label_tokens;     /* CE label positions of the batch */
 	int64_t n_pairs;            /* matched (sample, word) pairs of the batch */
+	/* MiniCPM (model_kind LVD_LOADER_MINICPMV; else 0 / NULL) */
+	int NI, Lmax;               /* pictures of the batch, longest picture in patches */
+	float *strips;              /* [NI, 3, ps, Lmax·ps]; NULL without images */
+	int *tgt_sizes;             /* [NI, 2] (th, tw) */
+	int *n_images;              /* [B] */
+	int *image_bound;           /* [NI, 2] token ranges [start, end) */
+	struct lvd_lstep_mcv_sample *mcv; /* [B] the Lavender inputs (borrowing the batch) */
 };
 
 struct lvd_loader;
@@ -181,6 +217,15 @@ int lvd_loader_step_counts(struct lvd_loader *l, uint64_t seq, int k, int64_t *l
 
 /* Fills mb (borrowing b's arrays; M = 1) for lvd_mllama_forward. */
 void lvd_loader_batch_view(const struct lvd_loader_batch *b, struct lvd_mllama_batch *mb);
+/* Fills mb (borrowing b's arrays, labels included; no capture) from a MiniCPM batch for
+ * lvd_minicpmv_forward / lvd_lstep_mcv_run. */
+void lvd_loader_batch_view_mcv(const struct lvd_loader_batch *b, struct lvd_minicpmv_batch *mb);
+
+/* The model kind of a model folder: its config.json model_type "mllama" or "minicpmv"
+ * (LVD_ERR_UNSUPPORTED naming the file and the type otherwise; IO/FORMAT errors named). */
+int lvd_loader_model_kind(const char *model, int *kind, struct lvd_error *err);
+/* "mllama" / "MiniCPM-V (minicpmv)": a kind's name in messages. */
+const char *lvd_loader_model_name(int kind);
 
 #ifdef __cplusplus
 }

@@ -26,13 +26,7 @@ int export_to(struct trainer *t, const char *dir, const struct export_cfg *ec, s
 	}
 	if (!ec)
 		ec = &final_cfg;
-	int rc;
-	if (t->o->full || ec->merge) {
-		struct lvd_mllama_save_opts so = {t->o->model, ec->bf16, ec->max_shard, ec->replace};
-		rc = lvd_mllama_save_hf(t->m, dir, &so, err);
-	} else if (!(rc = lvd_mkdir_p(dir, err))) {
-		rc = lvd_mllama_lora_save(t->m, dir, t->o->model, 0, err);
-	}
+	int rc = t->mo->export(t, dir, ec, err);
 	if (rc)
 		return rc;
 	snprintf(p, sizeof p, "%s/aligner.safetensors", dir);
@@ -58,7 +52,8 @@ static const char EXPORT_DESC[] =
 	"W + (alpha/r) B A), the model folder's tokenizer, processor, chat template and\n"
 	"generation files, and the Aligner; it is written into DIR.tmp and renamed, and an\n"
 	"existing non-empty DIR is refused. The run's configuration comes from the\n"
-	"checkpoint's state.json; --model must be the folder the run trained on.";
+	"checkpoint's state.json; --model must be the folder the run trained on. MiniCPM-V\n"
+	"checkpoints export the PEFT adapter (no --merge: there is no full-model save yet).";
 enum { E_MODEL, E_OUT, E_MERGE, E_DTYPE, E_SHARD };
 static const struct lvd_cli_opt EXPORT_OPTS[] = {
 	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
@@ -169,7 +164,27 @@ int cmd_export(int argc, char **argv)
 		o.layers = NULL;
 	o.model = eo.model;
 	o.full = json_is_true(json_object_get(po, "full"));
-	if (o.full && parse_groups(jstr(po, "train", "vision,projector,text,cross"), &o.train_mask, &err)) {
+	o.minicpm_map = jstr(po, "minicpm_map", NULL);
+	struct lvd_error kerr = {0};
+	if (lvd_loader_model_kind(eo.model, &o.model_kind, &kerr)) {
+		lvd_error_log("%s", kerr.msg);
+		json_decref(st);
+		return 1;
+	}
+	if (strcmp(jstr(po, "model_type", "mllama"), sft_model_of(o.model_kind)->name)) {
+		lvd_error_log("%s: the checkpoint trained a %s model, %s is %s", p, jstr(po, "model_type", "mllama"),
+			      eo.model, sft_model_of(o.model_kind)->name);
+		json_decref(st);
+		return 1;
+	}
+	if (o.full && o.model_kind == LVD_LOADER_MINICPMV) {
+		lvd_error_log("%s: a --full MiniCPM-V checkpoint: there is no MiniCPM-V full-model save yet (its trained "
+			      "weights are in state.safetensors under their hub names)", p);
+		json_decref(st);
+		return 1;
+	}
+	const char *tr = jstr(po, "train", o.full ? "vision,projector,text,cross" : NULL);
+	if (tr && parse_groups(sft_model_of(o.model_kind), tr, &o.train_mask, &err)) {
 		lvd_error_log("%s: options.train: %s", p, err.msg);
 		json_decref(st);
 		return 1;
@@ -181,6 +196,7 @@ int cmd_export(int argc, char **argv)
 	int64_t step = json_integer_value(json_object_get(st, "step"));
 	struct trainer t = {0};
 	t.o = &o;
+	t.mo = sft_model_of(o.model_kind);
 	t.step = step;
 	struct lvd_st *sf = NULL;
 	int ret = 1;
@@ -188,18 +204,7 @@ int cmd_export(int argc, char **argv)
 		lvd_error_set(&err, LVD_ERR_FORMAT, "%s: no options.lora_r", p);
 		goto fail;
 	}
-	if (o.full ? lvd_mllama_load(&t.m, eo.model, &err) : lvd_mllama_load_frozen(&t.m, eo.model, &err))
-		goto fail;
-	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	if (!o.full) {
-		struct lvd_mllama_lora_cfg lc = {o.lora_r, (float)o.lora_alpha, (float)o.lora_dropout, 0, o.lora_targets,
-						 o.seed};
-		if (lvd_mllama_add_lora(t.m, &lc, &err))
-			goto fail;
-		t.lora = lvd_mllama_lora_params(t.m, &t.n_lora);
-	}
-	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (apply_latt_opts(&o, &t.lcfg, &err))
+	if (t.mo->setup(&t, 0, &err) || t.mo->latt(&t, &err))
 		goto fail;
 	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
 	t.n_al = t.alay.n_params;
@@ -208,16 +213,9 @@ int cmd_export(int argc, char **argv)
 		goto fail;
 	}
 	snprintf(p, sizeof p, "%s/state.safetensors", ckpt);
-	if (lvd_st_open(&sf, p, &err) || (!o.full && load_block(sf, "lora", t.lora, t.n_lora, &err)) ||
-	    load_block(sf, "aligner", t.al, t.n_al, &err))
+	/* the trained tensors (LoRA block; --full: the groups' parameters) over the base's */
+	if (lvd_st_open(&sf, p, &err) || t.mo->load_trained(&t, sf, &err) || load_block(sf, "aligner", t.al, t.n_al, &err))
 		goto fail;
-	/* --full: the trained groups' parameters replace the base's */
-	for (size_t i = 0; o.full && i < lvd_mllama_nparams(t.m); i++) {
-		struct lvd_mllama_param *pa = lvd_mllama_param_at(t.m, i);
-		if ((lvd_mllama_param_group(mc, pa->name) & o.train_mask) &&
-		    load_block(sf, pa->name, pa->data, pa->numel, &err))
-			goto fail;
-	}
 	if (export_to(&t, eo.out, &eo.cfg, &err))
 		goto fail;
 	ret = 0;
@@ -228,7 +226,7 @@ out:
 	lvd_st_close(sf);
 	json_decref(st);
 	free(t.al);
-	lvd_mllama_free(t.m);
+	t.mo->free(&t);
 	return ret;
 }
 

@@ -1,5 +1,6 @@
 /* lvd-sft run — the Lavender training loop (docs/sft.md): pack loader -> per micro-batch
- * lvd_lstep_run (ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
+ * the model's step (struct sft_model: mllama's lvd_lstep_run in model.c, MiniCPM-V's
+ * lvd_lstep_mcv_run in model_mcv.c; ce_scale * CE + lambda * L_att, backward) -> clip -> schedule -> AdamW over
  * the blocks (LoRA + Aligner, or with --full the trainable ranges of the model's
  * parameter block + Aligner) -> metrics.jsonl (+ --eval-pack evaluations); checkpoints
  * RUN/ckpt-NNNNNN/ with exact resume (ckpt.c); final PEFT adapter or transformers folder
@@ -54,6 +55,8 @@ static const char DESC[] =
 	"--max-steps, --save-every, --threads, --keep and the evaluation and resume options.\n"
 	"Before the first step it prints the memory plan of one rank (stderr, run.json \"plan\");\n"
 	"--max-memory refuses a plan over the limit, --plan-only prints the plan and exits.\n"
+	"The model is --model's config.json model_type: mllama (Llama 3.2 Vision) or minicpmv\n"
+	"(MiniCPM-Llama3-V-2.5: a pack of MiniCPM records, --minicpm-map; no full-model save yet).\n"
 	"See docs/sft.md.";
 
 enum {
@@ -62,13 +65,14 @@ enum {
 	O_LSCHED, O_AL_DEPTH, O_AL_NORM, O_AL_ACT, O_AL_HIDDEN, O_AGG, O_LAYERS, O_GEOMETRY, O_INIT_AL,
 	O_FULL, O_TRAIN, O_CE_WARMUP, O_CE_RAMP, O_EVAL_PACK, O_EVAL_EVERY, O_RESUME, O_NO_RESUME,
 	O_WORD_KEYS, O_NPROC, O_COMM_TIMEOUT, O_ZERO, O_MAX_MEMORY, O_PLAN_ONLY, O_PLAN_DEVICE, O_PLAN_TOKENS,
-	O_PLAN_ROWS, O_RECOMPUTE, O_OVERLAP, O_SHARD_FROZEN,
+	O_PLAN_ROWS, O_RECOMPUTE, O_OVERLAP, O_SHARD_FROZEN, O_MINICPM_MAP,
 };
 static const struct lvd_cli_opt OPTS[] = {
 	[O_MODEL] = {"model", 0, "DIR", "VLM folder (config.json + model.safetensors) (required)"},
 	[O_PACK] = {"pack", 0, "DIR", "lvd-pack output folder (required)"},
 	[O_OUT] = {"out", 'o', "DIR", "run folder: run.json, metrics.jsonl, ckpt-*/, final/ (required)"},
-	[O_LORA] = {"lora", 0, "SPEC", "r=8,alpha=32,dropout=0.05,targets=q_proj,v_proj (default; keys optional)"},
+	[O_LORA] = {"lora", 0, "SPEC", "r=8,alpha=32,dropout=0.05,targets=q_proj,v_proj (default; keys optional; "
+				       "MiniCPM-V's default targets: q_proj,k_proj,v_proj,o_proj of the LLM)"},
 	[O_LAMBDA] = {"lambda", 0, "X", "weight of the attention loss (default 10; 0 = CE only)"},
 	[O_LR] = {"lr", 0, "X", "learning rate (default 1e-4)"},
 	[O_WD] = {"weight-decay", 0, "X", "AdamW decoupled weight decay of LoRA and Aligner (default 0)"},
@@ -92,11 +96,14 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_AL_ACT] = {"aligner-act", 0, "A", "Aligner activation: relu6 (default) | leaky"},
 	[O_AL_HIDDEN] = {"aligner-hidden", 0, "N", "Aligner hidden width (default 32)"},
 	[O_AGG] = {"aggregate", 0, "M", "layers: mean-after (default) | max-after | mean-before | max-before"},
-	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all)"},
-	[O_GEOMETRY] = {"geometry", 0, "G", "attention maps: canvas (default) | official (the official resize)"},
+	[O_LAYERS] = {"layers", 0, "I,J,..", "cross-attention layers used (0-based among the cross layers; default all); "
+					   "MiniCPM-V: the LLM's decoder layers captured (0-based; default all)"},
+	[O_GEOMETRY] = {"geometry", 0, "G", "mllama attention maps: canvas (default) | official (the official resize)"},
 	[O_INIT_AL] = {"init-aligner", 0, "FILE", "start the Aligner from a safetensors file (ours or an official state dict)"},
 	[O_FULL] = {"full", 0, NULL, "full fine-tuning instead of LoRA (of the --train groups; not with --lora)"},
-	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four)"},
+	[O_TRAIN] = {"train", 0, "G,G,..", "with --full: groups trained, of vision,projector,text,cross (default all four); "
+					 "MiniCPM-V: of vision,resampler,llm (default all three), or resampler alone with LoRA "
+					 "(PEFT modules_to_save)"},
 	[O_CE_WARMUP] = {"ce-warmup", 0, "P", "attention-only warm-up: CE x 1e-7 for the first P steps (default 0)"},
 	[O_CE_RAMP] = {"ce-ramp", 0, "R", "after the warm-up, CE x min(1, (t - P)/R) at 0-based step t (default 0 = none)"},
 	[O_EVAL_PACK] = {"eval-pack", 0, "DIR", "lvd-pack folder evaluated (forward only) every --eval-every steps and at the end"},
@@ -126,6 +133,8 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_SHARD_FROZEN] = {"shard-frozen", 0, NULL, "LoRA on several ranks: each rank keeps 1/N of the frozen text "
 						 "layers' weights, gathered layer by layer with prefetch (ZeRO-3; same "
 						 "results, less memory; docs/dist.md)"},
+	[O_MINICPM_MAP] = {"minicpm-map", 0, "M", "MiniCPM-V attention maps: rollout (default: through the resampler onto "
+						  "each picture's patch grid) | official (the pseudo-grid of the image tokens)"},
 	{0},
 };
 
@@ -238,6 +247,7 @@ static int parse_lora(struct opts *o, const char *arg)
 				snprintf(o->lora_targets, sizeof o->lora_targets, "%s", v);
 				in_targets = 1;
 				targets_set = 1;
+				o->lora_targets_set = 1;
 			} else {
 				return lvd_cli_usage_error("--lora: unknown key '%s' (r, alpha, dropout, targets)", s);
 			}
@@ -335,15 +345,11 @@ static int on_opt(int key, const char *arg, void *ctx)
 		if (strcmp(arg, "canvas") && strcmp(arg, "official"))
 			return lvd_cli_usage_error("--geometry: '%s' is not canvas or official", arg);
 		o->geometry = arg;
+		o->geometry_set = 1;
 		return 0;
 	case O_INIT_AL: o->init_aligner = arg; return 0;
 	case O_FULL: o->full = 1; return 0;
-	case O_TRAIN: {
-		struct lvd_error err = {0};
-		if (parse_groups(arg, &o->train_mask, &err))
-			return lvd_cli_usage_error("--train: %s", err.msg);
-		return 0;
-	}
+	case O_TRAIN: o->train_arg = arg; return 0;
 	case O_CE_WARMUP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-warmup", &o->ce_warmup);
 	case O_CE_RAMP: return opt_i64(arg, 0, (int64_t)1 << 40, "--ce-ramp", &o->ce_ramp);
 	case O_EVAL_PACK: o->eval_pack = arg; return 0;
@@ -378,34 +384,42 @@ static int on_opt(int key, const char *arg, void *ctx)
 		if ((o->recompute = lvd_mllama_recompute_parse(arg)) < 0)
 			return lvd_cli_usage_error("--recompute: '%s' is not none, xattn or all", arg);
 		return 0;
+	case O_MINICPM_MAP: {
+		enum lvd_mcv_map mm;
+		struct lvd_error err = {0};
+		if (lvd_mcv_parse_map(arg, &mm, &err))
+			return lvd_cli_usage_error("--minicpm-map: '%s' is not rollout or official", arg);
+		o->minicpm_map = arg;
+		return 0;
+	}
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
 
-/* in LVD_MLLAMA_* bit order */
-static const char *const GROUP_NAMES[4] = {"vision", "projector", "text", "cross"};
-
-void group_names(unsigned mask, char *buf, size_t cap)
+void group_names(const struct sft_model *mo, unsigned mask, char *buf, size_t cap)
 {
 	size_t n = 0;
 	buf[0] = 0;
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < mo->n_groups; k++)
 		if (mask & (1u << k))
-			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", GROUP_NAMES[k]);
+			n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", mo->groups[k]);
 }
 
-int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err)
+int parse_groups(const struct sft_model *mo, const char *arg, unsigned *mask, struct lvd_error *err)
 {
 	*mask = 0;
 	const char *p = arg;
 	while (*p) {
 		size_t n = strcspn(p, ",");
 		int k = 0;
-		while (k < 4 && (strlen(GROUP_NAMES[k]) != n || strncmp(p, GROUP_NAMES[k], n)))
+		while (k < mo->n_groups && (strlen(mo->groups[k]) != n || strncmp(p, mo->groups[k], n)))
 			k++;
-		if (k == 4)
-			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of vision, projector, text, cross",
-					     (int)n, p);
+		if (k == mo->n_groups) {
+			char list[160] = "";
+			for (int j = 0; j < mo->n_groups; j++)
+				snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", mo->groups[j]);
+			return lvd_error_set(err, LVD_ERR_INVALID, "'%.*s' is not one of %s", (int)n, p, list);
+		}
 		*mask |= 1u << k;
 		p += n + (p[n] == ',');
 	}
@@ -451,14 +465,19 @@ json_t *params_json(const struct opts *o)
 		json_object_set_new(p, "ce_warmup", json_integer(o->ce_warmup));
 	if (o->ce_ramp)
 		json_object_set_new(p, "ce_ramp", json_integer(o->ce_ramp));
-	if (o->full) {
+	if (o->full || o->train_mask) {
 		char g[64];
-		group_names(o->train_mask, g, sizeof g);
-		json_object_set_new(p, "full", json_true());
+		group_names(sft_model_of(o->model_kind), o->train_mask, g, sizeof g);
+		if (o->full)
+			json_object_set_new(p, "full", json_true());
 		json_object_set_new(p, "train", json_string(g));
 	}
 	if (o->argmax_keys) /* only when set: run.json of earlier runs stays comparable */
 		json_object_set_new(p, "word_keys", json_string("argmax"));
+	if (o->model_kind == LVD_LOADER_MINICPMV) { /* mllama runs keep their params */
+		json_object_set_new(p, "model_type", json_string("minicpmv"));
+		json_object_set_new(p, "minicpm_map", json_string(o->minicpm_map ? o->minicpm_map : "rollout"));
+	}
 	return p;
 }
 
@@ -467,26 +486,32 @@ json_t *params_json(const struct opts *o)
  * process after the update of step N (before its checkpoint), to test resume without
  * timing races; LVD_SFT_NAN_AT=N makes step N's loss NaN, to test the NaN stop;
  * LVD_SFT_HANG_AT=N makes the process stop answering after update N (multi-rank fault
- * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R. */
+ * tests). With several ranks, LVD_SFT_KILL_RANK=R limits KILL/HANG to rank R.
+ * LVD_SFT_DUMP_GRADS=FILE: rank 0 writes the first step's reduced gradients (before
+ * clipping; "lora_grad" = the flat model block, "aligner_grad", "model_grad2" = the second
+ * block when there is one) to FILE (plumbing tests; not with ZeRO-1). */
 static int64_t env_step(const char *name)
 {
 	const char *s = getenv(name);
 	return s ? strtoll(s, NULL, 10) : -1;
 }
 
-/* The step input of loader batch b (mb: its model view); ce_scale and pair_count are the
- * caller's. */
-static void lstep_in(struct lvd_lstep_in *in, struct lvd_mllama_batch *mb, const struct lvd_loader_batch *b,
-		     const struct trainer *t, float lam, int backward)
+static int dump_grads(const struct trainer *t, const char *path, struct lvd_error *err)
 {
-	lvd_loader_batch_view(b, mb);
-	memset(in, 0, sizeof *in);
-	in->batch = mb;
-	in->plans = b->plans;
-	in->params = t->al;
-	in->cfg = &t->lcfg;
-	in->lambda = lam;
-	in->backward = backward;
+	struct lvd_st_writer *w = lvd_st_writer_new();
+	if (!w)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	int64_t sg[1] = {(int64_t)t->n_grad_flat}, sa[1] = {(int64_t)t->n_al};
+	int rc = lvd_st_writer_add(w, "lora_grad", LVD_DT_F32, 1, sg, t->grad_flat, err);
+	if (!rc)
+		rc = lvd_st_writer_add(w, "aligner_grad", LVD_DT_F32, 1, sa, t->dal, err);
+	int64_t s2[1] = {(int64_t)t->n_grad_flat2};
+	if (!rc && t->n_grad_flat2)
+		rc = lvd_st_writer_add(w, "model_grad2", LVD_DT_F32, 1, s2, t->grad_flat2, err);
+	if (!rc)
+		rc = lvd_st_writer_write(w, path, err);
+	lvd_st_writer_free(w);
+	return rc;
 }
 
 /* --eval-pack: forward only (no dropout) over every record of the eval pack, in pack
@@ -505,19 +530,16 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 	uint64_t nb = (lvd_loader_records(t->eld) + gb - 1) / gb;
 	double ce_tok = 0, att = 0;
 	int64_t tok = 0, pairs = 0, samples = 0;
-	lvd_mllama_set_eval(t->m, 1);
+	t->mo->set_eval(t, 1);
 	for (uint64_t k = 0; k < nb && !rc; k++) {
 		struct lvd_loader_batch *b = NULL;
 		if ((rc = lvd_loader_next(t->eld, &b, err)))
 			break;
 		if (b->B > 0) {
-			struct lvd_mllama_batch mb;
-			struct lvd_lstep_in in;
-			lstep_in(&in, &mb, b, t, lam, 0);
-			in.ce_scale = 1.0f;
-			in.pair_count = 1.0;   /* out.latt = the sum over this batch's pairs */
+			/* pair_count 1: out.latt = the sum over this batch's pairs */
+			const struct sft_micro mi = {lam, 1.0f, 1.0, 0, 0, NULL, 0};
 			struct lvd_lstep_out out = {0};
-			rc = lvd_lstep_run(t->ctx, t->m, &out, NULL, NULL, &in, err);
+			rc = t->mo->micro(t, b, &mi, NULL, &out, err);
 			if (!rc) {
 				ce_tok += b->n_label_tokens > 0 ? out.ce * (double)b->n_label_tokens : 0.0;
 				att += out.latt;
@@ -530,7 +552,7 @@ static int evaluate(struct trainer *t, FILE *mf, float lam, float ce_sched, stru
 		}
 		lvd_loader_release(t->eld, b);
 	}
-	lvd_mllama_set_eval(t->m, 0);
+	t->mo->set_eval(t, 0);
 	if (rc) {
 		lvd_error_prefix(err, "eval at step %lld: ", (long long)t->step);
 		return rc;
@@ -628,7 +650,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	int64_t hang = env_step("LVD_SFT_HANG_AT");
 	char ids[1024];
 	while (t->step < total) {
-		lvd_mllama_zero_grads(t->m);
+		t->mo->zero_grads(t);
 		memset(t->dal, 0, t->n_al * sizeof *t->dal);
 		float lam, ce_sched;
 		lvd_latt_sched_at(&ls, (long)t->step, &lam, &ce_sched);
@@ -656,10 +678,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 				snprintf(ids + n, sizeof ids - n, "%s'%s'", n ? ", " : "", b->ids[i]);
 			}
 			nsamp += b->B;
-			struct lvd_mllama_batch mb;
-			struct lvd_lstep_in in;
-			lstep_in(&in, &mb, b, t, lam, 1);
-			mb.dropout_step = (int)(t->step * A + a);
+			struct sft_micro in = {lam, 0.0f, 0.0, 1, (int)(t->step * A + a), NULL, 0};
 			if (t->keys) {
 				/* official keys: the pairs are known after the forward only, so L_att is
 				 * the mean over the micro-batch's pairs, divided by --grad-accum × ranks
@@ -679,7 +698,7 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			}
 			struct lvd_lstep_out out = {0};
 			sft_dist_layers_arm(t->layers, a == A - 1);
-			int rc = lvd_lstep_run(t->ctx, t->m, &out, t->dal, NULL, &in, &err);
+			int rc = t->mo->micro(t, b, &in, t->dal, &out, &err);
 			if (!rc) {
 				if (o->loss_tokens)
 					ce_sum += gtok > 0 ? out.ce * (double)b->n_label_tokens / (double)gtok : 0.0;
@@ -697,6 +716,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 		double stats[4] = {ce_sum, att_sum, nsamp, (double)kpairs}, comm_s = 0;
 		const uint64_t bytes0 = lvd_comm_bytes_sent(t->comm);
 		float norm = 0;
+		if (!t->zero && t->n_grad_flat2 && W > 1 &&
+		    lvd_comm_all_reduce(t->comm, t->grad_flat2, t->n_grad_flat2, LVD_COMM_F32, LVD_COMM_SUM, &err)) {
+			lvd_error_log("step %lld: %s", (long long)t->step + 1, err.msg);
+			return 1;
+		}
 		if (t->zero ? sft_dist_zero_reduce(t->comm, t->zero, t->ctx, o->clip, stats, 4, &norm, &comm_s, &err) :
 			      sft_dist_reduce_step(t->comm, t->layers, t->grad_flat, t->n_grad_flat, t->dal, t->n_al,
 						   stats, 4, &comm_s, &err)) {
@@ -704,6 +728,11 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 			return 1;
 		}
 		ce_sum = stats[0], att_sum = stats[1], nsamp = (int)stats[2], kpairs = (int64_t)stats[3];
+		const char *dump = getenv("LVD_SFT_DUMP_GRADS");
+		if (dump && t->step == 0 && rank0 && !t->zero && dump_grads(t, dump, &err)) {
+			lvd_error_log("%s", err.msg);
+			return 1;
+		}
 		double loss = ce_sched * ce_sum + lam * att_sum;
 		if (nan_at == t->step + 1)
 			loss = NAN;
@@ -777,84 +806,14 @@ static int train(struct trainer *t, int64_t total, FILE *mf)
 	return 0;
 }
 
-/* The training memory modes (issue #20): --recompute, and the fused LM head + CE (no
- * [B·T, V] logits) unless --word-keys argmax, which reads the logits. */
-static void sft_memory_modes(struct lvd_mllama *m, const struct opts *o)
-{
-	lvd_mllama_set_recompute(m, (enum lvd_mllama_recompute)o->recompute);
-	lvd_mllama_set_xent_chunk(m, o->argmax_keys ? 0 : LVD_MLLAMA_XENT_CHUNK);
-}
-
-/* The model: a frozen base with LoRA adapters, or with --full a mutable copy with full
- * gradients. */
-static int setup_model(struct trainer *t, struct lvd_error *err)
-{
-	const struct opts *o = t->o;
-	int rc = o->full ? lvd_mllama_load(&t->m, o->model, err) : lvd_mllama_load_frozen(&t->m, o->model, err);
-	if (rc)
-		return rc;
-	lvd_mllama_set_ctx(t->m, t->ctx);
-	sft_memory_modes(t->m, o);
-	if (o->full) {
-		lvd_mllama_freeze(t->m, LVD_MLLAMA_ALL_GROUPS & ~o->train_mask);
-		if ((rc = lvd_mllama_enable_grads(t->m, err)))
-			return rc;
-		t->grad_flat = lvd_mllama_grad_block(t->m, &t->n_grad_flat);
-		return 0;
-	}
-	struct lvd_mllama_lora_cfg lc = {o->lora_r, (float)o->lora_alpha, (float)o->lora_dropout, 0, o->lora_targets,
-					 o->seed};
-	if ((rc = lvd_mllama_add_lora(t->m, &lc, err)))
-		return rc;
-	t->lora = lvd_mllama_lora_params(t->m, &t->n_lora);
-	t->dlora = lvd_mllama_lora_grads(t->m, &t->n_lora);
-	t->grad_flat = t->dlora;
-	t->n_grad_flat = t->n_lora;
-	return 0;
-}
-
-/* Optimiser blocks. LoRA: {lora, aligner}. --full: the trainable parameters lie in the
- * model's one parameter block (and their gradients at the same offsets in its one
- * gradient block); each maximal run of consecutive trainable parameters is one block
- * "model" (all four groups: the whole parameter block) with per-tensor offsets for the
- * clipping norm; frozen groups get no block and no moments. Then the aligner. */
+/* Optimiser blocks: the model's (struct sft_model blocks: LoRA, or the trained ranges of
+ * --full), then the aligner. */
 static int setup_blocks(struct trainer *t, struct lvd_error *err)
 {
-	const struct opts *o = t->o;
-	size_t np = o->full ? lvd_mllama_nparams(t->m) : 0;
-	t->blocks = calloc(np + 2, sizeof *t->blocks);
-	t->toff = calloc(np + 2, sizeof *t->toff);
-	if (!t->blocks || !t->toff)
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	int nb = 0;
-	if (!o->full) {
-		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
-	} else {
-		const struct lvd_mllama_config *c = lvd_mllama_cfg(t->m);
-		for (size_t i = 0; i < np;) {
-			struct lvd_mllama_param *p0 = lvd_mllama_param_at(t->m, i);
-			if (!(lvd_mllama_param_group(c, p0->name) & o->train_mask)) {
-				i++;
-				continue;
-			}
-			size_t j = i;
-			while (j < np && (lvd_mllama_param_group(c, lvd_mllama_param_at(t->m, j)->name) & o->train_mask))
-				j++;
-			size_t *off = malloc((j - i + 1) * sizeof *off);
-			if (!off)
-				return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			for (size_t k = i; k < j; k++)
-				off[k - i] = (size_t)(lvd_mllama_param_at(t->m, k)->data - p0->data);
-			struct lvd_mllama_param *pl = lvd_mllama_param_at(t->m, j - 1);
-			size_t n = (size_t)(pl->data - p0->data) + pl->numel;
-			off[j - i] = n;
-			t->toff[nb] = off;
-			t->blocks[nb++] = (struct lvd_param_block){"model", p0->data, p0->grad, n, o->wd, off, (int)(j - i)};
-			i = j;
-		}
-	}
-	t->blocks[nb++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, o->wd, NULL, 0};
-	t->n_blocks = nb;
+	int rc = t->mo->blocks(t, err);
+	if (rc)
+		return rc;
+	t->blocks[t->n_blocks++] = (struct lvd_param_block){"aligner", t->al, t->dal, t->n_al, t->o->wd, NULL, 0};
 	return 0;
 }
 
@@ -1047,10 +1006,35 @@ int cmd_run(int argc, char **argv)
 		return lvd_cli_usage_error("--model DIR is required");
 	if (o.full && o.lora_set)
 		return lvd_cli_usage_error("--full and --lora exclude each other");
-	if (o.train_mask && !o.full)
-		return lvd_cli_usage_error("--train needs --full");
+	{
+		struct lvd_error kerr = {0};
+		if (lvd_loader_model_kind(o.model, &o.model_kind, &kerr)) {
+			lvd_error_log("%s", kerr.msg);
+			return kerr.code == LVD_ERR_UNSUPPORTED ? 2 : 1;
+		}
+		if (o.train_arg && parse_groups(sft_model_of(o.model_kind), o.train_arg, &o.train_mask, &kerr))
+			return lvd_cli_usage_error("--train: %s", kerr.msg);
+	}
+	const int mcv = o.model_kind == LVD_LOADER_MINICPMV;
+	if (o.train_mask && !o.full && !(mcv && o.train_mask == SFT_MCV_RESAMPLER))
+		return lvd_cli_usage_error(mcv ? "--train needs --full (with LoRA only 'resampler')" : "--train needs --full");
 	if (o.full && !o.train_mask)
-		o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+		o.train_mask = (1u << sft_model_of(o.model_kind)->n_groups) - 1;
+	if (mcv) {
+		/* what the mllama-only options mean nothing for */
+		if (o.plan_only || o.max_memory)
+			return lvd_cli_usage_error("--plan-only / --max-memory: the memory plan models mllama only");
+		if (o.argmax_keys)
+			return lvd_cli_usage_error("--word-keys argmax: mllama only (MiniCPM-V uses the pack's query rows)");
+		if (o.geometry_set)
+			return lvd_cli_usage_error("--geometry: mllama only (MiniCPM-V: --minicpm-map)");
+		if (o.recompute || o.shard_frozen)
+			return lvd_cli_usage_error("--recompute / --shard-frozen: mllama only for now");
+		if (!o.lora_targets_set)
+			snprintf(o.lora_targets, sizeof o.lora_targets, "q_proj,k_proj,v_proj,o_proj");
+	} else if (o.minicpm_map) {
+		return lvd_cli_usage_error("--minicpm-map: MiniCPM-V only (%s is mllama)", o.model);
+	}
 	if (o.plan_only) {
 		int world = o.nproc > 0 ? o.nproc : 1;
 		return plan_config(&o, world, o.full && world > 1 && o.zero != 0, 1, stdout, NULL);
@@ -1086,18 +1070,15 @@ int cmd_run(int argc, char **argv)
 	co.threads = lvd_run_threads(o.threads);
 	if (lvd_ctx_create(&t.ctx, &co, &err))
 		goto fail;
-	/* The memory plan before the model is loaded: --max-memory refuses here. */
-	rc = plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
+	t.mo = sft_model_of(o.model_kind);
+	/* The memory plan before the model is loaded: --max-memory refuses here (mllama). */
+	rc = o.model_kind != LVD_LOADER_MLLAMA ? 0 : plan_config(&o, lvd_comm_world(t.comm), o.full && lvd_comm_world(t.comm) > 1 && o.zero != 0, rank0,
 			 rank0 && lvd_log_level() >= LVD_LOG_INFO ? stderr : NULL, &plan);
 	if (rc) {
 		ret = rc;
 		goto out;
 	}
-	if (setup_model(&t, &err))
-		goto fail;
-	const struct lvd_mllama_config *mc = lvd_mllama_cfg(t.m);
-	lvd_latt_cfg_default(&t.lcfg, mc->t_heads, mc->n_cross);
-	if (apply_latt_opts(&o, &t.lcfg, &err))
+	if (t.mo->setup(&t, 1, &err) || t.mo->latt(&t, &err))
 		goto fail;
 	lvd_aligner_layout(&t.alay, &t.lcfg.aligner);
 	t.n_al = t.alay.n_params;
@@ -1126,10 +1107,7 @@ int cmd_run(int argc, char **argv)
 	lo.rank = lvd_comm_rank(t.comm);
 	lo.world = lvd_comm_world(t.comm);
 	lo.seed = o.seed;
-	lo.heads = mc->t_heads;
-	lo.tile_tok = (mc->v_image_size / mc->v_patch) * (mc->v_image_size / mc->v_patch) + 1;
-	lo.official = !strcmp(o.geometry, "official");
-	lo.image_token = mc->image_token_index;
+	t.mo->loader_opts(&t, &lo);
 	/* Check the pack (and find the resume point) before creating RUN_DIR. */
 	if (lvd_loader_open(&t.ld, &lo, NULL, &err))
 		goto fail;
@@ -1160,9 +1138,9 @@ int cmd_run(int argc, char **argv)
 		lvd_llama_tok_free(tok);
 		if (rc)
 			goto fail;
-		if (t.n_keys < mc->vocab) {
+		if (t.n_keys < lvd_mllama_cfg(t.m)->vocab) {
 			lvd_error_set(&err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model predicts %d", o.model,
-				      t.n_keys, mc->vocab);
+				      t.n_keys, lvd_mllama_cfg(t.m)->vocab);
 			goto fail;
 		}
 	}
@@ -1255,8 +1233,10 @@ int cmd_run(int argc, char **argv)
 			goto fail;
 		}
 	}
-	if (sft_dist_layers_create(&t.layers, t.comm, t.m, t.zero ? NULL : t.grad_flat, t.n_grad_flat, o.overlap,
-				   o.shard_frozen, &err))
+	/* per-layer overlap and ZeRO-3 hook into mllama's text layers (MiniCPM-V: one
+	 * all-reduce after the backward) */
+	if (t.m && sft_dist_layers_create(&t.layers, t.comm, t.m, t.zero ? NULL : t.grad_flat, t.n_grad_flat,
+					  o.overlap, o.shard_frozen, &err))
 		goto fail_comm;
 	if (train(&t, total, mf))
 		goto out;
@@ -1296,7 +1276,8 @@ out:
 		free(t.toff[b]);
 	free(t.toff);
 	free(t.tens);
-	lvd_mllama_free(t.m);
+	if (t.mo)
+		t.mo->free(&t);
 	lvd_ctx_destroy(t.ctx);
 	return ret;
 }

@@ -1,7 +1,8 @@
 /* tools/lvd-sft/sft.h — state shared by the lvd-sft sources (not a public header):
  * the run options (run.c parses them), the trainer state, and the functions the files
  * call across: run.c (options, training loop, cmd_run), ckpt.c (checkpoints: save,
- * load, scan, prune), export.c (export folders, cmd_export, cmd_inspect). */
+ * load, scan, prune), export.c (export folders, cmd_export, cmd_inspect), and the model
+ * parts behind struct sft_model: model.c (mllama), model_mcv.c (MiniCPM-V). */
 #ifndef LVD_SFT_H
 #define LVD_SFT_H
 
@@ -11,6 +12,9 @@
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
+#include "lavender/lstep.h"
+#include "lavender/mcv_maps.h"
+#include "models/minicpmv/minicpmv.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/loader.h"
@@ -31,7 +35,8 @@ struct opts {
 	int al_hidden;
 	int lora_set;             /* --lora given (refused with --full) */
 	int full;                 /* --full: full fine-tuning of the groups in train_mask */
-	unsigned train_mask;      /* LVD_MLLAMA_* groups (--train) */
+	unsigned train_mask;      /* the model's groups (--train; struct sft_model groups) */
+	const char *train_arg;    /* --train as given (parsed once the model is known) */
 	int64_t ce_warmup, ce_ramp;   /* --ce-warmup P, --ce-ramp R */
 	const char *eval_pack;    /* --eval-pack DIR */
 	int64_t eval_every;       /* --eval-every N (0: only at the end) */
@@ -46,13 +51,18 @@ struct opts {
 	int recompute;            /* --recompute: enum lvd_mllama_recompute (not in params: no math change) */
 	int overlap;              /* --overlap: gradient all-reduce per text layer during the backward (default 1) */
 	int shard_frozen;         /* --shard-frozen: ZeRO-3 of the frozen base's text layers (LoRA) */
+	int lora_targets_set;     /* --lora targets= given (else the model's default) */
+	int model_kind;           /* LVD_LOADER_* from --model's config.json model_type */
+	const char *minicpm_map;  /* --minicpm-map (MiniCPM): rollout (default) | official */
+	int geometry_set;         /* --geometry given (mllama only) */
 };
 
-/* Parameter groups of --full --train: LVD_MLLAMA_* masks (lvd_mllama_param_group).
- * group_names: "vision,projector,text,cross" (canonical order) of a mask into buf;
- * parse_groups: the reverse. */
-void group_names(unsigned mask, char *buf, size_t cap);
-int parse_groups(const char *arg, unsigned *mask, struct lvd_error *err);
+struct sft_model;
+/* Parameter groups of --train: bit k = mo->groups[k] (mllama: LVD_MLLAMA_* masks,
+ * lvd_mllama_param_group). group_names: e.g. "vision,projector,text,cross" (canonical
+ * order) of a mask into buf; parse_groups: the reverse. */
+void group_names(const struct sft_model *mo, unsigned mask, char *buf, size_t cap);
+int parse_groups(const struct sft_model *mo, const char *arg, unsigned *mask, struct lvd_error *err);
 
 /* One tensor of a checkpoint: its name in state.safetensors and where it lives. */
 struct ckpt_tensor {
@@ -63,6 +73,10 @@ struct ckpt_tensor {
 
 struct trainer {
 	struct opts *o;
+	const struct sft_model *mo; /* the model's part (model.c, model_mcv.c) */
+	struct lvd_minicpmv *mc;  /* MiniCPM-V (o->model_kind LVD_LOADER_MINICPMV), else NULL */
+	int *mlayers, n_mlayers;  /* MiniCPM: the decoder layers captured (--layers) */
+	enum lvd_mcv_map map;     /* MiniCPM: --minicpm-map */
 	struct lvd_comm *comm;    /* the ranks (one without a launcher; dist_glue.h) */
 	struct lvd_ctx *ctx;
 	struct lvd_mllama *m;
@@ -92,6 +106,10 @@ struct trainer {
 	 * model's whole gradient block (lvd_mllama_grad_block; frozen groups' entries stay 0) */
 	float *grad_flat;
 	size_t n_grad_flat;
+	/* a second flat gradient block (MiniCPM-V: the vision tower + resampler gradients when
+	 * they train), all-reduced after grad_flat; NULL/0 otherwise */
+	float *grad_flat2;
+	size_t n_grad_flat2;
 	char **keys;              /* --word-keys argmax: the key table [n_keys] (lvd_lstep_key_table) */
 	int n_keys;
 	struct sft_dist_layers *layers; /* --overlap / --shard-frozen (dist_glue.h); NULL: neither */
@@ -102,6 +120,51 @@ struct export_cfg {
 	int merge, bf16, replace;
 	uint64_t max_shard;
 };
+
+/* One micro-batch's loss inputs, from run.c's schedule and normalisation. */
+struct sft_micro {
+	float lambda, ce_scale;
+	double pair_count;        /* as lvd_lstep_in.pair_count */
+	int backward, dropout_step;
+	const char *const *key_str; /* --word-keys argmax (mllama only) */
+	int key_n;
+};
+
+/* The model-specific parts of lvd-sft behind one interface; the loop (schedule,
+ * accumulation, clipping, optimiser blocks, checkpoints, resume, metrics, eval pack, data
+ * parallel) is run.c's for every model. model.c: mllama; model_mcv.c: MiniCPM-V. */
+struct sft_model {
+	const char *name;         /* config.json model_type */
+	const char *const *groups; /* --train group names in bit order */
+	int n_groups;
+	/* Loads o->model into t: LoRA (t->lora, t->dlora, n_lora) or --full; grads = 1 also
+	 * sets up the gradients (t->grad_flat, n_grad_flat; a run), 0 only the weights (export). */
+	int (*setup)(struct trainer *t, int grads, struct lvd_error *err);
+	/* t->blocks (calloc'd with one free slot for the Aligner's block, which run.c appends),
+	 * t->toff and t->n_blocks: the model's AdamW blocks, LoRA ("lora") and/or trained
+	 * parameters; a block without toff is one checkpoint tensor of the block's name. */
+	int (*blocks)(struct trainer *t, struct lvd_error *err);
+	/* export: the trained model tensors of checkpoint sf (LoRA block, trained groups). */
+	int (*load_trained)(struct trainer *t, struct lvd_st *sf, struct lvd_error *err);
+	/* t->lcfg (and MiniCPM's captured layers) from the options, checked. */
+	int (*latt)(struct trainer *t, struct lvd_error *err);
+	/* The loader options this model needs (kind, heads, image processor, checks). */
+	void (*loader_opts)(const struct trainer *t, struct lvd_loader_opts *lo);
+	void (*zero_grads)(struct trainer *t);
+	void (*set_eval)(struct trainer *t, int eval);
+	/* One micro-batch: forward + Lavender loss (+ backward); the model's gradients and
+	 * dal (may be NULL) ACCUMULATE; out gets ce, latt, pairs. */
+	int (*micro)(struct trainer *t, const struct lvd_loader_batch *b, const struct sft_micro *mi, float *dal,
+		     struct lvd_lstep_out *out, struct lvd_error *err);
+	/* The model part of an export folder into dir (the Aligner is export_to's). */
+	int (*export)(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err);
+	void (*free)(struct trainer *t);
+};
+extern const struct sft_model sft_mllama, sft_minicpmv;
+/* MiniCPM-V's --train groups: vpm.*, resampler.*, llm.* */
+enum { SFT_MCV_VISION = 1, SFT_MCV_RESAMPLER = 2, SFT_MCV_LLM = 4 };
+/* The interface of a LVD_LOADER_* kind. */
+const struct sft_model *sft_model_of(int kind);
 
 /* run.c: the options that must not change on resume (run.json "params", state.json
  * "options"); the Aligner/aggregation/layer options into c (checked). */

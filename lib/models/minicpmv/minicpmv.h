@@ -179,6 +179,11 @@ struct lvd_minicpmv_lora_cfg {
 int lvd_minicpmv_add_lora(struct lvd_minicpmv *m, const struct lvd_minicpmv_lora_cfg *cfg, struct lvd_error *err);
 size_t lvd_minicpmv_nlora(const struct lvd_minicpmv *m);
 struct lvd_minicpmv_lora *lvd_minicpmv_lora_at(struct lvd_minicpmv *m, size_t i);
+/* Every adapter's A and B in one block (*n floats, 16-float padding between tensors stays
+ * 0), and their gradients at the same offsets: an optimiser's or an all-reduce's view.
+ * NULL and 0 before lvd_minicpmv_add_lora. */
+float *lvd_minicpmv_lora_params(struct lvd_minicpmv *m, size_t *n);
+float *lvd_minicpmv_lora_grads(struct lvd_minicpmv *m, size_t *n);
 /* eval = 1: adapters without dropout */
 void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
 
@@ -194,6 +199,27 @@ void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval);
  * weights. Errors name the file. */
 int lvd_minicpmv_lora_save(struct lvd_minicpmv *m, const char *dir, const char *base_model_name,
 			   const char *modules_to_save, struct lvd_error *err);
+
+/* The LLM's gradient block (every llm.* gradient of lvd_minicpmv_enable_grads, one
+ * allocation; *n floats): an all-reduce's view. NULL and 0 before enable_grads. */
+float *lvd_minicpmv_llm_grad_block(struct lvd_minicpmv *m, size_t *n);
+
+/* ---- full fine-tuning: writable weights (minicpmv_load.c) --------------------------
+ * Every weight by hub name (vpm.*, resampler.*, llm.*, the loader's table order), its
+ * data writable after lvd_minicpmv_make_mutable. */
+struct lvd_minicpmv_param {
+	const char *name;
+	float *data;
+	size_t n;
+};
+/* Copies every weight into one owned fp32 block and closes the read-only mapping, so an
+ * optimiser can update the parameters in place; idempotent. Call it before
+ * lvd_minicpmv_vision_train (whose parameter list keeps data pointers: LVD_ERR_INVALID
+ * after it). Memory: all weights in fp32. Errors: LVD_ERR_NOMEM. */
+int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err);
+/* The list (count returned; *out valid until lvd_minicpmv_free); 0 and NULL before
+ * lvd_minicpmv_make_mutable. */
+size_t lvd_minicpmv_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_param **out);
 
 /* ---- training: vision tower and resampler (minicpmv_vision.c) ----------------------
  * Every vpm.* and resampler.* parameter, by hub name: name, its data, its gradient

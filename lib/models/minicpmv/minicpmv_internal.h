@@ -65,6 +65,9 @@ struct lvd_minicpmv {
 	struct mcv_train *tr;         /* the LLM's activations, gradients, LoRA (minicpmv_train.h) */
 	struct mcv_vacts va;          /* vision/resampler activations of the last forward */
 	struct mcv_vtrain *vt;        /* NULL until lvd_minicpmv_vision_train */
+	struct lvd_minicpmv_param *params; /* lvd_minicpmv_make_mutable: every weight, writable */
+	size_t nparams;
+	char *pnames;                 /* their names */
 };
 
 /* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training

@@ -215,6 +215,8 @@ void lvd_minicpmv_free(struct lvd_minicpmv *m)
 	free(m->w.tl);
 	free(m->pblock);
 	free(m->ablock);
+	free(m->params);
+	free(m->pnames);
 	lvd_st_close(m->st);
 	lvd_ctx_destroy(m->own_ctx);
 	free(m);
@@ -288,3 +290,52 @@ void lvd_minicpmv_set_ctx(struct lvd_minicpmv *m, struct lvd_ctx *ctx)
 }
 
 const struct lvd_minicpmv_config *lvd_minicpmv_cfg(const struct lvd_minicpmv *m) { return &m->c; }
+
+/* ---- writable weights (full fine-tuning) ------------------------------------------- */
+
+#define PNAME 96
+
+int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err)
+{
+	if (m->params)
+		return 0;
+	if (m->vt)
+		return lvd_error_set(err, LVD_ERR_INVALID, "minicpmv: make_mutable after vision_train");
+	size_t nt = table(m, NULL), need = 0;
+	struct wspec *t = calloc(nt, sizeof *t);
+	struct lvd_minicpmv_param *p = calloc(nt, sizeof *p);
+	char *names = calloc(nt, PNAME);
+	if (t)
+		table(m, t);
+	for (size_t i = 0; t && i < nt; i++)
+		mcv_take(NULL, &need, numel(&t[i]));
+	float *blk = t && p && names ? lvd_alloc_aligned(need ? need : 1, sizeof(float)) : NULL;
+	if (!blk) {
+		free(t), free(p), free(names);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "minicpmv: cannot allocate %zu writable weights", need);
+	}
+	size_t off = 0;
+	for (size_t i = 0; i < nt; i++) {
+		const size_t n = numel(&t[i]);
+		float *d = mcv_take(blk, &off, n);
+		memcpy(d, *t[i].dst, n * sizeof *d);
+		*t[i].dst = d;
+		snprintf(names + i * PNAME, PNAME, "%s", t[i].name);
+		p[i] = (struct lvd_minicpmv_param){names + i * PNAME, d, n};
+	}
+	free(t);
+	free(m->pblock);
+	m->pblock = blk;
+	lvd_st_close(m->st);
+	m->st = NULL;
+	m->params = p;
+	m->nparams = nt;
+	m->pnames = names;
+	return 0;
+}
+
+size_t lvd_minicpmv_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_param **out)
+{
+	*out = m->params;
+	return m->params ? m->nparams : 0;
+}

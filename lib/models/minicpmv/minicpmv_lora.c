@@ -94,6 +94,18 @@ struct lvd_minicpmv_lora *lvd_minicpmv_lora_at(struct lvd_minicpmv *m, size_t i)
 	return m->tr && i < m->tr->nlora ? &m->tr->lora[i] : NULL;
 }
 
+float *lvd_minicpmv_lora_params(struct lvd_minicpmv *m, size_t *n)
+{
+	*n = m->tr && m->tr->nlora ? m->tr->lsize : 0;
+	return *n ? m->tr->lparams : NULL;
+}
+
+float *lvd_minicpmv_lora_grads(struct lvd_minicpmv *m, size_t *n)
+{
+	*n = m->tr && m->tr->nlora ? m->tr->lsize : 0;
+	return *n ? m->tr->lgrads : NULL;
+}
+
 void lvd_minicpmv_set_eval(struct lvd_minicpmv *m, int eval)
 {
 	struct mcv_train *tr = mcv_train_get(m);

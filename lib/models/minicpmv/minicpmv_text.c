@@ -531,3 +531,9 @@ const float *lvd_minicpmv_d_resampled(const struct lvd_minicpmv *m)
 {
 	return m->tr && m->tr->NI ? m->tr->d_res : NULL;
 }
+
+float *lvd_minicpmv_llm_grad_block(struct lvd_minicpmv *m, size_t *n)
+{
+	*n = m->tr && m->tr->gblock ? m->tr->gsize : 0;
+	return *n ? m->tr->gblock : NULL;
+}
