@@ -14,7 +14,8 @@
 #include "io/safetensors.h"
 #include "models/hf_save.h"
 
-const char *const lvd_hf_copy_files[] = {
+/* Files every transformers folder may carry, copied when present. */
+static const char *const COPY_FILES[] = {
 	"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json",
 	"chat_template.json", "chat_template.jinja", "generation_config.json", NULL,
 };
@@ -143,17 +144,21 @@ static int write_shard(const struct lvd_hf_tensor *t, size_t n, int bf16, const 
 	return rc;
 }
 
-/* Copies o->copy and the files ending in o->copy_suffix from src_dir into tmp. */
+/* Copies COPY_FILES, o->copy_extra and the files ending in o->copy_suffix from src_dir
+ * into tmp. */
 static int copy_files(const char *tmp, const struct lvd_hf_save_opts *o, struct lvd_error *err)
 {
 	char src[4300], p[4300];
 	int rc = 0;
-	for (int i = 0; o->copy && o->copy[i] && !rc; i++) {
-		snprintf(src, sizeof src, "%s/%s", o->src_dir, o->copy[i]);
-		if (!lvd_path_is_file(src))
-			continue;
-		snprintf(p, sizeof p, "%s/%s", tmp, o->copy[i]);
-		rc = copy_file(src, p, err);
+	for (int k = 0; k < 2; k++) {
+		const char *const *list = k ? o->copy_extra : COPY_FILES;
+		for (int i = 0; list && list[i] && !rc; i++) {
+			snprintf(src, sizeof src, "%s/%s", o->src_dir, list[i]);
+			if (!lvd_path_is_file(src))
+				continue;
+			snprintf(p, sizeof p, "%s/%s", tmp, list[i]);
+			rc = copy_file(src, p, err);
+		}
 	}
 	size_t sl = o->copy_suffix ? strlen(o->copy_suffix) : 0;
 	DIR *d = sl ? opendir(o->src_dir) : NULL;

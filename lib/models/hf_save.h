@@ -35,20 +35,19 @@ struct lvd_hf_save_opts {
 	int bf16;                     /* 1: BF16 tensors, 0: F32 */
 	uint64_t max_shard_bytes;     /* 0: 5 GB (5·10^9 bytes, transformers' "5GB") */
 	int replace;                  /* 1: replace an existing non-empty dir */
-	const char *const *copy;      /* NULL-terminated file names copied from src_dir when present */
+	const char *const *copy_extra;   /* NULL-terminated names also copied from src_dir when
+					  * present (the common set: below); NULL: none */
 	const char *copy_suffix;      /* also every regular file of src_dir whose name ends so (".py"); NULL: none */
 	const char *who;              /* prefix of the argument errors ("mllama") */
 };
 
-/* The tokenizer / processor / generation files a transformers folder carries
- * (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
- * preprocessor_config.json, chat_template.json, chat_template.jinja,
- * generation_config.json), NULL-terminated. */
-extern const char *const lvd_hf_copy_files[];
-
 /* Writes the n tensors t (in this order; shard k holds the next run of tensors that fits
- * max_shard_bytes, a tensor larger than it a shard of its own) and the files above into
- * dir: built in dir.tmp (removed first), renamed over dir (the old one moved to
+ * max_shard_bytes, a tensor larger than it a shard of its own) into dir, and copies from
+ * src_dir, when present, the tokenizer / processor / generation files of every
+ * transformers folder (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * preprocessor_config.json, chat_template.json, chat_template.jinja,
+ * generation_config.json) and the ones the options add. Everything is
+ * built in dir.tmp (removed first), renamed over dir (the old one moved to
  * dir.old.tmp and removed), parent folders created, the parent fsynced. Errors:
  * LVD_ERR_INVALID (no src_dir, a bad folder name, dir not empty without replace, dir a
  * file), LVD_ERR_FORMAT (src_dir/config.json), LVD_ERR_IO, LVD_ERR_NOMEM; each names the

@@ -43,7 +43,7 @@ int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_m
 			t[i].s = m->lora_s;
 		}
 	}
-	struct lvd_hf_save_opts ho = { o->src_dir, o->bf16, o->max_shard_bytes, o->replace, lvd_hf_copy_files, NULL,
+	struct lvd_hf_save_opts ho = { o->src_dir, o->bf16, o->max_shard_bytes, o->replace, NULL, NULL,
 				       "mllama" };
 	int rc = lvd_hf_save(dir, t, m->nparams, &ho, err);
 	free(t);
