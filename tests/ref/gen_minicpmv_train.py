@@ -99,6 +99,19 @@ def load_model():
     return m
 
 
+def golden_logits(model):
+    """logits [B,T,V] of a MiniCPMV (or a PEFT model's inner one) on the forward golden's
+    inputs (io.safetensors), without gradients (the check scripts' shared forward)"""
+    gio = load_file(os.path.join(OUT, "io.safetensors"))
+    ids, bound, pix = gio["input_ids"].long(), gio["image_bound"].long(), gio["pixel_values"]
+    Lmax = pix.shape[3] // pix.shape[2]
+    mask = torch.zeros(len(G.TGT), 1, Lmax, dtype=torch.bool)
+    for i, (h, w) in enumerate(G.TGT):
+        mask[i, 0, :h * w] = True
+    with torch.no_grad():
+        return model.text(ids, bound, model.features(pix, mask))[0]
+
+
 def capture(att, bound):
     """flat compact probabilities of the capture rows over the image columns"""
     out = []

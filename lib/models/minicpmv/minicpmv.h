@@ -221,6 +221,38 @@ int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err);
  * lvd_minicpmv_make_mutable. */
 size_t lvd_minicpmv_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_param **out);
 
+/* Loads a PEFT LoRA adapter folder onto a model without adapters (the counterpart of
+ * lvd_minicpmv_lora_save; also what PEFT itself writes for OpenBMB's finetune.py):
+ * DIR/adapter_config.json (peft_type LORA; r, lora_alpha, use_rslora; target_modules as
+ * a list or a regex string, resolved against the LLM's llm.model.layers.N.{self_attn.
+ * {q,k,v,o}_proj, mlp.{gate,up,down}_proj}; refused: use_dora, a non-empty rank_pattern /
+ * alpha_pattern, layers_to_transform, targets that name other modules, e.g. vpm's) and
+ * DIR/adapter_model.safetensors (keys "base_model.model.<module>.lora_A[.default].weight"
+ * and lora_B, F32/F16/BF16; modules_to_save copies "base_model.model.llm.model.
+ * embed_tokens.weight", "base_model.model.resampler.*" (also with ".modules_to_save.
+ * default" / PEFT's infixes) REPLACE the model's weights). Adds the adapters (dropout 0)
+ * and fills A and B; every adapter needs both. Call it before lvd_minicpmv_vision_train.
+ * Errors name the file and the key or field: LVD_ERR_INVALID, LVD_ERR_IO, LVD_ERR_NOMEM. */
+int lvd_minicpmv_lora_load(struct lvd_minicpmv *m, const char *dir, struct lvd_error *err);
+
+/* Full-model export (minicpmv_save.c): the model as the hub's MiniCPM-Llama3-V-2.5
+ * folder, loadable by lvd_minicpmv_load and by the hub's remote code: config.json (the
+ * source folder's, its dtype keys set to the written dtype), the weights with the hub key
+ * names (llm.*, vpm.*, resampler.*; the model's current values, so trained vision /
+ * resampler / LLM weights as they are) with every LoRA adapter merged (W + s·B·A in
+ * fp32), in shards dir/model-0000k-of-0000n.safetensors of at most max_shard_bytes each +
+ * model.safetensors.index.json; copied verbatim from src_dir when present: the remote
+ * code (*.py), tokenizer / processor / generation files. Written into dir.tmp and renamed;
+ * a non-empty dir is refused unless replace. Errors name the folder or file. */
+struct lvd_minicpmv_save_opts {
+	const char *src_dir;          /* the folder the model was loaded from (config, code, tokenizer) */
+	int bf16;                     /* 1: BF16 tensors, 0: F32 */
+	uint64_t max_shard_bytes;     /* 0: 5 GB (5·10^9 bytes, transformers' "5GB") */
+	int replace;                  /* 1: replace an existing dir */
+};
+int lvd_minicpmv_save_hf(struct lvd_minicpmv *m, const char *dir, const struct lvd_minicpmv_save_opts *o,
+			 struct lvd_error *err);
+
 /* ---- training: vision tower and resampler (minicpmv_vision.c) ----------------------
  * Every vpm.* and resampler.* parameter, by hub name: name, its data, its gradient
  * (NULL before lvd_minicpmv_vision_train), n floats. */

@@ -54,6 +54,8 @@ struct lvd_minicpmv {
 	struct lvd_minicpmv_config c;
 	struct lvd_st *st;            /* open while weights point into it */
 	float *pblock;                /* converted weights */
+	float *xblock;                /* weights replaced after loading (lvd_minicpmv_lora_load's
+				       * modules_to_save), NULL when none */
 	struct mcv_weights w;
 	struct lvd_ctx *ctx, *own_ctx;
 	/* last forward */
@@ -69,6 +71,18 @@ struct lvd_minicpmv {
 	size_t nparams;
 	char *pnames;                 /* their names */
 };
+
+/* Every tensor the model reads (minicpmv_load.c): its hub name and shape, and the slot of
+ * m->w that points at its fp32 data. mcv_weight_table fills t (NULL: only counts) in
+ * checkpoint order (vpm, resampler, llm) and returns the count; m->w.vl / m->w.tl must
+ * be allocated. */
+struct mcv_wspec {
+	char name[96];
+	int ndim;
+	int64_t shape[4];
+	const float **dst;
+};
+size_t mcv_weight_table(struct lvd_minicpmv *m, struct mcv_wspec *t);
 
 /* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
  * fields (labels, capture) before anything runs; mcv_text_fwd: embeddings with resampled [NI, Q, D] scattered in,

@@ -112,25 +112,17 @@ out:
 
 /* ---- weight table ------------------------------------------------------------------ */
 
-struct wspec {
-	char name[96];
-	int ndim;
-	int64_t shape[4];
-	const float **dst;
-};
-
-static void add(struct wspec *t, size_t *n, const float **dst, int ndim, const int64_t *shape, const char *fmt,
+static void add(struct mcv_wspec *t, size_t *n, const float **dst, int ndim, const int64_t *shape, const char *fmt,
 		int layer)
 {
-	struct wspec *s = &t[(*n)++];
+	struct mcv_wspec *s = &t[(*n)++];
 	snprintf(s->name, sizeof s->name, fmt, layer);
 	s->ndim = ndim;
 	memcpy(s->shape, shape, sizeof(int64_t) * ndim);
 	s->dst = dst;
 }
 
-/* fills t (NULL: counts) with every tensor the model reads; returns the count */
-static size_t table(struct lvd_minicpmv *m, struct wspec *t)
+size_t mcv_weight_table(struct lvd_minicpmv *m, struct mcv_wspec *t)
 {
 	const struct lvd_minicpmv_config *c = &m->c;
 	struct mcv_weights *w = &m->w;
@@ -197,7 +189,7 @@ static size_t table(struct lvd_minicpmv *m, struct wspec *t)
 	return n;
 }
 
-static size_t numel(const struct wspec *s)
+static size_t numel(const struct mcv_wspec *s)
 {
 	size_t n = 1;
 	for (int d = 0; d < s->ndim; d++)
@@ -214,6 +206,7 @@ void lvd_minicpmv_free(struct lvd_minicpmv *m)
 	free(m->w.vl);
 	free(m->w.tl);
 	free(m->pblock);
+	free(m->xblock);
 	free(m->ablock);
 	free(m->params);
 	free(m->pnames);
@@ -231,18 +224,18 @@ int lvd_minicpmv_load(struct lvd_minicpmv **out, const char *dir, struct lvd_err
 	char path[4096];
 	snprintf(path, sizeof path, "%s/config.json", dir);
 	int rc = lvd_minicpmv_config_load(&m->c, path, err);
-	struct wspec *t = NULL;
+	struct mcv_wspec *t = NULL;
 	if (rc)
 		goto fail;
 	m->w.vl = calloc((size_t)m->c.v_layers, sizeof *m->w.vl);
 	m->w.tl = calloc((size_t)m->c.t_layers, sizeof *m->w.tl);
-	size_t nt = table(m, NULL);
+	size_t nt = mcv_weight_table(m, NULL);
 	t = calloc(nt, sizeof *t);
 	if (!m->w.vl || !m->w.tl || !t) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "%s: out of memory", dir);
 		goto fail;
 	}
-	table(m, t);
+	mcv_weight_table(m, t);
 	if ((rc = lvd_st_open(&m->st, dir, err)))
 		goto fail;
 	/* map shape-checked, aligned F32 tensors; convert the rest into one block */
