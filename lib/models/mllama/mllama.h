@@ -121,6 +121,26 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
 struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m);
 const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
 
+/* The model on a CUDA context (mllama_dev.c): every parameter, the full gradients
+ * (lvd_mllama_enable_grads) or the LoRA blocks (parameters, gradients, optimizer moments)
+ * are copied into device memory of ctx, in fp32, and the host copies freed (a frozen
+ * load's file mapping is closed); the model then runs on ctx (borrowed: it must outlive
+ * the model; lvd_mllama_set_ctx and set_threads are refused from then on). Call it after
+ * lvd_mllama_enable_grads / add_lora / lora_load / freeze and before the first forward.
+ * Afterwards the parameter table's data/grad, the LoRA A/B/dA/dB and the blocks of
+ * lvd_mllama_param_block, grad_block, lora_params, lora_grads and lora_opt_state are
+ * device pointers (read them with lvd_buf_download on ctx; an optimizer steps them
+ * with the dispatching lvd_adamw_step on ctx). lvd_mllama_forward and backward take
+ * host batches and host dprobs as before (the inputs are uploaded once per forward, the
+ * dprobs per backward); lvd_mllama_logits, vision_features, cross_states and xattn_probs
+ * return host copies downloaded at most once per forward. Not on a device model (they
+ * return LVD_ERR_INVALID): generation, lvd_mllama_save_hf, lora_save, enable_grads and
+ * add_lora. Errors: LVD_ERR_INVALID (not a CUDA context, already moved, shape-only
+ * model), LVD_ERR_NOMEM (device memory; the model is unchanged). */
+int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_error *err);
+/* 1 after lvd_mllama_to_device. */
+int lvd_mllama_on_device(const struct lvd_mllama *m);
+
 /* Parameter table (stable order); lookup by canonical name (NULL when absent). */
 size_t lvd_mllama_nparams(const struct lvd_mllama *m);
 struct lvd_mllama_param *lvd_mllama_param_at(struct lvd_mllama *m, size_t i);

@@ -230,6 +230,8 @@ int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir_arg, const struct l
 {
 	if (!o || !o->src_dir)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: save_hf needs the source folder");
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: save_hf of a device model is not written yet");
 	/* "out/" names the folder out: the temporary sibling is out.tmp, not out/.tmp */
 	char dir[4096];
 	size_t dl = strlen(dir_arg);
