@@ -121,7 +121,8 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
 struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m);
 const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
 
-/* The model on a CUDA context (mllama_dev.c): every parameter, the full gradients
+/* The model on a device context (mllama_dev.c; meant for CUDA, a CPU context gives the
+ * same code path on a second host copy, for tests): every parameter, the full gradients
  * (lvd_mllama_enable_grads) or the LoRA blocks (parameters, gradients, optimizer moments)
  * are copied into device memory of ctx, in fp32, and the host copies freed (a frozen
  * load's file mapping is closed); the model then runs on ctx (borrowed: it must outlive
@@ -135,8 +136,9 @@ const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
  * dprobs per backward); lvd_mllama_logits, vision_features, cross_states and xattn_probs
  * return host copies downloaded at most once per forward. Not on a device model (they
  * return LVD_ERR_INVALID): generation, lvd_mllama_save_hf, lora_save, enable_grads and
- * add_lora. Errors: LVD_ERR_INVALID (not a CUDA context, already moved, shape-only
- * model), LVD_ERR_NOMEM (device memory; the model is unchanged). */
+ * add_lora. Errors: LVD_ERR_INVALID (no context, already moved, shape-only
+ * model), LVD_ERR_NOMEM (device memory; the model is unchanged). The ops then run on
+ * ctx's backend; on CUDA every weight stays fp32 (docs/gpu.md "mllama training"). */
 int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_error *err);
 /* 1 after lvd_mllama_to_device. */
 int lvd_mllama_on_device(const struct lvd_mllama *m);
