@@ -113,7 +113,7 @@ DEPS_OK  := $(BUILD)/.deps-ok
 # GPU tests and benches (tests/gpu/): built when CUDA=1. The op test lands among the unit
 # test binaries so `make test` runs it (it SKIPs without a device).
 GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist $(BUILD)/tests/test_cuda_sd $(BUILD)/tests/test_cuda_mllama)
-GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm $(BUILD)/gpu/bench_sd_ops)
+GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm $(BUILD)/gpu/bench_sd_ops $(BUILD)/gpu/bench_mllama_train)
 
 # Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN, NVARCH), so
 # switching CUDA=0/1 in one build directory rebuilds instead of mixing stale objects.
