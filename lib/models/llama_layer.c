@@ -99,7 +99,8 @@ void lvd_llama_layer_bwd(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_
 void lvd_llama_lora_lin_fwd(struct lvd_ctx *ctx, float *out, float *u, float *xd, const float *x, const float *W,
 			    const float *b, const struct lvd_llama_lora *l, int N, int IC, int OC, uint64_t seed)
 {
-	lvd_linear_fwd(ctx, out, x, W, b, N, IC, OC);
+	if (W)
+		lvd_linear_fwd(ctx, out, x, W, b, N, IC, OC);
 	if (!l)
 		return;
 	const float *xin = x;
@@ -114,7 +115,8 @@ void lvd_llama_lora_lin_bwd(struct lvd_ctx *ctx, float *dx, float *dW, float *db
 			    const float *W, const float *u, const float *xd, const struct lvd_llama_lora *l, int N,
 			    int IC, int OC, uint64_t seed)
 {
-	lvd_linear_bwd(ctx, dx, dW, db, dout, x, W, N, IC, OC);
+	if (W)
+		lvd_linear_bwd(ctx, dx, dW, db, dout, x, W, N, IC, OC);
 	if (!l)
 		return;
 	if (l->p > 0) {

@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 	struct lvd_ctx *ctx;
 	struct lvd_ctx_opts co = { .backend = on_cpu ? LVD_BACKEND_CPU : LVD_BACKEND_CUDA, .threads = 1,
 				   .dws_bytes = (size_t)(dws_gib * (1 << 30)), .ws_bytes = (size_t)(dws_gib * (1 << 30)) };
-	if (lvd_ctx_create(&ctx, &co, &err) || lvd_mllama_to_device(m, ctx, &err)) {
+	if (lvd_ctx_create(&ctx, &co, &err) || lvd_mllama_to_device(m, ctx, &(struct lvd_mllama_dev_opts){ .w16 = 1 }, &err)) {
 		fprintf(stderr, "bench_mllama_train: error: %s\n", err.msg);
 		return 1;
 	}

@@ -13,7 +13,8 @@
  *                     same gradients (the CPU's uploaded: the step alone is compared, bit
  *                     for bit on any backend); the workspace is given back.
  *   mdev_check_train  LoRA r 4 on q_proj/v_proj (the golden adapters, dropout 0.1 so the
- *                     dropout twin runs), frozen (mapped) or full base: 5 training steps
+ *                     dropout twin runs), frozen (mapped) or full base, fp32 or bf16 base
+ *                     weights (lvd_mllama_dev_opts.w16): 5 training steps
  *                     of CE + <R, P> (zero grads, forward with dropout_step = step,
  *                     backward, AdamW over the LoRA block with the model's moment block):
  *                     the loss of every step, the LoRA gradients of the first step and
@@ -152,9 +153,9 @@ static inline void mdev_check_full(struct lvd_ctx *dev, const struct mdev_tol *t
 	REQUIRE(a && d);
 	struct lvd_error err = { 0 };
 	REQUIRE(lvd_mllama_enable_grads(a, &err) == 0 && lvd_mllama_enable_grads(d, &err) == 0);
-	REQUIRE(lvd_mllama_to_device(d, dev, &err) == 0);
+	REQUIRE(lvd_mllama_to_device(d, dev, NULL, &err) == 0);
 	CHECK(lvd_mllama_on_device(d) && !lvd_mllama_on_device(a) && lvd_mllama_ctx(d) == dev);
-	CHECK(lvd_mllama_to_device(d, dev, &err) == LVD_ERR_INVALID);
+	CHECK(lvd_mllama_to_device(d, dev, NULL, &err) == LVD_ERR_INVALID);
 	CHECK(lvd_mllama_set_threads(d, 2, &err) == LVD_ERR_INVALID);
 	struct lvd_mllama_lora_cfg lc = { .r = 4, .alpha = 8, .targets = "q_proj", .seed = 1 };
 	CHECK(lvd_mllama_add_lora(d, &lc, &err) == LVD_ERR_INVALID);
@@ -235,7 +236,11 @@ static inline int mdev_lora(struct lvd_mllama *m, float dropout)
 
 enum { MDEV_STEPS = 5 };
 
-static inline void mdev_check_train(struct lvd_ctx *dev, const struct mdev_tol *t, int frozen)
+/* ref NULL: the reference is the plain CPU model; else the reference model is moved to ref
+ * (a CPU context) with the same w16 option — a CPU run with the same bf16 weights and
+ * bf16-rounded product inputs (the CPU twins of the _w16 products) */
+static inline void mdev_check_train(struct lvd_ctx *dev, const struct mdev_tol *t, int frozen, int w16,
+				    struct lvd_ctx *ref)
 {
 	const double lr = 1e-3;
 	struct mdev_gold g;
@@ -244,11 +249,20 @@ static inline void mdev_check_train(struct lvd_ctx *dev, const struct mdev_tol *
 	REQUIRE(a && d);
 	struct lvd_error err = { 0 };
 	REQUIRE(mdev_lora(a, 0.1f) == 0 && mdev_lora(d, 0.1f) == 0);
-	REQUIRE(lvd_mllama_to_device(d, dev, &err) == 0);
+	struct lvd_mllama_dev_opts o = { .w16 = w16 };
+	REQUIRE(lvd_mllama_to_device(d, dev, &o, &err) == 0);
+	if (ref)
+		REQUIRE(lvd_mllama_to_device(a, ref, &o, &err) == 0);
+	struct lvd_ctx *actx = lvd_mllama_ctx(a);
+	struct lvd_mllama_param *q = lvd_mllama_param_find(d, "language_model.model.layers.0.self_attn.q_proj.weight");
+	CHECK(q && q->dtype == (w16 ? LVD_BF16 : LVD_F32));
 	size_t n, n2, nd;
-	float *pa = lvd_mllama_lora_params(a, &n), *ga = lvd_mllama_lora_grads(a, &n), *oa = lvd_mllama_lora_opt_state(a, &n2);
+	float *pa0 = lvd_mllama_lora_params(a, &n), *ga0 = lvd_mllama_lora_grads(a, &n), *oa = lvd_mllama_lora_opt_state(a, &n2);
 	float *pd = lvd_mllama_lora_params(d, &nd), *gd = lvd_mllama_lora_grads(d, &nd), *od = lvd_mllama_lora_opt_state(d, &nd);
-	REQUIRE(pa && ga && oa && pd && gd && od && n2 == 2 * n);
+	REQUIRE(pa0 && ga0 && oa && pd && gd && od && n2 == 2 * n);
+	/* the reference's blocks as host arrays (a copy when the reference is on a context) */
+	float *pa = ref ? malloc(n * sizeof(float)) : pa0, *ga = ref ? malloc(n * sizeof(float)) : ga0;
+	REQUIRE(pa && ga);
 	const float *dp[LVD_MLLAMA_MAX_LIST] = { g.R };
 	for (int s = 0; s < MDEV_STEPS; s++) {
 		struct lvd_mllama_batch b = g.b;
@@ -263,12 +277,16 @@ static inline void mdev_check_train(struct lvd_ctx *dev, const struct mdev_tol *
 		CHECKF(fabs(la - ld) <= t->step_loss_rel * fabs(la), "step %d: loss %.9g vs %.9g", s + 1, ld, la);
 		REQUIRE(lvd_mllama_backward(a, 1.0f, dp, &err) == 0);
 		REQUIRE(lvd_mllama_backward(d, 1.0f, dp, &err) == 0);
+		if (ref)
+			lvd_buf_download(actx, ga, ga0, n * sizeof(float));
 		if (s == 0)
 			mdev_close_dev(dev, "LoRA gradients, step 1", gd, ga, n, t->grad_atol, t->grad_rtol);
-		lvd_adamw_step(lvd_mllama_ctx(a), pa, oa, oa + n, ga, n, lr, 0.9, 0.999, 1e-8, 0.01, s + 1);
+		lvd_adamw_step(actx, pa0, oa, oa + n, ga0, n, lr, 0.9, 0.999, 1e-8, 0.01, s + 1);
 		lvd_adamw_step(dev, pd, od, od + n, gd, n, lr, 0.9, 0.999, 1e-8, 0.01, s + 1);
 	}
 	CHECK(lvd_ctx_mark(dev) == 0);
+	if (ref)
+		lvd_buf_download(actx, pa, pa0, n * sizeof(float));
 	float *h = mdev_down(dev, pd, n);
 	REQUIRE(h);
 	double worst = 0, ss = 0;
@@ -284,6 +302,8 @@ static inline void mdev_check_train(struct lvd_ctx *dev, const struct mdev_tol *
 	CHECKF(worst <= t->param_max_lr * lr && rms <= t->param_rms_lr * lr,
 	       "LoRA params after %d steps: max|diff| %.3g, rms %.3g", MDEV_STEPS, worst, rms);
 	free(h);
+	if (ref)
+		free(pa), free(ga);
 	lvd_mllama_free(a);
 	lvd_mllama_free(d);
 	mdev_gold_close(&g);

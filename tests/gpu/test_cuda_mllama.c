@@ -24,6 +24,8 @@
  *   5 steps, params     max |diff| <= 10·lr and rms <= 0.1·lr: AdamW's first steps move
  *        an element by ~lr·sign(g), so an element whose gradient is rounding noise may
  *        move the other way (at most 2·lr per step); the others agree closely.
+ * test_train_lora_w16: bf16 base weights on the GPU against the same bf16 weights on the
+ * CPU (its bounds beside it).
  * None of these has run on a GPU yet (docs/gpu.md). Built only when CUDA=1; without a
  * visible device every case ends as SKIP. */
 #include <stdio.h>
@@ -61,13 +63,33 @@ static struct lvd_ctx *gpu(void)
 }
 
 static void test_full(void) { mdev_check_full(gpu(), &CUDA_TOL); }
-static void test_train_lora_frozen(void) { mdev_check_train(gpu(), &CUDA_TOL, 1); }
-static void test_train_lora_loaded(void) { mdev_check_train(gpu(), &CUDA_TOL, 0); }
+static void test_train_lora_frozen(void) { mdev_check_train(gpu(), &CUDA_TOL, 1, 0, NULL); }
+static void test_train_lora_loaded(void) { mdev_check_train(gpu(), &CUDA_TOL, 0, 0, NULL); }
+
+/* bf16 base weights on both sides: the reference is the model moved with the same option
+ * to a CPU context (lvd_linear_fwd_w16 / lvd_linear_bwd_w16's CPU twins round the same
+ * values). Bounds as CUDA_TOL except the gradients, 1e-2 of their scale: where the fp32
+ * inputs of a product differ by rounding, their bf16 roundings may differ by one bf16 ulp
+ * (2^-9 relative) in single elements. */
+static const struct mdev_tol CUDA_W16_TOL = {
+	.logits_rtol = 1e-4, .loss_rel = 1e-5, .probs_atol = 1e-5, .grad_atol = 1e-7, .grad_rtol = 1e-2,
+	.step_loss_rel = 2e-4, .param_max_lr = 2.0 * MDEV_STEPS, .param_rms_lr = 0.1,
+};
+
+static void test_train_lora_w16(void)
+{
+	struct lvd_ctx *dev = gpu(), *ref = NULL;
+	struct lvd_error err = { 0 };
+	struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CPU, .threads = 1, .ws_bytes = (size_t)1 << 30 };
+	REQUIRE(lvd_ctx_create(&ref, &o, &err) == 0);
+	mdev_check_train(dev, &CUDA_W16_TOL, 0, 1, ref);
+	lvd_ctx_destroy(ref);
+}
 
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = { TEST(test_full), TEST(test_train_lora_frozen),
-						 TEST(test_train_lora_loaded), { 0 } };
+						 TEST(test_train_lora_loaded), TEST(test_train_lora_w16), { 0 } };
 	int rc = lvd_test_main(argc, argv, tests);
 	if (g_ctx)
 		lvd_ctx_destroy(g_ctx);

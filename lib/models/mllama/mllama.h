@@ -60,7 +60,8 @@ struct lvd_mllama_param {
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
-	enum lvd_dtype dtype;       /* of data and grad: LVD_F32 (CPU); bf16 storage on CUDA later */
+	enum lvd_dtype dtype;       /* of data (and grad): LVD_F32; LVD_BF16 for the frozen weights of
+				     * lvd_mllama_to_device with w16 (data then holds bf16 values) */
 	float *data, *grad;
 };
 
@@ -138,8 +139,18 @@ const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
  * return LVD_ERR_INVALID): generation, lvd_mllama_save_hf, lora_save, enable_grads and
  * add_lora. Errors: LVD_ERR_INVALID (no context, already moved, shape-only
  * model), LVD_ERR_NOMEM (device memory; the model is unchanged). The ops then run on
- * ctx's backend; on CUDA every weight stays fp32 (docs/gpu.md "mllama training"). */
-int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_error *err);
+ * ctx's backend (docs/gpu.md "mllama training"); opts NULL: every weight fp32. */
+struct lvd_mllama_dev_opts {
+	/* 1: LoRA training (adapters added, no full gradients): every base linear weight
+	 * (q/k/v/o, MLP, patch embedding, projector, lm_head) is stored in bf16 only, its
+	 * products lvd_linear_fwd_w16 / lvd_linear_bwd_w16 (the input rounded to bf16, fp32
+	 * sums); its table entry gets dtype LVD_BF16 and data pointing at the bf16 values.
+	 * Embeddings, norms, gates, biases, LoRA and everything trained stay fp32. Ignored
+	 * with full gradients (fp32 master weights). 0: every weight fp32. */
+	int w16;
+};
+int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, const struct lvd_mllama_dev_opts *opts,
+			 struct lvd_error *err);
 /* 1 after lvd_mllama_to_device. */
 int lvd_mllama_on_device(const struct lvd_mllama *m);
 

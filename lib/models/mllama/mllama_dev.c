@@ -22,9 +22,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "io/safetensors.h"
 #include "models/mllama/mllama_internal.h"
 #include "nn/ctx.h"
+#include "nn/ops/elem.h"
 #include "nn/ops/embed.h"
 
 struct mirror {
@@ -39,6 +39,8 @@ struct mllama_dev {
 	float *pblock;        /* every parameter, table order, 64-byte granules */
 	float *gblock;        /* full gradients (same offsets) or NULL */
 	float *lblock;        /* LoRA: params, grads, two moments (4·lsize floats) or NULL */
+	uint16_t *w16;        /* the bf16 weights (opts->w16), or NULL */
+	size_t n16;           /* uint16 values in w16 (with padding) */
 	float *freq;          /* RoPE inverse frequencies [t_head_dim / 2] */
 	float *in;            /* the batch's device copies (pixels, tile mask, cross mask) */
 	size_t in_cap;        /* bytes */
@@ -64,7 +66,31 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_error *err)
+/* a linear weight matrix (the bf16 candidates: every product through mllama_lin_*) */
+static int linear_weight(const char *name)
+{
+	static const char *const ends[] = { "_proj.weight", "mlp.fc1.weight", "mlp.fc2.weight", "lm_head.weight",
+					    "multi_modal_projector.weight", "patch_embedding.weight" };
+	size_t n = strlen(name);
+	for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) {
+		size_t k = strlen(ends[i]);
+		if (n >= k && strcmp(name + n - k, ends[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* uint16 values of one bf16 weight in the block (64-byte granules) */
+static size_t take16(uint16_t *base, size_t *off, size_t n, uint16_t **out)
+{
+	size_t o = *off;
+	*off += (n + 31) & ~(size_t)31;
+	*out = base ? base + o : NULL;
+	return o;
+}
+
+int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, const struct lvd_mllama_dev_opts *opts,
+			 struct lvd_error *err)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	if (!ctx)
@@ -80,23 +106,47 @@ int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_e
 	d->ctx = ctx;
 	d->nmir = MLLAMA_MIRROR_PROBS + (size_t)c->n_cross;
 	d->mir = calloc(d->nmir, sizeof *d->mir);
-	size_t total = 0;
-	for (size_t i = 0; i < m->nparams; i++)
-		mllama_take(NULL, &total, m->params[i].numel);
+	/* bf16 only while every base weight is frozen (LoRA without full gradients) */
+	int w16 = opts && opts->w16 && m->nlora && !m->gblock;
+	size_t total = 0, n16 = 0;
+	uint16_t *dummy;
+	for (size_t i = 0; i < m->nparams; i++) {
+		if (w16 && linear_weight(m->params[i].name))
+			take16(NULL, &n16, m->params[i].numel, &dummy);
+		else
+			mllama_take(NULL, &total, m->params[i].numel);
+	}
 	d->pblock = lvd_buf_alloc(ctx, (total ? total : 1) * sizeof(float));
+	d->w16 = n16 ? lvd_buf_alloc(ctx, n16 * sizeof(uint16_t)) : NULL;
+	d->n16 = n16;
 	d->gblock = m->gblock ? lvd_buf_alloc(ctx, (total ? total : 1) * sizeof(float)) : NULL;
 	d->lblock = m->nlora ? lvd_buf_alloc(ctx, 4 * m->lsize * sizeof(float)) : NULL;
 	d->freq = lvd_buf_alloc(ctx, sizeof(float) * (size_t)(c->t_head_dim / 2 + 1));
-	if (!d->mir || !d->pblock || (m->gblock && !d->gblock) || (m->nlora && !d->lblock) || !d->freq) {
+	if (!d->mir || !d->pblock || (m->gblock && !d->gblock) || (m->nlora && !d->lblock) || !d->freq ||
+	    (n16 && !d->w16)) {
 		m->dev = d;
 		mllama_dev_free(m);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of parameters on the device",
 				     total);
 	}
-	/* parameters (and gradients) in table order, one upload each */
-	size_t off = 0;
+	/* parameters (and gradients) in table order, one upload each; a bf16 weight through an
+	 * fp32 staging copy in the workspace, converted there */
+	size_t off = 0, off16 = 0;
 	for (size_t i = 0; i < m->nparams; i++) {
 		struct lvd_mllama_param *p = &m->params[i];
+		if (w16 && linear_weight(p->name)) {
+			uint16_t *dst;
+			take16(d->w16, &off16, p->numel, &dst);
+			size_t mk = lvd_ctx_mark(ctx);
+			float *stage = lvd_ctx_takef(ctx, p->numel);
+			lvd_buf_upload(ctx, stage, p->data, p->numel * sizeof(float));
+			lvd_f32_to_bf16(ctx, dst, stage, p->numel);
+			lvd_ctx_sync(ctx);   /* the stage is reused by the next weight */
+			lvd_ctx_release(ctx, mk);
+			p->data = (float *)(void *)dst;
+			p->dtype = LVD_BF16;
+			continue;
+		}
 		float *dst = mllama_take(d->pblock, &off, p->numel);
 		lvd_buf_upload(ctx, dst, p->data, p->numel * sizeof(float));
 		if (d->gblock) {
@@ -137,8 +187,7 @@ int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, struct lvd_e
 	m->pblock = d->pblock;
 	m->gblock = d->gblock;
 	m->ptotal = total;
-	lvd_st_close(m->st);
-	m->st = NULL;
+	mllama_close_mapping(m);
 	mllama_acts_free(m);
 	m->fwd_done = 0;
 	m->ctx = ctx;
@@ -156,6 +205,8 @@ void mllama_dev_free(struct lvd_mllama *m)
 	lvd_buf_free(d->ctx, d->pblock);
 	lvd_buf_free(d->ctx, d->gblock);
 	lvd_buf_free(d->ctx, d->lblock);
+	if (d->w16)
+		lvd_buf_free(d->ctx, d->w16);
 	lvd_buf_free(d->ctx, d->freq);
 	lvd_buf_free(d->ctx, d->in);
 	if (m->pblock == d->pblock)
@@ -237,6 +288,15 @@ int *mllama_dev_stage_i(struct lvd_mllama *m, int *dst, size_t n)
 const int *mllama_dev_host_ids(const struct lvd_mllama *m)
 {
 	return m->dev ? m->dev->h_ids : m->a.ids;
+}
+
+const uint16_t *mllama_dev_w16(const struct lvd_mllama *m, const float *W)
+{
+	const struct mllama_dev *d = m->dev;
+	if (!d || !d->w16 || !W)
+		return NULL;
+	const uint16_t *p = (const uint16_t *)(const void *)W;
+	return p >= d->w16 && p < d->w16 + d->n16 ? p : NULL;
 }
 
 const float *mllama_dev_freq(const struct lvd_mllama *m)

@@ -139,6 +139,8 @@ int *mllama_dev_stage_i(struct lvd_mllama *m, int *dst, size_t n);
 void mllama_dev_put_i(struct lvd_mllama *m, int *dst, const int *src, size_t n);
 const int *mllama_dev_host_ids(const struct lvd_mllama *m);
 const float *mllama_dev_freq(const struct lvd_mllama *m);
+/* W as its bf16 storage when W is a bf16 weight of a device model, else NULL */
+const uint16_t *mllama_dev_w16(const struct lvd_mllama *m, const float *W);
 const float *mllama_dev_mirror(const struct lvd_mllama *m, int slot, const float *src, size_t n);
 const float *const *mllama_dev_dprobs(struct lvd_mllama *m, const float *const *dprobs);
 void mllama_dev_free(struct lvd_mllama *m);
@@ -146,6 +148,8 @@ void mllama_dev_free(struct lvd_mllama *m);
 void mllama_acts_free(struct lvd_mllama *m);
 /* repoints m->w at params[].data and m->g at the gradient block (mllama_load.c) */
 void mllama_rebind(struct lvd_mllama *m);
+/* closes a frozen load's weight file mapping (nothing points into it any more) */
+void mllama_close_mapping(struct lvd_mllama *m);
 
 /* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,

@@ -470,6 +470,12 @@ void mllama_rebind(struct lvd_mllama *m)
 	}
 }
 
+void mllama_close_mapping(struct lvd_mllama *m)
+{
+	lvd_st_close(m->st);
+	m->st = NULL;
+}
+
 struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m) { return m->ctx; }
 
 int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)

@@ -208,7 +208,7 @@ void mllama_text_fwd(struct lvd_mllama *m)
 	for (int l = 0; l < c->t_layers; l++)
 		tlayer_fwd(m, l);
 	lvd_rmsnorm_fwd(m->ctx, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
-	lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
+	mllama_lin_fwd(m, a->logits, NULL, NULL, a->normed, m->w.lm_head, NULL, NULL, BT, Dt, c->vocab, 0);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
@@ -339,7 +339,8 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, const f
 	int base = mllama_train_base(m) && !(m->frozen_groups & LVD_MLLAMA_TEXT);   /* lm_head, norm, embeddings */
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
 	lvd_buf_zero(m->ctx, s.dln, sizeof(float) * (size_t)BT * Dt);
-	lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt, V);
+	mllama_lin_bwd(m, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, NULL, NULL, NULL, BT,
+		       Dt, V, 0);
 	lvd_buf_zero(m->ctx, s.dx, sizeof(float) * (size_t)BT * Dt);
 	lvd_rmsnorm_bwd(m->ctx, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)

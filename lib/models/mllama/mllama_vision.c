@@ -125,7 +125,7 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 		for (int t = 0; t < TL; t++)
 			lvd_patch_unfold(m->ctx, a->cols + ((size_t)n * TL + t) * np * K,
 					    b->pixel_values + ((size_t)n * TL + t) * tile_px, C, HW, HW, ps);
-	lvd_linear_fwd(m->ctx, a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
+	mllama_lin_fwd(m, a->patch_out, NULL, NULL, a->cols, w->patch, NULL, NULL, NV * TL * np, (int)K, D, 0);
 	lvd_vembed_fwd(m->ctx, a->h0, a->patch_out, b->aspect_ratio_ids, w->cls, w->pre_tile, w->pre_gate, w->pos,
 		       w->tile_pos, w->pos_gate, NV, TL, np, D);
 	float *x = a->vl[0].x_in;
@@ -150,7 +150,8 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 		inter[k] = vlayer_out(m, c->v_inter_idx[k]);
 	LVD_ASSERT(c->v_out_dim == D * (1 + c->v_n_inter));
 	lvd_vembed_gather_fwd(m->ctx, a->feats, a->g_out, inter, NV, TL, P1, Pp, D, c->v_n_inter);
-	lvd_linear_fwd(m->ctx, a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, c->v_out_dim, c->t_hidden);
+	mllama_lin_fwd(m, a->cross, NULL, NULL, a->feats, w->proj_w, w->proj_b, NULL, NV * TL * P1, c->v_out_dim,
+		       c->t_hidden, 0);
 }
 
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
@@ -243,8 +244,8 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	lvd_buf_zero(m->ctx, dfeats, sizeof(float) * rows * OD);
 	int vfrozen = (m->frozen_groups & LVD_MLLAMA_VISION) != 0;
 	int pbase = base && !(m->frozen_groups & LVD_MLLAMA_PROJECTOR);
-	lvd_linear_bwd(m->ctx, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
-		       a->feats, w->proj_w, rows, OD, c->t_hidden);
+	mllama_lin_bwd(m, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
+		       a->feats, w->proj_w, NULL, NULL, NULL, rows, OD, c->t_hidden, 0);
 	if (vfrozen)
 		return;   /* lvd_mllama_freeze: the tower's gradients are not wanted */
 	/* scatter the final-output part of the features */
@@ -278,5 +279,5 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	lvd_vembed_bwd(m->ctx, dpatch, g->cls, g->pre_tile, g->pre_gate, g->pos, g->tile_pos, g->pos_gate, dh0,
 		       b->aspect_ratio_ids, w->pre_tile, w->pre_gate, w->pos, w->tile_pos, w->pos_gate, NV, TL, np, D);
 	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
-	lvd_linear_bwd(m->ctx, NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
+	mllama_lin_bwd(m, NULL, g->patch, NULL, dpatch, a->cols, w->patch, NULL, NULL, NULL, NV * TL * np, (int)K, D, 0);
 }
