@@ -31,12 +31,8 @@
 #include <stdio.h>
 
 #include "harness.h"
-#include "core/device.h"
+#include "gpu/gpu_ctx.h"
 #include "gpu/mllama_dev_util.h"
-
-static struct lvd_ctx *g_ctx;
-static int g_tried;
-static char g_why[LVD_ERROR_MSG_MAX];
 
 static const struct mdev_tol CUDA_TOL = {
 	.logits_rtol = 1e-4, .loss_rel = 1e-5, .probs_atol = 1e-5, .grad_atol = 1e-7, .grad_rtol = 1e-3,
@@ -44,23 +40,7 @@ static const struct mdev_tol CUDA_TOL = {
 };
 
 /* The CUDA context (1 GiB of device workspace), or SKIP with the reason. */
-static struct lvd_ctx *gpu(void)
-{
-	if (!g_tried) {
-		g_tried = 1;
-		if (lvd_cuda_device_count() == 0) {
-			snprintf(g_why, sizeof g_why, "no CUDA device visible (no GPU or no driver)");
-		} else {
-			struct lvd_error err = { 0 };
-			struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CUDA, .dws_bytes = (size_t)1 << 30 };
-			if (lvd_ctx_create(&g_ctx, &o, &err))
-				snprintf(g_why, sizeof g_why, "CUDA context: %s", err.msg);
-		}
-	}
-	if (!g_ctx)
-		SKIP("%s", g_why);
-	return g_ctx;
-}
+static struct lvd_ctx *gpu(void) { return lvd_test_gpu((size_t)1 << 30); }
 
 static void test_full(void) { mdev_check_full(gpu(), &CUDA_TOL); }
 static void test_train_lora_frozen(void) { mdev_check_train(gpu(), &CUDA_TOL, 1, 0, NULL); }
@@ -91,7 +71,6 @@ int main(int argc, char **argv)
 	static const struct lvd_test tests[] = { TEST(test_full), TEST(test_train_lora_frozen),
 						 TEST(test_train_lora_loaded), TEST(test_train_lora_w16), { 0 } };
 	int rc = lvd_test_main(argc, argv, tests);
-	if (g_ctx)
-		lvd_ctx_destroy(g_ctx);
+	lvd_test_gpu_release();
 	return rc;
 }
