@@ -2,8 +2,10 @@
  * (lvd_mllama_to_device): every parameter, gradient, LoRA block and optimizer moment is
  * copied into ctx memory (lvd_buf_*) and the model's pointers are repointed, so the
  * forward, the loss and the backward run through the dispatching ops on that context
- * unchanged. All weights stay fp32 on the device (the bf16 copies of frozen weights
- * wait for a bf16-weight backward product, see docs/gpu.md).
+ * unchanged. Weights are fp32 there, except with opts->w16 under LoRA training: every
+ * base linear weight is then converted to bf16 on the device (through an fp32 staging
+ * copy in the workspace) and kept only in bf16; mllama_lin_* take the bf16-weight
+ * products for them (mllama_dev_w16 tells a bf16 weight by its address in the block).
  *
  * What stays on the host: the batch's integer metadata is built there and uploaded
  * once per forward (positions, ids, shifted targets, capture lists; aspect_ratio_ids
