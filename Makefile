@@ -112,8 +112,8 @@ LIBA     := $(BUILD)/liblvd.a
 DEPS_OK  := $(BUILD)/.deps-ok
 # GPU tests and benches (tests/gpu/): built when CUDA=1. The op test lands among the unit
 # test binaries so `make test` runs it (it SKIPs without a device).
-GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist $(BUILD)/tests/test_cuda_sd)
-GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm $(BUILD)/gpu/bench_sd_ops)
+GPU_TEST_BIN  := $(if $(filter 1,$(CUDA)),$(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist $(BUILD)/tests/test_cuda_sd $(BUILD)/tests/test_cuda_mllama)
+GPU_BENCH_BIN := $(if $(filter 1,$(CUDA)),$(BUILD)/gpu/bench_gemm $(BUILD)/gpu/bench_sd_ops $(BUILD)/gpu/bench_mllama_train)
 
 # Objects depend on the feature set they were compiled with (CUDA, NCCL, cuDNN, NVARCH), so
 # switching CUDA=0/1 in one build directory rebuilds instead of mixing stale objects.
@@ -198,7 +198,7 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(LIBA) | $(DEPS_OK)
 TSAN_TESTS ?= test_pool test_container test_loader test_reliability test_sft test_lvd_pack.sh \
               test_lvd_sft.sh test_reliability.sh test_kill.sh
 test: all $(TEST_BIN) $(GPU_TEST_BIN)
-	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist $(BUILD)/tests/test_cuda_sd)
+	$(if $(filter 1,$(CUDA)),,@rm -f $(BUILD)/tests/test_cuda_ops $(BUILD)/tests/test_cuda_dist $(BUILD)/tests/test_cuda_sd $(BUILD)/tests/test_cuda_mllama)
 	@BUILD=$(BUILD) $(if $(and $(filter 1,$(TSAN)),$(filter-out all,$(TSAN_TESTS))),LVD_TESTS="$(TSAN_TESTS)" TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1") sh tests/run.sh
 
 # (bench/dist.sh writes its pack with tests/unit/test_sft.c's fixture writer)

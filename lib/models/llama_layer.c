@@ -65,31 +65,31 @@ void lvd_llama_layer_bwd(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_
 	int B = d->B, T = d->T, BT = B * T, D = d->D, H = d->H, KH = d->KH, hd = d->hd, KV = KH * hd, It = d->It;
 	size_t BTD = (size_t)BT * D, BTI = (size_t)BT * It, BKV = (size_t)BT * KV;
 	/* MLP branch: out = x_mid + m_out */
-	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->dm, BTD * sizeof(float));
 	lvd_gated_residual_bwd(ctx, s->dm, NULL, dx, a->m_out, NULL, NULL, BT, D);
-	memset(s->dact, 0, BTI * sizeof(float));
+	lvd_buf_zero(ctx, s->dact, BTI * sizeof(float));
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_DOWN, s->dact, g->down, s->dm, a->act, w->down, BT, It, D);
-	memset(s->dg, 0, BTI * sizeof(float));
-	memset(s->du, 0, BTI * sizeof(float));
+	lvd_buf_zero(ctx, s->dg, BTI * sizeof(float));
+	lvd_buf_zero(ctx, s->du, BTI * sizeof(float));
 	lvd_swiglu_bwd(ctx, s->dg, s->du, s->dact, a->g, a->up, BTI);
-	memset(s->dln, 0, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->dln, BTD * sizeof(float));
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_GATE, s->dln, g->gate, s->dg, a->ln2, w->gate, BT, D, It);
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_UP, s->dln, g->up, s->du, a->ln2, w->up, BT, D, It);
 	lvd_rmsnorm_bwd(ctx, dx, g->ln2, s->dln, a->x_mid, w->ln2, a->ln2_r, BT, D);
 	/* attention branch: x_mid = x + o_out */
-	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->dm, BTD * sizeof(float));
 	lvd_gated_residual_bwd(ctx, s->dm, NULL, dx, a->o_out, NULL, NULL, BT, D);
-	memset(s->datt, 0, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->datt, BTD * sizeof(float));
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_O, s->datt, g->o, s->dm, a->att, w->o, BT, D, D);
-	memset(s->dq, 0, BTD * sizeof(float));
-	memset(s->dk, 0, BKV * sizeof(float));
-	memset(s->dv, 0, BKV * sizeof(float));
+	lvd_buf_zero(ctx, s->dq, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->dk, BKV * sizeof(float));
+	lvd_buf_zero(ctx, s->dv, BKV * sizeof(float));
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_CAUSAL };
 	lvd_attn_bwd(ctx, s->dq, s->dk, s->dv, a->stats, s->datt, a->cap ? dprobs : NULL, a->q, a->k, a->v, &mk,
 		     a->cap, 1.0f / sqrtf((float)hd), B, T, T, H, KH, hd);
 	lvd_rope_apply(ctx, s->dq, pos, inv_freq, B, T, H, hd, 1);
 	lvd_rope_apply(ctx, s->dk, pos, inv_freq, B, T, KH, hd, 1);
-	memset(s->dln, 0, BTD * sizeof(float));
+	lvd_buf_zero(ctx, s->dln, BTD * sizeof(float));
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_Q, s->dln, g->q, s->dq, a->ln1, w->q, BT, D, D);
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_K, s->dln, g->k, s->dk, a->ln1, w->k, BT, D, KV);
 	lin_bwd_call(ctx, lb, user, LVD_LLAMA_V, s->dln, g->v, s->dv, a->ln1, w->v, BT, D, KV);
@@ -99,7 +99,8 @@ void lvd_llama_layer_bwd(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_
 void lvd_llama_lora_lin_fwd(struct lvd_ctx *ctx, float *out, float *u, float *xd, const float *x, const float *W,
 			    const float *b, const struct lvd_llama_lora *l, int N, int IC, int OC, uint64_t seed)
 {
-	lvd_linear_fwd(ctx, out, x, W, b, N, IC, OC);
+	if (W)
+		lvd_linear_fwd(ctx, out, x, W, b, N, IC, OC);
 	if (!l)
 		return;
 	const float *xin = x;
@@ -114,14 +115,15 @@ void lvd_llama_lora_lin_bwd(struct lvd_ctx *ctx, float *dx, float *dW, float *db
 			    const float *W, const float *u, const float *xd, const struct lvd_llama_lora *l, int N,
 			    int IC, int OC, uint64_t seed)
 {
-	lvd_linear_bwd(ctx, dx, dW, db, dout, x, W, N, IC, OC);
+	if (W)
+		lvd_linear_bwd(ctx, dx, dW, db, dout, x, W, N, IC, OC);
 	if (!l)
 		return;
 	if (l->p > 0) {
 		size_t mk = lvd_ctx_mark(ctx);
 		float *dxd = dx ? lvd_ctx_takef(ctx, (size_t)N * IC) : NULL;
 		if (dxd)
-			memset(dxd, 0, sizeof(float) * (size_t)N * IC);
+			lvd_buf_zero(ctx, dxd, sizeof(float) * (size_t)N * IC);
 		lvd_lora_bwd(ctx, dxd, l->dA, l->dB, dout, xd, u, l->A, l->B, l->s, N, IC, OC, l->r);
 		if (dx)
 			lvd_lora_dropout_bwd(ctx, dx, dxd, (size_t)N * IC, l->p, seed);

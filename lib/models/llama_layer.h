@@ -93,7 +93,8 @@ struct lvd_llama_lora {
 	int r;
 	float s, p;
 };
-/* l NULL: a plain linear. */
+/* l NULL: a plain linear. W NULL: the LoRA path alone (the caller computed the base
+ * product, e.g. with bf16 weights: lvd_linear_fwd_w16 / lvd_linear_bwd_w16). */
 void lvd_llama_lora_lin_fwd(struct lvd_ctx *ctx, float *out, float *u, float *xd, const float *x, const float *W,
 			    const float *b, const struct lvd_llama_lora *l, int N, int IC, int OC, uint64_t seed);
 /* dx += dout·W (+ the LoRA path), dW/db += the base gradients when not NULL, dA/dB of l. */

@@ -18,6 +18,7 @@
 
 #include "bf16_ref.h"
 #include "harness.h"
+#include "gpu/gpu_ctx.h"
 #include "core/device.h"
 #include "nn/ctx.h"
 #include "nn/ops/act.h"
@@ -28,28 +29,8 @@
 
 #define U32 (1.0 / 16777216.0)
 
-static struct lvd_ctx *g_ctx;
-static int g_tried;
-static char g_why[LVD_ERROR_MSG_MAX];
-
 /* The CUDA context, or SKIP with the reason (no device / no driver / context failure). */
-static struct lvd_ctx *gpu(void)
-{
-	if (!g_tried) {
-		g_tried = 1;
-		if (lvd_cuda_device_count() == 0) {
-			snprintf(g_why, sizeof g_why, "no CUDA device visible (no GPU or no driver)");
-		} else {
-			struct lvd_error err = {0};
-			struct lvd_ctx_opts o = {.backend = LVD_BACKEND_CUDA, .dws_bytes = (size_t)256 << 20};
-			if (lvd_ctx_create(&g_ctx, &o, &err))
-				snprintf(g_why, sizeof g_why, "CUDA context: %s", err.msg);
-		}
-	}
-	if (!g_ctx)
-		SKIP("%s", g_why);
-	return g_ctx;
-}
+static struct lvd_ctx *gpu(void) { return lvd_test_gpu((size_t)256 << 20); }
 
 /* ---- host helpers ---- */
 
@@ -1011,6 +992,6 @@ int main(int argc, char **argv)
 		{0},
 	};
 	int rc = lvd_test_main(argc, argv, tests);
-	lvd_ctx_destroy(g_ctx);
+	lvd_test_gpu_release();
 	return rc;
 }

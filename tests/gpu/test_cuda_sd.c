@@ -19,34 +19,15 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "gpu/gpu_ctx.h"
 #include "sd_dev_util.h"
 #include "tool_util.h"
 #include "core/device.h"
 #include "io/container.h"
 #include "nn/ctx.h"
 
-static struct lvd_ctx *g_ctx;
-static int g_tried;
-static char g_why[LVD_ERROR_MSG_MAX];
-
 /* The CUDA context (2 GiB of device workspace), or SKIP with the reason. */
-static struct lvd_ctx *gpu(void)
-{
-	if (!g_tried) {
-		g_tried = 1;
-		if (lvd_cuda_device_count() == 0) {
-			snprintf(g_why, sizeof g_why, "no CUDA device visible (no GPU or no driver)");
-		} else {
-			struct lvd_error err = {0};
-			struct lvd_ctx_opts o = {.backend = LVD_BACKEND_CUDA, .dws_bytes = (size_t)2 << 30};
-			if (lvd_ctx_create(&g_ctx, &o, &err))
-				snprintf(g_why, sizeof g_why, "CUDA context: %s", err.msg);
-		}
-	}
-	if (!g_ctx)
-		SKIP("%s", g_why);
-	return g_ctx;
-}
+static struct lvd_ctx *gpu(void) { return lvd_test_gpu((size_t)2 << 30); }
 
 static void test_sample_maps(void)
 {
@@ -140,7 +121,6 @@ int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {TEST(test_sample_maps), TEST(test_tool_cuda_vs_cpu), {0}};
 	int rc = lvd_test_main(argc, argv, tests);
-	if (g_ctx)
-		lvd_ctx_destroy(g_ctx);
+	lvd_test_gpu_release();
 	return rc;
 }

@@ -103,6 +103,12 @@ static void fixture_free(struct fixture *f)
 	memset(f, 0, sizeof *f);
 }
 
+/* Set by the *_device cases: fixture_load then moves the model to this CPU context with
+ * lvd_mllama_to_device, so the step runs through the device path's uploads, host mirrors
+ * (probabilities, logits) and dprobs uploads (the Lavender split of docs/gpu.md) and must
+ * meet the same golden bounds (it is the same arithmetic, bit for bit). */
+static struct lvd_ctx *g_dev;
+
 /* loads everything (REQUIREs inside); threads for the model */
 static void fixture_load(struct fixture *f, int threads)
 {
@@ -194,6 +200,8 @@ static void fixture_load(struct fixture *f, int threads)
 	const struct lvd_tensor_view *sc = lvd_st_find(g_st, "scal");
 	REQUIRE(sc && sc->dtype == LVD_DT_F64 && sc->numel == 5);
 	memcpy(f->scal, sc->data, sizeof f->scal);
+	if (g_dev)
+		REQUIRE(lvd_mllama_to_device(f->m, g_dev, NULL, &err) == 0);
 }
 
 static struct lvd_ctx *mkctx(int threads)
@@ -681,6 +689,19 @@ static void test_step_recompute(void)
 static void test_step_golden(void) { run_step(1); }
 static void test_step_golden_threads(void) { run_step(3); }
 
+/* the step and the keyed step with the model on a (CPU) device context: g_dev */
+static void on_device(void (*fn)(void))
+{
+	g_dev = mkctx(1);
+	REQUIRE(g_dev);
+	fn();
+	lvd_ctx_destroy(g_dev);
+	g_dev = NULL;
+}
+static void step1(void) { run_step(1); }
+static void test_step_golden_device(void) { on_device(step1); }
+static void test_step_keys_device(void) { on_device(test_step_keys); }
+
 int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
@@ -690,9 +711,12 @@ int main(int argc, char **argv)
 		TEST(test_step_recompute),
 		TEST(test_step_keys),
 		TEST(test_key_table),
+		TEST(test_step_golden_device),
+		TEST(test_step_keys_device),
 		{ 0 },
 	};
 	int rc = lvd_test_main(argc, argv, tests);
+	lvd_ctx_destroy(g_dev);   /* left set when a device case stopped early */
 	lvd_st_close(g_st);
 	return rc;
 }

@@ -60,7 +60,8 @@ struct lvd_mllama_param {
 	int ndim;
 	int64_t shape[4];
 	size_t numel;
-	enum lvd_dtype dtype;       /* of data and grad: LVD_F32 (CPU); bf16 storage on CUDA later */
+	enum lvd_dtype dtype;       /* of data (and grad): LVD_F32; LVD_BF16 for the frozen weights of
+				     * lvd_mllama_to_device with w16 (data then holds bf16 values) */
 	float *data, *grad;
 };
 
@@ -120,6 +121,38 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err);
 /* The context the model runs on now (borrowed or model-owned). */
 struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m);
 const struct lvd_mllama_config *lvd_mllama_cfg(const struct lvd_mllama *m);
+
+/* The model on a device context (mllama_dev.c; meant for CUDA, a CPU context gives the
+ * same code path on a second host copy, for tests): every parameter, the full gradients
+ * (lvd_mllama_enable_grads) or the LoRA blocks (parameters, gradients, optimizer moments)
+ * are copied into device memory of ctx, in fp32, and the host copies freed (a frozen
+ * load's file mapping is closed); the model then runs on ctx (borrowed: it must outlive
+ * the model; lvd_mllama_set_ctx and set_threads are refused from then on). Call it after
+ * lvd_mllama_enable_grads / add_lora / lora_load / freeze and before the first forward.
+ * Afterwards the parameter table's data/grad, the LoRA A/B/dA/dB and the blocks of
+ * lvd_mllama_param_block, grad_block, lora_params, lora_grads and lora_opt_state are
+ * device pointers (read them with lvd_buf_download on ctx; an optimizer steps them
+ * with the dispatching lvd_adamw_step on ctx). lvd_mllama_forward and backward take
+ * host batches and host dprobs as before (the inputs are uploaded once per forward, the
+ * dprobs per backward); lvd_mllama_logits, vision_features, cross_states and xattn_probs
+ * return host copies downloaded at most once per forward. Not on a device model (they
+ * return LVD_ERR_INVALID): generation, lvd_mllama_save_hf, lora_save, enable_grads and
+ * add_lora. Errors: LVD_ERR_INVALID (no context, already moved, shape-only
+ * model), LVD_ERR_NOMEM (device memory; the model is unchanged). The ops then run on
+ * ctx's backend (docs/gpu.md "mllama training"); opts NULL: every weight fp32. */
+struct lvd_mllama_dev_opts {
+	/* 1: LoRA training (adapters added, no full gradients): every base linear weight
+	 * (q/k/v/o, MLP, patch embedding, projector, lm_head) is stored in bf16 only, its
+	 * products lvd_linear_fwd_w16 / lvd_linear_bwd_w16 (the input rounded to bf16, fp32
+	 * sums); its table entry gets dtype LVD_BF16 and data pointing at the bf16 values.
+	 * Embeddings, norms, gates, biases, LoRA and everything trained stay fp32. Ignored
+	 * with full gradients (fp32 master weights). 0: every weight fp32. */
+	int w16;
+};
+int lvd_mllama_to_device(struct lvd_mllama *m, struct lvd_ctx *ctx, const struct lvd_mllama_dev_opts *opts,
+			 struct lvd_error *err);
+/* 1 after lvd_mllama_to_device. */
+int lvd_mllama_on_device(const struct lvd_mllama *m);
 
 /* Parameter table (stable order); lookup by canonical name (NULL when absent). */
 size_t lvd_mllama_nparams(const struct lvd_mllama *m);

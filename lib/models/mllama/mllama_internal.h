@@ -62,6 +62,7 @@ struct mllama_lora_site {
 };
 
 struct lvd_st;
+struct mllama_dev;   /* the device side (mllama_dev.c); NULL on a CPU model */
 
 struct lvd_mllama {
 	struct lvd_mllama_config c;
@@ -106,6 +107,7 @@ struct lvd_mllama {
 	int fwd_xent_chunk;
 	lvd_mllama_layer_hook layer_hook;   /* lvd_mllama_set_layer_hook */
 	void *layer_hook_user;
+	struct mllama_dev *dev;      /* lvd_mllama_to_device: weights, gradients, activations on ctx's device */
 };
 
 static inline void mllama_hook(struct lvd_mllama *m, enum lvd_mllama_layer_event ev, int l)
@@ -137,6 +139,35 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float h
 /* generation (mllama_model.c, used by mllama_gen.c): batch check + shape + vision tower
  * only; m->a.cross valid after (when the batch has images) */
 int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b, struct lvd_error *err);
+
+/* device side (mllama_dev.c; every function is a no-op or a pass-through on a CPU model,
+ * m->dev NULL): mllama_dev_batch copies the batch's tensors (pixels, tile mask, cross
+ * mask) to the device and repoints m->batch at them (aspect_ratio_ids, labels and the
+ * capture lists stay host arrays: the ops take them from the host); mllama_dev_put_i
+ * writes n host ints to dst, filled in the host array mllama_dev_stage_i gives (dst
+ * itself on a CPU model, a staging area otherwise) (an upload on the device, a plain copy otherwise);
+ * mllama_dev_host_ids is the host copy of the last forward's input ids; mllama_dev_freq
+ * the RoPE inverse frequencies on the device (NULL on the CPU); mllama_dev_mirror a host
+ * copy of n device floats, refreshed once per forward (slot: which mirror);
+ * mllama_dev_dprobs uploads the host dprobs list into the ctx workspace (the caller
+ * releases it); mllama_dev_free gives every device buffer back. */
+enum { MLLAMA_MIRROR_LOGITS, MLLAMA_MIRROR_FEATS, MLLAMA_MIRROR_CROSS, MLLAMA_MIRROR_PROBS /* + k */ };
+int mllama_dev_batch(struct lvd_mllama *m, struct lvd_error *err);
+int *mllama_dev_stage_i(struct lvd_mllama *m, int *dst, size_t n);
+void mllama_dev_put_i(struct lvd_mllama *m, int *dst, const int *src, size_t n);
+const int *mllama_dev_host_ids(const struct lvd_mllama *m);
+const float *mllama_dev_freq(const struct lvd_mllama *m);
+/* W as its bf16 storage when W is a bf16 weight of a device model, else NULL */
+const uint16_t *mllama_dev_w16(const struct lvd_mllama *m, const float *W);
+const float *mllama_dev_mirror(const struct lvd_mllama *m, int slot, const float *src, size_t n);
+const float *const *mllama_dev_dprobs(struct lvd_mllama *m, const float *const *dprobs);
+void mllama_dev_free(struct lvd_mllama *m);
+/* the activation block where ctx computes: grown, never shrunk (host or device memory) */
+void mllama_acts_free(struct lvd_mllama *m);
+/* repoints m->w at params[].data and m->g at the gradient block (mllama_load.c) */
+void mllama_rebind(struct lvd_mllama *m);
+/* closes a frozen load's weight file mapping (nothing points into it any more) */
+void mllama_close_mapping(struct lvd_mllama *m);
 
 /* a linear with optional LoRA, used by both towers (mllama_lora.c) */
 void mllama_lin_fwd(struct lvd_mllama *m, float *out, float *u, float *xd, const float *x, const float *W,

@@ -271,6 +271,8 @@ void mllama_hf_name(char *out, size_t n, const char *canon)
 
 static void free_model(struct lvd_mllama *m)
 {
+	mllama_dev_free(m);   /* device blocks and activations go back to the borrowed ctx */
+	mllama_acts_free(m);
 	lvd_ctx_destroy(m->own_ctx);
 	lvd_st_close(m->st);
 	free(m->pblock);
@@ -286,7 +288,6 @@ static void free_model(struct lvd_mllama *m)
 	free(m->lopt);
 	free(m->vsite);
 	free(m->tsite);
-	free(m->ablock);
 	free(m->a.vl);
 	free(m->a.tl);
 	free(m);
@@ -455,7 +456,24 @@ int lvd_mllama_create_shape(struct lvd_mllama **out, const char *dir, struct lvd
 
 void lvd_mllama_set_ctx(struct lvd_mllama *m, struct lvd_ctx *ctx)
 {
+	LVD_ASSERTF(!m->dev, "mllama: set_ctx on a model moved to a device (lvd_mllama_to_device)");
 	m->ctx = ctx ? ctx : m->own_ctx;
+}
+
+void mllama_rebind(struct lvd_mllama *m)
+{
+	struct carver cv = { .tab = m->params, .remap = 1 };
+	layout(&m->c, &cv, &m->w);
+	if (m->gblock) {
+		cv = (struct carver){ .base = m->gblock };
+		layout(&m->c, &cv, &m->g);
+	}
+}
+
+void mllama_close_mapping(struct lvd_mllama *m)
+{
+	lvd_st_close(m->st);
+	m->st = NULL;
 }
 
 struct lvd_ctx *lvd_mllama_ctx(const struct lvd_mllama *m) { return m->ctx; }
@@ -464,6 +482,8 @@ int lvd_mllama_set_threads(struct lvd_mllama *m, int n, struct lvd_error *err)
 {
 	if (n < 1 || n > 1024)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: threads: %d not in [1, 1024]", n);
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: set_threads on a model moved to a device");
 	struct lvd_ctx *ctx;
 	struct lvd_ctx_opts o = { .backend = LVD_BACKEND_CPU, .threads = n };
 	int rc = lvd_ctx_create(&ctx, &o, err);
@@ -478,6 +498,8 @@ int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err)
 {
 	if (m->frozen)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: full gradients need lvd_mllama_load (weights are frozen)");
+	if (m->dev && !m->gblock)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: enable_grads before lvd_mllama_to_device");
 	if (!m->gblock) {
 		m->gblock = lvd_alloc_aligned(m->ptotal, sizeof(float));
 		if (!m->gblock)
@@ -496,9 +518,9 @@ int lvd_mllama_enable_grads(struct lvd_mllama *m, struct lvd_error *err)
 void lvd_mllama_zero_grads(struct lvd_mllama *m)
 {
 	if (m->gblock)
-		memset(m->gblock, 0, m->ptotal * sizeof(float));
+		lvd_buf_zero(m->ctx, m->gblock, m->ptotal * sizeof(float));
 	if (m->lgrads)
-		memset(m->lgrads, 0, m->lsize * sizeof(float));
+		lvd_buf_zero(m->ctx, m->lgrads, m->lsize * sizeof(float));
 }
 
 float *lvd_mllama_param_block(struct lvd_mllama *m, size_t *n)
@@ -589,6 +611,8 @@ int lvd_mllama_add_lora(struct lvd_mllama *m, const struct lvd_mllama_lora_cfg *
 {
 	if (m->nlora)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA already added");
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: add LoRA before lvd_mllama_to_device");
 	if (lc->r < 1 || !(lc->alpha > 0) || !(lc->dropout >= 0 && lc->dropout < 1) || !lc->targets)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: LoRA: r >= 1, alpha > 0, 0 <= dropout < 1 required");
 	if (strlen(lc->targets) >= sizeof m->lora_targets)
@@ -665,6 +689,8 @@ int lvd_mllama_lora_save(struct lvd_mllama *m, const char *dir, const char *base
 {
 	if (!m->nlora)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: no LoRA adapters to save");
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: lora_save of a device model is not written yet");
 	char path[4096];
 	struct lvd_st_writer *w = lvd_st_writer_new();
 	char (*names)[192] = calloc(2 * m->nlora, sizeof *names);

@@ -170,12 +170,21 @@ static int acts_tables(struct lvd_mllama *m, struct lvd_error *err)
 	return 0;
 }
 
-/* An activation block of at least `need` floats (grown, never shrunk; contents not kept). */
+void mllama_acts_free(struct lvd_mllama *m)
+{
+	if (m->ablock)
+		lvd_buf_free(m->ctx, m->ablock);
+	m->ablock = NULL;
+	m->acap = 0;
+}
+
+/* An activation block of at least `need` floats where m->ctx computes (grown, never
+ * shrunk; contents not kept). */
 static int acts_reserve(struct lvd_mllama *m, size_t need, struct lvd_error *err)
 {
 	if (need > m->acap) {
-		free(m->ablock);
-		m->ablock = lvd_alloc_aligned(need, sizeof(float));
+		mllama_acts_free(m);
+		m->ablock = lvd_buf_alloc(m->ctx, need * sizeof(float));
 		m->acap = m->ablock ? need : 0;
 		if (!m->ablock)
 			return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: cannot allocate %zu floats of activations", need);
@@ -189,31 +198,41 @@ int lvd_mllama_forward(struct lvd_mllama *m, const struct lvd_mllama_batch *b, s
 	int rc = check_batch(m, b, err);
 	if (rc)
 		return rc;
+	if (m->xent_chunk && mllama_dev_w16(m, m->w.lm_head))
+		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "mllama: the fused LM head needs an fp32 lm_head; this "
+				     "device model keeps it in bf16 (lvd_mllama_set_xent_chunk(m, 0))");
 	m->fwd_done = 0;
 	set_shape(m, b);
 	int TL = c->v_max_tiles;
-	if ((rc = acts_tables(m, err)) || (rc = acts_reserve(m, carve_acts(m, &m->a, NULL), err)))
+	if ((rc = acts_tables(m, err)) || (rc = acts_reserve(m, carve_acts(m, &m->a, NULL), err)) ||
+	    (rc = mllama_dev_batch(m, err)))
 		return rc;
 	carve_acts(m, &m->a, m->ablock);
 	struct mllama_acts *a = &m->a;
 	int B = b->B, T = b->T, BT = B * T;
+	/* host metadata, uploaded once per forward on a device model */
+	int *h = mllama_dev_stage_i(m, a->pos, T);
 	for (int t = 0; t < T; t++)
-		a->pos[t] = t;
-	memcpy(a->ids, b->input_ids, sizeof(int) * BT);
+		h[t] = t;
+	mllama_dev_put_i(m, a->pos, h, T);
+	mllama_dev_put_i(m, a->ids, b->input_ids, BT);
 	if (a->cap_off) {
-		memcpy(a->cap_off, b->cap_off, sizeof(int) * (B + 1));
-		memcpy(a->cap_rows, b->cap_rows, sizeof(int) * a->ncap);
+		mllama_dev_put_i(m, a->cap_off, b->cap_off, B + 1);
+		mllama_dev_put_i(m, a->cap_rows, b->cap_rows, a->ncap);
 	}
+	h = mllama_dev_stage_i(m, a->targets, BT);
 	for (int bb = 0; bb < B; bb++)
 		for (int t = 0; t < T; t++)
-			a->targets[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
+			h[bb * T + t] = (b->labels && t + 1 < T) ? b->labels[bb * T + t + 1] : -100;
+	mllama_dev_put_i(m, a->targets, h, BT);
+	b = &m->batch;   /* pixels and masks: device copies on a device model */
 	if (m->have_image) {
 		mllama_vision_fwd(m);
 		/* HF _prepare_cross_attention_mask: min_float where masked, rows without any
 		 * visible tile get an all-zero bias and row mask 0 */
 		lvd_attn_group_bias(m->ctx, a->xbias, a->rowmask, b->cross_attention_mask, BT, b->M * TL, m->P1);
 	} else {
-		memset(a->rowmask, 0, sizeof(float) * BT);
+		lvd_buf_zero(m->ctx, a->rowmask, sizeof(float) * BT);
 	}
 	mllama_text_fwd(m);
 	m->loss = NAN;
@@ -240,6 +259,8 @@ int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b
 	int rc = check_batch(m, b, err);
 	if (rc)
 		return rc;
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: generation on a device model is not written yet");
 	m->fwd_done = 0;
 	set_shape(m, b);
 	if (!m->have_image)
@@ -254,7 +275,12 @@ int mllama_vision_prepare(struct lvd_mllama *m, const struct lvd_mllama_batch *b
 	return 0;
 }
 
-const float *lvd_mllama_logits(const struct lvd_mllama *m) { return m->a.logits; }
+const float *lvd_mllama_logits(const struct lvd_mllama *m)
+{
+	if (!m->a.logits) /* the fused LM head keeps none */
+		return NULL;
+	return mllama_dev_mirror(m, MLLAMA_MIRROR_LOGITS, m->a.logits, (size_t)m->batch.B * m->batch.T * m->c.vocab);
+}
 
 void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r)
 {
@@ -282,14 +308,23 @@ void lvd_mllama_set_xent_chunk(struct lvd_mllama *m, int chunk)
 int lvd_mllama_xent_chunk(const struct lvd_mllama *m) { return m->xent_chunk; }
 double lvd_mllama_loss(const struct lvd_mllama *m) { return m->loss; }
 int lvd_mllama_loss_count(const struct lvd_mllama *m) { return m->loss_count; }
-const float *lvd_mllama_vision_features(const struct lvd_mllama *m) { return m->have_image ? m->a.feats : NULL; }
-const float *lvd_mllama_cross_states(const struct lvd_mllama *m) { return m->have_image ? m->a.cross : NULL; }
+const float *lvd_mllama_vision_features(const struct lvd_mllama *m)
+{
+	size_t rows = (size_t)m->NV * m->c.v_max_tiles * m->P1;
+	return m->have_image ? mllama_dev_mirror(m, MLLAMA_MIRROR_FEATS, m->a.feats, rows * m->c.v_out_dim) : NULL;
+}
+const float *lvd_mllama_cross_states(const struct lvd_mllama *m)
+{
+	size_t rows = (size_t)m->NV * m->c.v_max_tiles * m->P1;
+	return m->have_image ? mllama_dev_mirror(m, MLLAMA_MIRROR_CROSS, m->a.cross, rows * m->c.t_hidden) : NULL;
+}
 size_t lvd_mllama_capture_rows(const struct lvd_mllama *m) { return m->a.ncap; }
 const float *lvd_mllama_xattn_probs(const struct lvd_mllama *m, int k)
 {
 	if (k < 0 || k >= m->c.n_cross || !m->have_image || !m->a.ncap)
 		return NULL;
-	return m->a.tl[m->c.cross_layers[k]].capp;
+	return mllama_dev_mirror(m, MLLAMA_MIRROR_PROBS + k, m->a.tl[m->c.cross_layers[k]].capp,
+				 (size_t)m->c.t_heads * m->a.ncap * m->S);
 }
 
 int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *const *dprobs, struct lvd_error *err)
@@ -310,9 +345,10 @@ int lvd_mllama_backward(struct lvd_mllama *m, float loss_scale, const float *con
 	float *scratch = lvd_ctx_takef(m->ctx, off);
 	float hscale = m->loss_count > 0 && loss_scale != 0.0f ? loss_scale / (float)m->loss_count : 0.0f;
 	float *dlogits = NULL;
+	dprobs = mllama_dev_dprobs(m, dprobs);   /* device copies in the workspace (device model) */
 	if (!m->xent_chunk) {
 		dlogits = scratch;
-		memset(dlogits, 0, sizeof(float) * BT * V);
+		lvd_buf_zero(m->ctx, dlogits, sizeof(float) * BT * V);
 		if (hscale != 0.0f)
 			lvd_xent_bwd(m->ctx, dlogits, m->a.logits, m->a.targets, hscale, (int)BT, (int)V);
 	}

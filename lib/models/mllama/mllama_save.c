@@ -27,6 +27,8 @@ int lvd_mllama_save_hf(struct lvd_mllama *m, const char *dir, const struct lvd_m
 {
 	if (!o || !o->src_dir)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: save_hf needs the source folder");
+	if (m->dev)
+		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: save_hf of a device model is not written yet");
 	struct lvd_hf_tensor *t = calloc(m->nparams + 1, sizeof *t);
 	char (*names)[192] = calloc(m->nparams + 1, sizeof *names);
 	if (!t || !names) {

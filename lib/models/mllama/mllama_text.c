@@ -14,6 +14,7 @@
 #include "models/mllama/mllama_internal.h"
 #include "nn/ops/act.h"
 #include "nn/ops/attn.h"
+#include "nn/ops/elem.h"
 #include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
 #include "nn/ops/gemm.h"
@@ -153,6 +154,7 @@ struct self_layer {
 	struct lvd_llama_dims d;
 	struct tlin_user u;
 	float inv_freq[512];
+	const float *freq;   /* inv_freq, or the device copy on a device model */
 };
 static void self_layer(struct lvd_mllama *m, int l, struct self_layer *sl)
 {
@@ -160,8 +162,12 @@ static void self_layer(struct lvd_mllama *m, int l, struct self_layer *sl)
 	struct tlayer_a *A = &m->a.tl[l];
 	const struct tlayer_w *W = &m->w.tl[l];
 	LVD_ASSERT(c->t_head_dim / 2 <= 512);
-	lvd_rope_freqs(m->ctx, sl->inv_freq, c->t_head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
-		       c->rope_high, c->rope_orig_max);
+	sl->freq = mllama_dev_freq(m);
+	if (!sl->freq) {
+		lvd_rope_freqs(m->ctx, sl->inv_freq, c->t_head_dim, c->rope_theta, c->rope_llama3, c->rope_factor,
+			       c->rope_low, c->rope_high, c->rope_orig_max);
+		sl->freq = sl->inv_freq;
+	}
 	sl->a = (struct lvd_llama_layer_a){ A->ln1, A->ln1_r, A->q, A->k, A->v, A->stats, A->att, A->o_out, A->x_mid,
 					    A->ln2, A->ln2_r, A->g, A->up, A->act, A->m_out, NULL, NULL };
 	sl->w = (struct lvd_llama_layer_w){ W->ln1, W->q, W->k, W->v, W->o, W->ln2, W->gate, W->up, W->down };
@@ -182,14 +188,14 @@ static void tlayer_fwd(struct lvd_mllama *m, int l, float *capp)
 	float *out = tlayer_out(m, l);
 	size_t BTD = (size_t)BT * Dt;
 	if (W->cross && !m->have_image) {
-		memcpy(out, A->x_in, BTD * sizeof(float));
+		lvd_copy(m->ctx, out, A->x_in, BTD);
 		return;
 	}
 	if (!W->cross) {
 		/* the Llama self-attention layer shared with minicpmv (lib/models/llama_layer.c) */
 		struct self_layer sl;
 		self_layer(m, l, &sl);
-		lvd_llama_layer_fwd(m->ctx, out, &sl.a, A->x_in, &sl.w, m->a.pos, sl.inv_freq, &sl.d, tlin, &sl.u);
+		lvd_llama_layer_fwd(m->ctx, out, &sl.a, A->x_in, &sl.w, m->a.pos, sl.freq, &sl.d, tlin, &sl.u);
 		return;
 	}
 	/* gated cross-attention layer */
@@ -236,7 +242,7 @@ void mllama_text_fwd(struct lvd_mllama *m)
 	}
 	lvd_rmsnorm_fwd(m->ctx, a->normed, a->norm_r, a->norm_in, m->w.norm, BT, Dt, c->t_eps);
 	if (a->logits) /* else the fused head runs with the loss (mllama_model.c) */
-		lvd_linear_fwd(m->ctx, a->logits, a->normed, m->w.lm_head, NULL, BT, Dt, c->vocab);
+		mllama_lin_fwd(m, a->logits, NULL, NULL, a->normed, m->w.lm_head, NULL, NULL, BT, Dt, c->vocab, 0);
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
@@ -307,47 +313,47 @@ static void tlayer_bwd(struct lvd_mllama *m, int l, struct tscratch *s, const fl
 		struct lvd_llama_layer_g lg = { base ? G->ln1 : NULL, G->q, G->k, G->v, G->o, base ? G->ln2 : NULL,
 						G->gate, G->up, G->down };
 		struct lvd_llama_layer_s ls = { s->dln, s->dm, s->datt, s->dq, s->dk, s->dv, s->dg, s->du, s->dact };
-		lvd_llama_layer_bwd(m->ctx, dx, &ls, &sl.a, A->x_in, &sl.w, &lg, NULL, m->a.pos, sl.inv_freq, &sl.d, tlin_bwd,
+		lvd_llama_layer_bwd(m->ctx, dx, &ls, &sl.a, A->x_in, &sl.w, &lg, NULL, m->a.pos, sl.freq, &sl.d, tlin_bwd,
 				    &sl.u);
 		return;
 	}
 	/* gated cross-attention layer. MLP branch: out = x_mid + tanh(mlp_gate)·rowmask·m_out */
-	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dm, BTD * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, s->dm, base ? G->mlp_gate : NULL, dx, A->m_out, W->mlp_gate, m->a.rowmask, BT,
 			       Dt);
-	memset(s->dact, 0, BTI * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dact, BTI * sizeof(float));
 	mllama_lin_bwd(m, s->dact, G->down, NULL, s->dm, A->act, W->down, A->u[L_M3], A->xd[L_M3],
 		       tsite_mut(m, l, L_M3), BT, It, Dt, tseed(m, l, L_M3));
-	memset(s->dg, 0, BTI * sizeof(float));
-	memset(s->du, 0, BTI * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dg, BTI * sizeof(float));
+	lvd_buf_zero(m->ctx, s->du, BTI * sizeof(float));
 	lvd_swiglu_bwd(m->ctx, s->dg, s->du, s->dact, A->g, A->up, BTI);
-	memset(s->dln, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dln, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->dln, G->gate, NULL, s->dg, A->ln2, W->gate, A->u[L_M1], A->xd[L_M1],
 		       tsite_mut(m, l, L_M1), BT, Dt, It, tseed(m, l, L_M1));
 	mllama_lin_bwd(m, s->dln, G->up, NULL, s->du, A->ln2, W->up, A->u[L_M2], A->xd[L_M2],
 		       tsite_mut(m, l, L_M2), BT, Dt, It, tseed(m, l, L_M2));
 	lvd_rmsnorm_bwd(m->ctx, dx, base ? G->ln2 : NULL, s->dln, A->x_mid, W->ln2, A->ln2_r, BT, Dt);
 	/* attention branch: x_mid = x_in + tanh(attn_gate)·o_out */
-	memset(s->dm, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dm, BTD * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, s->dm, base ? G->attn_gate : NULL, dx, A->o_out, W->attn_gate, NULL, BT, Dt);
-	memset(s->datt, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->datt, BTD * sizeof(float));
 	mllama_lin_bwd(m, s->datt, G->o, NULL, s->dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       tsite_mut(m, l, L_O), BT, Dt, Dt, tseed(m, l, L_O));
 	size_t BKV = (size_t)B * S * KV;
-	memset(s->dq, 0, BTD * sizeof(float));
-	memset(s->dk, 0, BKV * sizeof(float));
-	memset(s->dv, 0, BKV * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dq, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dk, BKV * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dv, BKV * sizeof(float));
 	float scale = 1.0f / sqrtf((float)hd);
-	memset(s->dln, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dln, BTD * sizeof(float));
 	if (m->batch.meta_row_mask)
 		lvd_row_mask(m->ctx, s->datt, m->a.rowmask, BT, Dt);
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = m->a.xbias };
 	struct lvd_attn_capture cp = { m->a.cap_rows, m->a.cap_off };
 	lvd_attn_bwd(m->ctx, s->dq, s->dk, s->dv, A->stats, s->datt, dprobs, A->q, A->k, A->v, &mk, &cp, scale, B, T, S,
 		     H, KH, hd);
-	memset(s->dqraw, 0, BTD * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dqraw, BTD * sizeof(float));
 	lvd_rmsnorm_bwd(m->ctx, s->dqraw, base ? G->q_norm : NULL, s->dq, A->qraw, W->q_norm, A->q_r, BT * H, hd);
-	memset(s->dkraw, 0, BKV * sizeof(float));
+	lvd_buf_zero(m->ctx, s->dkraw, BKV * sizeof(float));
 	lvd_rmsnorm_bwd(m->ctx, s->dkraw, base ? G->k_norm : NULL, s->dk, A->kraw, W->k_norm, A->k_r, B * S * KH, hd);
 	mllama_lin_bwd(m, s->dln, G->q, NULL, s->dqraw, A->ln1, W->q, A->u[L_Q], A->xd[L_Q],
 		       tsite_mut(m, l, L_Q), BT, Dt, Dt, tseed(m, l, L_Q));
@@ -390,17 +396,17 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float h
 	struct mllama_acts *a = &m->a;
 	int base = mllama_train_base(m) && !(m->frozen_groups & LVD_MLLAMA_TEXT);   /* lm_head, norm, embeddings */
 	int B = m->batch.B, T = m->batch.T, BT = B * T, Dt = c->t_hidden, V = c->vocab;
-	memset(s.dln, 0, sizeof(float) * (size_t)BT * Dt);
+	lvd_buf_zero(m->ctx, s.dln, sizeof(float) * (size_t)BT * Dt);
 	if (dlogits)
-		lvd_linear_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, BT, Dt,
-			       V);
+		mllama_lin_bwd(m, s.dln, base ? m->g.lm_head : NULL, NULL, dlogits, a->normed, m->w.lm_head, NULL, NULL,
+			       NULL, BT, Dt, V, 0);
 	else if (hscale != 0.0f)
 		lvd_lmhead_xent_bwd(m->ctx, s.dln, base ? m->g.lm_head : NULL, a->lse, a->normed, m->w.lm_head,
 				    a->targets, hscale, BT, Dt, V, m->xent_chunk);
-	memset(s.dx, 0, sizeof(float) * (size_t)BT * Dt);
+	lvd_buf_zero(m->ctx, s.dx, sizeof(float) * (size_t)BT * Dt);
 	lvd_rmsnorm_bwd(m->ctx, s.dx, base ? m->g.norm : NULL, s.dln, a->norm_in, m->w.norm, a->norm_r, BT, Dt);
 	if (m->have_image)
-		memset(s.dcross, 0, sizeof(float) * (size_t)B * m->S * Dt);
+		lvd_buf_zero(m->ctx, s.dcross, sizeof(float) * (size_t)B * m->S * Dt);
 	for (int l = c->t_layers - 1; l >= 0; l--) {
 		const float *dp = NULL;
 		if (dprobs && m->w.tl[l].cross)
@@ -414,10 +420,18 @@ const float *mllama_text_bwd(struct lvd_mllama *m, const float *dlogits, float h
 		mllama_hook(m, LVD_MLLAMA_BWD_END, l);
 	}
 	if (base) {
-		/* nn.Embedding(padding_idx = pad_token_id): that row gets no gradient */
-		for (int r = 0; r < BT; r++)
-			if (a->ids[r] != c->pad_token_id)
-				lvd_embedding_bwd(m->ctx, m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, 1, Dt);
+		/* nn.Embedding(padding_idx = pad_token_id): that row gets no gradient. One op
+		 * call per run of rows without a pad (the ids read from the host copy); the
+		 * rows are still added in order */
+		const int *hid = mllama_dev_host_ids(m);
+		for (int r = 0; r < BT;) {
+			int e = r;
+			while (e < BT && hid[e] != c->pad_token_id)
+				e++;
+			if (e > r)
+				lvd_embedding_bwd(m->ctx, m->g.embed, s.dx + (size_t)r * Dt, a->ids + r, e - r, Dt);
+			r = e + 1;
+		}
 	}
 	return m->have_image ? s.dcross : NULL;
 }

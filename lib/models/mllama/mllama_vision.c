@@ -125,11 +125,11 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 		for (int t = 0; t < TL; t++)
 			lvd_patch_unfold(m->ctx, a->cols + ((size_t)n * TL + t) * np * K,
 					    b->pixel_values + ((size_t)n * TL + t) * tile_px, C, HW, HW, ps);
-	lvd_linear_fwd(m->ctx, a->patch_out, a->cols, w->patch, NULL, NV * TL * np, (int)K, D);
+	mllama_lin_fwd(m, a->patch_out, NULL, NULL, a->cols, w->patch, NULL, NULL, NV * TL * np, (int)K, D, 0);
 	lvd_vembed_fwd(m->ctx, a->h0, a->patch_out, b->aspect_ratio_ids, w->cls, w->pre_tile, w->pre_gate, w->pos,
 		       w->tile_pos, w->pos_gate, NV, TL, np, D);
 	float *x = a->vl[0].x_in;
-	memset(x, 0, sizeof(float) * (size_t)NV * L * D);
+	lvd_buf_zero(m->ctx, x, sizeof(float) * (size_t)NV * L * D);
 	for (int n = 0; n < NV; n++)
 		for (int t = 0; t < TL; t++) {
 			size_t r = (size_t)n * TL + t;
@@ -150,7 +150,8 @@ void mllama_vision_fwd(struct lvd_mllama *m)
 		inter[k] = vlayer_out(m, c->v_inter_idx[k]);
 	LVD_ASSERT(c->v_out_dim == D * (1 + c->v_n_inter));
 	lvd_vembed_gather_fwd(m->ctx, a->feats, a->g_out, inter, NV, TL, P1, Pp, D, c->v_n_inter);
-	lvd_linear_fwd(m->ctx, a->cross, a->feats, w->proj_w, w->proj_b, NV * TL * P1, c->v_out_dim, c->t_hidden);
+	mllama_lin_fwd(m, a->cross, NULL, NULL, a->feats, w->proj_w, w->proj_b, NULL, NV * TL * P1, c->v_out_dim,
+		       c->t_hidden, 0);
 }
 
 size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
@@ -181,31 +182,31 @@ static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s)
 	size_t ND = (size_t)N * D, NI = (size_t)N * I;
 	float *dm = s[0], *dln = s[1], *datt = s[2], *dq = s[3], *dk = s[4], *dv = s[5], *dh1g = s[6], *dh1 = s[7];
 	/* MLP branch */
-	memset(dm, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dm, ND * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_ffn : NULL, dx, A->m_out, W->gate_ffn, NULL, N, D);
-	memset(dh1g, 0, NI * sizeof(float));
+	lvd_buf_zero(m->ctx, dh1g, NI * sizeof(float));
 	mllama_lin_bwd(m, dh1g, G->fc2_w, G->fc2_b, dm, A->h1g, W->fc2_w, A->u[L_M2], A->xd[L_M2],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M2].l : NULL, N, I, D, vseed(m, l, L_M2));
-	memset(dh1, 0, NI * sizeof(float));
+	lvd_buf_zero(m->ctx, dh1, NI * sizeof(float));
 	lvd_gelu_bwd(m->ctx, dh1, dh1g, A->h1, NI, LVD_GELU_EXACT);
-	memset(dln, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dln, ND * sizeof(float));
 	mllama_lin_bwd(m, dln, G->fc1_w, G->fc1_b, dh1, A->ln2, W->fc1_w, A->u[L_M1], A->xd[L_M1],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_M1].l : NULL, N, D, I, vseed(m, l, L_M1));
 	lvd_layernorm_bwd(m->ctx, dx, base ? G->ln2_w : NULL, base ? G->ln2_b : NULL, dln, A->x_mid, W->ln2_w, A->ln2_m,
 			     A->ln2_r, N, D);
 	/* attention branch */
-	memset(dm, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dm, ND * sizeof(float));
 	lvd_gated_residual_bwd(m->ctx, dm, base ? G->gate_attn : NULL, dx, A->o_out, W->gate_attn, NULL, N, D);
-	memset(datt, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, datt, ND * sizeof(float));
 	mllama_lin_bwd(m, datt, G->o, NULL, dm, A->att, W->o, A->u[L_O], A->xd[L_O],
 		       m->vsite ? m->vsite[(size_t)l * L_NSITE + L_O].l : NULL, N, D, D, vseed(m, l, L_O));
-	memset(dq, 0, ND * sizeof(float));
-	memset(dk, 0, ND * sizeof(float));
-	memset(dv, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dq, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dk, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dv, ND * sizeof(float));
 	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_PADPAIR, .pad = m->a.pad };
 	lvd_attn_bwd(m->ctx, dq, dk, dv, A->stats, datt, NULL, A->q, A->k, A->v, &mk, NULL, 1.0f / sqrtf((float)(D / H)),
 			m->NV, m->L, m->L, H, H, D / H);
-	memset(dln, 0, ND * sizeof(float));
+	lvd_buf_zero(m->ctx, dln, ND * sizeof(float));
 	static const int sites[3] = { L_Q, L_K, L_V };
 	float *dsrc[3] = { dq, dk, dv };
 	const float *Ws[3] = { W->q, W->k, W->v };
@@ -240,15 +241,15 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	float *dh0 = mllama_take(scratch, &off, (size_t)rows * D);
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
 
-	memset(dfeats, 0, sizeof(float) * rows * OD);
+	lvd_buf_zero(m->ctx, dfeats, sizeof(float) * rows * OD);
 	int vfrozen = (m->frozen_groups & LVD_MLLAMA_VISION) != 0;
 	int pbase = base && !(m->frozen_groups & LVD_MLLAMA_PROJECTOR);
-	lvd_linear_bwd(m->ctx, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
-		       a->feats, w->proj_w, rows, OD, c->t_hidden);
+	mllama_lin_bwd(m, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
+		       a->feats, w->proj_w, NULL, NULL, NULL, rows, OD, c->t_hidden, 0);
 	if (vfrozen)
 		return;   /* lvd_mllama_freeze: the tower's gradients are not wanted */
 	/* scatter the final-output part of the features */
-	memset(dx, 0, sizeof(float) * N * D);
+	lvd_buf_zero(m->ctx, dx, sizeof(float) * N * D);
 	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);
 	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
 		vlayer_bwd(m, l, dx, s);
@@ -256,7 +257,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	if (base)
 		lvd_vembed_tile_add_bwd(m->ctx, g->post_tile, g->post_gate, dx, b->aspect_ratio_ids, w->post_tile,
 					w->post_gate, NV, TL, Pp, D);
-	memset(dx2, 0, sizeof(float) * N * D);
+	lvd_buf_zero(m->ctx, dx2, sizeof(float) * N * D);
 	lvd_layernorm_bwd(m->ctx, dx2, base ? g->ln_post_w : NULL, base ? g->ln_post_b : NULL, dx, a->local_out,
 			     w->ln_post_w, a->lnpost_m, a->lnpost_r, (int)N, D);
 	dx = dx2;
@@ -269,14 +270,14 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	if (!base)
 		return;
 	/* layernorm_pre on real tokens */
-	memset(dh0, 0, sizeof(float) * (size_t)rows * D);
+	lvd_buf_zero(m->ctx, dh0, sizeof(float) * (size_t)rows * D);
 	for (int r = 0; r < NV * TL; r++)
 		lvd_layernorm_bwd(m->ctx, dh0 + (size_t)r * P1 * D, g->ln_pre_w, g->ln_pre_b, dx + (size_t)r * Pp * D,
 				     a->h0 + (size_t)r * P1 * D, w->ln_pre_w, a->lnpre_m + (size_t)r * P1,
 				     a->lnpre_r + (size_t)r * P1, P1, D);
-	memset(dpatch, 0, sizeof(float) * (size_t)NV * TL * np * D);
+	lvd_buf_zero(m->ctx, dpatch, sizeof(float) * (size_t)NV * TL * np * D);
 	lvd_vembed_bwd(m->ctx, dpatch, g->cls, g->pre_tile, g->pre_gate, g->pos, g->tile_pos, g->pos_gate, dh0,
 		       b->aspect_ratio_ids, w->pre_tile, w->pre_gate, w->pos, w->tile_pos, w->pos_gate, NV, TL, np, D);
 	size_t K = (size_t)c->v_channels * c->v_patch * c->v_patch;
-	lvd_linear_bwd(m->ctx, NULL, g->patch, NULL, dpatch, a->cols, w->patch, NV * TL * np, (int)K, D);
+	mllama_lin_bwd(m, NULL, g->patch, NULL, dpatch, a->cols, w->patch, NULL, NULL, NULL, NV * TL * np, (int)K, D, 0);
 }

@@ -49,6 +49,13 @@ void lvd_linear_bwd_cpu(struct lvd_ctx *ctx, float *dinp, float *dw, float *dbia
  * converted in the device workspace, then lvd_gemm_bf16_cuda (cuBLASLt, fp32 compute). */
 void lvd_linear_fwd_w16_cpu(struct lvd_ctx *ctx, float *out, const float *inp, const uint16_t *w,
 			    const float *bias, int N, int IC, int OC);
+/* Input gradient of lvd_linear_fwd_w16 (frozen bf16 weights: no weight gradient):
+ * dinp[N, IC] += bf16(dout)[N, OC] @ w[OC, IC], dout rounded to bf16 (nearest even),
+ * products and sums in fp32. Composed of the dispatching ops (lvd_f32_to_bf16 into the
+ * ctx workspace, then lvd_gemm_bf16 accumulating), so it runs on either backend
+ * (gemm_w16.c). */
+void lvd_linear_bwd_w16(struct lvd_ctx *ctx, float *dinp, const float *dout, const uint16_t *w, int N, int IC,
+			int OC);
 /* lvd_gemm with plain loops in double precision: the oracle for tests (CPU only). */
 void lvd_gemm_naive(struct lvd_ctx *ctx, int transA, int transB, int M, int N, int K, float alpha,
 		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
