@@ -294,12 +294,12 @@ int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err)
 		return 0;
 	if (m->vt)
 		return lvd_error_set(err, LVD_ERR_INVALID, "minicpmv: make_mutable after vision_train");
-	size_t nt = table(m, NULL), need = 0;
-	struct wspec *t = calloc(nt, sizeof *t);
+	size_t nt = mcv_weight_table(m, NULL), need = 0;
+	struct mcv_wspec *t = calloc(nt, sizeof *t);
 	struct lvd_minicpmv_param *p = calloc(nt, sizeof *p);
 	char *names = calloc(nt, PNAME);
 	if (t)
-		table(m, t);
+		mcv_weight_table(m, t);
 	for (size_t i = 0; t && i < nt; i++)
 		mcv_take(NULL, &need, numel(&t[i]));
 	float *blk = t && p && names ? lvd_alloc_aligned(need ? need : 1, sizeof(float)) : NULL;
