@@ -79,15 +79,17 @@ sed 's/"elapsed".*//' "$T_TMP/k/metrics.jsonl" >"$T_TMP/m2"
 ok "resume: same metrics" cmp "$T_TMP/m1" "$T_TMP/m2"
 expect_exit 2 "changed --minicpm-map refused" run $kr --out "$T_TMP/u" --minicpm-map official
 
-# Export: the checkpoint's PEFT adapter equals the run's final one; no --merge yet.
+# Export: the checkpoint's PEFT adapter equals the run's final one; --merge writes the
+# hub folder (LoRA merged; lvd_minicpmv_save_hf, golden-tested in test_minicpmv_save).
 ok "export" "$bin" export "$T_TMP/u/ckpt-000004" --model "$model" --out "$T_TMP/ex"
 for f in adapter_model.safetensors adapter_config.json aligner.safetensors aligner.json; do
 	ok "export: $f equal" cmp "$T_TMP/ex/$f" "$T_TMP/u/final/$f"
 done
 grep -q "o_proj" "$T_TMP/ex/adapter_config.json" && grep -q "k_proj" "$T_TMP/ex/adapter_config.json" && pass ||
 	fail "adapter targets q,k,v,o_proj"
-expect_exit 1 "export --merge refused" "$bin" export "$T_TMP/u/ckpt-000004" --model "$model" --out "$T_TMP/ex2" --merge
-grep -q "no MiniCPM-V full-model save" "$T_TMP/err" && pass || fail "--merge refusal message"
+ok "export --merge" "$bin" export "$T_TMP/u/ckpt-000004" --model "$model" --out "$T_TMP/ex2" --merge
+[ -s "$T_TMP/ex2/config.json" ] && [ -s "$T_TMP/ex2/aligner.safetensors" ] && [ -s "$T_TMP/ex2/model.safetensors.index.json" ] &&
+	[ ! -e "$T_TMP/ex2/adapter_model.safetensors" ] && pass || fail "export --merge: the hub folder + Aligner"
 expect_exit 1 "export with the other model" "$bin" export "$T_TMP/u/ckpt-000004" --model "$mlmodel" --out "$T_TMP/ex3"
 
 # Data parallel: 2 ranks x batch 1 (TCP launcher) = 1 rank x batch 2 within fp32 rounding:
@@ -110,19 +112,23 @@ l2=$(sed 's/.*"label_tokens":\([0-9]*\).*/\1/' "$T_TMP/b2/metrics.jsonl" | tr '\
 [ "$l1" = "$l2" ] && [ -n "$l1" ] && pass || fail "2 ranks: global label-token counts ($l1 vs $l2)"
 
 # --full --train resampler,llm: the checkpoint holds exactly those groups' tensors (hub
-# names); final/ the Aligner only (no full-model save yet: export refuses, naming it);
+# names); final/ the hub folder with the trained tensors as the checkpoint has them;
 # SIGKILL after update 3 then resume: bit-identical.
 fr="--pack $T_TMP/pack2 --max-steps 4 --save-every 2 --full --train resampler,llm --lr 1e-3"
 ok "full resampler,llm" run $fr --out "$T_TMP/fu"
 "$bin" inspect "$T_TMP/fu/ckpt-000004" >"$T_TMP/insp" 2>/dev/null
 grep -q '"llm.lm_head.weight"' "$T_TMP/insp" && grep -q '"resampler.query.adam_v"' "$T_TMP/insp" &&
 	! grep -q '"vpm\.' "$T_TMP/insp" && ! grep -q '"lora"' "$T_TMP/insp" && pass || fail "full: checkpoint tensors"
-[ -s "$T_TMP/fu/final/aligner.safetensors" ] && [ ! -e "$T_TMP/fu/final/adapter_model.safetensors" ] && pass ||
-	fail "full: final/ holds the Aligner"
+[ -s "$T_TMP/fu/final/aligner.safetensors" ] && [ -s "$T_TMP/fu/final/config.json" ] &&
+	[ ! -e "$T_TMP/fu/final/adapter_model.safetensors" ] && pass || fail "full: final/ holds the hub folder + Aligner"
+ok "full: final/ weights = the checkpoint's trained tensors" "$fx" --compare-common \
+	"$T_TMP/fu/ckpt-000004/state.safetensors" "$T_TMP/fu/final/model-00001-of-00001.safetensors" 0
 grep -q '"train": *"resampler,llm"' "$T_TMP/fu/run.json" && grep -q '"full": *true' "$T_TMP/fu/run.json" && pass ||
 	fail "full: run.json records --full --train"
-expect_exit 1 "full: export refused" "$bin" export "$T_TMP/fu/ckpt-000004" --model "$model" --out "$T_TMP/fx"
-grep -q "no MiniCPM-V full-model save" "$T_TMP/err" && pass || fail "full: export refusal message"
+ok "full: export" "$bin" export "$T_TMP/fu/ckpt-000004" --model "$model" --out "$T_TMP/fx"
+ok "full: export = final/" cmp "$T_TMP/fx/model-00001-of-00001.safetensors" "$T_TMP/fu/final/model-00001-of-00001.safetensors"
+expect_exit 1 "compare-common can fail" "$fx" --compare-common "$T_TMP/fu/ckpt-000004/state.safetensors" \
+	"$T_TMP/ex2/model-00001-of-00001.safetensors" 0
 LVD_SFT_KILL_AT=3 run $fr --out "$T_TMP/fk" >/dev/null 2>&1
 [ $? -eq 137 ] && pass || fail "full: killed at step 3"
 ok "full: resume" run $fr --out "$T_TMP/fk"

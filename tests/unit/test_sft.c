@@ -4,6 +4,7 @@
  *   test_sft --pack DIR MODEL N [TILE PATCH TILES IMAGE_TOKEN]
  *                                   write an lvd-pack folder of N records for MODEL
  *   test_sft --compare A B TOL [SKIP]  every tensor of A (but SKIP) equals B's within TOL
+ *   test_sft --compare-common A B TOL  every tensor of A that B has (>= 1) equals B's
  *                                   (0: bitwise);
  *                                   exit 0 equal, 1 different (max difference printed)
  *   test_sft --diff A B              print the name of every tensor of A that is not
@@ -289,6 +290,9 @@ static int make_pack_mcv(const char *dir, const char *model, int n, int bad, str
 	return make_pack_with(dir, model, n, make_record_mcv, e);
 }
 
+/* compare, or with `common` set only the tensors B also has (at least one). */
+static int g_common;
+
 static int compare(const char *a, const char *b, double tol, const char *skip)
 {
 	struct lvd_error e = {0};
@@ -299,14 +303,16 @@ static int compare(const char *a, const char *b, double tol, const char *skip)
 	}
 	int bad = 0;
 	double worst = 0;
-	if (lvd_st_count(sa) != lvd_st_count(sb)) {
+	size_t seen = 0;
+	if (!g_common && lvd_st_count(sa) != lvd_st_count(sb)) {
 		fprintf(stderr, "compare: %zu vs %zu tensors\n", lvd_st_count(sa), lvd_st_count(sb));
 		bad = 1;
 	}
 	for (size_t i = 0; i < lvd_st_count(sa) && !bad; i++) {
 		const struct lvd_tensor_view *ta = lvd_st_at(sa, i), *tb = lvd_st_find(sb, ta->name);
-		if (skip && !strcmp(ta->name, skip))
+		if ((skip && !strcmp(ta->name, skip)) || (g_common && !tb))
 			continue;
+		seen++;
 		if (!tb || tb->numel != ta->numel) {
 			fprintf(stderr, "compare: tensor '%s' missing or of another size in %s\n", ta->name, b);
 			bad = 1;
@@ -328,7 +334,11 @@ static int compare(const char *a, const char *b, double tol, const char *skip)
 		free(x);
 		free(y);
 	}
-	fprintf(stderr, "compare: max |difference| %.3g\n", worst);
+	if (g_common && !seen && !bad) {
+		fprintf(stderr, "compare: no tensor of %s is in %s\n", a, b);
+		bad = 1;
+	}
+	fprintf(stderr, "compare: max |difference| %.3g over %zu tensors\n", worst, seen);
 	lvd_st_close(sa);
 	lvd_st_close(sb);
 	return bad;
@@ -635,6 +645,10 @@ int main(int argc, char **argv)
 		return diff_names(argv[2], argv[3]);
 	if (argc >= 5 && !strcmp(argv[1], "--compare"))
 		return compare(argv[2], argv[3], atof(argv[4]), argc > 5 ? argv[5] : NULL);
+	if (argc == 5 && !strcmp(argv[1], "--compare-common")) {
+		g_common = 1;
+		return compare(argv[2], argv[3], atof(argv[4]), NULL);
+	}
 	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_sft.XXXXXX");
 	LVD_ASSERT(mkdtemp(g_tmp));
 	static const struct lvd_test tests[] = {TEST(test_fixture_loader), TEST(test_mcv_loader), TEST(test_mcv_errors),

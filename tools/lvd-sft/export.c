@@ -52,8 +52,8 @@ static const char EXPORT_DESC[] =
 	"W + (alpha/r) B A), the model folder's tokenizer, processor, chat template and\n"
 	"generation files, and the Aligner; it is written into DIR.tmp and renamed, and an\n"
 	"existing non-empty DIR is refused. The run's configuration comes from the\n"
-	"checkpoint's state.json; --model must be the folder the run trained on. MiniCPM-V\n"
-	"checkpoints export the PEFT adapter (no --merge: there is no full-model save yet).";
+	"checkpoint's state.json; --model must be the folder the run trained on (MiniCPM-V:\n"
+	"the hub layout, its remote-code *.py files copied too).";
 enum { E_MODEL, E_OUT, E_MERGE, E_DTYPE, E_SHARD };
 static const struct lvd_cli_opt EXPORT_OPTS[] = {
 	[E_MODEL] = {"model", 0, "DIR", "VLM folder the run trained on (required)"},
@@ -174,12 +174,6 @@ int cmd_export(int argc, char **argv)
 	if (strcmp(jstr(po, "model_type", "mllama"), sft_model_of(o.model_kind)->name)) {
 		lvd_error_log("%s: the checkpoint trained a %s model, %s is %s", p, jstr(po, "model_type", "mllama"),
 			      eo.model, sft_model_of(o.model_kind)->name);
-		json_decref(st);
-		return 1;
-	}
-	if (o.full && o.model_kind == LVD_LOADER_MINICPMV) {
-		lvd_error_log("%s: a --full MiniCPM-V checkpoint: there is no MiniCPM-V full-model save yet (its trained "
-			      "weights are in state.safetensors under their hub names)", p);
 		json_decref(st);
 		return 1;
 	}

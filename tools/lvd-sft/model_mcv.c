@@ -3,8 +3,9 @@
  * PEFT modules_to_save), --full of the groups vision / resampler / llm (writable weights:
  * lvd_minicpmv_make_mutable; one AdamW block per trained tensor, by hub name), the Aligner
  * over the captured decoder layers (--layers, d_in = the LLM's heads), the loader's MCV
- * records, one micro-step through lvd_lstep_mcv_run (--minicpm-map), and the PEFT adapter
- * export (a --full run has no full-model save yet: its weights stay in the checkpoints). */
+ * records, one micro-step through lvd_lstep_mcv_run (--minicpm-map), and the export: the
+ * PEFT adapter, or with --merge and for --full runs the complete hub folder
+ * (lvd_minicpmv_save_hf, LoRA merged). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,13 +184,9 @@ static int mcv_micro(struct trainer *t, const struct lvd_loader_batch *b, const 
 
 static int mcv_export(struct trainer *t, const char *dir, const struct export_cfg *ec, struct lvd_error *err)
 {
-	if (ec->merge)
-		return lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: --merge: there is no MiniCPM-V full-model save yet "
-				     "(export the PEFT adapter)", t->o->model);
-	if (t->o->full) { /* RUN_DIR/final/ (`export` refuses a --full checkpoint before) */
-		lvd_info("%s: no MiniCPM-V full-model save yet: %s/ holds the Aligner only, the trained weights are in "
-			 "the checkpoints (state.safetensors, hub names)", t->o->model, dir);
-		return lvd_mkdir_p(dir, err);
+	if (t->o->full || ec->merge) {
+		struct lvd_minicpmv_save_opts so = {t->o->model, ec->bf16, ec->max_shard, ec->replace};
+		return lvd_minicpmv_save_hf(t->mc, dir, &so, err);
 	}
 	int rc = lvd_mkdir_p(dir, err);
 	return rc ? rc : lvd_minicpmv_lora_save(t->mc, dir, t->o->model,

@@ -56,7 +56,7 @@ static const char DESC[] =
 	"Before the first step it prints the memory plan of one rank (stderr, run.json \"plan\");\n"
 	"--max-memory refuses a plan over the limit, --plan-only prints the plan and exits.\n"
 	"The model is --model's config.json model_type: mllama (Llama 3.2 Vision) or minicpmv\n"
-	"(MiniCPM-Llama3-V-2.5: a pack of MiniCPM records, --minicpm-map; no full-model save yet).\n"
+	"(MiniCPM-Llama3-V-2.5: a pack of MiniCPM records, --minicpm-map).\n"
 	"See docs/sft.md.";
 
 enum {
