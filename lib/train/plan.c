@@ -158,7 +158,10 @@ const char *lvd_plan_advice(const struct lvd_plan *p, const struct lvd_plan_opts
 			fix = "more ranks with ZeRO (--nproc-per-node N --zero 1), or LoRA instead of --full";
 	} else if (d == 6 || d == 7 || d == 8) {
 		const int rt = o->recompute & LVD_MLLAMA_RECOMPUTE_TEXT, rv = (o->recompute & LVD_MLLAMA_RECOMPUTE_VISION) != 0;
-		if (d == 6 && rt == LVD_MLLAMA_RECOMPUTE_NONE)
+		if (d == 6 && !rv && o->full && !(o->train_mask & LVD_MLLAMA_VISION))
+			fix = "--recompute vision (free here: the frozen vision tower's backward does not run, so nothing "
+			      "is recomputed), then xattn,vision or all,vision, or a smaller --batch";
+		else if (d == 6 && rt == LVD_MLLAMA_RECOMPUTE_NONE)
 			fix = rv ? "--recompute xattn or all (activation checkpointing; with ,vision), or a smaller --batch"
 				 : "--recompute xattn or all (activation checkpointing of the decoder layers; add ,vision for "
 				   "the vision tower: all,vision keeps least), or a smaller --batch";

@@ -84,7 +84,8 @@ const char *lvd_plan_size(char *buf, size_t n, size_t bytes);
 int lvd_plan_parse_size(const char *s, size_t *out, struct lvd_error *err);
 /* NULL when p->peak <= limit; else the advice: which option would make it fit (LoRA
  * instead of --full, fewer --train groups, the --recompute the mode lacks (a text mode,
- * ,vision), smaller --batch/--plan-tokens, more ranks with ZeRO), written into buf. */
+ * ,vision; vision first with --full and a frozen vision tower, where it costs nothing),
+ * smaller --batch/--plan-tokens, more ranks with ZeRO), written into buf. */
 const char *lvd_plan_advice(const struct lvd_plan *p, const struct lvd_plan_opts *o, size_t limit, char *buf,
 			    size_t n);
 

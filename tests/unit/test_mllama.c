@@ -876,6 +876,36 @@ static void rc_case(int lora)
 static void test_recompute_full(void) { rc_case(0); }
 static void test_recompute_lora(void) { rc_case(1); }
 
+/* A frozen vision tower (lvd_mllama_freeze; the backward stops at the projector, so no
+ * vision layer is recomputed): vision gives the same loss and gradients bit for bit
+ * with the smaller activation block. */
+static void test_recompute_frozen(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_error err = { 0 };
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m && lvd_mllama_enable_grads(m, &err) == 0);
+	lvd_mllama_freeze(m, LVD_MLLAMA_VISION);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	size_t n = (size_t)c->t_heads * 3 * g.M * g.TL * 17;
+	float *Rs = malloc(n * sizeof *Rs);
+	REQUIRE(Rs);
+	for (size_t i = 0; i < n; i++)
+		Rs[i] = 0.05f * sinf(0.29f * (float)i);
+	struct rc_out o[2];
+	rc_step(m, &b, Rs, LVD_MLLAMA_RECOMPUTE_VISION, &o[1]);
+	rc_step(m, &b, Rs, LVD_MLLAMA_RECOMPUTE_NONE, &o[0]);
+	CHECK(o[1].loss == o[0].loss && o[1].ng == o[0].ng && !memcmp(o[1].grads, o[0].grads, o[0].ng * sizeof(float)));
+	CHECK(o[1].want.acts < o[0].want.acts);
+	for (int r = 0; r < 2; r++)
+		free(o[r].probs), free(o[r].grads);
+	free(Rs);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
+
 /* The fused LM head + CE (lvd_mllama_set_xent_chunk) against the logits path, full
  * gradients: loss to double rounding of the reassociated log-sum-exp with one chunk
  * (1e-12 relative), to the logits' fp32 rounding with several (1e-6); every gradient to
@@ -976,7 +1006,7 @@ int main(int argc, char **argv)
 		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
 		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
 		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx),
-		TEST(test_recompute_full), TEST(test_recompute_lora), TEST(test_fused_xent), { 0 },
+		TEST(test_recompute_full), TEST(test_recompute_lora), TEST(test_recompute_frozen), TEST(test_fused_xent), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }

@@ -155,6 +155,12 @@ static void test_11b(void)
 	      strstr(buf, "--recompute all,vision"));
 	o.recompute = LVD_MLLAMA_RECOMPUTE_ALL | LVD_MLLAMA_RECOMPUTE_VISION;
 	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && !strstr(buf, "--recompute"));
+	/* --full with the vision tower frozen: vision first, free */
+	o.full = 1, o.train_mask = LVD_MLLAMA_TEXT, o.recompute = LVD_MLLAMA_RECOMPUTE_ALL;
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute vision (free"));
+	o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute all,vision"));
+	o.full = 0, o.train_mask = 0;
 	o.recompute = LVD_MLLAMA_RECOMPUTE_NONE;
 	/* the advice names the dominating part and the option */
 	CHECK(lvd_plan_advice(&p, &o, p.peak, buf, sizeof buf) == NULL);
