@@ -196,6 +196,23 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 	return off;
 }
 
+/* Whether the backward goes below the projector: the tower is not frozen
+ * (lvd_mllama_freeze) and has gradients to take — its parameters' (full fine-tuning) or
+ * a LoRA site in its layers (a LoRA model whose targets match only text modules has
+ * none: its vision backward would compute input gradients nobody reads). */
+static int vlayers_grad(const struct lvd_mllama *m)
+{
+	if (m->frozen_groups & LVD_MLLAMA_VISION)
+		return 0;
+	if (mllama_train_base(m))
+		return 1;
+	size_t n = m->vsite ? (size_t)(m->c.v_layers + m->c.v_global_layers) * L_NSITE : 0;
+	for (size_t i = 0; i < n; i++)
+		if (m->vsite[i].l)
+			return 1;
+	return 0;
+}
+
 /* Layer l's forward again from its kept input (LVD_MLLAMA_RECOMPUTE_VISION), into the
  * shared region, right before its backward: the same ops on the same inputs (LoRA
  * dropout seeded per step and site) give the same bits. Its output (the next layer's
@@ -278,12 +295,12 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
 
 	memset(dfeats, 0, sizeof(float) * rows * OD);
-	int vfrozen = (m->frozen_groups & LVD_MLLAMA_VISION) != 0;
+	int vgrad = vlayers_grad(m);
 	int pbase = base && !(m->frozen_groups & LVD_MLLAMA_PROJECTOR);
-	lvd_linear_bwd(m->ctx, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
+	lvd_linear_bwd(m->ctx, vgrad ? dfeats : NULL, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
 		       a->feats, w->proj_w, rows, OD, c->t_hidden);
-	if (vfrozen)
-		return;   /* lvd_mllama_freeze: the tower's gradients are not wanted */
+	if (!vgrad)
+		return;   /* no gradient of the tower wanted: nothing below the projector runs */
 	/* scatter the final-output part of the features */
 	memset(dx, 0, sizeof(float) * N * D);
 	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);
