@@ -3,7 +3,7 @@
  * head fused with the loss (CHUNK > 0: vocabulary chunks, no logits) or not (0), run in
  * a process of its own so its peak resident set is that configuration's.
  *
- *   bench_mllama_mem CONFIG_DIR none|xattn|all CHUNK [THREADS]
+ *   bench_mllama_mem CONFIG_DIR MODE CHUNK [THREADS]   (MODE: none|xattn|all[,vision] | vision)
  * CONFIG_DIR holds config.json only: the weights are seeded random (lvd_mllama_create,
  * then a hash), LoRA r 8 on q_proj,v_proj with non-zero B; one sample of T = 512 tokens
  * (the second half labelled), one image (tile 0), 16 captured rows with an injected
@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	int rmode = argc >= 4 ? lvd_mllama_recompute_parse(argv[2]) : -1;
 	if (argc < 4 || argc > 5 || rmode < 0 || lvd_parse_u64(argv[3], 0, 1u << 30, &chunk, "CHUNK", &err) ||
 	    (argc > 4 && lvd_parse_u64(argv[4], 1, 1024, &threads, "THREADS", &err))) {
-		fprintf(stderr, "usage: bench_mllama_mem CONFIG_DIR none|xattn|all CHUNK [THREADS]%s%s\n",
+		fprintf(stderr, "usage: bench_mllama_mem CONFIG_DIR none|xattn|all[,vision]|vision CHUNK [THREADS]%s%s\n",
 			err.msg[0] ? "\nbench_mllama_mem: error: " : "", err.msg);
 		return 2;
 	}

@@ -5,6 +5,10 @@
 # T = 512, each mode in its own process (bench_mllama_mem): peak resident set, context
 # workspace high-water mark, activation block, loss (equal across recompute modes; the
 # fused head to fp32 rounding). No peer: the modes are compared with each other.
+# Then the vision tower's recompute (,vision) on a vision-heavy variant of the same model
+# (the text as above with its 256-token vocabulary; the vision encoder at 224 px tiles,
+# 4 tiles of 257 patches, width 256, MLP 1024, 4 heads, 8 local + 1 global layers) into
+# bench/out/mllama_mem_vision.jsonl.
 set -eu
 BUILD=${BUILD:-build}
 THREADS=${BENCH_THREADS:-${THREADS:-1}}
@@ -18,4 +22,14 @@ for mode in "none 0" "none 8192" "xattn 8192" "all 8192" "all 0"; do
 	set -- $mode
 	OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_mllama_mem" "$dir" "$1" "$2" "$THREADS" |
 		tee -a bench/out/mllama_mem.jsonl
+done
+mkdir -p "$dir/vision"
+sed -e 's/"hidden_size": 32/"hidden_size": 256/' -e 's/"image_size": 56/"image_size": 224/' \
+	-e 's/"intermediate_size": 64/"intermediate_size": 1024/' -e 's/"attention_heads": 2/"attention_heads": 4/' \
+	-e 's/"num_hidden_layers": 2/"num_hidden_layers": 8/' -e 's/"vision_output_dim": 96/"vision_output_dim": 768/' \
+	tests/golden/mllama/model/config.json >"$dir/vision/config.json"
+: >bench/out/mllama_mem_vision.jsonl
+for mode in none all vision all,vision; do
+	OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_mllama_mem" "$dir/vision" "$mode" 0 "$THREADS" |
+		tee -a bench/out/mllama_mem_vision.jsonl
 done

@@ -183,10 +183,26 @@ const char *lvd_plan_advice(const struct lvd_plan *p, const struct lvd_plan_opts
 		if (o->full && d == 4 && !(o->zero && o->world > 1))
 			fix = "more ranks with ZeRO (--nproc-per-node N --zero 1), or LoRA instead of --full";
 	} else if (d == 6 || d == 7 || d == 8) {
-		if (d == 6 && o->recompute != LVD_MLLAMA_RECOMPUTE_ALL)
-			fix = o->recompute == LVD_MLLAMA_RECOMPUTE_NONE ?
-				      "--recompute xattn or all (activation checkpointing), or a smaller --batch" :
-				      "--recompute all (activation checkpointing), or a smaller --batch";
+		const int rt = o->recompute & LVD_MLLAMA_RECOMPUTE_TEXT, rv = (o->recompute & LVD_MLLAMA_RECOMPUTE_VISION) != 0;
+		if (d == 6 && !rv && o->full && !(o->train_mask & LVD_MLLAMA_VISION))
+			fix = "--recompute vision (free here: the frozen vision tower's backward does not run, so nothing "
+			      "is recomputed), then xattn,vision or all,vision, or a smaller --batch";
+		else if (d == 6 && rt == LVD_MLLAMA_RECOMPUTE_NONE)
+			fix = rv ? "--recompute xattn or all (activation checkpointing; with ,vision), or a smaller --batch"
+				 : "--recompute xattn or all (activation checkpointing of the decoder layers; add ,vision for "
+				   "the vision tower: all,vision keeps least), or a smaller --batch";
+		else if (d == 6 && !rv && p->acts_vision > p->acts_text)
+			fix = rt == LVD_MLLAMA_RECOMPUTE_XATTN ? "--recompute xattn,vision or all,vision (activation "
+								  "checkpointing of the vision tower too), or a smaller --batch"
+								: "--recompute all,vision (activation checkpointing of the vision "
+								  "tower too), or a smaller --batch";
+		else if (d == 6 && rt != LVD_MLLAMA_RECOMPUTE_ALL)
+			fix = rv ? "--recompute all,vision (activation checkpointing), or a smaller --batch"
+				 : "--recompute all (activation checkpointing; ,vision for the vision tower), or a smaller "
+				   "--batch";
+		else if (d == 6 && !rv)
+			fix = "--recompute all,vision (activation checkpointing of the vision tower too), or a smaller "
+			      "--batch";
 		else
 			fix = o->B > 1 ? "a smaller --batch (micro-batch; raise --grad-accum to keep the step)"
 				       : "shorter records (fewer tokens or tiles per sample: the plan assumes --plan-tokens)";

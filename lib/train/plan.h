@@ -18,7 +18,9 @@
  *             (lvd_mllama_measure; text = the same shape without images, vision = the
  *             rest: the vision tower, projector and cross-attention state) in the
  *             options' --recompute mode (recomputed layers keep their input, and share
- *             one region) and LM head (the fused one keeps no [B·T, V] logits)
+ *             one region: the text decoder's with xattn/all, the vision tower's with
+ *             vision, lvd_mllama_set_recompute) and LM head (the fused one keeps no
+ *             [B·T, V] logits)
  *   scratch   backward scratch from the ctx workspace (lvd_mllama_measure; the fused
  *             head's vocabulary block instead of [B·T, V] dlogits)
  *   latt_ws   the Lavender loss workspace: latt.h's stated bound L·R·H·S floats (L cross
@@ -86,8 +88,9 @@ const char *lvd_plan_size(char *buf, size_t n, size_t bytes);
  * LVD_ERR_INVALID naming the text. */
 int lvd_plan_parse_size(const char *s, size_t *out, struct lvd_error *err);
 /* NULL when p->peak <= limit; else the advice: which option would make it fit (LoRA
- * instead of --full, fewer --train groups, smaller --batch/--plan-tokens, more ranks with
- * ZeRO), written into buf. */
+ * instead of --full, fewer --train groups, the --recompute the mode lacks (a text mode,
+ * ,vision; vision first with --full and a frozen vision tower, where it costs nothing),
+ * smaller --batch/--plan-tokens, more ranks with ZeRO), written into buf. */
 const char *lvd_plan_advice(const struct lvd_plan *p, const struct lvd_plan_opts *o, size_t limit, char *buf,
 			    size_t n);
 

@@ -86,14 +86,16 @@ ok "batch loss-norm" run $sp --out "$T_TMP/s3" --batch 1 --grad-accum 2 --loss-n
 
 # SIGKILL (test hook LVD_SFT_KILL_AT=N: killed after update N, before its checkpoint),
 # then the same command again: bit-identical to the uninterrupted run (dropout on), also
-# when the resume recomputes activations (--recompute all).
+# when the resume recomputes activations (--recompute all; all,vision: the vision
+# tower's LoRA sites too).
 kr="--pack $T_TMP/pack --epochs 2 --save-every 3 --keep 2"
 ok "uninterrupted" run $kr --out "$T_TMP/u"
-for kn in 7 6 1; do
+for kn in 7 6 5 1; do
 	LVD_SFT_KILL_AT=$kn run $kr --out "$T_TMP/k$kn" >/dev/null 2>&1
 	[ $? -eq 137 ] && pass || fail "killed at step $kn"
 	# kill at 6 resumes with --recompute all: allowed (not a run option), the same bits
 	rco=; [ "$kn" = 6 ] && rco="--recompute all"
+	[ "$kn" = 5 ] && rco="--recompute all,vision"
 	ok "resume after kill at $kn $rco" "$bin" run --model "$model" --threads 1 $kr --out "$T_TMP/k$kn" $rco
 	if [ "$kn" -ge 4 ]; then
 		grep -q "resuming from" "$T_TMP/err" && pass || fail "resume message (kill at $kn)"

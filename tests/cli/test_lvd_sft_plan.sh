@@ -31,6 +31,9 @@ expect_stdout "recompute xattn, LM head fused" "plan names --recompute and the f
 expect_stdout "LM head logits kept" "--word-keys argmax keeps the logits" \
 	"$bin" run --model "$big" --plan-only --word-keys argmax
 expect_exit 2 "bad --recompute" "$bin" run --model "$big" --plan-only --recompute some
+expect_stdout "recompute all,vision, LM head fused" "--recompute with the vision tower" \
+	"$bin" run --model "$big" --plan-only --recompute vision,all
+expect_exit 2 "bad --recompute list" "$bin" run --model "$big" --plan-only --recompute all,xattn
 expect_stderr "is not none, xattn or all" "bad --recompute message" "$bin" run --model "$big" --plan-only --recompute some
 expect_exit 1 "--plan-only without config.json" "$bin" run --model "$T_TMP/none" --plan-only
 expect_stderr "none/config.json" "missing config named" "$bin" run --model "$T_TMP/none" --plan-only

@@ -621,8 +621,8 @@ static void test_key_table(void)
 	lvd_llama_tok_free(tok);
 }
 
-/* --recompute none | xattn | all (lvd_mllama_set_recompute) under the whole Lavender
- * step, with the fused LM head and without: CE, L_att, the total, the injected
+/* --recompute none | xattn | all | all,vision (lvd_mllama_set_recompute) under the whole
+ * Lavender step, with the fused LM head and without: CE, L_att, the total, the injected
  * λ·∂L_att/∂P, the Aligner gradient and every LoRA gradient bit for bit equal to the
  * step without recompute (the same ops on the same inputs; the recomputation asserts its
  * captured probabilities equal the forward's, which L_att read: no stale maps); the
@@ -642,7 +642,9 @@ static void test_step_recompute(void)
 	double sc[2][3];
 	for (int fused = 0; fused < 2; fused++) {
 		lvd_mllama_set_xent_chunk(f.m, fused ? 100 : 0);
-		for (int r = 0; r < 3; r++) {
+		static const int modes[4] = { 0, 1, 2, LVD_MLLAMA_RECOMPUTE_ALL | LVD_MLLAMA_RECOMPUTE_VISION };
+		for (int k = 0; k < 4; k++) {
+			const int r = modes[k];
 			float *dp = calloc(ndp, sizeof *dp);
 			REQUIRE(dp);
 			memset(f.dparams, 0, f.lay.n_params * sizeof *f.dparams);

@@ -781,11 +781,14 @@ static void rc_step(struct lvd_mllama *m, struct lvd_mllama_batch *b, const floa
 	REQUIRE(lvd_mllama_measure(m, b->B, b->T, b->M, 3, &o->want, &err) == 0);
 }
 
-/* --recompute none | xattn | all: the loss, the captured probabilities and every
- * gradient bit for bit equal — full fine-tuning (every parameter, lm_head and the vision
- * tower included) and LoRA on every linear with dropout (the recomputed masks come from
- * the same seeds) — with an injected gradient on 3 captured rows (the dprobs path); the
- * activations shrink (none >= xattn > all) and measure mode predicts them exactly. */
+/* --recompute none | xattn | all, each with and without vision: the loss, the captured
+ * probabilities and every gradient bit for bit equal — full fine-tuning (every
+ * parameter, lm_head and the vision tower included) and LoRA on every linear of both
+ * towers with dropout (the recomputed masks come from the same seeds) — with an injected
+ * gradient on 3 captured rows (the dprobs path); the activations shrink (none >= xattn >
+ * all; vision below the same text mode) and measure mode predicts them exactly. */
+enum { RC_NMODES = 6 };
+static const int RC_MODES[RC_NMODES] = { 0, 1, 2, 4, 5, 6 };
 static void rc_case(int lora)
 {
 	struct gold g;
@@ -795,7 +798,7 @@ static void rc_case(int lora)
 	if (lora) {
 		REQUIRE(lvd_mllama_load_frozen(&m, lvd_test_path(GOLD "/model"), &err) == 0);
 		struct lvd_mllama_lora_cfg lc = { .r = 4, .alpha = 8, .dropout = 0.1f, .seed = 3,
-						  .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj" };
+						  .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,fc1,fc2" };
 		REQUIRE(lvd_mllama_add_lora(m, &lc, &err) == 0);
 		for (size_t j = 0; j < lvd_mllama_nlora(m); j++) { /* B != 0: A gets gradients too */
 			struct lvd_mllama_lora *l = lvd_mllama_lora_at(m, j);
@@ -814,38 +817,57 @@ static void rc_case(int lora)
 	REQUIRE(Rs);
 	for (size_t i = 0; i < n; i++)
 		Rs[i] = 0.05f * cosf(0.37f * (float)i);
-	struct rc_out o[3];
-	for (int r = 2; r >= 0; r--) /* growing: the carved capacity is then this forward's */
-		rc_step(m, &b, Rs, r, &o[r]);
+	/* growing activations: the carved capacity is then each forward's own */
+	struct lvd_mllama_mem want[RC_NMODES];
+	int order[RC_NMODES];
+	for (int i = 0; i < RC_NMODES; i++) {
+		lvd_mllama_set_recompute(m, (enum lvd_mllama_recompute)RC_MODES[i]);
+		REQUIRE(lvd_mllama_measure(m, b.B, b.T, b.M, 3, &want[i], &err) == 0);
+		int j = i;
+		for (; j > 0 && want[order[j - 1]].acts > want[i].acts; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	struct rc_out o[RC_NMODES];
+	for (int k = 0; k < RC_NMODES; k++)
+		rc_step(m, &b, Rs, RC_MODES[order[k]], &o[order[k]]);
 	double gmax = 0;
 	for (size_t i = 0; i < o[0].ng; i++)
 		gmax = fmax(gmax, fabs(o[0].grads[i]));
 	CHECK(isfinite(o[0].loss) && gmax > 0);
-	for (int r = 1; r < 3; r++) {
-		CHECKF(o[r].loss == o[0].loss, "recompute %s: loss %.17g vs %.17g", lvd_mllama_recompute_name(r),
-		       o[r].loss, o[0].loss);
+	for (int r = 1; r < RC_NMODES; r++) {
+		const char *nm = lvd_mllama_recompute_name(RC_MODES[r]);
+		CHECKF(o[r].loss == o[0].loss, "recompute %s: loss %.17g vs %.17g", nm, o[r].loss, o[0].loss);
 		CHECKF(!memcmp(o[r].probs, o[0].probs, n * sizeof(float)), "recompute %s: captured probabilities differ",
-		       lvd_mllama_recompute_name(r));
+		       nm);
 		size_t diff = 0;
 		for (size_t i = 0; i < o[0].ng; i++)
 			diff += memcmp(&o[r].grads[i], &o[0].grads[i], sizeof(float)) != 0;
-		CHECKF(diff == 0, "recompute %s: %zu of %zu gradient floats differ", lvd_mllama_recompute_name(r), diff,
-		       o[0].ng);
+		CHECKF(diff == 0, "recompute %s: %zu of %zu gradient floats differ", nm, diff, o[0].ng);
 	}
-	/* scratch: all's (first) holds the recomputed layer's probabilities, the others keep
-	 * its capacity */
-	for (int r = 0; r < 3; r++)
-		CHECKF(o[r].used.acts == o[r].want.acts && o[r].used.scratch == o[2].want.scratch &&
-		       o[r].want.scratch <= o[2].want.scratch,
-		       "recompute %d: measured %zu/%zu, carved %zu/%zu", r, o[r].want.acts, o[r].want.scratch,
-		       o[r].used.acts, o[r].used.scratch);
+	/* scratch: the first (all,vision) holds the recomputed cross layer's probabilities,
+	 * the others keep its capacity; the vision recompute adds none */
+	size_t smax = 0;
+	for (int r = 0; r < RC_NMODES; r++)
+		smax = o[r].want.scratch > smax ? o[r].want.scratch : smax;
+	for (int r = 0; r < RC_NMODES; r++)
+		CHECKF(o[r].used.acts == o[r].want.acts && o[r].want.acts == want[r].acts && o[r].used.scratch == smax,
+		       "recompute %s: measured %zu/%zu, carved %zu/%zu", lvd_mllama_recompute_name(RC_MODES[r]),
+		       o[r].want.acts, o[r].want.scratch, o[r].used.acts, o[r].used.scratch);
+	CHECK(o[3].want.scratch == o[0].want.scratch && o[5].want.scratch == o[2].want.scratch);
 	/* the tiny model has one cross layer: xattn's shared region is that layer, no saving
-	 * (test_plan shows the 11B configuration's) */
+	 * (test_plan shows the 11B configuration's); vision (3 layers, one shared) saves two
+	 * layers' activations in every text mode */
 	CHECK(o[0].want.acts >= o[1].want.acts && o[1].want.acts > o[2].want.acts);
-	if (getenv("LVD_TEST_VERBOSE"))
-		fprintf(stderr, "  acts none %zu, xattn %zu, all %zu bytes\n", o[0].want.acts, o[1].want.acts,
-			o[2].want.acts);
+	size_t sv = o[0].want.acts - o[3].want.acts;
+	CHECK(o[3].want.acts < o[0].want.acts);
 	for (int r = 0; r < 3; r++)
+		CHECKF(o[r + 3].want.acts + sv == o[r].want.acts, "recompute %s: the vision saving differs from vision's",
+		       lvd_mllama_recompute_name(RC_MODES[r]));
+	if (getenv("LVD_TEST_VERBOSE"))
+		fprintf(stderr, "  acts none %zu, xattn %zu, all %zu, vision %zu, xattn,vision %zu, all,vision %zu bytes\n",
+			o[0].want.acts, o[1].want.acts, o[2].want.acts, o[3].want.acts, o[4].want.acts, o[5].want.acts);
+	for (int r = 0; r < RC_NMODES; r++)
 		free(o[r].probs), free(o[r].grads);
 	free(Rs);
 	lvd_mllama_free(m);
@@ -853,6 +875,36 @@ static void rc_case(int lora)
 }
 static void test_recompute_full(void) { rc_case(0); }
 static void test_recompute_lora(void) { rc_case(1); }
+
+/* A frozen vision tower (lvd_mllama_freeze; the backward stops at the projector, so no
+ * vision layer is recomputed): vision gives the same loss and gradients bit for bit
+ * with the smaller activation block. */
+static void test_recompute_frozen(void)
+{
+	struct gold g;
+	REQUIRE(gold_open(&g) == 0);
+	struct lvd_error err = { 0 };
+	struct lvd_mllama *m = load_model();
+	REQUIRE(m && lvd_mllama_enable_grads(m, &err) == 0);
+	lvd_mllama_freeze(m, LVD_MLLAMA_VISION);
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(m);
+	struct lvd_mllama_batch b = gold_batch(&g);
+	size_t n = (size_t)c->t_heads * 3 * g.M * g.TL * 17;
+	float *Rs = malloc(n * sizeof *Rs);
+	REQUIRE(Rs);
+	for (size_t i = 0; i < n; i++)
+		Rs[i] = 0.05f * sinf(0.29f * (float)i);
+	struct rc_out o[2];
+	rc_step(m, &b, Rs, LVD_MLLAMA_RECOMPUTE_VISION, &o[1]);
+	rc_step(m, &b, Rs, LVD_MLLAMA_RECOMPUTE_NONE, &o[0]);
+	CHECK(o[1].loss == o[0].loss && o[1].ng == o[0].ng && !memcmp(o[1].grads, o[0].grads, o[0].ng * sizeof(float)));
+	CHECK(o[1].want.acts < o[0].want.acts);
+	for (int r = 0; r < 2; r++)
+		free(o[r].probs), free(o[r].grads);
+	free(Rs);
+	lvd_mllama_free(m);
+	gold_close(&g);
+}
 
 /* The fused LM head + CE (lvd_mllama_set_xent_chunk) against the logits path, full
  * gradients: loss to double rounding of the reassociated log-sum-exp with one chunk
@@ -930,6 +982,19 @@ static void test_fused_xent(void)
 	/* names */
 	CHECK(lvd_mllama_recompute_parse("xattn") == LVD_MLLAMA_RECOMPUTE_XATTN &&
 	      lvd_mllama_recompute_parse("some") == -1 && !strcmp(lvd_mllama_recompute_name(2), "all"));
+	/* the vision flag: comma lists, either order, each name at most once, one text mode */
+	CHECK(lvd_mllama_recompute_parse("vision") == LVD_MLLAMA_RECOMPUTE_VISION &&
+	      lvd_mllama_recompute_parse("all,vision") == (LVD_MLLAMA_RECOMPUTE_ALL | LVD_MLLAMA_RECOMPUTE_VISION) &&
+	      lvd_mllama_recompute_parse("vision,xattn") == (LVD_MLLAMA_RECOMPUTE_XATTN | LVD_MLLAMA_RECOMPUTE_VISION) &&
+	      lvd_mllama_recompute_parse("none,vision") == LVD_MLLAMA_RECOMPUTE_VISION);
+	static const char *const bad[] = { "", "all,", ",all", "all,xattn", "vision,vision", "all,,vision", "visio",
+					   "all vision", "ALL" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		CHECKF(lvd_mllama_recompute_parse(bad[i]) == -1, "'%s' parsed", bad[i]);
+	for (int r = 0; r < 7; r++)
+		CHECKF(r == 3 ? !strcmp(lvd_mllama_recompute_name(r), "?")
+			      : lvd_mllama_recompute_parse(lvd_mllama_recompute_name(r)) == r,
+		       "mode %d: name '%s'", r, lvd_mllama_recompute_name(r));
 	free(g0), free(g1), free(g2);
 	lvd_mllama_free(m);
 	gold_close(&g);
@@ -941,7 +1006,7 @@ int main(int argc, char **argv)
 		TEST(test_config), TEST(test_forward), TEST(test_backward), TEST(test_lora),
 		TEST(test_meta_row_mask), TEST(test_bad_inputs), TEST(test_processor),
 		TEST(test_bad_configs), TEST(test_new_key_scheme), TEST(test_lora_dropout_fd), TEST(test_borrowed_ctx),
-		TEST(test_recompute_full), TEST(test_recompute_lora), TEST(test_fused_xent), { 0 },
+		TEST(test_recompute_full), TEST(test_recompute_lora), TEST(test_recompute_frozen), TEST(test_fused_xent), { 0 },
 	};
 	return lvd_test_main(argc, argv, tests);
 }

@@ -113,9 +113,10 @@ static void test_11b(void)
 	 * keeps the 8 cross layers' inputs (+ one shared layer), all keeps every layer's;
 	 * the fused head drops the [512, 128256] logits (one double per row kept) and the
 	 * dlogits of the scratch (a [512, 8192] vocabulary block instead) */
-	struct lvd_plan q[4];
-	static const int rmode[4] = {0, 1, 2, 2}, xchunk[4] = {0, 0, 0, LVD_MLLAMA_XENT_CHUNK};
-	for (int i = 0; i < 4; i++) {
+	struct lvd_plan q[7];
+	static const int rmode[7] = {0, 1, 2, 2, 6, 6, 4}, xchunk[7] = {0, 0, 0, LVD_MLLAMA_XENT_CHUNK, 0,
+									 LVD_MLLAMA_XENT_CHUNK, 0};
+	for (int i = 0; i < 7; i++) {
 		o.recompute = (enum lvd_mllama_recompute)rmode[i];
 		o.xent_chunk = xchunk[i];
 		REQUIRE(lvd_plan_mllama(m, &o, &q[i], &err) == 0);
@@ -128,6 +129,16 @@ static void test_11b(void)
 	CHECK(q[0].part[6] == p.part[6] && q[1].part[6] < q[0].part[6] && q[2].part[6] < q[1].part[6]);
 	CHECK(q[3].part[6] == q[2].part[6] - (512 * 128256 - 1024) * 4);
 	CHECK(q[3].part[7] == q[2].part[7] - (512 * 128256 - (512 * 8192 + 4 * 512)) * 4);
+	/* ,vision: the 40 vision layers keep their inputs and share one region (N = 4·1608
+	 * tokens, D 1280, I 5120, 16 heads; LoRA r 8 on q and v with dropout): 39 layers'
+	 * ln1 q k v att o_out x_mid ln2 m_out (N·D each), 4 row stats, attention stats, fc1
+	 * and GELU outputs (N·I each) and the two sites' u and dropped inputs are saved */
+	const size_t N = 4 * 1608, D = 1280;
+	const size_t vlayer = 9 * N * D + 4 * N + 16 * N * 2 + 2 * N * 5120 + 2 * (N * 8 + N * D);
+	CHECK(q[4].part[6] == q[2].part[6] - 39 * vlayer * 4 && q[4].acts_text == q[2].acts_text);
+	CHECK(q[6].part[6] == q[0].part[6] - 39 * vlayer * 4 && q[4].part[7] == q[2].part[7]);
+	CHECK(q[5].part[6] == q[4].part[6] - (512 * 128256 - 1024) * 4 &&
+	      q[5].acts_vision < q[3].acts_vision / 9);
 	CHECK(lvd_mllama_recompute_mode(m) == LVD_MLLAMA_RECOMPUTE_NONE && lvd_mllama_xent_chunk(m) == 0); /* restored */
 	/* the advice for activations names --recompute */
 	char buf[512];
@@ -136,6 +147,21 @@ static void test_11b(void)
 	a.part[6] = (size_t)1 << 40;
 	a.peak = a.part[6];
 	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute xattn or all"));
+	/* all without vision, the vision tower's activations dominating: ,vision */
+	o.recompute = LVD_MLLAMA_RECOMPUTE_ALL;
+	a = q[2];
+	a.part[6] = a.peak = (size_t)1 << 40;
+	CHECK(a.acts_vision > a.acts_text && lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) &&
+	      strstr(buf, "--recompute all,vision"));
+	o.recompute = LVD_MLLAMA_RECOMPUTE_ALL | LVD_MLLAMA_RECOMPUTE_VISION;
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && !strstr(buf, "--recompute"));
+	/* --full with the vision tower frozen: vision first, free */
+	o.full = 1, o.train_mask = LVD_MLLAMA_TEXT, o.recompute = LVD_MLLAMA_RECOMPUTE_ALL;
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute vision (free"));
+	o.train_mask = LVD_MLLAMA_ALL_GROUPS;
+	CHECK(lvd_plan_advice(&a, &o, (size_t)64 << 30, buf, sizeof buf) && strstr(buf, "--recompute all,vision"));
+	o.full = 0, o.train_mask = 0;
+	o.recompute = LVD_MLLAMA_RECOMPUTE_NONE;
 	/* the advice names the dominating part and the option */
 	CHECK(lvd_plan_advice(&p, &o, p.peak, buf, sizeof buf) == NULL);
 	CHECK(lvd_plan_advice(&p, &o, (size_t)64 << 30, buf, sizeof buf) != NULL);
@@ -221,11 +247,24 @@ static void test_tiny_measured(void)
 	 * carve, on a fresh model in growing order (a model keeps its largest capacity) */
 	REQUIRE(lvd_mllama_load_frozen(&sm, lvd_test_path("tests/golden/mllama/model"), &err) == 0);
 	REQUIRE(lvd_mllama_add_lora(sm, &lc, &err) == 0);
-	static const int rmode[3] = {2, 1, 0};
-	for (int i = 0; i < 3; i++) {
+	static const int rmode[6] = {6, 2, 5, 1, 4, 0};
+	struct lvd_plan rp[6];
+	int order[6];
+	for (int i = 0; i < 6; i++) { /* growing acts: the vision modes' order depends on the shape */
 		o.recompute = (enum lvd_mllama_recompute)rmode[i];
 		o.xent_chunk = i == 0 ? 64 : 0;
-		REQUIRE(lvd_plan_mllama(sm, &o, &sp, &err) == 0);
+		REQUIRE(lvd_plan_mllama(sm, &o, &rp[i], &err) == 0);
+		int j = i;
+		for (; j > 0 && rp[order[j - 1]].part[6] > rp[i].part[6]; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	CHECK(order[0] == 0 && order[5] == 5);
+	for (int k = 0; k < 6; k++) {
+		int i = order[k];
+		o.recompute = (enum lvd_mllama_recompute)rmode[i];
+		o.xent_chunk = i == 0 ? 64 : 0;
+		sp = rp[i];
 		lvd_mllama_set_recompute(sm, o.recompute);
 		lvd_mllama_set_xent_chunk(sm, o.xent_chunk);
 		REQUIRE(lvd_mllama_forward(sm, &b, &err) == 0);

@@ -125,8 +125,10 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_PLAN_TOKENS] = {"plan-tokens", 0, "T", "text tokens per sample the plan assumes (default 512)"},
 	[O_PLAN_ROWS] = {"plan-rows", 0, "R", "captured (matched-word) rows per sample the plan assumes (default 64, at most T)"},
 	[O_RECOMPUTE] = {"recompute", 0, "M", "activation checkpointing: none (default) | xattn (the cross-attention "
-					    "layers) | all (every decoder layer) keep only a layer's input and recompute "
-					    "it in backward: less memory, bit-identical results (may change on resume)"},
+					    "layers) | all (every decoder layer), optionally with ,vision (every vision "
+					    "encoder layer; vision alone: the tower only), e.g. all,vision: those layers keep "
+					    "only their input and are recomputed in backward: less memory, bit-identical "
+					    "results (may change on resume)"},
 	[O_OVERLAP] = {"overlap", 0, "0|1", "multi-rank: 1 all-reduces each text layer's gradients as soon as the backward "
 					  "has them, overlapped with the rest of the backward (default); 0 one all-reduce after it "
 					  "(same results; docs/dist.md)"},
@@ -382,7 +384,8 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_PLAN_ROWS: return lvd_cli_int(arg, 0, 1 << 20, "--plan-rows", &o->plan_rows);
 	case O_RECOMPUTE:
 		if ((o->recompute = lvd_mllama_recompute_parse(arg)) < 0)
-			return lvd_cli_usage_error("--recompute: '%s' is not none, xattn or all", arg);
+			return lvd_cli_usage_error("--recompute: '%s' is not none, xattn or all, optionally with ,vision "
+						   "(or vision alone)", arg);
 		return 0;
 	case O_MINICPM_MAP: {
 		enum lvd_mcv_map mm;

@@ -263,12 +263,27 @@ void lvd_mllama_freeze(struct lvd_mllama *m, unsigned frozen);
  * recomputation writes its own to scratch and, on a CPU context, asserts they equal
  * those bit for bit: the probabilities a Lavender loss read are exactly the ones the
  * backward differentiates (no stale maps; ../shared/reference/lavender.md). Cost: one
- * more forward of the recomputed layers per backward. The vision tower is not
- * recomputed. */
-enum lvd_mllama_recompute { LVD_MLLAMA_RECOMPUTE_NONE, LVD_MLLAMA_RECOMPUTE_XATTN, LVD_MLLAMA_RECOMPUTE_ALL };
+ * more forward of the recomputed layers per backward.
+ * The vision tower: the flag VISION, or'ed onto any of the three, does the same for its
+ * local and global encoder layers (each keeps its input — so the intermediate-layer
+ * outputs the projector concatenates stay, they are later layers' inputs — and the
+ * recomputed ones share one region). At Llama-3.2-11B-Vision dimensions a vision layer
+ * keeps ~0.6–0.7 GiB of fp32 activations per 4-tile image and its input 31 MiB. When no
+ * vision-layer gradient is wanted (no vision LoRA sites and no trained vision tower:
+ * lvd_mllama_backward stops at the projector) nothing is recomputed and VISION only
+ * saves the memory, for free. */
+enum lvd_mllama_recompute {
+	LVD_MLLAMA_RECOMPUTE_NONE = 0,
+	LVD_MLLAMA_RECOMPUTE_XATTN = 1,
+	LVD_MLLAMA_RECOMPUTE_ALL = 2,
+	LVD_MLLAMA_RECOMPUTE_TEXT = 3,     /* mask: r & TEXT is NONE, XATTN or ALL */
+	LVD_MLLAMA_RECOMPUTE_VISION = 4,   /* flag */
+};
 void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r);
 enum lvd_mllama_recompute lvd_mllama_recompute_mode(const struct lvd_mllama *m);
-/* "none", "xattn", "all"; parse: the mode of a name, -1 for any other text. */
+/* "none", "xattn", "all", "vision", "xattn,vision", "all,vision"; parse: the mode of a
+ * comma list of none|xattn|all (at most one) and vision (backwards compatible: the
+ * three text names alone mean what they did), -1 for any other text. */
 const char *lvd_mllama_recompute_name(enum lvd_mllama_recompute r);
 int lvd_mllama_recompute_parse(const char *s);
 /* Fused LM head + cross-entropy: chunk > 0 computes the loss (forward) and its gradient

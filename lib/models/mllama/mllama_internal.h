@@ -116,7 +116,9 @@ static inline void mllama_hook(struct lvd_mllama *m, enum lvd_mllama_layer_event
 		m->layer_hook(m->layer_hook_user, ev, l);
 }
 
-/* vision (mllama_vision.c) */
+/* vision (mllama_vision.c): activations (measure with base NULL; with
+ * LVD_MLLAMA_RECOMPUTE_VISION the layers keep their inputs and share one region, and
+ * the backward recomputes each layer before its own) */
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base);
 void mllama_vision_fwd(struct lvd_mllama *m);
 /* dcross [NV·TL·P1, Dt] → parameter/LoRA gradients; scratch (mllama_vision_bwd_scratch

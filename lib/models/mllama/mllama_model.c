@@ -282,23 +282,44 @@ const float *lvd_mllama_logits(const struct lvd_mllama *m)
 	return mllama_dev_mirror(m, MLLAMA_MIRROR_LOGITS, m->a.logits, (size_t)m->batch.B * m->batch.T * m->c.vocab);
 }
 
+static int recompute_valid(int r)
+{
+	return r >= 0 && (r & ~(LVD_MLLAMA_RECOMPUTE_TEXT | LVD_MLLAMA_RECOMPUTE_VISION)) == 0 &&
+	       (r & LVD_MLLAMA_RECOMPUTE_TEXT) <= LVD_MLLAMA_RECOMPUTE_ALL;
+}
 void lvd_mllama_set_recompute(struct lvd_mllama *m, enum lvd_mllama_recompute r)
 {
-	LVD_ASSERT(r >= LVD_MLLAMA_RECOMPUTE_NONE && r <= LVD_MLLAMA_RECOMPUTE_ALL);
+	LVD_ASSERT(recompute_valid((int)r));
 	m->recompute = r;
 }
 enum lvd_mllama_recompute lvd_mllama_recompute_mode(const struct lvd_mllama *m) { return m->recompute; }
-static const char *const RECOMPUTE_NAMES[3] = {"none", "xattn", "all"};
+/* indexed by the mode's value (3 and 7 are not modes) */
+static const char *const RECOMPUTE_NAMES[7] = {"none", "xattn", "all", NULL, "vision", "xattn,vision", "all,vision"};
 const char *lvd_mllama_recompute_name(enum lvd_mllama_recompute r)
 {
-	return r >= 0 && r <= LVD_MLLAMA_RECOMPUTE_ALL ? RECOMPUTE_NAMES[r] : "?";
+	return recompute_valid((int)r) ? RECOMPUTE_NAMES[r] : "?";
 }
 int lvd_mllama_recompute_parse(const char *s)
 {
-	for (int i = 0; i < 3; i++)
-		if (s && !strcmp(s, RECOMPUTE_NAMES[i]))
-			return i;
-	return -1;
+	if (!s || !*s)
+		return -1;
+	int r = 0, text = 0, vision = 0;
+	while (*s) {
+		size_t n = strcspn(s, ",");
+		int i = 0;
+		while (i < 3 && !(strlen(RECOMPUTE_NAMES[i]) == n && !strncmp(s, RECOMPUTE_NAMES[i], n)))
+			i++;
+		if (i < 3 && !text++)
+			r |= i;
+		else if (n == 6 && !strncmp(s, "vision", 6) && !vision++)
+			r |= LVD_MLLAMA_RECOMPUTE_VISION;
+		else
+			return -1;  /* unknown, repeated, or two text modes */
+		s += n;
+		if (*s == ',' && !*++s)
+			return -1;  /* a trailing comma */
+	}
+	return r;
 }
 void lvd_mllama_set_xent_chunk(struct lvd_mllama *m, int chunk)
 {

@@ -40,8 +40,8 @@ static uint64_t tseed(const struct lvd_mllama *m, int l, int s)
  * before its backward (lvd_mllama_set_recompute). */
 static int trecomp(const struct lvd_mllama *m, int l)
 {
-	return m->recompute == LVD_MLLAMA_RECOMPUTE_ALL ||
-	       (m->recompute == LVD_MLLAMA_RECOMPUTE_XATTN && m->w.tl[l].cross);
+	int r = m->recompute & LVD_MLLAMA_RECOMPUTE_TEXT;
+	return r == LVD_MLLAMA_RECOMPUTE_ALL || (r == LVD_MLLAMA_RECOMPUTE_XATTN && m->w.tl[l].cross);
 }
 
 /* One layer's activations other than x_in and capp, carved at *off. */

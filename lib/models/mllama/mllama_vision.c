@@ -16,12 +16,52 @@
 #include "nn/ops/norm.h"
 #include "nn/ops/vembed.h"
 
+/* Whether vision layer l keeps only its input and is recomputed before its backward
+ * (LVD_MLLAMA_RECOMPUTE_VISION): every layer of the tower, local and global. */
+static int vrecomp(const struct lvd_mllama *m, int l)
+{
+	(void)l;
+	return (m->recompute & LVD_MLLAMA_RECOMPUTE_VISION) != 0;
+}
+
+/* Vision layer l's activations other than x_in, carved at *off. */
+static void vlayer_carve(struct lvd_mllama *m, struct vlayer_a *v, int l, float *base, size_t *off)
+{
+	const struct lvd_mllama_config *c = &m->c;
+	size_t N = (size_t)m->NV * m->L, D = c->v_hidden, I = c->v_inter, H = c->v_heads, r = m->lora_r;
+	v->ln1 = mllama_take(base, off, N * D);
+	v->ln1_m = mllama_take(base, off, N);
+	v->ln1_r = mllama_take(base, off, N);
+	v->q = mllama_take(base, off, N * D);
+	v->k = mllama_take(base, off, N * D);
+	v->v = mllama_take(base, off, N * D);
+	v->stats = mllama_take(base, off, (size_t)m->NV * H * m->L * 2);
+	v->att = mllama_take(base, off, N * D);
+	v->o_out = mllama_take(base, off, N * D);
+	v->x_mid = mllama_take(base, off, N * D);
+	v->ln2 = mllama_take(base, off, N * D);
+	v->ln2_m = mllama_take(base, off, N);
+	v->ln2_r = mllama_take(base, off, N);
+	v->h1 = mllama_take(base, off, N * I);
+	v->h1g = mllama_take(base, off, N * I);
+	v->m_out = mllama_take(base, off, N * D);
+	for (int s = 0; s < L_NSITE; s++) {
+		const struct mllama_lora_site *st = m->vsite ? &m->vsite[(size_t)l * L_NSITE + s] : NULL;
+		v->u[s] = v->xd[s] = NULL;
+		if (st && st->l) {
+			v->u[s] = mllama_take(base, off, N * r);
+			if (m->lora_p > 0)
+				v->xd[s] = mllama_take(base, off, N * st->l->in);
+		}
+	}
+}
+
 size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *base)
 {
 	const struct lvd_mllama_config *c = &m->c;
-	size_t off = 0, NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden, I = c->v_inter;
+	size_t off = 0, NV = m->NV, TL = c->v_max_tiles, D = c->v_hidden;
 	size_t N = NV * m->L, np = m->np, K = (size_t)c->v_channels * c->v_patch * c->v_patch;
-	size_t H = c->v_heads, r = m->lora_r;
+	int nl = c->v_layers + c->v_global_layers;
 	a->cols = mllama_take(base, &off, NV * TL * np * K);
 	a->patch_out = mllama_take(base, &off, NV * TL * np * D);
 	a->h0 = mllama_take(base, &off, NV * TL * m->P1 * D);
@@ -34,36 +74,22 @@ size_t mllama_vision_acts(struct lvd_mllama *m, struct mllama_acts *a, float *ba
 	a->feats = mllama_take(base, &off, NV * TL * m->P1 * c->v_out_dim);
 	a->cross = mllama_take(base, &off, NV * TL * m->P1 * c->t_hidden);
 	a->pad = (uint8_t *)mllama_take(base, &off, (N + 3) / 4);
-	for (int l = 0; l < c->v_layers + c->v_global_layers; l++) {
-		struct vlayer_a *v = &a->vl[l];
-		v->x_in = mllama_take(base, &off, N * D);
-		v->ln1 = mllama_take(base, &off, N * D);
-		v->ln1_m = mllama_take(base, &off, N);
-		v->ln1_r = mllama_take(base, &off, N);
-		v->q = mllama_take(base, &off, N * D);
-		v->k = mllama_take(base, &off, N * D);
-		v->v = mllama_take(base, &off, N * D);
-		v->stats = mllama_take(base, &off, NV * H * m->L * 2);
-		v->att = mllama_take(base, &off, N * D);
-		v->o_out = mllama_take(base, &off, N * D);
-		v->x_mid = mllama_take(base, &off, N * D);
-		v->ln2 = mllama_take(base, &off, N * D);
-		v->ln2_m = mllama_take(base, &off, N);
-		v->ln2_r = mllama_take(base, &off, N);
-		v->h1 = mllama_take(base, &off, N * I);
-		v->h1g = mllama_take(base, &off, N * I);
-		v->m_out = mllama_take(base, &off, N * D);
-		for (int s = 0; s < L_NSITE; s++) {
-			const struct mllama_lora_site *st = m->vsite ? &m->vsite[(size_t)l * L_NSITE + s] : NULL;
-			v->u[s] = v->xd[s] = NULL;
-			if (st && st->l) {
-				v->u[s] = mllama_take(base, &off, N * r);
-				if (m->lora_p > 0)
-					v->xd[s] = mllama_take(base, &off, N * st->l->in);
-			}
-		}
+	for (int l = 0; l < nl; l++) {
+		a->vl[l].x_in = mllama_take(base, &off, N * D);
+		if (!vrecomp(m, l))
+			vlayer_carve(m, &a->vl[l], l, base, &off);
 	}
-	return off;
+	/* the recomputed layers share one region as large as the largest of them: a layer's
+	 * buffers hold data from its (re)computation to the next layer's only */
+	size_t end = off;
+	for (int l = 0; l < nl; l++) {
+		size_t o = off;
+		if (vrecomp(m, l))
+			vlayer_carve(m, &a->vl[l], l, base, &o);
+		if (o > end)
+			end = o;
+	}
+	return end;
 }
 
 static const struct lvd_mllama_lora *vsite(const struct lvd_mllama *m, int l, int s)
@@ -171,6 +197,34 @@ size_t mllama_vision_bwd_scratch(const struct lvd_mllama *m)
 	return off;
 }
 
+/* Whether the backward goes below the projector: the tower is not frozen
+ * (lvd_mllama_freeze) and has gradients to take — its parameters' (full fine-tuning) or
+ * a LoRA site in its layers (a LoRA model whose targets match only text modules has
+ * none: its vision backward would compute input gradients nobody reads). */
+static int vlayers_grad(const struct lvd_mllama *m)
+{
+	if (m->frozen_groups & LVD_MLLAMA_VISION)
+		return 0;
+	if (mllama_train_base(m))
+		return 1;
+	size_t n = m->vsite ? (size_t)(m->c.v_layers + m->c.v_global_layers) * L_NSITE : 0;
+	for (size_t i = 0; i < n; i++)
+		if (m->vsite[i].l)
+			return 1;
+	return 0;
+}
+
+/* Layer l's forward again from its kept input (LVD_MLLAMA_RECOMPUTE_VISION), into the
+ * shared region, right before its backward: the same ops on the same inputs (LoRA
+ * dropout seeded per step and site) give the same bits. Its output (the next layer's
+ * input, local_out or g_out: not read by the backward any more) is rewritten with the
+ * values it holds. */
+static void vlayer_recompute(struct lvd_mllama *m, int l)
+{
+	if (vrecomp(m, l))
+		vlayer_fwd(m, l, vlayer_out(m, l));
+}
+
 static void vlayer_bwd(struct lvd_mllama *m, int l, float *dx, float **s)
 {
 	const struct lvd_mllama_config *c = &m->c;
@@ -242,17 +296,19 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 	float *dpatch = mllama_take(scratch, &off, (size_t)NV * TL * np * D);
 
 	lvd_buf_zero(m->ctx, dfeats, sizeof(float) * rows * OD);
-	int vfrozen = (m->frozen_groups & LVD_MLLAMA_VISION) != 0;
+	int vgrad = vlayers_grad(m);
 	int pbase = base && !(m->frozen_groups & LVD_MLLAMA_PROJECTOR);
-	mllama_lin_bwd(m, vfrozen ? NULL : dfeats, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
+	mllama_lin_bwd(m, vgrad ? dfeats : NULL, pbase ? g->proj_w : NULL, pbase ? g->proj_b : NULL, dcross,
 		       a->feats, w->proj_w, NULL, NULL, NULL, rows, OD, c->t_hidden, 0);
-	if (vfrozen)
-		return;   /* lvd_mllama_freeze: the tower's gradients are not wanted */
+	if (!vgrad)
+		return;   /* no gradient of the tower wanted: nothing below the projector runs */
 	/* scatter the final-output part of the features */
 	lvd_buf_zero(m->ctx, dx, sizeof(float) * N * D);
 	lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 0, NV, TL, P1, Pp, D, K5);
-	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--)
+	for (int l = c->v_layers + c->v_global_layers - 1; l >= c->v_layers; l--) {
+		vlayer_recompute(m, l);
 		vlayer_bwd(m, l, dx, s);
+	}
 	/* post-tile embedding, then layernorm_post */
 	if (base)
 		lvd_vembed_tile_add_bwd(m->ctx, g->post_tile, g->post_gate, dx, b->aspect_ratio_ids, w->post_tile,
@@ -265,6 +321,7 @@ void mllama_vision_bwd(struct lvd_mllama *m, const float *dcross, float *scratch
 		for (int k = 0; k < K5; k++)
 			if (c->v_inter_idx[k] == l)
 				lvd_vembed_gather_bwd(m->ctx, dx, dfeats, 1 + k, NV, TL, P1, Pp, D, K5);
+		vlayer_recompute(m, l);
 		vlayer_bwd(m, l, dx, s);
 	}
 	if (!base)
