@@ -108,6 +108,13 @@ static size_t carve(struct lvd_minicpmv *m, struct mcv_train *tr, float *base, c
 	tr->norm_r = mcv_take(base, &off, BT);
 	tr->normed = mcv_take(base, &off, BT * D);
 	tr->logits = mcv_take(base, &off, BT * c->vocab);
+	size_t S = 0;
+	for (size_t i = 0; b->labels && i < BT; i++)
+		S += b->labels[i] != -100;
+	tr->srows = (int *)mcv_take(base, &off, S + 1);
+	tr->slabels = (int *)mcv_take(base, &off, S + 1);
+	tr->normed_s = mcv_take(base, &off, S * D + 1);
+	tr->logits_s = mcv_take(base, &off, S * c->vocab + 1);
 	tr->ids = (int *)mcv_take(base, &off, BT);
 	tr->pos = (int *)mcv_take(base, &off, T);
 	tr->labels = (int *)mcv_take(base, &off, BT);
@@ -321,16 +328,57 @@ int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, con
 		}
 	}
 	lvd_rmsnorm_fwd(ctx, tr->normed, tr->norm_r, tr->norm_in, w->norm, BT, D, c->t_eps);
-	lvd_linear_fwd(ctx, tr->logits, tr->normed, w->lm_head, NULL, BT, D, c->vocab);
 	tr->loss = 0.0;
 	tr->count = 0;
+	tr->S = 0;
+	tr->lpend = 0;
 	if (b->labels) {
-		double sum = lvd_xent_fwd(ctx, &tr->count, tr->logits, tr->labels, BT, c->vocab);
+		/* the LM head and CE on the scored rows; the other rows' logits on demand */
+		for (int i = 0; i < BT; i++)
+			if (tr->labels[i] != -100) {
+				tr->srows[tr->S] = i;
+				tr->slabels[tr->S] = tr->labels[i];
+				memcpy(tr->normed_s + (size_t)tr->S * D, tr->normed + (size_t)i * D, sizeof(float) * D);
+				tr->S++;
+			}
+		lvd_linear_fwd(ctx, tr->logits_s, tr->normed_s, w->lm_head, NULL, tr->S, D, c->vocab);
+		double sum = lvd_xent_fwd(ctx, &tr->count, tr->logits_s, tr->slabels, tr->S, c->vocab);
 		tr->loss = tr->count ? sum / tr->count : 0.0;
+		tr->lpend = 1;
+	} else {
+		lvd_linear_fwd(ctx, tr->logits, tr->normed, w->lm_head, NULL, BT, D, c->vocab);
 	}
 	m->logits = tr->logits;
 	tr->keep = keep;
 	return 0;
+}
+
+const float *mcv_text_logits(struct lvd_minicpmv *m)
+{
+	struct mcv_train *tr = m->tr;
+	if (!tr || !tr->lpend)
+		return m->logits;
+	const struct lvd_minicpmv_config *c = &m->c;
+	struct lvd_ctx *ctx = m->ctx;
+	int BT = tr->B * tr->T, D = c->t_hidden, V = c->vocab, n = BT - tr->S;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *xs = lvd_ctx_takef(ctx, (size_t)n * D + 1), *ls = lvd_ctx_takef(ctx, (size_t)n * V + 1);
+	for (int i = 0, j = 0, k = 0; i < BT; i++) {
+		if (j < tr->S && tr->srows[j] == i)
+			memcpy(tr->logits + (size_t)i * V, tr->logits_s + (size_t)j++ * V, sizeof(float) * V);
+		else
+			memcpy(xs + (size_t)k++ * D, tr->normed + (size_t)i * D, sizeof(float) * D);
+	}
+	lvd_linear_fwd(ctx, ls, xs, m->w.lm_head, NULL, n, D, V);
+	for (int i = 0, j = 0, k = 0; i < BT; i++) {
+		if (j < tr->S && tr->srows[j] == i)
+			j++;
+		else
+			memcpy(tr->logits + (size_t)i * V, ls + (size_t)k++ * V, sizeof(float) * V);
+	}
+	lvd_ctx_release(ctx, mk);
+	tr->lpend = 0;
+	return m->logits;
 }
 
 double lvd_minicpmv_loss(const struct lvd_minicpmv *m, int *count)
@@ -472,16 +520,22 @@ int lvd_minicpmv_backward_scaled(struct lvd_minicpmv *m, float ce_scale, const f
 	int base = tr->gblock && !tr->nlora;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t BTD = (size_t)BT * D;
-	float *dlogits = lvd_ctx_takef(ctx, (size_t)BT * V), *dx = lvd_ctx_takef(ctx, BTD);
+	int S = tr->S;
+	float *dlogits = lvd_ctx_takef(ctx, (size_t)S * V + 1), *dln_s = lvd_ctx_takef(ctx, (size_t)S * D + 1);
+	float *dx = lvd_ctx_takef(ctx, BTD);
 	struct lvd_llama_layer_s s = { lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BTD),
 				       lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BT * KV), lvd_ctx_takef(ctx, BT * KV),
 				       lvd_ctx_takef(ctx, BT * It), lvd_ctx_takef(ctx, BT * It), lvd_ctx_takef(ctx, BT * It) };
 	float *dpfull = tr->ncap ? lvd_ctx_takef(ctx, (size_t)H * tr->ncap_rows * T + 1) : NULL;
-	memset(dlogits, 0, sizeof(float) * (size_t)BT * V);
+	/* CE and the LM head on the scored rows (the others' logits have no gradient) */
+	memset(dlogits, 0, sizeof(float) * (size_t)S * V);
 	if (tr->count)
-		lvd_xent_bwd(ctx, dlogits, tr->logits, tr->labels, ce_scale / (float)tr->count, BT, V);
+		lvd_xent_bwd(ctx, dlogits, tr->logits_s, tr->slabels, ce_scale / (float)tr->count, S, V);
+	memset(dln_s, 0, sizeof(float) * (size_t)S * D);
+	lvd_linear_bwd(ctx, dln_s, base ? tr->g_lm_head : NULL, NULL, dlogits, tr->normed_s, w->lm_head, S, D, V);
 	memset(s.dln, 0, sizeof(float) * BTD);
-	lvd_linear_bwd(ctx, s.dln, base ? tr->g_lm_head : NULL, NULL, dlogits, tr->normed, w->lm_head, BT, D, V);
+	for (int j = 0; j < S; j++)
+		memcpy(s.dln + (size_t)tr->srows[j] * D, dln_s + (size_t)j * D, sizeof(float) * D);
 	memset(dx, 0, sizeof(float) * BTD);
 	lvd_rmsnorm_bwd(ctx, dx, base ? tr->g_norm : NULL, s.dln, tr->norm_in, w->norm, tr->norm_r, BT, D);
 	float inv_freq[512];
