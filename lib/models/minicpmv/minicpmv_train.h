@@ -33,6 +33,12 @@ struct mcv_train {
 	int S, lpend;
 	int *srows, *slabels;
 	float *normed_s, *logits_s;
+	/* the last layer computes rows [r0, T) of each sample only (0: all rows; r0 > 0 only
+	 * with labels and no LoRA dropout): norm_in and normed then hold B·(T − r0) rows, and a
+	 * capture there reads cap_t (its rows shifted by −r0) */
+	int r0;
+	int *cap_rows_t;
+	struct lvd_attn_capture cap_t;
 	int *ids, *pos, *labels, *bound, *nimg;   /* copies of the batch ([BT], [T], [BT], [NI, 2], [B]) */
 	float *resampled;              /* borrowed: the forward's resampler output */
 	/* capture */
