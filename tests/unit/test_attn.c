@@ -246,7 +246,7 @@ static void test_small(void)
 	}
 }
 
-/* several query blocks (QB = 256), a pad boundary inside a block, causal block skipping,
+/* several query blocks (QB = 256, causal 128), a pad boundary inside a block, causal block skipping,
  * causal query tails (Tq < Tk) */
 static void test_blocks(void)
 {

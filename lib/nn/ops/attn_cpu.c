@@ -15,7 +15,10 @@
 #include "nn/ops/exp_avx2.h"
 #include "nn/ops/gemm.h"
 
-enum { QB = 256 };  /* query rows per block (larger blocks: better GEMMs, more workspace) */
+/* query rows per block (larger blocks: better GEMMs, more workspace); causal blocks are
+ * shorter, so fewer masked scores above the diagonal are computed (at T = 320: 19% fewer
+ * than with 256-row blocks) */
+enum { QB = 256, QB_CAUSAL = 128 };
 
 #if LVD_OPS_X86
 /* row[j] = e^(row[j] − mx) · inv with the shared vectorised exp (exp_avx2.h) */
@@ -84,7 +87,8 @@ static int jend_of(const struct job *j, int i)
 /* next block [i0, *i1) and its key extent */
 static int block_of(const struct job *j, int i0, int *i1)
 {
-	int e = i0 + QB < j->Tq ? i0 + QB : j->Tq;
+	int qb = j->kind == LVD_ATTN_MASK_CAUSAL ? QB_CAUSAL : QB;
+	int e = i0 + qb < j->Tq ? i0 + qb : j->Tq;
 	if (j->kind == LVD_ATTN_MASK_PADPAIR && i0 < j->R && e > j->R)
 		e = j->R;
 	*i1 = e;
