@@ -82,6 +82,22 @@ void lvd_llama_layer_bwd(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_
 			 const struct lvd_llama_layer_g *g, const float *dprobs, const int *pos, const float *inv_freq,
 			 const struct lvd_llama_dims *d, lvd_llama_lin_bwd_fn lin_bwd, void *user);
 
+/* The same layer computing only the outputs of rows [r0, T) of each sample (0 <= r0 < T;
+ * r0 = 0 is the pair above): a last layer whose other rows feed nothing but unscored
+ * logits. ln1, ln1_r, k and v still cover all B·T rows (every key stays visible), while
+ * q, att, o_out, x_mid, ln2, ln2_r, g, up, act, m_out, stats and out hold the B·(T − r0)
+ * tail rows only, sample after sample, and the capture rows of a->cap count from r0. The
+ * backward takes d(out) at the tail rows of dx [B·T, D] (rows < r0 ignored) and returns
+ * d(x) for all rows. Linear sites see N = B·(T − r0) for q, o, gate, up and down. */
+void lvd_llama_layer_fwd_tail(struct lvd_ctx *ctx, float *out, const struct lvd_llama_layer_a *a, const float *x,
+			      const struct lvd_llama_layer_w *w, const int *pos, const float *inv_freq,
+			      const struct lvd_llama_dims *d, int r0, lvd_llama_lin_fn lin, void *user);
+void lvd_llama_layer_bwd_tail(struct lvd_ctx *ctx, float *dx, const struct lvd_llama_layer_s *s,
+			      const struct lvd_llama_layer_a *a, const float *x, const struct lvd_llama_layer_w *w,
+			      const struct lvd_llama_layer_g *g, const float *dprobs, const int *pos,
+			      const float *inv_freq, const struct lvd_llama_dims *d, int r0, lvd_llama_lin_bwd_fn lin_bwd,
+			      void *user);
+
 /* A linear with an optional PEFT LoRA adapter (lib/nn/ops/lora.h), the glue shared by the
  * models' LoRA sites: out = x·Wᵀ (+ b) + s·(dropout(x)·Aᵀ)·Bᵀ. A [r, IC], B [OC, r];
  * dA/dB their gradients (ACCUMULATE; may be NULL). u [N, r] and, with p > 0, xd [N, IC]

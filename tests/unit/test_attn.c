@@ -96,7 +96,7 @@ static void ref_fwd(struct lvd_ctx *ctx, float *out, float *P, const struct acas
 				if (c->kind == LVD_ATTN_MASK_BIAS)
 					for (int j = 0; j < Tk; j++)
 						row[j] += c->bias[((size_t)b * Tq + i) * Tk + j];
-				int jend = c->kind == LVD_ATTN_MASK_CAUSAL ? i + 1 : Tk;
+				int jend = c->kind == LVD_ATTN_MASK_CAUSAL ? i + 1 + Tk - Tq : Tk;
 				const uint8_t *kpad = c->kind == LVD_ATTN_MASK_PADPAIR && c->pad[(size_t)b * Tq + i]
 							      ? c->pad + (size_t)b * Tk : NULL;
 				float mx = -INFINITY;
@@ -246,7 +246,8 @@ static void test_small(void)
 	}
 }
 
-/* several query blocks (QB = 256), a pad boundary inside a block, causal block skipping */
+/* several query blocks (QB = 256, causal 128), a pad boundary inside a block, causal block skipping,
+ * causal query tails (Tq < Tk) */
 static void test_blocks(void)
 {
 	static const int rows[] = { 0, 255, 256, 299, 1, 298 };
@@ -264,6 +265,17 @@ static void test_blocks(void)
 			    .rows = rows, .off = (const int[]){ 0, 2, 3 } };
 	setup(&c);
 	vs_reference("bias 270x100", &c);
+	release(&c);
+	/* causal with Tq < Tk: the last Tq rows of the square (bottom-right aligned) */
+	c = (struct acase){ .kind = LVD_ATTN_MASK_CAUSAL, .B = 2, .Tq = 190, .Tk = 300, .H = 4, .KH = 2, .D = 8,
+			    .rows = (const int[]){ 0, 189, 100 }, .off = (const int[]){ 0, 2, 3 } };
+	setup(&c);
+	vs_reference("causal tail 190 of 300", &c);
+	release(&c);
+	c = (struct acase){ .kind = LVD_ATTN_MASK_CAUSAL, .B = 3, .Tq = 5, .Tk = 8, .H = 4, .KH = 2, .D = 5,
+			    .rows = (const int[]){ 4, 0, 3, 2 }, .off = off_some };
+	setup(&c);
+	vs_reference("causal tail 5 of 8", &c);
 	release(&c);
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "models/minicpmv/minicpmv_internal.h"
+#include "models/minicpmv/minicpmv_train.h"
 #include "nn/ops/act.h"
 #include "nn/ops/attn.h"
 #include "nn/ops/embed.h"
@@ -111,7 +112,9 @@ int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch
 	return 0;
 }
 
-const float *lvd_minicpmv_logits(const struct lvd_minicpmv *m) { return m->logits; }
+/* a labelled forward leaves the unscored rows' logits to this first call (minicpmv_text.c):
+ * filling them is a cache fill of m, which callers own non-const */
+const float *lvd_minicpmv_logits(const struct lvd_minicpmv *m) { return mcv_text_logits((struct lvd_minicpmv *)m); }
 const float *lvd_minicpmv_vision(const struct lvd_minicpmv *m) { return m->vision; }
 const float *lvd_minicpmv_resampled(const struct lvd_minicpmv *m) { return m->resampled; }
 const float *lvd_minicpmv_resampler_probs(const struct lvd_minicpmv *m) { return m->probs; }

@@ -108,12 +108,20 @@ static size_t carve(struct lvd_minicpmv *m, struct mcv_train *tr, float *base, c
 	tr->norm_r = mcv_take(base, &off, BT);
 	tr->normed = mcv_take(base, &off, BT * D);
 	tr->logits = mcv_take(base, &off, BT * c->vocab);
+	size_t S = 0;
+	for (size_t i = 0; b->labels && i < BT; i++)
+		S += b->labels[i] != -100;
+	tr->srows = (int *)mcv_take(base, &off, S + 1);
+	tr->slabels = (int *)mcv_take(base, &off, S + 1);
+	tr->normed_s = mcv_take(base, &off, S * D + 1);
+	tr->logits_s = mcv_take(base, &off, S * c->vocab + 1);
 	tr->ids = (int *)mcv_take(base, &off, BT);
 	tr->pos = (int *)mcv_take(base, &off, T);
 	tr->labels = (int *)mcv_take(base, &off, BT);
 	tr->bound = (int *)mcv_take(base, &off, 2 * NI + 1);
 	tr->nimg = (int *)mcv_take(base, &off, B);
 	tr->cap_rows = (int *)mcv_take(base, &off, ncr + 1);
+	tr->cap_rows_t = (int *)mcv_take(base, &off, ncr + 1);
 	tr->cap_off = (int *)mcv_take(base, &off, B + 1);
 	tr->cpoff = (size_t *)mcv_take(base, &off, 2 * (B + 1));
 	/* compact capture: Σ_b H·R_b·NQ_b floats per layer */
@@ -186,6 +194,7 @@ static size_t carve(struct lvd_minicpmv *m, struct mcv_train *tr, float *base, c
 struct tlin_user {
 	struct lvd_minicpmv *m;
 	int l;
+	float *u;   /* NULL, or where a recomputing forward puts the LoRA saves (no dropout) */
 };
 
 static uint64_t site_seed(const struct mcv_train *tr, int l, int s)
@@ -208,8 +217,8 @@ static void tlin(void *user, enum lvd_llama_site s, float *out, const float *x, 
 	struct mcv_train *tr = u->m->tr;
 	struct mcv_tlayer *L = &tr->tl[u->l];
 	struct lvd_llama_lora g;
-	lvd_llama_lora_lin_fwd(u->m->ctx, out, L->u[s], L->xd[s], x, W, NULL, site_glue(tr, u->l, (int)s, &g), N, IC, OC,
-			       site_seed(tr, u->l, (int)s));
+	lvd_llama_lora_lin_fwd(u->m->ctx, out, u->u ? u->u : L->u[s], L->xd[s], x, W, NULL, site_glue(tr, u->l, (int)s, &g),
+			       N, IC, OC, site_seed(tr, u->l, (int)s));
 }
 
 static void tlin_bwd(void *user, enum lvd_llama_site s, float *dx, float *dW, const float *dout, const float *x,
@@ -224,6 +233,12 @@ static void tlin_bwd(void *user, enum lvd_llama_site s, float *dx, float *dW, co
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */
+
+/* row i of [B·T] in the last layer's computed rows [B·(T − r0)] (i % T >= r0) */
+static size_t tail_row(const struct mcv_train *tr, int i)
+{
+	return (size_t)(i / tr->T) * (tr->T - tr->r0) + (size_t)(i % tr->T - tr->r0);
+}
 
 static void rope_freqs(const struct lvd_minicpmv *m, float *inv_freq)
 {
@@ -301,10 +316,30 @@ int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, con
 	float inv_freq[512];
 	rope_freqs(m, inv_freq);
 	struct lvd_llama_dims d = dims(m);
+	/* the last layer's output feeds only the logits: with labels it runs from the first
+	 * row any sample scores (or captures there) on; rows above still give their keys */
+	int last = c->t_layers - 1;
+	tr->r0 = 0;
+	if (b->labels && tr->p_fwd == 0.0f) {
+		int r0 = T;
+		for (int i = 0; i < BT; i++)
+			if (tr->labels[i] != -100 && i % T < r0)
+				r0 = i % T;
+		for (size_t i = 0; tr->tl[last].capk >= 0 && i < tr->ncap_rows; i++)
+			r0 = tr->cap_rows[i] < r0 ? tr->cap_rows[i] : r0;
+		tr->r0 = r0 < T ? r0 : 0;
+	}
+	if (tr->r0 && tr->tl[last].capk >= 0) {
+		for (size_t i = 0; i < tr->ncap_rows; i++)
+			tr->cap_rows_t[i] = tr->cap_rows[i] - tr->r0;
+		tr->cap_t = (struct lvd_attn_capture){ tr->cap_rows_t, tr->cap_off };
+		tr->tl[last].a.cap = &tr->cap_t;
+	}
 	for (int l = 0; l < c->t_layers; l++) {
 		float *out = l + 1 < c->t_layers ? tr->tl[l + 1].x_in : tr->norm_in;
-		struct tlin_user u = { m, l };
-		lvd_llama_layer_fwd(ctx, out, &tr->tl[l].a, tr->tl[l].x_in, &w->tl[l], tr->pos, inv_freq, &d, tlin, &u);
+		struct tlin_user u = { m, l, NULL };
+		lvd_llama_layer_fwd_tail(ctx, out, &tr->tl[l].a, tr->tl[l].x_in, &w->tl[l], tr->pos, inv_freq, &d,
+					 l == last ? tr->r0 : 0, tlin, &u);
 		/* the capture rows' probabilities over the sample's image-token columns */
 		int k = tr->tl[l].capk;
 		if (k < 0)
@@ -320,17 +355,85 @@ int mcv_text_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, con
 				}
 		}
 	}
-	lvd_rmsnorm_fwd(ctx, tr->normed, tr->norm_r, tr->norm_in, w->norm, BT, D, c->t_eps);
-	lvd_linear_fwd(ctx, tr->logits, tr->normed, w->lm_head, NULL, BT, D, c->vocab);
+	int Ts = T - tr->r0;   /* rows of norm_in/normed per sample */
+	lvd_rmsnorm_fwd(ctx, tr->normed, tr->norm_r, tr->norm_in, w->norm, B * Ts, D, c->t_eps);
 	tr->loss = 0.0;
 	tr->count = 0;
+	tr->S = 0;
+	tr->lpend = 0;
 	if (b->labels) {
-		double sum = lvd_xent_fwd(ctx, &tr->count, tr->logits, tr->labels, BT, c->vocab);
+		/* the LM head and CE on the scored rows; the other rows' logits on demand */
+		for (int i = 0; i < BT; i++)
+			if (tr->labels[i] != -100) {
+				tr->srows[tr->S] = i;
+				tr->slabels[tr->S] = tr->labels[i];
+				memcpy(tr->normed_s + (size_t)tr->S * D, tr->normed + tail_row(tr, i) * D, sizeof(float) * D);
+				tr->S++;
+			}
+		lvd_linear_fwd(ctx, tr->logits_s, tr->normed_s, w->lm_head, NULL, tr->S, D, c->vocab);
+		double sum = lvd_xent_fwd(ctx, &tr->count, tr->logits_s, tr->slabels, tr->S, c->vocab);
 		tr->loss = tr->count ? sum / tr->count : 0.0;
+		tr->lpend = 1;
+	} else {
+		lvd_linear_fwd(ctx, tr->logits, tr->normed, w->lm_head, NULL, BT, D, c->vocab);
 	}
 	m->logits = tr->logits;
 	tr->keep = keep;
 	return 0;
+}
+
+const float *mcv_text_logits(struct lvd_minicpmv *m)
+{
+	struct mcv_train *tr = m->tr;
+	if (!tr || !tr->lpend)
+		return m->logits;
+	const struct lvd_minicpmv_config *c = &m->c;
+	struct lvd_ctx *ctx = m->ctx;
+	int B = tr->B, T = tr->T, BT = B * T, D = c->t_hidden, V = c->vocab, n = BT - tr->S, r0 = tr->r0;
+	size_t mk = lvd_ctx_mark(ctx);
+	float *xs = lvd_ctx_takef(ctx, (size_t)n * D + 1), *ls = lvd_ctx_takef(ctx, (size_t)n * V + 1);
+	float *np = NULL;   /* normed rows [0, r0) of each sample [B·r0, D] */
+	if (r0) { /* the last layer again on the rows above r0 (causal: they see only keys < r0) */
+		int l = c->t_layers - 1, BP = B * r0, KV = c->t_kv_heads * c->t_head_dim, It = c->t_inter;
+		size_t P = (size_t)BP;
+		float *xp = lvd_ctx_takef(ctx, P * D), *op = lvd_ctx_takef(ctx, P * D), *nr = lvd_ctx_takef(ctx, P);
+		for (int s = 0; s < B; s++)
+			memcpy(xp + (size_t)s * r0 * D, tr->tl[l].x_in + (size_t)s * T * D, sizeof(float) * r0 * D);
+		struct lvd_llama_layer_a a = { lvd_ctx_takef(ctx, P * D), lvd_ctx_takef(ctx, P),
+					       lvd_ctx_takef(ctx, P * D), lvd_ctx_takef(ctx, P * KV),
+					       lvd_ctx_takef(ctx, P * KV), lvd_ctx_takef(ctx, P * c->t_heads * 2),
+					       lvd_ctx_takef(ctx, P * D), lvd_ctx_takef(ctx, P * D),
+					       lvd_ctx_takef(ctx, P * D), lvd_ctx_takef(ctx, P * D),
+					       lvd_ctx_takef(ctx, P), lvd_ctx_takef(ctx, P * It),
+					       lvd_ctx_takef(ctx, P * It), lvd_ctx_takef(ctx, P * It),
+					       lvd_ctx_takef(ctx, P * D), NULL, NULL };
+		struct tlin_user u = { m, l, lvd_ctx_takef(ctx, P * (tr->lora_r > 0 ? tr->lora_r : 1)) };
+		float inv_freq[512];
+		rope_freqs(m, inv_freq);
+		struct lvd_llama_dims d = dims(m);
+		d.T = r0;
+		lvd_llama_layer_fwd(ctx, op, &a, xp, &m->w.tl[l], tr->pos, inv_freq, &d, tlin, &u);
+		np = lvd_ctx_takef(ctx, P * D);
+		lvd_rmsnorm_fwd(ctx, np, nr, op, m->w.norm, BP, D, c->t_eps);
+	}
+	for (int i = 0, j = 0, k = 0; i < BT; i++) {
+		if (j < tr->S && tr->srows[j] == i)
+			memcpy(tr->logits + (size_t)i * V, tr->logits_s + (size_t)j++ * V, sizeof(float) * V);
+		else if (i % T < r0)
+			memcpy(xs + (size_t)k++ * D, np + ((size_t)(i / T) * r0 + i % T) * D, sizeof(float) * D);
+		else
+			memcpy(xs + (size_t)k++ * D, tr->normed + tail_row(tr, i) * D, sizeof(float) * D);
+	}
+	lvd_linear_fwd(ctx, ls, xs, m->w.lm_head, NULL, n, D, V);
+	for (int i = 0, j = 0, k = 0; i < BT; i++) {
+		if (j < tr->S && tr->srows[j] == i)
+			j++;
+		else
+			memcpy(tr->logits + (size_t)i * V, ls + (size_t)k++ * V, sizeof(float) * V);
+	}
+	lvd_ctx_release(ctx, mk);
+	tr->lpend = 0;
+	return m->logits;
 }
 
 double lvd_minicpmv_loss(const struct lvd_minicpmv *m, int *count)
@@ -472,18 +575,34 @@ int lvd_minicpmv_backward_scaled(struct lvd_minicpmv *m, float ce_scale, const f
 	int base = tr->gblock && !tr->nlora;
 	size_t mk = lvd_ctx_mark(ctx);
 	size_t BTD = (size_t)BT * D;
-	float *dlogits = lvd_ctx_takef(ctx, (size_t)BT * V), *dx = lvd_ctx_takef(ctx, BTD);
+	int S = tr->S;
+	float *dlogits = lvd_ctx_takef(ctx, (size_t)S * V + 1), *dln_s = lvd_ctx_takef(ctx, (size_t)S * D + 1);
+	float *dx = lvd_ctx_takef(ctx, BTD);
 	struct lvd_llama_layer_s s = { lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BTD),
 				       lvd_ctx_takef(ctx, BTD), lvd_ctx_takef(ctx, BT * KV), lvd_ctx_takef(ctx, BT * KV),
 				       lvd_ctx_takef(ctx, BT * It), lvd_ctx_takef(ctx, BT * It), lvd_ctx_takef(ctx, BT * It) };
 	float *dpfull = tr->ncap ? lvd_ctx_takef(ctx, (size_t)H * tr->ncap_rows * T + 1) : NULL;
-	memset(dlogits, 0, sizeof(float) * (size_t)BT * V);
+	/* CE and the LM head on the scored rows (the others' logits have no gradient) */
+	memset(dlogits, 0, sizeof(float) * (size_t)S * V);
 	if (tr->count)
-		lvd_xent_bwd(ctx, dlogits, tr->logits, tr->labels, ce_scale / (float)tr->count, BT, V);
-	memset(s.dln, 0, sizeof(float) * BTD);
-	lvd_linear_bwd(ctx, s.dln, base ? tr->g_lm_head : NULL, NULL, dlogits, tr->normed, w->lm_head, BT, D, V);
-	memset(dx, 0, sizeof(float) * BTD);
-	lvd_rmsnorm_bwd(ctx, dx, base ? tr->g_norm : NULL, s.dln, tr->norm_in, w->norm, tr->norm_r, BT, D);
+		lvd_xent_bwd(ctx, dlogits, tr->logits_s, tr->slabels, ce_scale / (float)tr->count, S, V);
+	memset(dln_s, 0, sizeof(float) * (size_t)S * D);
+	lvd_linear_bwd(ctx, dln_s, base ? tr->g_lm_head : NULL, NULL, dlogits, tr->normed_s, w->lm_head, S, D, V);
+	/* the final norm over the last layer's computed rows (all, or the tail rows of each
+	 * sample), its gradient put back at their rows of dx */
+	int Ts = T - tr->r0;
+	size_t BTsD = (size_t)B * Ts * D;
+	float *dxs = tr->r0 ? lvd_ctx_takef(ctx, BTsD) : dx;
+	memset(s.dln, 0, sizeof(float) * BTsD);
+	for (int j = 0; j < S; j++)
+		memcpy(s.dln + tail_row(tr, tr->srows[j]) * D, dln_s + (size_t)j * D, sizeof(float) * D);
+	memset(dxs, 0, sizeof(float) * BTsD);
+	lvd_rmsnorm_bwd(ctx, dxs, base ? tr->g_norm : NULL, s.dln, tr->norm_in, w->norm, tr->norm_r, B * Ts, D);
+	if (tr->r0) {
+		memset(dx, 0, sizeof(float) * BTD);
+		for (int sm = 0; sm < B; sm++)
+			memcpy(dx + ((size_t)sm * T + tr->r0) * D, dxs + (size_t)sm * Ts * D, sizeof(float) * (size_t)Ts * D);
+	}
 	float inv_freq[512];
 	rope_freqs(m, inv_freq);
 	struct lvd_llama_dims d = dims(m);
@@ -506,9 +625,9 @@ int lvd_minicpmv_backward_scaled(struct lvd_minicpmv *m, float ce_scale, const f
 			}
 			dp = dpfull;
 		}
-		struct tlin_user u = { m, l };
-		lvd_llama_layer_bwd(ctx, dx, &s, &L->a, L->x_in, &w->tl[l], base ? &tr->gtl[l] : NULL, dp, tr->pos, inv_freq,
-				    &d, tlin_bwd, &u);
+		struct tlin_user u = { m, l, NULL };
+		lvd_llama_layer_bwd_tail(ctx, dx, &s, &L->a, L->x_in, &w->tl[l], base ? &tr->gtl[l] : NULL, dp, tr->pos,
+					 inv_freq, &d, l == c->t_layers - 1 ? tr->r0 : 0, tlin_bwd, &u);
 	}
 	/* the picture rows go to the resampled features, the others to the embedding table */
 	unsigned char *pic = (unsigned char *)lvd_ctx_takef(ctx, (size_t)BT / 4 + 1);

@@ -26,7 +26,19 @@ struct mcv_train {
 	int B, T, NI;
 	struct mcv_tlayer *tl;         /* [t_layers] */
 	float *norm_in, *norm_r, *normed;
-	float *logits;
+	float *logits;                 /* [B·T, V]; with labels filled on demand (mcv_text_logits) */
+	/* with labels the LM head and CE run on the S scored rows only (label != -100):
+	 * their indices, labels, normed inputs [S, D] and logits [S, V]; lpend: the full
+	 * logits are not filled yet */
+	int S, lpend;
+	int *srows, *slabels;
+	float *normed_s, *logits_s;
+	/* the last layer computes rows [r0, T) of each sample only (0: all rows; r0 > 0 only
+	 * with labels and no LoRA dropout): norm_in and normed then hold B·(T − r0) rows, and a
+	 * capture there reads cap_t (its rows shifted by −r0) */
+	int r0;
+	int *cap_rows_t;
+	struct lvd_attn_capture cap_t;
 	int *ids, *pos, *labels, *bound, *nimg;   /* copies of the batch ([BT], [T], [BT], [NI, 2], [B]) */
 	float *resampled;              /* borrowed: the forward's resampler output */
 	/* capture */
@@ -61,6 +73,9 @@ struct mcv_train {
 	char lora_targets[256];
 };
 
+/* the logits of the last forward [B·T, V]: a labelled forward computes the scored rows
+ * only; this fills the others (the LM head on their normed rows) on first call */
+const float *mcv_text_logits(struct lvd_minicpmv *m);
 /* the training state, created on first use (NULL: out of memory) */
 struct mcv_train *mcv_train_get(struct lvd_minicpmv *m);
 /* "llm.model.layers.%d.<...>" module of a site */

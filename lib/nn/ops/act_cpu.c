@@ -1,5 +1,5 @@
-/* lib/nn/ops/act_cpu.c — CPU activations (plain reference; the AVX2 GEGLU row is in
- * act_fast.c). Contract in act.h. */
+/* lib/nn/ops/act_cpu.c — CPU activations (plain reference; the AVX2 fast paths of GEGLU,
+ * the tanh GELU and SwiGLU are in act_fast.c). Contract in act.h. */
 #include "nn/ops/act.h"
 
 #include <math.h>
@@ -46,9 +46,42 @@ static inline float gelu_grad(float x, enum lvd_gelu_kind kind)
 	return cdf + x * pdf;
 }
 
+/* the fast paths (act_fast.c): spans of ACT_SPAN elements over the pool; elementwise, so
+ * bit-identical for any thread count */
+enum { ACT_SPAN = 4096 };
+
+struct act_job {
+	enum lvd_act_fast op;
+	float *o0, *o1;
+	const float *a, *b, *c;
+	size_t n;
+};
+
+static int act_piece(void *u, size_t lo, size_t hi, int tid)
+{
+	const struct act_job *j = u;
+	(void)tid;
+	size_t i0 = lo * ACT_SPAN, i1 = hi * ACT_SPAN < j->n ? hi * ACT_SPAN : j->n;
+	lvd_act_span_avx2(j->op, j->o0 ? j->o0 + i0 : NULL, j->o1 ? j->o1 + i0 : NULL, j->a + i0, j->b ? j->b + i0 : NULL,
+			  j->c ? j->c + i0 : NULL, i1 - i0);
+	return 0;
+}
+
+/* 1 when the fast path ran */
+static int act_fast(struct lvd_ctx *ctx, enum lvd_act_fast op, float *o0, float *o1, const float *a, const float *b,
+		    const float *c, size_t n)
+{
+	if (!lvd_ops_fast_avx2(ctx))
+		return 0;
+	struct act_job j = { op, o0, o1, a, b, c, n };
+	lvd_ops_run_big(ctx, (n + ACT_SPAN - 1) / ACT_SPAN, n * 16, act_piece, &j);
+	return 1;
+}
+
 void lvd_gelu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, size_t n, enum lvd_gelu_kind kind)
 {
-	(void)ctx;
+	if (kind == LVD_GELU_TANH && act_fast(ctx, LVD_ACT_GELU_TANH_FWD, out, NULL, inp, NULL, NULL, n))
+		return;
 	for (size_t i = 0; i < n; i++)
 		out[i] = gelu1(inp[i], kind);
 }
@@ -56,7 +89,8 @@ void lvd_gelu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *inp, size_t 
 void lvd_gelu_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, const float *inp, size_t n,
 		      enum lvd_gelu_kind kind)
 {
-	(void)ctx;
+	if (kind == LVD_GELU_TANH && act_fast(ctx, LVD_ACT_GELU_TANH_BWD, dinp, NULL, dout, inp, NULL, n))
+		return;
 	for (size_t i = 0; i < n; i++)
 		dinp[i] += dout[i] * gelu_grad(inp[i], kind);
 }
@@ -79,7 +113,8 @@ void lvd_silu_bwd_cpu(struct lvd_ctx *ctx, float *dinp, const float *dout, const
 
 void lvd_swiglu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *gate, const float *up, size_t n)
 {
-	(void)ctx;
+	if (act_fast(ctx, LVD_ACT_SWIGLU_FWD, out, NULL, gate, up, NULL, n))
+		return;
 	for (size_t i = 0; i < n; i++) {
 		float g = gate[i];
 		out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -89,7 +124,8 @@ void lvd_swiglu_fwd_cpu(struct lvd_ctx *ctx, float *out, const float *gate, cons
 void lvd_swiglu_bwd_cpu(struct lvd_ctx *ctx, float *dgate, float *dup, const float *dout, const float *gate,
 			const float *up, size_t n)
 {
-	(void)ctx;
+	if (act_fast(ctx, LVD_ACT_SWIGLU_BWD, dgate, dup, gate, up, dout, n))
+		return;
 	for (size_t i = 0; i < n; i++) {
 		float g = gate[i];
 		float s = 1.0f / (1.0f + expf(-g));

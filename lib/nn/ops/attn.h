@@ -17,7 +17,9 @@
  *     with the same R for every sample this is plain [B, H, R, Tk]. Rows are in the order
  *     the caller listed them; masked keys hold exactly 0.
  * Masks (struct lvd_attn_mask; NULL = none):
- *   NONE; CAUSAL (key j visible to query i iff j <= i, Tq == Tk); PADPAIR (pad[B, T]
+ *   NONE; CAUSAL (key j visible to query i iff j <= i + Tk − Tq: with Tq < Tk the
+ *   queries are the last Tq rows of a causal square, e.g. only the rows a loss reads;
+ *   the CUDA twins take Tq == Tk only); PADPAIR (pad[B, T]
  *   uint8, Tq == Tk == T, H == KH: masked iff query AND key are pads; a batch
  *   row without real tokens attends uniformly over all keys and gets no q/k gradient, as
  *   HF's min-float mask gives); BIAS (bias[B, Tq, Tk] added to the scaled scores; use

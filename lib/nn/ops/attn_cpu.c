@@ -15,7 +15,10 @@
 #include "nn/ops/exp_avx2.h"
 #include "nn/ops/gemm.h"
 
-enum { QB = 256 };  /* query rows per block (larger blocks: better GEMMs, more workspace) */
+/* query rows per block (larger blocks: better GEMMs, more workspace); causal blocks are
+ * shorter, so fewer masked scores above the diagonal are computed (at T = 320: 19% fewer
+ * than with 256-row blocks) */
+enum { QB = 256, QB_CAUSAL = 128 };
 
 #if LVD_OPS_X86
 /* row[j] = e^(row[j] − mx) · inv with the shared vectorised exp (exp_avx2.h) */
@@ -75,7 +78,7 @@ struct job {
 static int jend_of(const struct job *j, int i)
 {
 	if (j->kind == LVD_ATTN_MASK_CAUSAL)
-		return i + 1;
+		return i + 1 + j->Tk - j->Tq;
 	if (j->kind == LVD_ATTN_MASK_PADPAIR)
 		return i < j->R ? j->Tk : j->R;
 	return j->Tk;
@@ -84,12 +87,13 @@ static int jend_of(const struct job *j, int i)
 /* next block [i0, *i1) and its key extent */
 static int block_of(const struct job *j, int i0, int *i1)
 {
-	int e = i0 + QB < j->Tq ? i0 + QB : j->Tq;
+	int qb = j->kind == LVD_ATTN_MASK_CAUSAL ? QB_CAUSAL : QB;
+	int e = i0 + qb < j->Tq ? i0 + qb : j->Tq;
 	if (j->kind == LVD_ATTN_MASK_PADPAIR && i0 < j->R && e > j->R)
 		e = j->R;
 	*i1 = e;
 	if (j->kind == LVD_ATTN_MASK_CAUSAL)
-		return e;
+		return e + j->Tk - j->Tq;
 	if (j->kind == LVD_ATTN_MASK_PADPAIR)
 		return i0 < j->R ? j->Tk : j->R;
 	return j->Tk;
@@ -300,7 +304,8 @@ void lvd_attn_fwd_cpu(struct lvd_ctx *ctx, float *out, float *stats, float *prob
 	LVD_CTX_NEED_CPU(ctx, "lvd_attn_fwd");
 	LVD_ASSERT(KH > 0 && H % KH == 0);
 	enum lvd_attn_mask_kind kind = mask ? mask->kind : LVD_ATTN_MASK_NONE;
-	LVD_ASSERT((kind != LVD_ATTN_MASK_CAUSAL && kind != LVD_ATTN_MASK_PADPAIR) || Tq == Tk);
+	LVD_ASSERT(kind != LVD_ATTN_MASK_CAUSAL || Tq <= Tk);
+	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || Tq == Tk);
 	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || H == KH);
 	size_t mk = lvd_ctx_mark(ctx), qs = (size_t)H * D, ks = (size_t)KH * D;
 	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D, .ctx = ctx,
@@ -333,7 +338,8 @@ void lvd_attn_bwd_cpu(struct lvd_ctx *ctx, float *dq, float *dk, float *dv, cons
 	LVD_CTX_NEED_CPU(ctx, "lvd_attn_bwd");
 	LVD_ASSERT(KH > 0 && H % KH == 0);
 	enum lvd_attn_mask_kind kind = mask ? mask->kind : LVD_ATTN_MASK_NONE;
-	LVD_ASSERT((kind != LVD_ATTN_MASK_CAUSAL && kind != LVD_ATTN_MASK_PADPAIR) || Tq == Tk);
+	LVD_ASSERT(kind != LVD_ATTN_MASK_CAUSAL || Tq <= Tk);
+	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || Tq == Tk);
 	LVD_ASSERT(kind != LVD_ATTN_MASK_PADPAIR || H == KH);
 	size_t mk = lvd_ctx_mark(ctx), qs = (size_t)H * D, ks = (size_t)KH * D;
 	struct job j = { .kind = kind, .Tq = Tq, .Tk = Tk, .H = H, .KH = KH, .D = D, .ctx = ctx,

@@ -57,6 +57,12 @@ void lvd_softmax_row_avx2(float *r, int M);                      /* softmax_fast
 void lvd_groupnorm_group_avx2(float *out, float *mean, float *rstd, const float *inp,
 			      const float *w, const float *b, int cg, int HW, float eps, int silu); /* norm_fast.c */
 void lvd_geglu_row_avx2(float *y, const float *a, const float *g, int F);   /* act_fast.c */
+/* act_fast.c: n elements of one activation (o0, o1 outputs; a, b, c inputs as act_cpu.c
+ * passes them): gelu tanh fwd (o0 = gelu(a)) and bwd (o0 += a·gelu'(b)), swiglu fwd
+ * (o0 = silu(a)·b) and bwd (o0 = dgate, o1 = dup, either NULL; a gate, b up, c dout) */
+enum lvd_act_fast { LVD_ACT_GELU_TANH_FWD, LVD_ACT_GELU_TANH_BWD, LVD_ACT_SWIGLU_FWD, LVD_ACT_SWIGLU_BWD };
+void lvd_act_span_avx2(enum lvd_act_fast op, float *o0, float *o1, const float *a, const float *b, const float *c,
+		       size_t n);
 
 /* im2col of output rows [oy0, oy0 + rows) of a conv (conv_cpu.c; also used by the
  * backward in conv_bwd_cpu.c): col[(c·KH + ky)·KW + kx][r·OW + ox] =
