@@ -67,6 +67,12 @@ struct lvd_minicpmv {
 	struct mcv_vtrain *vt;        /* NULL until lvd_minicpmv_vision_train */
 };
 
+/* minicpmv_model.c: checks the batch and runs the vision tower and the resampler of its
+ * pictures (m->vision, m->resampled, m->probs, m->pos_ids; NULL without pictures), the
+ * first half of lvd_minicpmv_forward; generation (minicpmv_gen.c) runs it alone. Errors:
+ * the batch checks' LVD_ERR_INVALID, LVD_ERR_NOMEM. */
+int mcv_pictures_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err);
+
 /* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
  * fields (labels, capture) before anything runs; mcv_text_fwd: embeddings with resampled [NI, Q, D] scattered in,
  * the decoder layers, norm, lm_head, CE and the capture; sets m->logits. Keeps every
