@@ -12,6 +12,7 @@
 
 #include "align_viz.h"
 #include "cmds.h"
+#include "model.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/clock.h"
@@ -363,8 +364,12 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 	float *params = NULL, *buf = NULL;
 	void *work = NULL;
 	struct lvd_progress *pg = NULL;
-	int rc;
-	if ((rc = lvd_mllama_load_frozen(&m, sd->model, err)))
+	enum lvd_evalm_kind kind;
+	int rc = lvd_evalm_kind_of(sd->model, &kind, err);
+	if (!rc && kind != LVD_EVALM_MLLAMA)
+		rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: align on a %s model is not implemented yet (mllama only)",
+				   sd->model, lvd_evalm_kind_name(kind));
+	if (rc || (rc = lvd_mllama_load_frozen(&m, sd->model, err)))
 		return rc;
 	lvd_mllama_set_ctx(m, run->ctx);
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(m);

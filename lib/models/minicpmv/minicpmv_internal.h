@@ -65,6 +65,7 @@ struct lvd_minicpmv {
 	struct mcv_train *tr;         /* the LLM's activations, gradients, LoRA (minicpmv_train.h) */
 	struct mcv_vacts va;          /* vision/resampler activations of the last forward */
 	struct mcv_vtrain *vt;        /* NULL until lvd_minicpmv_vision_train */
+	float *xblock;                /* weights replaced by an adapter's modules_to_save (minicpmv_adapter.c) */
 };
 
 /* minicpmv_model.c: checks the batch and runs the vision tower and the resampler of its

@@ -214,6 +214,7 @@ void lvd_minicpmv_free(struct lvd_minicpmv *m)
 	free(m->w.vl);
 	free(m->w.tl);
 	free(m->pblock);
+	free(m->xblock);
 	free(m->ablock);
 	lvd_st_close(m->st);
 	lvd_ctx_destroy(m->own_ctx);
