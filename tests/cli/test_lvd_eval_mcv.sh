@@ -5,7 +5,8 @@
 # deterministic (two runs equal), tokens equal to lvd_minicpmv_gen run directly on the same
 # prompt (test_eval_mcv --gen), batch 2 = batch 1, scores.json = `lvd-eval score`, the
 # adapter, and errors named: an unknown model_type, a tokenizer without the MiniCPM tokens,
-# the sampled preset, an lvd-sft checkpoint as adapter, align (not implemented for MiniCPM).
+# the sampled preset, an lvd-sft checkpoint as adapter; and `lvd-eval align` on a MiniCPM pack
+# against the training step's own maps.
 . tests/cli/lib.inc
 bin=$BUILD/lvd-eval
 fx=$BUILD/tests/test_eval_mcv
@@ -66,8 +67,39 @@ mkdir -p "$T_TMP/ck" && echo '{"step": 3}' >"$T_TMP/ck/state.json"
 expect_stderr "lvd-sft checkpoints of a MiniCPM run are not read yet" "checkpoint adapter refused" run --out "$T_TMP/x" \
 	--adapter "$T_TMP/ck"
 [ ! -e "$T_TMP/x" ] && pass || fail "refused runs create no output folder"
-expect_stderr "align on a minicpmv model is not implemented yet" "align refuses MiniCPM, named" "$bin" align --model "$M" \
-	--pack "$T_TMP/nopack" --out "$T_TMP/x"
+# align on a MiniCPM pack (records by lvd_packrec_encode: 3 real photos, 2 words each but
+# the last): every (word, view) equals the training step's traces (test_eval_mcv --lstep:
+# lvd_lstep_mcv_run with its own capture rows), raw mean map and Aligner mse, both maps
+ok "fixture pack" "$fx" --pack "$M" "$T_TMP/pack"
+for mp in rollout official; do
+	ok "align --minicpm-map $mp" "$bin" align --model "$M" --adapter "$M/adapter" --pack "$T_TMP/pack" \
+		--out "$T_TMP/al-$mp" --threads 1 --minicpm-map "$mp" --viz 1
+	jq -r '[.id, .word, (.view // "-"), .raw_mean.mse, .aligner.mse] | map(tostring) | join(" ")' \
+		"$T_TMP/al-$mp/align.jsonl" >"$T_TMP/al-$mp.txt"
+	"$fx" --lstep "$M" "$M/adapter" "$T_TMP/pack" "$mp" >"$T_TMP/ls-$mp.txt"
+	n=$(wc -l <"$T_TMP/ls-$mp.txt")
+	[ "$n" -eq "$(wc -l <"$T_TMP/al-$mp.txt")" ] && [ "$n" -eq "$([ $mp = rollout ] && echo 8 || echo 4)" ] && pass ||
+		fail "$mp: $n entries"
+	paste -d' ' "$T_TMP/al-$mp.txt" "$T_TMP/ls-$mp.txt" | awk '
+		function rel(a, b) { d = a - b; if (d < 0) d = -d; s = (a < 0 ? -a : a) + 1e-12; return d / s }
+		$1 != $6 || $2 != $7 || $3 != $8 || rel($4, $9) > 1e-6 || rel($5, $10) > 1e-6 { bad++; print > "/dev/stderr" }
+		END { exit bad > 0 }' && pass || fail "$mp: align = the training step's maps"
+	jq -e --arg m "$mp" '.options.minicpm_map == $m and .counts.samples == 3 and .counts.samples_without_words == 1' \
+		"$T_TMP/al-$mp/scores.json" >/dev/null && pass || fail "$mp: scores.json options and counts"
+done
+[ -s "$T_TMP/al-rollout/viz/s0.png" ] && pass || fail "viz strip"
+grep -q '"view":"slices"' "$T_TMP/al-rollout/align.jsonl" && pass || fail "rollout entries name their view"
+ok "align with a baseline" "$bin" align --model "$M" --adapter "$M/adapter" --baseline "$M" --pack "$T_TMP/pack" \
+	--out "$T_TMP/al-b" --threads 1 --limit 1
+jq -e 'select(.baseline.raw_mean.mse != null)' "$T_TMP/al-b/align.jsonl" >/dev/null && pass || fail "baseline entries"
+expect_exit 2 "bad --minicpm-map" "$bin" align --model "$M" --pack "$T_TMP/pack" --out "$T_TMP/x" --minicpm-map grid
+# a pack made for another model (the mllama fixture of test_eval_run) is refused, named
+if [ -x "$BUILD/tests/test_eval_run" ] && "$BUILD/tests/test_eval_run" --model "$T_TMP/ml" >/dev/null 2>&1; then
+	expect_stderr "the pack was made for another config" "MiniCPM pack, mllama model" "$bin" align --model "$T_TMP/ml" \
+		--pack "$T_TMP/pack" --out "$T_TMP/x"
+else
+	skip "mllama fixture (build/tests/test_eval_run)"
+fi
 cp -r "$M" "$T_TMP/other"
 jq '.model_type = "qwen2_vl"' "$M/config.json" >"$T_TMP/other/config.json"
 expect_stderr "config.json: model_type 'qwen2_vl'" "unknown model type named" "$bin" run --model "$T_TMP/other" \

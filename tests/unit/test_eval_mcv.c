@@ -18,6 +18,20 @@
  *                 lm_head [4257, 256]; config.json (model_type minicpmv, eos 4001),
  *                 generation_config.json (eos 4001), tokenizer.json; plus DIR/adapter (PEFT:
  *                 q/v r 4 with random B, modules_to_save resampler).
+ *   --pack MODEL PACK  writes a MiniCPM pack for MODEL (pack.json with its fingerprints,
+ *                 shards.jsonl, one shard train-00000.lvdp) of 3 records built with
+ *                 lvd_packrec_encode (version 2, flags MCV|GRID|IMAGE): real photos (640x640:
+ *                 source + 2x2 slices; 480x640: + 2 slices; 500x375: + 1x2 slices), the chat of
+ *                 lvd_minicpmv_chat_build, 2 words per record whose query rows are
+ *                 assistant tokens, 8x8 smooth targets (min-max normalised), the PNG
+ *                 embedded; a third record with no word.
+ *   --lstep MODEL ADAPTER|- PACK rollout|official
+ *                 the oracle of `lvd-eval align` on a MiniCPM pack: every record through the
+ *                 Lavender step of training (lvd_lstep_mcv_run, forward only, its own
+ *                 capture rows in first-seen order, traces), printing per word and view
+ *                 "id word view mse(raw mean map, target) mse_w(Aligner)" (view: source or
+ *                 slices for a rollout of a sliced image, else "-"; the Aligner of
+ *                 ADAPTER/aligner.safetensors, else a seeded one).
  *   --gen MODEL ADAPTER|- IMAGE MAXNEW PROMPT_JSON
  *                 greedy generation of one prompt straight through lvd_minicpmv_gen_*
  *                 (B = 1): the chat with the assistant turn open, stops <|end_of_text|>
@@ -35,6 +49,11 @@
 #include "harness.h"
 #include "golden_util.h"
 #include "core/rng.h"
+#include "core/sha256.h"
+#include "io/container.h"
+#include "lavender/aligner.h"
+#include "lavender/lstep_mcv.h"
+#include "lavender/packrec.h"
 #include "io/fileutil.h"
 #include "io/image.h"
 #include "io/safetensors.h"
@@ -474,19 +493,285 @@ static int make_model(const char *dir, struct lvd_error *err)
 	json_decref(t);
 	if (rc)
 		return rc;
-	/* a PEFT adapter: q/v LoRA with random B, the resampler saved (its values changed) */
+	/* a PEFT adapter: q/v LoRA with random B, the resampler saved (its values changed),
+	 * an Aligner (default configuration over the 4 heads, seeded) */
 	struct lvd_minicpmv *m = NULL;
 	if ((rc = lvd_minicpmv_load(&m, dir, err)))
 		return rc;
 	snprintf(p, sizeof p, "%s/adapter", dir);
 	if (!(rc = add_random_lora(m, "q_proj,v_proj", 17, err)) && !(rc = lvd_mkdir_p(p, err)))
 		rc = lvd_minicpmv_lora_save(m, p, dir, "resampler", err);
+	struct lvd_aligner_cfg ac;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_cfg_default(&ac, lvd_minicpmv_cfg(m)->t_heads);
+	lvd_aligner_layout(&lay, &ac);
+	float *ap = calloc(lay.n_params, sizeof(float));
+	LVD_ASSERT(ap);
+	lvd_aligner_init(&ac, ap, 23, LVD_ALIGNER_INIT_KAIMING, 0.02f);
+	snprintf(p, sizeof p, "%s/adapter/aligner.safetensors", dir);
+	if (!rc)
+		rc = lvd_aligner_save(&ac, ap, p, err);
+	free(ap);
 	lvd_minicpmv_free(m);
 	static const char *const changed[1] = {"base_model.model.resampler.query"};
 	snprintf(p, sizeof p, "%s/adapter/adapter_model.safetensors", dir);
 	if (!rc)
 		rc = perturb_file(p, changed, 1, err);
 	return rc;
+}
+
+
+/* ---- fixture: a MiniCPM pack ------------------------------------------------------------ */
+
+static int sha_hex(const char *path, char hex[LVD_SHA256_HEX_LEN], struct lvd_error *err)
+{
+	unsigned char d[LVD_SHA256_LEN];
+	int rc = lvd_sha256_file(path, d, err);
+	if (!rc)
+		lvd_sha256_hex(d, hex);
+	return rc;
+}
+
+/* one record of photo `name` with `nw` words at assistant tokens; targets a smooth blob */
+static int pack_record(struct lvd_rec_writer *wr, const char *model_dir, struct lvd_llama_tok *tok,
+		       const struct lvd_minicpmv_tok_ids *ids, const struct lvd_minicpmv_slice_cfg *sc, int Q,
+		       const char *name, const char *id, int nw, struct lvd_error *err)
+{
+	(void)model_dir;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/images/%s", lvd_test_shared_data(), name);
+	char *bytes = NULL;
+	size_t blen = 0;
+	struct lvd_image img = {0};
+	struct lvd_minicpmv_geom geo;
+	struct lvd_minicpmv_chat ch = {0};
+	int rc = lvd_file_read_all(path, (size_t)64 << 20, &bytes, &blen, err);
+	if (!rc)
+		rc = lvd_image_decode(&img, bytes, blen, LVD_ALPHA_DROP, path, err);
+	if (!rc)
+		rc = lvd_minicpmv_slice_geom(&geo, sc, img.w, img.h, err);
+	static const char q[] = "What is in the picture?", a[] = "A small animal near a red house and a tree.";
+	struct lvd_minicpmv_msg msgs[2] = {{"user", q, sizeof q - 1}, {"assistant", a, sizeof a - 1}};
+	if (!rc)
+		rc = lvd_minicpmv_chat_build(&ch, tok, ids, Q, &geo, msgs, 2, err);
+	if (rc)
+		goto out;
+	enum { N = 8 };
+	struct lvd_packrec_pic pics[LVD_MINICPMV_MAX_PICTURES];
+	for (int k = 0; k < geo.n; k++)
+		pics[k] = (struct lvd_packrec_pic){(uint32_t)geo.pic[k].th, (uint32_t)geo.pic[k].tw, (uint32_t)ch.bound[2 * k],
+						   (uint32_t)ch.bound[2 * k + 1]};
+	/* words: assistant tokens 2 and 5 (+ 6) after the last </image> */
+	int end = ch.bound[2 * geo.n - 1], T = (int)ch.T;
+	uint32_t qa[2][2] = {{(uint32_t)(T - 9), 0}, {(uint32_t)(T - 6), (uint32_t)(T - 5)}};
+	LVD_ASSERT(T - 9 > end);
+	struct lvd_packrec_word words[2] = {{"animal", 1, 1, qa[0], qa[0], 3, 0, 1}, {"house", 2, 2, qa[1], qa[1], 5, 0, 1}};
+	uint16_t targets[2 * N * N];
+	uint8_t mask[N * N];
+	memset(mask, 1, sizeof mask);
+	for (int w = 0; w < 2; w++) {
+		double cy = w ? 5.5 : 2.0, cx = w ? 1.5 : 5.0, v[N * N], lo = 1e9, hi = -1e9;
+		for (int i = 0; i < N * N; i++) {
+			v[i] = exp(-((i / N - cy) * (i / N - cy) + (i % N - cx) * (i % N - cx)) / 6.0);
+			lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
+		}
+		for (int i = 0; i < N * N; i++) {
+			targets[w * N * N + i] = lvd_f32_to_f16((float)((v[i] - lo) / (hi - lo)));
+		}
+	}
+	struct lvd_packrec rec = {0};
+	rec.id = (char *)id;
+	rec.flags = LVD_PACKREC_IMAGE | LVD_PACKREC_GRID | LVD_PACKREC_MCV;
+	rec.T = (uint32_t)T;
+	rec.tokens = ch.ids;
+	rec.labels = ch.labels;
+	rec.W = (uint32_t)nw;
+	rec.words = words;
+	rec.gh = rec.gw = N;
+	rec.targets = targets;
+	rec.mask = mask;
+	rec.img_w = rec.new_w = (uint32_t)img.w;
+	rec.img_h = rec.new_h = (uint32_t)img.h;
+	rec.patch_px = (uint32_t)sc->patch;
+	rec.image_pos = LVD_PACKREC_NO_IMAGE;
+	rec.cols = (uint32_t)geo.cols;
+	rec.rows = (uint32_t)geo.rows;
+	rec.n_pics = (uint32_t)geo.n;
+	rec.query_num = (uint32_t)Q;
+	rec.pics = pics;
+	rec.image = (uint8_t *)bytes;
+	rec.image_len = (uint32_t)blen;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if (!(rc = lvd_packrec_encode(&rec, &buf, &len, err)))
+		rc = lvd_rec_writer_append(wr, id, buf, len, err);
+	free(buf);
+out:
+	lvd_minicpmv_chat_free(&ch);
+	lvd_image_free(&img);
+	free(bytes);
+	return rc;
+}
+
+static int make_pack(const char *model, const char *pack, struct lvd_error *err)
+{
+	char p[4200], h1[LVD_SHA256_HEX_LEN], h2[LVD_SHA256_HEX_LEN];
+	struct lvd_minicpmv_config cfg;
+	struct lvd_minicpmv_slice_cfg sc;
+	struct lvd_llama_tok *tok = NULL;
+	struct lvd_minicpmv_tok_ids ids;
+	struct lvd_rec_writer *wr = NULL;
+	snprintf(p, sizeof p, "%s/config.json", model);
+	int rc = lvd_minicpmv_config_load(&cfg, p, err);
+	if (!rc)
+		rc = sha_hex(p, h1, err);
+	snprintf(p, sizeof p, "%s/tokenizer.json", model);
+	if (!rc && !(rc = sha_hex(p, h2, err)) && !(rc = lvd_minicpmv_slice_cfg_from(&sc, &cfg, err)) &&
+	    !(rc = lvd_llama_tok_load(&tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)) &&
+	    !(rc = lvd_minicpmv_tok_ids_get(&ids, tok, err)) && !(rc = lvd_mkdir_p(pack, err))) {
+		json_t *pj = json_pack("{s:s, s:{s:{s:s, s:s}}}", "tool", "test_eval_mcv --pack", "inputs", "model",
+				       "config_sha256", h1, "tokenizer_sha256", h2);
+		snprintf(p, sizeof p, "%s/pack.json", pack);
+		rc = write_json_file(p, pj, err);
+		json_decref(pj);
+	}
+	snprintf(p, sizeof p, "%s/train-00000.lvdp", pack);
+	if (!rc)
+		rc = lvd_rec_writer_open(&wr, p, "LVDP", "{}", NULL, err);
+	if (!rc)
+		rc = pack_record(wr, model, tok, &ids, &sc, cfg.query_num, "COCO_val2014_000000203438.png", "s0", 2, err);
+	if (!rc)
+		rc = pack_record(wr, model, tok, &ids, &sc, cfg.query_num, "COCO_val2014_000000038678.png", "s1", 2, err);
+	if (!rc)
+		rc = pack_record(wr, model, tok, &ids, &sc, cfg.query_num, "COCO_val2014_000000152482.png", "s2", 0, err);
+	if (!rc) {
+		rc = lvd_rec_writer_close(wr, err);
+		wr = NULL;
+	}
+	lvd_rec_writer_abort(wr);
+	snprintf(p, sizeof p, "%s/shards.jsonl", pack);
+	static const char line[] = "{\"shard\": 0, \"file\": \"train-00000.lvdp\", \"records\": 3}\n";
+	if (!rc)
+		rc = lvd_file_write_atomic(p, line, sizeof line - 1, err);
+	lvd_llama_tok_free(tok);
+	return rc;
+}
+
+/* ---- oracle of align: the training step's traces -------------------------------------- */
+
+static int lstep_one(struct lvd_ctx *ctx, struct lvd_minicpmv *m, const struct lvd_packrec *rec,
+		     const struct lvd_minicpmv_slice_cfg *sc, enum lvd_mcv_map map, const float *params,
+		     const struct lvd_latt_cfg *cfg, struct lvd_error *err)
+{
+	struct lvd_image img = {0};
+	struct lvd_minicpmv_images im = {0};
+	int rc = lvd_image_decode(&img, rec->image, rec->image_len, LVD_ALPHA_DROP, rec->id, err);
+	if (!rc)
+		rc = lvd_minicpmv_preprocess(&im, sc, img.px, img.w, img.h, err);
+	lvd_image_free(&img);
+	const int W = (int)rec->W, N = (int)rec->gh, NN = N * N, n = im.geom.n;
+	/* the rollout of a sliced image has 2 views per word (source, slice canvas) */
+	const int V = map == LVD_MCV_MAP_ROLLOUT && n > 1 ? 2 : 1;
+	int L = rc ? 1 : lvd_minicpmv_images_lmax(&im), R = 0;
+	float *px = calloc((size_t)3 * sc->patch * L * sc->patch * (n ? n : 1), sizeof(float));
+	float *tg = malloc(sizeof(float) * ((size_t)W * NN + 1));
+	float *maps = malloc(sizeof(float) * ((size_t)V * W * NN + 1)), *wl = malloc(sizeof(float) * (V * W + 1));
+	int *tgt = malloc(sizeof(int) * 2 * (n + 1)), *bound = malloc(sizeof(int) * 2 * (n + 1));
+	uint32_t rows[256];
+	int ridx[256], *rp = ridx;
+	struct lvd_latt_word words[64];
+	LVD_ASSERT(px && tg && maps && wl && tgt && bound && W <= 64);
+	if (rc)
+		goto out;
+	lvd_minicpmv_images_batch(px, tgt, L, &im);
+	for (int k = 0; k < n; k++)
+		bound[2 * k] = (int)rec->pics[k].start, bound[2 * k + 1] = (int)rec->pics[k].end;
+	for (int w = 0; w < W; w++) {
+		words[w] = (struct lvd_latt_word){(int)rec->words[w].n_query, rp, tg + (size_t)w * NN};
+		for (uint32_t q = 0; q < rec->words[w].n_query; q++) {
+			int r = 0;
+			while (r < R && rows[r] != rec->words[w].query[q])
+				r++;
+			if (r == R)
+				rows[R++] = rec->words[w].query[q];
+			*rp++ = r;
+		}
+		for (int i = 0; i < NN; i++)
+			tg[(size_t)w * NN + i] = lvd_f16_to_f32(rec->targets[(size_t)w * NN + i]);
+	}
+	struct lvd_minicpmv_batch b = {.B = 1, .T = (int)rec->T, .input_ids = rec->tokens, .NI = n, .Lmax = L,
+				       .pixel_values = px, .tgt_sizes = tgt, .n_images = &n, .image_bound = bound};
+	struct lvd_lstep_mcv_sample smp = {(int)rec->cols, (int)rec->rows, N, R, rows, W, words};
+	struct lvd_lstep_mcv_in in = {.batch = &b, .samples = &smp, .map = map, .params = params, .cfg = cfg,
+				      .pair_count = 1, .lambda = 1, .ce_scale = 0};
+	struct lvd_latt_trace tr = {.raw_words = maps, .word_loss = wl};
+	struct lvd_lstep_out o;
+	if ((rc = lvd_lstep_mcv_run(ctx, m, &o, NULL, &tr, &in, err)))
+		goto out;
+	for (int w = 0; w < V * W; w++) {
+		double e = 0;
+		for (int i = 0; i < NN; i++) {
+			double d = (double)maps[(size_t)w * NN + i] - tg[(size_t)(w % W) * NN + i];
+			e += d * d;
+		}
+		printf("%s %s %s %.9g %.9g\n", rec->id, rec->words[w % W].key, V == 1 ? "-" : w / W ? "slices" : "source",
+		       e / NN, (double)wl[w]);
+	}
+out:
+	lvd_minicpmv_images_free(&im);
+	free(px), free(tg), free(maps), free(wl), free(tgt), free(bound);
+	return rc;
+}
+
+static int lstep_oracle(const char *model, const char *adapter, const char *pack, const char *mapname)
+{
+	struct lvd_error err = {0};
+	struct lvd_minicpmv *m = NULL;
+	struct lvd_ctx *ctx = NULL;
+	struct lvd_rec_reader *rr = NULL;
+	float *params = NULL;
+	enum lvd_mcv_map map;
+	struct lvd_minicpmv_slice_cfg sc;
+	char p[4200];
+	int rc;
+	if ((rc = lvd_mcv_parse_map(mapname, &map, &err)) || (rc = lvd_ctx_create(&ctx, NULL, &err)) ||
+	    (rc = lvd_minicpmv_load(&m, model, &err)) || (adapter && (rc = lvd_minicpmv_adapter_load(m, adapter, &err))) ||
+	    (rc = lvd_minicpmv_slice_cfg_from(&sc, lvd_minicpmv_cfg(m), &err)))
+		goto out;
+	lvd_minicpmv_set_ctx(m, ctx);
+	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
+	struct lvd_latt_cfg cfg;
+	lvd_latt_cfg_default(&cfg, c->t_heads, c->t_layers);
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, &cfg.aligner);
+	params = calloc(lay.n_params, sizeof(float));
+	LVD_ASSERT(params);
+	snprintf(p, sizeof p, "%s/aligner.safetensors", adapter ? adapter : "");
+	if (adapter && lvd_path_is_file(p))
+		rc = lvd_aligner_load(&cfg.aligner, params, p, &err);
+	else
+		lvd_aligner_init(&cfg.aligner, params, 23, LVD_ALIGNER_INIT_KAIMING, 0.02f);
+	snprintf(p, sizeof p, "%s/train-00000.lvdp", pack);
+	if (rc || (rc = lvd_rec_open(&rr, p, NULL, &err)))
+		goto out;
+	for (size_t i = 0; i < lvd_rec_count(rr) && !rc; i++) {
+		void *buf = NULL;
+		size_t len = 0;
+		struct lvd_packrec rec = {0};
+		if (!(rc = lvd_rec_read(rr, i, &buf, &len, &err)) && !(rc = lvd_packrec_decode(&rec, buf, len, p, &err)) &&
+		    rec.W)
+			rc = lstep_one(ctx, m, &rec, &sc, map, params, &cfg, &err);
+		lvd_packrec_free(&rec);
+		free(buf);
+	}
+out:
+	if (rc)
+		fprintf(stderr, "test_eval_mcv --lstep: %s\n", err.msg);
+	lvd_rec_close(rr);
+	lvd_minicpmv_free(m);
+	lvd_ctx_destroy(ctx);
+	free(params);
+	return rc ? 1 : 0;
 }
 
 /* ---- oracle: one prompt straight through lvd_minicpmv_gen -------------------------------- */
@@ -559,6 +844,16 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (argc == 4 && !strcmp(argv[1], "--pack")) {
+		struct lvd_error e = {0};
+		if (make_pack(argv[2], argv[3], &e)) {
+			fprintf(stderr, "test_eval_mcv --pack: %s\n", e.msg);
+			return 1;
+		}
+		return 0;
+	}
+	if (argc == 6 && !strcmp(argv[1], "--lstep"))
+		return lstep_oracle(argv[2], strcmp(argv[3], "-") ? argv[3] : NULL, argv[4], argv[5]);
 	if (argc == 7 && !strcmp(argv[1], "--gen")) {
 		json_t *p = json_loads(argv[6], JSON_DECODE_ANY, NULL);
 		if (!json_is_string(p)) {
