@@ -494,6 +494,25 @@ static int score_sample(struct run *run, struct side *sd, int first_side, const 
 	return rc;
 }
 
+/* The side's Aligner (when it has one): configuration and parameters (*params malloc'd). */
+static int side_load_aligner(struct side *sd, struct lvd_aligner_cfg *ac, int heads, float **params,
+			     struct lvd_error *err)
+{
+	if (!sd->aligner[0])
+		return 0;
+	int rc = aligner_cfg_of(ac, sd->aligner, heads, err);
+	if (rc)
+		return rc;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, ac);
+	if (!(*params = calloc(lay.n_params ? lay.n_params : 1, sizeof **params)))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	if ((rc = lvd_aligner_load(ac, *params, sd->aligner, err)))
+		return rc;
+	sd->has_al = 1;
+	return 0;
+}
+
 /* ---- MiniCPM-Llama3-V-2.5 ------------------------------------------------------------- */
 
 /* The shard paths of PACK/shards.jsonl ("file", else train-NNNNN.lvdp from "shard"). */
@@ -688,19 +707,8 @@ static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struc
 	sd->L = cfg.n_layers ? cfg.n_layers : cfg.n_captured;
 	for (int l = 0; l < sd->L; l++)
 		sd->lay[l] = sd->lay_id[l] = cfg.n_layers ? cfg.layers[l] : l;
-	if (sd->aligner[0]) {
-		if ((rc = aligner_cfg_of(&cfg.aligner, sd->aligner, c->t_heads, err)))
-			goto out;
-		struct lvd_aligner_layout lay;
-		lvd_aligner_layout(&lay, &cfg.aligner);
-		if (!(params = calloc(lay.n_params ? lay.n_params : 1, sizeof *params))) {
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = lvd_aligner_load(&cfg.aligner, params, sd->aligner, err)))
-			goto out;
-		sd->has_al = 1;
-	}
+	if ((rc = side_load_aligner(sd, &cfg.aligner, c->t_heads, &params, err)))
+		goto out;
 	uint64_t N = 0;
 	for (size_t k = 0; k < nsh && !rc; k++) {
 		if (!(rc = lvd_rec_open(&rr, shards[k], NULL, err)))
@@ -823,19 +831,8 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 		sd->lay[l] = cfg.n_layers ? cfg.layers[l] : l;
 		sd->lay_id[l] = mc->cross_layers[sd->lay[l]];
 	}
-	if (sd->aligner[0]) {
-		if ((rc = aligner_cfg_of(&cfg.aligner, sd->aligner, mc->t_heads, err)))
-			goto out;
-		struct lvd_aligner_layout lay;
-		lvd_aligner_layout(&lay, &cfg.aligner);
-		if (!(params = calloc(lay.n_params ? lay.n_params : 1, sizeof *params))) {
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = lvd_aligner_load(&cfg.aligner, params, sd->aligner, err)))
-			goto out;
-		sd->has_al = 1;
-	}
+	if ((rc = side_load_aligner(sd, &cfg.aligner, mc->t_heads, &params, err)))
+		goto out;
 	struct lvd_loader_opts lo;
 	lvd_loader_opts_default(&lo);
 	lo.pack = o->pack;
