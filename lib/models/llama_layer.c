@@ -10,6 +10,7 @@
 #include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
 #include "nn/ops/gemm.h"
+#include "nn/ops/kvattn.h"
 #include "nn/ops/lora.h"
 #include "nn/ops/norm.h"
 
@@ -70,6 +71,35 @@ void lvd_llama_layer_fwd_tail(struct lvd_ctx *ctx, float *out, const struct lvd_
 	lvd_swiglu_fwd(ctx, a->act, a->g, a->up, (size_t)BTs * It);
 	lin_call(ctx, lin, user, LVD_LLAMA_DOWN, a->m_out, a->act, w->down, BTs, It, D);
 	lvd_gated_residual_fwd(ctx, out, a->x_mid, a->m_out, NULL, NULL, BTs, D);
+}
+
+void lvd_llama_layer_kv_fwd(struct lvd_ctx *ctx, float *x, const struct lvd_llama_layer_a *a,
+			    const struct lvd_llama_layer_w *w, const int *pos, const float *inv_freq,
+			    const struct lvd_llama_kvcache *kv, const struct lvd_llama_dims *d, lvd_llama_lin_fn lin,
+			    void *user)
+{
+	int B = d->B, Tq = d->T, N = B * Tq, D = d->D, H = d->H, KH = d->KH, hd = d->hd, KV = KH * hd, It = d->It;
+	lvd_rmsnorm_fwd(ctx, a->ln1, NULL, x, w->ln1, N, D, d->eps);
+	lin_call(ctx, lin, user, LVD_LLAMA_Q, a->q, a->ln1, w->q, N, D, D);
+	lin_call(ctx, lin, user, LVD_LLAMA_K, a->k, a->ln1, w->k, N, D, KV);
+	lin_call(ctx, lin, user, LVD_LLAMA_V, a->v, a->ln1, w->v, N, D, KV);
+	for (int b = 0; b < B; b++) {
+		size_t r0 = (size_t)b * Tq, c0 = ((size_t)b * kv->Tc + kv->t) * KV;
+		lvd_rope_apply(ctx, a->q + r0 * D, pos + r0, inv_freq, 1, Tq, H, hd, 0);
+		lvd_rope_apply(ctx, a->k + r0 * KV, pos + r0, inv_freq, 1, Tq, KH, hd, 0);
+		memcpy(kv->kc + c0, a->k + r0 * KV, sizeof(float) * (size_t)Tq * KV);
+		memcpy(kv->vc + c0, a->v + r0 * KV, sizeof(float) * (size_t)Tq * KV);
+	}
+	lvd_kvattn_fwd(ctx, a->att, a->q, kv->kc, kv->vc, kv->keep, 1.0f / sqrtf((float)hd), B, Tq, kv->t + Tq, kv->Tc, H,
+		       KH, hd);
+	lin_call(ctx, lin, user, LVD_LLAMA_O, a->o_out, a->att, w->o, N, D, D);
+	lvd_gated_residual_fwd(ctx, x, x, a->o_out, NULL, NULL, N, D);
+	lvd_rmsnorm_fwd(ctx, a->ln2, NULL, x, w->ln2, N, D, d->eps);
+	lin_call(ctx, lin, user, LVD_LLAMA_GATE, a->g, a->ln2, w->gate, N, D, It);
+	lin_call(ctx, lin, user, LVD_LLAMA_UP, a->up, a->ln2, w->up, N, D, It);
+	lvd_swiglu_fwd(ctx, a->act, a->g, a->up, (size_t)N * It);
+	lin_call(ctx, lin, user, LVD_LLAMA_DOWN, a->m_out, a->act, w->down, N, It, D);
+	lvd_gated_residual_fwd(ctx, x, x, a->m_out, NULL, NULL, N, D);
 }
 
 static void lin_bwd_call(struct lvd_ctx *ctx, lvd_llama_lin_bwd_fn lb, void *user, enum lvd_llama_site st, float *dx,

@@ -98,6 +98,24 @@ void lvd_llama_layer_bwd_tail(struct lvd_ctx *ctx, float *dx, const struct lvd_l
 			      const float *inv_freq, const struct lvd_llama_dims *d, int r0, lvd_llama_lin_bwd_fn lin_bwd,
 			      void *user);
 
+/* Inference over a key/value cache (generation): Tq = d->T new rows per sample run
+ * through the layer, x [B·Tq, D] updated in place (x += attention branch, then x += MLP
+ * branch: the same ops in the same order as lvd_llama_layer_fwd). The rows' rotated keys
+ * and values are written to cache rows [t, t + Tq) of kc/vc [B, Tc, KV]; the attention is
+ * lib/nn/ops/kvattn.h over cache rows [0, t + Tq) with keep [B, Tc] (NULL: all kept).
+ * pos [B, Tq]: each sample's rotary positions (left padding shifts them). Workspace
+ * from a: ln1, q, k, v, att, o_out, ln2, g, up, act, m_out (ln1_r, ln2_r, stats, x_mid,
+ * cap, probs unused). Nothing is kept for backward. */
+struct lvd_llama_kvcache {
+	float *kc, *vc;
+	const uint8_t *keep;
+	int t, Tc;
+};
+void lvd_llama_layer_kv_fwd(struct lvd_ctx *ctx, float *x, const struct lvd_llama_layer_a *a,
+			    const struct lvd_llama_layer_w *w, const int *pos, const float *inv_freq,
+			    const struct lvd_llama_kvcache *kv, const struct lvd_llama_dims *d, lvd_llama_lin_fn lin,
+			    void *user);
+
 /* A linear with an optional PEFT LoRA adapter (lib/nn/ops/lora.h), the glue shared by the
  * models' LoRA sites: out = x·Wᵀ (+ b) + s·(dropout(x)·Aᵀ)·Bᵀ. A [r, IC], B [OC, r];
  * dA/dB their gradients (ACCUMULATE; may be NULL). u [N, r] and, with p > 0, xd [N, IC]

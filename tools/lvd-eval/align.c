@@ -2,7 +2,9 @@
  * SD targets: a teacher-forced forward over an lvd-pack folder, per matched word the raw
  * head mean of each cross layer, their mean over layers and (with an Aligner) the Aligner
  * map, scored with lib/eval/align.h; optionally the same for a baseline model, PNG
- * strips (align_viz.c) and a dump of every scored map (docs/eval.md "align"). */
+ * strips (align_viz.c) and a dump of every scored map (docs/eval.md "align"). A MiniCPM
+ * model (eval_side_mcv) reads a MiniCPM pack record by record and takes its maps from the
+ * LLM's text->image self-attention through the loss's MiniCPM geometry. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "align_viz.h"
 #include "cmds.h"
+#include "model.h"
 #include "common/cli.h"
 #include "common/shardrun.h"
 #include "core/clock.h"
@@ -22,10 +25,13 @@
 #include "eval/align.h"
 #include "io/container.h"
 #include "io/fileutil.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
 #include "lavender/packrec.h"
+#include "models/minicpmv/minicpmv_adapter.h"
+#include "models/minicpmv/minicpmv_proc.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/loader.h"
@@ -33,7 +39,8 @@
 static const char USAGE[] =
 	"lvd-eval align --model DIR [--adapter DIR] [--aligner FILE] --pack PACK_DIR --out EVAL_DIR\n"
 	"                      [--baseline DIR [--baseline-adapter DIR]] [--viz N] [--limit N]\n"
-	"                      [--layers I,J] [--aggregate M] [--batch N] [--threads N] [--dump-maps FILE]";
+	"                      [--layers I,J] [--aggregate M] [--batch N] [--threads N] [--dump-maps FILE]\n"
+	"                      [--minicpm-map rollout|official]";
 static const char DESC[] =
 	"Teacher-forced forward over the pack (in pack order, capture rows = the matched words'\n"
 	"query rows); per matched (sample, word) the VLM map on the pack's grid is scored\n"
@@ -50,12 +57,18 @@ static const char DESC[] =
 	"and overall, counts, provenance) and a table on stdout; --baseline adds the same\n"
 	"numbers for a second model side by side. --viz N: EVAL_DIR/viz/<id>.png for the first\n"
 	"N samples (image | SD target | VLM raw | VLM Aligner per word; viridis colours).\n"
+	"A MiniCPM-Llama3-V-2.5 model (config.json model_type minicpmv) reads a MiniCPM pack\n"
+	"(packrec version 2, N x N grid targets): its maps come from the LLM's text->image\n"
+	"self-attention of the chosen decoder layers (--layers: 0-based decoder layers) through\n"
+	"--minicpm-map rollout (default; with the resampler's attention onto the patches) or\n"
+	"official (the hook's resize of the image-token axis), as lvd-sft's loss builds them;\n"
+	"one sample per forward.\n"
 	"Exit status: 0 written, 1 bad input (named), 2 usage.";
 
 enum { O_MODEL, O_ADAPTER, O_ALIGNER, O_PACK, O_OUT, O_BASE, O_BASE_AD, O_VIZ, O_LIMIT, O_LAYERS, O_AGG, O_BATCH,
-       O_THREADS, O_DUMP };
+       O_THREADS, O_DUMP, O_MAP };
 static const struct lvd_cli_opt OPTS[] = {
-	[O_MODEL] = {"model", 'm', "DIR", "VLM folder (Hugging Face mllama; required)"},
+	[O_MODEL] = {"model", 'm', "DIR", "VLM folder (Hugging Face mllama or minicpmv; required)"},
 	[O_ADAPTER] = {"adapter", 'a', "DIR", "PEFT LoRA folder (adapter_config.json + adapter_model.safetensors)"},
 	[O_ALIGNER] = {"aligner", 0, "FILE", "Aligner safetensors (default: ADAPTER/aligner.safetensors when present)"},
 	[O_PACK] = {"pack", 'p', "DIR", "lvd-pack folder made for this model (required)"},
@@ -64,16 +77,18 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_BASE_AD] = {"baseline-adapter", 0, "DIR", "PEFT folder for the baseline (its aligner.safetensors is used too)"},
 	[O_VIZ] = {"viz", 0, "N", "PNG strips of the first N samples in EVAL_DIR/viz/ (default 0)"},
 	[O_LIMIT] = {"limit", 'n', "N", "score only the first N samples of the pack"},
-	[O_LAYERS] = {"layers", 0, "I,J", "cross layers used, 0-based among the model's cross layers (default all)"},
+	[O_LAYERS] = {"layers", 0, "I,J", "cross layers used, 0-based among the model's cross layers (MiniCPM: decoder layers; default all)"},
 	[O_AGG] = {"aggregate", 0, "M", "Aligner layer aggregation as trained: mean-after (default), max-after, mean-before, max-before"},
 	[O_BATCH] = {"batch", 'b', "N", "samples per forward (default 1)"},
 	[O_THREADS] = {"threads", 't', "N", "CPU threads (default: cores)"},
 	[O_DUMP] = {"dump-maps", 0, "FILE", "also write every scored map and target to a safetensors FILE (tests)"},
+	[O_MAP] = {"minicpm-map", 0, "MODE", "MiniCPM map mode as trained: rollout (default) or official"},
 	{0},
 };
 
 struct opts {
 	const char *model, *adapter, *aligner, *pack, *out, *base, *base_ad, *layers, *agg, *dump;
+	enum lvd_mcv_map map;
 	uint64_t viz, limit;
 	int batch, threads;
 };
@@ -111,6 +126,12 @@ static int on_opt(int key, const char *arg, void *ctx)
 	case O_BATCH: return lvd_cli_int(arg, 1, 4096, "--batch", &o->batch);
 	case O_THREADS: return lvd_cli_int(arg, 0, 1024, "--threads", &o->threads);
 	case O_DUMP: o->dump = arg; return 0;
+	case O_MAP: {
+		struct lvd_error e = {0};
+		if (lvd_mcv_parse_map(arg, &o->map, &e))
+			return lvd_cli_usage_error("--minicpm-map: expected rollout or official, got '%s'", arg);
+		return 0;
+	}
 	}
 	return lvd_cli_usage_error("unhandled option");
 }
@@ -207,6 +228,7 @@ struct word {
 	char *id, *key;
 	int k, gh, gw;
 	size_t valid;
+	int view;                    /* MiniCPM rollout with slices: 0 source, 1 slices; else -1 */
 };
 
 struct run {
@@ -221,6 +243,7 @@ struct run {
 	char (*names)[96];
 	size_t n_names, cap_names;
 	uint64_t viz_done;
+	int mcv;                     /* a MiniCPM model was scored */
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -354,6 +377,432 @@ static int parse_latt(struct lvd_latt_cfg *c, const struct opts *o, struct lvd_e
 	return lvd_latt_cfg_check(c, err);
 }
 
+/* Scores one sample's W matched words: the raw maps of each chosen layer and their mean
+ * (and the Aligner's) from s (its probabilities captured), against targets [W, GH, GW]
+ * on mask [GH, GW]; appends to sd (and, first side, run->words); dump and viz as asked.
+ * A MiniCPM rollout sample with slices has V = 2 views (lvd_latt_views): the latt code
+ * then gives V·W maps, view-major, each scored against its word's target as its own
+ * entry (the loss averages over them alike). *wi counts entries over the pass; *buf and
+ * *work grow as needed. */
+static int score_sample(struct run *run, struct side *sd, int first_side, const struct lvd_packrec *rec, int GH, int GW,
+			const uint8_t *mask, const float *targets, int W0, const struct lvd_latt_sample *s,
+			const struct lvd_latt_cfg *cfg, const float *params, size_t *wi, float **buf, void **work,
+			struct lvd_error *err)
+{
+	const struct opts *o = run->o;
+	const int L = sd->L, V = lvd_latt_views(&s->geom), W = V * W0;
+	const size_t HW = (size_t)GH * GW;
+	int rc = 0;
+	float *nb = realloc(*buf, ((size_t)L + 2) * W * HW * sizeof **buf);
+	void *nw = nb ? realloc(*work, lvd_eval_align_work_bytes(HW)) : NULL;
+	if (!nb || !nw)
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	if (nb)
+		*buf = nb;
+	if (nw)
+		*work = nw;
+	if (rc)
+		return rc;
+	float *per = *buf, *mean = per + (size_t)L * W * HW, *al = mean + (size_t)W * HW;
+	lvd_latt_raw_word_maps(run->ctx, per, mean, s, cfg);
+	if (sd->has_al)
+		lvd_latt_word_maps(run->ctx, al, NULL, s, params, cfg);
+	if (side_grow(sd, sd->n + W) ||
+	    (first_side && grow((void **)&run->words, &run->cap_words, run->n_words + W, sizeof *run->words)))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	size_t valid = 0;
+	for (size_t c = 0; c < HW; c++)
+		valid += mask[c] != 0;
+	for (int w = 0; w < W && !rc; w++, (*wi)++) {
+		const float *T = targets + (size_t)(w % W0) * HW;
+		if (first_side) {
+			struct word *wd = &run->words[run->n_words++];
+			*wd = (struct word){strdup(rec->id), strdup(rec->words[w % W0].key), w % W0, GH, GW, valid,
+					    V > 1 ? w / W0 : -1};
+		} else if (*wi >= run->n_words || strcmp(run->words[*wi].id, rec->id) || run->words[*wi].k != w % W0 ||
+			   run->words[*wi].view != (V > 1 ? w / W0 : -1)) {
+			rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline sees other words than the model "
+					   "(record '%s', word %d)", o->pack, rec->id, w % W0);
+			break;
+		}
+		for (int l = 0; l < L && !rc; l++)
+			rc = lvd_eval_align_metrics(&sd->raw[sd->n * L + l], per + ((size_t)l * W + w) * HW, T, mask, HW,
+						    *work, err);
+		if (!rc)
+			rc = lvd_eval_align_metrics(&sd->mean[sd->n], mean + (size_t)w * HW, T, mask, HW, *work, err);
+		if (!rc && sd->has_al)
+			rc = lvd_eval_align_metrics(&sd->al[sd->n], al + (size_t)w * HW, T, mask, HW, *work, err);
+		if (rc)
+			break;
+		if (run->dump) {
+			char nm[96];
+			const char *pre = first_side ? "" : "baseline.";
+			float *lay = malloc((size_t)L * HW * sizeof *lay + 4);
+			if (lay)
+				for (int l = 0; l < L; l++)
+					memcpy(lay + (size_t)l * HW, per + ((size_t)l * W + w) * HW, HW * sizeof *lay);
+			if (first_side) {
+				uint8_t *mk = malloc(HW);
+				if (mk)
+					memcpy(mk, mask, HW);
+				snprintf(nm, sizeof nm, "%zu.target", *wi);
+				rc = dump_add(run, nm, dup_f32(T, HW), err);
+				snprintf(nm, sizeof nm, "%zu.mask", *wi);
+				rc = rc ? rc : dump_add(run, nm, mk, err);
+			}
+			snprintf(nm, sizeof nm, "%s%zu.raw", pre, *wi);
+			rc = rc ? rc : dump_add(run, nm, lay, err);
+			snprintf(nm, sizeof nm, "%s%zu.raw_mean", pre, *wi);
+			rc = rc ? rc : dump_add(run, nm, dup_f32(mean + (size_t)w * HW, HW), err);
+			if (sd->has_al) {
+				snprintf(nm, sizeof nm, "%s%zu.aligner", pre, *wi);
+				rc = rc ? rc : dump_add(run, nm, dup_f32(al + (size_t)w * HW, HW), err);
+			}
+		}
+		sd->n++;
+	}
+	if (!rc && first_side && run->viz_done < o->viz) {
+		struct align_viz_word *vw = calloc((size_t)W, sizeof *vw);
+		char(*lab)[300] = calloc((size_t)W, sizeof *lab);
+		char dir[4200], path[4400], safe[100];
+		size_t k = 0;
+		for (const char *q = rec->id; *q && k + 1 < sizeof safe; q++)
+			safe[k++] = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+						    *q == '.' || *q == '-' || *q == '_'
+					    ? *q
+					    : '_';
+		safe[k] = 0;
+		snprintf(dir, sizeof dir, "%s/viz", o->out);
+		snprintf(path, sizeof path, "%s/%s.png", dir, safe);
+		if (!vw || !lab) {
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+		} else {
+			for (int w = 0; w < W; w++) {
+				snprintf(lab[w], sizeof lab[w], "%s%s", rec->words[w % W0].key,
+					 V == 1 ? "" : w / W0 ? " [slices]" : " [source]");
+				vw[w] = (struct align_viz_word){lab[w], targets + (size_t)(w % W0) * HW, mean + (size_t)w * HW,
+								sd->has_al ? al + (size_t)w * HW : NULL};
+			}
+			rc = lvd_mkdir_p(dir, err);
+			if (!rc)
+				rc = align_viz_write(path, rec, mask, vw, W, sd->has_al, err);
+		}
+		free(vw);
+		free(lab);
+		run->viz_done++;
+	}
+	return rc;
+}
+
+/* The side's Aligner (when it has one): configuration and parameters (*params malloc'd). */
+static int side_load_aligner(struct side *sd, struct lvd_aligner_cfg *ac, int heads, float **params,
+			     struct lvd_error *err)
+{
+	if (!sd->aligner[0])
+		return 0;
+	int rc = aligner_cfg_of(ac, sd->aligner, heads, err);
+	if (rc)
+		return rc;
+	struct lvd_aligner_layout lay;
+	lvd_aligner_layout(&lay, ac);
+	if (!(*params = calloc(lay.n_params ? lay.n_params : 1, sizeof **params)))
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	if ((rc = lvd_aligner_load(ac, *params, sd->aligner, err)))
+		return rc;
+	sd->has_al = 1;
+	return 0;
+}
+
+/* ---- MiniCPM-Llama3-V-2.5 ------------------------------------------------------------- */
+
+/* The shard paths of PACK/shards.jsonl ("file", else train-NNNNN.lvdp from "shard"). */
+static int mcv_shards(const char *pack, char ***out, size_t *n, struct lvd_error *err)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/shards.jsonl", pack);
+	*out = NULL;
+	*n = 0;
+	if (!lvd_path_is_file(path))
+		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: no such file (a MiniCPM pack split with --shard is not read "
+				     "by align yet)", path);
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, err);
+	long long ln = 0;
+	for (size_t a = 0; !rc && a < len;) {
+		size_t e = a;
+		while (e < len && buf[e] != '\n')
+			e++;
+		ln++;
+		if (e > a) {
+			json_error_t je;
+			json_t *j = json_loadb(buf + a, e - a, 0, &je);
+			json_t *jf = json_object_get(j, "file"), *js = json_object_get(j, "shard");
+			char **np = realloc(*out, (*n + 1) * sizeof *np);
+			char sp[4400];
+			if (!j || (!json_is_string(jf) && !json_is_integer(js)))
+				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%lld: %s", path, ln, j ? "no 'file' or 'shard'" : je.text);
+			else if (!np)
+				rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+			if (np)
+				*out = np;
+			if (!rc) {
+				if (json_is_string(jf))
+					snprintf(sp, sizeof sp, "%s/%s", pack, json_string_value(jf));
+				else
+					snprintf(sp, sizeof sp, "%s/train-%05lld.lvdp", pack, (long long)json_integer_value(js));
+				if (!((*out)[(*n)++] = strdup(sp)))
+					rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+			}
+			json_decref(j);
+		}
+		a = e + 1;
+	}
+	free(buf);
+	return rc;
+}
+
+/* One MiniCPM record as a B = 1 batch: the pictures from its image (checked against the
+ * record's slicing), its tokens and image_bound; capture rows = its words' query rows
+ * (sorted, distinct), every decoder layer. Arrays owned by the caller (free each). */
+struct mcv_item {
+	struct lvd_minicpmv_batch b;
+	float *px, *targets;
+	int *tgt, *bound, *rows, *cap_off, *cap_layers, *row_idx, nimg;
+	struct lvd_latt_word *words;
+	uint8_t *mask;
+	int R;
+};
+
+static void mcv_item_free(struct mcv_item *it)
+{
+	free(it->px), free(it->targets), free(it->tgt), free(it->bound), free(it->rows), free(it->cap_off);
+	free(it->cap_layers), free(it->row_idx), free(it->words), free(it->mask);
+	memset(it, 0, sizeof *it);
+}
+
+static int mcv_item_build(struct mcv_item *it, const struct lvd_packrec *rec, const struct lvd_minicpmv_config *c,
+			  const struct lvd_minicpmv_slice_cfg *sc, const char *where, struct lvd_error *err)
+{
+	memset(it, 0, sizeof *it);
+	if (!(rec->flags & LVD_PACKREC_MCV))
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): not a MiniCPM record (packrec version 1): the pack "
+				     "was made for an mllama model", where, rec->id);
+	if (rec->query_num != (uint32_t)c->query_num || rec->gh != rec->gw)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): query_num %u and grid %ux%u, the model has query_num %d "
+				     "(square grid needed)", where, rec->id, rec->query_num, rec->gh, rec->gw, c->query_num);
+	struct lvd_image img = {0};
+	int rc = rec->flags & LVD_PACKREC_IMAGE
+			 ? lvd_image_decode(&img, rec->image, rec->image_len, LVD_ALPHA_DROP, "embedded image", err)
+			 : lvd_image_load(&img, (const char *)rec->image, LVD_ALPHA_DROP, err);
+	struct lvd_minicpmv_images im = {0};
+	if (!rc)
+		rc = lvd_minicpmv_preprocess(&im, sc, img.px, img.w, img.h, err);
+	lvd_image_free(&img);
+	if (rc) {
+		lvd_minicpmv_images_free(&im);
+		return lvd_error_prefix(err, "%s ('%s'): image: ", where, rec->id);
+	}
+	int n = im.geom.n, same = n == (int)rec->n_pics && im.geom.cols == (int)rec->cols && im.geom.rows == (int)rec->rows;
+	for (int k = 0; same && k < n; k++)
+		same = im.geom.pic[k].th == (int)rec->pics[k].th && im.geom.pic[k].tw == (int)rec->pics[k].tw;
+	if (!same) {
+		lvd_minicpmv_images_free(&im);
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): the model's slice_config cuts the image into %d "
+				     "pictures (%dx%d grid), the record holds %u (%ux%u): the pack was made for another "
+				     "model", where, rec->id, n, im.geom.cols, im.geom.rows, rec->n_pics, rec->cols, rec->rows);
+	}
+	const int L = lvd_minicpmv_images_lmax(&im), W = (int)rec->W, HW = (int)(rec->gh * rec->gw);
+	size_t per = (size_t)3 * sc->patch * L * sc->patch, nrow = 0;
+	for (int w = 0; w < W; w++)
+		nrow += rec->words[w].n_query;
+	it->px = calloc(per * n, sizeof(float));
+	it->tgt = malloc(sizeof(int) * 2 * n);
+	it->bound = malloc(sizeof(int) * 2 * n);
+	it->rows = malloc(sizeof(int) * (nrow + 1));
+	it->cap_off = calloc(2, sizeof(int));
+	it->cap_layers = malloc(sizeof(int) * (size_t)c->t_layers);
+	it->row_idx = malloc(sizeof(int) * (nrow + 1));
+	it->words = calloc((size_t)W + 1, sizeof *it->words);
+	it->targets = malloc(sizeof(float) * ((size_t)W * HW + 1));
+	it->mask = malloc((size_t)HW);
+	if (!it->px || !it->tgt || !it->bound || !it->rows || !it->cap_off || !it->cap_layers || !it->row_idx ||
+	    !it->words || !it->targets || !it->mask) {
+		lvd_minicpmv_images_free(&im);
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	}
+	lvd_minicpmv_images_batch(it->px, it->tgt, L, &im);
+	lvd_minicpmv_images_free(&im);
+	for (int k = 0; k < n; k++)
+		it->bound[2 * k] = (int)rec->pics[k].start, it->bound[2 * k + 1] = (int)rec->pics[k].end;
+	/* capture rows: the sorted distinct query positions of all words */
+	int R = 0;
+	for (int w = 0; w < W; w++)
+		for (uint32_t q = 0; q < rec->words[w].n_query; q++) {
+			int pos = (int)rec->words[w].query[q], j = R;
+			int seen = 0;
+			for (int r = 0; r < R; r++)
+				seen |= it->rows[r] == pos;
+			if (seen)
+				continue;
+			while (j > 0 && it->rows[j - 1] > pos) {
+				it->rows[j] = it->rows[j - 1];
+				j--;
+			}
+			it->rows[j] = pos;
+			R++;
+		}
+	int *ri = it->row_idx;
+	for (int w = 0; w < W; w++) {
+		it->words[w].n_rows = (int)rec->words[w].n_query;
+		it->words[w].rows = ri;
+		for (uint32_t q = 0; q < rec->words[w].n_query; q++) {
+			int r = 0;
+			while (it->rows[r] != (int)rec->words[w].query[q])
+				r++;
+			*ri++ = r;
+		}
+		it->words[w].target = it->targets + (size_t)w * HW;
+	}
+	for (size_t i = 0; i < (size_t)W * HW; i++)
+		it->targets[i] = lvd_f16_to_f32(rec->targets[i]);
+	memcpy(it->mask, rec->mask, (size_t)HW);
+	it->cap_off[1] = R;
+	it->R = R;
+	for (int l = 0; l < c->t_layers; l++)
+		it->cap_layers[l] = l;
+	it->nimg = n;
+	struct lvd_minicpmv_batch b = {.B = 1, .T = (int)rec->T, .input_ids = rec->tokens, .NI = n, .Lmax = L,
+				       .pixel_values = it->px, .tgt_sizes = it->tgt, .n_images = &it->nimg,
+				       .image_bound = it->bound, .n_cap_layers = R ? c->t_layers : 0,
+				       .cap_layers = it->cap_layers, .cap_rows = it->rows, .cap_off = it->cap_off};
+	it->b = b;
+	return 0;
+}
+
+/* One side's pass over a MiniCPM pack (records in pack order, one per forward). */
+static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struct lvd_error *err)
+{
+	const struct opts *o = run->o;
+	struct lvd_minicpmv *m = NULL;
+	struct lvd_progress *pg = NULL;
+	struct lvd_rec_reader *rr = NULL;
+	char **shards = NULL;
+	size_t nsh = 0, wi = 0;
+	float *params = NULL, *buf = NULL;
+	void *work = NULL;
+	struct lvd_minicpmv_slice_cfg sc;
+	int rc;
+	if ((rc = lvd_minicpmv_load(&m, sd->model, err)))
+		return rc;
+	run->mcv = 1;
+	lvd_minicpmv_set_ctx(m, run->ctx);
+	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
+	struct lvd_latt_cfg cfg;
+	lvd_latt_cfg_default(&cfg, c->t_heads, c->t_layers);
+	if ((sd->adapter && (rc = lvd_minicpmv_adapter_load(m, sd->adapter, err))) || (rc = parse_latt(&cfg, o, err)) ||
+	    (rc = lvd_minicpmv_slice_cfg_from(&sc, c, err)) || (rc = lvd_loader_check_model(o->pack, sd->model, err)) ||
+	    (rc = mcv_shards(o->pack, &shards, &nsh, err)))
+		goto out;
+	sd->L = cfg.n_layers ? cfg.n_layers : cfg.n_captured;
+	for (int l = 0; l < sd->L; l++)
+		sd->lay[l] = sd->lay_id[l] = cfg.n_layers ? cfg.layers[l] : l;
+	if ((rc = side_load_aligner(sd, &cfg.aligner, c->t_heads, &params, err)))
+		goto out;
+	uint64_t N = 0;
+	for (size_t k = 0; k < nsh && !rc; k++) {
+		if (!(rc = lvd_rec_open(&rr, shards[k], NULL, err)))
+			N += lvd_rec_count(rr);
+		lvd_rec_close(rr);
+		rr = NULL;
+	}
+	if (rc)
+		goto out;
+	if (o->limit && o->limit < N)
+		N = o->limit;
+	pg = lvd_run_progress("lvd-eval align", "samples", N);
+	const double t0 = lvd_time_now(), c0 = cpu_now();
+	uint64_t done = 0;
+	for (size_t k = 0; k < nsh && done < N && !rc; k++) {
+		if ((rc = lvd_rec_open(&rr, shards[k], NULL, err)))
+			break;
+		for (size_t i = 0; i < lvd_rec_count(rr) && done < N && !rc; i++, done++) {
+			char where[4400];
+			snprintf(where, sizeof where, "%s: record %zu", shards[k], i);
+			void *pb = NULL;
+			size_t len = 0;
+			struct lvd_packrec rec = {0};
+			struct mcv_item it = {0};
+			if (!(rc = lvd_rec_read(rr, i, &pb, &len, err)))
+				rc = lvd_packrec_decode(&rec, pb, len, where, err);
+			free(pb);
+			if (!rc)
+				rc = mcv_item_build(&it, &rec, c, &sc, where, err);
+			if (!rc) {
+				sd->samples++;
+				sd->no_words += it.R == 0;
+			}
+			if (!rc && it.R) {
+				rc = lvd_minicpmv_forward(m, &it.b, err);
+				if (rc)
+					lvd_error_prefix(err, "%s ('%s'): ", where, rec.id);
+			}
+			if (!rc && it.R) {
+				const float *probs[LVD_LATT_MAX_LAYERS] = {0};
+				for (int l = 0; l < c->t_layers; l++)
+					probs[l] = lvd_minicpmv_cap_probs(m, l, NULL) + lvd_minicpmv_cap_offset(m, 0);
+				struct lvd_latt_sample s = {.R = it.R, .probs = probs, .mask = it.mask, .W = (int)rec.W,
+							    .words = it.words, .rprobs = lvd_minicpmv_resampler_probs(m)};
+				struct lvd_latt_geom *g = &s.geom;
+				g->kind = LVD_LATT_GEOM_MINICPM;
+				g->heads = c->t_heads;
+				g->S = it.nimg * c->query_num;
+				g->grid = (int)rec.gh;
+				g->mcv.mode = o->map;
+				g->mcv.n_pics = it.nimg;
+				g->mcv.Q = c->query_num;
+				g->mcv.cols = (int)rec.cols;
+				g->mcv.rows = (int)rec.rows;
+				g->mcv.Hr = c->r_heads;
+				g->mcv.Lmax = it.b.Lmax;
+				for (int p = 0; p < it.nimg && p < LVD_MCV_MAX_PICS; p++)
+					g->mcv.th[p] = it.tgt[2 * p], g->mcv.tw[p] = it.tgt[2 * p + 1];
+				if ((rc = lvd_latt_geom_check(g, err)) || (rc = lvd_latt_sample_check(&s, &cfg, err)))
+					lvd_error_prefix(err, "%s ('%s'): ", where, rec.id);
+				else
+					rc = score_sample(run, sd, first_side, &rec, g->gh, g->gw, it.mask, it.targets, (int)rec.W, &s,
+							  &cfg, params, &wi, &buf, &work, err);
+			}
+			mcv_item_free(&it);
+			lvd_packrec_free(&rec);
+			lvd_progress_set(pg, done + 1);
+		}
+		lvd_rec_close(rr);
+		rr = NULL;
+	}
+	sd->seconds = lvd_time_now() - t0;
+	sd->cpu_seconds = cpu_now() - c0;
+	if (!rc && !first_side && sd->n != run->n_words)
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline scored %zu words, the model %zu", o->pack, sd->n,
+				   run->n_words);
+	if (!rc) {
+		lvd_progress_finish(pg);
+		lvd_info("%s: %zu words of %llu samples in %.1f s (%.1f words/s)", sd->name, sd->n,
+			 (unsigned long long)sd->samples, sd->seconds, sd->seconds > 0 ? sd->n / sd->seconds : 0.0);
+	}
+out:
+	lvd_progress_destroy(pg);
+	lvd_rec_close(rr);
+	for (size_t k = 0; k < nsh; k++)
+		free(shards[k]);
+	free(shards);
+	lvd_minicpmv_free(m);
+	free(params);
+	free(buf);
+	free(work);
+	return rc;
+}
+
 static int eval_side(struct run *run, struct side *sd, int first_side, struct lvd_error *err)
 {
 	const struct opts *o = run->o;
@@ -363,8 +812,11 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 	float *params = NULL, *buf = NULL;
 	void *work = NULL;
 	struct lvd_progress *pg = NULL;
-	int rc;
-	if ((rc = lvd_mllama_load_frozen(&m, sd->model, err)))
+	enum lvd_evalm_kind kind;
+	int rc = lvd_evalm_kind_of(sd->model, &kind, err);
+	if (!rc && kind == LVD_EVALM_MINICPMV)
+		return eval_side_mcv(run, sd, first_side, err);
+	if (rc || (rc = lvd_mllama_load_frozen(&m, sd->model, err)))
 		return rc;
 	lvd_mllama_set_ctx(m, run->ctx);
 	const struct lvd_mllama_config *mc = lvd_mllama_cfg(m);
@@ -379,19 +831,8 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 		sd->lay[l] = cfg.n_layers ? cfg.layers[l] : l;
 		sd->lay_id[l] = mc->cross_layers[sd->lay[l]];
 	}
-	if (sd->aligner[0]) {
-		if ((rc = aligner_cfg_of(&cfg.aligner, sd->aligner, mc->t_heads, err)))
-			goto out;
-		struct lvd_aligner_layout lay;
-		lvd_aligner_layout(&lay, &cfg.aligner);
-		if (!(params = calloc(lay.n_params ? lay.n_params : 1, sizeof *params))) {
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = lvd_aligner_load(&cfg.aligner, params, sd->aligner, err)))
-			goto out;
-		sd->has_al = 1;
-	}
+	if ((rc = side_load_aligner(sd, &cfg.aligner, mc->t_heads, &params, err)))
+		goto out;
 	struct lvd_loader_opts lo;
 	lvd_loader_opts_default(&lo);
 	lo.pack = o->pack;
@@ -439,7 +880,6 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 				continue;
 			}
 			const int GH = pl->geom.gh, GW = pl->geom.gw, L = sd->L;
-			const size_t HW = (size_t)GH * GW;
 			const float *probs[LVD_LATT_MAX_LAYERS] = {0};
 			const size_t off = (size_t)mc->t_heads * (size_t)b->cap_off[i] * (size_t)pl->geom.S;
 			for (int k = 0; k < mc->n_cross; k++) {
@@ -450,104 +890,10 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 				if (!probs[sd->lay[l]])
 					rc = lvd_error_set(err, LVD_ERR_INVALID, "record '%s': cross layer %d captured nothing (no image?)",
 							   rec.id, sd->lay[l]);
-			float *nb = rc ? NULL : realloc(buf, ((size_t)L + 2) * W * HW * sizeof *buf);
-			void *nw = nb ? realloc(work, lvd_eval_align_work_bytes(HW)) : NULL;
-			if (!rc && (!nb || !nw))
-				rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			if (nb)
-				buf = nb;
-			if (nw)
-				work = nw;
-			if (rc) {
-				lvd_packrec_free(&rec);
-				break;
-			}
-			float *per = buf, *mean = per + (size_t)L * W * HW, *al = mean + (size_t)W * HW;
 			struct lvd_latt_sample s = lvd_latt_plan_sample(pl, probs);
-			lvd_latt_raw_word_maps(run->ctx, per, mean, &s, &cfg);
-			if (sd->has_al)
-				lvd_latt_word_maps(run->ctx, al, NULL, &s, params, &cfg);
-			if (side_grow(sd, sd->n + W) ||
-			    (first_side && grow((void **)&run->words, &run->cap_words, run->n_words + W, sizeof *run->words))) {
-				rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-				lvd_packrec_free(&rec);
-				break;
-			}
-			size_t valid = 0;
-			for (size_t c = 0; c < HW; c++)
-				valid += pl->mask[c] != 0;
-			for (int w = 0; w < W && !rc; w++, wi++) {
-				const float *T = pl->targets + (size_t)w * HW;
-				if (first_side) {
-					struct word *wd = &run->words[run->n_words++];
-					*wd = (struct word){strdup(rec.id), strdup(rec.words[w].key), w, GH, GW, valid};
-				} else if (wi >= run->n_words || strcmp(run->words[wi].id, rec.id) || run->words[wi].k != w) {
-					rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline sees other words than the model "
-							   "(record '%s', word %d)", o->pack, rec.id, w);
-					break;
-				}
-				for (int l = 0; l < L && !rc; l++)
-					rc = lvd_eval_align_metrics(&sd->raw[sd->n * L + l], per + ((size_t)l * W + w) * HW, T,
-								    pl->mask, HW, work, err);
-				if (!rc)
-					rc = lvd_eval_align_metrics(&sd->mean[sd->n], mean + (size_t)w * HW, T, pl->mask, HW, work, err);
-				if (!rc && sd->has_al)
-					rc = lvd_eval_align_metrics(&sd->al[sd->n], al + (size_t)w * HW, T, pl->mask, HW, work, err);
-				if (rc)
-					break;
-				if (run->dump) {
-					char nm[96];
-					const char *pre = first_side ? "" : "baseline.";
-					float *lay = malloc((size_t)L * HW * sizeof *lay + 4);
-					if (lay)
-						for (int l = 0; l < L; l++)
-							memcpy(lay + (size_t)l * HW, per + ((size_t)l * W + w) * HW, HW * sizeof *lay);
-					if (first_side) {
-						uint8_t *mk = malloc(HW);
-						if (mk)
-							memcpy(mk, pl->mask, HW);
-						snprintf(nm, sizeof nm, "%zu.target", wi);
-						rc = dump_add(run, nm, dup_f32(T, HW), err);
-						snprintf(nm, sizeof nm, "%zu.mask", wi);
-						rc = rc ? rc : dump_add(run, nm, mk, err);
-					}
-					snprintf(nm, sizeof nm, "%s%zu.raw", pre, wi);
-					rc = rc ? rc : dump_add(run, nm, lay, err);
-					snprintf(nm, sizeof nm, "%s%zu.raw_mean", pre, wi);
-					rc = rc ? rc : dump_add(run, nm, dup_f32(mean + (size_t)w * HW, HW), err);
-					if (sd->has_al) {
-						snprintf(nm, sizeof nm, "%s%zu.aligner", pre, wi);
-						rc = rc ? rc : dump_add(run, nm, dup_f32(al + (size_t)w * HW, HW), err);
-					}
-				}
-				sd->n++;
-			}
-			if (!rc && first_side && run->viz_done < o->viz) {
-				struct align_viz_word *vw = calloc((size_t)W, sizeof *vw);
-				char dir[4200], path[4400], safe[100];
-				size_t k = 0;
-				for (const char *q = rec.id; *q && k + 1 < sizeof safe; q++)
-					safe[k++] = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-								    *q == '.' || *q == '-' || *q == '_'
-							    ? *q
-							    : '_';
-				safe[k] = 0;
-				snprintf(dir, sizeof dir, "%s/viz", o->out);
-				snprintf(path, sizeof path, "%s/%s.png", dir, safe);
-				if (!vw) {
-					rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-				} else {
-					for (int w = 0; w < W; w++)
-						vw[w] = (struct align_viz_word){rec.words[w].key, pl->targets + (size_t)w * HW,
-										mean + (size_t)w * HW,
-										sd->has_al ? al + (size_t)w * HW : NULL};
-					rc = lvd_mkdir_p(dir, err);
-					if (!rc)
-						rc = align_viz_write(path, &rec, pl->mask, vw, W, sd->has_al, err);
-				}
-				free(vw);
-				run->viz_done++;
-			}
+			if (!rc)
+				rc = score_sample(run, sd, first_side, &rec, GH, GW, pl->mask, pl->targets, W, &s, &cfg, params, &wi, &buf,
+					  &work, err);
 			lvd_packrec_free(&rec);
 		}
 		lvd_loader_release(ld, b);
@@ -667,6 +1013,8 @@ static int write_outputs(struct run *run, const struct side *sides, int ns, int 
 		json_object_set_new(j, "id", json_string(w->id));
 		json_object_set_new(j, "word", json_string(w->key));
 		json_object_set_new(j, "k", json_integer(w->k));
+		if (w->view >= 0)
+			json_object_set_new(j, "view", json_string(w->view ? "slices" : "source"));
 		json_object_set_new(j, "grid", json_pack("[i, i]", w->gh, w->gw));
 		json_object_set_new(j, "valid", json_integer((json_int_t)w->valid));
 		json_object_update_new(j, word_side(&sides[0], i));
@@ -706,6 +1054,8 @@ static int write_outputs(struct run *run, const struct side *sides, int ns, int 
 	json_object_set_new(opt, "aggregate", json_string(o->agg ? o->agg : "mean-after"));
 	json_object_set_new(opt, "limit", o->limit ? json_integer((json_int_t)o->limit) : json_null());
 	json_object_set_new(opt, "batch", json_integer(o->batch));
+	if (run->mcv)
+		json_object_set_new(opt, "minicpm_map", json_string(o->map == LVD_MCV_MAP_OFFICIAL ? "official" : "rollout"));
 	json_object_set_new(sc, "options", opt);
 	json_t *in = json_object();
 	json_object_set_new(in, "pack", json_string(o->pack));

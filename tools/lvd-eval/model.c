@@ -13,6 +13,7 @@
 #include "io/fileutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/minicpmv/minicpmv_adapter.h"
 #include "train/loader.h"
 
 #define HASH_WHOLE_MAX ((uint64_t)1 << 30)
@@ -219,6 +220,88 @@ static json_t *hashed(json_t *o, const char *dir, const char *name, struct lvd_e
 	return o;
 }
 
+int lvd_evalm_kind_of(const char *dir, enum lvd_evalm_kind *kind, struct lvd_error *err)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	struct lvd_json j = {0};
+	const char *mt = NULL;
+	int rc = lvd_json_load(&j, path, err);
+	if (!rc)
+		rc = lvd_json_get_string_or(&j, "model_type", "mllama", &mt, err);
+	if (!rc) {
+		if (!strcmp(mt, "minicpmv"))
+			*kind = LVD_EVALM_MINICPMV;
+		else if (!strcmp(mt, "mllama"))
+			*kind = LVD_EVALM_MLLAMA;
+		else
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: model_type '%s': lvd-eval runs mllama and minicpmv "
+					   "(MiniCPM-Llama3-V-2.5) models", path, mt);
+	}
+	lvd_json_release(&j);
+	return rc;
+}
+
+const char *lvd_evalm_kind_name(enum lvd_evalm_kind kind)
+{
+	return kind == LVD_EVALM_MINICPMV ? "minicpmv" : "mllama";
+}
+
+/* mllama: weights, threads, image processor, stop ids, tokenizer, their agreement */
+static int open_mllama(struct lvd_evalm *e, const char *model, int threads, struct lvd_error *err)
+{
+	int rc;
+	if ((rc = lvd_mllama_load_frozen(&e->m, model, err)) || (rc = lvd_mllama_set_threads(e->m, threads, err)) ||
+	    (rc = lvd_loader_image_cfg(&e->img, model, err)) || (rc = stop_ids(e, model, err)) ||
+	    (rc = lvd_llama_tok_load(&e->tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)))
+		return rc;
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(e->m);
+	int32_t img_id = lvd_llama_special_id(e->tok, "<|image|>");
+	if (img_id != c->image_token_index)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer's <|image|> is %d, config.json says %d", model,
+				     (int)img_id, c->image_token_index);
+	if (lvd_llama_vocab_size(e->tok) > c->n_embed)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model embeds %d", model,
+				     (int)lvd_llama_vocab_size(e->tok), c->n_embed);
+	if (e->img.max_tiles != c->v_max_tiles)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: preprocessor max_image_tiles %d, vision max_num_tiles %d",
+				     model, e->img.max_tiles, c->v_max_tiles);
+	return 0;
+}
+
+/* MiniCPM-Llama3-V-2.5: weights on a context of `threads`, slice_config, tokenizer and its
+ * MiniCPM tokens, stop ids (+ the hub's terminators), pad 0 (the hub's generate) */
+static int open_minicpmv(struct lvd_evalm *e, const char *model, int threads, struct lvd_error *err)
+{
+	struct lvd_ctx_opts co = {.backend = LVD_BACKEND_CPU, .threads = threads};
+	int rc;
+	if ((rc = lvd_minicpmv_load(&e->mc, model, err)) || (rc = lvd_ctx_create(&e->ctx, &co, err)))
+		return rc;
+	lvd_minicpmv_set_ctx(e->mc, e->ctx);
+	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(e->mc);
+	if ((rc = lvd_minicpmv_slice_cfg_from(&e->slice, c, err)) || (rc = stop_ids(e, model, err)) ||
+	    (rc = lvd_llama_tok_load(&e->tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)))
+		return rc;
+	if ((rc = lvd_minicpmv_tok_ids_get(&e->mids, e->tok, err))) {
+		lvd_error_prefix(err, "%s: ", model);
+		return rc;
+	}
+	if (lvd_llama_vocab_size(e->tok) > c->vocab)
+		return lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model embeds %d", model,
+				     (int)lvd_llama_vocab_size(e->tok), c->vocab);
+	/* the hub's terminators: tokenizer.eos_token_id (<|end_of_text|>) and <|eot_id|> */
+	int32_t term[2] = {lvd_llama_special_id(e->tok, "<|end_of_text|>"), e->mids.eot};
+	for (int k = 0; k < 2; k++) {
+		int seen = term[k] < 0;
+		for (int i = 0; i < e->n_eos; i++)
+			seen |= e->eos[i] == term[k];
+		if (!seen && e->n_eos < LVD_EVALM_MAX_EOS)
+			e->eos[e->n_eos++] = term[k];
+	}
+	e->pad_id = 0;
+	return 0;
+}
+
 int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, int threads, struct lvd_error *err)
 {
 	char path[4200];
@@ -240,29 +323,14 @@ int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, 
 	}
 	int rc;
 	json_t *mp = NULL, *ap = NULL;
-	if ((rc = lvd_mllama_load_frozen(&e->m, model, err)) || (rc = lvd_mllama_set_threads(e->m, threads, err)) ||
-	    (rc = lvd_loader_image_cfg(&e->img, model, err)) || (rc = stop_ids(e, model, err)) ||
-	    (rc = lvd_llama_tok_load(&e->tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)))
+	if ((rc = lvd_evalm_kind_of(model, &e->kind, err)))
 		goto fail;
-	const struct lvd_mllama_config *c = lvd_mllama_cfg(e->m);
-	int32_t img_id = lvd_llama_special_id(e->tok, "<|image|>");
-	if (img_id != c->image_token_index) {
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer's <|image|> is %d, config.json says %d", model,
-				   (int)img_id, c->image_token_index);
+	rc = e->kind == LVD_EVALM_MINICPMV ? open_minicpmv(e, model, threads, err) : open_mllama(e, model, threads, err);
+	if (rc)
 		goto fail;
-	}
-	if (lvd_llama_vocab_size(e->tok) > c->n_embed) {
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the tokenizer has %d ids, the model embeds %d", model,
-				   (int)lvd_llama_vocab_size(e->tok), c->n_embed);
-		goto fail;
-	}
-	if (e->img.max_tiles != c->v_max_tiles) {
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: preprocessor max_image_tiles %d, vision max_num_tiles %d", model,
-				   e->img.max_tiles, c->v_max_tiles);
-		goto fail;
-	}
 	json_t *w = weights_prov(model, err);
-	mp = hashed(json_pack("{s:s, s:o*}", "path", model, "weights", w), model, "config.json", err);
+	mp = hashed(json_pack("{s:s, s:s, s:o*}", "path", model, "model_type", lvd_evalm_kind_name(e->kind), "weights", w),
+		    model, "config.json", err);
 	if (!w || !mp) {
 		rc = err->code ? err->code : LVD_ERR_NOMEM;
 		goto fail;
@@ -278,9 +346,16 @@ int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, 
 			goto fail;
 		}
 		e->adapter_kind = peft ? "peft" : "lvd-sft checkpoint";
+		if (!peft && e->kind == LVD_EVALM_MINICPMV) {
+			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: lvd-sft checkpoints of a MiniCPM run are not read yet: "
+					   "give the run's PEFT adapter folder (its export) with --adapter", adapter);
+			goto fail;
+		}
 		ap = json_pack("{s:s, s:s}", "path", adapter, "kind", e->adapter_kind);
 		if (peft) {
-			if ((rc = lvd_mllama_lora_load(e->m, adapter, err)))
+			rc = e->kind == LVD_EVALM_MINICPMV ? lvd_minicpmv_adapter_load(e->mc, adapter, err)
+							   : lvd_mllama_lora_load(e->m, adapter, err);
+			if (rc)
 				goto fail;
 			ap = hashed(hashed(ap, adapter, "adapter_config.json", err), adapter, "adapter_model.safetensors", err);
 		} else {
@@ -305,6 +380,8 @@ fail:
 void lvd_evalm_close(struct lvd_evalm *e)
 {
 	lvd_mllama_free(e->m);
+	lvd_minicpmv_free(e->mc);
+	lvd_ctx_destroy(e->ctx);
 	lvd_llama_tok_free(e->tok);
 	json_decref(e->prov);
 	memset(e, 0, sizeof *e);

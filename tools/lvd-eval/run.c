@@ -17,10 +17,12 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "eval/bench.h"
+#include "eval/pystr.h"
 #include "eval/sample.h"
 #include "io/fileutil.h"
 #include "io/image.h"
 #include "model.h"
+#include "models/minicpmv/minicpmv_gen.h"
 #include "scorefile.h"
 #include "text/chat.h"
 #include "text/strmap.h"
@@ -33,10 +35,16 @@ static const char USAGE[] =
 static const char DESC[] =
 	"Asks the model every question of a benchmark JSONL (docs/eval.md; `lvd-eval convert`\n"
 	"makes one) and scores the answers as `lvd-eval score` does. --model is a Hugging Face\n"
-	"mllama folder (base or merged) with its tokenizer; --adapter a PEFT adapter folder or\n"
-	"an lvd-sft checkpoint (RUN/ckpt-NNNNNN) on top of it. Each prompt is one user turn\n"
-	"(<|image|> then the text) with the assistant header, rendered by lvd-pack's chat code;\n"
-	"the image goes through the mllama image processor. The text is VLMEvalKit's prompt for\n"
+	"folder (base or merged) with its tokenizer; config.json's model_type picks the model:\n"
+	"mllama (Llama-3.2-Vision) or minicpmv (MiniCPM-Llama3-V-2.5). --adapter is a PEFT\n"
+	"adapter folder (MiniCPM: LoRA + modules_to_save copies of embed_tokens/resampler) or,\n"
+	"for mllama, an lvd-sft checkpoint (RUN/ckpt-NNNNNN) on top of it. mllama: each prompt\n"
+	"is one user turn (<|image|> then the text) with the assistant header, rendered by\n"
+	"lvd-pack's chat code; the image goes through the mllama image processor. MiniCPM: the\n"
+	"image is sliced by the model's slice_config and its placeholder + \"\\n\" + the text is\n"
+	"the user turn of the hub's chat() layout with the assistant turn open; generation stops\n"
+	"also on <|end_of_text|> and <|eot_id|> (the hub's terminators) and the output text is\n"
+	"the hub's _decode_text (greedy only). The text is VLMEvalKit's prompt for\n"
 	"Llama-3.2-Vision: ImageMCQDataset.build_prompt for mcq (--prompt letter: the LLaVA\n"
 	"letter prompt), the question for yesno, the question + \"Answer the question using a\n"
 	"single word or phrase.\" for vqa/anls, the question for caption.\n"
@@ -56,8 +64,8 @@ static const char DESC[] =
 enum { O_MODEL, O_ADAPTER, O_BENCH, O_IMAGES, O_OUT, O_KIND, O_MAXNEW, O_BATCH, O_LIMIT, O_THREADS, O_PRESET,
        O_SEED, O_PROMPT };
 static const struct lvd_cli_opt OPTS[] = {
-	[O_MODEL] = {"model", 'm', "DIR", "mllama folder: config.json, weights, tokenizer (required)"},
-	[O_ADAPTER] = {"adapter", 'a', "DIR", "PEFT LoRA adapter folder or lvd-sft checkpoint folder (ckpt-NNNNNN)"},
+	[O_MODEL] = {"model", 'm', "DIR", "mllama or minicpmv folder: config.json, weights, tokenizer (required)"},
+	[O_ADAPTER] = {"adapter", 'a', "DIR", "PEFT LoRA adapter folder, or (mllama) lvd-sft checkpoint folder (ckpt-NNNNNN)"},
 	[O_BENCH] = {"bench", 'b', "FILE", "benchmark JSONL (required)"},
 	[O_IMAGES] = {"images", 'i', "DIR", "folder the records' relative image paths start from (default: the bench's)"},
 	[O_OUT] = {"out", 'o', "EVAL_DIR", "output folder, created (required)"},
@@ -66,7 +74,7 @@ static const struct lvd_cli_opt OPTS[] = {
 	[O_BATCH] = {"batch", 0, "N", "prompts per generation batch, left padded (default 1)"},
 	[O_LIMIT] = {"limit", 0, "N", "only the first N records of the bench"},
 	[O_THREADS] = {"threads", 't', "N", "compute threads (default: cores)"},
-	[O_PRESET] = {"preset", 0, "NAME", "greedy (default) or vlmevalkit (sampled as VLMEvalKit's Llama-3.2 wrapper)"},
+	[O_PRESET] = {"preset", 0, "NAME", "greedy (default) or vlmevalkit (sampled as VLMEvalKit's Llama-3.2 wrapper; mllama)"},
 	[O_SEED] = {"seed", 0, "N", "sampling seed of --preset vlmevalkit (default 0)"},
 	[O_PROMPT] = {"prompt", 0, "STYLE", "mcq prompt: dataset (VLMEvalKit's default, default) or letter"},
 	{0},
@@ -399,15 +407,36 @@ static int image_of(struct runner *R, const struct rec *r, struct lvd_image *im,
 		snprintf(path, sizeof path, "%s", p);
 	else
 		snprintf(path, sizeof path, "%s/%s", R->imgdir, p);
-	int rc = lvd_image_load(im, path, LVD_ALPHA_WHITE, err);
+	/* mllama: transformers' convert_to_rgb (alpha on white); MiniCPM: VLMEvalKit's
+	 * Image.open(path).convert('RGB') (alpha dropped) */
+	int rc = lvd_image_load(im, path, R->e->kind == LVD_EVALM_MINICPMV ? LVD_ALPHA_DROP : LVD_ALPHA_WHITE, err);
 	if (rc)
 		lvd_error_prefix(err, "%s:%lld: field 'image': ", R->o->bench, r->line);
 	return rc;
 }
 
-/* One batch of records: image processing, chat prompts, left padding, generation,
- * decoding, scoring, and one appended line per record. */
-static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error *err)
+/* A generation session of either model, stepped the same way. */
+struct gsess {
+	struct lvd_mllama_gen *ml;
+	struct lvd_minicpmv_gen *mc;
+};
+
+static void gsess_step(struct gsess *g, int *next, int *done, struct lvd_error *err)
+{
+	if (g->ml)
+		lvd_mllama_gen_step(g->ml, next, done, err);
+	else
+		lvd_minicpmv_gen_step(g->mc, next, done, err);
+}
+
+static void gsess_free(struct gsess *g)
+{
+	lvd_mllama_gen_free(g->ml);
+	lvd_minicpmv_gen_free(g->mc);
+}
+
+/* mllama: image processing, chat prompts (lvd_chat_render), left padding, the session */
+static int begin_mllama(struct runner *R, struct rec **rs, int B, int gmax, struct gsess *gs, struct lvd_error *err)
 {
 	const struct lvd_mllama_config *c = lvd_mllama_cfg(R->e->m);
 	int TL = c->v_max_tiles, tile = R->e->img.tile, pad = R->e->pad_id;
@@ -415,13 +444,10 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 	struct lvd_chat_out *co = calloc((size_t)B, sizeof *co);
 	float *px = malloc(sizeof(float) * (size_t)B * TL * tf);
 	int *arid = calloc((size_t)B, sizeof(int)), *armask = calloc((size_t)B * TL, sizeof(int));
-	int *ntiles = calloc((size_t)B, sizeof(int)), *maxn = calloc((size_t)B, sizeof(int));
-	int *ids = NULL, *am = NULL, *xm = NULL, *next = calloc((size_t)B, sizeof(int));
-	int **toks = calloc((size_t)B, sizeof *toks), *ntok = calloc((size_t)B, sizeof(int));
-	int *stopped = calloc((size_t)B, sizeof(int));
-	struct lvd_mllama_gen *g = NULL;
-	int rc = 0, T = 0, gmax = 0;
-	if (!co || !px || !arid || !armask || !ntiles || !maxn || !next || !toks || !ntok || !stopped) {
+	int *ntiles = calloc((size_t)B, sizeof(int));
+	int *ids = NULL, *am = NULL, *xm = NULL;
+	int rc = 0, T = 0;
+	if (!co || !px || !arid || !armask || !ntiles) {
 		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -447,10 +473,6 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 			break;
 		}
 		T = (int)co[s].toks.n > T ? (int)co[s].toks.n : T;
-		maxn[s] = max_new_for(R->o, rs[s]->kind);
-		gmax = maxn[s] > gmax ? maxn[s] : gmax;
-		if (!(toks[s] = malloc(sizeof(int) * (size_t)maxn[s])))
-			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
 	}
 	if (rc)
 		goto out;
@@ -469,18 +491,165 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 		}
 		lvd_mllama_cross_mask(xm + ((size_t)s * T + off) * TL, ids + (size_t)s * T + off, n, c->image_token_index,
 				      1, TL, &ntiles[s]);
-		R->pick.stream[s] = id_stream(rs[s]->it.id);
 	}
 	struct lvd_mllama_batch b = {.B = B, .T = T, .M = 1, .input_ids = ids, .pixel_values = px,
 				     .aspect_ratio_ids = arid, .aspect_ratio_mask = armask, .cross_attention_mask = xm};
 	struct lvd_mllama_gen_opts go = {gmax, R->e->eos, R->e->n_eos, pad, R->o->preset ? pick_sample : NULL, &R->pick};
+	rc = lvd_mllama_gen_begin(&gs->ml, R->e->m, &b, am, &go, err);
+out:
+	for (int s = 0; co && s < B; s++)
+		lvd_chat_out_free(&co[s]);
+	free(co), free(px), free(arid), free(armask), free(ntiles), free(ids), free(am), free(xm);
+	return rc;
+}
+
+/* MiniCPM: slicing (lvd_minicpmv_preprocess), the chat of lvd_minicpmv_chat_build with the
+ * assistant turn open (the hub's chat(): the 2.5 template always ends with the assistant
+ * header), left padding with 0, the session */
+static int begin_minicpmv(struct runner *R, struct rec **rs, int B, int gmax, struct gsess *gs,
+			  struct lvd_error *err)
+{
+	struct lvd_evalm *e = R->e;
+	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(e->mc);
+	struct lvd_minicpmv_images *im = calloc((size_t)B, sizeof *im);
+	struct lvd_minicpmv_chat *ch = calloc((size_t)B, sizeof *ch);
+	int *ids = NULL, *am = NULL, *bound = NULL, *nimg = calloc((size_t)B, sizeof(int)), *tgt = NULL;
+	float *px = NULL;
+	int rc = 0, T = 0, NI = 0, L = 0, Q = c->query_num;
+	if (!im || !ch || !nimg) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int s = 0; s < B && !rc; s++) {
+		struct lvd_image img = {0};
+		if ((rc = image_of(R, rs[s], &img, err)))
+			break;
+		rc = lvd_minicpmv_preprocess(&im[s], &e->slice, img.px, img.w, img.h, err);
+		lvd_image_free(&img);
+		if (rc) {
+			lvd_error_prefix(err, "%s:%lld: field 'image': ", R->o->bench, rs[s]->line);
+			break;
+		}
+		struct lvd_minicpmv_msg msgs[2] = {{"user", rs[s]->prompt, strlen(rs[s]->prompt)}, {"assistant", "", 0}};
+		if ((rc = lvd_minicpmv_chat_build(&ch[s], e->tok, &e->mids, Q, &im[s].geom, msgs, 2, err))) {
+			lvd_error_prefix(err, "%s:%lld: prompt: ", R->o->bench, rs[s]->line);
+			break;
+		}
+		LVD_ASSERT(ch[s].T >= 2 && ch[s].ids[ch[s].T - 1] == e->mids.eot);
+		ch[s].T--; /* the open assistant turn: <|start_header_id|>assistant<|end_header_id|>\n\n */
+		T = (int)ch[s].T > T ? (int)ch[s].T : T;
+		nimg[s] = im[s].geom.n;
+		NI += nimg[s];
+		int l = lvd_minicpmv_images_lmax(&im[s]);
+		L = l > L ? l : L;
+	}
+	if (rc)
+		goto out;
+	size_t per = (size_t)3 * e->slice.patch * L * e->slice.patch;
+	ids = malloc(sizeof(int) * (size_t)B * T);
+	am = calloc((size_t)B * T, sizeof(int));
+	bound = malloc(sizeof(int) * 2 * (size_t)NI);
+	tgt = malloc(sizeof(int) * 2 * (size_t)NI);
+	px = calloc(per * NI, sizeof(float));
+	if (!ids || !am || !bound || !tgt || !px) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int s = 0, i = 0; s < B; i += nimg[s], s++) {
+		int n = (int)ch[s].T, off = T - n;
+		for (int t = 0; t < T; t++) {
+			ids[(size_t)s * T + t] = t < off ? e->pad_id : ch[s].ids[t - off];
+			am[(size_t)s * T + t] = t >= off;
+		}
+		LVD_ASSERT(ch[s].n_bound == nimg[s]);
+		for (int k = 0; k < nimg[s]; k++) {
+			bound[2 * (i + k)] = ch[s].bound[2 * k] + off;
+			bound[2 * (i + k) + 1] = ch[s].bound[2 * k + 1] + off;
+		}
+		lvd_minicpmv_images_batch(px + per * i, tgt + 2 * i, L, &im[s]);
+	}
+	struct lvd_minicpmv_batch b = {.B = B, .T = T, .input_ids = ids, .NI = NI, .Lmax = L, .pixel_values = px,
+				       .tgt_sizes = tgt, .n_images = nimg, .image_bound = bound};
+	struct lvd_gen_opts go = {gmax, e->eos, e->n_eos, e->pad_id, NULL, NULL};
+	rc = lvd_minicpmv_gen_begin(&gs->mc, e->mc, &b, am, &go, err);
+out:
+	for (int s = 0; s < B; s++) {
+		if (im)
+			lvd_minicpmv_images_free(&im[s]);
+		if (ch)
+			lvd_minicpmv_chat_free(&ch[s]);
+	}
+	free(im), free(ch), free(ids), free(am), free(bound), free(nimg), free(tgt), free(px);
+	return rc;
+}
+
+/* The output text of the generated ids toks[n] (the stop token included), as the
+ * benchmark wrapper makes it; text malloc'd. */
+static int output_text(const struct lvd_evalm *e, const int *toks, int n, char **text, size_t *len,
+		       struct lvd_error *err)
+{
+	if (e->kind == LVD_EVALM_MLLAMA) {
+		int rc = lvd_llama_decode(e->tok, toks, (size_t)n, 0, text, len, err);
+		if (!rc)
+			*len = strip_eot(*text, *len);
+		return rc;
+	}
+	/* MiniCPM: the hub's _decode_text: every id 0 removed (sic: the pad id of its
+	 * generate, which is also a vocabulary token), a leading <|begin_of_text|> and a
+	 * final stop token dropped, decode with special tokens kept, str.strip() */
+	int *k = malloc(sizeof(int) * ((size_t)n + 1)), m = 0;
+	if (!k)
+		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	for (int i = 0; i < n; i++)
+		if (toks[i] != 0)
+			k[m++] = toks[i];
+	int a = m > 0 && k[0] == e->mids.bos;
+	int stop = 0;
+	for (int i = 0; m > a && i < e->n_eos; i++)
+		stop |= k[m - 1] == e->eos[i];
+	int rc = lvd_llama_decode(e->tok, k + a, (size_t)(m - a - stop), 0, text, len, err);
+	free(k);
+	if (rc)
+		return rc;
+	size_t s0, s1;
+	lvd_py_strip(*text, *len, &s0, &s1);
+	memmove(*text, *text + s0, s1 - s0);
+	(*text)[s1 - s0] = 0;
+	*len = s1 - s0;
+	return 0;
+}
+
+/* One batch of records: the model's session, then decoding, scoring, and one appended
+ * line per record. */
+static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error *err)
+{
+	int *maxn = calloc((size_t)B, sizeof(int)), *next = calloc((size_t)B, sizeof(int));
+	int **toks = calloc((size_t)B, sizeof *toks), *ntok = calloc((size_t)B, sizeof(int));
+	int *stopped = calloc((size_t)B, sizeof(int));
+	struct gsess gs = {0};
+	int rc = 0, gmax = 0;
+	if (!maxn || !next || !toks || !ntok || !stopped) {
+		rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int s = 0; s < B && !rc; s++) {
+		R->pick.stream[s] = id_stream(rs[s]->it.id);
+		maxn[s] = max_new_for(R->o, rs[s]->kind);
+		gmax = maxn[s] > gmax ? maxn[s] : gmax;
+		if (!(toks[s] = malloc(sizeof(int) * (size_t)maxn[s])))
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+	}
+	if (rc)
+		goto out;
 	double t0 = lvd_time_now();
-	if ((rc = lvd_mllama_gen_begin(&g, R->e->m, &b, am, &go, err)))
+	rc = R->e->kind == LVD_EVALM_MINICPMV ? begin_minicpmv(R, rs, B, gmax, &gs, err)
+					       : begin_mllama(R, rs, B, gmax, &gs, err);
+	if (rc)
 		goto out;
 	int first = 1;
 	for (;;) {
 		int done = 0, live = 0;
-		lvd_mllama_gen_step(g, next, &done, err);
+		gsess_step(&gs, next, &done, err);
 		if (first) {
 			R->ttft_s += lvd_time_now() - t0;
 			R->batches++;
@@ -504,9 +673,8 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 		struct rec *r = rs[s];
 		char *text = NULL;
 		size_t tl;
-		if ((rc = lvd_llama_decode(R->e->tok, toks[s], (size_t)ntok[s], 0, &text, &tl, err)))
+		if ((rc = output_text(R->e, toks[s], ntok[s], &text, &tl, err)))
 			break;
-		tl = strip_eot(text, tl);
 		R->tokens += (uint64_t)ntok[s];
 		json_t *line = json_deep_copy(r->obj), *ta = json_array();
 		for (int k = 0; k < ntok[s]; k++)
@@ -556,13 +724,10 @@ static int run_batch(struct runner *R, struct rec **rs, int B, struct lvd_error 
 	if (!rc && fsync(R->fd))
 		rc = lvd_error_errno(err, LVD_ERR_IO, "cannot sync '%s'", R->pred_path);
 out:
-	lvd_mllama_gen_free(g);
-	for (int s = 0; co && s < B; s++) {
-		lvd_chat_out_free(&co[s]);
-		free(toks ? toks[s] : NULL);
-	}
-	free(co), free(px), free(arid), free(armask), free(ntiles), free(maxn), free(ids), free(am), free(xm);
-	free(next), free(toks), free(ntok), free(stopped);
+	gsess_free(&gs);
+	for (int s = 0; toks && s < B; s++)
+		free(toks[s]);
+	free(maxn), free(next), free(toks), free(ntok), free(stopped);
 	return rc;
 }
 
@@ -609,6 +774,11 @@ int cmd_run(int argc, char **argv)
 	}
 	if (lvd_evalm_open(&e, o.model, o.adapter, o.threads, &err))
 		goto fail;
+	if (e.kind == LVD_EVALM_MINICPMV && o.preset) {
+		lvd_error_set(&err, LVD_ERR_UNSUPPORTED, "%s: --preset vlmevalkit samples as VLMEvalKit's Llama-3.2 wrapper; "
+			      "a MiniCPM model runs --preset greedy (its wrapper's beam search is not implemented)", o.model);
+		goto fail;
+	}
 	if (!(opts = options_json(&o, &e, &err)) || lvd_mkdir_p(o.out, &err) || check_run_json(o.out, opts, e.prov, &err))
 		goto fail;
 	snprintf(R.pred_path, sizeof R.pred_path, "%s/predictions.jsonl", o.out);

@@ -70,6 +70,7 @@ struct lvd_minicpmv {
 	struct lvd_minicpmv_param *params; /* lvd_minicpmv_make_mutable: every weight, writable */
 	size_t nparams;
 	char *pnames;                 /* their names */
+	float *xblock;                /* weights replaced by an adapter's modules_to_save (minicpmv_adapter.c) */
 };
 
 /* Every tensor the model reads (minicpmv_load.c): its hub name and shape, and the slot of
@@ -83,6 +84,12 @@ struct mcv_wspec {
 	const float **dst;
 };
 size_t mcv_weight_table(struct lvd_minicpmv *m, struct mcv_wspec *t);
+
+/* minicpmv_model.c: checks the batch and runs the vision tower and the resampler of its
+ * pictures (m->vision, m->resampled, m->probs, m->pos_ids; NULL without pictures), the
+ * first half of lvd_minicpmv_forward; generation (minicpmv_gen.c) runs it alone. Errors:
+ * the batch checks' LVD_ERR_INVALID, LVD_ERR_NOMEM. */
+int mcv_pictures_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err);
 
 /* the LLM forward (minicpmv_text.c): mcv_text_check validates the batch's training
  * fields (labels, capture) before anything runs; mcv_text_fwd: embeddings with resampled [NI, Q, D] scattered in,

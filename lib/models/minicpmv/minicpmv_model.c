@@ -78,11 +78,9 @@ static int check_batch(const struct lvd_minicpmv *m, const struct lvd_minicpmv_b
 	return 0;
 }
 
-int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
+int mcv_pictures_fwd(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
 {
 	int rc = check_batch(m, b, err);
-	if (!rc)
-		rc = mcv_text_check(m, b, err);
 	if (rc)
 		return rc;
 	int NI = b->NI, L = NI ? b->Lmax : 0;
@@ -102,14 +100,24 @@ int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch
 		mcv_vision_fwd(m, &a.v, b);
 		mcv_resampler_fwd(m, &a.v, b);
 	}
-	/* the LLM (minicpmv_text.c) sets m->logits */
-	if ((rc = mcv_text_fwd(m, b, NI ? a.v.resampled : NULL, err)))
-		return rc;
 	m->vision = NI ? a.v.vision : NULL;
 	m->resampled = NI ? a.v.resampled : NULL;
 	m->probs = NI ? a.v.probs : NULL;
 	m->pos_ids = NI ? a.v.pos_ids : NULL;
 	return 0;
+}
+
+int lvd_minicpmv_forward(struct lvd_minicpmv *m, const struct lvd_minicpmv_batch *b, struct lvd_error *err)
+{
+	int rc = check_batch(m, b, err);
+	if (!rc)
+		rc = mcv_text_check(m, b, err);
+	if (!rc)
+		rc = mcv_pictures_fwd(m, b, err);
+	if (rc)
+		return rc;
+	/* the LLM (minicpmv_text.c) sets m->logits */
+	return mcv_text_fwd(m, b, m->resampled, err);
 }
 
 /* a labelled forward leaves the unscored rows' logits to this first call (minicpmv_text.c):
