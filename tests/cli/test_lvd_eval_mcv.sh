@@ -95,7 +95,7 @@ jq -e 'select(.baseline.raw_mean.mse != null)' "$T_TMP/al-b/align.jsonl" >/dev/n
 expect_exit 2 "bad --minicpm-map" "$bin" align --model "$M" --pack "$T_TMP/pack" --out "$T_TMP/x" --minicpm-map grid
 # a pack made for another model (the mllama fixture of test_eval_run) is refused, named
 if [ -x "$BUILD/tests/test_eval_run" ] && "$BUILD/tests/test_eval_run" --model "$T_TMP/ml" >/dev/null 2>&1; then
-	expect_stderr "the pack was made for another config" "MiniCPM pack, mllama model" "$bin" align --model "$T_TMP/ml" \
+	expect_stderr "a MiniCPM-V (minicpmv) pack" "MiniCPM pack, mllama model" "$bin" align --model "$T_TMP/ml" \
 		--pack "$T_TMP/pack" --out "$T_TMP/x"
 else
 	skip "mllama fixture (build/tests/test_eval_run)"

@@ -1,10 +1,10 @@
 /* tests/unit/test_eval_mcv.c — the MiniCPM-Llama3-V-2.5 pieces of `lvd-eval run`, and the
  * fixture and oracle its CLI test (tests/cli/test_lvd_eval_mcv.sh) uses.
- *   test_adapter_roundtrip  lvd_minicpmv_lora_save then lvd_minicpmv_adapter_load gives
+ *   test_adapter_roundtrip  lvd_minicpmv_lora_save then lvd_minicpmv_lora_load gives
  *                           the same adapters bit for bit, in eval mode;
  *   test_adapter_merge      the golden tiny MiniCPM + a PEFT adapter (LoRA on q/k/v/o,
  *                           modules_to_save embed_tokens + resampler with changed values)
- *                           loaded by lvd_minicpmv_adapter_load gives the logits of a
+ *                           loaded by lvd_minicpmv_lora_load gives the logits of a
  *                           model folder merged by hand (W + s·B·A in double, the saved
  *                           copies written over the weights) on the golden batch;
  *   test_adapter_bad        adapters refused, naming the file and the key: a tensor that
@@ -58,7 +58,6 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "models/minicpmv/minicpmv.h"
-#include "models/minicpmv/minicpmv_adapter.h"
 #include "models/minicpmv/minicpmv_gen.h"
 #include "models/minicpmv/minicpmv_proc.h"
 #include "text/llama_tok.h"
@@ -228,7 +227,7 @@ static void test_adapter_roundtrip(void)
 	snprintf(dir, sizeof dir, "%s/rt", g_tmp);
 	REQUIRE(lvd_mkdir_p(dir, &err) == 0);
 	REQUIRE(lvd_minicpmv_lora_save(m, dir, "tiny", NULL, &err) == 0);
-	CHECKF(lvd_minicpmv_adapter_load(m2, dir, &err) == 0, "%s", err.msg);
+	CHECKF(lvd_minicpmv_lora_load(m2, dir, &err) == 0, "%s", err.msg);
 	CHECK(lvd_minicpmv_nlora(m2) == lvd_minicpmv_nlora(m));
 	int same = 1;
 	for (size_t i = 0; i < lvd_minicpmv_nlora(m) && i < lvd_minicpmv_nlora(m2); i++) {
@@ -238,7 +237,7 @@ static void test_adapter_roundtrip(void)
 	}
 	CHECK(same);
 	/* a second adapter on the same model is refused */
-	CHECK(lvd_minicpmv_adapter_load(m2, dir, &err) == LVD_ERR_INVALID);
+	CHECK(lvd_minicpmv_lora_load(m2, dir, &err) == LVD_ERR_INVALID);
 	lvd_minicpmv_free(m);
 	lvd_minicpmv_free(m2);
 }
@@ -343,7 +342,7 @@ static void test_adapter_merge(void)
 	/* adapter onto the base vs the merged folder, on the golden batch */
 	struct lvd_minicpmv *a = gold_model(), *b = NULL, *base = gold_model();
 	REQUIRE(a && base && lvd_minicpmv_load(&b, mdir, &err) == 0);
-	CHECKF(lvd_minicpmv_adapter_load(a, adir, &err) == 0, "%s", err.msg);
+	CHECKF(lvd_minicpmv_lora_load(a, adir, &err) == 0, "%s", err.msg);
 	struct gbatch g;
 	REQUIRE(gbatch_open(&g) == 0);
 	size_t nl = (size_t)g.b.B * g.b.T * lvd_minicpmv_cfg(a)->vocab;
@@ -406,7 +405,7 @@ static void test_adapter_bad(void)
 	snprintf(bad, sizeof bad, "%s/bad_r", g_tmp);
 	bad_config(dir, bad, "r", json_integer(8));
 	REQUIRE((t = gold_model()));
-	CHECK(lvd_minicpmv_adapter_load(t, bad, &err) == LVD_ERR_INVALID);
+	CHECK(lvd_minicpmv_lora_load(t, bad, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "wrong shape");
 	CHECK_CONTAINS(err.msg, "lora_A");
 	lvd_minicpmv_free(t);
@@ -414,7 +413,7 @@ static void test_adapter_bad(void)
 	snprintf(bad, sizeof bad, "%s/bad_dora", g_tmp);
 	bad_config(dir, bad, "use_dora", json_true());
 	REQUIRE((t = gold_model()));
-	CHECK(lvd_minicpmv_adapter_load(t, bad, &err) == LVD_ERR_INVALID);
+	CHECK(lvd_minicpmv_lora_load(t, bad, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "use_dora");
 	lvd_minicpmv_free(t);
 	/* a tensor landing nowhere: a vision-tower LoRA */
@@ -429,13 +428,13 @@ static void test_adapter_bad(void)
 	REQUIRE(lvd_st_writer_write(w, p, &err) == 0);
 	lvd_st_writer_free(w);
 	REQUIRE((t = gold_model()));
-	CHECK(lvd_minicpmv_adapter_load(t, bad, &err) == LVD_ERR_INVALID);
+	CHECK(lvd_minicpmv_lora_load(t, bad, &err) == LVD_ERR_INVALID);
 	CHECK_CONTAINS(err.msg, "vpm.encoder.layers.0.self_attn.q_proj.lora_A.weight");
 	CHECK_CONTAINS(err.msg, "adapter_model.safetensors");
 	lvd_minicpmv_free(t);
 	/* no adapter_config.json */
 	REQUIRE((t = gold_model()));
-	CHECK(lvd_minicpmv_adapter_load(t, g_tmp, &err) != 0);
+	CHECK(lvd_minicpmv_lora_load(t, g_tmp, &err) != 0);
 	CHECK_CONTAINS(err.msg, "adapter_config.json");
 	lvd_minicpmv_free(t);
 }
@@ -621,6 +620,7 @@ static int make_pack(const char *model, const char *pack, struct lvd_error *err)
 	struct lvd_llama_tok *tok = NULL;
 	struct lvd_minicpmv_tok_ids ids;
 	struct lvd_rec_writer *wr = NULL;
+	char *hdr = NULL;
 	snprintf(p, sizeof p, "%s/config.json", model);
 	int rc = lvd_minicpmv_config_load(&cfg, p, err);
 	if (!rc)
@@ -633,11 +633,17 @@ static int make_pack(const char *model, const char *pack, struct lvd_error *err)
 				       "config_sha256", h1, "tokenizer_sha256", h2);
 		snprintf(p, sizeof p, "%s/pack.json", pack);
 		rc = write_json_file(p, pj, err);
+		/* the shard's header carries the same inputs.model (the loader checks it) */
+		json_t *hj = json_pack("{s:O}", "inputs", json_object_get(pj, "inputs"));
+		hdr = hj ? json_dumps(hj, JSON_COMPACT) : NULL;
+		json_decref(hj);
 		json_decref(pj);
+		if (!rc && !hdr)
+			rc = lvd_error_set(err, LVD_ERR_NOMEM, "shard header");
 	}
 	snprintf(p, sizeof p, "%s/train-00000.lvdp", pack);
 	if (!rc)
-		rc = lvd_rec_writer_open(&wr, p, "LVDP", "{}", NULL, err);
+		rc = lvd_rec_writer_open(&wr, p, "LVDP", hdr, NULL, err);
 	if (!rc)
 		rc = pack_record(wr, model, tok, &ids, &sc, cfg.query_num, "COCO_val2014_000000203438.png", "s0", 2, err);
 	if (!rc)
@@ -654,6 +660,7 @@ static int make_pack(const char *model, const char *pack, struct lvd_error *err)
 	if (!rc)
 		rc = lvd_file_write_atomic(p, line, sizeof line - 1, err);
 	lvd_llama_tok_free(tok);
+	free(hdr);
 	return rc;
 }
 
@@ -735,7 +742,7 @@ static int lstep_oracle(const char *model, const char *adapter, const char *pack
 	char p[4200];
 	int rc;
 	if ((rc = lvd_mcv_parse_map(mapname, &map, &err)) || (rc = lvd_ctx_create(&ctx, NULL, &err)) ||
-	    (rc = lvd_minicpmv_load(&m, model, &err)) || (adapter && (rc = lvd_minicpmv_adapter_load(m, adapter, &err))) ||
+	    (rc = lvd_minicpmv_load(&m, model, &err)) || (adapter && (rc = lvd_minicpmv_lora_load(m, adapter, &err))) ||
 	    (rc = lvd_minicpmv_slice_cfg_from(&sc, lvd_minicpmv_cfg(m), &err)))
 		goto out;
 	lvd_minicpmv_set_ctx(m, ctx);
@@ -789,7 +796,7 @@ static int gen_one(const char *model, const char *adapter, const char *image, in
 	struct lvd_minicpmv_gen *g = NULL;
 	int *am = NULL, *tgt = NULL, rc;
 	float *px = NULL;
-	if ((rc = lvd_minicpmv_load(&m, model, &err)) || (adapter && (rc = lvd_minicpmv_adapter_load(m, adapter, &err))) ||
+	if ((rc = lvd_minicpmv_load(&m, model, &err)) || (adapter && (rc = lvd_minicpmv_lora_load(m, adapter, &err))) ||
 	    (rc = lvd_llama_tok_load(&tok, model, LVD_LLAMA_SCHEME_MLLAMA, &err)) ||
 	    (rc = lvd_minicpmv_tok_ids_get(&ids, tok, &err)) ||
 	    (rc = lvd_minicpmv_slice_cfg_from(&sc, lvd_minicpmv_cfg(m), &err)) ||

@@ -30,7 +30,6 @@
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
 #include "lavender/packrec.h"
-#include "models/minicpmv/minicpmv_adapter.h"
 #include "models/minicpmv/minicpmv_proc.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
@@ -700,7 +699,7 @@ static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struc
 	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
 	struct lvd_latt_cfg cfg;
 	lvd_latt_cfg_default(&cfg, c->t_heads, c->t_layers);
-	if ((sd->adapter && (rc = lvd_minicpmv_adapter_load(m, sd->adapter, err))) || (rc = parse_latt(&cfg, o, err)) ||
+	if ((sd->adapter && (rc = lvd_minicpmv_lora_load(m, sd->adapter, err))) || (rc = parse_latt(&cfg, o, err)) ||
 	    (rc = lvd_minicpmv_slice_cfg_from(&sc, c, err)) || (rc = lvd_loader_check_model(o->pack, sd->model, err)) ||
 	    (rc = mcv_shards(o->pack, &shards, &nsh, err)))
 		goto out;

@@ -13,7 +13,6 @@
 #include "io/fileutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
-#include "models/minicpmv/minicpmv_adapter.h"
 #include "train/loader.h"
 
 #define HASH_WHOLE_MAX ((uint64_t)1 << 30)
@@ -353,7 +352,7 @@ int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, 
 		}
 		ap = json_pack("{s:s, s:s}", "path", adapter, "kind", e->adapter_kind);
 		if (peft) {
-			rc = e->kind == LVD_EVALM_MINICPMV ? lvd_minicpmv_adapter_load(e->mc, adapter, err)
+			rc = e->kind == LVD_EVALM_MINICPMV ? lvd_minicpmv_lora_load(e->mc, adapter, err)
 							   : lvd_mllama_lora_load(e->m, adapter, err);
 			if (rc)
 				goto fail;

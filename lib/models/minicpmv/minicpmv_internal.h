@@ -70,7 +70,6 @@ struct lvd_minicpmv {
 	struct lvd_minicpmv_param *params; /* lvd_minicpmv_make_mutable: every weight, writable */
 	size_t nparams;
 	char *pnames;                 /* their names */
-	float *xblock;                /* weights replaced by an adapter's modules_to_save (minicpmv_adapter.c) */
 };
 
 /* Every tensor the model reads (minicpmv_load.c): its hub name and shape, and the slot of
