@@ -493,6 +493,25 @@ static int score_sample(struct run *run, struct side *sd, int first_side, const 
 	return rc;
 }
 
+/* The end of a side's pass (both models): its times, the baseline's word count checked
+ * against the model's, the progress line closed and the summary logged. Returns rc, or
+ * the count mismatch's error. */
+static int side_finish(const struct run *run, struct side *sd, int first_side, struct lvd_progress *pg, double t0,
+		       double c0, int rc, struct lvd_error *err)
+{
+	sd->seconds = lvd_time_now() - t0;
+	sd->cpu_seconds = cpu_now() - c0;
+	if (!rc && !first_side && sd->n != run->n_words)
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline scored %zu words, the model %zu", run->o->pack,
+				   sd->n, run->n_words);
+	if (!rc) {
+		lvd_progress_finish(pg);
+		lvd_info("%s: %zu words of %llu samples in %.1f s (%.1f words/s)", sd->name, sd->n,
+			 (unsigned long long)sd->samples, sd->seconds, sd->seconds > 0 ? sd->n / sd->seconds : 0.0);
+	}
+	return rc;
+}
+
 /* The side's Aligner (when it has one): configuration and parameters (*params malloc'd). */
 static int side_load_aligner(struct side *sd, struct lvd_aligner_cfg *ac, int heads, float **params,
 			     struct lvd_error *err)
@@ -779,16 +798,7 @@ static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struc
 		lvd_rec_close(rr);
 		rr = NULL;
 	}
-	sd->seconds = lvd_time_now() - t0;
-	sd->cpu_seconds = cpu_now() - c0;
-	if (!rc && !first_side && sd->n != run->n_words)
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline scored %zu words, the model %zu", o->pack, sd->n,
-				   run->n_words);
-	if (!rc) {
-		lvd_progress_finish(pg);
-		lvd_info("%s: %zu words of %llu samples in %.1f s (%.1f words/s)", sd->name, sd->n,
-			 (unsigned long long)sd->samples, sd->seconds, sd->seconds > 0 ? sd->n / sd->seconds : 0.0);
-	}
+	rc = side_finish(run, sd, first_side, pg, t0, c0, rc, err);
 out:
 	lvd_progress_destroy(pg);
 	lvd_rec_close(rr);
@@ -898,16 +908,7 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 		lvd_loader_release(ld, b);
 		lvd_progress_set(pg, done);
 	}
-	sd->seconds = lvd_time_now() - t0;
-	sd->cpu_seconds = cpu_now() - c0;
-	if (!rc && !first_side && sd->n != run->n_words)
-		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline scored %zu words, the model %zu", o->pack, sd->n,
-				   run->n_words);
-	if (!rc) {
-		lvd_progress_finish(pg);
-		lvd_info("%s: %zu words of %llu samples in %.1f s (%.1f words/s)", sd->name, sd->n,
-			 (unsigned long long)sd->samples, sd->seconds, sd->seconds > 0 ? sd->n / sd->seconds : 0.0);
-	}
+	rc = side_finish(run, sd, first_side, pg, t0, c0, rc, err);
 out:
 	lvd_progress_destroy(pg);
 	lvd_rec_close(sc.r);
