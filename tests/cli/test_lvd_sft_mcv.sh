@@ -161,6 +161,6 @@ if [ -x "$py" ]; then
 	grep -q "ex: 8 adapters, 0 modules_to_save" "$T_TMP/out" && pass || fail "the LoRA export loaded"
 	grep -q "lrx: 8 adapters, 13 modules_to_save tensors" "$T_TMP/out" && pass || fail "the resampler's tensors loaded"
 else
-	skip "PEFT load-back needs .venv-ref (ln -s /work/main/.venv-ref .venv-ref)"
+	skip "PEFT load-back needs .venv-ref (make ref-env)"
 fi
 finish
