@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	int arid = 1, armask[4] = {1, 0, 0, 0};
 	struct lvd_mllama_batch b = {.B = 1, .T = P, .M = 1, .input_ids = ids, .pixel_values = pix,
 				     .aspect_ratio_ids = &arid, .aspect_ratio_mask = armask, .cross_attention_mask = xmask};
-	struct lvd_mllama_gen_opts o = {(int)nnew, NULL, 0, 8000, NULL, NULL};
+	struct lvd_gen_opts o = {(int)nnew, NULL, 0, 8000, NULL, NULL};
 	double ttft[101], dec[101];
 	for (uint64_t it = 0; it <= iters; it++) {
 		struct lvd_mllama_gen *g = NULL;

@@ -2,7 +2,8 @@
  * KV cache, as transformers' generate does it: the prompt's key mask and rotary
  * positions under left padding, the next-token choice (argmax or a caller's sampler),
  * stop ids, stopped samples fed the pad id, the end of the session. A model's session
- * (lib/models/minicpmv/minicpmv_gen.c) owns the network part and calls these around it.
+ * (lib/models/mllama/mllama_gen.c, lib/models/minicpmv/minicpmv_gen.c) owns the network
+ * part and calls these around it.
  *
  * Letters: B samples, T0 prompt length (padded), Tc = T0 + max_new cache capacity,
  * V vocabulary. */

@@ -118,7 +118,7 @@ static void test_pick_greedy(void)
 	struct lvd_mllama_batch b = {.B = 2, .T = 6, .M = 0, .input_ids = &ids[0][0]};
 	int eos = 201, calls = 0, out[2][2][8], next[2];
 	for (int v = 0; v < 2; v++) {
-		struct lvd_mllama_gen_opts o = {8, &eos, 1, 202, v ? argmax_pick : NULL, &calls};
+		struct lvd_gen_opts o = {8, &eos, 1, 202, v ? argmax_pick : NULL, &calls};
 		struct lvd_mllama_gen *g = NULL;
 		REQUIRE(!lvd_mllama_gen_begin(&g, m, &b, &am[0][0], &o, &err));
 		int done = 0, n = 0;
@@ -379,7 +379,7 @@ static int gen_one(const char *model, const char *adapter, const char *image, in
 	lvd_mllama_cross_mask(xm, ids, T, c->image_token_index, 1, TL, &ntiles);
 	struct lvd_mllama_batch b = {.B = 1, .T = T, .M = 1, .input_ids = ids, .pixel_values = px,
 				     .aspect_ratio_ids = &arid, .aspect_ratio_mask = armask, .cross_attention_mask = xm};
-	struct lvd_mllama_gen_opts o = {maxnew, EOS, 3, PAD, NULL, NULL};
+	struct lvd_gen_opts o = {maxnew, EOS, 3, PAD, NULL, NULL};
 	struct lvd_mllama_gen *g = NULL;
 	if (!rc)
 		rc = lvd_mllama_gen_begin(&g, m, &b, NULL, &o, &err);

@@ -124,7 +124,7 @@ static void test_refused(void)
 	CHECK_CONTAINS(err.msg, "device model");
 	struct mdev_gold g;
 	REQUIRE(mdev_gold_open(&g) == 0);
-	struct lvd_mllama_gen_opts go = { .max_new_tokens = 1, .pad_id = 0 };
+	struct lvd_gen_opts go = { .max_new_tokens = 1, .pad_id = 0 };
 	struct lvd_mllama_gen *gs = NULL;
 	CHECK(lvd_mllama_gen_begin(&gs, m, &g.b, NULL, &go, &err) == LVD_ERR_INVALID && !gs);
 	CHECK_CONTAINS(err.msg, "device model");

@@ -138,7 +138,7 @@ static float *run_case(struct lvd_mllama *m, const struct gcase *c, const char *
 {
 	const struct lvd_mllama_config *cf = lvd_mllama_cfg(m);
 	int B = c->B, V = cf->vocab, L = c->T + c->steps;
-	struct lvd_mllama_gen_opts o = { .max_new_tokens = 8, .eos = c->eos, .n_eos = c->neos, .pad_id = 202 };
+	struct lvd_gen_opts o = { .max_new_tokens = 8, .eos = c->eos, .n_eos = c->neos, .pad_id = 202 };
 	struct lvd_mllama_gen *g = NULL;
 	struct lvd_error err = { 0 };
 	int rc = lvd_mllama_gen_begin(&g, m, &c->b, c->am, &o, &err);
@@ -304,7 +304,7 @@ static void test_bad(void)
 	REQUIRE(m);
 	struct lvd_mllama_gen *g = NULL;
 	struct lvd_error err = { 0 };
-	struct lvd_mllama_gen_opts o = { .max_new_tokens = 0, .eos = c.eos, .n_eos = 1, .pad_id = 202 };
+	struct lvd_gen_opts o = { .max_new_tokens = 0, .eos = c.eos, .n_eos = 1, .pad_id = 202 };
 	CHECK(lvd_mllama_gen_begin(&g, m, &c.b, c.am, &o, &err) == LVD_ERR_INVALID && !g);
 	o.max_new_tokens = 4;
 	int *am = malloc(sizeof(int) * c.B * c.T);

@@ -494,7 +494,7 @@ static int begin_mllama(struct runner *R, struct rec **rs, int B, int gmax, stru
 	}
 	struct lvd_mllama_batch b = {.B = B, .T = T, .M = 1, .input_ids = ids, .pixel_values = px,
 				     .aspect_ratio_ids = arid, .aspect_ratio_mask = armask, .cross_attention_mask = xm};
-	struct lvd_mllama_gen_opts go = {gmax, R->e->eos, R->e->n_eos, pad, R->o->preset ? pick_sample : NULL, &R->pick};
+	struct lvd_gen_opts go = {gmax, R->e->eos, R->e->n_eos, pad, R->o->preset ? pick_sample : NULL, &R->pick};
 	rc = lvd_mllama_gen_begin(&gs->ml, R->e->m, &b, am, &go, err);
 out:
 	for (int s = 0; co && s < B; s++)

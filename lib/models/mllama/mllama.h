@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/error.h"
+#include "models/gen_loop.h"   /* struct lvd_gen_opts (generation) */
 #include "nn/ctx.h"   /* enum lvd_dtype */
 
 #ifdef __cplusplus
@@ -400,8 +401,9 @@ int lvd_mllama_text_layer_weights(struct lvd_mllama *m, int l, float **slot[], s
  * cross-attention keys/values of every cross layer (once) and the prefill of the prompts
  * into a self-attention K/V cache; each lvd_mllama_gen_step feeds the previous step's
  * tokens (one row per sample) and picks the next token of every sample by argmax (the
- * first maximum, as torch.argmax) or by the caller's pick function (sampling). Numerics and rules follow transformers'
- * generate(do_sample=False) with its cache:
+ * first maximum, as torch.argmax) or by the caller's pick function (sampling), with the
+ * options and bookkeeping of lib/models/gen_loop.h. Numerics and rules follow
+ * transformers' generate(do_sample=False) with its cache:
  *  - left padding: attn_mask [B, T] (1 real, 0 pad; NULL all real) masks pad keys;
  *    positions are the running count of real tokens (cumsum − 1), so a padded prompt
  *    generates what it generates alone;
@@ -417,22 +419,11 @@ int lvd_mllama_text_layer_weights(struct lvd_mllama *m, int l, float **slot[], s
  * later lvd_mllama_backward needs a new lvd_mllama_forward). LoRA adapters apply
  * without dropout. The model (and its context) must outlive the session and run
  * nothing else in between. batch: as lvd_mllama_forward, labels/capture ignored. */
-struct lvd_mllama_gen_opts {
-	int max_new_tokens;              /* >= 1 */
-	const int *eos;                  /* n_eos ids (generation_config eos_token_id list) */
-	int n_eos;
-	int pad_id;                      /* emitted by stopped samples (HF: pad_token_id) */
-	/* Next-token choice of a running sample: NULL picks the argmax (greedy); otherwise
-	 * pick(pick_user, sample, step, logits[V], V) returns an id in [0, V) (a sampler;
-	 * step counts from 0). Stopped samples are not asked. */
-	int (*pick)(void *user, int sample, int step, const float *logits, int V);
-	void *pick_user;
-};
 struct lvd_mllama_gen;
 /* Errors: LVD_ERR_INVALID (bad batch, a mask row without a real token, max_new_tokens
  * < 1), LVD_ERR_NOMEM. */
 int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, const struct lvd_mllama_batch *batch,
-			 const int *attn_mask, const struct lvd_mllama_gen_opts *opts, struct lvd_error *err);
+			 const int *attn_mask, const struct lvd_gen_opts *opts, struct lvd_error *err);
 /* Next token of every sample into next[B], *done = 0; or *done = 1 (next untouched)
  * when the session is over. Returns 0 (no error path after begin). */
 int lvd_mllama_gen_step(struct lvd_mllama_gen *g, int *next, int *done, struct lvd_error *err);

@@ -2,7 +2,8 @@
  * mllama.h): vision tower once (mllama_vision_prepare), cross-attention K/V once per
  * cross layer, prompt prefill into the self-attention cache, then one row per sample
  * and step. A forward-only twin of the text tower of mllama_text.c (same ops, same
- * order) that keeps no activations.
+ * order) that keeps no activations; the choice of the next token, the stop ids and the
+ * cache's key mask are lib/models/gen_loop.h's (shared with minicpmv).
  *
  * Letters: B batch, T0 prompt length, Tc = T0 + max_new cache capacity, Tq rows fed in
  * a step (T0 at prefill, 1 after), S = M·TL·P1 vision tokens per sample, Dt width,
@@ -24,17 +25,14 @@
 
 struct lvd_mllama_gen {
 	struct lvd_mllama *m;
-	int B, T0, Tc, t, S, G, have_image, meta_row_mask;
-	int max_new, n_new, n_eos, pad, *eos;
-	int (*pick)(void *user, int sample, int step, const float *logits, int V);
-	void *pick_user;
+	struct lvd_gen_loop loop;    /* B, T0, Tc, stop ids, key mask [B, Tc], choice */
+	int B, T0, t, S, G, have_image, meta_row_mask;
 	float **kc, **vc;            /* [t_layers]: self layers [B, Tc, KV] (post-rope), cross [B, S, KV] */
 	float inv_freq[512];
 	/* workspace for Tq <= T0 rows (N = B·Tq) */
 	float *x, *ln, *rr, *q, *k, *v, *att, *o, *gt, *up, *act, *u, *xbias, *rowmask, *stats;
 	float *lastx, *normed, *logits;
-	int *ids, *pos, *posnext, *lastrow, *gm, *done, *last;
-	uint8_t *keep;               /* [B, Tc] */
+	int *ids, *pos, *lastrow, *gm;
 	float *fblock;
 	size_t fbytes;
 	void *iblock;
@@ -87,11 +85,11 @@ static void text_rows(struct lvd_mllama_gen *g, int Tq)
 				size_t r0 = (size_t)b * Tq;
 				lvd_rope_apply(ctx, g->q + r0 * Dt, g->pos + r0, g->inv_freq, 1, Tq, H, hd, 0);
 				lvd_rope_apply(ctx, g->k + r0 * KV, g->pos + r0, g->inv_freq, 1, Tq, KH, hd, 0);
-				size_t c0 = ((size_t)b * g->Tc + g->t) * KV;
+				size_t c0 = ((size_t)b * g->loop.Tc + g->t) * KV;
 				memcpy(g->kc[l] + c0, g->k + r0 * KV, sizeof(float) * (size_t)Tq * KV);
 				memcpy(g->vc[l] + c0, g->v + r0 * KV, sizeof(float) * (size_t)Tq * KV);
 			}
-			lvd_kvattn_fwd(ctx, g->att, g->q, g->kc[l], g->vc[l], g->keep, scale, B, Tq, g->t + Tq, g->Tc, H, KH,
+			lvd_kvattn_fwd(ctx, g->att, g->q, g->kc[l], g->vc[l], g->loop.keep, scale, B, Tq, g->t + Tq, g->loop.Tc, H, KH,
 				       hd);
 		}
 		lin(g, g->o, g->att, W->o, site(m, l, L_O), N, Dt, Dt);
@@ -122,7 +120,7 @@ static size_t carve(struct lvd_mllama_gen *g, float *base)
 	size_t un = (N > B * S ? N : B * S) * (size_t)(m->lora_r > 0 ? m->lora_r : 0);
 	for (int l = 0; l < c->t_layers; l++) {
 		int cross = m->w.tl[l].cross;
-		size_t rows = cross ? (g->have_image ? B * S : 0) : B * g->Tc;
+		size_t rows = cross ? (g->have_image ? B * S : 0) : B * g->loop.Tc;
 		g->kc[l] = rows ? mllama_take(base, &off, rows * KV) : NULL;
 		g->vc[l] = rows ? mllama_take(base, &off, rows * KV) : NULL;
 	}
@@ -159,66 +157,51 @@ static void cross_bias(struct lvd_mllama_gen *g, const int *gm, int N)
 }
 
 int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, const struct lvd_mllama_batch *b,
-			 const int *attn_mask, const struct lvd_mllama_gen_opts *o, struct lvd_error *err)
+			 const int *attn_mask, const struct lvd_gen_opts *o, struct lvd_error *err)
 {
 	const struct lvd_mllama_config *c = &m->c;
 	*out = NULL;
-	if (!o || o->max_new_tokens < 1 || o->n_eos < 0 || (o->n_eos && !o->eos))
-		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: generate: max_new_tokens >= 1 and an eos list needed");
-	if (b && attn_mask)
-		for (int s = 0; s < b->B; s++) {
-			int any = 0;
-			for (int t = 0; t < b->T; t++)
-				any |= attn_mask[(size_t)s * b->T + t] != 0;
-			if (!any)
-				return lvd_error_set(err, LVD_ERR_INVALID, "mllama: generate: sample %d has no real token", s);
-		}
 	if (!b)
 		return lvd_error_set(err, LVD_ERR_INVALID, "mllama: generate: no batch");
-	int rc = mllama_vision_prepare(m, b, err);
-	if (rc)
+	struct lvd_gen_loop loop;
+	int rc = lvd_gen_loop_init(&loop, b->B, b->T, attn_mask, NULL, o, "mllama", err);
+	if (!rc)
+		rc = mllama_vision_prepare(m, b, err);
+	if (rc) {
+		lvd_gen_loop_free(&loop);
 		return rc;
+	}
 	struct lvd_mllama_gen *g = calloc(1, sizeof *g);
-	if (!g)
+	if (!g) {
+		lvd_gen_loop_free(&loop);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: out of memory");
+	}
 	g->m = m;
+	g->loop = loop;
 	g->B = b->B;
 	g->T0 = b->T;
-	g->Tc = b->T + o->max_new_tokens;
 	g->have_image = m->have_image;
 	g->S = m->S;
 	g->G = b->M * c->v_max_tiles;
 	g->meta_row_mask = b->meta_row_mask;
-	g->max_new = o->max_new_tokens;
-	g->n_eos = o->n_eos;
-	g->pad = o->pad_id;
-	g->pick = o->pick;
-	g->pick_user = o->pick_user;
 	g->kc = calloc((size_t)c->t_layers, sizeof *g->kc);
 	g->vc = calloc((size_t)c->t_layers, sizeof *g->vc);
 	int B = g->B, T0 = g->T0, G = g->G;
-	size_t nints = (size_t)B * T0 * 2 + (size_t)B * 3 + (size_t)B * G * (T0 + 1) + (size_t)o->n_eos + 1;
-	g->iblock = calloc(nints * sizeof(int) + (size_t)B * g->Tc, 1);
+	size_t nints = (size_t)B * T0 * 2 + (size_t)B * G * (T0 + 1);
+	g->iblock = calloc(nints, sizeof(int));
 	size_t nf = carve(g, NULL);
 	g->fblock = lvd_alloc_aligned(nf, sizeof(float));
 	if (!g->kc || !g->vc || !g->iblock || !g->fblock) {
 		lvd_mllama_gen_free(g);
 		return lvd_error_set(err, LVD_ERR_NOMEM, "mllama: generate: cannot allocate %zu floats", nf);
 	}
-	g->fbytes = nf * sizeof(float) + nints * sizeof(int) + (size_t)B * g->Tc;
+	g->fbytes = nf * sizeof(float) + nints * sizeof(int) + (size_t)B * g->loop.Tc;
 	carve(g, g->fblock);
 	int *ip = g->iblock;
 	g->ids = ip, ip += (size_t)B * T0;
 	g->pos = ip, ip += (size_t)B * T0;
-	g->posnext = ip, ip += B;
-	g->done = ip, ip += B;
-	g->last = ip, ip += B;
 	g->lastrow = ip, ip += (size_t)B * G;
-	g->gm = ip, ip += (size_t)B * G * T0;
-	g->eos = ip, ip += o->n_eos + 1;
-	g->keep = (uint8_t *)ip;
-	if (o->n_eos)
-		memcpy(g->eos, o->eos, sizeof(int) * (size_t)o->n_eos);
+	g->gm = ip;
 	LVD_ASSERT(c->t_head_dim / 2 <= 512);
 	lvd_rope_freqs(m->ctx, g->inv_freq, c->t_head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low,
 		       c->rope_high, c->rope_orig_max);
@@ -233,17 +216,8 @@ int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, cons
 			lvd_rmsnorm_fwd(m->ctx, g->kc[l], NULL, g->rr, W->k_norm, B * g->S * KH, hd, c->t_eps);
 			lin(g, g->vc[l], m->a.cross, W->v, site(m, l, L_V), B * g->S, Dt, KV);
 		}
-	/* prompt: keep mask, positions (HF: cumsum(mask) − 1, pads 0), cross rows */
-	for (int s = 0; s < B; s++) {
-		int n = 0;
-		for (int t = 0; t < T0; t++) {
-			int real = attn_mask ? attn_mask[(size_t)s * T0 + t] != 0 : 1;
-			g->keep[(size_t)s * g->Tc + t] = (uint8_t)real;
-			g->pos[(size_t)s * T0 + t] = real ? n : 0;
-			n += real;
-		}
-		g->posnext[s] = n;
-	}
+	/* prompt: positions (the loop's rule: HF's cumsum(mask) − 1, pads 0), cross rows */
+	lvd_gen_loop_prompt_pos(&g->loop, g->pos);
 	memcpy(g->ids, b->input_ids, sizeof(int) * (size_t)B * T0);
 	if (g->have_image) {
 		memcpy(g->gm, b->cross_attention_mask, sizeof(int) * (size_t)B * T0 * G);
@@ -259,58 +233,31 @@ int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, cons
 int lvd_mllama_gen_step(struct lvd_mllama_gen *g, int *next, int *done, struct lvd_error *err)
 {
 	(void)err;
-	int B = g->B, V = g->m->c.vocab, alldone = 1;
-	for (int s = 0; s < B; s++)
-		alldone &= g->done[s];
-	if (g->n_new >= g->max_new || alldone) {
+	if (lvd_gen_loop_over(&g->loop)) {
 		*done = 1;
 		return 0;
 	}
-	if (g->n_new > 0) {
+	if (g->loop.n_new > 0) {
 		/* feed the previous tokens: one row per sample; the new row sees the images the
 		 * prompt's last row saw (HF repeats the last cross-mask row) */
-		for (int s = 0; s < B; s++) {
-			g->ids[s] = g->last[s];
-			g->pos[s] = g->posnext[s]++;
-			g->keep[(size_t)s * g->Tc + g->t] = 1;
-		}
-		cross_bias(g, g->lastrow, B);
+		lvd_gen_loop_feed(&g->loop, g->t, g->ids, g->pos);
+		cross_bias(g, g->lastrow, g->B);
 		text_rows(g, 1);
 	}
-	for (int s = 0; s < B; s++) {
-		const float *lg = g->logits + (size_t)s * V;
-		int best = 0;
-		if (g->done[s]) {
-			best = g->pad;
-		} else {
-			if (g->pick) {
-				best = g->pick(g->pick_user, s, g->n_new, lg, V);
-				LVD_ASSERT(best >= 0 && best < V);
-			} else {
-				for (int j = 1; j < V; j++)
-					if (lg[j] > lg[best])
-						best = j;
-			}
-			for (int e = 0; e < g->n_eos; e++)
-				if (best == g->eos[e])
-					g->done[s] = 1;
-		}
-		g->last[s] = best;
-		next[s] = best;
-	}
-	g->n_new++;
+	lvd_gen_loop_choose(&g->loop, g->logits, g->m->c.vocab, next);
 	*done = 0;
 	return 0;
 }
 
 const float *lvd_mllama_gen_logits(const struct lvd_mllama_gen *g) { return g->logits; }
-int lvd_mllama_gen_count(const struct lvd_mllama_gen *g) { return g->n_new; }
+int lvd_mllama_gen_count(const struct lvd_mllama_gen *g) { return g->loop.n_new; }
 size_t lvd_mllama_gen_bytes(const struct lvd_mllama_gen *g) { return g->fbytes; }
 
 void lvd_mllama_gen_free(struct lvd_mllama_gen *g)
 {
 	if (!g)
 		return;
+	lvd_gen_loop_free(&g->loop);
 	free(g->kc);
 	free(g->vc);
 	free(g->fblock);
