@@ -67,7 +67,8 @@
  * (−100 in the padding; pad id: the config's pad_token_id, else 0 — the decoder is causal
  * and right padding is never attended by real tokens), the capture rows as above and one
  * struct lvd_lstep_mcv_sample per sample (its slice grid, N = the record's --grid, rows =
- * the capture rows, one lvd_latt_word per record word with its fp16 target as floats).
+ * the capture rows, one lvd_latt_word per record word with its fp16 target as floats; the
+ * targets of a sample are one [W, N·N] block in word order).
  * n_label_tokens counts every position with a label (the labels are aligned with the
  * logits: lvd_minicpmv_loss's count). The mllama fields (pixel_values, aspect ratios,
  * cross-attention mask, plans) stay NULL.

@@ -25,12 +25,11 @@
 #include "eval/align.h"
 #include "io/container.h"
 #include "io/fileutil.h"
-#include "io/image.h"
 #include "io/safetensors.h"
 #include "lavender/aligner.h"
 #include "lavender/latt.h"
 #include "lavender/packrec.h"
-#include "models/minicpmv/minicpmv_proc.h"
+#include "models/minicpmv/minicpmv.h"
 #include "models/mllama/mllama.h"
 #include "nn/ctx.h"
 #include "train/loader.h"
@@ -533,183 +532,20 @@ static int side_load_aligner(struct side *sd, struct lvd_aligner_cfg *ac, int he
 
 /* ---- MiniCPM-Llama3-V-2.5 ------------------------------------------------------------- */
 
-/* The shard paths of PACK/shards.jsonl ("file", else train-NNNNN.lvdp from "shard"). */
-static int mcv_shards(const char *pack, char ***out, size_t *n, struct lvd_error *err)
-{
-	char path[4200];
-	snprintf(path, sizeof path, "%s/shards.jsonl", pack);
-	*out = NULL;
-	*n = 0;
-	if (!lvd_path_is_file(path))
-		return lvd_error_set(err, LVD_ERR_NOTFOUND, "%s: no such file (a MiniCPM pack split with --shard is not read "
-				     "by align yet)", path);
-	char *buf = NULL;
-	size_t len = 0;
-	int rc = lvd_file_read_all(path, (size_t)1 << 30, &buf, &len, err);
-	long long ln = 0;
-	for (size_t a = 0; !rc && a < len;) {
-		size_t e = a;
-		while (e < len && buf[e] != '\n')
-			e++;
-		ln++;
-		if (e > a) {
-			json_error_t je;
-			json_t *j = json_loadb(buf + a, e - a, 0, &je);
-			json_t *jf = json_object_get(j, "file"), *js = json_object_get(j, "shard");
-			char **np = realloc(*out, (*n + 1) * sizeof *np);
-			char sp[4400];
-			if (!j || (!json_is_string(jf) && !json_is_integer(js)))
-				rc = lvd_error_set(err, LVD_ERR_FORMAT, "%s:%lld: %s", path, ln, j ? "no 'file' or 'shard'" : je.text);
-			else if (!np)
-				rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			if (np)
-				*out = np;
-			if (!rc) {
-				if (json_is_string(jf))
-					snprintf(sp, sizeof sp, "%s/%s", pack, json_string_value(jf));
-				else
-					snprintf(sp, sizeof sp, "%s/train-%05lld.lvdp", pack, (long long)json_integer_value(js));
-				if (!((*out)[(*n)++] = strdup(sp)))
-					rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-			}
-			json_decref(j);
-		}
-		a = e + 1;
-	}
-	free(buf);
-	return rc;
-}
-
-/* One MiniCPM record as a B = 1 batch: the pictures from its image (checked against the
- * record's slicing), its tokens and image_bound; capture rows = its words' query rows
- * (sorted, distinct), every decoder layer. Arrays owned by the caller (free each). */
-struct mcv_item {
-	struct lvd_minicpmv_batch b;
-	float *px, *targets;
-	int *tgt, *bound, *rows, *cap_off, *cap_layers, *row_idx, nimg;
-	struct lvd_latt_word *words;
-	uint8_t *mask;
-	int R;
-};
-
-static void mcv_item_free(struct mcv_item *it)
-{
-	free(it->px), free(it->targets), free(it->tgt), free(it->bound), free(it->rows), free(it->cap_off);
-	free(it->cap_layers), free(it->row_idx), free(it->words), free(it->mask);
-	memset(it, 0, sizeof *it);
-}
-
-static int mcv_item_build(struct mcv_item *it, const struct lvd_packrec *rec, const struct lvd_minicpmv_config *c,
-			  const struct lvd_minicpmv_slice_cfg *sc, const char *where, struct lvd_error *err)
-{
-	memset(it, 0, sizeof *it);
-	if (!(rec->flags & LVD_PACKREC_MCV))
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): not a MiniCPM record (packrec version 1): the pack "
-				     "was made for an mllama model", where, rec->id);
-	if (rec->query_num != (uint32_t)c->query_num || rec->gh != rec->gw)
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): query_num %u and grid %ux%u, the model has query_num %d "
-				     "(square grid needed)", where, rec->id, rec->query_num, rec->gh, rec->gw, c->query_num);
-	struct lvd_image img = {0};
-	int rc = rec->flags & LVD_PACKREC_IMAGE
-			 ? lvd_image_decode(&img, rec->image, rec->image_len, LVD_ALPHA_DROP, "embedded image", err)
-			 : lvd_image_load(&img, (const char *)rec->image, LVD_ALPHA_DROP, err);
-	struct lvd_minicpmv_images im = {0};
-	if (!rc)
-		rc = lvd_minicpmv_preprocess(&im, sc, img.px, img.w, img.h, err);
-	lvd_image_free(&img);
-	if (rc) {
-		lvd_minicpmv_images_free(&im);
-		return lvd_error_prefix(err, "%s ('%s'): image: ", where, rec->id);
-	}
-	int n = im.geom.n, same = n == (int)rec->n_pics && im.geom.cols == (int)rec->cols && im.geom.rows == (int)rec->rows;
-	for (int k = 0; same && k < n; k++)
-		same = im.geom.pic[k].th == (int)rec->pics[k].th && im.geom.pic[k].tw == (int)rec->pics[k].tw;
-	if (!same) {
-		lvd_minicpmv_images_free(&im);
-		return lvd_error_set(err, LVD_ERR_INVALID, "%s ('%s'): the model's slice_config cuts the image into %d "
-				     "pictures (%dx%d grid), the record holds %u (%ux%u): the pack was made for another "
-				     "model", where, rec->id, n, im.geom.cols, im.geom.rows, rec->n_pics, rec->cols, rec->rows);
-	}
-	const int L = lvd_minicpmv_images_lmax(&im), W = (int)rec->W, HW = (int)(rec->gh * rec->gw);
-	size_t per = (size_t)3 * sc->patch * L * sc->patch, nrow = 0;
-	for (int w = 0; w < W; w++)
-		nrow += rec->words[w].n_query;
-	it->px = calloc(per * n, sizeof(float));
-	it->tgt = malloc(sizeof(int) * 2 * n);
-	it->bound = malloc(sizeof(int) * 2 * n);
-	it->rows = malloc(sizeof(int) * (nrow + 1));
-	it->cap_off = calloc(2, sizeof(int));
-	it->cap_layers = malloc(sizeof(int) * (size_t)c->t_layers);
-	it->row_idx = malloc(sizeof(int) * (nrow + 1));
-	it->words = calloc((size_t)W + 1, sizeof *it->words);
-	it->targets = malloc(sizeof(float) * ((size_t)W * HW + 1));
-	it->mask = malloc((size_t)HW);
-	if (!it->px || !it->tgt || !it->bound || !it->rows || !it->cap_off || !it->cap_layers || !it->row_idx ||
-	    !it->words || !it->targets || !it->mask) {
-		lvd_minicpmv_images_free(&im);
-		return lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
-	}
-	lvd_minicpmv_images_batch(it->px, it->tgt, L, &im);
-	lvd_minicpmv_images_free(&im);
-	for (int k = 0; k < n; k++)
-		it->bound[2 * k] = (int)rec->pics[k].start, it->bound[2 * k + 1] = (int)rec->pics[k].end;
-	/* capture rows: the sorted distinct query positions of all words */
-	int R = 0;
-	for (int w = 0; w < W; w++)
-		for (uint32_t q = 0; q < rec->words[w].n_query; q++) {
-			int pos = (int)rec->words[w].query[q], j = R;
-			int seen = 0;
-			for (int r = 0; r < R; r++)
-				seen |= it->rows[r] == pos;
-			if (seen)
-				continue;
-			while (j > 0 && it->rows[j - 1] > pos) {
-				it->rows[j] = it->rows[j - 1];
-				j--;
-			}
-			it->rows[j] = pos;
-			R++;
-		}
-	int *ri = it->row_idx;
-	for (int w = 0; w < W; w++) {
-		it->words[w].n_rows = (int)rec->words[w].n_query;
-		it->words[w].rows = ri;
-		for (uint32_t q = 0; q < rec->words[w].n_query; q++) {
-			int r = 0;
-			while (it->rows[r] != (int)rec->words[w].query[q])
-				r++;
-			*ri++ = r;
-		}
-		it->words[w].target = it->targets + (size_t)w * HW;
-	}
-	for (size_t i = 0; i < (size_t)W * HW; i++)
-		it->targets[i] = lvd_f16_to_f32(rec->targets[i]);
-	memcpy(it->mask, rec->mask, (size_t)HW);
-	it->cap_off[1] = R;
-	it->R = R;
-	for (int l = 0; l < c->t_layers; l++)
-		it->cap_layers[l] = l;
-	it->nimg = n;
-	struct lvd_minicpmv_batch b = {.B = 1, .T = (int)rec->T, .input_ids = rec->tokens, .NI = n, .Lmax = L,
-				       .pixel_values = it->px, .tgt_sizes = it->tgt, .n_images = &it->nimg,
-				       .image_bound = it->bound, .n_cap_layers = R ? c->t_layers : 0,
-				       .cap_layers = it->cap_layers, .cap_rows = it->rows, .cap_off = it->cap_off};
-	it->b = b;
-	return 0;
-}
-
-/* One side's pass over a MiniCPM pack (records in pack order, one per forward). */
+/* One side's pass over a MiniCPM pack: the loader's MiniCPM records (lib/train/loader.h:
+ * pictures sliced and checked against the record, the words' capture rows and targets) in
+ * pack order, one record per forward, every decoder layer captured. */
 static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struct lvd_error *err)
 {
 	const struct opts *o = run->o;
 	struct lvd_minicpmv *m = NULL;
+	struct lvd_loader *ld = NULL;
+	struct shard_cursor sc = {0};
 	struct lvd_progress *pg = NULL;
-	struct lvd_rec_reader *rr = NULL;
-	char **shards = NULL;
-	size_t nsh = 0, wi = 0;
+	size_t wi = 0;
 	float *params = NULL, *buf = NULL;
 	void *work = NULL;
-	struct lvd_minicpmv_slice_cfg sc;
+	int *cap = NULL, ncap = 0; /* the capture rows as ints, then the layer list */
 	int rc;
 	if ((rc = lvd_minicpmv_load(&m, sd->model, err)))
 		return rc;
@@ -718,94 +554,103 @@ static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struc
 	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(m);
 	struct lvd_latt_cfg cfg;
 	lvd_latt_cfg_default(&cfg, c->t_heads, c->t_layers);
-	if ((sd->adapter && (rc = lvd_minicpmv_lora_load(m, sd->adapter, err))) || (rc = parse_latt(&cfg, o, err)) ||
-	    (rc = lvd_minicpmv_slice_cfg_from(&sc, c, err)) || (rc = lvd_loader_check_model(o->pack, sd->model, err)) ||
-	    (rc = mcv_shards(o->pack, &shards, &nsh, err)))
+	if ((sd->adapter && (rc = lvd_minicpmv_lora_load(m, sd->adapter, err))) || (rc = parse_latt(&cfg, o, err)))
 		goto out;
 	sd->L = cfg.n_layers ? cfg.n_layers : cfg.n_captured;
 	for (int l = 0; l < sd->L; l++)
 		sd->lay[l] = sd->lay_id[l] = cfg.n_layers ? cfg.layers[l] : l;
 	if ((rc = side_load_aligner(sd, &cfg.aligner, c->t_heads, &params, err)))
 		goto out;
-	uint64_t N = 0;
-	for (size_t k = 0; k < nsh && !rc; k++) {
-		if (!(rc = lvd_rec_open(&rr, shards[k], NULL, err)))
-			N += lvd_rec_count(rr);
-		lvd_rec_close(rr);
-		rr = NULL;
-	}
-	if (rc)
+	struct lvd_loader_opts lo;
+	lvd_loader_opts_default(&lo);
+	lo.pack = o->pack;
+	lo.model = sd->model;
+	lo.model_kind = LVD_LOADER_MINICPMV;
+	lo.batch = 1;
+	lo.shuffle = 0;
+	lo.drop_last = 0;
+	if ((rc = lvd_loader_open(&ld, &lo, NULL, err)))
 		goto out;
+	uint64_t N = lvd_loader_records(ld);
 	if (o->limit && o->limit < N)
 		N = o->limit;
 	pg = lvd_run_progress("lvd-eval align", "samples", N);
 	const double t0 = lvd_time_now(), c0 = cpu_now();
-	uint64_t done = 0;
-	for (size_t k = 0; k < nsh && done < N && !rc; k++) {
-		if ((rc = lvd_rec_open(&rr, shards[k], NULL, err)))
+	for (uint64_t done = 0; done < N && !rc; done++) {
+		struct lvd_loader_batch *b = NULL;
+		if ((rc = lvd_loader_next(ld, &b, err)))
 			break;
-		for (size_t i = 0; i < lvd_rec_count(rr) && done < N && !rc; i++, done++) {
-			char where[4400];
-			snprintf(where, sizeof where, "%s: record %zu", shards[k], i);
-			void *pb = NULL;
-			size_t len = 0;
-			struct lvd_packrec rec = {0};
-			struct mcv_item it = {0};
-			if (!(rc = lvd_rec_read(rr, i, &pb, &len, err)))
-				rc = lvd_packrec_decode(&rec, pb, len, where, err);
-			free(pb);
-			if (!rc)
-				rc = mcv_item_build(&it, &rec, c, &sc, where, err);
-			if (!rc) {
-				sd->samples++;
-				sd->no_words += it.R == 0;
-			}
-			if (!rc && it.R) {
-				rc = lvd_minicpmv_forward(m, &it.b, err);
-				if (rc)
-					lvd_error_prefix(err, "%s ('%s'): ", where, rec.id);
-			}
-			if (!rc && it.R) {
-				const float *probs[LVD_LATT_MAX_LAYERS] = {0};
-				for (int l = 0; l < c->t_layers; l++)
-					probs[l] = lvd_minicpmv_cap_probs(m, l, NULL) + lvd_minicpmv_cap_offset(m, 0);
-				struct lvd_latt_sample s = {.R = it.R, .probs = probs, .mask = it.mask, .W = (int)rec.W,
-							    .words = it.words, .rprobs = lvd_minicpmv_resampler_probs(m)};
-				struct lvd_latt_geom *g = &s.geom;
-				g->kind = LVD_LATT_GEOM_MINICPM;
-				g->heads = c->t_heads;
-				g->S = it.nimg * c->query_num;
-				g->grid = (int)rec.gh;
-				g->mcv.mode = o->map;
-				g->mcv.n_pics = it.nimg;
-				g->mcv.Q = c->query_num;
-				g->mcv.cols = (int)rec.cols;
-				g->mcv.rows = (int)rec.rows;
-				g->mcv.Hr = c->r_heads;
-				g->mcv.Lmax = it.b.Lmax;
-				for (int p = 0; p < it.nimg && p < LVD_MCV_MAX_PICS; p++)
-					g->mcv.th[p] = it.tgt[2 * p], g->mcv.tw[p] = it.tgt[2 * p + 1];
-				if ((rc = lvd_latt_geom_check(g, err)) || (rc = lvd_latt_sample_check(&s, &cfg, err)))
-					lvd_error_prefix(err, "%s ('%s'): ", where, rec.id);
-				else
-					rc = score_sample(run, sd, first_side, &rec, g->gh, g->gw, it.mask, it.targets, (int)rec.W, &s,
-							  &cfg, params, &wi, &buf, &work, err);
-			}
-			mcv_item_free(&it);
-			lvd_packrec_free(&rec);
-			lvd_progress_set(pg, done + 1);
+		const struct lvd_lstep_mcv_sample *ms = &b->mcv[0];
+		struct lvd_packrec rec = {0};
+		rc = read_record(&sc, ld, b->records[0], b->ids[0], &rec, err);
+		const int R = ms->R;
+		if (!rc) {
+			sd->samples++;
+			sd->no_words += R == 0;
 		}
-		lvd_rec_close(rr);
-		rr = NULL;
+		if (!rc && R) {
+			if (R + c->t_layers > ncap) {
+				int *nc = realloc(cap, sizeof *cap * (size_t)(R + c->t_layers));
+				if (!nc)
+					rc = lvd_error_set(err, LVD_ERR_NOMEM, "out of memory");
+				else
+					cap = nc, ncap = R + c->t_layers;
+			}
+		}
+		if (!rc && R) {
+			for (int r = 0; r < R; r++)
+				cap[r] = (int)ms->rows_pos[r];
+			for (int l = 0; l < c->t_layers; l++)
+				cap[R + l] = l;
+			const int cap_off[2] = {0, R};
+			struct lvd_minicpmv_batch mb;
+			lvd_loader_batch_view_mcv(b, &mb);
+			mb.labels = NULL;
+			mb.n_cap_layers = c->t_layers;
+			mb.cap_layers = cap + R;
+			mb.cap_rows = cap;
+			mb.cap_off = cap_off;
+			rc = lvd_minicpmv_forward(m, &mb, err);
+			if (rc)
+				lvd_error_prefix(err, "%s ('%s'): ", lvd_loader_record_shard(ld, b->records[0]), rec.id);
+		}
+		if (!rc && R) {
+			const float *probs[LVD_LATT_MAX_LAYERS] = {0};
+			for (int l = 0; l < c->t_layers; l++)
+				probs[l] = lvd_minicpmv_cap_probs(m, l, NULL) + lvd_minicpmv_cap_offset(m, 0);
+			struct lvd_latt_sample s = {.R = R, .probs = probs, .mask = rec.mask, .W = ms->W, .words = ms->words,
+						    .rprobs = lvd_minicpmv_resampler_probs(m)};
+			struct lvd_latt_geom *g = &s.geom;
+			g->kind = LVD_LATT_GEOM_MINICPM;
+			g->heads = c->t_heads;
+			g->S = b->n_images[0] * c->query_num;
+			g->grid = ms->grid;
+			g->mcv.mode = o->map;
+			g->mcv.n_pics = b->n_images[0];
+			g->mcv.Q = c->query_num;
+			g->mcv.cols = ms->cols;
+			g->mcv.rows = ms->rows;
+			g->mcv.Hr = c->r_heads;
+			g->mcv.Lmax = b->Lmax;
+			for (int p = 0; p < b->n_images[0] && p < LVD_MCV_MAX_PICS; p++)
+				g->mcv.th[p] = b->tgt_sizes[2 * p], g->mcv.tw[p] = b->tgt_sizes[2 * p + 1];
+			if ((rc = lvd_latt_geom_check(g, err)) || (rc = lvd_latt_sample_check(&s, &cfg, err)))
+				lvd_error_prefix(err, "%s ('%s'): ", lvd_loader_record_shard(ld, b->records[0]), rec.id);
+			else /* the loader keeps a sample's word targets as one [W, N·N] block */
+				rc = score_sample(run, sd, first_side, &rec, g->gh, g->gw, rec.mask, ms->words[0].target, ms->W,
+						  &s, &cfg, params, &wi, &buf, &work, err);
+		}
+		lvd_packrec_free(&rec);
+		lvd_loader_release(ld, b);
+		lvd_progress_set(pg, done + 1);
 	}
 	rc = side_finish(run, sd, first_side, pg, t0, c0, rc, err);
 out:
 	lvd_progress_destroy(pg);
-	lvd_rec_close(rr);
-	for (size_t k = 0; k < nsh; k++)
-		free(shards[k]);
-	free(shards);
+	lvd_rec_close(sc.r);
+	lvd_loader_close(ld);
 	lvd_minicpmv_free(m);
+	free(cap);
 	free(params);
 	free(buf);
 	free(work);
