@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "core/clock.h"
 #include "core/parse.h"
@@ -39,13 +38,6 @@
 #include "nn/ctx.h"
 
 enum { T = 320, Q = 64, NI = 2, TH = 16, TW = 16, LAB0 = 132, GRID = 32, MAXL = 64 };
-
-static double cpu_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmpd(const void *a, const void *b)
 {
@@ -197,7 +189,7 @@ int main(int argc, char **argv)
 			lvd_minicpmv_zero_grads(m);
 		if (vision)
 			lvd_minicpmv_vision_zero_grads(m);
-		double t0 = lvd_time_now(), c0 = cpu_now();
+		double t0 = lvd_time_now(), c0 = lvd_cpu_now();
 		double mt = 0.0;
 		if (lvd_minicpmv_forward(m, &b, &err)) {
 			fprintf(stderr, "bench_minicpmv: error: %s\n", err.msg);
@@ -228,7 +220,7 @@ int main(int argc, char **argv)
 		loss = fwd ? ce_of(lvd_minicpmv_logits(m), labels, cfg->vocab) : lvd_minicpmv_loss(m, NULL);
 		if (it) {
 			times[it - 1] = lvd_time_now() - t0;
-			cpu[it - 1] = cpu_now() - c0;
+			cpu[it - 1] = lvd_cpu_now() - c0;
 			mtimes[it - 1] = mt;
 		}
 	}

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "core/clock.h"
 #include "core/parse.h"
@@ -25,13 +24,6 @@
 #include "nn/ctx.h"
 
 enum { T = 128, IMG = 224 };
-
-static double cpu_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmpd(const void *a, const void *b)
 {
@@ -105,14 +97,14 @@ int main(int argc, char **argv)
 	double times[1001], cpu[1001];
 	for (uint64_t it = 0; it <= iters; it++) {
 		lvd_mllama_zero_grads(m);
-		double t0 = lvd_time_now(), c0 = cpu_now();
+		double t0 = lvd_time_now(), c0 = lvd_cpu_now();
 		if (lvd_mllama_forward(m, &b, &err) || lvd_mllama_backward(m, 1.0f, dprobs, &err)) {
 			fprintf(stderr, "bench_mllama: error: %s\n", err.msg);
 			return 1;
 		}
 		if (it) {
 			times[it - 1] = lvd_time_now() - t0;
-			cpu[it - 1] = cpu_now() - c0;
+			cpu[it - 1] = lvd_cpu_now() - c0;
 		}
 	}
 	double sorted[1001];

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "align_viz.h"
 #include "cmds.h"
@@ -281,14 +280,6 @@ static void *dup_f32(const float *x, size_t n)
 	return y;
 }
 
-/* Process CPU time in seconds (all threads: the forward's and the loader's). */
-static double cpu_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Room for need words in sd's metric arrays. */
 static int side_grow(struct side *sd, size_t need)
 {
@@ -499,7 +490,7 @@ static int side_finish(const struct run *run, struct side *sd, int first_side, s
 		       double c0, int rc, struct lvd_error *err)
 {
 	sd->seconds = lvd_time_now() - t0;
-	sd->cpu_seconds = cpu_now() - c0;
+	sd->cpu_seconds = lvd_cpu_now() - c0;
 	if (!rc && !first_side && sd->n != run->n_words)
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: the baseline scored %zu words, the model %zu", run->o->pack,
 				   sd->n, run->n_words);
@@ -575,7 +566,7 @@ static int eval_side_mcv(struct run *run, struct side *sd, int first_side, struc
 	if (o->limit && o->limit < N)
 		N = o->limit;
 	pg = lvd_run_progress("lvd-eval align", "samples", N);
-	const double t0 = lvd_time_now(), c0 = cpu_now();
+	const double t0 = lvd_time_now(), c0 = lvd_cpu_now();
 	for (uint64_t done = 0; done < N && !rc; done++) {
 		struct lvd_loader_batch *b = NULL;
 		if ((rc = lvd_loader_next(ld, &b, err)))
@@ -703,7 +694,7 @@ static int eval_side(struct run *run, struct side *sd, int first_side, struct lv
 	if (o->limit && o->limit < N)
 		N = o->limit;
 	pg = lvd_run_progress("lvd-eval align", "samples", N);
-	const double t0 = lvd_time_now(), c0 = cpu_now();
+	const double t0 = lvd_time_now(), c0 = lvd_cpu_now();
 	size_t wi = 0; /* word index in the first side's order */
 	uint64_t done = 0;
 	while (done < N && !rc) {
