@@ -290,10 +290,9 @@ static int make_pack_mcv(const char *dir, const char *model, int n, int bad, str
 	return make_pack_with(dir, model, n, make_record_mcv, e);
 }
 
-/* compare, or with `common` set only the tensors B also has (at least one). */
-static int g_common;
-
-static int compare(const char *a, const char *b, double tol, const char *skip)
+/* Every tensor of A (but skip) equals B's within tol; with common, only the tensors B also
+ * has (at least one). */
+static int compare(const char *a, const char *b, double tol, const char *skip, int common)
 {
 	struct lvd_error e = {0};
 	struct lvd_st *sa = NULL, *sb = NULL;
@@ -304,13 +303,13 @@ static int compare(const char *a, const char *b, double tol, const char *skip)
 	int bad = 0;
 	double worst = 0;
 	size_t seen = 0;
-	if (!g_common && lvd_st_count(sa) != lvd_st_count(sb)) {
+	if (!common && lvd_st_count(sa) != lvd_st_count(sb)) {
 		fprintf(stderr, "compare: %zu vs %zu tensors\n", lvd_st_count(sa), lvd_st_count(sb));
 		bad = 1;
 	}
 	for (size_t i = 0; i < lvd_st_count(sa) && !bad; i++) {
 		const struct lvd_tensor_view *ta = lvd_st_at(sa, i), *tb = lvd_st_find(sb, ta->name);
-		if ((skip && !strcmp(ta->name, skip)) || (g_common && !tb))
+		if ((skip && !strcmp(ta->name, skip)) || (common && !tb))
 			continue;
 		seen++;
 		if (!tb || tb->numel != ta->numel) {
@@ -334,7 +333,7 @@ static int compare(const char *a, const char *b, double tol, const char *skip)
 		free(x);
 		free(y);
 	}
-	if (g_common && !seen && !bad) {
+	if (common && !seen && !bad) {
 		fprintf(stderr, "compare: no tensor of %s is in %s\n", a, b);
 		bad = 1;
 	}
@@ -644,11 +643,9 @@ int main(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[1], "--diff"))
 		return diff_names(argv[2], argv[3]);
 	if (argc >= 5 && !strcmp(argv[1], "--compare"))
-		return compare(argv[2], argv[3], atof(argv[4]), argc > 5 ? argv[5] : NULL);
-	if (argc == 5 && !strcmp(argv[1], "--compare-common")) {
-		g_common = 1;
-		return compare(argv[2], argv[3], atof(argv[4]), NULL);
-	}
+		return compare(argv[2], argv[3], atof(argv[4]), argc > 5 ? argv[5] : NULL, 0);
+	if (argc == 5 && !strcmp(argv[1], "--compare-common"))
+		return compare(argv[2], argv[3], atof(argv[4]), NULL, 1);
 	snprintf(g_tmp, sizeof g_tmp, "/tmp/lvd_test_sft.XXXXXX");
 	LVD_ASSERT(mkdtemp(g_tmp));
 	static const struct lvd_test tests[] = {TEST(test_fixture_loader), TEST(test_mcv_loader), TEST(test_mcv_errors),
