@@ -21,7 +21,7 @@
 struct lvd_minicpmv_gen {
 	struct lvd_minicpmv *m;
 	struct lvd_gen_loop loop;
-	int B, T0, t;
+	int t;                       /* cache rows filled; B, T0: loop.B, loop.T0 */
 	float **kc, **vc;            /* [t_layers] [B, Tc, KV] (keys after rope) */
 	float inv_freq[512];
 	struct lvd_llama_layer_a a;  /* workspace for B·T0 rows */
@@ -50,7 +50,7 @@ static void glin(void *user, enum lvd_llama_site s, float *out, const float *x, 
 static size_t carve(struct lvd_minicpmv_gen *g, float *base)
 {
 	const struct lvd_minicpmv_config *c = lvd_minicpmv_cfg(g->m);
-	size_t off = 0, B = g->B, N = B * g->T0, D = c->t_hidden, KV = (size_t)c->t_kv_heads * c->t_head_dim;
+	size_t off = 0, B = g->loop.B, N = B * g->loop.T0, D = c->t_hidden, KV = (size_t)c->t_kv_heads * c->t_head_dim;
 	size_t It = c->t_inter, r = g->m->tr ? (size_t)g->m->tr->lora_r : 0;
 	for (int l = 0; l < c->t_layers; l++) {
 		g->kc[l] = mcv_take(base, &off, B * g->loop.Tc * KV);
@@ -85,7 +85,7 @@ static void text_rows(struct lvd_minicpmv_gen *g, int Tq)
 	struct lvd_minicpmv *m = g->m;
 	const struct lvd_minicpmv_config *c = &m->c;
 	struct lvd_ctx *ctx = m->ctx;
-	int B = g->B, D = c->t_hidden;
+	int B = g->loop.B, D = c->t_hidden;
 	struct lvd_llama_dims d = {B, Tq, D, c->t_heads, c->t_kv_heads, c->t_head_dim, c->t_inter, c->t_eps};
 	for (int l = 0; l < c->t_layers; l++) {
 		struct lvd_llama_kvcache kv = {g->kc[l], g->vc[l], g->loop.keep, g->t, g->loop.Tc};
@@ -110,8 +110,6 @@ int lvd_minicpmv_gen_begin(struct lvd_minicpmv_gen **out, struct lvd_minicpmv *m
 	if (!g)
 		return lvd_error_set(err, LVD_ERR_NOMEM, "minicpmv: out of memory");
 	g->m = m;
-	g->B = b->B;
-	g->T0 = b->T;
 	int rc = lvd_gen_loop_init(&g->loop, b->B, b->T, attn_mask, NULL, o, "minicpmv", err);
 	if (rc) {
 		free(g);
@@ -168,7 +166,7 @@ int lvd_minicpmv_gen_step(struct lvd_minicpmv_gen *g, int *next, int *done, stru
 	}
 	if (g->loop.n_new > 0) {
 		lvd_gen_loop_feed(&g->loop, g->t, g->ids, g->pos);
-		lvd_embedding_fwd(g->m->ctx, g->x, g->ids, g->m->w.embed, g->B, g->m->c.t_hidden);
+		lvd_embedding_fwd(g->m->ctx, g->x, g->ids, g->m->w.embed, g->loop.B, g->m->c.t_hidden);
 		text_rows(g, 1);
 	}
 	lvd_gen_loop_choose(&g->loop, g->logits, g->m->c.vocab, next);

@@ -26,7 +26,7 @@
 struct lvd_mllama_gen {
 	struct lvd_mllama *m;
 	struct lvd_gen_loop loop;    /* B, T0, Tc, stop ids, key mask [B, Tc], choice */
-	int B, T0, t, S, G, have_image, meta_row_mask;
+	int t, S, G, have_image, meta_row_mask;   /* B, T0: loop.B, loop.T0 */
 	float **kc, **vc;            /* [t_layers]: self layers [B, Tc, KV] (post-rope), cross [B, S, KV] */
 	float inv_freq[512];
 	/* workspace for Tq <= T0 rows (N = B·Tq) */
@@ -60,7 +60,7 @@ static void text_rows(struct lvd_mllama_gen *g, int Tq)
 	struct lvd_mllama *m = g->m;
 	const struct lvd_mllama_config *c = &m->c;
 	struct lvd_ctx *ctx = m->ctx;
-	int B = g->B, N = B * Tq, Dt = c->t_hidden, H = c->t_heads, KH = c->t_kv_heads, hd = c->t_head_dim;
+	int B = g->loop.B, N = B * Tq, Dt = c->t_hidden, H = c->t_heads, KH = c->t_kv_heads, hd = c->t_head_dim;
 	int KV = KH * hd, It = c->t_inter;
 	float scale = 1.0f / sqrtf((float)hd);
 	lvd_embedding_fwd(ctx, g->x, g->ids, m->w.embed, N, Dt);
@@ -89,8 +89,8 @@ static void text_rows(struct lvd_mllama_gen *g, int Tq)
 				memcpy(g->kc[l] + c0, g->k + r0 * KV, sizeof(float) * (size_t)Tq * KV);
 				memcpy(g->vc[l] + c0, g->v + r0 * KV, sizeof(float) * (size_t)Tq * KV);
 			}
-			lvd_kvattn_fwd(ctx, g->att, g->q, g->kc[l], g->vc[l], g->loop.keep, scale, B, Tq, g->t + Tq, g->loop.Tc, H, KH,
-				       hd);
+			lvd_kvattn_fwd(ctx, g->att, g->q, g->kc[l], g->vc[l], g->loop.keep, scale, B, Tq, g->t + Tq,
+				       g->loop.Tc, H, KH, hd);
 		}
 		lin(g, g->o, g->att, W->o, site(m, l, L_O), N, Dt, Dt);
 		lvd_gated_residual_fwd(ctx, g->x, g->x, g->o, W->cross ? W->attn_gate : NULL, NULL, N, Dt);
@@ -115,7 +115,7 @@ static size_t carve(struct lvd_mllama_gen *g, float *base)
 {
 	const struct lvd_mllama *m = g->m;
 	const struct lvd_mllama_config *c = &m->c;
-	size_t off = 0, B = g->B, N = B * g->T0, Dt = c->t_hidden, H = c->t_heads, S = g->S;
+	size_t off = 0, B = g->loop.B, N = B * g->loop.T0, Dt = c->t_hidden, H = c->t_heads, S = g->S;
 	size_t KV = (size_t)c->t_kv_heads * c->t_head_dim, It = c->t_inter;
 	size_t un = (N > B * S ? N : B * S) * (size_t)(m->lora_r > 0 ? m->lora_r : 0);
 	for (int l = 0; l < c->t_layers; l++) {
@@ -139,7 +139,7 @@ static size_t carve(struct lvd_mllama_gen *g, float *base)
 	g->rr = mllama_take(base, &off, g->have_image ? B * S * KV : 1);
 	g->xbias = mllama_take(base, &off, g->have_image ? N * S : 1);
 	g->rowmask = mllama_take(base, &off, N);
-	g->stats = mllama_take(base, &off, B * H * g->T0 * 2);
+	g->stats = mllama_take(base, &off, B * H * g->loop.T0 * 2);
 	g->lastx = mllama_take(base, &off, B * Dt);
 	g->normed = mllama_take(base, &off, B * Dt);
 	g->logits = mllama_take(base, &off, B * c->vocab);
@@ -178,15 +178,13 @@ int lvd_mllama_gen_begin(struct lvd_mllama_gen **out, struct lvd_mllama *m, cons
 	}
 	g->m = m;
 	g->loop = loop;
-	g->B = b->B;
-	g->T0 = b->T;
 	g->have_image = m->have_image;
 	g->S = m->S;
 	g->G = b->M * c->v_max_tiles;
 	g->meta_row_mask = b->meta_row_mask;
 	g->kc = calloc((size_t)c->t_layers, sizeof *g->kc);
 	g->vc = calloc((size_t)c->t_layers, sizeof *g->vc);
-	int B = g->B, T0 = g->T0, G = g->G;
+	int B = g->loop.B, T0 = g->loop.T0, G = g->G;
 	size_t nints = (size_t)B * T0 * 2 + (size_t)B * G * (T0 + 1);
 	g->iblock = calloc(nints, sizeof(int));
 	size_t nf = carve(g, NULL);
@@ -241,7 +239,7 @@ int lvd_mllama_gen_step(struct lvd_mllama_gen *g, int *next, int *done, struct l
 		/* feed the previous tokens: one row per sample; the new row sees the images the
 		 * prompt's last row saw (HF repeats the last cross-mask row) */
 		lvd_gen_loop_feed(&g->loop, g->t, g->ids, g->pos);
-		cross_bias(g, g->lastrow, g->B);
+		cross_bias(g, g->lastrow, g->loop.B);
 		text_rows(g, 1);
 	}
 	lvd_gen_loop_choose(&g->loop, g->logits, g->m->c.vocab, next);
