@@ -249,6 +249,53 @@ static void test_xent(void)
 	free(l), free(d);
 }
 
+/* The AVX2 rows (cpu_fast: float exps, double sums) against the plain ones (exp in
+ * double) on rows of 8192 (the vector body) and 13 (body + tail) logits of scale 8, one
+ * row with -inf logits: the loss to 1e-6 relative, the gradient to 1e-7 absolute (its
+ * entries are probabilities · scale), both fused-head row kernels likewise; a NaN logit
+ * gives a NaN loss and gradient on both paths. */
+static void test_xent_fast(void)
+{
+	struct lvd_error err = {0};
+	struct lvd_ctx_opts po = {.threads = 1, .ws_bytes = (size_t)1 << 24, .cpu_plain = 1};
+	struct lvd_ctx *P = NULL;
+	CHECK(lvd_ctx_create(&P, &po, &err) == 0);
+	CHECK(X->cpu_fast == 1 && P->cpu_fast == 0);
+	static const int Vs[2] = { 8192, 13 };
+	for (int k = 0; k < 2; k++) {
+		enum { N = 5 };
+		const int V = Vs[k];
+		float *l = rnd((size_t)N * V, 8);
+		l[(size_t)2 * V + 1] = -INFINITY, l[(size_t)2 * V + V - 1] = -INFINITY;
+		int tg[N] = { 0, V - 1, 3, -100, V / 2 }, cf, cp;
+		float *df = calloc((size_t)N * V, 4), *dp = calloc((size_t)N * V, 4);
+		double sf = lvd_xent_fwd(X, &cf, l, tg, N, V), sp = lvd_xent_fwd(P, &cp, l, tg, N, V);
+		CHECKF(cf == 4 && cp == 4 && fabs(sf - sp) <= 1e-6 * fabs(sp), "V %d: %.17g vs %.17g", V, sf, sp);
+		lvd_xent_bwd(X, df, l, tg, 0.25f, N, V);
+		lvd_xent_bwd(P, dp, l, tg, 0.25f, N, V);
+		CHECK_CLOSE("xent fast grad", df, dp, (size_t)N * V, 1e-7, 0);
+		/* the fused head's row kernels: statistics over the row, then the gradient */
+		float mf[N], mp[N], tf[N], tp[N];
+		double ef[N], ep[N], lf[N], lp[N];
+		lvd_xent_chunk_fwd_cpu(X, mf, ef, tf, l, tg, N, V, 0);
+		lvd_xent_chunk_fwd_cpu(P, mp, ep, tp, l, tg, N, V, 0);
+		double zf = lvd_xent_chunk_end_cpu(X, lf, &cf, mf, ef, tf, tg, N, V);
+		double zp = lvd_xent_chunk_end_cpu(P, lp, &cp, mp, ep, tp, tg, N, V);
+		CHECKF(fabs(zf - zp) <= 1e-6 * fabs(zp), "chunk V %d: %.17g vs %.17g", V, zf, zp);
+		memcpy(df, l, sizeof(float) * N * V), memcpy(dp, l, sizeof(float) * N * V);
+		lvd_xent_chunk_bwd_cpu(X, df, lp, tg, 0.25f, N, V, 0);
+		lvd_xent_chunk_bwd_cpu(P, dp, lp, tg, 0.25f, N, V, 0);
+		CHECK_CLOSE("xent chunk fast grad", df, dp, (size_t)N * V, 1e-7, 0);
+		l[(size_t)4 * V + 1] = NAN;
+		memset(df, 0, sizeof(float) * N * V);
+		CHECK(isnan(lvd_xent_fwd(X, &cf, l, tg, N, V)) && isnan(lvd_xent_fwd(P, &cp, l, tg, N, V)));
+		lvd_xent_bwd(X, df, l, tg, 0.25f, N, V);
+		CHECK(isnan(df[(size_t)4 * V]) && !isnan(df[0]));
+		free(l), free(df), free(dp);
+	}
+	lvd_ctx_destroy(P);
+}
+
 /* The fused LM head + CE (lvd_lmhead_xent_*) against lvd_linear_* + lvd_xent_* on the
  * whole logits: N 13 rows (3 ignored), D 24, V 1000 in chunks 1000 (one), 256 (3 full +
  * 232) and 7; loss to 1e-6 relative (the chunk GEMMs' fp32 logits; the log-sum-exp in
@@ -382,7 +429,7 @@ int main(int argc, char **argv)
 {
 	static const struct lvd_test tests[] = {
 		TEST(test_norms), TEST(test_activations), TEST(test_rope), TEST(test_attention),
-		TEST(test_xent), TEST(test_lmhead_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
+		TEST(test_xent), TEST(test_xent_fast), TEST(test_lmhead_xent), TEST(test_lora_ops), TEST(test_embedding_patch), { 0 },
 	};
 	struct lvd_error err = {0};
 	struct lvd_ctx_opts o = {.threads = 1, .ws_bytes = (size_t)1 << 28};

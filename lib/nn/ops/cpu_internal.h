@@ -54,6 +54,10 @@ static inline int lvd_ops_fast_avx2(const struct lvd_ctx *ctx)
 
 /* Fast paths (the *_fast.c files), called only when lvd_ops_fast_avx2(ctx). */
 void lvd_softmax_row_avx2(float *r, int M);                      /* softmax_fast.c */
+/* softmax_fast.c, the xent rows: Σ exp(l − max) (double sum; -1 when the row has a NaN)
+ * and d (+)= s·exp(l − (zh + zl)) */
+double lvd_xent_sumexp_avx2(const float *l, int V, float *mx_out);
+void lvd_xent_expscale_avx2(float *d, const float *l, int V, float zh, float zl, float s, int acc);
 void lvd_groupnorm_group_avx2(float *out, float *mean, float *rstd, const float *inp,
 			      const float *w, const float *b, int cg, int HW, float eps, int silu); /* norm_fast.c */
 void lvd_geglu_row_avx2(float *y, const float *a, const float *g, int F);   /* act_fast.c */

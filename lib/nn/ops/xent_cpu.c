@@ -3,9 +3,18 @@
 
 #include <math.h>
 
-/* max and Σ exp(l - max) of one row (the log-sum-exp both directions share) */
-static double row_sumexp(const float *l, int V, float *mx_out)
+#include "nn/ops/cpu_internal.h"
+
+/* max and Σ exp(l - max) of one row (the log-sum-exp both directions share). fast: the
+ * AVX2 row (float exps, double sum; softmax_fast.c) unless the row holds a NaN; else exp
+ * in double. */
+static double row_sumexp(int fast, const float *l, int V, float *mx_out)
 {
+	if (fast) {
+		double s = lvd_xent_sumexp_avx2(l, V, mx_out);
+		if (s >= 0)
+			return s;
+	}
 	float mx = l[0];
 	for (int j = 1; j < V; j++)
 		if (l[j] > mx)
@@ -20,6 +29,7 @@ static double row_sumexp(const float *l, int V, float *mx_out)
 double lvd_xent_fwd_cpu(struct lvd_ctx *ctx, int *count, const float *logits, const int *targets, int N, int V)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_fwd");
+	const int fast = lvd_ops_fast_avx2(ctx);
 	double total = 0;
 	int cnt = 0;
 	for (int n = 0; n < N; n++) {
@@ -28,7 +38,7 @@ double lvd_xent_fwd_cpu(struct lvd_ctx *ctx, int *count, const float *logits, co
 		LVD_ASSERT(targets[n] >= 0 && targets[n] < V);
 		const float *l = logits + (size_t)n * V;
 		float mx;
-		double s = row_sumexp(l, V, &mx);
+		double s = row_sumexp(fast, l, V, &mx);
 		total += log(s) + mx - l[targets[n]];
 		cnt++;
 	}
@@ -40,15 +50,19 @@ void lvd_xent_bwd_cpu(struct lvd_ctx *ctx, float *dlogits, const float *logits, 
 		  int N, int V)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_bwd");
+	const int fast = lvd_ops_fast_avx2(ctx);
 	for (int n = 0; n < N; n++) {
 		if (targets[n] == -100)
 			continue;
 		const float *l = logits + (size_t)n * V;
 		float *d = dlogits + (size_t)n * V;
 		float mx;
-		double inv = 1.0 / row_sumexp(l, V, &mx);
-		for (int j = 0; j < V; j++)
-			d[j] += scale * (float)(exp((double)l[j] - mx) * inv);
+		double inv = 1.0 / row_sumexp(fast, l, V, &mx);
+		if (fast && isfinite(mx))
+			lvd_xent_expscale_avx2(d, l, V, mx, 0.0f, (float)(scale * inv), 1);
+		else
+			for (int j = 0; j < V; j++)
+				d[j] += scale * (float)(exp((double)l[j] - mx) * inv);
 		d[targets[n]] -= scale;
 	}
 }
@@ -73,6 +87,7 @@ struct chunk_job {
 	const int *targets;
 	float scale;
 	int Vc, v0;
+	int fast; /* the AVX2 rows (lvd_ops_fast_avx2) */
 };
 
 static int chunk_fwd_rows(void *user, size_t lo, size_t hi, int tid)
@@ -85,7 +100,7 @@ static int chunk_fwd_rows(void *user, size_t lo, size_t hi, int tid)
 			continue;
 		const float *r = j->l + n * (size_t)j->Vc;
 		float cm;
-		double s = row_sumexp(r, j->Vc, &cm);
+		double s = row_sumexp(j->fast, r, j->Vc, &cm);
 		if (j->v0 == 0) {
 			j->mx[n] = cm;
 			j->se[n] = s;
@@ -114,8 +129,12 @@ static int chunk_bwd_rows(void *user, size_t lo, size_t hi, int tid)
 			continue;
 		}
 		const double z = j->lse[n];
-		for (int c = 0; c < j->Vc; c++)
-			r[c] = j->scale * (float)exp((double)r[c] - z);
+		if (j->fast && isfinite(z)) {
+			const float zh = (float)z; /* z = zh + (z − zh), both floats */
+			lvd_xent_expscale_avx2(r, r, j->Vc, zh, (float)(z - zh), j->scale, 0);
+		} else
+			for (int c = 0; c < j->Vc; c++)
+				r[c] = j->scale * (float)exp((double)r[c] - z);
 		if (t >= j->v0 && t < j->v0 + j->Vc)
 			r[t - j->v0] -= j->scale;
 	}
@@ -134,7 +153,7 @@ void lvd_xent_chunk_fwd_cpu(struct lvd_ctx *ctx, float *mx, double *se, float *t
 			    int N, int Vc, int v0)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_chunk_fwd");
-	struct chunk_job j = {mx, (float *)l, se, tl, NULL, targets, 0.0f, Vc, v0};
+	struct chunk_job j = {mx, (float *)l, se, tl, NULL, targets, 0.0f, Vc, v0, lvd_ops_fast_avx2(ctx)};
 	chunk_run(ctx, chunk_fwd_rows, &j, N);
 }
 
@@ -162,6 +181,6 @@ void lvd_xent_chunk_bwd_cpu(struct lvd_ctx *ctx, float *l, const double *lse, co
 			    int Vc, int v0)
 {
 	LVD_CTX_NEED_CPU(ctx, "lvd_xent_chunk_bwd");
-	struct chunk_job j = {NULL, l, NULL, NULL, lse, targets, scale, Vc, v0};
+	struct chunk_job j = {NULL, l, NULL, NULL, lse, targets, scale, Vc, v0, lvd_ops_fast_avx2(ctx)};
 	chunk_run(ctx, chunk_bwd_rows, &j, N);
 }
