@@ -41,9 +41,9 @@ struct mcv_vacts {
 	float *cols, *x, *ln, *q, *k, *v, *att, *tmp, *h1, *h1g, *vbias, *vstats, *vision, *vpost_m, *vpost_r;
 	struct mcv_vlayer_a *vl;
 	/* resampler */
-	float *kv, *kvn, *kpos, *qn, *qp1, *qp, *kp, *vp, *rbias, *rstats, *ratt, *rout, *resampled, *probs;
+	float *kv, *kvn, *kpos, *qn, *qp1, *rg, *ru, *ratt, *rout, *resampled, *probs;
 	float *kv_m, *kv_r, *q_m, *q_r, *rpost, *post_m, *post_r;
-	int *cap_rows, *cap_off, *pos_ids;
+	int *pos_ids, *npatch;   /* npatch[i]: picture i's real patches (the rest padding) */
 };
 
 struct mcv_vtrain;   /* vision/resampler training state (minicpmv_vision.c) */

@@ -19,10 +19,12 @@
 #include "models/minicpmv/minicpmv_internal.h"
 #include "nn/ops/act.h"
 #include "nn/ops/attn.h"
+#include "nn/ops/elem.h"
 #include "nn/ops/embed.h"
 #include "nn/ops/gate.h"
 #include "nn/ops/gemm.h"
 #include "nn/ops/norm.h"
+#include "nn/ops/softmax.h"
 
 /* gradients of the vision layer / the whole vision tower + resampler (mirrors mcv_weights) */
 struct vgrad_layer {
@@ -95,11 +97,8 @@ void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *
 	a->kpos = mcv_take(base, off, N * D);
 	a->qn = mcv_take(base, off, Q * D);
 	a->qp1 = mcv_take(base, off, Q * D);
-	a->qp = mcv_take(base, off, NI * Q * D);
-	a->kp = mcv_take(base, off, N * D);
-	a->vp = mcv_take(base, off, N * D);
-	a->rbias = mcv_take(base, off, NI * Q * L);
-	a->rstats = mcv_take(base, off, NI * c->r_heads * Q * 2);
+	a->rg = mcv_take(base, off, c->r_heads * Q * D);
+	a->ru = mcv_take(base, off, NI * c->r_heads * Q * D);
 	a->ratt = mcv_take(base, off, NI * Q * D);
 	a->rout = mcv_take(base, off, NI * Q * D);
 	a->resampled = mcv_take(base, off, NI * Q * D);
@@ -111,8 +110,7 @@ void mcv_vision_carve(const struct lvd_minicpmv *m, struct mcv_vacts *a, float *
 	a->rpost = mcv_take(base, off, NI * Q * D);
 	a->post_m = mcv_take(base, off, NI * Q);
 	a->post_r = mcv_take(base, off, NI * Q);
-	a->cap_rows = (int *)mcv_take(base, off, NI * Q);
-	a->cap_off = (int *)mcv_take(base, off, NI + 1);
+	a->npatch = (int *)mcv_take(base, off, NI);
 	a->pos_ids = (int *)mcv_take(base, off, N);
 }
 
@@ -226,38 +224,54 @@ void mcv_resampler_fwd(struct lvd_minicpmv *m, struct mcv_vacts *a, const struct
 	lvd_layernorm_fwd(ctx, a->kvn, a->kv_m, a->kv_r, a->kv, w->lnkv_w, w->lnkv_b, N, D, 1e-6f);
 	for (int i = 0; i < NI; i++) {
 		int th = b->tgt_sizes[2 * i], tw = b->tgt_sizes[2 * i + 1], n = th * tw;
+		/* the column half depends on the column, the row half on the row: computed on
+		 * the first row / column, copied elsewhere (the same values, far fewer sin/cos) */
+		for (int j = 0; j < L; j++) {
+			float *kp = a->kpos + ((size_t)i * L + j) * D;
+			if (j >= n)
+				memset(kp, 0, sizeof(float) * D);
+			else if (j < tw || j % tw == 0)
+				sincos2d(kp, j / tw, j % tw, D);
+			else {
+				memcpy(kp, kp - (size_t)tw * D, sizeof(float) * (size_t)(D / 2));
+				memcpy(kp + D / 2, kp - D + D / 2, sizeof(float) * (size_t)(D / 2));
+			}
+		}
 		for (int j = 0; j < L; j++) {
 			float *kp = a->kpos + ((size_t)i * L + j) * D;
 			const float *kv = a->kvn + ((size_t)i * L + j) * D;
-			if (j < n)
-				sincos2d(kp, j / tw, j % tw, D);
-			else
-				memset(kp, 0, sizeof(float) * D);
 			for (int d = 0; d < D; d++)
 				kp[d] += kv[d];
 		}
-		float *bias = a->rbias + (size_t)i * Q * L;
-		for (int r = 0; r < Q; r++)
-			for (int j = 0; j < L; j++)
-				bias[(size_t)r * L + j] = j < n ? 0.0f : -FLT_MAX;
 	}
-	/* packed in_proj: rows [0, D) query, [D, 2D) key, [2D, 3D) value */
+	/* packed in_proj: rows [0, D) query, [D, 2D) key, [2D, 3D) value. The key and value
+	 * projections are folded into the query side (per head h, dh = D/Hr, scale 1/√dh):
+	 *   scores_h = scale·q_h·(kpos·Wk_hᵀ + bk_h)ᵀ = G_h·kposᵀ + (a constant per row, which
+	 *   the softmax cancels), G_h = scale·q_h·Wk_h   [Q, D], once for every picture;
+	 *   out_h = P_h·(kvn·Wv_hᵀ + bv_h) = U_h·Wv_hᵀ + bv_h, U_h = P_h·kvn   [Q, D]
+	 * (the rows of P sum to 1). The products cost Q/dh of the projections' (Q = 96 or 64
+	 * queries, dh = 128); padded keys (j >= n) get probability 0. */
 	lvd_layernorm_fwd(ctx, a->qn, a->q_m, a->q_r, w->query, w->lnq_w, w->lnq_b, Q, D, 1e-6f);
 	lvd_linear_fwd(ctx, a->qp1, a->qn, w->in_w, w->in_b, Q, D, D);
-	for (int i = 0; i < NI; i++)
-		memcpy(a->qp + (size_t)i * Q * D, a->qp1, sizeof(float) * (size_t)Q * D);
-	lvd_linear_fwd(ctx, a->kp, a->kpos, w->in_w + DD, w->in_b + D, N, D, D);
-	lvd_linear_fwd(ctx, a->vp, a->kvn, w->in_w + 2 * DD, w->in_b + 2 * D, N, D, D);
-	a->cap_off[0] = 0;
+	const int dh = D / Hr, HQ = Hr * Q;
+	const float *Wk = w->in_w + DD, *Wv = w->in_w + 2 * DD;
+	for (int h = 0; h < Hr; h++)
+		lvd_gemm(ctx, 0, 0, Q, D, dh, 1.0f / sqrtf((float)dh), a->qp1 + h * dh, D, Wk + (size_t)h * dh * D, D, 0.0f,
+			 a->rg + (size_t)h * Q * D, D);
 	for (int i = 0; i < NI; i++) {
-		for (int r = 0; r < Q; r++)
-			a->cap_rows[i * Q + r] = r;
-		a->cap_off[i + 1] = (i + 1) * Q;
+		int n = a->npatch[i] = b->tgt_sizes[2 * i] * b->tgt_sizes[2 * i + 1];
+		float *P = a->probs + (size_t)i * HQ * L, *U = a->ru + (size_t)i * HQ * D;
+		lvd_gemm(ctx, 0, 1, HQ, n, D, 1.0f, a->rg, D, a->kpos + (size_t)i * L * D, D, 0.0f, P, L);
+		for (int r = 0; r < HQ && n < L; r++)
+			for (int j = n; j < L; j++)
+				P[(size_t)r * L + j] = -INFINITY;
+		lvd_softmax_fwd(ctx, P, P, HQ, L);
+		lvd_gemm(ctx, 0, 0, HQ, D, n, 1.0f, P, L, a->kvn + (size_t)i * L * D, D, 0.0f, U, D);
+		for (int h = 0; h < Hr; h++)
+			lvd_gemm(ctx, 0, 1, Q, dh, D, 1.0f, U + (size_t)h * Q * D, D, Wv + (size_t)h * dh * D, D, 0.0f,
+				 a->ratt + (size_t)i * Q * D + h * dh, D);
 	}
-	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = a->rbias };
-	struct lvd_attn_capture cp = { a->cap_rows, a->cap_off };
-	lvd_attn_fwd(ctx, a->ratt, a->rstats, a->probs, a->qp, a->kp, a->vp, &mk, &cp, 1.0f / sqrtf((float)(D / Hr)), NI,
-		     Q, L, Hr, Hr, D / Hr);
+	lvd_add_bias_rows(ctx, a->ratt, w->in_b + 2 * D, NI * Q, D);
 	lvd_linear_fwd(ctx, a->rout, a->ratt, w->out_w, w->out_b, NI * Q, D, D);
 	lvd_layernorm_fwd(ctx, a->rpost, a->post_m, a->post_r, a->rout, w->lnpost_w, w->lnpost_b, NI * Q, D, 1e-6f);
 	lvd_gemm(ctx, 0, 0, NI * Q, D, D, 1.0f, a->rpost, D, w->proj, D, 0.0f, a->resampled, D);
@@ -442,16 +456,21 @@ static void vlayer_bwd(struct lvd_minicpmv *m, int l, float *dx, float *const *s
 	lvd_layernorm_bwd(ctx, dx, G->ln1_w, G->ln1_b, dln, A->x_in, W->ln1_w, A->ln1_m, A->ln1_r, N, Dv);
 }
 
-/* carves (base NULL: measures) the backward scratch: resampler [0, 11), vision [11, 19) */
-static size_t bwd_carve(const struct lvd_minicpmv *m, float *base, float **s)
+/* carves (base NULL: measures) the backward scratch: resampler [0, 11), the tower's
+ * output and running gradients 11, 12, the vision layers' [13, 20) (vlayer_bwd zeroes
+ * its own); *zero: the floats before the vision layers' part */
+static size_t bwd_carve(const struct lvd_minicpmv *m, float *base, float **s, size_t *zero)
 {
 	const struct lvd_minicpmv_config *c = &m->c;
 	size_t N = (size_t)m->NI * m->Lmax, NQ = (size_t)m->NI * c->query_num, D = c->t_hidden, Dv = c->v_hidden;
-	size_t Q = c->query_num, off = 0;
-	const size_t n[19] = { NQ * D, NQ * D, NQ * D, NQ * D, Q * D, Q * D, N * D, N * D, N * D, N * D, N * Dv,
-			       N * Dv, N * Dv, N * Dv, N * Dv, N * Dv, N * Dv, N * c->v_inter, N * c->v_inter };
-	for (int i = 0; i < 19; i++)
+	size_t Q = c->query_num, HQ = (size_t)c->r_heads * Q, L = (size_t)m->Lmax, off = 0;
+	const size_t n[20] = { NQ * D, NQ * D, NQ * D, HQ * D, Q * D, Q * D, HQ * L, HQ * L, HQ * D, N * D, N * D,
+			       N * Dv, N * Dv, N * Dv, N * Dv, N * Dv, N * Dv, N * Dv, N * c->v_inter, N * c->v_inter };
+	for (int i = 0; i < 20; i++) {
+		if (i == 13)
+			*zero = off;
 		s[i] = mcv_take(base, &off, n[i]);
+	}
 	return off;
 }
 
@@ -473,8 +492,8 @@ int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resample
 	int NI = m->NI, L = m->Lmax, N = NI * L, Dv = c->v_hidden, D = c->t_hidden, Q = c->query_num, Hr = c->r_heads;
 	int NQ = NI * Q;
 	size_t DD = (size_t)D * D;
-	float *s[19];
-	size_t need = bwd_carve(m, NULL, s);
+	float *s[20];
+	size_t zero, need = bwd_carve(m, NULL, s, &zero);
 	if (need > vt->scap) {
 		free(vt->scr);
 		vt->scap = 0;
@@ -483,10 +502,10 @@ int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resample
 					     need);
 		vt->scap = need;
 	}
-	bwd_carve(m, vt->scr, s);
-	memset(vt->scr, 0, sizeof(float) * need);
-	float *drp = s[0], *drout = s[1], *dratt = s[2], *dqp = s[3], *dqp1 = s[4], *dqn = s[5];
-	float *dkp = s[6], *dvp = s[7], *dkvn = s[8], *dkv = s[9], *dvis = s[10], *dx = s[11];
+	bwd_carve(m, vt->scr, s, &zero);
+	memset(vt->scr, 0, sizeof(float) * zero);
+	float *drp = s[0], *drout = s[1], *dratt = s[2], *dG = s[3], *dqp1 = s[4], *dqn = s[5];
+	float *dP = s[6], *dS = s[7], *dU = s[8], *dkvn = s[9], *dkv = s[10], *dvis = s[11], *dx = s[12];
 
 	/* resampled = ln_post(out_proj(attn)) · proj */
 	if (d_resampled) {
@@ -496,20 +515,47 @@ int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resample
 				  D);
 		lvd_linear_bwd(ctx, dratt, g->out_w, g->out_b, drout, a->ratt, w->out_w, NQ, D, D);
 	}
-	/* the attention, with the probabilities' own gradient injected */
-	struct lvd_attn_mask mk = { .kind = LVD_ATTN_MASK_BIAS, .bias = a->rbias };
-	struct lvd_attn_capture cp = { a->cap_rows, a->cap_off };
-	lvd_attn_bwd(ctx, dqp, dkp, dvp, a->rstats, dratt, d_probs, a->qp, a->kp, a->vp, &mk, &cp,
-		     1.0f / sqrtf((float)(D / Hr)), NI, Q, L, Hr, Hr, D / Hr);
-	/* queries: one ln_q(query) shared by every picture */
-	for (int i = 0; i < NI; i++)
-		for (size_t e = 0; e < (size_t)Q * D; e++)
-			dqp1[e] += dqp[(size_t)i * Q * D + e];
+	/* the attention in mcv_resampler_fwd's folded form, with the probabilities' own
+	 * gradient injected; per picture: dU_h = dO_h·Wv_h, dWv_h += dO_hᵀ·U_h, dP = dU·kvnᵀ
+	 * (+ d_probs), d kvn += Pᵀ·dU, dS = softmax backward, dG += dS·kpos, d kvn += dSᵀ·G
+	 * (keys = kvn + pos); then dq_h = scale·dG_h·Wk_hᵀ, dWk_h += scale·q_hᵀ·dG_h. The key
+	 * bias has no gradient (it shifts each row of scores by a constant). */
+	const int dh = D / Hr, HQ = Hr * Q;
+	const float scale = 1.0f / sqrtf((float)dh);
+	const float *Wk = w->in_w + DD, *Wv = w->in_w + 2 * DD;
+	float *gWk = g->in_w + DD, *gWv = g->in_w + 2 * DD;
+	for (int i = 0; i < NI; i++) {
+		int n = a->npatch[i];
+		const float *P = a->probs + (size_t)i * HQ * L, *U = a->ru + (size_t)i * HQ * D;
+		const float *dO = dratt + (size_t)i * Q * D, *kin = a->kpos + (size_t)i * L * D;
+		const float *vin = a->kvn + (size_t)i * L * D;
+		float *dvin = dkvn + (size_t)i * L * D;
+		for (int h = 0; h < Hr; h++) {
+			lvd_gemm(ctx, 0, 0, Q, D, dh, 1.0f, dO + h * dh, D, Wv + (size_t)h * dh * D, D, 0.0f,
+				 dU + (size_t)h * Q * D, D);
+			lvd_gemm(ctx, 1, 0, dh, D, Q, 1.0f, dO + h * dh, D, U + (size_t)h * Q * D, D, 1.0f,
+				 gWv + (size_t)h * dh * D, D);
+		}
+		if (d_probs)
+			memcpy(dP, d_probs + (size_t)i * HQ * L, sizeof(float) * (size_t)HQ * L);
+		else
+			memset(dP, 0, sizeof(float) * (size_t)HQ * L);
+		lvd_gemm(ctx, 0, 1, HQ, n, D, 1.0f, dU, D, vin, D, 1.0f, dP, L);
+		lvd_gemm(ctx, 1, 0, n, D, HQ, 1.0f, P, L, dU, D, 1.0f, dvin, D);
+		memset(dS, 0, sizeof(float) * (size_t)HQ * L);
+		lvd_softmax_bwd(ctx, dS, dP, P, HQ, L);
+		lvd_gemm(ctx, 0, 0, HQ, D, n, 1.0f, dS, L, kin, D, 1.0f, dG, D);
+		lvd_gemm(ctx, 1, 0, n, D, HQ, 1.0f, dS, L, a->rg, D, 1.0f, dvin, D);
+	}
+	lvd_linear_bwd(ctx, NULL, NULL, g->in_b + 2 * D, dratt, NULL, Wv, NQ, D, D);
+	for (int h = 0; h < Hr; h++) {
+		lvd_gemm(ctx, 0, 1, Q, dh, D, scale, dG + (size_t)h * Q * D, D, Wk + (size_t)h * dh * D, D, 0.0f,
+			 dqp1 + h * dh, D);
+		lvd_gemm(ctx, 1, 0, dh, D, Q, scale, a->qp1 + h * dh, D, dG + (size_t)h * Q * D, D, 1.0f,
+			 gWk + (size_t)h * dh * D, D);
+	}
 	lvd_linear_bwd(ctx, dqn, g->in_w, g->in_b, dqp1, a->qn, w->in_w, Q, D, D);
 	lvd_layernorm_bwd(ctx, g->query, g->lnq_w, g->lnq_b, dqn, w->query, w->lnq_w, a->q_m, a->q_r, Q, D);
-	/* keys = kv + pos (pos constant), values = kv */
-	lvd_linear_bwd(ctx, dkvn, g->in_w + DD, g->in_b + D, dkp, a->kpos, w->in_w + DD, N, D, D);
-	lvd_linear_bwd(ctx, dkvn, g->in_w + 2 * DD, g->in_b + 2 * D, dvp, a->kvn, w->in_w + 2 * DD, N, D, D);
 	lvd_layernorm_bwd(ctx, dkv, g->lnkv_w, g->lnkv_b, dkvn, a->kv, w->lnkv_w, a->kv_m, a->kv_r, N, D);
 	if (w->kv_proj)
 		lvd_linear_bwd(ctx, vt->tune_vision ? dvis : NULL, g->kv_proj, NULL, dkv, a->vision, w->kv_proj, N, Dv, D);
@@ -521,7 +567,7 @@ int lvd_minicpmv_vision_backward(struct lvd_minicpmv *m, const float *d_resample
 	/* vision tower: post LayerNorm, the layers top down, position rows, patch embedding */
 	lvd_layernorm_bwd(ctx, dx, g->post_w, g->post_b, dvis, a->x, w->post_w, a->vpost_m, a->vpost_r, N, Dv);
 	for (int l = c->v_layers - 1; l >= 0; l--)
-		vlayer_bwd(m, l, dx, s + 12);
+		vlayer_bwd(m, l, dx, s + 13);
 	lvd_embedding_bwd(ctx, g->pos, dx, a->pos_ids, N, Dv);
 	int K = c->v_channels * c->v_patch * c->v_patch;
 	lvd_linear_bwd(ctx, NULL, g->patch_w, g->patch_b, dx, a->cols, w->patch_w, N, K, Dv);
