@@ -4,6 +4,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -44,6 +47,46 @@ const char *lvd_dtype_name(enum lvd_dtype t)
 extern void openblas_set_num_threads(int num_threads) __attribute__((weak));
 extern void openblas_read_env(void) __attribute__((weak));
 extern int blas_thread_shutdown_(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+/* 1 on an AMD family 19h CPU (Zen 3 / Zen 4): Zen 4 runs AVX-512 as two 256-bit halves */
+static int cpu_amd_family19h(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u || d != 0x69746e65u || c != 0x444d4163u)
+		return 0; /* "AuthenticAMD" */
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return 0;
+	return ((a >> 8) & 0xf) + ((a >> 20) & 0xff) == 0x19;
+#else
+	return 0;
+#endif
+}
+
+/* OpenBLAS's kernel set. A DYNAMIC_ARCH OpenBLAS (Debian's) gives AMD Zen 4 its AVX-512
+ * kernels (SkylakeX / Cooperlake), which Zen 4 runs as 256-bit halves; its Haswell (AVX2)
+ * kernels are faster there: every product of the MiniCPM-V training step 1110.6 -> 1048.0
+ * ms at one thread (OpenBLAS 0.3.21, docs/DESIGN.md §BLAS policy). So on AMD family 19h,
+ * when OpenBLAS chose an AVX-512 set and the user did not name one (OPENBLAS_CORETYPE),
+ * OpenBLAS is re-initialised with OPENBLAS_CORETYPE=Haswell, its documented selector;
+ * the variable is removed again. Runs before any BLAS call and any other thread. */
+static void blas_pick_kernels(void)
+{
+	const char *user = getenv("OPENBLAS_CORETYPE");
+	if ((user && *user) || !openblas_get_corename || !gotoblas_dynamic_init || !gotoblas_dynamic_quit)
+		return;
+	const char *core = openblas_get_corename();
+	if (!core || !cpu_amd_family19h() ||
+	    (strcmp(core, "SkylakeX") && strcmp(core, "Cooperlake") && strcmp(core, "SapphireRapids")))
+		return;
+	setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+	gotoblas_dynamic_quit();
+	gotoblas_dynamic_init();
+	unsetenv("OPENBLAS_CORETYPE");
+}
 
 /* Makes OpenBLAS's idle worker threads sleep almost at once after a GEMM instead of
  * spinning for ~2^28 cycles (OpenBLAS's default), which otherwise steals the cores from
@@ -70,6 +113,7 @@ static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 static void blas_policy_once(void)
 {
+	blas_pick_kernels();
 	blas_quiet_workers();
 	blas_set_threads(1);
 }
@@ -77,6 +121,12 @@ static void blas_policy_once(void)
 void lvd_blas_policy_init(void)
 {
 	pthread_once(&blas_once, blas_policy_once);
+}
+
+const char *lvd_blas_corename(void)
+{
+	const char *c = openblas_get_corename ? openblas_get_corename() : NULL;
+	return c ? c : "unknown";
 }
 
 static size_t default_ws_bytes(void)

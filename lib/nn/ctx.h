@@ -6,7 +6,8 @@
  *   - the BLAS threading policy, set once for the process (lvd_ctx_create): OpenBLAS
  *     runs single-threaded and lvd_gemm splits large products over ctx->pool itself,
  *     so no op ever toggles OpenBLAS's thread count and GEMMs may be called from
- *     inside a parallel_for chunk (they then run on that thread alone);
+ *     inside a parallel_for chunk (they then run on that thread alone); on AMD Zen 4
+ *     OpenBLAS takes its AVX2 kernels (faster there than its AVX-512 ones);
  *   - cpu_fast: 1 lets ops take their fast CPU paths (AVX2, Winograd); 0 forces the
  *     plain reference paths (the oracle) so tests exercise both;
  *   - a workspace arena replacing caller-sized scratch: ops take what they need with
@@ -93,8 +94,12 @@ struct lvd_ctx_opts {
 int lvd_ctx_create(struct lvd_ctx **out, const struct lvd_ctx_opts *opts, struct lvd_error *err);
 void lvd_ctx_destroy(struct lvd_ctx *ctx);
 
-/* The process-wide BLAS policy alone (idempotent; lvd_ctx_create calls it). */
+/* The process-wide BLAS policy alone (idempotent; lvd_ctx_create calls it): OpenBLAS
+ * single-threaded with its idle workers quieted, and its AVX2 (Haswell) kernels on AMD
+ * Zen 4 where it picked AVX-512 ones unless OPENBLAS_CORETYPE names a set. */
 void lvd_blas_policy_init(void);
+/* OpenBLAS's kernel set in use ("Haswell", "SkylakeX", ...; "unknown" with another BLAS). */
+const char *lvd_blas_corename(void);
 
 /* Workspace (host arena on CPU, device arena on CUDA): mark, take, release.
  * lvd_ctx_take never fails: running out of the reservation is a sizing bug

@@ -1179,7 +1179,7 @@ static const struct op_home {
 	{"lvd_patch_unfold", "embed", "embed_cpu.c", "-", "test_train_ops"},
 	{"lvd_rope", "embed", "embed_cpu.c", "-", "test_train_ops"},
 	{"lvd_timestep", "embed", "embed_cpu.c", "-", "test_nn_ops"},
-	{"lvd_xent", "xent", "xent_cpu.c", "-", "test_train_ops"},
+	{"lvd_xent", "xent", "xent_cpu.c", "softmax_fast.c", "test_train_ops"},
 	{"lvd_lora", "lora", "lora_cpu.c", "-", "test_train_ops"},
 	{"lvd_instnorm", "instnorm", "instnorm_cpu.c", "-", "-"},
 	{"lvd_resample", "resample", "resample_cpu.c", "-", "test_cuda_ops (area, bilinear, nearest2x forwards)"},
@@ -1258,6 +1258,48 @@ static void test_list(void)
 	free(buf);
 }
 
+/* The BLAS policy's kernel set: on an AMD family 25 CPU with AVX-512 (Zen 4, read from
+ * /proc/cpuinfo, not from the code under test) OpenBLAS runs its Haswell kernels unless
+ * OPENBLAS_CORETYPE names a set; then a product through them equals the double-precision
+ * oracle. Elsewhere SKIP naming the CPU and the set OpenBLAS chose. */
+static void test_blas_policy(void)
+{
+	struct lvd_ctx *ctx = make_ctx(LVD_BACKEND_CPU, 1, 0);
+	REQUIRE(ctx);
+	const char *core = lvd_blas_corename();
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[4096];
+	int amd = 0, fam = -1, avx512 = 0;
+	while (f && fgets(line, sizeof line, f) && !(fam >= 0 && strncmp(line, "flags", 5) == 0 &&
+						       (avx512 = strstr(line, " avx512f") != NULL, 1))) {
+		if (strncmp(line, "vendor_id", 9) == 0)
+			amd = strstr(line, "AuthenticAMD") != NULL;
+		else if (strncmp(line, "cpu family", 10) == 0)
+			fam = atoi(strchr(line, ':') + 1);
+	}
+	if (f)
+		fclose(f);
+	const char *user = getenv("OPENBLAS_CORETYPE");
+	if (strcmp(core, "unknown") == 0 || (user && *user) || !amd || fam != 25 || !avx512) {
+		lvd_ctx_destroy(ctx);
+		SKIP("kernel set %s left as OpenBLAS chose it (%s, family %d, avx512f %d, OPENBLAS_CORETYPE %s)", core,
+		     amd ? "AMD" : "not AMD", fam, avx512, user && *user ? user : "unset");
+	}
+	CHECKF(strcmp(core, "Haswell") == 0, "AMD Zen 4: OpenBLAS kernel set %s, want Haswell", core);
+	enum { M = 37, N = 300, K = 129 };
+	float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * N * K);
+	float *C = malloc(sizeof(float) * M * N), *R = malloc(sizeof(float) * M * N);
+	for (int i = 0; i < M * K; i++)
+		A[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+	for (int i = 0; i < N * K; i++)
+		B[i] = (float)((i * 53 % 97) - 48) / 48.0f;
+	lvd_gemm_cpu(ctx, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+	lvd_gemm_naive(ctx, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, R, N);
+	CHECK_CLOSE("gemm through the Haswell kernels", C, R, (size_t)M * N, 1e-5, 1e-5);
+	free(A), free(B), free(C), free(R);
+	lvd_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--list") == 0) {
@@ -1276,6 +1318,7 @@ int main(int argc, char **argv)
 		TEST(test_torch_values),
 		TEST(test_lora_dropout_values),
 		TEST(test_list),
+		TEST(test_blas_policy),
 		{0},
 	};
 	return lvd_test_main(argc, argv, tests);
