@@ -4,9 +4,10 @@
 # photos from ../shared/data/vqa: the model type read from config.json, predictions
 # deterministic (two runs equal), tokens equal to lvd_minicpmv_gen run directly on the same
 # prompt (test_eval_mcv --gen), batch 2 = batch 1, scores.json = `lvd-eval score`, the
-# adapter, and errors named: an unknown model_type, a tokenizer without the MiniCPM tokens,
-# the sampled preset, an lvd-sft checkpoint as adapter; and `lvd-eval align` on a MiniCPM pack
-# against the training step's own maps.
+# adapter, lvd-sft checkpoints as adapters (LoRA + resampler, --full: equal to the run's
+# exports), and errors named: an unknown model_type, a tokenizer without the MiniCPM
+# tokens, the sampled preset, another model type's checkpoint, a damaged one; and
+# `lvd-eval align` on a MiniCPM pack against the training step's own maps.
 . tests/cli/lib.inc
 bin=$BUILD/lvd-eval
 fx=$BUILD/tests/test_eval_mcv
@@ -64,9 +65,39 @@ jq -e '.run.provenance.adapter.kind == "peft" and .run.provenance.adapter.adapte
 expect_exit 1 "sampled preset refused" run --out "$T_TMP/x" --preset vlmevalkit
 expect_stderr "a MiniCPM model runs --preset greedy" "sampled preset: the reason" run --out "$T_TMP/x" --preset vlmevalkit
 mkdir -p "$T_TMP/ck" && echo '{"step": 3}' >"$T_TMP/ck/state.json"
-expect_stderr "lvd-sft checkpoints of a MiniCPM run are not read yet" "checkpoint adapter refused" run --out "$T_TMP/x" \
-	--adapter "$T_TMP/ck"
+expect_stderr "a checkpoint of a mllama run, --model is minicpmv" "another model type's checkpoint refused" \
+	run --out "$T_TMP/x" --adapter "$T_TMP/ck"
 [ ! -e "$T_TMP/x" ] && pass || fail "refused runs create no output folder"
+# lvd-sft checkpoints of MiniCPM runs as --adapter: LoRA + the resampler (PEFT
+# modules_to_save) and --full of resampler,llm, two steps each on a pack of this model
+# (test_sft --pack-mcv); the checkpoint's predictions equal the run's own export's
+# (final/: the PEFT folder, or the hub folder given as --model) and differ from the base's
+sft=$BUILD/lvd-sft
+if [ -x "$sft" ] && [ -x "$BUILD/tests/test_sft" ]; then
+	ok "sft fixture pack" "$BUILD/tests/test_sft" --pack-mcv "$T_TMP/spack" "$M" 2
+	ok "sft: LoRA + resampler" "$sft" run --model "$M" --pack "$T_TMP/spack" --out "$T_TMP/sr" --threads 1 -q \
+		--max-steps 2 --lr 1e-2 --train resampler
+	ok "sft: --full resampler,llm" "$sft" run --model "$M" --pack "$T_TMP/spack" --out "$T_TMP/sf" --threads 1 -q \
+		--max-steps 2 --lr 1e-3 --full --train resampler,llm
+	ok "run --adapter ckpt (LoRA + resampler)" run --out "$T_TMP/c1" --adapter "$T_TMP/sr/ckpt-000002"
+	ok "run --adapter its export" run --out "$T_TMP/c2" --adapter "$T_TMP/sr/final"
+	ok "run --adapter ckpt (--full)" run --out "$T_TMP/c3" --adapter "$T_TMP/sf/ckpt-000002"
+	ok "run the --full export" "$bin" run --model "$T_TMP/sf/final" --bench "$T_TMP/bench.jsonl" --threads 1 \
+		--max-new-tokens 6 --out "$T_TMP/c4"
+	tk() { jq -c .tokens "$1/predictions.jsonl" | paste -sd' ' -; }
+	[ "$(tk "$T_TMP/c1")" = "$(tk "$T_TMP/c2")" ] && pass || fail "LoRA + resampler: checkpoint = export"
+	[ "$(tk "$T_TMP/c3")" = "$(tk "$T_TMP/c4")" ] && pass || fail "--full: checkpoint = export"
+	[ "$(tk "$T_TMP/c1")" != "$(tk "$T_TMP/b1")" ] && [ "$(tk "$T_TMP/c3")" != "$(tk "$T_TMP/b1")" ] && pass ||
+		fail "the checkpoints change the outputs"
+	jq -e '.run.provenance.adapter.kind == "lvd-sft checkpoint" and .run.provenance.adapter.step == 2' \
+		"$T_TMP/c1/scores.json" >/dev/null && pass || fail "checkpoint provenance (kind, step)"
+	mkdir -p "$T_TMP/ck2" && cp "$T_TMP/sr/ckpt-000002/state.json" "$T_TMP/ck2/" &&
+		printf 'not safetensors' >"$T_TMP/ck2/state.safetensors"
+	expect_exit 1 "a damaged checkpoint" run --out "$T_TMP/x" --adapter "$T_TMP/ck2"
+	grep -q "ck2" "$T_TMP/err" && pass || fail "the damaged checkpoint named"
+else
+	skip "lvd-sft checkpoints: needs $sft and build/tests/test_sft"
+fi
 # align on a MiniCPM pack (records by lvd_packrec_encode: 3 real photos, 2 words each but
 # the last): every (word, view) equals the training step's traces (test_eval_mcv --lstep:
 # lvd_lstep_mcv_run with its own capture rows), raw mean map and Aligner mse, both maps

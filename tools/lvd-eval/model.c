@@ -167,6 +167,67 @@ static int stop_ids(struct lvd_evalm *e, const char *dir, struct lvd_error *err)
 }
 
 /* lvd-sft checkpoint: LoRA options from state.json, the "lora" block of state.safetensors */
+/* 1 when the hub name's lvd-sft --train group (vision: vpm.*, resampler: resampler.*, llm:
+ * the rest) is in the comma-separated list */
+static int mcv_trained(const char *name, const char *groups)
+{
+	const char *g = !strncmp(name, "vpm.", 4) ? "vision" : !strncmp(name, "resampler.", 10) ? "resampler" : "llm";
+	size_t n = strlen(g);
+	for (const char *p = groups; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		if (strcspn(p, ",") == n && !strncmp(p, g, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* A MiniCPM-V run's checkpoint (tools/lvd-sft/model_mcv.c): the "lora" block unless
+ * options.full, and each tensor of the options.train groups under its hub name (flat)
+ * over the base weights. */
+static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_json *j, struct lvd_error *err)
+{
+	int r = 0, full = 0;
+	double alpha = 0;
+	const char *targets = NULL, *groups = NULL;
+	int rc;
+	if ((rc = lvd_json_get_bool_or(j, "options.full", 0, &full, err)) ||
+	    (rc = lvd_json_get_string_or(j, "options.train", "", &groups, err)))
+		return rc;
+	if (!full && ((rc = lvd_json_get_i32(j, "options.lora_r", 1, 65536, &r, err)) ||
+		      (rc = lvd_json_get_double(j, "options.lora_alpha", &alpha, err)) ||
+		      (rc = lvd_json_get_string_or(j, "options.lora_targets", "q_proj,k_proj,v_proj,o_proj", &targets,
+						   err))))
+		return rc;
+	if (!full) {
+		struct lvd_minicpmv_lora_cfg lc = {r, (float)alpha, 0.0f, 0, targets, 0};
+		if ((rc = lvd_minicpmv_add_lora(e->mc, &lc, err)))
+			return rc;
+	}
+	if (*groups && (rc = lvd_minicpmv_make_mutable(e->mc, err)))
+		return rc;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/state.safetensors", dir);
+	struct lvd_st *st = NULL;
+	if ((rc = lvd_st_open(&st, path, err)))
+		return rc;
+	if (!full) {
+		size_t n;
+		float *p = lvd_minicpmv_lora_params(e->mc, &n);
+		int64_t shape[1] = {(int64_t)n};
+		rc = lvd_st_load_f32(st, "lora", 1, shape, p, n, err);
+	}
+	const struct lvd_minicpmv_param *p = NULL;
+	const size_t np = *groups ? lvd_minicpmv_params(e->mc, &p) : 0;
+	for (size_t i = 0; i < np && !rc; i++)
+		if (mcv_trained(p[i].name, groups)) {
+			int64_t shape[1] = {(int64_t)p[i].n};
+			rc = lvd_st_load_f32(st, p[i].name, 1, shape, p[i].data, p[i].n, err);
+		}
+	lvd_st_close(st);
+	if (rc)
+		lvd_error_prefix(err, "%s (was the checkpoint trained on this --model?): ", dir);
+	return rc;
+}
+
 static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct lvd_error *err)
 {
 	char path[4200];
@@ -177,9 +238,16 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 		return rc;
 	int r = 0;
 	double alpha = 0;
-	const char *targets = NULL;
+	const char *targets = NULL, *mt = NULL;
 	int64_t step = 0;
-	if (!(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
+	if (!(rc = lvd_json_get_string_or(&j, "options.model_type", "mllama", &mt, err)) &&
+	    strcmp(mt, lvd_evalm_kind_name(e->kind)))
+		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: a checkpoint of a %s run, --model is %s", path, mt,
+				   lvd_evalm_kind_name(e->kind));
+	if (!rc && e->kind == LVD_EVALM_MINICPMV) {
+		if (!(rc = lvd_json_get_int_or(&j, "step", 0, &step, err)))
+			rc = load_ckpt_mcv(e, dir, &j, err);
+	} else if (!rc && !(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
 	    !(rc = lvd_json_get_double(&j, "options.lora_alpha", &alpha, err)) &&
 	    !(rc = lvd_json_get_string_or(&j, "options.lora_targets", "q_proj,v_proj", &targets, err)) &&
 	    !(rc = lvd_json_get_int_or(&j, "step", 0, &step, err))) {
@@ -191,6 +259,8 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 	if (rc)
 		return rc;
 	json_object_set_new(prov, "step", json_integer((json_int_t)step));
+	if (e->kind == LVD_EVALM_MINICPMV)
+		return 0;
 	snprintf(path, sizeof path, "%s/state.safetensors", dir);
 	struct lvd_st *st = NULL;
 	if ((rc = lvd_st_open(&st, path, err)))
@@ -345,11 +415,6 @@ int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, 
 			goto fail;
 		}
 		e->adapter_kind = peft ? "peft" : "lvd-sft checkpoint";
-		if (!peft && e->kind == LVD_EVALM_MINICPMV) {
-			rc = lvd_error_set(err, LVD_ERR_UNSUPPORTED, "%s: lvd-sft checkpoints of a MiniCPM run are not read yet: "
-					   "give the run's PEFT adapter folder (its export) with --adapter", adapter);
-			goto fail;
-		}
 		ap = json_pack("{s:s, s:s}", "path", adapter, "kind", e->adapter_kind);
 		if (peft) {
 			rc = e->kind == LVD_EVALM_MINICPMV ? lvd_minicpmv_lora_load(e->mc, adapter, err)
