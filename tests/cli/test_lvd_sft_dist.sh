@@ -37,10 +37,10 @@ ok "--nproc-per-node 2" "$bin" run $base $sp --out "$T_TMP/n2" --batch 1 --nproc
 ok "1 rank x batch 2" "$bin" run $base $sp --out "$T_TMP/b2" --batch 2
 ok "1 rank x batch 1 x accum 2" "$bin" run $base $sp --out "$T_TMP/a2" --batch 1 --grad-accum 2
 # Split invariance (fp32 summation order; the Aligner's conv_last.bias is rounding noise,
-# see test_lvd_sft.sh).
+# LoRA within 3e-6 as Adam scales lora_A's tiny first gradients: see test_lvd_sft.sh).
 for d in n2 a2; do
 	ok "split $d: LoRA" "$fx" --compare "$T_TMP/b2/final/adapter_model.safetensors" \
-		"$T_TMP/$d/final/adapter_model.safetensors" 1e-6
+		"$T_TMP/$d/final/adapter_model.safetensors" 3e-6
 	ok "split $d: Aligner" "$fx" --compare "$T_TMP/b2/final/aligner.safetensors" \
 		"$T_TMP/$d/final/aligner.safetensors" 1e-6 diffag_conv_last.bias
 done
