@@ -5,7 +5,8 @@
 # named file:line, outputs that parse, tokens equal to lvd_mllama_gen run directly on
 # the same prompt (test_eval_run --gen), batch 2 = batch 1, adapter = checkpoint,
 # --limit, resume (skips done ids, redoes a cut-off line), changed options refused,
-# scores.json = `lvd-eval score` of predictions.jsonl, the sampled preset, captions.
+# scores.json = `lvd-eval score` of predictions.jsonl, the sampled preset, captions, and
+# the checkpoint of an lvd-sft --full run as --adapter (= its exported hub folder).
 . tests/cli/lib.inc
 bin=$BUILD/lvd-eval
 fx=$BUILD/tests/test_eval_run
@@ -97,6 +98,25 @@ line=$(sed -n 5p "$T_TMP/pa/predictions.jsonl")
 	"$(printf '%s\n' "$line" | jq -r '.tokens | map(tostring) | join(" ")')" ] && pass || fail "adapter item = direct generation"
 jq -e '.run.provenance.adapter.kind == "lvd-sft checkpoint" and .run.provenance.adapter.step == 6' "$T_TMP/ca/scores.json" \
 	>/dev/null && pass || fail "checkpoint provenance"
+# the checkpoint of a --full run (text and cross layers, two steps on a fixture pack of this
+# model's geometry): the trained tensors over the base equal the run's exported hub folder
+sft=$BUILD/lvd-sft
+if [ -x "$sft" ] && [ -x "$BUILD/tests/test_sft" ]; then
+	geo=$(jq -r '"\(.vision_config.image_size) \(.vision_config.patch_size) \(.vision_config.max_num_tiles) \(.image_token_index)"' \
+		"$M/config.json")
+	ok "sft fixture pack" "$BUILD/tests/test_sft" --pack "$T_TMP/spack" "$M" 2 $geo
+	ok "sft --full text,cross" "$sft" run --model "$M" --pack "$T_TMP/spack" --out "$T_TMP/sf" --threads 1 -q \
+		--max-steps 2 --lr 1e-3 --full --train text,cross
+	ok "run --adapter a --full checkpoint" run --out "$T_TMP/fc" --adapter "$T_TMP/sf/ckpt-000002"
+	ok "run its export as --model" "$bin" run --model "$T_TMP/sf/final" --bench "$T_TMP/bench.jsonl" --threads 1 \
+		--max-new-tokens 10 --out "$T_TMP/fe"
+	[ "$(jq -c .tokens "$T_TMP/fc/predictions.jsonl")" = "$(jq -c .tokens "$T_TMP/fe/predictions.jsonl")" ] && pass ||
+		fail "--full checkpoint = its export"
+	[ "$(jq -c .tokens "$T_TMP/fc/predictions.jsonl")" != "$(jq -c .tokens "$T_TMP/b1/predictions.jsonl")" ] && pass ||
+		fail "the --full checkpoint changes the outputs"
+else
+	skip "--full checkpoint: needs $sft and build/tests/test_sft"
+fi
 
 # resume: 3 done, the rest added; a cut-off last line is redone; same result as one go
 ok "resume: first 3" run --out "$T_TMP/r" --limit 3

@@ -167,17 +167,72 @@ static int stop_ids(struct lvd_evalm *e, const char *dir, struct lvd_error *err)
 }
 
 /* lvd-sft checkpoint: LoRA options from state.json, the "lora" block of state.safetensors */
+/* 1 when DIR holds an lvd-sft checkpoint of a --full run (state.json options.full): its
+ * mllama base is then loaded writable (lvd_mllama_load) for the trained tensors */
+static int ckpt_full(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/state.json", dir);
+	struct lvd_json j = {0};
+	struct lvd_error e = {0};
+	int full = 0;
+	if (lvd_path_is_file(path) && !lvd_json_load(&j, path, &e)) {
+		if (lvd_json_get_bool_or(&j, "options.full", 0, &full, &e))
+			full = 0;
+		lvd_json_release(&j);
+	}
+	return full;
+}
+
+/* 1 when the comma-separated list names g */
+static int in_list(const char *g, const char *list)
+{
+	size_t n = strlen(g);
+	for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+		if (strcspn(p, ",") == n && !strncmp(p, g, n))
+			return 1;
+	return 0;
+}
+
 /* 1 when the hub name's lvd-sft --train group (vision: vpm.*, resampler: resampler.*, llm:
  * the rest) is in the comma-separated list */
 static int mcv_trained(const char *name, const char *groups)
 {
-	const char *g = !strncmp(name, "vpm.", 4) ? "vision" : !strncmp(name, "resampler.", 10) ? "resampler" : "llm";
-	size_t n = strlen(g);
-	for (const char *p = groups; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-		if (strcspn(p, ",") == n && !strncmp(p, g, n))
-			return 1;
+	return in_list(!strncmp(name, "vpm.", 4) ? "vision" : !strncmp(name, "resampler.", 10) ? "resampler" : "llm",
+		       groups);
+}
+
+/* A --full mllama run's checkpoint: each tensor of the options.train groups (vision,
+ * projector, text, cross) under its canonical name (flat) over the base weights. */
+static int load_ckpt_mllama_full(struct lvd_evalm *e, const char *dir, const struct lvd_json *j,
+				 struct lvd_error *err)
+{
+	static const char *const G[4] = {"vision", "projector", "text", "cross"};
+	static const unsigned bit[4] = {LVD_MLLAMA_VISION, LVD_MLLAMA_PROJECTOR, LVD_MLLAMA_TEXT, LVD_MLLAMA_CROSS};
+	const char *groups = NULL;
+	int rc = lvd_json_get_string_or(j, "options.train", "vision,projector,text,cross", &groups, err);
+	if (rc)
+		return rc;
+	unsigned mask = 0;
+	for (int g = 0; g < 4; g++)
+		mask |= in_list(G[g], groups) ? bit[g] : 0u;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/state.safetensors", dir);
+	struct lvd_st *st = NULL;
+	if ((rc = lvd_st_open(&st, path, err)))
+		return rc;
+	const struct lvd_mllama_config *c = lvd_mllama_cfg(e->m);
+	for (size_t i = 0, np = lvd_mllama_nparams(e->m); i < np && !rc; i++) {
+		struct lvd_mllama_param *pa = lvd_mllama_param_at(e->m, i);
+		if (lvd_mllama_param_group(c, pa->name) & mask) {
+			int64_t shape[1] = {(int64_t)pa->numel};
+			rc = lvd_st_load_f32(st, pa->name, 1, shape, pa->data, pa->numel, err);
+		}
 	}
-	return 0;
+	lvd_st_close(st);
+	if (rc)
+		lvd_error_prefix(err, "%s (was the checkpoint trained on this --model?): ", dir);
+	return rc;
 }
 
 /* A MiniCPM-V run's checkpoint (tools/lvd-sft/model_mcv.c): the "lora" block unless
@@ -244,9 +299,12 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 	    strcmp(mt, lvd_evalm_kind_name(e->kind)))
 		rc = lvd_error_set(err, LVD_ERR_INVALID, "%s: a checkpoint of a %s run, --model is %s", path, mt,
 				   lvd_evalm_kind_name(e->kind));
-	if (!rc && e->kind == LVD_EVALM_MINICPMV) {
+	int full = 0;
+	if (!rc)
+		rc = lvd_json_get_bool_or(&j, "options.full", 0, &full, err);
+	if (!rc && (e->kind == LVD_EVALM_MINICPMV || full)) {
 		if (!(rc = lvd_json_get_int_or(&j, "step", 0, &step, err)))
-			rc = load_ckpt_mcv(e, dir, &j, err);
+			rc = e->kind == LVD_EVALM_MINICPMV ? load_ckpt_mcv(e, dir, &j, err) : load_ckpt_mllama_full(e, dir, &j, err);
 	} else if (!rc && !(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
 	    !(rc = lvd_json_get_double(&j, "options.lora_alpha", &alpha, err)) &&
 	    !(rc = lvd_json_get_string_or(&j, "options.lora_targets", "q_proj,v_proj", &targets, err)) &&
@@ -259,7 +317,7 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 	if (rc)
 		return rc;
 	json_object_set_new(prov, "step", json_integer((json_int_t)step));
-	if (e->kind == LVD_EVALM_MINICPMV)
+	if (e->kind == LVD_EVALM_MINICPMV || full)
 		return 0;
 	snprintf(path, sizeof path, "%s/state.safetensors", dir);
 	struct lvd_st *st = NULL;
@@ -317,10 +375,10 @@ const char *lvd_evalm_kind_name(enum lvd_evalm_kind kind)
 }
 
 /* mllama: weights, threads, image processor, stop ids, tokenizer, their agreement */
-static int open_mllama(struct lvd_evalm *e, const char *model, int threads, struct lvd_error *err)
+static int open_mllama(struct lvd_evalm *e, const char *model, int mut, int threads, struct lvd_error *err)
 {
-	int rc;
-	if ((rc = lvd_mllama_load_frozen(&e->m, model, err)) || (rc = lvd_mllama_set_threads(e->m, threads, err)) ||
+	int rc = mut ? lvd_mllama_load(&e->m, model, err) : lvd_mllama_load_frozen(&e->m, model, err);
+	if (rc || (rc = lvd_mllama_set_threads(e->m, threads, err)) ||
 	    (rc = lvd_loader_image_cfg(&e->img, model, err)) || (rc = stop_ids(e, model, err)) ||
 	    (rc = lvd_llama_tok_load(&e->tok, model, LVD_LLAMA_SCHEME_MLLAMA, err)))
 		return rc;
@@ -394,7 +452,8 @@ int lvd_evalm_open(struct lvd_evalm *e, const char *model, const char *adapter, 
 	json_t *mp = NULL, *ap = NULL;
 	if ((rc = lvd_evalm_kind_of(model, &e->kind, err)))
 		goto fail;
-	rc = e->kind == LVD_EVALM_MINICPMV ? open_minicpmv(e, model, threads, err) : open_mllama(e, model, threads, err);
+	rc = e->kind == LVD_EVALM_MINICPMV ? open_minicpmv(e, model, threads, err)
+					    : open_mllama(e, model, adapter && ckpt_full(adapter), threads, err);
 	if (rc)
 		goto fail;
 	json_t *w = weights_prov(model, err);
