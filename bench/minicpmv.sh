@@ -18,6 +18,9 @@
 # probability gradient; the third JSON line, and "extra" = its median minus the plain one.
 # Prints the JSON lines and the ratio ours/pytorch (goal <= 0.8) of the wall-clock medians
 # and of cpu_s (each side's process CPU time per step, steadier on a shared machine).
+# BENCH_ROUNDS (default 1) runs ours and the peer alternately that many times (a burst of
+# load on a shared machine then hits both sides) and takes each side's median over all
+# its steps; the summary line adds the per-round ratios.
 set -eu
 BUILD=${BUILD:-build}
 PY=${PY:-}
@@ -25,6 +28,7 @@ THREADS=${BENCH_THREADS:-${THREADS:-1}}
 ITERS=${BENCH_ITERS:-3}
 MODE=${BENCH_MODE:-full}
 CAPTURE=${BENCH_CAPTURE:-8}
+ROUNDS=${BENCH_ROUNDS:-1}
 if [ -z "$PY" ]; then
 	echo "minicpmv: SKIP (no .venv-ref: the model folder and the peer need transformers)"
 	exit 0
@@ -32,8 +36,28 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$PY" bench/minicpmv_peer.py make "$dir/model" 2>/dev/null
-ours=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_minicpmv" "$dir/model" "$THREADS" "$ITERS" "$MODE")
-peer=$(OMP_NUM_THREADS=$THREADS "$PY" bench/minicpmv_peer.py run "$dir/model" "$THREADS" "$ITERS" "$MODE" 2>/dev/null | tail -n 1)
+: >"$dir/ours.jsonl"
+: >"$dir/peer.jsonl"
+r=0
+while [ "$r" -lt "$ROUNDS" ]; do
+	OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_minicpmv" "$dir/model" "$THREADS" "$ITERS" "$MODE" >>"$dir/ours.jsonl"
+	OMP_NUM_THREADS=$THREADS "$PY" bench/minicpmv_peer.py run "$dir/model" "$THREADS" "$ITERS" "$MODE" 2>/dev/null |
+		tail -n 1 >>"$dir/peer.jsonl"
+	r=$((r + 1))
+done
+# one line per side: the rounds' steps pooled (median_s, cpu_s over all of them)
+pool='
+import json, statistics, sys
+rs = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+a = dict(rs[-1])
+a["times_s"] = [t for r in rs for t in r["times_s"]]
+a["median_s"] = statistics.median(a["times_s"])
+a["cpu_s"] = statistics.median(r["cpu_s"] for r in rs)
+a["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
+a["rounds"] = [r["median_s"] for r in rs]
+print(json.dumps(a))'
+ours=$("$PY" -c "$pool" "$dir/ours.jsonl")
+peer=$("$PY" -c "$pool" "$dir/peer.jsonl")
 cap='{}'
 if [ "$MODE" != fwd ] && [ "$CAPTURE" -gt 0 ]; then
 	cap=$(OPENBLAS_NUM_THREADS=$THREADS "$BUILD/bench/bench_minicpmv" "$dir/model" "$THREADS" "$ITERS" "$MODE" "$CAPTURE")
@@ -50,6 +74,9 @@ a, b, c = (json.loads(x) for x in sys.argv[1:4])
 print("minicpmv %s: ours %.3fs (cpu %.3fs, %.0f MB)  pytorch %.3fs (cpu %.3fs, %.0f MB)  ratio %.2f (cpu %.2f)  loss %.6f vs %.6f"
       % (a["mode"], a["median_s"], a["cpu_s"], a["peak_rss_mb"], b["median_s"], b["cpu_s"], b["peak_rss_mb"],
          a["median_s"] / b["median_s"], a["cpu_s"] / b["cpu_s"], a["loss"], b["loss"]))
+if len(a["rounds"]) > 1:
+    print("minicpmv %s: %d rounds, per-round ratios %s" % (a["mode"], len(a["rounds"]),
+          " ".join("%.2f" % (x / y) for x, y in zip(a["rounds"], b["rounds"]))))
 if c:
     print("minicpmv %s + rollout maps (%d rows x every layer): %.3fs (cpu %.3fs), maps %.3fs; extra %+.3fs (cpu %+.3fs)"
           % (c["mode"], c["capture_rows"], c["median_s"], c["cpu_s"], c["map_s"], c["median_s"] - a["median_s"],
