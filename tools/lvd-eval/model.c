@@ -166,7 +166,6 @@ static int stop_ids(struct lvd_evalm *e, const char *dir, struct lvd_error *err)
 	return 0;
 }
 
-/* lvd-sft checkpoint: LoRA options from state.json, the "lora" block of state.safetensors */
 /* 1 when DIR holds an lvd-sft checkpoint of a --full run (state.json options.full): its
  * mllama base is then loaded writable (lvd_mllama_load) for the trained tensors */
 static int ckpt_full(const char *dir)
@@ -283,6 +282,9 @@ static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_
 	return rc;
 }
 
+/* lvd-sft checkpoint: the run's model type checked; MiniCPM-V (load_ckpt_mcv) and --full
+ * mllama runs (load_ckpt_mllama_full) by their trained tensors, LoRA mllama runs by the
+ * LoRA options of state.json and the "lora" block of state.safetensors */
 static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct lvd_error *err)
 {
 	char path[4200];
@@ -304,7 +306,8 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 		rc = lvd_json_get_bool_or(&j, "options.full", 0, &full, err);
 	if (!rc && (e->kind == LVD_EVALM_MINICPMV || full)) {
 		if (!(rc = lvd_json_get_int_or(&j, "step", 0, &step, err)))
-			rc = e->kind == LVD_EVALM_MINICPMV ? load_ckpt_mcv(e, dir, &j, err) : load_ckpt_mllama_full(e, dir, &j, err);
+			rc = e->kind == LVD_EVALM_MINICPMV ? load_ckpt_mcv(e, dir, &j, err)
+							   : load_ckpt_mllama_full(e, dir, &j, err);
 	} else if (!rc && !(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
 	    !(rc = lvd_json_get_double(&j, "options.lora_alpha", &alpha, err)) &&
 	    !(rc = lvd_json_get_string_or(&j, "options.lora_targets", "q_proj,v_proj", &targets, err)) &&
