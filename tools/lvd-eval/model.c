@@ -183,22 +183,19 @@ static int ckpt_full(const char *dir)
 	return full;
 }
 
-/* 1 when the comma-separated list names g */
-static int in_list(const char *g, const char *list)
+/* The group bits (bits[k] for names[k]) of a checkpoint's options.train list, as lvd-sft
+ * wrote it (comma-separated group names) */
+static unsigned groups_mask(const char *list, const char *const *names, const unsigned *bits, int n)
 {
-	size_t n = strlen(g);
-	for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
-		if (strcspn(p, ",") == n && !strncmp(p, g, n))
-			return 1;
-	return 0;
-}
-
-/* 1 when the hub name's lvd-sft --train group (vision: vpm.*, resampler: resampler.*, llm:
- * the rest) is in the comma-separated list */
-static int mcv_trained(const char *name, const char *groups)
-{
-	return in_list(!strncmp(name, "vpm.", 4) ? "vision" : !strncmp(name, "resampler.", 10) ? "resampler" : "llm",
-		       groups);
+	unsigned mask = 0;
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		for (int k = 0; k < n; k++)
+			if (strlen(names[k]) == len && !strncmp(p, names[k], len))
+				mask |= bits[k];
+		p += len + (p[len] == ',');
+	}
+	return mask;
 }
 
 /* A --full mllama run's checkpoint: each tensor of the options.train groups (vision,
@@ -212,9 +209,7 @@ static int load_ckpt_mllama_full(struct lvd_evalm *e, const char *dir, const str
 	int rc = lvd_json_get_string_or(j, "options.train", "vision,projector,text,cross", &groups, err);
 	if (rc)
 		return rc;
-	unsigned mask = 0;
-	for (int g = 0; g < 4; g++)
-		mask |= in_list(G[g], groups) ? bit[g] : 0u;
+	const unsigned mask = groups_mask(groups, G, bit, 4);
 	char path[4200];
 	snprintf(path, sizeof path, "%s/state.safetensors", dir);
 	struct lvd_st *st = NULL;
@@ -237,15 +232,18 @@ static int load_ckpt_mllama_full(struct lvd_evalm *e, const char *dir, const str
 /* A MiniCPM-V run's checkpoint (tools/lvd-sft/model_mcv.c): the "lora" block unless
  * options.full, and each tensor of the options.train groups under its hub name (flat)
  * over the base weights. */
-static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_json *j, struct lvd_error *err)
+static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_json *j, int full,
+			 struct lvd_error *err)
 {
-	int r = 0, full = 0;
+	static const char *const G[3] = {"vision", "resampler", "llm"};
+	static const unsigned bit[3] = {LVD_MINICPMV_VISION, LVD_MINICPMV_RESAMPLER, LVD_MINICPMV_LLM};
+	int r = 0;
 	double alpha = 0;
 	const char *targets = NULL, *groups = NULL;
-	int rc;
-	if ((rc = lvd_json_get_bool_or(j, "options.full", 0, &full, err)) ||
-	    (rc = lvd_json_get_string_or(j, "options.train", "", &groups, err)))
+	int rc = lvd_json_get_string_or(j, "options.train", "", &groups, err);
+	if (rc)
 		return rc;
+	const unsigned mask = groups_mask(groups, G, bit, 3);
 	if (!full && ((rc = lvd_json_get_i32(j, "options.lora_r", 1, 65536, &r, err)) ||
 		      (rc = lvd_json_get_double(j, "options.lora_alpha", &alpha, err)) ||
 		      (rc = lvd_json_get_string_or(j, "options.lora_targets", "q_proj,k_proj,v_proj,o_proj", &targets,
@@ -256,7 +254,7 @@ static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_
 		if ((rc = lvd_minicpmv_add_lora(e->mc, &lc, err)))
 			return rc;
 	}
-	if (*groups && (rc = lvd_minicpmv_make_mutable(e->mc, err)))
+	if (mask && (rc = lvd_minicpmv_make_mutable(e->mc, err)))
 		return rc;
 	char path[4200];
 	snprintf(path, sizeof path, "%s/state.safetensors", dir);
@@ -270,9 +268,9 @@ static int load_ckpt_mcv(struct lvd_evalm *e, const char *dir, const struct lvd_
 		rc = lvd_st_load_f32(st, "lora", 1, shape, p, n, err);
 	}
 	const struct lvd_minicpmv_param *p = NULL;
-	const size_t np = *groups ? lvd_minicpmv_params(e->mc, &p) : 0;
+	const size_t np = mask ? lvd_minicpmv_params(e->mc, &p) : 0;
 	for (size_t i = 0; i < np && !rc; i++)
-		if (mcv_trained(p[i].name, groups)) {
+		if (lvd_minicpmv_param_group(p[i].name) & mask) {
 			int64_t shape[1] = {(int64_t)p[i].n};
 			rc = lvd_st_load_f32(st, p[i].name, 1, shape, p[i].data, p[i].n, err);
 		}
@@ -306,7 +304,7 @@ static int load_ckpt(struct lvd_evalm *e, const char *dir, json_t *prov, struct 
 		rc = lvd_json_get_bool_or(&j, "options.full", 0, &full, err);
 	if (!rc && (e->kind == LVD_EVALM_MINICPMV || full)) {
 		if (!(rc = lvd_json_get_int_or(&j, "step", 0, &step, err)))
-			rc = e->kind == LVD_EVALM_MINICPMV ? load_ckpt_mcv(e, dir, &j, err)
+			rc = e->kind == LVD_EVALM_MINICPMV ? load_ckpt_mcv(e, dir, &j, full, err)
 							   : load_ckpt_mllama_full(e, dir, &j, err);
 	} else if (!rc && !(rc = lvd_json_get_i32(&j, "options.lora_r", 1, 65536, &r, err)) &&
 	    !(rc = lvd_json_get_double(&j, "options.lora_alpha", &alpha, err)) &&

@@ -16,13 +16,6 @@
 #include "lavender/lstep_mcv.h"
 #include "train/loader.h"
 
-/* the --train group of a hub name */
-static unsigned group_of(const char *name)
-{
-	return !strncmp(name, "vpm.", 4) ? SFT_MCV_VISION : !strncmp(name, "resampler.", 10) ? SFT_MCV_RESAMPLER :
-											       SFT_MCV_LLM;
-}
-
 /* LoRA (+ the resampler with --train resampler) or --full of the train_mask groups; the
  * trained weights made writable. grads: the gradient blocks (grad_flat: the LoRA block or
  * the LLM's; grad_flat2: the vision tower + resampler's when they train). */
@@ -81,7 +74,7 @@ static int mcv_blocks(struct trainer *t, struct lvd_error *err)
 	if (!o->full)
 		t->blocks[nb++] = (struct lvd_param_block){"lora", t->lora, t->dlora, t->n_lora, o->wd, NULL, 0};
 	for (size_t i = 0; i < np; i++) {
-		const unsigned g = group_of(p[i].name);
+		const unsigned g = lvd_minicpmv_param_group(p[i].name);
 		if (!(g & o->train_mask))
 			continue;
 		float *grad = NULL;
@@ -106,7 +99,7 @@ static int mcv_load_trained(struct trainer *t, struct lvd_st *sf, struct lvd_err
 	const struct lvd_minicpmv_param *p = NULL;
 	const size_t np = lvd_minicpmv_params(t->mc, &p);
 	for (size_t i = 0; i < np && !rc; i++)
-		if (group_of(p[i].name) & t->o->train_mask)
+		if (lvd_minicpmv_param_group(p[i].name) & t->o->train_mask)
 			rc = load_block(sf, p[i].name, p[i].data, p[i].n, err);
 	return rc;
 }

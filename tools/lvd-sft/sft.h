@@ -162,7 +162,7 @@ struct sft_model {
 };
 extern const struct sft_model sft_mllama, sft_minicpmv;
 /* MiniCPM-V's --train groups: vpm.*, resampler.*, llm.* */
-enum { SFT_MCV_VISION = 1, SFT_MCV_RESAMPLER = 2, SFT_MCV_LLM = 4 };
+enum { SFT_MCV_VISION = LVD_MINICPMV_VISION, SFT_MCV_RESAMPLER = LVD_MINICPMV_RESAMPLER, SFT_MCV_LLM = LVD_MINICPMV_LLM };
 /* The interface of a LVD_LOADER_* kind. */
 const struct sft_model *sft_model_of(int kind);
 

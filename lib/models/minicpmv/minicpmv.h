@@ -220,6 +220,10 @@ int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err);
 /* The list (count returned; *out valid until lvd_minicpmv_free); 0 and NULL before
  * lvd_minicpmv_make_mutable. */
 size_t lvd_minicpmv_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_param **out);
+/* The training group of a tensor by its hub name (lvd-sft's --train, lvd-eval's reading of
+ * its checkpoints): vpm.* the vision tower, resampler.* the resampler, the rest the LLM. */
+enum { LVD_MINICPMV_VISION = 1, LVD_MINICPMV_RESAMPLER = 2, LVD_MINICPMV_LLM = 4 };
+unsigned lvd_minicpmv_param_group(const char *name);
 
 /* Loads a PEFT LoRA adapter folder onto a model without adapters (the counterpart of
  * lvd_minicpmv_lora_save; also what PEFT itself writes for OpenBMB's finetune.py):

@@ -327,6 +327,12 @@ int lvd_minicpmv_make_mutable(struct lvd_minicpmv *m, struct lvd_error *err)
 	return 0;
 }
 
+unsigned lvd_minicpmv_param_group(const char *name)
+{
+	return !strncmp(name, "vpm.", 4) ? LVD_MINICPMV_VISION
+	       : !strncmp(name, "resampler.", 10) ? LVD_MINICPMV_RESAMPLER : LVD_MINICPMV_LLM;
+}
+
 size_t lvd_minicpmv_params(const struct lvd_minicpmv *m, const struct lvd_minicpmv_param **out)
 {
 	*out = m->params;
